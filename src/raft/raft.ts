@@ -1,0 +1,1084 @@
+import { assert, assertNever } from '../util/assert.ts';
+import { type LogIndex, logIndex, type NodeId, type Term, term as toTerm } from '../util/ids.ts';
+import type { Prng } from '../util/prng.ts';
+import { RaftLog } from './log.ts';
+import { DEFAULT_RAFT_OPTIONS, type RaftOptions, validateRaftOptions } from './options.ts';
+import { Progress } from './progress.ts';
+import { majority, quorumMatchIndex, tallyVotes } from './quorum.ts';
+import type { Ready } from './ready.ts';
+import { normalizeConfig, type Storage } from './storage.ts';
+import type {
+  ClusterConfig,
+  ConfigChange,
+  Entry,
+  HardState,
+  Message,
+  MessageOf,
+  ReadState,
+  Role,
+  Snapshot,
+  SnapshotMetadata,
+  SoftState,
+} from './types.ts';
+
+export type ProposeRejection =
+  | 'notLeader'
+  | 'transferringLeadership'
+  | 'tooManyUncommitted'
+  | 'configChangePending'
+  | 'alreadyMember'
+  | 'notALearner'
+  | 'notAMember'
+  | 'learnerBehind'
+  | 'lastVoter';
+
+export type ProposeResult =
+  | { readonly ok: true; readonly index: LogIndex; readonly term: Term }
+  | { readonly ok: false; readonly reason: ProposeRejection; readonly leaderId: NodeId | null };
+
+export type TransferResult =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly reason: 'notLeader' | 'notAVoter' | 'alreadyLeader' };
+
+/** A message before the core stamps its own id as the sender. */
+type OutgoingMessage = Message extends infer M ? (M extends Message ? Omit<M, 'from'> : never) : never;
+
+type CampaignKind = 'preElection' | 'election' | 'transfer';
+
+interface PendingRead {
+  readonly sequence: number;
+  readonly context: string;
+  readonly index: LogIndex;
+  /** The follower that forwarded the read, or null for a read on this node. */
+  readonly requester: NodeId | null;
+}
+
+interface IncomingSnapshot {
+  readonly metadata: SnapshotMetadata;
+  readonly chunks: Uint8Array[];
+  receivedBytes: number;
+}
+
+export interface RaftConfig {
+  readonly id: NodeId;
+  readonly storage: Storage;
+  /** Only election timeouts are random; they come from this seeded generator. */
+  readonly prng: Prng;
+  readonly options?: Partial<RaftOptions>;
+}
+
+/**
+ * The pure Raft core, shaped after etcd-io/raft. It never reads a clock, draws
+ * randomness only from the injected PRNG, and does no I/O: the host feeds it ticks and
+ * messages and carries out each `Ready` (see ready.ts for the ordering rules).
+ *
+ * Safety properties this code maintains (Raft paper, Figure 3):
+ * - Election Safety: at most one leader per term. A node votes at most once per term
+ *   and persists the vote before the answer leaves (Ready ordering).
+ * - Leader Append-Only: a leader never overwrites or deletes entries in its own log.
+ * - Log Matching: AppendEntries carries prevLogIndex/prevLogTerm, and a follower
+ *   truncates a conflicting suffix before appending.
+ * - Leader Completeness: a vote goes only to a candidate whose log is at least as up to
+ *   date, and a leader commits by counting replicas only for entries of its own term.
+ * - State Machine Safety: follows from the above; the host applies committed entries
+ *   in index order.
+ *
+ * Roles are switched by swapping the `stepRole` and `tickRole` functions.
+ */
+export class Raft {
+  readonly id: NodeId;
+  readonly log: RaftLog;
+  private readonly options: RaftOptions;
+  private readonly prng: Prng;
+
+  private currentTerm: Term;
+  private vote: NodeId | null;
+  private currentRole: Role = 'follower';
+  private leader: NodeId | null = null;
+  private clusterConfig: ClusterConfig;
+
+  private readonly progress = new Map<NodeId, Progress>();
+  private readonly votes = new Map<NodeId, boolean>();
+  private electionElapsedTicks = 0;
+  private heartbeatElapsedTicks = 0;
+  private randomizedElectionTimeoutTicks = 0;
+  private leadTransferee: NodeId | null = null;
+  /** The leader proposes no new config change until the entry at this index is applied. */
+  private pendingConfigIndex: LogIndex = logIndex(0);
+
+  private readSequence = 0;
+  private readonly pendingReads: PendingRead[] = [];
+  /** Reads taken before this leader committed an entry of its term; it cannot vouch for commitIndex yet. */
+  private readonly readsAwaitingTermCommit: { context: string; requester: NodeId | null }[] = [];
+  private readonly readAcks = new Map<NodeId, number>();
+  private incomingSnapshot: IncomingSnapshot | null = null;
+
+  private messages: Message[] = [];
+  private readStates: ReadState[] = [];
+  private previousSoftState: SoftState;
+  private previousHardState: HardState;
+  private readyInProgress = false;
+
+  private stepRole: (message: Message) => void = (message) => this.stepFollower(message);
+  private tickRole: () => void = () => this.tickElection();
+
+  constructor(config: RaftConfig) {
+    this.id = config.id;
+    this.options = { ...DEFAULT_RAFT_OPTIONS, ...config.options };
+    validateRaftOptions(this.options);
+    this.prng = config.prng;
+    const { hardState, config: clusterConfig } = config.storage.initialState();
+    const snapshotIndex = config.storage.snapshot().metadata.index;
+    const commitIndex = logIndex(Math.max(hardState.commitIndex, snapshotIndex));
+    // The host rebuilds its state machine from the snapshot and replays the log after it.
+    this.log = new RaftLog(config.storage, commitIndex, snapshotIndex);
+    this.currentTerm = hardState.term;
+    this.vote = hardState.votedFor;
+    this.clusterConfig = normalizeConfig(clusterConfig);
+    this.previousHardState = { ...hardState, commitIndex };
+    this.previousSoftState = { role: 'follower', leaderId: null };
+    this.becomeFollower(this.currentTerm, null);
+  }
+
+  // ---------------------------------------------------------------- inspection
+
+  get term(): Term {
+    return this.currentTerm;
+  }
+  get votedFor(): NodeId | null {
+    return this.vote;
+  }
+  get role(): Role {
+    return this.currentRole;
+  }
+  get leaderId(): NodeId | null {
+    return this.leader;
+  }
+  get config(): ClusterConfig {
+    return this.clusterConfig;
+  }
+  get transferee(): NodeId | null {
+    return this.leadTransferee;
+  }
+  progressOf(id: NodeId): Progress | undefined {
+    return this.progress.get(id);
+  }
+
+  // ---------------------------------------------------------------- host API
+
+  /** Advances logical time by one tick. */
+  tick(): void {
+    this.tickRole();
+  }
+
+  /** Feeds one message from a peer. Term handling happens here, once, for every role. */
+  step(message: Message): void {
+    assert(message.to === this.id, `message for ${message.to} delivered to ${this.id}`);
+    if (message.from === this.id) return;
+    if (message.term > this.currentTerm) {
+      if (!this.stepHigherTerm(message)) return;
+    } else if (message.term < this.currentTerm) {
+      this.stepLowerTerm(message);
+      return;
+    }
+    if (message.type === 'RequestVote') {
+      this.handleRequestVote(message);
+      return;
+    }
+    this.stepRole(message);
+  }
+
+  /** Proposes application data. Only a leader accepts; the result says why otherwise. */
+  propose(data: Uint8Array): ProposeResult {
+    const refusal = this.proposalRefusal();
+    if (refusal !== null) return this.refuse(refusal);
+    return this.appendAsLeader({ kind: 'normal', term: this.currentTerm, index: this.nextIndex(), data });
+  }
+
+  /** Proposes a one-server membership change (§6). One change is in flight at a time. */
+  proposeConfigChange(change: ConfigChange): ProposeResult {
+    const refusal = this.proposalRefusal() ?? this.configChangeRefusal(change);
+    if (refusal !== null) return this.refuse(refusal);
+    const result = this.appendAsLeader({
+      kind: 'config',
+      term: this.currentTerm,
+      index: this.nextIndex(),
+      change,
+    });
+    if (result.ok) this.pendingConfigIndex = result.index;
+    return result;
+  }
+
+  /**
+   * Asks for a linearizable read (§6.4). When it is safe, a ReadState with this
+   * context appears in a Ready: serve the read once the state machine has applied its
+   * index. Returns false when the read cannot even be started (no known leader, or too
+   * many pending reads); the host may retry.
+   */
+  readIndex(context: string): boolean {
+    if (this.currentRole === 'leader') return this.leaderReadIndex(context, null);
+    if (this.leader === null || this.currentRole !== 'follower') return false;
+    this.send({ type: 'ReadIndexRequest', to: this.leader, term: this.currentTerm, context });
+    return true;
+  }
+
+  /** Hands leadership to `target` (§3.10): catch it up, then tell it to campaign at once. */
+  transferLeadership(target: NodeId): TransferResult {
+    if (this.currentRole !== 'leader') return { ok: false, reason: 'notLeader' };
+    if (target === this.id) return { ok: false, reason: 'alreadyLeader' };
+    if (!this.clusterConfig.voters.includes(target)) return { ok: false, reason: 'notAVoter' };
+    if (this.leadTransferee === target) return { ok: true };
+    this.leadTransferee = target;
+    // The transfer must finish within one election timeout, counted from now.
+    this.electionElapsedTicks = 0;
+    const targetProgress = this.progress.get(target);
+    assert(targetProgress !== undefined, `voter ${target} has no progress`);
+    if (targetProgress.matchIndex === this.log.lastIndex()) this.sendTimeoutNow(target);
+    else this.sendAppend(target);
+    return { ok: true };
+  }
+
+  /** Campaigns at once, skipping the election timeout. Used by tests and a bootstrapping host. */
+  campaign(): void {
+    if (this.currentRole !== 'leader') this.startCampaign(this.options.preVote ? 'preElection' : 'election');
+  }
+
+  hasReady(): boolean {
+    return (
+      this.messages.length > 0 ||
+      this.readStates.length > 0 ||
+      this.log.pendingEntries().length > 0 ||
+      this.log.pendingSnapshot() !== null ||
+      this.log.nextCommittedEntries(1).length > 0 ||
+      !sameHardState(this.hardState(), this.previousHardState) ||
+      !sameSoftState(this.softState(), this.previousSoftState)
+    );
+  }
+
+  /** Everything the host must do now. Call `advance(ready)` when done, before the next `ready()`. */
+  ready(): Ready {
+    assert(!this.readyInProgress, 'ready() called again before advance()');
+    this.readyInProgress = true;
+    const hardState = this.hardState();
+    const softState = this.softState();
+    const hardStateChanged = !sameHardState(hardState, this.previousHardState);
+    const entries = [...this.log.pendingEntries()];
+    const snapshot = this.log.pendingSnapshot();
+    const ready: Ready = {
+      softState: sameSoftState(softState, this.previousSoftState) ? null : softState,
+      hardState: hardStateChanged ? hardState : null,
+      snapshot,
+      entries,
+      committedEntries: this.log.nextCommittedEntries(this.options.committedEntriesBytesMax),
+      messages: this.messages,
+      readStates: this.readStates,
+      mustSync:
+        entries.length > 0 ||
+        snapshot !== null ||
+        hardState.term !== this.previousHardState.term ||
+        hardState.votedFor !== this.previousHardState.votedFor,
+    };
+    this.messages = [];
+    this.readStates = [];
+    return ready;
+  }
+
+  /** The host has persisted, sent and applied `ready`. */
+  advance(ready: Ready): void {
+    assert(this.readyInProgress, 'advance() without a ready()');
+    this.readyInProgress = false;
+    if (ready.hardState !== null) this.previousHardState = ready.hardState;
+    if (ready.softState !== null) this.previousSoftState = ready.softState;
+    if (ready.snapshot !== null) {
+      const index = ready.snapshot.metadata.index;
+      this.log.stableSnapshotTo(index);
+      if (index > this.log.appliedIndex) this.log.appliedTo(index);
+    }
+    const lastEntry = ready.entries.at(-1);
+    if (lastEntry !== undefined) this.log.stableTo(lastEntry.index, lastEntry.term);
+    for (const entry of ready.committedEntries) {
+      if (entry.index <= this.log.appliedIndex) continue;
+      this.log.appliedTo(entry.index);
+      if (entry.kind === 'config') this.applyConfigChange(entry.change);
+    }
+  }
+
+  // ---------------------------------------------------------------- term handling
+
+  /** Returns false when the message must be dropped. */
+  private stepHigherTerm(message: Message): boolean {
+    if (message.type === 'RequestVote') {
+      // CheckQuorum's "leader stickiness": while we hear from a live leader, a vote
+      // request is most likely from a node that was cut off. A transfer overrides it.
+      const inLease =
+        this.options.checkQuorum &&
+        this.leader !== null &&
+        this.electionElapsedTicks < this.options.electionTimeoutTicks;
+      if (inLease && !message.leadershipTransfer) return false;
+      // A pre-vote asks about a future term; answering it must not change ours.
+      if (message.preVote) return true;
+    }
+    if (message.type === 'RequestVoteResponse' && message.preVote && message.granted) {
+      // A granted pre-vote echoes the term we would campaign in; we raise it only on winning.
+      return true;
+    }
+    const fromLeader =
+      message.type === 'AppendEntries' ||
+      message.type === 'Heartbeat' ||
+      message.type === 'InstallSnapshot';
+    this.becomeFollower(message.term, fromLeader ? message.from : null);
+    return true;
+  }
+
+  private stepLowerTerm(message: Message): void {
+    if (
+      (this.options.checkQuorum || this.options.preVote) &&
+      (message.type === 'AppendEntries' || message.type === 'Heartbeat')
+    ) {
+      // A deposed leader that never saw our term would keep sending forever; tell it.
+      this.send({
+        type: 'AppendEntriesResponse',
+        to: message.from,
+        term: this.currentTerm,
+        success: false,
+        matchIndex: logIndex(0),
+        rejectedIndex: logIndex(0),
+        hintIndex: logIndex(0),
+        hintTerm: null,
+      });
+    } else if (message.type === 'RequestVote' && message.preVote) {
+      this.send({
+        type: 'RequestVoteResponse',
+        to: message.from,
+        term: this.currentTerm,
+        preVote: true,
+        granted: false,
+      });
+    }
+  }
+
+  // ---------------------------------------------------------------- elections (§5.2)
+
+  private handleRequestVote(message: MessageOf<'RequestVote'>): void {
+    const granted =
+      this.canGrantVote(message) && this.log.isUpToDate(message.lastLogIndex, message.lastLogTerm);
+    if (granted && !message.preVote) {
+      this.electionElapsedTicks = 0;
+      this.vote = message.from;
+    }
+    this.send({
+      type: 'RequestVoteResponse',
+      to: message.from,
+      // A granted pre-vote answers in the candidate's future term, so it can count it.
+      term: granted && message.preVote ? message.term : this.currentTerm,
+      preVote: message.preVote,
+      granted,
+    });
+  }
+
+  /** First come, first served: one vote per term, and none while we follow a leader of this term. */
+  protected canGrantVote(message: MessageOf<'RequestVote'>): boolean {
+    return (
+      this.vote === message.from ||
+      (this.vote === null && this.leader === null) ||
+      (message.preVote && message.term > this.currentTerm)
+    );
+  }
+
+  private startCampaign(kind: CampaignKind): void {
+    if (!this.isPromotable()) return;
+    if (kind === 'preElection') this.becomePreCandidate();
+    else this.becomeCandidate();
+    const preVote = kind === 'preElection';
+    const voteTerm = toTerm(preVote ? this.currentTerm + 1 : this.currentTerm);
+    this.votes.set(this.id, true);
+    if (this.pollVotes() !== 'pending') return;
+    for (const voter of this.clusterConfig.voters) {
+      if (voter === this.id) continue;
+      this.send({
+        type: 'RequestVote',
+        to: voter,
+        term: voteTerm,
+        preVote,
+        lastLogIndex: this.log.lastIndex(),
+        lastLogTerm: this.log.lastTerm(),
+        leadershipTransfer: kind === 'transfer',
+      });
+    }
+  }
+
+  /** Counts votes; acts on a decided election and returns the result. */
+  private pollVotes(): 'won' | 'lost' | 'pending' {
+    const result = tallyVotes(this.clusterConfig.voters, this.votes);
+    if (result === 'won') {
+      if (this.currentRole === 'preCandidate') this.startCampaign('election');
+      else this.becomeLeader();
+    } else if (result === 'lost') {
+      this.becomeFollower(this.currentTerm, null);
+    }
+    return result;
+  }
+
+  private isPromotable(): boolean {
+    return this.clusterConfig.voters.includes(this.id) && this.log.pendingSnapshot() === null;
+  }
+
+  // ---------------------------------------------------------------- role changes
+
+  private resetTerm(term: Term): void {
+    if (term !== this.currentTerm) {
+      assert(term > this.currentTerm, `term goes back from ${this.currentTerm} to ${term}`);
+      this.currentTerm = term;
+      this.vote = null;
+    }
+    this.leader = null;
+    this.electionElapsedTicks = 0;
+    this.heartbeatElapsedTicks = 0;
+    this.randomizedElectionTimeoutTicks =
+      this.options.electionTimeoutTicks + this.prng.intBetween(0, this.options.electionTimeoutTicks - 1);
+    this.leadTransferee = null;
+    this.votes.clear();
+    this.progress.clear();
+    this.pendingReads.length = 0;
+    this.readsAwaitingTermCommit.length = 0;
+    this.readAcks.clear();
+  }
+
+  private becomeFollower(term: Term, leaderId: NodeId | null): void {
+    this.resetTerm(term);
+    this.leader = leaderId;
+    this.currentRole = 'follower';
+    this.stepRole = (message) => this.stepFollower(message);
+    this.tickRole = () => this.tickElection();
+  }
+
+  private becomePreCandidate(): void {
+    assert(this.currentRole !== 'leader', 'a leader does not pre-campaign');
+    // A pre-candidate keeps its term and vote: nothing durable changes until it may win.
+    this.votes.clear();
+    this.leader = null;
+    this.currentRole = 'preCandidate';
+    this.stepRole = (message) => this.stepCandidate(message);
+    this.tickRole = () => this.tickElection();
+  }
+
+  private becomeCandidate(): void {
+    assert(this.currentRole !== 'leader', 'a leader does not campaign');
+    this.resetTerm(toTerm(this.currentTerm + 1));
+    this.vote = this.id;
+    this.currentRole = 'candidate';
+    this.stepRole = (message) => this.stepCandidate(message);
+    this.tickRole = () => this.tickElection();
+  }
+
+  private becomeLeader(): void {
+    assert(this.currentRole === 'candidate', `only a candidate becomes leader, not a ${this.currentRole}`);
+    this.resetTerm(this.currentTerm);
+    this.leader = this.id;
+    this.currentRole = 'leader';
+    this.stepRole = (message) => this.stepLeader(message);
+    this.tickRole = () => this.tickHeartbeat();
+    for (const member of this.members()) this.addProgress(member);
+    // No config change until everything before our no-op is applied: the previous
+    // leader may have left one uncommitted.
+    this.pendingConfigIndex = this.log.lastIndex();
+    // §5.4.2 and §8: a new leader commits an entry of its own term, which commits
+    // everything before it and lets it answer reads.
+    this.appendAsLeader({ kind: 'noop', term: this.currentTerm, index: this.nextIndex() });
+  }
+
+  private members(): NodeId[] {
+    return [...this.clusterConfig.voters, ...this.clusterConfig.learners];
+  }
+
+  private addProgress(member: NodeId): void {
+    const progress = new Progress(logIndex(this.log.lastIndex() + 1), this.options.inflightMessagesMax);
+    if (member === this.id) {
+      progress.matchIndex = this.log.lastIndex();
+      progress.becomeReplicate();
+    }
+    progress.recentActive = true;
+    this.progress.set(member, progress);
+  }
+
+  // ---------------------------------------------------------------- ticks
+
+  private tickElection(): void {
+    this.electionElapsedTicks++;
+    if (this.isPromotable() && this.electionElapsedTicks >= this.randomizedElectionTimeoutTicks) {
+      this.electionElapsedTicks = 0;
+      this.startCampaign(this.options.preVote ? 'preElection' : 'election');
+    }
+  }
+
+  private tickHeartbeat(): void {
+    this.heartbeatElapsedTicks++;
+    this.electionElapsedTicks++;
+    if (this.electionElapsedTicks >= this.options.electionTimeoutTicks) {
+      this.electionElapsedTicks = 0;
+      if (this.options.checkQuorum && !this.quorumActive()) {
+        this.becomeFollower(this.currentTerm, null);
+        return;
+      }
+      // A transfer that did not finish within an election timeout is abandoned.
+      this.leadTransferee = null;
+    }
+    if (this.heartbeatElapsedTicks >= this.options.heartbeatIntervalTicks) {
+      this.heartbeatElapsedTicks = 0;
+      this.broadcastHeartbeat();
+      this.tickSnapshotTransfers();
+    }
+  }
+
+  /** CheckQuorum: did a majority of voters answer since the last round? Clears the marks. */
+  private quorumActive(): boolean {
+    let active = 0;
+    for (const voter of this.clusterConfig.voters) {
+      const progress = this.progress.get(voter);
+      if (voter === this.id || progress?.recentActive === true) active++;
+    }
+    for (const [member, progress] of this.progress) progress.recentActive = member === this.id;
+    return active >= majority(this.clusterConfig.voters.length);
+  }
+
+  // ---------------------------------------------------------------- followers and candidates
+
+  private stepFollower(message: Message): void {
+    switch (message.type) {
+      case 'AppendEntries':
+        this.heardFromLeader(message.from);
+        this.handleAppendEntries(message);
+        return;
+      case 'Heartbeat':
+        this.heardFromLeader(message.from);
+        this.handleHeartbeat(message);
+        return;
+      case 'InstallSnapshot':
+        this.heardFromLeader(message.from);
+        this.handleSnapshotChunk(message);
+        return;
+      case 'TimeoutNow':
+        // §3.10: the leader has caught us up and stepped aside; campaign at once.
+        this.startCampaign('transfer');
+        return;
+      case 'ReadIndexResponse':
+        if (message.readIndex !== null) {
+          this.readStates.push({ context: message.context, index: message.readIndex });
+        }
+        return;
+      case 'ReadIndexRequest':
+        this.send({ type: 'ReadIndexResponse', to: message.from, term: this.currentTerm, context: message.context, readIndex: null });
+        return;
+      case 'RequestVote':
+      case 'RequestVoteResponse':
+      case 'AppendEntriesResponse':
+      case 'HeartbeatResponse':
+      case 'InstallSnapshotResponse':
+        return;
+      default:
+        assertNever(message, 'message');
+    }
+  }
+
+  private heardFromLeader(leaderId: NodeId): void {
+    this.electionElapsedTicks = 0;
+    if (this.leader === null) this.leader = leaderId;
+    // Election Safety: two leaders in one term is impossible when votes are honest.
+    assert(this.leader === leaderId, `two leaders in term ${this.currentTerm}: ${this.leader} and ${leaderId}`);
+  }
+
+  private stepCandidate(message: Message): void {
+    switch (message.type) {
+      case 'AppendEntries':
+      case 'Heartbeat':
+      case 'InstallSnapshot':
+        // Someone won this term; follow it.
+        this.becomeFollower(this.currentTerm, message.from);
+        this.stepFollower(message);
+        return;
+      case 'RequestVoteResponse':
+        if (message.preVote !== (this.currentRole === 'preCandidate')) return;
+        this.votes.set(message.from, message.granted);
+        this.pollVotes();
+        return;
+      case 'ReadIndexRequest':
+        this.send({ type: 'ReadIndexResponse', to: message.from, term: this.currentTerm, context: message.context, readIndex: null });
+        return;
+      case 'RequestVote':
+      case 'AppendEntriesResponse':
+      case 'HeartbeatResponse':
+      case 'InstallSnapshotResponse':
+      case 'TimeoutNow':
+      case 'ReadIndexResponse':
+        return;
+      default:
+        assertNever(message, 'message');
+    }
+  }
+
+  // ---------------------------------------------------------------- replication (§5.3)
+
+  private handleAppendEntries(message: MessageOf<'AppendEntries'>): void {
+    if (message.prevLogIndex < this.log.commitIndex) {
+      // Everything up to our commit index already matches the leader (Leader Completeness).
+      this.sendAppendResponse(message.from, true, this.log.commitIndex, logIndex(0));
+      return;
+    }
+    if (!this.log.matchTerm(message.prevLogIndex, message.prevLogTerm)) {
+      this.sendAppendResponse(message.from, false, logIndex(0), message.prevLogIndex);
+      return;
+    }
+    const lastNewIndex = this.appendFromLeader(message.prevLogIndex, message.entries);
+    this.log.commitTo(logIndex(Math.min(message.leaderCommit, lastNewIndex)));
+    this.sendAppendResponse(message.from, true, lastNewIndex, logIndex(0));
+  }
+
+  /** Appends the leader's entries after a matching prevLogIndex, truncating any conflicting suffix. */
+  protected appendFromLeader(prevLogIndex: LogIndex, entries: readonly Entry[]): LogIndex {
+    return this.log.appendAfter(prevLogIndex, entries);
+  }
+
+  private sendAppendResponse(to: NodeId, success: boolean, matchIndex: LogIndex, rejectedIndex: LogIndex): void {
+    let hintIndex = logIndex(0);
+    let hintTerm: Term | null = null;
+    if (!success) {
+      // Fast backtracking: tell the leader our term at the rejected position and where
+      // that term starts, so it can skip a whole term per round trip.
+      if (rejectedIndex > this.log.lastIndex()) {
+        hintIndex = logIndex(this.log.lastIndex() + 1);
+      } else {
+        hintTerm = this.log.term(rejectedIndex) ?? null;
+        hintIndex = this.log.firstIndexOfTermAt(rejectedIndex);
+      }
+    }
+    this.send({ type: 'AppendEntriesResponse', to, term: this.currentTerm, success, matchIndex, rejectedIndex, hintIndex, hintTerm });
+  }
+
+  private handleHeartbeat(message: MessageOf<'Heartbeat'>): void {
+    // The leader never sends a commit index beyond what it knows we hold.
+    this.log.commitTo(logIndex(Math.min(message.leaderCommit, this.log.lastIndex())));
+    this.send({ type: 'HeartbeatResponse', to: message.from, term: this.currentTerm, readSequence: message.readSequence });
+  }
+
+  // ---------------------------------------------------------------- snapshots (§7)
+
+  private handleSnapshotChunk(message: MessageOf<'InstallSnapshot'>): void {
+    const metadata = message.metadata;
+    if (metadata.index <= this.log.commitIndex) {
+      // We already have everything it covers.
+      this.incomingSnapshot = null;
+      this.sendSnapshotResponse(message.from, metadata.index, 0, true, this.log.commitIndex);
+      return;
+    }
+    if (message.offset === 0) this.incomingSnapshot = { metadata, chunks: [], receivedBytes: 0 };
+    const incoming = this.incomingSnapshot;
+    const sameSnapshot =
+      incoming !== null && incoming.metadata.index === metadata.index && incoming.metadata.term === metadata.term;
+    if (!sameSnapshot || incoming.receivedBytes !== message.offset) {
+      this.sendSnapshotResponse(message.from, metadata.index, sameSnapshot ? incoming.receivedBytes : 0, false, logIndex(0));
+      return;
+    }
+    incoming.chunks.push(message.chunk);
+    incoming.receivedBytes += message.chunk.byteLength;
+    if (!message.done) {
+      this.sendSnapshotResponse(message.from, metadata.index, incoming.receivedBytes, false, logIndex(0));
+      return;
+    }
+    this.incomingSnapshot = null;
+    this.installSnapshot({ metadata, data: concatChunks(incoming.chunks, incoming.receivedBytes) });
+    this.sendSnapshotResponse(message.from, metadata.index, incoming.receivedBytes, true, metadata.index);
+  }
+
+  private installSnapshot(snapshot: Snapshot): void {
+    const { index, term } = snapshot.metadata;
+    if (this.log.matchTerm(index, term)) {
+      // Our log already holds the snapshot's last entry, so it holds everything before
+      // it too (Log Matching). Keep the log and just learn the commit index.
+      this.log.commitTo(index);
+      return;
+    }
+    this.log.restore(snapshot);
+    this.clusterConfig = normalizeConfig(snapshot.metadata.config);
+  }
+
+  private sendSnapshotResponse(to: NodeId, snapshotIndex: LogIndex, nextOffset: number, installed: boolean, matchIndex: LogIndex): void {
+    this.send({ type: 'InstallSnapshotResponse', to, term: this.currentTerm, snapshotIndex, nextOffset, installed, matchIndex });
+  }
+
+  // ---------------------------------------------------------------- the leader
+
+  private stepLeader(message: Message): void {
+    switch (message.type) {
+      case 'AppendEntriesResponse':
+        this.handleAppendResponse(message);
+        return;
+      case 'HeartbeatResponse':
+        this.handleHeartbeatResponse(message);
+        return;
+      case 'InstallSnapshotResponse':
+        this.handleSnapshotResponse(message);
+        return;
+      case 'ReadIndexRequest':
+        if (!this.leaderReadIndex(message.context, message.from)) {
+          this.send({ type: 'ReadIndexResponse', to: message.from, term: this.currentTerm, context: message.context, readIndex: null });
+        }
+        return;
+      case 'AppendEntries':
+      case 'Heartbeat':
+      case 'InstallSnapshot':
+        // Election Safety: no other node can lead our term.
+        assert(false, `leader ${this.id} of term ${this.currentTerm} got ${message.type} from ${message.from}`);
+        return;
+      case 'RequestVote':
+      case 'RequestVoteResponse':
+      case 'TimeoutNow':
+      case 'ReadIndexResponse':
+        return;
+      default:
+        assertNever(message, 'message');
+    }
+  }
+
+  private handleAppendResponse(message: MessageOf<'AppendEntriesResponse'>): void {
+    const progress = this.progress.get(message.from);
+    if (progress === undefined) return;
+    progress.recentActive = true;
+    if (!message.success) {
+      const retryIndex = this.retryIndexFromHint(message);
+      if (progress.maybeDecreaseTo(message.rejectedIndex, retryIndex)) {
+        if (progress.state === 'replicate') progress.becomeProbe();
+        this.sendAppend(message.from);
+      }
+      return;
+    }
+    const wasPaused = progress.isPaused();
+    if (!progress.maybeUpdate(message.matchIndex)) {
+      if (wasPaused && !progress.isPaused()) this.sendAppend(message.from, false);
+      return;
+    }
+    if (progress.state === 'probe') progress.becomeReplicate();
+    const transfer = progress.snapshotTransfer;
+    if (transfer !== null && progress.matchIndex >= transfer.metadata.index) progress.becomeProbe();
+    if (this.maybeCommit()) this.broadcastAppend();
+    else this.sendAppend(message.from, false);
+    if (message.from === this.leadTransferee && progress.matchIndex === this.log.lastIndex()) {
+      this.sendTimeoutNow(message.from);
+    }
+  }
+
+  /** Where to probe next after a rejection, using the follower's hint (§5.3, the paragraph on optimizations). */
+  private retryIndexFromHint(message: MessageOf<'AppendEntriesResponse'>): LogIndex {
+    if (message.hintTerm === null) return message.hintIndex;
+    const candidate = this.log.lastIndexWithTermAtMost(message.rejectedIndex, message.hintTerm);
+    if (this.log.term(candidate) === message.hintTerm) return logIndex(candidate + 1);
+    return message.hintIndex;
+  }
+
+  private handleHeartbeatResponse(message: MessageOf<'HeartbeatResponse'>): void {
+    const progress = this.progress.get(message.from);
+    if (progress === undefined) return;
+    progress.recentActive = true;
+    progress.probeSent = false;
+    if (progress.matchIndex < this.log.lastIndex()) this.sendAppend(message.from);
+    if (this.clusterConfig.voters.includes(message.from)) {
+      const previous = this.readAcks.get(message.from) ?? 0;
+      this.readAcks.set(message.from, Math.max(previous, message.readSequence));
+      this.releaseConfirmedReads();
+    }
+  }
+
+  private handleSnapshotResponse(message: MessageOf<'InstallSnapshotResponse'>): void {
+    const progress = this.progress.get(message.from);
+    if (progress === undefined) return;
+    progress.recentActive = true;
+    const transfer = progress.snapshotTransfer;
+    if (progress.state !== 'snapshot' || transfer === null) return;
+    if (transfer.metadata.index !== message.snapshotIndex) return;
+    if (message.installed) {
+      progress.maybeUpdate(message.matchIndex);
+      progress.becomeProbe();
+      this.sendAppend(message.from);
+      return;
+    }
+    transfer.ackedOffset = message.nextOffset;
+    transfer.idleTicks = 0;
+    this.sendSnapshotChunk(message.from);
+  }
+
+  /** A leader accepts proposals unless it is handing over or has too much uncommitted work. */
+  private proposalRefusal(): ProposeRejection | null {
+    if (this.currentRole !== 'leader') return 'notLeader';
+    if (this.leadTransferee !== null) return 'transferringLeadership';
+    if (this.log.lastIndex() - this.log.commitIndex >= this.options.uncommittedEntriesMax) return 'tooManyUncommitted';
+    return null;
+  }
+
+  private configChangeRefusal(change: ConfigChange): ProposeRejection | null {
+    if (this.pendingConfigIndex > this.log.appliedIndex) return 'configChangePending';
+    const { voters, learners } = this.clusterConfig;
+    switch (change.type) {
+      case 'addLearner':
+        return voters.includes(change.nodeId) || learners.includes(change.nodeId) ? 'alreadyMember' : null;
+      case 'promoteLearner': {
+        if (!learners.includes(change.nodeId)) return 'notALearner';
+        const matchIndex = this.progress.get(change.nodeId)?.matchIndex ?? 0;
+        const lagEntries = this.log.commitIndex - matchIndex;
+        return lagEntries > this.options.learnerPromotionLagEntriesMax ? 'learnerBehind' : null;
+      }
+      case 'removeNode':
+        if (!voters.includes(change.nodeId) && !learners.includes(change.nodeId)) return 'notAMember';
+        return voters.length === 1 && voters[0] === change.nodeId ? 'lastVoter' : null;
+      default:
+        return assertNever(change, 'config change');
+    }
+  }
+
+  private refuse(reason: ProposeRejection): ProposeResult {
+    return { ok: false, reason, leaderId: this.leader };
+  }
+
+  private nextIndex(): LogIndex {
+    return logIndex(this.log.lastIndex() + 1);
+  }
+
+  private appendAsLeader(entry: Entry): ProposeResult {
+    assert(this.currentRole === 'leader', 'only a leader appends new entries');
+    assert(entry.index === this.log.lastIndex() + 1, 'a leader appends at the end of its log');
+    this.log.append([entry]);
+    this.progress.get(this.id)?.maybeUpdate(entry.index);
+    // A single voter commits alone.
+    if (this.maybeCommit()) this.releaseConfirmedReads();
+    this.broadcastAppend();
+    return { ok: true, index: entry.index, term: entry.term };
+  }
+
+  /**
+   * Moves the commit index to the highest index a majority of voters hold, but only if
+   * that entry is from the current term (§5.4.2, Figure 8). Older entries commit
+   * indirectly, by the Log Matching property.
+   */
+  private maybeCommit(): boolean {
+    const candidate = quorumMatchIndex(
+      this.clusterConfig.voters,
+      (voter) => this.progress.get(voter)?.matchIndex ?? logIndex(0),
+    );
+    if (candidate <= this.log.commitIndex || !this.isCommittable(candidate)) return false;
+    this.log.commitTo(candidate);
+    this.flushReadsAwaitingTermCommit();
+    return true;
+  }
+
+  /** Whether a leader may commit `index` by counting replicas: only entries of its own term. */
+  protected isCommittable(index: LogIndex): boolean {
+    return this.log.term(index) === this.currentTerm;
+  }
+
+  private broadcastAppend(): void {
+    for (const member of this.progress.keys()) {
+      if (member !== this.id) this.sendAppend(member);
+    }
+  }
+
+  private broadcastHeartbeat(): void {
+    for (const [member, progress] of this.progress) {
+      if (member === this.id) continue;
+      this.send({
+        type: 'Heartbeat',
+        to: member,
+        term: this.currentTerm,
+        leaderCommit: logIndex(Math.min(progress.matchIndex, this.log.commitIndex)),
+        readSequence: this.readSequence,
+      });
+    }
+  }
+
+  /**
+   * Sends the follower what it is missing, or a snapshot when that part of the log is
+   * compacted. An empty AppendEntries still carries the commit index and serves as a
+   * probe; acknowledgements pass `sendIfEmpty = false` so that an ack never answers an ack.
+   */
+  private sendAppend(to: NodeId, sendIfEmpty = true): void {
+    const progress = this.progress.get(to);
+    if (progress === undefined || progress.isPaused()) return;
+    const prevLogIndex = logIndex(progress.nextIndex - 1);
+    const prevLogTerm = this.log.term(prevLogIndex);
+    const entries = this.log.entriesFrom(progress.nextIndex, this.options.appendBatchBytesMax);
+    if (prevLogTerm === undefined || entries === undefined) {
+      this.startSnapshotTransfer(to, progress);
+      return;
+    }
+    if (entries.length === 0 && !sendIfEmpty) return;
+    this.send({
+      type: 'AppendEntries',
+      to,
+      term: this.currentTerm,
+      prevLogIndex,
+      prevLogTerm,
+      entries,
+      leaderCommit: this.log.commitIndex,
+    });
+    const last = entries.at(-1);
+    progress.sentEntries(last === undefined ? prevLogIndex : last.index, entries.length);
+  }
+
+  private startSnapshotTransfer(to: NodeId, progress: Progress): void {
+    const snapshot = this.log.snapshot();
+    progress.becomeSnapshot(snapshot.metadata, snapshot.data);
+    this.sendSnapshotChunk(to);
+  }
+
+  private sendSnapshotChunk(to: NodeId): void {
+    const transfer = this.progress.get(to)?.snapshotTransfer;
+    if (transfer === undefined || transfer === null) return;
+    const offset = Math.min(transfer.ackedOffset, transfer.data.byteLength);
+    const end = Math.min(offset + this.options.snapshotChunkBytesMax, transfer.data.byteLength);
+    this.send({
+      type: 'InstallSnapshot',
+      to,
+      term: this.currentTerm,
+      metadata: transfer.metadata,
+      offset,
+      chunk: transfer.data.subarray(offset, end),
+      done: end === transfer.data.byteLength,
+    });
+  }
+
+  /** A chunk that went unanswered for an election timeout's worth of heartbeats is sent again. */
+  private tickSnapshotTransfers(): void {
+    for (const [member, progress] of this.progress) {
+      const transfer = progress.snapshotTransfer;
+      if (transfer === null) continue;
+      transfer.idleTicks += this.options.heartbeatIntervalTicks;
+      if (transfer.idleTicks >= this.options.electionTimeoutTicks / 2) {
+        transfer.idleTicks = 0;
+        this.sendSnapshotChunk(member);
+      }
+    }
+  }
+
+  private sendTimeoutNow(to: NodeId): void {
+    this.send({ type: 'TimeoutNow', to, term: this.currentTerm });
+  }
+
+  // ---------------------------------------------------------------- reads (§6.4)
+
+  private leaderReadIndex(context: string, requester: NodeId | null): boolean {
+    if (this.log.term(this.log.commitIndex) !== this.currentTerm) {
+      if (this.readsAwaitingTermCommit.length >= this.options.pendingReadsMax) return false;
+      this.readsAwaitingTermCommit.push({ context, requester });
+      return true;
+    }
+    if (this.pendingReads.length >= this.options.pendingReadsMax) return false;
+    this.readSequence++;
+    this.pendingReads.push({ sequence: this.readSequence, context, index: this.log.commitIndex, requester });
+    if (this.clusterConfig.voters.length === 1) this.releaseConfirmedReads();
+    else this.broadcastHeartbeat();
+    return true;
+  }
+
+  private flushReadsAwaitingTermCommit(): void {
+    if (this.log.term(this.log.commitIndex) !== this.currentTerm) return;
+    const waiting = this.readsAwaitingTermCommit.splice(0);
+    for (const read of waiting) {
+      if (!this.leaderReadIndex(read.context, read.requester) && read.requester !== null) {
+        this.send({ type: 'ReadIndexResponse', to: read.requester, term: this.currentTerm, context: read.context, readIndex: null });
+      }
+    }
+  }
+
+  /** Releases every read whose sequence a majority of voters (counting us) has confirmed. */
+  private releaseConfirmedReads(): void {
+    while (this.pendingReads.length > 0) {
+      const read = this.pendingReads[0];
+      assert(read !== undefined, 'pendingReads is not empty');
+      let confirmations = 0;
+      for (const voter of this.clusterConfig.voters) {
+        if (voter === this.id || (this.readAcks.get(voter) ?? 0) >= read.sequence) confirmations++;
+      }
+      if (confirmations < majority(this.clusterConfig.voters.length)) return;
+      this.pendingReads.shift();
+      if (read.requester === null) {
+        this.readStates.push({ context: read.context, index: read.index });
+      } else {
+        this.send({ type: 'ReadIndexResponse', to: read.requester, term: this.currentTerm, context: read.context, readIndex: read.index });
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- membership (§6)
+
+  /** Config changes take effect when applied, on every node alike. */
+  private applyConfigChange(change: ConfigChange): void {
+    const voters = new Set(this.clusterConfig.voters);
+    const learners = new Set(this.clusterConfig.learners);
+    switch (change.type) {
+      case 'addLearner':
+        if (!voters.has(change.nodeId)) learners.add(change.nodeId);
+        break;
+      case 'promoteLearner':
+        if (learners.delete(change.nodeId)) voters.add(change.nodeId);
+        break;
+      case 'removeNode':
+        voters.delete(change.nodeId);
+        learners.delete(change.nodeId);
+        break;
+      default:
+        assertNever(change, 'config change');
+    }
+    this.clusterConfig = normalizeConfig({ voters: [...voters], learners: [...learners] });
+    if (this.currentRole === 'leader') this.leaderAppliedConfig();
+  }
+
+  private leaderAppliedConfig(): void {
+    if (!this.clusterConfig.voters.includes(this.id)) {
+      // A leader that removed itself steps down; the rest elect a new one.
+      this.becomeFollower(this.currentTerm, null);
+      return;
+    }
+    const members = new Set(this.members());
+    for (const member of [...this.progress.keys()]) {
+      if (!members.has(member)) this.progress.delete(member);
+    }
+    for (const member of members) {
+      if (!this.progress.has(member)) this.addProgress(member);
+    }
+    if (this.leadTransferee !== null && !this.clusterConfig.voters.includes(this.leadTransferee)) {
+      this.leadTransferee = null;
+    }
+    // A smaller quorum may commit more, and a smaller voter set may confirm reads.
+    if (this.maybeCommit()) this.broadcastAppend();
+    this.releaseConfirmedReads();
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  private send(message: OutgoingMessage): void {
+    this.messages.push({ ...message, from: this.id } as Message);
+  }
+
+  private hardState(): HardState {
+    return { term: this.currentTerm, votedFor: this.vote, commitIndex: this.log.commitIndex };
+  }
+
+  private softState(): SoftState {
+    return { role: this.currentRole, leaderId: this.leader };
+  }
+}
+
+function sameHardState(a: HardState, b: HardState): boolean {
+  return a.term === b.term && a.votedFor === b.votedFor && a.commitIndex === b.commitIndex;
+}
+
+function sameSoftState(a: SoftState, b: SoftState): boolean {
+  return a.role === b.role && a.leaderId === b.leaderId;
+}
+
+function concatChunks(chunks: readonly Uint8Array[], totalBytes: number): Uint8Array {
+  const data = new Uint8Array(totalBytes);
+  let offset = 0;
+  for (const chunk of chunks) {
+    data.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return data;
+}

@@ -1,0 +1,31 @@
+import { assert } from './assert.ts';
+
+/**
+ * Branded ids keep quantities that share a representation from being mixed up:
+ * a term is never passed where a log index is expected. Each has one constructor
+ * that checks its invariant.
+ */
+declare const brand: unique symbol;
+type Brand<T, B extends string> = T & { readonly [brand]: B };
+
+export type NodeId = Brand<string, 'NodeId'>;
+export type Term = Brand<number, 'Term'>;
+export type LogIndex = Brand<number, 'LogIndex'>;
+
+export function nodeId(value: string): NodeId {
+  assert(value.length > 0, 'node id must not be empty');
+  return value as NodeId;
+}
+
+export function term(value: number): Term {
+  assert(Number.isSafeInteger(value) && value >= 0, `term must be a safe integer >= 0: ${value}`);
+  return value as Term;
+}
+
+export function logIndex(value: number): LogIndex {
+  assert(
+    Number.isSafeInteger(value) && value >= 0,
+    `log index must be a safe integer >= 0: ${value}`,
+  );
+  return value as LogIndex;
+}
