@@ -10,5 +10,11 @@ export {
   type TransferResult,
 } from './raft.ts';
 export type { Ready } from './ready.ts';
-export { bootstrapSnapshot, EMPTY_CONFIG, MemoryStorage, normalizeConfig, type Storage } from './storage.ts';
+export {
+  bootstrapSnapshot,
+  EMPTY_CONFIG,
+  MemoryStorage,
+  normalizeConfig,
+  type Storage,
+} from './storage.ts';
 export * from './types.ts';

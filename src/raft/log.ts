@@ -48,7 +48,8 @@ export class RaftLog {
   /** The term at `index`, or undefined when compacted or past the end. */
   term(index: LogIndex): Term | undefined {
     if (index > this.lastIndex()) return undefined;
-    if (index >= this.unstableOffset) return this.unstableEntries[index - this.unstableOffset]?.term;
+    if (index >= this.unstableOffset)
+      return this.unstableEntries[index - this.unstableOffset]?.term;
     const snapshot = this.unstableSnapshot;
     if (snapshot !== null) {
       return index === snapshot.metadata.index ? snapshot.metadata.term : undefined;
@@ -84,7 +85,8 @@ export class RaftLog {
   private slice(lo: LogIndex, hi: LogIndex, bytesMax: number): Entry[] {
     if (lo >= hi) return [];
     const offset = this.unstableOffset;
-    if (lo >= offset) return takeWithinBytes(this.unstableEntries, lo - offset, hi - offset, bytesMax);
+    if (lo >= offset)
+      return takeWithinBytes(this.unstableEntries, lo - offset, hi - offset, bytesMax);
     const stableHi = logIndex(Math.min(hi, offset));
     const stable = [...this.storage.entries(lo, stableHi, bytesMax)];
     if (stableHi === hi || stable.length < stableHi - lo) return stable;
@@ -188,7 +190,10 @@ export class RaftLog {
   /** Replaces the log with a snapshot from the leader; the host persists and applies it next. */
   restore(snapshot: Snapshot): void {
     const index = snapshot.metadata.index;
-    assert(index > this.commitIndex, `restore(${index}) would move commit back from ${this.commitIndex}`);
+    assert(
+      index > this.commitIndex,
+      `restore(${index}) would move commit back from ${this.commitIndex}`,
+    );
     this.unstableSnapshot = snapshot;
     this.unstableEntries = [];
     this.unstableOffset = logIndex(index + 1);

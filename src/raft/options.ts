@@ -53,14 +53,18 @@ export function validateRaftOptions(options: RaftOptions): void {
   ];
   for (const key of positive) {
     const value = options[key];
-    assert(Number.isSafeInteger(value) && (value as number) > 0, `raft option ${key} must be a positive integer: ${value}`);
+    assert(
+      Number.isSafeInteger(value) && (value as number) > 0,
+      `raft option ${key} must be a positive integer: ${value}`,
+    );
   }
   assert(
     options.electionTimeoutTicks > options.heartbeatIntervalTicks,
     `electionTimeoutTicks (${options.electionTimeoutTicks}) must exceed heartbeatIntervalTicks (${options.heartbeatIntervalTicks})`,
   );
   assert(
-    Number.isSafeInteger(options.learnerPromotionLagEntriesMax) && options.learnerPromotionLagEntriesMax >= 0,
+    Number.isSafeInteger(options.learnerPromotionLagEntriesMax) &&
+      options.learnerPromotionLagEntriesMax >= 0,
     `learnerPromotionLagEntriesMax must be an integer >= 0: ${options.learnerPromotionLagEntriesMax}`,
   );
 }

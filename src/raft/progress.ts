@@ -92,7 +92,8 @@ export class Progress {
       updated = true;
     }
     if (this.nextIndex < index + 1) this.nextIndex = logIndex(index + 1);
-    while (this.inflight.length > 0 && (this.inflight[0] ?? Infinity) <= index) this.inflight.shift();
+    while (this.inflight.length > 0 && (this.inflight[0] ?? Infinity) <= index)
+      this.inflight.shift();
     return updated;
   }
 
@@ -111,7 +112,9 @@ export class Progress {
     }
     // In probe state only the rejection of the probe we sent (nextIndex - 1) counts.
     if (this.nextIndex - 1 !== rejectedIndex) return false;
-    this.nextIndex = logIndex(Math.max(Math.min(rejectedIndex, retryIndex), this.matchIndex + 1, 1));
+    this.nextIndex = logIndex(
+      Math.max(Math.min(rejectedIndex, retryIndex), this.matchIndex + 1, 1),
+    );
     this.probeSent = false;
     assert(this.nextIndex > this.matchIndex, 'nextIndex must stay above matchIndex');
     return true;

@@ -41,7 +41,11 @@ export type TransferResult =
   | { readonly ok: false; readonly reason: 'notLeader' | 'notAVoter' | 'alreadyLeader' };
 
 /** A message before the core stamps its own id as the sender. */
-type OutgoingMessage = Message extends infer M ? (M extends Message ? Omit<M, 'from'> : never) : never;
+type OutgoingMessage = Message extends infer M
+  ? M extends Message
+    ? Omit<M, 'from'>
+    : never
+  : never;
 
 type CampaignKind = 'preElection' | 'election' | 'transfer';
 
@@ -192,7 +196,12 @@ export class Raft {
   propose(data: Uint8Array): ProposeResult {
     const refusal = this.proposalRefusal();
     if (refusal !== null) return this.refuse(refusal);
-    return this.appendAsLeader({ kind: 'normal', term: this.currentTerm, index: this.nextIndex(), data });
+    return this.appendAsLeader({
+      kind: 'normal',
+      term: this.currentTerm,
+      index: this.nextIndex(),
+      data,
+    });
   }
 
   /** Proposes a one-server membership change (§6). One change is in flight at a time. */
@@ -240,7 +249,8 @@ export class Raft {
 
   /** Campaigns at once, skipping the election timeout. Used by tests and a bootstrapping host. */
   campaign(): void {
-    if (this.currentRole !== 'leader') this.startCampaign(this.options.preVote ? 'preElection' : 'election');
+    if (this.currentRole !== 'leader')
+      this.startCampaign(this.options.preVote ? 'preElection' : 'election');
   }
 
   hasReady(): boolean {
@@ -435,7 +445,8 @@ export class Raft {
     this.electionElapsedTicks = 0;
     this.heartbeatElapsedTicks = 0;
     this.randomizedElectionTimeoutTicks =
-      this.options.electionTimeoutTicks + this.prng.intBetween(0, this.options.electionTimeoutTicks - 1);
+      this.options.electionTimeoutTicks +
+      this.prng.intBetween(0, this.options.electionTimeoutTicks - 1);
     this.leadTransferee = null;
     this.votes.clear();
     this.progress.clear();
@@ -472,7 +483,10 @@ export class Raft {
   }
 
   private becomeLeader(): void {
-    assert(this.currentRole === 'candidate', `only a candidate becomes leader, not a ${this.currentRole}`);
+    assert(
+      this.currentRole === 'candidate',
+      `only a candidate becomes leader, not a ${this.currentRole}`,
+    );
     this.resetTerm(this.currentTerm);
     this.leader = this.id;
     this.currentRole = 'leader';
@@ -492,7 +506,10 @@ export class Raft {
   }
 
   private addProgress(member: NodeId): void {
-    const progress = new Progress(logIndex(this.log.lastIndex() + 1), this.options.inflightMessagesMax);
+    const progress = new Progress(
+      logIndex(this.log.lastIndex() + 1),
+      this.options.inflightMessagesMax,
+    );
     if (member === this.id) {
       progress.matchIndex = this.log.lastIndex();
       progress.becomeReplicate();
@@ -567,7 +584,13 @@ export class Raft {
         }
         return;
       case 'ReadIndexRequest':
-        this.send({ type: 'ReadIndexResponse', to: message.from, term: this.currentTerm, context: message.context, readIndex: null });
+        this.send({
+          type: 'ReadIndexResponse',
+          to: message.from,
+          term: this.currentTerm,
+          context: message.context,
+          readIndex: null,
+        });
         return;
       case 'RequestVote':
       case 'RequestVoteResponse':
@@ -584,7 +607,10 @@ export class Raft {
     this.electionElapsedTicks = 0;
     if (this.leader === null) this.leader = leaderId;
     // Election Safety: two leaders in one term is impossible when votes are honest.
-    assert(this.leader === leaderId, `two leaders in term ${this.currentTerm}: ${this.leader} and ${leaderId}`);
+    assert(
+      this.leader === leaderId,
+      `two leaders in term ${this.currentTerm}: ${this.leader} and ${leaderId}`,
+    );
   }
 
   private stepCandidate(message: Message): void {
@@ -602,7 +628,13 @@ export class Raft {
         this.pollVotes();
         return;
       case 'ReadIndexRequest':
-        this.send({ type: 'ReadIndexResponse', to: message.from, term: this.currentTerm, context: message.context, readIndex: null });
+        this.send({
+          type: 'ReadIndexResponse',
+          to: message.from,
+          term: this.currentTerm,
+          context: message.context,
+          readIndex: null,
+        });
         return;
       case 'RequestVote':
       case 'AppendEntriesResponse':
@@ -638,7 +670,12 @@ export class Raft {
     return this.log.appendAfter(prevLogIndex, entries);
   }
 
-  private sendAppendResponse(to: NodeId, success: boolean, matchIndex: LogIndex, rejectedIndex: LogIndex): void {
+  private sendAppendResponse(
+    to: NodeId,
+    success: boolean,
+    matchIndex: LogIndex,
+    rejectedIndex: LogIndex,
+  ): void {
     let hintIndex = logIndex(0);
     let hintTerm: Term | null = null;
     if (!success) {
@@ -651,13 +688,27 @@ export class Raft {
         hintIndex = this.log.firstIndexOfTermAt(rejectedIndex);
       }
     }
-    this.send({ type: 'AppendEntriesResponse', to, term: this.currentTerm, success, matchIndex, rejectedIndex, hintIndex, hintTerm });
+    this.send({
+      type: 'AppendEntriesResponse',
+      to,
+      term: this.currentTerm,
+      success,
+      matchIndex,
+      rejectedIndex,
+      hintIndex,
+      hintTerm,
+    });
   }
 
   private handleHeartbeat(message: MessageOf<'Heartbeat'>): void {
     // The leader never sends a commit index beyond what it knows we hold.
     this.log.commitTo(logIndex(Math.min(message.leaderCommit, this.log.lastIndex())));
-    this.send({ type: 'HeartbeatResponse', to: message.from, term: this.currentTerm, readSequence: message.readSequence });
+    this.send({
+      type: 'HeartbeatResponse',
+      to: message.from,
+      term: this.currentTerm,
+      readSequence: message.readSequence,
+    });
   }
 
   // ---------------------------------------------------------------- snapshots (§7)
@@ -673,20 +724,40 @@ export class Raft {
     if (message.offset === 0) this.incomingSnapshot = { metadata, chunks: [], receivedBytes: 0 };
     const incoming = this.incomingSnapshot;
     const sameSnapshot =
-      incoming !== null && incoming.metadata.index === metadata.index && incoming.metadata.term === metadata.term;
+      incoming !== null &&
+      incoming.metadata.index === metadata.index &&
+      incoming.metadata.term === metadata.term;
     if (!sameSnapshot || incoming.receivedBytes !== message.offset) {
-      this.sendSnapshotResponse(message.from, metadata.index, sameSnapshot ? incoming.receivedBytes : 0, false, logIndex(0));
+      this.sendSnapshotResponse(
+        message.from,
+        metadata.index,
+        sameSnapshot ? incoming.receivedBytes : 0,
+        false,
+        logIndex(0),
+      );
       return;
     }
     incoming.chunks.push(message.chunk);
     incoming.receivedBytes += message.chunk.byteLength;
     if (!message.done) {
-      this.sendSnapshotResponse(message.from, metadata.index, incoming.receivedBytes, false, logIndex(0));
+      this.sendSnapshotResponse(
+        message.from,
+        metadata.index,
+        incoming.receivedBytes,
+        false,
+        logIndex(0),
+      );
       return;
     }
     this.incomingSnapshot = null;
     this.installSnapshot({ metadata, data: concatChunks(incoming.chunks, incoming.receivedBytes) });
-    this.sendSnapshotResponse(message.from, metadata.index, incoming.receivedBytes, true, metadata.index);
+    this.sendSnapshotResponse(
+      message.from,
+      metadata.index,
+      incoming.receivedBytes,
+      true,
+      metadata.index,
+    );
   }
 
   private installSnapshot(snapshot: Snapshot): void {
@@ -701,8 +772,22 @@ export class Raft {
     this.clusterConfig = normalizeConfig(snapshot.metadata.config);
   }
 
-  private sendSnapshotResponse(to: NodeId, snapshotIndex: LogIndex, nextOffset: number, installed: boolean, matchIndex: LogIndex): void {
-    this.send({ type: 'InstallSnapshotResponse', to, term: this.currentTerm, snapshotIndex, nextOffset, installed, matchIndex });
+  private sendSnapshotResponse(
+    to: NodeId,
+    snapshotIndex: LogIndex,
+    nextOffset: number,
+    installed: boolean,
+    matchIndex: LogIndex,
+  ): void {
+    this.send({
+      type: 'InstallSnapshotResponse',
+      to,
+      term: this.currentTerm,
+      snapshotIndex,
+      nextOffset,
+      installed,
+      matchIndex,
+    });
   }
 
   // ---------------------------------------------------------------- the leader
@@ -720,14 +805,23 @@ export class Raft {
         return;
       case 'ReadIndexRequest':
         if (!this.leaderReadIndex(message.context, message.from)) {
-          this.send({ type: 'ReadIndexResponse', to: message.from, term: this.currentTerm, context: message.context, readIndex: null });
+          this.send({
+            type: 'ReadIndexResponse',
+            to: message.from,
+            term: this.currentTerm,
+            context: message.context,
+            readIndex: null,
+          });
         }
         return;
       case 'AppendEntries':
       case 'Heartbeat':
       case 'InstallSnapshot':
         // Election Safety: no other node can lead our term.
-        assert(false, `leader ${this.id} of term ${this.currentTerm} got ${message.type} from ${message.from}`);
+        assert(
+          false,
+          `leader ${this.id} of term ${this.currentTerm} got ${message.type} from ${message.from}`,
+        );
         return;
       case 'RequestVote':
       case 'RequestVoteResponse':
@@ -809,7 +903,8 @@ export class Raft {
   private proposalRefusal(): ProposeRejection | null {
     if (this.currentRole !== 'leader') return 'notLeader';
     if (this.leadTransferee !== null) return 'transferringLeadership';
-    if (this.log.lastIndex() - this.log.commitIndex >= this.options.uncommittedEntriesMax) return 'tooManyUncommitted';
+    if (this.log.lastIndex() - this.log.commitIndex >= this.options.uncommittedEntriesMax)
+      return 'tooManyUncommitted';
     return null;
   }
 
@@ -818,7 +913,9 @@ export class Raft {
     const { voters, learners } = this.clusterConfig;
     switch (change.type) {
       case 'addLearner':
-        return voters.includes(change.nodeId) || learners.includes(change.nodeId) ? 'alreadyMember' : null;
+        return voters.includes(change.nodeId) || learners.includes(change.nodeId)
+          ? 'alreadyMember'
+          : null;
       case 'promoteLearner': {
         if (!learners.includes(change.nodeId)) return 'notALearner';
         const matchIndex = this.progress.get(change.nodeId)?.matchIndex ?? 0;
@@ -826,7 +923,8 @@ export class Raft {
         return lagEntries > this.options.learnerPromotionLagEntriesMax ? 'learnerBehind' : null;
       }
       case 'removeNode':
-        if (!voters.includes(change.nodeId) && !learners.includes(change.nodeId)) return 'notAMember';
+        if (!voters.includes(change.nodeId) && !learners.includes(change.nodeId))
+          return 'notAMember';
         return voters.length === 1 && voters[0] === change.nodeId ? 'lastVoter' : null;
       default:
         return assertNever(change, 'config change');
@@ -970,7 +1068,12 @@ export class Raft {
     }
     if (this.pendingReads.length >= this.options.pendingReadsMax) return false;
     this.readSequence++;
-    this.pendingReads.push({ sequence: this.readSequence, context, index: this.log.commitIndex, requester });
+    this.pendingReads.push({
+      sequence: this.readSequence,
+      context,
+      index: this.log.commitIndex,
+      requester,
+    });
     if (this.clusterConfig.voters.length === 1) this.releaseConfirmedReads();
     else this.broadcastHeartbeat();
     return true;
@@ -981,7 +1084,13 @@ export class Raft {
     const waiting = this.readsAwaitingTermCommit.splice(0);
     for (const read of waiting) {
       if (!this.leaderReadIndex(read.context, read.requester) && read.requester !== null) {
-        this.send({ type: 'ReadIndexResponse', to: read.requester, term: this.currentTerm, context: read.context, readIndex: null });
+        this.send({
+          type: 'ReadIndexResponse',
+          to: read.requester,
+          term: this.currentTerm,
+          context: read.context,
+          readIndex: null,
+        });
       }
     }
   }
@@ -1000,7 +1109,13 @@ export class Raft {
       if (read.requester === null) {
         this.readStates.push({ context: read.context, index: read.index });
       } else {
-        this.send({ type: 'ReadIndexResponse', to: read.requester, term: this.currentTerm, context: read.context, readIndex: read.index });
+        this.send({
+          type: 'ReadIndexResponse',
+          to: read.requester,
+          term: this.currentTerm,
+          context: read.context,
+          readIndex: read.index,
+        });
       }
     }
   }

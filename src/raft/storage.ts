@@ -1,6 +1,12 @@
 import { assert } from '../util/assert.ts';
 import { type LogIndex, logIndex, type Term, term as toTerm } from '../util/ids.ts';
-import { type ClusterConfig, type Entry, entrySizeBytes, type HardState, type Snapshot } from './types.ts';
+import {
+  type ClusterConfig,
+  type Entry,
+  entrySizeBytes,
+  type HardState,
+  type Snapshot,
+} from './types.ts';
 
 /**
  * The read side of stable storage, as the core sees it. The host writes to storage

@@ -6,9 +6,19 @@ import type { LogIndex, NodeId, Term } from '../util/ids.ts';
  * `config` entry changes membership by one server (§6, single-server changes).
  */
 export type Entry =
-  | { readonly kind: 'normal'; readonly term: Term; readonly index: LogIndex; readonly data: Uint8Array }
+  | {
+      readonly kind: 'normal';
+      readonly term: Term;
+      readonly index: LogIndex;
+      readonly data: Uint8Array;
+    }
   | { readonly kind: 'noop'; readonly term: Term; readonly index: LogIndex }
-  | { readonly kind: 'config'; readonly term: Term; readonly index: LogIndex; readonly change: ConfigChange };
+  | {
+      readonly kind: 'config';
+      readonly term: Term;
+      readonly index: LogIndex;
+      readonly change: ConfigChange;
+    };
 
 /**
  * One-server membership changes. A node joins as a learner, catches up, and is then
@@ -80,7 +90,11 @@ export type Message =
       readonly leadershipTransfer: boolean;
     })
   /** MsgVoteResp / MsgPreVoteResp. */
-  | (Envelope & { readonly type: 'RequestVoteResponse'; readonly preVote: boolean; readonly granted: boolean })
+  | (Envelope & {
+      readonly type: 'RequestVoteResponse';
+      readonly preVote: boolean;
+      readonly granted: boolean;
+    })
   /** MsgApp. */
   | (Envelope & {
       readonly type: 'AppendEntries';

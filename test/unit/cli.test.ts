@@ -16,10 +16,13 @@ function run(args: readonly string[]): { code: number; out: string; err: string 
 }
 
 describe('dlm CLI stub', () => {
-  it.each([['--help'], ['-h'], ['help'], ['cluster', '--help']])('%s prints usage, exit 0', (...args) => {
-    const result = run(args);
-    expect(result).toEqual({ code: exitOk, out: usage, err: '' });
-  });
+  it.each([['--help'], ['-h'], ['help'], ['cluster', '--help']])(
+    '%s prints usage, exit 0',
+    (...args) => {
+      const result = run(args);
+      expect(result).toEqual({ code: exitOk, out: usage, err: '' });
+    },
+  );
 
   it.each([['cluster'], ['serve', '--config', 'cluster.config.json', '--node', 'n1']])(
     '%s says the runtime is not built yet and exits 2',

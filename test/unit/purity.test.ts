@@ -58,6 +58,7 @@ describe('findPurityViolations catches', () => {
     ['process.env', 'const debug = process.env.DEBUG;', 'process.'],
     ['global crypto', 'const id = crypto.randomUUID();', 'crypto.'],
     ['require', "const fs = require('fs');", 'require('],
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a source snippet under test
     ['code inside a template substitution', 'const s = `at ${Date.now()}`;', 'Date'],
   ])('%s', (_name, source, rule) => {
     const found = findPurityViolations('src/raft/example.ts', source);
@@ -77,11 +78,7 @@ describe('findPurityViolations catches', () => {
     ['re-export', "export * from '../transport/index.ts';", 'src/transport/index.ts'],
     ['side-effect import', "import 'node:fs';", "Node builtin 'node:fs'"],
     ['dynamic import', "const m = await import('node:fs');", "Node builtin 'node:fs'"],
-    [
-      'multi-line import',
-      "import {\n  a,\n  b,\n} from 'node:fs';",
-      "Node builtin 'node:fs'",
-    ],
+    ['multi-line import', "import {\n  a,\n  b,\n} from 'node:fs';", "Node builtin 'node:fs'"],
   ])('import: %s', (_name, source, reason) => {
     const found = violationsIn(source);
     expect(found.join('\n')).toContain(reason);
@@ -114,6 +111,7 @@ describe('findPurityViolations accepts', () => {
       'export function isUpToDate(updated: number, lastUpdate: number): boolean {',
       "  assert(updated >= 0, 'Date and process.env are not read here');",
       '  const url = "http://example.invalid/a"; // Date after a string with //',
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: a source snippet under test
       '  const note = `no ${updated} Date in template text`;',
       "  const o = { from: 'n1', to: 'n2' };",
       '  return updated > lastUpdate && url.length > 0 && note.length > 0 && o.to !== o.from;',

@@ -1,0 +1,103 @@
+import { Prng } from '../../src/util/prng.ts';
+
+/**
+ * Everything a simulation run varies, derived from its seed ("swarm testing"): each
+ * seed explores a different mix of cluster size, fault rates and limits, and prints
+ * the mix when it fails so the report describes itself.
+ */
+export interface SimOptions {
+  readonly seed: number;
+  readonly nodeCount: 3 | 5 | 7;
+  /** Virtual milliseconds per tick at a clock rate of 1. */
+  readonly tickIntervalMs: number;
+  readonly electionTimeoutTicks: number;
+  readonly heartbeatIntervalTicks: number;
+  readonly preVote: boolean;
+  readonly checkQuorum: boolean;
+  readonly appendBatchBytesMax: number;
+  readonly inflightMessagesMax: number;
+  readonly snapshotChunkBytesMax: number;
+  /** A node snapshots and compacts once it has applied this many entries past its last snapshot. */
+  readonly snapshotIntervalEntries: number;
+  /** Padding added to every snapshot, so that InstallSnapshot needs several chunks. */
+  readonly snapshotPaddingBytes: number;
+  readonly networkDelayMsMin: number;
+  readonly networkDelayMsMax: number;
+  readonly dropProbability: number;
+  readonly duplicateProbability: number;
+  readonly fsyncLatencyMsMax: number;
+  /** Each node's clock runs at a rate within 1 ± this. */
+  readonly clockDriftMax: number;
+  /** Mean virtual milliseconds between two faults. */
+  readonly faultIntervalMs: number;
+  readonly faultWeights: Readonly<Record<FaultKind, number>>;
+  readonly clientCount: number;
+  readonly proposalIntervalMs: number;
+  readonly readIntervalMs: number;
+  /** The faulty phase ends after this many events. */
+  readonly faultPhaseEvents: number;
+  /** After healing, a leader must emerge and every pending command commit within this time. */
+  readonly livenessWindowMs: number;
+  readonly membershipChanges: boolean;
+}
+
+export type FaultKind =
+  | 'partitionMajority'
+  | 'isolateLeader'
+  | 'bridge'
+  | 'oneWay'
+  | 'randomGrudge'
+  | 'heal'
+  | 'crash'
+  | 'crashLeader'
+  | 'pause'
+  | 'transferLeadership'
+  | 'membership';
+
+export function deriveOptions(seed: number, overrides: Partial<SimOptions> = {}): SimOptions {
+  const prng = new Prng(seed);
+  const nodeCount = prng.pick([3, 3, 5, 5, 7] as const);
+  const electionTimeoutTicks = prng.intBetween(6, 12);
+  const delayMin = prng.intBetween(1, 5);
+  const options: SimOptions = {
+    seed,
+    nodeCount,
+    tickIntervalMs: 10,
+    electionTimeoutTicks,
+    heartbeatIntervalTicks: prng.intBetween(1, Math.max(1, Math.floor(electionTimeoutTicks / 4))),
+    preVote: prng.chance(0.85),
+    checkQuorum: prng.chance(0.85),
+    appendBatchBytesMax: prng.pick([1, 40, 200, 4096]),
+    inflightMessagesMax: prng.pick([1, 2, 4, 16]),
+    snapshotChunkBytesMax: prng.pick([16, 64, 256, 4096]),
+    snapshotIntervalEntries: prng.pick([3, 5, 10, 25, 100]),
+    snapshotPaddingBytes: prng.intBetween(0, 600),
+    networkDelayMsMin: delayMin,
+    networkDelayMsMax: delayMin + prng.pick([0, 3, 10, 30]),
+    dropProbability: prng.pick([0, 0.01, 0.05, 0.15]),
+    duplicateProbability: prng.pick([0, 0.01, 0.05]),
+    fsyncLatencyMsMax: prng.pick([0, 1, 3, 8]),
+    clockDriftMax: prng.pick([0, 0.01, 0.05]),
+    faultIntervalMs: prng.pick([50, 150, 400]),
+    faultWeights: {
+      partitionMajority: prng.intBetween(0, 3),
+      isolateLeader: prng.intBetween(0, 3),
+      bridge: prng.intBetween(0, 2),
+      oneWay: prng.intBetween(0, 2),
+      randomGrudge: prng.intBetween(0, 2),
+      heal: prng.intBetween(2, 5),
+      crash: prng.intBetween(0, 3),
+      crashLeader: prng.intBetween(0, 2),
+      pause: prng.intBetween(0, 2),
+      transferLeadership: prng.intBetween(0, 2),
+      membership: prng.intBetween(0, 3),
+    },
+    clientCount: prng.intBetween(1, 4),
+    proposalIntervalMs: prng.pick([5, 20, 60]),
+    readIntervalMs: prng.pick([20, 100]),
+    faultPhaseEvents: 3000,
+    livenessWindowMs: 30_000,
+    membershipChanges: prng.chance(0.5),
+  };
+  return { ...options, ...overrides };
+}
