@@ -873,6 +873,9 @@ export class Raft {
     if (progress === undefined) return;
     progress.recentActive = true;
     progress.probeSent = false;
+    // A full pipeline whose batches were lost would never drain; the heartbeat round
+    // trip shows the follower is reachable, so let one more batch out.
+    if (progress.state === 'replicate' && progress.isPaused()) progress.inflight.shift();
     if (progress.matchIndex < this.log.lastIndex()) this.sendAppend(message.from);
     if (this.clusterConfig.voters.includes(message.from)) {
       const previous = this.readAcks.get(message.from) ?? 0;

@@ -122,23 +122,17 @@ export class SafetyChecker {
   }
 
   /**
-   * A node's commit index now covers `entry`. The first node to commit an index is its
-   * committing leader; `durableCopies` counts nodes whose synced storage holds it then.
+   * A node's commit index now covers `entry`. Returns true when no node had committed
+   * this index before: that node is the committing leader.
    */
-  entryCommitted(node: NodeId, nodeTerm: Term, entry: Entry, durableCopies: number, votersMajority: number): void {
+  entryCommitted(node: NodeId, nodeTerm: Term, entry: Entry): boolean {
     this.checks++;
     const key = entryKey(entry);
     const existing = this.committed.get(entry.index);
     if (existing === undefined) {
-      if (durableCopies < votersMajority) {
-        violation(
-          'Durability',
-          `${node} committed ${entry.index}:${entry.term} while only ${durableCopies} nodes had it on disk (majority ${votersMajority})`,
-        );
-      }
       this.committed.set(entry.index, { term: entry.term, key, commitTerm: nodeTerm });
       this.maxCommittedIndex = Math.max(this.maxCommittedIndex, entry.index);
-      return;
+      return true;
     }
     if (existing.term !== entry.term || existing.key !== key) {
       violation(
@@ -146,6 +140,7 @@ export class SafetyChecker {
         `${node} committed ${key}@${entry.term} at ${entry.index}, but ${existing.key}@${existing.term} was committed there`,
       );
     }
+    return false;
   }
 
   /**

@@ -34,8 +34,8 @@ export interface SimOptions {
   readonly clientCount: number;
   readonly proposalIntervalMs: number;
   readonly readIntervalMs: number;
-  /** The faulty phase ends after this many events. */
-  readonly faultPhaseEvents: number;
+  /** The faulty phase lasts this long in virtual time. */
+  readonly faultPhaseMs: number;
   /** After healing, a leader must emerge and every pending command commit within this time. */
   readonly livenessWindowMs: number;
   readonly membershipChanges: boolean;
@@ -95,7 +95,7 @@ export function deriveOptions(seed: number, overrides: Partial<SimOptions> = {})
     clientCount: prng.intBetween(1, 4),
     proposalIntervalMs: prng.pick([5, 20, 60]),
     readIntervalMs: prng.pick([20, 100]),
-    faultPhaseEvents: 3000,
+    faultPhaseMs: prng.pick([5_000, 10_000, 15_000]),
     livenessWindowMs: 30_000,
     membershipChanges: prng.chance(0.5),
   };

@@ -1,0 +1,91 @@
+import { runSimulation, type SimResult } from '../test/simulation/simulator.ts';
+
+/**
+ * Runs the deterministic simulator.
+ *   npm run simulate -- --seed 42          replay one seed, with its options and trace on failure
+ *   npm run simulate -- --seeds 1000       run seeds 1..1000 (or --from N to start elsewhere)
+ */
+interface Args {
+  seed: number | null;
+  seeds: number;
+  from: number;
+  verbose: boolean;
+}
+
+function parseArgs(argv: readonly string[]): Args {
+  const args: Args = { seed: null, seeds: 100, from: 1, verbose: false };
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i];
+    const value = argv[i + 1];
+    const numeric = (): number => {
+      const parsed = Number(value);
+      if (value === undefined || !Number.isSafeInteger(parsed) || parsed < 0) {
+        fail(`${flag} needs a non-negative integer, got ${value ?? 'nothing'}`);
+      }
+      i++;
+      return parsed;
+    };
+    if (flag === '--seed') args.seed = numeric();
+    else if (flag === '--seeds') args.seeds = numeric();
+    else if (flag === '--from') args.from = numeric();
+    else if (flag === '--verbose') args.verbose = true;
+    else if (flag === '--help' || flag === '-h') {
+      process.stdout.write('usage: npm run simulate -- [--seed S | --seeds N [--from F]] [--verbose]\n');
+      process.exit(0);
+    } else fail(`unknown argument ${flag}`);
+  }
+  return args;
+}
+
+function fail(message: string): never {
+  process.stderr.write(`simulate: ${message}\n`);
+  process.exit(2);
+}
+
+function report(result: SimResult, trace: boolean): void {
+  process.stdout.write(`\nseed ${result.seed} FAILED: ${result.violation}\n`);
+  process.stdout.write(`  replay: npm run simulate -- --seed ${result.seed}\n`);
+  process.stdout.write(`  options: ${JSON.stringify(result.options)}\n`);
+  process.stdout.write(`  after ${result.events} events, ${result.virtualTimeMs} virtual ms\n`);
+  if (trace) process.stdout.write(`  last events:\n    ${result.trace.join('\n    ')}\n`);
+}
+
+function main(): void {
+  const args = parseArgs(process.argv.slice(2));
+  const seeds =
+    args.seed === null ? Array.from({ length: args.seeds }, (_, i) => args.from + i) : [args.seed];
+  const started = performance.now();
+  let events = 0;
+  let virtualMs = 0;
+  let checks = 0;
+  const failed: number[] = [];
+  let lastProgress = started;
+  for (const [position, seed] of seeds.entries()) {
+    const result = runSimulation(seed);
+    events += result.events;
+    virtualMs += result.virtualTimeMs;
+    checks += result.checks;
+    if (result.violation !== null) {
+      failed.push(seed);
+      report(result, args.seed !== null || args.verbose);
+    } else if (args.seed !== null) {
+      process.stdout.write(`seed ${seed} ok: ${JSON.stringify(result.stats)}\n`);
+    }
+    if (performance.now() - lastProgress > 5000) {
+      lastProgress = performance.now();
+      const done = position + 1;
+      process.stdout.write(`  ${done}/${seeds.length} seeds, ${failed.length} violations, ${((lastProgress - started) / 1000).toFixed(0)} s\n`);
+    }
+  }
+  const wallSeconds = (performance.now() - started) / 1000;
+  process.stdout.write(
+    `\nseeds ${seeds.length}  events ${events}  virtual time ${(virtualMs / 1000).toFixed(0)} s  ` +
+      `checks ${checks}  violations ${failed.length}  wall time ${wallSeconds.toFixed(1)} s\n`,
+  );
+  if (failed.length > 0) {
+    process.stdout.write(`failing seeds: ${failed.slice(0, 50).join(' ')}\n`);
+    process.exit(1);
+  }
+}
+
+main();

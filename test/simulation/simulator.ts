@@ -1,0 +1,864 @@
+import {
+  type ConfigChange,
+  type Entry,
+  majority,
+  MemoryStorage,
+  type Message,
+  Raft,
+  type RaftConfig,
+  type Ready,
+  type Snapshot,
+} from '../../src/raft/index.ts';
+import { AssertionError } from '../../src/util/assert.ts';
+import { logIndex, type NodeId, nodeId, type Term } from '../../src/util/ids.ts';
+import { Prng } from '../../src/util/prng.ts';
+import { chainHash, entryKey, monotonic, SafetyChecker, SafetyViolation } from './checker.ts';
+import { EventQueue } from './event-queue.ts';
+import { deriveOptions, type FaultKind, type SimOptions } from './options.ts';
+
+/**
+ * The deterministic simulator: N Raft cores in one process under virtual time, over a
+ * simulated network (drop, duplicate, delay and so reorder, partitions of many
+ * shapes), simulated disks (a crash loses what was not yet synced), and per-node
+ * clocks that drift. Everything comes from one seed, so `runSimulation(seed)` replays
+ * exactly. The checker runs after every event; then a liveness phase heals all faults
+ * and requires a leader and every pending command to commit within a bounded time.
+ */
+
+/** A test-only seam for injecting known bugs; production code has no bug flags. */
+export interface SimBugs {
+  /** Builds each core. A bug injection passes a subclass that breaks one rule. */
+  readonly createRaft?: (config: RaftConfig) => Raft;
+  /** Sends a Ready's messages before its writes are durable. */
+  readonly ackBeforePersist?: boolean;
+}
+
+export interface SimStats {
+  elections: number;
+  commits: number;
+  applied: number;
+  crashes: number;
+  pauses: number;
+  partitions: number;
+  transfers: number;
+  configChanges: number;
+  snapshotsInstalled: number;
+  readsServed: number;
+  messagesSent: number;
+  messagesDropped: number;
+}
+
+export interface SimResult {
+  readonly seed: number;
+  readonly options: SimOptions;
+  readonly events: number;
+  readonly virtualTimeMs: number;
+  readonly checks: number;
+  readonly violation: string | null;
+  readonly trace: readonly string[];
+  readonly stats: SimStats;
+}
+
+type SimEvent =
+  | { readonly kind: 'deliver'; readonly message: Message }
+  | { readonly kind: 'tick'; readonly node: NodeId; readonly incarnation: number }
+  | { readonly kind: 'synced'; readonly node: NodeId; readonly incarnation: number }
+  | { readonly kind: 'restart'; readonly node: NodeId; readonly incarnation: number }
+  | { readonly kind: 'resume'; readonly node: NodeId }
+  | { readonly kind: 'fault' }
+  | { readonly kind: 'propose' }
+  | { readonly kind: 'retry' }
+  | { readonly kind: 'read' }
+  | { readonly kind: 'livenessCheck' };
+
+interface StateMachine {
+  appliedIndex: number;
+  digest: number;
+}
+
+class SimNode {
+  raft: Raft | null = null;
+  incarnation = 0;
+  pausedUntil: number | null = null;
+  readonly inbox: Message[] = [];
+  readyInFlight: Ready | null = null;
+  state: StateMachine = { appliedIndex: 0, digest: 0 };
+  observedCommit = 0;
+  observedApplied = 0;
+  observedVoters: readonly NodeId[] = [];
+  leaderOfTerm = -1;
+  decommissioned = false;
+  readonly pendingReads = new Map<string, number>();
+
+  constructor(
+    readonly id: NodeId,
+    readonly disk: MemoryStorage,
+    readonly clockRate: number,
+  ) {}
+
+  get alive(): boolean {
+    return this.raft !== null;
+  }
+}
+
+interface Command {
+  readonly payload: string;
+  readonly client: number;
+  lastAttemptMs: number;
+}
+
+const TRACE_LENGTH = 40;
+const OUTSTANDING_COMMANDS_PER_CLIENT_MAX = 4;
+
+export class Simulator {
+  readonly options: SimOptions;
+  private readonly prng: Prng;
+  private readonly queue = new EventQueue<SimEvent>();
+  private readonly nodes = new Map<NodeId, SimNode>();
+  private readonly checker = new SafetyChecker();
+  private readonly blockedLinks = new Set<string>();
+  private readonly pendingCommands = new Map<string, Command>();
+  private readonly committedPayloads = new Set<string>();
+  private readonly outstandingPerClient: number[];
+  private readonly leaderHints: (NodeId | null)[];
+  /**
+   * The committing node's voters when each index was first committed. A config change
+   * can apply in the same event as a commit, so both the config before the event and
+   * the one after are kept; the entry must be durable on a majority of one of them.
+   */
+  private readonly votersAtCommit = new Map<number, readonly (readonly NodeId[])[]>();
+  private readonly trace: string[] = [];
+  readonly stats: SimStats = {
+    elections: 0,
+    commits: 0,
+    applied: 0,
+    crashes: 0,
+    pauses: 0,
+    partitions: 0,
+    transfers: 0,
+    configChanges: 0,
+    snapshotsInstalled: 0,
+    readsServed: 0,
+    messagesSent: 0,
+    messagesDropped: 0,
+  };
+  private now = 0;
+  private events = 0;
+  private commandSequence = 0;
+  private readSequence = 0;
+  private nextNodeNumber: number;
+  private phase: 'faulty' | 'liveness' | 'done' = 'faulty';
+  private livenessDeadlineMs = 0;
+  private dropProbability: number;
+  private duplicateProbability: number;
+
+  constructor(
+    options: SimOptions,
+    private readonly bugs: SimBugs = {},
+  ) {
+    this.options = options;
+    this.prng = new Prng(options.seed);
+    this.dropProbability = options.dropProbability;
+    this.duplicateProbability = options.duplicateProbability;
+    this.outstandingPerClient = new Array<number>(options.clientCount).fill(0);
+    this.leaderHints = new Array<NodeId | null>(options.clientCount).fill(null);
+    const founders = Array.from({ length: options.nodeCount }, (_, i) => nodeId(`n${i + 1}`));
+    this.nextNodeNumber = options.nodeCount + 1;
+    for (const id of founders) {
+      this.addNode(id, MemoryStorage.bootstrap({ voters: founders, learners: [] }));
+    }
+    this.queue.push(this.jitter(this.options.faultIntervalMs), { kind: 'fault' });
+    this.queue.push(this.options.proposalIntervalMs, { kind: 'propose' });
+    this.queue.push(100, { kind: 'retry' });
+    this.queue.push(this.options.readIntervalMs, { kind: 'read' });
+  }
+
+  run(): SimResult {
+    let violation: string | null = null;
+    try {
+      while (this.phase !== 'done') {
+        const next = this.queue.pop();
+        if (next === undefined) throw new SafetyViolation('Liveness: the event queue ran dry');
+        this.now = next.time;
+        this.events++;
+        this.record(next.item);
+        this.handle(next.item);
+        this.observeAll();
+        if (this.phase === 'faulty' && this.now >= this.options.faultPhaseMs) this.heal();
+      }
+    } catch (error) {
+      if (!(error instanceof SafetyViolation || error instanceof AssertionError)) throw error;
+      violation = `${error.name === 'AssertionError' ? 'Assertion' : 'Violation'}: ${error.message}`;
+    }
+    return {
+      seed: this.options.seed,
+      options: this.options,
+      events: this.events,
+      virtualTimeMs: Math.round(this.now),
+      checks: this.checker.checks,
+      violation,
+      trace: [...this.trace],
+      stats: this.stats,
+    };
+  }
+
+  // ------------------------------------------------------------ nodes
+
+  private addNode(id: NodeId, disk: MemoryStorage): SimNode {
+    const drift = this.options.clockDriftMax * (this.prng.nextFloat() * 2 - 1);
+    const node = new SimNode(id, disk, 1 + drift);
+    this.nodes.set(id, node);
+    this.start(node);
+    return node;
+  }
+
+  private start(node: SimNode): void {
+    const config: RaftConfig = {
+      id: node.id,
+      storage: node.disk,
+      prng: this.prng.fork(),
+      options: {
+        electionTimeoutTicks: this.options.electionTimeoutTicks,
+        heartbeatIntervalTicks: this.options.heartbeatIntervalTicks,
+        preVote: this.options.preVote,
+        checkQuorum: this.options.checkQuorum,
+        appendBatchBytesMax: this.options.appendBatchBytesMax,
+        inflightMessagesMax: this.options.inflightMessagesMax,
+        snapshotChunkBytesMax: this.options.snapshotChunkBytesMax,
+        learnerPromotionLagEntriesMax: 5,
+        uncommittedEntriesMax: 256,
+        pendingReadsMax: 64,
+      },
+    };
+    const raft = this.bugs.createRaft ? this.bugs.createRaft(config) : new Raft(config);
+    node.raft = raft;
+    node.incarnation++;
+    node.readyInFlight = null;
+    node.pausedUntil = null;
+    node.inbox.length = 0;
+    node.pendingReads.clear();
+    this.checker.restarted(node.id, raft.term, raft.votedFor);
+    node.state = decodeSnapshot(node.disk.snapshot());
+    node.observedCommit = raft.log.commitIndex;
+    node.observedApplied = raft.log.appliedIndex;
+    node.observedVoters = raft.config.voters;
+    node.leaderOfTerm = -1;
+    this.checker.snapshotRestored(node.id, logIndex(node.state.appliedIndex), node.state.digest);
+    this.scheduleTick(node);
+    this.drive(node);
+  }
+
+  private crash(node: SimNode, downtimeMs: number | null): void {
+    if (!node.alive) return;
+    node.raft = null;
+    node.incarnation++;
+    node.readyInFlight = null;
+    node.inbox.length = 0;
+    this.stats.crashes++;
+    if (downtimeMs !== null) {
+      this.queue.push(this.now + downtimeMs, { kind: 'restart', node: node.id, incarnation: node.incarnation });
+    }
+  }
+
+  private scheduleTick(node: SimNode): void {
+    const interval = this.options.tickIntervalMs * node.clockRate;
+    this.queue.push(this.now + interval, { kind: 'tick', node: node.id, incarnation: node.incarnation });
+  }
+
+  // ------------------------------------------------------------ events
+
+  private handle(event: SimEvent): void {
+    switch (event.kind) {
+      case 'deliver':
+        return this.deliver(event.message);
+      case 'tick':
+        return this.onTick(event.node, event.incarnation);
+      case 'synced':
+        return this.onSynced(event.node, event.incarnation);
+      case 'restart': {
+        const node = this.node(event.node);
+        if (!node.alive && !node.decommissioned && node.incarnation === event.incarnation) this.start(node);
+        return;
+      }
+      case 'resume':
+        return this.resume(this.node(event.node));
+      case 'fault':
+        return this.onFault();
+      case 'propose':
+        return this.onPropose();
+      case 'retry':
+        return this.onRetry();
+      case 'read':
+        return this.onRead();
+      case 'livenessCheck':
+        return this.onLivenessCheck();
+    }
+  }
+
+  private node(id: NodeId): SimNode {
+    const node = this.nodes.get(id);
+    if (node === undefined) throw new SafetyViolation(`simulator: unknown node ${id}`);
+    return node;
+  }
+
+  private deliver(message: Message): void {
+    const node = this.nodes.get(message.to);
+    if (node?.raft == null || this.blockedLinks.has(linkKey(message.from, message.to))) {
+      this.stats.messagesDropped++;
+      return;
+    }
+    if (node.pausedUntil !== null) {
+      node.inbox.push(message);
+      return;
+    }
+    node.raft.step(message);
+    this.drive(node);
+  }
+
+  private onTick(id: NodeId, incarnation: number): void {
+    const node = this.node(id);
+    if (node.raft === null || node.incarnation !== incarnation) return;
+    if (node.pausedUntil === null) {
+      node.raft.tick();
+      this.drive(node);
+    }
+    this.scheduleTick(node);
+  }
+
+  private onSynced(id: NodeId, incarnation: number): void {
+    const node = this.node(id);
+    if (node.raft === null || node.incarnation !== incarnation || node.readyInFlight === null) return;
+    if (node.pausedUntil !== null) {
+      this.queue.push(node.pausedUntil, { kind: 'synced', node: id, incarnation });
+      return;
+    }
+    const ready = node.readyInFlight;
+    this.finishReady(node, ready);
+    this.drive(node);
+  }
+
+  private resume(node: SimNode): void {
+    if (node.pausedUntil === null || node.pausedUntil > this.now) return;
+    node.pausedUntil = null;
+    const inbox = node.inbox.splice(0);
+    for (const message of inbox) {
+      if (node.raft === null) return;
+      node.raft.step(message);
+    }
+    this.drive(node);
+  }
+
+  // ------------------------------------------------------------ the Ready loop
+
+  /** Takes Readys until there is none, or until one waits for its fsync. */
+  private drive(node: SimNode): void {
+    for (;;) {
+      const raft = node.raft;
+      if (raft === null || node.readyInFlight !== null || node.pausedUntil !== null) return;
+      if (!raft.hasReady()) return;
+      const ready = raft.ready();
+      if (this.bugs.ackBeforePersist) this.sendAll(ready.messages);
+      const writes = ready.entries.length > 0 || ready.snapshot !== null || ready.hardState !== null;
+      if (writes && this.options.fsyncLatencyMsMax > 0) {
+        node.readyInFlight = ready;
+        const latency = this.prng.intBetween(1, this.options.fsyncLatencyMsMax);
+        this.queue.push(this.now + latency, { kind: 'synced', node: node.id, incarnation: node.incarnation });
+        return;
+      }
+      this.finishReady(node, ready);
+    }
+  }
+
+  private finishReady(node: SimNode, ready: Ready): void {
+    const raft = node.raft;
+    if (raft === null) return;
+    this.persist(node, ready);
+    if (!this.bugs.ackBeforePersist) this.sendAll(ready.messages);
+    this.apply(node, ready);
+    node.readyInFlight = null;
+    raft.advance(ready);
+    this.maybeSnapshot(node);
+  }
+
+  private persist(node: SimNode, ready: Ready): void {
+    if (ready.snapshot !== null) {
+      node.disk.applySnapshot(ready.snapshot);
+      this.stats.snapshotsInstalled++;
+    }
+    let prevTerm: Term | undefined;
+    for (const entry of ready.entries) {
+      if (prevTerm === undefined) prevTerm = node.disk.term(logIndex(entry.index - 1));
+      this.checker.entryPersisted(node.id, entry, prevTerm);
+      prevTerm = entry.term;
+    }
+    node.disk.append(ready.entries);
+    if (ready.hardState !== null) {
+      this.checker.hardStatePersisted(node.id, ready.hardState);
+      node.disk.setHardState(ready.hardState);
+    }
+  }
+
+  private apply(node: SimNode, ready: Ready): void {
+    if (ready.snapshot !== null) {
+      node.state = decodeSnapshot(ready.snapshot);
+      this.checker.snapshotRestored(node.id, ready.snapshot.metadata.index, node.state.digest);
+    }
+    for (const entry of ready.committedEntries) this.applyEntry(node, entry);
+    for (const readState of ready.readStates) {
+      const committedAtIssue = node.pendingReads.get(readState.context);
+      if (committedAtIssue === undefined) continue;
+      node.pendingReads.delete(readState.context);
+      this.checker.readServed(node.id, readState.index, committedAtIssue);
+      this.stats.readsServed++;
+    }
+  }
+
+  private applyEntry(node: SimNode, entry: Entry): void {
+    if (entry.index !== node.state.appliedIndex + 1) {
+      throw new SafetyViolation(`Apply order: ${node.id} applied ${entry.index} after ${node.state.appliedIndex}`);
+    }
+    this.checkDurableOnFirstApply(entry);
+    const digest = chainHash(node.state.digest, `${entry.index}:${entry.term}:${entryKey(entry)}`);
+    node.state = { appliedIndex: entry.index, digest };
+    this.checker.entryApplied(node.id, entry, digest);
+    this.stats.applied++;
+    if (entry.kind === 'normal') this.commandCommitted(new TextDecoder().decode(entry.data));
+    if (entry.kind === 'config') this.configApplied(entry.change);
+  }
+
+  /**
+   * Durability: an entry is applied (and so acknowledged) only once a majority of the
+   * voters that committed it hold it on synced storage.
+   */
+  private checkDurableOnFirstApply(entry: Entry): void {
+    const configs = this.votersAtCommit.get(entry.index);
+    if (configs === undefined) return;
+    this.votersAtCommit.delete(entry.index);
+    const durableOn = (voters: readonly NodeId[]): number =>
+      voters.filter((voter) => {
+        const disk = this.nodes.get(voter)?.disk;
+        if (disk === undefined) return false;
+        return disk.term(entry.index) === entry.term || disk.snapshot().metadata.index >= entry.index;
+      }).length;
+    if (configs.some((voters) => durableOn(voters) >= majority(voters.length))) return;
+    for (const voters of configs) {
+      const copies = durableOn(voters);
+      const disks = voters
+        .map((voter) => {
+          const disk = this.nodes.get(voter)?.disk;
+          return `${voter}:last=${disk?.lastIndex()}/term=${disk?.term(entry.index)}/snap=${disk?.snapshot().metadata.index}`;
+        })
+        .join(' ');
+      throw new SafetyViolation(
+        `Durability: ${entry.index}:${entry.term} applied while ${copies} of ${voters.length} voters had it on disk (${disks})`,
+      );
+    }
+  }
+
+  private maybeSnapshot(node: SimNode): void {
+    const raft = node.raft;
+    if (raft === null) return;
+    const snapshotIndex = node.disk.snapshot().metadata.index;
+    if (node.state.appliedIndex - snapshotIndex < this.options.snapshotIntervalEntries) return;
+    const index = logIndex(node.state.appliedIndex);
+    node.disk.createSnapshot(index, raft.config, encodeSnapshot(node.state, this.options.snapshotPaddingBytes));
+    node.disk.compact(index);
+  }
+
+  private sendAll(messages: readonly Message[]): void {
+    for (const message of messages) {
+      this.stats.messagesSent++;
+      if (this.prng.chance(this.dropProbability)) {
+        this.stats.messagesDropped++;
+        continue;
+      }
+      const copies = this.prng.chance(this.duplicateProbability) ? 2 : 1;
+      for (let copy = 0; copy < copies; copy++) {
+        const delay = this.prng.intBetween(this.options.networkDelayMsMin, this.options.networkDelayMsMax);
+        this.queue.push(this.now + delay, { kind: 'deliver', message });
+      }
+    }
+  }
+
+  // ------------------------------------------------------------ observation
+
+  /** Checks what changed on every node since the last event. */
+  private observeAll(): void {
+    for (const node of this.nodes.values()) {
+      const raft = node.raft;
+      if (raft === null) continue;
+      this.observeCommit(node, raft);
+      monotonic('Applied index', node.id, node.observedApplied, raft.log.appliedIndex);
+      node.observedApplied = raft.log.appliedIndex;
+      if (raft.role === 'leader' && node.leaderOfTerm !== raft.term) {
+        node.leaderOfTerm = raft.term;
+        this.stats.elections++;
+        this.checker.leaderElected(node.id, raft.term);
+        this.checker.leaderHasCommitted(node.id, raft.term, raft.log.firstIndex(), raft.log.lastIndex(), (index) =>
+          raft.log.term(index),
+        );
+      }
+    }
+  }
+
+  private observeCommit(node: SimNode, raft: Raft): void {
+    const commitIndex = raft.log.commitIndex;
+    monotonic('Commit index', node.id, node.observedCommit, commitIndex);
+    for (let index = node.observedCommit + 1; index <= commitIndex; index++) {
+      const entry = raft.log.entriesFrom(logIndex(index), 0)?.[0];
+      if (entry === undefined) continue;
+      if (this.checker.entryCommitted(node.id, raft.term, entry)) {
+        this.votersAtCommit.set(index, [node.observedVoters, raft.config.voters]);
+        this.stats.commits++;
+      }
+    }
+    node.observedCommit = commitIndex;
+    node.observedVoters = raft.config.voters;
+  }
+
+  // ------------------------------------------------------------ workload
+
+  private onPropose(): void {
+    this.queue.push(this.now + this.jitter(this.options.proposalIntervalMs), { kind: 'propose' });
+    if (this.phase !== 'faulty') return;
+    const client = this.prng.intBetween(0, this.options.clientCount - 1);
+    if ((this.outstandingPerClient[client] ?? 0) >= OUTSTANDING_COMMANDS_PER_CLIENT_MAX) return;
+    const payload = `c${client}-${this.commandSequence++}`;
+    const command: Command = { payload, client, lastAttemptMs: this.now };
+    this.pendingCommands.set(payload, command);
+    this.outstandingPerClient[client] = (this.outstandingPerClient[client] ?? 0) + 1;
+    this.attempt(command);
+  }
+
+  /** Clients retry every command that has not committed, as a real client would with a request id. */
+  private onRetry(): void {
+    this.queue.push(this.now + 100, { kind: 'retry' });
+    for (const command of this.pendingCommands.values()) {
+      if (this.now - command.lastAttemptMs >= 300) this.attempt(command);
+    }
+  }
+
+  private attempt(command: Command): void {
+    command.lastAttemptMs = this.now;
+    const hint = this.leaderHints[command.client] ?? null;
+    const hinted = hint === null ? undefined : this.nodes.get(hint);
+    const target = hinted?.alive ? hinted : this.randomLiveNode();
+    this.proposeVia(target, command, true);
+  }
+
+  /** Proposes on `target`; a refusal that names the leader is followed once, as a client would. */
+  private proposeVia(target: SimNode | undefined, command: Command, followHint: boolean): void {
+    const raft = target?.raft;
+    if (target === undefined || raft == null || target.pausedUntil !== null) return;
+    const result = raft.propose(new TextEncoder().encode(command.payload));
+    this.drive(target);
+    if (result.ok) return;
+    this.leaderHints[command.client] = result.leaderId;
+    if (followHint && result.leaderId !== null) {
+      this.proposeVia(this.nodes.get(result.leaderId), command, false);
+    }
+  }
+
+  private commandCommitted(payload: string): void {
+    if (this.committedPayloads.has(payload)) return;
+    this.committedPayloads.add(payload);
+    const command = this.pendingCommands.get(payload);
+    if (command === undefined) return;
+    this.pendingCommands.delete(payload);
+    this.outstandingPerClient[command.client] = (this.outstandingPerClient[command.client] ?? 1) - 1;
+  }
+
+  private onRead(): void {
+    this.queue.push(this.now + this.jitter(this.options.readIntervalMs), { kind: 'read' });
+    const node = this.randomLiveNode();
+    if (node?.raft == null || node.pausedUntil !== null) return;
+    const context = `r${this.readSequence++}`;
+    if (node.raft.readIndex(context)) {
+      node.pendingReads.set(context, this.checker.highestCommitIndex);
+      this.drive(node);
+    }
+  }
+
+  // ------------------------------------------------------------ faults
+
+  private onFault(): void {
+    if (this.phase !== 'faulty') return;
+    this.queue.push(this.now + this.jitter(this.options.faultIntervalMs), { kind: 'fault' });
+    const kinds = Object.entries(this.options.faultWeights) as [FaultKind, number][];
+    const total = kinds.reduce((sum, [, weight]) => sum + weight, 0);
+    if (total === 0) return;
+    let roll = this.prng.intBetween(1, total);
+    for (const [kind, weight] of kinds) {
+      roll -= weight;
+      if (roll <= 0) {
+        this.inject(kind);
+        return;
+      }
+    }
+  }
+
+  private inject(kind: FaultKind): void {
+    const members = this.memberIds();
+    switch (kind) {
+      case 'partitionMajority': {
+        const shuffled = this.shuffle(members);
+        const minority = shuffled.slice(0, Math.floor(shuffled.length / 2));
+        return this.partition([minority, shuffled.slice(minority.length)]);
+      }
+      case 'isolateLeader': {
+        const leader = this.currentLeader();
+        if (leader === null) return;
+        return this.partition([[leader.id], members.filter((id) => id !== leader.id)]);
+      }
+      case 'bridge':
+        return this.bridge(members);
+      case 'oneWay': {
+        if (members.length < 2) return;
+        const [from, to] = this.shuffle(members);
+        if (from === undefined || to === undefined) return;
+        this.blockedLinks.add(linkKey(from, to));
+        this.stats.partitions++;
+        return;
+      }
+      case 'randomGrudge':
+        this.blockedLinks.clear();
+        for (const from of members) {
+          for (const to of members) if (from !== to && this.prng.chance(0.3)) this.blockedLinks.add(linkKey(from, to));
+        }
+        this.stats.partitions++;
+        return;
+      case 'heal':
+        this.blockedLinks.clear();
+        return;
+      case 'crash': {
+        const victim = this.randomLiveNode();
+        if (victim !== undefined) this.crash(victim, this.prng.intBetween(50, 2000));
+        return;
+      }
+      case 'crashLeader': {
+        const leader = this.currentLeader();
+        if (leader !== null) this.crash(leader, this.prng.intBetween(50, 2000));
+        return;
+      }
+      case 'pause':
+        return this.pause();
+      case 'transferLeadership':
+        return this.transfer();
+      case 'membership':
+        if (this.options.membershipChanges) this.changeMembership();
+        return;
+    }
+  }
+
+  private partition(groups: readonly (readonly NodeId[])[]): void {
+    this.blockedLinks.clear();
+    for (const group of groups) {
+      for (const other of groups) {
+        if (group === other) continue;
+        for (const from of group) for (const to of other) this.blockedLinks.add(linkKey(from, to));
+      }
+    }
+    this.stats.partitions++;
+  }
+
+  /** Two sides that cannot talk, joined by one node that sees both. */
+  private bridge(members: readonly NodeId[]): void {
+    if (members.length < 3) return;
+    const [, ...rest] = this.shuffle(members);
+    const half = Math.floor(rest.length / 2);
+    // The bridge node is in neither group, so no link of its own is cut.
+    this.partition([rest.slice(0, half), rest.slice(half)]);
+  }
+
+  private pause(): void {
+    const node = this.randomLiveNode();
+    if (node === undefined || node.pausedUntil !== null) return;
+    node.pausedUntil = this.now + this.prng.intBetween(50, 1500);
+    this.queue.push(node.pausedUntil, { kind: 'resume', node: node.id });
+    this.stats.pauses++;
+  }
+
+  private transfer(): void {
+    const leader = this.currentLeader();
+    if (leader?.raft == null) return;
+    const voters = leader.raft.config.voters.filter((id) => id !== leader.id);
+    if (voters.length === 0) return;
+    if (leader.raft.transferLeadership(this.prng.pick(voters)).ok) this.stats.transfers++;
+    this.drive(leader);
+  }
+
+  private changeMembership(): void {
+    const leader = this.currentLeader();
+    const raft = leader?.raft;
+    if (leader === undefined || leader === null || raft == null) return;
+    const { voters, learners } = raft.config;
+    const roll = this.prng.intBetween(0, 2);
+    let change: ConfigChange | null = null;
+    if (roll === 0 && this.nodes.size < 10 && voters.length + learners.length < 7) {
+      const id = nodeId(`n${this.nextNodeNumber++}`);
+      this.addNode(id, MemoryStorage.joining());
+      change = { type: 'addLearner', nodeId: id };
+    } else if (roll === 1 && learners.length > 0) {
+      change = { type: 'promoteLearner', nodeId: this.prng.pick(learners) };
+    } else if (roll === 2) {
+      const removable = voters.length > 3 ? [...voters, ...learners] : [...learners];
+      if (removable.length > 0) change = { type: 'removeNode', nodeId: this.prng.pick(removable) };
+    }
+    if (change !== null && raft.proposeConfigChange(change).ok) this.stats.configChanges++;
+    this.drive(leader);
+  }
+
+  /** A committed removal takes the node out of service for good, as an operator would. */
+  private configApplied(change: ConfigChange): void {
+    if (change.type !== 'removeNode') return;
+    const node = this.nodes.get(change.nodeId);
+    if (node === undefined || node.decommissioned) return;
+    node.decommissioned = true;
+    this.crash(node, null);
+  }
+
+  // ------------------------------------------------------------ liveness
+
+  private heal(): void {
+    this.phase = 'liveness';
+    this.livenessDeadlineMs = this.now + this.options.livenessWindowMs;
+    this.blockedLinks.clear();
+    this.dropProbability = 0;
+    this.duplicateProbability = 0;
+    for (const node of this.nodes.values()) {
+      if (node.decommissioned) continue;
+      if (!node.alive) this.start(node);
+      else if (node.pausedUntil !== null) {
+        node.pausedUntil = this.now;
+        this.resume(node);
+      }
+    }
+    this.queue.push(this.now + 100, { kind: 'livenessCheck' });
+  }
+
+  private onLivenessCheck(): void {
+    if (this.livenessReached()) {
+      this.phase = 'done';
+      return;
+    }
+    if (this.now >= this.livenessDeadlineMs) {
+      const leader = this.currentLeader();
+      throw new SafetyViolation(
+        `Liveness: ${this.options.livenessWindowMs} ms after healing, leader=${leader?.id ?? 'none'}, ` +
+          `${this.pendingCommands.size} commands pending, applied=${this.describeApplied()}`,
+      );
+    }
+    this.queue.push(this.now + 100, { kind: 'livenessCheck' });
+  }
+
+  /** A leader of the highest term, nothing pending, and every member caught up with it. */
+  private livenessReached(): boolean {
+    const leader = this.currentLeader();
+    const raft = leader?.raft;
+    if (raft == null || this.pendingCommands.size > 0) return false;
+    if (raft.log.term(raft.log.commitIndex) !== raft.term) return false;
+    for (const id of [...raft.config.voters, ...raft.config.learners]) {
+      const member = this.nodes.get(id);
+      if (member === undefined || member.decommissioned) continue;
+      if (member.raft === null || member.raft.log.appliedIndex !== raft.log.commitIndex) return false;
+    }
+    return true;
+  }
+
+  private describeApplied(): string {
+    return [...this.nodes.values()]
+      .filter((node) => !node.decommissioned)
+      .map((node) => {
+        const raft = node.raft;
+        if (raft === null) return `${node.id}:down`;
+        const progress = this.currentLeader()?.raft?.progressOf(node.id);
+        const replication = progress === undefined ? '' : ` ${progress.state} match=${progress.matchIndex} next=${progress.nextIndex} inflight=${progress.inflight.length} probeSent=${progress.probeSent}`;
+        return `${node.id}:${raft.role}/t${raft.term}/commit=${raft.log.commitIndex}/applied=${raft.log.appliedIndex}/last=${raft.log.lastIndex()}${replication}`;
+      })
+      .join(', ');
+  }
+
+  // ------------------------------------------------------------ helpers
+
+  /** The live leader with the highest term, if any. */
+  private currentLeader(): SimNode | null {
+    let best: SimNode | null = null;
+    for (const node of this.nodes.values()) {
+      const raft = node.raft;
+      if (raft?.role !== 'leader') continue;
+      if (best === null || (best.raft?.term ?? 0) < raft.term) best = node;
+    }
+    return best;
+  }
+
+  private memberIds(): NodeId[] {
+    return [...this.nodes.values()].filter((node) => !node.decommissioned).map((node) => node.id);
+  }
+
+  private randomLiveNode(): SimNode | undefined {
+    const live = [...this.nodes.values()].filter((node) => node.alive);
+    return live.length === 0 ? undefined : this.prng.pick(live);
+  }
+
+  private shuffle<T>(items: readonly T[]): T[] {
+    const copy = [...items];
+    for (let i = copy.length - 1; i > 0; i--) {
+      const j = this.prng.intBetween(0, i);
+      const a = copy[i] as T;
+      copy[i] = copy[j] as T;
+      copy[j] = a;
+    }
+    return copy;
+  }
+
+  private jitter(meanMs: number): number {
+    return this.prng.intBetween(Math.max(1, Math.floor(meanMs / 2)), Math.ceil((meanMs * 3) / 2));
+  }
+
+  private record(event: SimEvent): void {
+    if (this.trace.length >= TRACE_LENGTH) this.trace.shift();
+    this.trace.push(`${this.now.toFixed(1)}ms ${describeEvent(event)}`);
+  }
+}
+
+function describeEvent(event: SimEvent): string {
+  switch (event.kind) {
+    case 'deliver': {
+      const { type, from, to, term } = event.message;
+      return `deliver ${type} ${from}->${to} t${term}`;
+    }
+    case 'tick':
+    case 'synced':
+    case 'restart':
+      return `${event.kind} ${event.node}`;
+    case 'resume':
+      return `resume ${event.node}`;
+    default:
+      return event.kind;
+  }
+}
+
+function linkKey(from: NodeId, to: NodeId): string {
+  return `${from}>${to}`;
+}
+
+/** The simulated state machine's snapshot: its digest, padded so that it takes several chunks. */
+function encodeSnapshot(state: StateMachine, paddingBytes: number): Uint8Array {
+  const header = `${JSON.stringify(state)}\n`;
+  return new TextEncoder().encode(header + '.'.repeat(paddingBytes));
+}
+
+function decodeSnapshot(snapshot: Snapshot): StateMachine {
+  if (snapshot.data.byteLength === 0) return { appliedIndex: snapshot.metadata.index, digest: 0 };
+  const text = new TextDecoder().decode(snapshot.data);
+  const state = JSON.parse(text.slice(0, text.indexOf('\n'))) as StateMachine;
+  if (state.appliedIndex !== snapshot.metadata.index) {
+    throw new SafetyViolation(`Snapshot: data at ${state.appliedIndex} labelled ${snapshot.metadata.index}`);
+  }
+  return state;
+}
+
+export function runSimulation(seed: number, overrides: Partial<SimOptions> = {}, bugs: SimBugs = {}): SimResult {
+  return new Simulator(deriveOptions(seed, overrides), bugs).run();
+}
+
