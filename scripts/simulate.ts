@@ -30,7 +30,9 @@ function parseArgs(argv: readonly string[]): Args {
     else if (flag === '--from') args.from = numeric();
     else if (flag === '--verbose') args.verbose = true;
     else if (flag === '--help' || flag === '-h') {
-      process.stdout.write('usage: npm run simulate -- [--seed S | --seeds N [--from F]] [--verbose]\n');
+      process.stdout.write(
+        'usage: npm run simulate -- [--seed S | --seeds N [--from F]] [--verbose]\n',
+      );
       process.exit(0);
     } else fail(`unknown argument ${flag}`);
   }
@@ -74,7 +76,9 @@ function main(): void {
     if (performance.now() - lastProgress > 5000) {
       lastProgress = performance.now();
       const done = position + 1;
-      process.stdout.write(`  ${done}/${seeds.length} seeds, ${failed.length} violations, ${((lastProgress - started) / 1000).toFixed(0)} s\n`);
+      process.stdout.write(
+        `  ${done}/${seeds.length} seeds, ${failed.length} violations, ${((lastProgress - started) / 1000).toFixed(0)} s\n`,
+      );
     }
   }
   const wallSeconds = (performance.now() - started) / 1000;

@@ -87,7 +87,10 @@ export class SafetyChecker {
       return;
     }
     if (registered.key !== key) {
-      violation('Log Matching', `${node} holds ${key} at ${id}, another node holds ${registered.key}`);
+      violation(
+        'Log Matching',
+        `${node} holds ${key} at ${id}, another node holds ${registered.key}`,
+      );
     }
     if (prevTerm !== undefined && prevTerm !== registered.prevTerm) {
       violation(
@@ -104,8 +107,15 @@ export class SafetyChecker {
       if (next.term < previous.term) {
         violation('Durable term', `${node} term went back from ${previous.term} to ${next.term}`);
       }
-      if (next.term === previous.term && previous.votedFor !== null && next.votedFor !== previous.votedFor) {
-        violation('Durable vote', `${node} changed its vote in term ${next.term} from ${previous.votedFor} to ${next.votedFor}`);
+      if (
+        next.term === previous.term &&
+        previous.votedFor !== null &&
+        next.votedFor !== previous.votedFor
+      ) {
+        violation(
+          'Durable vote',
+          `${node} changed its vote in term ${next.term} from ${previous.votedFor} to ${next.votedFor}`,
+        );
       }
     }
     this.durableHardStates.set(node, next);
@@ -117,7 +127,10 @@ export class SafetyChecker {
     const durable = this.durableHardStates.get(node);
     if (durable === undefined) return;
     if (durable.term !== term || durable.votedFor !== votedFor) {
-      violation('Durable state', `${node} restarted at term ${term} vote ${votedFor}, but persisted ${durable.term}/${durable.votedFor}`);
+      violation(
+        'Durable state',
+        `${node} restarted at term ${term} vote ${votedFor}, but persisted ${durable.term}/${durable.votedFor}`,
+      );
     }
   }
 
@@ -147,17 +160,29 @@ export class SafetyChecker {
    * Leader Completeness: a leader of term T holds every entry committed in a term
    * before T. `termAt` reads the leader's log (undefined where it is compacted).
    */
-  leaderHasCommitted(node: NodeId, term: Term, firstIndex: LogIndex, lastIndex: LogIndex, termAt: (index: LogIndex) => Term | undefined): void {
+  leaderHasCommitted(
+    node: NodeId,
+    term: Term,
+    firstIndex: LogIndex,
+    lastIndex: LogIndex,
+    termAt: (index: LogIndex) => Term | undefined,
+  ): void {
     this.checks++;
     for (let index = firstIndex; index <= this.maxCommittedIndex; index++) {
       const committed = this.committed.get(index);
       if (committed === undefined || committed.commitTerm >= term) continue;
       if (index > lastIndex) {
-        violation('Leader Completeness', `leader ${node} of term ${term} ends at ${lastIndex}, missing committed ${index}`);
+        violation(
+          'Leader Completeness',
+          `leader ${node} of term ${term} ends at ${lastIndex}, missing committed ${index}`,
+        );
       }
       const heldTerm = termAt(index as LogIndex);
       if (heldTerm !== undefined && heldTerm !== committed.term) {
-        violation('Leader Completeness', `leader ${node} of term ${term} holds term ${heldTerm} at ${index}, committed term ${committed.term}`);
+        violation(
+          'Leader Completeness',
+          `leader ${node} of term ${term} holds term ${heldTerm} at ${index}, committed term ${committed.term}`,
+        );
       }
     }
   }
@@ -167,7 +192,10 @@ export class SafetyChecker {
     const key = `${entry.term}:${entryKey(entry)}`;
     const knownKey = this.appliedKeys.get(entry.index);
     if (knownKey !== undefined && knownKey !== key) {
-      violation('State Machine Safety', `${node} applied ${key} at ${entry.index}, another node applied ${knownKey}`);
+      violation(
+        'State Machine Safety',
+        `${node} applied ${key} at ${entry.index}, another node applied ${knownKey}`,
+      );
     }
     this.appliedKeys.set(entry.index, key);
     this.digestAt(node, entry.index, digest);
@@ -181,7 +209,10 @@ export class SafetyChecker {
     this.checks++;
     const known = this.appliedDigests.get(index);
     if (known !== undefined && known !== digest) {
-      violation('State Machine Safety', `${node} state digest at ${index} is ${digest}, others have ${known}`);
+      violation(
+        'State Machine Safety',
+        `${node} state digest at ${index} is ${digest}, others have ${known}`,
+      );
     }
     this.appliedDigests.set(index, digest);
   }
@@ -190,7 +221,10 @@ export class SafetyChecker {
   readServed(node: NodeId, readIndex: LogIndex, committedAtIssue: number): void {
     this.checks++;
     if (readIndex < committedAtIssue) {
-      violation('Linearizable read', `${node} served a read at ${readIndex}, but ${committedAtIssue} was committed before it was issued`);
+      violation(
+        'Linearizable read',
+        `${node} served a read at ${readIndex}, but ${committedAtIssue} was committed before it was issued`,
+      );
     }
   }
 }

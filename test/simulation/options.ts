@@ -90,7 +90,7 @@ export function deriveOptions(seed: number, overrides: Partial<SimOptions> = {})
       crashLeader: prng.intBetween(0, 2),
       pause: prng.intBetween(0, 2),
       transferLeadership: prng.intBetween(0, 2),
-      membership: prng.intBetween(0, 3),
+      membership: prng.intBetween(2, 6),
     },
     clientCount: prng.intBetween(1, 4),
     proposalIntervalMs: prng.pick([5, 20, 60]),

@@ -51,7 +51,8 @@ describe('deterministic simulation', () => {
 
   it('derives different options from different seeds (swarm testing)', () => {
     const options = new Set<string>();
-    for (let seed = 1; seed <= 20; seed++) options.add(JSON.stringify({ ...runOptions(seed), seed: 0 }));
+    for (let seed = 1; seed <= 20; seed++)
+      options.add(JSON.stringify({ ...runOptions(seed), seed: 0 }));
     expect(options.size).toBe(20);
   });
 });

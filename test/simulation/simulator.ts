@@ -41,7 +41,8 @@ export interface SimStats {
   pauses: number;
   partitions: number;
   transfers: number;
-  configChanges: number;
+  configChangesProposed: number;
+  configChangesApplied: number;
   snapshotsInstalled: number;
   readsServed: number;
   messagesSent: number;
@@ -128,6 +129,8 @@ export class Simulator {
    */
   private readonly votersAtCommit = new Map<number, readonly (readonly NodeId[])[]>();
   private readonly trace: string[] = [];
+  /** Distinct membership changes applied somewhere, for the stats. */
+  private readonly configChangesApplied = new Set<string>();
   readonly stats: SimStats = {
     elections: 0,
     commits: 0,
@@ -136,7 +139,8 @@ export class Simulator {
     pauses: 0,
     partitions: 0,
     transfers: 0,
-    configChanges: 0,
+    configChangesProposed: 0,
+    configChangesApplied: 0,
     snapshotsInstalled: 0,
     readsServed: 0,
     messagesSent: 0,
@@ -190,6 +194,7 @@ export class Simulator {
       if (!(error instanceof SafetyViolation || error instanceof AssertionError)) throw error;
       violation = `${error.name === 'AssertionError' ? 'Assertion' : 'Violation'}: ${error.message}`;
     }
+    this.stats.configChangesApplied = this.configChangesApplied.size;
     return {
       seed: this.options.seed,
       options: this.options,
@@ -256,13 +261,21 @@ export class Simulator {
     node.inbox.length = 0;
     this.stats.crashes++;
     if (downtimeMs !== null) {
-      this.queue.push(this.now + downtimeMs, { kind: 'restart', node: node.id, incarnation: node.incarnation });
+      this.queue.push(this.now + downtimeMs, {
+        kind: 'restart',
+        node: node.id,
+        incarnation: node.incarnation,
+      });
     }
   }
 
   private scheduleTick(node: SimNode): void {
     const interval = this.options.tickIntervalMs * node.clockRate;
-    this.queue.push(this.now + interval, { kind: 'tick', node: node.id, incarnation: node.incarnation });
+    this.queue.push(this.now + interval, {
+      kind: 'tick',
+      node: node.id,
+      incarnation: node.incarnation,
+    });
   }
 
   // ------------------------------------------------------------ events
@@ -277,7 +290,8 @@ export class Simulator {
         return this.onSynced(event.node, event.incarnation);
       case 'restart': {
         const node = this.node(event.node);
-        if (!node.alive && !node.decommissioned && node.incarnation === event.incarnation) this.start(node);
+        if (!node.alive && !node.decommissioned && node.incarnation === event.incarnation)
+          this.start(node);
         return;
       }
       case 'resume':
@@ -327,7 +341,8 @@ export class Simulator {
 
   private onSynced(id: NodeId, incarnation: number): void {
     const node = this.node(id);
-    if (node.raft === null || node.incarnation !== incarnation || node.readyInFlight === null) return;
+    if (node.raft === null || node.incarnation !== incarnation || node.readyInFlight === null)
+      return;
     if (node.pausedUntil !== null) {
       this.queue.push(node.pausedUntil, { kind: 'synced', node: id, incarnation });
       return;
@@ -358,11 +373,16 @@ export class Simulator {
       if (!raft.hasReady()) return;
       const ready = raft.ready();
       if (this.bugs.ackBeforePersist) this.sendAll(ready.messages);
-      const writes = ready.entries.length > 0 || ready.snapshot !== null || ready.hardState !== null;
+      const writes =
+        ready.entries.length > 0 || ready.snapshot !== null || ready.hardState !== null;
       if (writes && this.options.fsyncLatencyMsMax > 0) {
         node.readyInFlight = ready;
         const latency = this.prng.intBetween(1, this.options.fsyncLatencyMsMax);
-        this.queue.push(this.now + latency, { kind: 'synced', node: node.id, incarnation: node.incarnation });
+        this.queue.push(this.now + latency, {
+          kind: 'synced',
+          node: node.id,
+          incarnation: node.incarnation,
+        });
         return;
       }
       this.finishReady(node, ready);
@@ -415,7 +435,9 @@ export class Simulator {
 
   private applyEntry(node: SimNode, entry: Entry): void {
     if (entry.index !== node.state.appliedIndex + 1) {
-      throw new SafetyViolation(`Apply order: ${node.id} applied ${entry.index} after ${node.state.appliedIndex}`);
+      throw new SafetyViolation(
+        `Apply order: ${node.id} applied ${entry.index} after ${node.state.appliedIndex}`,
+      );
     }
     this.checkDurableOnFirstApply(entry);
     const digest = chainHash(node.state.digest, `${entry.index}:${entry.term}:${entryKey(entry)}`);
@@ -438,7 +460,9 @@ export class Simulator {
       voters.filter((voter) => {
         const disk = this.nodes.get(voter)?.disk;
         if (disk === undefined) return false;
-        return disk.term(entry.index) === entry.term || disk.snapshot().metadata.index >= entry.index;
+        return (
+          disk.term(entry.index) === entry.term || disk.snapshot().metadata.index >= entry.index
+        );
       }).length;
     if (configs.some((voters) => durableOn(voters) >= majority(voters.length))) return;
     for (const voters of configs) {
@@ -461,7 +485,11 @@ export class Simulator {
     const snapshotIndex = node.disk.snapshot().metadata.index;
     if (node.state.appliedIndex - snapshotIndex < this.options.snapshotIntervalEntries) return;
     const index = logIndex(node.state.appliedIndex);
-    node.disk.createSnapshot(index, raft.config, encodeSnapshot(node.state, this.options.snapshotPaddingBytes));
+    node.disk.createSnapshot(
+      index,
+      raft.config,
+      encodeSnapshot(node.state, this.options.snapshotPaddingBytes),
+    );
     node.disk.compact(index);
   }
 
@@ -474,7 +502,10 @@ export class Simulator {
       }
       const copies = this.prng.chance(this.duplicateProbability) ? 2 : 1;
       for (let copy = 0; copy < copies; copy++) {
-        const delay = this.prng.intBetween(this.options.networkDelayMsMin, this.options.networkDelayMsMax);
+        const delay = this.prng.intBetween(
+          this.options.networkDelayMsMin,
+          this.options.networkDelayMsMax,
+        );
         this.queue.push(this.now + delay, { kind: 'deliver', message });
       }
     }
@@ -494,8 +525,12 @@ export class Simulator {
         node.leaderOfTerm = raft.term;
         this.stats.elections++;
         this.checker.leaderElected(node.id, raft.term);
-        this.checker.leaderHasCommitted(node.id, raft.term, raft.log.firstIndex(), raft.log.lastIndex(), (index) =>
-          raft.log.term(index),
+        this.checker.leaderHasCommitted(
+          node.id,
+          raft.term,
+          raft.log.firstIndex(),
+          raft.log.lastIndex(),
+          (index) => raft.log.term(index),
         );
       }
     }
@@ -565,7 +600,8 @@ export class Simulator {
     const command = this.pendingCommands.get(payload);
     if (command === undefined) return;
     this.pendingCommands.delete(payload);
-    this.outstandingPerClient[command.client] = (this.outstandingPerClient[command.client] ?? 1) - 1;
+    this.outstandingPerClient[command.client] =
+      (this.outstandingPerClient[command.client] ?? 1) - 1;
   }
 
   private onRead(): void {
@@ -623,7 +659,8 @@ export class Simulator {
       case 'randomGrudge':
         this.blockedLinks.clear();
         for (const from of members) {
-          for (const to of members) if (from !== to && this.prng.chance(0.3)) this.blockedLinks.add(linkKey(from, to));
+          for (const to of members)
+            if (from !== to && this.prng.chance(0.3)) this.blockedLinks.add(linkKey(from, to));
         }
         this.stats.partitions++;
         return;
@@ -704,12 +741,13 @@ export class Simulator {
       const removable = voters.length > 3 ? [...voters, ...learners] : [...learners];
       if (removable.length > 0) change = { type: 'removeNode', nodeId: this.prng.pick(removable) };
     }
-    if (change !== null && raft.proposeConfigChange(change).ok) this.stats.configChanges++;
+    if (change !== null && raft.proposeConfigChange(change).ok) this.stats.configChangesProposed++;
     this.drive(leader);
   }
 
   /** A committed removal takes the node out of service for good, as an operator would. */
   private configApplied(change: ConfigChange): void {
+    this.configChangesApplied.add(`${change.type}:${change.nodeId}`);
     if (change.type !== 'removeNode') return;
     const node = this.nodes.get(change.nodeId);
     if (node === undefined || node.decommissioned) return;
@@ -760,7 +798,8 @@ export class Simulator {
     for (const id of [...raft.config.voters, ...raft.config.learners]) {
       const member = this.nodes.get(id);
       if (member === undefined || member.decommissioned) continue;
-      if (member.raft === null || member.raft.log.appliedIndex !== raft.log.commitIndex) return false;
+      if (member.raft === null || member.raft.log.appliedIndex !== raft.log.commitIndex)
+        return false;
     }
     return true;
   }
@@ -772,7 +811,10 @@ export class Simulator {
         const raft = node.raft;
         if (raft === null) return `${node.id}:down`;
         const progress = this.currentLeader()?.raft?.progressOf(node.id);
-        const replication = progress === undefined ? '' : ` ${progress.state} match=${progress.matchIndex} next=${progress.nextIndex} inflight=${progress.inflight.length} probeSent=${progress.probeSent}`;
+        const replication =
+          progress === undefined
+            ? ''
+            : ` ${progress.state} match=${progress.matchIndex} next=${progress.nextIndex} inflight=${progress.inflight.length} probeSent=${progress.probeSent}`;
         return `${node.id}:${raft.role}/t${raft.term}/commit=${raft.log.commitIndex}/applied=${raft.log.appliedIndex}/last=${raft.log.lastIndex()}${replication}`;
       })
       .join(', ');
@@ -853,12 +895,17 @@ function decodeSnapshot(snapshot: Snapshot): StateMachine {
   const text = new TextDecoder().decode(snapshot.data);
   const state = JSON.parse(text.slice(0, text.indexOf('\n'))) as StateMachine;
   if (state.appliedIndex !== snapshot.metadata.index) {
-    throw new SafetyViolation(`Snapshot: data at ${state.appliedIndex} labelled ${snapshot.metadata.index}`);
+    throw new SafetyViolation(
+      `Snapshot: data at ${state.appliedIndex} labelled ${snapshot.metadata.index}`,
+    );
   }
   return state;
 }
 
-export function runSimulation(seed: number, overrides: Partial<SimOptions> = {}, bugs: SimBugs = {}): SimResult {
+export function runSimulation(
+  seed: number,
+  overrides: Partial<SimOptions> = {},
+  bugs: SimBugs = {},
+): SimResult {
   return new Simulator(deriveOptions(seed, overrides), bugs).run();
 }
-
