@@ -1,9 +1,9 @@
 import {
   type ConfigChange,
   type Entry,
-  majority,
   MemoryStorage,
   type Message,
+  majority,
   Raft,
   type RaftConfig,
   type Ready,
@@ -283,11 +283,14 @@ export class Simulator {
   private handle(event: SimEvent): void {
     switch (event.kind) {
       case 'deliver':
-        return this.deliver(event.message);
+        this.deliver(event.message);
+        return;
       case 'tick':
-        return this.onTick(event.node, event.incarnation);
+        this.onTick(event.node, event.incarnation);
+        return;
       case 'synced':
-        return this.onSynced(event.node, event.incarnation);
+        this.onSynced(event.node, event.incarnation);
+        return;
       case 'restart': {
         const node = this.node(event.node);
         if (!node.alive && !node.decommissioned && node.incarnation === event.incarnation)
@@ -295,17 +298,23 @@ export class Simulator {
         return;
       }
       case 'resume':
-        return this.resume(this.node(event.node));
+        this.resume(this.node(event.node));
+        return;
       case 'fault':
-        return this.onFault();
+        this.onFault();
+        return;
       case 'propose':
-        return this.onPropose();
+        this.onPropose();
+        return;
       case 'retry':
-        return this.onRetry();
+        this.onRetry();
+        return;
       case 'read':
-        return this.onRead();
+        this.onRead();
+        return;
       case 'livenessCheck':
-        return this.onLivenessCheck();
+        this.onLivenessCheck();
+        return;
     }
   }
 
@@ -639,15 +648,18 @@ export class Simulator {
       case 'partitionMajority': {
         const shuffled = this.shuffle(members);
         const minority = shuffled.slice(0, Math.floor(shuffled.length / 2));
-        return this.partition([minority, shuffled.slice(minority.length)]);
+        this.partition([minority, shuffled.slice(minority.length)]);
+        return;
       }
       case 'isolateLeader': {
         const leader = this.currentLeader();
         if (leader === null) return;
-        return this.partition([[leader.id], members.filter((id) => id !== leader.id)]);
+        this.partition([[leader.id], members.filter((id) => id !== leader.id)]);
+        return;
       }
       case 'bridge':
-        return this.bridge(members);
+        this.bridge(members);
+        return;
       case 'oneWay': {
         if (members.length < 2) return;
         const [from, to] = this.shuffle(members);
@@ -678,9 +690,11 @@ export class Simulator {
         return;
       }
       case 'pause':
-        return this.pause();
+        this.pause();
+        return;
       case 'transferLeadership':
-        return this.transfer();
+        this.transfer();
+        return;
       case 'membership':
         if (this.options.membershipChanges) this.changeMembership();
         return;
