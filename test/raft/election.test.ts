@@ -3,8 +3,8 @@
  * Every test is init / act / check against the real core.
  */
 import { describe, expect, it } from 'vitest';
-import type { Message } from '../../src/raft/types.ts';
 import { Raft } from '../../src/raft/raft.ts';
+import type { Message } from '../../src/raft/types.ts';
 import { logIndex as idx, term as tm } from '../../src/util/ids.ts';
 import { Prng } from '../../src/util/prng.ts';
 import {
@@ -37,25 +37,39 @@ describe('§5.1 Raft basics: server states and terms', () => {
 
   it.each<[string, (to: typeof a) => Message, string | null]>([
     ['Heartbeat', (to) => msg.heartbeat(b, to, 5), 'b'],
-    ['AppendEntries', (to) => msg.append(b, to, 5, { prevLogIndex: idx(0), prevLogTerm: tm(0) }), 'b'],
+    [
+      'AppendEntries',
+      (to) => msg.append(b, to, 5, { prevLogIndex: idx(0), prevLogTerm: tm(0) }),
+      'b',
+    ],
     ['AppendEntriesResponse', (to) => msg.appendResponse(b, to, 5), null],
-    ['RequestVote', (to) => msg.requestVote(c, to, 5, { lastLogIndex: idx(9), lastLogTerm: tm(4) }), null],
-  ])('a leader that sees a %s with a higher term adopts the term and becomes a follower', (_, build, leaderId) => {
-    // CheckQuorum off, so the leader's lease does not make it ignore the RequestVote.
-    const { raft, storage } = loneRaft(a, [a, b, c], new Prng(2), { checkQuorum: false, preVote: false });
-    makeLeader(raft, storage, false);
-    expect(raft.role).toBe('leader');
-    expect(raft.term).toBe(2);
+    [
+      'RequestVote',
+      (to) => msg.requestVote(c, to, 5, { lastLogIndex: idx(9), lastLogTerm: tm(4) }),
+      null,
+    ],
+  ])(
+    'a leader that sees a %s with a higher term adopts the term and becomes a follower',
+    (_, build, leaderId) => {
+      // CheckQuorum off, so the leader's lease does not make it ignore the RequestVote.
+      const { raft, storage } = loneRaft(a, [a, b, c], new Prng(2), {
+        checkQuorum: false,
+        preVote: false,
+      });
+      makeLeader(raft, storage, false);
+      expect(raft.role).toBe('leader');
+      expect(raft.term).toBe(2);
 
-    raft.step(build(a));
+      raft.step(build(a));
 
-    expect(raft.role).toBe('follower');
-    expect(raft.term).toBe(5);
-    expect(raft.leaderId).toBe(leaderId);
-    const ready = drain(raft, storage);
-    expect(ready.hardState?.term).toBe(5);
-    expect(ready.mustSync).toBe(true);
-  });
+      expect(raft.role).toBe('follower');
+      expect(raft.term).toBe(5);
+      expect(raft.leaderId).toBe(leaderId);
+      const ready = drain(raft, storage);
+      expect(ready.hardState?.term).toBe(5);
+      expect(ready.mustSync).toBe(true);
+    },
+  );
 
   it('a candidate that sees a higher term in a vote response becomes a follower of that term', () => {
     const { raft } = loneRaft(a, [a, b, c], new Prng(3), { preVote: false });
@@ -200,7 +214,11 @@ describe('§5.2 Leader election', () => {
   });
 
   it('a candidate that wins votes from a majority becomes leader (3 of 5, two servers down)', () => {
-    const network = new Network({ prng: new Prng(10), voters: [a, b, c, d, e], options: { preVote: false } });
+    const network = new Network({
+      prng: new Prng(10),
+      voters: [a, b, c, d, e],
+      options: { preVote: false },
+    });
     network.isolate(d);
     network.isolate(e);
 
@@ -213,7 +231,11 @@ describe('§5.2 Leader election', () => {
   });
 
   it('a candidate with votes from only a minority does not become leader (2 of 5)', () => {
-    const network = new Network({ prng: new Prng(11), voters: [a, b, c, d, e], options: { preVote: false } });
+    const network = new Network({
+      prng: new Prng(11),
+      voters: [a, b, c, d, e],
+      options: { preVote: false },
+    });
     network.isolate(c);
     network.isolate(d);
     network.isolate(e);
@@ -231,7 +253,12 @@ describe('§5.2 Leader election', () => {
       b: storageWithLog({ voters: [a, b, c] }, [1], { term: 1 }),
       c: storageWithLog({ voters: [a, b, c] }, [1], { term: 1 }),
     };
-    const network = new Network({ prng: new Prng(12), voters: [a, b, c], storages, options: { preVote: false } });
+    const network = new Network({
+      prng: new Prng(12),
+      voters: [a, b, c],
+      storages,
+      options: { preVote: false },
+    });
 
     network.raft(a).campaign();
     network.stabilize();
@@ -244,10 +271,15 @@ describe('§5.2 Leader election', () => {
   });
 
   it('a split vote elects no one; a later randomized timeout elects a single leader in a newer term', () => {
-    const network = new Network({ prng: new Prng(13), voters: [a, b, c, d], options: { preVote: false } });
+    const network = new Network({
+      prng: new Prng(13),
+      voters: [a, b, c, d],
+      options: { preVote: false },
+    });
     // a reaches c, b reaches d: 2 votes each, 3 needed.
     const removeFilter = network.dropIf(
-      (m) => m.type === 'RequestVote' && ((m.from === a && m.to === d) || (m.from === b && m.to === c)),
+      (m) =>
+        m.type === 'RequestVote' && ((m.from === a && m.to === d) || (m.from === b && m.to === c)),
     );
     network.raft(a).campaign();
     network.raft(b).campaign();

@@ -12,7 +12,7 @@
  * - State Machine Safety: no two nodes apply different entries at one index, and each
  *   node applies indexes in order without gaps.
  */
-import { RaftLog } from '../../src/raft/log.ts';
+import type { RaftLog } from '../../src/raft/log.ts';
 import type { RaftOptions } from '../../src/raft/options.ts';
 import { type ProposeResult, Raft } from '../../src/raft/raft.ts';
 import type { Ready } from '../../src/raft/ready.ts';
@@ -28,7 +28,14 @@ import type {
   Snapshot,
   SnapshotMetadata,
 } from '../../src/raft/types.ts';
-import { type LogIndex, logIndex, type NodeId, nodeId, type Term, term } from '../../src/util/ids.ts';
+import {
+  type LogIndex,
+  logIndex,
+  type NodeId,
+  nodeId,
+  type Term,
+  term,
+} from '../../src/util/ids.ts';
 import type { Prng } from '../../src/util/prng.ts';
 
 // ------------------------------------------------------------------ small builders
@@ -67,7 +74,10 @@ export function storageWithLog(
   termsFromIndex2: readonly number[],
   hardState: { term: number; votedFor?: NodeId | null; commitIndex?: number },
 ): MemoryStorage {
-  const storage = MemoryStorage.bootstrap({ voters: config.voters, learners: config.learners ?? [] });
+  const storage = MemoryStorage.bootstrap({
+    voters: config.voters,
+    learners: config.learners ?? [],
+  });
   storage.append(termsFromIndex2.map((entryTerm, i) => entry(i + 2, entryTerm)));
   storage.setHardState({
     term: term(hardState.term),
@@ -212,7 +222,10 @@ export const msg = {
   },
 };
 
-export function ofType<T extends MessageType>(messages: readonly Message[], type: T): MessageOf<T>[] {
+export function ofType<T extends MessageType>(
+  messages: readonly Message[],
+  type: T,
+): MessageOf<T>[] {
   return messages.filter((m): m is MessageOf<T> => m.type === type);
 }
 
@@ -305,7 +318,11 @@ export class Network {
   }
 
   /** Adds a node (by default a joining one that knows nothing until the leader's snapshot). */
-  addNode(id: NodeId, storage: MemoryStorage = MemoryStorage.joining(), options?: Partial<RaftOptions>): TestNode {
+  addNode(
+    id: NodeId,
+    storage: MemoryStorage = MemoryStorage.joining(),
+    options?: Partial<RaftOptions>,
+  ): TestNode {
     if (this.nodes.has(id)) throw new Error(`node ${id} already exists`);
     const nodeOptions = { ...this.defaultOptions, ...options };
     const prng = this.prng.fork();
@@ -450,7 +467,9 @@ export class Network {
     if (node.raft.role !== 'leader') return;
     const earlier = this.leaderOfTerm.get(node.raft.term);
     if (earlier !== undefined && earlier !== node.id) {
-      throw new Error(`Election Safety: ${earlier} and ${node.id} both lead term ${node.raft.term}`);
+      throw new Error(
+        `Election Safety: ${earlier} and ${node.id} both lead term ${node.raft.term}`,
+      );
     }
     this.leaderOfTerm.set(node.raft.term, node.id);
   }
@@ -518,7 +537,8 @@ export class Network {
     this.raft(id).campaign();
     this.stabilize();
     const raft = this.raft(id);
-    if (raft.role !== 'leader') throw new Error(`${id} did not win: it is ${raft.role} in term ${raft.term}`);
+    if (raft.role !== 'leader')
+      throw new Error(`${id} did not win: it is ${raft.role} in term ${raft.term}`);
     return raft;
   }
 
@@ -539,9 +559,14 @@ export class Network {
   }
 
   /** Messages sent so far that match a type (and optionally a sender and receiver). */
-  sentOf<T extends MessageType>(type: T, route: { from?: NodeId; to?: NodeId } = {}): MessageOf<T>[] {
+  sentOf<T extends MessageType>(
+    type: T,
+    route: { from?: NodeId; to?: NodeId } = {},
+  ): MessageOf<T>[] {
     return ofType(this.sent, type).filter(
-      (m) => (route.from === undefined || m.from === route.from) && (route.to === undefined || m.to === route.to),
+      (m) =>
+        (route.from === undefined || m.from === route.from) &&
+        (route.to === undefined || m.to === route.to),
     );
   }
 
@@ -599,7 +624,8 @@ export function makeLeader(raft: Raft, storage: MemoryStorage, preVote: boolean)
   raft.campaign();
   if (preVote) {
     for (const voter of others) {
-      if (raft.role === 'preCandidate') raft.step(msg.voteResponse(voter, raft.id, raft.term + 1, true, true));
+      if (raft.role === 'preCandidate')
+        raft.step(msg.voteResponse(voter, raft.id, raft.term + 1, true, true));
     }
   }
   for (const voter of others) {

@@ -60,9 +60,16 @@ describe('§6 learners (non-voting members)', () => {
 
     expect(result.ok).toBe(true);
     const [snapshot] = network.sentOf('InstallSnapshot', { to: d });
-    expect(snapshot?.metadata).toEqual({ index: 1, term: 1, config: { voters: [a, b, c], learners: [] } });
+    expect(snapshot?.metadata).toEqual({
+      index: 1,
+      term: 1,
+      config: { voters: [a, b, c], learners: [] },
+    });
     expect(network.node(d).appliedSnapshots.map((m) => m.index)).toEqual([1]);
-    expect(network.node(d).storage.snapshot().metadata.config).toEqual({ voters: [a, b, c], learners: [] });
+    expect(network.node(d).storage.snapshot().metadata.config).toEqual({
+      voters: [a, b, c],
+      learners: [],
+    });
     for (const id of [a, b, c, d]) {
       expect(network.raft(id).config).toEqual({ voters: [a, b, c], learners: [d] });
     }
@@ -146,7 +153,9 @@ describe('§6 one change at a time', () => {
 
   it('a new leader proposes no change while an earlier leader’s config entry may still be uncommitted', () => {
     const storage = storageWithLog({ voters: [a, b, c] }, [], { term: 1 });
-    storage.append([{ kind: 'config', index: idx(2), term: tm(1), change: { type: 'addLearner', nodeId: d } }]);
+    storage.append([
+      { kind: 'config', index: idx(2), term: tm(1), change: { type: 'addLearner', nodeId: d } },
+    ]);
     const { raft } = loneRaft(a, [a, b, c], new Prng(66), { preVote: false }, storage);
     makeLeader(raft, storage, false);
 
@@ -217,7 +226,8 @@ describe('§6 removing servers', () => {
     network.stabilize();
 
     expect(network.raft(a).role).toBe('follower');
-    for (const id of [a, b, c]) expect(network.raft(id).config).toEqual({ voters: [b, c], learners: [] });
+    for (const id of [a, b, c])
+      expect(network.raft(id).config).toEqual({ voters: [b, c], learners: [] });
     network.clearLogs();
 
     network.tickUntil(() => network.leaders().length === 1, 10 * T);

@@ -98,7 +98,11 @@ describe('§5.3 Log replication: the leader', () => {
   });
 
   it('refuses proposals past uncommittedEntriesMax (backpressure) and accepts again once they commit', () => {
-    const network = new Network({ prng: new Prng(25), voters: [a, b, c], options: { uncommittedEntriesMax: 3 } });
+    const network = new Network({
+      prng: new Prng(25),
+      voters: [a, b, c],
+      options: { uncommittedEntriesMax: 3 },
+    });
     network.elect(a);
     network.dropTo(b);
     network.dropTo(c);
@@ -125,8 +129,12 @@ describe('§5.3 Log replication: the follower', () => {
   it('rejects AppendEntries whose prevLogTerm does not match, hinting its term there and where that term starts', () => {
     const { raft, storage } = followerWithLog();
 
-    raft.step(msg.append(b, a, 3, { prevLogIndex: idx(4), prevLogTerm: tm(2), entries: [entry(5, 3)] }));
-    raft.step(msg.append(b, a, 3, { prevLogIndex: idx(3), prevLogTerm: tm(3), entries: [entry(4, 3)] }));
+    raft.step(
+      msg.append(b, a, 3, { prevLogIndex: idx(4), prevLogTerm: tm(2), entries: [entry(5, 3)] }),
+    );
+    raft.step(
+      msg.append(b, a, 3, { prevLogIndex: idx(3), prevLogTerm: tm(3), entries: [entry(4, 3)] }),
+    );
 
     expect(raft.log.lastIndex()).toBe(4);
     const responses = ofType(drain(raft, storage).messages, 'AppendEntriesResponse');
@@ -140,17 +148,26 @@ describe('§5.3 Log replication: the follower', () => {
   it('rejects AppendEntries whose prevLogIndex is past its last entry, hinting its next index', () => {
     const { raft, storage } = followerWithLog();
 
-    raft.step(msg.append(b, a, 3, { prevLogIndex: idx(6), prevLogTerm: tm(3), entries: [entry(7, 3)] }));
+    raft.step(
+      msg.append(b, a, 3, { prevLogIndex: idx(6), prevLogTerm: tm(3), entries: [entry(7, 3)] }),
+    );
 
     const [response] = ofType(drain(raft, storage).messages, 'AppendEntriesResponse');
-    expect(response).toMatchObject({ success: false, rejectedIndex: 6, hintIndex: 5, hintTerm: null });
+    expect(response).toMatchObject({
+      success: false,
+      rejectedIndex: 6,
+      hintIndex: 5,
+      hintTerm: null,
+    });
     expect(raft.log.lastIndex()).toBe(4);
   });
 
   it('deletes a conflicting entry and all that follow it, then appends the new entries', () => {
     const { raft, storage } = followerWithLog([2, 2, 3, 3]);
 
-    raft.step(msg.append(b, a, 4, { prevLogIndex: idx(3), prevLogTerm: tm(2), entries: [entry(4, 4)] }));
+    raft.step(
+      msg.append(b, a, 4, { prevLogIndex: idx(3), prevLogTerm: tm(2), entries: [entry(4, 4)] }),
+    );
 
     expect(logTerms(raft.log)).toEqual([2, 2, 4]);
     const ready = drain(raft, storage);
@@ -163,7 +180,9 @@ describe('§5.3 Log replication: the follower', () => {
   it('keeps entries after a matching prefix: a repeated or reordered AppendEntries does not truncate', () => {
     const { raft, storage } = followerWithLog();
 
-    raft.step(msg.append(b, a, 3, { prevLogIndex: idx(2), prevLogTerm: tm(2), entries: [entry(3, 2)] }));
+    raft.step(
+      msg.append(b, a, 3, { prevLogIndex: idx(2), prevLogTerm: tm(2), entries: [entry(3, 2)] }),
+    );
 
     expect(logTerms(raft.log)).toEqual([2, 2, 3]);
     const [response] = ofType(drain(raft, storage).messages, 'AppendEntriesResponse');
@@ -192,11 +211,15 @@ describe('§5.3 Log replication: the follower', () => {
 
   it('answers an AppendEntries below its commit index with its commit index, without touching the log', () => {
     const { raft, storage } = followerWithLog([2, 2, 3], 3);
-    raft.step(msg.append(b, a, 3, { prevLogIndex: idx(4), prevLogTerm: tm(3), leaderCommit: idx(4) }));
+    raft.step(
+      msg.append(b, a, 3, { prevLogIndex: idx(4), prevLogTerm: tm(3), leaderCommit: idx(4) }),
+    );
     drain(raft, storage);
     expect(raft.log.commitIndex).toBe(4);
 
-    raft.step(msg.append(b, a, 3, { prevLogIndex: idx(2), prevLogTerm: tm(9), entries: [entry(3, 9)] }));
+    raft.step(
+      msg.append(b, a, 3, { prevLogIndex: idx(2), prevLogTerm: tm(9), entries: [entry(3, 9)] }),
+    );
 
     expect(logTerms(raft.log)).toEqual([2, 2, 3]);
     const [response] = ofType(drain(raft, storage).messages, 'AppendEntriesResponse');
@@ -243,7 +266,9 @@ describe('§5.3 Figure 7: the leader brings followers with logs (a)-(f) into agr
     // Every node applied the same entries 2..11 (the harness also checks this on every Ready).
     const appliedByLeader = network.node(leader).applied.map((en) => `${en.index}@${en.term}`);
     for (const id of voters) {
-      expect(network.node(id).applied.map((en) => `${en.index}@${en.term}`)).toEqual(appliedByLeader);
+      expect(network.node(id).applied.map((en) => `${en.index}@${en.term}`)).toEqual(
+        appliedByLeader,
+      );
     }
   });
 });
@@ -264,7 +289,9 @@ describe('§5.3 fast backtracking: one rejection per conflicting term, not per e
     network.stabilize();
     network.tickAll(1);
 
-    const rejections = network.sentOf('AppendEntriesResponse', { from: b, to: a }).filter((m) => !m.success);
+    const rejections = network
+      .sentOf('AppendEntriesResponse', { from: b, to: a })
+      .filter((m) => !m.success);
     expect(rejections.length).toBeGreaterThan(0);
     expect(rejections.length).toBeLessThanOrEqual(2);
     expect(storedTerms(network.node(b).storage)).toEqual([...leaderLog, 6]);
@@ -274,7 +301,11 @@ describe('§5.3 fast backtracking: one rejection per conflicting term, not per e
 
 describe('§5.3 pipelining and batching (flow control)', () => {
   it('in replicate state the leader keeps up to inflightMessagesMax AppendEntries in flight, then pauses', () => {
-    const network = new Network({ prng: new Prng(29), voters: [a, b, c], options: { inflightMessagesMax: 3 } });
+    const network = new Network({
+      prng: new Prng(29),
+      voters: [a, b, c],
+      options: { inflightMessagesMax: 3 },
+    });
     network.elect(a);
     network.clearLogs();
 
@@ -296,7 +327,11 @@ describe('§5.3 pipelining and batching (flow control)', () => {
   });
 
   it('a follower whose pipelined AppendEntries were all lost is caught up once the network heals (§5.3: the leader retries indefinitely)', () => {
-    const network = new Network({ prng: new Prng(30), voters: [a, b, c], options: { inflightMessagesMax: 2 } });
+    const network = new Network({
+      prng: new Prng(30),
+      voters: [a, b, c],
+      options: { inflightMessagesMax: 2 },
+    });
     network.elect(a);
     network.dropTo(c);
     for (let i = 0; i < 3; i++) network.propose(a, `v${i}`);
@@ -310,7 +345,11 @@ describe('§5.3 pipelining and batching (flow control)', () => {
 
   it('AppendEntries batches stop at appendBatchBytesMax (a single larger entry still moves)', () => {
     const data = 'x'.repeat(26); // 24 header bytes + 26 = 50 bytes per entry
-    const network = new Network({ prng: new Prng(31), voters: [a, b, c], options: { appendBatchBytesMax: 100 } });
+    const network = new Network({
+      prng: new Prng(31),
+      voters: [a, b, c],
+      options: { appendBatchBytesMax: 100 },
+    });
     network.elect(a);
     network.isolate(c);
     for (let i = 0; i < 7; i++) network.propose(a, `${data}`);
@@ -327,7 +366,11 @@ describe('§5.3 pipelining and batching (flow control)', () => {
       if (batch.entries.length > 1) expect(sizes[i]).toBeLessThanOrEqual(100);
     }
     expect(Math.max(...batches.map((m) => m.entries.length))).toBe(2);
-    expect(batches.some((m) => m.entries.length === 1 && entrySizeBytes(m.entries[0] ?? entry(0, 0)) > 100)).toBe(true);
+    expect(
+      batches.some(
+        (m) => m.entries.length === 1 && entrySizeBytes(m.entries[0] ?? entry(0, 0)) > 100,
+      ),
+    ).toBe(true);
     expect(network.state(c)).toEqual(network.state(a));
     expect(network.state(c)).toHaveLength(8);
   });

@@ -13,28 +13,62 @@ const [a, b, c] = ids('a', 'b', 'c');
 describe('§5.4.1 Election restriction', () => {
   // The voter's log: terms [2, 3] at indexes 2..3, so its last entry is 3@3.
   it.each([
-    { candidate: 'an older last term, even with a longer log', lastLogTerm: 2, lastLogIndex: 10, granted: false },
-    { candidate: 'the same last term but a shorter log', lastLogTerm: 3, lastLogIndex: 2, granted: false },
-    { candidate: 'the same last term and the same length', lastLogTerm: 3, lastLogIndex: 3, granted: true },
-    { candidate: 'the same last term and a longer log', lastLogTerm: 3, lastLogIndex: 4, granted: true },
-    { candidate: 'a newer last term, even with a shorter log', lastLogTerm: 4, lastLogIndex: 2, granted: true },
-  ])('a voter whose last entry is 3@3, asked by a candidate with $candidate: granted = $granted', ({ lastLogTerm, lastLogIndex, granted }) => {
-    const storage = storageWithLog({ voters: [a, b, c] }, [2, 3], { term: 3 });
-    const { raft } = loneRaft(c, [a, b, c], new Prng(40), { preVote: false }, storage);
+    {
+      candidate: 'an older last term, even with a longer log',
+      lastLogTerm: 2,
+      lastLogIndex: 10,
+      granted: false,
+    },
+    {
+      candidate: 'the same last term but a shorter log',
+      lastLogTerm: 3,
+      lastLogIndex: 2,
+      granted: false,
+    },
+    {
+      candidate: 'the same last term and the same length',
+      lastLogTerm: 3,
+      lastLogIndex: 3,
+      granted: true,
+    },
+    {
+      candidate: 'the same last term and a longer log',
+      lastLogTerm: 3,
+      lastLogIndex: 4,
+      granted: true,
+    },
+    {
+      candidate: 'a newer last term, even with a shorter log',
+      lastLogTerm: 4,
+      lastLogIndex: 2,
+      granted: true,
+    },
+  ])(
+    'a voter whose last entry is 3@3, asked by a candidate with $candidate: granted = $granted',
+    ({ lastLogTerm, lastLogIndex, granted }) => {
+      const storage = storageWithLog({ voters: [a, b, c] }, [2, 3], { term: 3 });
+      const { raft } = loneRaft(c, [a, b, c], new Prng(40), { preVote: false }, storage);
 
-    raft.step(msg.requestVote(a, c, 5, { lastLogIndex: idx(lastLogIndex), lastLogTerm: tm(lastLogTerm) }));
+      raft.step(
+        msg.requestVote(a, c, 5, { lastLogIndex: idx(lastLogIndex), lastLogTerm: tm(lastLogTerm) }),
+      );
 
-    const [response] = ofType(drain(raft, storage).messages, 'RequestVoteResponse');
-    expect(response).toMatchObject({ to: a, term: 5, granted });
-    expect(raft.votedFor).toBe(granted ? a : null);
-  });
+      const [response] = ofType(drain(raft, storage).messages, 'RequestVoteResponse');
+      expect(response).toMatchObject({ to: a, term: 5, granted });
+      expect(raft.votedFor).toBe(granted ? a : null);
+    },
+  );
 
   it('the same restriction applies to pre-votes, which change neither term nor vote', () => {
     const storage = storageWithLog({ voters: [a, b, c] }, [2, 3], { term: 3 });
     const { raft } = loneRaft(c, [a, b, c], new Prng(41), { preVote: true }, storage);
 
-    raft.step(msg.requestVote(a, c, 4, { preVote: true, lastLogIndex: idx(9), lastLogTerm: tm(2) }));
-    raft.step(msg.requestVote(b, c, 4, { preVote: true, lastLogIndex: idx(3), lastLogTerm: tm(3) }));
+    raft.step(
+      msg.requestVote(a, c, 4, { preVote: true, lastLogIndex: idx(9), lastLogTerm: tm(2) }),
+    );
+    raft.step(
+      msg.requestVote(b, c, 4, { preVote: true, lastLogIndex: idx(3), lastLogTerm: tm(3) }),
+    );
 
     const responses = ofType(drain(raft, storage).messages, 'RequestVoteResponse');
     expect(responses.map((m) => [m.to, m.granted, m.term, m.preVote])).toEqual([
