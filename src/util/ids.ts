@@ -29,3 +29,21 @@ export function logIndex(value: number): LogIndex {
   );
   return value as LogIndex;
 }
+
+/** A session is named by the log index of the entry that opened it. */
+export type SessionId = Brand<number, 'SessionId'>;
+/** The log index of the entry that made a grant. Strictly increases per lock. */
+export type FencingToken = Brand<number, 'FencingToken'>;
+
+export function sessionId(value: number): SessionId {
+  assert(Number.isSafeInteger(value) && value > 0, `session id must be a safe integer > 0: ${value}`);
+  return value as SessionId;
+}
+
+export function fencingToken(value: number): FencingToken {
+  assert(
+    Number.isSafeInteger(value) && value > 0,
+    `fencing token must be a safe integer > 0: ${value}`,
+  );
+  return value as FencingToken;
+}

@@ -1,0 +1,10 @@
+export { DEFAULT_LOCK_LIMITS, type LockLimits, validateLockLimits } from './limits.ts';
+export {
+  type FenceValidation,
+  type LockDescription,
+  type LockSnapshot,
+  LockStateMachine,
+  type SessionDescription,
+} from './state-machine.ts';
+export { LockTimers, type LockTimersOptions } from './timers.ts';
+export * from './types.ts';

@@ -1,0 +1,798 @@
+import { assert, assertNever } from '../util/assert.ts';
+import {
+  type FencingToken,
+  fencingToken,
+  type LogIndex,
+  type SessionId,
+  sessionId as toSessionId,
+} from '../util/ids.ts';
+import { utf8ByteLength } from '../util/utf8.ts';
+import { DEFAULT_LOCK_LIMITS, type LockLimits, validateLockLimits } from './limits.ts';
+import type {
+  ApplyOutput,
+  Holder,
+  LockCommand,
+  LockEvent,
+  LockMode,
+  LockResult,
+  RejectionCode,
+  ReleaseReason,
+  Waiter,
+} from './types.ts';
+
+/** A grant, plus what the runtime needs to end it on time. */
+interface Grant extends Holder {
+  readonly maxHoldMs: number;
+  readonly lockDelayMs: number;
+}
+
+interface SessionRecord {
+  readonly id: SessionId;
+  readonly ttlMs: number;
+  readonly clientName: string;
+  lastRefreshIndex: LogIndex;
+  /** Names of the locks this session holds or waits for. */
+  readonly held: Set<string>;
+  readonly waiting: Set<string>;
+}
+
+interface LockRecord {
+  readonly name: string;
+  /** Current grants in grant order. All exclusive (then exactly one) or all shared. */
+  readonly holders: Map<SessionId, Grant>;
+  /** FIFO queue of waiting Acquires. */
+  readonly waiters: Waiter[];
+  /** Set while a lock-delay closes the lock to new grants. */
+  delay: { readonly index: LogIndex; readonly delayMs: number } | null;
+}
+
+export interface LockDescription {
+  readonly lock: string;
+  readonly mode: LockMode | null;
+  readonly holders: readonly Holder[];
+  readonly waiters: readonly Waiter[];
+  readonly delayIndex: LogIndex | null;
+}
+
+export interface SessionDescription {
+  readonly sessionId: SessionId;
+  readonly ttlMs: number;
+  readonly clientName: string;
+  readonly lastRefreshIndex: LogIndex;
+  readonly held: readonly string[];
+  readonly waiting: readonly string[];
+}
+
+export interface FenceValidation {
+  readonly valid: boolean;
+  /** The highest token among the lock's current grants, or null when it is free. */
+  readonly currentToken: FencingToken | null;
+}
+
+/** Plain data, in a canonical order: two replicas at one index produce equal snapshots. */
+export interface LockSnapshot {
+  readonly version: 1;
+  readonly appliedIndex: number;
+  readonly sessions: readonly {
+    readonly id: number;
+    readonly ttlMs: number;
+    readonly clientName: string;
+    readonly lastRefreshIndex: number;
+  }[];
+  readonly locks: readonly {
+    readonly name: string;
+    readonly holders: readonly Grant[];
+    readonly waiters: readonly Waiter[];
+    readonly delay: { readonly index: number; readonly delayMs: number } | null;
+  }[];
+  /** Remembered results, oldest first. */
+  readonly dedupe: readonly (readonly [string, LockResult])[];
+}
+
+class Rejection extends Error {
+  constructor(
+    readonly code: RejectionCode,
+    readonly detail: string,
+  ) {
+    super(detail);
+  }
+}
+
+function reject(code: RejectionCode, detail: string): never {
+  throw new Rejection(code, detail);
+}
+
+/**
+ * The lock state machine: a deterministic reducer over the Raft log. It never reads
+ * a clock: timed events (session expiry, wait deadlines, lock-delay, max-hold) arrive
+ * as guarded commands that the leader proposed, so every replica decides the same.
+ *
+ * Invariants, asserted after every command in tests and on demand here:
+ * - a lock has at most one exclusive holder, and never an exclusive holder beside
+ *   shared ones;
+ * - tokens of successive grants of one lock strictly increase (a token is the index
+ *   of the entry that made the grant);
+ * - every holder and waiter belongs to a live session;
+ * - no state grows past its configured limit.
+ */
+export class LockStateMachine {
+  readonly limits: LockLimits;
+  private appliedIndex = 0;
+  private readonly sessions = new Map<SessionId, SessionRecord>();
+  private readonly locks = new Map<string, LockRecord>();
+  private readonly dedupe = new Map<string, LockResult>();
+  /** Events of the command being applied, in order. */
+  private events: LockEvent[] = [];
+  private index: LogIndex = 0 as LogIndex;
+
+  constructor(limits: Partial<LockLimits> = {}) {
+    this.limits = { ...DEFAULT_LOCK_LIMITS, ...limits };
+    validateLockLimits(this.limits);
+  }
+
+  get lastAppliedIndex(): number {
+    return this.appliedIndex;
+  }
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+  get lockCount(): number {
+    return this.locks.size;
+  }
+
+  /** Applies the command in the entry at `index`. Indexes strictly increase. */
+  apply(index: LogIndex, command: LockCommand): ApplyOutput {
+    assert(index > this.appliedIndex, `apply(${index}) after ${this.appliedIndex}`);
+    this.appliedIndex = index;
+    this.index = index;
+    this.events = [];
+    const result = this.applyCommand(command);
+    const events = this.events;
+    this.events = [];
+    return { result, events };
+  }
+
+  /** Records that entries up to `index` carried no lock command (Raft no-ops, config changes). */
+  skipTo(index: LogIndex): void {
+    assert(index >= this.appliedIndex, `skipTo(${index}) goes back from ${this.appliedIndex}`);
+    this.appliedIndex = index;
+  }
+
+  private applyCommand(command: LockCommand): LockResult {
+    const key = dedupeKey(command);
+    try {
+      if ('requestId' in command) {
+        this.checkText('requestId', command.requestId, this.limits.requestIdBytesMax, false);
+      }
+      const remembered = key === null ? undefined : this.dedupe.get(key);
+      if (remembered !== undefined) return remembered;
+    } catch (error) {
+      return this.rejected(error);
+    }
+    let result: LockResult;
+    try {
+      result = this.dispatch(command);
+    } catch (error) {
+      result = this.rejected(error);
+    }
+    if (key !== null) this.remember(key, result);
+    return result;
+  }
+
+  private rejected(error: unknown): LockResult {
+    if (!(error instanceof Rejection)) throw error;
+    return { type: 'Rejected', code: error.code, detail: error.detail };
+  }
+
+  private dispatch(command: LockCommand): LockResult {
+    switch (command.type) {
+      case 'OpenSession':
+        return this.openSession(command);
+      case 'KeepAlive':
+        return this.keepAlive(command.sessionIds);
+      case 'CloseSession':
+        this.endSession(this.requireSession(command.sessionId), 'close');
+        return { type: 'SessionClosed', sessionId: command.sessionId };
+      case 'ExpireSession':
+        return this.expireSession(command.sessionId, command.lastRefreshIndex);
+      case 'Acquire':
+        return this.acquire(command);
+      case 'Release':
+        return this.release(command);
+      case 'CancelWait':
+        return this.cancelWait(command.lock, command.sessionId);
+      case 'WaitExpired':
+        return this.waitExpired(command.lock, command.sessionId, command.waiterIndex);
+      case 'LockDelayEnded':
+        return this.lockDelayEnded(command.lock, command.delayIndex);
+      case 'MaxHoldReached':
+        return this.maxHoldReached(command.lock, command.sessionId, command.token);
+      case 'Revoke':
+        return this.revoke(command.lock);
+      default:
+        return assertNever(command, 'lock command');
+    }
+  }
+
+  // ------------------------------------------------------------------ sessions
+
+  private openSession(command: Extract<LockCommand, { type: 'OpenSession' }>): LockResult {
+    const { sessionTtlMsMin, sessionTtlMsMax } = this.limits;
+    if (!isIntegerIn(command.ttlMs, sessionTtlMsMin, sessionTtlMsMax)) {
+      reject(
+        'invalidArgument',
+        `ttlMs must be within [${sessionTtlMsMin}, ${sessionTtlMsMax}], got ${command.ttlMs}`,
+      );
+    }
+    this.checkText('clientName', command.clientName, this.limits.clientNameBytesMax, true);
+    if (this.sessions.size >= this.limits.sessionsMax) {
+      reject('limitReached', `sessionsMax (${this.limits.sessionsMax}) sessions are open`);
+    }
+    const id = toSessionId(this.index);
+    this.sessions.set(id, {
+      id,
+      ttlMs: command.ttlMs,
+      clientName: command.clientName,
+      lastRefreshIndex: this.index,
+      held: new Set(),
+      waiting: new Set(),
+    });
+    this.emit({ type: 'sessionRefreshed', sessionId: id, ttlMs: command.ttlMs });
+    return { type: 'SessionOpened', sessionId: id, ttlMs: command.ttlMs };
+  }
+
+  private keepAlive(sessionIds: readonly SessionId[]): LockResult {
+    if (sessionIds.length === 0 || sessionIds.length > this.limits.keepAliveBatchMax) {
+      reject(
+        'invalidArgument',
+        `sessionIds must hold 1 to ${this.limits.keepAliveBatchMax} ids, got ${sessionIds.length}`,
+      );
+    }
+    const refreshed: SessionId[] = [];
+    const missing: SessionId[] = [];
+    for (const id of sessionIds) {
+      const session = this.sessions.get(id);
+      if (session === undefined) {
+        missing.push(id);
+        continue;
+      }
+      session.lastRefreshIndex = this.index;
+      refreshed.push(id);
+      this.emit({ type: 'sessionRefreshed', sessionId: id, ttlMs: session.ttlMs });
+    }
+    return { type: 'KeptAlive', refreshed, missing };
+  }
+
+  /** Guarded: a refresh applied after the leader decided to expire the session wins. */
+  private expireSession(id: SessionId, lastRefreshIndex: LogIndex): LockResult {
+    const session = this.sessions.get(id);
+    if (session === undefined || session.lastRefreshIndex !== lastRefreshIndex)
+      return { type: 'Stale' };
+    this.endSession(session, 'expire');
+    return { type: 'SessionExpired', sessionId: id };
+  }
+
+  /** Releases everything the session holds and withdraws its waiters, then promotes. */
+  private endSession(session: SessionRecord, reason: 'close' | 'expire'): void {
+    const touched = new Set<string>();
+    for (const name of [...session.waiting].sort(compareStrings)) {
+      const lock = this.lockRecord(name);
+      this.removeWaiter(lock, session.id, 'sessionEnded');
+      touched.add(name);
+    }
+    for (const name of [...session.held].sort(compareStrings)) {
+      const lock = this.lockRecord(name);
+      const grant = lock.holders.get(session.id);
+      assert(grant !== undefined, `session ${session.id} lists ${name} but does not hold it`);
+      this.removeHolder(lock, grant, reason);
+      const delayMs = grant.lockDelayMs > 0 ? grant.lockDelayMs : this.limits.lockDelayMs;
+      if (reason === 'expire' && delayMs > 0) {
+        lock.delay = { index: this.index, delayMs };
+        this.emit({ type: 'delayStarted', lock: name, delayIndex: this.index, delayMs });
+      }
+      touched.add(name);
+    }
+    this.sessions.delete(session.id);
+    this.emit({ type: 'sessionEnded', sessionId: session.id, reason });
+    for (const name of [...touched].sort(compareStrings)) this.promote(this.lockRecord(name));
+  }
+
+  private requireSession(id: SessionId): SessionRecord {
+    const session = this.sessions.get(id);
+    if (session === undefined) reject('sessionNotFound', `session ${id} is unknown or expired`);
+    return session;
+  }
+
+  // ------------------------------------------------------------------ locks
+
+  private acquire(command: Extract<LockCommand, { type: 'Acquire' }>): LockResult {
+    this.checkLockName(command.lock);
+    this.checkText('owner', command.owner, this.limits.ownerBytesMax, true);
+    if (command.mode !== 'exclusive' && command.mode !== 'shared') {
+      reject('invalidArgument', `mode must be exclusive or shared, got ${String(command.mode)}`);
+    }
+    this.checkDuration('waitMs', command.waitMs, this.limits.waitMsMax);
+    this.checkDuration('maxHoldMs', command.maxHoldMs, this.limits.maxHoldMsMax);
+    this.checkDuration('lockDelayMs', command.lockDelayMs, this.limits.lockDelayMsMax);
+    const session = this.requireSession(command.sessionId);
+    const existing = this.locks.get(command.lock);
+    const held = existing?.holders.get(session.id);
+    // Re-acquiring returns the grant the session already has, with its token.
+    if (existing !== undefined && held !== undefined) return this.acquiredResult(existing, held);
+    const position = existing?.waiters.findIndex((waiter) => waiter.sessionId === session.id) ?? -1;
+    if (position >= 0) return { type: 'Queued', lock: command.lock, position };
+    if (existing === undefined && this.locks.size >= this.limits.locksMax) {
+      reject('limitReached', `locksMax (${this.limits.locksMax}) locks are in use`);
+    }
+    const lock = existing ?? this.createLock(command.lock);
+    if (this.grantable(lock, command.mode)) {
+      const grant = this.grant(lock, session, { ...command, requestIndex: this.index });
+      return this.acquiredResult(lock, grant);
+    }
+    if (command.waitMs === 0) {
+      this.dropIfIdle(lock);
+      return {
+        type: 'NotAcquired',
+        lock: command.lock,
+        holders: [...lock.holders.values()].map(publicHolder),
+      };
+    }
+    if (lock.waiters.length >= this.limits.waitersPerLockMax) {
+      reject(
+        'limitReached',
+        `waitersPerLockMax (${this.limits.waitersPerLockMax}) waiters queue for ${command.lock}`,
+      );
+    }
+    const waiter: Waiter = {
+      sessionId: session.id,
+      owner: command.owner,
+      mode: command.mode,
+      requestIndex: this.index,
+      requestId: command.requestId,
+      waitMs: command.waitMs,
+      maxHoldMs: command.maxHoldMs,
+      lockDelayMs: command.lockDelayMs,
+    };
+    lock.waiters.push(waiter);
+    session.waiting.add(lock.name);
+    this.emit({ type: 'queued', lock: lock.name, waiter });
+    return { type: 'Queued', lock: lock.name, position: lock.waiters.length - 1 };
+  }
+
+  private release(command: Extract<LockCommand, { type: 'Release' }>): LockResult {
+    this.checkLockName(command.lock);
+    const session = this.requireSession(command.sessionId);
+    const lock = this.locks.get(command.lock);
+    const grant = lock?.holders.get(session.id);
+    if (lock === undefined || grant === undefined) {
+      reject('notHolder', `session ${session.id} does not hold ${command.lock}`);
+    }
+    if (grant.token !== command.token) {
+      reject(
+        'staleToken',
+        `token ${command.token} is not the current grant ${grant.token} of ${command.lock}`,
+      );
+    }
+    this.removeHolder(lock, grant, 'release');
+    this.promote(lock);
+    return { type: 'Released', lock: command.lock };
+  }
+
+  private cancelWait(name: string, id: SessionId): LockResult {
+    this.checkLockName(name);
+    const session = this.requireSession(id);
+    const lock = this.locks.get(name);
+    if (lock === undefined || !session.waiting.has(name)) {
+      reject('notHolder', `session ${id} is not waiting for ${name}`);
+    }
+    this.removeWaiter(lock, id, 'cancelled');
+    this.promote(lock);
+    return { type: 'WaitCancelled', lock: name };
+  }
+
+  private waitExpired(name: string, id: SessionId, waiterIndex: LogIndex): LockResult {
+    const lock = this.locks.get(name);
+    const waiter = lock?.waiters.find((candidate) => candidate.sessionId === id);
+    if (lock === undefined || waiter === undefined || waiter.requestIndex !== waiterIndex)
+      return { type: 'Stale' };
+    this.removeWaiter(lock, id, 'expired');
+    this.promote(lock);
+    return { type: 'WaitExpired', lock: name, sessionId: id };
+  }
+
+  private lockDelayEnded(name: string, delayIndex: LogIndex): LockResult {
+    const lock = this.locks.get(name);
+    if (lock === undefined || lock.delay?.index !== delayIndex) return { type: 'Stale' };
+    lock.delay = null;
+    this.emit({ type: 'delayEnded', lock: name, delayIndex });
+    this.promote(lock);
+    return { type: 'LockDelayEnded', lock: name };
+  }
+
+  private maxHoldReached(name: string, id: SessionId, token: FencingToken): LockResult {
+    const lock = this.locks.get(name);
+    const grant = lock?.holders.get(id);
+    if (lock === undefined || grant === undefined || grant.token !== token)
+      return { type: 'Stale' };
+    this.removeHolder(lock, grant, 'maxHold');
+    this.promote(lock);
+    return { type: 'MaxHoldReached', lock: name, token };
+  }
+
+  private revoke(name: string): LockResult {
+    this.checkLockName(name);
+    const lock = this.locks.get(name);
+    if (lock === undefined || lock.holders.size === 0)
+      return { type: 'Revoked', lock: name, freed: 0 };
+    const grants = [...lock.holders.values()];
+    for (const grant of grants) this.removeHolder(lock, grant, 'revoke');
+    this.promote(lock);
+    return { type: 'Revoked', lock: name, freed: grants.length };
+  }
+
+  /** A new grant must not jump the queue, and shared grants join only shared holders. */
+  private grantable(lock: LockRecord, mode: LockMode): boolean {
+    if (lock.delay !== null || lock.waiters.length > 0) return false;
+    return this.compatible(lock, mode);
+  }
+
+  private compatible(lock: LockRecord, mode: LockMode): boolean {
+    if (lock.holders.size === 0) return true;
+    if (mode === 'exclusive') return false;
+    for (const holder of lock.holders.values()) if (holder.mode !== 'shared') return false;
+    return true;
+  }
+
+  /** Grants waiters from the head of the queue: one exclusive, or every shared one in a row. */
+  private promote(lock: LockRecord): void {
+    while (lock.delay === null) {
+      const head = lock.waiters[0];
+      if (head === undefined || !this.compatible(lock, head.mode)) break;
+      lock.waiters.shift();
+      const session = this.sessions.get(head.sessionId);
+      assert(session !== undefined, `waiter of ${lock.name} has no session ${head.sessionId}`);
+      session.waiting.delete(lock.name);
+      this.emit({
+        type: 'waitEnded',
+        lock: lock.name,
+        sessionId: head.sessionId,
+        requestIndex: head.requestIndex,
+        reason: 'granted',
+      });
+      // The token is this entry's index, above every index of the previous tenure.
+      this.grant(lock, session, head);
+      if (head.mode === 'exclusive') break;
+    }
+    this.dropIfIdle(lock);
+  }
+
+  private grant(
+    lock: LockRecord,
+    session: SessionRecord,
+    request: Pick<Waiter, 'owner' | 'mode' | 'requestIndex' | 'maxHoldMs' | 'lockDelayMs'>,
+  ): Grant {
+    assert(this.compatible(lock, request.mode), `grant of ${lock.name} conflicts with its holders`);
+    const grant: Grant = {
+      sessionId: session.id,
+      owner: request.owner,
+      mode: request.mode,
+      token: this.grantToken(),
+      requestIndex: request.requestIndex,
+      maxHoldMs: request.maxHoldMs,
+      lockDelayMs: request.lockDelayMs,
+    };
+    lock.holders.set(session.id, grant);
+    session.held.add(lock.name);
+    this.emit({
+      type: 'granted',
+      lock: lock.name,
+      holder: publicHolder(grant),
+      maxHoldMs: grant.maxHoldMs,
+    });
+    return grant;
+  }
+
+  /** The fencing token of a grant made by the entry being applied. Overridable by tests only. */
+  protected grantToken(): FencingToken {
+    return fencingToken(this.index);
+  }
+
+  private removeHolder(lock: LockRecord, grant: Grant, reason: ReleaseReason): void {
+    lock.holders.delete(grant.sessionId);
+    this.sessions.get(grant.sessionId)?.held.delete(lock.name);
+    this.emit({
+      type: 'released',
+      lock: lock.name,
+      sessionId: grant.sessionId,
+      token: grant.token,
+      reason,
+    });
+  }
+
+  private removeWaiter(
+    lock: LockRecord,
+    id: SessionId,
+    reason: 'expired' | 'cancelled' | 'sessionEnded',
+  ): void {
+    const position = lock.waiters.findIndex((waiter) => waiter.sessionId === id);
+    const waiter = lock.waiters[position];
+    assert(waiter !== undefined, `session ${id} is not waiting for ${lock.name}`);
+    lock.waiters.splice(position, 1);
+    this.sessions.get(id)?.waiting.delete(lock.name);
+    this.emit({
+      type: 'waitEnded',
+      lock: lock.name,
+      sessionId: id,
+      requestIndex: waiter.requestIndex,
+      reason,
+    });
+  }
+
+  private createLock(name: string): LockRecord {
+    const lock: LockRecord = { name, holders: new Map(), waiters: [], delay: null };
+    this.locks.set(name, lock);
+    return lock;
+  }
+
+  /** A free lock with no waiters and no delay costs nothing: forget it. */
+  private dropIfIdle(lock: LockRecord): void {
+    if (lock.holders.size === 0 && lock.waiters.length === 0 && lock.delay === null) {
+      this.locks.delete(lock.name);
+    }
+  }
+
+  private lockRecord(name: string): LockRecord {
+    const lock = this.locks.get(name);
+    assert(lock !== undefined, `lock ${name} is missing`);
+    return lock;
+  }
+
+  private acquiredResult(lock: LockRecord, grant: Grant): LockResult {
+    return {
+      type: 'Acquired',
+      lock: lock.name,
+      token: grant.token,
+      mode: grant.mode,
+      holders: [...lock.holders.values()].map(publicHolder),
+    };
+  }
+
+  // ------------------------------------------------------------------ validation
+
+  private checkLockName(name: string): void {
+    this.checkText('lock', name, this.limits.lockNameBytesMax, false);
+  }
+
+  private checkText(field: string, value: string, bytesMax: number, emptyAllowed: boolean): void {
+    if (typeof value !== 'string') reject('invalidArgument', `${field} must be a string`);
+    if (!emptyAllowed && value.length === 0)
+      reject('invalidArgument', `${field} must not be empty`);
+    const bytes = utf8ByteLength(value);
+    if (bytes > bytesMax)
+      reject('invalidArgument', `${field} is ${bytes} bytes, the limit is ${bytesMax}`);
+  }
+
+  private checkDuration(field: string, value: number, max: number): void {
+    if (!isIntegerIn(value, 0, max))
+      reject('invalidArgument', `${field} must be within [0, ${max}], got ${value}`);
+  }
+
+  private remember(key: string, result: LockResult): void {
+    this.dedupe.set(key, result);
+    // Oldest first: Map keeps insertion order, the same on every replica.
+    while (this.dedupe.size > this.limits.dedupeWindowMax) {
+      const oldest = this.dedupe.keys().next();
+      if (oldest.done === true) break;
+      this.dedupe.delete(oldest.value);
+    }
+  }
+
+  private emit(event: LockEvent): void {
+    this.events.push(event);
+  }
+
+  // ------------------------------------------------------------------ queries
+
+  describe(name: string): LockDescription {
+    const lock = this.locks.get(name);
+    if (lock === undefined)
+      return { lock: name, mode: null, holders: [], waiters: [], delayIndex: null };
+    const holders = [...lock.holders.values()].map(publicHolder);
+    return {
+      lock: name,
+      mode: holders[0]?.mode ?? null,
+      holders,
+      waiters: [...lock.waiters],
+      delayIndex: lock.delay?.index ?? null,
+    };
+  }
+
+  /** Names of locks in use that start with `prefix`, in byte order, at most `limit`. */
+  listLocks(prefix: string, limit: number): string[] {
+    const names: string[] = [];
+    for (const name of this.locks.keys()) if (name.startsWith(prefix)) names.push(name);
+    return names.sort(compareStrings).slice(0, limit);
+  }
+
+  /** Chubby's CheckSequencer: is `token` a current grant of `lock`? */
+  validateFence(name: string, token: FencingToken): FenceValidation {
+    const lock = this.locks.get(name);
+    let currentToken: FencingToken | null = null;
+    let valid = false;
+    for (const holder of lock?.holders.values() ?? []) {
+      if (holder.token === token) valid = true;
+      if (currentToken === null || holder.token > currentToken) currentToken = holder.token;
+    }
+    return { valid, currentToken };
+  }
+
+  session(id: SessionId): SessionDescription | null {
+    const session = this.sessions.get(id);
+    if (session === undefined) return null;
+    return {
+      sessionId: session.id,
+      ttlMs: session.ttlMs,
+      clientName: session.clientName,
+      lastRefreshIndex: session.lastRefreshIndex,
+      held: [...session.held].sort(compareStrings),
+      waiting: [...session.waiting].sort(compareStrings),
+    };
+  }
+
+  /** The max-hold of a session's grant of `lock`, or 0 (none or not held); for the runtime's timers. */
+  maxHoldOf(name: string, id: SessionId): number {
+    return this.locks.get(name)?.holders.get(id)?.maxHoldMs ?? 0;
+  }
+
+  /** The lock-delay closing `lock`, if any; for the runtime's timers. */
+  delayOf(name: string): { readonly index: LogIndex; readonly delayMs: number } | null {
+    return this.locks.get(name)?.delay ?? null;
+  }
+
+  /** Every session id, ascending. */
+  sessionIds(): SessionId[] {
+    return [...this.sessions.keys()].sort((a, b) => a - b);
+  }
+
+  // ------------------------------------------------------------------ snapshots
+
+  snapshot(): LockSnapshot {
+    return {
+      version: 1,
+      appliedIndex: this.appliedIndex,
+      sessions: this.sessionIds().map((id) => {
+        const session = this.sessions.get(id);
+        assert(session !== undefined, `session ${id} vanished`);
+        const { ttlMs, clientName, lastRefreshIndex } = session;
+        return { id, ttlMs, clientName, lastRefreshIndex };
+      }),
+      locks: [...this.locks.keys()].sort(compareStrings).map((name) => {
+        const lock = this.lockRecord(name);
+        return {
+          name,
+          holders: [...lock.holders.values()],
+          waiters: [...lock.waiters],
+          delay: lock.delay,
+        };
+      }),
+      dedupe: [...this.dedupe.entries()],
+    };
+  }
+
+  /** Replaces all state with a snapshot's. */
+  restore(snapshot: LockSnapshot): void {
+    assert(snapshot.version === 1, `unknown lock snapshot version ${snapshot.version}`);
+    this.sessions.clear();
+    this.locks.clear();
+    this.dedupe.clear();
+    this.appliedIndex = snapshot.appliedIndex;
+    for (const session of snapshot.sessions) {
+      const id = toSessionId(session.id);
+      this.sessions.set(id, {
+        id,
+        ttlMs: session.ttlMs,
+        clientName: session.clientName,
+        lastRefreshIndex: session.lastRefreshIndex as LogIndex,
+        held: new Set(),
+        waiting: new Set(),
+      });
+    }
+    for (const saved of snapshot.locks) this.restoreLock(saved);
+    for (const [key, result] of snapshot.dedupe) this.dedupe.set(key, result);
+  }
+
+  private restoreLock(saved: LockSnapshot['locks'][number]): void {
+    const lock = this.createLock(saved.name);
+    for (const grant of saved.holders) {
+      lock.holders.set(grant.sessionId, grant);
+      this.restoredSession(grant.sessionId, saved.name).held.add(saved.name);
+    }
+    for (const waiter of saved.waiters) {
+      lock.waiters.push(waiter);
+      this.restoredSession(waiter.sessionId, saved.name).waiting.add(saved.name);
+    }
+    lock.delay =
+      saved.delay === null
+        ? null
+        : { index: saved.delay.index as LogIndex, delayMs: saved.delay.delayMs };
+  }
+
+  private restoredSession(id: SessionId, lock: string): SessionRecord {
+    const session = this.sessions.get(id);
+    assert(session !== undefined, `snapshot lists session ${id} on ${lock} but not among sessions`);
+    return session;
+  }
+
+  /** Checks the invariants over the whole state; tests call it after every command. */
+  checkInvariants(): void {
+    for (const lock of this.locks.values()) {
+      const modes = [...lock.holders.values()].map((holder) => holder.mode);
+      if (modes.includes('exclusive'))
+        assert(modes.length === 1, `${lock.name} has an exclusive holder beside others`);
+      assert(
+        lock.holders.size + lock.waiters.length > 0 || lock.delay !== null,
+        `${lock.name} is idle but kept`,
+      );
+      assert(
+        lock.waiters.length <= this.limits.waitersPerLockMax,
+        `${lock.name} has too many waiters`,
+      );
+      for (const id of lock.holders.keys()) {
+        assert(
+          this.sessions.get(id)?.held.has(lock.name) === true,
+          `${lock.name} held by dead session ${id}`,
+        );
+      }
+      for (const waiter of lock.waiters) {
+        assert(
+          this.sessions.get(waiter.sessionId)?.waiting.has(lock.name) === true,
+          `${lock.name} awaited by dead session ${waiter.sessionId}`,
+        );
+      }
+    }
+    assert(this.sessions.size <= this.limits.sessionsMax, 'too many sessions');
+    assert(this.locks.size <= this.limits.locksMax, 'too many locks');
+    assert(this.dedupe.size <= this.limits.dedupeWindowMax, 'dedupe window overflow');
+  }
+}
+
+function dedupeKey(command: LockCommand): string | null {
+  switch (command.type) {
+    case 'OpenSession':
+      return `open/${command.requestId}`;
+    case 'CloseSession':
+    case 'Acquire':
+    case 'Release':
+    case 'CancelWait':
+      return `${command.sessionId}/${command.requestId}`;
+    case 'KeepAlive':
+    case 'ExpireSession':
+    case 'WaitExpired':
+    case 'LockDelayEnded':
+    case 'MaxHoldReached':
+    case 'Revoke':
+      // Idempotent or guarded already.
+      return null;
+    default:
+      return assertNever(command, 'lock command');
+  }
+}
+
+function publicHolder(grant: Holder): Holder {
+  return {
+    sessionId: grant.sessionId,
+    owner: grant.owner,
+    mode: grant.mode,
+    token: grant.token,
+    requestIndex: grant.requestIndex,
+  };
+}
+
+function isIntegerIn(value: number, min: number, max: number): boolean {
+  return Number.isSafeInteger(value) && value >= min && value <= max;
+}
+
+/** Code-unit order, the same everywhere (localeCompare is not). */
+function compareStrings(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

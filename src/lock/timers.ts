@@ -1,0 +1,186 @@
+import { assert } from '../util/assert.ts';
+import type { FencingToken, LogIndex, SessionId } from '../util/ids.ts';
+import type { LockStateMachine } from './state-machine.ts';
+import type { LockCommand, LockEvent } from './types.ts';
+
+/**
+ * Clocks propose, the log decides. Every node feeds this helper the events of each
+ * entry it applies, with the time it applied them on its own monotonic clock. Only the
+ * leader asks it what is `due` and proposes those commands; each is guarded, so a
+ * stale one is a no-op when applied.
+ *
+ * Because a node applies an entry after the entry was created, every deadline here is
+ * measured from a moment at or after the real event: a leader never expires a session
+ * early, and after a leader change the new leader's deadlines are late by at most its
+ * apply lag. The helper reads no clock itself; the host passes `nowMs`.
+ */
+export interface LockTimersOptions {
+  /** A due command not yet applied is proposed again after this long. */
+  readonly reproposeIntervalMs: number;
+  /** At most this many commands come out of one `due` call. */
+  readonly dueBatchMax: number;
+}
+
+interface Deadline {
+  readonly command: LockCommand;
+  readonly dueAtMs: number;
+  proposedAtMs: number | null;
+}
+
+export class LockTimers {
+  /** One deadline per key, replaced when the thing it watches changes. */
+  private readonly deadlines = new Map<string, Deadline>();
+
+  constructor(private readonly options: LockTimersOptions) {
+    assert(options.reproposeIntervalMs > 0, 'reproposeIntervalMs must be positive');
+    assert(options.dueBatchMax > 0, 'dueBatchMax must be positive');
+  }
+
+  get size(): number {
+    return this.deadlines.size;
+  }
+
+  /** Records the events of the entry at `index`, applied at `nowMs` on this node's clock. */
+  applied(index: LogIndex, events: readonly LockEvent[], nowMs: number): void {
+    for (const event of events) this.track(index, event, nowMs);
+  }
+
+  private track(index: LogIndex, event: LockEvent, nowMs: number): void {
+    switch (event.type) {
+      case 'sessionRefreshed':
+        this.set(sessionKey(event.sessionId), expire(event.sessionId, index), nowMs + event.ttlMs);
+        return;
+      case 'sessionEnded':
+        this.deadlines.delete(sessionKey(event.sessionId));
+        return;
+      case 'queued':
+        if (event.waiter.waitMs > 0) {
+          const { sessionId, requestIndex, waitMs } = event.waiter;
+          const command: LockCommand = {
+            type: 'WaitExpired',
+            lock: event.lock,
+            sessionId,
+            waiterIndex: requestIndex,
+          };
+          this.set(waitKey(event.lock, sessionId), command, nowMs + waitMs);
+        }
+        return;
+      case 'waitEnded':
+        this.deadlines.delete(waitKey(event.lock, event.sessionId));
+        return;
+      case 'granted':
+        if (event.maxHoldMs > 0) {
+          const { sessionId, token } = event.holder;
+          this.set(
+            holdKey(event.lock, sessionId),
+            maxHold(event.lock, sessionId, token),
+            nowMs + event.maxHoldMs,
+          );
+        }
+        return;
+      case 'released':
+        this.deadlines.delete(holdKey(event.lock, event.sessionId));
+        return;
+      case 'delayStarted': {
+        const command: LockCommand = {
+          type: 'LockDelayEnded',
+          lock: event.lock,
+          delayIndex: event.delayIndex,
+        };
+        this.set(delayKey(event.lock), command, nowMs + event.delayMs);
+        return;
+      }
+      case 'delayEnded':
+        this.deadlines.delete(delayKey(event.lock));
+        return;
+    }
+  }
+
+  private set(key: string, command: LockCommand, dueAtMs: number): void {
+    this.deadlines.set(key, { command, dueAtMs, proposedAtMs: null });
+  }
+
+  /**
+   * Rebuilds every deadline from a restored state machine, counting each from `nowMs`.
+   * That is later than the real events, so nothing ends early; it may end late by the
+   * time since the snapshot was taken.
+   */
+  restore(state: LockStateMachine, nowMs: number): void {
+    this.deadlines.clear();
+    for (const id of state.sessionIds()) {
+      const session = state.session(id);
+      assert(session !== null, `session ${id} listed but missing`);
+      this.set(sessionKey(id), expire(id, session.lastRefreshIndex), nowMs + session.ttlMs);
+    }
+    for (const lock of state.listLocks('', Number.MAX_SAFE_INTEGER))
+      this.restoreLock(state, lock, nowMs);
+  }
+
+  private restoreLock(state: LockStateMachine, lock: string, nowMs: number): void {
+    const delay = state.delayOf(lock);
+    if (delay !== null) {
+      const command: LockCommand = { type: 'LockDelayEnded', lock, delayIndex: delay.index };
+      this.set(delayKey(lock), command, nowMs + delay.delayMs);
+    }
+    const description = state.describe(lock);
+    for (const waiter of description.waiters) {
+      if (waiter.waitMs === 0) continue;
+      const { sessionId, requestIndex } = waiter;
+      const command: LockCommand = {
+        type: 'WaitExpired',
+        lock,
+        sessionId,
+        waiterIndex: requestIndex,
+      };
+      this.set(waitKey(lock, sessionId), command, nowMs + waiter.waitMs);
+    }
+    for (const holder of description.holders) {
+      const maxHoldMs = state.maxHoldOf(lock, holder.sessionId);
+      if (maxHoldMs === 0) continue;
+      this.set(
+        holdKey(lock, holder.sessionId),
+        maxHold(lock, holder.sessionId, holder.token),
+        nowMs + maxHoldMs,
+      );
+    }
+  }
+
+  /**
+   * Commands whose time has come, for the leader to propose. A command already
+   * proposed is offered again only after `reproposeIntervalMs`, in case its entry was
+   * lost in a leader change.
+   */
+  due(nowMs: number): LockCommand[] {
+    const commands: LockCommand[] = [];
+    for (const deadline of this.deadlines.values()) {
+      if (commands.length >= this.options.dueBatchMax) break;
+      if (deadline.dueAtMs > nowMs) continue;
+      const proposedAt = deadline.proposedAtMs;
+      if (proposedAt !== null && nowMs - proposedAt < this.options.reproposeIntervalMs) continue;
+      deadline.proposedAtMs = nowMs;
+      commands.push(deadline.command);
+    }
+    return commands;
+  }
+}
+
+function expire(sessionId: SessionId, lastRefreshIndex: LogIndex): LockCommand {
+  return { type: 'ExpireSession', sessionId, lastRefreshIndex };
+}
+
+function maxHold(lock: string, sessionId: SessionId, token: FencingToken): LockCommand {
+  return { type: 'MaxHoldReached', lock, sessionId, token };
+}
+
+function sessionKey(id: SessionId): string {
+  return `s/${id}`;
+}
+function waitKey(lock: string, id: SessionId): string {
+  return `w/${id}/${lock}`;
+}
+function holdKey(lock: string, id: SessionId): string {
+  return `h/${id}/${lock}`;
+}
+function delayKey(lock: string): string {
+  return `d/${lock}`;
+}

@@ -1,0 +1,193 @@
+import type { FencingToken, LogIndex, SessionId } from '../util/ids.ts';
+
+export type LockMode = 'exclusive' | 'shared';
+
+/**
+ * Commands the lock state machine applies, one per log entry. Clients cause the
+ * first group; the leader's timers propose the guarded timer commands, which are
+ * no-ops once stale; an operator issues Revoke.
+ *
+ * Request ids make retries exactly-once: a mutation is remembered by
+ * (sessionId, requestId), and OpenSession by its requestId alone.
+ */
+export type LockCommand =
+  | {
+      readonly type: 'OpenSession';
+      readonly ttlMs: number;
+      readonly clientName: string;
+      readonly requestId: string;
+    }
+  /** Refreshes several sessions in one entry, so keepalives batch. */
+  | { readonly type: 'KeepAlive'; readonly sessionIds: readonly SessionId[] }
+  | { readonly type: 'CloseSession'; readonly sessionId: SessionId; readonly requestId: string }
+  /** Applies only if the session has not been refreshed after `lastRefreshIndex`. */
+  | {
+      readonly type: 'ExpireSession';
+      readonly sessionId: SessionId;
+      readonly lastRefreshIndex: LogIndex;
+    }
+  | {
+      readonly type: 'Acquire';
+      readonly lock: string;
+      readonly sessionId: SessionId;
+      readonly mode: LockMode;
+      /** 0 = try-lock: refuse at once if the lock cannot be granted. */
+      readonly waitMs: number;
+      readonly requestId: string;
+      readonly owner: string;
+      /** 0 = no limit; otherwise the grant ends this long after it is made. */
+      readonly maxHoldMs: number;
+      /** 0 = the cluster default; how long the lock stays closed after this holder's session expires. */
+      readonly lockDelayMs: number;
+    }
+  | {
+      readonly type: 'Release';
+      readonly lock: string;
+      readonly sessionId: SessionId;
+      readonly token: FencingToken;
+      readonly requestId: string;
+    }
+  /** Withdraws a waiting Acquire, as when its call is cancelled. */
+  | {
+      readonly type: 'CancelWait';
+      readonly lock: string;
+      readonly sessionId: SessionId;
+      readonly requestId: string;
+    }
+  /** Timer: the wait of the Acquire at `waiterIndex` ran out. */
+  | {
+      readonly type: 'WaitExpired';
+      readonly lock: string;
+      readonly sessionId: SessionId;
+      readonly waiterIndex: LogIndex;
+    }
+  /** Timer: the lock-delay that began at `delayIndex` is over. */
+  | { readonly type: 'LockDelayEnded'; readonly lock: string; readonly delayIndex: LogIndex }
+  /** Timer: the grant with `token` has been held for its maxHoldMs. */
+  | {
+      readonly type: 'MaxHoldReached';
+      readonly lock: string;
+      readonly sessionId: SessionId;
+      readonly token: FencingToken;
+    }
+  /** Operator: frees the lock's current grants, so the next grant gets a higher token. */
+  | { readonly type: 'Revoke'; readonly lock: string; readonly reason: string };
+
+export type LockCommandType = LockCommand['type'];
+
+export interface Holder {
+  readonly sessionId: SessionId;
+  readonly owner: string;
+  readonly mode: LockMode;
+  readonly token: FencingToken;
+  /** The index of the Acquire entry; below the token when the request waited. */
+  readonly requestIndex: LogIndex;
+}
+
+export interface Waiter {
+  readonly sessionId: SessionId;
+  readonly owner: string;
+  readonly mode: LockMode;
+  readonly requestIndex: LogIndex;
+  readonly requestId: string;
+  readonly waitMs: number;
+  readonly maxHoldMs: number;
+  readonly lockDelayMs: number;
+}
+
+/** Why a request was refused. Each maps to one gRPC status at the API edge. */
+export type RejectionCode =
+  | 'invalidArgument'
+  | 'sessionNotFound'
+  | 'notHolder'
+  | 'staleToken'
+  | 'limitReached';
+
+/**
+ * The result of one command. Deterministic: every replica computes the same result
+ * for the same entry.
+ */
+export type LockResult =
+  | { readonly type: 'SessionOpened'; readonly sessionId: SessionId; readonly ttlMs: number }
+  | {
+      readonly type: 'KeptAlive';
+      readonly refreshed: readonly SessionId[];
+      readonly missing: readonly SessionId[];
+    }
+  | { readonly type: 'SessionClosed'; readonly sessionId: SessionId }
+  | { readonly type: 'SessionExpired'; readonly sessionId: SessionId }
+  | {
+      readonly type: 'Acquired';
+      readonly lock: string;
+      readonly token: FencingToken;
+      readonly mode: LockMode;
+      readonly holders: readonly Holder[];
+    }
+  | { readonly type: 'Queued'; readonly lock: string; readonly position: number }
+  /** A try-lock, or a wait that ran out: not an error, it names the current holders. */
+  | { readonly type: 'NotAcquired'; readonly lock: string; readonly holders: readonly Holder[] }
+  | { readonly type: 'Released'; readonly lock: string }
+  | { readonly type: 'WaitCancelled'; readonly lock: string }
+  | { readonly type: 'Revoked'; readonly lock: string; readonly freed: number }
+  | { readonly type: 'WaitExpired'; readonly lock: string; readonly sessionId: SessionId }
+  | { readonly type: 'LockDelayEnded'; readonly lock: string }
+  | { readonly type: 'MaxHoldReached'; readonly lock: string; readonly token: FencingToken }
+  /** A guarded timer command that no longer matched the state: nothing changed. */
+  | { readonly type: 'Stale' }
+  | {
+      readonly type: 'Rejected';
+      readonly code: RejectionCode;
+      /** What was wrong, naming the field or limit. */
+      readonly detail: string;
+    };
+
+export type ReleaseReason = 'release' | 'close' | 'expire' | 'maxHold' | 'revoke';
+
+/**
+ * What changed, in order, for watchers and for the runtime's timers. Every event
+ * carries the index of the entry that caused it.
+ */
+export type LockEvent =
+  | {
+      readonly type: 'granted';
+      readonly lock: string;
+      readonly holder: Holder;
+      readonly maxHoldMs: number;
+    }
+  | {
+      readonly type: 'released';
+      readonly lock: string;
+      readonly sessionId: SessionId;
+      readonly token: FencingToken;
+      readonly reason: ReleaseReason;
+    }
+  | { readonly type: 'queued'; readonly lock: string; readonly waiter: Waiter }
+  | {
+      readonly type: 'waitEnded';
+      readonly lock: string;
+      readonly sessionId: SessionId;
+      readonly requestIndex: LogIndex;
+      readonly reason: 'granted' | 'expired' | 'cancelled' | 'sessionEnded';
+    }
+  | {
+      readonly type: 'delayStarted';
+      readonly lock: string;
+      readonly delayIndex: LogIndex;
+      readonly delayMs: number;
+    }
+  | { readonly type: 'delayEnded'; readonly lock: string; readonly delayIndex: LogIndex }
+  | {
+      readonly type: 'sessionRefreshed';
+      readonly sessionId: SessionId;
+      readonly ttlMs: number;
+    }
+  | {
+      readonly type: 'sessionEnded';
+      readonly sessionId: SessionId;
+      readonly reason: 'close' | 'expire';
+    };
+
+export interface ApplyOutput {
+  readonly result: LockResult;
+  readonly events: readonly LockEvent[];
+}
