@@ -164,7 +164,7 @@ export class LockStateMachine {
       if ('requestId' in command) {
         this.checkText('requestId', command.requestId, this.limits.requestIdBytesMax, false);
       }
-      const remembered = key === null ? undefined : this.dedupe.get(key);
+      const remembered = key === null ? undefined : this.rememberedResult(key);
       if (remembered !== undefined) return remembered;
     } catch (error) {
       return this.rejected(error);
@@ -266,8 +266,12 @@ export class LockStateMachine {
   /** Guarded: a refresh applied after the leader decided to expire the session wins. */
   private expireSession(id: SessionId, lastRefreshIndex: LogIndex): LockResult {
     const session = this.sessions.get(id);
-    if (session === undefined || session.lastRefreshIndex !== lastRefreshIndex)
+    if (
+      session === undefined ||
+      !this.expiryGuardHolds(session.lastRefreshIndex, lastRefreshIndex)
+    ) {
       return { type: 'Stale' };
+    }
     this.endSession(session, 'expire');
     return { type: 'SessionExpired', sessionId: id };
   }
@@ -437,10 +441,32 @@ export class LockStateMachine {
   }
 
   private compatible(lock: LockRecord, mode: LockMode): boolean {
-    if (lock.holders.size === 0) return true;
-    if (mode === 'exclusive') return false;
-    for (const holder of lock.holders.values()) if (holder.mode !== 'shared') return false;
-    return true;
+    const holderModes = [...lock.holders.values()].map((holder) => holder.mode);
+    return this.modesCompatible(mode, holderModes);
+  }
+
+  // The four rules below are protected so that tests can break each one in a subclass
+  // and prove the property tests notice. Nothing else overrides them.
+
+  /** A grant in `mode` can join holders in `holderModes`: none, or all shared with a shared request. */
+  protected modesCompatible(mode: LockMode, holderModes: readonly LockMode[]): boolean {
+    if (holderModes.length === 0) return true;
+    return mode === 'shared' && holderModes.every((holderMode) => holderMode === 'shared');
+  }
+
+  /** The fencing token of a grant: the index of the entry making it, not of the request. */
+  protected grantToken(_requestIndex: LogIndex): FencingToken {
+    return fencingToken(this.index);
+  }
+
+  /** An expiry applies only if no refresh came after the one the leader timed. */
+  protected expiryGuardHolds(lastRefreshIndex: LogIndex, expiryRefreshIndex: LogIndex): boolean {
+    return lastRefreshIndex === expiryRefreshIndex;
+  }
+
+  /** The remembered first result of a retried request. */
+  protected rememberedResult(key: string): LockResult | undefined {
+    return this.dedupe.get(key);
   }
 
   /** Grants waiters from the head of the queue: one exclusive, or every shared one in a row. */
@@ -476,7 +502,7 @@ export class LockStateMachine {
       sessionId: session.id,
       owner: request.owner,
       mode: request.mode,
-      token: this.grantToken(),
+      token: this.grantToken(request.requestIndex),
       requestIndex: request.requestIndex,
       maxHoldMs: request.maxHoldMs,
       lockDelayMs: request.lockDelayMs,
@@ -490,11 +516,6 @@ export class LockStateMachine {
       maxHoldMs: grant.maxHoldMs,
     });
     return grant;
-  }
-
-  /** The fencing token of a grant made by the entry being applied. Overridable by tests only. */
-  protected grantToken(): FencingToken {
-    return fencingToken(this.index);
   }
 
   private removeHolder(lock: LockRecord, grant: Grant, reason: ReleaseReason): void {
