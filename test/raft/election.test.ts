@@ -111,6 +111,26 @@ describe('§5.1 Raft basics: server states and terms', () => {
     ]);
     expect(ofType(ready.messages, 'AppendEntriesResponse').every((m) => !m.success)).toBe(true);
   });
+
+  it('a stale pre-vote is refused with the newer term, and the pre-candidate adopts that term', () => {
+    const voterStorage = storageWithLog({ voters: [a, b, c] }, [], { term: 3 });
+    const voter = loneRaft(b, [a, b, c], new Prng(21), { preVote: true }, voterStorage);
+    const preCandidate = loneRaft(a, [a, b, c], new Prng(22), { preVote: true });
+    preCandidate.raft.campaign();
+    const [request] = ofType(
+      drain(preCandidate.raft, preCandidate.storage).messages,
+      'RequestVote',
+    );
+    expect(request).toMatchObject({ to: b, term: 2, preVote: true });
+
+    voter.raft.step(request ?? msg.requestVote(a, b, 2));
+    const [refusal] = ofType(drain(voter.raft, voter.storage).messages, 'RequestVoteResponse');
+    expect(refusal).toMatchObject({ to: a, term: 3, preVote: true, granted: false });
+    preCandidate.raft.step(refusal ?? msg.voteResponse(b, a, 3, false, true));
+
+    expect(preCandidate.raft.role).toBe('follower');
+    expect(preCandidate.raft.term).toBe(3);
+  });
 });
 
 describe('§5.2 Leader election', () => {
@@ -198,6 +218,20 @@ describe('§5.2 Leader election', () => {
       [b, false],
       [a, true],
     ]);
+  });
+
+  it('a follower that already follows a leader of this term votes for no other candidate of that term', () => {
+    const { raft, storage } = loneRaft(c, [a, b, c], new Prng(20), {
+      preVote: false,
+      checkQuorum: false,
+    });
+    raft.step(msg.heartbeat(a, c, 2)); // leader a of term 2; c never voted in term 2
+
+    raft.step(msg.requestVote(b, c, 2, { lastLogIndex: idx(5), lastLogTerm: tm(1) }));
+
+    expect(raft.votedFor).toBeNull();
+    const responses = ofType(drain(raft, storage).messages, 'RequestVoteResponse');
+    expect(responses.map((m) => [m.to, m.granted])).toEqual([[b, false]]);
   });
 
   it('the vote is persisted: after a restart the voter still refuses a second candidate of that term', () => {

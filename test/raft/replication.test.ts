@@ -209,6 +209,35 @@ describe('§5.3 Log replication: the follower', () => {
     expect(ready.hardState?.commitIndex).toBe(3);
   });
 
+  it('does not commit its own entries past the last new entry: the leader has vouched only for the prefix it sent', () => {
+    // Entries 4 and 5 come from an old term-2 leader; the term-3 leader holds different ones there.
+    const { raft, storage } = followerWithLog([2, 2, 2, 2], 3);
+
+    raft.step(
+      msg.append(b, a, 3, {
+        prevLogIndex: idx(2),
+        prevLogTerm: tm(2),
+        entries: [entry(3, 2)],
+        leaderCommit: idx(5),
+      }),
+    );
+
+    expect(raft.log.commitIndex).toBe(3);
+    expect(logTerms(raft.log)).toEqual([2, 2, 2, 2]);
+    expect(drain(raft, storage).committedEntries.map((en) => en.index)).toEqual([2, 3]);
+  });
+
+  it('takes the commit index from a heartbeat, but never past its own last entry', () => {
+    const { raft, storage } = followerWithLog([2, 2], 2);
+
+    raft.step(msg.heartbeat(b, a, 2, { leaderCommit: idx(10) }));
+
+    expect(raft.log.commitIndex).toBe(3);
+    const ready = drain(raft, storage);
+    expect(ready.committedEntries.map((en) => en.index)).toEqual([2, 3]);
+    expect(ofType(ready.messages, 'HeartbeatResponse')).toHaveLength(1);
+  });
+
   it('answers an AppendEntries below its commit index with its commit index, without touching the log', () => {
     const { raft, storage } = followerWithLog([2, 2, 3], 3);
     raft.step(
@@ -296,6 +325,31 @@ describe('§5.3 fast backtracking: one rejection per conflicting term, not per e
     expect(rejections.length).toBeLessThanOrEqual(2);
     expect(storedTerms(network.node(b).storage)).toEqual([...leaderLog, 6]);
     expect(network.raft(b).log.commitIndex).toBe(92);
+  });
+});
+
+describe('§5.3 fast backtracking: the leader skips to the end of a term it shares with the follower', () => {
+  it('when the leader also holds the follower’s conflicting term, it resends only the entries after that term', () => {
+    const voters = [a, b, c];
+    const leaderLog = [...Array(10).fill(2), ...Array(10).fill(4)]; // 2..11 term 2, 12..21 term 4
+    const followerLog = Array(20).fill(2); // 2..21 term 2: the old leader's longer run
+    const storages = {
+      a: storageWithLog({ voters }, leaderLog, { term: 4 }),
+      b: storageWithLog({ voters }, followerLog, { term: 4 }),
+      c: storageWithLog({ voters }, leaderLog, { term: 4 }),
+    };
+    const network = new Network({ prng: new Prng(32), voters, storages });
+
+    network.elect(a);
+
+    const toB = network.sentOf('AppendEntries', { to: b });
+    const rejections = network
+      .sentOf('AppendEntriesResponse', { from: b })
+      .filter((m) => !m.success);
+    expect(rejections.map((m) => [m.rejectedIndex, m.hintTerm, m.hintIndex])).toEqual([[21, 2, 2]]);
+    expect(toB.map((m) => m.prevLogIndex)).toEqual([21, 11]);
+    expect(toB[1]?.entries.map((en) => en.index)).toEqual([...Array(11).keys()].map((i) => 12 + i));
+    expect(storedTerms(network.node(b).storage)).toEqual([...leaderLog, 5]);
   });
 });
 

@@ -4,9 +4,19 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { MemoryStorage } from '../../src/raft/storage.ts';
+import { AssertionError } from '../../src/util/assert.ts';
 import { logIndex as idx, type NodeId, term as tm } from '../../src/util/ids.ts';
 import { Prng } from '../../src/util/prng.ts';
-import { drain, ids, loneRaft, msg, Network, ofType, storageWithLog } from './harness.ts';
+import {
+  drain,
+  ids,
+  loneRaft,
+  makeLeader,
+  msg,
+  Network,
+  ofType,
+  storageWithLog,
+} from './harness.ts';
 
 const [a, b, c] = ids('a', 'b', 'c');
 
@@ -196,6 +206,69 @@ describe('§5.4.2 Committing entries from previous terms (Figure 8)', () => {
     network.stabilize();
     expect(network.raft(s5).role).not.toBe('leader');
     for (const id of [s2, s3]) expect(termAt(network, id, 2)).toBe(2);
+  });
+});
+
+describe('§5.4.3 State Machine Safety across crashes', () => {
+  it('after every node restarts from what it persisted, committed entries survive and are applied again in order', () => {
+    const network = new Network({ prng: new Prng(56), voters: [a, b, c] });
+    network.elect(a);
+    for (let i = 0; i < 4; i++) network.propose(a, `v${i}`);
+    network.stabilize();
+    network.tickAll(1);
+    const terms = [a, b, c].map((id) => network.raft(id).term);
+
+    for (const id of [a, b, c]) network.restart(id);
+    for (const id of [a, b, c]) {
+      expect(network.raft(id).role).toBe('follower');
+      expect(network.raft(id).term).toBe(terms[0]);
+      expect(network.raft(id).votedFor).toBe(
+        network.node(id).storage.initialState().hardState.votedFor,
+      );
+    }
+    network.processReadies(); // each node re-applies what it knew to be committed
+    network.tickUntil(() => network.leaders().length === 1, 100);
+    network.propose(network.leaders()[0] ?? a, 'after');
+    network.stabilize();
+    network.tickAll(1);
+
+    for (const id of [a, b, c]) {
+      expect(network.state(id)).toEqual(['v0', 'v1', 'v2', 'v3', 'after']);
+    }
+  });
+
+  it('committed entries reach the host in pages of committedEntriesBytesMax, in order, and all of them', () => {
+    const network = new Network({
+      prng: new Prng(57),
+      voters: [a],
+      options: { committedEntriesBytesMax: 110 },
+    });
+    network.elect(a);
+    for (let i = 0; i < 5; i++) network.propose(a, `${'x'.repeat(26)}${i}`); // 24 + 27 = 51 bytes each
+
+    const pages: number[][] = [];
+    for (let ready = network.processReady(a); ready !== null; ready = network.processReady(a)) {
+      pages.push(ready.committedEntries.map((en) => en.index));
+    }
+
+    expect(pages).toEqual([[3, 4], [5, 6], [7]]);
+    expect(network.state(a)).toHaveLength(5);
+  });
+});
+
+describe('§5.2 Election Safety is asserted, not assumed', () => {
+  it('a leader that receives AppendEntries from another leader of its own term stops with an AssertionError', () => {
+    const { raft, storage } = loneRaft(a, [a, b, c], new Prng(54), { preVote: false });
+    makeLeader(raft, storage, false);
+
+    expect(() => raft.step(msg.append(b, a, raft.term))).toThrow(AssertionError);
+  });
+
+  it('a follower that hears two different leaders in one term stops with an AssertionError', () => {
+    const { raft } = loneRaft(c, [a, b, c], new Prng(55), { preVote: false });
+    raft.step(msg.heartbeat(a, c, 2));
+
+    expect(() => raft.step(msg.heartbeat(b, c, 2))).toThrow(AssertionError);
   });
 });
 
