@@ -175,7 +175,7 @@ export class LockStateMachine {
     } catch (error) {
       result = this.rejected(error);
     }
-    if (key !== null) this.remember(key, result);
+    if (key !== null && changesState(result)) this.remember(key, result);
     return result;
   }
 
@@ -777,15 +777,19 @@ export class LockStateMachine {
   }
 }
 
+/**
+ * Retries are recognised by request id, within the command's type and session, so a
+ * client that reuses an id for a different request does not get a stranger's answer.
+ */
 function dedupeKey(command: LockCommand): string | null {
   switch (command.type) {
     case 'OpenSession':
-      return `open/${command.requestId}`;
+      return `OpenSession/${command.requestId}`;
     case 'CloseSession':
     case 'Acquire':
     case 'Release':
     case 'CancelWait':
-      return `${command.sessionId}/${command.requestId}`;
+      return `${command.type}/${command.sessionId}/${command.requestId}`;
     case 'KeepAlive':
     case 'ExpireSession':
     case 'WaitExpired':
@@ -797,6 +801,15 @@ function dedupeKey(command: LockCommand): string | null {
     default:
       return assertNever(command, 'lock command');
   }
+}
+
+/**
+ * Only results that changed state are remembered. A refusal or a failed try-lock left
+ * nothing to protect from a second application, so its retry is simply run again (and
+ * may succeed once the cause is gone), and it takes no room in the window.
+ */
+function changesState(result: LockResult): boolean {
+  return result.type !== 'Rejected' && result.type !== 'NotAcquired';
 }
 
 function publicHolder(grant: Holder): Holder {

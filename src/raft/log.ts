@@ -77,6 +77,11 @@ export class RaftLog {
    * Entries in [lo, lastIndex()], at most about `bytesMax`, or undefined when some of
    * them are compacted and a snapshot must be sent instead.
    */
+  /** All entries in [lo, hi), which must be within the log. */
+  entriesBetween(lo: LogIndex, hi: LogIndex): readonly Entry[] {
+    return this.slice(lo, hi, Number.POSITIVE_INFINITY);
+  }
+
   entriesFrom(lo: LogIndex, bytesMax: number): readonly Entry[] | undefined {
     if (lo < this.firstIndex()) return undefined;
     return this.slice(lo, logIndex(this.lastIndex() + 1), bytesMax);

@@ -16,6 +16,8 @@ export interface RaftOptions {
   readonly inflightMessagesMax: number;
   /** InstallSnapshot sends the snapshot in chunks of at most this many bytes. */
   readonly snapshotChunkBytesMax: number;
+  /** Snapshot chunks sent to one follower before waiting for acknowledgements. */
+  readonly snapshotChunksInFlightMax: number;
   /** Linearizable reads waiting for leadership confirmation. Past it, readIndex refuses. */
   readonly pendingReadsMax: number;
   /** Entries the leader accepts beyond its commit index. Past it, propose refuses (backpressure). */
@@ -34,6 +36,7 @@ export const DEFAULT_RAFT_OPTIONS: RaftOptions = {
   appendBatchBytesMax: 64 * 1024,
   inflightMessagesMax: 64,
   snapshotChunkBytesMax: 256 * 1024,
+  snapshotChunksInFlightMax: 4,
   pendingReadsMax: 4096,
   uncommittedEntriesMax: 8192,
   learnerPromotionLagEntriesMax: 64,
@@ -47,6 +50,7 @@ export function validateRaftOptions(options: RaftOptions): void {
     'appendBatchBytesMax',
     'inflightMessagesMax',
     'snapshotChunkBytesMax',
+    'snapshotChunksInFlightMax',
     'pendingReadsMax',
     'uncommittedEntriesMax',
     'committedEntriesBytesMax',

@@ -10,7 +10,7 @@ import type { SnapshotMetadata } from './types.ts';
  * - replicate: the follower is keeping up. Send optimistically, pipelining up to
  *   `inflightMessagesMax` batches that have not been acknowledged.
  * - snapshot: the entries the follower needs are compacted. Stream a snapshot in
- *   chunks, one chunk in flight, and pause appends until it is installed.
+ *   chunks, a bounded window of them in flight, and pause appends until it is installed.
  *
  * Invariant: matchIndex < nextIndex.
  */
@@ -21,6 +21,8 @@ export interface SnapshotTransfer {
   readonly data: Uint8Array;
   /** Bytes the follower has confirmed. */
   ackedOffset: number;
+  /** Where the next chunk starts; chunks in [ackedOffset, sentOffset) are in flight. */
+  sentOffset: number;
   /** Heartbeat ticks since the last chunk went out without an answer. */
   idleTicks: number;
 }
@@ -73,7 +75,7 @@ export class Progress {
 
   becomeSnapshot(metadata: SnapshotMetadata, data: Uint8Array): void {
     this.resetState('snapshot');
-    this.snapshotTransfer = { metadata, data, ackedOffset: 0, idleTicks: 0 };
+    this.snapshotTransfer = { metadata, data, ackedOffset: 0, sentOffset: 0, idleTicks: 0 };
   }
 
   private resetState(state: ProgressState): void {

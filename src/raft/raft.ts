@@ -30,7 +30,7 @@ export type ProposeRejection =
   | 'notALearner'
   | 'notAMember'
   | 'learnerBehind'
-  | 'lastVoter';
+  | 'tooFewVoters';
 
 export type ProposeResult =
   | { readonly ok: true; readonly index: LogIndex; readonly term: Term }
@@ -100,6 +100,8 @@ export class Raft {
   private currentRole: Role = 'follower';
   private leader: NodeId | null = null;
   private clusterConfig: ClusterConfig;
+  /** The index of the entry or snapshot that `clusterConfig` reflects. */
+  private configIndex: LogIndex;
 
   private readonly progress = new Map<NodeId, Progress>();
   private readonly votes = new Map<NodeId, boolean>();
@@ -107,6 +109,7 @@ export class Raft {
   private heartbeatElapsedTicks = 0;
   private randomizedElectionTimeoutTicks = 0;
   private leadTransferee: NodeId | null = null;
+  private transferElapsedTicks = 0;
   /** The leader proposes no new config change until the entry at this index is applied. */
   private pendingConfigIndex: LogIndex = logIndex(0);
 
@@ -115,6 +118,7 @@ export class Raft {
   /** Reads taken before this leader committed an entry of its term; it cannot vouch for commitIndex yet. */
   private readonly readsAwaitingTermCommit: { context: string; requester: NodeId | null }[] = [];
   private readonly readAcks = new Map<NodeId, number>();
+  private readBroadcastPending = false;
   private incomingSnapshot: IncomingSnapshot | null = null;
 
   private messages: Message[] = [];
@@ -139,6 +143,7 @@ export class Raft {
     this.currentTerm = hardState.term;
     this.vote = hardState.votedFor;
     this.clusterConfig = normalizeConfig(clusterConfig);
+    this.configIndex = snapshotIndex;
     this.previousHardState = { ...hardState, commitIndex };
     this.previousSoftState = { role: 'follower', leaderId: null };
     this.becomeFollower(this.currentTerm, null);
@@ -238,8 +243,9 @@ export class Raft {
     if (!this.clusterConfig.voters.includes(target)) return { ok: false, reason: 'notAVoter' };
     if (this.leadTransferee === target) return { ok: true };
     this.leadTransferee = target;
-    // The transfer must finish within one election timeout, counted from now.
-    this.electionElapsedTicks = 0;
+    // The transfer must finish within one election timeout, counted from now. It has its
+    // own counter so that a transfer never postpones CheckQuorum.
+    this.transferElapsedTicks = 0;
     const targetProgress = this.progress.get(target);
     assert(targetProgress !== undefined, `voter ${target} has no progress`);
     if (targetProgress.matchIndex === this.log.lastIndex()) this.sendTimeoutNow(target);
@@ -255,6 +261,7 @@ export class Raft {
 
   hasReady(): boolean {
     return (
+      this.readBroadcastPending ||
       this.messages.length > 0 ||
       this.readStates.length > 0 ||
       this.log.pendingEntries().length > 0 ||
@@ -269,6 +276,8 @@ export class Raft {
   ready(): Ready {
     assert(!this.readyInProgress, 'ready() called again before advance()');
     this.readyInProgress = true;
+    if (this.readBroadcastPending && this.currentRole === 'leader') this.broadcastHeartbeat();
+    this.readBroadcastPending = false;
     const hardState = this.hardState();
     const softState = this.softState();
     const hardStateChanged = !sameHardState(hardState, this.previousHardState);
@@ -309,7 +318,11 @@ export class Raft {
     for (const entry of ready.committedEntries) {
       if (entry.index <= this.log.appliedIndex) continue;
       this.log.appliedTo(entry.index);
-      if (entry.kind === 'config') this.applyConfigChange(entry.change);
+      // A snapshot restored meanwhile already holds the config as of its index.
+      if (entry.kind === 'config' && entry.index > this.configIndex) {
+        this.configIndex = entry.index;
+        this.applyConfigChange(entry.change);
+      }
     }
   }
 
@@ -420,7 +433,10 @@ export class Raft {
   /** Counts votes; acts on a decided election and returns the result. */
   private pollVotes(): 'won' | 'lost' | 'pending' {
     const result = tallyVotes(this.clusterConfig.voters, this.votes);
-    if (result === 'won') {
+    if (result === 'won' && !this.clusterConfig.voters.includes(this.id)) {
+      // Our own removal applied while we campaigned: we may not lead.
+      this.becomeFollower(this.currentTerm, null);
+    } else if (result === 'won') {
       if (this.currentRole === 'preCandidate') this.startCampaign('election');
       else this.becomeLeader();
     } else if (result === 'lost') {
@@ -429,8 +445,23 @@ export class Raft {
     return result;
   }
 
+  /**
+   * Whether this node may campaign. Not while a snapshot waits to be applied, and not
+   * while committed config changes wait to be applied: its voter set would be stale,
+   * and a majority of a stale set need not overlap a majority of the real one.
+   */
   private isPromotable(): boolean {
-    return this.clusterConfig.voters.includes(this.id) && this.log.pendingSnapshot() === null;
+    return (
+      this.clusterConfig.voters.includes(this.id) &&
+      this.log.pendingSnapshot() === null &&
+      !this.hasUnappliedConfigChanges()
+    );
+  }
+
+  private hasUnappliedConfigChanges(): boolean {
+    const lo = logIndex(Math.max(this.log.appliedIndex + 1, this.log.firstIndex()));
+    const hi = logIndex(this.log.commitIndex + 1);
+    return this.log.entriesBetween(lo, hi).some((entry) => entry.kind === 'config');
   }
 
   // ---------------------------------------------------------------- role changes
@@ -453,6 +484,7 @@ export class Raft {
     this.pendingReads.length = 0;
     this.readsAwaitingTermCommit.length = 0;
     this.readAcks.clear();
+    this.readBroadcastPending = false;
   }
 
   private becomeFollower(term: Term, leaderId: NodeId | null): void {
@@ -537,6 +569,11 @@ export class Raft {
         this.becomeFollower(this.currentTerm, null);
         return;
       }
+    }
+    if (
+      this.leadTransferee !== null &&
+      ++this.transferElapsedTicks >= this.options.electionTimeoutTicks
+    ) {
       // A transfer that did not finish within an election timeout is abandoned.
       this.leadTransferee = null;
     }
@@ -714,50 +751,49 @@ export class Raft {
   // ---------------------------------------------------------------- snapshots (§7)
 
   private handleSnapshotChunk(message: MessageOf<'InstallSnapshot'>): void {
-    const metadata = message.metadata;
+    const { metadata, offset } = message;
+    const answer = (nextOffset: number, installed: boolean, matchIndex: LogIndex): void =>
+      this.send({
+        type: 'InstallSnapshotResponse',
+        to: message.from,
+        term: this.currentTerm,
+        snapshotIndex: metadata.index,
+        chunkOffset: offset,
+        nextOffset,
+        installed,
+        matchIndex,
+      });
     if (metadata.index <= this.log.commitIndex) {
       // We already have everything it covers.
       this.incomingSnapshot = null;
-      this.sendSnapshotResponse(message.from, metadata.index, 0, true, this.log.commitIndex);
+      answer(0, true, this.log.commitIndex);
       return;
     }
-    if (message.offset === 0) this.incomingSnapshot = { metadata, chunks: [], receivedBytes: 0 };
+    const isIncoming = (snapshot: IncomingSnapshot | null): snapshot is IncomingSnapshot =>
+      snapshot !== null &&
+      snapshot.metadata.index === metadata.index &&
+      snapshot.metadata.term === metadata.term;
+    // A first chunk starts a transfer, unless it is a late copy of the one under way.
+    if (
+      offset === 0 &&
+      !(isIncoming(this.incomingSnapshot) && this.incomingSnapshot.receivedBytes > 0)
+    ) {
+      this.incomingSnapshot = { metadata, chunks: [], receivedBytes: 0 };
+    }
     const incoming = this.incomingSnapshot;
-    const sameSnapshot =
-      incoming !== null &&
-      incoming.metadata.index === metadata.index &&
-      incoming.metadata.term === metadata.term;
-    if (!sameSnapshot || incoming.receivedBytes !== message.offset) {
-      this.sendSnapshotResponse(
-        message.from,
-        metadata.index,
-        sameSnapshot ? incoming.receivedBytes : 0,
-        false,
-        logIndex(0),
-      );
+    if (!isIncoming(incoming) || incoming.receivedBytes !== offset) {
+      answer(isIncoming(incoming) ? incoming.receivedBytes : 0, false, logIndex(0));
       return;
     }
     incoming.chunks.push(message.chunk);
     incoming.receivedBytes += message.chunk.byteLength;
     if (!message.done) {
-      this.sendSnapshotResponse(
-        message.from,
-        metadata.index,
-        incoming.receivedBytes,
-        false,
-        logIndex(0),
-      );
+      answer(incoming.receivedBytes, false, logIndex(0));
       return;
     }
     this.incomingSnapshot = null;
     this.installSnapshot({ metadata, data: concatChunks(incoming.chunks, incoming.receivedBytes) });
-    this.sendSnapshotResponse(
-      message.from,
-      metadata.index,
-      incoming.receivedBytes,
-      true,
-      metadata.index,
-    );
+    answer(incoming.receivedBytes, true, metadata.index);
   }
 
   private installSnapshot(snapshot: Snapshot): void {
@@ -770,24 +806,7 @@ export class Raft {
     }
     this.log.restore(snapshot);
     this.clusterConfig = normalizeConfig(snapshot.metadata.config);
-  }
-
-  private sendSnapshotResponse(
-    to: NodeId,
-    snapshotIndex: LogIndex,
-    nextOffset: number,
-    installed: boolean,
-    matchIndex: LogIndex,
-  ): void {
-    this.send({
-      type: 'InstallSnapshotResponse',
-      to,
-      term: this.currentTerm,
-      snapshotIndex,
-      nextOffset,
-      installed,
-      matchIndex,
-    });
+    this.configIndex = snapshot.metadata.index;
   }
 
   // ---------------------------------------------------------------- the leader
@@ -897,9 +916,19 @@ export class Raft {
       this.sendAppend(message.from);
       return;
     }
-    transfer.ackedOffset = message.nextOffset;
+    // Only an answer to a chunk still in flight counts; duplicates and answers to
+    // resent copies would otherwise each start a parallel stream of chunks.
+    if (message.chunkOffset < transfer.ackedOffset || message.chunkOffset >= transfer.sentOffset)
+      return;
     transfer.idleTicks = 0;
-    this.sendSnapshotChunk(message.from);
+    if (message.nextOffset > message.chunkOffset) {
+      transfer.ackedOffset = Math.max(transfer.ackedOffset, message.nextOffset);
+    } else {
+      // The follower wants another offset (a lost chunk, or it lost what it had): resume there.
+      transfer.ackedOffset = message.nextOffset;
+      transfer.sentOffset = message.nextOffset;
+    }
+    this.sendSnapshotChunks(message.from);
   }
 
   /** A leader accepts proposals unless it is handing over or has too much uncommitted work. */
@@ -928,7 +957,9 @@ export class Raft {
       case 'removeNode':
         if (!voters.includes(change.nodeId) && !learners.includes(change.nodeId))
           return 'notAMember';
-        return voters.length === 1 && voters[0] === change.nodeId ? 'lastVoter' : null;
+        // From two voters, a removal whose commit the other voter never learns leaves it
+        // unable to win any election; keep at least two voters after a removal.
+        return voters.includes(change.nodeId) && voters.length <= 2 ? 'tooFewVoters' : null;
       default:
         return assertNever(change, 'config change');
     }
@@ -1025,23 +1056,31 @@ export class Raft {
   private startSnapshotTransfer(to: NodeId, progress: Progress): void {
     const snapshot = this.log.snapshot();
     progress.becomeSnapshot(snapshot.metadata, snapshot.data);
-    this.sendSnapshotChunk(to);
+    this.sendSnapshotChunks(to);
   }
 
-  private sendSnapshotChunk(to: NodeId): void {
+  /** Fills the window of chunks in flight to `to`. */
+  private sendSnapshotChunks(to: NodeId): void {
     const transfer = this.progress.get(to)?.snapshotTransfer;
     if (transfer === undefined || transfer === null) return;
-    const offset = Math.min(transfer.ackedOffset, transfer.data.byteLength);
-    const end = Math.min(offset + this.options.snapshotChunkBytesMax, transfer.data.byteLength);
-    this.send({
-      type: 'InstallSnapshot',
-      to,
-      term: this.currentTerm,
-      metadata: transfer.metadata,
-      offset,
-      chunk: transfer.data.subarray(offset, end),
-      done: end === transfer.data.byteLength,
-    });
+    const { snapshotChunkBytesMax, snapshotChunksInFlightMax } = this.options;
+    const windowEnd = transfer.ackedOffset + snapshotChunkBytesMax * snapshotChunksInFlightMax;
+    const totalBytes = transfer.data.byteLength;
+    // An empty snapshot still takes one (empty) chunk.
+    while (transfer.sentOffset < Math.min(windowEnd, Math.max(totalBytes, 1))) {
+      const offset = transfer.sentOffset;
+      const end = Math.min(offset + snapshotChunkBytesMax, totalBytes);
+      this.send({
+        type: 'InstallSnapshot',
+        to,
+        term: this.currentTerm,
+        metadata: transfer.metadata,
+        offset,
+        chunk: transfer.data.subarray(offset, end),
+        done: end === totalBytes,
+      });
+      transfer.sentOffset = Math.max(end, offset + 1);
+    }
   }
 
   /** A chunk that went unanswered for an election timeout's worth of heartbeats is sent again. */
@@ -1051,8 +1090,10 @@ export class Raft {
       if (transfer === null) continue;
       transfer.idleTicks += this.options.heartbeatIntervalTicks;
       if (transfer.idleTicks >= this.options.electionTimeoutTicks / 2) {
+        // Nothing answered for a while: send the window again from the confirmed offset.
         transfer.idleTicks = 0;
-        this.sendSnapshotChunk(member);
+        transfer.sentOffset = transfer.ackedOffset;
+        this.sendSnapshotChunks(member);
       }
     }
   }
@@ -1077,8 +1118,10 @@ export class Raft {
       index: this.log.commitIndex,
       requester,
     });
+    // One heartbeat round confirms every read up to the newest sequence, so reads taken
+    // in one batch share a single broadcast, sent when the host next asks for a Ready.
     if (this.clusterConfig.voters.length === 1) this.releaseConfirmedReads();
-    else this.broadcastHeartbeat();
+    else this.readBroadcastPending = true;
     return true;
   }
 
@@ -1158,7 +1201,9 @@ export class Raft {
       if (!members.has(member)) this.progress.delete(member);
     }
     for (const member of members) {
-      if (!this.progress.has(member)) this.addProgress(member);
+      if (this.progress.has(member)) continue;
+      this.addProgress(member);
+      this.sendAppend(member);
     }
     if (this.leadTransferee !== null && !this.clusterConfig.voters.includes(this.leadTransferee)) {
       this.leadTransferee = null;

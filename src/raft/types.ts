@@ -144,6 +144,8 @@ export type Message =
   | (Envelope & {
       readonly type: 'InstallSnapshotResponse';
       readonly snapshotIndex: LogIndex;
+      /** The offset of the chunk this answers, so the leader can tell stale answers apart. */
+      readonly chunkOffset: number;
       readonly nextOffset: number;
       readonly installed: boolean;
       readonly matchIndex: LogIndex;

@@ -36,7 +36,10 @@ export type SessionId = Brand<number, 'SessionId'>;
 export type FencingToken = Brand<number, 'FencingToken'>;
 
 export function sessionId(value: number): SessionId {
-  assert(Number.isSafeInteger(value) && value > 0, `session id must be a safe integer > 0: ${value}`);
+  assert(
+    Number.isSafeInteger(value) && value > 0,
+    `session id must be a safe integer > 0: ${value}`,
+  );
   return value as SessionId;
 }
 

@@ -183,7 +183,18 @@ describe('§6 one change at a time', () => {
 
     expect(network.raft(a).proposeConfigChange({ type: 'removeNode', nodeId: a })).toEqual({
       ok: false,
-      reason: 'lastVoter',
+      reason: 'tooFewVoters',
+      leaderId: a,
+    });
+  });
+
+  it('refuses to go from two voters to one: a lost commit would leave the survivor unelectable', () => {
+    const network = new Network({ prng: new Prng(68), voters: [a, b] });
+    network.elect(a);
+
+    expect(network.raft(a).proposeConfigChange({ type: 'removeNode', nodeId: b })).toEqual({
+      ok: false,
+      reason: 'tooFewVoters',
       leaderId: a,
     });
   });

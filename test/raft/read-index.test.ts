@@ -31,7 +31,8 @@ describe('§6.4 ReadIndex on the leader', () => {
 
     expect(network.node(a).readStates).toEqual([]);
     const heartbeats = network.sentOf('Heartbeat', { from: a });
-    expect(heartbeats.map((m) => m.to).sort()).toEqual([b, b, c, c]);
+    // Reads taken together share one heartbeat round.
+    expect(heartbeats.map((m) => m.to).sort()).toEqual([b, c]);
     expect(Math.max(...heartbeats.map((m) => m.readSequence))).toBeGreaterThan(0);
 
     network.stabilize();

@@ -59,6 +59,7 @@ export class SafetyChecker {
   /** State Machine Safety: the digest after applying each index. */
   private readonly appliedDigests = new Map<number, number>();
   private readonly appliedKeys = new Map<number, string>();
+  private readonly lockStateHashes = new Map<number, number>();
   /** Durable term and vote per node, which must never go back. */
   private readonly durableHardStates = new Map<NodeId, HardState>();
   checks = 0;
@@ -199,6 +200,19 @@ export class SafetyChecker {
     }
     this.appliedKeys.set(entry.index, key);
     this.digestAt(node, entry.index, digest);
+  }
+
+  /** Every replica holds the same lock state after applying the same index. */
+  lockStateAt(node: NodeId, index: LogIndex, stateHash: number): void {
+    this.checks++;
+    const known = this.lockStateHashes.get(index);
+    if (known !== undefined && known !== stateHash) {
+      violation(
+        'Lock state',
+        `${node} lock state at ${index} hashes to ${stateHash}, others to ${known}`,
+      );
+    }
+    this.lockStateHashes.set(index, stateHash);
   }
 
   snapshotRestored(node: NodeId, index: LogIndex, digest: number): void {

@@ -17,14 +17,21 @@ export interface SimOptions {
   readonly appendBatchBytesMax: number;
   readonly inflightMessagesMax: number;
   readonly snapshotChunkBytesMax: number;
+  readonly snapshotChunksInFlightMax: number;
   /** A node snapshots and compacts once it has applied this many entries past its last snapshot. */
   readonly snapshotIntervalEntries: number;
+  /** Entries kept behind a snapshot when compacting, so a slightly slow follower needs no snapshot. */
+  readonly compactionRetainEntries: number;
   /** Padding added to every snapshot, so that InstallSnapshot needs several chunks. */
   readonly snapshotPaddingBytes: number;
   readonly networkDelayMsMin: number;
   readonly networkDelayMsMax: number;
   readonly dropProbability: number;
   readonly duplicateProbability: number;
+  /** Chance that a message may overtake earlier ones on its link; otherwise links are FIFO. */
+  readonly reorderProbability: number;
+  /** Committed entries handed out per Ready; tiny values make applying lag behind commit. */
+  readonly committedEntriesBytesMax: number;
   readonly fsyncLatencyMsMax: number;
   /** Each node's clock runs at a rate within 1 ± this. */
   readonly clockDriftMax: number;
@@ -32,6 +39,8 @@ export interface SimOptions {
   readonly faultIntervalMs: number;
   readonly faultWeights: Readonly<Record<FaultKind, number>>;
   readonly clientCount: number;
+  /** Simulated lock clients (sessions, acquires, releases, crashes, pauses). 0 turns the lock workload off. */
+  readonly lockClientCount: number;
   readonly proposalIntervalMs: number;
   readonly readIntervalMs: number;
   /** The faulty phase lasts this long in virtual time. */
@@ -67,17 +76,21 @@ export function deriveOptions(seed: number, overrides: Partial<SimOptions> = {})
     heartbeatIntervalTicks: prng.intBetween(1, Math.max(1, Math.floor(electionTimeoutTicks / 4))),
     preVote: prng.chance(0.85),
     checkQuorum: prng.chance(0.85),
-    appendBatchBytesMax: prng.pick([1, 40, 200, 4096]),
+    appendBatchBytesMax: prng.pick([1, 512, 4096, 65536]),
     inflightMessagesMax: prng.pick([1, 2, 4, 16]),
-    snapshotChunkBytesMax: prng.pick([16, 64, 256, 4096]),
+    snapshotChunkBytesMax: prng.pick([256, 1024, 4096, 65536]),
+    snapshotChunksInFlightMax: prng.pick([1, 4, 16]),
     snapshotIntervalEntries: prng.pick([3, 5, 10, 25, 100]),
     snapshotPaddingBytes: prng.intBetween(0, 600),
+    compactionRetainEntries: prng.pick([50, 200, 1000]),
     networkDelayMsMin: delayMin,
     networkDelayMsMax: delayMin + prng.pick([0, 3, 10, 30]),
     dropProbability: prng.pick([0, 0.01, 0.05, 0.15]),
     duplicateProbability: prng.pick([0, 0.01, 0.05]),
     fsyncLatencyMsMax: prng.pick([0, 1, 3, 8]),
     clockDriftMax: prng.pick([0, 0.01, 0.05]),
+    reorderProbability: prng.pick([0, 0.01, 0.1, 1]),
+    committedEntriesBytesMax: prng.pick([1, 4096, 1 << 20]),
     faultIntervalMs: prng.pick([50, 150, 400]),
     faultWeights: {
       partitionMajority: prng.intBetween(0, 3),
@@ -93,6 +106,7 @@ export function deriveOptions(seed: number, overrides: Partial<SimOptions> = {})
       membership: prng.intBetween(2, 6),
     },
     clientCount: prng.intBetween(1, 4),
+    lockClientCount: prng.intBetween(2, 5),
     proposalIntervalMs: prng.pick([5, 20, 60]),
     readIntervalMs: prng.pick([20, 100]),
     faultPhaseMs: prng.pick([5_000, 10_000, 15_000]),

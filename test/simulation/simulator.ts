@@ -7,14 +7,15 @@ import {
   Raft,
   type RaftConfig,
   type Ready,
-  type Snapshot,
 } from '../../src/raft/index.ts';
 import { AssertionError } from '../../src/util/assert.ts';
 import { logIndex, type NodeId, nodeId, type Term } from '../../src/util/ids.ts';
 import { Prng } from '../../src/util/prng.ts';
-import { chainHash, entryKey, monotonic, SafetyChecker, SafetyViolation } from './checker.ts';
+import { monotonic, SafetyChecker, SafetyViolation } from './checker.ts';
 import { EventQueue } from './event-queue.ts';
+import { LockWorkload, type LockWorkloadStats, SIM_LOCK_LIMITS } from './lock-workload.ts';
 import { deriveOptions, type FaultKind, type SimOptions } from './options.ts';
+import { encodeLockCommand, Replica } from './replica.ts';
 
 /**
  * The deterministic simulator: N Raft cores in one process under virtual time, over a
@@ -58,6 +59,7 @@ export interface SimResult {
   readonly violation: string | null;
   readonly trace: readonly string[];
   readonly stats: SimStats;
+  readonly lockStats: LockWorkloadStats;
 }
 
 type SimEvent =
@@ -70,12 +72,8 @@ type SimEvent =
   | { readonly kind: 'propose' }
   | { readonly kind: 'retry' }
   | { readonly kind: 'read' }
+  | { readonly kind: 'lockClients' }
   | { readonly kind: 'livenessCheck' };
-
-interface StateMachine {
-  appliedIndex: number;
-  digest: number;
-}
 
 class SimNode {
   raft: Raft | null = null;
@@ -83,7 +81,8 @@ class SimNode {
   pausedUntil: number | null = null;
   readonly inbox: Message[] = [];
   readyInFlight: Ready | null = null;
-  state: StateMachine = { appliedIndex: 0, digest: 0 };
+  /** Null only while the node is down. */
+  replica: Replica | null = null;
   observedCommit = 0;
   observedApplied = 0;
   observedVoters: readonly NodeId[] = [];
@@ -109,6 +108,7 @@ interface Command {
 }
 
 const TRACE_LENGTH = 40;
+const LOCK_STATE_HASH_INTERVAL = 4;
 const OUTSTANDING_COMMANDS_PER_CLIENT_MAX = 4;
 
 export class Simulator {
@@ -118,10 +118,12 @@ export class Simulator {
   private readonly nodes = new Map<NodeId, SimNode>();
   private readonly checker = new SafetyChecker();
   private readonly blockedLinks = new Set<string>();
+  private readonly lastDeliveryMs = new Map<string, number>();
   private readonly pendingCommands = new Map<string, Command>();
   private readonly committedPayloads = new Set<string>();
   private readonly outstandingPerClient: number[];
-  private readonly leaderHints: (NodeId | null)[];
+  /** Each client's belief about who leads. */
+  private readonly leaderHints = new Map<string, NodeId | null>();
   /**
    * The committing node's voters when each index was first committed. A config change
    * can apply in the same event as a commit, so both the config before the event and
@@ -155,6 +157,9 @@ export class Simulator {
   private livenessDeadlineMs = 0;
   private dropProbability: number;
   private duplicateProbability: number;
+  private readonly lockWorkload: LockWorkload;
+  /** The highest index any node has applied: the next index applied is a first application. */
+  private highestAppliedIndex = 0;
 
   constructor(
     options: SimOptions,
@@ -165,7 +170,6 @@ export class Simulator {
     this.dropProbability = options.dropProbability;
     this.duplicateProbability = options.duplicateProbability;
     this.outstandingPerClient = new Array<number>(options.clientCount).fill(0);
-    this.leaderHints = new Array<NodeId | null>(options.clientCount).fill(null);
     const founders = Array.from({ length: options.nodeCount }, (_, i) => nodeId(`n${i + 1}`));
     this.nextNodeNumber = options.nodeCount + 1;
     for (const id of founders) {
@@ -175,6 +179,13 @@ export class Simulator {
     this.queue.push(this.options.proposalIntervalMs, { kind: 'propose' });
     this.queue.push(100, { kind: 'retry' });
     this.queue.push(this.options.readIntervalMs, { kind: 'read' });
+    this.lockWorkload = new LockWorkload(
+      this.prng.fork(),
+      options.lockClientCount,
+      options.clockDriftMax,
+      (client, command) => this.submit(`lock${client}`, encodeLockCommand(command)),
+    );
+    if (options.lockClientCount > 0) this.queue.push(20, { kind: 'lockClients' });
   }
 
   run(): SimResult {
@@ -204,6 +215,7 @@ export class Simulator {
       violation,
       trace: [...this.trace],
       stats: this.stats,
+      lockStats: this.lockWorkload.stats,
     };
   }
 
@@ -230,7 +242,9 @@ export class Simulator {
         appendBatchBytesMax: this.options.appendBatchBytesMax,
         inflightMessagesMax: this.options.inflightMessagesMax,
         snapshotChunkBytesMax: this.options.snapshotChunkBytesMax,
+        snapshotChunksInFlightMax: this.options.snapshotChunksInFlightMax,
         learnerPromotionLagEntriesMax: 5,
+        committedEntriesBytesMax: this.options.committedEntriesBytesMax,
         uncommittedEntriesMax: 256,
         pendingReadsMax: 64,
       },
@@ -243,12 +257,16 @@ export class Simulator {
     node.inbox.length = 0;
     node.pendingReads.clear();
     this.checker.restarted(node.id, raft.term, raft.votedFor);
-    node.state = decodeSnapshot(node.disk.snapshot());
+    node.replica = Replica.fromSnapshot(node.disk.snapshot(), SIM_LOCK_LIMITS, this.localNow(node));
     node.observedCommit = raft.log.commitIndex;
     node.observedApplied = raft.log.appliedIndex;
     node.observedVoters = raft.config.voters;
     node.leaderOfTerm = -1;
-    this.checker.snapshotRestored(node.id, logIndex(node.state.appliedIndex), node.state.digest);
+    this.checker.snapshotRestored(
+      node.id,
+      logIndex(node.replica.appliedIndex),
+      node.replica.digest,
+    );
     this.scheduleTick(node);
     this.drive(node);
   }
@@ -256,6 +274,7 @@ export class Simulator {
   private crash(node: SimNode, downtimeMs: number | null): void {
     if (!node.alive) return;
     node.raft = null;
+    node.replica = null;
     node.incarnation++;
     node.readyInFlight = null;
     node.inbox.length = 0;
@@ -312,6 +331,10 @@ export class Simulator {
       case 'read':
         this.onRead();
         return;
+      case 'lockClients':
+        this.queue.push(this.now + this.jitter(20), { kind: 'lockClients' });
+        this.lockWorkload.step(this.now);
+        return;
       case 'livenessCheck':
         this.onLivenessCheck();
         return;
@@ -344,8 +367,24 @@ export class Simulator {
     if (node.pausedUntil === null) {
       node.raft.tick();
       this.drive(node);
+      this.proposeDueTimers(node);
     }
     this.scheduleTick(node);
+  }
+
+  /** Only the leader turns its timers into proposals; the log decides whether they apply. */
+  private proposeDueTimers(node: SimNode): void {
+    const raft = node.raft;
+    if (raft?.role !== 'leader' || node.replica === null) return;
+    for (const command of node.replica.timers.due(this.localNow(node))) {
+      if (!raft.propose(new TextEncoder().encode(encodeLockCommand(command))).ok) break;
+    }
+    this.drive(node);
+  }
+
+  /** A node's own monotonic clock, which runs at its drifted rate. */
+  private localNow(node: SimNode): number {
+    return this.now / node.clockRate;
   }
 
   private onSynced(id: NodeId, incarnation: number): void {
@@ -429,8 +468,8 @@ export class Simulator {
 
   private apply(node: SimNode, ready: Ready): void {
     if (ready.snapshot !== null) {
-      node.state = decodeSnapshot(ready.snapshot);
-      this.checker.snapshotRestored(node.id, ready.snapshot.metadata.index, node.state.digest);
+      node.replica = Replica.fromSnapshot(ready.snapshot, SIM_LOCK_LIMITS, this.localNow(node));
+      this.checker.snapshotRestored(node.id, ready.snapshot.metadata.index, node.replica.digest);
     }
     for (const entry of ready.committedEntries) this.applyEntry(node, entry);
     for (const readState of ready.readStates) {
@@ -443,16 +482,24 @@ export class Simulator {
   }
 
   private applyEntry(node: SimNode, entry: Entry): void {
-    if (entry.index !== node.state.appliedIndex + 1) {
-      throw new SafetyViolation(
-        `Apply order: ${node.id} applied ${entry.index} after ${node.state.appliedIndex}`,
-      );
-    }
+    const replica = node.replica;
+    if (replica === null) return;
+    const applied = replica.apply(entry, this.localNow(node));
+    // An entry can commit, apply and be compacted within one event, before observeAll
+    // sees it; applying it proves it committed, so it is registered here too.
+    this.registerCommit(node, entry);
     this.checkDurableOnFirstApply(entry);
-    const digest = chainHash(node.state.digest, `${entry.index}:${entry.term}:${entryKey(entry)}`);
-    node.state = { appliedIndex: entry.index, digest };
-    this.checker.entryApplied(node.id, entry, digest);
+    this.checker.entryApplied(node.id, entry, replica.digest);
+    // The results and events of every apply are chained into the digest checked above;
+    // the whole lock state is hashed and compared every few entries, which is costlier.
+    if (entry.index % LOCK_STATE_HASH_INTERVAL === 0) {
+      this.checker.lockStateAt(node.id, entry.index, replica.lockStateHash());
+    }
     this.stats.applied++;
+    if (entry.index > this.highestAppliedIndex) {
+      this.highestAppliedIndex = entry.index;
+      if (applied !== null) this.lockWorkload.firstApplied(entry.index, applied, this.now);
+    }
     if (entry.kind === 'normal') this.commandCommitted(new TextDecoder().decode(entry.data));
     if (entry.kind === 'config') this.configApplied(entry.change);
   }
@@ -490,16 +537,17 @@ export class Simulator {
 
   private maybeSnapshot(node: SimNode): void {
     const raft = node.raft;
-    if (raft === null) return;
+    const replica = node.replica;
+    if (raft === null || replica === null || raft.log.pendingSnapshot() !== null) return;
     const snapshotIndex = node.disk.snapshot().metadata.index;
-    if (node.state.appliedIndex - snapshotIndex < this.options.snapshotIntervalEntries) return;
-    const index = logIndex(node.state.appliedIndex);
+    if (replica.appliedIndex - snapshotIndex < this.options.snapshotIntervalEntries) return;
+    const index = logIndex(replica.appliedIndex);
     node.disk.createSnapshot(
       index,
-      raft.config,
-      encodeSnapshot(node.state, this.options.snapshotPaddingBytes),
+      replica.config,
+      replica.encodeSnapshot(this.options.snapshotPaddingBytes),
     );
-    node.disk.compact(index);
+    node.disk.compact(logIndex(Math.max(0, index - this.options.compactionRetainEntries)));
   }
 
   private sendAll(messages: readonly Message[]): void {
@@ -511,13 +559,25 @@ export class Simulator {
       }
       const copies = this.prng.chance(this.duplicateProbability) ? 2 : 1;
       for (let copy = 0; copy < copies; copy++) {
-        const delay = this.prng.intBetween(
-          this.options.networkDelayMsMin,
-          this.options.networkDelayMsMax,
-        );
-        this.queue.push(this.now + delay, { kind: 'deliver', message });
+        this.queue.push(this.deliveryTime(message), { kind: 'deliver', message });
       }
     }
+  }
+
+  /**
+   * Links behave like TCP connections: in order, unless the seed's reorder probability
+   * lets a message overtake the ones before it.
+   */
+  private deliveryTime(message: Message): number {
+    const delay = this.prng.intBetween(
+      this.options.networkDelayMsMin,
+      this.options.networkDelayMsMax,
+    );
+    const link = linkKey(message.from, message.to);
+    if (this.prng.chance(this.options.reorderProbability)) return this.now + delay;
+    const time = Math.max(this.now + delay, this.lastDeliveryMs.get(link) ?? 0);
+    this.lastDeliveryMs.set(link, time);
+    return time;
   }
 
   // ------------------------------------------------------------ observation
@@ -528,6 +588,7 @@ export class Simulator {
       const raft = node.raft;
       if (raft === null) continue;
       this.observeCommit(node, raft);
+      this.checkConfig(node, raft);
       monotonic('Applied index', node.id, node.observedApplied, raft.log.appliedIndex);
       node.observedApplied = raft.log.appliedIndex;
       if (raft.role === 'leader' && node.leaderOfTerm !== raft.term) {
@@ -550,14 +611,34 @@ export class Simulator {
     monotonic('Commit index', node.id, node.observedCommit, commitIndex);
     for (let index = node.observedCommit + 1; index <= commitIndex; index++) {
       const entry = raft.log.entriesFrom(logIndex(index), 0)?.[0];
-      if (entry === undefined) continue;
-      if (this.checker.entryCommitted(node.id, raft.term, entry)) {
-        this.votersAtCommit.set(index, [node.observedVoters, raft.config.voters]);
-        this.stats.commits++;
-      }
+      if (entry !== undefined) this.registerCommit(node, entry);
     }
     node.observedCommit = commitIndex;
     node.observedVoters = raft.config.voters;
+  }
+
+  private registerCommit(node: SimNode, entry: Entry): void {
+    const raft = node.raft;
+    if (raft === null) return;
+    if (this.checker.entryCommitted(node.id, raft.term, entry)) {
+      this.votersAtCommit.set(entry.index, [node.observedVoters, raft.config.voters]);
+      this.stats.commits++;
+    }
+  }
+
+  /** The core's config must be the one its applied entries (and snapshot) describe. */
+  private checkConfig(node: SimNode, raft: Raft): void {
+    const replica = node.replica;
+    if (replica === null || raft.log.pendingSnapshot() !== null) return;
+    if (replica.appliedIndex !== raft.log.appliedIndex) return;
+    const { voters, learners } = raft.config;
+    if (sameIds(voters, replica.config.voters) && sameIds(learners, replica.config.learners))
+      return;
+    const actual = JSON.stringify(raft.config);
+    const expected = JSON.stringify(replica.config);
+    throw new SafetyViolation(
+      `Config: ${node.id} uses ${actual}, its applied log says ${expected}`,
+    );
   }
 
   // ------------------------------------------------------------ workload
@@ -584,22 +665,31 @@ export class Simulator {
 
   private attempt(command: Command): void {
     command.lastAttemptMs = this.now;
-    const hint = this.leaderHints[command.client] ?? null;
-    const hinted = hint === null ? undefined : this.nodes.get(hint);
-    const target = hinted?.alive ? hinted : this.randomLiveNode();
-    this.proposeVia(target, command, true);
+    this.submit(`raw${command.client}`, command.payload);
   }
 
-  /** Proposes on `target`; a refusal that names the leader is followed once, as a client would. */
-  private proposeVia(target: SimNode | undefined, command: Command, followHint: boolean): void {
+  /** Proposes as a client would: to the node it believes leads, following one refusal's hint. */
+  private submit(client: string, text: string): void {
+    const hint = this.leaderHints.get(client) ?? null;
+    const hinted = hint === null ? undefined : this.nodes.get(hint);
+    const target = hinted?.alive ? hinted : this.randomLiveNode();
+    this.proposeVia(client, target, text, true);
+  }
+
+  private proposeVia(
+    client: string,
+    target: SimNode | undefined,
+    text: string,
+    followHint: boolean,
+  ): void {
     const raft = target?.raft;
     if (target === undefined || raft == null || target.pausedUntil !== null) return;
-    const result = raft.propose(new TextEncoder().encode(command.payload));
+    const result = raft.propose(new TextEncoder().encode(text));
     this.drive(target);
     if (result.ok) return;
-    this.leaderHints[command.client] = result.leaderId;
+    this.leaderHints.set(client, result.leaderId);
     if (followHint && result.leaderId !== null) {
-      this.proposeVia(this.nodes.get(result.leaderId), command, false);
+      this.proposeVia(client, this.nodes.get(result.leaderId), text, false);
     }
   }
 
@@ -773,6 +863,7 @@ export class Simulator {
 
   private heal(): void {
     this.phase = 'liveness';
+    this.lockWorkload.heal();
     this.livenessDeadlineMs = this.now + this.options.livenessWindowMs;
     this.blockedLinks.clear();
     this.dropProbability = 0;
@@ -807,7 +898,10 @@ export class Simulator {
   private livenessReached(): boolean {
     const leader = this.currentLeader();
     const raft = leader?.raft;
-    if (raft == null || this.pendingCommands.size > 0) return false;
+    if (raft == null || this.pendingCommands.size > 0 || this.lockWorkload.pendingCount() > 0)
+      return false;
+    const sessions = leader?.replica?.locks.sessionIds() ?? [];
+    if (this.lockWorkload.abandonedSessions(sessions).length > 0) return false;
     if (raft.log.term(raft.log.commitIndex) !== raft.term) return false;
     for (const id of [...raft.config.voters, ...raft.config.learners]) {
       const member = this.nodes.get(id);
@@ -894,26 +988,12 @@ function describeEvent(event: SimEvent): string {
   }
 }
 
+function sameIds(a: readonly NodeId[], b: readonly NodeId[]): boolean {
+  return a.length === b.length && a.every((id, position) => id === b[position]);
+}
+
 function linkKey(from: NodeId, to: NodeId): string {
   return `${from}>${to}`;
-}
-
-/** The simulated state machine's snapshot: its digest, padded so that it takes several chunks. */
-function encodeSnapshot(state: StateMachine, paddingBytes: number): Uint8Array {
-  const header = `${JSON.stringify(state)}\n`;
-  return new TextEncoder().encode(header + '.'.repeat(paddingBytes));
-}
-
-function decodeSnapshot(snapshot: Snapshot): StateMachine {
-  if (snapshot.data.byteLength === 0) return { appliedIndex: snapshot.metadata.index, digest: 0 };
-  const text = new TextDecoder().decode(snapshot.data);
-  const state = JSON.parse(text.slice(0, text.indexOf('\n'))) as StateMachine;
-  if (state.appliedIndex !== snapshot.metadata.index) {
-    throw new SafetyViolation(
-      `Snapshot: data at ${state.appliedIndex} labelled ${snapshot.metadata.index}`,
-    );
-  }
-  return state;
 }
 
 export function runSimulation(

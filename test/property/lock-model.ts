@@ -1,0 +1,498 @@
+/**
+ * A tiny reference model of the lock state machine (DESIGN.md §4, issue 3), written
+ * independently of src/lock: plain arrays and objects, linear scans, no indexes, no
+ * cleverness. The property tests apply every command to both and compare results and
+ * queries. It imports only types and the limits record from src.
+ *
+ * Rejected results are modelled by `type` and `code` only; `detail` is free text that
+ * the unit tests check instead.
+ */
+import type { LockLimits } from '../../src/lock/limits.ts';
+import type { LockCommand, LockMode } from '../../src/lock/types.ts';
+
+export interface ModelHolder {
+  sessionId: number;
+  owner: string;
+  mode: LockMode;
+  token: number;
+  requestIndex: number;
+}
+
+export interface ModelWaiter {
+  sessionId: number;
+  owner: string;
+  mode: LockMode;
+  requestIndex: number;
+  requestId: string;
+  waitMs: number;
+  maxHoldMs: number;
+  lockDelayMs: number;
+}
+
+interface ModelGrant extends ModelHolder {
+  maxHoldMs: number;
+  lockDelayMs: number;
+}
+
+export interface ModelSession {
+  id: number;
+  ttlMs: number;
+  clientName: string;
+  lastRefreshIndex: number;
+}
+
+export interface ModelLock {
+  name: string;
+  /** In the order they were granted. */
+  holders: ModelGrant[];
+  /** In the order they queued. */
+  waiters: ModelWaiter[];
+  delay: { index: number; delayMs: number } | null;
+}
+
+/** What the model says a command returns. Rejected carries no detail. */
+export type ModelResult =
+  | { type: 'SessionOpened'; sessionId: number; ttlMs: number }
+  | { type: 'KeptAlive'; refreshed: number[]; missing: number[] }
+  | { type: 'SessionClosed'; sessionId: number }
+  | { type: 'SessionExpired'; sessionId: number }
+  | { type: 'Acquired'; lock: string; token: number; mode: LockMode; holders: ModelHolder[] }
+  | { type: 'Queued'; lock: string; position: number }
+  | { type: 'NotAcquired'; lock: string; holders: ModelHolder[] }
+  | { type: 'Released'; lock: string }
+  | { type: 'WaitCancelled'; lock: string }
+  | { type: 'Revoked'; lock: string; freed: number }
+  | { type: 'WaitExpired'; lock: string; sessionId: number }
+  | { type: 'LockDelayEnded'; lock: string }
+  | { type: 'MaxHoldReached'; lock: string; token: number }
+  | { type: 'Stale' }
+  | { type: 'Rejected'; code: string };
+
+export interface ModelDescription {
+  lock: string;
+  mode: LockMode | null;
+  holders: ModelHolder[];
+  waiters: ModelWaiter[];
+  delayIndex: number | null;
+}
+
+export interface ModelSessionDescription {
+  sessionId: number;
+  ttlMs: number;
+  clientName: string;
+  lastRefreshIndex: number;
+  held: string[];
+  waiting: string[];
+}
+
+function rejected(code: string): ModelResult {
+  return { type: 'Rejected', code };
+}
+
+function utf8Bytes(text: string): number {
+  return Buffer.byteLength(text, 'utf8');
+}
+
+function sortStrings(names: string[]): string[] {
+  return [...names].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+function isIntIn(value: number, min: number, max: number): boolean {
+  return Number.isSafeInteger(value) && value >= min && value <= max;
+}
+
+function publicHolder(grant: ModelGrant): ModelHolder {
+  return {
+    sessionId: grant.sessionId,
+    owner: grant.owner,
+    mode: grant.mode,
+    token: grant.token,
+    requestIndex: grant.requestIndex,
+  };
+}
+
+export class LockModel {
+  sessions: ModelSession[] = [];
+  /** Every lock ever named; only those `inUse` exist as far as the state machine is concerned. */
+  locks: ModelLock[] = [];
+  /** Remembered results, oldest first. */
+  dedupe: { key: string; result: ModelResult }[] = [];
+  /** The index of the entry being applied. */
+  index = 0;
+  /** Of the last command: the key its result was remembered under, or found under. */
+  lastRemembered: string | null = null;
+  lastRetried: string | null = null;
+
+  constructor(readonly limits: LockLimits) {}
+
+  // ------------------------------------------------------------------ helpers
+
+  findSession(id: number): ModelSession | undefined {
+    return this.sessions.find((session) => session.id === id);
+  }
+
+  lock(name: string): ModelLock {
+    let lock = this.locks.find((candidate) => candidate.name === name);
+    if (lock === undefined) {
+      lock = { name, holders: [], waiters: [], delay: null };
+      this.locks.push(lock);
+    }
+    return lock;
+  }
+
+  inUse(lock: ModelLock): boolean {
+    return lock.holders.length > 0 || lock.waiters.length > 0 || lock.delay !== null;
+  }
+
+  locksInUse(): ModelLock[] {
+    return this.locks.filter((lock) => this.inUse(lock));
+  }
+
+  private textOk(value: string, bytesMax: number, emptyAllowed: boolean): boolean {
+    if (typeof value !== 'string') return false;
+    if (!emptyAllowed && value.length === 0) return false;
+    return utf8Bytes(value) <= bytesMax;
+  }
+
+  /** No holders, or all shared and the request is shared. */
+  private compatible(lock: ModelLock, mode: LockMode): boolean {
+    if (lock.holders.length === 0) return true;
+    if (mode !== 'shared') return false;
+    return lock.holders.every((holder) => holder.mode === 'shared');
+  }
+
+  private addHolder(lock: ModelLock, request: Omit<ModelGrant, 'token'>): ModelGrant {
+    const grant: ModelGrant = { ...request, token: this.index };
+    lock.holders.push(grant);
+    return grant;
+  }
+
+  /** From the head of the queue: one exclusive, or every shared waiter in a row. */
+  private promote(lock: ModelLock): void {
+    if (lock.delay !== null) return;
+    while (lock.waiters.length > 0) {
+      const head = lock.waiters[0] as ModelWaiter;
+      if (!this.compatible(lock, head.mode)) return;
+      lock.waiters.shift();
+      this.addHolder(lock, {
+        sessionId: head.sessionId,
+        owner: head.owner,
+        mode: head.mode,
+        requestIndex: head.requestIndex,
+        maxHoldMs: head.maxHoldMs,
+        lockDelayMs: head.lockDelayMs,
+      });
+      if (head.mode === 'exclusive') return;
+    }
+  }
+
+  private endSession(session: ModelSession, expired: boolean): void {
+    const touched: ModelLock[] = [];
+    for (const lock of this.locks) {
+      const waitersBefore = lock.waiters.length;
+      lock.waiters = lock.waiters.filter((waiter) => waiter.sessionId !== session.id);
+      const grant = lock.holders.find((holder) => holder.sessionId === session.id);
+      lock.holders = lock.holders.filter((holder) => holder.sessionId !== session.id);
+      if (grant !== undefined && expired) {
+        const delayMs = grant.lockDelayMs > 0 ? grant.lockDelayMs : this.limits.lockDelayMs;
+        if (delayMs > 0) lock.delay = { index: this.index, delayMs };
+      }
+      if (grant !== undefined || lock.waiters.length !== waitersBefore) touched.push(lock);
+    }
+    this.sessions = this.sessions.filter((candidate) => candidate.id !== session.id);
+    for (const lock of touched) this.promote(lock);
+  }
+
+  // ------------------------------------------------------------------ apply
+
+  apply(index: number, command: LockCommand): ModelResult {
+    this.index = index;
+    this.lastRemembered = null;
+    this.lastRetried = null;
+    let key: string | null = null;
+    if (command.type === 'OpenSession') key = `OpenSession/${command.requestId}`;
+    if (
+      command.type === 'CloseSession' ||
+      command.type === 'Acquire' ||
+      command.type === 'Release' ||
+      command.type === 'CancelWait'
+    ) {
+      key = `${command.type}/${command.sessionId}/${command.requestId}`;
+    }
+    if (key !== null) {
+      const requestId = (command as { requestId: string }).requestId;
+      if (!this.textOk(requestId, this.limits.requestIdBytesMax, false)) {
+        return rejected('invalidArgument');
+      }
+      const seen = this.dedupe.find((entry) => entry.key === key);
+      if (seen !== undefined) {
+        this.lastRetried = key;
+        return seen.result;
+      }
+    }
+    const result = this.run(command);
+    // Refusals and failed try-locks change nothing, so they are not remembered.
+    if (key !== null && result.type !== 'Rejected' && result.type !== 'NotAcquired') {
+      this.lastRemembered = key;
+      this.dedupe.push({ key, result });
+      while (this.dedupe.length > this.limits.dedupeWindowMax) this.dedupe.shift();
+    }
+    return result;
+  }
+
+  private run(command: LockCommand): ModelResult {
+    const limits = this.limits;
+    switch (command.type) {
+      case 'OpenSession': {
+        if (!isIntIn(command.ttlMs, limits.sessionTtlMsMin, limits.sessionTtlMsMax)) {
+          return rejected('invalidArgument');
+        }
+        if (!this.textOk(command.clientName, limits.clientNameBytesMax, true)) {
+          return rejected('invalidArgument');
+        }
+        if (this.sessions.length >= limits.sessionsMax) return rejected('limitReached');
+        this.sessions.push({
+          id: this.index,
+          ttlMs: command.ttlMs,
+          clientName: command.clientName,
+          lastRefreshIndex: this.index,
+        });
+        return { type: 'SessionOpened', sessionId: this.index, ttlMs: command.ttlMs };
+      }
+
+      case 'KeepAlive': {
+        const ids = command.sessionIds;
+        if (ids.length === 0 || ids.length > limits.keepAliveBatchMax) {
+          return rejected('invalidArgument');
+        }
+        const refreshed: number[] = [];
+        const missing: number[] = [];
+        for (const id of ids) {
+          const session = this.findSession(id);
+          if (session === undefined) {
+            missing.push(id);
+          } else {
+            session.lastRefreshIndex = this.index;
+            refreshed.push(id);
+          }
+        }
+        return { type: 'KeptAlive', refreshed, missing };
+      }
+
+      case 'CloseSession': {
+        const session = this.findSession(command.sessionId);
+        if (session === undefined) return rejected('sessionNotFound');
+        this.endSession(session, false);
+        return { type: 'SessionClosed', sessionId: command.sessionId };
+      }
+
+      case 'ExpireSession': {
+        const session = this.findSession(command.sessionId);
+        if (session === undefined) return { type: 'Stale' };
+        if (session.lastRefreshIndex !== command.lastRefreshIndex) return { type: 'Stale' };
+        this.endSession(session, true);
+        return { type: 'SessionExpired', sessionId: command.sessionId };
+      }
+
+      case 'Acquire': {
+        if (!this.textOk(command.lock, limits.lockNameBytesMax, false)) {
+          return rejected('invalidArgument');
+        }
+        if (!this.textOk(command.owner, limits.ownerBytesMax, true)) {
+          return rejected('invalidArgument');
+        }
+        if (command.mode !== 'exclusive' && command.mode !== 'shared') {
+          return rejected('invalidArgument');
+        }
+        if (!isIntIn(command.waitMs, 0, limits.waitMsMax)) return rejected('invalidArgument');
+        if (!isIntIn(command.maxHoldMs, 0, limits.maxHoldMsMax)) return rejected('invalidArgument');
+        if (!isIntIn(command.lockDelayMs, 0, limits.lockDelayMsMax)) {
+          return rejected('invalidArgument');
+        }
+        if (this.findSession(command.sessionId) === undefined) return rejected('sessionNotFound');
+        const lock = this.lock(command.lock);
+        const mine = lock.holders.find((holder) => holder.sessionId === command.sessionId);
+        if (mine !== undefined) {
+          return {
+            type: 'Acquired',
+            lock: lock.name,
+            token: mine.token,
+            mode: mine.mode,
+            holders: lock.holders.map(publicHolder),
+          };
+        }
+        for (let position = 0; position < lock.waiters.length; position++) {
+          if ((lock.waiters[position] as ModelWaiter).sessionId === command.sessionId) {
+            return { type: 'Queued', lock: lock.name, position };
+          }
+        }
+        if (!this.inUse(lock) && this.locksInUse().length >= limits.locksMax) {
+          return rejected('limitReached');
+        }
+        const canGrant =
+          lock.delay === null && lock.waiters.length === 0 && this.compatible(lock, command.mode);
+        if (canGrant) {
+          const grant = this.addHolder(lock, {
+            sessionId: command.sessionId,
+            owner: command.owner,
+            mode: command.mode,
+            requestIndex: this.index,
+            maxHoldMs: command.maxHoldMs,
+            lockDelayMs: command.lockDelayMs,
+          });
+          return {
+            type: 'Acquired',
+            lock: lock.name,
+            token: grant.token,
+            mode: grant.mode,
+            holders: lock.holders.map(publicHolder),
+          };
+        }
+        if (command.waitMs === 0) {
+          return { type: 'NotAcquired', lock: lock.name, holders: lock.holders.map(publicHolder) };
+        }
+        if (lock.waiters.length >= limits.waitersPerLockMax) return rejected('limitReached');
+        lock.waiters.push({
+          sessionId: command.sessionId,
+          owner: command.owner,
+          mode: command.mode,
+          requestIndex: this.index,
+          requestId: command.requestId,
+          waitMs: command.waitMs,
+          maxHoldMs: command.maxHoldMs,
+          lockDelayMs: command.lockDelayMs,
+        });
+        return { type: 'Queued', lock: lock.name, position: lock.waiters.length - 1 };
+      }
+
+      case 'Release': {
+        if (!this.textOk(command.lock, limits.lockNameBytesMax, false)) {
+          return rejected('invalidArgument');
+        }
+        if (this.findSession(command.sessionId) === undefined) return rejected('sessionNotFound');
+        const lock = this.lock(command.lock);
+        const mine = lock.holders.find((holder) => holder.sessionId === command.sessionId);
+        if (mine === undefined) return rejected('notHolder');
+        if (mine.token !== command.token) return rejected('staleToken');
+        lock.holders = lock.holders.filter((holder) => holder !== mine);
+        this.promote(lock);
+        return { type: 'Released', lock: lock.name };
+      }
+
+      case 'CancelWait': {
+        if (!this.textOk(command.lock, limits.lockNameBytesMax, false)) {
+          return rejected('invalidArgument');
+        }
+        if (this.findSession(command.sessionId) === undefined) return rejected('sessionNotFound');
+        const lock = this.lock(command.lock);
+        const before = lock.waiters.length;
+        lock.waiters = lock.waiters.filter((waiter) => waiter.sessionId !== command.sessionId);
+        if (lock.waiters.length === before) return rejected('notHolder');
+        this.promote(lock);
+        return { type: 'WaitCancelled', lock: lock.name };
+      }
+
+      case 'WaitExpired': {
+        const lock = this.lock(command.lock);
+        const waiter = lock.waiters.find((candidate) => candidate.sessionId === command.sessionId);
+        if (waiter === undefined || waiter.requestIndex !== command.waiterIndex) {
+          return { type: 'Stale' };
+        }
+        lock.waiters = lock.waiters.filter((candidate) => candidate !== waiter);
+        this.promote(lock);
+        return { type: 'WaitExpired', lock: lock.name, sessionId: command.sessionId };
+      }
+
+      case 'LockDelayEnded': {
+        const lock = this.lock(command.lock);
+        if (lock.delay === null || lock.delay.index !== command.delayIndex)
+          return { type: 'Stale' };
+        lock.delay = null;
+        this.promote(lock);
+        return { type: 'LockDelayEnded', lock: lock.name };
+      }
+
+      case 'MaxHoldReached': {
+        const lock = this.lock(command.lock);
+        const grant = lock.holders.find((holder) => holder.sessionId === command.sessionId);
+        if (grant === undefined || grant.token !== command.token) return { type: 'Stale' };
+        lock.holders = lock.holders.filter((holder) => holder !== grant);
+        this.promote(lock);
+        return { type: 'MaxHoldReached', lock: lock.name, token: command.token };
+      }
+
+      case 'Revoke': {
+        if (!this.textOk(command.lock, limits.lockNameBytesMax, false)) {
+          return rejected('invalidArgument');
+        }
+        const lock = this.lock(command.lock);
+        const freed = lock.holders.length;
+        if (freed === 0) return { type: 'Revoked', lock: lock.name, freed: 0 };
+        lock.holders = [];
+        this.promote(lock);
+        return { type: 'Revoked', lock: lock.name, freed };
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ queries
+
+  describe(name: string): ModelDescription {
+    const lock = this.locks.find((candidate) => candidate.name === name);
+    if (lock === undefined || !this.inUse(lock)) {
+      return { lock: name, mode: null, holders: [], waiters: [], delayIndex: null };
+    }
+    return {
+      lock: name,
+      mode: lock.holders.length > 0 ? (lock.holders[0] as ModelGrant).mode : null,
+      holders: lock.holders.map(publicHolder),
+      waiters: lock.waiters.map((waiter) => ({ ...waiter })),
+      delayIndex: lock.delay === null ? null : lock.delay.index,
+    };
+  }
+
+  session(id: number): ModelSessionDescription | null {
+    const session = this.findSession(id);
+    if (session === undefined) return null;
+    const held = this.locks
+      .filter((lock) => lock.holders.some((holder) => holder.sessionId === id))
+      .map((lock) => lock.name);
+    const waiting = this.locks
+      .filter((lock) => lock.waiters.some((waiter) => waiter.sessionId === id))
+      .map((lock) => lock.name);
+    return {
+      sessionId: session.id,
+      ttlMs: session.ttlMs,
+      clientName: session.clientName,
+      lastRefreshIndex: session.lastRefreshIndex,
+      held: sortStrings(held),
+      waiting: sortStrings(waiting),
+    };
+  }
+
+  sessionIds(): number[] {
+    return this.sessions.map((session) => session.id).sort((a, b) => a - b);
+  }
+
+  listLocks(prefix: string, limit: number): string[] {
+    const names = this.locksInUse()
+      .map((lock) => lock.name)
+      .filter((name) => name.startsWith(prefix));
+    return sortStrings(names).slice(0, limit);
+  }
+
+  validateFence(name: string, token: number): { valid: boolean; currentToken: number | null } {
+    const holders = this.describe(name).holders;
+    if (holders.length === 0) return { valid: false, currentToken: null };
+    return {
+      valid: holders.some((holder) => holder.token === token),
+      currentToken: Math.max(...holders.map((holder) => holder.token)),
+    };
+  }
+}
+
+/** The state machine's result, with a Rejected one cut down to what the model predicts. */
+export function comparableResult(result: { type: string; code?: string }): unknown {
+  if (result.type === 'Rejected') return { type: 'Rejected', code: result.code };
+  return result;
+}

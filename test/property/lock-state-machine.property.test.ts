@@ -1,0 +1,810 @@
+/**
+ * Model-based property tests of the lock state machine (issue 3): random interleavings
+ * of every command, against the reference model in lock-model.ts, with snapshot/restore
+ * in the middle of runs and a replay on a second instance that must give a byte-identical
+ * snapshot. After every command: the state machine's own invariants, the model's
+ * queries, and independent checks on the events (mutual exclusion, tokens increase,
+ * FIFO, a gone session holds and waits for nothing).
+ *
+ * Teeth: four subclasses each break one rule through a protected seam, and the same
+ * property must find a counterexample for each within the same number of runs.
+ */
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import {
+  type LockCommand,
+  type LockEvent,
+  type LockLimits,
+  type LockMode,
+  type LockResult,
+  LockStateMachine,
+} from '../../src/lock/index.ts';
+import type { FencingToken, LogIndex, SessionId } from '../../src/util/ids.ts';
+import { comparableResult, LockModel } from './lock-model.ts';
+
+// ------------------------------------------------------------------ configuration
+
+/** Runs of the main property; each injected bug must be caught within as many. */
+const NUM_RUNS = Number(process.env.DLM_LOCK_PROPERTY_RUNS ?? 1_000);
+/** Fixed so that `npm test` is deterministic; set DLM_LOCK_PROPERTY_SEED to explore. */
+const SEED = Number(process.env.DLM_LOCK_PROPERTY_SEED ?? 20_240_603);
+const MAX_COMMANDS = Number(process.env.DLM_LOCK_PROPERTY_COMMANDS ?? 100);
+
+/** Small limits so that every one of them is reached. */
+const BASE_LIMITS = {
+  lockNameBytesMax: 6,
+  ownerBytesMax: 4,
+  clientNameBytesMax: 4,
+  requestIdBytesMax: 4,
+  sessionTtlMsMin: 1_000,
+  sessionTtlMsMax: 5_000,
+  sessionsMax: 4,
+  locksMax: 3,
+  waitersPerLockMax: 2,
+  waitMsMax: 10_000,
+  maxHoldMsMax: 10_000,
+  keepAliveBatchMax: 3,
+  lockDelayMs: 0,
+  lockDelayMsMax: 1_000,
+  dedupeWindowMax: 5,
+} satisfies LockLimits;
+
+/** 'ééé' is 6 bytes (at the limit), 'éééé' is 8 (past it). */
+const LOCK_NAMES = ['a', 'b', 'ab', 'ééé'] as const;
+const BAD_LOCK_NAMES = ['', 'éééé'] as const;
+const ALL_LOCK_NAMES = [...LOCK_NAMES, ...BAD_LOCK_NAMES];
+const BOGUS_SESSION_BASE = 10_000;
+const BOGUS_INDEX = 99_999;
+
+// ------------------------------------------------------------------ model and real worlds
+
+interface ModelWorld {
+  readonly m: LockModel;
+  /** The index of the next entry. */
+  next: number;
+  /** Every session id ever opened, in order. */
+  readonly opened: number[];
+  /** Every refresh index of each session, in order. */
+  readonly refreshes: Map<number, number[]>;
+  /** Every token ever granted, per lock. */
+  readonly tokens: Map<string, number[]>;
+  /** Every lock-delay index ever started, per lock. */
+  readonly delays: Map<string, number[]>;
+  /** Commands that carry a request id, in log order, for retries. */
+  readonly mutations: LockCommand[];
+}
+
+type LogStep =
+  | {
+      readonly kind: 'apply';
+      readonly index: number;
+      readonly command: LockCommand;
+      readonly result: string;
+    }
+  | { readonly kind: 'skip'; readonly index: number };
+
+interface TrackedHolder {
+  readonly sessionId: number;
+  readonly mode: LockMode;
+  readonly token: number;
+}
+
+interface RealWorld {
+  sut: LockStateMachine;
+  readonly make: () => LockStateMachine;
+  readonly log: LogStep[];
+  /** Derived from events only, independently of the state machine's own bookkeeping. */
+  readonly queues: Map<string, { sessionId: number; requestIndex: number }[]>;
+  readonly holders: Map<string, TrackedHolder[]>;
+  readonly lastGrant: Map<string, { token: number; index: number }>;
+  readonly ended: Set<number>;
+  /** The first result of each remembered request, as JSON, by dedupe key. */
+  readonly firstResults: Map<string, string>;
+}
+
+type Factory = (limits: LockLimits) => LockStateMachine;
+
+const asIndex = (n: number) => n as LogIndex;
+const asSession = (n: number) => n as SessionId;
+const asToken = (n: number) => n as FencingToken;
+
+function listOf<K, V>(map: Map<K, V[]>, key: K): V[] {
+  let list = map.get(key);
+  if (list === undefined) {
+    list = [];
+    map.set(key, list);
+  }
+  return list;
+}
+
+function pick<T>(items: readonly T[], k: number): T | undefined {
+  return items.length === 0 ? undefined : items[k % items.length];
+}
+
+function addOnce(list: number[], value: number): void {
+  if (!list.includes(value)) list.push(value);
+}
+
+// ------------------------------------------------------------------ reference resolution
+
+/**
+ * Commands are generated as references (session slot k, "the current token", ...) and
+ * resolved against the model when they run, so that real ids, gone ids and bogus ids
+ * all occur whatever came before.
+ */
+function resolveSession(w: ModelWorld, ref: number): number {
+  const live = w.m.sessionIds();
+  if (ref < 8 && live.length > 0) return pick(live, ref) as number;
+  if (ref < 10 && w.opened.length > 0) return pick(w.opened, ref) as number;
+  return BOGUS_SESSION_BASE + ref;
+}
+
+type TokenRef = { kind: 'current' | 'seen' | 'bogus'; k: number };
+
+function resolveToken(w: ModelWorld, lock: string, sessionId: number, ref: TokenRef): number {
+  const mine = w.m.describe(lock).holders.find((holder) => holder.sessionId === sessionId);
+  if (ref.kind === 'current' && mine !== undefined) return mine.token;
+  const seen = pick(w.tokens.get(lock) ?? [], ref.k);
+  if (ref.kind !== 'bogus' && seen !== undefined) return seen;
+  return BOGUS_INDEX;
+}
+
+// ------------------------------------------------------------------ checks
+
+function fail(message: string): never {
+  throw new Error(message);
+}
+
+/** Checks one entry's events against what the events so far imply. */
+function checkEvents(real: RealWorld, index: number, events: readonly LockEvent[]): void {
+  const promoted = new Set<string>();
+  for (const event of events) {
+    switch (event.type) {
+      case 'queued': {
+        const { sessionId, requestIndex } = event.waiter;
+        if (requestIndex !== index)
+          fail(`queued waiter has requestIndex ${requestIndex} at ${index}`);
+        if (real.ended.has(sessionId)) fail(`gone session ${sessionId} queued for ${event.lock}`);
+        listOf(real.queues, event.lock).push({ sessionId, requestIndex });
+        break;
+      }
+      case 'waitEnded': {
+        const queue = listOf(real.queues, event.lock);
+        const position = queue.findIndex(
+          (w) => w.sessionId === event.sessionId && w.requestIndex === event.requestIndex,
+        );
+        if (position < 0) fail(`waitEnded for ${event.sessionId} on ${event.lock}, not waiting`);
+        if (event.reason === 'granted') {
+          if (position !== 0) {
+            fail(`FIFO: ${event.lock} granted waiter ${event.sessionId} at position ${position}`);
+          }
+          promoted.add(`${event.lock}/${event.sessionId}`);
+        }
+        queue.splice(position, 1);
+        break;
+      }
+      case 'granted': {
+        const { sessionId, mode, token } = event.holder;
+        if (real.ended.has(sessionId)) fail(`gone session ${sessionId} granted ${event.lock}`);
+        if (token !== index) fail(`${event.lock} granted with token ${token} by entry ${index}`);
+        const last = real.lastGrant.get(event.lock);
+        if (
+          last !== undefined &&
+          !(token > last.token || (token === last.token && last.index === index))
+        ) {
+          fail(`${event.lock} token ${token} after ${last.token}: tokens must strictly increase`);
+        }
+        real.lastGrant.set(event.lock, { token, index });
+        if (
+          !promoted.delete(`${event.lock}/${sessionId}`) &&
+          listOf(real.queues, event.lock).length > 0
+        ) {
+          fail(`${event.lock} granted to ${sessionId} ahead of its waiters`);
+        }
+        const holders = listOf(real.holders, event.lock);
+        if (holders.some((holder) => holder.sessionId === sessionId)) {
+          fail(`${event.lock} granted twice to ${sessionId}`);
+        }
+        if (mode === 'exclusive' && holders.length > 0) {
+          fail(`${event.lock} granted exclusive to ${sessionId} beside ${holders.length} holders`);
+        }
+        if (mode === 'shared' && holders.some((holder) => holder.mode === 'exclusive')) {
+          fail(`${event.lock} granted shared to ${sessionId} beside an exclusive holder`);
+        }
+        holders.push({ sessionId, mode, token });
+        break;
+      }
+      case 'released': {
+        const holders = listOf(real.holders, event.lock);
+        const position = holders.findIndex(
+          (holder) => holder.sessionId === event.sessionId && holder.token === event.token,
+        );
+        if (position < 0) fail(`released ${event.lock} by ${event.sessionId}, not a holder`);
+        holders.splice(position, 1);
+        break;
+      }
+      case 'sessionEnded': {
+        real.ended.add(event.sessionId);
+        for (const [lock, holders] of real.holders) {
+          if (holders.some((holder) => holder.sessionId === event.sessionId)) {
+            fail(`ended session ${event.sessionId} still holds ${lock}`);
+          }
+        }
+        for (const [lock, queue] of real.queues) {
+          if (queue.some((waiter) => waiter.sessionId === event.sessionId)) {
+            fail(`ended session ${event.sessionId} still waits for ${lock}`);
+          }
+        }
+        break;
+      }
+      case 'sessionRefreshed':
+      case 'delayStarted':
+      case 'delayEnded':
+        break;
+    }
+  }
+  if (promoted.size > 0)
+    fail(`waiters left the queue as granted but got no grant: ${[...promoted]}`);
+}
+
+/** The state machine's state against the model's, and the safety properties on it. */
+function checkState(w: ModelWorld, real: RealWorld): void {
+  const sut = real.sut;
+  sut.checkInvariants();
+  for (const name of ALL_LOCK_NAMES) {
+    const actual = sut.describe(name);
+    assert.deepStrictEqual(actual, w.m.describe(name), `describe(${name})`);
+    const modes = actual.holders.map((holder) => holder.mode);
+    if (modes.includes('exclusive') && modes.length > 1) {
+      fail(`${name} has an exclusive holder beside ${modes.length - 1} others`);
+    }
+    const tracked = listOf(real.holders, name).map((holder) => holder.sessionId);
+    assert.deepStrictEqual(
+      actual.holders.map((holder) => holder.sessionId),
+      tracked,
+      `holders of ${name} as the events tell`,
+    );
+    const queued = listOf(real.queues, name).map((waiter) => waiter.sessionId);
+    assert.deepStrictEqual(
+      actual.waiters.map((waiter) => waiter.sessionId),
+      queued,
+      `waiters of ${name} as the events tell`,
+    );
+    for (const token of [...(w.tokens.get(name) ?? []), BOGUS_INDEX]) {
+      assert.deepStrictEqual(
+        sut.validateFence(name, asToken(token)),
+        w.m.validateFence(name, token),
+        `validateFence(${name}, ${token})`,
+      );
+    }
+  }
+  assert.deepStrictEqual(sut.sessionIds(), w.m.sessionIds(), 'sessionIds()');
+  assert.equal(sut.sessionCount, w.m.sessions.length, 'sessionCount');
+  assert.equal(sut.lockCount, w.m.locksInUse().length, 'lockCount');
+  for (const id of [...w.opened, BOGUS_SESSION_BASE]) {
+    const session = sut.session(asSession(id));
+    assert.deepStrictEqual(session, w.m.session(id), `session(${id})`);
+    if (session === null) {
+      // A gone session holds nothing and waits for nothing, on any lock in use.
+      for (const name of sut.listLocks('', Number.MAX_SAFE_INTEGER)) {
+        const description = sut.describe(name);
+        if (description.holders.some((holder) => holder.sessionId === id)) {
+          fail(`gone session ${id} holds ${name}`);
+        }
+        if (description.waiters.some((waiter) => waiter.sessionId === id)) {
+          fail(`gone session ${id} waits for ${name}`);
+        }
+      }
+    }
+  }
+  for (const prefix of ['', 'a', 'é']) {
+    for (const limit of [1, 100]) {
+      assert.deepStrictEqual(
+        sut.listLocks(prefix, limit),
+        w.m.listLocks(prefix, limit),
+        `listLocks(${prefix}, ${limit})`,
+      );
+    }
+  }
+}
+
+/** Notes what the model now holds, so later commands can refer to real and stale values. */
+function recordHistory(w: ModelWorld): void {
+  for (const session of w.m.sessions) {
+    addOnce(w.opened, session.id);
+    addOnce(listOf(w.refreshes, session.id), session.lastRefreshIndex);
+  }
+  for (const lock of w.m.locks) {
+    for (const holder of lock.holders) addOnce(listOf(w.tokens, lock.name), holder.token);
+    if (lock.delay !== null) addOnce(listOf(w.delays, lock.name), lock.delay.index);
+  }
+}
+
+// ------------------------------------------------------------------ commands
+
+/** Applies one command to the state machine and the model, and checks everything. */
+function step(w: ModelWorld, real: RealWorld, command: LockCommand): string {
+  if ('requestId' in command) w.mutations.push(command);
+  const index = w.next;
+  w.next += 1;
+  const label = `@${index} ${JSON.stringify(command)}`;
+  const output = real.sut.apply(asIndex(index), command);
+  real.log.push({ kind: 'apply', index, command, result: JSON.stringify(output.result) });
+  const expected = w.m.apply(index, command);
+  assert.deepStrictEqual(comparableResult(output.result), expected, `result of ${label}`);
+  if (output.result.type === 'Rejected' && output.result.detail.length === 0) {
+    fail(`Rejected without a detail: ${label}`);
+  }
+  // A retry returns the first result verbatim, detail and all.
+  const resultText = JSON.stringify(output.result);
+  if (w.m.lastRemembered !== null) real.firstResults.set(w.m.lastRemembered, resultText);
+  if (w.m.lastRetried !== null) {
+    assert.equal(resultText, real.firstResults.get(w.m.lastRetried), `retry ${label}`);
+  }
+  checkEvents(real, index, output.events);
+  recordHistory(w);
+  checkState(w, real);
+  return label;
+}
+
+/**
+ * A generated command. Its references resolve against the model when it runs; the
+ * resolved command (with its index) is in every failure message, while toString shows
+ * what was generated, which stays true of the shrunk counterexample.
+ */
+class ApplyCommand implements fc.Command<ModelWorld, RealWorld> {
+  constructor(
+    private readonly name: string,
+    private readonly args: unknown,
+    private readonly resolve: (w: ModelWorld) => LockCommand,
+  ) {}
+
+  check(): boolean {
+    return true;
+  }
+
+  run(w: ModelWorld, real: RealWorld): void {
+    step(w, real, this.resolve(w));
+  }
+
+  toString(): string {
+    return `${this.name}${JSON.stringify(this.args)}`;
+  }
+}
+
+/** Entries that carry no lock command (Raft no-ops, config changes). */
+class SkipCommand implements fc.Command<ModelWorld, RealWorld> {
+  constructor(private readonly gap: number) {}
+  check(): boolean {
+    return true;
+  }
+  run(w: ModelWorld, real: RealWorld): void {
+    const index = w.next - 1 + this.gap;
+    real.sut.skipTo(asIndex(index));
+    real.log.push({ kind: 'skip', index });
+    w.next = index + 1;
+    checkState(w, real);
+  }
+  toString(): string {
+    return `Skip(${this.gap})`;
+  }
+}
+
+/** Moves the run onto a fresh state machine restored from a snapshot that went through JSON. */
+class SnapshotRestoreCommand implements fc.Command<ModelWorld, RealWorld> {
+  check(): boolean {
+    return true;
+  }
+  run(w: ModelWorld, real: RealWorld): void {
+    const text = JSON.stringify(real.sut.snapshot());
+    const fresh = real.make();
+    fresh.restore(JSON.parse(text));
+    assert.equal(JSON.stringify(fresh.snapshot()), text, 'restore(snapshot()) round-trips');
+    assert.equal(fresh.lastAppliedIndex, real.sut.lastAppliedIndex, 'lastAppliedIndex restored');
+    real.sut = fresh;
+    checkState(w, real);
+  }
+  toString(): string {
+    return 'SnapshotRestore';
+  }
+}
+
+/** Replays the whole log on a second instance: same results, byte-identical snapshot. */
+class ReplayCompareCommand implements fc.Command<ModelWorld, RealWorld> {
+  check(): boolean {
+    return true;
+  }
+  run(_w: ModelWorld, real: RealWorld): void {
+    const other = real.make();
+    for (const entry of real.log) {
+      if (entry.kind === 'skip') {
+        other.skipTo(asIndex(entry.index));
+        continue;
+      }
+      const result = JSON.stringify(other.apply(asIndex(entry.index), entry.command).result);
+      assert.equal(result, entry.result, `replayed result at ${entry.index}`);
+    }
+    assert.equal(
+      JSON.stringify(other.snapshot()),
+      JSON.stringify(real.sut.snapshot()),
+      'replayed snapshot is byte-identical',
+    );
+  }
+  toString(): string {
+    return 'ReplayCompare';
+  }
+}
+
+// ------------------------------------------------------------------ arbitraries
+
+/** Mostly a valid value, now and then one of the invalid ones. */
+function mostly<T>(valid: fc.Arbitrary<T>, invalid: fc.Arbitrary<T>, odds = 30): fc.Arbitrary<T> {
+  return fc.oneof({ weight: odds, arbitrary: valid }, { weight: 1, arbitrary: invalid });
+}
+
+/** 0-7: a live session (if any), 8-9: any session ever opened (maybe gone), 10-11: bogus. */
+const sessionRef = fc.nat({ max: 11 });
+const lockName = mostly(
+  fc.constantFrom('a', 'a', 'a', 'a', 'b', 'b', 'ab', 'ééé'),
+  fc.constantFrom(...BAD_LOCK_NAMES),
+);
+/**
+ * Fresh requests draw from a pool small enough that ids recur after the dedupe window
+ * moved on, and now and then collide across command types; true retries come from
+ * `retry` below.
+ */
+const requestId = mostly(
+  fc.integer({ min: 0, max: 39 }).map((n) => `r${n}`),
+  fc.constantFrom('', 'r0000'),
+);
+const tokenRef: fc.Arbitrary<TokenRef> = fc.record({
+  kind: fc.constantFrom<TokenRef['kind']>('current', 'current', 'current', 'seen', 'bogus'),
+  k: fc.nat({ max: 20 }),
+});
+
+const openSession = fc
+  .record({
+    ttlMs: mostly(fc.constantFrom(1_000, 3_000, 5_000), fc.constantFrom(999, 5_001, 1_500.5), 15),
+    clientName: mostly(fc.constantFrom('c', '', 'ü'), fc.constant('cccccc'), 15),
+    requestId,
+  })
+  .map(
+    (args) =>
+      new ApplyCommand('OpenSession', args, () => ({
+        type: 'OpenSession',
+        ...args,
+      })),
+  );
+
+const keepAlive = mostly(
+  fc.array(sessionRef, { minLength: 1, maxLength: 3 }),
+  fc.array(sessionRef, { minLength: 0, maxLength: 4 }),
+  10,
+).map(
+  (refs) =>
+    new ApplyCommand('KeepAlive', refs, (w) => ({
+      type: 'KeepAlive',
+      sessionIds: refs.map((ref) => asSession(resolveSession(w, ref))),
+    })),
+);
+
+const closeSession = fc.record({ ref: sessionRef, requestId }).map(
+  ({ ref, requestId }) =>
+    new ApplyCommand('CloseSession', { ref, requestId }, (w) => ({
+      type: 'CloseSession',
+      sessionId: asSession(resolveSession(w, ref)),
+      requestId,
+    })),
+);
+
+const expireSession = fc
+  .record({
+    ref: sessionRef,
+    guard: fc.constantFrom('current', 'old', 'old', 'bogus'),
+    k: fc.nat(9),
+  })
+  .map(
+    ({ ref, guard, k }) =>
+      new ApplyCommand('ExpireSession', { ref, guard, k }, (w) => {
+        const sessionId = resolveSession(w, ref);
+        const history = w.refreshes.get(sessionId) ?? [];
+        const current = w.m.findSession(sessionId)?.lastRefreshIndex ?? history.at(-1);
+        let lastRefreshIndex = BOGUS_INDEX;
+        if (guard === 'current' && current !== undefined) lastRefreshIndex = current;
+        if (guard === 'old') lastRefreshIndex = pick(history, k) ?? sessionId;
+        return {
+          type: 'ExpireSession',
+          sessionId: asSession(sessionId),
+          lastRefreshIndex: asIndex(lastRefreshIndex),
+        };
+      }),
+  );
+
+/** At most one field of an Acquire is invalid, and rarely. */
+const acquireFault = mostly<Partial<Extract<LockCommand, { type: 'Acquire' }>> | null>(
+  fc.constant(null),
+  fc.constantFrom(
+    { owner: '€€' },
+    { mode: 'upgradable' as LockMode },
+    { waitMs: 10_001 },
+    { waitMs: -1 },
+    { maxHoldMs: 10_001 },
+    { maxHoldMs: 0.5 },
+    { lockDelayMs: 1_001 },
+  ),
+  20,
+);
+
+const acquire = fc
+  .record({
+    lock: lockName,
+    ref: sessionRef,
+    mode: fc.constantFrom<LockMode>('exclusive', 'shared'),
+    waitMs: fc.constantFrom(0, 1_000, 1_000, 1_000),
+    requestId,
+    owner: fc.constantFrom('o', '', 'öö'),
+    maxHoldMs: fc.constantFrom(0, 0, 0, 500),
+    lockDelayMs: fc.constantFrom(0, 0, 0, 100),
+    fault: acquireFault,
+  })
+  .map(
+    ({ ref, fault, ...args }) =>
+      new ApplyCommand('Acquire', { ref, ...args, ...fault }, (w) => ({
+        type: 'Acquire',
+        sessionId: asSession(resolveSession(w, ref)),
+        ...args,
+        ...fault,
+      })),
+  );
+
+/**
+ * Most timer and release commands aim at a lock in use that has holders (or waiters, or
+ * a lock-delay), and at one of them, so that they often match; the rest aim anywhere.
+ */
+const target = fc.record({ lock: lockName, ref: sessionRef, focus: fc.nat(3), k: fc.nat(9) });
+type Target = { lock: string; ref: number; focus: number; k: number };
+
+function aim(
+  w: ModelWorld,
+  t: Target,
+  which: 'holders' | 'waiters',
+): { lock: string; sessionId: number } {
+  if (t.focus > 0) {
+    const busy = w.m.locksInUse().filter((lock) => lock[which].length > 0);
+    const lock = pick(busy, t.k);
+    const people: readonly { sessionId: number }[] = lock === undefined ? [] : lock[which];
+    const person = pick(people, t.ref);
+    if (lock !== undefined && person !== undefined)
+      return { lock: lock.name, sessionId: person.sessionId };
+  }
+  return { lock: t.lock, sessionId: resolveSession(w, t.ref) };
+}
+
+const release = fc.record({ target, token: tokenRef, requestId }).map(
+  ({ target, token, requestId }) =>
+    new ApplyCommand('Release', { target, token, requestId }, (w) => {
+      const { lock, sessionId } = aim(w, target, 'holders');
+      return {
+        type: 'Release',
+        lock,
+        sessionId: asSession(sessionId),
+        token: asToken(resolveToken(w, lock, sessionId, token)),
+        requestId,
+      };
+    }),
+);
+
+const cancelWait = fc.record({ target, requestId }).map(
+  ({ target, requestId }) =>
+    new ApplyCommand('CancelWait', { target, requestId }, (w) => {
+      const { lock, sessionId } = aim(w, target, 'waiters');
+      return { type: 'CancelWait', lock, sessionId: asSession(sessionId), requestId };
+    }),
+);
+
+const waitExpired = fc.record({ target, exact: fc.nat(2), k: fc.nat(40) }).map(
+  ({ target, exact, k }) =>
+    new ApplyCommand('WaitExpired', { target, exact, k }, (w) => {
+      const { lock, sessionId } = aim(w, target, 'waiters');
+      const waiter = w.m.describe(lock).waiters.find((c) => c.sessionId === sessionId);
+      const waiterIndex = exact > 0 && waiter !== undefined ? waiter.requestIndex : k;
+      return {
+        type: 'WaitExpired',
+        lock,
+        sessionId: asSession(sessionId),
+        waiterIndex: asIndex(waiterIndex),
+      };
+    }),
+);
+
+const lockDelayEnded = fc
+  .record({
+    lock: lockName,
+    which: fc.constantFrom('current', 'current', 'seen', 'bogus'),
+    k: fc.nat(9),
+  })
+  .map(
+    ({ lock: named, which, k }) =>
+      new ApplyCommand('LockDelayEnded', { lock: named, which, k }, (w) => {
+        const delayed = w.m.locksInUse().filter((candidate) => candidate.delay !== null);
+        const lock = which === 'current' ? (pick(delayed, k)?.name ?? named) : named;
+        const current = w.m.describe(lock).delayIndex;
+        const seen = pick(w.delays.get(lock) ?? [], k);
+        let delayIndex = BOGUS_INDEX;
+        if (which === 'current') delayIndex = current ?? seen ?? BOGUS_INDEX;
+        if (which === 'seen') delayIndex = seen ?? BOGUS_INDEX;
+        return { type: 'LockDelayEnded', lock, delayIndex: asIndex(delayIndex) };
+      }),
+  );
+
+const maxHoldReached = fc.record({ target, token: tokenRef }).map(
+  ({ target, token }) =>
+    new ApplyCommand('MaxHoldReached', { target, token }, (w) => {
+      const { lock, sessionId } = aim(w, target, 'holders');
+      return {
+        type: 'MaxHoldReached',
+        lock,
+        sessionId: asSession(sessionId),
+        token: asToken(resolveToken(w, lock, sessionId, token)),
+      };
+    }),
+);
+
+/** A client retries one of its recent requests, word for word. */
+const retry = fc.nat(7).map(
+  (k) =>
+    new ApplyCommand('Retry', { k }, (w) => {
+      return (
+        w.mutations.at(-1 - (k % Math.max(1, Math.min(8, w.mutations.length)))) ?? {
+          type: 'OpenSession',
+          ttlMs: 1_000,
+          clientName: 'c',
+          requestId: 'r0',
+        }
+      );
+    }),
+);
+
+const revoke = fc
+  .record({ lock: lockName, reason: fc.constantFrom('operator', '') })
+  .map((args) => new ApplyCommand('Revoke', args, () => ({ type: 'Revoke', ...args })));
+
+const commandArbitraries: fc.Arbitrary<fc.Command<ModelWorld, RealWorld>>[] = [
+  openSession,
+  openSession,
+  openSession,
+  keepAlive,
+  keepAlive,
+  closeSession,
+  expireSession,
+  acquire,
+  acquire,
+  acquire,
+  acquire,
+  acquire,
+  acquire,
+  release,
+  release,
+  release,
+  cancelWait,
+  waitExpired,
+  lockDelayEnded,
+  maxHoldReached,
+  revoke,
+  retry,
+  retry,
+  retry,
+  fc.integer({ min: 1, max: 3 }).map((gap) => new SkipCommand(gap)),
+  fc.constant(null).map(() => new SnapshotRestoreCommand()),
+  fc.constant(null).map(() => new ReplayCompareCommand()),
+];
+
+const limitsArb: fc.Arbitrary<LockLimits> = fc
+  .record({ lockDelayMs: fc.constantFrom(0, 50), waitersPerLockMax: fc.constantFrom(1, 2, 2) })
+  .map((overrides) => ({ ...BASE_LIMITS, ...overrides }));
+
+function lockProperty(factory: Factory) {
+  return fc.property(
+    limitsArb,
+    fc.commands(commandArbitraries, { maxCommands: MAX_COMMANDS, size: 'max' }),
+    (limits, commands) => {
+      const setup = (): { model: ModelWorld; real: RealWorld } => {
+        const world: { model: ModelWorld; real: RealWorld } = {
+          model: {
+            m: new LockModel(limits),
+            next: 1,
+            opened: [],
+            refreshes: new Map(),
+            tokens: new Map(),
+            delays: new Map(),
+            mutations: [],
+          },
+          real: {
+            sut: factory(limits),
+            make: () => factory(limits),
+            log: [],
+            queues: new Map(),
+            holders: new Map(),
+            lastGrant: new Map(),
+            ended: new Set(),
+            firstResults: new Map(),
+          },
+        };
+        // Two sessions to start with, so that runs do not idle before their first open.
+        for (const requestId of ['p0', 'p1']) {
+          step(world.model, world.real, {
+            type: 'OpenSession',
+            ttlMs: 1_000,
+            clientName: 'c',
+            requestId,
+          });
+        }
+        return world;
+      };
+      fc.modelRun(setup, commands);
+    },
+  );
+}
+
+// ------------------------------------------------------------------ injected bugs
+
+/** (a) A grant to a second exclusive holder: every mode is compatible. */
+class GrantsSecondExclusive extends LockStateMachine {
+  protected override modesCompatible(): boolean {
+    return true;
+  }
+}
+
+/** (b) A promoted waiter's token is its request entry, not the entry that granted it. */
+class TokenFromRequest extends LockStateMachine {
+  protected override grantToken(requestIndex: LogIndex): FencingToken {
+    return requestIndex as number as FencingToken;
+  }
+}
+
+/** (c) An expiry applies even when a refresh came after the one it was timed from. */
+class UnguardedExpiry extends LockStateMachine {
+  protected override expiryGuardHolds(): boolean {
+    return true;
+  }
+}
+
+/** (d) Dedupe by request id is off: a retry runs again. */
+class NoDedupe extends LockStateMachine {
+  protected override rememberedResult(): LockResult | undefined {
+    return undefined;
+  }
+}
+
+const BUGS: readonly [string, Factory][] = [
+  ['a grant to a second exclusive holder', (limits) => new GrantsSecondExclusive(limits)],
+  ['a token taken from the waiter request entry', (limits) => new TokenFromRequest(limits)],
+  ['an expiry applied without its guard', (limits) => new UnguardedExpiry(limits)],
+  ['dedupe by request id turned off', (limits) => new NoDedupe(limits)],
+];
+
+// ------------------------------------------------------------------ tests
+
+describe('lock state machine against the reference model', () => {
+  it(`agrees with the model and keeps every invariant (${NUM_RUNS} runs)`, () => {
+    fc.assert(
+      lockProperty((limits) => new LockStateMachine(limits)),
+      { seed: SEED, numRuns: NUM_RUNS },
+    );
+  });
+
+  describe('catches each injected bug', () => {
+    for (const [name, factory] of BUGS) {
+      it(name, () => {
+        const details = fc.check(lockProperty(factory), {
+          seed: SEED,
+          numRuns: NUM_RUNS,
+          endOnFailure: true,
+        });
+        expect(details.failed).toBe(true);
+        expect(details.numRuns).toBeLessThanOrEqual(NUM_RUNS);
+      });
+    }
+  });
+});
