@@ -23,6 +23,8 @@ export interface SnapshotTransfer {
   ackedOffset: number;
   /** Where the next chunk starts; chunks in [ackedOffset, sentOffset) are in flight. */
   sentOffset: number;
+  /** Bumped at every rewind; chunks carry it so that answers to older rounds are ignored. */
+  round: number;
   /** Heartbeat ticks since the last chunk went out without an answer. */
   idleTicks: number;
 }
@@ -75,7 +77,14 @@ export class Progress {
 
   becomeSnapshot(metadata: SnapshotMetadata, data: Uint8Array): void {
     this.resetState('snapshot');
-    this.snapshotTransfer = { metadata, data, ackedOffset: 0, sentOffset: 0, idleTicks: 0 };
+    this.snapshotTransfer = {
+      metadata,
+      data,
+      ackedOffset: 0,
+      sentOffset: 0,
+      round: 0,
+      idleTicks: 0,
+    };
   }
 
   private resetState(state: ProgressState): void {

@@ -3,7 +3,7 @@ import { type LogIndex, logIndex, type NodeId, type Term, term as toTerm } from 
 import type { Prng } from '../util/prng.ts';
 import { RaftLog } from './log.ts';
 import { DEFAULT_RAFT_OPTIONS, type RaftOptions, validateRaftOptions } from './options.ts';
-import { Progress } from './progress.ts';
+import { Progress, type SnapshotTransfer } from './progress.ts';
 import { majority, quorumMatchIndex, tallyVotes } from './quorum.ts';
 import type { Ready } from './ready.ts';
 import { normalizeConfig, type Storage } from './storage.ts';
@@ -759,6 +759,7 @@ export class Raft {
         term: this.currentTerm,
         snapshotIndex: metadata.index,
         chunkOffset: offset,
+        round: message.round,
         nextOffset,
         installed,
         matchIndex,
@@ -916,17 +917,15 @@ export class Raft {
       this.sendAppend(message.from);
       return;
     }
-    // Only an answer to a chunk still in flight counts; duplicates and answers to
-    // resent copies would otherwise each start a parallel stream of chunks.
-    if (message.chunkOffset < transfer.ackedOffset || message.chunkOffset >= transfer.sentOffset)
-      return;
+    // Only answers to chunks of the current round count. Answers to chunks sent before
+    // the last rewind would each start another stream of chunks.
+    if (message.round !== transfer.round) return;
     transfer.idleTicks = 0;
     if (message.nextOffset > message.chunkOffset) {
       transfer.ackedOffset = Math.max(transfer.ackedOffset, message.nextOffset);
     } else {
-      // The follower wants another offset (a lost chunk, or it lost what it had): resume there.
-      transfer.ackedOffset = message.nextOffset;
-      transfer.sentOffset = message.nextOffset;
+      // The follower wants an earlier offset (a chunk was lost, or it lost what it had).
+      this.rewindSnapshotTransfer(transfer, message.nextOffset);
     }
     this.sendSnapshotChunks(message.from);
   }
@@ -1076,11 +1075,18 @@ export class Raft {
         term: this.currentTerm,
         metadata: transfer.metadata,
         offset,
+        round: transfer.round,
         chunk: transfer.data.subarray(offset, end),
         done: end === totalBytes,
       });
       transfer.sentOffset = Math.max(end, offset + 1);
     }
+  }
+
+  private rewindSnapshotTransfer(transfer: SnapshotTransfer, offset: number): void {
+    transfer.round++;
+    transfer.ackedOffset = offset;
+    transfer.sentOffset = offset;
   }
 
   /** A chunk that went unanswered for an election timeout's worth of heartbeats is sent again. */
@@ -1092,7 +1098,7 @@ export class Raft {
       if (transfer.idleTicks >= this.options.electionTimeoutTicks / 2) {
         // Nothing answered for a while: send the window again from the confirmed offset.
         transfer.idleTicks = 0;
-        transfer.sentOffset = transfer.ackedOffset;
+        this.rewindSnapshotTransfer(transfer, transfer.ackedOffset);
         this.sendSnapshotChunks(member);
       }
     }

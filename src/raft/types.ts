@@ -134,6 +134,8 @@ export type Message =
       readonly type: 'InstallSnapshot';
       readonly metadata: SnapshotMetadata;
       readonly offset: number;
+      /** The leader's transfer round, echoed in the answer. */
+      readonly round: number;
       readonly chunk: Uint8Array;
       readonly done: boolean;
     })
@@ -146,6 +148,7 @@ export type Message =
       readonly snapshotIndex: LogIndex;
       /** The offset of the chunk this answers, so the leader can tell stale answers apart. */
       readonly chunkOffset: number;
+      readonly round: number;
       readonly nextOffset: number;
       readonly installed: boolean;
       readonly matchIndex: LogIndex;

@@ -215,6 +215,7 @@ export const msg = {
       term: term(msgTerm),
       metadata,
       offset: 0,
+      round: 0,
       chunk: new Uint8Array(0),
       done: true,
       ...fields,
