@@ -24,7 +24,7 @@ export const SIM_LOCK_LIMITS: Partial<LockLimits> = {
   maxHoldMsMax: 5_000,
   lockDelayMs: 0,
   lockDelayMsMax: 1_000,
-  dedupeWindowMax: 500,
+  dedupeWindowMax: 200,
 };
 
 const LOCK_NAMES = ['inventory/1', 'inventory/2', 'coupon/a', 'leader'] as const;

@@ -108,7 +108,6 @@ interface Command {
 }
 
 const TRACE_LENGTH = 40;
-const LOCK_STATE_HASH_INTERVAL = 4;
 const OUTSTANDING_COMMANDS_PER_CLIENT_MAX = 4;
 
 export class Simulator {
@@ -490,11 +489,7 @@ export class Simulator {
     this.registerCommit(node, entry);
     this.checkDurableOnFirstApply(entry);
     this.checker.entryApplied(node.id, entry, replica.digest);
-    // The results and events of every apply are chained into the digest checked above;
-    // the whole lock state is hashed and compared every few entries, which is costlier.
-    if (entry.index % LOCK_STATE_HASH_INTERVAL === 0) {
-      this.checker.lockStateAt(node.id, entry.index, replica.lockStateHash());
-    }
+    this.checker.lockStateAt(node.id, entry.index, replica.lockStateHash());
     this.stats.applied++;
     if (entry.index > this.highestAppliedIndex) {
       this.highestAppliedIndex = entry.index;
