@@ -8,6 +8,7 @@ import {
 } from '../util/ids.ts';
 import { utf8ByteLength } from '../util/utf8.ts';
 import { DEFAULT_LOCK_LIMITS, type LockLimits, validateLockLimits } from './limits.ts';
+import { commandShapeProblem } from './shape.ts';
 import type {
   ApplyOutput,
   Holder,
@@ -146,6 +147,13 @@ export class LockStateMachine {
     this.appliedIndex = index;
     this.index = index;
     this.events = [];
+    const shapeProblem = commandShapeProblem(command);
+    if (shapeProblem !== null) {
+      return {
+        result: { type: 'Rejected', code: 'invalidArgument', detail: shapeProblem },
+        events: [],
+      };
+    }
     const result = this.applyCommand(command);
     const events = this.events;
     this.events = [];

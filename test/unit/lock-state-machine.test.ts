@@ -743,6 +743,34 @@ describe('LockStateMachine', () => {
     });
   });
 
+  describe('malformed commands', () => {
+    // Every replica applies every entry: a command that threw would stop the cluster.
+    it.each([
+      [{ type: 'Unknown' }, 'unknown command type'],
+      [{ type: 'KeepAlive', sessionIds: 'not a list' }, 'KeepAlive.sessionIds'],
+      [
+        { type: 'OpenSession', ttlMs: '1000', clientName: 'c', requestId: 'r' },
+        'OpenSession.ttlMs',
+      ],
+      [{ type: 'Acquire', lock: 'x', sessionId: 'one' }, 'Acquire.sessionId'],
+      [null, 'command must be an object'],
+    ])('%j is refused as invalidArgument, naming the field', (command, detail) => {
+      const log = new Log();
+      const session = log.open();
+      const before = JSON.stringify(log.sm.snapshot());
+      const output = log.applyFull(command as unknown as LockCommand);
+      expect(output.result).toMatchObject({ type: 'Rejected', code: 'invalidArgument' });
+      expect((output.result as { detail: string }).detail).toContain(detail);
+      expect(output.events).toEqual([]);
+      expect(log.sm.session(session)).not.toBeNull();
+      const after = JSON.stringify({
+        ...log.sm.snapshot(),
+        appliedIndex: JSON.parse(before).appliedIndex,
+      });
+      expect(after).toBe(before);
+    });
+  });
+
   describe('queries', () => {
     it('listLocks returns the locks in use with a prefix, in code-unit order, up to a limit', () => {
       const log = new Log();

@@ -1,0 +1,69 @@
+import type { LockCommandType } from './types.ts';
+
+/**
+ * Every replica applies every entry, so a malformed command must never throw: it
+ * would stop the whole cluster at the same index. The API validates requests before
+ * proposing them; this is the state machine's own line of defence, and it names the
+ * field that is wrong.
+ */
+type FieldKind = 'string' | 'number' | 'numbers';
+
+const FIELDS: Readonly<Record<LockCommandType, Readonly<Record<string, FieldKind>>>> = {
+  OpenSession: { ttlMs: 'number', clientName: 'string', requestId: 'string' },
+  KeepAlive: { sessionIds: 'numbers' },
+  CloseSession: { sessionId: 'number', requestId: 'string' },
+  ExpireSession: { sessionId: 'number', lastRefreshIndex: 'number' },
+  Acquire: {
+    lock: 'string',
+    sessionId: 'number',
+    mode: 'string',
+    waitMs: 'number',
+    requestId: 'string',
+    owner: 'string',
+    maxHoldMs: 'number',
+    lockDelayMs: 'number',
+  },
+  Release: { lock: 'string', sessionId: 'number', token: 'number', requestId: 'string' },
+  CancelWait: { lock: 'string', sessionId: 'number', requestId: 'string' },
+  WaitExpired: { lock: 'string', sessionId: 'number', waiterIndex: 'number' },
+  LockDelayEnded: { lock: 'string', delayIndex: 'number' },
+  MaxHoldReached: { lock: 'string', sessionId: 'number', token: 'number' },
+  Revoke: { lock: 'string', reason: 'string' },
+};
+
+/** Integer-ness and ranges are checked later, with the limits; here only the type. */
+function isNumber(value: unknown): boolean {
+  return typeof value === 'number';
+}
+
+/** What is wrong with the command's shape, or null when every field has the right type. */
+export function commandShapeProblem(command: unknown): string | null {
+  if (typeof command !== 'object' || command === null) return 'command must be an object';
+  const type = (command as { type?: unknown }).type;
+  if (typeof type !== 'string' || !Object.hasOwn(FIELDS, type)) {
+    return `unknown command type ${JSON.stringify(type)}`;
+  }
+  const fields = FIELDS[type as LockCommandType];
+  for (const [field, kind] of Object.entries(fields)) {
+    const value = (command as Record<string, unknown>)[field];
+    const ok =
+      kind === 'string'
+        ? typeof value === 'string'
+        : kind === 'number'
+          ? isNumber(value)
+          : Array.isArray(value) && value.every(isNumber);
+    if (!ok) return `${type}.${field} must be ${describeKind(kind)}`;
+  }
+  return null;
+}
+
+function describeKind(kind: FieldKind): string {
+  switch (kind) {
+    case 'string':
+      return 'a string';
+    case 'number':
+      return 'a number';
+    case 'numbers':
+      return 'a list of numbers';
+  }
+}
