@@ -621,13 +621,7 @@ export class Raft {
         }
         return;
       case 'ReadIndexRequest':
-        this.send({
-          type: 'ReadIndexResponse',
-          to: message.from,
-          term: this.currentTerm,
-          context: message.context,
-          readIndex: null,
-        });
+        this.refuseRead(message.from, message.context);
         return;
       case 'RequestVote':
       case 'RequestVoteResponse':
@@ -665,13 +659,7 @@ export class Raft {
         this.pollVotes();
         return;
       case 'ReadIndexRequest':
-        this.send({
-          type: 'ReadIndexResponse',
-          to: message.from,
-          term: this.currentTerm,
-          context: message.context,
-          readIndex: null,
-        });
+        this.refuseRead(message.from, message.context);
         return;
       case 'RequestVote':
       case 'AppendEntriesResponse':
@@ -825,13 +813,7 @@ export class Raft {
         return;
       case 'ReadIndexRequest':
         if (!this.leaderReadIndex(message.context, message.from)) {
-          this.send({
-            type: 'ReadIndexResponse',
-            to: message.from,
-            term: this.currentTerm,
-            context: message.context,
-            readIndex: null,
-          });
+          this.refuseRead(message.from, message.context);
         }
         return;
       case 'AppendEntries':
@@ -1136,13 +1118,7 @@ export class Raft {
     const waiting = this.readsAwaitingTermCommit.splice(0);
     for (const read of waiting) {
       if (!this.leaderReadIndex(read.context, read.requester) && read.requester !== null) {
-        this.send({
-          type: 'ReadIndexResponse',
-          to: read.requester,
-          term: this.currentTerm,
-          context: read.context,
-          readIndex: null,
-        });
+        this.refuseRead(read.requester, read.context);
       }
     }
   }
@@ -1170,6 +1146,11 @@ export class Raft {
         });
       }
     }
+  }
+
+  /** Tells a follower its forwarded read cannot be served here; its host retries. */
+  private refuseRead(to: NodeId, context: string): void {
+    this.send({ type: 'ReadIndexResponse', to, term: this.currentTerm, context, readIndex: null });
   }
 
   // ---------------------------------------------------------------- membership (§6)
