@@ -899,15 +899,18 @@ export class Raft {
       this.sendAppend(message.from);
       return;
     }
-    // Only answers to chunks of the current round count. Answers to chunks sent before
-    // the last rewind would each start another stream of chunks.
-    if (message.round !== transfer.round) return;
     transfer.idleTicks = 0;
     if (message.nextOffset > message.chunkOffset) {
+      // Progress is progress, whatever round the chunk was sent in.
       transfer.ackedOffset = Math.max(transfer.ackedOffset, message.nextOffset);
-    } else {
+      transfer.sentOffset = Math.max(transfer.sentOffset, transfer.ackedOffset);
+    } else if (message.round === transfer.round) {
       // The follower wants an earlier offset (a chunk was lost, or it lost what it had).
+      // Answers from before the last rewind are ignored here: each would start another
+      // stream of chunks.
       this.rewindSnapshotTransfer(transfer, message.nextOffset);
+    } else {
+      return;
     }
     this.sendSnapshotChunks(message.from);
   }
@@ -1071,13 +1074,13 @@ export class Raft {
     transfer.sentOffset = offset;
   }
 
-  /** A chunk that went unanswered for an election timeout's worth of heartbeats is sent again. */
+  /** Chunks that went unanswered for an election timeout are sent again. */
   private tickSnapshotTransfers(): void {
     for (const [member, progress] of this.progress) {
       const transfer = progress.snapshotTransfer;
       if (transfer === null) continue;
       transfer.idleTicks += this.options.heartbeatIntervalTicks;
-      if (transfer.idleTicks >= this.options.electionTimeoutTicks / 2) {
+      if (transfer.idleTicks >= this.options.electionTimeoutTicks) {
         // Nothing answered for a while: send the window again from the confirmed offset.
         transfer.idleTicks = 0;
         this.rewindSnapshotTransfer(transfer, transfer.ackedOffset);

@@ -3,6 +3,7 @@
  * missing entries the leader has already discarded. Chunking follows Figure 13
  * (offset, data, done).
  */
+import type { MessageOf } from '../../src/raft/index.ts';
 import { describe, expect, it } from 'vitest';
 import { logIndex as idx, term as tm } from '../../src/util/ids.ts';
 import { Prng } from '../../src/util/prng.ts';
@@ -81,6 +82,35 @@ describe('§7 Log compaction and InstallSnapshot', () => {
     expect(network.state(c)).toEqual(network.state(a));
     expect(network.state(c).at(-1)).toBe('after');
     expect(network.raft(c).log.lastIndex()).toBe(33);
+  });
+
+  it('an answer slower than the resend timer still moves the transfer on (no livelock)', () => {
+    const { network } = compactedWhileCIsAway(83);
+    const held: MessageOf<'InstallSnapshotResponse'>[] = [];
+    const release = network.dropIf((m) => {
+      if (m.type !== 'InstallSnapshotResponse') return false;
+      held.push(m);
+      return true;
+    });
+    network.tickAll(1);
+    network.stabilize();
+    expect(held.length).toBeGreaterThan(0);
+    // Past the resend timer the leader rewinds and starts a new round...
+    network.tickAll(12);
+    release();
+    const transfer = network.raft(a).progressOf(c)?.snapshotTransfer;
+    const answer = held[0];
+    if (answer === undefined || transfer == null) throw new Error('no answer held');
+    expect(transfer.round).toBeGreaterThan(answer.round);
+    expect(transfer.ackedOffset).toBeLessThan(answer.nextOffset);
+    // ...yet the old round's answer, which reports progress, is still used.
+    network.raft(a).step(answer);
+    expect(transfer.ackedOffset).toBe(answer.nextOffset);
+    network.processReady(a);
+    network.stabilize();
+    network.tickAll(2);
+    network.stabilize();
+    expect(network.state(c)).toEqual(network.state(a));
   });
 
   it('a lost chunk is sent again, and the transfer completes', () => {
