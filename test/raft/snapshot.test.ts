@@ -3,8 +3,9 @@
  * missing entries the leader has already discarded. Chunking follows Figure 13
  * (offset, data, done).
  */
-import type { MessageOf } from '../../src/raft/index.ts';
+
 import { describe, expect, it } from 'vitest';
+import type { MessageOf } from '../../src/raft/index.ts';
 import { logIndex as idx, term as tm } from '../../src/util/ids.ts';
 import { Prng } from '../../src/util/prng.ts';
 import {
