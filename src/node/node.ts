@@ -1,0 +1,416 @@
+import {
+  type ApplyOutput,
+  type LockCommand,
+  type LockLimits,
+  LockStateMachine,
+  LockTimers,
+} from '../lock/index.ts';
+import { type Entry, Raft, type RaftOptions, type Ready, type Snapshot } from '../raft/index.ts';
+import { type LogIndex, logIndex, type NodeId } from '../util/ids.ts';
+import { Prng } from '../util/prng.ts';
+import type { DurableStorage } from './durable-storage.ts';
+import { decodeEntry, decodeLockSnapshot, encodeEntry, encodeLockSnapshot } from './entry-codec.ts';
+import { DlmError, unavailable } from './errors.ts';
+import type { PeerMessage } from './peer-message.ts';
+import { type AppliedProposal, ProposalRegistry } from './proposals.ts';
+import type { Transport } from './transport.ts';
+
+export interface NodeRuntimeOptions {
+  readonly tickIntervalMs: number;
+  readonly raft: Partial<RaftOptions>;
+  readonly lock: Partial<LockLimits>;
+  /** Writes waiting to apply on this node; past it, new writes get RESOURCE_EXHAUSTED. */
+  readonly pendingProposalsMax: number;
+  readonly proposalTimeoutMs: number;
+  /** Snapshot once this many entries were applied since the last snapshot. */
+  readonly snapshotEntriesThreshold: number;
+  /** Entries kept behind a snapshot, so a follower that lags a little needs no snapshot. */
+  readonly compactionRetainEntries: number;
+  /** How long shutdown waits for a leadership transfer to finish. */
+  readonly shutdownTransferMs: number;
+}
+
+/** A monotonic clock; injected so tests can drive time. */
+export interface Clock {
+  nowMs(): number;
+}
+
+export const MONOTONIC_CLOCK: Clock = { nowMs: () => performance.now() };
+
+export interface NodeStatus {
+  readonly id: NodeId;
+  readonly role: string;
+  readonly term: number;
+  readonly leaderId: NodeId | null;
+  readonly commitIndex: number;
+  readonly appliedIndex: number;
+  readonly voters: readonly NodeId[];
+  readonly learners: readonly NodeId[];
+}
+
+interface PendingRead {
+  readonly resolve: (index: LogIndex) => void;
+  readonly reject: (error: DlmError) => void;
+  readonly deadlineMs: number;
+}
+
+/**
+ * One dlm node: the only place with time and I/O. It drives the pure Raft core and the
+ * pure lock state machine:
+ *
+ * - The Ready loop persists each Ready in one synced write (group commit: everything
+ *   that piled up during the previous write goes into the next), then sends, then
+ *   applies, then advances.
+ * - Writes from clients are proposed on the leader or forwarded to it; either way the
+ *   node that took the call answers it when it applies the entry.
+ * - Reads go through ReadIndex and are served from this node's applied state.
+ * - Only the leader turns the lock timers into proposals.
+ */
+export class DlmNode {
+  readonly id: NodeId;
+  readonly locks: LockStateMachine;
+  private readonly raft: Raft;
+  private readonly timers: LockTimers;
+  private readonly proposals: ProposalRegistry;
+  private readonly reads = new Map<string, PendingRead>();
+  private readonly appliedWaiters: { index: LogIndex; resolve: () => void }[] = [];
+  private readSequence = 0;
+  private tickTimer: NodeJS.Timeout | null = null;
+  private readyLoop: Promise<void> | null = null;
+  private wake: (() => void) | null = null;
+  private stopping = false;
+  private failure: Error | null = null;
+  /** Called with the output of every applied lock command, for watchers and metrics. */
+  onApplied: ((index: LogIndex, output: ApplyOutput) => void) | null = null;
+
+  constructor(
+    id: NodeId,
+    private readonly storage: DurableStorage,
+    private readonly transport: Transport,
+    private readonly options: NodeRuntimeOptions,
+    private readonly clock: Clock = MONOTONIC_CLOCK,
+    seed: number = Math.floor(Math.random() * 2 ** 32),
+  ) {
+    this.id = id;
+    this.raft = new Raft({ id, storage, prng: new Prng(seed), options: options.raft });
+    this.locks = new LockStateMachine(options.lock);
+    this.timers = new LockTimers({
+      reproposeIntervalMs: options.tickIntervalMs * 10,
+      dueBatchMax: 256,
+    });
+    this.proposals = new ProposalRegistry(id, options.pendingProposalsMax);
+    this.restoreStateMachine(storage.snapshot());
+    transport.onMessage((message) => this.receive(message));
+  }
+
+  // ------------------------------------------------------------------ lifecycle
+
+  start(): void {
+    this.tickTimer = setInterval(() => this.tick(), this.options.tickIntervalMs);
+    this.readyLoop = this.runReadyLoop();
+  }
+
+  /** Hands leadership to the most caught-up voter, then stops. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    await this.transferLeadershipAway();
+    this.stopping = true;
+    if (this.tickTimer !== null) clearInterval(this.tickTimer);
+    this.kick();
+    await this.readyLoop;
+    this.proposals.failAll(unavailable(`${this.id} is shutting down`));
+    for (const read of this.reads.values()) read.reject(unavailable(`${this.id} is shutting down`));
+    this.reads.clear();
+    await this.transport.close();
+    await this.storage.close();
+  }
+
+  private async transferLeadershipAway(): Promise<void> {
+    if (this.raft.role !== 'leader') return;
+    const target = this.bestTransferTarget();
+    if (target === null || !this.raft.transferLeadership(target).ok) return;
+    this.kick();
+    const deadline = this.clock.nowMs() + this.options.shutdownTransferMs;
+    while (this.raft.role === 'leader' && this.clock.nowMs() < deadline) {
+      await sleep(this.options.tickIntervalMs);
+    }
+  }
+
+  private bestTransferTarget(): NodeId | null {
+    let best: NodeId | null = null;
+    let bestMatch = -1;
+    for (const voter of this.raft.config.voters) {
+      const match = voter === this.id ? -1 : (this.raft.progressOf(voter)?.matchIndex ?? -1);
+      if (match > bestMatch) {
+        best = voter;
+        bestMatch = match;
+      }
+    }
+    return best;
+  }
+
+  status(): NodeStatus {
+    return {
+      id: this.id,
+      role: this.raft.role,
+      term: this.raft.term,
+      leaderId: this.raft.leaderId,
+      commitIndex: this.raft.log.commitIndex,
+      appliedIndex: this.raft.log.appliedIndex,
+      voters: this.raft.config.voters,
+      learners: this.raft.config.learners,
+    };
+  }
+
+  // ------------------------------------------------------------------ client API
+
+  /** Proposes a lock command and resolves with its result once this node applied it. */
+  async write(command: LockCommand): Promise<AppliedProposal> {
+    this.checkRunning();
+    const { proposalId, applied } = this.proposals.add(
+      this.clock.nowMs(),
+      this.options.proposalTimeoutMs,
+    );
+    const data = encodeEntry({ proposalId, command });
+    if (this.raft.role === 'leader') this.proposeLocal(proposalId, data);
+    else this.forward(proposalId, data);
+    return applied;
+  }
+
+  private proposeLocal(proposalId: string, data: Uint8Array): void {
+    const result = this.raft.propose(data);
+    if (result.ok) {
+      this.proposals.placed(proposalId, result.index, result.term);
+      this.kick();
+    } else {
+      this.proposals.fail(proposalId, this.refusal(result.reason, result.leaderId));
+    }
+  }
+
+  private forward(proposalId: string, data: Uint8Array): void {
+    const leader = this.raft.leaderId;
+    if (leader === null) {
+      this.proposals.fail(proposalId, unavailable(`${this.id} knows no leader`));
+      return;
+    }
+    this.transport.send({ kind: 'forward', from: this.id, to: leader, proposalId, data });
+  }
+
+  private refusal(reason: string, leaderId: NodeId | null): DlmError {
+    if (reason === 'tooManyUncommitted') {
+      return new DlmError(
+        'RESOURCE_EXHAUSTED',
+        'the leader has too many uncommitted writes',
+        leaderId,
+      );
+    }
+    return unavailable(`the write was refused: ${reason}`, leaderId);
+  }
+
+  /**
+   * Runs `query` on this node's state once it has applied everything committed when
+   * the read began (ReadIndex), so the answer is linearizable wherever it is served.
+   */
+  async read<T>(query: (locks: LockStateMachine) => T): Promise<T> {
+    this.checkRunning();
+    const context = `${this.id}/read/${++this.readSequence}`;
+    const index = new Promise<LogIndex>((resolve, reject) => {
+      this.reads.set(context, {
+        resolve,
+        reject,
+        deadlineMs: this.clock.nowMs() + this.options.proposalTimeoutMs,
+      });
+    });
+    if (!this.raft.readIndex(context)) {
+      this.reads.delete(context);
+      throw unavailable(`${this.id} cannot start a linearizable read now`, this.raft.leaderId);
+    }
+    this.kick();
+    await this.waitApplied(await index);
+    return query(this.locks);
+  }
+
+  private waitApplied(index: LogIndex): Promise<void> {
+    if (this.raft.log.appliedIndex >= index) return Promise.resolve();
+    return new Promise((resolve) => this.appliedWaiters.push({ index, resolve }));
+  }
+
+  private checkRunning(): void {
+    if (this.failure !== null)
+      throw new DlmError('INTERNAL', `${this.id} stopped: ${this.failure.message}`);
+    if (this.stopping) throw unavailable(`${this.id} is shutting down`);
+  }
+
+  // ------------------------------------------------------------------ inbound
+
+  private receive(message: PeerMessage): void {
+    if (this.stopping) return;
+    switch (message.kind) {
+      case 'raft':
+        if (message.message.to === this.id) this.raft.step(message.message);
+        break;
+      case 'forward':
+        this.acceptForward(message.from, message.proposalId, message.data);
+        break;
+      case 'forwardAccepted':
+        this.proposals.placed(message.proposalId, message.index, message.term);
+        break;
+      case 'forwardRefused':
+        this.proposals.fail(message.proposalId, this.refusal(message.reason, message.leaderId));
+        break;
+    }
+    this.kick();
+  }
+
+  private acceptForward(from: NodeId, proposalId: string, data: Uint8Array): void {
+    const result = this.raft.propose(data);
+    if (result.ok) {
+      this.transport.send({
+        kind: 'forwardAccepted',
+        from: this.id,
+        to: from,
+        proposalId,
+        index: result.index,
+        term: result.term,
+      });
+    } else {
+      this.transport.send({
+        kind: 'forwardRefused',
+        from: this.id,
+        to: from,
+        proposalId,
+        reason: result.reason,
+        leaderId: result.leaderId,
+      });
+    }
+  }
+
+  // ------------------------------------------------------------------ time
+
+  private tick(): void {
+    if (this.stopping) return;
+    this.raft.tick();
+    const nowMs = this.clock.nowMs();
+    if (this.raft.role === 'leader') {
+      for (const command of this.timers.due(nowMs)) {
+        if (!this.raft.propose(encodeEntry({ proposalId: null, command })).ok) break;
+      }
+    }
+    this.proposals.expire(nowMs);
+    this.expireReads(nowMs);
+    this.kick();
+  }
+
+  private expireReads(nowMs: number): void {
+    for (const [context, read] of this.reads) {
+      if (read.deadlineMs > nowMs) continue;
+      this.reads.delete(context);
+      read.reject(new DlmError('DEADLINE_EXCEEDED', `read ${context} was not confirmed in time`));
+    }
+  }
+
+  // ------------------------------------------------------------------ the Ready loop
+
+  private kick(): void {
+    const wake = this.wake;
+    this.wake = null;
+    wake?.();
+  }
+
+  private async runReadyLoop(): Promise<void> {
+    try {
+      while (!this.stopping) {
+        if (!this.raft.hasReady()) {
+          await new Promise<void>((resolve) => {
+            this.wake = resolve;
+          });
+          continue;
+        }
+        await this.handleReady(this.raft.ready());
+      }
+    } catch (error) {
+      // A failed write or a broken invariant: stop rather than serve from a state that
+      // may have diverged.
+      this.failure = error instanceof Error ? error : new Error(String(error));
+      this.stopping = true;
+      if (this.tickTimer !== null) clearInterval(this.tickTimer);
+      this.proposals.failAll(
+        new DlmError('INTERNAL', `${this.id} stopped: ${this.failure.message}`),
+      );
+    }
+  }
+
+  private async handleReady(ready: Ready): Promise<void> {
+    // 1. Persist: one synced write for everything this Ready holds.
+    if (ready.snapshot !== null || ready.entries.length > 0 || ready.hardState !== null) {
+      await this.storage.persist({
+        snapshot: ready.snapshot,
+        entries: ready.entries,
+        hardState: ready.hardState,
+      });
+    }
+    // 2. Send.
+    for (const message of ready.messages) this.transport.send({ kind: 'raft', message });
+    // 3. Apply.
+    if (ready.snapshot !== null) this.restoreStateMachine(ready.snapshot);
+    for (const entry of ready.committedEntries) this.applyEntry(entry);
+    // 4. Reads whose index is known.
+    for (const readState of ready.readStates) {
+      const read = this.reads.get(readState.context);
+      if (read === undefined) continue;
+      this.reads.delete(readState.context);
+      read.resolve(readState.index);
+    }
+    this.raft.advance(ready);
+    this.releaseAppliedWaiters();
+    await this.maybeSnapshot();
+  }
+
+  private applyEntry(entry: Entry): void {
+    if (entry.kind !== 'normal') {
+      this.locks.skipTo(entry.index);
+      this.proposals.applied(entry.index, null, null);
+      return;
+    }
+    const payload = decodeEntry(entry.data);
+    const output = this.locks.apply(entry.index, payload.command);
+    this.timers.applied(entry.index, output.events, this.clock.nowMs());
+    this.proposals.applied(entry.index, payload.proposalId, output.result);
+    this.onApplied?.(entry.index, output);
+  }
+
+  private releaseAppliedWaiters(): void {
+    const applied = this.raft.log.appliedIndex;
+    for (let i = this.appliedWaiters.length - 1; i >= 0; i--) {
+      const waiter = this.appliedWaiters[i];
+      if (waiter === undefined || waiter.index > applied) continue;
+      this.appliedWaiters.splice(i, 1);
+      waiter.resolve();
+    }
+  }
+
+  private restoreStateMachine(snapshot: Snapshot): void {
+    if (snapshot.data.byteLength > 0) this.locks.restore(decodeLockSnapshot(snapshot.data));
+    this.locks.skipTo(snapshot.metadata.index);
+    this.timers.restore(this.locks, this.clock.nowMs());
+  }
+
+  /** Snapshots the applied state once enough entries piled up, keeping a tail of the log. */
+  private async maybeSnapshot(): Promise<void> {
+    const applied = this.raft.log.appliedIndex;
+    const snapshotIndex = this.storage.snapshot().metadata.index;
+    if (applied - snapshotIndex < this.options.snapshotEntriesThreshold) return;
+    if (this.raft.log.pendingSnapshot() !== null) return;
+    await this.storage.createSnapshot(
+      applied,
+      this.raft.config,
+      encodeLockSnapshot(this.locks.snapshot()),
+    );
+    const compactTo = applied - this.options.compactionRetainEntries;
+    if (compactTo > this.storage.firstIndex()) await this.storage.compact(logIndex(compactTo));
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,39 @@
+import type { Message, ProposeRejection } from '../raft/index.ts';
+import type { LogIndex, NodeId, Term } from '../util/ids.ts';
+
+/**
+ * Everything nodes send each other: Raft's own messages, plus the forwarding of client
+ * writes from a follower to the leader. A forwarded write carries a proposal id chosen
+ * by the follower; the follower completes its client's call when it applies the entry
+ * with that id, so the leader keeps no callbacks for other nodes.
+ */
+export type PeerMessage =
+  | { readonly kind: 'raft'; readonly message: Message }
+  | {
+      readonly kind: 'forward';
+      readonly from: NodeId;
+      readonly to: NodeId;
+      readonly proposalId: string;
+      readonly data: Uint8Array;
+    }
+  /** The leader appended the forwarded write at (index, term). */
+  | {
+      readonly kind: 'forwardAccepted';
+      readonly from: NodeId;
+      readonly to: NodeId;
+      readonly proposalId: string;
+      readonly index: LogIndex;
+      readonly term: Term;
+    }
+  | {
+      readonly kind: 'forwardRefused';
+      readonly from: NodeId;
+      readonly to: NodeId;
+      readonly proposalId: string;
+      readonly reason: ProposeRejection;
+      readonly leaderId: NodeId | null;
+    };
+
+export function peerRecipient(message: PeerMessage): NodeId {
+  return message.kind === 'raft' ? message.message.to : message.to;
+}
