@@ -48,6 +48,8 @@ export interface NodeStatus {
   readonly learners: readonly NodeId[];
 }
 
+export type AppliedListener = (index: LogIndex, output: ApplyOutput) => void;
+
 interface PendingRead {
   readonly resolve: (index: LogIndex) => void;
   readonly reject: (error: DlmError) => void;
@@ -80,8 +82,7 @@ export class DlmNode {
   private wake: (() => void) | null = null;
   private stopping = false;
   private failure: Error | null = null;
-  /** Called with the output of every applied lock command, for watchers and metrics. */
-  onApplied: ((index: LogIndex, output: ApplyOutput) => void) | null = null;
+  private readonly appliedListeners = new Set<AppliedListener>();
 
   constructor(
     id: NodeId,
@@ -230,6 +231,15 @@ export class DlmNode {
     return query(this.locks);
   }
 
+  /**
+   * Calls `listener` with the output of every lock command this node applies from now
+   * on, in log order (for Watch, waiting Acquires and metrics). Returns the unsubscribe.
+   */
+  subscribe(listener: AppliedListener): () => void {
+    this.appliedListeners.add(listener);
+    return () => this.appliedListeners.delete(listener);
+  }
+
   private waitApplied(index: LogIndex): Promise<void> {
     if (this.raft.log.appliedIndex >= index) return Promise.resolve();
     return new Promise((resolve) => this.appliedWaiters.push({ index, resolve }));
@@ -376,7 +386,7 @@ export class DlmNode {
     const output = this.locks.apply(entry.index, payload.command);
     this.timers.applied(entry.index, output.events, this.clock.nowMs());
     this.proposals.applied(entry.index, payload.proposalId, output.result);
-    this.onApplied?.(entry.index, output);
+    for (const listener of this.appliedListeners) listener(entry.index, output);
   }
 
   private releaseAppliedWaiters(): void {
