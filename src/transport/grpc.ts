@@ -1,0 +1,216 @@
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { Packr } from 'msgpackr';
+import type { PeerMessage } from '../node/peer-message.ts';
+import { peerRecipient } from '../node/peer-message.ts';
+import type { Transport } from '../node/transport.ts';
+import type { NodeId } from '../util/ids.ts';
+
+/**
+ * Peer traffic over gRPC: one long-lived stream from each node to each peer, carrying
+ * batches of msgpack-encoded messages. Sending never blocks: each peer has a bounded
+ * queue, and when it is full the oldest message is dropped (Raft retransmits what
+ * matters). A broken stream is reopened with exponential backoff and jitter.
+ */
+export interface GrpcTransportOptions {
+  readonly id: NodeId;
+  /** host:port to listen on; port 0 picks a free one. */
+  readonly listenAddress: string;
+  readonly peers: ReadonlyMap<NodeId, string>;
+  readonly queueMessagesMax: number;
+  readonly batchMessagesMax: number;
+  readonly reconnectDelayMsMin: number;
+  readonly reconnectDelayMsMax: number;
+  readonly credentials?: {
+    readonly server: grpc.ServerCredentials;
+    readonly client: grpc.ChannelCredentials;
+  };
+  readonly onDrop?: (peer: NodeId, reason: string) => void;
+}
+
+interface WirePeerMessage {
+  readonly from: string;
+  readonly to: string;
+  readonly payload: Uint8Array;
+}
+
+type RaftClient = grpc.Client & {
+  Stream(): grpc.ClientDuplexStream<WirePeerMessage, WirePeerMessage>;
+};
+
+// Pinned options: both ends of a stream must agree on the encoding.
+const packr = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
+
+const PROTO_PATH = fileURLToPath(new URL('../../proto/raft.proto', import.meta.url));
+
+function loadRaftService(): {
+  service: grpc.ServiceDefinition;
+  Client: grpc.ServiceClientConstructor;
+} {
+  const definition = protoLoader.loadSync(PROTO_PATH, {
+    keepCase: true,
+    longs: String,
+    defaults: true,
+  });
+  const loaded = grpc.loadPackageDefinition(definition) as unknown as {
+    dlm: { raft: { v1: { Raft: grpc.ServiceClientConstructor } } };
+  };
+  const Client = loaded.dlm.raft.v1.Raft;
+  return { service: Client.service, Client };
+}
+
+export class GrpcTransport implements Transport {
+  readonly id: NodeId;
+  private handler: ((message: PeerMessage) => void) | null = null;
+  private readonly links = new Map<NodeId, PeerLink>();
+  private readonly inbound = new Set<grpc.ServerDuplexStream<WirePeerMessage, WirePeerMessage>>();
+  private closed = false;
+
+  private constructor(
+    private readonly options: GrpcTransportOptions,
+    private readonly server: grpc.Server,
+    readonly port: number,
+    Client: grpc.ServiceClientConstructor,
+  ) {
+    this.id = options.id;
+    const credentials = options.credentials?.client ?? grpc.credentials.createInsecure();
+    for (const [peer, address] of options.peers) {
+      if (peer === options.id) continue;
+      const client = new Client(address, credentials) as unknown as RaftClient;
+      this.links.set(peer, new PeerLink(peer, client, options));
+    }
+  }
+
+  static async start(options: GrpcTransportOptions): Promise<GrpcTransport> {
+    const { service, Client } = loadRaftService();
+    const server = new grpc.Server();
+    let transport: GrpcTransport | null = null;
+    server.addService(service, {
+      Stream: (call: grpc.ServerDuplexStream<WirePeerMessage, WirePeerMessage>) =>
+        transport?.accept(call),
+    });
+    const credentials = options.credentials?.server ?? grpc.ServerCredentials.createInsecure();
+    const port = await new Promise<number>((resolve, reject) => {
+      server.bindAsync(options.listenAddress, credentials, (error, bound) =>
+        error ? reject(error) : resolve(bound),
+      );
+    });
+    transport = new GrpcTransport(options, server, port, Client);
+    return transport;
+  }
+
+  send(message: PeerMessage): void {
+    if (this.closed) return;
+    const link = this.links.get(peerRecipient(message));
+    if (link === undefined) {
+      this.options.onDrop?.(peerRecipient(message), 'unknown peer');
+      return;
+    }
+    link.enqueue(message);
+  }
+
+  onMessage(handler: (message: PeerMessage) => void): void {
+    this.handler = handler;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const link of this.links.values()) link.close();
+    for (const call of this.inbound) call.end();
+    await new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
+  }
+
+  private accept(call: grpc.ServerDuplexStream<WirePeerMessage, WirePeerMessage>): void {
+    this.inbound.add(call);
+    call.on('data', (wire: WirePeerMessage) => this.deliver(wire));
+    call.on('end', () => {
+      this.inbound.delete(call);
+      call.end();
+    });
+    call.on('error', () => this.inbound.delete(call));
+  }
+
+  private deliver(wire: WirePeerMessage): void {
+    if (this.closed || wire.to !== this.id) return;
+    const batch = packr.unpack(wire.payload) as PeerMessage[];
+    for (const message of batch) this.handler?.(message);
+  }
+}
+
+/** The outbound side towards one peer: a bounded queue and one stream. */
+class PeerLink {
+  private readonly queue: PeerMessage[] = [];
+  private stream: grpc.ClientDuplexStream<WirePeerMessage, WirePeerMessage> | null = null;
+  private reconnectDelayMs: number;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private writable = true;
+  private closed = false;
+  private openedAtMs = 0;
+
+  constructor(
+    private readonly peer: NodeId,
+    private readonly client: RaftClient,
+    private readonly options: GrpcTransportOptions,
+  ) {
+    this.reconnectDelayMs = options.reconnectDelayMsMin;
+  }
+
+  enqueue(message: PeerMessage): void {
+    if (this.queue.length >= this.options.queueMessagesMax) {
+      this.queue.shift();
+      this.options.onDrop?.(this.peer, 'queue full');
+    }
+    this.queue.push(message);
+    this.flush();
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.reconnectTimer !== null) clearTimeout(this.reconnectTimer);
+    this.stream?.end();
+    this.client.close();
+  }
+
+  private flush(): void {
+    if (this.closed || this.reconnectTimer !== null) return;
+    const stream = this.stream ?? this.open();
+    while (this.writable && this.queue.length > 0) {
+      const batch = this.queue.splice(0, this.options.batchMessagesMax);
+      const payload = packr.pack(batch);
+      this.writable = stream.write({ from: this.options.id, to: this.peer, payload });
+    }
+  }
+
+  private open(): grpc.ClientDuplexStream<WirePeerMessage, WirePeerMessage> {
+    const stream = this.client.Stream();
+    this.stream = stream;
+    this.writable = true;
+    stream.on('drain', () => {
+      this.writable = true;
+      this.flush();
+    });
+    // The peer never answers on this stream; reading keeps grpc-js flow control happy.
+    stream.on('data', () => {});
+    stream.on('error', () => this.broken(stream));
+    stream.on('end', () => this.broken(stream));
+    this.openedAtMs = performance.now();
+    return stream;
+  }
+
+  /** Drops the stream and schedules a reconnect, doubling the delay each time (full jitter). */
+  private broken(stream: grpc.ClientDuplexStream<WirePeerMessage, WirePeerMessage>): void {
+    if (this.stream !== stream || this.closed) return;
+    this.stream = null;
+    // A stream that lived a while was healthy: start the backoff over.
+    if (performance.now() - this.openedAtMs > this.options.reconnectDelayMsMax) {
+      this.reconnectDelayMs = this.options.reconnectDelayMsMin;
+    }
+    const delayMs = Math.random() * this.reconnectDelayMs;
+    this.reconnectDelayMs = Math.min(this.reconnectDelayMs * 2, this.options.reconnectDelayMsMax);
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      this.flush();
+    }, delayMs);
+  }
+}
