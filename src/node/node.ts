@@ -6,9 +6,9 @@ import {
   LockTimers,
 } from '../lock/index.ts';
 import { type Entry, Raft, type RaftOptions, type Ready, type Snapshot } from '../raft/index.ts';
+import type { WritableStorage } from '../storage/index.ts';
 import { type LogIndex, logIndex, type NodeId } from '../util/ids.ts';
 import { Prng } from '../util/prng.ts';
-import type { DurableStorage } from './durable-storage.ts';
 import { decodeEntry, decodeLockSnapshot, encodeEntry, encodeLockSnapshot } from './entry-codec.ts';
 import { DlmError, unavailable } from './errors.ts';
 import type { PeerMessage } from './peer-message.ts';
@@ -86,7 +86,7 @@ export class DlmNode {
 
   constructor(
     id: NodeId,
-    private readonly storage: DurableStorage,
+    private readonly storage: WritableStorage,
     private readonly transport: Transport,
     private readonly options: NodeRuntimeOptions,
     private readonly clock: Clock = MONOTONIC_CLOCK,
@@ -353,11 +353,7 @@ export class DlmNode {
   private async handleReady(ready: Ready): Promise<void> {
     // 1. Persist: one synced write for everything this Ready holds.
     if (ready.snapshot !== null || ready.entries.length > 0 || ready.hardState !== null) {
-      await this.storage.persist({
-        snapshot: ready.snapshot,
-        entries: ready.entries,
-        hardState: ready.hardState,
-      });
+      await this.storage.persist(ready);
     }
     // 2. Send.
     for (const message of ready.messages) this.transport.send({ kind: 'raft', message });

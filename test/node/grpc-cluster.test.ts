@@ -1,8 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { MemoryDurableStorage } from '../../src/node/durable-storage.ts';
 import { DlmError } from '../../src/node/errors.ts';
 import { DlmNode, type NodeRuntimeOptions } from '../../src/node/node.ts';
-import { MemoryStorage } from '../../src/raft/index.ts';
+import { MemoryWritableStorage } from '../../src/storage/index.ts';
 import { GrpcTransport } from '../../src/transport/grpc.ts';
 import { type NodeId, nodeId } from '../../src/util/ids.ts';
 
@@ -44,9 +43,7 @@ async function startCluster(): Promise<DlmNode[]> {
     ),
   );
   return ids.map((id, i) => {
-    const storage = new MemoryDurableStorage(
-      MemoryStorage.bootstrap({ voters: ids, learners: [] }),
-    );
+    const storage = MemoryWritableStorage.bootstrap({ voters: ids, learners: [] });
     const transport = transports[i];
     if (transport === undefined) throw new Error('transport missing');
     const node = new DlmNode(id, storage, transport, OPTIONS, undefined, i + 1);

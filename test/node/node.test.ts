@@ -1,9 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { LockCommand, LockResult } from '../../src/lock/index.ts';
-import { MemoryDurableStorage } from '../../src/node/durable-storage.ts';
 import { DlmError } from '../../src/node/errors.ts';
 import { DlmNode, type NodeRuntimeOptions } from '../../src/node/node.ts';
-import { MemoryStorage } from '../../src/raft/index.ts';
+import { MemoryWritableStorage } from '../../src/storage/index.ts';
 import { MemoryNetwork } from '../../src/transport/memory.ts';
 import { type FencingToken, type NodeId, nodeId, type SessionId } from '../../src/util/ids.ts';
 
@@ -27,16 +26,13 @@ const ids = [nodeId('n1'), nodeId('n2'), nodeId('n3')];
 
 class TestCluster {
   readonly network = new MemoryNetwork();
-  readonly storages = new Map<NodeId, MemoryDurableStorage>();
+  readonly storages = new Map<NodeId, MemoryWritableStorage>();
   readonly nodes = new Map<NodeId, DlmNode>();
   private requests = 0;
 
   constructor() {
     for (const [position, id] of ids.entries()) {
-      this.storages.set(
-        id,
-        new MemoryDurableStorage(MemoryStorage.bootstrap({ voters: ids, learners: [] })),
-      );
+      this.storages.set(id, MemoryWritableStorage.bootstrap({ voters: ids, learners: [] }));
       this.start(id, position + 1);
     }
   }

@@ -1,0 +1,15 @@
+export { type AddressResult, type HostPort, parseAddress } from './address.ts';
+export { ConfigError } from './errors.ts';
+export { CONFIG_FILE_BYTES_MAX, loadClusterConfig } from './load.ts';
+export { NODE_ID_PATTERN, NODES_MAX } from './nodes.ts';
+export { findNode, nodeDataDir, parseClusterConfig } from './parse.ts';
+export { TIMER_MS_MAX } from './sections.ts';
+export {
+  type ClusterConfigInput,
+  type ClusterFileConfig,
+  DEFAULT_RUNTIME_CONFIG,
+  DEFAULT_TICK_INTERVAL_MS,
+  type NodeConfig,
+  type RaftConfig,
+  type RuntimeConfig,
+} from './types.ts';

@@ -1,0 +1,67 @@
+import { join, resolve } from 'node:path';
+import { ConfigError } from './errors.ts';
+import {
+  describeValue,
+  ownField,
+  Problems,
+  ROOT_PATH,
+  readObject,
+  readString,
+  rejectUnknownFields,
+} from './fields.ts';
+import { readNodes } from './nodes.ts';
+import {
+  fieldHomes,
+  readLockSection,
+  readRaftSection,
+  readRuntimeSection,
+  SECTION_NAMES,
+} from './sections.ts';
+import type { ClusterFileConfig, NodeConfig } from './types.ts';
+
+const TOP_FIELDS: readonly string[] = ['nodes', 'dataDir', ...SECTION_NAMES];
+
+/**
+ * Validates a parsed cluster.config.json and fills in every default. Throws one
+ * ConfigError listing every problem found. A relative `dataDir` is resolved against
+ * `baseDir`, the folder of the config file, so the cluster finds its data whatever
+ * directory it is started from.
+ */
+export function parseClusterConfig(json: unknown, baseDir: string): ClusterFileConfig {
+  const problems = new Problems();
+  const root = readObject(problems, ROOT_PATH, json);
+  if (root === undefined) throw new ConfigError(problems.list);
+  rejectUnknownFields(problems, '', root, TOP_FIELDS, fieldHomes());
+  const config: ClusterFileConfig = {
+    nodes: Object.freeze(readNodes(problems, ownField(root, 'nodes'))),
+    dataDir: readDataDir(problems, ownField(root, 'dataDir'), baseDir),
+    raft: readRaftSection(problems, ownField(root, 'raft')),
+    lock: readLockSection(problems, ownField(root, 'lock')),
+    runtime: readRuntimeSection(problems, ownField(root, 'runtime')),
+  };
+  if (problems.list.length > 0) throw new ConfigError(problems.list);
+  return Object.freeze(config);
+}
+
+function readDataDir(problems: Problems, value: unknown, baseDir: string): string {
+  const text = readString(problems, 'dataDir', value);
+  // The file system rejects NUL, and an empty path would quietly mean the config's folder.
+  if (text === '' || text?.includes('\0')) {
+    problems.add('dataDir', `expected a non-empty path, got ${describeValue(text)}`);
+    return '';
+  }
+  return text === undefined ? '' : resolve(baseDir, text);
+}
+
+/** The node with this id; an unknown id (a typo in `--node`) is a ConfigError. */
+export function findNode(config: ClusterFileConfig, id: string): NodeConfig {
+  const node = config.nodes.find((candidate) => candidate.id === id);
+  if (node !== undefined) return node;
+  const ids = config.nodes.map((candidate) => candidate.id).join(', ');
+  throw new ConfigError([`nodes: no node has id ${describeValue(id)} (ids: ${ids})`]);
+}
+
+/** Each node keeps its data in its own folder, so several nodes can share one dataDir. */
+export function nodeDataDir(config: ClusterFileConfig, id: string): string {
+  return join(config.dataDir, findNode(config, id).id);
+}

@@ -1,0 +1,83 @@
+import type { LockLimits } from '../lock/limits.ts';
+import type { RaftOptions } from '../raft/options.ts';
+
+/** One member of the cluster. Every address is "host:port"; IPv6 hosts go in brackets. */
+export interface NodeConfig {
+  /** Also the name of the node's data directory, so it is restricted to safe characters. */
+  readonly id: string;
+  /** Where the other nodes reach this one for Raft traffic. */
+  readonly peerAddress: string;
+  /** Where clients reach the public gRPC API. */
+  readonly clientAddress: string;
+  /** Where Prometheus scrapes /metrics. */
+  readonly metricsAddress: string;
+}
+
+/** The core counts time in ticks; the runtime decides how long a tick is. */
+export interface RaftConfig extends RaftOptions {
+  readonly tickIntervalMs: number;
+}
+
+/** What the node runtime (src/node, src/transport, src/api) needs beyond the pure cores. */
+export interface RuntimeConfig {
+  /** Snapshot and compact once this many entries were applied since the last snapshot. */
+  readonly snapshotEntriesThreshold: number;
+  /** Entries kept behind a snapshot, so a follower that is a little behind catches up from the log instead of a whole snapshot. */
+  readonly compactionRetainEntries: number;
+  /** Client proposals (local or forwarded) waiting to apply on this node. Past it: RESOURCE_EXHAUSTED. */
+  readonly pendingProposalsMax: number;
+  /** A proposal not applied within this fails UNAVAILABLE; the client retries with the same request_id. */
+  readonly proposalTimeoutMs: number;
+  /** A linearizable read waits at most this long for the leader to confirm its leadership. */
+  readonly readTimeoutMs: number;
+  /** Client calls one node serves at once, waiting Acquires and Watch streams included. */
+  readonly clientCallsInFlightMax: number;
+  /** Events buffered for one Watch stream; a watcher that falls further behind is cancelled. */
+  readonly watchEventsBufferedMax: number;
+  /** Messages queued for one peer. Past it new messages are dropped, which Raft tolerates. */
+  readonly peerQueueMessagesMax: number;
+  /** Reconnecting to a peer backs off from this delay … */
+  readonly peerReconnectDelayMsMin: number;
+  /** … up to this one. */
+  readonly peerReconnectDelayMsMax: number;
+  /** On SIGTERM a leader hands its leadership over, waiting at most this long … */
+  readonly leadershipTransferTimeoutMs: number;
+  /** … then calls in flight get this long to finish before the process exits. */
+  readonly shutdownDrainMs: number;
+}
+
+/** A validated cluster config: frozen, every default filled in, `dataDir` absolute. */
+export interface ClusterFileConfig {
+  readonly nodes: readonly NodeConfig[];
+  readonly dataDir: string;
+  readonly raft: RaftConfig;
+  readonly lock: LockLimits;
+  readonly runtime: RuntimeConfig;
+}
+
+/** The file as written: only `nodes` and `dataDir` are required. */
+export interface ClusterConfigInput {
+  readonly nodes: readonly NodeConfig[];
+  readonly dataDir: string;
+  readonly raft?: Partial<RaftConfig>;
+  readonly lock?: Partial<LockLimits>;
+  readonly runtime?: Partial<RuntimeConfig>;
+}
+
+/** etcd's default heartbeat; with the core's default ticks: 1 s election timeout, 100 ms heartbeat. */
+export const DEFAULT_TICK_INTERVAL_MS = 100;
+
+export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
+  snapshotEntriesThreshold: 10_000,
+  compactionRetainEntries: 1_000,
+  pendingProposalsMax: 4_096,
+  proposalTimeoutMs: 5_000,
+  readTimeoutMs: 5_000,
+  clientCallsInFlightMax: 10_000,
+  watchEventsBufferedMax: 1_024,
+  peerQueueMessagesMax: 1_024,
+  peerReconnectDelayMsMin: 50,
+  peerReconnectDelayMsMax: 2_000,
+  leadershipTransferTimeoutMs: 2_000,
+  shutdownDrainMs: 5_000,
+};

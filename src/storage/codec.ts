@@ -1,0 +1,234 @@
+import { Packr } from 'msgpackr';
+import type { ClusterConfig, ConfigChange, Entry, HardState, Snapshot } from '../raft/types.ts';
+import { assertNever } from '../util/assert.ts';
+import { type LogIndex, logIndex, type NodeId, nodeId, type Term, term } from '../util/ids.ts';
+import { crc32c } from './crc32.ts';
+import { CorruptValueError } from './errors.ts';
+
+/**
+ * Stored values: a 4-byte big-endian CRC-32C, then a format version byte, then one
+ * MessagePack array. The checksum covers everything after itself, so a flipped bit in
+ * the version or the payload is caught before anything is decoded.
+ *
+ * Records are positional arrays, not objects: the layout is pinned here rather than in
+ * property names, and it is small (an entry header is a few bytes).
+ *
+ *   entry       [index, term, 0]                                noop
+ *               [index, term, 1, data]                          normal
+ *               [index, term, 2, changeTag, nodeId]             config
+ *   hard state  [term, votedFor | null, commitIndex]
+ *   snapshot    [index, term, voters, learners, data]
+ *   compaction  [index, term]
+ */
+export const FORMAT_VERSION = 1;
+const CHECKSUM_BYTES = 4;
+const HEADER_BYTES = CHECKSUM_BYTES + 1;
+
+/**
+ * Every option that changes the bytes is pinned, so a msgpackr upgrade that flips a
+ * default cannot silently change what is written or how old values decode.
+ */
+const packr = new Packr({
+  useRecords: false, // plain MessagePack: no record extension, no shared structures
+  structuredClone: false,
+  moreTypes: false, // typed arrays are written as plain `bin`
+  bundleStrings: false,
+  sequential: false,
+  variableMapSize: false,
+  useFloat32: 0, // FLOAT32_OPTIONS.NEVER; a const enum, not importable with isolatedModules
+  useTimestamp32: false,
+  encodeUndefinedAsNil: false,
+  largeBigIntToFloat: false,
+  mapsAsObjects: true,
+  // Safe integers above 2^32 are written as float64 (exact); a uint64 written by any other
+  // encoder still decodes to a number, which the shape checks then bound.
+  int64AsType: 'number',
+  // Binary fields are copied out by `bytes()` below, so decoding may return views.
+  copyBuffers: false,
+});
+
+const ENTRY_KIND_TAG = { noop: 0, normal: 1, config: 2 } as const;
+const CHANGE_TYPE_TAG = { addLearner: 0, promoteLearner: 1, removeNode: 2 } as const;
+
+// ------------------------------------------------------------------ framing
+
+function frame(record: readonly unknown[]): Uint8Array {
+  const payload = packr.pack(record);
+  const value = new Uint8Array(HEADER_BYTES + payload.byteLength);
+  value[CHECKSUM_BYTES] = FORMAT_VERSION;
+  value.set(payload, HEADER_BYTES);
+  const checksum = crc32c(value.subarray(CHECKSUM_BYTES));
+  new DataView(value.buffer).setUint32(0, checksum);
+  return value;
+}
+
+/** Verifies the checksum and version, then decodes the payload. */
+function unframe(value: Uint8Array): unknown {
+  if (value.byteLength <= HEADER_BYTES) {
+    throw new CorruptValueError(`value too short (${value.byteLength} bytes)`);
+  }
+  const stored = new DataView(value.buffer, value.byteOffset, value.byteLength).getUint32(0);
+  const computed = crc32c(value.subarray(CHECKSUM_BYTES));
+  if (stored !== computed) {
+    throw new CorruptValueError(
+      `checksum mismatch (stored ${hex(stored)}, computed ${hex(computed)})`,
+    );
+  }
+  const version = value[CHECKSUM_BYTES];
+  if (version !== FORMAT_VERSION) {
+    throw new CorruptValueError(`unknown format version ${version} (expected ${FORMAT_VERSION})`);
+  }
+  try {
+    return packr.unpack(value.subarray(HEADER_BYTES));
+  } catch (error) {
+    throw new CorruptValueError(`undecodable payload: ${(error as Error).message}`);
+  }
+}
+
+function hex(checksum: number): string {
+  return `0x${checksum.toString(16).padStart(8, '0')}`;
+}
+
+// ------------------------------------------------------------------ shape checks
+
+function tuple(value: unknown, what: string, length: number): readonly unknown[] {
+  if (!Array.isArray(value) || value.length !== length) {
+    throw new CorruptValueError(`${what} is not an array of ${length}`);
+  }
+  return value;
+}
+
+function uint(value: unknown, what: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new CorruptValueError(`${what} is not a safe integer >= 0: ${String(value)}`);
+  }
+  return value;
+}
+
+const indexOf = (value: unknown, what: string): LogIndex => logIndex(uint(value, what));
+const termOf = (value: unknown, what: string): Term => term(uint(value, what));
+
+function nodeIdOf(value: unknown, what: string): NodeId {
+  if (typeof value !== 'string' || value.length === 0) {
+    throw new CorruptValueError(`${what} is not a node id`);
+  }
+  return nodeId(value);
+}
+
+/** A fresh plain Uint8Array: msgpackr decodes `bin` as a Buffer view of the stored value. */
+function bytes(value: unknown, what: string): Uint8Array {
+  if (!(value instanceof Uint8Array)) throw new CorruptValueError(`${what} is not binary`);
+  return new Uint8Array(value);
+}
+
+function nodeIds(value: unknown, what: string): NodeId[] {
+  if (!Array.isArray(value)) throw new CorruptValueError(`${what} is not an array`);
+  return value.map((id, position) => nodeIdOf(id, `${what}[${position}]`));
+}
+
+// ------------------------------------------------------------------ entries
+
+export function encodeEntry(entry: Entry): Uint8Array {
+  const head = [entry.index, entry.term, ENTRY_KIND_TAG[entry.kind]] as const;
+  switch (entry.kind) {
+    case 'noop':
+      return frame(head);
+    case 'normal':
+      return frame([...head, entry.data]);
+    case 'config':
+      return frame([...head, CHANGE_TYPE_TAG[entry.change.type], entry.change.nodeId]);
+    default:
+      return assertNever(entry, 'entry kind');
+  }
+}
+
+export function decodeEntry(value: Uint8Array): Entry {
+  const record = unframe(value);
+  if (!Array.isArray(record) || record.length < 3) {
+    throw new CorruptValueError('entry is not an array of at least 3');
+  }
+  const index = indexOf(record[0], 'entry index');
+  const entryTerm = termOf(record[1], 'entry term');
+  switch (record[2]) {
+    case ENTRY_KIND_TAG.noop:
+      tuple(record, 'noop entry', 3);
+      return { kind: 'noop', index, term: entryTerm };
+    case ENTRY_KIND_TAG.normal:
+      tuple(record, 'normal entry', 4);
+      return { kind: 'normal', index, term: entryTerm, data: bytes(record[3], 'entry data') };
+    case ENTRY_KIND_TAG.config:
+      tuple(record, 'config entry', 5);
+      return { kind: 'config', index, term: entryTerm, change: decodeChange(record[3], record[4]) };
+    default:
+      throw new CorruptValueError(`unknown entry kind tag ${String(record[2])}`);
+  }
+}
+
+function decodeChange(tag: unknown, id: unknown): ConfigChange {
+  const changeNodeId = nodeIdOf(id, 'config change node id');
+  switch (tag) {
+    case CHANGE_TYPE_TAG.addLearner:
+      return { type: 'addLearner', nodeId: changeNodeId };
+    case CHANGE_TYPE_TAG.promoteLearner:
+      return { type: 'promoteLearner', nodeId: changeNodeId };
+    case CHANGE_TYPE_TAG.removeNode:
+      return { type: 'removeNode', nodeId: changeNodeId };
+    default:
+      throw new CorruptValueError(`unknown config change tag ${String(tag)}`);
+  }
+}
+
+// ------------------------------------------------------------------ hard state
+
+export function encodeHardState(hardState: HardState): Uint8Array {
+  return frame([hardState.term, hardState.votedFor, hardState.commitIndex]);
+}
+
+export function decodeHardState(value: Uint8Array): HardState {
+  const [hsTerm, votedFor, commitIndex] = tuple(unframe(value), 'hard state', 3);
+  return {
+    term: termOf(hsTerm, 'hard state term'),
+    votedFor: votedFor === null ? null : nodeIdOf(votedFor, 'hard state votedFor'),
+    commitIndex: indexOf(commitIndex, 'hard state commitIndex'),
+  };
+}
+
+// ------------------------------------------------------------------ snapshot
+
+export function encodeSnapshot(snapshot: Snapshot): Uint8Array {
+  const { index, term: snapshotTerm, config } = snapshot.metadata;
+  return frame([index, snapshotTerm, config.voters, config.learners, snapshot.data]);
+}
+
+export function decodeSnapshot(value: Uint8Array): Snapshot {
+  const [index, snapshotTerm, voters, learners, data] = tuple(unframe(value), 'snapshot', 5);
+  const config: ClusterConfig = {
+    voters: nodeIds(voters, 'snapshot voters'),
+    learners: nodeIds(learners, 'snapshot learners'),
+  };
+  return {
+    metadata: {
+      index: indexOf(index, 'snapshot index'),
+      term: termOf(snapshotTerm, 'snapshot term'),
+      config,
+    },
+    data: bytes(data, 'snapshot data'),
+  };
+}
+
+// ------------------------------------------------------------------ compaction point
+
+/** The last compacted position: entries up to `index` are gone, but `term` is still known. */
+export interface CompactionPoint {
+  readonly index: LogIndex;
+  readonly term: Term;
+}
+
+export function encodeCompactionPoint(point: CompactionPoint): Uint8Array {
+  return frame([point.index, point.term]);
+}
+
+export function decodeCompactionPoint(value: Uint8Array): CompactionPoint {
+  const [index, pointTerm] = tuple(unframe(value), 'compaction point', 2);
+  return { index: indexOf(index, 'compaction index'), term: termOf(pointTerm, 'compaction term') };
+}

@@ -1,0 +1,242 @@
+import { Level } from 'level';
+import type { MemoryStorage } from '../raft/storage.ts';
+import type { ClusterConfig, Entry, Snapshot } from '../raft/types.ts';
+import { assert } from '../util/assert.ts';
+import { type LogIndex, logIndex } from '../util/ids.ts';
+import {
+  type BatchOp,
+  type Bytes,
+  type Db,
+  delEntry,
+  openSublevels,
+  putCompactionPoint,
+  putEntry,
+  putHardState,
+  putSnapshot,
+  type Sublevels,
+} from './level-layout.ts';
+import { type Bootstrap, loadMirror } from './level-load.ts';
+import { MirroredReads } from './mirrored-reads.ts';
+import type { PersistBatch, WritableStorage } from './writable-storage.ts';
+
+export interface LevelStorageOptions {
+  /**
+   * How to start an EMPTY database: as a founding member with this config, or as a node
+   * joining an existing cluster. A database that already holds state ignores it and
+   * keeps what is stored: membership changes through the log, so the stored config is
+   * newer than any config file, and refusing a mismatch would stop every node that
+   * has seen a membership change. Without it, an empty or missing database is an error,
+   * so a mistyped path does not silently start a blank node.
+   */
+  readonly bootstrap?: Bootstrap;
+}
+
+/**
+ * Raft storage on LevelDB (classic-level).
+ *
+ * The core reads storage synchronously, so everything it can read (the log after the
+ * compaction point, the hard state, the latest snapshot) is kept in memory, in a
+ * MemoryStorage "mirror" that `open` loads and verifies. Reads never touch the disk.
+ *
+ * Crash semantics. Every write is ONE `db.batch(ops, { sync: true })`. A LevelDB batch
+ * is atomic (it is one record in LevelDB's write-ahead log), and `sync: true` makes
+ * the promise resolve only after an fsync. So after a crash the database holds either
+ * all of a write or none of it. The mirror is updated only after the write resolves:
+ * the core never reads state that a crash could take back. A write that fails leaves
+ * the disk in an unknown state (the batch may be logged but not synced), so the store
+ * refuses every later write; the node must stop, and a restart reloads what is durable.
+ */
+export class LevelStorage extends MirroredReads implements WritableStorage {
+  private writeInFlight = false;
+  private failure: unknown = null;
+  private closed = false;
+
+  private constructor(
+    /** The database directory, as given to `open`; named in every corruption error. */
+    readonly path: string,
+    private readonly db: Db,
+    private readonly sublevels: Sublevels,
+    mirror: MemoryStorage,
+  ) {
+    super(mirror);
+  }
+
+  /**
+   * Opens (or, with `bootstrap`, creates) the database at `path`, reads every record and
+   * verifies its checksum. Rejects with StorageCorruptionError naming the path, the
+   * sublevel and the key of the first bad record.
+   */
+  static async open(path: string, options: LevelStorageOptions = {}): Promise<LevelStorage> {
+    const db: Db = new Level<Bytes, Bytes>(path, { keyEncoding: 'view', valueEncoding: 'view' });
+    await openOrExplain(db, path, options.bootstrap !== undefined);
+    try {
+      const sublevels = openSublevels(db);
+      const mirror = await loadMirror(path, db, sublevels, options.bootstrap);
+      return new LevelStorage(path, db, sublevels, mirror);
+    } catch (error) {
+      await db.close();
+      throw error;
+    }
+  }
+
+  /**
+   * Persists a Ready: the snapshot (replacing the whole log), then the entries (replacing
+   * any suffix they conflict with), then the hard state, in one synced batch.
+   */
+  async persist(batch: PersistBatch): Promise<void> {
+    this.assertWritable();
+    const { snapshot = null, entries = [], hardState = null } = batch;
+    const ops = [
+      ...this.snapshotOps(snapshot),
+      ...this.entryOps(snapshot, entries),
+      ...(hardState === null ? [] : [putHardState(this.sublevels, hardState)]),
+    ];
+    if (ops.length === 0) return;
+    await this.write(ops);
+    if (snapshot !== null) this.mirror.applySnapshot(snapshot);
+    this.mirror.append(entries);
+    if (hardState !== null) this.mirror.setHardState(hardState);
+  }
+
+  async createSnapshot(
+    index: LogIndex,
+    config: ClusterConfig,
+    data: Uint8Array,
+  ): Promise<Snapshot> {
+    this.assertWritable();
+    const current = this.mirror.snapshot().metadata.index;
+    assert(index >= current, `snapshot at ${index} goes backwards from ${current}`);
+    const snapshotTerm = this.mirror.term(index);
+    assert(snapshotTerm !== undefined, `no term known at snapshot index ${index}`);
+    const snapshot: Snapshot = { metadata: { index, term: snapshotTerm, config }, data };
+    await this.write([putSnapshot(this.sublevels, snapshot)]);
+    return this.mirror.createSnapshot(index, config, data);
+  }
+
+  async compact(index: LogIndex): Promise<void> {
+    this.assertWritable();
+    const compactedIndex = this.compactedIndex();
+    if (index <= compactedIndex) return;
+    const snapshotIndex = this.mirror.snapshot().metadata.index;
+    assert(index <= snapshotIndex, `compact(${index}) is past the snapshot at ${snapshotIndex}`);
+    const compactedTerm = this.mirror.term(index);
+    assert(compactedTerm !== undefined, `no term at compaction index ${index}`);
+    const ops = [
+      ...indexesBetween(compactedIndex + 1, index).map((i) => delEntry(this.sublevels, i)),
+      putCompactionPoint(this.sublevels, { index, term: compactedTerm }),
+    ];
+    await this.write(ops);
+    this.mirror.compact(index);
+  }
+
+  async close(): Promise<void> {
+    assert(!this.writeInFlight, 'close() while a write is in flight');
+    if (this.closed) return;
+    this.closed = true;
+    await this.db.close();
+  }
+
+  // ---------------------------------------------------------------- planning
+
+  /** A snapshot replaces the log: store it, move the compaction point to it. */
+  private snapshotOps(snapshot: Snapshot | null): BatchOp[] {
+    if (snapshot === null) return [];
+    const { index, term } = snapshot.metadata;
+    const current = this.mirror.snapshot().metadata.index;
+    assert(index >= current, `snapshot ${index} is older than ${current}`);
+    return [
+      putSnapshot(this.sublevels, snapshot),
+      putCompactionPoint(this.sublevels, { index, term }),
+    ];
+  }
+
+  /**
+   * Puts the new entries and deletes every stored log key that is no longer part of the
+   * log: below the new first index (a snapshot replaced the log) or past the new last
+   * index (a conflicting suffix longer than the entries that replace it). Checked in
+   * full before anything is written, so a bad append never reaches the disk.
+   */
+  private entryOps(snapshot: Snapshot | null, entries: readonly Entry[]): BatchOp[] {
+    const oldFirst = this.mirror.firstIndex();
+    const oldLast = this.mirror.lastIndex();
+    const compactedIndex = snapshot === null ? this.compactedIndex() : snapshot.metadata.index;
+    const lastBefore = snapshot === null ? oldLast : snapshot.metadata.index;
+    assertAppendable(entries, compactedIndex, lastBefore);
+    const newFirst = compactedIndex + 1;
+    const newLast = entries.at(-1)?.index ?? lastBefore;
+    const stale = [
+      ...indexesBetween(oldFirst, Math.min(oldLast, newFirst - 1)),
+      ...indexesBetween(Math.max(oldFirst, newLast + 1), oldLast),
+    ];
+    return [
+      ...stale.map((index) => delEntry(this.sublevels, index)),
+      ...entries.map((entry) => putEntry(this.sublevels, entry)),
+    ];
+  }
+
+  private compactedIndex(): LogIndex {
+    return logIndex(this.mirror.firstIndex() - 1);
+  }
+
+  // ---------------------------------------------------------------- writing
+
+  private assertWritable(): void {
+    // Overlapping writes would each plan against a mirror the other is about to change.
+    assert(!this.writeInFlight, 'LevelStorage writes must not overlap');
+    assert(!this.closed, `write to closed storage ${this.path}`);
+    if (this.failure !== null) {
+      throw new Error(`storage ${this.path}: refusing to write after a failed write`, {
+        cause: this.failure,
+      });
+    }
+  }
+
+  /** The one place that writes: one atomic batch, fsynced before it resolves. */
+  private async write(ops: BatchOp[]): Promise<void> {
+    this.writeInFlight = true;
+    try {
+      await this.db.batch(ops, { sync: true });
+    } catch (error) {
+      this.failure = error;
+      throw error;
+    } finally {
+      this.writeInFlight = false;
+    }
+  }
+}
+
+/**
+ * Opens LevelDB, naming the path and LevelDB's own reason on failure: its error says
+ * only "Database failed to open", while the cause says "does not exist" or that the
+ * LOCK is held (another node process is using this directory).
+ */
+async function openOrExplain(db: Db, path: string, createIfMissing: boolean): Promise<void> {
+  try {
+    await db.open({ createIfMissing });
+  } catch (error) {
+    const reason = error instanceof Error && error.cause instanceof Error ? error.cause : error;
+    throw new Error(`storage: cannot open ${path}: ${(reason as Error).message}`, { cause: error });
+  }
+}
+
+/** Entries must be contiguous, start after the compacted index and leave no gap. */
+function assertAppendable(
+  entries: readonly Entry[],
+  compactedIndex: number,
+  lastIndex: number,
+): void {
+  const first = entries[0];
+  if (first === undefined) return;
+  assert(first.index > compactedIndex, `append at ${first.index} overwrites compacted log`);
+  assert(first.index <= lastIndex + 1, `append at ${first.index} leaves a gap after ${lastIndex}`);
+  entries.forEach((entry, position) => {
+    assert(entry.index === first.index + position, 'appended entries must be contiguous');
+  });
+}
+
+/** The indexes in [lo, hi], empty when hi < lo. */
+function indexesBetween(lo: number, hi: number): LogIndex[] {
+  const indexes: LogIndex[] = [];
+  for (let index = lo; index <= hi; index++) indexes.push(logIndex(index));
+  return indexes;
+}

@@ -1,0 +1,43 @@
+import { MemoryStorage } from '../raft/storage.ts';
+import type { ClusterConfig, Snapshot } from '../raft/types.ts';
+import type { LogIndex } from '../util/ids.ts';
+import { MirroredReads } from './mirrored-reads.ts';
+import type { PersistBatch, WritableStorage } from './writable-storage.ts';
+
+/**
+ * MemoryStorage behind the async write API, for tests and for nodes that need no
+ * durability. Writes take effect at once; nothing survives the process.
+ */
+export class MemoryWritableStorage extends MirroredReads implements WritableStorage {
+  constructor(memory: MemoryStorage) {
+    super(memory);
+  }
+
+  static bootstrap(config: ClusterConfig): MemoryWritableStorage {
+    return new MemoryWritableStorage(MemoryStorage.bootstrap(config));
+  }
+
+  static joining(): MemoryWritableStorage {
+    return new MemoryWritableStorage(MemoryStorage.joining());
+  }
+
+  async persist(batch: PersistBatch): Promise<void> {
+    if (batch.snapshot) this.mirror.applySnapshot(batch.snapshot);
+    this.mirror.append(batch.entries ?? []);
+    if (batch.hardState) this.mirror.setHardState(batch.hardState);
+  }
+
+  async createSnapshot(
+    index: LogIndex,
+    config: ClusterConfig,
+    data: Uint8Array,
+  ): Promise<Snapshot> {
+    return this.mirror.createSnapshot(index, config, data);
+  }
+
+  async compact(index: LogIndex): Promise<void> {
+    this.mirror.compact(index);
+  }
+
+  async close(): Promise<void> {}
+}

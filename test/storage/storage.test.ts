@@ -1,0 +1,364 @@
+/**
+ * The conformance suite against MemoryStorage and against LevelStorage on a real
+ * LevelDB in a temp dir, then what only a durable store can get wrong: corruption found
+ * at open, synced batches, and a failed write.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Level } from 'level';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { ClusterConfig } from '../../src/raft/types.ts';
+import { encodeEntry } from '../../src/storage/codec.ts';
+import { StorageCorruptionError } from '../../src/storage/errors.ts';
+import { encodeIndexKey } from '../../src/storage/keys.ts';
+import {
+  type Db,
+  META_KEY,
+  openSublevels,
+  SNAPSHOT_KEY,
+  type Sublevels,
+} from '../../src/storage/level-layout.ts';
+import { LevelStorage } from '../../src/storage/level-storage.ts';
+import { MemoryWritableStorage } from '../../src/storage/memory-writable-storage.ts';
+import type { WritableStorage } from '../../src/storage/writable-storage.ts';
+import { AssertionError } from '../../src/util/assert.ts';
+import { logIndex as idx, term as tm } from '../../src/util/ids.ts';
+import { entry, hardState, ids } from '../raft/harness.ts';
+import { describeStorageConformance, readAll, type StorageFactory } from './conformance.ts';
+
+const [a, b, c] = ids('a', 'b', 'c');
+const config: ClusterConfig = { voters: [a, b, c], learners: [] };
+
+// ------------------------------------------------------------------ factories
+
+const memoryFactory: StorageFactory = {
+  name: 'MemoryStorage',
+  create: async (bootstrap) =>
+    bootstrap === 'join'
+      ? MemoryWritableStorage.joining()
+      : MemoryWritableStorage.bootstrap(bootstrap),
+};
+
+/** LevelStorage in fresh temp dirs; tracks what it opened so cleanup can close and remove it. */
+function levelFactory(): StorageFactory & { tempDir(): Promise<string> } {
+  const dirs: string[] = [];
+  const open = new Set<LevelStorage>();
+  const tempDir = async (): Promise<string> => {
+    const dir = await mkdtemp(join(tmpdir(), 'dlm-storage-'));
+    dirs.push(dir);
+    return dir;
+  };
+  const opened = (storage: LevelStorage): LevelStorage => {
+    open.add(storage);
+    return storage;
+  };
+  return {
+    name: 'LevelStorage',
+    tempDir,
+    create: async (bootstrap) =>
+      opened(await LevelStorage.open(join(await tempDir(), 'n1'), { bootstrap })),
+    async reopen(storage) {
+      if (!(storage instanceof LevelStorage)) throw new Error('reopen: not a LevelStorage');
+      await storage.close();
+      open.delete(storage);
+      // No bootstrap: a database that holds state must not need one.
+      return opened(await LevelStorage.open(storage.path));
+    },
+    async cleanup() {
+      for (const storage of open) await storage.close();
+      open.clear();
+      await Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true })));
+      dirs.length = 0;
+    },
+  };
+}
+
+describeStorageConformance(memoryFactory);
+const level = levelFactory();
+describeStorageConformance(level);
+
+// ------------------------------------------------------------------ LevelStorage only
+
+/** Opens the database behind LevelStorage's back, to damage it the way a disk might. */
+async function withRawDb(
+  path: string,
+  damage: (sublevels: Sublevels, db: Db) => Promise<void>,
+): Promise<void> {
+  const db: Db = new Level<Uint8Array, Uint8Array>(path, {
+    keyEncoding: 'view',
+    valueEncoding: 'view',
+  });
+  await db.open({ createIfMissing: false });
+  try {
+    await damage(openSublevels(db), db);
+  } finally {
+    await db.close();
+  }
+}
+
+async function flipByte(
+  sublevel: Sublevels['log'],
+  key: Uint8Array,
+  offsetFromEnd = 1,
+): Promise<void> {
+  const value = await sublevel.get(key);
+  if (value === undefined) throw new Error('no value to damage');
+  const damaged = new Uint8Array(value);
+  const at = damaged.byteLength - offsetFromEnd;
+  damaged[at] = (damaged[at] ?? 0) ^ 0x01;
+  await sublevel.put(key, damaged);
+}
+
+describe('LevelStorage', () => {
+  let path: string;
+
+  beforeEach(async () => {
+    path = join(await level.tempDir(), 'n1');
+  });
+
+  afterEach(async () => {
+    vi.restoreAllMocks();
+    await level.cleanup?.();
+  });
+
+  /** A closed database at `path` with entries 2..6 (terms 1,1,2,2,2) and a hard state. */
+  async function stored(): Promise<void> {
+    const storage = await LevelStorage.open(path, { bootstrap: config });
+    await storage.persist({
+      entries: [1, 1, 2, 2, 2].map((t, i) => entry(i + 2, t)),
+      hardState: hardState(2, a, 4),
+    });
+    await storage.close();
+  }
+
+  describe('bootstrap', () => {
+    it('is ignored by a database that holds state: what is stored wins', async () => {
+      await stored();
+      const other: ClusterConfig = { voters: [b], learners: [] };
+
+      for (const bootstrap of [other, 'join'] as const) {
+        const storage = await LevelStorage.open(path, { bootstrap });
+        expect(storage.initialState().config).toEqual(config);
+        expect(storage.lastIndex()).toBe(6);
+        await storage.close();
+      }
+    });
+
+    it('is required for an empty database, and nothing is created without it', async () => {
+      await expect(LevelStorage.open(path)).rejects.toThrow(
+        `storage: cannot open ${path}: Invalid argument: ${path}: does not exist`,
+      );
+      await expect(withRawDb(path, async () => {})).rejects.toThrow();
+    });
+  });
+
+  it('refuses a second open of the same directory while the first holds it', async () => {
+    const first = await LevelStorage.open(path, { bootstrap: config });
+
+    await expect(LevelStorage.open(path)).rejects.toThrow(
+      `storage: cannot open ${path}: IO error: lock`,
+    );
+    await first.close();
+  });
+
+  describe('corruption is refused at open, naming the path, the sublevel and the key', () => {
+    it('a flipped byte in a log value', async () => {
+      await stored();
+      await withRawDb(path, (s) => flipByte(s.log, encodeIndexKey(idx(4))));
+
+      const opening = LevelStorage.open(path);
+
+      await expect(opening).rejects.toThrow(StorageCorruptionError);
+      await expect(opening).rejects.toThrow(
+        `storage corrupt: ${path} log index 4: checksum mismatch`,
+      );
+      await expect(opening).rejects.toMatchObject({ path, sublevel: 'log', where: 'index 4' });
+    });
+
+    it('a flipped byte in the checksum itself', async () => {
+      await stored();
+      await withRawDb(path, async (s) => {
+        const key = encodeIndexKey(idx(2));
+        const value = await s.log.get(key);
+        if (value === undefined) throw new Error('missing');
+        await flipByte(s.log, key, value.byteLength);
+      });
+
+      await expect(LevelStorage.open(path)).rejects.toThrow(
+        `${path} log index 2: checksum mismatch`,
+      );
+    });
+
+    it('a valid value stored under the wrong index', async () => {
+      await stored();
+      await withRawDb(path, (s) => s.log.put(encodeIndexKey(idx(4)), encodeEntry(entry(3, 1))));
+
+      await expect(LevelStorage.open(path)).rejects.toThrow(
+        `${path} log index 4: value holds index 3`,
+      );
+    });
+
+    it('a missing entry in the middle of the log', async () => {
+      await stored();
+      await withRawDb(path, (s) => s.log.del(encodeIndexKey(idx(4))));
+
+      await expect(LevelStorage.open(path)).rejects.toThrow(
+        `${path} log index 5: gap: expected index 4`,
+      );
+    });
+
+    it('a log whose terms go down', async () => {
+      await stored();
+      await withRawDb(path, (s) => s.log.put(encodeIndexKey(idx(6)), encodeEntry(entry(6, 1))));
+
+      await expect(LevelStorage.open(path)).rejects.toThrow(
+        `${path} log index 6: term 1 is below the previous term 2`,
+      );
+    });
+
+    it('a damaged hard state', async () => {
+      await stored();
+      await withRawDb(path, (s) => flipByte(s.meta, META_KEY.hardState));
+
+      await expect(LevelStorage.open(path)).rejects.toThrow(
+        `${path} meta key hardState: checksum mismatch`,
+      );
+    });
+
+    it('a damaged snapshot', async () => {
+      await stored();
+      await withRawDb(path, (s) => flipByte(s.snapshot, SNAPSHOT_KEY));
+
+      await expect(LevelStorage.open(path)).rejects.toThrow(
+        `${path} snapshot key latest: checksum mismatch`,
+      );
+    });
+
+    it('a missing hard state', async () => {
+      await stored();
+      await withRawDb(path, (s) => s.meta.del(META_KEY.hardState));
+
+      await expect(LevelStorage.open(path)).rejects.toThrow(`${path} meta key hardState: missing`);
+    });
+
+    it('a database with data but no snapshot is corrupt, not new', async () => {
+      await stored();
+      await withRawDb(path, (s) => s.snapshot.del(SNAPSHOT_KEY));
+
+      await expect(LevelStorage.open(path, { bootstrap: config })).rejects.toThrow(
+        `${path} snapshot key latest: missing`,
+      );
+    });
+
+    it('a refused open releases the database', async () => {
+      await stored();
+      await withRawDb(path, (s) => flipByte(s.log, encodeIndexKey(idx(4))));
+      await expect(LevelStorage.open(path)).rejects.toThrow(StorageCorruptionError);
+
+      // LevelDB's LOCK would make this fail if the refused open had left the handle open.
+      await expect(withRawDb(path, async () => {})).resolves.toBeUndefined();
+    });
+  });
+
+  describe('writes', () => {
+    /** Every native write LevelDB receives, with its options. */
+    function spyOnNativeWrites() {
+      const proto = Level.prototype as unknown as Record<
+        '_batch' | '_put' | '_del' | '_clear',
+        (...args: unknown[]) => Promise<void>
+      >;
+      return {
+        batch: vi.spyOn(proto, '_batch'),
+        put: vi.spyOn(proto, '_put'),
+        del: vi.spyOn(proto, '_del'),
+        clear: vi.spyOn(proto, '_clear'),
+      };
+    }
+
+    it('every write is one batch with sync: true, and nothing is written any other way', async () => {
+      const writes = spyOnNativeWrites();
+
+      const storage = await LevelStorage.open(path, { bootstrap: config });
+      await storage.persist({
+        entries: [1, 1, 2, 2].map((t, i) => entry(i + 2, t)),
+        hardState: hardState(2, a, 3),
+      });
+      await storage.persist({ entries: [entry(4, 3)], hardState: hardState(3, b, 3) });
+      await storage.createSnapshot(idx(3), config, new Uint8Array([1]));
+      await storage.compact(idx(3));
+      await storage.persist({
+        snapshot: { metadata: { index: idx(9), term: tm(3), config }, data: new Uint8Array(0) },
+      });
+      await storage.close();
+
+      // bootstrap, three persists, createSnapshot, compact: six writes, six batches.
+      expect(writes.batch).toHaveBeenCalledTimes(6);
+      for (const [, options] of writes.batch.mock.calls)
+        expect(options).toMatchObject({ sync: true });
+      expect(writes.put).not.toHaveBeenCalled();
+      expect(writes.del).not.toHaveBeenCalled();
+      expect(writes.clear).not.toHaveBeenCalled();
+    });
+
+    it('a persist that truncates deletes exactly the stale keys, in the same batch as the new ones', async () => {
+      await stored();
+      const writes = spyOnNativeWrites();
+      const storage = await LevelStorage.open(path);
+
+      await storage.persist({ entries: [entry(3, 3)], hardState: hardState(3, null, 2) });
+      await storage.close();
+
+      expect(writes.batch).toHaveBeenCalledTimes(1);
+      const ops = writes.batch.mock.calls[0]?.[0] as Array<{ type: string }>;
+      // del 4, 5, 6; put 3; put hard state.
+      expect(ops.map((op) => op.type)).toEqual(['del', 'del', 'del', 'put', 'put']);
+    });
+
+    it('a failed write leaves the state as it was, and later writes are refused', async () => {
+      await stored();
+      const storage = await LevelStorage.open(path);
+      const before = readAll(storage);
+      spyOnNativeWrites().batch.mockRejectedValueOnce(new Error('EIO'));
+
+      await expect(storage.persist({ entries: [entry(7, 2)] })).rejects.toThrow('EIO');
+
+      expect(readAll(storage)).toEqual(before);
+      await expect(storage.persist({ entries: [entry(7, 2)] })).rejects.toThrow(
+        /refusing to write after a failed write/,
+      );
+      await storage.close();
+      const reopened = await LevelStorage.open(path);
+      expect(readAll(reopened)).toEqual(before);
+      await reopened.close();
+    });
+
+    it('refuses overlapping writes, and writes after close', async () => {
+      await stored();
+      const storage: WritableStorage = await LevelStorage.open(path);
+
+      const first = storage.persist({ entries: [entry(7, 2)] });
+      const second = storage.persist({ entries: [entry(8, 2)] });
+
+      await expect(second).rejects.toThrow(AssertionError);
+      await first;
+      expect(storage.lastIndex()).toBe(7);
+      await storage.close();
+      await expect(storage.persist({ hardState: hardState(3, null, 2) })).rejects.toThrow(
+        AssertionError,
+      );
+    });
+
+    it('the mirror changes only once the write is durable', async () => {
+      await stored();
+      const storage = await LevelStorage.open(path);
+
+      const writing = storage.persist({ entries: [entry(7, 2)] });
+
+      expect(storage.lastIndex()).toBe(6);
+      await writing;
+      expect(storage.lastIndex()).toBe(7);
+      await storage.close();
+    });
+  });
+});
