@@ -73,15 +73,15 @@ export class RaftLog {
     return lastTerm > ourLastTerm || (lastTerm === ourLastTerm && lastIndex >= this.lastIndex());
   }
 
-  /**
-   * Entries in [lo, lastIndex()], at most about `bytesMax`, or undefined when some of
-   * them are compacted and a snapshot must be sent instead.
-   */
   /** All entries in [lo, hi), which must be within the log. */
   entriesBetween(lo: LogIndex, hi: LogIndex): readonly Entry[] {
     return this.slice(lo, hi, Number.POSITIVE_INFINITY);
   }
 
+  /**
+   * Entries in [lo, lastIndex()], at most about `bytesMax`, or undefined when some of
+   * them are compacted and a snapshot must be sent instead.
+   */
   entriesFrom(lo: LogIndex, bytesMax: number): readonly Entry[] | undefined {
     if (lo < this.firstIndex()) return undefined;
     return this.slice(lo, logIndex(this.lastIndex() + 1), bytesMax);

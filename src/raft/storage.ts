@@ -111,11 +111,12 @@ export class MemoryStorage implements Storage {
     if (first === undefined) return;
     assert(first.index > this.compactedIndex, `append at ${first.index} overwrites compacted log`);
     assert(first.index <= this.lastIndex() + 1, `append at ${first.index} leaves a gap`);
-    this.log.length = first.index - this.firstIndex();
-    for (const entry of entries) {
-      assert(entry.index === this.lastIndex() + 1, 'appended entries must be contiguous');
-      this.log.push(entry);
+    // Check everything before changing anything, so a refused append leaves no trace.
+    for (const [offset, entry] of entries.entries()) {
+      assert(entry.index === first.index + offset, 'appended entries must be contiguous');
     }
+    this.log.length = first.index - this.firstIndex();
+    this.log.push(...entries);
   }
 
   /** Replaces the whole log with a snapshot received from the leader. */
