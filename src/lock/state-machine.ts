@@ -137,6 +137,12 @@ export class LockStateMachine {
   get sessionCount(): number {
     return this.sessions.size;
   }
+  get waiterCount(): number {
+    let waiters = 0;
+    for (const lock of this.locks.values()) waiters += lock.waiters.length;
+    return waiters;
+  }
+
   get lockCount(): number {
     return this.locks.size;
   }

@@ -50,6 +50,13 @@ export interface NodeStatus {
 
 export type AppliedListener = (index: LogIndex, output: ApplyOutput) => void;
 
+/** Hooks for metrics; each is cheap. */
+export interface NodeObserver {
+  persisted(seconds: number): void;
+  proposed(seconds: number, outcome: 'applied' | 'failed'): void;
+  leaderChanged(): void;
+}
+
 interface PendingRead {
   readonly resolve: (index: LogIndex) => void;
   readonly reject: (error: DlmError) => void;
@@ -83,6 +90,8 @@ export class DlmNode {
   private stopping = false;
   private failure: Error | null = null;
   private readonly appliedListeners = new Set<AppliedListener>();
+  private observer: NodeObserver | null = null;
+  private lastLeaderId: NodeId | null = null;
 
   constructor(
     id: NodeId,
@@ -168,14 +177,27 @@ export class DlmNode {
   /** Proposes a lock command and resolves with its result once this node applied it. */
   async write(command: LockCommand): Promise<AppliedProposal> {
     this.checkRunning();
-    const { proposalId, applied } = this.proposals.add(
-      this.clock.nowMs(),
-      this.options.proposalTimeoutMs,
-    );
+    const startedMs = this.clock.nowMs();
+    const { proposalId, applied } = this.proposals.add(startedMs, this.options.proposalTimeoutMs);
     const data = encodeEntry({ proposalId, command });
     if (this.raft.role === 'leader') this.proposeLocal(proposalId, data);
     else this.forward(proposalId, data);
-    return applied;
+    try {
+      const result = await applied;
+      this.observer?.proposed((this.clock.nowMs() - startedMs) / 1000, 'applied');
+      return result;
+    } catch (error) {
+      this.observer?.proposed((this.clock.nowMs() - startedMs) / 1000, 'failed');
+      throw error;
+    }
+  }
+
+  observe(observer: NodeObserver): void {
+    this.observer = observer;
+  }
+
+  get pendingProposals(): number {
+    return this.proposals.size;
   }
 
   private proposeLocal(proposalId: string, data: Uint8Array): void {
@@ -353,7 +375,13 @@ export class DlmNode {
   private async handleReady(ready: Ready): Promise<void> {
     // 1. Persist: one synced write for everything this Ready holds.
     if (ready.snapshot !== null || ready.entries.length > 0 || ready.hardState !== null) {
+      const startedMs = this.clock.nowMs();
       await this.storage.persist(ready);
+      this.observer?.persisted((this.clock.nowMs() - startedMs) / 1000);
+    }
+    if (ready.softState !== null && ready.softState.leaderId !== this.lastLeaderId) {
+      this.lastLeaderId = ready.softState.leaderId;
+      this.observer?.leaderChanged();
     }
     // 2. Send.
     for (const message of ready.messages) this.transport.send({ kind: 'raft', message });

@@ -1,100 +1,13 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import type { LockCommand, LockResult } from '../../src/lock/index.ts';
-import { DlmError } from '../../src/node/errors.ts';
-import { DlmNode, type NodeRuntimeOptions } from '../../src/node/node.ts';
-import { MemoryWritableStorage } from '../../src/storage/index.ts';
-import { MemoryNetwork } from '../../src/transport/memory.ts';
-import { type FencingToken, type NodeId, nodeId, type SessionId } from '../../src/util/ids.ts';
+import type { DlmError } from '../../src/node/errors.ts';
+import type { FencingToken, SessionId } from '../../src/util/ids.ts';
+import { OPTIONS, sleep, TestCluster, writeVia } from './cluster-harness.ts';
 
 /**
  * The node runtime with real timers, over an in-process network and in-memory storage:
  * three nodes elect a leader, take writes through any node, serve linearizable reads
  * from any node, fail over, restart from storage, and expire abandoned sessions.
  */
-const OPTIONS: NodeRuntimeOptions = {
-  tickIntervalMs: 10,
-  raft: { electionTimeoutTicks: 10, heartbeatIntervalTicks: 1 },
-  lock: { sessionTtlMsMin: 100 },
-  pendingProposalsMax: 100,
-  proposalTimeoutMs: 2_000,
-  snapshotEntriesThreshold: 20,
-  compactionRetainEntries: 5,
-  shutdownTransferMs: 500,
-};
-
-const ids = [nodeId('n1'), nodeId('n2'), nodeId('n3')];
-
-class TestCluster {
-  readonly network = new MemoryNetwork();
-  readonly storages = new Map<NodeId, MemoryWritableStorage>();
-  readonly nodes = new Map<NodeId, DlmNode>();
-  private requests = 0;
-
-  constructor() {
-    for (const [position, id] of ids.entries()) {
-      this.storages.set(id, MemoryWritableStorage.bootstrap({ voters: ids, learners: [] }));
-      this.start(id, position + 1);
-    }
-  }
-
-  start(id: NodeId, seed: number): DlmNode {
-    const storage = this.storages.get(id);
-    if (storage === undefined) throw new Error(`no storage for ${id}`);
-    const node = new DlmNode(id, storage, this.network.connect(id), OPTIONS, undefined, seed);
-    node.start();
-    this.nodes.set(id, node);
-    return node;
-  }
-
-  node(id: NodeId): DlmNode {
-    const node = this.nodes.get(id);
-    if (node === undefined) throw new Error(`${id} is not running`);
-    return node;
-  }
-
-  async leader(): Promise<DlmNode> {
-    for (let attempt = 0; attempt < 300; attempt++) {
-      const leaders = [...this.nodes.values()].filter((node) => node.status().role === 'leader');
-      if (leaders.length === 1 && leaders[0] !== undefined) return leaders[0];
-      await sleep(10);
-    }
-    throw new Error('no leader within 3 s');
-  }
-
-  async follower(): Promise<DlmNode> {
-    const leader = await this.leader();
-    const follower = [...this.nodes.values()].find((node) => node !== leader);
-    if (follower === undefined) throw new Error('no follower');
-    return follower;
-  }
-
-  requestId(): string {
-    return `req-${++this.requests}`;
-  }
-
-  async stopAll(): Promise<void> {
-    await Promise.all([...this.nodes.values()].map((node) => node.stop()));
-    this.nodes.clear();
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Retries a write on UNAVAILABLE as a client would, with the same request id. */
-async function writeVia(pick: () => Promise<DlmNode>, command: LockCommand): Promise<LockResult> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    try {
-      return (await (await pick()).write(command)).result;
-    } catch (error) {
-      if (!(error instanceof DlmError) || error.code === 'INTERNAL') throw error;
-      await sleep(20);
-    }
-  }
-  throw new Error(`write ${command.type} did not succeed`);
-}
-
 let cluster: TestCluster | null = null;
 afterEach(async () => {
   await cluster?.stopAll();

@@ -1,0 +1,98 @@
+import client from 'prom-client';
+import type { DlmNode } from './node.ts';
+
+/**
+ * Prometheus metrics of one node (DESIGN §8). Gauges that describe state are read from
+ * the node when scraped, so they cost nothing between scrapes; counters and histograms
+ * are fed by the node's observer hooks and by the API.
+ */
+export class NodeMetrics {
+  readonly registry = new client.Registry();
+  readonly fsyncSeconds: client.Histogram;
+  readonly proposalSeconds: client.Histogram<'outcome'>;
+  readonly acquireSeconds: client.Histogram<'outcome'>;
+  readonly leaderChanges: client.Counter;
+  readonly expiries: client.Counter;
+
+  constructor(node: DlmNode) {
+    const registry = this.registry;
+    const labels = { node: node.id };
+    registry.setDefaultLabels(labels);
+    const gauge = (name: string, help: string, read: () => number): void => {
+      new client.Gauge({
+        name,
+        help,
+        registers: [registry],
+        collect() {
+          this.set(read());
+        },
+      });
+    };
+    gauge('dlm_raft_term', 'Current Raft term.', () => node.status().term);
+    gauge(
+      'dlm_raft_commit_index',
+      'Highest log index known committed.',
+      () => node.status().commitIndex,
+    );
+    gauge('dlm_raft_applied_index', 'Highest log index applied.', () => node.status().appliedIndex);
+    gauge('dlm_raft_is_leader', '1 on the leader, else 0.', () =>
+      node.status().role === 'leader' ? 1 : 0,
+    );
+    gauge(
+      'dlm_pending_proposals',
+      'Writes waiting to apply on this node.',
+      () => node.pendingProposals,
+    );
+    gauge('dlm_sessions', 'Open sessions.', () => node.locks.sessionCount);
+    gauge(
+      'dlm_locks_in_use',
+      'Locks with a holder, a waiter or a lock-delay.',
+      () => node.locks.lockCount,
+    );
+    gauge('dlm_waiters', 'Acquires waiting in lock queues.', () => node.locks.waiterCount);
+    this.leaderChanges = new client.Counter({
+      name: 'dlm_raft_leader_changes_total',
+      help: 'Times this node saw the leader change.',
+      registers: [registry],
+    });
+    this.expiries = new client.Counter({
+      name: 'dlm_session_expiries_total',
+      help: 'Sessions ended by expiry, as applied on this node.',
+      registers: [registry],
+    });
+    this.fsyncSeconds = new client.Histogram({
+      name: 'dlm_storage_fsync_seconds',
+      help: 'Latency of one synced write (a whole Ready).',
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers: [registry],
+    });
+    this.proposalSeconds = new client.Histogram({
+      name: 'dlm_proposal_seconds',
+      help: 'Time from a write reaching this node to its entry being applied here.',
+      labelNames: ['outcome'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [registry],
+    });
+    this.acquireSeconds = new client.Histogram({
+      name: 'dlm_acquire_seconds',
+      help: 'Acquire calls by outcome (acquired, not_acquired, error), waiting included.',
+      labelNames: ['outcome'],
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
+      registers: [registry],
+    });
+    node.observe({
+      persisted: (seconds) => this.fsyncSeconds.observe(seconds),
+      proposed: (seconds, outcome) => this.proposalSeconds.observe({ outcome }, seconds),
+      leaderChanged: () => this.leaderChanges.inc(),
+    });
+    node.subscribe((_index, output) => {
+      for (const event of output.events) {
+        if (event.type === 'sessionEnded' && event.reason === 'expire') this.expiries.inc();
+      }
+    });
+  }
+
+  async render(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}
