@@ -159,6 +159,11 @@ export class DlmNode {
     return best;
   }
 
+  /** False once the node began to stop, or stopped on a failure. */
+  get running(): boolean {
+    return !this.stopping;
+  }
+
   status(): NodeStatus {
     return {
       id: this.id,
@@ -270,7 +275,7 @@ export class DlmNode {
   private checkRunning(): void {
     if (this.failure !== null)
       throw new DlmError('INTERNAL', `${this.id} stopped: ${this.failure.message}`);
-    if (this.stopping) throw unavailable(`${this.id} is shutting down`);
+    if (this.stopping) throw unavailable(`${this.id} is shutting down`, this.raft.leaderId);
   }
 
   // ------------------------------------------------------------------ inbound

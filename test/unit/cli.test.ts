@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { exitOk, exitUsage, runCli, usage } from '../../src/cli/cli.ts';
+import { exitOk, exitUsage, parseCommand, runCli, usage } from '../../src/cli/cli.ts';
 
-function run(args: readonly string[]): { code: number; out: string; err: string } {
+async function run(args: readonly string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
-  const code = runCli(args, {
+  const code = await runCli(args, {
     out: (text) => {
       out += text;
     },
@@ -15,33 +15,45 @@ function run(args: readonly string[]): { code: number; out: string; err: string 
   return { code, out, err };
 }
 
-describe('dlm CLI stub', () => {
+describe('dlm CLI', () => {
   it.each([['--help'], ['-h'], ['help'], ['cluster', '--help']])(
     '%s prints usage, exit 0',
-    (...args) => {
-      const result = run(args);
-      expect(result).toEqual({ code: exitOk, out: usage, err: '' });
+    async (...args) => {
+      expect(await run(args)).toEqual({ code: exitOk, out: usage, err: '' });
     },
   );
 
-  it.each([['cluster'], ['serve', '--config', 'cluster.config.json', '--node', 'n1']])(
-    '%s says the runtime is not built yet and exits 2',
-    (...args) => {
-      const result = run(args);
-      expect(result.code).toBe(exitUsage);
-      expect(result.out).toBe('');
-      expect(result.err).toContain(`dlm ${args[0]}: the cluster runtime is not built yet`);
-      expect(result.err).toContain('npm run simulate -- --seeds N');
-    },
-  );
-
-  it('names an unknown command and exits 2', () => {
-    const result = run(['frobnicate']);
-    expect(result.code).toBe(exitUsage);
-    expect(result.err).toContain("unknown command 'frobnicate'");
+  it('parses serve and cluster', () => {
+    expect(parseCommand(['serve', '--config', 'c.json', '--node', 'n2'])).toEqual({
+      name: 'serve',
+      configPath: 'c.json',
+      id: 'n2',
+      join: false,
+    });
+    expect(parseCommand(['serve', '--node', 'n4', '--config', 'c.json', '--join'])).toMatchObject({
+      join: true,
+    });
+    expect(parseCommand(['cluster'])).toEqual({
+      name: 'cluster',
+      configPath: 'cluster.config.json',
+    });
   });
 
-  it('without a command prints usage to stderr and exits 2', () => {
-    expect(run([])).toEqual({ code: exitUsage, out: '', err: usage });
+  it.each([
+    [['serve', '--node', 'n1'], '--config FILE is required'],
+    [['serve', '--config', 'c.json'], '--node ID is required'],
+    [['serve', '--config'], '--config needs a value'],
+    [['cluster', '--bogus'], "unknown option '--bogus'"],
+    [['frobnicate'], "unknown command 'frobnicate'"],
+  ])('%j is a usage error naming the problem, exit 2', async (args, problem) => {
+    const result = await run(args);
+    expect(result.code).toBe(exitUsage);
+    expect(result.err).toContain(problem);
+  });
+
+  it('reports a config that cannot be loaded, naming the file, exit 1', async () => {
+    const result = await run(['serve', '--config', '/nonexistent/dlm.json', '--node', 'n1']);
+    expect(result.code).toBe(1);
+    expect(result.err).toContain('/nonexistent/dlm.json');
   });
 });

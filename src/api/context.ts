@@ -1,0 +1,139 @@
+import type * as grpc from '@grpc/grpc-js';
+import type { Holder } from '../lock/index.ts';
+import { DlmError } from '../node/errors.ts';
+import type { DlmNode } from '../node/node.ts';
+import { type ApiLogger, toServiceError } from './errors.ts';
+import type { EventHub } from './event-hub.ts';
+import { type ResponseHeader, toUint64, type WireHolder } from './proto.ts';
+
+/** What the API needs of a node; a narrow seam so tests can stand in for a failing one. */
+export type ApiNode = Pick<DlmNode, 'id' | 'locks' | 'write' | 'read' | 'subscribe' | 'status'>;
+
+export interface ApiOptions {
+  /** Calls one node serves at once, waiting Acquires and Watch streams included. */
+  readonly clientCallsInFlightMax: number;
+  /** Events buffered for one Watch stream; a watcher that falls further behind is ended. */
+  readonly watchEventsBufferedMax: number;
+  /** How often Health.Watch looks at the node for a change of status. */
+  readonly healthPollIntervalMs: number;
+  /** Attempts to withdraw the waiter of an abandoned Acquire (a retry is safe: same request id). */
+  readonly withdrawAttemptsMax: number;
+}
+
+/** The first two match RuntimeConfig's fields of the same names, so a config passes straight in. */
+export const DEFAULT_API_OPTIONS: ApiOptions = {
+  clientCallsInFlightMax: 10_000,
+  watchEventsBufferedMax: 1_024,
+  healthPollIntervalMs: 100,
+  withdrawAttemptsMax: 5,
+};
+
+export interface ApiContext {
+  readonly node: ApiNode;
+  readonly events: EventHub;
+  readonly logger: ApiLogger;
+  readonly gate: CallGate;
+  readonly options: ApiOptions;
+}
+
+/** Bounds the calls in flight: past the bound a call is refused at once, never queued. */
+export class CallGate {
+  private inFlight = 0;
+
+  constructor(private readonly max: number) {}
+
+  get size(): number {
+    return this.inFlight;
+  }
+
+  /** Admits one call; the returned function ends it (calling it twice is harmless). */
+  enter(): () => void {
+    if (this.inFlight >= this.max) {
+      throw new DlmError('RESOURCE_EXHAUSTED', `${this.max} client calls are already in flight`);
+    }
+    this.inFlight++;
+    let open = true;
+    return () => {
+      if (open) this.inFlight--;
+      open = false;
+    };
+  }
+}
+
+export function header(node: ApiNode, index: number): ResponseHeader {
+  const status = node.status();
+  return {
+    node_id: node.id,
+    leader_id: status.leaderId ?? '',
+    term: toUint64(status.term),
+    index: toUint64(index),
+  };
+}
+
+export function wireHolder(holder: Holder): WireHolder {
+  return {
+    session_id: toUint64(holder.sessionId),
+    owner: holder.owner,
+    fencing_token: toUint64(holder.token),
+    acquired_index: toUint64(holder.requestIndex),
+  };
+}
+
+export function serviceErrorOf(context: ApiContext, method: string, error: unknown) {
+  return toServiceError(error, {
+    method,
+    logger: context.logger,
+    currentLeader: () => context.node.status().leaderId,
+  });
+}
+
+/**
+ * Adapts an async handler to grpc-js: admits the call through the gate, maps any error
+ * through the one error table, and logs the outcome with its latency.
+ */
+export function unary<Response>(
+  context: ApiContext,
+  method: string,
+  handler: (request: unknown, call: grpc.ServerUnaryCall<unknown, Response>) => Promise<Response>,
+): grpc.handleUnaryCall<unknown, Response> {
+  return (call, callback) => {
+    const startedMs = performance.now();
+    const log = (code: grpc.status): void => {
+      context.logger('debug', 'call', {
+        method,
+        requestId: requestIdOf(call.request),
+        code,
+        latencyMs: Math.round(performance.now() - startedMs),
+      });
+    };
+    let leave: () => void;
+    try {
+      leave = context.gate.enter();
+    } catch (error) {
+      const refusal = serviceErrorOf(context, method, error);
+      log(refusal.code);
+      callback(refusal);
+      return;
+    }
+    // Through a promise, so a handler that throws before its first await is caught too.
+    new Promise<Response>((resolve) => resolve(handler(call.request, call))).then(
+      (response) => {
+        leave();
+        log(0);
+        callback(null, response);
+      },
+      (error: unknown) => {
+        leave();
+        const failure = serviceErrorOf(context, method, error);
+        log(failure.code);
+        callback(failure);
+      },
+    );
+  };
+}
+
+function requestIdOf(request: unknown): string | undefined {
+  if (typeof request !== 'object' || request === null) return undefined;
+  const id = (request as { request_id?: unknown }).request_id;
+  return typeof id === 'string' ? id : undefined;
+}

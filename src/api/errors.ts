@@ -1,0 +1,111 @@
+import { Metadata, type ServiceError, status } from '@grpc/grpc-js';
+import type { LockResult, RejectionCode } from '../lock/index.ts';
+import { DlmError, type DlmErrorCode } from '../node/errors.ts';
+import type { NodeId } from '../util/ids.ts';
+
+/** Every stable error code a client can see: the state machine's refusals and the runtime's errors. */
+export type ApiErrorCode = RejectionCode | DlmErrorCode;
+
+/**
+ * The one error table (DESIGN §6). A `Record` over the union makes the compiler refuse
+ * a new RejectionCode or DlmErrorCode until it has a row here.
+ */
+export const GRPC_STATUS_BY_CODE: Readonly<Record<ApiErrorCode, status>> = {
+  invalidArgument: status.INVALID_ARGUMENT,
+  sessionNotFound: status.NOT_FOUND,
+  notHolder: status.FAILED_PRECONDITION,
+  staleToken: status.FAILED_PRECONDITION,
+  limitReached: status.RESOURCE_EXHAUSTED,
+  UNAVAILABLE: status.UNAVAILABLE,
+  RESOURCE_EXHAUSTED: status.RESOURCE_EXHAUSTED,
+  DEADLINE_EXCEEDED: status.DEADLINE_EXCEEDED,
+  INVALID_ARGUMENT: status.INVALID_ARGUMENT,
+  INTERNAL: status.INTERNAL,
+};
+
+/** Trailing-metadata keys; part of the public contract (see proto/dlm.proto). */
+export const ERROR_CODE_KEY = 'dlm-error-code';
+export const LEADER_HINT_KEY = 'dlm-leader-hint';
+
+/** An error the API raises itself, with a stable code from the table. */
+export class ApiError extends Error {
+  override readonly name = 'ApiError';
+
+  constructor(
+    readonly code: ApiErrorCode,
+    message: string,
+    readonly leaderHint: NodeId | null = null,
+  ) {
+    super(message);
+  }
+}
+
+export function invalidArgument(message: string): ApiError {
+  return new ApiError('invalidArgument', message);
+}
+
+/** A state-machine refusal becomes an error; every other result is the caller's to handle. */
+export function rejectionError(result: Extract<LockResult, { type: 'Rejected' }>): ApiError {
+  return new ApiError(result.code, result.detail);
+}
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+/** Injected so the server logs through whatever the process uses (pino in production). */
+export type ApiLogger = (
+  level: LogLevel,
+  message: string,
+  fields?: Record<string, unknown>,
+) => void;
+
+export const SILENT_LOGGER: ApiLogger = () => {};
+
+export interface ErrorContext {
+  readonly method: string;
+  readonly logger: ApiLogger;
+  /** The leader this node knows now; the hint when the error itself carries none. */
+  readonly currentLeader: () => NodeId | null;
+}
+
+/**
+ * Turns anything a handler threw into a gRPC error. Known errors keep their code;
+ * anything else is a bug, so it is logged and reported as INTERNAL without details
+ * that could leak internals.
+ */
+export function toServiceError(error: unknown, context: ErrorContext): ServiceError {
+  const known = knownError(error);
+  if (known === null) {
+    context.logger('error', 'unexpected error in API handler', {
+      method: context.method,
+      error: error instanceof Error ? (error.stack ?? error.message) : String(error),
+    });
+    return serviceError('INTERNAL', 'internal error', null);
+  }
+  if (known.code === 'INTERNAL') {
+    context.logger('error', 'node reported an internal error', {
+      method: context.method,
+      error: known.message,
+    });
+  }
+  const hint =
+    known.code === 'UNAVAILABLE' ? (known.leaderHint ?? context.currentLeader()) : known.leaderHint;
+  return serviceError(known.code, known.message, hint);
+}
+
+function knownError(error: unknown): ApiError | DlmError | null {
+  return error instanceof ApiError || error instanceof DlmError ? error : null;
+}
+
+export function serviceError(
+  code: ApiErrorCode,
+  message: string,
+  leaderHint: NodeId | null,
+): ServiceError {
+  const metadata = new Metadata();
+  metadata.set(ERROR_CODE_KEY, code);
+  if (leaderHint !== null) metadata.set(LEADER_HINT_KEY, leaderHint);
+  return Object.assign(new Error(message), {
+    code: GRPC_STATUS_BY_CODE[code],
+    details: message,
+    metadata,
+  });
+}

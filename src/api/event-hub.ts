@@ -1,0 +1,93 @@
+import type { LockEvent } from '../lock/index.ts';
+import type { DlmNode } from '../node/node.ts';
+import type { LogIndex, SessionId } from '../util/ids.ts';
+import type { ApiLogger } from './errors.ts';
+
+export type EventListener = (index: LogIndex, event: LockEvent) => void;
+
+/**
+ * One subscription to the node fans applied events out to the calls that wait for
+ * them. Waiting Acquires are indexed by session, so an applied entry costs one map
+ * lookup per event instead of a call per waiting client; Watch streams see every event.
+ *
+ * Listeners run inside the node's apply loop, where a throw would stop the node: every
+ * call is guarded, and a failure is logged and dropped.
+ */
+export class EventHub {
+  private readonly bySession = new Map<SessionId, Set<EventListener>>();
+  private readonly everything = new Set<EventListener>();
+  private readonly unsubscribe: () => void;
+
+  constructor(
+    node: Pick<DlmNode, 'subscribe'>,
+    private readonly logger: ApiLogger,
+  ) {
+    this.unsubscribe = node.subscribe((index, output) => {
+      for (const event of output.events) this.dispatch(index, event);
+    });
+  }
+
+  /** Events that name `session` (grants, releases, waits, refreshes, its end). */
+  onSession(session: SessionId, listener: EventListener): () => void {
+    let listeners = this.bySession.get(session);
+    if (listeners === undefined) {
+      listeners = new Set();
+      this.bySession.set(session, listeners);
+    }
+    listeners.add(listener);
+    return () => {
+      listeners.delete(listener);
+      if (listeners.size === 0 && this.bySession.get(session) === listeners) {
+        this.bySession.delete(session);
+      }
+    };
+  }
+
+  onEvery(listener: EventListener): () => void {
+    this.everything.add(listener);
+    return () => this.everything.delete(listener);
+  }
+
+  close(): void {
+    this.unsubscribe();
+    this.bySession.clear();
+    this.everything.clear();
+  }
+
+  private dispatch(index: LogIndex, event: LockEvent): void {
+    const session = eventSession(event);
+    for (const listener of session === null ? [] : (this.bySession.get(session) ?? [])) {
+      this.call(listener, index, event);
+    }
+    for (const listener of this.everything) this.call(listener, index, event);
+  }
+
+  private call(listener: EventListener, index: LogIndex, event: LockEvent): void {
+    try {
+      listener(index, event);
+    } catch (error) {
+      this.logger('error', 'event listener failed', {
+        index,
+        event: event.type,
+        error: String(error),
+      });
+    }
+  }
+}
+
+function eventSession(event: LockEvent): SessionId | null {
+  switch (event.type) {
+    case 'granted':
+      return event.holder.sessionId;
+    case 'queued':
+      return event.waiter.sessionId;
+    case 'released':
+    case 'waitEnded':
+    case 'sessionRefreshed':
+    case 'sessionEnded':
+      return event.sessionId;
+    case 'delayStarted':
+    case 'delayEnded':
+      return null;
+  }
+}

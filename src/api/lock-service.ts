@@ -1,0 +1,129 @@
+import type { LockCommand, LockResult, Waiter } from '../lock/index.ts';
+import type { AppliedProposal } from '../node/proposals.ts';
+import { acquire } from './acquire.ts';
+import { type ApiContext, header, unary, wireHolder } from './context.ts';
+import { ApiError, rejectionError } from './errors.ts';
+import type {
+  CloseSessionResponse,
+  DescribeResponse,
+  KeepAliveResponse,
+  LockServiceHandlers,
+  OpenSessionResponse,
+  ReleaseResponse,
+  ValidateFenceResponse,
+  WireWaiter,
+} from './proto.ts';
+import { toUint64 } from './proto.ts';
+import {
+  parseCloseSession,
+  parseDescribe,
+  parseKeepAlive,
+  parseOpenSession,
+  parseRelease,
+  parseValidateFence,
+} from './validate.ts';
+import { watch } from './watch.ts';
+
+/** dlm.v1.Lock on top of one node. Mutations go through the log; reads through ReadIndex. */
+export function lockService(context: ApiContext): LockServiceHandlers {
+  return {
+    OpenSession: unary(context, 'OpenSession', (raw) => openSession(context, raw)),
+    KeepAlive: unary(context, 'KeepAlive', (raw) => keepAlive(context, raw)),
+    CloseSession: unary(context, 'CloseSession', (raw) => closeSession(context, raw)),
+    Acquire: unary(context, 'Acquire', (raw, call) => acquire(context, raw, call)),
+    Release: unary(context, 'Release', (raw) => release(context, raw)),
+    ValidateFence: unary(context, 'ValidateFence', (raw) => validateFence(context, raw)),
+    Describe: unary(context, 'Describe', (raw) => describe(context, raw)),
+    Watch: (call) => watch(context, call),
+  };
+}
+
+/** Proposes a command and returns its result, turning a refusal into its error. */
+async function write<T extends LockResult['type']>(
+  context: ApiContext,
+  command: LockCommand,
+  expected: T,
+): Promise<AppliedProposal & { result: Extract<LockResult, { type: T }> }> {
+  const applied = await context.node.write(command);
+  const { result } = applied;
+  if (result.type === 'Rejected') throw rejectionError(result);
+  if (result.type !== expected) {
+    throw new Error(`${command.type} was answered with ${result.type}, not ${expected}`);
+  }
+  return applied as AppliedProposal & { result: Extract<LockResult, { type: T }> };
+}
+
+async function openSession(context: ApiContext, raw: unknown): Promise<OpenSessionResponse> {
+  const command = parseOpenSession(raw, context.node.locks.limits);
+  const { index, result } = await write(context, command, 'SessionOpened');
+  return {
+    header: header(context.node, index),
+    session_id: toUint64(result.sessionId),
+    ttl_ms: toUint64(result.ttlMs),
+  };
+}
+
+async function keepAlive(context: ApiContext, raw: unknown): Promise<KeepAliveResponse> {
+  const sessionId = parseKeepAlive(raw);
+  const { index, result } = await write(
+    context,
+    { type: 'KeepAlive', sessionIds: [sessionId] },
+    'KeptAlive',
+  );
+  // A session's TTL never changes, so the applied state's value is the one refreshed.
+  const ttlMs = context.node.locks.session(sessionId)?.ttlMs;
+  if (result.refreshed.length === 0 || ttlMs === undefined) {
+    throw new ApiError('sessionNotFound', `session ${sessionId} is unknown or expired`);
+  }
+  return { header: header(context.node, index), ttl_ms: toUint64(ttlMs) };
+}
+
+async function closeSession(context: ApiContext, raw: unknown): Promise<CloseSessionResponse> {
+  const command = parseCloseSession(raw, context.node.locks.limits);
+  const { index } = await write(context, command, 'SessionClosed');
+  return { header: header(context.node, index) };
+}
+
+async function release(context: ApiContext, raw: unknown): Promise<ReleaseResponse> {
+  const command = parseRelease(raw, context.node.locks.limits);
+  const { index } = await write(context, command, 'Released');
+  return { header: header(context.node, index), released: true };
+}
+
+async function validateFence(context: ApiContext, raw: unknown): Promise<ValidateFenceResponse> {
+  const query = parseValidateFence(raw, context.node.locks.limits);
+  const { value, index } = await context.node.read((locks) => ({
+    value: locks.validateFence(query.lock, query.token),
+    index: locks.lastAppliedIndex,
+  }));
+  return {
+    header: header(context.node, index),
+    valid: value.valid,
+    current_token: toUint64(value.currentToken ?? 0),
+  };
+}
+
+async function describe(context: ApiContext, raw: unknown): Promise<DescribeResponse> {
+  const query = parseDescribe(raw, context.node.locks.limits);
+  const run = (locks: ApiContext['node']['locks']) => ({
+    value: locks.describe(query.lock),
+    index: locks.lastAppliedIndex,
+  });
+  // A stale read skips the ReadIndex round: it answers from this node's state as is.
+  const { value, index } = query.stale ? run(context.node.locks) : await context.node.read(run);
+  return {
+    header: header(context.node, index),
+    holders: value.holders.map(wireHolder),
+    waiters: value.waiters.map(wireWaiter),
+    mode: value.mode === 'shared' ? 'SHARED' : 'EXCLUSIVE',
+  };
+}
+
+function wireWaiter(waiter: Waiter): WireWaiter {
+  return {
+    session_id: toUint64(waiter.sessionId),
+    owner: waiter.owner,
+    mode: waiter.mode === 'shared' ? 'SHARED' : 'EXCLUSIVE',
+    enqueued_index: toUint64(waiter.requestIndex),
+  };
+}

@@ -1,0 +1,240 @@
+import { fileURLToPath } from 'node:url';
+import type * as grpc from '@grpc/grpc-js';
+import { loadSync, type PackageDefinition } from '@grpc/proto-loader';
+import { invalidArgument } from './errors.ts';
+import { expectedFields, type FieldDescriptor, wireProblem } from './wire-check.ts';
+
+/**
+ * The public protos, loaded at run time so the wire contract has one source: the
+ * .proto files that clients in other languages generate from. Options:
+ * - keepCase: field names as written (snake_case), the names of the contract;
+ * - longs: String, so a uint64 beyond 2^53 arrives intact and can be refused by name
+ *   instead of being rounded to another id;
+ * - enums: String; an unknown enum value arrives as its number, so it can be named;
+ * - defaults: every field is present, as proto3 semantics say.
+ */
+export const PROTO_DIR = fileURLToPath(new URL('../../proto/', import.meta.url));
+
+export const packageDefinition: PackageDefinition = loadSync(['dlm.proto', 'health.proto'], {
+  keepCase: true,
+  longs: String,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+  includeDirs: [PROTO_DIR],
+});
+
+// ------------------------------------------------------------------ wire messages
+
+/** uint64 on the wire, as the loader gives and takes it: a decimal string. */
+export type Uint64 = string;
+export type WireMode = 'EXCLUSIVE' | 'SHARED';
+
+export interface ResponseHeader {
+  readonly node_id: string;
+  readonly leader_id: string;
+  readonly term: Uint64;
+  readonly index: Uint64;
+}
+
+export interface WireHolder {
+  readonly session_id: Uint64;
+  readonly owner: string;
+  readonly fencing_token: Uint64;
+  readonly acquired_index: Uint64;
+}
+
+export interface WireWaiter {
+  readonly session_id: Uint64;
+  readonly owner: string;
+  readonly mode: WireMode;
+  readonly enqueued_index: Uint64;
+}
+
+export interface OpenSessionResponse {
+  readonly header: ResponseHeader;
+  readonly session_id: Uint64;
+  readonly ttl_ms: Uint64;
+}
+export interface KeepAliveResponse {
+  readonly header: ResponseHeader;
+  readonly ttl_ms: Uint64;
+}
+export interface CloseSessionResponse {
+  readonly header: ResponseHeader;
+}
+export interface AcquireResponse {
+  readonly header: ResponseHeader;
+  readonly acquired: boolean;
+  readonly fencing_token: Uint64;
+  readonly holders: readonly WireHolder[];
+}
+export interface ReleaseResponse {
+  readonly header: ResponseHeader;
+  readonly released: boolean;
+}
+export interface ValidateFenceResponse {
+  readonly header: ResponseHeader;
+  readonly valid: boolean;
+  readonly current_token: Uint64;
+}
+export interface DescribeResponse {
+  readonly header: ResponseHeader;
+  readonly holders: readonly WireHolder[];
+  readonly waiters: readonly WireWaiter[];
+  readonly mode: WireMode;
+}
+export interface WatchEvent {
+  readonly header: ResponseHeader;
+  readonly type: 'GRANT' | 'RELEASE' | 'EXPIRE';
+  readonly lock: string;
+  readonly session_id: Uint64;
+  readonly fencing_token: Uint64;
+  readonly index: Uint64;
+}
+export interface WireMember {
+  readonly id: string;
+  readonly peer_address: string;
+  readonly client_address: string;
+  readonly learner: boolean;
+}
+export interface StatusResponse {
+  readonly header: ResponseHeader;
+  readonly node_id: string;
+  readonly leader_id: string;
+  readonly term: Uint64;
+  readonly commit_index: Uint64;
+  readonly applied_index: Uint64;
+  readonly members: readonly WireMember[];
+}
+export type ServingStatus = 'UNKNOWN' | 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';
+export interface HealthCheckResponse {
+  readonly status: ServingStatus;
+}
+
+// ------------------------------------------------------------------ services
+
+/**
+ * Requests are typed `unknown` on purpose: nothing from the wire is trusted until
+ * validate.ts has checked every field.
+ */
+export interface LockServiceHandlers extends grpc.UntypedServiceImplementation {
+  OpenSession: grpc.handleUnaryCall<unknown, OpenSessionResponse>;
+  KeepAlive: grpc.handleUnaryCall<unknown, KeepAliveResponse>;
+  CloseSession: grpc.handleUnaryCall<unknown, CloseSessionResponse>;
+  Acquire: grpc.handleUnaryCall<unknown, AcquireResponse>;
+  Release: grpc.handleUnaryCall<unknown, ReleaseResponse>;
+  ValidateFence: grpc.handleUnaryCall<unknown, ValidateFenceResponse>;
+  Describe: grpc.handleUnaryCall<unknown, DescribeResponse>;
+  Watch: grpc.handleServerStreamingCall<unknown, WatchEvent>;
+}
+
+export interface ClusterServiceHandlers extends grpc.UntypedServiceImplementation {
+  Status: grpc.handleUnaryCall<unknown, StatusResponse>;
+}
+
+export interface HealthServiceHandlers extends grpc.UntypedServiceImplementation {
+  Check: grpc.handleUnaryCall<unknown, HealthCheckResponse>;
+  Watch: grpc.handleServerStreamingCall<unknown, HealthCheckResponse>;
+}
+
+export const LOCK_SERVICE_NAME = 'dlm.v1.Lock';
+export const CLUSTER_SERVICE_NAME = 'dlm.v1.Cluster';
+export const HEALTH_SERVICE_NAME = 'grpc.health.v1.Health';
+
+export const LOCK_SERVICE = serverDefinition<LockServiceHandlers>(LOCK_SERVICE_NAME);
+export const CLUSTER_SERVICE = serverDefinition<ClusterServiceHandlers>(CLUSTER_SERVICE_NAME);
+export const HEALTH_SERVICE = serverDefinition<HealthServiceHandlers>(HEALTH_SERVICE_NAME);
+
+/** The loader's definition, as clients (and tests) use it, unchanged. */
+export function clientDefinition(name: string): grpc.ServiceDefinition {
+  const definition = packageDefinition[name];
+  if (definition === undefined || 'format' in definition) {
+    throw new Error(`${name} is not a service in the loaded protos`);
+  }
+  return definition as unknown as grpc.ServiceDefinition;
+}
+
+/**
+ * Marks a request whose bytes are malformed. grpc-js answers a throwing deserializer
+ * with INTERNAL; a malformed request is the client's fault, so the handler sees this
+ * marker instead and answers INVALID_ARGUMENT with `detail`, which names the field.
+ */
+export class UndecodableRequest {
+  constructor(readonly detail: string) {}
+}
+
+type LoaderMethod = grpc.MethodDefinition<object, object> & {
+  readonly requestType?: {
+    readonly type?: { readonly name?: string; readonly field?: FieldDescriptor[] };
+  };
+};
+
+function serverDefinition<Handlers extends grpc.UntypedServiceImplementation>(
+  name: string,
+): grpc.ServiceDefinition<Handlers> {
+  const methods = Object.entries(clientDefinition(name)).map(([method, definition]) => {
+    return [method, { ...definition, requestDeserialize: strictDeserializer(definition) }] as const;
+  });
+  return Object.fromEntries(methods) as unknown as grpc.ServiceDefinition<Handlers>;
+}
+
+/** Checks the wire format strictly (see wire-check.ts), then decodes; never throws. */
+function strictDeserializer(definition: LoaderMethod): (bytes: Buffer) => unknown {
+  const type = definition.requestType?.type;
+  const messageName = type?.name ?? definition.path;
+  const fields = expectedFields(type?.field ?? []);
+  const decode = definition.requestDeserialize;
+  return (bytes) => {
+    try {
+      const problem = wireProblem(messageName, bytes, fields);
+      return problem === null ? decode(bytes) : new UndecodableRequest(problem);
+    } catch (error) {
+      return new UndecodableRequest(`${messageName}: could not be decoded (${String(error)})`);
+    }
+  };
+}
+
+// ------------------------------------------------------------------ uint64
+
+const UINT64_PATTERN = /^(0|[1-9][0-9]{0,19})$/;
+
+/**
+ * A uint64 field as a number, for the ids, indexes and durations that the state
+ * machine counts in numbers. A value past 2^53 - 1 cannot be a real id and would be
+ * rounded to a different one, so it is refused naming the field.
+ */
+export function uint64ToNumber(field: string, value: unknown): number {
+  const text = typeof value === 'number' ? String(value) : value;
+  if (typeof text !== 'string' || !UINT64_PATTERN.test(text)) {
+    throw invalidArgument(`${field}: must be a uint64, got ${describeValue(value)}`);
+  }
+  const number = Number(text);
+  if (!Number.isSafeInteger(number)) {
+    throw invalidArgument(`${field}: ${text} is above 2^53 - 1, the largest value dlm supports`);
+  }
+  return number;
+}
+
+/** A uint64 that is kept as text (request ids): every one of the 2^64 values is valid. */
+export function uint64Text(field: string, value: unknown): string {
+  const text = typeof value === 'number' ? String(value) : value;
+  if (typeof text !== 'string' || !UINT64_PATTERN.test(text) || BigInt(text) >= 2n ** 64n) {
+    throw invalidArgument(`${field}: must be a uint64, got ${describeValue(value)}`);
+  }
+  return text;
+}
+
+export function toUint64(value: number): Uint64 {
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new Error(`not a uint64: ${value}`);
+  }
+  return String(value);
+}
+
+export function describeValue(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value.slice(0, 40));
+  if (typeof value === 'object' && value !== null)
+    return Array.isArray(value) ? 'a list' : 'an object';
+  return String(value);
+}

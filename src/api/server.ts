@@ -1,0 +1,94 @@
+import * as grpc from '@grpc/grpc-js';
+import { ReflectionService } from '@grpc/reflection';
+import { clusterService, type MemberAddresses } from './cluster-service.ts';
+import {
+  type ApiContext,
+  type ApiNode,
+  type ApiOptions,
+  CallGate,
+  DEFAULT_API_OPTIONS,
+} from './context.ts';
+import { type ApiLogger, SILENT_LOGGER } from './errors.ts';
+import { EventHub } from './event-hub.ts';
+import { healthService, Readiness } from './health.ts';
+import { lockService } from './lock-service.ts';
+import { CLUSTER_SERVICE, HEALTH_SERVICE, LOCK_SERVICE, packageDefinition } from './proto.ts';
+
+export interface ApiServerOptions {
+  readonly node: ApiNode;
+  /** host:port; loopback by default, and port 0 picks a free port. */
+  readonly address?: string;
+  readonly logger?: ApiLogger;
+  /** Addresses reported by Cluster.Status, usually the config's `nodes`. */
+  readonly members?: readonly MemberAddresses[];
+  readonly options?: Partial<ApiOptions>;
+}
+
+export interface ApiServer {
+  readonly port: number;
+  readonly readiness: Readiness;
+  /** Calls admitted and not yet ended (waiting Acquires and open streams included). */
+  callsInFlight(): number;
+  /** Stops taking calls, lets those in flight finish for `graceMs`, then cancels the rest. */
+  close(graceMs?: number): Promise<void>;
+}
+
+export const DEFAULT_API_ADDRESS = '127.0.0.1:0';
+
+/**
+ * Serves dlm.v1.Lock, dlm.v1.Cluster, grpc.health.v1.Health and server reflection
+ * (so grpcurl and generic clients need no .proto file) for one node.
+ */
+export async function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
+  const logger = options.logger ?? SILENT_LOGGER;
+  const settings: ApiOptions = { ...DEFAULT_API_OPTIONS, ...options.options };
+  const context: ApiContext = {
+    node: options.node,
+    events: new EventHub(options.node, logger),
+    logger,
+    gate: new CallGate(settings.clientCallsInFlightMax),
+    options: settings,
+  };
+  const readiness = new Readiness(options.node);
+  const server = new grpc.Server();
+  server.addService(LOCK_SERVICE, lockService(context));
+  server.addService(CLUSTER_SERVICE, clusterService(context, options.members ?? []));
+  server.addService(HEALTH_SERVICE, healthService(context, readiness));
+  new ReflectionService(packageDefinition).addToServer(server);
+  const port = await bind(server, options.address ?? DEFAULT_API_ADDRESS).catch(
+    (error: unknown) => {
+      context.events.close();
+      throw error;
+    },
+  );
+  logger('info', 'API server listening', { nodeId: options.node.id, port });
+  return {
+    port,
+    readiness,
+    callsInFlight: () => context.gate.size,
+    close: async (graceMs = 1_000) => {
+      readiness.close();
+      await shutdown(server, graceMs);
+      context.events.close();
+    },
+  };
+}
+
+function bind(server: grpc.Server, address: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, port) => {
+      if (error === null) resolve(port);
+      else reject(error);
+    });
+  });
+}
+
+function shutdown(server: grpc.Server, graceMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const force = setTimeout(() => server.forceShutdown(), graceMs);
+    server.tryShutdown(() => {
+      clearTimeout(force);
+      resolve();
+    });
+  });
+}

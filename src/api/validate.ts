@@ -1,0 +1,207 @@
+import type { LockCommand, LockLimits, LockMode } from '../lock/index.ts';
+import {
+  type FencingToken,
+  fencingToken,
+  type SessionId,
+  sessionId as toSessionId,
+} from '../util/ids.ts';
+import { utf8ByteLength } from '../util/utf8.ts';
+import { invalidArgument } from './errors.ts';
+import { describeValue, UndecodableRequest, uint64Text, uint64ToNumber } from './proto.ts';
+
+/**
+ * Checks every field of every request before anything is proposed, so a malformed
+ * request costs no log entry and its error names the field in the client's terms
+ * (`AcquireRequest.lock`), not the state machine's. The state machine re-checks: it
+ * is the last line of defence, this is the first.
+ */
+
+type Command<T extends LockCommand['type']> = Extract<LockCommand, { type: T }>;
+
+export function parseOpenSession(raw: unknown, limits: LockLimits): Command<'OpenSession'> {
+  const m = message('OpenSessionRequest', raw);
+  return {
+    type: 'OpenSession',
+    ttlMs: m.count('ttl_ms', limits.sessionTtlMsMin, limits.sessionTtlMsMax),
+    clientName: m.text('client_name', limits.clientNameBytesMax, true),
+    requestId: m.requestId('request_id', limits),
+  };
+}
+
+/** The one session to refresh; the command can batch many, the RPC names one. */
+export function parseKeepAlive(raw: unknown): SessionId {
+  return message('KeepAliveRequest', raw).session('session_id');
+}
+
+export function parseCloseSession(raw: unknown, limits: LockLimits): Command<'CloseSession'> {
+  const m = message('CloseSessionRequest', raw);
+  return {
+    type: 'CloseSession',
+    sessionId: m.session('session_id'),
+    requestId: m.requestId('request_id', limits),
+  };
+}
+
+export function parseAcquire(raw: unknown, limits: LockLimits): Command<'Acquire'> {
+  const m = message('AcquireRequest', raw);
+  return {
+    type: 'Acquire',
+    lock: m.lockName('lock', limits),
+    sessionId: m.session('session_id'),
+    mode: m.mode('mode'),
+    waitMs: m.count('wait_ms', 0, limits.waitMsMax),
+    requestId: m.requestId('request_id', limits),
+    owner: m.text('owner', limits.ownerBytesMax, true),
+    maxHoldMs: m.count('max_hold_ms', 0, limits.maxHoldMsMax),
+    lockDelayMs: m.count('lock_delay_ms', 0, limits.lockDelayMsMax),
+  };
+}
+
+export function parseRelease(raw: unknown, limits: LockLimits): Command<'Release'> {
+  const m = message('ReleaseRequest', raw);
+  return {
+    type: 'Release',
+    lock: m.lockName('lock', limits),
+    sessionId: m.session('session_id'),
+    token: m.token('fencing_token'),
+    requestId: m.requestId('request_id', limits),
+  };
+}
+
+export interface ValidateFenceQuery {
+  readonly lock: string;
+  readonly token: FencingToken;
+}
+
+export function parseValidateFence(raw: unknown, limits: LockLimits): ValidateFenceQuery {
+  const m = message('ValidateFenceRequest', raw);
+  return { lock: m.lockName('lock', limits), token: m.token('fencing_token') };
+}
+
+export interface DescribeQuery {
+  readonly lock: string;
+  readonly stale: boolean;
+}
+
+export function parseDescribe(raw: unknown, limits: LockLimits): DescribeQuery {
+  const m = message('DescribeRequest', raw);
+  return { lock: m.lockName('lock', limits), stale: m.flag('stale') };
+}
+
+/** The prefix of a Watch; empty watches every lock. */
+export function parseWatch(raw: unknown, limits: LockLimits): string {
+  return message('WatchRequest', raw).text('prefix', limits.lockNameBytesMax, true);
+}
+
+export function parseStatus(raw: unknown): void {
+  message('StatusRequest', raw);
+}
+
+/** Health service names are short; the bound only keeps a hostile one from being echoed in full. */
+const HEALTH_SERVICE_NAME_BYTES_MAX = 256;
+
+export function parseHealthCheck(raw: unknown): string {
+  return message('HealthCheckRequest', raw).text('service', HEALTH_SERVICE_NAME_BYTES_MAX, true);
+}
+
+// ------------------------------------------------------------------ field readers
+
+function message(name: string, raw: unknown): FieldReader {
+  if (raw instanceof UndecodableRequest) {
+    throw invalidArgument(raw.detail);
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw invalidArgument(`${name}: must be a message, got ${describeValue(raw)}`);
+  }
+  return new FieldReader(name, raw as Record<string, unknown>);
+}
+
+const MODES: Readonly<Record<string, LockMode>> = { EXCLUSIVE: 'exclusive', SHARED: 'shared' };
+
+class FieldReader {
+  constructor(
+    private readonly messageName: string,
+    private readonly fields: Record<string, unknown>,
+  ) {}
+
+  private path(field: string): string {
+    return `${this.messageName}.${field}`;
+  }
+
+  private value(field: string): unknown {
+    return Object.hasOwn(this.fields, field) ? this.fields[field] : undefined;
+  }
+
+  text(field: string, bytesMax: number, emptyAllowed: boolean): string {
+    const value = this.value(field) ?? '';
+    if (typeof value !== 'string') {
+      throw invalidArgument(`${this.path(field)}: must be a string, got ${describeValue(value)}`);
+    }
+    if (!emptyAllowed && value.length === 0) {
+      throw invalidArgument(`${this.path(field)}: must not be empty`);
+    }
+    const bytes = utf8ByteLength(value);
+    if (bytes > bytesMax) {
+      throw invalidArgument(`${this.path(field)}: is ${bytes} bytes, the limit is ${bytesMax}`);
+    }
+    return value;
+  }
+
+  lockName(field: string, limits: LockLimits): string {
+    return this.text(field, limits.lockNameBytesMax, false);
+  }
+
+  /** A uint64 quantity within [min, max]. */
+  count(field: string, min: number, max: number): number {
+    const value = uint64ToNumber(this.path(field), this.value(field) ?? '0');
+    if (value < min || value > max) {
+      throw invalidArgument(`${this.path(field)}: must be within [${min}, ${max}], got ${value}`);
+    }
+    return value;
+  }
+
+  session(field: string): SessionId {
+    return toSessionId(this.positive(field));
+  }
+
+  token(field: string): FencingToken {
+    return fencingToken(this.positive(field));
+  }
+
+  /** Ids and tokens are log indexes, and no entry has index 0. */
+  private positive(field: string): number {
+    const value = uint64ToNumber(this.path(field), this.value(field) ?? '0');
+    if (value === 0) throw invalidArgument(`${this.path(field)}: must not be 0`);
+    return value;
+  }
+
+  /** Kept as text: the state machine dedupes by it and never does arithmetic on it. */
+  requestId(field: string, limits: LockLimits): string {
+    const text = uint64Text(this.path(field), this.value(field) ?? '0');
+    if (text === '0') throw invalidArgument(`${this.path(field)}: must not be empty (0)`);
+    if (utf8ByteLength(text) > limits.requestIdBytesMax) {
+      throw invalidArgument(
+        `${this.path(field)}: is longer than requestIdBytesMax (${limits.requestIdBytesMax})`,
+      );
+    }
+    return text;
+  }
+
+  mode(field: string): LockMode {
+    const value = this.value(field) ?? 'EXCLUSIVE';
+    const mode =
+      typeof value === 'string' && Object.hasOwn(MODES, value) ? MODES[value] : undefined;
+    if (mode === undefined) {
+      throw invalidArgument(`${this.path(field)}: unknown value ${describeValue(value)}`);
+    }
+    return mode;
+  }
+
+  flag(field: string): boolean {
+    const value = this.value(field) ?? false;
+    if (typeof value !== 'boolean') {
+      throw invalidArgument(`${this.path(field)}: must be a bool, got ${describeValue(value)}`);
+    }
+    return value;
+  }
+}

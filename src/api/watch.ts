@@ -1,0 +1,82 @@
+import { Metadata, type ServerWritableStream } from '@grpc/grpc-js';
+import type { LockEvent } from '../lock/index.ts';
+import type { LogIndex } from '../util/ids.ts';
+import { type ApiContext, header, serviceErrorOf } from './context.ts';
+import { serviceError } from './errors.ts';
+import { toUint64, type WatchEvent } from './proto.ts';
+import { parseWatch } from './validate.ts';
+
+type WatchCall = ServerWritableStream<unknown, WatchEvent>;
+
+/**
+ * Watch: streams grant, release and expire events of locks under a prefix, as this
+ * node applies them, until the client cancels. Empty initial metadata is sent once the
+ * subscription is live, so a client knows from which point on it sees every event.
+ *
+ * The stream's buffer is bounded: a client that cannot keep up is not allowed to grow
+ * this node's memory. Once `watchEventsBufferedMax` events wait unsent, the stream
+ * stops taking events and ends with RESOURCE_EXHAUSTED after what is buffered; the
+ * client re-reads state (Describe) and watches again.
+ */
+export function watch(context: ApiContext, call: WatchCall): void {
+  let leave: () => void;
+  let prefix: string;
+  try {
+    prefix = parseWatch(call.request, context.node.locks.limits);
+    leave = context.gate.enter();
+  } catch (error) {
+    call.emit('error', serviceErrorOf(context, 'Watch', error));
+    return;
+  }
+  const unsubscribe = context.events.onEvery((index, event) => {
+    if (!('lock' in event) || !event.lock.startsWith(prefix)) return;
+    const wire = watchEvent(context, index, event);
+    if (wire === null) return;
+    if (call.writableLength >= context.options.watchEventsBufferedMax) overflow();
+    else call.write(wire);
+  });
+  const stop = (): void => {
+    unsubscribe();
+    leave();
+  };
+  const overflow = (): void => {
+    stop();
+    const max = context.options.watchEventsBufferedMax;
+    call.emit(
+      'error',
+      serviceError('RESOURCE_EXHAUSTED', `watcher fell ${max} events behind`, null),
+    );
+  };
+  call.once('cancelled', stop);
+  call.once('finish', stop);
+  call.once('close', stop);
+  call.sendMetadata(new Metadata());
+}
+
+/**
+ * An expiry is a release the holder did not ask for: its session lapsed, or the grant
+ * reached its max-hold. Close and revoke free the lock on someone's request: RELEASE.
+ */
+function watchEvent(context: ApiContext, index: LogIndex, event: LockEvent): WatchEvent | null {
+  const base = { header: header(context.node, index), index: toUint64(index) };
+  switch (event.type) {
+    case 'granted':
+      return {
+        ...base,
+        type: 'GRANT',
+        lock: event.lock,
+        session_id: toUint64(event.holder.sessionId),
+        fencing_token: toUint64(event.holder.token),
+      };
+    case 'released':
+      return {
+        ...base,
+        type: event.reason === 'expire' || event.reason === 'maxHold' ? 'EXPIRE' : 'RELEASE',
+        lock: event.lock,
+        session_id: toUint64(event.sessionId),
+        fencing_token: toUint64(event.token),
+      };
+    default:
+      return null;
+  }
+}

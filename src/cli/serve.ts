@@ -1,0 +1,145 @@
+import { createServer, type Server } from 'node:http';
+import pino, { type Logger } from 'pino';
+import type { ApiLogger } from '../api/errors.ts';
+import { startApiServer } from '../api/server.ts';
+import {
+  type ClusterFileConfig,
+  findNode,
+  loadClusterConfig,
+  nodeDataDir,
+} from '../config/index.ts';
+import { NodeMetrics } from '../node/metrics.ts';
+import { DlmNode, type NodeRuntimeOptions } from '../node/node.ts';
+import { LevelStorage } from '../storage/index.ts';
+import { GrpcTransport } from '../transport/grpc.ts';
+import { nodeId } from '../util/ids.ts';
+
+/**
+ * `dlm serve --config FILE --node ID`: one node, one OS process, so that SIGTERM,
+ * SIGKILL and SIGSTOP reach the node itself. SIGTERM (or SIGINT) hands leadership
+ * over, drains, closes storage and exits 0.
+ */
+export interface ServeArgs {
+  readonly configPath: string;
+  readonly id: string;
+  /** Join an existing cluster instead of founding it (the node starts empty). */
+  readonly join: boolean;
+}
+
+export async function serve(args: ServeArgs): Promise<void> {
+  const config = await loadClusterConfig(args.configPath);
+  const self = findNode(config, args.id);
+  const id = nodeId(self.id);
+  const logger = pino({ base: { nodeId: id } });
+  const storage = await LevelStorage.open(nodeDataDir(config, id), {
+    bootstrap: args.join
+      ? 'join'
+      : { voters: config.nodes.map((node) => nodeId(node.id)), learners: [] },
+  });
+  const transport = await GrpcTransport.start({
+    id,
+    listenAddress: self.peerAddress,
+    peers: new Map(config.nodes.map((node) => [nodeId(node.id), node.peerAddress])),
+    queueMessagesMax: config.runtime.peerQueueMessagesMax,
+    batchMessagesMax: 256,
+    reconnectDelayMsMin: config.runtime.peerReconnectDelayMsMin,
+    reconnectDelayMsMax: config.runtime.peerReconnectDelayMsMax,
+  });
+  const node = new DlmNode(id, storage, transport, runtimeOptions(config));
+  const metrics = new NodeMetrics(node);
+  node.start();
+  const api = await startApiServer({
+    node,
+    address: self.clientAddress,
+    logger: apiLogger(logger),
+    members: config.nodes,
+    options: {
+      clientCallsInFlightMax: config.runtime.clientCallsInFlightMax,
+      watchEventsBufferedMax: config.runtime.watchEventsBufferedMax,
+    },
+  });
+  const metricsServer = await serveMetrics(self.metricsAddress, metrics);
+  const statusTimer = logRoleChanges(node, logger);
+  logger.info(
+    {
+      peerAddress: self.peerAddress,
+      clientAddress: self.clientAddress,
+      metricsAddress: self.metricsAddress,
+    },
+    'node started',
+  );
+  await untilSignal();
+  logger.info('shutting down: handing over leadership, then draining');
+  clearInterval(statusTimer);
+  // Health turns NOT_SERVING first, so load balancers move away before the node does.
+  api.readiness.close();
+  await node.stop();
+  await api.close(config.runtime.shutdownDrainMs);
+  await new Promise<void>((resolve) => metricsServer.close(() => resolve()));
+  logger.info('stopped');
+}
+
+function runtimeOptions(config: ClusterFileConfig): NodeRuntimeOptions {
+  const { tickIntervalMs, ...raft } = config.raft;
+  return {
+    tickIntervalMs,
+    raft,
+    lock: config.lock,
+    pendingProposalsMax: config.runtime.pendingProposalsMax,
+    proposalTimeoutMs: config.runtime.proposalTimeoutMs,
+    snapshotEntriesThreshold: config.runtime.snapshotEntriesThreshold,
+    compactionRetainEntries: config.runtime.compactionRetainEntries,
+    shutdownTransferMs: config.runtime.leadershipTransferTimeoutMs,
+  };
+}
+
+/** The API logs through pino, at the level it asks for. */
+function apiLogger(logger: Logger): ApiLogger {
+  return (level, message, fields = {}) => logger[level](fields, message);
+}
+
+async function serveMetrics(address: string, metrics: NodeMetrics): Promise<Server> {
+  const { host, port } = splitAddress(address);
+  const server = createServer((request, response) => {
+    if (request.url !== '/metrics') {
+      response.writeHead(404).end('not found: try /metrics\n');
+      return;
+    }
+    metrics.render().then(
+      ({ contentType, body }) => response.writeHead(200, { 'content-type': contentType }).end(body),
+      (error: unknown) => response.writeHead(500).end(String(error)),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  return server;
+}
+
+function splitAddress(address: string): { host: string; port: number } {
+  const colon = address.lastIndexOf(':');
+  return {
+    host: address.slice(0, colon).replace(/^\[|\]$/g, ''),
+    port: Number(address.slice(colon + 1)),
+  };
+}
+
+/** Logs every change of role, term or leader, with the fields the design asks for. */
+function logRoleChanges(node: DlmNode, logger: Logger): NodeJS.Timeout {
+  let last = '';
+  return setInterval(() => {
+    const { role, term, leaderId, commitIndex } = node.status();
+    const key = `${role}/${term}/${leaderId}`;
+    if (key === last) return;
+    last = key;
+    logger.info({ role, term, leaderId, commitIndex }, 'raft state changed');
+  }, 100);
+}
+
+function untilSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    process.once('SIGTERM', () => resolve());
+    process.once('SIGINT', () => resolve());
+  });
+}

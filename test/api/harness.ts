@@ -1,0 +1,294 @@
+import * as grpc from '@grpc/grpc-js';
+import type { ApiNode, ApiOptions } from '../../src/api/context.ts';
+import type { ApiLogger, LogLevel } from '../../src/api/errors.ts';
+import {
+  CLUSTER_SERVICE_NAME,
+  clientDefinition,
+  HEALTH_SERVICE_NAME,
+  LOCK_SERVICE_NAME,
+} from '../../src/api/proto.ts';
+import { type ApiServer, startApiServer } from '../../src/api/server.ts';
+import { DlmNode, type NodeRuntimeOptions } from '../../src/node/node.ts';
+import { MemoryWritableStorage } from '../../src/storage/index.ts';
+import { MemoryNetwork } from '../../src/transport/memory.ts';
+import { type NodeId, nodeId } from '../../src/util/ids.ts';
+
+/**
+ * Three DlmNodes over an in-process network, each serving the public API on its own
+ * loopback port, and real gRPC clients generated at run time from the same protos.
+ */
+export const NODE_OPTIONS: NodeRuntimeOptions = {
+  tickIntervalMs: 10,
+  raft: { electionTimeoutTicks: 10, heartbeatIntervalTicks: 1 },
+  // Small limits so each refusal is reachable in a test.
+  lock: { sessionTtlMsMin: 100, waitersPerLockMax: 2 },
+  pendingProposalsMax: 100,
+  proposalTimeoutMs: 5_000,
+  snapshotEntriesThreshold: 200,
+  compactionRetainEntries: 50,
+  shutdownTransferMs: 500,
+};
+
+export const IDS = [nodeId('n1'), nodeId('n2'), nodeId('n3')];
+
+export interface LogEntry {
+  readonly level: LogLevel;
+  readonly message: string;
+  readonly fields: Record<string, unknown> | undefined;
+}
+
+export class RpcError extends Error {
+  constructor(
+    readonly code: grpc.status,
+    readonly details: string,
+    readonly trailers: grpc.Metadata,
+  ) {
+    super(`${grpc.status[code]}: ${details}`);
+  }
+
+  trailer(key: string): string | undefined {
+    const value = this.trailers.get(key)[0];
+    return value === undefined ? undefined : String(value);
+  }
+}
+
+export interface CallOptions {
+  readonly deadlineMs?: number;
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: responses are checked by the tests themselves
+type Wire = any;
+
+/** A client of one service on one node, calling methods by name with plain objects. */
+export class ServiceClient {
+  readonly raw: grpc.Client;
+  private readonly definition: grpc.ServiceDefinition;
+
+  constructor(serviceName: string, port: number) {
+    this.definition = clientDefinition(serviceName);
+    this.raw = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  }
+
+  call(method: string, request: object, options: CallOptions = {}): Promise<Wire> {
+    const definition = this.method(method);
+    return this.unary(definition, definition.requestSerialize, request, options);
+  }
+
+  /** Sends bytes as they are: for requests no well-behaved client would encode. */
+  callBytes(method: string, bytes: Buffer, options: CallOptions = {}): Promise<Wire> {
+    return this.unary(this.method(method), (buffer: Buffer) => buffer, bytes, options);
+  }
+
+  stream(
+    method: string,
+    request: object,
+    options: CallOptions = {},
+  ): grpc.ClientReadableStream<Wire> {
+    const definition = this.method(method);
+    return this.raw.makeServerStreamRequest(
+      definition.path,
+      definition.requestSerialize,
+      definition.responseDeserialize,
+      request,
+      new grpc.Metadata(),
+      callOptions(options),
+    );
+  }
+
+  streamBytes(
+    method: string,
+    bytes: Buffer,
+    options: CallOptions = {},
+  ): grpc.ClientReadableStream<Wire> {
+    const definition = this.method(method);
+    return this.raw.makeServerStreamRequest(
+      definition.path,
+      (buffer: Buffer) => buffer,
+      definition.responseDeserialize,
+      bytes,
+      new grpc.Metadata(),
+      callOptions(options),
+    );
+  }
+
+  close(): void {
+    this.raw.close();
+  }
+
+  private method(name: string): grpc.MethodDefinition<object, object> {
+    const definition = this.definition[name];
+    if (definition === undefined) throw new Error(`no method ${name}`);
+    return definition;
+  }
+
+  private unary<T>(
+    definition: grpc.MethodDefinition<object, object>,
+    serialize: (value: T) => Buffer,
+    request: T,
+    options: CallOptions,
+  ): Promise<Wire> {
+    return new Promise((resolve, reject) => {
+      this.raw.makeUnaryRequest(
+        definition.path,
+        serialize,
+        definition.responseDeserialize,
+        request,
+        new grpc.Metadata(),
+        callOptions(options),
+        (error, response) => {
+          if (error === null || error === undefined) resolve(response);
+          else reject(new RpcError(error.code, error.details, error.metadata));
+        },
+      );
+    });
+  }
+}
+
+function callOptions(options: CallOptions): grpc.CallOptions {
+  return options.deadlineMs === undefined ? {} : { deadline: Date.now() + options.deadlineMs };
+}
+
+/** Settles with the RpcError a call failed with; fails if it succeeded. */
+export async function rpcError(call: Promise<unknown>): Promise<RpcError> {
+  try {
+    await call;
+  } catch (error) {
+    if (error instanceof RpcError) return error;
+    throw error;
+  }
+  throw new Error('the call succeeded');
+}
+
+export interface NodeEndpoints {
+  readonly node: ApiNode;
+  readonly server: ApiServer;
+  readonly lock: ServiceClient;
+  readonly cluster: ServiceClient;
+  readonly health: ServiceClient;
+}
+
+export async function serve(
+  node: ApiNode,
+  logs: LogEntry[],
+  options: Partial<ApiOptions> = {},
+): Promise<NodeEndpoints> {
+  const logger: ApiLogger = (level, message, fields) => {
+    if (level !== 'debug') logs.push({ level, message, fields });
+  };
+  const server = await startApiServer({ node, address: '127.0.0.1:0', logger, options });
+  return {
+    node,
+    server,
+    lock: new ServiceClient(LOCK_SERVICE_NAME, server.port),
+    cluster: new ServiceClient(CLUSTER_SERVICE_NAME, server.port),
+    health: new ServiceClient(HEALTH_SERVICE_NAME, server.port),
+  };
+}
+
+export class ApiCluster {
+  readonly network = new MemoryNetwork();
+  readonly nodes = new Map<NodeId, DlmNode>();
+  readonly endpoints = new Map<NodeId, NodeEndpoints>();
+  readonly logs: LogEntry[] = [];
+  private requests = 0;
+
+  static async start(options: Partial<ApiOptions> = {}): Promise<ApiCluster> {
+    const cluster = new ApiCluster();
+    for (const [position, id] of IDS.entries()) {
+      const storage = MemoryWritableStorage.bootstrap({ voters: IDS, learners: [] });
+      const node = new DlmNode(
+        id,
+        storage,
+        cluster.network.connect(id),
+        NODE_OPTIONS,
+        undefined,
+        position + 1,
+      );
+      node.start();
+      cluster.nodes.set(id, node);
+      cluster.endpoints.set(id, await serve(node, cluster.logs, options));
+    }
+    await cluster.leaderId();
+    return cluster;
+  }
+
+  at(id: NodeId): NodeEndpoints {
+    const endpoints = this.endpoints.get(id);
+    if (endpoints === undefined) throw new Error(`no node ${id}`);
+    return endpoints;
+  }
+
+  /** The leader, once every running node agrees on it. */
+  async leaderId(): Promise<NodeId> {
+    for (let attempt = 0; attempt < 1_000; attempt++) {
+      const views = [...this.nodes.values()].map((node) => node.status().leaderId);
+      const [first] = views;
+      if (first !== null && first !== undefined && views.every((view) => view === first))
+        return first;
+      await sleep(10);
+    }
+    throw new Error('no agreed leader within 10 s');
+  }
+
+  async followerId(): Promise<NodeId> {
+    const leader = await this.leaderId();
+    const follower = IDS.find((id) => id !== leader && this.nodes.has(id));
+    if (follower === undefined) throw new Error('no follower');
+    return follower;
+  }
+
+  requestId(): string {
+    return String(++this.requests);
+  }
+
+  /** Opens a session through `id`, retrying while the cluster settles. */
+  async openSession(id: NodeId, ttlMs = 10_000): Promise<string> {
+    const response = await retrying(() =>
+      this.at(id).lock.call('OpenSession', {
+        ttl_ms: String(ttlMs),
+        client_name: 'test',
+        request_id: this.requestId(),
+      }),
+    );
+    return response.session_id as string;
+  }
+
+  async stop(): Promise<void> {
+    for (const endpoints of this.endpoints.values()) {
+      endpoints.lock.close();
+      endpoints.cluster.close();
+      endpoints.health.close();
+    }
+    await Promise.all([...this.endpoints.values()].map((endpoints) => endpoints.server.close(200)));
+    await Promise.all([...this.nodes.values()].map((node) => node.stop()));
+  }
+}
+
+/** Retries a call on UNAVAILABLE, as a client does while a leader is being elected. */
+export async function retrying<T>(call: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await call();
+    } catch (error) {
+      if (!(error instanceof RpcError) || error.code !== grpc.status.UNAVAILABLE || attempt >= 50)
+        throw error;
+      await sleep(50);
+    }
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Polls until `check` holds. */
+export async function eventually(
+  check: () => Promise<boolean> | boolean,
+  timeoutMs = 10_000,
+): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!(await check())) {
+    if (performance.now() > deadline) throw new Error(`not true within ${timeoutMs} ms`);
+    await sleep(20);
+  }
+}
