@@ -1,10 +1,10 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
+import { freePort } from '../support/free-port.ts';
 
 /**
  * What a new user does: `dlm cluster` (npm start) brings up three real `dlm serve`
@@ -17,18 +17,6 @@ const run = promisify(execFile);
 const workDir = mkdtempSync(join(tmpdir(), 'dlm-smoke-'));
 
 afterAll(() => rmSync(workDir, { recursive: true, force: true }));
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() =>
-        resolve(typeof address === 'object' && address !== null ? address.port : 0),
-      );
-    });
-  });
-}
 
 async function writeConfig(): Promise<{ path: string; clientAddresses: string[] }> {
   const nodes = [];

@@ -4,6 +4,7 @@ import { DlmNode, type NodeRuntimeOptions } from '../../src/node/node.ts';
 import { MemoryWritableStorage } from '../../src/storage/index.ts';
 import { GrpcTransport } from '../../src/transport/grpc.ts';
 import { type NodeId, nodeId } from '../../src/util/ids.ts';
+import { freePort } from '../support/free-port.ts';
 
 /** Three nodes in one process, talking real gRPC over loopback. */
 const OPTIONS: NodeRuntimeOptions = {
@@ -49,18 +50,6 @@ async function startCluster(): Promise<DlmNode[]> {
     const node = new DlmNode(id, storage, transport, OPTIONS, undefined, i + 1);
     node.start();
     return node;
-  });
-}
-
-async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
   });
 }
 
