@@ -1,0 +1,225 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { freePort } from './free-port.ts';
+
+/**
+ * Real `dlm serve` processes (one OS process per node, so SIGKILL and SIGSTOP reach the
+ * node itself) plus a small grpc-js client, for cluster tests and benchmarks.
+ */
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+export interface ProcessNode {
+  readonly id: string;
+  readonly peerAddress: string;
+  readonly clientAddress: string;
+  readonly metricsAddress: string;
+}
+
+type Callback = (error: grpc.ServiceError | null, response: Record<string, unknown>) => void;
+type Method = (request: object, options: grpc.CallOptions, callback: Callback) => void;
+
+export class ProcessCluster {
+  readonly dir = mkdtempSync(join(tmpdir(), 'dlm-cluster-'));
+  readonly configPath = join(this.dir, 'cluster.config.json');
+  private readonly processes = new Map<string, ChildProcess>();
+  private readonly clients = new Map<string, Record<string, Method>>();
+
+  private constructor(readonly nodes: readonly ProcessNode[]) {}
+
+  static async create(size: number, extra: Record<string, unknown> = {}): Promise<ProcessCluster> {
+    const nodes: ProcessNode[] = [];
+    for (let i = 1; i <= size; i++) {
+      nodes.push({
+        id: `n${i}`,
+        peerAddress: `127.0.0.1:${await freePort()}`,
+        clientAddress: `127.0.0.1:${await freePort()}`,
+        metricsAddress: `127.0.0.1:${await freePort()}`,
+      });
+    }
+    const cluster = new ProcessCluster(nodes);
+    const config = { nodes, dataDir: './data', raft: { tickIntervalMs: 20 }, ...extra };
+    writeFileSync(cluster.configPath, JSON.stringify(config));
+    return cluster;
+  }
+
+  start(id: string): void {
+    const log = openSync(join(this.dir, `${id}.log`), 'a');
+    const child = spawn(
+      process.execPath,
+      [join(ROOT, 'bin/dlm'), 'serve', '--config', this.configPath, '--node', id],
+      {
+        stdio: ['ignore', log, log],
+      },
+    );
+    this.processes.set(id, child);
+  }
+
+  startAll(): void {
+    for (const node of this.nodes) this.start(node.id);
+  }
+
+  isRunning(id: string): boolean {
+    const child = this.processes.get(id);
+    return child !== undefined && child.exitCode === null && child.signalCode === null;
+  }
+
+  /** SIGKILL: no shutdown code runs, nothing unsynced survives. */
+  async kill(id: string): Promise<void> {
+    await this.signal(id, 'SIGKILL');
+  }
+
+  async terminate(id: string): Promise<number | null> {
+    return this.signal(id, 'SIGTERM');
+  }
+
+  /** SIGSTOP / SIGCONT: the process freezes, its timers and sockets with it. */
+  pause(id: string): void {
+    this.processes.get(id)?.kill('SIGSTOP');
+  }
+
+  resume(id: string): void {
+    this.processes.get(id)?.kill('SIGCONT');
+  }
+
+  private async signal(id: string, signal: NodeJS.Signals): Promise<number | null> {
+    const child = this.processes.get(id);
+    if (child === undefined || !this.isRunning(id)) return child?.exitCode ?? null;
+    const exited = new Promise<number | null>((resolve) =>
+      child.once('exit', (code) => resolve(code)),
+    );
+    child.kill(signal);
+    const code = await exited;
+    this.processes.delete(id);
+    return code;
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.all([...this.processes.keys()].map((id) => this.kill(id)));
+    for (const client of this.clients.values()) (client as unknown as grpc.Client).close();
+    this.clients.clear();
+  }
+
+  remove(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** The node that reports itself leader through Cluster.Status, or null. */
+  async leader(): Promise<string | null> {
+    for (const node of this.nodes) {
+      if (!this.isRunning(node.id)) continue;
+      try {
+        const status = await this.call(node.id, 'Status', {}, 500, 'Cluster');
+        const header = status.header as { leader_id?: string } | undefined;
+        const leaderId = header?.leader_id ?? '';
+        if (leaderId !== '' && this.isRunning(leaderId)) return leaderId;
+      } catch {
+        // Starting up or down; ask another.
+      }
+    }
+    return null;
+  }
+
+  async waitForLeader(timeoutMs: number): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const leader = await this.leader();
+      if (leader !== null) return leader;
+      if (Date.now() > deadline)
+        throw new Error(`no leader within ${timeoutMs} ms; logs in ${this.dir}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  /** One call to one node's API. */
+  call(
+    id: string,
+    method: string,
+    request: object,
+    deadlineMs = 5_000,
+    service = 'Lock',
+  ): Promise<Record<string, unknown>> {
+    const client = this.client(id, service);
+    return new Promise((resolve, reject) => {
+      const invoke = client[method];
+      if (invoke === undefined) {
+        reject(new Error(`no method ${service}.${method}`));
+        return;
+      }
+      invoke.call(client, request, { deadline: Date.now() + deadlineMs }, (error, response) =>
+        error === null ? resolve(response) : reject(error),
+      );
+    });
+  }
+
+  /** Calls any running node, retrying UNAVAILABLE and DEADLINE_EXCEEDED with the same request. */
+  async callAny(
+    method: string,
+    request: object,
+    timeoutMs = 20_000,
+  ): Promise<Record<string, unknown>> {
+    const deadline = Date.now() + timeoutMs;
+    for (let attempt = 0; ; attempt++) {
+      const running = this.nodes.filter((node) => this.isRunning(node.id));
+      const target = running[attempt % Math.max(running.length, 1)];
+      try {
+        if (target === undefined) throw new Error('no node is running');
+        return await this.call(target.id, method, request, 2_000);
+      } catch (error) {
+        const code = (error as grpc.ServiceError).code;
+        const retryable =
+          code === grpc.status.UNAVAILABLE || code === grpc.status.DEADLINE_EXCEEDED;
+        if (!retryable || Date.now() > deadline) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    }
+  }
+
+  private client(id: string, service: string): Record<string, Method> {
+    const key = `${service}/${id}`;
+    const existing = this.clients.get(key);
+    if (existing !== undefined) return existing;
+    const node = this.nodes.find((candidate) => candidate.id === id);
+    if (node === undefined) throw new Error(`unknown node ${id}`);
+    const constructor = loadServices()[service];
+    if (constructor === undefined) throw new Error(`unknown service ${service}`);
+    const client = new constructor(
+      node.clientAddress,
+      grpc.credentials.createInsecure(),
+    ) as unknown as Record<string, Method>;
+    this.clients.set(key, client);
+    return client;
+  }
+}
+
+let services: Record<string, grpc.ServiceClientConstructor> | null = null;
+
+function loadServices(): Record<string, grpc.ServiceClientConstructor> {
+  if (services !== null) return services;
+  const definition = protoLoader.loadSync(join(ROOT, 'proto/dlm.proto'), {
+    keepCase: true,
+    longs: String,
+    enums: String,
+    defaults: true,
+  });
+  const loaded = grpc.loadPackageDefinition(definition) as unknown as {
+    dlm: { v1: { Lock: grpc.ServiceClientConstructor; Cluster: grpc.ServiceClientConstructor } };
+  };
+  services = { Lock: loaded.dlm.v1.Lock, Cluster: loaded.dlm.v1.Cluster };
+  return services;
+}
+
+let requestCounter = 0;
+
+/** A request id unique within this process run (random high part, counter low part). */
+export function newRequestId(): string {
+  requestCounter++;
+  return (
+    BigInt(Math.floor(Math.random() * 2 ** 40)) * 1_000_000n +
+    BigInt(requestCounter)
+  ).toString();
+}
