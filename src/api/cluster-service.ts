@@ -1,12 +1,23 @@
+import type * as grpc from '@grpc/grpc-js';
+import type { MembershipCallOptions, NodeStatus } from '../node/node.ts';
 import type { NodeId } from '../util/ids.ts';
-import { type ApiContext, header, unary } from './context.ts';
+import { type ApiContext, type ApiNode, header, type MembershipMethod, unary } from './context.ts';
+import { ApiError } from './errors.ts';
 import {
+  type AddMemberResponse,
   type ClusterServiceHandlers,
+  type RemoveMemberResponse,
   type StatusResponse,
+  type TransferLeadershipResponse,
   toUint64,
   type WireMember,
 } from './proto.ts';
-import { parseStatus } from './validate.ts';
+import {
+  parseAddMember,
+  parseRemoveMember,
+  parseStatus,
+  parseTransferLeadership,
+} from './validate.ts';
 
 /** Where a member is reached; the shape of a config's `nodes` entries, so they pass straight in. */
 export interface MemberAddresses {
@@ -18,7 +29,9 @@ export interface MemberAddresses {
 /**
  * dlm.v1.Cluster. Status reads only this node's own view, never the log, so it answers
  * on every node even when there is no leader (leader_id is then empty): it is what an
- * operator runs when the cluster is unwell.
+ * operator runs when the cluster is unwell. AddMember, RemoveMember and
+ * TransferLeadership run on the leader (DlmNode does the work); elsewhere they answer
+ * UNAVAILABLE with the leader hint.
  */
 export function clusterService(
   context: ApiContext,
@@ -26,6 +39,44 @@ export function clusterService(
 ): ClusterServiceHandlers {
   return {
     Status: unary(context, 'Status', async (raw) => status(context, addresses, raw)),
+    AddMember: unary(context, 'AddMember', async (raw, call): Promise<AddMemberResponse> => {
+      const member = parseAddMember(raw);
+      const view = await membership(context.node, 'addMember')(member, callOptions(call));
+      context.logger('info', 'member added', { ...member });
+      return {
+        header: header(context.node, view.appliedIndex),
+        members: members(context, addresses, view),
+      };
+    }),
+    RemoveMember: unary(
+      context,
+      'RemoveMember',
+      async (raw, call): Promise<RemoveMemberResponse> => {
+        const id = parseRemoveMember(raw);
+        const view = await membership(context.node, 'removeMember')(id, callOptions(call));
+        context.logger('info', 'member removed', { id });
+        return {
+          header: header(context.node, view.appliedIndex),
+          members: members(context, addresses, view),
+        };
+      },
+    ),
+    TransferLeadership: unary(
+      context,
+      'TransferLeadership',
+      async (raw, call): Promise<TransferLeadershipResponse> => {
+        const target = parseTransferLeadership(raw);
+        const leader = await membership(context.node, 'transferLeadership')(
+          target,
+          callOptions(call),
+        );
+        context.logger('info', 'leadership transferred', { from: context.node.id, to: leader });
+        return {
+          header: header(context.node, context.node.status().appliedIndex),
+          leader_id: leader,
+        };
+      },
+    ),
   };
 }
 
@@ -36,15 +87,6 @@ function status(
 ): StatusResponse {
   parseStatus(raw);
   const view = context.node.status();
-  const member = (id: NodeId, learner: boolean): WireMember => {
-    const known = addresses.find((each) => each.id === id);
-    return {
-      id,
-      peer_address: known?.peerAddress ?? '',
-      client_address: known?.clientAddress ?? '',
-      learner,
-    };
-  };
   return {
     header: header(context.node, view.appliedIndex),
     node_id: context.node.id,
@@ -52,9 +94,49 @@ function status(
     term: toUint64(view.term),
     commit_index: toUint64(view.commitIndex),
     applied_index: toUint64(view.appliedIndex),
-    members: [
-      ...view.voters.map((id) => member(id, false)),
-      ...view.learners.map((id) => member(id, true)),
-    ],
+    members: members(context, addresses, view),
   };
+}
+
+/** Voters then learners, with the addresses the node learned, else the configured ones. */
+function members(
+  context: ApiContext,
+  addresses: readonly MemberAddresses[],
+  view: NodeStatus,
+): WireMember[] {
+  const learned = context.node.memberAddresses?.();
+  const member = (id: NodeId, learner: boolean): WireMember => {
+    const configured = addresses.find((each) => each.id === id);
+    const known = learned?.get(id);
+    return {
+      id,
+      peer_address: known?.peerAddress || configured?.peerAddress || '',
+      client_address: known?.clientAddress || configured?.clientAddress || '',
+      learner,
+    };
+  };
+  return [
+    ...view.voters.map((id) => member(id, false)),
+    ...view.learners.map((id) => member(id, true)),
+  ];
+}
+
+/** A membership method of the node, bound; a stand-in node without it is refused. */
+function membership<M extends MembershipMethod>(node: ApiNode, method: M): NonNullable<ApiNode[M]> {
+  const bound = node[method]?.bind(node);
+  if (bound === undefined) throw new ApiError('INTERNAL', `${node.id} cannot change membership`);
+  return bound as NonNullable<ApiNode[M]>;
+}
+
+/**
+ * Bounds the node's work by the call's deadline, less a margin so that the node's own
+ * error (which says how far it got) reaches the client before gRPC's. Without a
+ * deadline the node's default applies.
+ */
+function callOptions(call: grpc.ServerUnaryCall<unknown, unknown>): MembershipCallOptions {
+  const deadline = call.getDeadline();
+  const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
+  if (!Number.isFinite(deadlineMs)) return {};
+  const leftMs = deadlineMs - Date.now();
+  return { timeoutMs: Math.max(0, leftMs - Math.min(200, leftMs / 10)) };
 }

@@ -6,8 +6,19 @@ import { type ApiLogger, toServiceError } from './errors.ts';
 import type { EventHub } from './event-hub.ts';
 import { type ResponseHeader, toUint64, type WireHolder } from './proto.ts';
 
-/** What the API needs of a node; a narrow seam so tests can stand in for a failing one. */
-export type ApiNode = Pick<DlmNode, 'id' | 'locks' | 'write' | 'read' | 'subscribe' | 'status'>;
+/**
+ * What the API needs of a node; a narrow seam so tests can stand in for a failing one.
+ * Membership is optional: a stand-in without it answers those calls with an error.
+ */
+export type ApiNode = Pick<DlmNode, 'id' | 'locks' | 'write' | 'read' | 'subscribe' | 'status'> &
+  Partial<Pick<DlmNode, MembershipMethod>>;
+
+export type MembershipMethod =
+  | 'addMember'
+  | 'removeMember'
+  | 'transferLeadership'
+  | 'memberAddresses'
+  | 'learnAddresses';
 
 export interface ApiOptions {
   /** Calls one node serves at once, waiting Acquires and Watch streams included. */

@@ -107,6 +107,18 @@ export interface StatusResponse {
   readonly applied_index: Uint64;
   readonly members: readonly WireMember[];
 }
+export interface AddMemberResponse {
+  readonly header: ResponseHeader;
+  readonly members: readonly WireMember[];
+}
+export interface RemoveMemberResponse {
+  readonly header: ResponseHeader;
+  readonly members: readonly WireMember[];
+}
+export interface TransferLeadershipResponse {
+  readonly header: ResponseHeader;
+  readonly leader_id: string;
+}
 export type ServingStatus = 'UNKNOWN' | 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';
 export interface HealthCheckResponse {
   readonly status: ServingStatus;
@@ -131,6 +143,9 @@ export interface LockServiceHandlers extends grpc.UntypedServiceImplementation {
 
 export interface ClusterServiceHandlers extends grpc.UntypedServiceImplementation {
   Status: grpc.handleUnaryCall<unknown, StatusResponse>;
+  AddMember: grpc.handleUnaryCall<unknown, AddMemberResponse>;
+  RemoveMember: grpc.handleUnaryCall<unknown, RemoveMemberResponse>;
+  TransferLeadership: grpc.handleUnaryCall<unknown, TransferLeadershipResponse>;
 }
 
 export interface HealthServiceHandlers extends grpc.UntypedServiceImplementation {

@@ -49,6 +49,8 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     gate: new CallGate(settings.clientCallsInFlightMax),
     options: settings,
   };
+  // The configured addresses seed the node's address book, which it shares with its peers.
+  options.node.learnAddresses?.(options.members ?? []);
   const readiness = new Readiness(options.node);
   const server = new grpc.Server();
   server.addService(LOCK_SERVICE, lockService(context));

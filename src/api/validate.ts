@@ -1,8 +1,12 @@
+import { parseAddress } from '../config/address.ts';
+import { NODE_ID_PATTERN } from '../config/nodes.ts';
 import type { LockCommand, LockLimits, LockMode } from '../lock/index.ts';
 import {
   type FencingToken,
   fencingToken,
+  type NodeId,
   type SessionId,
+  nodeId as toNodeId,
   sessionId as toSessionId,
 } from '../util/ids.ts';
 import { utf8ByteLength } from '../util/utf8.ts';
@@ -97,6 +101,37 @@ export function parseStatus(raw: unknown): void {
   message('StatusRequest', raw);
 }
 
+export interface AddMemberQuery {
+  readonly id: NodeId;
+  readonly peerAddress: string;
+  readonly clientAddress: string;
+}
+
+export function parseAddMember(raw: unknown): AddMemberQuery {
+  const m = message('AddMemberRequest', raw);
+  return {
+    id: m.nodeId('node_id'),
+    peerAddress: m.address('peer_address'),
+    clientAddress: m.address('client_address'),
+  };
+}
+
+export function parseRemoveMember(raw: unknown): NodeId {
+  return message('RemoveMemberRequest', raw).nodeId('node_id');
+}
+
+/** The voter to hand leadership to, or null (an empty id) for the most caught-up one. */
+export function parseTransferLeadership(raw: unknown): NodeId | null {
+  const m = message('TransferLeadershipRequest', raw);
+  return m.text('target_node_id', NODE_ID_CHARS_MAX, true) === ''
+    ? null
+    : m.nodeId('target_node_id');
+}
+
+/** Ids are at most 63 characters (NODE_ID_PATTERN); this only bounds what is echoed back. */
+const NODE_ID_CHARS_MAX = 256;
+const ADDRESS_CHARS_MAX = 300;
+
 /** Health service names are short; the bound only keeps a hostile one from being echoed in full. */
 const HEALTH_SERVICE_NAME_BYTES_MAX = 256;
 
@@ -145,6 +180,25 @@ class FieldReader {
       throw invalidArgument(`${this.path(field)}: is ${bytes} bytes, the limit is ${bytesMax}`);
     }
     return value;
+  }
+
+  /** A member id, as the config file spells them. */
+  nodeId(field: string): NodeId {
+    const text = this.text(field, NODE_ID_CHARS_MAX, false);
+    if (!NODE_ID_PATTERN.test(text)) {
+      throw invalidArgument(
+        `${this.path(field)}: must match ${NODE_ID_PATTERN}, got ${describeValue(text)}`,
+      );
+    }
+    return toNodeId(text);
+  }
+
+  /** A "host:port" others connect to. */
+  address(field: string): string {
+    const text = this.text(field, ADDRESS_CHARS_MAX, false);
+    const parsed = parseAddress(text);
+    if (!parsed.ok) throw invalidArgument(`${this.path(field)}: ${parsed.problem}`);
+    return text;
   }
 
   lockName(field: string, limits: LockLimits): string {

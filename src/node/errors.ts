@@ -10,6 +10,8 @@ export type DlmErrorCode =
   | 'RESOURCE_EXHAUSTED'
   | 'DEADLINE_EXCEEDED'
   | 'INVALID_ARGUMENT'
+  /** A membership change the cluster's current state refuses (already a member, too few voters...). */
+  | 'FAILED_PRECONDITION'
   | 'INTERNAL';
 
 export class DlmError extends Error {

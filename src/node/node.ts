@@ -5,12 +5,27 @@ import {
   LockStateMachine,
   LockTimers,
 } from '../lock/index.ts';
-import { type Entry, Raft, type RaftOptions, type Ready, type Snapshot } from '../raft/index.ts';
+import {
+  type ConfigChange,
+  type Entry,
+  Raft,
+  type RaftOptions,
+  type Ready,
+  type Snapshot,
+} from '../raft/index.ts';
 import type { WritableStorage } from '../storage/index.ts';
-import { type LogIndex, logIndex, type NodeId } from '../util/ids.ts';
+import { type LogIndex, logIndex, type NodeId, nodeId } from '../util/ids.ts';
 import { Prng } from '../util/prng.ts';
 import { decodeEntry, decodeLockSnapshot, encodeEntry, encodeLockSnapshot } from './entry-codec.ts';
 import { DlmError, unavailable } from './errors.ts';
+import {
+  AddressBook,
+  configReflects,
+  describeChange,
+  type MemberAddress,
+  membershipRefusal,
+  TRANSIENT_REFUSALS,
+} from './membership.ts';
 import type { PeerMessage } from './peer-message.ts';
 import { type AppliedProposal, ProposalRegistry } from './proposals.ts';
 import type { Transport } from './transport.ts';
@@ -47,6 +62,15 @@ export interface NodeStatus {
   readonly voters: readonly NodeId[];
   readonly learners: readonly NodeId[];
 }
+
+/** Bounds one membership call (AddMember waits for the new member to catch up). */
+export interface MembershipCallOptions {
+  readonly timeoutMs?: number;
+}
+
+export const DEFAULT_MEMBERSHIP_TIMEOUT_MS = 30_000;
+/** How often every node sends its address book to every member (see membership.ts). */
+export const ADDRESS_ANNOUNCE_INTERVAL_MS = 2_000;
 
 export type AppliedListener = (index: LogIndex, output: ApplyOutput) => void;
 
@@ -92,6 +116,8 @@ export class DlmNode {
   private readonly appliedListeners = new Set<AppliedListener>();
   private observer: NodeObserver | null = null;
   private lastLeaderId: NodeId | null = null;
+  private readonly addresses: AddressBook;
+  private lastAnnounceMs = Number.NEGATIVE_INFINITY;
 
   constructor(
     id: NodeId,
@@ -109,6 +135,7 @@ export class DlmNode {
       dueBatchMax: 256,
     });
     this.proposals = new ProposalRegistry(id, options.pendingProposalsMax);
+    this.addresses = new AddressBook(id, transport);
     this.restoreStateMachine(storage.snapshot());
     transport.onMessage((message) => this.receive(message));
   }
@@ -278,6 +305,181 @@ export class DlmNode {
     if (this.stopping) throw unavailable(`${this.id} is shutting down`, this.raft.leaderId);
   }
 
+  // ------------------------------------------------------------------ membership
+
+  /**
+   * Adds a member, on the leader: records its addresses and tells every member, adds it
+   * as a learner, waits until it holds everything committed when it joined, then
+   * promotes it to voter. Each change goes through the log and is awaited until it
+   * applied here. Calling it again for a node that stayed a learner (it timed out
+   * catching up) resumes with the catch-up. Resolves with this node's view afterwards.
+   */
+  async addMember(member: MemberAddress, options: MembershipCallOptions = {}): Promise<NodeStatus> {
+    const deadlineMs = this.membershipDeadline(options);
+    this.requireLeader(`adding ${member.id}`);
+    const { id } = member;
+    if (this.raft.config.voters.includes(id)) {
+      throw new DlmError('FAILED_PRECONDITION', `${id} is already a voter`);
+    }
+    this.addresses.learn(member, true);
+    // Also when the address was known: the link was closed if the node was removed before.
+    this.addresses.connect(id);
+    this.addresses.announce([...this.memberIds(), id]);
+    if (!this.raft.config.learners.includes(id)) {
+      await this.changeConfig({ type: 'addLearner', nodeId: id }, deadlineMs);
+    }
+    // Caught up: the learner holds every entry committed when it was added (its own
+    // addition included). The core checks the lag again when promoting.
+    const target = this.raft.log.commitIndex;
+    const caughtUp = await this.until(() => {
+      this.requireLeader(`promoting ${id}`);
+      return (this.raft.progressOf(id)?.matchIndex ?? 0) >= target;
+    }, deadlineMs);
+    if (!caughtUp) {
+      const matchIndex = this.raft.progressOf(id)?.matchIndex ?? 0;
+      throw new DlmError(
+        'DEADLINE_EXCEEDED',
+        `${id} was added as a learner but did not catch up in time (it holds the log up to index ${matchIndex}, it needs ${target}); it stays a learner: check that it runs and that ${member.peerAddress} reaches it, then add it again to promote it`,
+      );
+    }
+    await this.changeConfig({ type: 'promoteLearner', nodeId: id }, deadlineMs);
+    return this.status();
+  }
+
+  /**
+   * Removes a member (voter or learner), on the leader, and waits until the change
+   * applied here. Removing the leader itself works: once the change applies it steps
+   * down, and the remaining voters elect a new leader.
+   */
+  async removeMember(id: NodeId, options: MembershipCallOptions = {}): Promise<NodeStatus> {
+    const deadlineMs = this.membershipDeadline(options);
+    this.requireLeader(`removing ${id}`);
+    await this.changeConfig({ type: 'removeNode', nodeId: id }, deadlineMs);
+    return this.status();
+  }
+
+  /**
+   * Hands leadership to `target`, or to the most caught-up voter when null, on the
+   * leader. Resolves with the new leader once this node follows it.
+   */
+  async transferLeadership(
+    target: NodeId | null,
+    options: MembershipCallOptions = {},
+  ): Promise<NodeId> {
+    const deadlineMs = this.membershipDeadline(options);
+    this.requireLeader('transferring leadership');
+    const chosen = target ?? this.bestTransferTarget();
+    if (chosen === null) {
+      throw new DlmError(
+        'FAILED_PRECONDITION',
+        `${this.id} is the only voter: no one can take over`,
+      );
+    }
+    const result = this.raft.transferLeadership(chosen);
+    if (!result.ok) {
+      if (result.reason === 'alreadyLeader') return this.id;
+      if (result.reason === 'notAVoter') {
+        throw new DlmError('FAILED_PRECONDITION', `${chosen} is not a voter, so it cannot lead`);
+      }
+      throw unavailable(`${this.id} is no longer the leader`, this.raft.leaderId);
+    }
+    this.kick();
+    for (;;) {
+      this.checkRunning();
+      const leader = this.raft.leaderId;
+      if (this.raft.role !== 'leader' && leader !== null) return leader;
+      if (this.raft.role === 'leader' && this.raft.transferee === null) {
+        throw new DlmError(
+          'DEADLINE_EXCEEDED',
+          `the transfer to ${chosen} was abandoned: it did not catch up and win an election within an election timeout`,
+        );
+      }
+      if (this.clock.nowMs() >= deadlineMs) {
+        throw new DlmError('DEADLINE_EXCEEDED', `leadership did not move to ${chosen} in time`);
+      }
+      await sleep(this.options.tickIntervalMs);
+    }
+  }
+
+  /** The addresses this node knows, by member (see membership.ts). */
+  memberAddresses(): ReadonlyMap<NodeId, MemberAddress> {
+    return this.addresses.all();
+  }
+
+  /**
+   * Seeds the address book from local configuration (it wins over what peers say) and
+   * announces it to every node it names, so a node that joined or restarted makes its
+   * own address known.
+   */
+  learnAddresses(
+    members: readonly { id: string; peerAddress: string; clientAddress: string }[],
+  ): void {
+    for (const member of members) this.addresses.learn({ ...member, id: nodeId(member.id) }, true);
+    this.addresses.announce([...this.addresses.ids(), ...this.memberIds()]);
+  }
+
+  private membershipDeadline(options: MembershipCallOptions): number {
+    this.checkRunning();
+    return this.clock.nowMs() + (options.timeoutMs ?? DEFAULT_MEMBERSHIP_TIMEOUT_MS);
+  }
+
+  private requireLeader(what: string): void {
+    this.checkRunning();
+    if (this.raft.role !== 'leader') {
+      throw unavailable(`${what}: ${this.id} is not the leader`, this.raft.leaderId);
+    }
+  }
+
+  /**
+   * Proposes one config change and waits until it applied on this node. Refusals that
+   * pass (another change in flight, a learner still catching up) are retried until
+   * the deadline.
+   */
+  private async changeConfig(change: ConfigChange, deadlineMs: number): Promise<void> {
+    for (;;) {
+      this.checkRunning();
+      const result = this.raft.proposeConfigChange(change);
+      if (result.ok) {
+        this.kick();
+        const applied = await this.until(
+          () => this.raft.log.appliedIndex >= result.index,
+          deadlineMs,
+        );
+        if (!applied) {
+          throw new DlmError(
+            'DEADLINE_EXCEEDED',
+            `${describeChange(change)} was proposed at index ${result.index} but did not apply in time`,
+          );
+        }
+        if (!configReflects(this.raft.config, change)) {
+          throw unavailable(
+            `${describeChange(change)} was lost in a change of leader; retry`,
+            this.raft.leaderId,
+          );
+        }
+        return;
+      }
+      if (!TRANSIENT_REFUSALS.has(result.reason) || this.clock.nowMs() >= deadlineMs) {
+        throw membershipRefusal(change, result.reason, result.leaderId);
+      }
+      await sleep(this.options.tickIntervalMs);
+    }
+  }
+
+  /** Polls `check` every tick until it holds (true) or the deadline passes (false). */
+  private async until(check: () => boolean, deadlineMs: number): Promise<boolean> {
+    for (;;) {
+      this.checkRunning();
+      if (check()) return true;
+      if (this.clock.nowMs() >= deadlineMs) return false;
+      await sleep(this.options.tickIntervalMs);
+    }
+  }
+
+  private memberIds(): NodeId[] {
+    return [...this.raft.config.voters, ...this.raft.config.learners];
+  }
+
   // ------------------------------------------------------------------ inbound
 
   private receive(message: PeerMessage): void {
@@ -294,6 +496,9 @@ export class DlmNode {
         break;
       case 'forwardRefused':
         this.proposals.fail(message.proposalId, this.refusal(message.reason, message.leaderId));
+        break;
+      case 'peerAddresses':
+        this.addresses.receive(message.from, message.addresses, this.raft.leaderId);
         break;
     }
     this.kick();
@@ -335,6 +540,10 @@ export class DlmNode {
     }
     this.proposals.expire(nowMs);
     this.expireReads(nowMs);
+    if (nowMs - this.lastAnnounceMs >= ADDRESS_ANNOUNCE_INTERVAL_MS) {
+      this.lastAnnounceMs = nowMs;
+      this.addresses.announce(this.memberIds());
+    }
     this.kick();
   }
 
@@ -409,6 +618,7 @@ export class DlmNode {
     if (entry.kind !== 'normal') {
       this.locks.skipTo(entry.index);
       this.proposals.applied(entry.index, null, null);
+      if (entry.kind === 'config') this.addresses.configApplied(entry.change);
       return;
     }
     const payload = decodeEntry(entry.data);

@@ -1,5 +1,6 @@
 import type { Message, ProposeRejection } from '../raft/index.ts';
 import type { LogIndex, NodeId, Term } from '../util/ids.ts';
+import type { MemberAddress } from './membership.ts';
 
 /**
  * Everything nodes send each other: Raft's own messages, plus the forwarding of client
@@ -32,6 +33,17 @@ export type PeerMessage =
       readonly proposalId: string;
       readonly reason: ProposeRejection;
       readonly leaderId: NodeId | null;
+    }
+  /**
+   * The addresses the sender knows, so that every node can reach members added at run
+   * time (see membership.ts). Sent when a node starts, when a member is added, and
+   * every few seconds to every member.
+   */
+  | {
+      readonly kind: 'peerAddresses';
+      readonly from: NodeId;
+      readonly to: NodeId;
+      readonly addresses: readonly MemberAddress[];
     };
 
 export function peerRecipient(message: PeerMessage): NodeId {

@@ -11,5 +11,12 @@ export interface Transport {
   send(message: PeerMessage): void;
   /** The one handler for everything that arrives. */
   onMessage(handler: (message: PeerMessage) => void): void;
+  /**
+   * Learns (or changes) where a peer is reached, for members added at run time. Optional:
+   * a transport that needs no addresses (the in-process network) may omit it.
+   */
+  addPeer?(id: NodeId, address: string): void;
+  /** Forgets a peer that left the cluster; messages to it are dropped from then on. */
+  removePeer?(id: NodeId): void;
   close(): Promise<void>;
 }

@@ -71,15 +71,10 @@ export class GrpcTransport implements Transport {
     private readonly options: GrpcTransportOptions,
     private readonly server: grpc.Server,
     readonly port: number,
-    Client: grpc.ServiceClientConstructor,
+    private readonly Client: grpc.ServiceClientConstructor,
   ) {
     this.id = options.id;
-    const credentials = options.credentials?.client ?? grpc.credentials.createInsecure();
-    for (const [peer, address] of options.peers) {
-      if (peer === options.id) continue;
-      const client = new Client(address, credentials) as unknown as RaftClient;
-      this.links.set(peer, new PeerLink(peer, client, options));
-    }
+    for (const [peer, address] of options.peers) this.addPeer(peer, address);
   }
 
   static async start(options: GrpcTransportOptions): Promise<GrpcTransport> {
@@ -112,6 +107,22 @@ export class GrpcTransport implements Transport {
 
   onMessage(handler: (message: PeerMessage) => void): void {
     this.handler = handler;
+  }
+
+  /** Opens a link to a peer added at run time; a known peer at a new address is reconnected. */
+  addPeer(id: NodeId, address: string): void {
+    if (this.closed || id === this.id) return;
+    const existing = this.links.get(id);
+    if (existing?.address === address) return;
+    existing?.close();
+    const credentials = this.options.credentials?.client ?? grpc.credentials.createInsecure();
+    const client = new this.Client(address, credentials) as unknown as RaftClient;
+    this.links.set(id, new PeerLink(id, address, client, this.options));
+  }
+
+  removePeer(id: NodeId): void {
+    this.links.get(id)?.close();
+    this.links.delete(id);
   }
 
   async close(): Promise<void> {
@@ -150,6 +161,7 @@ class PeerLink {
 
   constructor(
     private readonly peer: NodeId,
+    readonly address: string,
     private readonly client: RaftClient,
     private readonly options: GrpcTransportOptions,
   ) {

@@ -23,6 +23,9 @@ export class MemoryNetwork {
       onMessage(handler: (message: PeerMessage) => void): void {
         network.handlers.set(id, handler);
       },
+      // Every node is reachable by id here: addresses mean nothing.
+      addPeer(): void {},
+      removePeer(): void {},
       async close(): Promise<void> {
         network.handlers.delete(id);
       },

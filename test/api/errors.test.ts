@@ -33,6 +33,7 @@ describe('the error table', () => {
       RESOURCE_EXHAUSTED: status.RESOURCE_EXHAUSTED,
       DEADLINE_EXCEEDED: status.DEADLINE_EXCEEDED,
       INVALID_ARGUMENT: status.INVALID_ARGUMENT,
+      FAILED_PRECONDITION: status.FAILED_PRECONDITION,
       INTERNAL: status.INTERNAL,
     };
     expect(GRPC_STATUS_BY_CODE).toEqual(expected);

@@ -154,7 +154,7 @@ describe('real processes under failure', () => {
     const session = await openSession(c);
     c.pause(follower);
     for (let i = 0; i < 150; i++) {
-      await c.call(leader, 'Acquire', {
+      await c.callNode(leader, 'Acquire', {
         lock: `snap/${i}`,
         session_id: session,
         mode: 'SHARED',
@@ -163,7 +163,7 @@ describe('real processes under failure', () => {
         owner: 's',
       });
     }
-    const leaderStatus = await c.call(leader, 'Status', {}, 2_000, 'Cluster');
+    const leaderStatus = await c.callNode(leader, 'Status', {}, 10_000, 'Cluster');
     c.resume(follower);
     let applied = 0;
     const target = Number(leaderStatus.applied_index);
@@ -173,7 +173,7 @@ describe('real processes under failure', () => {
       applied = Number(status?.applied_index ?? 0);
     }
     expect(applied).toBeGreaterThanOrEqual(target);
-    const described = await c.call(follower, 'Describe', { lock: 'snap/149', stale: true });
+    const described = await c.callNode(follower, 'Describe', { lock: 'snap/149', stale: true });
     expect((described.holders as unknown[]).length).toBe(1);
   }, 90_000);
 

@@ -150,10 +150,36 @@ export class ProcessCluster {
         reject(new Error(`no method ${service}.${method}`));
         return;
       }
-      invoke.call(client, request, { deadline: Date.now() + deadlineMs }, (error, response) =>
-        error === null ? resolve(response) : reject(error),
+      invoke.call(
+        client,
+        request,
+        { deadline: Date.now() + deadlineMs, waitForReady: true },
+        (error, response) => (error === null ? resolve(response) : reject(error)),
       );
     });
+  }
+
+  /**
+   * Calls one node, retrying UNAVAILABLE with the same request: a fresh connection can
+   * fail fast while the channel is still connecting.
+   */
+  async callNode(
+    id: string,
+    method: string,
+    request: object,
+    timeoutMs = 10_000,
+    service = 'Lock',
+  ): Promise<Record<string, unknown>> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        return await this.call(id, method, request, 2_000, service);
+      } catch (error) {
+        if ((error as grpc.ServiceError).code !== grpc.status.UNAVAILABLE || Date.now() > deadline)
+          throw error;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    }
   }
 
   /** Calls any running node, retrying UNAVAILABLE and DEADLINE_EXCEEDED with the same request. */
