@@ -595,6 +595,12 @@ export class DlmNode {
     }
     if (ready.softState !== null && ready.softState.leaderId !== this.lastLeaderId) {
       this.lastLeaderId = ready.softState.leaderId;
+      // Writes forwarded to the old leader and not yet placed in the log may be lost with
+      // it; fail them now rather than at their deadline, so clients retry (with the same
+      // request id, which the state machine deduplicates) within an election.
+      this.proposals.failUnplaced(
+        unavailable('the leader changed before the write was placed', ready.softState.leaderId),
+      );
       this.observer?.leaderChanged();
     }
     // 2. Send.

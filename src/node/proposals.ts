@@ -104,6 +104,13 @@ export class ProposalRegistry {
     }
   }
 
+  /** Fails the writes whose place in the log is still unknown. */
+  failUnplaced(error: DlmError): void {
+    for (const [id, proposal] of [...this.pending]) {
+      if (proposal.index === null) this.fail(id, error);
+    }
+  }
+
   /** Fails everything, as when the node shuts down. */
   failAll(error: DlmError): void {
     for (const id of [...this.pending.keys()]) this.fail(id, error);
