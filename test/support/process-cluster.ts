@@ -211,9 +211,9 @@ export class ProcessCluster {
     if (existing !== undefined) return existing;
     const node = this.nodes.find((candidate) => candidate.id === id);
     if (node === undefined) throw new Error(`unknown node ${id}`);
-    const constructor = loadServices()[service];
-    if (constructor === undefined) throw new Error(`unknown service ${service}`);
-    const client = new constructor(
+    const Client = loadServices()[service];
+    if (Client === undefined) throw new Error(`unknown service ${service}`);
+    const client = new Client(
       node.clientAddress,
       grpc.credentials.createInsecure(),
     ) as unknown as Record<string, Method>;
