@@ -7,7 +7,7 @@ import {
   LockTimers,
 } from '../../src/lock/index.ts';
 import type { ClusterConfig, ConfigChange, Entry, Snapshot } from '../../src/raft/index.ts';
-import type { LogIndex, NodeId } from '../../src/util/ids.ts';
+import type { NodeId } from '../../src/util/ids.ts';
 import { chainHash, entryKey, SafetyViolation } from './checker.ts';
 
 /**
@@ -128,10 +128,6 @@ export class Replica {
       locks: this.locks.snapshot(),
     };
     return new TextEncoder().encode(`${JSON.stringify(header)}\n${'.'.repeat(paddingBytes)}`);
-  }
-
-  get snapshotIndex(): LogIndex {
-    return this.appliedIndex as LogIndex;
   }
 }
 
