@@ -30,7 +30,15 @@ export async function serve(args: ServeArgs): Promise<void> {
   const config = await loadClusterConfig(args.configPath);
   const self = findNode(config, args.id);
   const id = nodeId(self.id);
-  const logger = pino({ base: { nodeId: id } });
+  // Every line carries the node's term and role; per-request lines (requestId,
+  // latencyMs) are at debug level: DLM_LOG_LEVEL=debug.
+  let running: DlmNode | null = null;
+  const logger = pino({
+    base: { nodeId: id },
+    level: process.env.DLM_LOG_LEVEL ?? 'info',
+    mixin: () =>
+      running === null ? {} : { term: running.status().term, role: running.status().role },
+  });
   const storage = await LevelStorage.open(nodeDataDir(config, id), {
     bootstrap: args.join
       ? 'join'
@@ -46,6 +54,7 @@ export async function serve(args: ServeArgs): Promise<void> {
     reconnectDelayMsMax: config.runtime.peerReconnectDelayMsMax,
   });
   const node = new DlmNode(id, storage, transport, runtimeOptions(config));
+  running = node;
   const metrics = new NodeMetrics(node);
   node.start();
   const api = await startApiServer({
