@@ -235,7 +235,7 @@ export class DlmNode {
   private proposeLocal(proposalId: string, data: Uint8Array): void {
     const result = this.raft.propose(data);
     if (result.ok) {
-      this.proposals.placed(proposalId, result.index, result.term);
+      this.proposals.placed(proposalId, result.index);
       this.kick();
     } else {
       this.proposals.fail(proposalId, this.refusal(result.reason, result.leaderId));
@@ -492,7 +492,7 @@ export class DlmNode {
         this.acceptForward(message.from, message.proposalId, message.data);
         break;
       case 'forwardAccepted':
-        this.proposals.placed(message.proposalId, message.index, message.term);
+        this.proposals.placed(message.proposalId, message.index);
         break;
       case 'forwardRefused':
         this.proposals.fail(message.proposalId, this.refusal(message.reason, message.leaderId));
@@ -648,6 +648,7 @@ export class DlmNode {
     if (snapshot.data.byteLength > 0) this.locks.restore(decodeLockSnapshot(snapshot.data));
     this.locks.skipTo(snapshot.metadata.index);
     this.timers.restore(this.locks, this.clock.nowMs());
+    this.proposals.restored(snapshot.metadata.index);
   }
 
   /** Snapshots the applied state once enough entries piled up, keeping a tail of the log. */

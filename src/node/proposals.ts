@@ -1,5 +1,5 @@
 import type { LockResult } from '../lock/index.ts';
-import type { LogIndex, NodeId, Term } from '../util/ids.ts';
+import type { LogIndex, NodeId } from '../util/ids.ts';
 import { DlmError, unavailable } from './errors.ts';
 
 export interface AppliedProposal {
@@ -13,7 +13,6 @@ interface PendingProposal {
   readonly deadlineMs: number;
   /** Where the entry went, once the leader said so. */
   index: LogIndex | null;
-  term: Term | null;
 }
 
 /**
@@ -25,6 +24,9 @@ interface PendingProposal {
  */
 export class ProposalRegistry {
   private readonly pending = new Map<string, PendingProposal>();
+  /** Which of our writes was placed at each log index not yet applied. */
+  private readonly placedAt = new Map<number, string>();
+  private appliedIndex = 0;
   private sequence = 0;
 
   constructor(
@@ -51,33 +53,49 @@ export class ProposalRegistry {
         reject,
         deadlineMs: nowMs + timeoutMs,
         index: null,
-        term: null,
       });
     });
     return { proposalId, applied };
   }
 
-  /** The leader appended the write at (index, term). */
-  placed(proposalId: string, index: LogIndex, term: Term): void {
+  /** The leader appended the write at `index`. */
+  placed(proposalId: string, index: LogIndex): void {
     const proposal = this.pending.get(proposalId);
     if (proposal === undefined) return;
+    // The answer can arrive after this node applied that index; the entry there was
+    // not ours (ours would have completed), so ours was overwritten.
+    if (index <= this.appliedIndex) {
+      this.fail(proposalId, overwritten(proposalId, index));
+      return;
+    }
+    // A newer placement at the same index means the older entry there was truncated.
+    const previous = this.placedAt.get(index);
+    if (previous !== undefined && previous !== proposalId)
+      this.fail(previous, overwritten(previous, index));
     proposal.index = index;
-    proposal.term = term;
+    this.placedAt.set(index, proposalId);
   }
 
   fail(proposalId: string, error: DlmError): void {
     const proposal = this.pending.get(proposalId);
     if (proposal === undefined) return;
     this.pending.delete(proposalId);
+    if (proposal.index !== null && this.placedAt.get(proposal.index) === proposalId) {
+      this.placedAt.delete(proposal.index);
+    }
     proposal.reject(error);
   }
 
   /**
    * The entry at `index` was applied. It completes its own proposal, if it is ours, and
-   * fails any of ours that had been placed at the same index: that slot now holds
-   * another entry, so ours was overwritten after a leader change.
+   * fails the one of ours that had been placed at that index if it is another: the slot
+   * holds a different entry, so ours was overwritten after a leader change. Entries
+   * apply in order, so looking at this one index is enough.
    */
   applied(index: LogIndex, proposalId: string | null, result: LockResult | null): void {
+    this.appliedIndex = index;
+    const placedId = this.placedAt.get(index);
+    this.placedAt.delete(index);
     if (proposalId !== null && result !== null) {
       const proposal = this.pending.get(proposalId);
       if (proposal !== undefined) {
@@ -85,13 +103,20 @@ export class ProposalRegistry {
         proposal.resolve({ index, result });
       }
     }
-    for (const [id, proposal] of this.pending) {
-      if (proposal.index !== null && proposal.index <= index) {
-        this.fail(
-          id,
-          unavailable(`the entry for ${id} at index ${proposal.index} was overwritten`),
-        );
-      }
+    if (placedId !== undefined && placedId !== proposalId) {
+      this.fail(placedId, overwritten(placedId, index));
+    }
+  }
+
+  /**
+   * A snapshot replaced the log up to `index`: writes placed there can no longer be told
+   * apart, so they fail as UNAVAILABLE and their clients retry with the same request id.
+   */
+  restored(index: LogIndex): void {
+    this.appliedIndex = Math.max(this.appliedIndex, index);
+    for (const [placedIndex, id] of [...this.placedAt]) {
+      if (placedIndex <= index)
+        this.fail(id, unavailable(`the entry for ${id} was replaced by a snapshot`));
     }
   }
 
@@ -115,4 +140,8 @@ export class ProposalRegistry {
   failAll(error: DlmError): void {
     for (const id of [...this.pending.keys()]) this.fail(id, error);
   }
+}
+
+function overwritten(proposalId: string, index: number): DlmError {
+  return unavailable(`the entry for ${proposalId} at index ${index} was overwritten`);
 }
