@@ -348,12 +348,24 @@ export class DlmNode {
 
   /**
    * Removes a member (voter or learner), on the leader, and waits until the change
-   * applied here. Removing the leader itself works: once the change applies it steps
-   * down, and the remaining voters elect a new leader.
+   * applied here. To remove the leader itself, it first hands leadership to another
+   * voter and answers UNAVAILABLE with the new leader as hint, so the retry removes it
+   * from there: the cluster is without a leader for a transfer, not for an election
+   * timeout. (Were the transfer to fail, the removal would still work: the removed
+   * leader steps down once it applies, and the others elect a new one.)
    */
   async removeMember(id: NodeId, options: MembershipCallOptions = {}): Promise<NodeStatus> {
     const deadlineMs = this.membershipDeadline(options);
     this.requireLeader(`removing ${id}`);
+    if (id === this.id && this.raft.config.voters.length > 2) {
+      const leader = await this.transferLeadership(null, options).catch(() => this.id);
+      if (leader !== this.id) {
+        throw unavailable(
+          `${id} handed leadership to ${leader} before its removal; retry there`,
+          leader,
+        );
+      }
+    }
     await this.changeConfig({ type: 'removeNode', nodeId: id }, deadlineMs);
     return this.status();
   }

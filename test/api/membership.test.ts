@@ -228,15 +228,21 @@ describe('Cluster membership', () => {
     expect(c.logs.filter((entry) => entry.level === 'error')).toEqual([]);
   });
 
-  it('removes the leader itself: it steps down and the others elect a new leader', async () => {
+  it('removes the leader itself: it hands over first, and the new leader removes it', async () => {
     const c = await ApiCluster.start();
     cluster = c;
     const leader = await c.leaderId();
-    const answer = await c.at(leader).cluster.call('RemoveMember', { node_id: leader });
+    const handedOver = await rpcError(
+      c.at(leader).cluster.call('RemoveMember', { node_id: leader }),
+    );
+    expect(handedOver.code).toBe(grpc.status.UNAVAILABLE);
+    expect(handedOver.details).toMatch(/handed leadership to .* before its removal; retry there/);
+    const next = handedOver.trailer('dlm-leader-hint') as NodeId;
+    expect(next).not.toBe(leader);
+    const answer = await c.at(next).cluster.call('RemoveMember', { node_id: leader });
     expect(answer.members.map((member: { id: string }) => member.id)).not.toContain(leader);
     const rest = IDS.filter((id) => id !== leader);
-    const next = await leaderAmong(c, rest);
-    expect(next).not.toBe(leader);
+    expect(await leaderAmong(c, rest)).toBe(next);
     await eventually(async () => {
       for (const id of rest) {
         if (voterIds(await statusOf(c, id)).join() !== [...rest].sort().join()) return false;

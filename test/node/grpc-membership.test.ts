@@ -155,11 +155,17 @@ describe('membership over gRPC peer streams', () => {
     );
     expect(again.locks.sessionIds()).toEqual(n4.locks.sessionIds());
 
-    // n4, the leader, removes itself; a founder takes over and writes go on.
-    const shrunk = await n4.removeMember(N4, { timeoutMs: 5_000 });
-    expect(shrunk.voters).toEqual(founders);
-    await until(() => leaderAmong(founders) !== undefined, 'a founder leads again');
+    // n4, the leader, is asked to remove itself: it hands leadership to a founder first
+    // and points there, the founder removes it, and writes go on.
+    const handedOver = await n4.removeMember(N4, { timeoutMs: 5_000 }).then(
+      () => null,
+      (error: unknown) => error as DlmError,
+    );
+    expect(handedOver?.code).toBe('UNAVAILABLE');
     const next = leaderAmong(founders) as DlmNode;
+    expect(handedOver?.leaderHint).toBe(next.id);
+    const shrunk = await next.removeMember(N4, { timeoutMs: 5_000 });
+    expect(shrunk.voters).toEqual(founders);
     expect((await openSession(next, 'after-removal')).type).toBe('SessionOpened');
     expect(n4.status().role).not.toBe('leader');
 

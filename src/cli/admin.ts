@@ -1,0 +1,263 @@
+import * as grpc from '@grpc/grpc-js';
+import { LEADER_HINT_KEY } from '../api/errors.ts';
+import {
+  packageDefinition,
+  type StatusResponse,
+  type TransferLeadershipResponse,
+  type WireMember,
+} from '../api/proto.ts';
+import { findNode, loadClusterConfig } from '../config/index.ts';
+import type { AdminCommand, AdminTarget, CliIo } from './cli.ts';
+import { exitFailed, exitOk } from './cli.ts';
+
+/**
+ * `dlm status`, `dlm member add|remove` and `dlm leader transfer`: an operator's view of
+ * the cluster and its membership, over the public dlm.v1.Cluster API. Membership calls
+ * go to the leader: before each attempt the command asks every endpoint's Status who
+ * leads, and it retries UNAVAILABLE with backoff until --timeout-ms, so it also works
+ * while an election is under way.
+ */
+export async function runAdmin(
+  command: AdminCommand & { readonly target: AdminTarget },
+  io: CliIo,
+): Promise<number> {
+  const endpoints = await resolveEndpoints(command.target);
+  const client = new ClusterClient(endpoints, Date.now() + command.target.timeoutMs);
+  try {
+    switch (command.name) {
+      case 'status':
+        return await printStatus(client, io);
+      case 'member add': {
+        const member = await memberToAdd(command, command.target);
+        const response = await client.onLeader('AddMember', member);
+        io.out(`${command.id} is a voter now\n${formatMembers(membersOf(response))}`);
+        return exitOk;
+      }
+      case 'member remove': {
+        const response = await client.onLeader('RemoveMember', { node_id: command.id });
+        io.out(`${command.id} is no longer a member\n${formatMembers(membersOf(response))}`);
+        return exitOk;
+      }
+      case 'leader transfer': {
+        const response = (await client.onLeader('TransferLeadership', {
+          target_node_id: command.id ?? '',
+        })) as unknown as TransferLeadershipResponse;
+        io.out(`the leader is ${response.leader_id} now\n`);
+        return exitOk;
+      }
+    }
+  } finally {
+    client.close();
+  }
+}
+
+async function resolveEndpoints(target: AdminTarget): Promise<readonly string[]> {
+  if (target.endpoints.length > 0) return target.endpoints;
+  const config = await loadClusterConfig(target.configPath);
+  return config.nodes.map((node) => node.clientAddress);
+}
+
+/** The new member's addresses: the flags, else its entry in the config file. */
+async function memberToAdd(
+  command: Extract<AdminCommand, { name: 'member add' }>,
+  target: AdminTarget,
+): Promise<{ node_id: string; peer_address: string; client_address: string }> {
+  let { peerAddress, clientAddress } = command;
+  if (peerAddress === null || clientAddress === null) {
+    const node = await loadClusterConfig(target.configPath)
+      .then((config) => findNode(config, command.id))
+      .catch((error: unknown) => {
+        throw new Error(
+          `--peer-address and --client-address are needed, or a config that names ${command.id}: ${error instanceof Error ? error.message : String(error)}`,
+        );
+      });
+    peerAddress ??= node.peerAddress;
+    clientAddress ??= node.clientAddress;
+  }
+  return { node_id: command.id, peer_address: peerAddress, client_address: clientAddress };
+}
+
+async function printStatus(client: ClusterClient, io: CliIo): Promise<number> {
+  const answers = await client.statusAll();
+  const rows = answers.map(({ address, status, problem }) =>
+    status === undefined
+      ? [address, '-', problem ?? 'no answer']
+      : [
+          address,
+          status.node_id,
+          roleOf(status),
+          `term ${status.term}`,
+          `commit ${status.commit_index}`,
+          `applied ${status.applied_index}`,
+          `leader ${status.leader_id || 'none'}`,
+        ],
+  );
+  io.out(formatTable(rows));
+  const leaderView =
+    answers.find(({ status }) => status !== undefined && status.node_id === status.leader_id) ??
+    answers.find(({ status }) => status !== undefined);
+  if (leaderView?.status === undefined) {
+    io.err('no node answered\n');
+    return exitFailed;
+  }
+  io.out(`members, as ${leaderView.status.node_id} sees them:\n`);
+  io.out(formatMembers(leaderView.status.members));
+  if (leaderView.status.leader_id === '') {
+    io.err('no leader is known: is a majority of the voters running and reachable?\n');
+    return exitFailed;
+  }
+  return exitOk;
+}
+
+function roleOf(status: StatusResponse): string {
+  if (status.leader_id !== '' && status.leader_id === status.node_id) return 'leader';
+  const self = status.members.find((member) => member.id === status.node_id);
+  if (self === undefined) return 'not a member';
+  return self.learner ? 'learner' : 'follower';
+}
+
+function membersOf(response: Record<string, unknown>): readonly WireMember[] {
+  return (response.members as WireMember[] | undefined) ?? [];
+}
+
+function formatMembers(members: readonly WireMember[]): string {
+  return formatTable(
+    members.map((member) => [
+      `  ${member.id}`,
+      member.learner ? 'learner' : 'voter',
+      `peer ${member.peer_address || '?'}`,
+      `client ${member.client_address || '?'}`,
+    ]),
+  );
+}
+
+function formatTable(rows: readonly (readonly string[])[]): string {
+  const widths: number[] = [];
+  for (const row of rows) {
+    row.forEach((cell, i) => {
+      widths[i] = Math.max(widths[i] ?? 0, cell.length);
+    });
+  }
+  return rows
+    .map((row) => `${row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ')}`.trimEnd())
+    .map((line) => `${line}\n`)
+    .join('');
+}
+
+type Response = Record<string, unknown>;
+type Method = (
+  request: object,
+  options: grpc.CallOptions,
+  callback: (error: grpc.ServiceError | null, response: Response) => void,
+) => void;
+
+/** Each Status probe gets this long, so one dead node does not hold up the others. */
+const STATUS_PROBE_MS = 2_000;
+const RETRY_DELAY_MS_MIN = 50;
+const RETRY_DELAY_MS_MAX = 1_000;
+
+const ClusterService = (
+  grpc.loadPackageDefinition(packageDefinition) as unknown as {
+    dlm: { v1: { Cluster: grpc.ServiceClientConstructor } };
+  }
+).dlm.v1.Cluster;
+
+/** dlm.v1.Cluster on a set of endpoints, with one overall deadline. */
+class ClusterClient {
+  private readonly clients = new Map<string, grpc.Client>();
+
+  constructor(
+    private readonly endpoints: readonly string[],
+    private readonly deadlineMs: number,
+  ) {}
+
+  async statusAll(): Promise<{ address: string; status?: StatusResponse; problem?: string }[]> {
+    return Promise.all(
+      this.endpoints.map(async (address) => {
+        try {
+          const deadline = Math.min(this.deadlineMs, Date.now() + STATUS_PROBE_MS);
+          const status = await this.call(address, 'Status', {}, deadline);
+          return { address, status: status as unknown as StatusResponse };
+        } catch (error) {
+          return { address, problem: describeError(error) };
+        }
+      }),
+    );
+  }
+
+  /**
+   * Calls `method` on the leader. UNAVAILABLE (not the leader, no leader yet, node
+   * down, a change lost to a new leader) is retried with backoff; any other error is
+   * final.
+   */
+  async onLeader(method: string, request: object): Promise<Response> {
+    let lastProblem = 'no node answered';
+    for (let attempt = 0; ; attempt++) {
+      const found = await this.findLeader();
+      if (typeof found === 'string') lastProblem = found;
+      else {
+        try {
+          return await this.call(found.address, method, request, this.deadlineMs);
+        } catch (error) {
+          if ((error as grpc.ServiceError).code !== grpc.status.UNAVAILABLE) {
+            throw new Error(
+              `${method} at ${found.leaderId} (${found.address}): ${describeError(error)}`,
+            );
+          }
+          lastProblem = `${found.leaderId} (${found.address}): ${describeError(error)}`;
+        }
+      }
+      const delayMs = Math.min(RETRY_DELAY_MS_MAX, RETRY_DELAY_MS_MIN * 2 ** attempt);
+      if (Date.now() + delayMs >= this.deadlineMs) {
+        throw new Error(`gave up finding the leader in time; last: ${lastProblem}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, delayMs * (0.5 + Math.random() / 2)));
+    }
+  }
+
+  /** The leader's id and client address, as the first node that knows a leader says. */
+  private async findLeader(): Promise<{ leaderId: string; address: string } | string> {
+    const answers = await this.statusAll();
+    for (const { status } of answers) {
+      if (status === undefined || status.leader_id === '') continue;
+      const leader = status.members.find((member) => member.id === status.leader_id);
+      if (leader !== undefined && leader.client_address !== '') {
+        return { leaderId: leader.id, address: leader.client_address };
+      }
+    }
+    const problems = answers.map(({ address, problem }) => `${address}: ${problem ?? 'no leader'}`);
+    return `no node knows a reachable leader (${problems.join('; ')})`;
+  }
+
+  private call(address: string, method: string, request: object, deadlineMs: number) {
+    const client = this.client(address) as unknown as Record<string, Method>;
+    return new Promise<Response>((resolve, reject) => {
+      client[method]?.call(client, request, { deadline: deadlineMs }, (error, response) =>
+        error === null ? resolve(response) : reject(error),
+      );
+    });
+  }
+
+  private client(address: string): grpc.Client {
+    let client = this.clients.get(address);
+    if (client === undefined) {
+      client = new ClusterService(address, grpc.credentials.createInsecure());
+      this.clients.set(address, client);
+    }
+    return client;
+  }
+
+  close(): void {
+    for (const client of this.clients.values()) client.close();
+  }
+}
+
+function describeError(error: unknown): string {
+  const serviceError = error as Partial<grpc.ServiceError>;
+  if (typeof serviceError.code !== 'number') {
+    return error instanceof Error ? error.message : String(error);
+  }
+  const hint = serviceError.metadata?.get(LEADER_HINT_KEY)[0];
+  const code = grpc.status[serviceError.code] ?? String(serviceError.code);
+  return `${code}: ${serviceError.details ?? ''}${hint === undefined ? '' : ` (leader: ${String(hint)})`}`;
+}
