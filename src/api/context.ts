@@ -45,6 +45,12 @@ export interface ApiContext {
   readonly logger: ApiLogger;
   readonly gate: CallGate;
   readonly options: ApiOptions;
+  readonly observer?: ApiObserver;
+}
+
+/** What the API reports for metrics (the process wires it to prom-client). */
+export interface ApiObserver {
+  acquireEnded(seconds: number, outcome: 'acquired' | 'not_acquired' | 'error'): void;
 }
 
 /** Bounds the calls in flight: past the bound a call is refused at once, never queued. */

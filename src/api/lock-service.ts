@@ -4,6 +4,7 @@ import { acquire } from './acquire.ts';
 import { type ApiContext, header, unary, wireHolder } from './context.ts';
 import { ApiError, rejectionError } from './errors.ts';
 import type {
+  AcquireResponse,
   CloseSessionResponse,
   DescribeResponse,
   KeepAliveResponse,
@@ -30,12 +31,29 @@ export function lockService(context: ApiContext): LockServiceHandlers {
     OpenSession: unary(context, 'OpenSession', (raw) => openSession(context, raw)),
     KeepAlive: unary(context, 'KeepAlive', (raw) => keepAlive(context, raw)),
     CloseSession: unary(context, 'CloseSession', (raw) => closeSession(context, raw)),
-    Acquire: unary(context, 'Acquire', (raw, call) => acquire(context, raw, call)),
+    Acquire: unary(context, 'Acquire', (raw, call) => timed(context, acquire(context, raw, call))),
     Release: unary(context, 'Release', (raw) => release(context, raw)),
     ValidateFence: unary(context, 'ValidateFence', (raw) => validateFence(context, raw)),
     Describe: unary(context, 'Describe', (raw) => describe(context, raw)),
     Watch: (call) => watch(context, call),
   };
+}
+
+/** Reports how long an Acquire took, waiting included, and how it ended. */
+async function timed(
+  context: ApiContext,
+  answer: Promise<AcquireResponse>,
+): Promise<AcquireResponse> {
+  const startedMs = performance.now();
+  const seconds = (): number => (performance.now() - startedMs) / 1_000;
+  try {
+    const response = await answer;
+    context.observer?.acquireEnded(seconds(), response.acquired ? 'acquired' : 'not_acquired');
+    return response;
+  } catch (error) {
+    context.observer?.acquireEnded(seconds(), 'error');
+    throw error;
+  }
 }
 
 /** Proposes a command and returns its result, turning a refusal into its error. */

@@ -4,6 +4,7 @@ import { clusterService, type MemberAddresses } from './cluster-service.ts';
 import {
   type ApiContext,
   type ApiNode,
+  type ApiObserver,
   type ApiOptions,
   CallGate,
   DEFAULT_API_OPTIONS,
@@ -22,6 +23,7 @@ export interface ApiServerOptions {
   /** Addresses reported by Cluster.Status, usually the config's `nodes`. */
   readonly members?: readonly MemberAddresses[];
   readonly options?: Partial<ApiOptions>;
+  readonly observer?: ApiObserver;
 }
 
 export interface ApiServer {
@@ -48,6 +50,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     logger,
     gate: new CallGate(settings.clientCallsInFlightMax),
     options: settings,
+    ...(options.observer === undefined ? {} : { observer: options.observer }),
   };
   // The configured addresses seed the node's address book, which it shares with its peers.
   options.node.learnAddresses?.(options.members ?? []);

@@ -62,6 +62,9 @@ export async function serve(args: ServeArgs): Promise<void> {
     address: self.clientAddress,
     logger: apiLogger(logger),
     members: config.nodes,
+    observer: {
+      acquireEnded: (seconds, outcome) => metrics.acquireSeconds.observe({ outcome }, seconds),
+    },
     options: {
       clientCallsInFlightMax: config.runtime.clientCallsInFlightMax,
       watchEventsBufferedMax: config.runtime.watchEventsBufferedMax,

@@ -1,4 +1,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import {
+  type Acknowledged,
+  expectAcknowledgedState,
+  load,
+  openSession,
+  type Timing,
+} from '../support/lock-load.ts';
 import { newRequestId, ProcessCluster } from '../support/process-cluster.ts';
 
 /**
@@ -12,79 +19,6 @@ afterEach(async () => {
   cluster?.remove();
   cluster = null;
 });
-
-interface Acknowledged {
-  readonly lock: string;
-  readonly token: string;
-  released: boolean;
-}
-
-async function openSession(c: ProcessCluster): Promise<string> {
-  const opened = await c.callAny('OpenSession', {
-    ttl_ms: '60000',
-    client_name: 'failover-test',
-    request_id: newRequestId(),
-  });
-  return String(opened.session_id);
-}
-
-/** Acquires fresh locks and releases every other one until `stop` is set; records what was acknowledged. */
-/** When each acknowledged acquire was sent and when its answer came. */
-interface Timing {
-  readonly sentAtMs: number;
-  readonly ackedAtMs: number;
-}
-
-async function load(
-  c: ProcessCluster,
-  session: string,
-  acknowledged: Acknowledged[],
-  stop: { value: boolean },
-  acks: Timing[],
-): Promise<void> {
-  for (let i = 0; !stop.value; i++) {
-    const lock = `load/${i}`;
-    const sentAtMs = Date.now();
-    const acquired = await c.callAny('Acquire', {
-      lock,
-      session_id: session,
-      mode: 'EXCLUSIVE',
-      wait_ms: '0',
-      request_id: newRequestId(),
-      owner: 'load',
-    });
-    expect(acquired.acquired).toBe(true);
-    const record: Acknowledged = { lock, token: String(acquired.fencing_token), released: false };
-    acknowledged.push(record);
-    acks.push({ sentAtMs, ackedAtMs: Date.now() });
-    if (i % 2 === 0) {
-      const released = await c.callAny('Release', {
-        lock,
-        session_id: session,
-        fencing_token: record.token,
-        request_id: newRequestId(),
-      });
-      expect(released.released).toBe(true);
-      record.released = true;
-    }
-  }
-}
-
-async function expectAcknowledgedState(
-  c: ProcessCluster,
-  acknowledged: readonly Acknowledged[],
-): Promise<void> {
-  for (const record of acknowledged) {
-    const fence = await c.callAny('ValidateFence', {
-      lock: record.lock,
-      fencing_token: record.token,
-    });
-    expect({ lock: record.lock, valid: fence.valid }).toEqual({
-      lock: record.lock,
-      valid: !record.released,
-    });
-  }
-}
 
 describe('real processes under failure', () => {
   it('kill -9 of the leader under load: a new leader takes over and every acknowledged grant and release survives', async () => {

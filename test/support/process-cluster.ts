@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,18 +20,45 @@ export interface ProcessNode {
   readonly metricsAddress: string;
 }
 
+export interface StartOptions {
+  /** Start empty and wait to be added (`dlm serve --join`), with every node's config. */
+  readonly join?: boolean;
+  /** Added to the environment, e.g. DLM_LOG_LEVEL. */
+  readonly env?: Readonly<Record<string, string>>;
+}
+
+export interface DlmRun {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
 type Callback = (error: grpc.ServiceError | null, response: Record<string, unknown>) => void;
 type Method = (request: object, options: grpc.CallOptions, callback: Callback) => void;
 
 export class ProcessCluster {
   readonly dir = mkdtempSync(join(tmpdir(), 'dlm-cluster-'));
+  /** The founders' config: only the nodes that form the cluster at first. */
   readonly configPath = join(this.dir, 'cluster.config.json');
+  /** Every node, founders and joiners: what a joiner and `dlm member add` read. */
+  readonly allNodesConfigPath = join(this.dir, 'all-nodes.config.json');
   private readonly processes = new Map<string, ChildProcess>();
   private readonly clients = new Map<string, Record<string, Method>>();
 
-  private constructor(readonly nodes: readonly ProcessNode[]) {}
+  private constructor(
+    readonly nodes: readonly ProcessNode[],
+    readonly founders: readonly ProcessNode[],
+  ) {}
 
-  static async create(size: number, extra: Record<string, unknown> = {}): Promise<ProcessCluster> {
+  /**
+   * `size` nodes with fresh ports; the first `founders` of them (all by default) found
+   * the cluster, the others can join it later (`start(id, { join: true })`).
+   */
+  static async create(
+    size: number,
+    extra: Record<string, unknown> = {},
+    founders = size,
+  ): Promise<ProcessCluster> {
     const nodes: ProcessNode[] = [];
     for (let i = 1; i <= size; i++) {
       nodes.push({
@@ -41,26 +68,50 @@ export class ProcessCluster {
         metricsAddress: `127.0.0.1:${await freePort()}`,
       });
     }
-    const cluster = new ProcessCluster(nodes);
-    const config = { nodes, dataDir: './data', raft: { tickIntervalMs: 20 }, ...extra };
-    writeFileSync(cluster.configPath, JSON.stringify(config));
+    const cluster = new ProcessCluster(nodes, nodes.slice(0, founders));
+    const config = { dataDir: './data', raft: { tickIntervalMs: 20 }, ...extra };
+    writeFileSync(cluster.configPath, JSON.stringify({ nodes: cluster.founders, ...config }));
+    writeFileSync(cluster.allNodesConfigPath, JSON.stringify({ nodes, ...config }));
     return cluster;
   }
 
-  start(id: string): void {
-    const log = openSync(join(this.dir, `${id}.log`), 'a');
-    const child = spawn(
-      process.execPath,
-      [join(ROOT, 'bin/dlm'), 'serve', '--config', this.configPath, '--node', id],
-      {
-        stdio: ['ignore', log, log],
-      },
-    );
+  /** A founder runs with the founders' config; a joiner starts empty, with every node's. */
+  start(id: string, options: StartOptions = {}): void {
+    const log = openSync(this.logPath(id), 'a');
+    const args = options.join
+      ? ['--config', this.allNodesConfigPath, '--node', id, '--join']
+      : ['--config', this.configPath, '--node', id];
+    const child = spawn(process.execPath, [join(ROOT, 'bin/dlm'), 'serve', ...args], {
+      stdio: ['ignore', log, log],
+      env: { ...process.env, ...options.env },
+    });
     this.processes.set(id, child);
   }
 
-  startAll(): void {
-    for (const node of this.nodes) this.start(node.id);
+  /** Runs the `dlm` command as a new user would, and collects what it printed. */
+  dlm(args: readonly string[], timeoutMs = 60_000): Promise<DlmRun> {
+    return new Promise((resolve, reject) => {
+      execFile(
+        process.execPath,
+        [join(ROOT, 'bin/dlm'), ...args],
+        { timeout: timeoutMs },
+        (error, stdout, stderr) => {
+          const code = error === null ? 0 : typeof error.code === 'number' ? error.code : null;
+          if (code === null) reject(new Error(`dlm ${args.join(' ')}: ${error?.message}`));
+          else resolve({ code, stdout, stderr });
+        },
+      );
+    });
+  }
+
+  /** Starts every founder. */
+  startAll(options: StartOptions = {}): void {
+    for (const node of this.founders) this.start(node.id, options);
+  }
+
+  /** Where a node's stdout and stderr (its pino log) go. */
+  logPath(id: string): string {
+    return join(this.dir, `${id}.log`);
   }
 
   isRunning(id: string): boolean {
@@ -226,16 +277,22 @@ let services: Record<string, grpc.ServiceClientConstructor> | null = null;
 
 function loadServices(): Record<string, grpc.ServiceClientConstructor> {
   if (services !== null) return services;
-  const definition = protoLoader.loadSync(join(ROOT, 'proto/dlm.proto'), {
+  const definition = protoLoader.loadSync(['dlm.proto', 'health.proto'], {
     keepCase: true,
     longs: String,
     enums: String,
     defaults: true,
+    includeDirs: [join(ROOT, 'proto')],
   });
   const loaded = grpc.loadPackageDefinition(definition) as unknown as {
     dlm: { v1: { Lock: grpc.ServiceClientConstructor; Cluster: grpc.ServiceClientConstructor } };
+    grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } };
   };
-  services = { Lock: loaded.dlm.v1.Lock, Cluster: loaded.dlm.v1.Cluster };
+  services = {
+    Lock: loaded.dlm.v1.Lock,
+    Cluster: loaded.dlm.v1.Cluster,
+    Health: loaded.grpc.health.v1.Health,
+  };
   return services;
 }
 
