@@ -3,7 +3,7 @@ import { mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type ClusterFileConfig, loadClusterConfig } from '../config/index.ts';
-import type { CliIo } from './cli.ts';
+import { type CliIo, DEFAULT_CONFIG_PATH } from './cli.ts';
 
 /**
  * `dlm cluster` (npm start): runs every node of the config file as its own `dlm serve`
@@ -23,7 +23,7 @@ export async function runCluster(configPath: string, io: CliIo): Promise<number>
   const config = await loadClusterConfig(configPath);
   mkdirSync(config.dataDir, { recursive: true });
   const children = config.nodes.map((node) => startNode(configPath, node.id, config.dataDir));
-  io.out(introduction(config));
+  io.out(introduction(config, configPath));
   const display = new StatusDisplay(io, process.stdout.isTTY === true);
   const timer = setInterval(() => {
     void Promise.all(config.nodes.map((node) => nodeStatus(node.id, node.metricsAddress))).then(
@@ -65,13 +65,15 @@ function untilInterrupted(): Promise<void> {
   });
 }
 
-function introduction(config: ClusterFileConfig): string {
+function introduction(config: ClusterFileConfig, configPath: string): string {
   const first = config.nodes[0];
+  const configFlag = configPath === DEFAULT_CONFIG_PATH ? '' : ` --config ${configPath}`;
   return [
     `dlm: starting ${config.nodes.length} nodes; data and logs in ${config.dataDir}`,
     `clients connect to any of: ${config.nodes.map((node) => node.clientAddress).join(', ')}`,
     `from another terminal, take a lock:`,
     `  npm run lock -- --address ${first?.clientAddress ?? '127.0.0.1:7101'} inventory/42`,
+    `see the cluster, change its members: bin/dlm status${configFlag}, bin/dlm --help`,
     `metrics: ${config.nodes.map((node) => `http://${node.metricsAddress}/metrics`).join('  ')}`,
     'press Ctrl-C to stop',
     '',
