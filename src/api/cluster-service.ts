@@ -38,7 +38,11 @@ export function clusterService(
   addresses: readonly MemberAddresses[],
 ): ClusterServiceHandlers {
   return {
-    Status: unary(context, 'Status', async (raw) => status(context, addresses, raw)),
+    // Not bounded by the calls in flight, like Health.Check: it reads only local state,
+    // and an operator needs it most when the node is saturated.
+    Status: unary(context, 'Status', async (raw) => status(context, addresses, raw), {
+      ungated: true,
+    }),
     AddMember: unary(context, 'AddMember', async (raw, call): Promise<AddMemberResponse> => {
       const member = parseAddMember(raw);
       const view = await membership(context.node, 'addMember')(member, callOptions(call));

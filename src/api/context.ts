@@ -105,13 +105,15 @@ export function serviceErrorOf(context: ApiContext, method: string, error: unkno
 }
 
 /**
- * Adapts an async handler to grpc-js: admits the call through the gate, maps any error
- * through the one error table, and logs the outcome with its latency.
+ * Adapts an async handler to grpc-js: admits the call through the gate (unless
+ * `ungated`), maps any error through the one error table, and logs the outcome with
+ * its latency.
  */
 export function unary<Response>(
   context: ApiContext,
   method: string,
   handler: (request: unknown, call: grpc.ServerUnaryCall<unknown, Response>) => Promise<Response>,
+  { ungated = false }: { ungated?: boolean } = {},
 ): grpc.handleUnaryCall<unknown, Response> {
   return (call, callback) => {
     const startedMs = performance.now();
@@ -125,7 +127,7 @@ export function unary<Response>(
     };
     let leave: () => void;
     try {
-      leave = context.gate.enter();
+      leave = ungated ? () => {} : context.gate.enter();
     } catch (error) {
       const refusal = serviceErrorOf(context, method, error);
       log(refusal.code);

@@ -9,7 +9,6 @@ export type DlmErrorCode =
   | 'UNAVAILABLE'
   | 'RESOURCE_EXHAUSTED'
   | 'DEADLINE_EXCEEDED'
-  | 'INVALID_ARGUMENT'
   /** A membership change the cluster's current state refuses (already a member, too few voters...). */
   | 'FAILED_PRECONDITION'
   | 'INTERNAL';

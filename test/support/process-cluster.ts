@@ -35,6 +35,22 @@ export interface DlmRun {
 
 type Callback = (error: grpc.ServiceError | null, response: Record<string, unknown>) => void;
 type Method = (request: object, options: grpc.CallOptions, callback: Callback) => void;
+type StreamMethod = (
+  request: object,
+  options: grpc.CallOptions,
+) => grpc.ClientReadableStream<Record<string, unknown>>;
+
+/** A server-streaming call in progress (see `ProcessCluster.stream`). */
+export interface ServerStream {
+  /** Every message received so far, in order. */
+  readonly messages: readonly Record<string, unknown>[];
+  /** Resolves once the server has sent its initial metadata (or the call has ended). */
+  readonly ready: Promise<void>;
+  /** Resolves with the final status once the call ends: CANCELLED after `cancel()`. */
+  readonly ended: Promise<grpc.StatusObject>;
+  /** Cancels the call from the client side. */
+  cancel(): void;
+}
 
 export class ProcessCluster {
   readonly dir = mkdtempSync(join(tmpdir(), 'dlm-cluster-'));
@@ -254,6 +270,36 @@ export class ProcessCluster {
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
     }
+  }
+
+  /**
+   * Opens a server-streaming call to one node and collects what it sends: the messages
+   * as they come, and the final status once the call ends.
+   */
+  stream(
+    id: string,
+    method: string,
+    request: object,
+    deadlineMs = 60_000,
+    service = 'Lock',
+  ): ServerStream {
+    const client = this.client(id, service) as unknown as Record<string, StreamMethod>;
+    const invoke = client[method];
+    if (invoke === undefined) throw new Error(`no method ${service}.${method}`);
+    const call = invoke.call(client, request, {
+      deadline: Date.now() + deadlineMs,
+      waitForReady: true,
+    });
+    const messages: Record<string, unknown>[] = [];
+    call.on('data', (message: Record<string, unknown>) => messages.push(message));
+    // The final status also arrives as 'status'; without a listener 'error' would throw.
+    call.on('error', () => {});
+    const ended = new Promise<grpc.StatusObject>((resolve) => call.once('status', resolve));
+    const ready = Promise.race([
+      new Promise<void>((resolve) => call.once('metadata', () => resolve())),
+      ended.then(() => undefined),
+    ]);
+    return { messages, ready, ended, cancel: () => call.cancel() };
   }
 
   private client(id: string, service: string): Record<string, Method> {
