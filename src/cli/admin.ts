@@ -81,7 +81,7 @@ async function printStatus(client: ClusterClient, io: CliIo): Promise<number> {
   const answers = await client.statusAll();
   const rows = answers.map(({ address, status, problem }) =>
     status === undefined
-      ? [address, '-', problem ?? 'no answer']
+      ? [address, '-', 'unreachable', problem ?? 'no answer']
       : [
           address,
           status.node_id,
@@ -131,10 +131,11 @@ function formatMembers(members: readonly WireMember[]): string {
   );
 }
 
+/** Aligned columns; the last cell of a row is never padded, nor does it widen its column. */
 function formatTable(rows: readonly (readonly string[])[]): string {
   const widths: number[] = [];
   for (const row of rows) {
-    row.forEach((cell, i) => {
+    row.slice(0, -1).forEach((cell, i) => {
       widths[i] = Math.max(widths[i] ?? 0, cell.length);
     });
   }
@@ -259,5 +260,7 @@ function describeError(error: unknown): string {
   }
   const hint = serviceError.metadata?.get(LEADER_HINT_KEY)[0];
   const code = grpc.status[serviceError.code] ?? String(serviceError.code);
-  return `${code}: ${serviceError.details ?? ''}${hint === undefined ? '' : ` (leader: ${String(hint)})`}`;
+  // grpc-js appends an empty "Resolution note:" to connection failures.
+  const details = (serviceError.details ?? '').replace(/\s*Resolution note:\s*$/, '');
+  return `${code}: ${details}${hint === undefined ? '' : ` (leader: ${String(hint)})`}`;
 }

@@ -99,7 +99,7 @@ describe('dlm CLI', () => {
     const port = await freePort();
     const result = await run(['status', '--endpoints', `127.0.0.1:${port}`]);
     expect(result.code).toBe(1);
-    expect(result.out).toContain(`127.0.0.1:${port}  -  UNAVAILABLE`);
+    expect(result.out).toContain(`127.0.0.1:${port}  -  unreachable  UNAVAILABLE`);
     expect(result.err).toContain('no node answered');
     const add = await run([
       'member',
