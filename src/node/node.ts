@@ -357,6 +357,7 @@ export class DlmNode {
   async removeMember(id: NodeId, options: MembershipCallOptions = {}): Promise<NodeStatus> {
     const deadlineMs = this.membershipDeadline(options);
     this.requireLeader(`removing ${id}`);
+    // With 2 voters the core refuses the removal anyway (one voter must not remain).
     if (id === this.id && this.raft.config.voters.length > 2) {
       const leader = await this.transferLeadership(null, options).catch(() => this.id);
       if (leader !== this.id) {
