@@ -25,16 +25,19 @@ export interface ApiOptions {
   readonly clientCallsInFlightMax: number;
   /** Events buffered for one Watch stream; a watcher that falls further behind is ended. */
   readonly watchEventsBufferedMax: number;
+  /** The retry hint sent with backpressure RESOURCE_EXHAUSTED (trailer dlm-retry-after-ms). */
+  readonly backpressureRetryAfterMs: number;
   /** How often Health.Watch looks at the node for a change of status. */
   readonly healthPollIntervalMs: number;
   /** Attempts to withdraw the waiter of an abandoned Acquire (a retry is safe: same request id). */
   readonly withdrawAttemptsMax: number;
 }
 
-/** The first two match RuntimeConfig's fields of the same names, so a config passes straight in. */
+/** The first three match RuntimeConfig's fields of the same names, so a config passes straight in. */
 export const DEFAULT_API_OPTIONS: ApiOptions = {
   clientCallsInFlightMax: 10_000,
   watchEventsBufferedMax: 1_024,
+  backpressureRetryAfterMs: 100,
   healthPollIntervalMs: 100,
   withdrawAttemptsMax: 5,
 };
@@ -101,6 +104,7 @@ export function serviceErrorOf(context: ApiContext, method: string, error: unkno
     method,
     logger: context.logger,
     currentLeader: () => context.node.status().leaderId,
+    retryAfterMs: context.options.backpressureRetryAfterMs,
   });
 }
 

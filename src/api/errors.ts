@@ -26,6 +26,8 @@ export const GRPC_STATUS_BY_CODE: Readonly<Record<ApiErrorCode, status>> = {
 /** Trailing-metadata keys; part of the public contract (see proto/dlm.proto). */
 export const ERROR_CODE_KEY = 'dlm-error-code';
 export const LEADER_HINT_KEY = 'dlm-leader-hint';
+/** On backpressure (RESOURCE_EXHAUSTED from the runtime): milliseconds to wait before retrying. */
+export const RETRY_AFTER_KEY = 'dlm-retry-after-ms';
 
 /** An error the API raises itself, with a stable code from the table. */
 export class ApiError extends Error {
@@ -64,6 +66,8 @@ export interface ErrorContext {
   readonly logger: ApiLogger;
   /** The leader this node knows now; the hint when the error itself carries none. */
   readonly currentLeader: () => NodeId | null;
+  /** The retry hint for backpressure. */
+  readonly retryAfterMs: number;
 }
 
 /**
@@ -88,7 +92,10 @@ export function toServiceError(error: unknown, context: ErrorContext): ServiceEr
   }
   const hint =
     known.code === 'UNAVAILABLE' ? (known.leaderHint ?? context.currentLeader()) : known.leaderHint;
-  return serviceError(known.code, known.message, hint);
+  // The runtime's RESOURCE_EXHAUSTED is always backpressure: nothing was done, and the
+  // same request may be retried. (A lock limit is the state machine's limitReached.)
+  const retryAfterMs = known.code === 'RESOURCE_EXHAUSTED' ? context.retryAfterMs : null;
+  return serviceError(known.code, known.message, hint, retryAfterMs);
 }
 
 function knownError(error: unknown): ApiError | DlmError | null {
@@ -99,10 +106,12 @@ export function serviceError(
   code: ApiErrorCode,
   message: string,
   leaderHint: NodeId | null,
+  retryAfterMs: number | null = null,
 ): ServiceError {
   const metadata = new Metadata();
   metadata.set(ERROR_CODE_KEY, code);
   if (leaderHint !== null) metadata.set(LEADER_HINT_KEY, leaderHint);
+  if (retryAfterMs !== null) metadata.set(RETRY_AFTER_KEY, String(retryAfterMs));
   return Object.assign(new Error(message), {
     code: GRPC_STATUS_BY_CODE[code],
     details: message,

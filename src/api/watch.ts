@@ -44,7 +44,12 @@ export function watch(context: ApiContext, call: WatchCall): void {
     const max = context.options.watchEventsBufferedMax;
     call.emit(
       'error',
-      serviceError('RESOURCE_EXHAUSTED', `watcher fell ${max} events behind`, null),
+      serviceError(
+        'RESOURCE_EXHAUSTED',
+        `watcher fell ${max} events behind`,
+        null,
+        context.options.backpressureRetryAfterMs,
+      ),
     );
   };
   call.once('cancelled', stop);

@@ -68,6 +68,7 @@ export async function serve(args: ServeArgs): Promise<void> {
     options: {
       clientCallsInFlightMax: config.runtime.clientCallsInFlightMax,
       watchEventsBufferedMax: config.runtime.watchEventsBufferedMax,
+      backpressureRetryAfterMs: config.runtime.backpressureRetryAfterMs,
     },
   });
   const metricsServer = await serveMetrics(self.metricsAddress, metrics);

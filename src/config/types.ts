@@ -34,7 +34,9 @@ export interface RuntimeConfig {
   readonly clientCallsInFlightMax: number;
   /** Events buffered for one Watch stream; a watcher that falls further behind is cancelled. */
   readonly watchEventsBufferedMax: number;
-  /** Messages queued for one peer. Past it new messages are dropped, which Raft tolerates. */
+  /** Sent with every backpressure RESOURCE_EXHAUSTED (trailer dlm-retry-after-ms): when to try again. */
+  readonly backpressureRetryAfterMs: number;
+  /** Messages queued for one peer. Past it the oldest are dropped, which Raft tolerates (it resends). */
   readonly peerQueueMessagesMax: number;
   /** Reconnecting to a peer backs off from this delay … */
   readonly peerReconnectDelayMsMin: number;
@@ -75,6 +77,7 @@ export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
   readTimeoutMs: 5_000,
   clientCallsInFlightMax: 10_000,
   watchEventsBufferedMax: 1_024,
+  backpressureRetryAfterMs: 100,
   peerQueueMessagesMax: 1_024,
   peerReconnectDelayMsMin: 50,
   peerReconnectDelayMsMax: 2_000,

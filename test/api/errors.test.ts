@@ -182,6 +182,8 @@ describe('errors from a live cluster', () => {
     const error = await rpcError(acquire('limit/1', waiters[2] ?? '', { wait_ms: '500' }));
     expect(error.code).toBe(status.RESOURCE_EXHAUSTED);
     expect(error.trailer('dlm-error-code')).toBe('limitReached');
+    // A limit of the config is not backpressure: no hint to retry soon.
+    expect(error.trailer('dlm-retry-after-ms')).toBeUndefined();
     await Promise.all(waits);
   });
 
@@ -204,6 +206,7 @@ describe('errors from a live cluster', () => {
       const error = await rpcError(narrow.lock.call('KeepAlive', { session_id: a }));
       expect(error.code).toBe(status.RESOURCE_EXHAUSTED);
       expect(error.trailer('dlm-error-code')).toBe('RESOURCE_EXHAUSTED');
+      expect(error.trailer('dlm-retry-after-ms')).toBe('100');
       // Status reads local state only and is not bounded: the operator's view stays.
       expect((await narrow.cluster.call('Status', {})).node_id).toBe(leader);
       expect((await waiting).acquired).toBe(false);
@@ -289,6 +292,7 @@ describe('errors from a failing node', () => {
       [],
     );
     expect(error.code).toBe(status.RESOURCE_EXHAUSTED);
+    expect(error.trailer('dlm-retry-after-ms')).toBe('100');
   });
 
   it('UNAVAILABLE carries the hint the error names, else the leader the node knows', async () => {

@@ -1,4 +1,4 @@
-import { status } from '@grpc/grpc-js';
+import { type Metadata, status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApiNode } from '../../src/api/context.ts';
 import type { NodeId } from '../../src/util/ids.ts';
@@ -357,7 +357,9 @@ describe('Watch', () => {
       const stream = tight.lock.stream('Watch', { prefix: 'burst/' });
       const received: unknown[] = [];
       stream.on('data', (event) => received.push(event));
-      const ended = new Promise<{ code: number }>((resolve) => stream.on('error', resolve));
+      const ended = new Promise<{ code: number; metadata?: Metadata }>((resolve) =>
+        stream.on('error', resolve),
+      );
       await new Promise((resolve) => stream.once('metadata', resolve));
       const session = await cluster.openSession(leader);
       for (let i = 0; i < 8; i++) await acquire(leader, `burst/${i}`, session, { mode: 'SHARED' });
@@ -366,8 +368,12 @@ describe('Watch', () => {
         session_id: session,
         request_id: cluster.requestId(),
       });
-      const error = await Promise.race([ended, sleep(5_000).then(() => ({ code: -1 }))]);
+      const error = await Promise.race([
+        ended,
+        sleep(5_000).then(() => ({ code: -1, metadata: undefined })),
+      ]);
       expect(error.code).toBe(status.RESOURCE_EXHAUSTED);
+      expect(error.metadata?.get('dlm-retry-after-ms')).toEqual(['100']);
       expect(received.length).toBeLessThan(16);
     } finally {
       tight.lock.close();

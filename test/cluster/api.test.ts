@@ -103,6 +103,7 @@ interface Failure {
   readonly details: string;
   readonly errorCode: string | undefined;
   readonly leaderHint: string | undefined;
+  readonly retryAfterMs: string | undefined;
 }
 
 let cluster: ProcessCluster;
@@ -110,7 +111,7 @@ let cluster: ProcessCluster;
 beforeAll(async () => {
   cluster = await ProcessCluster.create(3, {
     lock: { waitersPerLockMax: WAITERS_PER_LOCK_MAX },
-    runtime: { clientCallsInFlightMax: CALLS_IN_FLIGHT_MAX },
+    runtime: { clientCallsInFlightMax: CALLS_IN_FLIGHT_MAX, backpressureRetryAfterMs: 250 },
   });
   cluster.startAll();
   await cluster.waitForLeader(15_000);
@@ -182,6 +183,7 @@ async function failure(call: Promise<unknown>): Promise<Failure> {
     code: error.code,
     details: error.details,
     errorCode: trailer('dlm-error-code'),
+    retryAfterMs: trailer('dlm-retry-after-ms'),
     leaderHint: trailer('dlm-leader-hint'),
   };
 }
@@ -690,6 +692,7 @@ describe('errors a client can cause', () => {
     expect(refused).toMatchObject({
       code: status.RESOURCE_EXHAUSTED,
       errorCode: 'limitReached',
+      retryAfterMs: undefined,
     });
     expect(refused.details).toContain('waitersPerLockMax');
     // A try-lock does not queue, so it is not refused: it answers as usual.
@@ -730,6 +733,7 @@ describe('errors a client can cause', () => {
     expect(refused).toMatchObject({
       code: status.RESOURCE_EXHAUSTED,
       errorCode: 'RESOURCE_EXHAUSTED',
+      retryAfterMs: '250',
     });
     expect(refused.details).toContain(`${CALLS_IN_FLIGHT_MAX} client calls are already in flight`);
     // The bound is per node: the others still serve.
