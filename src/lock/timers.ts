@@ -1,5 +1,6 @@
 import { assert } from '../util/assert.ts';
 import type { FencingToken, LogIndex, SessionId } from '../util/ids.ts';
+import { MinHeap } from '../util/min-heap.ts';
 import type { LockStateMachine } from './state-machine.ts';
 import type { LockCommand, LockEvent } from './types.ts';
 
@@ -22,14 +23,25 @@ export interface LockTimersOptions {
 }
 
 interface Deadline {
+  readonly key: string;
   readonly command: LockCommand;
   readonly dueAtMs: number;
   proposedAtMs: number | null;
 }
 
+/** Stale heap items tolerated beyond the live deadlines before the heap is rebuilt. */
+const STALE_SLACK = 64;
+
 export class LockTimers {
   /** One deadline per key, replaced when the thing it watches changes. */
   private readonly deadlines = new Map<string, Deadline>();
+  /**
+   * The deadlines by when `due` may next return them, so a tick costs O(log n) per
+   * command it returns rather than a scan of every deadline. A replaced or deleted
+   * deadline leaves its item behind (stale: no longer the map's entry for its key); it
+   * is dropped when it surfaces, or when stale items pile up and the heap is rebuilt.
+   */
+  private readonly queue = new MinHeap<Deadline>();
 
   constructor(private readonly options: LockTimersOptions) {
     assert(options.reproposeIntervalMs > 0, 'reproposeIntervalMs must be positive');
@@ -51,7 +63,7 @@ export class LockTimers {
         this.set(sessionKey(event.sessionId), expire(event.sessionId, index), nowMs + event.ttlMs);
         return;
       case 'sessionEnded':
-        this.deadlines.delete(sessionKey(event.sessionId));
+        this.delete(sessionKey(event.sessionId));
         return;
       case 'queued':
         if (event.waiter.waitMs > 0) {
@@ -66,7 +78,7 @@ export class LockTimers {
         }
         return;
       case 'waitEnded':
-        this.deadlines.delete(waitKey(event.lock, event.sessionId));
+        this.delete(waitKey(event.lock, event.sessionId));
         return;
       case 'granted':
         if (event.maxHoldMs > 0) {
@@ -79,7 +91,7 @@ export class LockTimers {
         }
         return;
       case 'released':
-        this.deadlines.delete(holdKey(event.lock, event.sessionId));
+        this.delete(holdKey(event.lock, event.sessionId));
         return;
       case 'delayStarted': {
         const command: LockCommand = {
@@ -91,13 +103,40 @@ export class LockTimers {
         return;
       }
       case 'delayEnded':
-        this.deadlines.delete(delayKey(event.lock));
+        this.delete(delayKey(event.lock));
         return;
     }
   }
 
   private set(key: string, command: LockCommand, dueAtMs: number): void {
-    this.deadlines.set(key, { command, dueAtMs, proposedAtMs: null });
+    const deadline: Deadline = { key, command, dueAtMs, proposedAtMs: null };
+    this.deadlines.set(key, deadline);
+    this.queue.push(dueAtMs, deadline);
+    this.rebuildIfStale();
+  }
+
+  private delete(key: string): void {
+    this.deadlines.delete(key);
+    this.rebuildIfStale();
+  }
+
+  private isLive(deadline: Deadline): boolean {
+    return this.deadlines.get(deadline.key) === deadline;
+  }
+
+  /** When `due` may return the deadline next: its time, or a repropose interval after the last proposal. */
+  private eligibleAtMs(deadline: Deadline): number {
+    const proposedAt = deadline.proposedAtMs;
+    return proposedAt === null ? deadline.dueAtMs : proposedAt + this.options.reproposeIntervalMs;
+  }
+
+  /** Keeps the heap within a constant factor of the live deadlines (amortized O(1) per change). */
+  private rebuildIfStale(): void {
+    if (this.queue.size <= 2 * this.deadlines.size + STALE_SLACK) return;
+    this.queue.clear();
+    for (const deadline of this.deadlines.values()) {
+      this.queue.push(this.eligibleAtMs(deadline), deadline);
+    }
   }
 
   /**
@@ -107,6 +146,7 @@ export class LockTimers {
    */
   restore(state: LockStateMachine, nowMs: number): void {
     this.deadlines.clear();
+    this.queue.clear();
     for (const id of state.sessionIds()) {
       const session = state.session(id);
       assert(session !== null, `session ${id} listed but missing`);
@@ -152,13 +192,14 @@ export class LockTimers {
    */
   due(nowMs: number): LockCommand[] {
     const commands: LockCommand[] = [];
-    for (const deadline of this.deadlines.values()) {
-      if (commands.length >= this.options.dueBatchMax) break;
-      if (deadline.dueAtMs > nowMs) continue;
-      const proposedAt = deadline.proposedAtMs;
-      if (proposedAt !== null && nowMs - proposedAt < this.options.reproposeIntervalMs) continue;
+    while (commands.length < this.options.dueBatchMax) {
+      const nextAtMs = this.queue.peekPriority();
+      if (nextAtMs === undefined || nextAtMs > nowMs) break;
+      const deadline = this.queue.pop();
+      if (deadline === undefined || !this.isLive(deadline)) continue;
       deadline.proposedAtMs = nowMs;
       commands.push(deadline.command);
+      this.queue.push(this.eligibleAtMs(deadline), deadline);
     }
     return commands;
   }
