@@ -56,6 +56,11 @@ export async function serve(args: ServeArgs): Promise<void> {
   const node = new DlmNode(id, storage, transport, runtimeOptions(config));
   running = node;
   const metrics = new NodeMetrics(node);
+  // Not fatal: the book is in memory, and the node retries the save on its own.
+  node.observe({
+    addressesSaveFailed: (error) =>
+      logger.warn({ err: error }, 'could not save member addresses; will retry'),
+  });
   node.start();
   const api = await startApiServer({
     node,

@@ -1,4 +1,5 @@
 import type { ClusterConfig, ConfigChange, ProposeRejection } from '../raft/index.ts';
+import type { StoredAddress } from '../storage/index.ts';
 import type { NodeId } from '../util/ids.ts';
 import { DlmError, unavailable } from './errors.ts';
 import type { Transport } from './transport.ts';
@@ -7,27 +8,25 @@ import type { Transport } from './transport.ts';
  * Membership at run time: where members are reached, and how the core's refusals of a
  * config change read to an operator.
  *
- * Addresses travel outside the log. A config entry names only a node id, and nothing
- * new is persisted, so each node keeps an address book in memory:
- * - seeded from its static config (the founding nodes, and itself);
+ * Addresses travel outside the log: a config entry names only a node id. Each node
+ * keeps an address book:
+ * - loaded from its own database (the book as it last saved it), then overlaid by its
+ *   static config (the founding nodes, and itself), which wins where both name a node;
  * - on the leader, updated by AddMember, which names the new member's addresses;
  * - spread by 'peerAddresses' peer messages: the leader sends its book to every member
  *   and to the new one when it adds a member, and every node sends its book to every
- *   member it knows when it starts and then every few seconds.
+ *   member it knows when it starts and then every few seconds;
+ * - saved to its database (not through the log) whenever it changes.
  * So a node that restarts with only the founding nodes in its config learns the others
  * from the first member that reaches it, and a joining node (`dlm serve --join`, whose
  * config names itself and the founders) announces its own address to the founders.
+ * The saved book covers the case where no member can reach it first: once every
+ * founder is gone, members that joined later find each other only through it.
  *
  * An entry learned from a peer never overwrites a known address unless it comes from
  * the member itself or from the current leader; an empty field never overwrites.
  */
-export interface MemberAddress {
-  readonly id: NodeId;
-  /** host:port of the peer (Raft) endpoint; empty when unknown. */
-  readonly peerAddress: string;
-  /** host:port of the public API; empty when unknown. */
-  readonly clientAddress: string;
-}
+export type MemberAddress = StoredAddress;
 
 /**
  * The address book, and the transport links that follow it. Entries are never
@@ -40,6 +39,8 @@ export class AddressBook {
   constructor(
     private readonly self: NodeId,
     private readonly transport: Transport,
+    /** Called after every change of an entry (not when a merge changes nothing). */
+    private readonly onChange: () => void = () => {},
   ) {}
 
   all(): ReadonlyMap<NodeId, MemberAddress> {
@@ -64,6 +65,7 @@ export class AddressBook {
     }
     this.entries.set(entry.id, next);
     if (next.peerAddress !== (known?.peerAddress ?? '')) this.connect(entry.id);
+    this.onChange();
   }
 
   /** (Re)opens the link to a member, when its address is known. */
@@ -90,11 +92,14 @@ export class AddressBook {
    */
   receive(from: NodeId, addresses: readonly MemberAddress[], leaderId: NodeId | null): void {
     if (!Array.isArray(addresses)) return;
-    for (const entry of addresses) {
+    // Peer messages are not checked on the wire, and the book is saved: a malformed
+    // entry kept here would make the database refuse to open.
+    const valid = addresses.filter(isMemberAddress);
+    for (const entry of valid) {
       const authoritative = entry.id !== this.self && (entry.id === from || from === leaderId);
       this.learn(entry, authoritative);
     }
-    const theirs = new Set(addresses.map((entry) => entry.id));
+    const theirs = new Set(valid.map((entry) => entry.id));
     if ([...this.entries.keys()].some((id) => !theirs.has(id))) this.announce([from]);
   }
 
@@ -108,6 +113,17 @@ export class AddressBook {
   ids(): NodeId[] {
     return [...this.entries.keys()];
   }
+}
+
+function isMemberAddress(entry: unknown): entry is MemberAddress {
+  if (typeof entry !== 'object' || entry === null) return false;
+  const { id, peerAddress, clientAddress } = entry as Record<string, unknown>;
+  return (
+    typeof id === 'string' &&
+    id !== '' &&
+    typeof peerAddress === 'string' &&
+    typeof clientAddress === 'string'
+  );
 }
 
 /** Whether `config` shows `change` done; false means its entry was lost to a leader change. */

@@ -74,11 +74,16 @@ export const ADDRESS_ANNOUNCE_INTERVAL_MS = 2_000;
 
 export type AppliedListener = (index: LogIndex, output: ApplyOutput) => void;
 
-/** Hooks for metrics; each is cheap. */
+/** Hooks for metrics and logs; each is cheap, and each is optional. */
 export interface NodeObserver {
-  persisted(seconds: number): void;
-  proposed(seconds: number, outcome: 'applied' | 'failed'): void;
-  leaderChanged(): void;
+  persisted?(seconds: number): void;
+  proposed?(seconds: number, outcome: 'applied' | 'failed'): void;
+  leaderChanged?(): void;
+  /**
+   * Saving the address book failed. The node goes on (the book is still in memory) and
+   * tries again at the next change or within ADDRESS_ANNOUNCE_INTERVAL_MS.
+   */
+  addressesSaveFailed?(error: unknown): void;
 }
 
 interface PendingRead {
@@ -114,10 +119,15 @@ export class DlmNode {
   private stopping = false;
   private failure: Error | null = null;
   private readonly appliedListeners = new Set<AppliedListener>();
-  private observer: NodeObserver | null = null;
+  private readonly observers: NodeObserver[] = [];
   private lastLeaderId: NodeId | null = null;
   private readonly addresses: AddressBook;
   private lastAnnounceMs = Number.NEGATIVE_INFINITY;
+  // Saving the address book (see saveAddresses).
+  private addressSave: Promise<void> | null = null;
+  private addressesDirty = false;
+  private addressSaveFailed = false;
+  private addressSavesOn = false;
 
   constructor(
     id: NodeId,
@@ -135,7 +145,11 @@ export class DlmNode {
       dueBatchMax: 256,
     });
     this.proposals = new ProposalRegistry(id, options.pendingProposalsMax);
-    this.addresses = new AddressBook(id, transport);
+    this.addresses = new AddressBook(id, transport, () => this.addressesChanged());
+    // What the book held when last saved, before the static config (learnAddresses),
+    // which then wins for the nodes it names. Loading it is no change to save.
+    for (const entry of storage.savedAddresses) this.addresses.learn(entry, false);
+    this.addressSavesOn = true;
     this.restoreStateMachine(storage.snapshot());
     transport.onMessage((message) => this.receive(message));
   }
@@ -159,6 +173,9 @@ export class DlmNode {
     for (const read of this.reads.values()) read.reject(unavailable(`${this.id} is shutting down`));
     this.reads.clear();
     await this.transport.close();
+    // The last change to the book may still be on its way to disk.
+    while (this.addressSave !== null) await this.addressSave;
+    this.addressSavesOn = false;
     await this.storage.close();
   }
 
@@ -216,16 +233,21 @@ export class DlmNode {
     else this.forward(proposalId, data);
     try {
       const result = await applied;
-      this.observer?.proposed((this.clock.nowMs() - startedMs) / 1000, 'applied');
+      for (const observer of this.observers) {
+        observer.proposed?.((this.clock.nowMs() - startedMs) / 1000, 'applied');
+      }
       return result;
     } catch (error) {
-      this.observer?.proposed((this.clock.nowMs() - startedMs) / 1000, 'failed');
+      for (const observer of this.observers) {
+        observer.proposed?.((this.clock.nowMs() - startedMs) / 1000, 'failed');
+      }
       throw error;
     }
   }
 
+  /** Adds an observer (metrics and logs each bring their own). */
   observe(observer: NodeObserver): void {
-    this.observer = observer;
+    this.observers.push(observer);
   }
 
   get pendingProposals(): number {
@@ -431,6 +453,40 @@ export class DlmNode {
     this.addresses.announce([...this.addresses.ids(), ...this.memberIds()]);
   }
 
+  /**
+   * The book changed: save it. Saves run beside the Ready loop, one at a time; changes
+   * that arrive during a save are coalesced into one more save of the whole book.
+   */
+  private addressesChanged(): void {
+    if (!this.addressSavesOn) return;
+    this.addressesDirty = true;
+    if (this.addressSave === null) this.addressSave = this.saveAddresses();
+  }
+
+  /**
+   * Never rejects: a failed save is reported to the observers and retried later, for
+   * the node does not need the saved book until it restarts.
+   */
+  private async saveAddresses(): Promise<void> {
+    // Lets the rest of a burst (one peer message names every member) land first, and
+    // makes sure `addressSave` is set before the loop below can clear it.
+    await Promise.resolve();
+    try {
+      while (this.addressesDirty && this.addressSavesOn) {
+        this.addressesDirty = false;
+        try {
+          await this.storage.saveAddresses([...this.addresses.all().values()]);
+          this.addressSaveFailed = false;
+        } catch (error) {
+          this.addressSaveFailed = true;
+          for (const observer of this.observers) observer.addressesSaveFailed?.(error);
+        }
+      }
+    } finally {
+      this.addressSave = null;
+    }
+  }
+
   private membershipDeadline(options: MembershipCallOptions): number {
     this.checkRunning();
     return this.clock.nowMs() + (options.timeoutMs ?? DEFAULT_MEMBERSHIP_TIMEOUT_MS);
@@ -556,6 +612,7 @@ export class DlmNode {
     if (nowMs - this.lastAnnounceMs >= ADDRESS_ANNOUNCE_INTERVAL_MS) {
       this.lastAnnounceMs = nowMs;
       this.addresses.announce(this.memberIds());
+      if (this.addressSaveFailed) this.addressesChanged();
     }
     this.kick();
   }
@@ -604,7 +661,8 @@ export class DlmNode {
     if (ready.snapshot !== null || ready.entries.length > 0 || ready.hardState !== null) {
       const startedMs = this.clock.nowMs();
       await this.storage.persist(ready);
-      this.observer?.persisted((this.clock.nowMs() - startedMs) / 1000);
+      const seconds = (this.clock.nowMs() - startedMs) / 1000;
+      for (const observer of this.observers) observer.persisted?.(seconds);
     }
     if (ready.softState !== null && ready.softState.leaderId !== this.lastLeaderId) {
       this.lastLeaderId = ready.softState.leaderId;
@@ -614,7 +672,7 @@ export class DlmNode {
       this.proposals.failUnplaced(
         unavailable('the leader changed before the write was placed', ready.softState.leaderId),
       );
-      this.observer?.leaderChanged();
+      for (const observer of this.observers) observer.leaderChanged?.();
     }
     // 2. Send.
     for (const message of ready.messages) this.transport.send({ kind: 'raft', message });

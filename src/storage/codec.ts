@@ -1,9 +1,10 @@
 import { Packr } from 'msgpackr';
 import type { ClusterConfig, ConfigChange, Entry, HardState, Snapshot } from '../raft/types.ts';
-import { assertNever } from '../util/assert.ts';
+import { assert, assertNever } from '../util/assert.ts';
 import { type LogIndex, logIndex, type NodeId, nodeId, type Term, term } from '../util/ids.ts';
 import { crc32c } from './crc32.ts';
 import { CorruptValueError } from './errors.ts';
+import type { StoredAddress } from './writable-storage.ts';
 
 /**
  * Stored values: a 4-byte big-endian CRC-32C, then a format version byte, then one
@@ -19,6 +20,7 @@ import { CorruptValueError } from './errors.ts';
  *   hard state  [term, votedFor | null, commitIndex]
  *   snapshot    [index, term, voters, learners, data]
  *   compaction  [index, term]
+ *   addresses   [[nodeId, peerAddress, clientAddress], ...]     member addresses (not Raft state)
  */
 export const FORMAT_VERSION = 1;
 const CHECKSUM_BYTES = 4;
@@ -113,6 +115,11 @@ function nodeIdOf(value: unknown, what: string): NodeId {
     throw new CorruptValueError(`${what} is not a node id`);
   }
   return nodeId(value);
+}
+
+function text(value: unknown, what: string): string {
+  if (typeof value !== 'string') throw new CorruptValueError(`${what} is not a string`);
+  return value;
 }
 
 /** A fresh plain Uint8Array: msgpackr decodes `bin` as a Buffer view of the stored value. */
@@ -231,4 +238,40 @@ export function encodeCompactionPoint(point: CompactionPoint): Uint8Array {
 export function decodeCompactionPoint(value: Uint8Array): CompactionPoint {
   const [index, pointTerm] = tuple(unframe(value), 'compaction point', 2);
   return { index: indexOf(index, 'compaction index'), term: termOf(pointTerm, 'compaction term') };
+}
+
+// ------------------------------------------------------------------ member addresses
+
+/**
+ * A value written here must decode, or the next open would refuse the whole database;
+ * peers' entries are checked where they enter the address book, so a bad one here is a
+ * bug, caught before it reaches the disk.
+ */
+export function encodeAddresses(addresses: readonly StoredAddress[]): Uint8Array {
+  return frame(
+    addresses.map(({ id, peerAddress, clientAddress }) => {
+      assert(
+        typeof id === 'string' &&
+          id.length > 0 &&
+          typeof peerAddress === 'string' &&
+          typeof clientAddress === 'string',
+        `not a member address: ${JSON.stringify({ id, peerAddress, clientAddress })}`,
+      );
+      return [id, peerAddress, clientAddress];
+    }),
+  );
+}
+
+export function decodeAddresses(value: Uint8Array): StoredAddress[] {
+  const record = unframe(value);
+  if (!Array.isArray(record)) throw new CorruptValueError('addresses is not an array');
+  return record.map((item: unknown, position) => {
+    const what = `addresses[${position}]`;
+    const [id, peerAddress, clientAddress] = tuple(item, what, 3);
+    return {
+      id: nodeIdOf(id, `${what} node id`),
+      peerAddress: text(peerAddress, `${what} peer address`),
+      clientAddress: text(clientAddress, `${what} client address`),
+    };
+  });
 }

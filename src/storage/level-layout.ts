@@ -2,8 +2,15 @@ import type { Level } from 'level';
 import type { Entry, HardState, Snapshot } from '../raft/types.ts';
 import type { LogIndex } from '../util/ids.ts';
 import type { CompactionPoint } from './codec.ts';
-import { encodeCompactionPoint, encodeEntry, encodeHardState, encodeSnapshot } from './codec.ts';
+import {
+  encodeAddresses,
+  encodeCompactionPoint,
+  encodeEntry,
+  encodeHardState,
+  encodeSnapshot,
+} from './codec.ts';
 import { encodeIndexKey } from './keys.ts';
+import type { StoredAddress } from './writable-storage.ts';
 
 /**
  * The on-disk layout. Three sublevels of one LevelDB database, so that one batch can
@@ -12,6 +19,8 @@ import { encodeIndexKey } from './keys.ts';
  *   log       8-byte big-endian index -> entry            (only entries after the compaction point)
  *   meta      "hardState"             -> hard state
  *             "compaction"            -> {index, term} of the last compacted position
+ *             "addresses"             -> where members are reached (not Raft state; absent
+ *                                        until first saved, read as none)
  *   snapshot  "latest"                -> the latest snapshot, metadata and data together
  *
  * Keys and values are raw bytes ('view' encoding); the codec owns the value format.
@@ -35,6 +44,7 @@ const utf8 = new TextEncoder();
 export const META_KEY = {
   hardState: utf8.encode('hardState'),
   compaction: utf8.encode('compaction'),
+  addresses: utf8.encode('addresses'),
 };
 export const SNAPSHOT_KEY = utf8.encode('latest');
 
@@ -72,4 +82,9 @@ export function putCompactionPoint(sublevels: Sublevels, point: CompactionPoint)
 export function putSnapshot(sublevels: Sublevels, snapshot: Snapshot): BatchOp {
   const value = encodeSnapshot(snapshot);
   return { type: 'put', sublevel: sublevels.snapshot, key: SNAPSHOT_KEY, value };
+}
+
+export function putAddresses(sublevels: Sublevels, addresses: readonly StoredAddress[]): BatchOp {
+  const value = encodeAddresses(addresses);
+  return { type: 'put', sublevel: sublevels.meta, key: META_KEY.addresses, value };
 }

@@ -2,6 +2,7 @@ import { MemoryStorage } from '../raft/storage.ts';
 import type { ClusterConfig, Entry, HardState, Snapshot } from '../raft/types.ts';
 import {
   type CompactionPoint,
+  decodeAddresses,
   decodeCompactionPoint,
   decodeEntry,
   decodeHardState,
@@ -21,6 +22,7 @@ import {
   type SublevelName,
   type Sublevels,
 } from './level-layout.ts';
+import type { StoredAddress } from './writable-storage.ts';
 
 /** What an empty database starts as: a founding member, or a node joining a cluster. */
 export type Bootstrap = ClusterConfig | 'join';
@@ -73,6 +75,16 @@ async function initialize(
   ];
   await db.batch(ops, { sync: true });
   return mirror;
+}
+
+/**
+ * The saved member addresses, checked like every other record. Missing means none:
+ * databases written before addresses were kept, and nodes that never saved any.
+ */
+export async function loadAddresses(path: string, sublevels: Sublevels): Promise<StoredAddress[]> {
+  const value = await sublevels.meta.get(META_KEY.addresses);
+  if (value === undefined) return [];
+  return decodeAt(path, 'meta', 'key addresses', value, decodeAddresses);
 }
 
 async function readMeta<T>(

@@ -9,15 +9,16 @@ import {
   type Db,
   delEntry,
   openSublevels,
+  putAddresses,
   putCompactionPoint,
   putEntry,
   putHardState,
   putSnapshot,
   type Sublevels,
 } from './level-layout.ts';
-import { type Bootstrap, loadMirror } from './level-load.ts';
+import { type Bootstrap, loadAddresses, loadMirror } from './level-load.ts';
 import { MirroredReads } from './mirrored-reads.ts';
-import type { PersistBatch, WritableStorage } from './writable-storage.ts';
+import type { PersistBatch, StoredAddress, WritableStorage } from './writable-storage.ts';
 
 export interface LevelStorageOptions {
   /**
@@ -45,11 +46,20 @@ export interface LevelStorageOptions {
  * the core never reads state that a crash could take back. A write that fails leaves
  * the disk in an unknown state (the batch may be logged but not synced), so the store
  * refuses every later write; the node must stop, and a restart reloads what is durable.
+ *
+ * Member addresses are not Raft state, and are written apart from it: each save is its
+ * own synced batch, queued behind the previous save (so the last one called wins) but
+ * free to run beside a Raft write (LevelDB orders the two batches; neither reads what
+ * the other changes). A failed address save refuses nothing else: being one batch, it
+ * leaves the old record or the new one, whole, and the next save replaces either.
  */
 export class LevelStorage extends MirroredReads implements WritableStorage {
   private writeInFlight = false;
   private failure: unknown = null;
   private closed = false;
+  private closing: Promise<void> | null = null;
+  /** The tail of the queue of address saves; it never rejects (each caller sees its own). */
+  private addressWrites: Promise<void> = Promise.resolve();
 
   private constructor(
     /** The database directory, as given to `open`; named in every corruption error. */
@@ -57,6 +67,7 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
     private readonly db: Db,
     private readonly sublevels: Sublevels,
     mirror: MemoryStorage,
+    private addresses: readonly StoredAddress[],
   ) {
     super(mirror);
   }
@@ -72,7 +83,8 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
     try {
       const sublevels = openSublevels(db);
       const mirror = await loadMirror(path, db, sublevels, options.bootstrap);
-      return new LevelStorage(path, db, sublevels, mirror);
+      const addresses = await loadAddresses(path, sublevels);
+      return new LevelStorage(path, db, sublevels, mirror, addresses);
     } catch (error) {
       await db.close();
       throw error;
@@ -129,10 +141,45 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
     this.mirror.compact(index);
   }
 
+  get savedAddresses(): readonly StoredAddress[] {
+    return this.addresses;
+  }
+
+  async saveAddresses(addresses: readonly StoredAddress[]): Promise<void> {
+    assert(!this.closed, `write to closed storage ${this.path}`);
+    this.refuseAfterFailure();
+    // Copied and encoded now: what the caller changes afterwards is not this save.
+    const saved = addresses.map(({ id, peerAddress, clientAddress }) => ({
+      id,
+      peerAddress,
+      clientAddress,
+    }));
+    const op = putAddresses(this.sublevels, saved);
+    const write = this.addressWrites.then(async () => {
+      // A Raft write may have failed while this one waited its turn. (A close that began
+      // meanwhile waits for this save, so that is no reason to refuse it.)
+      this.refuseAfterFailure();
+      await this.db.batch([op], { sync: true });
+      this.addresses = saved;
+    });
+    this.addressWrites = write.catch(() => {});
+    return write;
+  }
+
+  /**
+   * Refuses new writes at once, then lets the address saves already queued finish
+   * before the database closes: each was promised to its caller, and the last one
+   * holds the newest addresses.
+   */
   async close(): Promise<void> {
     assert(!this.writeInFlight, 'close() while a write is in flight');
-    if (this.closed) return;
+    this.closing ??= this.closeAfterAddressWrites();
+    return this.closing;
+  }
+
+  private async closeAfterAddressWrites(): Promise<void> {
     this.closed = true;
+    await this.addressWrites;
     await this.db.close();
   }
 
@@ -184,6 +231,14 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
     // Overlapping writes would each plan against a mirror the other is about to change.
     assert(!this.writeInFlight, 'LevelStorage writes must not overlap');
     assert(!this.closed, `write to closed storage ${this.path}`);
+    this.refuseAfterFailure();
+  }
+
+  /**
+   * After a failed Raft write nothing more is written, address saves included: their
+   * sync would make durable whatever part of the failed batch reached LevelDB's log.
+   */
+  private refuseAfterFailure(): void {
     if (this.failure !== null) {
       throw new Error(`storage ${this.path}: refusing to write after a failed write`, {
         cause: this.failure,
@@ -191,7 +246,7 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
     }
   }
 
-  /** The one place that writes: one atomic batch, fsynced before it resolves. */
+  /** The one place that writes Raft state: one atomic batch, fsynced before it resolves. */
   private async write(ops: BatchOp[]): Promise<void> {
     this.writeInFlight = true;
     try {

@@ -2,13 +2,17 @@ import { MemoryStorage } from '../raft/storage.ts';
 import type { ClusterConfig, Snapshot } from '../raft/types.ts';
 import type { LogIndex } from '../util/ids.ts';
 import { MirroredReads } from './mirrored-reads.ts';
-import type { PersistBatch, WritableStorage } from './writable-storage.ts';
+import type { PersistBatch, StoredAddress, WritableStorage } from './writable-storage.ts';
 
 /**
  * MemoryStorage behind the async write API, for tests and for nodes that need no
- * durability. Writes take effect at once; nothing survives the process.
+ * durability. Writes take effect at once; nothing survives the process. Closing keeps
+ * everything, so a test restarts a node by handing it the same object, saved addresses
+ * included.
  */
 export class MemoryWritableStorage extends MirroredReads implements WritableStorage {
+  private addresses: readonly StoredAddress[] = [];
+
   constructor(memory: MemoryStorage) {
     super(memory);
   }
@@ -37,6 +41,19 @@ export class MemoryWritableStorage extends MirroredReads implements WritableStor
 
   async compact(index: LogIndex): Promise<void> {
     this.mirror.compact(index);
+  }
+
+  get savedAddresses(): readonly StoredAddress[] {
+    return this.addresses;
+  }
+
+  async saveAddresses(addresses: readonly StoredAddress[]): Promise<void> {
+    // A copy, as a durable store keeps what was written, not the caller's array.
+    this.addresses = addresses.map(({ id, peerAddress, clientAddress }) => ({
+      id,
+      peerAddress,
+      clientAddress,
+    }));
   }
 
   async close(): Promise<void> {}

@@ -1,6 +1,6 @@
 import type { Storage } from '../raft/storage.ts';
 import type { ClusterConfig, Entry, HardState, Snapshot } from '../raft/types.ts';
-import type { LogIndex } from '../util/ids.ts';
+import type { LogIndex, NodeId } from '../util/ids.ts';
 
 /**
  * What one Ready asks the host to persist (see `Ready`, rule 1). The fields match
@@ -15,9 +15,22 @@ export interface PersistBatch {
 }
 
 /**
+ * Where a member is reached. Kept beside the Raft state but outside it: config entries
+ * name only node ids, so without this a node whose cluster moved on to members its
+ * config file does not list could not find them after a restart.
+ */
+export interface StoredAddress {
+  readonly id: NodeId;
+  /** host:port of the peer (Raft) endpoint; empty when unknown. */
+  readonly peerAddress: string;
+  /** host:port of the public API; empty when unknown. */
+  readonly clientAddress: string;
+}
+
+/**
  * Storage the node runtime writes to. Reads stay synchronous (the core's `Storage`);
- * writes are async and durable when their promise resolves. Writes must not overlap:
- * the Ready loop issues one at a time.
+ * writes are async and durable when their promise resolves. Raft writes (persist,
+ * createSnapshot, compact) must not overlap: the Ready loop issues one at a time.
  */
 export interface WritableStorage extends Storage {
   /** Persists a Ready's snapshot, entries and hard state in one atomic, synced write. */
@@ -26,5 +39,13 @@ export interface WritableStorage extends Storage {
   createSnapshot(index: LogIndex, config: ClusterConfig, data: Uint8Array): Promise<Snapshot>;
   /** Drops entries up to and including `index`, which a snapshot must already cover. */
   compact(index: LogIndex): Promise<void>;
+  /**
+   * Replaces the stored member addresses, durably. Not Raft state: it may run while a
+   * Raft write is in flight, and saves take effect in the order they were called.
+   */
+  saveAddresses(addresses: readonly StoredAddress[]): Promise<void>;
+  /** The member addresses as of open, then as of the last save that completed. */
+  readonly savedAddresses: readonly StoredAddress[];
+  /** Waits for address saves in flight; a save or Raft write after close is refused. */
   close(): Promise<void>;
 }

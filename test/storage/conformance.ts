@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Storage } from '../../src/raft/storage.ts';
 import type { ClusterConfig, Entry, Snapshot } from '../../src/raft/types.ts';
 import type { Bootstrap } from '../../src/storage/level-load.ts';
-import type { WritableStorage } from '../../src/storage/writable-storage.ts';
+import type { StoredAddress, WritableStorage } from '../../src/storage/writable-storage.ts';
 import { AssertionError } from '../../src/util/assert.ts';
 import { logIndex as idx, nodeId, term as tm } from '../../src/util/ids.ts';
 import { bytes, entry, hardState, ids } from '../raft/harness.ts';
@@ -440,6 +440,71 @@ export function describeStorageConformance(factory: StorageFactory): void {
 
         await expect(storage.persist({ entries: [entry(6, 4)] })).rejects.toThrow(AssertionError);
         await verify(storage, (s) => expect(s.lastIndex()).toBe(10));
+      });
+    });
+
+    describe('member addresses (not Raft state)', () => {
+      const book: StoredAddress[] = [
+        { id: a, peerAddress: '10.0.0.1:7001', clientAddress: '10.0.0.1:8001' },
+        { id: d, peerAddress: '[::1]:7004', clientAddress: '' },
+      ];
+
+      it('are empty in a new store, founding or joining', async () => {
+        for (const bootstrap of [config, 'join'] as const) {
+          const storage = await factory.create(bootstrap);
+
+          await verify(storage, (s) => expect(s.savedAddresses).toEqual([]));
+        }
+      });
+
+      it('read back as saved, and a save changes nothing the core reads', async () => {
+        const storage = await withLog([1, 2]);
+        const before = readAll(storage);
+
+        await storage.saveAddresses(book);
+
+        await verify(storage, (s) => {
+          expect(s.savedAddresses).toEqual(book);
+          expect(readAll(s)).toEqual(before);
+        });
+      });
+
+      it('the last of several saves wins, even when none waits for the one before', async () => {
+        let storage = await factory.create(config);
+        await storage.saveAddresses(book);
+        storage = await verify(storage);
+
+        const saves = [[], book.slice(1), book, book.slice(0, 1)].map((addresses) =>
+          storage.saveAddresses(addresses),
+        );
+        await Promise.all(saves);
+
+        await verify(storage, (s) => expect(s.savedAddresses).toEqual(book.slice(0, 1)));
+      });
+
+      it('may be saved while a Raft write is in flight', async () => {
+        const storage = await factory.create(config);
+
+        await Promise.all([
+          storage.persist({ entries: entriesFrom(2, [1, 1]), hardState: hardState(1, a, 2) }),
+          storage.saveAddresses(book),
+        ]);
+
+        await verify(storage, (s) => {
+          expect(s.lastIndex()).toBe(3);
+          expect(s.savedAddresses).toEqual(book);
+        });
+      });
+
+      it('a save in flight when the store closes is kept', async () => {
+        const storage = await factory.create(config);
+        await storage.saveAddresses(book);
+
+        const saving = storage.saveAddresses(book.slice(1));
+        const reopened = factory.reopen === undefined ? storage : await factory.reopen(storage);
+        await saving;
+
+        expect(reopened.savedAddresses).toEqual(book.slice(1));
       });
     });
   });

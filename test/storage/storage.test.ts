@@ -235,6 +235,20 @@ describe('LevelStorage', () => {
       );
     });
 
+    it('damaged member addresses', async () => {
+      await stored();
+      const storage = await LevelStorage.open(path);
+      await storage.saveAddresses([{ id: a, peerAddress: '127.0.0.1:7001', clientAddress: '' }]);
+      await storage.close();
+      await withRawDb(path, (s) => flipByte(s.meta, META_KEY.addresses));
+
+      const opening = LevelStorage.open(path);
+
+      await expect(opening).rejects.toThrow(StorageCorruptionError);
+      await expect(opening).rejects.toThrow(`${path} meta key addresses: checksum mismatch`);
+      await expect(opening).rejects.toMatchObject({ sublevel: 'meta', where: 'key addresses' });
+    });
+
     it('a missing hard state', async () => {
       await stored();
       await withRawDb(path, (s) => s.meta.del(META_KEY.hardState));
@@ -290,10 +304,11 @@ describe('LevelStorage', () => {
       await storage.persist({
         snapshot: { metadata: { index: idx(9), term: tm(3), config }, data: new Uint8Array(0) },
       });
+      await storage.saveAddresses([{ id: a, peerAddress: '127.0.0.1:7001', clientAddress: '' }]);
       await storage.close();
 
-      // bootstrap, three persists, createSnapshot, compact: six writes, six batches.
-      expect(writes.batch).toHaveBeenCalledTimes(6);
+      // bootstrap, three persists, createSnapshot, compact, saveAddresses: seven batches.
+      expect(writes.batch).toHaveBeenCalledTimes(7);
       for (const [, options] of writes.batch.mock.calls)
         expect(options).toMatchObject({ sync: true });
       expect(writes.put).not.toHaveBeenCalled();
@@ -333,6 +348,40 @@ describe('LevelStorage', () => {
       await reopened.close();
     });
 
+    it('a failed address save keeps the addresses as they were, and refuses nothing else', async () => {
+      await stored();
+      const storage = await LevelStorage.open(path);
+      const old = [{ id: a, peerAddress: '127.0.0.1:7001', clientAddress: '' }];
+      await storage.saveAddresses(old);
+      spyOnNativeWrites().batch.mockRejectedValueOnce(new Error('EIO'));
+
+      await expect(storage.saveAddresses([])).rejects.toThrow('EIO');
+
+      expect(storage.savedAddresses).toEqual(old);
+      await storage.persist({ entries: [entry(7, 2)] });
+      await storage.saveAddresses([
+        ...old,
+        { id: b, peerAddress: '127.0.0.1:7002', clientAddress: '' },
+      ]);
+      await storage.close();
+      const reopened = await LevelStorage.open(path);
+      expect(reopened.lastIndex()).toBe(7);
+      expect(reopened.savedAddresses.map((entry) => entry.id)).toEqual([a, b]);
+      await reopened.close();
+    });
+
+    it('after a failed Raft write, address saves are refused too', async () => {
+      await stored();
+      const storage = await LevelStorage.open(path);
+      spyOnNativeWrites().batch.mockRejectedValueOnce(new Error('EIO'));
+      await expect(storage.persist({ entries: [entry(7, 2)] })).rejects.toThrow('EIO');
+
+      await expect(storage.saveAddresses([])).rejects.toThrow(
+        /refusing to write after a failed write/,
+      );
+      await storage.close();
+    });
+
     it('refuses overlapping writes, and writes after close', async () => {
       await stored();
       const storage: WritableStorage = await LevelStorage.open(path);
@@ -347,6 +396,7 @@ describe('LevelStorage', () => {
       await expect(storage.persist({ hardState: hardState(3, null, 2) })).rejects.toThrow(
         AssertionError,
       );
+      await expect(storage.saveAddresses([])).rejects.toThrow(AssertionError);
     });
 
     it('the mirror changes only once the write is durable', async () => {

@@ -165,13 +165,13 @@ describe('LockTimers.due (heap) against a scan of every deadline', () => {
   it('with a small batch, returns the earliest deadlines first', () => {
     const timers = new LockTimers({ reproposeIntervalMs: REPROPOSE_MS, dueBatchMax: 2 });
     const ttls = [300, 100, 400, 200];
-    ttls.forEach((ttlMs, i) =>
+    for (const [i, ttlMs] of ttls.entries()) {
       timers.applied(
         logIndex(i + 2),
         [{ type: 'sessionRefreshed', sessionId: sessionId(i + 1), ttlMs }],
         0,
-      ),
-    );
+      );
+    }
     const ids = (commands: LockCommand[]) =>
       commands.map((command) => (command.type === 'ExpireSession' ? Number(command.sessionId) : 0));
     expect(ids(timers.due(1_000))).toEqual([2, 4]);
