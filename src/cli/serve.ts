@@ -56,10 +56,16 @@ export async function serve(args: ServeArgs): Promise<void> {
   const node = new DlmNode(id, storage, transport, runtimeOptions(config));
   running = node;
   const metrics = new NodeMetrics(node);
-  // Not fatal: the book is in memory, and the node retries the save on its own.
+  let failed: (error: Error) => void = () => {};
+  const failure = new Promise<Error>((resolve) => {
+    failed = resolve;
+  });
   node.observe({
+    // Not fatal: the book is in memory, and the node retries the save on its own.
     addressesSaveFailed: (error) =>
       logger.warn({ err: error }, 'could not save member addresses; will retry'),
+    // Fatal: the process exits non-zero, and a restart reloads what is durable.
+    failed,
   });
   node.start();
   const api = await startApiServer({
@@ -86,14 +92,19 @@ export async function serve(args: ServeArgs): Promise<void> {
     },
     'node started',
   );
-  await untilSignal();
-  logger.info('shutting down: handing over leadership, then draining');
+  const stoppedBy = await Promise.race([untilSignal(), failure]);
+  if (stoppedBy instanceof Error) {
+    logger.fatal({ err: stoppedBy }, 'node stopped on a failure; exiting');
+  } else {
+    logger.info('shutting down: handing over leadership, then draining');
+  }
   clearInterval(statusTimer);
   // Health turns NOT_SERVING first, so load balancers move away before the node does.
   api.readiness.close();
   await node.stop();
-  await api.close(config.runtime.shutdownDrainMs);
+  await api.close(stoppedBy instanceof Error ? 0 : config.runtime.shutdownDrainMs);
   await new Promise<void>((resolve) => metricsServer.close(() => resolve()));
+  if (stoppedBy instanceof Error) throw new Error(`node ${id} stopped: ${stoppedBy.message}`);
   logger.info('stopped');
 }
 
@@ -155,9 +166,9 @@ function logRoleChanges(node: DlmNode, logger: Logger): NodeJS.Timeout {
   }, 100);
 }
 
-function untilSignal(): Promise<void> {
+function untilSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
-    process.once('SIGTERM', () => resolve());
-    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
   });
 }

@@ -84,6 +84,12 @@ export interface NodeObserver {
    * tries again at the next change or within ADDRESS_ANNOUNCE_INTERVAL_MS.
    */
   addressesSaveFailed?(error: unknown): void;
+  /**
+   * The node stopped on a failure (a failed write, a broken invariant) and answers
+   * INTERNAL from now on: the process should stop it and exit, so that a restart
+   * reloads what is durable.
+   */
+  failed?(error: Error): void;
 }
 
 interface PendingRead {
@@ -118,6 +124,7 @@ export class DlmNode {
   private wake: (() => void) | null = null;
   private stopping = false;
   private failure: Error | null = null;
+  private stopped: Promise<void> | null = null;
   private readonly appliedListeners = new Set<AppliedListener>();
   private readonly observers: NodeObserver[] = [];
   private lastLeaderId: NodeId | null = null;
@@ -161,10 +168,18 @@ export class DlmNode {
     this.readyLoop = this.runReadyLoop();
   }
 
-  /** Hands leadership to the most caught-up voter, then stops. */
-  async stop(): Promise<void> {
-    if (this.stopping) return;
-    await this.transferLeadershipAway();
+  /**
+   * Hands leadership to the most caught-up voter, then stops and closes transport and
+   * storage. Also after a failure (without the hand-over). Calling it again returns the
+   * same promise.
+   */
+  stop(): Promise<void> {
+    this.stopped ??= this.stopOnce();
+    return this.stopped;
+  }
+
+  private async stopOnce(): Promise<void> {
+    if (this.failure === null) await this.transferLeadershipAway();
     this.stopping = true;
     if (this.tickTimer !== null) clearInterval(this.tickTimer);
     this.kick();
@@ -653,6 +668,7 @@ export class DlmNode {
       this.proposals.failAll(
         new DlmError('INTERNAL', `${this.id} stopped: ${this.failure.message}`),
       );
+      for (const observer of this.observers) observer.failed?.(this.failure);
     }
   }
 

@@ -165,4 +165,35 @@ describe('DlmNode over an in-process network', () => {
       OPTIONS.pendingProposalsMax,
     );
   });
+
+  it('a failed write stops the node: writes fail INTERNAL, observers hear of it, stop() still closes', async () => {
+    cluster = new TestCluster();
+    const c = cluster;
+    const leader = await c.leader();
+    const storage = c.storages.get(leader.id);
+    if (storage === undefined) throw new Error('no storage');
+    const failures: Error[] = [];
+    leader.observe({ failed: (error) => failures.push(error) });
+    let closed = false;
+    const close = storage.close.bind(storage);
+    storage.close = async () => {
+      closed = true;
+      await close();
+    };
+    storage.persist = async () => {
+      throw new Error('disk on fire');
+    };
+    const write = leader.write({
+      type: 'OpenSession',
+      ttlMs: 5_000,
+      clientName: 'x',
+      requestId: c.requestId(),
+    });
+    await expect(write).rejects.toMatchObject({ code: 'INTERNAL' });
+    expect(failures.map((error) => error.message)).toEqual(['disk on fire']);
+    expect(leader.running).toBe(false);
+    await leader.stop();
+    expect(closed).toBe(true);
+    c.nodes.delete(leader.id);
+  });
 });
