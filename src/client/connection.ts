@@ -1,0 +1,210 @@
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { DlmClientError } from './errors.ts';
+
+/**
+ * Calls to a dlm cluster through any of its nodes. The client knows only the proto:
+ * it loads proto/dlm.proto at run time, with the options that keep uint64 exact
+ * (decimal strings) and enums as names.
+ *
+ * Routing: every node takes every call (followers forward writes), but the leader saves
+ * a hop, so the connection learns where the leader is from the `dlm-leader-hint` of
+ * UNAVAILABLE answers and from Status, and sends there first. Retries resend the same
+ * request (same request_id), which the cluster deduplicates, with exponential backoff
+ * and full jitter, and only for answers that say a retry is safe (see
+ * DlmClientError.retryable) or for an attempt that timed out.
+ */
+export interface ConnectionOptions {
+  /** host:port of one or more nodes' client addresses. */
+  readonly endpoints: readonly string[];
+  readonly credentials?: grpc.ChannelCredentials;
+  /** One attempt of a call that does not wait gets this long before it is retried elsewhere. */
+  readonly attemptTimeoutMs?: number;
+  /** Backoff between attempts: full jitter in [0, min(max, min × 2^attempt)]. */
+  readonly retryDelayMsMin?: number;
+  readonly retryDelayMsMax?: number;
+}
+
+export interface CallOptions {
+  /** The whole call, retries included, ends by then (ms since the epoch). */
+  readonly deadlineMs: number;
+  /** Added to the attempt timeout, for an Acquire that waits on the server. */
+  readonly waitMs?: number;
+}
+
+const PROTO_PATH = fileURLToPath(new URL('../../proto/dlm.proto', import.meta.url));
+
+type Service = 'Lock' | 'Cluster';
+type Response = Record<string, unknown>;
+type Unary = (
+  request: object,
+  options: grpc.CallOptions,
+  callback: (error: grpc.ServiceError | null, response: Response) => void,
+) => void;
+
+let constructors: Record<Service, grpc.ServiceClientConstructor> | null = null;
+
+function serviceConstructors(): Record<Service, grpc.ServiceClientConstructor> {
+  if (constructors !== null) return constructors;
+  const definition = loadSync(PROTO_PATH, {
+    keepCase: true,
+    longs: String,
+    enums: String,
+    defaults: true,
+  });
+  const loaded = grpc.loadPackageDefinition(definition) as unknown as {
+    dlm: { v1: Record<Service, grpc.ServiceClientConstructor> };
+  };
+  constructors = { Lock: loaded.dlm.v1.Lock, Cluster: loaded.dlm.v1.Cluster };
+  return constructors;
+}
+
+const DEFAULTS = { attemptTimeoutMs: 2_000, retryDelayMsMin: 20, retryDelayMsMax: 1_000 };
+
+export class Connection {
+  private readonly options: Required<Omit<ConnectionOptions, 'credentials'>>;
+  private readonly credentials: grpc.ChannelCredentials;
+  private readonly clients = new Map<string, Record<Service, grpc.Client>>();
+  /** Client addresses by node id, from the members Status reports. */
+  private readonly addressOf = new Map<string, string>();
+  private preferred: string;
+  private rotation = 0;
+  private closed = false;
+
+  constructor(options: ConnectionOptions) {
+    if (options.endpoints.length === 0) throw new Error('endpoints: at least one is needed');
+    this.options = {
+      endpoints: [...options.endpoints],
+      attemptTimeoutMs: positive(options.attemptTimeoutMs, 'attemptTimeoutMs'),
+      retryDelayMsMin: positive(options.retryDelayMsMin, 'retryDelayMsMin'),
+      retryDelayMsMax: positive(options.retryDelayMsMax, 'retryDelayMsMax'),
+    };
+    this.credentials = options.credentials ?? grpc.credentials.createInsecure();
+    this.preferred = options.endpoints[0] ?? '';
+  }
+
+  /** Calls `method`, retrying where that is safe, until it succeeds or `deadlineMs`. */
+  async call(service: Service, method: string, request: object, options: CallOptions) {
+    let lastError: DlmClientError | null = null;
+    for (let attempt = 0; ; attempt++) {
+      if (this.closed) throw new Error('the dlm client is closed');
+      const address = this.preferred;
+      const attemptDeadlineMs = Math.min(
+        options.deadlineMs,
+        Date.now() + this.options.attemptTimeoutMs + (options.waitMs ?? 0),
+      );
+      try {
+        return await this.once(address, service, method, request, attemptDeadlineMs);
+      } catch (error) {
+        lastError = DlmClientError.from(error, `${service}.${method} at ${address}`);
+        const attemptTimedOut =
+          lastError.status === grpc.status.DEADLINE_EXCEEDED &&
+          attemptDeadlineMs < options.deadlineMs;
+        if (!lastError.retryable && !attemptTimedOut) throw lastError;
+        await this.reroute(lastError);
+      }
+      const delayMs = this.backoffMs(attempt, lastError.retryAfterMs);
+      if (Date.now() + delayMs >= options.deadlineMs) throw lastError;
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+    }
+  }
+
+  /** One server-streaming call to the preferred node (Watch); no retries. */
+  stream(service: Service, method: string, request: object): grpc.ClientReadableStream<Response> {
+    const client = this.client(this.preferred)[service] as unknown as Record<
+      string,
+      (request: object) => grpc.ClientReadableStream<Response>
+    >;
+    const invoke = client[method];
+    if (invoke === undefined) throw new Error(`no method ${service}.${method}`);
+    return invoke.call(client, request);
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const pair of this.clients.values()) {
+      pair.Lock.close();
+      pair.Cluster.close();
+    }
+    this.clients.clear();
+  }
+
+  private once(
+    address: string,
+    service: Service,
+    method: string,
+    request: object,
+    deadlineMs: number,
+  ): Promise<Response> {
+    const client = this.client(address)[service] as unknown as Record<string, Unary>;
+    const invoke = client[method];
+    if (invoke === undefined) return Promise.reject(new Error(`no method ${service}.${method}`));
+    return new Promise((resolve, reject) => {
+      invoke.call(client, request, { deadline: deadlineMs }, (error, response) =>
+        error === null ? resolve(response) : reject(error),
+      );
+    });
+  }
+
+  /**
+   * Where the next attempt goes: the hinted leader when its address is known (asking
+   * Status for the members if not), else the next endpoint in turn.
+   */
+  private async reroute(error: DlmClientError): Promise<void> {
+    const hint = error.leaderHint;
+    if (hint !== null && !this.addressOf.has(hint)) await this.learnMembers();
+    const hinted = hint === null ? undefined : this.addressOf.get(hint);
+    if (hinted !== undefined && hinted !== this.preferred) {
+      this.preferred = hinted;
+      return;
+    }
+    const { endpoints } = this.options;
+    this.rotation = (this.rotation + 1) % endpoints.length;
+    this.preferred = endpoints[this.rotation] ?? this.preferred;
+  }
+
+  private async learnMembers(): Promise<void> {
+    for (const address of new Set([this.preferred, ...this.options.endpoints])) {
+      try {
+        const status = await this.once(address, 'Cluster', 'Status', {}, Date.now() + 1_000);
+        for (const member of (status.members ?? []) as { id: string; client_address: string }[]) {
+          if (member.client_address !== '') this.addressOf.set(member.id, member.client_address);
+        }
+        return;
+      } catch {
+        // Down or unreachable: ask the next one.
+      }
+    }
+  }
+
+  private backoffMs(attempt: number, retryAfterMs: number | null): number {
+    const ceiling = Math.min(
+      this.options.retryDelayMsMax,
+      this.options.retryDelayMsMin * 2 ** Math.min(attempt, 30),
+    );
+    const jittered = Math.random() * ceiling;
+    return retryAfterMs === null ? jittered : Math.max(jittered, retryAfterMs);
+  }
+
+  private client(address: string): Record<Service, grpc.Client> {
+    let pair = this.clients.get(address);
+    if (pair === undefined) {
+      const { Lock, Cluster } = serviceConstructors();
+      pair = {
+        Lock: new Lock(address, this.credentials),
+        Cluster: new Cluster(address, this.credentials),
+      };
+      this.clients.set(address, pair);
+    }
+    return pair;
+  }
+}
+
+function positive(value: number | undefined, name: keyof typeof DEFAULTS): number {
+  if (value === undefined) return DEFAULTS[name];
+  if (!Number.isFinite(value) || value <= 0) {
+    throw new Error(`${name} must be a positive number of milliseconds, got ${value}`);
+  }
+  return value;
+}

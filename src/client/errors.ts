@@ -1,0 +1,78 @@
+import * as grpc from '@grpc/grpc-js';
+
+/** Trailing-metadata keys of the contract (proto/dlm.proto). */
+export const ERROR_CODE_KEY = 'dlm-error-code';
+export const LEADER_HINT_KEY = 'dlm-leader-hint';
+export const RETRY_AFTER_KEY = 'dlm-retry-after-ms';
+
+/**
+ * A call that failed, with what the server said: the gRPC status, the stable
+ * `dlm-error-code` (e.g. sessionNotFound, staleToken, UNAVAILABLE), the leader hint and
+ * the backpressure retry hint when they were sent.
+ */
+export class DlmClientError extends Error {
+  override readonly name = 'DlmClientError';
+
+  constructor(
+    message: string,
+    readonly status: grpc.status,
+    /** The server's `dlm-error-code`; null when the error did not come from a dlm node. */
+    readonly errorCode: string | null,
+    readonly leaderHint: string | null,
+    readonly retryAfterMs: number | null,
+  ) {
+    super(message);
+  }
+
+  static from(error: unknown, what: string): DlmClientError {
+    if (error instanceof DlmClientError) return error;
+    const serviceError = error as Partial<grpc.ServiceError>;
+    if (typeof serviceError.code !== 'number') {
+      const message = error instanceof Error ? error.message : String(error);
+      return new DlmClientError(`${what}: ${message}`, grpc.status.UNKNOWN, null, null, null);
+    }
+    const trailer = (key: string): string | null => {
+      const value = serviceError.metadata?.get(key)[0];
+      return value === undefined ? null : String(value);
+    };
+    const retryAfter = trailer(RETRY_AFTER_KEY);
+    const statusName = grpc.status[serviceError.code] ?? String(serviceError.code);
+    return new DlmClientError(
+      `${what}: ${statusName}: ${serviceError.details ?? ''}`,
+      serviceError.code,
+      trailer(ERROR_CODE_KEY),
+      trailer(LEADER_HINT_KEY),
+      retryAfter === null ? null : Number(retryAfter),
+    );
+  }
+
+  /**
+   * Whether sending the same request again is safe and may succeed: no leader or a node
+   * down (UNAVAILABLE), or backpressure (RESOURCE_EXHAUSTED with a retry hint; a lock
+   * limit, limitReached, has none and is final).
+   */
+  get retryable(): boolean {
+    if (this.status === grpc.status.UNAVAILABLE) return true;
+    return this.status === grpc.status.RESOURCE_EXHAUSTED && this.retryAfterMs !== null;
+  }
+}
+
+/** An Acquire that did not get the lock within its wait: not an error of the cluster. */
+export class LockNotAcquiredError extends Error {
+  override readonly name = 'LockNotAcquiredError';
+
+  constructor(
+    readonly lock: string,
+    /** Who held it when the wait ended. */
+    readonly holders: readonly { readonly sessionId: string; readonly owner: string }[],
+  ) {
+    super(
+      `${lock} was not acquired: held by ${holders.map((holder) => holder.owner || `session ${holder.sessionId}`).join(', ') || 'nobody, but not free (a lock-delay, or waiters ahead)'}`,
+    );
+  }
+}
+
+/** The session ended (expired, closed, or its safe deadline passed without a keepalive). */
+export class SessionLostError extends Error {
+  override readonly name = 'SessionLostError';
+}

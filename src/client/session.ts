@@ -1,0 +1,238 @@
+import { randomBytes } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import type { Connection } from './connection.ts';
+import { DlmClientError, LockNotAcquiredError, SessionLostError } from './errors.ts';
+
+export type LockMode = 'EXCLUSIVE' | 'SHARED';
+
+export interface AcquireOptions {
+  readonly mode?: LockMode;
+  /** How long the server may queue the request before answering "not acquired"; 0 = try once. */
+  readonly waitMs?: number;
+  /** Shown to others in Describe and in their LockNotAcquiredError. */
+  readonly owner?: string;
+}
+
+export interface SessionOptions {
+  /** Lease length; the cluster config bounds it (lock.sessionTtlMsMin..Max). */
+  readonly ttlMs: number;
+  readonly clientName?: string;
+  /**
+   * How long before the lease could end that `signal` fires: it covers clock-rate
+   * drift between this process and the cluster, and the time work takes to notice.
+   * Default: a tenth of the TTL, at least 200 ms.
+   */
+  readonly safetyMarginMs?: number;
+  /** Per-call budget, retries included. Default 10 s. */
+  readonly callTimeoutMs?: number;
+}
+
+/** A random non-zero uint64, as the contract asks of request ids (dedupe is by id). */
+export function newRequestId(): string {
+  const id = randomBytes(8).readBigUInt64BE();
+  return (id === 0n ? 1n : id).toString();
+}
+
+/**
+ * A lease on the cluster that keeps itself alive. `signal` aborts at the safe deadline:
+ * the send time of the last keepalive the cluster confirmed, plus the TTL, less the
+ * safety margin. The cluster counts the TTL from when it applies a keepalive, which is
+ * after it was sent, so until then the lease cannot have ended (clock drift aside,
+ * which the margin covers). Work done under a lock should stop when it fires, and must
+ * pass the fencing token to whatever it changes.
+ */
+export class Session {
+  readonly signal: AbortSignal;
+  private readonly controller = new AbortController();
+  private keepAliveTimer: NodeJS.Timeout | null = null;
+  private deadlineTimer: NodeJS.Timeout | null = null;
+  private ended = false;
+
+  private constructor(
+    private readonly connection: Connection,
+    readonly id: string,
+    readonly ttlMs: number,
+    private readonly safetyMarginMs: number,
+    private readonly callTimeoutMs: number,
+    openedSendMs: number,
+  ) {
+    this.signal = this.controller.signal;
+    this.confirmed(openedSendMs);
+    this.scheduleKeepAlive();
+  }
+
+  static async open(connection: Connection, options: SessionOptions): Promise<Session> {
+    const callTimeoutMs = options.callTimeoutMs ?? 10_000;
+    const sentMs = Date.now();
+    const opened = await connection.call(
+      'Lock',
+      'OpenSession',
+      {
+        ttl_ms: String(options.ttlMs),
+        client_name: options.clientName ?? '',
+        request_id: newRequestId(),
+      },
+      { deadlineMs: sentMs + callTimeoutMs },
+    );
+    const ttlMs = Number(opened.ttl_ms);
+    const margin = options.safetyMarginMs ?? Math.max(200, Math.floor(ttlMs / 10));
+    if (margin >= ttlMs) {
+      throw new Error(`safetyMarginMs (${margin}) must be less than the TTL (${ttlMs} ms)`);
+    }
+    return new Session(connection, String(opened.session_id), ttlMs, margin, callTimeoutMs, sentMs);
+  }
+
+  /** Whether the lease is still known good (the signal has not fired). */
+  get alive(): boolean {
+    return !this.signal.aborted;
+  }
+
+  /**
+   * Takes `lock`, waiting up to `waitMs` on the server. Resolves with a handle that holds
+   * the fencing token; rejects with LockNotAcquiredError when the wait ends without it.
+   */
+  async acquire(lock: string, options: AcquireOptions = {}): Promise<LockHandle> {
+    this.requireAlive();
+    const waitMs = options.waitMs ?? 0;
+    const answer = await this.connection.call(
+      'Lock',
+      'Acquire',
+      {
+        lock,
+        session_id: this.id,
+        mode: options.mode ?? 'EXCLUSIVE',
+        wait_ms: String(waitMs),
+        request_id: newRequestId(),
+        owner: options.owner ?? '',
+      },
+      { deadlineMs: Date.now() + this.callTimeoutMs + waitMs, waitMs },
+    );
+    if (answer.acquired !== true) {
+      const holders = (answer.holders ?? []) as { session_id: string; owner: string }[];
+      throw new LockNotAcquiredError(
+        lock,
+        holders.map((holder) => ({ sessionId: holder.session_id, owner: holder.owner })),
+      );
+    }
+    return new LockHandle(this, lock, String(answer.fencing_token));
+  }
+
+  /** Ends the session: its locks are released and its waits cancelled. */
+  async close(): Promise<void> {
+    if (this.ended) return;
+    this.end(new SessionLostError(`session ${this.id} was closed`));
+    await this.connection
+      .call(
+        'Lock',
+        'CloseSession',
+        { session_id: this.id, request_id: newRequestId() },
+        { deadlineMs: Date.now() + this.callTimeoutMs },
+      )
+      .catch((error: unknown) => {
+        // Already gone (expired): nothing left to close.
+        if (!(error instanceof DlmClientError && error.errorCode === 'sessionNotFound'))
+          throw error;
+      });
+  }
+
+  /** @internal Used by LockHandle. */
+  async release(lock: string, token: string): Promise<void> {
+    await this.connection.call(
+      'Lock',
+      'Release',
+      { lock, session_id: this.id, fencing_token: token, request_id: newRequestId() },
+      { deadlineMs: Date.now() + this.callTimeoutMs },
+    );
+  }
+
+  private requireAlive(): void {
+    if (this.signal.aborted) {
+      throw this.signal.reason instanceof Error
+        ? this.signal.reason
+        : new SessionLostError(`session ${this.id} is lost`);
+    }
+  }
+
+  private scheduleKeepAlive(): void {
+    if (this.ended) return;
+    this.keepAliveTimer = setTimeout(() => void this.keepAlive(), Math.floor(this.ttlMs / 3));
+    this.keepAliveTimer.unref();
+  }
+
+  private async keepAlive(): Promise<void> {
+    const sentMs = Date.now();
+    try {
+      await this.connection.call(
+        'Lock',
+        'KeepAlive',
+        { session_id: this.id },
+        // Past the safe deadline a confirmation is worth nothing.
+        { deadlineMs: Math.max(sentMs + 1, this.safeDeadlineMs) },
+      );
+      this.confirmed(sentMs);
+    } catch (error) {
+      const lost = error instanceof DlmClientError && error.status === grpc.status.NOT_FOUND;
+      if (lost) {
+        this.end(new SessionLostError(`session ${this.id} expired on the cluster`));
+        return;
+      }
+      // Otherwise keep trying: the deadline timer ends the session if nothing gets through.
+    }
+    this.scheduleKeepAlive();
+  }
+
+  private safeDeadlineMs = 0;
+
+  private confirmed(sentMs: number): void {
+    if (this.ended) return;
+    this.safeDeadlineMs = Math.max(this.safeDeadlineMs, sentMs + this.ttlMs - this.safetyMarginMs);
+    if (this.deadlineTimer !== null) clearTimeout(this.deadlineTimer);
+    this.deadlineTimer = setTimeout(
+      () =>
+        this.end(
+          new SessionLostError(
+            `session ${this.id}: no keepalive confirmed in time; the lease may have ended`,
+          ),
+        ),
+      Math.max(0, this.safeDeadlineMs - Date.now()),
+    );
+  }
+
+  private end(reason: Error): void {
+    if (this.ended) return;
+    this.ended = true;
+    if (this.keepAliveTimer !== null) clearTimeout(this.keepAliveTimer);
+    if (this.deadlineTimer !== null) clearTimeout(this.deadlineTimer);
+    this.controller.abort(reason);
+  }
+}
+
+/** A held lock: its fencing token, and how to give it back. */
+export class LockHandle {
+  private released = false;
+
+  constructor(
+    private readonly session: Session,
+    readonly lock: string,
+    /** The fencing token (a uint64 as a decimal string): pass it to what the lock protects. */
+    readonly token: string,
+  ) {}
+
+  /** Fires when the session that holds the lock may have lost it. */
+  get signal(): AbortSignal {
+    return this.session.signal;
+  }
+
+  async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    await this.session.release(this.lock, this.token);
+  }
+
+  /** `await using lock = await session.acquire(...)` releases it at the end of the block. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    // A lost session's locks are released by the cluster already.
+    if (!this.session.alive) return;
+    await this.release();
+  }
+}
