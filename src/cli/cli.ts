@@ -2,21 +2,52 @@ import { parseAddress } from '../config/address.ts';
 
 /**
  * The `dlm` command. Argument parsing lives here as a function tests can drive; the
- * commands themselves are in serve.ts, cluster.ts and admin.ts.
+ * commands themselves are in serve.ts, cluster.ts, admin.ts, lock.ts and describe.ts.
  */
 export interface CliIo {
   readonly out: (text: string) => void;
   readonly err: (text: string) => void;
 }
 
-/** Exit codes: 0 success, 1 the command failed, 2 usage error. */
+/**
+ * Exit codes: 0 success, 1 the command failed, 2 usage error. `dlm lock` passes CMD's
+ * own exit code through (128 + N when a signal N ended it), and adds two of its own,
+ * from sysexits.h, so that a script can tell them from a failure of CMD's.
+ */
 export const exitOk = 0;
 export const exitFailed = 1;
 export const exitUsage = 2;
+/** `dlm lock`: the lock was not acquired within --wait-ms (EX_TEMPFAIL); CMD did not run. */
+export const exitNotAcquired = 75;
+/** `dlm lock`: the session was lost, so CMD was stopped or never started (EX_UNAVAILABLE). */
+export const exitSessionLost = 69;
 
 export const DEFAULT_CONFIG_PATH = 'cluster.config.json';
 /** How long an admin command keeps looking for the leader and waiting for its answer. */
 export const DEFAULT_ADMIN_TIMEOUT_MS = 60_000;
+export const DEFAULT_LOCK_TTL_MS = 10_000;
+/** Like a blocking flock(1), but not forever. */
+export const DEFAULT_LOCK_WAIT_MS = 60_000;
+export const DEFAULT_KILL_GRACE_MS = 1_000;
+
+/**
+ * How long before the lease could end `dlm lock` stops CMD when keepalives stop getting
+ * through: the kill grace (SIGTERM, then SIGKILL that long after), plus what the client
+ * keeps for clock drift and timer lateness (a tenth of the TTL, here at least 500 ms).
+ */
+export function lockSafetyMarginMs(ttlMs: number, killGraceMs: number): number {
+  return killGraceMs + Math.max(500, Math.floor(ttlMs / 10));
+}
+
+/**
+ * The smallest TTL `dlm lock` accepts with this kill grace: the margin may take at most
+ * half of the TTL, so that a keepalive (sent every third of the TTL) can fail once
+ * without ending the session. 2 x (grace + max(500, ttl/10)) <= ttl comes to
+ * ttl >= max(2 x grace + 1000, 2.5 x grace).
+ */
+export function minLockTtlMs(killGraceMs: number): number {
+  return Math.max(2 * killGraceMs + 1_000, Math.ceil(2.5 * killGraceMs));
+}
 
 export const usage = `Usage: dlm <command> [options]
 
@@ -37,10 +68,36 @@ in --config):
   member remove ID                      remove a voter or a learner
   leader transfer [ID]                  hand leadership to ID, or to the most caught-up voter
 
+Using locks (reached the same way):
+  lock NAME [lock options] -- CMD [ARGS...]
+                                        run CMD while holding NAME, with the fencing token
+                                        in DLM_FENCING_TOKEN (and DLM_LOCK, DLM_SESSION_ID);
+                                        SIGINT, SIGTERM and SIGHUP are passed on to it. If
+                                        the session is lost, CMD's process group gets
+                                        SIGTERM, then SIGKILL --kill-grace-ms later, before
+                                        the lease can end. Exit code: CMD's (128+N if
+                                        signal N ended it; 127/126 if it cannot be run),
+                                        ${exitNotAcquired} if NAME was not acquired within --wait-ms (CMD
+                                        did not run), ${exitSessionLost} if the session was lost, 1 if dlm
+                                        failed
+    --ttl-ms N                          session lease (default ${DEFAULT_LOCK_TTL_MS}); CMD is stopped
+                                        grace + max(500, ttl/10) ms before it could end,
+                                        which may take at most half of it: at least
+                                        max(2 x grace + 1000, 2.5 x grace), ${minLockTtlMs(DEFAULT_KILL_GRACE_MS)} with the
+                                        default grace
+    --wait-ms N                         wait up to N ms for NAME; 0 = try once (default
+                                        ${DEFAULT_LOCK_WAIT_MS})
+    --shared                            take NAME in shared mode (default exclusive)
+    --owner TEXT                        shown to others (default: host and pid)
+    --kill-grace-ms N                   between SIGTERM and SIGKILL (default ${DEFAULT_KILL_GRACE_MS})
+  describe NAME                         who holds NAME (owner, session, token) and who
+                                        waits for it, or that it is free
+
 Options:
   --config FILE                         cluster config (default ${DEFAULT_CONFIG_PATH})
   --endpoints HOST:PORT[,HOST:PORT...]  client addresses to ask instead of the config's
-  --timeout-ms N                        give up after N ms (default ${DEFAULT_ADMIN_TIMEOUT_MS})
+  --timeout-ms N                        give up after N ms (default ${DEFAULT_ADMIN_TIMEOUT_MS}); for
+                                        lock, each call to the cluster gets that long
   -h, --help                            show this help
 `;
 
@@ -63,6 +120,28 @@ export type AdminCommand =
   | { readonly name: 'member remove'; readonly id: string }
   | { readonly name: 'leader transfer'; readonly id: string | null };
 
+/** `dlm lock NAME [options] -- CMD [ARGS...]` */
+export interface LockCommand {
+  readonly name: 'lock';
+  readonly target: AdminTarget;
+  readonly lock: string;
+  readonly ttlMs: number;
+  readonly waitMs: number;
+  readonly shared: boolean;
+  /** null: host and pid. */
+  readonly owner: string | null;
+  readonly killGraceMs: number;
+  /** CMD and its arguments; never empty. */
+  readonly command: readonly string[];
+}
+
+/** `dlm describe NAME` */
+export interface DescribeCommand {
+  readonly name: 'describe';
+  readonly target: AdminTarget;
+  readonly lock: string;
+}
+
 export type Command =
   | { readonly name: 'help' }
   | { readonly name: 'cluster'; readonly configPath: string }
@@ -72,7 +151,9 @@ export type Command =
       readonly id: string;
       readonly join: boolean;
     }
-  | (AdminCommand & { readonly target: AdminTarget });
+  | (AdminCommand & { readonly target: AdminTarget })
+  | LockCommand
+  | DescribeCommand;
 
 const isHelp = (arg: string): boolean => arg === '--help' || arg === '-h' || arg === 'help';
 
@@ -81,6 +162,8 @@ interface Spec {
   readonly switches: readonly string[];
   /** Names of the positional arguments, in order; a trailing '?' marks an optional one. */
   readonly positionals: readonly string[];
+  /** '--' ends the options, and what follows is a command to run (dlm lock). */
+  readonly rest?: boolean;
 }
 
 const TARGET_FLAGS = ['--config', '--endpoints', '--timeout-ms'];
@@ -96,6 +179,13 @@ const SPECS: Readonly<Record<string, Spec>> = {
   },
   'member remove': { values: TARGET_FLAGS, switches: [], positionals: ['ID'] },
   'leader transfer': { values: TARGET_FLAGS, switches: [], positionals: ['ID?'] },
+  lock: {
+    values: [...TARGET_FLAGS, '--ttl-ms', '--wait-ms', '--owner', '--kill-grace-ms'],
+    switches: ['--shared'],
+    positionals: ['NAME'],
+    rest: true,
+  },
+  describe: { values: TARGET_FLAGS, switches: [], positionals: ['NAME'] },
 };
 
 const GROUPS: Readonly<Record<string, readonly string[]>> = {
@@ -107,13 +197,18 @@ interface Parsed {
   readonly values: Map<string, string>;
   readonly switches: Set<string>;
   readonly positionals: string[];
+  /** What followed '--'; null when there was no '--'. */
+  readonly rest: string[] | null;
 }
 
 /** Parses argv (without node and script); a string is a usage error naming what is wrong. */
 export function parseCommand(args: readonly string[]): Command | string {
   const [first, ...afterFirst] = args;
   if (first === undefined) return 'no command given';
-  if (isHelp(first) || afterFirst.some(isHelp)) return { name: 'help' };
+  // After '--' the words are CMD's (dlm lock NAME -- grep --help), not dlm's.
+  const end = afterFirst.indexOf('--');
+  const options = end === -1 ? afterFirst : afterFirst.slice(0, end);
+  if (isHelp(first) || options.some(isHelp)) return { name: 'help' };
   const group = GROUPS[first];
   let name = first;
   let rest = afterFirst;
@@ -132,7 +227,7 @@ export function parseCommand(args: readonly string[]): Command | string {
   return build(name, parsed);
 }
 
-function build(name: string, { values, switches, positionals }: Parsed): Command | string {
+function build(name: string, { values, switches, positionals, rest }: Parsed): Command | string {
   const configPath = values.get('--config') ?? DEFAULT_CONFIG_PATH;
   if (name === 'cluster') return { name, configPath };
   if (name === 'serve') {
@@ -145,6 +240,10 @@ function build(name: string, { values, switches, positionals }: Parsed): Command
   if (typeof target === 'string') return target;
   const id = positionals[0] ?? null;
   switch (name) {
+    case 'lock':
+      return buildLock(target, positionals[0] ?? '', values, switches, rest);
+    case 'describe':
+      return { name, target, lock: positionals[0] ?? '' };
     case 'status':
       return { name, target };
     case 'member add':
@@ -160,6 +259,57 @@ function build(name: string, { values, switches, positionals }: Parsed): Command
     default:
       return { name: 'leader transfer', target, id };
   }
+}
+
+function buildLock(
+  target: AdminTarget,
+  lock: string,
+  values: Map<string, string>,
+  switches: Set<string>,
+  rest: string[] | null,
+): LockCommand | string {
+  const problem = (text: string): string => `dlm lock: ${text}`;
+  if (rest === null) return problem('CMD is required: dlm lock NAME [options] -- CMD [ARGS...]');
+  if (rest.length === 0) return problem("CMD is required after '--'");
+  const ttlMs = milliseconds(values, '--ttl-ms', DEFAULT_LOCK_TTL_MS, false);
+  if (typeof ttlMs === 'string') return problem(ttlMs);
+  const waitMs = milliseconds(values, '--wait-ms', DEFAULT_LOCK_WAIT_MS, true);
+  if (typeof waitMs === 'string') return problem(waitMs);
+  const killGraceMs = milliseconds(values, '--kill-grace-ms', DEFAULT_KILL_GRACE_MS, true);
+  if (typeof killGraceMs === 'string') return problem(killGraceMs);
+  if (ttlMs < minLockTtlMs(killGraceMs)) {
+    return problem(
+      `--ttl-ms ${ttlMs} is too short for --kill-grace-ms ${killGraceMs}: CMD must be stopped ${lockSafetyMarginMs(ttlMs, killGraceMs)} ms (the grace + max(500, ttl/10)) before the lease can end, which may take at most half the TTL; use --ttl-ms ${minLockTtlMs(killGraceMs)} or more, or a shorter grace`,
+    );
+  }
+  return {
+    name: 'lock',
+    target,
+    lock,
+    ttlMs,
+    waitMs,
+    shared: switches.has('--shared'),
+    owner: values.get('--owner') ?? null,
+    killGraceMs,
+    command: rest,
+  };
+}
+
+/** A whole number of milliseconds from a flag, or a problem naming the flag. */
+function milliseconds(
+  values: Map<string, string>,
+  flag: string,
+  fallback: number,
+  zeroAllowed: boolean,
+): number | string {
+  const text = values.get(flag);
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || (!zeroAllowed && value === 0)) {
+    const kind = zeroAllowed ? 'a whole number' : 'a positive whole number';
+    return `${flag} must be ${kind} of milliseconds, got '${text}'`;
+  }
+  return value;
 }
 
 function adminTarget(
@@ -187,8 +337,13 @@ function parseArgs(args: readonly string[], spec: Spec): Parsed | string {
   const values = new Map<string, string>();
   const switches = new Set<string>();
   const positionals: string[] = [];
+  let rest: string[] | null = null;
   for (let i = 0; i < args.length; i++) {
     const arg = args[i] ?? '';
+    if (arg === '--' && spec.rest === true) {
+      rest = args.slice(i + 1);
+      break;
+    }
     if (spec.switches.includes(arg)) switches.add(arg);
     else if (spec.values.includes(arg)) {
       const value = args[++i];
@@ -196,11 +351,12 @@ function parseArgs(args: readonly string[], spec: Spec): Parsed | string {
       values.set(arg, value);
     } else if (arg.startsWith('-')) return `unknown option '${arg}'`;
     else if (positionals.length < spec.positionals.length) positionals.push(arg);
+    else if (spec.rest === true) return `unexpected argument '${arg}' (CMD goes after '--')`;
     else return `unexpected argument '${arg}'`;
   }
   const missing = spec.positionals.slice(positionals.length).find((each) => !each.endsWith('?'));
   if (missing !== undefined) return `${missing} is required`;
-  return { values, switches, positionals };
+  return { values, switches, positionals, rest };
 }
 
 /** Runs the CLI and returns the exit code. */
@@ -223,6 +379,14 @@ export async function runCli(args: readonly string[], io: CliIo): Promise<number
         const { serve } = await import('./serve.ts');
         await serve(command);
         return exitOk;
+      }
+      case 'lock': {
+        const { runLock } = await import('./lock.ts');
+        return await runLock(command, io);
+      }
+      case 'describe': {
+        const { runDescribe } = await import('./describe.ts');
+        return await runDescribe(command, io);
       }
       default: {
         const { runAdmin } = await import('./admin.ts');

@@ -19,6 +19,9 @@ export {
   type SessionOptions,
 } from './session.ts';
 
+/** A call's budget, retries included, unless the caller gives one. */
+const DEFAULT_CALL_TIMEOUT_MS = 10_000;
+
 export interface LockState {
   readonly holders: readonly { sessionId: string; owner: string; token: string }[];
   readonly waiters: readonly { sessionId: string; owner: string; mode: string }[];
@@ -77,23 +80,27 @@ export class DlmClient {
   async validateFence(
     lock: string,
     token: string,
+    options: { timeoutMs?: number } = {},
   ): Promise<{ valid: boolean; currentToken: string }> {
     const answer = await this.connection.call(
       'Lock',
       'ValidateFence',
       { lock, fencing_token: token },
-      { deadlineMs: Date.now() + 10_000 },
+      { deadlineMs: Date.now() + (options.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS) },
     );
     return { valid: answer.valid === true, currentToken: String(answer.current_token) };
   }
 
   /** Who holds and who waits for `lock`; linearizable unless `stale`. */
-  async describe(lock: string, options: { stale?: boolean } = {}): Promise<LockState> {
+  async describe(
+    lock: string,
+    options: { stale?: boolean; timeoutMs?: number } = {},
+  ): Promise<LockState> {
     const answer = await this.connection.call(
       'Lock',
       'Describe',
       { lock, stale: options.stale ?? false },
-      { deadlineMs: Date.now() + 10_000 },
+      { deadlineMs: Date.now() + (options.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS) },
     );
     const holders = (answer.holders ?? []) as Record<string, string>[];
     const waiters = (answer.waiters ?? []) as Record<string, string>[];

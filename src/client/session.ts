@@ -47,6 +47,7 @@ export class Session {
   private keepAliveTimer: NodeJS.Timeout | null = null;
   private deadlineTimer: NodeJS.Timeout | null = null;
   private ended = false;
+  private closing: Promise<void> | null = null;
 
   private constructor(
     private readonly connection: Connection,
@@ -63,6 +64,13 @@ export class Session {
 
   static async open(connection: Connection, options: SessionOptions): Promise<Session> {
     const callTimeoutMs = options.callTimeoutMs ?? 10_000;
+    const marginFor = (ttlMs: number): number =>
+      options.safetyMarginMs ?? Math.max(200, Math.floor(ttlMs / 10));
+    if (marginFor(options.ttlMs) >= options.ttlMs) {
+      throw new Error(
+        `safetyMarginMs (${marginFor(options.ttlMs)}) must be less than ttlMs (${options.ttlMs})`,
+      );
+    }
     const sentMs = Date.now();
     const opened = await connection.call(
       'Lock',
@@ -74,11 +82,9 @@ export class Session {
       },
       { deadlineMs: sentMs + callTimeoutMs },
     );
+    // The cluster grants the TTL asked for (or refuses it), so the margin checked above holds.
     const ttlMs = Number(opened.ttl_ms);
-    const margin = options.safetyMarginMs ?? Math.max(200, Math.floor(ttlMs / 10));
-    if (margin >= ttlMs) {
-      throw new Error(`safetyMarginMs (${margin}) must be less than the TTL (${ttlMs} ms)`);
-    }
+    const margin = Math.min(marginFor(ttlMs), ttlMs - 1);
     return new Session(connection, String(opened.session_id), ttlMs, margin, callTimeoutMs, sentMs);
   }
 
@@ -117,9 +123,17 @@ export class Session {
     return new LockHandle(this, lock, String(answer.fencing_token));
   }
 
-  /** Ends the session: its locks are released and its waits cancelled. */
-  async close(): Promise<void> {
-    if (this.ended) return;
+  /**
+   * Ends the session: its locks are released and its waits cancelled. Also after the
+   * signal fired (the lease may still be live on the cluster, holding its locks until
+   * it expires). Calling it again returns the same promise.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.closeOnce();
+    return this.closing;
+  }
+
+  private async closeOnce(): Promise<void> {
     this.end(new SessionLostError(`session ${this.id} was closed`));
     await this.connection
       .call(

@@ -1,5 +1,17 @@
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { exitOk, exitUsage, parseCommand, runCli, usage } from '../../src/cli/cli.ts';
+import {
+  exitOk,
+  exitUsage,
+  lockSafetyMarginMs,
+  minLockTtlMs,
+  parseCommand,
+  runCli,
+  usage,
+} from '../../src/cli/cli.ts';
+import { formatLockState } from '../../src/cli/describe.ts';
 import { freePort } from '../support/free-port.ts';
 
 async function run(args: readonly string[]): Promise<{ code: number; out: string; err: string }> {
@@ -89,10 +101,208 @@ describe('dlm CLI', () => {
     [['serve', '--config'], '--config needs a value'],
     [['cluster', '--bogus'], "unknown option '--bogus'"],
     [['frobnicate'], "unknown command 'frobnicate'"],
+    [['lock'], 'dlm lock: NAME is required'],
+    [['lock', '--', 'make'], 'dlm lock: NAME is required'],
+    [['lock', 'jobs/1'], 'dlm lock: CMD is required: dlm lock NAME [options] -- CMD [ARGS...]'],
+    [['lock', 'jobs/1', '--'], "dlm lock: CMD is required after '--'"],
+    [['lock', 'jobs/1', 'make'], "dlm lock: unexpected argument 'make' (CMD goes after '--')"],
+    [
+      ['lock', 'jobs/1', '--ttl-ms', '0', '--', 'x'],
+      "--ttl-ms must be a positive whole number of milliseconds, got '0'",
+    ],
+    [
+      ['lock', 'jobs/1', '--ttl-ms', '5s', '--', 'x'],
+      "--ttl-ms must be a positive whole number of milliseconds, got '5s'",
+    ],
+    [
+      ['lock', 'jobs/1', '--wait-ms', '-1', '--', 'x'],
+      "--wait-ms must be a whole number of milliseconds, got '-1'",
+    ],
+    [
+      ['lock', 'jobs/1', '--kill-grace-ms', '1.5', '--', 'x'],
+      "--kill-grace-ms must be a whole number of milliseconds, got '1.5'",
+    ],
+    [['lock', 'jobs/1', '--owner', '--', 'x'], 'dlm lock: --owner needs a value'],
+    [['lock', 'jobs/1', '--wait', '5', '--', 'x'], "dlm lock: unknown option '--wait'"],
+    [
+      ['lock', 'jobs/1', '--timeout-ms', '0', '--', 'x'],
+      'dlm lock: --timeout-ms must be a positive whole number',
+    ],
+    [
+      ['lock', 'jobs/1', '--ttl-ms', '2999', '--', 'x'],
+      'dlm lock: --ttl-ms 2999 is too short for --kill-grace-ms 1000: CMD must be stopped 1500 ms (the grace + max(500, ttl/10)) before the lease can end, which may take at most half the TTL; use --ttl-ms 3000 or more',
+    ],
+    [
+      ['lock', 'jobs/1', '--ttl-ms', '7499', '--kill-grace-ms', '3000', '--', 'x'],
+      'use --ttl-ms 7500 or more',
+    ],
+    [['describe'], 'dlm describe: NAME is required'],
+    [['describe', 'a', 'b'], "dlm describe: unexpected argument 'b'"],
+    [['describe', 'a', '--', 'b'], "dlm describe: unknown option '--'"],
   ])('%j is a usage error naming the problem, exit 2', async (args, problem) => {
     const result = await run(args);
     expect(result.code).toBe(exitUsage);
     expect(result.err).toContain(problem);
+  });
+
+  it('parses lock: defaults, every option, and CMD after --', () => {
+    const target = { configPath: 'cluster.config.json', endpoints: [], timeoutMs: 60_000 };
+    expect(parseCommand(['lock', 'inventory/42', '--', './reprice.sh', '--dry-run'])).toEqual({
+      name: 'lock',
+      target,
+      lock: 'inventory/42',
+      ttlMs: 10_000,
+      waitMs: 60_000,
+      shared: false,
+      owner: null,
+      killGraceMs: 1_000,
+      command: ['./reprice.sh', '--dry-run'],
+    });
+    expect(
+      parseCommand([
+        'lock',
+        '--ttl-ms',
+        '3000',
+        'jobs/1',
+        '--wait-ms',
+        '0',
+        '--shared',
+        '--owner',
+        'cron on b7',
+        '--kill-grace-ms',
+        '500',
+        '--endpoints',
+        'h:1,h:2',
+        '--timeout-ms',
+        '900',
+        '--',
+        'sh',
+        '-c',
+        'echo $DLM_FENCING_TOKEN -- done',
+      ]),
+    ).toEqual({
+      name: 'lock',
+      target: { ...target, endpoints: ['h:1', 'h:2'], timeoutMs: 900 },
+      lock: 'jobs/1',
+      ttlMs: 3_000,
+      waitMs: 0,
+      shared: true,
+      owner: 'cron on b7',
+      killGraceMs: 500,
+      command: ['sh', '-c', 'echo $DLM_FENCING_TOKEN -- done'],
+    });
+  });
+
+  it("leaves CMD's words alone: --help, help and -- after the first -- are CMD's", () => {
+    expect(parseCommand(['lock', 'a', '--', 'grep', '--help'])).toMatchObject({
+      name: 'lock',
+      command: ['grep', '--help'],
+    });
+    expect(parseCommand(['lock', 'a', '--', 'make', 'help', '--', '-h'])).toMatchObject({
+      command: ['make', 'help', '--', '-h'],
+    });
+    expect(parseCommand(['lock', 'a', '--help', '--', 'make'])).toEqual({ name: 'help' });
+  });
+
+  it('parses describe', () => {
+    expect(parseCommand(['describe', 'jobs/1', '--config', 'g.json'])).toEqual({
+      name: 'describe',
+      target: { configPath: 'g.json', endpoints: [], timeoutMs: 60_000 },
+      lock: 'jobs/1',
+    });
+  });
+
+  it('the kill grace and the margin fit in half the TTL from minLockTtlMs up', () => {
+    for (const grace of [0, 1, 500, 1_000, 1_999, 2_000, 2_001, 3_000, 10_000, 60_000]) {
+      const min = minLockTtlMs(grace);
+      // Every TTL from the minimum up fits; the one just below does not pass the parser.
+      for (const ttl of [min, min + 1, min + 9, min + 10, 2 * min, 10 * min]) {
+        expect(2 * lockSafetyMarginMs(ttl, grace)).toBeLessThanOrEqual(ttl);
+      }
+      const below = ['lock', 'a', '--ttl-ms', String(min - 1), '--kill-grace-ms', String(grace)];
+      expect(parseCommand([...below, '--', 'x'])).toContain(`use --ttl-ms ${min} or more`);
+      expect(lockSafetyMarginMs(min, grace)).toBeGreaterThanOrEqual(grace + 500);
+      expect(
+        parseCommand([
+          'lock',
+          'a',
+          '--ttl-ms',
+          String(min),
+          '--kill-grace-ms',
+          String(grace),
+          '--',
+          'x',
+        ]),
+      ).toMatchObject({ ttlMs: min });
+    }
+    expect(minLockTtlMs(1_000)).toBe(3_000);
+    expect(lockSafetyMarginMs(10_000, 1_000)).toBe(2_000);
+  });
+
+  it('formats a lock state: free, held with waiters, waiters without a holder', () => {
+    expect(formatLockState('jobs/1', { holders: [], waiters: [], mode: 'EXCLUSIVE' })).toBe(
+      'jobs/1 is free\n',
+    );
+    expect(
+      formatLockState('jobs/1', {
+        holders: [
+          { sessionId: '4', owner: 'b7 pid 12', token: '57' },
+          { sessionId: '5', owner: '', token: '58' },
+        ],
+        waiters: [{ sessionId: '6', owner: 'cron', mode: 'EXCLUSIVE' }],
+        mode: 'SHARED',
+      }),
+    ).toBe(
+      'jobs/1 is held SHARED by:\n' +
+        '  owner b7 pid 12  session 4  token 57\n' +
+        '  owner -  session 5  token 58\n' +
+        'waiting (1):\n' +
+        '  owner cron  session 6  mode EXCLUSIVE\n',
+    );
+    expect(
+      formatLockState('jobs/1', {
+        holders: [],
+        waiters: [{ sessionId: '6', owner: 'cron', mode: 'SHARED' }],
+        mode: 'EXCLUSIVE',
+      }),
+    ).toBe('jobs/1 has no holder\nwaiting (1):\n  owner cron  session 6  mode SHARED\n');
+  });
+
+  it('lock and describe with no reachable node fail after --timeout-ms, exit 1, CMD not run', async () => {
+    const port = await freePort();
+    const dir = mkdtempSync(join(tmpdir(), 'dlm-cli-'));
+    try {
+      const marker = join(dir, 'ran');
+      const started = Date.now();
+      const result = await run([
+        'lock',
+        'jobs/1',
+        '--endpoints',
+        `127.0.0.1:${port}`,
+        '--timeout-ms',
+        '300',
+        '--',
+        process.execPath,
+        '-e',
+        `require('node:fs').writeFileSync(${JSON.stringify(marker)}, '')`,
+      ]);
+      expect(result.code).toBe(1);
+      expect(result.err).toMatch(/^dlm lock: Lock\.OpenSession at 127\.0\.0\.1:\d+: UNAVAILABLE/);
+      expect(Date.now() - started).toBeLessThan(5_000);
+      expect(existsSync(marker)).toBe(false);
+      const described = await run([
+        'describe',
+        'jobs/1',
+        '--endpoints',
+        `127.0.0.1:${port}`,
+        '--timeout-ms',
+        '300',
+      ]);
+      expect(described.code).toBe(1);
+      expect(described.err).toMatch(/^dlm describe: /);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('an admin command with no reachable node says so, exit 1', async () => {
