@@ -24,6 +24,8 @@ export interface ApiServerOptions {
   readonly members?: readonly MemberAddresses[];
   readonly options?: Partial<ApiOptions>;
   readonly observer?: ApiObserver;
+  /** Plaintext by default; mutual TLS when the cluster config has a tls section. */
+  readonly credentials?: grpc.ServerCredentials;
 }
 
 export interface ApiServer {
@@ -60,7 +62,8 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   server.addService(CLUSTER_SERVICE, clusterService(context, options.members ?? []));
   server.addService(HEALTH_SERVICE, healthService(context, readiness));
   new ReflectionService(packageDefinition).addToServer(server);
-  const port = await bind(server, options.address ?? DEFAULT_API_ADDRESS).catch(
+  const credentials = options.credentials ?? grpc.ServerCredentials.createInsecure();
+  const port = await bind(server, options.address ?? DEFAULT_API_ADDRESS, credentials).catch(
     (error: unknown) => {
       context.events.close();
       throw error;
@@ -79,9 +82,13 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   };
 }
 
-function bind(server: grpc.Server, address: string): Promise<number> {
+function bind(
+  server: grpc.Server,
+  address: string,
+  credentials: grpc.ServerCredentials,
+): Promise<number> {
   return new Promise((resolve, reject) => {
-    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, port) => {
+    server.bindAsync(address, credentials, (error, port) => {
       if (error === null) resolve(port);
       else reject(error);
     });

@@ -9,6 +9,7 @@ import {
 import { findNode, loadClusterConfig } from '../config/index.ts';
 import type { AdminCommand, AdminTarget, CliIo } from './cli.ts';
 import { exitFailed, exitOk } from './cli.ts';
+import { resolveTarget } from './target.ts';
 
 /**
  * `dlm status`, `dlm member add|remove` and `dlm leader transfer`: an operator's view of
@@ -21,8 +22,8 @@ export async function runAdmin(
   command: AdminCommand & { readonly target: AdminTarget },
   io: CliIo,
 ): Promise<number> {
-  const endpoints = await resolveEndpoints(command.target);
-  const client = new ClusterClient(endpoints, Date.now() + command.target.timeoutMs);
+  const { endpoints, credentials } = await resolveTarget(command.target);
+  const client = new ClusterClient(endpoints, credentials, Date.now() + command.target.timeoutMs);
   try {
     switch (command.name) {
       case 'status':
@@ -49,12 +50,6 @@ export async function runAdmin(
   } finally {
     client.close();
   }
-}
-
-async function resolveEndpoints(target: AdminTarget): Promise<readonly string[]> {
-  if (target.endpoints.length > 0) return target.endpoints;
-  const config = await loadClusterConfig(target.configPath);
-  return config.nodes.map((node) => node.clientAddress);
 }
 
 /** The new member's addresses: the flags, else its entry in the config file. */
@@ -169,6 +164,7 @@ class ClusterClient {
 
   constructor(
     private readonly endpoints: readonly string[],
+    private readonly credentials: grpc.ChannelCredentials,
     private readonly deadlineMs: number,
   ) {}
 
@@ -242,7 +238,7 @@ class ClusterClient {
   private client(address: string): grpc.Client {
     let client = this.clients.get(address);
     if (client === undefined) {
-      client = new ClusterService(address, grpc.credentials.createInsecure());
+      client = new ClusterService(address, this.credentials);
       this.clients.set(address, client);
     }
     return client;

@@ -98,6 +98,9 @@ Options:
   --endpoints HOST:PORT[,HOST:PORT...]  client addresses to ask instead of the config's
   --timeout-ms N                        give up after N ms (default ${DEFAULT_ADMIN_TIMEOUT_MS}); for
                                         lock, each call to the cluster gets that long
+  --tls-ca FILE --tls-cert FILE --tls-key FILE
+                                        mutual TLS with these PEM files; by default the
+                                        config's tls section (not with --endpoints)
   -h, --help                            show this help
 `;
 
@@ -107,6 +110,12 @@ export interface AdminTarget {
   /** Empty: use the config's client addresses. */
   readonly endpoints: readonly string[];
   readonly timeoutMs: number;
+  /** From --tls-ca/--tls-cert/--tls-key; null: the config's tls section, if any. */
+  readonly tls: {
+    readonly caFile: string;
+    readonly certFile: string;
+    readonly keyFile: string;
+  } | null;
 }
 
 export type AdminCommand =
@@ -166,7 +175,14 @@ interface Spec {
   readonly rest?: boolean;
 }
 
-const TARGET_FLAGS = ['--config', '--endpoints', '--timeout-ms'];
+const TARGET_FLAGS = [
+  '--config',
+  '--endpoints',
+  '--timeout-ms',
+  '--tls-ca',
+  '--tls-cert',
+  '--tls-key',
+];
 
 const SPECS: Readonly<Record<string, Spec>> = {
   cluster: { values: ['--config'], switches: [], positionals: [] },
@@ -330,7 +346,21 @@ function adminTarget(
     const parsed = parseAddress(endpoint);
     if (!parsed.ok) return `dlm ${name}: --endpoints: ${parsed.problem}`;
   }
-  return { configPath, endpoints, timeoutMs };
+  const tlsFlags = ['--tls-ca', '--tls-cert', '--tls-key'] as const;
+  const given = tlsFlags.filter((flag) => values.has(flag));
+  if (given.length > 0 && given.length < tlsFlags.length) {
+    const missing = tlsFlags.filter((flag) => !values.has(flag));
+    return `dlm ${name}: mutual TLS needs ${tlsFlags.join(', ')} together; missing ${missing.join(', ')}`;
+  }
+  const tls =
+    given.length === 0
+      ? null
+      : {
+          caFile: values.get('--tls-ca') ?? '',
+          certFile: values.get('--tls-cert') ?? '',
+          keyFile: values.get('--tls-key') ?? '',
+        };
+  return { configPath, endpoints, timeoutMs, tls };
 }
 
 function parseArgs(args: readonly string[], spec: Spec): Parsed | string {

@@ -6,6 +6,7 @@ import {
   type ClusterFileConfig,
   findNode,
   loadClusterConfig,
+  loadTlsMaterial,
   nodeDataDir,
 } from '../config/index.ts';
 import { NodeMetrics } from '../node/metrics.ts';
@@ -13,6 +14,7 @@ import { DlmNode, type NodeRuntimeOptions } from '../node/node.ts';
 import { LevelStorage } from '../storage/index.ts';
 import { GrpcTransport } from '../transport/grpc.ts';
 import { nodeId } from '../util/ids.ts';
+import { channelCredentials, serverCredentials } from './target.ts';
 
 /**
  * `dlm serve --config FILE --node ID`: one node, one OS process, so that SIGTERM,
@@ -39,6 +41,8 @@ export async function serve(args: ServeArgs): Promise<void> {
     mixin: () =>
       running === null ? {} : { term: running.status().term, role: running.status().role },
   });
+  // Read before anything starts, so a missing or unreadable file stops start-up with its field named.
+  const tls = config.tls === null ? null : await loadTlsMaterial(config.tls);
   const storage = await LevelStorage.open(nodeDataDir(config, id), {
     bootstrap: args.join
       ? 'join'
@@ -52,6 +56,7 @@ export async function serve(args: ServeArgs): Promise<void> {
     batchMessagesMax: 256,
     reconnectDelayMsMin: config.runtime.peerReconnectDelayMsMin,
     reconnectDelayMsMax: config.runtime.peerReconnectDelayMsMax,
+    credentials: { server: serverCredentials(tls), client: channelCredentials(tls) },
   });
   const node = new DlmNode(id, storage, transport, runtimeOptions(config));
   running = node;
@@ -73,6 +78,7 @@ export async function serve(args: ServeArgs): Promise<void> {
     address: self.clientAddress,
     logger: apiLogger(logger),
     members: config.nodes,
+    credentials: serverCredentials(tls),
     observer: {
       acquireEnded: (seconds, outcome) => metrics.acquireSeconds.observe({ outcome }, seconds),
     },
@@ -89,6 +95,7 @@ export async function serve(args: ServeArgs): Promise<void> {
       peerAddress: self.peerAddress,
       clientAddress: self.clientAddress,
       metricsAddress: self.metricsAddress,
+      tls: tls !== null,
     },
     'node started',
   );

@@ -17,9 +17,10 @@ import {
   readRuntimeSection,
   SECTION_NAMES,
 } from './sections.ts';
+import { readTlsSection } from './tls.ts';
 import type { ClusterFileConfig, NodeConfig } from './types.ts';
 
-const TOP_FIELDS: readonly string[] = ['nodes', 'dataDir', ...SECTION_NAMES];
+const TOP_FIELDS: readonly string[] = ['nodes', 'dataDir', 'tls', ...SECTION_NAMES];
 
 /**
  * Validates a parsed cluster.config.json and fills in every default. Throws one
@@ -38,6 +39,7 @@ export function parseClusterConfig(json: unknown, baseDir: string): ClusterFileC
     raft: readRaftSection(problems, ownField(root, 'raft')),
     lock: readLockSection(problems, ownField(root, 'lock')),
     runtime: readRuntimeSection(problems, ownField(root, 'runtime')),
+    tls: readTlsSection(problems, ownField(root, 'tls'), baseDir),
   };
   if (problems.list.length > 0) throw new ConfigError(problems.list);
   return Object.freeze(config);

@@ -1,5 +1,6 @@
 import type { LockLimits } from '../lock/limits.ts';
 import type { RaftOptions } from '../raft/options.ts';
+import type { TlsFiles } from './tls.ts';
 
 /** One member of the cluster. Every address is "host:port"; IPv6 hosts go in brackets. */
 export interface NodeConfig {
@@ -55,6 +56,8 @@ export interface ClusterFileConfig {
   readonly raft: RaftConfig;
   readonly lock: LockLimits;
   readonly runtime: RuntimeConfig;
+  /** Mutual TLS on every gRPC endpoint; null: plaintext. */
+  readonly tls: TlsFiles | null;
 }
 
 /** The file as written: only `nodes` and `dataDir` are required. */

@@ -60,6 +60,8 @@ export class ProcessCluster {
   readonly allNodesConfigPath = join(this.dir, 'all-nodes.config.json');
   private readonly processes = new Map<string, ChildProcess>();
   private readonly clients = new Map<string, Record<string, Method>>();
+  /** Plaintext, or mutual TLS with the client certificate of the config's `tls` section. */
+  credentials = grpc.credentials.createInsecure();
 
   private constructor(
     readonly nodes: readonly ProcessNode[],
@@ -310,10 +312,10 @@ export class ProcessCluster {
     if (node === undefined) throw new Error(`unknown node ${id}`);
     const Client = loadServices()[service];
     if (Client === undefined) throw new Error(`unknown service ${service}`);
-    const client = new Client(
-      node.clientAddress,
-      grpc.credentials.createInsecure(),
-    ) as unknown as Record<string, Method>;
+    const client = new Client(node.clientAddress, this.credentials) as unknown as Record<
+      string,
+      Method
+    >;
     this.clients.set(key, client);
     return client;
   }

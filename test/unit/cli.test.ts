@@ -53,7 +53,12 @@ describe('dlm CLI', () => {
   });
 
   it('parses the admin commands, with the config as default target', () => {
-    const target = { configPath: 'cluster.config.json', endpoints: [], timeoutMs: 60_000 };
+    const target = {
+      configPath: 'cluster.config.json',
+      endpoints: [],
+      timeoutMs: 60_000,
+      tls: null,
+    };
     expect(parseCommand(['status'])).toEqual({ name: 'status', target });
     expect(
       parseCommand(['member', 'add', 'n4', '--peer-address', 'h:1', '--client-address', 'h:2']),
@@ -86,10 +91,19 @@ describe('dlm CLI', () => {
       id: null,
     });
     expect(parseCommand(['leader', 'transfer', 'n3'])).toMatchObject({ id: 'n3' });
+    expect(
+      parseCommand(['status', '--tls-ca', 'ca.pem', '--tls-cert', 'c.pem', '--tls-key', 'k.pem']),
+    ).toMatchObject({
+      target: { tls: { caFile: 'ca.pem', certFile: 'c.pem', keyFile: 'k.pem' } },
+    });
   });
 
   it.each([
     [['member'], 'dlm member: expected one of add, remove'],
+    [
+      ['status', '--tls-ca', 'ca.pem'],
+      'mutual TLS needs --tls-ca, --tls-cert, --tls-key together; missing --tls-cert, --tls-key',
+    ],
     [['member', 'join', 'n4'], "expected one of add, remove, got 'join'"],
     [['member', 'add'], 'dlm member add: ID is required'],
     [['member', 'remove', 'n1', 'n2'], "unexpected argument 'n2'"],
@@ -146,7 +160,12 @@ describe('dlm CLI', () => {
   });
 
   it('parses lock: defaults, every option, and CMD after --', () => {
-    const target = { configPath: 'cluster.config.json', endpoints: [], timeoutMs: 60_000 };
+    const target = {
+      configPath: 'cluster.config.json',
+      endpoints: [],
+      timeoutMs: 60_000,
+      tls: null,
+    };
     expect(parseCommand(['lock', 'inventory/42', '--', './reprice.sh', '--dry-run'])).toEqual({
       name: 'lock',
       target,
@@ -207,7 +226,7 @@ describe('dlm CLI', () => {
   it('parses describe', () => {
     expect(parseCommand(['describe', 'jobs/1', '--config', 'g.json'])).toEqual({
       name: 'describe',
-      target: { configPath: 'g.json', endpoints: [], timeoutMs: 60_000 },
+      target: { configPath: 'g.json', endpoints: [], timeoutMs: 60_000, tls: null },
       lock: 'jobs/1',
     });
   });

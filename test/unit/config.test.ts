@@ -147,6 +147,13 @@ describe('defaults', () => {
 
 describe('dataDir', () => {
   it('a relative dataDir is resolved against the config file folder', () => {
+    expect(parseClusterConfig(minimalConfig(), BASE_DIR).tls).toBeNull();
+    const tls = { caFile: 'certs/ca.pem', certFile: '/pki/node.pem', keyFile: 'node-key.pem' };
+    expect(parseClusterConfig({ ...minimalConfig(), tls }, BASE_DIR).tls).toEqual({
+      caFile: '/etc/dlm/certs/ca.pem',
+      certFile: '/pki/node.pem',
+      keyFile: '/etc/dlm/node-key.pem',
+    });
     expect(parseClusterConfig(minimalConfig(), BASE_DIR).dataDir).toBe('/etc/dlm/data');
     const input = { ...minimalConfig(), dataDir: '../var/dlm' };
     expect(parseClusterConfig(input, BASE_DIR).dataDir).toBe('/etc/var/dlm');
@@ -172,6 +179,16 @@ describe('dataDir', () => {
 
 /** Each case breaks one thing and names one exact problem line. */
 const ERROR_CASES: ReadonlyArray<readonly [string, Edit, string]> = [
+  [
+    'a tls section without its key',
+    [['tls'], { caFile: 'ca.pem', certFile: 'node.pem' }],
+    'tls.keyFile: missing required field',
+  ],
+  [
+    'a misspelt tls field',
+    [['tls'], { caFile: 'ca.pem', certFile: 'node.pem', keyFile: 'k.pem', keyfile: 'k.pem' }],
+    'tls.keyfile: unknown field (did you mean keyFile?)',
+  ],
   [
     'an address without a port',
     [['nodes', 1, 'clientAddress'], 'localhost'],
