@@ -10,9 +10,9 @@ import {
 } from '../../src/raft/index.ts';
 import { AssertionError } from '../../src/util/assert.ts';
 import { logIndex, type NodeId, nodeId, type Term } from '../../src/util/ids.ts';
+import { MinHeap } from '../../src/util/min-heap.ts';
 import { Prng } from '../../src/util/prng.ts';
 import { monotonic, SafetyChecker, SafetyViolation } from './checker.ts';
-import { EventQueue } from './event-queue.ts';
 import { LockWorkload, type LockWorkloadStats, SIM_LOCK_LIMITS } from './lock-workload.ts';
 import { deriveOptions, type FaultKind, type SimOptions } from './options.ts';
 import { encodeLockCommand, Replica } from './replica.ts';
@@ -113,7 +113,8 @@ const OUTSTANDING_COMMANDS_PER_CLIENT_MAX = 4;
 export class Simulator {
   readonly options: SimOptions;
   private readonly prng: Prng;
-  private readonly queue = new EventQueue<SimEvent>();
+  /** Timed events; ties in time come out in push order, so a run depends only on its seed. */
+  private readonly queue = new MinHeap<SimEvent>();
   private readonly nodes = new Map<NodeId, SimNode>();
   private readonly checker = new SafetyChecker();
   private readonly blockedLinks = new Set<string>();
@@ -191,12 +192,15 @@ export class Simulator {
     let violation: string | null = null;
     try {
       while (this.phase !== 'done') {
+        const time = this.queue.peekPriority();
         const next = this.queue.pop();
-        if (next === undefined) throw new SafetyViolation('Liveness: the event queue ran dry');
-        this.now = next.time;
+        if (time === undefined || next === undefined) {
+          throw new SafetyViolation('Liveness: the event queue ran dry');
+        }
+        this.now = time;
         this.events++;
-        this.record(next.item);
-        this.handle(next.item);
+        this.record(next);
+        this.handle(next);
         this.observeAll();
         if (this.phase === 'faulty' && this.now >= this.options.faultPhaseMs) this.heal();
       }
