@@ -1,8 +1,9 @@
-import type * as grpc from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
 import type { Holder } from '../lock/index.ts';
 import { DlmError } from '../node/errors.ts';
 import type { DlmNode } from '../node/node.ts';
-import { type ApiLogger, toServiceError } from './errors.ts';
+import { continueTrace, withTrace } from '../node/trace.ts';
+import { type ApiLogger, TRACE_ID_KEY, TRACEPARENT_KEY, toServiceError } from './errors.ts';
 import type { EventHub } from './event-hub.ts';
 import { type ResponseHeader, toUint64, type WireHolder } from './proto.ts';
 
@@ -111,7 +112,9 @@ export function serviceErrorOf(context: ApiContext, method: string, error: unkno
 /**
  * Adapts an async handler to grpc-js: admits the call through the gate (unless
  * `ungated`), maps any error through the one error table, and logs the outcome with
- * its latency.
+ * its latency as a span of the caller's trace (W3C `traceparent` metadata, or a new
+ * trace). The handler runs inside that trace, so a write it forwards carries it, and
+ * the answer's trailing metadata names the trace id.
  */
 export function unary<Response>(
   context: ApiContext,
@@ -121,13 +124,22 @@ export function unary<Response>(
 ): grpc.handleUnaryCall<unknown, Response> {
   return (call, callback) => {
     const startedMs = performance.now();
+    const incoming = call.metadata.get(TRACEPARENT_KEY)[0];
+    const trace = continueTrace(typeof incoming === 'string' ? incoming : null);
     const log = (code: grpc.status): void => {
       context.logger('debug', 'call', {
         method,
         requestId: requestIdOf(call.request),
         code,
         latencyMs: Math.round(performance.now() - startedMs),
+        traceId: trace.traceId,
+        spanId: trace.spanId,
+        ...(trace.parentSpanId === null ? {} : { parentSpanId: trace.parentSpanId }),
       });
+    };
+    const trailer = (metadata = new grpc.Metadata()): grpc.Metadata => {
+      metadata.set(TRACE_ID_KEY, trace.traceId);
+      return metadata;
     };
     let leave: () => void;
     try {
@@ -135,20 +147,25 @@ export function unary<Response>(
     } catch (error) {
       const refusal = serviceErrorOf(context, method, error);
       log(refusal.code);
+      trailer(refusal.metadata);
       callback(refusal);
       return;
     }
     // Through a promise, so a handler that throws before its first await is caught too.
-    new Promise<Response>((resolve) => resolve(handler(call.request, call))).then(
+    withTrace(
+      trace,
+      () => new Promise<Response>((resolve) => resolve(handler(call.request, call))),
+    ).then(
       (response) => {
         leave();
         log(0);
-        callback(null, response);
+        callback(null, response, trailer());
       },
       (error: unknown) => {
         leave();
         const failure = serviceErrorOf(context, method, error);
         log(failure.code);
+        trailer(failure.metadata);
         callback(failure);
       },
     );

@@ -28,6 +28,10 @@ export const ERROR_CODE_KEY = 'dlm-error-code';
 export const LEADER_HINT_KEY = 'dlm-leader-hint';
 /** On backpressure (RESOURCE_EXHAUSTED from the runtime): milliseconds to wait before retrying. */
 export const RETRY_AFTER_KEY = 'dlm-retry-after-ms';
+/** W3C Trace Context: the caller's span, sent as request metadata. */
+export const TRACEPARENT_KEY = 'traceparent';
+/** On every answer: the trace id the node logged the call under. */
+export const TRACE_ID_KEY = 'dlm-trace-id';
 
 /** An error the API raises itself, with a stable code from the table. */
 export class ApiError extends Error {

@@ -71,6 +71,18 @@ export async function serve(args: ServeArgs): Promise<void> {
       logger.warn({ err: error }, 'could not save member addresses; will retry'),
     // Fatal: the process exits non-zero, and a restart reloads what is durable.
     failed,
+    // The leader's span of a traced call that a follower forwarded.
+    forwardedWrite: (trace, from, outcome) =>
+      logger.debug(
+        {
+          traceId: trace.traceId,
+          spanId: trace.spanId,
+          parentSpanId: trace.parentSpanId,
+          from,
+          outcome,
+        },
+        'forwarded write',
+      ),
   });
   node.start();
   const api = await startApiServer({

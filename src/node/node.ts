@@ -28,6 +28,7 @@ import {
 } from './membership.ts';
 import type { PeerMessage } from './peer-message.ts';
 import { type AppliedProposal, ProposalRegistry } from './proposals.ts';
+import { continueTrace, currentTrace, type TraceContext, traceparentOf } from './trace.ts';
 import type { Transport } from './transport.ts';
 
 export interface NodeRuntimeOptions {
@@ -90,6 +91,8 @@ export interface NodeObserver {
    * reloads what is durable.
    */
   failed?(error: Error): void;
+  /** The leader took a write forwarded by `from` for a traced call: a span of its trace. */
+  forwardedWrite?(trace: TraceContext, from: NodeId, outcome: string): void;
 }
 
 interface PendingRead {
@@ -285,7 +288,15 @@ export class DlmNode {
       this.proposals.fail(proposalId, unavailable(`${this.id} knows no leader`));
       return;
     }
-    this.transport.send({ kind: 'forward', from: this.id, to: leader, proposalId, data });
+    const trace = currentTrace();
+    this.transport.send({
+      kind: 'forward',
+      from: this.id,
+      to: leader,
+      proposalId,
+      data,
+      ...(trace === undefined ? {} : { traceparent: traceparentOf(trace) }),
+    });
   }
 
   private refusal(reason: string, leaderId: NodeId | null): DlmError {
@@ -573,7 +584,7 @@ export class DlmNode {
         if (message.message.to === this.id) this.raft.step(message.message);
         break;
       case 'forward':
-        this.acceptForward(message.from, message.proposalId, message.data);
+        this.acceptForward(message.from, message.proposalId, message.data, message.traceparent);
         break;
       case 'forwardAccepted':
         this.proposals.placed(message.proposalId, message.index);
@@ -588,8 +599,19 @@ export class DlmNode {
     this.kick();
   }
 
-  private acceptForward(from: NodeId, proposalId: string, data: Uint8Array): void {
+  private acceptForward(
+    from: NodeId,
+    proposalId: string,
+    data: Uint8Array,
+    traceparent: unknown,
+  ): void {
     const result = this.raft.propose(data);
+    if (typeof traceparent === 'string') {
+      const trace = continueTrace(traceparent);
+      for (const observer of this.observers) {
+        observer.forwardedWrite?.(trace, from, result.ok ? 'proposed' : result.reason);
+      }
+    }
     if (result.ok) {
       this.transport.send({
         kind: 'forwardAccepted',

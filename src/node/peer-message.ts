@@ -16,6 +16,8 @@ export type PeerMessage =
       readonly to: NodeId;
       readonly proposalId: string;
       readonly data: Uint8Array;
+      /** W3C traceparent of the client call that made the write, when there is one. */
+      readonly traceparent?: string;
     }
   /** The leader appended the forwarded write at (index, term). */
   | {

@@ -182,6 +182,8 @@ describe('errors from a live cluster', () => {
     const error = await rpcError(acquire('limit/1', waiters[2] ?? '', { wait_ms: '500' }));
     expect(error.code).toBe(status.RESOURCE_EXHAUSTED);
     expect(error.trailer('dlm-error-code')).toBe('limitReached');
+    // Every answer names the trace the node logged it under.
+    expect(error.trailer('dlm-trace-id')).toMatch(/^[0-9a-f]{32}$/);
     // A limit of the config is not backpressure: no hint to retry soon.
     expect(error.trailer('dlm-retry-after-ms')).toBeUndefined();
     await Promise.all(waits);

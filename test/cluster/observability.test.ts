@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openSession } from '../support/lock-load.ts';
 import { newRequestId, ProcessCluster } from '../support/process-cluster.ts';
@@ -133,5 +134,44 @@ describe('observability of real processes', () => {
     const call = lines.find((line) => line.method === 'Acquire' && line.requestId === requestId);
     expect(call).toMatchObject({ code: 0, role: 'leader' });
     expect(typeof call?.latencyMs).toBe('number');
+
+    // Tracing: a write sent to a follower with a W3C traceparent is one trace on both
+    // nodes: the follower's call span is a child of the client's span, and the leader's
+    // span for the forwarded write is a child of the follower's.
+    const follower = c.nodes.find((node) => node.id !== leader)?.id ?? '';
+    const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+    const clientSpanId = '00f067aa0ba902b7';
+    const metadata = new grpc.Metadata();
+    metadata.set('traceparent', `00-${traceId}-${clientSpanId}-01`);
+    const tracedRequestId = newRequestId();
+    await c.call(
+      follower,
+      'Acquire',
+      {
+        lock: 'traced',
+        session_id: session,
+        mode: 'EXCLUSIVE',
+        wait_ms: '0',
+        request_id: tracedRequestId,
+        owner: 'o',
+      },
+      10_000,
+      'Lock',
+      metadata,
+    );
+    await until(
+      async () => logLines(c, leader).some((line) => line.traceId === traceId),
+      'the leader logs the forwarded write',
+    );
+    const atFollower = logLines(c, follower).find((line) => line.requestId === tracedRequestId);
+    expect(atFollower).toMatchObject({ traceId, parentSpanId: clientSpanId, method: 'Acquire' });
+    expect(String(atFollower?.spanId)).toMatch(/^[0-9a-f]{16}$/);
+    const forwarded = logLines(c, leader).find((line) => line.traceId === traceId);
+    expect(forwarded).toMatchObject({
+      msg: 'forwarded write',
+      from: follower,
+      parentSpanId: atFollower?.spanId,
+      outcome: 'proposed',
+    });
   }, 90_000);
 });

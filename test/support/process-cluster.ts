@@ -34,7 +34,12 @@ export interface DlmRun {
 }
 
 type Callback = (error: grpc.ServiceError | null, response: Record<string, unknown>) => void;
-type Method = (request: object, options: grpc.CallOptions, callback: Callback) => void;
+type Method = (
+  request: object,
+  metadata: grpc.Metadata,
+  options: grpc.CallOptions,
+  callback: Callback,
+) => void;
 type StreamMethod = (
   request: object,
   options: grpc.CallOptions,
@@ -211,6 +216,7 @@ export class ProcessCluster {
     request: object,
     deadlineMs = 5_000,
     service = 'Lock',
+    metadata = new grpc.Metadata(),
   ): Promise<Record<string, unknown>> {
     const client = this.client(id, service);
     return new Promise((resolve, reject) => {
@@ -222,6 +228,7 @@ export class ProcessCluster {
       invoke.call(
         client,
         request,
+        metadata,
         { deadline: Date.now() + deadlineMs, waitForReady: true },
         (error, response) => (error === null ? resolve(response) : reject(error)),
       );
