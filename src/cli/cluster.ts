@@ -73,6 +73,7 @@ function introduction(config: ClusterFileConfig, configPath: string): string {
     `clients connect to any of: ${config.nodes.map((node) => node.clientAddress).join(', ')}`,
     `from another terminal, take a lock:`,
     `  npm run lock -- --address ${first?.clientAddress ?? '127.0.0.1:7101'} inventory/42`,
+    `or run a command under a lock: bin/dlm lock${configFlag} inventory/42 -- CMD`,
     `see the cluster, change its members: bin/dlm status${configFlag}, bin/dlm --help`,
     `metrics: ${config.nodes.map((node) => `http://${node.metricsAddress}/metrics`).join('  ')}`,
     'press Ctrl-C to stop',
