@@ -57,6 +57,7 @@ export async function serve(args: ServeArgs): Promise<void> {
     reconnectDelayMsMin: config.runtime.peerReconnectDelayMsMin,
     reconnectDelayMsMax: config.runtime.peerReconnectDelayMsMax,
     credentials: { server: serverCredentials(tls), client: channelCredentials(tls) },
+    onRejected: (from, problem) => logger.warn({ from, problem }, 'dropped a malformed peer batch'),
   });
   const node = new DlmNode(id, storage, transport, runtimeOptions(config));
   running = node;
@@ -71,6 +72,9 @@ export async function serve(args: ServeArgs): Promise<void> {
       logger.warn({ err: error }, 'could not save member addresses; will retry'),
     // Fatal: the process exits non-zero, and a restart reloads what is durable.
     failed,
+    // Dropped before the core saw it; the node goes on.
+    peerMessageRejected: (from, problem) =>
+      logger.warn({ from, problem }, 'dropped a malformed peer message'),
     // The leader's span of a traced call that a follower forwarded.
     forwardedWrite: (trace, from, outcome) =>
       logger.debug(

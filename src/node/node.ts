@@ -27,6 +27,7 @@ import {
   TRANSIENT_REFUSALS,
 } from './membership.ts';
 import type { PeerMessage } from './peer-message.ts';
+import { claimedSender, peerMessageProblem } from './peer-message-check.ts';
 import { type AppliedProposal, ProposalRegistry } from './proposals.ts';
 import { continueTrace, currentTrace, type TraceContext, traceparentOf } from './trace.ts';
 import type { Transport } from './transport.ts';
@@ -93,6 +94,12 @@ export interface NodeObserver {
   failed?(error: Error): void;
   /** The leader took a write forwarded by `from` for a traced call: a span of its trace. */
   forwardedWrite?(trace: TraceContext, from: NodeId, outcome: string): void;
+  /**
+   * A message from a peer was malformed and dropped before it reached the core: a buggy
+   * or hostile peer, a version skew, or a corrupted payload. `from` is who it claims to
+   * be from, "(unknown)" when that field is bad too.
+   */
+  peerMessageRejected?(from: string, problem: string): void;
 }
 
 interface PendingRead {
@@ -579,6 +586,26 @@ export class DlmNode {
 
   private receive(message: PeerMessage): void {
     if (this.stopping) return;
+    // The type is what the transport promises, not what the peer sent: check the shape
+    // before the core, which asserts as it goes, could throw half-way through a step.
+    const problem = peerMessageProblem(message);
+    if (problem !== null) {
+      const from = claimedSender(message);
+      for (const observer of this.observers) observer.peerMessageRejected?.(from, problem);
+      return;
+    }
+    try {
+      this.dispatch(message);
+    } catch (error) {
+      // A well-formed message that breaks an invariant (two leaders in a term, say): the
+      // core may be half-way through a step, so stop as on any broken invariant. Never
+      // throw into the transport, whose callback has no one to catch it.
+      this.stopOnFailure(error);
+    }
+    this.kick();
+  }
+
+  private dispatch(message: PeerMessage): void {
     switch (message.kind) {
       case 'raft':
         if (message.message.to === this.id) this.raft.step(message.message);
@@ -596,7 +623,6 @@ export class DlmNode {
         this.addresses.receive(message.from, message.addresses, this.raft.leaderId);
         break;
     }
-    this.kick();
   }
 
   private acceptForward(
@@ -682,16 +708,21 @@ export class DlmNode {
         await this.handleReady(this.raft.ready());
       }
     } catch (error) {
-      // A failed write or a broken invariant: stop rather than serve from a state that
-      // may have diverged.
-      this.failure = error instanceof Error ? error : new Error(String(error));
-      this.stopping = true;
-      if (this.tickTimer !== null) clearInterval(this.tickTimer);
-      this.proposals.failAll(
-        new DlmError('INTERNAL', `${this.id} stopped: ${this.failure.message}`),
-      );
-      for (const observer of this.observers) observer.failed?.(this.failure);
+      this.stopOnFailure(error);
     }
+  }
+
+  /**
+   * A failed write or a broken invariant: stop rather than serve from a state that may
+   * have diverged. Only the first failure counts; the ones it causes are its echo.
+   */
+  private stopOnFailure(error: unknown): void {
+    if (this.failure !== null) return;
+    this.failure = error instanceof Error ? error : new Error(String(error));
+    this.stopping = true;
+    if (this.tickTimer !== null) clearInterval(this.tickTimer);
+    this.proposals.failAll(new DlmError('INTERNAL', `${this.id} stopped: ${this.failure.message}`));
+    for (const observer of this.observers) observer.failed?.(this.failure);
   }
 
   private async handleReady(ready: Ready): Promise<void> {

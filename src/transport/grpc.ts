@@ -27,6 +27,12 @@ export interface GrpcTransportOptions {
     readonly client: grpc.ChannelCredentials;
   };
   readonly onDrop?: (peer: NodeId, reason: string) => void;
+  /**
+   * A batch from `peer` that does not decode was dropped whole. The node checks each
+   * decoded message itself (see peer-message-check.ts); this is for bytes that never
+   * become messages.
+   */
+  readonly onRejected?: (peer: string, problem: string) => void;
 }
 
 interface WirePeerMessage {
@@ -144,8 +150,20 @@ export class GrpcTransport implements Transport {
 
   private deliver(wire: WirePeerMessage): void {
     if (this.closed || wire.to !== this.id) return;
-    const batch = packr.unpack(wire.payload) as PeerMessage[];
-    for (const message of batch) this.handler?.(message);
+    // The payload is whatever the peer sent: a throw here would escape into grpc-js's
+    // event handler. The messages in a batch that decodes are checked by the node.
+    let batch: unknown;
+    try {
+      batch = packr.unpack(wire.payload);
+    } catch (error) {
+      this.options.onRejected?.(wire.from, `undecodable batch: ${String(error)}`);
+      return;
+    }
+    if (!Array.isArray(batch)) {
+      this.options.onRejected?.(wire.from, 'batch: expected an array');
+      return;
+    }
+    for (const message of batch as PeerMessage[]) this.handler?.(message);
   }
 }
 
