@@ -1,0 +1,105 @@
+import { performance } from 'node:perf_hooks';
+
+/**
+ * A Jepsen-style operation history. Every client runs in the test process, so every
+ * time is `performance.now()` on one monotonic clock and times are comparable.
+ */
+export type OpKind = 'acquire' | 'release' | 'write';
+
+/** ok: it happened; fail: it certainly did not; info: unknown (a timeout, a lost answer). */
+export type Outcome = 'ok' | 'fail' | 'info';
+
+export interface Op {
+  /** Position in the history (invocation order), to name the op in a violation. */
+  readonly id: number;
+  readonly client: string;
+  /** The session the op ran in, when known (a re-acquire in one session keeps its token). */
+  session?: string;
+  readonly kind: OpKind;
+  readonly lock: string;
+  readonly invokeMs: number;
+  /** null while pending, and for an op whose answer never came. */
+  completeMs: number | null;
+  outcome: Outcome;
+  /** The fencing token: granted (acquire), released (release) or presented (write). */
+  token?: string;
+  /** For an acquire: when the session that asked for it fired its signal (lease may be lost). */
+  lostAtMs?: number;
+  /** Why it failed or is unknown, for the reader. */
+  error?: string;
+}
+
+export interface NemesisEvent {
+  readonly atMs: number;
+  readonly kind: 'kill' | 'restart' | 'pause' | 'resume';
+  readonly node: string;
+}
+
+export function now(): number {
+  return performance.now();
+}
+
+/** Appends ops as they are invoked, and fills in their outcome when they complete. */
+export class History {
+  readonly ops: Op[] = [];
+
+  invoke(client: string, kind: OpKind, lock: string, fields: Partial<Op> = {}): Op {
+    const op: Op = {
+      ...fields,
+      id: this.ops.length,
+      client,
+      kind,
+      lock,
+      invokeMs: now(),
+      completeMs: null,
+      outcome: 'info',
+    };
+    this.ops.push(op);
+    return op;
+  }
+
+  /** An 'info' op keeps completeMs null: its effect, if any, may come at any later time. */
+  complete(op: Op, outcome: Outcome, fields: Partial<Pick<Op, 'token' | 'error'>> = {}): void {
+    op.completeMs = outcome === 'info' ? null : now();
+    op.outcome = outcome;
+    if (fields.token !== undefined) op.token = fields.token;
+    if (fields.error !== undefined) op.error = fields.error;
+  }
+
+  /** An op that happens at one instant in this process (a write to the in-memory register). */
+  instant(client: string, kind: OpKind, lock: string, outcome: Outcome, token: string): Op {
+    const op = this.invoke(client, kind, lock, { token });
+    op.completeMs = op.invokeMs;
+    op.outcome = outcome;
+    return op;
+  }
+
+  /** JSON lines, one op per line. */
+  toJsonLines(): string {
+    return this.ops.map((op) => JSON.stringify(op)).join('\n') + (this.ops.length > 0 ? '\n' : '');
+  }
+}
+
+/** Describes an op in one line, for violation messages. */
+export function describeOp(op: Op): string {
+  const done = op.completeMs === null ? 'never' : op.completeMs.toFixed(1);
+  const token = op.token === undefined ? '' : ` token=${op.token}`;
+  const lost = op.lostAtMs === undefined ? '' : ` lostAt=${op.lostAtMs.toFixed(1)}`;
+  return `#${op.id} ${op.client} ${op.kind} ${op.lock} ${op.outcome}${token} [${op.invokeMs.toFixed(1)}..${done}]${lost}`;
+}
+
+/**
+ * A fenced resource: one register per lock that keeps the highest token it has seen and
+ * rejects a write with a lower one (equal is the same holder writing again).
+ */
+export class FencedRegister {
+  private readonly highest = new Map<string, bigint>();
+
+  write(lock: string, token: string): boolean {
+    const value = BigInt(token);
+    const seen = this.highest.get(lock);
+    if (seen !== undefined && value < seen) return false;
+    this.highest.set(lock, value);
+    return true;
+  }
+}
