@@ -31,6 +31,8 @@ export interface CallOptions {
   readonly deadlineMs: number;
   /** Added to the attempt timeout, for an Acquire that waits on the server. */
   readonly waitMs?: number;
+  /** Overrides the connection's attemptTimeoutMs for this call. */
+  readonly attemptTimeoutMs?: number;
 }
 
 const PROTO_PATH = fileURLToPath(new URL('../../proto/dlm.proto', import.meta.url));
@@ -92,7 +94,9 @@ export class Connection {
       const address = this.preferred;
       const attemptDeadlineMs = Math.min(
         options.deadlineMs,
-        Date.now() + this.options.attemptTimeoutMs + (options.waitMs ?? 0),
+        Date.now() +
+          (options.attemptTimeoutMs ?? this.options.attemptTimeoutMs) +
+          (options.waitMs ?? 0),
       );
       try {
         return await this.once(address, service, method, request, attemptDeadlineMs);

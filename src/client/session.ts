@@ -180,8 +180,13 @@ export class Session {
         'Lock',
         'KeepAlive',
         { session_id: this.id },
-        // Past the safe deadline a confirmation is worth nothing.
-        { deadlineMs: Math.max(sentMs + 1, this.safeDeadlineMs) },
+        {
+          // Past the safe deadline a confirmation is worth nothing.
+          deadlineMs: Math.max(sentMs + 1, this.safeDeadlineMs),
+          // A frozen node must not eat the time left: short attempts leave room to try
+          // the others before the safe deadline.
+          attemptTimeoutMs: Math.max(100, Math.floor(this.ttlMs / 6)),
+        },
       );
       this.confirmed(sentMs);
     } catch (error) {
