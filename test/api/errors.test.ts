@@ -61,6 +61,9 @@ describe('errors from a live cluster', () => {
   it('INVALID_ARGUMENT names the field, before anything is proposed', async () => {
     const leader = await cluster.leaderId();
     const client = cluster.at(leader).lock;
+    // A write first: once it applied, so has the leader's no-op, which could otherwise
+    // apply during the checks below and look like a proposal they made.
+    await cluster.openSession(leader);
     const appliedBefore = cluster.nodes.get(leader)?.status().appliedIndex;
     const cases: [string, object, string][] = [
       [
