@@ -1,4 +1,3 @@
-import { type ServiceError, status } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   type Acknowledged,
@@ -20,29 +19,6 @@ afterEach(async () => {
   cluster?.remove();
   cluster = null;
 });
-
-/** Calls the nodes in `ids` in turn, retrying UNAVAILABLE and DEADLINE_EXCEEDED with the same request. */
-async function callAmong(
-  c: ProcessCluster,
-  ids: readonly string[],
-  method: string,
-  request: object,
-): Promise<Record<string, unknown>> {
-  const deadline = Date.now() + 20_000;
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await c.call(ids[attempt % ids.length] ?? '', method, request, 2_000);
-    } catch (error) {
-      const code = (error as ServiceError).code;
-      if (
-        (code !== status.UNAVAILABLE && code !== status.DEADLINE_EXCEEDED) ||
-        Date.now() > deadline
-      )
-        throw error;
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-  }
-}
 
 describe('real processes under failure', () => {
   it('kill -9 of the leader under load: a new leader takes over and every acknowledged grant and release survives', async () => {
@@ -152,14 +128,19 @@ describe('real processes under failure', () => {
       const startedMs = Date.now();
       const up = ids.filter((id) => id !== a && id !== b);
       // Through the survivors only: a frozen node would hold the call until it thaws.
-      const acquired = await callAmong(c, up, 'Acquire', {
-        lock: `pairs/${a}-${b}`,
-        session_id: session,
-        mode: 'EXCLUSIVE',
-        wait_ms: '0',
-        request_id: newRequestId(),
-        owner: 'pairs',
-      });
+      const acquired = await c.callAny(
+        'Acquire',
+        {
+          lock: `pairs/${a}-${b}`,
+          session_id: session,
+          mode: 'EXCLUSIVE',
+          wait_ms: '0',
+          request_id: newRequestId(),
+          owner: 'pairs',
+        },
+        20_000,
+        up,
+      );
       expect(acquired.acquired, `${a} and ${b} frozen`).toBe(true);
       servedMs.push(Date.now() - startedMs);
       tokens.push(BigInt(String(acquired.fencing_token)));

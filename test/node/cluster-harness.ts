@@ -77,6 +77,15 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/** Polls `check` every 10 ms until it holds; past `timeoutMs` the error names `what`. */
+export async function until(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!check()) {
+    if (performance.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
+    await sleep(10);
+  }
+}
+
 /** Retries a write on UNAVAILABLE as a client would, with the same request id. */
 export async function writeVia(
   pick: () => Promise<DlmNode>,

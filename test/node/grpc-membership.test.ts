@@ -6,6 +6,7 @@ import { MemoryWritableStorage } from '../../src/storage/index.ts';
 import { GrpcTransport } from '../../src/transport/grpc.ts';
 import { type NodeId, nodeId } from '../../src/util/ids.ts';
 import { freePort } from '../support/free-port.ts';
+import { sleep, until } from './cluster-harness.ts';
 
 /**
  * Membership over real gRPC peer streams, where addresses matter: a node the founders
@@ -59,18 +60,6 @@ async function startNode(
   node.learnAddresses(known);
   running.set(self.id, node);
   return node;
-}
-
-async function until(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!check()) {
-    if (performance.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
-    await sleep(10);
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function leaderAmong(ids: readonly NodeId[]): DlmNode | undefined {

@@ -19,6 +19,7 @@ import { GrpcTransport } from '../../src/transport/grpc.ts';
 import { MemoryNetwork } from '../../src/transport/memory.ts';
 import { type NodeId, nodeId } from '../../src/util/ids.ts';
 import { freePort } from '../support/free-port.ts';
+import { sleep, until } from './cluster-harness.ts';
 
 /**
  * The saved address book, over real gRPC and LevelDB: the cluster moves from its
@@ -103,18 +104,6 @@ function forgetful(storage: LevelStorage): WritableStorage {
       return typeof value === 'function' ? value.bind(target) : value;
     },
   });
-}
-
-async function until(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!check()) {
-    if (performance.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
-    await sleep(10);
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function leaderAmong(ids: readonly NodeId[]): DlmNode | undefined {

@@ -258,15 +258,21 @@ export class ProcessCluster {
     }
   }
 
-  /** Calls any running node, retrying UNAVAILABLE and DEADLINE_EXCEEDED with the same request. */
+  /**
+   * Calls any running node (of `among`, when given), retrying UNAVAILABLE and
+   * DEADLINE_EXCEEDED with the same request.
+   */
   async callAny(
     method: string,
     request: object,
     timeoutMs = 20_000,
+    among?: readonly string[],
   ): Promise<Record<string, unknown>> {
     const deadline = Date.now() + timeoutMs;
     for (let attempt = 0; ; attempt++) {
-      const running = this.nodes.filter((node) => this.isRunning(node.id));
+      const running = this.nodes.filter(
+        (node) => this.isRunning(node.id) && (among === undefined || among.includes(node.id)),
+      );
       const target = running[attempt % Math.max(running.length, 1)];
       try {
         if (target === undefined) throw new Error('no node is running');
