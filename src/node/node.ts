@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import {
   type ApplyOutput,
   type LockCommand,
@@ -28,7 +29,7 @@ import {
 } from './membership.ts';
 import type { PeerMessage } from './peer-message.ts';
 import { claimedSender, peerMessageProblem } from './peer-message-check.ts';
-import { type AppliedProposal, ProposalRegistry } from './proposals.ts';
+import { type AppliedProposal, type LateApplyListener, ProposalRegistry } from './proposals.ts';
 import { continueTrace, currentTrace, type TraceContext, traceparentOf } from './trace.ts';
 import type { Transport } from './transport.ts';
 
@@ -73,6 +74,12 @@ export interface MembershipCallOptions {
 export const DEFAULT_MEMBERSHIP_TIMEOUT_MS = 30_000;
 /** How often every node sends its address book to every member (see membership.ts). */
 export const ADDRESS_ANNOUNCE_INTERVAL_MS = 2_000;
+
+/**
+ * A write that failed its caller is watched this many proposal timeouts for a late
+ * apply: long enough for a deposed leader's entries to be committed by its successor.
+ */
+const ORPHAN_WATCH_TIMEOUTS = 5;
 
 export type AppliedListener = (index: LogIndex, output: ApplyOutput) => void;
 
@@ -153,6 +160,8 @@ export class DlmNode {
     private readonly options: NodeRuntimeOptions,
     private readonly clock: Clock = MONOTONIC_CLOCK,
     seed: number = Math.floor(Math.random() * 2 ** 32),
+    /** Unique to this start of the process; see ProposalRegistry. */
+    private readonly bootId: string = randomBytes(8).toString('hex'),
   ) {
     this.id = id;
     this.raft = new Raft({ id, storage, prng: new Prng(seed), options: options.raft });
@@ -161,7 +170,12 @@ export class DlmNode {
       reproposeIntervalMs: options.tickIntervalMs * 10,
       dueBatchMax: 256,
     });
-    this.proposals = new ProposalRegistry(id, options.pendingProposalsMax);
+    this.proposals = new ProposalRegistry(
+      id,
+      bootId,
+      options.pendingProposalsMax,
+      options.proposalTimeoutMs * ORPHAN_WATCH_TIMEOUTS,
+    );
     this.addresses = new AddressBook(id, transport, () => this.addressesChanged());
     // What the book held when last saved, before the static config (learnAddresses),
     // which then wins for the nodes it names. Loading it is no change to save.
@@ -248,11 +262,19 @@ export class DlmNode {
 
   // ------------------------------------------------------------------ client API
 
-  /** Proposes a lock command and resolves with its result once this node applied it. */
-  async write(command: LockCommand): Promise<AppliedProposal> {
+  /**
+   * Proposes a lock command and resolves with its result once this node applied it. If
+   * it fails in a way that leaves open whether it will apply (a timeout, a leader change)
+   * and it applies later after all, `lateApply` is told (see ProposalRegistry).
+   */
+  async write(command: LockCommand, lateApply?: LateApplyListener): Promise<AppliedProposal> {
     this.checkRunning();
     const startedMs = this.clock.nowMs();
-    const { proposalId, applied } = this.proposals.add(startedMs, this.options.proposalTimeoutMs);
+    const { proposalId, applied } = this.proposals.add(
+      startedMs,
+      this.options.proposalTimeoutMs,
+      lateApply ?? null,
+    );
     const data = encodeEntry({ proposalId, command });
     if (this.raft.role === 'leader') this.proposeLocal(proposalId, data);
     else this.forward(proposalId, data);
@@ -323,7 +345,8 @@ export class DlmNode {
    */
   async read<T>(query: (locks: LockStateMachine) => T): Promise<T> {
     this.checkRunning();
-    const context = `${this.id}/read/${++this.readSequence}`;
+    // The boot id keeps an answer to a read of an earlier run from confirming this one.
+    const context = `${this.id}/${this.bootId}/read/${++this.readSequence}`;
     const index = new Promise<LogIndex>((resolve, reject) => {
       this.reads.set(context, {
         resolve,
@@ -740,6 +763,7 @@ export class DlmNode {
       // request id, which the state machine deduplicates) within an election.
       this.proposals.failUnplaced(
         unavailable('the leader changed before the write was placed', ready.softState.leaderId),
+        this.clock.nowMs(),
       );
       for (const observer of this.observers) observer.leaderChanged?.();
     }

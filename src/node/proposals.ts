@@ -7,12 +7,25 @@ export interface AppliedProposal {
   readonly result: LockResult;
 }
 
+/**
+ * Called when a write whose caller was already told it failed (its deadline passed, or
+ * the leader changed before it was placed) applies after all: the caller can no longer
+ * learn its result, so whoever registered it can undo what it did (give a grant back).
+ */
+export type LateApplyListener = (applied: AppliedProposal) => void;
+
 interface PendingProposal {
   readonly resolve: (applied: AppliedProposal) => void;
   readonly reject: (error: DlmError) => void;
   readonly deadlineMs: number;
   /** Where the entry went, once the leader said so. */
   index: LogIndex | null;
+  readonly lateApply: LateApplyListener | null;
+}
+
+interface OrphanedProposal {
+  readonly lateApply: LateApplyListener;
+  readonly forgetAtMs: number;
 }
 
 /**
@@ -21,38 +34,57 @@ interface PendingProposal {
  * queued. A write whose slot in the log is taken by another entry fails with
  * UNAVAILABLE; its client may retry with the same request id, and the state machine's
  * dedupe makes the retry safe.
+ *
+ * Proposal ids name the node, this start of its process (`bootId`) and a sequence.
+ * Entries outlive the process that proposed them: without the boot id, a restarted node
+ * counting from 1 again would take an entry its previous run proposed for a write of its
+ * own, and answer one client with another client's result.
  */
 export class ProposalRegistry {
   private readonly pending = new Map<string, PendingProposal>();
   /** Which of our writes was placed at each log index not yet applied. */
   private readonly placedAt = new Map<number, string>();
+  /** Failed writes that may still apply, with whom to tell; oldest first, bounded. */
+  private readonly orphans = new Map<string, OrphanedProposal>();
   private appliedIndex = 0;
   private sequence = 0;
 
   constructor(
     private readonly nodeId: NodeId,
+    private readonly bootId: string,
     private readonly pendingMax: number,
+    /** How long a failed write is watched for a late apply. */
+    private readonly orphanWatchMs: number,
   ) {}
 
   get size(): number {
     return this.pending.size;
   }
 
-  /** Registers a write; the promise settles when it applies, is lost, or times out. */
-  add(nowMs: number, timeoutMs: number): { proposalId: string; applied: Promise<AppliedProposal> } {
+  /**
+   * Registers a write; the promise settles when it applies, is lost, or times out. If
+   * it failed in a way that leaves its fate open (timed out, or forwarded to a leader
+   * that was replaced) and then applies within `orphanWatchMs`, `lateApply` is called.
+   */
+  add(
+    nowMs: number,
+    timeoutMs: number,
+    lateApply: LateApplyListener | null = null,
+  ): { proposalId: string; applied: Promise<AppliedProposal> } {
     if (this.pending.size >= this.pendingMax) {
       throw new DlmError(
         'RESOURCE_EXHAUSTED',
         `${this.pendingMax} writes are already pending on ${this.nodeId}`,
       );
     }
-    const proposalId = `${this.nodeId}/${++this.sequence}`;
+    const proposalId = `${this.nodeId}/${this.bootId}/${++this.sequence}`;
     const applied = new Promise<AppliedProposal>((resolve, reject) => {
       this.pending.set(proposalId, {
         resolve,
         reject,
         deadlineMs: nowMs + timeoutMs,
         index: null,
+        lateApply,
       });
     });
     return { proposalId, applied };
@@ -76,14 +108,37 @@ export class ProposalRegistry {
     this.placedAt.set(index, proposalId);
   }
 
-  fail(proposalId: string, error: DlmError): void {
+  /**
+   * Fails a write. `mayStillApply` says its entry may be in the log anyway (a timeout, a
+   * lost answer): then a late apply is still reported to its listener, if it has one.
+   */
+  fail(proposalId: string, error: DlmError, mayStillApply = false, nowMs = 0): void {
     const proposal = this.pending.get(proposalId);
     if (proposal === undefined) return;
     this.pending.delete(proposalId);
     if (proposal.index !== null && this.placedAt.get(proposal.index) === proposalId) {
       this.placedAt.delete(proposal.index);
     }
+    if (mayStillApply && proposal.lateApply !== null) this.orphan(proposalId, proposal, nowMs);
     proposal.reject(error);
+  }
+
+  private orphan(proposalId: string, proposal: PendingProposal, nowMs: number): void {
+    if (proposal.lateApply === null) return;
+    this.orphans.set(proposalId, {
+      lateApply: proposal.lateApply,
+      forgetAtMs: nowMs + this.orphanWatchMs,
+    });
+    // Bounded like the writes themselves; the oldest is the least likely to apply.
+    if (this.orphans.size > this.pendingMax) {
+      const oldest = this.orphans.keys().next();
+      if (oldest.done !== true) this.orphans.delete(oldest.value);
+    }
+  }
+
+  /** Failed writes still watched for a late apply. */
+  get orphanCount(): number {
+    return this.orphans.size;
   }
 
   /**
@@ -98,9 +153,16 @@ export class ProposalRegistry {
     this.placedAt.delete(index);
     if (proposalId !== null && result !== null) {
       const proposal = this.pending.get(proposalId);
-      if (proposal !== undefined) {
+      // Where the leader said it placed the write, only that entry answers it: another
+      // copy (a forward delivered twice) is not the one the placement reported.
+      if (proposal !== undefined && (proposal.index === null || proposal.index === index)) {
         this.pending.delete(proposalId);
         proposal.resolve({ index, result });
+      }
+      const orphan = this.orphans.get(proposalId);
+      if (orphan !== undefined) {
+        this.orphans.delete(proposalId);
+        orphan.lateApply({ index, result });
       }
     }
     if (placedId !== undefined && placedId !== proposalId) {
@@ -120,19 +182,27 @@ export class ProposalRegistry {
     }
   }
 
-  /** Fails writes past their deadline. */
+  /** Fails writes past their deadline, and stops watching old orphans. */
   expire(nowMs: number): void {
     for (const [id, proposal] of this.pending) {
       if (proposal.deadlineMs <= nowMs) {
-        this.fail(id, new DlmError('DEADLINE_EXCEEDED', `write ${id} did not apply in time`));
+        const error = new DlmError('DEADLINE_EXCEEDED', `write ${id} did not apply in time`);
+        this.fail(id, error, true, nowMs);
       }
+    }
+    for (const [id, orphan] of this.orphans) {
+      if (orphan.forgetAtMs > nowMs) break;
+      this.orphans.delete(id);
     }
   }
 
-  /** Fails the writes whose place in the log is still unknown. */
-  failUnplaced(error: DlmError): void {
+  /**
+   * Fails the writes whose place in the log is still unknown: forwarded to a leader that
+   * was replaced, which may still have appended them.
+   */
+  failUnplaced(error: DlmError, nowMs: number): void {
     for (const [id, proposal] of [...this.pending]) {
-      if (proposal.index === null) this.fail(id, error);
+      if (proposal.index === null) this.fail(id, error, true, nowMs);
     }
   }
 

@@ -10,6 +10,9 @@ import type { NodeId } from '../util/ids.ts';
 export class MemoryNetwork {
   private readonly handlers = new Map<NodeId, (message: PeerMessage) => void>();
   private readonly cutLinks = new Set<string>();
+  /** Messages that tests hold back to deliver later, out of their usual turn. */
+  private readonly held: { to: NodeId; message: PeerMessage }[] = [];
+  private holdWhen: ((message: PeerMessage) => boolean) | null = null;
   delivered = 0;
   dropped = 0;
 
@@ -40,12 +43,41 @@ export class MemoryNetwork {
     }
   }
 
+  /** Cuts the one link from `from` to `to`: messages the other way still pass. */
+  cut(from: NodeId, to: NodeId): void {
+    this.cutLinks.add(`${from}>${to}`);
+  }
+
   heal(): void {
     this.cutLinks.clear();
   }
 
+  /**
+   * Holds back every message for which `predicate` holds, until `releaseHeld`, so a test
+   * can deliver an answer late: to a node that has restarted since it asked, say.
+   */
+  hold(predicate: (message: PeerMessage) => boolean): void {
+    this.holdWhen = predicate;
+  }
+
+  get heldCount(): number {
+    return this.held.length;
+  }
+
+  /** Stops holding and delivers what was held, in the order it was sent. */
+  releaseHeld(): void {
+    this.holdWhen = null;
+    for (const { to, message } of this.held.splice(0)) {
+      setImmediate(() => this.handlers.get(to)?.(message));
+    }
+  }
+
   private route(from: NodeId, message: PeerMessage): void {
     const to = peerRecipient(message);
+    if (this.holdWhen?.(message) === true) {
+      this.held.push({ to, message });
+      return;
+    }
     setImmediate(() => {
       const handler = this.handlers.get(to);
       if (handler === undefined || this.cutLinks.has(`${from}>${to}`)) {

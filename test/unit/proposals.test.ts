@@ -7,8 +7,8 @@ import { type LogIndex, logIndex, nodeId } from '../../src/util/ids.ts';
 const RESULT: LockResult = { type: 'Released', lock: 'x' };
 const at = (index: number): LogIndex => logIndex(index);
 
-function registry(pendingMax = 10): ProposalRegistry {
-  return new ProposalRegistry(nodeId('n1'), pendingMax);
+function registry(pendingMax = 10, bootId = 'boot-a'): ProposalRegistry {
+  return new ProposalRegistry(nodeId('n1'), bootId, pendingMax, 5_000);
 }
 
 async function codeOf(promise: Promise<unknown>): Promise<string> {
@@ -76,10 +76,67 @@ describe('ProposalRegistry', () => {
     const unplaced = proposals.add(0, 1_000);
     expect(() => proposals.add(0, 1_000)).toThrow(/2 writes are already pending/);
     proposals.placed(placed.proposalId, at(2));
-    proposals.failUnplaced(new DlmError('UNAVAILABLE', 'leader changed'));
+    proposals.failUnplaced(new DlmError('UNAVAILABLE', 'leader changed'), 0);
     expect(await codeOf(unplaced.applied)).toBe('UNAVAILABLE');
     proposals.expire(100);
     expect(await codeOf(placed.applied)).toBe('DEADLINE_EXCEEDED');
     expect(proposals.size).toBe(0);
+  });
+
+  it("gives each start of the process its own ids, so an older run's entry answers nobody", async () => {
+    const before = registry(10, 'boot-a').add(0, 1_000);
+    const after = registry(10, 'boot-b');
+    const mine = after.add(0, 1_000);
+    expect(mine.proposalId).not.toBe(before.proposalId);
+    // The entry the previous run proposed applies: it is not this run's write.
+    after.applied(at(5), before.proposalId, RESULT);
+    expect(after.size).toBe(1);
+    after.applied(at(6), mine.proposalId, RESULT);
+    await expect(mine.applied).resolves.toEqual({ index: 6, result: RESULT });
+  });
+
+  it('completes a placed write only at the index it was placed at', async () => {
+    const proposals = registry();
+    const { proposalId, applied } = proposals.add(0, 1_000);
+    proposals.placed(proposalId, at(7));
+    // Another copy of the same write (a forward delivered twice) applies first.
+    proposals.applied(at(6), proposalId, { type: 'Released', lock: 'copy' });
+    expect(proposals.size).toBe(1);
+    proposals.applied(at(7), proposalId, RESULT);
+    await expect(applied).resolves.toEqual({ index: 7, result: RESULT });
+  });
+
+  it('tells the late-apply listener when a write its caller was told failed applies after all', async () => {
+    const proposals = registry();
+    const late: number[] = [];
+    const timedOut = proposals.add(0, 100, (applied) => late.push(applied.index));
+    const unplaced = proposals.add(0, 1_000, (applied) => late.push(applied.index));
+    const refused = proposals.add(0, 1_000, (applied) => late.push(applied.index));
+    proposals.placed(timedOut.proposalId, at(3));
+    proposals.fail(refused.proposalId, new DlmError('UNAVAILABLE', 'not the leader'));
+    proposals.expire(100);
+    proposals.failUnplaced(new DlmError('UNAVAILABLE', 'leader changed'), 100);
+    for (const each of [timedOut, unplaced, refused]) await codeOf(each.applied);
+    expect(proposals.orphanCount).toBe(2);
+    proposals.applied(at(3), timedOut.proposalId, RESULT);
+    proposals.applied(at(4), refused.proposalId, RESULT);
+    proposals.applied(at(5), unplaced.proposalId, RESULT);
+    // A refusal means it never entered the log: no listener for it.
+    expect(late).toEqual([3, 5]);
+    expect(proposals.orphanCount).toBe(0);
+  });
+
+  it('stops watching failed writes after the watch time, and keeps at most pendingMax', async () => {
+    const proposals = registry(2);
+    const late: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const { applied } = proposals.add(i, 10, (each) => late.push(each.index));
+      await Promise.resolve();
+      proposals.expire(i + 10);
+      await codeOf(applied);
+    }
+    expect(proposals.orphanCount).toBe(2);
+    proposals.expire(5_000 + 20);
+    expect(proposals.orphanCount).toBe(0);
   });
 });
