@@ -35,15 +35,16 @@ type Turn =
 class TurnWatch {
   private readonly turns: Turn[] = [];
   private waiting: { after: number; resolve: (turn: Turn) => void } | null = null;
-  private readonly stop: () => void;
+  private readonly stops: (() => void)[];
 
   constructor(
     private readonly context: ApiContext,
     private readonly command: AcquireCommand,
   ) {
-    this.stop = context.events.onSession(command.sessionId, (index, event) =>
-      this.observe(index, event),
-    );
+    this.stops = [
+      context.events.onSession(command.sessionId, (index, event) => this.observe(index, event)),
+      context.events.onRestored((index) => this.restored(index)),
+    ];
   }
 
   /** The first turn applied after the entry at `index`, if one was. */
@@ -60,7 +61,22 @@ class TurnWatch {
   }
 
   close(): void {
-    this.stop();
+    for (const stop of this.stops) stop();
+  }
+
+  /**
+   * A snapshot replaced the state: the entry that ended the wait, if any, was never
+   * applied here one by one, so the restored state says where the wait stands.
+   */
+  private restored(index: LogIndex): void {
+    const turn = currentTurn(this.context, this.command);
+    if (turn === null) return;
+    const restoredTurn = { ...turn, index };
+    this.turns.push(restoredTurn);
+    if (this.waiting !== null && index > this.waiting.after) {
+      this.waiting.resolve(restoredTurn);
+      this.waiting = null;
+    }
   }
 
   private observe(index: LogIndex, event: LockEvent): void {

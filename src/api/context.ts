@@ -11,7 +11,10 @@ import { type ResponseHeader, toUint64, type WireHolder } from './proto.ts';
  * What the API needs of a node; a narrow seam so tests can stand in for a failing one.
  * Membership is optional: a stand-in without it answers those calls with an error.
  */
-export type ApiNode = Pick<DlmNode, 'id' | 'locks' | 'write' | 'read' | 'subscribe' | 'status'> &
+export type ApiNode = Pick<
+  DlmNode,
+  'id' | 'locks' | 'write' | 'read' | 'subscribe' | 'onRestored' | 'status'
+> &
   Partial<Pick<DlmNode, MembershipMethod>>;
 
 export type MembershipMethod =

@@ -4,6 +4,8 @@ import type { LogIndex, SessionId } from '../util/ids.ts';
 import type { ApiLogger } from './errors.ts';
 
 export type EventListener = (index: LogIndex, event: LockEvent) => void;
+/** This node replaced its state with a snapshot up to `index`; see DlmNode.onRestored. */
+export type RestoreListener = (index: LogIndex) => void;
 
 /**
  * One subscription to the node fans applied events out to the calls that wait for
@@ -16,15 +18,27 @@ export type EventListener = (index: LogIndex, event: LockEvent) => void;
 export class EventHub {
   private readonly bySession = new Map<SessionId, Set<EventListener>>();
   private readonly everything = new Set<EventListener>();
+  private readonly restores = new Set<RestoreListener>();
   private readonly unsubscribe: () => void;
+  private readonly unsubscribeRestored: () => void;
 
   constructor(
-    node: Pick<DlmNode, 'subscribe'>,
+    node: Pick<DlmNode, 'subscribe' | 'onRestored'>,
     private readonly logger: ApiLogger,
   ) {
     this.unsubscribe = node.subscribe((index, output) => {
       for (const event of output.events) this.dispatch(index, event);
     });
+    this.unsubscribeRestored = node.onRestored((index) => {
+      for (const listener of [...this.restores])
+        this.guard(() => listener(index), index, 'restore');
+    });
+  }
+
+  /** Told when a snapshot replaced the state, so the events it covers were never seen. */
+  onRestored(listener: RestoreListener): () => void {
+    this.restores.add(listener);
+    return () => this.restores.delete(listener);
   }
 
   /** Events that name `session` (grants, releases, waits, refreshes, its end). */
@@ -50,8 +64,10 @@ export class EventHub {
 
   close(): void {
     this.unsubscribe();
+    this.unsubscribeRestored();
     this.bySession.clear();
     this.everything.clear();
+    this.restores.clear();
   }
 
   private dispatch(index: LogIndex, event: LockEvent): void {
@@ -63,14 +79,14 @@ export class EventHub {
   }
 
   private call(listener: EventListener, index: LogIndex, event: LockEvent): void {
+    this.guard(() => listener(index, event), index, event.type);
+  }
+
+  private guard(run: () => void, index: LogIndex, what: string): void {
     try {
-      listener(index, event);
+      run();
     } catch (error) {
-      this.logger('error', 'event listener failed', {
-        index,
-        event: event.type,
-        error: String(error),
-      });
+      this.logger('error', 'event listener failed', { index, event: what, error: String(error) });
     }
   }
 }

@@ -17,6 +17,11 @@ type WatchCall = ServerWritableStream<unknown, WatchEvent>;
  * this node's memory. Once `watchEventsBufferedMax` events wait unsent, the stream
  * stops taking events and ends with RESOURCE_EXHAUSTED after what is buffered; the
  * client re-reads state (Describe) and watches again.
+ *
+ * A watcher sees every event or is told it did not: when this node catches up by
+ * installing a snapshot, the commands the snapshot covers never ran here one by one, so
+ * their events do not exist on this node. The stream then ends with ABORTED after the
+ * events before the snapshot; the client re-reads state and watches again.
  */
 export function watch(context: ApiContext, call: WatchCall): void {
   let leave: () => void;
@@ -35,8 +40,23 @@ export function watch(context: ApiContext, call: WatchCall): void {
     if (call.writableLength >= context.options.watchEventsBufferedMax) overflow();
     else call.write(wire);
   });
+  const unsubscribeRestored = context.events.onRestored((index) => {
+    stop();
+    call.emit(
+      'error',
+      serviceError(
+        'ABORTED',
+        `${context.node.id} caught up by installing a snapshot at index ${index}, so events up to it were not seen one by one: re-read the locks (Describe) and watch again`,
+        null,
+      ),
+    );
+  });
+  let stopped = false;
   const stop = (): void => {
+    if (stopped) return;
+    stopped = true;
     unsubscribe();
+    unsubscribeRestored();
     leave();
   };
   const overflow = (): void => {

@@ -11,6 +11,8 @@ export type DlmErrorCode =
   | 'DEADLINE_EXCEEDED'
   /** A membership change the cluster's current state refuses (already a member, too few voters...). */
   | 'FAILED_PRECONDITION'
+  /** A stream could not go on without a gap: the caller re-reads state and starts again. */
+  | 'ABORTED'
   | 'INTERNAL';
 
 export class DlmError extends Error {

@@ -82,6 +82,11 @@ export const ADDRESS_ANNOUNCE_INTERVAL_MS = 2_000;
 const ORPHAN_WATCH_TIMEOUTS = 5;
 
 export type AppliedListener = (index: LogIndex, output: ApplyOutput) => void;
+/**
+ * The state machine was replaced by a snapshot up to `index`: the commands in between
+ * were never applied here one by one, so their events were never emitted.
+ */
+export type RestoredListener = (index: LogIndex) => void;
 
 /** Hooks for metrics and logs; each is cheap, and each is optional. */
 export interface NodeObserver {
@@ -143,6 +148,7 @@ export class DlmNode {
   private failure: Error | null = null;
   private stopped: Promise<void> | null = null;
   private readonly appliedListeners = new Set<AppliedListener>();
+  private readonly restoredListeners = new Set<RestoredListener>();
   private readonly observers: NodeObserver[] = [];
   private lastLeaderId: NodeId | null = null;
   private readonly addresses: AddressBook;
@@ -370,6 +376,16 @@ export class DlmNode {
   subscribe(listener: AppliedListener): () => void {
     this.appliedListeners.add(listener);
     return () => this.appliedListeners.delete(listener);
+  }
+
+  /**
+   * Calls `listener` whenever this node installs a snapshot from the leader. Whoever
+   * follows the events (a Watch, a waiting Acquire) missed the ones the snapshot covers
+   * and must look at the state afresh. Returns the unsubscribe.
+   */
+  onRestored(listener: RestoredListener): () => void {
+    this.restoredListeners.add(listener);
+    return () => this.restoredListeners.delete(listener);
   }
 
   private waitApplied(index: LogIndex): Promise<void> {
@@ -770,7 +786,11 @@ export class DlmNode {
     // 2. Send.
     for (const message of ready.messages) this.transport.send({ kind: 'raft', message });
     // 3. Apply.
-    if (ready.snapshot !== null) this.restoreStateMachine(ready.snapshot);
+    if (ready.snapshot !== null) {
+      this.restoreStateMachine(ready.snapshot);
+      const index = ready.snapshot.metadata.index;
+      for (const listener of this.restoredListeners) listener(index);
+    }
     for (const entry of ready.committedEntries) this.applyEntry(entry);
     // 4. Reads whose index is known.
     for (const readState of ready.readStates) {

@@ -33,6 +33,7 @@ describe('the error table', () => {
       RESOURCE_EXHAUSTED: status.RESOURCE_EXHAUSTED,
       DEADLINE_EXCEEDED: status.DEADLINE_EXCEEDED,
       FAILED_PRECONDITION: status.FAILED_PRECONDITION,
+      ABORTED: status.ABORTED,
       INTERNAL: status.INTERNAL,
     };
     expect(GRPC_STATUS_BY_CODE).toEqual(expected);
@@ -263,6 +264,7 @@ function failingNode(error: Error): ApiNode {
     write: () => Promise.reject(error),
     read: () => Promise.reject(error),
     subscribe: () => () => true,
+    onRestored: () => () => true,
     status: () => view,
   };
 }

@@ -192,7 +192,10 @@ export class ApiCluster {
   readonly logs: LogEntry[] = [];
   private requests = 0;
 
-  static async start(options: Partial<ApiOptions> = {}): Promise<ApiCluster> {
+  static async start(
+    options: Partial<ApiOptions> = {},
+    nodeOptions: Partial<NodeRuntimeOptions> = {},
+  ): Promise<ApiCluster> {
     const cluster = new ApiCluster();
     for (const [position, id] of IDS.entries()) {
       const storage = MemoryWritableStorage.bootstrap({ voters: IDS, learners: [] });
@@ -200,7 +203,7 @@ export class ApiCluster {
         id,
         storage,
         cluster.network.connect(id),
-        NODE_OPTIONS,
+        { ...NODE_OPTIONS, ...nodeOptions },
         undefined,
         position + 1,
       );

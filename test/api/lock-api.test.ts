@@ -179,6 +179,7 @@ describe('Acquire and Release', () => {
       locks: node.locks,
       read: (query) => node.read(query),
       subscribe: (listener) => node.subscribe(listener),
+      onRestored: (listener) => node.onRestored(listener),
       status: () => node.status(),
       write: async (command) => {
         if (command.type === 'CancelWait') {
