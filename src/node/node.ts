@@ -8,6 +8,7 @@ import {
 } from '../lock/index.ts';
 import {
   type ConfigChange,
+  DEFAULT_RAFT_OPTIONS,
   type Entry,
   Raft,
   type RaftOptions,
@@ -710,6 +711,7 @@ export class DlmNode {
       }
     }
     this.proposals.expire(nowMs);
+    this.failUnansweredForwards(nowMs);
     this.expireReads(nowMs);
     if (nowMs - this.lastAnnounceMs >= ADDRESS_ANNOUNCE_INTERVAL_MS) {
       this.lastAnnounceMs = nowMs;
@@ -717,6 +719,23 @@ export class DlmNode {
       if (this.addressSaveFailed) this.addressesChanged();
     }
     this.kick();
+  }
+
+  /**
+   * A leader answers a forwarded write at once. Without an answer within an election
+   * timeout, the forward or its answer was lost (a full peer queue, a broken stream) or
+   * the leader is gone: fail it as UNAVAILABLE, so the client retries with the same
+   * request id now rather than at the write's deadline.
+   */
+  private failUnansweredForwards(nowMs: number): void {
+    const electionTimeoutTicks =
+      this.options.raft.electionTimeoutTicks ?? DEFAULT_RAFT_OPTIONS.electionTimeoutTicks;
+    const waitedMs = electionTimeoutTicks * this.options.tickIntervalMs;
+    this.proposals.failUnplaced(
+      unavailable(`the leader did not answer a forwarded write within ${waitedMs} ms`),
+      nowMs,
+      nowMs - waitedMs,
+    );
   }
 
   private expireReads(nowMs: number): void {

@@ -17,6 +17,7 @@ export type LateApplyListener = (applied: AppliedProposal) => void;
 interface PendingProposal {
   readonly resolve: (applied: AppliedProposal) => void;
   readonly reject: (error: DlmError) => void;
+  readonly startedMs: number;
   readonly deadlineMs: number;
   /** Where the entry went, once the leader said so. */
   index: LogIndex | null;
@@ -82,6 +83,7 @@ export class ProposalRegistry {
       this.pending.set(proposalId, {
         resolve,
         reject,
+        startedMs: nowMs,
         deadlineMs: nowMs + timeoutMs,
         index: null,
         lateApply,
@@ -200,9 +202,10 @@ export class ProposalRegistry {
    * Fails the writes whose place in the log is still unknown: forwarded to a leader that
    * was replaced, which may still have appended them.
    */
-  failUnplaced(error: DlmError, nowMs: number): void {
+  failUnplaced(error: DlmError, nowMs: number, startedBeforeMs = Number.POSITIVE_INFINITY): void {
     for (const [id, proposal] of [...this.pending]) {
-      if (proposal.index === null) this.fail(id, error, true, nowMs);
+      if (proposal.index === null && proposal.startedMs < startedBeforeMs)
+        this.fail(id, error, true, nowMs);
     }
   }
 
