@@ -110,6 +110,20 @@ export class AddressBook {
     else this.connect(change.nodeId);
   }
 
+  /**
+   * After a snapshot replaced the config entries this node would have applied one by
+   * one (configApplied saw none of them): a link to every member, none to anyone else.
+   * A member removed and added back under the same id, with the same address, would
+   * otherwise stay unlinked here, counted as a voter yet sent nothing.
+   */
+  reconcile(config: ClusterConfig): void {
+    const members = new Set([...config.voters, ...config.learners]);
+    for (const id of members) this.connect(id);
+    for (const id of this.entries.keys()) {
+      if (id !== this.self && !members.has(id)) this.transport.removePeer?.(id);
+    }
+  }
+
   ids(): NodeId[] {
     return [...this.entries.keys()];
   }

@@ -807,6 +807,7 @@ export class DlmNode {
     // 3. Apply.
     if (ready.snapshot !== null) {
       this.restoreStateMachine(ready.snapshot);
+      this.addresses.reconcile(this.raft.config);
       const index = ready.snapshot.metadata.index;
       for (const listener of this.restoredListeners) listener(index);
     }

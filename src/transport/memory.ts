@@ -9,6 +9,13 @@ import type { NodeId } from '../util/ids.ts';
  */
 export class MemoryNetwork {
   private readonly handlers = new Map<NodeId, (message: PeerMessage) => void>();
+  /**
+   * With `linkedOnly`, a node reaches only the peers it linked with addPeer (and has not
+   * unlinked with removePeer), as over gRPC; otherwise every node reaches every node.
+   */
+  private readonly links = new Map<NodeId, Set<NodeId>>();
+
+  constructor(private readonly linkedOnly = false) {}
   private readonly cutLinks = new Set<string>();
   /** Messages that tests hold back to deliver later, out of their usual turn. */
   private readonly held: { to: NodeId; message: PeerMessage }[] = [];
@@ -16,19 +23,30 @@ export class MemoryNetwork {
   delivered = 0;
   dropped = 0;
 
-  connect(id: NodeId): Transport {
+  /** `peers` are linked from the start, like the peers a gRPC transport is built with. */
+  connect(id: NodeId, peers: readonly NodeId[] = []): Transport {
     const network = this;
+    const links = new Set(peers);
+    this.links.set(id, links);
     return {
       id,
       send(message: PeerMessage): void {
+        if (network.linkedOnly && !links.has(peerRecipient(message))) {
+          network.dropped++;
+          return;
+        }
         network.route(id, message);
       },
       onMessage(handler: (message: PeerMessage) => void): void {
         network.handlers.set(id, handler);
       },
-      // Every node is reachable by id here: addresses mean nothing.
-      addPeer(): void {},
-      removePeer(): void {},
+      // Addresses mean nothing here; only whether a link is open.
+      addPeer(peer: NodeId): void {
+        links.add(peer);
+      },
+      removePeer(peer: NodeId): void {
+        links.delete(peer);
+      },
       async close(): Promise<void> {
         network.handlers.delete(id);
       },
