@@ -82,6 +82,13 @@ export const ADDRESS_ANNOUNCE_INTERVAL_MS = 2_000;
  */
 const ORPHAN_WATCH_TIMEOUTS = 5;
 
+/**
+ * Refusals of an AddMember step that another call for the same node can cause by taking
+ * that step first. (Removing a non-member stays an error: nothing tells a node removed
+ * by a racing call from one that never was a member.)
+ */
+const RACED_REFUSALS: ReadonlySet<string> = new Set(['alreadyMember', 'notALearner']);
+
 export type AppliedListener = (index: LogIndex, output: ApplyOutput) => void;
 /**
  * The state machine was replaced by a snapshot up to `index`: the commands in between
@@ -408,13 +415,23 @@ export class DlmNode {
    * promotes it to voter. Each change goes through the log and is awaited until it
    * applied here. Calling it again for a node that stayed a learner (it timed out
    * catching up) resumes with the catch-up. Resolves with this node's view afterwards.
+   *
+   * Idempotent for one id and address: a call for a voter already at that peer address
+   * succeeds, and so does a call that races another one adding the same node (each step
+   * the other one took first counts as done), so a retried or doubled call never reports
+   * a failure for a node that was added.
    */
   async addMember(member: MemberAddress, options: MembershipCallOptions = {}): Promise<NodeStatus> {
     const deadlineMs = this.membershipDeadline(options);
     this.requireLeader(`adding ${member.id}`);
     const { id } = member;
     if (this.raft.config.voters.includes(id)) {
-      throw new DlmError('FAILED_PRECONDITION', `${id} is already a voter`);
+      const known = this.addresses.all().get(id)?.peerAddress ?? '';
+      if (known === member.peerAddress) return this.status();
+      throw new DlmError(
+        'FAILED_PRECONDITION',
+        `${id} is already a voter, reached at ${known || 'an unknown address'}, not ${member.peerAddress}; remove it first to move it`,
+      );
     }
     this.addresses.learn(member, true);
     // Also when the address was known: the link was closed if the node was removed before.
@@ -601,11 +618,24 @@ export class DlmNode {
         }
         return;
       }
+      if (RACED_REFUSALS.has(result.reason) && (await this.doneByAnother(change, deadlineMs)))
+        return;
       if (!TRANSIENT_REFUSALS.has(result.reason) || this.clock.nowMs() >= deadlineMs) {
         throw membershipRefusal(change, result.reason, result.leaderId);
       }
       await sleep(this.options.tickIntervalMs);
     }
+  }
+
+  /**
+   * A change refused because the config already shows it (another call made it): done
+   * once what is in the log up to now has applied here, as our own would have been.
+   */
+  private async doneByAnother(change: ConfigChange, deadlineMs: number): Promise<boolean> {
+    if (!configReflects(this.raft.config, change)) return false;
+    const last = this.raft.log.lastIndex();
+    const applied = await this.until(() => this.raft.log.appliedIndex >= last, deadlineMs);
+    return applied && configReflects(this.raft.config, change);
   }
 
   /** Polls `check` every tick until it holds (true) or the deadline passes (false). */

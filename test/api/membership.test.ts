@@ -316,7 +316,9 @@ describe('Cluster membership', () => {
       client_address: 'h:2',
     });
     expect(already.code).toBe(grpc.status.FAILED_PRECONDITION);
-    expect(already.details).toBe(`${follower} is already a voter`);
+    expect(already.details).toMatch(
+      new RegExp(`^${follower} is already a voter, reached at .*, not h:1; remove it first`),
+    );
 
     const stranger = await call(leader, 'RemoveMember', { node_id: 'n9' });
     expect(stranger.code).toBe(grpc.status.FAILED_PRECONDITION);
@@ -383,5 +385,28 @@ describe('Cluster membership', () => {
     await startJoining(c, N4, 20);
     const answer = await onLeader(c, IDS, 'AddMember', request);
     expect(voterIds(answer)).toEqual([...IDS, N4].sort());
+  });
+
+  it('two AddMember calls for one node at once both succeed, and so does a third for the voter', async () => {
+    const c = await ApiCluster.start();
+    cluster = c;
+    const leader = await c.leaderId();
+    await startJoining(c, N4, 21);
+    const request = { node_id: N4, peer_address: '10.0.0.4:7000', client_address: '10.0.0.4:7001' };
+    const [first, second] = await Promise.all([
+      c.at(leader).cluster.call('AddMember', request, { deadlineMs: 15_000 }),
+      c.at(leader).cluster.call('AddMember', request, { deadlineMs: 15_000 }),
+    ]);
+    expect(voterIds(first)).toEqual([...IDS, N4].sort());
+    expect(voterIds(second)).toEqual([...IDS, N4].sort());
+    const again = await c.at(leader).cluster.call('AddMember', request, { deadlineMs: 15_000 });
+    expect(voterIds(again)).toEqual([...IDS, N4].sort());
+    const moved = await rpcError(
+      c.at(leader).cluster.call('AddMember', { ...request, peer_address: '10.0.0.5:7000' }),
+    );
+    expect(moved.code).toBe(grpc.status.FAILED_PRECONDITION);
+    expect(moved.details).toMatch(
+      /already a voter, reached at 10\.0\.0\.4:7000, not 10\.0\.0\.5:7000/,
+    );
   });
 });
