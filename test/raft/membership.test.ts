@@ -251,4 +251,41 @@ describe('§6 removing servers', () => {
     expect(network.raft(a).role).toBe('follower');
     expect(network.sentOf('RequestVote', { from: a })).toEqual([]);
   });
+
+  it('a removed node that missed its removal cannot win an election: the voters that committed the removal have a longer log', () => {
+    // §4.2.3 of the thesis worries about removed servers disrupting the cluster. A
+    // committed removal is on a majority of the voters, so the removed node that lacks
+    // it is refused by them (§5.4.1: their logs are more up to date) and cannot gather
+    // a majority of its old config: it does not win, and does not depose the new leader.
+    for (let seed = 0; seed < 20; seed++) {
+      const network = new Network({ prng: new Prng(700 + seed), voters: [a, b, c, d] });
+      network.elect(a);
+      network.isolate(d);
+      network.raft(a).proposeConfigChange({ type: 'removeNode', nodeId: d });
+      network.stabilize();
+      network.tickAll(1);
+      expect(network.raft(a).config.voters).toEqual([a, b, c]);
+      expect(network.raft(d).config.voters).toEqual([a, b, c, d]);
+      // The leader goes; the removed node comes back and campaigns under its old config.
+      network.heal();
+      network.isolate(a);
+      network.clearLogs();
+      let removedLed = false;
+      network.tickUntil(() => {
+        removedLed ||= network.raft(d).role === 'leader';
+        return network.leaders().some((id) => id === b || id === c);
+      }, 20 * T);
+      for (let round = 0; round < 5 * T; round++) {
+        network.tickAll(1);
+        removedLed ||= network.raft(d).role === 'leader';
+      }
+      const votesForD = network
+        .sentOf('RequestVoteResponse', { to: d })
+        .filter((message) => message.granted && !message.preVote);
+      expect(network.sentOf('RequestVote', { from: d }).length, `seed ${seed}`).toBeGreaterThan(0);
+      expect(removedLed, `seed ${seed}`).toBe(false);
+      expect(votesForD, `seed ${seed}`).toEqual([]);
+      expect(network.leaders().filter((id) => id !== a).length, `seed ${seed}`).toBe(1);
+    }
+  });
 });
