@@ -335,10 +335,22 @@ export class LockStateMachine {
     const session = this.requireSession(command.sessionId);
     const existing = this.locks.get(command.lock);
     const held = existing?.holders.get(session.id);
-    // Re-acquiring returns the grant the session already has, with its token.
-    if (existing !== undefined && held !== undefined) return this.acquiredResult(existing, held);
+    if (existing !== undefined && held !== undefined) {
+      // A grant keeps its mode: a shared holder told `Acquired` for exclusive would
+      // act beside other holders, and an exclusive one told `shared` would not know
+      // others may join. Re-acquiring in the same mode returns the grant it has.
+      if (held.mode !== command.mode)
+        this.rejectModeMismatch(session.id, existing, 'holds', held.mode, command.mode);
+      return this.acquiredResult(existing, held);
+    }
     const position = existing?.waiters.findIndex((waiter) => waiter.sessionId === session.id) ?? -1;
-    if (position >= 0) return { type: 'Queued', lock: command.lock, position };
+    const waiting = existing?.waiters[position];
+    if (existing !== undefined && waiting !== undefined) {
+      // The wait will end in a grant of the mode it asked for, not this one.
+      if (waiting.mode !== command.mode)
+        this.rejectModeMismatch(session.id, existing, 'waits for', waiting.mode, command.mode);
+      return { type: 'Queued', lock: command.lock, position };
+    }
     if (existing === undefined && this.locks.size >= this.limits.locksMax) {
       reject('limitReached', `locksMax (${this.limits.locksMax}) locks are in use`);
     }
@@ -375,6 +387,20 @@ export class LockStateMachine {
     session.waiting.add(lock.name);
     this.emit({ type: 'queued', lock: lock.name, waiter });
     return { type: 'Queued', lock: lock.name, position: lock.waiters.length - 1 };
+  }
+
+  private rejectModeMismatch(
+    id: SessionId,
+    lock: LockRecord,
+    relation: 'holds' | 'waits for',
+    mode: LockMode,
+    askedMode: LockMode,
+  ): never {
+    const what = relation === 'holds' ? 'release it' : 'cancel that wait';
+    return reject(
+      'modeMismatch',
+      `session ${id} ${relation} ${lock.name} ${mode}; ${what} before asking for ${askedMode}`,
+    );
   }
 
   private release(command: Extract<LockCommand, { type: 'Release' }>): LockResult {

@@ -101,7 +101,12 @@ export type RejectionCode =
   | 'sessionNotFound'
   | 'notHolder'
   | 'staleToken'
-  | 'limitReached';
+  | 'limitReached'
+  /**
+   * The session holds (or waits for) the lock in the other mode. A grant cannot change
+   * mode in place: telling a shared holder `Acquired` for exclusive would be false.
+   */
+  | 'modeMismatch';
 
 /**
  * The result of one command. Deterministic: every replica computes the same result

@@ -312,6 +312,8 @@ export class LockModel {
         if (this.findSession(command.sessionId) === undefined) return rejected('sessionNotFound');
         const lock = this.lock(command.lock);
         const mine = lock.holders.find((holder) => holder.sessionId === command.sessionId);
+        // A session gets what it asked for or a refusal: never a grant of the other mode.
+        if (mine !== undefined && mine.mode !== command.mode) return rejected('modeMismatch');
         if (mine !== undefined) {
           return {
             type: 'Acquired',
@@ -322,9 +324,10 @@ export class LockModel {
           };
         }
         for (let position = 0; position < lock.waiters.length; position++) {
-          if ((lock.waiters[position] as ModelWaiter).sessionId === command.sessionId) {
-            return { type: 'Queued', lock: lock.name, position };
-          }
+          const waiter = lock.waiters[position] as ModelWaiter;
+          if (waiter.sessionId !== command.sessionId) continue;
+          if (waiter.mode !== command.mode) return rejected('modeMismatch');
+          return { type: 'Queued', lock: lock.name, position };
         }
         if (!this.inUse(lock) && this.locksInUse().length >= limits.locksMax) {
           return rejected('limitReached');
