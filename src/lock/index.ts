@@ -1,8 +1,10 @@
 export { DEFAULT_LOCK_LIMITS, type LockLimits, validateLockLimits } from './limits.ts';
 export {
   type FenceValidation,
+  type LockDelay,
   type LockDescription,
   type LockSnapshot,
+  type LockSnapshotV1,
   LockStateMachine,
   type SessionDescription,
 } from './state-machine.ts';

@@ -43,8 +43,14 @@ interface LockRecord {
   readonly holders: Map<SessionId, Grant>;
   /** FIFO queue of waiting Acquires. */
   readonly waiters: Waiter[];
-  /** Set while a lock-delay closes the lock to new grants. */
-  delay: { readonly index: LogIndex; readonly delayMs: number } | null;
+  /**
+   * Every lock-delay placed on the lock and not yet ended, oldest first. The lock stays
+   * closed to new grants until all have ended: a shorter delay placed later must not
+   * cut short a longer one (each expired holder asked for its own). Bounded: a closed
+   * lock gets no new holders, so there is at most one delay per holder it had when it
+   * closed.
+   */
+  readonly delays: LockDelay[];
 }
 
 export interface LockDescription {
@@ -52,7 +58,16 @@ export interface LockDescription {
   readonly mode: LockMode | null;
   readonly holders: readonly Holder[];
   readonly waiters: readonly Waiter[];
+  /** The latest lock-delay placed on the lock, while any is in force. */
   readonly delayIndex: LogIndex | null;
+  /** Every lock-delay in force, oldest first; the lock is closed while this is not empty. */
+  readonly delays: readonly LockDelay[];
+}
+
+/** A lock-delay: placed by the expiry entry at `index`, for `delayMs` from that entry. */
+export interface LockDelay {
+  readonly index: LogIndex;
+  readonly delayMs: number;
 }
 
 export interface SessionDescription {
@@ -70,24 +85,43 @@ export interface FenceValidation {
   readonly currentToken: FencingToken | null;
 }
 
-/** Plain data, in a canonical order: two replicas at one index produce equal snapshots. */
+/**
+ * Plain data, in a canonical order: two replicas at one index produce equal snapshots.
+ * Version 2 keeps every lock-delay of a lock (version 1 kept one).
+ */
 export interface LockSnapshot {
+  readonly version: 2;
+  readonly appliedIndex: number;
+  readonly sessions: readonly SnapshotSession[];
+  readonly locks: readonly {
+    readonly name: string;
+    readonly holders: readonly Grant[];
+    readonly waiters: readonly Waiter[];
+    readonly delays: readonly { readonly index: number; readonly delayMs: number }[];
+  }[];
+  /** Remembered results, oldest first. */
+  readonly dedupe: readonly (readonly [string, LockResult])[];
+}
+
+/** What nodes wrote before version 2; `restore` still reads it. */
+export interface LockSnapshotV1 {
   readonly version: 1;
   readonly appliedIndex: number;
-  readonly sessions: readonly {
-    readonly id: number;
-    readonly ttlMs: number;
-    readonly clientName: string;
-    readonly lastRefreshIndex: number;
-  }[];
+  readonly sessions: readonly SnapshotSession[];
   readonly locks: readonly {
     readonly name: string;
     readonly holders: readonly Grant[];
     readonly waiters: readonly Waiter[];
     readonly delay: { readonly index: number; readonly delayMs: number } | null;
   }[];
-  /** Remembered results, oldest first. */
   readonly dedupe: readonly (readonly [string, LockResult])[];
+}
+
+interface SnapshotSession {
+  readonly id: number;
+  readonly ttlMs: number;
+  readonly clientName: string;
+  readonly lastRefreshIndex: number;
 }
 
 class Rejection extends Error {
@@ -305,7 +339,7 @@ export class LockStateMachine {
       this.removeHolder(lock, grant, reason);
       const delayMs = grant.lockDelayMs > 0 ? grant.lockDelayMs : this.limits.lockDelayMs;
       if (reason === 'expire' && delayMs > 0) {
-        lock.delay = { index: this.index, delayMs };
+        this.placeDelay(lock.delays, { index: this.index, delayMs });
         this.emit({ type: 'delayStarted', lock: name, delayIndex: this.index, delayMs });
       }
       touched.add(name);
@@ -446,8 +480,10 @@ export class LockStateMachine {
 
   private lockDelayEnded(name: string, delayIndex: LogIndex): LockResult {
     const lock = this.locks.get(name);
-    if (lock === undefined || lock.delay?.index !== delayIndex) return { type: 'Stale' };
-    lock.delay = null;
+    const position = lock?.delays.findIndex((delay) => delay.index === delayIndex) ?? -1;
+    if (lock === undefined || position < 0) return { type: 'Stale' };
+    // Ends only its own delay; the lock reopens when the last one ends.
+    lock.delays.splice(position, 1);
     this.emit({ type: 'delayEnded', lock: name, delayIndex });
     this.promote(lock);
     return { type: 'LockDelayEnded', lock: name };
@@ -476,7 +512,7 @@ export class LockStateMachine {
 
   /** A new grant must not jump the queue, and shared grants join only shared holders. */
   private grantable(lock: LockRecord, mode: LockMode): boolean {
-    if (lock.delay !== null || lock.waiters.length > 0) return false;
+    if (lock.delays.length > 0 || lock.waiters.length > 0) return false;
     return this.compatible(lock, mode);
   }
 
@@ -485,7 +521,7 @@ export class LockStateMachine {
     return this.modesCompatible(mode, holderModes);
   }
 
-  // The four rules below are protected so that tests can break each one in a subclass
+  // The rules below are protected so that tests can break each one in a subclass
   // and prove the property tests notice. Nothing else overrides them.
 
   /** A grant in `mode` can join holders in `holderModes`: none, or all shared with a shared request. */
@@ -504,6 +540,11 @@ export class LockStateMachine {
     return lastRefreshIndex === expiryRefreshIndex;
   }
 
+  /** A new lock-delay joins those in force: a later, shorter one must not end an earlier one. */
+  protected placeDelay(delays: LockDelay[], delay: LockDelay): void {
+    delays.push(delay);
+  }
+
   /** The remembered first result of a retried request. */
   protected rememberedResult(key: string): LockResult | undefined {
     return this.dedupe.get(key);
@@ -511,7 +552,7 @@ export class LockStateMachine {
 
   /** Grants waiters from the head of the queue: one exclusive, or every shared one in a row. */
   private promote(lock: LockRecord): void {
-    while (lock.delay === null) {
+    while (lock.delays.length === 0) {
       const head = lock.waiters[0];
       if (head === undefined || !this.compatible(lock, head.mode)) break;
       lock.waiters.shift();
@@ -590,14 +631,14 @@ export class LockStateMachine {
   }
 
   private createLock(name: string): LockRecord {
-    const lock: LockRecord = { name, holders: new Map(), waiters: [], delay: null };
+    const lock: LockRecord = { name, holders: new Map(), waiters: [], delays: [] };
     this.locks.set(name, lock);
     return lock;
   }
 
   /** A free lock with no waiters and no delay costs nothing: forget it. */
   private dropIfIdle(lock: LockRecord): void {
-    if (lock.holders.size === 0 && lock.waiters.length === 0 && lock.delay === null) {
+    if (lock.holders.size === 0 && lock.waiters.length === 0 && lock.delays.length === 0) {
       this.locks.delete(lock.name);
     }
   }
@@ -657,14 +698,15 @@ export class LockStateMachine {
   describe(name: string): LockDescription {
     const lock = this.locks.get(name);
     if (lock === undefined)
-      return { lock: name, mode: null, holders: [], waiters: [], delayIndex: null };
+      return { lock: name, mode: null, holders: [], waiters: [], delayIndex: null, delays: [] };
     const holders = [...lock.holders.values()].map(publicHolder);
     return {
       lock: name,
       mode: holders[0]?.mode ?? null,
       holders,
       waiters: [...lock.waiters],
-      delayIndex: lock.delay?.index ?? null,
+      delayIndex: lock.delays.at(-1)?.index ?? null,
+      delays: [...lock.delays],
     };
   }
 
@@ -705,9 +747,9 @@ export class LockStateMachine {
     return this.locks.get(name)?.holders.get(id)?.maxHoldMs ?? 0;
   }
 
-  /** The lock-delay closing `lock`, if any; for the runtime's timers. */
-  delayOf(name: string): { readonly index: LogIndex; readonly delayMs: number } | null {
-    return this.locks.get(name)?.delay ?? null;
+  /** The lock-delays closing `lock`, oldest first; for the runtime's timers. */
+  delaysOf(name: string): readonly LockDelay[] {
+    return [...(this.locks.get(name)?.delays ?? [])];
   }
 
   /** Every session id, ascending. */
@@ -719,7 +761,7 @@ export class LockStateMachine {
 
   snapshot(): LockSnapshot {
     return {
-      version: 1,
+      version: 2,
       appliedIndex: this.appliedIndex,
       sessions: this.sessionIds().map((id) => {
         const session = this.sessions.get(id);
@@ -733,7 +775,7 @@ export class LockStateMachine {
           name,
           holders: [...lock.holders.values()],
           waiters: [...lock.waiters],
-          delay: lock.delay,
+          delays: [...lock.delays],
         };
       }),
       dedupe: [...this.dedupe.entries()],
@@ -741,8 +783,10 @@ export class LockStateMachine {
   }
 
   /** Replaces all state with a snapshot's. */
-  restore(snapshot: LockSnapshot): void {
-    assert(snapshot.version === 1, `unknown lock snapshot version ${snapshot.version}`);
+  restore(saved: LockSnapshot | LockSnapshotV1): void {
+    const version: number = saved.version;
+    assert(version === 1 || version === 2, `unknown lock snapshot version ${version}`);
+    const snapshot = saved.version === 1 ? upgradeSnapshotV1(saved) : saved;
     this.sessions.clear();
     this.locks.clear();
     this.dedupe.clear();
@@ -772,10 +816,9 @@ export class LockStateMachine {
       lock.waiters.push(waiter);
       this.restoredSession(waiter.sessionId, saved.name).waiting.add(saved.name);
     }
-    lock.delay =
-      saved.delay === null
-        ? null
-        : { index: saved.delay.index as LogIndex, delayMs: saved.delay.delayMs };
+    for (const delay of saved.delays) {
+      lock.delays.push({ index: delay.index as LogIndex, delayMs: delay.delayMs });
+    }
   }
 
   private restoredSession(id: SessionId, lock: string): SessionRecord {
@@ -791,12 +834,18 @@ export class LockStateMachine {
       if (modes.includes('exclusive'))
         assert(modes.length === 1, `${lock.name} has an exclusive holder beside others`);
       assert(
-        lock.holders.size + lock.waiters.length > 0 || lock.delay !== null,
+        lock.holders.size + lock.waiters.length + lock.delays.length > 0,
         `${lock.name} is idle but kept`,
       );
       assert(
         lock.waiters.length <= this.limits.waitersPerLockMax,
         `${lock.name} has too many waiters`,
+      );
+      // At most one delay per expired holder, and a closed lock gets no new holders.
+      assert(lock.delays.length <= this.limits.sessionsMax, `${lock.name} has too many delays`);
+      assert(
+        lock.delays.every((delay, k) => k === 0 || delay.index > (lock.delays[k - 1]?.index ?? 0)),
+        `${lock.name} has delays out of order`,
       );
       for (const id of lock.holders.keys()) {
         assert(
@@ -815,6 +864,20 @@ export class LockStateMachine {
     assert(this.locks.size <= this.limits.locksMax, 'too many locks');
     assert(this.dedupe.size <= this.limits.dedupeWindowMax, 'dedupe window overflow');
   }
+}
+
+/** A version 1 snapshot in version 2's shape: its one lock-delay becomes a list of one. */
+function upgradeSnapshotV1(saved: LockSnapshotV1): LockSnapshot {
+  return {
+    version: 2,
+    appliedIndex: saved.appliedIndex,
+    sessions: saved.sessions,
+    locks: saved.locks.map(({ delay, ...lock }) => ({
+      ...lock,
+      delays: delay === null ? [] : [delay],
+    })),
+    dedupe: saved.dedupe,
+  };
 }
 
 /**

@@ -99,11 +99,11 @@ export class LockTimers {
           lock: event.lock,
           delayIndex: event.delayIndex,
         };
-        this.set(delayKey(event.lock), command, nowMs + event.delayMs);
+        this.set(delayKey(event.lock, event.delayIndex), command, nowMs + event.delayMs);
         return;
       }
       case 'delayEnded':
-        this.delete(delayKey(event.lock));
+        this.delete(delayKey(event.lock, event.delayIndex));
         return;
     }
   }
@@ -157,10 +157,9 @@ export class LockTimers {
   }
 
   private restoreLock(state: LockStateMachine, lock: string, nowMs: number): void {
-    const delay = state.delayOf(lock);
-    if (delay !== null) {
+    for (const delay of state.delaysOf(lock)) {
       const command: LockCommand = { type: 'LockDelayEnded', lock, delayIndex: delay.index };
-      this.set(delayKey(lock), command, nowMs + delay.delayMs);
+      this.set(delayKey(lock, delay.index), command, nowMs + delay.delayMs);
     }
     const description = state.describe(lock);
     for (const waiter of description.waiters) {
@@ -222,6 +221,7 @@ function waitKey(lock: string, id: SessionId): string {
 function holdKey(lock: string, id: SessionId): string {
   return `h/${id}/${lock}`;
 }
-function delayKey(lock: string): string {
-  return `d/${lock}`;
+/** One deadline per delay: a lock keeps every delay placed on it until each has run. */
+function delayKey(lock: string, delayIndex: LogIndex): string {
+  return `d/${delayIndex}/${lock}`;
 }

@@ -47,7 +47,11 @@ export interface ModelLock {
   holders: ModelGrant[];
   /** In the order they queued. */
   waiters: ModelWaiter[];
-  delay: { index: number; delayMs: number } | null;
+  /**
+   * Every lock-delay placed and not yet ended. Each expired holder's delay runs its full
+   * length, so the lock stays closed while any is here.
+   */
+  delays: { index: number; delayMs: number }[];
 }
 
 /** What the model says a command returns. Rejected carries no detail. */
@@ -74,6 +78,7 @@ export interface ModelDescription {
   holders: ModelHolder[];
   waiters: ModelWaiter[];
   delayIndex: number | null;
+  delays: { index: number; delayMs: number }[];
 }
 
 export interface ModelSessionDescription {
@@ -134,14 +139,14 @@ export class LockModel {
   lock(name: string): ModelLock {
     let lock = this.locks.find((candidate) => candidate.name === name);
     if (lock === undefined) {
-      lock = { name, holders: [], waiters: [], delay: null };
+      lock = { name, holders: [], waiters: [], delays: [] };
       this.locks.push(lock);
     }
     return lock;
   }
 
   inUse(lock: ModelLock): boolean {
-    return lock.holders.length > 0 || lock.waiters.length > 0 || lock.delay !== null;
+    return lock.holders.length > 0 || lock.waiters.length > 0 || lock.delays.length > 0;
   }
 
   locksInUse(): ModelLock[] {
@@ -169,7 +174,7 @@ export class LockModel {
 
   /** From the head of the queue: one exclusive, or every shared waiter in a row. */
   private promote(lock: ModelLock): void {
-    if (lock.delay !== null) return;
+    if (lock.delays.length > 0) return;
     while (lock.waiters.length > 0) {
       const head = lock.waiters[0] as ModelWaiter;
       if (!this.compatible(lock, head.mode)) return;
@@ -195,7 +200,7 @@ export class LockModel {
       lock.holders = lock.holders.filter((holder) => holder.sessionId !== session.id);
       if (grant !== undefined && expired) {
         const delayMs = grant.lockDelayMs > 0 ? grant.lockDelayMs : this.limits.lockDelayMs;
-        if (delayMs > 0) lock.delay = { index: this.index, delayMs };
+        if (delayMs > 0) lock.delays.push({ index: this.index, delayMs });
       }
       if (grant !== undefined || lock.waiters.length !== waitersBefore) touched.push(lock);
     }
@@ -333,7 +338,9 @@ export class LockModel {
           return rejected('limitReached');
         }
         const canGrant =
-          lock.delay === null && lock.waiters.length === 0 && this.compatible(lock, command.mode);
+          lock.delays.length === 0 &&
+          lock.waiters.length === 0 &&
+          this.compatible(lock, command.mode);
         if (canGrant) {
           const grant = this.addHolder(lock, {
             sessionId: command.sessionId,
@@ -408,9 +415,9 @@ export class LockModel {
 
       case 'LockDelayEnded': {
         const lock = this.lock(command.lock);
-        if (lock.delay === null || lock.delay.index !== command.delayIndex)
-          return { type: 'Stale' };
-        lock.delay = null;
+        const mine = lock.delays.find((delay) => delay.index === command.delayIndex);
+        if (mine === undefined) return { type: 'Stale' };
+        lock.delays = lock.delays.filter((delay) => delay !== mine);
         this.promote(lock);
         return { type: 'LockDelayEnded', lock: lock.name };
       }
@@ -443,14 +450,15 @@ export class LockModel {
   describe(name: string): ModelDescription {
     const lock = this.locks.find((candidate) => candidate.name === name);
     if (lock === undefined || !this.inUse(lock)) {
-      return { lock: name, mode: null, holders: [], waiters: [], delayIndex: null };
+      return { lock: name, mode: null, holders: [], waiters: [], delayIndex: null, delays: [] };
     }
     return {
       lock: name,
       mode: lock.holders.length > 0 ? (lock.holders[0] as ModelGrant).mode : null,
       holders: lock.holders.map(publicHolder),
       waiters: lock.waiters.map((waiter) => ({ ...waiter })),
-      delayIndex: lock.delay === null ? null : lock.delay.index,
+      delayIndex: lock.delays.length === 0 ? null : Math.max(...lock.delays.map((d) => d.index)),
+      delays: lock.delays.map((delay) => ({ ...delay })),
     };
   }
 

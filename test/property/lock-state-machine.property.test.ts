@@ -6,7 +6,7 @@
  * queries, and independent checks on the events (mutual exclusion, tokens increase,
  * FIFO, a gone session holds and waits for nothing).
  *
- * Teeth: four subclasses each break one rule through a protected seam, and the same
+ * Teeth: subclasses each break one rule through a protected seam, and the same
  * property must find a counterexample for each within the same number of runs.
  */
 import assert from 'node:assert/strict';
@@ -14,6 +14,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   type LockCommand,
+  type LockDelay,
   type LockEvent,
   type LockLimits,
   type LockMode,
@@ -317,7 +318,7 @@ function recordHistory(w: ModelWorld): void {
   }
   for (const lock of w.m.locks) {
     for (const holder of lock.holders) addOnce(listOf(w.tokens, lock.name), holder.token);
-    if (lock.delay !== null) addOnce(listOf(w.delays, lock.name), lock.delay.index);
+    for (const delay of lock.delays) addOnce(listOf(w.delays, lock.name), delay.index);
   }
 }
 
@@ -627,9 +628,9 @@ const lockDelayEnded = fc
   .map(
     ({ lock: named, which, k }) =>
       new ApplyCommand('LockDelayEnded', { lock: named, which, k }, (w) => {
-        const delayed = w.m.locksInUse().filter((candidate) => candidate.delay !== null);
+        const delayed = w.m.locksInUse().filter((candidate) => candidate.delays.length > 0);
         const lock = which === 'current' ? (pick(delayed, k)?.name ?? named) : named;
-        const current = w.m.describe(lock).delayIndex;
+        const current = pick(w.m.describe(lock).delays, k)?.index;
         const seen = pick(w.delays.get(lock) ?? [], k);
         let delayIndex = BOGUS_INDEX;
         if (which === 'current') delayIndex = current ?? seen ?? BOGUS_INDEX;
@@ -637,6 +638,23 @@ const lockDelayEnded = fc
         return { type: 'LockDelayEnded', lock, delayIndex: asIndex(delayIndex) };
       }),
   );
+
+/**
+ * A holder's session runs out: the leader's expiry with the guard it timed, so that
+ * shared holders expire one after another and their lock-delays pile up.
+ */
+const expireHolder = target.map(
+  (target) =>
+    new ApplyCommand('ExpireHolder', target, (w) => {
+      const { sessionId } = aim(w, { ...target, focus: 1 }, 'holders');
+      const session = w.m.findSession(sessionId);
+      return {
+        type: 'ExpireSession',
+        sessionId: asSession(sessionId),
+        lastRefreshIndex: asIndex(session?.lastRefreshIndex ?? BOGUS_INDEX),
+      };
+    }),
+);
 
 const maxHoldReached = fc.record({ target, token: tokenRef }).map(
   ({ target, token }) =>
@@ -678,6 +696,7 @@ const commandArbitraries: fc.Arbitrary<fc.Command<ModelWorld, RealWorld>>[] = [
   keepAlive,
   closeSession,
   expireSession,
+  expireHolder,
   acquire,
   acquire,
   acquire,
@@ -777,11 +796,19 @@ class NoDedupe extends LockStateMachine {
   }
 }
 
+/** (e) A new lock-delay replaces the one in force, so a short one cuts a long one short. */
+class DelayOverwrites extends LockStateMachine {
+  protected override placeDelay(delays: LockDelay[], delay: LockDelay): void {
+    delays.splice(0, delays.length, delay);
+  }
+}
+
 const BUGS: readonly [string, Factory][] = [
   ['a grant to a second exclusive holder', (limits) => new GrantsSecondExclusive(limits)],
   ['a token taken from the waiter request entry', (limits) => new TokenFromRequest(limits)],
   ['an expiry applied without its guard', (limits) => new UnguardedExpiry(limits)],
   ['dedupe by request id turned off', (limits) => new NoDedupe(limits)],
+  ['a lock-delay that replaces the one in force', (limits) => new DelayOverwrites(limits)],
 ];
 
 // ------------------------------------------------------------------ tests

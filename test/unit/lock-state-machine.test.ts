@@ -285,7 +285,7 @@ describe('LockStateMachine', () => {
         delayMs: 500,
       });
       expect(log.sm.describe('db')).toMatchObject({ holders: [], delayIndex: expireIndex });
-      expect(log.sm.delayOf('db')).toEqual({ index: expireIndex, delayMs: 500 });
+      expect(log.sm.delaysOf('db')).toEqual([{ index: expireIndex, delayMs: 500 }]);
       expect(log.sm.validateFence('db', asToken(ta))).toEqual({ valid: false, currentToken: null });
       // Closed: a try-lock fails with no holders, a waiting request queues.
       expect(log.acquire(b, 'db')).toEqual({ type: 'NotAcquired', lock: 'db', holders: [] });
@@ -309,7 +309,7 @@ describe('LockStateMachine', () => {
       const [a, b] = [log.open(), log.open()];
       log.acquire(a, 'db');
       log.apply({ type: 'ExpireSession', sessionId: a, lastRefreshIndex: asIndex(a) });
-      expect(log.sm.delayOf('db')).toEqual({ index: log.index, delayMs: 200 });
+      expect(log.sm.delaysOf('db')).toEqual([{ index: log.index, delayMs: 200 }]);
       expect(log.acquire(b, 'db').type).toBe('NotAcquired');
     });
 
@@ -332,7 +332,7 @@ describe('LockStateMachine', () => {
       const [a, b] = [log.open(), log.open()];
       log.acquire(a, 'db');
       log.apply({ type: 'ExpireSession', sessionId: a, lastRefreshIndex: asIndex(a) });
-      expect(log.sm.delayOf('db')).toBeNull();
+      expect(log.sm.delaysOf('db')).toEqual([]);
       expect(log.acquire(b, 'db').type).toBe('Acquired');
     });
   });
@@ -687,6 +687,7 @@ describe('LockStateMachine', () => {
         holders: [],
         waiters: [],
         delayIndex: null,
+        delays: [],
       });
     });
 
@@ -726,6 +727,7 @@ describe('LockStateMachine', () => {
           },
         ],
         delayIndex: null,
+        delays: [],
       });
       expect(log.sm.session(b)).toEqual({
         sessionId: b,
@@ -776,7 +778,7 @@ describe('LockStateMachine', () => {
       const index = asIndex(original.index + 1);
       expect(copy.apply(index, next)).toEqual(original.sm.apply(index, next));
       expect(JSON.stringify(copy.snapshot())).toBe(JSON.stringify(original.sm.snapshot()));
-      expect(() => copy.restore({ ...JSON.parse(text), version: 2 })).toThrow(/version/);
+      expect(() => copy.restore({ ...JSON.parse(text), version: 3 })).toThrow(/version/);
     });
   });
 });

@@ -5,7 +5,8 @@
  * Withdraw and Promote commands that came with the fixes.
  */
 import { describe, expect, it } from 'vitest';
-import { expectRejected, Log, tokenOf } from './lock-log.ts';
+import { type LockCommand, LockTimers } from '../../src/lock/index.ts';
+import { asIndex, asSession, asToken, expectRejected, Log, tokenOf } from './lock-log.ts';
 
 describe('a session asking for a lock in the mode it does not hold', () => {
   it('is refused with modeMismatch when it holds the lock shared and asks exclusive', () => {
@@ -60,5 +61,117 @@ describe('a session asking for a lock in the mode it does not hold', () => {
     log.release(a, 'L', tokenOf(first));
     // Once released, the same request runs afresh and is granted.
     expect(log.apply(ask)).toMatchObject({ type: 'Acquired', mode: 'exclusive' });
+  });
+});
+describe('lock-delays', () => {
+  it('a shorter delay does not end a longer one placed before it', () => {
+    const log = new Log();
+    const [a, b, c] = [log.open(), log.open(), log.open()];
+    log.acquire(a, 'L', { mode: 'shared', lockDelayMs: 1_000 });
+    log.acquire(b, 'L', { mode: 'shared', lockDelayMs: 100 });
+    log.apply({ type: 'ExpireSession', sessionId: a, lastRefreshIndex: asIndex(a) });
+    const delayA = log.index;
+    log.apply({ type: 'ExpireSession', sessionId: b, lastRefreshIndex: asIndex(b) });
+    const delayB = log.index;
+    log.acquire(c, 'L', { waitMs: 5_000 });
+    // B's short delay ends first: A's still closes the lock.
+    expect(log.apply({ type: 'LockDelayEnded', lock: 'L', delayIndex: asIndex(delayB) })).toEqual({
+      type: 'LockDelayEnded',
+      lock: 'L',
+    });
+    expect(log.holders('L')).toEqual([]);
+    expect(log.sm.delaysOf('L')).toEqual([{ index: delayA, delayMs: 1_000 }]);
+    expect(log.sm.describe('L')).toMatchObject({
+      delayIndex: delayA,
+      delays: [{ index: delayA, delayMs: 1_000 }],
+    });
+    // An ended delay cannot end again.
+    expect(log.apply({ type: 'LockDelayEnded', lock: 'L', delayIndex: asIndex(delayB) })).toEqual({
+      type: 'Stale',
+    });
+    expect(log.apply({ type: 'LockDelayEnded', lock: 'L', delayIndex: asIndex(delayA) })).toEqual({
+      type: 'LockDelayEnded',
+      lock: 'L',
+    });
+    expect(log.holders('L')).toEqual([[c, 'exclusive', log.index]]);
+    expect(log.sm.describe('L')).toMatchObject({ delayIndex: null, delays: [] });
+  });
+
+  it('the delays round-trip through a snapshot', () => {
+    const log = new Log();
+    const [a, b] = [log.open(), log.open()];
+    log.acquire(a, 'L', { mode: 'shared', lockDelayMs: 900 });
+    log.acquire(b, 'L', { mode: 'shared', lockDelayMs: 300 });
+    log.apply({ type: 'ExpireSession', sessionId: a, lastRefreshIndex: asIndex(a) });
+    log.apply({ type: 'ExpireSession', sessionId: b, lastRefreshIndex: asIndex(b) });
+    const text = JSON.stringify(log.sm.snapshot());
+    const copy = new Log();
+    copy.sm.restore(JSON.parse(text));
+    expect(copy.sm.delaysOf('L')).toEqual(log.sm.delaysOf('L'));
+    expect(JSON.stringify(copy.sm.snapshot())).toBe(text);
+  });
+
+  it('restore still reads a version 1 snapshot, whose one delay becomes a list of one', () => {
+    const copy = new Log();
+    copy.sm.restore({
+      version: 1,
+      appliedIndex: 9,
+      sessions: [{ id: 2, ttlMs: 10_000, clientName: 'c', lastRefreshIndex: 2 }],
+      locks: [
+        { name: 'L', holders: [], waiters: [], delay: { index: 8, delayMs: 500 } },
+        {
+          name: 'M',
+          holders: [
+            {
+              sessionId: asSession(2),
+              owner: 'o',
+              mode: 'exclusive',
+              token: asToken(5),
+              requestIndex: asIndex(5),
+              maxHoldMs: 0,
+              lockDelayMs: 0,
+            },
+          ],
+          waiters: [],
+          delay: null,
+        },
+      ],
+      dedupe: [],
+    });
+    copy.sm.checkInvariants();
+    expect(copy.sm.delaysOf('L')).toEqual([{ index: 8, delayMs: 500 }]);
+    expect(copy.sm.delaysOf('M')).toEqual([]);
+    expect(copy.sm.snapshot().version).toBe(2);
+    expect(copy.sm.validateFence('M', asToken(5))).toEqual({ valid: true, currentToken: 5 });
+  });
+
+  it('the timers end each delay on its own deadline, and rebuild every one on restore', () => {
+    const log = new Log();
+    const timers = new LockTimers({ reproposeIntervalMs: 1_000, dueBatchMax: 100 });
+    const at = (nowMs: number, command: LockCommand) => {
+      const out = log.applyFull(command);
+      timers.applied(asIndex(log.index), out.events, nowMs);
+      return out.result;
+    };
+    const [a, b] = [log.open(60_000), log.open(60_000)];
+    at(0, log.acquireCommand(a, 'L', { mode: 'shared', lockDelayMs: 10_000 }));
+    at(0, log.acquireCommand(b, 'L', { mode: 'shared', lockDelayMs: 1_000 }));
+    at(0, { type: 'ExpireSession', sessionId: a, lastRefreshIndex: asIndex(a) });
+    const delayA = log.index;
+    at(500, { type: 'ExpireSession', sessionId: b, lastRefreshIndex: asIndex(b) });
+    const delayB = log.index;
+    const delaysDue = (nowMs: number) =>
+      timers.due(nowMs).filter((command) => command.type === 'LockDelayEnded');
+    expect(delaysDue(1_499)).toEqual([]);
+    expect(delaysDue(1_500)).toEqual([{ type: 'LockDelayEnded', lock: 'L', delayIndex: delayB }]);
+    at(1_500, { type: 'LockDelayEnded', lock: 'L', delayIndex: asIndex(delayB) });
+    expect(delaysDue(9_999)).toEqual([]);
+    expect(delaysDue(10_000)).toEqual([{ type: 'LockDelayEnded', lock: 'L', delayIndex: delayA }]);
+
+    const rebuilt = new LockTimers({ reproposeIntervalMs: 1_000, dueBatchMax: 100 });
+    rebuilt.restore(log.sm, 20_000);
+    expect(rebuilt.due(30_000).filter((command) => command.type === 'LockDelayEnded')).toEqual([
+      { type: 'LockDelayEnded', lock: 'L', delayIndex: delayA },
+    ]);
   });
 });
