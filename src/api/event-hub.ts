@@ -88,6 +88,7 @@ function eventSession(event: LockEvent): SessionId | null {
       return event.sessionId;
     case 'delayStarted':
     case 'delayEnded':
+    case 'promotionPending':
       return null;
   }
 }

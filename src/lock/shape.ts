@@ -28,6 +28,7 @@ const FIELDS: Readonly<Record<LockCommandType, Readonly<Record<string, FieldKind
   WaitExpired: { lock: 'string', sessionId: 'number', waiterIndex: 'number' },
   LockDelayEnded: { lock: 'string', delayIndex: 'number' },
   MaxHoldReached: { lock: 'string', sessionId: 'number', token: 'number' },
+  Promote: { lock: 'string', afterIndex: 'number' },
   Revoke: { lock: 'string', reason: 'string' },
 };
 

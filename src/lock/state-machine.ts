@@ -158,6 +158,8 @@ export class LockStateMachine {
   private readonly dedupe = new Map<string, LockResult>();
   /** Events of the command being applied, in order. */
   private events: LockEvent[] = [];
+  /** Grants made by the command being applied, per lock name. */
+  private readonly grantsInEntry = new Map<string, number>();
   private index: LogIndex = 0 as LogIndex;
 
   constructor(limits: Partial<LockLimits> = {}) {
@@ -187,6 +189,7 @@ export class LockStateMachine {
     this.appliedIndex = index;
     this.index = index;
     this.events = [];
+    this.grantsInEntry.clear();
     const shapeProblem = commandShapeProblem(command);
     if (shapeProblem !== null) {
       return {
@@ -255,6 +258,8 @@ export class LockStateMachine {
         return this.lockDelayEnded(command.lock, command.delayIndex);
       case 'MaxHoldReached':
         return this.maxHoldReached(command.lock, command.sessionId, command.token);
+      case 'Promote':
+        return this.promoteHead(command.lock);
       case 'Revoke':
         return this.revoke(command.lock);
       default:
@@ -499,6 +504,15 @@ export class LockStateMachine {
     return { type: 'MaxHoldReached', lock: name, token };
   }
 
+  /** Guarded by the state alone: a duplicate or late Promote finds nothing to grant. */
+  private promoteHead(name: string): LockResult {
+    const lock = this.locks.get(name);
+    if (lock === undefined || !this.promotionPendingOn(lock)) return { type: 'Stale' };
+    const grant = this.promote(lock);
+    assert(grant !== null, `a pending promotion of ${name} granted nothing`);
+    return { type: 'Promoted', lock: name, sessionId: grant.sessionId, token: grant.token };
+  }
+
   private revoke(name: string): LockResult {
     this.checkLockName(name);
     const lock = this.locks.get(name);
@@ -550,12 +564,27 @@ export class LockStateMachine {
     return this.dedupe.get(key);
   }
 
-  /** Grants waiters from the head of the queue: one exclusive, or every shared one in a row. */
-  private promote(lock: LockRecord): void {
-    while (lock.delays.length === 0) {
-      const head = lock.waiters[0];
-      if (head === undefined || !this.compatible(lock, head.mode)) break;
-      lock.waiters.shift();
+  /**
+   * One entry grants at most one holder per lock, so that a token (the index of the
+   * granting entry) names exactly one grant: two shared holders granted by one entry
+   * would share a token, and the fence would stay valid for the one whose session
+   * ended. Protected so that a test can break it.
+   */
+  protected grantsPerEntryPerLockMax(): number {
+    return 1;
+  }
+
+  /**
+   * Grants the head waiter if it fits and this entry may still grant the lock, and
+   * returns the grant. If another compatible waiter is then at the head, it is left for
+   * a Promote entry (event promotionPending). Every change to a lock's holders, waiters
+   * or delays ends with a call here, which the timers rely on.
+   */
+  private promote(lock: LockRecord): Grant | null {
+    let granted: Grant | null = null;
+    while (this.promotionPendingOn(lock) && this.mayGrant(lock)) {
+      const head = lock.waiters.shift();
+      assert(head !== undefined, `pending promotion of ${lock.name} without a waiter`);
       const session = this.sessions.get(head.sessionId);
       assert(session !== undefined, `waiter of ${lock.name} has no session ${head.sessionId}`);
       session.waiting.delete(lock.name);
@@ -567,10 +596,21 @@ export class LockStateMachine {
         reason: 'granted',
       });
       // The token is this entry's index, above every index of the previous tenure.
-      this.grant(lock, session, head);
-      if (head.mode === 'exclusive') break;
+      granted = this.grant(lock, session, head);
     }
+    if (this.promotionPendingOn(lock)) this.emit({ type: 'promotionPending', lock: lock.name });
     this.dropIfIdle(lock);
+    return granted;
+  }
+
+  /** The head waiter could be granted now: no lock-delay, and it fits the holders. */
+  private promotionPendingOn(lock: LockRecord): boolean {
+    const head = lock.waiters[0];
+    return lock.delays.length === 0 && head !== undefined && this.compatible(lock, head.mode);
+  }
+
+  private mayGrant(lock: LockRecord): boolean {
+    return (this.grantsInEntry.get(lock.name) ?? 0) < this.grantsPerEntryPerLockMax();
   }
 
   private grant(
@@ -579,6 +619,8 @@ export class LockStateMachine {
     request: Pick<Waiter, 'owner' | 'mode' | 'requestIndex' | 'maxHoldMs' | 'lockDelayMs'>,
   ): Grant {
     assert(this.compatible(lock, request.mode), `grant of ${lock.name} conflicts with its holders`);
+    assert(this.mayGrant(lock), `entry ${this.index} already granted ${lock.name}`);
+    this.grantsInEntry.set(lock.name, (this.grantsInEntry.get(lock.name) ?? 0) + 1);
     const grant: Grant = {
       sessionId: session.id,
       owner: request.owner,
@@ -752,6 +794,12 @@ export class LockStateMachine {
     return [...(this.locks.get(name)?.delays ?? [])];
   }
 
+  /** Whether `lock` waits for a Promote: its head waiter could be granted now. For the timers. */
+  promotionPending(name: string): boolean {
+    const lock = this.locks.get(name);
+    return lock !== undefined && this.promotionPendingOn(lock);
+  }
+
   /** Every session id, ascending. */
   sessionIds(): SessionId[] {
     return [...this.sessions.keys()].sort((a, b) => a - b);
@@ -898,6 +946,7 @@ function dedupeKey(command: LockCommand): string | null {
     case 'WaitExpired':
     case 'LockDelayEnded':
     case 'MaxHoldReached':
+    case 'Promote':
     case 'Revoke':
       // Idempotent or guarded already.
       return null;

@@ -70,6 +70,13 @@ export type LockCommand =
       readonly sessionId: SessionId;
       readonly token: FencingToken;
     }
+  /**
+   * Timer: grants the next compatible head waiter of `lock` (at most one), as one entry
+   * grants at most one holder per lock. Proposed at once after an entry left the lock
+   * with a grantable head waiter (event `promotionPending`); `afterIndex` is that entry.
+   * Stale when nothing is grantable.
+   */
+  | { readonly type: 'Promote'; readonly lock: string; readonly afterIndex: LogIndex }
   /** Operator: frees the lock's current grants, so the next grant gets a higher token. */
   | { readonly type: 'Revoke'; readonly lock: string; readonly reason: string };
 
@@ -137,6 +144,12 @@ export type LockResult =
   | { readonly type: 'WaitExpired'; readonly lock: string; readonly sessionId: SessionId }
   | { readonly type: 'LockDelayEnded'; readonly lock: string }
   | { readonly type: 'MaxHoldReached'; readonly lock: string; readonly token: FencingToken }
+  | {
+      readonly type: 'Promoted';
+      readonly lock: string;
+      readonly sessionId: SessionId;
+      readonly token: FencingToken;
+    }
   /** A guarded timer command that no longer matched the state: nothing changed. */
   | { readonly type: 'Stale' }
   | {
@@ -181,6 +194,12 @@ export type LockEvent =
       readonly delayMs: number;
     }
   | { readonly type: 'delayEnded'; readonly lock: string; readonly delayIndex: LogIndex }
+  /**
+   * After this entry the lock's head waiter could be granted, but this entry already
+   * granted the lock once (one grant per entry keeps tokens unique). The leader's timers
+   * propose a Promote for it at once. Always the last event of its entry for the lock.
+   */
+  | { readonly type: 'promotionPending'; readonly lock: string }
   | {
       readonly type: 'sessionRefreshed';
       readonly sessionId: SessionId;

@@ -69,6 +69,7 @@ export type ModelResult =
   | { type: 'WaitExpired'; lock: string; sessionId: number }
   | { type: 'LockDelayEnded'; lock: string }
   | { type: 'MaxHoldReached'; lock: string; token: number }
+  | { type: 'Promoted'; lock: string; sessionId: number; token: number }
   | { type: 'Stale' }
   | { type: 'Rejected'; code: string };
 
@@ -172,23 +173,29 @@ export class LockModel {
     return grant;
   }
 
-  /** From the head of the queue: one exclusive, or every shared waiter in a row. */
-  private promote(lock: ModelLock): void {
-    if (lock.delays.length > 0) return;
-    while (lock.waiters.length > 0) {
-      const head = lock.waiters[0] as ModelWaiter;
-      if (!this.compatible(lock, head.mode)) return;
-      lock.waiters.shift();
-      this.addHolder(lock, {
-        sessionId: head.sessionId,
-        owner: head.owner,
-        mode: head.mode,
-        requestIndex: head.requestIndex,
-        maxHoldMs: head.maxHoldMs,
-        lockDelayMs: head.lockDelayMs,
-      });
-      if (head.mode === 'exclusive') return;
-    }
+  /** The head waiter fits the holders and no lock-delay is in force. */
+  headGrantable(lock: ModelLock): boolean {
+    const head = lock.waiters[0];
+    return lock.delays.length === 0 && head !== undefined && this.compatible(lock, head.mode);
+  }
+
+  /**
+   * Grants the head waiter if it fits, unless this entry already granted the lock: a
+   * token is the granting entry's index, and every grant gets a token of its own. A
+   * second compatible waiter waits for a Promote entry.
+   */
+  private promote(lock: ModelLock): ModelGrant | null {
+    if (!this.headGrantable(lock)) return null;
+    if (lock.holders.some((holder) => holder.token === this.index)) return null;
+    const head = lock.waiters.shift() as ModelWaiter;
+    return this.addHolder(lock, {
+      sessionId: head.sessionId,
+      owner: head.owner,
+      mode: head.mode,
+      requestIndex: head.requestIndex,
+      maxHoldMs: head.maxHoldMs,
+      lockDelayMs: head.lockDelayMs,
+    });
   }
 
   private endSession(session: ModelSession, expired: boolean): void {
@@ -429,6 +436,18 @@ export class LockModel {
         lock.holders = lock.holders.filter((holder) => holder !== grant);
         this.promote(lock);
         return { type: 'MaxHoldReached', lock: lock.name, token: command.token };
+      }
+
+      case 'Promote': {
+        const lock = this.lock(command.lock);
+        const grant = this.promote(lock);
+        if (grant === null) return { type: 'Stale' };
+        return {
+          type: 'Promoted',
+          lock: lock.name,
+          sessionId: grant.sessionId,
+          token: grant.token,
+        };
       }
 
       case 'Revoke': {

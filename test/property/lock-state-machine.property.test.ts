@@ -96,7 +96,7 @@ interface RealWorld {
   readonly make: () => LockStateMachine;
   readonly log: LogStep[];
   /** Derived from events only, independently of the state machine's own bookkeeping. */
-  readonly queues: Map<string, { sessionId: number; requestIndex: number }[]>;
+  readonly queues: Map<string, { sessionId: number; requestIndex: number; mode: LockMode }[]>;
   readonly holders: Map<string, TrackedHolder[]>;
   readonly lastGrant: Map<string, { token: number; index: number }>;
   readonly ended: Set<number>;
@@ -163,11 +163,11 @@ function checkEvents(real: RealWorld, index: number, events: readonly LockEvent[
   for (const event of events) {
     switch (event.type) {
       case 'queued': {
-        const { sessionId, requestIndex } = event.waiter;
+        const { sessionId, requestIndex, mode } = event.waiter;
         if (requestIndex !== index)
           fail(`queued waiter has requestIndex ${requestIndex} at ${index}`);
         if (real.ended.has(sessionId)) fail(`gone session ${sessionId} queued for ${event.lock}`);
-        listOf(real.queues, event.lock).push({ sessionId, requestIndex });
+        listOf(real.queues, event.lock).push({ sessionId, requestIndex, mode });
         break;
       }
       case 'waitEnded': {
@@ -189,11 +189,9 @@ function checkEvents(real: RealWorld, index: number, events: readonly LockEvent[
         const { sessionId, mode, token } = event.holder;
         if (real.ended.has(sessionId)) fail(`gone session ${sessionId} granted ${event.lock}`);
         if (token !== index) fail(`${event.lock} granted with token ${token} by entry ${index}`);
+        // Every grant has a token of its own: one entry grants a lock at most once.
         const last = real.lastGrant.get(event.lock);
-        if (
-          last !== undefined &&
-          !(token > last.token || (token === last.token && last.index === index))
-        ) {
+        if (last !== undefined && !(token > last.token)) {
           fail(`${event.lock} token ${token} after ${last.token}: tokens must strictly increase`);
         }
         real.lastGrant.set(event.lock, { token, index });
@@ -239,6 +237,19 @@ function checkEvents(real: RealWorld, index: number, events: readonly LockEvent[
         }
         break;
       }
+      case 'promotionPending': {
+        const head = listOf(real.queues, event.lock)[0];
+        const holders = listOf(real.holders, event.lock);
+        if (head === undefined) fail(`promotionPending for ${event.lock} with no waiter`);
+        if (
+          head.mode === 'exclusive'
+            ? holders.length > 0
+            : holders.some((h) => h.mode === 'exclusive')
+        ) {
+          fail(`promotionPending for ${event.lock}, whose head waiter does not fit its holders`);
+        }
+        break;
+      }
       case 'sessionRefreshed':
       case 'delayStarted':
       case 'delayEnded':
@@ -271,6 +282,12 @@ function checkState(w: ModelWorld, real: RealWorld): void {
       actual.waiters.map((waiter) => waiter.sessionId),
       queued,
       `waiters of ${name} as the events tell`,
+    );
+    const modelLock = w.m.locks.find((lock) => lock.name === name);
+    assert.equal(
+      sut.promotionPending(name),
+      modelLock !== undefined && w.m.headGrantable(modelLock),
+      `promotionPending(${name})`,
     );
     for (const token of [...(w.tokens.get(name) ?? []), BOGUS_INDEX]) {
       assert.deepStrictEqual(
@@ -684,6 +701,19 @@ const retry = fc.nat(7).map(
     }),
 );
 
+/**
+ * The leader's Promote: mostly for a lock whose promotion is pending (as the timers
+ * would), now and then for any lock, with the index of the entry before it.
+ */
+const promote = fc.record({ lock: lockName, focus: fc.nat(3), k: fc.nat(9) }).map(
+  ({ lock: named, focus, k }) =>
+    new ApplyCommand('Promote', { lock: named, focus, k }, (w) => {
+      const pending = w.m.locksInUse().filter((lock) => w.m.headGrantable(lock));
+      const lock = focus > 0 ? (pick(pending, k)?.name ?? named) : named;
+      return { type: 'Promote', lock, afterIndex: asIndex(w.next - 1) };
+    }),
+);
+
 const revoke = fc
   .record({ lock: lockName, reason: fc.constantFrom('operator', '') })
   .map((args) => new ApplyCommand('Revoke', args, () => ({ type: 'Revoke', ...args })));
@@ -710,6 +740,9 @@ const commandArbitraries: fc.Arbitrary<fc.Command<ModelWorld, RealWorld>>[] = [
   waitExpired,
   lockDelayEnded,
   maxHoldReached,
+  promote,
+  promote,
+  promote,
   revoke,
   retry,
   retry,
@@ -803,12 +836,20 @@ class DelayOverwrites extends LockStateMachine {
   }
 }
 
+/** (f) One entry grants every compatible waiter, so two shared grants share a token. */
+class ManyGrantsPerEntry extends LockStateMachine {
+  protected override grantsPerEntryPerLockMax(): number {
+    return Number.POSITIVE_INFINITY;
+  }
+}
+
 const BUGS: readonly [string, Factory][] = [
   ['a grant to a second exclusive holder', (limits) => new GrantsSecondExclusive(limits)],
   ['a token taken from the waiter request entry', (limits) => new TokenFromRequest(limits)],
   ['an expiry applied without its guard', (limits) => new UnguardedExpiry(limits)],
   ['dedupe by request id turned off', (limits) => new NoDedupe(limits)],
   ['a lock-delay that replaces the one in force', (limits) => new DelayOverwrites(limits)],
+  ['one entry granting several holders of a lock', (limits) => new ManyGrantsPerEntry(limits)],
 ];
 
 // ------------------------------------------------------------------ tests

@@ -102,7 +102,7 @@ describe('LockStateMachine', () => {
   });
 
   describe('FIFO queues', () => {
-    it('grants the shared waiters at the head together, then the exclusive one, then the rest', () => {
+    it('grants the shared waiters at the head one entry at a time, then the exclusive one, then the rest', () => {
       const log = new Log();
       const [a, b, c, d, e] = [log.open(), log.open(), log.open(), log.open(), log.open()];
       const ta = tokenOf(log.acquire(a, 'db'));
@@ -121,23 +121,25 @@ describe('LockStateMachine', () => {
       });
       const releaseIndex = log.index;
       expect(out.result).toEqual({ type: 'Released', lock: 'db' });
-      // b and c share one token: the index of the Release entry that granted them.
+      // The Release grants b only: c's grant needs an entry (and a token) of its own.
+      expect(log.holders('db')).toEqual([[b, 'shared', releaseIndex]]);
+      expect(out.events.map((event) => event.type)).toEqual([
+        'released',
+        'waitEnded',
+        'granted',
+        'promotionPending',
+      ]);
+      log.apply({ type: 'Promote', lock: 'db', afterIndex: asIndex(releaseIndex) });
+      const promoteIndex = log.index;
       expect(log.holders('db')).toEqual([
         [b, 'shared', releaseIndex],
-        [c, 'shared', releaseIndex],
+        [c, 'shared', promoteIndex],
       ]);
       expect(log.waiters('db')).toEqual([d, e]);
-      const granted = out.events.filter((event) => event.type === 'granted');
-      expect(granted.map((event) => event.holder.sessionId)).toEqual([b, c]);
-      const ended = out.events.filter((event) => event.type === 'waitEnded');
-      expect(ended.map((event) => [event.sessionId, event.reason])).toEqual([
-        [b, 'granted'],
-        [c, 'granted'],
-      ]);
 
       log.release(b, 'db', releaseIndex);
       expect(log.waiters('db')).toEqual([d, e]);
-      log.release(c, 'db', releaseIndex);
+      log.release(c, 'db', promoteIndex);
       expect(log.holders('db')).toEqual([[d, 'exclusive', log.index]]);
       expect(log.waiters('db')).toEqual([e]);
       const td = log.index;

@@ -175,3 +175,133 @@ describe('lock-delays', () => {
     ]);
   });
 });
+
+describe('one entry grants at most one holder per lock', () => {
+  /** A holds L exclusive; shared waiters B and C, then exclusive D, queue behind it. */
+  function queuedShared() {
+    const log = new Log();
+    const [a, b, c, d, e] = [log.open(), log.open(), log.open(), log.open(), log.open()];
+    const ta = tokenOf(log.acquire(a, 'L'));
+    log.acquire(b, 'L', { mode: 'shared', waitMs: 1_000 });
+    log.acquire(c, 'L', { mode: 'shared', waitMs: 1_000 });
+    log.acquire(d, 'L', { waitMs: 1_000 });
+    return { log, a, b, c, d, e, ta };
+  }
+
+  it('a release promotes one shared waiter; a Promote entry grants the next with its own token', () => {
+    const { log, a, b, c, d, ta } = queuedShared();
+    const out = log.applyFull({
+      type: 'Release',
+      lock: 'L',
+      sessionId: a,
+      token: asToken(ta),
+      requestId: 'rel',
+    });
+    const tb = log.index;
+    expect(log.holders('L')).toEqual([[b, 'shared', tb]]);
+    expect(log.waiters('L')).toEqual([c, d]);
+    expect(out.events.at(-1)).toEqual({ type: 'promotionPending', lock: 'L' });
+    expect(log.sm.promotionPending('L')).toBe(true);
+
+    const promoted = log.applyFull({ type: 'Promote', lock: 'L', afterIndex: asIndex(tb) });
+    const tc = log.index;
+    expect(promoted.result).toEqual({ type: 'Promoted', lock: 'L', sessionId: c, token: tc });
+    expect(log.holders('L')).toEqual([
+      [b, 'shared', tb],
+      [c, 'shared', tc],
+    ]);
+    // D is exclusive: nothing more to grant, so no promotion is pending.
+    expect(promoted.events.map((event) => event.type)).not.toContain('promotionPending');
+    expect(log.sm.promotionPending('L')).toBe(false);
+    expect(log.apply({ type: 'Promote', lock: 'L', afterIndex: asIndex(tc) })).toEqual({
+      type: 'Stale',
+    });
+  });
+
+  it('after one shared holder expires, its token no longer validates', () => {
+    const { log, a, b, c, ta } = queuedShared();
+    log.release(a, 'L', ta);
+    const tb = log.index;
+    log.apply({ type: 'Promote', lock: 'L', afterIndex: asIndex(tb) });
+    const tc = log.index;
+    expect(tb).not.toBe(tc);
+    log.apply({ type: 'ExpireSession', sessionId: b, lastRefreshIndex: asIndex(b) });
+    expect(log.sm.validateFence('L', asToken(tb))).toEqual({ valid: false, currentToken: tc });
+    expect(log.sm.validateFence('L', asToken(tc))).toEqual({ valid: true, currentToken: tc });
+    expect(log.holders('L')).toEqual([[c, 'shared', tc]]);
+  });
+
+  it('while a promotion is pending, a new shared Acquire queues behind the waiters', () => {
+    const { log, a, b, c, d, e, ta } = queuedShared();
+    log.release(a, 'L', ta);
+    expect(log.acquire(e, 'L', { mode: 'shared', waitMs: 0 }).type).toBe('NotAcquired');
+    expect(log.acquire(e, 'L', { mode: 'shared', waitMs: 1_000 })).toEqual({
+      type: 'Queued',
+      lock: 'L',
+      position: 2,
+    });
+    expect(log.waiters('L')).toEqual([c, d, e]);
+    expect(log.holders('L').map(([session]) => session)).toEqual([b]);
+  });
+
+  it('a Promote for a lock with nothing grantable is Stale and changes nothing', () => {
+    const log = new Log();
+    const [a, b] = [log.open(), log.open()];
+    log.acquire(a, 'L');
+    log.acquire(b, 'L', { waitMs: 1_000 });
+    const before = JSON.stringify(log.sm.snapshot().locks);
+    const out = log.applyFull({ type: 'Promote', lock: 'L', afterIndex: asIndex(1) });
+    expect(out).toEqual({ result: { type: 'Stale' }, events: [] });
+    expect(log.apply({ type: 'Promote', lock: 'free', afterIndex: asIndex(1) })).toEqual({
+      type: 'Stale',
+    });
+    expect(JSON.stringify(log.sm.snapshot().locks)).toBe(before);
+  });
+
+  it('the timers propose a Promote at once, again after restore, and drop it once granted', () => {
+    const { log, a, ta } = queuedShared();
+    const timers = new LockTimers({ reproposeIntervalMs: 1_000, dueBatchMax: 100 });
+    const at = (nowMs: number, command: LockCommand) => {
+      const out = log.applyFull(command);
+      timers.applied(asIndex(log.index), out.events, nowMs);
+      return out.result;
+    };
+    const promotes = (nowMs: number) =>
+      timers.due(nowMs).filter((command) => command.type === 'Promote');
+    at(100, { type: 'Release', lock: 'L', sessionId: a, token: asToken(ta), requestId: 'rel' });
+    const releaseIndex = log.index;
+    expect(promotes(100)).toEqual([{ type: 'Promote', lock: 'L', afterIndex: releaseIndex }]);
+    // Proposed once; offered again only after the repropose interval.
+    expect(promotes(100)).toEqual([]);
+
+    const rebuilt = new LockTimers({ reproposeIntervalMs: 1_000, dueBatchMax: 100 });
+    rebuilt.restore(log.sm, 5_000);
+    expect(rebuilt.due(5_000).filter((command) => command.type === 'Promote')).toEqual([
+      { type: 'Promote', lock: 'L', afterIndex: releaseIndex },
+    ]);
+
+    at(150, { type: 'Promote', lock: 'L', afterIndex: asIndex(releaseIndex) });
+    expect(promotes(10_000)).toEqual([]);
+  });
+
+  it('an expiry that frees several locks grants at most one holder on each', () => {
+    const log = new Log();
+    const [a, b, c] = [log.open(), log.open(), log.open()];
+    for (const lock of ['L', 'M']) {
+      log.acquire(a, lock);
+      log.acquire(b, lock, { mode: 'shared', waitMs: 1_000 });
+      log.acquire(c, lock, { mode: 'shared', waitMs: 1_000 });
+    }
+    const out = log.applyFull({
+      type: 'ExpireSession',
+      sessionId: a,
+      lastRefreshIndex: asIndex(a),
+    });
+    expect(log.holders('L')).toEqual([[b, 'shared', log.index]]);
+    expect(log.holders('M')).toEqual([[b, 'shared', log.index]]);
+    expect(out.events.filter((event) => event.type === 'promotionPending')).toEqual([
+      { type: 'promotionPending', lock: 'L' },
+      { type: 'promotionPending', lock: 'M' },
+    ]);
+  });
+});
