@@ -6,6 +6,7 @@ export {
   type LockSnapshot,
   type LockSnapshotV1,
   LockStateMachine,
+  type RememberedResult,
   type SessionDescription,
 } from './state-machine.ts';
 export { LockTimers, type LockTimersOptions } from './timers.ts';

@@ -25,6 +25,19 @@ import type {
 interface Grant extends Holder {
   readonly maxHoldMs: number;
   readonly lockDelayMs: number;
+  /** The Acquire request the grant was made for, so that a Withdraw of it can find it. */
+  readonly requestId: string;
+}
+
+/**
+ * What a request's retry is answered from. For an Acquire the result follows the
+ * request's real outcome (a wait that ends becomes Acquired or NotAcquired), and
+ * `lastAttemptIndex` is the latest entry that carried the request: its first
+ * application or a retry answered from here.
+ */
+export interface RememberedResult {
+  readonly result: LockResult;
+  readonly lastAttemptIndex: number;
 }
 
 interface SessionRecord {
@@ -87,7 +100,8 @@ export interface FenceValidation {
 
 /**
  * Plain data, in a canonical order: two replicas at one index produce equal snapshots.
- * Version 2 keeps every lock-delay of a lock (version 1 kept one).
+ * Version 2 keeps every lock-delay of a lock (version 1 kept one), the request id of
+ * each grant, and the latest attempt of each remembered request.
  */
 export interface LockSnapshot {
   readonly version: 2;
@@ -100,7 +114,7 @@ export interface LockSnapshot {
     readonly delays: readonly { readonly index: number; readonly delayMs: number }[];
   }[];
   /** Remembered results, oldest first. */
-  readonly dedupe: readonly (readonly [string, LockResult])[];
+  readonly dedupe: readonly (readonly [string, RememberedResult])[];
 }
 
 /** What nodes wrote before version 2; `restore` still reads it. */
@@ -110,7 +124,7 @@ export interface LockSnapshotV1 {
   readonly sessions: readonly SnapshotSession[];
   readonly locks: readonly {
     readonly name: string;
-    readonly holders: readonly Grant[];
+    readonly holders: readonly Omit<Grant, 'requestId'>[];
     readonly waiters: readonly Waiter[];
     readonly delay: { readonly index: number; readonly delayMs: number } | null;
   }[];
@@ -155,7 +169,7 @@ export class LockStateMachine {
   private appliedIndex = 0;
   private readonly sessions = new Map<SessionId, SessionRecord>();
   private readonly locks = new Map<string, LockRecord>();
-  private readonly dedupe = new Map<string, LockResult>();
+  private readonly dedupe = new Map<string, RememberedResult>();
   /** Events of the command being applied, in order. */
   private events: LockEvent[] = [];
   /** Grants made by the command being applied, per lock name. */
@@ -216,7 +230,8 @@ export class LockStateMachine {
         this.checkText('requestId', command.requestId, this.limits.requestIdBytesMax, false);
       }
       const remembered = key === null ? undefined : this.rememberedResult(key);
-      if (remembered !== undefined) return remembered;
+      if (key !== null && remembered !== undefined)
+        return this.answerRetry(command, key, remembered);
     } catch (error) {
       return this.rejected(error);
     }
@@ -226,8 +241,97 @@ export class LockStateMachine {
     } catch (error) {
       result = this.rejected(error);
     }
-    if (key !== null && changesState(result)) this.remember(key, result);
+    if (key !== null && this.worthRemembering(command, result)) this.remember(key, result);
     return result;
+  }
+
+  /**
+   * A retry is not applied again, and it is told only what is still true: the first
+   * result when that still holds, else what became of the request. Protected so that a
+   * test can break it.
+   */
+  protected answerRetry(
+    command: LockCommand,
+    key: string,
+    remembered: RememberedResult,
+  ): LockResult {
+    switch (command.type) {
+      case 'Acquire': {
+        const session = this.requireSession(command.sessionId);
+        this.dedupe.set(key, { result: remembered.result, lastAttemptIndex: this.index });
+        return this.retriedAcquire(command.requestId, session, remembered.result);
+      }
+      case 'Release':
+      case 'CancelWait':
+        // Released or WaitCancelled is still true, but a session that ended holds and
+        // waits for nothing: its client must learn that rather than carry on.
+        this.requireSession(command.sessionId);
+        return remembered.result;
+      default:
+        // SessionOpened and SessionClosed stay true.
+        return remembered.result;
+    }
+  }
+
+  private retriedAcquire(requestId: string, session: SessionRecord, first: LockResult): LockResult {
+    if (first.type !== 'Acquired' && first.type !== 'Queued' && first.type !== 'NotAcquired') {
+      return first;
+    }
+    const lock = this.locks.get(first.lock);
+    if (first.type === 'Acquired') {
+      const grant = lock?.holders.get(session.id);
+      if (lock !== undefined && grant !== undefined && grant.token === first.token) {
+        return this.acquiredResult(lock, grant);
+      }
+      reject(
+        'grantEnded',
+        `the grant of ${first.lock} made for request ${requestId} (token ${first.token}) has ended: it was released, revoked or reached its max hold`,
+      );
+    }
+    const position = this.waiterPosition(lock, session.id, requestId);
+    if (first.type === 'Queued' && position >= 0) {
+      return { type: 'Queued', lock: first.lock, position };
+    }
+    // A wait that ended without a grant (a remembered Queued always has its waiter:
+    // the wait's end rewrites it; checkInvariants holds that).
+    return this.notAcquired(first.lock);
+  }
+
+  /**
+   * Only results that changed state are remembered: a refusal or a failed try-lock left
+   * nothing to protect from a second application, so its retry simply runs again. A
+   * session asking again while it already waits is told its place, but that answer is
+   * not remembered either: the wait belongs to the request that queued it.
+   */
+  private worthRemembering(command: LockCommand, result: LockResult): boolean {
+    if (result.type === 'Rejected' || result.type === 'NotAcquired') return false;
+    if (command.type === 'Acquire' && result.type === 'Queued') {
+      const lock = this.locks.get(command.lock);
+      return this.waiterPosition(lock, command.sessionId, command.requestId) === result.position;
+    }
+    return true;
+  }
+
+  private waiterPosition(lock: LockRecord | undefined, id: SessionId, requestId: string): number {
+    return (
+      lock?.waiters.findIndex(
+        (waiter) => waiter.sessionId === id && waiter.requestId === requestId,
+      ) ?? -1
+    );
+  }
+
+  /**
+   * Rewrites the remembered result of the Acquire that queued `waiter` on `lock`,
+   * keeping its place in the window. Only a Queued for that lock is the waiter's: a
+   * client that reused the request id after it left the window has another request
+   * under the key now.
+   */
+  private rememberOutcome(lock: string, waiter: Waiter, result: LockResult): void {
+    const key = acquireKey(waiter.sessionId, waiter.requestId);
+    const remembered = this.dedupe.get(key);
+    if (remembered?.result.type === 'Queued' && remembered.result.lock === lock) {
+      this.dedupe.set(key, { ...remembered, result });
+    }
   }
 
   private rejected(error: unknown): LockResult {
@@ -251,7 +355,7 @@ export class LockStateMachine {
       case 'Release':
         return this.release(command);
       case 'CancelWait':
-        return this.cancelWait(command.lock, command.sessionId);
+        return this.cancelWait(command.lock, command.sessionId, command.requestId);
       case 'WaitExpired':
         return this.waitExpired(command.lock, command.sessionId, command.waiterIndex);
       case 'LockDelayEnded':
@@ -400,11 +504,7 @@ export class LockStateMachine {
     }
     if (command.waitMs === 0) {
       this.dropIfIdle(lock);
-      return {
-        type: 'NotAcquired',
-        lock: command.lock,
-        holders: [...lock.holders.values()].map(publicHolder),
-      };
+      return this.notAcquired(command.lock);
     }
     if (lock.waiters.length >= this.limits.waitersPerLockMax) {
       reject(
@@ -461,12 +561,14 @@ export class LockStateMachine {
     return { type: 'Released', lock: command.lock };
   }
 
-  private cancelWait(name: string, id: SessionId): LockResult {
+  private cancelWait(name: string, id: SessionId, requestId: string): LockResult {
     this.checkLockName(name);
     const session = this.requireSession(id);
     const lock = this.locks.get(name);
-    if (lock === undefined || !session.waiting.has(name)) {
-      reject('notHolder', `session ${id} is not waiting for ${name}`);
+    // Only the wait this request queued: a CancelWait retried after its result left the
+    // window must not cancel a later wait of the same session.
+    if (lock === undefined || this.waiterPosition(lock, session.id, requestId) < 0) {
+      reject('notHolder', `session ${id} is not waiting for ${name} under request ${requestId}`);
     }
     this.removeWaiter(lock, id, 'cancelled');
     this.promote(lock);
@@ -559,8 +661,8 @@ export class LockStateMachine {
     delays.push(delay);
   }
 
-  /** The remembered first result of a retried request. */
-  protected rememberedResult(key: string): LockResult | undefined {
+  /** What a retried request is answered from. */
+  protected rememberedResult(key: string): RememberedResult | undefined {
     return this.dedupe.get(key);
   }
 
@@ -597,6 +699,7 @@ export class LockStateMachine {
       });
       // The token is this entry's index, above every index of the previous tenure.
       granted = this.grant(lock, session, head);
+      this.rememberOutcome(lock.name, head, this.acquiredResult(lock, granted));
     }
     if (this.promotionPendingOn(lock)) this.emit({ type: 'promotionPending', lock: lock.name });
     this.dropIfIdle(lock);
@@ -616,7 +719,10 @@ export class LockStateMachine {
   private grant(
     lock: LockRecord,
     session: SessionRecord,
-    request: Pick<Waiter, 'owner' | 'mode' | 'requestIndex' | 'maxHoldMs' | 'lockDelayMs'>,
+    request: Pick<
+      Waiter,
+      'owner' | 'mode' | 'requestIndex' | 'requestId' | 'maxHoldMs' | 'lockDelayMs'
+    >,
   ): Grant {
     assert(this.compatible(lock, request.mode), `grant of ${lock.name} conflicts with its holders`);
     assert(this.mayGrant(lock), `entry ${this.index} already granted ${lock.name}`);
@@ -629,6 +735,7 @@ export class LockStateMachine {
       requestIndex: request.requestIndex,
       maxHoldMs: request.maxHoldMs,
       lockDelayMs: request.lockDelayMs,
+      requestId: request.requestId,
     };
     lock.holders.set(session.id, grant);
     session.held.add(lock.name);
@@ -636,6 +743,7 @@ export class LockStateMachine {
       type: 'granted',
       lock: lock.name,
       holder: publicHolder(grant),
+      requestId: grant.requestId,
       maxHoldMs: grant.maxHoldMs,
     });
     return grant;
@@ -663,6 +771,10 @@ export class LockStateMachine {
     assert(waiter !== undefined, `session ${id} is not waiting for ${lock.name}`);
     lock.waiters.splice(position, 1);
     this.sessions.get(id)?.waiting.delete(lock.name);
+    // The request's outcome, for its retries; a session that ended has none to ask.
+    if (reason !== 'sessionEnded') {
+      this.rememberOutcome(lock.name, waiter, this.notAcquired(lock.name));
+    }
     this.emit({
       type: 'waitEnded',
       lock: lock.name,
@@ -689,6 +801,12 @@ export class LockStateMachine {
     const lock = this.locks.get(name);
     assert(lock !== undefined, `lock ${name} is missing`);
     return lock;
+  }
+
+  /** Not granted: names the lock's current holders. */
+  private notAcquired(name: string): LockResult {
+    const holders = [...(this.locks.get(name)?.holders.values() ?? [])].map(publicHolder);
+    return { type: 'NotAcquired', lock: name, holders };
   }
 
   private acquiredResult(lock: LockRecord, grant: Grant): LockResult {
@@ -722,7 +840,7 @@ export class LockStateMachine {
   }
 
   private remember(key: string, result: LockResult): void {
-    this.dedupe.set(key, result);
+    this.dedupe.set(key, { result, lastAttemptIndex: this.index });
     // Oldest first: Map keeps insertion order, the same on every replica.
     while (this.dedupe.size > this.limits.dedupeWindowMax) {
       const oldest = this.dedupe.keys().next();
@@ -911,20 +1029,48 @@ export class LockStateMachine {
     assert(this.sessions.size <= this.limits.sessionsMax, 'too many sessions');
     assert(this.locks.size <= this.limits.locksMax, 'too many locks');
     assert(this.dedupe.size <= this.limits.dedupeWindowMax, 'dedupe window overflow');
+    // A remembered Queued is rewritten when its wait ends, so it always has its waiter.
+    for (const [key, { result }] of this.dedupe) {
+      if (!key.startsWith('Acquire/') || result.type !== 'Queued') continue;
+      const id = toSessionId(Number(key.split('/')[1]));
+      const requestId = key.slice(`Acquire/${id}/`.length);
+      assert(
+        !this.sessions.has(id) ||
+          this.waiterPosition(this.locks.get(result.lock), id, requestId) >= 0,
+        `${key} is remembered as Queued but does not wait for ${result.lock}`,
+      );
+    }
   }
 }
 
-/** A version 1 snapshot in version 2's shape: its one lock-delay becomes a list of one. */
+/**
+ * A version 1 snapshot in version 2's shape. Its one lock-delay becomes a list of one.
+ * Its grants did not record their request ('' matches no request, so a Withdraw gives
+ * none of them back) nor the latest attempt of a request (0 matches no attempt, so a
+ * Withdraw of those requests is Stale): both err towards keeping a grant, which its
+ * session still ends. Version 1 left a waiter's remembered Queued in place after the
+ * wait ended; such an entry is forgotten, as if it had left the window.
+ */
 function upgradeSnapshotV1(saved: LockSnapshotV1): LockSnapshot {
+  const waits = new Set<string>();
+  for (const lock of saved.locks) {
+    for (const waiter of lock.waiters) waits.add(acquireKey(waiter.sessionId, waiter.requestId));
+  }
+  const dedupe: (readonly [string, RememberedResult])[] = [];
+  for (const [key, result] of saved.dedupe) {
+    const endedWait = result.type === 'Queued' && key.startsWith('Acquire/') && !waits.has(key);
+    if (!endedWait) dedupe.push([key, { result, lastAttemptIndex: 0 }]);
+  }
   return {
     version: 2,
     appliedIndex: saved.appliedIndex,
     sessions: saved.sessions,
-    locks: saved.locks.map(({ delay, ...lock }) => ({
+    locks: saved.locks.map(({ delay, holders, ...lock }) => ({
       ...lock,
+      holders: holders.map((grant) => ({ ...grant, requestId: '' })),
       delays: delay === null ? [] : [delay],
     })),
-    dedupe: saved.dedupe,
+    dedupe,
   };
 }
 
@@ -936,8 +1082,9 @@ function dedupeKey(command: LockCommand): string | null {
   switch (command.type) {
     case 'OpenSession':
       return `OpenSession/${command.requestId}`;
-    case 'CloseSession':
     case 'Acquire':
+      return acquireKey(command.sessionId, command.requestId);
+    case 'CloseSession':
     case 'Release':
     case 'CancelWait':
       return `${command.type}/${command.sessionId}/${command.requestId}`;
@@ -955,13 +1102,8 @@ function dedupeKey(command: LockCommand): string | null {
   }
 }
 
-/**
- * Only results that changed state are remembered. A refusal or a failed try-lock left
- * nothing to protect from a second application, so its retry is simply run again (and
- * may succeed once the cause is gone), and it takes no room in the window.
- */
-function changesState(result: LockResult): boolean {
-  return result.type !== 'Rejected' && result.type !== 'NotAcquired';
+function acquireKey(id: SessionId, requestId: string): string {
+  return `Acquire/${id}/${requestId}`;
 }
 
 function publicHolder(grant: Holder): Holder {

@@ -47,7 +47,10 @@ export type LockCommand =
       readonly token: FencingToken;
       readonly requestId: string;
     }
-  /** Withdraws a waiting Acquire, as when its call is cancelled. */
+  /**
+   * Withdraws the waiting Acquire of the same session and request id, as when its call
+   * is cancelled. A later wait of the session under another request is not touched.
+   */
   | {
       readonly type: 'CancelWait';
       readonly lock: string;
@@ -110,6 +113,11 @@ export type RejectionCode =
   | 'staleToken'
   | 'limitReached'
   /**
+   * A retried Acquire whose grant has ended since (released, revoked, max-hold): its
+   * remembered `Acquired` is no longer true, and it is not run again (exactly once).
+   */
+  | 'grantEnded'
+  /**
    * The session holds (or waits for) the lock in the other mode. A grant cannot change
    * mode in place: telling a shared holder `Acquired` for exclusive would be false.
    */
@@ -170,6 +178,8 @@ export type LockEvent =
       readonly type: 'granted';
       readonly lock: string;
       readonly holder: Holder;
+      /** The Acquire request the grant answers (not in Holder: Describe shows holders to all). */
+      readonly requestId: string;
       readonly maxHoldMs: number;
     }
   | {

@@ -32,6 +32,8 @@ export interface ModelWaiter {
 interface ModelGrant extends ModelHolder {
   maxHoldMs: number;
   lockDelayMs: number;
+  /** The request the grant was made for. */
+  requestId: string;
 }
 
 export interface ModelSession {
@@ -121,13 +123,16 @@ export class LockModel {
   sessions: ModelSession[] = [];
   /** Every lock ever named; only those `inUse` exist as far as the state machine is concerned. */
   locks: ModelLock[] = [];
-  /** Remembered results, oldest first. */
-  dedupe: { key: string; result: ModelResult }[] = [];
+  /**
+   * Remembered results, oldest first. An Acquire's result follows what became of the
+   * request: a wait that ends turns into Acquired or NotAcquired.
+   */
+  dedupe: { key: string; result: ModelResult; lastAttemptIndex: number; command: LockCommand }[] =
+    [];
   /** The index of the entry being applied. */
   index = 0;
-  /** Of the last command: the key its result was remembered under, or found under. */
-  lastRemembered: string | null = null;
-  lastRetried: string | null = null;
+  /** Of the last command: the command first applied under its key, if it was a retry. */
+  lastRetried: LockCommand | null = null;
 
   constructor(readonly limits: LockLimits) {}
 
@@ -188,14 +193,82 @@ export class LockModel {
     if (!this.headGrantable(lock)) return null;
     if (lock.holders.some((holder) => holder.token === this.index)) return null;
     const head = lock.waiters.shift() as ModelWaiter;
-    return this.addHolder(lock, {
+    const grant = this.addHolder(lock, {
       sessionId: head.sessionId,
       owner: head.owner,
       mode: head.mode,
       requestIndex: head.requestIndex,
+      requestId: head.requestId,
       maxHoldMs: head.maxHoldMs,
       lockDelayMs: head.lockDelayMs,
     });
+    this.outcome(lock, head, this.acquired(lock, grant));
+    return grant;
+  }
+
+  /**
+   * The request that queued `waiter` on `lock` now has this result, for its retries. The
+   * key holds that request only while it says Queued for this lock (an id reused after
+   * it left the window names another request).
+   */
+  private outcome(lock: ModelLock, waiter: ModelWaiter, result: ModelResult): void {
+    const key = `Acquire/${waiter.sessionId}/${waiter.requestId}`;
+    const entry = this.dedupe.find((e) => e.key === key);
+    if (entry?.result.type === 'Queued' && entry.result.lock === lock.name) entry.result = result;
+  }
+
+  /** A wait that ended without a grant (ran out, or cancelled). */
+  private waitEnded(lock: ModelLock, waiter: ModelWaiter): void {
+    lock.waiters = lock.waiters.filter((candidate) => candidate !== waiter);
+    this.outcome(lock, waiter, this.notAcquired(lock));
+  }
+
+  private acquired(lock: ModelLock, grant: ModelGrant): ModelResult {
+    return {
+      type: 'Acquired',
+      lock: lock.name,
+      token: grant.token,
+      mode: grant.mode,
+      holders: lock.holders.map(publicHolder),
+    };
+  }
+
+  private notAcquired(lock: ModelLock): ModelResult {
+    return { type: 'NotAcquired', lock: lock.name, holders: lock.holders.map(publicHolder) };
+  }
+
+  /**
+   * A retry is never applied twice, and is told only what is true now: a session that
+   * ended has nothing; a grant is current only while the session holds it with the
+   * same token; a wait is reported where it stands.
+   */
+  private retried(
+    command: LockCommand,
+    entry: { result: ModelResult; lastAttemptIndex: number },
+  ): ModelResult {
+    if (command.type === 'OpenSession' || command.type === 'CloseSession') return entry.result;
+    if (!('sessionId' in command) || this.findSession(command.sessionId) === undefined) {
+      return rejected('sessionNotFound');
+    }
+    if (command.type !== 'Acquire') return entry.result;
+    entry.lastAttemptIndex = this.index;
+    const first = entry.result;
+    if (first.type !== 'Acquired' && first.type !== 'Queued' && first.type !== 'NotAcquired') {
+      return first;
+    }
+    const lock = this.lock(first.lock);
+    if (first.type === 'Acquired') {
+      const mine = lock.holders.find((holder) => holder.sessionId === command.sessionId);
+      if (mine === undefined || mine.token !== first.token) return rejected('grantEnded');
+      return this.acquired(lock, mine);
+    }
+    const position = lock.waiters.findIndex(
+      (waiter) => waiter.sessionId === command.sessionId && waiter.requestId === command.requestId,
+    );
+    if (first.type === 'Queued' && position >= 0) {
+      return { type: 'Queued', lock: lock.name, position };
+    }
+    return this.notAcquired(lock);
   }
 
   private endSession(session: ModelSession, expired: boolean): void {
@@ -219,7 +292,6 @@ export class LockModel {
 
   apply(index: number, command: LockCommand): ModelResult {
     this.index = index;
-    this.lastRemembered = null;
     this.lastRetried = null;
     let key: string | null = null;
     if (command.type === 'OpenSession') key = `OpenSession/${command.requestId}`;
@@ -238,15 +310,19 @@ export class LockModel {
       }
       const seen = this.dedupe.find((entry) => entry.key === key);
       if (seen !== undefined) {
-        this.lastRetried = key;
-        return seen.result;
+        this.lastRetried = seen.command;
+        return this.retried(command, seen);
       }
     }
     const result = this.run(command);
-    // Refusals and failed try-locks change nothing, so they are not remembered.
-    if (key !== null && result.type !== 'Rejected' && result.type !== 'NotAcquired') {
-      this.lastRemembered = key;
-      this.dedupe.push({ key, result });
+    // Refusals and failed try-locks change nothing, so they are not remembered; nor is
+    // a Queued told to a session that already waited (the wait is another request's).
+    const joined =
+      command.type === 'Acquire' &&
+      result.type === 'Queued' &&
+      !this.lock(command.lock).waiters.some((waiter) => waiter.requestIndex === index);
+    if (key !== null && result.type !== 'Rejected' && result.type !== 'NotAcquired' && !joined) {
+      this.dedupe.push({ key, result, lastAttemptIndex: index, command });
       while (this.dedupe.length > this.limits.dedupeWindowMax) this.dedupe.shift();
     }
     return result;
@@ -354,6 +430,7 @@ export class LockModel {
             owner: command.owner,
             mode: command.mode,
             requestIndex: this.index,
+            requestId: command.requestId,
             maxHoldMs: command.maxHoldMs,
             lockDelayMs: command.lockDelayMs,
           });
@@ -402,9 +479,13 @@ export class LockModel {
         }
         if (this.findSession(command.sessionId) === undefined) return rejected('sessionNotFound');
         const lock = this.lock(command.lock);
-        const before = lock.waiters.length;
-        lock.waiters = lock.waiters.filter((waiter) => waiter.sessionId !== command.sessionId);
-        if (lock.waiters.length === before) return rejected('notHolder');
+        // Only the wait that this request queued.
+        const waiter = lock.waiters.find(
+          (candidate) =>
+            candidate.sessionId === command.sessionId && candidate.requestId === command.requestId,
+        );
+        if (waiter === undefined) return rejected('notHolder');
+        this.waitEnded(lock, waiter);
         this.promote(lock);
         return { type: 'WaitCancelled', lock: lock.name };
       }
@@ -415,7 +496,7 @@ export class LockModel {
         if (waiter === undefined || waiter.requestIndex !== command.waiterIndex) {
           return { type: 'Stale' };
         }
-        lock.waiters = lock.waiters.filter((candidate) => candidate !== waiter);
+        this.waitEnded(lock, waiter);
         this.promote(lock);
         return { type: 'WaitExpired', lock: lock.name, sessionId: command.sessionId };
       }

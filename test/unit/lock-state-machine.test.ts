@@ -155,7 +155,7 @@ describe('LockStateMachine', () => {
       const ta = tokenOf(log.acquire(a, 'db'));
       log.acquire(b, 'db', { waitMs: 1_000 });
       const bIndex = log.index;
-      log.acquire(c, 'db', { waitMs: 1_000 });
+      log.acquire(c, 'db', { waitMs: 1_000, requestId: 'wait-c' });
       const cIndex = log.index;
 
       // A wait timer for an older request is stale.
@@ -178,7 +178,9 @@ describe('LockStateMachine', () => {
         'notHolder',
         'not waiting',
       );
-      expect(log.apply({ type: 'CancelWait', lock: 'db', sessionId: c, requestId: 'x2' })).toEqual({
+      expect(
+        log.apply({ type: 'CancelWait', lock: 'db', sessionId: c, requestId: 'wait-c' }),
+      ).toEqual({
         type: 'WaitCancelled',
         lock: 'db',
       });
@@ -413,7 +415,7 @@ describe('LockStateMachine', () => {
   });
 
   describe('exactly once', () => {
-    it('a retry returns the first result verbatim, and does not act again', () => {
+    it('a retry does not act again, and is answered with what is still true', () => {
       const log = new Log();
       const open: LockCommand = {
         type: 'OpenSession',
@@ -439,8 +441,9 @@ describe('LockStateMachine', () => {
       };
       expect(log.apply(release)).toEqual({ type: 'Released', lock: 'db' });
       const tb = tokenOf(log.acquire(b, 'db'));
-      // The retried Acquire returns the first grant, and does not queue or grant again.
-      expect(log.apply(acquire)).toEqual(acquired);
+      // The retried Acquire does not queue or grant again, and is not told of a grant
+      // that has ended.
+      expect(log.apply(acquire)).toMatchObject({ type: 'Rejected', code: 'grantEnded' });
       expect(log.holders('db')).toEqual([[b, 'exclusive', tb]]);
       // The retried Release returns Released, not notHolder.
       expect(log.apply(release)).toEqual({ type: 'Released', lock: 'db' });

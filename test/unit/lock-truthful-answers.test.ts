@@ -136,9 +136,20 @@ describe('lock-delays', () => {
           delay: null,
         },
       ],
-      dedupe: [],
+      dedupe: [
+        ['Acquire/2/gone', { type: 'Queued', lock: 'L', position: 0 }],
+        [
+          'Acquire/2/r5',
+          { type: 'Acquired', lock: 'M', token: asToken(5), mode: 'exclusive', holders: [] },
+        ],
+      ],
     });
     copy.sm.checkInvariants();
+    // Version 1 left a Queued in place after its wait ended: forgotten, not carried on.
+    expect(copy.sm.snapshot().dedupe.map(([key, value]) => [key, value.lastAttemptIndex])).toEqual([
+      ['Acquire/2/r5', 0],
+    ]);
+    expect(copy.sm.snapshot().locks[1]?.holders[0]?.requestId).toBe('');
     expect(copy.sm.delaysOf('L')).toEqual([{ index: 8, delayMs: 500 }]);
     expect(copy.sm.delaysOf('M')).toEqual([]);
     expect(copy.sm.snapshot().version).toBe(2);
@@ -303,5 +314,173 @@ describe('one entry grants at most one holder per lock', () => {
       { type: 'promotionPending', lock: 'L' },
       { type: 'promotionPending', lock: 'M' },
     ]);
+  });
+});
+
+describe('a retried request is answered with what is true now', () => {
+  it('an Acquire retried after its session expired is refused, not told its old token', () => {
+    const log = new Log();
+    const [s1, s2] = [log.open(), log.open()];
+    const first = log.acquireCommand(s1, 'L', { requestId: 'r1' });
+    const t1 = tokenOf(log.apply(first));
+    log.apply({ type: 'ExpireSession', sessionId: s1, lastRefreshIndex: asIndex(s1) });
+    const t2 = tokenOf(log.acquire(s2, 'L'));
+    expect(t2).toBeGreaterThan(t1);
+    expectRejected(log.apply(first), 'sessionNotFound', `session ${s1}`);
+  });
+
+  it('an Acquire retried after its grant was revoked is told grantEnded', () => {
+    const log = new Log();
+    const [s1, s2] = [log.open(), log.open()];
+    const first = log.acquireCommand(s1, 'L', { requestId: 'r1' });
+    const t1 = tokenOf(log.apply(first));
+    log.apply({ type: 'Revoke', lock: 'L', reason: 'operator' });
+    tokenOf(log.acquire(s2, 'L'));
+    expectRejected(
+      log.apply(first),
+      'grantEnded',
+      `the grant of L made for request r1 (token ${t1}) has ended`,
+    );
+    expect(log.holders('L').map(([session]) => session)).toEqual([s2]);
+  });
+
+  it('an Acquire retried after max-hold, or after its own release, is told grantEnded', () => {
+    const log = new Log();
+    const s1 = log.open();
+    const held = log.acquireCommand(s1, 'L', { requestId: 'r1', maxHoldMs: 100 });
+    const t1 = tokenOf(log.apply(held));
+    log.apply({ type: 'MaxHoldReached', lock: 'L', sessionId: s1, token: asToken(t1) });
+    expectRejected(log.apply(held), 'grantEnded', `token ${t1}`, 'r1');
+    const again = log.acquireCommand(s1, 'M', { requestId: 'r2' });
+    const t2 = tokenOf(log.apply(again));
+    log.release(s1, 'M', t2);
+    // Even a new grant of the same lock to the same session is not the one r2 got.
+    tokenOf(log.acquire(s1, 'M'));
+    expectRejected(log.apply(again), 'grantEnded', `grant of M`, `token ${t2}`);
+  });
+
+  it('an Acquire retried while its grant stands is told Acquired with the holders of now', () => {
+    const log = new Log();
+    const [s1, s2] = [log.open(), log.open()];
+    const first = log.acquireCommand(s1, 'L', { requestId: 'r1', mode: 'shared' });
+    const t1 = tokenOf(log.apply(first));
+    const t2 = tokenOf(log.acquire(s2, 'L', { mode: 'shared' }));
+    expect(log.apply(first)).toMatchObject({
+      type: 'Acquired',
+      token: t1,
+      holders: [
+        { sessionId: s1, token: t1 },
+        { sessionId: s2, token: t2 },
+      ],
+    });
+  });
+
+  it('a queued Acquire retried after its promotion is told Acquired with the grant', () => {
+    const log = new Log();
+    const [s1, s2] = [log.open(), log.open()];
+    const t1 = tokenOf(log.acquire(s1, 'L'));
+    const wait = log.acquireCommand(s2, 'L', { requestId: 'w', waitMs: 1_000 });
+    expect(log.apply(wait)).toEqual({ type: 'Queued', lock: 'L', position: 0 });
+    log.release(s1, 'L', t1);
+    const t2 = log.index;
+    expect(log.apply(wait)).toMatchObject({ type: 'Acquired', lock: 'L', token: t2 });
+    expect(log.sm.snapshot().dedupe).toContainEqual([
+      `Acquire/${s2}/w`,
+      expect.objectContaining({ result: expect.objectContaining({ type: 'Acquired', token: t2 }) }),
+    ]);
+  });
+
+  it('a queued Acquire retried after its wait ran out or was cancelled is told NotAcquired', () => {
+    const log = new Log();
+    const [s1, s2, s3] = [log.open(), log.open(), log.open()];
+    log.acquire(s1, 'L');
+    const expiring = log.acquireCommand(s2, 'L', { requestId: 'w2', waitMs: 1_000 });
+    log.apply(expiring);
+    const waitIndex = log.index;
+    const cancelled = log.acquireCommand(s3, 'L', { requestId: 'w3', waitMs: 1_000 });
+    log.apply(cancelled);
+    log.apply({ type: 'WaitExpired', lock: 'L', sessionId: s2, waiterIndex: asIndex(waitIndex) });
+    log.apply({ type: 'CancelWait', lock: 'L', sessionId: s3, requestId: 'w3' });
+    const holders = log.sm.describe('L').holders;
+    expect(log.apply(expiring)).toEqual({ type: 'NotAcquired', lock: 'L', holders });
+    expect(log.apply(cancelled)).toEqual({ type: 'NotAcquired', lock: 'L', holders });
+    // Retrying did not queue them again.
+    expect(log.waiters('L')).toEqual([]);
+  });
+
+  it('a queued Acquire retried while it waits is told its place in the queue now', () => {
+    const log = new Log();
+    const [s1, s2, s3] = [log.open(), log.open(), log.open()];
+    log.acquire(s1, 'L');
+    log.acquire(s2, 'L', { waitMs: 1_000, requestId: 'w2' });
+    const wait = log.acquireCommand(s3, 'L', { requestId: 'w3', waitMs: 1_000 });
+    expect(log.apply(wait)).toEqual({ type: 'Queued', lock: 'L', position: 1 });
+    log.apply({ type: 'CancelWait', lock: 'L', sessionId: s2, requestId: 'w2' });
+    expect(log.apply(wait)).toEqual({ type: 'Queued', lock: 'L', position: 0 });
+  });
+
+  it('Release and CancelWait retried after the session ended are refused; CloseSession is not', () => {
+    const log = new Log();
+    const [s1, s2] = [log.open(), log.open()];
+    const t1 = tokenOf(log.acquire(s1, 'L'));
+    const release = {
+      type: 'Release',
+      lock: 'L',
+      sessionId: s1,
+      token: asToken(t1),
+      requestId: 'rel',
+    } as const;
+    expect(log.apply(release)).toEqual({ type: 'Released', lock: 'L' });
+    log.acquire(s1, 'L');
+    log.acquire(s2, 'M');
+    log.acquire(s1, 'M', { waitMs: 1_000, requestId: 'w' });
+    const cancel = { type: 'CancelWait', lock: 'M', sessionId: s1, requestId: 'w' } as const;
+    expect(log.apply(cancel)).toEqual({ type: 'WaitCancelled', lock: 'M' });
+    const close = { type: 'CloseSession', sessionId: s1, requestId: 'bye' } as const;
+    expect(log.apply(close)).toEqual({ type: 'SessionClosed', sessionId: s1 });
+    expectRejected(log.apply(release), 'sessionNotFound', `session ${s1}`);
+    expectRejected(log.apply(cancel), 'sessionNotFound', `session ${s1}`);
+    expect(log.apply(close)).toEqual({ type: 'SessionClosed', sessionId: s1 });
+  });
+
+  it('CancelWait cancels only the wait of its own request', () => {
+    const log = new Log();
+    const [s1, s2] = [log.open(), log.open()];
+    log.acquire(s1, 'L');
+    log.acquire(s2, 'L', { waitMs: 1_000, requestId: 'later' });
+    expectRejected(
+      log.apply({ type: 'CancelWait', lock: 'L', sessionId: s2, requestId: 'earlier' }),
+      'notHolder',
+      `session ${s2}`,
+      'earlier',
+    );
+    expect(log.waiters('L')).toEqual([s2]);
+    expect(log.apply({ type: 'CancelWait', lock: 'L', sessionId: s2, requestId: 'later' })).toEqual(
+      { type: 'WaitCancelled', lock: 'L' },
+    );
+  });
+
+  it('a grant remembers its request: in the granted event and in snapshots', () => {
+    const log = new Log();
+    const [s1, s2] = [log.open(), log.open()];
+    const out = log.applyFull(log.acquireCommand(s1, 'L', { requestId: 'mine' }));
+    expect(out.events).toContainEqual(
+      expect.objectContaining({ type: 'granted', lock: 'L', requestId: 'mine' }),
+    );
+    log.acquire(s2, 'L', { requestId: 'theirs', waitMs: 1_000 });
+    const release = log.applyFull({
+      type: 'Release',
+      lock: 'L',
+      sessionId: s1,
+      token: asToken(tokenOf(out.result)),
+      requestId: 'rel',
+    });
+    expect(release.events).toContainEqual(
+      expect.objectContaining({ type: 'granted', lock: 'L', requestId: 'theirs' }),
+    );
+    // Describe shows holders to everyone: the request id stays out of the public holder.
+    expect(Object.keys(log.sm.describe('L').holders[0] ?? {})).not.toContain('requestId');
+    const snapshot = log.sm.snapshot();
+    expect(snapshot.locks[0]?.holders[0]).toMatchObject({ sessionId: s2, requestId: 'theirs' });
   });
 });
