@@ -356,6 +356,8 @@ export class LockStateMachine {
         return this.release(command);
       case 'CancelWait':
         return this.cancelWait(command.lock, command.sessionId, command.requestId);
+      case 'Withdraw':
+        return this.withdraw(command);
       case 'WaitExpired':
         return this.waitExpired(command.lock, command.sessionId, command.waiterIndex);
       case 'LockDelayEnded':
@@ -573,6 +575,44 @@ export class LockStateMachine {
     this.removeWaiter(lock, id, 'cancelled');
     this.promote(lock);
     return { type: 'WaitCancelled', lock: name };
+  }
+
+  /**
+   * Guarded: only the latest attempt of the request, by a live session, on the lock the
+   * request named. A grant is matched by its request id, so a re-acquire that shared a
+   * grant made for an earlier request gives nothing back.
+   */
+  private withdraw(command: Extract<LockCommand, { type: 'Withdraw' }>): LockResult {
+    const { lock: name, sessionId: id, requestId } = command;
+    const key = acquireKey(id, requestId);
+    const remembered = this.dedupe.get(key);
+    const first = remembered?.result;
+    const namesLock =
+      (first?.type === 'Acquired' || first?.type === 'Queued' || first?.type === 'NotAcquired') &&
+      first.lock === name;
+    if (
+      !this.sessions.has(id) ||
+      remembered === undefined ||
+      !namesLock ||
+      remembered.lastAttemptIndex !== command.attemptIndex
+    ) {
+      return { type: 'Stale' };
+    }
+    const lock = this.locks.get(name);
+    const grant = lock?.holders.get(id);
+    let undid: 'wait' | 'grant' | 'nothing' = 'nothing';
+    if (lock !== undefined && this.waiterPosition(lock, id, requestId) >= 0) {
+      this.removeWaiter(lock, id, 'cancelled');
+      this.promote(lock);
+      undid = 'wait';
+    } else if (lock !== undefined && grant !== undefined && grant.requestId === requestId) {
+      this.removeHolder(lock, grant, 'release');
+      this.promote(lock);
+      undid = 'grant';
+    }
+    // Forgotten after the undo: a later retry runs afresh, still at most one effect.
+    this.dedupe.delete(key);
+    return { type: 'Withdrawn', lock: name, undid };
   }
 
   private waitExpired(name: string, id: SessionId, waiterIndex: LogIndex): LockResult {
@@ -1088,6 +1128,7 @@ function dedupeKey(command: LockCommand): string | null {
     case 'Release':
     case 'CancelWait':
       return `${command.type}/${command.sessionId}/${command.requestId}`;
+    case 'Withdraw':
     case 'KeepAlive':
     case 'ExpireSession':
     case 'WaitExpired':

@@ -57,6 +57,21 @@ export type LockCommand =
       readonly sessionId: SessionId;
       readonly requestId: string;
     }
+  /**
+   * Gives back whatever the Acquire attempt at `attemptIndex` (of this session and
+   * request id) got, because its caller went away (deadline, cancel, a failure it was
+   * told of): its wait, or the grant made for it. Applies only if that entry is still
+   * the latest that carried the request (a newer attempt's caller may have been told
+   * Acquired), else Stale; Stale too for a session that is not live. Afterwards the
+   * request is forgotten: its effect is undone, so a later retry runs afresh.
+   */
+  | {
+      readonly type: 'Withdraw';
+      readonly lock: string;
+      readonly sessionId: SessionId;
+      readonly requestId: string;
+      readonly attemptIndex: LogIndex;
+    }
   /** Timer: the wait of the Acquire at `waiterIndex` ran out. */
   | {
       readonly type: 'WaitExpired';
@@ -148,6 +163,12 @@ export type LockResult =
   | { readonly type: 'NotAcquired'; readonly lock: string; readonly holders: readonly Holder[] }
   | { readonly type: 'Released'; readonly lock: string }
   | { readonly type: 'WaitCancelled'; readonly lock: string }
+  /** What a Withdraw gave back: the attempt's wait, its grant, or nothing (it had ended). */
+  | {
+      readonly type: 'Withdrawn';
+      readonly lock: string;
+      readonly undid: 'wait' | 'grant' | 'nothing';
+    }
   | { readonly type: 'Revoked'; readonly lock: string; readonly freed: number }
   | { readonly type: 'WaitExpired'; readonly lock: string; readonly sessionId: SessionId }
   | { readonly type: 'LockDelayEnded'; readonly lock: string }

@@ -67,6 +67,7 @@ export type ModelResult =
   | { type: 'NotAcquired'; lock: string; holders: ModelHolder[] }
   | { type: 'Released'; lock: string }
   | { type: 'WaitCancelled'; lock: string }
+  | { type: 'Withdrawn'; lock: string; undid: 'wait' | 'grant' | 'nothing' }
   | { type: 'Revoked'; lock: string; freed: number }
   | { type: 'WaitExpired'; lock: string; sessionId: number }
   | { type: 'LockDelayEnded'; lock: string }
@@ -316,11 +317,15 @@ export class LockModel {
     }
     const result = this.run(command);
     // Refusals and failed try-locks change nothing, so they are not remembered; nor is
-    // a Queued told to a session that already waited (the wait is another request's).
+    // a Queued told to a session that already waited under another request id (the
+    // wait is that request's).
     const joined =
       command.type === 'Acquire' &&
       result.type === 'Queued' &&
-      !this.lock(command.lock).waiters.some((waiter) => waiter.requestIndex === index);
+      !this.lock(command.lock).waiters.some(
+        (waiter) =>
+          waiter.sessionId === command.sessionId && waiter.requestId === command.requestId,
+      );
     if (key !== null && result.type !== 'Rejected' && result.type !== 'NotAcquired' && !joined) {
       this.dedupe.push({ key, result, lastAttemptIndex: index, command });
       while (this.dedupe.length > this.limits.dedupeWindowMax) this.dedupe.shift();
@@ -488,6 +493,36 @@ export class LockModel {
         this.waitEnded(lock, waiter);
         this.promote(lock);
         return { type: 'WaitCancelled', lock: lock.name };
+      }
+
+      case 'Withdraw': {
+        // The caller of one attempt went away: give back what that attempt got, unless
+        // a later attempt of the same request came (its caller may have been told).
+        if (!this.textOk(command.requestId, limits.requestIdBytesMax, false)) {
+          return rejected('invalidArgument');
+        }
+        if (this.findSession(command.sessionId) === undefined) return { type: 'Stale' };
+        const key = `Acquire/${command.sessionId}/${command.requestId}`;
+        const entry = this.dedupe.find((e) => e.key === key);
+        const named = entry !== undefined && 'lock' in entry.result ? entry.result.lock : null;
+        if (entry === undefined || named !== command.lock) return { type: 'Stale' };
+        if (entry.lastAttemptIndex !== command.attemptIndex) return { type: 'Stale' };
+        const lock = this.lock(command.lock);
+        const mine = (w: { sessionId: number; requestId: string }) =>
+          w.sessionId === command.sessionId && w.requestId === command.requestId;
+        const waiter = lock.waiters.find(mine);
+        const grant = lock.holders.find(mine);
+        let undid: 'wait' | 'grant' | 'nothing' = 'nothing';
+        if (waiter !== undefined) {
+          lock.waiters = lock.waiters.filter((candidate) => candidate !== waiter);
+          undid = 'wait';
+        } else if (grant !== undefined) {
+          lock.holders = lock.holders.filter((holder) => holder !== grant);
+          undid = 'grant';
+        }
+        if (undid !== 'nothing') this.promote(lock);
+        this.dedupe = this.dedupe.filter((e) => e !== entry);
+        return { type: 'Withdrawn', lock: lock.name, undid };
       }
 
       case 'WaitExpired': {

@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { type LockCommand, LockTimers } from '../../src/lock/index.ts';
+import type { SessionId } from '../../src/util/ids.ts';
 import { asIndex, asSession, asToken, expectRejected, Log, tokenOf } from './lock-log.ts';
 
 describe('a session asking for a lock in the mode it does not hold', () => {
@@ -482,5 +483,137 @@ describe('a retried request is answered with what is true now', () => {
     expect(Object.keys(log.sm.describe('L').holders[0] ?? {})).not.toContain('requestId');
     const snapshot = log.sm.snapshot();
     expect(snapshot.locks[0]?.holders[0]).toMatchObject({ sessionId: s2, requestId: 'theirs' });
+  });
+});
+
+describe('Withdraw gives back what an abandoned Acquire attempt got', () => {
+  function withdraw(log: Log, lock: string, sessionId: SessionId, requestId: string, at: number) {
+    return log.applyFull({
+      type: 'Withdraw',
+      lock,
+      sessionId,
+      requestId,
+      attemptIndex: asIndex(at),
+    });
+  }
+
+  it('withdraws a wait, promotes the next waiter, and lets a retry run afresh', () => {
+    const log = new Log();
+    const [s1, s2, s3] = [log.open(), log.open(), log.open()];
+    const t1 = tokenOf(log.acquire(s1, 'L', { mode: 'shared' }));
+    const wait = log.acquireCommand(s2, 'L', { requestId: 'w', waitMs: 1_000 });
+    log.apply(wait);
+    const attempt = log.index;
+    log.acquire(s3, 'L', { mode: 'shared', waitMs: 1_000 });
+    const out = withdraw(log, 'L', s2, 'w', attempt);
+    expect(out.result).toEqual({ type: 'Withdrawn', lock: 'L', undid: 'wait' });
+    expect(out.events).toContainEqual(
+      expect.objectContaining({ type: 'waitEnded', sessionId: s2, reason: 'cancelled' }),
+    );
+    expect(log.holders('L')).toEqual([
+      [s1, 'shared', t1],
+      [s3, 'shared', log.index],
+    ]);
+    // Its effect is fully undone, so the request may run again: it queues anew.
+    expect(log.apply(wait)).toEqual({ type: 'Queued', lock: 'L', position: 0 });
+  });
+
+  it('gives back the grant the attempt got, and the next waiter is granted', () => {
+    const log = new Log();
+    const [s1, s2] = [log.open(), log.open()];
+    const got = log.acquireCommand(s1, 'L', { requestId: 'g' });
+    tokenOf(log.apply(got));
+    const attempt = log.index;
+    log.acquire(s2, 'L', { waitMs: 1_000 });
+    const out = withdraw(log, 'L', s1, 'g', attempt);
+    expect(out.result).toEqual({ type: 'Withdrawn', lock: 'L', undid: 'grant' });
+    expect(out.events).toContainEqual(
+      expect.objectContaining({ type: 'released', sessionId: s1, reason: 'release' }),
+    );
+    expect(log.holders('L')).toEqual([[s2, 'exclusive', log.index]]);
+    // Applied once: a second Withdraw of the same attempt finds nothing remembered.
+    expect(withdraw(log, 'L', s1, 'g', attempt).result).toEqual({ type: 'Stale' });
+  });
+
+  it('gives back a grant its wait turned into', () => {
+    const log = new Log();
+    const [s1, s2] = [log.open(), log.open()];
+    const t1 = tokenOf(log.acquire(s1, 'L'));
+    log.apply(log.acquireCommand(s2, 'L', { requestId: 'w', waitMs: 1_000 }));
+    const attempt = log.index;
+    log.release(s1, 'L', t1);
+    expect(log.holders('L').map(([session]) => session)).toEqual([s2]);
+    expect(withdraw(log, 'L', s2, 'w', attempt).result).toEqual({
+      type: 'Withdrawn',
+      lock: 'L',
+      undid: 'grant',
+    });
+    expect(log.holders('L')).toEqual([]);
+  });
+
+  it('is Stale when a newer attempt of the request came after it', () => {
+    const log = new Log();
+    const s1 = log.open();
+    const got = log.acquireCommand(s1, 'L', { requestId: 'g' });
+    const t1 = tokenOf(log.apply(got));
+    const firstAttempt = log.index;
+    // The retry's caller may have been told Acquired: the grant is theirs now.
+    tokenOf(log.apply(got));
+    const retryAttempt = log.index;
+    expect(withdraw(log, 'L', s1, 'g', firstAttempt).result).toEqual({ type: 'Stale' });
+    expect(log.holders('L')).toEqual([[s1, 'exclusive', t1]]);
+    expect(withdraw(log, 'L', s1, 'g', retryAttempt).result).toMatchObject({ undid: 'grant' });
+  });
+
+  it('does not release a grant a re-acquire shared with an earlier request', () => {
+    const log = new Log();
+    const s1 = log.open();
+    const t1 = tokenOf(log.acquire(s1, 'L', { requestId: 'r1' }));
+    expect(tokenOf(log.acquire(s1, 'L', { requestId: 'r2' }))).toBe(t1);
+    const attempt = log.index;
+    expect(withdraw(log, 'L', s1, 'r2', attempt).result).toEqual({
+      type: 'Withdrawn',
+      lock: 'L',
+      undid: 'nothing',
+    });
+    expect(log.holders('L')).toEqual([[s1, 'exclusive', t1]]);
+  });
+
+  it('is Stale for a session that ended, a request that got nothing, or another lock', () => {
+    const log = new Log();
+    const [s1, s2] = [log.open(), log.open()];
+    log.acquire(s1, 'L', { requestId: 'held' });
+    const heldAt = log.index;
+    log.acquire(s2, 'L', { requestId: 'try', waitMs: 0 });
+    const tryAt = log.index;
+    expect(withdraw(log, 'L', s2, 'try', tryAt).result).toEqual({ type: 'Stale' });
+    expect(withdraw(log, 'M', s1, 'held', heldAt).result).toEqual({ type: 'Stale' });
+    log.apply({ type: 'ExpireSession', sessionId: s1, lastRefreshIndex: asIndex(s1) });
+    expect(withdraw(log, 'L', s1, 'held', heldAt).result).toEqual({ type: 'Stale' });
+  });
+
+  it('after the grant ended, undoes nothing and forgets the request', () => {
+    const log = new Log();
+    const s1 = log.open();
+    const got = log.acquireCommand(s1, 'L', { requestId: 'g' });
+    const t1 = tokenOf(log.apply(got));
+    const attempt = log.index;
+    log.release(s1, 'L', t1);
+    expect(withdraw(log, 'L', s1, 'g', attempt).result).toEqual({
+      type: 'Withdrawn',
+      lock: 'L',
+      undid: 'nothing',
+    });
+    expect(log.sm.snapshot().dedupe.map(([key]) => key)).not.toContain(`Acquire/${s1}/g`);
+  });
+
+  it('a malformed Withdraw is refused naming the field', () => {
+    const log = new Log();
+    const s1 = log.open();
+    expectRejected(
+      log.apply({ type: 'Withdraw', lock: 'L', sessionId: s1, requestId: 'g' } as never),
+      'invalidArgument',
+      'Withdraw.attemptIndex',
+    );
   });
 });
