@@ -16,6 +16,8 @@ export const GRPC_STATUS_BY_CODE: Readonly<Record<ApiErrorCode, status>> = {
   notHolder: status.FAILED_PRECONDITION,
   staleToken: status.FAILED_PRECONDITION,
   limitReached: status.RESOURCE_EXHAUSTED,
+  modeMismatch: status.FAILED_PRECONDITION,
+  grantEnded: status.FAILED_PRECONDITION,
   UNAVAILABLE: status.UNAVAILABLE,
   RESOURCE_EXHAUSTED: status.RESOURCE_EXHAUSTED,
   DEADLINE_EXCEEDED: status.DEADLINE_EXCEEDED,

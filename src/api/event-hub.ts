@@ -104,6 +104,7 @@ function eventSession(event: LockEvent): SessionId | null {
       return event.sessionId;
     case 'delayStarted':
     case 'delayEnded':
+    case 'promotionPending':
       return null;
   }
 }

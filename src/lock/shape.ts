@@ -25,9 +25,11 @@ const FIELDS: Readonly<Record<LockCommandType, Readonly<Record<string, FieldKind
   },
   Release: { lock: 'string', sessionId: 'number', token: 'number', requestId: 'string' },
   CancelWait: { lock: 'string', sessionId: 'number', requestId: 'string' },
+  Withdraw: { lock: 'string', sessionId: 'number', requestId: 'string', attemptIndex: 'number' },
   WaitExpired: { lock: 'string', sessionId: 'number', waiterIndex: 'number' },
   LockDelayEnded: { lock: 'string', delayIndex: 'number' },
   MaxHoldReached: { lock: 'string', sessionId: 'number', token: 'number' },
+  Promote: { lock: 'string', afterIndex: 'number' },
   Revoke: { lock: 'string', reason: 'string' },
 };
 

@@ -25,6 +25,19 @@ import type {
 interface Grant extends Holder {
   readonly maxHoldMs: number;
   readonly lockDelayMs: number;
+  /** The Acquire request the grant was made for, so that a Withdraw of it can find it. */
+  readonly requestId: string;
+}
+
+/**
+ * What a request's retry is answered from. For an Acquire the result follows the
+ * request's real outcome (a wait that ends becomes Acquired or NotAcquired), and
+ * `lastAttemptIndex` is the latest entry that carried the request: its first
+ * application or a retry answered from here.
+ */
+export interface RememberedResult {
+  readonly result: LockResult;
+  readonly lastAttemptIndex: number;
 }
 
 interface SessionRecord {
@@ -43,8 +56,14 @@ interface LockRecord {
   readonly holders: Map<SessionId, Grant>;
   /** FIFO queue of waiting Acquires. */
   readonly waiters: Waiter[];
-  /** Set while a lock-delay closes the lock to new grants. */
-  delay: { readonly index: LogIndex; readonly delayMs: number } | null;
+  /**
+   * Every lock-delay placed on the lock and not yet ended, oldest first. The lock stays
+   * closed to new grants until all have ended: a shorter delay placed later must not
+   * cut short a longer one (each expired holder asked for its own). Bounded: a closed
+   * lock gets no new holders, so there is at most one delay per holder it had when it
+   * closed.
+   */
+  readonly delays: LockDelay[];
 }
 
 export interface LockDescription {
@@ -52,7 +71,16 @@ export interface LockDescription {
   readonly mode: LockMode | null;
   readonly holders: readonly Holder[];
   readonly waiters: readonly Waiter[];
+  /** The latest lock-delay placed on the lock, while any is in force. */
   readonly delayIndex: LogIndex | null;
+  /** Every lock-delay in force, oldest first; the lock is closed while this is not empty. */
+  readonly delays: readonly LockDelay[];
+}
+
+/** A lock-delay: placed by the expiry entry at `index`, for `delayMs` from that entry. */
+export interface LockDelay {
+  readonly index: LogIndex;
+  readonly delayMs: number;
 }
 
 export interface SessionDescription {
@@ -70,24 +98,44 @@ export interface FenceValidation {
   readonly currentToken: FencingToken | null;
 }
 
-/** Plain data, in a canonical order: two replicas at one index produce equal snapshots. */
+/**
+ * Plain data, in a canonical order: two replicas at one index produce equal snapshots.
+ * Version 2 keeps every lock-delay of a lock (version 1 kept one), the request id of
+ * each grant, and the latest attempt of each remembered request.
+ */
 export interface LockSnapshot {
-  readonly version: 1;
+  readonly version: 2;
   readonly appliedIndex: number;
-  readonly sessions: readonly {
-    readonly id: number;
-    readonly ttlMs: number;
-    readonly clientName: string;
-    readonly lastRefreshIndex: number;
-  }[];
+  readonly sessions: readonly SnapshotSession[];
   readonly locks: readonly {
     readonly name: string;
     readonly holders: readonly Grant[];
     readonly waiters: readonly Waiter[];
-    readonly delay: { readonly index: number; readonly delayMs: number } | null;
+    readonly delays: readonly { readonly index: number; readonly delayMs: number }[];
   }[];
   /** Remembered results, oldest first. */
+  readonly dedupe: readonly (readonly [string, RememberedResult])[];
+}
+
+/** What nodes wrote before version 2; `restore` still reads it. */
+export interface LockSnapshotV1 {
+  readonly version: 1;
+  readonly appliedIndex: number;
+  readonly sessions: readonly SnapshotSession[];
+  readonly locks: readonly {
+    readonly name: string;
+    readonly holders: readonly Omit<Grant, 'requestId'>[];
+    readonly waiters: readonly Waiter[];
+    readonly delay: { readonly index: number; readonly delayMs: number } | null;
+  }[];
   readonly dedupe: readonly (readonly [string, LockResult])[];
+}
+
+interface SnapshotSession {
+  readonly id: number;
+  readonly ttlMs: number;
+  readonly clientName: string;
+  readonly lastRefreshIndex: number;
 }
 
 class Rejection extends Error {
@@ -121,9 +169,11 @@ export class LockStateMachine {
   private appliedIndex = 0;
   private readonly sessions = new Map<SessionId, SessionRecord>();
   private readonly locks = new Map<string, LockRecord>();
-  private readonly dedupe = new Map<string, LockResult>();
+  private readonly dedupe = new Map<string, RememberedResult>();
   /** Events of the command being applied, in order. */
   private events: LockEvent[] = [];
+  /** Grants made by the command being applied, per lock name. */
+  private readonly grantsInEntry = new Map<string, number>();
   private index: LogIndex = 0 as LogIndex;
 
   constructor(limits: Partial<LockLimits> = {}) {
@@ -153,6 +203,7 @@ export class LockStateMachine {
     this.appliedIndex = index;
     this.index = index;
     this.events = [];
+    this.grantsInEntry.clear();
     const shapeProblem = commandShapeProblem(command);
     if (shapeProblem !== null) {
       return {
@@ -179,7 +230,8 @@ export class LockStateMachine {
         this.checkText('requestId', command.requestId, this.limits.requestIdBytesMax, false);
       }
       const remembered = key === null ? undefined : this.rememberedResult(key);
-      if (remembered !== undefined) return remembered;
+      if (key !== null && remembered !== undefined)
+        return this.answerRetry(command, key, remembered);
     } catch (error) {
       return this.rejected(error);
     }
@@ -189,8 +241,97 @@ export class LockStateMachine {
     } catch (error) {
       result = this.rejected(error);
     }
-    if (key !== null && changesState(result)) this.remember(key, result);
+    if (key !== null && this.worthRemembering(command, result)) this.remember(key, result);
     return result;
+  }
+
+  /**
+   * A retry is not applied again, and it is told only what is still true: the first
+   * result when that still holds, else what became of the request. Protected so that a
+   * test can break it.
+   */
+  protected answerRetry(
+    command: LockCommand,
+    key: string,
+    remembered: RememberedResult,
+  ): LockResult {
+    switch (command.type) {
+      case 'Acquire': {
+        const session = this.requireSession(command.sessionId);
+        this.dedupe.set(key, { result: remembered.result, lastAttemptIndex: this.index });
+        return this.retriedAcquire(command.requestId, session, remembered.result);
+      }
+      case 'Release':
+      case 'CancelWait':
+        // Released or WaitCancelled is still true, but a session that ended holds and
+        // waits for nothing: its client must learn that rather than carry on.
+        this.requireSession(command.sessionId);
+        return remembered.result;
+      default:
+        // SessionOpened and SessionClosed stay true.
+        return remembered.result;
+    }
+  }
+
+  private retriedAcquire(requestId: string, session: SessionRecord, first: LockResult): LockResult {
+    if (first.type !== 'Acquired' && first.type !== 'Queued' && first.type !== 'NotAcquired') {
+      return first;
+    }
+    const lock = this.locks.get(first.lock);
+    if (first.type === 'Acquired') {
+      const grant = lock?.holders.get(session.id);
+      if (lock !== undefined && grant !== undefined && grant.token === first.token) {
+        return this.acquiredResult(lock, grant);
+      }
+      reject(
+        'grantEnded',
+        `the grant of ${first.lock} made for request ${requestId} (token ${first.token}) has ended: it was released, revoked or reached its max hold`,
+      );
+    }
+    const position = this.waiterPosition(lock, session.id, requestId);
+    if (first.type === 'Queued' && position >= 0) {
+      return { type: 'Queued', lock: first.lock, position };
+    }
+    // A wait that ended without a grant (a remembered Queued always has its waiter:
+    // the wait's end rewrites it; checkInvariants holds that).
+    return this.notAcquired(first.lock);
+  }
+
+  /**
+   * Only results that changed state are remembered: a refusal or a failed try-lock left
+   * nothing to protect from a second application, so its retry simply runs again. A
+   * session asking again while it already waits is told its place, but that answer is
+   * not remembered either: the wait belongs to the request that queued it.
+   */
+  private worthRemembering(command: LockCommand, result: LockResult): boolean {
+    if (result.type === 'Rejected' || result.type === 'NotAcquired') return false;
+    if (command.type === 'Acquire' && result.type === 'Queued') {
+      const lock = this.locks.get(command.lock);
+      return this.waiterPosition(lock, command.sessionId, command.requestId) === result.position;
+    }
+    return true;
+  }
+
+  private waiterPosition(lock: LockRecord | undefined, id: SessionId, requestId: string): number {
+    return (
+      lock?.waiters.findIndex(
+        (waiter) => waiter.sessionId === id && waiter.requestId === requestId,
+      ) ?? -1
+    );
+  }
+
+  /**
+   * Rewrites the remembered result of the Acquire that queued `waiter` on `lock`,
+   * keeping its place in the window. Only a Queued for that lock is the waiter's: a
+   * client that reused the request id after it left the window has another request
+   * under the key now.
+   */
+  private rememberOutcome(lock: string, waiter: Waiter, result: LockResult): void {
+    const key = acquireKey(waiter.sessionId, waiter.requestId);
+    const remembered = this.dedupe.get(key);
+    if (remembered?.result.type === 'Queued' && remembered.result.lock === lock) {
+      this.dedupe.set(key, { ...remembered, result });
+    }
   }
 
   private rejected(error: unknown): LockResult {
@@ -214,13 +355,17 @@ export class LockStateMachine {
       case 'Release':
         return this.release(command);
       case 'CancelWait':
-        return this.cancelWait(command.lock, command.sessionId);
+        return this.cancelWait(command.lock, command.sessionId, command.requestId);
+      case 'Withdraw':
+        return this.withdraw(command);
       case 'WaitExpired':
         return this.waitExpired(command.lock, command.sessionId, command.waiterIndex);
       case 'LockDelayEnded':
         return this.lockDelayEnded(command.lock, command.delayIndex);
       case 'MaxHoldReached':
         return this.maxHoldReached(command.lock, command.sessionId, command.token);
+      case 'Promote':
+        return this.promoteHead(command.lock);
       case 'Revoke':
         return this.revoke(command.lock);
       default:
@@ -305,7 +450,7 @@ export class LockStateMachine {
       this.removeHolder(lock, grant, reason);
       const delayMs = grant.lockDelayMs > 0 ? grant.lockDelayMs : this.limits.lockDelayMs;
       if (reason === 'expire' && delayMs > 0) {
-        lock.delay = { index: this.index, delayMs };
+        this.placeDelay(lock.delays, { index: this.index, delayMs });
         this.emit({ type: 'delayStarted', lock: name, delayIndex: this.index, delayMs });
       }
       touched.add(name);
@@ -335,10 +480,22 @@ export class LockStateMachine {
     const session = this.requireSession(command.sessionId);
     const existing = this.locks.get(command.lock);
     const held = existing?.holders.get(session.id);
-    // Re-acquiring returns the grant the session already has, with its token.
-    if (existing !== undefined && held !== undefined) return this.acquiredResult(existing, held);
+    if (existing !== undefined && held !== undefined) {
+      // A grant keeps its mode: a shared holder told `Acquired` for exclusive would
+      // act beside other holders, and an exclusive one told `shared` would not know
+      // others may join. Re-acquiring in the same mode returns the grant it has.
+      if (held.mode !== command.mode)
+        this.rejectModeMismatch(session.id, existing, 'holds', held.mode, command.mode);
+      return this.acquiredResult(existing, held);
+    }
     const position = existing?.waiters.findIndex((waiter) => waiter.sessionId === session.id) ?? -1;
-    if (position >= 0) return { type: 'Queued', lock: command.lock, position };
+    const waiting = existing?.waiters[position];
+    if (existing !== undefined && waiting !== undefined) {
+      // The wait will end in a grant of the mode it asked for, not this one.
+      if (waiting.mode !== command.mode)
+        this.rejectModeMismatch(session.id, existing, 'waits for', waiting.mode, command.mode);
+      return { type: 'Queued', lock: command.lock, position };
+    }
     if (existing === undefined && this.locks.size >= this.limits.locksMax) {
       reject('limitReached', `locksMax (${this.limits.locksMax}) locks are in use`);
     }
@@ -349,11 +506,7 @@ export class LockStateMachine {
     }
     if (command.waitMs === 0) {
       this.dropIfIdle(lock);
-      return {
-        type: 'NotAcquired',
-        lock: command.lock,
-        holders: [...lock.holders.values()].map(publicHolder),
-      };
+      return this.notAcquired(command.lock);
     }
     if (lock.waiters.length >= this.limits.waitersPerLockMax) {
       reject(
@@ -377,6 +530,20 @@ export class LockStateMachine {
     return { type: 'Queued', lock: lock.name, position: lock.waiters.length - 1 };
   }
 
+  private rejectModeMismatch(
+    id: SessionId,
+    lock: LockRecord,
+    relation: 'holds' | 'waits for',
+    mode: LockMode,
+    askedMode: LockMode,
+  ): never {
+    const what = relation === 'holds' ? 'release it' : 'cancel that wait';
+    return reject(
+      'modeMismatch',
+      `session ${id} ${relation} ${lock.name} ${mode}; ${what} before asking for ${askedMode}`,
+    );
+  }
+
   private release(command: Extract<LockCommand, { type: 'Release' }>): LockResult {
     this.checkLockName(command.lock);
     const session = this.requireSession(command.sessionId);
@@ -396,16 +563,56 @@ export class LockStateMachine {
     return { type: 'Released', lock: command.lock };
   }
 
-  private cancelWait(name: string, id: SessionId): LockResult {
+  private cancelWait(name: string, id: SessionId, requestId: string): LockResult {
     this.checkLockName(name);
     const session = this.requireSession(id);
     const lock = this.locks.get(name);
-    if (lock === undefined || !session.waiting.has(name)) {
-      reject('notHolder', `session ${id} is not waiting for ${name}`);
+    // Only the wait this request queued: a CancelWait retried after its result left the
+    // window must not cancel a later wait of the same session.
+    if (lock === undefined || this.waiterPosition(lock, session.id, requestId) < 0) {
+      reject('notHolder', `session ${id} is not waiting for ${name} under request ${requestId}`);
     }
     this.removeWaiter(lock, id, 'cancelled');
     this.promote(lock);
     return { type: 'WaitCancelled', lock: name };
+  }
+
+  /**
+   * Guarded: only the latest attempt of the request, by a live session, on the lock the
+   * request named. A grant is matched by its request id, so a re-acquire that shared a
+   * grant made for an earlier request gives nothing back.
+   */
+  private withdraw(command: Extract<LockCommand, { type: 'Withdraw' }>): LockResult {
+    const { lock: name, sessionId: id, requestId } = command;
+    const key = acquireKey(id, requestId);
+    const remembered = this.dedupe.get(key);
+    const first = remembered?.result;
+    const namesLock =
+      (first?.type === 'Acquired' || first?.type === 'Queued' || first?.type === 'NotAcquired') &&
+      first.lock === name;
+    if (
+      !this.sessions.has(id) ||
+      remembered === undefined ||
+      !namesLock ||
+      remembered.lastAttemptIndex !== command.attemptIndex
+    ) {
+      return { type: 'Stale' };
+    }
+    const lock = this.locks.get(name);
+    const grant = lock?.holders.get(id);
+    let undid: 'wait' | 'grant' | 'nothing' = 'nothing';
+    if (lock !== undefined && this.waiterPosition(lock, id, requestId) >= 0) {
+      this.removeWaiter(lock, id, 'cancelled');
+      this.promote(lock);
+      undid = 'wait';
+    } else if (lock !== undefined && grant !== undefined && grant.requestId === requestId) {
+      this.removeHolder(lock, grant, 'release');
+      this.promote(lock);
+      undid = 'grant';
+    }
+    // Forgotten after the undo: a later retry runs afresh, still at most one effect.
+    this.dedupe.delete(key);
+    return { type: 'Withdrawn', lock: name, undid };
   }
 
   private waitExpired(name: string, id: SessionId, waiterIndex: LogIndex): LockResult {
@@ -420,8 +627,10 @@ export class LockStateMachine {
 
   private lockDelayEnded(name: string, delayIndex: LogIndex): LockResult {
     const lock = this.locks.get(name);
-    if (lock === undefined || lock.delay?.index !== delayIndex) return { type: 'Stale' };
-    lock.delay = null;
+    const position = lock?.delays.findIndex((delay) => delay.index === delayIndex) ?? -1;
+    if (lock === undefined || position < 0) return { type: 'Stale' };
+    // Ends only its own delay; the lock reopens when the last one ends.
+    lock.delays.splice(position, 1);
     this.emit({ type: 'delayEnded', lock: name, delayIndex });
     this.promote(lock);
     return { type: 'LockDelayEnded', lock: name };
@@ -437,6 +646,15 @@ export class LockStateMachine {
     return { type: 'MaxHoldReached', lock: name, token };
   }
 
+  /** Guarded by the state alone: a duplicate or late Promote finds nothing to grant. */
+  private promoteHead(name: string): LockResult {
+    const lock = this.locks.get(name);
+    if (lock === undefined || !this.promotionPendingOn(lock)) return { type: 'Stale' };
+    const grant = this.promote(lock);
+    assert(grant !== null, `a pending promotion of ${name} granted nothing`);
+    return { type: 'Promoted', lock: name, sessionId: grant.sessionId, token: grant.token };
+  }
+
   private revoke(name: string): LockResult {
     this.checkLockName(name);
     const lock = this.locks.get(name);
@@ -450,7 +668,7 @@ export class LockStateMachine {
 
   /** A new grant must not jump the queue, and shared grants join only shared holders. */
   private grantable(lock: LockRecord, mode: LockMode): boolean {
-    if (lock.delay !== null || lock.waiters.length > 0) return false;
+    if (lock.delays.length > 0 || lock.waiters.length > 0) return false;
     return this.compatible(lock, mode);
   }
 
@@ -459,7 +677,7 @@ export class LockStateMachine {
     return this.modesCompatible(mode, holderModes);
   }
 
-  // The four rules below are protected so that tests can break each one in a subclass
+  // The rules below are protected so that tests can break each one in a subclass
   // and prove the property tests notice. Nothing else overrides them.
 
   /** A grant in `mode` can join holders in `holderModes`: none, or all shared with a shared request. */
@@ -478,17 +696,37 @@ export class LockStateMachine {
     return lastRefreshIndex === expiryRefreshIndex;
   }
 
-  /** The remembered first result of a retried request. */
-  protected rememberedResult(key: string): LockResult | undefined {
+  /** A new lock-delay joins those in force: a later, shorter one must not end an earlier one. */
+  protected placeDelay(delays: LockDelay[], delay: LockDelay): void {
+    delays.push(delay);
+  }
+
+  /** What a retried request is answered from. */
+  protected rememberedResult(key: string): RememberedResult | undefined {
     return this.dedupe.get(key);
   }
 
-  /** Grants waiters from the head of the queue: one exclusive, or every shared one in a row. */
-  private promote(lock: LockRecord): void {
-    while (lock.delay === null) {
-      const head = lock.waiters[0];
-      if (head === undefined || !this.compatible(lock, head.mode)) break;
-      lock.waiters.shift();
+  /**
+   * One entry grants at most one holder per lock, so that a token (the index of the
+   * granting entry) names exactly one grant: two shared holders granted by one entry
+   * would share a token, and the fence would stay valid for the one whose session
+   * ended. Protected so that a test can break it.
+   */
+  protected grantsPerEntryPerLockMax(): number {
+    return 1;
+  }
+
+  /**
+   * Grants the head waiter if it fits and this entry may still grant the lock, and
+   * returns the grant. If another compatible waiter is then at the head, it is left for
+   * a Promote entry (event promotionPending). Every change to a lock's holders, waiters
+   * or delays ends with a call here, which the timers rely on.
+   */
+  private promote(lock: LockRecord): Grant | null {
+    let granted: Grant | null = null;
+    while (this.promotionPendingOn(lock) && this.mayGrant(lock)) {
+      const head = lock.waiters.shift();
+      assert(head !== undefined, `pending promotion of ${lock.name} without a waiter`);
       const session = this.sessions.get(head.sessionId);
       assert(session !== undefined, `waiter of ${lock.name} has no session ${head.sessionId}`);
       session.waiting.delete(lock.name);
@@ -500,18 +738,35 @@ export class LockStateMachine {
         reason: 'granted',
       });
       // The token is this entry's index, above every index of the previous tenure.
-      this.grant(lock, session, head);
-      if (head.mode === 'exclusive') break;
+      granted = this.grant(lock, session, head);
+      this.rememberOutcome(lock.name, head, this.acquiredResult(lock, granted));
     }
+    if (this.promotionPendingOn(lock)) this.emit({ type: 'promotionPending', lock: lock.name });
     this.dropIfIdle(lock);
+    return granted;
+  }
+
+  /** The head waiter could be granted now: no lock-delay, and it fits the holders. */
+  private promotionPendingOn(lock: LockRecord): boolean {
+    const head = lock.waiters[0];
+    return lock.delays.length === 0 && head !== undefined && this.compatible(lock, head.mode);
+  }
+
+  private mayGrant(lock: LockRecord): boolean {
+    return (this.grantsInEntry.get(lock.name) ?? 0) < this.grantsPerEntryPerLockMax();
   }
 
   private grant(
     lock: LockRecord,
     session: SessionRecord,
-    request: Pick<Waiter, 'owner' | 'mode' | 'requestIndex' | 'maxHoldMs' | 'lockDelayMs'>,
+    request: Pick<
+      Waiter,
+      'owner' | 'mode' | 'requestIndex' | 'requestId' | 'maxHoldMs' | 'lockDelayMs'
+    >,
   ): Grant {
     assert(this.compatible(lock, request.mode), `grant of ${lock.name} conflicts with its holders`);
+    assert(this.mayGrant(lock), `entry ${this.index} already granted ${lock.name}`);
+    this.grantsInEntry.set(lock.name, (this.grantsInEntry.get(lock.name) ?? 0) + 1);
     const grant: Grant = {
       sessionId: session.id,
       owner: request.owner,
@@ -520,6 +775,7 @@ export class LockStateMachine {
       requestIndex: request.requestIndex,
       maxHoldMs: request.maxHoldMs,
       lockDelayMs: request.lockDelayMs,
+      requestId: request.requestId,
     };
     lock.holders.set(session.id, grant);
     session.held.add(lock.name);
@@ -527,6 +783,7 @@ export class LockStateMachine {
       type: 'granted',
       lock: lock.name,
       holder: publicHolder(grant),
+      requestId: grant.requestId,
       maxHoldMs: grant.maxHoldMs,
     });
     return grant;
@@ -554,6 +811,10 @@ export class LockStateMachine {
     assert(waiter !== undefined, `session ${id} is not waiting for ${lock.name}`);
     lock.waiters.splice(position, 1);
     this.sessions.get(id)?.waiting.delete(lock.name);
+    // The request's outcome, for its retries; a session that ended has none to ask.
+    if (reason !== 'sessionEnded') {
+      this.rememberOutcome(lock.name, waiter, this.notAcquired(lock.name));
+    }
     this.emit({
       type: 'waitEnded',
       lock: lock.name,
@@ -564,14 +825,14 @@ export class LockStateMachine {
   }
 
   private createLock(name: string): LockRecord {
-    const lock: LockRecord = { name, holders: new Map(), waiters: [], delay: null };
+    const lock: LockRecord = { name, holders: new Map(), waiters: [], delays: [] };
     this.locks.set(name, lock);
     return lock;
   }
 
   /** A free lock with no waiters and no delay costs nothing: forget it. */
   private dropIfIdle(lock: LockRecord): void {
-    if (lock.holders.size === 0 && lock.waiters.length === 0 && lock.delay === null) {
+    if (lock.holders.size === 0 && lock.waiters.length === 0 && lock.delays.length === 0) {
       this.locks.delete(lock.name);
     }
   }
@@ -580,6 +841,12 @@ export class LockStateMachine {
     const lock = this.locks.get(name);
     assert(lock !== undefined, `lock ${name} is missing`);
     return lock;
+  }
+
+  /** Not granted: names the lock's current holders. */
+  private notAcquired(name: string): LockResult {
+    const holders = [...(this.locks.get(name)?.holders.values() ?? [])].map(publicHolder);
+    return { type: 'NotAcquired', lock: name, holders };
   }
 
   private acquiredResult(lock: LockRecord, grant: Grant): LockResult {
@@ -613,7 +880,7 @@ export class LockStateMachine {
   }
 
   private remember(key: string, result: LockResult): void {
-    this.dedupe.set(key, result);
+    this.dedupe.set(key, { result, lastAttemptIndex: this.index });
     // Oldest first: Map keeps insertion order, the same on every replica.
     while (this.dedupe.size > this.limits.dedupeWindowMax) {
       const oldest = this.dedupe.keys().next();
@@ -631,14 +898,15 @@ export class LockStateMachine {
   describe(name: string): LockDescription {
     const lock = this.locks.get(name);
     if (lock === undefined)
-      return { lock: name, mode: null, holders: [], waiters: [], delayIndex: null };
+      return { lock: name, mode: null, holders: [], waiters: [], delayIndex: null, delays: [] };
     const holders = [...lock.holders.values()].map(publicHolder);
     return {
       lock: name,
       mode: holders[0]?.mode ?? null,
       holders,
       waiters: [...lock.waiters],
-      delayIndex: lock.delay?.index ?? null,
+      delayIndex: lock.delays.at(-1)?.index ?? null,
+      delays: [...lock.delays],
     };
   }
 
@@ -679,9 +947,15 @@ export class LockStateMachine {
     return this.locks.get(name)?.holders.get(id)?.maxHoldMs ?? 0;
   }
 
-  /** The lock-delay closing `lock`, if any; for the runtime's timers. */
-  delayOf(name: string): { readonly index: LogIndex; readonly delayMs: number } | null {
-    return this.locks.get(name)?.delay ?? null;
+  /** The lock-delays closing `lock`, oldest first; for the runtime's timers. */
+  delaysOf(name: string): readonly LockDelay[] {
+    return [...(this.locks.get(name)?.delays ?? [])];
+  }
+
+  /** Whether `lock` waits for a Promote: its head waiter could be granted now. For the timers. */
+  promotionPending(name: string): boolean {
+    const lock = this.locks.get(name);
+    return lock !== undefined && this.promotionPendingOn(lock);
   }
 
   /** Every session id, ascending. */
@@ -693,7 +967,7 @@ export class LockStateMachine {
 
   snapshot(): LockSnapshot {
     return {
-      version: 1,
+      version: 2,
       appliedIndex: this.appliedIndex,
       sessions: this.sessionIds().map((id) => {
         const session = this.sessions.get(id);
@@ -707,7 +981,7 @@ export class LockStateMachine {
           name,
           holders: [...lock.holders.values()],
           waiters: [...lock.waiters],
-          delay: lock.delay,
+          delays: [...lock.delays],
         };
       }),
       dedupe: [...this.dedupe.entries()],
@@ -715,8 +989,10 @@ export class LockStateMachine {
   }
 
   /** Replaces all state with a snapshot's. */
-  restore(snapshot: LockSnapshot): void {
-    assert(snapshot.version === 1, `unknown lock snapshot version ${snapshot.version}`);
+  restore(saved: LockSnapshot | LockSnapshotV1): void {
+    const version: number = saved.version;
+    assert(version === 1 || version === 2, `unknown lock snapshot version ${version}`);
+    const snapshot = saved.version === 1 ? upgradeSnapshotV1(saved) : saved;
     this.sessions.clear();
     this.locks.clear();
     this.dedupe.clear();
@@ -746,10 +1022,9 @@ export class LockStateMachine {
       lock.waiters.push(waiter);
       this.restoredSession(waiter.sessionId, saved.name).waiting.add(saved.name);
     }
-    lock.delay =
-      saved.delay === null
-        ? null
-        : { index: saved.delay.index as LogIndex, delayMs: saved.delay.delayMs };
+    for (const delay of saved.delays) {
+      lock.delays.push({ index: delay.index as LogIndex, delayMs: delay.delayMs });
+    }
   }
 
   private restoredSession(id: SessionId, lock: string): SessionRecord {
@@ -765,12 +1040,18 @@ export class LockStateMachine {
       if (modes.includes('exclusive'))
         assert(modes.length === 1, `${lock.name} has an exclusive holder beside others`);
       assert(
-        lock.holders.size + lock.waiters.length > 0 || lock.delay !== null,
+        lock.holders.size + lock.waiters.length + lock.delays.length > 0,
         `${lock.name} is idle but kept`,
       );
       assert(
         lock.waiters.length <= this.limits.waitersPerLockMax,
         `${lock.name} has too many waiters`,
+      );
+      // At most one delay per expired holder, and a closed lock gets no new holders.
+      assert(lock.delays.length <= this.limits.sessionsMax, `${lock.name} has too many delays`);
+      assert(
+        lock.delays.every((delay, k) => k === 0 || delay.index > (lock.delays[k - 1]?.index ?? 0)),
+        `${lock.name} has delays out of order`,
       );
       for (const id of lock.holders.keys()) {
         assert(
@@ -788,7 +1069,49 @@ export class LockStateMachine {
     assert(this.sessions.size <= this.limits.sessionsMax, 'too many sessions');
     assert(this.locks.size <= this.limits.locksMax, 'too many locks');
     assert(this.dedupe.size <= this.limits.dedupeWindowMax, 'dedupe window overflow');
+    // A remembered Queued is rewritten when its wait ends, so it always has its waiter.
+    for (const [key, { result }] of this.dedupe) {
+      if (!key.startsWith('Acquire/') || result.type !== 'Queued') continue;
+      const id = toSessionId(Number(key.split('/')[1]));
+      const requestId = key.slice(`Acquire/${id}/`.length);
+      assert(
+        !this.sessions.has(id) ||
+          this.waiterPosition(this.locks.get(result.lock), id, requestId) >= 0,
+        `${key} is remembered as Queued but does not wait for ${result.lock}`,
+      );
+    }
   }
+}
+
+/**
+ * A version 1 snapshot in version 2's shape. Its one lock-delay becomes a list of one.
+ * Its grants did not record their request ('' matches no request, so a Withdraw gives
+ * none of them back) nor the latest attempt of a request (0 matches no attempt, so a
+ * Withdraw of those requests is Stale): both err towards keeping a grant, which its
+ * session still ends. Version 1 left a waiter's remembered Queued in place after the
+ * wait ended; such an entry is forgotten, as if it had left the window.
+ */
+function upgradeSnapshotV1(saved: LockSnapshotV1): LockSnapshot {
+  const waits = new Set<string>();
+  for (const lock of saved.locks) {
+    for (const waiter of lock.waiters) waits.add(acquireKey(waiter.sessionId, waiter.requestId));
+  }
+  const dedupe: (readonly [string, RememberedResult])[] = [];
+  for (const [key, result] of saved.dedupe) {
+    const endedWait = result.type === 'Queued' && key.startsWith('Acquire/') && !waits.has(key);
+    if (!endedWait) dedupe.push([key, { result, lastAttemptIndex: 0 }]);
+  }
+  return {
+    version: 2,
+    appliedIndex: saved.appliedIndex,
+    sessions: saved.sessions,
+    locks: saved.locks.map(({ delay, holders, ...lock }) => ({
+      ...lock,
+      holders: holders.map((grant) => ({ ...grant, requestId: '' })),
+      delays: delay === null ? [] : [delay],
+    })),
+    dedupe,
+  };
 }
 
 /**
@@ -799,16 +1122,19 @@ function dedupeKey(command: LockCommand): string | null {
   switch (command.type) {
     case 'OpenSession':
       return `OpenSession/${command.requestId}`;
-    case 'CloseSession':
     case 'Acquire':
+      return acquireKey(command.sessionId, command.requestId);
+    case 'CloseSession':
     case 'Release':
     case 'CancelWait':
       return `${command.type}/${command.sessionId}/${command.requestId}`;
+    case 'Withdraw':
     case 'KeepAlive':
     case 'ExpireSession':
     case 'WaitExpired':
     case 'LockDelayEnded':
     case 'MaxHoldReached':
+    case 'Promote':
     case 'Revoke':
       // Idempotent or guarded already.
       return null;
@@ -817,13 +1143,8 @@ function dedupeKey(command: LockCommand): string | null {
   }
 }
 
-/**
- * Only results that changed state are remembered. A refusal or a failed try-lock left
- * nothing to protect from a second application, so its retry is simply run again (and
- * may succeed once the cause is gone), and it takes no room in the window.
- */
-function changesState(result: LockResult): boolean {
-  return result.type !== 'Rejected' && result.type !== 'NotAcquired';
+function acquireKey(id: SessionId, requestId: string): string {
+  return `Acquire/${id}/${requestId}`;
 }
 
 function publicHolder(grant: Holder): Holder {

@@ -58,6 +58,10 @@ export class LockTimers {
   }
 
   private track(index: LogIndex, event: LockEvent, nowMs: number): void {
+    // Any change to a lock's holders, waiters or delays may settle its pending
+    // promotion; the state machine then ends the entry with promotionPending for the
+    // lock if one is still owed, which sets the deadline again.
+    if (changesPromotion(event)) this.delete(promoteKey(event.lock));
     switch (event.type) {
       case 'sessionRefreshed':
         this.set(sessionKey(event.sessionId), expire(event.sessionId, index), nowMs + event.ttlMs);
@@ -99,11 +103,15 @@ export class LockTimers {
           lock: event.lock,
           delayIndex: event.delayIndex,
         };
-        this.set(delayKey(event.lock), command, nowMs + event.delayMs);
+        this.set(delayKey(event.lock, event.delayIndex), command, nowMs + event.delayMs);
         return;
       }
       case 'delayEnded':
-        this.delete(delayKey(event.lock));
+        this.delete(delayKey(event.lock, event.delayIndex));
+        return;
+      case 'promotionPending':
+        // Due at once: the grant waits for nothing but its own entry.
+        this.set(promoteKey(event.lock), promote(event.lock, index), nowMs);
         return;
     }
   }
@@ -157,10 +165,13 @@ export class LockTimers {
   }
 
   private restoreLock(state: LockStateMachine, lock: string, nowMs: number): void {
-    const delay = state.delayOf(lock);
-    if (delay !== null) {
+    if (state.promotionPending(lock)) {
+      const afterIndex = state.lastAppliedIndex as LogIndex;
+      this.set(promoteKey(lock), promote(lock, afterIndex), nowMs);
+    }
+    for (const delay of state.delaysOf(lock)) {
       const command: LockCommand = { type: 'LockDelayEnded', lock, delayIndex: delay.index };
-      this.set(delayKey(lock), command, nowMs + delay.delayMs);
+      this.set(delayKey(lock, delay.index), command, nowMs + delay.delayMs);
     }
     const description = state.describe(lock);
     for (const waiter of description.waiters) {
@@ -213,6 +224,28 @@ function maxHold(lock: string, sessionId: SessionId, token: FencingToken): LockC
   return { type: 'MaxHoldReached', lock, sessionId, token };
 }
 
+function promote(lock: string, afterIndex: LogIndex): LockCommand {
+  return { type: 'Promote', lock, afterIndex };
+}
+
+function changesPromotion(
+  event: LockEvent,
+): event is Extract<
+  LockEvent,
+  { type: 'granted' | 'released' | 'waitEnded' | 'delayStarted' | 'delayEnded' }
+> {
+  switch (event.type) {
+    case 'granted':
+    case 'released':
+    case 'waitEnded':
+    case 'delayStarted':
+    case 'delayEnded':
+      return true;
+    default:
+      return false;
+  }
+}
+
 function sessionKey(id: SessionId): string {
   return `s/${id}`;
 }
@@ -222,6 +255,10 @@ function waitKey(lock: string, id: SessionId): string {
 function holdKey(lock: string, id: SessionId): string {
   return `h/${id}/${lock}`;
 }
-function delayKey(lock: string): string {
-  return `d/${lock}`;
+function promoteKey(lock: string): string {
+  return `p/${lock}`;
+}
+/** One deadline per delay: a lock keeps every delay placed on it until each has run. */
+function delayKey(lock: string, delayIndex: LogIndex): string {
+  return `d/${delayIndex}/${lock}`;
 }

@@ -47,12 +47,30 @@ export type LockCommand =
       readonly token: FencingToken;
       readonly requestId: string;
     }
-  /** Withdraws a waiting Acquire, as when its call is cancelled. */
+  /**
+   * Withdraws the waiting Acquire of the same session and request id, as when its call
+   * is cancelled. A later wait of the session under another request is not touched.
+   */
   | {
       readonly type: 'CancelWait';
       readonly lock: string;
       readonly sessionId: SessionId;
       readonly requestId: string;
+    }
+  /**
+   * Gives back whatever the Acquire attempt at `attemptIndex` (of this session and
+   * request id) got, because its caller went away (deadline, cancel, a failure it was
+   * told of): its wait, or the grant made for it. Applies only if that entry is still
+   * the latest that carried the request (a newer attempt's caller may have been told
+   * Acquired), else Stale; Stale too for a session that is not live. Afterwards the
+   * request is forgotten: its effect is undone, so a later retry runs afresh.
+   */
+  | {
+      readonly type: 'Withdraw';
+      readonly lock: string;
+      readonly sessionId: SessionId;
+      readonly requestId: string;
+      readonly attemptIndex: LogIndex;
     }
   /** Timer: the wait of the Acquire at `waiterIndex` ran out. */
   | {
@@ -70,6 +88,13 @@ export type LockCommand =
       readonly sessionId: SessionId;
       readonly token: FencingToken;
     }
+  /**
+   * Timer: grants the next compatible head waiter of `lock` (at most one), as one entry
+   * grants at most one holder per lock. Proposed at once after an entry left the lock
+   * with a grantable head waiter (event `promotionPending`); `afterIndex` is that entry.
+   * Stale when nothing is grantable.
+   */
+  | { readonly type: 'Promote'; readonly lock: string; readonly afterIndex: LogIndex }
   /** Operator: frees the lock's current grants, so the next grant gets a higher token. */
   | { readonly type: 'Revoke'; readonly lock: string; readonly reason: string };
 
@@ -101,7 +126,17 @@ export type RejectionCode =
   | 'sessionNotFound'
   | 'notHolder'
   | 'staleToken'
-  | 'limitReached';
+  | 'limitReached'
+  /**
+   * A retried Acquire whose grant has ended since (released, revoked, max-hold): its
+   * remembered `Acquired` is no longer true, and it is not run again (exactly once).
+   */
+  | 'grantEnded'
+  /**
+   * The session holds (or waits for) the lock in the other mode. A grant cannot change
+   * mode in place: telling a shared holder `Acquired` for exclusive would be false.
+   */
+  | 'modeMismatch';
 
 /**
  * The result of one command. Deterministic: every replica computes the same result
@@ -128,10 +163,22 @@ export type LockResult =
   | { readonly type: 'NotAcquired'; readonly lock: string; readonly holders: readonly Holder[] }
   | { readonly type: 'Released'; readonly lock: string }
   | { readonly type: 'WaitCancelled'; readonly lock: string }
+  /** What a Withdraw gave back: the attempt's wait, its grant, or nothing (it had ended). */
+  | {
+      readonly type: 'Withdrawn';
+      readonly lock: string;
+      readonly undid: 'wait' | 'grant' | 'nothing';
+    }
   | { readonly type: 'Revoked'; readonly lock: string; readonly freed: number }
   | { readonly type: 'WaitExpired'; readonly lock: string; readonly sessionId: SessionId }
   | { readonly type: 'LockDelayEnded'; readonly lock: string }
   | { readonly type: 'MaxHoldReached'; readonly lock: string; readonly token: FencingToken }
+  | {
+      readonly type: 'Promoted';
+      readonly lock: string;
+      readonly sessionId: SessionId;
+      readonly token: FencingToken;
+    }
   /** A guarded timer command that no longer matched the state: nothing changed. */
   | { readonly type: 'Stale' }
   | {
@@ -152,6 +199,8 @@ export type LockEvent =
       readonly type: 'granted';
       readonly lock: string;
       readonly holder: Holder;
+      /** The Acquire request the grant answers (not in Holder: Describe shows holders to all). */
+      readonly requestId: string;
       readonly maxHoldMs: number;
     }
   | {
@@ -176,6 +225,12 @@ export type LockEvent =
       readonly delayMs: number;
     }
   | { readonly type: 'delayEnded'; readonly lock: string; readonly delayIndex: LogIndex }
+  /**
+   * After this entry the lock's head waiter could be granted, but this entry already
+   * granted the lock once (one grant per entry keeps tokens unique). The leader's timers
+   * propose a Promote for it at once. Always the last event of its entry for the lock.
+   */
+  | { readonly type: 'promotionPending'; readonly lock: string }
   | {
       readonly type: 'sessionRefreshed';
       readonly sessionId: SessionId;

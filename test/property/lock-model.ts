@@ -32,6 +32,8 @@ export interface ModelWaiter {
 interface ModelGrant extends ModelHolder {
   maxHoldMs: number;
   lockDelayMs: number;
+  /** The request the grant was made for. */
+  requestId: string;
 }
 
 export interface ModelSession {
@@ -47,7 +49,11 @@ export interface ModelLock {
   holders: ModelGrant[];
   /** In the order they queued. */
   waiters: ModelWaiter[];
-  delay: { index: number; delayMs: number } | null;
+  /**
+   * Every lock-delay placed and not yet ended. Each expired holder's delay runs its full
+   * length, so the lock stays closed while any is here.
+   */
+  delays: { index: number; delayMs: number }[];
 }
 
 /** What the model says a command returns. Rejected carries no detail. */
@@ -61,10 +67,12 @@ export type ModelResult =
   | { type: 'NotAcquired'; lock: string; holders: ModelHolder[] }
   | { type: 'Released'; lock: string }
   | { type: 'WaitCancelled'; lock: string }
+  | { type: 'Withdrawn'; lock: string; undid: 'wait' | 'grant' | 'nothing' }
   | { type: 'Revoked'; lock: string; freed: number }
   | { type: 'WaitExpired'; lock: string; sessionId: number }
   | { type: 'LockDelayEnded'; lock: string }
   | { type: 'MaxHoldReached'; lock: string; token: number }
+  | { type: 'Promoted'; lock: string; sessionId: number; token: number }
   | { type: 'Stale' }
   | { type: 'Rejected'; code: string };
 
@@ -74,6 +82,7 @@ export interface ModelDescription {
   holders: ModelHolder[];
   waiters: ModelWaiter[];
   delayIndex: number | null;
+  delays: { index: number; delayMs: number }[];
 }
 
 export interface ModelSessionDescription {
@@ -115,13 +124,16 @@ export class LockModel {
   sessions: ModelSession[] = [];
   /** Every lock ever named; only those `inUse` exist as far as the state machine is concerned. */
   locks: ModelLock[] = [];
-  /** Remembered results, oldest first. */
-  dedupe: { key: string; result: ModelResult }[] = [];
+  /**
+   * Remembered results, oldest first. An Acquire's result follows what became of the
+   * request: a wait that ends turns into Acquired or NotAcquired.
+   */
+  dedupe: { key: string; result: ModelResult; lastAttemptIndex: number; command: LockCommand }[] =
+    [];
   /** The index of the entry being applied. */
   index = 0;
-  /** Of the last command: the key its result was remembered under, or found under. */
-  lastRemembered: string | null = null;
-  lastRetried: string | null = null;
+  /** Of the last command: the command first applied under its key, if it was a retry. */
+  lastRetried: LockCommand | null = null;
 
   constructor(readonly limits: LockLimits) {}
 
@@ -134,14 +146,14 @@ export class LockModel {
   lock(name: string): ModelLock {
     let lock = this.locks.find((candidate) => candidate.name === name);
     if (lock === undefined) {
-      lock = { name, holders: [], waiters: [], delay: null };
+      lock = { name, holders: [], waiters: [], delays: [] };
       this.locks.push(lock);
     }
     return lock;
   }
 
   inUse(lock: ModelLock): boolean {
-    return lock.holders.length > 0 || lock.waiters.length > 0 || lock.delay !== null;
+    return lock.holders.length > 0 || lock.waiters.length > 0 || lock.delays.length > 0;
   }
 
   locksInUse(): ModelLock[] {
@@ -167,23 +179,97 @@ export class LockModel {
     return grant;
   }
 
-  /** From the head of the queue: one exclusive, or every shared waiter in a row. */
-  private promote(lock: ModelLock): void {
-    if (lock.delay !== null) return;
-    while (lock.waiters.length > 0) {
-      const head = lock.waiters[0] as ModelWaiter;
-      if (!this.compatible(lock, head.mode)) return;
-      lock.waiters.shift();
-      this.addHolder(lock, {
-        sessionId: head.sessionId,
-        owner: head.owner,
-        mode: head.mode,
-        requestIndex: head.requestIndex,
-        maxHoldMs: head.maxHoldMs,
-        lockDelayMs: head.lockDelayMs,
-      });
-      if (head.mode === 'exclusive') return;
+  /** The head waiter fits the holders and no lock-delay is in force. */
+  headGrantable(lock: ModelLock): boolean {
+    const head = lock.waiters[0];
+    return lock.delays.length === 0 && head !== undefined && this.compatible(lock, head.mode);
+  }
+
+  /**
+   * Grants the head waiter if it fits, unless this entry already granted the lock: a
+   * token is the granting entry's index, and every grant gets a token of its own. A
+   * second compatible waiter waits for a Promote entry.
+   */
+  private promote(lock: ModelLock): ModelGrant | null {
+    if (!this.headGrantable(lock)) return null;
+    if (lock.holders.some((holder) => holder.token === this.index)) return null;
+    const head = lock.waiters.shift() as ModelWaiter;
+    const grant = this.addHolder(lock, {
+      sessionId: head.sessionId,
+      owner: head.owner,
+      mode: head.mode,
+      requestIndex: head.requestIndex,
+      requestId: head.requestId,
+      maxHoldMs: head.maxHoldMs,
+      lockDelayMs: head.lockDelayMs,
+    });
+    this.outcome(lock, head, this.acquired(lock, grant));
+    return grant;
+  }
+
+  /**
+   * The request that queued `waiter` on `lock` now has this result, for its retries. The
+   * key holds that request only while it says Queued for this lock (an id reused after
+   * it left the window names another request).
+   */
+  private outcome(lock: ModelLock, waiter: ModelWaiter, result: ModelResult): void {
+    const key = `Acquire/${waiter.sessionId}/${waiter.requestId}`;
+    const entry = this.dedupe.find((e) => e.key === key);
+    if (entry?.result.type === 'Queued' && entry.result.lock === lock.name) entry.result = result;
+  }
+
+  /** A wait that ended without a grant (ran out, or cancelled). */
+  private waitEnded(lock: ModelLock, waiter: ModelWaiter): void {
+    lock.waiters = lock.waiters.filter((candidate) => candidate !== waiter);
+    this.outcome(lock, waiter, this.notAcquired(lock));
+  }
+
+  private acquired(lock: ModelLock, grant: ModelGrant): ModelResult {
+    return {
+      type: 'Acquired',
+      lock: lock.name,
+      token: grant.token,
+      mode: grant.mode,
+      holders: lock.holders.map(publicHolder),
+    };
+  }
+
+  private notAcquired(lock: ModelLock): ModelResult {
+    return { type: 'NotAcquired', lock: lock.name, holders: lock.holders.map(publicHolder) };
+  }
+
+  /**
+   * A retry is never applied twice, and is told only what is true now: a session that
+   * ended has nothing; a grant is current only while the session holds it with the
+   * same token; a wait is reported where it stands.
+   */
+  private retried(
+    command: LockCommand,
+    entry: { result: ModelResult; lastAttemptIndex: number },
+  ): ModelResult {
+    if (command.type === 'OpenSession' || command.type === 'CloseSession') return entry.result;
+    if (!('sessionId' in command) || this.findSession(command.sessionId) === undefined) {
+      return rejected('sessionNotFound');
     }
+    if (command.type !== 'Acquire') return entry.result;
+    entry.lastAttemptIndex = this.index;
+    const first = entry.result;
+    if (first.type !== 'Acquired' && first.type !== 'Queued' && first.type !== 'NotAcquired') {
+      return first;
+    }
+    const lock = this.lock(first.lock);
+    if (first.type === 'Acquired') {
+      const mine = lock.holders.find((holder) => holder.sessionId === command.sessionId);
+      if (mine === undefined || mine.token !== first.token) return rejected('grantEnded');
+      return this.acquired(lock, mine);
+    }
+    const position = lock.waiters.findIndex(
+      (waiter) => waiter.sessionId === command.sessionId && waiter.requestId === command.requestId,
+    );
+    if (first.type === 'Queued' && position >= 0) {
+      return { type: 'Queued', lock: lock.name, position };
+    }
+    return this.notAcquired(lock);
   }
 
   private endSession(session: ModelSession, expired: boolean): void {
@@ -195,7 +281,7 @@ export class LockModel {
       lock.holders = lock.holders.filter((holder) => holder.sessionId !== session.id);
       if (grant !== undefined && expired) {
         const delayMs = grant.lockDelayMs > 0 ? grant.lockDelayMs : this.limits.lockDelayMs;
-        if (delayMs > 0) lock.delay = { index: this.index, delayMs };
+        if (delayMs > 0) lock.delays.push({ index: this.index, delayMs });
       }
       if (grant !== undefined || lock.waiters.length !== waitersBefore) touched.push(lock);
     }
@@ -207,7 +293,6 @@ export class LockModel {
 
   apply(index: number, command: LockCommand): ModelResult {
     this.index = index;
-    this.lastRemembered = null;
     this.lastRetried = null;
     let key: string | null = null;
     if (command.type === 'OpenSession') key = `OpenSession/${command.requestId}`;
@@ -226,15 +311,23 @@ export class LockModel {
       }
       const seen = this.dedupe.find((entry) => entry.key === key);
       if (seen !== undefined) {
-        this.lastRetried = key;
-        return seen.result;
+        this.lastRetried = seen.command;
+        return this.retried(command, seen);
       }
     }
     const result = this.run(command);
-    // Refusals and failed try-locks change nothing, so they are not remembered.
-    if (key !== null && result.type !== 'Rejected' && result.type !== 'NotAcquired') {
-      this.lastRemembered = key;
-      this.dedupe.push({ key, result });
+    // Refusals and failed try-locks change nothing, so they are not remembered; nor is
+    // a Queued told to a session that already waited under another request id (the
+    // wait is that request's).
+    const joined =
+      command.type === 'Acquire' &&
+      result.type === 'Queued' &&
+      !this.lock(command.lock).waiters.some(
+        (waiter) =>
+          waiter.sessionId === command.sessionId && waiter.requestId === command.requestId,
+      );
+    if (key !== null && result.type !== 'Rejected' && result.type !== 'NotAcquired' && !joined) {
+      this.dedupe.push({ key, result, lastAttemptIndex: index, command });
       while (this.dedupe.length > this.limits.dedupeWindowMax) this.dedupe.shift();
     }
     return result;
@@ -312,6 +405,8 @@ export class LockModel {
         if (this.findSession(command.sessionId) === undefined) return rejected('sessionNotFound');
         const lock = this.lock(command.lock);
         const mine = lock.holders.find((holder) => holder.sessionId === command.sessionId);
+        // A session gets what it asked for or a refusal: never a grant of the other mode.
+        if (mine !== undefined && mine.mode !== command.mode) return rejected('modeMismatch');
         if (mine !== undefined) {
           return {
             type: 'Acquired',
@@ -322,21 +417,25 @@ export class LockModel {
           };
         }
         for (let position = 0; position < lock.waiters.length; position++) {
-          if ((lock.waiters[position] as ModelWaiter).sessionId === command.sessionId) {
-            return { type: 'Queued', lock: lock.name, position };
-          }
+          const waiter = lock.waiters[position] as ModelWaiter;
+          if (waiter.sessionId !== command.sessionId) continue;
+          if (waiter.mode !== command.mode) return rejected('modeMismatch');
+          return { type: 'Queued', lock: lock.name, position };
         }
         if (!this.inUse(lock) && this.locksInUse().length >= limits.locksMax) {
           return rejected('limitReached');
         }
         const canGrant =
-          lock.delay === null && lock.waiters.length === 0 && this.compatible(lock, command.mode);
+          lock.delays.length === 0 &&
+          lock.waiters.length === 0 &&
+          this.compatible(lock, command.mode);
         if (canGrant) {
           const grant = this.addHolder(lock, {
             sessionId: command.sessionId,
             owner: command.owner,
             mode: command.mode,
             requestIndex: this.index,
+            requestId: command.requestId,
             maxHoldMs: command.maxHoldMs,
             lockDelayMs: command.lockDelayMs,
           });
@@ -385,11 +484,45 @@ export class LockModel {
         }
         if (this.findSession(command.sessionId) === undefined) return rejected('sessionNotFound');
         const lock = this.lock(command.lock);
-        const before = lock.waiters.length;
-        lock.waiters = lock.waiters.filter((waiter) => waiter.sessionId !== command.sessionId);
-        if (lock.waiters.length === before) return rejected('notHolder');
+        // Only the wait that this request queued.
+        const waiter = lock.waiters.find(
+          (candidate) =>
+            candidate.sessionId === command.sessionId && candidate.requestId === command.requestId,
+        );
+        if (waiter === undefined) return rejected('notHolder');
+        this.waitEnded(lock, waiter);
         this.promote(lock);
         return { type: 'WaitCancelled', lock: lock.name };
+      }
+
+      case 'Withdraw': {
+        // The caller of one attempt went away: give back what that attempt got, unless
+        // a later attempt of the same request came (its caller may have been told).
+        if (!this.textOk(command.requestId, limits.requestIdBytesMax, false)) {
+          return rejected('invalidArgument');
+        }
+        if (this.findSession(command.sessionId) === undefined) return { type: 'Stale' };
+        const key = `Acquire/${command.sessionId}/${command.requestId}`;
+        const entry = this.dedupe.find((e) => e.key === key);
+        const named = entry !== undefined && 'lock' in entry.result ? entry.result.lock : null;
+        if (entry === undefined || named !== command.lock) return { type: 'Stale' };
+        if (entry.lastAttemptIndex !== command.attemptIndex) return { type: 'Stale' };
+        const lock = this.lock(command.lock);
+        const mine = (w: { sessionId: number; requestId: string }) =>
+          w.sessionId === command.sessionId && w.requestId === command.requestId;
+        const waiter = lock.waiters.find(mine);
+        const grant = lock.holders.find(mine);
+        let undid: 'wait' | 'grant' | 'nothing' = 'nothing';
+        if (waiter !== undefined) {
+          lock.waiters = lock.waiters.filter((candidate) => candidate !== waiter);
+          undid = 'wait';
+        } else if (grant !== undefined) {
+          lock.holders = lock.holders.filter((holder) => holder !== grant);
+          undid = 'grant';
+        }
+        if (undid !== 'nothing') this.promote(lock);
+        this.dedupe = this.dedupe.filter((e) => e !== entry);
+        return { type: 'Withdrawn', lock: lock.name, undid };
       }
 
       case 'WaitExpired': {
@@ -398,16 +531,16 @@ export class LockModel {
         if (waiter === undefined || waiter.requestIndex !== command.waiterIndex) {
           return { type: 'Stale' };
         }
-        lock.waiters = lock.waiters.filter((candidate) => candidate !== waiter);
+        this.waitEnded(lock, waiter);
         this.promote(lock);
         return { type: 'WaitExpired', lock: lock.name, sessionId: command.sessionId };
       }
 
       case 'LockDelayEnded': {
         const lock = this.lock(command.lock);
-        if (lock.delay === null || lock.delay.index !== command.delayIndex)
-          return { type: 'Stale' };
-        lock.delay = null;
+        const mine = lock.delays.find((delay) => delay.index === command.delayIndex);
+        if (mine === undefined) return { type: 'Stale' };
+        lock.delays = lock.delays.filter((delay) => delay !== mine);
         this.promote(lock);
         return { type: 'LockDelayEnded', lock: lock.name };
       }
@@ -419,6 +552,18 @@ export class LockModel {
         lock.holders = lock.holders.filter((holder) => holder !== grant);
         this.promote(lock);
         return { type: 'MaxHoldReached', lock: lock.name, token: command.token };
+      }
+
+      case 'Promote': {
+        const lock = this.lock(command.lock);
+        const grant = this.promote(lock);
+        if (grant === null) return { type: 'Stale' };
+        return {
+          type: 'Promoted',
+          lock: lock.name,
+          sessionId: grant.sessionId,
+          token: grant.token,
+        };
       }
 
       case 'Revoke': {
@@ -440,14 +585,15 @@ export class LockModel {
   describe(name: string): ModelDescription {
     const lock = this.locks.find((candidate) => candidate.name === name);
     if (lock === undefined || !this.inUse(lock)) {
-      return { lock: name, mode: null, holders: [], waiters: [], delayIndex: null };
+      return { lock: name, mode: null, holders: [], waiters: [], delayIndex: null, delays: [] };
     }
     return {
       lock: name,
       mode: lock.holders.length > 0 ? (lock.holders[0] as ModelGrant).mode : null,
       holders: lock.holders.map(publicHolder),
       waiters: lock.waiters.map((waiter) => ({ ...waiter })),
-      delayIndex: lock.delay === null ? null : lock.delay.index,
+      delayIndex: lock.delays.length === 0 ? null : Math.max(...lock.delays.map((d) => d.index)),
+      delays: lock.delays.map((delay) => ({ ...delay })),
     };
   }
 

@@ -6,114 +6,14 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
-  type ApplyOutput,
   type LockCommand,
   type LockLimits,
   type LockMode,
-  type LockResult,
   LockStateMachine,
   LockTimers,
 } from '../../src/lock/index.ts';
-import type { FencingToken, LogIndex, SessionId } from '../../src/util/ids.ts';
-
-const asIndex = (n: number) => n as LogIndex;
-const asSession = (n: number) => n as SessionId;
-const asToken = (n: number) => n as FencingToken;
-
-interface AcquireOptions {
-  mode?: LockMode;
-  waitMs?: number;
-  requestId?: string;
-  owner?: string;
-  maxHoldMs?: number;
-  lockDelayMs?: number;
-}
-
-/** A state machine fed consecutive log indexes, with shorthands for the usual commands. */
-class Log {
-  readonly sm: LockStateMachine;
-  index = 0;
-  private requests = 0;
-
-  constructor(limits: Partial<LockLimits> = {}) {
-    this.sm = new LockStateMachine(limits);
-  }
-
-  applyFull(command: LockCommand): ApplyOutput {
-    this.index += 1;
-    return this.sm.apply(asIndex(this.index), command);
-  }
-
-  apply(command: LockCommand): LockResult {
-    return this.applyFull(command).result;
-  }
-
-  nextRequestId(): string {
-    this.requests += 1;
-    return `q${this.requests}`;
-  }
-
-  open(ttlMs = 10_000, clientName = 'c'): SessionId {
-    const result = this.apply({
-      type: 'OpenSession',
-      ttlMs,
-      clientName,
-      requestId: this.nextRequestId(),
-    });
-    if (result.type !== 'SessionOpened') throw new Error(`open failed: ${JSON.stringify(result)}`);
-    return result.sessionId;
-  }
-
-  acquireCommand(sessionId: SessionId, lock: string, options: AcquireOptions = {}): LockCommand {
-    return {
-      type: 'Acquire',
-      lock,
-      sessionId,
-      mode: options.mode ?? 'exclusive',
-      waitMs: options.waitMs ?? 0,
-      requestId: options.requestId ?? this.nextRequestId(),
-      owner: options.owner ?? 'o',
-      maxHoldMs: options.maxHoldMs ?? 0,
-      lockDelayMs: options.lockDelayMs ?? 0,
-    };
-  }
-
-  acquire(sessionId: SessionId, lock: string, options: AcquireOptions = {}): LockResult {
-    return this.apply(this.acquireCommand(sessionId, lock, options));
-  }
-
-  release(sessionId: SessionId, lock: string, token: number, requestId?: string): LockResult {
-    return this.apply({
-      type: 'Release',
-      lock,
-      sessionId,
-      token: asToken(token),
-      requestId: requestId ?? this.nextRequestId(),
-    });
-  }
-
-  holders(lock: string): [number, LockMode, number][] {
-    return this.sm
-      .describe(lock)
-      .holders.map((holder) => [holder.sessionId, holder.mode, holder.token]);
-  }
-
-  waiters(lock: string): number[] {
-    return this.sm.describe(lock).waiters.map((waiter) => waiter.sessionId);
-  }
-}
-
-function tokenOf(result: LockResult): number {
-  if (result.type !== 'Acquired') throw new Error(`not acquired: ${JSON.stringify(result)}`);
-  return result.token;
-}
-
-function expectRejected(result: LockResult, code: string, ...detailParts: string[]): void {
-  expect(result.type).toBe('Rejected');
-  if (result.type !== 'Rejected') return;
-  expect(result.code).toBe(code);
-  for (const part of detailParts) expect(result.detail).toContain(part);
-}
+import type { SessionId } from '../../src/util/ids.ts';
+import { asIndex, asSession, asToken, expectRejected, Log, tokenOf } from './lock-log.ts';
 
 describe('LockStateMachine', () => {
   describe('acquire and try-lock', () => {
@@ -169,11 +69,11 @@ describe('LockStateMachine', () => {
       expect(log.sm.describe('db').mode).toBe('shared');
     });
 
-    it('re-acquiring by the holder returns the same grant and token', () => {
+    it('re-acquiring by the holder in the same mode returns the same grant and token', () => {
       const log = new Log();
       const a = log.open();
       const first = log.acquire(a, 'db');
-      const again = log.acquire(a, 'db', { mode: 'shared', waitMs: 1_000 });
+      const again = log.acquire(a, 'db', { waitMs: 1_000 });
       expect(again).toEqual(first);
     });
 
@@ -202,7 +102,7 @@ describe('LockStateMachine', () => {
   });
 
   describe('FIFO queues', () => {
-    it('grants the shared waiters at the head together, then the exclusive one, then the rest', () => {
+    it('grants the shared waiters at the head one entry at a time, then the exclusive one, then the rest', () => {
       const log = new Log();
       const [a, b, c, d, e] = [log.open(), log.open(), log.open(), log.open(), log.open()];
       const ta = tokenOf(log.acquire(a, 'db'));
@@ -221,23 +121,25 @@ describe('LockStateMachine', () => {
       });
       const releaseIndex = log.index;
       expect(out.result).toEqual({ type: 'Released', lock: 'db' });
-      // b and c share one token: the index of the Release entry that granted them.
+      // The Release grants b only: c's grant needs an entry (and a token) of its own.
+      expect(log.holders('db')).toEqual([[b, 'shared', releaseIndex]]);
+      expect(out.events.map((event) => event.type)).toEqual([
+        'released',
+        'waitEnded',
+        'granted',
+        'promotionPending',
+      ]);
+      log.apply({ type: 'Promote', lock: 'db', afterIndex: asIndex(releaseIndex) });
+      const promoteIndex = log.index;
       expect(log.holders('db')).toEqual([
         [b, 'shared', releaseIndex],
-        [c, 'shared', releaseIndex],
+        [c, 'shared', promoteIndex],
       ]);
       expect(log.waiters('db')).toEqual([d, e]);
-      const granted = out.events.filter((event) => event.type === 'granted');
-      expect(granted.map((event) => event.holder.sessionId)).toEqual([b, c]);
-      const ended = out.events.filter((event) => event.type === 'waitEnded');
-      expect(ended.map((event) => [event.sessionId, event.reason])).toEqual([
-        [b, 'granted'],
-        [c, 'granted'],
-      ]);
 
       log.release(b, 'db', releaseIndex);
       expect(log.waiters('db')).toEqual([d, e]);
-      log.release(c, 'db', releaseIndex);
+      log.release(c, 'db', promoteIndex);
       expect(log.holders('db')).toEqual([[d, 'exclusive', log.index]]);
       expect(log.waiters('db')).toEqual([e]);
       const td = log.index;
@@ -253,7 +155,7 @@ describe('LockStateMachine', () => {
       const ta = tokenOf(log.acquire(a, 'db'));
       log.acquire(b, 'db', { waitMs: 1_000 });
       const bIndex = log.index;
-      log.acquire(c, 'db', { waitMs: 1_000 });
+      log.acquire(c, 'db', { waitMs: 1_000, requestId: 'wait-c' });
       const cIndex = log.index;
 
       // A wait timer for an older request is stale.
@@ -276,7 +178,9 @@ describe('LockStateMachine', () => {
         'notHolder',
         'not waiting',
       );
-      expect(log.apply({ type: 'CancelWait', lock: 'db', sessionId: c, requestId: 'x2' })).toEqual({
+      expect(
+        log.apply({ type: 'CancelWait', lock: 'db', sessionId: c, requestId: 'wait-c' }),
+      ).toEqual({
         type: 'WaitCancelled',
         lock: 'db',
       });
@@ -385,7 +289,7 @@ describe('LockStateMachine', () => {
         delayMs: 500,
       });
       expect(log.sm.describe('db')).toMatchObject({ holders: [], delayIndex: expireIndex });
-      expect(log.sm.delayOf('db')).toEqual({ index: expireIndex, delayMs: 500 });
+      expect(log.sm.delaysOf('db')).toEqual([{ index: expireIndex, delayMs: 500 }]);
       expect(log.sm.validateFence('db', asToken(ta))).toEqual({ valid: false, currentToken: null });
       // Closed: a try-lock fails with no holders, a waiting request queues.
       expect(log.acquire(b, 'db')).toEqual({ type: 'NotAcquired', lock: 'db', holders: [] });
@@ -409,7 +313,7 @@ describe('LockStateMachine', () => {
       const [a, b] = [log.open(), log.open()];
       log.acquire(a, 'db');
       log.apply({ type: 'ExpireSession', sessionId: a, lastRefreshIndex: asIndex(a) });
-      expect(log.sm.delayOf('db')).toEqual({ index: log.index, delayMs: 200 });
+      expect(log.sm.delaysOf('db')).toEqual([{ index: log.index, delayMs: 200 }]);
       expect(log.acquire(b, 'db').type).toBe('NotAcquired');
     });
 
@@ -432,7 +336,7 @@ describe('LockStateMachine', () => {
       const [a, b] = [log.open(), log.open()];
       log.acquire(a, 'db');
       log.apply({ type: 'ExpireSession', sessionId: a, lastRefreshIndex: asIndex(a) });
-      expect(log.sm.delayOf('db')).toBeNull();
+      expect(log.sm.delaysOf('db')).toEqual([]);
       expect(log.acquire(b, 'db').type).toBe('Acquired');
     });
   });
@@ -511,7 +415,7 @@ describe('LockStateMachine', () => {
   });
 
   describe('exactly once', () => {
-    it('a retry returns the first result verbatim, and does not act again', () => {
+    it('a retry does not act again, and is answered with what is still true', () => {
       const log = new Log();
       const open: LockCommand = {
         type: 'OpenSession',
@@ -537,8 +441,9 @@ describe('LockStateMachine', () => {
       };
       expect(log.apply(release)).toEqual({ type: 'Released', lock: 'db' });
       const tb = tokenOf(log.acquire(b, 'db'));
-      // The retried Acquire returns the first grant, and does not queue or grant again.
-      expect(log.apply(acquire)).toEqual(acquired);
+      // The retried Acquire does not queue or grant again, and is not told of a grant
+      // that has ended.
+      expect(log.apply(acquire)).toMatchObject({ type: 'Rejected', code: 'grantEnded' });
       expect(log.holders('db')).toEqual([[b, 'exclusive', tb]]);
       // The retried Release returns Released, not notHolder.
       expect(log.apply(release)).toEqual({ type: 'Released', lock: 'db' });
@@ -787,6 +692,7 @@ describe('LockStateMachine', () => {
         holders: [],
         waiters: [],
         delayIndex: null,
+        delays: [],
       });
     });
 
@@ -826,6 +732,7 @@ describe('LockStateMachine', () => {
           },
         ],
         delayIndex: null,
+        delays: [],
       });
       expect(log.sm.session(b)).toEqual({
         sessionId: b,
@@ -876,7 +783,7 @@ describe('LockStateMachine', () => {
       const index = asIndex(original.index + 1);
       expect(copy.apply(index, next)).toEqual(original.sm.apply(index, next));
       expect(JSON.stringify(copy.snapshot())).toBe(JSON.stringify(original.sm.snapshot()));
-      expect(() => copy.restore({ ...JSON.parse(text), version: 2 })).toThrow(/version/);
+      expect(() => copy.restore({ ...JSON.parse(text), version: 3 })).toThrow(/version/);
     });
   });
 });

@@ -46,6 +46,8 @@ class ScanTimers {
     string,
     { command: LockCommand; dueAtMs: number; proposedAtMs: number | null }
   >();
+  /** The lock-delays in force per lock, oldest first: a lock keeps every one until it ends. */
+  readonly delays = new Map<number, LogIndex[]>();
 
   due(nowMs: number): LockCommand[] {
     const commands: LockCommand[] = [];
@@ -106,16 +108,21 @@ function eventOf(op: Op, index: LogIndex, scan: ScanTimers, nowMs: number): Lock
     case 'delay': {
       const lock = `lock/${op.lock}`;
       const command: LockCommand = { type: 'LockDelayEnded', lock, delayIndex: index };
-      scan.deadlines.set(`d${op.lock}`, {
+      scan.deadlines.set(`d${op.lock}/${index}`, {
         command,
         dueAtMs: nowMs + op.delayMs,
         proposedAtMs: null,
       });
+      scan.delays.set(op.lock, [...(scan.delays.get(op.lock) ?? []), index]);
       return { type: 'delayStarted', lock, delayIndex: index, delayMs: op.delayMs };
     }
-    case 'delayEnd':
-      scan.deadlines.delete(`d${op.lock}`);
-      return { type: 'delayEnded', lock: `lock/${op.lock}`, delayIndex: index };
+    case 'delayEnd': {
+      // Ends the lock's oldest delay in force, or (none) one that was never placed.
+      const [delayIndex = index, ...rest] = scan.delays.get(op.lock) ?? [];
+      scan.delays.set(op.lock, rest);
+      scan.deadlines.delete(`d${op.lock}/${delayIndex}`);
+      return { type: 'delayEnded', lock: `lock/${op.lock}`, delayIndex };
+    }
     case 'advance':
       return null;
   }
