@@ -1,7 +1,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { Holder, LockCommand, LockEvent, LockResult } from '../lock/index.ts';
 import { DlmError } from '../node/errors.ts';
-import type { FencingToken, LogIndex } from '../util/ids.ts';
+import { type FencingToken, type LogIndex, logIndex } from '../util/ids.ts';
 import { type ApiContext, header, wireHolder } from './context.ts';
 import { ApiError, rejectionError } from './errors.ts';
 import { type AcquireResponse, toUint64 } from './proto.ts';
@@ -16,8 +16,6 @@ type Turn =
       readonly kind: 'granted';
       readonly index: number;
       readonly token: FencingToken;
-      /** The Acquire entry this grant answers; equal to ours only for our own waiter. */
-      readonly requestIndex: LogIndex;
       readonly holders: readonly Holder[];
     }
   | {
@@ -95,8 +93,7 @@ class TurnWatch {
   private turnOf(index: LogIndex, event: LockEvent): Turn | null {
     const holders = () => this.context.node.locks.describe(this.command.lock).holders;
     if (event.type === 'granted' && event.holder.sessionId === this.command.sessionId) {
-      const { token, requestIndex } = event.holder;
-      return { kind: 'granted', index, token, requestIndex, holders: holders() };
+      return { kind: 'granted', index, token: event.holder.token, holders: holders() };
     }
     if (event.type === 'waitEnded' && event.reason !== 'granted') {
       return { kind: 'ended', index, reason: event.reason, holders: holders() };
@@ -107,8 +104,10 @@ class TurnWatch {
 
 /**
  * Acquire: propose it; if it queued, wait for the entry that grants it or ends the
- * wait. If the caller gives up first (deadline or cancel), withdraw the waiter through
- * the log, and give back a grant that raced with the withdrawal.
+ * wait. Whenever the caller cannot learn what this attempt got (it gave up: deadline or
+ * cancel; or it was told the write failed, and the write applied after all), the
+ * attempt is withdrawn through the log, which gives back its grant or its place in
+ * the queue (see `withdraw`).
  */
 export async function acquire(
   context: ApiContext,
@@ -117,21 +116,22 @@ export async function acquire(
 ): Promise<AcquireResponse> {
   const command = parseAcquire(raw, context.node.locks.limits);
   const watch = new TurnWatch(context, command);
-  let watchHandedOver = false;
   try {
-    const { index, result } = await context.node.write(command);
+    const { index, result } = await context.node.write(command, (late) => {
+      // Called inside the node's apply loop: propose once that loop has moved on.
+      if (late.result.type === 'Acquired' || late.result.type === 'Queued')
+        queueMicrotask(() => withdraw(context, command, late.index));
+    });
     if (result.type !== 'Queued') return answerAtOnce(context, command, call, index, result);
     const turn =
       watch.after(index) ??
       currentTurn(context, command) ??
       (await waitForTurn(watch, index, call));
     if (turn !== null) return turnResponse(context, command, index, turn, call);
-    // The withdrawal outlives the call, and needs the watch to see a racing grant.
-    watchHandedOver = true;
-    void withdraw(context, command, index, watch).finally(() => watch.close());
+    withdraw(context, command, index);
     throw new DlmError('DEADLINE_EXCEEDED', `gave up waiting for ${command.lock}`);
   } finally {
-    if (!watchHandedOver) watch.close();
+    watch.close();
   }
 }
 
@@ -144,9 +144,8 @@ function answerAtOnce(
 ): AcquireResponse {
   switch (result.type) {
     case 'Acquired':
-      // A grant made by this very entry that nobody will learn of is given back.
-      if (call.cancelled && sameIndex(result.token, index))
-        giveBack(context, command, result.token);
+      // Nobody will learn of this grant: give it back.
+      if (call.cancelled) withdraw(context, command, index);
       return acquiredResponse(context, index, result.token, result.holders);
     case 'NotAcquired':
       return notAcquiredResponse(context, index, result.holders);
@@ -168,8 +167,7 @@ function currentTurn(context: ApiContext, command: AcquireCommand): Turn | null 
   const index = locks.lastAppliedIndex;
   const holder = description.holders.find((each) => each.sessionId === command.sessionId);
   if (holder !== undefined) {
-    const { token, requestIndex } = holder;
-    return { kind: 'granted', index, token, requestIndex, holders: description.holders };
+    return { kind: 'granted', index, token: holder.token, holders: description.holders };
   }
   if (description.waiters.some((waiter) => waiter.sessionId === command.sessionId)) return null;
   const reason = locks.session(command.sessionId) === null ? 'sessionEnded' : 'expired';
@@ -203,8 +201,7 @@ function turnResponse(
   call: AcquireCall,
 ): AcquireResponse {
   if (turn.kind === 'granted') {
-    if (call.cancelled && turn.requestIndex === acquireIndex)
-      giveBack(context, command, turn.token);
+    if (call.cancelled) withdraw(context, command, acquireIndex);
     return acquiredResponse(context, turn.index, turn.token, turn.holders);
   }
   if (turn.reason === 'sessionEnded') {
@@ -247,39 +244,21 @@ function notAcquiredResponse(
 // ------------------------------------------------------------------ giving up
 
 /**
- * Withdraws the waiter of an abandoned Acquire. If the grant was applied before the
- * CancelWait (so the cancel is refused), the grant came from our own waiter and nobody
- * will learn its token: release it. The watch saw every entry up to the CancelWait.
+ * Gives back what the Acquire attempt in the entry at `attemptIndex` got, through the
+ * log: the state machine removes its waiter or releases its grant, matched on the
+ * request, not on an entry index (a retry answered from the remembered result wrote an
+ * entry of its own). The Withdraw is void if a later attempt of the same request was
+ * applied since: that one's caller may have been told Acquired. It outlives the call.
  */
-async function withdraw(
-  context: ApiContext,
-  command: AcquireCommand,
-  acquireIndex: number,
-  watch: TurnWatch,
-): Promise<void> {
+function withdraw(context: ApiContext, command: AcquireCommand, attemptIndex: number): void {
   const { lock, sessionId, requestId } = command;
-  const cancelled = await writeWithRetry(context, {
-    type: 'CancelWait',
+  void writeWithRetry(context, {
+    type: 'Withdraw',
     lock,
     sessionId,
     requestId,
+    attemptIndex: logIndex(attemptIndex),
   });
-  if (!cancelled) return;
-  const turn = watch.after(acquireIndex);
-  if (turn?.kind === 'granted' && turn.requestIndex === acquireIndex) {
-    await writeWithRetry(context, {
-      type: 'Release',
-      lock,
-      sessionId,
-      token: turn.token,
-      requestId,
-    });
-  }
-}
-
-function giveBack(context: ApiContext, command: AcquireCommand, token: FencingToken): void {
-  const { lock, sessionId, requestId } = command;
-  void writeWithRetry(context, { type: 'Release', lock, sessionId, token, requestId });
 }
 
 /**
@@ -303,11 +282,6 @@ async function writeWithRetry(context: ApiContext, command: LockCommand): Promis
       await sleep(50 * attempt);
     }
   }
-}
-
-/** A token is the index of the entry that made the grant. */
-function sameIndex(token: FencingToken, index: number): boolean {
-  return (token as number) === index;
 }
 
 function sleep(ms: number): Promise<void> {

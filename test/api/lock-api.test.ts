@@ -165,7 +165,7 @@ describe('Acquire and Release', () => {
   it('a grant that races with the withdrawal of an abandoned Acquire is given back', async () => {
     const node = cluster.nodes.get(follower);
     if (node === undefined) throw new Error('no follower');
-    // Holds the CancelWait back until the lock has been granted to the waiter it withdraws.
+    // Holds the Withdraw back until the lock has been granted to the waiter it withdraws.
     let cancelSeen = (): void => {};
     const cancelProposed = new Promise<void>((resolve) => {
       cancelSeen = resolve;
@@ -182,7 +182,7 @@ describe('Acquire and Release', () => {
       onRestored: (listener) => node.onRestored(listener),
       status: () => node.status(),
       write: async (command) => {
-        if (command.type === 'CancelWait') {
+        if (command.type === 'Withdraw') {
           cancelSeen();
           await released;
         }
