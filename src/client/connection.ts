@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
+import { grpcDeadline, type MonotonicClock, performanceClock } from './clock.ts';
 import { DlmClientError } from './errors.ts';
 
 /**
@@ -24,10 +25,12 @@ export interface ConnectionOptions {
   /** Backoff between attempts: full jitter in [0, min(max, min × 2^attempt)]. */
   readonly retryDelayMsMin?: number;
   readonly retryDelayMsMax?: number;
+  /** Reads every deadline and interval of the client; performance.now() unless a test injects one. */
+  readonly clock?: MonotonicClock;
 }
 
 export interface CallOptions {
-  /** The whole call, retries included, ends by then (ms since the epoch). */
+  /** The whole call, retries included, ends by then: a reading of the connection's clock. */
   readonly deadlineMs: number;
   /** Added to the attempt timeout, for an Acquire that waits on the server. */
   readonly waitMs?: number;
@@ -65,7 +68,8 @@ function serviceConstructors(): Record<Service, grpc.ServiceClientConstructor> {
 const DEFAULTS = { attemptTimeoutMs: 2_000, retryDelayMsMin: 20, retryDelayMsMax: 1_000 };
 
 export class Connection {
-  private readonly options: Required<Omit<ConnectionOptions, 'credentials'>>;
+  readonly clock: MonotonicClock;
+  private readonly options: Required<Omit<ConnectionOptions, 'credentials' | 'clock'>>;
   private readonly credentials: grpc.ChannelCredentials;
   private readonly clients = new Map<string, Record<Service, grpc.Client>>();
   /** Client addresses by node id, from the members Status reports. */
@@ -83,6 +87,7 @@ export class Connection {
       retryDelayMsMax: positive(options.retryDelayMsMax, 'retryDelayMsMax'),
     };
     this.credentials = options.credentials ?? grpc.credentials.createInsecure();
+    this.clock = options.clock ?? performanceClock;
     this.preferred = options.endpoints[0] ?? '';
   }
 
@@ -94,7 +99,7 @@ export class Connection {
       const address = this.preferred;
       const attemptDeadlineMs = Math.min(
         options.deadlineMs,
-        Date.now() +
+        this.clock.nowMs() +
           (options.attemptTimeoutMs ?? this.options.attemptTimeoutMs) +
           (options.waitMs ?? 0),
       );
@@ -109,7 +114,7 @@ export class Connection {
         await this.reroute(lastError);
       }
       const delayMs = this.backoffMs(attempt, lastError.retryAfterMs);
-      if (Date.now() + delayMs >= options.deadlineMs) throw lastError;
+      if (this.clock.nowMs() + delayMs >= options.deadlineMs) throw lastError;
       await new Promise((resolve) => setTimeout(resolve, delayMs));
     }
   }
@@ -144,8 +149,9 @@ export class Connection {
     const client = this.client(address)[service] as unknown as Record<string, Unary>;
     const invoke = client[method];
     if (invoke === undefined) return Promise.reject(new Error(`no method ${service}.${method}`));
+    const deadline = grpcDeadline(deadlineMs - this.clock.nowMs());
     return new Promise((resolve, reject) => {
-      invoke.call(client, request, { deadline: deadlineMs }, (error, response) =>
+      invoke.call(client, request, { deadline }, (error, response) =>
         error === null ? resolve(response) : reject(error),
       );
     });
@@ -171,7 +177,13 @@ export class Connection {
   private async learnMembers(): Promise<void> {
     for (const address of new Set([this.preferred, ...this.options.endpoints])) {
       try {
-        const status = await this.once(address, 'Cluster', 'Status', {}, Date.now() + 1_000);
+        const status = await this.once(
+          address,
+          'Cluster',
+          'Status',
+          {},
+          this.clock.nowMs() + 1_000,
+        );
         for (const member of (status.members ?? []) as { id: string; client_address: string }[]) {
           if (member.client_address !== '') this.addressOf.set(member.id, member.client_address);
         }

@@ -1,6 +1,7 @@
 import { Connection, type ConnectionOptions } from './connection.ts';
 import { type AcquireOptions, type LockHandle, Session, type SessionOptions } from './session.ts';
 
+export type { MonotonicClock } from './clock.ts';
 export type { ConnectionOptions } from './connection.ts';
 export {
   DlmClientError,
@@ -86,7 +87,9 @@ export class DlmClient {
       'Lock',
       'ValidateFence',
       { lock, fencing_token: token },
-      { deadlineMs: Date.now() + (options.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS) },
+      {
+        deadlineMs: this.connection.clock.nowMs() + (options.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS),
+      },
     );
     return { valid: answer.valid === true, currentToken: String(answer.current_token) };
   }
@@ -100,7 +103,9 @@ export class DlmClient {
       'Lock',
       'Describe',
       { lock, stale: options.stale ?? false },
-      { deadlineMs: Date.now() + (options.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS) },
+      {
+        deadlineMs: this.connection.clock.nowMs() + (options.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS),
+      },
     );
     const holders = (answer.holders ?? []) as Record<string, string>[];
     const waiters = (answer.waiters ?? []) as Record<string, string>[];

@@ -71,7 +71,7 @@ export class Session {
         `safetyMarginMs (${marginFor(options.ttlMs)}) must be less than ttlMs (${options.ttlMs})`,
       );
     }
-    const sentMs = Date.now();
+    const sentMs = connection.clock.nowMs();
     const opened = await connection.call(
       'Lock',
       'OpenSession',
@@ -111,7 +111,7 @@ export class Session {
         request_id: newRequestId(),
         owner: options.owner ?? '',
       },
-      { deadlineMs: Date.now() + this.callTimeoutMs + waitMs, waitMs },
+      { deadlineMs: this.nowMs() + this.callTimeoutMs + waitMs, waitMs },
     );
     if (answer.acquired !== true) {
       const holders = (answer.holders ?? []) as { session_id: string; owner: string }[];
@@ -140,7 +140,7 @@ export class Session {
         'Lock',
         'CloseSession',
         { session_id: this.id, request_id: newRequestId() },
-        { deadlineMs: Date.now() + this.callTimeoutMs },
+        { deadlineMs: this.nowMs() + this.callTimeoutMs },
       )
       .catch((error: unknown) => {
         // Already gone (expired): nothing left to close.
@@ -155,8 +155,12 @@ export class Session {
       'Lock',
       'Release',
       { lock, session_id: this.id, fencing_token: token, request_id: newRequestId() },
-      { deadlineMs: Date.now() + this.callTimeoutMs },
+      { deadlineMs: this.nowMs() + this.callTimeoutMs },
     );
+  }
+
+  private nowMs(): number {
+    return this.connection.clock.nowMs();
   }
 
   private requireAlive(): void {
@@ -174,7 +178,7 @@ export class Session {
   }
 
   private async keepAlive(): Promise<void> {
-    const sentMs = Date.now();
+    const sentMs = this.nowMs();
     try {
       await this.connection.call(
         'Lock',
@@ -213,7 +217,7 @@ export class Session {
             `session ${this.id}: no keepalive confirmed in time; the lease may have ended`,
           ),
         ),
-      Math.max(0, this.safeDeadlineMs - Date.now()),
+      Math.max(0, this.safeDeadlineMs - this.nowMs()),
     );
   }
 
