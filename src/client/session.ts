@@ -25,6 +25,11 @@ export interface SessionOptions {
   readonly safetyMarginMs?: number;
   /** Per-call budget, retries included. Default 10 s. */
   readonly callTimeoutMs?: number;
+  /**
+   * Hears of failures in work the session does in the background, which no caller is
+   * waiting for: a handle disposed after the signal fired that could not release.
+   */
+  readonly onError?: (error: Error) => void;
 }
 
 /** A random non-zero uint64, as the contract asks of request ids (dedupe is by id). */
@@ -55,6 +60,7 @@ export class Session {
     readonly ttlMs: number,
     private readonly safetyMarginMs: number,
     private readonly callTimeoutMs: number,
+    private readonly onError: (error: Error) => void,
     openedSendMs: number,
   ) {
     this.signal = this.controller.signal;
@@ -85,7 +91,15 @@ export class Session {
     // The cluster grants the TTL asked for (or refuses it), so the margin checked above holds.
     const ttlMs = Number(opened.ttl_ms);
     const margin = Math.min(marginFor(ttlMs), ttlMs - 1);
-    return new Session(connection, String(opened.session_id), ttlMs, margin, callTimeoutMs, sentMs);
+    return new Session(
+      connection,
+      String(opened.session_id),
+      ttlMs,
+      margin,
+      callTimeoutMs,
+      options.onError ?? (() => {}),
+      sentMs,
+    );
   }
 
   /** Whether the lease is still known good (the signal has not fired). */
@@ -149,14 +163,32 @@ export class Session {
       });
   }
 
-  /** @internal Used by LockHandle. */
-  async release(lock: string, token: string): Promise<void> {
+  /** Whether close() was called: the cluster then frees (or expires) all the session holds. */
+  get closed(): boolean {
+    return this.closing !== null;
+  }
+
+  /**
+   * @internal Used by LockHandle, which keeps `requestId` for its retries: a Release
+   * that applied but whose answer was lost is then answered by its first outcome
+   * instead of being refused because the lock is no longer held.
+   */
+  async release(lock: string, token: string, requestId: string): Promise<void> {
     await this.connection.call(
       'Lock',
       'Release',
-      { lock, session_id: this.id, fencing_token: token, request_id: newRequestId() },
+      { lock, session_id: this.id, fencing_token: token, request_id: requestId },
       { deadlineMs: this.nowMs() + this.callTimeoutMs },
     );
+  }
+
+  /** @internal Reports a failure of background work, which no caller awaits. */
+  report(error: Error): void {
+    try {
+      this.onError(error);
+    } catch {
+      // A failing hook must not break the session's own work.
+    }
   }
 
   private nowMs(): number {
@@ -233,6 +265,9 @@ export class Session {
 /** A held lock: its fencing token, and how to give it back. */
 export class LockHandle {
   private released = false;
+  private releasing: Promise<void> | null = null;
+  /** Chosen at the first release() and kept for its retries. */
+  private releaseRequestId: string | null = null;
 
   constructor(
     private readonly session: Session,
@@ -246,16 +281,55 @@ export class LockHandle {
     return this.session.signal;
   }
 
-  async release(): Promise<void> {
-    if (this.released) return;
-    this.released = true;
-    await this.session.release(this.lock, this.token);
+  /**
+   * Releases the lock. If it fails, calling it again retries the same request, so a
+   * release that applied but whose answer was lost resolves. Once it has resolved,
+   * further calls resolve at once; concurrent calls share one attempt.
+   */
+  release(): Promise<void> {
+    if (this.released) return Promise.resolve();
+    this.releasing ??= this.releaseOnce().finally(() => {
+      this.releasing = null;
+    });
+    return this.releasing;
   }
 
-  /** `await using lock = await session.acquire(...)` releases it at the end of the block. */
+  /**
+   * `await using lock = await session.acquire(...)` releases it at the end of the
+   * block. Also after the signal fired: the signal fires before the lease can end, so
+   * the lock may still be held, and would stay held until the lease expires. A lock
+   * that is no longer held (the session ended, the grant is gone) is not an error here.
+   * Bounded by the session's callTimeoutMs. After the signal fired, a failure goes to
+   * the session's onError instead: the caller was told already that the lease may be
+   * gone, and the lock goes with the lease, which is no longer kept alive.
+   */
   async [Symbol.asyncDispose](): Promise<void> {
-    // A lost session's locks are released by the cluster already.
-    if (!this.session.alive) return;
-    await this.release();
+    // close() frees every lock of the session, or the lease expiry does.
+    if (this.session.closed) return;
+    try {
+      await this.release();
+    } catch (error) {
+      if (noLongerHeld(error)) return;
+      if (this.session.alive) throw error;
+      this.session.report(
+        new Error(`could not release ${this.lock} (token ${this.token}) after the signal fired`, {
+          cause: error,
+        }),
+      );
+    }
   }
+
+  private async releaseOnce(): Promise<void> {
+    this.releaseRequestId ??= newRequestId();
+    await this.session.release(this.lock, this.token, this.releaseRequestId);
+    this.released = true;
+  }
+}
+
+/** Refusals that say the grant is gone: the session ended, or another grant replaced it. */
+function noLongerHeld(error: unknown): boolean {
+  return (
+    error instanceof DlmClientError &&
+    (error.status === grpc.status.NOT_FOUND || error.status === grpc.status.FAILED_PRECONDITION)
+  );
 }
