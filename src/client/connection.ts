@@ -65,6 +65,9 @@ function serviceConstructors(): Record<Service, grpc.ServiceClientConstructor> {
   return constructors;
 }
 
+/** How long a Status asked only to find the leader or the members may take. */
+const STATUS_PROBE_TIMEOUT_MS = 1_000;
+
 const DEFAULTS = { attemptTimeoutMs: 2_000, retryDelayMsMin: 20, retryDelayMsMax: 1_000 };
 
 export class Connection {
@@ -94,6 +97,8 @@ export class Connection {
   /** Calls `method`, retrying where that is safe, until it succeeds or `deadlineMs`. */
   async call(service: Service, method: string, request: object, options: CallOptions) {
     let lastError: DlmClientError | null = null;
+    /** Addresses whose attempt at this call failed, in this round of the endpoints. */
+    const failedAt = new Set<string>();
     for (let attempt = 0; ; attempt++) {
       if (this.closed) throw new Error('the dlm client is closed');
       const address = this.preferred;
@@ -111,7 +116,7 @@ export class Connection {
           lastError.status === grpc.status.DEADLINE_EXCEEDED &&
           attemptDeadlineMs < options.deadlineMs;
         if (!lastError.retryable && !attemptTimedOut) throw lastError;
-        await this.reroute(lastError);
+        await this.reroute(lastError, address, failedAt, options.deadlineMs);
       }
       const delayMs = this.backoffMs(attempt, lastError.retryAfterMs);
       if (this.clock.nowMs() + delayMs >= options.deadlineMs) throw lastError;
@@ -159,19 +164,79 @@ export class Connection {
 
   /**
    * Where the next attempt goes: the hinted leader when its address is known (asking
-   * Status for the members if not), else the next endpoint in turn.
+   * Status for the members if not), else the next endpoint in turn. A hint back to a
+   * node that failed this call already is not followed: two nodes with stale views can
+   * name each other, and following them would alternate between the two until the
+   * deadline. Then the nodes are asked who leads (Status), and failing that the call
+   * moves on to an endpoint it has not tried in this round.
    */
-  private async reroute(error: DlmClientError): Promise<void> {
+  private async reroute(
+    error: DlmClientError,
+    address: string,
+    failedAt: Set<string>,
+    deadlineMs: number,
+  ): Promise<void> {
+    failedAt.add(address);
     const hint = error.leaderHint;
     if (hint !== null && !this.addressOf.has(hint)) await this.learnMembers();
     const hinted = hint === null ? undefined : this.addressOf.get(hint);
-    if (hinted !== undefined && hinted !== this.preferred) {
+    if (hinted !== undefined && !failedAt.has(hinted)) {
       this.preferred = hinted;
       return;
     }
+    if (hinted !== undefined && hinted !== address) {
+      const leader = await this.discoverLeader(failedAt, deadlineMs);
+      if (leader !== null) {
+        this.preferred = leader;
+        return;
+      }
+    }
+    this.preferred = this.nextEndpoint(failedAt);
+  }
+
+  /** The next endpoint in turn that has not failed this round; a new round once all have. */
+  private nextEndpoint(failedAt: Set<string>): string {
     const { endpoints } = this.options;
-    this.rotation = (this.rotation + 1) % endpoints.length;
-    this.preferred = endpoints[this.rotation] ?? this.preferred;
+    if (endpoints.every((endpoint) => failedAt.has(endpoint))) failedAt.clear();
+    for (let step = 1; step <= endpoints.length; step++) {
+      const position = (this.rotation + step) % endpoints.length;
+      const endpoint = endpoints[position];
+      if (endpoint !== undefined && !failedAt.has(endpoint)) {
+        this.rotation = position;
+        return endpoint;
+      }
+    }
+    return this.preferred;
+  }
+
+  /**
+   * Asks every known node not yet failed in this round, at once, for its Status, and
+   * returns the address of one that says it leads (the highest term if several do).
+   */
+  private async discoverLeader(failedAt: Set<string>, deadlineMs: number): Promise<string | null> {
+    const candidates = [...new Set([...this.options.endpoints, ...this.addressOf.values()])].filter(
+      (address) => !failedAt.has(address),
+    );
+    const probeDeadlineMs = Math.min(deadlineMs, this.clock.nowMs() + STATUS_PROBE_TIMEOUT_MS);
+    const answers = await Promise.all(
+      candidates.map((address) =>
+        this.once(address, 'Cluster', 'Status', {}, probeDeadlineMs).then(
+          (status) => ({ address, status }),
+          () => null,
+        ),
+      ),
+    );
+    let best: { address: string; term: bigint } | null = null;
+    for (const answer of answers) {
+      if (answer === null) continue;
+      this.learnFrom(answer.status);
+      const { node_id: self, leader_id: leader, term } = answer.status;
+      if (self === '' || self !== leader) continue;
+      const termNumber = BigInt(String(term ?? '0'));
+      if (best === null || termNumber > best.term)
+        best = { address: answer.address, term: termNumber };
+    }
+    return best?.address ?? null;
   }
 
   private async learnMembers(): Promise<void> {
@@ -182,15 +247,19 @@ export class Connection {
           'Cluster',
           'Status',
           {},
-          this.clock.nowMs() + 1_000,
+          this.clock.nowMs() + STATUS_PROBE_TIMEOUT_MS,
         );
-        for (const member of (status.members ?? []) as { id: string; client_address: string }[]) {
-          if (member.client_address !== '') this.addressOf.set(member.id, member.client_address);
-        }
+        this.learnFrom(status);
         return;
       } catch {
         // Down or unreachable: ask the next one.
       }
+    }
+  }
+
+  private learnFrom(status: Response): void {
+    for (const member of (status.members ?? []) as { id: string; client_address: string }[]) {
+      if (member.client_address !== '') this.addressOf.set(member.id, member.client_address);
     }
   }
 
