@@ -15,6 +15,12 @@ import { DlmClientError } from './errors.ts';
  * request (same request_id), which the cluster deduplicates, with exponential backoff
  * and full jitter, and only for answers that say a retry is safe (see
  * DlmClientError.retryable) or for an attempt that timed out.
+ *
+ * Settle: an Acquire that fails with its outcome unknown (DlmClientError.outcomeUnknown)
+ * may still have been granted; its session then asks again in the background, with the
+ * same request id and wait_ms 0, and gives back a grant it finds (Session.settled()).
+ * Each settle attempt gets settleAttemptTimeoutMs, at most settleAttemptsMax of them,
+ * all within settleTimeoutMs of the failure.
  */
 export interface ConnectionOptions {
   /** host:port of one or more nodes' client addresses. */
@@ -27,6 +33,18 @@ export interface ConnectionOptions {
   readonly retryDelayMsMax?: number;
   /** Reads every deadline and interval of the client; performance.now() unless a test injects one. */
   readonly clock?: MonotonicClock;
+  /** Settle: each re-issued Acquire gets this long (default 1 s); short, as the server may wait on it. */
+  readonly settleAttemptTimeoutMs?: number;
+  /** Settle: at most this many re-issued Acquires (default 5). */
+  readonly settleAttemptsMax?: number;
+  /** Settle: gives up (and reports it) this long after it started (default 10 s). */
+  readonly settleTimeoutMs?: number;
+}
+
+export interface SettleOptions {
+  readonly attemptTimeoutMs: number;
+  readonly attemptsMax: number;
+  readonly timeoutMs: number;
 }
 
 export interface CallOptions {
@@ -36,6 +54,8 @@ export interface CallOptions {
   readonly waitMs?: number;
   /** Overrides the connection's attemptTimeoutMs for this call. */
   readonly attemptTimeoutMs?: number;
+  /** Cancels the attempt in flight and ends the call with CANCELLED. */
+  readonly signal?: AbortSignal;
 }
 
 const PROTO_PATH = fileURLToPath(new URL('../../proto/dlm.proto', import.meta.url));
@@ -46,7 +66,7 @@ type Unary = (
   request: object,
   options: grpc.CallOptions,
   callback: (error: grpc.ServiceError | null, response: Response) => void,
-) => void;
+) => grpc.ClientUnaryCall;
 
 let constructors: Record<Service, grpc.ServiceClientConstructor> | null = null;
 
@@ -68,11 +88,22 @@ function serviceConstructors(): Record<Service, grpc.ServiceClientConstructor> {
 /** How long a Status asked only to find the leader or the members may take. */
 const STATUS_PROBE_TIMEOUT_MS = 1_000;
 
-const DEFAULTS = { attemptTimeoutMs: 2_000, retryDelayMsMin: 20, retryDelayMsMax: 1_000 };
+const DEFAULTS = {
+  attemptTimeoutMs: 2_000,
+  retryDelayMsMin: 20,
+  retryDelayMsMax: 1_000,
+  settleAttemptTimeoutMs: 1_000,
+  settleTimeoutMs: 10_000,
+};
+const SETTLE_ATTEMPTS_MAX_DEFAULT = 5;
 
 export class Connection {
   readonly clock: MonotonicClock;
-  private readonly options: Required<Omit<ConnectionOptions, 'credentials' | 'clock'>>;
+  readonly settle: SettleOptions;
+  private readonly options: Pick<
+    Required<ConnectionOptions>,
+    'endpoints' | 'attemptTimeoutMs' | 'retryDelayMsMin' | 'retryDelayMsMax'
+  >;
   private readonly credentials: grpc.ChannelCredentials;
   private readonly clients = new Map<string, Record<Service, grpc.Client>>();
   /** Client addresses by node id, from the members Status reports. */
@@ -91,16 +122,41 @@ export class Connection {
     };
     this.credentials = options.credentials ?? grpc.credentials.createInsecure();
     this.clock = options.clock ?? performanceClock;
+    const attemptsMax = options.settleAttemptsMax ?? SETTLE_ATTEMPTS_MAX_DEFAULT;
+    if (!Number.isInteger(attemptsMax) || attemptsMax < 1) {
+      throw new Error(`settleAttemptsMax must be a positive integer, got ${attemptsMax}`);
+    }
+    this.settle = {
+      attemptTimeoutMs: positive(options.settleAttemptTimeoutMs, 'settleAttemptTimeoutMs'),
+      attemptsMax,
+      timeoutMs: positive(options.settleTimeoutMs, 'settleTimeoutMs'),
+    };
     this.preferred = options.endpoints[0] ?? '';
   }
 
-  /** Calls `method`, retrying where that is safe, until it succeeds or `deadlineMs`. */
+  /**
+   * Calls `method`, retrying where that is safe, until it succeeds or `deadlineMs`.
+   *
+   * A failed call's error says whether its mutation may have applied (outcomeUnknown).
+   * It may, unless the last answer was decisive (the state machine's own refusal,
+   * which a retry with the same request id shares with every earlier attempt) or every
+   * attempt was refused before it could apply (backpressure, UNIMPLEMENTED,
+   * UNAUTHENTICATED, PERMISSION_DENIED). So DEADLINE_EXCEEDED, UNAVAILABLE, CANCELLED,
+   * INTERNAL, UNKNOWN and any other code leave it unknown: the request may have been
+   * written to the log before the answer was lost.
+   */
   async call(service: Service, method: string, request: object, options: CallOptions) {
     let lastError: DlmClientError | null = null;
+    let mayHaveApplied = false;
+    const failed = (error: DlmClientError): DlmClientError => {
+      const unknown = !error.decisive && (mayHaveApplied || !error.notApplied);
+      return error.withOutcomeUnknown(unknown);
+    };
     /** Addresses whose attempt at this call failed, in this round of the endpoints. */
     const failedAt = new Set<string>();
     for (let attempt = 0; ; attempt++) {
-      if (this.closed) throw new Error('the dlm client is closed');
+      if (this.closed) throw failed(closedError(`${service}.${method}`));
+      if (options.signal?.aborted) throw failed(abortedError(`${service}.${method}`));
       const address = this.preferred;
       const attemptDeadlineMs = Math.min(
         options.deadlineMs,
@@ -109,18 +165,26 @@ export class Connection {
           (options.waitMs ?? 0),
       );
       try {
-        return await this.once(address, service, method, request, attemptDeadlineMs);
+        return await this.once(
+          address,
+          service,
+          method,
+          request,
+          attemptDeadlineMs,
+          options.signal,
+        );
       } catch (error) {
         lastError = DlmClientError.from(error, `${service}.${method} at ${address}`);
         const attemptTimedOut =
           lastError.status === grpc.status.DEADLINE_EXCEEDED &&
           attemptDeadlineMs < options.deadlineMs;
-        if (!lastError.retryable && !attemptTimedOut) throw lastError;
+        if (!lastError.retryable && !attemptTimedOut) throw failed(lastError);
+        mayHaveApplied ||= !lastError.notApplied;
         await this.reroute(lastError, address, failedAt, options.deadlineMs);
       }
-      const delayMs = this.backoffMs(attempt, lastError.retryAfterMs);
-      if (this.clock.nowMs() + delayMs >= options.deadlineMs) throw lastError;
-      await new Promise((resolve) => setTimeout(resolve, delayMs));
+      const delayMs = this.retryDelayMs(attempt, lastError.retryAfterMs);
+      if (this.clock.nowMs() + delayMs >= options.deadlineMs) throw failed(lastError);
+      await abortableSleep(delayMs, options.signal);
     }
   }
 
@@ -150,15 +214,20 @@ export class Connection {
     method: string,
     request: object,
     deadlineMs: number,
+    signal?: AbortSignal,
   ): Promise<Response> {
     const client = this.client(address)[service] as unknown as Record<string, Unary>;
     const invoke = client[method];
     if (invoke === undefined) return Promise.reject(new Error(`no method ${service}.${method}`));
     const deadline = grpcDeadline(deadlineMs - this.clock.nowMs());
     return new Promise((resolve, reject) => {
-      invoke.call(client, request, { deadline }, (error, response) =>
-        error === null ? resolve(response) : reject(error),
-      );
+      const cancel = (): void => call.cancel();
+      const call = invoke.call(client, request, { deadline }, (error, response) => {
+        signal?.removeEventListener('abort', cancel);
+        if (error === null) resolve(response);
+        else reject(error);
+      });
+      signal?.addEventListener('abort', cancel, { once: true });
     });
   }
 
@@ -263,7 +332,8 @@ export class Connection {
     }
   }
 
-  private backoffMs(attempt: number, retryAfterMs: number | null): number {
+  /** Backoff before retry number `attempt` + 1: full jitter, at least the server's retry hint. */
+  retryDelayMs(attempt: number, retryAfterMs: number | null = null): number {
     const ceiling = Math.min(
       this.options.retryDelayMsMax,
       this.options.retryDelayMsMin * 2 ** Math.min(attempt, 30),
@@ -292,4 +362,31 @@ function positive(value: number | undefined, name: keyof typeof DEFAULTS): numbe
     throw new Error(`${name} must be a positive number of milliseconds, got ${value}`);
   }
   return value;
+}
+
+function closedError(what: string): DlmClientError {
+  return new DlmClientError(
+    `${what}: the dlm client is closed`,
+    grpc.status.CANCELLED,
+    null,
+    null,
+    null,
+  );
+}
+
+function abortedError(what: string): DlmClientError {
+  return new DlmClientError(`${what}: aborted`, grpc.status.CANCELLED, null, null, null);
+}
+
+/** Waits `delayMs`, or less if `signal` aborts first (the caller then checks it). */
+function abortableSleep(delayMs: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, delayMs);
+    signal?.addEventListener('abort', done, { once: true });
+  });
 }

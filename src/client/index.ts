@@ -19,6 +19,7 @@ export {
   Session,
   type SessionOptions,
 } from './session.ts';
+export type { SettleOutcome, SettleResult } from './settle.ts';
 
 /** A call's budget, retries included, unless the caller gives one. */
 const DEFAULT_CALL_TIMEOUT_MS = 10_000;

@@ -1,7 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { Connection } from './connection.ts';
 import { DlmClientError, LockNotAcquiredError, SessionLostError } from './errors.ts';
+import { newRequestId } from './request-id.ts';
+import { type AcquireWire, type SettleOutcome, Settler } from './settle.ts';
+
+export { newRequestId } from './request-id.ts';
 
 export type LockMode = 'EXCLUSIVE' | 'SHARED';
 
@@ -11,6 +14,8 @@ export interface AcquireOptions {
   readonly waitMs?: number;
   /** Shown to others in Describe and in their LockNotAcquiredError. */
   readonly owner?: string;
+  /** Gives up the Acquire (CANCELLED); like any failure of unknown outcome, it is then settled. */
+  readonly signal?: AbortSignal;
 }
 
 export interface SessionOptions {
@@ -27,15 +32,10 @@ export interface SessionOptions {
   readonly callTimeoutMs?: number;
   /**
    * Hears of failures in work the session does in the background, which no caller is
-   * waiting for: a handle disposed after the signal fired that could not release.
+   * waiting for: a handle disposed after the signal fired that could not release, an
+   * Acquire of unknown outcome that could not be settled.
    */
   readonly onError?: (error: Error) => void;
-}
-
-/** A random non-zero uint64, as the contract asks of request ids (dedupe is by id). */
-export function newRequestId(): string {
-  const id = randomBytes(8).readBigUInt64BE();
-  return (id === 0n ? 1n : id).toString();
 }
 
 /**
@@ -52,7 +52,12 @@ export class Session {
   private keepAliveTimer: NodeJS.Timeout | null = null;
   private deadlineTimer: NodeJS.Timeout | null = null;
   private ended = false;
+  /** The cluster said the session is gone (a keepalive answered NOT_FOUND). */
+  private goneOnCluster = false;
   private closing: Promise<void> | null = null;
+  /** Handles not yet released, to tell a grant someone holds from one nobody does. */
+  private readonly handles = new Set<LockHandle>();
+  private readonly settler: Settler;
 
   private constructor(
     private readonly connection: Connection,
@@ -64,6 +69,17 @@ export class Session {
     openedSendMs: number,
   ) {
     this.signal = this.controller.signal;
+    this.settler = new Settler({
+      id,
+      connection,
+      moot: () => {
+        if (this.closing !== null) return 'sessionClosed';
+        return this.goneOnCluster ? 'sessionEnded' : null;
+      },
+      holdsGrant: (lock, token) =>
+        [...this.handles].some((handle) => handle.lock === lock && handle.token === token),
+      report: (error) => this.report(error),
+    });
     this.confirmed(openedSendMs);
     this.scheduleKeepAlive();
   }
@@ -110,23 +126,39 @@ export class Session {
   /**
    * Takes `lock`, waiting up to `waitMs` on the server. Resolves with a handle that holds
    * the fencing token; rejects with LockNotAcquiredError when the wait ends without it.
+   *
+   * If it fails with a DlmClientError whose outcomeUnknown is true (the cluster may have
+   * granted it anyway: a deadline, UNAVAILABLE, CANCELLED, INTERNAL...), the session
+   * settles it in the background and gives back a grant it finds; `settled()` waits for
+   * that. Another acquire() of the same lock in this session waits for it too.
    */
   async acquire(lock: string, options: AcquireOptions = {}): Promise<LockHandle> {
     this.requireAlive();
+    // While a settle of this lock may still release the session's grant of it, an
+    // Acquire would be answered with that same grant (re-acquiring returns it), and the
+    // settle would take it from under the new handle.
+    await this.settler.idle(lock);
+    this.requireAlive();
     const waitMs = options.waitMs ?? 0;
-    const answer = await this.connection.call(
-      'Lock',
-      'Acquire',
-      {
-        lock,
-        session_id: this.id,
-        mode: options.mode ?? 'EXCLUSIVE',
-        wait_ms: String(waitMs),
-        request_id: newRequestId(),
-        owner: options.owner ?? '',
-      },
-      { deadlineMs: this.nowMs() + this.callTimeoutMs + waitMs, waitMs },
-    );
+    const request: AcquireWire = {
+      lock,
+      session_id: this.id,
+      mode: options.mode ?? 'EXCLUSIVE',
+      wait_ms: String(waitMs),
+      request_id: newRequestId(),
+      owner: options.owner ?? '',
+    };
+    let answer: Record<string, unknown>;
+    try {
+      answer = await this.connection.call('Lock', 'Acquire', request, {
+        deadlineMs: this.nowMs() + this.callTimeoutMs + waitMs,
+        waitMs,
+        ...(options.signal === undefined ? {} : { signal: options.signal }),
+      });
+    } catch (error) {
+      if (error instanceof DlmClientError && error.outcomeUnknown) this.settler.start(request);
+      throw error;
+    }
     if (answer.acquired !== true) {
       const holders = (answer.holders ?? []) as { session_id: string; owner: string }[];
       throw new LockNotAcquiredError(
@@ -134,7 +166,17 @@ export class Session {
         holders.map((holder) => ({ sessionId: holder.session_id, owner: holder.owner })),
       );
     }
-    return new LockHandle(this, lock, String(answer.fencing_token));
+    const handle = new LockHandle(this, lock, String(answer.fencing_token));
+    this.handles.add(handle);
+    return handle;
+  }
+
+  /**
+   * Resolves once every settle of an Acquire of unknown outcome has ended, with how
+   * each ended ('unsettled' ones were also reported to onError). Never rejects.
+   */
+  settled(): Promise<SettleOutcome[]> {
+    return this.settler.settled();
   }
 
   /**
@@ -149,6 +191,8 @@ export class Session {
 
   private async closeOnce(): Promise<void> {
     this.end(new SessionLostError(`session ${this.id} was closed`));
+    // Closing frees every lock the session holds: settles have nothing left to do.
+    this.settler.stop();
     await this.connection
       .call(
         'Lock',
@@ -180,6 +224,11 @@ export class Session {
       { lock, session_id: this.id, fencing_token: token, request_id: requestId },
       { deadlineMs: this.nowMs() + this.callTimeoutMs },
     );
+  }
+
+  /** @internal A handle whose lock was released no longer stands for a grant. */
+  forget(handle: LockHandle): void {
+    this.handles.delete(handle);
   }
 
   /** @internal Reports a failure of background work, which no caller awaits. */
@@ -228,6 +277,7 @@ export class Session {
     } catch (error) {
       const lost = error instanceof DlmClientError && error.status === grpc.status.NOT_FOUND;
       if (lost) {
+        this.goneOnCluster = true;
         this.end(new SessionLostError(`session ${this.id} expired on the cluster`));
         return;
       }
@@ -323,6 +373,7 @@ export class LockHandle {
     this.releaseRequestId ??= newRequestId();
     await this.session.release(this.lock, this.token, this.releaseRequestId);
     this.released = true;
+    this.session.forget(this);
   }
 }
 
