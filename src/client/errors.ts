@@ -135,3 +135,24 @@ export class LockNotAcquiredError extends Error {
 export class SessionLostError extends Error {
   override readonly name = 'SessionLostError';
 }
+
+/**
+ * The cluster answered an Acquire with a grant in another mode than asked for (as when
+ * the session holds the lock already, in the other mode). No handle is given out for
+ * it; a grant nobody else has a handle for is given back, as in a settle.
+ */
+export class LockModeError extends Error {
+  override readonly name = 'LockModeError';
+
+  constructor(
+    readonly lock: string,
+    readonly asked: 'exclusive' | 'shared',
+    readonly granted: 'exclusive' | 'shared',
+    /** The token of that grant. */
+    readonly token: string,
+  ) {
+    super(
+      `${lock}: asked for a ${asked} grant, the cluster answered with a ${granted} one (token ${token})`,
+    );
+  }
+}

@@ -7,14 +7,15 @@ export {
   DlmClientError,
   ERROR_CODE_KEY,
   LEADER_HINT_KEY,
+  LockModeError,
   LockNotAcquiredError,
   RETRY_AFTER_KEY,
   SessionLostError,
 } from './errors.ts';
+export type { GrantMode, LockMode } from './mode.ts';
 export {
   type AcquireOptions,
   LockHandle,
-  type LockMode,
   newRequestId,
   Session,
   type SessionOptions,

@@ -1,15 +1,15 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Connection } from './connection.ts';
-import { DlmClientError, LockNotAcquiredError, SessionLostError } from './errors.ts';
+import { DlmClientError, LockModeError, LockNotAcquiredError, SessionLostError } from './errors.ts';
+import { type GrantMode, grantedMode, grantModeOf, type LockMode, wireModeOf } from './mode.ts';
 import { newRequestId } from './request-id.ts';
 import { type AcquireWire, type SettleOutcome, Settler } from './settle.ts';
 
 export { newRequestId } from './request-id.ts';
 
-export type LockMode = 'EXCLUSIVE' | 'SHARED';
-
 export interface AcquireOptions {
-  readonly mode?: LockMode;
+  /** Exclusive unless given; either spelling. */
+  readonly mode?: LockMode | GrantMode;
   /** How long the server may queue the request before answering "not acquired"; 0 = try once. */
   readonly waitMs?: number;
   /** Shown to others in Describe and in their LockNotAcquiredError. */
@@ -76,8 +76,7 @@ export class Session {
         if (this.closing !== null) return 'sessionClosed';
         return this.goneOnCluster ? 'sessionEnded' : null;
       },
-      holdsGrant: (lock, token) =>
-        [...this.handles].some((handle) => handle.lock === lock && handle.token === token),
+      holdsGrant: (lock, token) => this.handleOf(lock, token) !== undefined,
       report: (error) => this.report(error),
     });
     this.confirmed(openedSendMs);
@@ -140,10 +139,11 @@ export class Session {
     await this.settler.idle(lock);
     this.requireAlive();
     const waitMs = options.waitMs ?? 0;
+    const asked = grantModeOf(options.mode);
     const request: AcquireWire = {
       lock,
       session_id: this.id,
-      mode: options.mode ?? 'EXCLUSIVE',
+      mode: wireModeOf(asked),
       wait_ms: String(waitMs),
       request_id: newRequestId(),
       owner: options.owner ?? '',
@@ -166,7 +166,15 @@ export class Session {
         holders.map((holder) => ({ sessionId: holder.session_id, owner: holder.owner })),
       );
     }
-    const handle = new LockHandle(this, lock, String(answer.fencing_token));
+    const token = String(answer.fencing_token);
+    const sameGrant = this.handleOf(lock, token);
+    const granted = grantedMode(answer, this.id, asked, sameGrant?.mode ?? null);
+    if (granted !== asked) {
+      // Nobody has a handle for a grant we refuse, unless a live one carries it.
+      if (sameGrant === undefined) this.settler.start(request);
+      throw new LockModeError(lock, asked, granted, token);
+    }
+    const handle = new LockHandle(this, lock, token, granted);
     this.handles.add(handle);
     return handle;
   }
@@ -224,6 +232,13 @@ export class Session {
       { lock, session_id: this.id, fencing_token: token, request_id: requestId },
       { deadlineMs: this.nowMs() + this.callTimeoutMs },
     );
+  }
+
+  private handleOf(lock: string, token: string): LockHandle | undefined {
+    for (const handle of this.handles) {
+      if (handle.lock === lock && handle.token === token) return handle;
+    }
+    return undefined;
   }
 
   /** @internal A handle whose lock was released no longer stands for a grant. */
@@ -324,6 +339,8 @@ export class LockHandle {
     readonly lock: string,
     /** The fencing token (a uint64 as a decimal string): pass it to what the lock protects. */
     readonly token: string,
+    /** The mode of the grant: from the cluster's answer where it says, else as asked. */
+    readonly mode: GrantMode,
   ) {}
 
   /** Fires when the session that holds the lock may have lost it. */

@@ -80,7 +80,8 @@ async function scripted(
 /** Tests' Acquires wait, so the fake tells them from the settles' re-issues (wait_ms 0). */
 const WAIT = { waitMs: 1 };
 const notAcquired: FakeAnswer = { response: { acquired: false, holders: [] } };
-const backpressure = refused(grpc.status.RESOURCE_EXHAUSTED, { [RETRY_AFTER_KEY]: '10' });
+// A retry hint past the call's deadline: the call ends on this answer, not on a timeout.
+const backpressure = refused(grpc.status.RESOURCE_EXHAUSTED, { [RETRY_AFTER_KEY]: '1000' });
 
 describe('which failed Acquires are settled', () => {
   const cases: { name: string; answers: FakeAnswer[]; settles: boolean }[] = [
