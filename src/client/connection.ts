@@ -148,15 +148,16 @@ export class Connection {
   async call(service: Service, method: string, request: object, options: CallOptions) {
     let lastError: DlmClientError | null = null;
     let mayHaveApplied = false;
-    const failed = (error: DlmClientError): DlmClientError => {
-      const unknown = !error.decisive && (mayHaveApplied || !error.notApplied);
+    /** `sent`: whether the error ends an attempt, or comes before one was made. */
+    const failed = (error: DlmClientError, sent = true): DlmClientError => {
+      const unknown = !error.decisive && (mayHaveApplied || (sent && !error.notApplied));
       return error.withOutcomeUnknown(unknown);
     };
     /** Addresses whose attempt at this call failed, in this round of the endpoints. */
     const failedAt = new Set<string>();
     for (let attempt = 0; ; attempt++) {
-      if (this.closed) throw failed(closedError(`${service}.${method}`));
-      if (options.signal?.aborted) throw failed(abortedError(`${service}.${method}`));
+      if (this.closed) throw failed(closedError(`${service}.${method}`), false);
+      if (options.signal?.aborted) throw failed(abortedError(`${service}.${method}`), false);
       const address = this.preferred;
       const attemptDeadlineMs = Math.min(
         options.deadlineMs,
@@ -197,6 +198,11 @@ export class Connection {
     const invoke = client[method];
     if (invoke === undefined) throw new Error(`no method ${service}.${method}`);
     return invoke.call(client, request);
+  }
+
+  /** Whether close() was called: no call can be made any more. */
+  get isClosed(): boolean {
+    return this.closed;
   }
 
   close(): void {

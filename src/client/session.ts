@@ -74,7 +74,8 @@ export class Session {
       connection,
       moot: () => {
         if (this.closing !== null) return 'sessionClosed';
-        return this.goneOnCluster ? 'sessionEnded' : null;
+        if (this.goneOnCluster) return 'sessionEnded';
+        return connection.isClosed ? 'clientClosed' : null;
       },
       holdsGrant: (lock, token) => this.handleOf(lock, token) !== undefined,
       report: (error) => this.report(error),

@@ -26,7 +26,9 @@ import { newRequestId } from './request-id.ts';
  *
  * Bounded: settleAttemptsMax attempts, each settleAttemptTimeoutMs, all within
  * settleTimeoutMs. Closing the session ends a settle at once (a closed session frees
- * every lock it holds), as does the session ending on the cluster. A settle that runs
+ * every lock it holds), as does the session ending on the cluster; closing the client
+ * ends it before its next attempt (the session, no longer kept alive, expires with its
+ * locks). One that runs
  * out is reported to the session's onError: the session may hold the lock until it is
  * closed or expires.
  */
@@ -36,6 +38,7 @@ export type SettleResult =
   | 'heldByHandle'
   | 'sessionClosed'
   | 'sessionEnded'
+  | 'clientClosed'
   | 'unsettled';
 
 export interface SettleOutcome {
@@ -59,8 +62,8 @@ export interface AcquireWire {
 export interface SettleHost {
   readonly id: string;
   readonly connection: Connection;
-  /** Why settling is pointless now (the session was closed or ended), or null. */
-  moot(): 'sessionClosed' | 'sessionEnded' | null;
+  /** Why settling is pointless or impossible now, or null. */
+  moot(): 'sessionClosed' | 'sessionEnded' | 'clientClosed' | null;
   /** Whether a live handle of the session carries this grant. */
   holdsGrant(lock: string, token: string): boolean;
   report(error: Error): void;

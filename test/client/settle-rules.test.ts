@@ -200,4 +200,12 @@ describe('how a settle ends', () => {
     expect(performance.now() - startedMs).toBeLessThan(500);
     expect(errors).toEqual([]);
   });
+
+  it('an Acquire refused by a closed client was never sent: nothing to settle', async () => {
+    const { session } = await scripted([notAcquired], () => notAcquired);
+    client?.close();
+    const error = await session.acquire('rules/closed-client', WAIT).catch((caught) => caught);
+    expect(error).toMatchObject({ status: grpc.status.CANCELLED, outcomeUnknown: false });
+    expect(await session.settled()).toEqual([]);
+  });
 });
