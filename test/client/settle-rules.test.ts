@@ -208,4 +208,55 @@ describe('how a settle ends', () => {
     expect(error).toMatchObject({ status: grpc.status.CANCELLED, outcomeUnknown: false });
     expect(await session.settled()).toEqual([]);
   });
+
+  it('another acquire() of the lock waits for its settle, which would release the grant it returns', async () => {
+    // The cluster's side of one lock: a re-acquire by the holding session returns its grant.
+    let grant: string | null = null;
+    let nextToken = 5;
+    const released: string[] = [];
+    const take = (): FakeAnswer => {
+      grant ??= String(nextToken++);
+      return { response: { acquired: true, fencing_token: grant, holders: [] } };
+    };
+    let first = true;
+    server = await FakeDlmServer.start(async (method, request) => {
+      switch (method) {
+        case 'OpenSession':
+          return { response: { session_id: '1', ttl_ms: request.ttl_ms } };
+        case 'Acquire':
+          if (request.wait_ms === '0') {
+            await sleep(50);
+            return take();
+          }
+          if (first) {
+            // Granted, but the answer is lost.
+            first = false;
+            take();
+            return refused(grpc.status.DEADLINE_EXCEEDED);
+          }
+          return take();
+        case 'Release':
+          // Slow to apply: a re-acquire in between would still get this grant.
+          await sleep(300);
+          released.push(String(request.fencing_token));
+          if (grant === request.fencing_token) grant = null;
+          return { response: { released: true } };
+        default:
+          return { response: {} };
+      }
+    });
+    client = new DlmClient({ endpoints: [server.address] });
+    // A call shorter than an attempt: the DEADLINE_EXCEEDED ends it, with no retry.
+    const session = await client.openSession({ ttlMs: 10_000, callTimeoutMs: 300 });
+    await expect(session.acquire('rules/reacquire', WAIT)).rejects.toBeInstanceOf(DlmClientError);
+    await sleep(100);
+    const handle = await session.acquire('rules/reacquire', WAIT);
+    expect(await session.settled()).toEqual([]);
+    expect(released).toEqual(['5']);
+    expect(handle.token).toBe('6');
+  });
 });
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -16,7 +16,7 @@ export type FakeAnswer =
   | { readonly response: Wire }
   | { readonly status: grpc.status; readonly trailers?: Record<string, string> };
 
-export type FakeHandler = (method: string, request: Wire) => FakeAnswer;
+export type FakeHandler = (method: string, request: Wire) => FakeAnswer | Promise<FakeAnswer>;
 
 export class FakeDlmServer {
   private constructor(
@@ -47,15 +47,16 @@ export class FakeDlmServer {
           callback: grpc.sendUnaryData<Wire>,
         ) => {
           calls.push({ method, request: call.request });
-          const answer = handler(method, call.request);
-          if ('response' in answer) {
-            callback(null, answer.response);
-            return;
-          }
-          const metadata = new grpc.Metadata();
-          for (const [key, value] of Object.entries(answer.trailers ?? {}))
-            metadata.set(key, value);
-          callback({ code: answer.status, details: 'scripted', metadata }, null);
+          void Promise.resolve(handler(method, call.request)).then((answer) => {
+            if ('response' in answer) {
+              callback(null, answer.response);
+              return;
+            }
+            const metadata = new grpc.Metadata();
+            for (const [key, value] of Object.entries(answer.trailers ?? {}))
+              metadata.set(key, value);
+            callback({ code: answer.status, details: 'scripted', metadata }, null);
+          });
         };
       }
       server.addService(service, implementation);
