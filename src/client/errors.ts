@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import type { GrantMode } from './mode.ts';
 
 /** Trailing-metadata keys of the contract (proto/dlm.proto). */
 export const ERROR_CODE_KEY = 'dlm-error-code';
@@ -146,8 +147,8 @@ export class LockModeError extends Error {
 
   constructor(
     readonly lock: string,
-    readonly asked: 'exclusive' | 'shared',
-    readonly granted: 'exclusive' | 'shared',
+    readonly asked: GrantMode,
+    readonly granted: GrantMode,
     /** The token of that grant. */
     readonly token: string,
   ) {

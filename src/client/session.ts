@@ -200,8 +200,10 @@ export class Session {
 
   private async closeOnce(): Promise<void> {
     this.end(new SessionLostError(`session ${this.id} was closed`));
-    // Closing frees every lock the session holds: settles have nothing left to do.
+    // Closing frees every lock the session holds: settles have nothing left to do,
+    // and no handle stands for a grant any more.
     this.settler.stop();
+    this.handles.clear();
     await this.connection
       .call(
         'Lock',
