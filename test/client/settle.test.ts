@@ -48,9 +48,10 @@ describe('settling an Acquire of unknown outcome', () => {
     const held = await holder.acquire(lock);
     const session = await dlm.openSession({ ttlMs: 10_000, callTimeoutMs: 100 });
     proxy.answerDelayMs = 300;
+    proxy.requestDelayMs = 100;
     const startedMs = performance.now();
-    // The client gives up 2.1 s after sending; the server, one hop later. The grant of
-    // 1.85 s is answered at once and reaches the client 300 ms later: too late.
+    // The client gives up 2.1 s after sending; the server, one hop (100 ms) later. The
+    // grant of 1.85 s is answered at once and reaches the client 300 ms later: too late.
     const acquiring = session.acquire(lock, { waitMs: 2_000 }).then(
       () => null,
       (error: unknown) => error,

@@ -2,14 +2,17 @@ import { createServer, type Server, type Socket, connect as tcpConnect } from 'n
 
 /**
  * A TCP proxy for one upstream address that can hold back the upstream's answers for
- * `answerDelayMs` (bytes keep their order), and can be cut (connections reset, new ones
- * refused) and restored on the same port: a slow or broken network path for a client.
- * Requests are passed on at once, so a server sees a call's deadline start when the
- * client sent it, and its answer reaches the client `answerDelayMs` after it was sent.
+ * `answerDelayMs` and the client's requests for `requestDelayMs` (bytes keep their
+ * order), and can be cut (connections reset, new ones refused) and restored on the same
+ * port: a slow or broken network path for a client. A gRPC deadline travels as a
+ * relative timeout, so the server's deadline for a call ends `requestDelayMs` after the
+ * client's, and its answer reaches the client `answerDelayMs` after it was sent.
  */
 export class DelayProxy {
   /** Applies to answer bytes that arrive from the upstream from now on. */
   answerDelayMs = 0;
+  /** Applies to request bytes that arrive from the client from now on. */
+  requestDelayMs = 0;
   private readonly sockets = new Set<Socket>();
   private server: Server | null = null;
 
@@ -66,40 +69,56 @@ export class DelayProxy {
     const upstream = tcpConnect(this.upstreamPort, '127.0.0.1');
     this.sockets.add(client);
     this.sockets.add(upstream);
-    const pending: { atMs: number; chunk: Buffer }[] = [];
-    let timer: NodeJS.Timeout | null = null;
-    let upstreamEnded = false;
-    const pump = (): void => {
-      timer = null;
-      const nowMs = performance.now();
-      for (let next = pending[0]; next !== undefined && next.atMs <= nowMs; next = pending[0]) {
-        pending.shift();
-        if (!client.destroyed) client.write(next.chunk);
-      }
-      const next = pending[0];
-      if (next !== undefined) timer = setTimeout(pump, Math.max(0, next.atMs - nowMs));
-      else if (upstreamEnded) client.destroy();
-    };
-    upstream.on('data', (chunk: Buffer) => {
-      // Never before an earlier chunk, even if the delay was lowered in between.
-      const lastAtMs = pending.at(-1)?.atMs ?? 0;
-      pending.push({ atMs: Math.max(performance.now() + this.answerDelayMs, lastAtMs), chunk });
-      if (timer === null) pump();
-    });
-    client.on('data', (chunk: Buffer) => upstream.write(chunk));
-    const closeUpstream = (): void => {
-      upstream.destroy();
-      if (timer !== null) clearTimeout(timer);
+    const toClient = delayedPipe(upstream, client, () => this.answerDelayMs);
+    const toUpstream = delayedPipe(client, upstream, () => this.requestDelayMs);
+    const forget = (): void => {
       this.sockets.delete(client);
       this.sockets.delete(upstream);
     };
-    client.on('close', closeUpstream);
-    client.on('error', closeUpstream);
-    const upstreamClosed = (): void => {
-      upstreamEnded = true;
-      if (timer === null) pump();
-    };
-    upstream.on('close', upstreamClosed);
-    upstream.on('error', upstreamClosed);
+    client.on('close', () => {
+      toClient.drop();
+      toUpstream.drop();
+      upstream.destroy();
+      forget();
+    });
   }
+}
+
+/**
+ * Copies `from` to `to`, each chunk `delayMs()` after it arrived and never before an
+ * earlier one (even if the delay was lowered in between); once `from` closes and all
+ * is written, closes `to`.
+ */
+function delayedPipe(from: Socket, to: Socket, delayMs: () => number): { drop(): void } {
+  const pending: { atMs: number; chunk: Buffer }[] = [];
+  let timer: NodeJS.Timeout | null = null;
+  let fromClosed = false;
+  const pump = (): void => {
+    timer = null;
+    const nowMs = performance.now();
+    for (let next = pending[0]; next !== undefined && next.atMs <= nowMs; next = pending[0]) {
+      pending.shift();
+      if (!to.destroyed) to.write(next.chunk);
+    }
+    const next = pending[0];
+    if (next !== undefined) timer = setTimeout(pump, Math.max(0, next.atMs - nowMs));
+    else if (fromClosed) to.destroy();
+  };
+  from.on('data', (chunk: Buffer) => {
+    const lastAtMs = pending.at(-1)?.atMs ?? 0;
+    pending.push({ atMs: Math.max(performance.now() + delayMs(), lastAtMs), chunk });
+    if (timer === null) pump();
+  });
+  const closed = (): void => {
+    fromClosed = true;
+    if (timer === null) pump();
+  };
+  from.on('close', closed);
+  from.on('error', closed);
+  return {
+    drop: () => {
+      if (timer !== null) clearTimeout(timer);
+      pending.length = 0;
+    },
+  };
 }
