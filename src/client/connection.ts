@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
+import { grpcDeadline, type MonotonicClock, performanceClock } from './clock.ts';
 import { DlmClientError } from './errors.ts';
 
 /**
@@ -14,6 +15,12 @@ import { DlmClientError } from './errors.ts';
  * request (same request_id), which the cluster deduplicates, with exponential backoff
  * and full jitter, and only for answers that say a retry is safe (see
  * DlmClientError.retryable) or for an attempt that timed out.
+ *
+ * Settle: an Acquire that fails with its outcome unknown (DlmClientError.outcomeUnknown)
+ * may still have been granted; its session then asks again in the background, with the
+ * same request id and wait_ms 0, and gives back a grant it finds (Session.settled()).
+ * Each settle attempt gets settleAttemptTimeoutMs, at most settleAttemptsMax of them,
+ * all within settleTimeoutMs of the failure.
  */
 export interface ConnectionOptions {
   /** host:port of one or more nodes' client addresses. */
@@ -24,15 +31,31 @@ export interface ConnectionOptions {
   /** Backoff between attempts: full jitter in [0, min(max, min × 2^attempt)]. */
   readonly retryDelayMsMin?: number;
   readonly retryDelayMsMax?: number;
+  /** Reads every deadline and interval of the client; performance.now() unless a test injects one. */
+  readonly clock?: MonotonicClock;
+  /** Settle: each re-issued Acquire gets this long (default 1 s); short, as the server may wait on it. */
+  readonly settleAttemptTimeoutMs?: number;
+  /** Settle: at most this many re-issued Acquires (default 5). */
+  readonly settleAttemptsMax?: number;
+  /** Settle: gives up (and reports it) this long after it started (default 10 s). */
+  readonly settleTimeoutMs?: number;
+}
+
+export interface SettleOptions {
+  readonly attemptTimeoutMs: number;
+  readonly attemptsMax: number;
+  readonly timeoutMs: number;
 }
 
 export interface CallOptions {
-  /** The whole call, retries included, ends by then (ms since the epoch). */
+  /** The whole call, retries included, ends by then: a reading of the connection's clock. */
   readonly deadlineMs: number;
   /** Added to the attempt timeout, for an Acquire that waits on the server. */
   readonly waitMs?: number;
   /** Overrides the connection's attemptTimeoutMs for this call. */
   readonly attemptTimeoutMs?: number;
+  /** Cancels the attempt in flight and ends the call with CANCELLED. */
+  readonly signal?: AbortSignal;
 }
 
 const PROTO_PATH = fileURLToPath(new URL('../../proto/dlm.proto', import.meta.url));
@@ -43,7 +66,7 @@ type Unary = (
   request: object,
   options: grpc.CallOptions,
   callback: (error: grpc.ServiceError | null, response: Response) => void,
-) => void;
+) => grpc.ClientUnaryCall;
 
 let constructors: Record<Service, grpc.ServiceClientConstructor> | null = null;
 
@@ -62,10 +85,25 @@ function serviceConstructors(): Record<Service, grpc.ServiceClientConstructor> {
   return constructors;
 }
 
-const DEFAULTS = { attemptTimeoutMs: 2_000, retryDelayMsMin: 20, retryDelayMsMax: 1_000 };
+/** How long a Status asked only to find the leader or the members may take. */
+const STATUS_PROBE_TIMEOUT_MS = 1_000;
+
+const DEFAULTS = {
+  attemptTimeoutMs: 2_000,
+  retryDelayMsMin: 20,
+  retryDelayMsMax: 1_000,
+  settleAttemptTimeoutMs: 1_000,
+  settleTimeoutMs: 10_000,
+};
+const SETTLE_ATTEMPTS_MAX_DEFAULT = 5;
 
 export class Connection {
-  private readonly options: Required<Omit<ConnectionOptions, 'credentials'>>;
+  readonly clock: MonotonicClock;
+  readonly settle: SettleOptions;
+  private readonly options: Pick<
+    Required<ConnectionOptions>,
+    'endpoints' | 'attemptTimeoutMs' | 'retryDelayMsMin' | 'retryDelayMsMax'
+  >;
   private readonly credentials: grpc.ChannelCredentials;
   private readonly clients = new Map<string, Record<Service, grpc.Client>>();
   /** Client addresses by node id, from the members Status reports. */
@@ -83,34 +121,71 @@ export class Connection {
       retryDelayMsMax: positive(options.retryDelayMsMax, 'retryDelayMsMax'),
     };
     this.credentials = options.credentials ?? grpc.credentials.createInsecure();
+    this.clock = options.clock ?? performanceClock;
+    const attemptsMax = options.settleAttemptsMax ?? SETTLE_ATTEMPTS_MAX_DEFAULT;
+    if (!Number.isInteger(attemptsMax) || attemptsMax < 1) {
+      throw new Error(`settleAttemptsMax must be a positive integer, got ${attemptsMax}`);
+    }
+    this.settle = {
+      attemptTimeoutMs: positive(options.settleAttemptTimeoutMs, 'settleAttemptTimeoutMs'),
+      attemptsMax,
+      timeoutMs: positive(options.settleTimeoutMs, 'settleTimeoutMs'),
+    };
     this.preferred = options.endpoints[0] ?? '';
   }
 
-  /** Calls `method`, retrying where that is safe, until it succeeds or `deadlineMs`. */
+  /**
+   * Calls `method`, retrying where that is safe, until it succeeds or `deadlineMs`.
+   *
+   * A failed call's error says whether its mutation may have applied (outcomeUnknown).
+   * It may, unless the last answer was decisive (the state machine's own refusal,
+   * which a retry with the same request id shares with every earlier attempt) or every
+   * attempt was refused before it could apply (backpressure, UNIMPLEMENTED,
+   * UNAUTHENTICATED, PERMISSION_DENIED). So DEADLINE_EXCEEDED, UNAVAILABLE, CANCELLED,
+   * INTERNAL, UNKNOWN and any other code leave it unknown: the request may have been
+   * written to the log before the answer was lost.
+   */
   async call(service: Service, method: string, request: object, options: CallOptions) {
     let lastError: DlmClientError | null = null;
+    let mayHaveApplied = false;
+    /** `sent`: whether the error ends an attempt, or comes before one was made. */
+    const failed = (error: DlmClientError, sent = true): DlmClientError => {
+      const unknown = !error.decisive && (mayHaveApplied || (sent && !error.notApplied));
+      return error.withOutcomeUnknown(unknown);
+    };
+    /** Addresses whose attempt at this call failed, in this round of the endpoints. */
+    const failedAt = new Set<string>();
     for (let attempt = 0; ; attempt++) {
-      if (this.closed) throw new Error('the dlm client is closed');
+      if (this.closed) throw failed(closedError(`${service}.${method}`), false);
+      if (options.signal?.aborted) throw failed(abortedError(`${service}.${method}`), false);
       const address = this.preferred;
       const attemptDeadlineMs = Math.min(
         options.deadlineMs,
-        Date.now() +
+        this.clock.nowMs() +
           (options.attemptTimeoutMs ?? this.options.attemptTimeoutMs) +
           (options.waitMs ?? 0),
       );
       try {
-        return await this.once(address, service, method, request, attemptDeadlineMs);
+        return await this.once(
+          address,
+          service,
+          method,
+          request,
+          attemptDeadlineMs,
+          options.signal,
+        );
       } catch (error) {
         lastError = DlmClientError.from(error, `${service}.${method} at ${address}`);
         const attemptTimedOut =
           lastError.status === grpc.status.DEADLINE_EXCEEDED &&
           attemptDeadlineMs < options.deadlineMs;
-        if (!lastError.retryable && !attemptTimedOut) throw lastError;
-        await this.reroute(lastError);
+        if (!lastError.retryable && !attemptTimedOut) throw failed(lastError);
+        mayHaveApplied ||= !lastError.notApplied;
+        await this.reroute(lastError, address, failedAt, options.deadlineMs);
       }
-      const delayMs = this.backoffMs(attempt, lastError.retryAfterMs);
-      if (Date.now() + delayMs >= options.deadlineMs) throw lastError;
-      await new Promise((resolve) => setTimeout(resolve, delayMs));
+      const delayMs = this.retryDelayMs(attempt, lastError.retryAfterMs);
+      if (this.clock.nowMs() + delayMs >= options.deadlineMs) throw failed(lastError);
+      await abortableSleep(delayMs, options.signal);
     }
   }
 
@@ -123,6 +198,11 @@ export class Connection {
     const invoke = client[method];
     if (invoke === undefined) throw new Error(`no method ${service}.${method}`);
     return invoke.call(client, request);
+  }
+
+  /** Whether close() was called: no call can be made any more. */
+  get isClosed(): boolean {
+    return this.closed;
   }
 
   close(): void {
@@ -140,41 +220,111 @@ export class Connection {
     method: string,
     request: object,
     deadlineMs: number,
+    signal?: AbortSignal,
   ): Promise<Response> {
     const client = this.client(address)[service] as unknown as Record<string, Unary>;
     const invoke = client[method];
     if (invoke === undefined) return Promise.reject(new Error(`no method ${service}.${method}`));
+    const deadline = grpcDeadline(deadlineMs - this.clock.nowMs());
     return new Promise((resolve, reject) => {
-      invoke.call(client, request, { deadline: deadlineMs }, (error, response) =>
-        error === null ? resolve(response) : reject(error),
-      );
+      const cancel = (): void => call.cancel();
+      const call = invoke.call(client, request, { deadline }, (error, response) => {
+        signal?.removeEventListener('abort', cancel);
+        if (error === null) resolve(response);
+        else reject(error);
+      });
+      signal?.addEventListener('abort', cancel, { once: true });
     });
   }
 
   /**
    * Where the next attempt goes: the hinted leader when its address is known (asking
-   * Status for the members if not), else the next endpoint in turn.
+   * Status for the members if not), else the next endpoint in turn. A hint back to a
+   * node that failed this call already is not followed: two nodes with stale views can
+   * name each other, and following them would alternate between the two until the
+   * deadline. Then the nodes are asked who leads (Status), and failing that the call
+   * moves on to an endpoint it has not tried in this round.
    */
-  private async reroute(error: DlmClientError): Promise<void> {
+  private async reroute(
+    error: DlmClientError,
+    address: string,
+    failedAt: Set<string>,
+    deadlineMs: number,
+  ): Promise<void> {
+    failedAt.add(address);
     const hint = error.leaderHint;
     if (hint !== null && !this.addressOf.has(hint)) await this.learnMembers();
     const hinted = hint === null ? undefined : this.addressOf.get(hint);
-    if (hinted !== undefined && hinted !== this.preferred) {
+    if (hinted !== undefined && !failedAt.has(hinted)) {
       this.preferred = hinted;
       return;
     }
+    if (hinted !== undefined && hinted !== address) {
+      const leader = await this.discoverLeader(failedAt, deadlineMs);
+      if (leader !== null) {
+        this.preferred = leader;
+        return;
+      }
+    }
+    this.preferred = this.nextEndpoint(failedAt);
+  }
+
+  /** The next endpoint in turn that has not failed this round; a new round once all have. */
+  private nextEndpoint(failedAt: Set<string>): string {
     const { endpoints } = this.options;
-    this.rotation = (this.rotation + 1) % endpoints.length;
-    this.preferred = endpoints[this.rotation] ?? this.preferred;
+    if (endpoints.every((endpoint) => failedAt.has(endpoint))) failedAt.clear();
+    for (let step = 1; step <= endpoints.length; step++) {
+      const position = (this.rotation + step) % endpoints.length;
+      const endpoint = endpoints[position];
+      if (endpoint !== undefined && !failedAt.has(endpoint)) {
+        this.rotation = position;
+        return endpoint;
+      }
+    }
+    return this.preferred;
+  }
+
+  /**
+   * Asks every known node not yet failed in this round, at once, for its Status, and
+   * returns the address of one that says it leads (the highest term if several do).
+   */
+  private async discoverLeader(failedAt: Set<string>, deadlineMs: number): Promise<string | null> {
+    const candidates = [...new Set([...this.options.endpoints, ...this.addressOf.values()])].filter(
+      (address) => !failedAt.has(address),
+    );
+    const probeDeadlineMs = Math.min(deadlineMs, this.clock.nowMs() + STATUS_PROBE_TIMEOUT_MS);
+    const answers = await Promise.all(
+      candidates.map((address) =>
+        this.once(address, 'Cluster', 'Status', {}, probeDeadlineMs).then(
+          (status) => ({ address, status }),
+          () => null,
+        ),
+      ),
+    );
+    let best: { address: string; term: bigint } | null = null;
+    for (const answer of answers) {
+      if (answer === null) continue;
+      this.learnFrom(answer.status);
+      const { node_id: self, leader_id: leader, term } = answer.status;
+      if (self === '' || self !== leader) continue;
+      const termNumber = BigInt(String(term ?? '0'));
+      if (best === null || termNumber > best.term)
+        best = { address: answer.address, term: termNumber };
+    }
+    return best?.address ?? null;
   }
 
   private async learnMembers(): Promise<void> {
     for (const address of new Set([this.preferred, ...this.options.endpoints])) {
       try {
-        const status = await this.once(address, 'Cluster', 'Status', {}, Date.now() + 1_000);
-        for (const member of (status.members ?? []) as { id: string; client_address: string }[]) {
-          if (member.client_address !== '') this.addressOf.set(member.id, member.client_address);
-        }
+        const status = await this.once(
+          address,
+          'Cluster',
+          'Status',
+          {},
+          this.clock.nowMs() + STATUS_PROBE_TIMEOUT_MS,
+        );
+        this.learnFrom(status);
         return;
       } catch {
         // Down or unreachable: ask the next one.
@@ -182,7 +332,14 @@ export class Connection {
     }
   }
 
-  private backoffMs(attempt: number, retryAfterMs: number | null): number {
+  private learnFrom(status: Response): void {
+    for (const member of (status.members ?? []) as { id: string; client_address: string }[]) {
+      if (member.client_address !== '') this.addressOf.set(member.id, member.client_address);
+    }
+  }
+
+  /** Backoff before retry number `attempt` + 1: full jitter, at least the server's retry hint. */
+  retryDelayMs(attempt: number, retryAfterMs: number | null = null): number {
     const ceiling = Math.min(
       this.options.retryDelayMsMax,
       this.options.retryDelayMsMin * 2 ** Math.min(attempt, 30),
@@ -211,4 +368,31 @@ function positive(value: number | undefined, name: keyof typeof DEFAULTS): numbe
     throw new Error(`${name} must be a positive number of milliseconds, got ${value}`);
   }
   return value;
+}
+
+function closedError(what: string): DlmClientError {
+  return new DlmClientError(
+    `${what}: the dlm client is closed`,
+    grpc.status.CANCELLED,
+    null,
+    null,
+    null,
+  );
+}
+
+function abortedError(what: string): DlmClientError {
+  return new DlmClientError(`${what}: aborted`, grpc.status.CANCELLED, null, null, null);
+}
+
+/** Waits `delayMs`, or less if `signal` aborts first (the caller then checks it). */
+function abortableSleep(delayMs: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, delayMs);
+    signal?.addEventListener('abort', done, { once: true });
+  });
 }

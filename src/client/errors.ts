@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import type { GrantMode } from './mode.ts';
 
 /** Trailing-metadata keys of the contract (proto/dlm.proto). */
 export const ERROR_CODE_KEY = 'dlm-error-code';
@@ -20,8 +21,28 @@ export class DlmClientError extends Error {
     readonly errorCode: string | null,
     readonly leaderHint: string | null,
     readonly retryAfterMs: number | null,
+    /**
+     * For a mutation: whether it may have applied although the call failed. Set by the
+     * connection from every attempt of the call; see Connection.call for the rule.
+     */
+    readonly outcomeUnknown = false,
   ) {
     super(message);
+  }
+
+  /** The same error, saying whether the call's mutation may have applied. */
+  withOutcomeUnknown(outcomeUnknown: boolean): DlmClientError {
+    if (outcomeUnknown === this.outcomeUnknown) return this;
+    const copy = new DlmClientError(
+      this.message,
+      this.status,
+      this.errorCode,
+      this.leaderHint,
+      this.retryAfterMs,
+      outcomeUnknown,
+    );
+    if (this.stack !== undefined) copy.stack = this.stack;
+    return copy;
   }
 
   static from(error: unknown, what: string): DlmClientError {
@@ -53,7 +74,46 @@ export class DlmClientError extends Error {
    */
   get retryable(): boolean {
     if (this.status === grpc.status.UNAVAILABLE) return true;
+    return this.backpressure;
+  }
+
+  /** The runtime refused the call before it reached the state machine: nothing was done. */
+  get backpressure(): boolean {
     return this.status === grpc.status.RESOURCE_EXHAUSTED && this.retryAfterMs !== null;
+  }
+
+  /**
+   * The state machine's own answer to the request (a refusal, or the session or grant is
+   * gone). It deduplicates by request id before anything else, so this is also what any
+   * earlier attempt with the same request id came to: after it, the outcome is known.
+   * (limitReached is the state machine's; the runtime's backpressure is not.)
+   */
+  get decisive(): boolean {
+    switch (this.status) {
+      case grpc.status.INVALID_ARGUMENT:
+      case grpc.status.NOT_FOUND:
+      case grpc.status.FAILED_PRECONDITION:
+        return true;
+      case grpc.status.RESOURCE_EXHAUSTED:
+        return !this.backpressure;
+      default:
+        return false;
+    }
+  }
+
+  /**
+   * Whether this attempt did not apply, without telling anything of earlier attempts:
+   * a decisive answer, backpressure, or a refusal before any handler ran.
+   */
+  get notApplied(): boolean {
+    switch (this.status) {
+      case grpc.status.UNIMPLEMENTED:
+      case grpc.status.UNAUTHENTICATED:
+      case grpc.status.PERMISSION_DENIED:
+        return true;
+      default:
+        return this.decisive || this.backpressure;
+    }
   }
 }
 
@@ -75,4 +135,25 @@ export class LockNotAcquiredError extends Error {
 /** The session ended (expired, closed, or its safe deadline passed without a keepalive). */
 export class SessionLostError extends Error {
   override readonly name = 'SessionLostError';
+}
+
+/**
+ * The cluster answered an Acquire with a grant in another mode than asked for (as when
+ * the session holds the lock already, in the other mode). No handle is given out for
+ * it; a grant nobody else has a handle for is given back, as in a settle.
+ */
+export class LockModeError extends Error {
+  override readonly name = 'LockModeError';
+
+  constructor(
+    readonly lock: string,
+    readonly asked: GrantMode,
+    readonly granted: GrantMode,
+    /** The token of that grant. */
+    readonly token: string,
+  ) {
+    super(
+      `${lock}: asked for a ${asked} grant, the cluster answered with a ${granted} one (token ${token})`,
+    );
+  }
 }

@@ -1,23 +1,26 @@
 import { Connection, type ConnectionOptions } from './connection.ts';
 import { type AcquireOptions, type LockHandle, Session, type SessionOptions } from './session.ts';
 
+export type { MonotonicClock } from './clock.ts';
 export type { ConnectionOptions } from './connection.ts';
 export {
   DlmClientError,
   ERROR_CODE_KEY,
   LEADER_HINT_KEY,
+  LockModeError,
   LockNotAcquiredError,
   RETRY_AFTER_KEY,
   SessionLostError,
 } from './errors.ts';
+export type { GrantMode, LockMode } from './mode.ts';
 export {
   type AcquireOptions,
   LockHandle,
-  type LockMode,
   newRequestId,
   Session,
   type SessionOptions,
 } from './session.ts';
+export type { SettleOutcome, SettleResult } from './settle.ts';
 
 /** A call's budget, retries included, unless the caller gives one. */
 const DEFAULT_CALL_TIMEOUT_MS = 10_000;
@@ -86,7 +89,9 @@ export class DlmClient {
       'Lock',
       'ValidateFence',
       { lock, fencing_token: token },
-      { deadlineMs: Date.now() + (options.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS) },
+      {
+        deadlineMs: this.connection.clock.nowMs() + (options.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS),
+      },
     );
     return { valid: answer.valid === true, currentToken: String(answer.current_token) };
   }
@@ -100,7 +105,9 @@ export class DlmClient {
       'Lock',
       'Describe',
       { lock, stale: options.stale ?? false },
-      { deadlineMs: Date.now() + (options.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS) },
+      {
+        deadlineMs: this.connection.clock.nowMs() + (options.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS),
+      },
     );
     const holders = (answer.holders ?? []) as Record<string, string>[];
     const waiters = (answer.waiters ?? []) as Record<string, string>[];

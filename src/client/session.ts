@@ -1,16 +1,21 @@
-import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { Connection } from './connection.ts';
-import { DlmClientError, LockNotAcquiredError, SessionLostError } from './errors.ts';
+import { DlmClientError, LockModeError, LockNotAcquiredError, SessionLostError } from './errors.ts';
+import { type GrantMode, grantedMode, grantModeOf, type LockMode, wireModeOf } from './mode.ts';
+import { newRequestId } from './request-id.ts';
+import { type AcquireWire, type SettleOutcome, Settler } from './settle.ts';
 
-export type LockMode = 'EXCLUSIVE' | 'SHARED';
+export { newRequestId } from './request-id.ts';
 
 export interface AcquireOptions {
-  readonly mode?: LockMode;
+  /** Exclusive unless given; either spelling. */
+  readonly mode?: LockMode | GrantMode;
   /** How long the server may queue the request before answering "not acquired"; 0 = try once. */
   readonly waitMs?: number;
   /** Shown to others in Describe and in their LockNotAcquiredError. */
   readonly owner?: string;
+  /** Gives up the Acquire (CANCELLED); like any failure of unknown outcome, it is then settled. */
+  readonly signal?: AbortSignal;
 }
 
 export interface SessionOptions {
@@ -25,12 +30,12 @@ export interface SessionOptions {
   readonly safetyMarginMs?: number;
   /** Per-call budget, retries included. Default 10 s. */
   readonly callTimeoutMs?: number;
-}
-
-/** A random non-zero uint64, as the contract asks of request ids (dedupe is by id). */
-export function newRequestId(): string {
-  const id = randomBytes(8).readBigUInt64BE();
-  return (id === 0n ? 1n : id).toString();
+  /**
+   * Hears of failures in work the session does in the background, which no caller is
+   * waiting for: a handle disposed after the signal fired that could not release, an
+   * Acquire of unknown outcome that could not be settled.
+   */
+  readonly onError?: (error: Error) => void;
 }
 
 /**
@@ -47,7 +52,12 @@ export class Session {
   private keepAliveTimer: NodeJS.Timeout | null = null;
   private deadlineTimer: NodeJS.Timeout | null = null;
   private ended = false;
+  /** The cluster said the session is gone (a keepalive answered NOT_FOUND). */
+  private goneOnCluster = false;
   private closing: Promise<void> | null = null;
+  /** Handles not yet released, to tell a grant someone holds from one nobody does. */
+  private readonly handles = new Set<LockHandle>();
+  private readonly settler: Settler;
 
   private constructor(
     private readonly connection: Connection,
@@ -55,9 +65,21 @@ export class Session {
     readonly ttlMs: number,
     private readonly safetyMarginMs: number,
     private readonly callTimeoutMs: number,
+    private readonly onError: (error: Error) => void,
     openedSendMs: number,
   ) {
     this.signal = this.controller.signal;
+    this.settler = new Settler({
+      id,
+      connection,
+      moot: () => {
+        if (this.closing !== null) return 'sessionClosed';
+        if (this.goneOnCluster) return 'sessionEnded';
+        return connection.isClosed ? 'clientClosed' : null;
+      },
+      holdsGrant: (lock, token) => this.handleOf(lock, token) !== undefined,
+      report: (error) => this.report(error),
+    });
     this.confirmed(openedSendMs);
     this.scheduleKeepAlive();
   }
@@ -71,7 +93,7 @@ export class Session {
         `safetyMarginMs (${marginFor(options.ttlMs)}) must be less than ttlMs (${options.ttlMs})`,
       );
     }
-    const sentMs = Date.now();
+    const sentMs = connection.clock.nowMs();
     const opened = await connection.call(
       'Lock',
       'OpenSession',
@@ -85,7 +107,15 @@ export class Session {
     // The cluster grants the TTL asked for (or refuses it), so the margin checked above holds.
     const ttlMs = Number(opened.ttl_ms);
     const margin = Math.min(marginFor(ttlMs), ttlMs - 1);
-    return new Session(connection, String(opened.session_id), ttlMs, margin, callTimeoutMs, sentMs);
+    return new Session(
+      connection,
+      String(opened.session_id),
+      ttlMs,
+      margin,
+      callTimeoutMs,
+      options.onError ?? (() => {}),
+      sentMs,
+    );
   }
 
   /** Whether the lease is still known good (the signal has not fired). */
@@ -96,23 +126,40 @@ export class Session {
   /**
    * Takes `lock`, waiting up to `waitMs` on the server. Resolves with a handle that holds
    * the fencing token; rejects with LockNotAcquiredError when the wait ends without it.
+   *
+   * If it fails with a DlmClientError whose outcomeUnknown is true (the cluster may have
+   * granted it anyway: a deadline, UNAVAILABLE, CANCELLED, INTERNAL...), the session
+   * settles it in the background and gives back a grant it finds; `settled()` waits for
+   * that. Another acquire() of the same lock in this session waits for it too.
    */
   async acquire(lock: string, options: AcquireOptions = {}): Promise<LockHandle> {
     this.requireAlive();
+    // While a settle of this lock may still release the session's grant of it, an
+    // Acquire would be answered with that same grant (re-acquiring returns it), and the
+    // settle would take it from under the new handle.
+    await this.settler.idle(lock);
+    this.requireAlive();
     const waitMs = options.waitMs ?? 0;
-    const answer = await this.connection.call(
-      'Lock',
-      'Acquire',
-      {
-        lock,
-        session_id: this.id,
-        mode: options.mode ?? 'EXCLUSIVE',
-        wait_ms: String(waitMs),
-        request_id: newRequestId(),
-        owner: options.owner ?? '',
-      },
-      { deadlineMs: Date.now() + this.callTimeoutMs + waitMs, waitMs },
-    );
+    const asked = grantModeOf(options.mode);
+    const request: AcquireWire = {
+      lock,
+      session_id: this.id,
+      mode: wireModeOf(asked),
+      wait_ms: String(waitMs),
+      request_id: newRequestId(),
+      owner: options.owner ?? '',
+    };
+    let answer: Record<string, unknown>;
+    try {
+      answer = await this.connection.call('Lock', 'Acquire', request, {
+        deadlineMs: this.nowMs() + this.callTimeoutMs + waitMs,
+        waitMs,
+        ...(options.signal === undefined ? {} : { signal: options.signal }),
+      });
+    } catch (error) {
+      if (error instanceof DlmClientError && error.outcomeUnknown) this.settler.start(request);
+      throw error;
+    }
     if (answer.acquired !== true) {
       const holders = (answer.holders ?? []) as { session_id: string; owner: string }[];
       throw new LockNotAcquiredError(
@@ -120,7 +167,25 @@ export class Session {
         holders.map((holder) => ({ sessionId: holder.session_id, owner: holder.owner })),
       );
     }
-    return new LockHandle(this, lock, String(answer.fencing_token));
+    const token = String(answer.fencing_token);
+    const sameGrant = this.handleOf(lock, token);
+    const granted = grantedMode(answer, this.id, asked, sameGrant?.mode ?? null);
+    if (granted !== asked) {
+      // Nobody has a handle for a grant we refuse, unless a live one carries it.
+      if (sameGrant === undefined) this.settler.start(request);
+      throw new LockModeError(lock, asked, granted, token);
+    }
+    const handle = new LockHandle(this, lock, token, granted);
+    this.handles.add(handle);
+    return handle;
+  }
+
+  /**
+   * Resolves once every settle of an Acquire of unknown outcome has ended, with how
+   * each ended ('unsettled' ones were also reported to onError). Never rejects.
+   */
+  settled(): Promise<SettleOutcome[]> {
+    return this.settler.settled();
   }
 
   /**
@@ -135,12 +200,16 @@ export class Session {
 
   private async closeOnce(): Promise<void> {
     this.end(new SessionLostError(`session ${this.id} was closed`));
+    // Closing frees every lock the session holds: settles have nothing left to do,
+    // and no handle stands for a grant any more.
+    this.settler.stop();
+    this.handles.clear();
     await this.connection
       .call(
         'Lock',
         'CloseSession',
         { session_id: this.id, request_id: newRequestId() },
-        { deadlineMs: Date.now() + this.callTimeoutMs },
+        { deadlineMs: this.nowMs() + this.callTimeoutMs },
       )
       .catch((error: unknown) => {
         // Already gone (expired): nothing left to close.
@@ -149,14 +218,48 @@ export class Session {
       });
   }
 
-  /** @internal Used by LockHandle. */
-  async release(lock: string, token: string): Promise<void> {
+  /** Whether close() was called: the cluster then frees (or expires) all the session holds. */
+  get closed(): boolean {
+    return this.closing !== null;
+  }
+
+  /**
+   * @internal Used by LockHandle, which keeps `requestId` for its retries: a Release
+   * that applied but whose answer was lost is then answered by its first outcome
+   * instead of being refused because the lock is no longer held.
+   */
+  async release(lock: string, token: string, requestId: string): Promise<void> {
     await this.connection.call(
       'Lock',
       'Release',
-      { lock, session_id: this.id, fencing_token: token, request_id: newRequestId() },
-      { deadlineMs: Date.now() + this.callTimeoutMs },
+      { lock, session_id: this.id, fencing_token: token, request_id: requestId },
+      { deadlineMs: this.nowMs() + this.callTimeoutMs },
     );
+  }
+
+  private handleOf(lock: string, token: string): LockHandle | undefined {
+    for (const handle of this.handles) {
+      if (handle.lock === lock && handle.token === token) return handle;
+    }
+    return undefined;
+  }
+
+  /** @internal A handle whose lock was released no longer stands for a grant. */
+  forget(handle: LockHandle): void {
+    this.handles.delete(handle);
+  }
+
+  /** @internal Reports a failure of background work, which no caller awaits. */
+  report(error: Error): void {
+    try {
+      this.onError(error);
+    } catch {
+      // A failing hook must not break the session's own work.
+    }
+  }
+
+  private nowMs(): number {
+    return this.connection.clock.nowMs();
   }
 
   private requireAlive(): void {
@@ -174,7 +277,7 @@ export class Session {
   }
 
   private async keepAlive(): Promise<void> {
-    const sentMs = Date.now();
+    const sentMs = this.nowMs();
     try {
       await this.connection.call(
         'Lock',
@@ -192,6 +295,7 @@ export class Session {
     } catch (error) {
       const lost = error instanceof DlmClientError && error.status === grpc.status.NOT_FOUND;
       if (lost) {
+        this.goneOnCluster = true;
         this.end(new SessionLostError(`session ${this.id} expired on the cluster`));
         return;
       }
@@ -213,7 +317,7 @@ export class Session {
             `session ${this.id}: no keepalive confirmed in time; the lease may have ended`,
           ),
         ),
-      Math.max(0, this.safeDeadlineMs - Date.now()),
+      Math.max(0, this.safeDeadlineMs - this.nowMs()),
     );
   }
 
@@ -229,12 +333,17 @@ export class Session {
 /** A held lock: its fencing token, and how to give it back. */
 export class LockHandle {
   private released = false;
+  private releasing: Promise<void> | null = null;
+  /** Chosen at the first release() and kept for its retries. */
+  private releaseRequestId: string | null = null;
 
   constructor(
     private readonly session: Session,
     readonly lock: string,
     /** The fencing token (a uint64 as a decimal string): pass it to what the lock protects. */
     readonly token: string,
+    /** The mode of the grant: from the cluster's answer where it says, else as asked. */
+    readonly mode: GrantMode,
   ) {}
 
   /** Fires when the session that holds the lock may have lost it. */
@@ -242,16 +351,56 @@ export class LockHandle {
     return this.session.signal;
   }
 
-  async release(): Promise<void> {
-    if (this.released) return;
-    this.released = true;
-    await this.session.release(this.lock, this.token);
+  /**
+   * Releases the lock. If it fails, calling it again retries the same request, so a
+   * release that applied but whose answer was lost resolves. Once it has resolved,
+   * further calls resolve at once; concurrent calls share one attempt.
+   */
+  release(): Promise<void> {
+    if (this.released) return Promise.resolve();
+    this.releasing ??= this.releaseOnce().finally(() => {
+      this.releasing = null;
+    });
+    return this.releasing;
   }
 
-  /** `await using lock = await session.acquire(...)` releases it at the end of the block. */
+  /**
+   * `await using lock = await session.acquire(...)` releases it at the end of the
+   * block. Also after the signal fired: the signal fires before the lease can end, so
+   * the lock may still be held, and would stay held until the lease expires. A lock
+   * that is no longer held (the session ended, the grant is gone) is not an error here.
+   * Bounded by the session's callTimeoutMs. After the signal fired, a failure goes to
+   * the session's onError instead: the caller was told already that the lease may be
+   * gone, and the lock goes with the lease, which is no longer kept alive.
+   */
   async [Symbol.asyncDispose](): Promise<void> {
-    // A lost session's locks are released by the cluster already.
-    if (!this.session.alive) return;
-    await this.release();
+    // close() frees every lock of the session, or the lease expiry does.
+    if (this.session.closed) return;
+    try {
+      await this.release();
+    } catch (error) {
+      if (noLongerHeld(error)) return;
+      if (this.session.alive) throw error;
+      this.session.report(
+        new Error(`could not release ${this.lock} (token ${this.token}) after the signal fired`, {
+          cause: error,
+        }),
+      );
+    }
   }
+
+  private async releaseOnce(): Promise<void> {
+    this.releaseRequestId ??= newRequestId();
+    await this.session.release(this.lock, this.token, this.releaseRequestId);
+    this.released = true;
+    this.session.forget(this);
+  }
+}
+
+/** Refusals that say the grant is gone: the session ended, or another grant replaced it. */
+function noLongerHeld(error: unknown): boolean {
+  return (
+    error instanceof DlmClientError &&
+    (error.status === grpc.status.NOT_FOUND || error.status === grpc.status.FAILED_PRECONDITION)
+  );
 }

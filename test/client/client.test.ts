@@ -139,6 +139,12 @@ describe('DlmClient', () => {
     expect(() => new DlmClient({ endpoints: ['h:1'], attemptTimeoutMs: 0 })).toThrow(
       /attemptTimeoutMs must be a positive/,
     );
+    expect(() => new DlmClient({ endpoints: ['h:1'], settleAttemptsMax: 0 })).toThrow(
+      /settleAttemptsMax must be a positive integer/,
+    );
+    expect(() => new DlmClient({ endpoints: ['h:1'], settleTimeoutMs: -1 })).toThrow(
+      /settleTimeoutMs must be a positive/,
+    );
     const ids = new Set(Array.from({ length: 1_000 }, () => newRequestId()));
     expect(ids.size).toBe(1_000);
     expect([...ids].every((id) => BigInt(id) > 0n && BigInt(id) < 2n ** 64n)).toBe(true);

@@ -1,0 +1,198 @@
+import * as grpc from '@grpc/grpc-js';
+import type { Connection } from './connection.ts';
+import { DlmClientError } from './errors.ts';
+import { newRequestId } from './request-id.ts';
+
+/**
+ * Settling an Acquire whose outcome the caller could not be told.
+ *
+ * An Acquire can fail on the client while it succeeds on the cluster: the client's
+ * deadline passes a hop before the server's, so a grant applied in between is answered
+ * to a call nobody listens to; a commit can time out or a leader change mid-request
+ * after the entry is in the log. The caller was told it failed and holds no handle, yet
+ * the session would hold the lock for as long as it lives. So the session asks again,
+ * in the background, with the same request id (the cluster answers a retry with the
+ * first outcome) and wait_ms 0:
+ *
+ * - `acquired`: the grant is ours and nobody has a handle for it: release it (unless a
+ *   live handle of this session carries that very token: re-acquiring a held lock
+ *   returns the grant the session has).
+ * - `not acquired`, NOT_FOUND (session gone), FAILED_PRECONDITION (the grant ended, or
+ *   the release found it ended), INVALID_ARGUMENT, limitReached: nothing is held.
+ * - DEADLINE_EXCEEDED, UNAVAILABLE, backpressure, anything else: ask again after a
+ *   backoff. A retry of a wait the server still has queued waits; the short deadline
+ *   of the attempt cancels it, the server withdraws the waiter, and the next attempt
+ *   finds no grant (or one given to the withdrawn wait, which it then releases).
+ *
+ * Bounded: settleAttemptsMax attempts, each settleAttemptTimeoutMs, all within
+ * settleTimeoutMs. Closing the session ends a settle at once (a closed session frees
+ * every lock it holds), as does the session ending on the cluster; closing the client
+ * ends it before its next attempt (the session, no longer kept alive, expires with its
+ * locks). One that runs
+ * out is reported to the session's onError: the session may hold the lock until it is
+ * closed or expires.
+ */
+export type SettleResult =
+  | 'released'
+  | 'notHeld'
+  | 'heldByHandle'
+  | 'sessionClosed'
+  | 'sessionEnded'
+  | 'clientClosed'
+  | 'unsettled';
+
+export interface SettleOutcome {
+  readonly lock: string;
+  /** The Acquire's request id. */
+  readonly requestId: string;
+  readonly result: SettleResult;
+}
+
+/** The Acquire as it was sent (wire field names); only wait_ms changes. */
+export interface AcquireWire {
+  readonly lock: string;
+  readonly session_id: string;
+  readonly mode: string;
+  readonly wait_ms: string;
+  readonly request_id: string;
+  readonly owner: string;
+}
+
+/** What a settle needs of its session. */
+export interface SettleHost {
+  readonly id: string;
+  readonly connection: Connection;
+  /** Why settling is pointless or impossible now, or null. */
+  moot(): 'sessionClosed' | 'sessionEnded' | 'clientClosed' | null;
+  /** Whether a live handle of the session carries this grant. */
+  holdsGrant(lock: string, token: string): boolean;
+  report(error: Error): void;
+}
+
+export class Settler {
+  /** Per lock, the settles of that lock, one after another. */
+  private readonly running = new Map<string, Promise<SettleOutcome[]>>();
+  private readonly abort = new AbortController();
+
+  constructor(private readonly host: SettleHost) {}
+
+  /** Starts settling `request` once the settles of its lock before it are done. */
+  start(request: AcquireWire): void {
+    const { lock } = request;
+    const before = this.running.get(lock) ?? Promise.resolve([]);
+    const chain = before.then(async (done) => [...done, await this.settle(request)]);
+    this.running.set(lock, chain);
+    void chain.then(() => {
+      if (this.running.get(lock) === chain) this.running.delete(lock);
+    });
+  }
+
+  /** Resolves when no settle of `lock` runs. */
+  async idle(lock: string): Promise<void> {
+    for (let chain = this.running.get(lock); chain !== undefined; chain = this.running.get(lock)) {
+      await chain;
+    }
+  }
+
+  /** Resolves, with their outcomes, once every settle has ended (including ones started meanwhile). */
+  async settled(): Promise<SettleOutcome[]> {
+    const outcomes: SettleOutcome[] = [];
+    while (this.running.size > 0) {
+      for (const done of await Promise.all([...this.running.values()])) outcomes.push(...done);
+    }
+    return outcomes;
+  }
+
+  /** Cancels the calls in flight; the settles then end as moot. */
+  stop(): void {
+    this.abort.abort();
+  }
+
+  private async settle(request: AcquireWire): Promise<SettleOutcome> {
+    const { connection } = this.host;
+    const { attemptTimeoutMs, attemptsMax, timeoutMs } = connection.settle;
+    const endMs = connection.clock.nowMs() + timeoutMs;
+    const outcome = (result: SettleResult): SettleOutcome => ({
+      lock: request.lock,
+      requestId: request.request_id,
+      result,
+    });
+    /** One Release request id per grant found, so its retries are deduplicated. */
+    const releaseIds = new Map<string, string>();
+    let lastError: unknown = null;
+    for (let attempt = 0; attempt < attemptsMax; attempt++) {
+      if (attempt > 0) await this.pause(connection.retryDelayMs(attempt - 1), endMs);
+      const moot = this.host.moot();
+      if (moot !== null) return outcome(moot);
+      const deadlineMs = Math.min(endMs, connection.clock.nowMs() + attemptTimeoutMs);
+      if (deadlineMs <= connection.clock.nowMs()) break;
+      try {
+        return outcome(await this.attempt(request, deadlineMs, releaseIds));
+      } catch (error) {
+        if (error instanceof DlmClientError && error.decisive) {
+          return outcome(error.status === grpc.status.NOT_FOUND ? 'sessionEnded' : 'notHeld');
+        }
+        lastError = error;
+      }
+    }
+    const moot = this.host.moot();
+    if (moot !== null) return outcome(moot);
+    this.host.report(
+      new Error(
+        `could not settle Acquire ${request.request_id} of ${request.lock}: session ${this.host.id} may hold it until it is closed or expires`,
+        { cause: lastError },
+      ),
+    );
+    return outcome('unsettled');
+  }
+
+  private async attempt(
+    request: AcquireWire,
+    deadlineMs: number,
+    releaseIds: Map<string, string>,
+  ): Promise<SettleResult> {
+    const { connection } = this.host;
+    const options = { deadlineMs, attemptTimeoutMs: connection.settle.attemptTimeoutMs };
+    const signal = { signal: this.abort.signal };
+    const answer = await connection.call(
+      'Lock',
+      'Acquire',
+      { ...request, wait_ms: '0' },
+      { ...options, ...signal },
+    );
+    if (answer.acquired !== true) return 'notHeld';
+    const token = String(answer.fencing_token);
+    if (this.host.holdsGrant(request.lock, token)) return 'heldByHandle';
+    let releaseId = releaseIds.get(token);
+    if (releaseId === undefined) {
+      releaseId = newRequestId();
+      releaseIds.set(token, releaseId);
+    }
+    await connection.call(
+      'Lock',
+      'Release',
+      {
+        lock: request.lock,
+        session_id: request.session_id,
+        fencing_token: token,
+        request_id: releaseId,
+      },
+      { ...options, ...signal },
+    );
+    return 'released';
+  }
+
+  /** Waits `delayMs`, but not past `endMs` nor past stop(). */
+  private pause(delayMs: number, endMs: number): Promise<void> {
+    const waitMs = Math.max(0, Math.min(delayMs, endMs - this.host.connection.clock.nowMs()));
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.abort.signal.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = setTimeout(done, waitMs);
+      this.abort.signal.addEventListener('abort', done, { once: true });
+    });
+  }
+}
