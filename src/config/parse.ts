@@ -17,6 +17,7 @@ import {
   readRuntimeSection,
   SECTION_NAMES,
 } from './sections.ts';
+import { checkTiming } from './timing.ts';
 import { readTlsSection } from './tls.ts';
 import type { ClusterFileConfig, NodeConfig } from './types.ts';
 
@@ -33,11 +34,19 @@ export function parseClusterConfig(json: unknown, baseDir: string): ClusterFileC
   const root = readObject(problems, ROOT_PATH, json);
   if (root === undefined) throw new ConfigError(problems.list);
   rejectUnknownFields(problems, '', root, TOP_FIELDS, fieldHomes());
+  const nodes = Object.freeze(readNodes(problems, ownField(root, 'nodes')));
+  const dataDir = readDataDir(problems, ownField(root, 'dataDir'), baseDir);
+  const problemsBeforeTiming = problems.list.length;
+  const raft = readRaftSection(problems, ownField(root, 'raft'));
+  const lock = readLockSection(problems, ownField(root, 'lock'));
+  // Across sections, and only once both are valid: defaults standing in for a refused
+  // field would show misleading minimums.
+  if (problems.list.length === problemsBeforeTiming) checkTiming(problems, raft, lock);
   const config: ClusterFileConfig = {
-    nodes: Object.freeze(readNodes(problems, ownField(root, 'nodes'))),
-    dataDir: readDataDir(problems, ownField(root, 'dataDir'), baseDir),
-    raft: readRaftSection(problems, ownField(root, 'raft')),
-    lock: readLockSection(problems, ownField(root, 'lock')),
+    nodes,
+    dataDir,
+    raft,
+    lock,
     runtime: readRuntimeSection(problems, ownField(root, 'runtime')),
     tls: readTlsSection(problems, ownField(root, 'tls'), baseDir),
   };
