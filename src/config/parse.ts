@@ -21,7 +21,10 @@ import { checkTiming } from './timing.ts';
 import { readTlsSection } from './tls.ts';
 import type { ClusterFileConfig, NodeConfig } from './types.ts';
 
-const TOP_FIELDS: readonly string[] = ['nodes', 'dataDir', 'tls', ...SECTION_NAMES];
+const TOP_FIELDS: readonly string[] = ['clusterId', 'nodes', 'dataDir', 'tls', ...SECTION_NAMES];
+
+/** Like node ids: it goes into logs, metrics and error messages, so it stays plain. */
+export const CLUSTER_ID_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/;
 
 /**
  * Validates a parsed cluster.config.json and fills in every default. Throws one
@@ -43,6 +46,7 @@ export function parseClusterConfig(json: unknown, baseDir: string): ClusterFileC
   // field would show misleading minimums.
   if (problems.list.length === problemsBeforeTiming) checkTiming(problems, raft, lock);
   const config: ClusterFileConfig = {
+    clusterId: readClusterId(problems, ownField(root, 'clusterId')),
     nodes,
     dataDir,
     raft,
@@ -52,6 +56,16 @@ export function parseClusterConfig(json: unknown, baseDir: string): ClusterFileC
   };
   if (problems.list.length > 0) throw new ConfigError(problems.list);
   return Object.freeze(config);
+}
+
+function readClusterId(problems: Problems, value: unknown): string | null {
+  if (value === undefined) return null;
+  if (typeof value === 'string' && CLUSTER_ID_PATTERN.test(value)) return value;
+  problems.add(
+    'clusterId',
+    `expected an id matching ${CLUSTER_ID_PATTERN}, got ${describeValue(value)}`,
+  );
+  return null;
 }
 
 function readDataDir(problems: Problems, value: unknown, baseDir: string): string {

@@ -13,6 +13,7 @@ export class NodeMetrics {
   readonly acquireSeconds: client.Histogram<'outcome'>;
   readonly leaderChanges: client.Counter;
   readonly expiries: client.Counter;
+  readonly foreignPeerMessages: client.Counter;
 
   constructor(node: DlmNode) {
     const registry = this.registry;
@@ -60,6 +61,11 @@ export class NodeMetrics {
       help: 'Sessions ended by expiry, as applied on this node.',
       registers: [registry],
     });
+    this.foreignPeerMessages = new client.Counter({
+      name: 'dlm_peer_messages_foreign_total',
+      help: "Peer messages dropped because they carried another cluster's id (or none).",
+      registers: [registry],
+    });
     this.fsyncSeconds = new client.Histogram({
       name: 'dlm_storage_fsync_seconds',
       help: 'Latency of one synced write (a whole Ready).',
@@ -84,6 +90,7 @@ export class NodeMetrics {
       persisted: (seconds) => this.fsyncSeconds.observe(seconds),
       proposed: (seconds, outcome) => this.proposalSeconds.observe({ outcome }, seconds),
       leaderChanged: () => this.leaderChanges.inc(),
+      peerMessageForeign: () => this.foreignPeerMessages.inc(),
     });
     node.subscribe((_index, output) => {
       for (const event of output.events) {

@@ -401,6 +401,27 @@ describe('validation errors name the field', () => {
   });
 });
 
+describe('clusterId', () => {
+  it('is optional: null when absent', () => {
+    expect(parseClusterConfig(minimalConfig(), BASE_DIR).clusterId).toBeNull();
+  });
+
+  it('is kept when given', () => {
+    const config = parseClusterConfig({ ...minimalConfig(), clusterId: 'prod-eu-1' }, BASE_DIR);
+    expect(config.clusterId).toBe('prod-eu-1');
+  });
+
+  it.each([
+    ['', '""'],
+    ['has space', '"has space"'],
+    [42, '42'],
+  ])('refuses %j, naming the field', (value, shown) => {
+    expect(problemsOf({ ...minimalConfig(), clusterId: value })).toEqual([
+      `clusterId: expected an id matching /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/, got ${shown}`,
+    ]);
+  });
+});
+
 describe('Raft timing against the lock section', () => {
   /**
    * Combinations that cannot work: each is refused with the field, the reason and the
