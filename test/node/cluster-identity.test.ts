@@ -5,7 +5,8 @@ import type { PeerMessage } from '../../src/node/peer-message.ts';
 import type { Transport } from '../../src/node/transport.ts';
 import type { Message } from '../../src/raft/types.ts';
 import { MemoryWritableStorage, type StoredIdentity } from '../../src/storage/index.ts';
-import { logIndex, type NodeId, term } from '../../src/util/ids.ts';
+import { MemoryNetwork } from '../../src/transport/memory.ts';
+import { logIndex, type NodeId, nodeId, term } from '../../src/util/ids.ts';
 import { ids, OPTIONS, sleep, until } from './cluster-harness.ts';
 
 /**
@@ -170,5 +171,35 @@ describe('cluster identity on peer messages', () => {
     const { node, transport } = startNode(n1, undefined);
     transport.deliver(raft(heartbeat(n2, n1, 4)));
     await until(() => node.status().term === 4, 'n1 takes the message');
+  });
+
+  it('a joining node learns the cluster id from the leader, saves it, and becomes a voter', async () => {
+    const network = new MemoryNetwork();
+    const n4 = nodeId('n4');
+    const nodes = new Map<NodeId, DlmNode>();
+    const storages = new Map<NodeId, MemoryWritableStorage>();
+    for (const [position, id] of [...ids, n4].entries()) {
+      const storage =
+        id === n4
+          ? MemoryWritableStorage.joining({ clusterId: '', nodeId: n4 })
+          : MemoryWritableStorage.bootstrap(
+              { voters: ids, learners: [] },
+              { clusterId: OURS, nodeId: id },
+            );
+      storages.set(id, storage);
+      const node = new DlmNode(id, storage, network.connect(id), OPTIONS, undefined, position + 1);
+      node.start();
+      nodes.set(id, node);
+    }
+    try {
+      const leaderOf = () => [...nodes.values()].find((node) => node.status().role === 'leader');
+      await until(() => leaderOf() !== undefined, 'a leader');
+      const leader = leaderOf() as DlmNode;
+      await leader.addMember({ id: n4, peerAddress: '', clientAddress: '' }, { timeoutMs: 10_000 });
+      expect(storages.get(n4)?.identity).toEqual({ clusterId: OURS, nodeId: n4 });
+      expect(leader.status().voters).toContain(n4);
+    } finally {
+      await Promise.all([...nodes.values()].map((node) => node.stop()));
+    }
   });
 });
