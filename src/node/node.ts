@@ -641,7 +641,7 @@ export class DlmNode {
         if (admission.strandedAmong !== null) {
           this.stopOnFailure(
             new IdentityMismatchError(
-              `node ${this.id} belongs to cluster ${this.identity.clusterId} (its database), but ${admission.strandedAmong.join(', ')}, a majority of its voters, belong to cluster ${admission.clusterId || '(none)'} and none of them to ${this.identity.clusterId}: it was started on another cluster's data directory`,
+              `node ${this.id} belongs to cluster ${this.identity.clusterId} (its database), but ${admission.strandedAmong.join(', ')}, a majority of its voters, belong to cluster ${admission.clusterId || '(none)'} and none of them to ${this.identity.clusterId}: its data directory is not this cluster's (another cluster's, or one created anew after this node's own was lost)`,
             ),
           );
         }

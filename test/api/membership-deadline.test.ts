@@ -1,5 +1,8 @@
+import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { ApiNode } from '../../src/api/context.ts';
+import { MONOTONIC_DEADLINE_KEY } from '../../src/api/deadline.ts';
+import { CLUSTER_SERVICE_NAME, clientDefinition } from '../../src/api/proto.ts';
 import type { MembershipCallOptions, NodeStatus } from '../../src/node/node.ts';
 import { nodeId } from '../../src/util/ids.ts';
 import { type NodeEndpoints, serve } from './harness.ts';
@@ -86,6 +89,27 @@ describe('membership call budget', () => {
     const seen: MembershipCallOptions[] = [];
     endpoints = await serve(recordingNode(seen), []);
     await endpoints.cluster.call('TransferLeadership', {});
+    expect(seen).toEqual([{}]);
+  });
+
+  it('ignores a monotonic deadline a client sends itself (here, with no gRPC deadline)', async () => {
+    const seen: MembershipCallOptions[] = [];
+    endpoints = await serve(recordingNode(seen), []);
+    const metadata = new grpc.Metadata();
+    metadata.set(MONOTONIC_DEADLINE_KEY, String(performance.now() + HOUR_MS));
+    const method = clientDefinition(CLUSTER_SERVICE_NAME).TransferLeadership;
+    if (method === undefined) throw new Error('no TransferLeadership');
+    await new Promise((resolve, reject) => {
+      endpoints?.cluster.raw.makeUnaryRequest(
+        method.path,
+        method.requestSerialize,
+        method.responseDeserialize,
+        {},
+        metadata,
+        {},
+        (error, response) => (error ? reject(error) : resolve(response)),
+      );
+    });
     expect(seen).toEqual([{}]);
   });
 });
