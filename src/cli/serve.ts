@@ -92,13 +92,18 @@ export async function serve(args: ServeArgs): Promise<void> {
       logger.warn({ from, problem }, 'dropped a malformed peer message'),
     // A peer of another cluster (or one that does not know ours yet); rate-limited, as
     // such a peer retries many times a second. The metric counts every one.
+    // A message without an id comes from a node that has not learned it yet (a founder
+    // or a joiner, for its first moments), which is normal while a cluster forms.
     peerMessageForeign: (from, clusterId) =>
-      logForeign(`${from}/${clusterId}`, (suppressed) =>
-        logger.warn(
-          { from, clusterId: clusterId || '(none)', ours: identity.clusterId, suppressed },
-          'dropped a peer message from another cluster',
-        ),
-      ),
+      logForeign(`${from}/${clusterId}`, (suppressed) => {
+        const fields = { from, clusterId, ours: identity.clusterId, suppressed };
+        if (clusterId === '') {
+          logger.info(
+            fields,
+            'dropped a peer message from a node that does not know the cluster id yet',
+          );
+        } else logger.warn(fields, 'dropped a peer message from another cluster');
+      }),
     clusterIdAdopted: (clusterId) =>
       logger.info({ clusterId }, 'learned the cluster id from a peer and saved it'),
     // The leader's span of a traced call that a follower forwarded.

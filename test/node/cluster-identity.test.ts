@@ -104,9 +104,15 @@ describe('cluster identity on peer messages', () => {
     const { node, transport } = startNode(n1, { clusterId: OURS, nodeId: n1 });
     const metrics = new NodeMetrics(node);
     for (let i = 0; i < 3; i++) transport.deliver(raft(heartbeat(n2, n1, 50), THEIRS));
+    transport.deliver(raft(heartbeat(n3, n1, 50)));
     transport.deliver(raft(heartbeat(n2, n1, 2), OURS));
     const { body } = await metrics.render();
-    expect(body).toMatch(/^dlm_peer_messages_foreign_total\{node="n1"\} 3$/m);
+    expect(body).toMatch(
+      /^dlm_peer_messages_foreign_total\{reason="other_cluster",node="n1"\} 3$/m,
+    );
+    expect(body).toMatch(
+      /^dlm_peer_messages_foreign_total\{reason="no_cluster_id",node="n1"\} 1$/m,
+    );
   });
 
   it('a message without a cluster id is foreign to a node that has one', async () => {
