@@ -40,6 +40,27 @@ function restoreInto(target: string, backup: string): void {
   cpSync(backup, target, { recursive: true });
 }
 
+/**
+ * Waits until every founder holds the cluster id. The generating founder may start
+ * before the others listen, and then they learn the id only once its link reconnects.
+ */
+async function untilIdentified(c: ProcessCluster): Promise<string> {
+  const learned = 'learned the cluster id from a peer and saved it';
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const started = readFileSync(c.logPath('n1'), 'utf8').match(
+      /"clusterId":"([^"]+)"[^\n]*"node started"/,
+    );
+    const others = ['n2', 'n3'].every((id) =>
+      readFileSync(c.logPath(id), 'utf8').includes(learned),
+    );
+    if (started?.[1] !== undefined && others) return started[1];
+    if (Date.now() > deadline)
+      throw new Error(`the founders did not all learn the cluster id; logs in ${c.dir}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
 async function holdOneLock(c: ProcessCluster, lock: string): Promise<string> {
   const session = await openSession(c, 'identity');
   const acquired = await c.callAny('Acquire', {
@@ -151,10 +172,10 @@ describe('start-up refusals of real processes', () => {
       }
     }
     await holdOneLock(a, 'a/lock');
+    const aClusterId = await untilIdentified(a);
     await a.stopAll();
     const aDir = join(a.dir, 'data', 'n3');
-    const aIdentity = await storedIdentity(aDir);
-    expect(aIdentity?.clusterId, 'n3 of A learned its cluster id').toMatch(/./);
+    expect(await storedIdentity(aDir)).toEqual({ clusterId: aClusterId, nodeId: 'n3' });
 
     // Cluster B serves a lock; its n3 is then restarted on A's n3 directory.
     cluster = await ProcessCluster.create(3);
@@ -162,17 +183,16 @@ describe('start-up refusals of real processes', () => {
     b.startAll();
     await b.waitForLeader(15_000);
     const token = await holdOneLock(b, 'b/lock');
+    const bClusterId = await untilIdentified(b);
+    expect(bClusterId).not.toBe(aClusterId);
     await b.kill('n3');
     const bDir = join(b.dir, 'data', 'n3');
-    const bIdentity = await storedIdentity(bDir);
-    expect(bIdentity?.clusterId).toMatch(/./);
-    expect(bIdentity?.clusterId).not.toBe(aIdentity?.clusterId);
     restoreInto(bDir, aDir);
 
     const run = await b.dlm(['serve', '--config', b.configPath, '--node', 'n3'], 30_000);
     expect(run.code).not.toBe(0);
-    expect(run.stderr).toContain(`node n3 belongs to cluster ${aIdentity?.clusterId}`);
-    expect(run.stderr).toContain(`belong to cluster ${bIdentity?.clusterId}`);
+    expect(run.stderr).toContain(`node n3 belongs to cluster ${aClusterId}`);
+    expect(run.stderr).toContain(`belong to cluster ${bClusterId}`);
     expect(run.stderr).toContain(`data directory ${bDir}`);
 
     // B never took A's state or term: the lock is held as before, and B still commits.
