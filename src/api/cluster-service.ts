@@ -2,6 +2,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type { MembershipCallOptions, NodeStatus } from '../node/node.ts';
 import type { NodeId } from '../util/ids.ts';
 import { type ApiContext, type ApiNode, header, type MembershipMethod, unary } from './context.ts';
+import { monotonicTimeLeftMs } from './deadline.ts';
 import { ApiError } from './errors.ts';
 import {
   type AddMemberResponse,
@@ -135,12 +136,11 @@ function membership<M extends MembershipMethod>(node: ApiNode, method: M): NonNu
 /**
  * Bounds the node's work by the call's deadline, less a margin so that the node's own
  * error (which says how far it got) reaches the client before gRPC's. Without a
- * deadline the node's default applies.
+ * deadline the node's default applies. The time left is read on the monotonic clock
+ * (see deadline.ts): a step of the wall clock cannot make it 0 ms or hours.
  */
 function callOptions(call: grpc.ServerUnaryCall<unknown, unknown>): MembershipCallOptions {
-  const deadline = call.getDeadline();
-  const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
-  if (!Number.isFinite(deadlineMs)) return {};
-  const leftMs = deadlineMs - Date.now();
+  const leftMs = monotonicTimeLeftMs(call.metadata);
+  if (leftMs === undefined) return {};
   return { timeoutMs: Math.max(0, leftMs - Math.min(200, leftMs / 10)) };
 }

@@ -9,6 +9,7 @@ import {
   CallGate,
   DEFAULT_API_OPTIONS,
 } from './context.ts';
+import { monotonicDeadlineInterceptor } from './deadline.ts';
 import { type ApiLogger, SILENT_LOGGER } from './errors.ts';
 import { EventHub } from './event-hub.ts';
 import { healthService, Readiness } from './health.ts';
@@ -57,7 +58,8 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   // The configured addresses seed the node's address book, which it shares with its peers.
   options.node.learnAddresses?.(options.members ?? []);
   const readiness = new Readiness(options.node);
-  const server = new grpc.Server();
+  // Membership calls measure their deadline on the monotonic clock (see deadline.ts).
+  const server = new grpc.Server({ interceptors: [monotonicDeadlineInterceptor] });
   server.addService(LOCK_SERVICE, lockService(context));
   server.addService(CLUSTER_SERVICE, clusterService(context, options.members ?? []));
   server.addService(HEALTH_SERVICE, healthService(context, readiness));

@@ -9,11 +9,17 @@ import {
   loadTlsMaterial,
   nodeDataDir,
 } from '../config/index.ts';
+import {
+  bootstrapIdentity,
+  checkIdentityAtStart,
+  IdentityMismatchError,
+} from '../node/cluster-identity.ts';
 import { NodeMetrics } from '../node/metrics.ts';
 import { DlmNode, type NodeRuntimeOptions } from '../node/node.ts';
+import type { StoredIdentity } from '../storage/index.ts';
 import { LevelStorage } from '../storage/index.ts';
 import { GrpcTransport } from '../transport/grpc.ts';
-import { nodeId } from '../util/ids.ts';
+import { type NodeId, nodeId } from '../util/ids.ts';
 import { channelCredentials, serverCredentials } from './target.ts';
 
 /**
@@ -43,11 +49,19 @@ export async function serve(args: ServeArgs): Promise<void> {
   });
   // Read before anything starts, so a missing or unreadable file stops start-up with its field named.
   const tls = config.tls === null ? null : await loadTlsMaterial(config.tls);
-  const storage = await LevelStorage.open(nodeDataDir(config, id), {
+  const directory = nodeDataDir(config, id);
+  const storage = await LevelStorage.open(directory, {
     bootstrap: args.join
       ? 'join'
       : { voters: config.nodes.map((node) => nodeId(node.id)), learners: [] },
+    // Only for an empty database; a stored identity is checked below instead.
+    identity: bootstrapIdentity({
+      nodeId: id,
+      clusterId: config.clusterId,
+      founders: args.join ? null : config.nodes.map((node) => node.id),
+    }),
   });
+  const identity = await checkedIdentity(storage, id, config.clusterId, directory, logger);
   const transport = await GrpcTransport.start({
     id,
     listenAddress: self.peerAddress,
@@ -59,6 +73,7 @@ export async function serve(args: ServeArgs): Promise<void> {
     credentials: { server: serverCredentials(tls), client: channelCredentials(tls) },
     onRejected: (from, problem) => logger.warn({ from, problem }, 'dropped a malformed peer batch'),
   });
+  const logForeign = rateLimitedPerKey(FOREIGN_LOG_INTERVAL_MS);
   const node = new DlmNode(id, storage, transport, runtimeOptions(config));
   running = node;
   const metrics = new NodeMetrics(node);
@@ -75,6 +90,22 @@ export async function serve(args: ServeArgs): Promise<void> {
     // Dropped before the core saw it; the node goes on.
     peerMessageRejected: (from, problem) =>
       logger.warn({ from, problem }, 'dropped a malformed peer message'),
+    // A peer of another cluster (or one that does not know ours yet); rate-limited, as
+    // such a peer retries many times a second. The metric counts every one.
+    // A message without an id comes from a node that has not learned it yet (a founder
+    // or a joiner, for its first moments), which is normal while a cluster forms.
+    peerMessageForeign: (from, clusterId) =>
+      logForeign(`${from}/${clusterId}`, (suppressed) => {
+        const fields = { from, clusterId, ours: identity.clusterId, suppressed };
+        if (clusterId === '') {
+          logger.info(
+            fields,
+            'dropped a peer message from a node that does not know the cluster id yet',
+          );
+        } else logger.warn(fields, 'dropped a peer message from another cluster');
+      }),
+    clusterIdAdopted: (clusterId) =>
+      logger.info({ clusterId }, 'learned the cluster id from a peer and saved it'),
     // The leader's span of a traced call that a follower forwarded.
     forwardedWrite: (trace, from, outcome) =>
       logger.debug(
@@ -112,6 +143,8 @@ export async function serve(args: ServeArgs): Promise<void> {
       clientAddress: self.clientAddress,
       metricsAddress: self.metricsAddress,
       tls: tls !== null,
+      clusterId: identity.clusterId || '(not known yet)',
+      dataDir: directory,
     },
     'node started',
   );
@@ -127,9 +160,70 @@ export async function serve(args: ServeArgs): Promise<void> {
   await node.stop();
   await api.close(stoppedBy instanceof Error ? 0 : config.runtime.shutdownDrainMs);
   await new Promise<void>((resolve) => metricsServer.close(() => resolve()));
-  if (stoppedBy instanceof Error) throw new Error(`node ${id} stopped: ${stoppedBy.message}`);
+  if (stoppedBy instanceof Error) {
+    const where =
+      stoppedBy instanceof IdentityMismatchError ? ` (data directory ${directory})` : '';
+    throw new Error(`node ${id} stopped: ${stoppedBy.message}${where}`);
+  }
   logger.info('stopped');
 }
+
+/**
+ * The stored identity, checked against this node and the config before anything else
+ * runs; a database of another node or cluster stops start-up (the storage is closed, the
+ * process exits non-zero with the error). An older database adopts its identity here.
+ */
+async function checkedIdentity(
+  storage: LevelStorage,
+  id: NodeId,
+  clusterId: string | null,
+  directory: string,
+  logger: Logger,
+): Promise<StoredIdentity> {
+  try {
+    const started = checkIdentityAtStart(storage.identity, { nodeId: id, clusterId }, directory);
+    if (started.save) {
+      await storage.saveIdentity(started.identity);
+      logger.warn(
+        { clusterId: started.identity.clusterId || '(not known yet)' },
+        started.note ?? '',
+      );
+    }
+    return started.identity;
+  } catch (error) {
+    await storage.close();
+    if (error instanceof IdentityMismatchError) {
+      throw new Error(`node ${id} refused to start: ${error.message}`, { cause: error });
+    }
+    throw error;
+  }
+}
+
+const FOREIGN_LOG_INTERVAL_MS = 10_000;
+
+/**
+ * Calls `log` for the first event of a key, then at most once per interval, passing how
+ * many events of that key it skipped since the last call.
+ */
+function rateLimitedPerKey(
+  intervalMs: number,
+): (key: string, log: (suppressed: number) => void) => void {
+  const last = new Map<string, { atMs: number; suppressed: number }>();
+  return (key, log) => {
+    const nowMs = performance.now();
+    const seen = last.get(key);
+    if (seen !== undefined && nowMs - seen.atMs < intervalMs) {
+      seen.suppressed++;
+      return;
+    }
+    // Keys are (sender, cluster id) pairs: few, but bounded all the same.
+    if (seen === undefined && last.size >= RATE_LIMITED_KEYS_MAX) last.clear();
+    log(seen?.suppressed ?? 0);
+    last.set(key, { atMs: nowMs, suppressed: 0 });
+  };
+}
+
+const RATE_LIMITED_KEYS_MAX = 1_024;
 
 function runtimeOptions(config: ClusterFileConfig): NodeRuntimeOptions {
   const { tickIntervalMs, ...raft } = config.raft;

@@ -2,7 +2,7 @@ export { type AddressResult, type HostPort, parseAddress } from './address.ts';
 export { ConfigError } from './errors.ts';
 export { CONFIG_FILE_BYTES_MAX, loadClusterConfig } from './load.ts';
 export { NODE_ID_PATTERN, NODES_MAX } from './nodes.ts';
-export { findNode, nodeDataDir, parseClusterConfig } from './parse.ts';
+export { CLUSTER_ID_PATTERN, findNode, nodeDataDir, parseClusterConfig } from './parse.ts';
 export { TIMER_MS_MAX } from './sections.ts';
 export { loadTlsMaterial, type TlsFiles, type TlsMaterial } from './tls.ts';
 export {

@@ -17,10 +17,14 @@ import {
   readRuntimeSection,
   SECTION_NAMES,
 } from './sections.ts';
+import { checkTiming } from './timing.ts';
 import { readTlsSection } from './tls.ts';
 import type { ClusterFileConfig, NodeConfig } from './types.ts';
 
-const TOP_FIELDS: readonly string[] = ['nodes', 'dataDir', 'tls', ...SECTION_NAMES];
+const TOP_FIELDS: readonly string[] = ['clusterId', 'nodes', 'dataDir', 'tls', ...SECTION_NAMES];
+
+/** Like node ids: it goes into logs, metrics and error messages, so it stays plain. */
+export const CLUSTER_ID_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/;
 
 /**
  * Validates a parsed cluster.config.json and fills in every default. Throws one
@@ -33,16 +37,35 @@ export function parseClusterConfig(json: unknown, baseDir: string): ClusterFileC
   const root = readObject(problems, ROOT_PATH, json);
   if (root === undefined) throw new ConfigError(problems.list);
   rejectUnknownFields(problems, '', root, TOP_FIELDS, fieldHomes());
+  const nodes = Object.freeze(readNodes(problems, ownField(root, 'nodes')));
+  const dataDir = readDataDir(problems, ownField(root, 'dataDir'), baseDir);
+  const problemsBeforeTiming = problems.list.length;
+  const raft = readRaftSection(problems, ownField(root, 'raft'));
+  const lock = readLockSection(problems, ownField(root, 'lock'));
+  // Across sections, and only once both are valid: defaults standing in for a refused
+  // field would show misleading minimums.
+  if (problems.list.length === problemsBeforeTiming) checkTiming(problems, raft, lock);
   const config: ClusterFileConfig = {
-    nodes: Object.freeze(readNodes(problems, ownField(root, 'nodes'))),
-    dataDir: readDataDir(problems, ownField(root, 'dataDir'), baseDir),
-    raft: readRaftSection(problems, ownField(root, 'raft')),
-    lock: readLockSection(problems, ownField(root, 'lock')),
+    clusterId: readClusterId(problems, ownField(root, 'clusterId')),
+    nodes,
+    dataDir,
+    raft,
+    lock,
     runtime: readRuntimeSection(problems, ownField(root, 'runtime')),
     tls: readTlsSection(problems, ownField(root, 'tls'), baseDir),
   };
   if (problems.list.length > 0) throw new ConfigError(problems.list);
   return Object.freeze(config);
+}
+
+function readClusterId(problems: Problems, value: unknown): string | null {
+  if (value === undefined) return null;
+  if (typeof value === 'string' && CLUSTER_ID_PATTERN.test(value)) return value;
+  problems.add(
+    'clusterId',
+    `expected an id matching ${CLUSTER_ID_PATTERN}, got ${describeValue(value)}`,
+  );
+  return null;
 }
 
 function readDataDir(problems: Problems, value: unknown, baseDir: string): string {

@@ -51,6 +51,12 @@ export interface RuntimeConfig {
 
 /** A validated cluster config: frozen, every default filled in, `dataDir` absolute. */
 export interface ClusterFileConfig {
+  /**
+   * The cluster's id, when the operator gives one: founders store it, joiners check
+   * what the leader sends against it, and every start compares it with the database.
+   * null: the founders generate one (see src/node/cluster-identity.ts).
+   */
+  readonly clusterId: string | null;
   readonly nodes: readonly NodeConfig[];
   readonly dataDir: string;
   readonly raft: RaftConfig;
@@ -62,6 +68,7 @@ export interface ClusterFileConfig {
 
 /** The file as written: only `nodes` and `dataDir` are required. */
 export interface ClusterConfigInput {
+  readonly clusterId?: string;
   readonly nodes: readonly NodeConfig[];
   readonly dataDir: string;
   readonly raft?: Partial<RaftConfig>;

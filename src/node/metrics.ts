@@ -13,6 +13,7 @@ export class NodeMetrics {
   readonly acquireSeconds: client.Histogram<'outcome'>;
   readonly leaderChanges: client.Counter;
   readonly expiries: client.Counter;
+  readonly foreignPeerMessages: client.Counter<'reason'>;
 
   constructor(node: DlmNode) {
     const registry = this.registry;
@@ -60,6 +61,12 @@ export class NodeMetrics {
       help: 'Sessions ended by expiry, as applied on this node.',
       registers: [registry],
     });
+    this.foreignPeerMessages = new client.Counter({
+      name: 'dlm_peer_messages_foreign_total',
+      help: "Peer messages dropped for their cluster id: another cluster's (other_cluster), or none from a node that has not learned it (no_cluster_id).",
+      labelNames: ['reason'],
+      registers: [registry],
+    });
     this.fsyncSeconds = new client.Histogram({
       name: 'dlm_storage_fsync_seconds',
       help: 'Latency of one synced write (a whole Ready).',
@@ -84,6 +91,10 @@ export class NodeMetrics {
       persisted: (seconds) => this.fsyncSeconds.observe(seconds),
       proposed: (seconds, outcome) => this.proposalSeconds.observe({ outcome }, seconds),
       leaderChanged: () => this.leaderChanges.inc(),
+      peerMessageForeign: (_from, clusterId) =>
+        this.foreignPeerMessages.inc({
+          reason: clusterId === '' ? 'no_cluster_id' : 'other_cluster',
+        }),
     });
     node.subscribe((_index, output) => {
       for (const event of output.events) {

@@ -18,6 +18,11 @@ import {
 import type { WritableStorage } from '../storage/index.ts';
 import { type LogIndex, logIndex, type NodeId, nodeId } from '../util/ids.ts';
 import { Prng } from '../util/prng.ts';
+import {
+  ClusterIdentityGuard,
+  IdentityMismatchError,
+  stampingTransport,
+} from './cluster-identity.ts';
 import { decodeEntry, decodeLockSnapshot, encodeEntry, encodeLockSnapshot } from './entry-codec.ts';
 import { DlmError, unavailable } from './errors.ts';
 import {
@@ -120,6 +125,13 @@ export interface NodeObserver {
    * be from, "(unknown)" when that field is bad too.
    */
   peerMessageRejected?(from: string, problem: string): void;
+  /**
+   * A peer message carried another cluster's id (or none, while this node has one) and
+   * was dropped before it reached the core. `clusterId` is what it carried ('' for none).
+   */
+  peerMessageForeign?(from: string, clusterId: string): void;
+  /** This node did not know its cluster's id and has now saved the one its peers use. */
+  clusterIdAdopted?(clusterId: string): void;
 }
 
 interface PendingRead {
@@ -166,11 +178,14 @@ export class DlmNode {
   private addressesDirty = false;
   private addressSaveFailed = false;
   private addressSavesOn = false;
+  /** Which cluster this node belongs to; every message in and out is checked against it. */
+  private readonly identity: ClusterIdentityGuard;
+  private readonly transport: Transport;
 
   constructor(
     id: NodeId,
     private readonly storage: WritableStorage,
-    private readonly transport: Transport,
+    transport: Transport,
     private readonly options: NodeRuntimeOptions,
     private readonly clock: Clock = MONOTONIC_CLOCK,
     seed: number = Math.floor(Math.random() * 2 ** 32),
@@ -178,6 +193,8 @@ export class DlmNode {
     private readonly bootId: string = randomBytes(8).toString('hex'),
   ) {
     this.id = id;
+    this.identity = new ClusterIdentityGuard(id, storage.identity?.clusterId ?? '');
+    this.transport = stampingTransport(transport, () => this.identity.clusterId);
     this.raft = new Raft({ id, storage, prng: new Prng(seed), options: options.raft });
     this.locks = new LockStateMachine(options.lock);
     this.timers = new LockTimers({
@@ -190,13 +207,13 @@ export class DlmNode {
       options.pendingProposalsMax,
       options.proposalTimeoutMs * ORPHAN_WATCH_TIMEOUTS,
     );
-    this.addresses = new AddressBook(id, transport, () => this.addressesChanged());
+    this.addresses = new AddressBook(id, this.transport, () => this.addressesChanged());
     // What the book held when last saved, before the static config (learnAddresses),
     // which then wins for the nodes it names. Loading it is no change to save.
     for (const entry of storage.savedAddresses) this.addresses.learn(entry, false);
     this.addressSavesOn = true;
     this.restoreStateMachine(storage.snapshot());
-    transport.onMessage((message) => this.receive(message));
+    this.transport.onMessage((message) => this.receive(message));
   }
 
   // ------------------------------------------------------------------ lifecycle
@@ -664,6 +681,7 @@ export class DlmNode {
       for (const observer of this.observers) observer.peerMessageRejected?.(from, problem);
       return;
     }
+    if (!this.admitCluster(message)) return;
     try {
       this.dispatch(message);
     } catch (error) {
@@ -673,6 +691,45 @@ export class DlmNode {
       this.stopOnFailure(error);
     }
     this.kick();
+  }
+
+  /** Whether the message is from this node's cluster (see cluster-identity.ts). */
+  private admitCluster(message: PeerMessage): boolean {
+    const admission = this.identity.admit(message, this.raft.config.voters);
+    switch (admission.kind) {
+      case 'accept':
+        return true;
+      case 'wait':
+        return false;
+      case 'adopt':
+        void this.adoptClusterId(admission.clusterId);
+        return false;
+      case 'foreign':
+        for (const observer of this.observers) {
+          observer.peerMessageForeign?.(admission.from, admission.clusterId);
+        }
+        if (admission.strandedAmong !== null) {
+          this.stopOnFailure(
+            new IdentityMismatchError(
+              `node ${this.id} belongs to cluster ${this.identity.clusterId} (its database), but ${admission.strandedAmong.join(', ')}, a majority of its voters, belong to cluster ${admission.clusterId || '(none)'} and none of them to ${this.identity.clusterId}: its data directory is not this cluster's (another cluster's, or one created anew after this node's own was lost)`,
+            ),
+          );
+        }
+        return false;
+    }
+  }
+
+  /** Saved before it is used, so a node never acknowledges under an id it could forget. */
+  private async adoptClusterId(clusterId: string): Promise<void> {
+    try {
+      await this.storage.saveIdentity({ clusterId, nodeId: this.id });
+    } catch (error) {
+      this.identity.adoptionFailed();
+      this.stopOnFailure(error);
+      return;
+    }
+    this.identity.adopted(clusterId);
+    for (const observer of this.observers) observer.clusterIdAdopted?.(clusterId);
   }
 
   private dispatch(message: PeerMessage): void {

@@ -26,6 +26,8 @@ export function peerMessageProblem(value: unknown): Problem {
   const message = asFields(value);
   if (message === null) return 'message: expected an object';
   return (
+    // Optional: absent (or undefined, as msgpack may carry it) from older peers.
+    (message.clusterId === undefined ? null : stringProblem(message.clusterId, 'clusterId')) ??
     oneOf(message.kind, 'kind', PEER_MESSAGE_CHECKS) ??
     PEER_MESSAGE_CHECKS[message.kind as PeerMessage['kind']](message, String(message.kind))
   );

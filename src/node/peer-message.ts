@@ -8,7 +8,16 @@ import type { MemberAddress } from './membership.ts';
  * by the follower; the follower completes its client's call when it applies the entry
  * with that id, so the leader keeps no callbacks for other nodes.
  */
-export type PeerMessage =
+export type PeerMessage = PeerMessageBody & {
+  /**
+   * The sender's cluster id ('' when it does not know it yet); absent from messages
+   * the node has not sent yet, and from peers older than cluster ids. The node stamps
+   * it on everything it sends and checks it first (see cluster-identity.ts).
+   */
+  readonly clusterId?: string;
+};
+
+export type PeerMessageBody =
   | { readonly kind: 'raft'; readonly message: Message }
   | {
       readonly kind: 'forward';

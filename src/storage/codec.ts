@@ -4,7 +4,7 @@ import { assert, assertNever } from '../util/assert.ts';
 import { type LogIndex, logIndex, type NodeId, nodeId, type Term, term } from '../util/ids.ts';
 import { crc32c } from './crc32.ts';
 import { CorruptValueError } from './errors.ts';
-import type { StoredAddress } from './writable-storage.ts';
+import type { StoredAddress, StoredIdentity } from './writable-storage.ts';
 
 /**
  * Stored values: a 4-byte big-endian CRC-32C, then a format version byte, then one
@@ -21,6 +21,7 @@ import type { StoredAddress } from './writable-storage.ts';
  *   snapshot    [index, term, voters, learners, data]
  *   compaction  [index, term]
  *   addresses   [[nodeId, peerAddress, clientAddress], ...]     member addresses (not Raft state)
+ *   identity    [clusterId, nodeId]                            '' = cluster not yet known
  */
 export const FORMAT_VERSION = 1;
 const CHECKSUM_BYTES = 4;
@@ -274,4 +275,22 @@ export function decodeAddresses(value: Uint8Array): StoredAddress[] {
       clientAddress: text(clientAddress, `${what} client address`),
     };
   });
+}
+
+// ------------------------------------------------------------------ identity
+
+export function encodeIdentity(identity: StoredIdentity): Uint8Array {
+  assert(
+    typeof identity.clusterId === 'string' && identity.nodeId.length > 0,
+    `not an identity: ${JSON.stringify(identity)}`,
+  );
+  return frame([identity.clusterId, identity.nodeId]);
+}
+
+export function decodeIdentity(value: Uint8Array): StoredIdentity {
+  const [clusterId, id] = tuple(unframe(value), 'identity', 2);
+  return {
+    clusterId: text(clusterId, 'identity cluster id'),
+    nodeId: nodeIdOf(id, 'identity node id'),
+  };
 }

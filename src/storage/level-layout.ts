@@ -7,10 +7,11 @@ import {
   encodeCompactionPoint,
   encodeEntry,
   encodeHardState,
+  encodeIdentity,
   encodeSnapshot,
 } from './codec.ts';
 import { encodeIndexKey } from './keys.ts';
-import type { StoredAddress } from './writable-storage.ts';
+import type { StoredAddress, StoredIdentity } from './writable-storage.ts';
 
 /**
  * The on-disk layout. Three sublevels of one LevelDB database, so that one batch can
@@ -21,6 +22,8 @@ import type { StoredAddress } from './writable-storage.ts';
  *             "compaction"            -> {index, term} of the last compacted position
  *             "addresses"             -> where members are reached (not Raft state; absent
  *                                        until first saved, read as none)
+ *             "identity"              -> [clusterId, nodeId] this database belongs to (absent
+ *                                        in databases written before it was kept)
  *   snapshot  "latest"                -> the latest snapshot, metadata and data together
  *
  * Keys and values are raw bytes ('view' encoding); the codec owns the value format.
@@ -45,6 +48,7 @@ export const META_KEY = {
   hardState: utf8.encode('hardState'),
   compaction: utf8.encode('compaction'),
   addresses: utf8.encode('addresses'),
+  identity: utf8.encode('identity'),
 };
 export const SNAPSHOT_KEY = utf8.encode('latest');
 
@@ -87,4 +91,9 @@ export function putSnapshot(sublevels: Sublevels, snapshot: Snapshot): BatchOp {
 export function putAddresses(sublevels: Sublevels, addresses: readonly StoredAddress[]): BatchOp {
   const value = encodeAddresses(addresses);
   return { type: 'put', sublevel: sublevels.meta, key: META_KEY.addresses, value };
+}
+
+export function putIdentity(sublevels: Sublevels, identity: StoredIdentity): BatchOp {
+  const value = encodeIdentity(identity);
+  return { type: 'put', sublevel: sublevels.meta, key: META_KEY.identity, value };
 }

@@ -6,6 +6,7 @@ import {
   decodeCompactionPoint,
   decodeEntry,
   decodeHardState,
+  decodeIdentity,
   decodeSnapshot,
 } from './codec.ts';
 import { CorruptValueError, StorageCorruptionError } from './errors.ts';
@@ -17,12 +18,13 @@ import {
   META_KEY,
   putCompactionPoint,
   putHardState,
+  putIdentity,
   putSnapshot,
   SNAPSHOT_KEY,
   type SublevelName,
   type Sublevels,
 } from './level-layout.ts';
-import type { StoredAddress } from './writable-storage.ts';
+import type { StoredAddress, StoredIdentity } from './writable-storage.ts';
 
 /** What an empty database starts as: a founding member, or a node joining a cluster. */
 export type Bootstrap = ClusterConfig | 'join';
@@ -37,9 +39,10 @@ export async function loadMirror(
   db: Db,
   sublevels: Sublevels,
   bootstrap: Bootstrap | undefined,
+  identity: StoredIdentity | undefined,
 ): Promise<MemoryStorage> {
   const snapshotValue = await sublevels.snapshot.get(SNAPSHOT_KEY);
-  if (snapshotValue === undefined) return initialize(path, db, sublevels, bootstrap);
+  if (snapshotValue === undefined) return initialize(path, db, sublevels, bootstrap, identity);
   const snapshot = decodeAt(path, 'snapshot', 'key latest', snapshotValue, decodeSnapshot);
   const hardState = await readMeta(path, sublevels, 'hardState', decodeHardState);
   const compaction = await readMeta(path, sublevels, 'compaction', decodeCompactionPoint);
@@ -48,15 +51,16 @@ export async function loadMirror(
 }
 
 /**
- * The first open. The three records are written in one batch, so a crash leaves either
- * an empty database (initialized again on the next open) or a complete one; a database
- * with keys but no snapshot is therefore corrupt, not new.
+ * The first open. The records (and the identity, when given) are written in one batch,
+ * so a crash leaves either an empty database (initialized again on the next open) or a
+ * complete one; a database with keys but no snapshot is therefore corrupt, not new.
  */
 async function initialize(
   path: string,
   db: Db,
   sublevels: Sublevels,
   bootstrap: Bootstrap | undefined,
+  identity: StoredIdentity | undefined,
 ): Promise<MemoryStorage> {
   const anyKeys = await db.keys({ limit: 1 }).all();
   if (anyKeys.length > 0) throw corrupt(path, 'snapshot', 'key latest', 'missing');
@@ -72,6 +76,7 @@ async function initialize(
     putSnapshot(sublevels, snapshot),
     putCompactionPoint(sublevels, { index: snapshot.metadata.index, term: snapshot.metadata.term }),
     putHardState(sublevels, mirror.initialState().hardState),
+    ...(identity === undefined ? [] : [putIdentity(sublevels, identity)]),
   ];
   await db.batch(ops, { sync: true });
   return mirror;
@@ -85,6 +90,16 @@ export async function loadAddresses(path: string, sublevels: Sublevels): Promise
   const value = await sublevels.meta.get(META_KEY.addresses);
   if (value === undefined) return [];
   return decodeAt(path, 'meta', 'key addresses', value, decodeAddresses);
+}
+
+/** The stored identity, checked like every other record; null in an older database. */
+export async function loadIdentity(
+  path: string,
+  sublevels: Sublevels,
+): Promise<StoredIdentity | null> {
+  const value = await sublevels.meta.get(META_KEY.identity);
+  if (value === undefined) return null;
+  return decodeAt(path, 'meta', 'key identity', value, decodeIdentity);
 }
 
 async function readMeta<T>(

@@ -13,12 +13,18 @@ import {
   putCompactionPoint,
   putEntry,
   putHardState,
+  putIdentity,
   putSnapshot,
   type Sublevels,
 } from './level-layout.ts';
-import { type Bootstrap, loadAddresses, loadMirror } from './level-load.ts';
+import { type Bootstrap, loadAddresses, loadIdentity, loadMirror } from './level-load.ts';
 import { MirroredReads } from './mirrored-reads.ts';
-import type { PersistBatch, StoredAddress, WritableStorage } from './writable-storage.ts';
+import type {
+  PersistBatch,
+  StoredAddress,
+  StoredIdentity,
+  WritableStorage,
+} from './writable-storage.ts';
 
 export interface LevelStorageOptions {
   /**
@@ -30,6 +36,12 @@ export interface LevelStorageOptions {
    * so a mistyped path does not silently start a blank node.
    */
   readonly bootstrap?: Bootstrap;
+  /**
+   * Stored with the bootstrap of an EMPTY database, in the same batch. A database that
+   * already holds state keeps the identity it has (or its lack of one): deciding what a
+   * mismatch means is the caller's job (src/node/cluster-identity.ts).
+   */
+  readonly identity?: StoredIdentity;
 }
 
 /**
@@ -68,6 +80,7 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
     private readonly sublevels: Sublevels,
     mirror: MemoryStorage,
     private addresses: readonly StoredAddress[],
+    private storedIdentity: StoredIdentity | null,
   ) {
     super(mirror);
   }
@@ -82,9 +95,10 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
     await openOrExplain(db, path, options.bootstrap !== undefined);
     try {
       const sublevels = openSublevels(db);
-      const mirror = await loadMirror(path, db, sublevels, options.bootstrap);
+      const mirror = await loadMirror(path, db, sublevels, options.bootstrap, options.identity);
       const addresses = await loadAddresses(path, sublevels);
-      return new LevelStorage(path, db, sublevels, mirror, addresses);
+      const identity = await loadIdentity(path, sublevels);
+      return new LevelStorage(path, db, sublevels, mirror, addresses, identity);
     } catch (error) {
       await db.close();
       throw error;
@@ -164,6 +178,22 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
     });
     this.addressWrites = write.catch(() => {});
     return write;
+  }
+
+  get identity(): StoredIdentity | null {
+    return this.storedIdentity;
+  }
+
+  /**
+   * One synced batch of its own. Not a Raft write: it may run beside one (LevelDB orders
+   * the batches; neither touches the other's keys), but never after a failed one.
+   */
+  async saveIdentity(identity: StoredIdentity): Promise<void> {
+    assert(!this.closed, `write to closed storage ${this.path}`);
+    this.refuseAfterFailure();
+    const saved: StoredIdentity = { clusterId: identity.clusterId, nodeId: identity.nodeId };
+    await this.db.batch([putIdentity(this.sublevels, saved)], { sync: true });
+    this.storedIdentity = saved;
   }
 
   /**

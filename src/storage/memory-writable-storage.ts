@@ -2,7 +2,12 @@ import { MemoryStorage } from '../raft/storage.ts';
 import type { ClusterConfig, Snapshot } from '../raft/types.ts';
 import type { LogIndex } from '../util/ids.ts';
 import { MirroredReads } from './mirrored-reads.ts';
-import type { PersistBatch, StoredAddress, WritableStorage } from './writable-storage.ts';
+import type {
+  PersistBatch,
+  StoredAddress,
+  StoredIdentity,
+  WritableStorage,
+} from './writable-storage.ts';
 
 /**
  * MemoryStorage behind the async write API, for tests and for nodes that need no
@@ -12,17 +17,19 @@ import type { PersistBatch, StoredAddress, WritableStorage } from './writable-st
  */
 export class MemoryWritableStorage extends MirroredReads implements WritableStorage {
   private addresses: readonly StoredAddress[] = [];
+  private storedIdentity: StoredIdentity | null;
 
-  constructor(memory: MemoryStorage) {
+  constructor(memory: MemoryStorage, identity: StoredIdentity | null = null) {
     super(memory);
+    this.storedIdentity = identity === null ? null : { ...identity };
   }
 
-  static bootstrap(config: ClusterConfig): MemoryWritableStorage {
-    return new MemoryWritableStorage(MemoryStorage.bootstrap(config));
+  static bootstrap(config: ClusterConfig, identity?: StoredIdentity): MemoryWritableStorage {
+    return new MemoryWritableStorage(MemoryStorage.bootstrap(config), identity ?? null);
   }
 
-  static joining(): MemoryWritableStorage {
-    return new MemoryWritableStorage(MemoryStorage.joining());
+  static joining(identity?: StoredIdentity): MemoryWritableStorage {
+    return new MemoryWritableStorage(MemoryStorage.joining(), identity ?? null);
   }
 
   async persist(batch: PersistBatch): Promise<void> {
@@ -54,6 +61,14 @@ export class MemoryWritableStorage extends MirroredReads implements WritableStor
       peerAddress,
       clientAddress,
     }));
+  }
+
+  get identity(): StoredIdentity | null {
+    return this.storedIdentity;
+  }
+
+  async saveIdentity(identity: StoredIdentity): Promise<void> {
+    this.storedIdentity = { clusterId: identity.clusterId, nodeId: identity.nodeId };
   }
 
   async close(): Promise<void> {}

@@ -28,6 +28,18 @@ export interface StoredAddress {
 }
 
 /**
+ * Which cluster and which node a database belongs to (see src/node/cluster-identity.ts).
+ * Kept beside the Raft state but outside it, like the addresses: a database restored
+ * into the wrong cluster, or started under another member's id, must be recognised
+ * before any of its Raft state is trusted.
+ */
+export interface StoredIdentity {
+  /** The cluster's id; '' while this node has not learned it yet (a joiner, say). */
+  readonly clusterId: string;
+  readonly nodeId: NodeId;
+}
+
+/**
  * Storage the node runtime writes to. Reads stay synchronous (the core's `Storage`);
  * writes are async and durable when their promise resolves. Raft writes (persist,
  * createSnapshot, compact) must not overlap: the Ready loop issues one at a time.
@@ -46,6 +58,10 @@ export interface WritableStorage extends Storage {
   saveAddresses(addresses: readonly StoredAddress[]): Promise<void>;
   /** The member addresses as of open, then as of the last save that completed. */
   readonly savedAddresses: readonly StoredAddress[];
+  /** The identity as of open, then as of the last save; null when none was ever stored. */
+  readonly identity: StoredIdentity | null;
+  /** Replaces the stored identity, durably (one synced write). */
+  saveIdentity(identity: StoredIdentity): Promise<void>;
   /** Waits for address saves in flight; a save or Raft write after close is refused. */
   close(): Promise<void>;
 }

@@ -10,14 +10,19 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Storage } from '../../src/raft/storage.ts';
 import type { ClusterConfig, Entry, Snapshot } from '../../src/raft/types.ts';
 import type { Bootstrap } from '../../src/storage/level-load.ts';
-import type { StoredAddress, WritableStorage } from '../../src/storage/writable-storage.ts';
+import type {
+  StoredAddress,
+  StoredIdentity,
+  WritableStorage,
+} from '../../src/storage/writable-storage.ts';
 import { AssertionError } from '../../src/util/assert.ts';
 import { logIndex as idx, nodeId, term as tm } from '../../src/util/ids.ts';
 import { bytes, entry, hardState, ids } from '../raft/harness.ts';
 
 export interface StorageFactory {
   readonly name: string;
-  create(bootstrap: Bootstrap): Promise<WritableStorage>;
+  /** A new store; `identity`, when given, is stored with the bootstrap. */
+  create(bootstrap: Bootstrap, identity?: StoredIdentity): Promise<WritableStorage>;
   /** Closes `storage` and opens what it persisted. Absent for stores that keep nothing. */
   reopen?(storage: WritableStorage): Promise<WritableStorage>;
   /** Closes whatever is still open and removes files; runs after every test. */
@@ -440,6 +445,53 @@ export function describeStorageConformance(factory: StorageFactory): void {
 
         await expect(storage.persist({ entries: [entry(6, 4)] })).rejects.toThrow(AssertionError);
         await verify(storage, (s) => expect(s.lastIndex()).toBe(10));
+      });
+    });
+
+    describe('identity: the cluster and the node a store belongs to', () => {
+      const identity: StoredIdentity = { clusterId: 'c-7f3a', nodeId: a };
+
+      it('a store created without one has none, as a database written before identities', async () => {
+        for (const bootstrap of [config, 'join'] as const) {
+          const storage = await factory.create(bootstrap);
+
+          await verify(storage, (s) => expect(s.identity).toBeNull());
+        }
+      });
+
+      it('a new store holds the identity it was created with, founding or joining', async () => {
+        const joining: StoredIdentity = { clusterId: '', nodeId: d };
+        for (const [bootstrap, given] of [
+          [config, identity],
+          ['join', joining],
+        ] as const) {
+          const storage = await factory.create(bootstrap, given);
+
+          await verify(storage, (s) => expect(s.identity).toEqual(given));
+        }
+      });
+
+      it('a saved identity reads back, replaces the one before, and changes nothing the core reads', async () => {
+        const storage = await withLog([1, 2]);
+        const before = readAll(storage);
+
+        await storage.saveIdentity({ clusterId: '', nodeId: a });
+        await storage.saveIdentity(identity);
+
+        await verify(storage, (s) => {
+          expect(s.identity).toEqual(identity);
+          expect(readAll(s)).toEqual(before);
+        });
+      });
+
+      it('keeps what was saved, not the object the caller goes on changing', async () => {
+        const storage = await factory.create(config);
+        const given = { clusterId: 'c-1', nodeId: a };
+
+        await storage.saveIdentity(given);
+        given.clusterId = 'c-2';
+
+        await verify(storage, (s) => expect(s.identity).toEqual({ clusterId: 'c-1', nodeId: a }));
       });
     });
 

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { Level } from 'level';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { ClusterConfig } from '../../src/raft/types.ts';
-import { encodeEntry } from '../../src/storage/codec.ts';
+import { encodeCompactionPoint, encodeEntry } from '../../src/storage/codec.ts';
 import { StorageCorruptionError } from '../../src/storage/errors.ts';
 import { encodeIndexKey } from '../../src/storage/keys.ts';
 import {
@@ -34,10 +34,10 @@ const config: ClusterConfig = { voters: [a, b, c], learners: [] };
 
 const memoryFactory: StorageFactory = {
   name: 'MemoryStorage',
-  create: async (bootstrap) =>
+  create: async (bootstrap, identity) =>
     bootstrap === 'join'
-      ? MemoryWritableStorage.joining()
-      : MemoryWritableStorage.bootstrap(bootstrap),
+      ? MemoryWritableStorage.joining(identity)
+      : MemoryWritableStorage.bootstrap(bootstrap, identity),
 };
 
 /** LevelStorage in fresh temp dirs; tracks what it opened so cleanup can close and remove it. */
@@ -56,8 +56,13 @@ function levelFactory(): StorageFactory & { tempDir(): Promise<string> } {
   return {
     name: 'LevelStorage',
     tempDir,
-    create: async (bootstrap) =>
-      opened(await LevelStorage.open(join(await tempDir(), 'n1'), { bootstrap })),
+    create: async (bootstrap, identity) =>
+      opened(
+        await LevelStorage.open(join(await tempDir(), 'n1'), {
+          bootstrap,
+          ...(identity === undefined ? {} : { identity }),
+        }),
+      ),
     async reopen(storage) {
       if (!(storage instanceof LevelStorage)) throw new Error('reopen: not a LevelStorage');
       await storage.close();
@@ -143,6 +148,21 @@ describe('LevelStorage', () => {
         expect(storage.lastIndex()).toBe(6);
         await storage.close();
       }
+    });
+
+    it('an identity given to a database that holds one is ignored: what is stored wins', async () => {
+      const first = await LevelStorage.open(path, {
+        bootstrap: config,
+        identity: { clusterId: 'c-1', nodeId: a },
+      });
+      await first.close();
+
+      const again = await LevelStorage.open(path, {
+        bootstrap: config,
+        identity: { clusterId: 'c-2', nodeId: b },
+      });
+      expect(again.identity).toEqual({ clusterId: 'c-1', nodeId: a });
+      await again.close();
     });
 
     it('is required for an empty database, and nothing is created without it', async () => {
@@ -249,6 +269,28 @@ describe('LevelStorage', () => {
       await expect(opening).rejects.toMatchObject({ sublevel: 'meta', where: 'key addresses' });
     });
 
+    it('a damaged identity', async () => {
+      await stored();
+      const storage = await LevelStorage.open(path);
+      await storage.saveIdentity({ clusterId: 'c-1', nodeId: a });
+      await storage.close();
+      await withRawDb(path, (s) => flipByte(s.meta, META_KEY.identity));
+
+      const opening = LevelStorage.open(path);
+
+      await expect(opening).rejects.toThrow(`${path} meta key identity: checksum mismatch`);
+      await expect(opening).rejects.toMatchObject({ sublevel: 'meta', where: 'key identity' });
+    });
+
+    it('an identity that does not decode as one', async () => {
+      await stored();
+      await withRawDb(path, (s) =>
+        s.meta.put(META_KEY.identity, encodeCompactionPoint({ index: idx(1), term: tm(1) })),
+      );
+
+      await expect(LevelStorage.open(path)).rejects.toThrow(`${path} meta key identity: `);
+    });
+
     it('a missing hard state', async () => {
       await stored();
       await withRawDb(path, (s) => s.meta.del(META_KEY.hardState));
@@ -293,7 +335,10 @@ describe('LevelStorage', () => {
     it('every write is one batch with sync: true, and nothing is written any other way', async () => {
       const writes = spyOnNativeWrites();
 
-      const storage = await LevelStorage.open(path, { bootstrap: config });
+      const storage = await LevelStorage.open(path, {
+        bootstrap: config,
+        identity: { clusterId: '', nodeId: a },
+      });
       await storage.persist({
         entries: [1, 1, 2, 2].map((t, i) => entry(i + 2, t)),
         hardState: hardState(2, a, 3),
@@ -305,10 +350,12 @@ describe('LevelStorage', () => {
         snapshot: { metadata: { index: idx(9), term: tm(3), config }, data: new Uint8Array(0) },
       });
       await storage.saveAddresses([{ id: a, peerAddress: '127.0.0.1:7001', clientAddress: '' }]);
+      await storage.saveIdentity({ clusterId: 'c-1', nodeId: a });
       await storage.close();
 
-      // bootstrap, three persists, createSnapshot, compact, saveAddresses: seven batches.
-      expect(writes.batch).toHaveBeenCalledTimes(7);
+      // bootstrap (identity included), three persists, createSnapshot, compact,
+      // saveAddresses, saveIdentity: eight batches.
+      expect(writes.batch).toHaveBeenCalledTimes(8);
       for (const [, options] of writes.batch.mock.calls)
         expect(options).toMatchObject({ sync: true });
       expect(writes.put).not.toHaveBeenCalled();

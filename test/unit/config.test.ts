@@ -401,6 +401,79 @@ describe('validation errors name the field', () => {
   });
 });
 
+describe('clusterId', () => {
+  it('is optional: null when absent', () => {
+    expect(parseClusterConfig(minimalConfig(), BASE_DIR).clusterId).toBeNull();
+  });
+
+  it('is kept when given', () => {
+    const config = parseClusterConfig({ ...minimalConfig(), clusterId: 'prod-eu-1' }, BASE_DIR);
+    expect(config.clusterId).toBe('prod-eu-1');
+  });
+
+  it.each([
+    ['', '""'],
+    ['has space', '"has space"'],
+    [42, '42'],
+  ])('refuses %j, naming the field', (value, shown) => {
+    expect(problemsOf({ ...minimalConfig(), clusterId: value })).toEqual([
+      `clusterId: expected an id matching /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/, got ${shown}`,
+    ]);
+  });
+});
+
+describe('Raft timing against the lock section', () => {
+  /**
+   * Combinations that cannot work: each is refused with the field, the reason and the
+   * minimums derived from the Raft timing, and nothing else is reported.
+   */
+  it('a session TTL below a keepalive round and below a failover (tick 1000 ms, TTL 1 ms)', () => {
+    const problems = problemsOf(
+      edited([['raft'], { tickIntervalMs: 1_000 }], [['lock'], { sessionTtlMsMin: 1 }]),
+    );
+    expect(problems).toEqual([
+      'lock.sessionTtlMsMin: 1 ms cannot survive a keepalive round: clients keep a session alive every TTL / 3, and one keepalive needs at least raft.heartbeatIntervalTicks × raft.tickIntervalMs + raft.tickIntervalMs = 1 × 1000 + 1000 = 2000 ms to commit and reach the expiry timers, so the minimum is 3 × 2000 = 6000 ms',
+      'lock.sessionTtlMsMin: 1 ms cannot survive a failover: followers wait raft.electionTimeoutTicks × raft.tickIntervalMs = 10 × 1000 = 10000 ms without a leader before they elect a new one, so every session shorter than that expires at every failover; the minimum is 10000 ms',
+    ]);
+  });
+
+  it('a session TTL below a keepalive round only', () => {
+    const problems = problemsOf(
+      edited(
+        [['raft'], { tickIntervalMs: 100, electionTimeoutTicks: 5, heartbeatIntervalTicks: 1 }],
+        [['lock'], { sessionTtlMsMin: 550 }],
+      ),
+    );
+    expect(problems).toEqual([
+      'lock.sessionTtlMsMin: 550 ms cannot survive a keepalive round: clients keep a session alive every TTL / 3, and one keepalive needs at least raft.heartbeatIntervalTicks × raft.tickIntervalMs + raft.tickIntervalMs = 1 × 100 + 100 = 200 ms to commit and reach the expiry timers, so the minimum is 3 × 200 = 600 ms',
+    ]);
+  });
+
+  it('a session TTL below the election timeout only', () => {
+    const problems = problemsOf(edited([['lock'], { sessionTtlMsMin: 900 }]));
+    expect(problems).toEqual([
+      'lock.sessionTtlMsMin: 900 ms cannot survive a failover: followers wait raft.electionTimeoutTicks × raft.tickIntervalMs = 10 × 100 = 1000 ms without a leader before they elect a new one, so every session shorter than that expires at every failover; the minimum is 1000 ms',
+    ]);
+  });
+
+  it('a heartbeat of 9 ticks against an election timeout of 10', () => {
+    const problems = problemsOf(
+      edited([['raft'], { electionTimeoutTicks: 10, heartbeatIntervalTicks: 9 }]),
+    );
+    expect(problems).toEqual([
+      'raft.electionTimeoutTicks: 10 ticks is less than 5 × raft.heartbeatIntervalTicks = 5 × 9 = 45 ticks: a follower would start an election after one or two late heartbeats (spurious elections); raise it to at least 45 or lower the heartbeat',
+    ]);
+  });
+
+  it('the smallest accepted values pass: TTL = election timeout, election timeout = 5 heartbeats', () => {
+    const input = edited(
+      [['raft'], { tickIntervalMs: 100, electionTimeoutTicks: 10, heartbeatIntervalTicks: 2 }],
+      [['lock'], { sessionTtlMsMin: 1_000 }],
+    );
+    expect(() => parseClusterConfig(input, BASE_DIR)).not.toThrow();
+  });
+});
+
 describe('closest-name suggestions', () => {
   it.each([
     ['electionTimeout', 'electionTimeoutTicks'],

@@ -467,6 +467,13 @@ const MALFORMED: readonly (readonly [string, unknown, string])[] = [
     'peerAddresses.addresses: expected an array',
   ],
   [
+    'a cluster id that is not a string',
+    changed(peer('forward'), (m) => {
+      m.clusterId = 7;
+    }),
+    'clusterId: expected a string',
+  ],
+  [
     'peerAddresses without a recipient',
     changed(peer('peerAddresses'), (m) => {
       delete m.to;
@@ -474,6 +481,15 @@ const MALFORMED: readonly (readonly [string, unknown, string])[] = [
     'peerAddresses.to: expected a non-empty string',
   ],
 ];
+
+describe('peerMessageProblem: the cluster id', () => {
+  it('is optional, and any string passes the shape check (the node judges its value)', () => {
+    for (const clusterId of [undefined, '', 'c-1']) {
+      const message = { ...raft('Heartbeat'), ...(clusterId === undefined ? {} : { clusterId }) };
+      expect(peerMessageProblem(message), String(clusterId)).toBeNull();
+    }
+  });
+});
 
 describe('peerMessageProblem: malformed messages', () => {
   it.each(MALFORMED)('rejects %s', (_, message, problem) => {
