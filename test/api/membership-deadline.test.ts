@@ -48,6 +48,7 @@ function recordingNode(seen: MembershipCallOptions[]): ApiNode {
       throw new Error('not used');
     },
     subscribe: () => () => {},
+    onRestored: () => () => {},
     status: () => status,
     transferLeadership: async (_target, options = {}) => {
       seen.push(options);
