@@ -83,6 +83,7 @@ const LEADER_CHURN: Partial<SimOptions> = {
     pause: 0,
     transferLeadership: 0,
     membership: 0,
+    staleLeader: 0,
   },
 };
 
