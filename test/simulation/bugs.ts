@@ -7,6 +7,7 @@ import {
   logIndex,
   type NodeId,
 } from '../../src/util/ids.ts';
+import type { LockMachineFactory } from './replica.ts';
 import type { SimBugs } from './simulator.ts';
 
 /**
@@ -86,7 +87,9 @@ function subclass(Core: new (config: RaftConfig) => Raft): SimBugs {
   return { createRaft: (config) => new Core(config) };
 }
 
-function lockSubclass(Machine: new (limits: Partial<LockLimits>) => LockStateMachine): SimBugs {
+function lockSubclass(Machine: new (limits: Partial<LockLimits>) => LockStateMachine): {
+  readonly createLockMachine: LockMachineFactory;
+} {
   return { createLockMachine: (limits) => new Machine(limits) };
 }
 
