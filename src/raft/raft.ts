@@ -232,7 +232,15 @@ export class Raft {
   readIndex(context: string): boolean {
     if (this.currentRole === 'leader') return this.leaderReadIndex(context, null);
     if (this.leader === null || this.currentRole !== 'follower') return false;
-    this.send({ type: 'ReadIndexRequest', to: this.leader, term: this.currentTerm, context });
+    return this.followerReadIndex(this.leader, context);
+  }
+
+  /**
+   * A follower asks the leader for the read index: only the leader knows the commit
+   * index and can confirm it still leads. Protected so that a test can break it.
+   */
+  protected followerReadIndex(leader: NodeId, context: string): boolean {
+    this.send({ type: 'ReadIndexRequest', to: leader, term: this.currentTerm, context });
     return true;
   }
 
@@ -1109,10 +1117,11 @@ export class Raft {
       index: this.log.commitIndex,
       requester,
     });
-    // One heartbeat round confirms every read up to the newest sequence, so reads taken
-    // in one batch share a single broadcast, sent when the host next asks for a Ready.
-    if (this.clusterConfig.voters.length === 1) this.releaseConfirmedReads();
-    else this.readBroadcastPending = true;
+    // Releases the read at once only if it needs no round (a lone voter is its own
+    // majority). One heartbeat round confirms every read up to the newest sequence, so
+    // reads taken in one batch share a single broadcast, sent at the next Ready.
+    this.releaseConfirmedReads();
+    if (this.pendingReads.length > 0) this.readBroadcastPending = true;
     return true;
   }
 
@@ -1135,7 +1144,7 @@ export class Raft {
       for (const voter of this.clusterConfig.voters) {
         if (voter === this.id || (this.readAcks.get(voter) ?? 0) >= read.sequence) confirmations++;
       }
-      if (confirmations < majority(this.clusterConfig.voters.length)) return;
+      if (confirmations < this.readQuorum(read)) return;
       this.pendingReads.shift();
       if (read.requester === null) {
         this.readStates.push({ context: read.context, index: read.index });
@@ -1149,6 +1158,15 @@ export class Raft {
         });
       }
     }
+  }
+
+  /**
+   * Confirmations (ours included) a read needs before it is answered: a majority of
+   * voters, so that no other leader can have committed past its index (§6.4).
+   * Protected so that a test can break it; nothing else overrides it.
+   */
+  protected readQuorum(_read: { readonly requester: NodeId | null }): number {
+    return majority(this.clusterConfig.voters.length);
   }
 
   /** Tells a follower its forwarded read cannot be served here; its host retries. */

@@ -1,11 +1,19 @@
+import { type LockLimits, LockStateMachine } from '../../src/lock/index.ts';
 import { type Entry, type MessageOf, Raft, type RaftConfig } from '../../src/raft/index.ts';
-import { type LogIndex, logIndex } from '../../src/util/ids.ts';
+import {
+  type FencingToken,
+  fencingToken,
+  type LogIndex,
+  logIndex,
+  type NodeId,
+} from '../../src/util/ids.ts';
+import type { LockMachineFactory } from './replica.ts';
 import type { SimBugs } from './simulator.ts';
 
 /**
- * Known Raft bugs, injected only from tests by subclassing the core and overriding
- * one protected rule. The simulator must catch each of them: this is how we know its
- * checks have teeth. Production code has no bug flags.
+ * Known bugs, injected only from tests by subclassing the Raft core or the lock state
+ * machine and overriding one protected rule. The simulator must catch each of them:
+ * this is how we know its checks have teeth. Production code has no bug flags.
  */
 
 /** Figure 8: the leader commits an entry from an earlier term by counting replicas. */
@@ -31,8 +39,58 @@ class KeepsConflictingSuffix extends Raft {
   }
 }
 
+/** A leader answers reads once it alone has confirmed them, not a majority. */
+class ReadsWithOwnConfirmation extends Raft {
+  protected override readQuorum(_read: { readonly requester: NodeId | null }): number {
+    return 1;
+  }
+}
+
+/** A leader answers its own reads without a heartbeat round; forwarded ones still get one. */
+class LocalReadsSkipHeartbeatRound extends Raft {
+  protected override readQuorum(read: { readonly requester: NodeId | null }): number {
+    return read.requester === null ? 1 : super.readQuorum(read);
+  }
+}
+
+/** A follower answers a read at its own applied index instead of asking the leader. */
+class FollowerReadsAppliedIndex extends Raft {
+  protected override followerReadIndex(leader: NodeId, context: string): boolean {
+    const readIndex = this.log.appliedIndex;
+    this.step({
+      type: 'ReadIndexResponse',
+      from: leader,
+      to: this.id,
+      term: this.term,
+      context,
+      readIndex,
+    });
+    return true;
+  }
+}
+
+/** An expiry applies even when a refresh came after the one the leader timed. */
+class ExpiresRefreshedSessions extends LockStateMachine {
+  protected override expiryGuardHolds(_last: LogIndex, _timed: LogIndex): boolean {
+    return true;
+  }
+}
+
+/** A promoted waiter's token is its request's index, not the granting entry's. */
+class TokenFromRequestEntry extends LockStateMachine {
+  protected override grantToken(requestIndex: LogIndex): FencingToken {
+    return fencingToken(requestIndex);
+  }
+}
+
 function subclass(Core: new (config: RaftConfig) => Raft): SimBugs {
   return { createRaft: (config) => new Core(config) };
+}
+
+function lockSubclass(Machine: new (limits: Partial<LockLimits>) => LockStateMachine): {
+  readonly createLockMachine: LockMachineFactory;
+} {
+  return { createLockMachine: (limits) => new Machine(limits) };
 }
 
 export const INJECTED_BUGS = {
@@ -40,6 +98,11 @@ export const INJECTED_BUGS = {
   votesTwice: subclass(VotesTwice),
   acknowledgesBeforePersisting: { ackBeforePersist: true },
   keepsConflictingSuffix: subclass(KeepsConflictingSuffix),
+  expiresRefreshedSessions: lockSubclass(ExpiresRefreshedSessions),
+  readsWithOwnConfirmation: subclass(ReadsWithOwnConfirmation),
+  localReadsSkipHeartbeatRound: subclass(LocalReadsSkipHeartbeatRound),
+  tokenFromRequestEntry: lockSubclass(TokenFromRequestEntry),
+  followerReadsAppliedIndex: subclass(FollowerReadsAppliedIndex),
 } as const satisfies Record<string, SimBugs>;
 
 export type InjectedBug = keyof typeof INJECTED_BUGS;

@@ -61,7 +61,9 @@ export type FaultKind =
   | 'crashLeader'
   | 'pause'
   | 'transferLeadership'
-  | 'membership';
+  | 'membership'
+  /** The leader loses every peer for a few election timeouts while clients still read from it. */
+  | 'staleLeader';
 
 export function deriveOptions(seed: number, overrides: Partial<SimOptions> = {}): SimOptions {
   const prng = new Prng(seed);
@@ -104,6 +106,7 @@ export function deriveOptions(seed: number, overrides: Partial<SimOptions> = {})
       pause: prng.intBetween(0, 2),
       transferLeadership: prng.intBetween(0, 2),
       membership: prng.intBetween(2, 6),
+      staleLeader: 0,
     },
     clientCount: prng.intBetween(1, 4),
     lockClientCount: prng.intBetween(2, 5),
@@ -113,5 +116,10 @@ export function deriveOptions(seed: number, overrides: Partial<SimOptions> = {})
     livenessWindowMs: 30_000,
     membershipChanges: prng.chance(0.5),
   };
-  return { ...options, ...overrides };
+  // Drawn last, so that adding it left every other option of a seed as it was.
+  const withStaleLeader: SimOptions = {
+    ...options,
+    faultWeights: { ...options.faultWeights, staleLeader: prng.intBetween(1, 3) },
+  };
+  return { ...withStaleLeader, ...overrides };
 }

@@ -21,6 +21,13 @@ export interface AppliedLockCommand {
 }
 
 export const LOCK_PREFIX = 'lock:';
+/** Entries that write the simulated register, which linearizable reads return. */
+export const REGISTER_PREFIX = 'reg:';
+
+/** Builds a replica's lock state machine; a bug injection passes a subclass. */
+export type LockMachineFactory = (limits: Partial<LockLimits>) => LockStateMachine;
+
+export const realLockMachine: LockMachineFactory = (limits) => new LockStateMachine(limits);
 
 export function encodeLockCommand(command: LockCommand): string {
   return `${LOCK_PREFIX}${JSON.stringify(command)}`;
@@ -30,6 +37,7 @@ interface SnapshotHeader {
   readonly appliedIndex: number;
   readonly digest: number;
   readonly locks: LockSnapshot;
+  readonly register: string | null;
 }
 
 export class Replica {
@@ -37,31 +45,35 @@ export class Replica {
   digest: number;
   readonly locks: LockStateMachine;
   readonly timers: LockTimers;
+  /** The value of the last register write applied, or null before the first. */
+  register: string | null = null;
   /** Membership as the applied log describes it, kept independently of the core's. */
   config: ClusterConfig;
 
   private constructor(
     appliedIndex: number,
     digest: number,
+    createLocks: LockMachineFactory,
     limits: Partial<LockLimits>,
     config: ClusterConfig,
   ) {
     this.appliedIndex = appliedIndex;
     this.digest = digest;
     this.config = sortedConfig(config.voters, config.learners);
-    this.locks = new LockStateMachine(limits);
+    this.locks = createLocks(limits);
     this.timers = new LockTimers({ reproposeIntervalMs: 200, dueBatchMax: 64 });
   }
 
   /** Rebuilds a replica from a Raft snapshot, timing every pending deadline from `localNowMs`. */
   static fromSnapshot(
     snapshot: Snapshot,
+    createLocks: LockMachineFactory,
     limits: Partial<LockLimits>,
     localNowMs: number,
   ): Replica {
     const index = snapshot.metadata.index;
     if (snapshot.data.byteLength === 0) {
-      const replica = new Replica(index, 0, limits, snapshot.metadata.config);
+      const replica = new Replica(index, 0, createLocks, limits, snapshot.metadata.config);
       replica.locks.skipTo(index);
       return replica;
     }
@@ -70,7 +82,14 @@ export class Replica {
     if (header.appliedIndex !== index) {
       throw new SafetyViolation(`Snapshot: data at ${header.appliedIndex} labelled ${index}`);
     }
-    const replica = new Replica(index, header.digest, limits, snapshot.metadata.config);
+    const replica = new Replica(
+      index,
+      header.digest,
+      createLocks,
+      limits,
+      snapshot.metadata.config,
+    );
+    replica.register = header.register;
     replica.locks.restore(header.locks);
     replica.locks.skipTo(index);
     replica.timers.restore(replica.locks, localNowMs);
@@ -85,6 +104,8 @@ export class Replica {
     this.appliedIndex = entry.index;
     this.digest = chainHash(this.digest, `${entry.index}:${entry.term}:${entryKey(entry)}`);
     if (entry.kind === 'config') this.applyConfigChange(entry.change);
+    const register = entry.kind === 'normal' ? decodeRegisterWrite(entry.data) : null;
+    if (register !== null) this.register = register;
     const command = entry.kind === 'normal' ? decodeLockCommand(entry.data) : null;
     if (command === null) {
       this.locks.skipTo(entry.index);
@@ -126,9 +147,15 @@ export class Replica {
       appliedIndex: this.appliedIndex,
       digest: this.digest,
       locks: this.locks.snapshot(),
+      register: this.register,
     };
     return new TextEncoder().encode(`${JSON.stringify(header)}\n${'.'.repeat(paddingBytes)}`);
   }
+}
+
+function decodeRegisterWrite(data: Uint8Array): string | null {
+  const text = new TextDecoder().decode(data);
+  return text.startsWith(REGISTER_PREFIX) ? text.slice(REGISTER_PREFIX.length) : null;
 }
 
 function decodeLockCommand(data: Uint8Array): LockCommand | null {

@@ -83,6 +83,7 @@ const LEADER_CHURN: Partial<SimOptions> = {
     pause: 0,
     transferLeadership: 0,
     membership: 0,
+    staleLeader: 0,
   },
 };
 
@@ -105,6 +106,41 @@ describe('the simulator has teeth: injected bugs are caught', () => {
         }
       }
       expect.fail(`${bug} went unnoticed for ${seedsMax} seeds`);
+    });
+  }
+});
+
+/**
+ * The newer teeth are measured, not just found once: each runs a fixed range of seeds
+ * with the default options (what `npm run simulate` runs) and must be caught on at
+ * least `caughtMin` of them. The rate is printed, so a checker that goes blunt shows
+ * before it goes blind. Seeds 1..100 are clean without the bug: the clean run above
+ * covers them.
+ */
+const RATE_SEEDS = 100;
+const MEASURED_TEETH: { bug: InjectedBug; caughtMin: number }[] = [
+  { bug: 'expiresRefreshedSessions', caughtMin: 20 },
+  { bug: 'readsWithOwnConfirmation', caughtMin: 20 },
+  { bug: 'localReadsSkipHeartbeatRound', caughtMin: 20 },
+  { bug: 'tokenFromRequestEntry', caughtMin: 20 },
+  { bug: 'followerReadsAppliedIndex', caughtMin: 90 },
+];
+
+describe('the simulator has teeth: catch rates over a fixed seed range', () => {
+  for (const { bug, caughtMin } of MEASURED_TEETH) {
+    it(`catches ${bug} on at least ${caughtMin} of seeds 1..${RATE_SEEDS}`, () => {
+      let caught = 0;
+      const properties = new Map<string, number>();
+      for (let seed = 1; seed <= RATE_SEEDS; seed++) {
+        const violation = runSimulation(seed, {}, INJECTED_BUGS[bug]).violation;
+        if (violation === null) continue;
+        caught++;
+        const property = violation.split(':').slice(1, 2).join('').trim();
+        properties.set(property, (properties.get(property) ?? 0) + 1);
+      }
+      const byProperty = [...properties].map(([name, count]) => `${name} ${count}`).join(', ');
+      console.log(`${bug}: caught on ${caught}/${RATE_SEEDS} seeds (${byProperty})`);
+      expect(caught).toBeGreaterThanOrEqual(caughtMin);
     });
   }
 });

@@ -13,9 +13,17 @@ import { logIndex, type NodeId, nodeId, type Term } from '../../src/util/ids.ts'
 import { MinHeap } from '../../src/util/min-heap.ts';
 import { Prng } from '../../src/util/prng.ts';
 import { monotonic, SafetyChecker, SafetyViolation } from './checker.ts';
+import { RegisterHistory } from './linearizability.ts';
+import { LockModel } from './lock-model.ts';
 import { LockWorkload, type LockWorkloadStats, SIM_LOCK_LIMITS } from './lock-workload.ts';
 import { deriveOptions, type FaultKind, type SimOptions } from './options.ts';
-import { encodeLockCommand, Replica } from './replica.ts';
+import {
+  encodeLockCommand,
+  type LockMachineFactory,
+  REGISTER_PREFIX,
+  Replica,
+  realLockMachine,
+} from './replica.ts';
 
 /**
  * The deterministic simulator: N Raft cores in one process under virtual time, over a
@@ -32,6 +40,8 @@ export interface SimBugs {
   readonly createRaft?: (config: RaftConfig) => Raft;
   /** Sends a Ready's messages before its writes are durable. */
   readonly ackBeforePersist?: boolean;
+  /** Builds each replica's lock state machine. A bug injection passes a subclass. */
+  readonly createLockMachine?: LockMachineFactory;
 }
 
 export interface SimStats {
@@ -46,6 +56,11 @@ export interface SimStats {
   configChangesApplied: number;
   snapshotsInstalled: number;
   readsServed: number;
+  /** Reads that returned a register value (served after their index was applied). */
+  readsReturned: number;
+  registerWrites: number;
+  /** Leaders cut off from every peer while clients keep reading from them. */
+  staleLeaderFaults: number;
   messagesSent: number;
   messagesDropped: number;
 }
@@ -72,6 +87,9 @@ type SimEvent =
   | { readonly kind: 'propose' }
   | { readonly kind: 'retry' }
   | { readonly kind: 'read' }
+  | { readonly kind: 'write' }
+  | { readonly kind: 'endIsolation' }
+  | { readonly kind: 'readIsolated' }
   | { readonly kind: 'lockClients' }
   | { readonly kind: 'livenessCheck' };
 
@@ -89,6 +107,8 @@ class SimNode {
   leaderOfTerm = -1;
   decommissioned = false;
   readonly pendingReads = new Map<string, number>();
+  /** Reads whose index is known, waiting for this node to apply up to it. */
+  readonly readsToServe: { readonly context: string; readonly index: number }[] = [];
 
   constructor(
     readonly id: NodeId,
@@ -109,6 +129,7 @@ interface Command {
 
 const TRACE_LENGTH = 40;
 const OUTSTANDING_COMMANDS_PER_CLIENT_MAX = 4;
+const ISOLATED_READ_INTERVAL_MS = 5;
 
 export class Simulator {
   readonly options: SimOptions;
@@ -145,6 +166,9 @@ export class Simulator {
     configChangesApplied: 0,
     snapshotsInstalled: 0,
     readsServed: 0,
+    readsReturned: 0,
+    registerWrites: 0,
+    staleLeaderFaults: 0,
     messagesSent: 0,
     messagesDropped: 0,
   };
@@ -158,6 +182,13 @@ export class Simulator {
   private dropProbability: number;
   private duplicateProbability: number;
   private readonly lockWorkload: LockWorkload;
+  private readonly lockModel: LockModel;
+  private readonly register = new RegisterHistory();
+  private readonly createLockMachine: LockMachineFactory;
+  /** A node cut off from all its peers (not from clients) until a set time. */
+  private isolated: { readonly node: NodeId; readonly untilMs: number } | null = null;
+  /** A leader handing over, to be cut off once its TimeoutNow is delivered. */
+  private cutOnTimeoutNow: { readonly node: NodeId; readonly deadlineMs: number } | null = null;
   /** The highest index any node has applied: the next index applied is a first application. */
   private highestAppliedIndex = 0;
 
@@ -166,6 +197,12 @@ export class Simulator {
     private readonly bugs: SimBugs = {},
   ) {
     this.options = options;
+    this.createLockMachine = bugs.createLockMachine ?? realLockMachine;
+    this.lockModel = new LockModel({
+      clockDriftMax: options.clockDriftMax,
+      dedupeWindowMax: SIM_LOCK_LIMITS.dedupeWindowMax ?? 0,
+      lockDelayMs: SIM_LOCK_LIMITS.lockDelayMs ?? 0,
+    });
     this.prng = new Prng(options.seed);
     this.dropProbability = options.dropProbability;
     this.duplicateProbability = options.duplicateProbability;
@@ -179,10 +216,10 @@ export class Simulator {
     this.queue.push(this.options.proposalIntervalMs, { kind: 'propose' });
     this.queue.push(100, { kind: 'retry' });
     this.queue.push(this.options.readIntervalMs, { kind: 'read' });
+    this.queue.push(this.options.readIntervalMs, { kind: 'write' });
     this.lockWorkload = new LockWorkload(
       this.prng.fork(),
       options.lockClientCount,
-      options.clockDriftMax,
       (client, command) => this.submit(`lock${client}`, encodeLockCommand(command)),
     );
     if (options.lockClientCount > 0) this.queue.push(20, { kind: 'lockClients' });
@@ -204,6 +241,7 @@ export class Simulator {
         this.observeAll();
         if (this.phase === 'faulty' && this.now >= this.options.faultPhaseMs) this.heal();
       }
+      this.register.check();
     } catch (error) {
       if (!(error instanceof SafetyViolation || error instanceof AssertionError)) throw error;
       violation = `${error.name === 'AssertionError' ? 'Assertion' : 'Violation'}: ${error.message}`;
@@ -214,7 +252,7 @@ export class Simulator {
       options: this.options,
       events: this.events,
       virtualTimeMs: Math.round(this.now),
-      checks: this.checker.checks,
+      checks: this.checker.checks + this.lockModel.checks,
       violation,
       trace: [...this.trace],
       stats: this.stats,
@@ -259,8 +297,15 @@ export class Simulator {
     node.pausedUntil = null;
     node.inbox.length = 0;
     node.pendingReads.clear();
+    node.readsToServe.length = 0;
     this.checker.restarted(node.id, raft.term, raft.votedFor);
-    node.replica = Replica.fromSnapshot(node.disk.snapshot(), SIM_LOCK_LIMITS, this.localNow(node));
+    node.replica = Replica.fromSnapshot(
+      node.disk.snapshot(),
+      this.createLockMachine,
+      SIM_LOCK_LIMITS,
+      this.localNow(node),
+    );
+    this.lockModel.checkReplica(node.id, node.replica.appliedIndex, node.replica.locks);
     node.observedCommit = raft.log.commitIndex;
     node.observedApplied = raft.log.appliedIndex;
     node.observedVoters = raft.config.voters;
@@ -334,6 +379,15 @@ export class Simulator {
       case 'read':
         this.onRead();
         return;
+      case 'write':
+        this.onWrite();
+        return;
+      case 'endIsolation':
+        if (this.isolated !== null && this.now >= this.isolated.untilMs) this.isolated = null;
+        return;
+      case 'readIsolated':
+        this.onReadIsolated();
+        return;
       case 'lockClients':
         this.queue.push(this.now + this.jitter(20), { kind: 'lockClients' });
         this.lockWorkload.step(this.now);
@@ -352,7 +406,12 @@ export class Simulator {
 
   private deliver(message: Message): void {
     const node = this.nodes.get(message.to);
-    if (node?.raft == null || this.blockedLinks.has(linkKey(message.from, message.to))) {
+    if (
+      node?.raft == null ||
+      this.blockedLinks.has(linkKey(message.from, message.to)) ||
+      this.isolated?.node === message.from ||
+      this.isolated?.node === message.to
+    ) {
       this.stats.messagesDropped++;
       return;
     }
@@ -362,6 +421,11 @@ export class Simulator {
     }
     node.raft.step(message);
     this.drive(node);
+    const cut = this.cutOnTimeoutNow;
+    if (message.type === 'TimeoutNow' && cut?.node === message.from && this.isolated === null) {
+      this.cutOnTimeoutNow = null;
+      if (this.now < cut.deadlineMs) this.isolate(cut.node);
+    }
   }
 
   private onTick(id: NodeId, incarnation: number): void {
@@ -471,8 +535,14 @@ export class Simulator {
 
   private apply(node: SimNode, ready: Ready): void {
     if (ready.snapshot !== null) {
-      node.replica = Replica.fromSnapshot(ready.snapshot, SIM_LOCK_LIMITS, this.localNow(node));
+      node.replica = Replica.fromSnapshot(
+        ready.snapshot,
+        this.createLockMachine,
+        SIM_LOCK_LIMITS,
+        this.localNow(node),
+      );
       this.checker.snapshotRestored(node.id, ready.snapshot.metadata.index, node.replica.digest);
+      this.lockModel.checkReplica(node.id, node.replica.appliedIndex, node.replica.locks);
     }
     for (const entry of ready.committedEntries) this.applyEntry(node, entry);
     for (const readState of ready.readStates) {
@@ -481,6 +551,30 @@ export class Simulator {
       node.pendingReads.delete(readState.context);
       this.checker.readServed(node.id, readState.index, committedAtIssue);
       this.stats.readsServed++;
+      node.readsToServe.push({ context: readState.context, index: readState.index });
+    }
+    this.serveReads(node);
+  }
+
+  /**
+   * A read is answered from the node's own state once it has applied the read's index,
+   * as the runtime does: the register's value, which the history checks.
+   */
+  private serveReads(node: SimNode): void {
+    const replica = node.replica;
+    if (replica === null || node.readsToServe.length === 0) return;
+    const waiting = node.readsToServe.splice(0);
+    for (const read of waiting) {
+      if (read.index > replica.appliedIndex) {
+        node.readsToServe.push(read);
+        continue;
+      }
+      this.register.readReturned(
+        read.context,
+        replica.register,
+        `index ${read.index}, applied ${replica.appliedIndex}`,
+      );
+      this.stats.readsReturned++;
     }
   }
 
@@ -497,9 +591,18 @@ export class Simulator {
     this.stats.applied++;
     if (entry.index > this.highestAppliedIndex) {
       this.highestAppliedIndex = entry.index;
-      if (applied !== null) this.lockWorkload.firstApplied(entry.index, applied, this.now);
+      if (applied !== null) {
+        this.lockModel.applied(entry.index, applied.command, applied.output, this.now);
+        this.lockWorkload.firstApplied(applied, this.now);
+      }
     }
-    if (entry.kind === 'normal') this.commandCommitted(new TextDecoder().decode(entry.data));
+    if (applied !== null) this.lockModel.checkReplica(node.id, entry.index, replica.locks);
+    if (entry.kind === 'normal') {
+      const text = new TextDecoder().decode(entry.data);
+      if (text.startsWith(REGISTER_PREFIX))
+        this.register.writeApplied(text.slice(REGISTER_PREFIX.length));
+      this.commandCommitted(text);
+    }
     if (entry.kind === 'config') this.configApplied(entry.change);
   }
 
@@ -705,12 +808,51 @@ export class Simulator {
   private onRead(): void {
     this.queue.push(this.now + this.jitter(this.options.readIntervalMs), { kind: 'read' });
     const node = this.randomLiveNode();
-    if (node?.raft == null || node.pausedUntil !== null) return;
+    if (node !== undefined) this.readFrom(node);
+  }
+
+  /**
+   * A leader cut off from its peers keeps getting reads, often: if it answers one after
+   * another leader has committed a newer write, the register history shows it. With
+   * CheckQuorum the window between the new leader's first commit and the old one
+   * stepping down is short, so reads come every few milliseconds.
+   */
+  private onReadIsolated(): void {
+    const isolated = this.isolated === null ? undefined : this.nodes.get(this.isolated.node);
+    if (isolated === undefined) return;
+    this.queue.push(this.now + this.jitter(ISOLATED_READ_INTERVAL_MS), { kind: 'readIsolated' });
+    this.readFrom(isolated);
+    // Writes too, so that the new leader commits something newer within that window.
+    if (this.prng.chance(0.3)) this.writeRegister();
+  }
+
+  private readFrom(node: SimNode): void {
+    if (node.raft === null || node.pausedUntil !== null) return;
     const context = `r${this.readSequence++}`;
+    // Invoked before the core sees it, so the recorded interval contains the real one.
+    this.register.readInvoked(context, `read ${context} on ${node.id}`);
     if (node.raft.readIndex(context)) {
       node.pendingReads.set(context, this.checker.highestCommitIndex);
       this.drive(node);
     }
+  }
+
+  /**
+   * A register write, proposed once and never retried, so that its value appears at
+   * most once in the log: the register's writes stay distinct, which the
+   * linearizability check relies on.
+   */
+  private onWrite(): void {
+    this.queue.push(this.now + this.jitter(this.options.readIntervalMs), { kind: 'write' });
+    if (this.phase === 'faulty') this.writeRegister();
+  }
+
+  private writeRegister(): void {
+    const value = `w${this.stats.registerWrites++}`;
+    this.register.writeInvoked(value, `write ${value}`);
+    // A random node, not the last leader: writes must reach a new leader even while
+    // the old one, cut off, still accepts proposals it can never commit.
+    this.proposeVia('register', this.randomLiveNode(), `${REGISTER_PREFIX}${value}`, true);
   }
 
   // ------------------------------------------------------------ faults
@@ -787,7 +929,55 @@ export class Simulator {
       case 'membership':
         if (this.options.membershipChanges) this.changeMembership();
         return;
+      case 'staleLeader':
+        this.isolateServingLeader();
+        return;
     }
+  }
+
+  /**
+   * Cuts the leader off from every peer, in both directions, for several election
+   * timeouts, while clients keep reading from it. The others elect a new leader and
+   * commit; the old one believes it leads until CheckQuorum (if on) makes it step
+   * down, and must not answer a read in the meantime. The cut is kept apart from the
+   * other partitions so that a heal or a new partition does not end it early.
+   *
+   * Half the time the leader first hands leadership over, and the cut falls just as
+   * its TimeoutNow arrives: the target campaigns at once, so a new leader commits
+   * while the old one still has most of a CheckQuorum period to believe it leads.
+   * Without that, the others wait out an election timeout, and CheckQuorum usually
+   * retires the old leader before anything newer commits.
+   */
+  private isolateServingLeader(): void {
+    const leader = this.currentLeader();
+    const raft = leader?.raft;
+    if (leader === null || raft == null || this.isolated !== null) return;
+    if (this.cutOnTimeoutNow !== null && this.now < this.cutOnTimeoutNow.deadlineMs) return;
+    this.cutOnTimeoutNow = null;
+    // Like every partition, this one replaces the last: the rest of the cluster must
+    // be able to elect and commit, or there is nothing newer for a stale read to miss.
+    this.blockedLinks.clear();
+    const voters = raft.config.voters.filter((id) => id !== leader.id);
+    if (voters.length > 0 && this.prng.chance(0.5)) {
+      if (raft.transferLeadership(this.prng.pick(voters)).ok) {
+        this.cutOnTimeoutNow = { node: leader.id, deadlineMs: this.now + this.electionTimeoutMs() };
+        this.drive(leader);
+        return;
+      }
+    }
+    this.isolate(leader.id);
+  }
+
+  private isolate(id: NodeId): void {
+    const untilMs = this.now + this.electionTimeoutMs() * this.prng.intBetween(3, 6);
+    this.isolated = { node: id, untilMs };
+    this.queue.push(untilMs, { kind: 'endIsolation' });
+    this.queue.push(this.now + 1, { kind: 'readIsolated' });
+    this.stats.staleLeaderFaults++;
+  }
+
+  private electionTimeoutMs(): number {
+    return this.options.electionTimeoutTicks * this.options.tickIntervalMs;
   }
 
   private partition(groups: readonly (readonly NodeId[])[]): void {
@@ -865,6 +1055,8 @@ export class Simulator {
     this.lockWorkload.heal();
     this.livenessDeadlineMs = this.now + this.options.livenessWindowMs;
     this.blockedLinks.clear();
+    this.isolated = null;
+    this.cutOnTimeoutNow = null;
     this.dropProbability = 0;
     this.duplicateProbability = 0;
     for (const node of this.nodes.values()) {

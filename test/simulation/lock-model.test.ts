@@ -1,0 +1,165 @@
+import { describe, expect, it } from 'vitest';
+import {
+  type LockCommand,
+  type LockMode,
+  type LockResult,
+  LockStateMachine,
+} from '../../src/lock/index.ts';
+import {
+  fencingToken,
+  type LogIndex,
+  logIndex,
+  nodeId,
+  type SessionId,
+} from '../../src/util/ids.ts';
+import { INJECTED_BUGS } from './bugs.ts';
+import { LockModel } from './lock-model.ts';
+import { SIM_LOCK_LIMITS } from './lock-workload.ts';
+
+/** Each check of the lock model fires on the state it exists to forbid, and only then. */
+const n1 = nodeId('n1');
+
+class Run {
+  readonly model = new LockModel({ clockDriftMax: 0, dedupeWindowMax: 200, lockDelayMs: 0 });
+  index = 0;
+
+  constructor(readonly machine: LockStateMachine = new LockStateMachine(SIM_LOCK_LIMITS)) {}
+
+  apply(command: LockCommand, nowMs: number): LockResult {
+    this.index++;
+    const output = this.machine.apply(logIndex(this.index), command);
+    this.model.applied(logIndex(this.index), command, output, nowMs);
+    this.model.checkReplica(n1, this.index, this.machine);
+    return output.result;
+  }
+
+  open(ttlMs: number, nowMs: number): SessionId {
+    const result = this.apply(
+      { type: 'OpenSession', ttlMs, clientName: 'c', requestId: `o${this.index}` },
+      nowMs,
+    );
+    if (result.type !== 'SessionOpened') throw new Error(`open: ${JSON.stringify(result)}`);
+    return result.sessionId;
+  }
+
+  acquire(
+    sessionId: SessionId,
+    nowMs: number,
+    options: { mode?: LockMode; waitMs?: number; requestId?: string } = {},
+  ): LockResult {
+    return this.apply(
+      {
+        type: 'Acquire',
+        lock: 'a',
+        sessionId,
+        mode: options.mode ?? 'exclusive',
+        waitMs: options.waitMs ?? 0,
+        requestId: options.requestId ?? `q${this.index}`,
+        owner: '',
+        maxHoldMs: 0,
+        lockDelayMs: 0,
+      },
+      nowMs,
+    );
+  }
+
+  release(sessionId: SessionId, token: number, nowMs: number): LockResult {
+    return this.apply(
+      {
+        type: 'Release',
+        lock: 'a',
+        sessionId,
+        token: fencingToken(token),
+        requestId: `r${this.index}`,
+      },
+      nowMs,
+    );
+  }
+}
+
+function expire(sessionId: SessionId, lastRefreshIndex: number): LockCommand {
+  return { type: 'ExpireSession', sessionId, lastRefreshIndex: lastRefreshIndex as LogIndex };
+}
+
+describe('LockModel', () => {
+  it('accepts the real state machine: grants, waits, refusals, keepalives, expiry', () => {
+    const run = new Run();
+    const s1 = run.open(300, 0);
+    const s2 = run.open(300, 1);
+    expect(run.acquire(s1, 2).type).toBe('Acquired');
+    expect(run.acquire(s2, 3).type).toBe('NotAcquired');
+    expect(run.acquire(s2, 4, { waitMs: 100 }).type).toBe('Queued');
+    expect(run.release(s2, 3, 5).type).toBe('Rejected');
+    run.apply({ type: 'KeepAlive', sessionIds: [s2] }, 200);
+    // s1 was last refreshed at 0 and its TTL has run: the expiry promotes s2.
+    expect(run.apply(expire(s1, 1), 300).type).toBe('SessionExpired');
+    expect(run.machine.describe('a').holders[0]?.token).toBe(run.index);
+    // s2 was refreshed after the expiry the leader may have timed from its open.
+    expect(run.apply(expire(s2, 2), 301).type).toBe('Stale');
+  });
+
+  it('an expiry timed from an older refresh than the last one', () => {
+    const run = new Run(INJECTED_BUGS.expiresRefreshedSessions.createLockMachine(SIM_LOCK_LIMITS));
+    const s1 = run.open(300, 0);
+    run.apply({ type: 'KeepAlive', sessionIds: [s1] }, 290);
+    expect(() => run.apply(expire(s1, 1), 310)).toThrow(/refreshed at 2/);
+  });
+
+  it('a lease ending before its TTL has run from its last refresh', () => {
+    const run = new Run();
+    const s1 = run.open(300, 0);
+    expect(() => run.apply(expire(s1, 1), 299)).toThrow(/Lease: .*expired 299\.0 ms after/);
+  });
+
+  it("a waiter's token that is not the granting entry's index", () => {
+    const run = new Run(INJECTED_BUGS.tokenFromRequestEntry.createLockMachine(SIM_LOCK_LIMITS));
+    const s1 = run.open(300, 0);
+    const s2 = run.open(300, 0);
+    const granted = run.acquire(s1, 0);
+    run.acquire(s2, 0, { waitMs: 100 });
+    if (granted.type !== 'Acquired') throw new Error('not granted');
+    expect(() => run.release(s1, granted.token, 1)).toThrow(/carries token 4/);
+  });
+
+  it('a second exclusive holder', () => {
+    class SharesEverything extends LockStateMachine {
+      protected override modesCompatible(): boolean {
+        return true;
+      }
+    }
+    const run = new Run(new SharesEverything(SIM_LOCK_LIMITS));
+    const s1 = run.open(300, 0);
+    const s2 = run.open(300, 0);
+    run.acquire(s1, 0);
+    expect(() => run.acquire(s2, 0)).toThrow(/Mutual exclusion/);
+  });
+
+  it('a retried Acquire applied again after its release', () => {
+    class ForgetsRequests extends LockStateMachine {
+      protected override rememberedResult(): LockResult | undefined {
+        return undefined;
+      }
+    }
+    const run = new Run(new ForgetsRequests(SIM_LOCK_LIMITS));
+    const s1 = run.open(300, 0);
+    const granted = run.acquire(s1, 0, { requestId: 'x' });
+    if (granted.type !== 'Acquired') throw new Error('not granted');
+    run.release(s1, granted.token, 1);
+    expect(() => run.acquire(s1, 2, { requestId: 'x' })).toThrow(/Exactly once/);
+  });
+
+  it('a replica whose state differs from the model at the same index', () => {
+    const run = new Run();
+    const s1 = run.open(300, 0);
+    run.acquire(s1, 0);
+    const behind = new LockStateMachine(SIM_LOCK_LIMITS);
+    behind.apply(logIndex(1), {
+      type: 'OpenSession',
+      ttlMs: 300,
+      clientName: 'c',
+      requestId: 'o0',
+    });
+    behind.skipTo(logIndex(2));
+    expect(() => run.model.checkReplica(n1, 2, behind)).toThrow(/Lock model: n1 after 2/);
+  });
+});

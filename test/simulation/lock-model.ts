@@ -1,0 +1,585 @@
+import type {
+  ApplyOutput,
+  LockCommand,
+  LockEvent,
+  LockMode,
+  LockResult,
+  LockStateMachine,
+} from '../../src/lock/index.ts';
+import type { LogIndex, NodeId, SessionId } from '../../src/util/ids.ts';
+import { SafetyViolation } from './checker.ts';
+
+/**
+ * The checker's own model of the lock service, written from the promises made to
+ * users rather than from the state machine's code:
+ *
+ * - mutual exclusion: an exclusive grant stands alone, shared grants only beside
+ *   shared ones, and only live sessions hold or wait;
+ * - a grant's fencing token is the index of the entry that made it (so tokens rise
+ *   per lock), and a re-acquire returns the grant the session has;
+ * - a lease lives its TTL from its last refresh (OpenSession or a KeepAlive naming it),
+ *   timed from the virtual moment that refresh was first applied anywhere; an expiry
+ *   applies only if no refresh came after the one it names, and frees everything the
+ *   session held; a lock-delay, max-hold or wait deadline is never cut short;
+ * - a release by a non-holder or with a stale token is refused, and a refusal names
+ *   the right cause;
+ * - a retried request (same request id) whose first result changed state gets that
+ *   result back and changes nothing, for as long as the dedupe window must hold it.
+ *
+ * It is fed every lock command once, at its first application anywhere, in log order.
+ * Where the state machine has a free choice (to queue, to refuse at a limit, whom to
+ * promote when several could be), the model follows its output but checks that the
+ * choice was allowed. It records its state after every command, and every replica's
+ * state after applying an index must equal it: a bug that all replicas share (so they
+ * agree with each other) still disagrees with the model.
+ */
+export interface LockModelOptions {
+  /** Clock rates differ from 1 by at most this much. */
+  readonly clockDriftMax: number;
+  /** The state machine's dedupe window (remembered results). */
+  readonly dedupeWindowMax: number;
+  /** The cluster's default lock-delay, used when an Acquire asks for none. */
+  readonly lockDelayMs: number;
+}
+
+interface ModelSession {
+  readonly ttlMs: number;
+  lastRefreshIndex: number;
+  lastRefreshAtMs: number;
+}
+
+interface ModelGrant {
+  readonly mode: LockMode;
+  readonly token: number;
+  readonly grantedAtMs: number;
+  readonly maxHoldMs: number;
+  readonly lockDelayMs: number;
+}
+
+interface ModelWaiter {
+  readonly sessionId: SessionId;
+  readonly requestIndex: number;
+  readonly mode: LockMode;
+  readonly queuedAtMs: number;
+  readonly waitMs: number;
+  readonly maxHoldMs: number;
+  readonly lockDelayMs: number;
+}
+
+interface ModelLock {
+  readonly holders: Map<SessionId, ModelGrant>;
+  readonly waiters: ModelWaiter[];
+  /** No new grant before this virtual time: a lock-delay placed by an expiry. */
+  closedUntilMs: number;
+}
+
+interface Remembered {
+  readonly encoded: string;
+  readonly changedState: boolean;
+  /** Requests with ids applied before this one; the window is counted in these. */
+  readonly sequence: number;
+}
+
+function violation(property: string, detail: string): never {
+  throw new SafetyViolation(`${property}: ${detail}`);
+}
+
+export class LockModel {
+  private readonly sessions = new Map<SessionId, ModelSession>();
+  private readonly locks = new Map<string, ModelLock>();
+  private readonly remembered = new Map<string, Remembered>();
+  private requestSequence = 0;
+  /** The model's state after each lock command's index, for comparing replicas. */
+  private readonly stateAt = new Map<number, string>();
+  private readonly stateIndexes: number[] = [];
+  private readonly slack: number;
+  checks = 0;
+
+  constructor(private readonly options: LockModelOptions) {
+    // A node whose clock runs fast by the drift bound measures a duration d in
+    // d × (1 − drift) of real time; nothing may end sooner than that.
+    this.slack = 1 - options.clockDriftMax;
+  }
+
+  // ------------------------------------------------------------ feeding the model
+
+  /** The first application anywhere of the lock command at `index`, at virtual `nowMs`. */
+  applied(index: LogIndex, command: LockCommand, output: ApplyOutput, nowMs: number): void {
+    this.checks++;
+    const at = `entry ${index} (${command.type})`;
+    if (!this.answeredFromMemory(at, command, output)) {
+      const step = new Step(this, index, command, output, nowMs, at);
+      step.run();
+    }
+    this.rememberResult(command, output.result);
+    this.stateAt.set(index, this.describeState());
+    this.stateIndexes.push(index);
+  }
+
+  /** A replica's lock state after it applied `index` must be the model's. */
+  checkReplica(node: NodeId, index: number, locks: LockStateMachine): void {
+    this.checks++;
+    const expected = this.expectedStateAt(index);
+    if (expected === undefined) return;
+    const actual = describeReplica(locks);
+    if (actual !== expected) {
+      violation(
+        'Lock model',
+        `${node} after ${index} holds ${actual || 'nothing'}; the model holds ${expected || 'nothing'}`,
+      );
+    }
+  }
+
+  private expectedStateAt(index: number): string | undefined {
+    // The newest lock command at or below `index`; entries in between changed nothing.
+    let low = 0;
+    let high = this.stateIndexes.length - 1;
+    let found = -1;
+    while (low <= high) {
+      const middle = (low + high) >> 1;
+      if ((this.stateIndexes[middle] ?? 0) <= index) {
+        found = middle;
+        low = middle + 1;
+      } else high = middle - 1;
+    }
+    if (found < 0) return '';
+    return this.stateAt.get(this.stateIndexes[found] ?? 0);
+  }
+
+  // ------------------------------------------------------------ exactly once
+
+  /**
+   * A retry of a request whose first result changed state must get that result back
+   * and change nothing. A first result that was a refusal may be remembered or not;
+   * if it is given back, nothing else is checked.
+   */
+  private answeredFromMemory(at: string, command: LockCommand, output: ApplyOutput): boolean {
+    const key = requestKey(command);
+    if (key === null) return false;
+    const first = this.remembered.get(key);
+    if (first === undefined) return false;
+    const encoded = JSON.stringify(output.result);
+    // Counting every request applied since (retries too) can only overcount what the
+    // state machine's window holds, so inside this bound it must still remember.
+    const mustRemember =
+      first.changedState && this.requestSequence - first.sequence < this.options.dedupeWindowMax;
+    if (encoded === first.encoded && output.events.length === 0) return true;
+    if (mustRemember) {
+      violation(
+        'Exactly once',
+        `${at}: retry of ${key} returned ${encoded} with ${output.events.length} events, first result was ${first.encoded}`,
+      );
+    }
+    return false;
+  }
+
+  private rememberResult(command: LockCommand, result: LockResult): void {
+    const key = requestKey(command);
+    if (key === null) return;
+    const sequence = this.requestSequence++;
+    const changedState = result.type !== 'Rejected' && result.type !== 'NotAcquired';
+    const first = this.remembered.get(key);
+    // A retry after a refusal is evaluated afresh; its result is the one to keep.
+    if (first !== undefined && (first.changedState || !changedState)) return;
+    this.remembered.set(key, { encoded: JSON.stringify(result), changedState, sequence });
+  }
+
+  // ------------------------------------------------------------ state, for Step
+
+  session(id: SessionId): ModelSession | undefined {
+    return this.sessions.get(id);
+  }
+
+  openSession(id: SessionId, ttlMs: number, index: number, nowMs: number): void {
+    this.sessions.set(id, { ttlMs, lastRefreshIndex: index, lastRefreshAtMs: nowMs });
+  }
+
+  endSession(id: SessionId): void {
+    this.sessions.delete(id);
+  }
+
+  lock(name: string): ModelLock {
+    let lock = this.locks.get(name);
+    if (lock === undefined) {
+      lock = { holders: new Map(), waiters: [], closedUntilMs: 0 };
+      this.locks.set(name, lock);
+    }
+    return lock;
+  }
+
+  holdings(id: SessionId): string[] {
+    const names: string[] = [];
+    for (const [name, lock] of this.locks) {
+      if (lock.holders.has(id) || lock.waiters.some((waiter) => waiter.sessionId === id))
+        names.push(name);
+    }
+    return names;
+  }
+
+  get lockDelayMs(): number {
+    return this.options.lockDelayMs;
+  }
+
+  /** The shortest real time a duration measured on a drifting clock may take. */
+  minimumMs(durationMs: number): number {
+    return durationMs * this.slack - 1e-6;
+  }
+
+  private describeState(): string {
+    const sessions = [...this.sessions.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([id, session]) => `${id}:${session.ttlMs}:${session.lastRefreshIndex}`);
+    const locks = [...this.locks.entries()]
+      .filter(([, lock]) => lock.holders.size + lock.waiters.length > 0)
+      .sort(([a], [b]) => compareStrings(a, b))
+      .map(([name, lock]) =>
+        describeLock(
+          name,
+          [...lock.holders.entries()].map(([id, grant]) => ({ sessionId: id, ...grant })),
+          lock.waiters,
+        ),
+      );
+    return [...sessions, ...locks].join(' ');
+  }
+}
+
+/** The same canonical text as the model's, read through the state machine's queries. */
+function describeReplica(locks: LockStateMachine): string {
+  const sessions = locks.sessionIds().map((id) => {
+    const session = locks.session(id);
+    return `${id}:${session?.ttlMs}:${session?.lastRefreshIndex}`;
+  });
+  const described = locks
+    .listLocks('', Number.MAX_SAFE_INTEGER)
+    .map((name) => locks.describe(name))
+    .filter((lock) => lock.holders.length + lock.waiters.length > 0)
+    .map((lock) => describeLock(lock.lock, lock.holders, lock.waiters));
+  return [...sessions, ...described].join(' ');
+}
+
+function describeLock(
+  name: string,
+  holders: readonly { sessionId: SessionId; mode: LockMode; token: number }[],
+  waiters: readonly { sessionId: SessionId; requestIndex: number }[],
+): string {
+  const held = [...holders]
+    .sort((a, b) => a.sessionId - b.sessionId)
+    .map((holder) => `${holder.sessionId}/${holder.mode}/${holder.token}`);
+  const queue = waiters.map((waiter) => `${waiter.sessionId}@${waiter.requestIndex}`);
+  return `${name}[${held.join(',')}|${queue.join(',')}]`;
+}
+
+/** One command's application, checked against the model and then folded into it. */
+class Step {
+  /** Waiters this entry promoted, by lock, whose grant must follow. */
+  private readonly promoted = new Map<string, ModelWaiter[]>();
+  private readonly endedSessions: SessionId[] = [];
+
+  constructor(
+    private readonly model: LockModel,
+    private readonly index: LogIndex,
+    private readonly command: LockCommand,
+    private readonly output: ApplyOutput,
+    private readonly nowMs: number,
+    private readonly at: string,
+  ) {}
+
+  run(): void {
+    const result = this.output.result;
+    if (result.type === 'Rejected') this.checkRefusal(result.code);
+    else this.checkBefore(result);
+    for (const event of this.output.events) this.event(event);
+    for (const [lock, waiters] of this.promoted) {
+      if (waiters.length > 0)
+        this.fail(`promoted ${waiters[0]?.sessionId} on ${lock} without a grant`);
+    }
+    for (const id of this.endedSessions) {
+      const left = this.model.holdings(id);
+      if (left.length > 0) this.fail(`session ${id} ended but still holds or waits for ${left}`);
+      this.model.endSession(id);
+    }
+    if (result.type !== 'Rejected') this.checkAfter(result);
+  }
+
+  private fail(detail: string): never {
+    violation('Lock model', `${this.at}: ${detail}`);
+  }
+
+  private live(id: SessionId): boolean {
+    return this.model.session(id) !== undefined;
+  }
+
+  /** A refusal must have the cause it names. */
+  private checkRefusal(code: string): void {
+    const command = this.command;
+    if (this.output.events.length > 0) this.fail(`refused (${code}) but changed state`);
+    if (code === 'sessionNotFound' && 'sessionId' in command && this.live(command.sessionId))
+      this.fail(`refused as sessionNotFound, but session ${command.sessionId} is live`);
+    if (command.type !== 'Release') return;
+    const held = this.model.lock(command.lock).holders.get(command.sessionId);
+    if (code === 'notHolder' && held !== undefined)
+      this.fail(`refused as notHolder, but ${command.sessionId} holds ${command.lock}`);
+    if (code === 'staleToken' && (held === undefined || held.token === command.token))
+      this.fail(`refused token ${command.token} as stale, the grant is ${held?.token ?? 'none'}`);
+  }
+
+  /** What the result claims about the state before the command. */
+  private checkBefore(result: Exclude<LockResult, { type: 'Rejected' }>): void {
+    const command = this.command;
+    switch (command.type) {
+      case 'OpenSession':
+        if (result.type === 'SessionOpened') {
+          if ((result.sessionId as number) !== this.index || result.ttlMs !== command.ttlMs)
+            this.fail(`opened ${JSON.stringify(result)}, not session ${this.index}`);
+          this.model.openSession(result.sessionId, command.ttlMs, this.index, this.nowMs);
+        }
+        return;
+      case 'KeepAlive':
+        this.keepAlive(command.sessionIds, result);
+        return;
+      case 'CloseSession':
+        if (!this.live(command.sessionId)) this.fail(`closed unknown ${command.sessionId}`);
+        this.endedSessions.push(command.sessionId);
+        return;
+      case 'ExpireSession':
+        this.expire(command.sessionId, command.lastRefreshIndex, result);
+        return;
+      case 'Acquire':
+        if (!this.live(command.sessionId)) this.fail(`acquired for dead ${command.sessionId}`);
+        return;
+      case 'Release': {
+        const held = this.model.lock(command.lock).holders.get(command.sessionId);
+        if (held?.token !== command.token)
+          this.fail(`released ${command.lock} token ${command.token}, model grant ${held?.token}`);
+        return;
+      }
+      case 'MaxHoldReached': {
+        const held = this.model.lock(command.lock).holders.get(command.sessionId);
+        const current = held?.token === command.token;
+        if (result.type === 'Stale' && current) this.fail('stale, but the grant is current');
+        if (result.type !== 'Stale' && !current) this.fail('ended a grant that is not current');
+        if (result.type !== 'Stale' && held !== undefined) {
+          const heldMs = this.nowMs - held.grantedAtMs;
+          if (heldMs < this.model.minimumMs(held.maxHoldMs))
+            this.fail(`max-hold ${held.maxHoldMs} ms ended after ${heldMs.toFixed(1)} ms`);
+        }
+        return;
+      }
+      case 'WaitExpired': {
+        const waiter = this.model
+          .lock(command.lock)
+          .waiters.find((each) => each.sessionId === command.sessionId);
+        const current = waiter?.requestIndex === command.waiterIndex;
+        if (result.type === 'Stale' && current) this.fail('stale, but the wait is current');
+        if (result.type !== 'Stale' && !current) this.fail('ended a wait that is not current');
+        if (result.type !== 'Stale' && waiter !== undefined) {
+          const waitedMs = this.nowMs - waiter.queuedAtMs;
+          if (waitedMs < this.model.minimumMs(waiter.waitMs))
+            this.fail(`wait of ${waiter.waitMs} ms ended after ${waitedMs.toFixed(1)} ms`);
+        }
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  private keepAlive(ids: readonly SessionId[], result: LockResult): void {
+    if (result.type !== 'KeptAlive') this.fail(`answered ${result.type}`);
+    const live = ids.filter((id) => this.live(id));
+    const dead = ids.filter((id) => !this.live(id));
+    if (!sameSet(result.refreshed, live) || !sameSet(result.missing, dead))
+      this.fail(`refreshed ${result.refreshed} missing ${result.missing}; model: live ${live}`);
+    for (const id of live) {
+      const session = this.model.session(id);
+      if (session === undefined) continue;
+      session.lastRefreshIndex = this.index;
+      session.lastRefreshAtMs = this.nowMs;
+    }
+  }
+
+  /**
+   * The guard and the lease, from the model's own record of refreshes: an expiry that
+   * names an older refresh than the last one must be stale, and a lease never ends
+   * before its TTL has run from its last refresh.
+   */
+  private expire(id: SessionId, namedRefresh: LogIndex, result: LockResult): void {
+    const session = this.model.session(id);
+    const current = session !== undefined && session.lastRefreshIndex === namedRefresh;
+    if (result.type === 'Stale') {
+      if (current) this.fail(`expiry of ${id} timed from its last refresh was stale`);
+      return;
+    }
+    if (session === undefined) this.fail(`expired unknown session ${id}`);
+    if (!current) {
+      this.fail(
+        `expired ${id} timed from refresh ${namedRefresh}, but it was refreshed at ${session.lastRefreshIndex}`,
+      );
+    }
+    const livedMs = this.nowMs - session.lastRefreshAtMs;
+    if (livedMs < this.model.minimumMs(session.ttlMs)) {
+      violation(
+        'Lease',
+        `${this.at}: session ${id} (ttl ${session.ttlMs} ms) expired ${livedMs.toFixed(1)} ms after its last refresh at ${session.lastRefreshIndex}`,
+      );
+    }
+    this.endedSessions.push(id);
+  }
+
+  private event(event: LockEvent): void {
+    switch (event.type) {
+      case 'granted':
+        this.granted(event.lock, event.holder.sessionId, event.holder.mode, event.holder.token);
+        return;
+      case 'released':
+        this.released(event.lock, event.sessionId, event.token, event.reason);
+        return;
+      case 'waitEnded':
+        this.waitEnded(event.lock, event.sessionId, event.requestIndex, event.reason);
+        return;
+      case 'sessionEnded':
+        if (!this.endedSessions.includes(event.sessionId))
+          this.fail(`session ${event.sessionId} ended by ${this.command.type}`);
+        return;
+      default:
+        return;
+    }
+  }
+
+  private granted(name: string, id: SessionId, mode: LockMode, token: number): void {
+    const lock = this.model.lock(name);
+    if (!this.live(id)) this.fail(`granted ${name} to dead session ${id}`);
+    if (token !== this.index) this.fail(`grant of ${name} carries token ${token}`);
+    if (lock.holders.has(id)) this.fail(`granted ${name} again to its holder ${id}`);
+    const modes = [...lock.holders.values()].map((grant) => grant.mode);
+    if (modes.length > 0 && (mode === 'exclusive' || modes.includes('exclusive'))) {
+      violation('Mutual exclusion', `${this.at}: ${name} granted ${mode} to ${id} beside ${modes}`);
+    }
+    if (this.nowMs < lock.closedUntilMs)
+      this.fail(`granted ${name} ${(lock.closedUntilMs - this.nowMs).toFixed(1)} ms early`);
+    const promoted = this.promoted.get(name)?.shift();
+    const request = promoted ?? this.directRequest(name, id, mode, lock);
+    if (request.mode !== mode) this.fail(`granted ${name} ${mode}, asked ${request.mode}`);
+    lock.holders.set(id, {
+      mode,
+      token,
+      grantedAtMs: this.nowMs,
+      maxHoldMs: request.maxHoldMs,
+      lockDelayMs: request.lockDelayMs,
+    });
+  }
+
+  /** A grant without a promotion is the Acquire's own, and must not jump the queue. */
+  private directRequest(
+    name: string,
+    id: SessionId,
+    mode: LockMode,
+    lock: ModelLock,
+  ): { mode: LockMode; maxHoldMs: number; lockDelayMs: number } {
+    const command = this.command;
+    if (command.type !== 'Acquire' || command.lock !== name || command.sessionId !== id)
+      this.fail(`granted ${name} to ${id} who did not ask (${mode})`);
+    if (lock.waiters.length > 0)
+      this.fail(`granted ${name} to ${id} ahead of ${lock.waiters.length} waiters`);
+    return command;
+  }
+
+  private released(name: string, id: SessionId, token: number, reason: string): void {
+    const lock = this.model.lock(name);
+    const grant = lock.holders.get(id);
+    if (grant?.token !== token)
+      this.fail(`released ${name} token ${token} of ${id}; model grant ${grant?.token}`);
+    const causes: Record<string, LockCommand['type']> = {
+      release: 'Release',
+      close: 'CloseSession',
+      expire: 'ExpireSession',
+      maxHold: 'MaxHoldReached',
+      revoke: 'Revoke',
+    };
+    if (causes[reason] !== this.command.type) this.fail(`released ${name} for ${reason}`);
+    lock.holders.delete(id);
+    const delayMs = grant.lockDelayMs > 0 ? grant.lockDelayMs : this.model.lockDelayMs;
+    if (reason === 'expire' && delayMs > 0) {
+      lock.closedUntilMs = Math.max(lock.closedUntilMs, this.nowMs + this.model.minimumMs(delayMs));
+    }
+  }
+
+  private waitEnded(name: string, id: SessionId, requestIndex: number, reason: string): void {
+    const lock = this.model.lock(name);
+    const position = lock.waiters.findIndex((waiter) => waiter.sessionId === id);
+    const waiter = lock.waiters[position];
+    if (waiter?.requestIndex !== requestIndex)
+      this.fail(`ended wait ${id}@${requestIndex} on ${name}, model has ${waiter?.requestIndex}`);
+    lock.waiters.splice(position, 1);
+    if (reason === 'granted') {
+      if (position !== 0) this.fail(`promoted ${id} from position ${position} of ${name}`);
+      const promoted = this.promoted.get(name) ?? [];
+      promoted.push(waiter);
+      this.promoted.set(name, promoted);
+    } else if (reason === 'expired' && this.command.type !== 'WaitExpired') {
+      this.fail(`wait of ${id} on ${name} expired by ${this.command.type}`);
+    } else if (reason === 'sessionEnded' && !this.endedSessions.includes(id)) {
+      this.fail(`wait of ${id} on ${name} ended with a session that did not end`);
+    }
+  }
+
+  /** What the result claims about the state after the command. */
+  private checkAfter(result: Exclude<LockResult, { type: 'Rejected' }>): void {
+    const command = this.command;
+    if (command.type !== 'Acquire') return;
+    const lock = this.model.lock(command.lock);
+    const holders = [...lock.holders.entries()].map(([id, grant]) => ({ sessionId: id, ...grant }));
+    const expected = describeLock(command.lock, holders, []);
+    switch (result.type) {
+      case 'Acquired': {
+        const grant = lock.holders.get(command.sessionId);
+        if (grant === undefined || grant.token !== result.token || grant.mode !== result.mode)
+          this.fail(`answered Acquired ${result.token}, model grant ${grant?.token}`);
+        if (describeLock(command.lock, result.holders, []) !== expected)
+          this.fail(`answered holders ${JSON.stringify(result.holders)}, model ${expected}`);
+        return;
+      }
+      case 'NotAcquired':
+        if (command.waitMs > 0) this.fail('a waiting Acquire was refused at once');
+        if (describeLock(command.lock, result.holders, []) !== expected)
+          this.fail(`answered holders ${JSON.stringify(result.holders)}, model ${expected}`);
+        return;
+      case 'Queued': {
+        if (command.waitMs === 0) this.fail('a try-lock was queued');
+        if (lock.holders.has(command.sessionId)) this.fail('queued a holder');
+        if (lock.waiters.some((waiter) => waiter.sessionId === command.sessionId)) return;
+        lock.waiters.push({
+          sessionId: command.sessionId,
+          requestIndex: this.index,
+          mode: command.mode,
+          queuedAtMs: this.nowMs,
+          waitMs: command.waitMs,
+          maxHoldMs: command.maxHoldMs,
+          lockDelayMs: command.lockDelayMs,
+        });
+        return;
+      }
+      default:
+        this.fail(`answered ${result.type}`);
+    }
+  }
+}
+
+/**
+ * Retries are recognised by request id within the command's type and session, as the
+ * API promises; OpenSession by its request id alone.
+ */
+function requestKey(command: LockCommand): string | null {
+  if (!('requestId' in command)) return null;
+  if (command.type === 'OpenSession') return `OpenSession/${command.requestId}`;
+  return `${command.type}/${command.sessionId}/${command.requestId}`;
+}
+
+function sameSet(a: readonly number[], b: readonly number[]): boolean {
+  const left = new Set(a);
+  return left.size === new Set(b).size && b.every((item) => left.has(item));
+}
+
+function compareStrings(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
