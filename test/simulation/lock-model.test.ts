@@ -4,6 +4,7 @@ import {
   type LockMode,
   type LockResult,
   LockStateMachine,
+  type RememberedResult,
 } from '../../src/lock/index.ts';
 import {
   fencingToken,
@@ -136,7 +137,7 @@ describe('LockModel', () => {
 
   it('a retried Acquire applied again after its release', () => {
     class ForgetsRequests extends LockStateMachine {
-      protected override rememberedResult(): LockResult | undefined {
+      protected override rememberedResult(): RememberedResult | undefined {
         return undefined;
       }
     }

@@ -164,6 +164,8 @@ export class LockModel {
     const mustRemember =
       first.changedState && this.requestSequence - first.sequence < this.options.dedupeWindowMax;
     if (encoded === first.encoded && output.events.length === 0) return true;
+    if (output.events.length === 0 && this.retryToldTruth(command, first, output.result))
+      return true;
     if (mustRemember) {
       violation(
         'Exactly once',
@@ -171,6 +173,41 @@ export class LockModel {
       );
     }
     return false;
+  }
+
+  /**
+   * A retry is told what is true now, not what was (the promise since remembered
+   * results stopped being handed out verbatim): a session that ended is not found; a
+   * grant is Acquired only while the session holds it with that token, and otherwise
+   * has ended; a wait is Queued while it waits and NotAcquired once it ended ungranted.
+   */
+  private retryToldTruth(command: LockCommand, first: Remembered, result: LockResult): boolean {
+    if (!('sessionId' in command) || command.type === 'CloseSession') return false;
+    const live = this.sessions.has(command.sessionId);
+    if (!live) return result.type === 'Rejected' && result.code === 'sessionNotFound';
+    if (command.type !== 'Acquire') return false;
+    const lock = this.locks.get(command.lock);
+    const grant = lock?.holders.get(command.sessionId);
+    const waiting = lock?.waiters.some((waiter) => waiter.sessionId === command.sessionId) ?? false;
+    const firstResult = JSON.parse(first.encoded) as LockResult;
+    const firstType = firstResult.type;
+    switch (result.type) {
+      case 'Acquired':
+        return grant !== undefined && grant.token === result.token && grant.mode === result.mode;
+      case 'Queued':
+        return waiting;
+      case 'NotAcquired':
+        return firstType === 'Queued' && grant === undefined && !waiting;
+      case 'Rejected':
+        return (
+          result.code === 'grantEnded' &&
+          firstType !== 'NotAcquired' &&
+          (grant === undefined ||
+            (firstResult.type === 'Acquired' && grant.token !== firstResult.token))
+        );
+      default:
+        return false;
+    }
   }
 
   private rememberResult(command: LockCommand, result: LockResult): void {
