@@ -1,6 +1,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { Holder, LockCommand, LockEvent, LockResult } from '../lock/index.ts';
 import { DlmError } from '../node/errors.ts';
+import { REAL_SCHEDULER } from '../node/scheduler.ts';
 import type { FencingToken, LogIndex } from '../util/ids.ts';
 import { type ApiContext, header, wireHolder } from './context.ts';
 import { ApiError, rejectionError } from './errors.ts';
@@ -284,7 +285,7 @@ async function writeWithRetry(context: ApiContext, command: LockCommand): Promis
         });
         return false;
       }
-      await sleep(50 * attempt);
+      await (context.scheduler ?? REAL_SCHEDULER).sleep(50 * attempt);
     }
   }
 }
@@ -292,8 +293,4 @@ async function writeWithRetry(context: ApiContext, command: LockCommand): Promis
 /** A token is the index of the entry that made the grant. */
 function sameIndex(token: FencingToken, index: number): boolean {
   return (token as number) === index;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
