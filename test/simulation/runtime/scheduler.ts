@@ -108,8 +108,8 @@ export class ProcessClock implements Clock, Scheduler {
   }
 
   /** Runs `work` for this process `delayMs` of virtual time from now, if it still lives then. */
-  runAfter(delayMs: number, label: string, work: () => void): { cancelled: boolean } {
-    return this.time.after(delayMs, label, () => this.run(label, work));
+  runAfter(delayMs: number, label: string, work: () => void): void {
+    this.time.after(delayMs, label, () => this.run(label, work));
   }
 
   /** Runs `work` for this process now: not at all if it died, at its resume time if paused. */
@@ -132,7 +132,12 @@ export class ProcessClock implements Clock, Scheduler {
   }
 
   setTimeout(callback: () => void, delayMs: number): TimerHandle {
-    return this.runAfter(this.virtualMs(delayMs), `${this.label} timer`, callback);
+    // Checked when it fires, so clearing also stops a firing a pause has postponed.
+    const handle = { cancelled: false };
+    this.runAfter(this.virtualMs(delayMs), `${this.label} timer`, () => {
+      if (!handle.cancelled) callback();
+    });
+    return handle;
   }
 
   clearTimeout(handle: TimerHandle): void {
