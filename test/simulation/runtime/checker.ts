@@ -374,9 +374,12 @@ export class RuntimeChecker {
     result: ApplyOutput['result'] | null,
     what: string,
   ): string | null {
-    if (told.acquired) {
+    // An exclusive request answered with a shared grant leaves the client believing it
+    // is alone while others share the lock. (A shared request answered with an exclusive
+    // grant is harmless: the client holds more than it thinks.)
+    if (told.acquired && told.mode === 'exclusive') {
       const grant = this.tenureAt(told.lock, told.sessionId, 'hold', index);
-      if (grant !== undefined && grant.token === told.token && grant.mode !== told.mode) {
+      if (grant !== undefined && grant.token === told.token && grant.mode === 'shared') {
         return `the session's grant there (token ${grant.token}) is ${grant.mode}, not the ${told.mode} it asked for`;
       }
     }
