@@ -87,6 +87,7 @@ interface Tenure {
 
 interface Belief {
   readonly client: string;
+  readonly sessionId: number;
   readonly lock: string;
   readonly token: number;
   readonly mode: LockMode;
@@ -112,6 +113,8 @@ export class RuntimeChecker {
   private readonly beliefs = new Map<string, Belief[]>();
   private readonly safeUntilMs = new Map<string, number>();
   private readonly proposalIds = new Map<string, number>();
+  /** Releases clients sent, by `${sessionId}/${requestId}`. */
+  private readonly releasesSent = new Set<string>();
   /** The highest index any client was told a write applied at. */
   maxAckedIndex = 0;
   readonly stats: CheckerStats = {
@@ -130,7 +133,12 @@ export class RuntimeChecker {
   /** Sees every entry the reference applies, for a verbose replay of one seed. */
   onApplied: ((index: number, entry: string) => void) | null = null;
 
-  constructor(limits: Partial<LockLimits>, startIndex: number) {
+  constructor(
+    limits: Partial<LockLimits>,
+    startIndex: number,
+    /** Virtual time, to tell which beliefs are live when an entry commits. */
+    private readonly nowMs: () => number,
+  ) {
     this.reference = new LockStateMachine(limits);
     this.reference.skipTo(logIndex(startIndex));
     this.referenceIndex = startIndex;
@@ -199,6 +207,9 @@ export class RuntimeChecker {
     const output = this.reference.apply(logIndex(index), entry.command);
     this.reference.checkInvariants();
     entry.output = output;
+    if (entry.command.type === 'Release' && output.result.type === 'Released') {
+      this.checkReleaser(index, entry.command);
+    }
     this.onApplied?.(
       index,
       `${describeCommand(entry.command)} [${entry.proposalId}] -> ${JSON.stringify(output.result)}`,
@@ -286,6 +297,30 @@ export class RuntimeChecker {
     );
   }
 
+  /**
+   * A grant a client was told it holds may end only by that client's own release, its
+   * session's end, or a timer. A release the client never sent (the API's cleanup of
+   * an abandoned Acquire) must not take away a grant some client was told it holds.
+   */
+  private checkReleaser(index: number, release: Extract<LockCommand, { type: 'Release' }>): void {
+    if (this.releasesSent.has(`${release.sessionId}/${release.requestId}`)) return;
+    const now = this.nowMs();
+    for (const belief of this.beliefs.get(release.lock) ?? []) {
+      if (belief.sessionId !== release.sessionId || belief.token !== release.token) continue;
+      const endMs = Math.min(belief.toMs, this.safeUntilMs.get(belief.client) ?? OPEN);
+      if (belief.fromMs <= now && now < endMs) {
+        this.fail(
+          `Give-back: the Release at ${index} (session ${release.sessionId}, request ${release.requestId}, not sent by a client) freed ${release.lock} token ${release.token}, which ${belief.client} was told at ${belief.fromMs} ms it holds`,
+        );
+      }
+    }
+  }
+
+  /** A client is about to send a Release: releases it did not send are the API's own. */
+  releaseSent(sessionId: number, requestId: string): void {
+    this.releasesSent.add(`${sessionId}/${requestId}`);
+  }
+
   // ------------------------------------------------------------ answers
 
   /** A client was told something; checked now or once the reference reaches its index. */
@@ -323,7 +358,7 @@ export class RuntimeChecker {
     if (entry === undefined && index > 1) return `index ${index} was never seen committed`;
     const command = entry?.command ?? null;
     const result = entry?.output?.result ?? null;
-    const what = `the entry there is ${describeCommand(command)} with result ${JSON.stringify(result)}`;
+    const what = `the entry there is ${describeCommand(command)} [proposal ${entry?.proposalId ?? 'none'}] with result ${JSON.stringify(result)}`;
     switch (told.kind) {
       case 'OpenSession':
         if (command?.type !== 'OpenSession' || command.requestId !== told.requestId) return what;
@@ -447,7 +482,14 @@ export class RuntimeChecker {
    * believe it holds the lock in a conflicting mode at the same time, and its token must
    * exceed every token whose holder stopped acting on it before this belief began.
    */
-  beliefStarted(client: string, lock: string, token: number, mode: LockMode, atMs: number): void {
+  beliefStarted(
+    client: string,
+    sessionId: number,
+    lock: string,
+    token: number,
+    mode: LockMode,
+    atMs: number,
+  ): void {
     this.stats.beliefs++;
     const list = this.beliefs.get(lock) ?? [];
     this.beliefs.set(lock, list);
@@ -470,7 +512,7 @@ export class RuntimeChecker {
     }
     // The client's own earlier beliefs of this lock are over: it has a new grant.
     for (const mine of list) if (mine.client === client) mine.toMs = Math.min(mine.toMs, atMs);
-    list.push({ client, lock, token, mode, fromMs: atMs, toMs: OPEN });
+    list.push({ client, sessionId, lock, token, mode, fromMs: atMs, toMs: OPEN });
   }
 
   beliefEnded(client: string, lock: string, atMs: number): void {

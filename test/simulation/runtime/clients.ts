@@ -259,7 +259,7 @@ export class SimClient {
         if (acquired && this.sessionSafe()) {
           this.stats.acquired++;
           this.held.set(lock, { token, mode });
-          this.checker.beliefStarted(this.name, lock, token, mode, this.time.nowMs);
+          this.checker.beliefStarted(this.name, session.id, lock, token, mode, this.time.nowMs);
         } else if (!acquired) {
           this.stats.notAcquired++;
           this.gaveUp(session, requestId, lock, null);
@@ -292,6 +292,7 @@ export class SimClient {
     this.held.delete(lock);
     this.checker.beliefEnded(this.name, lock, this.time.nowMs);
     const requestId = this.requestId();
+    this.checker.releaseSent(session.id, requestId);
     const result = await this.withRetries('Release', {
       lock,
       session_id: String(session.id),

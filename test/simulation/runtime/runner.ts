@@ -149,7 +149,7 @@ export class RuntimeSimulation implements ClientTransport {
   ) {
     this.prng = new Prng(options.seed);
     this.network = new SimNetwork(this.time, options.network, this.prng.fork());
-    this.checker = new RuntimeChecker(options.lockLimits, START_INDEX);
+    this.checker = new RuntimeChecker(options.lockLimits, START_INDEX, () => this.time.nowMs);
     if (log !== null) {
       this.checker.onApplied = (index, entry) => this.say(`committed ${index}: ${entry}`);
     }
