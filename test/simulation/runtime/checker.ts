@@ -115,6 +115,8 @@ export class RuntimeChecker {
   private readonly proposalIds = new Map<string, number>();
   /** Releases clients sent, by `${sessionId}/${requestId}`. */
   private readonly releasesSent = new Set<string>();
+  /** Grants freed by a Release no client sent, by `${lock}/${sessionId}/${token}`: the index. */
+  private readonly freedByApi = new Map<string, number>();
   /** The highest index any client was told a write applied at. */
   maxAckedIndex = 0;
   readonly stats: CheckerStats = {
@@ -304,6 +306,7 @@ export class RuntimeChecker {
    */
   private checkReleaser(index: number, release: Extract<LockCommand, { type: 'Release' }>): void {
     if (this.releasesSent.has(`${release.sessionId}/${release.requestId}`)) return;
+    this.freedByApi.set(`${release.lock}/${release.sessionId}/${release.token}`, index);
     const now = this.nowMs();
     for (const belief of this.beliefs.get(release.lock) ?? []) {
       if (belief.sessionId !== release.sessionId || belief.token !== release.token) continue;
@@ -491,6 +494,13 @@ export class RuntimeChecker {
     atMs: number,
   ): void {
     this.stats.beliefs++;
+    // The other order of checkReleaser: the grant was freed before the client heard of it.
+    const freedAt = this.freedByApi.get(`${lock}/${sessionId}/${token}`);
+    if (freedAt !== undefined) {
+      this.fail(
+        `Give-back: ${client} was told at ${atMs} ms it holds ${lock} token ${token}, which a Release no client sent freed at ${freedAt}`,
+      );
+    }
     const list = this.beliefs.get(lock) ?? [];
     this.beliefs.set(lock, list);
     for (const other of list) {
