@@ -1,6 +1,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { Holder, LockCommand, LockEvent, LockResult } from '../lock/index.ts';
 import { DlmError } from '../node/errors.ts';
+import { REAL_SCHEDULER } from '../node/scheduler.ts';
 import { type FencingToken, type LogIndex, logIndex } from '../util/ids.ts';
 import { type ApiContext, header, wireHolder } from './context.ts';
 import { ApiError, rejectionError } from './errors.ts';
@@ -279,11 +280,7 @@ async function writeWithRetry(context: ApiContext, command: LockCommand): Promis
         });
         return false;
       }
-      await sleep(50 * attempt);
+      await (context.scheduler ?? REAL_SCHEDULER).sleep(50 * attempt);
     }
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -2,6 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Holder } from '../lock/index.ts';
 import { DlmError } from '../node/errors.ts';
 import type { DlmNode } from '../node/node.ts';
+import type { Scheduler } from '../node/scheduler.ts';
 import { continueTrace, withTrace } from '../node/trace.ts';
 import { type ApiLogger, TRACE_ID_KEY, TRACEPARENT_KEY, toServiceError } from './errors.ts';
 import type { EventHub } from './event-hub.ts';
@@ -53,6 +54,8 @@ export interface ApiContext {
   readonly gate: CallGate;
   readonly options: ApiOptions;
   readonly observer?: ApiObserver;
+  /** Timers for the API's own waits (REAL_SCHEDULER when absent); a simulation passes virtual ones. */
+  readonly scheduler?: Scheduler;
 }
 
 /** What the API reports for metrics (the process wires it to prom-client). */

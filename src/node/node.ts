@@ -36,6 +36,7 @@ import {
 import type { PeerMessage } from './peer-message.ts';
 import { claimedSender, peerMessageProblem } from './peer-message-check.ts';
 import { type AppliedProposal, type LateApplyListener, ProposalRegistry } from './proposals.ts';
+import { REAL_SCHEDULER, type Scheduler, type TimerHandle } from './scheduler.ts';
 import { continueTrace, currentTrace, type TraceContext, traceparentOf } from './trace.ts';
 import type { Transport } from './transport.ts';
 
@@ -161,7 +162,7 @@ export class DlmNode {
   private readonly reads = new Map<string, PendingRead>();
   private readonly appliedWaiters: { index: LogIndex; resolve: () => void }[] = [];
   private readSequence = 0;
-  private tickTimer: NodeJS.Timeout | null = null;
+  private tickTimer: TimerHandle | null = null;
   private readyLoop: Promise<void> | null = null;
   private wake: (() => void) | null = null;
   private stopping = false;
@@ -189,6 +190,8 @@ export class DlmNode {
     private readonly options: NodeRuntimeOptions,
     private readonly clock: Clock = MONOTONIC_CLOCK,
     seed: number = Math.floor(Math.random() * 2 ** 32),
+    /** Timers; a simulation passes virtual ones. */
+    private readonly scheduler: Scheduler = REAL_SCHEDULER,
     /** Unique to this start of the process; see ProposalRegistry. */
     private readonly bootId: string = randomBytes(8).toString('hex'),
   ) {
@@ -219,7 +222,7 @@ export class DlmNode {
   // ------------------------------------------------------------------ lifecycle
 
   start(): void {
-    this.tickTimer = setInterval(() => this.tick(), this.options.tickIntervalMs);
+    this.tickTimer = this.scheduler.setInterval(() => this.tick(), this.options.tickIntervalMs);
     this.readyLoop = this.runReadyLoop();
   }
 
@@ -236,7 +239,7 @@ export class DlmNode {
   private async stopOnce(): Promise<void> {
     if (this.failure === null) await this.transferLeadershipAway();
     this.stopping = true;
-    if (this.tickTimer !== null) clearInterval(this.tickTimer);
+    if (this.tickTimer !== null) this.scheduler.clearInterval(this.tickTimer);
     this.kick();
     await this.readyLoop;
     this.proposals.failAll(unavailable(`${this.id} is shutting down`));
@@ -256,7 +259,7 @@ export class DlmNode {
     this.kick();
     const deadline = this.clock.nowMs() + this.options.shutdownTransferMs;
     while (this.raft.role === 'leader' && this.clock.nowMs() < deadline) {
-      await sleep(this.options.tickIntervalMs);
+      await this.scheduler.sleep(this.options.tickIntervalMs);
     }
   }
 
@@ -539,7 +542,7 @@ export class DlmNode {
       if (this.clock.nowMs() >= deadlineMs) {
         throw new DlmError('DEADLINE_EXCEEDED', `leadership did not move to ${chosen} in time`);
       }
-      await sleep(this.options.tickIntervalMs);
+      await this.scheduler.sleep(this.options.tickIntervalMs);
     }
   }
 
@@ -640,7 +643,7 @@ export class DlmNode {
       if (!TRANSIENT_REFUSALS.has(result.reason) || this.clock.nowMs() >= deadlineMs) {
         throw membershipRefusal(change, result.reason, result.leaderId);
       }
-      await sleep(this.options.tickIntervalMs);
+      await this.scheduler.sleep(this.options.tickIntervalMs);
     }
   }
 
@@ -661,7 +664,7 @@ export class DlmNode {
       this.checkRunning();
       if (check()) return true;
       if (this.clock.nowMs() >= deadlineMs) return false;
-      await sleep(this.options.tickIntervalMs);
+      await this.scheduler.sleep(this.options.tickIntervalMs);
     }
   }
 
@@ -865,7 +868,7 @@ export class DlmNode {
     if (this.failure !== null) return;
     this.failure = error instanceof Error ? error : new Error(String(error));
     this.stopping = true;
-    if (this.tickTimer !== null) clearInterval(this.tickTimer);
+    if (this.tickTimer !== null) this.scheduler.clearInterval(this.tickTimer);
     this.proposals.failAll(new DlmError('INTERNAL', `${this.id} stopped: ${this.failure.message}`));
     for (const observer of this.observers) observer.failed?.(this.failure);
   }
@@ -956,8 +959,4 @@ export class DlmNode {
     const compactTo = applied - this.options.compactionRetainEntries;
     if (compactTo > this.storage.firstIndex()) await this.storage.compact(logIndex(compactTo));
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -1,0 +1,585 @@
+import {
+  type ApplyOutput,
+  type LockCommand,
+  type LockLimits,
+  type LockMode,
+  LockStateMachine,
+} from '../../../src/lock/index.ts';
+import { decodeEntry } from '../../../src/node/entry-codec.ts';
+import type { Entry } from '../../../src/raft/types.ts';
+import { logIndex, type SessionId } from '../../../src/util/ids.ts';
+import { SafetyViolation } from '../checker.ts';
+
+/**
+ * Checks what simulated clients were told against the checker's own ground truth: the
+ * committed log as the disks report it (see SimDisk), decoded and replayed through a
+ * reference LockStateMachine of its own. Nothing the node runtime or the API computed
+ * is trusted: an answer is right only if the reference says so.
+ *
+ * Answers are checked once the reference has applied the index they name, since an
+ * answer can reach a client before any disk reports its entry committed.
+ */
+export type Told =
+  | { readonly kind: 'OpenSession'; readonly requestId: string; readonly sessionId: number }
+  | { readonly kind: 'KeepAlive'; readonly sessionId: number }
+  | { readonly kind: 'CloseSession'; readonly sessionId: number; readonly requestId: string }
+  | {
+      readonly kind: 'Acquire';
+      readonly sessionId: number;
+      readonly requestId: string;
+      readonly lock: string;
+      /** What the client asked for, and so believes it holds when told it acquired. */
+      readonly mode: LockMode;
+      readonly acquired: boolean;
+      readonly token: number;
+    }
+  | {
+      readonly kind: 'Release';
+      readonly sessionId: number;
+      readonly requestId: string;
+      readonly lock: string;
+      readonly token: number;
+    }
+  | {
+      readonly kind: 'Describe';
+      readonly lock: string;
+      readonly holders: readonly { readonly sessionId: number; readonly token: number }[];
+      /** The highest index of a write acknowledged to anyone before the read began. */
+      readonly ackedBeforeIndex: number;
+    }
+  | {
+      readonly kind: 'ValidateFence';
+      readonly lock: string;
+      readonly token: number;
+      readonly valid: boolean;
+      readonly currentToken: number;
+      readonly ackedBeforeIndex: number;
+    };
+
+export interface Answer {
+  readonly client: string;
+  readonly node: string;
+  readonly atMs: number;
+  /** The index the answer's header names. */
+  readonly index: number;
+  readonly told: Told;
+}
+
+interface CommittedEntry {
+  readonly term: number;
+  readonly kind: Entry['kind'];
+  readonly proposalId: string | null;
+  readonly command: LockCommand | null;
+  /** What the reference computed, once it applied the entry. */
+  output: ApplyOutput | null;
+}
+
+/** A span of log indexes [from, to) over which a session held or waited for a lock. */
+interface Tenure {
+  readonly sessionId: number;
+  readonly kind: 'hold' | 'wait';
+  readonly token: number;
+  readonly mode: LockMode;
+  readonly requestIndex: number;
+  readonly from: number;
+  to: number;
+}
+
+interface Belief {
+  readonly client: string;
+  readonly sessionId: number;
+  readonly lock: string;
+  readonly token: number;
+  readonly mode: LockMode;
+  readonly fromMs: number;
+  toMs: number;
+}
+
+export interface CheckerStats {
+  committedEntries: number;
+  answersChecked: number;
+  beliefs: number;
+  proposalIdsReused: number;
+}
+
+const OPEN = Number.POSITIVE_INFINITY;
+
+export class RuntimeChecker {
+  private readonly log = new Map<number, CommittedEntry>();
+  private readonly reference: LockStateMachine;
+  private referenceIndex: number;
+  private readonly tenures = new Map<string, Tenure[]>();
+  private readonly pending: Answer[] = [];
+  private readonly beliefs = new Map<string, Belief[]>();
+  private readonly safeUntilMs = new Map<string, number>();
+  private readonly proposalIds = new Map<string, number>();
+  /** Releases clients sent, by `${sessionId}/${requestId}`. */
+  private readonly releasesSent = new Set<string>();
+  /** Grants freed by a Release no client sent, by `${lock}/${sessionId}/${token}`: the index. */
+  private readonly freedByApi = new Map<string, number>();
+  /** The highest index any client was told a write applied at. */
+  maxAckedIndex = 0;
+  readonly stats: CheckerStats = {
+    committedEntries: 0,
+    answersChecked: 0,
+    beliefs: 0,
+    proposalIdsReused: 0,
+  };
+  /** Notes for the trace of a failure. */
+  readonly notes: string[] = [];
+  /**
+   * The first violation. Checks also run inside clients' async code, where a throw would
+   * only reject a promise nobody awaits, so the runner stops on this field.
+   */
+  violation: string | null = null;
+  /** Sees every entry the reference applies, for a verbose replay of one seed. */
+  onApplied: ((index: number, entry: string) => void) | null = null;
+
+  constructor(
+    limits: Partial<LockLimits>,
+    startIndex: number,
+    /** Virtual time, to tell which beliefs are live when an entry commits. */
+    private readonly nowMs: () => number,
+  ) {
+    this.reference = new LockStateMachine(limits);
+    this.reference.skipTo(logIndex(startIndex));
+    this.referenceIndex = startIndex;
+  }
+
+  get appliedIndex(): number {
+    return this.referenceIndex;
+  }
+
+  // ------------------------------------------------------------ ground truth
+
+  /** A disk reports entries committed on it; every report of an index must agree. */
+  committed(node: string, entries: readonly Entry[]): void {
+    for (const entry of entries) {
+      const known = this.log.get(entry.index);
+      const decoded = entry.kind === 'normal' ? decodeEntry(entry.data) : null;
+      if (known !== undefined) {
+        const same =
+          known.term === entry.term &&
+          known.kind === entry.kind &&
+          JSON.stringify(known.command) === JSON.stringify(decoded?.command ?? null);
+        if (!same) {
+          this.fail(
+            `State machine safety: ${node} committed ${entry.index}:${entry.term} but ${known.term} was committed there before`,
+          );
+        }
+        continue;
+      }
+      if (entry.index <= this.referenceIndex) continue;
+      this.log.set(entry.index, {
+        term: entry.term,
+        kind: entry.kind,
+        proposalId: decoded?.proposalId ?? null,
+        command: decoded?.command ?? null,
+        output: null,
+      });
+    }
+    this.advance();
+  }
+
+  private advance(): void {
+    for (;;) {
+      const index = this.referenceIndex + 1;
+      const entry = this.log.get(index);
+      if (entry === undefined) break;
+      this.applyReference(index, entry);
+    }
+    this.checkPending();
+  }
+
+  private applyReference(index: number, entry: CommittedEntry): void {
+    this.referenceIndex = index;
+    this.stats.committedEntries++;
+    if (entry.command === null) {
+      this.reference.skipTo(logIndex(index));
+      return;
+    }
+    if (entry.proposalId !== null) {
+      const earlier = this.proposalIds.get(entry.proposalId);
+      if (earlier !== undefined) {
+        this.stats.proposalIdsReused++;
+        this.note(`proposal id ${entry.proposalId} at ${index} was used at ${earlier} before`);
+      }
+      this.proposalIds.set(entry.proposalId, index);
+    }
+    const output = this.reference.apply(logIndex(index), entry.command);
+    this.reference.checkInvariants();
+    entry.output = output;
+    if (entry.command.type === 'Release' && output.result.type === 'Released') {
+      this.checkReleaser(index, entry.command);
+    }
+    this.onApplied?.(
+      index,
+      `${describeCommand(entry.command)} [${entry.proposalId}] -> ${JSON.stringify(output.result)}`,
+    );
+    this.trackTenures(index, output);
+  }
+
+  private trackTenures(index: number, output: ApplyOutput): void {
+    for (const event of output.events) {
+      switch (event.type) {
+        case 'granted': {
+          const { holder } = event;
+          this.endTenure(event.lock, holder.sessionId, 'wait', index);
+          this.tenuresOf(event.lock).push({
+            sessionId: holder.sessionId,
+            kind: 'hold',
+            token: holder.token,
+            mode: holder.mode,
+            requestIndex: holder.requestIndex,
+            from: index,
+            to: OPEN,
+          });
+          break;
+        }
+        case 'queued':
+          this.tenuresOf(event.lock).push({
+            sessionId: event.waiter.sessionId,
+            kind: 'wait',
+            token: 0,
+            mode: event.waiter.mode,
+            requestIndex: event.waiter.requestIndex,
+            from: index,
+            to: OPEN,
+          });
+          break;
+        case 'released':
+          this.endTenure(event.lock, event.sessionId, 'hold', index);
+          break;
+        case 'waitEnded':
+          if (event.reason !== 'granted')
+            this.endTenure(event.lock, event.sessionId, 'wait', index);
+          break;
+        default:
+          break;
+      }
+    }
+  }
+
+  private tenuresOf(lock: string): Tenure[] {
+    let list = this.tenures.get(lock);
+    if (list === undefined) {
+      list = [];
+      this.tenures.set(lock, list);
+    }
+    return list;
+  }
+
+  private endTenure(lock: string, sessionId: number, kind: Tenure['kind'], index: number): void {
+    for (const tenure of this.tenuresOf(lock)) {
+      if (tenure.sessionId === sessionId && tenure.kind === kind && tenure.to === OPEN) {
+        tenure.to = index;
+      }
+    }
+  }
+
+  /** The tenure of `kind` that `session` had on `lock` right after the entry at `index`. */
+  private tenureAt(
+    lock: string,
+    sessionId: number,
+    kind: Tenure['kind'],
+    index: number,
+  ): Tenure | undefined {
+    return this.tenuresOf(lock).find(
+      (tenure) =>
+        tenure.sessionId === sessionId &&
+        tenure.kind === kind &&
+        tenure.from <= index &&
+        index < tenure.to,
+    );
+  }
+
+  private holdersAt(lock: string, index: number): Tenure[] {
+    return this.tenuresOf(lock).filter(
+      (tenure) => tenure.kind === 'hold' && tenure.from <= index && index < tenure.to,
+    );
+  }
+
+  /**
+   * A grant a client was told it holds may end only by that client's own release, its
+   * session's end, or a timer. A release the client never sent (the API's cleanup of
+   * an abandoned Acquire) must not take away a grant some client was told it holds.
+   */
+  private checkReleaser(index: number, release: Extract<LockCommand, { type: 'Release' }>): void {
+    if (this.releasesSent.has(`${release.sessionId}/${release.requestId}`)) return;
+    this.freedByApi.set(`${release.lock}/${release.sessionId}/${release.token}`, index);
+    const now = this.nowMs();
+    for (const belief of this.beliefs.get(release.lock) ?? []) {
+      if (belief.sessionId !== release.sessionId || belief.token !== release.token) continue;
+      const endMs = Math.min(belief.toMs, this.safeUntilMs.get(belief.client) ?? OPEN);
+      if (belief.fromMs <= now && now < endMs) {
+        this.fail(
+          `Give-back: the Release at ${index} (session ${release.sessionId}, request ${release.requestId}, not sent by a client) freed ${release.lock} token ${release.token}, which ${belief.client} was told at ${belief.fromMs} ms it holds`,
+        );
+      }
+    }
+  }
+
+  /** A client is about to send a Release: releases it did not send are the API's own. */
+  releaseSent(sessionId: number, requestId: string): void {
+    this.releasesSent.add(`${sessionId}/${requestId}`);
+  }
+
+  // ------------------------------------------------------------ answers
+
+  /** A client was told something; checked now or once the reference reaches its index. */
+  told(answer: Answer): void {
+    const { told } = answer;
+    const isWrite = told.kind !== 'Describe' && told.kind !== 'ValidateFence';
+    if (isWrite && answer.index > this.maxAckedIndex) this.maxAckedIndex = answer.index;
+    this.pending.push(answer);
+    this.checkPending();
+  }
+
+  private checkPending(): void {
+    for (let i = this.pending.length - 1; i >= 0; i--) {
+      const answer = this.pending[i];
+      if (answer === undefined || answer.index > this.referenceIndex) continue;
+      this.pending.splice(i, 1);
+      this.stats.answersChecked++;
+      const problem = this.problemWith(answer);
+      if (problem !== null) {
+        this.fail(
+          `Answer: ${answer.client} was told by ${answer.node} at ${answer.atMs} ms ${JSON.stringify(answer.told)} at index ${answer.index}, but ${problem}`,
+        );
+      }
+    }
+  }
+
+  /** Answers still waiting for their index, which must be none once the cluster is quiet. */
+  get unverifiedAnswers(): readonly Answer[] {
+    return this.pending;
+  }
+
+  private problemWith(answer: Answer): string | null {
+    const { told, index } = answer;
+    const entry = this.log.get(index);
+    if (entry === undefined && index > 1) return `index ${index} was never seen committed`;
+    const command = entry?.command ?? null;
+    const result = entry?.output?.result ?? null;
+    const what = `the entry there is ${describeCommand(command)} [proposal ${entry?.proposalId ?? 'none'}] with result ${JSON.stringify(result)}`;
+    switch (told.kind) {
+      case 'OpenSession':
+        if (command?.type !== 'OpenSession' || command.requestId !== told.requestId) return what;
+        if (result?.type !== 'SessionOpened' || result.sessionId !== told.sessionId) return what;
+        return null;
+      case 'KeepAlive':
+        if (command?.type !== 'KeepAlive' || !command.sessionIds.includes(sid(told.sessionId)))
+          return what;
+        if (result?.type !== 'KeptAlive' || !result.refreshed.includes(sid(told.sessionId)))
+          return what;
+        return null;
+      case 'CloseSession':
+        if (!this.sameRequest(command, 'CloseSession', told.sessionId, told.requestId)) return what;
+        return result?.type === 'SessionClosed' ? null : what;
+      case 'Release':
+        if (!this.sameRequest(command, 'Release', told.sessionId, told.requestId)) return what;
+        return result?.type === 'Released' ? null : what;
+      case 'Acquire':
+        return this.acquireProblem(told, index, command, result, what);
+      case 'Describe': {
+        if (index < told.ackedBeforeIndex)
+          return `the read is stale: a write at ${told.ackedBeforeIndex} was acknowledged before it began`;
+        const expected = this.holdersAt(told.lock, index)
+          .map((tenure) => `${tenure.sessionId}:${tenure.token}`)
+          .sort();
+        const actual = told.holders.map((holder) => `${holder.sessionId}:${holder.token}`).sort();
+        if (expected.join(',') !== actual.join(','))
+          return `the holders at ${index} were [${expected.join(', ')}]`;
+        return null;
+      }
+      case 'ValidateFence': {
+        if (index < told.ackedBeforeIndex)
+          return `the read is stale: a write at ${told.ackedBeforeIndex} was acknowledged before it began`;
+        const holders = this.holdersAt(told.lock, index);
+        const valid = holders.some((tenure) => tenure.token === told.token);
+        const current = Math.max(0, ...holders.map((tenure) => tenure.token));
+        if (valid !== told.valid || current !== told.currentToken)
+          return `at ${index} valid=${valid} and the current token was ${current}`;
+        return null;
+      }
+    }
+  }
+
+  private acquireProblem(
+    told: Extract<Told, { kind: 'Acquire' }>,
+    index: number,
+    command: LockCommand | null,
+    result: ApplyOutput['result'] | null,
+    what: string,
+  ): string | null {
+    // An exclusive request answered with a shared grant leaves the client believing it
+    // is alone while others share the lock. (A shared request answered with an exclusive
+    // grant is harmless: the client holds more than it thinks.)
+    if (told.acquired && told.mode === 'exclusive') {
+      const grant = this.tenureAt(told.lock, told.sessionId, 'hold', index);
+      if (grant !== undefined && grant.token === told.token && grant.mode === 'shared') {
+        return `the session's grant there (token ${grant.token}) is ${grant.mode}, not the ${told.mode} it asked for`;
+      }
+    }
+    const own = this.sameRequest(command, 'Acquire', told.sessionId, told.requestId);
+    if (own) {
+      // The Acquire's own entry answered it: the result must be that entry's result.
+      if (told.acquired) {
+        if (result?.type === 'Acquired' && result.token === told.token) return null;
+      } else if (result?.type === 'NotAcquired') return null;
+      // A queued Acquire can also be answered from the state at its own index.
+      if (result?.type !== 'Queued') return what;
+    }
+    // A waiting Acquire is answered by the entry that ended its wait, or from the state
+    // at the index it names: there the session held the lock through this request, or
+    // no longer waited for it.
+    if (told.acquired) {
+      const hold = this.tenureAt(told.lock, told.sessionId, 'hold', index);
+      if (hold === undefined) return `session ${told.sessionId} did not hold ${told.lock} there`;
+      if (hold.token !== told.token) return `the grant there had token ${hold.token}`;
+      // The grant may come from an earlier Acquire of the same session that still
+      // waited: the state machine answers a second Acquire of a waiting session with
+      // that same wait. Both are this client's; anyone else's would be wrong.
+      const request = this.log.get(hold.requestIndex)?.command ?? null;
+      if (
+        request?.type !== 'Acquire' ||
+        request.sessionId !== told.sessionId ||
+        request.lock !== told.lock
+      )
+        return `the grant there came from ${describeCommand(request)} at ${hold.requestIndex}`;
+      return null;
+    }
+    if (this.tenureAt(told.lock, told.sessionId, 'hold', index) !== undefined)
+      return `session ${told.sessionId} held ${told.lock} there`;
+    if (this.tenureAt(told.lock, told.sessionId, 'wait', index) !== undefined)
+      return `session ${told.sessionId} still waited for ${told.lock} there`;
+    return null;
+  }
+
+  private sameRequest(
+    command: LockCommand | null,
+    type: 'Acquire' | 'Release' | 'CloseSession',
+    sessionId: number,
+    requestId: string,
+  ): boolean {
+    return (
+      command !== null &&
+      command.type === type &&
+      command.sessionId === sessionId &&
+      command.requestId === requestId
+    );
+  }
+
+  // ------------------------------------------------------------ beliefs
+
+  /**
+   * The client now lasts no longer than `safeUntilMs` without hearing from the cluster:
+   * it stops acting on its locks then (the client library's safe deadline).
+   */
+  safeUntil(client: string, safeUntilMs: number): void {
+    this.safeUntilMs.set(client, safeUntilMs);
+  }
+
+  /**
+   * A client was told it holds `lock` and acts on it from `atMs`. No other client may
+   * believe it holds the lock in a conflicting mode at the same time, and its token must
+   * exceed every token whose holder stopped acting on it before this belief began.
+   */
+  beliefStarted(
+    client: string,
+    sessionId: number,
+    lock: string,
+    token: number,
+    mode: LockMode,
+    atMs: number,
+  ): void {
+    this.stats.beliefs++;
+    // The other order of checkReleaser: the grant was freed before the client heard of it.
+    const freedAt = this.freedByApi.get(`${lock}/${sessionId}/${token}`);
+    if (freedAt !== undefined) {
+      this.fail(
+        `Give-back: ${client} was told at ${atMs} ms it holds ${lock} token ${token}, which a Release no client sent freed at ${freedAt}`,
+      );
+    }
+    const list = this.beliefs.get(lock) ?? [];
+    this.beliefs.set(lock, list);
+    for (const other of list) {
+      if (other.client === client) continue;
+      const endMs = Math.min(other.toMs, this.safeUntilMs.get(other.client) ?? OPEN);
+      const conflicting = mode === 'exclusive' || other.mode === 'exclusive';
+      if (conflicting && other.fromMs <= atMs && atMs < endMs) {
+        this.fail(
+          `Mutual exclusion: ${client} was told at ${atMs} ms it holds ${lock} (${mode}, token ${token}) while ${other.client} believes it holds it (${other.mode}, token ${other.token}) since ${other.fromMs} ms`,
+        );
+      }
+      // Shared grants overlap: one may outlive a later one, so only a conflicting pair
+      // must come in token order.
+      if (conflicting && endMs <= atMs && other.token >= token) {
+        this.fail(
+          `Fencing: ${client} was told token ${token} for ${lock} at ${atMs} ms, not above token ${other.token} that ${other.client} stopped using at ${endMs} ms`,
+        );
+      }
+    }
+    // The client's own earlier beliefs of this lock are over: it has a new grant.
+    for (const mine of list) if (mine.client === client) mine.toMs = Math.min(mine.toMs, atMs);
+    list.push({ client, sessionId, lock, token, mode, fromMs: atMs, toMs: OPEN });
+  }
+
+  beliefEnded(client: string, lock: string, atMs: number): void {
+    for (const belief of this.beliefs.get(lock) ?? []) {
+      if (belief.client === client) belief.toMs = Math.min(belief.toMs, atMs);
+    }
+  }
+
+  // ------------------------------------------------------------ quiescence
+
+  /** The reference's state, for comparing with each node's at the same index. */
+  referenceSnapshot(): string {
+    return JSON.stringify(this.reference.snapshot());
+  }
+
+  /**
+   * Whether `sessionId` still holds a lock through the Acquire with `requestId`: the
+   * grant's request entry is that Acquire (or a retry of it).
+   */
+  holdsThrough(sessionId: number, requestId: string, lock: string): number | null {
+    const hold = this.tenureAt(lock, sessionId, 'hold', this.referenceIndex);
+    if (hold === undefined) return null;
+    const request = this.log.get(hold.requestIndex)?.command ?? null;
+    return this.sameRequest(request, 'Acquire', sessionId, requestId) ? hold.token : null;
+  }
+
+  sessionAlive(sessionId: number): boolean {
+    return this.reference.session(sid(sessionId)) !== null;
+  }
+
+  /** Records the first violation and throws, which stops whatever found it. */
+  fail(message: string): never {
+    this.violation ??= message;
+    throw new SafetyViolation(message);
+  }
+
+  /** Something went wrong outside the checks (a client crashed on an exception). */
+  harnessError(error: unknown): void {
+    if (error instanceof SafetyViolation) return;
+    const text = error instanceof Error ? (error.stack ?? error.message) : String(error);
+    this.violation ??= `Harness or code under test threw: ${text}`;
+  }
+
+  private note(text: string): void {
+    if (this.notes.length < 20) this.notes.push(text);
+  }
+}
+
+function sid(value: number): SessionId {
+  return value as SessionId;
+}
+
+function describeCommand(command: LockCommand | null): string {
+  if (command === null) return 'no lock command';
+  const { type } = command;
+  const session = 'sessionId' in command ? ` session ${command.sessionId}` : '';
+  const request = 'requestId' in command ? ` request ${command.requestId}` : '';
+  const lock = 'lock' in command ? ` ${command.lock}` : '';
+  return `${type}${lock}${session}${request}`;
+}

@@ -1,0 +1,507 @@
+import { status } from '@grpc/grpc-js';
+import type { LockMode } from '../../../src/lock/index.ts';
+import type { Prng } from '../../../src/util/prng.ts';
+import type { RuntimeChecker, Told } from './checker.ts';
+import type { VirtualTime } from './scheduler.ts';
+
+/**
+ * Simulated clients of the public API. Each has one session at a time, kept alive by a
+ * loop of its own, and one operation in flight: Acquire (try-lock and waits, exclusive
+ * and shared, some abandoned by deadline or cancel), Release, Describe, ValidateFence,
+ * CloseSession. A failed attempt is retried with the same request id, on the leader it
+ * was pointed to or on any node, as the client library does. Everything a client is
+ * told goes to the checker, and so does what it then believes: that it holds a lock
+ * from its Acquired answer until it starts to release it, closes its session, or
+ * passes its safe deadline (the send time of the last confirmed keepalive plus the TTL,
+ * less the clock drift the cluster may have).
+ */
+export type LockMethod =
+  | 'OpenSession'
+  | 'KeepAlive'
+  | 'CloseSession'
+  | 'Acquire'
+  | 'Release'
+  | 'Describe'
+  | 'ValidateFence';
+
+export type CallResult =
+  | {
+      readonly ok: true;
+      readonly node: string;
+      // biome-ignore lint/suspicious/noExplicitAny: the wire shape depends on the method
+      readonly response: any;
+    }
+  | {
+      readonly ok: false;
+      readonly node: string | null;
+      readonly code: status;
+      readonly dlmCode: string | null;
+      readonly leaderHint: string | null;
+      /** The client gave up (deadline or cancel) while the server still worked on it. */
+      readonly serverSawGiveUp: boolean;
+      /** Which process served the call, to tell later whether it lived on. */
+      readonly process: { readonly node: string; readonly incarnation: number } | null;
+    };
+
+export interface CallOptions {
+  readonly target: string;
+  readonly deadlineMs: number;
+  /** The client cancels the call this long after sending it. */
+  readonly cancelAfterMs: number | null;
+}
+
+/** How clients reach the cluster; the runner implements it. */
+export interface ClientTransport {
+  call(method: LockMethod, request: object, options: CallOptions): Promise<CallResult>;
+  readonly nodeIds: readonly string[];
+}
+
+export interface ClientOptions {
+  readonly locks: readonly string[];
+  readonly attemptsMax: number;
+  /** Nodes' clock rates are within 1 ± this; the safe deadline allows for it. */
+  readonly clockDriftMax: number;
+}
+
+/** An Acquire the client gave up on, after it was told it failed. */
+export interface GivenUp {
+  readonly client: string;
+  readonly sessionId: number;
+  readonly requestId: string;
+  readonly lock: string;
+  readonly atMs: number;
+  /** The process that had the call when the client gave up, if the server knew. */
+  readonly process: { readonly node: string; readonly incarnation: number } | null;
+}
+
+export interface ClientStats {
+  calls: number;
+  retries: number;
+  acquired: number;
+  notAcquired: number;
+  abandonedWaits: number;
+  sessionsLost: number;
+  reads: number;
+  errors: Record<string, number>;
+}
+
+interface Session {
+  readonly id: number;
+  readonly ttlMs: number;
+  safeUntilMs: number;
+}
+
+const SAFE_MARGIN_MS = 2;
+
+export class SimClient {
+  private session: Session | null = null;
+  private readonly held = new Map<string, { token: number; mode: LockMode }>();
+  private leaderHint: string | null = null;
+  private requestSequence = 0;
+  private busy = false;
+  private stopped = false;
+  private crashed = false;
+  private sessionEpoch = 0;
+
+  constructor(
+    readonly name: string,
+    private readonly time: VirtualTime,
+    private readonly prng: Prng,
+    private readonly transport: ClientTransport,
+    private readonly checker: RuntimeChecker,
+    private readonly options: ClientOptions,
+    private readonly stats: ClientStats,
+    private readonly givenUp: GivenUp[],
+  ) {}
+
+  /** True while an operation (retries included) is in flight. */
+  get idle(): boolean {
+    return !this.busy;
+  }
+
+  /** Believes it holds `lock` with `token` (for the final check of abandoned Acquires). */
+  holds(lock: string, token: number): boolean {
+    return this.held.get(lock)?.token === token && this.sessionSafe();
+  }
+
+  start(): void {
+    this.loop().catch((error: unknown) => this.checker.harnessError(error));
+  }
+
+  /** No new operations from now on; the current one finishes, keepalives go on. */
+  stop(): void {
+    this.stopped = true;
+  }
+
+  /** Silent from now on: no keepalives either, so the cluster can go quiet. */
+  halt(): void {
+    this.stopped = true;
+    this.sessionEpoch++;
+  }
+
+  // ------------------------------------------------------------ the two loops
+
+  private async loop(): Promise<void> {
+    while (!this.stopped && !this.crashed) {
+      await this.sleep(this.prng.intBetween(1, 60));
+      if (this.stopped || this.crashed) return;
+      this.busy = true;
+      try {
+        await this.act();
+      } finally {
+        this.busy = false;
+      }
+    }
+  }
+
+  private async act(): Promise<void> {
+    this.checkSafe();
+    const session = this.session;
+    if (session === null) {
+      await this.openSession();
+      return;
+    }
+    const roll = this.prng.nextFloat();
+    if (roll < 0.45) await this.acquire(session);
+    else if (roll < 0.7) await this.release(session);
+    else if (roll < 0.8) await this.describe();
+    else if (roll < 0.88) await this.validateFence();
+    else if (roll < 0.91) await this.closeSession(session);
+    else if (roll < 0.92) this.crash();
+  }
+
+  /** Keeps one session alive: a keepalive every ttl/3, each attempt timed out at ttl/3. */
+  private async keepAliveLoop(session: Session, epoch: number): Promise<void> {
+    for (;;) {
+      await this.sleep(Math.floor(session.ttlMs / 3));
+      if (this.sessionEpoch !== epoch || this.crashed) return;
+      this.checkSafe();
+      if (this.session !== session) return;
+      const sentMs = this.time.nowMs;
+      const result = await this.transport.call(
+        'KeepAlive',
+        { session_id: String(session.id) },
+        { target: this.pickNode(), deadlineMs: Math.floor(session.ttlMs / 3), cancelAfterMs: null },
+      );
+      this.stats.calls++;
+      if (this.session !== session) return;
+      if (result.ok) {
+        this.tell(result, { kind: 'KeepAlive', sessionId: session.id });
+        this.extend(session, sentMs);
+      } else {
+        this.noteError('KeepAlive', result);
+        if (result.code === status.NOT_FOUND) this.loseSession('keepalive: NOT_FOUND');
+      }
+    }
+  }
+
+  // ------------------------------------------------------------ operations
+
+  private async openSession(): Promise<void> {
+    const ttlMs = this.prng.pick([600, 1_000, 2_000]);
+    const requestId = this.requestId();
+    // The lease may start at the first attempt's entry: time it from the first send.
+    const firstSentMs = this.time.nowMs;
+    const result = await this.withRetries('OpenSession', {
+      ttl_ms: String(ttlMs),
+      client_name: this.name,
+      request_id: requestId,
+    });
+    if (result === null || !result.ok) return;
+    const sessionId = Number(result.response.session_id);
+    this.tell(result, { kind: 'OpenSession', requestId, sessionId });
+    const session: Session = { id: sessionId, ttlMs, safeUntilMs: 0 };
+    this.session = session;
+    this.extend(session, firstSentMs);
+    this.sessionEpoch++;
+    this.keepAliveLoop(session, this.sessionEpoch).catch((error: unknown) =>
+      this.checker.harnessError(error),
+    );
+  }
+
+  private async acquire(session: Session): Promise<void> {
+    const lock = this.prng.pick(this.options.locks);
+    if (this.held.has(lock)) return;
+    const mode: LockMode = this.prng.chance(0.25) ? 'shared' : 'exclusive';
+    const waitMs = this.prng.chance(0.35) ? 0 : this.prng.intBetween(50, 1_500);
+    // Some waits are abandoned: by a deadline shorter than the wait, or by a cancel.
+    const giveUp = waitMs > 0 ? this.prng.pick(['no', 'no', 'no', 'deadline', 'cancel']) : 'no';
+    const deadlineMs =
+      giveUp === 'deadline'
+        ? this.prng.intBetween(20, waitMs)
+        : waitMs + 400 + this.prng.intBetween(0, 400);
+    const cancelAfterMs = giveUp === 'cancel' ? this.prng.intBetween(10, waitMs) : null;
+    const requestId = this.requestId();
+    const request = {
+      lock,
+      session_id: String(session.id),
+      mode: mode === 'shared' ? 'SHARED' : 'EXCLUSIVE',
+      wait_ms: String(waitMs),
+      request_id: requestId,
+      owner: this.name,
+    };
+    for (let attempt = 1; attempt <= this.options.attemptsMax; attempt++) {
+      if (attempt > 1) this.stats.retries++;
+      const result = await this.callOnce('Acquire', request, deadlineMs, cancelAfterMs);
+      if (this.session !== session) return;
+      if (result.ok) {
+        const acquired: boolean = result.response.acquired;
+        const token = Number(result.response.fencing_token);
+        this.tell(result, {
+          kind: 'Acquire',
+          sessionId: session.id,
+          requestId,
+          lock,
+          mode,
+          acquired,
+          token,
+        });
+        if (acquired && this.sessionSafe()) {
+          this.stats.acquired++;
+          this.held.set(lock, { token, mode });
+          this.checker.beliefStarted(this.name, session.id, lock, token, mode, this.time.nowMs);
+        } else if (!acquired) {
+          this.stats.notAcquired++;
+          this.gaveUp(session, requestId, lock, null);
+        }
+        return;
+      }
+      this.noteError('Acquire', result);
+      const abandoned = giveUp !== 'no' && result.serverSawGiveUp;
+      if (abandoned) {
+        // The client meant to give up; the server knew and must withdraw the wait.
+        this.stats.abandonedWaits++;
+        this.gaveUp(session, requestId, lock, result.process);
+        return;
+      }
+      if (result.code === status.NOT_FOUND) {
+        this.loseSession('acquire: NOT_FOUND');
+        return;
+      }
+      if (!retryable(result.code)) return;
+      await this.sleep(this.backoffMs(attempt));
+      if (!this.sessionSafe()) return;
+    }
+  }
+
+  private async release(session: Session): Promise<void> {
+    const entry = this.prng.pick([...this.held.entries(), null]);
+    if (entry === null) return;
+    const [lock, { token }] = entry;
+    // It stops acting on the lock before it asks to release it.
+    this.held.delete(lock);
+    this.checker.beliefEnded(this.name, lock, this.time.nowMs);
+    const requestId = this.requestId();
+    this.checker.releaseSent(session.id, requestId);
+    const result = await this.withRetries('Release', {
+      lock,
+      session_id: String(session.id),
+      fencing_token: String(token),
+      request_id: requestId,
+    });
+    if (result?.ok === true && this.session === session) {
+      this.tell(result, { kind: 'Release', sessionId: session.id, requestId, lock, token });
+    }
+  }
+
+  private async closeSession(session: Session): Promise<void> {
+    this.endBeliefs();
+    this.session = null;
+    this.sessionEpoch++;
+    const requestId = this.requestId();
+    const result = await this.withRetries('CloseSession', {
+      session_id: String(session.id),
+      request_id: requestId,
+    });
+    if (result?.ok === true) {
+      this.tell(result, { kind: 'CloseSession', sessionId: session.id, requestId });
+    }
+  }
+
+  private async describe(): Promise<void> {
+    const lock = this.prng.pick(this.options.locks);
+    const ackedBeforeIndex = this.checker.maxAckedIndex;
+    const result = await this.readOnce('Describe', { lock });
+    if (result === null) return;
+    this.stats.reads++;
+    const holders = (
+      result.response.holders as { session_id: string; fencing_token: string }[]
+    ).map((holder) => ({
+      sessionId: Number(holder.session_id),
+      token: Number(holder.fencing_token),
+    }));
+    this.tell(result, { kind: 'Describe', lock, holders, ackedBeforeIndex });
+  }
+
+  private async validateFence(): Promise<void> {
+    const held = this.prng.pick([...this.held.entries(), null]);
+    const lock = held?.[0] ?? this.prng.pick(this.options.locks);
+    const token =
+      held?.[1].token ?? this.prng.intBetween(1, Math.max(1, this.checker.appliedIndex));
+    const ackedBeforeIndex = this.checker.maxAckedIndex;
+    const result = await this.readOnce('ValidateFence', { lock, fencing_token: String(token) });
+    if (result === null) return;
+    this.stats.reads++;
+    this.tell(result, {
+      kind: 'ValidateFence',
+      lock,
+      token,
+      valid: result.response.valid,
+      currentToken: Number(result.response.current_token),
+      ackedBeforeIndex,
+    });
+  }
+
+  /** A client process dies: it stops, and its session is left to expire. */
+  private crash(): void {
+    this.endBeliefs();
+    this.crashed = true;
+    this.session = null;
+    this.sessionEpoch++;
+  }
+
+  // ------------------------------------------------------------ calls
+
+  private async readOnce(method: 'Describe' | 'ValidateFence', request: object) {
+    const result = await this.callOnce(method, request, 1_000, null);
+    if (!result.ok) {
+      this.noteError(method, result);
+      return null;
+    }
+    return result;
+  }
+
+  /** Retries on transient errors with the same request, up to attemptsMax attempts. */
+  private async withRetries(method: LockMethod, request: object): Promise<CallResult | null> {
+    let last: CallResult | null = null;
+    for (let attempt = 1; attempt <= this.options.attemptsMax; attempt++) {
+      if (attempt > 1) this.stats.retries++;
+      last = await this.callOnce(method, request, 1_000, null);
+      if (last.ok) return last;
+      this.noteError(method, last);
+      if (last.code === status.NOT_FOUND) {
+        if (method !== 'OpenSession') this.loseSession(`${method}: NOT_FOUND`);
+        return last;
+      }
+      if (!retryable(last.code)) return last;
+      await this.sleep(this.backoffMs(attempt));
+    }
+    return last;
+  }
+
+  private async callOnce(
+    method: LockMethod,
+    request: object,
+    deadlineMs: number,
+    cancelAfterMs: number | null,
+  ): Promise<CallResult> {
+    this.stats.calls++;
+    const result = await this.transport.call(method, request, {
+      target: this.pickNode(),
+      deadlineMs,
+      cancelAfterMs,
+    });
+    if (result.ok) {
+      const leader: string = result.response.header?.leader_id ?? '';
+      this.leaderHint = leader === '' ? this.leaderHint : leader;
+    } else {
+      this.leaderHint = result.leaderHint;
+    }
+    return result;
+  }
+
+  /** Half the calls go where the last answer said the leader is, the rest anywhere. */
+  private pickNode(): string {
+    if (this.leaderHint !== null && this.prng.chance(0.5)) return this.leaderHint;
+    return this.prng.pick(this.transport.nodeIds);
+  }
+
+  private tell(result: Extract<CallResult, { ok: true }>, told: Told): void {
+    this.checker.told({
+      client: this.name,
+      node: result.node,
+      atMs: this.time.nowMs,
+      index: Number(result.response.header.index),
+      told,
+    });
+  }
+
+  // ------------------------------------------------------------ session safety
+
+  private extend(session: Session, sentMs: number): void {
+    // A session once lost stays lost: the client does not act on it again.
+    if (this.session !== session) return;
+    const safeMs = sentMs + session.ttlMs * (1 - this.options.clockDriftMax) - SAFE_MARGIN_MS;
+    session.safeUntilMs = Math.max(session.safeUntilMs, safeMs);
+    this.checker.safeUntil(this.name, session.safeUntilMs);
+  }
+
+  private sessionSafe(): boolean {
+    return this.session !== null && this.time.nowMs < this.session.safeUntilMs;
+  }
+
+  /** Past the safe deadline the client treats its session as lost, as the library does. */
+  private checkSafe(): void {
+    if (this.session !== null && !this.sessionSafe()) this.loseSession('safe deadline passed');
+  }
+
+  private loseSession(_why: string): void {
+    if (this.session === null) return;
+    this.stats.sessionsLost++;
+    this.endBeliefs();
+    this.session = null;
+    this.sessionEpoch++;
+  }
+
+  private endBeliefs(): void {
+    for (const lock of this.held.keys()) this.checker.beliefEnded(this.name, lock, this.time.nowMs);
+    this.held.clear();
+  }
+
+  private gaveUp(
+    session: Session,
+    requestId: string,
+    lock: string,
+    process: GivenUp['process'],
+  ): void {
+    this.givenUp.push({
+      client: this.name,
+      sessionId: session.id,
+      requestId,
+      lock,
+      atMs: this.time.nowMs,
+      process,
+    });
+  }
+
+  // ------------------------------------------------------------ helpers
+
+  private requestId(): string {
+    // Numeric, as the API's uint64 request ids are; unique per client.
+    const client = Number(this.name.replace(/\D/g, '')) + 1;
+    return String(client * 1_000_000 + ++this.requestSequence);
+  }
+
+  private backoffMs(attempt: number): number {
+    return this.prng.intBetween(0, Math.min(400, 20 * 2 ** attempt));
+  }
+
+  private noteError(method: string, result: Extract<CallResult, { ok: false }>): void {
+    const key = `${method}:${status[result.code]}${result.dlmCode === null ? '' : `/${result.dlmCode}`}`;
+    this.stats.errors[key] = (this.stats.errors[key] ?? 0) + 1;
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => this.time.after(ms, `${this.name} wakes`, resolve));
+  }
+}
+
+function retryable(code: status): boolean {
+  return (
+    code === status.UNAVAILABLE ||
+    code === status.DEADLINE_EXCEEDED ||
+    code === status.RESOURCE_EXHAUSTED ||
+    code === status.INTERNAL ||
+    code === status.CANCELLED
+  );
+}

@@ -1,0 +1,113 @@
+import type { LockLimits } from '../../../src/lock/index.ts';
+import type { NodeRuntimeOptions } from '../../../src/node/node.ts';
+import { Prng } from '../../../src/util/prng.ts';
+import type { DiskOptions } from './disk.ts';
+import type { NetworkOptions } from './network.ts';
+
+/**
+ * Everything a runtime simulation run varies, derived from its seed (swarm testing, as
+ * in ../options.ts): each seed tries another mix of timing, thresholds and faults, and
+ * a failure prints the mix.
+ */
+export type RuntimeFault =
+  | 'crash'
+  | 'crashLeader'
+  | 'crashLoop'
+  | 'partition'
+  | 'isolateLeader'
+  | 'oneWay'
+  | 'heal'
+  | 'pause'
+  | 'transferLeadership';
+
+export interface RuntimeSimOptions {
+  readonly seed: number;
+  readonly nodeCount: 3 | 5;
+  readonly runtime: NodeRuntimeOptions;
+  readonly lockLimits: Partial<LockLimits>;
+  readonly network: NetworkOptions;
+  readonly disk: DiskOptions;
+  /** Each node's clock runs at a rate within 1 ± this. */
+  readonly clockDriftMax: number;
+  readonly clientCount: number;
+  readonly clientAttemptsMax: number;
+  /** One way, client to node or back. */
+  readonly clientDelayMsMax: number;
+  /** Mean virtual milliseconds between two faults. */
+  readonly faultIntervalMs: number;
+  readonly faultWeights: Readonly<Record<RuntimeFault, number>>;
+  /** Faults and new client operations stop at this virtual time. */
+  readonly faultPhaseMs: number;
+  /** After healing, the cluster must be quiet within this long. */
+  readonly quiescenceWindowMs: number;
+  /** How long it must stay quiet before the final checks (background withdrawals). */
+  readonly settleMs: number;
+}
+
+export const RUNTIME_LOCK_LIMITS: Partial<LockLimits> = {
+  sessionTtlMsMin: 100,
+  sessionTtlMsMax: 10_000,
+  waitersPerLockMax: 8,
+  waitMsMax: 10_000,
+  dedupeWindowMax: 500,
+};
+
+export function deriveRuntimeOptions(
+  seed: number,
+  overrides: Partial<RuntimeSimOptions> = {},
+): RuntimeSimOptions {
+  const prng = new Prng(seed);
+  const tickIntervalMs = prng.pick([10, 20]);
+  const electionTimeoutTicks = prng.intBetween(8, 15);
+  const delayMsMin = prng.intBetween(1, 3);
+  const options: RuntimeSimOptions = {
+    seed,
+    nodeCount: prng.pick([3, 3, 3, 5] as const),
+    runtime: {
+      tickIntervalMs,
+      raft: {
+        electionTimeoutTicks,
+        heartbeatIntervalTicks: prng.intBetween(1, 3),
+        preVote: prng.chance(0.8),
+        checkQuorum: prng.chance(0.8),
+      },
+      lock: RUNTIME_LOCK_LIMITS,
+      pendingProposalsMax: prng.pick([8, 64, 1_000]),
+      proposalTimeoutMs: prng.pick([500, 1_000, 2_000]),
+      snapshotEntriesThreshold: prng.pick([10, 50, 200]),
+      compactionRetainEntries: prng.pick([2, 20, 100]),
+      shutdownTransferMs: 500,
+    },
+    lockLimits: RUNTIME_LOCK_LIMITS,
+    network: {
+      delayMsMin,
+      delayMsMax: delayMsMin + prng.pick([1, 5, 20]),
+      dropProbability: prng.pick([0, 0.01, 0.05]),
+    },
+    disk: {
+      fsyncLatencyMsMin: 0,
+      fsyncLatencyMsMax: prng.pick([1, 3, 10]),
+      landsAtCrashProbability: prng.pick([0, 0.5]),
+    },
+    clockDriftMax: prng.pick([0, 0.01, 0.02]),
+    clientCount: prng.intBetween(3, 8),
+    clientAttemptsMax: prng.intBetween(3, 6),
+    clientDelayMsMax: prng.pick([2, 5, 15]),
+    faultIntervalMs: prng.pick([200, 500, 1_000]),
+    faultWeights: {
+      crash: prng.intBetween(0, 3),
+      crashLeader: prng.intBetween(0, 2),
+      crashLoop: prng.intBetween(0, 3),
+      partition: prng.intBetween(0, 2),
+      isolateLeader: prng.intBetween(0, 2),
+      oneWay: prng.intBetween(0, 1),
+      heal: prng.intBetween(1, 3),
+      pause: prng.intBetween(0, 2),
+      transferLeadership: prng.intBetween(0, 2),
+    },
+    faultPhaseMs: prng.pick([4_000, 6_000, 8_000]),
+    quiescenceWindowMs: 15_000,
+    settleMs: 1_000,
+  };
+  return { ...options, ...overrides };
+}
