@@ -18,6 +18,7 @@ export const GRPC_STATUS_BY_CODE: Readonly<Record<ApiErrorCode, status>> = {
   limitReached: status.RESOURCE_EXHAUSTED,
   modeMismatch: status.FAILED_PRECONDITION,
   grantEnded: status.FAILED_PRECONDITION,
+  alreadyWaiting: status.FAILED_PRECONDITION,
   UNAVAILABLE: status.UNAVAILABLE,
   RESOURCE_EXHAUSTED: status.RESOURCE_EXHAUSTED,
   DEADLINE_EXCEEDED: status.DEADLINE_EXCEEDED,

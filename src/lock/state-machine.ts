@@ -486,7 +486,13 @@ export class LockStateMachine {
       // others may join. Re-acquiring in the same mode returns the grant it has.
       if (held.mode !== command.mode)
         this.rejectModeMismatch(session.id, existing, 'holds', held.mode, command.mode);
-      return this.acquiredResult(existing, held);
+      if (held.requestId === '' || held.requestId === command.requestId)
+        return this.acquiredResult(existing, held);
+      // Now two requests were told of this grant: no Withdraw of either may give it back
+      // (the other one's caller may hold it), so it is no longer any one request's.
+      const shared: Grant = { ...held, requestId: '' };
+      existing.holders.set(session.id, shared);
+      return this.acquiredResult(existing, shared);
     }
     const position = existing?.waiters.findIndex((waiter) => waiter.sessionId === session.id) ?? -1;
     const waiting = existing?.waiters[position];
@@ -494,7 +500,12 @@ export class LockStateMachine {
       // The wait will end in a grant of the mode it asked for, not this one.
       if (waiting.mode !== command.mode)
         this.rejectModeMismatch(session.id, existing, 'waits for', waiting.mode, command.mode);
-      return { type: 'Queued', lock: command.lock, position };
+      // The wait belongs to its own request: that request's withdrawal must be able to
+      // give it back, and must not take away a grant this one would be told of.
+      reject(
+        'alreadyWaiting',
+        `session ${session.id} already waits for ${command.lock} under request ${waiting.requestId}: retry that request (same request id) for its answer, or give it up first`,
+      );
     }
     if (existing === undefined && this.locks.size >= this.limits.locksMax) {
       reject('limitReached', `locksMax (${this.limits.locksMax}) locks are in use`);

@@ -136,7 +136,13 @@ export type RejectionCode =
    * The session holds (or waits for) the lock in the other mode. A grant cannot change
    * mode in place: telling a shared holder `Acquired` for exclusive would be false.
    */
-  | 'modeMismatch';
+  | 'modeMismatch'
+  /**
+   * The session already waits for the lock under another request. Folding a second
+   * request into that wait would let the withdrawal of either one take away a grant
+   * the other was told of; the caller retries the waiting request (same request id).
+   */
+  | 'alreadyWaiting';
 
 /**
  * The result of one command. Deterministic: every replica computes the same result

@@ -31,6 +31,7 @@ describe('the error table', () => {
       limitReached: status.RESOURCE_EXHAUSTED,
       modeMismatch: status.FAILED_PRECONDITION,
       grantEnded: status.FAILED_PRECONDITION,
+      alreadyWaiting: status.FAILED_PRECONDITION,
       UNAVAILABLE: status.UNAVAILABLE,
       RESOURCE_EXHAUSTED: status.RESOURCE_EXHAUSTED,
       DEADLINE_EXCEEDED: status.DEADLINE_EXCEEDED,

@@ -32,7 +32,7 @@ export interface ModelWaiter {
 interface ModelGrant extends ModelHolder {
   maxHoldMs: number;
   lockDelayMs: number;
-  /** The request the grant was made for. */
+  /** The request the grant was made for; '' once a second request was told of it. */
   requestId: string;
 }
 
@@ -408,6 +408,8 @@ export class LockModel {
         // A session gets what it asked for or a refusal: never a grant of the other mode.
         if (mine !== undefined && mine.mode !== command.mode) return rejected('modeMismatch');
         if (mine !== undefined) {
+          // Told to a second request, the grant is no longer one request's to give back.
+          if (mine.requestId !== command.requestId) mine.requestId = '';
           return {
             type: 'Acquired',
             lock: lock.name,
@@ -420,7 +422,8 @@ export class LockModel {
           const waiter = lock.waiters[position] as ModelWaiter;
           if (waiter.sessionId !== command.sessionId) continue;
           if (waiter.mode !== command.mode) return rejected('modeMismatch');
-          return { type: 'Queued', lock: lock.name, position };
+          // One wait, one request: a second one is not folded in.
+          return rejected('alreadyWaiting');
         }
         if (!this.inUse(lock) && this.locksInUse().length >= limits.locksMax) {
           return rejected('limitReached');

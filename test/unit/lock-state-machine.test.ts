@@ -92,11 +92,12 @@ describe('LockStateMachine', () => {
         lock: 'db',
         position: 1,
       });
-      // Asking again while queued reports the current place in the queue.
-      expect(log.acquire(c, 'db', { mode: 'shared', waitMs: 1_000 })).toEqual({
-        type: 'Queued',
-        lock: 'db',
-        position: 1,
+      // Asking again under another request while queued is refused: the wait is the
+      // first request's, and folding a second one in would let either one's withdrawal
+      // take a grant the other was told of.
+      expect(log.acquire(c, 'db', { mode: 'shared', waitMs: 1_000 })).toMatchObject({
+        type: 'Rejected',
+        code: 'alreadyWaiting',
       });
     });
   });

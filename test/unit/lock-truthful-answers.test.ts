@@ -579,6 +579,32 @@ describe('Withdraw gives back what an abandoned Acquire attempt got', () => {
     expect(log.holders('L')).toEqual([[s1, 'exclusive', t1]]);
   });
 
+  it('does not release, for the first request, a grant a second request was told of', () => {
+    const log = new Log();
+    const s1 = log.open();
+    const t1 = tokenOf(log.acquire(s1, 'L', { requestId: 'r1' }));
+    const firstAttempt = log.index;
+    expect(tokenOf(log.acquire(s1, 'L', { requestId: 'r2' }))).toBe(t1);
+    // r1's caller went away, but r2's caller was told it holds L.
+    expect(withdraw(log, 'L', s1, 'r1', firstAttempt).result).toEqual({
+      type: 'Withdrawn',
+      lock: 'L',
+      undid: 'nothing',
+    });
+    expect(log.holders('L')).toEqual([[s1, 'exclusive', t1]]);
+  });
+
+  it('refuses a second request of a session already waiting, so one wait has one request', () => {
+    const log = new Log();
+    const [s1, s2] = [log.open(), log.open()];
+    log.acquire(s1, 'L', { requestId: 'held' });
+    expect(log.acquire(s2, 'L', { requestId: 'w1', waitMs: 1_000 }).type).toBe('Queued');
+    expect(log.acquire(s2, 'L', { requestId: 'w2', waitMs: 0 })).toMatchObject({
+      type: 'Rejected',
+      code: 'alreadyWaiting',
+    });
+  });
+
   it('is Stale for a session that ended, a request that got nothing, or another lock', () => {
     const log = new Log();
     const [s1, s2] = [log.open(), log.open()];
