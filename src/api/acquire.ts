@@ -280,7 +280,12 @@ async function writeWithRetry(context: ApiContext, command: LockCommand): Promis
         });
         return false;
       }
-      await (context.scheduler ?? REAL_SCHEDULER).sleep(50 * attempt);
+      await (context.scheduler ?? REAL_SCHEDULER).sleep(withdrawBackoffMs(attempt));
     }
   }
+}
+
+/** 50 ms doubling per attempt, at most 2 s. */
+function withdrawBackoffMs(attempt: number): number {
+  return Math.min(2_000, 50 * 2 ** (attempt - 1));
 }

@@ -34,7 +34,7 @@ export interface ApiOptions {
   readonly backpressureRetryAfterMs: number;
   /** How often Health.Watch looks at the node for a change of status. */
   readonly healthPollIntervalMs: number;
-  /** Attempts to withdraw the waiter of an abandoned Acquire (a retry is safe: same request id). */
+  /** Attempts to give back what an abandoned Acquire got (a Withdraw is guarded, so a retry is safe). */
   readonly withdrawAttemptsMax: number;
 }
 
@@ -44,7 +44,9 @@ export const DEFAULT_API_OPTIONS: ApiOptions = {
   watchEventsBufferedMax: 1_024,
   backpressureRetryAfterMs: 100,
   healthPollIntervalMs: 100,
-  withdrawAttemptsMax: 5,
+  // Backoff doubles from 50 ms to 2 s: 20 attempts span about 30 s, enough to outlast a
+  // leader election or a partition of the node that must give a grant back.
+  withdrawAttemptsMax: 20,
 };
 
 export interface ApiContext {

@@ -25,19 +25,46 @@ import type {
 interface Grant extends Holder {
   readonly maxHoldMs: number;
   readonly lockDelayMs: number;
-  /** The Acquire request the grant was made for, so that a Withdraw of it can find it. */
+  /**
+   * The Acquire request the grant was made for, so that a Withdraw of it can find it;
+   * '' when no request may give it back (see `alsoFor`).
+   */
   readonly requestId: string;
+  /**
+   * Later requests of the same session that were told of this grant (re-acquires).
+   * Any of their callers may hold it, so a Withdraw gives it back only once every
+   * request that was told of it was withdrawn. Bounded: past TOLD_REQUESTS_MAX the
+   * grant becomes no request's (requestId '').
+   */
+  readonly alsoFor: readonly string[];
 }
+
+const TOLD_REQUESTS_MAX = 16;
 
 /**
  * What a request's retry is answered from. For an Acquire the result follows the
  * request's real outcome (a wait that ends becomes Acquired or NotAcquired), and
- * `lastAttemptIndex` is the latest entry that carried the request: its first
- * application or a retry answered from here.
+ * `openAttempts` are the entries that carried the request (its first application and
+ * retries answered from here) and were not withdrawn: any of their callers may have
+ * been told the outcome, so it is given back only once every one was withdrawn.
+ * Attempts do not apply in the order their calls were made (a forward can land late),
+ * so "the latest attempt" would not tell who was answered.
  */
 export interface RememberedResult {
   readonly result: LockResult;
-  readonly lastAttemptIndex: number;
+  readonly openAttempts: readonly number[];
+}
+
+/**
+ * Open attempts kept per request. Past it the oldest is dropped, and its Withdraw is
+ * then void: the grant stays (until released or its session ends) rather than being
+ * taken from a caller who may have been told of it.
+ */
+const OPEN_ATTEMPTS_MAX = 16;
+
+function withAttempt(attempts: readonly number[], index: number): readonly number[] {
+  const next = [...attempts, index];
+  return next.length > OPEN_ATTEMPTS_MAX ? next.slice(next.length - OPEN_ATTEMPTS_MAX) : next;
 }
 
 interface SessionRecord {
@@ -124,7 +151,7 @@ export interface LockSnapshotV1 {
   readonly sessions: readonly SnapshotSession[];
   readonly locks: readonly {
     readonly name: string;
-    readonly holders: readonly Omit<Grant, 'requestId'>[];
+    readonly holders: readonly Omit<Grant, 'requestId' | 'alsoFor'>[];
     readonly waiters: readonly Waiter[];
     readonly delay: { readonly index: number; readonly delayMs: number } | null;
   }[];
@@ -258,7 +285,10 @@ export class LockStateMachine {
     switch (command.type) {
       case 'Acquire': {
         const session = this.requireSession(command.sessionId);
-        this.dedupe.set(key, { result: remembered.result, lastAttemptIndex: this.index });
+        this.dedupe.set(key, {
+          result: remembered.result,
+          openAttempts: withAttempt(remembered.openAttempts, this.index),
+        });
         return this.retriedAcquire(command.requestId, session, remembered.result);
       }
       case 'Release':
@@ -486,13 +516,9 @@ export class LockStateMachine {
       // others may join. Re-acquiring in the same mode returns the grant it has.
       if (held.mode !== command.mode)
         this.rejectModeMismatch(session.id, existing, 'holds', held.mode, command.mode);
-      if (held.requestId === '' || held.requestId === command.requestId)
-        return this.acquiredResult(existing, held);
-      // Now two requests were told of this grant: no Withdraw of either may give it back
-      // (the other one's caller may hold it), so it is no longer any one request's.
-      const shared: Grant = { ...held, requestId: '' };
-      existing.holders.set(session.id, shared);
-      return this.acquiredResult(existing, shared);
+      const told = this.toldAlso(held, command.requestId);
+      existing.holders.set(session.id, told);
+      return this.acquiredResult(existing, told);
     }
     const position = existing?.waiters.findIndex((waiter) => waiter.sessionId === session.id) ?? -1;
     const waiting = existing?.waiters[position];
@@ -589,9 +615,10 @@ export class LockStateMachine {
   }
 
   /**
-   * Guarded: only the latest attempt of the request, by a live session, on the lock the
-   * request named. A grant is matched by its request id, so a re-acquire that shared a
-   * grant made for an earlier request gives nothing back.
+   * Guarded: an open attempt of the request, by a live session, on the lock the request
+   * named. The outcome is undone only when the last open attempt is withdrawn. A grant is
+   * matched by its request id, so a re-acquire that shared a grant made for an earlier
+   * request gives nothing back.
    */
   private withdraw(command: Extract<LockCommand, { type: 'Withdraw' }>): LockResult {
     const { lock: name, sessionId: id, requestId } = command;
@@ -605,9 +632,15 @@ export class LockStateMachine {
       !this.sessions.has(id) ||
       remembered === undefined ||
       !namesLock ||
-      remembered.lastAttemptIndex !== command.attemptIndex
+      !remembered.openAttempts.includes(command.attemptIndex)
     ) {
       return { type: 'Stale' };
+    }
+    const stillOpen = remembered.openAttempts.filter((index) => index !== command.attemptIndex);
+    if (stillOpen.length > 0) {
+      // Another attempt's caller may have been told the outcome: nothing to give back yet.
+      this.dedupe.set(key, { ...remembered, openAttempts: stillOpen });
+      return { type: 'Withdrawn', lock: name, undid: 'nothing' };
     }
     const lock = this.locks.get(name);
     const grant = lock?.holders.get(id);
@@ -616,10 +649,17 @@ export class LockStateMachine {
       this.removeWaiter(lock, id, 'cancelled');
       this.promote(lock);
       undid = 'wait';
-    } else if (lock !== undefined && grant !== undefined && grant.requestId === requestId) {
-      this.removeHolder(lock, grant, 'release');
-      this.promote(lock);
-      undid = 'grant';
+    } else if (lock !== undefined && grant !== undefined && toldOf(grant, requestId)) {
+      const rest = [grant.requestId, ...grant.alsoFor].filter((each) => each !== requestId);
+      if (rest.length === 0) {
+        this.removeHolder(lock, grant, 'release');
+        this.promote(lock);
+        undid = 'grant';
+      } else {
+        // Another request's caller may hold it: only this request lets go of it.
+        const [first = '', ...others] = rest;
+        lock.holders.set(id, { ...grant, requestId: first, alsoFor: others });
+      }
     }
     // Forgotten after the undo: a later retry runs afresh, still at most one effect.
     this.dedupe.delete(key);
@@ -787,6 +827,7 @@ export class LockStateMachine {
       maxHoldMs: request.maxHoldMs,
       lockDelayMs: request.lockDelayMs,
       requestId: request.requestId,
+      alsoFor: [],
     };
     lock.holders.set(session.id, grant);
     session.held.add(lock.name);
@@ -860,6 +901,13 @@ export class LockStateMachine {
     return { type: 'NotAcquired', lock: name, holders };
   }
 
+  /** `grant` as told of to `requestId` too (a re-acquire under another request). */
+  private toldAlso(grant: Grant, requestId: string): Grant {
+    if (grant.requestId === '' || toldOf(grant, requestId)) return grant;
+    if (grant.alsoFor.length >= TOLD_REQUESTS_MAX) return { ...grant, requestId: '', alsoFor: [] };
+    return { ...grant, alsoFor: [...grant.alsoFor, requestId] };
+  }
+
   private acquiredResult(lock: LockRecord, grant: Grant): LockResult {
     return {
       type: 'Acquired',
@@ -891,7 +939,7 @@ export class LockStateMachine {
   }
 
   private remember(key: string, result: LockResult): void {
-    this.dedupe.set(key, { result, lastAttemptIndex: this.index });
+    this.dedupe.set(key, { result, openAttempts: [this.index] });
     // Oldest first: Map keeps insertion order, the same on every replica.
     while (this.dedupe.size > this.limits.dedupeWindowMax) {
       const oldest = this.dedupe.keys().next();
@@ -1025,7 +1073,9 @@ export class LockStateMachine {
 
   private restoreLock(saved: LockSnapshot['locks'][number]): void {
     const lock = this.createLock(saved.name);
-    for (const grant of saved.holders) {
+    for (const stored of saved.holders) {
+      // Snapshots written before alsoFor existed lack it.
+      const grant: Grant = { ...stored, alsoFor: stored.alsoFor ?? [] };
       lock.holders.set(grant.sessionId, grant);
       this.restoredSession(grant.sessionId, saved.name).held.add(saved.name);
     }
@@ -1110,7 +1160,7 @@ function upgradeSnapshotV1(saved: LockSnapshotV1): LockSnapshot {
   const dedupe: (readonly [string, RememberedResult])[] = [];
   for (const [key, result] of saved.dedupe) {
     const endedWait = result.type === 'Queued' && key.startsWith('Acquire/') && !waits.has(key);
-    if (!endedWait) dedupe.push([key, { result, lastAttemptIndex: 0 }]);
+    if (!endedWait) dedupe.push([key, { result, openAttempts: [] }]);
   }
   return {
     version: 2,
@@ -1118,7 +1168,7 @@ function upgradeSnapshotV1(saved: LockSnapshotV1): LockSnapshot {
     sessions: saved.sessions,
     locks: saved.locks.map(({ delay, holders, ...lock }) => ({
       ...lock,
-      holders: holders.map((grant) => ({ ...grant, requestId: '' })),
+      holders: holders.map((grant) => ({ ...grant, requestId: '', alsoFor: [] })),
       delays: delay === null ? [] : [delay],
     })),
     dedupe,
@@ -1152,6 +1202,13 @@ function dedupeKey(command: LockCommand): string | null {
     default:
       return assertNever(command, 'lock command');
   }
+}
+
+/** Whether `requestId` is one of the requests told of `grant`, so its Withdraw counts. */
+function toldOf(grant: Grant, requestId: string): boolean {
+  return (
+    grant.requestId !== '' && (grant.requestId === requestId || grant.alsoFor.includes(requestId))
+  );
 }
 
 function acquireKey(id: SessionId, requestId: string): string {

@@ -32,8 +32,10 @@ export interface ModelWaiter {
 interface ModelGrant extends ModelHolder {
   maxHoldMs: number;
   lockDelayMs: number;
-  /** The request the grant was made for; '' once a second request was told of it. */
+  /** The request the grant was made for. */
   requestId: string;
+  /** Later requests told of the grant (re-acquires): each must be withdrawn too. */
+  alsoFor: string[];
 }
 
 export interface ModelSession {
@@ -128,8 +130,7 @@ export class LockModel {
    * Remembered results, oldest first. An Acquire's result follows what became of the
    * request: a wait that ends turns into Acquired or NotAcquired.
    */
-  dedupe: { key: string; result: ModelResult; lastAttemptIndex: number; command: LockCommand }[] =
-    [];
+  dedupe: { key: string; result: ModelResult; openAttempts: number[]; command: LockCommand }[] = [];
   /** The index of the entry being applied. */
   index = 0;
   /** Of the last command: the command first applied under its key, if it was a retry. */
@@ -173,8 +174,8 @@ export class LockModel {
     return lock.holders.every((holder) => holder.mode === 'shared');
   }
 
-  private addHolder(lock: ModelLock, request: Omit<ModelGrant, 'token'>): ModelGrant {
-    const grant: ModelGrant = { ...request, token: this.index };
+  private addHolder(lock: ModelLock, request: Omit<ModelGrant, 'token' | 'alsoFor'>): ModelGrant {
+    const grant: ModelGrant = { ...request, token: this.index, alsoFor: [] };
     lock.holders.push(grant);
     return grant;
   }
@@ -245,14 +246,15 @@ export class LockModel {
    */
   private retried(
     command: LockCommand,
-    entry: { result: ModelResult; lastAttemptIndex: number },
+    entry: { result: ModelResult; openAttempts: number[] },
   ): ModelResult {
     if (command.type === 'OpenSession' || command.type === 'CloseSession') return entry.result;
     if (!('sessionId' in command) || this.findSession(command.sessionId) === undefined) {
       return rejected('sessionNotFound');
     }
     if (command.type !== 'Acquire') return entry.result;
-    entry.lastAttemptIndex = this.index;
+    // Every attempt may have been answered; a Withdraw gives back only after all of them.
+    entry.openAttempts = [...entry.openAttempts, this.index].slice(-16);
     const first = entry.result;
     if (first.type !== 'Acquired' && first.type !== 'Queued' && first.type !== 'NotAcquired') {
       return first;
@@ -327,7 +329,7 @@ export class LockModel {
           waiter.sessionId === command.sessionId && waiter.requestId === command.requestId,
       );
     if (key !== null && result.type !== 'Rejected' && result.type !== 'NotAcquired' && !joined) {
-      this.dedupe.push({ key, result, lastAttemptIndex: index, command });
+      this.dedupe.push({ key, result, openAttempts: [index], command });
       while (this.dedupe.length > this.limits.dedupeWindowMax) this.dedupe.shift();
     }
     return result;
@@ -408,8 +410,9 @@ export class LockModel {
         // A session gets what it asked for or a refusal: never a grant of the other mode.
         if (mine !== undefined && mine.mode !== command.mode) return rejected('modeMismatch');
         if (mine !== undefined) {
-          // Told to a second request, the grant is no longer one request's to give back.
-          if (mine.requestId !== command.requestId) mine.requestId = '';
+          // Told to a second request: it is given back only once both were withdrawn.
+          if (mine.requestId !== command.requestId && !mine.alsoFor.includes(command.requestId))
+            mine.alsoFor.push(command.requestId);
           return {
             type: 'Acquired',
             lock: lock.name,
@@ -509,19 +512,33 @@ export class LockModel {
         const entry = this.dedupe.find((e) => e.key === key);
         const named = entry !== undefined && 'lock' in entry.result ? entry.result.lock : null;
         if (entry === undefined || named !== command.lock) return { type: 'Stale' };
-        if (entry.lastAttemptIndex !== command.attemptIndex) return { type: 'Stale' };
+        if (!entry.openAttempts.includes(command.attemptIndex)) return { type: 'Stale' };
+        entry.openAttempts = entry.openAttempts.filter((each) => each !== command.attemptIndex);
+        if (entry.openAttempts.length > 0) {
+          return { type: 'Withdrawn', lock: command.lock, undid: 'nothing' };
+        }
         const lock = this.lock(command.lock);
         const mine = (w: { sessionId: number; requestId: string }) =>
           w.sessionId === command.sessionId && w.requestId === command.requestId;
         const waiter = lock.waiters.find(mine);
-        const grant = lock.holders.find(mine);
+        const grant = lock.holders.find(
+          (holder) =>
+            holder.sessionId === command.sessionId &&
+            (holder.requestId === command.requestId || holder.alsoFor.includes(command.requestId)),
+        );
         let undid: 'wait' | 'grant' | 'nothing' = 'nothing';
         if (waiter !== undefined) {
           lock.waiters = lock.waiters.filter((candidate) => candidate !== waiter);
           undid = 'wait';
         } else if (grant !== undefined) {
-          lock.holders = lock.holders.filter((holder) => holder !== grant);
-          undid = 'grant';
+          const rest = [grant.requestId, ...grant.alsoFor].filter((r) => r !== command.requestId);
+          if (rest.length === 0) {
+            lock.holders = lock.holders.filter((holder) => holder !== grant);
+            undid = 'grant';
+          } else {
+            grant.requestId = rest[0] as string;
+            grant.alsoFor = rest.slice(1);
+          }
         }
         if (undid !== 'nothing') this.promote(lock);
         this.dedupe = this.dedupe.filter((e) => e !== entry);

@@ -834,7 +834,7 @@ const withdraw = fc
           };
         }
         const key = `Acquire/${target.sessionId}/${target.requestId}`;
-        const latest = w.m.dedupe.find((entry) => entry.key === key)?.lastAttemptIndex;
+        const latest = w.m.dedupe.find((entry) => entry.key === key)?.openAttempts.at(-1);
         return {
           type: 'Withdraw',
           lock: attempt === 'latest' ? target.lock : named,

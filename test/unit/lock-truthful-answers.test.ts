@@ -147,8 +147,8 @@ describe('lock-delays', () => {
     });
     copy.sm.checkInvariants();
     // Version 1 left a Queued in place after its wait ended: forgotten, not carried on.
-    expect(copy.sm.snapshot().dedupe.map(([key, value]) => [key, value.lastAttemptIndex])).toEqual([
-      ['Acquire/2/r5', 0],
+    expect(copy.sm.snapshot().dedupe.map(([key, value]) => [key, value.openAttempts])).toEqual([
+      ['Acquire/2/r5', []],
     ]);
     expect(copy.sm.snapshot().locks[1]?.holders[0]?.requestId).toBe('');
     expect(copy.sm.delaysOf('L')).toEqual([{ index: 8, delayMs: 500 }]);
@@ -551,18 +551,22 @@ describe('Withdraw gives back what an abandoned Acquire attempt got', () => {
     expect(log.holders('L')).toEqual([]);
   });
 
-  it('is Stale when a newer attempt of the request came after it', () => {
+  it('gives back only once every attempt of the request was withdrawn, in any order', () => {
     const log = new Log();
     const s1 = log.open();
     const got = log.acquireCommand(s1, 'L', { requestId: 'g' });
     const t1 = tokenOf(log.apply(got));
     const firstAttempt = log.index;
-    // The retry's caller may have been told Acquired: the grant is theirs now.
+    // A retry applied: either caller may have been told Acquired.
     tokenOf(log.apply(got));
     const retryAttempt = log.index;
-    expect(withdraw(log, 'L', s1, 'g', firstAttempt).result).toEqual({ type: 'Stale' });
+    // The later attempt's caller went away first (its forward landed late, say): the
+    // earlier attempt's caller may hold the grant.
+    expect(withdraw(log, 'L', s1, 'g', retryAttempt).result).toMatchObject({ undid: 'nothing' });
     expect(log.holders('L')).toEqual([[s1, 'exclusive', t1]]);
-    expect(withdraw(log, 'L', s1, 'g', retryAttempt).result).toMatchObject({ undid: 'grant' });
+    expect(withdraw(log, 'L', s1, 'g', retryAttempt).result).toEqual({ type: 'Stale' });
+    expect(withdraw(log, 'L', s1, 'g', firstAttempt).result).toMatchObject({ undid: 'grant' });
+    expect(log.holders('L')).toEqual([]);
   });
 
   it('does not release a grant a re-acquire shared with an earlier request', () => {
@@ -592,6 +596,18 @@ describe('Withdraw gives back what an abandoned Acquire attempt got', () => {
       undid: 'nothing',
     });
     expect(log.holders('L')).toEqual([[s1, 'exclusive', t1]]);
+  });
+
+  it('gives a grant two requests were told of back only once both were withdrawn', () => {
+    const log = new Log();
+    const s1 = log.open();
+    tokenOf(log.acquire(s1, 'L', { requestId: 'r1' }));
+    const firstAttempt = log.index;
+    tokenOf(log.acquire(s1, 'L', { requestId: 'r2' }));
+    const secondAttempt = log.index;
+    expect(withdraw(log, 'L', s1, 'r1', firstAttempt).result).toMatchObject({ undid: 'nothing' });
+    expect(withdraw(log, 'L', s1, 'r2', secondAttempt).result).toMatchObject({ undid: 'grant' });
+    expect(log.holders('L')).toEqual([]);
   });
 
   it('refuses a second request of a session already waiting, so one wait has one request', () => {

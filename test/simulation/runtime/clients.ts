@@ -70,8 +70,12 @@ export interface GivenUp {
   readonly requestId: string;
   readonly lock: string;
   readonly atMs: number;
-  /** The process that had the call when the client gave up, if the server knew. */
-  readonly process: { readonly node: string; readonly incarnation: number } | null;
+  /**
+   * The processes that took an attempt of the request and answered with an error (the
+   * last one had the call when the client gave up, if the server knew): each owes the
+   * Withdraw of its attempt if that attempt applies.
+   */
+  readonly processes: readonly { readonly node: string; readonly incarnation: number }[];
 }
 
 export interface ClientStats {
@@ -240,10 +244,12 @@ export class SimClient {
       request_id: requestId,
       owner: this.name,
     };
+    const attempts: GivenUp['processes'][number][] = [];
     for (let attempt = 1; attempt <= this.options.attemptsMax; attempt++) {
       if (attempt > 1) this.stats.retries++;
       const result = await this.callOnce('Acquire', request, deadlineMs, cancelAfterMs);
       if (this.session !== session) return;
+      if (!result.ok && result.process !== null) attempts.push(result.process);
       if (result.ok) {
         const acquired: boolean = result.response.acquired;
         const token = Number(result.response.fencing_token);
@@ -262,7 +268,7 @@ export class SimClient {
           this.checker.beliefStarted(this.name, session.id, lock, token, mode, this.time.nowMs);
         } else if (!acquired) {
           this.stats.notAcquired++;
-          this.gaveUp(session, requestId, lock, null);
+          this.gaveUp(session, requestId, lock, []);
         }
         return;
       }
@@ -271,7 +277,7 @@ export class SimClient {
       if (abandoned) {
         // The client meant to give up; the server knew and must withdraw the wait.
         this.stats.abandonedWaits++;
-        this.gaveUp(session, requestId, lock, result.process);
+        this.gaveUp(session, requestId, lock, attempts);
         return;
       }
       if (result.code === status.NOT_FOUND) {
@@ -462,7 +468,7 @@ export class SimClient {
     session: Session,
     requestId: string,
     lock: string,
-    process: GivenUp['process'],
+    processes: GivenUp['processes'],
   ): void {
     this.givenUp.push({
       client: this.name,
@@ -470,7 +476,7 @@ export class SimClient {
       requestId,
       lock,
       atMs: this.time.nowMs,
-      process,
+      processes,
     });
   }
 
