@@ -649,7 +649,7 @@ export class LockStateMachine {
       this.removeWaiter(lock, id, 'cancelled');
       this.promote(lock);
       undid = 'wait';
-    } else if (lock !== undefined && grant !== undefined && toldOf(grant, requestId)) {
+    } else if (lock !== undefined && grant !== undefined && this.withdrawFinds(grant, command)) {
       const rest = [grant.requestId, ...grant.alsoFor].filter((each) => each !== requestId);
       if (rest.length === 0) {
         this.removeHolder(lock, grant, 'release');
@@ -750,6 +750,18 @@ export class LockStateMachine {
   /** A new lock-delay joins those in force: a later, shorter one must not end an earlier one. */
   protected placeDelay(delays: LockDelay[], delay: LockDelay): void {
     delays.push(delay);
+  }
+
+  /**
+   * Whether a Withdraw names `grant`: by its request (and the later requests told of
+   * it), never by an entry index, since a retry answered from memory wrote an entry of
+   * its own.
+   */
+  protected withdrawFinds(
+    grant: Grant,
+    command: Extract<LockCommand, { type: 'Withdraw' }>,
+  ): boolean {
+    return toldOf(grant, command.requestId);
   }
 
   /** What a retried request is answered from. */

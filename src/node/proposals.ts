@@ -138,6 +138,15 @@ export class ProposalRegistry {
     }
   }
 
+  /**
+   * Whether the entry at `index` answers a write the leader placed at `placedIndex`
+   * (null: placement not heard yet). Protected so a test can bring back matching by id
+   * alone.
+   */
+  protected answeredBy(placedIndex: LogIndex | null, index: LogIndex): boolean {
+    return placedIndex === null || placedIndex === index;
+  }
+
   /** Failed writes still watched for a late apply. */
   get orphanCount(): number {
     return this.orphans.size;
@@ -157,7 +166,7 @@ export class ProposalRegistry {
       const proposal = this.pending.get(proposalId);
       // Where the leader said it placed the write, only that entry answers it: another
       // copy (a forward delivered twice) is not the one the placement reported.
-      if (proposal !== undefined && (proposal.index === null || proposal.index === index)) {
+      if (proposal !== undefined && this.answeredBy(proposal.index, index)) {
         this.pending.delete(proposalId);
         proposal.resolve({ index, result });
       }

@@ -1,5 +1,11 @@
-import type { LockStateMachine } from '../../../src/lock/index.ts';
+import {
+  type LockCommand,
+  type LockResult,
+  LockStateMachine,
+  type RememberedResult,
+} from '../../../src/lock/index.ts';
 import { DlmNode } from '../../../src/node/node.ts';
+import { ProposalRegistry } from '../../../src/node/proposals.ts';
 import type { NodeParts, RuntimeBugs } from './runner.ts';
 
 /**
@@ -14,21 +20,78 @@ class ServesReadsLocally extends DlmNode {
   }
 }
 
+/** Answers a retry with its first result, verbatim, even when that is no longer true. */
+class AnswersRetriesVerbatim extends LockStateMachine {
+  protected override answerRetry(
+    _command: LockCommand,
+    _key: string,
+    remembered: RememberedResult,
+  ): LockResult {
+    return remembered.result;
+  }
+}
+
+/** Gives a grant back only when the withdrawn attempt's entry made or queued it. */
+class WithdrawsByIndex extends LockStateMachine {
+  protected override withdrawFinds(
+    grant: { readonly requestIndex: number },
+    command: Extract<LockCommand, { type: 'Withdraw' }>,
+  ): boolean {
+    return grant.requestIndex === command.attemptIndex;
+  }
+}
+
+/** Completes a write with any entry that carries its id, as before placements counted. */
+class MatchesIdAlone extends ProposalRegistry {
+  protected override answeredBy(): boolean {
+    return true;
+  }
+}
+
+function build(Node: typeof DlmNode, parts: NodeParts, bootId = parts.bootId): DlmNode {
+  return new Node(
+    parts.id,
+    parts.storage,
+    parts.transport,
+    parts.options,
+    parts.clock,
+    parts.seed,
+    parts.scheduler,
+    bootId,
+  );
+}
+
 function subclass(Node: typeof DlmNode): RuntimeBugs {
+  return { createNode: (parts) => build(Node, parts) };
+}
+
+/**
+ * Swaps the node's state machine for a subclass that breaks one rule. The node builds
+ * its own; its methods live on the prototype, so the swap changes only behaviour.
+ */
+function stateMachine(Machine: typeof LockStateMachine): RuntimeBugs {
   return {
-    createNode: (parts: NodeParts) =>
-      new Node(
-        parts.id,
-        parts.storage,
-        parts.transport,
-        parts.options,
-        parts.clock,
-        parts.seed,
-        parts.scheduler,
-      ),
+    createNode: (parts) => {
+      const node = build(DlmNode, parts);
+      Object.setPrototypeOf(node.locks, Machine.prototype);
+      return node;
+    },
   };
 }
 
 export const INJECTED_RUNTIME_BUGS = {
   servesReadsLocally: subclass(ServesReadsLocally),
+  /**
+   * Proposal and read ids count from 1 again in every process, and a write completes
+   * with any entry carrying its id: the two defences the restart bug got past.
+   */
+  idsRestartWithProcess: {
+    createNode: (parts) => {
+      const node = build(DlmNode, parts, 'boot');
+      Object.setPrototypeOf(Reflect.get(node, 'proposals'), MatchesIdAlone.prototype);
+      return node;
+    },
+  },
+  staleRememberedGrant: stateMachine(AnswersRetriesVerbatim),
+  giveBackByEntryIndex: stateMachine(WithdrawsByIndex),
 } as const satisfies Record<string, RuntimeBugs>;
