@@ -837,23 +837,37 @@ describe('Cluster service', () => {
       errorCode: 'FAILED_PRECONDITION',
     });
     expect(notAMember.details).toContain('n9 is not a member');
-    const alreadyVoter = await failure(
+    // Adding a voter again at its own address is idempotent (a retried call succeeds);
+    // at another address it is refused.
+    const member = cluster.nodes.find((node) => node.id === follower);
+    const again = await rpc<StatusAnswer>(
+      leader,
+      'AddMember',
+      {
+        node_id: follower,
+        peer_address: member?.peerAddress,
+        client_address: member?.clientAddress,
+      },
+      10_000,
+      'Cluster',
+    );
+    expect(again.members.map((each) => each.id).sort()).toEqual(
+      cluster.nodes.map((node) => node.id).sort(),
+    );
+    const moved = await failure(
       rpc(
         leader,
         'AddMember',
-        {
-          node_id: follower,
-          peer_address: cluster.nodes.find((node) => node.id === follower)?.peerAddress,
-          client_address: cluster.nodes.find((node) => node.id === follower)?.clientAddress,
-        },
+        { node_id: follower, peer_address: '127.0.0.1:1', client_address: member?.clientAddress },
         10_000,
         'Cluster',
       ),
     );
-    expect(alreadyVoter).toMatchObject({
+    expect(moved).toMatchObject({
       code: status.FAILED_PRECONDITION,
       errorCode: 'FAILED_PRECONDITION',
     });
+    expect(moved.details).toContain('already a voter');
     // Nothing changed: still the same 3 voters, no learner.
     const view = await rpc<StatusAnswer>(leader, 'Status', {}, 5_000, 'Cluster');
     expect(view.members.map((member) => `${member.id}:${member.learner}`).sort()).toEqual(
