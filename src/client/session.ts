@@ -58,6 +58,8 @@ export class Session {
   /** Handles not yet released, to tell a grant someone holds from one nobody does. */
   private readonly handles = new Set<LockHandle>();
   private readonly settler: Settler;
+  /** acquire() calls in flight, by lock (see SettleHost.acquiresDone). */
+  private readonly acquiring = new Map<string, Set<Promise<unknown>>>();
 
   private constructor(
     private readonly connection: Connection,
@@ -78,6 +80,8 @@ export class Session {
         return connection.isClosed ? 'clientClosed' : null;
       },
       holdsGrant: (lock, token) => this.handleOf(lock, token) !== undefined,
+      acquiresDone: (lock) =>
+        Promise.allSettled([...(this.acquiring.get(lock) ?? [])]).then(() => {}),
       report: (error) => this.report(error),
     });
     this.confirmed(openedSendMs);
@@ -150,15 +154,22 @@ export class Session {
       owner: options.owner ?? '',
     };
     let answer: Record<string, unknown>;
+    const call = this.connection.call('Lock', 'Acquire', request, {
+      deadlineMs: this.nowMs() + this.callTimeoutMs + waitMs,
+      waitMs,
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+    });
+    const inFlight = this.acquiring.get(lock) ?? new Set<Promise<unknown>>();
+    this.acquiring.set(lock, inFlight);
+    inFlight.add(call);
     try {
-      answer = await this.connection.call('Lock', 'Acquire', request, {
-        deadlineMs: this.nowMs() + this.callTimeoutMs + waitMs,
-        waitMs,
-        ...(options.signal === undefined ? {} : { signal: options.signal }),
-      });
+      answer = await call;
     } catch (error) {
       if (error instanceof DlmClientError && error.outcomeUnknown) this.settler.start(request);
       throw error;
+    } finally {
+      inFlight.delete(call);
+      if (inFlight.size === 0 && this.acquiring.get(lock) === inFlight) this.acquiring.delete(lock);
     }
     if (answer.acquired !== true) {
       const holders = (answer.holders ?? []) as { session_id: string; owner: string }[];

@@ -66,6 +66,11 @@ export interface SettleHost {
   moot(): 'sessionClosed' | 'sessionEnded' | 'clientClosed' | null;
   /** Whether a live handle of the session carries this grant. */
   holdsGrant(lock: string, token: string): boolean;
+  /**
+   * Resolves once no acquire() of `lock` started before now is in flight: one of them
+   * may be answered with the very grant a settle finds (re-acquiring returns it).
+   */
+  acquiresDone(lock: string): Promise<void>;
   report(error: Error): void;
 }
 
@@ -162,6 +167,7 @@ export class Settler {
     );
     if (answer.acquired !== true) return 'notHeld';
     const token = String(answer.fencing_token);
+    await this.host.acquiresDone(request.lock);
     if (this.host.holdsGrant(request.lock, token)) return 'heldByHandle';
     let releaseId = releaseIds.get(token);
     if (releaseId === undefined) {

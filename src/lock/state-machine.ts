@@ -53,6 +53,8 @@ const TOLD_REQUESTS_MAX = 16;
 export interface RememberedResult {
   readonly result: LockResult;
   readonly openAttempts: readonly number[];
+  /** Set once an attempt was dropped past OPEN_ATTEMPTS_MAX: its caller may hold the grant. */
+  readonly attemptsDropped?: true;
 }
 
 /**
@@ -62,9 +64,14 @@ export interface RememberedResult {
  */
 const OPEN_ATTEMPTS_MAX = 16;
 
-function withAttempt(attempts: readonly number[], index: number): readonly number[] {
-  const next = [...attempts, index];
-  return next.length > OPEN_ATTEMPTS_MAX ? next.slice(next.length - OPEN_ATTEMPTS_MAX) : next;
+function withAttempt(remembered: RememberedResult, index: number): RememberedResult {
+  const next = [...remembered.openAttempts, index];
+  if (next.length <= OPEN_ATTEMPTS_MAX) return { ...remembered, openAttempts: next };
+  return {
+    ...remembered,
+    openAttempts: next.slice(next.length - OPEN_ATTEMPTS_MAX),
+    attemptsDropped: true,
+  };
 }
 
 interface SessionRecord {
@@ -197,6 +204,8 @@ export class LockStateMachine {
   private readonly sessions = new Map<SessionId, SessionRecord>();
   private readonly locks = new Map<string, LockRecord>();
   private readonly dedupe = new Map<string, RememberedResult>();
+  /** Set by acquire() for one command: earlier attempts of a wait whose memory was evicted. */
+  private attemptsOfEvictedWait: number[] = [];
   /** Events of the command being applied, in order. */
   private events: LockEvent[] = [];
   /** Grants made by the command being applied, per lock name. */
@@ -285,10 +294,7 @@ export class LockStateMachine {
     switch (command.type) {
       case 'Acquire': {
         const session = this.requireSession(command.sessionId);
-        this.dedupe.set(key, {
-          result: remembered.result,
-          openAttempts: withAttempt(remembered.openAttempts, this.index),
-        });
+        this.dedupe.set(key, withAttempt(remembered, this.index));
         return this.retriedAcquire(command.requestId, session, remembered.result);
       }
       case 'Release':
@@ -526,6 +532,12 @@ export class LockStateMachine {
       // The wait will end in a grant of the mode it asked for, not this one.
       if (waiting.mode !== command.mode)
         this.rejectModeMismatch(session.id, existing, 'waits for', waiting.mode, command.mode);
+      // The request's own retry, whose remembered result left the window: still its
+      // wait. Both the attempt that queued it and this one may withdraw it.
+      if (waiting.requestId === command.requestId) {
+        this.attemptsOfEvictedWait = [waiting.requestIndex];
+        return { type: 'Queued', lock: command.lock, position };
+      }
       // The wait belongs to its own request: that request's withdrawal must be able to
       // give it back, and must not take away a grant this one would be told of.
       reject(
@@ -628,6 +640,7 @@ export class LockStateMachine {
     const namesLock =
       (first?.type === 'Acquired' || first?.type === 'Queued' || first?.type === 'NotAcquired') &&
       first.lock === name;
+    if (remembered === undefined && this.sessions.has(id)) return this.withdrawEvictedWait(command);
     if (
       !this.sessions.has(id) ||
       remembered === undefined ||
@@ -637,7 +650,7 @@ export class LockStateMachine {
       return { type: 'Stale' };
     }
     const stillOpen = remembered.openAttempts.filter((index) => index !== command.attemptIndex);
-    if (stillOpen.length > 0) {
+    if (stillOpen.length > 0 || remembered.attemptsDropped === true) {
       // Another attempt's caller may have been told the outcome: nothing to give back yet.
       this.dedupe.set(key, { ...remembered, openAttempts: stillOpen });
       return { type: 'Withdrawn', lock: name, undid: 'nothing' };
@@ -664,6 +677,25 @@ export class LockStateMachine {
     // Forgotten after the undo: a later retry runs afresh, still at most one effect.
     this.dedupe.delete(key);
     return { type: 'Withdrawn', lock: name, undid };
+  }
+
+  /**
+   * A wait whose remembered result left the window is still withdrawn by the attempt
+   * that queued it: a waiter is told nothing until it is granted, so no other caller
+   * can hold what it gives back. (A grant is not: its callers may have been told.)
+   */
+  private withdrawEvictedWait(command: Extract<LockCommand, { type: 'Withdraw' }>): LockResult {
+    const lock = this.locks.get(command.lock);
+    const waiter = lock?.waiters.find(
+      (each) =>
+        each.sessionId === command.sessionId &&
+        each.requestId === command.requestId &&
+        each.requestIndex === command.attemptIndex,
+    );
+    if (lock === undefined || waiter === undefined) return { type: 'Stale' };
+    this.removeWaiter(lock, command.sessionId, 'cancelled');
+    this.promote(lock);
+    return { type: 'Withdrawn', lock: command.lock, undid: 'wait' };
   }
 
   private waitExpired(name: string, id: SessionId, waiterIndex: LogIndex): LockResult {
@@ -951,7 +983,9 @@ export class LockStateMachine {
   }
 
   private remember(key: string, result: LockResult): void {
-    this.dedupe.set(key, { result, openAttempts: [this.index] });
+    const earlier = this.attemptsOfEvictedWait;
+    this.attemptsOfEvictedWait = [];
+    this.dedupe.set(key, { result, openAttempts: [...earlier, this.index] });
     // Oldest first: Map keeps insertion order, the same on every replica.
     while (this.dedupe.size > this.limits.dedupeWindowMax) {
       const oldest = this.dedupe.keys().next();

@@ -130,7 +130,14 @@ export class LockModel {
    * Remembered results, oldest first. An Acquire's result follows what became of the
    * request: a wait that ends turns into Acquired or NotAcquired.
    */
-  dedupe: { key: string; result: ModelResult; openAttempts: number[]; command: LockCommand }[] = [];
+  dedupe: {
+    key: string;
+    result: ModelResult;
+    openAttempts: number[];
+    /** An attempt was dropped past 16: its caller may hold the outcome, so none gives it back. */
+    dropped?: boolean;
+    command: LockCommand;
+  }[] = [];
   /** The index of the entry being applied. */
   index = 0;
   /** Of the last command: the command first applied under its key, if it was a retry. */
@@ -246,7 +253,7 @@ export class LockModel {
    */
   private retried(
     command: LockCommand,
-    entry: { result: ModelResult; openAttempts: number[] },
+    entry: { result: ModelResult; openAttempts: number[]; dropped?: boolean },
   ): ModelResult {
     if (command.type === 'OpenSession' || command.type === 'CloseSession') return entry.result;
     if (!('sessionId' in command) || this.findSession(command.sessionId) === undefined) {
@@ -254,7 +261,9 @@ export class LockModel {
     }
     if (command.type !== 'Acquire') return entry.result;
     // Every attempt may have been answered; a Withdraw gives back only after all of them.
-    entry.openAttempts = [...entry.openAttempts, this.index].slice(-16);
+    const attempts = [...entry.openAttempts, this.index];
+    if (attempts.length > 16) entry.dropped = true;
+    entry.openAttempts = attempts.slice(-16);
     const first = entry.result;
     if (first.type !== 'Acquired' && first.type !== 'Queued' && first.type !== 'NotAcquired') {
       return first;
@@ -329,7 +338,15 @@ export class LockModel {
           waiter.sessionId === command.sessionId && waiter.requestId === command.requestId,
       );
     if (key !== null && result.type !== 'Rejected' && result.type !== 'NotAcquired' && !joined) {
-      this.dedupe.push({ key, result, openAttempts: [index], command });
+      // A wait's own retry whose memory was evicted: the attempt that queued it counts too.
+      const queuedAt =
+        command.type === 'Acquire' && result.type === 'Queued'
+          ? this.lock(command.lock).waiters.find(
+              (w) => w.sessionId === command.sessionId && w.requestId === command.requestId,
+            )?.requestIndex
+          : undefined;
+      const earlier = queuedAt !== undefined && queuedAt !== index ? [queuedAt] : [];
+      this.dedupe.push({ key, result, openAttempts: [...earlier, index], command });
       while (this.dedupe.length > this.limits.dedupeWindowMax) this.dedupe.shift();
     }
     return result;
@@ -425,7 +442,10 @@ export class LockModel {
           const waiter = lock.waiters[position] as ModelWaiter;
           if (waiter.sessionId !== command.sessionId) continue;
           if (waiter.mode !== command.mode) return rejected('modeMismatch');
-          // One wait, one request: a second one is not folded in.
+          // Its own retry (its memory evicted) is still its wait; another request is not
+          // folded in: one wait, one request.
+          if (waiter.requestId === command.requestId)
+            return { type: 'Queued', lock: lock.name, position };
           return rejected('alreadyWaiting');
         }
         if (!this.inUse(lock) && this.locksInUse().length >= limits.locksMax) {
@@ -510,11 +530,25 @@ export class LockModel {
         if (this.findSession(command.sessionId) === undefined) return { type: 'Stale' };
         const key = `Acquire/${command.sessionId}/${command.requestId}`;
         const entry = this.dedupe.find((e) => e.key === key);
-        const named = entry !== undefined && 'lock' in entry.result ? entry.result.lock : null;
-        if (entry === undefined || named !== command.lock) return { type: 'Stale' };
+        if (entry === undefined) {
+          // Forgotten (left the window): the attempt that queued a wait still withdraws it.
+          const lock = this.lock(command.lock);
+          const queued = lock.waiters.find(
+            (w) =>
+              w.sessionId === command.sessionId &&
+              w.requestId === command.requestId &&
+              w.requestIndex === command.attemptIndex,
+          );
+          if (queued === undefined) return { type: 'Stale' };
+          lock.waiters = lock.waiters.filter((w) => w !== queued);
+          this.promote(lock);
+          return { type: 'Withdrawn', lock: lock.name, undid: 'wait' };
+        }
+        const named = 'lock' in entry.result ? entry.result.lock : null;
+        if (named !== command.lock) return { type: 'Stale' };
         if (!entry.openAttempts.includes(command.attemptIndex)) return { type: 'Stale' };
         entry.openAttempts = entry.openAttempts.filter((each) => each !== command.attemptIndex);
-        if (entry.openAttempts.length > 0) {
+        if (entry.openAttempts.length > 0 || entry.dropped === true) {
           return { type: 'Withdrawn', lock: command.lock, undid: 'nothing' };
         }
         const lock = this.lock(command.lock);

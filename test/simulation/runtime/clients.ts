@@ -99,6 +99,7 @@ const SAFE_MARGIN_MS = 2;
 
 export class SimClient {
   private session: Session | null = null;
+  private readonly toldGrants = new Set<string>();
   private readonly held = new Map<string, { token: number; mode: LockMode }>();
   private leaderHint: string | null = null;
   private requestSequence = 0;
@@ -126,6 +127,15 @@ export class SimClient {
   /** Believes it holds `lock` with `token` (for the final check of abandoned Acquires). */
   holds(lock: string, token: number): boolean {
     return this.held.get(lock)?.token === token && this.sessionSafe();
+  }
+
+  /**
+   * Whether this client was ever told it acquired `lock` with `token`, even when it did
+   * not act on it (its session was past its safe deadline): such a grant is one its
+   * caller learned of, not one left behind by a request it gave up.
+   */
+  wasTold(lock: string, token: number): boolean {
+    return this.toldGrants.has(`${lock}/${token}`);
   }
 
   start(): void {
@@ -262,6 +272,7 @@ export class SimClient {
           acquired,
           token,
         });
+        if (acquired) this.toldGrants.add(`${lock}/${token}`);
         if (acquired && this.sessionSafe()) {
           this.stats.acquired++;
           this.held.set(lock, { token, mode });

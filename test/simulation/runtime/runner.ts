@@ -643,7 +643,7 @@ export class RuntimeSimulation implements ClientTransport {
       const token = this.checker.holdsThrough(given.sessionId, given.requestId, given.lock);
       if (token === null) continue;
       const client = this.clients.find((each) => each.name === given.client);
-      if (client?.holds(given.lock, token)) continue;
+      if (client?.holds(given.lock, token) || client?.wasTold(given.lock, token)) continue;
       const died = given.processes.find(
         (process) =>
           this.slots.get(nodeId(process.node))?.process?.incarnation !== process.incarnation,
