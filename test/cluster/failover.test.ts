@@ -88,15 +88,22 @@ describe('real processes under failure', () => {
     const follower = c.nodes.find((node) => node.id !== leader)?.id ?? '';
     const session = await openSession(c);
     c.pause(follower);
+    // A generous deadline per call: on a loaded CI machine one fsync or scheduling stall
+    // once took a call past the 2 s default (seen once in a full run; not alone).
     for (let i = 0; i < 150; i++) {
-      await c.callNode(leader, 'Acquire', {
-        lock: `snap/${i}`,
-        session_id: session,
-        mode: 'SHARED',
-        wait_ms: '0',
-        request_id: newRequestId(),
-        owner: 's',
-      });
+      await c.call(
+        leader,
+        'Acquire',
+        {
+          lock: `snap/${i}`,
+          session_id: session,
+          mode: 'SHARED',
+          wait_ms: '0',
+          request_id: newRequestId(),
+          owner: 's',
+        },
+        10_000,
+      );
     }
     const leaderStatus = await c.callNode(leader, 'Status', {}, 10_000, 'Cluster');
     c.resume(follower);
