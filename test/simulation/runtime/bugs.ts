@@ -6,7 +6,7 @@ import {
 } from '../../../src/lock/index.ts';
 import { DlmNode } from '../../../src/node/node.ts';
 import { ProposalRegistry } from '../../../src/node/proposals.ts';
-import type { NodeParts, RuntimeBugs } from './runner.ts';
+import { buildNode, type RuntimeBugs } from './runner.ts';
 
 /**
  * Runtime bugs injected only from tests, through RuntimeBugs.createNode: the runtime
@@ -48,21 +48,8 @@ class MatchesIdAlone extends ProposalRegistry {
   }
 }
 
-function build(Node: typeof DlmNode, parts: NodeParts, bootId = parts.bootId): DlmNode {
-  return new Node(
-    parts.id,
-    parts.storage,
-    parts.transport,
-    parts.options,
-    parts.clock,
-    parts.seed,
-    parts.scheduler,
-    bootId,
-  );
-}
-
 function subclass(Node: typeof DlmNode): RuntimeBugs {
-  return { createNode: (parts) => build(Node, parts) };
+  return { createNode: (parts) => buildNode(Node, parts) };
 }
 
 /**
@@ -72,7 +59,7 @@ function subclass(Node: typeof DlmNode): RuntimeBugs {
 function stateMachine(Machine: typeof LockStateMachine): RuntimeBugs {
   return {
     createNode: (parts) => {
-      const node = build(DlmNode, parts);
+      const node = buildNode(DlmNode, parts);
       Object.setPrototypeOf(node.locks, Machine.prototype);
       return node;
     },
@@ -87,7 +74,7 @@ export const INJECTED_RUNTIME_BUGS = {
    */
   idsRestartWithProcess: {
     createNode: (parts) => {
-      const node = build(DlmNode, parts, 'boot');
+      const node = buildNode(DlmNode, parts, 'boot');
       Object.setPrototypeOf(Reflect.get(node, 'proposals'), MatchesIdAlone.prototype);
       return node;
     },

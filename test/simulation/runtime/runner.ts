@@ -700,7 +700,12 @@ export class RuntimeSimulation implements ClientTransport {
 }
 
 function defaultNode(parts: NodeParts): DlmNode {
-  return new DlmNode(
+  return buildNode(DlmNode, parts);
+}
+
+/** Builds one process's node from its parts; bug injections pass a subclass or a boot id. */
+export function buildNode(Node: typeof DlmNode, parts: NodeParts, bootId = parts.bootId): DlmNode {
+  return new Node(
     parts.id,
     parts.storage,
     parts.transport,
@@ -708,7 +713,7 @@ function defaultNode(parts: NodeParts): DlmNode {
     parts.clock,
     parts.seed,
     parts.scheduler,
-    parts.bootId,
+    bootId,
   );
 }
 
