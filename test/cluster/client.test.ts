@@ -34,9 +34,15 @@ describe('DlmClient on real processes', () => {
     await new Promise((resolve) => setTimeout(resolve, 500));
     const before = tokens.length;
     await c.kill(leader);
-    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    // An acquire the kill cut off has an unknown outcome: the session settles it (asks
+    // the new leader, releases what it finds) before it acquires that lock again, so
+    // the loop resumes only after an election and a settle round.
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
     stop.value = true;
     await loop;
+    console.log(
+      `ride-through: ${tokens.length - before} grants in the 3 s after kill -9 of the leader`,
+    );
     expect(tokens.length).toBeGreaterThan(before + 5);
     expect(tokens).toEqual([...tokens].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)));
     expect(session.alive).toBe(true);
