@@ -198,13 +198,24 @@ export class ProcessCluster {
     return null;
   }
 
-  async waitForLeader(timeoutMs: number): Promise<string> {
+  /**
+   * The leader, once the same node has led for `stableMs`: right after start-up (while
+   * founders learn the cluster id) or a failure, a first leader can still be replaced,
+   * and a test that then asks it for its metrics or logs would ask the wrong node.
+   */
+  async waitForLeader(timeoutMs: number, stableMs = 500): Promise<string> {
     const deadline = Date.now() + timeoutMs;
+    let candidate: string | null = null;
+    let sinceMs = 0;
     for (;;) {
       const leader = await this.leader();
-      if (leader !== null) return leader;
+      if (leader !== candidate) {
+        candidate = leader;
+        sinceMs = Date.now();
+      }
+      if (candidate !== null && Date.now() - sinceMs >= stableMs) return candidate;
       if (Date.now() > deadline)
-        throw new Error(`no leader within ${timeoutMs} ms; logs in ${this.dir}`);
+        throw new Error(`no stable leader within ${timeoutMs} ms; logs in ${this.dir}`);
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }
