@@ -109,7 +109,9 @@ describe('observability of real processes', () => {
       );
       if (sample(metrics, 'dlm_raft_is_leader', { node: id }) === 1) leaders.push(id);
     }
-    expect(leaders).toEqual([leader]);
+    // Exactly one node says it leads. (Not always the one that served the Acquire: in
+    // 2 of 5 loaded full runs leadership moved once soon after start-up, see issue 10.)
+    expect(leaders).toHaveLength(1);
     const atLeader = await scrape(c, leader);
     expect(
       sample(atLeader, 'dlm_acquire_seconds_count', { node: leader, outcome: 'acquired' }),
