@@ -58,6 +58,18 @@ export class Prng {
     return items[this.intBetween(0, items.length - 1)] as T;
   }
 
+  /** A copy of `items` in a random order (Fisher–Yates, drawing from this generator). */
+  shuffle<T>(items: readonly T[]): T[] {
+    const copy = [...items];
+    for (let i = copy.length - 1; i > 0; i--) {
+      const j = this.intBetween(0, i);
+      const a = copy[i] as T;
+      copy[i] = copy[j] as T;
+      copy[j] = a;
+    }
+    return copy;
+  }
+
   /** A child generator, so one subsystem's draws do not shift another's. */
   fork(): Prng {
     return new Prng(this.nextUint32() * 0x10000 + (this.nextUint32() >>> 16));

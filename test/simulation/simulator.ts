@@ -877,7 +877,7 @@ export class Simulator {
     const members = this.memberIds();
     switch (kind) {
       case 'partitionMajority': {
-        const shuffled = this.shuffle(members);
+        const shuffled = this.prng.shuffle(members);
         const minority = shuffled.slice(0, Math.floor(shuffled.length / 2));
         this.partition([minority, shuffled.slice(minority.length)]);
         return;
@@ -893,7 +893,7 @@ export class Simulator {
         return;
       case 'oneWay': {
         if (members.length < 2) return;
-        const [from, to] = this.shuffle(members);
+        const [from, to] = this.prng.shuffle(members);
         if (from === undefined || to === undefined) return;
         this.blockedLinks.add(linkKey(from, to));
         this.stats.partitions++;
@@ -994,7 +994,7 @@ export class Simulator {
   /** Two sides that cannot talk, joined by one node that sees both. */
   private bridge(members: readonly NodeId[]): void {
     if (members.length < 3) return;
-    const [, ...rest] = this.shuffle(members);
+    const [, ...rest] = this.prng.shuffle(members);
     const half = Math.floor(rest.length / 2);
     // The bridge node is in neither group, so no link of its own is cut.
     this.partition([rest.slice(0, half), rest.slice(half)]);
@@ -1139,17 +1139,6 @@ export class Simulator {
   private randomLiveNode(): SimNode | undefined {
     const live = [...this.nodes.values()].filter((node) => node.alive);
     return live.length === 0 ? undefined : this.prng.pick(live);
-  }
-
-  private shuffle<T>(items: readonly T[]): T[] {
-    const copy = [...items];
-    for (let i = copy.length - 1; i > 0; i--) {
-      const j = this.prng.intBetween(0, i);
-      const a = copy[i] as T;
-      copy[i] = copy[j] as T;
-      copy[j] = a;
-    }
-    return copy;
   }
 
   private jitter(meanMs: number): number {

@@ -490,7 +490,7 @@ export class RuntimeSimulation implements ClientTransport {
         return;
       }
       case 'partition': {
-        const shuffled = this.shuffle(this.nodeIds.map(nodeId));
+        const shuffled = this.prng.shuffle(this.nodeIds.map(nodeId));
         const cut = this.prng.intBetween(1, Math.floor(shuffled.length / 2));
         this.network.partition([shuffled.slice(0, cut), shuffled.slice(cut)]);
         this.stats.partitions++;
@@ -507,7 +507,7 @@ export class RuntimeSimulation implements ClientTransport {
         return;
       }
       case 'oneWay': {
-        const [from, to] = this.shuffle(this.nodeIds.map(nodeId));
+        const [from, to] = this.prng.shuffle(this.nodeIds.map(nodeId));
         if (from === undefined || to === undefined) return;
         this.network.cut(from, to);
         this.stats.partitions++;
@@ -681,17 +681,6 @@ export class RuntimeSimulation implements ClientTransport {
 
   private note(text: string): void {
     if (this.checker.notes.length < 20) this.checker.notes.push(text);
-  }
-
-  private shuffle<T>(items: readonly T[]): T[] {
-    const copy = [...items];
-    for (let i = copy.length - 1; i > 0; i--) {
-      const j = this.prng.intBetween(0, i);
-      const a = copy[i] as T;
-      copy[i] = copy[j] as T;
-      copy[j] = a;
-    }
-    return copy;
   }
 
   private jitter(meanMs: number): number {
