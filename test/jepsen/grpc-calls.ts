@@ -10,9 +10,17 @@ import * as protoLoader from '@grpc/proto-loader';
 const PROTO_DIR = fileURLToPath(new URL('../../proto/', import.meta.url));
 
 type Callback = (error: grpc.ServiceError | null, response: Record<string, unknown>) => void;
-type Method = (request: object, metadata: grpc.Metadata, options: grpc.CallOptions, callback: Callback) => void;
+type Method = (
+  request: object,
+  metadata: grpc.Metadata,
+  options: grpc.CallOptions,
+  callback: Callback,
+) => void;
 
-let services: { Lock: grpc.ServiceClientConstructor; Cluster: grpc.ServiceClientConstructor } | null = null;
+let services: {
+  Lock: grpc.ServiceClientConstructor;
+  Cluster: grpc.ServiceClientConstructor;
+} | null = null;
 const clients = new Map<string, grpc.Client>();
 
 function service(name: 'Lock' | 'Cluster'): grpc.ServiceClientConstructor {
@@ -43,14 +51,23 @@ export function callAt(
   let client = clients.get(key);
   if (client === undefined) {
     const Client = service(serviceName);
-    client = new Client(address, grpc.credentials.createInsecure());
+    // Nodes start while the first calls go out; grpc-js would back off for up to two
+    // minutes between connection attempts, longer than any of these tests waits.
+    client = new Client(address, grpc.credentials.createInsecure(), {
+      'grpc.initial_reconnect_backoff_ms': 100,
+      'grpc.max_reconnect_backoff_ms': 1_000,
+    });
     clients.set(key, client);
   }
   const invoke = (client as unknown as Record<string, Method>)[method];
   if (invoke === undefined) return Promise.reject(new Error(`no method ${serviceName}.${method}`));
   return new Promise((resolve, reject) =>
-    invoke.call(client, request, new grpc.Metadata(), { deadline: Date.now() + deadlineMs, waitForReady: true }, (error, response) =>
-      error === null ? resolve(response) : reject(error),
+    invoke.call(
+      client,
+      request,
+      new grpc.Metadata(),
+      { deadline: Date.now() + deadlineMs, waitForReady: true },
+      (error, response) => (error === null ? resolve(response) : reject(error)),
     ),
   );
 }
@@ -66,9 +83,18 @@ export async function callUntil(
   const endMs = Date.now() + deadlineMs;
   for (let attempt = 0; ; attempt++) {
     try {
-      return await callAt(address, method, request, Math.min(2_000, Math.max(100, endMs - Date.now())), serviceName);
+      return await callAt(
+        address,
+        method,
+        request,
+        Math.min(2_000, Math.max(100, endMs - Date.now())),
+        serviceName,
+      );
     } catch (error) {
-      if (Date.now() >= endMs) throw new Error(`${method} at ${address} failed until its deadline (${attempt + 1} attempts): ${(error as Error).message}`);
+      if (Date.now() >= endMs)
+        throw new Error(
+          `${method} at ${address} failed until its deadline (${attempt + 1} attempts): ${(error as Error).message}`,
+        );
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }

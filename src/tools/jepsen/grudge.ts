@@ -10,18 +10,23 @@ export type Grudge = ReadonlySet<string>;
 export type Cut = readonly [from: string, to: string];
 
 export function cutKey(from: string, to: string): string {
-  if (from.includes('>') || to.includes('>')) throw new Error(`an endpoint name may not contain ">": ${from}, ${to}`);
+  if (from.includes('>') || to.includes('>'))
+    throw new Error(`an endpoint name may not contain ">": ${from}, ${to}`);
   return `${from}>${to}`;
 }
 
 export function parseCut(key: string): Cut {
   const [from, to, ...rest] = key.split('>');
-  if (from === undefined || to === undefined || rest.length > 0) throw new Error(`not a cut: ${JSON.stringify(key)}`);
+  if (from === undefined || to === undefined || rest.length > 0)
+    throw new Error(`not a cut: ${JSON.stringify(key)}`);
   return [from, to];
 }
 
 /** Cuts both directions between every pair of endpoints in different groups. */
-export function partition(groups: readonly (readonly string[])[], nodes: readonly string[]): Grudge {
+export function partition(
+  groups: readonly (readonly string[])[],
+  nodes: readonly string[],
+): Grudge {
   const groupOf = new Map<string, number>();
   for (const [index, group] of groups.entries()) {
     for (const id of group) {
@@ -30,7 +35,8 @@ export function partition(groups: readonly (readonly string[])[], nodes: readonl
     }
   }
   const missing = nodes.filter((id) => !groupOf.has(id));
-  if (missing.length > 0) throw new Error(`a partition must place every node; missing: ${missing.join(', ')}`);
+  if (missing.length > 0)
+    throw new Error(`a partition must place every node; missing: ${missing.join(', ')}`);
   const cuts = new Set<string>();
   const members = [...groupOf.keys()];
   for (const a of members) {
@@ -120,5 +126,6 @@ export function cutsText(grudge: Grudge): string {
 }
 
 function requireNode(id: string, nodes: readonly string[]): void {
-  if (!nodes.includes(id)) throw new Error(`unknown node ${JSON.stringify(id)} (nodes: ${nodes.join(', ')})`);
+  if (!nodes.includes(id))
+    throw new Error(`unknown node ${JSON.stringify(id)} (nodes: ${nodes.join(', ')})`);
 }

@@ -1,4 +1,4 @@
-import { type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -50,7 +50,11 @@ export class NetnsCluster {
   constructor(private readonly options: NetnsClusterOptions) {
     this.nodes = netnsNodes(options.network, options.mesh);
     this.configPath = join(options.dir, 'cluster.config.json');
-    const config = { nodes: this.nodes, dataDir: join(options.dir, 'data'), ...options.extraConfig };
+    const config = {
+      nodes: this.nodes,
+      dataDir: join(options.dir, 'data'),
+      ...options.extraConfig,
+    };
     writeFileSync(this.configPath, `${JSON.stringify(config, null, 2)}\n`);
   }
 

@@ -88,7 +88,10 @@ export class NetnsNetwork {
       await network.addNamespace(network.hubNamespace);
     } catch (error) {
       await network.close();
-      return { ok: false, skipped: `cannot create a network namespace: ${(error as Error).message}` };
+      return {
+        ok: false,
+        skipped: `cannot create a network namespace: ${(error as Error).message}`,
+      };
     }
     try {
       await network.build();
@@ -124,7 +127,12 @@ export class NetnsNetwork {
   }
 
   /** Starts a process in a node's namespace; close() kills it if it still runs. */
-  spawn(id: string, file: string, args: readonly string[], options: SpawnOptions = {}): ChildProcess {
+  spawn(
+    id: string,
+    file: string,
+    args: readonly string[],
+    options: SpawnOptions = {},
+  ): ChildProcess {
     this.assertOpen();
     const command = this.command(id, file, args);
     const child = spawn(command.file, command.args, options);
@@ -150,7 +158,9 @@ export class NetnsNetwork {
     const endpoints = new Set([...this.nodeIds, CLIENT]);
     for (const endpoint of endpointsOf(grudge)) {
       if (!endpoints.has(endpoint)) {
-        throw new Error(`unknown endpoint ${JSON.stringify(endpoint)} in a cut (known: ${[...endpoints].join(', ')})`);
+        throw new Error(
+          `unknown endpoint ${JSON.stringify(endpoint)} in a cut (known: ${[...endpoints].join(', ')})`,
+        );
       }
     }
     const lines = [`flush chain bridge ${NFT_TABLE} ${NFT_CHAIN}`];
@@ -194,7 +204,18 @@ export class NetnsNetwork {
     await run('ip', ['-n', hub, 'link', 'add', BRIDGE, 'type', 'bridge']);
     await run('ip', ['-n', hub, 'link', 'set', BRIDGE, 'up']);
     await run('ip', ['-n', hub, 'link', 'set', 'lo', 'up']);
-    await run('ip', ['link', 'add', this.rootLink, 'type', 'veth', 'peer', 'name', HUB_UPLINK, 'netns', hub]);
+    await run('ip', [
+      'link',
+      'add',
+      this.rootLink,
+      'type',
+      'veth',
+      'peer',
+      'name',
+      HUB_UPLINK,
+      'netns',
+      hub,
+    ]);
     await run('ip', ['-n', hub, 'link', 'set', HUB_UPLINK, 'master', BRIDGE, 'up']);
     await run('ip', ['addr', 'add', `${this.clientAddress}/24`, 'dev', this.rootLink]);
     await run('ip', ['link', 'set', this.rootLink, 'up']);
@@ -203,7 +224,20 @@ export class NetnsNetwork {
       const port = `p${index + 1}`;
       await this.addNamespace(namespace);
       // Both ends are made inside their namespaces: nothing of it appears in the root one.
-      await run('ip', ['link', 'add', 'eth0', 'netns', namespace, 'type', 'veth', 'peer', 'name', port, 'netns', hub]);
+      await run('ip', [
+        'link',
+        'add',
+        'eth0',
+        'netns',
+        namespace,
+        'type',
+        'veth',
+        'peer',
+        'name',
+        port,
+        'netns',
+        hub,
+      ]);
       await run('ip', ['-n', hub, 'link', 'set', port, 'master', BRIDGE, 'up']);
       await run('ip', ['-n', namespace, 'addr', 'add', `${this.address(id)}/24`, 'dev', 'eth0']);
       await run('ip', ['-n', namespace, 'link', 'set', 'eth0', 'up']);
@@ -230,7 +264,8 @@ export class NetnsNetwork {
 
   private indexOf(id: string): number {
     const index = this.nodeIds.indexOf(id);
-    if (index < 0) throw new Error(`unknown node ${JSON.stringify(id)} (nodes: ${this.nodeIds.join(', ')})`);
+    if (index < 0)
+      throw new Error(`unknown node ${JSON.stringify(id)} (nodes: ${this.nodeIds.join(', ')})`);
     return index;
   }
 
@@ -266,7 +301,8 @@ export class NetnsNetwork {
     if (this.closed) return;
     this.closed = true;
     for (const child of this.children) child.kill('SIGKILL');
-    for (const namespace of [...this.created].reverse()) runSyncQuietly('ip', ['netns', 'del', namespace]);
+    for (const namespace of [...this.created].reverse())
+      runSyncQuietly('ip', ['netns', 'del', namespace]);
     runSyncQuietly('ip', ['link', 'del', this.rootLink]);
   }
 }
@@ -279,11 +315,14 @@ async function whyNotPossible(nodeIds: readonly string[]): Promise<string | null
   if (new Set(nodeIds).size !== nodeIds.length || nodeIds.includes(CLIENT)) {
     throw new Error(`node ids must be distinct and not "${CLIENT}": ${nodeIds.join(', ')}`);
   }
-  if (process.platform !== 'linux') return `network namespaces need Linux, this is ${process.platform}`;
+  if (process.platform !== 'linux')
+    return `network namespaces need Linux, this is ${process.platform}`;
   const uid = process.getuid?.();
   if (uid !== 0) return `network namespaces need root, running as uid ${String(uid)}`;
-  if (!(await available('ip', ['-V']))) return 'iproute2 is not installed (`ip` not found): apt-get install iproute2';
-  if (!(await available('nft', ['--version']))) return 'nftables is not installed (`nft` not found): apt-get install nftables';
+  if (!(await available('ip', ['-V'])))
+    return 'iproute2 is not installed (`ip` not found): apt-get install iproute2';
+  if (!(await available('nft', ['--version'])))
+    return 'nftables is not installed (`nft` not found): apt-get install nftables';
   return null;
 }
 

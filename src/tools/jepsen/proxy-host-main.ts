@@ -1,6 +1,6 @@
 import { createInterface } from 'node:readline';
 import { LinkProxy } from './proxy.ts';
-import type { HostReply, HostRequest } from './proxy-host.ts';
+import { type HostReply, type HostRequest, READY_LINE } from './proxy-host.ts';
 
 /**
  * Entry point of a proxy host process (see proxy-host.ts): answers one JSON request
@@ -45,7 +45,8 @@ async function handle(id: number, request: HostRequest): Promise<void> {
 
 function named(name: string): LinkProxy {
   const proxy = proxies.get(name);
-  if (proxy === undefined) throw new Error(`no proxy named ${name} (have: ${[...proxies.keys()].join(', ') || 'none'})`);
+  if (proxy === undefined)
+    throw new Error(`no proxy named ${name} (have: ${[...proxies.keys()].join(', ') || 'none'})`);
   return proxy;
 }
 
@@ -71,3 +72,4 @@ createInterface({ input: process.stdin })
   .on('close', () => {
     void closeAll().then(() => process.exit(0));
   });
+process.stdout.write(`${READY_LINE}\n`);

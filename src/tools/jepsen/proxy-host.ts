@@ -12,26 +12,46 @@ import type { LinkFaults, LinkStats } from './proxy.ts';
  * The host exits when its stdin closes, so it never outlives the harness.
  */
 export type HostRequest =
-  | { readonly op: 'start'; readonly name: string; readonly listen: string; readonly target: string; readonly seed: number }
+  | {
+      readonly op: 'start';
+      readonly name: string;
+      readonly listen: string;
+      readonly target: string;
+      readonly seed: number;
+    }
   | { readonly op: 'set'; readonly name: string; readonly faults: LinkFaults }
   | { readonly op: 'reset'; readonly name: string }
   | { readonly op: 'stats' }
   | { readonly op: 'close' };
 
 export type HostReply =
-  | { readonly id: number; readonly ok: true; readonly address?: string; readonly stats?: Record<string, LinkStats> }
+  | {
+      readonly id: number;
+      readonly ok: true;
+      readonly address?: string;
+      readonly stats?: Record<string, LinkStats>;
+    }
   | { readonly id: number; readonly ok: false; readonly error: string };
 
 export const HOST_MAIN = new URL('./proxy-host-main.ts', import.meta.url).pathname;
 /** No request takes long: one that gets no answer means the host is stuck or gone. */
 export const REQUEST_TIMEOUT_MS = 5_000;
+/** Loading the host (tsx compiles it) takes seconds on a busy machine. */
+export const STARTUP_TIMEOUT_MS = 30_000;
+/** The host's first line: it reads requests from then on. */
+export const READY_LINE = '{"ready":true}';
 
 /** The harness's side of one proxy host process. */
 export class ProxyHostClient {
   private nextId = 1;
-  private readonly waiting = new Map<number, { resolve: (reply: HostReply) => void; reject: (error: Error) => void }>();
+  private readonly waiting = new Map<
+    number,
+    { resolve: (reply: HostReply) => void; reject: (error: Error) => void }
+  >();
   private exited: string | null = null;
   private stderrTail = '';
+  private markReady: () => void = () => {};
+  private readonly ready: Promise<void>;
 
   /** `child` must run HOST_MAIN with piped stdin, stdout and stderr. */
   constructor(
@@ -39,7 +59,8 @@ export class ProxyHostClient {
     /** Names the host in errors, e.g. "proxies in n1's namespace". */
     private readonly label: string,
   ) {
-    if (child.stdout === null || child.stdin === null) throw new Error(`${label}: the host needs piped stdin and stdout`);
+    if (child.stdout === null || child.stdin === null)
+      throw new Error(`${label}: the host needs piped stdin and stdout`);
     createInterface({ input: child.stdout }).on('line', (line) => this.answer(line));
     child.stderr?.on('data', (chunk: Buffer) => {
       this.stderrTail = (this.stderrTail + chunk.toString()).slice(-2_000);
@@ -51,15 +72,34 @@ export class ProxyHostClient {
     });
     // A write to a host that died is reported by the request, not as an unhandled error.
     child.stdin.on('error', () => {});
+    this.ready = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`${label}: not ready within ${STARTUP_TIMEOUT_MS} ms`)),
+        STARTUP_TIMEOUT_MS,
+      );
+      this.markReady = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      child.once('exit', () => {
+        clearTimeout(timer);
+        reject(new Error(`${label} ${this.exited ?? 'exited'}`));
+      });
+    });
+    // Reported by the first request; a host that never becomes ready must not crash the harness.
+    this.ready.catch(() => {});
   }
 
   async request(request: HostRequest): Promise<HostReply & { ok: true }> {
     if (this.exited !== null) throw new Error(`${this.label} ${this.exited}`);
+    await this.ready;
     const id = this.nextId++;
     const reply = await new Promise<HostReply>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiting.delete(id);
-        reject(new Error(`${this.label}: no answer to ${request.op} within ${REQUEST_TIMEOUT_MS} ms`));
+        reject(
+          new Error(`${this.label}: no answer to ${request.op} within ${REQUEST_TIMEOUT_MS} ms`),
+        );
       }, REQUEST_TIMEOUT_MS);
       this.waiting.set(id, {
         resolve: (answer) => {
@@ -88,6 +128,10 @@ export class ProxyHostClient {
   }
 
   private answer(line: string): void {
+    if (line === READY_LINE) {
+      this.markReady();
+      return;
+    }
     let reply: HostReply;
     try {
       reply = JSON.parse(line) as HostReply;

@@ -50,24 +50,31 @@ export class ProxyMesh {
     const hosts = new Map<string, ProxyHostClient>();
     const mesh = new ProxyMesh(network, peerPort, hosts);
     try {
+      // Every host first (each takes a moment to load), then their links, in parallel.
       for (const from of network.nodeIds) {
         const child = network.spawn(from, process.execPath, ['--import', 'tsx', HOST_MAIN], {
           cwd: REPO_ROOT,
           stdio: ['pipe', 'pipe', 'pipe'],
         });
         hosts.set(from, new ProxyHostClient(child, `proxies in ${from}'s namespace`));
-        for (const to of network.nodeIds) {
-          if (to === from) continue;
+      }
+      const links = network.nodeIds.flatMap((from) =>
+        network.nodeIds
+          .filter((to) => to !== from)
+          .map((to) => ({ from, to, seed: prng.nextUint32() })),
+      );
+      await Promise.all(
+        links.map(async ({ from, to, seed }) => {
           await network.addLocalAddress(from, mesh.virtualHost(to));
           await mesh.host(from).request({
             op: 'start',
             name: cutKey(from, to),
             listen: mesh.advertisedPeerAddress(to),
             target: mesh.peerListenAddress(to),
-            seed: prng.nextUint32(),
+            seed,
           });
-        }
-      }
+        }),
+      );
     } catch (error) {
       await mesh.close();
       throw error;

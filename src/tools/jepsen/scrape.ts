@@ -30,7 +30,9 @@ export function samplesByLabel(body: string, metric: string, label: string): Map
 
 /** The value of a metric without labels other than the node's, or undefined. */
 export function sample(body: string, metric: string): number | undefined {
-  const line = body.split('\n').find((text) => text.startsWith(`${metric}{`) || text.startsWith(`${metric} `));
+  const line = body
+    .split('\n')
+    .find((text) => text.startsWith(`${metric}{`) || text.startsWith(`${metric} `));
   return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1));
 }
 
