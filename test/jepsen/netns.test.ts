@@ -18,8 +18,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, type TestContext } from 'vitest';
-import { isolate, oneWay } from '../../src/tools/jepsen/grudge.ts';
-import { NetnsNetwork } from '../../src/tools/jepsen/netns.ts';
+import { between, isolate, oneWay } from '../../src/tools/jepsen/grudge.ts';
+import { CLIENT, NetnsNetwork } from '../../src/tools/jepsen/netns.ts';
 import { NetnsCluster } from '../../src/tools/jepsen/netns-cluster.ts';
 import { ProxyMesh } from '../../src/tools/jepsen/proxy-mesh.ts';
 import { receivedFrom, sample, scrape } from '../../src/tools/jepsen/scrape.ts';
@@ -321,6 +321,25 @@ describe('network namespaces: no peer traffic bypasses a partition', () => {
       10_000,
     );
     phase('one-way cut and heal');
+
+    // The client cut from the leader: the leader does not answer it, a follower serves it
+    // (forwarding to the leader over the peer links, which stay up).
+    await net.apply(between(CLIENT, leader));
+    const fromLeader = await callAt(
+      c.node(leader).clientAddress,
+      'Status',
+      {},
+      1_000,
+      'Cluster',
+    ).then(
+      () => 'answered',
+      (error: { code?: number }) => `failed ${error.code}`,
+    );
+    expect(fromLeader).toBe('failed 4');
+    const viaFollower = await acquire(c.node(isolated).clientAddress, sessionId, 'netns/c', 5_000);
+    expect(viaFollower.acquired).toBe(true);
+    await net.heal();
+    phase('client cut from the leader');
   });
 });
 

@@ -283,16 +283,7 @@ export class NetnsNetwork {
     );
     for (const child of this.children) child.kill('SIGKILL');
     // Also whatever the namespaces hold that this process did not start itself.
-    for (const namespace of this.created) {
-      const pids = await run('ip', ['netns', 'pids', namespace]).catch(() => '');
-      for (const pid of pids.split(/\s+/).filter((text) => /^\d+$/.test(text))) {
-        try {
-          process.kill(Number(pid), 'SIGKILL');
-        } catch {
-          // Gone already.
-        }
-      }
-    }
+    for (const namespace of this.created) await killProcessesIn(namespace);
     await Promise.race([Promise.all(exits), sleep(SETTLE_TIMEOUT_MS)]);
   }
 
@@ -326,14 +317,29 @@ async function whyNotPossible(nodeIds: readonly string[]): Promise<string | null
   return null;
 }
 
-/** Namespaces of runs whose process is gone (killed before it could clean up). */
+/**
+ * Namespaces of runs whose process is gone (killed before it could clean up), with
+ * whatever still runs in them: nodes of a killed harness outlive it.
+ */
 async function sweepStaleRuns(): Promise<void> {
   const listing = await run('ip', ['netns', 'list']);
-  const pattern = new RegExp(`^(${NAME_PREFIX}-(\\d+)-[a-z0-9]+)-\\S+`);
+  const pattern = new RegExp(`^${NAME_PREFIX}-(\\d+)-[a-z0-9]+-\\S+`);
   for (const line of listing.split('\n')) {
     const match = pattern.exec(line.trim());
-    if (match === null || processAlive(Number(match[2]))) continue;
-    await run('ip', ['netns', 'del', (match[0] ?? '').split(' ')[0] ?? '']).catch(() => {});
+    if (match === null || processAlive(Number(match[1]))) continue;
+    await killProcessesIn(match[0]);
+    await run('ip', ['netns', 'del', match[0]]).catch(() => {});
+  }
+}
+
+async function killProcessesIn(namespace: string): Promise<void> {
+  const pids = await run('ip', ['netns', 'pids', namespace]).catch(() => '');
+  for (const pid of pids.split(/\s+/).filter((text) => /^\d+$/.test(text))) {
+    try {
+      process.kill(Number(pid), 'SIGKILL');
+    } catch {
+      // Gone already.
+    }
   }
 }
 
