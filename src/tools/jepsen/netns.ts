@@ -1,7 +1,19 @@
 import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process';
 import { randomInt } from 'node:crypto';
 import { available, run, runSyncQuietly } from './command.ts';
-import { type Cut, cutsText, endpointsOf, type Grudge, parseCut } from './grudge.ts';
+import {
+  between,
+  bridge,
+  type Cut,
+  cutsText,
+  endpointsOf,
+  type Grudge,
+  isolate,
+  majoritiesRing,
+  oneWay,
+  parseCut,
+  partition,
+} from './grudge.ts';
 
 /**
  * Real network partitions for real `dlm serve` processes: every node runs in its own
@@ -179,6 +191,38 @@ export class NetnsNetwork {
     return this.apply(new Set());
   }
 
+  // The shapes of grudge.ts, applied (each replaces the cuts in force).
+
+  /** One node cut from every other node; the client still reaches it. */
+  isolate(id: string): Promise<void> {
+    return this.apply(isolate(id, this.nodeIds));
+  }
+
+  /** Every node in exactly one group; groups cannot reach each other. */
+  partition(groups: readonly (readonly string[])[]): Promise<void> {
+    return this.apply(partition(groups, this.nodeIds));
+  }
+
+  /** Each node sees a majority, no two the same one; `order` places the nodes on the ring. */
+  majoritiesRing(order: readonly string[] = this.nodeIds): Promise<void> {
+    return this.apply(majoritiesRing(this.sameNodes(order)));
+  }
+
+  /** Two halves joined only through the middle node of `order`. */
+  bridge(order: readonly string[] = this.nodeIds): Promise<void> {
+    return this.apply(bridge(this.sameNodes(order)));
+  }
+
+  /** Packets from `from` to `to` dropped, the reverse passing (TCP stalls both ways). */
+  dropOneWay(from: string, to: string): Promise<void> {
+    return this.apply(oneWay(from, to));
+  }
+
+  /** The test client (root namespace) and one node cannot reach each other. */
+  cutClientFrom(id: string): Promise<void> {
+    return this.apply(between(CLIENT, id));
+  }
+
   /** Kills what still runs in the namespaces, then removes every namespace, link and table. Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -260,6 +304,16 @@ export class NetnsNetwork {
 
   private ip(endpoint: string): string {
     return endpoint === CLIENT ? this.clientAddress : this.address(endpoint);
+  }
+
+  private sameNodes(order: readonly string[]): readonly string[] {
+    const sorted = (ids: readonly string[]): string => [...ids].sort().join(',');
+    if (sorted(order) !== sorted(this.nodeIds)) {
+      throw new Error(
+        `expected an order of every node (${this.nodeIds.join(', ')}), got ${order.join(', ')}`,
+      );
+    }
+    return order;
   }
 
   private indexOf(id: string): number {
