@@ -18,8 +18,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, type TestContext } from 'vitest';
-import { between, isolate, oneWay } from '../../src/tools/jepsen/grudge.ts';
-import { CLIENT, NetnsNetwork } from '../../src/tools/jepsen/netns.ts';
+import { NetnsNetwork } from '../../src/tools/jepsen/netns.ts';
 import { NetnsCluster } from '../../src/tools/jepsen/netns-cluster.ts';
 import { ProxyMesh } from '../../src/tools/jepsen/proxy-mesh.ts';
 import { receivedFrom, sample, scrape } from '../../src/tools/jepsen/scrape.ts';
@@ -203,7 +202,7 @@ function phase(name: string): void {
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('network namespaces: no peer traffic bypasses a partition', () => {
-  it('an isolated node hears nothing and is heard by no one; the majority serves, the minority cannot; the heal converges; a one-way cut is reported as TCP makes it', async (context) => {
+  it('an isolated node hears nothing and is heard by no one; the majority serves, the minority cannot; the heal converges; then a one-way cut (reported as TCP makes it), the client cut from the leader, and a bridge', async (context) => {
     phaseStartMs = performance.now();
     const net = await networkOrSkip(context);
     phase('namespaces created');
@@ -225,7 +224,7 @@ describe('network namespaces: no peer traffic bypasses a partition', () => {
     );
 
     phase('session opened, every link carries traffic');
-    await net.apply(isolate(isolated, NODES));
+    await net.isolate(isolated);
     await sleep(CUT_SETTLE_MS);
     const before = await receivedCounts(c);
     await sleep(QUIET_WINDOW_MS);
@@ -299,7 +298,7 @@ describe('network namespaces: no peer traffic bypasses a partition', () => {
         count(counts, isolated, leader) > count(healed, isolated, leader),
       10_000,
     );
-    await net.apply(oneWay(isolated, leader));
+    await net.dropOneWay(isolated, leader);
     await sleep(CUT_SETTLE_MS);
     const oneWayBefore = await receivedCounts(c);
     await sleep(QUIET_WINDOW_MS);
@@ -324,7 +323,7 @@ describe('network namespaces: no peer traffic bypasses a partition', () => {
 
     // The client cut from the leader: the leader does not answer it, a follower serves it
     // (forwarding to the leader over the peer links, which stay up).
-    await net.apply(between(CLIENT, leader));
+    await net.cutClientFrom(leader);
     const fromLeader = await callAt(
       c.node(leader).clientAddress,
       'Status',
@@ -340,6 +339,30 @@ describe('network namespaces: no peer traffic bypasses a partition', () => {
     expect(viaFollower.acquired).toBe(true);
     await net.heal();
     phase('client cut from the leader');
+
+    // A bridge, a grudge no pair of separate networks could make: the leader in the
+    // middle sees both followers, which cannot see each other.
+    const [left, right] = majority.filter((id) => id !== leader).concat(isolated) as [
+      string,
+      string,
+    ];
+    await net.bridge([left, leader, right]);
+    await sleep(CUT_SETTLE_MS);
+    const bridgeBefore = await receivedCounts(c);
+    await sleep(QUIET_WINDOW_MS);
+    const bridgeAfter = await receivedCounts(c);
+    expect(count(bridgeAfter, left, right)).toBe(count(bridgeBefore, left, right));
+    expect(count(bridgeAfter, right, left)).toBe(count(bridgeBefore, right, left));
+    for (const side of [left, right]) {
+      expect(count(bridgeAfter, side, leader), `${side} hears the bridge`).toBeGreaterThan(
+        count(bridgeBefore, side, leader),
+      );
+      expect(count(bridgeAfter, leader, side), `the bridge hears ${side}`).toBeGreaterThan(
+        count(bridgeBefore, leader, side),
+      );
+    }
+    await net.heal();
+    phase('bridge');
   });
 });
 
