@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import { openSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { NodeConfigInput } from '../../config/index.ts';
@@ -78,6 +78,8 @@ export class NetnsCluster {
       [DLM_BIN, 'serve', '--config', this.configPath, '--node', id],
       { stdio: ['ignore', log, log], env: { ...process.env, ...env } },
     );
+    // The child has its own copy of the descriptor.
+    closeSync(log);
     this.processes.set(id, child);
   }
 

@@ -5,7 +5,6 @@ import {
   between,
   bridge,
   type Cut,
-  cutsText,
   endpointsOf,
   type Grudge,
   isolate,
@@ -460,5 +459,3 @@ async function linkExists(name: string): Promise<boolean> {
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
-
-export { cutsText };
