@@ -367,7 +367,7 @@ describe('network namespaces: no peer traffic bypasses a partition', () => {
 });
 
 describe('per-link proxies: no peer traffic bypasses them', () => {
-  it("blackholing one node's links stops its messages both ways; one directed link can be cut alone; a delay shows", async (context) => {
+  it("blackholing one node's links stops its messages both ways; one directed link can be cut alone; kernel cuts hold under the proxies; a delay shows", async (context) => {
     phaseStartMs = performance.now();
     const net = await networkOrSkip(context);
     mesh = await ProxyMesh.start({ network: net, peerPort: 7000, seed: 42 });
@@ -439,20 +439,47 @@ describe('per-link proxies: no peer traffic bypasses them', () => {
     await agreedLeader(c, NODES, 10_000);
 
     phase('one directed link cut and restored');
-    // 150 ms each way on every link: a write needs a round trip to a follower.
+
+    // The kernel's cuts hold for proxied traffic too: a proxy sends from its node's own
+    // bridge address, so isolating a node in the hub stops its links with every proxy
+    // passing bytes.
+    await net.isolate(isolated);
+    await sleep(CUT_SETTLE_MS);
+    const composedBefore = await receivedCounts(c);
+    await sleep(QUIET_WINDOW_MS);
+    const composedAfter = await receivedCounts(c);
+    for (const peer of majority) {
+      expect(count(composedAfter, peer, isolated)).toBe(count(composedBefore, peer, isolated));
+      expect(count(composedAfter, isolated, peer)).toBe(count(composedBefore, isolated, peer));
+    }
+    await net.heal();
+    await countsUntil(
+      c,
+      'traffic resuming after the kernel cut',
+      (counts) =>
+        majority.every(
+          (peer) => count(counts, peer, isolated) > count(composedAfter, peer, isolated),
+        ),
+      10_000,
+    );
+    await agreedLeader(c, NODES, 10_000);
+    phase('kernel cut under the proxies');
+    // 60 ± 10 ms each way on every link: a write needs a round trip to a follower, so at
+    // least 100 ms. (Kept below the 200 ms election timeout of these 20 ms ticks: with
+    // 150 ms each way, leadership was seen to move, and the Acquire took 2-4 s.)
     const sessionId = await openSession(c.node(leader).clientAddress);
     const fastStartMs = performance.now();
     await acquire(c.node(leader).clientAddress, sessionId, 'proxy/fast', 5_000);
     const fastMs = performance.now() - fastStartMs;
-    await m.setAll({ delayMs: 150, jitterMs: 10 });
+    await m.setAll({ delayMs: 60, jitterMs: 10 });
     const slowStartMs = performance.now();
     const slow = await acquire(c.node(leader).clientAddress, sessionId, 'proxy/slow', 10_000);
     const slowMs = performance.now() - slowStartMs;
     console.log(
-      `Acquire on the leader: ${fastMs.toFixed(0)} ms without delay, ${slowMs.toFixed(0)} ms with 150 ms per link direction`,
+      `Acquire on the leader: ${fastMs.toFixed(0)} ms without delay, ${slowMs.toFixed(0)} ms with 60 ± 10 ms per link direction`,
     );
     expect(slow.acquired).toBe(true);
-    expect(slowMs).toBeGreaterThanOrEqual(270);
+    expect(slowMs).toBeGreaterThanOrEqual(100);
     phase('delay measured');
   });
 });
