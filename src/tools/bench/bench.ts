@@ -1,0 +1,255 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import type { CellResult } from './analyze.ts';
+import { assignLocks, type CellSpec, cellName } from './cells.ts';
+import { Cleanup } from './cleanup.ts';
+import { existingDlmCluster, startDlmCluster } from './dlm-cluster.ts';
+import { etcdVersion, findEtcd, startEtcdCluster } from './etcd-cluster.ts';
+import { type MeasureContext, measureCell, type Workload } from './measure.ts';
+import { BENCH_HELP, type BenchOptions, parseBenchArgs } from './options.ts';
+import { canReadProcessCpu } from './proc-cpu.ts';
+import { Progress } from './progress.ts';
+import { formatCellLine, formatRatios, formatResults, type Ratio, ratiosOf } from './report.ts';
+import { type ServerCluster, waitForStableLeader } from './server-cluster.ts';
+import { WorkerPool } from './workers.ts';
+
+/**
+ * `npm run bench`: the coordinator. It starts the clusters and the worker processes,
+ * warms each system up, runs every cell (alternating dlm and etcd when comparing, so
+ * noise on this machine hits both), prints the tables and writes the JSON.
+ */
+export interface BenchIo {
+  readonly out: (text: string) => void;
+  readonly err: (text: string) => void;
+}
+
+/** The warm-up never runs longer than this, whatever --warmup asks. */
+const WARMUP_SECONDS_MAX = 180;
+/** Warm-up mixes both paths: a hot lock's queue and independent locks. */
+const WARMUP_CLIENTS_HOT = 8;
+const WARMUP_CLIENTS_DISTINCT = 8;
+
+export async function runBench(argv: readonly string[], io: BenchIo): Promise<number> {
+  let options: BenchOptions;
+  let etcdBin: string | null = null;
+  try {
+    options = parseBenchArgs(argv);
+    if (options.help) {
+      io.out(BENCH_HELP);
+      return 0;
+    }
+    if (options.compare === 'etcd') etcdBin = findEtcd(options.etcdBin);
+  } catch (error) {
+    io.err(`bench: ${messageOf(error)}\n`);
+    return 2;
+  }
+  const cleanup = new Cleanup();
+  const dir = mkdtempSync(join(tmpdir(), 'dlm-bench-'));
+  let keepDir = options.keepData;
+  cleanup.add(`remove ${dir}`, () => {
+    if (!keepDir) rmSync(dir, { recursive: true, force: true });
+  });
+  const interrupted = onInterrupt(async () => {
+    io.err('\nbench: interrupted; stopping everything it started\n');
+    await reportCleanup(cleanup, io);
+  });
+  try {
+    return await runWith(options, etcdBin, dir, cleanup, io);
+  } catch (error) {
+    keepDir = true;
+    io.err(`bench: ${messageOf(error)}\nbench: cluster data and logs kept in ${dir}\n`);
+    return 1;
+  } finally {
+    interrupted.dispose();
+    await reportCleanup(cleanup, io);
+  }
+}
+
+async function runWith(
+  options: BenchOptions,
+  etcdBin: string | null,
+  dir: string,
+  cleanup: Cleanup,
+  io: BenchIo,
+): Promise<number> {
+  if (!canReadProcessCpu()) io.err('bench: /proc/PID/stat is not readable: no CPU figures\n');
+  const clusters = await startClusters(options, etcdBin, dir, cleanup, io);
+  const progress = new Progress(io.err);
+  const pool = WorkerPool.start(options.workers, (worker, pairs) => progress.report(worker, pairs));
+  cleanup.add('stop the bench workers', () => pool.stop());
+  cleanup.add('stop progress output', () => progress.stop());
+  const context: MeasureContext = {
+    pool,
+    sessionTtlMs: options.sessionTtlMs,
+    waitMs: options.waitMs,
+    onRunStart: (label, seconds) => progress.start(label, seconds),
+    onRunEnd: () => progress.stop(),
+  };
+  const runTag = Date.now().toString(36);
+  const warmups: CellResult[] = [];
+  if (options.warmupPairs > 0) {
+    for (const cluster of clusters) {
+      const result = await measureCell(context, cluster, warmupWorkload(options, runTag));
+      io.err(`warm-up: ${formatCellLine(result)}\n`);
+      warmups.push(result);
+    }
+  }
+  const results: CellResult[] = [];
+  for (const [i, cell] of options.cells.entries()) {
+    for (const cluster of clusters) {
+      const result = await measureCell(
+        context,
+        cluster,
+        cellWorkload(cell, options, `${runTag}-${i}`),
+      );
+      io.err(`${formatCellLine(result)}\n`);
+      results.push(result);
+    }
+  }
+  return finish(options, { clusters, warmups, results, etcdBin }, io);
+}
+
+async function startClusters(
+  options: BenchOptions,
+  etcdBin: string | null,
+  dir: string,
+  cleanup: Cleanup,
+  io: BenchIo,
+): Promise<ServerCluster[]> {
+  const clusters: ServerCluster[] = [];
+  if (options.endpoints !== null) {
+    clusters.push(existingDlmCluster(options.endpoints));
+  } else {
+    const dlmDir = join(dir, 'dlm');
+    mkdirSync(dlmDir);
+    io.err(`starting a 3-node dlm cluster in ${dlmDir}\n`);
+    clusters.push(await startDlmCluster(dlmDir));
+  }
+  cleanup.add('stop the dlm cluster', () => clusters[0]?.stop());
+  if (etcdBin !== null) {
+    const etcdDir = join(dir, 'etcd');
+    mkdirSync(etcdDir);
+    io.err(`starting a 3-member etcd cluster (${etcdVersion(etcdBin)}) in ${etcdDir}\n`);
+    const etcd = await startEtcdCluster(etcdBin, etcdDir);
+    cleanup.add('stop the etcd cluster', () => etcd.stop());
+    clusters.push(etcd);
+  }
+  for (const cluster of clusters) {
+    const leader = await waitForStableLeader(cluster);
+    io.err(`${cluster.system}: leader ${leader}\n`);
+  }
+  return clusters;
+}
+
+function warmupWorkload(options: BenchOptions, runTag: string): Workload {
+  const hot = assignLocks({ clients: WARMUP_CLIENTS_HOT, contention: 'hot' }, `${runTag}-warmup`);
+  const distinct = assignLocks(
+    { clients: WARMUP_CLIENTS_HOT + WARMUP_CLIENTS_DISTINCT, contention: 'distinct' },
+    `${runTag}-warmup`,
+  ).slice(WARMUP_CLIENTS_HOT);
+  const assignments = [...hot, ...distinct];
+  return {
+    name: 'warmup',
+    cell: { clients: assignments.length, contention: 'hot' },
+    assignments,
+    seconds: WARMUP_SECONDS_MAX,
+    pairsMax: options.warmupPairs,
+  };
+}
+
+function cellWorkload(cell: CellSpec, options: BenchOptions, runTag: string): Workload {
+  return {
+    name: cellName(cell),
+    cell,
+    assignments: assignLocks(cell, runTag),
+    seconds: options.seconds,
+    pairsMax: Number.POSITIVE_INFINITY,
+  };
+}
+
+interface Outcome {
+  readonly clusters: readonly ServerCluster[];
+  readonly warmups: readonly CellResult[];
+  readonly results: readonly CellResult[];
+  readonly etcdBin: string | null;
+}
+
+function finish(options: BenchOptions, outcome: Outcome, io: BenchIo): number {
+  const ratios = ratiosOf(outcome.results);
+  io.out(`\n${formatResults(outcome.results)}`);
+  if (ratios.length > 0)
+    io.out(
+      `\ndlm / etcd (pairs/s: higher is better for dlm; the rest: lower)\n${formatRatios(ratios)}`,
+    );
+  const all = [...outcome.warmups, ...outcome.results];
+  const violations = all.reduce((sum, result) => sum + result.violations.count, 0);
+  const path = writeJson(options, outcome, ratios, violations);
+  io.out(`\nresults: ${path}\n`);
+  for (const result of all) {
+    for (const line of result.violations.first)
+      io.err(`VIOLATION ${result.system} ${result.cell}: ${line}\n`);
+    for (const note of result.notes) io.err(`note ${result.system} ${result.cell}: ${note}\n`);
+  }
+  if (violations > 0) {
+    io.err(`bench: FAILED: ${violations} safety violations (see above and the JSON)\n`);
+    return 1;
+  }
+  return 0;
+}
+
+function writeJson(
+  options: BenchOptions,
+  outcome: Outcome,
+  ratios: readonly Ratio[],
+  violations: number,
+): string {
+  const path = resolve(
+    options.out ?? join('results', `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`),
+  );
+  mkdirSync(dirname(path), { recursive: true });
+  const report = {
+    finishedAt: new Date().toISOString(),
+    options,
+    host: {
+      cpus: cpus().length,
+      loadavg: loadavg(),
+      node: process.version,
+      platform: process.platform,
+    },
+    etcdVersion: outcome.etcdBin === null ? null : etcdVersion(outcome.etcdBin),
+    servers: outcome.clusters.map((cluster) => ({
+      system: cluster.system,
+      members: cluster.members,
+    })),
+    violations,
+    warmup: outcome.warmups,
+    cells: outcome.results,
+    ratios,
+  };
+  // NaN and Infinity (an empty cell's percentiles) become null in JSON.
+  writeFileSync(path, `${JSON.stringify(report, null, 2)}\n`);
+  return path;
+}
+
+function onInterrupt(handler: () => Promise<void>): { dispose(): void } {
+  const listener = (signal: NodeJS.Signals): void => {
+    void handler().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+  };
+  process.once('SIGINT', listener);
+  process.once('SIGTERM', listener);
+  return {
+    dispose: () => {
+      process.off('SIGINT', listener);
+      process.off('SIGTERM', listener);
+    },
+  };
+}
+
+async function reportCleanup(cleanup: Cleanup, io: BenchIo): Promise<void> {
+  for (const problem of await cleanup.run()) io.err(`bench: cleanup: ${problem}\n`);
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
