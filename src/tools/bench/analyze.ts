@@ -17,6 +17,8 @@ export interface CellResult {
   readonly pairsPerSecond: number;
   /** Acquire sent → grant received; on a hot lock this includes the wait in the queue. */
   readonly acquireMs: LatencySummaryMs;
+  /** Release sent → its answer received. */
+  readonly releaseMs: LatencySummaryMs;
   /** Release sent → the next waiter's grant received; hot lock only. */
   readonly handoffMs: LatencySummaryMs | null;
   readonly fairness: Fairness;
@@ -87,6 +89,7 @@ export function analyzeCell(run: CellRun): CellResult {
     seconds,
     pairsPerSecond: seconds > 0 ? records.length / seconds : 0,
     acquireMs: summarize(records.map((record) => record.grantedMs - record.acquireSentMs)),
+    releaseMs: summarize(records.map((record) => record.releasedMs - record.releaseSentMs)),
     handoffMs: run.cell.contention === 'hot' ? summarize(handoffSamplesMs(records)) : null,
     fairness: fairnessOf(records, run.cell.clients),
     serverCpu: serverCpuOf(run.serverCpuMs, run.leaderAfter, writes),
