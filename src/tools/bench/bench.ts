@@ -50,13 +50,17 @@ export async function runBench(argv: readonly string[], io: BenchIo): Promise<nu
   cleanup.add(`remove ${dir}`, () => {
     if (!keepDir) rmSync(dir, { recursive: true, force: true });
   });
+  let wasInterrupted = false;
   const interrupted = onInterrupt(async () => {
+    wasInterrupted = true;
     io.err('\nbench: interrupted; stopping everything it started\n');
     await reportCleanup(cleanup, io);
   });
   try {
     return await runWith(options, etcdBin, dir, cleanup, io);
   } catch (error) {
+    // Stopping the clusters and workers on an interrupt makes the run fail: not news.
+    if (wasInterrupted) return 130;
     keepDir = true;
     io.err(`bench: ${messageOf(error)}\nbench: cluster data and logs kept in ${dir}\n`);
     return 1;
@@ -83,6 +87,7 @@ async function runWith(
     pool,
     sessionTtlMs: options.sessionTtlMs,
     waitMs: options.waitMs,
+    via: options.via,
     onRunStart: (label, seconds) => progress.start(label, seconds),
     onRunEnd: () => progress.stop(),
   };

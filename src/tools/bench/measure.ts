@@ -2,7 +2,7 @@ import { analyzeCell, type CellResult, type CellRun } from './analyze.ts';
 import { type CellSpec, type ClientAssignment, dealToWorkers } from './cells.ts';
 import { processCpuMs } from './proc-cpu.ts';
 import { epochNowMs } from './records.ts';
-import { leaderFirst, type ServerCluster } from './server-cluster.ts';
+import { endpointsVia, type ServerCluster, type Via } from './server-cluster.ts';
 import type { WorkerPool } from './workers.ts';
 
 /**
@@ -18,6 +18,7 @@ export interface MeasureContext {
   readonly pool: WorkerPool;
   readonly sessionTtlMs: number;
   readonly waitMs: number;
+  readonly via: Via;
   /** Progress output: a run of `seconds` starts, then ends. */
   readonly onRunStart: (label: string, seconds: number) => void;
   readonly onRunEnd: () => void;
@@ -39,7 +40,7 @@ export async function measureCell(
 ): Promise<CellResult> {
   const { pool } = context;
   const leaderBefore = await cluster.leader();
-  const endpoints = leaderFirst(cluster.members, leaderBefore);
+  const endpoints = endpointsVia(cluster.members, leaderBefore, context.via);
   const hands = dealToWorkers(workload.assignments, pool.size);
   await pool.ask(
     (worker) => ({

@@ -1,4 +1,5 @@
 import { type CellSpec, cellName, DEFAULT_CELLS, parseCell } from './cells.ts';
+import type { Via } from './server-cluster.ts';
 import { WORKERS_MAX } from './workers.ts';
 
 /** Command-line options of `npm run bench`; every bad value is refused with its name. */
@@ -15,6 +16,8 @@ export interface BenchOptions {
   readonly out: string | null;
   readonly sessionTtlMs: number;
   readonly waitMs: number;
+  /** Which member clients call first: the leader, or a follower that forwards. */
+  readonly via: Via;
   readonly keepData: boolean;
   readonly help: boolean;
 }
@@ -44,6 +47,8 @@ Options:
   --out FILE          write the JSON results here (default results/bench-<time>.json)
   --session-ttl-ms N  each client's session (or etcd lease) TTL (default 10000)
   --wait-ms N         how long one acquire may wait in a queue (default 10000)
+  --via leader|follower  which member clients call (default leader; a follower
+                      forwards each write to the leader: one more hop)
   --keep-data         keep the temp dir with the clusters' data and logs
   --help              this text
 
@@ -71,6 +76,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     cells: DEFAULT_CELLS as readonly CellSpec[],
     endpoints: null as readonly string[] | null,
     compare: null as 'etcd' | null,
+    via: 'leader' as Via,
     etcdBin: null as string | null,
     out: null as string | null,
     keepData: false,
@@ -120,6 +126,12 @@ function applyValue(options: Mutable, flag: string, value: string): void {
       return;
     case '--session-ttl-ms':
       options.sessionTtlMs = integer(flag, value, 1_000, 300_000);
+      return;
+    case '--via':
+      if (value !== 'leader' && value !== 'follower') {
+        throw new Error(`--via must be leader or follower, got "${value}"`);
+      }
+      options.via = value;
       return;
     case '--wait-ms':
       options.waitMs = integer(flag, value, 0, 3_600_000);

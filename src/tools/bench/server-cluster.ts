@@ -47,8 +47,21 @@ export async function waitForStableLeader(
   throw new Error(`${cluster.system}: no stable leader within ${timeoutMs} ms`);
 }
 
-/** The members' client addresses with the leader's first: clients then go straight to it. */
-export function leaderFirst(members: readonly ServerMember[], leader: string | null): string[] {
-  const sorted = [...members].sort((a, b) => Number(b.name === leader) - Number(a.name === leader));
+export type Via = 'leader' | 'follower';
+
+/**
+ * The members' client addresses, the one clients should call first at the head:
+ * the leader, or (via follower) the first member that is not the leader. Both clients
+ * stay with the first address while it answers.
+ */
+export function endpointsVia(
+  members: readonly ServerMember[],
+  leader: string | null,
+  via: Via,
+): string[] {
+  const first = (member: ServerMember): number =>
+    Number(via === 'leader' ? member.name === leader : member.name !== leader);
+  // A stable sort keeps the members' own order among equals.
+  const sorted = [...members].sort((a, b) => first(b) - first(a));
   return sorted.map((member) => member.clientAddress);
 }

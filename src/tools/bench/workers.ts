@@ -23,6 +23,7 @@ interface Pending {
 
 export class WorkerPool {
   private readonly pending = new Map<ChildProcess, Pending>();
+  private stopped = false;
 
   private constructor(private readonly children: readonly ChildProcess[]) {}
 
@@ -40,6 +41,8 @@ export class WorkerPool {
         if (message.kind === 'progress') onProgress(worker, message.pairs);
         else pool.settle(child, worker, message);
       });
+      // A send to a worker that is gone fails that ask (see ask()); nothing more to do here.
+      child.on('error', () => {});
       child.on('exit', (code, signal) =>
         pool.fail(
           child,
@@ -63,6 +66,7 @@ export class WorkerPool {
     expect: K,
     timeoutMs: number,
   ): Promise<Extract<FromWorker, { kind: K }>[]> {
+    if (this.stopped) throw new Error(`bench workers were stopped before '${expect}'`);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(
@@ -74,7 +78,9 @@ export class WorkerPool {
       (child, worker) =>
         new Promise<FromWorker>((resolve, reject) => {
           this.pending.set(child, { expect, resolve, reject });
-          child.send(messageFor(worker));
+          child.send(messageFor(worker), (error) => {
+            if (error !== null) reject(new Error(`bench worker ${worker}: ${error.message}`));
+          });
         }),
     );
     try {
@@ -90,6 +96,7 @@ export class WorkerPool {
 
   /** Disconnects every worker (they exit on that), then kills any still running. */
   async stop(): Promise<void> {
+    this.stopped = true;
     const running = this.children.filter(
       (child) => child.exitCode === null && child.signalCode === null,
     );
