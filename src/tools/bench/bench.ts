@@ -88,7 +88,7 @@ async function runWith(
     sessionTtlMs: options.sessionTtlMs,
     waitMs: options.waitMs,
     via: options.via,
-    onRunStart: (label, seconds) => progress.start(label, seconds),
+    onRunStart: (label, seconds, pairsMax) => progress.start(label, seconds, pairsMax),
     onRunEnd: () => progress.stop(),
   };
   const runTag = Date.now().toString(36);
@@ -124,7 +124,7 @@ async function startClusters(
 ): Promise<ServerCluster[]> {
   const clusters: ServerCluster[] = [];
   if (options.endpoints !== null) {
-    clusters.push(existingDlmCluster(options.endpoints));
+    clusters.push(existingDlmCluster(options.endpoints, options.serverPids));
   } else {
     const dlmDir = join(dir, 'dlm');
     mkdirSync(dlmDir);

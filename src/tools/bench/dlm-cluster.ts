@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
+import { processCpuMs } from './proc-cpu.ts';
 import { freePort, spawnLogged, stopProcesses } from './processes.ts';
 import type { ServerCluster, ServerMember } from './server-cluster.ts';
 
@@ -47,12 +48,21 @@ export async function startDlmCluster(dir: string): Promise<ServerCluster> {
   return new DlmCluster(members, children);
 }
 
-/** A cluster this run did not start: no CPU figures, nothing to stop. */
-export function existingDlmCluster(endpoints: readonly string[]): ServerCluster {
-  return new DlmCluster(
-    endpoints.map((address) => ({ name: address, clientAddress: address, pid: null })),
-    [],
-  );
+/**
+ * A cluster this run did not start: nothing to stop, and CPU figures only if the
+ * caller names the node processes (`pids`, in the order of `endpoints`).
+ */
+export function existingDlmCluster(
+  endpoints: readonly string[],
+  pids: readonly number[] | null,
+): ServerCluster {
+  const members = endpoints.map((address, i) => ({
+    name: address,
+    clientAddress: address,
+    pid: pids?.[i] ?? null,
+  }));
+  for (const member of members) if (member.pid !== null) processCpuMs(member.pid);
+  return new DlmCluster(members, []);
 }
 
 class DlmCluster implements ServerCluster {

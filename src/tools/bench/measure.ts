@@ -19,8 +19,8 @@ export interface MeasureContext {
   readonly sessionTtlMs: number;
   readonly waitMs: number;
   readonly via: Via;
-  /** Progress output: a run of `seconds` starts, then ends. */
-  readonly onRunStart: (label: string, seconds: number) => void;
+  /** Progress output: a run of `seconds` (or `pairsMax` pairs) starts, then ends. */
+  readonly onRunStart: (label: string, seconds: number, pairsMax: number) => void;
   readonly onRunEnd: () => void;
 }
 
@@ -74,7 +74,7 @@ async function runOpened(
     : Number.MAX_SAFE_INTEGER;
   const cpuBefore = serverCpuMs(cluster);
   const startMs = epochNowMs();
-  context.onRunStart(`${cluster.system} ${workload.name}`, workload.seconds);
+  context.onRunStart(`${cluster.system} ${workload.name}`, workload.seconds, workload.pairsMax);
   let answers: Awaited<ReturnType<typeof pool.ask<'ran'>>>;
   try {
     answers = await pool.ask(
@@ -106,8 +106,12 @@ async function runOpened(
 
 /** CPU ms used so far by each server process this run started; null if it started none. */
 function serverCpuMs(cluster: ServerCluster): Map<string, number> | null {
-  if (cluster.members.some((member) => member.pid === null)) return null;
-  return new Map(cluster.members.map((member) => [member.name, processCpuMs(member.pid ?? 0)]));
+  const cpuMs = new Map<string, number>();
+  for (const member of cluster.members) {
+    if (member.pid === null) return null;
+    cpuMs.set(member.name, processCpuMs(member.pid));
+  }
+  return cpuMs;
 }
 
 function cpuDelta(

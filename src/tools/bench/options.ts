@@ -10,6 +10,8 @@ export interface BenchOptions {
   readonly workers: number;
   /** An existing dlm cluster's client addresses; null: start a fresh one. */
   readonly endpoints: readonly string[] | null;
+  /** With --endpoints: the server processes' ids, in the same order, for CPU figures. */
+  readonly serverPids: readonly number[] | null;
   readonly compare: 'etcd' | null;
   readonly etcdBin: string | null;
   /** Where the JSON goes; null: results/bench-<time>.json. */
@@ -39,7 +41,9 @@ Options:
                       (default ${DEFAULT_CELLS.map(cellName).join(',')})
   --workers N         worker processes that run the clients (default 1)
   --endpoints A,B,C   use this running dlm cluster instead of starting one
-                      (no server CPU figures then)
+                      (no server CPU figures then, unless --server-pids)
+  --server-pids P,Q,R with --endpoints: the nodes' process ids, in the same order,
+                      so that their CPU is measured (e.g. from pgrep -f 'dlm serve')
   --compare etcd      also start a 3-node etcd and run every cell on it, alternating
                       dlm and etcd cells; needs etcd 3.4 on PATH or --etcd-bin
                       (Debian/Ubuntu: sudo apt-get install -y etcd-server)
@@ -75,6 +79,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     ...DEFAULTS,
     cells: DEFAULT_CELLS as readonly CellSpec[],
     endpoints: null as readonly string[] | null,
+    serverPids: null as readonly number[] | null,
     compare: null as 'etcd' | null,
     via: 'leader' as Via,
     etcdBin: null as string | null,
@@ -91,6 +96,11 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
       if (value === undefined) throw new Error(`${flag} needs a value`);
       applyValue(options, flag, value);
     }
+  }
+  if (options.serverPids !== null && options.serverPids.length !== options.endpoints?.length) {
+    throw new Error(
+      `--server-pids needs one id per --endpoints address: got ${options.serverPids.length} ids for ${options.endpoints?.length ?? 0} endpoints`,
+    );
   }
   return options;
 }
@@ -113,6 +123,9 @@ function applyValue(options: Mutable, flag: string, value: string): void {
       return;
     case '--endpoints':
       options.endpoints = addresses(flag, value);
+      return;
+    case '--server-pids':
+      options.serverPids = value.split(',').map((pid) => integer(flag, pid, 1, 2 ** 22));
       return;
     case '--compare':
       if (value !== 'etcd') throw new Error(`--compare: only "etcd" is supported, got "${value}"`);

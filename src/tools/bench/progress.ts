@@ -15,15 +15,17 @@ export class Progress {
     this.pairsByWorker.set(worker, pairs);
   }
 
-  start(label: string, seconds: number): void {
+  /** A run ends after `seconds` or, when finite, once `pairsMax` pairs are done. */
+  start(label: string, seconds: number, pairsMax: number): void {
     this.stop();
     this.pairsByWorker.clear();
     const startedMs = performance.now();
+    const ofPairs = Number.isFinite(pairsMax) ? `/${pairsMax}` : '';
+    const ofSeconds = Number.isFinite(pairsMax) ? '' : `/${seconds}`;
     this.timer = setInterval(() => {
       const elapsedS = (performance.now() - startedMs) / 1000;
       const pairs = [...this.pairsByWorker.values()].reduce((a, b) => a + b, 0);
-      const of = Number.isFinite(seconds) ? `/${seconds}` : '';
-      this.write(`  ${label}: ${elapsedS.toFixed(0)}${of} s, ${pairs} pairs\n`);
+      this.write(`  ${label}: ${elapsedS.toFixed(0)}${ofSeconds} s, ${pairs}${ofPairs} pairs\n`);
     }, PRINT_INTERVAL_MS);
   }
 
