@@ -1,16 +1,18 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { CellResult } from './analyze.ts';
 import { assignLocks, type CellSpec, cellName } from './cells.ts';
 import { Cleanup } from './cleanup.ts';
 import { existingDlmCluster, startDlmCluster } from './dlm-cluster.ts';
 import { etcdVersion, findEtcd, startEtcdCluster } from './etcd-cluster.ts';
+import type { BenchIo } from './finish.ts';
+import { finishRun } from './finish.ts';
 import { type MeasureContext, measureCell, type Workload } from './measure.ts';
 import { BENCH_HELP, type BenchOptions, parseBenchArgs } from './options.ts';
 import { canReadProcessCpu } from './proc-cpu.ts';
 import { Progress } from './progress.ts';
-import { formatCellLine, formatRatios, formatResults, type Ratio, ratiosOf } from './report.ts';
+import { formatCellLine } from './report.ts';
 import { type ServerCluster, waitForStableLeader } from './server-cluster.ts';
 import { WorkerPool } from './workers.ts';
 
@@ -19,10 +21,7 @@ import { WorkerPool } from './workers.ts';
  * warms each system up, runs every cell (alternating dlm and etcd when comparing, so
  * noise on this machine hits both), prints the tables and writes the JSON.
  */
-export interface BenchIo {
-  readonly out: (text: string) => void;
-  readonly err: (text: string) => void;
-}
+export type { BenchIo } from './finish.ts';
 
 /** The warm-up never runs longer than this, whatever --warmup asks. */
 const WARMUP_SECONDS_MAX = 180;
@@ -48,7 +47,8 @@ export async function runBench(argv: readonly string[], io: BenchIo): Promise<nu
   const dir = mkdtempSync(join(tmpdir(), 'dlm-bench-'));
   let keepDir = options.keepData;
   cleanup.add(`remove ${dir}`, () => {
-    if (!keepDir) rmSync(dir, { recursive: true, force: true });
+    if (keepDir) io.err(`bench: cluster data and logs kept in ${dir}\n`);
+    else rmSync(dir, { recursive: true, force: true });
   });
   let wasInterrupted = false;
   const interrupted = onInterrupt(async () => {
@@ -62,7 +62,7 @@ export async function runBench(argv: readonly string[], io: BenchIo): Promise<nu
     // Stopping the clusters and workers on an interrupt makes the run fail: not news.
     if (wasInterrupted) return 130;
     keepDir = true;
-    io.err(`bench: ${messageOf(error)}\nbench: cluster data and logs kept in ${dir}\n`);
+    io.err(`bench: ${messageOf(error)}\n`);
     return 1;
   } finally {
     interrupted.dispose();
@@ -112,7 +112,7 @@ async function runWith(
       results.push(result);
     }
   }
-  return finish(options, { clusters, warmups, results, etcdBin }, io);
+  return finishRun(options, { clusters, warmups, results, etcdBin }, io);
 }
 
 async function startClusters(
@@ -171,70 +171,6 @@ function cellWorkload(cell: CellSpec, options: BenchOptions, runTag: string): Wo
     seconds: options.seconds,
     pairsMax: Number.POSITIVE_INFINITY,
   };
-}
-
-interface Outcome {
-  readonly clusters: readonly ServerCluster[];
-  readonly warmups: readonly CellResult[];
-  readonly results: readonly CellResult[];
-  readonly etcdBin: string | null;
-}
-
-function finish(options: BenchOptions, outcome: Outcome, io: BenchIo): number {
-  const ratios = ratiosOf(outcome.results);
-  io.out(`\n${formatResults(outcome.results)}`);
-  if (ratios.length > 0)
-    io.out(
-      `\ndlm / etcd (pairs/s: higher is better for dlm; the rest: lower)\n${formatRatios(ratios)}`,
-    );
-  const all = [...outcome.warmups, ...outcome.results];
-  const violations = all.reduce((sum, result) => sum + result.violations.count, 0);
-  const path = writeJson(options, outcome, ratios, violations);
-  io.out(`\nresults: ${path}\n`);
-  for (const result of all) {
-    for (const line of result.violations.first)
-      io.err(`VIOLATION ${result.system} ${result.cell}: ${line}\n`);
-    for (const note of result.notes) io.err(`note ${result.system} ${result.cell}: ${note}\n`);
-  }
-  if (violations > 0) {
-    io.err(`bench: FAILED: ${violations} safety violations (see above and the JSON)\n`);
-    return 1;
-  }
-  return 0;
-}
-
-function writeJson(
-  options: BenchOptions,
-  outcome: Outcome,
-  ratios: readonly Ratio[],
-  violations: number,
-): string {
-  const path = resolve(
-    options.out ?? join('results', `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`),
-  );
-  mkdirSync(dirname(path), { recursive: true });
-  const report = {
-    finishedAt: new Date().toISOString(),
-    options,
-    host: {
-      cpus: cpus().length,
-      loadavg: loadavg(),
-      node: process.version,
-      platform: process.platform,
-    },
-    etcdVersion: outcome.etcdBin === null ? null : etcdVersion(outcome.etcdBin),
-    servers: outcome.clusters.map((cluster) => ({
-      system: cluster.system,
-      members: cluster.members,
-    })),
-    violations,
-    warmup: outcome.warmups,
-    cells: outcome.results,
-    ratios,
-  };
-  // NaN and Infinity (an empty cell's percentiles) become null in JSON.
-  writeFileSync(path, `${JSON.stringify(report, null, 2)}\n`);
-  return path;
 }
 
 function onInterrupt(handler: () => Promise<void>): { dispose(): void } {
