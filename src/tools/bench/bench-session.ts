@@ -1,4 +1,5 @@
 import { DlmClient, type Session } from '../../client/index.ts';
+import { openRawDlmSession } from './dlm-raw-session.ts';
 import { EtcdClient } from './etcd-client.ts';
 import type { SystemName } from './server-cluster.ts';
 
@@ -22,7 +23,11 @@ export interface SessionSpec {
   readonly endpoints: readonly string[];
   readonly ttlMs: number;
   readonly clientName: string;
+  /** dlm only: through the client library (what users run), or plain grpc-js calls. */
+  readonly dlmClient: DlmClientKind;
 }
+
+export type DlmClientKind = 'library' | 'raw';
 
 /** Budget of a call that does not wait in a queue (open, release, close). */
 const CALL_TIMEOUT_MS = 10_000;
@@ -30,7 +35,7 @@ const CALL_TIMEOUT_MS = 10_000;
 export function openBenchSession(spec: SessionSpec): Promise<BenchSession> {
   switch (spec.system) {
     case 'dlm':
-      return openDlmSession(spec);
+      return spec.dlmClient === 'raw' ? openRawDlmSession(spec) : openDlmSession(spec);
     case 'etcd':
       return openEtcdSession(spec);
   }

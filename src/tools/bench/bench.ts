@@ -88,6 +88,7 @@ async function runWith(
     sessionTtlMs: options.sessionTtlMs,
     waitMs: options.waitMs,
     via: options.via,
+    dlmClient: options.dlmClient,
     onRunStart: (label, seconds, pairsMax) => progress.start(label, seconds, pairsMax),
     onRunEnd: () => progress.stop(),
   };

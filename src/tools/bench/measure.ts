@@ -1,4 +1,5 @@
 import { analyzeCell, type CellResult, type CellRun } from './analyze.ts';
+import type { DlmClientKind } from './bench-session.ts';
 import { type CellSpec, type ClientAssignment, dealToWorkers } from './cells.ts';
 import { processCpuMs } from './proc-cpu.ts';
 import { epochNowMs } from './records.ts';
@@ -19,6 +20,7 @@ export interface MeasureContext {
   readonly sessionTtlMs: number;
   readonly waitMs: number;
   readonly via: Via;
+  readonly dlmClient: DlmClientKind;
   /** Progress output: a run of `seconds` (or `pairsMax` pairs) starts, then ends. */
   readonly onRunStart: (label: string, seconds: number, pairsMax: number) => void;
   readonly onRunEnd: () => void;
@@ -49,6 +51,7 @@ export async function measureCell(
       endpoints,
       clients: hands[worker] ?? [],
       sessionTtlMs: context.sessionTtlMs,
+      dlmClient: context.dlmClient,
     }),
     'opened',
     OPEN_TIMEOUT_MS,

@@ -1,3 +1,4 @@
+import type { DlmClientKind } from './bench-session.ts';
 import { type CellSpec, cellName, DEFAULT_CELLS, parseCell } from './cells.ts';
 import type { Via } from './server-cluster.ts';
 import { WORKERS_MAX } from './workers.ts';
@@ -20,6 +21,7 @@ export interface BenchOptions {
   readonly waitMs: number;
   /** Which member clients call first: the leader, or a follower that forwards. */
   readonly via: Via;
+  readonly dlmClient: DlmClientKind;
   readonly keepData: boolean;
   readonly help: boolean;
 }
@@ -53,6 +55,9 @@ Options:
   --wait-ms N         how long one acquire may wait in a queue (default 10000)
   --via leader|follower  which member clients call (default leader; a follower
                       forwards each write to the leader: one more hop)
+  --dlm-client library|raw  dlm clients use the TypeScript client library (default:
+                      what users run) or plain grpc-js calls like the etcd clients
+                      (no retries or settle: equal client costs for --compare)
   --keep-data         keep the temp dir with the clusters' data and logs
   --help              this text
 
@@ -82,6 +87,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     serverPids: null as readonly number[] | null,
     compare: null as 'etcd' | null,
     via: 'leader' as Via,
+    dlmClient: 'library' as DlmClientKind,
     etcdBin: null as string | null,
     out: null as string | null,
     keepData: false,
@@ -139,6 +145,12 @@ function applyValue(options: Mutable, flag: string, value: string): void {
       return;
     case '--session-ttl-ms':
       options.sessionTtlMs = integer(flag, value, 1_000, 300_000);
+      return;
+    case '--dlm-client':
+      if (value !== 'library' && value !== 'raw') {
+        throw new Error(`--dlm-client must be library or raw, got "${value}"`);
+      }
+      options.dlmClient = value;
       return;
     case '--via':
       if (value !== 'leader' && value !== 'follower') {

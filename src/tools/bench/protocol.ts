@@ -1,4 +1,5 @@
 import type { BenchErrors } from './bench-errors.ts';
+import type { DlmClientKind } from './bench-session.ts';
 import type { ClientAssignment } from './cells.ts';
 import type { PairRecord } from './records.ts';
 import type { SystemName } from './server-cluster.ts';
@@ -11,6 +12,7 @@ export type ToWorker =
       readonly endpoints: readonly string[];
       readonly clients: readonly ClientAssignment[];
       readonly sessionTtlMs: number;
+      readonly dlmClient: DlmClientKind;
     }
   | {
       readonly kind: 'run';

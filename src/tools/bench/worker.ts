@@ -32,6 +32,7 @@ async function open(message: Extract<ToWorker, { kind: 'open' }>): Promise<void>
         system: message.system,
         endpoints: message.endpoints,
         ttlMs: message.sessionTtlMs,
+        dlmClient: message.dlmClient,
         clientName: `bench-${assignment.clientIndex}`,
       }),
     })),
