@@ -4,17 +4,53 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import type { CellResult } from '../../src/tools/bench/analyze.ts';
+import { findEtcd } from '../../src/tools/bench/etcd-cluster.ts';
 
 /**
- * `npm run bench` in a tiny mode against a real 3-node cluster: it must finish, write
- * the JSON with every figure, and find no violation. Not a timed test: the numbers
- * are not judged.
+ * `npm run bench` in a tiny mode against a real 3-node cluster (and etcd, where it is
+ * installed): it must finish, write the JSON with every figure, and find no violation.
+ * Not a timed test: the numbers are not judged.
  */
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const RUN_TIMEOUT_MS = 90_000;
 const dir = mkdtempSync(join(tmpdir(), 'dlm-bench-test-'));
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Where etcd is installed the same run also compares (the bench installs nothing). */
+const etcdInstalled = (() => {
+  try {
+    findEtcd(null);
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+interface CellJson {
+  readonly system: string;
+  readonly cell: string;
+}
+
+/** The JSON holds CellResults (NaN written as null). */
+function expectComplete(cell: CellResult): void {
+  const label = `${cell.system} ${cell.cell}`;
+  expect(cell.pairs, label).toBeGreaterThan(0);
+  expect(cell.pairsPerSecond, label).toBeGreaterThan(0);
+  expect(cell.acquireMs.p50, label).toBeGreaterThan(0);
+  expect(cell.acquireMs.p99, label).toBeGreaterThanOrEqual(cell.acquireMs.p50);
+  expect(cell.releaseMs.p50, label).toBeGreaterThan(0);
+  expect(cell.violations.count, label).toBe(0);
+  expect(cell.fairness.grantsMin, label).toBeGreaterThan(0);
+  expect(cell.serverCpu?.members, label).toHaveLength(3);
+  expect(
+    cell.serverCpu?.members.filter((member) => member.leader),
+    label,
+  ).toHaveLength(1);
+  expect(cell.serverCpu?.totalMsPerWrite, label).toBeGreaterThan(0);
+  expect(cell.loadgenCpuMsPerWrite, label).toBeGreaterThan(0);
+}
 
 function runBench(
   args: readonly string[],
@@ -35,37 +71,32 @@ function runBench(
 describe('npm run bench', () => {
   it('runs a tiny bench on a fresh cluster and writes complete results', async () => {
     const out = join(dir, 'results.json');
-    const run = await runBench([
-      '--seconds',
-      '1',
-      '--warmup',
-      '50',
-      '--cells',
-      '1x-hot,3x-hot',
-      '--out',
-      out,
-    ]);
+    const compare = etcdInstalled ? ['--compare', 'etcd'] : [];
+    const cells = ['--cells', '1x-hot,3x-hot'];
+    const tiny = ['--seconds', '1', '--warmup', '50', ...cells, ...compare, '--out', out];
+    const run = await runBench(tiny);
     expect(run.code, run.stderr).toBe(0);
     expect(run.stdout).toContain(`results: ${out}`);
     const report = JSON.parse(readFileSync(out, 'utf8'));
     expect(report.violations).toBe(0);
-    expect(report.cells.map((cell: { cell: string }) => cell.cell)).toEqual(['1x-hot', '3x-hot']);
-    for (const cell of report.cells) {
-      expect(cell.system).toBe('dlm');
-      expect(cell.pairs).toBeGreaterThan(0);
-      expect(cell.pairsPerSecond).toBeGreaterThan(0);
-      expect(cell.acquireMs.p50).toBeGreaterThan(0);
-      expect(cell.acquireMs.p99).toBeGreaterThanOrEqual(cell.acquireMs.p50);
-      expect(cell.violations.count).toBe(0);
-      expect(cell.fairness.grantsMin).toBeGreaterThan(0);
-      expect(cell.serverCpu.members).toHaveLength(3);
-      expect(cell.serverCpu.members.filter((m: { leader: boolean }) => m.leader)).toHaveLength(1);
-      expect(cell.serverCpu.totalMsPerWrite).toBeGreaterThan(0);
-      expect(cell.loadgenCpuMsPerWrite).toBeGreaterThan(0);
-    }
+    const systems = etcdInstalled ? ['dlm', 'etcd'] : ['dlm'];
+    const names = (cellName: string) => systems.map((system) => `${system} ${cellName}`);
+    expect(report.cells.map((cell: CellJson) => `${cell.system} ${cell.cell}`)).toEqual([
+      ...names('1x-hot'),
+      ...names('3x-hot'),
+    ]);
+    for (const cell of report.cells) expectComplete(cell);
     // Three clients on one lock must queue, and each grant then is a hand-off.
-    expect(report.cells[1].handoffMs.count).toBeGreaterThan(0);
-    expect(report.warmup[0].pairs).toBeGreaterThanOrEqual(50);
+    const queued = report.cells.filter((cell: CellJson) => cell.cell === '3x-hot');
+    for (const cell of queued) expect(cell.handoffMs.count, cell.system).toBeGreaterThan(0);
+    for (const warmup of report.warmup) expect(warmup.pairs).toBeGreaterThanOrEqual(50);
+    if (etcdInstalled) {
+      expect(report.ratios.map((ratio: { cell: string }) => ratio.cell)).toEqual([
+        '1x-hot',
+        '3x-hot',
+      ]);
+      expect(report.etcdVersion).toMatch(/^etcd Version: 3\./);
+    }
   });
 
   it('refuses a bad option, naming it, before starting anything', async () => {
