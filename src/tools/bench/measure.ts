@@ -112,7 +112,12 @@ function serverCpuMs(cluster: ServerCluster): Map<string, number> | null {
   const cpuMs = new Map<string, number>();
   for (const member of cluster.members) {
     if (member.pid === null) return null;
-    cpuMs.set(member.name, processCpuMs(member.pid));
+    try {
+      cpuMs.set(member.name, processCpuMs(member.pid));
+    } catch (error) {
+      const why = error instanceof Error ? error.message : String(error);
+      throw new Error(`${cluster.system} member ${member.name} stopped during the run: ${why}`);
+    }
   }
   return cpuMs;
 }
