@@ -12,6 +12,8 @@ import { epochNowMs, type PairRecord } from './records.ts';
 const PROGRESS_INTERVAL_MS = 1_000;
 /** After a failed call, a client pauses this long so a broken cluster is not hammered. */
 const ERROR_PAUSE_MS = 20;
+/** A client whose acquires failed this many times in a row stops (its session is likely lost). */
+const ACQUIRE_FAILURES_IN_A_ROW_MAX = 50;
 
 interface Client {
   readonly assignment: ClientAssignment;
@@ -67,17 +69,27 @@ async function loop(
   errors: ErrorTally,
 ): Promise<void> {
   const { clientIndex, lock } = client.assignment;
+  let failuresInARow = 0;
   while (epochNowMs() < run.untilMs && records.length < run.pairsMax) {
+    if (failuresInARow >= ACQUIRE_FAILURES_IN_A_ROW_MAX) {
+      errors.note(
+        'client',
+        new Error(`client ${clientIndex} stopped after ${failuresInARow} failed acquires in a row`),
+      );
+      return;
+    }
     const acquireSentMs = epochNowMs();
     let grant: Awaited<ReturnType<BenchSession['acquire']>>;
     try {
       grant = await client.session.acquire(lock, run.waitMs);
     } catch (error) {
       errors.note('acquire', error);
+      failuresInARow++;
       await new Promise((resolve) => setTimeout(resolve, ERROR_PAUSE_MS));
       continue;
     }
     const grantedMs = epochNowMs();
+    failuresInARow = 0;
     const releaseSentMs = epochNowMs();
     try {
       await grant.release();
