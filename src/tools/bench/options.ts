@@ -69,6 +69,9 @@ Columns:
   cpu/write           server CPU ms per write (a pair = 2 writes) from /proc/PID/stat:
                       L = leader, F = followers, sum = all three; lg = the load generator
   viol, err           safety violations; failed calls
+
+Progress goes to stderr, the tables to stdout, everything (release latency, per-member
+CPU, error messages, the host's load) to the JSON file whose path is printed.
 `;
 
 const DEFAULTS = {
