@@ -50,6 +50,8 @@ function expectComplete(cell: CellResult): void {
   ).toHaveLength(1);
   expect(cell.serverCpu?.totalMsPerWrite, label).toBeGreaterThan(0);
   expect(cell.loadgenCpuMsPerWrite, label).toBeGreaterThan(0);
+  expect(cell.loadgenBusiest, label).toBeGreaterThan(0);
+  expect(cell.loadgenBusiest, label).toBeLessThanOrEqual(1);
 }
 
 function runBench(

@@ -25,6 +25,14 @@ export interface CellResult {
   readonly serverCpu: ServerCpu | null;
   /** The bench's worker processes, per write. */
   readonly loadgenCpuMsPerWrite: number;
+  /**
+   * The busiest worker's event-loop utilization over the cell (0..1). Near 1 the load
+   * generator, not the servers, set the pace: add --workers. It is wall-clock time in
+   * callbacks, so a process waiting for a CPU mid-callback counts as busy.
+   */
+  readonly loadgenBusiest: number;
+  /** The machine's 1-minute load average at the cell's end: how noisy the run was. */
+  readonly hostLoad1m: number;
   readonly violations: { readonly count: number; readonly first: readonly string[] };
   readonly errors: BenchErrors;
   readonly leader: string | null;
@@ -56,6 +64,8 @@ export interface CellRun {
   readonly startMs: number;
   readonly records: readonly PairRecord[];
   readonly loadgenCpuMs: number;
+  readonly loadgenBusiest: number;
+  readonly hostLoad1m: number;
   /** CPU ms each server process used over the cell, by member name; null if unknown. */
   readonly serverCpuMs: ReadonlyMap<string, number> | null;
   readonly errors: readonly BenchErrors[];
@@ -94,6 +104,8 @@ export function analyzeCell(run: CellRun): CellResult {
     fairness: fairnessOf(records, run.cell.clients),
     serverCpu: serverCpuOf(run.serverCpuMs, run.leaderAfter, writes),
     loadgenCpuMsPerWrite: run.loadgenCpuMs / writes,
+    loadgenBusiest: run.loadgenBusiest,
+    hostLoad1m: run.hostLoad1m,
     violations: {
       count: violations.length,
       first: violations.slice(0, VIOLATIONS_LISTED_MAX).map(describeViolation),

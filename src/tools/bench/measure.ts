@@ -1,3 +1,4 @@
+import { loadavg } from 'node:os';
 import { analyzeCell, type CellResult, type CellRun } from './analyze.ts';
 import type { DlmClientKind } from './bench-session.ts';
 import { type CellSpec, type ClientAssignment, dealToWorkers } from './cells.ts';
@@ -100,6 +101,8 @@ async function runOpened(
     startMs,
     records: answers.flatMap((answer) => answer.records),
     loadgenCpuMs: answers.reduce((sum, answer) => sum + answer.cpuMs, 0),
+    loadgenBusiest: Math.max(...answers.map((answer) => answer.eventLoopBusy)),
+    hostLoad1m: loadavg()[0] ?? Number.NaN,
     serverCpuMs: cpuDelta(cpuBefore, cpuAfter),
     errors: answers.map((answer) => answer.errors),
     leaderBefore,

@@ -68,6 +68,9 @@ Columns:
   fair                grants per client min/max and Jain's index (1 = perfectly even)
   cpu/write           server CPU ms per write (a pair = 2 writes) from /proc/PID/stat:
                       L = leader, F = followers, sum = all three; lg = the load generator
+  lg busy             the busiest worker's event-loop utilization: near 100% the load
+                      generator set the pace (add --workers); wall-clock, so on
+                      a starved machine it counts waiting for a CPU too
   viol, err           safety violations; failed calls
 
 Progress goes to stderr, the tables to stdout, everything (release latency, per-member

@@ -33,6 +33,8 @@ export type FromWorker =
       readonly records: readonly PairRecord[];
       /** This worker's CPU (user + system) over the run, ms. */
       readonly cpuMs: number;
+      /** Share of the run this worker's event loop was busy (0..1): near 1, it was the limit. */
+      readonly eventLoopBusy: number;
       readonly errors: BenchErrors;
     }
   | { readonly kind: 'closed' }

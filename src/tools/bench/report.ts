@@ -27,6 +27,7 @@ const COLUMNS: readonly Column[] = [
     value: (r) => (r.serverCpu === null ? '-' : fixed(r.serverCpu.totalMsPerWrite, 3)),
   },
   { title: 'lg', value: (r) => fixed(r.loadgenCpuMsPerWrite, 3) },
+  { title: 'lg busy', value: (r) => `${(r.loadgenBusiest * 100).toFixed(0)}%` },
   { title: 'viol', value: (r) => String(r.violations.count) },
   { title: 'err', value: (r) => String(r.errors.count) },
 ];

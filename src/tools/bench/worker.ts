@@ -48,6 +48,7 @@ async function run(message: Extract<ToWorker, { kind: 'run' }>): Promise<void> {
   const records: PairRecord[] = [];
   const errors = new ErrorTally();
   const cpuStart = process.cpuUsage();
+  const loopStart = performance.eventLoopUtilization();
   const progress = setInterval(
     () => send({ kind: 'progress', pairs: records.length }),
     PROGRESS_INTERVAL_MS,
@@ -58,7 +59,13 @@ async function run(message: Extract<ToWorker, { kind: 'run' }>): Promise<void> {
     clearInterval(progress);
   }
   const cpu = process.cpuUsage(cpuStart);
-  send({ kind: 'ran', records, cpuMs: (cpu.user + cpu.system) / 1000, errors: errors.snapshot() });
+  send({
+    kind: 'ran',
+    records,
+    cpuMs: (cpu.user + cpu.system) / 1000,
+    eventLoopBusy: performance.eventLoopUtilization(loopStart).utilization,
+    errors: errors.snapshot(),
+  });
 }
 
 /** Acquire, release, again, until the time or the pair budget is spent. */
