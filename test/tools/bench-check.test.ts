@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { handoffSamplesMs } from '../../src/tools/bench/analyze.ts';
+import { type CellResult, handoffSamplesMs } from '../../src/tools/bench/analyze.ts';
 import { parseCell } from '../../src/tools/bench/cells.ts';
 import { findViolations } from '../../src/tools/bench/check.ts';
 import type { PairRecord } from '../../src/tools/bench/records.ts';
+import { ratiosOf } from '../../src/tools/bench/report.ts';
 import { jainIndex, percentile } from '../../src/tools/bench/stats.ts';
 
 /** A pair on `lock`: grant received at `grantedMs`, release sent at `releaseSentMs`. */
@@ -96,5 +97,34 @@ describe('bench figures', () => {
     expect(parseCell('16x-hot')).toEqual({ clients: 16, contention: 'hot' });
     expect(() => parseCell('16-hot')).toThrow(/16-hot/);
     expect(() => parseCell('0x-distinct')).toThrow(/clients must be/);
+  });
+});
+
+describe('bench ratios', () => {
+  /** Only the figures ratiosOf reads. */
+  function row(system: 'dlm' | 'etcd', round: number, pairsPerSecond: number): CellResult {
+    return {
+      system,
+      cell: '16x-hot',
+      round,
+      pairsPerSecond,
+      acquireMs: { count: 1, p50: pairsPerSecond, p99: 2 * pairsPerSecond, max: 0 },
+      serverCpu: null,
+    } as unknown as CellResult;
+  }
+
+  it('compares the medians of the rounds, and leaves out CPU when a side has none', () => {
+    const results = [
+      row('dlm', 1, 100),
+      row('etcd', 1, 50),
+      row('dlm', 2, 400),
+      row('etcd', 2, 40),
+      row('dlm', 3, 200),
+      row('etcd', 3, 1_000),
+    ];
+    const [ratio] = ratiosOf(results);
+    // Medians: dlm 200, etcd 50.
+    expect(ratio).toMatchObject({ cell: '16x-hot', rounds: 3, pairsPerSecond: 4, acquireP99: 4 });
+    expect(ratio?.serverCpuPerWrite).toBeNull();
   });
 });

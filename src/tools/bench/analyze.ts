@@ -9,6 +9,8 @@ import { jainIndex, type LatencySummaryMs, summarize } from './stats.ts';
 export interface CellResult {
   readonly system: SystemName;
   readonly cell: string;
+  /** 1.. for measured cells (see --rounds); 0 for the warm-up. */
+  readonly round: number;
   readonly clients: number;
   readonly contention: Contention;
   readonly pairs: number;
@@ -61,6 +63,7 @@ export interface MemberCpu {
 export interface CellRun {
   readonly system: SystemName;
   readonly cell: CellSpec;
+  readonly round: number;
   readonly startMs: number;
   readonly records: readonly PairRecord[];
   readonly loadgenCpuMs: number;
@@ -93,6 +96,7 @@ export function analyzeCell(run: CellRun): CellResult {
   return {
     system: run.system,
     cell: cellName(run.cell),
+    round: run.round,
     clients: run.cell.clients,
     contention: run.cell.contention,
     pairs: records.length,

@@ -102,15 +102,14 @@ async function runWith(
     }
   }
   const results: CellResult[] = [];
-  for (const [i, cell] of options.cells.entries()) {
-    for (const cluster of clusters) {
-      const result = await measureCell(
-        context,
-        cluster,
-        cellWorkload(cell, options, `${runTag}-${i}`),
-      );
-      io.err(`${formatCellLine(result)}\n`);
-      results.push(result);
+  for (let round = 1; round <= options.rounds; round++) {
+    for (const [i, cell] of options.cells.entries()) {
+      for (const cluster of clusters) {
+        const workload = cellWorkload(cell, options, round, `${runTag}-${round}-${i}`);
+        const result = await measureCell(context, cluster, workload);
+        io.err(`${formatCellLine(result)}\n`);
+        results.push(result);
+      }
     }
   }
   return finishRun(options, { clusters, warmups, results, etcdBin }, io);
@@ -158,16 +157,23 @@ function warmupWorkload(options: BenchOptions, runTag: string): Workload {
   return {
     name: 'warmup',
     cell: { clients: assignments.length, contention: 'hot' },
+    round: 0,
     assignments,
     seconds: WARMUP_SECONDS_MAX,
     pairsMax: options.warmupPairs,
   };
 }
 
-function cellWorkload(cell: CellSpec, options: BenchOptions, runTag: string): Workload {
+function cellWorkload(
+  cell: CellSpec,
+  options: BenchOptions,
+  round: number,
+  runTag: string,
+): Workload {
   return {
     name: cellName(cell),
     cell,
+    round,
     assignments: assignLocks(cell, runTag),
     seconds: options.seconds,
     pairsMax: Number.POSITIVE_INFINITY,

@@ -25,7 +25,8 @@ export function finishRun(options: BenchOptions, outcome: Outcome, io: BenchIo):
   io.out(`\n${formatResults(outcome.results)}`);
   if (ratios.length > 0)
     io.out(
-      `\ndlm / etcd (pairs/s: higher is better for dlm; the rest: lower)\n${formatRatios(ratios)}`,
+      `\ndlm / etcd${options.rounds > 1 ? `, medians of ${options.rounds} rounds` : ''} ` +
+        `(pairs/s: higher is better for dlm; the rest: lower)\n${formatRatios(ratios)}`,
     );
   const all = [...outcome.warmups, ...outcome.results];
   const violations = all.reduce((sum, result) => sum + result.violations.count, 0);

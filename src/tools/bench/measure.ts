@@ -30,6 +30,7 @@ export interface MeasureContext {
 export interface Workload {
   readonly name: string;
   readonly cell: CellSpec;
+  readonly round: number;
   readonly assignments: readonly ClientAssignment[];
   readonly seconds: number;
   /** Stop early once this many pairs are done in all; Infinity for a timed cell. */
@@ -98,6 +99,7 @@ async function runOpened(
   return {
     system: cluster.system,
     cell: workload.cell,
+    round: workload.round,
     startMs,
     records: answers.flatMap((answer) => answer.records),
     loadgenCpuMs: answers.reduce((sum, answer) => sum + answer.cpuMs, 0),

@@ -6,6 +6,8 @@ import { WORKERS_MAX } from './workers.ts';
 /** Command-line options of `npm run bench`; every bad value is refused with its name. */
 export interface BenchOptions {
   readonly seconds: number;
+  /** Every cell runs this many times, in rounds; ratios then compare medians. */
+  readonly rounds: number;
   readonly warmupPairs: number;
   readonly cells: readonly CellSpec[];
   readonly workers: number;
@@ -38,6 +40,8 @@ at once or a lock's tokens did not rise, by the bench's own records.
 
 Options:
   --seconds N         length of each cell (default 8)
+  --rounds N          run all the cells N times over (default 1); the ratios then
+                      compare each side's median, the table shows every round
   --warmup N          pairs run before measuring, per system (default 3000; 0 = none)
   --cells LIST        comma list of CLIENTSx-hot|CLIENTSx-distinct
                       (default ${DEFAULT_CELLS.map(cellName).join(',')})
@@ -79,6 +83,7 @@ CPU, error messages, the host's load) to the JSON file whose path is printed.
 
 const DEFAULTS = {
   seconds: 8,
+  rounds: 1,
   warmupPairs: 3_000,
   workers: 1,
   sessionTtlMs: 10_000,
@@ -123,6 +128,9 @@ function applyValue(options: Mutable, flag: string, value: string): void {
   switch (flag) {
     case '--seconds':
       options.seconds = number(flag, value, 0.1, 3_600);
+      return;
+    case '--rounds':
+      options.rounds = integer(flag, value, 1, 100);
       return;
     case '--warmup':
       options.warmupPairs = integer(flag, value, 0, 10_000_000);

@@ -32,16 +32,33 @@ const COLUMNS: readonly Column[] = [
   { title: 'err', value: (r) => String(r.errors.count) },
 ];
 
+const ROUND_COLUMN: Column = { title: 'round', value: (r) => String(r.round) };
+
+/** One row per cell, system and round; rows of one cell together when there are rounds. */
 export function formatResults(results: readonly CellResult[]): string {
+  const rounds = Math.max(...results.map((result) => result.round));
+  const columns =
+    rounds > 1 ? [...COLUMNS.slice(0, 2), ROUND_COLUMN, ...COLUMNS.slice(2)] : COLUMNS;
+  const cellOrder = [...new Set(results.map((result) => result.cell))];
+  const rows = [...results].sort(
+    (a, b) =>
+      cellOrder.indexOf(a.cell) - cellOrder.indexOf(b.cell) ||
+      a.system.localeCompare(b.system) ||
+      a.round - b.round,
+  );
   return formatTable(
-    COLUMNS.map((column) => column.title),
-    results.map((result) => COLUMNS.map((column) => column.value(result))),
+    columns.map((column) => column.title),
+    rows.map((result) => columns.map((column) => column.value(result))),
   );
 }
 
-/** dlm's figure over etcd's, per cell that ran on both: above 1 means dlm's is bigger. */
+/**
+ * dlm's figure over etcd's, per cell that ran on both: above 1 means dlm's is bigger.
+ * With several rounds, each side's figure is its median over the rounds.
+ */
 export interface Ratio {
   readonly cell: string;
+  readonly rounds: number;
   readonly pairsPerSecond: number;
   readonly acquireP50: number;
   readonly acquireP99: number;
@@ -52,22 +69,33 @@ export interface Ratio {
 
 export function ratiosOf(results: readonly CellResult[]): Ratio[] {
   const ratios: Ratio[] = [];
-  for (const dlm of results.filter((result) => result.system === 'dlm')) {
-    const etcd = results.find((result) => result.system === 'etcd' && result.cell === dlm.cell);
-    if (etcd === undefined) continue;
+  for (const cell of [...new Set(results.map((result) => result.cell))]) {
+    const dlm = results.filter((result) => result.system === 'dlm' && result.cell === cell);
+    const etcd = results.filter((result) => result.system === 'etcd' && result.cell === cell);
+    if (dlm.length === 0 || etcd.length === 0) continue;
+    const ratio = (figure: (result: CellResult) => number | null): number | null =>
+      ratioOrNull(medianOrNull(dlm.map(figure)), medianOrNull(etcd.map(figure)));
     ratios.push({
-      cell: dlm.cell,
-      pairsPerSecond: dlm.pairsPerSecond / etcd.pairsPerSecond,
-      acquireP50: dlm.acquireMs.p50 / etcd.acquireMs.p50,
-      acquireP99: dlm.acquireMs.p99 / etcd.acquireMs.p99,
-      serverCpuPerWrite:
-        dlm.serverCpu === null || etcd.serverCpu === null
-          ? null
-          : dlm.serverCpu.totalMsPerWrite / etcd.serverCpu.totalMsPerWrite,
-      leaderCpuPerWrite: ratioOrNull(leaderMsPerWrite(dlm), leaderMsPerWrite(etcd)),
+      cell,
+      rounds: Math.min(dlm.length, etcd.length),
+      pairsPerSecond: ratio((result) => result.pairsPerSecond) ?? Number.NaN,
+      acquireP50: ratio((result) => result.acquireMs.p50) ?? Number.NaN,
+      acquireP99: ratio((result) => result.acquireMs.p99) ?? Number.NaN,
+      serverCpuPerWrite: ratio((result) => result.serverCpu?.totalMsPerWrite ?? null),
+      leaderCpuPerWrite: ratio(leaderMsPerWrite),
     });
   }
   return ratios;
+}
+
+/** The median of the figures, or null if any is missing (no CPU figures for one side). */
+function medianOrNull(figures: readonly (number | null)[]): number | null {
+  if (figures.length === 0 || figures.some((figure) => figure === null)) return null;
+  const sorted = (figures as number[]).slice().sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1
+    ? (sorted[middle] ?? Number.NaN)
+    : ((sorted[middle - 1] ?? Number.NaN) + (sorted[middle] ?? Number.NaN)) / 2;
 }
 
 export function formatRatios(ratios: readonly Ratio[]): string {
@@ -91,7 +119,8 @@ export function formatCellLine(result: CellResult): string {
       ? ''
       : `, server ${fixed(result.serverCpu.totalMsPerWrite, 3)} ms CPU/write`;
   return (
-    `${result.system} ${result.cell}: ${result.pairsPerSecond.toFixed(0)} pairs/s, ` +
+    `${result.system} ${result.cell}${result.round > 1 ? ` (round ${result.round})` : ''}: ` +
+    `${result.pairsPerSecond.toFixed(0)} pairs/s, ` +
     `acquire p50 ${ms(result.acquireMs.p50)} p99 ${ms(result.acquireMs.p99)} ms${cpu}, ` +
     `${result.violations.count} violations, ${result.errors.count} errors`
   );
@@ -122,6 +151,7 @@ function fixed(value: number, digits: number): string {
   return Number.isFinite(value) ? value.toFixed(digits) : '-';
 }
 
+/** The first two columns are text, aligned left; the rest are numbers, aligned right. */
 function formatTable(titles: readonly string[], rows: readonly (readonly string[])[]): string {
   const widths = titles.map((title, i) =>
     Math.max(title.length, ...rows.map((row) => (row[i] ?? '').length)),
