@@ -123,6 +123,10 @@ async function startClusters(
   io: BenchIo,
 ): Promise<ServerCluster[]> {
   const clusters: ServerCluster[] = [];
+  // In parallel: each may wait out its stop grace.
+  cleanup.add('stop the clusters', async () => {
+    await Promise.all(clusters.map((cluster) => cluster.stop()));
+  });
   if (options.endpoints !== null) {
     clusters.push(existingDlmCluster(options.endpoints, options.serverPids));
   } else {
@@ -131,13 +135,11 @@ async function startClusters(
     io.err(`starting a 3-node dlm cluster in ${dlmDir}\n`);
     clusters.push(await startDlmCluster(dlmDir));
   }
-  cleanup.add('stop the dlm cluster', () => clusters[0]?.stop());
   if (etcdBin !== null) {
     const etcdDir = join(dir, 'etcd');
     mkdirSync(etcdDir);
     io.err(`starting a 3-member etcd cluster (${etcdVersion(etcdBin)}) in ${etcdDir}\n`);
     const etcd = await startEtcdCluster(etcdBin, etcdDir);
-    cleanup.add('stop the etcd cluster', () => etcd.stop());
     clusters.push(etcd);
   }
   for (const cluster of clusters) {

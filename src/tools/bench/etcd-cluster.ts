@@ -110,8 +110,19 @@ class EtcdCluster implements ServerCluster {
     return this.members[index]?.name ?? null;
   }
 
+  /**
+   * Followers first, then the leader: a leader told to stop hands leadership to a live
+   * follower and waits for it, which takes the whole grace if that follower is
+   * stopping too; once no follower is connected, it just stops.
+   */
   async stop(): Promise<void> {
+    const leader = await this.leader().catch(() => null);
     for (const client of this.clients) client.close();
+    const isLeader = (i: number): boolean => this.members[i]?.name === leader;
+    await stopProcesses(
+      this.children.filter((_, i) => !isLeader(i)),
+      STOP_GRACE_MS,
+    );
     await stopProcesses(this.children, STOP_GRACE_MS);
   }
 }
