@@ -58,12 +58,16 @@ export async function measureCell(
     'opened',
     OPEN_TIMEOUT_MS,
   );
+  const closeSessions = () => pool.ask(() => ({ kind: 'close' }), 'closed', CLOSE_TIMEOUT_MS);
   let run: CellRun;
   try {
     run = await runOpened(context, cluster, workload, leaderBefore);
-  } finally {
-    await pool.ask(() => ({ kind: 'close' }), 'closed', CLOSE_TIMEOUT_MS);
+  } catch (error) {
+    // The run's failure is the news; closing after it may well fail too.
+    await closeSessions().catch(() => {});
+    throw error;
   }
+  await closeSessions();
   return { ...analyzeCell(run), cell: workload.name };
 }
 
