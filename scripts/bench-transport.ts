@@ -1,0 +1,199 @@
+import { readFileSync } from 'node:fs';
+import type { Transport } from '../src/client/connection.ts';
+import { DlmClient, type Session } from '../src/client/index.ts';
+import { ProcessCluster } from '../test/support/process-cluster.ts';
+
+/**
+ * Unary calls against the Lock.Session stream, on one running 3-node cluster (three
+ * `dlm serve` processes): acquire+release pairs through the TypeScript client, one
+ * client and 16 clients on distinct locks, each client with its own DlmClient and
+ * session. After a warm-up (code is cold for the first ~2,500 pairs), the transports
+ * take turns, the order flipping every round, so a neighbour's load on this shared
+ * machine falls on both alike; it prints each run, then the median stream/unary ratio
+ * of each measure.
+ *
+ *   node --import tsx scripts/bench-transport.ts [--rounds N] [--seconds S] [--warmup PAIRS]
+ *
+ * CPU per pair: the three server processes' user+system time (/proc/PID/stat) and this
+ * process's (process.cpuUsage), divided by the pairs done in the run.
+ */
+const rounds = intArg('--rounds', 3, 1, 100);
+const seconds = intArg('--seconds', 4, 1, 600);
+const warmupPairs = intArg('--warmup', 3_000, 0, 1_000_000);
+const MANY_CLIENTS = 16;
+const TICKS_PER_SECOND = 100; // getconf CLK_TCK on Linux
+
+interface Run {
+  readonly cell: string;
+  readonly transport: Transport;
+  readonly pairs: number;
+  readonly pairsPerSecond: number;
+  readonly acquireP50Ms: number;
+  readonly acquireP99Ms: number;
+  readonly serverCpuMsPerPair: number;
+  readonly clientCpuMsPerPair: number;
+}
+
+function intArg(name: string, fallback: number, min: number, max: number): number {
+  const at = process.argv.indexOf(name);
+  if (at < 0) return fallback;
+  const value = Number(process.argv[at + 1]);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    process.stderr.write(`bench-transport: ${name} must be an integer in ${min}..${max}\n`);
+    process.exit(2);
+  }
+  return value;
+}
+
+/** user + system CPU of a process so far, in ms (fields 14 and 15 of /proc/PID/stat). */
+function processCpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1_000) / TICKS_PER_SECOND;
+}
+
+function ownCpuMs(): number {
+  const usage = process.cpuUsage();
+  return (usage.user + usage.system) / 1_000;
+}
+
+function percentile(sorted: readonly number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
+}
+
+/** One client's loop: try-lock its own lock, release, until `untilMs`. */
+async function loop(session: Session, lock: string, untilMs: number, latenciesMs: number[]) {
+  let pairs = 0;
+  while (performance.now() < untilMs) {
+    const startedMs = performance.now();
+    const handle = await session.acquire(lock);
+    latenciesMs.push(performance.now() - startedMs);
+    await handle.release();
+    pairs++;
+  }
+  return pairs;
+}
+
+async function measure(
+  cell: string,
+  transport: Transport,
+  sessions: readonly Session[],
+  serverPids: readonly number[],
+  durationS: number,
+): Promise<Run> {
+  const serverCpuBefore = serverPids.reduce((sum, pid) => sum + processCpuMs(pid), 0);
+  const clientCpuBefore = ownCpuMs();
+  const latenciesMs: number[] = [];
+  const startedMs = performance.now();
+  const untilMs = startedMs + durationS * 1_000;
+  const counts = await Promise.all(
+    sessions.map((session, i) => loop(session, `bench/${transport}/${i}`, untilMs, latenciesMs)),
+  );
+  const elapsedS = (performance.now() - startedMs) / 1_000;
+  const pairs = counts.reduce((sum, count) => sum + count, 0);
+  const serverCpuMs = serverPids.reduce((sum, pid) => sum + processCpuMs(pid), 0) - serverCpuBefore;
+  latenciesMs.sort((a, b) => a - b);
+  return {
+    cell,
+    transport,
+    pairs,
+    pairsPerSecond: pairs / elapsedS,
+    acquireP50Ms: percentile(latenciesMs, 50),
+    acquireP99Ms: percentile(latenciesMs, 99),
+    serverCpuMsPerPair: serverCpuMs / pairs,
+    clientCpuMsPerPair: (ownCpuMs() - clientCpuBefore) / pairs,
+  };
+}
+
+function print(run: Run): void {
+  process.stdout.write(
+    `${run.cell.padEnd(22)} ${run.transport.padEnd(6)} ${String(run.pairs).padStart(6)} pairs ` +
+      `${run.pairsPerSecond.toFixed(0).padStart(5)}/s  acquire p50 ${run.acquireP50Ms.toFixed(2)} ms ` +
+      `p99 ${run.acquireP99Ms.toFixed(2)} ms  CPU/pair: servers ${run.serverCpuMsPerPair.toFixed(3)} ms, ` +
+      `client ${run.clientCpuMsPerPair.toFixed(3)} ms\n`,
+  );
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1
+    ? (sorted[middle] ?? Number.NaN)
+    : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2;
+}
+
+/** Median over rounds of stream/unary, each ratio from the two runs of one round. */
+function summarize(runs: readonly Run[], cell: string): void {
+  const ofCell = runs.filter((run) => run.cell === cell);
+  const stream = ofCell.filter((run) => run.transport === 'stream');
+  const unary = ofCell.filter((run) => run.transport === 'unary');
+  const ratio = (key: keyof Run) =>
+    median(stream.map((run, i) => Number(run[key]) / Number(unary[i]?.[key] ?? Number.NaN)));
+  process.stdout.write(
+    `${cell}: stream/unary over ${stream.length} rounds (median): pairs/s ×${ratio('pairsPerSecond').toFixed(2)}, ` +
+      `acquire p50 ×${ratio('acquireP50Ms').toFixed(2)}, server CPU/pair ×${ratio('serverCpuMsPerPair').toFixed(2)}, ` +
+      `client CPU/pair ×${ratio('clientCpuMsPerPair').toFixed(2)}\n`,
+  );
+}
+
+const cluster = await ProcessCluster.create(3, { raft: { tickIntervalMs: 50 } });
+const clients: DlmClient[] = [];
+try {
+  cluster.startAll();
+  const leader = await cluster.waitForLeader(20_000);
+  const serverPids = cluster.nodes.map((node) => {
+    const pid = cluster.pid(node.id);
+    if (pid === undefined) throw new Error(`${node.id} has no process`);
+    return pid;
+  });
+  // Through the leader, as a client that has learnt where it is.
+  const ordered = [...cluster.nodes].sort(
+    (a, b) => Number(b.id === leader) - Number(a.id === leader),
+  );
+  const endpoints = ordered.map((node) => node.clientAddress);
+  const sessionsOf = async (transport: Transport, count: number): Promise<Session[]> => {
+    const sessions: Session[] = [];
+    for (let i = 0; i < count; i++) {
+      const client = new DlmClient({ endpoints, transport });
+      clients.push(client);
+      sessions.push(await client.openSession({ ttlMs: 60_000, clientName: `bench-${transport}` }));
+    }
+    return sessions;
+  };
+  const sessions: Record<Transport, Session[]> = {
+    stream: await sessionsOf('stream', MANY_CLIENTS),
+    unary: await sessionsOf('unary', MANY_CLIENTS),
+  };
+  process.stdout.write(`warming up: ${warmupPairs} pairs per transport\n`);
+  for (const transport of ['stream', 'unary'] as const) {
+    const [first] = sessions[transport];
+    if (first === undefined) throw new Error('no session');
+    for (let i = 0; i < warmupPairs; i++) await (await first.acquire('bench/warmup')).release();
+  }
+  const runs: Run[] = [];
+  const cells = [
+    { cell: '1 client', count: 1 },
+    { cell: `${MANY_CLIENTS} clients, distinct locks`, count: MANY_CLIENTS },
+  ];
+  for (let round = 0; round < rounds; round++) {
+    const order: Transport[] = round % 2 === 0 ? ['stream', 'unary'] : ['unary', 'stream'];
+    for (const { cell, count } of cells) {
+      for (const transport of order) {
+        const run = await measure(
+          cell,
+          transport,
+          sessions[transport].slice(0, count),
+          serverPids,
+          seconds,
+        );
+        print(run);
+        runs.push(run);
+      }
+    }
+  }
+  for (const { cell } of cells) summarize(runs, cell);
+} finally {
+  for (const client of clients) client.close();
+  await cluster.stopAll();
+  cluster.remove();
+}
