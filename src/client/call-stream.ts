@@ -31,7 +31,11 @@ export const STREAM_FIELDS: Readonly<Record<string, string>> = {
   Describe: 'describe',
 };
 
+type Stream = grpc.ClientDuplexStream<object, Response>;
+
 interface PendingCall {
+  /** The stream the call was sent on: only its end fails the call. */
+  readonly stream: Stream;
   readonly resolve: (response: Response) => void;
   readonly reject: (error: grpc.ServiceError) => void;
   readonly timer: NodeJS.Timeout;
@@ -39,7 +43,8 @@ interface PendingCall {
 }
 
 export class CallStream {
-  private stream: grpc.ClientDuplexStream<object, Response> | null = null;
+  private stream: Stream | null = null;
+  private idleTimer: NodeJS.Timeout | null = null;
   /** One entry per call awaiting its answer; each ends by answer, deadline, abort or stream end. */
   private readonly pending = new Map<string, PendingCall>();
   /** Never reused on a stream, so a late answer to a given-up call cannot be misread. */
@@ -48,6 +53,13 @@ export class CallStream {
   constructor(
     private readonly client: grpc.Client,
     private readonly clock: MonotonicClock,
+    /**
+     * An open stream is an active call, which keeps the process alive (grpc-js refs the
+     * connection), where idle unary channels do not. So a stream with no call in flight
+     * for this long is half-closed: a program that is done exits, as with unary calls,
+     * even if it forgot DlmClient.close().
+     */
+    private readonly idleCloseMs: number,
   ) {}
 
   call(
@@ -60,6 +72,8 @@ export class CallStream {
     if (field === undefined)
       return Promise.reject(new Error(`Lock.Session does not carry ${method}`));
     const stream = this.open();
+    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
     const callId = String(++this.callSequence);
     const timeoutMs = Math.max(1, Math.ceil(deadlineMs - this.clock.nowMs()));
     return new Promise((resolve, reject) => {
@@ -75,7 +89,7 @@ export class CallStream {
       }, timeoutMs);
       signal?.addEventListener('abort', abort, { once: true });
       const cleanup = (): void => signal?.removeEventListener('abort', abort);
-      this.pending.set(callId, { resolve, reject, timer, cleanup });
+      this.pending.set(callId, { stream, resolve, reject, timer, cleanup });
       stream.write({ call_id: callId, timeout_ms: String(timeoutMs), [field]: request });
     });
   }
@@ -84,11 +98,14 @@ export class CallStream {
   close(): void {
     const stream = this.stream;
     this.stream = null;
+    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
     stream?.cancel();
-    this.failAll(localError(grpc.status.CANCELLED, 'the dlm client was closed'));
+    const error = localError(grpc.status.CANCELLED, 'the dlm client was closed');
+    for (const callId of [...this.pending.keys()]) this.settle(callId)?.reject(error);
   }
 
-  private open(): grpc.ClientDuplexStream<object, Response> {
+  private open(): Stream {
     if (this.stream !== null) return this.stream;
     const codec = codecOf(this.client);
     const stream = this.client.makeBidiStreamRequest(
@@ -113,10 +130,7 @@ export class CallStream {
     else call.resolve((response[result] ?? {}) as Response);
   }
 
-  private ended(
-    stream: grpc.ClientDuplexStream<object, Response>,
-    status: grpc.StatusObject,
-  ): void {
+  private ended(stream: Stream, status: grpc.StatusObject): void {
     if (this.stream === stream) this.stream = null;
     const code = status.code === grpc.status.OK ? grpc.status.UNAVAILABLE : status.code;
     const error = Object.assign(new Error(status.details), {
@@ -124,11 +138,9 @@ export class CallStream {
       details: `the Session stream ended: ${status.details}`,
       metadata: status.metadata,
     });
-    this.failAll(error);
-  }
-
-  private failAll(error: grpc.ServiceError): void {
-    for (const callId of [...this.pending.keys()]) this.settle(callId)?.reject(error);
+    for (const [callId, call] of [...this.pending]) {
+      if (call.stream === stream) this.settle(callId)?.reject(error);
+    }
   }
 
   private settle(callId: string): PendingCall | undefined {
@@ -137,7 +149,21 @@ export class CallStream {
     this.pending.delete(callId);
     clearTimeout(call.timer);
     call.cleanup();
+    if (this.pending.size === 0) this.closeWhenIdle();
     return call;
+  }
+
+  private closeWhenIdle(): void {
+    if (this.idleTimer !== null || this.stream === null) return;
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = null;
+      const stream = this.stream;
+      if (stream === null || this.pending.size > 0) return;
+      // The next call opens a new stream; this one ends with OK once the node sees the end.
+      this.stream = null;
+      stream.end();
+    }, this.idleCloseMs);
+    this.idleTimer.unref();
   }
 }
 

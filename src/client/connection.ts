@@ -47,6 +47,12 @@ export interface ConnectionOptions {
    * unary RPC each. The answers are the same either way; a stream costs less CPU.
    */
   readonly transport?: Transport;
+  /**
+   * A node's stream with no call in flight for this long is closed (default 1 s), so it
+   * does not keep the process alive; the next call opens a new one. Short enough not to
+   * hold up an exit noticeably, long enough that a loop of calls keeps its stream.
+   */
+  readonly streamIdleCloseMs?: number;
 }
 
 export type Transport = 'stream' | 'unary';
@@ -102,6 +108,7 @@ const STATUS_PROBE_TIMEOUT_MS = 1_000;
 
 const DEFAULTS = {
   attemptTimeoutMs: 2_000,
+  streamIdleCloseMs: 1_000,
   retryDelayMsMin: 20,
   retryDelayMsMax: 1_000,
   settleAttemptTimeoutMs: 1_000,
@@ -119,6 +126,7 @@ export class Connection {
   private readonly credentials: grpc.ChannelCredentials;
   private readonly clients = new Map<string, Record<Service, grpc.Client>>();
   private readonly transport: Transport;
+  private readonly streamIdleCloseMs: number;
   /** One Lock.Session stream per node address, opened at its first call. */
   private readonly streams = new Map<string, CallStream>();
   /** Nodes that answered the stream UNIMPLEMENTED (an older server): unary calls only. */
@@ -139,6 +147,7 @@ export class Connection {
     };
     this.credentials = options.credentials ?? grpc.credentials.createInsecure();
     this.transport = options.transport ?? 'stream';
+    this.streamIdleCloseMs = positive(options.streamIdleCloseMs, 'streamIdleCloseMs');
     if (this.transport !== 'stream' && this.transport !== 'unary') {
       throw new Error(`transport must be 'stream' or 'unary', got ${String(this.transport)}`);
     }
@@ -270,7 +279,7 @@ export class Connection {
   private callStream(address: string): CallStream {
     let stream = this.streams.get(address);
     if (stream === undefined) {
-      stream = new CallStream(this.client(address).Lock, this.clock);
+      stream = new CallStream(this.client(address).Lock, this.clock, this.streamIdleCloseMs);
       this.streams.set(address, stream);
     }
     return stream;

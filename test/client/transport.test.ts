@@ -1,3 +1,5 @@
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DlmClient, DlmClientError } from '../../src/client/index.ts';
 import { ApiCluster, eventually, IDS } from '../api/harness.ts';
@@ -43,6 +45,26 @@ describe('client transport', () => {
       1, 1, 1,
     ]);
   });
+
+  it('a program that forgot to close its client still exits: an idle stream is closed', async () => {
+    const c = await ApiCluster.start();
+    cluster = c;
+    const leader = await c.leaderId();
+    const script = fileURLToPath(new URL('./fixtures/forgets-close.ts', import.meta.url));
+    const startedMs = performance.now();
+    const run = await new Promise<{ code: number | null; stdout: string }>((resolve) => {
+      execFile(
+        process.execPath,
+        ['--import', 'tsx', script, `127.0.0.1:${c.at(leader).server.port}`],
+        { timeout: 20_000 },
+        (error, stdout) => resolve({ code: error === null ? 0 : (error.code as number), stdout }),
+      );
+    });
+    expect(run.stdout).toMatch(/^held token \d+$/m);
+    // An open stream would hold the process until the 20 s timeout killed it.
+    expect(run.code).toBe(0);
+    expect(performance.now() - startedMs).toBeLessThan(15_000);
+  }, 30_000);
 
   it('refuses an unknown transport, naming it', () => {
     expect(
