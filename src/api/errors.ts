@@ -118,11 +118,6 @@ export function toCallFailure(error: unknown, context: ErrorContext): CallFailur
   return { code: known.code, message: known.message, leaderHint: hint, retryAfterMs };
 }
 
-/** Turns anything a handler threw into a gRPC error (see toCallFailure). */
-export function toServiceError(error: unknown, context: ErrorContext): ServiceError {
-  return failureServiceError(toCallFailure(error, context));
-}
-
 function knownError(error: unknown): ApiError | DlmError | null {
   return error instanceof ApiError || error instanceof DlmError ? error : null;
 }
