@@ -15,13 +15,16 @@ import { ProcessCluster } from '../test/support/process-cluster.ts';
  *   node --import tsx scripts/bench-transport.ts [--rounds N] [--seconds S] [--warmup PAIRS]
  *
  * CPU per pair: the three server processes' user+system time (/proc/PID/stat) and this
- * process's (process.cpuUsage), divided by the pairs done in the run.
+ * process's (process.cpuUsage), divided by the pairs done in the run. The servers' idle
+ * CPU (ticks, heartbeats), measured for a second before each round, is taken out first:
+ * at a few dozen pairs/s it would otherwise outweigh the pairs themselves.
  */
 const rounds = intArg('--rounds', 3, 1, 100);
 const seconds = intArg('--seconds', 4, 1, 600);
 const warmupPairs = intArg('--warmup', 3_000, 0, 1_000_000);
 const MANY_CLIENTS = 16;
 const TICKS_PER_SECOND = 100; // getconf CLK_TCK on Linux
+const IDLE_SAMPLE_MS = 1_000;
 
 interface Run {
   readonly cell: string;
@@ -74,12 +77,22 @@ async function loop(session: Session, lock: string, untilMs: number, latenciesMs
   return pairs;
 }
 
+/** The servers' CPU ms per second while no client calls. */
+async function idleCpuMsPerSecond(serverPids: readonly number[]): Promise<number> {
+  const before = serverPids.reduce((sum, pid) => sum + processCpuMs(pid), 0);
+  const startedMs = performance.now();
+  await new Promise((resolve) => setTimeout(resolve, IDLE_SAMPLE_MS));
+  const after = serverPids.reduce((sum, pid) => sum + processCpuMs(pid), 0);
+  return (after - before) / ((performance.now() - startedMs) / 1_000);
+}
+
 async function measure(
   cell: string,
   transport: Transport,
   sessions: readonly Session[],
   serverPids: readonly number[],
   durationS: number,
+  idleMsPerSecond: number,
 ): Promise<Run> {
   const serverCpuBefore = serverPids.reduce((sum, pid) => sum + processCpuMs(pid), 0);
   const clientCpuBefore = ownCpuMs();
@@ -91,7 +104,10 @@ async function measure(
   );
   const elapsedS = (performance.now() - startedMs) / 1_000;
   const pairs = counts.reduce((sum, count) => sum + count, 0);
-  const serverCpuMs = serverPids.reduce((sum, pid) => sum + processCpuMs(pid), 0) - serverCpuBefore;
+  const serverCpuMs =
+    serverPids.reduce((sum, pid) => sum + processCpuMs(pid), 0) -
+    serverCpuBefore -
+    idleMsPerSecond * elapsedS;
   latenciesMs.sort((a, b) => a - b);
   return {
     cell,
@@ -166,9 +182,15 @@ try {
   };
   process.stdout.write(`warming up: ${warmupPairs} pairs per transport\n`);
   for (const transport of ['stream', 'unary'] as const) {
-    const [first] = sessions[transport];
-    if (first === undefined) throw new Error('no session');
-    for (let i = 0; i < warmupPairs; i++) await (await first.acquire('bench/warmup')).release();
+    // Spread over the clients, so the warm-up takes less of a loaded machine's time.
+    const perClient = Math.ceil(warmupPairs / MANY_CLIENTS);
+    await Promise.all(
+      sessions[transport].map(async (session, i) => {
+        for (let pair = 0; pair < perClient; pair++) {
+          await (await session.acquire(`bench/warmup/${i}`)).release();
+        }
+      }),
+    );
   }
   const runs: Run[] = [];
   const cells = [
@@ -177,6 +199,10 @@ try {
   ];
   for (let round = 0; round < rounds; round++) {
     const order: Transport[] = round % 2 === 0 ? ['stream', 'unary'] : ['unary', 'stream'];
+    const idleMsPerSecond = await idleCpuMsPerSecond(serverPids);
+    process.stdout.write(
+      `round ${round + 1}: servers idle at ${idleMsPerSecond.toFixed(1)} CPU ms/s\n`,
+    );
     for (const { cell, count } of cells) {
       for (const transport of order) {
         const run = await measure(
@@ -185,6 +211,7 @@ try {
           sessions[transport].slice(0, count),
           serverPids,
           seconds,
+          idleMsPerSecond,
         );
         print(run);
         runs.push(run);

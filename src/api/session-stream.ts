@@ -10,7 +10,12 @@ import {
   callFailureOf,
   serveCall,
 } from './context.ts';
-import { type CallFailure, GRPC_STATUS_BY_CODE, invalidArgument, serviceError } from './errors.ts';
+import {
+  type CallFailure,
+  failureServiceError,
+  GRPC_STATUS_BY_CODE,
+  invalidArgument,
+} from './errors.ts';
 import type { LockCalls } from './lock-service.ts';
 import type { SessionCallError, SessionResponse } from './proto.ts';
 import { describeValue, UndecodableRequest, uint64Text, uint64ToNumber } from './proto.ts';
@@ -41,6 +46,10 @@ const METHOD_OF_FIELD: Readonly<Record<string, Method>> = {
   validate_fence: 'ValidateFence',
   describe: 'Describe',
 };
+
+const FIELD_OF_METHOD = new Map(
+  Object.entries(METHOD_OF_FIELD).map(([field, method]) => [method, field]),
+);
 
 const CANCEL_FIELD = 'cancel';
 
@@ -120,12 +129,7 @@ class SessionStream {
   private dispatch(message: unknown): void {
     if (message instanceof UndecodableRequest) throw invalidArgument(message.detail);
     if (message instanceof UndecodableCall) {
-      const callId = this.newCallId(message.callId);
-      const method = METHOD_OF_FIELD[message.field];
-      if (method === undefined)
-        throw invalidArgument(`SessionRequest.${message.field}: is malformed: ${message.detail}`);
-      // The handler's own parse refuses it, in the words a unary call would get.
-      this.serve(callId, method, new UndecodableRequest(message.detail), 0, null);
+      this.dispatchUndecodable(message);
       return;
     }
     const request = message as DecodedRequest;
@@ -144,17 +148,23 @@ class SessionStream {
     const traceparent = typeof request.traceparent === 'string' ? request.traceparent : '';
     let timeoutMs: number;
     try {
-      timeoutMs = uint64ToNumber('SessionRequest.timeout_ms', request.timeout_ms ?? '0');
-      if (timeoutMs > TIMER_MS_MAX) {
-        throw invalidArgument(
-          `SessionRequest.timeout_ms: must be at most ${TIMER_MS_MAX}, got ${timeoutMs}`,
-        );
-      }
+      timeoutMs = parseTimeoutMs(request.timeout_ms);
     } catch (error) {
       this.refuse(callId, traceparent, error);
       return;
     }
     this.serve(callId, method, request[field], timeoutMs, traceparent);
+  }
+
+  /** A sound SessionRequest around a malformed call message: that call's error, not the stream's. */
+  private dispatchUndecodable(message: UndecodableCall): void {
+    const callId = this.newCallId(message.callId);
+    const method = METHOD_OF_FIELD[message.field];
+    if (method === undefined) {
+      throw invalidArgument(`SessionRequest.${message.field}: ${message.detail}`);
+    }
+    // The handler's own parse refuses it, in the words a unary call would get.
+    this.serve(callId, method, new UndecodableRequest(message.detail), 0, null);
   }
 
   /** A call id that names no call in flight; anything else cannot be answered unambiguously. */
@@ -298,10 +308,7 @@ class SessionStream {
   private fail(failure: CallFailure): void {
     if (this.ended) return;
     this.stop();
-    this.stream.emit(
-      'error',
-      serviceError(failure.code, failure.message, failure.leaderHint, failure.retryAfterMs),
-    );
+    this.stream.emit('error', failureServiceError(failure));
   }
 
   /** The stream is over: every call still in flight is given up, as its caller is gone. */
@@ -314,9 +321,21 @@ class SessionStream {
   }
 }
 
+/** 0 = no deadline; at most what a Node timer can wait. */
+function parseTimeoutMs(raw: unknown): number {
+  const timeoutMs = uint64ToNumber('SessionRequest.timeout_ms', raw ?? '0');
+  if (timeoutMs > TIMER_MS_MAX) {
+    throw invalidArgument(
+      `SessionRequest.timeout_ms: must be at most ${TIMER_MS_MAX}, got ${timeoutMs}`,
+    );
+  }
+  return timeoutMs;
+}
+
 function fieldOf(method: Method): string {
-  for (const [field, each] of Object.entries(METHOD_OF_FIELD)) if (each === method) return field;
-  throw new Error(`no SessionRequest field for ${method}`);
+  const field = FIELD_OF_METHOD.get(method);
+  if (field === undefined) throw new Error(`no SessionRequest field for ${method}`);
+  return field;
 }
 
 function errorOf(failure: CallFailure): { error: SessionCallError } {

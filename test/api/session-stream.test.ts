@@ -229,6 +229,23 @@ describe('limits and protocol errors', () => {
     }
   });
 
+  it("answers a timeout_ms beyond a timer's reach with INVALID_ARGUMENT, for that call only", async () => {
+    const session = cluster.at(leader).session;
+    const callId = session.nextId;
+    const error = await rpcError(
+      session.send(callId, {
+        call_id: callId,
+        timeout_ms: '2147483648',
+        describe: { lock: 'timeout/range' },
+      }),
+    );
+    expect(error.code).toBe(status.INVALID_ARGUMENT);
+    expect(error.details).toBe(
+      'SessionRequest.timeout_ms: must be at most 2147483647, got 2147483648',
+    );
+    expect((await session.call('Describe', { lock: 'timeout/range' })).holders).toEqual([]);
+  });
+
   it('a half-closed stream answers what is in flight, then ends', async () => {
     const { waiter } = await heldLock('half/1');
     const session = cluster.at(leader).session;
