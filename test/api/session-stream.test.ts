@@ -1,7 +1,14 @@
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NodeId } from '../../src/util/ids.ts';
-import { ApiCluster, eventually, type NodeEndpoints, rpcError, serve } from './harness.ts';
+import {
+  ApiCluster,
+  eventually,
+  type NodeEndpoints,
+  retrying,
+  rpcError,
+  serve,
+} from './harness.ts';
 
 /**
  * What only a Lock.Session stream has: many calls in flight on one stream, answered as
@@ -69,7 +76,7 @@ async function expectGivenBack(name: string, holder: string, token: string): Pro
 describe('calls on one stream', () => {
   it('are independent: a KeepAlive is answered while an Acquire before it waits', async () => {
     const { waiter } = await heldLock('order/1');
-    const session = cluster.at(follower).session;
+    const session = cluster.at(leader).session;
     let acquireAnswered = false;
     const acquire = session
       .call('Acquire', waitingAcquire('order/1', waiter, 1_500))
@@ -87,16 +94,16 @@ describe('calls on one stream', () => {
 
   it('a follower forwards the writes of its stream to the leader, answering from its own state', async () => {
     const session = cluster.at(follower).session;
-    const opened = await session.call('OpenSession', {
-      ttl_ms: '5000',
-      request_id: cluster.requestId(),
-    });
+    // A forward can time out on a loaded machine: retried with the same request id, as a client does.
+    const openRequest = { ttl_ms: '5000', request_id: cluster.requestId() };
+    const opened = await retrying(() => session.call('OpenSession', openRequest));
     expect(opened.header.node_id).toBe(follower);
-    const granted = await session.call('Acquire', {
+    const acquireRequest = {
       lock: 'forward/1',
       session_id: opened.session_id,
       request_id: cluster.requestId(),
-    });
+    };
+    const granted = await retrying(() => session.call('Acquire', acquireRequest));
     expect(granted.header).toMatchObject({ node_id: follower, leader_id: leader });
     const onLeader = await describeLock('forward/1');
     expect(onLeader.holders[0]?.fencing_token).toBe(granted.fencing_token);
@@ -123,8 +130,9 @@ describe('calls on one stream', () => {
 describe('giving a waiting Acquire up', () => {
   it('a cancel message withdraws it: its place in the queue is given back through the log', async () => {
     const { holder, token, waiter } = await heldLock('cancel/1');
-    const session = cluster.at(follower).session;
+    const session = cluster.at(leader).session;
     const callId = session.nextId;
+    // No answer follows the cancel: the promise stays pending.
     void session.call('Acquire', waitingAcquire('cancel/1', waiter));
     await eventually(async () => (await describeLock('cancel/1')).waiters.length === 1);
     session.cancel(callId);
@@ -136,8 +144,8 @@ describe('giving a waiting Acquire up', () => {
   it('the stream ending withdraws every call in flight on it', async () => {
     const first = await heldLock('end/1');
     const second = await heldLock('end/2');
-    const node = cluster.nodes.get(follower);
-    if (node === undefined) throw new Error('no follower');
+    const node = cluster.nodes.get(leader);
+    if (node === undefined) throw new Error('no leader');
     const own = await serve(node, cluster.logs);
     try {
       void own.session.call('Acquire', waitingAcquire('end/1', first.waiter)).catch(() => {});
