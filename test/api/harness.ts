@@ -122,6 +122,18 @@ export class ServiceClient implements LockCaller {
     );
   }
 
+  /** A bidirectional stream whose request messages are sent as the bytes given. */
+  bidiBytes(method: string, options: CallOptions = {}): grpc.ClientDuplexStream<Buffer, Wire> {
+    const definition = this.method(method);
+    return this.raw.makeBidiStreamRequest(
+      definition.path,
+      (buffer: Buffer) => buffer,
+      definition.responseDeserialize,
+      new grpc.Metadata(),
+      callOptions(options),
+    );
+  }
+
   close(): void {
     this.raw.close();
   }
