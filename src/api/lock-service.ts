@@ -22,7 +22,7 @@ import type {
   WireWaiter,
 } from './proto.ts';
 import { toUint64 } from './proto.ts';
-import { sessionStream } from './session-stream.ts';
+import { SessionStreams } from './session-stream.ts';
 import {
   parseCloseSession,
   parseDescribe,
@@ -65,8 +65,14 @@ export const LOCK_CALLS: LockCalls = {
   Describe: (context, raw) => describe(context, raw),
 };
 
-/** dlm.v1.Lock on top of one node. Mutations go through the log; reads through ReadIndex. */
-export function lockService(context: ApiContext): LockServiceHandlers {
+/**
+ * dlm.v1.Lock on top of one node. Mutations go through the log; reads through ReadIndex.
+ * `sessions` holds the open Session streams, for the server to drain when it stops.
+ */
+export function lockService(
+  context: ApiContext,
+  sessions: SessionStreams = new SessionStreams(),
+): LockServiceHandlers {
   const unaryOf = <Response>(method: keyof LockCalls, call: LockCall<Response>) =>
     unary<Response>(context, method, (raw, grpcCall) => call(context, raw, unaryScope(grpcCall)));
   return {
@@ -78,7 +84,7 @@ export function lockService(context: ApiContext): LockServiceHandlers {
     ValidateFence: unaryOf('ValidateFence', LOCK_CALLS.ValidateFence),
     Describe: unaryOf('Describe', LOCK_CALLS.Describe),
     Watch: (call) => watch(context, call),
-    Session: (call) => sessionStream(context, LOCK_CALLS, call),
+    Session: (call) => sessions.serve(context, LOCK_CALLS, call),
   };
 }
 

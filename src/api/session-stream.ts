@@ -1,6 +1,6 @@
 import type * as grpc from '@grpc/grpc-js';
 import { TIMER_MS_MAX } from '../config/sections.ts';
-import { DlmError } from '../node/errors.ts';
+import { DlmError, unavailable } from '../node/errors.ts';
 import { REAL_SCHEDULER, type TimerHandle } from '../node/scheduler.ts';
 import { continueTrace, type TraceContext } from '../node/trace.ts';
 import {
@@ -53,8 +53,27 @@ const FIELD_OF_METHOD = new Map(
 
 const CANCEL_FIELD = 'cancel';
 
-export function sessionStream(context: ApiContext, calls: LockCalls, stream: SessionCall): void {
-  new SessionStream(context, calls, stream).start();
+/**
+ * The open Session streams of one API server, so that shutting down can drain them: a
+ * unary client is turned away by the server's GOAWAY, but a stream already open would
+ * go on taking calls while the node stops. Bounded by the streams the server holds open.
+ */
+export class SessionStreams {
+  private readonly open = new Set<SessionStream>();
+  private draining = false;
+
+  serve(context: ApiContext, calls: LockCalls, call: SessionCall): void {
+    const stream = new SessionStream(context, calls, call, () => this.open.delete(stream));
+    this.open.add(stream);
+    stream.start();
+    if (this.draining) stream.drain();
+  }
+
+  /** New calls are refused UNAVAILABLE; each stream ends once its calls in flight are answered. */
+  drain(): void {
+    this.draining = true;
+    for (const stream of this.open) stream.drain();
+  }
 }
 
 /** One call on the stream: its scope, seen by the handler, and whether it was answered. */
@@ -91,14 +110,17 @@ class SessionStream {
   private readonly inFlight = new Map<string, StreamCall>();
   private readonly scheduler;
   private readonly callsMax: number;
-  /** The client half-closed: answer what is in flight, then end with OK. */
+  /** The client half-closed, or the server is shutting down: answer what is in flight, then end with OK. */
   private halfClosed = false;
+  /** The server is shutting down: new calls are refused UNAVAILABLE, so clients go elsewhere. */
+  private draining = false;
   private ended = false;
 
   constructor(
     private readonly context: ApiContext,
     private readonly calls: LockCalls,
     private readonly stream: SessionCall,
+    private readonly onEnded: () => void,
   ) {
     this.scheduler = context.scheduler ?? REAL_SCHEDULER;
     this.callsMax = context.options.sessionStreamCallsInFlightMax;
@@ -114,6 +136,12 @@ class SessionStream {
     this.stream.once('cancelled', () => this.stop());
     this.stream.once('close', () => this.stop());
     this.stream.once('error', () => this.stop());
+  }
+
+  drain(): void {
+    this.draining = true;
+    this.halfClosed = true;
+    this.finishIfDrained();
   }
 
   private receive(message: unknown): void {
@@ -186,6 +214,11 @@ class SessionStream {
     timeoutMs: number,
     traceparent: string | null,
   ): void {
+    if (this.draining) {
+      const nodeId = this.context.node.id;
+      this.refuse(callId, traceparent, unavailable(`${nodeId} is shutting down`));
+      return;
+    }
     if (this.inFlight.size >= this.callsMax) {
       this.refuse(
         callId,
@@ -301,6 +334,7 @@ class SessionStream {
   private finishIfDrained(): void {
     if (!this.halfClosed || this.inFlight.size > 0 || this.ended) return;
     this.ended = true;
+    this.onEnded();
     this.stream.end();
   }
 
@@ -314,6 +348,7 @@ class SessionStream {
   /** The stream is over: every call still in flight is given up, as its caller is gone. */
   private stop(): void {
     this.ended = true;
+    this.onEnded();
     for (const [callId, call] of [...this.inFlight]) {
       this.forget(callId, call);
       call.cancel();

@@ -243,6 +243,12 @@ export class StreamClient implements LockCaller {
     this.stream = null;
   }
 
+  /** Resolves with the status the server ends the current stream with. */
+  ended(): Promise<grpc.StatusObject> {
+    const stream = this.open();
+    return new Promise((resolve) => stream.once('status', resolve));
+  }
+
   /** Half-closes the stream (no more calls); resolves with the status the server ends it with. */
   halfClose(): Promise<grpc.StatusObject> {
     const stream = this.open();

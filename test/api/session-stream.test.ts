@@ -254,6 +254,33 @@ describe('limits and protocol errors', () => {
     expect((await session.call('Describe', { lock: 'timeout/range' })).holders).toEqual([]);
   });
 
+  it('a server shutting down refuses new calls UNAVAILABLE with the leader hint, answers those in flight, then ends the stream', async () => {
+    const { waiter } = await heldLock('drain/1');
+    const node = cluster.nodes.get(follower);
+    if (node === undefined) throw new Error('no follower');
+    const own = await serve(node, cluster.logs);
+    try {
+      // A Describe first, so the stream is open before the shutdown begins.
+      await own.session.call('Describe', { lock: 'drain/1' });
+      const ended = own.session.ended();
+      const waiting = own.session.call('Acquire', waitingAcquire('drain/1', waiter, 500));
+      await eventually(async () => (await describeLock('drain/1')).waiters.length === 1);
+      const startedMs = performance.now();
+      const closed = own.server.close(10_000);
+      const refused = await rpcError(own.session.call('KeepAlive', { session_id: waiter }));
+      expect(refused.code).toBe(status.UNAVAILABLE);
+      expect(refused.details).toBe(`${follower} is shutting down`);
+      expect(refused.trailer('dlm-leader-hint')).toBe(leader);
+      expect((await waiting).acquired).toBe(false);
+      expect((await ended).code).toBe(status.OK);
+      await closed;
+      // Not held for the 10 s grace: the stream ended as soon as its calls were answered.
+      expect(performance.now() - startedMs).toBeLessThan(5_000);
+    } finally {
+      await close(own);
+    }
+  });
+
   it('a half-closed stream answers what is in flight, then ends', async () => {
     const { waiter } = await heldLock('half/1');
     const session = cluster.at(leader).session;
