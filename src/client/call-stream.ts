@@ -33,11 +33,16 @@ export const STREAM_FIELDS: Readonly<Record<string, string>> = {
 
 type Stream = grpc.ClientDuplexStream<object, Response>;
 
+/** The node has no Lock.Session (an older server): nothing sent on the stream reached a handler. */
+export class StreamUnimplemented extends Error {
+  override readonly name = 'StreamUnimplemented';
+}
+
 interface PendingCall {
   /** The stream the call was sent on: only its end fails the call. */
   readonly stream: Stream;
   readonly resolve: (response: Response) => void;
-  readonly reject: (error: grpc.ServiceError) => void;
+  readonly reject: (error: grpc.ServiceError | StreamUnimplemented) => void;
   readonly timer: NodeJS.Timeout;
   readonly cleanup: () => void;
 }
@@ -132,12 +137,15 @@ export class CallStream {
 
   private ended(stream: Stream, status: grpc.StatusObject): void {
     if (this.stream === stream) this.stream = null;
-    const code = status.code === grpc.status.OK ? grpc.status.UNAVAILABLE : status.code;
-    const error = Object.assign(new Error(status.details), {
-      code,
-      details: `the Session stream ended: ${status.details}`,
-      metadata: status.metadata,
-    });
+    const error =
+      status.code === grpc.status.UNIMPLEMENTED
+        ? new StreamUnimplemented(status.details)
+        : Object.assign(new Error(status.details), {
+            // A clean end with calls unanswered (a node draining): they may be retried.
+            code: status.code === grpc.status.OK ? grpc.status.UNAVAILABLE : status.code,
+            details: `the Session stream ended: ${status.details}`,
+            metadata: status.metadata,
+          });
     for (const [callId, call] of [...this.pending]) {
       if (call.stream === stream) this.settle(callId)?.reject(error);
     }

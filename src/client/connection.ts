@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
-import { CallStream, STREAM_FIELDS } from './call-stream.ts';
+import { CallStream, STREAM_FIELDS, StreamUnimplemented } from './call-stream.ts';
 import { grpcDeadline, type MonotonicClock, performanceClock } from './clock.ts';
 import { DlmClientError } from './errors.ts';
 
@@ -261,7 +261,7 @@ export class Connection {
       return await this.callStream(address).call(method, request, deadlineMs, signal);
     } catch (error) {
       // A node without Lock.Session refused the stream before any call reached it.
-      if ((error as Partial<grpc.ServiceError>).code !== grpc.status.UNIMPLEMENTED) throw error;
+      if (!(error instanceof StreamUnimplemented)) throw error;
       this.unaryOnly.add(address);
       return this.unary(address, service, method, request, deadlineMs, signal);
     }
