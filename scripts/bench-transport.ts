@@ -7,7 +7,9 @@ import { ProcessCluster } from '../test/support/process-cluster.ts';
  * Unary calls against the Lock.Session stream, on one running 3-node cluster (three
  * `dlm serve` processes): acquire+release pairs through the TypeScript client, one
  * client and 16 clients on distinct locks, each client with its own DlmClient and
- * session. After a warm-up (code is cold for the first ~2,500 pairs), the transports
+ * session; and one client's stale Describes, which the node answers from its own state,
+ * so they measure the transport and the API with no Raft work. A "pair" in the output
+ * is one operation: an acquire+release, or a Describe. After a warm-up (code is cold for the first ~2,500 pairs), the transports
  * take turns, the order flipping every round, so a neighbour's load on this shared
  * machine falls on both alike; it prints each run, then the median stream/unary ratio
  * of each measure.
@@ -64,17 +66,37 @@ function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
 }
 
-/** One client's loop: try-lock its own lock, release, until `untilMs`. */
-async function loop(session: Session, lock: string, untilMs: number, latenciesMs: number[]) {
-  let pairs = 0;
-  while (performance.now() < untilMs) {
+/** One operation of a client: returns the latency of its first call, in ms. */
+type Operation = () => Promise<number>;
+
+/** A try-lock of the client's own lock, then its release. */
+function pair(session: Session, lock: string): Operation {
+  return async () => {
     const startedMs = performance.now();
     const handle = await session.acquire(lock);
-    latenciesMs.push(performance.now() - startedMs);
+    const acquireMs = performance.now() - startedMs;
     await handle.release();
-    pairs++;
+    return acquireMs;
+  };
+}
+
+/** A stale Describe: answered by the node from its own state, no Raft, so the API alone. */
+function staleRead(client: DlmClient, lock: string): Operation {
+  return async () => {
+    const startedMs = performance.now();
+    await client.describe(lock, { stale: true });
+    return performance.now() - startedMs;
+  };
+}
+
+/** One client's loop until `untilMs`; returns the operations done. */
+async function loop(operation: Operation, untilMs: number, latenciesMs: number[]) {
+  let done = 0;
+  while (performance.now() < untilMs) {
+    latenciesMs.push(await operation());
+    done++;
   }
-  return pairs;
+  return done;
 }
 
 /** The servers' CPU ms per second while no client calls. */
@@ -89,7 +111,7 @@ async function idleCpuMsPerSecond(serverPids: readonly number[]): Promise<number
 async function measure(
   cell: string,
   transport: Transport,
-  sessions: readonly Session[],
+  operations: readonly Operation[],
   serverPids: readonly number[],
   durationS: number,
   idleMsPerSecond: number,
@@ -100,7 +122,7 @@ async function measure(
   const startedMs = performance.now();
   const untilMs = startedMs + durationS * 1_000;
   const counts = await Promise.all(
-    sessions.map((session, i) => loop(session, `bench/${transport}/${i}`, untilMs, latenciesMs)),
+    operations.map((operation) => loop(operation, untilMs, latenciesMs)),
   );
   const elapsedS = (performance.now() - startedMs) / 1_000;
   const pairs = counts.reduce((sum, count) => sum + count, 0);
@@ -167,18 +189,25 @@ try {
     (a, b) => Number(b.id === leader) - Number(a.id === leader),
   );
   const endpoints = ordered.map((node) => node.clientAddress);
-  const sessionsOf = async (transport: Transport, count: number): Promise<Session[]> => {
-    const sessions: Session[] = [];
-    for (let i = 0; i < count; i++) {
+  const clientsOf = (transport: Transport): DlmClient[] =>
+    Array.from({ length: MANY_CLIENTS }, () => {
       const client = new DlmClient({ endpoints, transport });
       clients.push(client);
-      sessions.push(await client.openSession({ ttlMs: 60_000, clientName: `bench-${transport}` }));
-    }
-    return sessions;
+      return client;
+    });
+  const clientsBy: Record<Transport, DlmClient[]> = {
+    stream: clientsOf('stream'),
+    unary: clientsOf('unary'),
   };
+  const sessionsOf = (transport: Transport): Promise<Session[]> =>
+    Promise.all(
+      clientsBy[transport].map((client) =>
+        client.openSession({ ttlMs: 60_000, clientName: `bench-${transport}` }),
+      ),
+    );
   const sessions: Record<Transport, Session[]> = {
-    stream: await sessionsOf('stream', MANY_CLIENTS),
-    unary: await sessionsOf('unary', MANY_CLIENTS),
+    stream: await sessionsOf('stream'),
+    unary: await sessionsOf('unary'),
   };
   process.stdout.write(`warming up: ${warmupPairs} pairs per transport\n`);
   for (const transport of ['stream', 'unary'] as const) {
@@ -193,9 +222,22 @@ try {
     );
   }
   const runs: Run[] = [];
-  const cells = [
-    { cell: '1 client', count: 1 },
-    { cell: `${MANY_CLIENTS} clients, distinct locks`, count: MANY_CLIENTS },
+  const cells: { cell: string; operations: (transport: Transport) => Operation[] }[] = [
+    {
+      cell: '1 client',
+      operations: (transport) =>
+        sessions[transport].slice(0, 1).map((s) => pair(s, `bench/${transport}/0`)),
+    },
+    {
+      cell: `${MANY_CLIENTS} clients, distinct locks`,
+      operations: (transport) =>
+        sessions[transport].map((session, i) => pair(session, `bench/${transport}/${i}`)),
+    },
+    {
+      cell: '1 client, stale Describe',
+      operations: (transport) =>
+        clientsBy[transport].slice(0, 1).map((client) => staleRead(client, 'bench/read')),
+    },
   ];
   for (let round = 0; round < rounds; round++) {
     const order: Transport[] = round % 2 === 0 ? ['stream', 'unary'] : ['unary', 'stream'];
@@ -203,12 +245,12 @@ try {
     process.stdout.write(
       `round ${round + 1}: servers idle at ${idleMsPerSecond.toFixed(1)} CPU ms/s\n`,
     );
-    for (const { cell, count } of cells) {
+    for (const { cell, operations } of cells) {
       for (const transport of order) {
         const run = await measure(
           cell,
           transport,
-          sessions[transport].slice(0, count),
+          operations(transport),
           serverPids,
           seconds,
           idleMsPerSecond,
