@@ -36,6 +36,8 @@ interface Run {
   readonly acquireP50Ms: number;
   readonly acquireP99Ms: number;
   readonly serverCpuMsPerPair: number;
+  /** The leader alone: the node that serves the calls (the others only replicate). */
+  readonly leaderCpuMsPerPair: number;
   readonly clientCpuMsPerPair: number;
 }
 
@@ -100,12 +102,12 @@ async function loop(operation: Operation, untilMs: number, latenciesMs: number[]
 }
 
 /** The servers' CPU ms per second while no client calls. */
-async function idleCpuMsPerSecond(serverPids: readonly number[]): Promise<number> {
-  const before = serverPids.reduce((sum, pid) => sum + processCpuMs(pid), 0);
+async function idleCpuMsPerSecond(serverPids: readonly number[]): Promise<number[]> {
+  const before = serverPids.map(processCpuMs);
   const startedMs = performance.now();
   await new Promise((resolve) => setTimeout(resolve, IDLE_SAMPLE_MS));
-  const after = serverPids.reduce((sum, pid) => sum + processCpuMs(pid), 0);
-  return (after - before) / ((performance.now() - startedMs) / 1_000);
+  const elapsedS = (performance.now() - startedMs) / 1_000;
+  return serverPids.map((pid, i) => (processCpuMs(pid) - (before[i] ?? 0)) / elapsedS);
 }
 
 async function measure(
@@ -114,9 +116,9 @@ async function measure(
   operations: readonly Operation[],
   serverPids: readonly number[],
   durationS: number,
-  idleMsPerSecond: number,
+  idleMsPerSecond: readonly number[],
 ): Promise<Run> {
-  const serverCpuBefore = serverPids.reduce((sum, pid) => sum + processCpuMs(pid), 0);
+  const serverCpuBefore = serverPids.map(processCpuMs);
   const clientCpuBefore = ownCpuMs();
   const latenciesMs: number[] = [];
   const startedMs = performance.now();
@@ -126,10 +128,12 @@ async function measure(
   );
   const elapsedS = (performance.now() - startedMs) / 1_000;
   const pairs = counts.reduce((sum, count) => sum + count, 0);
-  const serverCpuMs =
-    serverPids.reduce((sum, pid) => sum + processCpuMs(pid), 0) -
-    serverCpuBefore -
-    idleMsPerSecond * elapsedS;
+  // Each server's CPU in the run, less what it spends idle in as long.
+  const busyMs = serverPids.map(
+    (pid, i) =>
+      processCpuMs(pid) - (serverCpuBefore[i] ?? 0) - (idleMsPerSecond[i] ?? 0) * elapsedS,
+  );
+  const serverCpuMs = busyMs.reduce((sum, ms) => sum + ms, 0);
   latenciesMs.sort((a, b) => a - b);
   return {
     cell,
@@ -139,6 +143,7 @@ async function measure(
     acquireP50Ms: percentile(latenciesMs, 50),
     acquireP99Ms: percentile(latenciesMs, 99),
     serverCpuMsPerPair: serverCpuMs / pairs,
+    leaderCpuMsPerPair: (busyMs[0] ?? Number.NaN) / pairs,
     clientCpuMsPerPair: (ownCpuMs() - clientCpuBefore) / pairs,
   };
 }
@@ -147,7 +152,8 @@ function print(run: Run): void {
   process.stdout.write(
     `${run.cell.padEnd(22)} ${run.transport.padEnd(6)} ${String(run.pairs).padStart(6)} pairs ` +
       `${run.pairsPerSecond.toFixed(0).padStart(5)}/s  acquire p50 ${run.acquireP50Ms.toFixed(2)} ms ` +
-      `p99 ${run.acquireP99Ms.toFixed(2)} ms  CPU/pair: servers ${run.serverCpuMsPerPair.toFixed(3)} ms, ` +
+      `p99 ${run.acquireP99Ms.toFixed(2)} ms  CPU/pair: servers ${run.serverCpuMsPerPair.toFixed(3)} ms ` +
+      `(leader ${run.leaderCpuMsPerPair.toFixed(3)}), ` +
       `client ${run.clientCpuMsPerPair.toFixed(3)} ms\n`,
   );
 }
@@ -169,7 +175,8 @@ function summarize(runs: readonly Run[], cell: string): void {
     median(stream.map((run, i) => Number(run[key]) / Number(unary[i]?.[key] ?? Number.NaN)));
   process.stdout.write(
     `${cell}: stream/unary over ${stream.length} rounds (median): pairs/s ×${ratio('pairsPerSecond').toFixed(2)}, ` +
-      `acquire p50 ×${ratio('acquireP50Ms').toFixed(2)}, server CPU/pair ×${ratio('serverCpuMsPerPair').toFixed(2)}, ` +
+      `acquire p50 ×${ratio('acquireP50Ms').toFixed(2)}, server CPU/pair ×${ratio('serverCpuMsPerPair').toFixed(2)} ` +
+      `(leader ×${ratio('leaderCpuMsPerPair').toFixed(2)}), ` +
       `client CPU/pair ×${ratio('clientCpuMsPerPair').toFixed(2)}\n`,
   );
 }
@@ -179,16 +186,17 @@ const clients: DlmClient[] = [];
 try {
   cluster.startAll();
   const leader = await cluster.waitForLeader(20_000);
-  const serverPids = cluster.nodes.map((node) => {
+  // The leader first: it serves every call (the client is pointed at it below).
+  const byLeaderFirst = [...cluster.nodes].sort(
+    (a, b) => Number(b.id === leader) - Number(a.id === leader),
+  );
+  const serverPids = byLeaderFirst.map((node) => {
     const pid = cluster.pid(node.id);
     if (pid === undefined) throw new Error(`${node.id} has no process`);
     return pid;
   });
   // Through the leader, as a client that has learnt where it is.
-  const ordered = [...cluster.nodes].sort(
-    (a, b) => Number(b.id === leader) - Number(a.id === leader),
-  );
-  const endpoints = ordered.map((node) => node.clientAddress);
+  const endpoints = byLeaderFirst.map((node) => node.clientAddress);
   const clientsOf = (transport: Transport): DlmClient[] =>
     Array.from({ length: MANY_CLIENTS }, () => {
       const client = new DlmClient({ endpoints, transport });
@@ -242,9 +250,8 @@ try {
   for (let round = 0; round < rounds; round++) {
     const order: Transport[] = round % 2 === 0 ? ['stream', 'unary'] : ['unary', 'stream'];
     const idleMsPerSecond = await idleCpuMsPerSecond(serverPids);
-    process.stdout.write(
-      `round ${round + 1}: servers idle at ${idleMsPerSecond.toFixed(1)} CPU ms/s\n`,
-    );
+    const idleTotal = idleMsPerSecond.reduce((sum, ms) => sum + ms, 0);
+    process.stdout.write(`round ${round + 1}: servers idle at ${idleTotal.toFixed(1)} CPU ms/s\n`);
     for (const { cell, operations } of cells) {
       for (const transport of order) {
         const run = await measure(
