@@ -167,9 +167,11 @@ export class CallStream {
       this.idleTimer = null;
       const stream = this.stream;
       if (stream === null || this.pending.size > 0) return;
-      // The next call opens a new stream; this one ends with OK once the node sees the end.
+      // The next call opens a new stream. Cancelled, not half-closed: with no call in
+      // flight nothing is given up, and a node that is frozen or gone never answers a
+      // half-close, which would hold the stream, and the process, open.
       this.stream = null;
-      stream.end();
+      stream.cancel();
     }, this.idleCloseMs);
     this.idleTimer.unref();
   }

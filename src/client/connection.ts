@@ -48,8 +48,8 @@ export interface ConnectionOptions {
    */
   readonly transport?: Transport;
   /**
-   * A node's stream with no call in flight for this long is closed (default 1 s), so it
-   * does not keep the process alive; the next call opens a new one. Short enough not to
+   * A node's stream with no call in flight for this long is cancelled (default 1 s), so
+   * it does not keep the process alive; the next call opens a new one. Short enough not to
    * hold up an exit noticeably, long enough that a loop of calls keeps its stream.
    */
   readonly streamIdleCloseMs?: number;
@@ -254,6 +254,8 @@ export class Connection {
     deadlineMs: number,
     signal?: AbortSignal,
   ): Promise<Response> {
+    // A call that was between attempts when close() ran must not open a new stream.
+    if (this.closed) throw closedError(`${service}.${method}`);
     if (!this.streamed(address, service, method)) {
       return this.unary(address, service, method, request, deadlineMs, signal);
     }
