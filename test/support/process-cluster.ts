@@ -25,6 +25,8 @@ export interface StartOptions {
   readonly join?: boolean;
   /** Added to the environment, e.g. DLM_LOG_LEVEL. */
   readonly env?: Readonly<Record<string, string>>;
+  /** The `dlm` launcher to run; this checkout's bin/dlm unless, e.g., an installed package's. */
+  readonly bin?: string;
 }
 
 export interface DlmRun {
@@ -104,7 +106,8 @@ export class ProcessCluster {
     const args = options.join
       ? ['--config', this.allNodesConfigPath, '--node', id, '--join']
       : ['--config', this.configPath, '--node', id];
-    const child = spawn(process.execPath, [join(ROOT, 'bin/dlm'), 'serve', ...args], {
+    const bin = options.bin ?? join(ROOT, 'bin/dlm');
+    const child = spawn(process.execPath, [bin, 'serve', ...args], {
       stdio: ['ignore', log, log],
       env: { ...process.env, ...options.env },
     });
