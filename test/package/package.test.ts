@@ -182,7 +182,7 @@ describe('the npm package', () => {
 
     // A cluster of the installed bin: it runs the shipped dist/ and never builds.
     cluster = await ProcessCluster.create(3);
-    cluster.startAll({ bin: join(project, 'node_modules/.bin/dlm') });
+    cluster.startAll({ command: [join(project, 'node_modules/.bin/dlm')] });
     await cluster.waitForLeader(30_000);
     await typecheck;
 

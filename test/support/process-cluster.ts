@@ -25,8 +25,11 @@ export interface StartOptions {
   readonly join?: boolean;
   /** Added to the environment, e.g. DLM_LOG_LEVEL. */
   readonly env?: Readonly<Record<string, string>>;
-  /** The `dlm` launcher to run; this checkout's bin/dlm unless, e.g., an installed package's. */
-  readonly bin?: string;
+  /**
+   * Node's arguments before `serve`: this checkout's bin/dlm unless given, e.g. an
+   * installed package's bin, or `--import tsx src/cli/main.ts` to run the sources.
+   */
+  readonly command?: readonly string[];
 }
 
 export interface DlmRun {
@@ -106,8 +109,8 @@ export class ProcessCluster {
     const args = options.join
       ? ['--config', this.allNodesConfigPath, '--node', id, '--join']
       : ['--config', this.configPath, '--node', id];
-    const bin = options.bin ?? join(ROOT, 'bin/dlm');
-    const child = spawn(process.execPath, [bin, 'serve', ...args], {
+    const command = options.command ?? [join(ROOT, 'bin/dlm')];
+    const child = spawn(process.execPath, [...command, 'serve', ...args], {
       stdio: ['ignore', log, log],
       env: { ...process.env, ...options.env },
     });
