@@ -124,7 +124,9 @@ async function restartMs(launcher: Launcher): Promise<number> {
 
 function summary(samplesMs: readonly number[]): string {
   const sorted = [...samplesMs].sort((a, b) => a - b);
-  const median = sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
+  const upper = sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
+  const lower = sorted[Math.floor((sorted.length - 1) / 2)] ?? Number.NaN;
+  const median = (upper + lower) / 2;
   const all = samplesMs.map((ms) => ms.toFixed(0)).join(' ');
   return `median ${median.toFixed(0).padStart(5)} ms   (${all})`;
 }

@@ -57,7 +57,11 @@ function run(file: string, args: readonly string[], cwd: string): Promise<Run> {
   return new Promise((resolve, reject) => {
     execFile(file, args, { cwd, env, timeout: 60_000 }, (error, stdout, stderr) => {
       if (error === null) resolve({ stdout, stderr });
-      else reject(new Error(`${file} ${args.join(' ')} in ${cwd}: ${error.message}\n${stderr}`));
+      // tsc prints its diagnostics on stdout.
+      else
+        reject(
+          new Error(`${file} ${args.join(' ')} in ${cwd}: ${error.message}\n${stdout}${stderr}`),
+        );
     });
   });
 }
@@ -183,8 +187,7 @@ describe('the npm package', () => {
     // A cluster of the installed bin: it runs the shipped dist/ and never builds.
     cluster = await ProcessCluster.create(3);
     cluster.startAll({ command: [join(project, 'node_modules/.bin/dlm')] });
-    await cluster.waitForLeader(30_000);
-    await typecheck;
+    await Promise.all([typecheck, cluster.waitForLeader(30_000)]);
 
     copyFileSync(CONSUMER_FIXTURE, join(project, 'use-client.js'));
     const endpoints = cluster.nodes.map((node) => node.clientAddress).join(',');
