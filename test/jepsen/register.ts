@@ -1,0 +1,170 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { openSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * The fenced register's wire format, and the run's handle on the register process
+ * (register-server.ts). Clients reach it over HTTP on loopback with a timeout per call:
+ * a call that times out or fails on the way is 'info', as its write may have landed.
+ */
+
+export type RegisterMode = 'fenced' | 'ignore-tokens';
+
+export interface WriteRequest {
+  readonly lock: string;
+  readonly token: string;
+  readonly client: string;
+  readonly session: string;
+  /** Unique in the run: ties this decision to the client's write op. */
+  readonly writeId: string;
+}
+
+export interface RegisterDecision extends WriteRequest {
+  /** The order in which this register decided; 1, 2, 3, … */
+  readonly seq: number;
+  /** performance.timeOrigin + performance.now() in the register process, for readers. */
+  readonly atEpochMs: number;
+  readonly accepted: boolean;
+}
+
+/** The request, or what is wrong with it. */
+export function parseWrite(body: string): WriteRequest | string {
+  let value: unknown;
+  try {
+    value = JSON.parse(body);
+  } catch {
+    return `body is not JSON: ${body.slice(0, 80)}`;
+  }
+  if (typeof value !== 'object' || value === null) return 'body is not an object';
+  const fields = value as Record<string, unknown>;
+  for (const name of ['lock', 'token', 'client', 'session', 'writeId']) {
+    if (typeof fields[name] !== 'string' || fields[name] === '') {
+      return `field ${name} must be a non-empty string, got ${JSON.stringify(fields[name])}`;
+    }
+  }
+  if (!/^[0-9]+$/.test(fields.token as string)) {
+    return `field token must be a decimal integer, got ${JSON.stringify(fields.token)}`;
+  }
+  return {
+    lock: fields.lock as string,
+    token: fields.token as string,
+    client: fields.client as string,
+    session: fields.session as string,
+    writeId: fields.writeId as string,
+  };
+}
+
+export type WriteOutcome =
+  | { readonly outcome: 'ok' | 'fail'; readonly seq: number }
+  | { readonly outcome: 'info'; readonly error: string };
+
+const SERVER_PATH = fileURLToPath(new URL('./register-server.ts', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const START_TIMEOUT_MS = 20_000;
+const LOG_FETCH_ATTEMPTS_MAX = 10;
+
+export class RegisterProcess {
+  private constructor(
+    readonly mode: RegisterMode,
+    private readonly child: ChildProcess,
+    readonly port: number,
+  ) {}
+
+  /** Starts a register process and waits (bounded) until it listens; stderr goes to `logPath`. */
+  static async start(mode: RegisterMode, logPath: string): Promise<RegisterProcess> {
+    const stderr = openSync(logPath, 'a');
+    const child = spawn(process.execPath, ['--import', 'tsx', SERVER_PATH, '--mode', mode], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', stderr],
+    });
+    const port = await new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(
+          new Error(
+            `register (${mode}) did not listen within ${START_TIMEOUT_MS} ms; see ${logPath}`,
+          ),
+        );
+      }, START_TIMEOUT_MS);
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        reject(
+          new Error(
+            `register (${mode}) exited before listening (code ${code}, ${signal}); see ${logPath}`,
+          ),
+        );
+      });
+      const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+      lines.once('line', (line) => {
+        clearTimeout(timer);
+        const port = (JSON.parse(line) as { port?: unknown }).port;
+        if (typeof port === 'number') resolve(port);
+        else reject(new Error(`register (${mode}) printed ${line} instead of {"port": N}`));
+      });
+    });
+    child.removeAllListeners('exit');
+    return new RegisterProcess(mode, child, port);
+  }
+
+  /** One write; 'info' when it timed out or the connection failed (it may have landed). */
+  async write(request: WriteRequest, timeoutMs: number): Promise<WriteOutcome> {
+    try {
+      const response = await fetch(`http://127.0.0.1:${this.port}/write`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(request),
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      const body = (await response.json()) as {
+        accepted?: unknown;
+        seq?: unknown;
+        error?: unknown;
+      };
+      if (response.status !== 200 || typeof body.accepted !== 'boolean') {
+        // A refusal of the request itself is a bug in the run, not an unknown outcome.
+        throw new Error(
+          `register (${this.mode}) answered ${response.status}: ${JSON.stringify(body)}`,
+        );
+      }
+      return { outcome: body.accepted ? 'ok' : 'fail', seq: Number(body.seq) };
+    } catch (error) {
+      if (error instanceof Error && error.message.startsWith('register (')) throw error;
+      return {
+        outcome: 'info',
+        error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+      };
+    }
+  }
+
+  /** Every decision the register made, in its order (after a pause it is resumed first). */
+  async decisions(): Promise<RegisterDecision[]> {
+    this.resume();
+    let lastError: unknown = null;
+    for (let attempt = 0; attempt < LOG_FETCH_ATTEMPTS_MAX; attempt++) {
+      try {
+        const response = await fetch(`http://127.0.0.1:${this.port}/log`, {
+          signal: AbortSignal.timeout(10_000),
+        });
+        return (await response.json()) as RegisterDecision[];
+      } catch (error) {
+        lastError = error;
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    }
+    throw new Error(`register (${this.mode}): could not fetch its log: ${String(lastError)}`);
+  }
+
+  /** SIGSTOP: calls to it hang until resume(), and time out. */
+  pause(): void {
+    this.child.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.child.kill('SIGCONT');
+  }
+
+  stop(): void {
+    this.child.kill('SIGKILL');
+  }
+}
