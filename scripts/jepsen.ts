@@ -1,10 +1,15 @@
-import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Violation } from '../test/jepsen/checker.ts';
 import { describeOp, type Op } from '../test/jepsen/history.ts';
-import { NEMESES, type Nemesis, type RegisterVerdict, runJepsen } from '../test/jepsen/run.ts';
+import {
+  NEMESES,
+  type Nemesis,
+  type RegisterVerdict,
+  runJepsen,
+  writeHistory,
+} from '../test/jepsen/run.ts';
 
 /**
  * A Jepsen-style run against a local 3-node cluster of real processes:
@@ -90,13 +95,7 @@ const nemesis = new Map<string, number>();
 for (const event of result.nemesisEvents) {
   nemesis.set(event.kind, (nemesis.get(event.kind) ?? 0) + 1);
 }
-writeFileSync(
-  out,
-  result.ops.map((op) => JSON.stringify(op)).join('\n') +
-    '\n' +
-    result.nemesisEvents.map((event) => JSON.stringify({ nemesis: event })).join('\n') +
-    '\n',
-);
+writeHistory(out, result.ops, result.nemesisEvents);
 
 const { log, fenced, control } = result;
 console.log(`\nsummary (seed ${seed}, wall ${(wallMs / 1000).toFixed(1)} s)`);

@@ -26,7 +26,10 @@ export interface Op {
   outcome: Outcome;
   /** The fencing token: granted (acquire), released (release) or presented (write). */
   token?: string;
-  /** For an acquire: when the session that asked for it fired its signal (lease may be lost). */
+  /**
+   * For an acquire: when the session that asked for it fired its signal (the lease may be
+   * lost), or its client gave the session up; its hold ends then.
+   */
   lostAtMs?: number;
   /** Why it failed or is unknown, for the reader. */
   error?: string;

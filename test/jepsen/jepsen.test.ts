@@ -28,6 +28,7 @@ describe('jepsen: exclusive locks with fencing under kill -9, SIGSTOP and client
       `jepsen: ${result.ops.length} ops, ${grants.length} grants (${duringFault.length} during a fault), ${writes.length} fenced writes accepted, ${result.nemesisEvents.length} nemesis events (${clientPauses.length} client pauses); log: ${log.grants} grants to index ${log.committedIndex}, ${log.acknowledgedConfirmed}/${log.acknowledged} acknowledged confirmed, unanswered acquires ${log.infoGranted} granted / ${log.infoRefusedOrQueued} not / ${log.infoNotInLog} absent; fenced register ${fenced.stats.accepted} accepted, ${fenced.stats.refused} refused; control register ${control.stats.staleAccepted} stale writes accepted`,
     );
 
+    if (result.violations.length > 0) console.log(`history and logs kept in ${result.clusterDir}`);
     expect(report(result.violations, result.ops)).toEqual([]);
     expect(grants.length).toBeGreaterThan(30);
     expect(writes.length).toBeGreaterThan(30);

@@ -1,3 +1,4 @@
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -84,7 +85,7 @@ const CALL_TIMEOUT_MS = 5_000;
 const WRITE_TIMEOUT_MS = 1_000;
 /** A client pause outlasts the lease by this much, so another client can take the lock. */
 const CLIENT_PAUSE_PAST_TTL_MS: readonly [number, number] = [1_500, 2_500];
-/** A requested client pause not taken (the client never held a lock) is dropped after this. */
+/** A requested client pause no client took (none held a lock) is dropped after this. */
 const CLIENT_PAUSE_TAKE_TIMEOUT_MS = 10_000;
 
 const OPENING: Partial<Record<NemesisKind, NemesisKind>> = {
@@ -124,10 +125,13 @@ interface Stop {
   nemesis: boolean;
 }
 
-/** Client pauses the nemesis asked for (client → pause length), and those under way. */
+/**
+ * The client pause the nemesis asked for (its length), taken by whichever client writes
+ * next, so that it falls on a holder at once; and the client pausing now.
+ */
 interface ClientPauses {
-  readonly requested: Map<string, number>;
-  readonly active: Set<string>;
+  requestedMs: number | null;
+  active: string | null;
 }
 
 export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
@@ -142,18 +146,22 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
   const history = new History();
   const nemesisEvents: NemesisEvent[] = [];
   const stop: Stop = { clients: false, nemesis: false };
-  const pauses: ClientPauses = { requested: new Map(), active: new Set() };
+  const pauses: ClientPauses = { requestedMs: null, active: null };
   const connections: DlmClient[] = [];
   const registers: RegisterProcess[] = [];
   let startMs = now();
   let endMs = startMs;
   let commitIndexHint = 0;
   try {
-    registers.push(
-      await RegisterProcess.start('fenced', join(cluster.dir, 'register-fenced.log')),
-      await RegisterProcess.start('ignore-tokens', join(cluster.dir, 'register-control.log')),
-    );
     cluster.startAll();
+    // The registers start while the nodes elect a leader.
+    const started = await Promise.allSettled([
+      RegisterProcess.start('fenced', join(cluster.dir, 'register-fenced.log')),
+      RegisterProcess.start('ignore-tokens', join(cluster.dir, 'register-control.log')),
+    ]);
+    for (const outcome of started)
+      if (outcome.status === 'fulfilled') registers.push(outcome.value);
+    for (const outcome of started) if (outcome.status === 'rejected') throw outcome.reason;
     await cluster.waitForLeader(30_000);
     const endpoints = cluster.nodes.map((node) => node.clientAddress);
     const connect = (): DlmClient => {
@@ -178,9 +186,8 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
       }),
     );
     const nemesis = nemesisLoop(cluster, registers, nemeses, nemesisPrng, nemesisEvents, stop);
-    const clientNames = clientPrngs.map((_, index) => `c${index}`);
     const clientPause = nemeses.has('client-pause')
-      ? clientPauseLoop(clientNames, pauses, clientPausePrng, stop)
+      ? clientPauseLoop(pauses, clientPausePrng, stop)
       : Promise.resolve();
 
     const deadline = startMs + options.seconds * 1_000;
@@ -212,6 +219,9 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
     await Promise.all(clientLoops);
     endMs = now();
     commitIndexHint = await highestCommitIndex(cluster);
+  } catch (error) {
+    for (const register of registers) register.stop();
+    throw error;
   } finally {
     for (const connection of connections) connection.close();
     await cluster.stopAll();
@@ -255,6 +265,7 @@ async function checkRun(run: {
   const againstLog = checkAgainstLog(ops, log, endMs);
   const violations = [...checkHistory(ops, endMs), ...againstLog.violations, ...fenced.violations];
   if (violations.length === 0) cluster.remove();
+  else writeHistory(join(cluster.dir, 'history.jsonl'), ops, run.nemesisEvents);
   return {
     ops,
     violations,
@@ -267,6 +278,19 @@ async function checkRun(run: {
     endMs,
     clusterDir: cluster.dir,
   };
+}
+
+/** The history as JSON lines: ops, then nemesis events (each as `{"nemesis": …}`). */
+export function writeHistory(
+  path: string,
+  ops: readonly Op[],
+  nemesisEvents: readonly NemesisEvent[],
+): void {
+  const lines = [
+    ...ops.map((op) => JSON.stringify(op)),
+    ...nemesisEvents.map((event) => JSON.stringify({ nemesis: event })),
+  ];
+  writeFileSync(path, lines.map((line) => `${line}\n`).join(''));
 }
 
 /** The highest commit index any node reports: the disk may lag it (commits alone are not synced). */
@@ -323,7 +347,10 @@ async function clientLoop(ctx: ClientContext): Promise<void> {
     while (usable && !ctx.stop.clients && session.alive) {
       usable = await oneHold(ctx, session, acquires);
     }
-    // Closing aborts the signal too; that is the end of the session, not a lost lease.
+    // Giving the session up ends its holds for the checker, if its signal has not: the
+    // client acts under none of them again (after a pause cut short at the run's end,
+    // say). Closing aborts the signal too, which is not a lost lease.
+    onLost();
     session.signal.removeEventListener('abort', onLost);
     await session.close().catch(() => {});
   }
@@ -408,10 +435,10 @@ async function write(
  * stop, as a frozen process's would), sleeps past its lease, and returns true.
  */
 async function pauseIfAsked(ctx: ClientContext): Promise<boolean> {
-  const pauseMs = ctx.pauses.requested.get(ctx.name);
-  if (pauseMs === undefined) return false;
-  ctx.pauses.requested.delete(ctx.name);
-  ctx.pauses.active.add(ctx.name);
+  const pauseMs = ctx.pauses.requestedMs;
+  if (pauseMs === null) return false;
+  ctx.pauses.requestedMs = null;
+  ctx.pauses.active = ctx.name;
   ctx.events.push({ atMs: now(), kind: 'client-pause', target: ctx.name });
   ctx.connection.close();
   const until = now() + pauseMs;
@@ -419,7 +446,7 @@ async function pauseIfAsked(ctx: ClientContext): Promise<boolean> {
   while (!ctx.stop.nemesis && now() < until) await sleep(Math.min(100, until - now()));
   ctx.events.push({ atMs: now(), kind: 'client-resume', target: ctx.name });
   ctx.connection = ctx.connect();
-  ctx.pauses.active.delete(ctx.name);
+  ctx.pauses.active = null;
   return true;
 }
 
@@ -430,38 +457,31 @@ function errorText(error: unknown): string {
 }
 
 /**
- * Every 2–4 s, one client is asked to pause for the TTL plus 1.5–2.5 s at its next
- * write; the next request waits until that pause is over (or was never taken, within
- * 10 s). The first comes 1–2 s into the run, so a short run has one.
+ * Every 2–4 s, a pause for the TTL plus 1.5–2.5 s is asked of the next client to write;
+ * the next request waits until that pause is over (or, within 10 s, was never taken).
+ * The first comes 1–2 s into the run, so a short run has one.
  */
-async function clientPauseLoop(
-  clients: readonly string[],
-  pauses: ClientPauses,
-  prng: Prng,
-  stop: Stop,
-): Promise<void> {
+async function clientPauseLoop(pauses: ClientPauses, prng: Prng, stop: Stop): Promise<void> {
   let waitMs = prng.intBetween(1_000, 2_000);
   for (;;) {
-    const client = prng.pick(clients);
     const pauseMs = SESSION_TTL_MS + prng.intBetween(...CLIENT_PAUSE_PAST_TTL_MS);
     await sleepUnless(waitMs, stop);
     if (stop.nemesis) break;
-    pauses.requested.set(client, pauseMs);
+    pauses.requestedMs = pauseMs;
     const takeBy = now() + CLIENT_PAUSE_TAKE_TIMEOUT_MS;
-    while (!stop.nemesis && pauses.requested.has(client) && now() < takeBy) await sleep(50);
-    pauses.requested.delete(client);
+    while (!stop.nemesis && pauses.requestedMs !== null && now() < takeBy) await sleep(50);
+    pauses.requestedMs = null;
     // A pause under way ends by itself, and early once the run heals (pauseIfAsked).
-    while (pauses.active.has(client)) await sleep(50);
+    while (pauses.active !== null) await sleep(50);
     waitMs = prng.intBetween(2_000, 4_000);
   }
-  pauses.requested.clear();
 }
 
 /**
  * Every 1–2 s one fault, healed before the next, so at most one node is ever down or
- * frozen: kill -9 a node and restart it after 0.5–2 s, SIGSTOP a node (half the time
- * the leader) for 0.5–3 s, or SIGSTOP both registers for 0.5–2 s (their calls time out
- * and are 'info'). Every draw is made whatever happens, so the schedule depends on the
+ * frozen: kill -9 a node and restart it after 0.5–2 s (2 in 5), SIGSTOP a node (half
+ * the time the leader) for 0.5–3 s (2 in 5), or SIGSTOP both registers for 0.5–2 s (1 in
+ * 5; their calls time out and are 'info'). Every draw is made whatever happens, so the schedule depends on the
  * seed alone ("the leader" is whoever leads then).
  */
 async function nemesisLoop(
@@ -472,7 +492,10 @@ async function nemesisLoop(
   events: NemesisEvent[],
   stop: Stop,
 ): Promise<void> {
-  const kinds = (['kill', 'pause', 'register-pause'] as const).filter((kind) => enabled.has(kind));
+  // Node faults twice as often as register freezes: they are what the cluster must survive.
+  const kinds = (['kill', 'kill', 'pause', 'pause', 'register-pause'] as const).filter((kind) =>
+    enabled.has(kind),
+  );
   if (kinds.length === 0) return;
   const ids = cluster.nodes.map((node) => node.id);
   for (;;) {
