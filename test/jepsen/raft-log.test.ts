@@ -2,8 +2,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { LockCommand } from '../../src/lock/index.ts';
-import { encodeEntry } from '../../src/node/entry-codec.ts';
+import { type LockCommand, LockStateMachine } from '../../src/lock/index.ts';
+import { decodeEntry, encodeEntry, encodeLockSnapshot } from '../../src/node/entry-codec.ts';
 import type { Entry } from '../../src/raft/types.ts';
 import { LevelStorage } from '../../src/storage/index.ts';
 import { fencingToken, logIndex, nodeId, sessionId, term } from '../../src/util/ids.ts';
@@ -104,6 +104,34 @@ describe('reading the committed log from the nodes', () => {
       [4, 6],
       [6, null],
     ]);
+  });
+
+  it('starts from the earliest snapshot when every node compacted its log', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dlm-raft-log-'));
+    dirs.push(dir);
+    const storage = await LevelStorage.open(join(dir, 'n1'), { bootstrap: config });
+    await storage.persist({
+      entries: LOG,
+      hardState: { term: term(2), votedFor: null, commitIndex: logIndex(7) },
+    });
+    const machine = new LockStateMachine();
+    machine.skipTo(logIndex(1));
+    for (const entry of LOG.slice(0, 4)) {
+      if (entry.kind === 'normal') machine.apply(entry.index, decodeEntry(entry.data).command);
+    }
+    await storage.createSnapshot(logIndex(5), config, encodeLockSnapshot(machine.snapshot()));
+    await storage.compact(logIndex(5));
+    await storage.close();
+
+    const log = await readCommittedLog([{ id: 'n1', path: join(dir, 'n1') }], 0);
+    expect(log.startIndex).toBe(5);
+    expect(log.problems).toEqual([]);
+    // a's grant was live in the snapshot; the Release at 6 ends it and grants b.
+    expect(log.grants.map((g) => [g.owner, g.source, g.index, g.endIndex])).toEqual([
+      ['a#0', 'snapshot', 4, 6],
+      ['b#1', 'log', 6, null],
+    ]);
+    expect(log.acquiresByOwner.has('a#0')).toBe(false);
   });
 
   it('reports nodes that disagree on a committed entry, and a committed entry nobody has', async () => {
