@@ -35,6 +35,10 @@ describe('jepsen: exclusive locks with fencing under kill -9, SIGSTOP and client
     expect(result.nemesisEvents.length).toBeGreaterThanOrEqual(3);
     expect(duringFault.length).toBeGreaterThanOrEqual(1);
     expect(log.acknowledgedConfirmed).toBe(log.acknowledged);
+    // Acquires given up after a few ms: every one is resolved by the log, one way or another.
+    const unanswered = result.ops.filter((op) => op.kind === 'acquire' && op.outcome === 'info');
+    expect(unanswered.length).toBeGreaterThanOrEqual(1);
+    expect(log.infoGranted + log.infoRefusedOrQueued + log.infoNotInLog).toBe(unanswered.length);
     expect(clientPauses.length).toBeGreaterThanOrEqual(1);
     // The negative control: the same writes, to a register that ignores tokens, must be
     // caught as stale; the fenced register refused what the control let through.

@@ -81,10 +81,15 @@ const SESSION_TTL_MS = 3_000;
 const SAFETY_MARGIN_MS = 1_000;
 const ACQUIRE_WAIT_MS = 1_000;
 const CALL_TIMEOUT_MS = 5_000;
+/** How often an acquire is abandoned by its caller, and after how long. */
+const GIVE_UP_CHANCE = 0.1;
+const GIVE_UP_AFTER_MS: readonly [number, number] = [1, 60];
 /** A register call that takes longer is 'info': the write may still land. */
 const WRITE_TIMEOUT_MS = 1_000;
 /** A client pause outlasts the lease by this much, so another client can take the lock. */
 const CLIENT_PAUSE_PAST_TTL_MS: readonly [number, number] = [1_500, 2_500];
+/** A client pause lasts at most this long, waiting for another client to take its lock over. */
+const CLIENT_PAUSE_MAX_MS = 10_000;
 /** A requested client pause no client took (none held a lock) is dropped after this. */
 const CLIENT_PAUSE_TAKE_TIMEOUT_MS = 10_000;
 
@@ -366,10 +371,14 @@ async function oneHold(ctx: ClientContext, session: Session, acquires: Op[]): Pr
   acquires.push(acquireOp);
   let token: string;
   let release: () => Promise<void>;
+  // Some acquires are given up after a few ms (a caller's deadline): sent or not, applied
+  // or not, granted or queued, their outcome is unknown, and only the log can say.
+  const giveUpAfterMs = prng.chance(GIVE_UP_CHANCE) ? prng.intBetween(...GIVE_UP_AFTER_MS) : null;
   try {
     const handle = await session.acquire(lock, {
       waitMs: ACQUIRE_WAIT_MS,
       owner: acquireOp.owner,
+      ...(giveUpAfterMs === null ? {} : { signal: AbortSignal.timeout(giveUpAfterMs) }),
     });
     history.complete(acquireOp, 'ok', { token: handle.token });
     token = handle.token;
@@ -391,7 +400,7 @@ async function oneHold(ctx: ClientContext, session: Session, acquires: Op[]): Pr
     if (!session.alive) return false; // Stop at once: the lease may be gone.
     // A pause falls here, between the lease check and the write: the write that follows
     // is a stale holder's, which only the register's fencing can stop.
-    const paused = await pauseIfAsked(ctx);
+    const paused = await pauseIfAsked(ctx, lock, token);
     await Promise.all(ctx.registers.map((register) => write(ctx, register, session, lock, token)));
     if (paused) return false; // Its lease has lapsed; its connection is closed.
     await sleep(prng.intBetween(5, 60));
@@ -432,18 +441,36 @@ async function write(
 
 /**
  * If the nemesis asked this client to pause: it closes its connection (its keepalives
- * stop, as a frozen process's would), sleeps past its lease, and returns true.
+ * stop, as a frozen process's would), sleeps past its lease, and returns true. The pause
+ * goes on past its length until another client has written to the lock under a later
+ * token, so that the write this client makes next is stale, or until CLIENT_PAUSE_MAX_MS
+ * (a run where nobody takes the lock over in that time leaves the control uncaught).
  */
-async function pauseIfAsked(ctx: ClientContext): Promise<boolean> {
+async function pauseIfAsked(ctx: ClientContext, lock: string, token: string): Promise<boolean> {
   const pauseMs = ctx.pauses.requestedMs;
   if (pauseMs === null) return false;
   ctx.pauses.requestedMs = null;
   ctx.pauses.active = ctx.name;
   ctx.events.push({ atMs: now(), kind: 'client-pause', target: ctx.name });
   ctx.connection.close();
-  const until = now() + pauseMs;
+  const startMs = now();
+  const overtaken = (): boolean =>
+    ctx.history.ops.some(
+      (op) =>
+        op.kind === 'write' &&
+        op.lock === lock &&
+        op.register === 'fenced' &&
+        op.outcome === 'ok' &&
+        op.invokeMs >= startMs &&
+        BigInt(op.token as string) > BigInt(token),
+    );
   // Cut short only when the run is healing, to keep its end bounded.
-  while (!ctx.stop.nemesis && now() < until) await sleep(Math.min(100, until - now()));
+  for (;;) {
+    const elapsedMs = now() - startMs;
+    if (ctx.stop.nemesis || elapsedMs >= CLIENT_PAUSE_MAX_MS) break;
+    if (elapsedMs >= pauseMs && overtaken()) break;
+    await sleep(100);
+  }
   ctx.events.push({ atMs: now(), kind: 'client-resume', target: ctx.name });
   ctx.connection = ctx.connect();
   ctx.pauses.active = null;
@@ -457,8 +484,9 @@ function errorText(error: unknown): string {
 }
 
 /**
- * Every 2–4 s, a pause for the TTL plus 1.5–2.5 s is asked of the next client to write;
- * the next request waits until that pause is over (or, within 10 s, was never taken).
+ * Every 2–4 s, a pause of at least the TTL plus 1.5–2.5 s is asked of the next client to
+ * write (it lasts until another client wrote under a later token, at most 10 s); the
+ * next request waits until that pause is over (or, within 10 s, was never taken).
  * The first comes 1–2 s into the run, so a short run has one.
  */
 async function clientPauseLoop(pauses: ClientPauses, prng: Prng, stop: Stop): Promise<void> {
