@@ -134,6 +134,23 @@ describe('reading the committed log from the nodes', () => {
     expect(log.acquiresByOwner.has('a#0')).toBe(false);
   });
 
+  it('ignores an uncommitted suffix a node kept (a deposed leader, a follower stopped early)', async () => {
+    const n1 = await node('n1', LOG, 7);
+    // n2, leader of term 2 for a moment, appended its own entry at 5 and was deposed; a
+    // later leader committed the term-1 entry there. n2's commit index (4) does not cover 5.
+    const n2 = await node('n2', [...LOG.slice(0, 3), normal(5, acquire(3, 'x#9', 0), 2)], 4);
+    const log = await readCommittedLog(
+      [
+        { id: 'n1', path: n1 },
+        { id: 'n2', path: n2 },
+      ],
+      0,
+    );
+    expect(log.problems).toEqual([]);
+    expect(log.acquiresByOwner.has('x#9')).toBe(false);
+    expect(log.acquiresByOwner.get('b#1')?.indexes).toEqual([5]);
+  });
+
   it('reports nodes that disagree on a committed entry, and a committed entry nobody has', async () => {
     const n1 = await node('n1', LOG, 7);
     const other = [...LOG.slice(0, 3), normal(5, acquire(3, 'x#9', 0), 2)];
@@ -147,6 +164,7 @@ describe('reading the committed log from the nodes', () => {
     );
     expect(disagree.problems).toHaveLength(1);
     expect(disagree.problems[0]).toContain('nodes disagree at committed index 5');
+    expect(disagree.problems[0]).toContain('both count it committed');
 
     const missing = await readCommittedLog([{ id: 'n1', path: n1 }], 9);
     expect(missing.problems).toEqual(["committed index 8 (commit 9) is on no node's disk"]);

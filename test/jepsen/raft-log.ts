@@ -64,6 +64,8 @@ export interface NodeLog {
 
 interface LoadedNode {
   readonly info: NodeLog;
+  /** The term of the last entry (or of the snapshot, when the log is empty). */
+  readonly lastTerm: number;
   readonly entries: ReadonlyMap<number, Entry>;
   readonly snapshotData: Uint8Array;
 }
@@ -107,6 +109,7 @@ async function loadNode(id: string, path: string): Promise<LoadedNode> {
         lastIndex: last,
         commitIndex: storage.initialState().hardState.commitIndex,
       },
+      lastTerm: storage.term(last) ?? snapshot.metadata.term,
       entries,
       snapshotData: snapshot.data,
     };
@@ -122,9 +125,14 @@ interface Committed {
 }
 
 /**
- * The committed entries after the earliest snapshot any node holds. Every node that holds
- * an index up to the commit index must hold the same entry there (State Machine Safety);
- * a disagreement or an index no node holds is a problem, and the replay stops before it.
+ * The committed entries after the earliest snapshot any node holds. A node's log may end
+ * in entries that were never committed (a deposed leader's, or a follower's stopped
+ * before it learned they were overwritten), so the entry at an index is taken from the
+ * nodes whose own commit index covers it, which must all hold the same one (State
+ * Machine Safety). Past every node's own commit index (the hint came from a node's
+ * memory), it is taken from the most up-to-date log (§5.4.1: last term, then length),
+ * which a leader's is. A disagreement or an index nobody holds is a problem, and the
+ * replay stops before it.
  */
 function agreedEntries(
   nodes: readonly LoadedNode[],
@@ -132,24 +140,33 @@ function agreedEntries(
   problems: string[],
 ): Committed {
   const start = nodes.reduce((a, b) => (b.info.snapshotIndex < a.info.snapshotIndex ? b : a));
+  const upToDate = nodes.reduce((a, b) =>
+    b.lastTerm > a.lastTerm || (b.lastTerm === a.lastTerm && b.info.lastIndex > a.info.lastIndex)
+      ? b
+      : a,
+  );
   const entries: Entry[] = [];
   for (let index = start.info.snapshotIndex + 1; index <= commitIndex; index++) {
-    const held = nodes
+    const witnesses = nodes
+      .filter((node) => node.info.commitIndex >= index)
       .map((node) => ({ id: node.info.id, entry: node.entries.get(index) }))
       .filter((pair): pair is { id: string; entry: Entry } => pair.entry !== undefined);
-    const first = held[0];
-    if (first === undefined) {
+    const upToDateEntry = upToDate.entries.get(index);
+    const chosen =
+      witnesses[0] ??
+      (upToDateEntry === undefined ? undefined : { id: upToDate.info.id, entry: upToDateEntry });
+    if (chosen === undefined) {
       problems.push(`committed index ${index} (commit ${commitIndex}) is on no node's disk`);
       break;
     }
-    const different = held.find((pair) => !sameEntry(pair.entry, first.entry));
+    const different = witnesses.find((pair) => !sameEntry(pair.entry, chosen.entry));
     if (different !== undefined) {
       problems.push(
-        `nodes disagree at committed index ${index}: ${first.id} has term ${first.entry.term} ${first.entry.kind}, ${different.id} has term ${different.entry.term} ${different.entry.kind}`,
+        `nodes disagree at committed index ${index}: ${chosen.id} has term ${chosen.entry.term} ${chosen.entry.kind}, ${different.id} has term ${different.entry.term} ${different.entry.kind}, and both count it committed`,
       );
       break;
     }
-    entries.push(first.entry);
+    entries.push(chosen.entry);
   }
   return { startIndex: start.info.snapshotIndex, startSnapshot: start.snapshotData, entries };
 }

@@ -1,56 +1,64 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import { parseArgs } from 'node:util';
-import { parseWrite, type RegisterDecision, type WriteRequest } from './register.ts';
+import {
+  parseWrite,
+  REGISTER_MODES,
+  type RegisterDecision,
+  type RegisterMode,
+  type WriteRequest,
+} from './register.ts';
 
 /**
- * The fenced resource of a Jepsen run, as its own process on loopback, so that clients
- * reach it over a network that can lose their calls and the run can freeze it.
+ * The resources of a Jepsen run, as their own process on loopback, so that clients reach
+ * them over a network that can lose their calls and the run can freeze them.
  *
- *   node --import tsx test/jepsen/register-server.ts --mode fenced|ignore-tokens
+ *   node --import tsx test/jepsen/register-server.ts
  *
- * It prints one JSON line `{"port": N}` once it listens, then serves:
- *   POST /write  {lock, token, client, session, writeId} → {accepted, seq}
- *   GET  /log    every decision it made, in the order it made them (JSON array)
+ * It hosts two registers, one per mode, and prints one JSON line `{"port": N}` once it
+ * listens, then serves, for MODE in fenced and ignore-tokens:
+ *   POST /MODE/write  {lock, token, client, session, writeId} → {accepted, seq}
+ *   GET  /MODE/log    every decision that register made, in its order (JSON array)
  *
  * `fenced` keeps, per lock, the highest token it has accepted and refuses a write with
  * a lower one (an equal token is the same holder writing again). `ignore-tokens` accepts
  * everything: the negative control, which the checker must catch under a client pause.
+ * One process for both halves the start-up cost (a tsx start competes with the nodes').
  */
-/** Bounds the register's memory: a run writing more than this is refused loudly. */
+/** Bounds a register's memory: a run writing more than this is refused loudly. */
 const DECISIONS_MAX = 1_000_000;
 const BODY_BYTES_MAX = 4_096;
 
-function main(): void {
-  const { values } = parseArgs({ options: { mode: { type: 'string', default: 'fenced' } } });
-  const mode = values.mode;
-  if (mode !== 'fenced' && mode !== 'ignore-tokens') {
-    console.error(`register-server: --mode must be fenced or ignore-tokens, got ${mode}`);
-    process.exit(2);
-  }
-  const highest = new Map<string, bigint>();
-  const decisions: RegisterDecision[] = [];
+class Register {
+  private readonly highest = new Map<string, bigint>();
+  readonly decisions: RegisterDecision[] = [];
 
-  const decide = (request: WriteRequest): RegisterDecision => {
-    if (decisions.length >= DECISIONS_MAX) {
-      throw new Error(`register-server: more than ${DECISIONS_MAX} writes in one run`);
+  constructor(readonly mode: RegisterMode) {}
+
+  decide(request: WriteRequest): RegisterDecision {
+    if (this.decisions.length >= DECISIONS_MAX) {
+      throw new Error(`register ${this.mode}: more than ${DECISIONS_MAX} writes in one run`);
     }
     const token = BigInt(request.token);
-    const seen = highest.get(request.lock);
-    const accepted = mode === 'ignore-tokens' || seen === undefined || token >= seen;
-    if (accepted && (seen === undefined || token > seen)) highest.set(request.lock, token);
+    const seen = this.highest.get(request.lock);
+    const accepted = this.mode === 'ignore-tokens' || seen === undefined || token >= seen;
+    if (accepted && (seen === undefined || token > seen)) this.highest.set(request.lock, token);
     const decision: RegisterDecision = {
       ...request,
-      seq: decisions.length + 1,
+      seq: this.decisions.length + 1,
       atEpochMs: performance.timeOrigin + performance.now(),
       accepted,
     };
-    decisions.push(decision);
+    this.decisions.push(decision);
     return decision;
-  };
+  }
+}
 
+function main(): void {
+  const registers = new Map<string, Register>(
+    REGISTER_MODES.map((mode) => [mode, new Register(mode)]),
+  );
   const server = createServer((req, res) => {
-    handle(req, res, decide, decisions).catch((error: unknown) => {
+    handle(req, res, registers).catch((error: unknown) => {
       reply(res, 500, { error: error instanceof Error ? error.message : String(error) });
     });
   });
@@ -65,24 +73,28 @@ function main(): void {
 async function handle(
   req: IncomingMessage,
   res: ServerResponse,
-  decide: (request: WriteRequest) => RegisterDecision,
-  decisions: readonly RegisterDecision[],
+  registers: ReadonlyMap<string, Register>,
 ): Promise<void> {
-  if (req.method === 'GET' && req.url === '/log') {
-    reply(res, 200, decisions);
+  const [, mode = '', action = ''] = (req.url ?? '').split('/');
+  const register = registers.get(mode);
+  if (register === undefined) {
+    reply(res, 404, { error: `no register ${mode} (url ${req.url})` });
     return;
   }
-  if (req.method !== 'POST' || req.url !== '/write') {
+  if (req.method === 'GET' && action === 'log') {
+    reply(res, 200, register.decisions);
+    return;
+  }
+  if (req.method !== 'POST' || action !== 'write') {
     reply(res, 404, { error: `no route ${req.method} ${req.url}` });
     return;
   }
-  const body = await readBody(req);
-  const request = parseWrite(body);
+  const request = parseWrite(await readBody(req));
   if (typeof request === 'string') {
     reply(res, 400, { error: request });
     return;
   }
-  const decision = decide(request);
+  const decision = register.decide(request);
   reply(res, 200, { accepted: decision.accepted, seq: decision.seq });
 }
 

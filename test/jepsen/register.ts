@@ -10,7 +10,8 @@ import { fileURLToPath } from 'node:url';
  * a call that times out or fails on the way is 'info', as its write may have landed.
  */
 
-export type RegisterMode = 'fenced' | 'ignore-tokens';
+export const REGISTER_MODES = ['fenced', 'ignore-tokens'] as const;
+export type RegisterMode = (typeof REGISTER_MODES)[number];
 
 export interface WriteRequest {
   readonly lock: string;
@@ -65,19 +66,19 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const START_TIMEOUT_MS = 20_000;
 const LOG_FETCH_ATTEMPTS_MAX = 10;
 
+/** The register process: both registers, frozen and stopped together. */
 export class RegisterProcess {
   private readonly agent = new Agent({ keepAlive: true });
 
   private constructor(
-    readonly mode: RegisterMode,
     private readonly child: ChildProcess,
     readonly port: number,
   ) {}
 
-  /** Starts a register process and waits (bounded) until it listens; stderr goes to `logPath`. */
-  static async start(mode: RegisterMode, logPath: string): Promise<RegisterProcess> {
+  /** Starts the process and waits (bounded) until it listens; stderr goes to `logPath`. */
+  static async start(logPath: string): Promise<RegisterProcess> {
     const stderr = openSync(logPath, 'a');
-    const child = spawn(process.execPath, ['--import', 'tsx', SERVER_PATH, '--mode', mode], {
+    const child = spawn(process.execPath, ['--import', 'tsx', SERVER_PATH], {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', stderr],
     });
@@ -86,7 +87,7 @@ export class RegisterProcess {
         child.kill('SIGKILL');
         reject(
           new Error(
-            `register (${mode}) did not listen within ${START_TIMEOUT_MS} ms; see ${logPath}`,
+            `the register process did not listen within ${START_TIMEOUT_MS} ms; see ${logPath}`,
           ),
         );
       }, START_TIMEOUT_MS);
@@ -94,7 +95,7 @@ export class RegisterProcess {
         clearTimeout(timer);
         reject(
           new Error(
-            `register (${mode}) exited before listening (code ${code}, ${signal}); see ${logPath}`,
+            `the register process exited before listening (code ${code}, ${signal}); see ${logPath}`,
           ),
         );
       });
@@ -103,46 +104,30 @@ export class RegisterProcess {
         clearTimeout(timer);
         const port = (JSON.parse(line) as { port?: unknown }).port;
         if (typeof port === 'number') resolve(port);
-        else reject(new Error(`register (${mode}) printed ${line} instead of {"port": N}`));
+        else reject(new Error(`the register process printed ${line} instead of {"port": N}`));
       });
     });
     child.removeAllListeners('exit');
-    return new RegisterProcess(mode, child, port);
+    return new RegisterProcess(child, port);
   }
 
-  /** One write; 'info' when it timed out or the connection failed (it may have landed). */
-  async write(request: WriteRequest, timeoutMs: number): Promise<WriteOutcome> {
-    let answer: { status: number; body: string };
-    try {
-      answer = await this.http('POST', '/write', JSON.stringify(request), timeoutMs);
-    } catch (error) {
-      return {
-        outcome: 'info',
-        error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
-      };
-    }
-    const body = JSON.parse(answer.body) as { accepted?: unknown; seq?: unknown };
-    if (answer.status !== 200 || typeof body.accepted !== 'boolean') {
-      // A refusal of the request itself is a bug in the run, not an unknown outcome.
-      throw new Error(`register (${this.mode}) answered ${answer.status}: ${answer.body}`);
-    }
-    return { outcome: body.accepted ? 'ok' : 'fail', seq: Number(body.seq) };
+  /** The register of one mode in this process. */
+  register(mode: RegisterMode): RegisterClient {
+    return new RegisterClient(this, mode);
   }
 
-  /** Every decision the register made, in its order (after a pause it is resumed first). */
-  async decisions(): Promise<RegisterDecision[]> {
-    this.resume();
-    let lastError: unknown = null;
-    for (let attempt = 0; attempt < LOG_FETCH_ATTEMPTS_MAX; attempt++) {
-      try {
-        const answer = await this.http('GET', '/log', '', 10_000);
-        return JSON.parse(answer.body) as RegisterDecision[];
-      } catch (error) {
-        lastError = error;
-        await new Promise((resolve) => setTimeout(resolve, 200));
-      }
-    }
-    throw new Error(`register (${this.mode}): could not fetch its log: ${String(lastError)}`);
+  /** SIGSTOP: calls to it hang until resume(), and time out. */
+  pause(): void {
+    this.child.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.child.kill('SIGCONT');
+  }
+
+  stop(): void {
+    this.agent.destroy();
+    this.child.kill('SIGKILL');
   }
 
   /**
@@ -150,7 +135,7 @@ export class RegisterProcess {
    * which the clients' write rate pays on a loaded machine). Rejects on a timeout or a
    * broken connection; the socket is then destroyed, so no late answer is read.
    */
-  private http(
+  http(
     method: 'GET' | 'POST',
     path: string,
     body: string,
@@ -189,18 +174,52 @@ export class RegisterProcess {
       req.end(body);
     });
   }
+}
 
-  /** SIGSTOP: calls to it hang until resume(), and time out. */
-  pause(): void {
-    this.child.kill('SIGSTOP');
+/** One register of the process, as clients call it. */
+export class RegisterClient {
+  constructor(
+    private readonly process: RegisterProcess,
+    readonly mode: RegisterMode,
+  ) {}
+
+  /** One write; 'info' when it timed out or the connection failed (it may have landed). */
+  async write(request: WriteRequest, timeoutMs: number): Promise<WriteOutcome> {
+    let answer: { status: number; body: string };
+    try {
+      answer = await this.process.http(
+        'POST',
+        `/${this.mode}/write`,
+        JSON.stringify(request),
+        timeoutMs,
+      );
+    } catch (error) {
+      return {
+        outcome: 'info',
+        error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+      };
+    }
+    const body = JSON.parse(answer.body) as { accepted?: unknown; seq?: unknown };
+    if (answer.status !== 200 || typeof body.accepted !== 'boolean') {
+      // A refusal of the request itself is a bug in the run, not an unknown outcome.
+      throw new Error(`register (${this.mode}) answered ${answer.status}: ${answer.body}`);
+    }
+    return { outcome: body.accepted ? 'ok' : 'fail', seq: Number(body.seq) };
   }
 
-  resume(): void {
-    this.child.kill('SIGCONT');
-  }
-
-  stop(): void {
-    this.agent.destroy();
-    this.child.kill('SIGKILL');
+  /** Every decision the register made, in its order (the process is resumed first). */
+  async decisions(): Promise<RegisterDecision[]> {
+    this.process.resume();
+    let lastError: unknown = null;
+    for (let attempt = 0; attempt < LOG_FETCH_ATTEMPTS_MAX; attempt++) {
+      try {
+        const answer = await this.process.http('GET', `/${this.mode}/log`, '', 10_000);
+        return JSON.parse(answer.body) as RegisterDecision[];
+      } catch (error) {
+        lastError = error;
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    }
+    throw new Error(`register (${this.mode}): could not fetch its log: ${String(lastError)}`);
   }
 }

@@ -19,7 +19,12 @@ import {
   type RegisterCheckStats,
 } from './log-checker.ts';
 import { type ReplayedLog, readCommittedLog } from './raft-log.ts';
-import { type RegisterDecision, RegisterProcess } from './register.ts';
+import {
+  REGISTER_MODES,
+  type RegisterClient,
+  type RegisterDecision,
+  RegisterProcess,
+} from './register.ts';
 
 /**
  * A Jepsen-style run against real `dlm serve` processes: clients take exclusive locks
@@ -153,20 +158,17 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
   const stop: Stop = { clients: false, nemesis: false };
   const pauses: ClientPauses = { requestedMs: null, active: null };
   const connections: DlmClient[] = [];
-  const registers: RegisterProcess[] = [];
+  let registerProcess: RegisterProcess | null = null;
+  let registers: RegisterClient[] = [];
   let startMs = now();
   let endMs = startMs;
   let commitIndexHint = 0;
   try {
     cluster.startAll();
-    // The registers start while the nodes elect a leader.
-    const started = await Promise.allSettled([
-      RegisterProcess.start('fenced', join(cluster.dir, 'register-fenced.log')),
-      RegisterProcess.start('ignore-tokens', join(cluster.dir, 'register-control.log')),
-    ]);
-    for (const outcome of started)
-      if (outcome.status === 'fulfilled') registers.push(outcome.value);
-    for (const outcome of started) if (outcome.status === 'rejected') throw outcome.reason;
+    // The register process starts while the nodes elect a leader.
+    registerProcess = await RegisterProcess.start(join(cluster.dir, 'registers.log'));
+    const started = registerProcess;
+    registers = REGISTER_MODES.map((mode) => started.register(mode));
     await cluster.waitForLeader(30_000);
     const endpoints = cluster.nodes.map((node) => node.clientAddress);
     const connect = (): DlmClient => {
@@ -190,7 +192,14 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
         connect,
       }),
     );
-    const nemesis = nemesisLoop(cluster, registers, nemeses, nemesisPrng, nemesisEvents, stop);
+    const nemesis = nemesisLoop(
+      cluster,
+      registerProcess,
+      nemeses,
+      nemesisPrng,
+      nemesisEvents,
+      stop,
+    );
     const clientPause = nemeses.has('client-pause')
       ? clientPauseLoop(pauses, clientPausePrng, stop)
       : Promise.resolve();
@@ -225,7 +234,7 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
     endMs = now();
     commitIndexHint = await highestCommitIndex(cluster);
   } catch (error) {
-    for (const register of registers) register.stop();
+    registerProcess?.stop();
     throw error;
   } finally {
     for (const connection of connections) connection.close();
@@ -242,7 +251,7 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
       endMs,
     });
   } finally {
-    for (const register of registers) register.stop();
+    registerProcess?.stop();
   }
 }
 
@@ -250,7 +259,7 @@ async function checkRun(run: {
   ops: readonly Op[];
   nemesisEvents: readonly NemesisEvent[];
   cluster: ProcessCluster;
-  registers: readonly RegisterProcess[];
+  registers: readonly RegisterClient[];
   commitIndexHint: number;
   startMs: number;
   endMs: number;
@@ -260,8 +269,8 @@ async function checkRun(run: {
     cluster.nodes.map((node) => ({ id: node.id, path: join(cluster.dir, 'data', node.id) })),
     run.commitIndexHint,
   );
-  const [fencedRegister, controlRegister] = run.registers as [RegisterProcess, RegisterProcess];
-  const verdict = async (register: RegisterProcess): Promise<RegisterVerdict> => {
+  const [fencedRegister, controlRegister] = run.registers as [RegisterClient, RegisterClient];
+  const verdict = async (register: RegisterClient): Promise<RegisterVerdict> => {
     const decisions = await register.decisions();
     return { ...checkRegister(ops, decisions, log, register.mode), decisions };
   };
@@ -317,7 +326,7 @@ interface ClientContext {
   readonly prng: Prng;
   readonly locks: readonly string[];
   readonly history: History;
-  readonly registers: readonly RegisterProcess[];
+  readonly registers: readonly RegisterClient[];
   readonly stop: Stop;
   readonly pauses: ClientPauses;
   readonly events: NemesisEvent[];
@@ -421,7 +430,7 @@ async function oneHold(ctx: ClientContext, session: Session, acquires: Op[]): Pr
 
 async function write(
   ctx: ClientContext,
-  register: RegisterProcess,
+  register: RegisterClient,
   session: Session,
   lock: string,
   token: string,
@@ -514,7 +523,7 @@ async function clientPauseLoop(pauses: ClientPauses, prng: Prng, stop: Stop): Pr
  */
 async function nemesisLoop(
   cluster: ProcessCluster,
-  registers: readonly RegisterProcess[],
+  registers: RegisterProcess,
   enabled: ReadonlySet<Nemesis>,
   prng: Prng,
   events: NemesisEvent[],
@@ -536,9 +545,9 @@ async function nemesisLoop(
     if (stop.nemesis) return;
     if (kind === 'register-pause') {
       events.push({ atMs: now(), kind: 'register-pause', target: 'registers' });
-      for (const register of registers) register.pause();
+      registers.pause();
       await sleep(downMs);
-      for (const register of registers) register.resume();
+      registers.resume();
       events.push({ atMs: now(), kind: 'register-resume', target: 'registers' });
       continue;
     }
