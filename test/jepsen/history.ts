@@ -45,7 +45,7 @@ export interface Op {
 /**
  * A fault and its end. `target` is a node id, a client name (client-pause: the client
  * stops between checking its lease and writing, and its keepalives stop), or
- * 'registers' (both register processes frozen).
+ * 'registers' (the register process frozen).
  */
 export type NemesisKind =
   | 'kill'

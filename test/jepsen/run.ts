@@ -28,9 +28,10 @@ import {
 
 /**
  * A Jepsen-style run against real `dlm serve` processes: clients take exclusive locks
- * and write under them to two register processes (one fenced, one that ignores tokens,
- * the negative control), while nemeses kill (-9) and restart nodes, freeze them with
- * SIGSTOP, freeze the registers, and pause clients past their lease. Then the history
+ * and write under them to two registers in a process of their own (one fenced, one
+ * that ignores tokens: the negative control), while nemeses kill (-9) and restart
+ * nodes, freeze them with SIGSTOP, freeze the registers, and pause clients past their
+ * lease. Then the history
  * is checked on its own, against the committed Raft log read from the nodes' disks,
  * and against each register's record of what it accepted.
  *
@@ -517,9 +518,10 @@ async function clientPauseLoop(pauses: ClientPauses, prng: Prng, stop: Stop): Pr
 /**
  * Every 1–2 s one fault, healed before the next, so at most one node is ever down or
  * frozen: kill -9 a node and restart it after 0.5–2 s (2 in 5), SIGSTOP a node (half
- * the time the leader) for 0.5–3 s (2 in 5), or SIGSTOP both registers for 0.5–2 s (1 in
- * 5; their calls time out and are 'info'). Every draw is made whatever happens, so the schedule depends on the
- * seed alone ("the leader" is whoever leads then).
+ * the time the leader) for 0.5–3 s (2 in 5), or SIGSTOP the register process for
+ * 0.5–2 s (1 in 5; calls to it time out and are 'info'). Every draw is made whatever
+ * happens, so the schedule depends on the seed alone ("the leader" is whoever leads
+ * then).
  */
 async function nemesisLoop(
   cluster: ProcessCluster,
