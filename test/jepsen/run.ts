@@ -519,7 +519,7 @@ async function clientPauseLoop(pauses: ClientPauses, prng: Prng, stop: Stop): Pr
  * Every 1–2 s one fault, healed before the next, so at most one node is ever down or
  * frozen: kill -9 a node and restart it after 0.5–2 s (2 in 5), SIGSTOP a node (half
  * the time the leader) for 0.5–3 s (2 in 5), or SIGSTOP the register process for
- * 0.5–2 s (1 in 5; calls to it time out and are 'info'). Every draw is made whatever
+ * 1–2.5 s (1 in 5; calls to it time out and are 'info'). Every draw is made whatever
  * happens, so the schedule depends on the seed alone ("the leader" is whoever leads
  * then).
  */
@@ -542,7 +542,11 @@ async function nemesisLoop(
     const kind = prng.pick(kinds);
     const randomNode = prng.pick(ids);
     const targetLeader = prng.chance(0.5);
-    const downMs = prng.intBetween(500, kind === 'kill' ? 2_000 : kind === 'pause' ? 3_000 : 2_000);
+    // A register freeze outlasts the write timeout at least a little, so writes go 'info'.
+    const downMs =
+      kind === 'register-pause'
+        ? prng.intBetween(WRITE_TIMEOUT_MS, 2_500)
+        : prng.intBetween(500, kind === 'kill' ? 2_000 : 3_000);
     await sleepUnless(waitMs, stop);
     if (stop.nemesis) return;
     if (kind === 'register-pause') {
