@@ -93,11 +93,6 @@ export class History {
     if (fields.token !== undefined) op.token = fields.token;
     if (fields.error !== undefined) op.error = fields.error;
   }
-
-  /** JSON lines, one op per line. */
-  toJsonLines(): string {
-    return this.ops.map((op) => JSON.stringify(op)).join('\n') + (this.ops.length > 0 ? '\n' : '');
-  }
 }
 
 /** Describes an op in one line, for violation messages. */

@@ -95,6 +95,9 @@ describe('commit clock', () => {
     clock.answeredAfter(7, 250); // an answer at 250 needed entry 7 committed
     clock.answeredAfter(12, 400);
     expect(clock.earliestMs(4)).toBe(Number.NEGATIVE_INFINITY);
+    expect(clock.earliestMs(5)).toBe(100);
+    expect(clock.latestMs(7)).toBe(250);
+    expect(clock.latestMs(12)).toBe(400);
     expect(clock.earliestMs(8)).toBe(100);
     expect(clock.earliestMs(9)).toBe(300);
     expect(clock.latestMs(6)).toBe(250);

@@ -28,47 +28,65 @@ export class CommitClock {
   private readonly after: { index: number; ms: number }[] = [];
   /** (index, completeMs): every index at or before `index` was committed before completeMs. */
   private readonly before: { index: number; ms: number }[] = [];
-  private sorted = true;
+  /** After sorting by index: the running max of `after` and the running min of `before` from the end. */
+  private afterMaxMs: number[] | null = null;
+  private beforeMinMs: number[] | null = null;
 
   invokedBefore(index: number, invokeMs: number): void {
     this.after.push({ index, ms: invokeMs });
-    this.sorted = false;
+    this.afterMaxMs = null;
   }
 
   answeredAfter(index: number, completeMs: number): void {
     this.before.push({ index, ms: completeMs });
-    this.sorted = false;
+    this.beforeMinMs = null;
   }
 
   /** The earliest real time `index` can have been committed (−∞ when nothing says). */
   earliestMs(index: number): number {
-    this.sort();
-    let ms = Number.NEGATIVE_INFINITY;
-    for (const point of this.after) {
-      if (point.index > index) break;
-      ms = Math.max(ms, point.ms);
+    if (this.afterMaxMs === null) {
+      this.after.sort((a, b) => a.index - b.index);
+      let max = Number.NEGATIVE_INFINITY;
+      this.afterMaxMs = this.after.map((point) => {
+        max = Math.max(max, point.ms);
+        return max;
+      });
     }
-    return ms;
+    // The last point at or before `index`.
+    const position = countAtOrBefore(this.after, index) - 1;
+    return position < 0 ? Number.NEGATIVE_INFINITY : (this.afterMaxMs[position] as number);
   }
 
   /** The latest real time by which `index` was committed (+∞ when nothing says). */
   latestMs(index: number): number {
-    this.sort();
-    let ms = Number.POSITIVE_INFINITY;
-    for (let i = this.before.length - 1; i >= 0; i--) {
-      const point = this.before[i] as { index: number; ms: number };
-      if (point.index < index) break;
-      ms = Math.min(ms, point.ms);
+    if (this.beforeMinMs === null) {
+      this.before.sort((a, b) => a.index - b.index);
+      const mins: number[] = new Array(this.before.length);
+      let min = Number.POSITIVE_INFINITY;
+      for (let i = this.before.length - 1; i >= 0; i--) {
+        min = Math.min(min, (this.before[i] as { ms: number }).ms);
+        mins[i] = min;
+      }
+      this.beforeMinMs = mins;
     }
-    return ms;
+    // The first point at or after `index`.
+    const position = countAtOrBefore(this.before, index - 1);
+    return position >= this.before.length
+      ? Number.POSITIVE_INFINITY
+      : (this.beforeMinMs[position] as number);
   }
+}
 
-  private sort(): void {
-    if (this.sorted) return;
-    this.after.sort((a, b) => a.index - b.index);
-    this.before.sort((a, b) => a.index - b.index);
-    this.sorted = true;
+/** How many points (sorted by index) have an index at or before `index`. */
+function countAtOrBefore(points: readonly { index: number }[], index: number): number {
+  let low = 0;
+  let high = points.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if ((points[middle] as { index: number }).index <= index) low = middle + 1;
+    else high = middle;
   }
+  return low;
 }
 
 export interface LogCheckStats {
@@ -93,14 +111,14 @@ export interface LogCheckResult {
   readonly stats: LogCheckStats;
 }
 
-export function grantsByLockToken(log: ReplayedLog): Map<string, LogGrant> {
+function grantsByLockToken(log: ReplayedLog): Map<string, LogGrant> {
   const byKey = new Map<string, LogGrant>();
   for (const grant of log.grants) byKey.set(`${grant.lock}/${grant.token}`, grant);
   return byKey;
 }
 
 /** Indexes the history's ops against the log, giving each index its commit-time bounds. */
-export function commitClockOf(ops: readonly Op[], log: ReplayedLog): CommitClock {
+function commitClockOf(ops: readonly Op[], log: ReplayedLog): CommitClock {
   const clock = new CommitClock();
   for (const op of ops) {
     const first = firstEntryOf(op, log);
