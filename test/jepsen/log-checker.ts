@@ -118,17 +118,23 @@ function grantsByLockToken(log: ReplayedLog): Map<string, LogGrant> {
 }
 
 /** Indexes the history's ops against the log, giving each index its commit-time bounds. */
-function commitClockOf(ops: readonly Op[], log: ReplayedLog): CommitClock {
+function commitClockOf(
+  ops: readonly Op[],
+  log: ReplayedLog,
+  byToken: ReadonlyMap<string, LogGrant>,
+): CommitClock {
   const clock = new CommitClock();
   for (const op of ops) {
     const first = firstEntryOf(op, log);
     if (first === null) continue;
     clock.invokedBefore(first, op.invokeMs);
     if (op.completeMs === null || op.outcome === 'info') continue;
-    // An acknowledged grant's answer follows the commit of its granting entry; any other
-    // answer follows the commit of the first entry that carried its request.
-    const answered = op.kind === 'acquire' && op.outcome === 'ok' ? Number(op.token) : first;
-    clock.answeredAfter(answered, op.completeMs);
+    // An acknowledged grant's answer follows the commit of its granting entry (as the log
+    // has it: a token the log does not confirm is check (a)'s business, not a fact here);
+    // any other answer follows the commit of the first entry that carried its request.
+    const grant = op.kind === 'acquire' ? byToken.get(`${op.lock}/${op.token}`) : undefined;
+    const confirmed = op.outcome === 'ok' && grant !== undefined && grant.owner === op.owner;
+    clock.answeredAfter(confirmed ? grant.index : first, op.completeMs);
   }
   return clock;
 }
@@ -159,7 +165,7 @@ export function checkAgainstLog(
   const byToken = grantsByLockToken(log);
   const acknowledged = checkAcknowledged(ops, log, byToken, violations);
   violations.push(...checkLogExclusion(log));
-  const clock = commitClockOf(ops, log);
+  const clock = commitClockOf(ops, log, byToken);
   violations.push(...checkGrantedWhileHeld(ops, log, clock, endOfRunMs));
 
   let infoGranted = 0;
