@@ -87,9 +87,17 @@ function report(violations: readonly Violation[], ops: readonly Op[]): string[] 
   );
 }
 
-/** Two acknowledged grants of one lock to different clients, the second invoked after the first completed. */
+/**
+ * Two acknowledged grants of one lock to different clients, the second invoked after the
+ * first completed and learned of before its session was lost (else it is no hold at all).
+ */
 function consecutiveGrants(ops: readonly Op[]): [Op, Op] {
-  const grants = ops.filter((op) => op.kind === 'acquire' && op.outcome === 'ok');
+  const grants = ops.filter(
+    (op) =>
+      op.kind === 'acquire' &&
+      op.outcome === 'ok' &&
+      (op.lostAtMs ?? Number.POSITIVE_INFINITY) > (op.completeMs as number),
+  );
   for (const b of grants) {
     const a = grants.find(
       (g) => g.lock === b.lock && g.client !== b.client && (g.completeMs as number) < b.invokeMs,
