@@ -16,6 +16,7 @@ import {
 } from '../node/cluster-identity.ts';
 import { NodeMetrics } from '../node/metrics.ts';
 import { DlmNode, type NodeRuntimeOptions } from '../node/node.ts';
+import { PeerTraffic } from '../node/peer-traffic.ts';
 import type { StoredIdentity } from '../storage/index.ts';
 import { LevelStorage } from '../storage/index.ts';
 import { GrpcTransport } from '../transport/grpc.ts';
@@ -64,7 +65,8 @@ export async function serve(args: ServeArgs): Promise<void> {
   const identity = await checkedIdentity(storage, id, config.clusterId, directory, logger);
   const transport = await GrpcTransport.start({
     id,
-    listenAddress: self.peerAddress,
+    // Others dial peerAddress; it leads here through whatever forwards (NAT, a proxy).
+    listenAddress: self.peerListenAddress,
     peers: new Map(config.nodes.map((node) => [nodeId(node.id), node.peerAddress])),
     queueMessagesMax: config.runtime.peerQueueMessagesMax,
     batchMessagesMax: 256,
@@ -74,9 +76,10 @@ export async function serve(args: ServeArgs): Promise<void> {
     onRejected: (from, problem) => logger.warn({ from, problem }, 'dropped a malformed peer batch'),
   });
   const logForeign = rateLimitedPerKey(FOREIGN_LOG_INTERVAL_MS);
-  const node = new DlmNode(id, storage, transport, runtimeOptions(config));
+  const traffic = new PeerTraffic(transport);
+  const node = new DlmNode(id, storage, traffic, runtimeOptions(config));
   running = node;
-  const metrics = new NodeMetrics(node);
+  const metrics = new NodeMetrics(node, traffic);
   let failed: (error: Error) => void = () => {};
   const failure = new Promise<Error>((resolve) => {
     failed = resolve;
@@ -122,7 +125,7 @@ export async function serve(args: ServeArgs): Promise<void> {
   node.start();
   const api = await startApiServer({
     node,
-    address: self.clientAddress,
+    address: self.clientListenAddress,
     logger: apiLogger(logger),
     members: config.nodes,
     credentials: serverCredentials(tls),
@@ -141,6 +144,8 @@ export async function serve(args: ServeArgs): Promise<void> {
     {
       peerAddress: self.peerAddress,
       clientAddress: self.clientAddress,
+      peerListenAddress: self.peerListenAddress,
+      clientListenAddress: self.clientListenAddress,
       metricsAddress: self.metricsAddress,
       tls: tls !== null,
       clusterId: identity.clusterId || '(not known yet)',

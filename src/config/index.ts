@@ -11,6 +11,7 @@ export {
   DEFAULT_RUNTIME_CONFIG,
   DEFAULT_TICK_INTERVAL_MS,
   type NodeConfig,
+  type NodeConfigInput,
   type RaftConfig,
   type RuntimeConfig,
 } from './types.ts';

@@ -1,4 +1,4 @@
-import { addressKey, parseAddress } from './address.ts';
+import { addressKey, type HostPort, parseAddress } from './address.ts';
 import {
   describeValue,
   fieldPath,
@@ -15,9 +15,12 @@ export const NODE_ID_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
 /** Room for learners too: far more members than a cluster should have voting. */
 export const NODES_MAX = 32;
 
+/** The addresses others use to reach a node: each must be unique across the cluster. */
 const ADDRESS_FIELDS = ['peerAddress', 'clientAddress', 'metricsAddress'] as const;
 type AddressField = (typeof ADDRESS_FIELDS)[number];
-const NODE_FIELDS: readonly string[] = ['id', ...ADDRESS_FIELDS];
+/** Where a node binds instead of its advertised address; optional, read only by the node itself. */
+const LISTEN_FIELDS = ['peerListenAddress', 'clientListenAddress'] as const;
+const NODE_FIELDS: readonly string[] = ['id', ...ADDRESS_FIELDS, ...LISTEN_FIELDS];
 
 /** A node's fields that passed their own checks; the cross-node checks look only at those. */
 interface NodeFields {
@@ -26,6 +29,8 @@ interface NodeFields {
   peerAddress?: string;
   clientAddress?: string;
   metricsAddress?: string;
+  peerListenAddress?: string;
+  clientListenAddress?: string;
 }
 
 export function readNodes(problems: Problems, value: unknown): NodeConfig[] {
@@ -43,6 +48,7 @@ export function readNodes(problems: Problems, value: unknown): NodeConfig[] {
   for (let i = 0; i < value.length; i++) fields.push(readNode(problems, `nodes[${i}]`, value[i]));
   checkIdsUnique(problems, fields);
   checkAddressesUnique(problems, fields);
+  for (const node of fields) checkBindsDistinct(problems, node);
   return fields.flatMap((node) => {
     const config = toNodeConfig(node);
     return config === undefined ? [] : [config];
@@ -58,7 +64,14 @@ function toNodeConfig(fields: NodeFields): NodeConfig | undefined {
   const { id, peerAddress, clientAddress, metricsAddress } = fields;
   if (id === undefined || peerAddress === undefined) return undefined;
   if (clientAddress === undefined || metricsAddress === undefined) return undefined;
-  return Object.freeze({ id, peerAddress, clientAddress, metricsAddress });
+  return Object.freeze({
+    id,
+    peerAddress,
+    clientAddress,
+    metricsAddress,
+    peerListenAddress: fields.peerListenAddress ?? peerAddress,
+    clientListenAddress: fields.clientListenAddress ?? clientAddress,
+  });
 }
 
 function readNode(problems: Problems, path: string, value: unknown): NodeFields {
@@ -78,6 +91,12 @@ function readNode(problems: Problems, path: string, value: unknown): NodeFields 
   }
   for (const field of ADDRESS_FIELDS) {
     const address = readAddress(problems, fieldPath(path, field), ownField(value, field));
+    if (address !== undefined) fields[field] = address;
+  }
+  for (const field of LISTEN_FIELDS) {
+    const given = ownField(value, field);
+    if (given === undefined) continue;
+    const address = readAddress(problems, fieldPath(path, field), given);
     if (address !== undefined) fields[field] = address;
   }
   return fields;
@@ -143,4 +162,58 @@ function checkAddressUnused(
   const previous = firstUse.get(key);
   if (previous === undefined) firstUse.set(key, path);
   else problems.add(path, `address ${text} is already used by ${previous}`);
+}
+
+/**
+ * The addresses one process binds (peer, client, metrics) must not take the same port
+ * twice. Listen addresses are not compared across nodes: each node binds on its own
+ * host, and nodes in containers commonly all listen on 0.0.0.0 with the same port.
+ * A wildcard host (0.0.0.0, [::]) takes the port on every local address, so it clashes
+ * with any other bind of that port.
+ */
+function checkBindsDistinct(problems: Problems, node: NodeFields): void {
+  const binds: Bind[] = [];
+  for (const [listenField, advertisedField] of [
+    ['peerListenAddress', 'peerAddress'],
+    ['clientListenAddress', 'clientAddress'],
+  ] as const) {
+    const listen = node[listenField];
+    if (listen !== undefined) binds.push({ field: listenField, text: listen, listen: true });
+    else binds.push({ field: advertisedField, text: node[advertisedField], listen: false });
+  }
+  binds.push({ field: 'metricsAddress', text: node.metricsAddress, listen: false });
+  const seen: (Bind & HostPort)[] = [];
+  for (const bind of binds) {
+    const parsed = bind.text === undefined ? undefined : parseAddress(bind.text);
+    if (parsed === undefined || !parsed.ok) continue;
+    const { host, port } = parsed.address;
+    const sameHost = (other: HostPort): boolean => other.host.toLowerCase() === host.toLowerCase();
+    const clash = seen.find(
+      (other) =>
+        other.port === port &&
+        (sameHost(other) || isWildcardHost(other.host) || isWildcardHost(host)),
+    );
+    // Two advertised addresses that are equal are already reported by checkAddressesUnique.
+    const reported = clash !== undefined && !clash.listen && !bind.listen && sameHost(clash);
+    if (clash !== undefined && !reported) {
+      const blamed = bind.listen || !clash.listen ? bind : clash;
+      const other = blamed === bind ? clash : bind;
+      problems.add(
+        fieldPath(node.path, blamed.field),
+        `${blamed.text} and ${other.field} ${other.text} would both bind port ${port} on this node`,
+      );
+    }
+    seen.push({ ...bind, host, port });
+  }
+}
+
+interface Bind {
+  readonly field: string;
+  readonly text: string | undefined;
+  /** Given as a listen address, rather than falling back to an advertised one. */
+  readonly listen: boolean;
+}
+
+function isWildcardHost(host: string): boolean {
+  return host === '0.0.0.0' || /^[0:]+$/.test(host);
 }

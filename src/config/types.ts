@@ -12,7 +12,19 @@ export interface NodeConfig {
   readonly clientAddress: string;
   /** Where Prometheus scrapes /metrics. */
   readonly metricsAddress: string;
+  /**
+   * Where this node binds its peer server; defaults to `peerAddress`. Differs from it
+   * when the node is reached through something that forwards (NAT, a container port
+   * map, a proxy): the others still dial `peerAddress`. Only the node itself reads it.
+   */
+  readonly peerListenAddress: string;
+  /** Where this node binds its client API; defaults to `clientAddress` (see above). */
+  readonly clientListenAddress: string;
 }
+
+/** A node as written in the file: the listen addresses are optional. */
+export type NodeConfigInput = Omit<NodeConfig, 'peerListenAddress' | 'clientListenAddress'> &
+  Partial<Pick<NodeConfig, 'peerListenAddress' | 'clientListenAddress'>>;
 
 /** The core counts time in ticks; the runtime decides how long a tick is. */
 export interface RaftConfig extends RaftOptions {
@@ -69,7 +81,7 @@ export interface ClusterFileConfig {
 /** The file as written: only `nodes` and `dataDir` are required. */
 export interface ClusterConfigInput {
   readonly clusterId?: string;
-  readonly nodes: readonly NodeConfig[];
+  readonly nodes: readonly NodeConfigInput[];
   readonly dataDir: string;
   readonly raft?: Partial<RaftConfig>;
   readonly lock?: Partial<LockLimits>;

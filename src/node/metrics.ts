@@ -1,5 +1,6 @@
 import client from 'prom-client';
 import type { DlmNode } from './node.ts';
+import type { PeerTraffic } from './peer-traffic.ts';
 
 /**
  * Prometheus metrics of one node (DESIGN §8). Gauges that describe state are read from
@@ -15,7 +16,8 @@ export class NodeMetrics {
   readonly expiries: client.Counter;
   readonly foreignPeerMessages: client.Counter<'reason'>;
 
-  constructor(node: DlmNode) {
+  /** `peerTraffic`: the node's transport wrapped for counting; without it the peer counters are absent. */
+  constructor(node: DlmNode, peerTraffic?: PeerTraffic) {
     const registry = this.registry;
     const labels = { node: node.id };
     registry.setDefaultLabels(labels);
@@ -87,6 +89,7 @@ export class NodeMetrics {
       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
       registers: [registry],
     });
+    if (peerTraffic !== undefined) registerPeerTraffic(registry, peerTraffic);
     node.observe({
       persisted: (seconds) => this.fsyncSeconds.observe(seconds),
       proposed: (seconds, outcome) => this.proposalSeconds.observe({ outcome }, seconds),
@@ -106,4 +109,40 @@ export class NodeMetrics {
   async render(): Promise<{ contentType: string; body: string }> {
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
   }
+}
+
+/**
+ * Counters kept by the transport decorator, read when scraped (like the gauges above):
+ * the decorator counts from the process's first message, before this registry exists.
+ */
+function registerPeerTraffic(registry: client.Registry, traffic: PeerTraffic): void {
+  const counter = (
+    name: string,
+    help: string,
+    label: 'from' | 'to',
+    counts: ReadonlyMap<string, number>,
+  ): void => {
+    new client.Counter({
+      name,
+      help,
+      labelNames: [label],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [peer, count] of counts) this.inc({ [label]: peer }, count);
+      },
+    });
+  };
+  counter(
+    'dlm_peer_messages_received_total',
+    'Peer messages that arrived from each sender, counted before they are checked.',
+    'from',
+    traffic.received,
+  );
+  counter(
+    'dlm_peer_messages_sent_total',
+    'Peer messages handed to the transport for each recipient (it drops some when a queue is full).',
+    'to',
+    traffic.sent,
+  );
 }

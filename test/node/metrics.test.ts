@@ -38,3 +38,27 @@ describe('NodeMetrics', () => {
     expect(body).toContain(`node="${leader.id}"`);
   });
 });
+
+describe('peer message counters', () => {
+  it('read the PeerTraffic counts at scrape time, by peer', async () => {
+    cluster = new TestCluster();
+    const leader = await cluster.leader();
+    const { PeerTraffic } = await import('../../src/node/peer-traffic.ts');
+    const traffic = new PeerTraffic({
+      id: leader.id,
+      send: () => {},
+      onMessage: () => {},
+      close: () => Promise.resolve(),
+    });
+    traffic.received.set('n2', 7);
+    traffic.sent.set('n3', 2);
+    const metrics = new NodeMetrics(leader, traffic);
+    const first = (await metrics.render()).body;
+    expect(first).toMatch(/dlm_peer_messages_received_total\{from="n2",node="[^"]+"\} 7/);
+    expect(first).toMatch(/dlm_peer_messages_sent_total\{to="n3",node="[^"]+"\} 2/);
+    traffic.received.set('n2', 9);
+    expect((await metrics.render()).body).toMatch(
+      /dlm_peer_messages_received_total\{from="n2",[^}]*\} 9/,
+    );
+  });
+});

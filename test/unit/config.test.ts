@@ -729,3 +729,85 @@ describe('properties', () => {
     );
   });
 });
+
+describe('listen addresses (peerListenAddress, clientListenAddress)', () => {
+  it('default to the advertised addresses', () => {
+    const config = parseClusterConfig(minimalConfig(), BASE_DIR);
+    for (const node of config.nodes) {
+      expect(node.peerListenAddress).toBe(node.peerAddress);
+      expect(node.clientListenAddress).toBe(node.clientAddress);
+    }
+  });
+
+  it('are kept as given, and may be the same on every node (each node binds its own host)', () => {
+    const input = edited(
+      ...[0, 1, 2].flatMap((i): Edit[] => [
+        [['nodes', i, 'peerListenAddress'], '0.0.0.0:7000'],
+        [['nodes', i, 'clientListenAddress'], '[::]:7100'],
+      ]),
+    );
+    const config = parseClusterConfig(input, BASE_DIR);
+    expect(config.nodes.map((node) => node.peerListenAddress)).toEqual(
+      Array(3).fill('0.0.0.0:7000'),
+    );
+    expect(config.nodes.map((node) => node.clientListenAddress)).toEqual(
+      Array(3).fill('[::]:7100'),
+    );
+    // What the others dial is unchanged.
+    expect(config.nodes[1]?.peerAddress).toBe('127.0.0.1:7002');
+    expect(config.nodes[1]?.clientAddress).toBe('127.0.0.1:7102');
+  });
+
+  it.each([
+    [
+      'not host:port',
+      [[['nodes', 1, 'peerListenAddress'], '0.0.0.0']],
+      'nodes[1].peerListenAddress: expected "host:port", got "0.0.0.0"',
+    ],
+    [
+      'not a string',
+      [[['nodes', 2, 'clientListenAddress'], 7100]],
+      'nodes[2].clientListenAddress: expected a string, got 7100',
+    ],
+    [
+      'port 0',
+      [[['nodes', 0, 'clientListenAddress'], '127.0.0.1:0']],
+      'nodes[0].clientListenAddress: port 0 out of range 1..65535',
+    ],
+    [
+      'the same port as the node binds for its client API',
+      [[['nodes', 0, 'peerListenAddress'], '127.0.0.1:7101']],
+      'nodes[0].peerListenAddress: 127.0.0.1:7101 and clientAddress 127.0.0.1:7101 would both bind port 7101 on this node',
+    ],
+    [
+      'a wildcard on a port the node binds elsewhere',
+      [[['nodes', 2, 'clientListenAddress'], '0.0.0.0:9103']],
+      'nodes[2].clientListenAddress: 0.0.0.0:9103 and metricsAddress 127.0.0.1:9103 would both bind port 9103 on this node',
+    ],
+    [
+      'both listen addresses on one port',
+      [
+        [['nodes', 1, 'peerListenAddress'], '0.0.0.0:8000'],
+        [['nodes', 1, 'clientListenAddress'], '10.0.0.1:8000'],
+      ],
+      'nodes[1].clientListenAddress: 10.0.0.1:8000 and peerListenAddress 0.0.0.0:8000 would both bind port 8000 on this node',
+    ],
+    [
+      'a misspelt field name',
+      [[['nodes', 0, 'peerListenAdress'], '0.0.0.0:7000']],
+      'nodes[0].peerListenAdress: unknown field',
+    ],
+  ] as const satisfies ReadonlyArray<readonly [string, readonly Edit[], string]>)(
+    'a listen address that is refused: %s',
+    (_name, edits, expected) => {
+      const problems = problemsOf(edited(...edits));
+      expect(problems, problems.join('\n')).toHaveLength(1);
+      expect(problems[0]?.startsWith(expected), problems[0]).toBe(true);
+    },
+  );
+
+  it('the same port on another host of the node is fine', () => {
+    const input = edited([['nodes', 0, 'peerListenAddress'], '10.0.0.1:7101']);
+    expect(parseClusterConfig(input, BASE_DIR).nodes[0]?.peerListenAddress).toBe('10.0.0.1:7101');
+  });
+});
