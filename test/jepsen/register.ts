@@ -1,11 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { openSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 /**
- * The fenced register's wire format, and the run's handle on the register process
+ * The registers' wire format, and the run's handle on the register process
  * (register-server.ts). Clients reach it over HTTP on loopback with a timeout per call:
  * a call that times out or fails on the way is 'info', as its write may have landed.
  */
@@ -82,6 +82,7 @@ export class RegisterProcess {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', stderr],
     });
+    closeSync(stderr); // The child holds its own copy.
     const port = await new Promise<number>((resolve, reject) => {
       const timer = setTimeout(() => {
         child.kill('SIGKILL');
