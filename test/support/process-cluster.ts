@@ -25,6 +25,11 @@ export interface StartOptions {
   readonly join?: boolean;
   /** Added to the environment, e.g. DLM_LOG_LEVEL. */
   readonly env?: Readonly<Record<string, string>>;
+  /**
+   * Node's arguments before `serve`: this checkout's bin/dlm unless given, e.g. an
+   * installed package's bin, or `--import tsx src/cli/main.ts` to run the sources.
+   */
+  readonly command?: readonly string[];
 }
 
 export interface DlmRun {
@@ -104,7 +109,8 @@ export class ProcessCluster {
     const args = options.join
       ? ['--config', this.allNodesConfigPath, '--node', id, '--join']
       : ['--config', this.configPath, '--node', id];
-    const child = spawn(process.execPath, [join(ROOT, 'bin/dlm'), 'serve', ...args], {
+    const command = options.command ?? [join(ROOT, 'bin/dlm')];
+    const child = spawn(process.execPath, [...command, 'serve', ...args], {
       stdio: ['ignore', log, log],
       env: { ...process.env, ...options.env },
     });
