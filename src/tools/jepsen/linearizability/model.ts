@@ -89,7 +89,7 @@ function stepAcquire(state: LockState, op: AcquireOp, expiryBound: ExpiryBound):
     case 'ok':
       return grant(state, op, expiryBound);
     case 'info':
-      return grantIfFree(state, op);
+      return grantUnanswered(state, op, expiryBound);
     case 'fail':
       return refuse(state, op, expiryBound);
   }
@@ -127,15 +127,21 @@ function reacquire(state: LockState, own: Hold, op: AcquireOp, token: number): L
 }
 
 /**
- * An unanswered acquire that takes effect here is granted if nothing stands in its way.
- * The search also tries it at the very end, where it changes nothing anyone observed,
- * which is how "it never happened" is covered; so it never needs to expire anyone.
+ * An unanswered acquire that takes effect here is granted, with a token nobody learned,
+ * after the expiries it needs (its answer never came, so any time after its call will
+ * do). The search also tries it later, up to the very end where it changes nothing
+ * anyone observed, which is how "it never happened" is covered.
  */
-function grantIfFree(state: LockState, op: AcquireOp): LockState {
+function grantUnanswered(state: LockState, op: AcquireOp, expiryBound: ExpiryBound): LockState {
   if (state.gone.includes(op.session)) return state;
-  if (state.holds.some((h) => h.session === op.session || conflicts(h.mode, op.mode))) return state;
+  if (state.holds.some((h) => h.session === op.session)) return state;
+  let next = state;
+  for (const hold of state.holds) {
+    if (!conflicts(hold.mode, op.mode)) continue;
+    next = expire(next, hold.session, expiryBound, returnMs(op)) ?? next;
+  }
   const hold: Hold = { session: op.session, token: null, mode: op.mode };
-  return { ...state, holds: withHold(state.holds, hold) };
+  return { ...next, holds: withHold(next.holds, hold) };
 }
 
 function refuse(state: LockState, op: AcquireOp, expiryBound: ExpiryBound): LockState | null {

@@ -74,7 +74,7 @@ export function partitionByLock(ops: readonly LinOp[]): Map<string, PartitionOp[
   }
   for (const op of ops) {
     if (op.type !== 'closeSession' || op.outcome === 'fail') continue;
-    for (const lock of locksOfSession.get(op.session) ?? []) parts.get(lock)?.push(op);
+    for (const lock of locksOfSession.get(op.session) ?? []) pushTo(parts, lock, op);
   }
   return parts;
 }
