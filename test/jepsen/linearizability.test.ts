@@ -268,10 +268,12 @@ describe('linearizability checker: the lock model', () => {
     expect(result.verdict).toBe('violation');
     const report = result.locks.find((r) => r.lock === 'L');
     expect(report?.verdict).toBe('violation');
-    expect(report?.minimal?.map((op) => op.id).sort()).toEqual(
-      [history[1]?.id, history[4]?.id].sort(),
-    );
-    expect(report?.longestPrefix?.length).toBe(1);
+    // a's grant and release, and b's grant; c used the other lock.
+    const ids = (ops: readonly LinOp[] | undefined) => ops?.map((op) => op.id).sort();
+    expect(ids(report?.minimal)).toEqual(ids([history[1], history[4], history[5]] as LinOp[]));
+    expect(ids(report?.longestPrefix)).toEqual(ids([history[1]] as LinOp[]));
+    expect(ids(report?.nextCandidates)).toEqual(ids([history[4]] as LinOp[]));
+    expect(explainCheck(result)).toContain('none of these fits next');
     expect(result.locks.find((r) => r.lock === 'M')?.verdict).toBe('ok');
     const text = explainCheck(result);
     expect(text).toContain('lock L: violation');

@@ -1,5 +1,11 @@
 import { performance } from 'node:perf_hooks';
-import { describeLinOp, type LinOp, type PartitionOp, validateHistory } from './history.ts';
+import {
+  describeLinOp,
+  type LinOp,
+  type PartitionOp,
+  returnMs,
+  validateHistory,
+} from './history.ts';
 import {
   type ExpiryBound,
   INITIAL_LOCK_STATE,
@@ -49,7 +55,9 @@ export interface LockReport {
   readonly stats: SearchStats;
   /** For `violation` and `unknown`: the longest sequence found that has a linearization. */
   readonly longestPrefix?: readonly PartitionOp[];
-  /** For `violation`: a subset of the ops that still has none (greedily shrunk). */
+  /** For `violation` and `unknown`: the ops that could come next after that prefix. */
+  readonly nextCandidates?: readonly PartitionOp[];
+  /** For `violation`: the ops of a few sessions that still have no linearization. */
   readonly minimal?: readonly PartitionOp[];
 }
 
@@ -119,14 +127,18 @@ function checkLock(
   const base = { lock, verdict: result.verdict, ops, stats: result.stats };
   if (result.verdict === 'ok') return base;
   const longestPrefix = result.longestPrefix.map((i) => ops[i] as PartitionOp);
-  if (result.verdict === 'unknown' || !config.minimise) return { ...base, longestPrefix };
-  return { ...base, longestPrefix, minimal: minimise(ops, model) };
+  const explained = { ...base, longestPrefix, nextCandidates: frontier(ops, longestPrefix) };
+  if (result.verdict === 'unknown' || !config.minimise) return explained;
+  return { ...explained, minimal: minimise(ops, model) };
 }
 
 /**
- * Drops ops one at a time, keeping each drop after which the rest still has no
- * linearization. What remains is a witness a reader can follow; it is small, not
- * necessarily the smallest.
+ * Drops whole sessions (every op of a session on this lock), in chunks halving down to
+ * one session as delta debugging does, keeping each drop after which the rest still has
+ * no linearization. Whole sessions, because dropping a release but not its acquire, or
+ * a grant but not its release, would make up a violation of its own. A refusal for
+ * `busy` needs some other session's acquire left, for the same reason. What remains is
+ * small, not necessarily the smallest.
  */
 function minimise(
   ops: readonly PartitionOp[],
@@ -134,14 +146,42 @@ function minimise(
 ): readonly PartitionOp[] {
   if (ops.length > MINIMISE_OPS_MAX) return ops;
   const deadlineMs = performance.now() + MINIMISE_TIME_MS;
-  let kept = [...ops];
-  for (let i = kept.length - 1; i >= 0; i--) {
-    if (performance.now() > deadlineMs) break;
-    const without = kept.filter((_, j) => j !== i);
-    const result = searchLinearization(without, model, { statesMax: 1_000_000, deadlineMs });
-    if (result.verdict === 'violation') kept = without;
+  const opsOf = (sessions: readonly string[]): PartitionOp[] =>
+    ops.filter((op) => sessions.includes(op.session));
+  const stillFails = (candidate: readonly PartitionOp[]): boolean =>
+    busyRefusalsExplained(candidate) &&
+    searchLinearization(candidate, model, { statesMax: 1_000_000, deadlineMs }).verdict ===
+      'violation';
+  let kept = [...new Set(ops.map((op) => op.session))];
+  for (let chunk = Math.ceil(kept.length / 2); chunk >= 1; chunk = Math.floor(chunk / 2)) {
+    for (let from = kept.length - chunk; from > -chunk; from -= chunk) {
+      if (performance.now() > deadlineMs) return opsOf(kept);
+      const start = Math.max(0, from);
+      const without = [...kept.slice(0, start), ...kept.slice(from + chunk)];
+      if (without.length < kept.length && stillFails(opsOf(without))) kept = without;
+    }
   }
-  return kept;
+  return opsOf(kept);
+}
+
+function busyRefusalsExplained(ops: readonly PartitionOp[]): boolean {
+  return ops.every(
+    (op) =>
+      op.type !== 'acquire' ||
+      op.failCode !== 'busy' ||
+      ops.some(
+        (other) =>
+          other.type === 'acquire' && other.session !== op.session && other.outcome !== 'fail',
+      ),
+  );
+}
+
+/** The ops that could have come next after the prefix: none of them fit. */
+function frontier(ops: readonly PartitionOp[], prefix: readonly PartitionOp[]): PartitionOp[] {
+  const done = new Set(prefix);
+  const remaining = ops.filter((op) => !done.has(op));
+  const firstReturnMs = Math.min(...remaining.map(returnMs));
+  return remaining.filter((op) => op.invokeMs <= firstReturnMs);
 }
 
 /** A report a person can read: the verdict, each failing lock and its witness. */
@@ -160,8 +200,12 @@ export function explainCheck(result: CheckResult): string {
       for (const op of report.minimal) lines.push(`      ${describeLinOp(op)}`);
     }
     const prefix = report.longestPrefix ?? [];
-    lines.push(`    longest linearizable prefix (${prefix.length} of ${report.ops.length} ops):`);
+    lines.push(
+      `    longest linearizable prefix (${prefix.length} of ${report.ops.length} ops), its end:`,
+    );
     for (const op of prefix.slice(-10)) lines.push(`      ${describeLinOp(op)}`);
+    lines.push('    none of these fits next:');
+    for (const op of report.nextCandidates ?? []) lines.push(`      ${describeLinOp(op)}`);
   }
   return lines.join('\n');
 }
