@@ -12,9 +12,9 @@ import {
  * The obvious checker, to hold the search to: try every order of the ops that respects
  * real time, stepping each lock's model, and say whether any order works. It shares the
  * model's step (what is being checked is the search, the cache, the split by lock and
- * the event order), and builds its own list of per-lock items: every acquire and release,
- * and a copy of each close for every lock its session used (the checker's reading of a
- * close, see partition.ts).
+ * the event order), and builds its own list of per-lock items: every acquire, release
+ * and fence validation, and a copy of each close for every lock its session used (the
+ * checker's reading of a close, see partition.ts).
  */
 export function bruteForceLinearizable(history: readonly LinOp[], clockDriftMax: number): boolean {
   const bound = expiryBounds(history, { clockDriftMax, acquireRefreshesLease: false });
@@ -55,6 +55,7 @@ function lockItems(history: readonly LinOp[]): Item[] {
   const items: Item[] = [];
   const locksOf = new Map<string, Set<string>>();
   for (const op of history) {
+    if (op.type === 'validateFence') items.push({ lock: op.lock, op });
     if (op.type !== 'acquire' && op.type !== 'release') continue;
     items.push({ lock: op.lock, op });
     const locks = locksOf.get(op.session) ?? new Set<string>();

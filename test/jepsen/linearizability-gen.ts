@@ -5,7 +5,14 @@ import type { LinOp, LockMode, Outcome } from '../../src/tools/jepsen/linearizab
  * service as the README promises it, widened into concurrent histories, and mutations
  * of them that no correct service could produce.
  */
-export type CommandKind = 'open' | 'keepAlive' | 'acquire' | 'release' | 'close' | 'idle';
+export type CommandKind =
+  | 'open'
+  | 'validate'
+  | 'keepAlive'
+  | 'acquire'
+  | 'release'
+  | 'close'
+  | 'idle';
 
 export interface Command {
   readonly kind: CommandKind;
@@ -124,6 +131,9 @@ class SimService {
       case 'keepAlive':
         this.keepAlive(session, command);
         break;
+      case 'validate':
+        this.validate(session, lock, command);
+        break;
       case 'acquire':
         this.emit(command, ...this.acquire(session, lock, command));
         break;
@@ -150,6 +160,13 @@ class SimService {
       });
       this.nowMs += 1; // the expiry takes its own instant; the next op comes after it
     }
+  }
+
+  /** Asks about a token granted at some point (the latest, or an older one). */
+  private validate(session: SimSession, lock: string, command: Command): void {
+    const token = Math.max(1, this.lastToken - command.tokenGap);
+    const valid = [...this.holdsOf(lock).values()].some((h) => h.token === token);
+    this.emit(command, { type: 'validateFence', session: session.id, lock, token, valid }, 'ok');
   }
 
   private keepAlive(session: SimSession, command: Command): void {
@@ -238,7 +255,9 @@ class SimService {
     const op = {
       ...rest,
       ...(token !== undefined && !lost ? { token } : {}),
-      ...(body.type === 'release' ? { token: token as number } : {}),
+      ...(body.type === 'release' || body.type === 'validateFence'
+        ? { token: token as number }
+        : {}),
       id,
       client: `c-${body.session}`,
       invokeMs: pointMs - beforeMs,
@@ -262,7 +281,8 @@ type OpBody =
       token?: number;
       failCode?: 'busy' | 'sessionGone' | 'other';
     }
-  | { type: 'release'; session: string; lock: string; token: number };
+  | { type: 'release'; session: string; lock: string; token: number }
+  | { type: 'validateFence'; session: string; lock: string; token: number; valid: boolean };
 
 // ---------------------------------------------------------------------------------------
 // Mutations: each appends or changes ops so that no linearization can exist.

@@ -14,6 +14,7 @@ import {
  */
 const KINDS: readonly CommandKind[] = [
   'open',
+  'validate',
   'keepAlive',
   'keepAlive',
   'acquire',

@@ -10,6 +10,7 @@ import {
 import { bruteForceLinearizable } from './linearizability-brute.ts';
 import {
   type Command,
+  type CommandKind,
   generateRun,
   mutateLeaseStillLive,
   mutateOverlappingExclusive,
@@ -228,6 +229,33 @@ describe('linearizability checker: the lock model', () => {
     expect(verdict([...history, refused('a', 'L', 'sessionGone', [10, 96])])).toBe('ok');
   });
 
+  it('validates a token only while its grant is held', () => {
+    const validate = (token: number, valid: boolean, [from, to]: [number, number]): LinOp => ({
+      id: nextId++,
+      type: 'validateFence',
+      client: 'r',
+      session: 'r',
+      lock: 'L',
+      token,
+      valid,
+      invokeMs: from,
+      completeMs: to,
+      outcome: 'ok',
+    });
+    const held = [open('a', 100, [0, 1]), granted('a', 'L', 7, [2, 3])];
+    expect(verdict([...held, validate(7, true, [4, 5])])).toBe('ok');
+    expect(verdict([...held, validate(6, true, [4, 5])])).toBe('violation');
+    expect(verdict([...held, released('a', 'L', 7, [4, 5]), validate(7, true, [6, 7])])).toBe(
+      'violation',
+    );
+    // Told invalid while a's lease cannot have ended; then once it could have.
+    expect(verdict([...held, validate(7, false, [4, 5])])).toBe('violation');
+    expect(verdict([...held, validate(7, false, [4, 96])])).toBe('ok');
+    expect(verdict([...held, validate(7, false, [4, 96]), validate(7, true, [97, 98])])).toBe(
+      'violation',
+    );
+  });
+
   it('counts an ok acquire as a refresh only when told to', () => {
     const history = [
       open('a', 100, [0, 1]),
@@ -284,7 +312,11 @@ describe('linearizability checker: the lock model', () => {
 // --- generated histories ---------------------------------------------------------------
 
 const commandArb: fc.Arbitrary<Command> = fc.record({
-  kind: fc.constantFrom(
+  kind: fc.constantFrom<CommandKind>(
+    'open',
+    'validate',
+    'keepAlive',
+    'keepAlive',
     'keepAlive',
     'acquire',
     'acquire',
@@ -311,7 +343,7 @@ function shapeArb(commandsMax: number): fc.Arbitrary<RunShape> {
   });
 }
 
-const PROPERTY_RUNS = 400;
+const PROPERTY_RUNS = Number(process.env.LIN_PROPERTY_RUNS ?? 400);
 
 describe('linearizability checker: generated histories', () => {
   it('passes correct runs widened into concurrent histories, some answers lost', () => {
@@ -373,6 +405,7 @@ const smallOpArb: fc.Arbitrary<Omit<LinOp, 'id'>> = fc
       'acquire',
       'release',
       'release',
+      'validateFence',
     ),
     session: fc.constantFrom('a', 'b', 'c'),
     lock: fc.constantFrom('L', 'M'),
@@ -405,6 +438,14 @@ const smallOpArb: fc.Arbitrary<Omit<LinOp, 'id'>> = fc
           mode: r.mode,
           ...(r.outcome === 'ok' ? { token: r.token } : {}),
           ...(r.outcome === 'fail' ? { failCode: r.failCode } : {}),
+        } as Omit<LinOp, 'id'>;
+      case 'validateFence':
+        return {
+          ...common,
+          type: 'validateFence',
+          lock: r.lock,
+          token: r.token,
+          ...(r.outcome === 'ok' ? { valid: r.mode === 'shared' } : {}),
         } as Omit<LinOp, 'id'>;
       default:
         return { ...common, type: 'release', lock: r.lock, token: r.token } as Omit<LinOp, 'id'>;

@@ -62,10 +62,29 @@ export interface ReleaseOp extends OpCommon {
   readonly token: number;
 }
 
-export type LinOp = OpenSessionOp | KeepAliveOp | CloseSessionOp | AcquireOp | ReleaseOp;
+/**
+ * A resource asking whether `token` is still the current grant of `lock` (Chubby's
+ * CheckSequencer). A read: only an answered one says anything. Its `session` is whoever
+ * asked; no session is needed.
+ */
+export interface ValidateFenceOp extends OpCommon {
+  readonly type: 'validateFence';
+  readonly lock: string;
+  readonly token: number;
+  /** The answer, for an `ok` op. */
+  readonly valid?: boolean;
+}
+
+export type LinOp =
+  | OpenSessionOp
+  | KeepAliveOp
+  | CloseSessionOp
+  | AcquireOp
+  | ReleaseOp
+  | ValidateFenceOp;
 
 /** The ops that belong to one lock's partition (a close belongs to each lock its session used). */
-export type PartitionOp = AcquireOp | ReleaseOp | CloseSessionOp;
+export type PartitionOp = AcquireOp | ReleaseOp | CloseSessionOp | ValidateFenceOp;
 
 /** The time the op's answer came, or +∞ for an op that never answered. */
 export function returnMs(op: LinOp): number {
@@ -88,6 +107,9 @@ export function validateHistory(ops: readonly LinOp[]): void {
     if (op.type === 'acquire' && op.outcome === 'ok' && !Number.isSafeInteger(op.token)) {
       throw new Error(`op #${op.id}: an ok acquire needs an integer token`);
     }
+    if (op.type === 'validateFence' && op.outcome === 'ok' && op.valid === undefined) {
+      throw new Error(`op #${op.id}: an ok validateFence needs its answer`);
+    }
   }
 }
 
@@ -109,5 +131,9 @@ export function describeLinOp(op: LinOp): string {
     }
     case 'release':
       return `#${op.id} ${who} release ${op.lock} token=${op.token} ${op.outcome} ${span}`;
+    case 'validateFence': {
+      const answer = op.valid === undefined ? '' : ` valid=${op.valid}`;
+      return `#${op.id} ${who} validateFence ${op.lock} token=${op.token} ${op.outcome}${answer} ${span}`;
+    }
   }
 }

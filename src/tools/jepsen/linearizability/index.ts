@@ -34,6 +34,7 @@ export {
   type PartitionOp,
   type ReleaseOp,
   returnMs,
+  type ValidateFenceOp,
   validateHistory,
 } from './history.ts';
 export {

@@ -1,4 +1,11 @@
-import type { AcquireOp, CloseSessionOp, LockMode, PartitionOp, ReleaseOp } from './history.ts';
+import type {
+  AcquireOp,
+  CloseSessionOp,
+  LockMode,
+  PartitionOp,
+  ReleaseOp,
+  ValidateFenceOp,
+} from './history.ts';
 import { returnMs } from './history.ts';
 
 /**
@@ -81,7 +88,27 @@ function stepUnbounded(
       return stepRelease(state, op);
     case 'closeSession':
       return stepClose(state, op);
+    case 'validateFence':
+      return stepValidate(state, op, expiryBound);
   }
+}
+
+/**
+ * A token validates while its grant is held: a release or the holder's expiry ends it,
+ * whoever else holds the lock (README). A grant whose token nobody learned may be it.
+ */
+function stepValidate(
+  state: LockState,
+  op: ValidateFenceOp,
+  expiryBound: ExpiryBound,
+): LockState | null {
+  if (op.outcome !== 'ok') return state;
+  const holder = state.holds.find((h) => h.token === op.token);
+  if (op.valid === true) {
+    return holder !== undefined || state.holds.some((h) => h.token === null) ? state : null;
+  }
+  if (holder === undefined) return state;
+  return expire(state, holder.session, expiryBound, returnMs(op));
 }
 
 function stepAcquire(state: LockState, op: AcquireOp, expiryBound: ExpiryBound): LockState | null {

@@ -1,4 +1,4 @@
-import type { LinOp, PartitionOp } from './history.ts';
+import type { AcquireOp, LinOp, PartitionOp, ReleaseOp } from './history.ts';
 import type { ExpiryBound } from './model.ts';
 
 export interface LeaseOptions {
@@ -50,6 +50,7 @@ function refreshes(op: LinOp, options: LeaseOptions): boolean {
       return options.acquireRefreshesLease;
     case 'closeSession':
     case 'release':
+    case 'validateFence':
       return false;
   }
 }
@@ -68,6 +69,7 @@ export function partitionByLock(ops: readonly LinOp[]): Map<string, PartitionOp[
   const parts = new Map<string, PartitionOp[]>();
   const locksOfSession = new Map<string, Set<string>>();
   for (const op of ops) {
+    if (op.type === 'validateFence' && op.outcome === 'ok') pushTo(parts, op.lock, op);
     if (op.type !== 'acquire' && op.type !== 'release') continue;
     addTo(locksOfSession, op.session, op.lock);
     if (observable(op)) pushTo(parts, op.lock, op);
@@ -79,7 +81,7 @@ export function partitionByLock(ops: readonly LinOp[]): Map<string, PartitionOp[
   return parts;
 }
 
-function observable(op: PartitionOp): boolean {
+function observable(op: AcquireOp | ReleaseOp): boolean {
   if (op.outcome !== 'fail') return true;
   return op.type === 'acquire' && (op.failCode === 'busy' || op.failCode === 'sessionGone');
 }
