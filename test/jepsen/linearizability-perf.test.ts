@@ -101,6 +101,10 @@ describe('linearizability checker: long histories (times printed)', () => {
         `search ${failing?.stats.elapsedMs.toFixed(0)} ms, witness of ${failing?.minimal?.length} ops`,
     );
     expect(result.verdict).toBe('violation');
+    // The witness holds the planted release (appended last) and is far smaller than the lock's ops.
+    const planted = history.at(-1);
+    expect(failing?.minimal).toContain(planted);
+    expect(failing?.minimal?.length).toBeLessThan((failing?.ops.length ?? 0) / 4);
   });
 });
 

@@ -136,9 +136,10 @@ function checkLock(
  * Drops whole sessions (every op of a session on this lock), in chunks halving down to
  * one session as delta debugging does, keeping each drop after which the rest still has
  * no linearization. Whole sessions, because dropping a release but not its acquire, or
- * a grant but not its release, would make up a violation of its own. A refusal for
- * `busy` needs some other session's acquire left, for the same reason. What remains is
- * small, not necessarily the smallest.
+ * a grant but not its release, would make up a violation of its own. For the same
+ * reason an op that needs someone else's hold (a `busy` refusal, a token told valid)
+ * stays only with every acquire that could have explained it. What remains is small,
+ * not necessarily the smallest.
  */
 function minimise(
   ops: readonly PartitionOp[],
@@ -149,7 +150,7 @@ function minimise(
   const opsOf = (sessions: readonly string[]): PartitionOp[] =>
     ops.filter((op) => sessions.includes(op.session));
   const stillFails = (candidate: readonly PartitionOp[]): boolean =>
-    busyRefusalsExplained(candidate) &&
+    keepsExplanations(candidate, ops) &&
     searchLinearization(candidate, model, { statesMax: 1_000_000, deadlineMs }).verdict ===
       'violation';
   let kept = [...new Set(ops.map((op) => op.session))];
@@ -164,16 +165,25 @@ function minimise(
   return opsOf(kept);
 }
 
-function busyRefusalsExplained(ops: readonly PartitionOp[]): boolean {
-  return ops.every(
-    (op) =>
-      op.type !== 'acquire' ||
-      op.failCode !== 'busy' ||
-      ops.some(
-        (other) =>
-          other.type === 'acquire' && other.session !== op.session && other.outcome !== 'fail',
-      ),
-  );
+function keepsExplanations(
+  candidate: readonly PartitionOp[],
+  all: readonly PartitionOp[],
+): boolean {
+  const kept = new Set(candidate);
+  return candidate.every((op) => {
+    const needsHolder =
+      (op.type === 'acquire' && op.failCode === 'busy') ||
+      (op.type === 'validateFence' && op.valid === true);
+    if (!needsHolder) return true;
+    return all.every(
+      (other) =>
+        kept.has(other) ||
+        other.type !== 'acquire' ||
+        other.outcome === 'fail' ||
+        other.session === op.session ||
+        other.invokeMs > returnMs(op),
+    );
+  });
 }
 
 /** The ops that could have come next after the prefix: none of them fit. */
