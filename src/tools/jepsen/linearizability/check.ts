@@ -190,7 +190,7 @@ function keepsExplanations(
 function frontier(ops: readonly PartitionOp[], prefix: readonly PartitionOp[]): PartitionOp[] {
   const done = new Set(prefix);
   const remaining = ops.filter((op) => !done.has(op));
-  const firstReturnMs = Math.min(...remaining.map(returnMs));
+  const firstReturnMs = remaining.reduce((min, op) => Math.min(min, returnMs(op)), Infinity);
   return remaining.filter((op) => op.invokeMs <= firstReturnMs);
 }
 
