@@ -1,3 +1,5 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   DlmClient,
@@ -8,33 +10,66 @@ import {
 } from '../../src/client/index.ts';
 import { Prng } from '../../src/util/prng.ts';
 import { ProcessCluster } from '../support/process-cluster.ts';
-import { checkAll, type Violation } from './checker.ts';
-import { FencedRegister, History, type NemesisEvent, now, type Op } from './history.ts';
+import { checkHistory, type Violation } from './checker.ts';
+import { History, type NemesisEvent, type NemesisKind, now, type Op } from './history.ts';
+import {
+  checkAgainstLog,
+  checkRegister,
+  type LogCheckStats,
+  type RegisterCheckStats,
+} from './log-checker.ts';
+import { type ReplayedLog, readCommittedLog } from './raft-log.ts';
+import {
+  REGISTER_MODES,
+  type RegisterClient,
+  type RegisterDecision,
+  RegisterProcess,
+} from './register.ts';
 
 /**
  * A Jepsen-style run against real `dlm serve` processes: clients take exclusive locks
- * and write to a fenced register under them, while a nemesis kills (-9) and restarts
- * nodes, or freezes them with SIGSTOP. Then every checker runs over the history.
+ * and write under them to two registers in a process of their own (one fenced, one
+ * that ignores tokens: the negative control), while nemeses kill (-9) and restart
+ * nodes, freeze them with SIGSTOP, freeze the registers, and pause clients past their
+ * lease. Then the history
+ * is checked on its own, against the committed Raft log read from the nodes' disks,
+ * and against each register's record of what it accepted.
  *
  * The seed fixes the nemesis schedule (which fault, which node unless it is "the
  * leader", how long) and the clients' choices; the OS timing, and so the history, is
  * not reproducible.
  */
+export const NEMESES = ['kill', 'pause', 'register-pause', 'client-pause'] as const;
+export type Nemesis = (typeof NEMESES)[number];
+
 export interface JepsenOptions {
   readonly seconds: number;
   readonly seed: number;
   readonly clients: number;
   readonly locks: number;
+  /** Which faults to inject; all of them unless given. */
+  readonly nemeses?: readonly Nemesis[];
   /** Called every few seconds while the run goes on. */
   readonly onProgress?: (progress: { elapsedMs: number; ops: number; nemesis: number }) => void;
 }
 
+export interface RegisterVerdict {
+  readonly violations: readonly Violation[];
+  readonly stats: RegisterCheckStats;
+  readonly decisions: readonly RegisterDecision[];
+}
+
 export interface JepsenResult {
   readonly ops: readonly Op[];
+  /** Everything that must hold: the history, the log, the fenced register. */
   readonly violations: readonly Violation[];
   readonly nemesisEvents: readonly NemesisEvent[];
-  /** Overlaps that involve an unanswered acquire: not violations (see checker.ts). */
-  readonly indeterminate: number;
+  readonly log: LogCheckStats;
+  /** The committed log as replayed: the ground truth the checks used. */
+  readonly replayed: ReplayedLog;
+  readonly fenced: RegisterVerdict;
+  /** The negative control: the register that ignores tokens. Its violations are expected. */
+  readonly control: RegisterVerdict;
   /** performance.now() when the workload began and when holds were closed. */
   readonly startMs: number;
   readonly endMs: number;
@@ -52,65 +87,123 @@ const SESSION_TTL_MS = 3_000;
 const SAFETY_MARGIN_MS = 1_000;
 const ACQUIRE_WAIT_MS = 1_000;
 const CALL_TIMEOUT_MS = 5_000;
+/** How often an acquire is abandoned by its caller, and after how long. */
+const GIVE_UP_CHANCE = 0.1;
+const GIVE_UP_AFTER_MS: readonly [number, number] = [1, 60];
+/** A register call that takes longer is 'info': the write may still land. */
+const WRITE_TIMEOUT_MS = 1_000;
+/** A client pause outlasts the lease by this much, so another client can take the lock. */
+const CLIENT_PAUSE_PAST_TTL_MS: readonly [number, number] = [1_500, 2_500];
+/** A client pause lasts at most this long, waiting for another client to take its lock over. */
+const CLIENT_PAUSE_MAX_MS = 10_000;
+/** A requested client pause no client took (none held a lock) is dropped after this. */
+const CLIENT_PAUSE_TAKE_TIMEOUT_MS = 10_000;
 
-/** Windows [from, to) when some node was down (killed) or frozen (stopped). */
+const OPENING: Partial<Record<NemesisKind, NemesisKind>> = {
+  restart: 'kill',
+  resume: 'pause',
+  'client-resume': 'client-pause',
+  'register-resume': 'register-pause',
+};
+
+/** Windows [from, to) when some node was down or frozen, a client paused or the registers frozen. */
 export function faultWindows(
   events: readonly NemesisEvent[],
   endMs: number,
-): { from: number; to: number; node: string; kind: 'kill' | 'pause' }[] {
-  const windows: { from: number; to: number; node: string; kind: 'kill' | 'pause' }[] = [];
+): { from: number; to: number; target: string; kind: NemesisKind }[] {
+  const windows: { from: number; to: number; target: string; kind: NemesisKind }[] = [];
   const open = new Map<string, NemesisEvent>();
   for (const event of events) {
-    if (event.kind === 'kill' || event.kind === 'pause') open.set(event.node, event);
-    else {
-      const start = open.get(event.node);
-      if (start === undefined) continue;
-      open.delete(event.node);
-      windows.push({
-        from: start.atMs,
-        to: event.atMs,
-        node: event.node,
-        kind: start.kind as 'kill' | 'pause',
-      });
+    const opens = OPENING[event.kind];
+    const key = `${opens ?? event.kind}/${event.target}`;
+    if (opens === undefined) {
+      open.set(key, event);
+      continue;
     }
+    const start = open.get(key);
+    if (start === undefined) continue;
+    open.delete(key);
+    windows.push({ from: start.atMs, to: event.atMs, target: event.target, kind: start.kind });
   }
   for (const start of open.values()) {
-    windows.push({
-      from: start.atMs,
-      to: endMs,
-      node: start.node,
-      kind: start.kind as 'kill' | 'pause',
-    });
+    windows.push({ from: start.atMs, to: endMs, target: start.target, kind: start.kind });
   }
   return windows;
 }
 
+interface Stop {
+  clients: boolean;
+  nemesis: boolean;
+}
+
+/**
+ * The client pause the nemesis asked for (its length), taken by whichever client writes
+ * next, so that it falls on a holder at once; and the client pausing now.
+ */
+interface ClientPauses {
+  requestedMs: number | null;
+  active: string | null;
+}
+
 export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
+  const nemeses = new Set(options.nemeses ?? NEMESES);
   const prng = new Prng(options.seed);
   const nemesisPrng = prng.fork();
+  const clientPausePrng = prng.fork();
   const clientPrngs = Array.from({ length: options.clients }, () => prng.fork());
   const locks = Array.from({ length: options.locks }, (_, i) => `jepsen/${i}`);
 
   const cluster = await ProcessCluster.create(3);
   const history = new History();
-  const register = new FencedRegister();
   const nemesisEvents: NemesisEvent[] = [];
-  const stop = { clients: false, nemesis: false };
-  const dlmClients: DlmClient[] = [];
+  const stop: Stop = { clients: false, nemesis: false };
+  const pauses: ClientPauses = { requestedMs: null, active: null };
+  const connections: DlmClient[] = [];
+  let registerProcess: RegisterProcess | null = null;
+  let registers: RegisterClient[] = [];
   let startMs = now();
   let endMs = startMs;
+  let commitIndexHint = 0;
   try {
     cluster.startAll();
+    // The register process starts while the nodes elect a leader.
+    registerProcess = await RegisterProcess.start(join(cluster.dir, 'registers.log'));
+    const started = registerProcess;
+    registers = REGISTER_MODES.map((mode) => started.register(mode));
     await cluster.waitForLeader(30_000);
     const endpoints = cluster.nodes.map((node) => node.clientAddress);
+    const connect = (): DlmClient => {
+      const connection = new DlmClient({ endpoints, attemptTimeoutMs: 1_000 });
+      connections.push(connection);
+      return connection;
+    };
     startMs = now();
 
-    const clientLoops = clientPrngs.map((clientPrng, index) => {
-      const client = new DlmClient({ endpoints, attemptTimeoutMs: 1_000 });
-      dlmClients.push(client);
-      return clientLoop(`c${index}`, client, clientPrng, locks, history, register, stop);
-    });
-    const nemesis = nemesisLoop(cluster, nemesisPrng, nemesisEvents, stop);
+    const clientLoops = clientPrngs.map((clientPrng, index) =>
+      clientLoop({
+        name: `c${index}`,
+        prng: clientPrng,
+        locks,
+        history,
+        registers,
+        stop,
+        pauses,
+        events: nemesisEvents,
+        connection: connect(),
+        connect,
+      }),
+    );
+    const nemesis = nemesisLoop(
+      cluster,
+      registerProcess,
+      nemeses,
+      nemesisPrng,
+      nemesisEvents,
+      stop,
+    );
+    const clientPause = nemeses.has('client-pause')
+      ? clientPauseLoop(pauses, clientPausePrng, stop)
+      : Promise.resolve();
 
     const deadline = startMs + options.seconds * 1_000;
     let lastProgress = now();
@@ -126,55 +219,132 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
       }
     }
 
-    // Heal: the nemesis ends its current fault, then everything runs; the clients finish
+    // Heal: the nemeses end their current fault, then everything runs; the clients finish
     // the iteration they are in (every call is bounded) and release.
     stop.nemesis = true;
-    await nemesis;
+    await Promise.all([nemesis, clientPause]);
     for (const node of cluster.nodes) {
       if (!cluster.isRunning(node.id)) {
         cluster.start(node.id);
-        nemesisEvents.push({ atMs: now(), kind: 'restart', node: node.id });
+        nemesisEvents.push({ atMs: now(), kind: 'restart', target: node.id });
       }
     }
     await cluster.waitForLeader(30_000);
     stop.clients = true;
     await Promise.all(clientLoops);
     endMs = now();
+    commitIndexHint = await highestCommitIndex(cluster);
+  } catch (error) {
+    registerProcess?.stop();
+    throw error;
   } finally {
-    for (const client of dlmClients) client.close();
+    for (const connection of connections) connection.close();
     await cluster.stopAll();
   }
-  const checked = checkAll(history.ops, endMs);
-  const result: JepsenResult = {
-    ops: history.ops,
-    violations: checked.violations,
-    nemesisEvents,
-    indeterminate: checked.indeterminate,
-    startMs,
+  try {
+    return await checkRun({
+      ops: history.ops,
+      nemesisEvents,
+      cluster,
+      registers,
+      commitIndexHint,
+      startMs,
+      endMs,
+    });
+  } finally {
+    registerProcess?.stop();
+  }
+}
+
+async function checkRun(run: {
+  ops: readonly Op[];
+  nemesisEvents: readonly NemesisEvent[];
+  cluster: ProcessCluster;
+  registers: readonly RegisterClient[];
+  commitIndexHint: number;
+  startMs: number;
+  endMs: number;
+}): Promise<JepsenResult> {
+  const { ops, cluster, endMs } = run;
+  const log = await readCommittedLog(
+    cluster.nodes.map((node) => ({ id: node.id, path: join(cluster.dir, 'data', node.id) })),
+    run.commitIndexHint,
+  );
+  const [fencedRegister, controlRegister] = run.registers as [RegisterClient, RegisterClient];
+  const verdict = async (register: RegisterClient): Promise<RegisterVerdict> => {
+    const decisions = await register.decisions();
+    return { ...checkRegister(ops, decisions, log, register.mode), decisions };
+  };
+  const fenced = await verdict(fencedRegister);
+  const control = await verdict(controlRegister);
+  const againstLog = checkAgainstLog(ops, log, endMs);
+  const violations = [...checkHistory(ops, endMs), ...againstLog.violations, ...fenced.violations];
+  if (violations.length === 0) cluster.remove();
+  else writeHistory(join(cluster.dir, 'history.jsonl'), ops, run.nemesisEvents);
+  return {
+    ops,
+    violations,
+    nemesisEvents: run.nemesisEvents,
+    log: againstLog.stats,
+    replayed: log,
+    fenced,
+    control,
+    startMs: run.startMs,
     endMs,
     clusterDir: cluster.dir,
   };
-  if (checked.violations.length === 0) cluster.remove();
-  return result;
+}
+
+/** The history as JSON lines: ops, then nemesis events (each as `{"nemesis": …}`). */
+export function writeHistory(
+  path: string,
+  ops: readonly Op[],
+  nemesisEvents: readonly NemesisEvent[],
+): void {
+  const lines = [
+    ...ops.map((op) => JSON.stringify(op)),
+    ...nemesisEvents.map((event) => JSON.stringify({ nemesis: event })),
+  ];
+  writeFileSync(path, lines.map((line) => `${line}\n`).join(''));
+}
+
+/** The highest commit index any node reports: the disk may lag it (commits alone are not synced). */
+async function highestCommitIndex(cluster: ProcessCluster): Promise<number> {
+  let highest = 0;
+  for (const node of cluster.nodes) {
+    try {
+      const status = await cluster.call(node.id, 'Status', {}, 2_000, 'Cluster');
+      highest = Math.max(highest, Number(status.commit_index ?? 0));
+    } catch {
+      // The disks still say what they hold; this is only a hint.
+    }
+  }
+  return highest;
+}
+
+interface ClientContext {
+  readonly name: string;
+  readonly prng: Prng;
+  readonly locks: readonly string[];
+  readonly history: History;
+  readonly registers: readonly RegisterClient[];
+  readonly stop: Stop;
+  readonly pauses: ClientPauses;
+  readonly events: NemesisEvent[];
+  /** Replaced after a client pause: the pause closes it, as a frozen process goes silent. */
+  connection: DlmClient;
+  readonly connect: () => DlmClient;
 }
 
 /** One client: sessions one after another; in each, acquire, write a few times, release. */
-async function clientLoop(
-  name: string,
-  client: DlmClient,
-  prng: Prng,
-  locks: readonly string[],
-  history: History,
-  register: FencedRegister,
-  stop: { clients: boolean },
-): Promise<void> {
-  while (!stop.clients) {
+async function clientLoop(ctx: ClientContext): Promise<void> {
+  while (!ctx.stop.clients) {
     let session: Session;
     try {
-      session = await client.openSession({
+      session = await ctx.connection.openSession({
         ttlMs: SESSION_TTL_MS,
         safetyMarginMs: SAFETY_MARGIN_MS,
-        clientName: name,
+        clientName: ctx.name,
         callTimeoutMs: CALL_TIMEOUT_MS,
       });
     } catch {
@@ -189,32 +359,37 @@ async function clientLoop(
     };
     session.signal.addEventListener('abort', onLost, { once: true });
     let usable = true;
-    while (usable && !stop.clients && session.alive) {
-      usable = await oneHold(name, session, prng, locks, history, register, acquires);
+    while (usable && !ctx.stop.clients && session.alive) {
+      usable = await oneHold(ctx, session, acquires);
     }
-    // Closing aborts the signal too; that is the end of the session, not a lost lease.
+    // Giving the session up ends its holds for the checker, if its signal has not: the
+    // client acts under none of them again (after a pause cut short at the run's end,
+    // say). Closing aborts the signal too, which is not a lost lease.
+    onLost();
     session.signal.removeEventListener('abort', onLost);
     await session.close().catch(() => {});
   }
 }
 
-/** Returns whether the session may be used again (false after an unknown outcome). */
-async function oneHold(
-  name: string,
-  session: Session,
-  prng: Prng,
-  locks: readonly string[],
-  history: History,
-  register: FencedRegister,
-  acquires: Op[],
-): Promise<boolean> {
-  const lock = prng.pick(locks);
+/** Returns whether the session may be used again (false after an unknown outcome or a pause). */
+async function oneHold(ctx: ClientContext, session: Session, acquires: Op[]): Promise<boolean> {
+  const { history, name, prng } = ctx;
+  const lock = prng.pick(ctx.locks);
   const acquireOp = history.invoke(name, 'acquire', lock, { session: session.id });
+  // The owner tag finds this op's entries in the log, answered or not.
+  acquireOp.owner = `${name}#${acquireOp.id}`;
   acquires.push(acquireOp);
   let token: string;
   let release: () => Promise<void>;
+  // Some acquires are given up after a few ms (a caller's deadline): sent or not, applied
+  // or not, granted or queued, their outcome is unknown, and only the log can say.
+  const giveUpAfterMs = prng.chance(GIVE_UP_CHANCE) ? prng.intBetween(...GIVE_UP_AFTER_MS) : null;
   try {
-    const handle = await session.acquire(lock, { waitMs: ACQUIRE_WAIT_MS, owner: name });
+    const handle = await session.acquire(lock, {
+      waitMs: ACQUIRE_WAIT_MS,
+      owner: acquireOp.owner,
+      ...(giveUpAfterMs === null ? {} : { signal: AbortSignal.timeout(giveUpAfterMs) }),
+    });
     history.complete(acquireOp, 'ok', { token: handle.token });
     token = handle.token;
     release = () => handle.release();
@@ -233,8 +408,11 @@ async function oneHold(
   const writes = prng.intBetween(1, 4);
   for (let i = 0; i < writes; i++) {
     if (!session.alive) return false; // Stop at once: the lease may be gone.
-    const accepted = register.write(lock, token);
-    history.instant(name, 'write', lock, accepted ? 'ok' : 'fail', token);
+    // A pause falls here, between the lease check and the write: the write that follows
+    // is a stale holder's, which only the register's fencing can stop.
+    const paused = await pauseIfAsked(ctx, lock, token);
+    await Promise.all(ctx.registers.map((register) => write(ctx, register, session, lock, token)));
+    if (paused) return false; // Its lease has lapsed; its connection is closed.
     await sleep(prng.intBetween(5, 60));
   }
   if (!session.alive) return false;
@@ -251,6 +429,64 @@ async function oneHold(
   }
 }
 
+async function write(
+  ctx: ClientContext,
+  register: RegisterClient,
+  session: Session,
+  lock: string,
+  token: string,
+): Promise<void> {
+  const op = ctx.history.invoke(ctx.name, 'write', lock, {
+    session: session.id,
+    token,
+    register: register.mode,
+  });
+  const answer = await register.write(
+    { lock, token, client: ctx.name, session: session.id, writeId: String(op.id) },
+    WRITE_TIMEOUT_MS,
+  );
+  if (answer.outcome === 'info') ctx.history.complete(op, 'info', { error: answer.error });
+  else ctx.history.complete(op, answer.outcome);
+}
+
+/**
+ * If the nemesis asked this client to pause: it closes its connection (its keepalives
+ * stop, as a frozen process's would), sleeps past its lease, and returns true. The pause
+ * goes on past its length until another client has written to the lock under a later
+ * token, so that the write this client makes next is stale, or until CLIENT_PAUSE_MAX_MS
+ * (a run where nobody takes the lock over in that time leaves the control uncaught).
+ */
+async function pauseIfAsked(ctx: ClientContext, lock: string, token: string): Promise<boolean> {
+  const pauseMs = ctx.pauses.requestedMs;
+  if (pauseMs === null) return false;
+  ctx.pauses.requestedMs = null;
+  ctx.pauses.active = ctx.name;
+  ctx.events.push({ atMs: now(), kind: 'client-pause', target: ctx.name });
+  ctx.connection.close();
+  const startMs = now();
+  const overtaken = (): boolean =>
+    ctx.history.ops.some(
+      (op) =>
+        op.kind === 'write' &&
+        op.lock === lock &&
+        op.register === 'fenced' &&
+        op.outcome === 'ok' &&
+        op.invokeMs >= startMs &&
+        BigInt(op.token as string) > BigInt(token),
+    );
+  // Cut short only when the run is healing, to keep its end bounded.
+  for (;;) {
+    const elapsedMs = now() - startMs;
+    if (ctx.stop.nemesis || elapsedMs >= CLIENT_PAUSE_MAX_MS) break;
+    if (elapsedMs >= pauseMs && overtaken()) break;
+    await sleep(100);
+  }
+  ctx.events.push({ atMs: now(), kind: 'client-resume', target: ctx.name });
+  ctx.connection = ctx.connect();
+  ctx.pauses.active = null;
+  return true;
+}
+
 function errorText(error: unknown): string {
   if (error instanceof DlmClientError)
     return `${error.errorCode ?? error.status}: ${error.message}`;
@@ -258,41 +494,84 @@ function errorText(error: unknown): string {
 }
 
 /**
+ * Every 2–4 s, a pause of at least the TTL plus 1.5–2.5 s is asked of the next client to
+ * write (it lasts until another client wrote under a later token, at most 10 s); the
+ * next request waits until that pause is over (or, within 10 s, was never taken).
+ * The first comes 1–2 s into the run, so a short run has one.
+ */
+async function clientPauseLoop(pauses: ClientPauses, prng: Prng, stop: Stop): Promise<void> {
+  let waitMs = prng.intBetween(1_000, 2_000);
+  for (;;) {
+    const pauseMs = SESSION_TTL_MS + prng.intBetween(...CLIENT_PAUSE_PAST_TTL_MS);
+    await sleepUnless(waitMs, stop);
+    if (stop.nemesis) break;
+    pauses.requestedMs = pauseMs;
+    const takeBy = now() + CLIENT_PAUSE_TAKE_TIMEOUT_MS;
+    while (!stop.nemesis && pauses.requestedMs !== null && now() < takeBy) await sleep(50);
+    pauses.requestedMs = null;
+    // A pause under way ends by itself, and early once the run heals (pauseIfAsked).
+    while (pauses.active !== null) await sleep(50);
+    waitMs = prng.intBetween(2_000, 4_000);
+  }
+}
+
+/**
  * Every 1–2 s one fault, healed before the next, so at most one node is ever down or
- * frozen: kill -9 a node and restart it after 0.5–2 s, or SIGSTOP a node (half the
- * time the leader) for 0.5–3 s, then SIGCONT. Every draw is made whatever happens, so
- * the schedule depends on the seed alone ("the leader" is whoever leads then).
+ * frozen: kill -9 a node and restart it after 0.5–2 s (2 in 5), SIGSTOP a node (half
+ * the time the leader) for 0.5–3 s (2 in 5), or SIGSTOP the register process for
+ * 1–2.5 s (1 in 5; calls to it time out and are 'info'). Every draw is made whatever
+ * happens, so the schedule depends on the seed alone ("the leader" is whoever leads
+ * then).
  */
 async function nemesisLoop(
   cluster: ProcessCluster,
+  registers: RegisterProcess,
+  enabled: ReadonlySet<Nemesis>,
   prng: Prng,
   events: NemesisEvent[],
-  stop: { nemesis: boolean },
+  stop: Stop,
 ): Promise<void> {
+  // Node faults twice as often as register freezes: they are what the cluster must survive.
+  const kinds = (['kill', 'kill', 'pause', 'pause', 'register-pause'] as const).filter((kind) =>
+    enabled.has(kind),
+  );
+  if (kinds.length === 0) return;
   const ids = cluster.nodes.map((node) => node.id);
   for (;;) {
     const waitMs = prng.intBetween(1_000, 2_000);
-    const kind = prng.chance(0.5) ? 'kill' : 'pause';
+    const kind = prng.pick(kinds);
     const randomNode = prng.pick(ids);
     const targetLeader = prng.chance(0.5);
-    const downMs = kind === 'kill' ? prng.intBetween(500, 2_000) : prng.intBetween(500, 3_000);
+    // A register freeze outlasts the write timeout at least a little, so writes go 'info'.
+    const downMs =
+      kind === 'register-pause'
+        ? prng.intBetween(WRITE_TIMEOUT_MS, 2_500)
+        : prng.intBetween(500, kind === 'kill' ? 2_000 : 3_000);
     await sleepUnless(waitMs, stop);
     if (stop.nemesis) return;
+    if (kind === 'register-pause') {
+      events.push({ atMs: now(), kind: 'register-pause', target: 'registers' });
+      registers.pause();
+      await sleep(downMs);
+      registers.resume();
+      events.push({ atMs: now(), kind: 'register-resume', target: 'registers' });
+      continue;
+    }
     const leader = targetLeader ? await cluster.leader() : null;
     const node = leader ?? randomNode;
     if (kind === 'kill') {
-      events.push({ atMs: now(), kind: 'kill', node });
+      events.push({ atMs: now(), kind: 'kill', target: node });
       await cluster.kill(node);
       await sleep(downMs);
       cluster.start(node);
-      events.push({ atMs: now(), kind: 'restart', node });
+      events.push({ atMs: now(), kind: 'restart', target: node });
       await waitUntilServing(cluster, node, 10_000);
     } else {
-      events.push({ atMs: now(), kind: 'pause', node });
+      events.push({ atMs: now(), kind: 'pause', target: node });
       cluster.pause(node);
       await sleep(downMs);
       cluster.resume(node);
-      events.push({ atMs: now(), kind: 'resume', node });
+      events.push({ atMs: now(), kind: 'resume', target: node });
     }
   }
 }

@@ -1,0 +1,166 @@
+import { type BenchErrors, mergeErrors } from './bench-errors.ts';
+import { type CellSpec, type Contention, cellName } from './cells.ts';
+import { describeViolation, findViolations } from './check.ts';
+import { byLockInGrantOrder, type PairRecord } from './records.ts';
+import type { SystemName } from './server-cluster.ts';
+import { jainIndex, type LatencySummaryMs, summarize } from './stats.ts';
+
+/** Every figure of one cell of one system, as printed and written to the JSON. */
+export interface CellResult {
+  readonly system: SystemName;
+  readonly cell: string;
+  /** 1.. for measured cells (see --rounds); 0 for the warm-up. */
+  readonly round: number;
+  readonly clients: number;
+  readonly contention: Contention;
+  readonly pairs: number;
+  /** From the start signal until the last client finished its last pair. */
+  readonly seconds: number;
+  readonly pairsPerSecond: number;
+  /** Acquire sent → grant received; on a hot lock this includes the wait in the queue. */
+  readonly acquireMs: LatencySummaryMs;
+  /** Release sent → its answer received. */
+  readonly releaseMs: LatencySummaryMs;
+  /** Release sent → the next waiter's grant received; hot lock only. */
+  readonly handoffMs: LatencySummaryMs | null;
+  readonly fairness: Fairness;
+  readonly serverCpu: ServerCpu | null;
+  /** The bench's worker processes, per write. */
+  readonly loadgenCpuMsPerWrite: number;
+  /**
+   * The busiest worker's event-loop utilization over the cell (0..1). Near 1 the load
+   * generator, not the servers, set the pace: add --workers. It is wall-clock time in
+   * callbacks, so a process waiting for a CPU mid-callback counts as busy.
+   */
+  readonly loadgenBusiest: number;
+  /** The machine's 1-minute load average at the cell's end: how noisy the run was. */
+  readonly hostLoad1m: number;
+  readonly violations: { readonly count: number; readonly first: readonly string[] };
+  readonly errors: BenchErrors;
+  readonly leader: string | null;
+  readonly notes: readonly string[];
+}
+
+export interface Fairness {
+  readonly grantsMin: number;
+  readonly grantsMax: number;
+  readonly jainIndex: number;
+}
+
+export interface ServerCpu {
+  readonly members: readonly MemberCpu[];
+  /** All members together, per write. */
+  readonly totalMsPerWrite: number;
+}
+
+export interface MemberCpu {
+  readonly name: string;
+  readonly leader: boolean;
+  readonly cpuMs: number;
+  readonly msPerWrite: number;
+}
+
+export interface CellRun {
+  readonly system: SystemName;
+  readonly cell: CellSpec;
+  readonly round: number;
+  readonly startMs: number;
+  readonly records: readonly PairRecord[];
+  readonly loadgenCpuMs: number;
+  readonly loadgenBusiest: number;
+  readonly hostLoad1m: number;
+  /** CPU ms each server process used over the cell, by member name; null if unknown. */
+  readonly serverCpuMs: ReadonlyMap<string, number> | null;
+  readonly errors: readonly BenchErrors[];
+  readonly leaderBefore: string | null;
+  readonly leaderAfter: string | null;
+}
+
+/** A pair is an acquire and a release: two writes to the replicated log. */
+export const WRITES_PER_PAIR = 2;
+const VIOLATIONS_LISTED_MAX = 20;
+
+export function analyzeCell(run: CellRun): CellResult {
+  const { records } = run;
+  const endMs = records.reduce(
+    (latest, record) => Math.max(latest, record.releasedMs),
+    run.startMs,
+  );
+  const seconds = (endMs - run.startMs) / 1000;
+  const writes = records.length * WRITES_PER_PAIR;
+  const violations = findViolations(records);
+  const notes: string[] = [];
+  if (run.leaderBefore !== run.leaderAfter) {
+    notes.push(`leader changed during the cell: ${run.leaderBefore} → ${run.leaderAfter}`);
+  }
+  return {
+    system: run.system,
+    cell: cellName(run.cell),
+    round: run.round,
+    clients: run.cell.clients,
+    contention: run.cell.contention,
+    pairs: records.length,
+    seconds,
+    pairsPerSecond: seconds > 0 ? records.length / seconds : 0,
+    acquireMs: summarize(records.map((record) => record.grantedMs - record.acquireSentMs)),
+    releaseMs: summarize(records.map((record) => record.releasedMs - record.releaseSentMs)),
+    handoffMs: run.cell.contention === 'hot' ? summarize(handoffSamplesMs(records)) : null,
+    fairness: fairnessOf(records, run.cell.clients),
+    serverCpu: serverCpuOf(run.serverCpuMs, run.leaderAfter, writes),
+    loadgenCpuMsPerWrite: run.loadgenCpuMs / writes,
+    loadgenBusiest: run.loadgenBusiest,
+    hostLoad1m: run.hostLoad1m,
+    violations: {
+      count: violations.length,
+      first: violations.slice(0, VIOLATIONS_LISTED_MAX).map(describeViolation),
+    },
+    errors: mergeErrors(run.errors),
+    leader: run.leaderAfter,
+    notes,
+  };
+}
+
+/**
+ * For each grant whose Acquire was sent before the previous holder sent its release
+ * (so it was waiting), the time from that release being sent to this grant arriving.
+ */
+export function handoffSamplesMs(records: readonly PairRecord[]): number[] {
+  const samples: number[] = [];
+  for (const grants of byLockInGrantOrder(records).values()) {
+    for (let i = 1; i < grants.length; i++) {
+      const previous = grants[i - 1];
+      const next = grants[i];
+      if (previous === undefined || next === undefined) continue;
+      if (next.acquireSentMs < previous.releaseSentMs) {
+        samples.push(next.grantedMs - previous.releaseSentMs);
+      }
+    }
+  }
+  return samples;
+}
+
+function fairnessOf(records: readonly PairRecord[], clients: number): Fairness {
+  const grants = new Array<number>(clients).fill(0);
+  for (const record of records) grants[record.clientIndex] = (grants[record.clientIndex] ?? 0) + 1;
+  return {
+    grantsMin: Math.min(...grants),
+    grantsMax: Math.max(...grants),
+    jainIndex: jainIndex(grants),
+  };
+}
+
+function serverCpuOf(
+  cpuMs: ReadonlyMap<string, number> | null,
+  leader: string | null,
+  writes: number,
+): ServerCpu | null {
+  if (cpuMs === null || writes === 0) return null;
+  const members = [...cpuMs].map(([name, ms]) => ({
+    name,
+    leader: name === leader,
+    cpuMs: ms,
+    msPerWrite: ms / writes,
+  }));
+  const total = members.reduce((sum, member) => sum + member.cpuMs, 0);
+  return { members, totalMsPerWrite: total / writes };
+}

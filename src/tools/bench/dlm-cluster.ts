@@ -1,0 +1,133 @@
+import type { ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { processCpuMs } from './proc-cpu.ts';
+import { freePort, spawnLogged, stopProcesses } from './processes.ts';
+import type { ServerCluster, ServerMember } from './server-cluster.ts';
+
+/**
+ * A dlm cluster for the bench: three fresh `dlm serve` processes in a temp dir (one
+ * OS process per node, so each one's CPU can be read), or an existing cluster given by
+ * its endpoints.
+ */
+const DLM_BIN = fileURLToPath(new URL('../../../bin/dlm', import.meta.url));
+const PROTO_PATH = fileURLToPath(new URL('../../../proto/dlm.proto', import.meta.url));
+const NODES = 3;
+/** A bench cluster's data is thrown away: a clean shutdown is not worth a long wait. */
+const STOP_GRACE_MS = 5_000;
+const STATUS_TIMEOUT_MS = 1_000;
+
+export async function startDlmCluster(dir: string): Promise<ServerCluster> {
+  const nodes = [];
+  for (let i = 1; i <= NODES; i++) {
+    nodes.push({
+      id: `n${i}`,
+      peerAddress: `127.0.0.1:${await freePort()}`,
+      clientAddress: `127.0.0.1:${await freePort()}`,
+      metricsAddress: `127.0.0.1:${await freePort()}`,
+    });
+  }
+  const configPath = join(dir, 'cluster.config.json');
+  // The tick matches what `npm run cluster` writes; everything else is the default.
+  writeFileSync(configPath, JSON.stringify({ nodes, dataDir: '.', raft: { tickIntervalMs: 50 } }));
+  const children = nodes.map((node) =>
+    spawnLogged(
+      process.execPath,
+      [DLM_BIN, 'serve', '--config', configPath, '--node', node.id],
+      join(dir, `${node.id}.log`),
+    ),
+  );
+  const members = nodes.map((node, i) => ({
+    name: node.id,
+    clientAddress: node.clientAddress,
+    pid: children[i]?.pid ?? null,
+  }));
+  return new DlmCluster(members, children);
+}
+
+/**
+ * A cluster this run did not start: nothing to stop, and CPU figures only if the
+ * caller names the node processes (`pids`, in the order of `endpoints`).
+ */
+export function existingDlmCluster(
+  endpoints: readonly string[],
+  pids: readonly number[] | null,
+): ServerCluster {
+  const members = endpoints.map((address, i) => ({
+    name: address,
+    clientAddress: address,
+    pid: pids?.[i] ?? null,
+  }));
+  for (const member of members) if (member.pid !== null) processCpuMs(member.pid);
+  return new DlmCluster(members, []);
+}
+
+class DlmCluster implements ServerCluster {
+  readonly system = 'dlm' as const;
+  private readonly statusClients: grpc.Client[];
+
+  constructor(
+    readonly members: readonly ServerMember[],
+    private readonly children: readonly ChildProcess[],
+  ) {
+    const Cluster = clusterService();
+    this.statusClients = members.map(
+      (member) => new Cluster(member.clientAddress, grpc.credentials.createInsecure()),
+    );
+  }
+
+  /** Asks each member in turn; the first that names a leader decides. */
+  async leader(): Promise<string | null> {
+    for (const [i, client] of this.statusClients.entries()) {
+      const status = await askStatus(client).catch(() => null);
+      const leaderId = status?.leader_id ?? '';
+      if (leaderId === '') continue;
+      // Started here, members are named by node id; given as endpoints, by address.
+      const byId = this.members.find((member) => member.name === leaderId);
+      if (byId !== undefined) return byId.name;
+      const address = status?.members.find((member) => member.id === leaderId)?.client_address;
+      const byAddress = this.members.find((member) => member.clientAddress === address);
+      return byAddress?.name ?? this.members[i]?.name ?? null;
+    }
+    return null;
+  }
+
+  async stop(): Promise<void> {
+    for (const client of this.statusClients) client.close();
+    await stopProcesses(this.children, STOP_GRACE_MS);
+  }
+}
+
+interface StatusAnswer {
+  readonly leader_id: string;
+  readonly members: readonly { id: string; client_address: string }[];
+}
+
+function askStatus(client: grpc.Client): Promise<StatusAnswer> {
+  const status = (client as unknown as Record<string, grpc.requestCallback<StatusAnswer>>)
+    .Status as unknown as (
+    request: object,
+    options: grpc.CallOptions,
+    callback: (error: grpc.ServiceError | null, answer: StatusAnswer) => void,
+  ) => void;
+  return new Promise((resolve, reject) => {
+    status.call(client, {}, { deadline: Date.now() + STATUS_TIMEOUT_MS }, (error, answer) =>
+      error === null ? resolve(answer) : reject(error),
+    );
+  });
+}
+
+let clusterConstructor: grpc.ServiceClientConstructor | null = null;
+
+function clusterService(): grpc.ServiceClientConstructor {
+  if (clusterConstructor !== null) return clusterConstructor;
+  const definition = loadSync(PROTO_PATH, { keepCase: true, longs: String, defaults: true });
+  const loaded = grpc.loadPackageDefinition(definition) as unknown as {
+    dlm: { v1: { Cluster: grpc.ServiceClientConstructor } };
+  };
+  clusterConstructor = loaded.dlm.v1.Cluster;
+  return clusterConstructor;
+}
