@@ -41,9 +41,14 @@ export const DEFAULT_CHECK_OPTIONS: Required<CheckOptions> = {
   minimise: true,
 };
 
-/** Minimising retries the search once per op; past this size it is not worth the time. */
+/** Minimising retries the search many times; past this size it is not worth the time. */
 const MINIMISE_OPS_MAX = 300;
-const MINIMISE_TIME_MS = 5_000;
+/**
+ * Minimising is bounded by model steps, so the witness does not depend on the machine's
+ * load, and by wall time only as a backstop.
+ */
+const MINIMISE_STATES_MAX = 5_000_000;
+const MINIMISE_TIME_MS = 60_000;
 
 export type Verdict = 'ok' | 'violation' | 'unknown';
 
@@ -147,16 +152,19 @@ function minimise(
 ): readonly PartitionOp[] {
   if (ops.length > MINIMISE_OPS_MAX) return ops;
   const deadlineMs = performance.now() + MINIMISE_TIME_MS;
+  let statesLeft = MINIMISE_STATES_MAX;
   const opsOf = (sessions: readonly string[]): PartitionOp[] =>
     ops.filter((op) => sessions.includes(op.session));
-  const stillFails = (candidate: readonly PartitionOp[]): boolean =>
-    keepsExplanations(candidate, ops) &&
-    searchLinearization(candidate, model, { statesMax: 1_000_000, deadlineMs }).verdict ===
-      'violation';
+  const stillFails = (candidate: readonly PartitionOp[]): boolean => {
+    if (!keepsExplanations(candidate, ops)) return false;
+    const result = searchLinearization(candidate, model, { statesMax: statesLeft, deadlineMs });
+    statesLeft -= result.stats.statesExplored;
+    return result.verdict === 'violation';
+  };
   let kept = [...new Set(ops.map((op) => op.session))];
   for (let chunk = Math.ceil(kept.length / 2); chunk >= 1; chunk = Math.floor(chunk / 2)) {
     for (let from = kept.length - chunk; from > -chunk; from -= chunk) {
-      if (performance.now() > deadlineMs) return opsOf(kept);
+      if (statesLeft <= 0 || performance.now() > deadlineMs) return opsOf(kept);
       const start = Math.max(0, from);
       const without = [...kept.slice(0, start), ...kept.slice(from + chunk)];
       if (without.length < kept.length && stillFails(opsOf(without))) kept = without;
