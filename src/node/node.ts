@@ -54,11 +54,6 @@ export interface NodeRuntimeOptions {
   readonly compactionRetainEntries: number;
   /** How long shutdown waits for a leadership transfer to finish. */
   readonly shutdownTransferMs: number;
-  /**
-   * FOR MEASUREMENT ONLY (issue 12): the write path before it overlapped, every Raft
-   * write synced and every message sent after it. To be removed.
-   */
-  readonly serialWritePath?: boolean;
 }
 
 /** A monotonic clock; injected so tests can drive time. */
@@ -176,6 +171,11 @@ export class DlmNode {
   private wake: (() => void) | null = null;
   /** The Ready loop is handling a Ready (mostly: waiting for its write). */
   private handlingReady = false;
+  /**
+   * FOR MEASUREMENT ONLY (issue 12): the write path before it overlapped, every Raft
+   * write synced and every message sent after it. To be removed.
+   */
+  serialWritePath = false;
   private stopping = false;
   private failure: Error | null = null;
   private stopped: Promise<void> | null = null;
@@ -860,7 +860,7 @@ export class DlmNode {
     const wake = this.wake;
     this.wake = null;
     wake?.();
-    if (this.handlingReady && !this.stopping && this.options.serialWritePath !== true) {
+    if (this.handlingReady && !this.stopping && !this.serialWritePath) {
       this.sendRaft(this.raft.takeEarlyMessages());
     }
   }
@@ -904,7 +904,7 @@ export class DlmNode {
   }
 
   private async handleReady(ready: Ready): Promise<void> {
-    const serial = this.options.serialWritePath === true;
+    const serial = this.serialWritePath;
     // 1. What need not wait for the disk.
     if (!serial) this.sendRaft(ready.earlyMessages);
     // 2 and 3. Persist, and tell the core once it is durable.
@@ -956,7 +956,10 @@ export class DlmNode {
       for (const observer of this.observers) observer.persisted?.(seconds);
     }
     const last = ready.entries.at(-1);
-    if (last !== undefined) this.raft.persisted(last.index, last.term);
+    if (last === undefined) return;
+    this.raft.persisted(last.index, last.term);
+    // A leader whose followers were quicker than its disk commits now: tell them at once.
+    if (!this.serialWritePath) this.sendRaft(this.raft.takeEarlyMessages());
   }
 
   private applyEntry(entry: Entry): void {

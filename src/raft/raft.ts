@@ -86,6 +86,9 @@ export interface RaftConfig {
  *   date, and a leader commits by counting replicas only for entries of its own term.
  * - State Machine Safety: follows from the above; the host applies committed entries
  *   in index order.
+ * - Durability: an entry commits only once a majority of voters hold it on disk. A
+ *   leader's appends may leave before its own write is durable (thesis §10.2.1), but it
+ *   counts its own copy only once the host reports it (`persisted`).
  *
  * Roles are switched by swapping the `stepRole` and `tickRole` functions.
  */

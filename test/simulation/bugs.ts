@@ -51,7 +51,7 @@ class KeepsConflictingSuffix extends Raft {
  * follower's acknowledgement it commits and tells the followers, which apply an entry
  * that one disk of three holds.
  */
-class CountsOwnCopyBeforePersisting extends Raft {
+export class CountsOwnCopyBeforePersisting extends Raft {
   override propose(data: Uint8Array): ProposeResult {
     const result = super.propose(data);
     if (result.ok) this.countOwnCopy(result.index);
