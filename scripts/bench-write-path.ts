@@ -8,15 +8,15 @@ import { newRequestId, ProcessCluster } from '../test/support/process-cluster.ts
  * both variants see the same load of a shared machine. After a warm-up, blocks run in
  * ABBA order per cell; the report gives totals per variant and the median ratio of
  * neighbouring blocks.
- *   node --import tsx scripts/bench-write-path.ts [--warmup 3000] [--blocks 8] [--block-pairs 250]
+ *   node --import tsx scripts/bench-write-path.ts [--warmup 3000] [--blocks 12] [--block-pairs 150]
  */
 function flag(name: string, fallback: number): number {
   const at = process.argv.indexOf(`--${name}`);
   return at >= 0 ? Number(process.argv[at + 1]) : fallback;
 }
 const warmupPairs = flag('warmup', 3000);
-const blocks = flag('blocks', 8);
-const blockPairs = flag('block-pairs', 250);
+const blocks = flag('blocks', 12);
+const blockPairs = flag('block-pairs', 150);
 const concurrentClients = flag('clients', 16);
 const CLOCK_TICKS_PER_S = 100;
 
@@ -40,13 +40,20 @@ function median(values: readonly number[]): number {
   );
 }
 
+const KEEPALIVE_INTERVAL_MS = 20_000;
+
 async function openSession(cluster: ProcessCluster, node: string): Promise<string> {
   const opened = await cluster.callNode(node, 'OpenSession', {
-    ttl_ms: '300000',
+    ttl_ms: '60000',
     client_name: 'bench',
     request_id: newRequestId(),
   });
-  return String(opened.session_id);
+  const session = String(opened.session_id);
+  const timer = setInterval(() => {
+    cluster.call(node, 'KeepAlive', { session_id: session }).catch(() => {});
+  }, KEEPALIVE_INTERVAL_MS);
+  timer.unref();
+  return session;
 }
 
 async function pair(
@@ -82,6 +89,8 @@ interface Totals {
   followersCpuMs: number;
   loadCpuMs: number;
   blockPairsPerS: number[];
+  blockP50Ms: number[];
+  blockLeaderCpuMsPerWrite: number[];
 }
 
 function emptyTotals(): Totals {
@@ -93,6 +102,8 @@ function emptyTotals(): Totals {
     followersCpuMs: 0,
     loadCpuMs: 0,
     blockPairsPerS: [],
+    blockP50Ms: [],
+    blockLeaderCpuMsPerWrite: [],
   };
 }
 
@@ -116,15 +127,18 @@ class Bench {
     const before = new Map([...this.pids].map(([id, pid]) => [id, cpuMs(pid)]));
     const loadBefore = process.cpuUsage();
     const started = performance.now();
+    const latenciesMs: number[] = [];
     await Promise.all(
       sessions.map(async (session, client) => {
         for (let i = 0; i < pairsPerClient; i++) {
-          totals.latenciesMs.push(
+          latenciesMs.push(
             await pair(this.cluster, this.leader, session, `bench/${name}/${client}`),
           );
         }
       }),
     );
+    totals.latenciesMs.push(...latenciesMs);
+    totals.blockP50Ms.push(median(latenciesMs));
     const seconds = (performance.now() - started) / 1000;
     const load = process.cpuUsage(loadBefore);
     totals.seconds += seconds;
@@ -133,8 +147,10 @@ class Bench {
     totals.blockPairsPerS.push((sessions.length * pairsPerClient) / seconds);
     for (const [id, pid] of this.pids) {
       const spent = cpuMs(pid) - (before.get(id) ?? 0);
-      if (id === this.leader) totals.leaderCpuMs += spent;
-      else totals.followersCpuMs += spent;
+      if (id === this.leader) {
+        totals.leaderCpuMs += spent;
+        totals.blockLeaderCpuMsPerWrite.push(spent / (2 * sessions.length * pairsPerClient));
+      } else totals.followersCpuMs += spent;
     }
   }
 }
@@ -162,25 +178,32 @@ async function runCell(
   pairsPerClient: number,
 ) {
   const totals: Record<Variant, Totals> = { overlapped: emptyTotals(), serial: emptyTotals() };
-  const ratios: number[] = [];
+  const ratios = { pairsPerS: [] as number[], p50: [] as number[], leaderCpu: [] as number[] };
   for (let b = 0; b < blocks; b++) {
     // ABBA: overlapped, serial, serial, overlapped, ...
     const variant: Variant = b % 4 === 0 || b % 4 === 3 ? 'overlapped' : 'serial';
     await bench.use(variant);
     await bench.block(totals[variant], sessions, pairsPerClient, cell.replace(/\W+/g, '-'));
     if (b % 2 === 1) {
-      const o = totals.overlapped.blockPairsPerS.at(-1) ?? Number.NaN;
-      const s = totals.serial.blockPairsPerS.at(-1) ?? Number.NaN;
-      ratios.push(o / s);
+      const last = (t: Totals, key: 'blockPairsPerS' | 'blockP50Ms' | 'blockLeaderCpuMsPerWrite') =>
+        t[key].at(-1) ?? Number.NaN;
+      const { overlapped: o, serial: s } = totals;
+      ratios.pairsPerS.push(last(o, 'blockPairsPerS') / last(s, 'blockPairsPerS'));
+      ratios.p50.push(last(o, 'blockP50Ms') / last(s, 'blockP50Ms'));
+      ratios.leaderCpu.push(
+        last(o, 'blockLeaderCpuMsPerWrite') / last(s, 'blockLeaderCpuMsPerWrite'),
+      );
     }
   }
   for (const variant of ['overlapped', 'serial'] as const) {
     process.stdout.write(`${JSON.stringify(report(cell, variant, totals[variant]))}\n`);
   }
   const fmt = (r: number) => r.toFixed(2);
-  process.stdout.write(
-    `${cell}: overlapped/serial pairs/s per block pair: median ${fmt(median(ratios))} [${ratios.map(fmt).join(' ')}]\n`,
-  );
+  for (const [what, values] of Object.entries(ratios)) {
+    process.stdout.write(
+      `${cell}: overlapped/serial ${what} per neighbouring blocks: median ${fmt(median(values))} [${values.map(fmt).join(' ')}]\n`,
+    );
+  }
 }
 
 const cluster = await ProcessCluster.create(3, { raft: { tickIntervalMs: 50 } });
