@@ -76,11 +76,6 @@ export async function serve(args: ServeArgs): Promise<void> {
   const logForeign = rateLimitedPerKey(FOREIGN_LOG_INTERVAL_MS);
   const node = new DlmNode(id, storage, transport, runtimeOptions(config));
   running = node;
-  // FOR MEASUREMENT ONLY (issue 12): SIGUSR2 toggles the old write path; to be removed.
-  process.on('SIGUSR2', () => {
-    node.serialWritePath = !node.serialWritePath;
-    logger.info({ serialWritePath: node.serialWritePath }, 'write path toggled');
-  });
   const metrics = new NodeMetrics(node);
   let failed: (error: Error) => void = () => {};
   const failure = new Promise<Error>((resolve) => {

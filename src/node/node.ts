@@ -171,11 +171,6 @@ export class DlmNode {
   private wake: (() => void) | null = null;
   /** The Ready loop is handling a Ready (mostly: waiting for its write). */
   private handlingReady = false;
-  /**
-   * FOR MEASUREMENT ONLY (issue 12): the write path before it overlapped, every Raft
-   * write synced and every message sent after it. To be removed.
-   */
-  serialWritePath = false;
   private stopping = false;
   private failure: Error | null = null;
   private stopped: Promise<void> | null = null;
@@ -860,9 +855,7 @@ export class DlmNode {
     const wake = this.wake;
     this.wake = null;
     wake?.();
-    if (this.handlingReady && !this.stopping && !this.serialWritePath) {
-      this.sendRaft(this.raft.takeEarlyMessages());
-    }
+    if (this.handlingReady && !this.stopping) this.sendRaft(this.raft.takeEarlyMessages());
   }
 
   private sendRaft(messages: readonly Message[]): void {
@@ -904,11 +897,10 @@ export class DlmNode {
   }
 
   private async handleReady(ready: Ready): Promise<void> {
-    const serial = this.serialWritePath;
     // 1. What need not wait for the disk.
-    if (!serial) this.sendRaft(ready.earlyMessages);
+    this.sendRaft(ready.earlyMessages);
     // 2 and 3. Persist, and tell the core once it is durable.
-    await this.persist(serial ? { ...ready, mustSync: true } : ready);
+    await this.persist(ready);
     if (ready.softState !== null && ready.softState.leaderId !== this.lastLeaderId) {
       this.lastLeaderId = ready.softState.leaderId;
       // Writes forwarded to the old leader and not yet placed in the log may be lost with
@@ -921,7 +913,6 @@ export class DlmNode {
       for (const observer of this.observers) observer.leaderChanged?.();
     }
     // 4. Send what waited for the disk.
-    if (serial) this.sendRaft(ready.earlyMessages);
     this.sendRaft(ready.messages);
     // 5. Apply.
     if (ready.snapshot !== null) {
@@ -959,7 +950,7 @@ export class DlmNode {
     if (last === undefined) return;
     this.raft.persisted(last.index, last.term);
     // A leader whose followers were quicker than its disk commits now: tell them at once.
-    if (!this.serialWritePath) this.sendRaft(this.raft.takeEarlyMessages());
+    this.sendRaft(this.raft.takeEarlyMessages());
   }
 
   private applyEntry(entry: Entry): void {
