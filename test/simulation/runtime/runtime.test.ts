@@ -73,13 +73,19 @@ describe('the runtime simulation has teeth', () => {
   });
 
   // Each bug the runtime simulation found, brought back through a test-only seam, with
-  // the seeds it is required to be caught within (first catches measured: seeds 30, 2
-  // and 388). For the two state-machine bugs the first check to fire is State (a node's
+  // the seeds it is required to be caught within (first catches measured: seeds 154, 2
+  // and 23). For the two state-machine bugs the first check to fire is State (a node's
   // lock state differs from the reference replay of the committed log by the real state
   // machine): that shows the node does what the log says, not what clients were told,
   // so these two are weaker teeth than the first.
+  // The first got much rarer when the write path began to overlap (issue 12): it needs
+  // a restarted node to apply an entry of its previous run after it reused that entry's
+  // id, and entries now commit an fsync or two sooner, so fewer are still in flight when
+  // a node dies. With the serial write path it was caught at seeds 30 and 47 (Answer);
+  // now first at seed 154, as an abandoned Acquire still held (the wrongly completed
+  // write was never given back), a weaker sign than a wrong answer.
   const TEETH: readonly [keyof typeof INJECTED_RUNTIME_BUGS, number, RegExp][] = [
-    ['idsRestartWithProcess', 50, /^Violation: Answer: /],
+    ['idsRestartWithProcess', 160, /^Violation: (Answer|Abandoned acquire): /],
     ['staleRememberedGrant', 20, /^Violation: (State|Answer|Mutual exclusion|Give-back): /],
     ['giveBackByEntryIndex', 400, /^Violation: (State|Abandoned acquire): /],
   ];
@@ -112,6 +118,6 @@ describe('the runtime simulation has teeth', () => {
         return;
       }
       expect.fail(`${bug} went unnoticed for ${seedsMax} seeds`);
-    }, 120_000);
+    }, 300_000);
   }
 });
