@@ -10,6 +10,7 @@ import {
   type ConfigChange,
   DEFAULT_RAFT_OPTIONS,
   type Entry,
+  type Message,
   Raft,
   type RaftOptions,
   type Ready,
@@ -104,6 +105,7 @@ export type RestoredListener = (index: LogIndex) => void;
 
 /** Hooks for metrics and logs; each is cheap, and each is optional. */
 export interface NodeObserver {
+  /** A synced write of Raft state took `seconds` (writes that need no fsync are not told). */
   persisted?(seconds: number): void;
   proposed?(seconds: number, outcome: 'applied' | 'failed'): void;
   leaderChanged?(): void;
@@ -145,9 +147,11 @@ interface PendingRead {
  * One dlm node: the only place with time and I/O. It drives the pure Raft core and the
  * pure lock state machine:
  *
- * - The Ready loop persists each Ready in one synced write (group commit: everything
- *   that piled up during the previous write goes into the next), then sends, then
- *   applies, then advances.
+ * - The Ready loop persists each Ready in one write (group commit: everything that
+ *   piled up during the previous write goes into the next), synced unless it holds
+ *   only a new commit index. A leader's appends and heartbeats leave before and while
+ *   it writes; everything else is sent once the write is durable. Then it applies,
+ *   then advances (see ready.ts).
  * - Writes from clients are proposed on the leader or forwarded to it; either way the
  *   node that took the call answers it when it applies the entry.
  * - Reads go through ReadIndex and are served from this node's applied state.
@@ -165,6 +169,8 @@ export class DlmNode {
   private tickTimer: TimerHandle | null = null;
   private readyLoop: Promise<void> | null = null;
   private wake: (() => void) | null = null;
+  /** The Ready loop is handling a Ready (mostly: waiting for its write). */
+  private handlingReady = false;
   private stopping = false;
   private failure: Error | null = null;
   private stopped: Promise<void> | null = null;
@@ -838,10 +844,22 @@ export class DlmNode {
 
   // ------------------------------------------------------------------ the Ready loop
 
+  /**
+   * Something changed the core. An idle loop wakes up and takes a Ready. A busy one,
+   * usually waiting for a write, would take the next Ready only once that write is
+   * durable: the messages that need not wait for it (a leader's appends, carrying new
+   * entries or a new commit index, and heartbeats) leave now instead, so that
+   * replication never waits for the leader's own disk.
+   */
   private kick(): void {
     const wake = this.wake;
     this.wake = null;
     wake?.();
+    if (this.handlingReady && !this.stopping) this.sendRaft(this.raft.takeEarlyMessages());
+  }
+
+  private sendRaft(messages: readonly Message[]): void {
+    for (const message of messages) this.transport.send({ kind: 'raft', message });
   }
 
   private async runReadyLoop(): Promise<void> {
@@ -853,7 +871,12 @@ export class DlmNode {
           });
           continue;
         }
-        await this.handleReady(this.raft.ready());
+        this.handlingReady = true;
+        try {
+          await this.handleReady(this.raft.ready());
+        } finally {
+          this.handlingReady = false;
+        }
       }
     } catch (error) {
       this.stopOnFailure(error);
@@ -874,13 +897,10 @@ export class DlmNode {
   }
 
   private async handleReady(ready: Ready): Promise<void> {
-    // 1. Persist: one synced write for everything this Ready holds.
-    if (ready.snapshot !== null || ready.entries.length > 0 || ready.hardState !== null) {
-      const startedMs = this.clock.nowMs();
-      await this.storage.persist(ready);
-      const seconds = (this.clock.nowMs() - startedMs) / 1000;
-      for (const observer of this.observers) observer.persisted?.(seconds);
-    }
+    // 1. What need not wait for the disk.
+    this.sendRaft(ready.earlyMessages);
+    // 2 and 3. Persist, and tell the core once it is durable.
+    await this.persist(ready);
     if (ready.softState !== null && ready.softState.leaderId !== this.lastLeaderId) {
       this.lastLeaderId = ready.softState.leaderId;
       // Writes forwarded to the old leader and not yet placed in the log may be lost with
@@ -892,9 +912,9 @@ export class DlmNode {
       );
       for (const observer of this.observers) observer.leaderChanged?.();
     }
-    // 2. Send.
-    for (const message of ready.messages) this.transport.send({ kind: 'raft', message });
-    // 3. Apply.
+    // 4. Send what waited for the disk.
+    this.sendRaft(ready.messages);
+    // 5. Apply.
     if (ready.snapshot !== null) {
       this.restoreStateMachine(ready.snapshot);
       this.addresses.reconcile(this.raft.config);
@@ -902,7 +922,7 @@ export class DlmNode {
       for (const listener of this.restoredListeners) listener(index);
     }
     for (const entry of ready.committedEntries) this.applyEntry(entry);
-    // 4. Reads whose index is known.
+    // 6. Reads whose index is known.
     for (const readState of ready.readStates) {
       const read = this.reads.get(readState.context);
       if (read === undefined) continue;
@@ -912,6 +932,25 @@ export class DlmNode {
     this.raft.advance(ready);
     this.releaseAppliedWaiters();
     await this.maybeSnapshot();
+  }
+
+  /**
+   * One write for everything the Ready holds, synced only when it must be: a write that
+   * holds just a new commit index is not (Raft re-learns a commit index lost in a crash).
+   */
+  private async persist(ready: Ready): Promise<void> {
+    if (ready.snapshot === null && ready.entries.length === 0 && ready.hardState === null) return;
+    const startedMs = this.clock.nowMs();
+    await this.storage.persist(ready);
+    if (ready.mustSync) {
+      const seconds = (this.clock.nowMs() - startedMs) / 1000;
+      for (const observer of this.observers) observer.persisted?.(seconds);
+    }
+    const last = ready.entries.at(-1);
+    if (last === undefined) return;
+    this.raft.persisted(last.index, last.term);
+    // A leader whose followers were quicker than its disk commits now: tell them at once.
+    this.sendRaft(this.raft.takeEarlyMessages());
   }
 
   private applyEntry(entry: Entry): void {

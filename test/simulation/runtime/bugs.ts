@@ -6,6 +6,7 @@ import {
 } from '../../../src/lock/index.ts';
 import { DlmNode } from '../../../src/node/node.ts';
 import { ProposalRegistry } from '../../../src/node/proposals.ts';
+import { CountsOwnCopyBeforePersisting } from '../bugs.ts';
 import { buildNode, type RuntimeBugs } from './runner.ts';
 
 /**
@@ -80,5 +81,13 @@ export const INJECTED_RUNTIME_BUGS = {
     },
   },
   staleRememberedGrant: stateMachine(AnswersRetriesVerbatim),
+  /** The leader counts its own copy of a client's entry before its write is durable. */
+  countsOwnCopyBeforePersisting: {
+    createNode: (parts) => {
+      const node = buildNode(DlmNode, parts);
+      Object.setPrototypeOf(Reflect.get(node, 'raft'), CountsOwnCopyBeforePersisting.prototype);
+      return node;
+    },
+  },
   giveBackByEntryIndex: stateMachine(WithdrawsByIndex),
 } as const satisfies Record<string, RuntimeBugs>;

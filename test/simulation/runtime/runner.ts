@@ -8,9 +8,10 @@ import type { LockServiceHandlers } from '../../../src/api/proto.ts';
 import { DlmNode, type NodeRuntimeOptions } from '../../../src/node/node.ts';
 import type { Scheduler } from '../../../src/node/scheduler.ts';
 import type { Transport } from '../../../src/node/transport.ts';
+import { majority, type Raft } from '../../../src/raft/index.ts';
 import type { WritableStorage } from '../../../src/storage/writable-storage.ts';
 import { AssertionError } from '../../../src/util/assert.ts';
-import { type NodeId, nodeId } from '../../../src/util/ids.ts';
+import { type LogIndex, type NodeId, nodeId } from '../../../src/util/ids.ts';
 import { Prng } from '../../../src/util/prng.ts';
 import { chainHash, SafetyViolation } from '../checker.ts';
 import { RuntimeChecker } from './checker.ts';
@@ -319,9 +320,28 @@ export class RuntimeSimulation implements ClientTransport {
         });
       },
     });
+    node.subscribe((index) => this.checkDurable(slot.id, node, index));
     slot.process = process;
     this.say(`start ${slot.id}#${incarnation}`);
     clock.run('start', () => node.start());
+  }
+
+  /**
+   * Durability, as the core simulator checks it, with the disks as witnesses: a node
+   * applies an entry only once a majority of voters hold it on their disks (or in a
+   * snapshot). Recorded rather than thrown: the listener runs inside the node's apply.
+   */
+  private checkDurable(applier: NodeId, node: DlmNode, index: LogIndex): void {
+    const raft = Reflect.get(node, 'raft') as Raft;
+    const entryTerm = raft.log.term(index);
+    const { voters } = raft.config;
+    const holders = voters.filter((voter) => {
+      const durable = this.slots.get(voter)?.disk.durable;
+      if (durable === undefined) return false;
+      return durable.term(index) === entryTerm || durable.snapshot().metadata.index >= index;
+    });
+    if (holders.length >= majority(voters.length)) return;
+    this.violation ??= `Violation: Durability: ${applier} applied ${index}:${entryTerm} while ${holders.length} of ${voters.length} voters had it on disk (${holders.join(', ') || 'none'})`;
   }
 
   private crash(slot: NodeSlot, downtimeMs: number | null): void {
