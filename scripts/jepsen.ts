@@ -1,15 +1,15 @@
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { Violation } from '../test/jepsen/checker.ts';
-import { describeOp, type Op } from '../test/jepsen/history.ts';
+import type { Violation } from '../src/tools/jepsen/checker.ts';
+import { describeOp, type Op } from '../src/tools/jepsen/history.ts';
 import {
   NEMESES,
   type Nemesis,
   type RegisterVerdict,
   runJepsen,
   writeHistory,
-} from '../test/jepsen/run.ts';
+} from '../src/tools/jepsen/run.ts';
 
 /**
  * A Jepsen-style run against a local 3-node cluster of real processes:

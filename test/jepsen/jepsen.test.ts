@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { checkHistory, type Violation } from './checker.ts';
-import { describeOp, type Op } from './history.ts';
-import { checkAgainstLog } from './log-checker.ts';
-import type { LogGrant } from './raft-log.ts';
-import { faultWindows, runJepsen } from './run.ts';
+import { checkHistory, type Violation } from '../../src/tools/jepsen/checker.ts';
+import { describeOp, type Op } from '../../src/tools/jepsen/history.ts';
+import { checkAgainstLog } from '../../src/tools/jepsen/log-checker.ts';
+import type { LogGrant } from '../../src/tools/jepsen/raft-log.ts';
+import { faultWindows, runJepsen } from '../../src/tools/jepsen/run.ts';
 
 /**
  * One short Jepsen-style run against real processes (kill -9 + restart, SIGSTOP/SIGCONT

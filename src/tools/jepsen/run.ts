@@ -7,9 +7,9 @@ import {
   LockNotAcquiredError,
   type Session,
   SessionLostError,
-} from '../../src/client/index.ts';
-import { Prng } from '../../src/util/prng.ts';
-import { ProcessCluster } from '../support/process-cluster.ts';
+} from '../../client/index.ts';
+import { Prng } from '../../util/prng.ts';
+import { ProcessCluster } from '../process-cluster.ts';
 import { checkHistory, type Violation } from './checker.ts';
 import { History, type NemesisEvent, type NemesisKind, now, type Op } from './history.ts';
 import {
