@@ -1,4 +1,4 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, type SpawnOptions, spawn } from 'node:child_process';
 import { mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +19,21 @@ export interface ProcessNode {
   readonly clientAddress: string;
   readonly metricsAddress: string;
 }
+
+/**
+ * Starts one node's process. The default spawns it here; a Jepsen run with partitions
+ * passes one that spawns it inside the node's network namespace (NetnsNetwork.spawn).
+ * It must return the node's own process (`ip netns exec` execs the command, so it
+ * does), since kill and SIGSTOP go to that pid.
+ */
+export type NodeSpawner = (
+  id: string,
+  file: string,
+  args: readonly string[],
+  options: SpawnOptions,
+) => ChildProcess;
+
+const spawnHere: NodeSpawner = (_id, file, args, options) => spawn(file, args, options);
 
 export interface StartOptions {
   /** Start empty and wait to be added (`dlm serve --join`), with every node's config. */
@@ -71,6 +86,7 @@ export class ProcessCluster {
   private constructor(
     readonly nodes: readonly ProcessNode[],
     readonly founders: readonly ProcessNode[],
+    private readonly spawnNode: NodeSpawner = spawnHere,
   ) {}
 
   /**
@@ -91,7 +107,20 @@ export class ProcessCluster {
         metricsAddress: `127.0.0.1:${await freePort()}`,
       });
     }
-    const cluster = new ProcessCluster(nodes, nodes.slice(0, founders));
+    return ProcessCluster.withNodes(nodes, extra, founders);
+  }
+
+  /**
+   * A cluster of the given nodes (addresses chosen by the caller, e.g. one per network
+   * namespace), each started through `spawnNode`; the first `founders` found it.
+   */
+  static withNodes(
+    nodes: readonly ProcessNode[],
+    extra: Record<string, unknown> = {},
+    founders = nodes.length,
+    spawnNode: NodeSpawner = spawnHere,
+  ): ProcessCluster {
+    const cluster = new ProcessCluster(nodes, nodes.slice(0, founders), spawnNode);
     const config = { dataDir: './data', raft: { tickIntervalMs: 20 }, ...extra };
     writeFileSync(cluster.configPath, JSON.stringify({ nodes: cluster.founders, ...config }));
     writeFileSync(cluster.allNodesConfigPath, JSON.stringify({ nodes, ...config }));
@@ -104,7 +133,7 @@ export class ProcessCluster {
     const args = options.join
       ? ['--config', this.allNodesConfigPath, '--node', id, '--join']
       : ['--config', this.configPath, '--node', id];
-    const child = spawn(process.execPath, [join(ROOT, 'bin/dlm'), 'serve', ...args], {
+    const child = this.spawnNode(id, process.execPath, [join(ROOT, 'bin/dlm'), 'serve', ...args], {
       stdio: ['ignore', log, log],
       env: { ...process.env, ...options.env },
     });

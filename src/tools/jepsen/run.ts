@@ -11,6 +11,16 @@ import {
 import { Prng } from '../../util/prng.ts';
 import { ProcessCluster } from '../process-cluster.ts';
 import { checkHistory, type Violation } from './checker.ts';
+import {
+  type ClockFault,
+  clockFaultsUnavailable,
+  clockFaultTimestampFile,
+  drawPartition,
+  partitionedNodes,
+  partitionNetwork,
+  planClockFault,
+  setClockOffset,
+} from './faults.ts';
 import { History, type NemesisEvent, type NemesisKind, now, type Op } from './history.ts';
 import {
   checkAgainstLog,
@@ -18,6 +28,7 @@ import {
   type LogCheckStats,
   type RegisterCheckStats,
 } from './log-checker.ts';
+import type { NetnsNetwork } from './netns.ts';
 import { type ReplayedLog, readCommittedLog } from './raft-log.ts';
 import {
   REGISTER_MODES,
@@ -31,7 +42,8 @@ import {
  * and write under them to two registers in a process of their own (one fenced, one
  * that ignores tokens: the negative control), while nemeses kill (-9) and restart
  * nodes, freeze them with SIGSTOP, freeze the registers, and pause clients past their
- * lease. Then the history
+ * lease, partition the nodes' network (when namespaces can be made) and restart nodes
+ * under a faked clock (when libfaketime is installed). Then the history
  * is checked on its own, against the committed Raft log read from the nodes' disks,
  * and against each register's record of what it accepted.
  *
@@ -39,7 +51,14 @@ import {
  * leader", how long) and the clients' choices; the OS timing, and so the history, is
  * not reproducible.
  */
-export const NEMESES = ['kill', 'pause', 'register-pause', 'client-pause'] as const;
+export const NEMESES = [
+  'kill',
+  'pause',
+  'register-pause',
+  'client-pause',
+  'partition',
+  'clock',
+] as const;
 export type Nemesis = (typeof NEMESES)[number];
 
 export interface JepsenOptions {
@@ -47,6 +66,8 @@ export interface JepsenOptions {
   readonly seed: number;
   readonly clients: number;
   readonly locks: number;
+  /** Cluster size (3 unless given); majorities-ring partitions need 4 or more. */
+  readonly nodes?: number;
   /** Which faults to inject; all of them unless given. */
   readonly nemeses?: readonly Nemesis[];
   /** Called every few seconds while the run goes on. */
@@ -74,6 +95,8 @@ export interface JepsenResult {
   readonly startMs: number;
   readonly endMs: number;
   readonly clusterDir: string;
+  /** Nemeses asked for that could not run here, and why: skipped, never passed. */
+  readonly skipped: readonly { nemesis: Nemesis; reason: string }[];
 }
 
 const SESSION_TTL_MS = 3_000;
@@ -104,6 +127,8 @@ const OPENING: Partial<Record<NemesisKind, NemesisKind>> = {
   resume: 'pause',
   'client-resume': 'client-pause',
   'register-resume': 'register-pause',
+  heal: 'partition',
+  'clock-restore': 'clock',
 };
 
 /** Windows [from, to) when some node was down or frozen, a client paused or the registers frozen. */
@@ -153,7 +178,37 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
   const clientPrngs = Array.from({ length: options.clients }, () => prng.fork());
   const locks = Array.from({ length: options.locks }, (_, i) => `jepsen/${i}`);
 
-  const cluster = await ProcessCluster.create(3);
+  const size = options.nodes ?? 3;
+  const skipped: { nemesis: Nemesis; reason: string }[] = [];
+  // Partitions need every node in a namespace of its own; the nodes are spawned there
+  // (the pid is the node's, so kill and SIGSTOP still reach it) and listen on their
+  // bridge addresses, which this process (the root namespace) reaches directly. Their
+  // data stays on the shared filesystem, where the log reading finds it.
+  let network: NetnsNetwork | null = null;
+  if (nemeses.has('partition')) {
+    const ids = Array.from({ length: size }, (_, i) => `n${i + 1}`);
+    const made = await partitionNetwork(ids);
+    network = made.network;
+    if (made.skipped !== null) skipped.push({ nemesis: 'partition', reason: made.skipped });
+  }
+  if (nemeses.has('clock')) {
+    const reason = clockFaultsUnavailable();
+    if (reason !== null) skipped.push({ nemesis: 'clock', reason });
+  }
+  for (const { nemesis, reason } of skipped) {
+    console.log(`${nemesis} nemesis skipped: ${reason}`);
+    nemeses.delete(nemesis);
+  }
+  const spawnIn = network;
+  const cluster =
+    spawnIn === null
+      ? await ProcessCluster.create(size)
+      : ProcessCluster.withNodes(
+          partitionedNodes(spawnIn),
+          {},
+          size,
+          (id, file, args, spawnOptions) => spawnIn.spawn(id, file, args, spawnOptions),
+        );
   const history = new History();
   const nemesisEvents: NemesisEvent[] = [];
   const stop: Stop = { clients: false, nemesis: false };
@@ -193,14 +248,15 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
         connect,
       }),
     );
-    const nemesis = nemesisLoop(
+    const nemesis = nemesisLoop({
       cluster,
-      registerProcess,
-      nemeses,
-      nemesisPrng,
-      nemesisEvents,
+      registers: registerProcess,
+      network,
+      enabled: nemeses,
+      prng: nemesisPrng,
+      events: nemesisEvents,
       stop,
-    );
+    });
     const clientPause = nemeses.has('client-pause')
       ? clientPauseLoop(pauses, clientPausePrng, stop)
       : Promise.resolve();
@@ -223,6 +279,7 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
     // the iteration they are in (every call is bounded) and release.
     stop.nemesis = true;
     await Promise.all([nemesis, clientPause]);
+    await network?.heal();
     for (const node of cluster.nodes) {
       if (!cluster.isRunning(node.id)) {
         cluster.start(node.id);
@@ -240,9 +297,12 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
   } finally {
     for (const connection of connections) connection.close();
     await cluster.stopAll();
+    // The data directories are on the shared filesystem: the namespaces can go now.
+    await network?.close();
   }
   try {
     return await checkRun({
+      skipped,
       ops: history.ops,
       nemesisEvents,
       cluster,
@@ -257,6 +317,7 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
 }
 
 async function checkRun(run: {
+  skipped: readonly { nemesis: Nemesis; reason: string }[];
   ops: readonly Op[];
   nemesisEvents: readonly NemesisEvent[];
   cluster: ProcessCluster;
@@ -292,6 +353,7 @@ async function checkRun(run: {
     startMs: run.startMs,
     endMs,
     clusterDir: cluster.dir,
+    skipped: run.skipped,
   };
 }
 
@@ -515,27 +577,54 @@ async function clientPauseLoop(pauses: ClientPauses, prng: Prng, stop: Stop): Pr
   }
 }
 
+interface NemesisContext {
+  readonly cluster: ProcessCluster;
+  readonly registers: RegisterProcess;
+  /** The nodes' namespaces, when partitions can run. */
+  readonly network: NetnsNetwork | null;
+  readonly enabled: ReadonlySet<Nemesis>;
+  readonly prng: Prng;
+  readonly events: NemesisEvent[];
+  readonly stop: Stop;
+}
+
+/** A partition lasts this long (ms): from below to well above the election timeout. */
+const PARTITION_MS: readonly [number, number] = [500, 3_000];
+/** A node runs under a faked clock this long (ms) before its normal restart. */
+const CLOCK_FAULT_MS: readonly [number, number] = [2_000, 4_000];
+/** A wall-clock jump comes this long (ms) after the node serves under libfaketime. */
+const CLOCK_JUMP_AFTER_MS: readonly [number, number] = [300, 1_000];
+const SERVING_TIMEOUT_MS = 10_000;
+
 /**
- * Every 1–2 s one fault, healed before the next, so at most one node is ever down or
- * frozen: kill -9 a node and restart it after 0.5–2 s (2 in 5), SIGSTOP a node (half
- * the time the leader) for 0.5–3 s (2 in 5), or SIGSTOP the register process for
- * 1–2.5 s (1 in 5; calls to it time out and are 'info'). Every draw is made whatever
+ * Every 1–2 s one fault, healed before the next, so at most one node is ever down,
+ * frozen, cut off or on a faked clock: kill -9 a node and restart it after 0.5–2 s,
+ * SIGSTOP a node (half the time the leader) for 0.5–3 s, SIGSTOP the register process
+ * for 1–2.5 s (calls to it time out and are 'info'), partition the network for 0.5–3 s
+ * (a seeded shape: see drawPartition), or restart a node under a faked clock for 2–4 s.
+ * Node faults come twice as often as register freezes. Every draw is made whatever
  * happens, so the schedule depends on the seed alone ("the leader" is whoever leads
- * then).
+ * then; a partition or clock fault draws from PRNGs of its own, so a leader-directed
+ * shape's extra draws shift nothing else).
  */
-async function nemesisLoop(
-  cluster: ProcessCluster,
-  registers: RegisterProcess,
-  enabled: ReadonlySet<Nemesis>,
-  prng: Prng,
-  events: NemesisEvent[],
-  stop: Stop,
-): Promise<void> {
-  // Node faults twice as often as register freezes: they are what the cluster must survive.
-  const kinds = (['kill', 'kill', 'pause', 'pause', 'register-pause'] as const).filter((kind) =>
-    enabled.has(kind),
-  );
+async function nemesisLoop(ctx: NemesisContext): Promise<void> {
+  const { cluster, enabled, prng, events, stop } = ctx;
+  const kinds = (
+    [
+      'kill',
+      'kill',
+      'pause',
+      'pause',
+      'register-pause',
+      'partition',
+      'partition',
+      'clock',
+      'clock',
+    ] as const
+  ).filter((kind) => enabled.has(kind));
   if (kinds.length === 0) return;
+  const partitionPrng = prng.fork();
+  const clockPrng = prng.fork();
   const ids = cluster.nodes.map((node) => node.id);
   for (;;) {
     const waitMs = prng.intBetween(1_000, 2_000);
@@ -546,26 +635,43 @@ async function nemesisLoop(
     const downMs =
       kind === 'register-pause'
         ? prng.intBetween(WRITE_TIMEOUT_MS, 2_500)
-        : prng.intBetween(500, kind === 'kill' ? 2_000 : 3_000);
+        : kind === 'partition'
+          ? prng.intBetween(...PARTITION_MS)
+          : kind === 'clock'
+            ? prng.intBetween(...CLOCK_FAULT_MS)
+            : prng.intBetween(500, kind === 'kill' ? 2_000 : 3_000);
     await sleepUnless(waitMs, stop);
     if (stop.nemesis) return;
     if (kind === 'register-pause') {
       events.push({ atMs: now(), kind: 'register-pause', target: 'registers' });
-      registers.pause();
+      ctx.registers.pause();
       await sleep(downMs);
-      registers.resume();
+      ctx.registers.resume();
       events.push({ atMs: now(), kind: 'register-resume', target: 'registers' });
+      continue;
+    }
+    if (kind === 'partition' && ctx.network !== null) {
+      await partitionOnce(ctx.network, cluster, partitionPrng, downMs, events);
       continue;
     }
     const leader = targetLeader ? await cluster.leader() : null;
     const node = leader ?? randomNode;
-    if (kind === 'kill') {
+    if (kind === 'clock') {
+      await clockFaultOnce(
+        cluster,
+        node,
+        planClockFault(clockPrng, clockFaultTimestampFile(cluster.dir, node)),
+        clockPrng,
+        downMs,
+        events,
+      );
+    } else if (kind === 'kill') {
       events.push({ atMs: now(), kind: 'kill', target: node });
       await cluster.kill(node);
       await sleep(downMs);
       cluster.start(node);
       events.push({ atMs: now(), kind: 'restart', target: node });
-      await waitUntilServing(cluster, node, 10_000);
+      await waitUntilServing(cluster, node, SERVING_TIMEOUT_MS);
     } else {
       events.push({ atMs: now(), kind: 'pause', target: node });
       cluster.pause(node);
@@ -574,6 +680,56 @@ async function nemesisLoop(
       events.push({ atMs: now(), kind: 'resume', target: node });
     }
   }
+}
+
+/** One seeded partition, held for `ms`, then healed; both recorded with the shape. */
+async function partitionOnce(
+  network: NetnsNetwork,
+  cluster: ProcessCluster,
+  prng: Prng,
+  ms: number,
+  events: NemesisEvent[],
+): Promise<void> {
+  // Asked every time, so the draws do not depend on whether a leader was found.
+  const leader = await cluster.leader();
+  const plan = drawPartition(prng, network.nodeIds, leader);
+  await network.apply(plan.grudge);
+  events.push({ atMs: now(), kind: 'partition', target: 'network', detail: plan.description });
+  await sleep(ms);
+  await network.heal();
+  events.push({ atMs: now(), kind: 'heal', target: 'network', detail: plan.description });
+}
+
+/**
+ * Restarts one node (kill -9, so the restart is also a crash) under a faked clock, moves
+ * its wall clock while it runs if the fault is a jump, and after `ms` restarts it on the
+ * real clock. The window between 'clock' and 'clock-restore' is when the node ran faked.
+ */
+async function clockFaultOnce(
+  cluster: ProcessCluster,
+  node: string,
+  fault: ClockFault,
+  prng: Prng,
+  ms: number,
+  events: NemesisEvent[],
+): Promise<void> {
+  const jumpAfterMs = prng.intBetween(...CLOCK_JUMP_AFTER_MS);
+  const file = fault.env.FAKETIME_TIMESTAMP_FILE;
+  if (file !== undefined) setClockOffset(file, '+0');
+  events.push({ atMs: now(), kind: 'clock', target: node, detail: fault.detail });
+  await cluster.kill(node);
+  cluster.start(node, { env: fault.env });
+  await waitUntilServing(cluster, node, SERVING_TIMEOUT_MS);
+  const startedMs = now();
+  if (file !== undefined && fault.jumpTo !== null) {
+    await sleep(jumpAfterMs);
+    setClockOffset(file, fault.jumpTo);
+  }
+  await sleep(Math.max(0, ms - (now() - startedMs)));
+  await cluster.kill(node);
+  cluster.start(node);
+  events.push({ atMs: now(), kind: 'clock-restore', target: node, detail: fault.detail });
+  await waitUntilServing(cluster, node, SERVING_TIMEOUT_MS);
 }
 
 async function sleepUnless(ms: number, stop: { nemesis: boolean }): Promise<void> {
