@@ -70,6 +70,11 @@ export interface JepsenOptions {
   readonly nodes?: number;
   /** Which faults to inject; all of them unless given. */
   readonly nemeses?: readonly Nemesis[];
+  /**
+   * Faults the nemesis injects first, in this order (those enabled and available),
+   * before its seeded choice takes over: a short run then surely has each of them.
+   */
+  readonly opening?: readonly Nemesis[];
   /** Called every few seconds while the run goes on. */
   readonly onProgress?: (progress: { elapsedMs: number; ops: number; nemesis: number }) => void;
 }
@@ -253,6 +258,7 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
       registers: registerProcess,
       network,
       enabled: nemeses,
+      opening: (options.opening ?? []).filter((kind) => nemeses.has(kind)),
       prng: nemesisPrng,
       events: nemesisEvents,
       stop,
@@ -583,6 +589,7 @@ interface NemesisContext {
   /** The nodes' namespaces, when partitions can run. */
   readonly network: NetnsNetwork | null;
   readonly enabled: ReadonlySet<Nemesis>;
+  readonly opening: readonly Nemesis[];
   readonly prng: Prng;
   readonly events: NemesisEvent[];
   readonly stop: Stop;
@@ -626,9 +633,14 @@ async function nemesisLoop(ctx: NemesisContext): Promise<void> {
   const partitionPrng = prng.fork();
   const clockPrng = prng.fork();
   const ids = cluster.nodes.map((node) => node.id);
-  for (;;) {
+  // client-pause has a loop of its own; the others open in the order asked.
+  const opening = ctx.opening.flatMap((asked) =>
+    kinds.filter((kind) => kind === asked).slice(0, 1),
+  );
+  for (let round = 0; ; round++) {
     const waitMs = prng.intBetween(1_000, 2_000);
-    const kind = prng.pick(kinds);
+    const drawn = prng.pick(kinds);
+    const kind = opening[round] ?? drawn;
     const randomNode = prng.pick(ids);
     const targetLeader = prng.chance(0.5);
     // A register freeze outlasts the write timeout at least a little, so writes go 'info'.
