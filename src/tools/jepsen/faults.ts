@@ -22,10 +22,17 @@ export const LIBFAKETIME = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1'
  * clockDriftMax), so that is the bound used here until the contract states one.
  */
 export const CLOCK_RATE_IN_BOUND: readonly [number, number] = [0.95, 1.05];
+/**
+ * Beyond the bound: the node's clocks, monotonic included, run this many times too fast.
+ * Aimed at the leader, its leases end early in real time, so a client can still believe
+ * it holds a lock the cluster has granted again: real-time mutual exclusion may be lost,
+ * and only fencing keeps the resource safe.
+ */
+export const CLOCK_RATE_BEYOND: readonly [number, number] = [1.5, 3];
 /** How far a wall-clock jump moves the node's clock (either way). */
 const WALL_JUMP_S: readonly [number, number] = [30, 3_600];
 
-export type ClockFaultKind = 'wall-jump-forward' | 'wall-jump-back' | 'rate';
+export type ClockFaultKind = 'wall-jump-forward' | 'wall-jump-back' | 'rate' | 'rate-beyond';
 
 export interface ClockFault {
   readonly kind: ClockFaultKind;
@@ -47,17 +54,18 @@ export interface ClockFault {
  * libuv's timers all run R times fast), so the node's leases and election timers run at
  * that rate. Within CLOCK_RATE_IN_BOUND nothing may break.
  */
-export function planClockFault(prng: Prng, timestampFile: string): ClockFault {
-  const kind = prng.pick(['wall-jump-forward', 'wall-jump-back', 'rate'] as const);
+export function planClockFault(prng: Prng, timestampFile: string, beyond = false): ClockFault {
+  const drawn = prng.pick(['wall-jump-forward', 'wall-jump-back', 'rate'] as const);
+  const kind = beyond ? 'rate-beyond' : drawn;
   const jumpS = prng.intBetween(...WALL_JUMP_S);
-  const [low, high] = CLOCK_RATE_IN_BOUND;
+  const [low, high] = beyond ? CLOCK_RATE_BEYOND : CLOCK_RATE_IN_BOUND;
   const rate = Number((low + prng.nextFloat() * (high - low)).toFixed(3));
-  if (kind === 'rate') {
+  if (kind === 'rate' || kind === 'rate-beyond') {
     return {
       kind,
       env: { LD_PRELOAD: LIBFAKETIME, FAKETIME: `+0 x${rate}` },
       jumpTo: null,
-      detail: `clock rate x${rate} (monotonic too)`,
+      detail: `clock rate x${rate} (monotonic too)${beyond ? ', beyond the drift bound' : ''}`,
     };
   }
   const offset = `${kind === 'wall-jump-forward' ? '+' : '-'}${jumpS}s`;
