@@ -800,6 +800,9 @@ async function clockFaultOnce(
   await cluster.kill(node);
   cluster.start(node, { env: fault.env });
   await waitUntilServing(cluster, node, SERVING_TIMEOUT_MS);
+  // The restart cost the node its leadership; a fast clock only cuts leases short on
+  // the leader, so hand leadership back to it (best effort, bounded).
+  const led = fault.kind === 'rate-beyond' ? await transferLeadership(cluster, node) : null;
   const startedMs = now();
   if (file !== undefined && fault.jumpTo !== null) {
     await sleep(jumpAfterMs);
@@ -808,8 +811,28 @@ async function clockFaultOnce(
   await sleep(Math.max(0, ms - (now() - startedMs)));
   await cluster.kill(node);
   cluster.start(node);
-  events.push({ atMs: now(), kind: 'clock-restore', target: node, detail: fault.detail });
+  // The restore says whether the fast node led, so a reader knows what the fault tested.
+  const ledText = led === null ? '' : led ? '; it led' : '; it could not be made leader';
+  events.push({
+    atMs: now(),
+    kind: 'clock-restore',
+    target: node,
+    detail: `${fault.detail}${ledText}`,
+  });
   await waitUntilServing(cluster, node, SERVING_TIMEOUT_MS);
+}
+
+/** Whether `to` leads afterwards. */
+async function transferLeadership(cluster: ProcessCluster, to: string): Promise<boolean> {
+  const leader = await cluster.leader();
+  if (leader === to) return true;
+  if (leader === null) return false;
+  try {
+    await cluster.call(leader, 'TransferLeadership', { target_node_id: to }, 3_000, 'Cluster');
+  } catch {
+    // The fault still runs on a follower: its election timer runs fast, which is harmless.
+  }
+  return (await cluster.leader()) === to;
 }
 
 async function sleepUnless(ms: number, stop: { nemesis: boolean }): Promise<void> {
