@@ -656,7 +656,11 @@ interface NemesisContext {
   readonly stop: Stop;
 }
 
-/** A partition lasts this long (ms): from below to well above the election timeout. */
+/**
+ * A partition lasts this long (ms): 2.5 to 15 election timeouts (10 ticks of 20 ms), so
+ * a cut-off leader is replaced; at most the session TTL, so the clients' sessions, which
+ * can reach the majority side, need not expire.
+ */
 const PARTITION_MS: readonly [number, number] = [500, 3_000];
 /** A node runs under a faked clock this long (ms) before its normal restart. */
 const CLOCK_FAULT_MS: readonly [number, number] = [2_000, 4_000];
