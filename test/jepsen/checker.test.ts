@@ -1,6 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { checkFencing, checkHistory, checkMutualExclusion } from './checker.ts';
-import type { Op } from './history.ts';
+import {
+  checkFencing,
+  checkHistory,
+  checkMutualExclusion,
+} from '../../src/tools/jepsen/checker.ts';
+import type { Op } from '../../src/tools/jepsen/history.ts';
 
 /** A hand-written history: ops get ids in the order given. */
 function history(...specs: Omit<Op, 'id'>[]): Op[] {

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { checkMutualExclusion } from './checker.ts';
-import type { Op } from './history.ts';
-import { CommitClock, checkAgainstLog, checkRegister } from './log-checker.ts';
-import type { LogGrant, ReplayedLog } from './raft-log.ts';
-import type { RegisterDecision } from './register.ts';
+import { checkMutualExclusion } from '../../src/tools/jepsen/checker.ts';
+import type { Op } from '../../src/tools/jepsen/history.ts';
+import { CommitClock, checkAgainstLog, checkRegister } from '../../src/tools/jepsen/log-checker.ts';
+import type { LogGrant, ReplayedLog } from '../../src/tools/jepsen/raft-log.ts';
+import type { RegisterDecision } from '../../src/tools/jepsen/register.ts';
 
 /** Hand-made histories and logs: ops get ids in the order given. */
 function history(...specs: Omit<Op, 'id'>[]): Op[] {

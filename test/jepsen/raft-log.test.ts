@@ -6,8 +6,8 @@ import { type LockCommand, LockStateMachine } from '../../src/lock/index.ts';
 import { decodeEntry, encodeEntry, encodeLockSnapshot } from '../../src/node/entry-codec.ts';
 import type { Entry } from '../../src/raft/types.ts';
 import { LevelStorage } from '../../src/storage/index.ts';
+import { readCommittedLog } from '../../src/tools/jepsen/raft-log.ts';
 import { fencingToken, logIndex, nodeId, sessionId, term } from '../../src/util/ids.ts';
-import { readCommittedLog } from './raft-log.ts';
 
 /**
  * The ground truth the Jepsen checker trusts: real LevelDB directories written with the

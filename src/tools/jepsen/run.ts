@@ -7,10 +7,20 @@ import {
   LockNotAcquiredError,
   type Session,
   SessionLostError,
-} from '../../src/client/index.ts';
-import { Prng } from '../../src/util/prng.ts';
-import { ProcessCluster } from '../support/process-cluster.ts';
+} from '../../client/index.ts';
+import { Prng } from '../../util/prng.ts';
+import { ProcessCluster } from '../process-cluster.ts';
 import { checkHistory, type Violation } from './checker.ts';
+import {
+  type ClockFault,
+  clockFaultsUnavailable,
+  clockFaultTimestampFile,
+  drawPartition,
+  partitionedNodes,
+  partitionNetwork,
+  planClockFault,
+  setClockOffset,
+} from './faults.ts';
 import { History, type NemesisEvent, type NemesisKind, now, type Op } from './history.ts';
 import {
   checkAgainstLog,
@@ -18,6 +28,7 @@ import {
   type LogCheckStats,
   type RegisterCheckStats,
 } from './log-checker.ts';
+import type { NetnsNetwork } from './netns.ts';
 import { type ReplayedLog, readCommittedLog } from './raft-log.ts';
 import {
   REGISTER_MODES,
@@ -31,7 +42,8 @@ import {
  * and write under them to two registers in a process of their own (one fenced, one
  * that ignores tokens: the negative control), while nemeses kill (-9) and restart
  * nodes, freeze them with SIGSTOP, freeze the registers, and pause clients past their
- * lease. Then the history
+ * lease, partition the nodes' network (when namespaces can be made) and restart nodes
+ * under a faked clock (when libfaketime is installed). Then the history
  * is checked on its own, against the committed Raft log read from the nodes' disks,
  * and against each register's record of what it accepted.
  *
@@ -39,16 +51,36 @@ import {
  * leader", how long) and the clients' choices; the OS timing, and so the history, is
  * not reproducible.
  */
-export const NEMESES = ['kill', 'pause', 'register-pause', 'client-pause'] as const;
-export type Nemesis = (typeof NEMESES)[number];
+export const NEMESES = [
+  'kill',
+  'pause',
+  'register-pause',
+  'client-pause',
+  'partition',
+  'clock',
+] as const;
+/**
+ * Faults only run when named: `clock-beyond` runs the leader's clocks 1.5–3 times fast,
+ * past the drift bound, where real-time mutual exclusion may be lost (and is then
+ * reported apart, as expected) but fencing must still hold.
+ */
+export const OPT_IN_NEMESES = ['clock-beyond'] as const;
+export type Nemesis = (typeof NEMESES)[number] | (typeof OPT_IN_NEMESES)[number];
 
 export interface JepsenOptions {
   readonly seconds: number;
   readonly seed: number;
   readonly clients: number;
   readonly locks: number;
+  /** Cluster size (3 unless given); majorities-ring partitions need 4 or more. */
+  readonly nodes?: number;
   /** Which faults to inject; all of them unless given. */
   readonly nemeses?: readonly Nemesis[];
+  /**
+   * Faults the nemesis injects first, in this order (those enabled and available),
+   * before its seeded choice takes over: a short run then surely has each of them.
+   */
+  readonly opening?: readonly Nemesis[];
   /** Called every few seconds while the run goes on. */
   readonly onProgress?: (progress: { elapsedMs: number; ops: number; nemesis: number }) => void;
 }
@@ -74,6 +106,13 @@ export interface JepsenResult {
   readonly startMs: number;
   readonly endMs: number;
   readonly clusterDir: string;
+  /**
+   * Real-time violations (mutual-exclusion, granted-while-held) around a clock fault
+   * beyond the drift bound: allowed there, reported apart. Empty without clock-beyond.
+   */
+  readonly beyondBound: readonly Violation[];
+  /** Nemeses asked for that could not run here, and why: skipped, never passed. */
+  readonly skipped: readonly { nemesis: Nemesis; reason: string }[];
 }
 
 const SESSION_TTL_MS = 3_000;
@@ -104,14 +143,25 @@ const OPENING: Partial<Record<NemesisKind, NemesisKind>> = {
   resume: 'pause',
   'client-resume': 'client-pause',
   'register-resume': 'register-pause',
+  heal: 'partition',
+  'clock-restore': 'clock',
 };
 
+export interface FaultWindow {
+  readonly from: number;
+  readonly to: number;
+  readonly target: string;
+  readonly kind: NemesisKind;
+  readonly detail?: string;
+}
+
+function detailOf(event: NemesisEvent): { detail?: string } {
+  return event.detail === undefined ? {} : { detail: event.detail };
+}
+
 /** Windows [from, to) when some node was down or frozen, a client paused or the registers frozen. */
-export function faultWindows(
-  events: readonly NemesisEvent[],
-  endMs: number,
-): { from: number; to: number; target: string; kind: NemesisKind }[] {
-  const windows: { from: number; to: number; target: string; kind: NemesisKind }[] = [];
+export function faultWindows(events: readonly NemesisEvent[], endMs: number): FaultWindow[] {
+  const windows: FaultWindow[] = [];
   const open = new Map<string, NemesisEvent>();
   for (const event of events) {
     const opens = OPENING[event.kind];
@@ -123,10 +173,22 @@ export function faultWindows(
     const start = open.get(key);
     if (start === undefined) continue;
     open.delete(key);
-    windows.push({ from: start.atMs, to: event.atMs, target: event.target, kind: start.kind });
+    windows.push({
+      from: start.atMs,
+      to: event.atMs,
+      target: event.target,
+      kind: start.kind,
+      ...detailOf(start),
+    });
   }
   for (const start of open.values()) {
-    windows.push({ from: start.atMs, to: endMs, target: start.target, kind: start.kind });
+    windows.push({
+      from: start.atMs,
+      to: endMs,
+      target: start.target,
+      kind: start.kind,
+      ...detailOf(start),
+    });
   }
   return windows;
 }
@@ -153,7 +215,37 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
   const clientPrngs = Array.from({ length: options.clients }, () => prng.fork());
   const locks = Array.from({ length: options.locks }, (_, i) => `jepsen/${i}`);
 
-  const cluster = await ProcessCluster.create(3);
+  const size = options.nodes ?? 3;
+  const skipped: { nemesis: Nemesis; reason: string }[] = [];
+  // Partitions need every node in a namespace of its own; the nodes are spawned there
+  // (the pid is the node's, so kill and SIGSTOP still reach it) and listen on their
+  // bridge addresses, which this process (the root namespace) reaches directly. Their
+  // data stays on the shared filesystem, where the log reading finds it.
+  let network: NetnsNetwork | null = null;
+  if (nemeses.has('partition')) {
+    const ids = Array.from({ length: size }, (_, i) => `n${i + 1}`);
+    const made = await partitionNetwork(ids);
+    network = made.network;
+    if (made.skipped !== null) skipped.push({ nemesis: 'partition', reason: made.skipped });
+  }
+  for (const nemesis of ['clock', 'clock-beyond'] as const) {
+    const reason = nemeses.has(nemesis) ? clockFaultsUnavailable() : null;
+    if (reason !== null) skipped.push({ nemesis, reason });
+  }
+  for (const { nemesis, reason } of skipped) {
+    console.log(`${nemesis} nemesis skipped: ${reason}`);
+    nemeses.delete(nemesis);
+  }
+  const spawnIn = network;
+  const cluster =
+    spawnIn === null
+      ? await ProcessCluster.create(size)
+      : ProcessCluster.withNodes(
+          partitionedNodes(spawnIn),
+          {},
+          size,
+          (id, file, args, spawnOptions) => spawnIn.spawn(id, file, args, spawnOptions),
+        );
   const history = new History();
   const nemesisEvents: NemesisEvent[] = [];
   const stop: Stop = { clients: false, nemesis: false };
@@ -193,14 +285,16 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
         connect,
       }),
     );
-    const nemesis = nemesisLoop(
+    const nemesis = nemesisLoop({
       cluster,
-      registerProcess,
-      nemeses,
-      nemesisPrng,
-      nemesisEvents,
+      registers: registerProcess,
+      network,
+      enabled: nemeses,
+      opening: (options.opening ?? []).filter((kind) => nemeses.has(kind)),
+      prng: nemesisPrng,
+      events: nemesisEvents,
       stop,
-    );
+    });
     const clientPause = nemeses.has('client-pause')
       ? clientPauseLoop(pauses, clientPausePrng, stop)
       : Promise.resolve();
@@ -223,6 +317,7 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
     // the iteration they are in (every call is bounded) and release.
     stop.nemesis = true;
     await Promise.all([nemesis, clientPause]);
+    await network?.heal();
     for (const node of cluster.nodes) {
       if (!cluster.isRunning(node.id)) {
         cluster.start(node.id);
@@ -240,9 +335,12 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
   } finally {
     for (const connection of connections) connection.close();
     await cluster.stopAll();
+    // The data directories are on the shared filesystem: the namespaces can go now.
+    await network?.close();
   }
   try {
     return await checkRun({
+      skipped,
       ops: history.ops,
       nemesisEvents,
       cluster,
@@ -257,6 +355,7 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
 }
 
 async function checkRun(run: {
+  skipped: readonly { nemesis: Nemesis; reason: string }[];
   ops: readonly Op[];
   nemesisEvents: readonly NemesisEvent[];
   cluster: ProcessCluster;
@@ -278,7 +377,19 @@ async function checkRun(run: {
   const fenced = await verdict(fencedRegister);
   const control = await verdict(controlRegister);
   const againstLog = checkAgainstLog(ops, log, endMs);
-  const violations = [...checkHistory(ops, endMs), ...againstLog.violations, ...fenced.violations];
+  const found = [...checkHistory(ops, endMs), ...againstLog.violations, ...fenced.violations];
+  const excused = beyondBoundWindows(run.nemesisEvents, endMs);
+  const isExcused = (violation: Violation): boolean =>
+    REAL_TIME_CHECKS.has(violation.check) &&
+    violation.ops.some((id) => {
+      const op = ops[id];
+      return (
+        op !== undefined &&
+        excused.some((w) => op.invokeMs < w.to && (op.lostAtMs ?? op.completeMs ?? endMs) > w.from)
+      );
+    });
+  const violations = found.filter((violation) => !isExcused(violation));
+  const beyondBound = found.filter(isExcused);
   if (violations.length === 0) cluster.remove();
   else writeHistory(join(cluster.dir, 'history.jsonl'), ops, run.nemesisEvents);
   return {
@@ -292,7 +403,25 @@ async function checkRun(run: {
     startMs: run.startMs,
     endMs,
     clusterDir: cluster.dir,
+    beyondBound,
+    skipped: run.skipped,
   };
+}
+
+/** The checks that compare real times; every other check holds whatever the clocks do. */
+const REAL_TIME_CHECKS: ReadonlySet<string> = new Set(['mutual-exclusion', 'granted-while-held']);
+
+/**
+ * When a node ran its clocks beyond the drift bound, widened by a session TTL after it:
+ * a lease the fast leader cut short can overlap a later hold until then.
+ */
+function beyondBoundWindows(
+  events: readonly NemesisEvent[],
+  endMs: number,
+): { from: number; to: number }[] {
+  return faultWindows(events, endMs)
+    .filter((w) => w.kind === 'clock' && w.detail?.includes('beyond the drift bound') === true)
+    .map((w) => ({ from: w.from, to: w.to + SESSION_TTL_MS }));
 }
 
 /** The history as JSON lines: ops, then nemesis events (each as `{"nemesis": …}`). */
@@ -515,57 +644,118 @@ async function clientPauseLoop(pauses: ClientPauses, prng: Prng, stop: Stop): Pr
   }
 }
 
+interface NemesisContext {
+  readonly cluster: ProcessCluster;
+  readonly registers: RegisterProcess;
+  /** The nodes' namespaces, when partitions can run. */
+  readonly network: NetnsNetwork | null;
+  readonly enabled: ReadonlySet<Nemesis>;
+  readonly opening: readonly Nemesis[];
+  readonly prng: Prng;
+  readonly events: NemesisEvent[];
+  readonly stop: Stop;
+}
+
 /**
- * Every 1–2 s one fault, healed before the next, so at most one node is ever down or
- * frozen: kill -9 a node and restart it after 0.5–2 s (2 in 5), SIGSTOP a node (half
- * the time the leader) for 0.5–3 s (2 in 5), or SIGSTOP the register process for
- * 1–2.5 s (1 in 5; calls to it time out and are 'info'). Every draw is made whatever
- * happens, so the schedule depends on the seed alone ("the leader" is whoever leads
- * then).
+ * A partition lasts this long (ms): 2.5 to 15 election timeouts (10 ticks of 20 ms), so
+ * a cut-off leader is replaced; at most the session TTL, so the clients' sessions, which
+ * can reach the majority side, need not expire.
  */
-async function nemesisLoop(
-  cluster: ProcessCluster,
-  registers: RegisterProcess,
-  enabled: ReadonlySet<Nemesis>,
-  prng: Prng,
-  events: NemesisEvent[],
-  stop: Stop,
-): Promise<void> {
-  // Node faults twice as often as register freezes: they are what the cluster must survive.
-  const kinds = (['kill', 'kill', 'pause', 'pause', 'register-pause'] as const).filter((kind) =>
-    enabled.has(kind),
-  );
+const PARTITION_MS: readonly [number, number] = [500, 3_000];
+/** A node runs under a faked clock this long (ms) before its normal restart. */
+const CLOCK_FAULT_MS: readonly [number, number] = [2_000, 4_000];
+/** A wall-clock jump comes this long (ms) after the node serves under libfaketime. */
+const CLOCK_JUMP_AFTER_MS: readonly [number, number] = [300, 1_000];
+const SERVING_TIMEOUT_MS = 10_000;
+
+/**
+ * Every 1–2 s one fault, healed before the next, so at most one node is ever down,
+ * frozen, cut off or on a faked clock: kill -9 a node and restart it after 0.5–2 s,
+ * SIGSTOP a node (half the time the leader) for 0.5–3 s, SIGSTOP the register process
+ * for 1–2.5 s (calls to it time out and are 'info'), partition the network for 0.5–3 s
+ * (a seeded shape: see drawPartition), or restart a node under a faked clock for 2–4 s.
+ * Node faults come twice as often as register freezes. Every draw is made whatever
+ * happens, so the schedule depends on the seed alone ("the leader" is whoever leads
+ * then; a partition or clock fault draws from PRNGs of its own, so a leader-directed
+ * shape's extra draws shift nothing else).
+ */
+async function nemesisLoop(ctx: NemesisContext): Promise<void> {
+  const { cluster, enabled, prng, events, stop } = ctx;
+  const kinds = (
+    [
+      'kill',
+      'kill',
+      'pause',
+      'pause',
+      'register-pause',
+      'partition',
+      'partition',
+      'clock',
+      'clock',
+      'clock-beyond',
+      'clock-beyond',
+    ] as const
+  ).filter((kind) => enabled.has(kind));
   if (kinds.length === 0) return;
+  const partitionPrng = prng.fork();
+  const clockPrng = prng.fork();
   const ids = cluster.nodes.map((node) => node.id);
-  for (;;) {
+  // client-pause has a loop of its own; the others open in the order asked.
+  const opening = ctx.opening.flatMap((asked) =>
+    kinds.filter((kind) => kind === asked).slice(0, 1),
+  );
+  for (let round = 0; ; round++) {
     const waitMs = prng.intBetween(1_000, 2_000);
-    const kind = prng.pick(kinds);
+    const drawn = prng.pick(kinds);
+    const kind = opening[round] ?? drawn;
     const randomNode = prng.pick(ids);
     const targetLeader = prng.chance(0.5);
     // A register freeze outlasts the write timeout at least a little, so writes go 'info'.
     const downMs =
       kind === 'register-pause'
         ? prng.intBetween(WRITE_TIMEOUT_MS, 2_500)
-        : prng.intBetween(500, kind === 'kill' ? 2_000 : 3_000);
+        : kind === 'partition'
+          ? prng.intBetween(...PARTITION_MS)
+          : kind === 'clock' || kind === 'clock-beyond'
+            ? prng.intBetween(...CLOCK_FAULT_MS)
+            : prng.intBetween(500, kind === 'kill' ? 2_000 : 3_000);
     await sleepUnless(waitMs, stop);
     if (stop.nemesis) return;
     if (kind === 'register-pause') {
       events.push({ atMs: now(), kind: 'register-pause', target: 'registers' });
-      registers.pause();
+      ctx.registers.pause();
       await sleep(downMs);
-      registers.resume();
+      ctx.registers.resume();
       events.push({ atMs: now(), kind: 'register-resume', target: 'registers' });
       continue;
     }
-    const leader = targetLeader ? await cluster.leader() : null;
+    if (kind === 'partition' && ctx.network !== null) {
+      await partitionOnce(ctx.network, cluster, partitionPrng, downMs, events);
+      continue;
+    }
+    // A clock running fast beyond the bound matters on the leader, whose clock ends leases.
+    const leader = targetLeader || kind === 'clock-beyond' ? await cluster.leader() : null;
     const node = leader ?? randomNode;
-    if (kind === 'kill') {
+    if (kind === 'clock' || kind === 'clock-beyond') {
+      await clockFaultOnce(
+        cluster,
+        node,
+        planClockFault(
+          clockPrng,
+          clockFaultTimestampFile(cluster.dir, node),
+          kind === 'clock-beyond',
+        ),
+        clockPrng,
+        downMs,
+        events,
+      );
+    } else if (kind === 'kill') {
       events.push({ atMs: now(), kind: 'kill', target: node });
       await cluster.kill(node);
       await sleep(downMs);
       cluster.start(node);
       events.push({ atMs: now(), kind: 'restart', target: node });
-      await waitUntilServing(cluster, node, 10_000);
+      await waitUntilServing(cluster, node, SERVING_TIMEOUT_MS);
     } else {
       events.push({ atMs: now(), kind: 'pause', target: node });
       cluster.pause(node);
@@ -574,6 +764,79 @@ async function nemesisLoop(
       events.push({ atMs: now(), kind: 'resume', target: node });
     }
   }
+}
+
+/** One seeded partition, held for `ms`, then healed; both recorded with the shape. */
+async function partitionOnce(
+  network: NetnsNetwork,
+  cluster: ProcessCluster,
+  prng: Prng,
+  ms: number,
+  events: NemesisEvent[],
+): Promise<void> {
+  // Asked every time, so the draws do not depend on whether a leader was found.
+  const leader = await cluster.leader();
+  const plan = drawPartition(prng, network.nodeIds, leader);
+  await network.apply(plan.grudge);
+  events.push({ atMs: now(), kind: 'partition', target: 'network', detail: plan.description });
+  await sleep(ms);
+  await network.heal();
+  events.push({ atMs: now(), kind: 'heal', target: 'network', detail: plan.description });
+}
+
+/**
+ * Restarts one node (kill -9, so the restart is also a crash) under a faked clock, moves
+ * its wall clock while it runs if the fault is a jump, and after `ms` restarts it on the
+ * real clock. The window between 'clock' and 'clock-restore' is when the node ran faked.
+ */
+async function clockFaultOnce(
+  cluster: ProcessCluster,
+  node: string,
+  fault: ClockFault,
+  prng: Prng,
+  ms: number,
+  events: NemesisEvent[],
+): Promise<void> {
+  const jumpAfterMs = prng.intBetween(...CLOCK_JUMP_AFTER_MS);
+  const file = fault.env.FAKETIME_TIMESTAMP_FILE;
+  if (file !== undefined) setClockOffset(file, '+0');
+  events.push({ atMs: now(), kind: 'clock', target: node, detail: fault.detail });
+  await cluster.kill(node);
+  cluster.start(node, { env: fault.env });
+  await waitUntilServing(cluster, node, SERVING_TIMEOUT_MS);
+  // The restart cost the node its leadership; a fast clock only cuts leases short on
+  // the leader, so hand leadership back to it (best effort, bounded).
+  const led = fault.kind === 'rate-beyond' ? await transferLeadership(cluster, node) : null;
+  const startedMs = now();
+  if (file !== undefined && fault.jumpTo !== null) {
+    await sleep(jumpAfterMs);
+    setClockOffset(file, fault.jumpTo);
+  }
+  await sleep(Math.max(0, ms - (now() - startedMs)));
+  await cluster.kill(node);
+  cluster.start(node);
+  // The restore says whether the fast node led, so a reader knows what the fault tested.
+  const ledText = led === null ? '' : led ? '; it led' : '; it could not be made leader';
+  events.push({
+    atMs: now(),
+    kind: 'clock-restore',
+    target: node,
+    detail: `${fault.detail}${ledText}`,
+  });
+  await waitUntilServing(cluster, node, SERVING_TIMEOUT_MS);
+}
+
+/** Whether `to` leads afterwards. */
+async function transferLeadership(cluster: ProcessCluster, to: string): Promise<boolean> {
+  const leader = await cluster.leader();
+  if (leader === to) return true;
+  if (leader === null) return false;
+  try {
+    await cluster.call(leader, 'TransferLeadership', { target_node_id: to }, 3_000, 'Cluster');
+  } catch {
+    // The fault still runs on a follower: its election timer runs fast, which is harmless.
+  }
+  return (await cluster.leader()) === to;
 }
 
 async function sleepUnless(ms: number, stop: { nemesis: boolean }): Promise<void> {

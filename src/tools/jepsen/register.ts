@@ -62,7 +62,7 @@ export type WriteOutcome =
   | { readonly outcome: 'info'; readonly error: string };
 
 const SERVER_PATH = fileURLToPath(new URL('./register-server.ts', import.meta.url));
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const START_TIMEOUT_MS = 20_000;
 const LOG_FETCH_ATTEMPTS_MAX = 10;
 

@@ -12,7 +12,7 @@ import {
  * The resources of a Jepsen run, as their own process on loopback, so that clients reach
  * them over a network that can lose their calls and the run can freeze them.
  *
- *   node --import tsx test/jepsen/register-server.ts
+ *   node --import tsx src/tools/jepsen/register-server.ts
  *
  * It hosts two registers, one per mode, and prints one JSON line `{"port": N}` once it
  * listens, then serves, for MODE in fenced and ignore-tokens:

@@ -4,11 +4,11 @@ import {
   type LockMode,
   LockStateMachine,
   type ReleaseReason,
-} from '../../src/lock/index.ts';
-import { decodeEntry, decodeLockSnapshot } from '../../src/node/entry-codec.ts';
-import type { Entry } from '../../src/raft/types.ts';
-import { LevelStorage } from '../../src/storage/index.ts';
-import { logIndex } from '../../src/util/ids.ts';
+} from '../../lock/index.ts';
+import { decodeEntry, decodeLockSnapshot } from '../../node/entry-codec.ts';
+import type { Entry } from '../../raft/types.ts';
+import { LevelStorage } from '../../storage/index.ts';
+import { logIndex } from '../../util/ids.ts';
 
 /**
  * The checker's ground truth: the cluster's committed log, read from the stopped nodes'

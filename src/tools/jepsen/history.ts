@@ -45,7 +45,8 @@ export interface Op {
 /**
  * A fault and its end. `target` is a node id, a client name (client-pause: the client
  * stops between checking its lease and writing, and its keepalives stop), or
- * 'registers' (the register process frozen).
+ * 'registers' (the register process frozen), 'network' (a partition and its heal: the
+ * detail names the shape and the cuts), or the node restarted under a faked clock.
  */
 export type NemesisKind =
   | 'kill'
@@ -55,12 +56,18 @@ export type NemesisKind =
   | 'client-pause'
   | 'client-resume'
   | 'register-pause'
-  | 'register-resume';
+  | 'register-resume'
+  | 'partition'
+  | 'heal'
+  | 'clock'
+  | 'clock-restore';
 
 export interface NemesisEvent {
   readonly atMs: number;
   readonly kind: NemesisKind;
   readonly target: string;
+  /** What exactly was done: a partition's shape and cuts, a clock fault's setting. */
+  readonly detail?: string;
 }
 
 export function now(): number {
