@@ -115,7 +115,7 @@ export async function acquire(
   raw: unknown,
   call: AcquireCall,
 ): Promise<AcquireResponse> {
-  const command = parseAcquire(raw, context.node.locks.limits);
+  const command = parseAcquire(raw, context.node.locks.rules);
   const watch = new TurnWatch(context, command);
   try {
     const { index, result } = await context.node.write(command, (late) => {

@@ -7,7 +7,13 @@ import {
   sessionId as toSessionId,
 } from '../util/ids.ts';
 import { utf8ByteLength } from '../util/utf8.ts';
-import { DEFAULT_LOCK_LIMITS, type LockLimits, validateLockLimits } from './limits.ts';
+import {
+  canonicalLockRules,
+  DEFAULT_LOCK_LIMITS,
+  type LockLimits,
+  lockRulesProblem,
+  validateLockLimits,
+} from './limits.ts';
 import { commandShapeProblem } from './shape.ts';
 import type {
   ApplyOutput,
@@ -134,12 +140,14 @@ export interface FenceValidation {
 
 /**
  * Plain data, in a canonical order: two replicas at one index produce equal snapshots.
- * Version 2 keeps every lock-delay of a lock (version 1 kept one), the request id of
- * each grant, and the latest attempt of each remembered request.
+ * Version 3 adds the rules in force and the index of the SetRules entry that set them
+ * (null: none has applied, the rules are the ones the machine started with).
  */
 export interface LockSnapshot {
-  readonly version: 2;
+  readonly version: 3;
   readonly appliedIndex: number;
+  readonly rules: LockLimits;
+  readonly rulesSetIndex: number | null;
   readonly sessions: readonly SnapshotSession[];
   readonly locks: readonly {
     readonly name: string;
@@ -150,6 +158,15 @@ export interface LockSnapshot {
   /** Remembered results, oldest first. */
   readonly dedupe: readonly (readonly [string, RememberedResult])[];
 }
+
+/**
+ * What nodes wrote before version 3: version 2 kept every lock-delay of a lock
+ * (version 1 kept one), the request id of each grant, and the latest attempt of each
+ * remembered request. `restore` still reads both, with DEFAULT_LOCK_LIMITS in force.
+ */
+export type LockSnapshotV2 = Omit<LockSnapshot, 'version' | 'rules' | 'rulesSetIndex'> & {
+  readonly version: 2;
+};
 
 /** What nodes wrote before version 2; `restore` still reads it. */
 export interface LockSnapshotV1 {
@@ -199,7 +216,15 @@ function reject(code: RejectionCode, detail: string): never {
  * - no state grows past its configured limit.
  */
 export class LockStateMachine {
-  readonly limits: LockLimits;
+  /** The rules in force: replicated state, changed only by a SetRules entry. */
+  private rulesInForce: LockLimits;
+  /** The index of the SetRules entry that put them in force; null before any. */
+  private rulesSetAt: LogIndex | null = null;
+  /**
+   * Counts that lowered rules left above a limit (SetRules ends nothing that exists):
+   * the invariant is that nothing was added past the limit in force when it was added.
+   */
+  private carriedOver = { sessions: 0, locks: 0, waitersPerLock: 0 };
   private appliedIndex = 0;
   private readonly sessions = new Map<SessionId, SessionRecord>();
   private readonly locks = new Map<string, LockRecord>();
@@ -212,9 +237,26 @@ export class LockStateMachine {
   private readonly grantsInEntry = new Map<string, number>();
   private index: LogIndex = 0 as LogIndex;
 
-  constructor(limits: Partial<LockLimits> = {}) {
-    this.limits = { ...DEFAULT_LOCK_LIMITS, ...limits };
-    validateLockLimits(this.limits);
+  /**
+   * `initialRules` are in force until a SetRules entry applies. A node passes none, so
+   * every replica starts from DEFAULT_LOCK_LIMITS; tests pass small limits to reach them.
+   */
+  constructor(initialRules: Partial<LockLimits> = {}) {
+    this.rulesInForce = canonicalLockRules({ ...DEFAULT_LOCK_LIMITS, ...initialRules });
+    validateLockLimits(this.rulesInForce);
+  }
+
+  /**
+   * The rules in force at the applied index; the API validates requests against them.
+   * A getter on the prototype, so that a test can make it return others.
+   */
+  get rules(): LockLimits {
+    return this.rulesInForce;
+  }
+
+  /** The index of the SetRules entry behind `rules`; null while none has applied. */
+  get rulesSetIndex(): LogIndex | null {
+    return this.rulesSetAt;
   }
 
   get lastAppliedIndex(): number {
@@ -263,7 +305,7 @@ export class LockStateMachine {
     const key = dedupeKey(command);
     try {
       if ('requestId' in command) {
-        this.checkText('requestId', command.requestId, this.limits.requestIdBytesMax, false);
+        this.checkText('requestId', command.requestId, this.rules.requestIdBytesMax, false);
       }
       const remembered = key === null ? undefined : this.rememberedResult(key);
       if (key !== null && remembered !== undefined)
@@ -404,24 +446,56 @@ export class LockStateMachine {
         return this.promoteHead(command.lock);
       case 'Revoke':
         return this.revoke(command.lock);
+      case 'SetRules':
+        return this.setRules(command.rules, command.onlyIfUnset);
       default:
         return assertNever(command, 'lock command');
     }
   }
 
+  // ------------------------------------------------------------------ rules
+
+  /**
+   * Lowered limits end nothing: sessions, locks and waiters past them stay, and new
+   * ones are refused until the counts fall below. Only the dedupe window shrinks at
+   * once, oldest first, since it is a memory bound (a retry of a forgotten result
+   * runs again, as for any result that left the window).
+   */
+  private setRules(rules: LockLimits, onlyIfUnset: boolean): LockResult {
+    if (onlyIfUnset && this.rulesSetAt !== null) return { type: 'Stale' };
+    const found = lockRulesProblem(rules);
+    if (found !== null) {
+      const field = found.field === '' ? 'rules' : `rules.${found.field}`;
+      reject('invalidArgument', `${field} ${found.problem}`);
+    }
+    this.rulesInForce = canonicalLockRules(rules);
+    this.rulesSetAt = this.index;
+    this.noteCarriedOver();
+    this.trimDedupe();
+    return { type: 'RulesSet', rules: this.rulesInForce };
+  }
+
+  private noteCarriedOver(): void {
+    let waitersPerLock = 0;
+    for (const lock of this.locks.values()) {
+      waitersPerLock = Math.max(waitersPerLock, lock.waiters.length);
+    }
+    this.carriedOver = { sessions: this.sessions.size, locks: this.locks.size, waitersPerLock };
+  }
+
   // ------------------------------------------------------------------ sessions
 
   private openSession(command: Extract<LockCommand, { type: 'OpenSession' }>): LockResult {
-    const { sessionTtlMsMin, sessionTtlMsMax } = this.limits;
+    const { sessionTtlMsMin, sessionTtlMsMax } = this.rules;
     if (!isIntegerIn(command.ttlMs, sessionTtlMsMin, sessionTtlMsMax)) {
       reject(
         'invalidArgument',
         `ttlMs must be within [${sessionTtlMsMin}, ${sessionTtlMsMax}], got ${command.ttlMs}`,
       );
     }
-    this.checkText('clientName', command.clientName, this.limits.clientNameBytesMax, true);
-    if (this.sessions.size >= this.limits.sessionsMax) {
-      reject('limitReached', `sessionsMax (${this.limits.sessionsMax}) sessions are open`);
+    this.checkText('clientName', command.clientName, this.rules.clientNameBytesMax, true);
+    if (this.sessions.size >= this.rules.sessionsMax) {
+      reject('limitReached', `sessionsMax (${this.rules.sessionsMax}) sessions are open`);
     }
     const id = toSessionId(this.index);
     this.sessions.set(id, {
@@ -437,10 +511,10 @@ export class LockStateMachine {
   }
 
   private keepAlive(sessionIds: readonly SessionId[]): LockResult {
-    if (sessionIds.length === 0 || sessionIds.length > this.limits.keepAliveBatchMax) {
+    if (sessionIds.length === 0 || sessionIds.length > this.rules.keepAliveBatchMax) {
       reject(
         'invalidArgument',
-        `sessionIds must hold 1 to ${this.limits.keepAliveBatchMax} ids, got ${sessionIds.length}`,
+        `sessionIds must hold 1 to ${this.rules.keepAliveBatchMax} ids, got ${sessionIds.length}`,
       );
     }
     const refreshed: SessionId[] = [];
@@ -484,7 +558,7 @@ export class LockStateMachine {
       const grant = lock.holders.get(session.id);
       assert(grant !== undefined, `session ${session.id} lists ${name} but does not hold it`);
       this.removeHolder(lock, grant, reason);
-      const delayMs = grant.lockDelayMs > 0 ? grant.lockDelayMs : this.limits.lockDelayMs;
+      const delayMs = grant.lockDelayMs > 0 ? grant.lockDelayMs : this.rules.lockDelayMs;
       if (reason === 'expire' && delayMs > 0) {
         this.placeDelay(lock.delays, { index: this.index, delayMs });
         this.emit({ type: 'delayStarted', lock: name, delayIndex: this.index, delayMs });
@@ -506,13 +580,13 @@ export class LockStateMachine {
 
   private acquire(command: Extract<LockCommand, { type: 'Acquire' }>): LockResult {
     this.checkLockName(command.lock);
-    this.checkText('owner', command.owner, this.limits.ownerBytesMax, true);
+    this.checkText('owner', command.owner, this.rules.ownerBytesMax, true);
     if (command.mode !== 'exclusive' && command.mode !== 'shared') {
       reject('invalidArgument', `mode must be exclusive or shared, got ${String(command.mode)}`);
     }
-    this.checkDuration('waitMs', command.waitMs, this.limits.waitMsMax);
-    this.checkDuration('maxHoldMs', command.maxHoldMs, this.limits.maxHoldMsMax);
-    this.checkDuration('lockDelayMs', command.lockDelayMs, this.limits.lockDelayMsMax);
+    this.checkDuration('waitMs', command.waitMs, this.rules.waitMsMax);
+    this.checkDuration('maxHoldMs', command.maxHoldMs, this.rules.maxHoldMsMax);
+    this.checkDuration('lockDelayMs', command.lockDelayMs, this.rules.lockDelayMsMax);
     const session = this.requireSession(command.sessionId);
     const existing = this.locks.get(command.lock);
     const held = existing?.holders.get(session.id);
@@ -545,8 +619,8 @@ export class LockStateMachine {
         `session ${session.id} already waits for ${command.lock} under request ${waiting.requestId}: retry that request (same request id) for its answer, or give it up first`,
       );
     }
-    if (existing === undefined && this.locks.size >= this.limits.locksMax) {
-      reject('limitReached', `locksMax (${this.limits.locksMax}) locks are in use`);
+    if (existing === undefined && this.locks.size >= this.rules.locksMax) {
+      reject('limitReached', `locksMax (${this.rules.locksMax}) locks are in use`);
     }
     const lock = existing ?? this.createLock(command.lock);
     if (this.grantable(lock, command.mode)) {
@@ -557,10 +631,10 @@ export class LockStateMachine {
       this.dropIfIdle(lock);
       return this.notAcquired(command.lock);
     }
-    if (lock.waiters.length >= this.limits.waitersPerLockMax) {
+    if (lock.waiters.length >= this.rules.waitersPerLockMax) {
       reject(
         'limitReached',
-        `waitersPerLockMax (${this.limits.waitersPerLockMax}) waiters queue for ${command.lock}`,
+        `waitersPerLockMax (${this.rules.waitersPerLockMax}) waiters queue for ${command.lock}`,
       );
     }
     const waiter: Waiter = {
@@ -965,7 +1039,7 @@ export class LockStateMachine {
   // ------------------------------------------------------------------ validation
 
   private checkLockName(name: string): void {
-    this.checkText('lock', name, this.limits.lockNameBytesMax, false);
+    this.checkText('lock', name, this.rules.lockNameBytesMax, false);
   }
 
   private checkText(field: string, value: string, bytesMax: number, emptyAllowed: boolean): void {
@@ -986,8 +1060,12 @@ export class LockStateMachine {
     const earlier = this.attemptsOfEvictedWait;
     this.attemptsOfEvictedWait = [];
     this.dedupe.set(key, { result, openAttempts: [...earlier, this.index] });
+    this.trimDedupe();
+  }
+
+  private trimDedupe(): void {
     // Oldest first: Map keeps insertion order, the same on every replica.
-    while (this.dedupe.size > this.limits.dedupeWindowMax) {
+    while (this.dedupe.size > this.rules.dedupeWindowMax) {
       const oldest = this.dedupe.keys().next();
       if (oldest.done === true) break;
       this.dedupe.delete(oldest.value);
@@ -1072,8 +1150,10 @@ export class LockStateMachine {
 
   snapshot(): LockSnapshot {
     return {
-      version: 2,
+      version: 3,
       appliedIndex: this.appliedIndex,
+      rules: this.rulesInForce,
+      rulesSetIndex: this.rulesSetAt,
       sessions: this.sessionIds().map((id) => {
         const session = this.sessions.get(id);
         assert(session !== undefined, `session ${id} vanished`);
@@ -1094,10 +1174,14 @@ export class LockStateMachine {
   }
 
   /** Replaces all state with a snapshot's. */
-  restore(saved: LockSnapshot | LockSnapshotV1): void {
+  restore(saved: LockSnapshot | LockSnapshotV2 | LockSnapshotV1): void {
     const version: number = saved.version;
-    assert(version === 1 || version === 2, `unknown lock snapshot version ${version}`);
-    const snapshot = saved.version === 1 ? upgradeSnapshotV1(saved) : saved;
+    assert(version >= 1 && version <= 3, `unknown lock snapshot version ${version}`);
+    const snapshot = upgradeSnapshot(saved);
+    const found = lockRulesProblem(snapshot.rules);
+    assert(found === null, `the snapshot's rules are invalid: ${found?.field} ${found?.problem}`);
+    this.rulesInForce = canonicalLockRules(snapshot.rules);
+    this.rulesSetAt = snapshot.rulesSetIndex === null ? null : (snapshot.rulesSetIndex as LogIndex);
     this.sessions.clear();
     this.locks.clear();
     this.dedupe.clear();
@@ -1115,6 +1199,7 @@ export class LockStateMachine {
     }
     for (const saved of snapshot.locks) this.restoreLock(saved);
     for (const [key, result] of snapshot.dedupe) this.dedupe.set(key, result);
+    this.noteCarriedOver();
   }
 
   private restoreLock(saved: LockSnapshot['locks'][number]): void {
@@ -1140,6 +1225,10 @@ export class LockStateMachine {
     return session;
   }
 
+  private sessionsBound(): number {
+    return Math.max(this.rules.sessionsMax, this.carriedOver.sessions);
+  }
+
   /** Checks the invariants over the whole state; tests call it after every command. */
   checkInvariants(): void {
     for (const lock of this.locks.values()) {
@@ -1151,11 +1240,11 @@ export class LockStateMachine {
         `${lock.name} is idle but kept`,
       );
       assert(
-        lock.waiters.length <= this.limits.waitersPerLockMax,
+        lock.waiters.length <= Math.max(this.rules.waitersPerLockMax, this.carriedOver.waitersPerLock),
         `${lock.name} has too many waiters`,
       );
       // At most one delay per expired holder, and a closed lock gets no new holders.
-      assert(lock.delays.length <= this.limits.sessionsMax, `${lock.name} has too many delays`);
+      assert(lock.delays.length <= this.sessionsBound(), `${lock.name} has too many delays`);
       assert(
         lock.delays.every((delay, k) => k === 0 || delay.index > (lock.delays[k - 1]?.index ?? 0)),
         `${lock.name} has delays out of order`,
@@ -1173,9 +1262,12 @@ export class LockStateMachine {
         );
       }
     }
-    assert(this.sessions.size <= this.limits.sessionsMax, 'too many sessions');
-    assert(this.locks.size <= this.limits.locksMax, 'too many locks');
-    assert(this.dedupe.size <= this.limits.dedupeWindowMax, 'dedupe window overflow');
+    assert(this.sessions.size <= this.sessionsBound(), 'too many sessions');
+    assert(
+      this.locks.size <= Math.max(this.rules.locksMax, this.carriedOver.locks),
+      'too many locks',
+    );
+    assert(this.dedupe.size <= this.rules.dedupeWindowMax, 'dedupe window overflow');
     // A remembered Queued is rewritten when its wait ends, so it always has its waiter.
     for (const [key, { result }] of this.dedupe) {
       if (!key.startsWith('Acquire/') || result.type !== 'Queued') continue;
@@ -1190,6 +1282,13 @@ export class LockStateMachine {
   }
 }
 
+/** Any version in version 3's shape: before version 3 no rules were set, so the defaults. */
+function upgradeSnapshot(saved: LockSnapshot | LockSnapshotV2 | LockSnapshotV1): LockSnapshot {
+  if (saved.version === 3) return saved;
+  const v2 = saved.version === 1 ? upgradeSnapshotV1(saved) : saved;
+  return { ...v2, version: 3, rules: DEFAULT_LOCK_LIMITS, rulesSetIndex: null };
+}
+
 /**
  * A version 1 snapshot in version 2's shape. Its one lock-delay becomes a list of one.
  * Its grants did not record their request ('' matches no request, so a Withdraw gives
@@ -1198,7 +1297,7 @@ export class LockStateMachine {
  * session still ends. Version 1 left a waiter's remembered Queued in place after the
  * wait ended; such an entry is forgotten, as if it had left the window.
  */
-function upgradeSnapshotV1(saved: LockSnapshotV1): LockSnapshot {
+function upgradeSnapshotV1(saved: LockSnapshotV1): LockSnapshotV2 {
   const waits = new Set<string>();
   for (const lock of saved.locks) {
     for (const waiter of lock.waiters) waits.add(acquireKey(waiter.sessionId, waiter.requestId));
@@ -1243,6 +1342,7 @@ function dedupeKey(command: LockCommand): string | null {
     case 'MaxHoldReached':
     case 'Promote':
     case 'Revoke':
+    case 'SetRules':
       // Idempotent or guarded already.
       return null;
     default:

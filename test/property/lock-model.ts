@@ -75,6 +75,7 @@ export type ModelResult =
   | { type: 'LockDelayEnded'; lock: string }
   | { type: 'MaxHoldReached'; lock: string; token: number }
   | { type: 'Promoted'; lock: string; sessionId: number; token: number }
+  | { type: 'RulesSet'; rules: LockLimits }
   | { type: 'Stale' }
   | { type: 'Rejected'; code: string };
 
@@ -143,7 +144,10 @@ export class LockModel {
   /** Of the last command: the command first applied under its key, if it was a retry. */
   lastRetried: LockCommand | null = null;
 
-  constructor(readonly limits: LockLimits) {}
+  /** The index of the SetRules that set `limits`; null while they are the initial ones. */
+  rulesSetAt: number | null = null;
+
+  constructor(public limits: LockLimits) {}
 
   // ------------------------------------------------------------------ helpers
 
@@ -620,6 +624,15 @@ export class LockModel {
         };
       }
 
+      case 'SetRules': {
+        if (command.onlyIfUnset && this.rulesSetAt !== null) return { type: 'Stale' };
+        if (!this.rulesValid(command.rules)) return rejected('invalidArgument');
+        this.limits = { ...command.rules };
+        this.rulesSetAt = this.index;
+        while (this.dedupe.length > this.limits.dedupeWindowMax) this.dedupe.shift();
+        return { type: 'RulesSet', rules: { ...command.rules } };
+      }
+
       case 'Revoke': {
         if (!this.textOk(command.lock, limits.lockNameBytesMax, false)) {
           return rejected('invalidArgument');
@@ -632,6 +645,21 @@ export class LockModel {
         return { type: 'Revoked', lock: lock.name, freed };
       }
     }
+  }
+
+  /** Exactly the fields the initial limits have, integers >= 1 (>= 0 for the delay), ranges in order. */
+  private rulesValid(rules: LockLimits): boolean {
+    const fields = Object.keys(this.limits).sort();
+    if (JSON.stringify(Object.keys(rules).sort()) !== JSON.stringify(fields)) return false;
+    const record = rules as unknown as Record<string, unknown>;
+    for (const field of fields) {
+      const value = record[field];
+      const min = field === 'lockDelayMs' ? 0 : 1;
+      if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) return false;
+    }
+    return (
+      rules.sessionTtlMsMin <= rules.sessionTtlMsMax && rules.lockDelayMs <= rules.lockDelayMsMax
+    );
   }
 
   // ------------------------------------------------------------------ queries

@@ -784,7 +784,7 @@ describe('LockStateMachine', () => {
       const index = asIndex(original.index + 1);
       expect(copy.apply(index, next)).toEqual(original.sm.apply(index, next));
       expect(JSON.stringify(copy.snapshot())).toBe(JSON.stringify(original.sm.snapshot()));
-      expect(() => copy.restore({ ...JSON.parse(text), version: 3 })).toThrow(/version/);
+      expect(() => copy.restore({ ...JSON.parse(text), version: 4 })).toThrow(/version/);
     });
   });
 });
