@@ -1240,7 +1240,8 @@ export class LockStateMachine {
         `${lock.name} is idle but kept`,
       );
       assert(
-        lock.waiters.length <= Math.max(this.rules.waitersPerLockMax, this.carriedOver.waitersPerLock),
+        lock.waiters.length <=
+          Math.max(this.rules.waitersPerLockMax, this.carriedOver.waitersPerLock),
         `${lock.name} has too many waiters`,
       );
       // At most one delay per expired holder, and a closed lock gets no new holders.

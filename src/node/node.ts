@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import {
   type ApplyOutput,
+  DEFAULT_LOCK_LIMITS,
   type LockCommand,
   type LockLimits,
   LockStateMachine,
@@ -43,6 +44,10 @@ import type { Transport } from './transport.ts';
 export interface NodeRuntimeOptions {
   readonly tickIntervalMs: number;
   readonly raft: Partial<RaftOptions>;
+  /**
+   * The lock rules of this node's config. Not the rules in force: those are in the log
+   * (LockStateMachine.rules). A leader proposes these only when the log has none.
+   */
   readonly lock: Partial<LockLimits>;
   /** Writes waiting to apply on this node; past it, new writes get RESOURCE_EXHAUSTED. */
   readonly pendingProposalsMax: number;
@@ -167,6 +172,8 @@ export class DlmNode {
   private wake: (() => void) | null = null;
   private stopping = false;
   private failure: Error | null = null;
+  /** The term in which this node, as leader, proposed its config's rules; see proposeRulesIfUnset. */
+  private rulesProposedInTerm = -1;
   private stopped: Promise<void> | null = null;
   private readonly appliedListeners = new Set<AppliedListener>();
   private readonly restoredListeners = new Set<RestoredListener>();
@@ -199,7 +206,8 @@ export class DlmNode {
     this.identity = new ClusterIdentityGuard(id, storage.identity?.clusterId ?? '');
     this.transport = stampingTransport(transport, () => this.identity.clusterId);
     this.raft = new Raft({ id, storage, prng: new Prng(seed), options: options.raft });
-    this.locks = new LockStateMachine(options.lock);
+    // No rules of its own: the defaults until a SetRules entry applies, as on every replica.
+    this.locks = new LockStateMachine();
     this.timers = new LockTimers({
       reproposeIntervalMs: options.tickIntervalMs * 10,
       dueBatchMax: 256,
@@ -796,6 +804,7 @@ export class DlmNode {
     this.raft.tick();
     const nowMs = this.clock.nowMs();
     if (this.raft.role === 'leader') {
+      this.proposeRulesIfUnset();
       for (const command of this.timers.due(nowMs)) {
         if (!this.raft.propose(encodeEntry({ proposalId: null, command })).ok) break;
       }
@@ -809,6 +818,24 @@ export class DlmNode {
       if (this.addressSaveFailed) this.addressesChanged();
     }
     this.kick();
+  }
+
+  /**
+   * A cluster whose log never set lock rules (a new one, or a database from before they
+   * were replicated) gets this node's config's, proposed once per term by the leader.
+   * Only once an entry of its own term has applied: then every entry committed before
+   * its term has applied too, so `rulesSetIndex` tells whether rules were ever set.
+   * onlyIfUnset makes a copy proposed by an earlier leader, committed late, harmless.
+   */
+  private proposeRulesIfUnset(): void {
+    const term = this.raft.term;
+    if (this.locks.rulesSetIndex !== null || this.rulesProposedInTerm === term) return;
+    if (this.raft.log.term(this.raft.log.appliedIndex) !== term) return;
+    const rules = { ...DEFAULT_LOCK_LIMITS, ...this.options.lock };
+    const command: LockCommand = { type: 'SetRules', rules, onlyIfUnset: true };
+    if (this.raft.propose(encodeEntry({ proposalId: null, command })).ok) {
+      this.rulesProposedInTerm = term;
+    }
   }
 
   /**

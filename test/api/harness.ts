@@ -221,12 +221,16 @@ export class ApiCluster {
     return endpoints;
   }
 
-  /** The leader, once every running node agrees on it. */
+  /**
+   * The leader, once every running node agrees on it and has applied the lock rules
+   * (NODE_OPTIONS.lock, agreed through the log), which the API validates against.
+   */
   async leaderId(): Promise<NodeId> {
     for (let attempt = 0; attempt < 1_000; attempt++) {
       const views = [...this.nodes.values()].map((node) => node.status().leaderId);
       const [first] = views;
-      if (first !== null && first !== undefined && views.every((view) => view === first))
+      const rulesSet = [...this.nodes.values()].every((node) => node.locks.rulesSetIndex !== null);
+      if (first !== null && first !== undefined && rulesSet && views.every((v) => v === first))
         return first;
       await sleep(10);
     }

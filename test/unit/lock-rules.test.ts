@@ -52,7 +52,11 @@ describe('SetRules', () => {
     const a = log.open(2_000);
     log.acquire(a, 'L');
     setRules(log, RULES);
-    const out = log.applyFull({ type: 'ExpireSession', sessionId: a, lastRefreshIndex: asIndex(a) });
+    const out = log.applyFull({
+      type: 'ExpireSession',
+      sessionId: a,
+      lastRefreshIndex: asIndex(a),
+    });
     expect(out.events).toContainEqual({
       type: 'delayStarted',
       lock: 'L',
@@ -132,11 +136,13 @@ describe('SetRules', () => {
     expect(copy.rulesSetIndex).toBe(log.index);
     expect(JSON.stringify(copy.snapshot())).toBe(text);
     // And onlyIfUnset still sees them as set.
-    expect(copy.apply(asIndex(log.index + 1), {
-      type: 'SetRules',
-      rules: DEFAULT_LOCK_LIMITS,
-      onlyIfUnset: true,
-    }).result).toEqual({ type: 'Stale' });
+    expect(
+      copy.apply(asIndex(log.index + 1), {
+        type: 'SetRules',
+        rules: DEFAULT_LOCK_LIMITS,
+        onlyIfUnset: true,
+      }).result,
+    ).toEqual({ type: 'Stale' });
   });
 
   it('restores version 2 and 1 snapshots with the default rules, never its own', () => {
