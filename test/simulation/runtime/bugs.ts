@@ -1,5 +1,7 @@
 import {
+  DEFAULT_LOCK_LIMITS,
   type LockCommand,
+  type LockLimits,
   type LockResult,
   LockStateMachine,
   type RememberedResult,
@@ -38,6 +40,18 @@ class WithdrawsByIndex extends LockStateMachine {
     command: Extract<LockCommand, { type: 'Withdraw' }>,
   ): boolean {
     return grant.requestIndex === command.attemptIndex;
+  }
+}
+
+/**
+ * Applies and validates with its own config's lock rules instead of the log's, as every
+ * node did before the rules were replicated. Set per node by `followsItsFile`.
+ */
+class FollowsItsFile extends LockStateMachine {
+  declare fileRules: LockLimits;
+
+  override get rules(): LockLimits {
+    return this.fileRules;
   }
 }
 
@@ -80,5 +94,13 @@ export const INJECTED_RUNTIME_BUGS = {
     },
   },
   staleRememberedGrant: stateMachine(AnswersRetriesVerbatim),
+  followsItsFile: {
+    createNode: (parts) => {
+      const node = buildNode(DlmNode, parts);
+      Object.setPrototypeOf(node.locks, FollowsItsFile.prototype);
+      (node.locks as FollowsItsFile).fileRules = { ...DEFAULT_LOCK_LIMITS, ...parts.options.lock };
+      return node;
+    },
+  },
   giveBackByEntryIndex: stateMachine(WithdrawsByIndex),
 } as const satisfies Record<string, RuntimeBugs>;

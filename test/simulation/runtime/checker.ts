@@ -110,6 +110,8 @@ export class RuntimeChecker {
   private referenceIndex: number;
   private readonly tenures = new Map<string, Tenure[]>();
   private readonly pending: Answer[] = [];
+  /** What nodes applied at indexes the reference has not reached yet, by index. */
+  private readonly nodeOutputs = new Map<number, { node: string; output: string }[]>();
   private readonly beliefs = new Map<string, Belief[]>();
   private readonly safeUntilMs = new Map<string, number>();
   private readonly proposalIds = new Map<string, number>();
@@ -136,12 +138,12 @@ export class RuntimeChecker {
   onApplied: ((index: number, entry: string) => void) | null = null;
 
   constructor(
-    limits: Partial<LockLimits>,
     startIndex: number,
     /** Virtual time, to tell which beliefs are live when an entry commits. */
     private readonly nowMs: () => number,
   ) {
-    this.reference = new LockStateMachine(limits);
+    // The defaults, as on every node: the rules in force come from SetRules entries.
+    this.reference = new LockStateMachine();
     this.reference.skipTo(logIndex(startIndex));
     this.referenceIndex = startIndex;
   }
@@ -209,6 +211,10 @@ export class RuntimeChecker {
     const output = this.reference.apply(logIndex(index), entry.command);
     this.reference.checkInvariants();
     entry.output = output;
+    for (const applied of this.nodeOutputs.get(index) ?? []) {
+      this.compareOutput(applied.node, index, applied.output, output);
+    }
+    this.nodeOutputs.delete(index);
     if (entry.command.type === 'Release' && output.result.type === 'Released') {
       this.checkReleaser(index, entry.command);
     }
@@ -322,6 +328,30 @@ export class RuntimeChecker {
   /** A client is about to send a Release: releases it did not send are the API's own. */
   releaseSent(sessionId: number, requestId: string): void {
     this.releasesSent.add(`${sessionId}/${requestId}`);
+  }
+
+  /**
+   * A node applied the entry at `index`: its result and events (what it answers and
+   * what changed) must be the reference's, whatever rules the node's own config has.
+   */
+  nodeApplied(node: string, index: number, output: ApplyOutput): void {
+    const text = JSON.stringify(output);
+    const entry = this.log.get(index);
+    if (index <= this.referenceIndex && entry?.output != null) {
+      this.compareOutput(node, index, text, entry.output);
+    } else if (index > this.referenceIndex) {
+      const list = this.nodeOutputs.get(index) ?? [];
+      list.push({ node, output: text });
+      this.nodeOutputs.set(index, list);
+    }
+  }
+
+  private compareOutput(node: string, index: number, actual: string, expected: ApplyOutput): void {
+    const reference = JSON.stringify(expected);
+    if (actual === reference) return;
+    this.fail(
+      `State machine safety: ${node} applied ${index} as ${actual.slice(0, 300)}, the reference replay of the committed log as ${reference.slice(0, 300)}`,
+    );
   }
 
   // ------------------------------------------------------------ answers
@@ -532,6 +562,11 @@ export class RuntimeChecker {
   }
 
   // ------------------------------------------------------------ quiescence
+
+  /** The rules in force in the reference replay, and the index of the entry that set them. */
+  referenceRules(): { rules: LockLimits; rulesSetIndex: number | null } {
+    return { rules: this.reference.rules, rulesSetIndex: this.reference.rulesSetIndex };
+  }
 
   /** The reference's state, for comparing with each node's at the same index. */
   referenceSnapshot(): string {

@@ -82,6 +82,9 @@ describe('the runtime simulation has teeth', () => {
     ['idsRestartWithProcess', 50, /^Violation: Answer: /],
     ['staleRememberedGrant', 20, /^Violation: (State|Answer|Mutual exclusion|Give-back): /],
     ['giveBackByEntryIndex', 400, /^Violation: (State|Abandoned acquire): /],
+    // Each node's config has its own lock section (options.lockSections): a node that
+    // applies its file's rules instead of the log's applies some entry differently.
+    ['followsItsFile', 10, /^Violation: State machine safety: n\d+ applied \d+ as /],
   ];
   for (const [bug, seedsMax, kind] of TEETH) {
     it(`catches ${bug} within ${seedsMax} seeds`, async () => {
