@@ -1,6 +1,15 @@
 import { parseAddress } from '../config/address.ts';
+import { Problems } from '../config/fields.ts';
 import { NODE_ID_PATTERN } from '../config/nodes.ts';
-import type { LockCommand, LockLimits, LockMode } from '../lock/index.ts';
+import { readLockSection } from '../config/sections.ts';
+import { checkTiming } from '../config/timing.ts';
+import type { RaftConfig } from '../config/types.ts';
+import {
+  LOCK_LIMIT_NAMES,
+  type LockCommand,
+  type LockLimits,
+  type LockMode,
+} from '../lock/index.ts';
 import {
   type FencingToken,
   fencingToken,
@@ -12,6 +21,7 @@ import {
 import { utf8ByteLength } from '../util/utf8.ts';
 import { invalidArgument } from './errors.ts';
 import { describeValue, UndecodableRequest, uint64Text, uint64ToNumber } from './proto.ts';
+import { wireRuleName } from './rules.ts';
 
 /**
  * Checks every field of every request before anything is proposed, so a malformed
@@ -128,6 +138,27 @@ export function parseTransferLeadership(raw: unknown): NodeId | null {
     : m.nodeId('target_node_id');
 }
 
+/**
+ * The rules of a SetLockRulesRequest, checked as a config file's `lock` section is
+ * (each field's range, the orderings), and against `raft`, the proposing node's Raft
+ * timing, as the config's sections are checked together (TTLs that cannot survive a
+ * keepalive round or a failover). Without `raft` the timing is not checked.
+ */
+export function parseSetLockRules(raw: unknown, raft: RaftConfig | null): LockLimits {
+  const wire = message('SetLockRulesRequest', raw).nested('rules');
+  const section: Record<string, number> = {};
+  for (const field of LOCK_LIMIT_NAMES) section[field] = wire.number(wireRuleName(field));
+  const problems = new Problems();
+  const rules = readLockSection(problems, section);
+  if (problems.list.length === 0 && raft !== null) checkTiming(problems, raft, rules);
+  if (problems.list.length > 0) {
+    throw invalidArgument(
+      `SetLockRulesRequest.rules, read as a config's lock section: ${problems.list.join('; ')}`,
+    );
+  }
+  return rules;
+}
+
 /** Ids are at most 63 characters (NODE_ID_PATTERN); this only bounds what is echoed back. */
 const NODE_ID_CHARS_MAX = 256;
 const ADDRESS_CHARS_MAX = 300;
@@ -199,6 +230,20 @@ class FieldReader {
     const parsed = parseAddress(text);
     if (!parsed.ok) throw invalidArgument(`${this.path(field)}: ${parsed.problem}`);
     return text;
+  }
+
+  /** A message field, which proto3 leaves null when it was not sent. */
+  nested(field: string): FieldReader {
+    const value = this.value(field);
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      throw invalidArgument(`${this.path(field)}: must be given`);
+    }
+    return new FieldReader(this.path(field), value as Record<string, unknown>);
+  }
+
+  /** A uint64 that fits a number, with no range of its own. */
+  number(field: string): number {
+    return uint64ToNumber(this.path(field), this.value(field) ?? '0');
   }
 
   lockName(field: string, limits: LockLimits): string {

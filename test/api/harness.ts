@@ -8,7 +8,9 @@ import {
   LOCK_SERVICE_NAME,
 } from '../../src/api/proto.ts';
 import { type ApiServer, startApiServer } from '../../src/api/server.ts';
+import type { RaftConfig } from '../../src/config/types.ts';
 import { DlmNode, type NodeRuntimeOptions } from '../../src/node/node.ts';
+import { DEFAULT_RAFT_OPTIONS } from '../../src/raft/index.ts';
 import { MemoryWritableStorage } from '../../src/storage/index.ts';
 import { MemoryNetwork } from '../../src/transport/memory.ts';
 import { type NodeId, nodeId } from '../../src/util/ids.ts';
@@ -27,6 +29,13 @@ export const NODE_OPTIONS: NodeRuntimeOptions = {
   snapshotEntriesThreshold: 200,
   compactionRetainEntries: 50,
   shutdownTransferMs: 500,
+};
+
+/** The nodes' Raft timing as a config states it, which SetLockRules checks rules against. */
+export const NODE_RAFT: RaftConfig = {
+  tickIntervalMs: NODE_OPTIONS.tickIntervalMs,
+  ...DEFAULT_RAFT_OPTIONS,
+  ...NODE_OPTIONS.raft,
 };
 
 export const IDS = [nodeId('n1'), nodeId('n2'), nodeId('n3')];
@@ -175,7 +184,13 @@ export async function serve(
   const logger: ApiLogger = (level, message, fields) => {
     if (level !== 'debug') logs.push({ level, message, fields });
   };
-  const server = await startApiServer({ node, address: '127.0.0.1:0', logger, options });
+  const server = await startApiServer({
+    node,
+    address: '127.0.0.1:0',
+    logger,
+    options,
+    raft: NODE_RAFT,
+  });
   return {
     node,
     server,
