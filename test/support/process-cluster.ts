@@ -25,6 +25,8 @@ export interface StartOptions {
   readonly join?: boolean;
   /** Added to the environment, e.g. DLM_LOG_LEVEL. */
   readonly env?: Readonly<Record<string, string>>;
+  /** A founder's own config file (see `writeConfig`) instead of the shared one. */
+  readonly configPath?: string;
 }
 
 export interface DlmRun {
@@ -71,6 +73,7 @@ export class ProcessCluster {
   private constructor(
     readonly nodes: readonly ProcessNode[],
     readonly founders: readonly ProcessNode[],
+    private readonly extra: Record<string, unknown>,
   ) {}
 
   /**
@@ -91,11 +94,28 @@ export class ProcessCluster {
         metricsAddress: `127.0.0.1:${await freePort()}`,
       });
     }
-    const cluster = new ProcessCluster(nodes, nodes.slice(0, founders));
-    const config = { dataDir: './data', raft: { tickIntervalMs: 20 }, ...extra };
-    writeFileSync(cluster.configPath, JSON.stringify({ nodes: cluster.founders, ...config }));
-    writeFileSync(cluster.allNodesConfigPath, JSON.stringify({ nodes, ...config }));
+    const cluster = new ProcessCluster(nodes, nodes.slice(0, founders), extra);
+    writeFileSync(cluster.configPath, JSON.stringify(cluster.founderConfig()));
+    writeFileSync(
+      cluster.allNodesConfigPath,
+      JSON.stringify({ ...cluster.founderConfig(), nodes }),
+    );
     return cluster;
+  }
+
+  private founderConfig(extra: Record<string, unknown> = {}): Record<string, unknown> {
+    const config = { dataDir: './data', raft: { tickIntervalMs: 20 }, ...this.extra, ...extra };
+    return { nodes: this.founders, ...config };
+  }
+
+  /**
+   * Writes another founders' config beside the shared one, with `extra` over its
+   * sections (as a node whose file differs from the others'), and returns its path.
+   */
+  writeConfig(name: string, extra: Record<string, unknown>): string {
+    const path = join(this.dir, name);
+    writeFileSync(path, JSON.stringify(this.founderConfig(extra)));
+    return path;
   }
 
   /** A founder runs with the founders' config; a joiner starts empty, with every node's. */
@@ -103,7 +123,7 @@ export class ProcessCluster {
     const log = openSync(this.logPath(id), 'a');
     const args = options.join
       ? ['--config', this.allNodesConfigPath, '--node', id, '--join']
-      : ['--config', this.configPath, '--node', id];
+      : ['--config', options.configPath ?? this.configPath, '--node', id];
     const child = spawn(process.execPath, [join(ROOT, 'bin/dlm'), 'serve', ...args], {
       stdio: ['ignore', log, log],
       env: { ...process.env, ...options.env },
