@@ -7,6 +7,7 @@ import {
   findNode,
   loadClusterConfig,
   loadTlsMaterial,
+  lockTimingProblems,
   nodeDataDir,
 } from '../config/index.ts';
 import {
@@ -120,7 +121,19 @@ export async function serve(args: ServeArgs): Promise<void> {
         'forwarded write',
       ),
   });
-  watchLockRules(node, config.lock, (report) => logLockRules(logger, report));
+  watchLockRules(node, config.lock, (report) => {
+    logLockRules(logger, report);
+    if (report.kind === 'unset') return;
+    // The log's rules passed these checks on the node that proposed them, against its
+    // own timing; this node's may differ.
+    const problems = lockTimingProblems(config.raft, node.locks.rules);
+    if (problems.length > 0) {
+      logger.warn(
+        { problems },
+        `the lock rules in force do not suit this node's Raft timing: ${problems.join('; ')}`,
+      );
+    }
+  });
   node.start();
   const api = await startApiServer({
     node,

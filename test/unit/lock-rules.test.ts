@@ -5,11 +5,18 @@
 import { describe, expect, it } from 'vitest';
 import {
   DEFAULT_LOCK_LIMITS,
+  type LockCommand,
   type LockLimits,
   type LockSnapshot,
   LockStateMachine,
   lockRulesDifferences,
 } from '../../src/lock/index.ts';
+import {
+  describeDifferences,
+  type LockRulesReport,
+  watchLockRules,
+} from '../../src/node/lock-rules.ts';
+import type { AppliedListener, RestoredListener } from '../../src/node/node.ts';
 import { asIndex, expectRejected, Log } from './lock-log.ts';
 
 const RULES: LockLimits = {
@@ -176,5 +183,68 @@ describe('lockRulesDifferences', () => {
       { field: 'dedupeWindowMax', ours: 100_000, theirs: 3 },
     ]);
     expect(lockRulesDifferences(RULES, { ...RULES })).toEqual([]);
+  });
+});
+
+describe('watchLockRules', () => {
+  /** The parts of a node the watch uses, driven by hand. */
+  function fakeNode() {
+    const locks = new LockStateMachine();
+    const applied = new Set<AppliedListener>();
+    const restored = new Set<RestoredListener>();
+    let index = 0;
+    return {
+      node: {
+        locks,
+        subscribe: (listener: AppliedListener) => {
+          applied.add(listener);
+          return () => applied.delete(listener);
+        },
+        onRestored: (listener: RestoredListener) => {
+          restored.add(listener);
+          return () => restored.delete(listener);
+        },
+      },
+      apply(command: LockCommand) {
+        index += 1;
+        const output = locks.apply(asIndex(index), command);
+        for (const listener of applied) listener(asIndex(index), output);
+      },
+      restore(snapshot: LockSnapshot) {
+        locks.restore(snapshot);
+        index = snapshot.appliedIndex;
+        for (const listener of restored) listener(asIndex(index));
+      },
+    };
+  }
+
+  it('reports at start and whenever the rules in force change, naming each difference', () => {
+    const fake = fakeNode();
+    const reports: LockRulesReport[] = [];
+    const stop = watchLockRules(fake.node, RULES, (report) => reports.push(report));
+    expect(reports).toEqual([{ kind: 'unset' }]);
+    fake.apply({ type: 'SetRules', rules: RULES, onlyIfUnset: true });
+    expect(reports.at(-1)).toEqual({ kind: 'agree', setIndex: 1 });
+    fake.apply({ type: 'Revoke', lock: 'x', reason: '' });
+    fake.apply({ type: 'SetRules', rules: { ...RULES, lockDelayMs: 0 }, onlyIfUnset: true });
+    expect(reports).toHaveLength(2);
+    fake.apply({ type: 'SetRules', rules: { ...RULES, lockDelayMs: 0 }, onlyIfUnset: false });
+    const last = reports.at(-1);
+    expect(last).toEqual({
+      kind: 'differ',
+      setIndex: 4,
+      differences: [{ field: 'lockDelayMs', ours: 700, theirs: 0 }],
+    });
+    if (last?.kind === 'differ') {
+      expect(describeDifferences(last.differences)).toBe('lock.lockDelayMs file 700, log 0');
+    }
+    // A snapshot from the leader with other rules is reported too.
+    const leader = new LockStateMachine();
+    leader.apply(asIndex(9), { type: 'SetRules', rules: RULES, onlyIfUnset: false });
+    fake.restore(leader.snapshot());
+    expect(reports.at(-1)).toEqual({ kind: 'agree', setIndex: 9 });
+    stop();
+    fake.apply({ type: 'SetRules', rules: DEFAULT_LOCK_LIMITS, onlyIfUnset: false });
+    expect(reports).toHaveLength(4);
   });
 });
