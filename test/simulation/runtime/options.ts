@@ -85,7 +85,8 @@ export function deriveRuntimeOptions(
       compactionRetainEntries: prng.pick([2, 20, 100]),
       shutdownTransferMs: 500,
     },
-    lockSections: Array.from({ length: nodeCount }, () => lockSection(prng)),
+    // Drawn last, so the draws above stay those of earlier versions for each seed.
+    lockSections: [],
     network: {
       delayMsMin,
       delayMsMax: delayMsMin + prng.pick([1, 5, 20]),
@@ -116,7 +117,8 @@ export function deriveRuntimeOptions(
     quiescenceWindowMs: 15_000,
     settleMs: 1_000,
   };
-  return { ...options, ...overrides };
+  const lockSections = Array.from({ length: nodeCount }, () => lockSection(prng));
+  return { ...options, lockSections, ...overrides };
 }
 
 /**
