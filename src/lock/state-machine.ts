@@ -213,7 +213,8 @@ function reject(code: RejectionCode, detail: string): never {
  * - tokens of successive grants of one lock strictly increase (a token is the index
  *   of the entry that made the grant);
  * - every holder and waiter belongs to a live session;
- * - no state grows past its configured limit.
+ * - no state grows past the limit in force when it was added (rules lowered later end
+ *   nothing: see setRules).
  */
 export class LockStateMachine {
   /** The rules in force: replicated state, changed only by a SetRules entry. */
