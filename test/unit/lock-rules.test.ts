@@ -3,6 +3,7 @@
  * at its index on every replica, whatever each node's own config says.
  */
 import { describe, expect, it } from 'vitest';
+import { lockTimingProblems } from '../../src/config/index.ts';
 import {
   DEFAULT_LOCK_LIMITS,
   type LockCommand,
@@ -17,6 +18,7 @@ import {
   watchLockRules,
 } from '../../src/node/lock-rules.ts';
 import type { AppliedListener, RestoredListener } from '../../src/node/node.ts';
+import { DEFAULT_RAFT_OPTIONS } from '../../src/raft/index.ts';
 import { asIndex, expectRejected, Log } from './lock-log.ts';
 
 const RULES: LockLimits = {
@@ -246,5 +248,15 @@ describe('watchLockRules', () => {
     stop();
     fake.apply({ type: 'SetRules', rules: DEFAULT_LOCK_LIMITS, onlyIfUnset: false });
     expect(reports).toHaveLength(4);
+  });
+});
+
+describe('lockTimingProblems', () => {
+  it('checks rules from the log against this node’s Raft timing, naming the field', () => {
+    const raft = { tickIntervalMs: 100, ...DEFAULT_RAFT_OPTIONS, electionTimeoutTicks: 10 };
+    expect(lockTimingProblems(raft, DEFAULT_LOCK_LIMITS)).toEqual([]);
+    const problems = lockTimingProblems(raft, { ...DEFAULT_LOCK_LIMITS, sessionTtlMsMin: 700 });
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(/^lock\.sessionTtlMsMin: 700 ms cannot survive a failover/);
   });
 });
