@@ -1,0 +1,77 @@
+/**
+ * Adversarial review of branch rules-log (replicated lock rules): interleavings in
+ * which a SetRules entry makes a replica tell a client something untrue, or makes two
+ * replicas at one index differ. Each test states the promise it checks and FAILS on
+ * rules-log as it stands.
+ */
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_LOCK_LIMITS, type LockLimits, LockStateMachine } from '../../src/lock/index.ts';
+import { asIndex, Log } from './lock-log.ts';
+
+function setRules(log: Log, rules: LockLimits) {
+  return log.apply({ type: 'SetRules', rules, onlyIfUnset: false });
+}
+
+describe('review: exactly once across a SetRules that lowers a limit', () => {
+  // README/DESIGN: "A retried mutation with the same request_id returns the first
+  // outcome and never applies twice". The client relies on it (src/client/errors.ts
+  // `decisive`: the state machine "deduplicates by request id before anything else, so
+  // this is also what any earlier attempt with the same request id came to"), and its
+  // settle treats INVALID_ARGUMENT as "nothing is held" (src/client/settle.ts).
+  it('a retried Acquire whose first attempt was granted gets the grant, not invalidArgument, after requestIdBytesMax is lowered', () => {
+    const log = new Log();
+    const session = log.open();
+    const requestId = 'r'.repeat(40); // fine under the default requestIdBytesMax (64)
+    const first = log.acquire(session, 'L', { requestId });
+    expect(first.type).toBe('Acquired');
+    // The operator lowers the request id size (dlm rules apply); the retry of the
+    // acknowledged-but-lost Acquire lands after it.
+    expect(setRules(log, { ...DEFAULT_LOCK_LIMITS, requestIdBytesMax: 16 }).type).toBe(
+      'RulesSet',
+    );
+    const retry = log.acquire(session, 'L', { requestId });
+    // The session does hold L with the first attempt's token...
+    expect(log.sm.describe('L').holders.map((h) => h.sessionId)).toEqual([session]);
+    // ...so the retry must say so (first outcome). Observed: Rejected invalidArgument
+    // "requestId is 40 bytes, the limit is 16", which the client reads as "nothing held".
+    expect(retry).toMatchObject({ type: 'Acquired', lock: 'L' });
+  });
+
+  it('a retried OpenSession is answered with the session it opened, after requestIdBytesMax is lowered', () => {
+    const log = new Log();
+    const requestId = 'o'.repeat(40);
+    const first = log.apply({ type: 'OpenSession', ttlMs: 10_000, clientName: 'c', requestId });
+    expect(first.type).toBe('SessionOpened');
+    setRules(log, { ...DEFAULT_LOCK_LIMITS, requestIdBytesMax: 16 });
+    const retry = log.apply({ type: 'OpenSession', ttlMs: 10_000, clientName: 'c', requestId });
+    expect(retry).toEqual(first);
+  });
+});
+
+describe('review: a replica restored from a snapshot vs one that applied the log', () => {
+  // "two replicas at one index produce equal snapshots" and checkInvariants must hold on
+  // every replica. carriedOver is not in the snapshot: the live replica keeps the
+  // counts at the SetRules index, the restored one recomputes them at the snapshot's.
+  it('checkInvariants holds on a replica restored from a snapshot after lowered sessionsMax and expiries with lock-delay', () => {
+    const log = new Log();
+    const sessions = [1, 2, 3].map(() => log.open());
+    for (const s of sessions) {
+      expect(log.acquire(s, 'L', { mode: 'shared', lockDelayMs: 1_000 }).type).toBe('Acquired');
+    }
+    setRules(log, { ...DEFAULT_LOCK_LIMITS, sessionsMax: 1 });
+    for (const s of sessions) {
+      const refresh = log.sm.session(s)?.lastRefreshIndex;
+      expect(
+        log.apply({ type: 'ExpireSession', sessionId: s, lastRefreshIndex: asIndex(refresh ?? 0) })
+          .type,
+      ).toBe('SessionExpired');
+    }
+    expect(log.sm.describe('L').delays).toHaveLength(3);
+    log.sm.checkInvariants(); // holds on the replica that applied the log
+    const restored = new LockStateMachine();
+    restored.restore(log.sm.snapshot());
+    expect(restored.snapshot()).toEqual(log.sm.snapshot());
+    // Observed: "L has too many delays" (3 > max(sessionsMax 1, carried 0)).
+    expect(() => restored.checkInvariants()).not.toThrow();
+  });
+});
