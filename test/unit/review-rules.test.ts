@@ -26,9 +26,7 @@ describe('review: exactly once across a SetRules that lowers a limit', () => {
     expect(first.type).toBe('Acquired');
     // The operator lowers the request id size (dlm rules apply); the retry of the
     // acknowledged-but-lost Acquire lands after it.
-    expect(setRules(log, { ...DEFAULT_LOCK_LIMITS, requestIdBytesMax: 16 }).type).toBe(
-      'RulesSet',
-    );
+    expect(setRules(log, { ...DEFAULT_LOCK_LIMITS, requestIdBytesMax: 16 }).type).toBe('RulesSet');
     const retry = log.acquire(session, 'L', { requestId });
     // The session does hold L with the first attempt's token...
     expect(log.sm.describe('L').holders.map((h) => h.sessionId)).toEqual([session]);
@@ -73,5 +71,26 @@ describe('review: a replica restored from a snapshot vs one that applied the log
     expect(restored.snapshot()).toEqual(log.sm.snapshot());
     // Observed: "L has too many delays" (3 > max(sessionsMax 1, carried 0)).
     expect(() => restored.checkInvariants()).not.toThrow();
+  });
+});
+
+describe('review: the dedupe window shrinks at once (documented in operations.md, against the README contract)', () => {
+  it('a retried Acquire of a grant since released is not granted a second time after dedupeWindowMax is lowered', () => {
+    const log = new Log();
+    const session = log.open();
+    const first = log.acquire(session, 'L', { requestId: 'acq' });
+    if (first.type !== 'Acquired') throw new Error('not acquired');
+    log.apply({
+      type: 'Release',
+      lock: 'L',
+      sessionId: session,
+      token: first.token,
+      requestId: 'rel',
+    });
+    // Without the SetRules the retry is answered grantEnded (FAILED_PRECONDITION).
+    setRules(log, { ...DEFAULT_LOCK_LIMITS, dedupeWindowMax: 1 });
+    const retry = log.acquire(session, 'L', { requestId: 'acq' });
+    // Observed: Acquired with a new token: one request id, two grants.
+    expect(retry).toMatchObject({ type: 'Rejected', code: 'grantEnded' });
   });
 });
