@@ -94,3 +94,56 @@ describe('review: the dedupe window shrinks at once (documented in operations.md
     expect(retry).toMatchObject({ type: 'Rejected', code: 'grantEnded' });
   });
 });
+
+describe('review: upgrading from unreplicated rules, every node with the same lock section', () => {
+  // docs/operations.md: "Upgrade all nodes with the same lock section, and expect the
+  // upgraded cluster to agree with itself from the first leader's SetRules on."
+  it('two upgraded replicas whose version 2 snapshots were taken at different indexes agree after the first SetRules', () => {
+    // Every node's file, the same on all of them: a TTL minimum below the default.
+    const FILE: LockLimits = { ...DEFAULT_LOCK_LIMITS, sessionTtlMsMin: 200 };
+    // The old version: limits from the file (the constructor's rules), version 2 snapshots.
+    const old = new LockStateMachine(FILE);
+    const v2 = () => {
+      const { rules: _, rulesSetIndex: __, ...rest } = old.snapshot();
+      return { ...rest, version: 2 as const };
+    };
+    const log: Parameters<LockStateMachine['apply']>[1][] = [
+      { type: 'OpenSession', ttlMs: 5_000, clientName: 'a', requestId: 'a' },
+      // Valid under the file (>= 200), acknowledged to its client by the old version.
+      { type: 'OpenSession', ttlMs: 500, clientName: 'b', requestId: 'b' },
+      {
+        type: 'Acquire',
+        lock: 'L',
+        sessionId: 2 as never,
+        mode: 'exclusive',
+        waitMs: 0,
+        requestId: 'acq-b',
+        owner: 'b',
+        maxHoldMs: 0,
+        lockDelayMs: 0,
+      },
+    ];
+    old.apply(asIndex(1), log[0] as never);
+    const snapshotOfA = v2(); // node A's last snapshot before the upgrade: index 1
+    old.apply(asIndex(2), log[1] as never);
+    old.apply(asIndex(3), log[2] as never);
+    const snapshotOfB = v2(); // node B's: index 3
+    expect(old.describe('L').holders.map((h) => h.sessionId)).toEqual([2]);
+
+    // Both restart on the new version, restore their own snapshot, replay the rest of the
+    // committed log, then apply the first leader's SetRules (the same file's rules).
+    const a = new LockStateMachine();
+    a.restore(snapshotOfA);
+    a.apply(asIndex(2), log[1] as never);
+    a.apply(asIndex(3), log[2] as never);
+    const b = new LockStateMachine();
+    b.restore(snapshotOfB);
+    const setRules = { type: 'SetRules' as const, rules: FILE, onlyIfUnset: true };
+    a.apply(asIndex(4), setRules);
+    b.apply(asIndex(4), setRules);
+    // Observed: A refused session 2 on replay (ttl 500 < default 1000), so on A nobody
+    // holds L, on B session 2 does: the replicas differ at index 4 and ever after.
+    expect(a.describe('L')).toEqual(b.describe('L'));
+    expect(a.snapshot()).toEqual(b.snapshot());
+  });
+});
