@@ -147,3 +147,38 @@ describe('review: upgrading from unreplicated rules, every node with the same lo
     expect(a.snapshot()).toEqual(b.snapshot());
   });
 });
+
+describe('review: "Told failed means nothing held" across a SetRules lowering requestIdBytesMax', () => {
+  it('the Withdraw of an abandoned waiting Acquire still gives back its wait', () => {
+    const log = new Log();
+    const holder = log.open();
+    const waiter = log.open();
+    const held = log.acquire(holder, 'L');
+    if (held.type !== 'Acquired') throw new Error('not acquired');
+    const requestId = 'w'.repeat(40);
+    expect(log.acquire(waiter, 'L', { requestId, waitMs: 60_000 }).type).toBe('Queued');
+    const attemptIndex = log.index;
+    // The operator lowers requestIdBytesMax; the waiter's call then hits its deadline and
+    // the API (src/api/acquire.ts withdraw) proposes a Withdraw with the request's id.
+    setRules(log, { ...DEFAULT_LOCK_LIMITS, requestIdBytesMax: 16 });
+    const withdrawn = log.apply({
+      type: 'Withdraw',
+      lock: 'L',
+      sessionId: waiter,
+      requestId,
+      attemptIndex: asIndex(attemptIndex),
+    });
+    // Observed: Rejected invalidArgument (requestId is 40 bytes): writeWithRetry counts a
+    // Rejected result as done, the wait stays, and the release below grants L to a
+    // session whose client was told DEADLINE_EXCEEDED.
+    log.apply({
+      type: 'Release',
+      lock: 'L',
+      sessionId: holder,
+      token: held.token,
+      requestId: 'rel',
+    });
+    expect(withdrawn).toMatchObject({ type: 'Withdrawn', undid: 'wait' });
+    expect(log.sm.describe('L').holders).toEqual([]);
+  });
+});
