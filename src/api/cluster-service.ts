@@ -103,7 +103,7 @@ async function setLockRules(
     rules,
     onlyIfUnset: false,
   });
-  if (result.type === 'Rejected') throw rejectionError(result);
+  if (result.type === 'Rejected') throw rejectionError(result, 'SetLockRulesRequest');
   if (result.type !== 'RulesSet') throw new Error(`SetRules was answered with ${result.type}`);
   context.logger('info', 'lock rules set', { index, digest: lockRulesDigest(result.rules) });
   return {

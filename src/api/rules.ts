@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { LOCK_LIMIT_NAMES, type LockLimits } from '../lock/index.ts';
+import { wireFieldName } from './errors.ts';
 import { toUint64, type Uint64 } from './proto.ts';
 
 /**
@@ -11,7 +12,7 @@ export type WireLockRules = Readonly<Record<string, Uint64>>;
 
 /** `sessionTtlMsMin` → `session_ttl_ms_min`. */
 export function wireRuleName(field: keyof LockLimits): string {
-  return field.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`);
+  return wireFieldName(field);
 }
 
 export function wireLockRules(rules: LockLimits): WireLockRules {

@@ -1,6 +1,7 @@
 export {
   canonicalLockRules,
   DEFAULT_LOCK_LIMITS,
+  LOCK_LIMIT_CEILINGS,
   LOCK_LIMIT_NAMES,
   type LockLimits,
   type LockRuleDifference,

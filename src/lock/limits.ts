@@ -45,6 +45,36 @@ export const DEFAULT_LOCK_LIMITS: LockLimits = Object.freeze({
   dedupeWindowMax: 100_000,
 });
 
+/** Node's timers fire at once when asked to wait longer than this (TimeoutOverflowWarning). */
+export const TIMER_MS_MAX = 2 ** 31 - 1;
+
+/**
+ * What no rules can exceed. A request is checked against these before anything else
+ * (by the API, and again by the state machine before it looks up a remembered result),
+ * and against the rules in force only inside apply, after that lookup: a retry of a
+ * request that applied must get its first outcome whatever the rules became since, and
+ * a node that has not applied the latest SetRules must not judge by older rules. The
+ * byte ceilings bound what one request can make a node hold or a log entry carry; the
+ * durations must fit a Node timer; counts are bounded only by what a number can hold.
+ */
+export const LOCK_LIMIT_CEILINGS: LockLimits = Object.freeze({
+  lockNameBytesMax: 4_096,
+  ownerBytesMax: 16_384,
+  clientNameBytesMax: 4_096,
+  requestIdBytesMax: 256,
+  sessionTtlMsMin: TIMER_MS_MAX,
+  sessionTtlMsMax: TIMER_MS_MAX,
+  sessionsMax: Number.MAX_SAFE_INTEGER,
+  locksMax: Number.MAX_SAFE_INTEGER,
+  waitersPerLockMax: Number.MAX_SAFE_INTEGER,
+  waitMsMax: TIMER_MS_MAX,
+  maxHoldMsMax: TIMER_MS_MAX,
+  keepAliveBatchMax: Number.MAX_SAFE_INTEGER,
+  lockDelayMs: TIMER_MS_MAX,
+  lockDelayMsMax: TIMER_MS_MAX,
+  dedupeWindowMax: Number.MAX_SAFE_INTEGER,
+});
+
 export const LOCK_LIMIT_NAMES = Object.freeze(
   Object.keys(DEFAULT_LOCK_LIMITS) as (keyof LockLimits)[],
 );
@@ -58,7 +88,8 @@ export interface LockRulesProblem {
 /**
  * Checks rules that arrive in a log entry, so it must decide the same on every
  * replica and never throw, whatever the entry holds: every field present and no other,
- * each a safe integer (positive, or >= 0 for lockDelayMs), and the ranges in order.
+ * each a safe integer (positive, or >= 0 for lockDelayMs) within its ceiling
+ * (LOCK_LIMIT_CEILINGS), and the ranges in order.
  */
 export function lockRulesProblem(rules: unknown): LockRulesProblem | null {
   if (typeof rules !== 'object' || rules === null || Array.isArray(rules)) {
@@ -75,6 +106,10 @@ export function lockRulesProblem(rules: unknown): LockRulesProblem | null {
     const min = key === 'lockDelayMs' ? 0 : 1;
     if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
       return { field: key, problem: `must be an integer >= ${min}, got ${String(value)}` };
+    }
+    const ceiling = LOCK_LIMIT_CEILINGS[key];
+    if (value > ceiling) {
+      return { field: key, problem: `must be at most ${ceiling} (its ceiling), got ${value}` };
     }
   }
   const limits = given as unknown as LockLimits;

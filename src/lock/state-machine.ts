@@ -10,6 +10,7 @@ import { utf8ByteLength } from '../util/utf8.ts';
 import {
   canonicalLockRules,
   DEFAULT_LOCK_LIMITS,
+  LOCK_LIMIT_CEILINGS,
   type LockLimits,
   lockRulesProblem,
   validateLockLimits,
@@ -140,14 +141,16 @@ export interface FenceValidation {
 
 /**
  * Plain data, in a canonical order: two replicas at one index produce equal snapshots.
- * Version 3 adds the rules in force and the index of the SetRules entry that set them
- * (null: none has applied, the rules are the ones the machine started with).
+ * Version 3 adds the rules set through the log and the index of the SetRules entry that
+ * set them, both null while none has applied (then each machine applies the rules it
+ * started with, its node's file), and the counts that lowered rules left above a limit.
  */
 export interface LockSnapshot {
   readonly version: 3;
   readonly appliedIndex: number;
-  readonly rules: LockLimits;
+  readonly rules: LockLimits | null;
   readonly rulesSetIndex: number | null;
+  readonly carriedOver: CarriedOver;
   readonly sessions: readonly SnapshotSession[];
   readonly locks: readonly {
     readonly name: string;
@@ -162,11 +165,24 @@ export interface LockSnapshot {
 /**
  * What nodes wrote before version 3: version 2 kept every lock-delay of a lock
  * (version 1 kept one), the request id of each grant, and the latest attempt of each
- * remembered request. `restore` still reads both, with DEFAULT_LOCK_LIMITS in force.
+ * remembered request. `restore` still reads both, with the machine's start rules in force.
  */
-export type LockSnapshotV2 = Omit<LockSnapshot, 'version' | 'rules' | 'rulesSetIndex'> & {
+export type LockSnapshotV2 = Omit<
+  LockSnapshot,
+  'version' | 'rules' | 'rulesSetIndex' | 'carriedOver'
+> & {
   readonly version: 2;
 };
+
+/**
+ * Counts that lowered rules left above a limit (SetRules ends nothing that exists): the
+ * invariant is that nothing was added past the limit in force when it was added.
+ */
+export interface CarriedOver {
+  readonly sessions: number;
+  readonly locks: number;
+  readonly waitersPerLock: number;
+}
 
 /** What nodes wrote before version 2; `restore` still reads it. */
 export interface LockSnapshotV1 {
@@ -193,13 +209,19 @@ class Rejection extends Error {
   constructor(
     readonly code: RejectionCode,
     readonly detail: string,
+    readonly field: string | null,
   ) {
     super(detail);
   }
 }
 
 function reject(code: RejectionCode, detail: string): never {
-  throw new Rejection(code, detail);
+  throw new Rejection(code, detail, null);
+}
+
+/** A field of the command is wrong: the detail is `${field} ${problem}`. */
+function rejectField(field: string, problem: string): never {
+  throw new Rejection('invalidArgument', `${field} ${problem}`, field);
 }
 
 /**
@@ -217,15 +239,13 @@ function reject(code: RejectionCode, detail: string): never {
  *   nothing: see setRules).
  */
 export class LockStateMachine {
+  /** The rules this machine applies until a SetRules entry applies (see the constructor). */
+  private readonly startRules: LockLimits;
   /** The rules in force: replicated state, changed only by a SetRules entry. */
   private rulesInForce: LockLimits;
   /** The index of the SetRules entry that put them in force; null before any. */
   private rulesSetAt: LogIndex | null = null;
-  /**
-   * Counts that lowered rules left above a limit (SetRules ends nothing that exists):
-   * the invariant is that nothing was added past the limit in force when it was added.
-   */
-  private carriedOver = { sessions: 0, locks: 0, waitersPerLock: 0 };
+  private carriedOver: CarriedOver = NOTHING_CARRIED_OVER;
   private appliedIndex = 0;
   private readonly sessions = new Map<SessionId, SessionRecord>();
   private readonly locks = new Map<string, LockRecord>();
@@ -239,12 +259,17 @@ export class LockStateMachine {
   private index: LogIndex = 0 as LogIndex;
 
   /**
-   * `initialRules` are in force until a SetRules entry applies. A node passes none, so
-   * every replica starts from DEFAULT_LOCK_LIMITS; tests pass small limits to reach them.
+   * `startRules` are in force until a SetRules entry applies. A node passes its config
+   * file's: that is what nodes applied before the rules were replicated, so a log (or a
+   * snapshot of version 1 or 2) written then replays as it first ran. Nothing else
+   * depends on them: a leader takes no client write and proposes no timer command until
+   * rules were set (see DlmNode), so on a cluster that started replicated, only Raft's
+   * own entries and SetRules come before the first SetRules.
    */
-  constructor(initialRules: Partial<LockLimits> = {}) {
-    this.rulesInForce = canonicalLockRules({ ...DEFAULT_LOCK_LIMITS, ...initialRules });
-    validateLockLimits(this.rulesInForce);
+  constructor(startRules: Partial<LockLimits> = {}) {
+    this.startRules = canonicalLockRules({ ...DEFAULT_LOCK_LIMITS, ...startRules });
+    validateLockLimits(this.startRules);
+    this.rulesInForce = this.startRules;
   }
 
   /**
@@ -258,6 +283,11 @@ export class LockStateMachine {
   /** The index of the SetRules entry behind `rules`; null while none has applied. */
   get rulesSetIndex(): LogIndex | null {
     return this.rulesSetAt;
+  }
+
+  /** How many results are remembered for retries; a SetRules may not shrink the window below it. */
+  get rememberedCount(): number {
+    return this.dedupe.size;
   }
 
   get lastAppliedIndex(): number {
@@ -302,15 +332,24 @@ export class LockStateMachine {
     this.appliedIndex = index;
   }
 
+  /**
+   * A retry is answered from what the request's first application left, whatever the
+   * rules became since: so only the ceilings, which no rules exceed and which keep the
+   * lookup cheap, are checked before it, and the rules in force only after (here for the
+   * request id, in each command for the rest).
+   */
   private applyCommand(command: LockCommand): LockResult {
     const key = dedupeKey(command);
     try {
-      if ('requestId' in command) {
-        this.checkText('requestId', command.requestId, this.rules.requestIdBytesMax, false);
-      }
+      this.checkCeilings(command);
       const remembered = key === null ? undefined : this.rememberedResult(key);
       if (key !== null && remembered !== undefined)
         return this.answerRetry(command, key, remembered);
+      // A request to remember: the rules bound how large a key the window keeps.
+      if (key !== null && 'requestId' in command) {
+        const { requestIdBytesMax } = this.rules;
+        this.checkText('requestId', command.requestId, requestIdBytesMax, 'requestIdBytesMax');
+      }
     } catch (error) {
       return this.rejected(error);
     }
@@ -415,7 +454,10 @@ export class LockStateMachine {
 
   private rejected(error: unknown): LockResult {
     if (!(error instanceof Rejection)) throw error;
-    return { type: 'Rejected', code: error.code, detail: error.detail };
+    const { code, detail, field } = error;
+    return field === null
+      ? { type: 'Rejected', code, detail }
+      : { type: 'Rejected', code, detail, field };
   }
 
   private dispatch(command: LockCommand): LockResult {
@@ -458,21 +500,26 @@ export class LockStateMachine {
 
   /**
    * Lowered limits end nothing: sessions, locks and waiters past them stay, and new
-   * ones are refused until the counts fall below. Only the dedupe window shrinks at
-   * once, oldest first, since it is a memory bound (a retry of a forgotten result
-   * runs again, as for any result that left the window).
+   * ones are refused until the counts fall below; locks keep names longer than a lowered
+   * lockNameBytesMax (it bounds only new locks). The dedupe window is not shrunk below
+   * the results it remembers: forgetting one early would let its retry apply twice, so
+   * such rules are refused whole, naming the count.
    */
   private setRules(rules: LockLimits, onlyIfUnset: boolean): LockResult {
     if (onlyIfUnset && this.rulesSetAt !== null) return { type: 'Stale' };
     const found = lockRulesProblem(rules);
     if (found !== null) {
-      const field = found.field === '' ? 'rules' : `rules.${found.field}`;
-      reject('invalidArgument', `${field} ${found.problem}`);
+      rejectField(found.field === '' ? 'rules' : `rules.${found.field}`, found.problem);
+    }
+    if (rules.dedupeWindowMax < this.dedupe.size) {
+      rejectField(
+        'rules.dedupeWindowMax',
+        `(${rules.dedupeWindowMax}) is below the ${this.dedupe.size} results remembered now for retries; forgetting them early would apply a retry twice`,
+      );
     }
     this.rulesInForce = canonicalLockRules(rules);
     this.rulesSetAt = this.index;
     this.noteCarriedOver();
-    this.trimDedupe();
     return { type: 'RulesSet', rules: this.rulesInForce };
   }
 
@@ -489,12 +536,19 @@ export class LockStateMachine {
   private openSession(command: Extract<LockCommand, { type: 'OpenSession' }>): LockResult {
     const { sessionTtlMsMin, sessionTtlMsMax } = this.rules;
     if (!isIntegerIn(command.ttlMs, sessionTtlMsMin, sessionTtlMsMax)) {
-      reject(
-        'invalidArgument',
-        `ttlMs must be within [${sessionTtlMsMin}, ${sessionTtlMsMax}], got ${command.ttlMs}`,
+      rejectField(
+        'ttlMs',
+        `must be within [${sessionTtlMsMin}, ${sessionTtlMsMax}], got ${command.ttlMs}`,
       );
     }
-    this.checkText('clientName', command.clientName, this.rules.clientNameBytesMax, true);
+    const { clientNameBytesMax } = this.rules;
+    this.checkText(
+      'clientName',
+      command.clientName,
+      clientNameBytesMax,
+      'clientNameBytesMax',
+      true,
+    );
     if (this.sessions.size >= this.rules.sessionsMax) {
       reject('limitReached', `sessionsMax (${this.rules.sessionsMax}) sessions are open`);
     }
@@ -513,9 +567,9 @@ export class LockStateMachine {
 
   private keepAlive(sessionIds: readonly SessionId[]): LockResult {
     if (sessionIds.length === 0 || sessionIds.length > this.rules.keepAliveBatchMax) {
-      reject(
-        'invalidArgument',
-        `sessionIds must hold 1 to ${this.rules.keepAliveBatchMax} ids, got ${sessionIds.length}`,
+      rejectField(
+        'sessionIds',
+        `must hold 1 to ${this.rules.keepAliveBatchMax} ids (keepAliveBatchMax), got ${sessionIds.length}`,
       );
     }
     const refreshed: SessionId[] = [];
@@ -580,14 +634,19 @@ export class LockStateMachine {
   // ------------------------------------------------------------------ locks
 
   private acquire(command: Extract<LockCommand, { type: 'Acquire' }>): LockResult {
-    this.checkLockName(command.lock);
-    this.checkText('owner', command.owner, this.rules.ownerBytesMax, true);
-    if (command.mode !== 'exclusive' && command.mode !== 'shared') {
-      reject('invalidArgument', `mode must be exclusive or shared, got ${String(command.mode)}`);
+    // lockNameBytesMax bounds the locks that exist: it is checked when this would add one.
+    if (!this.locks.has(command.lock)) {
+      const { lockNameBytesMax } = this.rules;
+      this.checkText('lock', command.lock, lockNameBytesMax, 'lockNameBytesMax');
     }
-    this.checkDuration('waitMs', command.waitMs, this.rules.waitMsMax);
-    this.checkDuration('maxHoldMs', command.maxHoldMs, this.rules.maxHoldMsMax);
-    this.checkDuration('lockDelayMs', command.lockDelayMs, this.rules.lockDelayMsMax);
+    this.checkText('owner', command.owner, this.rules.ownerBytesMax, 'ownerBytesMax', true);
+    if (command.mode !== 'exclusive' && command.mode !== 'shared') {
+      rejectField('mode', `must be exclusive or shared, got ${String(command.mode)}`);
+    }
+    this.checkDuration('waitMs', command.waitMs, this.rules.waitMsMax, 'waitMsMax');
+    this.checkDuration('maxHoldMs', command.maxHoldMs, this.rules.maxHoldMsMax, 'maxHoldMsMax');
+    const { lockDelayMsMax } = this.rules;
+    this.checkDuration('lockDelayMs', command.lockDelayMs, lockDelayMsMax, 'lockDelayMsMax');
     const session = this.requireSession(command.sessionId);
     const existing = this.locks.get(command.lock);
     const held = existing?.holders.get(session.id);
@@ -669,7 +728,6 @@ export class LockStateMachine {
   }
 
   private release(command: Extract<LockCommand, { type: 'Release' }>): LockResult {
-    this.checkLockName(command.lock);
     const session = this.requireSession(command.sessionId);
     const lock = this.locks.get(command.lock);
     const grant = lock?.holders.get(session.id);
@@ -688,7 +746,6 @@ export class LockStateMachine {
   }
 
   private cancelWait(name: string, id: SessionId, requestId: string): LockResult {
-    this.checkLockName(name);
     const session = this.requireSession(id);
     const lock = this.locks.get(name);
     // Only the wait this request queued: a CancelWait retried after its result left the
@@ -814,7 +871,6 @@ export class LockStateMachine {
   }
 
   private revoke(name: string): LockResult {
-    this.checkLockName(name);
     const lock = this.locks.get(name);
     if (lock === undefined || lock.holders.size === 0)
       return { type: 'Revoked', lock: name, freed: 0 };
@@ -1039,32 +1095,45 @@ export class LockStateMachine {
 
   // ------------------------------------------------------------------ validation
 
-  private checkLockName(name: string): void {
-    this.checkText('lock', name, this.rules.lockNameBytesMax, false);
+  /**
+   * The ceilings of the fields a remembered result or a lock is looked up by: no rules
+   * allow more, so a request above one is wrong whatever was applied before it.
+   */
+  private checkCeilings(command: LockCommand): void {
+    if ('requestId' in command) {
+      const { requestIdBytesMax } = LOCK_LIMIT_CEILINGS;
+      this.checkText('requestId', command.requestId, requestIdBytesMax, 'its ceiling');
+    }
+    if ('lock' in command) {
+      this.checkText('lock', command.lock, LOCK_LIMIT_CEILINGS.lockNameBytesMax, 'its ceiling');
+    }
   }
 
-  private checkText(field: string, value: string, bytesMax: number, emptyAllowed: boolean): void {
-    if (typeof value !== 'string') reject('invalidArgument', `${field} must be a string`);
-    if (!emptyAllowed && value.length === 0)
-      reject('invalidArgument', `${field} must not be empty`);
+  /** `limit` names what `bytesMax` is: a rule (`ownerBytesMax`) or 'its ceiling'. */
+  private checkText(
+    field: string,
+    value: string,
+    bytesMax: number,
+    limit: string,
+    emptyAllowed = false,
+  ): void {
+    if (typeof value !== 'string') rejectField(field, 'must be a string');
+    if (!emptyAllowed && value.length === 0) rejectField(field, 'must not be empty');
     const bytes = utf8ByteLength(value);
-    if (bytes > bytesMax)
-      reject('invalidArgument', `${field} is ${bytes} bytes, the limit is ${bytesMax}`);
+    if (bytes > bytesMax) {
+      rejectField(field, `is ${bytes} bytes, the limit is ${bytesMax} (${limit})`);
+    }
   }
 
-  private checkDuration(field: string, value: number, max: number): void {
+  private checkDuration(field: string, value: number, max: number, limit: string): void {
     if (!isIntegerIn(value, 0, max))
-      reject('invalidArgument', `${field} must be within [0, ${max}], got ${value}`);
+      rejectField(field, `must be within [0, ${max}] (${limit}), got ${value}`);
   }
 
   private remember(key: string, result: LockResult): void {
     const earlier = this.attemptsOfEvictedWait;
     this.attemptsOfEvictedWait = [];
     this.dedupe.set(key, { result, openAttempts: [...earlier, this.index] });
-    this.trimDedupe();
-  }
-
-  private trimDedupe(): void {
     // Oldest first: Map keeps insertion order, the same on every replica.
     while (this.dedupe.size > this.rules.dedupeWindowMax) {
       const oldest = this.dedupe.keys().next();
@@ -1153,8 +1222,10 @@ export class LockStateMachine {
     return {
       version: 3,
       appliedIndex: this.appliedIndex,
-      rules: this.rulesInForce,
+      // Unset, the rules are each machine's own start rules, not the log's: not state.
+      rules: this.rulesSetAt === null ? null : this.rulesInForce,
       rulesSetIndex: this.rulesSetAt,
+      carriedOver: this.carriedOver,
       sessions: this.sessionIds().map((id) => {
         const session = this.sessions.get(id);
         assert(session !== undefined, `session ${id} vanished`);
@@ -1179,9 +1250,14 @@ export class LockStateMachine {
     const version: number = saved.version;
     assert(version >= 1 && version <= 3, `unknown lock snapshot version ${version}`);
     const snapshot = upgradeSnapshot(saved);
-    const found = lockRulesProblem(snapshot.rules);
+    assert(
+      (snapshot.rules === null) === (snapshot.rulesSetIndex === null),
+      `the snapshot has rules ${JSON.stringify(snapshot.rules)} set at ${snapshot.rulesSetIndex}: both or neither`,
+    );
+    const found = snapshot.rules === null ? null : lockRulesProblem(snapshot.rules);
     assert(found === null, `the snapshot's rules are invalid: ${found?.field} ${found?.problem}`);
-    this.rulesInForce = canonicalLockRules(snapshot.rules);
+    this.rulesInForce =
+      snapshot.rules === null ? this.startRules : canonicalLockRules(snapshot.rules);
     this.rulesSetAt = snapshot.rulesSetIndex === null ? null : (snapshot.rulesSetIndex as LogIndex);
     this.sessions.clear();
     this.locks.clear();
@@ -1200,7 +1276,10 @@ export class LockStateMachine {
     }
     for (const saved of snapshot.locks) this.restoreLock(saved);
     for (const [key, result] of snapshot.dedupe) this.dedupe.set(key, result);
-    this.noteCarriedOver();
+    this.carriedOver = snapshot.carriedOver;
+    // Before version 3 the rules came from each node's file, which may have been lowered
+    // across the restart: what is there now was within the rules it was added under.
+    if (saved.version < 3) this.noteCarriedOver();
   }
 
   private restoreLock(saved: LockSnapshot['locks'][number]): void {
@@ -1284,12 +1363,27 @@ export class LockStateMachine {
   }
 }
 
-/** Any version in version 3's shape: before version 3 no rules were set, so the defaults. */
+/**
+ * Any version in version 3's shape: before version 3 no rules were set through the log,
+ * so the restoring machine's start rules (its node's file, as then) stay in force.
+ */
 function upgradeSnapshot(saved: LockSnapshot | LockSnapshotV2 | LockSnapshotV1): LockSnapshot {
   if (saved.version === 3) return saved;
   const v2 = saved.version === 1 ? upgradeSnapshotV1(saved) : saved;
-  return { ...v2, version: 3, rules: DEFAULT_LOCK_LIMITS, rulesSetIndex: null };
+  return {
+    ...v2,
+    version: 3,
+    rules: null,
+    rulesSetIndex: null,
+    carriedOver: NOTHING_CARRIED_OVER,
+  };
 }
+
+const NOTHING_CARRIED_OVER: CarriedOver = Object.freeze({
+  sessions: 0,
+  locks: 0,
+  waitersPerLock: 0,
+});
 
 /**
  * A version 1 snapshot in version 2's shape. Its one lock-delay becomes a list of one.

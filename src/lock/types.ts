@@ -203,6 +203,12 @@ export type LockResult =
       readonly code: RejectionCode;
       /** What was wrong, naming the field or limit. */
       readonly detail: string;
+      /**
+       * The command's field at fault (`owner`, `rules.dedupeWindowMax`), for an
+       * invalidArgument about one; `detail` then starts with it. The API names the
+       * request's field from it.
+       */
+      readonly field?: string;
     };
 
 export type ReleaseReason = 'release' | 'close' | 'expire' | 'maxHold' | 'revoke';
