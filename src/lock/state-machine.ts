@@ -728,6 +728,7 @@ export class LockStateMachine {
   }
 
   private release(command: Extract<LockCommand, { type: 'Release' }>): LockResult {
+    this.checkLockName(command.lock);
     const session = this.requireSession(command.sessionId);
     const lock = this.locks.get(command.lock);
     const grant = lock?.holders.get(session.id);
@@ -746,6 +747,7 @@ export class LockStateMachine {
   }
 
   private cancelWait(name: string, id: SessionId, requestId: string): LockResult {
+    this.checkLockName(name);
     const session = this.requireSession(id);
     const lock = this.locks.get(name);
     // Only the wait this request queued: a CancelWait retried after its result left the
@@ -871,6 +873,7 @@ export class LockStateMachine {
   }
 
   private revoke(name: string): LockResult {
+    this.checkLockName(name);
     const lock = this.locks.get(name);
     if (lock === undefined || lock.holders.size === 0)
       return { type: 'Revoked', lock: name, freed: 0 };
@@ -1096,17 +1099,22 @@ export class LockStateMachine {
   // ------------------------------------------------------------------ validation
 
   /**
-   * The ceilings of the fields a remembered result or a lock is looked up by: no rules
-   * allow more, so a request above one is wrong whatever was applied before it.
+   * The ceiling of the request id a remembered result is looked up by: no rules allow
+   * more, so a request above it is wrong whatever was applied before it.
    */
   private checkCeilings(command: LockCommand): void {
     if ('requestId' in command) {
       const { requestIdBytesMax } = LOCK_LIMIT_CEILINGS;
       this.checkText('requestId', command.requestId, requestIdBytesMax, 'its ceiling');
     }
-    if ('lock' in command) {
-      this.checkText('lock', command.lock, LOCK_LIMIT_CEILINGS.lockNameBytesMax, 'its ceiling');
-    }
+  }
+
+  /**
+   * The name of a lock a client looks up (to release, cancel a wait, revoke): any
+   * name a lock can have, so lowered rules do not strand the locks they left longer.
+   */
+  private checkLockName(name: string): void {
+    this.checkText('lock', name, LOCK_LIMIT_CEILINGS.lockNameBytesMax, 'its ceiling');
   }
 
   /** `limit` names what `bytesMax` is: a rule (`ownerBytesMax`) or 'its ceiling'. */

@@ -117,15 +117,28 @@ describe('SetRules', () => {
     expect(setRules(log, RULES, true).type).toBe('RulesSet');
   });
 
-  it('lowered limits end nothing but refuse new requests; the dedupe window shrinks at once', () => {
+  it('lowered limits end nothing but refuse new requests; the dedupe window is never shrunk below what it remembers', () => {
     const log = new Log();
     const [first, ...others] = [log.open(2_000), log.open(2_000), log.open(2_000)];
     const sessions = [first, ...others];
     for (const [i, session] of sessions.entries()) log.acquire(session, `L${i}`);
-    setRules(log, { ...RULES, sessionsMax: 2, locksMax: 1, dedupeWindowMax: 1 });
+    const remembered = log.sm.snapshot().dedupe;
+    expect(remembered).toHaveLength(6);
+    // Forgetting a result early would apply its retry twice: refused whole, naming the count.
+    expectRejected(
+      setRules(log, { ...RULES, sessionsMax: 2, locksMax: 1, dedupeWindowMax: 5 }),
+      'invalidArgument',
+      'rules.dedupeWindowMax',
+      '(5)',
+      '6 results',
+    );
+    expect(log.sm.rulesSetIndex).toBeNull();
+    expect(setRules(log, { ...RULES, sessionsMax: 2, locksMax: 1, dedupeWindowMax: 6 }).type).toBe(
+      'RulesSet',
+    );
     log.sm.checkInvariants();
     expect(log.sm.sessionIds()).toEqual(sessions);
-    expect(log.sm.snapshot().dedupe).toHaveLength(1);
+    expect(log.sm.snapshot().dedupe).toEqual(remembered);
     expectRejected(
       log.apply({ type: 'OpenSession', ttlMs: 2_000, clientName: 'c', requestId: 'more' }),
       'limitReached',
@@ -154,25 +167,49 @@ describe('SetRules', () => {
     ).toEqual({ type: 'Stale' });
   });
 
-  it('restores version 2 and 1 snapshots with the default rules, never its own', () => {
+  it('restores version 2 and 1 snapshots, and unset rules, with its own start rules (its file)', () => {
     const log = new Log();
     log.open(2_000);
-    const { rules: _, rulesSetIndex: __, ...rest } = log.sm.snapshot();
+    const { rules: _, rulesSetIndex: __, carriedOver: ___, ...rest } = log.sm.snapshot();
     const v2 = { ...rest, version: 2 as const };
     const v1 = { ...rest, version: 1 as const, locks: [], dedupe: [] };
-    for (const old of [v2, v1]) {
+    // Before version 3 each node applied its file's rules; a version 3 snapshot taken
+    // before any SetRules holds none, so two nodes' snapshots at one index agree.
+    const unset = log.sm.snapshot();
+    expect(unset.rules).toBeNull();
+    for (const old of [v2, v1, unset]) {
       const copy = new LockStateMachine(RULES);
       copy.restore(old);
-      expect(copy.rules).toEqual(DEFAULT_LOCK_LIMITS);
+      expect(copy.rules).toEqual(RULES);
       expect(copy.rulesSetIndex).toBeNull();
       expect(copy.snapshot().version).toBe(3);
+      expect(copy.snapshot().rules).toBeNull();
     }
   });
 
-  it('refuses a snapshot whose rules are invalid', () => {
+  it('applies its start rules until a SetRules applies', () => {
+    const log = new Log(RULES);
+    expect(log.sm.rulesSetIndex).toBeNull();
+    expect(log.open(300)).toBe(log.index); // below the default minimum, within RULES
+    expect(setRules(log, DEFAULT_LOCK_LIMITS).type).toBe('RulesSet');
+    expectRejected(
+      log.apply({ type: 'OpenSession', ttlMs: 300, clientName: 'c', requestId: 'after' }),
+      'invalidArgument',
+      'ttlMs',
+      '1000',
+    );
+  });
+
+  it('refuses a snapshot whose rules are invalid, or rules without their index', () => {
     const snapshot: LockSnapshot = { ...new LockStateMachine().snapshot() };
-    const broken = { ...snapshot, rules: { ...DEFAULT_LOCK_LIMITS, locksMax: 0 } };
-    expect(() => new LockStateMachine().restore(broken)).toThrow(/locksMax/);
+    const broken = {
+      ...snapshot,
+      rules: { ...DEFAULT_LOCK_LIMITS, locksMax: 0 },
+      rulesSetIndex: 1,
+    };
+    expect(() => new LockStateMachine().restore(broken)).toThrow(/rules are invalid: locksMax/);
+    const unindexed = { ...snapshot, rules: DEFAULT_LOCK_LIMITS };
+    expect(() => new LockStateMachine().restore(unindexed)).toThrow(/both or neither/);
   });
 });
 

@@ -130,13 +130,14 @@ describe('review: upgrading from unreplicated rules, every node with the same lo
     const snapshotOfB = v2(); // node B's: index 3
     expect(old.describe('L').holders.map((h) => h.sessionId)).toEqual([2]);
 
-    // Both restart on the new version, restore their own snapshot, replay the rest of the
-    // committed log, then apply the first leader's SetRules (the same file's rules).
-    const a = new LockStateMachine();
+    // Both restart on the new version, which starts each state machine from its node's
+    // file as DlmNode does, restore their own snapshot, replay the rest of the committed
+    // log, then apply the first leader's SetRules (the same file's rules).
+    const a = new LockStateMachine(FILE);
     a.restore(snapshotOfA);
     a.apply(asIndex(2), log[1] as never);
     a.apply(asIndex(3), log[2] as never);
-    const b = new LockStateMachine();
+    const b = new LockStateMachine(FILE);
     b.restore(snapshotOfB);
     const setRules = { type: 'SetRules' as const, rules: FILE, onlyIfUnset: true };
     a.apply(asIndex(4), setRules);
