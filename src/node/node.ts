@@ -380,9 +380,10 @@ export class DlmNode {
    * judged by rules would be judged differently where the files differ. A leader
    * proposes its config's rules as soon as an entry of its term applied
    * (proposeRulesIfUnset), so this lasts one commit after an election on a new
-   * cluster. A SetRules is let through: it is what ends the wait.
+   * cluster. A SetRules is let through: it is what ends the wait. Protected so that a
+   * test can break it.
    */
-  private lockRulesUnset(command: LockCommand): boolean {
+  protected lockRulesUnset(command: LockCommand): boolean {
     return this.locks.rulesSetIndex === null && command.type !== 'SetRules';
   }
 

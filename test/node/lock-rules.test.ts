@@ -5,6 +5,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_LOCK_LIMITS, type LockLimits } from '../../src/lock/index.ts';
+import { DlmError } from '../../src/node/errors.ts';
 import { DlmNode } from '../../src/node/node.ts';
 import { MemoryWritableStorage } from '../../src/storage/index.ts';
 import { MemoryNetwork } from '../../src/transport/memory.ts';
@@ -90,6 +91,44 @@ describe('lock rules agreed through the log', () => {
     const back = cluster.start(first.id, 9);
     await until(() => back.locks.rulesSetIndex === setAt, 'the restarted node applied the rules');
     expect(back.locks.rules).toEqual(rules);
+  });
+
+  it('a leader takes no client write, its own or forwarded, until a SetRules applied; a SetRules it takes', async () => {
+    cluster = new Cluster();
+    for (const [i, id] of ids.entries()) {
+      const node = cluster.start(id, i + 1);
+      // No bootstrap proposal: the window before the first SetRules, held open.
+      Reflect.set(node, 'proposeRulesIfUnset', () => false);
+    }
+    await until(() => cluster.leader() !== undefined, 'a leader');
+    const leader = cluster.leader();
+    const follower = [...cluster.nodes.values()].find((node) => node.status().role !== 'leader');
+    if (leader === undefined || follower === undefined) throw new Error('no leader or follower');
+    const open = {
+      type: 'OpenSession',
+      ttlMs: 5_000,
+      clientName: 'c',
+      requestId: 'early',
+    } as const;
+    for (const via of [leader, follower]) {
+      const refused = await via.write(open).then(
+        () => null,
+        (error: unknown) => error,
+      );
+      expect(refused).toBeInstanceOf(DlmError);
+      expect(refused).toMatchObject({ code: 'UNAVAILABLE' });
+      expect(String(refused)).toContain('lock rules not yet agreed');
+    }
+    const rules = { ...DEFAULT_LOCK_LIMITS, lockDelayMs: 5 };
+    const set = await follower.write({ type: 'SetRules', rules, onlyIfUnset: false });
+    expect(set.result).toEqual({ type: 'RulesSet', rules });
+    // The write refused before came first to no replica: the session is the first.
+    const opened = await follower.write(open);
+    expect(opened.result.type).toBe('SessionOpened');
+    expect(opened.index).toBeGreaterThan(set.index);
+    await until(() => agreed(), 'every node has the rules');
+    for (const node of cluster.nodes.values())
+      expect(node.locks.sessionCount).toBeLessThanOrEqual(1);
   });
 
   it('an operator’s SetRules changes them on every node', async () => {

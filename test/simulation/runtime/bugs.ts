@@ -55,6 +55,13 @@ class FollowsItsFile extends LockStateMachine {
   }
 }
 
+/** Takes client writes and proposes timers before the log set the lock rules. */
+class WritesBeforeRules extends DlmNode {
+  protected override lockRulesUnset(): boolean {
+    return false;
+  }
+}
+
 /** Completes a write with any entry that carries its id, as before placements counted. */
 class MatchesIdAlone extends ProposalRegistry {
   protected override answeredBy(): boolean {
@@ -103,4 +110,5 @@ export const INJECTED_RUNTIME_BUGS = {
     },
   },
   giveBackByEntryIndex: stateMachine(WithdrawsByIndex),
+  writesBeforeRules: subclass(WritesBeforeRules),
 } as const satisfies Record<string, RuntimeBugs>;

@@ -142,7 +142,9 @@ export class RuntimeChecker {
     /** Virtual time, to tell which beliefs are live when an entry commits. */
     private readonly nowMs: () => number,
   ) {
-    // The defaults, as on every node: the rules in force come from SetRules entries.
+    // Each node starts from its own file's rules, the reference from the defaults: they
+    // agree because no entry but a SetRules applies before the first SetRules (a leader
+    // holds every other write back until then), which applyReference checks.
     this.reference = new LockStateMachine();
     this.reference.skipTo(logIndex(startIndex));
     this.referenceIndex = startIndex;
@@ -207,6 +209,11 @@ export class RuntimeChecker {
         this.note(`proposal id ${entry.proposalId} at ${index} was used at ${earlier} before`);
       }
       this.proposalIds.set(entry.proposalId, index);
+    }
+    if (this.reference.rulesSetIndex === null && entry.command.type !== 'SetRules') {
+      this.fail(
+        `Rules: ${describeCommand(entry.command)} committed at ${index} before any SetRules: each node would apply it under its own file's rules`,
+      );
     }
     const output = this.reference.apply(logIndex(index), entry.command);
     this.reference.checkInvariants();

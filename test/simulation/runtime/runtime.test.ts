@@ -93,6 +93,9 @@ describe('the runtime simulation has teeth', () => {
     // Each node's config has its own lock section (options.lockSections): a node that
     // applies its file's rules instead of the log's applies some entry differently.
     ['followsItsFile', 1, 10, /^Violation: State machine safety: n\d+ applied \d+ as /],
+    // Nodes apply their own file's rules until the first SetRules: a leader that takes a
+    // write before it lets an entry that nodes may judge differently into the log.
+    ['writesBeforeRules', 1, 5, /^Violation: Rules: .* before any SetRules/],
   ];
   for (const [bug, first, last, kind] of TEETH) {
     it(`catches ${bug} within seeds ${first}..${last}`, async () => {
