@@ -260,7 +260,7 @@ function logLockRules(logger: Logger, report: LockRulesReport): void {
   switch (report.kind) {
     case 'unset':
       logger.info(
-        'no lock rules in the log yet: the built-in defaults apply until a leader proposes its config lock section',
+        'no lock rules in the log yet: this config lock section applies here, and the leader takes no write, until a leader proposes its config lock section',
       );
       return;
     case 'agree':

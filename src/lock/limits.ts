@@ -4,7 +4,8 @@ import { assert } from '../util/assert.ts';
  * Every limit of the lock state machine: the rules it applies. They are part of the
  * replicated state: a SetRules entry puts them in force at its index on every replica
  * (see LockStateMachine), and a node's own config only proposes them. Before any
- * SetRules entry, DEFAULT_LOCK_LIMITS are in force: a constant, so replicas agree.
+ * SetRules entry, each machine applies the rules it was started with (its node's
+ * file); replicas still agree because leaders let no other entry commit before it.
  */
 export interface LockLimits {
   readonly lockNameBytesMax: number;

@@ -273,7 +273,7 @@ export class LockStateMachine {
   }
 
   /**
-   * The rules in force at the applied index; the API validates requests against them.
+   * The rules in force at the applied index, which apply checks requests against.
    * A getter on the prototype, so that a test can make it return others.
    */
   get rules(): LockLimits {

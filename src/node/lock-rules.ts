@@ -8,7 +8,10 @@ import type { DlmNode } from './node.ts';
  * unnoticed, and the node follows the log all the same.
  */
 export type LockRulesReport =
-  /** The log has set no rules yet: the defaults apply until a leader proposes its config's. */
+  /**
+   * The log has set no rules yet: each node applies its own file's until a leader's
+   * SetRules applies, and the leader takes no client write before that.
+   */
   | { readonly kind: 'unset' }
   | { readonly kind: 'agree'; readonly setIndex: number }
   | {
