@@ -1,8 +1,8 @@
 /**
- * Adversarial review of branch rules-log (replicated lock rules): interleavings in
- * which a SetRules entry makes a replica tell a client something untrue, or makes two
- * replicas at one index differ. Each test states the promise it checks and FAILS on
- * rules-log as it stands.
+ * Interleavings in which a SetRules entry could make a replica tell a client something
+ * untrue, or make two replicas at one index differ (found by an adversarial review of
+ * the replicated lock rules; each failed before its fix). Each test states the promise
+ * it checks; "Observed" notes say what the unfixed code did.
  */
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_LOCK_LIMITS, type LockLimits, LockStateMachine } from '../../src/lock/index.ts';

@@ -1,9 +1,10 @@
 /**
- * Adversarial review of branch rules-log over real gRPC: a retry of an acknowledged
- * request (same request_id) that arrives after `dlm rules apply` lowered a limit is
- * refused by the API's validation against the rules now in force, so the client is
- * told INVALID_ARGUMENT about a request that was applied, and holds a lock it was told
- * it does not. Each test FAILS on rules-log as it stands.
+ * Over real gRPC: a retry of an acknowledged request (same request_id) that arrives
+ * after `dlm rules apply` lowered a limit must get its first outcome, not
+ * INVALID_ARGUMENT (which the client reads as "nothing held" though it holds the lock),
+ * and locks left with names above a lowered limit stay usable. Found by an adversarial
+ * review of the replicated lock rules; each failed before its fix, when the API checked
+ * requests against the rules in force. "Observed" notes say what that code did.
  */
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
