@@ -72,6 +72,11 @@ interface CommittedEntry {
   readonly command: LockCommand | null;
   /** What the reference computed, once it applied the entry. */
   output: ApplyOutput | null;
+  /**
+   * The reference's rules in force right after the entry (JSON), once it applied it;
+   * null while none were set through the log (each node then applies its own file's).
+   */
+  rules: string | null;
 }
 
 /** A span of log indexes [from, to) over which a session held or waited for a lock. */
@@ -104,6 +109,13 @@ export interface CheckerStats {
 
 const OPEN = Number.POSITIVE_INFINITY;
 
+/** What a node applied at one index, waiting for the reference to get there. */
+interface NodeOutput {
+  readonly node: string;
+  readonly output: string;
+  readonly rules: string;
+}
+
 export class RuntimeChecker {
   private readonly log = new Map<number, CommittedEntry>();
   private readonly reference: LockStateMachine;
@@ -111,7 +123,9 @@ export class RuntimeChecker {
   private readonly tenures = new Map<string, Tenure[]>();
   private readonly pending: Answer[] = [];
   /** What nodes applied at indexes the reference has not reached yet, by index. */
-  private readonly nodeOutputs = new Map<number, { node: string; output: string }[]>();
+  private readonly nodeOutputs = new Map<number, NodeOutput[]>();
+  /** The rules set through the log, as JSON (see CommittedEntry.rules); recomputed only when a SetRules applies. */
+  private referenceRulesJson: string | null = null;
   private readonly beliefs = new Map<string, Belief[]>();
   private readonly safeUntilMs = new Map<string, number>();
   private readonly proposalIds = new Map<string, number>();
@@ -180,6 +194,7 @@ export class RuntimeChecker {
         proposalId: decoded?.proposalId ?? null,
         command: decoded?.command ?? null,
         output: null,
+        rules: null,
       });
     }
     this.advance();
@@ -218,9 +233,11 @@ export class RuntimeChecker {
     const output = this.reference.apply(logIndex(index), entry.command);
     this.reference.checkInvariants();
     entry.output = output;
-    for (const applied of this.nodeOutputs.get(index) ?? []) {
-      this.compareOutput(applied.node, index, applied.output, output);
-    }
+    if (output.result.type === 'RulesSet')
+      this.referenceRulesJson = JSON.stringify(this.reference.rules);
+    entry.rules = this.referenceRulesJson;
+    for (const applied of this.nodeOutputs.get(index) ?? [])
+      this.compareOutput(index, applied, entry);
     this.nodeOutputs.delete(index);
     if (entry.command.type === 'Release' && output.result.type === 'Released') {
       this.checkReleaser(index, entry.command);
@@ -339,26 +356,37 @@ export class RuntimeChecker {
 
   /**
    * A node applied the entry at `index`: its result and events (what it answers and
-   * what changed) must be the reference's, whatever rules the node's own config has.
+   * what changed) must be the reference's, and so must the rules in force after it
+   * (which judge the entries that follow) once any were set, whatever its own config says.
    */
-  nodeApplied(node: string, index: number, output: ApplyOutput): void {
-    const text = JSON.stringify(output);
+  nodeApplied(node: string, index: number, output: ApplyOutput, rules: LockLimits): void {
+    const applied: NodeOutput = {
+      node,
+      output: JSON.stringify(output),
+      rules: JSON.stringify(rules),
+    };
     const entry = this.log.get(index);
     if (index <= this.referenceIndex && entry?.output != null) {
-      this.compareOutput(node, index, text, entry.output);
+      this.compareOutput(index, applied, entry);
     } else if (index > this.referenceIndex) {
       const list = this.nodeOutputs.get(index) ?? [];
-      list.push({ node, output: text });
+      list.push(applied);
       this.nodeOutputs.set(index, list);
     }
   }
 
-  private compareOutput(node: string, index: number, actual: string, expected: ApplyOutput): void {
-    const reference = JSON.stringify(expected);
-    if (actual === reference) return;
-    this.fail(
-      `State machine safety: ${node} applied ${index} as ${actual.slice(0, 300)}, the reference replay of the committed log as ${reference.slice(0, 300)}`,
-    );
+  private compareOutput(index: number, applied: NodeOutput, entry: CommittedEntry): void {
+    const reference = JSON.stringify(entry.output);
+    if (applied.output !== reference) {
+      this.fail(
+        `State machine safety: ${applied.node} applied ${index} as ${applied.output.slice(0, 300)}, the reference replay of the committed log as ${reference.slice(0, 300)}`,
+      );
+    }
+    if (entry.rules !== null && applied.rules !== entry.rules) {
+      this.fail(
+        `Rules: after ${index} ${applied.node} has the lock rules ${applied.rules}, the reference replay of the committed log ${entry.rules}`,
+      );
+    }
   }
 
   // ------------------------------------------------------------ answers

@@ -314,7 +314,9 @@ export class RuntimeSimulation implements ClientTransport {
     };
     const process = new NodeProcess(slot.id, incarnation, clock, node, lockService(context));
     // Every entry this node applies must have the reference's outcome at that index.
-    node.subscribe((index, output) => this.checker.nodeApplied(slot.id, index, output));
+    node.subscribe((index, output) =>
+      this.checker.nodeApplied(slot.id, index, output, node.locks.rules),
+    );
     node.observe({
       failed: (error) => {
         // As serve.ts does: the process exits, and its supervisor starts it again.

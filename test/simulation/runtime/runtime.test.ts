@@ -92,7 +92,12 @@ describe('the runtime simulation has teeth', () => {
     ['giveBackByEntryIndex', 551, 600, /^Violation: (State( machine safety)?|Abandoned acquire): /],
     // Each node's config has its own lock section (options.lockSections): a node that
     // applies its file's rules instead of the log's applies some entry differently.
-    ['followsItsFile', 1, 10, /^Violation: State machine safety: n\d+ applied \d+ as /],
+    [
+      'followsItsFile',
+      1,
+      10,
+      /^Violation: (Rules: after \d+ n\d+ has|State machine safety: n\d+ applied)/,
+    ],
     // Nodes apply their own file's rules until the first SetRules: a leader that takes a
     // write before it lets an entry that nodes may judge differently into the log.
     ['writesBeforeRules', 1, 5, /^Violation: Rules: .* before any SetRules/],
