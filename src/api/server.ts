@@ -1,5 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
+import type { RaftConfig } from '../config/types.ts';
 import { clusterService, type MemberAddresses } from './cluster-service.ts';
 import {
   type ApiContext,
@@ -25,6 +26,8 @@ export interface ApiServerOptions {
   readonly members?: readonly MemberAddresses[];
   readonly options?: Partial<ApiOptions>;
   readonly observer?: ApiObserver;
+  /** This node's Raft timing, which SetLockRules checks proposed rules against; none: not checked. */
+  readonly raft?: RaftConfig;
   /** Plaintext by default; mutual TLS when the cluster config has a tls section. */
   readonly credentials?: grpc.ServerCredentials;
 }
@@ -61,7 +64,10 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   // Membership calls measure their deadline on the monotonic clock (see deadline.ts).
   const server = new grpc.Server({ interceptors: [monotonicDeadlineInterceptor] });
   server.addService(LOCK_SERVICE, lockService(context));
-  server.addService(CLUSTER_SERVICE, clusterService(context, options.members ?? []));
+  server.addService(
+    CLUSTER_SERVICE,
+    clusterService(context, options.members ?? [], options.raft ?? null),
+  );
   server.addService(HEALTH_SERVICE, healthService(context, readiness));
   new ReflectionService(packageDefinition).addToServer(server);
   const credentials = options.credentials ?? grpc.ServerCredentials.createInsecure();

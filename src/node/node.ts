@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import {
   type ApplyOutput,
+  DEFAULT_LOCK_LIMITS,
   type LockCommand,
   type LockLimits,
   LockStateMachine,
@@ -44,6 +45,10 @@ import type { Transport } from './transport.ts';
 export interface NodeRuntimeOptions {
   readonly tickIntervalMs: number;
   readonly raft: Partial<RaftOptions>;
+  /**
+   * The lock rules of this node's config. Not the rules in force: those are in the log
+   * (LockStateMachine.rules). A leader proposes these only when the log has none.
+   */
   readonly lock: Partial<LockLimits>;
   /** Writes waiting to apply on this node; past it, new writes get RESOURCE_EXHAUSTED. */
   readonly pendingProposalsMax: number;
@@ -173,6 +178,8 @@ export class DlmNode {
   private handlingReady = false;
   private stopping = false;
   private failure: Error | null = null;
+  /** The term in which this node, as leader, proposed its config's rules; see proposeRulesIfUnset. */
+  private rulesProposedInTerm = -1;
   private stopped: Promise<void> | null = null;
   private readonly appliedListeners = new Set<AppliedListener>();
   private readonly restoredListeners = new Set<RestoredListener>();
@@ -205,6 +212,9 @@ export class DlmNode {
     this.identity = new ClusterIdentityGuard(id, storage.identity?.clusterId ?? '');
     this.transport = stampingTransport(transport, () => this.identity.clusterId);
     this.raft = new Raft({ id, storage, prng: new Prng(seed), options: options.raft });
+    // Its file's rules until a SetRules entry applies: what the node applied before the
+    // rules were replicated, so an upgraded log replays as it ran. Nothing else applies
+    // before SetRules on a cluster that started replicated (see lockRulesUnset).
     this.locks = new LockStateMachine(options.lock);
     this.timers = new LockTimers({
       reproposeIntervalMs: options.tickIntervalMs * 10,
@@ -316,8 +326,10 @@ export class DlmNode {
       lateApply ?? null,
     );
     const data = encodeEntry({ proposalId, command });
-    if (this.raft.role === 'leader') this.proposeLocal(proposalId, data);
-    else this.forward(proposalId, data);
+    if (this.raft.role !== 'leader') this.forward(proposalId, data);
+    else if (this.lockRulesUnset(command))
+      this.proposals.fail(proposalId, this.rulesRefusal(this.id));
+    else this.proposeLocal(proposalId, data);
     try {
       const result = await applied;
       for (const observer of this.observers) {
@@ -368,7 +380,28 @@ export class DlmNode {
     });
   }
 
+  /**
+   * Whether the leader must hold `command` back: a client write, before any SetRules
+   * applied here. Each replica applies its own file's rules until then, so an entry
+   * judged by rules would be judged differently where the files differ. A leader
+   * proposes its config's rules as soon as an entry of its term applied
+   * (proposeRulesIfUnset), so this lasts one commit after an election on a new
+   * cluster. A SetRules is let through: it is what ends the wait. Protected so that a
+   * test can break it.
+   */
+  protected lockRulesUnset(command: LockCommand): boolean {
+    return this.locks.rulesSetIndex === null && command.type !== 'SetRules';
+  }
+
+  private rulesRefusal(leaderId: NodeId | null): DlmError {
+    return unavailable(
+      'lock rules not yet agreed: the leader takes writes once the log has set them (right after an election on a new cluster); retry',
+      leaderId,
+    );
+  }
+
   private refusal(reason: string, leaderId: NodeId | null): DlmError {
+    if (reason === 'lockRulesUnset') return this.rulesRefusal(leaderId);
     if (reason === 'tooManyUncommitted') {
       return new DlmError(
         'RESOURCE_EXHAUSTED',
@@ -767,7 +800,9 @@ export class DlmNode {
     data: Uint8Array,
     traceparent: unknown,
   ): void {
-    const result = this.raft.propose(data);
+    const result = this.rulesHoldBack(data)
+      ? { ok: false as const, reason: 'lockRulesUnset' as const, leaderId: this.id }
+      : this.raft.propose(data);
     if (typeof traceparent === 'string') {
       const trace = continueTrace(traceparent);
       for (const observer of this.observers) {
@@ -795,13 +830,25 @@ export class DlmNode {
     }
   }
 
+  /** A forwarded write that lockRulesUnset holds back; undecodable data is the core's to take. */
+  private rulesHoldBack(data: Uint8Array): boolean {
+    if (this.raft.role !== 'leader' || this.locks.rulesSetIndex !== null) return false;
+    try {
+      return this.lockRulesUnset(decodeEntry(data).command);
+    } catch {
+      return false;
+    }
+  }
+
   // ------------------------------------------------------------------ time
 
   private tick(): void {
     if (this.stopping) return;
     this.raft.tick();
     const nowMs = this.clock.nowMs();
-    if (this.raft.role === 'leader') {
+    // Timer commands wait for the rules too (see lockRulesUnset): a lease then ends
+    // late, never early.
+    if (this.raft.role === 'leader' && this.proposeRulesIfUnset()) {
       for (const command of this.timers.due(nowMs)) {
         if (!this.raft.propose(encodeEntry({ proposalId: null, command })).ok) break;
       }
@@ -815,6 +862,31 @@ export class DlmNode {
       if (this.addressSaveFailed) this.addressesChanged();
     }
     this.kick();
+  }
+
+  /**
+   * A cluster whose log never set lock rules (a new one, or a database from before they
+   * were replicated) gets this node's config's, proposed once per term by the leader.
+   * Only once an entry of its own term has applied: then every entry committed before
+   * its term has applied too, so `rulesSetIndex` tells whether rules were ever set.
+   * onlyIfUnset makes a copy proposed by an earlier leader, committed late, harmless.
+   * Returns whether rules are in force here, so the leader may propose timer commands.
+   */
+  private proposeRulesIfUnset(): boolean {
+    if (this.locks.rulesSetIndex !== null) return true;
+    const term = this.raft.term;
+    if (this.rulesProposedInTerm === term) return false;
+    if (this.raft.log.term(this.raft.log.appliedIndex) !== term) return false;
+    const file = { ...DEFAULT_LOCK_LIMITS, ...this.options.lock };
+    // SetRules refuses a window below the results remembered (a log written before the
+    // rules were replicated may hold more than this file allows): never shrink it.
+    const dedupeWindowMax = Math.max(file.dedupeWindowMax, this.locks.rememberedCount);
+    const rules = { ...file, dedupeWindowMax };
+    const command: LockCommand = { type: 'SetRules', rules, onlyIfUnset: true };
+    if (this.raft.propose(encodeEntry({ proposalId: null, command })).ok) {
+      this.rulesProposedInTerm = term;
+    }
+    return false;
   }
 
   /**

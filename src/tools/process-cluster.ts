@@ -45,6 +45,8 @@ export interface StartOptions {
    * installed package's bin, or `--import tsx src/cli/main.ts` to run the sources.
    */
   readonly command?: readonly string[];
+  /** A founder's own config file (see `writeConfig`) instead of the shared one. */
+  readonly configPath?: string;
 }
 
 export interface DlmRun {
@@ -91,6 +93,7 @@ export class ProcessCluster {
   private constructor(
     readonly nodes: readonly ProcessNode[],
     readonly founders: readonly ProcessNode[],
+    private readonly extra: Record<string, unknown>,
     private readonly spawnNode: NodeSpawner = spawnHere,
   ) {}
 
@@ -125,11 +128,28 @@ export class ProcessCluster {
     founders = nodes.length,
     spawnNode: NodeSpawner = spawnHere,
   ): ProcessCluster {
-    const cluster = new ProcessCluster(nodes, nodes.slice(0, founders), spawnNode);
-    const config = { dataDir: './data', raft: { tickIntervalMs: 20 }, ...extra };
-    writeFileSync(cluster.configPath, JSON.stringify({ nodes: cluster.founders, ...config }));
-    writeFileSync(cluster.allNodesConfigPath, JSON.stringify({ nodes, ...config }));
+    const cluster = new ProcessCluster(nodes, nodes.slice(0, founders), extra, spawnNode);
+    writeFileSync(cluster.configPath, JSON.stringify(cluster.founderConfig()));
+    writeFileSync(
+      cluster.allNodesConfigPath,
+      JSON.stringify({ ...cluster.founderConfig(), nodes }),
+    );
     return cluster;
+  }
+
+  private founderConfig(extra: Record<string, unknown> = {}): Record<string, unknown> {
+    const config = { dataDir: './data', raft: { tickIntervalMs: 20 }, ...this.extra, ...extra };
+    return { nodes: this.founders, ...config };
+  }
+
+  /**
+   * Writes another founders' config beside the shared one, with `extra` over its
+   * sections (as a node whose file differs from the others'), and returns its path.
+   */
+  writeConfig(name: string, extra: Record<string, unknown>): string {
+    const path = join(this.dir, name);
+    writeFileSync(path, JSON.stringify(this.founderConfig(extra)));
+    return path;
   }
 
   /** A founder runs with the founders' config; a joiner starts empty, with every node's. */
@@ -137,7 +157,7 @@ export class ProcessCluster {
     const log = openSync(this.logPath(id), 'a');
     const args = options.join
       ? ['--config', this.allNodesConfigPath, '--node', id, '--join']
-      : ['--config', this.configPath, '--node', id];
+      : ['--config', options.configPath ?? this.configPath, '--node', id];
     const command = options.command ?? [join(ROOT, 'bin/dlm')];
     const child = this.spawnNode(id, process.execPath, [...command, 'serve', ...args], {
       stdio: ['ignore', log, log],

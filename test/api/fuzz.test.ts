@@ -90,6 +90,24 @@ function wellTyped(field: FieldDescriptor): fc.Arbitrary<number[]> {
           fc.bigInt({ min: -(2n ** 63n), max: 2n ** 64n - 1n }),
         )
         .map((value) => [...tag(field.number, 0), ...varint(value)]);
+    case 'TYPE_MESSAGE':
+      // A nested message (SetLockRulesRequest.rules, all uint64 fields): fields by number
+      // with edge values, or noise.
+      return fc.oneof(
+        fc
+          .array(fc.tuple(fc.integer({ min: 1, max: 16 }), fc.constantFrom(...UINT64_EDGES)), {
+            maxLength: 16,
+          })
+          .map((fields) =>
+            delimited(
+              field.number,
+              Uint8Array.from(
+                fields.flatMap(([number, value]) => [...tag(number, 0), ...varint(value)]),
+              ),
+            ),
+          ),
+        fc.uint8Array({ maxLength: 40 }).map((bytes) => delimited(field.number, bytes)),
+      );
     default:
       throw new Error(`no arbitrary for ${field.type}`);
   }

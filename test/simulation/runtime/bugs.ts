@@ -1,5 +1,7 @@
 import {
+  DEFAULT_LOCK_LIMITS,
   type LockCommand,
+  type LockLimits,
   type LockResult,
   LockStateMachine,
   type RememberedResult,
@@ -39,6 +41,25 @@ class WithdrawsByIndex extends LockStateMachine {
     command: Extract<LockCommand, { type: 'Withdraw' }>,
   ): boolean {
     return grant.requestIndex === command.attemptIndex;
+  }
+}
+
+/**
+ * Applies and validates with its own config's lock rules instead of the log's, as every
+ * node did before the rules were replicated. Set per node by `followsItsFile`.
+ */
+class FollowsItsFile extends LockStateMachine {
+  declare fileRules: LockLimits;
+
+  override get rules(): LockLimits {
+    return this.fileRules;
+  }
+}
+
+/** Takes client writes and proposes timers before the log set the lock rules. */
+class WritesBeforeRules extends DlmNode {
+  protected override lockRulesUnset(): boolean {
+    return false;
   }
 }
 
@@ -89,5 +110,14 @@ export const INJECTED_RUNTIME_BUGS = {
       return node;
     },
   },
+  followsItsFile: {
+    createNode: (parts) => {
+      const node = buildNode(DlmNode, parts);
+      Object.setPrototypeOf(node.locks, FollowsItsFile.prototype);
+      (node.locks as FollowsItsFile).fileRules = { ...DEFAULT_LOCK_LIMITS, ...parts.options.lock };
+      return node;
+    },
+  },
   giveBackByEntryIndex: stateMachine(WithdrawsByIndex),
+  writesBeforeRules: subclass(WritesBeforeRules),
 } as const satisfies Record<string, RuntimeBugs>;
