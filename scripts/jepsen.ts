@@ -1,9 +1,16 @@
-import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { describeOp } from '../test/jepsen/history.ts';
-import { runJepsen } from '../test/jepsen/run.ts';
+import type { Violation } from '../src/tools/jepsen/checker.ts';
+import { describeOp, type Op } from '../src/tools/jepsen/history.ts';
+import {
+  NEMESES,
+  type Nemesis,
+  OPT_IN_NEMESES,
+  type RegisterVerdict,
+  runJepsen,
+  writeHistory,
+} from '../src/tools/jepsen/run.ts';
 
 /**
  * A Jepsen-style run against a local 3-node cluster of real processes:
@@ -12,17 +19,39 @@ import { runJepsen } from '../test/jepsen/run.ts';
  *
  * The seed reproduces the nemesis schedule and the clients' choices, not the OS
  * timing: two runs with one seed see the same faults, not the same history.
- * Exit code 1 when any checker finds a violation.
+ * Exit code 1 when any checker finds a violation, or when the negative control (the
+ * register that ignores tokens) went uncaught while clients were paused.
  */
+const USAGE = `usage: npm run jepsen -- [options]
+  --seconds N     how long the workload and nemeses run (default 30)
+  --seed N        fixes the nemesis schedule and the clients' choices (default: random)
+  --clients N     concurrent clients (default 4)
+  --locks N       lock names they share (default 2)
+  --nodes N       cluster size (default 3; majorities-ring partitions need 4 or more)
+  --nemesis LIST  comma-separated faults, from ${NEMESES.join(', ')}, or all (default: all);
+                  partition needs root, ip and nft, clock needs libfaketime (else skipped);
+                  also ${OPT_IN_NEMESES.join(', ')}, only when named: the leader's clocks run
+                  1.5-3x fast (beyond the drift bound), where real-time violations are
+                  reported apart and only fencing must hold
+  --out FILE      where the history goes (JSON lines; default: a file in the temp dir)
+  --help          this text`;
+
 const { values } = parseArgs({
   options: {
     seconds: { type: 'string', default: '30' },
     seed: { type: 'string' },
     clients: { type: 'string', default: '4' },
     locks: { type: 'string', default: '2' },
+    nodes: { type: 'string', default: '3' },
+    nemesis: { type: 'string', default: NEMESES.join(',') },
     out: { type: 'string' },
+    help: { type: 'boolean', default: false },
   },
 });
+if (values.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
 
 function positiveInt(name: string, text: string): number {
   const value = Number(text);
@@ -36,14 +65,27 @@ function positiveInt(name: string, text: string): number {
 const seconds = positiveInt('seconds', values.seconds);
 const clients = positiveInt('clients', values.clients);
 const locks = positiveInt('locks', values.locks);
+const nodes = positiveInt('nodes', values.nodes);
 const seed =
   values.seed === undefined
     ? Math.floor(Math.random() * 2 ** 31)
     : positiveInt('seed', values.seed);
+const nemeses =
+  values.nemesis.trim() === 'all'
+    ? [...NEMESES]
+    : values.nemesis.split(',').map((name) => name.trim());
+for (const name of nemeses) {
+  if (![...NEMESES, ...OPT_IN_NEMESES].includes(name as Nemesis)) {
+    console.error(
+      `--nemesis: unknown fault ${name}; choose from ${[...NEMESES, ...OPT_IN_NEMESES].join(', ')}`,
+    );
+    process.exit(2);
+  }
+}
 const out = values.out ?? join(tmpdir(), `dlm-jepsen-${seed}-${Date.now()}.jsonl`);
 
 console.log(
-  `jepsen: seed ${seed}, ${seconds} s, ${clients} clients, ${locks} locks (the seed fixes the nemesis schedule, not the OS timing)`,
+  `jepsen: seed ${seed}, ${seconds} s, ${nodes} nodes, ${clients} clients, ${locks} locks, nemeses ${nemeses.join(',')} (the seed fixes the nemesis schedule, not the OS timing)`,
 );
 const wallStart = Date.now();
 const result = await runJepsen({
@@ -51,6 +93,11 @@ const result = await runJepsen({
   seed,
   clients,
   locks,
+  nodes,
+  nemeses: nemeses as Nemesis[],
+  // Kills and clock restarts take seconds each, so a short run could draw no partition
+  // or clock fault at all; each that was asked for (and can run) opens the run.
+  opening: ['partition', 'clock', 'clock-beyond'],
   onProgress: ({ elapsedMs, ops, nemesis }) =>
     console.log(`  ${(elapsedMs / 1000).toFixed(0)} s: ${ops} ops, ${nemesis} nemesis events`),
 });
@@ -65,14 +112,9 @@ const nemesis = new Map<string, number>();
 for (const event of result.nemesisEvents) {
   nemesis.set(event.kind, (nemesis.get(event.kind) ?? 0) + 1);
 }
-writeFileSync(
-  out,
-  result.ops.map((op) => JSON.stringify(op)).join('\n') +
-    '\n' +
-    result.nemesisEvents.map((event) => JSON.stringify({ nemesis: event })).join('\n') +
-    '\n',
-);
+writeHistory(out, result.ops, result.nemesisEvents);
 
+const { log, fenced, control } = result;
 console.log(`\nsummary (seed ${seed}, wall ${(wallMs / 1000).toFixed(1)} s)`);
 console.log(`  ops: ${result.ops.length}`);
 for (const [key, count] of [...counts].sort()) console.log(`    ${key}: ${count}`);
@@ -80,16 +122,51 @@ console.log(
   `  nemesis: ${result.nemesisEvents.length} events (${[...nemesis].map(([kind, count]) => `${kind} ${count}`).join(', ')})`,
 );
 console.log(
-  `  indeterminate overlaps (unanswered acquires, not violations): ${result.indeterminate}`,
+  `  raft log: committed to index ${log.committedIndex} (replayed from ${log.startIndex}), ${log.grants} grants, ${log.grantsUnacknowledged} of them no client was told of`,
 );
+console.log(
+  `  acknowledged acquires in the log: ${log.acknowledgedConfirmed} of ${log.acknowledged}${log.acknowledgedBeforeStart > 0 ? ` (${log.acknowledgedBeforeStart} before the replay's snapshot, unchecked)` : ''}`,
+);
+console.log(
+  `  unanswered acquires resolved by the log: ${log.infoGranted} granted, ${log.infoRefusedOrQueued} not granted, ${log.infoNotInLog} never in the log`,
+);
+for (const { nemesis: name, reason } of result.skipped)
+  console.log(`  ${name} nemesis: SKIPPED (not passed): ${reason}`);
+printRegister('fenced register', fenced);
+printRegister('control register (ignores tokens)', control);
+const clientPauses = nemesis.get('client-pause') ?? 0;
+const controlCaught = control.stats.staleAccepted > 0;
+console.log(
+  `  negative control: ${controlCaught ? `caught (${control.stats.staleAccepted} stale writes accepted by the control register)` : `NOT caught (${clientPauses} client pauses)`}`,
+);
+if (nemeses.includes('clock-beyond'))
+  console.log(
+    `  beyond the drift bound (allowed, not failures): ${result.beyondBound.length} real-time violations${result.beyondBound.length > 0 ? ` (${[...new Set(result.beyondBound.map((v) => v.check))].join(', ')})` : ''}`,
+  );
 console.log(`  violations: ${result.violations.length}`);
-for (const violation of result.violations.slice(0, 20)) {
-  console.log(`    [${violation.check}] ${violation.message}`);
-  for (const id of violation.ops) {
-    const op = result.ops[id];
-    if (op !== undefined) console.log(`      ${describeOp(op)}`);
-  }
-}
+printViolations(result.violations, result.ops);
 if (result.violations.length > 0) console.log(`  cluster logs kept in ${result.clusterDir}`);
 console.log(`  history (JSON lines, ops then nemesis events): ${out}`);
-process.exit(result.violations.length > 0 ? 1 : 0);
+const controlMissed = clientPauses > 0 && !controlCaught;
+process.exit(result.violations.length > 0 || controlMissed ? 1 : 0);
+
+function printRegister(name: string, verdict: RegisterVerdict): void {
+  const { stats } = verdict;
+  console.log(
+    `  ${name}: ${stats.accepted} accepted, ${stats.refused} refused, ${stats.staleAccepted} stale accepted; unanswered writes ${stats.infoLanded} landed, ${stats.infoLost} lost`,
+  );
+}
+
+function printViolations(violations: readonly Violation[], ops: readonly Op[]): void {
+  const byCheck = new Map<string, number>();
+  for (const violation of violations)
+    byCheck.set(violation.check, (byCheck.get(violation.check) ?? 0) + 1);
+  for (const [check, count] of byCheck) console.log(`    ${check}: ${count}`);
+  for (const violation of violations.slice(0, 20)) {
+    console.log(`    [${violation.check}] ${violation.message}`);
+    for (const id of violation.ops) {
+      const op = ops[id];
+      if (op !== undefined) console.log(`      ${describeOp(op)}`);
+    }
+  }
+}

@@ -113,7 +113,7 @@ export async function acquire(
   raw: unknown,
   call: CallScope,
 ): Promise<AcquireResponse> {
-  const command = parseAcquire(raw, context.node.locks.limits);
+  const command = parseAcquire(raw);
   const watch = new TurnWatch(context, command);
   try {
     const { index, result } = await context.node.write(command, (late) => {
@@ -149,7 +149,7 @@ function answerAtOnce(
     case 'NotAcquired':
       return notAcquiredResponse(context, index, result.holders);
     case 'Rejected':
-      throw rejectionError(result);
+      throw rejectionError(result, 'AcquireRequest');
     default:
       throw new Error(`Acquire was answered with ${result.type}`);
   }
@@ -257,12 +257,22 @@ function withdraw(context: ApiContext, command: AcquireCommand, attemptIndex: nu
 
 /**
  * Cleanup writes retry with the same request id, which the state machine's dedupe makes
- * safe. They run after the call has ended, so failures can only be logged.
+ * safe. They run after the call has ended, so failures can only be logged. A refusal
+ * is a failure too: what the Acquire got then stays with its session, though its
+ * caller was told it failed.
  */
 async function writeWithRetry(context: ApiContext, command: LockCommand): Promise<boolean> {
   for (let attempt = 1; ; attempt++) {
     try {
-      await context.node.write(command);
+      const { result } = await context.node.write(command);
+      if (result.type === 'Rejected') {
+        context.logger('warn', `the ${command.type} for an abandoned Acquire was refused`, {
+          command,
+          code: result.code,
+          detail: result.detail,
+        });
+        return false;
+      }
       return true;
     } catch (error) {
       const retryable = error instanceof DlmError && error.code !== 'INTERNAL';

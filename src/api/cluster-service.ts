@@ -1,21 +1,25 @@
 import type * as grpc from '@grpc/grpc-js';
+import type { RaftConfig } from '../config/types.ts';
 import type { MembershipCallOptions, NodeStatus } from '../node/node.ts';
 import type { NodeId } from '../util/ids.ts';
 import { type ApiContext, type ApiNode, header, type MembershipMethod, unary } from './context.ts';
 import { monotonicTimeLeftMs } from './deadline.ts';
-import { ApiError } from './errors.ts';
+import { ApiError, rejectionError } from './errors.ts';
 import {
   type AddMemberResponse,
   type ClusterServiceHandlers,
   type RemoveMemberResponse,
+  type SetLockRulesResponse,
   type StatusResponse,
   type TransferLeadershipResponse,
   toUint64,
   type WireMember,
 } from './proto.ts';
+import { lockRulesDigest, wireLockRules } from './rules.ts';
 import {
   parseAddMember,
   parseRemoveMember,
+  parseSetLockRules,
   parseStatus,
   parseTransferLeadership,
 } from './validate.ts';
@@ -32,11 +36,13 @@ export interface MemberAddresses {
  * on every node even when there is no leader (leader_id is then empty): it is what an
  * operator runs when the cluster is unwell. AddMember, RemoveMember and
  * TransferLeadership run on the leader (DlmNode does the work); elsewhere they answer
- * UNAVAILABLE with the leader hint.
+ * UNAVAILABLE with the leader hint. SetLockRules is a write like any lock command: any
+ * node takes it, checked against `raft`, this node's Raft timing (null: not checked).
  */
 export function clusterService(
   context: ApiContext,
   addresses: readonly MemberAddresses[],
+  raft: RaftConfig | null = null,
 ): ClusterServiceHandlers {
   return {
     // Not bounded by the calls in flight, like Health.Check: it reads only local state,
@@ -82,6 +88,28 @@ export function clusterService(
         };
       },
     ),
+    SetLockRules: unary(context, 'SetLockRules', (raw) => setLockRules(context, raw, raft)),
+  };
+}
+
+async function setLockRules(
+  context: ApiContext,
+  raw: unknown,
+  raft: RaftConfig | null,
+): Promise<SetLockRulesResponse> {
+  const rules = parseSetLockRules(raw, raft);
+  const { index, result } = await context.node.write({
+    type: 'SetRules',
+    rules,
+    onlyIfUnset: false,
+  });
+  if (result.type === 'Rejected') throw rejectionError(result, 'SetLockRulesRequest');
+  if (result.type !== 'RulesSet') throw new Error(`SetRules was answered with ${result.type}`);
+  context.logger('info', 'lock rules set', { index, digest: lockRulesDigest(result.rules) });
+  return {
+    header: header(context.node, index),
+    rules: wireLockRules(result.rules),
+    rules_index: toUint64(index),
   };
 }
 
@@ -100,6 +128,9 @@ function status(
     commit_index: toUint64(view.commitIndex),
     applied_index: toUint64(view.appliedIndex),
     members: members(context, addresses, view),
+    lock_rules: wireLockRules(context.node.locks.rules),
+    lock_rules_index: toUint64(context.node.locks.rulesSetIndex ?? 0),
+    lock_rules_digest: lockRulesDigest(context.node.locks.rules),
   };
 }
 

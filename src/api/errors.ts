@@ -54,9 +54,25 @@ export function invalidArgument(message: string): ApiError {
   return new ApiError('invalidArgument', message);
 }
 
-/** A state-machine refusal becomes an error; every other result is the caller's to handle. */
-export function rejectionError(result: Extract<LockResult, { type: 'Rejected' }>): ApiError {
-  return new ApiError(result.code, result.detail);
+/** The proto's name for a field the core spells in camelCase: `lockDelayMs` → `lock_delay_ms`. */
+export function wireFieldName(name: string): string {
+  return name.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`);
+}
+
+/**
+ * A state-machine refusal becomes an error; every other result is the caller's to handle.
+ * One about a field of the command names the field of `request` (the request message's
+ * name), as the API's own checks do: the rules in force are checked only in the state
+ * machine (see validate.ts), and the client should read `AcquireRequest.owner` either way.
+ */
+export function rejectionError(
+  result: Extract<LockResult, { type: 'Rejected' }>,
+  request: string,
+): ApiError {
+  const { code, detail, field } = result;
+  if (field === undefined || !detail.startsWith(`${field} `)) return new ApiError(code, detail);
+  const problem = detail.slice(field.length + 1);
+  return new ApiError(code, `${request}.${wireFieldName(field)}: ${problem}`);
 }
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';

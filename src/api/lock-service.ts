@@ -113,7 +113,8 @@ async function write<T extends LockResult['type']>(
 ): Promise<AppliedProposal & { result: Extract<LockResult, { type: T }> }> {
   const applied = await context.node.write(command);
   const { result } = applied;
-  if (result.type === 'Rejected') throw rejectionError(result);
+  // Each RPC proposes the command of its name (OpenSessionRequest → OpenSession).
+  if (result.type === 'Rejected') throw rejectionError(result, `${command.type}Request`);
   if (result.type !== expected) {
     throw new Error(`${command.type} was answered with ${result.type}, not ${expected}`);
   }
@@ -121,7 +122,7 @@ async function write<T extends LockResult['type']>(
 }
 
 async function openSession(context: ApiContext, raw: unknown): Promise<OpenSessionResponse> {
-  const command = parseOpenSession(raw, context.node.locks.limits);
+  const command = parseOpenSession(raw);
   const { index, result } = await write(context, command, 'SessionOpened');
   return {
     header: header(context.node, index),
@@ -146,19 +147,19 @@ async function keepAlive(context: ApiContext, raw: unknown): Promise<KeepAliveRe
 }
 
 async function closeSession(context: ApiContext, raw: unknown): Promise<CloseSessionResponse> {
-  const command = parseCloseSession(raw, context.node.locks.limits);
+  const command = parseCloseSession(raw);
   const { index } = await write(context, command, 'SessionClosed');
   return { header: header(context.node, index) };
 }
 
 async function release(context: ApiContext, raw: unknown): Promise<ReleaseResponse> {
-  const command = parseRelease(raw, context.node.locks.limits);
+  const command = parseRelease(raw);
   const { index } = await write(context, command, 'Released');
   return { header: header(context.node, index), released: true };
 }
 
 async function validateFence(context: ApiContext, raw: unknown): Promise<ValidateFenceResponse> {
-  const query = parseValidateFence(raw, context.node.locks.limits);
+  const query = parseValidateFence(raw);
   const { value, index } = await context.node.read((locks) => ({
     value: locks.validateFence(query.lock, query.token),
     index: locks.lastAppliedIndex,
@@ -171,7 +172,7 @@ async function validateFence(context: ApiContext, raw: unknown): Promise<Validat
 }
 
 async function describe(context: ApiContext, raw: unknown): Promise<DescribeResponse> {
-  const query = parseDescribe(raw, context.node.locks.limits);
+  const query = parseDescribe(raw);
   const run = (locks: ApiContext['node']['locks']) => ({
     value: locks.describe(query.lock),
     index: locks.lastAppliedIndex,

@@ -134,6 +134,14 @@ export interface StatusResponse {
   readonly commit_index: Uint64;
   readonly applied_index: Uint64;
   readonly members: readonly WireMember[];
+  readonly lock_rules: Readonly<Record<string, Uint64>>;
+  readonly lock_rules_index: Uint64;
+  readonly lock_rules_digest: string;
+}
+export interface SetLockRulesResponse {
+  readonly header: ResponseHeader;
+  readonly rules: Readonly<Record<string, Uint64>>;
+  readonly rules_index: Uint64;
 }
 export interface AddMemberResponse {
   readonly header: ResponseHeader;
@@ -175,6 +183,7 @@ export interface ClusterServiceHandlers extends grpc.UntypedServiceImplementatio
   AddMember: grpc.handleUnaryCall<unknown, AddMemberResponse>;
   RemoveMember: grpc.handleUnaryCall<unknown, RemoveMemberResponse>;
   TransferLeadership: grpc.handleUnaryCall<unknown, TransferLeadershipResponse>;
+  SetLockRules: grpc.handleUnaryCall<unknown, SetLockRulesResponse>;
 }
 
 export interface HealthServiceHandlers extends grpc.UntypedServiceImplementation {

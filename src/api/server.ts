@@ -1,5 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
+import type { RaftConfig } from '../config/types.ts';
 import { clusterService, type MemberAddresses } from './cluster-service.ts';
 import {
   type ApiContext,
@@ -26,6 +27,8 @@ export interface ApiServerOptions {
   readonly members?: readonly MemberAddresses[];
   readonly options?: Partial<ApiOptions>;
   readonly observer?: ApiObserver;
+  /** This node's Raft timing, which SetLockRules checks proposed rules against; none: not checked. */
+  readonly raft?: RaftConfig;
   /** Plaintext by default; mutual TLS when the cluster config has a tls section. */
   readonly credentials?: grpc.ServerCredentials;
 }
@@ -63,7 +66,10 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   const server = new grpc.Server({ interceptors: [monotonicDeadlineInterceptor] });
   const sessions = new SessionStreams();
   server.addService(LOCK_SERVICE, lockService(context, sessions));
-  server.addService(CLUSTER_SERVICE, clusterService(context, options.members ?? []));
+  server.addService(
+    CLUSTER_SERVICE,
+    clusterService(context, options.members ?? [], options.raft ?? null),
+  );
   server.addService(HEALTH_SERVICE, healthService(context, readiness));
   new ReflectionService(packageDefinition).addToServer(server);
   const credentials = options.credentials ?? grpc.ServerCredentials.createInsecure();

@@ -1,6 +1,16 @@
 import { parseAddress } from '../config/address.ts';
+import { Problems } from '../config/fields.ts';
 import { NODE_ID_PATTERN } from '../config/nodes.ts';
-import type { LockCommand, LockLimits, LockMode } from '../lock/index.ts';
+import { readLockSection } from '../config/sections.ts';
+import { checkTiming } from '../config/timing.ts';
+import type { RaftConfig } from '../config/types.ts';
+import {
+  LOCK_LIMIT_CEILINGS,
+  LOCK_LIMIT_NAMES,
+  type LockCommand,
+  type LockLimits,
+  type LockMode,
+} from '../lock/index.ts';
 import {
   type FencingToken,
   fencingToken,
@@ -12,23 +22,30 @@ import {
 import { utf8ByteLength } from '../util/utf8.ts';
 import { invalidArgument } from './errors.ts';
 import { describeValue, UndecodableRequest, uint64Text, uint64ToNumber } from './proto.ts';
+import { wireRuleName } from './rules.ts';
 
 /**
- * Checks every field of every request before anything is proposed, so a malformed
- * request costs no log entry and its error names the field in the client's terms
- * (`AcquireRequest.lock`), not the state machine's. The state machine re-checks: it
- * is the last line of defence, this is the first.
+ * Checks every field of every request before anything is proposed: its type, and the
+ * ceilings no lock rules exceed (LOCK_LIMIT_CEILINGS), so a malformed request costs no
+ * log entry and its error names the field in the client's terms (`AcquireRequest.lock`).
+ * The rules in force are not checked here but in the state machine, when the entry
+ * applies, after it looked for the request's remembered result: a retry of a request
+ * that applied must get its first outcome though the rules were lowered since, and a
+ * node that has not yet applied the latest rules must not judge by older ones. Its
+ * refusals name the field the same way (see rejectionError).
  */
 
 type Command<T extends LockCommand['type']> = Extract<LockCommand, { type: T }>;
 
-export function parseOpenSession(raw: unknown, limits: LockLimits): Command<'OpenSession'> {
+const CEILINGS = LOCK_LIMIT_CEILINGS;
+
+export function parseOpenSession(raw: unknown): Command<'OpenSession'> {
   const m = message('OpenSessionRequest', raw);
   return {
     type: 'OpenSession',
-    ttlMs: m.count('ttl_ms', limits.sessionTtlMsMin, limits.sessionTtlMsMax),
-    clientName: m.text('client_name', limits.clientNameBytesMax, true),
-    requestId: m.requestId('request_id', limits),
+    ttlMs: m.count('ttl_ms', 1, CEILINGS.sessionTtlMsMax),
+    clientName: m.text('client_name', CEILINGS.clientNameBytesMax, true),
+    requestId: m.requestId('request_id'),
   };
 }
 
@@ -37,38 +54,38 @@ export function parseKeepAlive(raw: unknown): SessionId {
   return message('KeepAliveRequest', raw).session('session_id');
 }
 
-export function parseCloseSession(raw: unknown, limits: LockLimits): Command<'CloseSession'> {
+export function parseCloseSession(raw: unknown): Command<'CloseSession'> {
   const m = message('CloseSessionRequest', raw);
   return {
     type: 'CloseSession',
     sessionId: m.session('session_id'),
-    requestId: m.requestId('request_id', limits),
+    requestId: m.requestId('request_id'),
   };
 }
 
-export function parseAcquire(raw: unknown, limits: LockLimits): Command<'Acquire'> {
+export function parseAcquire(raw: unknown): Command<'Acquire'> {
   const m = message('AcquireRequest', raw);
   return {
     type: 'Acquire',
-    lock: m.lockName('lock', limits),
+    lock: m.lockName('lock'),
     sessionId: m.session('session_id'),
     mode: m.mode('mode'),
-    waitMs: m.count('wait_ms', 0, limits.waitMsMax),
-    requestId: m.requestId('request_id', limits),
-    owner: m.text('owner', limits.ownerBytesMax, true),
-    maxHoldMs: m.count('max_hold_ms', 0, limits.maxHoldMsMax),
-    lockDelayMs: m.count('lock_delay_ms', 0, limits.lockDelayMsMax),
+    waitMs: m.count('wait_ms', 0, CEILINGS.waitMsMax),
+    requestId: m.requestId('request_id'),
+    owner: m.text('owner', CEILINGS.ownerBytesMax, true),
+    maxHoldMs: m.count('max_hold_ms', 0, CEILINGS.maxHoldMsMax),
+    lockDelayMs: m.count('lock_delay_ms', 0, CEILINGS.lockDelayMsMax),
   };
 }
 
-export function parseRelease(raw: unknown, limits: LockLimits): Command<'Release'> {
+export function parseRelease(raw: unknown): Command<'Release'> {
   const m = message('ReleaseRequest', raw);
   return {
     type: 'Release',
-    lock: m.lockName('lock', limits),
+    lock: m.lockName('lock'),
     sessionId: m.session('session_id'),
     token: m.token('fencing_token'),
-    requestId: m.requestId('request_id', limits),
+    requestId: m.requestId('request_id'),
   };
 }
 
@@ -77,9 +94,9 @@ export interface ValidateFenceQuery {
   readonly token: FencingToken;
 }
 
-export function parseValidateFence(raw: unknown, limits: LockLimits): ValidateFenceQuery {
+export function parseValidateFence(raw: unknown): ValidateFenceQuery {
   const m = message('ValidateFenceRequest', raw);
-  return { lock: m.lockName('lock', limits), token: m.token('fencing_token') };
+  return { lock: m.lockName('lock'), token: m.token('fencing_token') };
 }
 
 export interface DescribeQuery {
@@ -87,14 +104,14 @@ export interface DescribeQuery {
   readonly stale: boolean;
 }
 
-export function parseDescribe(raw: unknown, limits: LockLimits): DescribeQuery {
+export function parseDescribe(raw: unknown): DescribeQuery {
   const m = message('DescribeRequest', raw);
-  return { lock: m.lockName('lock', limits), stale: m.flag('stale') };
+  return { lock: m.lockName('lock'), stale: m.flag('stale') };
 }
 
 /** The prefix of a Watch; empty watches every lock. */
-export function parseWatch(raw: unknown, limits: LockLimits): string {
-  return message('WatchRequest', raw).text('prefix', limits.lockNameBytesMax, true);
+export function parseWatch(raw: unknown): string {
+  return message('WatchRequest', raw).text('prefix', CEILINGS.lockNameBytesMax, true);
 }
 
 export function parseStatus(raw: unknown): void {
@@ -126,6 +143,27 @@ export function parseTransferLeadership(raw: unknown): NodeId | null {
   return m.text('target_node_id', NODE_ID_CHARS_MAX, true) === ''
     ? null
     : m.nodeId('target_node_id');
+}
+
+/**
+ * The rules of a SetLockRulesRequest, checked as a config file's `lock` section is
+ * (each field's range, the orderings), and against `raft`, the proposing node's Raft
+ * timing, as the config's sections are checked together (TTLs that cannot survive a
+ * keepalive round or a failover). Without `raft` the timing is not checked.
+ */
+export function parseSetLockRules(raw: unknown, raft: RaftConfig | null): LockLimits {
+  const wire = message('SetLockRulesRequest', raw).nested('rules');
+  const section: Record<string, number> = {};
+  for (const field of LOCK_LIMIT_NAMES) section[field] = wire.number(wireRuleName(field));
+  const problems = new Problems();
+  const rules = readLockSection(problems, section);
+  if (problems.list.length === 0 && raft !== null) checkTiming(problems, raft, rules);
+  if (problems.list.length > 0) {
+    throw invalidArgument(
+      `SetLockRulesRequest.rules, read as a config's lock section: ${problems.list.join('; ')}`,
+    );
+  }
+  return rules;
 }
 
 /** Ids are at most 63 characters (NODE_ID_PATTERN); this only bounds what is echoed back. */
@@ -201,8 +239,23 @@ class FieldReader {
     return text;
   }
 
-  lockName(field: string, limits: LockLimits): string {
-    return this.text(field, limits.lockNameBytesMax, false);
+  /** A message field, which proto3 leaves null when it was not sent. */
+  nested(field: string): FieldReader {
+    const value = this.value(field);
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      throw invalidArgument(`${this.path(field)}: must be given`);
+    }
+    return new FieldReader(this.path(field), value as Record<string, unknown>);
+  }
+
+  /** A uint64 that fits a number, with no range of its own. */
+  number(field: string): number {
+    return uint64ToNumber(this.path(field), this.value(field) ?? '0');
+  }
+
+  /** Any name up to the ceiling: a lock may keep a name longer than lowered rules allow. */
+  lockName(field: string): string {
+    return this.text(field, CEILINGS.lockNameBytesMax, false);
   }
 
   /** A uint64 quantity within [min, max]. */
@@ -230,12 +283,12 @@ class FieldReader {
   }
 
   /** Kept as text: the state machine dedupes by it and never does arithmetic on it. */
-  requestId(field: string, limits: LockLimits): string {
+  requestId(field: string): string {
     const text = uint64Text(this.path(field), this.value(field) ?? '0');
     if (text === '0') throw invalidArgument(`${this.path(field)}: must not be empty (0)`);
-    if (utf8ByteLength(text) > limits.requestIdBytesMax) {
+    if (utf8ByteLength(text) > CEILINGS.requestIdBytesMax) {
       throw invalidArgument(
-        `${this.path(field)}: is longer than requestIdBytesMax (${limits.requestIdBytesMax})`,
+        `${this.path(field)}: is longer than the ceiling of requestIdBytesMax (${CEILINGS.requestIdBytesMax})`,
       );
     }
     return text;

@@ -27,7 +27,7 @@ export function watch(context: ApiContext, call: WatchCall): void {
   let leave: () => void;
   let prefix: string;
   try {
-    prefix = parseWatch(call.request, context.node.locks.limits);
+    prefix = parseWatch(call.request);
     leave = context.gate.enter();
   } catch (error) {
     call.emit('error', serviceErrorOf(context, 'Watch', error));

@@ -2,18 +2,23 @@ import * as grpc from '@grpc/grpc-js';
 import { LEADER_HINT_KEY } from '../api/errors.ts';
 import {
   packageDefinition,
+  type SetLockRulesResponse,
   type StatusResponse,
   type TransferLeadershipResponse,
   type WireMember,
 } from '../api/proto.ts';
+import { lockRulesDigest, wireLockRules, wireRuleName } from '../api/rules.ts';
 import { findNode, loadClusterConfig } from '../config/index.ts';
+import { LOCK_LIMIT_NAMES, type LockLimits, lockRulesDifferences } from '../lock/index.ts';
+import { describeDifferences } from '../node/lock-rules.ts';
 import type { AdminCommand, AdminTarget, CliIo } from './cli.ts';
 import { exitFailed, exitOk } from './cli.ts';
 import { resolveTarget } from './target.ts';
 
 /**
- * `dlm status`, `dlm member add|remove` and `dlm leader transfer`: an operator's view of
- * the cluster and its membership, over the public dlm.v1.Cluster API. Membership calls
+ * `dlm status`, `dlm member add|remove`, `dlm leader transfer` and `dlm rules [apply]`:
+ * an operator's view of the cluster, its membership and its lock rules, over the public
+ * dlm.v1.Cluster API. Membership calls
  * go to the leader: before each attempt the command asks every endpoint's Status who
  * leads, and it retries UNAVAILABLE with backoff until --timeout-ms, so it also works
  * while an election is under way.
@@ -46,6 +51,10 @@ export async function runAdmin(
         io.out(`the leader is ${response.leader_id} now\n`);
         return exitOk;
       }
+      case 'rules':
+        return await printRules(client, command.target.configPath, io);
+      case 'rules apply':
+        return await applyRules(client, command.target.configPath, io);
     }
   } finally {
     client.close();
@@ -72,6 +81,72 @@ async function memberToAdd(
   return { node_id: command.id, peer_address: peerAddress, client_address: clientAddress };
 }
 
+/** Proposes the config file's lock section (defaults filled in) as the cluster's rules. */
+async function applyRules(client: ClusterClient, configPath: string, io: CliIo): Promise<number> {
+  const { lock } = await loadClusterConfig(configPath);
+  const response = (await client.onLeader('SetLockRules', {
+    rules: wireLockRules(lock),
+  })) as unknown as SetLockRulesResponse;
+  const rules = rulesFromWire(response.rules);
+  io.out(
+    `the lock rules of ${configPath} are in force from index ${response.rules_index} (digest ${lockRulesDigest(rules)})\n`,
+  );
+  return exitOk;
+}
+
+/**
+ * The rules in force as the leader (else the first node that answers) sees them; nodes
+ * that have not applied the same rules yet are named, and so is every rule in which
+ * --config, when it can be read, differs from the log.
+ */
+async function printRules(client: ClusterClient, configPath: string, io: CliIo): Promise<number> {
+  const answers = await client.statusAll();
+  const view = preferredView(answers);
+  if (view === undefined) {
+    io.err('no node answered\n');
+    return exitFailed;
+  }
+  const rules = rulesFromWire(view.lock_rules);
+  const setAt =
+    view.lock_rules_index === '0'
+      ? 'not set through the log yet: the built-in defaults'
+      : `set at index ${view.lock_rules_index}`;
+  io.out(
+    `lock rules in force, as ${view.node_id} sees them (${setAt}, digest ${view.lock_rules_digest}):\n`,
+  );
+  io.out(formatTable(LOCK_LIMIT_NAMES.map((field) => [`  lock.${field}`, String(rules[field])])));
+  for (const { status } of answers) {
+    if (status === undefined || status.lock_rules_digest === view.lock_rules_digest) continue;
+    io.out(
+      `${status.node_id} has other rules (digest ${status.lock_rules_digest}, applied index ${status.applied_index}): it has not applied the same log yet\n`,
+    );
+  }
+  const file = await loadClusterConfig(configPath).catch(() => null);
+  const differences = file === null ? [] : lockRulesDifferences(file.lock, rules);
+  if (differences.length > 0) {
+    io.out(
+      `${configPath} differs (dlm rules apply would make it the rules): ${describeDifferences(differences)}\n`,
+    );
+  }
+  return exitOk;
+}
+
+function rulesFromWire(wire: Readonly<Record<string, string>> | null | undefined): LockLimits {
+  const rules: Record<string, number> = {};
+  for (const field of LOCK_LIMIT_NAMES) rules[field] = Number(wire?.[wireRuleName(field)] ?? 0);
+  return rules as unknown as LockLimits;
+}
+
+/** The leader's own answer, else the first answer. */
+function preferredView(
+  answers: readonly { status?: StatusResponse }[],
+): StatusResponse | undefined {
+  const leader = answers.find(
+    ({ status }) => status !== undefined && status.node_id === status.leader_id,
+  );
+  return (leader ?? answers.find(({ status }) => status !== undefined))?.status;
+}
+
 async function printStatus(client: ClusterClient, io: CliIo): Promise<number> {
   const answers = await client.statusAll();
   const rows = answers.map(({ address, status, problem }) =>
@@ -85,19 +160,23 @@ async function printStatus(client: ClusterClient, io: CliIo): Promise<number> {
           `commit ${status.commit_index}`,
           `applied ${status.applied_index}`,
           `leader ${status.leader_id || 'none'}`,
+          `rules ${status.lock_rules_digest}`,
         ],
   );
   io.out(formatTable(rows));
-  const leaderView =
-    answers.find(({ status }) => status !== undefined && status.node_id === status.leader_id) ??
-    answers.find(({ status }) => status !== undefined);
-  if (leaderView?.status === undefined) {
+  const view = preferredView(answers);
+  if (view === undefined) {
     io.err('no node answered\n');
     return exitFailed;
   }
-  io.out(`members, as ${leaderView.status.node_id} sees them:\n`);
-  io.out(formatMembers(leaderView.status.members));
-  if (leaderView.status.leader_id === '') {
+  io.out(`members, as ${view.node_id} sees them:\n`);
+  io.out(formatMembers(view.members));
+  io.out(
+    view.lock_rules_index === '0'
+      ? `lock rules: the built-in defaults (digest ${view.lock_rules_digest}), none set through the log yet\n`
+      : `lock rules: digest ${view.lock_rules_digest}, set at index ${view.lock_rules_index}; dlm rules prints them\n`,
+  );
+  if (view.leader_id === '') {
     io.err('no leader is known: is a majority of the voters running and reachable?\n');
     return exitFailed;
   }

@@ -67,6 +67,10 @@ in --config):
                                         addresses default to the node's entry in --config
   member remove ID                      remove a voter or a learner
   leader transfer [ID]                  hand leadership to ID, or to the most caught-up voter
+  rules                                 the lock rules in force (agreed through the log,
+                                        whatever each node's config says)
+  rules apply                           make the lock section of --config the cluster's
+                                        rules (one log entry; every node applies it)
 
 Using locks (reached the same way):
   lock NAME [lock options] -- CMD [ARGS...]
@@ -127,7 +131,9 @@ export type AdminCommand =
       readonly clientAddress: string | null;
     }
   | { readonly name: 'member remove'; readonly id: string }
-  | { readonly name: 'leader transfer'; readonly id: string | null };
+  | { readonly name: 'leader transfer'; readonly id: string | null }
+  | { readonly name: 'rules' }
+  | { readonly name: 'rules apply' };
 
 /** `dlm lock NAME [options] -- CMD [ARGS...]` */
 export interface LockCommand {
@@ -202,11 +208,15 @@ const SPECS: Readonly<Record<string, Spec>> = {
     rest: true,
   },
   describe: { values: TARGET_FLAGS, switches: [], positionals: ['NAME'] },
+  rules: { values: TARGET_FLAGS, switches: [], positionals: [] },
+  'rules apply': { values: TARGET_FLAGS, switches: [], positionals: [] },
 };
 
+/** Commands with subcommands; one that is also a command alone (rules) has a SPECS entry. */
 const GROUPS: Readonly<Record<string, readonly string[]>> = {
   member: ['add', 'remove'],
   leader: ['transfer'],
+  rules: ['apply'],
 };
 
 interface Parsed {
@@ -230,11 +240,12 @@ export function parseCommand(args: readonly string[]): Command | string {
   let rest = afterFirst;
   if (group !== undefined) {
     const [sub, ...afterSub] = afterFirst;
-    if (sub === undefined || !group.includes(sub)) {
+    if (sub !== undefined && group.includes(sub)) {
+      name = `${first} ${sub}`;
+      rest = afterSub;
+    } else if (SPECS[first] === undefined) {
       return `dlm ${first}: expected one of ${group.join(', ')}${sub === undefined ? '' : `, got '${sub}'`}`;
     }
-    name = `${first} ${sub}`;
-    rest = afterSub;
   }
   const spec = SPECS[name];
   if (spec === undefined) return `dlm: unknown command '${first}'`;
@@ -261,6 +272,8 @@ function build(name: string, { values, switches, positionals, rest }: Parsed): C
     case 'describe':
       return { name, target, lock: positionals[0] ?? '' };
     case 'status':
+    case 'rules':
+    case 'rules apply':
       return { name, target };
     case 'member add':
       return {

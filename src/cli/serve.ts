@@ -7,6 +7,7 @@ import {
   findNode,
   loadClusterConfig,
   loadTlsMaterial,
+  lockTimingProblems,
   nodeDataDir,
 } from '../config/index.ts';
 import {
@@ -14,6 +15,7 @@ import {
   checkIdentityAtStart,
   IdentityMismatchError,
 } from '../node/cluster-identity.ts';
+import { describeDifferences, type LockRulesReport, watchLockRules } from '../node/lock-rules.ts';
 import { NodeMetrics } from '../node/metrics.ts';
 import { DlmNode, type NodeRuntimeOptions } from '../node/node.ts';
 import { PeerTraffic } from '../node/peer-traffic.ts';
@@ -122,12 +124,26 @@ export async function serve(args: ServeArgs): Promise<void> {
         'forwarded write',
       ),
   });
+  watchLockRules(node, config.lock, (report) => {
+    logLockRules(logger, report);
+    if (report.kind === 'unset') return;
+    // The log's rules passed these checks on the node that proposed them, against its
+    // own timing; this node's may differ.
+    const problems = lockTimingProblems(config.raft, node.locks.rules);
+    if (problems.length > 0) {
+      logger.warn(
+        { problems },
+        `the lock rules in force do not suit this node's Raft timing: ${problems.join('; ')}`,
+      );
+    }
+  });
   node.start();
   const api = await startApiServer({
     node,
     address: self.clientListenAddress,
     logger: apiLogger(logger),
     members: config.nodes,
+    raft: config.raft,
     credentials: serverCredentials(tls),
     observer: {
       acquireEnded: (seconds, outcome) => metrics.acquireSeconds.observe({ outcome }, seconds),
@@ -243,6 +259,33 @@ function runtimeOptions(config: ClusterFileConfig): NodeRuntimeOptions {
     compactionRetainEntries: config.runtime.compactionRetainEntries,
     shutdownTransferMs: config.runtime.leadershipTransferTimeoutMs,
   };
+}
+
+/** The log's lock rules against this node's config, whenever they change. */
+function logLockRules(logger: Logger, report: LockRulesReport): void {
+  switch (report.kind) {
+    case 'unset':
+      logger.info(
+        'no lock rules in the log yet: this config lock section applies here, and the leader takes no write, until a leader proposes its config lock section',
+      );
+      return;
+    case 'agree':
+      logger.info({ rulesIndex: report.setIndex }, 'the lock rules in force match this config');
+      return;
+    case 'differ':
+      logger.warn(
+        {
+          rulesIndex: report.setIndex,
+          differences: report.differences.map(({ field, ours, theirs }) => ({
+            field: `lock.${field}`,
+            file: ours,
+            log: theirs,
+          })),
+        },
+        `this node's config disagrees with the lock rules in force (set through the log at index ${report.setIndex}); following the log: ${describeDifferences(report.differences)}. To change the cluster's rules: dlm rules apply --config FILE`,
+      );
+      return;
+  }
 }
 
 /** The API logs through pino, at the level it asks for. */

@@ -4,6 +4,7 @@ export { CONFIG_FILE_BYTES_MAX, loadClusterConfig } from './load.ts';
 export { NODE_ID_PATTERN, NODES_MAX } from './nodes.ts';
 export { CLUSTER_ID_PATTERN, findNode, nodeDataDir, parseClusterConfig } from './parse.ts';
 export { TIMER_MS_MAX } from './sections.ts';
+export { lockTimingProblems } from './timing.ts';
 export { loadTlsMaterial, type TlsFiles, type TlsMaterial } from './tls.ts';
 export {
   type ClusterConfigInput,

@@ -1,4 +1,10 @@
-import { DEFAULT_LOCK_LIMITS, type LockLimits, validateLockLimits } from '../lock/limits.ts';
+import {
+  DEFAULT_LOCK_LIMITS,
+  LOCK_LIMIT_CEILINGS,
+  type LockLimits,
+  TIMER_MS_MAX,
+  validateLockLimits,
+} from '../lock/limits.ts';
 import { DEFAULT_RAFT_OPTIONS, validateRaftOptions } from '../raft/options.ts';
 import { AssertionError } from '../util/assert.ts';
 import {
@@ -38,6 +44,8 @@ interface SectionSpec<T extends Section<T>> {
   readonly orderings: readonly Ordering[];
   /** The core's own validator, run last as a backstop for checks this file lacks. */
   readonly validate?: (values: T) => void;
+  /** Each integer field's largest value, where the core sets one. */
+  readonly ceilings?: { readonly [K in keyof T]?: number };
 }
 
 interface Ordering {
@@ -46,8 +54,7 @@ interface Ordering {
   readonly b: string;
 }
 
-/** Node's timers fire at once when asked to wait longer than this (TimeoutOverflowWarning). */
-export const TIMER_MS_MAX = 2 ** 31 - 1;
+export { TIMER_MS_MAX };
 
 const RAFT: SectionSpec<RaftConfig> = {
   name: 'raft',
@@ -66,6 +73,7 @@ const LOCK: SectionSpec<LockLimits> = {
     { a: 'lockDelayMs', relation: 'atMost', b: 'lockDelayMsMax' },
   ],
   validate: validateLockLimits,
+  ceilings: LOCK_LIMIT_CEILINGS,
 };
 
 const RUNTIME: SectionSpec<RuntimeConfig> = {
@@ -162,7 +170,9 @@ function readScalar<T extends Section<T>>(
 /** Every duration is waited on by a Node timer somewhere, so it must fit one. */
 function integerRange<T extends Section<T>>(spec: SectionSpec<T>, key: string): IntegerRange {
   const min = spec.zeroAllowed.has(key) ? 0 : 1;
-  const max = /Ms(Min|Max)?$/.test(key) ? TIMER_MS_MAX : Number.MAX_SAFE_INTEGER;
+  const max =
+    spec.ceilings?.[key as keyof T] ??
+    (/Ms(Min|Max)?$/.test(key) ? TIMER_MS_MAX : Number.MAX_SAFE_INTEGER);
   return { min, max };
 }
 

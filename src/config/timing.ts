@@ -1,5 +1,5 @@
 import type { LockLimits } from '../lock/limits.ts';
-import type { Problems } from './fields.ts';
+import { Problems } from './fields.ts';
 import type { RaftConfig } from './types.ts';
 
 /**
@@ -30,6 +30,16 @@ export function checkTiming(problems: Problems, raft: RaftConfig, lock: LockLimi
   if (!checkHeartbeatRatio(problems, raft)) return;
   checkKeepAliveRound(problems, raft, lock);
   checkFailover(problems, raft, lock);
+}
+
+/**
+ * What checkTiming finds in lock rules the node did not read from its file (the ones the
+ * log put in force), as `path: message` lines; empty when they suit `raft`.
+ */
+export function lockTimingProblems(raft: RaftConfig, lock: LockLimits): readonly string[] {
+  const problems = new Problems();
+  checkTiming(problems, raft, lock);
+  return problems.list;
 }
 
 function checkHeartbeatRatio(problems: Problems, raft: RaftConfig): boolean {

@@ -77,6 +77,11 @@ export interface ClusterFileConfig {
   readonly nodes: readonly NodeConfig[];
   readonly dataDir: string;
   readonly raft: RaftConfig;
+  /**
+   * The lock rules this node proposes. The cluster's rules are agreed through the log:
+   * a leader proposes these only when none were ever set, and `dlm rules apply` on
+   * demand (see LockStateMachine.rules).
+   */
   readonly lock: LockLimits;
   readonly runtime: RuntimeConfig;
   /** Mutual TLS on every gRPC endpoint; null: plaintext. */

@@ -1,10 +1,22 @@
-export { DEFAULT_LOCK_LIMITS, type LockLimits, validateLockLimits } from './limits.ts';
+export {
+  canonicalLockRules,
+  DEFAULT_LOCK_LIMITS,
+  LOCK_LIMIT_CEILINGS,
+  LOCK_LIMIT_NAMES,
+  type LockLimits,
+  type LockRuleDifference,
+  type LockRulesProblem,
+  lockRulesDifferences,
+  lockRulesProblem,
+  validateLockLimits,
+} from './limits.ts';
 export {
   type FenceValidation,
   type LockDelay,
   type LockDescription,
   type LockSnapshot,
   type LockSnapshotV1,
+  type LockSnapshotV2,
   LockStateMachine,
   type RememberedResult,
   type SessionDescription,

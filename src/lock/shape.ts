@@ -6,7 +6,7 @@ import type { LockCommandType } from './types.ts';
  * proposing them; this is the state machine's own line of defence, and it names the
  * field that is wrong.
  */
-type FieldKind = 'string' | 'number' | 'numbers';
+type FieldKind = 'string' | 'number' | 'numbers' | 'boolean' | 'object';
 
 const FIELDS: Readonly<Record<LockCommandType, Readonly<Record<string, FieldKind>>>> = {
   OpenSession: { ttlMs: 'number', clientName: 'string', requestId: 'string' },
@@ -31,6 +31,8 @@ const FIELDS: Readonly<Record<LockCommandType, Readonly<Record<string, FieldKind
   MaxHoldReached: { lock: 'string', sessionId: 'number', token: 'number' },
   Promote: { lock: 'string', afterIndex: 'number' },
   Revoke: { lock: 'string', reason: 'string' },
+  // The rules' own fields are checked when the command applies (lockRulesProblem).
+  SetRules: { rules: 'object', onlyIfUnset: 'boolean' },
 };
 
 /** Integer-ness and ranges are checked later, with the limits; here only the type. */
@@ -48,15 +50,24 @@ export function commandShapeProblem(command: unknown): string | null {
   const fields = FIELDS[type as LockCommandType];
   for (const [field, kind] of Object.entries(fields)) {
     const value = (command as Record<string, unknown>)[field];
-    const ok =
-      kind === 'string'
-        ? typeof value === 'string'
-        : kind === 'number'
-          ? isNumber(value)
-          : Array.isArray(value) && value.every(isNumber);
-    if (!ok) return `${type}.${field} must be ${describeKind(kind)}`;
+    if (!hasKind(value, kind)) return `${type}.${field} must be ${describeKind(kind)}`;
   }
   return null;
+}
+
+function hasKind(value: unknown, kind: FieldKind): boolean {
+  switch (kind) {
+    case 'string':
+      return typeof value === 'string';
+    case 'number':
+      return isNumber(value);
+    case 'numbers':
+      return Array.isArray(value) && value.every(isNumber);
+    case 'boolean':
+      return typeof value === 'boolean';
+    case 'object':
+      return typeof value === 'object' && value !== null && !Array.isArray(value);
+  }
 }
 
 function describeKind(kind: FieldKind): string {
@@ -67,5 +78,9 @@ function describeKind(kind: FieldKind): string {
       return 'a number';
     case 'numbers':
       return 'a list of numbers';
+    case 'boolean':
+      return 'a boolean';
+    case 'object':
+      return 'an object';
   }
 }

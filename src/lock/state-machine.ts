@@ -7,7 +7,14 @@ import {
   sessionId as toSessionId,
 } from '../util/ids.ts';
 import { utf8ByteLength } from '../util/utf8.ts';
-import { DEFAULT_LOCK_LIMITS, type LockLimits, validateLockLimits } from './limits.ts';
+import {
+  canonicalLockRules,
+  DEFAULT_LOCK_LIMITS,
+  LOCK_LIMIT_CEILINGS,
+  type LockLimits,
+  lockRulesProblem,
+  validateLockLimits,
+} from './limits.ts';
 import { commandShapeProblem } from './shape.ts';
 import type {
   ApplyOutput,
@@ -134,12 +141,16 @@ export interface FenceValidation {
 
 /**
  * Plain data, in a canonical order: two replicas at one index produce equal snapshots.
- * Version 2 keeps every lock-delay of a lock (version 1 kept one), the request id of
- * each grant, and the latest attempt of each remembered request.
+ * Version 3 adds the rules set through the log and the index of the SetRules entry that
+ * set them, both null while none has applied (then each machine applies the rules it
+ * started with, its node's file), and the counts that lowered rules left above a limit.
  */
 export interface LockSnapshot {
-  readonly version: 2;
+  readonly version: 3;
   readonly appliedIndex: number;
+  readonly rules: LockLimits | null;
+  readonly rulesSetIndex: number | null;
+  readonly carriedOver: CarriedOver;
   readonly sessions: readonly SnapshotSession[];
   readonly locks: readonly {
     readonly name: string;
@@ -149,6 +160,28 @@ export interface LockSnapshot {
   }[];
   /** Remembered results, oldest first. */
   readonly dedupe: readonly (readonly [string, RememberedResult])[];
+}
+
+/**
+ * What nodes wrote before version 3: version 2 kept every lock-delay of a lock
+ * (version 1 kept one), the request id of each grant, and the latest attempt of each
+ * remembered request. `restore` still reads both, with the machine's start rules in force.
+ */
+export type LockSnapshotV2 = Omit<
+  LockSnapshot,
+  'version' | 'rules' | 'rulesSetIndex' | 'carriedOver'
+> & {
+  readonly version: 2;
+};
+
+/**
+ * Counts that lowered rules left above a limit (SetRules ends nothing that exists): the
+ * invariant is that nothing was added past the limit in force when it was added.
+ */
+export interface CarriedOver {
+  readonly sessions: number;
+  readonly locks: number;
+  readonly waitersPerLock: number;
 }
 
 /** What nodes wrote before version 2; `restore` still reads it. */
@@ -176,13 +209,19 @@ class Rejection extends Error {
   constructor(
     readonly code: RejectionCode,
     readonly detail: string,
+    readonly field: string | null,
   ) {
     super(detail);
   }
 }
 
 function reject(code: RejectionCode, detail: string): never {
-  throw new Rejection(code, detail);
+  throw new Rejection(code, detail, null);
+}
+
+/** A field of the command is wrong: the detail is `${field} ${problem}`. */
+function rejectField(field: string, problem: string): never {
+  throw new Rejection('invalidArgument', `${field} ${problem}`, field);
 }
 
 /**
@@ -196,10 +235,17 @@ function reject(code: RejectionCode, detail: string): never {
  * - tokens of successive grants of one lock strictly increase (a token is the index
  *   of the entry that made the grant);
  * - every holder and waiter belongs to a live session;
- * - no state grows past its configured limit.
+ * - no state grows past the limit in force when it was added (rules lowered later end
+ *   nothing: see setRules).
  */
 export class LockStateMachine {
-  readonly limits: LockLimits;
+  /** The rules this machine applies until a SetRules entry applies (see the constructor). */
+  private readonly startRules: LockLimits;
+  /** The rules in force: replicated state, changed only by a SetRules entry. */
+  private rulesInForce: LockLimits;
+  /** The index of the SetRules entry that put them in force; null before any. */
+  private rulesSetAt: LogIndex | null = null;
+  private carriedOver: CarriedOver = NOTHING_CARRIED_OVER;
   private appliedIndex = 0;
   private readonly sessions = new Map<SessionId, SessionRecord>();
   private readonly locks = new Map<string, LockRecord>();
@@ -212,9 +258,36 @@ export class LockStateMachine {
   private readonly grantsInEntry = new Map<string, number>();
   private index: LogIndex = 0 as LogIndex;
 
-  constructor(limits: Partial<LockLimits> = {}) {
-    this.limits = { ...DEFAULT_LOCK_LIMITS, ...limits };
-    validateLockLimits(this.limits);
+  /**
+   * `startRules` are in force until a SetRules entry applies. A node passes its config
+   * file's: that is what nodes applied before the rules were replicated, so a log (or a
+   * snapshot of version 1 or 2) written then replays as it first ran. Nothing else
+   * depends on them: a leader takes no client write and proposes no timer command until
+   * rules were set (see DlmNode), so on a cluster that started replicated, only Raft's
+   * own entries and SetRules come before the first SetRules.
+   */
+  constructor(startRules: Partial<LockLimits> = {}) {
+    this.startRules = canonicalLockRules({ ...DEFAULT_LOCK_LIMITS, ...startRules });
+    validateLockLimits(this.startRules);
+    this.rulesInForce = this.startRules;
+  }
+
+  /**
+   * The rules in force at the applied index, which apply checks requests against.
+   * A getter on the prototype, so that a test can make it return others.
+   */
+  get rules(): LockLimits {
+    return this.rulesInForce;
+  }
+
+  /** The index of the SetRules entry behind `rules`; null while none has applied. */
+  get rulesSetIndex(): LogIndex | null {
+    return this.rulesSetAt;
+  }
+
+  /** How many results are remembered for retries; a SetRules may not shrink the window below it. */
+  get rememberedCount(): number {
+    return this.dedupe.size;
   }
 
   get lastAppliedIndex(): number {
@@ -259,15 +332,24 @@ export class LockStateMachine {
     this.appliedIndex = index;
   }
 
+  /**
+   * A retry is answered from what the request's first application left, whatever the
+   * rules became since: so only the ceilings, which no rules exceed and which keep the
+   * lookup cheap, are checked before it, and the rules in force only after (here for the
+   * request id, in each command for the rest).
+   */
   private applyCommand(command: LockCommand): LockResult {
     const key = dedupeKey(command);
     try {
-      if ('requestId' in command) {
-        this.checkText('requestId', command.requestId, this.limits.requestIdBytesMax, false);
-      }
+      this.checkCeilings(command);
       const remembered = key === null ? undefined : this.rememberedResult(key);
       if (key !== null && remembered !== undefined)
         return this.answerRetry(command, key, remembered);
+      // A request to remember: the rules bound how large a key the window keeps.
+      if (key !== null && 'requestId' in command) {
+        const { requestIdBytesMax } = this.rules;
+        this.checkText('requestId', command.requestId, requestIdBytesMax, 'requestIdBytesMax');
+      }
     } catch (error) {
       return this.rejected(error);
     }
@@ -372,7 +454,10 @@ export class LockStateMachine {
 
   private rejected(error: unknown): LockResult {
     if (!(error instanceof Rejection)) throw error;
-    return { type: 'Rejected', code: error.code, detail: error.detail };
+    const { code, detail, field } = error;
+    return field === null
+      ? { type: 'Rejected', code, detail }
+      : { type: 'Rejected', code, detail, field };
   }
 
   private dispatch(command: LockCommand): LockResult {
@@ -404,24 +489,68 @@ export class LockStateMachine {
         return this.promoteHead(command.lock);
       case 'Revoke':
         return this.revoke(command.lock);
+      case 'SetRules':
+        return this.setRules(command.rules, command.onlyIfUnset);
       default:
         return assertNever(command, 'lock command');
     }
   }
 
+  // ------------------------------------------------------------------ rules
+
+  /**
+   * Lowered limits end nothing: sessions, locks and waiters past them stay, and new
+   * ones are refused until the counts fall below; locks keep names longer than a lowered
+   * lockNameBytesMax (it bounds only new locks). The dedupe window is not shrunk below
+   * the results it remembers: forgetting one early would let its retry apply twice, so
+   * such rules are refused whole, naming the count.
+   */
+  private setRules(rules: LockLimits, onlyIfUnset: boolean): LockResult {
+    if (onlyIfUnset && this.rulesSetAt !== null) return { type: 'Stale' };
+    const found = lockRulesProblem(rules);
+    if (found !== null) {
+      rejectField(found.field === '' ? 'rules' : `rules.${found.field}`, found.problem);
+    }
+    if (rules.dedupeWindowMax < this.dedupe.size) {
+      rejectField(
+        'rules.dedupeWindowMax',
+        `(${rules.dedupeWindowMax}) is below the ${this.dedupe.size} results remembered now for retries; forgetting them early would apply a retry twice`,
+      );
+    }
+    this.rulesInForce = canonicalLockRules(rules);
+    this.rulesSetAt = this.index;
+    this.noteCarriedOver();
+    return { type: 'RulesSet', rules: this.rulesInForce };
+  }
+
+  private noteCarriedOver(): void {
+    let waitersPerLock = 0;
+    for (const lock of this.locks.values()) {
+      waitersPerLock = Math.max(waitersPerLock, lock.waiters.length);
+    }
+    this.carriedOver = { sessions: this.sessions.size, locks: this.locks.size, waitersPerLock };
+  }
+
   // ------------------------------------------------------------------ sessions
 
   private openSession(command: Extract<LockCommand, { type: 'OpenSession' }>): LockResult {
-    const { sessionTtlMsMin, sessionTtlMsMax } = this.limits;
+    const { sessionTtlMsMin, sessionTtlMsMax } = this.rules;
     if (!isIntegerIn(command.ttlMs, sessionTtlMsMin, sessionTtlMsMax)) {
-      reject(
-        'invalidArgument',
-        `ttlMs must be within [${sessionTtlMsMin}, ${sessionTtlMsMax}], got ${command.ttlMs}`,
+      rejectField(
+        'ttlMs',
+        `must be within [${sessionTtlMsMin}, ${sessionTtlMsMax}], got ${command.ttlMs}`,
       );
     }
-    this.checkText('clientName', command.clientName, this.limits.clientNameBytesMax, true);
-    if (this.sessions.size >= this.limits.sessionsMax) {
-      reject('limitReached', `sessionsMax (${this.limits.sessionsMax}) sessions are open`);
+    const { clientNameBytesMax } = this.rules;
+    this.checkText(
+      'clientName',
+      command.clientName,
+      clientNameBytesMax,
+      'clientNameBytesMax',
+      true,
+    );
+    if (this.sessions.size >= this.rules.sessionsMax) {
+      reject('limitReached', `sessionsMax (${this.rules.sessionsMax}) sessions are open`);
     }
     const id = toSessionId(this.index);
     this.sessions.set(id, {
@@ -437,10 +566,10 @@ export class LockStateMachine {
   }
 
   private keepAlive(sessionIds: readonly SessionId[]): LockResult {
-    if (sessionIds.length === 0 || sessionIds.length > this.limits.keepAliveBatchMax) {
-      reject(
-        'invalidArgument',
-        `sessionIds must hold 1 to ${this.limits.keepAliveBatchMax} ids, got ${sessionIds.length}`,
+    if (sessionIds.length === 0 || sessionIds.length > this.rules.keepAliveBatchMax) {
+      rejectField(
+        'sessionIds',
+        `must hold 1 to ${this.rules.keepAliveBatchMax} ids (keepAliveBatchMax), got ${sessionIds.length}`,
       );
     }
     const refreshed: SessionId[] = [];
@@ -484,7 +613,7 @@ export class LockStateMachine {
       const grant = lock.holders.get(session.id);
       assert(grant !== undefined, `session ${session.id} lists ${name} but does not hold it`);
       this.removeHolder(lock, grant, reason);
-      const delayMs = grant.lockDelayMs > 0 ? grant.lockDelayMs : this.limits.lockDelayMs;
+      const delayMs = grant.lockDelayMs > 0 ? grant.lockDelayMs : this.rules.lockDelayMs;
       if (reason === 'expire' && delayMs > 0) {
         this.placeDelay(lock.delays, { index: this.index, delayMs });
         this.emit({ type: 'delayStarted', lock: name, delayIndex: this.index, delayMs });
@@ -505,14 +634,19 @@ export class LockStateMachine {
   // ------------------------------------------------------------------ locks
 
   private acquire(command: Extract<LockCommand, { type: 'Acquire' }>): LockResult {
-    this.checkLockName(command.lock);
-    this.checkText('owner', command.owner, this.limits.ownerBytesMax, true);
-    if (command.mode !== 'exclusive' && command.mode !== 'shared') {
-      reject('invalidArgument', `mode must be exclusive or shared, got ${String(command.mode)}`);
+    // lockNameBytesMax bounds the locks that exist: it is checked when this would add one.
+    if (!this.locks.has(command.lock)) {
+      const { lockNameBytesMax } = this.rules;
+      this.checkText('lock', command.lock, lockNameBytesMax, 'lockNameBytesMax');
     }
-    this.checkDuration('waitMs', command.waitMs, this.limits.waitMsMax);
-    this.checkDuration('maxHoldMs', command.maxHoldMs, this.limits.maxHoldMsMax);
-    this.checkDuration('lockDelayMs', command.lockDelayMs, this.limits.lockDelayMsMax);
+    this.checkText('owner', command.owner, this.rules.ownerBytesMax, 'ownerBytesMax', true);
+    if (command.mode !== 'exclusive' && command.mode !== 'shared') {
+      rejectField('mode', `must be exclusive or shared, got ${String(command.mode)}`);
+    }
+    this.checkDuration('waitMs', command.waitMs, this.rules.waitMsMax, 'waitMsMax');
+    this.checkDuration('maxHoldMs', command.maxHoldMs, this.rules.maxHoldMsMax, 'maxHoldMsMax');
+    const { lockDelayMsMax } = this.rules;
+    this.checkDuration('lockDelayMs', command.lockDelayMs, lockDelayMsMax, 'lockDelayMsMax');
     const session = this.requireSession(command.sessionId);
     const existing = this.locks.get(command.lock);
     const held = existing?.holders.get(session.id);
@@ -545,8 +679,8 @@ export class LockStateMachine {
         `session ${session.id} already waits for ${command.lock} under request ${waiting.requestId}: retry that request (same request id) for its answer, or give it up first`,
       );
     }
-    if (existing === undefined && this.locks.size >= this.limits.locksMax) {
-      reject('limitReached', `locksMax (${this.limits.locksMax}) locks are in use`);
+    if (existing === undefined && this.locks.size >= this.rules.locksMax) {
+      reject('limitReached', `locksMax (${this.rules.locksMax}) locks are in use`);
     }
     const lock = existing ?? this.createLock(command.lock);
     if (this.grantable(lock, command.mode)) {
@@ -557,10 +691,10 @@ export class LockStateMachine {
       this.dropIfIdle(lock);
       return this.notAcquired(command.lock);
     }
-    if (lock.waiters.length >= this.limits.waitersPerLockMax) {
+    if (lock.waiters.length >= this.rules.waitersPerLockMax) {
       reject(
         'limitReached',
-        `waitersPerLockMax (${this.limits.waitersPerLockMax}) waiters queue for ${command.lock}`,
+        `waitersPerLockMax (${this.rules.waitersPerLockMax}) waiters queue for ${command.lock}`,
       );
     }
     const waiter: Waiter = {
@@ -964,22 +1098,44 @@ export class LockStateMachine {
 
   // ------------------------------------------------------------------ validation
 
+  /**
+   * The ceiling of the request id a remembered result is looked up by: no rules allow
+   * more, so a request above it is wrong whatever was applied before it.
+   */
+  private checkCeilings(command: LockCommand): void {
+    if ('requestId' in command) {
+      const { requestIdBytesMax } = LOCK_LIMIT_CEILINGS;
+      this.checkText('requestId', command.requestId, requestIdBytesMax, 'its ceiling');
+    }
+  }
+
+  /**
+   * The name of a lock a client looks up (to release, cancel a wait, revoke): any
+   * name a lock can have, so lowered rules do not strand the locks they left longer.
+   */
   private checkLockName(name: string): void {
-    this.checkText('lock', name, this.limits.lockNameBytesMax, false);
+    this.checkText('lock', name, LOCK_LIMIT_CEILINGS.lockNameBytesMax, 'its ceiling');
   }
 
-  private checkText(field: string, value: string, bytesMax: number, emptyAllowed: boolean): void {
-    if (typeof value !== 'string') reject('invalidArgument', `${field} must be a string`);
-    if (!emptyAllowed && value.length === 0)
-      reject('invalidArgument', `${field} must not be empty`);
+  /** `limit` names what `bytesMax` is: a rule (`ownerBytesMax`) or 'its ceiling'. */
+  private checkText(
+    field: string,
+    value: string,
+    bytesMax: number,
+    limit: string,
+    emptyAllowed = false,
+  ): void {
+    if (typeof value !== 'string') rejectField(field, 'must be a string');
+    if (!emptyAllowed && value.length === 0) rejectField(field, 'must not be empty');
     const bytes = utf8ByteLength(value);
-    if (bytes > bytesMax)
-      reject('invalidArgument', `${field} is ${bytes} bytes, the limit is ${bytesMax}`);
+    if (bytes > bytesMax) {
+      rejectField(field, `is ${bytes} bytes, the limit is ${bytesMax} (${limit})`);
+    }
   }
 
-  private checkDuration(field: string, value: number, max: number): void {
+  private checkDuration(field: string, value: number, max: number, limit: string): void {
     if (!isIntegerIn(value, 0, max))
-      reject('invalidArgument', `${field} must be within [0, ${max}], got ${value}`);
+      rejectField(field, `must be within [0, ${max}] (${limit}), got ${value}`);
   }
 
   private remember(key: string, result: LockResult): void {
@@ -987,7 +1143,7 @@ export class LockStateMachine {
     this.attemptsOfEvictedWait = [];
     this.dedupe.set(key, { result, openAttempts: [...earlier, this.index] });
     // Oldest first: Map keeps insertion order, the same on every replica.
-    while (this.dedupe.size > this.limits.dedupeWindowMax) {
+    while (this.dedupe.size > this.rules.dedupeWindowMax) {
       const oldest = this.dedupe.keys().next();
       if (oldest.done === true) break;
       this.dedupe.delete(oldest.value);
@@ -1072,8 +1228,12 @@ export class LockStateMachine {
 
   snapshot(): LockSnapshot {
     return {
-      version: 2,
+      version: 3,
       appliedIndex: this.appliedIndex,
+      // Unset, the rules are each machine's own start rules, not the log's: not state.
+      rules: this.rulesSetAt === null ? null : this.rulesInForce,
+      rulesSetIndex: this.rulesSetAt,
+      carriedOver: this.carriedOver,
       sessions: this.sessionIds().map((id) => {
         const session = this.sessions.get(id);
         assert(session !== undefined, `session ${id} vanished`);
@@ -1094,10 +1254,19 @@ export class LockStateMachine {
   }
 
   /** Replaces all state with a snapshot's. */
-  restore(saved: LockSnapshot | LockSnapshotV1): void {
+  restore(saved: LockSnapshot | LockSnapshotV2 | LockSnapshotV1): void {
     const version: number = saved.version;
-    assert(version === 1 || version === 2, `unknown lock snapshot version ${version}`);
-    const snapshot = saved.version === 1 ? upgradeSnapshotV1(saved) : saved;
+    assert(version >= 1 && version <= 3, `unknown lock snapshot version ${version}`);
+    const snapshot = upgradeSnapshot(saved);
+    assert(
+      (snapshot.rules === null) === (snapshot.rulesSetIndex === null),
+      `the snapshot has rules ${JSON.stringify(snapshot.rules)} set at ${snapshot.rulesSetIndex}: both or neither`,
+    );
+    const found = snapshot.rules === null ? null : lockRulesProblem(snapshot.rules);
+    assert(found === null, `the snapshot's rules are invalid: ${found?.field} ${found?.problem}`);
+    this.rulesInForce =
+      snapshot.rules === null ? this.startRules : canonicalLockRules(snapshot.rules);
+    this.rulesSetAt = snapshot.rulesSetIndex === null ? null : (snapshot.rulesSetIndex as LogIndex);
     this.sessions.clear();
     this.locks.clear();
     this.dedupe.clear();
@@ -1115,6 +1284,10 @@ export class LockStateMachine {
     }
     for (const saved of snapshot.locks) this.restoreLock(saved);
     for (const [key, result] of snapshot.dedupe) this.dedupe.set(key, result);
+    this.carriedOver = snapshot.carriedOver;
+    // Before version 3 the rules came from each node's file, which may have been lowered
+    // across the restart: what is there now was within the rules it was added under.
+    if (saved.version < 3) this.noteCarriedOver();
   }
 
   private restoreLock(saved: LockSnapshot['locks'][number]): void {
@@ -1140,6 +1313,10 @@ export class LockStateMachine {
     return session;
   }
 
+  private sessionsBound(): number {
+    return Math.max(this.rules.sessionsMax, this.carriedOver.sessions);
+  }
+
   /** Checks the invariants over the whole state; tests call it after every command. */
   checkInvariants(): void {
     for (const lock of this.locks.values()) {
@@ -1151,11 +1328,12 @@ export class LockStateMachine {
         `${lock.name} is idle but kept`,
       );
       assert(
-        lock.waiters.length <= this.limits.waitersPerLockMax,
+        lock.waiters.length <=
+          Math.max(this.rules.waitersPerLockMax, this.carriedOver.waitersPerLock),
         `${lock.name} has too many waiters`,
       );
       // At most one delay per expired holder, and a closed lock gets no new holders.
-      assert(lock.delays.length <= this.limits.sessionsMax, `${lock.name} has too many delays`);
+      assert(lock.delays.length <= this.sessionsBound(), `${lock.name} has too many delays`);
       assert(
         lock.delays.every((delay, k) => k === 0 || delay.index > (lock.delays[k - 1]?.index ?? 0)),
         `${lock.name} has delays out of order`,
@@ -1173,9 +1351,12 @@ export class LockStateMachine {
         );
       }
     }
-    assert(this.sessions.size <= this.limits.sessionsMax, 'too many sessions');
-    assert(this.locks.size <= this.limits.locksMax, 'too many locks');
-    assert(this.dedupe.size <= this.limits.dedupeWindowMax, 'dedupe window overflow');
+    assert(this.sessions.size <= this.sessionsBound(), 'too many sessions');
+    assert(
+      this.locks.size <= Math.max(this.rules.locksMax, this.carriedOver.locks),
+      'too many locks',
+    );
+    assert(this.dedupe.size <= this.rules.dedupeWindowMax, 'dedupe window overflow');
     // A remembered Queued is rewritten when its wait ends, so it always has its waiter.
     for (const [key, { result }] of this.dedupe) {
       if (!key.startsWith('Acquire/') || result.type !== 'Queued') continue;
@@ -1191,6 +1372,28 @@ export class LockStateMachine {
 }
 
 /**
+ * Any version in version 3's shape: before version 3 no rules were set through the log,
+ * so the restoring machine's start rules (its node's file, as then) stay in force.
+ */
+function upgradeSnapshot(saved: LockSnapshot | LockSnapshotV2 | LockSnapshotV1): LockSnapshot {
+  if (saved.version === 3) return saved;
+  const v2 = saved.version === 1 ? upgradeSnapshotV1(saved) : saved;
+  return {
+    ...v2,
+    version: 3,
+    rules: null,
+    rulesSetIndex: null,
+    carriedOver: NOTHING_CARRIED_OVER,
+  };
+}
+
+const NOTHING_CARRIED_OVER: CarriedOver = Object.freeze({
+  sessions: 0,
+  locks: 0,
+  waitersPerLock: 0,
+});
+
+/**
  * A version 1 snapshot in version 2's shape. Its one lock-delay becomes a list of one.
  * Its grants did not record their request ('' matches no request, so a Withdraw gives
  * none of them back) nor the latest attempt of a request (0 matches no attempt, so a
@@ -1198,7 +1401,7 @@ export class LockStateMachine {
  * session still ends. Version 1 left a waiter's remembered Queued in place after the
  * wait ended; such an entry is forgotten, as if it had left the window.
  */
-function upgradeSnapshotV1(saved: LockSnapshotV1): LockSnapshot {
+function upgradeSnapshotV1(saved: LockSnapshotV1): LockSnapshotV2 {
   const waits = new Set<string>();
   for (const lock of saved.locks) {
     for (const waiter of lock.waiters) waits.add(acquireKey(waiter.sessionId, waiter.requestId));
@@ -1243,6 +1446,7 @@ function dedupeKey(command: LockCommand): string | null {
     case 'MaxHoldReached':
     case 'Promote':
     case 'Revoke':
+    case 'SetRules':
       // Idempotent or guarded already.
       return null;
     default:

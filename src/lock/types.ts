@@ -1,4 +1,5 @@
 import type { FencingToken, LogIndex, SessionId } from '../util/ids.ts';
+import type { LockLimits } from './limits.ts';
 
 export type LockMode = 'exclusive' | 'shared';
 
@@ -96,7 +97,15 @@ export type LockCommand =
    */
   | { readonly type: 'Promote'; readonly lock: string; readonly afterIndex: LogIndex }
   /** Operator: frees the lock's current grants, so the next grant gets a higher token. */
-  | { readonly type: 'Revoke'; readonly lock: string; readonly reason: string };
+  | { readonly type: 'Revoke'; readonly lock: string; readonly reason: string }
+  /**
+   * Puts `rules` in force from this entry on, on every replica. Invalid rules are
+   * rejected (invalidArgument, naming the field) and change nothing. With
+   * `onlyIfUnset` it is Stale once any SetRules has applied: a new leader proposes its
+   * config's rules that way, so the first to commit wins and a later leader's copy
+   * (proposed before it saw the first) changes nothing.
+   */
+  | { readonly type: 'SetRules'; readonly rules: LockLimits; readonly onlyIfUnset: boolean };
 
 export type LockCommandType = LockCommand['type'];
 
@@ -185,13 +194,21 @@ export type LockResult =
       readonly sessionId: SessionId;
       readonly token: FencingToken;
     }
-  /** A guarded timer command that no longer matched the state: nothing changed. */
+  /** The rules in force from this entry on. */
+  | { readonly type: 'RulesSet'; readonly rules: LockLimits }
+  /** A guarded command that no longer matched the state: nothing changed. */
   | { readonly type: 'Stale' }
   | {
       readonly type: 'Rejected';
       readonly code: RejectionCode;
       /** What was wrong, naming the field or limit. */
       readonly detail: string;
+      /**
+       * The command's field at fault (`owner`, `rules.dedupeWindowMax`), for an
+       * invalidArgument about one; `detail` then starts with it. The API names the
+       * request's field from it.
+       */
+      readonly field?: string;
     };
 
 export type ReleaseReason = 'release' | 'close' | 'expire' | 'maxHold' | 'revoke';

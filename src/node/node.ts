@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import {
   type ApplyOutput,
+  DEFAULT_LOCK_LIMITS,
   type LockCommand,
   type LockLimits,
   LockStateMachine,
@@ -10,6 +11,7 @@ import {
   type ConfigChange,
   DEFAULT_RAFT_OPTIONS,
   type Entry,
+  type Message,
   Raft,
   type RaftOptions,
   type Ready,
@@ -43,6 +45,10 @@ import type { Transport } from './transport.ts';
 export interface NodeRuntimeOptions {
   readonly tickIntervalMs: number;
   readonly raft: Partial<RaftOptions>;
+  /**
+   * The lock rules of this node's config. Not the rules in force: those are in the log
+   * (LockStateMachine.rules). A leader proposes these only when the log has none.
+   */
   readonly lock: Partial<LockLimits>;
   /** Writes waiting to apply on this node; past it, new writes get RESOURCE_EXHAUSTED. */
   readonly pendingProposalsMax: number;
@@ -104,6 +110,7 @@ export type RestoredListener = (index: LogIndex) => void;
 
 /** Hooks for metrics and logs; each is cheap, and each is optional. */
 export interface NodeObserver {
+  /** A synced write of Raft state took `seconds` (writes that need no fsync are not told). */
   persisted?(seconds: number): void;
   proposed?(seconds: number, outcome: 'applied' | 'failed'): void;
   leaderChanged?(): void;
@@ -145,9 +152,11 @@ interface PendingRead {
  * One dlm node: the only place with time and I/O. It drives the pure Raft core and the
  * pure lock state machine:
  *
- * - The Ready loop persists each Ready in one synced write (group commit: everything
- *   that piled up during the previous write goes into the next), then sends, then
- *   applies, then advances.
+ * - The Ready loop persists each Ready in one write (group commit: everything that
+ *   piled up during the previous write goes into the next), synced unless it holds
+ *   only a new commit index. A leader's appends and heartbeats leave before and while
+ *   it writes; everything else is sent once the write is durable. Then it applies,
+ *   then advances (see ready.ts).
  * - Writes from clients are proposed on the leader or forwarded to it; either way the
  *   node that took the call answers it when it applies the entry.
  * - Reads go through ReadIndex and are served from this node's applied state.
@@ -165,8 +174,12 @@ export class DlmNode {
   private tickTimer: TimerHandle | null = null;
   private readyLoop: Promise<void> | null = null;
   private wake: (() => void) | null = null;
+  /** The Ready loop is handling a Ready (mostly: waiting for its write). */
+  private handlingReady = false;
   private stopping = false;
   private failure: Error | null = null;
+  /** The term in which this node, as leader, proposed its config's rules; see proposeRulesIfUnset. */
+  private rulesProposedInTerm = -1;
   private stopped: Promise<void> | null = null;
   private readonly appliedListeners = new Set<AppliedListener>();
   private readonly restoredListeners = new Set<RestoredListener>();
@@ -199,6 +212,9 @@ export class DlmNode {
     this.identity = new ClusterIdentityGuard(id, storage.identity?.clusterId ?? '');
     this.transport = stampingTransport(transport, () => this.identity.clusterId);
     this.raft = new Raft({ id, storage, prng: new Prng(seed), options: options.raft });
+    // Its file's rules until a SetRules entry applies: what the node applied before the
+    // rules were replicated, so an upgraded log replays as it ran. Nothing else applies
+    // before SetRules on a cluster that started replicated (see lockRulesUnset).
     this.locks = new LockStateMachine(options.lock);
     this.timers = new LockTimers({
       reproposeIntervalMs: options.tickIntervalMs * 10,
@@ -310,8 +326,10 @@ export class DlmNode {
       lateApply ?? null,
     );
     const data = encodeEntry({ proposalId, command });
-    if (this.raft.role === 'leader') this.proposeLocal(proposalId, data);
-    else this.forward(proposalId, data);
+    if (this.raft.role !== 'leader') this.forward(proposalId, data);
+    else if (this.lockRulesUnset(command))
+      this.proposals.fail(proposalId, this.rulesRefusal(this.id));
+    else this.proposeLocal(proposalId, data);
     try {
       const result = await applied;
       for (const observer of this.observers) {
@@ -362,7 +380,28 @@ export class DlmNode {
     });
   }
 
+  /**
+   * Whether the leader must hold `command` back: a client write, before any SetRules
+   * applied here. Each replica applies its own file's rules until then, so an entry
+   * judged by rules would be judged differently where the files differ. A leader
+   * proposes its config's rules as soon as an entry of its term applied
+   * (proposeRulesIfUnset), so this lasts one commit after an election on a new
+   * cluster. A SetRules is let through: it is what ends the wait. Protected so that a
+   * test can break it.
+   */
+  protected lockRulesUnset(command: LockCommand): boolean {
+    return this.locks.rulesSetIndex === null && command.type !== 'SetRules';
+  }
+
+  private rulesRefusal(leaderId: NodeId | null): DlmError {
+    return unavailable(
+      'lock rules not yet agreed: the leader takes writes once the log has set them (right after an election on a new cluster); retry',
+      leaderId,
+    );
+  }
+
   private refusal(reason: string, leaderId: NodeId | null): DlmError {
+    if (reason === 'lockRulesUnset') return this.rulesRefusal(leaderId);
     if (reason === 'tooManyUncommitted') {
       return new DlmError(
         'RESOURCE_EXHAUSTED',
@@ -761,7 +800,9 @@ export class DlmNode {
     data: Uint8Array,
     traceparent: unknown,
   ): void {
-    const result = this.raft.propose(data);
+    const result = this.rulesHoldBack(data)
+      ? { ok: false as const, reason: 'lockRulesUnset' as const, leaderId: this.id }
+      : this.raft.propose(data);
     if (typeof traceparent === 'string') {
       const trace = continueTrace(traceparent);
       for (const observer of this.observers) {
@@ -789,13 +830,25 @@ export class DlmNode {
     }
   }
 
+  /** A forwarded write that lockRulesUnset holds back; undecodable data is the core's to take. */
+  private rulesHoldBack(data: Uint8Array): boolean {
+    if (this.raft.role !== 'leader' || this.locks.rulesSetIndex !== null) return false;
+    try {
+      return this.lockRulesUnset(decodeEntry(data).command);
+    } catch {
+      return false;
+    }
+  }
+
   // ------------------------------------------------------------------ time
 
   private tick(): void {
     if (this.stopping) return;
     this.raft.tick();
     const nowMs = this.clock.nowMs();
-    if (this.raft.role === 'leader') {
+    // Timer commands wait for the rules too (see lockRulesUnset): a lease then ends
+    // late, never early.
+    if (this.raft.role === 'leader' && this.proposeRulesIfUnset()) {
       for (const command of this.timers.due(nowMs)) {
         if (!this.raft.propose(encodeEntry({ proposalId: null, command })).ok) break;
       }
@@ -809,6 +862,31 @@ export class DlmNode {
       if (this.addressSaveFailed) this.addressesChanged();
     }
     this.kick();
+  }
+
+  /**
+   * A cluster whose log never set lock rules (a new one, or a database from before they
+   * were replicated) gets this node's config's, proposed once per term by the leader.
+   * Only once an entry of its own term has applied: then every entry committed before
+   * its term has applied too, so `rulesSetIndex` tells whether rules were ever set.
+   * onlyIfUnset makes a copy proposed by an earlier leader, committed late, harmless.
+   * Returns whether rules are in force here, so the leader may propose timer commands.
+   */
+  private proposeRulesIfUnset(): boolean {
+    if (this.locks.rulesSetIndex !== null) return true;
+    const term = this.raft.term;
+    if (this.rulesProposedInTerm === term) return false;
+    if (this.raft.log.term(this.raft.log.appliedIndex) !== term) return false;
+    const file = { ...DEFAULT_LOCK_LIMITS, ...this.options.lock };
+    // SetRules refuses a window below the results remembered (a log written before the
+    // rules were replicated may hold more than this file allows): never shrink it.
+    const dedupeWindowMax = Math.max(file.dedupeWindowMax, this.locks.rememberedCount);
+    const rules = { ...file, dedupeWindowMax };
+    const command: LockCommand = { type: 'SetRules', rules, onlyIfUnset: true };
+    if (this.raft.propose(encodeEntry({ proposalId: null, command })).ok) {
+      this.rulesProposedInTerm = term;
+    }
+    return false;
   }
 
   /**
@@ -838,10 +916,22 @@ export class DlmNode {
 
   // ------------------------------------------------------------------ the Ready loop
 
+  /**
+   * Something changed the core. An idle loop wakes up and takes a Ready. A busy one,
+   * usually waiting for a write, would take the next Ready only once that write is
+   * durable: the messages that need not wait for it (a leader's appends, carrying new
+   * entries or a new commit index, and heartbeats) leave now instead, so that
+   * replication never waits for the leader's own disk.
+   */
   private kick(): void {
     const wake = this.wake;
     this.wake = null;
     wake?.();
+    if (this.handlingReady && !this.stopping) this.sendRaft(this.raft.takeEarlyMessages());
+  }
+
+  private sendRaft(messages: readonly Message[]): void {
+    for (const message of messages) this.transport.send({ kind: 'raft', message });
   }
 
   private async runReadyLoop(): Promise<void> {
@@ -853,7 +943,12 @@ export class DlmNode {
           });
           continue;
         }
-        await this.handleReady(this.raft.ready());
+        this.handlingReady = true;
+        try {
+          await this.handleReady(this.raft.ready());
+        } finally {
+          this.handlingReady = false;
+        }
       }
     } catch (error) {
       this.stopOnFailure(error);
@@ -874,13 +969,10 @@ export class DlmNode {
   }
 
   private async handleReady(ready: Ready): Promise<void> {
-    // 1. Persist: one synced write for everything this Ready holds.
-    if (ready.snapshot !== null || ready.entries.length > 0 || ready.hardState !== null) {
-      const startedMs = this.clock.nowMs();
-      await this.storage.persist(ready);
-      const seconds = (this.clock.nowMs() - startedMs) / 1000;
-      for (const observer of this.observers) observer.persisted?.(seconds);
-    }
+    // 1. What need not wait for the disk.
+    this.sendRaft(ready.earlyMessages);
+    // 2 and 3. Persist, and tell the core once it is durable.
+    await this.persist(ready);
     if (ready.softState !== null && ready.softState.leaderId !== this.lastLeaderId) {
       this.lastLeaderId = ready.softState.leaderId;
       // Writes forwarded to the old leader and not yet placed in the log may be lost with
@@ -892,9 +984,9 @@ export class DlmNode {
       );
       for (const observer of this.observers) observer.leaderChanged?.();
     }
-    // 2. Send.
-    for (const message of ready.messages) this.transport.send({ kind: 'raft', message });
-    // 3. Apply.
+    // 4. Send what waited for the disk.
+    this.sendRaft(ready.messages);
+    // 5. Apply.
     if (ready.snapshot !== null) {
       this.restoreStateMachine(ready.snapshot);
       this.addresses.reconcile(this.raft.config);
@@ -902,7 +994,7 @@ export class DlmNode {
       for (const listener of this.restoredListeners) listener(index);
     }
     for (const entry of ready.committedEntries) this.applyEntry(entry);
-    // 4. Reads whose index is known.
+    // 6. Reads whose index is known.
     for (const readState of ready.readStates) {
       const read = this.reads.get(readState.context);
       if (read === undefined) continue;
@@ -912,6 +1004,25 @@ export class DlmNode {
     this.raft.advance(ready);
     this.releaseAppliedWaiters();
     await this.maybeSnapshot();
+  }
+
+  /**
+   * One write for everything the Ready holds, synced only when it must be: a write that
+   * holds just a new commit index is not (Raft re-learns a commit index lost in a crash).
+   */
+  private async persist(ready: Ready): Promise<void> {
+    if (ready.snapshot === null && ready.entries.length === 0 && ready.hardState === null) return;
+    const startedMs = this.clock.nowMs();
+    await this.storage.persist(ready);
+    if (ready.mustSync) {
+      const seconds = (this.clock.nowMs() - startedMs) / 1000;
+      for (const observer of this.observers) observer.persisted?.(seconds);
+    }
+    const last = ready.entries.at(-1);
+    if (last === undefined) return;
+    this.raft.persisted(last.index, last.term);
+    // A leader whose followers were quicker than its disk commits now: tell them at once.
+    this.sendRaft(this.raft.takeEarlyMessages());
   }
 
   private applyEntry(entry: Entry): void {

@@ -1,6 +1,5 @@
-import type { ProposeRejection } from '../raft/index.ts';
 import type { ConfigChange, Entry, MessageType } from '../raft/types.ts';
-import type { PeerMessage } from './peer-message.ts';
+import type { ForwardRefusal, PeerMessage } from './peer-message.ts';
 
 /**
  * A shape check for what a peer sent, before any of it reaches the Raft core. The
@@ -66,7 +65,7 @@ const PEER_MESSAGE_CHECKS: { readonly [K in PeerMessage['kind']]: FieldsCheck } 
   forwardRefused: (m, path) =>
     addressingProblem(m, path) ??
     idProblem(m.proposalId, `${path}.proposalId`) ??
-    oneOf(m.reason, `${path}.reason`, PROPOSE_REJECTIONS) ??
+    oneOf(m.reason, `${path}.reason`, FORWARD_REFUSALS) ??
     (m.leaderId === null ? null : idProblem(m.leaderId, `${path}.leaderId`)),
   // The entries are filtered one by one where they are merged (membership.ts), so that
   // one bad entry does not cost the good ones.
@@ -137,7 +136,8 @@ const CONFIG_CHANGE_TYPES: { readonly [T in ConfigChange['type']]: true } = {
   removeNode: true,
 };
 
-const PROPOSE_REJECTIONS: { readonly [R in ProposeRejection]: true } = {
+const FORWARD_REFUSALS: { readonly [R in ForwardRefusal]: true } = {
+  lockRulesUnset: true,
   notLeader: true,
   transferringLeadership: true,
   tooManyUncommitted: true,

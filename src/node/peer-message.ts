@@ -17,6 +17,12 @@ export type PeerMessage = PeerMessageBody & {
   readonly clusterId?: string;
 };
 
+/**
+ * Why the leader did not append a forwarded write: the core's refusal, or
+ * `lockRulesUnset`, a client write before the log set the lock rules (see DlmNode).
+ */
+export type ForwardRefusal = ProposeRejection | 'lockRulesUnset';
+
 export type PeerMessageBody =
   | { readonly kind: 'raft'; readonly message: Message }
   | {
@@ -42,7 +48,7 @@ export type PeerMessageBody =
       readonly from: NodeId;
       readonly to: NodeId;
       readonly proposalId: string;
-      readonly reason: ProposeRejection;
+      readonly reason: ForwardRefusal;
       readonly leaderId: NodeId | null;
     }
   /**

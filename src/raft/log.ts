@@ -180,6 +180,21 @@ export class RaftLog {
     return this.unstableSnapshot;
   }
 
+  /**
+   * The last index whose entry is on stable storage and still part of this log: the
+   * entries after it are unstable (appended, maybe replacing stored ones, not yet
+   * persisted). Only for a log without a pending snapshot, which no leader has.
+   */
+  lastPersistedIndex(): LogIndex {
+    assert(this.unstableSnapshot === null, 'a log with a pending snapshot has no durable tail');
+    return logIndex(this.unstableOffset - 1);
+  }
+
+  /** Whether the entry at (`index`, `term`) is still waiting to be persisted. */
+  isUnstable(index: LogIndex, term: Term): boolean {
+    return index >= this.unstableOffset && this.term(index) === term;
+  }
+
   /** The host persisted entries up to `index`; forget them unless they were replaced meanwhile. */
   stableTo(index: LogIndex, term: Term): void {
     if (index < this.unstableOffset) return;

@@ -86,6 +86,9 @@ export interface RaftConfig {
  *   date, and a leader commits by counting replicas only for entries of its own term.
  * - State Machine Safety: follows from the above; the host applies committed entries
  *   in index order.
+ * - Durability: an entry commits only once a majority of voters hold it on disk. A
+ *   leader's appends may leave before its own write is durable (thesis §10.2.1), but it
+ *   counts its own copy only once the host reports it (`persisted`).
  *
  * Roles are switched by swapping the `stepRole` and `tickRole` functions.
  */
@@ -121,7 +124,10 @@ export class Raft {
   private readBroadcastPending = false;
   private incomingSnapshot: IncomingSnapshot | null = null;
 
+  /** Messages that wait for the next Ready's write to be durable. */
   private messages: Message[] = [];
+  /** Messages that may leave before that write is durable (see `maySendBeforePersist`). */
+  private earlyMessages: Message[] = [];
   private readStates: ReadState[] = [];
   private previousSoftState: SoftState;
   private previousHardState: HardState;
@@ -271,6 +277,7 @@ export class Raft {
     return (
       this.readBroadcastPending ||
       this.messages.length > 0 ||
+      this.earlyMessages.length > 0 ||
       this.readStates.length > 0 ||
       this.log.pendingEntries().length > 0 ||
       this.log.pendingSnapshot() !== null ||
@@ -297,6 +304,7 @@ export class Raft {
       snapshot,
       entries,
       committedEntries: this.log.nextCommittedEntries(this.options.committedEntriesBytesMax),
+      earlyMessages: this.earlyMessages,
       messages: this.messages,
       readStates: this.readStates,
       mustSync:
@@ -306,8 +314,31 @@ export class Raft {
         hardState.votedFor !== this.previousHardState.votedFor,
     };
     this.messages = [];
+    this.earlyMessages = [];
     this.readStates = [];
     return ready;
+  }
+
+  /**
+   * The messages that may be sent before the current Ready is durable, produced since
+   * it was taken (see ready.ts, step 1). A host calls it while its write is in flight;
+   * whatever it does not take goes out with the next Ready.
+   */
+  takeEarlyMessages(): Message[] {
+    const early = this.earlyMessages;
+    this.earlyMessages = [];
+    return early;
+  }
+
+  /**
+   * The host's write of entries up to (`index`, `term`) is durable (ready.ts, step 3).
+   * The entries leave the unstable log, and a leader now counts its own copy of them
+   * toward the commit. If they were replaced while the write ran (a follower truncated
+   * them for a new leader's), the report says nothing about this log and is ignored.
+   */
+  persisted(index: LogIndex, term: Term): void {
+    this.log.stableTo(index, term);
+    if (this.currentRole === 'leader' && this.log.term(index) === term) this.countOwnCopy(index);
   }
 
   /** The host has persisted, sent and applied `ready`. */
@@ -322,7 +353,12 @@ export class Raft {
       if (index > this.log.appliedIndex) this.log.appliedTo(index);
     }
     const lastEntry = ready.entries.at(-1);
-    if (lastEntry !== undefined) this.log.stableTo(lastEntry.index, lastEntry.term);
+    if (lastEntry !== undefined) {
+      assert(
+        !this.log.isUnstable(lastEntry.index, lastEntry.term),
+        `advance() before persisted(${lastEntry.index}, ${lastEntry.term})`,
+      );
+    }
     for (const entry of ready.committedEntries) {
       if (entry.index <= this.log.appliedIndex) continue;
       this.log.appliedTo(entry.index);
@@ -551,7 +587,8 @@ export class Raft {
       this.options.inflightMessagesMax,
     );
     if (member === this.id) {
-      progress.matchIndex = this.log.lastIndex();
+      // Only what is on our disk counts; entries still being written count once persisted.
+      progress.matchIndex = this.log.lastPersistedIndex();
       progress.becomeReplicate();
     }
     progress.recentActive = true;
@@ -969,11 +1006,26 @@ export class Raft {
     assert(this.currentRole === 'leader', 'only a leader appends new entries');
     assert(entry.index === this.log.lastIndex() + 1, 'a leader appends at the end of its log');
     this.log.append([entry]);
-    this.progress.get(this.id)?.maybeUpdate(entry.index);
-    // A single voter commits alone.
-    if (this.maybeCommit()) this.releaseConfirmedReads();
+    // Our own copy counts toward the commit once the host reports it durable (persisted).
     this.broadcastAppend();
     return { ok: true, index: entry.index, term: entry.term };
+  }
+
+  /**
+   * The leader's own copy of its log up to `index` is durable: count it, like a
+   * follower's acknowledgement. Counting it earlier would let a leader and one follower
+   * of three commit an entry that only the follower has on disk; if the leader then
+   * crashed, the entry could be lost although it was applied and answered. Protected so
+   * that a test can break it; nothing else overrides it.
+   */
+  protected countOwnCopy(index: LogIndex): void {
+    const own = this.progress.get(this.id);
+    if (own === undefined || !own.maybeUpdate(index)) return;
+    // A lone voter commits here; so does a leader whose followers were quicker than its disk.
+    if (this.maybeCommit()) {
+      this.releaseConfirmedReads();
+      this.broadcastAppend();
+    }
   }
 
   /**
@@ -1224,7 +1276,26 @@ export class Raft {
   // ---------------------------------------------------------------- helpers
 
   private send(message: OutgoingMessage): void {
-    this.messages.push({ ...message, from: this.id } as Message);
+    const stamped = { ...message, from: this.id } as Message;
+    if (this.maySendBeforePersist(stamped)) this.earlyMessages.push(stamped);
+    else this.messages.push(stamped);
+  }
+
+  /**
+   * A leader's AppendEntries and Heartbeats need not wait for the write of the Ready
+   * they are in (thesis §10.2.1): they acknowledge nothing, and the leader's own copy of
+   * the entries they carry counts only once it is durable. Their term must already be
+   * durable, though: a leader that crashed before persisting its term could lead that
+   * term again with a different log, and a follower holding the first log's entries
+   * would match the second's at the same index and term. (`previousHardState` is what
+   * the host has persisted.) Everything else waits: a vote, an append or snapshot
+   * acknowledgement, and anything that depends on this node's durable state.
+   */
+  private maySendBeforePersist(message: Message): boolean {
+    return (
+      (message.type === 'AppendEntries' || message.type === 'Heartbeat') &&
+      message.term === this.previousHardState.term
+    );
   }
 
   private hardState(): HardState {

@@ -51,13 +51,21 @@ export interface LevelStorageOptions {
  * compaction point, the hard state, the latest snapshot) is kept in memory, in a
  * MemoryStorage "mirror" that `open` loads and verifies. Reads never touch the disk.
  *
- * Crash semantics. Every write is ONE `db.batch(ops, { sync: true })`. A LevelDB batch
- * is atomic (it is one record in LevelDB's write-ahead log), and `sync: true` makes
- * the promise resolve only after an fsync. So after a crash the database holds either
- * all of a write or none of it. The mirror is updated only after the write resolves:
- * the core never reads state that a crash could take back. A write that fails leaves
- * the disk in an unknown state (the batch may be logged but not synced), so the store
- * refuses every later write; the node must stop, and a restart reloads what is durable.
+ * Crash semantics. Every write is ONE `db.batch(ops, { sync })`. A LevelDB batch is
+ * atomic (it is one record in LevelDB's write-ahead log), so after a crash the database
+ * holds either all of a write or none of it, and what survives of a run of writes is a
+ * prefix of them (the log is appended in order; a synced write syncs the records before
+ * it too). Writes are synced (the promise resolves only after an fsync) except a
+ * `persist` whose batch says `mustSync: false`: the core says that of a hard state whose
+ * only change is the commit index. Such a write survives a process crash (it is in the
+ * OS's cache) but not a power loss; then the node restarts from an older commit index
+ * (never below its snapshot's index, which the snapshot record holds) and learns the rest
+ * from the leader, applying nothing beyond what it knows to be committed. So no write
+ * the node makes is ever a synced write of the commit index alone. The mirror is updated
+ * only after the write resolves: the core never reads state that a crash could take back
+ * (the commit index it reads only at start-up). A write that fails leaves the disk in an
+ * unknown state (the batch may be logged but not synced), so the store refuses every
+ * later write; the node must stop, and a restart reloads what is durable.
  *
  * Member addresses are not Raft state, and are written apart from it: each save is its
  * own synced batch, queued behind the previous save (so the last one called wins) but
@@ -107,18 +115,23 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
 
   /**
    * Persists a Ready: the snapshot (replacing the whole log), then the entries (replacing
-   * any suffix they conflict with), then the hard state, in one synced batch.
+   * any suffix they conflict with), then the hard state, in one batch, synced unless the
+   * batch says it need not be.
    */
   async persist(batch: PersistBatch): Promise<void> {
     this.assertWritable();
-    const { snapshot = null, entries = [], hardState = null } = batch;
+    const { snapshot = null, entries = [], hardState = null, mustSync = true } = batch;
+    assert(
+      mustSync || (snapshot === null && entries.length === 0),
+      'entries and snapshots are always synced',
+    );
     const ops = [
       ...this.snapshotOps(snapshot),
       ...this.entryOps(snapshot, entries),
       ...(hardState === null ? [] : [putHardState(this.sublevels, hardState)]),
     ];
     if (ops.length === 0) return;
-    await this.write(ops);
+    await this.write(ops, mustSync);
     if (snapshot !== null) this.mirror.applySnapshot(snapshot);
     this.mirror.append(entries);
     if (hardState !== null) this.mirror.setHardState(hardState);
@@ -276,11 +289,11 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
     }
   }
 
-  /** The one place that writes Raft state: one atomic batch, fsynced before it resolves. */
-  private async write(ops: BatchOp[]): Promise<void> {
+  /** The one place that writes Raft state: one atomic batch, fsynced before it resolves when `sync`. */
+  private async write(ops: BatchOp[], sync = true): Promise<void> {
     this.writeInFlight = true;
     try {
-      await this.db.batch(ops, { sync: true });
+      await this.db.batch(ops, { sync });
     } catch (error) {
       this.failure = error;
       throw error;

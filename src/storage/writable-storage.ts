@@ -12,6 +12,11 @@ export interface PersistBatch {
   /** Appended after the snapshot (or the log), replacing any suffix they conflict with. */
   readonly entries?: readonly Entry[];
   readonly hardState?: HardState | null;
+  /**
+   * False when the batch may be written without an fsync: the core says so of a Ready
+   * whose only change is the commit index (see `Ready.mustSync`). Absent means synced.
+   */
+  readonly mustSync?: boolean;
 }
 
 /**
@@ -45,7 +50,10 @@ export interface StoredIdentity {
  * createSnapshot, compact) must not overlap: the Ready loop issues one at a time.
  */
 export interface WritableStorage extends Storage {
-  /** Persists a Ready's snapshot, entries and hard state in one atomic, synced write. */
+  /**
+   * Persists a Ready's snapshot, entries and hard state in one atomic write, durable when
+   * the promise resolves unless `batch.mustSync` is false.
+   */
   persist(batch: PersistBatch): Promise<void>;
   /** Records a snapshot of the state machine at `index`, which must be applied. */
   createSnapshot(index: LogIndex, config: ClusterConfig, data: Uint8Array): Promise<Snapshot>;

@@ -92,8 +92,12 @@ function wellTyped(field: FieldDescriptor): fc.Arbitrary<number[]> {
         )
         .map((value) => [...tag(field.number, 0), ...varint(value)]);
     case 'TYPE_MESSAGE':
-      // A Session stream's call: the request message inside, fuzzed the same way.
-      return messageArbitrary(nestedFields(field)).map((bytes) => delimited(field.number, bytes));
+      // A nested message: a Session stream's call (AcquireRequest...) or
+      // SetLockRulesRequest.rules, fuzzed field by field like a request; or noise.
+      return fc.oneof(
+        messageArbitrary(nestedFields(field)).map((bytes) => delimited(field.number, bytes)),
+        fc.uint8Array({ maxLength: 40 }).map((bytes) => delimited(field.number, bytes)),
+      );
     default:
       throw new Error(`no arbitrary for ${field.type}`);
   }

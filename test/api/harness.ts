@@ -8,7 +8,9 @@ import {
   LOCK_SERVICE_NAME,
 } from '../../src/api/proto.ts';
 import { type ApiServer, startApiServer } from '../../src/api/server.ts';
+import type { RaftConfig } from '../../src/config/types.ts';
 import { DlmNode, type NodeRuntimeOptions } from '../../src/node/node.ts';
+import { DEFAULT_RAFT_OPTIONS } from '../../src/raft/index.ts';
 import { MemoryWritableStorage } from '../../src/storage/index.ts';
 import { MemoryNetwork } from '../../src/transport/memory.ts';
 import { type NodeId, nodeId } from '../../src/util/ids.ts';
@@ -27,6 +29,13 @@ export const NODE_OPTIONS: NodeRuntimeOptions = {
   snapshotEntriesThreshold: 200,
   compactionRetainEntries: 50,
   shutdownTransferMs: 500,
+};
+
+/** The nodes' Raft timing as a config states it, which SetLockRules checks rules against. */
+export const NODE_RAFT: RaftConfig = {
+  tickIntervalMs: NODE_OPTIONS.tickIntervalMs,
+  ...DEFAULT_RAFT_OPTIONS,
+  ...NODE_OPTIONS.raft,
 };
 
 export const IDS = [nodeId('n1'), nodeId('n2'), nodeId('n3')];
@@ -372,7 +381,13 @@ export async function serve(
   const logger: ApiLogger = (level, message, fields) => {
     if (level !== 'debug') logs.push({ level, message, fields });
   };
-  const server = await startApiServer({ node, address: '127.0.0.1:0', logger, options });
+  const server = await startApiServer({
+    node,
+    address: '127.0.0.1:0',
+    logger,
+    options,
+    raft: NODE_RAFT,
+  });
   return {
     node,
     server,
@@ -425,12 +440,16 @@ export class ApiCluster {
     return endpoints;
   }
 
-  /** The leader, once every running node agrees on it. */
+  /**
+   * The leader, once every running node agrees on it and has applied the lock rules
+   * (NODE_OPTIONS.lock, agreed through the log), which the API validates against.
+   */
   async leaderId(): Promise<NodeId> {
     for (let attempt = 0; attempt < 1_000; attempt++) {
       const views = [...this.nodes.values()].map((node) => node.status().leaderId);
       const [first] = views;
-      if (first !== null && first !== undefined && views.every((view) => view === first))
+      const rulesSet = [...this.nodes.values()].every((node) => node.locks.rulesSetIndex !== null);
+      if (first !== null && first !== undefined && rulesSet && views.every((v) => v === first))
         return first;
       await sleep(10);
     }

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { type ServiceError, status } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { LOCK_LIMIT_CEILINGS } from '../../src/lock/index.ts';
 import { newRequestId, ProcessCluster } from '../support/process-cluster.ts';
 
 /**
@@ -593,11 +594,12 @@ describe('errors a client can cause', () => {
     expect((await describeLock(leader, 'bad/mode')).holders).toEqual([]);
     expect((await describeLock(leader, 'bad/request-id')).holders).toEqual([]);
 
-    // A Watch with an oversize prefix ends with the same error.
-    const watch = cluster.stream(follower, 'Watch', { prefix: 'p'.repeat(257) });
+    // A Watch with a prefix past what any lock name can be ends with the same error.
+    const ceiling = LOCK_LIMIT_CEILINGS.lockNameBytesMax;
+    const watch = cluster.stream(follower, 'Watch', { prefix: 'p'.repeat(ceiling + 1) });
     const ended = await watch.ended;
     expect(ended.code).toBe(status.INVALID_ARGUMENT);
-    expect(ended.details).toContain('WatchRequest.prefix: is 257 bytes');
+    expect(ended.details).toContain(`WatchRequest.prefix: is ${ceiling + 1} bytes`);
     expect(ended.metadata.get('dlm-error-code')).toEqual(['invalidArgument']);
   });
 

@@ -50,7 +50,9 @@ export class TestCluster {
   async leader(): Promise<DlmNode> {
     for (let attempt = 0; attempt < 300; attempt++) {
       const leaders = [...this.nodes.values()].filter((node) => node.status().role === 'leader');
-      if (leaders.length === 1 && leaders[0] !== undefined) return leaders[0];
+      // And the lock rules agreed (OPTIONS.lock, through the log), which tests rely on.
+      const leader = leaders.length === 1 ? leaders[0] : undefined;
+      if (leader !== undefined && leader.locks.rulesSetIndex !== null) return leader;
       await sleep(10);
     }
     throw new Error('no leader within 3 s');

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { DlmError } from '../../src/node/errors.ts';
 import type { FencingToken, SessionId } from '../../src/util/ids.ts';
-import { OPTIONS, sleep, TestCluster, writeVia } from './cluster-harness.ts';
+import { OPTIONS, sleep, TestCluster, until, writeVia } from './cluster-harness.ts';
 
 /**
  * The node runtime with real timers, over an in-process network and in-memory storage:
@@ -164,6 +164,51 @@ describe('DlmNode over an in-process network', () => {
     expect(outcomes.filter((outcome) => outcome.status === 'fulfilled')).toHaveLength(
       OPTIONS.pendingProposalsMax,
     );
+  });
+
+  it('the leader replicates while its own write is in flight, and answers once that write is durable', async () => {
+    cluster = new TestCluster();
+    const c = cluster;
+    await openSession(c, 5_000);
+    const leader = await c.leader();
+    const storage = c.storages.get(leader.id);
+    if (storage === undefined) throw new Error('no storage');
+    // Holds the leader's next write of entries until released: a very slow fsync.
+    let release: () => void = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const persist = storage.persist.bind(storage);
+    let holding = true;
+    storage.persist = async (batch) => {
+      if (holding && (batch.entries?.length ?? 0) > 0) await held;
+      await persist(batch);
+    };
+    const before = leader.status().commitIndex;
+    let answered = false;
+    const write = leader
+      .write({ type: 'OpenSession', ttlMs: 5_000, clientName: 'x', requestId: c.requestId() })
+      .then((applied) => {
+        answered = true;
+        return applied;
+      });
+
+    // Both followers persist the entry and the leader commits it on their copies, so they
+    // apply it; the leader's own write has not returned, so it has not answered.
+    const followers = [...c.nodes.values()].filter((node) => node !== leader);
+    try {
+      await until(
+        () => followers.every((node) => node.status().appliedIndex > before),
+        'the followers apply the entry while the leader writes it',
+      );
+      expect(leader.status().commitIndex).toBeGreaterThan(before);
+      expect(answered).toBe(false);
+    } finally {
+      // Also on failure: a leader stuck in its write could not stop.
+      holding = false;
+      release();
+    }
+    expect((await write).result).toMatchObject({ type: 'SessionOpened' });
   });
 
   it('a failed write stops the node: writes fail INTERNAL, observers hear of it, stop() still closes', async () => {

@@ -7,8 +7,10 @@
  * Rejected results are modelled by `type` and `code` only; `detail` is free text that
  * the unit tests check instead.
  */
-import type { LockLimits } from '../../src/lock/limits.ts';
+import { LOCK_LIMIT_CEILINGS, type LockLimits } from '../../src/lock/limits.ts';
 import type { LockCommand, LockMode } from '../../src/lock/types.ts';
+
+const CEILINGS = LOCK_LIMIT_CEILINGS;
 
 export interface ModelHolder {
   sessionId: number;
@@ -75,6 +77,7 @@ export type ModelResult =
   | { type: 'LockDelayEnded'; lock: string }
   | { type: 'MaxHoldReached'; lock: string; token: number }
   | { type: 'Promoted'; lock: string; sessionId: number; token: number }
+  | { type: 'RulesSet'; rules: LockLimits }
   | { type: 'Stale' }
   | { type: 'Rejected'; code: string };
 
@@ -143,7 +146,10 @@ export class LockModel {
   /** Of the last command: the command first applied under its key, if it was a retry. */
   lastRetried: LockCommand | null = null;
 
-  constructor(readonly limits: LockLimits) {}
+  /** The index of the SetRules that set `limits`; null while they are the initial ones. */
+  rulesSetAt: number | null = null;
+
+  constructor(public limits: LockLimits) {}
 
   // ------------------------------------------------------------------ helpers
 
@@ -315,15 +321,23 @@ export class LockModel {
     ) {
       key = `${command.type}/${command.sessionId}/${command.requestId}`;
     }
+    // A retry gets its first outcome whatever the rules became: only the ceiling comes
+    // before the lookup, the rules after.
+    if (
+      'requestId' in command &&
+      !this.textOk(command.requestId, CEILINGS.requestIdBytesMax, false)
+    ) {
+      return rejected('invalidArgument');
+    }
     if (key !== null) {
-      const requestId = (command as { requestId: string }).requestId;
-      if (!this.textOk(requestId, this.limits.requestIdBytesMax, false)) {
-        return rejected('invalidArgument');
-      }
       const seen = this.dedupe.find((entry) => entry.key === key);
       if (seen !== undefined) {
         this.lastRetried = seen.command;
         return this.retried(command, seen);
+      }
+      const requestId = (command as { requestId: string }).requestId;
+      if (!this.textOk(requestId, this.limits.requestIdBytesMax, false)) {
+        return rejected('invalidArgument');
       }
     }
     const result = this.run(command);
@@ -407,7 +421,9 @@ export class LockModel {
       }
 
       case 'Acquire': {
-        if (!this.textOk(command.lock, limits.lockNameBytesMax, false)) {
+        // lockNameBytesMax bounds only the locks a request would add.
+        const exists = this.locks.some((each) => each.name === command.lock && this.inUse(each));
+        if (!exists && !this.textOk(command.lock, limits.lockNameBytesMax, false)) {
           return rejected('invalidArgument');
         }
         if (!this.textOk(command.owner, limits.ownerBytesMax, true)) {
@@ -491,7 +507,7 @@ export class LockModel {
       }
 
       case 'Release': {
-        if (!this.textOk(command.lock, limits.lockNameBytesMax, false)) {
+        if (!this.textOk(command.lock, CEILINGS.lockNameBytesMax, false)) {
           return rejected('invalidArgument');
         }
         if (this.findSession(command.sessionId) === undefined) return rejected('sessionNotFound');
@@ -505,7 +521,7 @@ export class LockModel {
       }
 
       case 'CancelWait': {
-        if (!this.textOk(command.lock, limits.lockNameBytesMax, false)) {
+        if (!this.textOk(command.lock, CEILINGS.lockNameBytesMax, false)) {
           return rejected('invalidArgument');
         }
         if (this.findSession(command.sessionId) === undefined) return rejected('sessionNotFound');
@@ -524,9 +540,6 @@ export class LockModel {
       case 'Withdraw': {
         // The caller of one attempt went away: give back what that attempt got, unless
         // a later attempt of the same request came (its caller may have been told).
-        if (!this.textOk(command.requestId, limits.requestIdBytesMax, false)) {
-          return rejected('invalidArgument');
-        }
         if (this.findSession(command.sessionId) === undefined) return { type: 'Stale' };
         const key = `Acquire/${command.sessionId}/${command.requestId}`;
         const entry = this.dedupe.find((e) => e.key === key);
@@ -620,8 +633,18 @@ export class LockModel {
         };
       }
 
+      case 'SetRules': {
+        if (command.onlyIfUnset && this.rulesSetAt !== null) return { type: 'Stale' };
+        if (!this.rulesValid(command.rules)) return rejected('invalidArgument');
+        // Never forgets a remembered result early.
+        if (command.rules.dedupeWindowMax < this.dedupe.length) return rejected('invalidArgument');
+        this.limits = { ...command.rules };
+        this.rulesSetAt = this.index;
+        return { type: 'RulesSet', rules: { ...command.rules } };
+      }
+
       case 'Revoke': {
-        if (!this.textOk(command.lock, limits.lockNameBytesMax, false)) {
+        if (!this.textOk(command.lock, CEILINGS.lockNameBytesMax, false)) {
           return rejected('invalidArgument');
         }
         const lock = this.lock(command.lock);
@@ -632,6 +655,22 @@ export class LockModel {
         return { type: 'Revoked', lock: lock.name, freed };
       }
     }
+  }
+
+  /** Exactly the fields the initial limits have, integers >= 1 (>= 0 for the delay) within the ceilings, ranges in order. */
+  private rulesValid(rules: LockLimits): boolean {
+    const fields = Object.keys(this.limits).sort();
+    if (JSON.stringify(Object.keys(rules).sort()) !== JSON.stringify(fields)) return false;
+    const record = rules as unknown as Record<string, unknown>;
+    for (const field of fields) {
+      const value = record[field];
+      const min = field === 'lockDelayMs' ? 0 : 1;
+      if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) return false;
+      if (value > CEILINGS[field as keyof LockLimits]) return false;
+    }
+    return (
+      rules.sessionTtlMsMin <= rules.sessionTtlMsMax && rules.lockDelayMs <= rules.lockDelayMsMax
+    );
   }
 
   // ------------------------------------------------------------------ queries

@@ -336,6 +336,8 @@ function checkState(w: ModelWorld, real: RealWorld): void {
     }
   }
   assert.deepStrictEqual(sut.sessionIds(), w.m.sessionIds(), 'sessionIds()');
+  assert.deepStrictEqual(sut.rules, w.m.limits, 'rules');
+  assert.equal(sut.rulesSetIndex, w.m.rulesSetAt, 'rulesSetIndex');
   assert.equal(sut.sessionCount, w.m.sessions.length, 'sessionCount');
   assert.equal(sut.lockCount, w.m.locksInUse().length, 'lockCount');
   for (const id of [...w.opened, BOGUS_SESSION_BASE]) {
@@ -849,7 +851,32 @@ const revoke = fc
   .record({ lock: lockName, reason: fc.constantFrom('operator', '') })
   .map((args) => new ApplyCommand('Revoke', args, () => ({ type: 'Revoke', ...args })));
 
+/**
+ * Rules that tighten or loosen the limits the other commands reach (lowering a limit
+ * below what is in use too), a few invalid ones, and the bootstrap form (onlyIfUnset).
+ */
+const setRules = fc
+  .record({
+    lockDelayMs: fc.constantFrom(0, 50),
+    waitersPerLockMax: fc.constantFrom(1, 2, 3),
+    sessionsMax: fc.constantFrom(2, 4),
+    locksMax: fc.constantFrom(1, 3),
+    dedupeWindowMax: fc.constantFrom(1, 5),
+    sessionTtlMsMin: fc.constantFrom(1_000, 2_000),
+    broken: fc.constantFrom('no', 'no', 'no', 'zero', 'order', 'extra'),
+    onlyIfUnset: fc.boolean(),
+  })
+  .map(({ broken, onlyIfUnset, ...overrides }) => {
+    const rules: Record<string, number> = { ...BASE_LIMITS, ...overrides };
+    if (broken === 'zero') rules.sessionsMax = 0;
+    if (broken === 'order') rules.sessionTtlMsMin = BASE_LIMITS.sessionTtlMsMax + 1;
+    if (broken === 'extra') rules.surplusMax = 1;
+    const args = { rules: rules as unknown as LockLimits, onlyIfUnset };
+    return new ApplyCommand('SetRules', { broken, ...args }, () => ({ type: 'SetRules', ...args }));
+  });
+
 const commandArbitraries: fc.Arbitrary<fc.Command<ModelWorld, RealWorld>>[] = [
+  setRules,
   openSession,
   openSession,
   openSession,

@@ -2,8 +2,8 @@
  * A small deterministic harness for paper-style Raft tests (etcd-io/raft's `network`).
  *
  * Every node is a real `Raft` over a `MemoryStorage`. The host loop is the one ready.ts
- * prescribes: persist (snapshot, entries, hard state), then send, then apply, then
- * `advance`. Messages travel through one FIFO queue, so a run depends only on the seed
+ * prescribes: send the early messages, persist (snapshot, entries, hard state), report
+ * it persisted, send the rest, apply, then `advance`. Messages travel through one FIFO queue, so a run depends only on the seed
  * of the `Prng` the network is given (election timeouts are the only randomness).
  *
  * While it runs, the harness checks two of Figure 3's properties on every Ready, so that
@@ -238,15 +238,23 @@ export function ofType<T extends MessageType>(
  */
 export function drain(raft: Raft, storage: MemoryStorage): Ready {
   const ready = raft.ready();
-  persist(storage, ready);
+  persist(raft, storage, ready);
   raft.advance(ready);
   return ready;
 }
 
-function persist(storage: MemoryStorage, ready: Ready): void {
+/** Every message of a Ready, early ones first, as a host sends them. */
+export function sentBy(ready: Ready): Message[] {
+  return [...ready.earlyMessages, ...ready.messages];
+}
+
+/** Writes a Ready into storage and reports it durable (ready.ts, steps 2 and 3). */
+function persist(raft: Raft, storage: MemoryStorage, ready: Ready): void {
   if (ready.snapshot !== null) storage.applySnapshot(ready.snapshot);
   storage.append(ready.entries);
   if (ready.hardState !== null) storage.setHardState(ready.hardState);
+  const last = ready.entries.at(-1);
+  if (last !== undefined) raft.persisted(last.index, last.term);
 }
 
 // ------------------------------------------------------------------ the network
@@ -421,22 +429,28 @@ export class Network {
     const node = this.node(id);
     if (!node.raft.hasReady()) return null;
     const ready = node.raft.ready();
-    // 1. Persist.
-    persist(node.storage, ready);
-    // 2. Send.
-    for (const message of ready.messages) {
-      this.sent.push(message);
-      if (this.blocked(message)) this.dropped.push(message);
-      else this.inFlight.push(message);
-    }
-    // 3. Apply.
+    // 1. Send what need not wait.
+    this.send(ready.earlyMessages);
+    // 2 and 3. Persist, and report it durable.
+    persist(node.raft, node.storage, ready);
+    // 4. Send the rest.
+    this.send(ready.messages);
+    // 5. Apply.
     if (ready.snapshot !== null) this.applySnapshot(node, ready.snapshot);
     for (const committed of ready.committedEntries) this.applyEntry(node, committed);
-    // 4. Reads.
+    // 6. Reads.
     node.readStates.push(...ready.readStates);
     node.raft.advance(ready);
     this.checkElectionSafety(node);
     return ready;
+  }
+
+  private send(messages: readonly Message[]): void {
+    for (const message of messages) {
+      this.sent.push(message);
+      if (this.blocked(message)) this.dropped.push(message);
+      else this.inFlight.push(message);
+    }
   }
 
   private applySnapshot(node: TestNode, snapshot: Snapshot): void {

@@ -1,5 +1,11 @@
 import { type LockLimits, LockStateMachine } from '../../src/lock/index.ts';
-import { type Entry, type MessageOf, Raft, type RaftConfig } from '../../src/raft/index.ts';
+import {
+  type Entry,
+  type MessageOf,
+  type ProposeResult,
+  Raft,
+  type RaftConfig,
+} from '../../src/raft/index.ts';
 import {
   type FencingToken,
   fencingToken,
@@ -36,6 +42,20 @@ class KeepsConflictingSuffix extends Raft {
     const fresh = entries.filter((entry) => entry.index > this.log.lastIndex());
     this.log.append(fresh);
     return logIndex(prevLogIndex + entries.length);
+  }
+}
+
+/**
+ * A leader counts its own copy of a new entry toward the commit as it appends it, before
+ * its write is durable (the rule thesis §10.2.1 relaxes only for sending). With one
+ * follower's acknowledgement it commits and tells the followers, which apply an entry
+ * that one disk of three holds.
+ */
+export class CountsOwnCopyBeforePersisting extends Raft {
+  override propose(data: Uint8Array): ProposeResult {
+    const result = super.propose(data);
+    if (result.ok) this.countOwnCopy(result.index);
+    return result;
   }
 }
 
@@ -97,6 +117,7 @@ export const INJECTED_BUGS = {
   commitsOldTermEntries: subclass(CommitsOldTermEntries),
   votesTwice: subclass(VotesTwice),
   acknowledgesBeforePersisting: { ackBeforePersist: true },
+  countsOwnCopyBeforePersisting: subclass(CountsOwnCopyBeforePersisting),
   keepsConflictingSuffix: subclass(KeepsConflictingSuffix),
   expiresRefreshedSessions: lockSubclass(ExpiresRefreshedSessions),
   readsWithOwnConfirmation: subclass(ReadsWithOwnConfirmation),

@@ -1,6 +1,7 @@
 import {
   type ConfigChange,
   type Entry,
+  type HardState,
   MemoryStorage,
   type Message,
   majority,
@@ -38,7 +39,7 @@ import {
 export interface SimBugs {
   /** Builds each core. A bug injection passes a subclass that breaks one rule. */
   readonly createRaft?: (config: RaftConfig) => Raft;
-  /** Sends a Ready's messages before its writes are durable. */
+  /** Sends all of a Ready's messages before its writes are durable, not just the early ones. */
   readonly ackBeforePersist?: boolean;
   /** Builds each replica's lock state machine. A bug injection passes a subclass. */
   readonly createLockMachine?: LockMachineFactory;
@@ -98,7 +99,14 @@ class SimNode {
   incarnation = 0;
   pausedUntil: number | null = null;
   readonly inbox: Message[] = [];
+  /** A Ready whose synced write has not completed: the host waits for it. */
   readyInFlight: Ready | null = null;
+  /**
+   * The last hard state written without a sync (a new commit index alone), until a
+   * synced hard state replaces it. A crash keeps it or loses it. (Harsher than LevelDB,
+   * where a later synced write would also make it durable.)
+   */
+  unsyncedHardState: HardState | null = null;
   /** Null only while the node is down. */
   replica: Replica | null = null;
   observedCommit = 0;
@@ -321,6 +329,9 @@ export class Simulator {
 
   private crash(node: SimNode, downtimeMs: number | null): void {
     if (!node.alive) return;
+    const unsynced = node.unsyncedHardState;
+    node.unsyncedHardState = null;
+    if (unsynced !== null && this.prng.chance(0.5)) this.writeHardState(node, unsynced);
     node.raft = null;
     node.replica = null;
     node.incarnation++;
@@ -480,17 +491,24 @@ export class Simulator {
 
   // ------------------------------------------------------------ the Ready loop
 
-  /** Takes Readys until there is none, or until one waits for its fsync. */
+  /**
+   * Takes Readys until there is none, or until one waits for its fsync. The host order
+   * is ready.ts's: early messages (a leader's appends and heartbeats) go at once, and
+   * keep going while a write is in flight; the rest once the write is durable.
+   */
   private drive(node: SimNode): void {
     for (;;) {
       const raft = node.raft;
-      if (raft === null || node.readyInFlight !== null || node.pausedUntil !== null) return;
+      if (raft === null || node.pausedUntil !== null) return;
+      if (node.readyInFlight !== null) {
+        this.sendAll(raft.takeEarlyMessages());
+        return;
+      }
       if (!raft.hasReady()) return;
       const ready = raft.ready();
+      this.sendAll(ready.earlyMessages);
       if (this.bugs.ackBeforePersist) this.sendAll(ready.messages);
-      const writes =
-        ready.entries.length > 0 || ready.snapshot !== null || ready.hardState !== null;
-      if (writes && this.options.fsyncLatencyMsMax > 0) {
+      if (ready.mustSync && this.options.fsyncLatencyMsMax > 0) {
         node.readyInFlight = ready;
         const latency = this.prng.intBetween(1, this.options.fsyncLatencyMsMax);
         this.queue.push(this.now + latency, {
@@ -508,6 +526,8 @@ export class Simulator {
     const raft = node.raft;
     if (raft === null) return;
     this.persist(node, ready);
+    const last = ready.entries.at(-1);
+    if (last !== undefined) raft.persisted(last.index, last.term);
     if (!this.bugs.ackBeforePersist) this.sendAll(ready.messages);
     this.apply(node, ready);
     node.readyInFlight = null;
@@ -515,7 +535,12 @@ export class Simulator {
     this.maybeSnapshot(node);
   }
 
+  /** Writes a Ready to the disk: synced, or (a commit index alone) where a crash may lose it. */
   private persist(node: SimNode, ready: Ready): void {
+    if (!ready.mustSync) {
+      if (ready.hardState !== null) node.unsyncedHardState = ready.hardState;
+      return;
+    }
     if (ready.snapshot !== null) {
       node.disk.applySnapshot(ready.snapshot);
       this.stats.snapshotsInstalled++;
@@ -528,9 +553,14 @@ export class Simulator {
     }
     node.disk.append(ready.entries);
     if (ready.hardState !== null) {
-      this.checker.hardStatePersisted(node.id, ready.hardState);
-      node.disk.setHardState(ready.hardState);
+      node.unsyncedHardState = null;
+      this.writeHardState(node, ready.hardState);
     }
+  }
+
+  private writeHardState(node: SimNode, hardState: HardState): void {
+    this.checker.hardStatePersisted(node.id, hardState);
+    node.disk.setHardState(hardState);
   }
 
   private apply(node: SimNode, ready: Ready): void {

@@ -332,6 +332,30 @@ describe('LevelStorage', () => {
       };
     }
 
+    it('a persist that the core says needs no sync (a commit index alone) is one batch without sync', async () => {
+      const writes = spyOnNativeWrites();
+      let storage = await LevelStorage.open(path, { bootstrap: config });
+      await storage.persist({ entries: [entry(2, 2)], hardState: hardState(2, a, 1) });
+
+      await storage.persist({ hardState: hardState(2, a, 2), mustSync: false });
+
+      expect(writes.batch.mock.calls.at(-1)?.[1]).toMatchObject({ sync: false });
+      await storage.close();
+      storage = await LevelStorage.open(path);
+      expect(storage.initialState().hardState).toEqual(hardState(2, a, 2));
+      await storage.close();
+    });
+
+    it('entries and snapshots are always synced, whatever the batch says', async () => {
+      const storage = await LevelStorage.open(path, { bootstrap: config });
+
+      await expect(storage.persist({ entries: [entry(2, 2)], mustSync: false })).rejects.toThrow(
+        AssertionError,
+      );
+      expect(storage.lastIndex()).toBe(1);
+      await storage.close();
+    });
+
     it('every write is one batch with sync: true, and nothing is written any other way', async () => {
       const writes = spyOnNativeWrites();
 

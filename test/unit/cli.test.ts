@@ -91,6 +91,15 @@ describe('dlm CLI', () => {
       id: null,
     });
     expect(parseCommand(['leader', 'transfer', 'n3'])).toMatchObject({ id: 'n3' });
+    expect(parseCommand(['rules'])).toEqual({ name: 'rules', target });
+    expect(parseCommand(['rules', '--endpoints', 'a:1'])).toEqual({
+      name: 'rules',
+      target: { ...target, endpoints: ['a:1'] },
+    });
+    expect(parseCommand(['rules', 'apply', '--config', 'g.json'])).toEqual({
+      name: 'rules apply',
+      target: { ...target, configPath: 'g.json' },
+    });
     expect(
       parseCommand(['status', '--tls-ca', 'ca.pem', '--tls-cert', 'c.pem', '--tls-key', 'k.pem']),
     ).toMatchObject({
@@ -115,6 +124,8 @@ describe('dlm CLI', () => {
     [['serve', '--config'], '--config needs a value'],
     [['cluster', '--bogus'], "unknown option '--bogus'"],
     [['frobnicate'], "unknown command 'frobnicate'"],
+    [['rules', 'show'], "dlm rules: unexpected argument 'show'"],
+    [['rules', 'apply', 'now'], "dlm rules apply: unexpected argument 'now'"],
     [['lock'], 'dlm lock: NAME is required'],
     [['lock', '--', 'make'], 'dlm lock: NAME is required'],
     [['lock', 'jobs/1'], 'dlm lock: CMD is required: dlm lock NAME [options] -- CMD [ARGS...]'],

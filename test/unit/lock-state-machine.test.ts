@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
+  LOCK_LIMIT_CEILINGS,
   type LockCommand,
   type LockLimits,
   type LockMode,
@@ -531,18 +532,22 @@ describe('LockStateMachine', () => {
       expectRejected(log.acquire(a, 'aéé'), 'invalidArgument', 'lock', '5 bytes', 'limit is 4');
       expectRejected(log.acquire(a, '€€'), 'invalidArgument', 'lock', '6 bytes', 'limit is 4');
       expectRejected(log.acquire(a, ''), 'invalidArgument', 'lock', 'empty');
-      expectRejected(log.release(a, 'abcde', 1), 'invalidArgument', 'lock', '5 bytes');
-      expectRejected(
-        log.apply({ type: 'Revoke', lock: 'abcde', reason: 'x' }),
-        'invalidArgument',
-        'lock',
-        '5 bytes',
-      );
+      // lockNameBytesMax bounds the locks that exist; a lookup by a longer name finds none.
+      expectRejected(log.release(a, 'abcde', 1), 'notHolder', 'abcde');
+      expect(log.apply({ type: 'Revoke', lock: 'abcde', reason: 'x' })).toEqual({
+        type: 'Revoked',
+        lock: 'abcde',
+        freed: 0,
+      });
       expectRejected(
         log.apply({ type: 'CancelWait', lock: 'abcde', sessionId: a, requestId: 'c' }),
-        'invalidArgument',
-        'lock',
+        'notHolder',
+        'abcde',
       );
+      // Past the ceiling no rules allow, a lookup is refused as malformed.
+      const huge = 'n'.repeat(LOCK_LIMIT_CEILINGS.lockNameBytesMax + 1);
+      expectRejected(log.release(a, huge, 1), 'invalidArgument', 'lock', 'its ceiling');
+      expectRejected(log.release(a, '', 1), 'invalidArgument', 'lock', 'empty');
     });
 
     it('owner bytes', () => {
@@ -784,7 +789,7 @@ describe('LockStateMachine', () => {
       const index = asIndex(original.index + 1);
       expect(copy.apply(index, next)).toEqual(original.sm.apply(index, next));
       expect(JSON.stringify(copy.snapshot())).toBe(JSON.stringify(original.sm.snapshot()));
-      expect(() => copy.restore({ ...JSON.parse(text), version: 3 })).toThrow(/version/);
+      expect(() => copy.restore({ ...JSON.parse(text), version: 4 })).toThrow(/version/);
     });
   });
 });

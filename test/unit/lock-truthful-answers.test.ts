@@ -5,7 +5,7 @@
  * Withdraw and Promote commands that came with the fixes.
  */
 import { describe, expect, it } from 'vitest';
-import { type LockCommand, LockTimers } from '../../src/lock/index.ts';
+import { DEFAULT_LOCK_LIMITS, type LockCommand, LockTimers } from '../../src/lock/index.ts';
 import type { SessionId } from '../../src/util/ids.ts';
 import { asIndex, asSession, asToken, expectRejected, Log, tokenOf } from './lock-log.ts';
 
@@ -153,7 +153,8 @@ describe('lock-delays', () => {
     expect(copy.sm.snapshot().locks[1]?.holders[0]?.requestId).toBe('');
     expect(copy.sm.delaysOf('L')).toEqual([{ index: 8, delayMs: 500 }]);
     expect(copy.sm.delaysOf('M')).toEqual([]);
-    expect(copy.sm.snapshot().version).toBe(2);
+    expect(copy.sm.snapshot().version).toBe(3);
+    expect(copy.sm.rules).toEqual(DEFAULT_LOCK_LIMITS);
     expect(copy.sm.validateFence('M', asToken(5))).toEqual({ valid: true, currentToken: 5 });
   });
 

@@ -24,6 +24,7 @@ export {
   reachable,
   union,
 } from './grudge.ts';
+export * from './linearizability/index.ts';
 export { CLIENT, type NetnsCreateResult, NetnsNetwork, type NetnsOptions } from './netns.ts';
 export {
   CLIENT_PORT,

@@ -1,11 +1,14 @@
 import {
+  DEFAULT_LOCK_LIMITS,
   type LockCommand,
+  type LockLimits,
   type LockResult,
   LockStateMachine,
   type RememberedResult,
 } from '../../../src/lock/index.ts';
 import { DlmNode } from '../../../src/node/node.ts';
 import { ProposalRegistry } from '../../../src/node/proposals.ts';
+import { CountsOwnCopyBeforePersisting } from '../bugs.ts';
 import { buildNode, type RuntimeBugs } from './runner.ts';
 
 /**
@@ -38,6 +41,25 @@ class WithdrawsByIndex extends LockStateMachine {
     command: Extract<LockCommand, { type: 'Withdraw' }>,
   ): boolean {
     return grant.requestIndex === command.attemptIndex;
+  }
+}
+
+/**
+ * Applies and validates with its own config's lock rules instead of the log's, as every
+ * node did before the rules were replicated. Set per node by `followsItsFile`.
+ */
+class FollowsItsFile extends LockStateMachine {
+  declare fileRules: LockLimits;
+
+  override get rules(): LockLimits {
+    return this.fileRules;
+  }
+}
+
+/** Takes client writes and proposes timers before the log set the lock rules. */
+class WritesBeforeRules extends DlmNode {
+  protected override lockRulesUnset(): boolean {
+    return false;
   }
 }
 
@@ -80,5 +102,22 @@ export const INJECTED_RUNTIME_BUGS = {
     },
   },
   staleRememberedGrant: stateMachine(AnswersRetriesVerbatim),
+  /** The leader counts its own copy of a client's entry before its write is durable. */
+  countsOwnCopyBeforePersisting: {
+    createNode: (parts) => {
+      const node = buildNode(DlmNode, parts);
+      Object.setPrototypeOf(Reflect.get(node, 'raft'), CountsOwnCopyBeforePersisting.prototype);
+      return node;
+    },
+  },
+  followsItsFile: {
+    createNode: (parts) => {
+      const node = buildNode(DlmNode, parts);
+      Object.setPrototypeOf(node.locks, FollowsItsFile.prototype);
+      (node.locks as FollowsItsFile).fileRules = { ...DEFAULT_LOCK_LIMITS, ...parts.options.lock };
+      return node;
+    },
+  },
   giveBackByEntryIndex: stateMachine(WithdrawsByIndex),
+  writesBeforeRules: subclass(WritesBeforeRules),
 } as const satisfies Record<string, RuntimeBugs>;

@@ -72,6 +72,11 @@ interface CommittedEntry {
   readonly command: LockCommand | null;
   /** What the reference computed, once it applied the entry. */
   output: ApplyOutput | null;
+  /**
+   * The reference's rules in force right after the entry (JSON), once it applied it;
+   * null while none were set through the log (each node then applies its own file's).
+   */
+  rules: string | null;
 }
 
 /** A span of log indexes [from, to) over which a session held or waited for a lock. */
@@ -104,12 +109,23 @@ export interface CheckerStats {
 
 const OPEN = Number.POSITIVE_INFINITY;
 
+/** What a node applied at one index, waiting for the reference to get there. */
+interface NodeOutput {
+  readonly node: string;
+  readonly output: string;
+  readonly rules: string;
+}
+
 export class RuntimeChecker {
   private readonly log = new Map<number, CommittedEntry>();
   private readonly reference: LockStateMachine;
   private referenceIndex: number;
   private readonly tenures = new Map<string, Tenure[]>();
   private readonly pending: Answer[] = [];
+  /** What nodes applied at indexes the reference has not reached yet, by index. */
+  private readonly nodeOutputs = new Map<number, NodeOutput[]>();
+  /** The rules set through the log, as JSON (see CommittedEntry.rules); recomputed only when a SetRules applies. */
+  private referenceRulesJson: string | null = null;
   private readonly beliefs = new Map<string, Belief[]>();
   private readonly safeUntilMs = new Map<string, number>();
   private readonly proposalIds = new Map<string, number>();
@@ -136,12 +152,14 @@ export class RuntimeChecker {
   onApplied: ((index: number, entry: string) => void) | null = null;
 
   constructor(
-    limits: Partial<LockLimits>,
     startIndex: number,
     /** Virtual time, to tell which beliefs are live when an entry commits. */
     private readonly nowMs: () => number,
   ) {
-    this.reference = new LockStateMachine(limits);
+    // Each node starts from its own file's rules, the reference from the defaults: they
+    // agree because no entry but a SetRules applies before the first SetRules (a leader
+    // holds every other write back until then), which applyReference checks.
+    this.reference = new LockStateMachine();
     this.reference.skipTo(logIndex(startIndex));
     this.referenceIndex = startIndex;
   }
@@ -176,6 +194,7 @@ export class RuntimeChecker {
         proposalId: decoded?.proposalId ?? null,
         command: decoded?.command ?? null,
         output: null,
+        rules: null,
       });
     }
     this.advance();
@@ -206,9 +225,20 @@ export class RuntimeChecker {
       }
       this.proposalIds.set(entry.proposalId, index);
     }
+    if (this.reference.rulesSetIndex === null && entry.command.type !== 'SetRules') {
+      this.fail(
+        `Rules: ${describeCommand(entry.command)} committed at ${index} before any SetRules: each node would apply it under its own file's rules`,
+      );
+    }
     const output = this.reference.apply(logIndex(index), entry.command);
     this.reference.checkInvariants();
     entry.output = output;
+    if (output.result.type === 'RulesSet')
+      this.referenceRulesJson = JSON.stringify(this.reference.rules);
+    entry.rules = this.referenceRulesJson;
+    for (const applied of this.nodeOutputs.get(index) ?? [])
+      this.compareOutput(index, applied, entry);
+    this.nodeOutputs.delete(index);
     if (entry.command.type === 'Release' && output.result.type === 'Released') {
       this.checkReleaser(index, entry.command);
     }
@@ -322,6 +352,41 @@ export class RuntimeChecker {
   /** A client is about to send a Release: releases it did not send are the API's own. */
   releaseSent(sessionId: number, requestId: string): void {
     this.releasesSent.add(`${sessionId}/${requestId}`);
+  }
+
+  /**
+   * A node applied the entry at `index`: its result and events (what it answers and
+   * what changed) must be the reference's, and so must the rules in force after it
+   * (which judge the entries that follow) once any were set, whatever its own config says.
+   */
+  nodeApplied(node: string, index: number, output: ApplyOutput, rules: LockLimits): void {
+    const applied: NodeOutput = {
+      node,
+      output: JSON.stringify(output),
+      rules: JSON.stringify(rules),
+    };
+    const entry = this.log.get(index);
+    if (index <= this.referenceIndex && entry?.output != null) {
+      this.compareOutput(index, applied, entry);
+    } else if (index > this.referenceIndex) {
+      const list = this.nodeOutputs.get(index) ?? [];
+      list.push(applied);
+      this.nodeOutputs.set(index, list);
+    }
+  }
+
+  private compareOutput(index: number, applied: NodeOutput, entry: CommittedEntry): void {
+    const reference = JSON.stringify(entry.output);
+    if (applied.output !== reference) {
+      this.fail(
+        `State machine safety: ${applied.node} applied ${index} as ${applied.output.slice(0, 300)}, the reference replay of the committed log as ${reference.slice(0, 300)}`,
+      );
+    }
+    if (entry.rules !== null && applied.rules !== entry.rules) {
+      this.fail(
+        `Rules: after ${index} ${applied.node} has the lock rules ${applied.rules}, the reference replay of the committed log ${entry.rules}`,
+      );
+    }
   }
 
   // ------------------------------------------------------------ answers
@@ -532,6 +597,11 @@ export class RuntimeChecker {
   }
 
   // ------------------------------------------------------------ quiescence
+
+  /** The rules in force in the reference replay, and the index of the entry that set them. */
+  referenceRules(): { rules: LockLimits; rulesSetIndex: number | null } {
+    return { rules: this.reference.rules, rulesSetIndex: this.reference.rulesSetIndex };
+  }
 
   /** The reference's state, for comparing with each node's at the same index. */
   referenceSnapshot(): string {

@@ -15,7 +15,9 @@ import type { ProcessClock } from './scheduler.ts';
  * A node's simulated disk. What is on it survives crashes; a write reaches it only when
  * its simulated fsync completes, at a virtual time drawn from the seed. Writes complete
  * in the order they were issued (one LevelDB write-ahead log), each atomically, like
- * LevelStorage's synced batches.
+ * LevelStorage's batches. A write that needs no sync (a commit index alone) is queued
+ * and lands like the others, but its caller does not wait for it: until it lands a crash
+ * loses it, and with it every write queued after it.
  *
  * The disk also reports every entry that becomes committed *on disk*: when a write
  * lands whose hard state moves the durable commit index. The durable log up to the
@@ -75,9 +77,13 @@ export class SimDisk {
     }
   }
 
-  /** Queues a write; it lands after a simulated fsync, after every earlier write. */
-  submit(clock: ProcessClock, apply: () => void): Promise<void> {
+  /**
+   * Queues a write; it lands after a simulated fsync, after every earlier write. The
+   * promise resolves when it lands, or at once when `sync` is false.
+   */
+  submit(clock: ProcessClock, apply: () => void, sync: boolean): Promise<void> {
     return new Promise((resolve) => {
+      if (!sync) resolve();
       const write: PendingWrite = { apply, resolve };
       this.pending.push(write);
       const latencyMs = this.prng.intBetween(
@@ -134,7 +140,7 @@ export class SimStorage extends MirroredReads implements WritableStorage {
       if (batch.snapshot) this.mirror.applySnapshot(batch.snapshot);
       this.mirror.append(batch.entries ?? []);
       if (batch.hardState) this.mirror.setHardState(batch.hardState);
-    });
+    }, batch.mustSync !== false);
   }
 
   async createSnapshot(
@@ -184,11 +190,15 @@ export class SimStorage extends MirroredReads implements WritableStorage {
     this.closed = true;
   }
 
-  private write(apply: () => void): Promise<void> {
+  private write(apply: () => void, sync = true): Promise<void> {
     if (this.closed) return Promise.reject(new Error('storage is closed'));
-    return this.disk.submit(this.clock, () => {
-      apply();
-      this.disk.reportCommits();
-    });
+    return this.disk.submit(
+      this.clock,
+      () => {
+        apply();
+        this.disk.reportCommits();
+      },
+      sync,
+    );
   }
 }

@@ -23,8 +23,13 @@ export type RuntimeFault =
 export interface RuntimeSimOptions {
   readonly seed: number;
   readonly nodeCount: 3 | 5;
+  /** Every node's runtime options but `lock`, which is `lockSections[i]` for node i. */
   readonly runtime: NodeRuntimeOptions;
-  readonly lockLimits: Partial<LockLimits>;
+  /**
+   * Each node's config file's lock section, drawn per node: they disagree, and every
+   * node must still apply the rules the log agreed (the first leader's).
+   */
+  readonly lockSections: readonly Partial<LockLimits>[];
   readonly network: NetworkOptions;
   readonly disk: DiskOptions;
   /** Each node's clock runs at a rate within 1 ± this. */
@@ -44,6 +49,7 @@ export interface RuntimeSimOptions {
   readonly settleMs: number;
 }
 
+/** What each node's lock section starts from; lockSection varies it per node. */
 export const RUNTIME_LOCK_LIMITS: Partial<LockLimits> = {
   sessionTtlMsMin: 100,
   sessionTtlMsMax: 10_000,
@@ -60,9 +66,10 @@ export function deriveRuntimeOptions(
   const tickIntervalMs = prng.pick([10, 20]);
   const electionTimeoutTicks = prng.intBetween(8, 15);
   const delayMsMin = prng.intBetween(1, 3);
+  const nodeCount = prng.pick([3, 3, 3, 5] as const);
   const options: RuntimeSimOptions = {
     seed,
-    nodeCount: prng.pick([3, 3, 3, 5] as const),
+    nodeCount,
     runtime: {
       tickIntervalMs,
       raft: {
@@ -78,7 +85,8 @@ export function deriveRuntimeOptions(
       compactionRetainEntries: prng.pick([2, 20, 100]),
       shutdownTransferMs: 500,
     },
-    lockLimits: RUNTIME_LOCK_LIMITS,
+    // Drawn last, so the draws above stay those of earlier versions for each seed.
+    lockSections: [],
     network: {
       delayMsMin,
       delayMsMax: delayMsMin + prng.pick([1, 5, 20]),
@@ -109,5 +117,23 @@ export function deriveRuntimeOptions(
     quiescenceWindowMs: 15_000,
     settleMs: 1_000,
   };
-  return { ...options, ...overrides };
+  const lockSections = Array.from({ length: nodeCount }, () => lockSection(prng));
+  return { ...options, lockSections, ...overrides };
+}
+
+/**
+ * One node's lock section. Each field varies where the clients notice: TTLs they ask
+ * for (600, 1000, 2000 ms) fall outside some ranges, waits (up to 1.5 s) past some
+ * maximums, and a lock-delay or a small dedupe window changes what later entries do.
+ */
+function lockSection(prng: Prng): Partial<LockLimits> {
+  return {
+    ...RUNTIME_LOCK_LIMITS,
+    sessionTtlMsMin: prng.pick([100, 100, 700]),
+    sessionTtlMsMax: prng.pick([10_000, 10_000, 1_500]),
+    waitersPerLockMax: prng.pick([8, 8, 2]),
+    waitMsMax: prng.pick([10_000, 10_000, 1_000]),
+    lockDelayMs: prng.pick([0, 0, 100, 400]),
+    dedupeWindowMax: prng.pick([500, 500, 50]),
+  };
 }

@@ -5,12 +5,14 @@ import { type ApiLogger, ERROR_CODE_KEY, LEADER_HINT_KEY } from '../../../src/ap
 import { EventHub } from '../../../src/api/event-hub.ts';
 import { lockService } from '../../../src/api/lock-service.ts';
 import type { LockServiceHandlers } from '../../../src/api/proto.ts';
+import { DEFAULT_LOCK_LIMITS, LOCK_LIMIT_NAMES, type LockLimits } from '../../../src/lock/index.ts';
 import { DlmNode, type NodeRuntimeOptions } from '../../../src/node/node.ts';
 import type { Scheduler } from '../../../src/node/scheduler.ts';
 import type { Transport } from '../../../src/node/transport.ts';
+import { majority, type Raft } from '../../../src/raft/index.ts';
 import type { WritableStorage } from '../../../src/storage/writable-storage.ts';
 import { AssertionError } from '../../../src/util/assert.ts';
-import { type NodeId, nodeId } from '../../../src/util/ids.ts';
+import { type LogIndex, type NodeId, nodeId } from '../../../src/util/ids.ts';
 import { Prng } from '../../../src/util/prng.ts';
 import { chainHash, SafetyViolation } from '../checker.ts';
 import { RuntimeChecker } from './checker.ts';
@@ -132,6 +134,8 @@ export class RuntimeSimulation implements ClientTransport {
   private readonly network: SimNetwork;
   private readonly checker: RuntimeChecker;
   private readonly slots = new Map<NodeId, NodeSlot>();
+  /** Each node's config file's lock section. */
+  private readonly lockSections: ReadonlyMap<NodeId, Partial<LockLimits>>;
   private readonly clients: SimClient[] = [];
   private readonly givenUp: GivenUp[] = [];
   readonly nodeIds: readonly string[];
@@ -151,12 +155,13 @@ export class RuntimeSimulation implements ClientTransport {
   ) {
     this.prng = new Prng(options.seed);
     this.network = new SimNetwork(this.time, options.network, this.prng.fork());
-    this.checker = new RuntimeChecker(options.lockLimits, START_INDEX, () => this.time.nowMs);
+    this.checker = new RuntimeChecker(START_INDEX, () => this.time.nowMs);
     if (log !== null) {
       this.checker.onApplied = (index, entry) => this.say(`committed ${index}: ${entry}`);
     }
     const ids = Array.from({ length: options.nodeCount }, (_, i) => nodeId(`n${i + 1}`));
     this.nodeIds = ids;
+    this.lockSections = new Map(ids.map((id, i) => [id, options.lockSections[i] ?? {}]));
     const clientStats: ClientStats = {
       calls: 0,
       retries: 0,
@@ -288,7 +293,7 @@ export class RuntimeSimulation implements ClientTransport {
       incarnation,
       storage,
       transport,
-      options: this.options.runtime,
+      options: { ...this.options.runtime, lock: this.lockSections.get(slot.id) ?? {} },
       clock,
       scheduler: clock,
       seed: this.prng.nextUint32(),
@@ -309,6 +314,10 @@ export class RuntimeSimulation implements ClientTransport {
       scheduler: clock,
     };
     const process = new NodeProcess(slot.id, incarnation, clock, node, lockService(context));
+    // Every entry this node applies must have the reference's outcome at that index.
+    node.subscribe((index, output) =>
+      this.checker.nodeApplied(slot.id, index, output, node.locks.rules),
+    );
     node.observe({
       failed: (error) => {
         // As serve.ts does: the process exits, and its supervisor starts it again.
@@ -319,9 +328,28 @@ export class RuntimeSimulation implements ClientTransport {
         });
       },
     });
+    node.subscribe((index) => this.checkDurable(slot.id, node, index));
     slot.process = process;
     this.say(`start ${slot.id}#${incarnation}`);
     clock.run('start', () => node.start());
+  }
+
+  /**
+   * Durability, as the core simulator checks it, with the disks as witnesses: a node
+   * applies an entry only once a majority of voters hold it on their disks (or in a
+   * snapshot). Recorded rather than thrown: the listener runs inside the node's apply.
+   */
+  private checkDurable(applier: NodeId, node: DlmNode, index: LogIndex): void {
+    const raft = Reflect.get(node, 'raft') as Raft;
+    const entryTerm = raft.log.term(index);
+    const { voters } = raft.config;
+    const holders = voters.filter((voter) => {
+      const durable = this.slots.get(voter)?.disk.durable;
+      if (durable === undefined) return false;
+      return durable.term(index) === entryTerm || durable.snapshot().metadata.index >= index;
+    });
+    if (holders.length >= majority(voters.length)) return;
+    this.violation ??= `Violation: Durability: ${applier} applied ${index}:${entryTerm} while ${holders.length} of ${voters.length} voters had it on disk (${holders.join(', ') || 'none'})`;
   }
 
   private crash(slot: NodeSlot, downtimeMs: number | null): void {
@@ -611,6 +639,7 @@ export class RuntimeSimulation implements ClientTransport {
   }
 
   private finalChecks(): void {
+    this.checkRulesAgreed();
     const reference = this.checker.referenceSnapshot();
     for (const slot of this.slots.values()) {
       const node = slot.process?.node;
@@ -627,6 +656,24 @@ export class RuntimeSimulation implements ClientTransport {
       const first = unverified[0];
       throw new SafetyViolation(
         `Answer: ${unverified.length} answers name indexes that never committed, e.g. ${JSON.stringify(first)}`,
+      );
+    }
+  }
+
+  /** Some leader proposed its config's lock rules, and they are what the log has in force. */
+  private checkRulesAgreed(): void {
+    const { rules, rulesSetIndex } = this.checker.referenceRules();
+    if (rulesSetIndex === null) {
+      throw new SafetyViolation('Liveness: no leader put lock rules in force through the log');
+    }
+    const fromFile = [...this.lockSections.values()].some((section) =>
+      LOCK_LIMIT_NAMES.every(
+        (field) => (section[field] ?? DEFAULT_LOCK_LIMITS[field]) === rules[field],
+      ),
+    );
+    if (!fromFile) {
+      throw new SafetyViolation(
+        `Rules: the rules in force (set at ${rulesSetIndex}) are no node's config: ${JSON.stringify(rules)}`,
       );
     }
   }

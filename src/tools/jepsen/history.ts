@@ -1,8 +1,11 @@
 import { performance } from 'node:perf_hooks';
+import type { RegisterMode } from './register.ts';
 
 /**
  * A Jepsen-style operation history. Every client runs in the test process, so every
- * time is `performance.now()` on one monotonic clock and times are comparable.
+ * time is `performance.now()` on one monotonic clock and times are comparable. The
+ * register's own record and the cluster's log are kept apart from it (register.ts,
+ * raft-log.ts): the checkers compare the three.
  */
 export type OpKind = 'acquire' | 'release' | 'write';
 
@@ -23,16 +26,48 @@ export interface Op {
   outcome: Outcome;
   /** The fencing token: granted (acquire), released (release) or presented (write). */
   token?: string;
-  /** For an acquire: when the session that asked for it fired its signal (lease may be lost). */
+  /**
+   * For an acquire: when the session that asked for it fired its signal (the lease may be
+   * lost), or its client gave the session up; its hold ends then.
+   */
   lostAtMs?: number;
   /** Why it failed or is unknown, for the reader. */
   error?: string;
+  /**
+   * For an acquire: the `owner` it sent, unique in the run, so the checker finds the
+   * log entries that carried it (an unanswered acquire is resolved by it).
+   */
+  owner?: string;
+  /** For a write: which register it went to. */
+  register?: RegisterMode;
 }
+
+/**
+ * A fault and its end. `target` is a node id, a client name (client-pause: the client
+ * stops between checking its lease and writing, and its keepalives stop), or
+ * 'registers' (the register process frozen), 'network' (a partition and its heal: the
+ * detail names the shape and the cuts), or the node restarted under a faked clock.
+ */
+export type NemesisKind =
+  | 'kill'
+  | 'restart'
+  | 'pause'
+  | 'resume'
+  | 'client-pause'
+  | 'client-resume'
+  | 'register-pause'
+  | 'register-resume'
+  | 'partition'
+  | 'heal'
+  | 'clock'
+  | 'clock-restore';
 
 export interface NemesisEvent {
   readonly atMs: number;
-  readonly kind: 'kill' | 'restart' | 'pause' | 'resume';
-  readonly node: string;
+  readonly kind: NemesisKind;
+  readonly target: string;
+  /** What exactly was done: a partition's shape and cuts, a clock fault's setting. */
+  readonly detail?: string;
 }
 
 export function now(): number {
@@ -65,19 +100,6 @@ export class History {
     if (fields.token !== undefined) op.token = fields.token;
     if (fields.error !== undefined) op.error = fields.error;
   }
-
-  /** An op that happens at one instant in this process (a write to the in-memory register). */
-  instant(client: string, kind: OpKind, lock: string, outcome: Outcome, token: string): Op {
-    const op = this.invoke(client, kind, lock, { token });
-    op.completeMs = op.invokeMs;
-    op.outcome = outcome;
-    return op;
-  }
-
-  /** JSON lines, one op per line. */
-  toJsonLines(): string {
-    return this.ops.map((op) => JSON.stringify(op)).join('\n') + (this.ops.length > 0 ? '\n' : '');
-  }
 }
 
 /** Describes an op in one line, for violation messages. */
@@ -85,21 +107,7 @@ export function describeOp(op: Op): string {
   const done = op.completeMs === null ? 'never' : op.completeMs.toFixed(1);
   const token = op.token === undefined ? '' : ` token=${op.token}`;
   const lost = op.lostAtMs === undefined ? '' : ` lostAt=${op.lostAtMs.toFixed(1)}`;
-  return `#${op.id} ${op.client} ${op.kind} ${op.lock} ${op.outcome}${token} [${op.invokeMs.toFixed(1)}..${done}]${lost}`;
-}
-
-/**
- * A fenced resource: one register per lock that keeps the highest token it has seen and
- * rejects a write with a lower one (equal is the same holder writing again).
- */
-export class FencedRegister {
-  private readonly highest = new Map<string, bigint>();
-
-  write(lock: string, token: string): boolean {
-    const value = BigInt(token);
-    const seen = this.highest.get(lock);
-    if (seen !== undefined && value < seen) return false;
-    this.highest.set(lock, value);
-    return true;
-  }
+  const session = op.session === undefined ? '' : ` session=${op.session}`;
+  const kind = op.register === undefined ? op.kind : `${op.kind}(${op.register})`;
+  return `#${op.id} ${op.client} ${kind} ${op.lock} ${op.outcome}${token}${session} [${op.invokeMs.toFixed(1)}..${done}]${lost}`;
 }

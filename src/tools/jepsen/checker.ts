@@ -1,0 +1,139 @@
+import { describeOp, type Op } from './history.ts';
+
+/**
+ * Checkers over the history alone (pure functions): what clients were told must be
+ * consistent in real time. The checks against the cluster's log and the register's
+ * record are in log-checker.ts. Each returns violations that name the ops involved; an
+ * empty list means the property held in this history.
+ */
+export interface Violation {
+  readonly check:
+    | 'mutual-exclusion'
+    | 'fencing'
+    | 'log'
+    | 'acknowledged-grant'
+    | 'acknowledged-release'
+    | 'granted-while-held'
+    | 'register-stale-write'
+    | 'register-token'
+    | 'register-refusal'
+    | 'register-answer';
+  readonly message: string;
+  /** The ids of the ops involved. */
+  readonly ops: readonly number[];
+}
+
+/**
+ * An exclusive hold as its client believed it: from the acknowledgement of its acquire
+ * to the earliest of the release's invocation, the session signal (lostAtMs) and the
+ * end of the run. An unanswered acquire is no belief: its client never acts under it
+ * (whether the log granted it is checked in log-checker.ts).
+ */
+export interface Hold {
+  readonly client: string;
+  readonly lock: string;
+  readonly acquire: Op;
+  readonly release: Op | null;
+  readonly startMs: number;
+  readonly endMs: number;
+}
+
+export function holdsOf(ops: readonly Op[], endOfRunMs: number): Hold[] {
+  const holds: Hold[] = [];
+  for (const acquire of ops) {
+    if (acquire.kind !== 'acquire' || acquire.outcome !== 'ok') continue;
+    const startMs = acquire.completeMs ?? acquire.invokeMs;
+    // The first release this client invoked for this grant after learning of it.
+    const release =
+      ops.find(
+        (op) =>
+          op.kind === 'release' &&
+          op.client === acquire.client &&
+          op.lock === acquire.lock &&
+          op.token === acquire.token &&
+          op.invokeMs >= startMs,
+      ) ?? null;
+    const endMs = Math.min(
+      release?.invokeMs ?? Number.POSITIVE_INFINITY,
+      acquire.lostAtMs ?? Number.POSITIVE_INFINITY,
+      endOfRunMs,
+    );
+    holds.push({ client: acquire.client, lock: acquire.lock, acquire, release, startMs, endMs });
+  }
+  return holds;
+}
+
+/** (a) Two holds of one lock by different clients never overlap. */
+export function checkMutualExclusion(ops: readonly Op[], endOfRunMs: number): Violation[] {
+  const violations: Violation[] = [];
+  const byLock = new Map<string, Hold[]>();
+  for (const hold of holdsOf(ops, endOfRunMs)) {
+    if (hold.endMs <= hold.startMs) continue; // Lost before it was learned of: empty.
+    const list = byLock.get(hold.lock) ?? [];
+    list.push(hold);
+    byLock.set(hold.lock, list);
+  }
+  for (const holds of byLock.values()) {
+    holds.sort((a, b) => a.startMs - b.startMs);
+    for (let i = 0; i < holds.length; i++) {
+      const a = holds[i] as Hold;
+      for (let j = i + 1; j < holds.length; j++) {
+        const b = holds[j] as Hold;
+        if (b.startMs >= a.endMs) break;
+        if (b.client === a.client) continue;
+        violations.push({
+          check: 'mutual-exclusion',
+          message: `${a.lock}: hold of ${a.client} [${a.startMs.toFixed(1)}, ${a.endMs.toFixed(1)}) overlaps hold of ${b.client} [${b.startMs.toFixed(1)}, ${b.endMs.toFixed(1)}): ${describeOp(a.acquire)} / ${describeOp(b.acquire)}`,
+          ops: [a.acquire.id, b.acquire.id],
+        });
+      }
+    }
+  }
+  return violations;
+}
+
+/**
+ * (b) Fencing tokens increase in real time: if grant A was acknowledged before grant B
+ * of the same lock was invoked, token(A) < token(B). The one exception: a session that
+ * acquires a lock it already holds gets its grant back, with the same token (same
+ * session, equal token).
+ */
+export function checkFencing(ops: readonly Op[]): Violation[] {
+  const violations: Violation[] = [];
+  const grants = ops.filter(
+    (op) =>
+      op.kind === 'acquire' &&
+      op.outcome === 'ok' &&
+      op.completeMs !== null &&
+      op.token !== undefined,
+  );
+  const byLock = new Map<string, Op[]>();
+  for (const grant of grants) {
+    const list = byLock.get(grant.lock) ?? [];
+    list.push(grant);
+    byLock.set(grant.lock, list);
+  }
+  for (const list of byLock.values()) {
+    const byComplete = [...list].sort((a, b) => (a.completeMs ?? 0) - (b.completeMs ?? 0));
+    for (const b of list) {
+      const tokenB = BigInt(b.token as string);
+      for (const a of byComplete) {
+        if ((a.completeMs as number) >= b.invokeMs) break;
+        const tokenA = BigInt(a.token as string);
+        if (tokenA < tokenB) continue;
+        if (tokenA === tokenB && a.session !== undefined && a.session === b.session) continue;
+        violations.push({
+          check: 'fencing',
+          message: `${b.lock}: ${describeOp(b)} was invoked after ${describeOp(a)} completed, but its token is not greater`,
+          ops: [a.id, b.id],
+        });
+      }
+    }
+  }
+  return violations;
+}
+
+/** Every history-only check, with the end of the run closing the holds still open. */
+export function checkHistory(ops: readonly Op[], endOfRunMs: number): Violation[] {
+  return [...checkMutualExclusion(ops, endOfRunMs), ...checkFencing(ops)];
+}

@@ -1,0 +1,862 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  DlmClient,
+  DlmClientError,
+  LockNotAcquiredError,
+  type Session,
+  SessionLostError,
+} from '../../client/index.ts';
+import { Prng } from '../../util/prng.ts';
+import { ProcessCluster } from '../process-cluster.ts';
+import { checkHistory, type Violation } from './checker.ts';
+import {
+  type ClockFault,
+  clockFaultsUnavailable,
+  clockFaultTimestampFile,
+  drawPartition,
+  partitionedNodes,
+  partitionNetwork,
+  planClockFault,
+  setClockOffset,
+} from './faults.ts';
+import { History, type NemesisEvent, type NemesisKind, now, type Op } from './history.ts';
+import {
+  checkAgainstLog,
+  checkRegister,
+  type LogCheckStats,
+  type RegisterCheckStats,
+} from './log-checker.ts';
+import type { NetnsNetwork } from './netns.ts';
+import { type ReplayedLog, readCommittedLog } from './raft-log.ts';
+import {
+  REGISTER_MODES,
+  type RegisterClient,
+  type RegisterDecision,
+  RegisterProcess,
+} from './register.ts';
+
+/**
+ * A Jepsen-style run against real `dlm serve` processes: clients take exclusive locks
+ * and write under them to two registers in a process of their own (one fenced, one
+ * that ignores tokens: the negative control), while nemeses kill (-9) and restart
+ * nodes, freeze them with SIGSTOP, freeze the registers, and pause clients past their
+ * lease, partition the nodes' network (when namespaces can be made) and restart nodes
+ * under a faked clock (when libfaketime is installed). Then the history
+ * is checked on its own, against the committed Raft log read from the nodes' disks,
+ * and against each register's record of what it accepted.
+ *
+ * The seed fixes the nemesis schedule (which fault, which node unless it is "the
+ * leader", how long) and the clients' choices; the OS timing, and so the history, is
+ * not reproducible.
+ */
+export const NEMESES = [
+  'kill',
+  'pause',
+  'register-pause',
+  'client-pause',
+  'partition',
+  'clock',
+] as const;
+/**
+ * Faults only run when named: `clock-beyond` runs the leader's clocks 1.5–3 times fast,
+ * past the drift bound, where real-time mutual exclusion may be lost (and is then
+ * reported apart, as expected) but fencing must still hold.
+ */
+export const OPT_IN_NEMESES = ['clock-beyond'] as const;
+export type Nemesis = (typeof NEMESES)[number] | (typeof OPT_IN_NEMESES)[number];
+
+export interface JepsenOptions {
+  readonly seconds: number;
+  readonly seed: number;
+  readonly clients: number;
+  readonly locks: number;
+  /** Cluster size (3 unless given); majorities-ring partitions need 4 or more. */
+  readonly nodes?: number;
+  /** Which faults to inject; all of them unless given. */
+  readonly nemeses?: readonly Nemesis[];
+  /**
+   * Faults the nemesis injects first, in this order (those enabled and available),
+   * before its seeded choice takes over: a short run then surely has each of them.
+   */
+  readonly opening?: readonly Nemesis[];
+  /** Called every few seconds while the run goes on. */
+  readonly onProgress?: (progress: { elapsedMs: number; ops: number; nemesis: number }) => void;
+}
+
+export interface RegisterVerdict {
+  readonly violations: readonly Violation[];
+  readonly stats: RegisterCheckStats;
+  readonly decisions: readonly RegisterDecision[];
+}
+
+export interface JepsenResult {
+  readonly ops: readonly Op[];
+  /** Everything that must hold: the history, the log, the fenced register. */
+  readonly violations: readonly Violation[];
+  readonly nemesisEvents: readonly NemesisEvent[];
+  readonly log: LogCheckStats;
+  /** The committed log as replayed: the ground truth the checks used. */
+  readonly replayed: ReplayedLog;
+  readonly fenced: RegisterVerdict;
+  /** The negative control: the register that ignores tokens. Its violations are expected. */
+  readonly control: RegisterVerdict;
+  /** performance.now() when the workload began and when holds were closed. */
+  readonly startMs: number;
+  readonly endMs: number;
+  readonly clusterDir: string;
+  /**
+   * Real-time violations (mutual-exclusion, granted-while-held) around a clock fault
+   * beyond the drift bound: allowed there, reported apart. Empty without clock-beyond.
+   */
+  readonly beyondBound: readonly Violation[];
+  /** Nemeses asked for that could not run here, and why: skipped, never passed. */
+  readonly skipped: readonly { nemesis: Nemesis; reason: string }[];
+}
+
+const SESSION_TTL_MS = 3_000;
+/**
+ * The holds the checker sees end when a session's signal fires, by this process's
+ * timers. Under a loaded test run (other suites in parallel on 2 cores) a timer can fire
+ * hundreds of ms late, which is a client stall: only fencing covers that, and the
+ * register check does. A margin of a third of the TTL keeps the real-time mutual
+ * exclusion check about the service rather than about the test machine's load.
+ */
+const SAFETY_MARGIN_MS = 1_000;
+const ACQUIRE_WAIT_MS = 1_000;
+const CALL_TIMEOUT_MS = 5_000;
+/** How often an acquire is abandoned by its caller, and after how long. */
+const GIVE_UP_CHANCE = 0.1;
+const GIVE_UP_AFTER_MS: readonly [number, number] = [1, 60];
+/** A register call that takes longer is 'info': the write may still land. */
+const WRITE_TIMEOUT_MS = 1_000;
+/** A client pause outlasts the lease by this much, so another client can take the lock. */
+const CLIENT_PAUSE_PAST_TTL_MS: readonly [number, number] = [1_500, 2_500];
+/** A client pause lasts at most this long, waiting for another client to take its lock over. */
+const CLIENT_PAUSE_MAX_MS = 10_000;
+/** A requested client pause no client took (none held a lock) is dropped after this. */
+const CLIENT_PAUSE_TAKE_TIMEOUT_MS = 10_000;
+
+const OPENING: Partial<Record<NemesisKind, NemesisKind>> = {
+  restart: 'kill',
+  resume: 'pause',
+  'client-resume': 'client-pause',
+  'register-resume': 'register-pause',
+  heal: 'partition',
+  'clock-restore': 'clock',
+};
+
+export interface FaultWindow {
+  readonly from: number;
+  readonly to: number;
+  readonly target: string;
+  readonly kind: NemesisKind;
+  readonly detail?: string;
+}
+
+function detailOf(event: NemesisEvent): { detail?: string } {
+  return event.detail === undefined ? {} : { detail: event.detail };
+}
+
+/** Windows [from, to) when some node was down or frozen, a client paused or the registers frozen. */
+export function faultWindows(events: readonly NemesisEvent[], endMs: number): FaultWindow[] {
+  const windows: FaultWindow[] = [];
+  const open = new Map<string, NemesisEvent>();
+  for (const event of events) {
+    const opens = OPENING[event.kind];
+    const key = `${opens ?? event.kind}/${event.target}`;
+    if (opens === undefined) {
+      open.set(key, event);
+      continue;
+    }
+    const start = open.get(key);
+    if (start === undefined) continue;
+    open.delete(key);
+    windows.push({
+      from: start.atMs,
+      to: event.atMs,
+      target: event.target,
+      kind: start.kind,
+      ...detailOf(start),
+    });
+  }
+  for (const start of open.values()) {
+    windows.push({
+      from: start.atMs,
+      to: endMs,
+      target: start.target,
+      kind: start.kind,
+      ...detailOf(start),
+    });
+  }
+  return windows;
+}
+
+interface Stop {
+  clients: boolean;
+  nemesis: boolean;
+}
+
+/**
+ * The client pause the nemesis asked for (its length), taken by whichever client writes
+ * next, so that it falls on a holder at once; and the client pausing now.
+ */
+interface ClientPauses {
+  requestedMs: number | null;
+  active: string | null;
+}
+
+export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
+  const nemeses = new Set(options.nemeses ?? NEMESES);
+  const prng = new Prng(options.seed);
+  const nemesisPrng = prng.fork();
+  const clientPausePrng = prng.fork();
+  const clientPrngs = Array.from({ length: options.clients }, () => prng.fork());
+  const locks = Array.from({ length: options.locks }, (_, i) => `jepsen/${i}`);
+
+  const size = options.nodes ?? 3;
+  const skipped: { nemesis: Nemesis; reason: string }[] = [];
+  // Partitions need every node in a namespace of its own; the nodes are spawned there
+  // (the pid is the node's, so kill and SIGSTOP still reach it) and listen on their
+  // bridge addresses, which this process (the root namespace) reaches directly. Their
+  // data stays on the shared filesystem, where the log reading finds it.
+  let network: NetnsNetwork | null = null;
+  if (nemeses.has('partition')) {
+    const ids = Array.from({ length: size }, (_, i) => `n${i + 1}`);
+    const made = await partitionNetwork(ids);
+    network = made.network;
+    if (made.skipped !== null) skipped.push({ nemesis: 'partition', reason: made.skipped });
+  }
+  for (const nemesis of ['clock', 'clock-beyond'] as const) {
+    const reason = nemeses.has(nemesis) ? clockFaultsUnavailable() : null;
+    if (reason !== null) skipped.push({ nemesis, reason });
+  }
+  for (const { nemesis, reason } of skipped) {
+    console.log(`${nemesis} nemesis skipped: ${reason}`);
+    nemeses.delete(nemesis);
+  }
+  const spawnIn = network;
+  const cluster =
+    spawnIn === null
+      ? await ProcessCluster.create(size)
+      : ProcessCluster.withNodes(
+          partitionedNodes(spawnIn),
+          {},
+          size,
+          (id, file, args, spawnOptions) => spawnIn.spawn(id, file, args, spawnOptions),
+        );
+  const history = new History();
+  const nemesisEvents: NemesisEvent[] = [];
+  const stop: Stop = { clients: false, nemesis: false };
+  const pauses: ClientPauses = { requestedMs: null, active: null };
+  const connections: DlmClient[] = [];
+  let registerProcess: RegisterProcess | null = null;
+  let registers: RegisterClient[] = [];
+  let startMs = now();
+  let endMs = startMs;
+  let commitIndexHint = 0;
+  try {
+    cluster.startAll();
+    // The register process starts while the nodes elect a leader.
+    registerProcess = await RegisterProcess.start(join(cluster.dir, 'registers.log'));
+    const started = registerProcess;
+    registers = REGISTER_MODES.map((mode) => started.register(mode));
+    await cluster.waitForLeader(30_000);
+    const endpoints = cluster.nodes.map((node) => node.clientAddress);
+    const connect = (): DlmClient => {
+      const connection = new DlmClient({ endpoints, attemptTimeoutMs: 1_000 });
+      connections.push(connection);
+      return connection;
+    };
+    startMs = now();
+
+    const clientLoops = clientPrngs.map((clientPrng, index) =>
+      clientLoop({
+        name: `c${index}`,
+        prng: clientPrng,
+        locks,
+        history,
+        registers,
+        stop,
+        pauses,
+        events: nemesisEvents,
+        connection: connect(),
+        connect,
+      }),
+    );
+    const nemesis = nemesisLoop({
+      cluster,
+      registers: registerProcess,
+      network,
+      enabled: nemeses,
+      opening: (options.opening ?? []).filter((kind) => nemeses.has(kind)),
+      prng: nemesisPrng,
+      events: nemesisEvents,
+      stop,
+    });
+    const clientPause = nemeses.has('client-pause')
+      ? clientPauseLoop(pauses, clientPausePrng, stop)
+      : Promise.resolve();
+
+    const deadline = startMs + options.seconds * 1_000;
+    let lastProgress = now();
+    while (now() < deadline) {
+      await sleep(Math.min(250, Math.max(1, deadline - now())));
+      if (options.onProgress !== undefined && now() - lastProgress >= 3_000) {
+        lastProgress = now();
+        options.onProgress({
+          elapsedMs: now() - startMs,
+          ops: history.ops.length,
+          nemesis: nemesisEvents.length,
+        });
+      }
+    }
+
+    // Heal: the nemeses end their current fault, then everything runs; the clients finish
+    // the iteration they are in (every call is bounded) and release.
+    stop.nemesis = true;
+    await Promise.all([nemesis, clientPause]);
+    await network?.heal();
+    for (const node of cluster.nodes) {
+      if (!cluster.isRunning(node.id)) {
+        cluster.start(node.id);
+        nemesisEvents.push({ atMs: now(), kind: 'restart', target: node.id });
+      }
+    }
+    await cluster.waitForLeader(30_000);
+    stop.clients = true;
+    await Promise.all(clientLoops);
+    endMs = now();
+    commitIndexHint = await highestCommitIndex(cluster);
+  } catch (error) {
+    registerProcess?.stop();
+    throw error;
+  } finally {
+    for (const connection of connections) connection.close();
+    await cluster.stopAll();
+    // The data directories are on the shared filesystem: the namespaces can go now.
+    await network?.close();
+  }
+  try {
+    return await checkRun({
+      skipped,
+      ops: history.ops,
+      nemesisEvents,
+      cluster,
+      registers,
+      commitIndexHint,
+      startMs,
+      endMs,
+    });
+  } finally {
+    registerProcess?.stop();
+  }
+}
+
+async function checkRun(run: {
+  skipped: readonly { nemesis: Nemesis; reason: string }[];
+  ops: readonly Op[];
+  nemesisEvents: readonly NemesisEvent[];
+  cluster: ProcessCluster;
+  registers: readonly RegisterClient[];
+  commitIndexHint: number;
+  startMs: number;
+  endMs: number;
+}): Promise<JepsenResult> {
+  const { ops, cluster, endMs } = run;
+  const log = await readCommittedLog(
+    cluster.nodes.map((node) => ({ id: node.id, path: join(cluster.dir, 'data', node.id) })),
+    run.commitIndexHint,
+  );
+  const [fencedRegister, controlRegister] = run.registers as [RegisterClient, RegisterClient];
+  const verdict = async (register: RegisterClient): Promise<RegisterVerdict> => {
+    const decisions = await register.decisions();
+    return { ...checkRegister(ops, decisions, log, register.mode), decisions };
+  };
+  const fenced = await verdict(fencedRegister);
+  const control = await verdict(controlRegister);
+  const againstLog = checkAgainstLog(ops, log, endMs);
+  const found = [...checkHistory(ops, endMs), ...againstLog.violations, ...fenced.violations];
+  const excused = beyondBoundWindows(run.nemesisEvents, endMs);
+  const isExcused = (violation: Violation): boolean =>
+    REAL_TIME_CHECKS.has(violation.check) &&
+    violation.ops.some((id) => {
+      const op = ops[id];
+      return (
+        op !== undefined &&
+        excused.some((w) => op.invokeMs < w.to && (op.lostAtMs ?? op.completeMs ?? endMs) > w.from)
+      );
+    });
+  const violations = found.filter((violation) => !isExcused(violation));
+  const beyondBound = found.filter(isExcused);
+  if (violations.length === 0) cluster.remove();
+  else writeHistory(join(cluster.dir, 'history.jsonl'), ops, run.nemesisEvents);
+  return {
+    ops,
+    violations,
+    nemesisEvents: run.nemesisEvents,
+    log: againstLog.stats,
+    replayed: log,
+    fenced,
+    control,
+    startMs: run.startMs,
+    endMs,
+    clusterDir: cluster.dir,
+    beyondBound,
+    skipped: run.skipped,
+  };
+}
+
+/** The checks that compare real times; every other check holds whatever the clocks do. */
+const REAL_TIME_CHECKS: ReadonlySet<string> = new Set(['mutual-exclusion', 'granted-while-held']);
+
+/**
+ * When a node ran its clocks beyond the drift bound, widened by a session TTL after it:
+ * a lease the fast leader cut short can overlap a later hold until then.
+ */
+function beyondBoundWindows(
+  events: readonly NemesisEvent[],
+  endMs: number,
+): { from: number; to: number }[] {
+  return faultWindows(events, endMs)
+    .filter((w) => w.kind === 'clock' && w.detail?.includes('beyond the drift bound') === true)
+    .map((w) => ({ from: w.from, to: w.to + SESSION_TTL_MS }));
+}
+
+/** The history as JSON lines: ops, then nemesis events (each as `{"nemesis": …}`). */
+export function writeHistory(
+  path: string,
+  ops: readonly Op[],
+  nemesisEvents: readonly NemesisEvent[],
+): void {
+  const lines = [
+    ...ops.map((op) => JSON.stringify(op)),
+    ...nemesisEvents.map((event) => JSON.stringify({ nemesis: event })),
+  ];
+  writeFileSync(path, lines.map((line) => `${line}\n`).join(''));
+}
+
+/** The highest commit index any node reports: the disk may lag it (commits alone are not synced). */
+async function highestCommitIndex(cluster: ProcessCluster): Promise<number> {
+  let highest = 0;
+  for (const node of cluster.nodes) {
+    try {
+      const status = await cluster.call(node.id, 'Status', {}, 2_000, 'Cluster');
+      highest = Math.max(highest, Number(status.commit_index ?? 0));
+    } catch {
+      // The disks still say what they hold; this is only a hint.
+    }
+  }
+  return highest;
+}
+
+interface ClientContext {
+  readonly name: string;
+  readonly prng: Prng;
+  readonly locks: readonly string[];
+  readonly history: History;
+  readonly registers: readonly RegisterClient[];
+  readonly stop: Stop;
+  readonly pauses: ClientPauses;
+  readonly events: NemesisEvent[];
+  /** Replaced after a client pause: the pause closes it, as a frozen process goes silent. */
+  connection: DlmClient;
+  readonly connect: () => DlmClient;
+}
+
+/** One client: sessions one after another; in each, acquire, write a few times, release. */
+async function clientLoop(ctx: ClientContext): Promise<void> {
+  while (!ctx.stop.clients) {
+    let session: Session;
+    try {
+      session = await ctx.connection.openSession({
+        ttlMs: SESSION_TTL_MS,
+        safetyMarginMs: SAFETY_MARGIN_MS,
+        clientName: ctx.name,
+        callTimeoutMs: CALL_TIMEOUT_MS,
+      });
+    } catch {
+      await sleep(100);
+      continue;
+    }
+    // The acquires of this session: when its signal fires, their holds end.
+    const acquires: Op[] = [];
+    const onLost = (): void => {
+      const at = now();
+      for (const op of acquires) op.lostAtMs ??= at;
+    };
+    session.signal.addEventListener('abort', onLost, { once: true });
+    let usable = true;
+    while (usable && !ctx.stop.clients && session.alive) {
+      usable = await oneHold(ctx, session, acquires);
+    }
+    // Giving the session up ends its holds for the checker, if its signal has not: the
+    // client acts under none of them again (after a pause cut short at the run's end,
+    // say). Closing aborts the signal too, which is not a lost lease.
+    onLost();
+    session.signal.removeEventListener('abort', onLost);
+    await session.close().catch(() => {});
+  }
+}
+
+/** Returns whether the session may be used again (false after an unknown outcome or a pause). */
+async function oneHold(ctx: ClientContext, session: Session, acquires: Op[]): Promise<boolean> {
+  const { history, name, prng } = ctx;
+  const lock = prng.pick(ctx.locks);
+  const acquireOp = history.invoke(name, 'acquire', lock, { session: session.id });
+  // The owner tag finds this op's entries in the log, answered or not.
+  acquireOp.owner = `${name}#${acquireOp.id}`;
+  acquires.push(acquireOp);
+  let token: string;
+  let release: () => Promise<void>;
+  // Some acquires are given up after a few ms (a caller's deadline): sent or not, applied
+  // or not, granted or queued, their outcome is unknown, and only the log can say.
+  const giveUpAfterMs = prng.chance(GIVE_UP_CHANCE) ? prng.intBetween(...GIVE_UP_AFTER_MS) : null;
+  try {
+    const handle = await session.acquire(lock, {
+      waitMs: ACQUIRE_WAIT_MS,
+      owner: acquireOp.owner,
+      ...(giveUpAfterMs === null ? {} : { signal: AbortSignal.timeout(giveUpAfterMs) }),
+    });
+    history.complete(acquireOp, 'ok', { token: handle.token });
+    token = handle.token;
+    release = () => handle.release();
+  } catch (error) {
+    if (error instanceof LockNotAcquiredError || error instanceof SessionLostError) {
+      // Not acquired (the wait ended), or refused before sending: certainly not granted.
+      history.complete(acquireOp, 'fail', { error: errorText(error) });
+      await sleep(prng.intBetween(0, 50));
+      return true;
+    }
+    // A timeout or a node that went away: the grant may have happened. The session may
+    // hold the lock on the cluster without knowing its token: give the session up.
+    history.complete(acquireOp, 'info', { error: errorText(error) });
+    return false;
+  }
+  const writes = prng.intBetween(1, 4);
+  for (let i = 0; i < writes; i++) {
+    if (!session.alive) return false; // Stop at once: the lease may be gone.
+    // A pause falls here, between the lease check and the write: the write that follows
+    // is a stale holder's, which only the register's fencing can stop.
+    const paused = await pauseIfAsked(ctx, lock, token);
+    await Promise.all(ctx.registers.map((register) => write(ctx, register, session, lock, token)));
+    if (paused) return false; // Its lease has lapsed; its connection is closed.
+    await sleep(prng.intBetween(5, 60));
+  }
+  if (!session.alive) return false;
+  const releaseOp = history.invoke(name, 'release', lock, { session: session.id, token });
+  try {
+    await release();
+    history.complete(releaseOp, 'ok');
+    return true;
+  } catch (error) {
+    // Unknown whether it was applied; the hold ended at its invocation either way.
+    history.complete(releaseOp, 'info', { error: errorText(error) });
+    // The session may still hold the lock: a re-acquire would hand back the same grant.
+    return false;
+  }
+}
+
+async function write(
+  ctx: ClientContext,
+  register: RegisterClient,
+  session: Session,
+  lock: string,
+  token: string,
+): Promise<void> {
+  const op = ctx.history.invoke(ctx.name, 'write', lock, {
+    session: session.id,
+    token,
+    register: register.mode,
+  });
+  const answer = await register.write(
+    { lock, token, client: ctx.name, session: session.id, writeId: String(op.id) },
+    WRITE_TIMEOUT_MS,
+  );
+  if (answer.outcome === 'info') ctx.history.complete(op, 'info', { error: answer.error });
+  else ctx.history.complete(op, answer.outcome);
+}
+
+/**
+ * If the nemesis asked this client to pause: it closes its connection (its keepalives
+ * stop, as a frozen process's would), sleeps past its lease, and returns true. The pause
+ * goes on past its length until another client has written to the lock under a later
+ * token, so that the write this client makes next is stale, or until CLIENT_PAUSE_MAX_MS
+ * (a run where nobody takes the lock over in that time leaves the control uncaught).
+ */
+async function pauseIfAsked(ctx: ClientContext, lock: string, token: string): Promise<boolean> {
+  const pauseMs = ctx.pauses.requestedMs;
+  if (pauseMs === null) return false;
+  ctx.pauses.requestedMs = null;
+  ctx.pauses.active = ctx.name;
+  ctx.events.push({ atMs: now(), kind: 'client-pause', target: ctx.name });
+  ctx.connection.close();
+  const startMs = now();
+  const overtaken = (): boolean =>
+    ctx.history.ops.some(
+      (op) =>
+        op.kind === 'write' &&
+        op.lock === lock &&
+        op.register === 'fenced' &&
+        op.outcome === 'ok' &&
+        op.invokeMs >= startMs &&
+        BigInt(op.token as string) > BigInt(token),
+    );
+  // Cut short only when the run is healing, to keep its end bounded.
+  for (;;) {
+    const elapsedMs = now() - startMs;
+    if (ctx.stop.nemesis || elapsedMs >= CLIENT_PAUSE_MAX_MS) break;
+    if (elapsedMs >= pauseMs && overtaken()) break;
+    await sleep(100);
+  }
+  ctx.events.push({ atMs: now(), kind: 'client-resume', target: ctx.name });
+  ctx.connection = ctx.connect();
+  ctx.pauses.active = null;
+  return true;
+}
+
+function errorText(error: unknown): string {
+  if (error instanceof DlmClientError)
+    return `${error.errorCode ?? error.status}: ${error.message}`;
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}
+
+/**
+ * Every 2–4 s, a pause of at least the TTL plus 1.5–2.5 s is asked of the next client to
+ * write (it lasts until another client wrote under a later token, at most 10 s); the
+ * next request waits until that pause is over (or, within 10 s, was never taken).
+ * The first comes 1–2 s into the run, so a short run has one.
+ */
+async function clientPauseLoop(pauses: ClientPauses, prng: Prng, stop: Stop): Promise<void> {
+  let waitMs = prng.intBetween(1_000, 2_000);
+  for (;;) {
+    const pauseMs = SESSION_TTL_MS + prng.intBetween(...CLIENT_PAUSE_PAST_TTL_MS);
+    await sleepUnless(waitMs, stop);
+    if (stop.nemesis) break;
+    pauses.requestedMs = pauseMs;
+    const takeBy = now() + CLIENT_PAUSE_TAKE_TIMEOUT_MS;
+    while (!stop.nemesis && pauses.requestedMs !== null && now() < takeBy) await sleep(50);
+    pauses.requestedMs = null;
+    // A pause under way ends by itself, and early once the run heals (pauseIfAsked).
+    while (pauses.active !== null) await sleep(50);
+    waitMs = prng.intBetween(2_000, 4_000);
+  }
+}
+
+interface NemesisContext {
+  readonly cluster: ProcessCluster;
+  readonly registers: RegisterProcess;
+  /** The nodes' namespaces, when partitions can run. */
+  readonly network: NetnsNetwork | null;
+  readonly enabled: ReadonlySet<Nemesis>;
+  readonly opening: readonly Nemesis[];
+  readonly prng: Prng;
+  readonly events: NemesisEvent[];
+  readonly stop: Stop;
+}
+
+/**
+ * A partition lasts this long (ms): 2.5 to 15 election timeouts (10 ticks of 20 ms), so
+ * a cut-off leader is replaced; at most the session TTL, so the clients' sessions, which
+ * can reach the majority side, need not expire.
+ */
+const PARTITION_MS: readonly [number, number] = [500, 3_000];
+/** A node runs under a faked clock this long (ms) before its normal restart. */
+const CLOCK_FAULT_MS: readonly [number, number] = [2_000, 4_000];
+/** A wall-clock jump comes this long (ms) after the node serves under libfaketime. */
+const CLOCK_JUMP_AFTER_MS: readonly [number, number] = [300, 1_000];
+const SERVING_TIMEOUT_MS = 10_000;
+
+/**
+ * Every 1–2 s one fault, healed before the next, so at most one node is ever down,
+ * frozen, cut off or on a faked clock: kill -9 a node and restart it after 0.5–2 s,
+ * SIGSTOP a node (half the time the leader) for 0.5–3 s, SIGSTOP the register process
+ * for 1–2.5 s (calls to it time out and are 'info'), partition the network for 0.5–3 s
+ * (a seeded shape: see drawPartition), or restart a node under a faked clock for 2–4 s.
+ * Node faults come twice as often as register freezes. Every draw is made whatever
+ * happens, so the schedule depends on the seed alone ("the leader" is whoever leads
+ * then; a partition or clock fault draws from PRNGs of its own, so a leader-directed
+ * shape's extra draws shift nothing else).
+ */
+async function nemesisLoop(ctx: NemesisContext): Promise<void> {
+  const { cluster, enabled, prng, events, stop } = ctx;
+  const kinds = (
+    [
+      'kill',
+      'kill',
+      'pause',
+      'pause',
+      'register-pause',
+      'partition',
+      'partition',
+      'clock',
+      'clock',
+      'clock-beyond',
+      'clock-beyond',
+    ] as const
+  ).filter((kind) => enabled.has(kind));
+  if (kinds.length === 0) return;
+  const partitionPrng = prng.fork();
+  const clockPrng = prng.fork();
+  const ids = cluster.nodes.map((node) => node.id);
+  // client-pause has a loop of its own; the others open in the order asked.
+  const opening = ctx.opening.flatMap((asked) =>
+    kinds.filter((kind) => kind === asked).slice(0, 1),
+  );
+  for (let round = 0; ; round++) {
+    const waitMs = prng.intBetween(1_000, 2_000);
+    const drawn = prng.pick(kinds);
+    const kind = opening[round] ?? drawn;
+    const randomNode = prng.pick(ids);
+    const targetLeader = prng.chance(0.5);
+    // A register freeze outlasts the write timeout at least a little, so writes go 'info'.
+    const downMs =
+      kind === 'register-pause'
+        ? prng.intBetween(WRITE_TIMEOUT_MS, 2_500)
+        : kind === 'partition'
+          ? prng.intBetween(...PARTITION_MS)
+          : kind === 'clock' || kind === 'clock-beyond'
+            ? prng.intBetween(...CLOCK_FAULT_MS)
+            : prng.intBetween(500, kind === 'kill' ? 2_000 : 3_000);
+    await sleepUnless(waitMs, stop);
+    if (stop.nemesis) return;
+    if (kind === 'register-pause') {
+      events.push({ atMs: now(), kind: 'register-pause', target: 'registers' });
+      ctx.registers.pause();
+      await sleep(downMs);
+      ctx.registers.resume();
+      events.push({ atMs: now(), kind: 'register-resume', target: 'registers' });
+      continue;
+    }
+    if (kind === 'partition' && ctx.network !== null) {
+      await partitionOnce(ctx.network, cluster, partitionPrng, downMs, events);
+      continue;
+    }
+    // A clock running fast beyond the bound matters on the leader, whose clock ends leases.
+    const leader = targetLeader || kind === 'clock-beyond' ? await cluster.leader() : null;
+    const node = leader ?? randomNode;
+    if (kind === 'clock' || kind === 'clock-beyond') {
+      await clockFaultOnce(
+        cluster,
+        node,
+        planClockFault(
+          clockPrng,
+          clockFaultTimestampFile(cluster.dir, node),
+          kind === 'clock-beyond',
+        ),
+        clockPrng,
+        downMs,
+        events,
+      );
+    } else if (kind === 'kill') {
+      events.push({ atMs: now(), kind: 'kill', target: node });
+      await cluster.kill(node);
+      await sleep(downMs);
+      cluster.start(node);
+      events.push({ atMs: now(), kind: 'restart', target: node });
+      await waitUntilServing(cluster, node, SERVING_TIMEOUT_MS);
+    } else {
+      events.push({ atMs: now(), kind: 'pause', target: node });
+      cluster.pause(node);
+      await sleep(downMs);
+      cluster.resume(node);
+      events.push({ atMs: now(), kind: 'resume', target: node });
+    }
+  }
+}
+
+/** One seeded partition, held for `ms`, then healed; both recorded with the shape. */
+async function partitionOnce(
+  network: NetnsNetwork,
+  cluster: ProcessCluster,
+  prng: Prng,
+  ms: number,
+  events: NemesisEvent[],
+): Promise<void> {
+  // Asked every time, so the draws do not depend on whether a leader was found.
+  const leader = await cluster.leader();
+  const plan = drawPartition(prng, network.nodeIds, leader);
+  await network.apply(plan.grudge);
+  events.push({ atMs: now(), kind: 'partition', target: 'network', detail: plan.description });
+  await sleep(ms);
+  await network.heal();
+  events.push({ atMs: now(), kind: 'heal', target: 'network', detail: plan.description });
+}
+
+/**
+ * Restarts one node (kill -9, so the restart is also a crash) under a faked clock, moves
+ * its wall clock while it runs if the fault is a jump, and after `ms` restarts it on the
+ * real clock. The window between 'clock' and 'clock-restore' is when the node ran faked.
+ */
+async function clockFaultOnce(
+  cluster: ProcessCluster,
+  node: string,
+  fault: ClockFault,
+  prng: Prng,
+  ms: number,
+  events: NemesisEvent[],
+): Promise<void> {
+  const jumpAfterMs = prng.intBetween(...CLOCK_JUMP_AFTER_MS);
+  const file = fault.env.FAKETIME_TIMESTAMP_FILE;
+  if (file !== undefined) setClockOffset(file, '+0');
+  events.push({ atMs: now(), kind: 'clock', target: node, detail: fault.detail });
+  await cluster.kill(node);
+  cluster.start(node, { env: fault.env });
+  await waitUntilServing(cluster, node, SERVING_TIMEOUT_MS);
+  // The restart cost the node its leadership; a fast clock only cuts leases short on
+  // the leader, so hand leadership back to it (best effort, bounded).
+  const led = fault.kind === 'rate-beyond' ? await transferLeadership(cluster, node) : null;
+  const startedMs = now();
+  if (file !== undefined && fault.jumpTo !== null) {
+    await sleep(jumpAfterMs);
+    setClockOffset(file, fault.jumpTo);
+  }
+  await sleep(Math.max(0, ms - (now() - startedMs)));
+  await cluster.kill(node);
+  cluster.start(node);
+  // The restore says whether the fast node led, so a reader knows what the fault tested.
+  const ledText = led === null ? '' : led ? '; it led' : '; it could not be made leader';
+  events.push({
+    atMs: now(),
+    kind: 'clock-restore',
+    target: node,
+    detail: `${fault.detail}${ledText}`,
+  });
+  await waitUntilServing(cluster, node, SERVING_TIMEOUT_MS);
+}
+
+/** Whether `to` leads afterwards. */
+async function transferLeadership(cluster: ProcessCluster, to: string): Promise<boolean> {
+  const leader = await cluster.leader();
+  if (leader === to) return true;
+  if (leader === null) return false;
+  try {
+    await cluster.call(leader, 'TransferLeadership', { target_node_id: to }, 3_000, 'Cluster');
+  } catch {
+    // The fault still runs on a follower: its election timer runs fast, which is harmless.
+  }
+  return (await cluster.leader()) === to;
+}
+
+async function sleepUnless(ms: number, stop: { nemesis: boolean }): Promise<void> {
+  const until = now() + ms;
+  while (!stop.nemesis && now() < until) await sleep(Math.min(100, until - now()));
+}
+
+/** Waits (bounded) until a restarted node answers, so the next fault does not take two down. */
+async function waitUntilServing(
+  cluster: ProcessCluster,
+  id: string,
+  timeoutMs: number,
+): Promise<void> {
+  const until = now() + timeoutMs;
+  while (now() < until) {
+    try {
+      await cluster.call(id, 'Status', {}, 500, 'Cluster');
+      return;
+    } catch {
+      await sleep(50);
+    }
+  }
+}

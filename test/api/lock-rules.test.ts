@@ -1,0 +1,80 @@
+/**
+ * dlm.v1.Cluster's view of the lock rules (Status) and the way to change them
+ * (SetLockRules), over real gRPC: the rules go through the log, so every node answers
+ * by the same ones.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { lockRulesDigest, wireLockRules } from '../../src/api/rules.ts';
+import { DEFAULT_LOCK_LIMITS, type LockLimits } from '../../src/lock/index.ts';
+import { ApiCluster, IDS, NODE_OPTIONS, rpcError } from './harness.ts';
+
+let c: ApiCluster;
+
+beforeAll(async () => {
+  c = await ApiCluster.start();
+});
+
+afterAll(async () => {
+  await c.stop();
+});
+
+const CONFIGURED: LockLimits = { ...DEFAULT_LOCK_LIMITS, ...NODE_OPTIONS.lock };
+
+async function statuses() {
+  return Promise.all(IDS.map((id) => c.at(id).cluster.call('Status', {})));
+}
+
+describe('lock rules over the API', () => {
+  it('Status shows the rules in force on every node: the configured ones, set through the log', async () => {
+    for (const status of await statuses()) {
+      expect(status.lock_rules).toEqual(wireLockRules(CONFIGURED));
+      expect(Number(status.lock_rules_index)).toBeGreaterThan(0);
+      expect(status.lock_rules_digest).toBe(lockRulesDigest(CONFIGURED));
+    }
+    expect(lockRulesDigest(CONFIGURED)).not.toBe(lockRulesDigest(DEFAULT_LOCK_LIMITS));
+  });
+
+  it('SetLockRules through a follower changes what every node accepts', async () => {
+    const follower = await c.followerId();
+    const rules = { ...CONFIGURED, sessionTtlMsMin: 500 };
+    const response = await c.at(follower).cluster.call('SetLockRules', {
+      rules: wireLockRules(rules),
+    });
+    expect(response.rules).toEqual(wireLockRules(rules));
+    const index = Number(response.rules_index);
+    for (const id of IDS) {
+      // Every node has applied it once a linearizable read through it returns.
+      await c.at(id).lock.call('Describe', { lock: 'x' });
+      const status = await c.at(id).cluster.call('Status', {});
+      expect(Number(status.lock_rules_index)).toBe(index);
+      const refused = await rpcError(
+        c.at(id).lock.call('OpenSession', { ttl_ms: '300', client_name: 't', request_id: '77' }),
+      );
+      expect(refused.code).toBe(3); // INVALID_ARGUMENT
+      expect(refused.details).toContain('[500, ');
+    }
+  });
+
+  it.each([
+    [{ rules: wireLockRules({ ...CONFIGURED, sessionsMax: 0 }) }, 'lock.sessionsMax'],
+    [
+      { rules: wireLockRules({ ...CONFIGURED, sessionTtlMsMin: 9, sessionTtlMsMax: 8 }) },
+      'lock.sessionTtlMsMin',
+    ],
+    [{}, 'SetLockRulesRequest.rules: must be given'],
+    // Against the node's Raft timing: a 10-tick election timeout of 10 ms ticks.
+    [
+      { rules: wireLockRules({ ...CONFIGURED, sessionTtlMsMin: 50 }) },
+      'lock.sessionTtlMsMin: 50 ms cannot survive a failover',
+    ],
+  ])(
+    'refuses invalid rules (%#) with INVALID_ARGUMENT naming the field',
+    async (request, named) => {
+      const before = (await statuses())[0]?.lock_rules_index;
+      const error = await rpcError(c.at(await c.leaderId()).cluster.call('SetLockRules', request));
+      expect(error.code).toBe(3);
+      expect(error.details).toContain(named);
+      expect((await statuses())[0]?.lock_rules_index).toBe(before);
+    },
+  );
+});
