@@ -1,15 +1,13 @@
-import type * as grpc from '@grpc/grpc-js';
 import type { Holder, LockCommand, LockEvent, LockResult } from '../lock/index.ts';
 import { DlmError } from '../node/errors.ts';
 import { REAL_SCHEDULER } from '../node/scheduler.ts';
 import { type FencingToken, type LogIndex, logIndex } from '../util/ids.ts';
-import { type ApiContext, header, wireHolder } from './context.ts';
+import { type ApiContext, type CallScope, header, wireHolder } from './context.ts';
 import { ApiError, rejectionError } from './errors.ts';
 import { type AcquireResponse, toUint64 } from './proto.ts';
 import { parseAcquire } from './validate.ts';
 
 type AcquireCommand = Extract<LockCommand, { type: 'Acquire' }>;
-type AcquireCall = grpc.ServerUnaryCall<unknown, AcquireResponse>;
 
 /** How a queued Acquire ended, seen from the entry that ended it. */
 type Turn =
@@ -113,7 +111,7 @@ class TurnWatch {
 export async function acquire(
   context: ApiContext,
   raw: unknown,
-  call: AcquireCall,
+  call: CallScope,
 ): Promise<AcquireResponse> {
   const command = parseAcquire(raw);
   const watch = new TurnWatch(context, command);
@@ -139,7 +137,7 @@ export async function acquire(
 function answerAtOnce(
   context: ApiContext,
   command: AcquireCommand,
-  call: AcquireCall,
+  call: CallScope,
   index: number,
   result: LockResult,
 ): AcquireResponse {
@@ -176,21 +174,16 @@ function currentTurn(context: ApiContext, command: AcquireCommand): Turn | null 
 }
 
 /** The turn, or null if the caller gave up (deadline passed or call cancelled) first. */
-async function waitForTurn(
-  watch: TurnWatch,
-  index: number,
-  call: AcquireCall,
-): Promise<Turn | null> {
-  let onCancelled = (): void => {};
+async function waitForTurn(watch: TurnWatch, index: number, call: CallScope): Promise<Turn | null> {
+  let stopListening = (): void => {};
   const abandoned = new Promise<null>((resolve) => {
-    onCancelled = () => resolve(null);
     if (call.cancelled) resolve(null);
-    call.once('cancelled', onCancelled);
+    stopListening = call.onCancelled(() => resolve(null));
   });
   try {
     return await Promise.race([watch.next(index), abandoned]);
   } finally {
-    call.off('cancelled', onCancelled);
+    stopListening();
   }
 }
 
@@ -199,7 +192,7 @@ function turnResponse(
   command: AcquireCommand,
   acquireIndex: number,
   turn: Turn,
-  call: AcquireCall,
+  call: CallScope,
 ): AcquireResponse {
   if (turn.kind === 'granted') {
     if (call.cancelled) withdraw(context, command, acquireIndex);

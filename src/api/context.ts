@@ -3,8 +3,16 @@ import type { Holder } from '../lock/index.ts';
 import { DlmError } from '../node/errors.ts';
 import type { DlmNode } from '../node/node.ts';
 import type { Scheduler } from '../node/scheduler.ts';
-import { continueTrace, withTrace } from '../node/trace.ts';
-import { type ApiLogger, TRACE_ID_KEY, TRACEPARENT_KEY, toServiceError } from './errors.ts';
+import { continueTrace, type TraceContext, withTrace } from '../node/trace.ts';
+import {
+  type ApiLogger,
+  type CallFailure,
+  failureServiceError,
+  GRPC_STATUS_BY_CODE,
+  TRACE_ID_KEY,
+  TRACEPARENT_KEY,
+  toCallFailure,
+} from './errors.ts';
 import type { EventHub } from './event-hub.ts';
 import { type ResponseHeader, toUint64, type WireHolder } from './proto.ts';
 
@@ -30,6 +38,12 @@ export interface ApiOptions {
   readonly clientCallsInFlightMax: number;
   /** Events buffered for one Watch stream; a watcher that falls further behind is ended. */
   readonly watchEventsBufferedMax: number;
+  /**
+   * Calls in flight on one Session stream (each also counts toward
+   * clientCallsInFlightMax); past it a call is refused as backpressure. Also the answers
+   * one stream may have waiting unsent before it is ended (its client is not reading).
+   */
+  readonly sessionStreamCallsInFlightMax: number;
   /** The retry hint sent with backpressure RESOURCE_EXHAUSTED (trailer dlm-retry-after-ms). */
   readonly backpressureRetryAfterMs: number;
   /** How often Health.Watch looks at the node for a change of status. */
@@ -38,10 +52,11 @@ export interface ApiOptions {
   readonly withdrawAttemptsMax: number;
 }
 
-/** The first three match RuntimeConfig's fields of the same names, so a config passes straight in. */
+/** The first four match RuntimeConfig's fields of the same names, so a config passes straight in. */
 export const DEFAULT_API_OPTIONS: ApiOptions = {
   clientCallsInFlightMax: 10_000,
   watchEventsBufferedMax: 1_024,
+  sessionStreamCallsInFlightMax: 1_024,
   backpressureRetryAfterMs: 100,
   healthPollIntervalMs: 100,
   // Backoff doubles from 50 ms to 2 s: 20 attempts span about 30 s, enough to outlast a
@@ -109,7 +124,11 @@ export function wireHolder(holder: Holder): WireHolder {
 }
 
 export function serviceErrorOf(context: ApiContext, method: string, error: unknown) {
-  return toServiceError(error, {
+  return failureServiceError(callFailureOf(context, method, error));
+}
+
+export function callFailureOf(context: ApiContext, method: string, error: unknown): CallFailure {
+  return toCallFailure(error, {
     method,
     logger: context.logger,
     currentLeader: () => context.node.status().leaderId,
@@ -118,11 +137,102 @@ export function serviceErrorOf(context: ApiContext, method: string, error: unkno
 }
 
 /**
- * Adapts an async handler to grpc-js: admits the call through the gate (unless
- * `ungated`), maps any error through the one error table, and logs the outcome with
- * its latency as a span of the caller's trace (W3C `traceparent` metadata, or a new
- * trace). The handler runs inside that trace, so a write it forwards carries it, and
- * the answer's trailing metadata names the trace id.
+ * What a handler needs of the call it serves, whether the call is unary or one of many
+ * on a Session stream.
+ */
+export interface CallScope {
+  /** Whether the caller has gone: its deadline passed, it cancelled, its stream ended. */
+  readonly cancelled: boolean;
+  /** Calls `listener` once when the caller goes; returns the unsubscribe. */
+  onCancelled(listener: () => void): () => void;
+}
+
+/** A unary call's scope: grpc-js marks the call cancelled (deadline, cancel, reset). */
+export function unaryScope(call: {
+  readonly cancelled: boolean;
+  once(event: 'cancelled', listener: () => void): unknown;
+  off(event: 'cancelled', listener: () => void): unknown;
+}): CallScope {
+  return {
+    get cancelled() {
+      return call.cancelled;
+    },
+    onCancelled(listener) {
+      call.once('cancelled', listener);
+      return () => call.off('cancelled', listener);
+    },
+  };
+}
+
+export type CallOutcome<Response> =
+  | { readonly ok: true; readonly response: Response }
+  | { readonly ok: false; readonly failure: CallFailure };
+
+export interface CallServing {
+  readonly method: string;
+  /** The request as it came (for the log's requestId). */
+  readonly request: unknown;
+  /** The call's span: continueTrace of the caller's W3C traceparent. */
+  readonly trace: TraceContext;
+  /** Status and Health answer even when the gate is full. */
+  readonly ungated?: boolean;
+}
+
+/**
+ * Serves one call, unary or on a Session stream: admits it through the gate (unless
+ * `ungated`), runs `run` inside the caller's trace (W3C `traceparent`, or a new trace),
+ * so a write it forwards carries the trace, maps any error through the one error table,
+ * and logs the outcome with its latency as a span of that trace. `deliver` is called
+ * once; synchronously when the gate refuses.
+ */
+export function serveCall<Response>(
+  context: ApiContext,
+  serving: CallServing,
+  run: () => Promise<Response>,
+  deliver: (outcome: CallOutcome<Response>) => void,
+): void {
+  const { method, request, trace } = serving;
+  const startedMs = performance.now();
+  const log = (code: grpc.status): void => {
+    context.logger('debug', 'call', {
+      method,
+      requestId: requestIdOf(request),
+      code,
+      latencyMs: Math.round(performance.now() - startedMs),
+      traceId: trace.traceId,
+      spanId: trace.spanId,
+      ...(trace.parentSpanId === null ? {} : { parentSpanId: trace.parentSpanId }),
+    });
+  };
+  const fail = (error: unknown): void => {
+    const failure = callFailureOf(context, method, error);
+    log(GRPC_STATUS_BY_CODE[failure.code]);
+    deliver({ ok: false, failure });
+  };
+  let leave: () => void;
+  try {
+    leave = serving.ungated === true ? () => {} : context.gate.enter();
+  } catch (error) {
+    fail(error);
+    return;
+  }
+  // Through a promise, so a handler that throws before its first await is caught too.
+  withTrace(trace, () => new Promise<Response>((resolve) => resolve(run()))).then(
+    (response) => {
+      leave();
+      log(grpc.status.OK);
+      deliver({ ok: true, response });
+    },
+    (error: unknown) => {
+      leave();
+      fail(error);
+    },
+  );
+}
+
+/**
+ * Adapts an async handler to a unary grpc-js call (see serveCall); the answer's
+ * trailing metadata names the trace id.
  */
 export function unary<Response>(
   context: ApiContext,
@@ -131,48 +241,22 @@ export function unary<Response>(
   { ungated = false }: { ungated?: boolean } = {},
 ): grpc.handleUnaryCall<unknown, Response> {
   return (call, callback) => {
-    const startedMs = performance.now();
     const incoming = call.metadata.get(TRACEPARENT_KEY)[0];
     const trace = continueTrace(typeof incoming === 'string' ? incoming : null);
-    const log = (code: grpc.status): void => {
-      context.logger('debug', 'call', {
-        method,
-        requestId: requestIdOf(call.request),
-        code,
-        latencyMs: Math.round(performance.now() - startedMs),
-        traceId: trace.traceId,
-        spanId: trace.spanId,
-        ...(trace.parentSpanId === null ? {} : { parentSpanId: trace.parentSpanId }),
-      });
-    };
     const trailer = (metadata = new grpc.Metadata()): grpc.Metadata => {
       metadata.set(TRACE_ID_KEY, trace.traceId);
       return metadata;
     };
-    let leave: () => void;
-    try {
-      leave = ungated ? () => {} : context.gate.enter();
-    } catch (error) {
-      const refusal = serviceErrorOf(context, method, error);
-      log(refusal.code);
-      trailer(refusal.metadata);
-      callback(refusal);
-      return;
-    }
-    // Through a promise, so a handler that throws before its first await is caught too.
-    withTrace(
-      trace,
-      () => new Promise<Response>((resolve) => resolve(handler(call.request, call))),
-    ).then(
-      (response) => {
-        leave();
-        log(0);
-        callback(null, response, trailer());
-      },
-      (error: unknown) => {
-        leave();
-        const failure = serviceErrorOf(context, method, error);
-        log(failure.code);
+    serveCall(
+      context,
+      { method, request: call.request, trace, ungated },
+      () => handler(call.request, call),
+      (outcome) => {
+        if (outcome.ok) {
+          callback(null, outcome.response, trailer());
+          return;
+        }
+        const failure = failureServiceError(outcome.failure);
         trailer(failure.metadata);
         callback(failure);
       },

@@ -95,18 +95,30 @@ export interface ErrorContext {
 }
 
 /**
- * Turns anything a handler threw into a gRPC error. Known errors keep their code;
- * anything else is a bug, so it is logged and reported as INTERNAL without details
- * that could leak internals.
+ * What a failed call tells its caller, whatever carries it: a unary call's status and
+ * trailing metadata, or a SessionCallError on a Session stream.
  */
-export function toServiceError(error: unknown, context: ErrorContext): ServiceError {
+export interface CallFailure {
+  readonly code: ApiErrorCode;
+  readonly message: string;
+  readonly leaderHint: NodeId | null;
+  /** Set on backpressure only: how long to wait before retrying. */
+  readonly retryAfterMs: number | null;
+}
+
+/**
+ * Turns anything a handler threw into what the caller is told. Known errors keep their
+ * code; anything else is a bug, so it is logged and reported as INTERNAL without
+ * details that could leak internals.
+ */
+export function toCallFailure(error: unknown, context: ErrorContext): CallFailure {
   const known = knownError(error);
   if (known === null) {
     context.logger('error', 'unexpected error in API handler', {
       method: context.method,
       error: error instanceof Error ? (error.stack ?? error.message) : String(error),
     });
-    return serviceError('INTERNAL', 'internal error', null);
+    return { code: 'INTERNAL', message: 'internal error', leaderHint: null, retryAfterMs: null };
   }
   if (known.code === 'INTERNAL') {
     context.logger('error', 'node reported an internal error', {
@@ -119,11 +131,15 @@ export function toServiceError(error: unknown, context: ErrorContext): ServiceEr
   // The runtime's RESOURCE_EXHAUSTED is always backpressure: nothing was done, and the
   // same request may be retried. (A lock limit is the state machine's limitReached.)
   const retryAfterMs = known.code === 'RESOURCE_EXHAUSTED' ? context.retryAfterMs : null;
-  return serviceError(known.code, known.message, hint, retryAfterMs);
+  return { code: known.code, message: known.message, leaderHint: hint, retryAfterMs };
 }
 
 function knownError(error: unknown): ApiError | DlmError | null {
   return error instanceof ApiError || error instanceof DlmError ? error : null;
+}
+
+export function failureServiceError(failure: CallFailure): ServiceError {
+  return serviceError(failure.code, failure.message, failure.leaderHint, failure.retryAfterMs);
 }
 
 export function serviceError(

@@ -1,7 +1,14 @@
 import type { LockCommand, LockResult, Waiter } from '../lock/index.ts';
 import type { AppliedProposal } from '../node/proposals.ts';
 import { acquire } from './acquire.ts';
-import { type ApiContext, header, unary, wireHolder } from './context.ts';
+import {
+  type ApiContext,
+  type CallScope,
+  header,
+  unary,
+  unaryScope,
+  wireHolder,
+} from './context.ts';
 import { ApiError, rejectionError } from './errors.ts';
 import type {
   AcquireResponse,
@@ -15,6 +22,7 @@ import type {
   WireWaiter,
 } from './proto.ts';
 import { toUint64 } from './proto.ts';
+import { SessionStreams } from './session-stream.ts';
 import {
   parseCloseSession,
   parseDescribe,
@@ -25,17 +33,58 @@ import {
 } from './validate.ts';
 import { watch } from './watch.ts';
 
-/** dlm.v1.Lock on top of one node. Mutations go through the log; reads through ReadIndex. */
-export function lockService(context: ApiContext): LockServiceHandlers {
+/**
+ * The calls of dlm.v1.Lock that both transports carry: each unary RPC, and the same
+ * call on a Session stream (session-stream.ts), run one function, so validation,
+ * answers and errors cannot drift apart.
+ */
+export interface LockCalls {
+  OpenSession: LockCall<OpenSessionResponse>;
+  KeepAlive: LockCall<KeepAliveResponse>;
+  CloseSession: LockCall<CloseSessionResponse>;
+  Acquire: LockCall<AcquireResponse>;
+  Release: LockCall<ReleaseResponse>;
+  ValidateFence: LockCall<ValidateFenceResponse>;
+  Describe: LockCall<DescribeResponse>;
+}
+
+/** One call: the raw request as decoded (validated here), and the caller's scope. */
+export type LockCall<Response> = (
+  context: ApiContext,
+  raw: unknown,
+  scope: CallScope,
+) => Promise<Response>;
+
+export const LOCK_CALLS: LockCalls = {
+  OpenSession: (context, raw) => openSession(context, raw),
+  KeepAlive: (context, raw) => keepAlive(context, raw),
+  CloseSession: (context, raw) => closeSession(context, raw),
+  Acquire: (context, raw, scope) => timed(context, acquire(context, raw, scope)),
+  Release: (context, raw) => release(context, raw),
+  ValidateFence: (context, raw) => validateFence(context, raw),
+  Describe: (context, raw) => describe(context, raw),
+};
+
+/**
+ * dlm.v1.Lock on top of one node. Mutations go through the log; reads through ReadIndex.
+ * `sessions` holds the open Session streams, for the server to drain when it stops.
+ */
+export function lockService(
+  context: ApiContext,
+  sessions: SessionStreams = new SessionStreams(),
+): LockServiceHandlers {
+  const unaryOf = <Response>(method: keyof LockCalls, call: LockCall<Response>) =>
+    unary<Response>(context, method, (raw, grpcCall) => call(context, raw, unaryScope(grpcCall)));
   return {
-    OpenSession: unary(context, 'OpenSession', (raw) => openSession(context, raw)),
-    KeepAlive: unary(context, 'KeepAlive', (raw) => keepAlive(context, raw)),
-    CloseSession: unary(context, 'CloseSession', (raw) => closeSession(context, raw)),
-    Acquire: unary(context, 'Acquire', (raw, call) => timed(context, acquire(context, raw, call))),
-    Release: unary(context, 'Release', (raw) => release(context, raw)),
-    ValidateFence: unary(context, 'ValidateFence', (raw) => validateFence(context, raw)),
-    Describe: unary(context, 'Describe', (raw) => describe(context, raw)),
+    OpenSession: unaryOf('OpenSession', LOCK_CALLS.OpenSession),
+    KeepAlive: unaryOf('KeepAlive', LOCK_CALLS.KeepAlive),
+    CloseSession: unaryOf('CloseSession', LOCK_CALLS.CloseSession),
+    Acquire: unaryOf('Acquire', LOCK_CALLS.Acquire),
+    Release: unaryOf('Release', LOCK_CALLS.Release),
+    ValidateFence: unaryOf('ValidateFence', LOCK_CALLS.ValidateFence),
+    Describe: unaryOf('Describe', LOCK_CALLS.Describe),
     Watch: (call) => watch(context, call),
+    Session: (call) => sessions.serve(context, LOCK_CALLS, call),
   };
 }
 

@@ -2,7 +2,13 @@ import { fileURLToPath } from 'node:url';
 import type * as grpc from '@grpc/grpc-js';
 import { loadSync, type PackageDefinition } from '@grpc/proto-loader';
 import { invalidArgument } from './errors.ts';
-import { expectedFields, type FieldDescriptor, wireProblem } from './wire-check.ts';
+import { type LoaderMethod, sessionRequestDeserializer } from './session-wire.ts';
+import {
+  expectedFields,
+  type FieldDescriptor,
+  UndecodableRequest,
+  wireProblem,
+} from './wire-check.ts';
 
 /**
  * The public protos, loaded at run time so the wire contract has one source: the
@@ -92,6 +98,28 @@ export interface WatchEvent {
   readonly fencing_token: Uint64;
   readonly index: Uint64;
 }
+/** A failed call on a Session stream: what a unary call carries in its status and trailers. */
+export interface SessionCallError {
+  readonly code: number;
+  readonly message: string;
+  readonly error_code: string;
+  readonly leader_hint: string;
+  /** '0' unless the failure is backpressure. */
+  readonly retry_after_ms: Uint64;
+}
+/** The answer to one call on a Session stream: exactly one result field is set. */
+export interface SessionResponse {
+  readonly call_id: Uint64;
+  readonly trace_id: string;
+  readonly open_session?: OpenSessionResponse;
+  readonly keep_alive?: KeepAliveResponse;
+  readonly close_session?: CloseSessionResponse;
+  readonly acquire?: AcquireResponse;
+  readonly release?: ReleaseResponse;
+  readonly validate_fence?: ValidateFenceResponse;
+  readonly describe?: DescribeResponse;
+  readonly error?: SessionCallError;
+}
 export interface WireMember {
   readonly id: string;
   readonly peer_address: string;
@@ -147,6 +175,7 @@ export interface LockServiceHandlers extends grpc.UntypedServiceImplementation {
   ValidateFence: grpc.handleUnaryCall<unknown, ValidateFenceResponse>;
   Describe: grpc.handleUnaryCall<unknown, DescribeResponse>;
   Watch: grpc.handleServerStreamingCall<unknown, WatchEvent>;
+  Session: grpc.handleBidiStreamingCall<unknown, SessionResponse>;
 }
 
 export interface ClusterServiceHandlers extends grpc.UntypedServiceImplementation {
@@ -179,28 +208,25 @@ export function clientDefinition(name: string): grpc.ServiceDefinition {
   return definition as unknown as grpc.ServiceDefinition;
 }
 
-/**
- * Marks a request whose bytes are malformed. grpc-js answers a throwing deserializer
- * with INTERNAL; a malformed request is the client's fault, so the handler sees this
- * marker instead and answers INVALID_ARGUMENT with `detail`, which names the field.
- */
-export class UndecodableRequest {
-  constructor(readonly detail: string) {}
-}
-
-type LoaderMethod = grpc.MethodDefinition<object, object> & {
-  readonly requestType?: {
-    readonly type?: { readonly name?: string; readonly field?: FieldDescriptor[] };
-  };
-};
+export { UndecodableRequest } from './wire-check.ts';
 
 function serverDefinition<Handlers extends grpc.UntypedServiceImplementation>(
   name: string,
 ): grpc.ServiceDefinition<Handlers> {
   const methods = Object.entries(clientDefinition(name)).map(([method, definition]) => {
-    return [method, { ...definition, requestDeserialize: strictDeserializer(definition) }] as const;
+    const requestDeserialize = definition.requestStream
+      ? sessionRequestDeserializer(definition, messageFields)
+      : strictDeserializer(definition);
+    return [method, { ...definition, requestDeserialize }] as const;
   });
   return Object.fromEntries(methods) as unknown as grpc.ServiceDefinition<Handlers>;
+}
+
+/** The fields of a message of package dlm.v1, as the loader describes them. */
+function messageFields(typeName: string): readonly FieldDescriptor[] | undefined {
+  const type = packageDefinition[`dlm.v1.${typeName}`];
+  if (type === undefined || !('format' in type)) return undefined;
+  return (type.type as { field?: FieldDescriptor[] }).field;
 }
 
 /** Checks the wire format strictly (see wire-check.ts), then decodes; never throws. */

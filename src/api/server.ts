@@ -16,6 +16,7 @@ import { EventHub } from './event-hub.ts';
 import { healthService, Readiness } from './health.ts';
 import { lockService } from './lock-service.ts';
 import { CLUSTER_SERVICE, HEALTH_SERVICE, LOCK_SERVICE, packageDefinition } from './proto.ts';
+import { SessionStreams } from './session-stream.ts';
 
 export interface ApiServerOptions {
   readonly node: ApiNode;
@@ -63,7 +64,8 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   const readiness = new Readiness(options.node);
   // Membership calls measure their deadline on the monotonic clock (see deadline.ts).
   const server = new grpc.Server({ interceptors: [monotonicDeadlineInterceptor] });
-  server.addService(LOCK_SERVICE, lockService(context));
+  const sessions = new SessionStreams();
+  server.addService(LOCK_SERVICE, lockService(context, sessions));
   server.addService(
     CLUSTER_SERVICE,
     clusterService(context, options.members ?? [], options.raft ?? null),
@@ -84,6 +86,8 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     callsInFlight: () => context.gate.size,
     close: async (graceMs = 1_000) => {
       readiness.close();
+      // Like the GOAWAY that turns new unary calls away, so clients move to another node.
+      sessions.drain();
       await shutdown(server, graceMs);
       context.events.close();
     },

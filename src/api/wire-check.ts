@@ -8,12 +8,23 @@
  * proto3 requires; unknown fields are skipped, as the protobuf rules say.
  */
 
+/**
+ * Marks a request whose bytes are malformed. grpc-js answers a throwing deserializer
+ * with INTERNAL; a malformed request is the client's fault, so the handler sees this
+ * marker instead and answers INVALID_ARGUMENT with `detail`, which names the field.
+ */
+export class UndecodableRequest {
+  constructor(readonly detail: string) {}
+}
+
 /** The subset of a FieldDescriptorProto (as @grpc/proto-loader gives it) this needs. */
 export interface FieldDescriptor {
   readonly name: string;
   readonly number: number;
   readonly label: string;
   readonly type: string;
+  /** For a message field: the message's name, relative to the package. */
+  readonly typeName?: string;
 }
 
 export interface ExpectedField {
@@ -96,6 +107,34 @@ export function wireProblem(
     throw error;
   }
   return null;
+}
+
+/** One top-level field as it is on the wire. */
+export interface WireField {
+  readonly number: number;
+  /** The value of a varint field, else null. */
+  readonly varint: bigint | null;
+  /** The bytes of a length-delimited field (a nested message, a string), else null. */
+  readonly payload: Uint8Array | null;
+}
+
+/**
+ * The top-level fields of a message in wire order, for bytes that wireProblem found
+ * sound (it throws on any other), so a caller can check a nested message's bytes
+ * against that message's fields before anything decodes them.
+ */
+export function wireFields(bytes: Uint8Array): WireField[] {
+  const reader = new WireReader(bytes);
+  const fields: WireField[] = [];
+  while (!reader.done) {
+    const tag = reader.varint('tag');
+    const number = Number(tag >> 3n);
+    const wireType = Number(tag & 7n);
+    if (wireType === VARINT)
+      fields.push({ number, varint: reader.varint('varint'), payload: null });
+    else fields.push({ number, varint: null, payload: reader.skip(wireType, 'field') });
+  }
+  return fields;
 }
 
 function isUtf8(bytes: Uint8Array): boolean {

@@ -151,6 +151,7 @@ export async function serve(args: ServeArgs): Promise<void> {
     options: {
       clientCallsInFlightMax: config.runtime.clientCallsInFlightMax,
       watchEventsBufferedMax: config.runtime.watchEventsBufferedMax,
+      sessionStreamCallsInFlightMax: config.runtime.sessionStreamCallsInFlightMax,
       backpressureRetryAfterMs: config.runtime.backpressureRetryAfterMs,
     },
   });

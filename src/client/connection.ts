@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
+import { CallStream, STREAM_FIELDS, StreamUnimplemented } from './call-stream.ts';
 import { grpcDeadline, type MonotonicClock, performanceClock } from './clock.ts';
 import { DlmClientError } from './errors.ts';
 
@@ -39,7 +40,22 @@ export interface ConnectionOptions {
   readonly settleAttemptsMax?: number;
   /** Settle: gives up (and reports it) this long after it started (default 10 s). */
   readonly settleTimeoutMs?: number;
+  /**
+   * How session calls (OpenSession, KeepAlive, CloseSession, Acquire, Release,
+   * ValidateFence, Describe) travel: 'stream' (default) over one Lock.Session stream per
+   * node, falling back to unary calls at a node that answers UNIMPLEMENTED; 'unary': a
+   * unary RPC each. The answers are the same either way; a stream costs less CPU.
+   */
+  readonly transport?: Transport;
+  /**
+   * A node's stream with no call in flight for this long is cancelled (default 1 s), so
+   * it does not keep the process alive; the next call opens a new one. Short enough not to
+   * hold up an exit noticeably, long enough that a loop of calls keeps its stream.
+   */
+  readonly streamIdleCloseMs?: number;
 }
+
+export type Transport = 'stream' | 'unary';
 
 export interface SettleOptions {
   readonly attemptTimeoutMs: number;
@@ -77,6 +93,8 @@ function serviceConstructors(): Record<Service, grpc.ServiceClientConstructor> {
     longs: String,
     enums: String,
     defaults: true,
+    // Session answers are a oneof: `result` names the field that is set.
+    oneofs: true,
   });
   const loaded = grpc.loadPackageDefinition(definition) as unknown as {
     dlm: { v1: Record<Service, grpc.ServiceClientConstructor> };
@@ -90,6 +108,7 @@ const STATUS_PROBE_TIMEOUT_MS = 1_000;
 
 const DEFAULTS = {
   attemptTimeoutMs: 2_000,
+  streamIdleCloseMs: 1_000,
   retryDelayMsMin: 20,
   retryDelayMsMax: 1_000,
   settleAttemptTimeoutMs: 1_000,
@@ -106,6 +125,12 @@ export class Connection {
   >;
   private readonly credentials: grpc.ChannelCredentials;
   private readonly clients = new Map<string, Record<Service, grpc.Client>>();
+  private readonly transport: Transport;
+  private readonly streamIdleCloseMs: number;
+  /** One Lock.Session stream per node address, opened at its first call. */
+  private readonly streams = new Map<string, CallStream>();
+  /** Nodes that answered the stream UNIMPLEMENTED (an older server): unary calls only. */
+  private readonly unaryOnly = new Set<string>();
   /** Client addresses by node id, from the members Status reports. */
   private readonly addressOf = new Map<string, string>();
   private preferred: string;
@@ -121,6 +146,11 @@ export class Connection {
       retryDelayMsMax: positive(options.retryDelayMsMax, 'retryDelayMsMax'),
     };
     this.credentials = options.credentials ?? grpc.credentials.createInsecure();
+    this.transport = options.transport ?? 'stream';
+    this.streamIdleCloseMs = positive(options.streamIdleCloseMs, 'streamIdleCloseMs');
+    if (this.transport !== 'stream' && this.transport !== 'unary') {
+      throw new Error(`transport must be 'stream' or 'unary', got ${String(this.transport)}`);
+    }
     this.clock = options.clock ?? performanceClock;
     const attemptsMax = options.settleAttemptsMax ?? SETTLE_ATTEMPTS_MAX_DEFAULT;
     if (!Number.isInteger(attemptsMax) || attemptsMax < 1) {
@@ -207,6 +237,8 @@ export class Connection {
 
   close(): void {
     this.closed = true;
+    for (const stream of this.streams.values()) stream.close();
+    this.streams.clear();
     for (const pair of this.clients.values()) {
       pair.Lock.close();
       pair.Cluster.close();
@@ -214,7 +246,48 @@ export class Connection {
     this.clients.clear();
   }
 
-  private once(
+  private async once(
+    address: string,
+    service: Service,
+    method: string,
+    request: object,
+    deadlineMs: number,
+    signal?: AbortSignal,
+  ): Promise<Response> {
+    // A call that was between attempts when close() ran must not open a new stream.
+    if (this.closed) throw closedError(`${service}.${method}`);
+    if (!this.streamed(address, service, method)) {
+      return this.unary(address, service, method, request, deadlineMs, signal);
+    }
+    try {
+      return await this.callStream(address).call(method, request, deadlineMs, signal);
+    } catch (error) {
+      // A node without Lock.Session refused the stream before any call reached it.
+      if (!(error instanceof StreamUnimplemented)) throw error;
+      this.unaryOnly.add(address);
+      return this.unary(address, service, method, request, deadlineMs, signal);
+    }
+  }
+
+  private streamed(address: string, service: Service, method: string): boolean {
+    return (
+      this.transport === 'stream' &&
+      service === 'Lock' &&
+      Object.hasOwn(STREAM_FIELDS, method) &&
+      !this.unaryOnly.has(address)
+    );
+  }
+
+  private callStream(address: string): CallStream {
+    let stream = this.streams.get(address);
+    if (stream === undefined) {
+      stream = new CallStream(this.client(address).Lock, this.clock, this.streamIdleCloseMs);
+      this.streams.set(address, stream);
+    }
+    return stream;
+  }
+
+  private unary(
     address: string,
     service: Service,
     method: string,

@@ -47,6 +47,11 @@ export interface RuntimeConfig {
   readonly clientCallsInFlightMax: number;
   /** Events buffered for one Watch stream; a watcher that falls further behind is cancelled. */
   readonly watchEventsBufferedMax: number;
+  /**
+   * Calls in flight on one Lock.Session stream; past it a call is refused
+   * (RESOURCE_EXHAUSTED, backpressure). Each also counts toward clientCallsInFlightMax.
+   */
+  readonly sessionStreamCallsInFlightMax: number;
   /** Sent with every backpressure RESOURCE_EXHAUSTED (trailer dlm-retry-after-ms): when to try again. */
   readonly backpressureRetryAfterMs: number;
   /** Messages queued for one peer. Past it the oldest are dropped, which Raft tolerates (it resends). */
@@ -104,6 +109,7 @@ export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
   readTimeoutMs: 5_000,
   clientCallsInFlightMax: 10_000,
   watchEventsBufferedMax: 1_024,
+  sessionStreamCallsInFlightMax: 1_024,
   backpressureRetryAfterMs: 100,
   peerQueueMessagesMax: 1_024,
   peerReconnectDelayMsMin: 50,

@@ -182,6 +182,11 @@ export class ProcessCluster {
     });
   }
 
+  /** The OS process id of a running node, for reading its CPU time (benchmarks). */
+  pid(id: string): number | undefined {
+    return this.processes.get(id)?.pid;
+  }
+
   /** Starts every founder. */
   startAll(options: StartOptions = {}): void {
     for (const node of this.founders) this.start(node.id, options);

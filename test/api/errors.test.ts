@@ -13,13 +13,16 @@ import {
   rpcError,
   serve,
   sleep,
+  TRANSPORTS,
+  type Transport,
 } from './harness.ts';
 
 /**
  * Each row of the error table (DESIGN §6), reached through a real gRPC client: the
  * state machine's refusals against a live cluster, the runtime's errors against a
  * cluster node where they occur naturally, and against a stand-in node where they
- * cannot be caused on demand.
+ * cannot be caused on demand. Every case runs twice: as unary calls, and as calls on a
+ * Lock.Session stream, which must tell the caller exactly the same.
  */
 describe('the error table', () => {
   it('maps every code as DESIGN §6 says', () => {
@@ -43,7 +46,7 @@ describe('the error table', () => {
   });
 });
 
-describe('errors from a live cluster', () => {
+describe.each(TRANSPORTS)('errors from a live cluster (%s)', (transport: Transport) => {
   let cluster: ApiCluster;
   beforeAll(async () => {
     cluster = await ApiCluster.start();
@@ -54,7 +57,7 @@ describe('errors from a live cluster', () => {
 
   async function acquire(name: string, session: string, extra: object = {}) {
     const leader = await cluster.leaderId();
-    return cluster.at(leader).lock.call('Acquire', {
+    return cluster.via(leader, transport).call('Acquire', {
       lock: name,
       session_id: session,
       request_id: cluster.requestId(),
@@ -64,7 +67,7 @@ describe('errors from a live cluster', () => {
 
   it('INVALID_ARGUMENT names the field, before anything is proposed, for what no rules allow', async () => {
     const leader = await cluster.leaderId();
-    const client = cluster.at(leader).lock;
+    const client = cluster.via(leader, transport);
     // A write first: once it applied, so has the leader's no-op, which could otherwise
     // apply during the checks below and look like a proposal they made.
     await cluster.openSession(leader);
@@ -155,7 +158,7 @@ describe('errors from a live cluster', () => {
 
   it('INVALID_ARGUMENT for an unknown enum value and for bytes that do not decode', async () => {
     const leader = await cluster.leaderId();
-    const client = cluster.at(leader).lock;
+    const client = cluster.via(leader, transport);
     // AcquireRequest{lock: "x", session_id: 1, mode: 7, request_id: 1}
     const mode7 = Buffer.from([0x0a, 0x01, 0x78, 0x10, 0x01, 0x18, 0x07, 0x28, 0x01]);
     const unknownMode = await rpcError(client.callBytes('Acquire', mode7));
@@ -176,7 +179,7 @@ describe('errors from a live cluster', () => {
   it('NOT_FOUND for an unknown session', async () => {
     const leader = await cluster.leaderId();
     const error = await rpcError(
-      cluster.at(leader).lock.call('KeepAlive', { session_id: '999999' }),
+      cluster.via(leader, transport).call('KeepAlive', { session_id: '999999' }),
     );
     expect(error.code).toBe(status.NOT_FOUND);
     expect(error.trailer('dlm-error-code')).toBe('sessionNotFound');
@@ -188,7 +191,7 @@ describe('errors from a live cluster', () => {
     const leader = await cluster.leaderId();
     const session = await cluster.openSession(leader);
     const error = await rpcError(
-      cluster.at(leader).lock.call('Release', {
+      cluster.via(leader, transport).call('Release', {
         lock: 'fp/1',
         session_id: session,
         fencing_token: '1',
@@ -227,14 +230,15 @@ describe('errors from a live cluster', () => {
       const a = await cluster.openSession(leader);
       const b = await cluster.openSession(leader);
       await acquire('gate/1', a);
-      const waiting = narrow.lock.call('Acquire', {
+      const client = transport === 'unary' ? narrow.lock : narrow.session;
+      const waiting = client.call('Acquire', {
         lock: 'gate/1',
         session_id: b,
         request_id: cluster.requestId(),
         wait_ms: '400',
       });
       await sleep(100);
-      const error = await rpcError(narrow.lock.call('KeepAlive', { session_id: a }));
+      const error = await rpcError(client.call('KeepAlive', { session_id: a }));
       expect(error.code).toBe(status.RESOURCE_EXHAUSTED);
       expect(error.trailer('dlm-error-code')).toBe('RESOURCE_EXHAUSTED');
       expect(error.trailer('dlm-retry-after-ms')).toBe('100');
@@ -242,9 +246,10 @@ describe('errors from a live cluster', () => {
       expect((await narrow.cluster.call('Status', {})).node_id).toBe(leader);
       expect((await waiting).acquired).toBe(false);
       // The gate reopens once the waiting call has ended.
-      expect((await narrow.lock.call('KeepAlive', { session_id: a })).ttl_ms).toBe('10000');
+      expect((await client.call('KeepAlive', { session_id: a })).ttl_ms).toBe('10000');
     } finally {
       narrow.lock.close();
+      narrow.session.close();
       await narrow.server.close(100);
     }
   });
@@ -256,7 +261,7 @@ describe('errors from a live cluster', () => {
     if (node === undefined) throw new Error('no follower node');
     await node.stop();
     const error = await rpcError(
-      cluster.at(follower).lock.call('OpenSession', {
+      cluster.via(follower, transport).call('OpenSession', {
         ttl_ms: '1000',
         request_id: cluster.requestId(),
       }),
@@ -294,11 +299,12 @@ function failingNode(error: Error): ApiNode {
   };
 }
 
-describe('errors from a failing node', () => {
+describe.each(TRANSPORTS)('errors from a failing node (%s)', (transport: Transport) => {
   const endpoints: NodeEndpoints[] = [];
   afterAll(async () => {
     for (const each of endpoints) {
       each.lock.close();
+      each.session.close();
       await each.server.close(100);
     }
   });
@@ -306,7 +312,8 @@ describe('errors from a failing node', () => {
   async function callWith(error: Error, logs: LogEntry[]) {
     const served = await serve(failingNode(error), logs);
     endpoints.push(served);
-    return rpcError(served.lock.call('OpenSession', { ttl_ms: '5000', request_id: '1' }));
+    const client = transport === 'unary' ? served.lock : served.session;
+    return rpcError(client.call('OpenSession', { ttl_ms: '5000', request_id: '1' }));
   }
 
   it('DEADLINE_EXCEEDED when a write does not commit in time', async () => {

@@ -6,6 +6,7 @@ import {
   clientDefinition,
   HEALTH_SERVICE_NAME,
   LOCK_SERVICE_NAME,
+  packageDefinition,
 } from '../../src/api/proto.ts';
 import type { FieldDescriptor } from '../../src/api/wire-check.ts';
 import { ApiCluster, eventually, IDS, type ServiceClient } from './harness.ts';
@@ -91,26 +92,21 @@ function wellTyped(field: FieldDescriptor): fc.Arbitrary<number[]> {
         )
         .map((value) => [...tag(field.number, 0), ...varint(value)]);
     case 'TYPE_MESSAGE':
-      // A nested message (SetLockRulesRequest.rules, all uint64 fields): fields by number
-      // with edge values, or noise.
+      // A nested message: a Session stream's call (AcquireRequest...) or
+      // SetLockRulesRequest.rules, fuzzed field by field like a request; or noise.
       return fc.oneof(
-        fc
-          .array(fc.tuple(fc.integer({ min: 1, max: 16 }), fc.constantFrom(...UINT64_EDGES)), {
-            maxLength: 16,
-          })
-          .map((fields) =>
-            delimited(
-              field.number,
-              Uint8Array.from(
-                fields.flatMap(([number, value]) => [...tag(number, 0), ...varint(value)]),
-              ),
-            ),
-          ),
+        messageArbitrary(nestedFields(field)).map((bytes) => delimited(field.number, bytes)),
         fc.uint8Array({ maxLength: 40 }).map((bytes) => delimited(field.number, bytes)),
       );
     default:
       throw new Error(`no arbitrary for ${field.type}`);
   }
+}
+
+function nestedFields(field: FieldDescriptor): readonly FieldDescriptor[] {
+  const type = packageDefinition[`dlm.v1.${field.typeName}`];
+  if (type === undefined || !('format' in type)) throw new Error(`no message ${field.typeName}`);
+  return (type.type as { field: FieldDescriptor[] }).field;
 }
 
 function fieldArbitrary(field: FieldDescriptor): fc.Arbitrary<number[]> {
@@ -154,6 +150,8 @@ interface Target {
   readonly service: string;
   readonly method: string;
   readonly streaming: boolean;
+  /** Lock.Session: calls go up as messages, each answered with a message. */
+  readonly bidirectional: boolean;
   readonly fields: readonly FieldDescriptor[];
 }
 
@@ -163,13 +161,37 @@ function targets(): Target[] {
       const type = (
         definition as unknown as { requestType: { type: { field: FieldDescriptor[] } } }
       ).requestType.type;
-      return { service, method, streaming: definition.responseStream, fields: type.field };
+      return {
+        service,
+        method,
+        streaming: definition.responseStream,
+        bidirectional: definition.requestStream,
+        fields: type.field,
+      };
     }),
   );
 }
 
-/** The status a call ended with; a stream counts as OK once the server has accepted it. */
+/**
+ * The status a call ended with; a stream counts as OK once the server has accepted it.
+ * On Lock.Session, the status of the call the message made: its answer's error code,
+ * or how the stream ended when the message made no call.
+ */
 function outcome(client: ServiceClient, target: Target, bytes: Buffer): Promise<grpc.status> {
+  if (target.bidirectional) {
+    return new Promise((resolve) => {
+      const stream = client.bidiBytes(target.method, { deadlineMs: 2_000 });
+      stream.once('data', (answer: { result?: string; error?: { code: number } }) => {
+        resolve(answer.result === 'error' ? (answer.error?.code ?? grpc.status.UNKNOWN) : 0);
+        stream.cancel();
+      });
+      stream.on('error', (error: { code: grpc.status }) => resolve(error.code));
+      stream.on('status', (status: { code: grpc.status }) => resolve(status.code));
+      stream.write(bytes);
+      // Half-closed: the node answers the call in flight, if the message made one, then ends.
+      stream.end();
+    });
+  }
   if (!target.streaming) {
     return client.callBytes(target.method, bytes, { deadlineMs: 2_000 }).then(
       () => grpc.status.OK,
@@ -219,6 +241,7 @@ describe('fuzzing every request message', () => {
         'ValidateFence',
         'Describe',
         'Watch',
+        'Session',
         'Status',
         'Check',
       ]),

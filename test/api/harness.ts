@@ -65,11 +65,22 @@ export interface CallOptions {
   readonly deadlineMs?: number;
 }
 
+/** How a test reaches dlm.v1.Lock's session calls: one unary RPC each, or a Session stream. */
+export type Transport = 'unary' | 'stream';
+export const TRANSPORTS: readonly Transport[] = ['unary', 'stream'];
+
+/** What tests call, whichever the transport. */
+export interface LockCaller {
+  call(method: string, request: object, options?: CallOptions): Promise<Wire>;
+  /** Sends the request message's bytes as they are. */
+  callBytes(method: string, bytes: Buffer, options?: CallOptions): Promise<Wire>;
+}
+
 // biome-ignore lint/suspicious/noExplicitAny: responses are checked by the tests themselves
 type Wire = any;
 
 /** A client of one service on one node, calling methods by name with plain objects. */
-export class ServiceClient {
+export class ServiceClient implements LockCaller {
   readonly raw: grpc.Client;
   private readonly definition: grpc.ServiceDefinition;
 
@@ -120,6 +131,18 @@ export class ServiceClient {
     );
   }
 
+  /** A bidirectional stream whose request messages are sent as the bytes given. */
+  bidiBytes(method: string, options: CallOptions = {}): grpc.ClientDuplexStream<Buffer, Wire> {
+    const definition = this.method(method);
+    return this.raw.makeBidiStreamRequest(
+      definition.path,
+      (buffer: Buffer) => buffer,
+      definition.responseDeserialize,
+      new grpc.Metadata(),
+      callOptions(options),
+    );
+  }
+
   close(): void {
     this.raw.close();
   }
@@ -153,6 +176,178 @@ export class ServiceClient {
   }
 }
 
+/** The SessionRequest field that carries each Lock method, with its field number. */
+export const SESSION_FIELDS: Readonly<Record<string, readonly [string, number]>> = {
+  OpenSession: ['open_session', 10],
+  KeepAlive: ['keep_alive', 11],
+  CloseSession: ['close_session', 12],
+  Acquire: ['acquire', 13],
+  Release: ['release', 14],
+  ValidateFence: ['validate_fence', 15],
+  Describe: ['describe', 16],
+};
+
+/**
+ * The session calls of one node over one Lock.Session stream, opened at the first call.
+ * A call's deadline travels as its timeout_ms; an answer that carries an error becomes
+ * the RpcError a unary call would have failed with (status, message, trailers), so one
+ * test body checks both transports. Ending the stream fails what is in flight.
+ */
+export class StreamClient implements LockCaller {
+  private readonly raw: grpc.Client;
+  private readonly definition: grpc.MethodDefinition<object, object>;
+  private stream: grpc.ClientDuplexStream<object, Wire> | null = null;
+  private callSequence = 0;
+  private readonly pending = new Map<string, (answer: Wire | RpcError) => void>();
+  /** The trace id each answer named, by call id. */
+  readonly traceIds = new Map<string, string>();
+
+  constructor(port: number) {
+    const definition = clientDefinition(LOCK_SERVICE_NAME).Session;
+    if (definition === undefined) throw new Error('dlm.v1.Lock has no Session method');
+    this.definition = definition;
+    this.raw = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  }
+
+  call(method: string, request: object, options: CallOptions = {}): Promise<Wire> {
+    const [field] = sessionField(method);
+    const callId = this.nextCallId();
+    return this.send(callId, { call_id: callId, ...timeout(options), [field]: request });
+  }
+
+  callBytes(method: string, bytes: Buffer, options: CallOptions = {}): Promise<Wire> {
+    const [, number] = sessionField(method);
+    const callId = this.nextCallId();
+    const head = this.definition.requestSerialize({ call_id: callId, ...timeout(options) });
+    return this.sendBytes(
+      callId,
+      Buffer.concat([head, varint((number << 3) | 2), varint(bytes.length), bytes]),
+    );
+  }
+
+  /** Sends a SessionRequest as given; resolves with its answer (the test picks the call_id). */
+  send(callId: string, request: object): Promise<Wire> {
+    return this.sendBytes(callId, this.definition.requestSerialize(request));
+  }
+
+  /** Writes a SessionRequest without waiting for an answer to it. */
+  write(request: object): void {
+    this.open().write(this.definition.requestSerialize(request));
+  }
+
+  /** Sends a cancel for `callId`; the call gets no answer, so its promise is left pending. */
+  cancel(callId: string): void {
+    this.pending.delete(callId);
+    this.open().write(this.definition.requestSerialize({ call_id: callId, cancel: {} }));
+  }
+
+  /** The call id the next call() will use. */
+  get nextId(): string {
+    return String(this.callSequence + 1);
+  }
+
+  /** Ends the stream from this side (cancel): the server gives up every call in flight. */
+  end(): void {
+    this.stream?.cancel();
+    this.stream = null;
+  }
+
+  /** Resolves with the status the server ends the current stream with. */
+  ended(): Promise<grpc.StatusObject> {
+    const stream = this.open();
+    return new Promise((resolve) => stream.once('status', resolve));
+  }
+
+  /** Half-closes the stream (no more calls); resolves with the status the server ends it with. */
+  halfClose(): Promise<grpc.StatusObject> {
+    const stream = this.open();
+    const ended = new Promise<grpc.StatusObject>((resolve) => stream.once('status', resolve));
+    stream.end();
+    this.stream = null;
+    return ended;
+  }
+
+  close(): void {
+    this.end();
+    this.raw.close();
+  }
+
+  private nextCallId(): string {
+    return String(++this.callSequence);
+  }
+
+  private sendBytes(callId: string, bytes: Buffer): Promise<Wire> {
+    const stream = this.open();
+    return new Promise((resolve, reject) => {
+      this.pending.set(callId, (answer) =>
+        answer instanceof RpcError ? reject(answer) : resolve(answer),
+      );
+      stream.write(bytes);
+    });
+  }
+
+  private open(): grpc.ClientDuplexStream<object, Wire> {
+    if (this.stream !== null) return this.stream;
+    const stream = this.raw.makeBidiStreamRequest(
+      this.definition.path,
+      (bytes: Buffer) => bytes,
+      this.definition.responseDeserialize,
+      new grpc.Metadata(),
+      {},
+    ) as unknown as grpc.ClientDuplexStream<object, Wire>;
+    stream.on('data', (response: Wire) => this.receive(response));
+    stream.on('error', (error: grpc.ServiceError) => {
+      const failure = new RpcError(error.code, error.details, error.metadata);
+      const waiting = [...this.pending.values()];
+      this.pending.clear();
+      for (const settle of waiting) settle(failure);
+      if (this.stream === stream) this.stream = null;
+    });
+    this.stream = stream;
+    return stream;
+  }
+
+  private receive(response: Wire): void {
+    const callId = String(response.call_id);
+    this.traceIds.set(callId, String(response.trace_id));
+    const settle = this.pending.get(callId);
+    if (settle === undefined) return;
+    this.pending.delete(callId);
+    if (response.result !== 'error') {
+      settle(response[response.result]);
+      return;
+    }
+    const { error } = response;
+    const trailers = new grpc.Metadata();
+    trailers.set('dlm-error-code', error.error_code);
+    if (error.leader_hint !== '') trailers.set('dlm-leader-hint', error.leader_hint);
+    if (error.retry_after_ms !== '0') trailers.set('dlm-retry-after-ms', error.retry_after_ms);
+    trailers.set('dlm-trace-id', response.trace_id);
+    settle(new RpcError(error.code, error.message, trailers));
+  }
+}
+
+function sessionField(method: string): readonly [string, number] {
+  const field = SESSION_FIELDS[method];
+  if (field === undefined) throw new Error(`${method} is not carried by Lock.Session`);
+  return field;
+}
+
+function timeout(options: CallOptions): { timeout_ms?: string } {
+  return options.deadlineMs === undefined ? {} : { timeout_ms: String(options.deadlineMs) };
+}
+
+function varint(value: number): Buffer {
+  const bytes: number[] = [];
+  let rest = value;
+  while (rest >= 0x80) {
+    bytes.push((rest & 0x7f) | 0x80);
+    rest = Math.floor(rest / 0x80);
+  }
+  bytes.push(rest);
+  return Buffer.from(bytes);
+}
+
 function callOptions(options: CallOptions): grpc.CallOptions {
   return options.deadlineMs === undefined ? {} : { deadline: Date.now() + options.deadlineMs };
 }
@@ -172,6 +367,8 @@ export interface NodeEndpoints {
   readonly node: ApiNode;
   readonly server: ApiServer;
   readonly lock: ServiceClient;
+  /** The same calls over one Session stream (opened at its first call). */
+  readonly session: StreamClient;
   readonly cluster: ServiceClient;
   readonly health: ServiceClient;
 }
@@ -195,6 +392,7 @@ export async function serve(
     node,
     server,
     lock: new ServiceClient(LOCK_SERVICE_NAME, server.port),
+    session: new StreamClient(server.port),
     cluster: new ServiceClient(CLUSTER_SERVICE_NAME, server.port),
     health: new ServiceClient(HEALTH_SERVICE_NAME, server.port),
   };
@@ -228,6 +426,12 @@ export class ApiCluster {
     }
     await cluster.leaderId();
     return cluster;
+  }
+
+  /** The session calls of node `id` over `transport`. */
+  via(id: NodeId, transport: Transport): LockCaller {
+    const endpoints = this.at(id);
+    return transport === 'unary' ? endpoints.lock : endpoints.session;
   }
 
   at(id: NodeId): NodeEndpoints {
@@ -278,6 +482,7 @@ export class ApiCluster {
   async stop(): Promise<void> {
     for (const endpoints of this.endpoints.values()) {
       endpoints.lock.close();
+      endpoints.session.close();
       endpoints.cluster.close();
       endpoints.health.close();
     }

@@ -2,12 +2,22 @@ import { type Metadata, status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApiNode } from '../../src/api/context.ts';
 import type { NodeId } from '../../src/util/ids.ts';
-import { ApiCluster, eventually, IDS, rpcError, serve, sleep } from './harness.ts';
+import {
+  ApiCluster,
+  eventually,
+  IDS,
+  rpcError,
+  serve,
+  sleep,
+  TRANSPORTS,
+  type Transport,
+} from './harness.ts';
 
 /**
  * Every RPC of dlm.v1.Lock and dlm.v1.Cluster through a real gRPC client against a
  * 3-node in-process cluster, each node serving the API on its own loopback port.
- * Tests share one cluster and use distinct lock names.
+ * Tests share one cluster and use distinct lock names. The session calls run over both
+ * transports, unary RPCs and a Lock.Session stream, with the same expectations.
  */
 let cluster: ApiCluster;
 let leader: NodeId;
@@ -37,7 +47,24 @@ async function acquire(id: NodeId, name: string, session: string, extra: object 
   });
 }
 
-describe('sessions', () => {
+/** `lock` and `acquire` over `transport`, for the describes that run on both. */
+function over(transport: Transport) {
+  const via = (id: NodeId) => cluster.via(id, transport);
+  return {
+    lock: via,
+    acquire: (id: NodeId, name: string, session: string, extra: object = {}) =>
+      via(id).call('Acquire', {
+        lock: name,
+        session_id: session,
+        request_id: cluster.requestId(),
+        owner: `owner-of-${session}`,
+        ...extra,
+      }),
+  };
+}
+
+describe.each(TRANSPORTS)('sessions (%s)', (transport: Transport) => {
+  const { lock } = over(transport);
   it('OpenSession, KeepAlive and CloseSession work through a follower, with a header on each', async () => {
     const opened = await lock(follower).call('OpenSession', {
       ttl_ms: '5000',
@@ -70,11 +97,12 @@ describe('sessions', () => {
   });
 });
 
-describe('Acquire and Release', () => {
+describe.each(TRANSPORTS)('Acquire and Release (%s)', (transport: Transport) => {
+  const { lock, acquire } = over(transport);
   it('grants a free lock with its fencing token and holders; a try-lock on a held lock is an answer, not an error', async () => {
     const a = await cluster.openSession(follower);
     const b = await cluster.openSession(leader);
-    const granted = await acquire(follower, 'try/1', a);
+    const granted = await acquire(follower, `try/1-${transport}`, a);
     expect(granted.acquired).toBe(true);
     expect(granted.fencing_token).toBe(granted.header.index);
     expect(granted.holders).toEqual([
@@ -86,7 +114,7 @@ describe('Acquire and Release', () => {
       },
     ]);
 
-    const refused = await acquire(leader, 'try/1', b);
+    const refused = await acquire(leader, `try/1-${transport}`, b);
     expect(refused.acquired).toBe(false);
     expect(refused.fencing_token).toBe('0');
     expect(refused.holders.map((holder: { session_id: string }) => holder.session_id)).toEqual([a]);
@@ -95,8 +123,8 @@ describe('Acquire and Release', () => {
   it('shared grants coexist', async () => {
     const a = await cluster.openSession(leader);
     const b = await cluster.openSession(leader);
-    await acquire(leader, 'shared/1', a, { mode: 'SHARED' });
-    const second = await acquire(follower, 'shared/1', b, { mode: 'SHARED' });
+    await acquire(leader, `shared/1-${transport}`, a, { mode: 'SHARED' });
+    const second = await acquire(follower, `shared/1-${transport}`, b, { mode: 'SHARED' });
     expect(second.acquired).toBe(true);
     expect(second.holders).toHaveLength(2);
   });
@@ -104,14 +132,14 @@ describe('Acquire and Release', () => {
   it('a blocking Acquire waits until a release grants it, with a higher token', async () => {
     const a = await cluster.openSession(leader);
     const b = await cluster.openSession(follower);
-    const first = await acquire(leader, 'block/1', a);
-    const waiting = acquire(follower, 'block/1', b, { wait_ms: '30000' });
+    const first = await acquire(leader, `block/1-${transport}`, a);
+    const waiting = acquire(follower, `block/1-${transport}`, b, { wait_ms: '30000' });
     await eventually(async () => {
-      const described = await lock(leader).call('Describe', { lock: 'block/1' });
+      const described = await lock(leader).call('Describe', { lock: `block/1-${transport}` });
       return described.waiters.length === 1;
     });
     const released = await lock(leader).call('Release', {
-      lock: 'block/1',
+      lock: `block/1-${transport}`,
       session_id: a,
       fencing_token: first.fencing_token,
       request_id: cluster.requestId(),
@@ -130,9 +158,9 @@ describe('Acquire and Release', () => {
   it('a wait that runs out (wait_ms) answers acquired = false with the holders', async () => {
     const a = await cluster.openSession(leader);
     const b = await cluster.openSession(leader);
-    await acquire(leader, 'wait/1', a);
+    await acquire(leader, `wait/1-${transport}`, a);
     const startedMs = performance.now();
-    const answer = await acquire(follower, 'wait/1', b, { wait_ms: '300' });
+    const answer = await acquire(follower, `wait/1-${transport}`, b, { wait_ms: '300' });
     expect(performance.now() - startedMs).toBeGreaterThanOrEqual(250);
     expect(answer.acquired).toBe(false);
     expect(answer.holders.map((holder: { session_id: string }) => holder.session_id)).toEqual([a]);
@@ -142,21 +170,26 @@ describe('Acquire and Release', () => {
     const a = await cluster.openSession(leader);
     // A long lease: only the withdrawal, not an expiry, can remove the waiter within the test.
     const b = await cluster.openSession(follower, 120_000);
-    await acquire(leader, 'deadline/1', a);
+    await acquire(leader, `deadline/1-${transport}`, a);
     const error = await rpcError(
       lock(follower).call(
         'Acquire',
-        { lock: 'deadline/1', session_id: b, request_id: cluster.requestId(), wait_ms: '600000' },
+        {
+          lock: `deadline/1-${transport}`,
+          session_id: b,
+          request_id: cluster.requestId(),
+          wait_ms: '600000',
+        },
         { deadlineMs: 500 },
       ),
     );
     expect(error.code).toBe(status.DEADLINE_EXCEEDED);
     await eventually(async () => {
-      const described = await lock(leader).call('Describe', { lock: 'deadline/1' });
+      const described = await lock(leader).call('Describe', { lock: `deadline/1-${transport}` });
       return described.waiters.length === 0;
     }, 5_000);
     // The withdrawn waiter never becomes a holder once the lock is free.
-    const description = await lock(follower).call('Describe', { lock: 'deadline/1' });
+    const description = await lock(follower).call('Describe', { lock: `deadline/1-${transport}` });
     expect(description.holders.map((holder: { session_id: string }) => holder.session_id)).toEqual([
       a,
     ]);
@@ -194,35 +227,41 @@ describe('Acquire and Release', () => {
       const a = await cluster.openSession(leader);
       // A long lease: only the give-back, not an expiry, can free the lock within the test.
       const b = await cluster.openSession(leader, 120_000);
-      const first = await acquire(leader, 'race/1', a);
+      const first = await acquire(leader, `race/1-${transport}`, a);
       const error = await rpcError(
-        slow.lock.call(
+        (transport === 'unary' ? slow.lock : slow.session).call(
           'Acquire',
-          { lock: 'race/1', session_id: b, request_id: cluster.requestId(), wait_ms: '60000' },
+          {
+            lock: `race/1-${transport}`,
+            session_id: b,
+            request_id: cluster.requestId(),
+            wait_ms: '60000',
+          },
           { deadlineMs: 400 },
         ),
       );
       expect(error.code).toBe(status.DEADLINE_EXCEEDED);
       await cancelProposed;
       await lock(leader).call('Release', {
-        lock: 'race/1',
+        lock: `race/1-${transport}`,
         session_id: a,
         fencing_token: first.fencing_token,
         request_id: cluster.requestId(),
       });
       // The waiter was granted before the withdrawal: B holds the lock for a moment.
       await eventually(async () => {
-        const described = await lock(leader).call('Describe', { lock: 'race/1' });
+        const described = await lock(leader).call('Describe', { lock: `race/1-${transport}` });
         return described.holders[0]?.session_id === b;
       });
       proceed();
       await eventually(async () => {
-        const described = await lock(leader).call('Describe', { lock: 'race/1' });
+        const described = await lock(leader).call('Describe', { lock: `race/1-${transport}` });
         return described.holders.length === 0 && described.waiters.length === 0;
       }, 5_000);
     } finally {
       proceed();
       slow.lock.close();
+      slow.session.close();
       await slow.server.close(100);
     }
   });
@@ -230,10 +269,10 @@ describe('Acquire and Release', () => {
   it('Release by a non-holder and with a stale token are refused with FAILED_PRECONDITION', async () => {
     const a = await cluster.openSession(leader);
     const b = await cluster.openSession(leader);
-    const first = await acquire(leader, 'release/1', a);
+    const first = await acquire(leader, `release/1-${transport}`, a);
     const notHolder = await rpcError(
       lock(follower).call('Release', {
-        lock: 'release/1',
+        lock: `release/1-${transport}`,
         session_id: b,
         fencing_token: first.fencing_token,
         request_id: cluster.requestId(),
@@ -244,7 +283,7 @@ describe('Acquire and Release', () => {
 
     const stale = await rpcError(
       lock(follower).call('Release', {
-        lock: 'release/1',
+        lock: `release/1-${transport}`,
         session_id: a,
         fencing_token: String(Number(first.fencing_token) - 1),
         request_id: cluster.requestId(),
@@ -255,19 +294,23 @@ describe('Acquire and Release', () => {
   });
 });
 
-describe('reads', () => {
+describe.each(TRANSPORTS)('reads (%s)', (transport: Transport) => {
+  const { lock, acquire } = over(transport);
   it('ValidateFence says whether a token is the current grant', async () => {
     const a = await cluster.openSession(leader);
-    const granted = await acquire(leader, 'fence/1', a);
+    const granted = await acquire(leader, `fence/1-${transport}`, a);
     const valid = await lock(follower).call('ValidateFence', {
-      lock: 'fence/1',
+      lock: `fence/1-${transport}`,
       fencing_token: granted.fencing_token,
     });
     expect(valid).toMatchObject({ valid: true, current_token: granted.fencing_token });
-    const old = await lock(follower).call('ValidateFence', { lock: 'fence/1', fencing_token: '1' });
+    const old = await lock(follower).call('ValidateFence', {
+      lock: `fence/1-${transport}`,
+      fencing_token: '1',
+    });
     expect(old).toMatchObject({ valid: false, current_token: granted.fencing_token });
     const free = await lock(follower).call('ValidateFence', {
-      lock: 'fence/free',
+      lock: `fence/free-${transport}`,
       fencing_token: '1',
     });
     expect(free).toMatchObject({ valid: false, current_token: '0' });
@@ -276,7 +319,7 @@ describe('reads', () => {
   it('Describe right after a grant shows it on every node (linearizable reads)', async () => {
     for (const via of IDS) {
       const session = await cluster.openSession(via);
-      const name = `linear/${via}`;
+      const name = `linear/${via}-${transport}`;
       const granted = await acquire(via, name, session, { mode: 'SHARED' });
       // Immediately, with no waiting, from every node including the two that did not take the write.
       const reads = await Promise.all(IDS.map((id) => lock(id).call('Describe', { lock: name })));
@@ -291,22 +334,25 @@ describe('reads', () => {
 
   it('Describe lists waiters in FIFO order, and stale reads answer from local state', async () => {
     const [a, b, c] = await Promise.all([1, 2, 3].map(() => cluster.openSession(leader)));
-    await acquire(leader, 'fifo/1', a ?? '');
+    await acquire(leader, `fifo/1-${transport}`, a ?? '');
     const waits = [b, c].map((session) =>
-      acquire(leader, 'fifo/1', session ?? '', { wait_ms: '300' }),
+      acquire(leader, `fifo/1-${transport}`, session ?? '', { wait_ms: '300' }),
     );
     await eventually(async () => {
-      const described = await lock(follower).call('Describe', { lock: 'fifo/1' });
+      const described = await lock(follower).call('Describe', { lock: `fifo/1-${transport}` });
       return described.waiters.length === 2;
     });
-    const described = await lock(follower).call('Describe', { lock: 'fifo/1' });
+    const described = await lock(follower).call('Describe', { lock: `fifo/1-${transport}` });
     expect(described.waiters.map((waiter: { session_id: string }) => waiter.session_id)).toEqual([
       b,
       c,
     ]);
     expect(described.waiters[0]).toMatchObject({ mode: 'EXCLUSIVE', owner: `owner-of-${b}` });
     await eventually(async () => {
-      const stale = await lock(follower).call('Describe', { lock: 'fifo/1', stale: true });
+      const stale = await lock(follower).call('Describe', {
+        lock: `fifo/1-${transport}`,
+        stale: true,
+      });
       return stale.waiters.length === 2;
     });
     await Promise.all(waits);

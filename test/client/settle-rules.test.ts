@@ -63,6 +63,9 @@ async function scripted(
   });
   client = new DlmClient({
     endpoints: [server.address],
+    // The answers are scripted per unary call; the fallback from the stream
+    // (routing.test.ts) would only spend the tight budgets below on a cold first call.
+    transport: 'unary',
     retryDelayMsMin: 5,
     retryDelayMsMax: 10,
     settleAttemptTimeoutMs: options.settleAttemptTimeoutMs ?? 200,

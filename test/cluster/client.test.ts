@@ -14,13 +14,13 @@ afterEach(async () => {
   cluster = null;
 });
 
-describe('DlmClient on real processes', () => {
+describe.each(['stream', 'unary'] as const)('DlmClient (%s) on real processes', (transport) => {
   it('rides through kill -9 of the leader: every lock taken and released, tokens rising', async () => {
     cluster = await ProcessCluster.create(3);
     const c = cluster;
     c.startAll();
     const leader = await c.waitForLeader(15_000);
-    client = new DlmClient({ endpoints: c.nodes.map((node) => node.clientAddress) });
+    client = new DlmClient({ endpoints: c.nodes.map((node) => node.clientAddress), transport });
     const session = await client.openSession({ ttlMs: 5_000, clientName: 'client-test' });
     const tokens: bigint[] = [];
     const stop = { value: false };
@@ -41,7 +41,7 @@ describe('DlmClient on real processes', () => {
     stop.value = true;
     await loop;
     console.log(
-      `ride-through: ${tokens.length - before} grants in the 3 s after kill -9 of the leader`,
+      `ride-through (${transport}): ${tokens.length - before} grants in the 3 s after kill -9 of the leader`,
     );
     expect(tokens.length).toBeGreaterThan(before + 5);
     expect(tokens).toEqual([...tokens].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)));

@@ -41,7 +41,10 @@ export class FakeDlmServer {
     for (const name of ['Lock', 'Cluster'] as const) {
       const service = loaded.dlm.v1[name].service;
       const implementation: grpc.UntypedServiceImplementation = {};
-      for (const method of Object.keys(service)) {
+      for (const [method, definition] of Object.entries(service)) {
+        // Scripted answers are unary; a streaming method stays unimplemented, as on an
+        // older server (the client then falls back to unary calls).
+        if (definition.requestStream || definition.responseStream) continue;
         implementation[method] = (
           call: grpc.ServerUnaryCall<Wire, Wire>,
           callback: grpc.sendUnaryData<Wire>,
