@@ -283,12 +283,53 @@ async function writeWithRetry(context: ApiContext, command: LockCommand): Promis
         });
         return false;
       }
-      await (context.scheduler ?? REAL_SCHEDULER).sleep(withdrawBackoffMs(attempt));
+      await waitToRetry(context, attempt, error.code === 'UNAVAILABLE' ? leaderNow(context) : null);
     }
   }
 }
 
+/** Who this node takes for the leader, and in which term. */
+function leaderNow(context: ApiContext): { leaderId: string | null; term: number } {
+  const { leaderId, term } = context.node.status();
+  return { leaderId, term };
+}
+
+/**
+ * Sleeps out the backoff of `attempt`, but for a write that failed as UNAVAILABLE
+ * (`failedUnder`: the leader this node knew then) no longer than until this node knows
+ * a leader it did not know then (another one, or the same in a new term).
+ *
+ * Without that early wake, a node cut off from the leader burns its first attempts at
+ * once ("knows no leader" fails a write without waiting), so the backoff has grown to
+ * 1.6-2 s by the time the cluster is whole again; the grant or the place in the queue
+ * that the caller was told it did not get then stays with its session for up to 2 s
+ * more, served to nobody while others wait for it. The wake polls at the shortest
+ * backoff, so attempts are not spent faster than without it.
+ */
+async function waitToRetry(
+  context: ApiContext,
+  attempt: number,
+  failedUnder: { leaderId: string | null; term: number } | null,
+): Promise<void> {
+  const scheduler = context.scheduler ?? REAL_SCHEDULER;
+  let leftMs = withdrawBackoffMs(attempt);
+  while (leftMs > 0) {
+    const stepMs = Math.min(leftMs, WITHDRAW_BACKOFF_FIRST_MS);
+    await scheduler.sleep(stepMs);
+    leftMs -= stepMs;
+    if (failedUnder === null) continue;
+    const now = leaderNow(context);
+    if (
+      now.leaderId !== null &&
+      (now.leaderId !== failedUnder.leaderId || now.term !== failedUnder.term)
+    )
+      return;
+  }
+}
+
+const WITHDRAW_BACKOFF_FIRST_MS = 50;
+
 /** 50 ms doubling per attempt, at most 2 s. */
 function withdrawBackoffMs(attempt: number): number {
-  return Math.min(2_000, 50 * 2 ** (attempt - 1));
+  return Math.min(2_000, WITHDRAW_BACKOFF_FIRST_MS * 2 ** (attempt - 1));
 }

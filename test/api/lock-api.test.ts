@@ -1,6 +1,7 @@
 import { type Metadata, status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApiNode } from '../../src/api/context.ts';
+import { unavailable } from '../../src/node/errors.ts';
 import type { NodeId } from '../../src/util/ids.ts';
 import {
   ApiCluster,
@@ -263,6 +264,61 @@ describe.each(TRANSPORTS)('Acquire and Release (%s)', (transport: Transport) => 
       slow.lock.close();
       slow.session.close();
       await slow.server.close(100);
+    }
+  });
+
+  it('the give-back of an abandoned Acquire is retried as soon as its node knows a leader again, not after the grown backoff', async () => {
+    // Seed 239 of the runtime simulation: the node that served the Acquire was cut off
+    // from the leader when the caller gave up, so each Withdraw failed at once ("knows
+    // no leader") and the backoff grew to 1.6 s; once a leader was known again the retry
+    // still slept that out, past the time the cluster had to give the grant back.
+    const node = cluster.nodes.get(follower);
+    if (node === undefined) throw new Error('no follower');
+    let cutOff = true;
+    let withdrawAttempts = 0;
+    const isolated: ApiNode = {
+      id: node.id,
+      locks: node.locks,
+      read: (query) => node.read(query),
+      subscribe: (listener) => node.subscribe(listener),
+      onRestored: (listener) => node.onRestored(listener),
+      status: () => (cutOff ? { ...node.status(), leaderId: null } : node.status()),
+      write: async (command, lateApply) => {
+        if (command.type === 'Withdraw') {
+          withdrawAttempts++;
+          if (cutOff) throw unavailable(`${node.id} knows no leader`);
+        }
+        return node.write(command, lateApply);
+      },
+    };
+    const cut = await serve(isolated, cluster.logs);
+    try {
+      const a = await cluster.openSession(leader);
+      // A long lease: only the give-back, not an expiry, can remove the waiter in the test.
+      const b = await cluster.openSession(leader, 120_000);
+      await acquire(leader, 'cut-off/1', a);
+      const error = await rpcError(
+        cut.lock.call(
+          'Acquire',
+          { lock: 'cut-off/1', session_id: b, request_id: cluster.requestId(), wait_ms: '60000' },
+          { deadlineMs: 300 },
+        ),
+      );
+      expect(error.code).toBe(status.DEADLINE_EXCEEDED);
+      // Attempts at 0, 50, 150, 350, 750 and 1550 ms: the next one is 1.6 s away.
+      await eventually(() => withdrawAttempts >= 6, 5_000);
+      await sleep(100);
+      cutOff = false;
+      const healedMs = performance.now();
+      await eventually(async () => {
+        const described = await lock(leader).call('Describe', { lock: 'cut-off/1' });
+        return described.waiters.length === 0;
+      }, 5_000);
+      expect(performance.now() - healedMs).toBeLessThan(800);
+    } finally {
+      cutOff = false;
+      cut.lock.close();
+      await cut.server.close(100);
     }
   });
 
