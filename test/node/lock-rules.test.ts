@@ -104,6 +104,8 @@ describe('lock rules agreed through the log', () => {
     const leader = cluster.leader();
     const follower = [...cluster.nodes.values()].find((node) => node.status().role !== 'leader');
     if (leader === undefined || follower === undefined) throw new Error('no leader or follower');
+    // Else the follower may refuse for not knowing a leader yet, not for the rules.
+    await until(() => follower.status().leaderId === leader.id, 'the follower knows the leader');
     const open = {
       type: 'OpenSession',
       ttlMs: 5_000,
