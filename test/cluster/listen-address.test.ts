@@ -93,8 +93,11 @@ describe('a node that listens elsewhere than it advertises', () => {
     const before = receivedFrom(await scrape(n1.metricsAddress));
     await sleep(1_000);
     const after = receivedFrom(await scrape(n1.metricsAddress));
-    for (const peer of ['n2', 'n3']) {
-      expect(before.get(peer), `n1 heard from ${peer} before`).toBeGreaterThan(0);
+    // A follower sends only to the leader, so n1 need not have heard from both peers:
+    // every peer it did hear from must stand still, and it must have heard from one.
+    const heard = ['n2', 'n3'].filter((peer) => (before.get(peer) ?? 0) > 0);
+    expect(heard.length, 'n1 heard from a peer before the blackhole').toBeGreaterThan(0);
+    for (const peer of heard) {
       expect(after.get(peer), `n1 still hears ${peer}`).toBe(before.get(peer));
     }
     proxy.setFaults({});
