@@ -1,5 +1,5 @@
 import { type ChildProcess, execFile, type SpawnOptions, spawn } from 'node:child_process';
-import { mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -301,9 +301,28 @@ export class ProcessCluster {
         request,
         metadata,
         { deadline: Date.now() + deadlineMs, waitForReady: true },
-        (error, response) => (error === null ? resolve(response) : reject(error)),
+        (error, response) =>
+          error === null ? resolve(response) : reject(this.explainFailure(id, error)),
       );
     });
+  }
+
+  /**
+   * A call to a node that has exited says so, with its exit and the end of its log:
+   * otherwise a crash shows only as UNAVAILABLE "No connection established".
+   */
+  private explainFailure(id: string, error: grpc.ServiceError): grpc.ServiceError {
+    const child = this.processes.get(id);
+    if (child === undefined || this.isRunning(id)) return error;
+    const exit = child.signalCode ?? `code ${String(child.exitCode)}`;
+    let tail = '';
+    try {
+      tail = readFileSync(this.logPath(id), 'utf8').slice(-3_000);
+    } catch {
+      // No log yet.
+    }
+    error.message += ` (${id} has exited, ${exit}; the end of its log:\n${tail})`;
+    return error;
   }
 
   /**

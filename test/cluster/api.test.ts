@@ -217,13 +217,16 @@ async function roles(): Promise<{ leader: string; followers: [string, string] }>
       throw new Error(`${id} is not running; the end of its log:\n${log}`);
     }
   }
-  const leader = await cluster.waitForLeader(15_000);
+  // Asked again each round: leadership can still move after waitForLeader on a loaded
+  // machine, and waiting for every node to follow a deposed leader never ends.
+  let leader = await cluster.waitForLeader(15_000);
   await eventually(async () => {
     const views = await Promise.all(
       cluster.nodes.map((node) => rpc<StatusAnswer>(node.id, 'Status', {}, 2_000, 'Cluster')),
     );
-    return views.every((view) => view.leader_id === leader);
-  }, `every node follows ${leader}`);
+    leader = views[0]?.leader_id ?? '';
+    return leader !== '' && views.every((view) => view.leader_id === leader);
+  }, 'every node follows one leader');
   const [a, b] = cluster.nodes.map((node) => node.id).filter((id) => id !== leader);
   if (a === undefined || b === undefined) throw new Error('expected two followers');
   return { leader, followers: [a, b] };

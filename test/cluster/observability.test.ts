@@ -134,7 +134,10 @@ describe('observability of real processes', () => {
     expect(changed).toMatchObject({ nodeId: leader, role: 'leader' });
     expect(changed?.term).toBeGreaterThan(0);
     const call = lines.find((line) => line.method === 'Acquire' && line.requestId === requestId);
-    expect(call).toMatchObject({ code: 0, role: 'leader' });
+    expect(call).toMatchObject({ code: 0 });
+    // The role when the call ended: 'follower' when leadership moved after
+    // waitForLeader and the node forwarded the write (seen once in a loaded CI run).
+    expect(['leader', 'follower']).toContain(call?.role);
     expect(typeof call?.latencyMs).toBe('number');
 
     // Tracing: a write sent to a follower with a W3C traceparent is one trace on both
