@@ -23,7 +23,10 @@ describe('review: a lone voter waits for its own write', () => {
     const n = new DlmNode(id, storage, new MemoryNetwork().connect(id), OPTIONS, undefined, 7);
     node = n;
     n.start();
-    await until(() => n.status().role === 'leader' && n.status().appliedIndex >= 2, 'lone leader');
+    // Leader, and its file's lock rules applied: before that it refuses client writes.
+    const rulesSet = (): boolean =>
+      (Reflect.get(n, 'locks') as { rulesSetIndex: bigint | null }).rulesSetIndex !== null;
+    await until(() => n.status().role === 'leader' && rulesSet(), 'lone leader with rules');
     let release: () => void = () => {};
     const held = new Promise<void>((resolve) => {
       release = resolve;
