@@ -16,10 +16,8 @@ import { type PartitionPlan, planPartition, shapesFor } from './partition-plan.t
 export const LIBFAKETIME = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1';
 
 /**
- * The clock rates a node may run at within the drift bound. The README's safety contract
- * promises safety "if clock rates drift by a bounded amount" without a number; the
- * simulator checks leases against a drift of at most 5 % (test/simulation/options.ts,
- * clockDriftMax), so that is the bound used here until the contract states one.
+ * The clock rates a node may run at within the drift bound ε = 5 % of the README's
+ * safety contract (the simulator's largest clockDriftMax, test/simulation/options.ts).
  */
 export const CLOCK_RATE_IN_BOUND: readonly [number, number] = [0.95, 1.05];
 /**
