@@ -113,6 +113,7 @@ export function describeOp(op: Op): string {
   return `#${op.id} ${op.client} ${kind} ${op.lock} ${op.outcome}${token}${session} [${op.invokeMs.toFixed(1)}..${done}]${lost}`;
 }
 
+/** Each event that ends a fault, mapped to the kind of event that began it. */
 const OPENING: Partial<Record<NemesisKind, NemesisKind>> = {
   restart: 'kill',
   resume: 'pause',

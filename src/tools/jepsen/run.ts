@@ -35,6 +35,7 @@ import {
   type RegisterDecision,
   RegisterProcess,
 } from './register.ts';
+import { openResults, runIdOf, writeResults } from './results.ts';
 
 // Moved to history.ts (the report reads them too); exported here for existing importers.
 export { type FaultWindow, faultWindows, writeHistory } from './history.ts';
@@ -85,6 +86,8 @@ export interface JepsenOptions {
   readonly opening?: readonly Nemesis[];
   /** Called every few seconds while the run goes on. */
   readonly onProgress?: (progress: { elapsedMs: number; ops: number; nemesis: number }) => void;
+  /** Where `<run-id>/` goes with the history, logs, summary and report; none unless given. */
+  readonly results?: string;
 }
 
 export interface RegisterVerdict {
@@ -115,6 +118,8 @@ export interface JepsenResult {
   readonly beyondBound: readonly Violation[];
   /** Nemeses asked for that could not run here, and why: skipped, never passed. */
   readonly skipped: readonly { nemesis: Nemesis; reason: string }[];
+  /** The run's results directory, when options.results asked for one. */
+  readonly resultsDir?: string;
 }
 
 const SESSION_TTL_MS = 3_000;
@@ -155,6 +160,7 @@ interface ClientPauses {
 }
 
 export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
+  const startedAt = new Date();
   const nemeses = new Set(options.nemeses ?? NEMESES);
   const prng = new Prng(options.seed);
   const nemesisPrng = prng.fork();
@@ -285,8 +291,13 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
     // The data directories are on the shared filesystem: the namespaces can go now.
     await network?.close();
   }
+  // Copied before the checks, which remove the cluster's directory (and logs) on a pass.
+  const resultsDir =
+    options.results === undefined
+      ? null
+      : openResults(options.results, runIdOf(startedAt, options.seed), cluster.dir);
   try {
-    return await checkRun({
+    const result = await checkRun({
       skipped,
       ops: history.ops,
       nemesisEvents,
@@ -296,6 +307,10 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
       startMs,
       endMs,
     });
+    if (resultsDir === null) return result;
+    const wallMs = Date.now() - startedAt.getTime();
+    writeResults(resultsDir, { startedAt, wallMs, options }, result);
+    return { ...result, resultsDir };
   } finally {
     registerProcess?.stop();
   }
