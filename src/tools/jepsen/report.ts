@@ -40,15 +40,18 @@ const STRIP_LENGTHS_S = [1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 600, 1_800, 3_60
  */
 const MAX_STRIPS = 600;
 const ANOMALIES_SHOWN = 5;
+/** Past this many latency marks the dots get smaller and fainter, so dense areas show as shades. */
+const DENSE_MARKS = 5_000;
 
-const LOCK_COLORS = ['#3b7dd8', '#2a9d8f', '#8a6bd1', '#c98a00', '#5c946e', '#c2185b', '#607d8b'];
+/** Locks in cool colours, faults in warm or grey ones, so a hold never looks like a fault. */
+const LOCK_COLORS = ['#3b7dd8', '#2a9d8f', '#5e60ce', '#52b788', '#0096c7', '#7b8cde'];
 const NEMESIS_COLORS: Partial<Record<NemesisKind, string>> = {
   kill: '#d62728',
   pause: '#ff7f0e',
   'register-pause': '#8c564b',
-  'client-pause': '#9467bd',
-  partition: '#1f77b4',
-  clock: '#17becf',
+  'client-pause': '#b5179e',
+  partition: '#546e7a',
+  clock: '#8c8c1a',
 };
 const SERIES_COLORS: Record<string, string> = {
   acquire: '#3b7dd8',
@@ -365,6 +368,7 @@ function timelineSvg(view: RunView, scale: TimeScale, overview?: { stripMs: numb
       ? ''
       : stripLinksSvg(scale, overview.stripMs, lanesTopPx + lanesHeightPx),
     shadingSvg(view, scale, 0, lanesTopPx + lanesHeightPx),
+    afterRunSvg(view, scale, lanesTopPx + lanesHeightPx),
     nemesisLaneSvg(view, scale),
     ...view.clients.map((client, lane) =>
       clientLaneSvg(view, scale, client, lanesTopPx + lane * LANE_HEIGHT_PX, merge),
@@ -390,6 +394,13 @@ function shadingSvg(view: RunView, scale: TimeScale, topPx: number, heightPx: nu
       return `<rect x="${px(x)}" y="${topPx}" width="${px(width)}" height="${heightPx}" fill="${nemesisColor(n.kind)}" opacity="0.13"/>`;
     })
     .join('');
+}
+
+/** The last strip runs past the run's end: grey that part out, so no one reads it as idle. */
+function afterRunSvg(view: RunView, scale: TimeScale, heightPx: number): string {
+  if (scale.toMs <= view.durationMs) return '';
+  const [x, width] = span(scale, view.durationMs, scale.toMs);
+  return `<rect x="${px(x)}" y="0" width="${px(width)}" height="${heightPx}" fill="#e0e0e0"/>${fittingLabel('run ended', x, heightPx / 2, width, '#555')}`;
 }
 
 function nemesisLaneSvg(view: RunView, scale: TimeScale): string {
@@ -593,7 +604,7 @@ function latencySvg(
     shadingSvg(view, scale, 0, plotTopPx + LATENCY_PLOT_HEIGHT_PX),
     `<text x="4" y="14">no answer</text><line x1="${PLOT_LEFT_PX}" x2="${SVG_WIDTH_PX - PLOT_RIGHT_PX}" y1="${plotTopPx - 2}" y2="${plotTopPx - 2}" stroke="#ccc"/>`,
     latencyGridSvg(lowMs, highMs, yOf),
-    ...[...paths].map(([key, set]) => marksSvg(key, set)),
+    ...[...paths].map(([key, set]) => marksSvg(key, set, marks > DENSE_MARKS)),
     axisSvg(scale, plotTopPx + LATENCY_PLOT_HEIGHT_PX),
   ];
   return { svg: svg(heightPx, parts), total: view.ops.length, marks };
@@ -615,7 +626,7 @@ function latencyGridSvg(lowMs: number, highMs: number, yOf: (ms: number) => numb
  * All marks of one kind and outcome as a single path, which a browser draws far faster
  * than thousands of elements: a dot is a zero-length segment with round caps.
  */
-function marksSvg(key: string, points: ReadonlySet<string>): string {
+function marksSvg(key: string, points: ReadonlySet<string>, dense: boolean): string {
   const [label = '', outcome] = key.split('|');
   const color = seriesColor(label);
   const d: string[] = [];
@@ -625,8 +636,9 @@ function marksSvg(key: string, points: ReadonlySet<string>): string {
     else if (outcome === 'fail') d.push(`M${x - 3} ${y - 3}l6 6m0 -6l-6 6`);
     else d.push(`M${x} ${y}h0`);
   }
-  const width = outcome === 'ok' ? 3.5 : 1.5;
-  return `<path d="${d.join('')}" stroke="${color}" stroke-width="${width}" stroke-linecap="round" fill="none" opacity="0.8"/>`;
+  const width = outcome === 'ok' ? (dense ? 2 : 3.5) : 1.5;
+  const opacity = dense && outcome === 'ok' ? 0.45 : 0.8;
+  return `<path d="${d.join('')}" stroke="${color}" stroke-width="${width}" stroke-linecap="round" fill="none" opacity="${opacity}"/>`;
 }
 
 // ---- small helpers ----
