@@ -2,11 +2,19 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } 
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import type { Violation } from '../../src/tools/jepsen/checker.ts';
 import type { NemesisEvent, Op } from '../../src/tools/jepsen/history.ts';
+import type { LogCheckStats, RegisterCheckStats } from '../../src/tools/jepsen/log-checker.ts';
 import { renderReport } from '../../src/tools/jepsen/report.ts';
 import { runIdOf } from '../../src/tools/jepsen/results.ts';
-import { runJepsen } from '../../src/tools/jepsen/run.ts';
-import { type CheckerVerdict, countOps, type RunSummary } from '../../src/tools/jepsen/summary.ts';
+import { type JepsenResult, runJepsen } from '../../src/tools/jepsen/run.ts';
+import {
+  type CheckerVerdict,
+  checkerVerdicts,
+  countOps,
+  type RunSummary,
+  summarize,
+} from '../../src/tools/jepsen/summary.ts';
 
 /**
  * The report (report.ts) drawn from a small hand-written history, and a short real run
@@ -246,6 +254,84 @@ describe('jepsen report: the page for a small history', () => {
     expect(long).toContain('6000 ops drawn as');
     // Every hold is drawn in the strips, labelled where it fits.
     expect(long).toContain('>3000</text>');
+  });
+});
+
+describe('jepsen summary: every checker gets a verdict', () => {
+  const stats = (mode: RegisterCheckStats['mode'], staleAccepted = 0): RegisterCheckStats => ({
+    mode,
+    accepted: 3,
+    refused: 0,
+    staleAccepted,
+    infoLanded: 0,
+    infoLost: 0,
+  });
+  /** A run's result with the given violations and control register findings. */
+  function result(fields: {
+    violations?: Violation[];
+    stale?: Violation[];
+    events?: NemesisEvent[];
+  }): JepsenResult {
+    return {
+      ops: OPS,
+      violations: fields.violations ?? [],
+      nemesisEvents: fields.events ?? EVENTS,
+      log: { grants: 2, grantsUnacknowledged: 0 } as LogCheckStats,
+      replayed: { grants: [] } as unknown as JepsenResult['replayed'],
+      fenced: { violations: [], stats: stats('fenced'), decisions: [] },
+      control: {
+        violations: fields.stale ?? [],
+        stats: stats('ignore-tokens', fields.stale?.length ?? 0),
+        decisions: [],
+      },
+      startMs: START_MS,
+      endMs: 3_000,
+      clusterDir: '/nonexistent',
+      beyondBound: [],
+      skipped: [],
+    };
+  }
+  const options = { seconds: 2, seed: 7, clients: 2, locks: 1 };
+  const stale: Violation = { check: 'register-stale-write', message: 'stale write', ops: [4] };
+  const pause: NemesisEvent = { atMs: 1_500, kind: 'client-pause', target: 'c1' };
+  const byName = (verdicts: readonly CheckerVerdict[]) =>
+    new Map(verdicts.map((verdict) => [verdict.name, verdict.valid]));
+
+  it('groups violations by checker, and names a check it does not know after itself', () => {
+    const violations = [
+      { check: 'fencing', message: 'tokens fell', ops: [0, 3] },
+      { check: 'linearizability' as Violation['check'], message: 'no order fits', ops: [] },
+    ] satisfies Violation[];
+    const verdicts = byName(checkerVerdicts(options, result({ violations, stale: [stale] })));
+    expect(verdicts).toEqual(
+      new Map<string, boolean | 'unknown'>([
+        ['history: mutual exclusion', true],
+        ['history: tokens rise in real time', false],
+        ['raft log: what clients were told against the committed log', true],
+        ['fenced register: accepted writes follow the log', true],
+        ['linearizability', false],
+        ['negative control: a register that ignores tokens is caught', true],
+      ]),
+    );
+  });
+
+  it('calls the negative control unknown with no client pause, invalid when a pause went uncaught', () => {
+    const control = (r: JepsenResult) =>
+      byName(checkerVerdicts(options, r)).get(
+        'negative control: a register that ignores tokens is caught',
+      );
+    expect(control(result({ events: [] }))).toBe('unknown');
+    expect(control(result({ events: [pause] }))).toBe(false);
+    expect(control(result({ events: [pause], stale: [stale] }))).toBe(true);
+  });
+
+  it('is invalid overall if any checker is, else unknown if any is', () => {
+    const summaryOf = (r: JepsenResult) =>
+      summarize({ runId: 'r', startedAt: new Date(0), wallMs: 1, options, result: r });
+    expect(summaryOf(result({ stale: [stale] })).valid).toBe(true);
+    expect(summaryOf(result({ events: [] })).valid).toBe('unknown');
+    const fencing: Violation = { check: 'fencing', message: 'x', ops: [] };
+    expect(summaryOf(result({ violations: [fencing], events: [] })).valid).toBe(false);
   });
 });
 

@@ -34,6 +34,9 @@ export interface CheckerVerdict {
 
 export type OutcomeCounts = Record<Outcome, number>;
 
+/** The options that describe a run (not where its results go, nor its progress callback). */
+export type RunOptions = Omit<JepsenOptions, 'onProgress' | 'results'>;
+
 export interface RunSummary {
   /** UTC start time and seed, e.g. 20261203T110000Z-seed7: the results directory's name. */
   readonly runId: string;
@@ -41,7 +44,7 @@ export interface RunSummary {
   readonly startedAt: string;
   /** From the cluster's start to the end of the checks. */
   readonly wallMs: number;
-  readonly options: Omit<JepsenOptions, 'onProgress' | 'results'>;
+  readonly options: RunOptions;
   /**
    * performance.now() of the test process when the workload began and when its holds were
    * closed: every time in the history is on that clock.
@@ -165,10 +168,7 @@ const CHECK_GROUPS: readonly { readonly name: string; readonly checks: readonly 
 ];
 
 /** Every checker's verdict on a run, in the order the report shows them. */
-export function checkerVerdicts(
-  options: Omit<JepsenOptions, 'onProgress' | 'results'>,
-  result: JepsenResult,
-): CheckerVerdict[] {
+export function checkerVerdicts(options: RunOptions, result: JepsenResult): CheckerVerdict[] {
   const grants = acknowledgedGrants(result.ops).length;
   const noGrants = grants === 0 ? 'no acknowledged grant: nothing to check' : undefined;
   const verdicts = CHECK_GROUPS.map((group) =>
@@ -248,10 +248,7 @@ function negativeControl(result: JepsenResult): CheckerVerdict {
  * Under clock-beyond, real-time violations inside its windows are allowed (the drift
  * bound was broken on purpose); they are listed here, apart, and fail nothing.
  */
-function beyondDriftBound(
-  options: Omit<JepsenOptions, 'onProgress' | 'results'>,
-  result: JepsenResult,
-): CheckerVerdict[] {
+function beyondDriftBound(options: RunOptions, result: JepsenResult): CheckerVerdict[] {
   if (!(options.nemeses ?? []).includes('clock-beyond')) return [];
   const note = `${result.beyondBound.length} real-time violations while a clock ran beyond the drift bound: allowed, only fencing must hold`;
   return [
