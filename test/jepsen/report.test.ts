@@ -291,7 +291,7 @@ describe('jepsen summary: every checker gets a verdict', () => {
       skipped: [],
     };
   }
-  const options = { seconds: 2, seed: 7, clients: 2, locks: 1 };
+  const options = { seconds: 2, seed: 7, clients: 2, locks: 1, nodes: 3 };
   const stale: Violation = { check: 'register-stale-write', message: 'stale write', ops: [4] };
   const pause: NemesisEvent = { atMs: 1_500, kind: 'client-pause', target: 'c1' };
   const byName = (verdicts: readonly CheckerVerdict[]) =>

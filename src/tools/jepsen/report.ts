@@ -243,10 +243,10 @@ function headerHtml(summary: RunSummary): string {
   const { options } = summary;
   const nemeses = options.nemeses === undefined ? 'all' : options.nemeses.join(', ');
   const facts: [string, string][] = [
-    ['started', `${summary.startedAt} (seed ${options.seed})`],
+    ['started', `${esc(summary.startedAt)} (seed ${options.seed})`],
     [
       'workload',
-      `${options.seconds} s, ${options.nodes ?? 3} nodes, ${options.clients} clients, ${options.locks} locks`,
+      `${options.seconds} s, ${options.nodes} nodes, ${options.clients} clients, ${options.locks} locks`,
     ],
     ['nemeses asked for', esc(nemeses)],
     ['wall time', `${(summary.wallMs / 1_000).toFixed(1)} s (cluster start to end of checks)`],
@@ -268,7 +268,7 @@ ${opsTableHtml(summary)}</header>`;
 function rerunCommand(summary: RunSummary): string {
   const { options } = summary;
   const nemeses = options.nemeses === undefined ? '' : ` --nemesis ${options.nemeses.join(',')}`;
-  return `npm run jepsen -- --seconds ${options.seconds} --seed ${options.seed} --nodes ${options.nodes ?? 3} --clients ${options.clients} --locks ${options.locks}${nemeses}`;
+  return `npm run jepsen -- --seconds ${options.seconds} --seed ${options.seed} --nodes ${options.nodes} --clients ${options.clients} --locks ${options.locks}${nemeses}`;
 }
 
 function countsText(counts: Record<string, number>): string {
@@ -382,8 +382,9 @@ function svg(heightPx: number, parts: readonly string[]): string {
   return `<svg width="${SVG_WIDTH_PX}" height="${heightPx}" viewBox="0 0 ${SVG_WIDTH_PX} ${heightPx}">${parts.join('')}</svg>`;
 }
 
+/** Strictly inside: a hold that ends where a strip begins leaves no sliver in it. */
 function visible(scale: TimeScale, item: { fromMs: number; toMs: number }): boolean {
-  return item.toMs >= scale.fromMs && item.fromMs <= scale.toMs;
+  return item.toMs > scale.fromMs && item.fromMs < scale.toMs;
 }
 
 function shadingSvg(view: RunView, scale: TimeScale, topPx: number, heightPx: number): string {
@@ -562,7 +563,7 @@ function stripLinksSvg(scale: TimeScale, stripMs: number, heightPx: number): str
 function stripLengthMs(view: RunView): number {
   const durations = view.holds.map((h) => h.toMs - h.fromMs).sort((a, b) => a - b);
   const medianMs = durations[Math.floor(durations.length / 2)] ?? view.durationMs;
-  const tokenChars = Math.max(1, ...view.holds.map((h) => h.token.length));
+  const tokenChars = Math.max(1, maxOf(view.holds.map((h) => h.token.length)));
   const wantedMs = (medianMs * PLOT_WIDTH_PX) / labelWidthPx(tokenChars);
   const lengthsMs = STRIP_LENGTHS_S.map((s) => s * 1_000);
   const longest = lengthsMs.at(-1) as number;
@@ -582,8 +583,9 @@ function latencySvg(
 ): { svg: string; total: number; marks: number } {
   const answered = view.ops.filter((op) => op.completeMs !== null);
   const latenciesMs = answered.map((op) => (op.completeMs as number) - op.invokeMs);
-  const lowMs = 10 ** Math.floor(Math.log10(Math.max(0.1, Math.min(...latenciesMs, 1))));
-  const highMs = 10 ** Math.ceil(Math.log10(Math.max(lowMs * 10, ...latenciesMs)));
+  // Whole decades around every latency, at least one, none below 0.1 ms.
+  const lowMs = 10 ** Math.floor(Math.log10(Math.max(0.1, Math.min(minOf(latenciesMs), 1))));
+  const highMs = 10 ** Math.ceil(Math.log10(Math.max(lowMs * 10, maxOf(latenciesMs))));
   const plotTopPx = NO_ANSWER_BAND_PX;
   const yOf = (ms: number): number =>
     plotTopPx +
@@ -632,7 +634,7 @@ function marksSvg(key: string, points: ReadonlySet<string>, dense: boolean): str
   const d: string[] = [];
   for (const point of points) {
     const [x, y] = point.split(',').map(Number) as [number, number];
-    if (outcome === 'info') d.push(`M${x} ${4}v${NO_ANSWER_BAND_PX - 10}`);
+    if (outcome === 'info') d.push(`M${x} 4v${NO_ANSWER_BAND_PX - 10}`);
     else if (outcome === 'fail') d.push(`M${x - 3} ${y - 3}l6 6m0 -6l-6 6`);
     else d.push(`M${x} ${y}h0`);
   }
@@ -658,6 +660,15 @@ function seriesColor(label: string): string {
 /** Seconds to the 10 ms, trailing zeros dropped: "0.11 s", "590 s", "590.05 s". */
 function seconds(ms: number): string {
   return `${Number((ms / 1_000).toFixed(2))} s`;
+}
+
+/** Math.min/max without spreading: a long run's tens of thousands of values overflow the stack. */
+function minOf(values: readonly number[]): number {
+  return values.reduce((min, value) => Math.min(min, value), Number.POSITIVE_INFINITY);
+}
+
+function maxOf(values: readonly number[]): number {
+  return values.reduce((max, value) => Math.max(max, value), Number.NEGATIVE_INFINITY);
 }
 
 function px(value: number): string {

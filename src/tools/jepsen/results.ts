@@ -53,7 +53,7 @@ function makeDir(path: string): boolean {
 /** Writes the history, the summary and the report into a directory openResults made. */
 export function writeResults(
   dir: string,
-  run: { startedAt: Date; wallMs: number; options: JepsenOptions },
+  run: { startedAt: Date; wallMs: number; options: JepsenOptions & { readonly nodes: number } },
   result: JepsenResult,
 ): void {
   const summary = summarize({ ...run, runId: basename(dir), result });

@@ -309,7 +309,7 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
     });
     if (resultsDir === null) return result;
     const wallMs = Date.now() - startedAt.getTime();
-    writeResults(resultsDir, { startedAt, wallMs, options }, result);
+    writeResults(resultsDir, { startedAt, wallMs, options: { ...options, nodes: size } }, result);
     return { ...result, resultsDir };
   } finally {
     registerProcess?.stop();

@@ -34,8 +34,13 @@ export interface CheckerVerdict {
 
 export type OutcomeCounts = Record<Outcome, number>;
 
-/** The options that describe a run (not where its results go, nor its progress callback). */
-export type RunOptions = Omit<JepsenOptions, 'onProgress' | 'results'>;
+/**
+ * The options that describe a run (not where its results go, nor its progress callback),
+ * with the cluster size it ran with.
+ */
+export type RunOptions = Omit<JepsenOptions, 'onProgress' | 'results' | 'nodes'> & {
+  readonly nodes: number;
+};
 
 export interface RunSummary {
   /** UTC start time and seed, e.g. 20261203T110000Z-seed7: the results directory's name. */
@@ -78,7 +83,7 @@ export function summarize(run: {
   readonly runId: string;
   readonly startedAt: Date;
   readonly wallMs: number;
-  readonly options: JepsenOptions;
+  readonly options: JepsenOptions & { readonly nodes: number };
   readonly result: JepsenResult;
 }): RunSummary {
   const { result } = run;
