@@ -315,12 +315,14 @@ describe('jepsen summary: every checker gets a verdict', () => {
     );
   });
 
-  it('calls the negative control unknown with no client pause, invalid when a pause went uncaught', () => {
+  it('calls the negative control unknown with no client pause, invalid when a pause went uncaught, and leaves it out without the client-pause nemesis', () => {
     const control = (r: JepsenResult) =>
       byName(checkerVerdicts(options, r)).get(
         'negative control: a register that ignores tokens is caught',
       );
     expect(control(result({ events: [] }))).toBe('unknown');
+    const killOnly = { ...options, nemeses: ['kill'] as const };
+    expect(byName(checkerVerdicts(killOnly, result({ events: [] }))).size).toBe(4);
     expect(control(result({ events: [pause] }))).toBe(false);
     expect(control(result({ events: [pause], stale: [stale] }))).toBe(true);
   });

@@ -195,7 +195,7 @@ export function checkerVerdicts(options: RunOptions, result: JepsenResult): Chec
     withStats(raftLog, { ...result.log }),
     withStats(fenced, { ...result.fenced.stats }),
     ...others,
-    negativeControl(result),
+    ...negativeControl(options, result),
     ...beyondDriftBound(options, result),
   ];
 }
@@ -224,9 +224,16 @@ function withStats(
 
 /**
  * The register that ignores tokens must be caught accepting stale writes: valid means it
- * was. Without a client pause there was nothing to catch, so the verdict is unknown.
+ * was. Only client pauses make stale writes, so without the client-pause nemesis there is
+ * no verdict, and with it but no pause that ran the verdict is unknown.
  */
-function negativeControl(result: JepsenResult): CheckerVerdict {
+function negativeControl(options: RunOptions, result: JepsenResult): CheckerVerdict[] {
+  // No nemeses named means all of them, client-pause among them.
+  if (options.nemeses?.includes('client-pause') === false) return [];
+  return [controlVerdict(result)];
+}
+
+function controlVerdict(result: JepsenResult): CheckerVerdict {
   const name = 'negative control: a register that ignores tokens is caught';
   const { control } = result;
   const stale = control.violations.filter((v) => v.check === 'register-stale-write');
