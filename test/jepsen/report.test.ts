@@ -187,7 +187,10 @@ describe('jepsen report: the page for a small history', () => {
     ]) {
       expect(html).toMatch(new RegExp(`>${verdict}</span> ${name}</h3>`));
     }
-    expect(html).toContain('first anomaly: token 12 &lt;overlaps&gt; token 11');
+    // Each linked to the strip where its first op began (op 3 at 0.59 s, the only strip).
+    expect(html).toContain(
+      'first anomaly: token 12 &lt;overlaps&gt; token 11 <a href="#strip-0">at 0.59 s</a>',
+    );
     expect(html).toContain('anomaly number 5');
     expect(html).not.toContain('anomaly number 6');
     expect(html).toContain('and 5 more');

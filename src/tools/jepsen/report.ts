@@ -1,6 +1,6 @@
 import { holdsOf } from './checker.ts';
 import { faultWindows, type NemesisEvent, type NemesisKind, type Op } from './history.ts';
-import { type CheckerVerdict, opKindLabel, type RunSummary } from './summary.ts';
+import { type Anomaly, type CheckerVerdict, opKindLabel, type RunSummary } from './summary.ts';
 
 /**
  * The report of a Jepsen run as one self-contained HTML page: inline CSS and SVG, no
@@ -110,7 +110,7 @@ export function renderReport(
   const stripMs = stripLengthMs(view);
   return page(summary.runId, [
     headerHtml(summary),
-    verdictsHtml(summary.checkers),
+    verdictsHtml(summary.checkers, (anomaly) => anomalyLink(view, stripMs, anomaly)),
     section(
       'Holds per client',
       `<p class="note">${holdsNote(view)} Shaded: nemesis faults, labelled in the top lane. This overview merges holds of one lock less than a pixel apart into one bar (hover for how many); the strips at the end of the page draw every hold: click the overview to jump to one.</p>${legendHtml(view)}${timelineSvg(view, whole, { stripMs })}`,
@@ -287,11 +287,23 @@ function opsTableHtml(summary: RunSummary): string {
   return `<table><tr><th>${summary.ops.total} ops</th><th>ok</th><th>fail</th><th>info</th><th>all</th></tr>${rows}</table>`;
 }
 
-function verdictsHtml(checkers: readonly CheckerVerdict[]): string {
-  return section('Checkers', checkers.map(checkerHtml).join(''));
+function verdictsHtml(
+  checkers: readonly CheckerVerdict[],
+  link: (anomaly: Anomaly) => string,
+): string {
+  return section('Checkers', checkers.map((checker) => checkerHtml(checker, link)).join(''));
 }
 
-function checkerHtml(checker: CheckerVerdict): string {
+/** A link to the strip where the anomaly's first op began, or nothing if it names none. */
+function anomalyLink(view: RunView, stripMs: number, anomaly: Anomaly): string {
+  const id = anomaly.ops?.[0];
+  const op = id === undefined ? undefined : view.ops[id];
+  if (op === undefined) return '';
+  const atMs = op.invokeMs - view.startMs;
+  return ` <a href="#strip-${Math.max(0, Math.floor(atMs / stripMs))}">at ${seconds(atMs)}</a>`;
+}
+
+function checkerHtml(checker: CheckerVerdict, link: (anomaly: Anomaly) => string): string {
   const { note, stats, anomalies = [], anomalyCount = anomalies.length } = checker.details;
   const statsText =
     stats === undefined
@@ -301,7 +313,7 @@ function checkerHtml(checker: CheckerVerdict): string {
           .join(' · ')}</div>`;
   const shown = anomalies
     .slice(0, ANOMALIES_SHOWN)
-    .map((a) => `<li>${esc(a.message)}</li>`)
+    .map((a) => `<li>${esc(a.message)}${link(a)}</li>`)
     .join('');
   const more =
     anomalyCount > ANOMALIES_SHOWN
