@@ -8,7 +8,8 @@ import {
 } from '../src/tools/jepsen/index.ts';
 
 /**
- * Checks a history that `npm run jepsen -- --out FILE` wrote for linearizability:
+ * Checks a history that `npm run jepsen` wrote (results/<run-id>/history.jsonl) for
+ * linearizability:
  *
  *   node --import tsx scripts/check-linearizability.ts FILE [--drift 0.05] [--time-limit-ms 60000]
  *

@@ -1,5 +1,4 @@
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Violation } from '../src/tools/jepsen/checker.ts';
 import { describeOp, type Op } from '../src/tools/jepsen/history.ts';
@@ -9,8 +8,8 @@ import {
   OPT_IN_NEMESES,
   type RegisterVerdict,
   runJepsen,
-  writeHistory,
 } from '../src/tools/jepsen/run.ts';
+import { countNemesis, countOps } from '../src/tools/jepsen/summary.ts';
 
 /**
  * A Jepsen-style run against a local 3-node cluster of real processes:
@@ -33,7 +32,8 @@ const USAGE = `usage: npm run jepsen -- [options]
                   also ${OPT_IN_NEMESES.join(', ')}, only when named: the leader's clocks run
                   1.5-3x fast (beyond the drift bound), where real-time violations are
                   reported apart and only fencing must hold
-  --out FILE      where the history goes (JSON lines; default: a file in the temp dir)
+  --results DIR   where the run's directory goes (default ./results): DIR/<run-id>/ holds
+                  history.jsonl, the node logs, summary.json and index.html (the report)
   --help          this text`;
 
 const { values } = parseArgs({
@@ -44,7 +44,7 @@ const { values } = parseArgs({
     locks: { type: 'string', default: '2' },
     nodes: { type: 'string', default: '3' },
     nemesis: { type: 'string', default: NEMESES.join(',') },
-    out: { type: 'string' },
+    results: { type: 'string', default: 'results' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -82,7 +82,6 @@ for (const name of nemeses) {
     process.exit(2);
   }
 }
-const out = values.out ?? join(tmpdir(), `dlm-jepsen-${seed}-${Date.now()}.jsonl`);
 
 console.log(
   `jepsen: seed ${seed}, ${seconds} s, ${nodes} nodes, ${clients} clients, ${locks} locks, nemeses ${nemeses.join(',')} (the seed fixes the nemesis schedule, not the OS timing)`,
@@ -95,6 +94,7 @@ const result = await runJepsen({
   locks,
   nodes,
   nemeses: nemeses as Nemesis[],
+  results: values.results,
   // Kills and clock restarts take seconds each, so a short run could draw no partition
   // or clock fault at all; each that was asked for (and can run) opens the run.
   opening: ['partition', 'clock', 'clock-beyond'],
@@ -103,23 +103,17 @@ const result = await runJepsen({
 });
 const wallMs = Date.now() - wallStart;
 
-const counts = new Map<string, number>();
-for (const op of result.ops) {
-  const key = `${op.kind} ${op.outcome}`;
-  counts.set(key, (counts.get(key) ?? 0) + 1);
-}
-const nemesis = new Map<string, number>();
-for (const event of result.nemesisEvents) {
-  nemesis.set(event.kind, (nemesis.get(event.kind) ?? 0) + 1);
-}
-writeHistory(out, result.ops, result.nemesisEvents);
+const nemesis = countNemesis(result.nemesisEvents);
 
 const { log, fenced, control } = result;
 console.log(`\nsummary (seed ${seed}, wall ${(wallMs / 1000).toFixed(1)} s)`);
 console.log(`  ops: ${result.ops.length}`);
-for (const [key, count] of [...counts].sort()) console.log(`    ${key}: ${count}`);
+for (const [kind, n] of Object.entries(countOps(result.ops)).sort())
+  console.log(`    ${kind}: ok ${n.ok}, fail ${n.fail}, info ${n.info}`);
 console.log(
-  `  nemesis: ${result.nemesisEvents.length} events (${[...nemesis].map(([kind, count]) => `${kind} ${count}`).join(', ')})`,
+  `  nemesis: ${result.nemesisEvents.length} events (${Object.entries(nemesis)
+    .map(([kind, count]) => `${kind} ${count}`)
+    .join(', ')})`,
 );
 console.log(
   `  raft log: committed to index ${log.committedIndex} (replayed from ${log.startIndex}), ${log.grants} grants, ${log.grantsUnacknowledged} of them no client was told of`,
@@ -134,7 +128,7 @@ for (const { nemesis: name, reason } of result.skipped)
   console.log(`  ${name} nemesis: SKIPPED (not passed): ${reason}`);
 printRegister('fenced register', fenced);
 printRegister('control register (ignores tokens)', control);
-const clientPauses = nemesis.get('client-pause') ?? 0;
+const clientPauses = nemesis['client-pause'] ?? 0;
 const controlCaught = control.stats.staleAccepted > 0;
 console.log(
   `  negative control: ${controlCaught ? `caught (${control.stats.staleAccepted} stale writes accepted by the control register)` : `NOT caught (${clientPauses} client pauses)`}`,
@@ -146,7 +140,10 @@ if (nemeses.includes('clock-beyond'))
 console.log(`  violations: ${result.violations.length}`);
 printViolations(result.violations, result.ops);
 if (result.violations.length > 0) console.log(`  cluster logs kept in ${result.clusterDir}`);
-console.log(`  history (JSON lines, ops then nemesis events): ${out}`);
+if (result.resultsDir !== undefined) {
+  console.log(`  results (history, node logs, summary.json): ${result.resultsDir}`);
+  console.log(`  report: file://${resolve(join(result.resultsDir, 'index.html'))}`);
+}
 const controlMissed = clientPauses > 0 && !controlCaught;
 process.exit(result.violations.length > 0 || controlMissed ? 1 : 0);
 

@@ -40,19 +40,12 @@ export interface Hold {
 
 export function holdsOf(ops: readonly Op[], endOfRunMs: number): Hold[] {
   const holds: Hold[] = [];
+  const releases = releasesByGrant(ops);
   for (const acquire of ops) {
     if (acquire.kind !== 'acquire' || acquire.outcome !== 'ok') continue;
     const startMs = acquire.completeMs ?? acquire.invokeMs;
     // The first release this client invoked for this grant after learning of it.
-    const release =
-      ops.find(
-        (op) =>
-          op.kind === 'release' &&
-          op.client === acquire.client &&
-          op.lock === acquire.lock &&
-          op.token === acquire.token &&
-          op.invokeMs >= startMs,
-      ) ?? null;
+    const release = releases.get(grantKey(acquire))?.find((op) => op.invokeMs >= startMs) ?? null;
     const endMs = Math.min(
       release?.invokeMs ?? Number.POSITIVE_INFINITY,
       acquire.lostAtMs ?? Number.POSITIVE_INFINITY,
@@ -61,6 +54,25 @@ export function holdsOf(ops: readonly Op[], endOfRunMs: number): Hold[] {
     holds.push({ client: acquire.client, lock: acquire.lock, acquire, release, startMs, endMs });
   }
   return holds;
+}
+
+/**
+ * Releases by client, lock and token, in invocation order: a 600 s history has thousands
+ * of grants and tens of thousands of ops, too many to scan once per grant.
+ */
+function releasesByGrant(ops: readonly Op[]): Map<string, Op[]> {
+  const byGrant = new Map<string, Op[]>();
+  for (const op of ops) {
+    if (op.kind !== 'release') continue;
+    const list = byGrant.get(grantKey(op));
+    if (list === undefined) byGrant.set(grantKey(op), [op]);
+    else list.push(op);
+  }
+  return byGrant;
+}
+
+function grantKey(op: Op): string {
+  return `${op.client}\u0000${op.lock}\u0000${op.token}`;
 }
 
 /** (a) Two holds of one lock by different clients never overlap. */

@@ -1,3 +1,4 @@
+import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { RegisterMode } from './register.ts';
 
@@ -110,4 +111,73 @@ export function describeOp(op: Op): string {
   const session = op.session === undefined ? '' : ` session=${op.session}`;
   const kind = op.register === undefined ? op.kind : `${op.kind}(${op.register})`;
   return `#${op.id} ${op.client} ${kind} ${op.lock} ${op.outcome}${token}${session} [${op.invokeMs.toFixed(1)}..${done}]${lost}`;
+}
+
+/** Each event that ends a fault, mapped to the kind of event that began it. */
+const OPENING: Partial<Record<NemesisKind, NemesisKind>> = {
+  restart: 'kill',
+  resume: 'pause',
+  'client-resume': 'client-pause',
+  'register-resume': 'register-pause',
+  heal: 'partition',
+  'clock-restore': 'clock',
+};
+
+export interface FaultWindow {
+  readonly from: number;
+  readonly to: number;
+  readonly target: string;
+  readonly kind: NemesisKind;
+  readonly detail?: string;
+}
+
+function detailOf(event: NemesisEvent): { detail?: string } {
+  return event.detail === undefined ? {} : { detail: event.detail };
+}
+
+/** Windows [from, to) when some node was down or frozen, a client paused or the registers frozen. */
+export function faultWindows(events: readonly NemesisEvent[], endMs: number): FaultWindow[] {
+  const windows: FaultWindow[] = [];
+  const open = new Map<string, NemesisEvent>();
+  for (const event of events) {
+    const opens = OPENING[event.kind];
+    const key = `${opens ?? event.kind}/${event.target}`;
+    if (opens === undefined) {
+      open.set(key, event);
+      continue;
+    }
+    const start = open.get(key);
+    if (start === undefined) continue;
+    open.delete(key);
+    windows.push({
+      from: start.atMs,
+      to: event.atMs,
+      target: event.target,
+      kind: start.kind,
+      ...detailOf(start),
+    });
+  }
+  for (const start of open.values()) {
+    windows.push({
+      from: start.atMs,
+      to: endMs,
+      target: start.target,
+      kind: start.kind,
+      ...detailOf(start),
+    });
+  }
+  return windows;
+}
+
+/** The history as JSON lines: ops, then nemesis events (each as `{"nemesis": …}`). */
+export function writeHistory(
+  path: string,
+  ops: readonly Op[],
+  nemesisEvents: readonly NemesisEvent[],
+): void {
+  const lines = [
+    ...ops.map((op) => JSON.stringify(op)),
+    ...nemesisEvents.map((event) => JSON.stringify({ nemesis: event })),
+  ];
+  writeFileSync(path, lines.map((line) => `${line}\n`).join(''));
 }

@@ -1,4 +1,3 @@
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -21,7 +20,7 @@ import {
   planClockFault,
   setClockOffset,
 } from './faults.ts';
-import { History, type NemesisEvent, type NemesisKind, now, type Op } from './history.ts';
+import { faultWindows, History, type NemesisEvent, now, type Op, writeHistory } from './history.ts';
 import {
   checkAgainstLog,
   checkRegister,
@@ -36,6 +35,10 @@ import {
   type RegisterDecision,
   RegisterProcess,
 } from './register.ts';
+import { openResults, runIdOf, writeResults } from './results.ts';
+
+// Moved to history.ts (the report reads them too); exported here for existing importers.
+export { type FaultWindow, faultWindows, writeHistory } from './history.ts';
 
 /**
  * A Jepsen-style run against real `dlm serve` processes: clients take exclusive locks
@@ -83,6 +86,8 @@ export interface JepsenOptions {
   readonly opening?: readonly Nemesis[];
   /** Called every few seconds while the run goes on. */
   readonly onProgress?: (progress: { elapsedMs: number; ops: number; nemesis: number }) => void;
+  /** Where `<run-id>/` goes with the history, logs, summary and report; none unless given. */
+  readonly results?: string;
 }
 
 export interface RegisterVerdict {
@@ -113,6 +118,8 @@ export interface JepsenResult {
   readonly beyondBound: readonly Violation[];
   /** Nemeses asked for that could not run here, and why: skipped, never passed. */
   readonly skipped: readonly { nemesis: Nemesis; reason: string }[];
+  /** The run's results directory, when options.results asked for one. */
+  readonly resultsDir?: string;
 }
 
 const SESSION_TTL_MS = 3_000;
@@ -138,61 +145,6 @@ const CLIENT_PAUSE_MAX_MS = 10_000;
 /** A requested client pause no client took (none held a lock) is dropped after this. */
 const CLIENT_PAUSE_TAKE_TIMEOUT_MS = 10_000;
 
-const OPENING: Partial<Record<NemesisKind, NemesisKind>> = {
-  restart: 'kill',
-  resume: 'pause',
-  'client-resume': 'client-pause',
-  'register-resume': 'register-pause',
-  heal: 'partition',
-  'clock-restore': 'clock',
-};
-
-export interface FaultWindow {
-  readonly from: number;
-  readonly to: number;
-  readonly target: string;
-  readonly kind: NemesisKind;
-  readonly detail?: string;
-}
-
-function detailOf(event: NemesisEvent): { detail?: string } {
-  return event.detail === undefined ? {} : { detail: event.detail };
-}
-
-/** Windows [from, to) when some node was down or frozen, a client paused or the registers frozen. */
-export function faultWindows(events: readonly NemesisEvent[], endMs: number): FaultWindow[] {
-  const windows: FaultWindow[] = [];
-  const open = new Map<string, NemesisEvent>();
-  for (const event of events) {
-    const opens = OPENING[event.kind];
-    const key = `${opens ?? event.kind}/${event.target}`;
-    if (opens === undefined) {
-      open.set(key, event);
-      continue;
-    }
-    const start = open.get(key);
-    if (start === undefined) continue;
-    open.delete(key);
-    windows.push({
-      from: start.atMs,
-      to: event.atMs,
-      target: event.target,
-      kind: start.kind,
-      ...detailOf(start),
-    });
-  }
-  for (const start of open.values()) {
-    windows.push({
-      from: start.atMs,
-      to: endMs,
-      target: start.target,
-      kind: start.kind,
-      ...detailOf(start),
-    });
-  }
-  return windows;
-}
-
 interface Stop {
   clients: boolean;
   nemesis: boolean;
@@ -208,6 +160,7 @@ interface ClientPauses {
 }
 
 export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
+  const startedAt = new Date();
   const nemeses = new Set(options.nemeses ?? NEMESES);
   const prng = new Prng(options.seed);
   const nemesisPrng = prng.fork();
@@ -338,8 +291,13 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
     // The data directories are on the shared filesystem: the namespaces can go now.
     await network?.close();
   }
+  // Copied before the checks, which remove the cluster's directory (and logs) on a pass.
+  const resultsDir =
+    options.results === undefined
+      ? null
+      : openResults(options.results, runIdOf(startedAt, options.seed), cluster.dir);
   try {
-    return await checkRun({
+    const result = await checkRun({
       skipped,
       ops: history.ops,
       nemesisEvents,
@@ -349,6 +307,10 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
       startMs,
       endMs,
     });
+    if (resultsDir === null) return result;
+    const wallMs = Date.now() - startedAt.getTime();
+    writeResults(resultsDir, { startedAt, wallMs, options: { ...options, nodes: size } }, result);
+    return { ...result, resultsDir };
   } finally {
     registerProcess?.stop();
   }
@@ -422,19 +384,6 @@ function beyondBoundWindows(
   return faultWindows(events, endMs)
     .filter((w) => w.kind === 'clock' && w.detail?.includes('beyond the drift bound') === true)
     .map((w) => ({ from: w.from, to: w.to + SESSION_TTL_MS }));
-}
-
-/** The history as JSON lines: ops, then nemesis events (each as `{"nemesis": …}`). */
-export function writeHistory(
-  path: string,
-  ops: readonly Op[],
-  nemesisEvents: readonly NemesisEvent[],
-): void {
-  const lines = [
-    ...ops.map((op) => JSON.stringify(op)),
-    ...nemesisEvents.map((event) => JSON.stringify({ nemesis: event })),
-  ];
-  writeFileSync(path, lines.map((line) => `${line}\n`).join(''));
 }
 
 /** The highest commit index any node reports: the disk may lag it (commits alone are not synced). */
