@@ -123,7 +123,7 @@ export class DiskFullNemesis {
       fills: this.records.length,
       stoppedOnFailedWrite: stopped.length,
       acksAfterFailedWrite: sum(this.records.map((r) => r.acksAfterFailure)),
-      acksWhileFilling: sum(this.records.map((r) => r.acksBeforeFailure)),
+      acksBeforeFailedWrite: sum(this.records.map((r) => r.acksBeforeFailure)),
       rejoined: this.records.filter((r) => r.rejoined === true).length,
     };
     return faultVerdict({
