@@ -58,6 +58,12 @@ export interface DiskFullRecord {
   readonly acksBeforeFailure: number;
   /** Write calls it answered OK after its failed write: there must be none. */
   readonly acksAfterFailure: number;
+  /**
+   * Started again on the still-full disk, as a supervisor would: whether it stopped
+   * again, why (the last line it wrote), and its OK answers after a failed write there.
+   * Null when it never stopped.
+   */
+  readonly onFullDisk: { stopped: boolean; lastWords: string; acksAfterFailure: number } | null;
   /** Caught up after its restart; null when it never stopped, so never restarted. */
   readonly rejoined: boolean | null;
 }
@@ -73,24 +79,43 @@ export class DiskFullNemesis {
     private readonly events: NemesisEvent[],
   ) {}
 
-  /** Fills `node`'s disk, watches it stop, frees the disk and restarts it. */
+  /**
+   * Fills `node`'s disk and watches it stop; starts it once more on the full disk; then
+   * frees the disk and restarts it.
+   */
   async once(node: string): Promise<void> {
     const { cluster, events } = this;
-    const logOffset = statSync(cluster.logPath(node)).size;
+    const logOffset = logSize(cluster, node);
     const probe = await Probe.open(cluster, node);
     const ballastBytes = this.disks.fill(node);
     const detail = `tmpfs of ${mib(this.disks.sizeBytes)} filled (${mib(ballastBytes)} of ballast)`;
     events.push({ atMs: now(), kind: 'disk-full', target: node, detail });
     const exited = await waitUntilExited(cluster, node, STOP_TIMEOUT_MS);
     await probe.stop();
-    const answered = answersAround(readFileSync(cluster.logPath(node), 'utf8').slice(logOffset));
+    const answered = answersAround(logSince(cluster, node, logOffset));
     // A node that failed a write but did not exit is hung (judged below): stop it. One
     // that failed none goes on as it was, with room again.
     if (!exited && answered.failure !== null) await cluster.kill(node);
+    const stopped = !cluster.isRunning(node);
+    const onFullDisk = stopped ? await this.startOnFullDisk(node) : null;
     this.disks.drain(node);
     events.push({ atMs: now(), kind: 'disk-free', target: node });
-    const rejoined = cluster.isRunning(node) ? null : await this.restart(node);
-    this.judge({ node, ballastBytes, exited, rejoined, ...answered });
+    const rejoined = stopped ? await this.restart(node) : null;
+    this.judge({ node, ballastBytes, exited, onFullDisk, rejoined, ...answered });
+  }
+
+  /**
+   * A supervisor restarts a node that exited; while its disk is still full it must
+   * stop again (or not start), and acknowledge nothing after its failed write.
+   */
+  private async startOnFullDisk(node: string): Promise<DiskFullRecord['onFullDisk']> {
+    const logOffset = logSize(this.cluster, node);
+    this.cluster.start(node);
+    const stopped = await waitUntilExited(this.cluster, node, STOP_TIMEOUT_MS);
+    if (!stopped) await this.cluster.kill(node);
+    const text = logSince(this.cluster, node, logOffset);
+    const lastWords = text.trim().split('\n').at(-1)?.slice(0, 300) ?? '';
+    return { stopped, lastWords, acksAfterFailure: answersAround(text).acksAfterFailure };
   }
 
   private async restart(node: string): Promise<boolean> {
@@ -106,6 +131,8 @@ export class DiskFullNemesis {
     };
     if (record.acksAfterFailure > 0)
       problem(`answered ${record.acksAfterFailure} write calls OK after its failed write`);
+    if ((record.onFullDisk?.acksAfterFailure ?? 0) > 0)
+      problem('restarted on the full disk, it answered write calls OK after a failed write');
     if (failure !== null && !record.exited)
       problem(`did not exit within ${STOP_TIMEOUT_MS} ms of its failed write (${failure})`);
     if (failure === null && record.exited) problem('exited on a full disk without saying why');
@@ -124,6 +151,7 @@ export class DiskFullNemesis {
       stoppedOnFailedWrite: stopped.length,
       acksAfterFailedWrite: sum(this.records.map((r) => r.acksAfterFailure)),
       acksBeforeFailedWrite: sum(this.records.map((r) => r.acksBeforeFailure)),
+      stoppedAgainOnFullDisk: this.records.filter((r) => r.onFullDisk?.stopped === true).length,
       rejoined: this.records.filter((r) => r.rejoined === true).length,
     };
     return faultVerdict({
@@ -135,7 +163,9 @@ export class DiskFullNemesis {
         stopped.length === 0
           ? `no filled node failed a write (${this.records.length} fills)`
           : null,
-      note: stopped.map((r) => `${r.node}: ${r.failure}`).join('; '),
+      note: stopped
+        .map((r) => `${r.node}: ${r.failure}; restarted full: ${r.onFullDisk?.lastWords}`)
+        .join('; '),
     });
   }
 }
@@ -226,6 +256,14 @@ class Probe {
       await sleep(PROBE_INTERVAL_MS);
     }
   }
+}
+
+function logSize(cluster: ProcessCluster, node: string): number {
+  return statSync(cluster.logPath(node)).size;
+}
+
+function logSince(cluster: ProcessCluster, node: string, offset: number): string {
+  return readFileSync(cluster.logPath(node)).subarray(offset).toString('utf8');
 }
 
 function mib(bytes: number): string {

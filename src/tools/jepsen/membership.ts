@@ -26,7 +26,7 @@ import { type NemesisStop, sleepUnless, statusOf } from './waits.ts';
  */
 
 /** Between two changes (ms). */
-const STEP_GAP_MS: readonly [number, number] = [1_000, 3_000];
+const STEP_GAP_MS: readonly [number, number] = [500, 1_500];
 /** An add includes the new node's catch-up; both are retried at the leader until then. */
 const ADD_TIMEOUT_MS = 20_000;
 const REMOVE_TIMEOUT_MS = 15_000;
@@ -59,7 +59,7 @@ export class MembershipNemesis {
     private readonly baseSize: number,
   ) {}
 
-  /** One change every 1–3 s until the run heals; each ends (bounded) before the next. */
+  /** One change every 0.5–1.5 s until the run heals; each ends (bounded) before the next. */
   async run(prng: Prng, stop: NemesisStop): Promise<void> {
     for (;;) {
       await sleepUnless(prng.intBetween(...STEP_GAP_MS), stop);
