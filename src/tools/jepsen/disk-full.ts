@@ -28,6 +28,13 @@ import { waitUntilCaughtUp, waitUntilExited } from './waits.ts';
 export const NODE_DISK_BYTES = 64 * 1024 * 1024;
 /** How long a full node has to fail a write and exit. */
 const STOP_TIMEOUT_MS = 10_000;
+/**
+ * A filled tmpfs has a few KiB of slack (the free part of pages its files own), which
+ * the workload's writes use up within a second or so. A node that still answers write
+ * calls OK this long after the fill, without a failed write in its log, acknowledges
+ * writes it cannot have persisted (or hides its failure).
+ */
+const FULL_DISK_SLACK_MS = 5_000;
 /** How long it has, once restarted on a freed disk, to catch up with the others. */
 const REJOIN_TIMEOUT_MS = 20_000;
 const PROBE_INTERVAL_MS = 25;
@@ -58,6 +65,8 @@ export interface DiskFullRecord {
   readonly acksBeforeFailure: number;
   /** Write calls it answered OK after its failed write: there must be none. */
   readonly acksAfterFailure: number;
+  /** Write calls it answered OK, with no failed write logged, long after the fill: none. */
+  readonly acksLongAfterFill: number;
   /**
    * Started again on the still-full disk, as a supervisor would: whether it stopped
    * again, why (the last line it wrote), and its OK answers after a failed write there.
@@ -88,11 +97,13 @@ export class DiskFullNemesis {
     const logOffset = logSize(cluster, node);
     const probe = await Probe.open(cluster, node);
     const ballastBytes = this.disks.fill(node);
+    // pino's `time` is the wall clock, which the node shares with this process.
+    const slackGoneAtEpochMs = Date.now() + FULL_DISK_SLACK_MS;
     const detail = `tmpfs of ${mib(this.disks.sizeBytes)} filled (${mib(ballastBytes)} of ballast)`;
     events.push({ atMs: now(), kind: 'disk-full', target: node, detail });
     const exited = await waitUntilExited(cluster, node, STOP_TIMEOUT_MS);
     await probe.stop();
-    const answered = answersAround(logSince(cluster, node, logOffset));
+    const answered = answersAround(logSince(cluster, node, logOffset), slackGoneAtEpochMs);
     // A node that failed a write but did not exit is hung (judged below): stop it. One
     // that failed none goes on as it was, with room again.
     if (!exited && answered.failure !== null) await cluster.kill(node);
@@ -115,7 +126,8 @@ export class DiskFullNemesis {
     if (!stopped) await this.cluster.kill(node);
     const text = logSince(this.cluster, node, logOffset);
     const lastWords = text.trim().split('\n').at(-1)?.slice(0, 300) ?? '';
-    return { stopped, lastWords, acksAfterFailure: answersAround(text).acksAfterFailure };
+    const { acksAfterFailure } = answersAround(text, Number.POSITIVE_INFINITY);
+    return { stopped, lastWords, acksAfterFailure };
   }
 
   private async restart(node: string): Promise<boolean> {
@@ -131,6 +143,10 @@ export class DiskFullNemesis {
     };
     if (record.acksAfterFailure > 0)
       problem(`answered ${record.acksAfterFailure} write calls OK after its failed write`);
+    if (record.acksLongAfterFill > 0)
+      problem(
+        `answered ${record.acksLongAfterFill} write calls OK over ${FULL_DISK_SLACK_MS} ms after its disk filled, with no failed write in its log: writes a full disk cannot have taken`,
+      );
     if ((record.onFullDisk?.acksAfterFailure ?? 0) > 0)
       problem('restarted on the full disk, it answered write calls OK after a failed write');
     if (failure !== null && !record.exited)
@@ -151,6 +167,7 @@ export class DiskFullNemesis {
       stoppedOnFailedWrite: stopped.length,
       acksAfterFailedWrite: sum(this.records.map((r) => r.acksAfterFailure)),
       acksBeforeFailedWrite: sum(this.records.map((r) => r.acksBeforeFailure)),
+      acksLongAfterFill: sum(this.records.map((r) => r.acksLongAfterFill)),
       stoppedAgainOnFullDisk: this.records.filter((r) => r.onFullDisk?.stopped === true).length,
       rejoined: this.records.filter((r) => r.rejoined === true).length,
     };
@@ -172,17 +189,23 @@ export class DiskFullNemesis {
 
 /**
  * What a node's log says it answered: its first fatal line (the failure it stopped on)
- * and the OK answers to write calls before and after it. Lines that are not JSON (the
- * CLI's last words on stderr) are skipped.
+ * and the OK answers to write calls before and after it, and of those before it, the
+ * ones logged at or after `lateFromEpochMs`. Lines that are not JSON (the CLI's last
+ * words on stderr) are skipped.
  */
-export function answersAround(logText: string): {
+export function answersAround(
+  logText: string,
+  lateFromEpochMs: number,
+): {
   failure: string | null;
   acksBeforeFailure: number;
   acksAfterFailure: number;
+  acksLongAfterFill: number;
 } {
   let failure: string | null = null;
   let acksBeforeFailure = 0;
   let acksAfterFailure = 0;
+  let acksLongAfterFill = 0;
   for (const line of logText.split('\n')) {
     const entry = parseLine(line);
     if (entry === null) continue;
@@ -192,10 +215,11 @@ export function answersAround(logText: string): {
     }
     const ack = entry.msg === 'call' && entry.code === 0 && WRITE_METHODS.has(String(entry.method));
     if (!ack) continue;
-    if (failure === null) acksBeforeFailure++;
-    else acksAfterFailure++;
+    if (failure !== null) acksAfterFailure++;
+    else if (Number(entry.time) >= lateFromEpochMs) acksLongAfterFill++;
+    else acksBeforeFailure++;
   }
-  return { failure, acksBeforeFailure, acksAfterFailure };
+  return { failure, acksBeforeFailure, acksAfterFailure, acksLongAfterFill };
 }
 
 /** pino's level number for fatal. */
