@@ -1,13 +1,13 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   DlmClient,
-  DlmClientError,
   LockNotAcquiredError,
   type Session,
   SessionLostError,
 } from '../../client/index.ts';
+import type { LockLimits } from '../../lock/index.ts';
 import { Prng } from '../../util/prng.ts';
 import { ProcessCluster } from '../process-cluster.ts';
 import { checkHistory, type Violation } from './checker.ts';
@@ -21,13 +21,27 @@ import {
   planClockFault,
   setClockOffset,
 } from './faults.ts';
-import { History, type NemesisEvent, type NemesisKind, now, type Op } from './history.ts';
+import { CallRecorder } from './call-recorder.ts';
+import {
+  errorText,
+  History,
+  type NemesisEvent,
+  type NemesisKind,
+  now,
+  type Op,
+} from './history.ts';
 import {
   checkAgainstLog,
   checkRegister,
   type LogCheckStats,
   type RegisterCheckStats,
 } from './log-checker.ts';
+import {
+  checkLinearizable,
+  DEFAULT_LINEARIZABILITY_BUDGET,
+  type LinearizabilityBudget,
+  type LinearizabilityVerdict,
+} from './linearizable.ts';
 import type { NetnsNetwork } from './netns.ts';
 import { type ReplayedLog, readCommittedLog } from './raft-log.ts';
 import {
@@ -81,6 +95,8 @@ export interface JepsenOptions {
    * before its seeded choice takes over: a short run then surely has each of them.
    */
   readonly opening?: readonly Nemesis[];
+  /** How long the linearizability search may take per lock, and the drift bound it assumes. */
+  readonly linearizability?: LinearizabilityBudget;
   /** Called every few seconds while the run goes on. */
   readonly onProgress?: (progress: { elapsedMs: number; ops: number; nemesis: number }) => void;
 }
@@ -93,8 +109,13 @@ export interface RegisterVerdict {
 
 export interface JepsenResult {
   readonly ops: readonly Op[];
-  /** Everything that must hold: the history, the log, the fenced register. */
+  /**
+   * Everything that must hold: the history, its linearizability, the log and the
+   * replay of every answer, the fenced register.
+   */
   readonly violations: readonly Violation[];
+  /** The linearizability checker's verdict, per lock, with its search times. */
+  readonly linearizability: LinearizabilityVerdict;
   readonly nemesisEvents: readonly NemesisEvent[];
   readonly log: LogCheckStats;
   /** The committed log as replayed: the ground truth the checks used. */
@@ -264,27 +285,34 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
     registers = REGISTER_MODES.map((mode) => started.register(mode));
     await cluster.waitForLeader(30_000);
     const endpoints = cluster.nodes.map((node) => node.clientAddress);
-    const connect = (): DlmClient => {
-      const connection = new DlmClient({ endpoints, attemptTimeoutMs: 1_000 });
+    const connectAs = (recorder: CallRecorder): DlmClient => {
+      const connection = new DlmClient({
+        endpoints,
+        attemptTimeoutMs: 1_000,
+        onCall: recorder.observer,
+      });
       connections.push(connection);
       return connection;
     };
     startMs = now();
 
-    const clientLoops = clientPrngs.map((clientPrng, index) =>
-      clientLoop({
-        name: `c${index}`,
+    const clientLoops = clientPrngs.map((clientPrng, index) => {
+      const name = `c${index}`;
+      const recorder = new CallRecorder(history, name);
+      return clientLoop({
+        name,
         prng: clientPrng,
         locks,
         history,
+        recorder,
         registers,
         stop,
         pauses,
         events: nemesisEvents,
-        connection: connect(),
-        connect,
-      }),
-    );
+        connection: connectAs(recorder),
+        connect: () => connectAs(recorder),
+      });
+    });
     const nemesis = nemesisLoop({
       cluster,
       registers: registerProcess,
@@ -341,6 +369,7 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
   try {
     return await checkRun({
       skipped,
+      linearizability: options.linearizability ?? DEFAULT_LINEARIZABILITY_BUDGET,
       ops: history.ops,
       nemesisEvents,
       cluster,
@@ -356,6 +385,7 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
 
 async function checkRun(run: {
   skipped: readonly { nemesis: Nemesis; reason: string }[];
+  linearizability: LinearizabilityBudget;
   ops: readonly Op[];
   nemesisEvents: readonly NemesisEvent[];
   cluster: ProcessCluster;
@@ -368,6 +398,7 @@ async function checkRun(run: {
   const log = await readCommittedLog(
     cluster.nodes.map((node) => ({ id: node.id, path: join(cluster.dir, 'data', node.id) })),
     run.commitIndexHint,
+    configuredLockRules(cluster.configPath),
   );
   const [fencedRegister, controlRegister] = run.registers as [RegisterClient, RegisterClient];
   const verdict = async (register: RegisterClient): Promise<RegisterVerdict> => {
@@ -377,7 +408,13 @@ async function checkRun(run: {
   const fenced = await verdict(fencedRegister);
   const control = await verdict(controlRegister);
   const againstLog = checkAgainstLog(ops, log, endMs);
-  const found = [...checkHistory(ops, endMs), ...againstLog.violations, ...fenced.violations];
+  const linearizability = checkLinearizable(ops, run.linearizability);
+  const found = [
+    ...checkHistory(ops, endMs),
+    ...linearizability.violations,
+    ...againstLog.violations,
+    ...fenced.violations,
+  ];
   const excused = beyondBoundWindows(run.nemesisEvents, endMs);
   const isExcused = (violation: Violation): boolean =>
     REAL_TIME_CHECKS.has(violation.check) &&
@@ -390,11 +427,13 @@ async function checkRun(run: {
     });
   const violations = found.filter((violation) => !isExcused(violation));
   const beyondBound = found.filter(isExcused);
-  if (violations.length === 0) cluster.remove();
+  // Kept for a reader when something failed or could not be decided.
+  if (violations.length === 0 && linearizability.verdict !== 'unknown') cluster.remove();
   else writeHistory(join(cluster.dir, 'history.jsonl'), ops, run.nemesisEvents);
   return {
     ops,
     violations,
+    linearizability,
     nemesisEvents: run.nemesisEvents,
     log: againstLog.stats,
     replayed: log,
@@ -408,8 +447,21 @@ async function checkRun(run: {
   };
 }
 
-/** The checks that compare real times; every other check holds whatever the clocks do. */
-const REAL_TIME_CHECKS: ReadonlySet<string> = new Set(['mutual-exclusion', 'granted-while-held']);
+/**
+ * The checks that compare real times; every other check holds whatever the clocks do.
+ * Linearizability does: the model ends a lease no sooner than the drift bound allows.
+ */
+const REAL_TIME_CHECKS: ReadonlySet<string> = new Set([
+  'mutual-exclusion',
+  'granted-while-held',
+  'linearizability',
+]);
+
+/** The `lock` section of the nodes' config file: the rules they apply until SetRules. */
+function configuredLockRules(configPath: string): Partial<LockLimits> {
+  const config = JSON.parse(readFileSync(configPath, 'utf8')) as { lock?: Partial<LockLimits> };
+  return config.lock ?? {};
+}
 
 /**
  * When a node ran its clocks beyond the drift bound, widened by a session TTL after it:
@@ -456,6 +508,8 @@ interface ClientContext {
   readonly prng: Prng;
   readonly locks: readonly string[];
   readonly history: History;
+  /** Records the session calls, and the request ids of the acquires and releases. */
+  readonly recorder: CallRecorder;
   readonly registers: readonly RegisterClient[];
   readonly stop: Stop;
   readonly pauses: ClientPauses;
@@ -505,8 +559,9 @@ async function oneHold(ctx: ClientContext, session: Session, acquires: Op[]): Pr
   const { history, name, prng } = ctx;
   const lock = prng.pick(ctx.locks);
   const acquireOp = history.invoke(name, 'acquire', lock, { session: session.id });
-  // The owner tag finds this op's entries in the log, answered or not.
-  acquireOp.owner = `${name}#${acquireOp.id}`;
+  // A tag unique in the run: the call recorder finds this op's call by it.
+  const owner = `${name}#${acquireOp.id}`;
+  acquireOp.owner = owner;
   acquires.push(acquireOp);
   let token: string;
   let release: () => Promise<void>;
@@ -514,11 +569,13 @@ async function oneHold(ctx: ClientContext, session: Session, acquires: Op[]): Pr
   // or not, granted or queued, their outcome is unknown, and only the log can say.
   const giveUpAfterMs = prng.chance(GIVE_UP_CHANCE) ? prng.intBetween(...GIVE_UP_AFTER_MS) : null;
   try {
-    const handle = await session.acquire(lock, {
-      waitMs: ACQUIRE_WAIT_MS,
-      owner: acquireOp.owner,
-      ...(giveUpAfterMs === null ? {} : { signal: AbortSignal.timeout(giveUpAfterMs) }),
-    });
+    const handle = await ctx.recorder.during(acquireOp, () =>
+      session.acquire(lock, {
+        waitMs: ACQUIRE_WAIT_MS,
+        owner,
+        ...(giveUpAfterMs === null ? {} : { signal: AbortSignal.timeout(giveUpAfterMs) }),
+      }),
+    );
     history.complete(acquireOp, 'ok', { token: handle.token });
     token = handle.token;
     release = () => handle.release();
@@ -547,7 +604,7 @@ async function oneHold(ctx: ClientContext, session: Session, acquires: Op[]): Pr
   if (!session.alive) return false;
   const releaseOp = history.invoke(name, 'release', lock, { session: session.id, token });
   try {
-    await release();
+    await ctx.recorder.during(releaseOp, release);
     history.complete(releaseOp, 'ok');
     return true;
   } catch (error) {
@@ -614,12 +671,6 @@ async function pauseIfAsked(ctx: ClientContext, lock: string, token: string): Pr
   ctx.connection = ctx.connect();
   ctx.pauses.active = null;
   return true;
-}
-
-function errorText(error: unknown): string {
-  if (error instanceof DlmClientError)
-    return `${error.errorCode ?? error.status}: ${error.message}`;
-  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
 
 /**
