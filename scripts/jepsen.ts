@@ -3,12 +3,12 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Violation } from '../src/tools/jepsen/checker.ts';
 import { describeOp, type Op } from '../src/tools/jepsen/history.ts';
-import { REPLAYED_KINDS } from '../src/tools/jepsen/log-answers.ts';
-import type { LogCheckStats } from '../src/tools/jepsen/log-checker.ts';
 import {
   DEFAULT_LINEARIZABILITY_BUDGET,
   type LinearizabilityVerdict,
 } from '../src/tools/jepsen/linearizable.ts';
+import { REPLAYED_KINDS } from '../src/tools/jepsen/log-answers.ts';
+import type { LogCheckStats } from '../src/tools/jepsen/log-checker.ts';
 import {
   NEMESES,
   type Nemesis,

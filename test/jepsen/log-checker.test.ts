@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import type { LockResult } from '../../src/lock/index.ts';
 import { checkMutualExclusion } from '../../src/tools/jepsen/checker.ts';
 import type { Op } from '../../src/tools/jepsen/history.ts';
-import type { LockResult } from '../../src/lock/index.ts';
 import { requestKeyOfOp } from '../../src/tools/jepsen/log-answers.ts';
 import { CommitClock, checkAgainstLog, checkRegister } from '../../src/tools/jepsen/log-checker.ts';
 import type { LogGrant, ReplayedLog } from '../../src/tools/jepsen/raft-log.ts';

@@ -1,33 +1,21 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_LOCK_LIMITS, type LockCommand, LockStateMachine } from '../../src/lock/index.ts';
-import { decodeEntry, encodeEntry, encodeLockSnapshot } from '../../src/node/entry-codec.ts';
+import { decodeEntry, encodeLockSnapshot } from '../../src/node/entry-codec.ts';
 import type { Entry } from '../../src/raft/types.ts';
 import { LevelStorage } from '../../src/storage/index.ts';
 import { readCommittedLog, requestKey } from '../../src/tools/jepsen/raft-log.ts';
-import { fencingToken, logIndex, nodeId, sessionId, term } from '../../src/util/ids.ts';
+import { fencingToken, logIndex, sessionId, term } from '../../src/util/ids.ts';
+import { BOOTSTRAP, LogDirs, normal } from './log-dirs.ts';
 
 /**
  * The ground truth the Jepsen checker trusts: real LevelDB directories written with the
  * project's storage, read back, checked for agreement and replayed.
  */
-const dirs: string[] = [];
-afterEach(() => {
-  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-});
-
-const config = { voters: [nodeId('n1'), nodeId('n2')], learners: [] };
-
-function normal(index: number, command: LockCommand, entryTerm = 1): Entry {
-  return {
-    kind: 'normal',
-    term: term(entryTerm),
-    index: logIndex(index),
-    data: encodeEntry({ proposalId: `p${index}`, command }),
-  };
-}
+const dirs = new LogDirs();
+afterEach(() => dirs.removeAll());
+const node = (id: string, entries: readonly Entry[], commit: number) =>
+  dirs.node(id, entries, commit);
 
 const acquire = (session: number, owner: string, waitMs: number): LockCommand => ({
   type: 'Acquire',
@@ -56,18 +44,6 @@ const LOG: Entry[] = [
   }),
   { kind: 'noop', term: term(2), index: logIndex(7) },
 ];
-
-async function node(id: string, entries: readonly Entry[], commit: number): Promise<string> {
-  const dir = mkdtempSync(join(tmpdir(), 'dlm-raft-log-'));
-  dirs.push(dir);
-  const storage = await LevelStorage.open(join(dir, id), { bootstrap: config });
-  await storage.persist({
-    entries,
-    hardState: { term: term(2), votedFor: null, commitIndex: logIndex(commit) },
-  });
-  await storage.close();
-  return join(dir, id);
-}
 
 describe('reading the committed log from the nodes', () => {
   it('replays every grant with its owner, token and end, and places requests', async () => {
@@ -140,9 +116,8 @@ describe('reading the committed log from the nodes', () => {
   });
 
   it('starts from the earliest snapshot when every node compacted its log', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'dlm-raft-log-'));
-    dirs.push(dir);
-    const storage = await LevelStorage.open(join(dir, 'n1'), { bootstrap: config });
+    const dir = dirs.make();
+    const storage = await LevelStorage.open(join(dir, 'n1'), { bootstrap: BOOTSTRAP });
     await storage.persist({
       entries: LOG,
       hardState: { term: term(2), votedFor: null, commitIndex: logIndex(7) },
@@ -152,7 +127,7 @@ describe('reading the committed log from the nodes', () => {
     for (const entry of LOG.slice(0, 4)) {
       if (entry.kind === 'normal') machine.apply(entry.index, decodeEntry(entry.data).command);
     }
-    await storage.createSnapshot(logIndex(5), config, encodeLockSnapshot(machine.snapshot()));
+    await storage.createSnapshot(logIndex(5), BOOTSTRAP, encodeLockSnapshot(machine.snapshot()));
     await storage.compact(logIndex(5));
     await storage.close();
 

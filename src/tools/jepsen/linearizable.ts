@@ -19,6 +19,8 @@ import {
 export interface LinearizabilityBudget {
   /** Wall time one lock's search may take; past it the lock is `unknown`, not a pass. */
   readonly lockSearchMsMax: number;
+  /** Model steps one lock's search may take (the checker's default unless given). */
+  readonly statesPerLockMax?: number;
   /** ε of the safety contract: a lease lasts at least ttl × (1 − ε) of real time. */
   readonly clockDriftMax: number;
 }
@@ -62,6 +64,7 @@ export function checkLinearizable(
     clockDriftMax: budget.clockDriftMax,
     lockTimeLimitMs: budget.lockSearchMsMax,
     timeLimitMs: Number.POSITIVE_INFINITY,
+    ...(budget.statesPerLockMax === undefined ? {} : { statesPerLockMax: budget.statesPerLockMax }),
   });
   return {
     verdict: result.verdict,

@@ -10,6 +10,7 @@ import {
 import type { LockLimits } from '../../lock/index.ts';
 import { Prng } from '../../util/prng.ts';
 import { ProcessCluster } from '../process-cluster.ts';
+import { CallRecorder } from './call-recorder.ts';
 import { checkHistory, type Violation } from './checker.ts';
 import {
   type ClockFault,
@@ -21,7 +22,6 @@ import {
   planClockFault,
   setClockOffset,
 } from './faults.ts';
-import { CallRecorder } from './call-recorder.ts';
 import {
   errorText,
   History,
@@ -31,17 +31,17 @@ import {
   type Op,
 } from './history.ts';
 import {
-  checkAgainstLog,
-  checkRegister,
-  type LogCheckStats,
-  type RegisterCheckStats,
-} from './log-checker.ts';
-import {
   checkLinearizable,
   DEFAULT_LINEARIZABILITY_BUDGET,
   type LinearizabilityBudget,
   type LinearizabilityVerdict,
 } from './linearizable.ts';
+import {
+  checkAgainstLog,
+  checkRegister,
+  type LogCheckStats,
+  type RegisterCheckStats,
+} from './log-checker.ts';
 import type { NetnsNetwork } from './netns.ts';
 import { type ReplayedLog, readCommittedLog } from './raft-log.ts';
 import {
