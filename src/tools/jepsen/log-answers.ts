@@ -123,6 +123,14 @@ function tally<T>(zero: () => T): Record<ReplayedKind, T> {
   >;
 }
 
+/** The result that says a request of each kind took effect (a grant also by a later entry). */
+const EFFECT: Partial<Record<OpKind, LockResult['type']>> = {
+  'open-session': 'SessionOpened',
+  acquire: 'Acquired',
+  release: 'Released',
+  'close-session': 'SessionClosed',
+};
+
 /** The replayed log, asked about one op at a time. */
 class AnswerReplay {
   /** Grants by `${sessionId}/${requestId}`: a waiting Acquire is granted by a later entry. */
@@ -133,7 +141,9 @@ class AnswerReplay {
   constructor(private readonly log: ReplayedLog) {
     for (const grant of log.grants) {
       const key = `${grant.sessionId}/${grant.requestId}`;
-      this.grants.set(key, [...(this.grants.get(key) ?? []), grant]);
+      const same = this.grants.get(key);
+      if (same === undefined) this.grants.set(key, [grant]);
+      else same.push(grant);
       this.byToken.set(`${grant.lock}/${grant.token}`, grant);
     }
   }
@@ -204,13 +214,7 @@ class AnswerReplay {
     if (requestKeyOfOp(op) === null) return 'unresolvable';
     const entries = entriesOf(op, this.log);
     if (entries.length === 0) return 'notInLog';
-    const effect: Partial<Record<OpKind, LockResult['type']>> = {
-      'open-session': 'SessionOpened',
-      acquire: 'Acquired',
-      release: 'Released',
-      'close-session': 'SessionClosed',
-    };
-    const applied = this.entriesWith(op, (r) => r.type === effect[op.kind]).length > 0;
+    const applied = this.entriesWith(op, (r) => r.type === EFFECT[op.kind]).length > 0;
     return applied || (op.kind === 'acquire' && this.grantsOf(op).length > 0)
       ? 'tookEffect'
       : 'noEffect';

@@ -57,11 +57,14 @@ export interface ReplayedLog {
   readonly nodes: readonly NodeLog[];
 }
 
-/** How much of the nodes' logs the agreement check compared (0 comparisons is vacuous). */
+/**
+ * How much of the nodes' logs the agreement check (agreedEntries) compared: 0
+ * comparisons would make it vacuous.
+ */
 export interface LogAgreement {
-  /** The lowest commit index a node's disk holds: every node's log is compared up to it, at least. */
+  /** The lowest commit index on a node's disk: every node is compared at least up to it. */
   readonly smallestCommitIndex: number;
-  /** Entry pairs found equal: each committed index, on every node whose commit covers it, against one. */
+  /** Entry pairs found equal: at each committed index, each node whose commit covers it. */
   readonly comparisons: number;
 }
 
