@@ -178,18 +178,17 @@ function printReplay(log: LogCheckStats): void {
     return `${kind} ${reproduced}/${ok}${beforeStart > 0 ? ` (${beforeStart} before the replay's start, unchecked)` : ''}`;
   });
   console.log(`  ok answers the log replay reproduces, by request id: ${answers.join(', ')}`);
-  const info = REPLAYED_KINDS.filter((kind) =>
-    Object.values(log.info[kind]).some((count) => count > 0),
-  ).map((kind) => {
+  const info = REPLAYED_KINDS.map((kind) => {
     const { tookEffect, noEffect, notInLog, unresolvable } = log.info[kind];
     const parts = [
-      `${tookEffect} took effect`,
-      `${noEffect} in the log without effect`,
-      `${notInLog} not in the log`,
-    ];
-    if (unresolvable > 0) parts.push(`${unresolvable} unresolvable (no request id)`);
-    return `${kind} ${parts.join(', ')}`;
-  });
+      [tookEffect, 'took effect'],
+      [noEffect, 'in the log without effect'],
+      [notInLog, 'not in the log'],
+      [unresolvable, 'unresolvable (no request id)'],
+    ] as const;
+    const said = parts.filter(([count]) => count > 0).map(([count, what]) => `${count} ${what}`);
+    return said.length === 0 ? null : `${kind} ${said.join(', ')}`;
+  }).filter((line) => line !== null);
   console.log(
     `  unanswered calls resolved by the log: ${info.length > 0 ? info.join('; ') : 'none'}`,
   );

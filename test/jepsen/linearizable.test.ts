@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Op } from '../../src/tools/jepsen/history.ts';
 import { checkLinearizable } from '../../src/tools/jepsen/linearizable.ts';
@@ -163,5 +165,52 @@ describe('checkLinearizable (the run history, session calls included)', () => {
     expect(verdict.unknownLocks).toEqual(['L']);
     expect(verdict.violations).toEqual([]);
     expect(verdict.locks.find((lock) => lock.lock === 'M')?.verdict).toBe('ok');
+  });
+});
+
+/**
+ * A real run's history with its session calls (`npm run jepsen -- --seconds 40 --nemesis
+ * all`, seed 722157817: kills, pauses, client pauses, a partition, a clock fault; register
+ * writes and nemesis events left out). Each release named below was acknowledged, and
+ * its session never touched that lock again: told `fail` instead, the lock was never
+ * given back, so the next grant needs the holder's lease to have ended first.
+ */
+describe('checkLinearizable on a real run with its session calls', () => {
+  const ops = readFileSync(
+    join(import.meta.dirname, 'fixtures', 'jepsen-lite-sessions-40s.jsonl'),
+    'utf8',
+  )
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map((line) => JSON.parse(line) as Op);
+  const refused = (id: number): Op[] =>
+    ops.map((op) => (op.id === id ? { ...op, outcome: 'fail' as const } : op));
+  const without = (history: Op[], kinds: readonly Op['kind'][]): Op[] =>
+    history.filter((op) => !kinds.includes(op.kind));
+  const SESSION_KINDS = ['open-session', 'keep-alive', 'close-session'] as const;
+
+  it('finds it linearizable, with every lock decided', () => {
+    const verdict = checkLinearizable(ops);
+    expect(ops.filter((op) => op.kind === 'keep-alive' && op.outcome === 'ok').length).toBe(101);
+    expect(verdict.verdict).toBe('ok');
+    expect(verdict.locks.map((lock) => lock.lock)).toEqual(['jepsen/0', 'jepsen/1']);
+  });
+
+  it('catches a hold that ended too early only through the lease bound the session calls give', () => {
+    for (const id of [86, 378, 611]) {
+      const release = ops.find((op) => op.id === id);
+      expect(release).toMatchObject({ kind: 'release', outcome: 'ok' });
+      const verdict = checkLinearizable(refused(id));
+      expect(verdict.verdict, `release #${id}`).toBe('violation');
+      // The next grant's op and the holder's acquire are in the witness.
+      expect(verdict.violations[0]?.ops.length).toBeGreaterThan(0);
+      // Without the session calls, nothing bounds the holder's lease: an expiry explains it.
+      expect(checkLinearizable(without(refused(id), SESSION_KINDS)).verdict).toBe('ok');
+    }
+  });
+
+  it('needs the keepalives for some: the open alone bounds the lease too early', () => {
+    expect(checkLinearizable(refused(591)).verdict).toBe('violation');
+    expect(checkLinearizable(without(refused(591), ['keep-alive'])).verdict).toBe('ok');
   });
 });

@@ -73,7 +73,7 @@ export function checkLinearizable(
     ops: history.length,
     violations: result.locks
       .filter((report) => report.verdict === 'violation')
-      .map((report) => violationOf(report, ops.length)),
+      .map((report) => violationOf(report, new Set(ops.map((op) => op.id)))),
     unknownLocks: result.locks
       .filter((report) => report.verdict === 'unknown')
       .map((report) => report.lock),
@@ -91,11 +91,11 @@ function lockSearch(report: LockReport): LockSearch {
 }
 
 /** The witness's ops are the history's (a converted op keeps its id); added closes are not. */
-function violationOf(report: LockReport, historyLength: number): Violation {
+function violationOf(report: LockReport, historyIds: ReadonlySet<number>): Violation {
   const witness = report.minimal ?? report.nextCandidates ?? [];
   return {
     check: 'linearizability',
     message: `no linearization of ${report.lock} in the lease-aware lock model\n${explainLock(report)}`,
-    ops: witness.map((op) => op.id).filter((id) => id < historyLength),
+    ops: witness.map((op) => op.id).filter((id) => historyIds.has(id)),
   };
 }
