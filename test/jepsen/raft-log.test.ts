@@ -142,6 +142,31 @@ describe('reading the committed log from the nodes', () => {
     expect(log.requests.has(requestKey('Acquire', '2', 'r-a#0'))).toBe(false);
   });
 
+  it('replays from the bootstrap when a node kept its whole log behind its snapshot', async () => {
+    const dir = dirs.make();
+    const storage = await LevelStorage.open(join(dir, 'n1'), { bootstrap: BOOTSTRAP });
+    await storage.persist({
+      entries: LOG,
+      hardState: { term: term(2), votedFor: null, commitIndex: logIndex(7) },
+    });
+    const machine = new LockStateMachine();
+    machine.skipTo(logIndex(1));
+    for (const entry of LOG.slice(0, 4)) {
+      if (entry.kind === 'normal') machine.apply(entry.index, decodeEntry(entry.data).command);
+    }
+    await storage.createSnapshot(logIndex(5), BOOTSTRAP, encodeLockSnapshot(machine.snapshot()));
+    await storage.close(); // No compaction: the entries behind the snapshot stay.
+
+    const log = await readCommittedLog([{ id: 'n1', path: join(dir, 'n1') }], 0);
+    expect(log.startIndex).toBe(1);
+    expect(log.problems).toEqual([]);
+    expect(log.grants.map((g) => [g.owner, g.source, g.index, g.endIndex])).toEqual([
+      ['a#0', 'log', 4, 6],
+      ['b#1', 'log', 6, null],
+    ]);
+    expect(log.requests.has(requestKey('Acquire', '2', 'r-a#0'))).toBe(true);
+  });
+
   it('ignores an uncommitted suffix a node kept (a deposed leader, a follower stopped early)', async () => {
     const n1 = await node('n1', LOG, 7);
     // n2, leader of term 2 for a moment, appended its own entry at 5 and was deposed; a

@@ -292,7 +292,12 @@ export function checkRegister(
   const writes = new Map<string, Op>();
   for (const op of ops)
     if (op.kind === 'write' && op.register === mode) writes.set(String(op.id), op);
-  const latestAccepted = new Map<string, { grant: LogGrant; decision: RegisterDecision }>();
+  // The grant's index; for a grant before the replay's start (a snapshot covers it) its
+  // token, which is the index of the entry that made the grant.
+  const latestAccepted = new Map<
+    string,
+    { index: number; sessionId: string | null; decision: RegisterDecision }
+  >();
   let staleAccepted = 0;
   const sorted = [...decisions].sort((a, b) => a.seq - b.seq);
   for (const decision of sorted) {
@@ -303,7 +308,7 @@ export function checkRegister(
     const what = `register (${mode}) write #${decision.seq} of ${decision.lock} token ${decision.token} by ${decision.client} (session ${decision.session})`;
     if (!decision.accepted) {
       const explained =
-        latest !== undefined && (grant === undefined || latest.grant.index > grant.index);
+        latest !== undefined && latest.index > (grant?.index ?? Number(decision.token));
       if (!explained) {
         violations.push({
           check: 'register-refusal',
@@ -314,7 +319,13 @@ export function checkRegister(
       continue;
     }
     if (grant === undefined) {
-      if (Number(decision.token) <= log.startIndex) continue; // Before the replay's snapshot.
+      if (Number(decision.token) <= log.startIndex) {
+        // Before the replay's snapshot: unchecked, but later refusals are explained by it.
+        const index = Number(decision.token);
+        if (latest === undefined || index > latest.index)
+          latestAccepted.set(decision.lock, { index, sessionId: null, decision });
+        continue;
+      }
       violations.push({
         check: 'register-token',
         message: `${what} was accepted, but the log never granted ${decision.lock} with that token`,
@@ -329,17 +340,17 @@ export function checkRegister(
         ops: opIds,
       });
     }
-    if (latest !== undefined && grant.index < latest.grant.index) {
+    if (latest !== undefined && grant.index < latest.index) {
       staleAccepted++;
       const latestOp = writes.get(latest.decision.writeId);
       violations.push({
         check: 'register-stale-write',
-        message: `${what} was accepted after write #${latest.decision.seq} under the later grant at index ${latest.grant.index} (session ${latest.grant.sessionId}): a stale holder's write over a newer holder's, a lost update`,
+        message: `${what} was accepted after write #${latest.decision.seq} under the later grant at index ${latest.index} (session ${latest.sessionId ?? latest.decision.session}): a stale holder's write over a newer holder's, a lost update`,
         ops: latestOp === undefined ? opIds : [latestOp.id, ...opIds],
       });
       continue;
     }
-    latestAccepted.set(decision.lock, { grant, decision });
+    latestAccepted.set(decision.lock, { index: grant.index, sessionId: grant.sessionId, decision });
   }
   const answers = checkRegisterAnswers(writes, sorted, mode, violations);
   return {

@@ -193,7 +193,7 @@ function agreedEntries(
   commitIndex: number,
   problems: string[],
 ): Committed {
-  const start = nodes.reduce((a, b) => (b.info.snapshotIndex < a.info.snapshotIndex ? b : a));
+  const start = replayStart(nodes);
   const upToDate = nodes.reduce((a, b) =>
     b.lastTerm > a.lastTerm || (b.lastTerm === a.lastTerm && b.info.lastIndex > a.info.lastIndex)
       ? b
@@ -201,7 +201,7 @@ function agreedEntries(
   );
   const entries: Entry[] = [];
   let comparisons = 0;
-  for (let index = start.info.snapshotIndex + 1; index <= commitIndex; index++) {
+  for (let index = start.index + 1; index <= commitIndex; index++) {
     const witnesses = nodes
       .filter((node) => node.info.commitIndex >= index)
       .map((node) => ({ id: node.info.id, entry: node.entries.get(index) }))
@@ -224,12 +224,23 @@ function agreedEntries(
     comparisons += Math.max(0, witnesses.length - 1);
     entries.push(chosen.entry);
   }
-  return {
-    startIndex: start.info.snapshotIndex,
-    startSnapshot: start.snapshotData,
-    entries,
-    comparisons,
-  };
+  return { startIndex: start.index, startSnapshot: start.snapshotData, entries, comparisons };
+}
+
+/** A new cluster's nodes hold a snapshot of the empty state at this index, made at bootstrap. */
+const BOOTSTRAP_INDEX = 1;
+
+/**
+ * Where the replay starts: from the bootstrap's empty state when some node still holds
+ * the log from the entry after it (the Jepsen run keeps the whole log behind its
+ * snapshots, so every answer can be checked), else at the earliest snapshot any node
+ * holds.
+ */
+function replayStart(nodes: readonly LoadedNode[]): { index: number; snapshotData: Uint8Array } {
+  if (nodes.some((node) => node.entries.has(BOOTSTRAP_INDEX + 1)))
+    return { index: BOOTSTRAP_INDEX, snapshotData: new Uint8Array() };
+  const earliest = nodes.reduce((a, b) => (b.info.snapshotIndex < a.info.snapshotIndex ? b : a));
+  return { index: earliest.info.snapshotIndex, snapshotData: earliest.snapshotData };
 }
 
 function sameEntry(a: Entry, b: Entry): boolean {

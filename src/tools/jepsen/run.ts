@@ -83,6 +83,14 @@ export const NEMESES = [
  * past the drift bound, where real-time mutual exclusion may be lost (and is then
  * reported apart, as expected) but fencing must still hold.
  */
+/**
+ * The nodes still take snapshots (and restart from them), but keep every entry behind
+ * them, so the log replay starts at index 1 and checks every answer of a long run. The
+ * cost: no follower ever needs InstallSnapshot here (the simulator and
+ * test/cluster/failover.test.ts cover it).
+ */
+const KEEP_WHOLE_LOG = { runtime: { compactionRetainEntries: 1_000_000 } };
+
 export const OPT_IN_NEMESES = ['clock-beyond'] as const;
 export type Nemesis = (typeof NEMESES)[number] | (typeof OPT_IN_NEMESES)[number];
 
@@ -215,10 +223,10 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
   const spawnIn = network;
   const cluster =
     spawnIn === null
-      ? await ProcessCluster.create(size)
+      ? await ProcessCluster.create(size, KEEP_WHOLE_LOG)
       : ProcessCluster.withNodes(
           partitionedNodes(spawnIn),
-          {},
+          KEEP_WHOLE_LOG,
           size,
           (id, file, args, spawnOptions) => spawnIn.spawn(id, file, args, spawnOptions),
         );
