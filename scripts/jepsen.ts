@@ -3,6 +3,12 @@ import { parseArgs } from 'node:util';
 import type { Violation } from '../src/tools/jepsen/checker.ts';
 import { describeOp, type Op } from '../src/tools/jepsen/history.ts';
 import {
+  DEFAULT_LINEARIZABILITY_BUDGET,
+  type LinearizabilityVerdict,
+} from '../src/tools/jepsen/linearizable.ts';
+import { REPLAYED_KINDS } from '../src/tools/jepsen/log-answers.ts';
+import type { LogCheckStats } from '../src/tools/jepsen/log-checker.ts';
+import {
   NEMESES,
   type Nemesis,
   OPT_IN_NEMESES,
@@ -19,7 +25,9 @@ import { countNemesis, countOps } from '../src/tools/jepsen/summary.ts';
  * The seed reproduces the nemesis schedule and the clients' choices, not the OS
  * timing: two runs with one seed see the same faults, not the same history.
  * Exit code 1 when any checker finds a violation, or when the negative control (the
- * register that ignores tokens) went uncaught while clients were paused.
+ * register that ignores tokens) went uncaught while clients were paused; 3 when nothing
+ * was found but the linearizability search ran out of budget on some lock (unknown is
+ * not a pass).
  */
 const USAGE = `usage: npm run jepsen -- [options]
   --seconds N     how long the workload and nemeses run (default 30)
@@ -36,6 +44,9 @@ const USAGE = `usage: npm run jepsen -- [options]
                   reported apart and only fencing must hold
   --results DIR   where the run's directory goes (default ./results): DIR/<run-id>/ holds
                   history.jsonl, the node logs, summary.json and index.html (the report)
+  --lin-budget-ms N
+                  wall time the linearizability search may take per lock; past it the
+                  lock is reported unknown, not valid (default ${DEFAULT_LINEARIZABILITY_BUDGET.lockSearchMsMax})
   --help          this text`;
 
 const { values } = parseArgs({
@@ -47,6 +58,10 @@ const { values } = parseArgs({
     nodes: { type: 'string', default: '3' },
     nemesis: { type: 'string', default: NEMESES.join(',') },
     results: { type: 'string', default: 'results' },
+    'lin-budget-ms': {
+      type: 'string',
+      default: String(DEFAULT_LINEARIZABILITY_BUDGET.lockSearchMsMax),
+    },
     help: { type: 'boolean', default: false },
   },
 });
@@ -68,6 +83,7 @@ const seconds = positiveInt('seconds', values.seconds);
 const clients = positiveInt('clients', values.clients);
 const locks = positiveInt('locks', values.locks);
 const nodes = positiveInt('nodes', values.nodes);
+const lockSearchMsMax = positiveInt('lin-budget-ms', values['lin-budget-ms']);
 const seed =
   values.seed === undefined
     ? Math.floor(Math.random() * 2 ** 31)
@@ -97,6 +113,7 @@ const result = await runJepsen({
   nodes,
   nemeses: nemeses as Nemesis[],
   results: values.results,
+  linearizability: { ...DEFAULT_LINEARIZABILITY_BUDGET, lockSearchMsMax },
   // Kills and clock restarts take seconds each, so a short run could draw no partition,
   // clock or disk fault at all; each that was asked for (and can run) opens the run.
   opening: ['partition', 'clock', 'clock-beyond', 'disk-full', 'corrupt'],
@@ -120,12 +137,9 @@ console.log(
 console.log(
   `  raft log: committed to index ${log.committedIndex} (replayed from ${log.startIndex}), ${log.grants} grants, ${log.grantsUnacknowledged} of them no client was told of`,
 );
-console.log(
-  `  acknowledged acquires in the log: ${log.acknowledgedConfirmed} of ${log.acknowledged}${log.acknowledgedBeforeStart > 0 ? ` (${log.acknowledgedBeforeStart} before the replay's snapshot, unchecked)` : ''}`,
-);
-console.log(
-  `  unanswered acquires resolved by the log: ${log.infoGranted} granted, ${log.infoRefusedOrQueued} not granted, ${log.infoNotInLog} never in the log`,
-);
+printLogAgreement(log);
+printReplay(log);
+printLinearizability(result.linearizability);
 for (const { nemesis: name, reason } of result.skipped)
   console.log(`  ${name} nemesis: SKIPPED (not passed): ${reason}`);
 printRegister('fenced register', fenced);
@@ -153,7 +167,54 @@ if (result.resultsDir !== undefined) {
   console.log(`  report: file://${resolve(join(result.resultsDir, 'index.html'))}`);
 }
 const controlMissed = clientPauses > 0 && !controlCaught;
-process.exit(result.violations.length > 0 || controlMissed ? 1 : 0);
+const failed = result.violations.length > 0 || controlMissed;
+process.exit(failed ? 1 : result.linearizability.verdict === 'unknown' ? 3 : 0);
+
+function printLogAgreement(log: LogCheckStats): void {
+  const { smallestCommitIndex, comparisons } = log.agreement;
+  console.log(
+    `  log agreement: every node's committed entries compared with the others' (all to index ${smallestCommitIndex} at least): ${comparisons} entry pairs equal`,
+  );
+}
+
+function printReplay(log: LogCheckStats): void {
+  const answers = REPLAYED_KINDS.map((kind) => {
+    const { ok, reproduced, beforeStart } = log.answers[kind];
+    return `${kind} ${reproduced}/${ok}${beforeStart > 0 ? ` (${beforeStart} before the replay's start, unchecked)` : ''}`;
+  });
+  console.log(`  ok answers the log replay reproduces, by request id: ${answers.join(', ')}`);
+  const info = REPLAYED_KINDS.map((kind) => {
+    const { tookEffect, noEffect, notInLog, unresolvable } = log.info[kind];
+    const parts = [
+      [tookEffect, 'took effect'],
+      [noEffect, 'in the log without effect'],
+      [notInLog, 'not in the log'],
+      [unresolvable, 'unresolvable (no request id)'],
+    ] as const;
+    const said = parts.filter(([count]) => count > 0).map(([count, what]) => `${count} ${what}`);
+    return said.length === 0 ? null : `${kind} ${said.join(', ')}`;
+  }).filter((line) => line !== null);
+  console.log(
+    `  unanswered calls resolved by the log: ${info.length > 0 ? info.join('; ') : 'none'}`,
+  );
+}
+
+function printLinearizability(verdict: LinearizabilityVerdict): void {
+  const searchMs = verdict.locks.reduce((sum, lock) => sum + lock.searchMs, 0);
+  console.log(
+    `  linearizability (lease-aware model, ε ${DEFAULT_LINEARIZABILITY_BUDGET.clockDriftMax}): ${verdict.verdict.toUpperCase()}, ${verdict.ops} ops, search ${searchMs.toFixed(0)} ms in all (check ${verdict.checkMs.toFixed(0)} ms)`,
+  );
+  for (const lock of verdict.locks) {
+    console.log(
+      `    ${lock.lock}: ${lock.verdict}, ${lock.ops} ops, ${lock.statesExplored} states, ${lock.searchMs.toFixed(0)} ms`,
+    );
+  }
+  if (verdict.unknownLocks.length > 0) {
+    console.log(
+      `    UNKNOWN (search over ${lockSearchMsMax} ms, not valid): ${verdict.unknownLocks.join(', ')}`,
+    );
+  }
+}
 
 function verdictText(valid: boolean | 'unknown'): string {
   return valid === 'unknown' ? 'UNKNOWN (not passed)' : valid ? 'valid' : 'INVALID';

@@ -55,9 +55,28 @@ export interface ConnectionOptions {
    * hold up an exit noticeably, long enough that a loop of calls keeps its stream.
    */
   readonly streamIdleCloseMs?: number;
+  /**
+   * Hears of every call made through `call` (once per call, not per attempt: retries
+   * included), including the session's own keepalives and settles, which no caller
+   * sees. A test harness records a history from it (the Jepsen run). It runs inline and
+   * must not throw.
+   */
+  readonly onCall?: CallObserver;
 }
 
 export type Transport = 'stream' | 'unary';
+
+/** How a call observed by `onCall` ended: its answer, or the error the caller got. */
+export type CallEnd =
+  | { readonly response: Record<string, unknown> }
+  | { readonly error: DlmClientError };
+
+/** Told of a call as it starts; what it returns is told how that call ended. */
+export type CallObserver = (call: {
+  readonly service: string;
+  readonly method: string;
+  readonly request: object;
+}) => (end: CallEnd) => void;
 
 export interface SettleOptions {
   readonly attemptTimeoutMs: number;
@@ -138,6 +157,7 @@ export class Connection {
   private preferred: string;
   private rotation = 0;
   private closed = false;
+  private readonly onCall: CallObserver | null;
 
   constructor(options: ConnectionOptions) {
     if (options.endpoints.length === 0) throw new Error('endpoints: at least one is needed');
@@ -164,6 +184,7 @@ export class Connection {
       timeoutMs: positive(options.settleTimeoutMs, 'settleTimeoutMs'),
     };
     this.preferred = options.endpoints[0] ?? '';
+    this.onCall = options.onCall ?? null;
   }
 
   /**
@@ -178,6 +199,29 @@ export class Connection {
    * written to the log before the answer was lost.
    */
   async call(service: Service, method: string, request: object, options: CallOptions) {
+    const ended = this.onCall?.({ service, method, request });
+    try {
+      const response = await this.callWithRetries(service, method, request, options);
+      ended?.({ response });
+      return response;
+    } catch (error) {
+      // Every failure callWithRetries makes is a classified DlmClientError; anything else
+      // is a bug whose effect nobody can tell.
+      const classified =
+        error instanceof DlmClientError
+          ? error
+          : DlmClientError.from(error, `${service}.${method}`).withOutcomeUnknown(true);
+      ended?.({ error: classified });
+      throw error;
+    }
+  }
+
+  private async callWithRetries(
+    service: Service,
+    method: string,
+    request: object,
+    options: CallOptions,
+  ): Promise<Response> {
     let lastError: DlmClientError | null = null;
     let mayHaveApplied = false;
     /** `sent`: whether the error ends an attempt, or comes before one was made. */

@@ -2,7 +2,7 @@ import { Connection, type ConnectionOptions } from './connection.ts';
 import { type AcquireOptions, type LockHandle, Session, type SessionOptions } from './session.ts';
 
 export type { MonotonicClock } from './clock.ts';
-export type { ConnectionOptions } from './connection.ts';
+export type { CallEnd, CallObserver, ConnectionOptions } from './connection.ts';
 export {
   DlmClientError,
   ERROR_CODE_KEY,

@@ -6,7 +6,6 @@ import {
   explainCheck,
   fromJepsenLite,
   type JepsenLiteOp,
-  type LinOp,
 } from '../../src/tools/jepsen/index.ts';
 
 /**
@@ -73,51 +72,79 @@ describe('fromJepsenLite', () => {
   });
 
   it('uses recorded session ops for the lease bound', () => {
-    // Two exclusive grants 100 ms apart with no release: fine while nothing says the
-    // first session's lease was alive, a violation once its open is recorded.
-    const lite: JepsenLiteOp[] = [
-      {
-        id: 0,
-        client: 'c0',
-        session: 's0',
-        kind: 'acquire',
-        lock: 'L',
-        invokeMs: 10,
-        completeMs: 20,
-        outcome: 'ok',
-        token: '5',
-      },
-      {
-        id: 1,
-        client: 'c1',
-        session: 's1',
-        kind: 'acquire',
-        lock: 'L',
-        invokeMs: 120,
-        completeMs: 130,
-        outcome: 'ok',
-        token: '9',
-      },
-    ];
-    const open: LinOp = {
+    // Two exclusive grants with no release between them: lawful only once the first
+    // session's lease may have ended, 3 s × (1 − 0.05) after its last acknowledged
+    // refresh began. Without a recorded open nothing bounds that lease.
+    const grant = (id: number, session: string, atMs: number, token: string): JepsenLiteOp => ({
+      id,
+      client: `c${session}`,
+      session,
+      kind: 'acquire',
+      lock: 'L',
+      invokeMs: atMs,
+      completeMs: atMs + 10,
+      outcome: 'ok',
+      token,
+    });
+    const lite = [grant(0, 's0', 10, '5'), grant(1, 's1', 2_000, '9')];
+    const open: JepsenLiteOp = {
       id: 2,
-      type: 'openSession',
-      client: 'c0',
+      client: 'cs0',
       session: 's0',
-      ttlMs: 3_000,
+      kind: 'open-session',
+      lock: '',
       invokeMs: 0,
       completeMs: 5,
       outcome: 'ok',
+      ttlMs: 3_000,
     };
-    expect(checkLockHistory(fromJepsenLite(lite)).verdict).toBe('ok');
+    const strict = { closeAfterLastOp: false };
+    expect(checkLockHistory(fromJepsenLite(lite, strict)).verdict).toBe('ok');
     // The close the converter adds after s0's last op could free it: still fine.
-    expect(checkLockHistory(fromJepsenLite(lite, { sessionOps: [open] })).verdict).toBe('ok');
-    const recorded = fromJepsenLite(lite, { sessionOps: [open], closeAfterLastOp: false });
-    expect(checkLockHistory(recorded).verdict).toBe('violation');
+    expect(checkLockHistory(fromJepsenLite([...lite, open])).verdict).toBe('ok');
+    // Recorded, with no close made up: s0's lease cannot have ended by 2 010 ms.
+    expect(checkLockHistory(fromJepsenLite([...lite, open], strict)).verdict).toBe('violation');
+    // Its lease may end 2 850 ms after the open's call: a grant at 2.9 s is lawful...
+    const later = [grant(0, 's0', 10, '5'), grant(1, 's1', 2_900, '9'), open];
+    expect(checkLockHistory(fromJepsenLite(later, strict)).verdict).toBe('ok');
+    // ...unless a keepalive acknowledged meanwhile refreshed it.
+    const keepAlive: JepsenLiteOp = {
+      ...open,
+      id: 3,
+      kind: 'keep-alive',
+      invokeMs: 1_000,
+      completeMs: 1_020,
+    };
+    delete (keepAlive as { ttlMs?: number }).ttlMs;
+    expect(checkLockHistory(fromJepsenLite([...later, keepAlive], strict)).verdict).toBe(
+      'violation',
+    );
+    // An unanswered keepalive may not have refreshed it: never guessed to have.
+    const unanswered = { ...keepAlive, outcome: 'info' as const, completeMs: null };
+    expect(checkLockHistory(fromJepsenLite([...later, unanswered], strict)).verdict).toBe('ok');
     // An unanswered acquire keeps no completion time and no token.
     const unknown = fromJepsenLite([
       { ...(lite[0] as JepsenLiteOp), outcome: 'info', completeMs: null },
     ]);
     expect(unknown[0]).toMatchObject({ type: 'acquire', outcome: 'info', completeMs: null });
+  });
+
+  it('converts the session calls the run records, and leaves out opens nobody learned of', () => {
+    const common = { client: 'c0', lock: '', invokeMs: 1, completeMs: 2 };
+    const converted = fromJepsenLite(
+      [
+        { ...common, id: 0, kind: 'open-session', session: 's0', outcome: 'ok', ttlMs: 3_000 },
+        { ...common, id: 1, kind: 'open-session', outcome: 'info', completeMs: null },
+        { ...common, id: 2, kind: 'keep-alive', session: 's0', outcome: 'fail' },
+        { ...common, id: 3, kind: 'close-session', session: 's0', outcome: 'ok' },
+      ],
+      { closeAfterLastOp: false },
+    );
+    expect(converted.map((op) => [op.id, op.type, op.session, op.outcome])).toEqual([
+      [0, 'openSession', 's0', 'ok'],
+      [2, 'keepAlive', 's0', 'fail'],
+      [3, 'closeSession', 's0', 'ok'],
+    ]);
+    expect(converted[0]).toMatchObject({ ttlMs: 3_000 });
   });
 });

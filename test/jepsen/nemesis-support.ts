@@ -1,11 +1,15 @@
 import { expect } from 'vitest';
 import { describeOp } from '../../src/tools/jepsen/history.ts';
+import { REPLAYED_KINDS } from '../../src/tools/jepsen/log-answers.ts';
 import { faultWindows, type JepsenResult } from '../../src/tools/jepsen/run.ts';
 import type { CheckerVerdict } from '../../src/tools/jepsen/summary.ts';
 
 /** What the nemesis tests share: a run must pass every checker and not be vacuous. */
 
-/** The run found nothing, and clients were told of grants the log confirms. */
+/**
+ * The run found nothing (linearizability decided too), it was not vacuous, and the log
+ * replay reproduced every ok answer.
+ */
 export function expectCleanRun(result: JepsenResult): void {
   const found = result.violations.map(
     (v) =>
@@ -13,8 +17,13 @@ export function expectCleanRun(result: JepsenResult): void {
   );
   if (found.length > 0) console.log(`history and logs kept in ${result.clusterDir}`);
   expect(found).toEqual([]);
-  expect(result.log.acknowledged).toBeGreaterThan(20);
-  expect(result.log.acknowledgedConfirmed).toBe(result.log.acknowledged);
+  expect(result.log.answers.acquire.ok).toBeGreaterThan(20);
+  // Every ok answer, the client worker's too, is reproduced by replaying the log.
+  for (const kind of REPLAYED_KINDS) {
+    const { ok, reproduced, beforeStart } = result.log.answers[kind];
+    expect(reproduced + beforeStart, kind).toBe(ok);
+  }
+  expect(result.linearizability.verdict).toBe('ok');
 }
 
 /** The fault verdict whose name starts with `prefix`. */

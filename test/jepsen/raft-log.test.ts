@@ -1,33 +1,21 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type LockCommand, LockStateMachine } from '../../src/lock/index.ts';
-import { decodeEntry, encodeEntry, encodeLockSnapshot } from '../../src/node/entry-codec.ts';
+import { DEFAULT_LOCK_LIMITS, type LockCommand, LockStateMachine } from '../../src/lock/index.ts';
+import { decodeEntry, encodeLockSnapshot } from '../../src/node/entry-codec.ts';
 import type { Entry } from '../../src/raft/types.ts';
 import { LevelStorage } from '../../src/storage/index.ts';
-import { readCommittedLog } from '../../src/tools/jepsen/raft-log.ts';
-import { fencingToken, logIndex, nodeId, sessionId, term } from '../../src/util/ids.ts';
+import { readCommittedLog, requestKey } from '../../src/tools/jepsen/raft-log.ts';
+import { fencingToken, logIndex, sessionId, term } from '../../src/util/ids.ts';
+import { BOOTSTRAP, LogDirs, normal } from './log-dirs.ts';
 
 /**
  * The ground truth the Jepsen checker trusts: real LevelDB directories written with the
  * project's storage, read back, checked for agreement and replayed.
  */
-const dirs: string[] = [];
-afterEach(() => {
-  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-});
-
-const config = { voters: [nodeId('n1'), nodeId('n2')], learners: [] };
-
-function normal(index: number, command: LockCommand, entryTerm = 1): Entry {
-  return {
-    kind: 'normal',
-    term: term(entryTerm),
-    index: logIndex(index),
-    data: encodeEntry({ proposalId: `p${index}`, command }),
-  };
-}
+const dirs = new LogDirs();
+afterEach(() => dirs.removeAll());
+const node = (id: string, entries: readonly Entry[], commit: number) =>
+  dirs.node(id, entries, commit);
 
 const acquire = (session: number, owner: string, waitMs: number): LockCommand => ({
   type: 'Acquire',
@@ -57,18 +45,6 @@ const LOG: Entry[] = [
   { kind: 'noop', term: term(2), index: logIndex(7) },
 ];
 
-async function node(id: string, entries: readonly Entry[], commit: number): Promise<string> {
-  const dir = mkdtempSync(join(tmpdir(), 'dlm-raft-log-'));
-  dirs.push(dir);
-  const storage = await LevelStorage.open(join(dir, id), { bootstrap: config });
-  await storage.persist({
-    entries,
-    hardState: { term: term(2), votedFor: null, commitIndex: logIndex(commit) },
-  });
-  await storage.close();
-  return join(dir, id);
-}
-
 describe('reading the committed log from the nodes', () => {
   it('replays every grant with its owner, token and end, and places requests', async () => {
     const n1 = await node('n1', LOG, 7);
@@ -90,10 +66,43 @@ describe('reading the committed log from the nodes', () => {
       ['b#1', '3', '6', 6, null],
     ]);
     expect(log.grants[0]?.endReason).toBe('release');
-    expect(log.acquiresByOwner.get('a#0')?.indexes).toEqual([4]);
-    expect(log.acquiresByOwner.get('b#1')?.indexes).toEqual([5]);
-    expect(log.releasesByGrant.get('L/2/4')).toEqual({ indexes: [6], released: true });
+    expect(log.requests.get(requestKey('Acquire', '2', 'r-a#0'))).toEqual([4]);
+    expect(log.requests.get(requestKey('Acquire', '3', 'r-b#1'))).toEqual([5]);
+    expect(log.requests.get(requestKey('Release', '2', 'rel'))).toEqual([6]);
+    expect(log.requests.get(requestKey('OpenSession', '', 'o1'))).toEqual([2]);
+    expect(log.results.get(5)?.type).toBe('Queued');
+    expect(log.results.get(6)?.type).toBe('Released');
+    expect(log.results.has(7)).toBe(false); // a Raft no-op is no lock command
     for (const g of log.grants) expect(g.token).toBe(String(g.index));
+    // n2's disk holds committed entries 2..4, each compared with n1's.
+    expect(log.agreement).toEqual({ smallestCommitIndex: 4, comparisons: 3 });
+  });
+
+  it('replays with the file rules until a SetRules entry, then with the log rules, as nodes do', async () => {
+    // A TTL of 2 s: under the nodes' file rules (minimum 2.5 s) refused, under the
+    // rules the SetRules at 3 puts in force (minimum 1 s) accepted.
+    const open = (requestId: string): LockCommand => ({
+      type: 'OpenSession',
+      ttlMs: 2_000,
+      clientName: 'a',
+      requestId,
+    });
+    const entries = [
+      normal(2, open('before')),
+      normal(3, {
+        type: 'SetRules',
+        rules: DEFAULT_LOCK_LIMITS,
+        onlyIfUnset: true,
+      }),
+      normal(4, open('after')),
+    ];
+    const n1 = await node('n1', entries, 4);
+    const log = await readCommittedLog([{ id: 'n1', path: n1 }], 0, { sessionTtlMsMin: 2_500 });
+    expect(log.results.get(2)).toMatchObject({ type: 'Rejected', code: 'invalidArgument' });
+    expect(log.results.get(4)).toMatchObject({ type: 'SessionOpened', ttlMs: 2_000 });
+    // Replayed with the default rules instead, the first open would have succeeded.
+    const defaults = await readCommittedLog([{ id: 'n1', path: n1 }], 0);
+    expect(defaults.results.get(2)).toMatchObject({ type: 'SessionOpened' });
   });
 
   it('stops at the commit index it is told of, past what the disks say', async () => {
@@ -107,9 +116,8 @@ describe('reading the committed log from the nodes', () => {
   });
 
   it('starts from the earliest snapshot when every node compacted its log', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'dlm-raft-log-'));
-    dirs.push(dir);
-    const storage = await LevelStorage.open(join(dir, 'n1'), { bootstrap: config });
+    const dir = dirs.make();
+    const storage = await LevelStorage.open(join(dir, 'n1'), { bootstrap: BOOTSTRAP });
     await storage.persist({
       entries: LOG,
       hardState: { term: term(2), votedFor: null, commitIndex: logIndex(7) },
@@ -119,7 +127,7 @@ describe('reading the committed log from the nodes', () => {
     for (const entry of LOG.slice(0, 4)) {
       if (entry.kind === 'normal') machine.apply(entry.index, decodeEntry(entry.data).command);
     }
-    await storage.createSnapshot(logIndex(5), config, encodeLockSnapshot(machine.snapshot()));
+    await storage.createSnapshot(logIndex(5), BOOTSTRAP, encodeLockSnapshot(machine.snapshot()));
     await storage.compact(logIndex(5));
     await storage.close();
 
@@ -131,7 +139,32 @@ describe('reading the committed log from the nodes', () => {
       ['a#0', 'snapshot', 4, 6],
       ['b#1', 'log', 6, null],
     ]);
-    expect(log.acquiresByOwner.has('a#0')).toBe(false);
+    expect(log.requests.has(requestKey('Acquire', '2', 'r-a#0'))).toBe(false);
+  });
+
+  it('replays from the bootstrap when a node kept its whole log behind its snapshot', async () => {
+    const dir = dirs.make();
+    const storage = await LevelStorage.open(join(dir, 'n1'), { bootstrap: BOOTSTRAP });
+    await storage.persist({
+      entries: LOG,
+      hardState: { term: term(2), votedFor: null, commitIndex: logIndex(7) },
+    });
+    const machine = new LockStateMachine();
+    machine.skipTo(logIndex(1));
+    for (const entry of LOG.slice(0, 4)) {
+      if (entry.kind === 'normal') machine.apply(entry.index, decodeEntry(entry.data).command);
+    }
+    await storage.createSnapshot(logIndex(5), BOOTSTRAP, encodeLockSnapshot(machine.snapshot()));
+    await storage.close(); // No compaction: the entries behind the snapshot stay.
+
+    const log = await readCommittedLog([{ id: 'n1', path: join(dir, 'n1') }], 0);
+    expect(log.startIndex).toBe(1);
+    expect(log.problems).toEqual([]);
+    expect(log.grants.map((g) => [g.owner, g.source, g.index, g.endIndex])).toEqual([
+      ['a#0', 'log', 4, 6],
+      ['b#1', 'log', 6, null],
+    ]);
+    expect(log.requests.has(requestKey('Acquire', '2', 'r-a#0'))).toBe(true);
   });
 
   it('ignores an uncommitted suffix a node kept (a deposed leader, a follower stopped early)', async () => {
@@ -147,8 +180,8 @@ describe('reading the committed log from the nodes', () => {
       0,
     );
     expect(log.problems).toEqual([]);
-    expect(log.acquiresByOwner.has('x#9')).toBe(false);
-    expect(log.acquiresByOwner.get('b#1')?.indexes).toEqual([5]);
+    expect(log.requests.has(requestKey('Acquire', '3', 'r-x#9'))).toBe(false);
+    expect(log.requests.get(requestKey('Acquire', '3', 'r-b#1'))).toEqual([5]);
   });
 
   it('reports nodes that disagree on a committed entry, and a committed entry nobody has', async () => {

@@ -4,6 +4,7 @@ import { basename, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Violation } from '../../src/tools/jepsen/checker.ts';
 import type { NemesisEvent, Op } from '../../src/tools/jepsen/history.ts';
+import type { LinearizabilityVerdict } from '../../src/tools/jepsen/linearizable.ts';
 import type { LogCheckStats, RegisterCheckStats } from '../../src/tools/jepsen/log-checker.ts';
 import { renderReport } from '../../src/tools/jepsen/report.ts';
 import { runIdOf } from '../../src/tools/jepsen/results.ts';
@@ -269,17 +270,36 @@ describe('jepsen summary: every checker gets a verdict', () => {
     infoLanded: 0,
     infoLost: 0,
   });
+  const LOG_STATS = {
+    grants: 2,
+    grantsUnacknowledged: 0,
+    committedIndex: 9,
+    startIndex: 1,
+    agreement: { smallestCommitIndex: 9, comparisons: 18 },
+    answers: { acquire: { ok: 2, reproduced: 2, beforeStart: 0 } },
+    info: { acquire: { tookEffect: 1, noEffect: 0, notInLog: 0, unresolvable: 0 } },
+  } as unknown as LogCheckStats;
+  const LINEARIZABLE: LinearizabilityVerdict = {
+    verdict: 'ok',
+    locks: [{ lock: 'l', verdict: 'ok', ops: 4, statesExplored: 9, searchMs: 1 }],
+    checkMs: 2,
+    ops: 4,
+    violations: [],
+    unknownLocks: [],
+  };
   /** A run's result with the given violations and control register findings. */
   function result(fields: {
     violations?: Violation[];
     stale?: Violation[];
     events?: NemesisEvent[];
+    linearizability?: LinearizabilityVerdict;
   }): JepsenResult {
     return {
       ops: OPS,
       violations: fields.violations ?? [],
       nemesisEvents: fields.events ?? EVENTS,
-      log: { grants: 2, grantsUnacknowledged: 0 } as LogCheckStats,
+      log: LOG_STATS,
+      linearizability: fields.linearizability ?? LINEARIZABLE,
       replayed: { grants: [] } as unknown as JepsenResult['replayed'],
       fenced: { violations: [], stats: stats('fenced'), decisions: [] },
       control: {
@@ -304,7 +324,8 @@ describe('jepsen summary: every checker gets a verdict', () => {
   it('groups violations by checker, and names a check it does not know after itself', () => {
     const violations = [
       { check: 'fencing', message: 'tokens fell', ops: [0, 3] },
-      { check: 'linearizability' as Violation['check'], message: 'no order fits', ops: [] },
+      { check: 'linearizability', message: 'no order fits', ops: [] },
+      { check: 'disk-full' as Violation['check'], message: 'acked after ENOSPC', ops: [] },
     ] satisfies Violation[];
     const verdicts = byName(checkerVerdicts(options, result({ violations, stale: [stale] })));
     expect(verdicts).toEqual(
@@ -312,8 +333,9 @@ describe('jepsen summary: every checker gets a verdict', () => {
         ['history: mutual exclusion', true],
         ['history: tokens rise in real time', false],
         ['raft log: what clients were told against the committed log', true],
+        ['history: linearizable (lease-aware model)', false],
         ['fenced register: accepted writes follow the log', true],
-        ['linearizability', false],
+        ['disk-full', false],
         ['negative control: a register that ignores tokens is caught', true],
       ]),
     );
@@ -326,9 +348,19 @@ describe('jepsen summary: every checker gets a verdict', () => {
       );
     expect(control(result({ events: [] }))).toBe('unknown');
     const killOnly = { ...options, nemeses: ['kill'] as const };
-    expect(byName(checkerVerdicts(killOnly, result({ events: [] }))).size).toBe(4);
+    expect(byName(checkerVerdicts(killOnly, result({ events: [] }))).size).toBe(5);
     expect(control(result({ events: [pause] }))).toBe(false);
     expect(control(result({ events: [pause], stale: [stale] }))).toBe(true);
+  });
+
+  it('calls linearizability unknown, naming the lock, when a search ran out of budget', () => {
+    const outOfTime = { ...LINEARIZABLE, verdict: 'unknown' as const, unknownLocks: ['l'] };
+    const verdict = checkerVerdicts(options, result({ linearizability: outOfTime })).find(
+      (each) => each.name === 'history: linearizable (lease-aware model)',
+    );
+    expect(verdict?.valid).toBe('unknown');
+    expect(verdict?.details.note).toContain('l');
+    expect(verdict?.details.stats).toMatchObject({ l: 'ok, 4 ops, 9 states, 1 ms' });
   });
 
   it('is invalid overall if any checker is, else unknown if any is', () => {

@@ -13,6 +13,8 @@ export interface Violation {
     | 'log'
     | 'acknowledged-grant'
     | 'acknowledged-release'
+    | 'acknowledged-session'
+    | 'linearizability'
     | 'granted-while-held'
     | 'register-stale-write'
     | 'register-token'

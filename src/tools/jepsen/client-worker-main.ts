@@ -7,8 +7,9 @@ import {
   SessionLostError,
 } from '../../client/index.ts';
 import { Prng } from '../../util/prng.ts';
+import { CallRecorder } from './call-recorder.ts';
 import type { RunToWorker, WorkerConfig, WorkerToRun, WriteGo } from './client-worker.ts';
-import { errorText, type Outcome } from './history.ts';
+import { errorText, History, type Op, type OpKind, type Outcome } from './history.ts';
 import { REGISTER_MODES, RegisterClient, RegisterConnection } from './register.ts';
 
 /**
@@ -21,17 +22,51 @@ import { REGISTER_MODES, RegisterClient, RegisterConnection } from './register.t
  * It runs sessions one after another; in each it acquires a lock, writes to both
  * registers under its token a few times, and releases. Before each write, with its
  * lease checked, it asks the run whether to go on: that is where the nemesis stops it,
- * so that the write that follows is a stale holder's. It reports every call as an op
- * over the IPC channel, timed on the wall clock it shares with the run, and stops when
- * told, after the session it is in.
+ * so that the write that follows is a stale holder's. It records its calls as the run's
+ * clients do (its session calls and request ids too, through a CallRecorder) in a
+ * history of its own, which it mirrors to the run over the IPC channel, op by op as
+ * each changes, timed on the wall clock the two processes share. It stops when told,
+ * after the session it is in.
  */
 const config = JSON.parse(process.argv[2] ?? '{}') as WorkerConfig;
+
+/** A history whose every op is sent to the run after each change (see ClientWorker). */
+class MirroredHistory extends History {
+  override invoke(
+    client: string,
+    kind: OpKind,
+    lock: string,
+    fields: Partial<Op> = {},
+    invokeMs = performance.now(),
+  ): Op {
+    const op = super.invoke(client, kind, lock, fields, invokeMs);
+    // After the caller's own additions (an acquire's owner tag, say).
+    queueMicrotask(() => mirror(op));
+    return op;
+  }
+
+  override complete(
+    op: Op,
+    outcome: Outcome,
+    fields: Partial<Pick<Op, 'token' | 'error'>> = {},
+    completeMs = performance.now(),
+  ): void {
+    super.complete(op, outcome, fields, completeMs);
+    queueMicrotask(() => mirror(op));
+  }
+}
+
 const prng = new Prng(config.seed);
+const history = new MirroredHistory();
+const recorder = new CallRecorder(history, config.name);
 const connection = new RegisterConnection(config.registerPort);
 const registers = REGISTER_MODES.map((mode) => new RegisterClient(connection, mode));
-const client = new DlmClient({ endpoints: config.endpoints, attemptTimeoutMs: 1_000 });
+const client = new DlmClient({
+  endpoints: config.endpoints,
+  attemptTimeoutMs: 1_000,
+  onCall: recorder.observer,
+});
 let stopping = false;
-let nextRef = 0;
 /** Takes the answer to the pending 'may-write', once the run gives it. */
 let proceed: ((answer: WriteGo) => void) | null = null;
 
@@ -49,19 +84,22 @@ function send(message: WorkerToRun): void {
   process.send?.(message);
 }
 
-function epochMs(monotonicMs = performance.now()): number {
+function epochMs(monotonicMs: number): number {
   return performance.timeOrigin + monotonicMs;
 }
 
-/** Reports an acquire or release as invoked; its ref names it when it completes. */
-function invoke(kind: 'acquire' | 'release', lock: string, fields: Record<string, string>): string {
-  const ref = `w${nextRef++}`;
-  send({ type: 'invoke', ref, kind, lock, fields, atMs: epochMs() });
-  return ref;
-}
-
-function complete(ref: string, outcome: Outcome, fields: { token?: string; error?: string } = {}) {
-  send({ type: 'complete', ref, outcome, fields, atMs: epochMs() });
+/** The op as it is now, its times on the wall clock. */
+function mirror(op: Op): void {
+  const { invokeMs, completeMs, lostAtMs } = op;
+  send({
+    type: 'op',
+    op: {
+      ...op,
+      invokeMs: epochMs(invokeMs),
+      completeMs: completeMs === null ? null : epochMs(completeMs),
+      ...(lostAtMs === undefined ? {} : { lostAtMs: epochMs(lostAtMs) }),
+    },
+  });
 }
 
 async function main(): Promise<void> {
@@ -79,9 +117,16 @@ async function main(): Promise<void> {
       await sleep(100);
       continue;
     }
-    const lost = (): void => send({ type: 'lost', session: session.id, atMs: epochMs() });
+    const acquires: Op[] = [];
+    const lost = (): void => {
+      const at = performance.now();
+      for (const op of acquires) {
+        op.lostAtMs ??= at;
+        mirror(op);
+      }
+    };
     session.signal.addEventListener('abort', lost, { once: true });
-    while (!stopping && session.alive && (await oneHold(session))) {}
+    while (!stopping && session.alive && (await oneHold(session, acquires))) {}
     // Closing aborts the signal too; the holds ended here, whatever the reason.
     lost();
     session.signal.removeEventListener('abort', lost);
@@ -93,19 +138,24 @@ async function main(): Promise<void> {
 }
 
 /** One acquire, writes, release; false when the session is not to be used again. */
-async function oneHold(session: Session): Promise<boolean> {
+async function oneHold(session: Session, acquires: Op[]): Promise<boolean> {
   const lock = prng.pick(config.locks);
-  const owner = `${config.name}#${nextRef}`;
-  const acquire = invoke('acquire', lock, { session: session.id, owner });
+  const acquire = history.invoke(config.name, 'acquire', lock, { session: session.id });
+  // A tag unique in the run (client names are): the recorder and the log find it by it.
+  const owner = `${config.name}#${acquire.id}`;
+  acquire.owner = owner;
+  acquires.push(acquire);
   let handle: Awaited<ReturnType<Session['acquire']>>;
   try {
-    handle = await session.acquire(lock, { waitMs: config.acquireWaitMs, owner });
+    handle = await recorder.during(acquire, () =>
+      session.acquire(lock, { waitMs: config.acquireWaitMs, owner }),
+    );
   } catch (error) {
     const refused = error instanceof LockNotAcquiredError || error instanceof SessionLostError;
-    complete(acquire, refused ? 'fail' : 'info', { error: errorText(error) });
+    history.complete(acquire, refused ? 'fail' : 'info', { error: errorText(error) });
     return refused;
   }
-  complete(acquire, 'ok', { token: handle.token });
+  history.complete(acquire, 'ok', { token: handle.token });
   for (let i = prng.intBetween(1, 3); i > 0; i--) {
     if (!session.alive) return false;
     const go = await mayWrite(session, lock, handle.token);
@@ -118,13 +168,14 @@ async function oneHold(session: Session): Promise<boolean> {
     await sleep(prng.intBetween(5, 60));
   }
   if (!session.alive) return false;
-  const release = invoke('release', lock, { session: session.id, token: handle.token });
+  const fields = { session: session.id, token: handle.token };
+  const release = history.invoke(config.name, 'release', lock, fields);
   try {
-    await handle.release();
-    complete(release, 'ok');
+    await recorder.during(release, () => handle.release());
+    history.complete(release, 'ok');
     return true;
   } catch (error) {
-    complete(release, 'info', { error: errorText(error) });
+    history.complete(release, 'info', { error: errorText(error) });
     return false;
   }
 }
@@ -155,9 +206,10 @@ async function write(
     { lock, token, client: config.name, session: session.id, writeId: String(opId) },
     config.writeTimeoutMs,
   );
-  const ref = `op${opId}`;
-  if (answer.outcome === 'info') complete(ref, 'info', { error: answer.error });
-  else complete(ref, answer.outcome);
+  const atMs = epochMs(performance.now());
+  if (answer.outcome === 'info')
+    send({ type: 'written', opId, outcome: 'info', error: answer.error, atMs });
+  else send({ type: 'written', opId, outcome: answer.outcome, atMs });
 }
 
 await main();

@@ -18,11 +18,13 @@ import { type NemesisStop, sleepUnless } from './waits.ts';
  * token. The write it then makes is a stale holder's: the fenced register must refuse
  * it, and the register that ignores tokens (the negative control) takes it.
  *
- * The worker reports its calls over IPC, timed on the wall clock (performance.timeOrigin
- * plus its monotonic clock), which this process maps onto its own monotonic clock the
- * same way: two processes on one machine agree on it to well under a millisecond,
- * while the run's checks work in hundreds. Its write ops are created here, when it is
- * let go, so that their ids (which the registers record) are the history's own.
+ * The worker records its calls in a history of its own (session calls and request ids
+ * too) and mirrors each op over IPC whenever it changes, timed on the wall clock
+ * (performance.timeOrigin plus its monotonic clock), which this process maps onto its
+ * own monotonic clock the same way: two processes on one machine agree on it to well
+ * under a millisecond, while the run's checks work in hundreds. Its write ops are
+ * created here, when it is let go, so that their ids (which the registers record) are
+ * the history's own.
  */
 
 export interface WorkerConfig {
@@ -41,22 +43,16 @@ export interface WorkerConfig {
 /** What the worker says; times are wall-clock ms (see above). */
 export type WorkerToRun =
   | { readonly type: 'ready' }
+  /** One op of its history as it is now; its id is the worker's own. */
+  | { readonly type: 'op'; readonly op: Op }
+  /** A write the run created (see WriteGo) was answered. */
   | {
-      readonly type: 'invoke';
-      readonly ref: string;
-      readonly kind: 'acquire' | 'release';
-      readonly lock: string;
-      readonly fields: Readonly<Record<string, string>>;
-      readonly atMs: number;
-    }
-  | {
-      readonly type: 'complete';
-      readonly ref: string;
+      readonly type: 'written';
+      readonly opId: number;
       readonly outcome: Outcome;
-      readonly fields: { readonly token?: string; readonly error?: string };
+      readonly error?: string;
       readonly atMs: number;
     }
-  | { readonly type: 'lost'; readonly session: string; readonly atMs: number }
   | {
       readonly type: 'may-write';
       readonly session: string;
@@ -98,7 +94,10 @@ interface PauseRecord {
 
 export class ClientWorker {
   readonly pauses: PauseRecord[] = [];
-  private readonly ops = new Map<string, Op>();
+  /** The worker's ops by its own id, as mirrored here. */
+  private readonly mirrored = new Map<number, Op>();
+  /** The writes created here, by the history's id. */
+  private readonly writes = new Map<number, Op>();
   private readonly acquiresBySession = new Map<string, Op[]>();
   /** The pause asked for (its length), taken at the worker's next write. */
   private requestedMs: number | null = null;
@@ -194,32 +193,46 @@ export class ClientWorker {
     switch (message.type) {
       case 'ready':
         return;
-      case 'invoke':
-        this.invoked(message);
+      case 'op':
+        this.mirror(message.op);
         return;
-      case 'complete': {
-        const op = this.ops.get(message.ref);
+      case 'written': {
+        const op = this.writes.get(message.opId);
+        const fields = message.error === undefined ? {} : { error: message.error };
         if (op !== undefined)
-          this.history.complete(op, message.outcome, message.fields, runMs(message.atMs));
+          this.history.complete(op, message.outcome, fields, runMs(message.atMs));
         return;
       }
-      case 'lost':
-        for (const op of this.acquiresBySession.get(message.session) ?? [])
-          op.lostAtMs ??= runMs(message.atMs);
-        return;
       case 'may-write':
         void this.letWrite(message);
         return;
     }
   }
 
-  private invoked(message: Extract<WorkerToRun, { type: 'invoke' }>): void {
-    const { kind, lock, fields } = message;
-    const op = this.history.invoke(this.name, kind, lock, fields, runMs(message.atMs));
-    this.ops.set(message.ref, op);
-    if (kind !== 'acquire' || op.session === undefined) return;
+  /**
+   * Brings the history's copy of a worker op up to date: created at its first report,
+   * then every field the worker changed. A hold's end only ever moves earlier: the one
+   * set here at a pause (the safe deadline) beats the late one the worker reports once
+   * its frozen signal fires.
+   */
+  private mirror(remote: Op): void {
+    const { id, client: _client, kind, lock, invokeMs, completeMs, lostAtMs, ...fields } = remote;
+    let op = this.mirrored.get(id);
+    if (op === undefined) {
+      op = this.history.invoke(this.name, kind, lock, {}, runMs(invokeMs));
+      this.mirrored.set(id, op);
+    }
+    Object.assign(op, fields, { completeMs: completeMs === null ? null : runMs(completeMs) });
+    if (lostAtMs !== undefined)
+      op.lostAtMs = Math.min(op.lostAtMs ?? Number.POSITIVE_INFINITY, runMs(lostAtMs));
+    this.track(op);
+  }
+
+  /** The acquires of each session, whose holds a pause ends. */
+  private track(op: Op): void {
+    if (op.kind !== 'acquire' || op.session === undefined) return;
     const acquires = this.acquiresBySession.get(op.session) ?? [];
-    acquires.push(op);
+    if (!acquires.includes(op)) acquires.push(op);
     this.acquiresBySession.set(op.session, acquires);
   }
 
@@ -234,7 +247,7 @@ export class ClientWorker {
         token: message.token,
         register,
       });
-      this.ops.set(`op${op.id}`, op);
+      this.writes.set(op.id, op);
       opIds[register] = op.id;
       if (pause !== null && register === 'fenced') pause.write = op;
     }

@@ -10,7 +10,14 @@ import type { RegisterMode } from './register.ts';
  * register's own record and the cluster's log are kept apart from it (register.ts,
  * raft-log.ts): the checkers compare the three.
  */
-export type OpKind = 'acquire' | 'release' | 'write';
+export type OpKind = 'acquire' | 'release' | 'write' | SessionOpKind;
+
+/**
+ * The session calls, recorded from the client library's call observer (the keepalives
+ * are the session's own, on its timer): the linearizability checker's lease bound needs
+ * when each refresh began, and the log replay checks their answers.
+ */
+export type SessionOpKind = 'open-session' | 'keep-alive' | 'close-session';
 
 /** ok: it happened; fail: it certainly did not; info: unknown (a timeout, a lost answer). */
 export type Outcome = 'ok' | 'fail' | 'info';
@@ -22,6 +29,7 @@ export interface Op {
   /** The session the op ran in, when known (a re-acquire in one session keeps its token). */
   session?: string;
   readonly kind: OpKind;
+  /** '' for a session op: it names no lock. */
   readonly lock: string;
   readonly invokeMs: number;
   /** null while pending, and for an op whose answer never came. */
@@ -43,6 +51,15 @@ export interface Op {
   owner?: string;
   /** For a write: which register it went to. */
   register?: RegisterMode;
+  /**
+   * The request id the call carried (a retry carries the same one), which finds its
+   * entries in the log. A keepalive carries none.
+   */
+  requestId?: string;
+  /** For an `ok` answer: the applied log index its response header named. */
+  answerIndex?: number;
+  /** For an `ok` open-session: the lease length the cluster granted. */
+  ttlMs?: number;
 }
 
 /**
@@ -127,7 +144,7 @@ export class History {
   }
 }
 
-/** A client call's error in one line, for an op's `error`. */
+/** An error as an op's `error`: the checkers read the class name of a client-side refusal. */
 export function errorText(error: unknown): string {
   if (error instanceof DlmClientError)
     return `${error.errorCode ?? error.status}: ${error.message}`;
@@ -141,7 +158,10 @@ export function describeOp(op: Op): string {
   const lost = op.lostAtMs === undefined ? '' : ` lostAt=${op.lostAtMs.toFixed(1)}`;
   const session = op.session === undefined ? '' : ` session=${op.session}`;
   const kind = op.register === undefined ? op.kind : `${op.kind}(${op.register})`;
-  return `#${op.id} ${op.client} ${kind} ${op.lock} ${op.outcome}${token}${session} [${op.invokeMs.toFixed(1)}..${done}]${lost}`;
+  const lock = op.lock === '' ? '' : ` ${op.lock}`;
+  const request = op.requestId === undefined ? '' : ` request=${op.requestId}`;
+  const at = op.answerIndex === undefined ? '' : ` answeredAt=${op.answerIndex}`;
+  return `#${op.id} ${op.client} ${kind}${lock} ${op.outcome}${token}${session}${request}${at} [${op.invokeMs.toFixed(1)}..${done}]${lost}`;
 }
 
 /** Each event that ends a fault, mapped to the kind of event that began it. */

@@ -1,6 +1,13 @@
 import { holdsOf, type Violation } from './checker.ts';
 import { describeOp, type Op } from './history.ts';
-import type { LogGrant, ReplayedLog } from './raft-log.ts';
+import {
+  type AnswerStats,
+  checkAnswers,
+  entriesOf,
+  type InfoStats,
+  type ReplayedKind,
+} from './log-answers.ts';
+import type { LogAgreement, LogGrant, ReplayedLog } from './raft-log.ts';
 import type { RegisterDecision, RegisterMode } from './register.ts';
 
 /**
@@ -8,7 +15,10 @@ import type { RegisterDecision, RegisterMode } from './register.ts';
  * (raft-log.ts) and the register's own record of what it accepted (register.ts). Each
  * check is a promise made to users, stated in the log's terms:
  *
- * - An acknowledged grant is a grant of the log: same lock, session and token.
+ * - The nodes' committed logs agree, and replaying the log reproduces every answer a
+ *   client was told (log-answers.ts): an acknowledged grant is the log's grant of that
+ *   token to that request, and so on for each call. An unanswered call is resolved there
+ *   by its request id.
  * - No grant of the log is live, in real time, while another session's client believes
  *   it holds the lock. This is how an unanswered ('info') acquire is resolved: if the log
  *   granted it, it held the lock, whether or not its client ever learned so.
@@ -90,20 +100,16 @@ function countAtOrBefore(points: readonly { index: number }[], index: number): n
 }
 
 export interface LogCheckStats {
-  /** Acknowledged acquires, and how many the log's grants confirm. */
-  readonly acknowledged: number;
-  readonly acknowledgedConfirmed: number;
-  /** Acknowledged grants older than the replay's start (a snapshot): not checkable. */
-  readonly acknowledgedBeforeStart: number;
-  /** Unanswered acquires, resolved by the log. */
-  readonly infoGranted: number;
-  readonly infoRefusedOrQueued: number;
-  readonly infoNotInLog: number;
+  /** Per kind of call: its `ok` answers, and how many the replay reproduced. */
+  readonly answers: Readonly<Record<ReplayedKind, AnswerStats>>;
+  /** Per kind of call: its `info` answers, resolved by the log. */
+  readonly info: Readonly<Record<ReplayedKind, InfoStats>>;
   /** Grants in the log, and of them how many no acknowledged acquire stands for. */
   readonly grants: number;
   readonly grantsUnacknowledged: number;
   readonly committedIndex: number;
   readonly startIndex: number;
+  readonly agreement: LogAgreement;
 }
 
 export interface LogCheckResult {
@@ -133,7 +139,11 @@ function commitClockOf(
     // has it: a token the log does not confirm is check (a)'s business, not a fact here);
     // any other answer follows the commit of the first entry that carried its request.
     const grant = op.kind === 'acquire' ? byToken.get(`${op.lock}/${op.token}`) : undefined;
-    const confirmed = op.outcome === 'ok' && grant !== undefined && grant.owner === op.owner;
+    const confirmed =
+      op.outcome === 'ok' &&
+      grant !== undefined &&
+      grant.sessionId === op.session &&
+      grant.requestId === op.requestId;
     clock.answeredAfter(confirmed ? grant.index : first, op.completeMs);
   }
   return clock;
@@ -141,14 +151,7 @@ function commitClockOf(
 
 /** The first log entry that carried this op's request, or null if none did. */
 function firstEntryOf(op: Op, log: ReplayedLog): number | null {
-  let indexes: readonly number[] | undefined;
-  if (op.kind === 'acquire' && op.owner !== undefined) {
-    indexes = log.acquiresByOwner.get(op.owner)?.indexes;
-  } else if (op.kind === 'release' && op.token !== undefined && op.session !== undefined) {
-    indexes = log.releasesByGrant.get(`${op.lock}/${op.session}/${op.token}`)?.indexes;
-  }
-  if (indexes === undefined || indexes.length === 0) return null;
-  return Math.min(...indexes);
+  return entriesOf(op, log)[0] ?? null;
 }
 
 /** Every check of the history against the committed log. */
@@ -162,94 +165,27 @@ export function checkAgainstLog(
     message: problem,
     ops: [],
   }));
-  const byToken = grantsByLockToken(log);
-  const acknowledged = checkAcknowledged(ops, log, byToken, violations);
+  const answers = checkAnswers(ops, log);
+  violations.push(...answers.violations);
   violations.push(...checkLogExclusion(log));
-  const clock = commitClockOf(ops, log, byToken);
+  const clock = commitClockOf(ops, log, grantsByLockToken(log));
   violations.push(...checkGrantedWhileHeld(ops, log, clock, endOfRunMs));
-
-  let infoGranted = 0;
-  let infoRefusedOrQueued = 0;
-  let infoNotInLog = 0;
-  const grantedOwners = new Set(log.grants.map((grant) => grant.owner));
-  for (const op of ops) {
-    if (op.kind !== 'acquire' || op.outcome !== 'info' || op.owner === undefined) continue;
-    if (grantedOwners.has(op.owner)) infoGranted++;
-    else if (log.acquiresByOwner.has(op.owner)) infoRefusedOrQueued++;
-    else infoNotInLog++;
-  }
   const acknowledgedOwners = new Set(
     ops.filter((op) => op.kind === 'acquire' && op.outcome === 'ok').map((op) => op.owner),
   );
   return {
     violations,
     stats: {
-      ...acknowledged,
-      infoGranted,
-      infoRefusedOrQueued,
-      infoNotInLog,
+      answers: answers.answers,
+      info: answers.info,
       grants: log.grants.length,
       grantsUnacknowledged: log.grants.filter((grant) => !acknowledgedOwners.has(grant.owner))
         .length,
       committedIndex: log.commitIndex,
       startIndex: log.startIndex,
+      agreement: log.agreement,
     },
   };
-}
-
-/**
- * (a) Every acknowledged acquire is a grant of the committed log: the grant with its
- * token is of the same lock, to the same session, for the acquire that carried its owner
- * tag. An acknowledged release released a grant, by an entry of the log.
- */
-function checkAcknowledged(
-  ops: readonly Op[],
-  log: ReplayedLog,
-  byToken: ReadonlyMap<string, LogGrant>,
-  violations: Violation[],
-): { acknowledged: number; acknowledgedConfirmed: number; acknowledgedBeforeStart: number } {
-  let acknowledged = 0;
-  let confirmed = 0;
-  let beforeStart = 0;
-  for (const op of ops) {
-    if (op.outcome !== 'ok' || op.token === undefined) continue;
-    if (op.kind === 'release') {
-      const placement = log.releasesByGrant.get(`${op.lock}/${op.session}/${op.token}`);
-      if (placement?.released !== true && Number(op.token) > log.startIndex) {
-        violations.push({
-          check: 'acknowledged-release',
-          message: `${describeOp(op)} was acknowledged, but no committed Release of that grant released it`,
-          ops: [op.id],
-        });
-      }
-      continue;
-    }
-    if (op.kind !== 'acquire') continue;
-    acknowledged++;
-    const grant = byToken.get(`${op.lock}/${op.token}`);
-    if (grant === undefined && Number(op.token) <= log.startIndex) {
-      beforeStart++;
-      continue;
-    }
-    const problem =
-      grant === undefined
-        ? `the committed log (to index ${log.commitIndex}) made no grant of ${op.lock} with token ${op.token}`
-        : grant.sessionId !== op.session
-          ? `the log's grant with that token went to session ${grant.sessionId}`
-          : grant.source === 'log' && grant.owner !== op.owner
-            ? `the log's grant with that token answered the acquire tagged ${grant.owner}, not ${op.owner}`
-            : null;
-    if (problem === null) {
-      confirmed++;
-      continue;
-    }
-    violations.push({
-      check: 'acknowledged-grant',
-      message: `${describeOp(op)} was acknowledged, but ${problem}`,
-      ops: [op.id],
-    });
-  }
-  return { acknowledged, acknowledgedConfirmed: confirmed, acknowledgedBeforeStart: beforeStart };
 }
 
 /**
@@ -356,7 +292,12 @@ export function checkRegister(
   const writes = new Map<string, Op>();
   for (const op of ops)
     if (op.kind === 'write' && op.register === mode) writes.set(String(op.id), op);
-  const latestAccepted = new Map<string, { grant: LogGrant; decision: RegisterDecision }>();
+  // The grant's index; for a grant before the replay's start (a snapshot covers it) its
+  // token, which is the index of the entry that made the grant.
+  const latestAccepted = new Map<
+    string,
+    { index: number; sessionId: string | null; decision: RegisterDecision }
+  >();
   let staleAccepted = 0;
   const sorted = [...decisions].sort((a, b) => a.seq - b.seq);
   for (const decision of sorted) {
@@ -367,7 +308,7 @@ export function checkRegister(
     const what = `register (${mode}) write #${decision.seq} of ${decision.lock} token ${decision.token} by ${decision.client} (session ${decision.session})`;
     if (!decision.accepted) {
       const explained =
-        latest !== undefined && (grant === undefined || latest.grant.index > grant.index);
+        latest !== undefined && latest.index > (grant?.index ?? Number(decision.token));
       if (!explained) {
         violations.push({
           check: 'register-refusal',
@@ -378,7 +319,13 @@ export function checkRegister(
       continue;
     }
     if (grant === undefined) {
-      if (Number(decision.token) <= log.startIndex) continue; // Before the replay's snapshot.
+      if (Number(decision.token) <= log.startIndex) {
+        // Before the replay's snapshot: unchecked, but later refusals are explained by it.
+        const index = Number(decision.token);
+        if (latest === undefined || index > latest.index)
+          latestAccepted.set(decision.lock, { index, sessionId: null, decision });
+        continue;
+      }
       violations.push({
         check: 'register-token',
         message: `${what} was accepted, but the log never granted ${decision.lock} with that token`,
@@ -393,17 +340,17 @@ export function checkRegister(
         ops: opIds,
       });
     }
-    if (latest !== undefined && grant.index < latest.grant.index) {
+    if (latest !== undefined && grant.index < latest.index) {
       staleAccepted++;
       const latestOp = writes.get(latest.decision.writeId);
       violations.push({
         check: 'register-stale-write',
-        message: `${what} was accepted after write #${latest.decision.seq} under the later grant at index ${latest.grant.index} (session ${latest.grant.sessionId}): a stale holder's write over a newer holder's, a lost update`,
+        message: `${what} was accepted after write #${latest.decision.seq} under the later grant at index ${latest.index} (session ${latest.sessionId ?? latest.decision.session}): a stale holder's write over a newer holder's, a lost update`,
         ops: latestOp === undefined ? opIds : [latestOp.id, ...opIds],
       });
       continue;
     }
-    latestAccepted.set(decision.lock, { grant, decision });
+    latestAccepted.set(decision.lock, { index: grant.index, sessionId: grant.sessionId, decision });
   }
   const answers = checkRegisterAnswers(writes, sorted, mode, violations);
   return {

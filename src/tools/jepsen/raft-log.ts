@@ -1,7 +1,11 @@
 import { existsSync } from 'node:fs';
 import {
   type LockCommand,
+  type LockEvent,
+  type LockLimits,
   type LockMode,
+  type LockResult,
+  type LockSnapshot,
   LockStateMachine,
   type ReleaseReason,
 } from '../../lock/index.ts';
@@ -34,24 +38,57 @@ export interface LogGrant {
   readonly source: 'log' | 'snapshot';
 }
 
-/** Where a client's command landed: the entries that carried it (retries land again). */
-export interface CommandPlacement {
-  readonly indexes: number[];
-}
-
 export interface ReplayedLog {
   /** The replay's state is known from this index on (1: the whole log; else a snapshot's). */
   readonly startIndex: number;
   readonly commitIndex: number;
   readonly grants: readonly LogGrant[];
-  /** Acquire entries by the `owner` tag the client put on each acquire op. */
-  readonly acquiresByOwner: ReadonlyMap<string, CommandPlacement>;
-  /** Release entries by `${lock}/${sessionId}/${token}`, and whether one released. */
-  readonly releasesByGrant: ReadonlyMap<string, CommandPlacement & { released: boolean }>;
+  /**
+   * The indexes of the entries that carried each client request, by requestKeyOf (a
+   * retry lands again), in log order.
+   */
+  readonly requests: ReadonlyMap<string, readonly number[]>;
+  /** What the state machine answered each lock command the replay applied, by index. */
+  readonly results: ReadonlyMap<number, LockResult>;
   /** Problems in the log itself: nodes disagreeing, a committed entry nobody has. */
   readonly problems: readonly string[];
+  readonly agreement: LogAgreement;
   /** Per node, what its directory held. */
   readonly nodes: readonly NodeLog[];
+}
+
+/**
+ * How much of the nodes' logs the agreement check (agreedEntries) compared: 0
+ * comparisons would make it vacuous.
+ */
+export interface LogAgreement {
+  /** The lowest commit index on a node's disk: every node is compared at least up to it. */
+  readonly smallestCommitIndex: number;
+  /** Entry pairs found equal: at each committed index, each node whose commit covers it. */
+  readonly comparisons: number;
+}
+
+/**
+ * The key of a client request in `requests`: what the state machine deduplicates it by
+ * (its type, session and request id; an OpenSession has no session yet). Commands
+ * without a request id (KeepAlive, the timers) have none.
+ */
+export function requestKeyOf(command: LockCommand): string | null {
+  switch (command.type) {
+    case 'OpenSession':
+      return requestKey('OpenSession', '', command.requestId);
+    case 'Acquire':
+    case 'Release':
+    case 'CloseSession':
+    case 'CancelWait':
+      return requestKey(command.type, String(command.sessionId), command.requestId);
+    default:
+      return null;
+  }
+}
+
+export function requestKey(type: string, sessionId: string, requestId: string): string {
+  return `${type}/${sessionId}/${requestId}`;
 }
 
 export interface NodeLog {
@@ -74,10 +111,14 @@ interface LoadedNode {
  * Reads every node's directory (the nodes must be stopped) and replays the committed
  * prefix. `commitIndexHint` is the highest commit index a node reported before the stop:
  * a commit index alone is persisted without a sync, so the disk may lag it.
+ * `startRules` are the lock rules of the nodes' config file, which the nodes apply until
+ * a SetRules entry puts the log's in force (the replay then follows the log's, as the
+ * nodes do).
  */
 export async function readCommittedLog(
   directories: readonly { readonly id: string; readonly path: string }[],
   commitIndexHint: number,
+  startRules: Partial<LockLimits> = {},
 ): Promise<ReplayedLog> {
   const nodes: LoadedNode[] = [];
   for (const { id, path } of directories) {
@@ -88,7 +129,18 @@ export async function readCommittedLog(
   const commitIndex = Math.max(commitIndexHint, ...nodes.map((node) => node.info.commitIndex));
   const problems: string[] = [];
   const committed = agreedEntries(nodes, commitIndex, problems);
-  return replay(committed, commitIndex, problems, nodes);
+  const replayed = replay(committed, new LockStateMachine(startRules), problems);
+  return {
+    ...replayed,
+    startIndex: committed.startIndex,
+    commitIndex,
+    problems,
+    agreement: {
+      smallestCommitIndex: Math.min(...nodes.map((node) => node.info.commitIndex)),
+      comparisons: committed.comparisons,
+    },
+    nodes: nodes.map((node) => node.info),
+  };
 }
 
 async function loadNode(id: string, path: string): Promise<LoadedNode> {
@@ -122,6 +174,8 @@ interface Committed {
   readonly startIndex: number;
   readonly startSnapshot: Uint8Array;
   readonly entries: readonly Entry[];
+  /** Entry pairs compared equal across nodes. */
+  readonly comparisons: number;
 }
 
 /**
@@ -139,14 +193,15 @@ function agreedEntries(
   commitIndex: number,
   problems: string[],
 ): Committed {
-  const start = nodes.reduce((a, b) => (b.info.snapshotIndex < a.info.snapshotIndex ? b : a));
+  const start = replayStart(nodes);
   const upToDate = nodes.reduce((a, b) =>
     b.lastTerm > a.lastTerm || (b.lastTerm === a.lastTerm && b.info.lastIndex > a.info.lastIndex)
       ? b
       : a,
   );
   const entries: Entry[] = [];
-  for (let index = start.info.snapshotIndex + 1; index <= commitIndex; index++) {
+  let comparisons = 0;
+  for (let index = start.index + 1; index <= commitIndex; index++) {
     const witnesses = nodes
       .filter((node) => node.info.commitIndex >= index)
       .map((node) => ({ id: node.info.id, entry: node.entries.get(index) }))
@@ -166,9 +221,26 @@ function agreedEntries(
       );
       break;
     }
+    comparisons += Math.max(0, witnesses.length - 1);
     entries.push(chosen.entry);
   }
-  return { startIndex: start.info.snapshotIndex, startSnapshot: start.snapshotData, entries };
+  return { startIndex: start.index, startSnapshot: start.snapshotData, entries, comparisons };
+}
+
+/** A new cluster's nodes hold a snapshot of the empty state at this index, made at bootstrap. */
+const BOOTSTRAP_INDEX = 1;
+
+/**
+ * Where the replay starts: from the bootstrap's empty state when some node still holds
+ * the log from the entry after it (the Jepsen run keeps the whole log behind its
+ * snapshots, so every answer can be checked), else at the earliest snapshot any node
+ * holds.
+ */
+function replayStart(nodes: readonly LoadedNode[]): { index: number; snapshotData: Uint8Array } {
+  if (nodes.some((node) => node.entries.has(BOOTSTRAP_INDEX + 1)))
+    return { index: BOOTSTRAP_INDEX, snapshotData: new Uint8Array() };
+  const earliest = nodes.reduce((a, b) => (b.info.snapshotIndex < a.info.snapshotIndex ? b : a));
+  return { index: earliest.info.snapshotIndex, snapshotData: earliest.snapshotData };
 }
 
 function sameEntry(a: Entry, b: Entry): boolean {
@@ -177,42 +249,25 @@ function sameEntry(a: Entry, b: Entry): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
-/** Replays the committed entries through a fresh LockStateMachine and records every grant. */
-function replay(
-  committed: Committed,
-  commitIndex: number,
-  problems: string[],
-  nodes: readonly LoadedNode[],
-): ReplayedLog {
-  const machine = new LockStateMachine();
-  const grants: LogGrant[] = [];
-  const live = new Map<string, LogGrant>();
-  const grantKey = (lock: string, sessionId: string): string => `${lock}/${sessionId}`;
+type Replay = Pick<ReplayedLog, 'grants' | 'requests' | 'results'>;
+
+/**
+ * Replays the committed entries through `machine` (the nodes' own LockStateMachine),
+ * recording every grant with the entry that ended it, where each request landed, and
+ * each entry's result.
+ */
+function replay(committed: Committed, machine: LockStateMachine, problems: string[]): Replay {
+  const grants = new GrantBook(problems);
   if (committed.startSnapshot.length > 0) {
     const snapshot = decodeLockSnapshot(committed.startSnapshot);
     machine.restore(snapshot);
     for (const lock of snapshot.locks) {
-      for (const holder of lock.holders) {
-        const grant: LogGrant = {
-          lock: lock.name,
-          sessionId: String(holder.sessionId),
-          owner: holder.owner,
-          requestId: holder.requestId,
-          mode: holder.mode,
-          token: String(holder.token),
-          index: Number(holder.token),
-          endIndex: null,
-          endReason: null,
-          source: 'snapshot',
-        };
-        grants.push(grant);
-        live.set(grantKey(grant.lock, grant.sessionId), grant);
-      }
+      for (const holder of lock.holders) grants.fromSnapshot(lock.name, holder);
     }
   }
   machine.skipTo(logIndex(committed.startIndex));
-  const acquiresByOwner = new Map<string, CommandPlacement>();
-  const releasesByGrant = new Map<string, CommandPlacement & { released: boolean }>();
+  const requests = new Map<string, number[]>();
+  const results = new Map<number, LockResult>();
   for (const entry of committed.entries) {
     if (entry.kind !== 'normal') {
       machine.skipTo(entry.index);
@@ -220,64 +275,78 @@ function replay(
     }
     const { command } = decodeEntry(entry.data);
     const output = machine.apply(entry.index, command);
-    place(command, entry.index, output.result.type, acquiresByOwner, releasesByGrant);
-    for (const event of output.events) {
-      if (event.type === 'granted') {
-        const grant: LogGrant = {
-          lock: event.lock,
-          sessionId: String(event.holder.sessionId),
-          owner: event.holder.owner,
-          requestId: event.requestId,
-          mode: event.holder.mode,
-          token: String(event.holder.token),
-          index: entry.index,
-          endIndex: null,
-          endReason: null,
-          source: 'log',
-        };
-        grants.push(grant);
-        live.set(grantKey(grant.lock, grant.sessionId), grant);
-      } else if (event.type === 'released') {
-        const grant = live.get(grantKey(event.lock, String(event.sessionId)));
-        if (grant === undefined) {
-          problems.push(
-            `index ${entry.index} released ${event.lock} of session ${event.sessionId}, which the replay saw no grant of`,
-          );
-          continue;
-        }
-        grant.endIndex = entry.index;
-        grant.endReason = command.type === 'Withdraw' ? 'withdraw' : event.reason;
-        live.delete(grantKey(event.lock, String(event.sessionId)));
-      }
-    }
+    results.set(entry.index, output.result);
+    const key = requestKeyOf(command);
+    const landed = key === null ? undefined : requests.get(key);
+    if (landed !== undefined) landed.push(entry.index);
+    else if (key !== null) requests.set(key, [entry.index]);
+    for (const event of output.events) grants.observe(entry.index, command, event);
   }
-  return {
-    startIndex: committed.startIndex,
-    commitIndex,
-    grants,
-    acquiresByOwner,
-    releasesByGrant,
-    problems,
-    nodes: nodes.map((node) => node.info),
-  };
+  return { grants: grants.all, requests, results };
 }
 
-function place(
-  command: LockCommand,
-  index: number,
-  resultType: string,
-  acquiresByOwner: Map<string, CommandPlacement>,
-  releasesByGrant: Map<string, CommandPlacement & { released: boolean }>,
-): void {
-  if (command.type === 'Acquire') {
-    const placement = acquiresByOwner.get(command.owner) ?? { indexes: [] };
-    placement.indexes.push(index);
-    acquiresByOwner.set(command.owner, placement);
-  } else if (command.type === 'Release') {
-    const key = `${command.lock}/${command.sessionId}/${command.token}`;
-    const placement = releasesByGrant.get(key) ?? { indexes: [], released: false };
-    placement.indexes.push(index);
-    placement.released ||= resultType === 'Released';
-    releasesByGrant.set(key, placement);
+/** The grants of the replay, each ended by the entry whose event released it. */
+class GrantBook {
+  readonly all: LogGrant[] = [];
+  private readonly live = new Map<string, LogGrant>();
+
+  constructor(private readonly problems: string[]) {}
+
+  fromSnapshot(lock: string, holder: LockSnapshot['locks'][number]['holders'][number]): void {
+    this.add({
+      lock,
+      sessionId: String(holder.sessionId),
+      owner: holder.owner,
+      requestId: holder.requestId,
+      mode: holder.mode,
+      token: String(holder.token),
+      index: Number(holder.token),
+      endIndex: null,
+      endReason: null,
+      source: 'snapshot',
+    });
+  }
+
+  observe(index: number, command: LockCommand, event: LockEvent): void {
+    if (event.type === 'granted') {
+      this.add({
+        lock: event.lock,
+        sessionId: String(event.holder.sessionId),
+        owner: event.holder.owner,
+        requestId: event.requestId,
+        mode: event.holder.mode,
+        token: String(event.holder.token),
+        index,
+        endIndex: null,
+        endReason: null,
+        source: 'log',
+      });
+    } else if (event.type === 'released') {
+      this.end(
+        index,
+        event.lock,
+        String(event.sessionId),
+        command.type === 'Withdraw' ? 'withdraw' : event.reason,
+      );
+    }
+  }
+
+  private add(grant: LogGrant): void {
+    this.all.push(grant);
+    this.live.set(`${grant.lock}/${grant.sessionId}`, grant);
+  }
+
+  private end(index: number, lock: string, sessionId: string, reason: LogGrant['endReason']): void {
+    const key = `${lock}/${sessionId}`;
+    const grant = this.live.get(key);
+    if (grant === undefined) {
+      this.problems.push(
+        `index ${index} released ${lock} of session ${sessionId}, which the replay saw no grant of`,
+      );
+      return;
+    }
+    grant.endIndex = index;
+    grant.endReason = reason;
+    this.live.delete(key);
   }
 }

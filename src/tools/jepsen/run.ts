@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -6,8 +7,10 @@ import {
   type Session,
   SessionLostError,
 } from '../../client/index.ts';
+import type { LockLimits } from '../../lock/index.ts';
 import { Prng } from '../../util/prng.ts';
 import { ProcessCluster } from '../process-cluster.ts';
+import { CallRecorder } from './call-recorder.ts';
 import { checkHistory, type Violation } from './checker.ts';
 import type { WorkerConfig } from './client-worker.ts';
 import { FaultNemeses } from './fault-nemeses.ts';
@@ -30,6 +33,12 @@ import {
   type Op,
   writeHistory,
 } from './history.ts';
+import {
+  checkLinearizable,
+  DEFAULT_LINEARIZABILITY_BUDGET,
+  type LinearizabilityBudget,
+  type LinearizabilityVerdict,
+} from './linearizable.ts';
 import {
   checkAgainstLog,
   checkRegister,
@@ -81,6 +90,14 @@ export const NEMESES = [
  * past the drift bound, where real-time mutual exclusion may be lost (and is then
  * reported apart, as expected) but fencing must still hold.
  */
+/**
+ * The nodes still take snapshots (and restart from them), but keep every entry behind
+ * them, so the log replay starts at index 1 and checks every answer of a long run. The
+ * cost: no follower ever needs InstallSnapshot here (the simulator and
+ * test/cluster/failover.test.ts cover it).
+ */
+const KEEP_WHOLE_LOG = { runtime: { compactionRetainEntries: 1_000_000 } };
+
 export const OPT_IN_NEMESES = ['clock-beyond'] as const;
 export type Nemesis = (typeof NEMESES)[number] | (typeof OPT_IN_NEMESES)[number];
 
@@ -98,6 +115,8 @@ export interface JepsenOptions {
    * before its seeded choice takes over: a short run then surely has each of them.
    */
   readonly opening?: readonly Nemesis[];
+  /** How long the linearizability search may take per lock, and the drift bound it assumes. */
+  readonly linearizability?: LinearizabilityBudget;
   /** Called every few seconds while the run goes on. */
   readonly onProgress?: (progress: { elapsedMs: number; ops: number; nemesis: number }) => void;
   /** Where `<run-id>/` goes with the history, logs, summary and report; none unless given. */
@@ -112,8 +131,13 @@ export interface RegisterVerdict {
 
 export interface JepsenResult {
   readonly ops: readonly Op[];
-  /** Everything that must hold: the history, the log, the fenced register. */
+  /**
+   * Everything that must hold: the history, its linearizability, the log and the
+   * replay of every answer, the fenced register.
+   */
   readonly violations: readonly Violation[];
+  /** The linearizability checker's verdict, per lock, with its search times. */
+  readonly linearizability: LinearizabilityVerdict;
   readonly nemesisEvents: readonly NemesisEvent[];
   readonly log: LogCheckStats;
   /** The committed log as replayed: the ground truth the checks used. */
@@ -199,10 +223,10 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
   const spawnIn = network;
   const cluster =
     spawnIn === null
-      ? await ProcessCluster.create(total, {}, size)
+      ? await ProcessCluster.create(total, KEEP_WHOLE_LOG, size)
       : ProcessCluster.withNodes(
           partitionedNodes(spawnIn),
-          {},
+          KEEP_WHOLE_LOG,
           size,
           (id, file, args, spawnOptions) => spawnIn.spawn(id, file, args, spawnOptions),
         );
@@ -229,23 +253,35 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
     registers = REGISTER_MODES.map((mode) => started.register(mode));
     await cluster.waitForLeader(30_000);
     const endpoints = cluster.nodes.map((node) => node.clientAddress);
+    const connectAs = (recorder: CallRecorder): DlmClient => {
+      const connection = new DlmClient({
+        endpoints,
+        attemptTimeoutMs: 1_000,
+        onCall: recorder.observer,
+      });
+      connections.push(connection);
+      return connection;
+    };
     if (nemeses.has('client-pause')) {
       const config = workerConfig(clientPausePrng, started.port, endpoints, locks);
       await faults.startClientWorker({ config, history, events: nemesisEvents, stop });
     }
     startMs = now();
 
-    const clientLoops = clientPrngs.map((clientPrng, index) =>
-      clientLoop({
-        name: `c${index}`,
+    const clientLoops = clientPrngs.map((clientPrng, index) => {
+      const name = `c${index}`;
+      const recorder = new CallRecorder(history, name);
+      return clientLoop({
+        name,
         prng: clientPrng,
         locks,
         history,
+        recorder,
         registers,
         stop,
-        connection: connect(endpoints, connections),
-      }),
-    );
+        connection: connectAs(recorder),
+      });
+    });
     const nemesis = nemesisLoop({
       cluster,
       registers: registerProcess,
@@ -313,6 +349,7 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
     const result = await checkRun({
       skipped,
       faults,
+      linearizability: options.linearizability ?? DEFAULT_LINEARIZABILITY_BUDGET,
       ops: history.ops,
       nemesisEvents,
       cluster,
@@ -333,6 +370,7 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
 async function checkRun(run: {
   skipped: readonly { nemesis: Nemesis; reason: string }[];
   faults: FaultNemeses;
+  linearizability: LinearizabilityBudget;
   ops: readonly Op[];
   nemesisEvents: readonly NemesisEvent[];
   cluster: ProcessCluster;
@@ -345,6 +383,7 @@ async function checkRun(run: {
   const log = await readCommittedLog(
     cluster.nodes.map((node) => ({ id: node.id, path: join(cluster.dir, 'data', node.id) })),
     run.commitIndexHint,
+    configuredLockRules(cluster.configPath),
   );
   const [fencedRegister, controlRegister] = run.registers as [RegisterClient, RegisterClient];
   const verdict = async (register: RegisterClient): Promise<RegisterVerdict> => {
@@ -354,8 +393,10 @@ async function checkRun(run: {
   const fenced = await verdict(fencedRegister);
   const control = await verdict(controlRegister);
   const againstLog = checkAgainstLog(ops, log, endMs);
+  const linearizability = checkLinearizable(ops, run.linearizability);
   const found = [
     ...checkHistory(ops, endMs),
+    ...linearizability.violations,
     ...againstLog.violations,
     ...fenced.violations,
     ...run.faults.violations(),
@@ -372,11 +413,13 @@ async function checkRun(run: {
     });
   const violations = found.filter((violation) => !isExcused(violation));
   const beyondBound = found.filter(isExcused);
-  if (violations.length === 0) cluster.remove();
+  // Kept for a reader when something failed or could not be decided.
+  if (violations.length === 0 && linearizability.verdict !== 'unknown') cluster.remove();
   else writeHistory(join(cluster.dir, 'history.jsonl'), ops, run.nemesisEvents);
   return {
     ops,
     violations,
+    linearizability,
     nemesisEvents: run.nemesisEvents,
     log: againstLog.stats,
     replayed: log,
@@ -391,8 +434,21 @@ async function checkRun(run: {
   };
 }
 
-/** The checks that compare real times; every other check holds whatever the clocks do. */
-const REAL_TIME_CHECKS: ReadonlySet<string> = new Set(['mutual-exclusion', 'granted-while-held']);
+/**
+ * The checks that compare real times; every other check holds whatever the clocks do.
+ * Linearizability does: the model ends a lease no sooner than the drift bound allows.
+ */
+const REAL_TIME_CHECKS: ReadonlySet<string> = new Set([
+  'mutual-exclusion',
+  'granted-while-held',
+  'linearizability',
+]);
+
+/** The `lock` section of the nodes' config file: the rules they apply until SetRules. */
+function configuredLockRules(configPath: string): Partial<LockLimits> {
+  const config = JSON.parse(readFileSync(configPath, 'utf8')) as { lock?: Partial<LockLimits> };
+  return config.lock ?? {};
+}
 
 /**
  * When a node ran its clocks beyond the drift bound, widened by a session TTL after it:
@@ -426,15 +482,11 @@ interface ClientContext {
   readonly prng: Prng;
   readonly locks: readonly string[];
   readonly history: History;
+  /** Records the session calls, and the request ids of the acquires and releases. */
+  readonly recorder: CallRecorder;
   readonly registers: readonly RegisterClient[];
   readonly stop: Stop;
   readonly connection: DlmClient;
-}
-
-function connect(endpoints: readonly string[], connections: DlmClient[]): DlmClient {
-  const connection = new DlmClient({ endpoints: [...endpoints], attemptTimeoutMs: 1_000 });
-  connections.push(connection);
-  return connection;
 }
 
 /**
@@ -501,8 +553,9 @@ async function oneHold(ctx: ClientContext, session: Session, acquires: Op[]): Pr
   const { history, name, prng } = ctx;
   const lock = prng.pick(ctx.locks);
   const acquireOp = history.invoke(name, 'acquire', lock, { session: session.id });
-  // The owner tag finds this op's entries in the log, answered or not.
-  acquireOp.owner = `${name}#${acquireOp.id}`;
+  // A tag unique in the run: the call recorder finds this op's call by it.
+  const owner = `${name}#${acquireOp.id}`;
+  acquireOp.owner = owner;
   acquires.push(acquireOp);
   let token: string;
   let release: () => Promise<void>;
@@ -510,11 +563,13 @@ async function oneHold(ctx: ClientContext, session: Session, acquires: Op[]): Pr
   // or not, granted or queued, their outcome is unknown, and only the log can say.
   const giveUpAfterMs = prng.chance(GIVE_UP_CHANCE) ? prng.intBetween(...GIVE_UP_AFTER_MS) : null;
   try {
-    const handle = await session.acquire(lock, {
-      waitMs: ACQUIRE_WAIT_MS,
-      owner: acquireOp.owner,
-      ...(giveUpAfterMs === null ? {} : { signal: AbortSignal.timeout(giveUpAfterMs) }),
-    });
+    const handle = await ctx.recorder.during(acquireOp, () =>
+      session.acquire(lock, {
+        waitMs: ACQUIRE_WAIT_MS,
+        owner,
+        ...(giveUpAfterMs === null ? {} : { signal: AbortSignal.timeout(giveUpAfterMs) }),
+      }),
+    );
     history.complete(acquireOp, 'ok', { token: handle.token });
     token = handle.token;
     release = () => handle.release();
@@ -539,7 +594,7 @@ async function oneHold(ctx: ClientContext, session: Session, acquires: Op[]): Pr
   if (!session.alive) return false;
   const releaseOp = history.invoke(name, 'release', lock, { session: session.id, token });
   try {
-    await release();
+    await ctx.recorder.during(releaseOp, release);
     history.complete(releaseOp, 'ok');
     return true;
   } catch (error) {

@@ -1,5 +1,7 @@
 import type { Violation } from './checker.ts';
 import type { NemesisEvent, Op, Outcome } from './history.ts';
+import type { LinearizabilityVerdict } from './linearizable.ts';
+import type { LogCheckStats } from './log-checker.ts';
 import type { JepsenOptions, JepsenResult, Nemesis } from './run.ts';
 
 /**
@@ -168,6 +170,7 @@ const CHECK_GROUPS: readonly { readonly name: string; readonly checks: readonly 
     name: 'raft log: what clients were told against the committed log',
     checks: ['log', 'acknowledged-grant', 'acknowledged-release', 'granted-while-held'],
   },
+  { name: 'history: linearizable (lease-aware model)', checks: ['linearizability'] },
   {
     name: 'fenced register: accepted writes follow the log',
     checks: ['register-stale-write', 'register-token', 'register-refusal', 'register-answer'],
@@ -181,7 +184,8 @@ export function checkerVerdicts(options: RunOptions, result: JepsenResult): Chec
   const verdicts = CHECK_GROUPS.map((group) =>
     groupVerdict(group.name, violationsOf(result.violations, group.checks), noGrants),
   );
-  const [historyMutex, historyTokens, raftLog, fenced] = verdicts as [
+  const [historyMutex, historyTokens, raftLog, linearizable, fenced] = verdicts as [
+    CheckerVerdict,
     CheckerVerdict,
     CheckerVerdict,
     CheckerVerdict,
@@ -197,13 +201,57 @@ export function checkerVerdicts(options: RunOptions, result: JepsenResult): Chec
   return [
     withStats(historyMutex, { grants }),
     historyTokens,
-    withStats(raftLog, { ...result.log }),
+    withStats(raftLog, logStats(result.log)),
+    linearizabilityVerdict(linearizable, result.linearizability),
     withStats(fenced, { ...result.fenced.stats }),
     ...others,
     ...result.faultVerdicts,
     ...negativeControl(options, result),
     ...beyondDriftBound(options, result),
   ];
+}
+
+/** The log checker's figures flattened for the report: `acquire ok` 404/404 and so on. */
+function logStats(log: LogCheckStats): Record<string, number | string> {
+  const stats: Record<string, number | string> = {
+    grants: log.grants,
+    grantsUnacknowledged: log.grantsUnacknowledged,
+    committedIndex: log.committedIndex,
+    startIndex: log.startIndex,
+    agreementComparisons: log.agreement.comparisons,
+    agreementSmallestCommitIndex: log.agreement.smallestCommitIndex,
+  };
+  for (const [kind, answers] of Object.entries(log.answers)) {
+    if (answers.ok > 0) stats[`${kind} ok reproduced`] = `${answers.reproduced}/${answers.ok}`;
+  }
+  for (const [kind, info] of Object.entries(log.info)) {
+    const { tookEffect, noEffect, notInLog, unresolvable } = info;
+    if (tookEffect + noEffect + notInLog + unresolvable === 0) continue;
+    stats[`${kind} info`] =
+      `${tookEffect} took effect, ${noEffect} without effect, ${notInLog} not in log, ${unresolvable} unresolvable`;
+  }
+  return stats;
+}
+
+/** An exhausted search budget is `unknown`, never valid; the stats give each lock's search. */
+function linearizabilityVerdict(
+  grouped: CheckerVerdict,
+  verdict: LinearizabilityVerdict,
+): CheckerVerdict {
+  const stats: Record<string, number | string> = {
+    ops: verdict.ops,
+    checkMs: Math.round(verdict.checkMs),
+  };
+  for (const lock of verdict.locks) {
+    stats[lock.lock] =
+      `${lock.verdict}, ${lock.ops} ops, ${lock.statesExplored} states, ${lock.searchMs.toFixed(0)} ms`;
+  }
+  const unknown = grouped.valid === true && verdict.verdict === 'unknown';
+  const note = `search budget exhausted on ${verdict.unknownLocks.join(', ')}`;
+  return withStats(
+    unknown ? { ...grouped, valid: 'unknown', details: { ...grouped.details, note } } : grouped,
+    stats,
+  );
 }
 
 function violationsOf(violations: readonly Violation[], checks: readonly string[]): Violation[] {

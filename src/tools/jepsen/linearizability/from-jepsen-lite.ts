@@ -1,9 +1,9 @@
 import type { AcquireFailCode, CloseSessionOp, LinOp } from './history.ts';
 
 /**
- * The fields this converter reads from an op of test/jepsen/history.ts (the run's own
- * history). Declared here by shape, so src/ does not import test code and extra fields
- * added there later do not matter.
+ * The fields this converter reads from an op of src/tools/jepsen/history.ts (the run's
+ * own history). Declared here by shape, so this checker stands on its own and extra
+ * fields added there later do not matter.
  */
 export interface JepsenLiteOp {
   readonly id: number;
@@ -16,27 +16,27 @@ export interface JepsenLiteOp {
   readonly outcome: 'ok' | 'fail' | 'info';
   readonly token?: string;
   readonly error?: string;
+  /** For an `ok` open-session: the lease length granted. */
+  readonly ttlMs?: number;
 }
 
 export interface FromJepsenLiteOptions {
   /**
-   * Session-level ops the run recorded (OpenSession, KeepAlive, CloseSession) in this
-   * checker's format. Without them no session has a known refresh, so the checker
-   * cannot tell an early expiry from a lawful one: only fencing, holder and release
-   * rules are checked.
-   */
-  readonly sessionOps?: readonly LinOp[];
-  /**
-   * Whether each session may have been closed after its last recorded op (test/jepsen
-   * run.ts closes a session it gives up without recording it, and the client releases an
-   * unknown grant in the background). Adds an unanswered close there. Default true.
+   * Whether a session whose close the history does not record may have been closed
+   * after its last recorded op: adds an unanswered close there. Histories recorded
+   * before the run recorded its session calls (the fixtures) need it: the run gave
+   * sessions up unrecorded. A history with every close recorded should say false, so
+   * that no close is made up. Default true.
    */
   readonly closeAfterLastOp?: boolean;
 }
 
 /**
  * Converts the Jepsen-lite history to the checker's. Writes to the fenced register are
- * not lock operations and are left out; run.ts takes exclusive locks only.
+ * not lock operations and are left out; run.ts takes exclusive locks only. Without
+ * recorded OpenSession and KeepAlive ops no session has a known refresh, so the checker
+ * cannot tell an early expiry from a lawful one: only fencing, holder and release rules
+ * are checked then.
  */
 export function fromJepsenLite(
   ops: readonly JepsenLiteOp[],
@@ -44,17 +44,34 @@ export function fromJepsenLite(
 ): LinOp[] {
   const converted: LinOp[] = [];
   for (const op of ops) {
-    const lockOp = convertOp(op);
-    if (lockOp !== null) converted.push(lockOp);
+    const linOp = convertOp(op);
+    if (linOp !== null) converted.push(linOp);
   }
-  const sessionOps = options.sessionOps ?? [];
-  const all = [...converted, ...sessionOps];
-  if (options.closeAfterLastOp ?? true) all.push(...closesAfterLastOps(all));
-  return all;
+  if (options.closeAfterLastOp ?? true) converted.push(...closesAfterLastOps(converted));
+  return converted;
 }
 
 function convertOp(op: JepsenLiteOp): LinOp | null {
-  const common = {
+  switch (op.kind) {
+    case 'acquire':
+    case 'release':
+      return convertLockOp(op);
+    case 'open-session':
+      // Only an answered open names its session; one that failed or went unanswered is
+      // used by no later op (its client never learned the id), so it constrains nothing.
+      if (op.outcome !== 'ok' || op.session === undefined || op.ttlMs === undefined) return null;
+      return { ...commonOf(op), type: 'openSession', ttlMs: op.ttlMs };
+    case 'keep-alive':
+      return op.session === undefined ? null : { ...commonOf(op), type: 'keepAlive' };
+    case 'close-session':
+      return op.session === undefined ? null : { ...commonOf(op), type: 'closeSession' };
+    default:
+      return null;
+  }
+}
+
+function commonOf(op: JepsenLiteOp) {
+  return {
     id: op.id,
     client: op.client,
     // An op with no session is given one of its own, so it constrains no other op.
@@ -63,6 +80,10 @@ function convertOp(op: JepsenLiteOp): LinOp | null {
     completeMs: op.outcome === 'info' ? null : op.completeMs,
     outcome: op.outcome,
   };
+}
+
+function convertLockOp(op: JepsenLiteOp): LinOp {
+  const common = commonOf(op);
   if (op.kind === 'acquire') {
     if (op.outcome === 'ok')
       return { ...common, type: 'acquire', lock: op.lock, mode: 'exclusive', token: tokenOf(op) };
@@ -77,9 +98,7 @@ function convertOp(op: JepsenLiteOp): LinOp | null {
     }
     return { ...common, type: 'acquire', lock: op.lock, mode: 'exclusive' };
   }
-  if (op.kind === 'release')
-    return { ...common, type: 'release', lock: op.lock, token: tokenOf(op) };
-  return null;
+  return { ...common, type: 'release', lock: op.lock, token: tokenOf(op) };
 }
 
 function tokenOf(op: JepsenLiteOp): number {

@@ -3,7 +3,7 @@
  * cache of explored configurations, as in Porcupine, split per lock name), against the
  * sequential model of the README's safety contract, leases included.
  *
- *   const history = fromJepsenLite(result.ops, { sessionOps });   // or build LinOps directly
+ *   const history = fromJepsenLite(result.ops);   // or build LinOps directly
  *   const checked = checkLockHistory(history, { clockDriftMax: 0.05, timeLimitMs: 60_000 });
  *   if (checked.verdict !== 'ok') console.log(explainCheck(checked));   // 'unknown' is not a pass
  */
@@ -13,6 +13,7 @@ export {
   checkLockHistory,
   DEFAULT_CHECK_OPTIONS,
   explainCheck,
+  explainLock,
   type LockReport,
   type Verdict,
 } from './check.ts';
