@@ -93,7 +93,7 @@ interface PauseRecord {
 }
 
 export class ClientWorker {
-  readonly pauses: PauseRecord[] = [];
+  private readonly pauses: PauseRecord[] = [];
   /** The worker's ops by its own id, as mirrored here. */
   private readonly mirrored = new Map<number, Op>();
   /** The writes created here, by the history's id. */
@@ -115,6 +115,10 @@ export class ClientWorker {
     child.on('message', (message: WorkerToRun) => this.receive(message));
     child.once('exit', (code, signal) => {
       if (!this.stopping) this.exitedEarly = `exited with code ${code} (${signal ?? 'no signal'})`;
+    });
+    // A send racing the worker's exit fails here, not as an uncaught 'error' event.
+    child.on('error', (error) => {
+      if (!this.stopping) this.exitedEarly ??= `failed: ${error.message}`;
     });
   }
 
@@ -183,7 +187,7 @@ export class ClientWorker {
     if (this.child.exitCode !== null || this.child.signalCode !== null) return;
     const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
     this.child.kill('SIGCONT'); // In case a pause is cut short by an error.
-    this.child.send({ type: 'stop' } satisfies RunToWorker);
+    if (this.child.connected) this.child.send({ type: 'stop' } satisfies RunToWorker);
     const timer = setTimeout(() => this.child.kill('SIGKILL'), STOP_TIMEOUT_MS);
     await exited;
     clearTimeout(timer);

@@ -46,7 +46,7 @@ export interface CorruptRecordRecord {
 }
 
 export class CorruptRecordNemesis {
-  readonly records: CorruptRecordRecord[] = [];
+  private readonly records: CorruptRecordRecord[] = [];
   private readonly found: Violation[] = [];
 
   constructor(

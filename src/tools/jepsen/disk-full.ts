@@ -78,7 +78,7 @@ export interface DiskFullRecord {
 }
 
 export class DiskFullNemesis {
-  readonly records: DiskFullRecord[] = [];
+  private readonly records: DiskFullRecord[] = [];
   private readonly found: Violation[] = [];
 
   constructor(

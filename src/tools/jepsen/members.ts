@@ -27,10 +27,6 @@ export class Members {
     return this.current.filter((id) => !this.held.has(id));
   }
 
-  isHeld(id: string): boolean {
-    return this.held.has(id);
-  }
-
   /** Takes a node for a fault or a change; false if another already has it. */
   hold(id: string): boolean {
     if (this.held.has(id)) return false;

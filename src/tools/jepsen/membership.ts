@@ -41,7 +41,7 @@ const RETRIED_CODES: ReadonlySet<number> = new Set([
 
 export class MembershipNemesis {
   /** Voter counts Status reported after each change, in order: 3, 4, 5, 4, 3, … */
-  readonly sizes: number[] = [];
+  private readonly sizes: number[] = [];
   private leaderRemovals = 0;
   private timedOut = 0;
   private readonly found: Violation[] = [];
@@ -70,8 +70,22 @@ export class MembershipNemesis {
         this.growing = true;
         this.removalsInShrink = 0;
       }
+      await this.step(prng);
+    }
+  }
+
+  /**
+   * One change. A refusal it does not retry (anything but "not the leader", "catching
+   * up" or a timeout) is a violation, not the end of the run: the API refused a change
+   * the cluster's state allowed.
+   */
+  private async step(prng: Prng): Promise<void> {
+    try {
       if (this.growing) await this.grow();
       else await this.shrink(prng);
+    } catch (error) {
+      const message = `a ${this.growing ? 'grow' : 'shrink'} step failed: ${String(error)}`;
+      this.found.push({ check: 'membership', message, ops: [] });
     }
   }
 
