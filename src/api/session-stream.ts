@@ -8,6 +8,7 @@ import {
   type CallOutcome,
   type CallScope,
   callFailureOf,
+  GiveBack,
   serveCall,
 } from './context.ts';
 import {
@@ -81,11 +82,16 @@ class StreamCall implements CallScope {
   cancelled = false;
   answered = false;
   timer: TimerHandle | null = null;
+  readonly undelivered = new GiveBack();
   private readonly listeners = new Set<() => void>();
 
   onCancelled(listener: () => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  onUndelivered(giveBack: () => void): void {
+    this.undelivered.set(giveBack);
   }
 
   cancel(): void {
@@ -245,13 +251,9 @@ class SessionStream {
       { method, request: raw, trace },
       () => this.calls[method](this.context, raw, call),
       (outcome: CallOutcome<unknown>) => {
-        if (call.cancelled) return;
-        this.answer(
-          callId,
-          call,
-          trace,
-          outcome.ok ? { [field]: outcome.response } : errorOf(outcome.failure),
-        );
+        const result = outcome.ok ? { [field]: outcome.response } : errorOf(outcome.failure);
+        const delivered = !call.cancelled && this.answer(callId, call, trace, result);
+        if (!delivered) call.undelivered.run();
       },
     );
   }
@@ -290,16 +292,18 @@ class SessionStream {
     this.write({ call_id: callId, trace_id: trace.traceId, ...errorOf(failure) });
   }
 
+  /** Whether the answer went into the stream (see write). */
   private answer(
     callId: string,
     call: StreamCall,
     trace: TraceContext,
     result: Omit<SessionResponse, 'call_id' | 'trace_id'>,
-  ): void {
-    if (call.answered || this.ended) return;
+  ): boolean {
+    if (call.answered || this.ended) return false;
     this.forget(callId, call);
-    this.write({ call_id: callId, trace_id: trace.traceId, ...result });
+    const written = this.write({ call_id: callId, trace_id: trace.traceId, ...result });
     this.finishIfDrained();
+    return written;
   }
 
   private forget(callId: string, call: StreamCall): void {
@@ -311,10 +315,11 @@ class SessionStream {
 
   /**
    * Bounded: a client that reads its answers keeps the stream's buffer near empty. One
-   * that lets callsMax answers wait unsent is not reading, and is cut off.
+   * that lets callsMax answers wait unsent is not reading, and is cut off. Returns
+   * whether the answer went into the stream: one that did not never reaches the client.
    */
-  private write(response: SessionResponse): void {
-    if (this.ended) return;
+  private write(response: SessionResponse): boolean {
+    if (this.ended) return false;
     if (this.stream.writableLength >= this.callsMax) {
       this.fail(
         callFailureOf(
@@ -326,9 +331,10 @@ class SessionStream {
           ),
         ),
       );
-      return;
+      return false;
     }
     this.stream.write(response);
+    return true;
   }
 
   private finishIfDrained(): void {
