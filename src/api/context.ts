@@ -40,11 +40,17 @@ export interface ApiOptions {
   /** Events buffered for one Watch stream; a watcher that falls further behind is ended. */
   readonly watchEventsBufferedMax: number;
   /**
-   * Calls in flight on one Session stream (each also counts toward
-   * clientCallsInFlightMax); past it a call is refused as backpressure. Also the answers
-   * one stream may have waiting unsent before it is ended (its client is not reading).
+   * Calls in flight on one Session stream, besides Acquires that may wait (each also
+   * counts toward clientCallsInFlightMax); past it a call is refused as backpressure.
    */
   readonly sessionStreamCallsInFlightMax: number;
+  /**
+   * Acquires with wait_ms > 0 in flight on one Session stream, bounded apart so that
+   * waits never crowd out KeepAlives; past it one is refused as backpressure. With
+   * sessionStreamCallsInFlightMax, the sum is also the answers one stream may have
+   * waiting unsent before it is ended (its client is not reading).
+   */
+  readonly sessionStreamWaitsInFlightMax: number;
   /** The retry hint sent with backpressure RESOURCE_EXHAUSTED (trailer dlm-retry-after-ms). */
   readonly backpressureRetryAfterMs: number;
   /** How often Health.Watch looks at the node for a change of status. */
@@ -53,11 +59,12 @@ export interface ApiOptions {
   readonly withdrawAttemptsMax: number;
 }
 
-/** The first four match RuntimeConfig's fields of the same names, so a config passes straight in. */
+/** The first five match RuntimeConfig's fields of the same names, so a config passes straight in. */
 export const DEFAULT_API_OPTIONS: ApiOptions = {
   clientCallsInFlightMax: 10_000,
   watchEventsBufferedMax: 1_024,
   sessionStreamCallsInFlightMax: 1_024,
+  sessionStreamWaitsInFlightMax: 1_024,
   backpressureRetryAfterMs: 100,
   healthPollIntervalMs: 100,
   // Backoff doubles from 50 ms to 2 s: 20 attempts span about 30 s, enough to outlast a

@@ -85,6 +85,9 @@ class StreamCall implements CallScope {
   readonly undelivered = new GiveBack();
   private readonly listeners = new Set<() => void>();
 
+  /** `waits`: an Acquire that may wait in a lock's queue, counted apart (see SessionStream.refusal). */
+  constructor(readonly waits: boolean) {}
+
   onCancelled(listener: () => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
@@ -112,10 +115,18 @@ interface DecodedRequest {
 }
 
 class SessionStream {
-  /** Bounded by sessionStreamCallsInFlightMax: a call past it is refused, never queued. */
+  /**
+   * Bounded by sessionStreamCallsInFlightMax plus sessionStreamWaitsInFlightMax: a call
+   * past its bound is refused, never queued.
+   */
   private readonly inFlight = new Map<string, StreamCall>();
+  /** How many of inFlight are Acquires that may wait. */
+  private waitsInFlight = 0;
   private readonly scheduler;
   private readonly callsMax: number;
+  private readonly waitsMax: number;
+  /** As many as can be answered at once: a client that reads is never cut off for a burst. */
+  private readonly answersUnsentMax: number;
   /** The client half-closed, or the server is shutting down: answer what is in flight, then end with OK. */
   private halfClosed = false;
   /** The server is shutting down: new calls are refused UNAVAILABLE, so clients go elsewhere. */
@@ -130,6 +141,8 @@ class SessionStream {
   ) {
     this.scheduler = context.scheduler ?? REAL_SCHEDULER;
     this.callsMax = context.options.sessionStreamCallsInFlightMax;
+    this.waitsMax = context.options.sessionStreamWaitsInFlightMax;
+    this.answersUnsentMax = this.callsMax + this.waitsMax;
   }
 
   start(): void {
@@ -220,24 +233,15 @@ class SessionStream {
     timeoutMs: number,
     traceparent: string | null,
   ): void {
-    if (this.draining) {
-      const nodeId = this.context.node.id;
-      this.refuse(callId, traceparent, unavailable(`${nodeId} is shutting down`));
+    const waits = mayWait(method, raw);
+    const refusal = this.refusal(waits);
+    if (refusal !== null) {
+      this.refuse(callId, traceparent, refusal);
       return;
     }
-    if (this.inFlight.size >= this.callsMax) {
-      this.refuse(
-        callId,
-        traceparent,
-        new DlmError(
-          'RESOURCE_EXHAUSTED',
-          `this Session stream has ${this.callsMax} calls in flight (runtime.sessionStreamCallsInFlightMax)`,
-        ),
-      );
-      return;
-    }
-    const call = new StreamCall();
+    const call = new StreamCall(waits);
     this.inFlight.set(callId, call);
+    if (waits) this.waitsInFlight++;
     const trace = continueTrace(traceparent === '' ? null : traceparent);
     if (timeoutMs > 0) {
       call.timer = this.scheduler.setTimeout(
@@ -256,6 +260,31 @@ class SessionStream {
         if (!delivered) call.undelivered.run();
       },
     );
+  }
+
+  /**
+   * Why a new call is not admitted, or null. Acquires that may wait in a lock's queue
+   * hold their place for up to wait_ms, so they have a bound of their own and never
+   * count toward callsMax: however many of them wait, the session's KeepAlives (and its
+   * other calls) still get in. Counted together, enough waits would refuse every
+   * KeepAlive and lose a session whose client did nothing wrong. Unary calls have no
+   * per-client bound; both transports share the node's clientCallsInFlightMax.
+   */
+  private refusal(waits: boolean): DlmError | null {
+    if (this.draining) return unavailable(`${this.context.node.id} is shutting down`);
+    if (waits && this.waitsInFlight >= this.waitsMax) {
+      return new DlmError(
+        'RESOURCE_EXHAUSTED',
+        `this Session stream has ${this.waitsMax} waiting Acquires in flight (runtime.sessionStreamWaitsInFlightMax)`,
+      );
+    }
+    if (!waits && this.inFlight.size - this.waitsInFlight >= this.callsMax) {
+      return new DlmError(
+        'RESOURCE_EXHAUSTED',
+        `this Session stream has ${this.callsMax} calls in flight besides waiting Acquires (runtime.sessionStreamCallsInFlightMax)`,
+      );
+    }
+    return null;
   }
 
   /** The call ran past its timeout_ms: as a unary call past its deadline, it is given up. */
@@ -310,24 +339,25 @@ class SessionStream {
     call.answered = true;
     if (call.timer !== null) this.scheduler.clearTimeout(call.timer);
     call.timer = null;
-    this.inFlight.delete(callId);
+    if (this.inFlight.delete(callId) && call.waits) this.waitsInFlight--;
   }
 
   /**
    * Bounded: a client that reads its answers keeps the stream's buffer near empty. One
-   * that lets callsMax answers wait unsent is not reading, and is cut off. Returns
-   * whether the answer went into the stream: one that did not never reaches the client.
+   * that lets as many answers wait unsent as it may have calls in flight is not reading,
+   * and is cut off. Returns whether the answer went into the stream: one that did not
+   * never reaches the client.
    */
   private write(response: SessionResponse): boolean {
     if (this.ended) return false;
-    if (this.stream.writableLength >= this.callsMax) {
+    if (this.stream.writableLength >= this.answersUnsentMax) {
       this.fail(
         callFailureOf(
           this.context,
           'Session',
           new DlmError(
             'RESOURCE_EXHAUSTED',
-            `the client let ${this.callsMax} answers wait unread on its Session stream (runtime.sessionStreamCallsInFlightMax)`,
+            `the client let ${this.answersUnsentMax} answers wait unread on its Session stream (runtime.sessionStreamCallsInFlightMax + runtime.sessionStreamWaitsInFlightMax)`,
           ),
         ),
       );
@@ -360,6 +390,16 @@ class SessionStream {
       call.cancel();
     }
   }
+}
+
+/**
+ * An Acquire that may wait in a lock's queue: wait_ms other than 0. Judged on the raw
+ * request, before the handler validates it; a malformed one is refused at once anyway.
+ */
+function mayWait(method: Method, raw: unknown): boolean {
+  if (method !== 'Acquire' || typeof raw !== 'object' || raw === null) return false;
+  const waitMs = (raw as { readonly wait_ms?: unknown }).wait_ms;
+  return waitMs !== undefined && String(waitMs) !== '0';
 }
 
 /** 0 = no deadline; at most what a Node timer can wait. */

@@ -74,7 +74,12 @@ async function unreadStream(): Promise<Setup> {
     events,
     logger: () => {},
     gate: new CallGate(100),
-    options: { ...DEFAULT_API_OPTIONS, sessionStreamCallsInFlightMax: 2 },
+    options: {
+      ...DEFAULT_API_OPTIONS,
+      // At most 1 + 1 calls in flight, so at most two answers may wait unsent.
+      sessionStreamCallsInFlightMax: 1,
+      sessionStreamWaitsInFlightMax: 1,
+    },
   };
   const stream = new UnreadStream();
   const call = stream as unknown as Parameters<SessionStreams['serve']>[2];
@@ -102,8 +107,10 @@ async function unreadStream(): Promise<Setup> {
 /** Two answers the client does not read: the stream's buffer is at its bound. */
 async function fillBuffer({ stream, acquire }: Setup, sessionId: string): Promise<void> {
   acquire('1', 'unread/a', sessionId);
+  await eventually(async () => stream.written.length === 1, 5_000);
   acquire('2', 'unread/b', sessionId);
   await eventually(async () => stream.written.length === 2, 5_000);
+  expect(stream.written.filter((each) => 'error' in each)).toEqual([]);
 }
 
 /** The stream was ended as backpressure, and the answer to `victim` never went out. */

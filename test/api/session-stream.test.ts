@@ -12,9 +12,10 @@ import {
 
 /**
  * What only a Lock.Session stream has: many calls in flight on one stream, answered as
- * they complete; a bound on them; cancel by call id; the stream's end giving up its
- * calls; protocol errors that end the stream. (Every session call's answers and errors
- * are checked over both transports in lock-api.test.ts and errors.test.ts.)
+ * they complete; cancel by call id; the stream's end giving up its calls; protocol
+ * errors that end the stream. (Every session call's answers and errors are checked over
+ * both transports in lock-api.test.ts and errors.test.ts; the bounds on calls in flight
+ * in session-stream-waits.test.ts, on unread answers in session-stream-unread.test.ts.)
  */
 let cluster: ApiCluster;
 let leader: NodeId;
@@ -179,34 +180,6 @@ describe('giving a waiting Acquire up', () => {
 });
 
 describe('limits and protocol errors', () => {
-  it('refuses a call past sessionStreamCallsInFlightMax as backpressure, naming the limit', async () => {
-    const first = await heldLock('limit/1');
-    const second = await heldLock('limit/2');
-    const node = cluster.nodes.get(leader);
-    if (node === undefined) throw new Error('no leader');
-    const narrow = await serve(node, cluster.logs, { sessionStreamCallsInFlightMax: 2 });
-    try {
-      const waits = [
-        narrow.session.call('Acquire', waitingAcquire('limit/1', first.waiter, 600)),
-        narrow.session.call('Acquire', waitingAcquire('limit/2', second.waiter, 600)),
-      ];
-      const refused = await rpcError(
-        narrow.session.call('KeepAlive', { session_id: first.waiter }),
-      );
-      expect(refused.code).toBe(status.RESOURCE_EXHAUSTED);
-      expect(refused.trailer('dlm-error-code')).toBe('RESOURCE_EXHAUSTED');
-      expect(refused.trailer('dlm-retry-after-ms')).toBe('100');
-      expect(refused.details).toContain('runtime.sessionStreamCallsInFlightMax');
-      expect(refused.details).toContain('2 calls in flight');
-      for (const answer of await Promise.all(waits)) expect(answer.acquired).toBe(false);
-      // Once the waits were answered the stream takes calls again.
-      const kept = await narrow.session.call('KeepAlive', { session_id: first.waiter });
-      expect(kept.ttl_ms).toBe('120000');
-    } finally {
-      await close(narrow);
-    }
-  });
-
   it('ends the stream with INVALID_ARGUMENT for a call_id 0 or one still in flight, giving up its calls', async () => {
     const { holder, token, waiter } = await heldLock('protocol/1');
     const node = cluster.nodes.get(leader);
