@@ -1,7 +1,6 @@
 import type * as grpc from '@grpc/grpc-js';
-import { TIMER_MS_MAX } from '../config/sections.ts';
 import { DlmError, unavailable } from '../node/errors.ts';
-import { REAL_SCHEDULER, type TimerHandle } from '../node/scheduler.ts';
+import { REAL_SCHEDULER, setLongTimeout } from '../node/scheduler.ts';
 import { continueTrace, type TraceContext } from '../node/trace.ts';
 import {
   type ApiContext,
@@ -81,7 +80,8 @@ export class SessionStreams {
 class StreamCall implements CallScope {
   cancelled = false;
   answered = false;
-  timer: TimerHandle | null = null;
+  /** Cancels the timer of its timeout_ms, while one runs. */
+  stopTimer: (() => void) | null = null;
   readonly undelivered = new GiveBack();
   private readonly listeners = new Set<() => void>();
 
@@ -244,7 +244,8 @@ class SessionStream {
     if (waits) this.waitsInFlight++;
     const trace = continueTrace(traceparent === '' ? null : traceparent);
     if (timeoutMs > 0) {
-      call.timer = this.scheduler.setTimeout(
+      call.stopTimer = setLongTimeout(
+        this.scheduler,
         () => this.expire(callId, call, trace, timeoutMs),
         timeoutMs,
       );
@@ -289,7 +290,7 @@ class SessionStream {
 
   /** The call ran past its timeout_ms: as a unary call past its deadline, it is given up. */
   private expire(callId: string, call: StreamCall, trace: TraceContext, timeoutMs: number): void {
-    call.timer = null;
+    call.stopTimer = null;
     call.cancel();
     const failure = callFailureOf(
       this.context,
@@ -337,8 +338,8 @@ class SessionStream {
 
   private forget(callId: string, call: StreamCall): void {
     call.answered = true;
-    if (call.timer !== null) this.scheduler.clearTimeout(call.timer);
-    call.timer = null;
+    call.stopTimer?.();
+    call.stopTimer = null;
     if (this.inFlight.delete(callId) && call.waits) this.waitsInFlight--;
   }
 
@@ -402,15 +403,13 @@ function mayWait(method: Method, raw: unknown): boolean {
   return waitMs !== undefined && String(waitMs) !== '0';
 }
 
-/** 0 = no deadline; at most what a Node timer can wait. */
+/**
+ * 0 = no deadline. Any other value a number holds exactly is honoured, beyond a Node
+ * timer's reach too (setLongTimeout): a client gives a wait at the rules' ceiling a
+ * timeout_ms past that ceiling, and must not be refused for it.
+ */
 function parseTimeoutMs(raw: unknown): number {
-  const timeoutMs = uint64ToNumber('SessionRequest.timeout_ms', raw ?? '0');
-  if (timeoutMs > TIMER_MS_MAX) {
-    throw invalidArgument(
-      `SessionRequest.timeout_ms: must be at most ${TIMER_MS_MAX}, got ${timeoutMs}`,
-    );
-  }
-  return timeoutMs;
+  return uint64ToNumber('SessionRequest.timeout_ms', raw ?? '0');
 }
 
 function fieldOf(method: Method): string {

@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import type { MonotonicClock } from './clock.ts';
+import { type MonotonicClock, setLongTimeout } from './clock.ts';
 import { ERROR_CODE_KEY, LEADER_HINT_KEY, RETRY_AFTER_KEY } from './errors.ts';
 
 /**
@@ -43,7 +43,7 @@ interface PendingCall {
   readonly stream: Stream;
   readonly resolve: (response: Response) => void;
   readonly reject: (error: grpc.ServiceError | StreamUnimplemented) => void;
-  readonly timer: NodeJS.Timeout;
+  readonly stopTimer: () => void;
   readonly cleanup: () => void;
 }
 
@@ -87,14 +87,14 @@ export class CallStream {
         this.settle(callId)?.reject(localError(grpc.status.CANCELLED, `call ${callId} cancelled`));
         if (this.stream === stream) stream.write({ call_id: callId, cancel: {} });
       };
-      const timer = setTimeout(() => {
+      const stopTimer = setLongTimeout(() => {
         this.settle(callId)?.reject(
           localError(grpc.status.DEADLINE_EXCEEDED, `deadline of ${timeoutMs} ms exceeded`),
         );
       }, timeoutMs);
       signal?.addEventListener('abort', abort, { once: true });
       const cleanup = (): void => signal?.removeEventListener('abort', abort);
-      this.pending.set(callId, { stream, resolve, reject, timer, cleanup });
+      this.pending.set(callId, { stream, resolve, reject, stopTimer, cleanup });
       stream.write({ call_id: callId, timeout_ms: String(timeoutMs), [field]: request });
     });
   }
@@ -155,7 +155,7 @@ export class CallStream {
     const call = this.pending.get(callId);
     if (call === undefined) return undefined;
     this.pending.delete(callId);
-    clearTimeout(call.timer);
+    call.stopTimer();
     call.cleanup();
     if (this.pending.size === 0) this.closeWhenIdle();
     return call;
@@ -178,7 +178,7 @@ export class CallStream {
 }
 
 /** An error of this side (deadline, cancel): no dlm trailers, as grpc-js makes them. */
-function localError(code: grpc.status, details: string): grpc.ServiceError {
+export function localError(code: grpc.status, details: string): grpc.ServiceError {
   return Object.assign(new Error(details), { code, details, metadata: new grpc.Metadata() });
 }
 

@@ -1,8 +1,8 @@
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
-import { CallStream, STREAM_FIELDS, StreamUnimplemented } from './call-stream.ts';
-import { grpcDeadline, type MonotonicClock, performanceClock } from './clock.ts';
+import { CallStream, localError, STREAM_FIELDS, StreamUnimplemented } from './call-stream.ts';
+import { grpcDeadline, type MonotonicClock, performanceClock, setLongTimeout } from './clock.ts';
 import { DlmClientError } from './errors.ts';
 
 /**
@@ -300,13 +300,14 @@ export class Connection {
     const client = this.client(address)[service] as unknown as Record<string, Unary>;
     const invoke = client[method];
     if (invoke === undefined) return Promise.reject(new Error(`no method ${service}.${method}`));
-    const deadline = grpcDeadline(deadlineMs - this.clock.nowMs());
     return new Promise((resolve, reject) => {
       const cancel = (): void => call.cancel();
-      const call = invoke.call(client, request, { deadline }, (error, response) => {
+      const deadline = unaryDeadline(deadlineMs - this.clock.nowMs(), cancel);
+      const call = invoke.call(client, request, deadline.options, (error, response) => {
+        deadline.stop();
         signal?.removeEventListener('abort', cancel);
         if (error === null) resolve(response);
-        else reject(error);
+        else reject(deadline.passed() ? deadline.error : error);
       });
       signal?.addEventListener('abort', cancel, { once: true });
     });
@@ -435,6 +436,43 @@ export class Connection {
     }
     return pair;
   }
+}
+
+/**
+ * The longest deadline a grpc-js server reads right. grpc-js sends a timeout of 10^8 ms
+ * or more in whole seconds, rounded up, and a grpc-js server multiplies them back into a
+ * 32-bit integer: from 2^31 ms on, the deadline it reads has already passed, and the
+ * call fails DEADLINE_EXCEEDED at once.
+ */
+export const GRPC_TIMEOUT_MS_MAX = 2_147_483_000;
+
+export interface UnaryDeadline {
+  readonly options: grpc.CallOptions;
+  /** Whether this side cancelled the call because its deadline passed. */
+  passed(): boolean;
+  readonly error: grpc.ServiceError;
+  stop(): void;
+}
+
+/**
+ * A unary call's deadline. One further off than GRPC_TIMEOUT_MS_MAX (an Acquire whose
+ * waitMs is near the rules' ceiling) is not sent: this side cancels the call when it
+ * passes, and the call fails DEADLINE_EXCEEDED as with a deadline grpc-js kept. The
+ * node needs none to end the call: an Acquire's wait ends by its wait_ms, and a
+ * cancelled call is given up (its wait or grant withdrawn) as one past its deadline.
+ */
+export function unaryDeadline(remainingMs: number, cancel: () => void): UnaryDeadline {
+  const error = localError(grpc.status.DEADLINE_EXCEEDED, 'Deadline exceeded');
+  if (remainingMs <= GRPC_TIMEOUT_MS_MAX) {
+    const options = { deadline: grpcDeadline(remainingMs) };
+    return { options, passed: () => false, error, stop: () => {} };
+  }
+  let passed = false;
+  const stop = setLongTimeout(() => {
+    passed = true;
+    cancel();
+  }, remainingMs);
+  return { options: {}, passed: () => passed, error, stop };
 }
 
 function positive(value: number | undefined, name: keyof typeof DEFAULTS): number {

@@ -210,21 +210,35 @@ describe('limits and protocol errors', () => {
     }
   });
 
-  it("answers a timeout_ms beyond a timer's reach with INVALID_ARGUMENT, for that call only", async () => {
+  it("honours a timeout_ms beyond a Node timer's reach: the call is not timed out early", async () => {
+    // A wait at the rules' ceiling needs a timeout_ms past it. Node fires a timer asked
+    // to wait longer than 2^31 - 1 ms after 1 ms: this call would end DEADLINE_EXCEEDED
+    // at once instead of when its wait runs out.
+    const { waiter } = await heldLock('timeout/range');
+    const session = cluster.at(leader).session;
+    const startedMs = performance.now();
+    const answer = await session.call('Acquire', waitingAcquire('timeout/range', waiter, 300), {
+      deadlineMs: 2 ** 31,
+    });
+    expect(answer.acquired).toBe(false);
+    expect(performance.now() - startedMs).toBeGreaterThanOrEqual(250);
+  });
+
+  it('answers a timeout_ms a number cannot hold with INVALID_ARGUMENT, for that call only', async () => {
     const session = cluster.at(leader).session;
     const callId = session.nextId;
     const error = await rpcError(
       session.send(callId, {
         call_id: callId,
-        timeout_ms: '2147483648',
-        describe: { lock: 'timeout/range' },
+        timeout_ms: '9007199254740992',
+        describe: { lock: 'timeout/huge' },
       }),
     );
     expect(error.code).toBe(status.INVALID_ARGUMENT);
     expect(error.details).toBe(
-      'SessionRequest.timeout_ms: must be at most 2147483647, got 2147483648',
+      'SessionRequest.timeout_ms: 9007199254740992 is above 2^53 - 1, the largest value dlm supports',
     );
-    expect((await session.call('Describe', { lock: 'timeout/range' })).holders).toEqual([]);
+    expect((await session.call('Describe', { lock: 'timeout/huge' })).holders).toEqual([]);
   });
 
   it('a server shutting down refuses new calls UNAVAILABLE with the leader hint, answers those in flight, then ends the stream', async () => {
