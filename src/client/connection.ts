@@ -42,11 +42,9 @@ export interface ConnectionOptions {
   readonly settleTimeoutMs?: number;
   /**
    * How session calls (OpenSession, KeepAlive, CloseSession, Acquire, Release,
-   * ValidateFence, Describe) travel: 'unary' (default), a unary RPC each; 'stream' over
-   * one Lock.Session stream per node, falling back to unary calls at a node that answers
-   * UNIMPLEMENTED. A stream costs less CPU, but is opt-in until two review findings are
-   * fixed: waiting Acquires can fill a stream's call limit and starve the session's
-   * KeepAlives, and a stream cut off for unread answers can leave an answered grant held.
+   * ValidateFence, Describe) travel: 'stream' (default) over one Lock.Session stream per
+   * node, falling back to unary calls at a node that answers UNIMPLEMENTED; 'unary': a
+   * unary RPC each. The answers are the same either way; a stream costs less CPU.
    */
   readonly transport?: Transport;
   /**
@@ -148,7 +146,7 @@ export class Connection {
       retryDelayMsMax: positive(options.retryDelayMsMax, 'retryDelayMsMax'),
     };
     this.credentials = options.credentials ?? grpc.credentials.createInsecure();
-    this.transport = options.transport ?? 'unary';
+    this.transport = options.transport ?? 'stream';
     this.streamIdleCloseMs = positive(options.streamIdleCloseMs, 'streamIdleCloseMs');
     if (this.transport !== 'stream' && this.transport !== 'unary') {
       throw new Error(`transport must be 'stream' or 'unary', got ${String(this.transport)}`);
