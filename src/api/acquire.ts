@@ -105,9 +105,8 @@ class TurnWatch {
  * Acquire: propose it; if it queued, wait for the entry that grants it or ends the
  * wait. Whenever the caller cannot learn what this attempt got (it gave up: deadline or
  * cancel; its answer could not be delivered; or it was told the write failed, and the
- * write applied after all), the
- * attempt is withdrawn through the log, which gives back its grant or its place in
- * the queue (see `withdraw`).
+ * write applied after all), the attempt is withdrawn through the log, which gives back
+ * its grant or its place in the queue (see `withdraw`).
  */
 export async function acquire(
   context: ApiContext,

@@ -305,7 +305,7 @@ export class Connection {
         deadline.stop();
         signal?.removeEventListener('abort', cancel);
         if (error === null) resolve(response);
-        else reject(deadline.passed() ? deadline.error : error);
+        else reject(deadline.failure(error));
       });
       signal?.addEventListener('abort', cancel, { once: true });
     });
@@ -446,9 +446,8 @@ export const GRPC_TIMEOUT_MS_MAX = 2_147_483_000;
 
 export interface UnaryDeadline {
   readonly options: grpc.CallOptions;
-  /** Whether this side cancelled the call because its deadline passed. */
-  passed(): boolean;
-  readonly error: grpc.ServiceError;
+  /** What the call fails with: DEADLINE_EXCEEDED once this side cancelled it for its deadline. */
+  failure(error: grpc.ServiceError): grpc.ServiceError;
   stop(): void;
 }
 
@@ -460,17 +459,18 @@ export interface UnaryDeadline {
  * cancelled call is given up (its wait or grant withdrawn) as one past its deadline.
  */
 export function unaryDeadline(remainingMs: number, cancel: () => void): UnaryDeadline {
-  const error = localError(grpc.status.DEADLINE_EXCEEDED, 'Deadline exceeded');
   if (remainingMs <= GRPC_TIMEOUT_MS_MAX) {
     const options = { deadline: grpcDeadline(remainingMs) };
-    return { options, passed: () => false, error, stop: () => {} };
+    return { options, failure: (error) => error, stop: () => {} };
   }
   let passed = false;
   const stop = setLongTimeout(() => {
     passed = true;
     cancel();
   }, remainingMs);
-  return { options: {}, passed: () => passed, error, stop };
+  const exceeded = () =>
+    localError(grpc.status.DEADLINE_EXCEEDED, `deadline of ${remainingMs} ms exceeded`);
+  return { options: {}, failure: (error) => (passed ? exceeded() : error), stop };
 }
 
 function positive(value: number | undefined, name: keyof typeof DEFAULTS): number {

@@ -1,4 +1,4 @@
-import { status } from '@grpc/grpc-js';
+import { type ServiceError, status } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { GRPC_TIMEOUT_MS_MAX, unaryDeadline } from '../../src/client/connection.ts';
 
@@ -26,14 +26,16 @@ describe('a unary call deadline', () => {
     const cancel = vi.fn();
     const remainingMs = GRPC_TIMEOUT_MS_MAX + 10_000;
     const deadline = unaryDeadline(remainingMs, cancel);
+    // What grpc-js fails a call with that this side cancelled.
+    const cancelled = { code: status.CANCELLED, details: 'Cancelled on client' } as ServiceError;
     expect(deadline.options).toEqual({});
     vi.advanceTimersByTime(remainingMs - 1);
     expect(cancel).not.toHaveBeenCalled();
-    expect(deadline.passed()).toBe(false);
+    expect(deadline.failure(cancelled)).toBe(cancelled);
     vi.advanceTimersByTime(1);
     expect(cancel).toHaveBeenCalledOnce();
-    expect(deadline.passed()).toBe(true);
-    expect(deadline.error.code).toBe(status.DEADLINE_EXCEEDED);
+    expect(deadline.failure(cancelled).code).toBe(status.DEADLINE_EXCEEDED);
+    expect(deadline.failure(cancelled).details).toBe(`deadline of ${remainingMs} ms exceeded`);
   });
 
   it('kept here stops when the call ends first', () => {
