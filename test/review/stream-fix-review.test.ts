@@ -1,6 +1,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { wireLockRules } from '../../src/api/rules.ts';
 import { DlmClient, DlmClientError } from '../../src/client/index.ts';
+import { DEFAULT_LOCK_LIMITS } from '../../src/lock/index.ts';
+import { TIMER_MS_MAX } from '../../src/lock/limits.ts';
+import { decodeEntry } from '../../src/node/entry-codec.ts';
 import type { DlmNode } from '../../src/node/node.ts';
+import type { PeerMessage } from '../../src/node/peer-message.ts';
 import type { NodeId } from '../../src/util/ids.ts';
 import { ApiCluster, eventually, NODE_OPTIONS, sleep } from '../api/harness.ts';
 import { DelayProxy } from '../support/delay-proxy.ts';
@@ -218,5 +223,100 @@ describe('finding: an Acquire with wait_ms 0 can wait in a lock queue, yet count
       (error: unknown) => String(error),
     );
     expect(kept).toBe('kept');
+  }, 30_000);
+});
+
+/** A write `from` forwards to the leader, carrying a command of `type`. */
+function forwardOf(from: NodeId, type: string): (message: PeerMessage) => boolean {
+  return (message) =>
+    message.kind === 'forward' &&
+    message.from === from &&
+    decodeEntry(message.data).command.type === type;
+}
+
+describe('held: give-back of an undelivered grant vs. a retry of its request and a later grant', () => {
+  it('(stream) a Withdraw that lands after the settle released the grant and a new Acquire was granted leaves the new grant alone', async () => {
+    const c = await ApiCluster.start();
+    cluster = c;
+    const follower = await c.followerId();
+    const leader = await c.leaderId();
+    const dlm = new DlmClient({ endpoints: [`127.0.0.1:${c.at(follower).server.port}`] });
+    clients.push(dlm);
+    const session = await dlm.openSession({ ttlMs: 60_000 });
+    // The Acquire and the settle's re-ask both wait at the follower's door.
+    c.network.hold(forwardOf(follower, 'Acquire'));
+    const abort = new AbortController();
+    const acquiring = session.acquire('giveback', { signal: abort.signal }).then(
+      () => 'acquired',
+      (error: unknown) => error,
+    );
+    await eventually(() => c.network.heldCount === 1, 5_000);
+    // The caller gives up: the node's call is cancelled while its write is in flight.
+    abort.abort();
+    expect(await acquiring).toMatchObject({ outcomeUnknown: true });
+    await eventually(() => c.network.heldCount === 2, 5_000);
+    // Both apply: the first grants, the re-ask is answered from it (same grant).
+    c.network.releaseHeld();
+    // The node gives back the first attempt, whose answer never went out: held back.
+    c.network.hold(forwardOf(follower, 'Withdraw'));
+    expect(await session.settled()).toMatchObject([{ lock: 'giveback', result: 'released' }]);
+    await eventually(() => c.network.heldCount === 1, 5_000);
+    // A new request of the same session takes the lock again.
+    const handle = await session.acquire('giveback');
+    // Now the stale give-back lands.
+    c.network.releaseHeld();
+    await sleep(500);
+    expect(holderSessions(c, leader, 'giveback')).toEqual([session.id]);
+    expect(
+      node(c, leader)
+        .locks.describe('giveback')
+        .holders.map((each) => String(each.token)),
+    ).toEqual([handle.token]);
+    await handle.release();
+    expect(holderSessions(c, leader, 'giveback')).toEqual([]);
+  }, 30_000);
+});
+
+describe('held: a unary Acquire sent with no deadline (wait near the ceiling)', () => {
+  it('is given back by the node when its connection is reset, though the node had no deadline for it', async () => {
+    const c = await ApiCluster.start();
+    cluster = c;
+    const leader = await c.leaderId();
+    const api = c.at(leader).lock;
+    await c.at(leader).cluster.call('SetLockRules', {
+      rules: wireLockRules({
+        ...DEFAULT_LOCK_LIMITS,
+        ...NODE_OPTIONS.lock,
+        waitMsMax: TIMER_MS_MAX,
+      }),
+    });
+    const holder = await c.openSession(leader, 120_000);
+    const held = await api.call('Acquire', {
+      lock: 'ceiling',
+      session_id: holder,
+      request_id: c.requestId(),
+    });
+    proxy = await DelayProxy.start(c.at(leader).server.port);
+    const dlm = new DlmClient({ endpoints: [proxy.address], transport: 'unary' });
+    clients.push(dlm);
+    const session = await dlm.openSession({ ttlMs: 60_000 });
+    // waitMs + the attempt timeout is past what a grpc-js server reads: no deadline sent.
+    const acquiring = session.acquire('ceiling', { waitMs: TIMER_MS_MAX }).then(
+      () => 'acquired',
+      (error: unknown) => error,
+    );
+    pendingCalls.push(acquiring);
+    await eventually(() => node(c, leader).locks.describe('ceiling').waiters.length === 1, 5_000);
+    await proxy.cut();
+    // The node learns of the reset, cancels the call and withdraws the wait.
+    await eventually(() => node(c, leader).locks.describe('ceiling').waiters.length === 0, 5_000);
+    await api.call('Release', {
+      lock: 'ceiling',
+      session_id: holder,
+      fencing_token: held.fencing_token,
+      request_id: c.requestId(),
+    });
+    await sleep(300);
+    expect(holderSessions(c, leader, 'ceiling')).toEqual([]);
   }, 30_000);
 });
