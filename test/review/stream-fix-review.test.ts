@@ -183,6 +183,59 @@ describe('finding: a stream-level status is read as every call’s own decisive 
   );
 });
 
+describe('finding: a stream-level status is read as every call’s own decisive answer (session)', () => {
+  it.each(['stream', 'unary'] as const)(
+    '(%s) a session whose KeepAlives share a connection with too-big Describes is not lost',
+    async (transport) => {
+      const c = await ApiCluster.start({}, BIG_RULES);
+      cluster = c;
+      const leader = await c.leaderId();
+      await bigLock(c, leader, 'big');
+      // A path with 50 ms each way, so each call is in flight for a while.
+      proxy = await DelayProxy.start(c.at(leader).server.port);
+      proxy.requestDelayMs = 50;
+      proxy.answerDelayMs = 50;
+      const dlm = new DlmClient({ endpoints: [proxy.address], transport });
+      clients.push(dlm);
+      const keepAliveErrors = recordKeepAliveErrors(dlm);
+      const session = await dlm.openSession({ ttlMs: 4_000 });
+      // The application asks who waits for the busy lock, over and over (bounded).
+      let failed = 0;
+      const endMs = performance.now() + 12_000;
+      for (let i = 0; i < 300 && performance.now() < endMs && session.alive; i++) {
+        await dlm.describe('big').catch(() => failed++);
+        await sleep(20);
+      }
+      // Every Describe failed (its answer is too big), which is that call's own business.
+      expect(failed).toBeGreaterThan(5);
+      // Twelve seconds are three TTLs: only KeepAlives that got through kept the session.
+      expect({
+        alive: session.alive,
+        why: session.alive ? [] : [String(session.signal.reason), ...keepAliveErrors],
+      }).toEqual({ alive: true, why: [] });
+    },
+    60_000,
+  );
+});
+
+/** The errors the session's KeepAlives failed with (the client reports them nowhere). */
+function recordKeepAliveErrors(dlm: DlmClient): string[] {
+  const errors: string[] = [];
+  const connection = (
+    dlm as unknown as { connection: { call: (...args: unknown[]) => Promise<unknown> } }
+  ).connection;
+  const call = connection.call.bind(connection);
+  connection.call = async (...args: unknown[]) => {
+    try {
+      return await call(...args);
+    } catch (error) {
+      if (args[1] === 'KeepAlive') errors.push(String((error as Error).message));
+      throw error;
+    }
+  };
+  return errors;
+}
+
 describe('finding: an Acquire with wait_ms 0 can wait in a lock queue, yet counts among the calls that do not', () => {
   it('retries of a still-queued request with wait_ms 0 (what the client’s settle sends) fill the stream, and its KeepAlive is refused', async () => {
     const c = await ApiCluster.start({
