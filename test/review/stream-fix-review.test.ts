@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { wireLockRules } from '../../src/api/rules.ts';
-import { DlmClient, DlmClientError } from '../../src/client/index.ts';
+import { DlmClient, DlmClientError, LockHandle } from '../../src/client/index.ts';
 import { DEFAULT_LOCK_LIMITS } from '../../src/lock/index.ts';
 import { TIMER_MS_MAX } from '../../src/lock/limits.ts';
 import { decodeEntry } from '../../src/node/entry-codec.ts';
@@ -371,5 +371,40 @@ describe('held: a unary Acquire sent with no deadline (wait near the ceiling)', 
     });
     await sleep(300);
     expect(holderSessions(c, leader, 'ceiling')).toEqual([]);
+  }, 30_000);
+});
+
+describe('held: a grant whose answer dies with the connection', () => {
+  it('(stream) is retried with the same request id and the client holds exactly that grant; releasing frees the lock', async () => {
+    const c = await ApiCluster.start();
+    cluster = c;
+    const leader = await c.leaderId();
+    proxy = await DelayProxy.start(c.at(leader).server.port);
+    const dlm = new DlmClient({ endpoints: [proxy.address], retryDelayMsMax: 50 });
+    clients.push(dlm);
+    const session = await dlm.openSession({ ttlMs: 60_000 });
+    const path = proxy;
+    // The answer is on its way (held in the path) when the connection is reset.
+    path.answerDelayMs = 600;
+    const acquiring = session.acquire('lost-answer').then(
+      (handle) => handle,
+      (error: unknown) => error,
+    );
+    await eventually(() => holderSessions(c, leader, 'lost-answer').length === 1, 5_000);
+    await path.cut();
+    path.answerDelayMs = 0;
+    await path.restore();
+    const outcome = await acquiring;
+    expect(outcome).toBeInstanceOf(LockHandle);
+    const handle = outcome as LockHandle;
+    await session.settled();
+    expect(
+      node(c, leader)
+        .locks.describe('lost-answer')
+        .holders.map((each) => [String(each.sessionId), String(each.token)]),
+    ).toEqual([[session.id, handle.token]]);
+    await handle.release();
+    await sleep(300);
+    expect(holderSessions(c, leader, 'lost-answer')).toEqual([]);
   }, 30_000);
 });
