@@ -40,13 +40,14 @@ export interface ApiOptions {
   /** Events buffered for one Watch stream; a watcher that falls further behind is ended. */
   readonly watchEventsBufferedMax: number;
   /**
-   * Calls in flight on one Session stream, besides Acquires that may wait (each also
-   * counts toward clientCallsInFlightMax); past it a call is refused as backpressure.
+   * Calls in flight on one Session stream, besides Acquires (each also counts toward
+   * clientCallsInFlightMax); past it a call is refused as backpressure.
    */
   readonly sessionStreamCallsInFlightMax: number;
   /**
-   * Acquires with wait_ms > 0 in flight on one Session stream, bounded apart so that
-   * waits never crowd out KeepAlives; past it one is refused as backpressure. With
+   * Acquires in flight on one Session stream, whatever their wait_ms (a retry of a queued
+   * request waits with wait_ms 0 too), bounded apart so that waits never crowd out
+   * KeepAlives; past it one is refused as backpressure. With
    * sessionStreamCallsInFlightMax, the sum is also the answers one stream may have
    * waiting unsent before it is ended (its client is not reading).
    */

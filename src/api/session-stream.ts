@@ -85,7 +85,7 @@ class StreamCall implements CallScope {
   readonly undelivered = new GiveBack();
   private readonly listeners = new Set<() => void>();
 
-  /** `waits`: an Acquire that may wait in a lock's queue, counted apart (see SessionStream.refusal). */
+  /** `waits`: an Acquire, which may wait in a lock's queue, counted apart (see SessionStream.refusal). */
   constructor(readonly waits: boolean) {}
 
   onCancelled(listener: () => void): () => void {
@@ -120,7 +120,7 @@ class SessionStream {
    * past its bound is refused, never queued.
    */
   private readonly inFlight = new Map<string, StreamCall>();
-  /** How many of inFlight are Acquires that may wait. */
+  /** How many of inFlight are Acquires (see mayWait). */
   private waitsInFlight = 0;
   private readonly scheduler;
   private readonly callsMax: number;
@@ -233,7 +233,7 @@ class SessionStream {
     timeoutMs: number,
     traceparent: string | null,
   ): void {
-    const waits = mayWait(method, raw);
+    const waits = mayWait(method);
     const refusal = this.refusal(waits);
     if (refusal !== null) {
       this.refuse(callId, traceparent, refusal);
@@ -264,9 +264,9 @@ class SessionStream {
   }
 
   /**
-   * Why a new call is not admitted, or null. Acquires that may wait in a lock's queue
-   * hold their place for up to wait_ms, so they have a bound of their own and never
-   * count toward callsMax: however many of them wait, the session's KeepAlives (and its
+   * Why a new call is not admitted, or null. Acquires may wait in a lock's queue and
+   * hold their place meanwhile, so they have a bound of their own and never count
+   * toward callsMax: however many of them wait, the session's KeepAlives (and its
    * other calls) still get in. Counted together, enough waits would refuse every
    * KeepAlive and lose a session whose client did nothing wrong. Unary calls have no
    * per-client bound; both transports share the node's clientCallsInFlightMax.
@@ -276,13 +276,13 @@ class SessionStream {
     if (waits && this.waitsInFlight >= this.waitsMax) {
       return new DlmError(
         'RESOURCE_EXHAUSTED',
-        `this Session stream has ${this.waitsMax} waiting Acquires in flight (runtime.sessionStreamWaitsInFlightMax)`,
+        `this Session stream has ${this.waitsMax} Acquires in flight (runtime.sessionStreamWaitsInFlightMax)`,
       );
     }
     if (!waits && this.inFlight.size - this.waitsInFlight >= this.callsMax) {
       return new DlmError(
         'RESOURCE_EXHAUSTED',
-        `this Session stream has ${this.callsMax} calls in flight besides waiting Acquires (runtime.sessionStreamCallsInFlightMax)`,
+        `this Session stream has ${this.callsMax} calls in flight besides Acquires (runtime.sessionStreamCallsInFlightMax)`,
       );
     }
     return null;
@@ -394,13 +394,13 @@ class SessionStream {
 }
 
 /**
- * An Acquire that may wait in a lock's queue: wait_ms other than 0. Judged on the raw
- * request, before the handler validates it; a malformed one is refused at once anyway.
+ * Every Acquire counts as one that may wait, whatever its wait_ms: a retry with wait_ms
+ * 0 of a request still queued (what a client's settle sends) is answered from the
+ * remembered Queued and waits for the queue like the first. Judged by wait_ms, such
+ * retries would count among the other calls and could refuse the session's KeepAlives.
  */
-function mayWait(method: Method, raw: unknown): boolean {
-  if (method !== 'Acquire' || typeof raw !== 'object' || raw === null) return false;
-  const waitMs = (raw as { readonly wait_ms?: unknown }).wait_ms;
-  return waitMs !== undefined && String(waitMs) !== '0';
+function mayWait(method: Method): boolean {
+  return method === 'Acquire';
 }
 
 /**

@@ -48,15 +48,15 @@ export interface RuntimeConfig {
   /** Events buffered for one Watch stream; a watcher that falls further behind is cancelled. */
   readonly watchEventsBufferedMax: number;
   /**
-   * Calls in flight on one Lock.Session stream, not counting Acquires that may wait
-   * (wait_ms > 0); past it a call is refused (RESOURCE_EXHAUSTED, backpressure). Each
+   * Calls in flight on one Lock.Session stream, not counting Acquires; past it a call is refused (RESOURCE_EXHAUSTED, backpressure). Each
    * also counts toward clientCallsInFlightMax.
    */
   readonly sessionStreamCallsInFlightMax: number;
   /**
-   * Acquires with wait_ms > 0 in flight on one Lock.Session stream; past it one is
-   * refused (RESOURCE_EXHAUSTED, backpressure). Bounded apart from the other calls, so
-   * that waiting Acquires never crowd out a session's KeepAlives. Each also counts
+   * Acquires in flight on one Lock.Session stream, whatever their wait_ms (a retry with
+   * wait_ms 0 of a request still queued waits too); past it one is refused
+   * (RESOURCE_EXHAUSTED, backpressure). Bounded apart from the other calls, so that
+   * waiting Acquires never crowd out a session's KeepAlives. Each also counts
    * toward clientCallsInFlightMax.
    */
   readonly sessionStreamWaitsInFlightMax: number;

@@ -14,13 +14,15 @@ import {
 } from './harness.ts';
 
 /**
- * Acquires that wait in a lock's queue (wait_ms > 0) hold their call open for up to
- * wait_ms. On a Session stream they are bounded apart from the other calls
+ * Acquires that wait in a lock's queue hold their call open for up to wait_ms (a retry
+ * with wait_ms 0 of a request still queued, too). On a Session stream every Acquire is
+ * bounded apart from the other calls
  * (runtime.sessionStreamWaitsInFlightMax, runtime.sessionStreamCallsInFlightMax), so
  * however many of a client's Acquires wait, its KeepAlives on the same stream still get
  * in: the session is not lost because its client waits for locks. (Review finding 1 of
  * the Session stream: counted together, waits filled the stream and every KeepAlive was
- * refused until the session expired.)
+ * refused until the session expired. Review finding 2 of the fix: Acquires with wait_ms 0
+ * still counted among the other calls, though a retry of a queued request waits.)
  */
 let cluster: ApiCluster;
 let leader: NodeId;
@@ -104,7 +106,7 @@ describe('a client whose Acquires wait on its stream', () => {
 });
 
 describe('the bounds of one Session stream', () => {
-  it('past sessionStreamWaitsInFlightMax a wait is refused as backpressure, naming it; other calls still get in', async () => {
+  it('past sessionStreamWaitsInFlightMax an Acquire is refused as backpressure, naming it; other calls still get in', async () => {
     const narrow = await serveLeader({
       sessionStreamCallsInFlightMax: 1,
       sessionStreamWaitsInFlightMax: 2,
@@ -122,12 +124,15 @@ describe('the bounds of one Session stream', () => {
     expect(refused.code).toBe(status.RESOURCE_EXHAUSTED);
     expect(refused.trailer('dlm-retry-after-ms')).toBe('100');
     expect(refused.details).toBe(
-      'this Session stream has 2 waiting Acquires in flight (runtime.sessionStreamWaitsInFlightMax)',
+      'this Session stream has 2 Acquires in flight (runtime.sessionStreamWaitsInFlightMax)',
     );
-    // Both waits still queued, the calls that do not wait are served.
+    // Both waits still queued, the calls that are not Acquires are served. A try-lock
+    // (wait_ms 0) counts as an Acquire: a retry of a queued request with wait_ms 0 waits.
     expect((await narrow.session.call('KeepAlive', { session_id: waiter })).ttl_ms).toBe('120000');
-    const tried = await narrow.session.call('Acquire', waitingAcquire(third, waiter, 0));
-    expect(tried.acquired).toBe(false);
+    const tried = await rpcError(
+      narrow.session.call('Acquire', waitingAcquire(third, waiter, 0)),
+    );
+    expect(tried.code).toBe(status.RESOURCE_EXHAUSTED);
     expect(await waiting(names)).toBe(2);
     for (const answer of await Promise.all(waits)) expect(answer.acquired).toBe(false);
     // Once the waits were answered the stream takes waits again.
@@ -167,9 +172,10 @@ describe('the bounds of one Session stream', () => {
       expect(refused.code).toBe(status.RESOURCE_EXHAUSTED);
       expect(refused.trailer('dlm-retry-after-ms')).toBe('100');
       expect(refused.details).toBe(
-        'this Session stream has 2 calls in flight besides waiting Acquires (runtime.sessionStreamCallsInFlightMax)',
+        'this Session stream has 2 calls in flight besides Acquires (runtime.sessionStreamCallsInFlightMax)',
       );
-      // A wait has a bound of its own, so it is admitted while those calls are in flight.
+      // Acquires have a bound of their own, so they are admitted while those calls are in
+      // flight, waiting or not.
       const wait = await narrow.session.call('Acquire', waitingAcquire(held, waiter, 300));
       expect(wait.acquired).toBe(false);
       releaseReads();
@@ -178,4 +184,35 @@ describe('the bounds of one Session stream', () => {
       releaseReads();
     }
   });
+});
+
+describe('a retry with wait_ms 0 of a request still queued', () => {
+  it('waits like the first, and counts among the Acquires: the KeepAlives of its stream still get in', async () => {
+    const narrow = await serveLeader({
+      sessionStreamCallsInFlightMax: 2,
+      sessionStreamWaitsInFlightMax: 2,
+    });
+    const [lock = ''] = await heldLocks('queued-retry', 1);
+    const waiter = await cluster.openSession(leader, 120_000);
+    const first = waitingAcquire(lock, waiter, 60_000);
+    const firstWait = cluster.at(leader).lock.call('Acquire', first).catch(() => {});
+    await eventually(async () => (await waiting([lock])) === 1, 5_000);
+    // The same request again with wait_ms 0, as a client's settle re-asks: answered from
+    // the remembered result (Queued), each waits for the queue like the first.
+    const retries = [1, 2].map(() =>
+      narrow.session.call('Acquire', { ...first, wait_ms: '0' }, { deadlineMs: 30_000 }),
+    );
+    let answered = 0;
+    for (const retry of retries) void retry.then(() => answered++, () => answered++);
+    await sleep(500);
+    expect(answered).toBe(0);
+    // Before the fix they counted toward sessionStreamCallsInFlightMax and filled it.
+    expect((await narrow.session.call('KeepAlive', { session_id: waiter })).ttl_ms).toBe('120000');
+    // The session ends: its wait, and with it the retries, end NOT_FOUND.
+    await cluster.at(leader).lock.call('CloseSession', {
+      session_id: waiter,
+      request_id: cluster.requestId(),
+    });
+    await Promise.allSettled([firstWait, ...retries]);
+  }, 30_000);
 });
