@@ -1,7 +1,13 @@
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
-import { CallStream, localError, STREAM_FIELDS, StreamUnimplemented } from './call-stream.ts';
+import {
+  CallStream,
+  localError,
+  STREAM_FIELDS,
+  StreamEnded,
+  StreamUnimplemented,
+} from './call-stream.ts';
 import { grpcDeadline, type MonotonicClock, performanceClock, setLongTimeout } from './clock.ts';
 import { DlmClientError } from './errors.ts';
 
@@ -27,6 +33,11 @@ export interface ConnectionOptions {
   /** host:port of one or more nodes' client addresses. */
   readonly endpoints: readonly string[];
   readonly credentials?: grpc.ChannelCredentials;
+  /**
+   * grpc-js options of every channel to a node, over the client's own, which lift
+   * grpc-js's 4 MiB receive limit (see CHANNEL_OPTIONS).
+   */
+  readonly channelOptions?: grpc.ChannelOptions;
   /** One attempt of a call that does not wait gets this long before it is retried elsewhere. */
   readonly attemptTimeoutMs?: number;
   /** Backoff between attempts: full jitter in [0, min(max, min × 2^attempt)]. */
@@ -103,6 +114,14 @@ function serviceConstructors(): Record<Service, grpc.ServiceClientConstructor> {
   return constructors;
 }
 
+/**
+ * No receive limit: a node's answers are bounded by the lock rules the operator set, not
+ * by grpc-js's 4 MiB default, and a Describe of a lock with many waiters or shared
+ * holders (owners of up to 16 KiB each) goes past that legally. An answer over the limit
+ * cannot be read however often it is asked for.
+ */
+const CHANNEL_OPTIONS: grpc.ChannelOptions = { 'grpc.max_receive_message_length': -1 };
+
 /** How long a Status asked only to find the leader or the members may take. */
 const STATUS_PROBE_TIMEOUT_MS = 1_000;
 
@@ -124,6 +143,7 @@ export class Connection {
     'endpoints' | 'attemptTimeoutMs' | 'retryDelayMsMin' | 'retryDelayMsMax'
   >;
   private readonly credentials: grpc.ChannelCredentials;
+  private readonly channelOptions: grpc.ChannelOptions;
   private readonly clients = new Map<string, Record<Service, grpc.Client>>();
   private readonly transport: Transport;
   private readonly streamIdleCloseMs: number;
@@ -146,6 +166,7 @@ export class Connection {
       retryDelayMsMax: positive(options.retryDelayMsMax, 'retryDelayMsMax'),
     };
     this.credentials = options.credentials ?? grpc.credentials.createInsecure();
+    this.channelOptions = { ...CHANNEL_OPTIONS, ...options.channelOptions };
     this.transport = options.transport ?? 'stream';
     this.streamIdleCloseMs = positive(options.streamIdleCloseMs, 'streamIdleCloseMs');
     if (this.transport !== 'stream' && this.transport !== 'unary') {
@@ -185,6 +206,13 @@ export class Connection {
     };
     /** Addresses whose attempt at this call failed, in this round of the endpoints. */
     const failedAt = new Set<string>();
+    /**
+     * Cleared once a Session stream ended under this call: its later attempts are unary
+     * calls. What ended the stream may have been this very call (an answer over the
+     * receive limit), and on a stream it would end the next one too, with every call on
+     * it, until its deadline; a unary call fails alone.
+     */
+    let streamable = true;
     for (let attempt = 0; ; attempt++) {
       if (this.closed) throw failed(closedError(`${service}.${method}`), false);
       if (options.signal?.aborted) throw failed(abortedError(`${service}.${method}`), false);
@@ -203,8 +231,10 @@ export class Connection {
           request,
           attemptDeadlineMs,
           options.signal,
+          streamable,
         );
       } catch (error) {
+        if (error instanceof StreamEnded) streamable = false;
         lastError = DlmClientError.from(error, `${service}.${method} at ${address}`);
         const attemptTimedOut =
           lastError.status === grpc.status.DEADLINE_EXCEEDED &&
@@ -253,10 +283,11 @@ export class Connection {
     request: object,
     deadlineMs: number,
     signal?: AbortSignal,
+    streamable = true,
   ): Promise<Response> {
     // A call that was between attempts when close() ran must not open a new stream.
     if (this.closed) throw closedError(`${service}.${method}`);
-    if (!this.streamed(address, service, method)) {
+    if (!streamable || !this.streamed(address, service, method)) {
       return this.unary(address, service, method, request, deadlineMs, signal);
     }
     try {
@@ -427,8 +458,8 @@ export class Connection {
     if (pair === undefined) {
       const { Lock, Cluster } = serviceConstructors();
       pair = {
-        Lock: new Lock(address, this.credentials),
-        Cluster: new Cluster(address, this.credentials),
+        Lock: new Lock(address, this.credentials, this.channelOptions),
+        Cluster: new Cluster(address, this.credentials, this.channelOptions),
       };
       this.clients.set(address, pair);
     }
