@@ -4,7 +4,8 @@ import { DlmClient } from '../../src/client/index.ts';
 import { DEFAULT_LOCK_LIMITS, type LockLimits } from '../../src/lock/index.ts';
 import { TIMER_MS_MAX } from '../../src/lock/limits.ts';
 import type { NodeId } from '../../src/util/ids.ts';
-import { ApiCluster, NODE_OPTIONS, TRANSPORTS } from './harness.ts';
+import { DelayProxy } from '../support/delay-proxy.ts';
+import { ApiCluster, eventually, NODE_OPTIONS, sleep, TRANSPORTS } from './harness.ts';
 
 /**
  * The lock rules allow an Acquire to wait up to TIMER_MS_MAX (2^31 - 1 ms, the longest
@@ -65,4 +66,41 @@ describe('an Acquire of a free lock with a wait near the rules ceiling', () => {
       }
     });
   }
+});
+
+describe('a unary Acquire sent with no deadline (its wait at the rules ceiling)', () => {
+  it('is withdrawn by the node when its connection is reset, though the node had no deadline for it', async () => {
+    const api = cluster.at(leader).lock;
+    const node = cluster.nodes.get(leader);
+    if (node === undefined) throw new Error('no leader');
+    const name = `ceiling/${++lockCount}`;
+    const holder = await cluster.openSession(leader, 120_000);
+    const held = await api.call('Acquire', {
+      lock: name,
+      session_id: holder,
+      request_id: cluster.requestId(),
+    });
+    const proxy = await DelayProxy.start(cluster.at(leader).server.port);
+    const client = new DlmClient({ endpoints: [proxy.address], transport: 'unary' });
+    try {
+      const session = await client.openSession({ ttlMs: 60_000 });
+      // waitMs + the attempt timeout is past what a grpc-js server reads: no deadline sent.
+      void session.acquire(name, { waitMs: TIMER_MS_MAX }).catch(() => {});
+      await eventually(() => node.locks.describe(name).waiters.length === 1, 5_000);
+      await proxy.cut();
+      // The node learns of the reset, cancels the call and withdraws the wait.
+      await eventually(() => node.locks.describe(name).waiters.length === 0, 5_000);
+      await api.call('Release', {
+        lock: name,
+        session_id: holder,
+        fencing_token: held.fencing_token,
+        request_id: cluster.requestId(),
+      });
+      await sleep(300);
+      expect(node.locks.describe(name).holders).toEqual([]);
+    } finally {
+      client.close();
+      await proxy.close();
+    }
+  }, 30_000);
 });

@@ -12,9 +12,9 @@ import { ApiCluster, eventually } from './harness.ts';
 /**
  * A Session stream whose client does not read: its answers wait unsent, and once the
  * stream's bound of them is reached the node ends it RESOURCE_EXHAUSTED with a retry
- * hint, which a client reads as backpressure ("nothing was done": DlmClientError
- * .notApplied), so it never settles what it asked for. The call whose answer found the
- * buffer full was answered already, as far as its handler knows: a grant in that answer
+ * hint. That status is the stream's, not an answer to its calls in flight: the client
+ * retries them, their outcome unknown (test/client/call-stream.test.ts). The call whose
+ * answer found the buffer full was answered already, as far as its handler knows: a grant in that answer
  * must be given back through the log, or it stays with the session, unknown to its
  * client, until the session ends. (From review finding 2 of the Session stream.)
  *
@@ -59,6 +59,8 @@ interface Setup {
   readonly stream: UnreadStream;
   /** Sends an Acquire of `lock` by `sessionId` as call `callId`. */
   readonly acquire: (callId: string, lock: string, sessionId: string, waitMs?: number) => void;
+  /** Sends a KeepAlive of `sessionId` as call `callId`. */
+  readonly keepAlive: (callId: string, sessionId: string) => void;
 }
 
 /** A stream on the leader that holds at most two answers unsent before it is ended. */
@@ -101,14 +103,25 @@ async function unreadStream(): Promise<Setup> {
         lock_delay_ms: '0',
       },
     });
-  return { c, leader, stream, acquire };
+  const keepAlive = (callId: string, sessionId: string) =>
+    stream.emit('data', {
+      call_id: callId,
+      timeout_ms: '0',
+      traceparent: '',
+      call: 'keep_alive',
+      keep_alive: { session_id: sessionId },
+    });
+  return { c, leader, stream, acquire, keepAlive };
 }
 
-/** Two answers the client does not read: the stream's buffer is at its bound. */
-async function fillBuffer({ stream, acquire }: Setup, sessionId: string): Promise<void> {
-  acquire('1', 'unread/a', sessionId);
+/**
+ * Two answers the client does not read: the stream's buffer is at its bound. KeepAlives,
+ * which a waiting Acquire (bounded apart) does not keep off the stream.
+ */
+async function fillBuffer({ stream, keepAlive }: Setup, sessionId: string): Promise<void> {
+  keepAlive('1', sessionId);
   await eventually(async () => stream.written.length === 1, 5_000);
-  acquire('2', 'unread/b', sessionId);
+  keepAlive('2', sessionId);
   await eventually(async () => stream.written.length === 2, 5_000);
   expect(stream.written.filter((each) => 'error' in each)).toEqual([]);
 }

@@ -129,9 +129,7 @@ describe('the bounds of one Session stream', () => {
     // Both waits still queued, the calls that are not Acquires are served. A try-lock
     // (wait_ms 0) counts as an Acquire: a retry of a queued request with wait_ms 0 waits.
     expect((await narrow.session.call('KeepAlive', { session_id: waiter })).ttl_ms).toBe('120000');
-    const tried = await rpcError(
-      narrow.session.call('Acquire', waitingAcquire(third, waiter, 0)),
-    );
+    const tried = await rpcError(narrow.session.call('Acquire', waitingAcquire(third, waiter, 0)));
     expect(tried.code).toBe(status.RESOURCE_EXHAUSTED);
     expect(await waiting(names)).toBe(2);
     for (const answer of await Promise.all(waits)) expect(answer.acquired).toBe(false);
@@ -195,7 +193,10 @@ describe('a retry with wait_ms 0 of a request still queued', () => {
     const [lock = ''] = await heldLocks('queued-retry', 1);
     const waiter = await cluster.openSession(leader, 120_000);
     const first = waitingAcquire(lock, waiter, 60_000);
-    const firstWait = cluster.at(leader).lock.call('Acquire', first).catch(() => {});
+    const firstWait = cluster
+      .at(leader)
+      .lock.call('Acquire', first)
+      .catch(() => {});
     await eventually(async () => (await waiting([lock])) === 1, 5_000);
     // The same request again with wait_ms 0, as a client's settle re-asks: answered from
     // the remembered result (Queued), each waits for the queue like the first.
@@ -203,7 +204,11 @@ describe('a retry with wait_ms 0 of a request still queued', () => {
       narrow.session.call('Acquire', { ...first, wait_ms: '0' }, { deadlineMs: 30_000 }),
     );
     let answered = 0;
-    for (const retry of retries) void retry.then(() => answered++, () => answered++);
+    for (const retry of retries)
+      void retry.then(
+        () => answered++,
+        () => answered++,
+      );
     await sleep(500);
     expect(answered).toBe(0);
     // Before the fix they counted toward sessionStreamCallsInFlightMax and filled it.

@@ -202,17 +202,24 @@ describe('an answer over the receive limit', () => {
 });
 
 describe('a Describe answer over grpc-js’s default 4 MiB receive limit', () => {
-  it.each(TRANSPORTS)('(%s) reaches the default client', async (transport) => {
-    const c = await ApiCluster.start({}, BIG_RULES);
-    cluster = c;
-    const leader = await c.leaderId();
-    // About 4.2 MB: 260 waiters with 16 KiB owners.
-    await bigLock(c, leader, 'big', 260);
-    const dlm = new DlmClient({ endpoints: [`127.0.0.1:${c.at(leader).server.port}`], transport });
-    clients.push(dlm);
-    const described = await dlm.describe('big');
-    expect(described.waiters.length).toBe(260);
-  }, 60_000);
+  it.each(TRANSPORTS)(
+    '(%s) reaches the default client',
+    async (transport) => {
+      const c = await ApiCluster.start({}, BIG_RULES);
+      cluster = c;
+      const leader = await c.leaderId();
+      // About 4.2 MB: 260 waiters with 16 KiB owners.
+      await bigLock(c, leader, 'big', 260);
+      const dlm = new DlmClient({
+        endpoints: [`127.0.0.1:${c.at(leader).server.port}`],
+        transport,
+      });
+      clients.push(dlm);
+      const described = await dlm.describe('big');
+      expect(described.waiters.length).toBe(260);
+    },
+    60_000,
+  );
 });
 
 describe('a grant whose answer dies with the connection', () => {
