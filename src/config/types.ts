@@ -48,8 +48,9 @@ export interface RuntimeConfig {
   /** Events buffered for one Watch stream; a watcher that falls further behind is cancelled. */
   readonly watchEventsBufferedMax: number;
   /**
-   * Calls in flight on one Lock.Session stream, not counting Acquires; past it a call is refused (RESOURCE_EXHAUSTED, backpressure). Each
-   * also counts toward clientCallsInFlightMax.
+   * Calls in flight on one Lock.Session stream, not counting Acquires; past it a call is
+   * refused (RESOURCE_EXHAUSTED, backpressure). Each also counts toward
+   * clientCallsInFlightMax.
    */
   readonly sessionStreamCallsInFlightMax: number;
   /**
