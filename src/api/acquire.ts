@@ -104,9 +104,9 @@ class TurnWatch {
 /**
  * Acquire: propose it; if it queued, wait for the entry that grants it or ends the
  * wait. Whenever the caller cannot learn what this attempt got (it gave up: deadline or
- * cancel; or it was told the write failed, and the write applied after all), the
- * attempt is withdrawn through the log, which gives back its grant or its place in
- * the queue (see `withdraw`).
+ * cancel; its answer could not be delivered; or it was told the write failed, and the
+ * write applied after all), the attempt is withdrawn through the log, which gives back
+ * its grant or its place in the queue (see `withdraw`).
  */
 export async function acquire(
   context: ApiContext,
@@ -143,8 +143,7 @@ function answerAtOnce(
 ): AcquireResponse {
   switch (result.type) {
     case 'Acquired':
-      // Nobody will learn of this grant: give it back.
-      if (call.cancelled) withdraw(context, command, index);
+      giveBackUnlessDelivered(context, command, call, index);
       return acquiredResponse(context, index, result.token, result.holders);
     case 'NotAcquired':
       return notAcquiredResponse(context, index, result.holders);
@@ -195,7 +194,7 @@ function turnResponse(
   call: CallScope,
 ): AcquireResponse {
   if (turn.kind === 'granted') {
-    if (call.cancelled) withdraw(context, command, acquireIndex);
+    giveBackUnlessDelivered(context, command, call, acquireIndex);
     return acquiredResponse(context, turn.index, turn.token, turn.holders);
   }
   if (turn.reason === 'sessionEnded') {
@@ -236,6 +235,20 @@ function notAcquiredResponse(
 }
 
 // ------------------------------------------------------------------ giving up
+
+/**
+ * A grant nobody learns of would stay with the session until it ends, served to no one:
+ * if the answer carrying it never reaches the caller (the caller went first, or its
+ * Session stream could not take the answer), the attempt is withdrawn.
+ */
+function giveBackUnlessDelivered(
+  context: ApiContext,
+  command: AcquireCommand,
+  call: CallScope,
+  attemptIndex: number,
+): void {
+  call.onUndelivered(() => withdraw(context, command, attemptIndex));
+}
 
 /**
  * Gives back what the Acquire attempt in the entry at `attemptIndex` got, through the

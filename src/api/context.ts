@@ -4,6 +4,7 @@ import { DlmError } from '../node/errors.ts';
 import type { DlmNode } from '../node/node.ts';
 import type { Scheduler } from '../node/scheduler.ts';
 import { continueTrace, type TraceContext, withTrace } from '../node/trace.ts';
+import { assert } from '../util/assert.ts';
 import {
   type ApiLogger,
   type CallFailure,
@@ -39,11 +40,18 @@ export interface ApiOptions {
   /** Events buffered for one Watch stream; a watcher that falls further behind is ended. */
   readonly watchEventsBufferedMax: number;
   /**
-   * Calls in flight on one Session stream (each also counts toward
-   * clientCallsInFlightMax); past it a call is refused as backpressure. Also the answers
-   * one stream may have waiting unsent before it is ended (its client is not reading).
+   * Calls in flight on one Session stream, besides Acquires (each also counts toward
+   * clientCallsInFlightMax); past it a call is refused as backpressure.
    */
   readonly sessionStreamCallsInFlightMax: number;
+  /**
+   * Acquires in flight on one Session stream, whatever their wait_ms (a retry of a queued
+   * request waits with wait_ms 0 too), bounded apart so that waits never crowd out
+   * KeepAlives; past it one is refused as backpressure. With
+   * sessionStreamCallsInFlightMax, the sum is also the answers one stream may have
+   * waiting unsent before it is ended (its client is not reading).
+   */
+  readonly sessionStreamWaitsInFlightMax: number;
   /** The retry hint sent with backpressure RESOURCE_EXHAUSTED (trailer dlm-retry-after-ms). */
   readonly backpressureRetryAfterMs: number;
   /** How often Health.Watch looks at the node for a change of status. */
@@ -52,11 +60,12 @@ export interface ApiOptions {
   readonly withdrawAttemptsMax: number;
 }
 
-/** The first four match RuntimeConfig's fields of the same names, so a config passes straight in. */
+/** The first five match RuntimeConfig's fields of the same names, so a config passes straight in. */
 export const DEFAULT_API_OPTIONS: ApiOptions = {
   clientCallsInFlightMax: 10_000,
   watchEventsBufferedMax: 1_024,
   sessionStreamCallsInFlightMax: 1_024,
+  sessionStreamWaitsInFlightMax: 1_024,
   backpressureRetryAfterMs: 100,
   healthPollIntervalMs: 100,
   // Backoff doubles from 50 ms to 2 s: 20 attempts span about 30 s, enough to outlast a
@@ -145,14 +154,41 @@ export interface CallScope {
   readonly cancelled: boolean;
   /** Calls `listener` once when the caller goes; returns the unsubscribe. */
   onCancelled(listener: () => void): () => void;
+  /**
+   * For a handler about to answer with something its caller now holds (a grant):
+   * `giveBack` runs if that answer is never handed to the caller's transport, because
+   * the caller went first or a Session stream could not take the answer. The handler
+   * cannot see that itself: it happens after it returned. At most one per call.
+   */
+  onUndelivered(giveBack: () => void): void;
 }
 
-/** A unary call's scope: grpc-js marks the call cancelled (deadline, cancel, reset). */
-export function unaryScope(call: {
+/** The give-back a handler left with its answer (CallScope.onUndelivered). */
+export class GiveBack {
+  private giveBack: (() => void) | null = null;
+
+  set(giveBack: () => void): void {
+    assert(this.giveBack === null, 'a call registered a second give-back');
+    this.giveBack = giveBack;
+  }
+
+  /** The answer did not reach the caller: undo what it carried. Runs the give-back once. */
+  run(): void {
+    const giveBack = this.giveBack;
+    this.giveBack = null;
+    giveBack?.();
+  }
+}
+
+interface GrpcCancellable {
   readonly cancelled: boolean;
   once(event: 'cancelled', listener: () => void): unknown;
   off(event: 'cancelled', listener: () => void): unknown;
-}): CallScope {
+}
+
+/** A unary call's scope: grpc-js marks the call cancelled (deadline, cancel, reset). */
+function unaryScope(call: GrpcCancellable): CallScope & { readonly undelivered: GiveBack } {
+  const undelivered = new GiveBack();
   return {
     get cancelled() {
       return call.cancelled;
@@ -161,6 +197,8 @@ export function unaryScope(call: {
       call.once('cancelled', listener);
       return () => call.off('cancelled', listener);
     },
+    onUndelivered: (giveBack) => undelivered.set(giveBack),
+    undelivered,
   };
 }
 
@@ -237,7 +275,11 @@ export function serveCall<Response>(
 export function unary<Response>(
   context: ApiContext,
   method: string,
-  handler: (request: unknown, call: grpc.ServerUnaryCall<unknown, Response>) => Promise<Response>,
+  handler: (
+    request: unknown,
+    call: grpc.ServerUnaryCall<unknown, Response>,
+    scope: CallScope,
+  ) => Promise<Response>,
   { ungated = false }: { ungated?: boolean } = {},
 ): grpc.handleUnaryCall<unknown, Response> {
   return (call, callback) => {
@@ -247,12 +289,15 @@ export function unary<Response>(
       metadata.set(TRACE_ID_KEY, trace.traceId);
       return metadata;
     };
+    const scope = unaryScope(call);
     serveCall(
       context,
       { method, request: call.request, trace, ungated },
-      () => handler(call.request, call),
+      () => handler(call.request, call, scope),
       (outcome) => {
         if (outcome.ok) {
+          // grpc-js drops the answer of a call that ended already (deadline, cancel, reset).
+          if (call.cancelled) scope.undelivered.run();
           callback(null, outcome.response, trailer());
           return;
         }

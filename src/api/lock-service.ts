@@ -1,14 +1,7 @@
 import type { LockCommand, LockResult, Waiter } from '../lock/index.ts';
 import type { AppliedProposal } from '../node/proposals.ts';
 import { acquire } from './acquire.ts';
-import {
-  type ApiContext,
-  type CallScope,
-  header,
-  unary,
-  unaryScope,
-  wireHolder,
-} from './context.ts';
+import { type ApiContext, type CallScope, header, unary, wireHolder } from './context.ts';
 import { ApiError, rejectionError } from './errors.ts';
 import type {
   AcquireResponse,
@@ -74,7 +67,7 @@ export function lockService(
   sessions: SessionStreams = new SessionStreams(),
 ): LockServiceHandlers {
   const unaryOf = <Response>(method: keyof LockCalls, call: LockCall<Response>) =>
-    unary<Response>(context, method, (raw, grpcCall) => call(context, raw, unaryScope(grpcCall)));
+    unary<Response>(context, method, (raw, _grpcCall, scope) => call(context, raw, scope));
   return {
     OpenSession: unaryOf('OpenSession', LOCK_CALLS.OpenSession),
     KeepAlive: unaryOf('KeepAlive', LOCK_CALLS.KeepAlive),
