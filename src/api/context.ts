@@ -3,7 +3,7 @@ import type { Holder } from '../lock/index.ts';
 import { DlmError } from '../node/errors.ts';
 import type { DlmNode } from '../node/node.ts';
 import type { Scheduler } from '../node/scheduler.ts';
-import { continueTrace, type TraceContext, withTrace } from '../node/trace.ts';
+import { continueTrace, type TraceContext } from '../node/trace.ts';
 import {
   type ApiLogger,
   type CallFailure,
@@ -145,15 +145,21 @@ export interface CallScope {
   readonly cancelled: boolean;
   /** Calls `listener` once when the caller goes; returns the unsubscribe. */
   onCancelled(listener: () => void): () => void;
+  /** The call's span (see serveCall); the writes it makes carry it when forwarded. */
+  readonly trace: TraceContext;
 }
 
 /** A unary call's scope: grpc-js marks the call cancelled (deadline, cancel, reset). */
-export function unaryScope(call: {
-  readonly cancelled: boolean;
-  once(event: 'cancelled', listener: () => void): unknown;
-  off(event: 'cancelled', listener: () => void): unknown;
-}): CallScope {
+export function unaryScope(
+  call: {
+    readonly cancelled: boolean;
+    once(event: 'cancelled', listener: () => void): unknown;
+    off(event: 'cancelled', listener: () => void): unknown;
+  },
+  trace: TraceContext,
+): CallScope {
   return {
+    trace,
     get cancelled() {
       return call.cancelled;
     },
@@ -180,10 +186,10 @@ export interface CallServing {
 
 /**
  * Serves one call, unary or on a Session stream: admits it through the gate (unless
- * `ungated`), runs `run` inside the caller's trace (W3C `traceparent`, or a new trace),
- * so a write it forwards carries the trace, maps any error through the one error table,
- * and logs the outcome with its latency as a span of that trace. `deliver` is called
- * once; synchronously when the gate refuses.
+ * `ungated`), runs `run`, maps any error through the one error table, and logs the
+ * outcome with its latency as a span of the caller's trace (W3C `traceparent`, or a new
+ * trace). `run` hands that trace to the writes it makes (CallScope.trace), so a write
+ * it forwards carries it. `deliver` is called once; synchronously when the gate refuses.
  */
 export function serveCall<Response>(
   context: ApiContext,
@@ -217,7 +223,7 @@ export function serveCall<Response>(
     return;
   }
   // Through a promise, so a handler that throws before its first await is caught too.
-  withTrace(trace, () => new Promise<Response>((resolve) => resolve(run()))).then(
+  new Promise<Response>((resolve) => resolve(run())).then(
     (response) => {
       leave();
       log(grpc.status.OK);
@@ -231,13 +237,17 @@ export function serveCall<Response>(
 }
 
 /**
- * Adapts an async handler to a unary grpc-js call (see serveCall); the answer's
- * trailing metadata names the trace id.
+ * Adapts an async handler to a unary grpc-js call (see serveCall); the handler is given
+ * the call's trace, and the answer's trailing metadata names the trace id.
  */
 export function unary<Response>(
   context: ApiContext,
   method: string,
-  handler: (request: unknown, call: grpc.ServerUnaryCall<unknown, Response>) => Promise<Response>,
+  handler: (
+    request: unknown,
+    call: grpc.ServerUnaryCall<unknown, Response>,
+    trace: TraceContext,
+  ) => Promise<Response>,
   { ungated = false }: { ungated?: boolean } = {},
 ): grpc.handleUnaryCall<unknown, Response> {
   return (call, callback) => {
@@ -250,7 +260,7 @@ export function unary<Response>(
     serveCall(
       context,
       { method, request: call.request, trace, ungated },
-      () => handler(call.request, call),
+      () => handler(call.request, call, trace),
       (outcome) => {
         if (outcome.ok) {
           callback(null, outcome.response, trailer());

@@ -83,6 +83,8 @@ class StreamCall implements CallScope {
   timer: TimerHandle | null = null;
   private readonly listeners = new Set<() => void>();
 
+  constructor(readonly trace: TraceContext) {}
+
   onCancelled(listener: () => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
@@ -230,9 +232,9 @@ class SessionStream {
       );
       return;
     }
-    const call = new StreamCall();
-    this.inFlight.set(callId, call);
     const trace = continueTrace(traceparent === '' ? null : traceparent);
+    const call = new StreamCall(trace);
+    this.inFlight.set(callId, call);
     if (timeoutMs > 0) {
       call.timer = this.scheduler.setTimeout(
         () => this.expire(callId, call, trace, timeoutMs),
