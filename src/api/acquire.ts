@@ -246,7 +246,7 @@ function notAcquiredResponse(
  * request, not on an entry index (a retry answered from the remembered result wrote an
  * entry of its own). The Withdraw is void if a later attempt of the same request was
  * applied since: that one's caller may have been told Acquired. It outlives the call,
- * and is logged as part of the call's trace.
+ * and carries the call's trace if it is forwarded.
  */
 function withdraw(
   context: ApiContext,

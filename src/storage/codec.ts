@@ -153,8 +153,8 @@ export function encodeEntry(entry: Entry): Uint8Array {
 /**
  * The bytes `frame([index, term, 1, data])` writes, without a MessagePack pass: the data
  * is the payload the node already encoded (src/node/entry-codec.ts), so it is copied
- * once into the value, behind a header of a few bytes. Every write of a client's entry
- * comes through here. The header takes msgpackr's forms under the options pinned above
+ * once into the value, behind a header of a few bytes. Every normal entry a node
+ * persists comes through here. The header takes msgpackr's forms under the options pinned above
  * (codec.test.ts compares the two), so the stored format is unchanged.
  */
 function frameNormalEntry(index: number, entryTerm: number, data: Uint8Array): Uint8Array {
