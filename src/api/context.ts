@@ -3,7 +3,7 @@ import type { Holder } from '../lock/index.ts';
 import { DlmError } from '../node/errors.ts';
 import type { DlmNode } from '../node/node.ts';
 import type { Scheduler } from '../node/scheduler.ts';
-import { continueTrace, type TraceContext, withTrace } from '../node/trace.ts';
+import { continueTrace, type TraceContext } from '../node/trace.ts';
 import { assert } from '../util/assert.ts';
 import {
   type ApiLogger,
@@ -161,6 +161,8 @@ export interface CallScope {
    * cannot see that itself: it happens after it returned. At most one per call.
    */
   onUndelivered(giveBack: () => void): void;
+  /** The call's span (see serveCall); the writes it makes carry it when forwarded. */
+  readonly trace: TraceContext;
 }
 
 /** The give-back a handler left with its answer (CallScope.onUndelivered). */
@@ -180,26 +182,38 @@ export class GiveBack {
   }
 }
 
-interface GrpcCancellable {
+/** What a unary call's scope reads of grpc-js's call. */
+interface CancellableCall {
   readonly cancelled: boolean;
   once(event: 'cancelled', listener: () => void): unknown;
   off(event: 'cancelled', listener: () => void): unknown;
 }
 
-/** A unary call's scope: grpc-js marks the call cancelled (deadline, cancel, reset). */
-function unaryScope(call: GrpcCancellable): CallScope & { readonly undelivered: GiveBack } {
-  const undelivered = new GiveBack();
-  return {
-    get cancelled() {
-      return call.cancelled;
-    },
-    onCancelled(listener) {
-      call.once('cancelled', listener);
-      return () => call.off('cancelled', listener);
-    },
-    onUndelivered: (giveBack) => undelivered.set(giveBack),
-    undelivered,
-  };
+/**
+ * A unary call's scope: grpc-js marks the call cancelled (deadline, cancel, reset). A
+ * class, not an object literal: V8 builds a literal with a getter through the runtime,
+ * about 20 times slower, and there is one per call.
+ */
+class UnaryScope implements CallScope {
+  readonly undelivered = new GiveBack();
+
+  constructor(
+    private readonly call: CancellableCall,
+    readonly trace: TraceContext,
+  ) {}
+
+  get cancelled(): boolean {
+    return this.call.cancelled;
+  }
+
+  onCancelled(listener: () => void): () => void {
+    this.call.once('cancelled', listener);
+    return () => this.call.off('cancelled', listener);
+  }
+
+  onUndelivered(giveBack: () => void): void {
+    this.undelivered.set(giveBack);
+  }
 }
 
 export type CallOutcome<Response> =
@@ -218,10 +232,10 @@ export interface CallServing {
 
 /**
  * Serves one call, unary or on a Session stream: admits it through the gate (unless
- * `ungated`), runs `run` inside the caller's trace (W3C `traceparent`, or a new trace),
- * so a write it forwards carries the trace, maps any error through the one error table,
- * and logs the outcome with its latency as a span of that trace. `deliver` is called
- * once; synchronously when the gate refuses.
+ * `ungated`), runs `run`, maps any error through the one error table, and logs the
+ * outcome with its latency as a span of the caller's trace (W3C `traceparent`, or a new
+ * trace). `run` hands that trace to the writes it makes (CallScope.trace), so a write
+ * it forwards carries it. `deliver` is called once; synchronously when the gate refuses.
  */
 export function serveCall<Response>(
   context: ApiContext,
@@ -255,7 +269,7 @@ export function serveCall<Response>(
     return;
   }
   // Through a promise, so a handler that throws before its first await is caught too.
-  withTrace(trace, () => new Promise<Response>((resolve) => resolve(run()))).then(
+  new Promise<Response>((resolve) => resolve(run())).then(
     (response) => {
       leave();
       log(grpc.status.OK);
@@ -269,8 +283,8 @@ export function serveCall<Response>(
 }
 
 /**
- * Adapts an async handler to a unary grpc-js call (see serveCall); the answer's
- * trailing metadata names the trace id.
+ * Adapts an async handler to a unary grpc-js call (see serveCall); the handler is given
+ * the call's trace, and the answer's trailing metadata names the trace id.
  */
 export function unary<Response>(
   context: ApiContext,
@@ -289,7 +303,7 @@ export function unary<Response>(
       metadata.set(TRACE_ID_KEY, trace.traceId);
       return metadata;
     };
-    const scope = unaryScope(call);
+    const scope = new UnaryScope(call, trace);
     serveCall(
       context,
       { method, request: call.request, trace, ungated },

@@ -86,7 +86,10 @@ class StreamCall implements CallScope {
   private readonly listeners = new Set<() => void>();
 
   /** `waits`: an Acquire, which may wait in a lock's queue, counted apart (see SessionStream.refusal). */
-  constructor(readonly waits: boolean) {}
+  constructor(
+    readonly waits: boolean,
+    readonly trace: TraceContext,
+  ) {}
 
   onCancelled(listener: () => void): () => void {
     this.listeners.add(listener);
@@ -239,10 +242,10 @@ class SessionStream {
       this.refuse(callId, traceparent, refusal);
       return;
     }
-    const call = new StreamCall(waits);
+    const trace = continueTrace(traceparent === '' ? null : traceparent);
+    const call = new StreamCall(waits, trace);
     this.inFlight.set(callId, call);
     if (waits) this.waitsInFlight++;
-    const trace = continueTrace(traceparent === '' ? null : traceparent);
     if (timeoutMs > 0) {
       call.stopTimer = setLongTimeout(
         this.scheduler,
