@@ -1,6 +1,8 @@
 import type { Holder, LockCommand, LockEvent, LockResult } from '../lock/index.ts';
 import { DlmError } from '../node/errors.ts';
+import type { AppliedProposal } from '../node/proposals.ts';
 import { REAL_SCHEDULER } from '../node/scheduler.ts';
+import type { TraceContext } from '../node/trace.ts';
 import { type FencingToken, type LogIndex, logIndex } from '../util/ids.ts';
 import { type ApiContext, type CallScope, header, wireHolder } from './context.ts';
 import { ApiError, rejectionError } from './errors.ts';
@@ -104,9 +106,9 @@ class TurnWatch {
 /**
  * Acquire: propose it; if it queued, wait for the entry that grants it or ends the
  * wait. Whenever the caller cannot learn what this attempt got (it gave up: deadline or
- * cancel; or it was told the write failed, and the write applied after all), the
- * attempt is withdrawn through the log, which gives back its grant or its place in
- * the queue (see `withdraw`).
+ * cancel; its answer could not be delivered; or it was told the write failed, and the
+ * write applied after all), the attempt is withdrawn through the log, which gives back
+ * its grant or its place in the queue (see `withdraw`).
  */
 export async function acquire(
   context: ApiContext,
@@ -116,18 +118,19 @@ export async function acquire(
   const command = parseAcquire(raw);
   const watch = new TurnWatch(context, command);
   try {
-    const { index, result } = await context.node.write(command, (late) => {
+    const lateApply = (late: AppliedProposal): void => {
       // Called inside the node's apply loop: propose once that loop has moved on.
       if (late.result.type === 'Acquired' || late.result.type === 'Queued')
-        queueMicrotask(() => withdraw(context, command, late.index));
-    });
+        queueMicrotask(() => withdraw(context, call, command, late.index));
+    };
+    const { index, result } = await context.node.write(command, { lateApply, trace: call.trace });
     if (result.type !== 'Queued') return answerAtOnce(context, command, call, index, result);
     const turn =
       watch.after(index) ??
       currentTurn(context, command) ??
       (await waitForTurn(watch, index, call));
     if (turn !== null) return turnResponse(context, command, index, turn, call);
-    withdraw(context, command, index);
+    withdraw(context, call, command, index);
     throw new DlmError('DEADLINE_EXCEEDED', `gave up waiting for ${command.lock}`);
   } finally {
     watch.close();
@@ -143,8 +146,7 @@ function answerAtOnce(
 ): AcquireResponse {
   switch (result.type) {
     case 'Acquired':
-      // Nobody will learn of this grant: give it back.
-      if (call.cancelled) withdraw(context, command, index);
+      giveBackUnlessDelivered(context, command, call, index);
       return acquiredResponse(context, index, result.token, result.holders);
     case 'NotAcquired':
       return notAcquiredResponse(context, index, result.holders);
@@ -195,7 +197,7 @@ function turnResponse(
   call: CallScope,
 ): AcquireResponse {
   if (turn.kind === 'granted') {
-    if (call.cancelled) withdraw(context, command, acquireIndex);
+    giveBackUnlessDelivered(context, command, call, acquireIndex);
     return acquiredResponse(context, turn.index, turn.token, turn.holders);
   }
   if (turn.reason === 'sessionEnded') {
@@ -238,21 +240,42 @@ function notAcquiredResponse(
 // ------------------------------------------------------------------ giving up
 
 /**
+ * A grant nobody learns of would stay with the session until it ends, served to no one:
+ * if the answer carrying it never reaches the caller (the caller went first, or its
+ * Session stream could not take the answer), the attempt is withdrawn.
+ */
+function giveBackUnlessDelivered(
+  context: ApiContext,
+  command: AcquireCommand,
+  call: CallScope,
+  attemptIndex: number,
+): void {
+  call.onUndelivered(() => withdraw(context, call, command, attemptIndex));
+}
+
+/**
  * Gives back what the Acquire attempt in the entry at `attemptIndex` got, through the
  * log: the state machine removes its waiter or releases its grant, matched on the
  * request, not on an entry index (a retry answered from the remembered result wrote an
  * entry of its own). The Withdraw is void if a later attempt of the same request was
- * applied since: that one's caller may have been told Acquired. It outlives the call.
+ * applied since: that one's caller may have been told Acquired. It outlives the call,
+ * and carries the call's trace if it is forwarded.
  */
-function withdraw(context: ApiContext, command: AcquireCommand, attemptIndex: number): void {
+function withdraw(
+  context: ApiContext,
+  call: CallScope,
+  command: AcquireCommand,
+  attemptIndex: number,
+): void {
   const { lock, sessionId, requestId } = command;
-  void writeWithRetry(context, {
+  const withdrawal: LockCommand = {
     type: 'Withdraw',
     lock,
     sessionId,
     requestId,
     attemptIndex: logIndex(attemptIndex),
-  });
+  };
+  void writeWithRetry(context, withdrawal, call.trace);
 }
 
 /**
@@ -261,10 +284,14 @@ function withdraw(context: ApiContext, command: AcquireCommand, attemptIndex: nu
  * is a failure too: what the Acquire got then stays with its session, though its
  * caller was told it failed.
  */
-async function writeWithRetry(context: ApiContext, command: LockCommand): Promise<boolean> {
+async function writeWithRetry(
+  context: ApiContext,
+  command: LockCommand,
+  trace: TraceContext,
+): Promise<boolean> {
   for (let attempt = 1; ; attempt++) {
     try {
-      const { result } = await context.node.write(command);
+      const { result } = await context.node.write(command, { trace });
       if (result.type === 'Rejected') {
         context.logger('warn', `the ${command.type} for an abandoned Acquire was refused`, {
           command,

@@ -1,6 +1,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { RaftConfig } from '../config/types.ts';
 import type { MembershipCallOptions, NodeStatus } from '../node/node.ts';
+import type { TraceContext } from '../node/trace.ts';
 import type { NodeId } from '../util/ids.ts';
 import { type ApiContext, type ApiNode, header, type MembershipMethod, unary } from './context.ts';
 import { monotonicTimeLeftMs } from './deadline.ts';
@@ -88,7 +89,9 @@ export function clusterService(
         };
       },
     ),
-    SetLockRules: unary(context, 'SetLockRules', (raw) => setLockRules(context, raw, raft)),
+    SetLockRules: unary(context, 'SetLockRules', (raw, _call, scope) =>
+      setLockRules(context, raw, raft, scope.trace),
+    ),
   };
 }
 
@@ -96,13 +99,13 @@ async function setLockRules(
   context: ApiContext,
   raw: unknown,
   raft: RaftConfig | null,
+  trace: TraceContext,
 ): Promise<SetLockRulesResponse> {
   const rules = parseSetLockRules(raw, raft);
-  const { index, result } = await context.node.write({
-    type: 'SetRules',
-    rules,
-    onlyIfUnset: false,
-  });
+  const { index, result } = await context.node.write(
+    { type: 'SetRules', rules, onlyIfUnset: false },
+    { trace },
+  );
   if (result.type === 'Rejected') throw rejectionError(result, 'SetLockRulesRequest');
   if (result.type !== 'RulesSet') throw new Error(`SetRules was answered with ${result.type}`);
   context.logger('info', 'lock rules set', { index, digest: lockRulesDigest(result.rules) });

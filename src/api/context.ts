@@ -3,7 +3,8 @@ import type { Holder } from '../lock/index.ts';
 import { DlmError } from '../node/errors.ts';
 import type { DlmNode } from '../node/node.ts';
 import type { Scheduler } from '../node/scheduler.ts';
-import { continueTrace, type TraceContext, withTrace } from '../node/trace.ts';
+import { continueTrace, type TraceContext } from '../node/trace.ts';
+import { assert } from '../util/assert.ts';
 import {
   type ApiLogger,
   type CallFailure,
@@ -39,11 +40,18 @@ export interface ApiOptions {
   /** Events buffered for one Watch stream; a watcher that falls further behind is ended. */
   readonly watchEventsBufferedMax: number;
   /**
-   * Calls in flight on one Session stream (each also counts toward
-   * clientCallsInFlightMax); past it a call is refused as backpressure. Also the answers
-   * one stream may have waiting unsent before it is ended (its client is not reading).
+   * Calls in flight on one Session stream, besides Acquires (each also counts toward
+   * clientCallsInFlightMax); past it a call is refused as backpressure.
    */
   readonly sessionStreamCallsInFlightMax: number;
+  /**
+   * Acquires in flight on one Session stream, whatever their wait_ms (a retry of a queued
+   * request waits with wait_ms 0 too), bounded apart so that waits never crowd out
+   * KeepAlives; past it one is refused as backpressure. With
+   * sessionStreamCallsInFlightMax, the sum is also the answers one stream may have
+   * waiting unsent before it is ended (its client is not reading).
+   */
+  readonly sessionStreamWaitsInFlightMax: number;
   /** The retry hint sent with backpressure RESOURCE_EXHAUSTED (trailer dlm-retry-after-ms). */
   readonly backpressureRetryAfterMs: number;
   /** How often Health.Watch looks at the node for a change of status. */
@@ -52,11 +60,12 @@ export interface ApiOptions {
   readonly withdrawAttemptsMax: number;
 }
 
-/** The first four match RuntimeConfig's fields of the same names, so a config passes straight in. */
+/** The first five match RuntimeConfig's fields of the same names, so a config passes straight in. */
 export const DEFAULT_API_OPTIONS: ApiOptions = {
   clientCallsInFlightMax: 10_000,
   watchEventsBufferedMax: 1_024,
   sessionStreamCallsInFlightMax: 1_024,
+  sessionStreamWaitsInFlightMax: 1_024,
   backpressureRetryAfterMs: 100,
   healthPollIntervalMs: 100,
   // Backoff doubles from 50 ms to 2 s: 20 attempts span about 30 s, enough to outlast a
@@ -145,23 +154,66 @@ export interface CallScope {
   readonly cancelled: boolean;
   /** Calls `listener` once when the caller goes; returns the unsubscribe. */
   onCancelled(listener: () => void): () => void;
+  /**
+   * For a handler about to answer with something its caller now holds (a grant):
+   * `giveBack` runs if that answer is never handed to the caller's transport, because
+   * the caller went first or a Session stream could not take the answer. The handler
+   * cannot see that itself: it happens after it returned. At most one per call.
+   */
+  onUndelivered(giveBack: () => void): void;
+  /** The call's span (see serveCall); the writes it makes carry it when forwarded. */
+  readonly trace: TraceContext;
 }
 
-/** A unary call's scope: grpc-js marks the call cancelled (deadline, cancel, reset). */
-export function unaryScope(call: {
+/** The give-back a handler left with its answer (CallScope.onUndelivered). */
+export class GiveBack {
+  private giveBack: (() => void) | null = null;
+
+  set(giveBack: () => void): void {
+    assert(this.giveBack === null, 'a call registered a second give-back');
+    this.giveBack = giveBack;
+  }
+
+  /** The answer did not reach the caller: undo what it carried. Runs the give-back once. */
+  run(): void {
+    const giveBack = this.giveBack;
+    this.giveBack = null;
+    giveBack?.();
+  }
+}
+
+/** What a unary call's scope reads of grpc-js's call. */
+interface CancellableCall {
   readonly cancelled: boolean;
   once(event: 'cancelled', listener: () => void): unknown;
   off(event: 'cancelled', listener: () => void): unknown;
-}): CallScope {
-  return {
-    get cancelled() {
-      return call.cancelled;
-    },
-    onCancelled(listener) {
-      call.once('cancelled', listener);
-      return () => call.off('cancelled', listener);
-    },
-  };
+}
+
+/**
+ * A unary call's scope: grpc-js marks the call cancelled (deadline, cancel, reset). A
+ * class, not an object literal: V8 builds a literal with a getter through the runtime,
+ * about 20 times slower, and there is one per call.
+ */
+class UnaryScope implements CallScope {
+  readonly undelivered = new GiveBack();
+
+  constructor(
+    private readonly call: CancellableCall,
+    readonly trace: TraceContext,
+  ) {}
+
+  get cancelled(): boolean {
+    return this.call.cancelled;
+  }
+
+  onCancelled(listener: () => void): () => void {
+    this.call.once('cancelled', listener);
+    return () => this.call.off('cancelled', listener);
+  }
+
+  onUndelivered(giveBack: () => void): void {
+    this.undelivered.set(giveBack);
+  }
 }
 
 export type CallOutcome<Response> =
@@ -180,10 +232,10 @@ export interface CallServing {
 
 /**
  * Serves one call, unary or on a Session stream: admits it through the gate (unless
- * `ungated`), runs `run` inside the caller's trace (W3C `traceparent`, or a new trace),
- * so a write it forwards carries the trace, maps any error through the one error table,
- * and logs the outcome with its latency as a span of that trace. `deliver` is called
- * once; synchronously when the gate refuses.
+ * `ungated`), runs `run`, maps any error through the one error table, and logs the
+ * outcome with its latency as a span of the caller's trace (W3C `traceparent`, or a new
+ * trace). `run` hands that trace to the writes it makes (CallScope.trace), so a write
+ * it forwards carries it. `deliver` is called once; synchronously when the gate refuses.
  */
 export function serveCall<Response>(
   context: ApiContext,
@@ -217,7 +269,7 @@ export function serveCall<Response>(
     return;
   }
   // Through a promise, so a handler that throws before its first await is caught too.
-  withTrace(trace, () => new Promise<Response>((resolve) => resolve(run()))).then(
+  new Promise<Response>((resolve) => resolve(run())).then(
     (response) => {
       leave();
       log(grpc.status.OK);
@@ -231,13 +283,17 @@ export function serveCall<Response>(
 }
 
 /**
- * Adapts an async handler to a unary grpc-js call (see serveCall); the answer's
- * trailing metadata names the trace id.
+ * Adapts an async handler to a unary grpc-js call (see serveCall); the handler is given
+ * the call's trace, and the answer's trailing metadata names the trace id.
  */
 export function unary<Response>(
   context: ApiContext,
   method: string,
-  handler: (request: unknown, call: grpc.ServerUnaryCall<unknown, Response>) => Promise<Response>,
+  handler: (
+    request: unknown,
+    call: grpc.ServerUnaryCall<unknown, Response>,
+    scope: CallScope,
+  ) => Promise<Response>,
   { ungated = false }: { ungated?: boolean } = {},
 ): grpc.handleUnaryCall<unknown, Response> {
   return (call, callback) => {
@@ -247,12 +303,15 @@ export function unary<Response>(
       metadata.set(TRACE_ID_KEY, trace.traceId);
       return metadata;
     };
+    const scope = new UnaryScope(call, trace);
     serveCall(
       context,
       { method, request: call.request, trace, ungated },
-      () => handler(call.request, call),
+      () => handler(call.request, call, scope),
       (outcome) => {
         if (outcome.ok) {
+          // grpc-js drops the answer of a call that ended already (deadline, cancel, reset).
+          if (call.cancelled) scope.undelivered.run();
           callback(null, outcome.response, trailer());
           return;
         }

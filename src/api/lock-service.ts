@@ -1,14 +1,7 @@
 import type { LockCommand, LockResult, Waiter } from '../lock/index.ts';
 import type { AppliedProposal } from '../node/proposals.ts';
 import { acquire } from './acquire.ts';
-import {
-  type ApiContext,
-  type CallScope,
-  header,
-  unary,
-  unaryScope,
-  wireHolder,
-} from './context.ts';
+import { type ApiContext, type CallScope, header, unary, wireHolder } from './context.ts';
 import { ApiError, rejectionError } from './errors.ts';
 import type {
   AcquireResponse,
@@ -56,11 +49,11 @@ export type LockCall<Response> = (
 ) => Promise<Response>;
 
 export const LOCK_CALLS: LockCalls = {
-  OpenSession: (context, raw) => openSession(context, raw),
-  KeepAlive: (context, raw) => keepAlive(context, raw),
-  CloseSession: (context, raw) => closeSession(context, raw),
+  OpenSession: (context, raw, scope) => openSession(context, raw, scope),
+  KeepAlive: (context, raw, scope) => keepAlive(context, raw, scope),
+  CloseSession: (context, raw, scope) => closeSession(context, raw, scope),
   Acquire: (context, raw, scope) => timed(context, acquire(context, raw, scope)),
-  Release: (context, raw) => release(context, raw),
+  Release: (context, raw, scope) => release(context, raw, scope),
   ValidateFence: (context, raw) => validateFence(context, raw),
   Describe: (context, raw) => describe(context, raw),
 };
@@ -74,7 +67,7 @@ export function lockService(
   sessions: SessionStreams = new SessionStreams(),
 ): LockServiceHandlers {
   const unaryOf = <Response>(method: keyof LockCalls, call: LockCall<Response>) =>
-    unary<Response>(context, method, (raw, grpcCall) => call(context, raw, unaryScope(grpcCall)));
+    unary<Response>(context, method, (raw, _grpcCall, scope) => call(context, raw, scope));
   return {
     OpenSession: unaryOf('OpenSession', LOCK_CALLS.OpenSession),
     KeepAlive: unaryOf('KeepAlive', LOCK_CALLS.KeepAlive),
@@ -105,13 +98,14 @@ async function timed(
   }
 }
 
-/** Proposes a command and returns its result, turning a refusal into its error. */
+/** Proposes a command for a call and returns its result, turning a refusal into its error. */
 async function write<T extends LockResult['type']>(
   context: ApiContext,
+  scope: CallScope,
   command: LockCommand,
   expected: T,
 ): Promise<AppliedProposal & { result: Extract<LockResult, { type: T }> }> {
-  const applied = await context.node.write(command);
+  const applied = await context.node.write(command, { trace: scope.trace });
   const { result } = applied;
   // Each RPC proposes the command of its name (OpenSessionRequest → OpenSession).
   if (result.type === 'Rejected') throw rejectionError(result, `${command.type}Request`);
@@ -121,9 +115,13 @@ async function write<T extends LockResult['type']>(
   return applied as AppliedProposal & { result: Extract<LockResult, { type: T }> };
 }
 
-async function openSession(context: ApiContext, raw: unknown): Promise<OpenSessionResponse> {
+async function openSession(
+  context: ApiContext,
+  raw: unknown,
+  scope: CallScope,
+): Promise<OpenSessionResponse> {
   const command = parseOpenSession(raw);
-  const { index, result } = await write(context, command, 'SessionOpened');
+  const { index, result } = await write(context, scope, command, 'SessionOpened');
   return {
     header: header(context.node, index),
     session_id: toUint64(result.sessionId),
@@ -131,10 +129,15 @@ async function openSession(context: ApiContext, raw: unknown): Promise<OpenSessi
   };
 }
 
-async function keepAlive(context: ApiContext, raw: unknown): Promise<KeepAliveResponse> {
+async function keepAlive(
+  context: ApiContext,
+  raw: unknown,
+  scope: CallScope,
+): Promise<KeepAliveResponse> {
   const sessionId = parseKeepAlive(raw);
   const { index, result } = await write(
     context,
+    scope,
     { type: 'KeepAlive', sessionIds: [sessionId] },
     'KeptAlive',
   );
@@ -146,15 +149,23 @@ async function keepAlive(context: ApiContext, raw: unknown): Promise<KeepAliveRe
   return { header: header(context.node, index), ttl_ms: toUint64(ttlMs) };
 }
 
-async function closeSession(context: ApiContext, raw: unknown): Promise<CloseSessionResponse> {
+async function closeSession(
+  context: ApiContext,
+  raw: unknown,
+  scope: CallScope,
+): Promise<CloseSessionResponse> {
   const command = parseCloseSession(raw);
-  const { index } = await write(context, command, 'SessionClosed');
+  const { index } = await write(context, scope, command, 'SessionClosed');
   return { header: header(context.node, index) };
 }
 
-async function release(context: ApiContext, raw: unknown): Promise<ReleaseResponse> {
+async function release(
+  context: ApiContext,
+  raw: unknown,
+  scope: CallScope,
+): Promise<ReleaseResponse> {
   const command = parseRelease(raw);
-  const { index } = await write(context, command, 'Released');
+  const { index } = await write(context, scope, command, 'Released');
   return { header: header(context.node, index), released: true };
 }
 

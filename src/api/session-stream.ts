@@ -1,13 +1,13 @@
 import type * as grpc from '@grpc/grpc-js';
-import { TIMER_MS_MAX } from '../config/sections.ts';
 import { DlmError, unavailable } from '../node/errors.ts';
-import { REAL_SCHEDULER, type TimerHandle } from '../node/scheduler.ts';
+import { REAL_SCHEDULER, setLongTimeout } from '../node/scheduler.ts';
 import { continueTrace, type TraceContext } from '../node/trace.ts';
 import {
   type ApiContext,
   type CallOutcome,
   type CallScope,
   callFailureOf,
+  GiveBack,
   serveCall,
 } from './context.ts';
 import {
@@ -80,12 +80,24 @@ export class SessionStreams {
 class StreamCall implements CallScope {
   cancelled = false;
   answered = false;
-  timer: TimerHandle | null = null;
+  /** Cancels the timer of its timeout_ms, while one runs. */
+  stopTimer: (() => void) | null = null;
+  readonly undelivered = new GiveBack();
   private readonly listeners = new Set<() => void>();
+
+  /** `waits`: an Acquire, which may wait in a lock's queue, counted apart (see SessionStream.refusal). */
+  constructor(
+    readonly waits: boolean,
+    readonly trace: TraceContext,
+  ) {}
 
   onCancelled(listener: () => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  onUndelivered(giveBack: () => void): void {
+    this.undelivered.set(giveBack);
   }
 
   cancel(): void {
@@ -106,10 +118,18 @@ interface DecodedRequest {
 }
 
 class SessionStream {
-  /** Bounded by sessionStreamCallsInFlightMax: a call past it is refused, never queued. */
+  /**
+   * Bounded by sessionStreamCallsInFlightMax plus sessionStreamWaitsInFlightMax: a call
+   * past its bound is refused, never queued.
+   */
   private readonly inFlight = new Map<string, StreamCall>();
+  /** How many of inFlight are Acquires (see mayWait). */
+  private waitsInFlight = 0;
   private readonly scheduler;
   private readonly callsMax: number;
+  private readonly waitsMax: number;
+  /** As many as can be answered at once: a client that reads is never cut off for a burst. */
+  private readonly answersUnsentMax: number;
   /** The client half-closed, or the server is shutting down: answer what is in flight, then end with OK. */
   private halfClosed = false;
   /** The server is shutting down: new calls are refused UNAVAILABLE, so clients go elsewhere. */
@@ -124,6 +144,8 @@ class SessionStream {
   ) {
     this.scheduler = context.scheduler ?? REAL_SCHEDULER;
     this.callsMax = context.options.sessionStreamCallsInFlightMax;
+    this.waitsMax = context.options.sessionStreamWaitsInFlightMax;
+    this.answersUnsentMax = this.callsMax + this.waitsMax;
   }
 
   start(): void {
@@ -214,27 +236,19 @@ class SessionStream {
     timeoutMs: number,
     traceparent: string | null,
   ): void {
-    if (this.draining) {
-      const nodeId = this.context.node.id;
-      this.refuse(callId, traceparent, unavailable(`${nodeId} is shutting down`));
+    const waits = mayWait(method);
+    const refusal = this.refusal(waits);
+    if (refusal !== null) {
+      this.refuse(callId, traceparent, refusal);
       return;
     }
-    if (this.inFlight.size >= this.callsMax) {
-      this.refuse(
-        callId,
-        traceparent,
-        new DlmError(
-          'RESOURCE_EXHAUSTED',
-          `this Session stream has ${this.callsMax} calls in flight (runtime.sessionStreamCallsInFlightMax)`,
-        ),
-      );
-      return;
-    }
-    const call = new StreamCall();
-    this.inFlight.set(callId, call);
     const trace = continueTrace(traceparent === '' ? null : traceparent);
+    const call = new StreamCall(waits, trace);
+    this.inFlight.set(callId, call);
+    if (waits) this.waitsInFlight++;
     if (timeoutMs > 0) {
-      call.timer = this.scheduler.setTimeout(
+      call.stopTimer = setLongTimeout(
+        this.scheduler,
         () => this.expire(callId, call, trace, timeoutMs),
         timeoutMs,
       );
@@ -245,20 +259,41 @@ class SessionStream {
       { method, request: raw, trace },
       () => this.calls[method](this.context, raw, call),
       (outcome: CallOutcome<unknown>) => {
-        if (call.cancelled) return;
-        this.answer(
-          callId,
-          call,
-          trace,
-          outcome.ok ? { [field]: outcome.response } : errorOf(outcome.failure),
-        );
+        const result = outcome.ok ? { [field]: outcome.response } : errorOf(outcome.failure);
+        const delivered = !call.cancelled && this.answer(callId, call, trace, result);
+        if (!delivered) call.undelivered.run();
       },
     );
   }
 
+  /**
+   * Why a new call is not admitted, or null. Acquires may wait in a lock's queue and
+   * hold their place meanwhile, so they have a bound of their own and never count
+   * toward callsMax: however many of them wait, the session's KeepAlives (and its
+   * other calls) still get in. Counted together, enough waits would refuse every
+   * KeepAlive and lose a session whose client did nothing wrong. Unary calls have no
+   * per-client bound; both transports share the node's clientCallsInFlightMax.
+   */
+  private refusal(waits: boolean): DlmError | null {
+    if (this.draining) return unavailable(`${this.context.node.id} is shutting down`);
+    if (waits && this.waitsInFlight >= this.waitsMax) {
+      return new DlmError(
+        'RESOURCE_EXHAUSTED',
+        `this Session stream has ${this.waitsMax} Acquires in flight (runtime.sessionStreamWaitsInFlightMax)`,
+      );
+    }
+    if (!waits && this.inFlight.size - this.waitsInFlight >= this.callsMax) {
+      return new DlmError(
+        'RESOURCE_EXHAUSTED',
+        `this Session stream has ${this.callsMax} calls in flight besides Acquires (runtime.sessionStreamCallsInFlightMax)`,
+      );
+    }
+    return null;
+  }
+
   /** The call ran past its timeout_ms: as a unary call past its deadline, it is given up. */
   private expire(callId: string, call: StreamCall, trace: TraceContext, timeoutMs: number): void {
-    call.timer = null;
+    call.stopTimer = null;
     call.cancel();
     const failure = callFailureOf(
       this.context,
@@ -290,45 +325,50 @@ class SessionStream {
     this.write({ call_id: callId, trace_id: trace.traceId, ...errorOf(failure) });
   }
 
+  /** Whether the answer went into the stream (see write). */
   private answer(
     callId: string,
     call: StreamCall,
     trace: TraceContext,
     result: Omit<SessionResponse, 'call_id' | 'trace_id'>,
-  ): void {
-    if (call.answered || this.ended) return;
+  ): boolean {
+    if (call.answered || this.ended) return false;
     this.forget(callId, call);
-    this.write({ call_id: callId, trace_id: trace.traceId, ...result });
+    const written = this.write({ call_id: callId, trace_id: trace.traceId, ...result });
     this.finishIfDrained();
+    return written;
   }
 
   private forget(callId: string, call: StreamCall): void {
     call.answered = true;
-    if (call.timer !== null) this.scheduler.clearTimeout(call.timer);
-    call.timer = null;
-    this.inFlight.delete(callId);
+    call.stopTimer?.();
+    call.stopTimer = null;
+    if (this.inFlight.delete(callId) && call.waits) this.waitsInFlight--;
   }
 
   /**
    * Bounded: a client that reads its answers keeps the stream's buffer near empty. One
-   * that lets callsMax answers wait unsent is not reading, and is cut off.
+   * that lets as many answers wait unsent as it may have calls in flight is not reading,
+   * and is cut off. Returns whether the answer went into the stream: one that did not
+   * never reaches the client.
    */
-  private write(response: SessionResponse): void {
-    if (this.ended) return;
-    if (this.stream.writableLength >= this.callsMax) {
+  private write(response: SessionResponse): boolean {
+    if (this.ended) return false;
+    if (this.stream.writableLength >= this.answersUnsentMax) {
       this.fail(
         callFailureOf(
           this.context,
           'Session',
           new DlmError(
             'RESOURCE_EXHAUSTED',
-            `the client let ${this.callsMax} answers wait unread on its Session stream (runtime.sessionStreamCallsInFlightMax)`,
+            `the client let ${this.answersUnsentMax} answers wait unread on its Session stream (runtime.sessionStreamCallsInFlightMax + runtime.sessionStreamWaitsInFlightMax)`,
           ),
         ),
       );
-      return;
+      return false;
     }
     this.stream.write(response);
+    return true;
   }
 
   private finishIfDrained(): void {
@@ -356,15 +396,23 @@ class SessionStream {
   }
 }
 
-/** 0 = no deadline; at most what a Node timer can wait. */
+/**
+ * Every Acquire counts as one that may wait, whatever its wait_ms: a retry with wait_ms
+ * 0 of a request still queued (what a client's settle sends) is answered from the
+ * remembered Queued and waits for the queue like the first. Judged by wait_ms, such
+ * retries would count among the other calls and could refuse the session's KeepAlives.
+ */
+function mayWait(method: Method): boolean {
+  return method === 'Acquire';
+}
+
+/**
+ * 0 = no deadline. Any other value a number holds exactly is honoured, beyond a Node
+ * timer's reach too (setLongTimeout): a client gives a wait at the rules' ceiling a
+ * timeout_ms past that ceiling, and must not be refused for it.
+ */
 function parseTimeoutMs(raw: unknown): number {
-  const timeoutMs = uint64ToNumber('SessionRequest.timeout_ms', raw ?? '0');
-  if (timeoutMs > TIMER_MS_MAX) {
-    throw invalidArgument(
-      `SessionRequest.timeout_ms: must be at most ${TIMER_MS_MAX}, got ${timeoutMs}`,
-    );
-  }
-  return timeoutMs;
+  return uint64ToNumber('SessionRequest.timeout_ms', raw ?? '0');
 }
 
 function fieldOf(method: Method): string {

@@ -149,6 +149,7 @@ export async function serve(args: ServeArgs): Promise<void> {
       clientCallsInFlightMax: config.runtime.clientCallsInFlightMax,
       watchEventsBufferedMax: config.runtime.watchEventsBufferedMax,
       sessionStreamCallsInFlightMax: config.runtime.sessionStreamCallsInFlightMax,
+      sessionStreamWaitsInFlightMax: config.runtime.sessionStreamWaitsInFlightMax,
       backpressureRetryAfterMs: config.runtime.backpressureRetryAfterMs,
     },
   });

@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import type { MonotonicClock } from './clock.ts';
+import { type MonotonicClock, setLongTimeout } from './clock.ts';
 import { ERROR_CODE_KEY, LEADER_HINT_KEY, RETRY_AFTER_KEY } from './errors.ts';
 
 /**
@@ -13,9 +13,9 @@ import { ERROR_CODE_KEY, LEADER_HINT_KEY, RETRY_AFTER_KEY } from './errors.ts';
  * that a unary call would have failed with, so DlmClientError, retries, leader hints
  * and settling work unchanged. A call whose deadline passes fails DEADLINE_EXCEEDED
  * (the node times it out too, from timeout_ms); an aborted one sends a cancel and fails
- * CANCELLED. If the stream breaks, every call in flight on it fails with the stream's
- * status (UNAVAILABLE for a lost connection), like unary calls cut off mid-flight: their
- * outcome is unknown. The next call opens a new stream.
+ * CANCELLED. If the stream ends, every call in flight on it fails with StreamEnded, like
+ * a unary call cut off mid-flight: its outcome is unknown. The next call opens a new
+ * stream.
  */
 
 type Response = Record<string, unknown>;
@@ -38,12 +38,41 @@ export class StreamUnimplemented extends Error {
   override readonly name = 'StreamUnimplemented';
 }
 
+/**
+ * The stream ended before the call was answered. The stream's status is not the call's
+ * answer: grpc-js ends the whole stream RESOURCE_EXHAUSTED when any one answer on it is
+ * over the receive limit, and a node ends it when its client does not read its answers
+ * or sent a request it cannot pin on a call. Read as the call's own, such a status says
+ * "the state machine refused it" (DlmClientError.decisive) or "nothing was done"
+ * (backpressure) of a call whose request may have applied, or whose answer (a grant) was
+ * on its way. So every call the stream carried fails UNAVAILABLE, as a unary call cut off
+ * mid-flight: outcome unknown, retried with the same request id. Of the stream's
+ * trailers only the hints are kept (where the leader is, when to try again), not its
+ * dlm-error-code.
+ */
+export class StreamEnded extends Error implements grpc.ServiceError {
+  override readonly name = 'StreamEnded';
+  readonly code = grpc.status.UNAVAILABLE;
+  readonly details: string;
+  readonly metadata = new grpc.Metadata();
+
+  constructor(status: grpc.StatusObject) {
+    const statusName = grpc.status[status.code] ?? String(status.code);
+    const details = `the Session stream ended (${statusName}: ${status.details})`;
+    super(details);
+    this.details = details;
+    for (const key of [LEADER_HINT_KEY, RETRY_AFTER_KEY]) {
+      for (const value of status.metadata?.get(key) ?? []) this.metadata.add(key, value);
+    }
+  }
+}
+
 interface PendingCall {
   /** The stream the call was sent on: only its end fails the call. */
   readonly stream: Stream;
   readonly resolve: (response: Response) => void;
   readonly reject: (error: grpc.ServiceError | StreamUnimplemented) => void;
-  readonly timer: NodeJS.Timeout;
+  readonly stopTimer: () => void;
   readonly cleanup: () => void;
 }
 
@@ -87,14 +116,14 @@ export class CallStream {
         this.settle(callId)?.reject(localError(grpc.status.CANCELLED, `call ${callId} cancelled`));
         if (this.stream === stream) stream.write({ call_id: callId, cancel: {} });
       };
-      const timer = setTimeout(() => {
+      const stopTimer = setLongTimeout(() => {
         this.settle(callId)?.reject(
           localError(grpc.status.DEADLINE_EXCEEDED, `deadline of ${timeoutMs} ms exceeded`),
         );
       }, timeoutMs);
       signal?.addEventListener('abort', abort, { once: true });
       const cleanup = (): void => signal?.removeEventListener('abort', abort);
-      this.pending.set(callId, { stream, resolve, reject, timer, cleanup });
+      this.pending.set(callId, { stream, resolve, reject, stopTimer, cleanup });
       stream.write({ call_id: callId, timeout_ms: String(timeoutMs), [field]: request });
     });
   }
@@ -140,12 +169,7 @@ export class CallStream {
     const error =
       status.code === grpc.status.UNIMPLEMENTED
         ? new StreamUnimplemented(status.details)
-        : Object.assign(new Error(status.details), {
-            // A clean end with calls unanswered (a node draining): they may be retried.
-            code: status.code === grpc.status.OK ? grpc.status.UNAVAILABLE : status.code,
-            details: `the Session stream ended: ${status.details}`,
-            metadata: status.metadata,
-          });
+        : new StreamEnded(status);
     for (const [callId, call] of [...this.pending]) {
       if (call.stream === stream) this.settle(callId)?.reject(error);
     }
@@ -155,7 +179,7 @@ export class CallStream {
     const call = this.pending.get(callId);
     if (call === undefined) return undefined;
     this.pending.delete(callId);
-    clearTimeout(call.timer);
+    call.stopTimer();
     call.cleanup();
     if (this.pending.size === 0) this.closeWhenIdle();
     return call;
@@ -178,7 +202,7 @@ export class CallStream {
 }
 
 /** An error of this side (deadline, cancel): no dlm trailers, as grpc-js makes them. */
-function localError(code: grpc.status, details: string): grpc.ServiceError {
+export function localError(code: grpc.status, details: string): grpc.ServiceError {
   return Object.assign(new Error(details), { code, details, metadata: new grpc.Metadata() });
 }
 

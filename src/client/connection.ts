@@ -1,8 +1,14 @@
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
-import { CallStream, STREAM_FIELDS, StreamUnimplemented } from './call-stream.ts';
-import { grpcDeadline, type MonotonicClock, performanceClock } from './clock.ts';
+import {
+  CallStream,
+  localError,
+  STREAM_FIELDS,
+  StreamEnded,
+  StreamUnimplemented,
+} from './call-stream.ts';
+import { grpcDeadline, type MonotonicClock, performanceClock, setLongTimeout } from './clock.ts';
 import { DlmClientError } from './errors.ts';
 
 /**
@@ -27,6 +33,11 @@ export interface ConnectionOptions {
   /** host:port of one or more nodes' client addresses. */
   readonly endpoints: readonly string[];
   readonly credentials?: grpc.ChannelCredentials;
+  /**
+   * grpc-js options of every channel to a node, over the client's own, which lift
+   * grpc-js's 4 MiB receive limit (see CHANNEL_OPTIONS).
+   */
+  readonly channelOptions?: grpc.ChannelOptions;
   /** One attempt of a call that does not wait gets this long before it is retried elsewhere. */
   readonly attemptTimeoutMs?: number;
   /** Backoff between attempts: full jitter in [0, min(max, min × 2^attempt)]. */
@@ -42,11 +53,9 @@ export interface ConnectionOptions {
   readonly settleTimeoutMs?: number;
   /**
    * How session calls (OpenSession, KeepAlive, CloseSession, Acquire, Release,
-   * ValidateFence, Describe) travel: 'unary' (default), a unary RPC each; 'stream' over
-   * one Lock.Session stream per node, falling back to unary calls at a node that answers
-   * UNIMPLEMENTED. A stream costs less CPU, but is opt-in until two review findings are
-   * fixed: waiting Acquires can fill a stream's call limit and starve the session's
-   * KeepAlives, and a stream cut off for unread answers can leave an answered grant held.
+   * ValidateFence, Describe) travel: 'stream' (default) over one Lock.Session stream per
+   * node, falling back to unary calls at a node that answers UNIMPLEMENTED; 'unary': a
+   * unary RPC each. The answers are the same either way; a stream costs less CPU.
    */
   readonly transport?: Transport;
   /**
@@ -124,6 +133,14 @@ function serviceConstructors(): Record<Service, grpc.ServiceClientConstructor> {
   return constructors;
 }
 
+/**
+ * No receive limit: a node's answers are bounded by the lock rules the operator set, not
+ * by grpc-js's 4 MiB default, and a Describe of a lock with many waiters or shared
+ * holders (owners of up to 16 KiB each) goes past that legally. An answer over the limit
+ * cannot be read however often it is asked for.
+ */
+const CHANNEL_OPTIONS: grpc.ChannelOptions = { 'grpc.max_receive_message_length': -1 };
+
 /** How long a Status asked only to find the leader or the members may take. */
 const STATUS_PROBE_TIMEOUT_MS = 1_000;
 
@@ -145,6 +162,7 @@ export class Connection {
     'endpoints' | 'attemptTimeoutMs' | 'retryDelayMsMin' | 'retryDelayMsMax'
   >;
   private readonly credentials: grpc.ChannelCredentials;
+  private readonly channelOptions: grpc.ChannelOptions;
   private readonly clients = new Map<string, Record<Service, grpc.Client>>();
   private readonly transport: Transport;
   private readonly streamIdleCloseMs: number;
@@ -168,7 +186,8 @@ export class Connection {
       retryDelayMsMax: positive(options.retryDelayMsMax, 'retryDelayMsMax'),
     };
     this.credentials = options.credentials ?? grpc.credentials.createInsecure();
-    this.transport = options.transport ?? 'unary';
+    this.channelOptions = { ...CHANNEL_OPTIONS, ...options.channelOptions };
+    this.transport = options.transport ?? 'stream';
     this.streamIdleCloseMs = positive(options.streamIdleCloseMs, 'streamIdleCloseMs');
     if (this.transport !== 'stream' && this.transport !== 'unary') {
       throw new Error(`transport must be 'stream' or 'unary', got ${String(this.transport)}`);
@@ -231,6 +250,13 @@ export class Connection {
     };
     /** Addresses whose attempt at this call failed, in this round of the endpoints. */
     const failedAt = new Set<string>();
+    /**
+     * Cleared once a Session stream ended under this call: its later attempts are unary
+     * calls. What ended the stream may have been this very call (an answer over the
+     * receive limit), and on a stream it would end the next one too, with every call on
+     * it, until its deadline; a unary call fails alone.
+     */
+    let streamable = true;
     for (let attempt = 0; ; attempt++) {
       if (this.closed) throw failed(closedError(`${service}.${method}`), false);
       if (options.signal?.aborted) throw failed(abortedError(`${service}.${method}`), false);
@@ -249,8 +275,10 @@ export class Connection {
           request,
           attemptDeadlineMs,
           options.signal,
+          streamable,
         );
       } catch (error) {
+        if (error instanceof StreamEnded) streamable = false;
         lastError = DlmClientError.from(error, `${service}.${method} at ${address}`);
         const attemptTimedOut =
           lastError.status === grpc.status.DEADLINE_EXCEEDED &&
@@ -299,10 +327,11 @@ export class Connection {
     request: object,
     deadlineMs: number,
     signal?: AbortSignal,
+    streamable = true,
   ): Promise<Response> {
     // A call that was between attempts when close() ran must not open a new stream.
     if (this.closed) throw closedError(`${service}.${method}`);
-    if (!this.streamed(address, service, method)) {
+    if (!streamable || !this.streamed(address, service, method)) {
       return this.unary(address, service, method, request, deadlineMs, signal);
     }
     try {
@@ -344,13 +373,14 @@ export class Connection {
     const client = this.client(address)[service] as unknown as Record<string, Unary>;
     const invoke = client[method];
     if (invoke === undefined) return Promise.reject(new Error(`no method ${service}.${method}`));
-    const deadline = grpcDeadline(deadlineMs - this.clock.nowMs());
     return new Promise((resolve, reject) => {
       const cancel = (): void => call.cancel();
-      const call = invoke.call(client, request, { deadline }, (error, response) => {
+      const deadline = unaryDeadline(deadlineMs - this.clock.nowMs(), cancel);
+      const call = invoke.call(client, request, deadline.options, (error, response) => {
+        deadline.stop();
         signal?.removeEventListener('abort', cancel);
         if (error === null) resolve(response);
-        else reject(error);
+        else reject(deadline.failure(error));
       });
       signal?.addEventListener('abort', cancel, { once: true });
     });
@@ -472,13 +502,50 @@ export class Connection {
     if (pair === undefined) {
       const { Lock, Cluster } = serviceConstructors();
       pair = {
-        Lock: new Lock(address, this.credentials),
-        Cluster: new Cluster(address, this.credentials),
+        Lock: new Lock(address, this.credentials, this.channelOptions),
+        Cluster: new Cluster(address, this.credentials, this.channelOptions),
       };
       this.clients.set(address, pair);
     }
     return pair;
   }
+}
+
+/**
+ * The longest deadline a grpc-js server reads right. grpc-js sends a timeout of 10^8 ms
+ * or more in whole seconds, rounded up, and a grpc-js server multiplies them back into a
+ * 32-bit integer: from 2^31 ms on, the deadline it reads has already passed, and the
+ * call fails DEADLINE_EXCEEDED at once.
+ */
+export const GRPC_TIMEOUT_MS_MAX = 2_147_483_000;
+
+export interface UnaryDeadline {
+  readonly options: grpc.CallOptions;
+  /** What the call fails with: DEADLINE_EXCEEDED once this side cancelled it for its deadline. */
+  failure(error: grpc.ServiceError): grpc.ServiceError;
+  stop(): void;
+}
+
+/**
+ * A unary call's deadline. One further off than GRPC_TIMEOUT_MS_MAX (an Acquire whose
+ * waitMs is near the rules' ceiling) is not sent: this side cancels the call when it
+ * passes, and the call fails DEADLINE_EXCEEDED as with a deadline grpc-js kept. The
+ * node needs none to end the call: an Acquire's wait ends by its wait_ms, and a
+ * cancelled call is given up (its wait or grant withdrawn) as one past its deadline.
+ */
+export function unaryDeadline(remainingMs: number, cancel: () => void): UnaryDeadline {
+  if (remainingMs <= GRPC_TIMEOUT_MS_MAX) {
+    const options = { deadline: grpcDeadline(remainingMs) };
+    return { options, failure: (error) => error, stop: () => {} };
+  }
+  let passed = false;
+  const stop = setLongTimeout(() => {
+    passed = true;
+    cancel();
+  }, remainingMs);
+  const exceeded = () =>
+    localError(grpc.status.DEADLINE_EXCEEDED, `deadline of ${remainingMs} ms exceeded`);
+  return { options: {}, failure: (error) => (passed ? exceeded() : error), stop };
 }
 
 function positive(value: number | undefined, name: keyof typeof DEFAULTS): number {

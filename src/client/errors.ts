@@ -86,7 +86,9 @@ export class DlmClientError extends Error {
    * The state machine's own answer to the request (a refusal, or the session or grant is
    * gone). It deduplicates by request id before anything else, so this is also what any
    * earlier attempt with the same request id came to: after it, the outcome is known.
-   * (limitReached is the state machine's; the runtime's backpressure is not.)
+   * (limitReached is the state machine's; the runtime's backpressure is not, nor is a
+   * RESOURCE_EXHAUSTED with no dlm-error-code, which no node sent: grpc-js fails a call
+   * so when its answer is over the receive limit, and that answer may have been a grant.)
    */
   get decisive(): boolean {
     switch (this.status) {
@@ -95,7 +97,7 @@ export class DlmClientError extends Error {
       case grpc.status.FAILED_PRECONDITION:
         return true;
       case grpc.status.RESOURCE_EXHAUSTED:
-        return !this.backpressure;
+        return this.errorCode !== null && !this.backpressure;
       default:
         return false;
     }

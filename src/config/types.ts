@@ -48,10 +48,19 @@ export interface RuntimeConfig {
   /** Events buffered for one Watch stream; a watcher that falls further behind is cancelled. */
   readonly watchEventsBufferedMax: number;
   /**
-   * Calls in flight on one Lock.Session stream; past it a call is refused
-   * (RESOURCE_EXHAUSTED, backpressure). Each also counts toward clientCallsInFlightMax.
+   * Calls in flight on one Lock.Session stream, not counting Acquires; past it a call is
+   * refused (RESOURCE_EXHAUSTED, backpressure). Each also counts toward
+   * clientCallsInFlightMax.
    */
   readonly sessionStreamCallsInFlightMax: number;
+  /**
+   * Acquires in flight on one Lock.Session stream, whatever their wait_ms (a retry with
+   * wait_ms 0 of a request still queued waits too); past it one is refused
+   * (RESOURCE_EXHAUSTED, backpressure). Bounded apart from the other calls, so that
+   * waiting Acquires never crowd out a session's KeepAlives. Each also counts
+   * toward clientCallsInFlightMax.
+   */
+  readonly sessionStreamWaitsInFlightMax: number;
   /** Sent with every backpressure RESOURCE_EXHAUSTED (trailer dlm-retry-after-ms): when to try again. */
   readonly backpressureRetryAfterMs: number;
   /** Messages queued for one peer. Past it the oldest are dropped, which Raft tolerates (it resends). */
@@ -110,6 +119,7 @@ export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
   clientCallsInFlightMax: 10_000,
   watchEventsBufferedMax: 1_024,
   sessionStreamCallsInFlightMax: 1_024,
+  sessionStreamWaitsInFlightMax: 1_024,
   backpressureRetryAfterMs: 100,
   peerQueueMessagesMax: 1_024,
   peerReconnectDelayMsMin: 50,

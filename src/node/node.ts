@@ -39,7 +39,7 @@ import type { PeerMessage } from './peer-message.ts';
 import { claimedSender, peerMessageProblem } from './peer-message-check.ts';
 import { type AppliedProposal, type LateApplyListener, ProposalRegistry } from './proposals.ts';
 import { REAL_SCHEDULER, type Scheduler, type TimerHandle } from './scheduler.ts';
-import { continueTrace, currentTrace, type TraceContext, traceparentOf } from './trace.ts';
+import { continueTrace, type TraceContext, traceparentOf } from './trace.ts';
 import type { Transport } from './transport.ts';
 
 export interface NodeRuntimeOptions {
@@ -77,6 +77,13 @@ export interface NodeStatus {
   readonly appliedIndex: number;
   readonly voters: readonly NodeId[];
   readonly learners: readonly NodeId[];
+}
+
+export interface WriteOptions {
+  /** Told if the write applies after its caller was told it failed (see ProposalRegistry). */
+  readonly lateApply?: LateApplyListener;
+  /** The client call's span: a write forwarded to the leader carries it, so both log it. */
+  readonly trace?: TraceContext;
 }
 
 /** Bounds one membership call (AddMember waits for the new member to catch up). */
@@ -309,18 +316,18 @@ export class DlmNode {
   /**
    * Proposes a lock command and resolves with its result once this node applied it. If
    * it fails in a way that leaves open whether it will apply (a timeout, a leader change)
-   * and it applies later after all, `lateApply` is told (see ProposalRegistry).
+   * and it applies later after all, `options.lateApply` is told (see ProposalRegistry).
    */
-  async write(command: LockCommand, lateApply?: LateApplyListener): Promise<AppliedProposal> {
+  async write(command: LockCommand, options: WriteOptions = {}): Promise<AppliedProposal> {
     this.checkRunning();
     const startedMs = this.clock.nowMs();
     const { proposalId, applied } = this.proposals.add(
       startedMs,
       this.options.proposalTimeoutMs,
-      lateApply ?? null,
+      options.lateApply ?? null,
     );
     const data = encodeEntry({ proposalId, command });
-    if (this.raft.role !== 'leader') this.forward(proposalId, data);
+    if (this.raft.role !== 'leader') this.forward(proposalId, data, options.trace);
     else if (this.lockRulesUnset(command))
       this.proposals.fail(proposalId, this.rulesRefusal(this.id));
     else this.proposeLocal(proposalId, data);
@@ -357,13 +364,12 @@ export class DlmNode {
     }
   }
 
-  private forward(proposalId: string, data: Uint8Array): void {
+  private forward(proposalId: string, data: Uint8Array, trace: TraceContext | undefined): void {
     const leader = this.raft.leaderId;
     if (leader === null) {
       this.proposals.fail(proposalId, unavailable(`${this.id} knows no leader`));
       return;
     }
-    const trace = currentTrace();
     this.transport.send({
       kind: 'forward',
       from: this.id,

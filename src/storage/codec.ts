@@ -142,12 +142,89 @@ export function encodeEntry(entry: Entry): Uint8Array {
     case 'noop':
       return frame(head);
     case 'normal':
-      return frame([...head, entry.data]);
+      return frameNormalEntry(entry.index, entry.term, entry.data);
     case 'config':
       return frame([...head, CHANGE_TYPE_TAG[entry.change.type], entry.change.nodeId]);
     default:
       return assertNever(entry, 'entry kind');
   }
+}
+
+/**
+ * The bytes `frame([index, term, 1, data])` writes, without a MessagePack pass: the data
+ * is the payload the node already encoded (src/node/entry-codec.ts), so it is copied
+ * once into the value, behind a header of a few bytes. Every normal entry a node
+ * persists comes through here. The header takes msgpackr's forms under the options pinned above
+ * (codec.test.ts compares the two), so the stored format is unchanged.
+ */
+function frameNormalEntry(index: number, entryTerm: number, data: Uint8Array): Uint8Array {
+  // The checksum's bytes stay zero here; they are written last, over the whole value.
+  let headBytes = CHECKSUM_BYTES;
+  entryHead[headBytes++] = FORMAT_VERSION;
+  entryHead[headBytes++] = MSGPACK_FIXARRAY_4;
+  headBytes = writeMsgpackUint(index, headBytes);
+  headBytes = writeMsgpackUint(entryTerm, headBytes);
+  entryHead[headBytes++] = ENTRY_KIND_TAG.normal;
+  headBytes = writeMsgpackBinHeader(data.byteLength, headBytes);
+  const value = new Uint8Array(headBytes + data.byteLength);
+  value.set(entryHead.subarray(0, headBytes));
+  value.set(data, headBytes);
+  new DataView(value.buffer).setUint32(0, crc32c(value.subarray(CHECKSUM_BYTES)));
+  return value;
+}
+
+const MSGPACK_FIXARRAY_4 = 0x94;
+/** Checksum and version, the array and kind bytes, two integers of at most 9 bytes, a bin header. */
+const ENTRY_HEAD_BYTES_MAX = HEADER_BYTES + 2 + 2 * 9 + 5;
+/** Where frameNormalEntry builds a header; each call overwrites it before it reads it. */
+const entryHead = new Uint8Array(ENTRY_HEAD_BYTES_MAX);
+const entryHeadView = new DataView(entryHead.buffer);
+
+/**
+ * A safe integer >= 0 as msgpackr writes it without records or float32: a positive
+ * fixint below 0x80, else the shortest of uint 8/16/32, else a float64 (exact for every
+ * safe integer). Returns the position after it.
+ */
+function writeMsgpackUint(value: number, position: number): number {
+  if (value < 0x80) {
+    entryHead[position] = value;
+    return position + 1;
+  }
+  if (value < 0x100) {
+    entryHead[position] = 0xcc;
+    entryHead[position + 1] = value;
+    return position + 2;
+  }
+  if (value < 0x10000) {
+    entryHead[position] = 0xcd;
+    entryHeadView.setUint16(position + 1, value);
+    return position + 3;
+  }
+  if (value <= 0xffffffff) {
+    entryHead[position] = 0xce;
+    entryHeadView.setUint32(position + 1, value);
+    return position + 5;
+  }
+  entryHead[position] = 0xcb;
+  entryHeadView.setFloat64(position + 1, value);
+  return position + 9;
+}
+
+/** The header of a MessagePack `bin` of `length` bytes; returns the position after it. */
+function writeMsgpackBinHeader(length: number, position: number): number {
+  if (length < 0x100) {
+    entryHead[position] = 0xc4;
+    entryHead[position + 1] = length;
+    return position + 2;
+  }
+  if (length < 0x10000) {
+    entryHead[position] = 0xc5;
+    entryHeadView.setUint16(position + 1, length);
+    return position + 3;
+  }
+  entryHead[position] = 0xc6;
+  entryHeadView.setUint32(position + 1, length);
+  return position + 5;
 }
 
 export function decodeEntry(value: Uint8Array): Entry {

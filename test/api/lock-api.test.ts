@@ -283,12 +283,12 @@ describe.each(TRANSPORTS)('Acquire and Release (%s)', (transport: Transport) => 
       subscribe: (listener) => node.subscribe(listener),
       onRestored: (listener) => node.onRestored(listener),
       status: () => (cutOff ? { ...node.status(), leaderId: null } : node.status()),
-      write: async (command, lateApply) => {
+      write: async (command, options) => {
         if (command.type === 'Withdraw') {
           withdrawAttempts++;
           if (cutOff) throw unavailable(`${node.id} knows no leader`);
         }
-        return node.write(command, lateApply);
+        return node.write(command, options);
       },
     };
     const cut = await serve(isolated, cluster.logs);

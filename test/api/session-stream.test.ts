@@ -12,9 +12,10 @@ import {
 
 /**
  * What only a Lock.Session stream has: many calls in flight on one stream, answered as
- * they complete; a bound on them; cancel by call id; the stream's end giving up its
- * calls; protocol errors that end the stream. (Every session call's answers and errors
- * are checked over both transports in lock-api.test.ts and errors.test.ts.)
+ * they complete; cancel by call id; the stream's end giving up its calls; protocol
+ * errors that end the stream. (Every session call's answers and errors are checked over
+ * both transports in lock-api.test.ts and errors.test.ts; the bounds on calls in flight
+ * in session-stream-waits.test.ts, on unread answers in session-stream-unread.test.ts.)
  */
 let cluster: ApiCluster;
 let leader: NodeId;
@@ -179,34 +180,6 @@ describe('giving a waiting Acquire up', () => {
 });
 
 describe('limits and protocol errors', () => {
-  it('refuses a call past sessionStreamCallsInFlightMax as backpressure, naming the limit', async () => {
-    const first = await heldLock('limit/1');
-    const second = await heldLock('limit/2');
-    const node = cluster.nodes.get(leader);
-    if (node === undefined) throw new Error('no leader');
-    const narrow = await serve(node, cluster.logs, { sessionStreamCallsInFlightMax: 2 });
-    try {
-      const waits = [
-        narrow.session.call('Acquire', waitingAcquire('limit/1', first.waiter, 600)),
-        narrow.session.call('Acquire', waitingAcquire('limit/2', second.waiter, 600)),
-      ];
-      const refused = await rpcError(
-        narrow.session.call('KeepAlive', { session_id: first.waiter }),
-      );
-      expect(refused.code).toBe(status.RESOURCE_EXHAUSTED);
-      expect(refused.trailer('dlm-error-code')).toBe('RESOURCE_EXHAUSTED');
-      expect(refused.trailer('dlm-retry-after-ms')).toBe('100');
-      expect(refused.details).toContain('runtime.sessionStreamCallsInFlightMax');
-      expect(refused.details).toContain('2 calls in flight');
-      for (const answer of await Promise.all(waits)) expect(answer.acquired).toBe(false);
-      // Once the waits were answered the stream takes calls again.
-      const kept = await narrow.session.call('KeepAlive', { session_id: first.waiter });
-      expect(kept.ttl_ms).toBe('120000');
-    } finally {
-      await close(narrow);
-    }
-  });
-
   it('ends the stream with INVALID_ARGUMENT for a call_id 0 or one still in flight, giving up its calls', async () => {
     const { holder, token, waiter } = await heldLock('protocol/1');
     const node = cluster.nodes.get(leader);
@@ -237,21 +210,35 @@ describe('limits and protocol errors', () => {
     }
   });
 
-  it("answers a timeout_ms beyond a timer's reach with INVALID_ARGUMENT, for that call only", async () => {
+  it("honours a timeout_ms beyond a Node timer's reach: the call is not timed out early", async () => {
+    // A wait at the rules' ceiling needs a timeout_ms past it. Node fires a timer asked
+    // to wait longer than 2^31 - 1 ms after 1 ms: this call would end DEADLINE_EXCEEDED
+    // at once instead of when its wait runs out.
+    const { waiter } = await heldLock('timeout/range');
+    const session = cluster.at(leader).session;
+    const startedMs = performance.now();
+    const answer = await session.call('Acquire', waitingAcquire('timeout/range', waiter, 300), {
+      deadlineMs: 2 ** 31,
+    });
+    expect(answer.acquired).toBe(false);
+    expect(performance.now() - startedMs).toBeGreaterThanOrEqual(250);
+  });
+
+  it('answers a timeout_ms a number cannot hold with INVALID_ARGUMENT, for that call only', async () => {
     const session = cluster.at(leader).session;
     const callId = session.nextId;
     const error = await rpcError(
       session.send(callId, {
         call_id: callId,
-        timeout_ms: '2147483648',
-        describe: { lock: 'timeout/range' },
+        timeout_ms: '9007199254740992',
+        describe: { lock: 'timeout/huge' },
       }),
     );
     expect(error.code).toBe(status.INVALID_ARGUMENT);
     expect(error.details).toBe(
-      'SessionRequest.timeout_ms: must be at most 2147483647, got 2147483648',
+      'SessionRequest.timeout_ms: 9007199254740992 is above 2^53 - 1, the largest value dlm supports',
     );
-    expect((await session.call('Describe', { lock: 'timeout/range' })).holders).toEqual([]);
+    expect((await session.call('Describe', { lock: 'timeout/huge' })).holders).toEqual([]);
   });
 
   it('a server shutting down refuses new calls UNAVAILABLE with the leader hint, answers those in flight, then ends the stream', async () => {

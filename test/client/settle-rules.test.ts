@@ -110,6 +110,13 @@ describe('which failed Acquires are settled', () => {
       settles: false,
     },
     {
+      // What grpc-js fails a call with whose answer is over its receive limit: that
+      // answer may have been a grant.
+      name: 'RESOURCE_EXHAUSTED with no dlm-error-code (no node sent it)',
+      answers: [{ status: grpc.status.RESOURCE_EXHAUSTED, trailers: {} }],
+      settles: true,
+    },
+    {
       name: 'limitReached (the state machine refused it)',
       answers: [refused(grpc.status.RESOURCE_EXHAUSTED, { [ERROR_CODE_KEY]: 'limitReached' })],
       settles: false,

@@ -35,7 +35,7 @@ describe('client transport', () => {
           return { response: { released: true } };
       }
     });
-    client = new DlmClient({ endpoints: [fake.address], transport: 'stream' });
+    client = new DlmClient({ endpoints: [fake.address] });
     const session = await client.openSession({ ttlMs: 10_000 });
     const lock = await session.acquire('fallback/1');
     expect(lock.token).toBe('7');

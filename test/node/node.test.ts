@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { DlmError } from '../../src/node/errors.ts';
+import { continueTrace, type TraceContext } from '../../src/node/trace.ts';
 import type { FencingToken, SessionId } from '../../src/util/ids.ts';
 import { OPTIONS, sleep, TestCluster, until, writeVia } from './cluster-harness.ts';
 
@@ -49,6 +50,27 @@ describe('DlmNode over an in-process network', () => {
       const description = await node.read((locks) => locks.describe('inventory/1'));
       expect(description.holders.map((holder) => holder.token)).toEqual([token]);
     }
+  });
+
+  it("a write forwarded by a follower carries its caller's trace: the leader's span is its child", async () => {
+    cluster = new TestCluster();
+    const c = cluster;
+    const leader = await c.leader();
+    const spans: { trace: TraceContext; from: string }[] = [];
+    leader.observe({ forwardedWrite: (trace, from) => spans.push({ trace, from }) });
+    const follower = await c.follower();
+    const trace = continueTrace('00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01');
+    const command = { type: 'OpenSession', ttlMs: 5_000, clientName: 'traced' } as const;
+    await follower.write({ ...command, requestId: c.requestId() }, { trace });
+    expect(spans).toEqual([
+      {
+        from: follower.id,
+        trace: expect.objectContaining({ traceId: trace.traceId, parentSpanId: trace.spanId }),
+      },
+    ]);
+    // A write without a trace is forwarded without one: the leader logs no span for it.
+    await follower.write({ ...command, requestId: c.requestId() });
+    expect(spans).toHaveLength(1);
   });
 
   it('fails over when the leader stops, and the new leader keeps every acknowledged grant', async () => {

@@ -265,6 +265,11 @@ const ERROR_CASES: ReadonlyArray<readonly [string, Edit, string]> = [
     'raft.inflightMessagesMax: expected an integer in 1..9007199254740991, got 0',
   ],
   [
+    'a stream with no room for waiting Acquires',
+    [['runtime'], { sessionStreamWaitsInFlightMax: 0 }],
+    'runtime.sessionStreamWaitsInFlightMax: expected an integer in 1..9007199254740991, got 0',
+  ],
+  [
     'a duration too long for a Node timer',
     [['runtime'], { proposalTimeoutMs: 2 ** 31 }],
     'runtime.proposalTimeoutMs: expected an integer in 1..2147483647, got 2147483648',

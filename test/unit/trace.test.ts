@@ -29,4 +29,15 @@ describe('continueTrace', () => {
     expect(trace.traceId).toMatch(/^[0-9a-f]{32}$/);
     expect(trace.traceId).not.toBe(traceId);
   });
+
+  it('draws fresh ids across refills of its random pool: well-formed, none repeated', () => {
+    // 24 bytes a trace: 1,000 traces take the 4 KiB pool through several refills.
+    const traces = Array.from({ length: 1_000 }, () => continueTrace(undefined));
+    for (const trace of traces) {
+      expect(trace.traceId).toMatch(/^[0-9a-f]{32}$/);
+      expect(trace.spanId).toMatch(/^[0-9a-f]{16}$/);
+    }
+    const ids = traces.flatMap((trace) => [trace.traceId, trace.spanId]);
+    expect(new Set(ids).size).toBe(ids.length);
+  });
 });
