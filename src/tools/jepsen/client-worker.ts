@@ -286,8 +286,11 @@ export class ClientWorker {
       if (elapsedMs >= pauseMs && record.overtaken) break;
       await sleep(100);
     }
+    // Timed before the SIGCONT, as the pause was after the SIGSTOP: the window recorded
+    // lies within the stop, so no call the worker makes after it falls inside.
+    const resumedAtMs = now();
     this.child.kill('SIGCONT');
-    this.events.push({ atMs: now(), kind: 'client-resume', target: this.name });
+    this.events.push({ atMs: resumedAtMs, kind: 'client-resume', target: this.name });
     this.pauses.push(record);
     this.pausing = false;
     return record;
