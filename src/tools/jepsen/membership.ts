@@ -38,6 +38,17 @@ const RETRIED_CODES: ReadonlySet<number> = new Set([
   4, // DEADLINE_EXCEEDED: a learner still catching up, or the call ran out of time
   14, // UNAVAILABLE: not the leader (a hint names it), or the leader handed over
 ]);
+const INTERNAL = 13;
+
+/**
+ * Whether to ask the leader again: a refusal that passes, or the leader stopping on a
+ * failure mid-call (another nemesis filled its disk, say: INTERNAL "n1 stopped: …"),
+ * which leaves the change to be made, idempotently, at the next leader.
+ */
+function retried(error: grpc.ServiceError): boolean {
+  if (RETRIED_CODES.has(error.code)) return true;
+  return error.code === INTERNAL && / stopped: /.test(error.message);
+}
 
 export class MembershipNemesis {
   /** Voter counts Status reported after each change, in order: 3, 4, 5, 4, 3, … */
@@ -209,7 +220,7 @@ export class MembershipNemesis {
           await this.cluster.call(leader, method, request, deadlineMs, 'Cluster');
           return true;
         } catch (error) {
-          if (!RETRIED_CODES.has((error as grpc.ServiceError).code)) throw error;
+          if (!retried(error as grpc.ServiceError)) throw error;
         }
       }
       await sleep(RETRY_MS);
