@@ -207,8 +207,9 @@ export class MembershipNemesis {
 
   /**
    * Calls the leader, finding it again and retrying while the answer says to (not the
-   * leader, a transfer under way, a learner catching up), until `timeoutMs`. True once
-   * it succeeded; false when the time ran out. Other refusals are thrown.
+   * leader, a transfer under way, a learner catching up, the leader stopped), until
+   * `timeoutMs`. True once it succeeded; false when the time ran out. Other refusals
+   * are thrown.
    */
   private async callLeader(method: string, request: object, timeoutMs: number): Promise<boolean> {
     const until = now() + timeoutMs;
