@@ -30,7 +30,8 @@ let mountPoint: string | null = null;
 
 afterEach(() => {
   if (mountPoint === null) return;
-  execFileSync('umount', [mountPoint]);
+  // Lazily: a test that failed half-way may have left the database open on it.
+  execFileSync('umount', ['-l', mountPoint]);
   rmSync(mountPoint, { recursive: true, force: true });
   mountPoint = null;
 });
