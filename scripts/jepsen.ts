@@ -36,7 +36,9 @@ const USAGE = `usage: npm run jepsen -- [options]
   --locks N       lock names they share (default 2)
   --nodes N       cluster size (default 3; majorities-ring partitions need 4 or more)
   --nemesis LIST  comma-separated faults, from ${NEMESES.join(', ')}, or all (default: all);
-                  partition needs root, ip and nft, clock needs libfaketime (else skipped);
+                  partition needs root, ip and nft, clock needs libfaketime, disk-full
+                  needs root for a tmpfs per node (else skipped); membership grows the
+                  cluster by 2 nodes and shrinks it back, the leader first;
                   also ${OPT_IN_NEMESES.join(', ')}, only when named: the leader's clocks run
                   1.5-3x fast (beyond the drift bound), where real-time violations are
                   reported apart and only fencing must hold
@@ -112,9 +114,9 @@ const result = await runJepsen({
   nemeses: nemeses as Nemesis[],
   results: values.results,
   linearizability: { ...DEFAULT_LINEARIZABILITY_BUDGET, lockSearchMsMax },
-  // Kills and clock restarts take seconds each, so a short run could draw no partition
-  // or clock fault at all; each that was asked for (and can run) opens the run.
-  opening: ['partition', 'clock', 'clock-beyond'],
+  // Kills and clock restarts take seconds each, so a short run could draw no partition,
+  // clock or disk fault at all; each that was asked for (and can run) opens the run.
+  opening: ['partition', 'clock', 'clock-beyond', 'disk-full', 'corrupt'],
   onProgress: ({ elapsedMs, ops, nemesis }) =>
     console.log(`  ${(elapsedMs / 1000).toFixed(0)} s: ${ops} ops, ${nemesis} nemesis events`),
 });
@@ -151,6 +153,12 @@ if (nemeses.includes('clock-beyond'))
   console.log(
     `  beyond the drift bound (allowed, not failures): ${result.beyondBound.length} real-time violations${result.beyondBound.length > 0 ? ` (${[...new Set(result.beyondBound.map((v) => v.check))].join(', ')})` : ''}`,
   );
+for (const verdict of result.faultVerdicts) {
+  const stats = Object.entries(verdict.details.stats ?? {})
+    .map(([name, value]) => `${name} ${value}`)
+    .join(', ');
+  console.log(`  ${verdict.name}: ${verdictText(verdict.valid)} (${stats})`);
+}
 console.log(`  violations: ${result.violations.length}`);
 printViolations(result.violations, result.ops);
 if (result.violations.length > 0) console.log(`  cluster logs kept in ${result.clusterDir}`);
@@ -206,6 +214,10 @@ function printLinearizability(verdict: LinearizabilityVerdict): void {
       `    UNKNOWN (search over ${lockSearchMsMax} ms, not valid): ${verdict.unknownLocks.join(', ')}`,
     );
   }
+}
+
+function verdictText(valid: boolean | 'unknown'): string {
+  return valid === 'unknown' ? 'UNKNOWN (not passed)' : valid ? 'valid' : 'INVALID';
 }
 
 function printRegister(name: string, verdict: RegisterVerdict): void {

@@ -87,9 +87,6 @@ export async function serve(args: ServeArgs): Promise<void> {
     failed = resolve;
   });
   node.observe({
-    // Not fatal: the book is in memory, and the node retries the save on its own.
-    addressesSaveFailed: (error) =>
-      logger.warn({ err: error }, 'could not save member addresses; will retry'),
     // Fatal: the process exits non-zero, and a restart reloads what is durable.
     failed,
     // Dropped before the core saw it; the node goes on.

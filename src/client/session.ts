@@ -128,6 +128,16 @@ export class Session {
   }
 
   /**
+   * The safe deadline now: when `signal` fires unless a keepalive is confirmed first,
+   * on the connection's clock (performance.now() unless one was given). A process that
+   * is frozen (SIGSTOP, a long GC pause) past it runs its timers late, so its signal
+   * fires late: this says when it should have.
+   */
+  get safeDeadlineMs(): number {
+    return this.deadlineMs;
+  }
+
+  /**
    * Takes `lock`, waiting up to `waitMs` on the server. Resolves with a handle that holds
    * the fencing token; rejects with LockNotAcquiredError when the wait ends without it.
    *
@@ -296,7 +306,7 @@ export class Session {
         { session_id: this.id },
         {
           // Past the safe deadline a confirmation is worth nothing.
-          deadlineMs: Math.max(sentMs + 1, this.safeDeadlineMs),
+          deadlineMs: Math.max(sentMs + 1, this.deadlineMs),
           // A frozen node must not eat the time left: short attempts leave room to try
           // the others before the safe deadline.
           attemptTimeoutMs: Math.max(100, Math.floor(this.ttlMs / 6)),
@@ -315,11 +325,11 @@ export class Session {
     this.scheduleKeepAlive();
   }
 
-  private safeDeadlineMs = 0;
+  private deadlineMs = 0;
 
   private confirmed(sentMs: number): void {
     if (this.ended) return;
-    this.safeDeadlineMs = Math.max(this.safeDeadlineMs, sentMs + this.ttlMs - this.safetyMarginMs);
+    this.deadlineMs = Math.max(this.deadlineMs, sentMs + this.ttlMs - this.safetyMarginMs);
     if (this.deadlineTimer !== null) clearTimeout(this.deadlineTimer);
     this.deadlineTimer = setTimeout(
       () =>
@@ -328,7 +338,7 @@ export class Session {
             `session ${this.id}: no keepalive confirmed in time; the lease may have ended`,
           ),
         ),
-      Math.max(0, this.safeDeadlineMs - this.nowMs()),
+      Math.max(0, this.deadlineMs - this.nowMs()),
     );
   }
 

@@ -122,11 +122,6 @@ export interface NodeObserver {
   proposed?(seconds: number, outcome: 'applied' | 'failed'): void;
   leaderChanged?(): void;
   /**
-   * Saving the address book failed. The node goes on (the book is still in memory) and
-   * tries again at the next change or within ADDRESS_ANNOUNCE_INTERVAL_MS.
-   */
-  addressesSaveFailed?(error: unknown): void;
-  /**
    * The node stopped on a failure (a failed write, a broken invariant) and answers
    * INTERNAL from now on: the process should stop it and exit, so that a restart
    * reloads what is durable.
@@ -197,7 +192,6 @@ export class DlmNode {
   // Saving the address book (see saveAddresses).
   private addressSave: Promise<void> | null = null;
   private addressesDirty = false;
-  private addressSaveFailed = false;
   private addressSavesOn = false;
   /** Which cluster this node belongs to; every message in and out is checked against it. */
   private readonly identity: ClusterIdentityGuard;
@@ -619,24 +613,22 @@ export class DlmNode {
   }
 
   /**
-   * Never rejects: a failed save is reported to the observers and retried later, for
-   * the node does not need the saved book until it restarts.
+   * Never rejects. A failed save stops the node, as a failed Raft write does: the book
+   * itself is not needed until a restart, but a failed write may have left a torn
+   * record in the database's log, after which the writes it still takes can be lost
+   * at the next open, so the storage refuses every later write (see LevelStorage).
    */
   private async saveAddresses(): Promise<void> {
     // Lets the rest of a burst (one peer message names every member) land first, and
     // makes sure `addressSave` is set before the loop below can clear it.
     await Promise.resolve();
     try {
-      while (this.addressesDirty && this.addressSavesOn) {
+      while (this.addressesDirty && this.addressSavesOn && this.failure === null) {
         this.addressesDirty = false;
-        try {
-          await this.storage.saveAddresses([...this.addresses.all().values()]);
-          this.addressSaveFailed = false;
-        } catch (error) {
-          this.addressSaveFailed = true;
-          for (const observer of this.observers) observer.addressesSaveFailed?.(error);
-        }
+        await this.storage.saveAddresses([...this.addresses.all().values()]);
       }
+    } catch (error) {
+      this.stopOnFailure(error);
     } finally {
       this.addressSave = null;
     }
@@ -865,7 +857,6 @@ export class DlmNode {
     if (nowMs - this.lastAnnounceMs >= ADDRESS_ANNOUNCE_INTERVAL_MS) {
       this.lastAnnounceMs = nowMs;
       this.addresses.announce(this.memberIds());
-      if (this.addressSaveFailed) this.addressesChanged();
     }
     this.kick();
   }

@@ -64,14 +64,19 @@ export interface LevelStorageOptions {
  * the node makes is ever a synced write of the commit index alone. The mirror is updated
  * only after the write resolves: the core never reads state that a crash could take back
  * (the commit index it reads only at start-up). A write that fails leaves the disk in an
- * unknown state (the batch may be logged but not synced), so the store refuses every
- * later write; the node must stop, and a restart reloads what is durable.
+ * unknown state: the batch may be logged but not synced, or only part of its record
+ * may be in LevelDB's log. Worse, LevelDB goes on taking writes after such a failure
+ * (ENOSPC, say), but those that land after a torn record are dropped when the log is
+ * replayed at the next open, although they were synced and acknowledged (measured:
+ * test/storage/disk-full.test.ts). So after ANY failed write, an address or identity
+ * save included, the store refuses every later write, and fails a write that was in
+ * flight when another failed (it may have landed after the torn record). The node must
+ * stop, and a restart reloads what is durable.
  *
  * Member addresses are not Raft state, and are written apart from it: each save is its
  * own synced batch, queued behind the previous save (so the last one called wins) but
  * free to run beside a Raft write (LevelDB orders the two batches; neither reads what
- * the other changes). A failed address save refuses nothing else: being one batch, it
- * leaves the old record or the new one, whole, and the next save replaces either.
+ * the other changes).
  */
 export class LevelStorage extends MirroredReads implements WritableStorage {
   private writeInFlight = false;
@@ -183,10 +188,9 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
     }));
     const op = putAddresses(this.sublevels, saved);
     const write = this.addressWrites.then(async () => {
-      // A Raft write may have failed while this one waited its turn. (A close that began
-      // meanwhile waits for this save, so that is no reason to refuse it.)
-      this.refuseAfterFailure();
-      await this.db.batch([op], { sync: true });
+      // Another write may have failed while this one waited its turn (commit refuses
+      // then). A close that began meanwhile waits for this save: no reason to refuse it.
+      await this.commit([op], true);
       this.addresses = saved;
     });
     this.addressWrites = write.catch(() => {});
@@ -199,13 +203,12 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
 
   /**
    * One synced batch of its own. Not a Raft write: it may run beside one (LevelDB orders
-   * the batches; neither touches the other's keys), but never after a failed one.
+   * the batches; neither touches the other's keys), but never after a failed write.
    */
   async saveIdentity(identity: StoredIdentity): Promise<void> {
     assert(!this.closed, `write to closed storage ${this.path}`);
-    this.refuseAfterFailure();
     const saved: StoredIdentity = { clusterId: identity.clusterId, nodeId: identity.nodeId };
-    await this.db.batch([putIdentity(this.sublevels, saved)], { sync: true });
+    await this.commit([putIdentity(this.sublevels, saved)], true);
     this.storedIdentity = saved;
   }
 
@@ -277,10 +280,7 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
     this.refuseAfterFailure();
   }
 
-  /**
-   * After a failed Raft write nothing more is written, address saves included: their
-   * sync would make durable whatever part of the failed batch reached LevelDB's log.
-   */
+  /** After a failed write nothing more is written (see the class comment). */
   private refuseAfterFailure(): void {
     if (this.failure !== null) {
       throw new Error(`storage ${this.path}: refusing to write after a failed write`, {
@@ -293,13 +293,26 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
   private async write(ops: BatchOp[], sync = true): Promise<void> {
     this.writeInFlight = true;
     try {
-      await this.db.batch(ops, { sync });
-    } catch (error) {
-      this.failure = error;
-      throw error;
+      await this.commit(ops, sync);
     } finally {
       this.writeInFlight = false;
     }
+  }
+
+  /**
+   * Every write to the database, Raft state or not: refused after a failed one, and
+   * failed itself if another failed while it was in flight, as it may have landed after
+   * that one's torn record (see the class comment). The first failure is kept.
+   */
+  private async commit(ops: BatchOp[], sync: boolean): Promise<void> {
+    this.refuseAfterFailure();
+    try {
+      await this.db.batch(ops, { sync });
+    } catch (error) {
+      this.failure ??= error;
+      throw error;
+    }
+    this.refuseAfterFailure();
   }
 }
 

@@ -86,6 +86,13 @@ export class ProcessCluster {
   /** Every node, founders and joiners: what a joiner and `dlm member add` read. */
   readonly allNodesConfigPath = join(this.dir, 'all-nodes.config.json');
   private readonly processes = new Map<string, ChildProcess>();
+  /**
+   * Nodes ever started with `join`: their restarts read every node's config (without
+   * --join: the database holds their state), as the founders' may not name them.
+   */
+  private readonly joined = new Set<string>();
+  /** Added to every node's environment (a start's own `env` wins), e.g. DLM_LOG_LEVEL. */
+  env: Readonly<Record<string, string>> = {};
   private readonly clients = new Map<string, Record<string, Method>>();
   /** Plaintext, or mutual TLS with the client certificate of the config's `tls` section. */
   credentials = grpc.credentials.createInsecure();
@@ -152,18 +159,27 @@ export class ProcessCluster {
     return path;
   }
 
-  /** A founder runs with the founders' config; a joiner starts empty, with every node's. */
+  /**
+   * A founder runs with the founders' config; a joiner starts empty, with every node's,
+   * and restarts with every node's too.
+   */
   start(id: string, options: StartOptions = {}): void {
     const log = openSync(this.logPath(id), 'a');
+    if (options.join) this.joined.add(id);
     const args = options.join
       ? ['--config', this.allNodesConfigPath, '--node', id, '--join']
-      : ['--config', options.configPath ?? this.configPath, '--node', id];
+      : ['--config', options.configPath ?? this.configPathOf(id), '--node', id];
     const command = options.command ?? [join(ROOT, 'bin/dlm')];
     const child = this.spawnNode(id, process.execPath, [...command, 'serve', ...args], {
       stdio: ['ignore', log, log],
-      env: { ...process.env, ...options.env },
+      env: { ...process.env, ...this.env, ...options.env },
     });
     this.processes.set(id, child);
+  }
+
+  /** The config a node restarts with: every node's if it joined, else the founders'. */
+  configPathOf(id: string): string {
+    return this.joined.has(id) ? this.allNodesConfigPath : this.configPath;
   }
 
   /** Runs the `dlm` command as a new user would, and collects what it printed. */
@@ -190,6 +206,11 @@ export class ProcessCluster {
   /** Starts every founder. */
   startAll(options: StartOptions = {}): void {
     for (const node of this.founders) this.start(node.id, options);
+  }
+
+  /** A node's data directory (the config's dataDir is ./data beside it). */
+  dataDirOf(id: string): string {
+    return join(this.dir, 'data', id);
   }
 
   /** Where a node's stdout and stderr (its pino log) go. */

@@ -24,6 +24,9 @@ describe('jepsen: exclusive locks with fencing under kill -9, SIGSTOP, client pa
       seed: 20261126,
       clients: 4,
       locks: 2,
+      // The faults of the short version (issue 13's acceptance); disk, corrupt-record and
+      // membership faults each have a test of their own (disk-full.test.ts and others).
+      nemeses: ['kill', 'pause', 'register-pause', 'client-pause', 'partition', 'clock'],
       // Both environment-dependent faults first, so a short run surely has one of each.
       opening: ['partition', 'clock'],
     });
@@ -104,9 +107,15 @@ describe('jepsen: exclusive locks with fencing under kill -9, SIGSTOP, client pa
     const caught = checkHistory(corrupt, result.endMs);
     expect(caught.some((v) => v.check === 'mutual-exclusion' && v.ops.includes(b.id))).toBe(true);
     expect(caught.some((v) => v.check === 'fencing' && v.ops.includes(b.id))).toBe(true);
-    // The linearizability search and the log replay see b's lowered token too.
-    const linCaught = checkLinearizable(corrupt);
+    // The linearizability search sees b's lowered token, on its own: with a's release
+    // taken out too, a's session holds the lock to its end, and the minimal witness may
+    // then name a's later conflicts and not b (seen with a client worker in the run).
+    const lowered = result.ops.map((op) =>
+      op.id === b.id ? { ...op, token: String(BigInt(a.token as string) - 1n) } : op,
+    );
+    const linCaught = checkLinearizable(lowered);
     expect(linCaught.violations.some((v) => v.ops.includes(b.id))).toBe(true);
+    // The log replay sees it in the corrupted history.
     const replayCaught = checkAgainstLog(corrupt, result.replayed, result.endMs).violations;
     expect(replayCaught.some((v) => v.check === 'acknowledged-grant' && v.ops.includes(b.id))).toBe(
       true,

@@ -312,6 +312,7 @@ describe('jepsen summary: every checker gets a verdict', () => {
       clusterDir: '/nonexistent',
       beyondBound: [],
       skipped: [],
+      faultVerdicts: [],
     };
   }
   const options = { seconds: 2, seed: 7, clients: 2, locks: 1, nodes: 3 };

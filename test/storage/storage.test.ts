@@ -419,7 +419,9 @@ describe('LevelStorage', () => {
       await reopened.close();
     });
 
-    it('a failed address save keeps the addresses as they were, and refuses nothing else', async () => {
+    it('a failed address save keeps the addresses as they were, and every later write is refused', async () => {
+      // LevelDB may drop, at the next open, the writes it takes after a failed one
+      // (test/storage/disk-full.test.ts), so an address save that fails is no exception.
       await stored();
       const storage = await LevelStorage.open(path);
       const old = [{ id: a, peerAddress: '127.0.0.1:7001', clientAddress: '' }];
@@ -429,16 +431,37 @@ describe('LevelStorage', () => {
       await expect(storage.saveAddresses([])).rejects.toThrow('EIO');
 
       expect(storage.savedAddresses).toEqual(old);
-      await storage.persist({ entries: [entry(7, 2)] });
-      await storage.saveAddresses([
-        ...old,
-        { id: b, peerAddress: '127.0.0.1:7002', clientAddress: '' },
-      ]);
+      const refused = /refusing to write after a failed write/;
+      await expect(storage.persist({ entries: [entry(7, 2)] })).rejects.toThrow(refused);
+      await expect(storage.saveAddresses(old)).rejects.toThrow(refused);
+      await expect(storage.saveIdentity({ clusterId: 'c', nodeId: a })).rejects.toThrow(refused);
       await storage.close();
       const reopened = await LevelStorage.open(path);
-      expect(reopened.lastIndex()).toBe(7);
-      expect(reopened.savedAddresses.map((entry) => entry.id)).toEqual([a, b]);
+      expect(reopened.lastIndex()).toBe(6);
+      expect(reopened.savedAddresses).toEqual(old);
       await reopened.close();
+    });
+
+    it('a write in flight when another fails is failed too: it may have landed after a torn record', async () => {
+      await stored();
+      const storage = await LevelStorage.open(path);
+      const writes = spyOnNativeWrites();
+      let landRaftWrite: () => void = () => {};
+      writes.batch.mockImplementationOnce(
+        () =>
+          new Promise<void>((resolve) => {
+            landRaftWrite = resolve;
+          }),
+      );
+      writes.batch.mockRejectedValueOnce(new Error('ENOSPC'));
+
+      const persisting = storage.persist({ entries: [entry(7, 2)] });
+      await expect(storage.saveAddresses([])).rejects.toThrow('ENOSPC');
+      landRaftWrite();
+
+      await expect(persisting).rejects.toThrow(/refusing to write after a failed write/);
+      expect(storage.lastIndex()).toBe(6);
+      await storage.close();
     });
 
     it('after a failed Raft write, address saves are refused too', async () => {

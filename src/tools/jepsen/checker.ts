@@ -19,7 +19,12 @@ export interface Violation {
     | 'register-stale-write'
     | 'register-token'
     | 'register-refusal'
-    | 'register-answer';
+    | 'register-answer'
+    // Checked by the nemeses that check what they did (see fault-verdict.ts).
+    | 'disk-full'
+    | 'corrupt-record'
+    | 'membership'
+    | 'client-pause';
   readonly message: string;
   /** The ids of the ops involved. */
   readonly ops: readonly number[];

@@ -4,8 +4,9 @@ import { DlmClientError } from '../../client/index.ts';
 import type { RegisterMode } from './register.ts';
 
 /**
- * A Jepsen-style operation history. Every client runs in the test process, so every
- * time is `performance.now()` on one monotonic clock and times are comparable. The
+ * A Jepsen-style operation history. Every time is `performance.now()` of the test
+ * process, one monotonic clock, so times are comparable; a client worker in a process of
+ * its own reports its times on the wall clock it shares, converted (client-worker.ts). The
  * register's own record and the cluster's log are kept apart from it (register.ts,
  * raft-log.ts): the checkers compare the three.
  */
@@ -63,9 +64,12 @@ export interface Op {
 
 /**
  * A fault and its end. `target` is a node id, a client name (client-pause: the client
- * stops between checking its lease and writing, and its keepalives stop), or
- * 'registers' (the register process frozen), 'network' (a partition and its heal: the
- * detail names the shape and the cuts), or the node restarted under a faked clock.
+ * worker process is stopped between checking its lease and writing), or 'registers'
+ * (the register process frozen), 'network' (a partition and its heal: the detail names
+ * the shape and the cuts), or the node restarted under a faked clock, whose disk is full
+ * (disk-full), whose record was corrupted (corrupt), or that is being added to or
+ * removed from the cluster (member-add, member-remove; their end says whether it was
+ * done and the voters Status then named).
  */
 export type NemesisKind =
   | 'kill'
@@ -79,7 +83,15 @@ export type NemesisKind =
   | 'partition'
   | 'heal'
   | 'clock'
-  | 'clock-restore';
+  | 'clock-restore'
+  | 'disk-full'
+  | 'disk-free'
+  | 'corrupt'
+  | 'corrupt-restore'
+  | 'member-add'
+  | 'member-added'
+  | 'member-remove'
+  | 'member-removed';
 
 export interface NemesisEvent {
   readonly atMs: number;
@@ -97,14 +109,20 @@ export function now(): number {
 export class History {
   readonly ops: Op[] = [];
 
-  invoke(client: string, kind: OpKind, lock: string, fields: Partial<Op> = {}): Op {
+  invoke(
+    client: string,
+    kind: OpKind,
+    lock: string,
+    fields: Partial<Op> = {},
+    invokeMs = now(),
+  ): Op {
     const op: Op = {
       ...fields,
       id: this.ops.length,
       client,
       kind,
       lock,
-      invokeMs: now(),
+      invokeMs,
       completeMs: null,
       outcome: 'info',
     };
@@ -113,8 +131,13 @@ export class History {
   }
 
   /** An 'info' op keeps completeMs null: its effect, if any, may come at any later time. */
-  complete(op: Op, outcome: Outcome, fields: Partial<Pick<Op, 'token' | 'error'>> = {}): void {
-    op.completeMs = outcome === 'info' ? null : now();
+  complete(
+    op: Op,
+    outcome: Outcome,
+    fields: Partial<Pick<Op, 'token' | 'error'>> = {},
+    completeMs = now(),
+  ): void {
+    op.completeMs = outcome === 'info' ? null : completeMs;
     op.outcome = outcome;
     if (fields.token !== undefined) op.token = fields.token;
     if (fields.error !== undefined) op.error = fields.error;
@@ -149,6 +172,10 @@ const OPENING: Partial<Record<NemesisKind, NemesisKind>> = {
   'register-resume': 'register-pause',
   heal: 'partition',
   'clock-restore': 'clock',
+  'disk-free': 'disk-full',
+  'corrupt-restore': 'corrupt',
+  'member-added': 'member-add',
+  'member-removed': 'member-remove',
 };
 
 export interface FaultWindow {

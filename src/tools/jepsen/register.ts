@@ -68,11 +68,9 @@ const LOG_FETCH_ATTEMPTS_MAX = 10;
 
 /** The register process: both registers, frozen and stopped together. */
 export class RegisterProcess {
-  private readonly agent = new Agent({ keepAlive: true });
-
   private constructor(
     private readonly child: ChildProcess,
-    readonly port: number,
+    private readonly connection: RegisterConnection,
   ) {}
 
   /** Starts the process and waits (bounded) until it listens; stderr goes to `logPath`. */
@@ -109,12 +107,17 @@ export class RegisterProcess {
       });
     });
     child.removeAllListeners('exit');
-    return new RegisterProcess(child, port);
+    return new RegisterProcess(child, new RegisterConnection(port));
   }
 
-  /** The register of one mode in this process. */
+  /** Where other processes (a client worker) reach the registers. */
+  get port(): number {
+    return this.connection.port;
+  }
+
+  /** The register of one mode in this process; reading its log resumes the process. */
   register(mode: RegisterMode): RegisterClient {
-    return new RegisterClient(this, mode);
+    return new RegisterClient(this.connection, mode, () => this.resume());
   }
 
   /** SIGSTOP: calls to it hang until resume(), and time out. */
@@ -127,8 +130,19 @@ export class RegisterProcess {
   }
 
   stop(): void {
-    this.agent.destroy();
+    this.connection.close();
     this.child.kill('SIGKILL');
+  }
+}
+
+/** Calls to the register process from any process: HTTP on loopback, kept alive. */
+export class RegisterConnection {
+  private readonly agent = new Agent({ keepAlive: true });
+
+  constructor(readonly port: number) {}
+
+  close(): void {
+    this.agent.destroy();
   }
 
   /**
@@ -180,15 +194,17 @@ export class RegisterProcess {
 /** One register of the process, as clients call it. */
 export class RegisterClient {
   constructor(
-    private readonly process: RegisterProcess,
+    private readonly connection: RegisterConnection,
     readonly mode: RegisterMode,
+    /** Called before reading the log: the run resumes a frozen register process. */
+    private readonly beforeReading: () => void = () => {},
   ) {}
 
   /** One write; 'info' when it timed out or the connection failed (it may have landed). */
   async write(request: WriteRequest, timeoutMs: number): Promise<WriteOutcome> {
     let answer: { status: number; body: string };
     try {
-      answer = await this.process.http(
+      answer = await this.connection.http(
         'POST',
         `/${this.mode}/write`,
         JSON.stringify(request),
@@ -210,11 +226,11 @@ export class RegisterClient {
 
   /** Every decision the register made, in its order (the process is resumed first). */
   async decisions(): Promise<RegisterDecision[]> {
-    this.process.resume();
+    this.beforeReading();
     let lastError: unknown = null;
     for (let attempt = 0; attempt < LOG_FETCH_ATTEMPTS_MAX; attempt++) {
       try {
-        const answer = await this.process.http('GET', `/${this.mode}/log`, '', 10_000);
+        const answer = await this.connection.http('GET', `/${this.mode}/log`, '', 10_000);
         return JSON.parse(answer.body) as RegisterDecision[];
       } catch (error) {
         lastError = error;

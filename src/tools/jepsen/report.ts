@@ -52,6 +52,10 @@ const NEMESIS_COLORS: Partial<Record<NemesisKind, string>> = {
   'client-pause': '#b5179e',
   partition: '#546e7a',
   clock: '#8c8c1a',
+  'disk-full': '#e76f51',
+  corrupt: '#9d0208',
+  'member-add': '#a8a8a8',
+  'member-remove': '#6c6c6c',
 };
 const SERIES_COLORS: Record<string, string> = {
   acquire: '#3b7dd8',

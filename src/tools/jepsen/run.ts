@@ -12,6 +12,8 @@ import { Prng } from '../../util/prng.ts';
 import { ProcessCluster } from '../process-cluster.ts';
 import { CallRecorder } from './call-recorder.ts';
 import { checkHistory, type Violation } from './checker.ts';
+import type { WorkerConfig } from './client-worker.ts';
+import { FaultNemeses } from './fault-nemeses.ts';
 import {
   type ClockFault,
   clockFaultsUnavailable,
@@ -52,6 +54,8 @@ import {
   RegisterProcess,
 } from './register.ts';
 import { openResults, runIdOf, writeResults } from './results.ts';
+import type { CheckerVerdict } from './summary.ts';
+import { sleepUnless, waitUntilServing } from './waits.ts';
 
 // Moved to history.ts (the report reads them too); exported here for existing importers.
 export { type FaultWindow, faultWindows, writeHistory } from './history.ts';
@@ -77,6 +81,9 @@ export const NEMESES = [
   'client-pause',
   'partition',
   'clock',
+  'disk-full',
+  'corrupt',
+  'membership',
 ] as const;
 /**
  * Faults only run when named: `clock-beyond` runs the leader's clocks 1.5–3 times fast,
@@ -149,6 +156,11 @@ export interface JepsenResult {
   readonly beyondBound: readonly Violation[];
   /** Nemeses asked for that could not run here, and why: skipped, never passed. */
   readonly skipped: readonly { nemesis: Nemesis; reason: string }[];
+  /**
+   * The verdicts of the nemeses that check what they did (disk full, corrupt record,
+   * membership, client pause; see fault-nemeses.ts); their violations are in `violations`.
+   */
+  readonly faultVerdicts: readonly CheckerVerdict[];
   /** The run's results directory, when options.results asked for one. */
   readonly resultsDir?: string;
 }
@@ -169,25 +181,10 @@ const GIVE_UP_CHANCE = 0.1;
 const GIVE_UP_AFTER_MS: readonly [number, number] = [1, 60];
 /** A register call that takes longer is 'info': the write may still land. */
 const WRITE_TIMEOUT_MS = 1_000;
-/** A client pause outlasts the lease by this much, so another client can take the lock. */
-const CLIENT_PAUSE_PAST_TTL_MS: readonly [number, number] = [1_500, 2_500];
-/** A client pause lasts at most this long, waiting for another client to take its lock over. */
-const CLIENT_PAUSE_MAX_MS = 10_000;
-/** A requested client pause no client took (none held a lock) is dropped after this. */
-const CLIENT_PAUSE_TAKE_TIMEOUT_MS = 10_000;
 
 interface Stop {
   clients: boolean;
   nemesis: boolean;
-}
-
-/**
- * The client pause the nemesis asked for (its length), taken by whichever client writes
- * next, so that it falls on a holder at once; and the client pausing now.
- */
-interface ClientPauses {
-  requestedMs: number | null;
-  active: string | null;
 }
 
 export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
@@ -197,9 +194,12 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
   const nemesisPrng = prng.fork();
   const clientPausePrng = prng.fork();
   const clientPrngs = Array.from({ length: options.clients }, () => prng.fork());
+  const membershipPrng = prng.fork();
   const locks = Array.from({ length: options.locks }, (_, i) => `jepsen/${i}`);
 
   const size = options.nodes ?? 3;
+  // The membership nemesis adds nodes beyond the founders: their ports are taken now.
+  const total = FaultNemeses.clusterSize(size, nemeses);
   const skipped: { nemesis: Nemesis; reason: string }[] = [];
   // Partitions need every node in a namespace of its own; the nodes are spawned there
   // (the pid is the node's, so kill and SIGSTOP still reach it) and listen on their
@@ -207,7 +207,7 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
   // data stays on the shared filesystem, where the log reading finds it.
   let network: NetnsNetwork | null = null;
   if (nemeses.has('partition')) {
-    const ids = Array.from({ length: size }, (_, i) => `n${i + 1}`);
+    const ids = Array.from({ length: total }, (_, i) => `n${i + 1}`);
     const made = await partitionNetwork(ids);
     network = made.network;
     if (made.skipped !== null) skipped.push({ nemesis: 'partition', reason: made.skipped });
@@ -223,7 +223,7 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
   const spawnIn = network;
   const cluster =
     spawnIn === null
-      ? await ProcessCluster.create(size, KEEP_WHOLE_LOG)
+      ? await ProcessCluster.create(total, KEEP_WHOLE_LOG, size)
       : ProcessCluster.withNodes(
           partitionedNodes(spawnIn),
           KEEP_WHOLE_LOG,
@@ -232,8 +232,13 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
         );
   const history = new History();
   const nemesisEvents: NemesisEvent[] = [];
+  const { faults, skipped: faultsSkipped } = FaultNemeses.prepare(cluster, nemeses, nemesisEvents);
+  for (const { nemesis, reason } of faultsSkipped) {
+    console.log(`${nemesis} nemesis skipped: ${reason}`);
+    skipped.push({ nemesis, reason });
+    nemeses.delete(nemesis);
+  }
   const stop: Stop = { clients: false, nemesis: false };
-  const pauses: ClientPauses = { requestedMs: null, active: null };
   const connections: DlmClient[] = [];
   let registerProcess: RegisterProcess | null = null;
   let registers: RegisterClient[] = [];
@@ -257,6 +262,10 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
       connections.push(connection);
       return connection;
     };
+    if (nemeses.has('client-pause')) {
+      const config = workerConfig(clientPausePrng, started.port, endpoints, locks);
+      await faults.startClientWorker({ config, history, events: nemesisEvents, stop });
+    }
     startMs = now();
 
     const clientLoops = clientPrngs.map((clientPrng, index) => {
@@ -270,10 +279,7 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
         recorder,
         registers,
         stop,
-        pauses,
-        events: nemesisEvents,
         connection: connectAs(recorder),
-        connect: () => connectAs(recorder),
       });
     });
     const nemesis = nemesisLoop({
@@ -285,10 +291,13 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
       prng: nemesisPrng,
       events: nemesisEvents,
       stop,
+      faults,
     });
-    const clientPause = nemeses.has('client-pause')
-      ? clientPauseLoop(pauses, clientPausePrng, stop)
-      : Promise.resolve();
+    const faultLoops = faults.loops(
+      { membership: membershipPrng, clientPause: clientPausePrng },
+      stop,
+      SESSION_TTL_MS,
+    );
 
     const deadline = startMs + options.seconds * 1_000;
     let lastProgress = now();
@@ -307,17 +316,17 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
     // Heal: the nemeses end their current fault, then everything runs; the clients finish
     // the iteration they are in (every call is bounded) and release.
     stop.nemesis = true;
-    await Promise.all([nemesis, clientPause]);
+    await Promise.all([nemesis, ...faultLoops]);
     await network?.heal();
-    for (const node of cluster.nodes) {
-      if (!cluster.isRunning(node.id)) {
-        cluster.start(node.id);
-        nemesisEvents.push({ atMs: now(), kind: 'restart', target: node.id });
+    for (const id of faults.members.ids()) {
+      if (!cluster.isRunning(id)) {
+        cluster.start(id);
+        nemesisEvents.push({ atMs: now(), kind: 'restart', target: id });
       }
     }
     await cluster.waitForLeader(30_000);
     stop.clients = true;
-    await Promise.all(clientLoops);
+    await Promise.all([...clientLoops, faults.closeClientWorker()]);
     endMs = now();
     commitIndexHint = await highestCommitIndex(cluster);
   } catch (error) {
@@ -325,9 +334,11 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
     throw error;
   } finally {
     for (const connection of connections) connection.close();
+    await faults.closeClientWorker();
     await cluster.stopAll();
     // The data directories are on the shared filesystem: the namespaces can go now.
     await network?.close();
+    faults.releaseDisks();
   }
   // Copied before the checks, which remove the cluster's directory (and logs) on a pass.
   const resultsDir =
@@ -337,6 +348,7 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
   try {
     const result = await checkRun({
       skipped,
+      faults,
       linearizability: options.linearizability ?? DEFAULT_LINEARIZABILITY_BUDGET,
       ops: history.ops,
       nemesisEvents,
@@ -357,6 +369,7 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
 
 async function checkRun(run: {
   skipped: readonly { nemesis: Nemesis; reason: string }[];
+  faults: FaultNemeses;
   linearizability: LinearizabilityBudget;
   ops: readonly Op[];
   nemesisEvents: readonly NemesisEvent[];
@@ -386,6 +399,7 @@ async function checkRun(run: {
     ...linearizability.violations,
     ...againstLog.violations,
     ...fenced.violations,
+    ...run.faults.violations(),
   ];
   const excused = beyondBoundWindows(run.nemesisEvents, endMs);
   const isExcused = (violation: Violation): boolean =>
@@ -416,6 +430,7 @@ async function checkRun(run: {
     clusterDir: cluster.dir,
     beyondBound,
     skipped: run.skipped,
+    faultVerdicts: run.faults.verdicts(),
   };
 }
 
@@ -471,11 +486,31 @@ interface ClientContext {
   readonly recorder: CallRecorder;
   readonly registers: readonly RegisterClient[];
   readonly stop: Stop;
-  readonly pauses: ClientPauses;
-  readonly events: NemesisEvent[];
-  /** Replaced after a client pause: the pause closes it, as a frozen process goes silent. */
-  connection: DlmClient;
-  readonly connect: () => DlmClient;
+  readonly connection: DlmClient;
+}
+
+/**
+ * The client worker the client-pause nemesis stops: a client like the others, in a
+ * process of its own, with the same lease and timeouts.
+ */
+function workerConfig(
+  prng: Prng,
+  registerPort: number,
+  endpoints: readonly string[],
+  locks: readonly string[],
+): WorkerConfig {
+  return {
+    name: 'w0',
+    endpoints,
+    registerPort,
+    seed: prng.nextUint32(),
+    locks,
+    ttlMs: SESSION_TTL_MS,
+    safetyMarginMs: SAFETY_MARGIN_MS,
+    acquireWaitMs: ACQUIRE_WAIT_MS,
+    callTimeoutMs: CALL_TIMEOUT_MS,
+    writeTimeoutMs: WRITE_TIMEOUT_MS,
+  };
 }
 
 /** One client: sessions one after another; in each, acquire, write a few times, release. */
@@ -513,7 +548,7 @@ async function clientLoop(ctx: ClientContext): Promise<void> {
   }
 }
 
-/** Returns whether the session may be used again (false after an unknown outcome or a pause). */
+/** Returns whether the session may be used again (false after an unknown outcome). */
 async function oneHold(ctx: ClientContext, session: Session, acquires: Op[]): Promise<boolean> {
   const { history, name, prng } = ctx;
   const lock = prng.pick(ctx.locks);
@@ -553,11 +588,7 @@ async function oneHold(ctx: ClientContext, session: Session, acquires: Op[]): Pr
   const writes = prng.intBetween(1, 4);
   for (let i = 0; i < writes; i++) {
     if (!session.alive) return false; // Stop at once: the lease may be gone.
-    // A pause falls here, between the lease check and the write: the write that follows
-    // is a stale holder's, which only the register's fencing can stop.
-    const paused = await pauseIfAsked(ctx, lock, token);
     await Promise.all(ctx.registers.map((register) => write(ctx, register, session, lock, token)));
-    if (paused) return false; // Its lease has lapsed; its connection is closed.
     await sleep(prng.intBetween(5, 60));
   }
   if (!session.alive) return false;
@@ -594,66 +625,6 @@ async function write(
   else ctx.history.complete(op, answer.outcome);
 }
 
-/**
- * If the nemesis asked this client to pause: it closes its connection (its keepalives
- * stop, as a frozen process's would), sleeps past its lease, and returns true. The pause
- * goes on past its length until another client has written to the lock under a later
- * token, so that the write this client makes next is stale, or until CLIENT_PAUSE_MAX_MS
- * (a run where nobody takes the lock over in that time leaves the control uncaught).
- */
-async function pauseIfAsked(ctx: ClientContext, lock: string, token: string): Promise<boolean> {
-  const pauseMs = ctx.pauses.requestedMs;
-  if (pauseMs === null) return false;
-  ctx.pauses.requestedMs = null;
-  ctx.pauses.active = ctx.name;
-  ctx.events.push({ atMs: now(), kind: 'client-pause', target: ctx.name });
-  ctx.connection.close();
-  const startMs = now();
-  const overtaken = (): boolean =>
-    ctx.history.ops.some(
-      (op) =>
-        op.kind === 'write' &&
-        op.lock === lock &&
-        op.register === 'fenced' &&
-        op.outcome === 'ok' &&
-        op.invokeMs >= startMs &&
-        BigInt(op.token as string) > BigInt(token),
-    );
-  // Cut short only when the run is healing, to keep its end bounded.
-  for (;;) {
-    const elapsedMs = now() - startMs;
-    if (ctx.stop.nemesis || elapsedMs >= CLIENT_PAUSE_MAX_MS) break;
-    if (elapsedMs >= pauseMs && overtaken()) break;
-    await sleep(100);
-  }
-  ctx.events.push({ atMs: now(), kind: 'client-resume', target: ctx.name });
-  ctx.connection = ctx.connect();
-  ctx.pauses.active = null;
-  return true;
-}
-
-/**
- * Every 2–4 s, a pause of at least the TTL plus 1.5–2.5 s is asked of the next client to
- * write (it lasts until another client wrote under a later token, at most 10 s); the
- * next request waits until that pause is over (or, within 10 s, was never taken).
- * The first comes 1–2 s into the run, so a short run has one.
- */
-async function clientPauseLoop(pauses: ClientPauses, prng: Prng, stop: Stop): Promise<void> {
-  let waitMs = prng.intBetween(1_000, 2_000);
-  for (;;) {
-    const pauseMs = SESSION_TTL_MS + prng.intBetween(...CLIENT_PAUSE_PAST_TTL_MS);
-    await sleepUnless(waitMs, stop);
-    if (stop.nemesis) break;
-    pauses.requestedMs = pauseMs;
-    const takeBy = now() + CLIENT_PAUSE_TAKE_TIMEOUT_MS;
-    while (!stop.nemesis && pauses.requestedMs !== null && now() < takeBy) await sleep(50);
-    pauses.requestedMs = null;
-    // A pause under way ends by itself, and early once the run heals (pauseIfAsked).
-    while (pauses.active !== null) await sleep(50);
-    waitMs = prng.intBetween(2_000, 4_000);
-  }
-}
-
 interface NemesisContext {
   readonly cluster: ProcessCluster;
   readonly registers: RegisterProcess;
@@ -664,6 +635,8 @@ interface NemesisContext {
   readonly prng: Prng;
   readonly events: NemesisEvent[];
   readonly stop: Stop;
+  /** Disk full and corrupt record; who the members are, and which a fault holds. */
+  readonly faults: FaultNemeses;
 }
 
 /**
@@ -683,8 +656,10 @@ const SERVING_TIMEOUT_MS = 10_000;
  * frozen, cut off or on a faked clock: kill -9 a node and restart it after 0.5–2 s,
  * SIGSTOP a node (half the time the leader) for 0.5–3 s, SIGSTOP the register process
  * for 1–2.5 s (calls to it time out and are 'info'), partition the network for 0.5–3 s
- * (a seeded shape: see drawPartition), or restart a node under a faked clock for 2–4 s.
- * Node faults come twice as often as register freezes. Every draw is made whatever
+ * (a seeded shape: see drawPartition), restart a node under a faked clock for 2–4 s,
+ * fill a node's disk or corrupt a record of a stopped node (each healed by a restart:
+ * see fault-nemeses.ts). Node faults pick among the members no membership change holds.
+ * Kills, pauses, partitions and clock faults come twice as often as the rest. Every draw is made whatever
  * happens, so the schedule depends on the seed alone ("the leader" is whoever leads
  * then; a partition or clock fault draws from PRNGs of its own, so a leader-directed
  * shape's extra draws shift nothing else).
@@ -704,13 +679,15 @@ async function nemesisLoop(ctx: NemesisContext): Promise<void> {
       'clock',
       'clock-beyond',
       'clock-beyond',
+      'disk-full',
+      'corrupt',
     ] as const
   ).filter((kind) => enabled.has(kind));
   if (kinds.length === 0) return;
   const partitionPrng = prng.fork();
   const clockPrng = prng.fork();
-  const ids = cluster.nodes.map((node) => node.id);
-  // client-pause has a loop of its own; the others open in the order asked.
+  const faultPrng = prng.fork();
+  // client-pause and membership have loops of their own; the others open in the order asked.
   const opening = ctx.opening.flatMap((asked) =>
     kinds.filter((kind) => kind === asked).slice(0, 1),
   );
@@ -718,7 +695,8 @@ async function nemesisLoop(ctx: NemesisContext): Promise<void> {
     const waitMs = prng.intBetween(1_000, 2_000);
     const drawn = prng.pick(kinds);
     const kind = opening[round] ?? drawn;
-    const randomNode = prng.pick(ids);
+    const free = ctx.faults.members.free();
+    const randomNode = free.length === 0 ? null : prng.pick(free);
     const targetLeader = prng.chance(0.5);
     // A register freeze outlasts the write timeout at least a little, so writes go 'info'.
     const downMs =
@@ -739,46 +717,78 @@ async function nemesisLoop(ctx: NemesisContext): Promise<void> {
       events.push({ atMs: now(), kind: 'register-resume', target: 'registers' });
       continue;
     }
-    if (kind === 'partition' && ctx.network !== null) {
-      await partitionOnce(ctx.network, cluster, partitionPrng, downMs, events);
+    // Only drawn when the namespaces could be made.
+    if (kind === 'partition') {
+      if (ctx.network !== null)
+        await partitionOnce(
+          ctx.network,
+          ctx.faults.members.ids(),
+          cluster,
+          partitionPrng,
+          downMs,
+          events,
+        );
       continue;
     }
     // A clock running fast beyond the bound matters on the leader, whose clock ends leases.
     const leader = targetLeader || kind === 'clock-beyond' ? await cluster.leader() : null;
     const node = leader ?? randomNode;
-    if (kind === 'clock' || kind === 'clock-beyond') {
-      await clockFaultOnce(
-        cluster,
-        node,
-        planClockFault(
-          clockPrng,
-          clockFaultTimestampFile(cluster.dir, node),
-          kind === 'clock-beyond',
-        ),
-        clockPrng,
-        downMs,
-        events,
+    // None free, or a membership change holds the leader: this round passes.
+    if (node !== null)
+      await ctx.faults.members.holding(node, () =>
+        nodeFault(ctx, kind, node, downMs, { clock: clockPrng, fault: faultPrng }),
       );
-    } else if (kind === 'kill') {
-      events.push({ atMs: now(), kind: 'kill', target: node });
-      await cluster.kill(node);
-      await sleep(downMs);
-      cluster.start(node);
-      events.push({ atMs: now(), kind: 'restart', target: node });
-      await waitUntilServing(cluster, node, SERVING_TIMEOUT_MS);
-    } else {
-      events.push({ atMs: now(), kind: 'pause', target: node });
-      cluster.pause(node);
-      await sleep(downMs);
-      cluster.resume(node);
-      events.push({ atMs: now(), kind: 'resume', target: node });
-    }
   }
 }
 
-/** One seeded partition, held for `ms`, then healed; both recorded with the shape. */
+/** One fault on one node, healed before it returns. */
+async function nodeFault(
+  ctx: NemesisContext,
+  kind: Exclude<Nemesis, 'register-pause' | 'partition' | 'client-pause' | 'membership'>,
+  node: string,
+  downMs: number,
+  prngs: { clock: Prng; fault: Prng },
+): Promise<void> {
+  const { cluster, events } = ctx;
+  const clockPrng = prngs.clock;
+  if (kind === 'disk-full' || kind === 'corrupt') {
+    await ctx.faults.nodeFault(kind, node, prngs.fault);
+  } else if (kind === 'clock' || kind === 'clock-beyond') {
+    await clockFaultOnce(
+      cluster,
+      node,
+      planClockFault(
+        clockPrng,
+        clockFaultTimestampFile(cluster.dir, node),
+        kind === 'clock-beyond',
+      ),
+      clockPrng,
+      downMs,
+      events,
+    );
+  } else if (kind === 'kill') {
+    events.push({ atMs: now(), kind: 'kill', target: node });
+    await cluster.kill(node);
+    await sleep(downMs);
+    cluster.start(node);
+    events.push({ atMs: now(), kind: 'restart', target: node });
+    await waitUntilServing(cluster, node, SERVING_TIMEOUT_MS);
+  } else {
+    events.push({ atMs: now(), kind: 'pause', target: node });
+    cluster.pause(node);
+    await sleep(downMs);
+    cluster.resume(node);
+    events.push({ atMs: now(), kind: 'resume', target: node });
+  }
+}
+
+/**
+ * One seeded partition among the members (a spare the membership nemesis has not added
+ * has no links worth cutting), held for `ms`, then healed; both recorded with the shape.
+ */
 async function partitionOnce(
   network: NetnsNetwork,
+  members: readonly string[],
   cluster: ProcessCluster,
   prng: Prng,
   ms: number,
@@ -786,7 +796,7 @@ async function partitionOnce(
 ): Promise<void> {
   // Asked every time, so the draws do not depend on whether a leader was found.
   const leader = await cluster.leader();
-  const plan = drawPartition(prng, network.nodeIds, leader);
+  const plan = drawPartition(prng, members, leader);
   await network.apply(plan.grudge);
   events.push({ atMs: now(), kind: 'partition', target: 'network', detail: plan.description });
   await sleep(ms);
@@ -847,26 +857,4 @@ async function transferLeadership(cluster: ProcessCluster, to: string): Promise<
     // The fault still runs on a follower: its election timer runs fast, which is harmless.
   }
   return (await cluster.leader()) === to;
-}
-
-async function sleepUnless(ms: number, stop: { nemesis: boolean }): Promise<void> {
-  const until = now() + ms;
-  while (!stop.nemesis && now() < until) await sleep(Math.min(100, until - now()));
-}
-
-/** Waits (bounded) until a restarted node answers, so the next fault does not take two down. */
-async function waitUntilServing(
-  cluster: ProcessCluster,
-  id: string,
-  timeoutMs: number,
-): Promise<void> {
-  const until = now() + timeoutMs;
-  while (now() < until) {
-    try {
-      await cluster.call(id, 'Status', {}, 500, 'Cluster');
-      return;
-    } catch {
-      await sleep(50);
-    }
-  }
 }

@@ -23,6 +23,8 @@ export interface Anomaly {
 export interface CheckerVerdict {
   readonly name: string;
   readonly valid: boolean | 'unknown';
+  /** The violations' checks this verdict covers, which get no verdict of their own. */
+  readonly checks?: readonly string[];
   readonly details: {
     /** What was checked, or why the verdict is unknown. */
     readonly note?: string;
@@ -189,7 +191,10 @@ export function checkerVerdicts(options: RunOptions, result: JepsenResult): Chec
     CheckerVerdict,
     CheckerVerdict,
   ];
-  const grouped = new Set(CHECK_GROUPS.flatMap((group) => group.checks));
+  const grouped = new Set([
+    ...CHECK_GROUPS.flatMap((group) => group.checks),
+    ...result.faultVerdicts.flatMap((verdict) => verdict.checks ?? []),
+  ]);
   const others = [...new Set(result.violations.map((v) => v.check))]
     .filter((check) => !grouped.has(check))
     .map((check) => groupVerdict(check, violationsOf(result.violations, [check])));
@@ -200,6 +205,7 @@ export function checkerVerdicts(options: RunOptions, result: JepsenResult): Chec
     linearizabilityVerdict(linearizable, result.linearizability),
     withStats(fenced, { ...result.fenced.stats }),
     ...others,
+    ...result.faultVerdicts,
     ...negativeControl(options, result),
     ...beyondDriftBound(options, result),
   ];

@@ -1,0 +1,268 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type * as grpc from '@grpc/grpc-js';
+import type { Prng } from '../../util/prng.ts';
+import type { ProcessCluster } from '../process-cluster.ts';
+import type { Violation } from './checker.ts';
+import { faultVerdict } from './fault-verdict.ts';
+import { type NemesisEvent, now } from './history.ts';
+import type { Members } from './members.ts';
+import { emptyDirectory } from './node-disks.ts';
+import type { CheckerVerdict } from './summary.ts';
+import { type NemesisStop, sleepUnless, statusOf } from './waits.ts';
+
+/**
+ * The membership nemesis (issue 13, point 4): while the workload and the other nemeses
+ * run, the cluster grows by its spare nodes (3 → 5) and shrinks back (5 → 3), over and
+ * over, each change through the Cluster API as `dlm member add|remove` makes it. Every
+ * shrink removes the current leader first (it hands leadership over, answers
+ * UNAVAILABLE naming the new leader, and the call is retried there), then another
+ * voter. A removed node is stopped; when it is added again it starts empty (`--join`),
+ * as the operations guide says a node must.
+ *
+ * After each change the API called done, the voters that Status reports are compared
+ * with the ones the changes so far must leave: a change acknowledged but not in force is
+ * a violation. A change that did not finish in time (a partition, a killed leader) is
+ * not: it is retried at the next step, and counted.
+ */
+
+/** Between two changes (ms). */
+const STEP_GAP_MS: readonly [number, number] = [500, 1_500];
+/** An add includes the new node's catch-up; both are retried at the leader until then. */
+const ADD_TIMEOUT_MS = 20_000;
+const REMOVE_TIMEOUT_MS = 15_000;
+const CALL_DEADLINE_MS = 10_000;
+const RETRY_MS = 100;
+
+/** gRPC codes a membership call is retried on (see proto/dlm.proto, AddMember). */
+const RETRIED_CODES: ReadonlySet<number> = new Set([
+  4, // DEADLINE_EXCEEDED: a learner still catching up, or the call ran out of time
+  14, // UNAVAILABLE: not the leader (a hint names it), or the leader handed over
+]);
+const INTERNAL = 13;
+
+/**
+ * Whether to ask the leader again: a refusal that passes, or the leader stopping on a
+ * failure mid-call (another nemesis filled its disk, say: INTERNAL "n1 stopped: …"),
+ * which leaves the change to be made, idempotently, at the next leader.
+ */
+function retried(error: grpc.ServiceError): boolean {
+  if (RETRIED_CODES.has(error.code)) return true;
+  return error.code === INTERNAL && / stopped: /.test(error.message);
+}
+
+export class MembershipNemesis {
+  /** Voter counts Status reported after each change, in order: 3, 4, 5, 4, 3, … */
+  private readonly sizes: number[] = [];
+  private leaderRemovals = 0;
+  private timedOut = 0;
+  private readonly found: Violation[] = [];
+  /** Spares started empty and not yet added: a timed-out add resumes without a wipe. */
+  private readonly joining = new Set<string>();
+  private growing = true;
+  /** Removals in this shrink so far: the first takes the leader. */
+  private removalsInShrink = 0;
+
+  constructor(
+    private readonly cluster: ProcessCluster,
+    private readonly members: Members,
+    private readonly events: NemesisEvent[],
+    /** The size it shrinks back to (the founders'); it grows by every spare. */
+    private readonly baseSize: number,
+  ) {}
+
+  /** One change every 0.5–1.5 s until the run heals; each ends (bounded) before the next. */
+  async run(prng: Prng, stop: NemesisStop): Promise<void> {
+    for (;;) {
+      await sleepUnless(prng.intBetween(...STEP_GAP_MS), stop);
+      if (stop.nemesis) return;
+      const size = this.members.ids().length;
+      if (this.growing && size >= this.cluster.nodes.length) this.growing = false;
+      if (!this.growing && size <= this.baseSize) {
+        this.growing = true;
+        this.removalsInShrink = 0;
+      }
+      await this.step(prng);
+    }
+  }
+
+  /**
+   * One change. A refusal it does not retry (anything but "not the leader", "catching
+   * up" or a timeout) is a violation, not the end of the run: the API refused a change
+   * the cluster's state allowed.
+   */
+  private async step(prng: Prng): Promise<void> {
+    try {
+      if (this.growing) await this.grow();
+      else await this.shrink(prng);
+    } catch (error) {
+      const message = `a ${this.growing ? 'grow' : 'shrink'} step failed: ${String(error)}`;
+      this.found.push({ check: 'membership', message, ops: [] });
+    }
+  }
+
+  private async grow(): Promise<void> {
+    const current = new Set(this.members.ids());
+    const spare = this.cluster.nodes.find((node) => !current.has(node.id));
+    if (spare === undefined) return;
+    const { id } = spare;
+    if (!this.joining.has(id)) {
+      // Removed earlier (or never started): a member is added empty, never on old state.
+      await this.cluster.kill(id);
+      emptyDirectory(this.cluster.dataDirOf(id));
+      this.cluster.start(id, { join: true });
+      this.joining.add(id);
+    }
+    this.events.push({ atMs: now(), kind: 'member-add', target: id });
+    const request = {
+      node_id: id,
+      peer_address: spare.peerAddress,
+      client_address: spare.clientAddress,
+    };
+    const done = await this.callLeader('AddMember', request, ADD_TIMEOUT_MS);
+    if (done) {
+      this.joining.delete(id);
+      this.members.added(id);
+    }
+    await this.changed(id, 'member-added', done);
+  }
+
+  private async shrink(prng: Prng): Promise<void> {
+    const leader = await this.cluster.leader();
+    const takeLeader = this.removalsInShrink === 0;
+    const others = this.members.free().filter((id) => id !== leader);
+    const id = takeLeader ? leader : others.length > 0 ? prng.pick(others) : null;
+    // No leader known, or the one chosen is under another fault: try at the next step.
+    if (id === null || !this.members.hold(id)) return;
+    try {
+      this.events.push({
+        atMs: now(),
+        kind: 'member-remove',
+        target: id,
+        ...(takeLeader ? { detail: 'the leader' } : {}),
+      });
+      const done = await this.removeMember(id);
+      if (done) {
+        this.members.removed(id);
+        this.removalsInShrink++;
+        if (takeLeader) this.leaderRemovals++;
+        // No longer a member: it takes no part, and is started empty if added again.
+        await this.cluster.kill(id);
+      }
+      await this.changed(id, 'member-removed', done);
+    } finally {
+      this.members.letGo(id);
+    }
+  }
+
+  /**
+   * A retried removal may find its first attempt applied (the answer was lost): the
+   * node refused as "not a member" is then removed, which Status confirms below.
+   */
+  private async removeMember(id: string): Promise<boolean> {
+    try {
+      return await this.callLeader('RemoveMember', { node_id: id }, REMOVE_TIMEOUT_MS);
+    } catch (error) {
+      if (!String((error as Error).message).includes('not a member')) throw error;
+      return true;
+    }
+  }
+
+  /** Records the change's end, and checks Status against the members it must leave. */
+  private async changed(
+    id: string,
+    kind: 'member-added' | 'member-removed',
+    done: boolean,
+  ): Promise<void> {
+    if (!done) {
+      this.timedOut++;
+      this.events.push({ atMs: now(), kind, target: id, detail: 'not done in time; retried' });
+      return;
+    }
+    const voters = await this.votersByStatus();
+    const expected = [...this.members.ids()].sort();
+    const detail = `voters ${voters?.join(',') ?? 'unknown (no leader answered)'}`;
+    this.events.push({ atMs: now(), kind, target: id, detail });
+    if (voters === null) return;
+    this.sizes.push(voters.length);
+    if (voters.join(',') !== expected.join(',')) {
+      this.found.push({
+        check: 'membership',
+        message: `after ${kind} ${id}, Status names voters ${voters.join(',')}, not ${expected.join(',')}`,
+        ops: [],
+      });
+    }
+  }
+
+  /** The voters the leader reports, sorted; null if no leader answered. */
+  private async votersByStatus(): Promise<string[] | null> {
+    const leader = await this.cluster.leader();
+    const status = leader === null ? null : await statusOf(this.cluster, leader);
+    if (status === null) return null;
+    const members = status.members as { id: string; learner: boolean }[];
+    return members
+      .filter((member) => !member.learner)
+      .map((member) => member.id)
+      .sort();
+  }
+
+  /**
+   * Calls the leader, finding it again and retrying while the answer says to (not the
+   * leader, a transfer under way, a learner catching up, the leader stopped), until
+   * `timeoutMs`. True once it succeeded; false when the time ran out. Other refusals
+   * are thrown.
+   */
+  private async callLeader(method: string, request: object, timeoutMs: number): Promise<boolean> {
+    const until = now() + timeoutMs;
+    while (now() < until) {
+      const leader = await this.cluster.leader();
+      if (leader !== null) {
+        const deadlineMs = Math.max(1, Math.min(CALL_DEADLINE_MS, until - now()));
+        try {
+          await this.cluster.call(leader, method, request, deadlineMs, 'Cluster');
+          return true;
+        } catch (error) {
+          if (!retried(error as grpc.ServiceError)) throw error;
+        }
+      }
+      await sleep(RETRY_MS);
+    }
+    return false;
+  }
+
+  violations(): readonly Violation[] {
+    return this.found;
+  }
+
+  verdict(): CheckerVerdict {
+    const cycles = completedCycles(this.sizes, this.baseSize, this.cluster.nodes.length);
+    return faultVerdict({
+      name: `membership: ${this.baseSize} → ${this.cluster.nodes.length} → ${this.baseSize} under load, the leader removed, Status agreeing after each change`,
+      check: 'membership',
+      violations: this.found,
+      stats: {
+        changes: this.sizes.length,
+        fullCycles: cycles,
+        leaderRemovals: this.leaderRemovals,
+        timedOut: this.timedOut,
+        sizes: this.sizes.join(' '),
+      },
+      unknownBecause:
+        cycles === 0 ? `no full grow-and-shrink cycle (voters: ${this.sizes.join(' ')})` : null,
+      note: `voters after each change: ${this.sizes.join(' → ')}`,
+    });
+  }
+}
+
+/** How many times the voter counts went from `low` up to `high` and back to `low`. */
+export function completedCycles(sizes: readonly number[], low: number, high: number): number {
+  let cycles = 0;
+  let reachedHigh = false;
+  for (const size of sizes) {
+    if (size === high) reachedHigh = true;
+    if (size === low && reachedHigh) {
+      cycles++;
+      reachedHigh = false;
+    }
+  }
+  return cycles;
+}

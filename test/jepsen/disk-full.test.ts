@@ -1,0 +1,97 @@
+import { describe, expect, it } from 'vitest';
+import { answersAround } from '../../src/tools/jepsen/disk-full.ts';
+import { runJepsen } from '../../src/tools/jepsen/run.ts';
+import {
+  countEvents,
+  expectCleanRun,
+  faultVerdict,
+  grantsDuring,
+  statOf,
+} from './nemesis-support.ts';
+
+/**
+ * The disk-full nemesis against real processes (issue 13, point 5): a node's tmpfs is
+ * filled until LevelDB fails a write with ENOSPC. The node must stop acknowledging
+ * nothing after that failed write (its own log says what it answered), stop again if
+ * restarted on the still-full disk, and rejoin once the ballast is gone; the others
+ * serve meanwhile, and no acknowledged op is lost. A tmpfs needs root: without it the
+ * run must say the nemesis was skipped.
+ */
+const isRoot = process.platform === 'linux' && process.getuid?.() === 0;
+
+describe('jepsen disk-full nemesis', () => {
+  it.skipIf(!isRoot)(
+    'a node on a full disk stops without acknowledging what it could not persist, and rejoins (root: tmpfs)',
+    { timeout: 120_000 },
+    async () => {
+      const result = await runJepsen({
+        seconds: 14,
+        seed: 20261203,
+        clients: 3,
+        locks: 2,
+        nemeses: ['disk-full'],
+        opening: ['disk-full'],
+      });
+      expectCleanRun(result);
+      const verdict = faultVerdict(result, 'disk full');
+      console.log(`disk-full: ${JSON.stringify(verdict.details)}`);
+      expect(verdict.valid).toBe(true);
+      const stopped = statOf(verdict, 'stoppedOnFailedWrite');
+      expect(stopped).toBeGreaterThanOrEqual(1);
+      expect(statOf(verdict, 'acksAfterFailedWrite')).toBe(0);
+      expect(statOf(verdict, 'acksLongAfterFill')).toBe(0);
+      expect(statOf(verdict, 'stoppedAgainOnFullDisk')).toBe(stopped);
+      expect(statOf(verdict, 'rejoined')).toBe(stopped);
+      expect(verdict.details.note).toContain('No space left on device');
+      expect(countEvents(result, 'disk-free')).toBe(countEvents(result, 'disk-full'));
+      expect(grantsDuring(result, 'disk-full')).toBeGreaterThan(0);
+    },
+  );
+
+  it.skipIf(isRoot)('without root the run says disk-full was skipped, never passed', async () => {
+    const result = await runJepsen({
+      seconds: 1,
+      seed: 1,
+      clients: 1,
+      locks: 1,
+      nemeses: ['disk-full'],
+    });
+    expect(result.skipped.map((skip) => skip.nemesis)).toEqual(['disk-full']);
+    expect(result.faultVerdicts).toEqual([]);
+    expect(countEvents(result, 'disk-full')).toBe(0);
+  });
+
+  it('reads what a node answered around its failed write, or long after its disk filled, from its log', () => {
+    const call = (method: string, code: number, time = 1_000): string =>
+      JSON.stringify({ level: 20, time, msg: 'call', method, code });
+    const fatal = JSON.stringify({
+      level: 60,
+      msg: 'node stopped on a failure; exiting',
+      err: { message: 'IO error: 000003.log: No space left on device' },
+    });
+    const log = [
+      call('Acquire', 0),
+      call('Status', 0),
+      fatal,
+      call('KeepAlive', 13),
+      call('Describe', 0),
+      call('Release', 0),
+      'dlm serve: node n1 stopped: IO error',
+      '',
+    ].join('\n');
+    expect(answersAround(log, 5_000)).toEqual({
+      failure: 'IO error: 000003.log: No space left on device',
+      acksBeforeFailure: 1,
+      acksAfterFailure: 1,
+      acksLongAfterFill: 0,
+    });
+    // No failure logged, but acknowledgements long after the disk filled.
+    const quiet = [call('Acquire', 0, 1_000), call('KeepAlive', 0, 6_000)].join('\n');
+    expect(answersAround(quiet, 5_000)).toEqual({
+      failure: null,
+      acksBeforeFailure: 1,
+      acksAfterFailure: 0,
+      acksLongAfterFill: 1,
+    });
+  });
+});
