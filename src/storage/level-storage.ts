@@ -69,18 +69,22 @@ export interface LevelStorageOptions {
  * (ENOSPC, say), but those that land after a torn record are dropped when the log is
  * replayed at the next open, although they were synced and acknowledged (measured:
  * test/storage/disk-full.test.ts). So after ANY failed write, an address or identity
- * save included, the store refuses every later write, and fails a write that was in
- * flight when another failed (it may have landed after the torn record). The node must
- * stop, and a restart reloads what is durable.
+ * save included, the store refuses every later write. Writes are issued one at a time,
+ * each after the previous one settled: two batches in flight at once complete on
+ * different threads in either order, so a write LevelDB put after a torn record could
+ * resolve before the failure is known, and be acknowledged (found in review:
+ * test/storage/storage-order.test.ts). The node must stop, and a restart reloads what is
+ * durable.
  *
  * Member addresses are not Raft state, and are written apart from it: each save is its
- * own synced batch, queued behind the previous save (so the last one called wins) but
- * free to run beside a Raft write (LevelDB orders the two batches; neither reads what
- * the other changes).
+ * own synced batch, queued behind the previous save (so the last one called wins); a
+ * save and a Raft write take turns (saves are rare: a membership change).
  */
 export class LevelStorage extends MirroredReads implements WritableStorage {
   private writeInFlight = false;
   private failure: unknown = null;
+  /** The last write issued; the next waits for it to settle (see the class comment). */
+  private lastCommit: Promise<void> = Promise.resolve();
   private closed = false;
   private closing: Promise<void> | null = null;
   /** The tail of the queue of address saves; it never rejects (each caller sees its own). */
@@ -300,11 +304,17 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
   }
 
   /**
-   * Every write to the database, Raft state or not: refused after a failed one, and
-   * failed itself if another failed while it was in flight, as it may have landed after
-   * that one's torn record (see the class comment). The first failure is kept.
+   * Every write to the database, Raft state or not: issued once the previous one
+   * settled, and refused after a failed one (see the class comment). The first failure
+   * is kept.
    */
-  private async commit(ops: BatchOp[], sync: boolean): Promise<void> {
+  private commit(ops: BatchOp[], sync: boolean): Promise<void> {
+    const turn = this.lastCommit.then(() => this.commitNow(ops, sync));
+    this.lastCommit = turn.catch(() => {});
+    return turn;
+  }
+
+  private async commitNow(ops: BatchOp[], sync: boolean): Promise<void> {
     this.refuseAfterFailure();
     try {
       await this.db.batch(ops, { sync });
@@ -312,7 +322,6 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
       this.failure ??= error;
       throw error;
     }
-    this.refuseAfterFailure();
   }
 }
 

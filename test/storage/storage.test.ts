@@ -442,7 +442,7 @@ describe('LevelStorage', () => {
       await reopened.close();
     });
 
-    it('a write in flight when another fails is failed too: it may have landed after a torn record', async () => {
+    it('a save issued while a Raft write is in flight waits for it (writes take turns, see storage-order.test.ts)', async () => {
       await stored();
       const storage = await LevelStorage.open(path);
       const writes = spyOnNativeWrites();
@@ -456,11 +456,16 @@ describe('LevelStorage', () => {
       writes.batch.mockRejectedValueOnce(new Error('ENOSPC'));
 
       const persisting = storage.persist({ entries: [entry(7, 2)] });
-      await expect(storage.saveAddresses([])).rejects.toThrow('ENOSPC');
+      const saving = storage.saveAddresses([]);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(writes.batch).toHaveBeenCalledTimes(1);
       landRaftWrite();
-
-      await expect(persisting).rejects.toThrow(/refusing to write after a failed write/);
-      expect(storage.lastIndex()).toBe(6);
+      await persisting;
+      await expect(saving).rejects.toThrow('ENOSPC');
+      await expect(storage.persist({ entries: [entry(8, 2)] })).rejects.toThrow(
+        /refusing to write after a failed write/,
+      );
+      expect(storage.lastIndex()).toBe(7);
       await storage.close();
     });
 
