@@ -115,7 +115,8 @@ describe('reading the committed log from the nodes', () => {
     ]);
   });
 
-  it('starts from the earliest snapshot when every node compacted its log', async () => {
+  /** n1 holds LOG committed to 7, with a snapshot at 5; compacted behind it or not. */
+  async function snapshotAtFive(compact: boolean): Promise<string> {
     const dir = dirs.make();
     const storage = await LevelStorage.open(join(dir, 'n1'), { bootstrap: BOOTSTRAP });
     await storage.persist({
@@ -128,10 +129,13 @@ describe('reading the committed log from the nodes', () => {
       if (entry.kind === 'normal') machine.apply(entry.index, decodeEntry(entry.data).command);
     }
     await storage.createSnapshot(logIndex(5), BOOTSTRAP, encodeLockSnapshot(machine.snapshot()));
-    await storage.compact(logIndex(5));
+    if (compact) await storage.compact(logIndex(5));
     await storage.close();
+    return join(dir, 'n1');
+  }
 
-    const log = await readCommittedLog([{ id: 'n1', path: join(dir, 'n1') }], 0);
+  it('starts from the earliest snapshot when every node compacted its log', async () => {
+    const log = await readCommittedLog([{ id: 'n1', path: await snapshotAtFive(true) }], 0);
     expect(log.startIndex).toBe(5);
     expect(log.problems).toEqual([]);
     // a's grant was live in the snapshot; the Release at 6 ends it and grants b.
@@ -143,21 +147,7 @@ describe('reading the committed log from the nodes', () => {
   });
 
   it('replays from the bootstrap when a node kept its whole log behind its snapshot', async () => {
-    const dir = dirs.make();
-    const storage = await LevelStorage.open(join(dir, 'n1'), { bootstrap: BOOTSTRAP });
-    await storage.persist({
-      entries: LOG,
-      hardState: { term: term(2), votedFor: null, commitIndex: logIndex(7) },
-    });
-    const machine = new LockStateMachine();
-    machine.skipTo(logIndex(1));
-    for (const entry of LOG.slice(0, 4)) {
-      if (entry.kind === 'normal') machine.apply(entry.index, decodeEntry(entry.data).command);
-    }
-    await storage.createSnapshot(logIndex(5), BOOTSTRAP, encodeLockSnapshot(machine.snapshot()));
-    await storage.close(); // No compaction: the entries behind the snapshot stay.
-
-    const log = await readCommittedLog([{ id: 'n1', path: join(dir, 'n1') }], 0);
+    const log = await readCommittedLog([{ id: 'n1', path: await snapshotAtFive(false) }], 0);
     expect(log.startIndex).toBe(1);
     expect(log.problems).toEqual([]);
     expect(log.grants.map((g) => [g.owner, g.source, g.index, g.endIndex])).toEqual([
