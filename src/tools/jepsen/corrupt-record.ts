@@ -45,6 +45,9 @@ export interface CorruptRecordRecord {
   readonly rejoined: boolean;
 }
 
+/** How long the others may take to elect a leader while the damaged node refuses. */
+const OTHERS_ELECT_TIMEOUT_MS = 10_000;
+
 export class CorruptRecordNemesis {
   private readonly records: CorruptRecordRecord[] = [];
   private readonly found: Violation[] = [];
@@ -65,7 +68,12 @@ export class CorruptRecordNemesis {
     const damaged = `${damage.sublevel} ${damage.where}`;
     events.push({ atMs: now(), kind: 'corrupt', target: node, detail: `one bit of ${damaged}` });
     const refusal = await this.startOnDamage(node, `storage corrupt: ${dir} ${damaged}`);
-    const othersServed = (await cluster.leader()) !== null;
+    // Waited for, not sampled: when the killed node led, its refusal can come before
+    // the others have elected (a fresh-clone CI run sampled no leader, 1 time in 4).
+    const othersServed = await cluster.waitForLeader(OTHERS_ELECT_TIMEOUT_MS, 0).then(
+      () => true,
+      () => false,
+    );
     emptyDirectory(dir);
     cpSync(saved, dir, { recursive: true });
     rmSync(saved, { recursive: true, force: true });
