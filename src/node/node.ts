@@ -210,7 +210,11 @@ export class DlmNode {
     private readonly bootId: string = randomBytes(8).toString('hex'),
   ) {
     this.id = id;
-    this.identity = new ClusterIdentityGuard(id, storage.identity?.clusterId ?? '');
+    this.identity = new ClusterIdentityGuard(
+      id,
+      storage.identity?.clusterId ?? '',
+      options.tickIntervalMs,
+    );
     this.transport = stampingTransport(transport, () => this.identity.clusterId);
     this.raft = new Raft({ id, storage, prng: new Prng(seed), options: options.raft });
     // Its file's rules until a SetRules entry applies: what the node applied before the
@@ -735,7 +739,7 @@ export class DlmNode {
 
   /** Whether the message is from this node's cluster (see cluster-identity.ts). */
   private admitCluster(message: PeerMessage): boolean {
-    const admission = this.identity.admit(message, this.raft.config.voters);
+    const admission = this.identity.admit(message, this.raft.config, this.clock.nowMs());
     switch (admission.kind) {
       case 'accept':
         return true;
@@ -748,6 +752,8 @@ export class DlmNode {
         for (const observer of this.observers) {
           observer.peerMessageForeign?.(admission.from, admission.clusterId);
         }
+        // Any message carries our id; our book is one the peer can use if it has it.
+        if (admission.answer) this.addresses.send(admission.from as NodeId);
         if (admission.strandedAmong !== null) {
           this.stopOnFailure(
             new IdentityMismatchError(
