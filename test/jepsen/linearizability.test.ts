@@ -428,8 +428,13 @@ const smallOpArb: fc.Arbitrary<Omit<LinOp, 'id'>> = fc
       case 'openSession':
         return { ...common, type: 'openSession', ttlMs: r.ttlMs } as Omit<LinOp, 'id'>;
       case 'keepAlive':
-      case 'closeSession':
         return { ...common, type: r.type } as Omit<LinOp, 'id'>;
+      case 'closeSession':
+        return {
+          ...common,
+          type: r.type,
+          ...(r.outcome === 'fail' && r.failCode !== 'busy' ? { failCode: r.failCode } : {}),
+        } as Omit<LinOp, 'id'>;
       case 'acquire':
         return {
           ...common,

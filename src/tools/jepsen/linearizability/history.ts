@@ -43,6 +43,12 @@ export interface KeepAliveOp extends OpCommon {
 
 export interface CloseSessionOp extends OpCommon {
   readonly type: 'closeSession';
+  /**
+   * For a `fail` close: `sessionGone` when it was refused because the session was
+   * unknown (closed or expired before it), which says the session had ended by its
+   * answer; `other` or none for a refusal that says nothing.
+   */
+  readonly failCode?: 'sessionGone' | 'other';
 }
 
 export interface AcquireOp extends OpCommon {
