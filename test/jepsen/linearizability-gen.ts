@@ -206,11 +206,7 @@ class SimService {
       session.alive = false;
       this.dropHolds(session.id);
     }
-    // Refused because the session had ended: what the server says with NOT_FOUND.
-    const body = wasAlive
-      ? { type: 'closeSession' as const, session: session.id }
-      : { type: 'closeSession' as const, session: session.id, failCode: 'sessionGone' as const };
-    this.emit(command, body, wasAlive ? 'ok' : 'fail');
+    this.emit(command, { type: 'closeSession', session: session.id }, wasAlive ? 'ok' : 'fail');
   }
 
   private holdsOf(lock: string): Map<string, SimHold> {
@@ -276,7 +272,7 @@ class SimService {
 type OpBody =
   | { type: 'openSession'; session: string; ttlMs: number }
   | { type: 'keepAlive'; session: string }
-  | { type: 'closeSession'; session: string; failCode?: 'sessionGone' }
+  | { type: 'closeSession'; session: string }
   | {
       type: 'acquire';
       session: string;

@@ -240,7 +240,10 @@ function holdsEndedByMs(ops: readonly PartitionOp[]): Map<string, number> {
 function endedBy(ended: ReadonlyMap<string, number>, acquire: AcquireOp): number {
   const closedMs = ended.get(`${acquire.session}/`) ?? Number.POSITIVE_INFINITY;
   if (acquire.token === undefined) return closedMs;
-  return Math.min(closedMs, ended.get(`${acquire.session}/${acquire.token}`) ?? Number.POSITIVE_INFINITY);
+  return Math.min(
+    closedMs,
+    ended.get(`${acquire.session}/${acquire.token}`) ?? Number.POSITIVE_INFINITY,
+  );
 }
 
 /** How far before the failing ops a session must reach to stay in the witness. */
@@ -282,7 +285,7 @@ function sessionsNear(
   if (!keepsExplanations(nearby, ops)) return ops;
   const deadlineMs = performance.now() + MINIMISE_TIME_MS;
   const result = searchLinearization(nearby, model, { statesMax: MINIMISE_STATES_MAX, deadlineMs });
-  return result.verdict === "violation" ? nearby : ops;
+  return result.verdict === 'violation' ? nearby : ops;
 }
 
 /** The first instant ≥ `fromMs` by which every answered op invoked before it has answered. */
@@ -291,7 +294,8 @@ function quietAfter(ops: readonly PartitionOp[], fromMs: number): number {
   for (;;) {
     let latest = untilMs;
     for (const op of ops) {
-      if (op.invokeMs <= untilMs && op.completeMs !== null) latest = Math.max(latest, op.completeMs);
+      if (op.invokeMs <= untilMs && op.completeMs !== null)
+        latest = Math.max(latest, op.completeMs);
     }
     if (latest === untilMs) return untilMs;
     untilMs = latest;

@@ -45,8 +45,8 @@ export interface CloseSessionOp extends OpCommon {
   readonly type: 'closeSession';
   /**
    * For a `fail` close: `sessionGone` when it was refused because the session was
-   * unknown (closed or expired before it), which says the session had ended by its
-   * answer; `other` or none for a refusal that says nothing.
+   * unknown, which says the session had ended by its answer (expired, or closed by an
+   * earlier attempt of this same close); `other` or none for a refusal that says nothing.
    */
   readonly failCode?: 'sessionGone' | 'other';
 }

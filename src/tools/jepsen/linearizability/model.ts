@@ -79,7 +79,7 @@ export function inertLockOp(state: LockState, op: PartitionOp): boolean {
 /** Ops whose step is the identity or impossible in every state. */
 function readsOnly(op: PartitionOp): boolean {
   if (op.type === 'validateFence') return op.outcome !== 'ok' || op.valid === true;
-  // A refusal saying the session is gone expires it, when it is not gone yet.
+  // A refusal saying the session is gone ends it, when it is not gone yet.
   return op.outcome === 'fail' && !('failCode' in op && op.failCode === 'sessionGone');
 }
 
@@ -107,7 +107,7 @@ function stepUnbounded(
     case 'release':
       return stepRelease(state, op);
     case 'closeSession':
-      return stepClose(state, op, expiryBound);
+      return stepClose(state, op);
     case 'validateFence':
       return stepValidate(state, op, expiryBound);
   }
@@ -220,18 +220,13 @@ function stepRelease(state: LockState, op: ReleaseOp): LockState | null {
 
 /**
  * A close frees every hold of the session; a closed session is granted nothing more. A
- * close refused because the session was unknown means it had ended by then: by expiry,
- * unless it is gone already.
+ * close refused because the session was unknown says it had ended by the answer: by
+ * expiry, or by this very close, whose earlier attempt may have applied before a retry
+ * was told NOT_FOUND (README, "Exactly once"). So it ends the session as a close would,
+ * with no lease bound to check.
  */
-function stepClose(
-  state: LockState,
-  op: CloseSessionOp,
-  expiryBound: ExpiryBound,
-): LockState | null {
-  if (op.outcome === 'fail') {
-    if (op.failCode !== 'sessionGone' || state.gone.includes(op.session)) return state;
-    return expire(state, op.session, expiryBound, returnMs(op));
-  }
+function stepClose(state: LockState, op: CloseSessionOp): LockState | null {
+  if (op.outcome === 'fail' && op.failCode !== 'sessionGone') return state;
   if (state.gone.includes(op.session)) return op.outcome === 'ok' ? null : state;
   return markGone(withoutHoldsOf(state, op.session), op.session);
 }
