@@ -381,7 +381,10 @@ async function checkRun(run: {
 }): Promise<JepsenResult> {
   const { ops, cluster, endMs } = run;
   const log = await readCommittedLog(
-    cluster.nodes.map((node) => ({ id: node.id, path: join(cluster.dir, 'data', node.id) })),
+    [
+      ...cluster.nodes.map((node) => ({ id: node.id, path: join(cluster.dir, 'data', node.id) })),
+      ...run.faults.logArchive.directories(),
+    ],
     run.commitIndexHint,
     configuredLockRules(cluster.configPath),
   );
