@@ -233,6 +233,7 @@ function logStats(log: LogCheckStats): Record<string, number | string> {
     startIndex: log.startIndex,
     agreementComparisons: log.agreement.comparisons,
     agreementSmallestCommitIndex: log.agreement.smallestCommitIndex,
+    logsRead: log.logs.join('; '),
   };
   for (const [kind, answers] of Object.entries(log.answers)) {
     if (answers.ok > 0) stats[`${kind} ok reproduced`] = `${answers.reproduced}/${answers.ok}`;
