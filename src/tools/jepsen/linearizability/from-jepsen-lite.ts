@@ -64,7 +64,9 @@ function convertOp(op: JepsenLiteOp): LinOp | null {
     case 'keep-alive':
       return op.session === undefined ? null : { ...commonOf(op), type: 'keepAlive' };
     case 'close-session':
-      return op.session === undefined ? null : { ...commonOf(op), type: 'closeSession' };
+      if (op.session === undefined) return null;
+      if (op.outcome !== 'fail') return { ...commonOf(op), type: 'closeSession' };
+      return { ...commonOf(op), type: 'closeSession', failCode: closeFailCodeOf(op.error) };
     default:
       return null;
   }
@@ -115,6 +117,14 @@ function tokenOf(op: JepsenLiteOp): number {
 function failCodeOf(error: string | undefined): AcquireFailCode {
   if (error?.startsWith('LockNotAcquiredError') === true) return 'busy';
   return 'other';
+}
+
+/**
+ * The server answers a close of a session it does not know (closed, or expired) with
+ * NOT_FOUND, which the client library names sessionNotFound (errorText: `code: message`).
+ */
+function closeFailCodeOf(error: string | undefined): 'sessionGone' | 'other' {
+  return error?.startsWith('sessionNotFound:') === true ? 'sessionGone' : 'other';
 }
 
 /** An unanswered close per session, invoked no later than the client could have sent it. */

@@ -43,6 +43,12 @@ export interface KeepAliveOp extends OpCommon {
 
 export interface CloseSessionOp extends OpCommon {
   readonly type: 'closeSession';
+  /**
+   * For a `fail` close: `sessionGone` when it was refused because the session was
+   * unknown, which says the session had ended by its answer (expired, or closed by an
+   * earlier attempt of this same close); `other` or none for a refusal that says nothing.
+   */
+  readonly failCode?: 'sessionGone' | 'other';
 }
 
 export interface AcquireOp extends OpCommon {

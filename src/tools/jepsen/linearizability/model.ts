@@ -64,6 +64,26 @@ export function stateKey(state: LockState): string {
 }
 
 /**
+ * Whether `op`, which left `state` unchanged, leaves every later state unchanged too
+ * (see SearchModel.inert): it only reads (a refusal, a failed release or close, a token
+ * told valid), or it is its session's own op and the session is gone, which no later op
+ * undoes: a gone session holds nothing and is granted nothing, so its unanswered
+ * acquire, release or close and a refusal saying it is gone change nothing any more.
+ * A validation is not its asker's session's op: told invalid, it may end a holder.
+ */
+export function inertLockOp(state: LockState, op: PartitionOp): boolean {
+  if (readsOnly(op)) return true;
+  return op.type !== 'validateFence' && state.gone.includes(op.session);
+}
+
+/** Ops whose step is the identity or impossible in every state. */
+function readsOnly(op: PartitionOp): boolean {
+  if (op.type === 'validateFence') return op.outcome !== 'ok' || op.valid === true;
+  // A refusal saying the session is gone ends it, when it is not gone yet.
+  return op.outcome === 'fail' && !('failCode' in op && op.failCode === 'sessionGone');
+}
+
+/**
  * The state after `op` takes effect, or null if its outcome is impossible from `state`,
  * including when the expiries placed so far pushed real time past the op's answer.
  */
@@ -198,9 +218,15 @@ function stepRelease(state: LockState, op: ReleaseOp): LockState | null {
   }
 }
 
-/** A close frees every hold of the session; a closed session is granted nothing more. */
+/**
+ * A close frees every hold of the session; a closed session is granted nothing more. A
+ * close refused because the session was unknown says it had ended by the answer: by
+ * expiry, or by this very close, whose earlier attempt may have applied before a retry
+ * was told NOT_FOUND (README, "Exactly once"). So it ends the session as a close would,
+ * with no lease bound to check.
+ */
 function stepClose(state: LockState, op: CloseSessionOp): LockState | null {
-  if (op.outcome === 'fail') return state;
+  if (op.outcome === 'fail' && op.failCode !== 'sessionGone') return state;
   if (state.gone.includes(op.session)) return op.outcome === 'ok' ? null : state;
   return markGone(withoutHoldsOf(state, op.session), op.session);
 }

@@ -63,7 +63,8 @@ function refreshes(op: LinOp, options: LeaseOptions): boolean {
  * which can only let more histories pass, never fail a correct one.
  *
  * Ops that cannot change or observe a lock (a release refused, an acquire refused for a
- * reason that says nothing about the lock, a failed close) are left out.
+ * reason that says nothing about the lock, a close refused for any reason but the
+ * session being unknown) are left out.
  */
 export function partitionByLock(ops: readonly LinOp[]): Map<string, PartitionOp[]> {
   const parts = new Map<string, PartitionOp[]>();
@@ -75,7 +76,8 @@ export function partitionByLock(ops: readonly LinOp[]): Map<string, PartitionOp[
     if (observable(op)) pushTo(parts, op.lock, op);
   }
   for (const op of ops) {
-    if (op.type !== 'closeSession' || op.outcome === 'fail') continue;
+    if (op.type !== 'closeSession') continue;
+    if (op.outcome === 'fail' && op.failCode !== 'sessionGone') continue;
     for (const lock of locksOfSession.get(op.session) ?? []) pushTo(parts, lock, op);
   }
   return parts;
