@@ -82,6 +82,14 @@ export interface LevelStorageOptions {
  */
 export class LevelStorage extends MirroredReads implements WritableStorage {
   private writeInFlight = false;
+  /** A createSnapshot is under way; it may run beside persist and compact. */
+  private snapshotInFlight = false;
+  /**
+   * The newest snapshot any issued write stores (a createSnapshot, or a persist that
+   * installs the leader's): an older createSnapshot, encoded while it was on its way,
+   * must not be written after it.
+   */
+  private newestSnapshotIssued: LogIndex;
   private failure: unknown = null;
   /** The last write issued; the next waits for it to settle (see the class comment). */
   private lastCommit: Promise<void> = Promise.resolve();
@@ -100,6 +108,7 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
     private storedIdentity: StoredIdentity | null,
   ) {
     super(mirror);
+    this.newestSnapshotIssued = mirror.snapshot().metadata.index;
   }
 
   /**
@@ -134,6 +143,9 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
       mustSync || (snapshot === null && entries.length === 0),
       'entries and snapshots are always synced',
     );
+    if (snapshot !== null && snapshot.metadata.index > this.newestSnapshotIssued) {
+      this.newestSnapshotIssued = snapshot.metadata.index;
+    }
     const ops = [
       ...this.snapshotOps(snapshot),
       ...this.entryOps(snapshot, entries),
@@ -146,18 +158,40 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
     if (hardState !== null) this.mirror.setHardState(hardState);
   }
 
+  /**
+   * Stores a snapshot of the applied state, synced. Unlike the other Raft writes it may
+   * be issued while a persist or compact is in flight (a large snapshot takes a while to
+   * write, and the node's log writes must not wait for it): it only replaces the snapshot
+   * record, which those writes do not plan against, and LevelDB applies the batches in
+   * the order they were issued. Resolves null, writing nothing, when a snapshot at least
+   * as new is on its way to disk (one the leader sent, being installed): an older one
+   * stored after it would not cover the log that the newer one replaced. Going back
+   * from the stored snapshot is a caller's bug, as before.
+   */
   async createSnapshot(
     index: LogIndex,
     config: ClusterConfig,
     data: Uint8Array,
-  ): Promise<Snapshot> {
-    this.assertWritable();
+  ): Promise<Snapshot | null> {
+    assert(!this.snapshotInFlight, 'createSnapshot while another is in flight');
+    assert(!this.closed, `write to closed storage ${this.path}`);
+    this.refuseAfterFailure();
     const current = this.mirror.snapshot().metadata.index;
     assert(index >= current, `snapshot at ${index} goes backwards from ${current}`);
+    if (this.newestSnapshotIssued > current && index <= this.newestSnapshotIssued) return null;
     const snapshotTerm = this.mirror.term(index);
     assert(snapshotTerm !== undefined, `no term known at snapshot index ${index}`);
     const snapshot: Snapshot = { metadata: { index, term: snapshotTerm, config }, data };
-    await this.write([putSnapshot(this.sublevels, snapshot)]);
+    const op = putSnapshot(this.sublevels, snapshot);
+    this.newestSnapshotIssued = index;
+    this.snapshotInFlight = true;
+    try {
+      await this.commit([op], true);
+    } finally {
+      this.snapshotInFlight = false;
+    }
+    // Writes resolve in the order issued, so a newer snapshot issued after this one has
+    // not reached the mirror yet.
     return this.mirror.createSnapshot(index, config, data);
   }
 
@@ -222,7 +256,7 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
    * holds the newest addresses.
    */
   async close(): Promise<void> {
-    assert(!this.writeInFlight, 'close() while a write is in flight');
+    assert(!this.writeInFlight && !this.snapshotInFlight, 'close() while a write is in flight');
     this.closing ??= this.closeAfterAddressWrites();
     return this.closing;
   }
