@@ -350,7 +350,7 @@ function logStalls(node: DlmNode, runtime: RuntimeWatch, logger: Logger): void {
   const stallMsMin = runtime.options.stallMsMin;
   node.observe({
     snapshotted: (report) =>
-      logger.info({ ...report, index: report.index }, 'snapshot taken and log compacted'),
+      logger.info(report, 'snapshot stored (the log is compacted behind it in slices)'),
   });
   runtime.listen({
     gcPause: (kind, durationMs, startedAtMs) => {

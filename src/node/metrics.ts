@@ -98,7 +98,7 @@ export class NodeMetrics {
     if (runtime !== undefined) registerRuntime(registry, runtime);
     const snapshotSeconds = new client.Histogram<'step'>({
       name: 'dlm_snapshot_seconds',
-      help: 'Time one snapshot took, by step: capture (copy the state), encode, write (store it and compact the log).',
+      help: 'Time one snapshot took, by step: capture (copy the state; holds the node), encode (in slices, the node running between them), write (beside the log writes).',
       labelNames: ['step'],
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers: [registry],

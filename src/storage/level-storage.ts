@@ -3,6 +3,7 @@ import type { MemoryStorage } from '../raft/storage.ts';
 import type { ClusterConfig, Entry, Snapshot } from '../raft/types.ts';
 import { assert } from '../util/assert.ts';
 import { type LogIndex, logIndex } from '../util/ids.ts';
+import { encodeSnapshotInSlices } from './codec.ts';
 import {
   type BatchOp,
   type Bytes,
@@ -11,6 +12,7 @@ import {
   openSublevels,
   putAddresses,
   putCompactionPoint,
+  putEncodedSnapshot,
   putEntry,
   putHardState,
   putIdentity,
@@ -178,21 +180,29 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
     this.refuseAfterFailure();
     const current = this.mirror.snapshot().metadata.index;
     assert(index >= current, `snapshot at ${index} goes backwards from ${current}`);
-    if (this.newestSnapshotIssued > current && index <= this.newestSnapshotIssued) return null;
+    if (this.overtaken(index)) return null;
     const snapshotTerm = this.mirror.term(index);
     assert(snapshotTerm !== undefined, `no term known at snapshot index ${index}`);
     const snapshot: Snapshot = { metadata: { index, term: snapshotTerm, config }, data };
-    const op = putSnapshot(this.sublevels, snapshot);
-    this.newestSnapshotIssued = index;
     this.snapshotInFlight = true;
     try {
-      await this.commit([op], true);
+      const value = await encodeSnapshotInSlices(snapshot, turnOfEventLoop);
+      // The Raft writes went on meanwhile: the leader's snapshot may have come.
+      if (this.overtaken(index) || index < this.mirror.snapshot().metadata.index) return null;
+      this.newestSnapshotIssued = index;
+      await this.commit([putEncodedSnapshot(this.sublevels, value)], true);
     } finally {
       this.snapshotInFlight = false;
     }
     // Writes resolve in the order issued, so a newer snapshot issued after this one has
     // not reached the mirror yet.
     return this.mirror.createSnapshot(index, config, data);
+  }
+
+  /** A newer snapshot (the leader's, being installed) is on its way to disk. */
+  private overtaken(index: LogIndex): boolean {
+    const stored = this.mirror.snapshot().metadata.index;
+    return this.newestSnapshotIssued > stored && index <= this.newestSnapshotIssued;
   }
 
   async compact(index: LogIndex): Promise<void> {
@@ -357,6 +367,11 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
       throw error;
     }
   }
+}
+
+/** Lets the event loop run between slices of a large snapshot's encoding. */
+function turnOfEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 /**

@@ -555,5 +555,25 @@ describe('LevelStorage', () => {
       expect(storage.firstIndex()).toBe(10);
       await storage.close();
     });
+
+    it("stores nothing when the leader's snapshot came while it was being encoded", async () => {
+      await stored();
+      let storage = await LevelStorage.open(path);
+      const fromLeader = {
+        metadata: { index: idx(9), term: tm(3), config },
+        data: text('leader@9'),
+      };
+
+      // Encoding yields to the event loop before anything is written.
+      const local = storage.createSnapshot(idx(5), config, text('local@5'));
+      const install = storage.persist({ snapshot: fromLeader, hardState: hardState(3, null, 9) });
+
+      await install;
+      expect(await local).toBeNull();
+      await storage.close();
+      storage = await LevelStorage.open(path);
+      expect(storage.snapshot()).toEqual(fromLeader);
+      await storage.close();
+    });
   });
 });
