@@ -16,6 +16,7 @@ import { type LogIndex, logIndex, nodeId, sessionId, term } from '../src/util/id
  *               in one piece, stored, then the log compacted in one batch
  *   background  src/node/snapshotter.ts: copied at once, encoded in slices with the
  *               event loop turning, stored beside the log writes, compacted in slices
+ *   none        no snapshot: the control, what the machine does to the writes anyway
  * A writer persists one entry at a time, synced (a Ready loop under steady load), and
  * a snapshot is due every --every entries. Printed per variant: the slowest write
  * (what a client's call waits behind), p99, and the event loop's longest delay.
@@ -83,6 +84,8 @@ function entryAt(index: number): Entry {
   return { kind: 'normal', index: logIndex(index), term: term(1), data: new Uint8Array(150) };
 }
 
+type Variant = 'inline' | 'background' | 'none';
+
 interface Outcome {
   writeMaxMs: number;
   writeP99Ms: number;
@@ -90,7 +93,7 @@ interface Outcome {
 }
 
 async function runVariant(
-  variant: 'inline' | 'background',
+  variant: Variant,
   storage: LevelStorage,
   machine: LockStateMachine,
   args: Args,
@@ -118,7 +121,7 @@ async function runVariant(
     const started = performance.now();
     await storage.persist({ entries: [entryAt(storage.lastIndex() + 1)] });
     if (variant === 'inline') await inlineSnapshot(storage, machine, args);
-    else {
+    else if (variant === 'background') {
       snapshotter.maybeStart();
       await snapshotter.compactStep();
     }
@@ -155,7 +158,7 @@ async function main(): Promise<void> {
     );
     process.stdout.write('round  variant     write max   write p99   loop max (ms)\n');
     for (let round = 1; round <= args.rounds; round++) {
-      for (const variant of ['inline', 'background'] as const) {
+      for (const variant of ['inline', 'background', 'none'] as const) {
         const outcome = await runVariant(variant, storage, machine, args);
         process.stdout.write(
           `${String(round).padEnd(6)} ${variant.padEnd(11)} ${outcome.writeMaxMs.toFixed(1).padStart(9)}   ${outcome.writeP99Ms.toFixed(1).padStart(9)}   ${outcome.loopMaxMs.toFixed(1).padStart(8)}\n`,
