@@ -58,7 +58,12 @@ class Workload {
   command(): LockCommand {
     const index = this.next;
     if (index <= 12) {
-      return { type: 'OpenSession', ttlMs: 60_000, clientName: `c${index}`, requestId: `o${index}` };
+      return {
+        type: 'OpenSession',
+        ttlMs: 60_000,
+        clientName: `c${index}`,
+        requestId: `o${index}`,
+      };
     }
     const session = sessionId(1 + this.random(12));
     const roll = this.random(10);
@@ -327,7 +332,10 @@ describe('review(perf-stalls): Snapshotter on real LevelDB', () => {
       if (batches === 1) throw Object.assign(new Error('IO error: EIO'), { code: 'EIO' });
       return realBatch(ops, options);
     };
-    const { snapshotter, failures } = snapshotterOn(storage, workload, { threshold: 100, retain: 10 });
+    const { snapshotter, failures } = snapshotterOn(storage, workload, {
+      threshold: 100,
+      retain: 10,
+    });
 
     snapshotter.maybeStart();
     await until(() => failures.length > 0, 'the snapshot to fail');
@@ -350,7 +358,10 @@ describe('review(perf-stalls): Snapshotter on real LevelDB', () => {
       await applyAndPersist(storage, workload, 300);
     }
     const k = workload.appliedIndex;
-    const { snapshotter, failures } = snapshotterOn(storage, workload, { threshold: 100, retain: 10 });
+    const { snapshotter, failures } = snapshotterOn(storage, workload, {
+      threshold: 100,
+      retain: 10,
+    });
 
     snapshotter.maybeStart();
     expect(snapshotter.busy).toBe(true);
