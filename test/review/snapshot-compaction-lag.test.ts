@@ -82,6 +82,11 @@ it('review(perf-stalls): under > 250 writes per Ready the kept log stays within 
         `(${kept} entries, at most ${keptMax} during the run)`,
     );
 
+    await sleep(1_000);
+    console.log(
+      `after 1 s idle: log kept ${storage.lastIndex() - storage.firstIndex() + 1} entries`,
+    );
+
     // main: a snapshot every THRESHOLD entries, then everything it covers but RETAIN
     // deleted before the next Ready: the log never holds much more than that plus what
     // one Ready brought (CLIENTS).
@@ -89,5 +94,53 @@ it('review(perf-stalls): under > 250 writes per Ready the kept log stays within 
     expect(keptMax).toBeLessThanOrEqual(bound);
   } finally {
     await node.stop();
+  }
+}, 120_000);
+
+it('review(perf-stalls): three nodes, same load: every node keeps its log within threshold + retain + one Ready', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'dlm-review-compaction-lag3-'));
+  dirs.push(dir);
+  const members = [nodeId('n1'), nodeId('n2'), nodeId('n3')];
+  const network = new MemoryNetwork();
+  const storages = new Map<string, LevelStorage>();
+  const nodes: DlmNode[] = [];
+  for (const [position, id] of members.entries()) {
+    const storage = await LevelStorage.open(join(dir, id), {
+      bootstrap: { voters: members, learners: [] },
+    });
+    storages.set(id, storage);
+    const node = new DlmNode(id, storage, network.connect(id), OPTIONS, undefined, position + 1);
+    node.start();
+    nodes.push(node);
+  }
+  try {
+    let leader: DlmNode | undefined;
+    for (let i = 0; i < 500 && leader === undefined; i++) {
+      leader = nodes.find((n) => n.status().role === 'leader' && n.locks.rulesSetIndex !== null);
+      await sleep(10);
+    }
+    if (leader === undefined) throw new Error('no leader');
+    const writer = leader;
+    const keptMax = new Map<string, number>();
+    const watch = setInterval(() => {
+      for (const [id, storage] of storages) {
+        const kept = storage.lastIndex() - storage.firstIndex() + 1;
+        keptMax.set(id, Math.max(keptMax.get(id) ?? 0, kept));
+      }
+    }, 5);
+    await Promise.all(
+      Array.from({ length: CLIENTS }, async () => {
+        for (let w = 0; w < WRITES_PER_CLIENT; w++) {
+          await writer.write({ type: 'KeepAlive', sessionIds: [] });
+        }
+      }),
+    );
+    clearInterval(watch);
+    console.log(`3 nodes, ${CLIENTS * WRITES_PER_CLIENT} writes; most log kept per node:`, keptMax);
+    for (const kept of keptMax.values()) {
+      expect(kept).toBeLessThanOrEqual(THRESHOLD + RETAIN + 2 * CLIENTS);
+    }
+  } finally {
+    await Promise.all(nodes.map((node) => node.stop()));
   }
 }, 120_000);
