@@ -12,6 +12,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { type LockCommand, LockStateMachine } from '../../src/lock/index.ts';
 import {
   decodeLockSnapshot,
+  encodeEntry,
   encodeLockSnapshot,
   encodeLockSnapshotInSlices,
 } from '../../src/node/entry-codec.ts';
@@ -152,7 +153,11 @@ describe('review(perf-stalls): the snapshot is the state at its index', () => {
       atK,
       async () => {
         pauses++;
-        for (let i = 0; i < 200; i++) workload.applyNext();
+        // The node encodes entries with the same msgpackr (shared buffer) between slices.
+        for (let i = 0; i < 200; i++) {
+          encodeEntry({ proposalId: `p${i}`, command: workload.command() });
+          workload.applyNext();
+        }
       },
       250,
     );
