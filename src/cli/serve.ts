@@ -259,6 +259,7 @@ function runtimeOptions(config: ClusterFileConfig): NodeRuntimeOptions {
     proposalTimeoutMs: config.runtime.proposalTimeoutMs,
     snapshotEntriesThreshold: config.runtime.snapshotEntriesThreshold,
     compactionRetainEntries: config.runtime.compactionRetainEntries,
+    compactionSliceEntries: config.runtime.compactionSliceEntries,
     shutdownTransferMs: config.runtime.leadershipTransferTimeoutMs,
   };
 }

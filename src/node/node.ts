@@ -58,6 +58,8 @@ export interface NodeRuntimeOptions {
   readonly snapshotEntriesThreshold: number;
   /** Entries kept behind a snapshot, so a follower that lags a little needs no snapshot. */
   readonly compactionRetainEntries: number;
+  /** Log entries a compaction write deletes beyond what its Ready appended; absent: COMPACTION_SLICE_ENTRIES. */
+  readonly compactionSliceEntries?: number;
   /** How long shutdown waits for a leadership transfer to finish. */
   readonly shutdownTransferMs: number;
 }
@@ -179,7 +181,7 @@ export class DlmNode {
   private tickTimer: TimerHandle | null = null;
   private readyLoop: Promise<void> | null = null;
   private wake: (() => void) | null = null;
-  /** The Ready loop is handling a Ready (mostly: waiting for its write). */
+  /** The Ready loop is handling a Ready or compacting (mostly: waiting for a write). */
   private handlingReady = false;
   private stopping = false;
   private failure: Error | null = null;
@@ -940,21 +942,28 @@ export class DlmNode {
   private async runReadyLoop(): Promise<void> {
     try {
       while (!this.stopping) {
-        if (!this.raft.hasReady()) {
+        if (this.raft.hasReady()) {
+          await this.busy(() => this.handleReady(this.raft.ready()));
+        } else if (this.snapshotter.compactionBacklog() > 0) {
+          // Idle: the log a snapshot covers goes a slice at a time, a Ready first.
+          await this.busy(() => this.snapshotter.compactIdleSlice());
+        } else {
           await new Promise<void>((resolve) => {
             this.wake = resolve;
           });
-          continue;
-        }
-        this.handlingReady = true;
-        try {
-          await this.handleReady(this.raft.ready());
-        } finally {
-          this.handlingReady = false;
         }
       }
     } catch (error) {
       this.stopOnFailure(error);
+    }
+  }
+
+  private async busy(work: () => Promise<void>): Promise<void> {
+    this.handlingReady = true;
+    try {
+      await work();
+    } finally {
+      this.handlingReady = false;
     }
   }
 
@@ -1007,7 +1016,7 @@ export class DlmNode {
     this.raft.advance(ready);
     this.releaseAppliedWaiters();
     this.snapshotter.maybeStart();
-    await this.snapshotter.compactStep();
+    await this.snapshotter.compactStep(ready.entries.length);
   }
 
   /**
@@ -1069,6 +1078,7 @@ export class DlmNode {
         config: () => this.raft.config,
         captureState: () => this.locks.snapshot(),
         failed: (error) => this.stopOnFailure(error),
+        compactionDue: () => this.kick(),
         snapshotted: (report) => {
           for (const observer of this.observers) observer.snapshotted?.(report);
         },
