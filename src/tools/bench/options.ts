@@ -25,6 +25,8 @@ export interface BenchOptions {
   readonly via: Via;
   readonly dlmClient: DlmClientKind;
   readonly keepData: boolean;
+  /** How many of each cell's slowest acquires to print and record, with their times. */
+  readonly slowest: number;
   readonly help: boolean;
 }
 
@@ -63,6 +65,9 @@ Options:
                       what users run) or plain grpc-js calls like the etcd clients
                       (no retries or settle: equal client costs for --compare)
   --keep-data         keep the temp dir with the clusters' data and logs
+  --slowest N         print each cell's N slowest acquires with the time each was sent
+                      (ISO and epoch ms), to match stalls against the nodes' logs
+                      (kept with --keep-data); always in the JSON (default 5)
   --help              this text
 
 Columns:
@@ -88,6 +93,7 @@ const DEFAULTS = {
   workers: 1,
   sessionTtlMs: 10_000,
   waitMs: 10_000,
+  slowest: 5,
 };
 
 export function parseBenchArgs(argv: readonly string[]): BenchOptions {
@@ -171,6 +177,9 @@ function applyValue(options: Mutable, flag: string, value: string): void {
         throw new Error(`--via must be leader or follower, got "${value}"`);
       }
       options.via = value;
+      return;
+    case '--slowest':
+      options.slowest = integer(flag, value, 0, 1_000);
       return;
     case '--wait-ms':
       options.waitMs = integer(flag, value, 0, 3_600_000);
