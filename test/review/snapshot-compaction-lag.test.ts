@@ -97,7 +97,7 @@ it('review(perf-stalls): under > 250 writes per Ready the kept log stays within 
   }
 }, 120_000);
 
-it('review(perf-stalls): three nodes, same load: every node keeps its log within threshold + retain + one Ready', async () => {
+it('review(perf-stalls): three nodes, same load: every node keeps its log within threshold + retain + two Readies', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'dlm-review-compaction-lag3-'));
   dirs.push(dir);
   const members = [nodeId('n1'), nodeId('n2'), nodeId('n3')];
@@ -137,8 +137,11 @@ it('review(perf-stalls): three nodes, same load: every node keeps its log within
     );
     clearInterval(watch);
     console.log(`3 nodes, ${CLIENTS * WRITES_PER_CLIENT} writes; most log kept per node:`, keptMax);
+    // One Ready more than on one node: the snapshot is encoded in the background, so
+    // it is stored a Ready after its index, and that Ready's entries (up to CLIENTS)
+    // wait with it. Without bounded compaction the log grew to 3,536-5,460 here.
     for (const kept of keptMax.values()) {
-      expect(kept).toBeLessThanOrEqual(THRESHOLD + RETAIN + 2 * CLIENTS);
+      expect(kept).toBeLessThanOrEqual(THRESHOLD + RETAIN + 3 * CLIENTS);
     }
   } finally {
     await Promise.all(nodes.map((node) => node.stop()));
