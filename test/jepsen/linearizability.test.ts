@@ -324,7 +324,7 @@ describe('linearizability checker: the lock model', () => {
     const report = result.locks.find((r) => r.lock === 'L');
     expect(report?.verdict).toBe('violation');
     // a's grant and release, and b's grant; c used the other lock.
-    const ids = (ops: readonly LinOp[] | undefined) => ops?.map((op) => op.id).sort();
+    const ids = (ops: readonly { id: number }[] | undefined) => ops?.map((op) => op.id).sort();
     expect(ids(report?.minimal)).toEqual(ids([history[1], history[4], history[5]] as LinOp[]));
     expect(ids(report?.longestPrefix)).toEqual(ids([history[1]] as LinOp[]));
     expect(ids(report?.nextCandidates)).toEqual(ids([history[4]] as LinOp[]));
@@ -440,7 +440,7 @@ const smallOpArb: fc.Arbitrary<Omit<LinOp, 'id'>> = fc
     span: spanArb,
     outcome: fc.constantFrom('ok', 'ok', 'ok', 'fail', 'info'),
     token: fc.integer({ min: 1, max: 5 }),
-    failCode: fc.constantFrom('busy', 'sessionGone', 'other'),
+    failCode: fc.constantFrom('busy', 'sessionGone', 'grantEnded', 'other'),
     ttlMs: fc.constantFrom(10, 30, 60),
   })
   .map((r) => {
@@ -460,7 +460,9 @@ const smallOpArb: fc.Arbitrary<Omit<LinOp, 'id'>> = fc
         return {
           ...common,
           type: r.type,
-          ...(r.outcome === 'fail' && r.failCode !== 'busy' ? { failCode: r.failCode } : {}),
+          ...(r.outcome === 'fail' && (r.failCode === 'sessionGone' || r.failCode === 'other')
+            ? { failCode: r.failCode }
+            : {}),
         } as Omit<LinOp, 'id'>;
       case 'acquire':
         return {

@@ -27,6 +27,7 @@ import {
 import {
   errorText,
   faultWindows,
+  grantEnded,
   History,
   type NemesisEvent,
   now,
@@ -578,8 +579,13 @@ async function oneHold(ctx: ClientContext, session: Session, acquires: Op[]): Pr
     token = handle.token;
     release = () => handle.release();
   } catch (error) {
-    if (error instanceof LockNotAcquiredError || error instanceof SessionLostError) {
+    if (
+      error instanceof LockNotAcquiredError ||
+      error instanceof SessionLostError ||
+      grantEnded(error)
+    ) {
       // Not acquired (the wait ended), or refused before sending: certainly not granted.
+      // Or granted and ended before the answer: held by nobody now.
       history.complete(acquireOp, 'fail', { error: errorText(error) });
       await sleep(prng.intBetween(0, 50));
       return true;

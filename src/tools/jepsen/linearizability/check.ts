@@ -205,7 +205,7 @@ function unexplained(
     (other) =>
       !kept.has(other) &&
       other.type === 'acquire' &&
-      other.outcome !== 'fail' &&
+      mayHold(other) &&
       needers.some(
         (op) =>
           other.session !== op.session &&
@@ -214,6 +214,11 @@ function unexplained(
           endedBy(endedMs, other) >= op.invokeMs,
       ),
   );
+}
+
+/** Whether the acquire's grant may have been held by someone's op: granted, or maybe. */
+function mayHold(acquire: AcquireOp): boolean {
+  return acquire.outcome !== 'fail' || acquire.failCode === 'grantEnded';
 }
 
 /**
@@ -238,7 +243,9 @@ function holdsEndedByMs(ops: readonly PartitionOp[]): Map<string, number> {
 
 /** When the grant of `acquire` had certainly ended (+∞ if nothing says). */
 function endedBy(ended: ReadonlyMap<string, number>, acquire: AcquireOp): number {
-  const closedMs = ended.get(`${acquire.session}/`) ?? Number.POSITIVE_INFINITY;
+  // Answered grantEnded: ended by its answer.
+  const toldMs = acquire.failCode === 'grantEnded' ? returnMs(acquire) : Number.POSITIVE_INFINITY;
+  const closedMs = Math.min(toldMs, ended.get(`${acquire.session}/`) ?? Number.POSITIVE_INFINITY);
   if (acquire.token === undefined) return closedMs;
   return Math.min(
     closedMs,

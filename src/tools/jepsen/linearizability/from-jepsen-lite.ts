@@ -111,11 +111,15 @@ function tokenOf(op: JepsenLiteOp): number {
 }
 
 /**
- * run.ts records the error as `name: message`. A wait that ended without the lock is a
- * statement about the lock; a session found lost by the client before sending is not.
+ * run.ts records the error as `name: message`, or a cluster's refusal as `code: message`
+ * (history.ts errorText). A wait that ended without the lock is a statement about the
+ * lock; so is a grant that ended before the answer (grantEnded, FAILED_PRECONDITION: its
+ * grant was withdrawn, revoked or reached its max hold); a session found lost by the
+ * client before sending is not.
  */
 function failCodeOf(error: string | undefined): AcquireFailCode {
   if (error?.startsWith('LockNotAcquiredError') === true) return 'busy';
+  if (error?.startsWith('grantEnded:') === true) return 'grantEnded';
   return 'other';
 }
 
