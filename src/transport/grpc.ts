@@ -176,6 +176,8 @@ class PeerLink {
   private writable = true;
   private closed = false;
   private openedAtMs = 0;
+  /** The flush that takes what this turn of the event loop enqueued (see `enqueue`). */
+  private flushScheduled = false;
 
   constructor(
     private readonly peer: NodeId,
@@ -192,10 +194,28 @@ class PeerLink {
       this.options.onDrop?.(this.peer, 'queue full');
     }
     this.queue.push(message);
-    this.flush();
+    // One stream write per peer per callback, not one per message: a Ready's acks, or
+    // the appends and answers one inbound batch causes, leave together, and each gRPC
+    // message costs both ends far more CPU than its msgpack bytes. A microtask, not
+    // setImmediate: the write still happens before the event loop moves on (with
+    // setImmediate, test/node/grpc-membership.test.ts lost a start-up address
+    // announcement to a link that was not up yet).
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    queueMicrotask(() => {
+      if (!this.flushScheduled) return;
+      this.flushScheduled = false;
+      this.flush();
+    });
   }
 
   close(): void {
+    // What was enqueued before the close goes out first, as when every enqueue wrote at
+    // once: a link replaced for a new address (addPeer) still delivers it on the old one.
+    if (this.flushScheduled) {
+      this.flushScheduled = false;
+      this.flush();
+    }
     this.closed = true;
     if (this.reconnectTimer !== null) clearTimeout(this.reconnectTimer);
     this.stream?.end();
