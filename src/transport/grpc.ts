@@ -194,19 +194,22 @@ class PeerLink {
       this.options.onDrop?.(this.peer, 'queue full');
     }
     this.queue.push(message);
-    // One stream write per peer per callback, not one per message: a Ready's acks, or
-    // the appends and answers one inbound batch causes, leave together, and each gRPC
-    // message costs both ends far more CPU than its msgpack bytes. A microtask, not
-    // setImmediate: the write still happens before the event loop moves on (with
-    // setImmediate, test/node/grpc-membership.test.ts lost a start-up address
-    // announcement to a link that was not up yet).
+    // One stream write per peer per turn of the event loop, not one per message: the
+    // leader appends for every proposal, each in the callback of its own client call,
+    // and a follower acknowledges every append; each gRPC message costs both ends far
+    // more CPU than its msgpack bytes. setImmediate takes what every I/O callback of
+    // this turn enqueued. A link with no stream yet flushes on a microtask instead, so
+    // it starts connecting as soon as before (test/node/grpc-membership.test.ts lost a
+    // start-up address announcement when that open waited for setImmediate too).
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    queueMicrotask(() => {
+    const flushNow = () => {
       if (!this.flushScheduled) return;
       this.flushScheduled = false;
       this.flush();
-    });
+    };
+    if (this.stream === null) queueMicrotask(flushNow);
+    else setImmediate(flushNow);
   }
 
   close(): void {
