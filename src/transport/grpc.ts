@@ -201,6 +201,13 @@ class PeerLink {
     // this turn enqueued. A link with no stream yet flushes on a microtask instead, so
     // it starts connecting as soon as before (test/node/grpc-membership.test.ts lost a
     // start-up address announcement when that open waited for setImmediate too).
+    // A full batch leaves at once: waiting for the turn to end would gain nothing, and
+    // a turn that enqueued past queueMessagesMax would drop messages that could have gone.
+    if (this.queue.length >= this.options.batchMessagesMax) {
+      this.flushScheduled = false;
+      this.flush();
+      return;
+    }
     if (this.flushScheduled) return;
     this.flushScheduled = true;
     const flushNow = () => {
