@@ -39,7 +39,6 @@ import type { PeerMessage } from './peer-message.ts';
 import { claimedSender, peerMessageProblem } from './peer-message-check.ts';
 import { type AppliedProposal, type LateApplyListener, ProposalRegistry } from './proposals.ts';
 import { REAL_SCHEDULER, type Scheduler, type TimerHandle } from './scheduler.ts';
-import { withoutSupersededAcks } from './superseded-acks.ts';
 import { continueTrace, type TraceContext, traceparentOf } from './trace.ts';
 import type { Transport } from './transport.ts';
 
@@ -929,9 +928,7 @@ export class DlmNode {
   }
 
   private sendRaft(messages: readonly Message[]): void {
-    for (const message of withoutSupersededAcks(messages)) {
-      this.transport.send({ kind: 'raft', message });
-    }
+    for (const message of messages) this.transport.send({ kind: 'raft', message });
   }
 
   private async runReadyLoop(): Promise<void> {
