@@ -203,7 +203,12 @@ class PeerLink {
     // start-up address announcement when that open waited for setImmediate too).
     // A full batch leaves at once: waiting for the turn to end would gain nothing, and
     // a turn that enqueued past queueMessagesMax would drop messages that could have gone.
-    if (this.queue.length >= this.options.batchMessagesMax) {
+    // A queue bound below the batch size fills first, so it counts as full too; over a
+    // link that cannot take them (not writable, reconnecting) flush writes nothing and
+    // the bound drops the oldest as before.
+    if (
+      this.queue.length >= Math.min(this.options.batchMessagesMax, this.options.queueMessagesMax)
+    ) {
       this.flushScheduled = false;
       this.flush();
       return;
