@@ -122,7 +122,14 @@ export class GrpcTransport implements Transport {
     if (existing?.address === address) return;
     existing?.close();
     const credentials = this.options.credentials?.client ?? grpc.credentials.createInsecure();
-    const client = new this.Client(address, credentials) as unknown as RaftClient;
+    // grpc-js keeps its own reconnect backoff per channel (1 s, x1.6, up to 120 s) and,
+    // while it waits, fails every new stream at once with UNAVAILABLE: the messages
+    // written into it are lost, so a peer that came up (late start, restart) stayed
+    // unreachable for seconds (2.6-5.9 s measured). Its backoff follows the link's own.
+    const client = new this.Client(address, credentials, {
+      'grpc.initial_reconnect_backoff_ms': this.options.reconnectDelayMsMin,
+      'grpc.max_reconnect_backoff_ms': this.options.reconnectDelayMsMax,
+    }) as unknown as RaftClient;
     this.links.set(id, new PeerLink(id, address, client, this.options));
   }
 
@@ -198,9 +205,12 @@ class PeerLink {
     // leader appends for every proposal, each in the callback of its own client call,
     // and a follower acknowledges every append; each gRPC message costs both ends far
     // more CPU than its msgpack bytes. setImmediate takes what every I/O callback of
-    // this turn enqueued. A link with no stream yet flushes on a microtask instead, so
-    // it starts connecting as soon as before (test/node/grpc-membership.test.ts lost a
-    // start-up address announcement when that open waited for setImmediate too).
+    // this turn enqueued. A link with no stream yet flushes on a microtask instead, as
+    // soon as before. Opening on setImmediate made test/node/grpc-membership.test.ts lose
+    // a start-up address announcement, though not because the open came later: n1 and n2
+    // then elected sooner, so n1's announcement to n3 (started last) fell inside grpc-js's
+    // channel backoff towards n3, which failed the stream and lost what was written. That
+    // backoff now follows the link's own (see addPeer); the microtask keeps the old timing.
     // A full batch leaves at once: waiting for the turn to end would gain nothing, and
     // a turn that enqueued past queueMessagesMax would drop messages that could have gone.
     // A queue bound below the batch size fills first, so it counts as full too; over a
