@@ -35,18 +35,26 @@ const SCRAPE_TIMEOUT_MS = 5_000;
 /** Prometheus samples by series (`name{labels}` as written), value parsed. */
 export type Samples = ReadonlyMap<string, number>;
 
+/** A node that just started serves its API before its metrics: a few tries, briefly apart. */
+const SCRAPE_TRIES = 20;
+const SCRAPE_RETRY_MS = 250;
+
 /** GETs http://address/metrics and parses the text format; rejects naming the address. */
 export async function scrapeMetrics(address: string): Promise<Samples> {
-  let text: string;
-  try {
-    const answer = await fetch(`http://${address}/metrics`, {
-      signal: AbortSignal.timeout(SCRAPE_TIMEOUT_MS),
-    });
-    text = await answer.text();
-  } catch (error) {
-    throw new Error(`cannot scrape metrics at ${address}`, { cause: error });
+  let lastError: unknown;
+  for (let attempt = 0; attempt < SCRAPE_TRIES; attempt++) {
+    try {
+      const answer = await fetch(`http://${address}/metrics`, {
+        signal: AbortSignal.timeout(SCRAPE_TIMEOUT_MS),
+      });
+      return parseMetrics(await answer.text());
+    } catch (error) {
+      lastError = error;
+      await new Promise((resolve) => setTimeout(resolve, SCRAPE_RETRY_MS));
+    }
   }
-  return parseMetrics(text);
+  const why = lastError instanceof Error ? lastError.message : String(lastError);
+  throw new Error(`cannot scrape metrics at ${address} (${SCRAPE_TRIES} tries): ${why}`);
 }
 
 export function parseMetrics(text: string): Samples {

@@ -30,7 +30,7 @@ export interface ScaleContext {
   readonly waitMs: number;
 }
 
-/** A limit the bench raised in the cluster config it generated, to fit the asked size. */
+/** A setting the bench changed in the cluster config it generated (a limit raised to fit the size asked). */
 export interface RaisedLimit {
   readonly field: string;
   readonly from: number;
@@ -64,7 +64,7 @@ export async function startScaleCluster(
   const dir = join(context.dir, name);
   mkdirSync(dir);
   for (const limit of raised) {
-    context.io.err(`${name}: config raises ${limit.field} from ${limit.from} to ${limit.to}\n`);
+    context.io.err(`${name}: config sets ${limit.field} from ${limit.from} to ${limit.to}\n`);
   }
   context.io.err(`${name}: starting a fresh 3-node dlm cluster in ${dir}\n`);
   const cluster = await ScaleCluster.start(dir, extra);

@@ -1,3 +1,4 @@
+import { DEFAULT_RUNTIME_CONFIG } from '../../config/types.ts';
 import type { BenchErrors } from './bench-errors.ts';
 import { metricSum, scrapeMetrics } from './node-probe.ts';
 import type { ScaleCluster } from './scale-cluster.ts';
@@ -86,7 +87,22 @@ export async function runLocksCell(context: ScaleContext): Promise<LocksResult> 
   const sessions = Math.min(scale.lockSessions, scale.locks);
   const locksPerSession = Math.ceil(scale.locks / sessions);
   const target = sessions * locksPerSession;
-  const { extra, raised } = limitsFor({ locksMax: target, sessionsMax: sessions });
+  const limits = limitsFor({ locksMax: target, sessionsMax: sessions });
+  const extra =
+    scale.snapshotEntries === null
+      ? limits.extra
+      : { ...limits.extra, runtime: { snapshotEntriesThreshold: scale.snapshotEntries } };
+  const raised: RaisedLimit[] =
+    scale.snapshotEntries === null
+      ? limits.raised
+      : [
+          ...limits.raised,
+          {
+            field: 'runtime.snapshotEntriesThreshold',
+            from: DEFAULT_RUNTIME_CONFIG.snapshotEntriesThreshold,
+            to: scale.snapshotEntries,
+          },
+        ];
   const { cluster, leader } = await startScaleCluster(context, 'locks', extra, raised);
   const endpoints = endpointsVia(cluster.members, leader, 'leader');
   const perWorker = Array.from(

@@ -13,6 +13,8 @@ export interface ScaleOptions {
   readonly locks: number;
   readonly lockSessions: number;
   readonly lockSessionTtlMs: number;
+  /** The locks cluster's runtime.snapshotEntriesThreshold; null: dlm's default. */
+  readonly snapshotEntries: number | null;
   /** Opens, acquires and closes in flight at once, per worker. */
   readonly concurrency: number;
   readonly rampMax: number;
@@ -26,6 +28,7 @@ export const SCALE_DEFAULTS: ScaleOptions = {
   locks: 100_000,
   lockSessions: 200,
   lockSessionTtlMs: 60_000,
+  snapshotEntries: null,
   concurrency: 128,
   rampMax: 256,
   rampP99Ms: 50,
@@ -45,7 +48,8 @@ the pair cells:
             (default ${SCALE_DEFAULTS.lockSessions}, TTL --lock-session-ttl-ms, default ${SCALE_DEFAULTS.lockSessionTtlMs}: long enough to
             outlive a whole-cluster restart); reports fill rate, RSS per node, the
             newest snapshot's size and the time to encode/decode it (read from a killed
-            follower's LevelDB), a follower's restart (kill -9 → caught up → a
+            follower's LevelDB; --snapshot-entries N sets the cluster's
+            runtime.snapshotEntriesThreshold, default dlm's), a follower's restart (kill -9 → caught up → a
             linearizable Describe through it) and the whole cluster's
   ramp:     distinct-lock clients 1, 2, 4, ... up to --ramp-max N (default ${SCALE_DEFAULTS.rampMax}), --seconds
             each, after --warmup, until acquire p99 passes --ramp-p99-ms (default ${SCALE_DEFAULTS.rampP99Ms});
@@ -83,6 +87,9 @@ export function applyScaleValue(
       return true;
     case '--lock-session-ttl-ms':
       options.lockSessionTtlMs = integer(flag, value, 1_000, 300_000);
+      return true;
+    case '--snapshot-entries':
+      options.snapshotEntries = integer(flag, value, 1, 100_000_000);
       return true;
     case '--scale-concurrency':
       options.concurrency = integer(flag, value, 1, 1_024);

@@ -70,7 +70,7 @@ function formatSessions(r: SessionsResult): string {
   const met = r.opened >= SESSIONS_TARGET && r.spuriousExpiries === 0 && lostCount(r) === 0;
   return lines([
     `sessions: ${r.sessions} sessions, TTL ${r.ttlMs} ms, held ${r.holdSeconds.toFixed(0)} s, ${r.workers} workers${raisedText(r.raisedLimits)}`,
-    `  open         ${r.opened} in ${r.openSeconds.toFixed(1)} s (${r.opensPerSecond.toFixed(0)}/s), ${r.openErrors.count} errors`,
+    `  open         ${r.opened} in ${r.openSeconds.toFixed(1)} s (${r.opensPerSecond.toFixed(0)}/s), ${r.openErrors.count} errors, leader ${pct(r.openLeaderCpuPercent)} of a core meanwhile`,
     `  keepalives   ${r.keepAlivesAnswered} answered, ${r.keepAlivesPerSecond.toFixed(0)}/s (the client sends ~${r.keepAlivesPerSecondExpected.toFixed(0)}/s), ` +
       `p50 ${ms(r.keepAliveMs.p50)} p99 ${ms(r.keepAliveMs.p99)} max ${ms(r.keepAliveMs.max)} ms, ${r.keepAliveErrors} errors`,
     `  leader ${r.leader}    ${pct(leader?.cpuPercent)} of a core, ${fixed(leader?.msPerKeepAlive, 3)} ms CPU per keepalive` +
@@ -79,7 +79,7 @@ function formatSessions(r: SessionsResult): string {
     `  RSS MB       ${r.nodes.map((node) => `${node.name} ${fixed(node.rssMb, 0)} (peak ${fixed(node.peakRssMb, 0)})`).join(', ')}`,
     `  server       dlm_sessions ${r.nodes.map((node) => `${node.name} ${node.sessionsGauge}`).join(', ')}`,
     `  SPURIOUS EXPIRIES ${r.spuriousExpiries} (keepalives answered NOT_FOUND ${r.clientSawExpired}, ` +
-      `dlm_session_expiries_total rise ${r.serverExpiries}); sessions lost ${lostCount(r)}, alive at the end ${r.sessionsAliveAtEnd}/${r.opened}`,
+      `dlm_session_expiries_total rise ${r.serverExpiries}); lost first on the client (no keepalive confirmed by its safe deadline) ${lostCount(r)}, alive at the end ${r.sessionsAliveAtEnd}/${r.opened}`,
     `  lg           busy ${pct(r.lgBusy * 100)}, ${fixed(r.lgCpuMsPerKeepAlive, 3)} ms CPU per keepalive, RSS max ${fixed(r.lgRssMbMax, 0)} MB`,
     `  target       ${SESSIONS_TARGET} live sessions, zero spurious expiries: ${met ? 'met' : 'NOT met'}`,
   ]);
@@ -149,7 +149,7 @@ function memoryText(nodes: readonly NodeMemory[]): string {
 
 function raisedText(raised: readonly { field: string; from: number; to: number }[]): string {
   if (raised.length === 0) return '';
-  return `; config raised ${raised.map((limit) => `${limit.field} ${limit.from}→${limit.to}`).join(', ')}`;
+  return `; config sets ${raised.map((limit) => `${limit.field} ${limit.from}→${limit.to}`).join(', ')}`;
 }
 
 function lostCount(r: SessionsResult): number {

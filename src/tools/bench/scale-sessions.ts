@@ -45,6 +45,8 @@ export interface SessionsResult {
   readonly openSeconds: number;
   readonly opensPerSecond: number;
   readonly openErrors: BenchErrors;
+  /** The leader's CPU while the sessions opened (their keepalives included), % of a core. */
+  readonly openLeaderCpuPercent: number;
   readonly ttlMs: number;
   readonly holdSeconds: number;
   readonly workers: number;
@@ -90,6 +92,7 @@ export async function runSessionsCell(context: ScaleContext): Promise<SessionsRe
   io.err(
     `sessions: opening ${scale.sessions} sessions (TTL ${context.sessionTtlMs} ms) over ${pool.size} workers\n`,
   );
+  const nodesBeforeOpen = readNodes(cluster);
   const openStartMs = performance.now();
   const opened = await pool.ask(
     (worker) => ({
@@ -105,6 +108,9 @@ export async function runSessionsCell(context: ScaleContext): Promise<SessionsRe
   );
   const openSeconds = (performance.now() - openStartMs) / 1000;
   const openedCount = opened.reduce((sum, answer) => sum + answer.opened, 0);
+  const leaderOpenCpuMs =
+    (readNodes(cluster).find((node) => node.name === leader)?.cpuMs ?? Number.NaN) -
+    (nodesBeforeOpen.find((node) => node.name === leader)?.cpuMs ?? Number.NaN);
   io.err(
     `sessions: ${openedCount} open in ${openSeconds.toFixed(1)} s; holding ${scale.holdSeconds} s\n`,
   );
@@ -163,6 +169,7 @@ export async function runSessionsCell(context: ScaleContext): Promise<SessionsRe
     opened: openedCount,
     openSeconds,
     opensPerSecond: openedCount / openSeconds,
+    openLeaderCpuPercent: (leaderOpenCpuMs / (openSeconds * 1000)) * 100,
     openErrors: {
       count: opened.reduce((sum, answer) => sum + answer.errors.count, 0),
       messages: Object.assign({}, ...opened.map((answer) => answer.errors.messages)),

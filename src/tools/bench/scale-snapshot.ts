@@ -34,6 +34,7 @@ export async function inspectSnapshot(dataDir: string): Promise<SnapshotFigures>
   const storageLoadMs = performance.now() - startMs;
   try {
     const snapshot = storage.snapshot();
+    if (snapshot.data.byteLength === 0) return noSnapshot(dataDirBytes, storageLoadMs);
     startMs = performance.now();
     const decoded = decodeLockSnapshot(snapshot.data);
     const decodeMs = performance.now() - startMs;
@@ -59,6 +60,23 @@ export async function inspectSnapshot(dataDir: string): Promise<SnapshotFigures>
   } finally {
     await storage.close();
   }
+}
+
+/** The node has taken no snapshot yet (fewer entries than runtime.snapshotEntriesThreshold). */
+function noSnapshot(dataDirBytes: number, storageLoadMs: number): SnapshotFigures {
+  const none = Number.NaN;
+  return {
+    index: 0,
+    bytes: 0,
+    locks: 0,
+    sessions: 0,
+    dedupeEntries: 0,
+    dataDirBytes,
+    storageLoadMs,
+    decodeMs: none,
+    restoreMs: none,
+    takeMs: none,
+  };
 }
 
 function directoryBytes(dir: string): number {
