@@ -79,7 +79,7 @@ function formatSessions(r: SessionsResult): string {
     `  RSS MB       ${r.nodes.map((node) => `${node.name} ${fixed(node.rssMb, 0)} (peak ${fixed(node.peakRssMb, 0)})`).join(', ')}`,
     `  server       dlm_sessions ${r.nodes.map((node) => `${node.name} ${node.sessionsGauge}`).join(', ')}`,
     `  SPURIOUS EXPIRIES ${r.spuriousExpiries} (keepalives answered NOT_FOUND ${r.clientSawExpired}, ` +
-      `dlm_session_expiries_total rise ${r.serverExpiries}); lost first on the client (no keepalive confirmed by its safe deadline) ${lostCount(r)}, alive at the end ${r.sessionsAliveAtEnd}/${r.opened}`,
+      `dlm_session_expiries_total rise ${r.serverExpiries}); sessions whose signal fired ${lostCount(r)} (why: sessionsLost in the JSON), alive at the end ${r.sessionsAliveAtEnd}/${r.opened}`,
     `  lg           busy ${pct(r.lgBusy * 100)}, ${fixed(r.lgCpuMsPerKeepAlive, 3)} ms CPU per keepalive, RSS max ${fixed(r.lgRssMbMax, 0)} MB`,
     `  target       ${SESSIONS_TARGET} live sessions, zero spurious expiries: ${met ? 'met' : 'NOT met'}`,
   ]);
