@@ -35,6 +35,11 @@ export function finishScaleRun(
     scale: results,
   };
   writeFileSync(path, `${JSON.stringify(report, null, 2)}\n`);
+  const load = loadavg().map((each) => each.toFixed(1));
+  io.out(
+    `\nhost: ${cpus().length} cores, load average ${load.join(' ')} at the end ` +
+      '(the cluster and the load generator share them with everything else)\n',
+  );
   io.out(`\nresults: ${path}\n`);
   for (const failure of failures) io.err(`FAILED ${failure}\n`);
   return failures.length > 0 ? 1 : 0;
