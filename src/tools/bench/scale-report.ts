@@ -99,7 +99,7 @@ function formatLocks(r: LocksResult): string {
   const met = r.acquired >= LOCKS_TARGET && worstRss < RSS_TARGET_MB;
   const s = r.snapshot;
   return lines([
-    `locks: ${r.acquired} of ${r.sessions * r.locksPerSession} held (${r.sessions} sessions × ${r.locksPerSession})${raisedText(r.raisedLimits)}`,
+    `locks: ${r.acquired} of ${r.sessions * r.locksPerSession} acquired (${r.sessions} sessions × ${r.locksPerSession})${raisedText(r.raisedLimits)}`,
     `  fill         ${r.fillSeconds.toFixed(1)} s, ${r.fillPerSecond.toFixed(0)} acquires/s (first fifth ${r.fillRate.firstFifthPerSecond.toFixed(0)}/s, ` +
       `last fifth ${r.fillRate.lastFifthPerSecond.toFixed(0)}/s), leader ${fixed(r.fillLeaderCpuMsPerAcquire, 3)} ms CPU per acquire, ${r.fillErrors.count} errors`,
     `  RSS MB       after the fill: ${memoryText(r.afterFill)}`,
@@ -149,7 +149,8 @@ function restartText(figures: RestartFigures): string {
 }
 
 function memoryText(nodes: readonly NodeMemory[]): string {
-  return nodes.map((node) => `${node.name} ${fixed(node.rssMb, 0)}`).join(', ');
+  const text = nodes.map((node) => `${node.name} ${fixed(node.rssMb, 0)}`).join(', ');
+  return `${text} (dlm_locks_in_use ${nodes.map((node) => fixed(node.locksGauge, 0)).join('/')})`;
 }
 
 function raisedText(raised: readonly { field: string; from: number; to: number }[]): string {
