@@ -43,14 +43,15 @@ the pair cells:
             reports keepalives/s answered, leader CPU per keepalive and % of a core,
             follower CPU, RSS per node, and spurious expiries: every session is kept
             alive throughout, so any expiry (a KeepAlive answered NOT_FOUND, or the
-            leader's dlm_session_expiries_total rising) is one; the run fails on any
+            nodes' dlm_session_expiries_total rising) is one; the run fails on any
   locks:    --locks N held locks (default ${SCALE_DEFAULTS.locks}) over --lock-sessions N sessions
             (default ${SCALE_DEFAULTS.lockSessions}, TTL --lock-session-ttl-ms, default ${SCALE_DEFAULTS.lockSessionTtlMs}: long enough to
             outlive a whole-cluster restart); reports fill rate, RSS per node, the
             newest snapshot's size and the time to encode/decode it (read from a killed
             follower's LevelDB; --snapshot-entries N sets the cluster's
-            runtime.snapshotEntriesThreshold, default dlm's), a follower's restart (kill -9 → caught up → a
-            linearizable Describe through it) and the whole cluster's
+            runtime.snapshotEntriesThreshold, default dlm's), a follower's restart
+            (kill -9 → caught up → a linearizable Describe through it) and the
+            whole cluster's; every lock must still be held on every node after
   ramp:     distinct-lock clients 1, 2, 4, ... up to --ramp-max N (default ${SCALE_DEFAULTS.rampMax}), --seconds
             each, after --warmup, until acquire p99 passes --ramp-p99-ms (default ${SCALE_DEFAULTS.rampP99Ms});
             names the breaking point and what ran out (leader CPU, the machine's
