@@ -19,9 +19,22 @@ import {
 } from './sections.ts';
 import { checkTiming } from './timing.ts';
 import { readTlsSection } from './tls.ts';
-import type { ClusterFileConfig, NodeConfig } from './types.ts';
+import {
+  type ClusterFileConfig,
+  DEFAULT_PEER_TRANSPORT,
+  type NodeConfig,
+  PEER_TRANSPORT_KINDS,
+  type PeerTransportKind,
+} from './types.ts';
 
-const TOP_FIELDS: readonly string[] = ['clusterId', 'nodes', 'dataDir', 'tls', ...SECTION_NAMES];
+const TOP_FIELDS: readonly string[] = [
+  'clusterId',
+  'nodes',
+  'dataDir',
+  'tls',
+  'peerTransport',
+  ...SECTION_NAMES,
+];
 
 /** Like node ids: it goes into logs, metrics and error messages, so it stays plain. */
 export const CLUSTER_ID_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/;
@@ -53,6 +66,7 @@ export function parseClusterConfig(json: unknown, baseDir: string): ClusterFileC
     lock,
     runtime: readRuntimeSection(problems, ownField(root, 'runtime')),
     tls: readTlsSection(problems, ownField(root, 'tls'), baseDir),
+    peerTransport: readPeerTransport(problems, ownField(root, 'peerTransport')),
   };
   if (problems.list.length > 0) throw new ConfigError(problems.list);
   return Object.freeze(config);
@@ -66,6 +80,15 @@ function readClusterId(problems: Problems, value: unknown): string | null {
     `expected an id matching ${CLUSTER_ID_PATTERN}, got ${describeValue(value)}`,
   );
   return null;
+}
+
+function readPeerTransport(problems: Problems, value: unknown): PeerTransportKind {
+  if (value === undefined) return DEFAULT_PEER_TRANSPORT;
+  const kind = PEER_TRANSPORT_KINDS.find((known) => known === value);
+  if (kind !== undefined) return kind;
+  const expected = PEER_TRANSPORT_KINDS.map((known) => JSON.stringify(known)).join(' or ');
+  problems.add('peerTransport', `expected ${expected}, got ${describeValue(value)}`);
+  return DEFAULT_PEER_TRANSPORT;
 }
 
 function readDataDir(problems: Problems, value: unknown, baseDir: string): string {

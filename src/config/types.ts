@@ -65,6 +65,14 @@ export interface RuntimeConfig {
   readonly backpressureRetryAfterMs: number;
   /** Messages queued for one peer. Past it the oldest are dropped, which Raft tolerates (it resends). */
   readonly peerQueueMessagesMax: number;
+  /**
+   * The largest frame the TCP peer transport sends or accepts (payload bytes). A peer
+   * announcing a bigger one is disconnected; a single message bigger than this is
+   * dropped by its sender. Bounds what one connection can make a node buffer.
+   */
+  readonly peerFrameBytesMax: number;
+  /** TCP peer transport: a connection not up (or, inbound, not introduced) within this is dropped and retried. */
+  readonly peerConnectTimeoutMs: number;
   /** Reconnecting to a peer backs off from this delay … */
   readonly peerReconnectDelayMsMin: number;
   /** … up to this one. */
@@ -93,13 +101,24 @@ export interface ClusterFileConfig {
    */
   readonly lock: LockLimits;
   readonly runtime: RuntimeConfig;
-  /** Mutual TLS on every gRPC endpoint; null: plaintext. */
+  /** Mutual TLS on every gRPC endpoint (and the TCP peer port); null: plaintext. */
   readonly tls: TlsFiles | null;
+  /**
+   * How nodes carry Raft traffic to each other: gRPC streams (the default), or
+   * length-prefixed frames over plain TCP (TLS when `tls` is set). Every node of a
+   * cluster must use the same: neither understands the other's port.
+   */
+  readonly peerTransport: PeerTransportKind;
 }
+
+export const PEER_TRANSPORT_KINDS = ['grpc', 'tcp'] as const;
+export type PeerTransportKind = (typeof PEER_TRANSPORT_KINDS)[number];
+export const DEFAULT_PEER_TRANSPORT: PeerTransportKind = 'grpc';
 
 /** The file as written: only `nodes` and `dataDir` are required. */
 export interface ClusterConfigInput {
   readonly clusterId?: string;
+  readonly peerTransport?: PeerTransportKind;
   readonly nodes: readonly NodeConfigInput[];
   readonly dataDir: string;
   readonly raft?: Partial<RaftConfig>;
@@ -122,6 +141,9 @@ export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
   sessionStreamWaitsInFlightMax: 1_024,
   backpressureRetryAfterMs: 100,
   peerQueueMessagesMax: 1_024,
+  // 64 times the default snapshot chunk, far above any batch a healthy cluster sends.
+  peerFrameBytesMax: 16 * 1024 * 1024,
+  peerConnectTimeoutMs: 2_000,
   peerReconnectDelayMsMin: 50,
   peerReconnectDelayMsMax: 2_000,
   leadershipTransferTimeoutMs: 2_000,

@@ -1,0 +1,46 @@
+import type { Logger } from 'pino';
+import type { ClusterFileConfig, NodeConfig, TlsMaterial } from '../config/index.ts';
+import type { Transport } from '../node/transport.ts';
+import { GrpcTransport } from '../transport/grpc.ts';
+import { TcpTransport } from '../transport/tcp.ts';
+import { type NodeId, nodeId } from '../util/ids.ts';
+import { channelCredentials, serverCredentials } from './target.ts';
+
+/** Messages per frame (TCP) or stream write (gRPC). */
+const PEER_BATCH_MESSAGES_MAX = 256;
+
+/**
+ * The peer transport the config names (`peerTransport`), listening on this node's peer
+ * port, with the same mutual TLS material either way.
+ */
+export function startPeerTransport(
+  config: ClusterFileConfig,
+  self: NodeConfig,
+  tls: TlsMaterial | null,
+  logger: Logger,
+): Promise<Transport> {
+  const common = {
+    id: nodeId(self.id),
+    // Others dial peerAddress; it leads here through whatever forwards (NAT, a proxy).
+    listenAddress: self.peerListenAddress,
+    peers: new Map<NodeId, string>(config.nodes.map((node) => [nodeId(node.id), node.peerAddress])),
+    queueMessagesMax: config.runtime.peerQueueMessagesMax,
+    batchMessagesMax: PEER_BATCH_MESSAGES_MAX,
+    reconnectDelayMsMin: config.runtime.peerReconnectDelayMsMin,
+    reconnectDelayMsMax: config.runtime.peerReconnectDelayMsMax,
+    onRejected: (from: string, problem: string) =>
+      logger.warn({ from, problem }, 'dropped a malformed peer batch'),
+  };
+  if (config.peerTransport === 'tcp') {
+    return TcpTransport.start({
+      ...common,
+      frameBytesMax: config.runtime.peerFrameBytesMax,
+      connectTimeoutMs: config.runtime.peerConnectTimeoutMs,
+      ...(tls === null ? {} : { tls }),
+    });
+  }
+  return GrpcTransport.start({
+    ...common,
+    credentials: { server: serverCredentials(tls), client: channelCredentials(tls) },
+  });
+}
