@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   type Acknowledged,
@@ -29,6 +30,10 @@ describe('real processes under failure', () => {
       const c = cluster;
       c.startAll();
       const oldLeader = await c.waitForLeader(15_000);
+      // The transport asked for is the one that runs.
+      expect(readFileSync(c.logPath(oldLeader), 'utf8')).toContain(
+        `"peerTransport":"${peerTransport}"`,
+      );
       const session = await openSession(c);
       const acknowledged: Acknowledged[] = [];
       const acks: Timing[] = [];
