@@ -20,7 +20,10 @@ const NODES = 3;
 const STOP_GRACE_MS = 5_000;
 const STATUS_TIMEOUT_MS = 1_000;
 
-export async function startDlmCluster(dir: string): Promise<ServerCluster> {
+export async function startDlmCluster(
+  dir: string,
+  peerTransport: 'grpc' | 'tcp' = 'grpc',
+): Promise<ServerCluster> {
   const nodes = [];
   for (let i = 1; i <= NODES; i++) {
     nodes.push({
@@ -32,7 +35,10 @@ export async function startDlmCluster(dir: string): Promise<ServerCluster> {
   }
   const configPath = join(dir, 'cluster.config.json');
   // The tick matches what `npm run cluster` writes; everything else is the default.
-  writeFileSync(configPath, JSON.stringify({ nodes, dataDir: '.', raft: { tickIntervalMs: 50 } }));
+  writeFileSync(
+    configPath,
+    JSON.stringify({ nodes, dataDir: '.', peerTransport, raft: { tickIntervalMs: 50 } }),
+  );
   const children = nodes.map((node) =>
     spawnLogged(
       process.execPath,

@@ -24,6 +24,8 @@ export interface BenchOptions {
   /** Which member clients call first: the leader, or a follower that forwards. */
   readonly via: Via;
   readonly dlmClient: DlmClientKind;
+  /** The started dlm cluster's `peerTransport`. */
+  readonly peerTransport: 'grpc' | 'tcp';
   readonly keepData: boolean;
   readonly help: boolean;
 }
@@ -62,6 +64,8 @@ Options:
   --dlm-client library|raw  dlm clients use the TypeScript client library (default:
                       what users run) or plain grpc-js calls like the etcd clients
                       (no retries or settle: equal client costs for --compare)
+  --peer-transport grpc|tcp  the peerTransport of the dlm cluster the bench starts
+                      (default grpc); run both, alternating, to compare them
   --keep-data         keep the temp dir with the clusters' data and logs
   --help              this text
 
@@ -99,6 +103,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     compare: null as 'etcd' | null,
     via: 'leader' as Via,
     dlmClient: 'library' as DlmClientKind,
+    peerTransport: 'grpc' as 'grpc' | 'tcp',
     etcdBin: null as string | null,
     out: null as string | null,
     keepData: false,
@@ -171,6 +176,12 @@ function applyValue(options: Mutable, flag: string, value: string): void {
         throw new Error(`--via must be leader or follower, got "${value}"`);
       }
       options.via = value;
+      return;
+    case '--peer-transport':
+      if (value !== 'grpc' && value !== 'tcp') {
+        throw new Error(`--peer-transport must be grpc or tcp, got "${value}"`);
+      }
+      options.peerTransport = value;
       return;
     case '--wait-ms':
       options.waitMs = integer(flag, value, 0, 3_600_000);
