@@ -28,19 +28,24 @@ export function startPeerTransport(
     batchMessagesMax: PEER_BATCH_MESSAGES_MAX,
     reconnectDelayMsMin: config.runtime.peerReconnectDelayMsMin,
     reconnectDelayMsMax: config.runtime.peerReconnectDelayMsMax,
-    onRejected: (from: string, problem: string) =>
-      logger.warn({ from, problem }, 'dropped a malformed peer batch'),
   };
+  const rejected =
+    (message: string) =>
+    (from: string, problem: string): void =>
+      logger.warn({ from, problem }, message);
   if (config.peerTransport === 'tcp') {
     return TcpTransport.start({
       ...common,
       frameBytesMax: config.runtime.peerFrameBytesMax,
       connectTimeoutMs: config.runtime.peerConnectTimeoutMs,
+      // Framing, hellos and TLS handshakes too, not only batches.
+      onRejected: rejected('refused peer traffic'),
       ...(tls === null ? {} : { tls }),
     });
   }
   return GrpcTransport.start({
     ...common,
+    onRejected: rejected('dropped a malformed peer batch'),
     credentials: { server: serverCredentials(tls), client: channelCredentials(tls) },
   });
 }

@@ -427,6 +427,32 @@ describe('clusterId', () => {
   });
 });
 
+describe('peerTransport', () => {
+  it('is grpc when absent; tcp when asked', () => {
+    expect(parseClusterConfig(minimalConfig(), BASE_DIR).peerTransport).toBe('grpc');
+    const tcp = parseClusterConfig({ ...minimalConfig(), peerTransport: 'tcp' }, BASE_DIR);
+    expect(tcp.peerTransport).toBe('tcp');
+    expect(tcp.runtime.peerFrameBytesMax).toBe(16 * 1024 * 1024);
+  });
+
+  it.each([
+    ['TCP', '"TCP"'],
+    ['http2', '"http2"'],
+    [true, 'true'],
+  ])('refuses %j, naming the field and the choices', (value, shown) => {
+    expect(problemsOf({ ...minimalConfig(), peerTransport: value })).toEqual([
+      `peerTransport: expected "grpc" or "tcp", got ${shown}`,
+    ]);
+  });
+
+  it('refuses a frame bound the 32-bit frame header cannot carry', () => {
+    const config = { ...minimalConfig(), runtime: { peerFrameBytesMax: 2 ** 32 } };
+    expect(problemsOf(config)).toEqual([
+      'runtime.peerFrameBytesMax: expected an integer in 1..4294967295, got 4294967296',
+    ]);
+  });
+});
+
 describe('Raft timing against the lock section', () => {
   /**
    * Combinations that cannot work: each is refused with the field, the reason and the
