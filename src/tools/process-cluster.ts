@@ -489,7 +489,7 @@ export function newRequestId(): string {
  * DLM_TEST_PEER_TRANSPORT=tcp runs every process cluster (cluster tests, Jepsen) over
  * the TCP peer transport instead of the default, unless a test names one itself.
  */
-function peerTransportFromEnv(): { peerTransport?: string } {
+export function peerTransportFromEnv(): { peerTransport?: string } {
   const kind = process.env.DLM_TEST_PEER_TRANSPORT;
   return kind === undefined || kind === '' ? {} : { peerTransport: kind };
 }
