@@ -78,6 +78,9 @@ export class TcpTransport implements Transport {
         resolve();
       });
     });
+    // Once listening, a server error (out of file descriptors while accepting) must not
+    // end the process: connections are retried by their senders.
+    server.on('error', (error) => options.onRejected?.('(listener)', String(error)));
     const bound = (server.address() as net.AddressInfo).port;
     transport = new TcpTransport(options, server, bound);
     return transport;
