@@ -330,6 +330,8 @@ class PeerLink {
         : tls.connect({ host, port, ...material });
     this.socket = socket;
     this.writable = true;
+    // No Nagle: a frame is a whole batch, which must not wait for the previous one's ACK.
+    // (tls.connect ignores a noDelay option; strace shows setNoDelay reaching both.)
     socket.setNoDelay(true);
     socket.setTimeout(connectTimeoutMs, () => socket.destroy());
     socket.once(material === undefined ? 'connect' : 'secureConnect', () => socket.setTimeout(0));
