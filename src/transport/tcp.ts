@@ -65,7 +65,16 @@ export class TcpTransport implements Transport {
     const server =
       options.tls === undefined
         ? net.createServer(accept)
-        : tls.createServer({ ...options.tls, requestCert: true, rejectUnauthorized: true }, accept);
+        : tls.createServer(
+            {
+              ...options.tls,
+              requestCert: true,
+              rejectUnauthorized: true,
+              // Node's default (120 s) would let a stalled handshake hold close() that long.
+              handshakeTimeout: options.connectTimeoutMs,
+            },
+            accept,
+          );
     // A failed handshake (no client certificate, wrong CA) never reaches accept.
     server.on('tlsClientError', (error: Error, socket: tls.TLSSocket) =>
       options.onRejected?.(remoteLabel(socket), `TLS handshake refused: ${error.message}`),
