@@ -808,8 +808,14 @@ export class LockStateMachine {
         lock.holders.set(id, { ...grant, requestId: first, alsoFor: others });
       }
     }
-    // Forgotten after the undo: a later retry runs afresh, still at most one effect.
-    this.dedupe.delete(key);
+    if (first?.type === 'Acquired') {
+      // It was granted, and others saw that grant (refused as busy, told its holder): a
+      // retry must learn the grant ended, not be granted again as if it never was.
+      this.dedupe.set(key, { result: first, openAttempts: [] });
+    } else {
+      // Only a wait was undone, which told no one anything: a later retry runs afresh.
+      this.dedupe.delete(key);
+    }
     return { type: 'Withdrawn', lock: name, undid };
   }
 

@@ -12,7 +12,7 @@ import { type MeasureContext, measureCell, type Workload } from './measure.ts';
 import { BENCH_HELP, type BenchOptions, parseBenchArgs } from './options.ts';
 import { canReadProcessCpu } from './proc-cpu.ts';
 import { Progress } from './progress.ts';
-import { formatCellLine } from './report.ts';
+import { formatCellLine, formatSlowest } from './report.ts';
 import { type ServerCluster, waitForStableLeader } from './server-cluster.ts';
 import { WorkerPool } from './workers.ts';
 
@@ -89,6 +89,7 @@ async function runWith(
     waitMs: options.waitMs,
     via: options.via,
     dlmClient: options.dlmClient,
+    slowest: options.slowest,
     onRunStart: (label, seconds, pairsMax) => progress.start(label, seconds, pairsMax),
     onRunEnd: () => progress.stop(),
   };
@@ -108,6 +109,7 @@ async function runWith(
         const workload = cellWorkload(cell, options, round, `${runTag}-${round}-${i}`);
         const result = await measureCell(context, cluster, workload);
         io.err(`${formatCellLine(result)}\n`);
+        io.err(formatSlowest(result));
         results.push(result);
       }
     }

@@ -27,6 +27,8 @@ export interface BenchOptions {
   /** The started dlm cluster's `peerTransport`. */
   readonly peerTransport: 'grpc' | 'tcp';
   readonly keepData: boolean;
+  /** How many of each cell's slowest acquires to print and record, with their times. */
+  readonly slowest: number;
   readonly help: boolean;
 }
 
@@ -67,6 +69,9 @@ Options:
   --peer-transport grpc|tcp  the peerTransport of the dlm cluster the bench starts
                       (default grpc); run both, alternating, to compare them
   --keep-data         keep the temp dir with the clusters' data and logs
+  --slowest N         print each cell's N slowest acquires with the time each was sent
+                      (ISO and epoch ms), to match stalls against the nodes' logs
+                      (kept with --keep-data); always in the JSON (default 5)
   --help              this text
 
 Columns:
@@ -92,6 +97,7 @@ const DEFAULTS = {
   workers: 1,
   sessionTtlMs: 10_000,
   waitMs: 10_000,
+  slowest: 5,
 };
 
 export function parseBenchArgs(argv: readonly string[]): BenchOptions {
@@ -182,6 +188,9 @@ function applyValue(options: Mutable, flag: string, value: string): void {
         throw new Error(`--peer-transport must be grpc or tcp, got "${value}"`);
       }
       options.peerTransport = value;
+      return;
+    case '--slowest':
+      options.slowest = integer(flag, value, 0, 1_000);
       return;
     case '--wait-ms':
       options.waitMs = integer(flag, value, 0, 3_600_000);
