@@ -1,11 +1,17 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import * as net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tls from 'node:tls';
 import { Packr } from 'msgpackr';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { TlsMaterial } from '../../src/config/index.ts';
 import type { PeerMessage } from '../../src/node/peer-message.ts';
-import { encodeFrame, FrameType } from '../../src/transport/frame.ts';
-import { TcpTransport, type TcpTransportOptions } from '../../src/transport/tcp.ts';
 import { LinkProxy } from '../../src/tools/jepsen/proxy.ts';
 import { ProcessCluster } from '../../src/tools/process-cluster.ts';
+import { encodeFrame, FrameType } from '../../src/transport/frame.ts';
+import { TcpTransport, type TcpTransportOptions } from '../../src/transport/tcp.ts';
 import { nodeId } from '../../src/util/ids.ts';
 import { freePort } from '../support/free-port.ts';
 
@@ -22,10 +28,10 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 const hello = (from: string, to: string): Buffer =>
   encodeFrame(FrameType.hello, packr.pack({ from, to }));
 const batch = (messages: unknown): Buffer => encodeFrame(FrameType.batch, packr.pack(messages));
-const forward = (proposalId: string): PeerMessage => ({
+const forward = (proposalId: string, to = N2): PeerMessage => ({
   kind: 'forward',
   from: nodeId('n1'),
-  to: N2,
+  to,
   proposalId,
   data: new Uint8Array(1),
 });
@@ -183,25 +189,95 @@ describe('review peer-tcp: per-peer order across connections', () => {
   });
 });
 
+const certDir = mkdtempSync(join(tmpdir(), 'dlm-review-certs-'));
+interface Certs {
+  readonly node: TlsMaterial;
+  readonly client: TlsMaterial;
+}
+let cluster: Certs;
+let misnamed: Certs;
+beforeAll(() => {
+  const root = new URL('../../', import.meta.url).pathname;
+  const generate = (name: string, sans: string[]): Certs => {
+    const dir = join(certDir, name);
+    execFileSync('bash', [join(root, 'scripts/gen-certs.sh'), dir, ...sans], { stdio: 'ignore' });
+    const read = (file: string): Buffer => readFileSync(join(dir, file));
+    const ca = read('ca.pem');
+    return {
+      node: { ca, cert: read('node.pem'), key: read('node-key.pem') },
+      client: { ca, cert: read('client.pem'), key: read('client-key.pem') },
+    };
+  };
+  cluster = generate('cluster', []);
+  // Signed by its own CA, names only a host that is not the one dialled.
+  misnamed = generate('misnamed', ['DNS:elsewhere.example']);
+});
+afterAll(() => rmSync(certDir, { recursive: true, force: true }));
+
+async function pair(
+  aOptions: Partial<TcpTransportOptions>,
+  bOptions: Partial<TcpTransportOptions>,
+): Promise<{ a: TcpTransport; b: Listening }> {
+  const b = await listening(bOptions);
+  const a = await TcpTransport.start({
+    id: nodeId('n1'),
+    listenAddress: `127.0.0.1:${await freePort()}`,
+    peers: new Map([[N2, `127.0.0.1:${b.transport.port}`]]),
+    queueMessagesMax: 1_000,
+    batchMessagesMax: 256,
+    frameBytesMax: 1024 * 1024,
+    connectTimeoutMs: CONNECT_TIMEOUT_MS,
+    reconnectDelayMsMin: 10,
+    reconnectDelayMsMax: 100,
+    ...aOptions,
+  });
+  cleanups.push(() => a.close());
+  return { a, b };
+}
+
 describe('review peer-tcp: TLS handshakes', () => {
+  it('sound: the dialling side checks the server name against the certificate', async () => {
+    const { a, b } = await pair({ tls: misnamed.node }, { tls: misnamed.node });
+    for (let i = 0; i < 20; i++) {
+      a.send(forward(`p${i}`));
+      await sleep(20);
+    }
+    expect(b.received).toEqual([]);
+    expect(b.rejected.join('\n')).toMatch(/TLS handshake refused/);
+  });
+
+  it('sound: a plaintext peer dialling a TLS peer port is refused at the handshake', async () => {
+    const { a, b } = await pair({}, { tls: cluster.node });
+    for (let i = 0; i < 20; i++) {
+      a.send(forward(`p${i}`));
+      await sleep(20);
+    }
+    expect(b.received).toEqual([]);
+    expect(b.rejected.join('\n')).toMatch(/TLS handshake refused/);
+  });
+
+  // FAILS-ON-BRANCH (the gRPC peer port takes any certificate of the CA too): the peer
+  // port accepts the *client* certificate that gen-certs.sh writes for lock clients
+  // (clientAuth only), so whoever holds it can speak Raft as any node id.
+  it('the peer port refuses a certificate that is not a node certificate', async () => {
+    const b = await listening({ tls: cluster.node });
+    const socket = tls.connect({
+      host: '127.0.0.1',
+      port: b.transport.port,
+      ...cluster.client,
+    });
+    socket.on('error', () => {});
+    cleanups.push(() => socket.destroy());
+    socket.write(hello('n1', 'n2'));
+    socket.write(batch([forward('from-a-lock-client')]));
+    await sleep(500);
+    expect(b.received).toEqual([]);
+  });
+
   // FAILS-ON-BRANCH: handshakeTimeout is an idle timeout too; a client trickling its
   // ClientHello holds the connection, and close() waits for it (server.close).
   it('close() returns promptly while a TLS handshake trickles', async () => {
-    const { execFileSync } = await import('node:child_process');
-    const { mkdtempSync, readFileSync, rmSync } = await import('node:fs');
-    const { tmpdir } = await import('node:os');
-    const { join } = await import('node:path');
-    const dir = mkdtempSync(join(tmpdir(), 'dlm-review-certs-'));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    const root = new URL('../../', import.meta.url).pathname;
-    execFileSync('bash', [join(root, 'scripts/gen-certs.sh'), dir], { stdio: 'ignore' });
-    const b = await listening({
-      tls: {
-        ca: readFileSync(join(dir, 'ca.pem')),
-        cert: readFileSync(join(dir, 'node.pem')),
-        key: readFileSync(join(dir, 'node-key.pem')),
-      },
-    });
+    const b = await listening({ tls: cluster.node });
     const socket = await dial(b.transport.port);
     socket.on('error', () => {});
     // A TLS handshake record announcing 16 KiB, sent a byte every 100 ms.
@@ -210,7 +286,10 @@ describe('review peer-tcp: TLS handshakes', () => {
     await sleep(CONNECT_TIMEOUT_MS * 4);
     const startedMs = performance.now();
     const closing = b.transport.close();
-    const outcome = await Promise.race([closing.then(() => 'closed'), sleep(3_000).then(() => 'hung')]);
+    const outcome = await Promise.race([
+      closing.then(() => 'closed'),
+      sleep(3_000).then(() => 'hung'),
+    ]);
     expect(
       { outcome, socketDestroyed: socket.destroyed },
       `close() after ${Math.round(performance.now() - startedMs)} ms`,
@@ -248,3 +327,76 @@ async function until(condition: () => boolean, timeoutMs = 5_000): Promise<void>
     await sleep(10);
   }
 }
+
+describe('review peer-tcp: close() and removePeer release everything', () => {
+  it('sound: no socket or timer outlives close(), with links down, backing off and removed; sends after close are dropped', async () => {
+    const before = process.getActiveResourcesInfo().filter((kind) => kind !== 'TTYWrap');
+    const downPort = await freePort();
+    const drops: string[] = [];
+    const { a, b } = await pair(
+      {
+        reconnectDelayMsMin: 5_000,
+        reconnectDelayMsMax: 60_000,
+        onDrop: (_peer, reason) => drops.push(reason),
+      },
+      {},
+    );
+    a.addPeer(nodeId('n3'), `127.0.0.1:${downPort}`);
+    a.addPeer(nodeId('n4'), `127.0.0.1:${downPort}`);
+    a.send(forward('p1'));
+    a.send(forward('q1', nodeId('n3')));
+    a.send(forward('q2', nodeId('n4')));
+    await until(() => b.received.length === 1);
+    await sleep(200); // n3 and n4 refused: their links wait 0..5 s to retry
+    a.removePeer(nodeId('n3'));
+    await a.close();
+    await b.transport.close();
+    a.send(forward('after-close'));
+    await sleep(50);
+    const after = process.getActiveResourcesInfo().filter((kind) => kind !== 'TTYWrap');
+    const count = (list: string[]): Record<string, number> => {
+      const counts: Record<string, number> = {};
+      for (const kind of list) counts[kind] = (counts[kind] ?? 0) + 1;
+      return counts;
+    };
+    // Nothing of a kind more than before it started (a link's 5 s backoff timer, an
+    // outbound socket, the listener would each add one).
+    const [was, now] = [count(before), count(after)];
+    for (const kind of Object.keys(now)) {
+      expect(now[kind], kind).toBeLessThanOrEqual(was[kind] ?? 0);
+    }
+    expect(b.received).toEqual(['p1']);
+  });
+});
+
+describe('review peer-tcp: framing edges (sound)', () => {
+  it('a frame of exactly peerFrameBytesMax passes, one byte more is refused; a zero-length batch is dropped and the connection goes on', async () => {
+    const frameBytesMax = 64 * 1024;
+    const b = await listening({ frameBytesMax });
+    const socket = await dial(b.transport.port);
+    socket.on('error', () => {});
+    socket.write(hello('n1', 'n2'));
+    socket.write(encodeFrame(FrameType.batch, new Uint8Array(0)));
+    // A batch padded to exactly the limit: one message whose data fills the rest.
+    let dataBytes = frameBytesMax;
+    let padded = packr.pack([{ ...forward('p1'), data: new Uint8Array(dataBytes) }]);
+    while (padded.length !== frameBytesMax) {
+      dataBytes -= padded.length - frameBytesMax;
+      padded = packr.pack([{ ...forward('p1'), data: new Uint8Array(dataBytes) }]);
+    }
+    expect(padded.length).toBe(frameBytesMax);
+    const frame = encodeFrame(FrameType.batch, padded);
+    // Header split across three writes.
+    socket.write(frame.subarray(0, 3));
+    await sleep(20);
+    socket.write(frame.subarray(3, 7));
+    await sleep(20);
+    socket.write(frame.subarray(7));
+    await until(() => b.received.length === 1);
+    expect(socket.destroyed).toBe(false);
+    const tooBig = encodeFrame(FrameType.batch, new Uint8Array(frameBytesMax + 1));
+    socket.write(tooBig.subarray(0, 8));
+    await until(() => socket.destroyed || socket.readyState === 'closed');
+    expect(b.rejected.at(-1)).toMatch(/exceeds runtime.peerFrameBytesMax/);
+  });
+});
