@@ -4,6 +4,8 @@ import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tls from 'node:tls';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
 import { Packr } from 'msgpackr';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { TlsMaterial } from '../../src/config/index.ts';
@@ -23,6 +25,7 @@ import { freePort } from '../support/free-port.ts';
 const N2 = nodeId('n2');
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
 const CONNECT_TIMEOUT_MS = 500;
+const ROOT = new URL('../../', import.meta.url).pathname;
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const hello = (from: string, to: string): Buffer =>
@@ -301,23 +304,46 @@ describe('review peer-tcp: what a batch may contain', () => {
   // FAILS-ON-BRANCH (also on gRPC, pre-existing: PeerTraffic reads message.kind unchecked).
   // serve.ts wraps the transport in PeerTraffic; a [null] batch from anyone who can reach
   // the peer port (no TLS) throws in the socket's 'data' handler and ends the process.
-  it('a dlm serve node over TCP survives a batch holding null', async () => {
-    const cluster = await ProcessCluster.create(1, { peerTransport: 'tcp' });
-    cleanups.push(() => cluster.remove());
-    cleanups.push(() => cluster.stopAll());
-    cluster.startAll();
-    await cluster.waitForLeader(20_000);
-    const port = Number(cluster.nodes[0]?.peerAddress.split(':')[1]);
-    const socket = await dial(port);
-    socket.on('error', () => {});
-    socket.write(hello('n9', 'n1'));
-    socket.write(batch([null]));
-    await sleep(1_000);
-    const { readFileSync } = await import('node:fs');
-    const log = readFileSync(cluster.logPath('n1'), 'utf8');
-    const crash = log.split('\n').find((line) => line.includes('TypeError')) ?? '';
-    expect({ running: cluster.isRunning('n1'), crash }).toEqual({ running: true, crash: '' });
-  }, 40_000);
+  it.each(['tcp', 'grpc'] as const)(
+    'a dlm serve node over %s survives a batch holding null',
+    async (kind) => {
+      const cluster = await ProcessCluster.create(1, { peerTransport: kind });
+      cleanups.push(() => cluster.remove());
+      cleanups.push(() => cluster.stopAll());
+      cluster.startAll();
+      await cluster.waitForLeader(20_000);
+      const address = cluster.nodes[0]?.peerAddress ?? '';
+      if (kind === 'tcp') {
+        const socket = await dial(Number(address.split(':')[1]));
+        socket.on('error', () => {});
+        socket.write(hello('n9', 'n1'));
+        socket.write(batch([null]));
+      } else {
+        const definition = protoLoader.loadSync(join(ROOT, 'proto/raft.proto'), {
+          keepCase: true,
+          longs: String,
+          defaults: true,
+        });
+        const loaded = grpc.loadPackageDefinition(definition) as unknown as {
+          dlm: { raft: { v1: { Raft: grpc.ServiceClientConstructor } } };
+        };
+        const client = new loaded.dlm.raft.v1.Raft(
+          address,
+          grpc.credentials.createInsecure(),
+        ) as unknown as grpc.Client & { Stream(): grpc.ClientDuplexStream<unknown, unknown> };
+        cleanups.push(() => client.close());
+        const stream = client.Stream();
+        stream.on('error', () => {});
+        stream.on('data', () => {});
+        stream.write({ from: 'n9', to: 'n1', payload: packr.pack([null]) });
+      }
+      await sleep(1_000);
+      const log = readFileSync(cluster.logPath('n1'), 'utf8');
+      const crash = log.split('\n').find((line) => line.includes('TypeError')) ?? '';
+      expect({ running: cluster.isRunning('n1'), crash }).toEqual({ running: true, crash: '' });
+    },
+    40_000,
+  );
 });
 
 async function until(condition: () => boolean, timeoutMs = 5_000): Promise<void> {
