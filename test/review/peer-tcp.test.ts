@@ -8,11 +8,13 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { Packr } from 'msgpackr';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { TlsMaterial } from '../../src/config/index.ts';
+import { channelCredentials, serverCredentials } from '../../src/cli/target.ts';
+import { parseClusterConfig, type TlsMaterial } from '../../src/config/index.ts';
 import type { PeerMessage } from '../../src/node/peer-message.ts';
 import { LinkProxy } from '../../src/tools/jepsen/proxy.ts';
 import { ProcessCluster } from '../../src/tools/process-cluster.ts';
 import { encodeFrame, FrameType } from '../../src/transport/frame.ts';
+import { GrpcTransport } from '../../src/transport/grpc.ts';
 import { TcpTransport, type TcpTransportOptions } from '../../src/transport/tcp.ts';
 import { nodeId } from '../../src/util/ids.ts';
 import { freePort } from '../support/free-port.ts';
@@ -239,6 +241,48 @@ async function pair(
 }
 
 describe('review peer-tcp: TLS handshakes', () => {
+  // FAILS-ON-BRANCH, and the same on gRPC (pre-existing): shown here with the gRPC
+  // transport dialling with the lock client's certificate.
+  it('the gRPC peer port refuses a certificate that is not a node certificate (pre-existing)', async () => {
+    const receiver = await GrpcTransport.start({
+      id: N2,
+      listenAddress: `127.0.0.1:${await freePort()}`,
+      peers: new Map(),
+      queueMessagesMax: 100,
+      batchMessagesMax: 16,
+      reconnectDelayMsMin: 10,
+      reconnectDelayMsMax: 100,
+      credentials: {
+        server: serverCredentials(cluster.node),
+        client: channelCredentials(cluster.node),
+      },
+    });
+    cleanups.push(() => receiver.close());
+    const received: string[] = [];
+    receiver.onMessage((message) => {
+      if (message.kind === 'forward') received.push(message.proposalId);
+    });
+    const sender = await GrpcTransport.start({
+      id: nodeId('n1'),
+      listenAddress: `127.0.0.1:${await freePort()}`,
+      peers: new Map([[N2, `127.0.0.1:${receiver.port}`]]),
+      queueMessagesMax: 100,
+      batchMessagesMax: 16,
+      reconnectDelayMsMin: 10,
+      reconnectDelayMsMax: 100,
+      credentials: {
+        server: serverCredentials(cluster.node),
+        client: channelCredentials(cluster.client),
+      },
+    });
+    cleanups.push(() => sender.close());
+    for (let i = 0; i < 20; i++) {
+      sender.send(forward(`p${i}`));
+      await sleep(25);
+    }
+    expect(received).toEqual([]);
+  });
+
   it('sound: the dialling side checks the server name against the certificate', async () => {
     const { a, b } = await pair({ tls: misnamed.node }, { tls: misnamed.node });
     for (let i = 0; i < 20; i++) {
@@ -424,5 +468,28 @@ describe('review peer-tcp: framing edges (sound)', () => {
     socket.write(tooBig.subarray(0, 8));
     await until(() => socket.destroyed || socket.readyState === 'closed');
     expect(b.rejected.at(-1)).toMatch(/exceeds runtime.peerFrameBytesMax/);
+  });
+});
+
+describe('review peer-tcp: runtime.peerFrameBytesMax against what Raft sends', () => {
+  // FAILS-ON-BRANCH: any bound >= 1 is accepted, but InstallSnapshot chunks are a fixed
+  // 256 KiB (raft/options.ts) and a message over the bound is dropped by its sender for
+  // ever (and silently: startPeerTransport wires no onDrop), so a follower that needs a
+  // snapshot never catches up. Below ~30 bytes not even the hello fits.
+  it.each([1_000, 100_000])('refuses peerFrameBytesMax %i, below one snapshot chunk', (bytes) => {
+    const config = {
+      nodes: [
+        {
+          id: 'n1',
+          peerAddress: '127.0.0.1:7001',
+          clientAddress: '127.0.0.1:7101',
+          metricsAddress: '127.0.0.1:9101',
+        },
+      ],
+      dataDir: './data',
+      peerTransport: 'tcp',
+      runtime: { peerFrameBytesMax: bytes },
+    };
+    expect(() => parseClusterConfig(config, '/etc/dlm')).toThrow(/peerFrameBytesMax/);
   });
 });
