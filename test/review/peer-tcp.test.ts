@@ -13,7 +13,7 @@ import { parseClusterConfig, type TlsMaterial } from '../../src/config/index.ts'
 import type { PeerMessage } from '../../src/node/peer-message.ts';
 import { LinkProxy } from '../../src/tools/jepsen/proxy.ts';
 import { ProcessCluster } from '../../src/tools/process-cluster.ts';
-import { encodeFrame, FrameType } from '../../src/transport/frame.ts';
+import { encodeFrame, FrameReader, FrameType } from '../../src/transport/frame.ts';
 import { GrpcTransport } from '../../src/transport/grpc.ts';
 import { TcpTransport, type TcpTransportOptions } from '../../src/transport/tcp.ts';
 import { nodeId } from '../../src/util/ids.ts';
@@ -33,12 +33,12 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 const hello = (from: string, to: string): Buffer =>
   encodeFrame(FrameType.hello, packr.pack({ from, to }));
 const batch = (messages: unknown): Buffer => encodeFrame(FrameType.batch, packr.pack(messages));
-const forward = (proposalId: string, to = N2): PeerMessage => ({
+const forward = (proposalId: string, to = N2, bytes = 1): PeerMessage => ({
   kind: 'forward',
   from: nodeId('n1'),
   to,
   proposalId,
-  data: new Uint8Array(1),
+  data: new Uint8Array(bytes),
 });
 
 const cleanups: (() => unknown)[] = [];
@@ -491,5 +491,65 @@ describe('review peer-tcp: runtime.peerFrameBytesMax against what Raft sends', (
       runtime: { peerFrameBytesMax: bytes },
     };
     expect(() => parseClusterConfig(config, '/etc/dlm')).toThrow(/peerFrameBytesMax/);
+  });
+});
+
+describe('review peer-tcp: order under backpressure and halving (sound)', () => {
+  it('a slow reader: drain, halved batches and queue drops never reorder or duplicate', async () => {
+    // A hand-made receiver that reads in bursts with pauses, so the sender's socket
+    // fills, 'drain' resumes it and its bounded queue drops the oldest.
+    const arrived: number[] = [];
+    const server = net.createServer((socket) => {
+      const reader = new FrameReader(1024 * 1024);
+      let first = true;
+      socket.on('data', (chunk: Buffer) => {
+        reader.push(chunk, (frame) => {
+          if (first) {
+            first = false;
+            return;
+          }
+          for (const message of packr.unpack(frame.payload) as { proposalId: string }[]) {
+            arrived.push(Number(message.proposalId.slice(1)));
+          }
+        });
+        socket.pause();
+        // A long stall first (the kernel buffers fill), then bursts.
+        setTimeout(() => socket.resume(), arrived.length === 0 ? 1_500 : 2);
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise((resolve) => server.close(resolve)));
+    const port = (server.address() as net.AddressInfo).port;
+    const drops: string[] = [];
+    const a = await TcpTransport.start({
+      id: nodeId('n1'),
+      listenAddress: `127.0.0.1:${await freePort()}`,
+      peers: new Map([[N2, `127.0.0.1:${port}`]]),
+      queueMessagesMax: 500,
+      batchMessagesMax: 64,
+      frameBytesMax: 20_000,
+      connectTimeoutMs: CONNECT_TIMEOUT_MS,
+      reconnectDelayMsMin: 10,
+      reconnectDelayMsMax: 100,
+      onDrop: (_peer, reason) => drops.push(reason),
+    });
+    cleanups.push(() => a.close());
+    const total = 20_000;
+    for (let i = 0; i < total; i++) {
+      // Sizes that make 64-message batches exceed 20 kB (halved) and a few too big alone.
+      const bytes = i % 500 === 7 ? 30_000 : 500 + ((i * 37) % 900);
+      a.send(forward(`p${i}`, N2, bytes));
+      if (i % 500 === 0) await sleep(5);
+    }
+    await sleep(4_000);
+    const queueFull = drops.filter((reason) => reason === 'queue full').length;
+    expect({ queueFull: queueFull > 0, tooBig: drops.length - queueFull > 0 }).toEqual({
+      queueFull: true,
+      tooBig: true,
+    });
+    expect(arrived.length).toBeGreaterThan(100);
+    for (let i = 1; i < arrived.length; i++) {
+      expect(arrived[i], `after p${arrived[i - 1]}`).toBeGreaterThan(arrived[i - 1] as number);
+    }
   });
 });
