@@ -53,6 +53,7 @@ export class TcpTransport implements Transport {
   private constructor(
     private readonly options: TcpTransportOptions,
     private readonly server: net.Server,
+    private readonly sockets: ReadonlySet<net.Socket>,
     readonly port: number,
   ) {
     this.id = options.id;
@@ -75,10 +76,20 @@ export class TcpTransport implements Transport {
             },
             accept,
           );
-    // A failed handshake (no client certificate, wrong CA) never reaches accept.
-    server.on('tlsClientError', (error: Error, socket: tls.TLSSocket) =>
-      options.onRejected?.(remoteLabel(socket), `TLS handshake refused: ${error.message}`),
-    );
+    // A failed handshake (no client certificate, wrong CA, handshakeTimeout) never
+    // reaches accept, and Node leaves the socket to this listener: not destroyed, it
+    // would stay open and hold server.close() (and so dlm serve's exit) for ever.
+    server.on('tlsClientError', (error: Error, socket: tls.TLSSocket) => {
+      options.onRejected?.(remoteLabel(socket), `TLS handshake refused: ${error.message}`);
+      socket.destroy();
+    });
+    // Every raw connection, including those still in a TLS handshake (not yet accepted):
+    // close() ends them all, since server.close() waits for each.
+    const sockets = new Set<net.Socket>();
+    server.on('connection', (socket: net.Socket) => {
+      sockets.add(socket);
+      socket.once('close', () => sockets.delete(socket));
+    });
     const { host, port } = splitAddress(options.listenAddress);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -91,7 +102,7 @@ export class TcpTransport implements Transport {
     // end the process: connections are retried by their senders.
     server.on('error', (error) => options.onRejected?.('(listener)', String(error)));
     const bound = (server.address() as net.AddressInfo).port;
-    transport = new TcpTransport(options, server, bound);
+    transport = new TcpTransport(options, server, sockets, bound);
     return transport;
   }
 
@@ -127,7 +138,9 @@ export class TcpTransport implements Transport {
     this.closed = true;
     for (const link of this.links.values()) link.close();
     for (const connection of this.inbound) connection.close();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const closing = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const socket of this.sockets) socket.destroy();
+    await closing;
   }
 
   private accept(socket: net.Socket): void {
