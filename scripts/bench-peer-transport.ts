@@ -71,7 +71,13 @@ async function pair(kind: Kind): Promise<[Transport, Transport]> {
       reconnectDelayMsMax: 2_000,
     };
     return kind === 'tcp'
-      ? TcpTransport.start({ ...common, frameBytesMax: 16 << 20, connectTimeoutMs: 2_000 })
+      ? TcpTransport.start({
+          ...common,
+          frameBytesMax: 16 << 20,
+          connectTimeoutMs: 2_000,
+          frameTimeoutMs: 10_000,
+          inboundConnectionsMax: 128,
+        })
       : GrpcTransport.start(common);
   };
   return [await start(N1, p1), await start(N2, p2)];

@@ -38,6 +38,8 @@ export function startPeerTransport(
       ...common,
       frameBytesMax: config.runtime.peerFrameBytesMax,
       connectTimeoutMs: config.runtime.peerConnectTimeoutMs,
+      frameTimeoutMs: config.runtime.peerFrameTimeoutMs,
+      inboundConnectionsMax: config.runtime.peerInboundConnectionsMax,
       // Framing, hellos and TLS handshakes too, not only batches.
       onRejected: rejected('refused peer traffic'),
       ...(tls === null ? {} : { tls }),

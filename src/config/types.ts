@@ -77,8 +77,22 @@ export interface RuntimeConfig {
    * dropped by its sender. Bounds what one connection can make a node buffer.
    */
   readonly peerFrameBytesMax: number;
-  /** TCP peer transport: a connection not up (or, inbound, not introduced) within this is dropped and retried. */
+  /**
+   * TCP peer transport: a connection not up within this is dropped and retried; an
+   * inbound one not introduced by a hello within this of being accepted is closed.
+   */
   readonly peerConnectTimeoutMs: number;
+  /**
+   * TCP peer transport: an inbound frame begun but not whole within this closes the
+   * connection, freeing what it held (up to peerFrameBytesMax). Long enough for the
+   * largest frame over the slowest link between nodes.
+   */
+  readonly peerFrameTimeoutMs: number;
+  /**
+   * TCP peer transport: inbound connections open at once (TLS handshakes included);
+   * past it a new one is closed. Each peer keeps one, two while it reconnects.
+   */
+  readonly peerInboundConnectionsMax: number;
   /** Reconnecting to a peer backs off from this delay … */
   readonly peerReconnectDelayMsMin: number;
   /** … up to this one. */
@@ -151,6 +165,10 @@ export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
   // 64 times the default snapshot chunk, far above any batch a healthy cluster sends.
   peerFrameBytesMax: 16 * 1024 * 1024,
   peerConnectTimeoutMs: 2_000,
+  // 16 MiB (the largest frame) in 10 s needs about 13 Mbit/s.
+  peerFrameTimeoutMs: 10_000,
+  // 2 × 32 nodes (the most a cluster has), with room for a few strays.
+  peerInboundConnectionsMax: 128,
   peerReconnectDelayMsMin: 50,
   peerReconnectDelayMsMax: 2_000,
   leadershipTransferTimeoutMs: 2_000,

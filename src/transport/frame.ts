@@ -46,6 +46,11 @@ export class FrameReader {
 
   constructor(private readonly frameBytesMax: number) {}
 
+  /** Bytes of a frame (or header) begun but not yet whole; 0 between frames. */
+  get bufferedBytes(): number {
+    return this.bytes;
+  }
+
   /** Calls onFrame for each whole frame in what has arrived; returns a problem, or null. */
   push(chunk: Buffer, onFrame: (frame: Frame) => void): string | null {
     this.chunks.push(chunk);

@@ -24,8 +24,18 @@ export interface TcpTransportOptions {
   readonly batchMessagesMax: number;
   /** A frame announcing more payload than this closes the connection (and is reported). */
   readonly frameBytesMax: number;
-  /** A connection not established (or not introduced by a hello) within this is dropped. */
+  /**
+   * A connection not established within this is dropped; so is an inbound one not
+   * introduced by a hello within this of being accepted, however it trickles bytes.
+   */
   readonly connectTimeoutMs: number;
+  /**
+   * An inbound frame begun but not whole within this (counted from its first byte, or
+   * from the end of the frame before it) drops the connection and the bytes it held.
+   */
+  readonly frameTimeoutMs: number;
+  /** Inbound connections open at once, TLS handshakes included; past it new ones are closed. */
+  readonly inboundConnectionsMax: number;
   readonly reconnectDelayMsMin: number;
   readonly reconnectDelayMsMax: number;
   /** Mutual TLS: present `cert`, require the other side's, both signed by `ca`. */
@@ -83,6 +93,15 @@ export class TcpTransport implements Transport {
       options.onRejected?.(remoteLabel(socket), `TLS handshake refused: ${error.message}`);
       socket.destroy();
     });
+    // Each may hold up to frameBytesMax of an unfinished frame: their number is bounded.
+    // Past it Node closes the new connection and emits 'drop'.
+    server.maxConnections = options.inboundConnectionsMax;
+    server.on('drop', (data?: { remoteAddress?: string; remotePort?: number }) =>
+      options.onRejected?.(
+        `${data?.remoteAddress ?? '?'}:${data?.remotePort ?? '?'}`,
+        `connection refused: already ${options.inboundConnectionsMax} inbound (runtime.peerInboundConnectionsMax)`,
+      ),
+    );
     // Every raw connection, including those still in a TLS handshake (not yet accepted):
     // close() ends them all, since server.close() waits for each.
     const sockets = new Set<net.Socket>();
@@ -175,6 +194,8 @@ class InboundConnection {
   /** The sender, once its hello was accepted. */
   from: string | null = null;
   private readonly reader: FrameReader;
+  private helloTimer: NodeJS.Timeout | null;
+  private frameTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly socket: net.Socket,
@@ -183,16 +204,58 @@ class InboundConnection {
   ) {
     this.reader = new FrameReader(options.frameBytesMax);
     socket.setNoDelay(true);
-    // A connection that never introduces itself would hold a slot for ever.
-    socket.setTimeout(options.connectTimeoutMs, () =>
-      this.refuse(`no hello within ${options.connectTimeoutMs} ms`),
+    // A connection that never introduces itself would hold a slot for ever. A deadline
+    // from accept, not socket.setTimeout: that restarts on every byte, so a trickle
+    // would hold the slot for ever.
+    this.helloTimer = setTimeout(
+      () => this.refuse(`no hello within ${options.connectTimeoutMs} ms`),
+      options.connectTimeoutMs,
     );
-    socket.on('data', (chunk: Buffer) => {
-      const problem = this.reader.push(chunk, (frame) => this.receive(frame));
-      if (problem !== null) this.refuse(problem);
-    });
+    socket.on('data', (chunk: Buffer) => this.read(chunk));
     socket.on('error', () => {});
-    socket.on('close', () => events.closed());
+    socket.on('close', () => {
+      this.clearTimers();
+      events.closed();
+    });
+  }
+
+  private read(chunk: Buffer): void {
+    let frames = 0;
+    const problem = this.reader.push(chunk, (frame) => {
+      frames++;
+      this.receive(frame);
+    });
+    if (problem !== null) {
+      this.refuse(problem);
+      return;
+    }
+    this.watchFrame(frames > 0);
+  }
+
+  /**
+   * A frame begun must end within frameTimeoutMs: a peer that stalls (or trickles) in
+   * the middle of one would otherwise hold up to frameBytesMax here for ever. The
+   * deadline restarts with each frame that ends, so a busy stream is never cut.
+   */
+  private watchFrame(frameEnded: boolean): void {
+    const begun = this.reader.bufferedBytes > 0;
+    if (this.frameTimer !== null && (frameEnded || !begun)) {
+      clearTimeout(this.frameTimer);
+      this.frameTimer = null;
+    }
+    if (!begun || this.frameTimer !== null || this.socket.destroyed) return;
+    const { frameTimeoutMs } = this.options;
+    this.frameTimer = setTimeout(() => {
+      const held = this.reader.bufferedBytes;
+      this.refuse(`a frame begun ${frameTimeoutMs} ms ago is not whole (${held} bytes held)`);
+    }, frameTimeoutMs);
+  }
+
+  private clearTimers(): void {
+    if (this.helloTimer !== null) clearTimeout(this.helloTimer);
+    if (this.frameTimer !== null) clearTimeout(this.frameTimer);
+    this.helloTimer = null;
+    this.frameTimer = null;
   }
 
   close(): void {
@@ -231,7 +294,8 @@ class InboundConnection {
       return;
     }
     this.from = hello.from;
-    this.socket.setTimeout(0);
+    if (this.helloTimer !== null) clearTimeout(this.helloTimer);
+    this.helloTimer = null;
     this.events.introduced(hello.from);
   }
 

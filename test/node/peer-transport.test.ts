@@ -43,6 +43,7 @@ interface StartOptions {
   readonly reconnectDelayMsMin?: number;
   readonly reconnectDelayMsMax?: number;
   readonly frameBytesMax?: number;
+  readonly inboundConnectionsMax?: number;
   readonly tls?: TlsMaterial;
 }
 
@@ -80,6 +81,8 @@ async function startEndpoint(
           ...common,
           frameBytesMax: options.frameBytesMax ?? 1024 * 1024,
           connectTimeoutMs: 1_000,
+          frameTimeoutMs: 1_000,
+          inboundConnectionsMax: options.inboundConnectionsMax ?? 16,
           ...(tlsMaterial === null ? {} : { tls: tlsMaterial }),
         })
       : await GrpcTransport.start({
@@ -344,6 +347,29 @@ describe('tcp peer transport: what it parses itself', () => {
     }
     expect(b.rejected).toHaveLength(cases.length);
     expect(b.received).toEqual([]);
+  });
+
+  it('past inboundConnectionsMax a new connection is closed and reported; one freed lets the next in', async () => {
+    const b = await listening({ inboundConnectionsMax: 2 });
+    const first = await dial(b.transport.port);
+    const second = await dial(b.transport.port);
+    for (const socket of [first, second]) {
+      socket.on('error', () => {});
+      socket.write(hello(`x${socket.localPort}`, 'n2'));
+    }
+    const third = await dial(b.transport.port);
+    await closed(third);
+    await until(() => b.rejected.length > 0, 'the refusal to be reported');
+    expect(b.rejected[0]?.[1]).toMatch(/runtime\.peerInboundConnectionsMax/);
+    expect(first.destroyed || second.destroyed).toBe(false);
+    first.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const fourth = await dial(b.transport.port);
+    fourth.on('error', () => {});
+    fourth.write(hello('n1', 'n2'));
+    fourth.write(batch([forward(N2, 'p1')]));
+    await until(() => b.received.length === 1, 'a batch on the freed slot');
+    for (const socket of [second, fourth]) socket.destroy();
   });
 
   it('mutual TLS: a client without a certificate is refused at the handshake', async () => {

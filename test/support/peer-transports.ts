@@ -12,6 +12,12 @@ export function startPeerTransport(
   options: Omit<GrpcTransportOptions, 'credentials'>,
 ): Promise<Transport> {
   return kind === 'tcp'
-    ? TcpTransport.start({ ...options, frameBytesMax: 16 << 20, connectTimeoutMs: 2_000 })
+    ? TcpTransport.start({
+        ...options,
+        frameBytesMax: 16 << 20,
+        connectTimeoutMs: 2_000,
+        frameTimeoutMs: 10_000,
+        inboundConnectionsMax: 128,
+      })
     : GrpcTransport.start(options);
 }
