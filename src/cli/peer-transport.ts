@@ -42,6 +42,12 @@ export function startPeerTransport(
       inboundConnectionsMax: config.runtime.peerInboundConnectionsMax,
       // Framing, hellos and TLS handshakes too, not only batches.
       onRejected: rejected('refused peer traffic'),
+      // A message over peerFrameBytesMax is dropped for ever (Raft resends the same), so
+      // it must be seen. 'queue full' is not logged: it is what a peer that is down costs
+      // every message, and Raft resends those.
+      onDrop: (peer: NodeId, reason: string) => {
+        if (reason !== 'queue full') logger.warn({ peer, reason }, 'dropped a peer message');
+      },
       ...(tls === null ? {} : { tls }),
     });
   }

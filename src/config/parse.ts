@@ -10,6 +10,7 @@ import {
   rejectUnknownFields,
 } from './fields.ts';
 import { readNodes } from './nodes.ts';
+import { checkPeerLimits } from './peer-limits.ts';
 import {
   fieldHomes,
   readLockSection,
@@ -54,19 +55,27 @@ export function parseClusterConfig(json: unknown, baseDir: string): ClusterFileC
   const dataDir = readDataDir(problems, ownField(root, 'dataDir'), baseDir);
   const problemsBeforeTiming = problems.list.length;
   const raft = readRaftSection(problems, ownField(root, 'raft'));
+  const raftValid = problems.list.length === problemsBeforeTiming;
   const lock = readLockSection(problems, ownField(root, 'lock'));
   // Across sections, and only once both are valid: defaults standing in for a refused
   // field would show misleading minimums.
   if (problems.list.length === problemsBeforeTiming) checkTiming(problems, raft, lock);
+  const problemsBeforeRuntime = problems.list.length;
+  const runtime = readRuntimeSection(problems, ownField(root, 'runtime'));
+  const peerTransport = readPeerTransport(problems, ownField(root, 'peerTransport'));
+  // The limits of the TCP transport's own (the gRPC one ignores them).
+  if (raftValid && problems.list.length === problemsBeforeRuntime && peerTransport === 'tcp') {
+    checkPeerLimits(problems, raft, runtime, nodes.length);
+  }
   const config: ClusterFileConfig = {
     clusterId: readClusterId(problems, ownField(root, 'clusterId')),
     nodes,
     dataDir,
     raft,
     lock,
-    runtime: readRuntimeSection(problems, ownField(root, 'runtime')),
+    runtime,
     tls: readTlsSection(problems, ownField(root, 'tls'), baseDir),
-    peerTransport: readPeerTransport(problems, ownField(root, 'peerTransport')),
+    peerTransport,
   };
   if (problems.list.length > 0) throw new ConfigError(problems.list);
   return Object.freeze(config);
