@@ -58,12 +58,14 @@ export class TcpTransport implements Transport {
   private handler: ((message: PeerMessage) => void) | null = null;
   private readonly links = new Map<NodeId, PeerLink>();
   private readonly inbound = new Set<InboundConnection>();
+  /** Per sender, the accept sequence of its newest introduced connection. */
+  private readonly newestIntroduced = new Map<string, number>();
   private closed = false;
 
   private constructor(
     private readonly options: TcpTransportOptions,
     private readonly server: net.Server,
-    private readonly sockets: ReadonlySet<net.Socket>,
+    private readonly sockets: AcceptedSockets,
     readonly port: number,
   ) {
     this.id = options.id;
@@ -102,13 +104,9 @@ export class TcpTransport implements Transport {
         `connection refused: already ${options.inboundConnectionsMax} inbound (runtime.peerInboundConnectionsMax)`,
       ),
     );
-    // Every raw connection, including those still in a TLS handshake (not yet accepted):
-    // close() ends them all, since server.close() waits for each.
-    const sockets = new Set<net.Socket>();
-    server.on('connection', (socket: net.Socket) => {
-      sockets.add(socket);
-      socket.once('close', () => sockets.delete(socket));
-    });
+    // First of the listeners, so that a connection is numbered before anything reads it.
+    const sockets = new AcceptedSockets();
+    server.prependListener('connection', (socket: net.Socket) => sockets.add(socket));
     const { host, port } = splitAddress(options.listenAddress);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -158,7 +156,7 @@ export class TcpTransport implements Transport {
     for (const link of this.links.values()) link.close();
     for (const connection of this.inbound) connection.close();
     const closing = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    for (const socket of this.sockets) socket.destroy();
+    this.sockets.destroyAll();
     await closing;
   }
 
@@ -167,25 +165,83 @@ export class TcpTransport implements Transport {
       socket.destroy();
       return;
     }
-    const connection = new InboundConnection(socket, this.options, {
+    const sequence = this.sockets.sequenceOf(socket);
+    const connection: InboundConnection = new InboundConnection(socket, sequence, this.options, {
       deliver: (message) => this.handler?.(message),
-      introduced: (from) => this.replaceOlder(connection, from),
+      introduced: (from) => this.introduce(connection, from),
       closed: () => this.inbound.delete(connection),
     });
     this.inbound.add(connection);
   }
 
-  /** A peer that reconnects leaves its old connection behind; only the newest is kept. */
-  private replaceOlder(newest: InboundConnection, from: string): void {
-    for (const connection of this.inbound) {
-      if (connection !== newest && connection.from === from) connection.close();
+  /**
+   * A peer that reconnects leaves its old connection behind; only the newest is kept.
+   * Newest by accept order, not by whose hello is read last: an older connection whose
+   * hello arrives late (a delaying forwarder) would deliver older messages after newer
+   * ones, so it is refused. Returns whether `connection` may go on.
+   */
+  private introduce(connection: InboundConnection, from: string): boolean {
+    if (connection.sequence < (this.newestIntroduced.get(from) ?? -1)) return false;
+    this.newestIntroduced.set(from, connection.sequence);
+    for (const other of this.inbound) {
+      if (other !== connection && other.from === from) other.close();
     }
+    this.forgetSettled();
+    return true;
+  }
+
+  /**
+   * An entry matters only while a connection accepted before it may still say hello;
+   * past inboundConnectionsMax entries (senders name themselves), the others go.
+   */
+  private forgetSettled(): void {
+    if (this.newestIntroduced.size <= this.options.inboundConnectionsMax) return;
+    let oldestPending = Number.POSITIVE_INFINITY;
+    for (const connection of this.inbound) {
+      if (connection.from === null) oldestPending = Math.min(oldestPending, connection.sequence);
+    }
+    for (const [from, sequence] of this.newestIntroduced) {
+      if (sequence < oldestPending) this.newestIntroduced.delete(from);
+    }
+  }
+}
+
+/**
+ * Raw connections in the order the listener accepted them, TLS handshakes included (so
+ * close() can end those too: server.close() waits for each). The order is that of the
+ * TCP accept, not of the handshake's end, which jitter can swap.
+ */
+class AcceptedSockets {
+  private readonly sockets = new Set<net.Socket>();
+  /** A TLS socket and the raw one under it share the remote address and port. */
+  private readonly sequenceByRemote = new Map<string, number>();
+  private acceptedCount = 0;
+
+  add(socket: net.Socket): void {
+    const sequence = this.acceptedCount++;
+    const remote = remoteLabel(socket);
+    this.sockets.add(socket);
+    this.sequenceByRemote.set(remote, sequence);
+    socket.once('close', () => {
+      this.sockets.delete(socket);
+      if (this.sequenceByRemote.get(remote) === sequence) this.sequenceByRemote.delete(remote);
+    });
+  }
+
+  /** A socket whose raw connection is already gone counts as the newest (it closes anyway). */
+  sequenceOf(socket: net.Socket): number {
+    return this.sequenceByRemote.get(remoteLabel(socket)) ?? this.acceptedCount++;
+  }
+
+  destroyAll(): void {
+    for (const socket of this.sockets) socket.destroy();
   }
 }
 
 interface InboundEvents {
   deliver(message: PeerMessage): void;
-  introduced(from: string): void;
+  /** Whether a connection from `from` may go on (false: a newer one is already in). */
+  introduced(from: string): boolean;
   closed(): void;
 }
 
@@ -199,6 +255,8 @@ class InboundConnection {
 
   constructor(
     private readonly socket: net.Socket,
+    /** The accept order (see AcceptedSockets): which of two connections is newer. */
+    readonly sequence: number,
     private readonly options: TcpTransportOptions,
     private readonly events: InboundEvents,
   ) {
@@ -296,7 +354,9 @@ class InboundConnection {
     this.from = hello.from;
     if (this.helloTimer !== null) clearTimeout(this.helloTimer);
     this.helloTimer = null;
-    this.events.introduced(hello.from);
+    if (!this.events.introduced(hello.from)) {
+      this.refuse(`a newer connection from ${hello.from} is already in; this older one is closed`);
+    }
   }
 
   private refuse(problem: string): void {
