@@ -372,6 +372,26 @@ describe('tcp peer transport: what it parses itself', () => {
     for (const socket of [second, fourth]) socket.destroy();
   });
 
+  it('over TLS, the older of two connections from one peer stays older though its handshake ends last', async () => {
+    const b = await listening({ tls: certs });
+    // Accepted first, its handshake held back until the newer connection has delivered.
+    const olderRaw = await dial(b.transport.port);
+    olderRaw.on('error', () => {});
+    const newer = tls.connect({ host: '127.0.0.1', port: b.transport.port, ...certs });
+    newer.on('error', () => {});
+    newer.write(hello('n1', 'n2'));
+    newer.write(batch([forward(N2, 'p5'), forward(N2, 'p6')]));
+    await until(() => b.received.length === 2, 'the newer connection to deliver');
+    const older = tls.connect({ socket: olderRaw, host: '127.0.0.1', ...certs });
+    older.on('error', () => {});
+    older.write(hello('n1', 'n2'));
+    older.write(batch([forward(N2, 'p1'), forward(N2, 'p2')]));
+    await closed(older);
+    expect(b.received).toEqual(['p5', 'p6']);
+    expect(b.rejected.map(([, problem]) => problem).join('\n')).toMatch(/a newer connection/);
+    newer.destroy();
+  });
+
   it('mutual TLS: a client without a certificate is refused at the handshake', async () => {
     const b = await listening({ tls: certs });
     const socket = tls.connect({ host: '127.0.0.1', port: b.transport.port, ca: certs.ca });
