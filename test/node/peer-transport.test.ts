@@ -349,6 +349,28 @@ describe('tcp peer transport: what it parses itself', () => {
     expect(b.received).toEqual([]);
   });
 
+  it('a stream always mid-frame between writes is not cut while its frames keep ending (frame deadline 1 s)', async () => {
+    const b = await listening();
+    const socket = await dial(b.transport.port);
+    socket.on('error', () => {});
+    socket.write(hello('n1', 'n2'));
+    // For 2.5 s, each write ends one frame and begins the next: never between frames.
+    const frames = Array.from({ length: 51 }, (_, i) => batch([forward(N2, `p${i}`)]));
+    const half = (frame: Buffer): number => Math.floor(frame.length / 2);
+    socket.write((frames[0] as Buffer).subarray(0, half(frames[0] as Buffer)));
+    for (let i = 1; i < frames.length; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const [previous, next] = [frames[i - 1] as Buffer, frames[i] as Buffer];
+      socket.write(
+        Buffer.concat([previous.subarray(half(previous)), next.subarray(0, half(next))]),
+      );
+    }
+    await until(() => b.received.length === 50, 'every whole frame');
+    expect(socket.destroyed).toBe(false);
+    expect(b.rejected).toEqual([]);
+    socket.destroy();
+  });
+
   it('past inboundConnectionsMax a new connection is closed and reported; one freed lets the next in', async () => {
     const b = await listening({ inboundConnectionsMax: 2 });
     const first = await dial(b.transport.port);
