@@ -22,9 +22,9 @@ import { PeerTraffic } from '../node/peer-traffic.ts';
 import { RuntimeWatch } from '../node/runtime-watch.ts';
 import type { StoredIdentity } from '../storage/index.ts';
 import { LevelStorage } from '../storage/index.ts';
-import { GrpcTransport } from '../transport/grpc.ts';
 import { type NodeId, nodeId } from '../util/ids.ts';
-import { channelCredentials, serverCredentials } from './target.ts';
+import { startPeerTransport } from './peer-transport.ts';
+import { serverCredentials } from './target.ts';
 
 /**
  * `dlm serve --config FILE --node ID`: one node, one OS process, so that SIGTERM,
@@ -66,18 +66,7 @@ export async function serve(args: ServeArgs): Promise<void> {
     }),
   });
   const identity = await checkedIdentity(storage, id, config.clusterId, directory, logger);
-  const transport = await GrpcTransport.start({
-    id,
-    // Others dial peerAddress; it leads here through whatever forwards (NAT, a proxy).
-    listenAddress: self.peerListenAddress,
-    peers: new Map(config.nodes.map((node) => [nodeId(node.id), node.peerAddress])),
-    queueMessagesMax: config.runtime.peerQueueMessagesMax,
-    batchMessagesMax: 256,
-    reconnectDelayMsMin: config.runtime.peerReconnectDelayMsMin,
-    reconnectDelayMsMax: config.runtime.peerReconnectDelayMsMax,
-    credentials: { server: serverCredentials(tls), client: channelCredentials(tls) },
-    onRejected: (from, problem) => logger.warn({ from, problem }, 'dropped a malformed peer batch'),
-  });
+  const transport = await startPeerTransport(config, self, tls, logger);
   const logForeign = rateLimitedPerKey(FOREIGN_LOG_INTERVAL_MS);
   const traffic = new PeerTraffic(transport);
   const node = new DlmNode(id, storage, traffic, runtimeOptions(config));
@@ -166,6 +155,7 @@ export async function serve(args: ServeArgs): Promise<void> {
       clientListenAddress: self.clientListenAddress,
       metricsAddress: self.metricsAddress,
       tls: tls !== null,
+      peerTransport: config.peerTransport,
       clusterId: identity.clusterId || '(not known yet)',
       dataDir: directory,
     },

@@ -9,10 +9,13 @@ export { loadTlsMaterial, type TlsFiles, type TlsMaterial } from './tls.ts';
 export {
   type ClusterConfigInput,
   type ClusterFileConfig,
+  DEFAULT_PEER_TRANSPORT,
   DEFAULT_RUNTIME_CONFIG,
   DEFAULT_TICK_INTERVAL_MS,
   type NodeConfig,
   type NodeConfigInput,
+  PEER_TRANSPORT_KINDS,
+  type PeerTransportKind,
   type RaftConfig,
   type RuntimeConfig,
 } from './types.ts';

@@ -10,6 +10,7 @@ import {
   rejectUnknownFields,
 } from './fields.ts';
 import { readNodes } from './nodes.ts';
+import { checkPeerLimits } from './peer-limits.ts';
 import {
   fieldHomes,
   readLockSection,
@@ -19,9 +20,22 @@ import {
 } from './sections.ts';
 import { checkTiming } from './timing.ts';
 import { readTlsSection } from './tls.ts';
-import type { ClusterFileConfig, NodeConfig } from './types.ts';
+import {
+  type ClusterFileConfig,
+  DEFAULT_PEER_TRANSPORT,
+  type NodeConfig,
+  PEER_TRANSPORT_KINDS,
+  type PeerTransportKind,
+} from './types.ts';
 
-const TOP_FIELDS: readonly string[] = ['clusterId', 'nodes', 'dataDir', 'tls', ...SECTION_NAMES];
+const TOP_FIELDS: readonly string[] = [
+  'clusterId',
+  'nodes',
+  'dataDir',
+  'tls',
+  'peerTransport',
+  ...SECTION_NAMES,
+];
 
 /** Like node ids: it goes into logs, metrics and error messages, so it stays plain. */
 export const CLUSTER_ID_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/;
@@ -41,18 +55,27 @@ export function parseClusterConfig(json: unknown, baseDir: string): ClusterFileC
   const dataDir = readDataDir(problems, ownField(root, 'dataDir'), baseDir);
   const problemsBeforeTiming = problems.list.length;
   const raft = readRaftSection(problems, ownField(root, 'raft'));
+  const raftValid = problems.list.length === problemsBeforeTiming;
   const lock = readLockSection(problems, ownField(root, 'lock'));
   // Across sections, and only once both are valid: defaults standing in for a refused
   // field would show misleading minimums.
   if (problems.list.length === problemsBeforeTiming) checkTiming(problems, raft, lock);
+  const problemsBeforeRuntime = problems.list.length;
+  const runtime = readRuntimeSection(problems, ownField(root, 'runtime'));
+  const peerTransport = readPeerTransport(problems, ownField(root, 'peerTransport'));
+  // The limits of the TCP transport's own (the gRPC one ignores them).
+  if (raftValid && problems.list.length === problemsBeforeRuntime && peerTransport === 'tcp') {
+    checkPeerLimits(problems, raft, runtime, nodes.length);
+  }
   const config: ClusterFileConfig = {
     clusterId: readClusterId(problems, ownField(root, 'clusterId')),
     nodes,
     dataDir,
     raft,
     lock,
-    runtime: readRuntimeSection(problems, ownField(root, 'runtime')),
+    runtime,
     tls: readTlsSection(problems, ownField(root, 'tls'), baseDir),
+    peerTransport,
   };
   if (problems.list.length > 0) throw new ConfigError(problems.list);
   return Object.freeze(config);
@@ -66,6 +89,15 @@ function readClusterId(problems: Problems, value: unknown): string | null {
     `expected an id matching ${CLUSTER_ID_PATTERN}, got ${describeValue(value)}`,
   );
   return null;
+}
+
+function readPeerTransport(problems: Problems, value: unknown): PeerTransportKind {
+  if (value === undefined) return DEFAULT_PEER_TRANSPORT;
+  const kind = PEER_TRANSPORT_KINDS.find((known) => known === value);
+  if (kind !== undefined) return kind;
+  const expected = PEER_TRANSPORT_KINDS.map((known) => JSON.stringify(known)).join(' or ');
+  problems.add('peerTransport', `expected ${expected}, got ${describeValue(value)}`);
+  return DEFAULT_PEER_TRANSPORT;
 }
 
 function readDataDir(problems: Problems, value: unknown, baseDir: string): string {

@@ -81,6 +81,8 @@ const RUNTIME: SectionSpec<RuntimeConfig> = {
   defaults: DEFAULT_RUNTIME_CONFIG,
   zeroAllowed: new Set(['compactionRetainEntries', 'shutdownDrainMs']),
   orderings: [{ a: 'peerReconnectDelayMsMin', relation: 'atMost', b: 'peerReconnectDelayMsMax' }],
+  // A frame header carries its length in 32 bits.
+  ceilings: { peerFrameBytesMax: 0xffff_ffff },
 };
 
 export const SECTION_NAMES: readonly string[] = [RAFT.name, LOCK.name, RUNTIME.name];

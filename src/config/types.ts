@@ -71,6 +71,28 @@ export interface RuntimeConfig {
   readonly backpressureRetryAfterMs: number;
   /** Messages queued for one peer. Past it the oldest are dropped, which Raft tolerates (it resends). */
   readonly peerQueueMessagesMax: number;
+  /**
+   * The largest frame the TCP peer transport sends or accepts (payload bytes). A peer
+   * announcing a bigger one is disconnected; a single message bigger than this is
+   * dropped by its sender. Bounds what one connection can make a node buffer.
+   */
+  readonly peerFrameBytesMax: number;
+  /**
+   * TCP peer transport: a connection not up within this is dropped and retried; an
+   * inbound one not introduced by a hello within this of being accepted is closed.
+   */
+  readonly peerConnectTimeoutMs: number;
+  /**
+   * TCP peer transport: an inbound frame begun but not whole within this closes the
+   * connection, freeing what it held (up to peerFrameBytesMax). Long enough for the
+   * largest frame over the slowest link between nodes.
+   */
+  readonly peerFrameTimeoutMs: number;
+  /**
+   * TCP peer transport: inbound connections open at once (TLS handshakes included);
+   * past it a new one is closed. Each peer keeps one, two while it reconnects.
+   */
+  readonly peerInboundConnectionsMax: number;
   /** Reconnecting to a peer backs off from this delay … */
   readonly peerReconnectDelayMsMin: number;
   /** … up to this one. */
@@ -99,13 +121,24 @@ export interface ClusterFileConfig {
    */
   readonly lock: LockLimits;
   readonly runtime: RuntimeConfig;
-  /** Mutual TLS on every gRPC endpoint; null: plaintext. */
+  /** Mutual TLS on every gRPC endpoint (and the TCP peer port); null: plaintext. */
   readonly tls: TlsFiles | null;
+  /**
+   * How nodes carry Raft traffic to each other: gRPC streams (the default), or
+   * length-prefixed frames over plain TCP (TLS when `tls` is set). Every node of a
+   * cluster must use the same: neither understands the other's port.
+   */
+  readonly peerTransport: PeerTransportKind;
 }
+
+export const PEER_TRANSPORT_KINDS = ['grpc', 'tcp'] as const;
+export type PeerTransportKind = (typeof PEER_TRANSPORT_KINDS)[number];
+export const DEFAULT_PEER_TRANSPORT: PeerTransportKind = 'grpc';
 
 /** The file as written: only `nodes` and `dataDir` are required. */
 export interface ClusterConfigInput {
   readonly clusterId?: string;
+  readonly peerTransport?: PeerTransportKind;
   readonly nodes: readonly NodeConfigInput[];
   readonly dataDir: string;
   readonly raft?: Partial<RaftConfig>;
@@ -129,6 +162,13 @@ export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
   sessionStreamWaitsInFlightMax: 1_024,
   backpressureRetryAfterMs: 100,
   peerQueueMessagesMax: 1_024,
+  // 64 times the default snapshot chunk, far above any batch a healthy cluster sends.
+  peerFrameBytesMax: 16 * 1024 * 1024,
+  peerConnectTimeoutMs: 2_000,
+  // 16 MiB (the largest frame) in 10 s needs about 13 Mbit/s.
+  peerFrameTimeoutMs: 10_000,
+  // 2 × 32 nodes (the most a cluster has), with room for a few strays.
+  peerInboundConnectionsMax: 128,
   peerReconnectDelayMsMin: 50,
   peerReconnectDelayMsMax: 2_000,
   leadershipTransferTimeoutMs: 2_000,

@@ -145,7 +145,13 @@ export class ProcessCluster {
   }
 
   private founderConfig(extra: Record<string, unknown> = {}): Record<string, unknown> {
-    const config = { dataDir: './data', raft: { tickIntervalMs: 20 }, ...this.extra, ...extra };
+    const config = {
+      dataDir: './data',
+      raft: { tickIntervalMs: 20 },
+      ...peerTransportFromEnv(),
+      ...this.extra,
+      ...extra,
+    };
     return { nodes: this.founders, ...config };
   }
 
@@ -500,4 +506,13 @@ export function newRequestId(): string {
     BigInt(Math.floor(Math.random() * 2 ** 40)) * 1_000_000n +
     BigInt(requestCounter)
   ).toString();
+}
+
+/**
+ * DLM_TEST_PEER_TRANSPORT=tcp runs every process cluster (cluster tests, Jepsen) over
+ * the TCP peer transport instead of the default, unless a test names one itself.
+ */
+export function peerTransportFromEnv(): { peerTransport?: string } {
+  const kind = process.env.DLM_TEST_PEER_TRANSPORT;
+  return kind === undefined || kind === '' ? {} : { peerTransport: kind };
 }

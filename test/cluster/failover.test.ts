@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   type Acknowledged,
@@ -21,37 +22,46 @@ afterEach(async () => {
 });
 
 describe('real processes under failure', () => {
-  it('kill -9 of the leader under load: a new leader takes over and every acknowledged grant and release survives', async () => {
-    cluster = await ProcessCluster.create(3);
-    const c = cluster;
-    c.startAll();
-    const oldLeader = await c.waitForLeader(15_000);
-    const session = await openSession(c);
-    const acknowledged: Acknowledged[] = [];
-    const acks: Timing[] = [];
-    const stop = { value: false };
-    const running = load(c, session, acknowledged, stop, acks);
-    await new Promise((resolve) => setTimeout(resolve, 500));
-    const killedAtMs = Date.now();
-    await c.kill(oldLeader);
-    // Failover time: from the kill to the answer of the first acquire sent after it.
-    const firstAfterKill = (): Timing | undefined =>
-      acks.find((timing) => timing.sentAtMs >= killedAtMs);
-    while (firstAfterKill() === undefined && Date.now() - killedAtMs < 15_000) {
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-    const firstAckAfterKill = firstAfterKill()?.ackedAtMs;
-    expect(firstAckAfterKill).toBeDefined();
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    stop.value = true;
-    await running;
-    const newLeader = await c.waitForLeader(10_000);
-    expect(newLeader).not.toBe(oldLeader);
-    console.log(
-      `failover: leader ${oldLeader} killed -> first acknowledged acquire after ${(firstAckAfterKill ?? 0) - killedAtMs} ms (election timeout 200-400 ms); ${acknowledged.length} grants acknowledged`,
-    );
-    await expectAcknowledgedState(c, acknowledged);
-  }, 90_000);
+  // Both peer transports: the TCP one is an experiment that may become the default.
+  it.each(['grpc', 'tcp'] as const)(
+    'kill -9 of the leader under load (%s peer transport): a new leader takes over and every acknowledged grant and release survives',
+    async (peerTransport) => {
+      cluster = await ProcessCluster.create(3, { peerTransport });
+      const c = cluster;
+      c.startAll();
+      const oldLeader = await c.waitForLeader(15_000);
+      // The transport asked for is the one that runs.
+      expect(readFileSync(c.logPath(oldLeader), 'utf8')).toContain(
+        `"peerTransport":"${peerTransport}"`,
+      );
+      const session = await openSession(c);
+      const acknowledged: Acknowledged[] = [];
+      const acks: Timing[] = [];
+      const stop = { value: false };
+      const running = load(c, session, acknowledged, stop, acks);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const killedAtMs = Date.now();
+      await c.kill(oldLeader);
+      // Failover time: from the kill to the answer of the first acquire sent after it.
+      const firstAfterKill = (): Timing | undefined =>
+        acks.find((timing) => timing.sentAtMs >= killedAtMs);
+      while (firstAfterKill() === undefined && Date.now() - killedAtMs < 15_000) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      const firstAckAfterKill = firstAfterKill()?.ackedAtMs;
+      expect(firstAckAfterKill).toBeDefined();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      stop.value = true;
+      await running;
+      const newLeader = await c.waitForLeader(10_000);
+      expect(newLeader).not.toBe(oldLeader);
+      console.log(
+        `failover (${peerTransport}): leader ${oldLeader} killed -> first acknowledged acquire after ${(firstAckAfterKill ?? 0) - killedAtMs} ms (election timeout 200-400 ms); ${acknowledged.length} grants acknowledged`,
+      );
+      await expectAcknowledgedState(c, acknowledged);
+    },
+    90_000,
+  );
 
   it('kill -9 of every node, then a restart: the state is the same and nothing acknowledged is lost', async () => {
     cluster = await ProcessCluster.create(3);
@@ -78,46 +88,51 @@ describe('real processes under failure', () => {
     await expectAcknowledgedState(c, acknowledged);
   }, 90_000);
 
-  it('a follower paused past compaction catches up through InstallSnapshot', async () => {
-    cluster = await ProcessCluster.create(3, {
-      runtime: { snapshotEntriesThreshold: 50, compactionRetainEntries: 10 },
-    });
-    const c = cluster;
-    c.startAll();
-    const leader = await c.waitForLeader(15_000);
-    const follower = c.nodes.find((node) => node.id !== leader)?.id ?? '';
-    const session = await openSession(c);
-    c.pause(follower);
-    // A generous deadline per call: on a loaded CI machine one fsync or scheduling stall
-    // once took a call past the 2 s default (seen once in a full run; not alone).
-    for (let i = 0; i < 150; i++) {
-      await c.call(
-        leader,
-        'Acquire',
-        {
-          lock: `snap/${i}`,
-          session_id: session,
-          mode: 'SHARED',
-          wait_ms: '0',
-          request_id: newRequestId(),
-          owner: 's',
-        },
-        10_000,
-      );
-    }
-    const leaderStatus = await c.callNode(leader, 'Status', {}, 10_000, 'Cluster');
-    c.resume(follower);
-    let applied = 0;
-    const target = Number(leaderStatus.applied_index);
-    for (let attempt = 0; attempt < 200 && applied < target; attempt++) {
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      const status = await c.call(follower, 'Status', {}, 1_000, 'Cluster').catch(() => null);
-      applied = Number(status?.applied_index ?? 0);
-    }
-    expect(applied).toBeGreaterThanOrEqual(target);
-    const described = await c.callNode(follower, 'Describe', { lock: 'snap/149', stale: true });
-    expect((described.holders as unknown[]).length).toBe(1);
-  }, 90_000);
+  it.each(['grpc', 'tcp'] as const)(
+    'a follower paused past compaction catches up through InstallSnapshot (%s peer transport)',
+    async (peerTransport) => {
+      cluster = await ProcessCluster.create(3, {
+        peerTransport,
+        runtime: { snapshotEntriesThreshold: 50, compactionRetainEntries: 10 },
+      });
+      const c = cluster;
+      c.startAll();
+      const leader = await c.waitForLeader(15_000);
+      const follower = c.nodes.find((node) => node.id !== leader)?.id ?? '';
+      const session = await openSession(c);
+      c.pause(follower);
+      // A generous deadline per call: on a loaded CI machine one fsync or scheduling stall
+      // once took a call past the 2 s default (seen once in a full run; not alone).
+      for (let i = 0; i < 150; i++) {
+        await c.call(
+          leader,
+          'Acquire',
+          {
+            lock: `snap/${i}`,
+            session_id: session,
+            mode: 'SHARED',
+            wait_ms: '0',
+            request_id: newRequestId(),
+            owner: 's',
+          },
+          10_000,
+        );
+      }
+      const leaderStatus = await c.callNode(leader, 'Status', {}, 10_000, 'Cluster');
+      c.resume(follower);
+      let applied = 0;
+      const target = Number(leaderStatus.applied_index);
+      for (let attempt = 0; attempt < 200 && applied < target; attempt++) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        const status = await c.call(follower, 'Status', {}, 1_000, 'Cluster').catch(() => null);
+        applied = Number(status?.applied_index ?? 0);
+      }
+      expect(applied).toBeGreaterThanOrEqual(target);
+      const described = await c.callNode(follower, 'Describe', { lock: 'snap/149', stale: true });
+      expect((described.holders as unknown[]).length).toBe(1);
+    },
+    90_000,
+  );
 
   it('a 5-node cluster serves with any 2 of its nodes frozen: all 10 pairs, one after another', async () => {
     cluster = await ProcessCluster.create(5);

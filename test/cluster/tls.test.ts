@@ -65,68 +65,73 @@ async function statusWith(
 }
 
 describe('mutual TLS on real processes', () => {
-  it('serves clients with a certificate of the cluster CA and refuses every other', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'dlm-certs-'));
-    certDirs.push(dir);
-    const certs = join(dir, 'certs');
-    const strangers = join(dir, 'strangers');
-    genCerts(certs);
-    genCerts(strangers);
-    const tls = {
-      caFile: join(certs, 'ca.pem'),
-      certFile: join(certs, 'node.pem'),
-      keyFile: join(certs, 'node-key.pem'),
-    };
-    cluster = await ProcessCluster.create(3, { tls });
-    const c = cluster;
-    c.credentials = grpc.credentials.createSsl(
-      pem(certs, 'ca.pem'),
-      pem(certs, 'client-key.pem'),
-      pem(certs, 'client.pem'),
-    );
-    c.startAll();
-    // Electing a leader needs the peer links, which are TLS too.
-    await c.waitForLeader(15_000);
-    const session = await openSession(c, 'tls');
-    expect(Number(session)).toBeGreaterThan(0);
+  // The peer links too, over either transport: TCP uses node:tls with the same files.
+  it.each(['grpc', 'tcp'] as const)(
+    'serves clients with a certificate of the cluster CA and refuses every other (%s peer transport)',
+    async (peerTransport) => {
+      const dir = mkdtempSync(join(tmpdir(), 'dlm-certs-'));
+      certDirs.push(dir);
+      const certs = join(dir, 'certs');
+      const strangers = join(dir, 'strangers');
+      genCerts(certs);
+      genCerts(strangers);
+      const tls = {
+        caFile: join(certs, 'ca.pem'),
+        certFile: join(certs, 'node.pem'),
+        keyFile: join(certs, 'node-key.pem'),
+      };
+      cluster = await ProcessCluster.create(3, { tls, peerTransport });
+      const c = cluster;
+      c.credentials = grpc.credentials.createSsl(
+        pem(certs, 'ca.pem'),
+        pem(certs, 'client-key.pem'),
+        pem(certs, 'client.pem'),
+      );
+      c.startAll();
+      // Electing a leader needs the peer links, which are TLS too.
+      await c.waitForLeader(15_000);
+      const session = await openSession(c, 'tls');
+      expect(Number(session)).toBeGreaterThan(0);
 
-    const address = c.nodes[0]?.clientAddress ?? '';
-    expect(await statusWith(address, c.credentials)).toBe('answered');
-    // Plaintext, no client certificate, a certificate from another CA: all refused.
-    expect(await statusWith(address, grpc.credentials.createInsecure())).toBe(
-      grpc.status.UNAVAILABLE,
-    );
-    expect(await statusWith(address, grpc.credentials.createSsl(pem(certs, 'ca.pem')))).toBe(
-      grpc.status.UNAVAILABLE,
-    );
-    const stranger = grpc.credentials.createSsl(
-      pem(certs, 'ca.pem'),
-      pem(strangers, 'client-key.pem'),
-      pem(strangers, 'client.pem'),
-    );
-    expect(await statusWith(address, stranger)).toBe(grpc.status.UNAVAILABLE);
+      const address = c.nodes[0]?.clientAddress ?? '';
+      expect(await statusWith(address, c.credentials)).toBe('answered');
+      // Plaintext, no client certificate, a certificate from another CA: all refused.
+      expect(await statusWith(address, grpc.credentials.createInsecure())).toBe(
+        grpc.status.UNAVAILABLE,
+      );
+      expect(await statusWith(address, grpc.credentials.createSsl(pem(certs, 'ca.pem')))).toBe(
+        grpc.status.UNAVAILABLE,
+      );
+      const stranger = grpc.credentials.createSsl(
+        pem(certs, 'ca.pem'),
+        pem(strangers, 'client-key.pem'),
+        pem(strangers, 'client.pem'),
+      );
+      expect(await statusWith(address, stranger)).toBe(grpc.status.UNAVAILABLE);
 
-    // The CLI takes the config's tls section, or the --tls-* flags with --endpoints.
-    const status = await c.dlm(['status', '--config', c.configPath], 20_000);
-    expect(status.code, status.stderr).toBe(0);
-    const flags = [
-      '--tls-ca',
-      join(certs, 'ca.pem'),
-      '--tls-cert',
-      join(certs, 'client.pem'),
-      '--tls-key',
-      join(certs, 'client-key.pem'),
-    ];
-    const viaFlags = await c.dlm(['status', '--endpoints', address, ...flags], 20_000);
-    expect(viaFlags.code, viaFlags.stderr).toBe(0);
-    const plain = await c.dlm(['status', '--endpoints', address, '--timeout-ms', '2000'], 20_000);
-    expect(plain.code).toBe(1);
-    expect(plain.stderr).not.toContain('DEP0123');
+      // The CLI takes the config's tls section, or the --tls-* flags with --endpoints.
+      const status = await c.dlm(['status', '--config', c.configPath], 20_000);
+      expect(status.code, status.stderr).toBe(0);
+      const flags = [
+        '--tls-ca',
+        join(certs, 'ca.pem'),
+        '--tls-cert',
+        join(certs, 'client.pem'),
+        '--tls-key',
+        join(certs, 'client-key.pem'),
+      ];
+      const viaFlags = await c.dlm(['status', '--endpoints', address, ...flags], 20_000);
+      expect(viaFlags.code, viaFlags.stderr).toBe(0);
+      const plain = await c.dlm(['status', '--endpoints', address, '--timeout-ms', '2000'], 20_000);
+      expect(plain.code).toBe(1);
+      expect(plain.stderr).not.toContain('DEP0123');
 
-    // The TypeScript client, with the client certificate.
-    client = new DlmClient({ endpoints: [address], credentials: c.credentials });
-    expect(await client.withLock('tls/1', async ({ token }) => BigInt(token) > 0n)).toBe(true);
-  }, 90_000);
+      // The TypeScript client, with the client certificate.
+      client = new DlmClient({ endpoints: [address], credentials: c.credentials });
+      expect(await client.withLock('tls/1', async ({ token }) => BigInt(token) > 0n)).toBe(true);
+    },
+    90_000,
+  );
 
   it('a tls file that cannot be read stops start-up, naming the field', async () => {
     cluster = await ProcessCluster.create(3);

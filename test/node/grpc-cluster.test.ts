@@ -2,11 +2,15 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { DlmError } from '../../src/node/errors.ts';
 import { DlmNode, type NodeRuntimeOptions } from '../../src/node/node.ts';
 import { MemoryWritableStorage } from '../../src/storage/index.ts';
-import { GrpcTransport } from '../../src/transport/grpc.ts';
 import { type NodeId, nodeId } from '../../src/util/ids.ts';
 import { freePort } from '../support/free-port.ts';
+import {
+  PEER_TRANSPORTS,
+  type PeerTransportName,
+  startPeerTransport,
+} from '../support/peer-transports.ts';
 
-/** Three nodes in one process, talking real gRPC over loopback. */
+/** Three nodes in one process, talking over real peer links on loopback (gRPC, then TCP). */
 const OPTIONS: NodeRuntimeOptions = {
   tickIntervalMs: 10,
   raft: { electionTimeoutTicks: 15, heartbeatIntervalTicks: 1 },
@@ -26,13 +30,13 @@ afterEach(async () => {
   nodes = [];
 });
 
-async function startCluster(): Promise<DlmNode[]> {
+async function startCluster(kind: PeerTransportName): Promise<DlmNode[]> {
   // Bind every node first (port 0), then tell each the others' addresses.
   const ports = await Promise.all(ids.map(() => freePort()));
   const peers = new Map<NodeId, string>(ids.map((id, i) => [id, `127.0.0.1:${ports[i]}`]));
   const transports = await Promise.all(
     ids.map((id) =>
-      GrpcTransport.start({
+      startPeerTransport(kind, {
         id,
         listenAddress: peers.get(id) ?? '',
         peers,
@@ -62,9 +66,9 @@ async function leaderOf(cluster: DlmNode[]): Promise<DlmNode> {
   throw new Error('no leader within 5 s');
 }
 
-describe('DlmNode over gRPC peer streams', () => {
+describe.each(PEER_TRANSPORTS)('DlmNode over real peer links (%s)', (kind) => {
   it('elects a leader, forwards a follower write, and agrees on the result everywhere', async () => {
-    nodes = await startCluster();
+    nodes = await startCluster(kind);
     const leader = await leaderOf(nodes);
     const follower = nodes.find((node) => node !== leader);
     if (follower === undefined) throw new Error('no follower');

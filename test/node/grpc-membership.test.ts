@@ -3,13 +3,17 @@ import type { LockResult } from '../../src/lock/index.ts';
 import { DlmError } from '../../src/node/errors.ts';
 import { DlmNode, type NodeRuntimeOptions } from '../../src/node/node.ts';
 import { MemoryWritableStorage } from '../../src/storage/index.ts';
-import { GrpcTransport } from '../../src/transport/grpc.ts';
 import { type NodeId, nodeId } from '../../src/util/ids.ts';
 import { freePort } from '../support/free-port.ts';
+import {
+  PEER_TRANSPORTS,
+  type PeerTransportName,
+  startPeerTransport,
+} from '../support/peer-transports.ts';
 import { sleep, until } from './cluster-harness.ts';
 
 /**
- * Membership over real gRPC peer streams, where addresses matter: a node the founders
+ * Membership over real peer links (gRPC, then TCP), where addresses matter: a node the founders
  * were never configured with joins, leads, survives a founder's restart (the founder
  * knows only the founders and learns the rest from its peers), and removes itself.
  */
@@ -41,12 +45,13 @@ interface Member {
 
 /** Starts one node whose transport and address book know only `known`. */
 async function startNode(
+  kind: PeerTransportName,
   self: Member,
   known: readonly Member[],
   storage: MemoryWritableStorage,
   seed: number,
 ): Promise<DlmNode> {
-  const transport = await GrpcTransport.start({
+  const transport = await startPeerTransport(kind, {
     id: self.id,
     listenAddress: self.peerAddress,
     peers: new Map(known.map((member) => [member.id, member.peerAddress])),
@@ -78,7 +83,7 @@ async function openSession(via: DlmNode, requestId: string): Promise<LockResult>
   }
 }
 
-describe('membership over gRPC peer streams', () => {
+describe.each(PEER_TRANSPORTS)('membership over real peer links (%s)', (kind) => {
   it('a node the founders never heard of joins, leads, outlives a founder restart, removes itself, and is added back', async () => {
     const ports = await Promise.all([...founders, N4].map(() => freePort()));
     const members: Member[] = [...founders, N4].map((id, i) => ({
@@ -95,11 +100,17 @@ describe('membership over gRPC peer streams', () => {
       ]),
     );
     for (const [i, member] of founding.entries()) {
-      await startNode(member, founding, storages.get(member.id) as MemoryWritableStorage, i + 1);
+      await startNode(
+        kind,
+        member,
+        founding,
+        storages.get(member.id) as MemoryWritableStorage,
+        i + 1,
+      );
     }
     await until(() => leaderAmong(founders) !== undefined, 'a founder leads');
     // n4 knows only itself; the founders know nothing of it.
-    const n4 = await startNode(n4Member, [n4Member], MemoryWritableStorage.joining(), 4);
+    const n4 = await startNode(kind, n4Member, [n4Member], MemoryWritableStorage.joining(), 4);
 
     const leader = leaderAmong(founders) as DlmNode;
     const view = await leader.addMember(n4Member, { timeoutMs: 15_000 });
@@ -128,6 +139,7 @@ describe('membership over gRPC peer streams', () => {
     await running.get(restarted.id)?.stop();
     running.delete(restarted.id);
     const again = await startNode(
+      kind,
       restarted,
       founding,
       storages.get(restarted.id) as MemoryWritableStorage,

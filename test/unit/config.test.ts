@@ -24,6 +24,7 @@ import {
   parseClusterConfig,
 } from '../../src/config/index.ts';
 import { findJsonSyntaxError } from '../../src/config/json-position.ts';
+import { PEER_FRAME_HEADROOM_BYTES } from '../../src/config/peer-limits.ts';
 import { DEFAULT_LOCK_LIMITS } from '../../src/lock/limits.ts';
 import { COMPACTION_SLICE_ENTRIES } from '../../src/node/snapshotter.ts';
 import { DEFAULT_RAFT_OPTIONS } from '../../src/raft/options.ts';
@@ -431,6 +432,64 @@ describe('clusterId', () => {
   ])('refuses %j, naming the field', (value, shown) => {
     expect(problemsOf({ ...minimalConfig(), clusterId: value })).toEqual([
       `clusterId: expected an id matching /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/, got ${shown}`,
+    ]);
+  });
+});
+
+describe('peerTransport', () => {
+  it('is grpc when absent; tcp when asked', () => {
+    expect(parseClusterConfig(minimalConfig(), BASE_DIR).peerTransport).toBe('grpc');
+    const tcp = parseClusterConfig({ ...minimalConfig(), peerTransport: 'tcp' }, BASE_DIR);
+    expect(tcp.peerTransport).toBe('tcp');
+    expect(tcp.runtime.peerFrameBytesMax).toBe(16 * 1024 * 1024);
+  });
+
+  it.each([
+    ['TCP', '"TCP"'],
+    ['http2', '"http2"'],
+    [true, 'true'],
+  ])('refuses %j, naming the field and the choices', (value, shown) => {
+    expect(problemsOf({ ...minimalConfig(), peerTransport: value })).toEqual([
+      `peerTransport: expected "grpc" or "tcp", got ${shown}`,
+    ]);
+  });
+
+  it('refuses a frame bound the 32-bit frame header cannot carry', () => {
+    const config = { ...minimalConfig(), runtime: { peerFrameBytesMax: 2 ** 32 } };
+    expect(problemsOf(config)).toEqual([
+      'runtime.peerFrameBytesMax: expected an integer in 1..4294967295, got 4294967296',
+    ]);
+  });
+
+  it('refuses a frame bound below one snapshot chunk plus its headroom, naming both', () => {
+    const chunkBytes = 100_000;
+    const atMin = {
+      ...minimalConfig(),
+      peerTransport: 'tcp',
+      raft: { snapshotChunkBytesMax: chunkBytes },
+      runtime: { peerFrameBytesMax: chunkBytes + PEER_FRAME_HEADROOM_BYTES },
+    };
+    expect(parseClusterConfig(atMin, BASE_DIR).runtime.peerFrameBytesMax).toBe(165_536);
+    const below = {
+      ...atMin,
+      runtime: { peerFrameBytesMax: chunkBytes + PEER_FRAME_HEADROOM_BYTES - 1 },
+    };
+    const problems = problemsOf(below);
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(
+      /^runtime\.peerFrameBytesMax: 165535 bytes .*raft\.snapshotChunkBytesMax .* = 165536 bytes is the minimum/,
+    );
+  });
+
+  it('refuses fewer inbound peer connections than two per node', () => {
+    const config = {
+      ...minimalConfig(),
+      peerTransport: 'tcp',
+      runtime: { peerInboundConnectionsMax: 1 },
+    };
+    const nodes = minimalConfig().nodes.length;
+    expect(problemsOf(config)).toEqual([
+      `runtime.peerInboundConnectionsMax: 1 is less than 2 × the ${nodes} nodes = ${2 * nodes}: each peer holds one connection, two while it reconnects`,
     ]);
   });
 });

@@ -136,8 +136,10 @@ async function startClusters(
   } else {
     const dlmDir = join(dir, 'dlm');
     mkdirSync(dlmDir);
-    io.err(`starting a 3-node dlm cluster in ${dlmDir}\n`);
-    clusters.push(await startDlmCluster(dlmDir));
+    io.err(
+      `starting a 3-node dlm cluster (peer transport ${options.peerTransport}) in ${dlmDir}\n`,
+    );
+    clusters.push(await startDlmCluster(dlmDir, options.peerTransport));
   }
   if (etcdBin !== null) {
     const etcdDir = join(dir, 'etcd');

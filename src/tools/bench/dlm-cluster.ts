@@ -32,6 +32,7 @@ export interface DlmNodeLayout {
 export interface DlmConfigExtra {
   readonly lock?: Readonly<Record<string, number>>;
   readonly runtime?: Readonly<Record<string, number>>;
+  readonly peerTransport?: 'grpc' | 'tcp';
 }
 
 /**
@@ -67,8 +68,11 @@ export function spawnDlmNode(configPath: string, id: string, dir: string): Child
   );
 }
 
-export async function startDlmCluster(dir: string): Promise<ServerCluster> {
-  const { nodes, configPath } = await writeDlmClusterConfig(dir);
+export async function startDlmCluster(
+  dir: string,
+  peerTransport: 'grpc' | 'tcp' = 'grpc',
+): Promise<ServerCluster> {
+  const { nodes, configPath } = await writeDlmClusterConfig(dir, { peerTransport });
   const children = nodes.map((node) => spawnDlmNode(configPath, node.id, dir));
   const members = nodes.map((node, i) => ({
     name: node.id,

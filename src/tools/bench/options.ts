@@ -25,6 +25,8 @@ export interface BenchOptions {
   /** Which member clients call first: the leader, or a follower that forwards. */
   readonly via: Via;
   readonly dlmClient: DlmClientKind;
+  /** The started dlm cluster's `peerTransport`. */
+  readonly peerTransport: 'grpc' | 'tcp';
   readonly keepData: boolean;
   /** How many of each cell's slowest acquires to print and record, with their times. */
   readonly slowest: number;
@@ -67,6 +69,8 @@ Options:
   --dlm-client library|raw  dlm clients use the TypeScript client library (default:
                       what users run) or plain grpc-js calls like the etcd clients
                       (no retries or settle: equal client costs for --compare)
+  --peer-transport grpc|tcp  the peerTransport of the dlm cluster the bench starts
+                      (default grpc); run both, alternating, to compare them
   --keep-data         keep the temp dir with the clusters' data and logs
   --slowest N         print each cell's N slowest acquires with the time each was sent
                       (ISO and epoch ms), to match stalls against the nodes' logs
@@ -108,6 +112,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     compare: null as 'etcd' | null,
     via: 'leader' as Via,
     dlmClient: 'library' as DlmClientKind,
+    peerTransport: 'grpc' as 'grpc' | 'tcp',
     etcdBin: null as string | null,
     out: null as string | null,
     keepData: false,
@@ -186,6 +191,12 @@ function applyValue(options: Mutable, flag: string, value: string): void {
         throw new Error(`--via must be leader or follower, got "${value}"`);
       }
       options.via = value;
+      return;
+    case '--peer-transport':
+      if (value !== 'grpc' && value !== 'tcp') {
+        throw new Error(`--peer-transport must be grpc or tcp, got "${value}"`);
+      }
+      options.peerTransport = value;
       return;
     case '--slowest':
       options.slowest = integer(flag, value, 0, 1_000);

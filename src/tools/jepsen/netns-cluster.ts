@@ -3,6 +3,7 @@ import { closeSync, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { NodeConfigInput } from '../../config/index.ts';
+import { peerTransportFromEnv } from '../process-cluster.ts';
 import type { NetnsNetwork } from './netns.ts';
 import type { ProxyMesh } from './proxy-mesh.ts';
 
@@ -53,6 +54,7 @@ export class NetnsCluster {
     const config = {
       nodes: this.nodes,
       dataDir: join(options.dir, 'data'),
+      ...peerTransportFromEnv(),
       ...options.extraConfig,
     };
     writeFileSync(this.configPath, `${JSON.stringify(config, null, 2)}\n`);
