@@ -1,0 +1,185 @@
+import * as grpc from '@grpc/grpc-js';
+import type { Connection } from './connection.ts';
+import { DlmClientError } from './errors.ts';
+
+/** What the scheduler needs of a session it keeps alive. */
+export interface KeepAliveMember {
+  readonly id: string;
+  readonly ttlMs: number;
+  /** The session's safe deadline now: past it a confirmation is worth nothing. */
+  deadlineMs(): number;
+  /** A keepalive sent at `sentMs` (the connection's clock) was confirmed. */
+  confirmed(sentMs: number): void;
+  /** The cluster said the session is gone. */
+  gone(): void;
+}
+
+/** The lock rules' default keepAliveBatchMax: a batch the cluster takes unless lowered. */
+export const KEEPALIVE_BATCH_MAX_DEFAULT = 1_000;
+
+/** How soon a batch that failed (not by the session's end) is tried again, at most. */
+const RETRY_AFTER_FAILURE_MS = 250;
+
+interface Entry {
+  readonly member: KeepAliveMember;
+  /** When its next keepalive is due (the connection's clock). */
+  dueMs: number;
+  inFlight: boolean;
+}
+
+/**
+ * Keeps every session of one connection alive with as few calls as it can: a session
+ * is due a keepalive a third of its TTL after its last one ended, as it always was, and
+ * when the first is due, every session due within a sixth of its own TTL goes along in
+ * the same call (KeepAliveRequest.session_ids), up to the batch bound, split beyond.
+ * Sessions sent together are due together again, so N sessions soon cost about
+ * N / batchMax calls per interval instead of N. Sending a session early is the only
+ * cost, and it only makes its lease fresher.
+ *
+ * Each session's safe deadline counts from the send time of the call that confirmed
+ * it, taken before the call goes out: the cluster counts the TTL from when it applies
+ * the entry, which is later. One session the cluster calls expired ends alone.
+ */
+export class KeepAliveScheduler {
+  private readonly entries = new Map<string, Entry>();
+  private timer: NodeJS.Timeout | null = null;
+  private timerAtMs = Number.POSITIVE_INFINITY;
+
+  constructor(
+    private readonly connection: Connection,
+    /** Lowered (halved) when the cluster refuses a batch as malformed: see send(). */
+    private batchMax: number,
+  ) {
+    if (!Number.isInteger(batchMax) || batchMax < 1) {
+      throw new Error(`keepAliveBatchMax must be a positive integer, got ${batchMax}`);
+    }
+  }
+
+  /** The largest batch it sends now. */
+  get batchSizeMax(): number {
+    return this.batchMax;
+  }
+
+  add(member: KeepAliveMember): void {
+    const dueMs = this.nowMs() + intervalMs(member.ttlMs);
+    this.entries.set(member.id, { member, dueMs, inFlight: false });
+    // Cheap for many sessions opened at once: only an earlier due moves the timer.
+    if (dueMs < this.timerAtMs) this.armAt(dueMs);
+  }
+
+  remove(member: KeepAliveMember): void {
+    if (this.entries.get(member.id)?.member !== member) return;
+    this.entries.delete(member.id);
+    if (this.entries.size === 0) this.disarm();
+  }
+
+  private nowMs(): number {
+    return this.connection.clock.nowMs();
+  }
+
+  private disarm(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    this.timerAtMs = Number.POSITIVE_INFINITY;
+  }
+
+  private armAt(atMs: number): void {
+    this.disarm();
+    this.timerAtMs = atMs;
+    this.timer = setTimeout(() => this.fire(), Math.max(0, atMs - this.nowMs()));
+    this.timer.unref();
+  }
+
+  /** Sets the timer for the earliest due session not in flight, if any. */
+  private arm(): void {
+    let earliestMs = Number.POSITIVE_INFINITY;
+    for (const entry of this.entries.values()) {
+      if (!entry.inFlight && entry.dueMs < earliestMs) earliestMs = entry.dueMs;
+    }
+    if (earliestMs === Number.POSITIVE_INFINITY) this.disarm();
+    else this.armAt(earliestMs);
+  }
+
+  private fire(): void {
+    this.timer = null;
+    this.timerAtMs = Number.POSITIVE_INFINITY;
+    const nowMs = this.nowMs();
+    const due = [...this.entries.values()].filter(
+      (entry) => !entry.inFlight && entry.dueMs - windowMs(entry.member.ttlMs) <= nowMs,
+    );
+    due.sort((a, b) => a.dueMs - b.dueMs);
+    for (let start = 0; start < due.length; start += this.batchMax) {
+      void this.send(due.slice(start, start + this.batchMax));
+    }
+    this.arm();
+  }
+
+  private async send(batch: readonly Entry[]): Promise<void> {
+    for (const entry of batch) entry.inFlight = true;
+    const members = batch.map((entry) => entry.member);
+    // Taken before the call goes out: every session is credited with this, never later.
+    const sentMs = this.nowMs();
+    let nextInMs: (member: KeepAliveMember) => number = (member) => intervalMs(member.ttlMs);
+    try {
+      const answer = await this.connection.call('Lock', 'KeepAlive', request(members), {
+        // Past the earliest safe deadline of the batch that session's confirmation is
+        // worth nothing, and the rest are tried again soon after (below).
+        deadlineMs: Math.max(sentMs + 1, Math.min(...members.map((m) => m.deadlineMs()))),
+        // A frozen node must not eat the time left: short attempts leave room to try
+        // the others before the safe deadline.
+        attemptTimeoutMs: Math.max(100, Math.floor(Math.min(...members.map((m) => m.ttlMs)) / 6)),
+      });
+      const expired = new Set(
+        ((answer.expired_session_ids ?? []) as unknown[]).map((id) => String(id)),
+      );
+      for (const member of members) {
+        if (!this.holds(member)) continue;
+        if (expired.has(member.id)) member.gone();
+        else member.confirmed(sentMs);
+      }
+    } catch (error) {
+      const status = error instanceof DlmClientError ? error.status : null;
+      const [only] = members;
+      if (status === grpc.status.NOT_FOUND && members.length === 1 && only !== undefined) {
+        if (this.holds(only)) only.gone();
+      } else if (status === grpc.status.INVALID_ARGUMENT && members.length > 1) {
+        // The cluster's keepAliveBatchMax is lower than ours, or it predates session_ids
+        // (it reads the batch as session_id 0): halve down to the one-session form.
+        this.batchMax = Math.max(1, Math.floor(members.length / 2));
+        nextInMs = () => 0;
+      } else {
+        // The deadline timer ends a session nothing got through for in time; the others
+        // of the batch may still have time left.
+        nextInMs = (member) => Math.min(intervalMs(member.ttlMs), RETRY_AFTER_FAILURE_MS);
+      }
+    }
+    const doneMs = this.nowMs();
+    for (const entry of batch) {
+      entry.inFlight = false;
+      entry.dueMs = doneMs + nextInMs(entry.member);
+    }
+    this.arm();
+  }
+
+  private holds(member: KeepAliveMember): boolean {
+    return this.entries.get(member.id)?.member === member;
+  }
+}
+
+/** One session as before (so an older server takes it); several as session_ids. */
+function request(members: readonly KeepAliveMember[]): object {
+  const [only] = members;
+  return members.length === 1 && only !== undefined
+    ? { session_id: only.id }
+    : { session_ids: members.map((member) => member.id) };
+}
+
+/** A keepalive a third of the TTL after the last: two more tries before the lease could end. */
+function intervalMs(ttlMs: number): number {
+  return Math.floor(ttlMs / 3);
+}
+
+/** How early a session may go along with a batch: at most half its interval. */
+function windowMs(ttlMs: number): number {
+  return Math.floor(ttlMs / 6);
+}
