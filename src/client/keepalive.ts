@@ -105,7 +105,7 @@ export class KeepAliveScheduler {
     this.timerAtMs = Number.POSITIVE_INFINITY;
     const nowMs = this.nowMs();
     const due = [...this.entries.values()].filter(
-      (entry) => !entry.inFlight && entry.dueMs - windowMs(entry.member.ttlMs) <= nowMs,
+      (entry) => !entry.inFlight && entry.dueMs - this.windowMs(entry.member.ttlMs) <= nowMs,
     );
     due.sort((a, b) => a.dueMs - b.dueMs);
     for (let start = 0; start < due.length; start += this.batchMax) {
@@ -161,6 +161,14 @@ export class KeepAliveScheduler {
     this.arm();
   }
 
+  /**
+   * How early a session may go along with a batch: at most half its interval. Not at
+   * all when batches hold one session: sending early would then only cost calls.
+   */
+  private windowMs(ttlMs: number): number {
+    return this.batchMax > 1 ? Math.floor(ttlMs / 6) : 0;
+  }
+
   private holds(member: KeepAliveMember): boolean {
     return this.entries.get(member.id)?.member === member;
   }
@@ -177,9 +185,4 @@ function request(members: readonly KeepAliveMember[]): object {
 /** A keepalive a third of the TTL after the last: two more tries before the lease could end. */
 function intervalMs(ttlMs: number): number {
   return Math.floor(ttlMs / 3);
-}
-
-/** How early a session may go along with a batch: at most half its interval. */
-function windowMs(ttlMs: number): number {
-  return Math.floor(ttlMs / 6);
 }
