@@ -7,7 +7,7 @@
  * measuring, so every one is spurious and must be 0). Prints numbers; it is not a test.
  *
  *   nice -n 5 node --import tsx scripts/bench-keepalive.ts \
- *     [--sessions 2000] [--ttl-ms 10000] [--phase-s 30] [--pairs 2]
+ *     [--sessions 2000] [--ttl-ms 10000] [--phase-s 30] [--pairs 2] [--only batched]
  *
  * "per-session" is keepAliveBatchMax 1: each session its own call at its own time, as
  * the client did before batching; "batched" is the default 1,000.
@@ -34,6 +34,17 @@ const SESSIONS = flag('--sessions', 2_000);
 const TTL_MS = flag('--ttl-ms', 10_000);
 const PHASE_S = flag('--phase-s', 30);
 const PAIRS = flag('--pairs', 2);
+/** --only batched|per-session: one variant (per-session at 10,000 sessions collapses). */
+const ONLY = (() => {
+  const at = process.argv.indexOf('--only');
+  if (at === -1) return null;
+  const value = process.argv[at + 1];
+  if (value !== 'batched' && value !== 'per-session') {
+    process.stderr.write('--only must be batched or per-session\n');
+    process.exit(2);
+  }
+  return value;
+})();
 /** Sessions opened (and closed) at once: bounded, so opening does not flood the cluster. */
 const OPEN_CONCURRENCY = 50;
 
@@ -50,6 +61,8 @@ async function inBatches<T>(count: number, run: (i: number) => Promise<T>): Prom
 
 interface PhaseResult {
   readonly variant: string;
+  /** Sessions whose OpenSession failed (a cluster in trouble): not counted below. */
+  readonly openFailures: number;
   readonly callsPerS: number;
   readonly idsPerCall: number;
   readonly failedCalls: number;
@@ -82,9 +95,10 @@ async function phase(
       };
     },
   });
-  const sessions: Session[] = await inBatches(SESSIONS, () =>
-    client.openSession({ ttlMs: TTL_MS, clientName: 'bench-keepalive' }),
+  const opened = await inBatches(SESSIONS, () =>
+    client.openSession({ ttlMs: TTL_MS, clientName: 'bench-keepalive' }).catch(() => null),
   );
+  const sessions = opened.filter((session): session is Session => session !== null);
   // One full keepalive interval first, so the measured window is steady state.
   await sleep(TTL_MS / 3 + 500);
   const cpuOf = (id: string) => processCpuMs(pids.get(id) ?? 0);
@@ -110,6 +124,7 @@ async function phase(
   client.close();
   return {
     variant,
+    openFailures: SESSIONS - sessions.length,
     callsPerS: calls / seconds,
     idsPerCall: calls === 0 ? 0 : ids / calls,
     failedCalls: failed,
@@ -131,17 +146,18 @@ async function main(): Promise<void> {
       `${SESSIONS} sessions, ttl ${TTL_MS} ms, ${PHASE_S} s per phase, ${PAIRS} pairs, leader ${leader}\n`,
     );
     process.stdout.write(
-      'variant       calls/s  ids/call  failed  leader CPU %  follower CPU %  client CPU %  spurious expiries\n',
+      'variant       calls/s  ids/call  failed  leader CPU %  follower CPU %  client CPU %  spurious expiries  open failures\n',
     );
     for (let pair = 0; pair < PAIRS; pair++) {
       // Alternate which goes first, so a drift in the machine's load favours neither.
-      const order: ('per-session' | 'batched')[] =
+      const both: ('per-session' | 'batched')[] =
         pair % 2 === 0 ? ['per-session', 'batched'] : ['batched', 'per-session'];
+      const order = ONLY === null ? both : both.filter((variant) => variant === ONLY);
       for (const variant of order) {
         const r = await phase(endpoints, pids, leader, variant);
         const now = await cluster.leader();
         process.stdout.write(
-          `${r.variant.padEnd(12)} ${r.callsPerS.toFixed(1).padStart(8)} ${r.idsPerCall.toFixed(1).padStart(9)} ${String(r.failedCalls).padStart(7)} ${r.leaderCpuPct.toFixed(1).padStart(13)} ${r.followerCpuPct.toFixed(1).padStart(15)} ${r.clientCpuPct.toFixed(1).padStart(13)} ${String(r.spuriousExpiries).padStart(18)}${now === leader ? '' : `  (leader changed to ${now})`}\n`,
+          `${r.variant.padEnd(12)} ${r.callsPerS.toFixed(1).padStart(8)} ${r.idsPerCall.toFixed(1).padStart(9)} ${String(r.failedCalls).padStart(7)} ${r.leaderCpuPct.toFixed(1).padStart(13)} ${r.followerCpuPct.toFixed(1).padStart(15)} ${r.clientCpuPct.toFixed(1).padStart(13)} ${String(r.spuriousExpiries).padStart(18)} ${String(r.openFailures).padStart(14)}${now === leader ? '' : `  (leader changed to ${now})`}\n`,
         );
       }
     }

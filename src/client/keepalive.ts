@@ -103,6 +103,8 @@ export class KeepAliveScheduler {
   private fire(): void {
     this.timer = null;
     this.timerAtMs = Number.POSITIVE_INFINITY;
+    // No call can go out any more: each session ends at its own safe deadline.
+    if (this.connection.isClosed) return;
     const nowMs = this.nowMs();
     const due = [...this.entries.values()].filter(
       (entry) => !entry.inFlight && entry.dueMs - this.windowMs(entry.member.ttlMs) <= nowMs,
