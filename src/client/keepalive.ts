@@ -20,6 +20,9 @@ export const KEEPALIVE_BATCH_MAX_DEFAULT = 1_000;
 /** How soon a batch that failed (not by the session's end) is tried again, at most. */
 const RETRY_AFTER_FAILURE_MS = 250;
 
+/** How early a session may be sent to share a firing of the timer (see fire()). */
+const FIRE_SLACK_MS = 10;
+
 interface Entry {
   readonly member: KeepAliveMember;
   /** When its next keepalive is due (the connection's clock). */
@@ -63,8 +66,7 @@ export class KeepAliveScheduler {
   add(member: KeepAliveMember): void {
     const dueMs = this.nowMs() + intervalMs(member.ttlMs);
     this.entries.set(member.id, { member, dueMs, inFlight: false });
-    // Cheap for many sessions opened at once: only an earlier due moves the timer.
-    if (dueMs < this.timerAtMs) this.armAt(dueMs);
+    this.armBy(dueMs);
   }
 
   remove(member: KeepAliveMember): void {
@@ -90,30 +92,35 @@ export class KeepAliveScheduler {
     this.timer.unref();
   }
 
-  /** Sets the timer for the earliest due session not in flight, if any. */
-  private arm(): void {
-    let earliestMs = Number.POSITIVE_INFINITY;
-    for (const entry of this.entries.values()) {
-      if (!entry.inFlight && entry.dueMs < earliestMs) earliestMs = entry.dueMs;
-    }
-    if (earliestMs === Number.POSITIVE_INFINITY) this.disarm();
-    else this.armAt(earliestMs);
+  /** Moves the timer earlier if a session is due before it fires; O(1), no scan. */
+  private armBy(dueMs: number): void {
+    if (dueMs < this.timerAtMs) this.armAt(dueMs);
   }
 
+  /**
+   * Sends every session due now (or within its window) and sets the timer for the next:
+   * one pass over the sessions per firing, however many there are. A firing also takes
+   * those due within FIRE_SLACK_MS, so sessions due at distinct moments (one per call,
+   * or opened one by one) cost at most about 1,000 / FIRE_SLACK_MS firings a second.
+   */
   private fire(): void {
     this.timer = null;
     this.timerAtMs = Number.POSITIVE_INFINITY;
     // No call can go out any more: each session ends at its own safe deadline.
     if (this.connection.isClosed) return;
     const nowMs = this.nowMs();
-    const due = [...this.entries.values()].filter(
-      (entry) => !entry.inFlight && entry.dueMs - this.windowMs(entry.member.ttlMs) <= nowMs,
-    );
+    const due: Entry[] = [];
+    let nextMs = Number.POSITIVE_INFINITY;
+    for (const entry of this.entries.values()) {
+      if (entry.inFlight) continue;
+      if (entry.dueMs - this.windowMs(entry.member.ttlMs) <= nowMs) due.push(entry);
+      else if (entry.dueMs < nextMs) nextMs = entry.dueMs;
+    }
     due.sort((a, b) => a.dueMs - b.dueMs);
     for (let start = 0; start < due.length; start += this.batchMax) {
       void this.send(due.slice(start, start + this.batchMax));
     }
-    this.arm();
+    if (nextMs !== Number.POSITIVE_INFINITY) this.armAt(nextMs);
   }
 
   private async send(batch: readonly Entry[]): Promise<void> {
@@ -159,16 +166,16 @@ export class KeepAliveScheduler {
     for (const entry of batch) {
       entry.inFlight = false;
       entry.dueMs = doneMs + nextInMs(entry.member);
+      if (this.holds(entry.member)) this.armBy(entry.dueMs);
     }
-    this.arm();
   }
 
   /**
-   * How early a session may go along with a batch: at most half its interval. Not at
-   * all when batches hold one session: sending early would then only cost calls.
+   * How early a session may go along with a batch: at most half its interval. Only
+   * FIRE_SLACK_MS when batches hold one session: sending early would then only cost calls.
    */
   private windowMs(ttlMs: number): number {
-    return this.batchMax > 1 ? Math.floor(ttlMs / 6) : 0;
+    return this.batchMax > 1 ? Math.max(FIRE_SLACK_MS, Math.floor(ttlMs / 6)) : FIRE_SLACK_MS;
   }
 
   private holds(member: KeepAliveMember): boolean {
