@@ -137,6 +137,7 @@ console.log(
 console.log(
   `  raft log: committed to index ${log.committedIndex} (replayed from ${log.startIndex}), ${log.grants} grants, ${log.grantsUnacknowledged} of them no client was told of`,
 );
+console.log(`  logs read: ${log.logs.join('; ')}`);
 printLogAgreement(log);
 printReplay(log);
 printLinearizability(result.linearizability);

@@ -92,7 +92,7 @@ class TurnWatch {
 
   /** Holders are read now, inside the apply of `index`: the state right after that entry. */
   private turnOf(index: LogIndex, event: LockEvent): Turn | null {
-    const holders = () => this.context.node.locks.describe(this.command.lock).holders;
+    const holders = () => this.context.node.locks.holdersOf(this.command.lock);
     if (event.type === 'granted' && event.holder.sessionId === this.command.sessionId) {
       return { kind: 'granted', index, token: event.holder.token, holders: holders() };
     }
@@ -164,15 +164,14 @@ function answerAtOnce(
  */
 function currentTurn(context: ApiContext, command: AcquireCommand): Turn | null {
   const locks = context.node.locks;
-  const description = locks.describe(command.lock);
+  // Not describe(): it copies the queue, and every waiting Acquire asks this.
+  const holders = locks.holdersOf(command.lock);
   const index = locks.lastAppliedIndex;
-  const holder = description.holders.find((each) => each.sessionId === command.sessionId);
-  if (holder !== undefined) {
-    return { kind: 'granted', index, token: holder.token, holders: description.holders };
-  }
-  if (description.waiters.some((waiter) => waiter.sessionId === command.sessionId)) return null;
+  const holder = holders.find((each) => each.sessionId === command.sessionId);
+  if (holder !== undefined) return { kind: 'granted', index, token: holder.token, holders };
+  if (locks.isWaiting(command.lock, command.sessionId)) return null;
   const reason = locks.session(command.sessionId) === null ? 'sessionEnded' : 'expired';
-  return { kind: 'ended', index, reason, holders: description.holders };
+  return { kind: 'ended', index, reason, holders };
 }
 
 /** The turn, or null if the caller gave up (deadline passed or call cancelled) first. */

@@ -19,6 +19,7 @@ import { describeDifferences, type LockRulesReport, watchLockRules } from '../no
 import { NodeMetrics } from '../node/metrics.ts';
 import { DlmNode, type NodeRuntimeOptions } from '../node/node.ts';
 import { PeerTraffic } from '../node/peer-traffic.ts';
+import { RuntimeWatch } from '../node/runtime-watch.ts';
 import type { StoredIdentity } from '../storage/index.ts';
 import { LevelStorage } from '../storage/index.ts';
 import { GrpcTransport } from '../transport/grpc.ts';
@@ -81,7 +82,9 @@ export async function serve(args: ServeArgs): Promise<void> {
   const traffic = new PeerTraffic(transport);
   const node = new DlmNode(id, storage, traffic, runtimeOptions(config));
   running = node;
-  const metrics = new NodeMetrics(node, traffic);
+  const runtime = new RuntimeWatch();
+  const metrics = new NodeMetrics(node, traffic, runtime);
+  logStalls(node, runtime, logger);
   let failed: (error: Error) => void = () => {};
   const failure = new Promise<Error>((resolve) => {
     failed = resolve;
@@ -175,6 +178,7 @@ export async function serve(args: ServeArgs): Promise<void> {
     logger.info('shutting down: handing over leadership, then draining');
   }
   clearInterval(statusTimer);
+  runtime.stop();
   // Health turns NOT_SERVING first, so load balancers move away before the node does.
   api.readiness.close();
   await node.stop();
@@ -255,6 +259,7 @@ function runtimeOptions(config: ClusterFileConfig): NodeRuntimeOptions {
     proposalTimeoutMs: config.runtime.proposalTimeoutMs,
     snapshotEntriesThreshold: config.runtime.snapshotEntriesThreshold,
     compactionRetainEntries: config.runtime.compactionRetainEntries,
+    compactionSliceEntries: config.runtime.compactionSliceEntries,
     shutdownTransferMs: config.runtime.leadershipTransferTimeoutMs,
   };
 }
@@ -334,5 +339,25 @@ function untilSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
     process.once('SIGTERM', () => resolve('SIGTERM'));
     process.once('SIGINT', () => resolve('SIGINT'));
+  });
+}
+
+/**
+ * One line per snapshot, per long GC pause and per event-loop stall, each with the time
+ * it began (epoch ms, like pino's \`time\`): a client that saw a slow call can find what
+ * held the node then (\`npm run bench -- --slowest N --keep-data\` prints the times).
+ */
+function logStalls(node: DlmNode, runtime: RuntimeWatch, logger: Logger): void {
+  const stallMsMin = runtime.options.stallMsMin;
+  node.observe({
+    snapshotted: (report) =>
+      logger.info(report, 'snapshot stored (the log is compacted behind it in slices)'),
+  });
+  runtime.listen({
+    gcPause: (kind, durationMs, startedAtMs) => {
+      if (durationMs >= stallMsMin) logger.warn({ kind, durationMs, startedAtMs }, 'long GC pause');
+    },
+    loopStalled: (durationMs, startedAtMs) =>
+      logger.warn({ durationMs, startedAtMs }, 'event loop stalled'),
   });
 }

@@ -425,7 +425,10 @@ export class LockStateMachine {
     if (result.type === 'Rejected' || result.type === 'NotAcquired') return false;
     if (command.type === 'Acquire' && result.type === 'Queued') {
       const lock = this.locks.get(command.lock);
-      return this.waiterPosition(lock, command.sessionId, command.requestId) === result.position;
+      // The waiter at the told position, not a scan for it: a session waits at most once
+      // per lock (checkInvariants), so that is the same test in O(1) per hand-off.
+      const waiter = lock?.waiters[result.position];
+      return waiter?.sessionId === command.sessionId && waiter.requestId === command.requestId;
     }
     return true;
   }
@@ -660,7 +663,11 @@ export class LockStateMachine {
       existing.holders.set(session.id, told);
       return this.acquiredResult(existing, told);
     }
-    const position = existing?.waiters.findIndex((waiter) => waiter.sessionId === session.id) ?? -1;
+    // Most Acquires come from sessions not already in this queue: ask the session before
+    // scanning the queue, so a hot lock's re-acquire costs O(1), not O(waiters).
+    const position = session.waiting.has(command.lock)
+      ? (existing?.waiters.findIndex((waiter) => waiter.sessionId === session.id) ?? -1)
+      : -1;
     const waiting = existing?.waiters[position];
     if (existing !== undefined && waiting !== undefined) {
       // The wait will end in a grant of the mode it asked for, not this one.
@@ -808,8 +815,14 @@ export class LockStateMachine {
         lock.holders.set(id, { ...grant, requestId: first, alsoFor: others });
       }
     }
-    // Forgotten after the undo: a later retry runs afresh, still at most one effect.
-    this.dedupe.delete(key);
+    if (first?.type === 'Acquired') {
+      // It was granted, and others saw that grant (refused as busy, told its holder): a
+      // retry must learn the grant ended, not be granted again as if it never was.
+      this.dedupe.set(key, { result: first, openAttempts: [] });
+    } else {
+      // Only a wait was undone, which told no one anything: a later retry runs afresh.
+      this.dedupe.delete(key);
+    }
     return { type: 'Withdrawn', lock: name, undid };
   }
 
@@ -1171,6 +1184,16 @@ export class LockStateMachine {
     };
   }
 
+  /** The holders of `name`, as describe() gives them, without copying its queue. */
+  holdersOf(name: string): Holder[] {
+    return [...(this.locks.get(name)?.holders.values() ?? [])].map(publicHolder);
+  }
+
+  /** Whether session `id` waits in the queue of `name`; O(1), for a waiting Acquire. */
+  isWaiting(name: string, id: SessionId): boolean {
+    return this.sessions.get(id)?.waiting.has(name) === true;
+  }
+
   /** Names of locks in use that start with `prefix`, in byte order, at most `limit`. */
   listLocks(prefix: string, limit: number): string[] {
     const names: string[] = [];
@@ -1319,6 +1342,7 @@ export class LockStateMachine {
 
   /** Checks the invariants over the whole state; tests call it after every command. */
   checkInvariants(): void {
+    let waiterCount = 0;
     for (const lock of this.locks.values()) {
       const modes = [...lock.holders.values()].map((holder) => holder.mode);
       if (modes.includes('exclusive'))
@@ -1350,7 +1374,18 @@ export class LockStateMachine {
           `${lock.name} awaited by dead session ${waiter.sessionId}`,
         );
       }
+      // acquire() and worthRemembering() rely on it: one place per session in a queue.
+      const waiting = new Set(lock.waiters.map((waiter) => waiter.sessionId));
+      assert(waiting.size === lock.waiters.length, `a session waits twice for ${lock.name}`);
+      waiterCount += lock.waiters.length;
     }
+    // With the check above, every name in a session's waiting set is a place in a queue.
+    let waitingCount = 0;
+    for (const session of this.sessions.values()) waitingCount += session.waiting.size;
+    assert(
+      waitingCount === waiterCount,
+      `sessions wait ${waitingCount} times, queues hold ${waiterCount}`,
+    );
     assert(this.sessions.size <= this.sessionsBound(), 'too many sessions');
     assert(
       this.locks.size <= Math.max(this.rules.locksMax, this.carriedOver.locks),

@@ -63,8 +63,9 @@ export type LockCommand =
    * request id) got, because its caller went away (deadline, cancel, a failure it was
    * told of): its wait, or the grant made for it. Applies only if that entry is still
    * the latest that carried the request (a newer attempt's caller may have been told
-   * Acquired), else Stale; Stale too for a session that is not live. Afterwards the
-   * request is forgotten: its effect is undone, so a later retry runs afresh.
+   * Acquired), else Stale; Stale too for a session that is not live. Afterwards a
+   * request that was granted is answered `grantEnded` on retry (its grant was seen by
+   * others); one that only waited is forgotten, so a later retry runs afresh.
    */
   | {
       readonly type: 'Withdraw';

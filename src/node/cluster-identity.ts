@@ -29,6 +29,15 @@ import type { Transport } from './transport.ts';
  * Since only one node ever generates an id and every other node only copies one, no two
  * members can end up with different generated ids: there is no race to lose. A joiner
  * (`dlm serve --join`) learns the id from the leader's first message this way.
+ * - A node that knows the id still refuses a member's message without one, but answers
+ *   it at once with a message that carries the id (at most once per member per tick).
+ *   Founders learn the id at different times, from the generator's first message that
+ *   gets through; a follower that learned it before its leader would otherwise stop
+ *   hearing that leader, which learns it only when the generator reaches it too (its
+ *   link may be in reconnect backoff for seconds), and elect another. Answered, the
+ *   leader learns the id one round trip after the follower, well within an election
+ *   timeout. The answer only hastens what the id-less node does anyway on the next
+ *   message it gets from us; what is refused and counted is unchanged.
  *
  * What stays open: until the generating founder has been heard from, the others run
  * without an id and accept anyone, as every node did before ids existed. A config
@@ -132,6 +141,8 @@ export type Admission =
        * started on another cluster's data directory.
        */
       readonly strandedAmong: readonly NodeId[] | null;
+      /** A member sent no id because it has not learned it: send it ours now. */
+      readonly answer: boolean;
     };
 
 /**
@@ -143,10 +154,14 @@ export class ClusterIdentityGuard {
   private heardOwn = false;
   /** Since start: who sent each other cluster's id (bounded by the members' count). */
   private readonly foreignSenders = new Map<string, Set<string>>();
+  /** When each id-less member was last answered (bounded by the members' count). */
+  private readonly answeredAtMs = new Map<NodeId, number>();
 
   constructor(
     private readonly self: NodeId,
     private current: string,
+    /** The least time between two answers to one id-less member: the node's tick. */
+    private readonly answerIntervalMs: number,
   ) {}
 
   get clusterId(): string {
@@ -164,7 +179,11 @@ export class ClusterIdentityGuard {
     this.adopting = false;
   }
 
-  admit(message: PeerMessage, voters: readonly NodeId[]): Admission {
+  admit(
+    message: PeerMessage,
+    members: { readonly voters: readonly NodeId[]; readonly learners: readonly NodeId[] },
+    nowMs: number,
+  ): Admission {
     const theirs = typeof message.clusterId === 'string' ? message.clusterId : '';
     if (this.current === '') {
       if (this.adopting) return { kind: 'wait' };
@@ -181,8 +200,27 @@ export class ClusterIdentityGuard {
       kind: 'foreign',
       from,
       clusterId: theirs,
-      strandedAmong: this.stranded(theirs, from, voters),
+      strandedAmong: this.stranded(theirs, from, members.voters),
+      answer: message.clusterId === '' && this.answerDue(from, members, nowMs),
     };
+  }
+
+  /**
+   * Whether to tell `from`, which sent an explicit '' (a peer older than cluster ids
+   * sends nothing and would not learn), our id. Only members: a stranger's name may be
+   * anything, and the answers to one member are bounded by the clock.
+   */
+  private answerDue(
+    from: string,
+    members: { readonly voters: readonly NodeId[]; readonly learners: readonly NodeId[] },
+    nowMs: number,
+  ): boolean {
+    const member = [...members.voters, ...members.learners].find((id) => id === from);
+    if (member === undefined || member === this.self) return false;
+    const lastMs = this.answeredAtMs.get(member);
+    if (lastMs !== undefined && nowMs - lastMs < this.answerIntervalMs) return false;
+    this.answeredAtMs.set(member, nowMs);
+    return true;
   }
 
   private stranded(theirs: string, from: string, voters: readonly NodeId[]): NodeId[] | null {

@@ -30,3 +30,71 @@ export function encodeLockSnapshot(snapshot: LockSnapshot): Uint8Array {
 export function decodeLockSnapshot(data: Uint8Array): LockSnapshot {
   return packr.unpack(data) as LockSnapshot;
 }
+
+/** Dedupe results encoded per slice before the encoder lets the event loop run. */
+export const SNAPSHOT_DEDUPE_SLICE = 1_000;
+
+/**
+ * The same bytes as `encodeLockSnapshot`, encoded a slice at a time: the dedupe window
+ * (up to 100,000 remembered results, some 15 MB) took hundreds of milliseconds in one
+ * piece, and every call and Raft message of the node waited behind it. `pause` runs
+ * between slices (production: let the event loop turn). The snapshot must not change
+ * meanwhile: its arrays are the caller's copies and the results in them are never
+ * mutated (the state machine replaces a remembered result, it does not edit it).
+ *
+ * MessagePack writes an array as a header (its length) then each element, each on its
+ * own, so the dedupe array is written as its header followed by the elements of every
+ * slice, each slice's own array header cut off. The object's other fields come first,
+ * encoded with an empty dedupe that must be its last field.
+ */
+export async function encodeLockSnapshotInSlices(
+  snapshot: LockSnapshot,
+  pause: () => Promise<void>,
+  sliceLength = SNAPSHOT_DEDUPE_SLICE,
+): Promise<Uint8Array> {
+  const { dedupe } = snapshot;
+  if (dedupe.length <= sliceLength || Object.keys(snapshot).at(-1) !== 'dedupe') {
+    return encodeLockSnapshot(snapshot);
+  }
+  const head = packr.pack({ ...snapshot, dedupe: [] });
+  // An empty array is the single byte 0x90, last since dedupe is the last field.
+  if (head.at(-1) !== EMPTY_ARRAY) return encodeLockSnapshot(snapshot);
+  const parts: Uint8Array[] = [head.subarray(0, head.length - 1), arrayHeader(dedupe.length)];
+  for (let start = 0; start < dedupe.length; start += sliceLength) {
+    await pause();
+    const slice = packr.pack(dedupe.slice(start, start + sliceLength));
+    parts.push(slice.subarray(arrayHeaderLength(slice)));
+  }
+  return concat(parts);
+}
+
+const EMPTY_ARRAY = 0x90;
+const FIXARRAY_MAX = 15;
+const ARRAY16 = 0xdc;
+const ARRAY32 = 0xdd;
+
+function arrayHeader(length: number): Uint8Array {
+  if (length <= FIXARRAY_MAX) return Uint8Array.of(EMPTY_ARRAY | length);
+  if (length <= 0xffff) return Uint8Array.of(ARRAY16, length >>> 8, length & 0xff);
+  const header = new Uint8Array(5);
+  header[0] = ARRAY32;
+  new DataView(header.buffer).setUint32(1, length);
+  return header;
+}
+
+function arrayHeaderLength(encoded: Uint8Array): number {
+  const first = encoded[0] ?? 0;
+  if (first === ARRAY16) return 3;
+  if (first === ARRAY32) return 5;
+  return 1;
+}
+
+function concat(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.byteLength, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.byteLength;
+  }
+  return out;
+}

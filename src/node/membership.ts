@@ -84,6 +84,12 @@ export class AddressBook {
     }
   }
 
+  /** Sends the whole book to `to`, even an empty one (see ClusterIdentityGuard.answer). */
+  send(to: NodeId): void {
+    const addresses = [...this.entries.values()];
+    this.transport.send({ kind: 'peerAddresses', from: this.self, to, addresses });
+  }
+
   /**
    * A peer's book. Its entries fill gaps; they replace what we know only when the
    * member itself or the leader says so, and never our own entry. A sender that lacks

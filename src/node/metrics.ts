@@ -1,6 +1,7 @@
 import client from 'prom-client';
 import type { DlmNode } from './node.ts';
 import type { PeerTraffic } from './peer-traffic.ts';
+import type { RuntimeWatch } from './runtime-watch.ts';
 
 /**
  * Prometheus metrics of one node (DESIGN §8). Gauges that describe state are read from
@@ -16,8 +17,12 @@ export class NodeMetrics {
   readonly expiries: client.Counter;
   readonly foreignPeerMessages: client.Counter<'reason'>;
 
-  /** `peerTraffic`: the node's transport wrapped for counting; without it the peer counters are absent. */
-  constructor(node: DlmNode, peerTraffic?: PeerTraffic) {
+  /**
+   * `peerTraffic`: the node's transport wrapped for counting; without it the peer
+   * counters are absent. `runtime`: the process's event loop and GC; without it, so are
+   * their metrics.
+   */
+  constructor(node: DlmNode, peerTraffic?: PeerTraffic, runtime?: RuntimeWatch) {
     const registry = this.registry;
     const labels = { node: node.id };
     registry.setDefaultLabels(labels);
@@ -90,10 +95,29 @@ export class NodeMetrics {
       registers: [registry],
     });
     if (peerTraffic !== undefined) registerPeerTraffic(registry, peerTraffic);
+    if (runtime !== undefined) registerRuntime(registry, runtime);
+    const snapshotSeconds = new client.Histogram<'step'>({
+      name: 'dlm_snapshot_seconds',
+      help: 'Time one snapshot took, by step: capture (copy the state; holds the node), encode (in slices, the node running between them), write (beside the log writes).',
+      labelNames: ['step'],
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry],
+    });
+    const snapshotBytes = new client.Gauge({
+      name: 'dlm_snapshot_bytes',
+      help: 'Size of the last snapshot this node took of its state.',
+      registers: [registry],
+    });
     node.observe({
       persisted: (seconds) => this.fsyncSeconds.observe(seconds),
       proposed: (seconds, outcome) => this.proposalSeconds.observe({ outcome }, seconds),
       leaderChanged: () => this.leaderChanges.inc(),
+      snapshotted: (report) => {
+        snapshotSeconds.observe({ step: 'capture' }, report.captureMs / 1000);
+        snapshotSeconds.observe({ step: 'encode' }, report.encodeMs / 1000);
+        snapshotSeconds.observe({ step: 'write' }, report.writeMs / 1000);
+        snapshotBytes.set(report.bytes);
+      },
       peerMessageForeign: (_from, clusterId) =>
         this.foreignPeerMessages.inc({
           reason: clusterId === '' ? 'no_cluster_id' : 'other_cluster',
@@ -145,4 +169,39 @@ function registerPeerTraffic(registry: client.Registry, traffic: PeerTraffic): v
     'to',
     traffic.sent,
   );
+}
+
+/**
+ * The event loop's delay since the previous scrape (p50, p99, max: what its timers were
+ * late by) and every GC pause by kind: a node whose loop stalls delays every call.
+ */
+function registerRuntime(registry: client.Registry, runtime: RuntimeWatch): void {
+  new client.Gauge<'quantile'>({
+    name: 'dlm_event_loop_delay_seconds',
+    help: 'Event-loop delay since the previous scrape: quantile 0.5, 0.99, and 1 (the max).',
+    labelNames: ['quantile'],
+    registers: [registry],
+    collect() {
+      const delay = runtime.takeLoopDelay();
+      this.set({ quantile: '0.5' }, delay.p50Ms / 1000);
+      this.set({ quantile: '0.99' }, delay.p99Ms / 1000);
+      this.set({ quantile: '1' }, delay.maxMs / 1000);
+    },
+  });
+  const gcSeconds = new client.Histogram<'kind'>({
+    name: 'dlm_gc_pause_seconds',
+    help: 'Garbage-collection pauses of this process, by kind (minor, major, incremental, weakcb).',
+    labelNames: ['kind'],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5],
+    registers: [registry],
+  });
+  const stalls = new client.Counter({
+    name: 'dlm_event_loop_stalls_total',
+    help: 'Times the event loop ran nothing else for at least the stall threshold (50 ms).',
+    registers: [registry],
+  });
+  runtime.listen({
+    gcPause: (kind, durationMs) => gcSeconds.observe({ kind }, durationMs / 1000),
+    loopStalled: () => stalls.inc(),
+  });
 }

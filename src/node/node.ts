@@ -18,14 +18,14 @@ import {
   type Snapshot,
 } from '../raft/index.ts';
 import type { WritableStorage } from '../storage/index.ts';
-import { type LogIndex, logIndex, type NodeId, nodeId } from '../util/ids.ts';
+import { type LogIndex, type NodeId, nodeId } from '../util/ids.ts';
 import { Prng } from '../util/prng.ts';
 import {
   ClusterIdentityGuard,
   IdentityMismatchError,
   stampingTransport,
 } from './cluster-identity.ts';
-import { decodeEntry, decodeLockSnapshot, encodeEntry, encodeLockSnapshot } from './entry-codec.ts';
+import { decodeEntry, decodeLockSnapshot, encodeEntry } from './entry-codec.ts';
 import { DlmError, unavailable } from './errors.ts';
 import {
   AddressBook,
@@ -39,6 +39,7 @@ import type { PeerMessage } from './peer-message.ts';
 import { claimedSender, peerMessageProblem } from './peer-message-check.ts';
 import { type AppliedProposal, type LateApplyListener, ProposalRegistry } from './proposals.ts';
 import { REAL_SCHEDULER, type Scheduler, type TimerHandle } from './scheduler.ts';
+import { type SnapshotReport, Snapshotter } from './snapshotter.ts';
 import { continueTrace, type TraceContext, traceparentOf } from './trace.ts';
 import type { Transport } from './transport.ts';
 
@@ -57,6 +58,8 @@ export interface NodeRuntimeOptions {
   readonly snapshotEntriesThreshold: number;
   /** Entries kept behind a snapshot, so a follower that lags a little needs no snapshot. */
   readonly compactionRetainEntries: number;
+  /** Log entries a compaction write deletes beyond what its Ready appended; absent: COMPACTION_SLICE_ENTRIES. */
+  readonly compactionSliceEntries?: number;
   /** How long shutdown waits for a leadership transfer to finish. */
   readonly shutdownTransferMs: number;
 }
@@ -121,6 +124,8 @@ export interface NodeObserver {
   persisted?(seconds: number): void;
   proposed?(seconds: number, outcome: 'applied' | 'failed'): void;
   leaderChanged?(): void;
+  /** A snapshot of the applied state is durable (the log is compacted behind it later). */
+  snapshotted?(report: SnapshotReport): void;
   /**
    * The node stopped on a failure (a failed write, a broken invariant) and answers
    * INTERNAL from now on: the process should stop it and exit, so that a restart
@@ -176,7 +181,7 @@ export class DlmNode {
   private tickTimer: TimerHandle | null = null;
   private readyLoop: Promise<void> | null = null;
   private wake: (() => void) | null = null;
-  /** The Ready loop is handling a Ready (mostly: waiting for its write). */
+  /** The Ready loop is handling a Ready or compacting (mostly: waiting for a write). */
   private handlingReady = false;
   private stopping = false;
   private failure: Error | null = null;
@@ -196,6 +201,7 @@ export class DlmNode {
   /** Which cluster this node belongs to; every message in and out is checked against it. */
   private readonly identity: ClusterIdentityGuard;
   private readonly transport: Transport;
+  private readonly snapshotter: Snapshotter;
 
   constructor(
     id: NodeId,
@@ -210,7 +216,11 @@ export class DlmNode {
     private readonly bootId: string = randomBytes(8).toString('hex'),
   ) {
     this.id = id;
-    this.identity = new ClusterIdentityGuard(id, storage.identity?.clusterId ?? '');
+    this.identity = new ClusterIdentityGuard(
+      id,
+      storage.identity?.clusterId ?? '',
+      options.tickIntervalMs,
+    );
     this.transport = stampingTransport(transport, () => this.identity.clusterId);
     this.raft = new Raft({ id, storage, prng: new Prng(seed), options: options.raft });
     // Its file's rules until a SetRules entry applies: what the node applied before the
@@ -233,6 +243,7 @@ export class DlmNode {
     for (const entry of storage.savedAddresses) this.addresses.learn(entry, false);
     this.addressSavesOn = true;
     this.restoreStateMachine(storage.snapshot());
+    this.snapshotter = this.createSnapshotter();
     this.transport.onMessage((message) => this.receive(message));
   }
 
@@ -266,6 +277,7 @@ export class DlmNode {
     // The last change to the book may still be on its way to disk.
     while (this.addressSave !== null) await this.addressSave;
     this.addressSavesOn = false;
+    await this.snapshotter.stop();
     await this.storage.close();
   }
 
@@ -735,7 +747,7 @@ export class DlmNode {
 
   /** Whether the message is from this node's cluster (see cluster-identity.ts). */
   private admitCluster(message: PeerMessage): boolean {
-    const admission = this.identity.admit(message, this.raft.config.voters);
+    const admission = this.identity.admit(message, this.raft.config, this.clock.nowMs());
     switch (admission.kind) {
       case 'accept':
         return true;
@@ -748,6 +760,8 @@ export class DlmNode {
         for (const observer of this.observers) {
           observer.peerMessageForeign?.(admission.from, admission.clusterId);
         }
+        // Any message carries our id; our book is one the peer can use if it has it.
+        if (admission.answer) this.addresses.send(admission.from as NodeId);
         if (admission.strandedAmong !== null) {
           this.stopOnFailure(
             new IdentityMismatchError(
@@ -934,21 +948,28 @@ export class DlmNode {
   private async runReadyLoop(): Promise<void> {
     try {
       while (!this.stopping) {
-        if (!this.raft.hasReady()) {
+        if (this.raft.hasReady()) {
+          await this.busy(() => this.handleReady(this.raft.ready()));
+        } else if (this.snapshotter.compactionBacklog() > 0) {
+          // Idle: the log a snapshot covers goes a slice at a time, a Ready first.
+          await this.busy(() => this.snapshotter.compactIdleSlice());
+        } else {
           await new Promise<void>((resolve) => {
             this.wake = resolve;
           });
-          continue;
-        }
-        this.handlingReady = true;
-        try {
-          await this.handleReady(this.raft.ready());
-        } finally {
-          this.handlingReady = false;
         }
       }
     } catch (error) {
       this.stopOnFailure(error);
+    }
+  }
+
+  private async busy(work: () => Promise<void>): Promise<void> {
+    this.handlingReady = true;
+    try {
+      await work();
+    } finally {
+      this.handlingReady = false;
     }
   }
 
@@ -1000,7 +1021,8 @@ export class DlmNode {
     }
     this.raft.advance(ready);
     this.releaseAppliedWaiters();
-    await this.maybeSnapshot();
+    this.snapshotter.maybeStart();
+    await this.snapshotter.compactStep(ready.entries.length);
   }
 
   /**
@@ -1053,18 +1075,21 @@ export class DlmNode {
     this.proposals.restored(snapshot.metadata.index);
   }
 
-  /** Snapshots the applied state once enough entries piled up, keeping a tail of the log. */
-  private async maybeSnapshot(): Promise<void> {
-    const applied = this.raft.log.appliedIndex;
-    const snapshotIndex = this.storage.snapshot().metadata.index;
-    if (applied - snapshotIndex < this.options.snapshotEntriesThreshold) return;
-    if (this.raft.log.pendingSnapshot() !== null) return;
-    await this.storage.createSnapshot(
-      applied,
-      this.raft.config,
-      encodeLockSnapshot(this.locks.snapshot()),
+  private createSnapshotter(): Snapshotter {
+    return new Snapshotter(
+      {
+        storage: this.storage,
+        appliedIndex: () => this.raft.log.appliedIndex,
+        installPending: () => this.raft.log.pendingSnapshot() !== null,
+        config: () => this.raft.config,
+        captureState: () => this.locks.snapshot(),
+        failed: (error) => this.stopOnFailure(error),
+        compactionDue: () => this.kick(),
+        snapshotted: (report) => {
+          for (const observer of this.observers) observer.snapshotted?.(report);
+        },
+      },
+      this.options,
     );
-    const compactTo = applied - this.options.compactionRetainEntries;
-    if (compactTo > this.storage.firstIndex()) await this.storage.compact(logIndex(compactTo));
   }
 }

@@ -68,6 +68,8 @@ function peerName(value: unknown): string {
 
 /** Messages arrive unchecked (the node checks them next), so every field may be missing. */
 function senderOf(message: PeerMessage): unknown {
+  // Anything that decodes can arrive here, null and numbers included.
+  if (typeof message !== 'object' || message === null) return undefined;
   const body = message as { kind?: unknown; from?: unknown; message?: { from?: unknown } };
   return body.kind === 'raft' ? body.message?.from : body.from;
 }

@@ -285,6 +285,56 @@ export function encodeSnapshot(snapshot: Snapshot): Uint8Array {
   return frame([index, snapshotTerm, config.voters, config.learners, snapshot.data]);
 }
 
+/** Bytes checksummed before `encodeSnapshotInSlices` lets the event loop run. */
+const SNAPSHOT_CRC_SLICE_BYTES = 1 << 20;
+
+/**
+ * The same bytes as `encodeSnapshot`, with the data copied once and the checksum taken a
+ * megabyte at a time, `pause` running between: a 15 MB snapshot took 150-500 ms in one
+ * piece (encode, copy, checksum), on the event loop. The fields before the data are
+ * encoded by msgpackr itself; the data is written as the smallest MessagePack bin form,
+ * as msgpackr writes it (test/storage/codec.test.ts holds the two to the same bytes).
+ */
+export async function encodeSnapshotInSlices(
+  snapshot: Snapshot,
+  pause: () => Promise<void>,
+): Promise<Uint8Array> {
+  const { index, term: snapshotTerm, config } = snapshot.metadata;
+  const { data } = snapshot;
+  // [index, term, voters, learners] as a 4-array; the 5-array differs only in the header.
+  const fields = packr.pack([index, snapshotTerm, config.voters, config.learners]);
+  assert(fields[0] === FIXARRAY_4, 'four fields encode as a fixarray');
+  const binHeader = binHeaderOf(data.byteLength);
+  const value = new Uint8Array(
+    HEADER_BYTES + fields.byteLength + binHeader.byteLength + data.byteLength,
+  );
+  value[CHECKSUM_BYTES] = FORMAT_VERSION;
+  value.set(fields, HEADER_BYTES);
+  value[HEADER_BYTES] = FIXARRAY_5;
+  value.set(binHeader, HEADER_BYTES + fields.byteLength);
+  value.set(data, HEADER_BYTES + fields.byteLength + binHeader.byteLength);
+  let checksum = 0;
+  for (let at = CHECKSUM_BYTES; at < value.byteLength; at += SNAPSHOT_CRC_SLICE_BYTES) {
+    if (at > CHECKSUM_BYTES) await pause();
+    checksum = crc32c(value.subarray(at, at + SNAPSHOT_CRC_SLICE_BYTES), checksum);
+  }
+  new DataView(value.buffer).setUint32(0, checksum);
+  return value;
+}
+
+const FIXARRAY_4 = 0x94;
+const FIXARRAY_5 = 0x95;
+
+/** MessagePack's bin header: bin 8, 16 or 32, the smallest that holds the length. */
+function binHeaderOf(length: number): Uint8Array {
+  if (length <= 0xff) return Uint8Array.of(0xc4, length);
+  if (length <= 0xffff) return Uint8Array.of(0xc5, length >>> 8, length & 0xff);
+  const header = new Uint8Array(5);
+  header[0] = 0xc6;
+  new DataView(header.buffer).setUint32(1, length);
+  return header;
+}
+
 export function decodeSnapshot(value: Uint8Array): Snapshot {
   const [index, snapshotTerm, voters, learners, data] = tuple(unframe(value), 'snapshot', 5);
   const config: ClusterConfig = {

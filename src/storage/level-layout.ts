@@ -83,6 +83,11 @@ export function putCompactionPoint(sublevels: Sublevels, point: CompactionPoint)
   return { type: 'put', sublevel: sublevels.meta, key: META_KEY.compaction, value };
 }
 
+/** A snapshot record already encoded (codec's encodeSnapshotInSlices). */
+export function putEncodedSnapshot(sublevels: Sublevels, value: Bytes): BatchOp {
+  return { type: 'put', sublevel: sublevels.snapshot, key: SNAPSHOT_KEY, value };
+}
+
 export function putSnapshot(sublevels: Sublevels, snapshot: Snapshot): BatchOp {
   const value = encodeSnapshot(snapshot);
   return { type: 'put', sublevel: sublevels.snapshot, key: SNAPSHOT_KEY, value };

@@ -3,6 +3,7 @@ import type { MemoryStorage } from '../raft/storage.ts';
 import type { ClusterConfig, Entry, Snapshot } from '../raft/types.ts';
 import { assert } from '../util/assert.ts';
 import { type LogIndex, logIndex } from '../util/ids.ts';
+import { encodeSnapshotInSlices } from './codec.ts';
 import {
   type BatchOp,
   type Bytes,
@@ -11,6 +12,7 @@ import {
   openSublevels,
   putAddresses,
   putCompactionPoint,
+  putEncodedSnapshot,
   putEntry,
   putHardState,
   putIdentity,
@@ -82,6 +84,14 @@ export interface LevelStorageOptions {
  */
 export class LevelStorage extends MirroredReads implements WritableStorage {
   private writeInFlight = false;
+  /** A createSnapshot is under way; it may run beside persist and compact. */
+  private snapshotInFlight = false;
+  /**
+   * The newest snapshot any issued write stores (a createSnapshot, or a persist that
+   * installs the leader's): an older createSnapshot, encoded while it was on its way,
+   * must not be written after it.
+   */
+  private newestSnapshotIssued: LogIndex;
   private failure: unknown = null;
   /** The last write issued; the next waits for it to settle (see the class comment). */
   private lastCommit: Promise<void> = Promise.resolve();
@@ -100,6 +110,7 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
     private storedIdentity: StoredIdentity | null,
   ) {
     super(mirror);
+    this.newestSnapshotIssued = mirror.snapshot().metadata.index;
   }
 
   /**
@@ -134,6 +145,9 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
       mustSync || (snapshot === null && entries.length === 0),
       'entries and snapshots are always synced',
     );
+    if (snapshot !== null && snapshot.metadata.index > this.newestSnapshotIssued) {
+      this.newestSnapshotIssued = snapshot.metadata.index;
+    }
     const ops = [
       ...this.snapshotOps(snapshot),
       ...this.entryOps(snapshot, entries),
@@ -146,19 +160,49 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
     if (hardState !== null) this.mirror.setHardState(hardState);
   }
 
+  /**
+   * Stores a snapshot of the applied state, synced. Unlike the other Raft writes it may
+   * be issued while a persist or compact is in flight (a large snapshot takes a while to
+   * write, and the node's log writes must not wait for it): it only replaces the snapshot
+   * record, which those writes do not plan against, and LevelDB applies the batches in
+   * the order they were issued. Resolves null, writing nothing, when a snapshot at least
+   * as new is on its way to disk (one the leader sent, being installed): an older one
+   * stored after it would not cover the log that the newer one replaced. Going back
+   * from the stored snapshot is a caller's bug, as before.
+   */
   async createSnapshot(
     index: LogIndex,
     config: ClusterConfig,
     data: Uint8Array,
-  ): Promise<Snapshot> {
-    this.assertWritable();
+  ): Promise<Snapshot | null> {
+    assert(!this.snapshotInFlight, 'createSnapshot while another is in flight');
+    assert(!this.closed, `write to closed storage ${this.path}`);
+    this.refuseAfterFailure();
     const current = this.mirror.snapshot().metadata.index;
     assert(index >= current, `snapshot at ${index} goes backwards from ${current}`);
+    if (this.overtaken(index)) return null;
     const snapshotTerm = this.mirror.term(index);
     assert(snapshotTerm !== undefined, `no term known at snapshot index ${index}`);
     const snapshot: Snapshot = { metadata: { index, term: snapshotTerm, config }, data };
-    await this.write([putSnapshot(this.sublevels, snapshot)]);
+    this.snapshotInFlight = true;
+    try {
+      const value = await encodeSnapshotInSlices(snapshot, turnOfEventLoop);
+      // The Raft writes went on meanwhile: the leader's snapshot may have come.
+      if (this.overtaken(index) || index < this.mirror.snapshot().metadata.index) return null;
+      this.newestSnapshotIssued = index;
+      await this.commit([putEncodedSnapshot(this.sublevels, value)], true);
+    } finally {
+      this.snapshotInFlight = false;
+    }
+    // Writes resolve in the order issued, so a newer snapshot issued after this one has
+    // not reached the mirror yet.
     return this.mirror.createSnapshot(index, config, data);
+  }
+
+  /** A newer snapshot (the leader's, being installed) is on its way to disk. */
+  private overtaken(index: LogIndex): boolean {
+    const stored = this.mirror.snapshot().metadata.index;
+    return this.newestSnapshotIssued > stored && index <= this.newestSnapshotIssued;
   }
 
   async compact(index: LogIndex): Promise<void> {
@@ -222,7 +266,7 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
    * holds the newest addresses.
    */
   async close(): Promise<void> {
-    assert(!this.writeInFlight, 'close() while a write is in flight');
+    assert(!this.writeInFlight && !this.snapshotInFlight, 'close() while a write is in flight');
     this.closing ??= this.closeAfterAddressWrites();
     return this.closing;
   }
@@ -323,6 +367,11 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
       throw error;
     }
   }
+}
+
+/** Lets the event loop run between slices of a large snapshot's encoding. */
+function turnOfEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 /**

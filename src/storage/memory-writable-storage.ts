@@ -42,7 +42,8 @@ export class MemoryWritableStorage extends MirroredReads implements WritableStor
     index: LogIndex,
     config: ClusterConfig,
     data: Uint8Array,
-  ): Promise<Snapshot> {
+  ): Promise<Snapshot | null> {
+    // Writes take effect at once: no newer snapshot is ever on its way to disk.
     return this.mirror.createSnapshot(index, config, data);
   }
 

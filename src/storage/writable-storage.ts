@@ -47,7 +47,8 @@ export interface StoredIdentity {
 /**
  * Storage the node runtime writes to. Reads stay synchronous (the core's `Storage`);
  * writes are async and durable when their promise resolves. Raft writes (persist,
- * createSnapshot, compact) must not overlap: the Ready loop issues one at a time.
+ * compact) must not overlap: the Ready loop issues one at a time. A createSnapshot may
+ * run beside them (never beside another createSnapshot).
  */
 export interface WritableStorage extends Storage {
   /**
@@ -55,8 +56,16 @@ export interface WritableStorage extends Storage {
    * the promise resolves unless `batch.mustSync` is false.
    */
   persist(batch: PersistBatch): Promise<void>;
-  /** Records a snapshot of the state machine at `index`, which must be applied. */
-  createSnapshot(index: LogIndex, config: ClusterConfig, data: Uint8Array): Promise<Snapshot>;
+  /**
+   * Records a snapshot of the state machine at `index`, which must be applied. Resolves
+   * null, storing nothing, if a newer snapshot is on its way to disk (being installed);
+   * going back from the stored snapshot is an error.
+   */
+  createSnapshot(
+    index: LogIndex,
+    config: ClusterConfig,
+    data: Uint8Array,
+  ): Promise<Snapshot | null>;
   /** Drops entries up to and including `index`, which a snapshot must already cover. */
   compact(index: LogIndex): Promise<void>;
   /**

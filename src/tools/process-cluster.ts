@@ -373,6 +373,29 @@ export class ProcessCluster {
    * Calls any running node (of `among`, when given), retrying UNAVAILABLE and
    * DEADLINE_EXCEEDED with the same request.
    */
+  /**
+   * An Acquire through callAny, whose retries keep one request id. When an attempt's
+   * answer was lost (its deadline passed) the node gives that grant back, and the
+   * retry is told grantEnded; then this asks again as a new request, until the deadline.
+   */
+  async acquireAny(
+    request: Record<string, unknown>,
+    timeoutMs = 20_000,
+    among?: readonly string[],
+  ): Promise<Record<string, unknown>> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const attempt = { ...request, request_id: newRequestId() };
+      try {
+        return await this.callAny('Acquire', attempt, Math.max(1, deadline - Date.now()), among);
+      } catch (error) {
+        const ended =
+          (error as grpc.ServiceError).metadata?.get('dlm-error-code')[0] === 'grantEnded';
+        if (!ended || Date.now() > deadline) throw error;
+      }
+    }
+  }
+
   async callAny(
     method: string,
     request: object,

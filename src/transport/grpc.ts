@@ -122,7 +122,14 @@ export class GrpcTransport implements Transport {
     if (existing?.address === address) return;
     existing?.close();
     const credentials = this.options.credentials?.client ?? grpc.credentials.createInsecure();
-    const client = new this.Client(address, credentials) as unknown as RaftClient;
+    // grpc-js keeps its own reconnect backoff per channel (1 s, x1.6, up to 120 s) and,
+    // while it waits, fails every new stream at once with UNAVAILABLE: the messages
+    // written into it are lost, so a peer that came up (late start, restart) stayed
+    // unreachable for seconds (2.6-5.9 s measured). Its backoff follows the link's own.
+    const client = new this.Client(address, credentials, {
+      'grpc.initial_reconnect_backoff_ms': this.options.reconnectDelayMsMin,
+      'grpc.max_reconnect_backoff_ms': this.options.reconnectDelayMsMax,
+    }) as unknown as RaftClient;
     this.links.set(id, new PeerLink(id, address, client, this.options));
   }
 
@@ -176,6 +183,8 @@ class PeerLink {
   private writable = true;
   private closed = false;
   private openedAtMs = 0;
+  /** The flush that takes what this turn of the event loop enqueued (see `enqueue`). */
+  private flushScheduled = false;
 
   constructor(
     private readonly peer: NodeId,
@@ -192,10 +201,46 @@ class PeerLink {
       this.options.onDrop?.(this.peer, 'queue full');
     }
     this.queue.push(message);
-    this.flush();
+    // One stream write per peer per turn of the event loop, not one per message: the
+    // leader appends for every proposal, each in the callback of its own client call,
+    // and a follower acknowledges every append; each gRPC message costs both ends far
+    // more CPU than its msgpack bytes. setImmediate takes what every I/O callback of
+    // this turn enqueued. A link with no stream yet flushes on a microtask instead, as
+    // soon as before. Opening on setImmediate made test/node/grpc-membership.test.ts lose
+    // a start-up address announcement, though not because the open came later: n1 and n2
+    // then elected sooner, so n1's announcement to n3 (started last) fell inside grpc-js's
+    // channel backoff towards n3, which failed the stream and lost what was written. That
+    // backoff now follows the link's own (see addPeer); the microtask keeps the old timing.
+    // A full batch leaves at once: waiting for the turn to end would gain nothing, and
+    // a turn that enqueued past queueMessagesMax would drop messages that could have gone.
+    // A queue bound below the batch size fills first, so it counts as full too; over a
+    // link that cannot take them (not writable, reconnecting) flush writes nothing and
+    // the bound drops the oldest as before.
+    if (
+      this.queue.length >= Math.min(this.options.batchMessagesMax, this.options.queueMessagesMax)
+    ) {
+      this.flushScheduled = false;
+      this.flush();
+      return;
+    }
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    const flushNow = () => {
+      if (!this.flushScheduled) return;
+      this.flushScheduled = false;
+      this.flush();
+    };
+    if (this.stream === null) queueMicrotask(flushNow);
+    else setImmediate(flushNow);
   }
 
   close(): void {
+    // What was enqueued before the close goes out first, as when every enqueue wrote at
+    // once: a link replaced for a new address (addPeer) still delivers it on the old one.
+    if (this.flushScheduled) {
+      this.flushScheduled = false;
+      this.flush();
+    }
     this.closed = true;
     if (this.reconnectTimer !== null) clearTimeout(this.reconnectTimer);
     this.stream?.end();

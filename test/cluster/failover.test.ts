@@ -135,14 +135,12 @@ describe('real processes under failure', () => {
       const startedMs = Date.now();
       const up = ids.filter((id) => id !== a && id !== b);
       // Through the survivors only: a frozen node would hold the call until it thaws.
-      const acquired = await c.callAny(
-        'Acquire',
+      const acquired = await c.acquireAny(
         {
           lock: `pairs/${a}-${b}`,
           session_id: session,
           mode: 'EXCLUSIVE',
           wait_ms: '0',
-          request_id: newRequestId(),
           owner: 'pairs',
         },
         20_000,
@@ -173,12 +171,11 @@ describe('real processes under failure', () => {
     await c.kill(leader);
     await c.kill(other);
     const session = await openSession(c);
-    const acquired = await c.callAny('Acquire', {
+    const acquired = await c.acquireAny({
       lock: 'five',
       session_id: session,
       mode: 'EXCLUSIVE',
       wait_ms: '0',
-      request_id: newRequestId(),
       owner: 'f',
     });
     expect(acquired.acquired).toBe(true);

@@ -143,9 +143,10 @@ describe('observability of real processes', () => {
     // Tracing: a write sent to a follower with a W3C traceparent is one trace on both
     // nodes: the follower's call span is a child of the client's span, and the leader's
     // span for the forwarded write is a child of the follower's.
-    // Asked again: on a new cluster leadership can move once after start-up (a follower
-    // that learned the cluster id drops the messages of a leader that has not yet, and
-    // elects another), and a write sent to the new leader is not forwarded.
+    // Asked again: leadership can still move on a loaded machine (it used to move once
+    // after start-up when a follower learned the cluster id before its leader; the
+    // leader is now told the id at once, see cluster-identity.ts), and a write sent to
+    // the new leader is not forwarded.
     const tracedLeader = await c.waitForLeader(15_000);
     const follower = c.nodes.find((node) => node.id !== tracedLeader)?.id ?? '';
     const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';

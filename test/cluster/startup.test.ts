@@ -8,7 +8,7 @@ import { encodeIndexKey } from '../../src/storage/keys.ts';
 import { type Db, openSublevels } from '../../src/storage/level-layout.ts';
 import { logIndex } from '../../src/util/ids.ts';
 import { openSession } from '../support/lock-load.ts';
-import { newRequestId, ProcessCluster } from '../support/process-cluster.ts';
+import { ProcessCluster } from '../support/process-cluster.ts';
 
 /**
  * What `dlm serve` refuses at start-up, as an operator sees it: the process exits 1 and
@@ -63,12 +63,11 @@ async function untilIdentified(c: ProcessCluster): Promise<string> {
 
 async function holdOneLock(c: ProcessCluster, lock: string): Promise<string> {
   const session = await openSession(c, 'identity');
-  const acquired = await c.callAny('Acquire', {
+  const acquired = await c.acquireAny({
     lock,
     session_id: session,
     mode: 'EXCLUSIVE',
     wait_ms: '0',
-    request_id: newRequestId(),
     owner: 'holder',
   });
   expect(acquired.acquired).toBe(true);
@@ -108,12 +107,11 @@ describe('start-up refusals of real processes', () => {
     const leader = await c.waitForLeader(15_000);
     const session = await openSession(c, 'startup');
     for (let i = 0; i < 5; i++) {
-      await c.callAny('Acquire', {
+      await c.acquireAny({
         lock: `startup/${i}`,
         session_id: session,
         mode: 'EXCLUSIVE',
         wait_ms: '0',
-        request_id: newRequestId(),
         owner: 's',
       });
     }

@@ -14,7 +14,8 @@ import {
  * model's step (what is being checked is the search, the cache, the split by lock and
  * the event order), and builds its own list of per-lock items: every acquire, release
  * and fence validation, and a copy of each close for every lock its session used (the
- * checker's reading of a close, see partition.ts).
+ * checker's reading of a close, see partition.ts); an acquire answered grantEnded is two
+ * items, its grant and that grant's end, over the same interval.
  */
 export function bruteForceLinearizable(history: readonly LinOp[], clockDriftMax: number): boolean {
   const bound = expiryBounds(history, { clockDriftMax, acquireRefreshesLease: false });
@@ -58,6 +59,11 @@ function lockItems(history: readonly LinOp[]): Item[] {
     if (op.type === 'validateFence') items.push({ lock: op.lock, op });
     if (op.type !== 'acquire' && op.type !== 'release') continue;
     items.push({ lock: op.lock, op });
+    if (op.type === 'acquire' && op.failCode === 'grantEnded') {
+      const { id, client, session, invokeMs, completeMs, outcome, lock } = op;
+      const end = { id, client, session, invokeMs, completeMs, outcome, lock };
+      items.push({ lock: op.lock, op: { ...end, type: 'grantEnd' } });
+    }
     const locks = locksOf.get(op.session) ?? new Set<string>();
     locks.add(op.lock);
     locksOf.set(op.session, locks);

@@ -147,4 +147,27 @@ describe('fromJepsenLite', () => {
     ]);
     expect(converted[0]).toMatchObject({ ttlMs: 3_000 });
   });
+
+  it('reads a close refused with sessionNotFound as the session having ended, other refusals not', () => {
+    const common = { client: 'c0', lock: '', invokeMs: 1, completeMs: 2, outcome: 'fail' as const };
+    const converted = fromJepsenLite(
+      [
+        {
+          ...common,
+          id: 0,
+          kind: 'close-session',
+          session: 's0',
+          // What errorText makes of the client library's error for NOT_FOUND.
+          error:
+            'sessionNotFound: Lock.CloseSession at 10.0.0.1:7100: NOT_FOUND: session 8 is unknown',
+        },
+        { ...common, id: 1, kind: 'close-session', session: 's1', error: 'UNAVAILABLE: no leader' },
+      ],
+      { closeAfterLastOp: false },
+    );
+    expect(converted.map((op) => (op.type === 'closeSession' ? op.failCode : null))).toEqual([
+      'sessionGone',
+      'other',
+    ]);
+  });
 });

@@ -435,3 +435,48 @@ export function mutateLeaseStillLive(run: GeneratedRun, pick: number): LinOp[] |
     },
   ];
 }
+
+// ---------------------------------------------------------------------------------------
+// Truthful rewrites: each keeps the history one a correct service could produce.
+
+/**
+ * Some grants that their session released, with no other op of that session on the lock
+ * in between, told `grantEnded` instead: as if the grant's answer had been lost, the
+ * grant withdrawn at the release's point, and the client's retry answered when the
+ * release was. The acquire's interval is stretched to the release's answer and the
+ * release dropped, so the grant and its end both lie within it (others were refused by
+ * the grant meanwhile, as in the real run of seed 779330080). Which grants: every one
+ * that qualifies (even `pick`) or every other one from the first (odd). Null when none
+ * qualifies.
+ */
+export function endGrantsBeforeAnswer(run: GeneratedRun, pick: number): LinOp[] | null {
+  const rewritten = new Map<number, LinOp | null>();
+  let qualifying = 0;
+  run.ops.forEach((op, i) => {
+    if (op.type !== 'acquire' || op.outcome !== 'ok' || rewritten.has(op.id)) return;
+    const next = run.ops
+      .slice(i + 1)
+      .find(
+        (later) =>
+          later.session === op.session &&
+          (later.type === 'acquire' || later.type === 'release') &&
+          later.lock === op.lock,
+      );
+    if (next?.type !== 'release' || next.outcome !== 'ok' || next.token !== op.token) return;
+    if (qualifying++ % (1 + (pick % 2)) !== 0) return;
+    const { token: _token, ...acquire } = op;
+    rewritten.set(op.id, {
+      ...acquire,
+      outcome: 'fail',
+      failCode: 'grantEnded',
+      completeMs: next.completeMs,
+    });
+    rewritten.set(next.id, null);
+  });
+  if (rewritten.size === 0) return null;
+  return run.ops.flatMap((op) => {
+    const changed = rewritten.get(op.id);
+    if (changed === undefined) return [op];
+    return changed === null ? [] : [changed];
+  });
+}

@@ -229,6 +229,33 @@ describe('linearizability checker: the lock model', () => {
     expect(verdict([...history, refused('a', 'L', 'sessionGone', [10, 96])])).toBe('ok');
   });
 
+  it('reads a close refused because the session was unknown as the session having ended', () => {
+    const closeRefused = (session: string, [from, to]: [number, number]): LinOp => ({
+      id: nextId++,
+      type: 'closeSession',
+      client: session,
+      session,
+      failCode: 'sessionGone',
+      invokeMs: from,
+      completeMs: to,
+      outcome: 'fail',
+    });
+    const history = [open('a', 100, [0, 1]), granted('a', 'L', 1, [2, 3])];
+    // Not an early expiry: an earlier attempt of this close may have closed it.
+    expect(verdict([...history, closeRefused('a', [10, 20])])).toBe('ok');
+    // Ended by then: granted nothing after, though an acquire of it never answered.
+    const after = [open('b', 100, [200, 201]), granted('b', 'L', 5, [202, 203])];
+    expect(verdict([...history, closeRefused('a', [10, 96]), ...after])).toBe('ok');
+    const lateGrant = granted('a', 'L', 7, [300, 301]);
+    expect(verdict([...history, closeRefused('a', [10, 96]), lateGrant])).toBe('violation');
+    const unknown = acquireUnknown('a', 'L', 5);
+    const busy = refused('b', 'L', 'busy', [210, 220]);
+    // Only the unanswered acquire of the ended session could explain b's refusal: it cannot.
+    expect(verdict([open('b', 100, [200, 201]), unknown, closeRefused('a', [10, 96]), busy])).toBe(
+      'violation',
+    );
+  });
+
   it('validates a token only while its grant is held', () => {
     const validate = (token: number, valid: boolean, [from, to]: [number, number]): LinOp => ({
       id: nextId++,
@@ -297,7 +324,7 @@ describe('linearizability checker: the lock model', () => {
     const report = result.locks.find((r) => r.lock === 'L');
     expect(report?.verdict).toBe('violation');
     // a's grant and release, and b's grant; c used the other lock.
-    const ids = (ops: readonly LinOp[] | undefined) => ops?.map((op) => op.id).sort();
+    const ids = (ops: readonly { id: number }[] | undefined) => ops?.map((op) => op.id).sort();
     expect(ids(report?.minimal)).toEqual(ids([history[1], history[4], history[5]] as LinOp[]));
     expect(ids(report?.longestPrefix)).toEqual(ids([history[1]] as LinOp[]));
     expect(ids(report?.nextCandidates)).toEqual(ids([history[4]] as LinOp[]));
@@ -413,7 +440,7 @@ const smallOpArb: fc.Arbitrary<Omit<LinOp, 'id'>> = fc
     span: spanArb,
     outcome: fc.constantFrom('ok', 'ok', 'ok', 'fail', 'info'),
     token: fc.integer({ min: 1, max: 5 }),
-    failCode: fc.constantFrom('busy', 'sessionGone', 'other'),
+    failCode: fc.constantFrom('busy', 'sessionGone', 'grantEnded', 'other'),
     ttlMs: fc.constantFrom(10, 30, 60),
   })
   .map((r) => {
@@ -428,8 +455,15 @@ const smallOpArb: fc.Arbitrary<Omit<LinOp, 'id'>> = fc
       case 'openSession':
         return { ...common, type: 'openSession', ttlMs: r.ttlMs } as Omit<LinOp, 'id'>;
       case 'keepAlive':
-      case 'closeSession':
         return { ...common, type: r.type } as Omit<LinOp, 'id'>;
+      case 'closeSession':
+        return {
+          ...common,
+          type: r.type,
+          ...(r.outcome === 'fail' && (r.failCode === 'sessionGone' || r.failCode === 'other')
+            ? { failCode: r.failCode }
+            : {}),
+        } as Omit<LinOp, 'id'>;
       case 'acquire':
         return {
           ...common,

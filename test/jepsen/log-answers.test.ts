@@ -3,7 +3,7 @@ import type { LockCommand } from '../../src/lock/index.ts';
 import type { Op } from '../../src/tools/jepsen/history.ts';
 import { checkAnswers } from '../../src/tools/jepsen/log-answers.ts';
 import { type ReplayedLog, readCommittedLog } from '../../src/tools/jepsen/raft-log.ts';
-import { fencingToken, sessionId } from '../../src/util/ids.ts';
+import { fencingToken, logIndex, sessionId } from '../../src/util/ids.ts';
 import { LogDirs, normal } from './log-dirs.ts';
 
 /**
@@ -254,5 +254,110 @@ describe('replaying every answer from the committed log', () => {
     const { violations, answers } = checkAnswers(told(2, { token: '5' }), fromSnapshot);
     expect(violations).toEqual([]);
     expect(answers.acquire).toEqual({ ok: 2, reproduced: 1, beforeStart: 1 });
+  });
+});
+
+/**
+ * Session 4 holds L (token 5); session 2 waits for it; 4's release grants it to 2 (token
+ * 7), whose answer could not be delivered; 3 is refused by that grant at 8; the grant is
+ * withdrawn at 9, and 2's retry of the same request at 10 is told grantEnded
+ * (lock/state-machine.ts withdraw(), since 865128a).
+ */
+const WITHDRAWN_LOG = [
+  normal(2, open('o1')),
+  normal(3, open('o2')),
+  normal(4, open('o3')),
+  normal(5, acquire(4, 'r-c', 0)),
+  normal(6, acquire(2, 'r-w', 1_000)),
+  normal(7, {
+    type: 'Release',
+    lock: 'L',
+    sessionId: sessionId(4),
+    token: fencingToken(5),
+    requestId: 'r-rel',
+  }),
+  normal(8, acquire(3, 'r-b', 0)),
+  normal(9, {
+    type: 'Withdraw',
+    lock: 'L',
+    sessionId: sessionId(2),
+    requestId: 'r-w',
+    attemptIndex: logIndex(6),
+  }),
+  normal(10, acquire(2, 'r-w', 1_000)),
+];
+
+describe('replaying refusals of an Acquire whose grant was withdrawn', () => {
+  const lockOp = (spec: Omit<Spec, 'client' | 'kind' | 'lock'>): Spec => ({
+    client: `c${spec.session}`,
+    kind: 'acquire',
+    lock: 'L',
+    ...spec,
+  });
+  const GRANT_ENDED =
+    'grantEnded: Lock.Acquire at 127.0.0.1:1: FAILED_PRECONDITION: the grant of L made for request r-w (token 7) has ended: it was released, revoked or reached its max hold';
+  const NOT_ACQUIRED = 'LockNotAcquiredError: L was not acquired: held by c4';
+  const truthful: Spec[] = [
+    lockOp({ session: '2', requestId: 'r-w', outcome: 'fail', error: GRANT_ENDED }),
+    lockOp({
+      session: '3',
+      requestId: 'r-b',
+      outcome: 'fail',
+      error: 'LockNotAcquiredError: L was not acquired: held by c2',
+      answerIndex: 8,
+    }),
+    lockOp({ session: '4', requestId: 'r-c', outcome: 'ok', token: '5', answerIndex: 5 }),
+    {
+      ...lockOp({ session: '4', requestId: 'r-rel', outcome: 'ok', token: '5', answerIndex: 7 }),
+      kind: 'release',
+    },
+  ];
+
+  const withdrawnDirs = new LogDirs();
+  let withdrawnLog: ReplayedLog;
+  beforeAll(async () => {
+    const path = await withdrawnDirs.node('n1', WITHDRAWN_LOG, 10);
+    withdrawnLog = await readCommittedLog([{ id: 'n1', path }], 0);
+  });
+  afterAll(() => withdrawnDirs.removeAll());
+
+  it('replays the withdrawal as the client was told it: granted, withdrawn, retry told grantEnded', () => {
+    expect(withdrawnLog.results.get(6)).toMatchObject({ type: 'Queued' });
+    expect(withdrawnLog.results.get(8)).toMatchObject({ type: 'NotAcquired' });
+    expect(withdrawnLog.results.get(10)).toMatchObject({ type: 'Rejected', code: 'grantEnded' });
+    const grant = withdrawnLog.grants.find((g) => g.requestId === 'r-w');
+    expect(grant).toMatchObject({ index: 7, endIndex: 9, endReason: 'withdraw' });
+    const { violations, answers } = checkAnswers(history(truthful), withdrawnLog);
+    expect(violations).toEqual([]);
+    expect(answers.acquire).toEqual({ ok: 1, reproduced: 1, beforeStart: 0 });
+  });
+
+  it('reports a request told "not acquired" that the log granted, and one told grantEnded it never granted', () => {
+    // What the client was told before 865128a: its retry ran afresh, queued, timed out.
+    const lied = history(
+      truthful.map((spec, i) =>
+        i === 0 ? { ...spec, error: NOT_ACQUIRED, answerIndex: 10 } : spec,
+      ),
+    );
+    const caught = checkAnswers(lied, withdrawnLog).violations;
+    expect(caught.map((v) => [v.check, v.ops])).toEqual([['acknowledged-grant', [0]]]);
+    // The grant was made to its wait by another entry (the release at 7).
+    expect(caught[0]?.message).toContain('the log granted its request at index 7');
+    // An answer naming an index before the grant says nothing against it.
+    const early = history(
+      truthful.map((spec, i) =>
+        i === 0 ? { ...spec, error: NOT_ACQUIRED, answerIndex: 6 } : spec,
+      ),
+    );
+    expect(checkAnswers(early, withdrawnLog).violations).toEqual([]);
+    // Session 3's try-lock was refused: told grantEnded, the log denies it.
+    const invented = history(
+      truthful.map((spec, i) => (i === 1 ? { ...spec, error: GRANT_ENDED } : spec)),
+    );
+    const denied = checkAnswers(invented, withdrawnLog).violations;
+    expect(denied.map((v) => v.ops)).toEqual([[1]]);
+    expect(denied[0]?.message).toContain('never granted its request');
+    // Unless the replay starts from a snapshot, after which the grant may have been.
+    expect(checkAnswers(invented, { ...withdrawnLog, startIndex: 3 }).violations).toEqual([]);
   });
 });

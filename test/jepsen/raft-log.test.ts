@@ -4,6 +4,7 @@ import { DEFAULT_LOCK_LIMITS, type LockCommand, LockStateMachine } from '../../s
 import { decodeEntry, encodeLockSnapshot } from '../../src/node/entry-codec.ts';
 import type { Entry } from '../../src/raft/types.ts';
 import { LevelStorage } from '../../src/storage/index.ts';
+import { LogArchive } from '../../src/tools/jepsen/log-archive.ts';
 import { readCommittedLog, requestKey } from '../../src/tools/jepsen/raft-log.ts';
 import { fencingToken, logIndex, sessionId, term } from '../../src/util/ids.ts';
 import { BOOTSTRAP, LogDirs, normal } from './log-dirs.ts';
@@ -155,6 +156,38 @@ describe('reading the committed log from the nodes', () => {
       ['b#1', 'log', 6, null],
     ]);
     expect(log.requests.has(requestKey('Acquire', '2', 'r-a#0'))).toBe(true);
+  });
+
+  it('replays from the bootstrap through the copy of a wiped node (log-archive.ts), else from the snapshot', async () => {
+    const compacted = await snapshotAtFive(true); // holds 6..7 behind a snapshot at 5
+    const archive = new LogArchive(join(dirs.make(), 'archive'));
+    // n2 held 2..5 when the membership nemesis was about to wipe it.
+    await archive.beforeWipe('n2', await node('n2', LOG.slice(0, 4), 5));
+    const nodes = [{ id: 'n1', path: compacted }, ...archive.directories()];
+    const log = await readCommittedLog(nodes, 0);
+    expect(log.startIndex).toBe(1);
+    expect(log.problems).toEqual([]);
+    expect(log.requests.get(requestKey('Acquire', '2', 'r-a#0'))).toEqual([4]);
+    expect(log.grants.map((g) => [g.owner, g.source, g.index, g.endIndex])).toEqual([
+      ['a#0', 'log', 4, 6],
+      ['b#1', 'log', 6, null],
+    ]);
+    // A copy that stops at 3 leaves entry 4 on no disk (n1 kept 5 on): the snapshot is
+    // where the replay starts then.
+    const short = new LogArchive(join(dirs.make(), 'archive'));
+    await short.beforeWipe('n2', await node('n2', LOG.slice(0, 2), 3));
+    const gap = await readCommittedLog([{ id: 'n1', path: compacted }, ...short.directories()], 0);
+    expect(gap.startIndex).toBe(5);
+    expect(gap.problems).toEqual([]);
+  });
+
+  it('keeps one copy per first index, the one committed furthest', async () => {
+    const archive = new LogArchive(join(dirs.make(), 'archive'));
+    await archive.beforeWipe('n1', await node('n1', LOG.slice(0, 3), 4));
+    await archive.beforeWipe('n2', await node('n2', LOG, 7));
+    await archive.beforeWipe('n3', await node('n3', LOG.slice(0, 4), 5));
+    await archive.beforeWipe('n4', join(dirs.make(), 'never-ran'));
+    expect(archive.directories().map((d) => d.id)).toEqual(['archive:n2-2']);
   });
 
   it('ignores an uncommitted suffix a node kept (a deposed leader, a follower stopped early)', async () => {

@@ -276,6 +276,7 @@ describe('jepsen summary: every checker gets a verdict', () => {
     committedIndex: 9,
     startIndex: 1,
     agreement: { smallestCommitIndex: 9, comparisons: 18 },
+    logs: ['n1 2..9 (commit 9)'],
     answers: { acquire: { ok: 2, reproduced: 2, beforeStart: 0 } },
     info: { acquire: { tookEffect: 1, noEffect: 0, notInLog: 0, unresolvable: 0 } },
   } as unknown as LogCheckStats;
@@ -293,12 +294,13 @@ describe('jepsen summary: every checker gets a verdict', () => {
     stale?: Violation[];
     events?: NemesisEvent[];
     linearizability?: LinearizabilityVerdict;
+    log?: LogCheckStats;
   }): JepsenResult {
     return {
       ops: OPS,
       violations: fields.violations ?? [],
       nemesisEvents: fields.events ?? EVENTS,
-      log: LOG_STATS,
+      log: fields.log ?? LOG_STATS,
       linearizability: fields.linearizability ?? LINEARIZABLE,
       replayed: { grants: [] } as unknown as JepsenResult['replayed'],
       fenced: { violations: [], stats: stats('fenced'), decisions: [] },
@@ -320,6 +322,20 @@ describe('jepsen summary: every checker gets a verdict', () => {
   const pause: NemesisEvent = { atMs: 1_500, kind: 'client-pause', target: 'c1' };
   const byName = (verdicts: readonly CheckerVerdict[]) =>
     new Map(verdicts.map((verdict) => [verdict.name, verdict.valid]));
+
+  it('says how many ok answers the log replay left unchecked before its start', () => {
+    const raftLog = (log: LogCheckStats) =>
+      checkerVerdicts(options, result({ log })).find((v) => v.name.startsWith('raft log'));
+    expect(raftLog(LOG_STATS)?.details.note).toBeUndefined();
+    const fromSnapshot = {
+      ...LOG_STATS,
+      startIndex: 5,
+      answers: { acquire: { ok: 5, reproduced: 2, beforeStart: 3 } },
+    } as unknown as LogCheckStats;
+    const verdict = raftLog(fromSnapshot);
+    expect(verdict?.details.note).toContain('3 ok answers unchecked: given before index 5');
+    expect(verdict?.details.stats?.["acquire ok unchecked (before the replay's start)"]).toBe(3);
+  });
 
   it('groups violations by checker, and names a check it does not know after itself', () => {
     const violations = [

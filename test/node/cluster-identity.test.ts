@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { NodeMetrics } from '../../src/node/metrics.ts';
 import { DlmNode } from '../../src/node/node.ts';
-import type { PeerMessage } from '../../src/node/peer-message.ts';
+import { type PeerMessage, peerRecipient } from '../../src/node/peer-message.ts';
 import type { Transport } from '../../src/node/transport.ts';
 import type { Message } from '../../src/raft/types.ts';
 import { MemoryWritableStorage, type StoredIdentity } from '../../src/storage/index.ts';
@@ -123,6 +123,41 @@ describe('cluster identity on peer messages', () => {
     expect(foreign).toEqual([{ from: n2, clusterId: '' }]);
   });
 
+  it("a member's message with an empty id is still refused, and answered with the id", async () => {
+    const { node, transport, foreign } = startNode(n1, { clusterId: OURS, nodeId: n1 });
+    const metrics = new NodeMetrics(node);
+    transport.sent.length = 0;
+    transport.deliver(raft(heartbeat(n2, n1, 50), ''));
+    await sleep(20);
+    expect(node.status().term).toBe(1);
+    expect(foreign).toEqual([{ from: n2, clusterId: '' }]);
+    expect((await metrics.render()).body).toMatch(
+      /^dlm_peer_messages_foreign_total\{reason="no_cluster_id",node="n1"\} 1$/m,
+    );
+    // One message that n2, which has no id yet, takes the id from.
+    expect(transport.sent).toEqual([
+      { kind: 'peerAddresses', from: n1, to: n2, addresses: [], clusterId: OURS },
+    ]);
+  });
+
+  it('answers only members that sent an empty id, at most once per tick each', async () => {
+    const { transport, foreign } = startNode(n1, { clusterId: OURS, nodeId: n1 });
+    transport.sent.length = 0;
+    // Another cluster's id, no id at all (a peer older than ids: it would not learn),
+    // and a name that is no member: refused, not answered.
+    transport.deliver(raft(heartbeat(n2, n1, 50), THEIRS));
+    transport.deliver(raft(heartbeat(n2, n1, 50)));
+    transport.deliver(raft(heartbeat(nodeId('n9'), n1, 50), ''));
+    // The node ticks once a minute here: n3's second message falls in the same tick.
+    transport.deliver(raft(heartbeat(n3, n1, 50), ''));
+    transport.deliver(raft(heartbeat(n3, n1, 50), ''));
+    await sleep(20);
+    expect(foreign).toHaveLength(5);
+    expect(transport.sent.map((message) => [message.kind, peerRecipient(message)])).toEqual([
+      ['peerAddresses', n3],
+    ]);
+  });
+
   it('a message of its own cluster goes to Raft', async () => {
     const { node, transport, foreign } = startNode(n1, { clusterId: OURS, nodeId: n1 });
     transport.deliver(raft(heartbeat(n2, n1, 5), OURS));
@@ -204,6 +239,72 @@ describe('cluster identity on peer messages', () => {
       await leader.addMember({ id: n4, peerAddress: '', clientAddress: '' }, { timeoutMs: 10_000 });
       expect(storages.get(n4)?.identity).toEqual({ clusterId: OURS, nodeId: n4 });
       expect(leader.status().voters).toContain(n4);
+    } finally {
+      await Promise.all([...nodes.values()].map((node) => node.stop()));
+    }
+  });
+});
+
+describe('a new cluster whose founders learn the generated id at different times', () => {
+  /**
+   * n1 generates the id; n2 and n3 start without one and elect a leader while n1's
+   * messages do not reach them (its gRPC links still in reconnect backoff, say). Then
+   * n1 reaches only the follower: the follower learns the id before its leader does.
+   * Its leader must keep the lead: the follower must not go deaf to it and elect another.
+   */
+  it('keeps the leader it was born with when a follower learns the id first', async () => {
+    const network = new MemoryNetwork();
+    const nodes = new Map<NodeId, DlmNode>();
+    const storages = new Map<NodeId, MemoryWritableStorage>();
+    const failures: Error[] = [];
+    for (const [position, id] of ids.entries()) {
+      const storage = MemoryWritableStorage.bootstrap(
+        { voters: ids, learners: [] },
+        { clusterId: id === n1 ? OURS : '', nodeId: id },
+      );
+      storages.set(id, storage);
+      const node = new DlmNode(id, storage, network.connect(id), OPTIONS, undefined, position + 1);
+      node.observe({ failed: (error) => failures.push(error) });
+      nodes.set(id, node);
+    }
+    network.cut(n1, n2);
+    network.cut(n1, n3);
+    for (const node of nodes.values()) node.start();
+    try {
+      const leaders = () => [...nodes.values()].filter((node) => node.status().role === 'leader');
+      await until(() => leaders().length === 1, 'n2 or n3 leads without n1');
+      const born = leaders()[0] as DlmNode;
+      const bornTerm = born.status().term;
+      expect(born.id).not.toBe(n1);
+      const follower = born.id === n2 ? n3 : n2;
+      // n1 now reaches the follower only; the leader hears the id from nobody but it.
+      network.heal();
+      network.cut(n1, born.id);
+      await until(
+        () => storages.get(follower)?.identity?.clusterId === OURS,
+        `${follower} learns the id from n1`,
+      );
+      // Thirty election timeouts: every node follows the leader the cluster was born with.
+      const timeoutMs = OPTIONS.tickIntervalMs * (OPTIONS.raft.electionTimeoutTicks ?? 10);
+      const watchUntilMs = performance.now() + 30 * timeoutMs;
+      const changes: string[] = [];
+      while (performance.now() < watchUntilMs) {
+        for (const node of nodes.values()) {
+          const { role, term: at } = node.status();
+          const isBorn = node.id === born.id;
+          if (at > bornTerm || (role === 'leader') !== isBorn) {
+            changes.push(`${node.id} ${role} in term ${at}`);
+          }
+        }
+        await sleep(5);
+      }
+      expect(changes.slice(0, 3)).toEqual([]);
+      await until(
+        () => [...nodes.values()].every((node) => node.status().leaderId === born.id),
+        `every node follows ${born.id}`,
+      );
+      for (const id of ids) expect(storages.get(id)?.identity?.clusterId).toBe(OURS);
+      expect(failures).toEqual([]);
     } finally {
       await Promise.all([...nodes.values()].map((node) => node.stop()));
     }

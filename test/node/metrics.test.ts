@@ -62,3 +62,45 @@ describe('peer message counters', () => {
     );
   });
 });
+
+describe('runtime metrics', () => {
+  it('show a blocked event loop: its delay, a stall with the time it began, and GC pauses', async () => {
+    cluster = new TestCluster();
+    const leader = await cluster.leader();
+    const { RuntimeWatch } = await import('../../src/node/runtime-watch.ts');
+    const runtime = new RuntimeWatch({ stallMsMin: 50, checkIntervalMs: 10 });
+    const stalls: { durationMs: number; startedAtMs: number }[] = [];
+    runtime.listen({
+      loopStalled: (durationMs, startedAtMs) => stalls.push({ durationMs, startedAtMs }),
+    });
+    try {
+      const metrics = new NodeMetrics(leader, undefined, runtime);
+      await metrics.render(); // starts the delay histogram afresh
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      const blockedAtMs = performance.timeOrigin + performance.now();
+      const until = performance.now() + 150;
+      while (performance.now() < until) {
+        // Holds the loop, as a snapshot encoded in one piece did.
+      }
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      (globalThis as { gc?: () => void }).gc?.();
+      const body = (await metrics.render()).body;
+
+      expect(body).toMatch(
+        /dlm_event_loop_delay_seconds\{quantile="1",node="[^"]+"\} 0\.(0[5-9]|[1-9])/,
+      );
+      expect(metricValue(body, 'dlm_event_loop_stalls_total')).toBeGreaterThanOrEqual(1);
+      expect(body).toContain('# TYPE dlm_gc_pause_seconds histogram');
+      const stall = stalls.find((each) => each.durationMs >= 80);
+      expect(stall).toBeDefined();
+      // It began when the loop was taken, give or take the check interval (and a timer late on a busy machine).
+      expect(Math.abs((stall?.startedAtMs ?? 0) - blockedAtMs)).toBeLessThan(60);
+      // Read once, the delay starts afresh.
+      expect((await metrics.render()).body).not.toMatch(
+        /dlm_event_loop_delay_seconds\{quantile="1",node="[^"]+"\} 0\.(0[5-9]|[1-9])/,
+      );
+    } finally {
+      runtime.stop();
+    }
+  });
+});

@@ -50,6 +50,20 @@ describe('PeerTraffic', () => {
     expect(traffic.id).toBe('n1');
   });
 
+  // A peer port decodes whatever arrives; a batch of [null] used to throw here, inside
+  // the transport's data handler, and kill the process (found by the peer-tcp review).
+  it('passes on messages that are not objects, counted under the catch-all name', () => {
+    const inner = new FakeTransport();
+    const traffic = new PeerTraffic(inner);
+    const seen: unknown[] = [];
+    traffic.onMessage((message) => seen.push(message));
+    for (const junk of [null, 7, 'x', { kind: 'raft', message: null }]) {
+      expect(() => inner.handler?.(junk as unknown as PeerMessage)).not.toThrow();
+    }
+    expect(seen).toHaveLength(4);
+    expect(Object.fromEntries(traffic.received)).toEqual({ [OTHER_PEER]: 4 });
+  });
+
   it('keeps the number of peer names bounded whatever senders claim to be', () => {
     const inner = new FakeTransport();
     const traffic = new PeerTraffic(inner);

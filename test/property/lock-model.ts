@@ -588,7 +588,9 @@ export class LockModel {
           }
         }
         if (undid !== 'nothing') this.promote(lock);
-        this.dedupe = this.dedupe.filter((e) => e !== entry);
+        // A request that was granted is never granted again: its retry hears grantEnded.
+        // One that only waited told nobody anything, so it may run again.
+        if (entry.result.type !== 'Acquired') this.dedupe = this.dedupe.filter((e) => e !== entry);
         return { type: 'Withdrawn', lock: lock.name, undid };
       }
 

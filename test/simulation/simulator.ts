@@ -43,6 +43,8 @@ export interface SimBugs {
   readonly ackBeforePersist?: boolean;
   /** Builds each replica's lock state machine. A bug injection passes a subclass. */
   readonly createLockMachine?: LockMachineFactory;
+  /** What the host does to each list it sends (node.ts sendRaft), e.g. withoutSupersededAcks. */
+  readonly hostSendFilter?: (messages: readonly Message[]) => readonly Message[];
 }
 
 export interface SimStats {
@@ -682,7 +684,8 @@ export class Simulator {
     node.disk.compact(logIndex(Math.max(0, index - this.options.compactionRetainEntries)));
   }
 
-  private sendAll(messages: readonly Message[]): void {
+  private sendAll(all: readonly Message[]): void {
+    const messages = this.bugs.hostSendFilter ? this.bugs.hostSendFilter(all) : all;
     for (const message of messages) {
       this.stats.messagesSent++;
       if (this.prng.chance(this.dropProbability)) {

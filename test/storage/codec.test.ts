@@ -14,6 +14,7 @@ import {
   encodeEntry,
   encodeHardState,
   encodeSnapshot,
+  encodeSnapshotInSlices,
   FORMAT_VERSION,
 } from '../../src/storage/codec.ts';
 import { crc32c } from '../../src/storage/crc32.ts';
@@ -195,3 +196,37 @@ function appendByte(value: Uint8Array): Uint8Array {
   new DataView(longer.buffer).setUint32(0, crc32c(longer.subarray(4)));
   return longer;
 }
+
+/**
+ * A large snapshot record is framed with its checksum taken a megabyte at a time
+ * (src/storage/level-storage.ts createSnapshot): the bytes must be the one-piece
+ * encoding's, across every MessagePack bin size and across the checksum's slices.
+ */
+describe('codec: a snapshot encoded in slices', () => {
+  it('is the same bytes as one piece, for any snapshot', async () => {
+    await fc.assert(
+      fc.asyncProperty(snapshotArb, async (snapshot) => {
+        const sliced = await encodeSnapshotInSlices(snapshot, async () => {});
+        expect(Buffer.from(sliced).equals(Buffer.from(encodeSnapshot(snapshot)))).toBe(true);
+      }),
+    );
+  });
+
+  it.each([0, 255, 256, 65_535, 65_536, (1 << 20) * 2 + 3])(
+    'is the same bytes with %i bytes of data, and pauses once per extra megabyte',
+    async (length) => {
+      const data = Uint8Array.from({ length }, (_, i) => (i * 31) & 0xff);
+      const snapshot = encodeSnapshot({
+        metadata: { index: logIndex(70_000), term: term(9), config: { voters: [], learners: [] } },
+        data,
+      });
+      let pauses = 0;
+      const sliced = await encodeSnapshotInSlices(decodeSnapshot(snapshot), async () => {
+        pauses++;
+      });
+
+      expect(Buffer.from(sliced).equals(Buffer.from(snapshot))).toBe(true);
+      expect(pauses).toBe(Math.ceil((snapshot.byteLength - 4) / (1 << 20)) - 1);
+    },
+  );
+});

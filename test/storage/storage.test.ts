@@ -510,4 +510,70 @@ describe('LevelStorage', () => {
       await storage.close();
     });
   });
+
+  /**
+   * A snapshot takes a while to encode and write, and the node's log writes do not wait
+   * for it (src/node/snapshotter.ts): createSnapshot may run beside persist.
+   */
+  describe('a snapshot written beside the log writes', () => {
+    const text = (value: string): Uint8Array => new TextEncoder().encode(value);
+
+    it('is stored with the write beside it, both durable', async () => {
+      await stored();
+      let storage = await LevelStorage.open(path);
+
+      const append = storage.persist({ entries: [entry(7, 2)], hardState: hardState(2, a, 5) });
+      const snapshot = storage.createSnapshot(idx(5), config, text('sm@5'));
+      await Promise.all([append, snapshot]);
+
+      expect((await snapshot)?.metadata.index).toBe(5);
+      await storage.close();
+      storage = await LevelStorage.open(path);
+      expect(storage.snapshot().metadata.index).toBe(5);
+      expect(storage.snapshot().data).toEqual(text('sm@5'));
+      expect(storage.lastIndex()).toBe(7);
+      await storage.close();
+    });
+
+    it("stores nothing when the leader's newer snapshot is on its way to disk", async () => {
+      await stored();
+      let storage = await LevelStorage.open(path);
+      const fromLeader = {
+        metadata: { index: idx(9), term: tm(3), config },
+        data: text('leader@9'),
+      };
+
+      const install = storage.persist({ snapshot: fromLeader, hardState: hardState(3, null, 9) });
+      // Encoded from the state at 5 while the install was on its way: it covers less.
+      const local = storage.createSnapshot(idx(5), config, text('local@5'));
+
+      expect(await local).toBeNull();
+      await install;
+      await storage.close();
+      storage = await LevelStorage.open(path);
+      expect(storage.snapshot()).toEqual(fromLeader);
+      expect(storage.firstIndex()).toBe(10);
+      await storage.close();
+    });
+
+    it("stores nothing when the leader's snapshot came while it was being encoded", async () => {
+      await stored();
+      let storage = await LevelStorage.open(path);
+      const fromLeader = {
+        metadata: { index: idx(9), term: tm(3), config },
+        data: text('leader@9'),
+      };
+
+      // Encoding yields to the event loop before anything is written.
+      const local = storage.createSnapshot(idx(5), config, text('local@5'));
+      const install = storage.persist({ snapshot: fromLeader, hardState: hardState(3, null, 9) });
+
+      await install;
+      expect(await local).toBeNull();
+      await storage.close();
+      storage = await LevelStorage.open(path);
+      expect(storage.snapshot()).toEqual(fromLeader);
+      await storage.close();
+    });
+  });
 });

@@ -25,6 +25,7 @@ import {
 } from '../../src/config/index.ts';
 import { findJsonSyntaxError } from '../../src/config/json-position.ts';
 import { DEFAULT_LOCK_LIMITS } from '../../src/lock/limits.ts';
+import { COMPACTION_SLICE_ENTRIES } from '../../src/node/snapshotter.ts';
 import { DEFAULT_RAFT_OPTIONS } from '../../src/raft/options.ts';
 
 const BASE_DIR = '/etc/dlm';
@@ -125,6 +126,8 @@ describe('defaults', () => {
     const runtime = DEFAULT_RUNTIME_CONFIG;
     expect(runtime.peerReconnectDelayMsMin).toBeLessThanOrEqual(runtime.peerReconnectDelayMsMax);
     expect(runtime.compactionRetainEntries).toBeLessThan(runtime.snapshotEntriesThreshold);
+    // The node's own default, for options built without a config (tests, tools).
+    expect(runtime.compactionSliceEntries).toBe(COMPACTION_SLICE_ENTRIES);
     // A proposal must outlive an election (up to twice the timeout, with its random extra).
     const electionMsMax = 2 * DEFAULT_TICK_INTERVAL_MS * DEFAULT_RAFT_OPTIONS.electionTimeoutTicks;
     expect(runtime.proposalTimeoutMs).toBeGreaterThan(electionMsMax);
@@ -268,6 +271,11 @@ const ERROR_CASES: ReadonlyArray<readonly [string, Edit, string]> = [
     'a stream with no room for waiting Acquires',
     [['runtime'], { sessionStreamWaitsInFlightMax: 0 }],
     'runtime.sessionStreamWaitsInFlightMax: expected an integer in 1..9007199254740991, got 0',
+  ],
+  [
+    'a compaction slice that deletes nothing (the idle log would never be compacted)',
+    [['runtime'], { compactionSliceEntries: 0 }],
+    'runtime.compactionSliceEntries: expected an integer in 1..9007199254740991, got 0',
   ],
   [
     'a duration too long for a Node timer',

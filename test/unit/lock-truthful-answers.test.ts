@@ -635,7 +635,7 @@ describe('Withdraw gives back what an abandoned Acquire attempt got', () => {
     expect(withdraw(log, 'L', s1, 'held', heldAt).result).toEqual({ type: 'Stale' });
   });
 
-  it('after the grant ended, undoes nothing and forgets the request', () => {
+  it('after the grant ended, undoes nothing, and a retry is told the grant ended', () => {
     const log = new Log();
     const s1 = log.open();
     const got = log.acquireCommand(s1, 'L', { requestId: 'g' });
@@ -647,7 +647,30 @@ describe('Withdraw gives back what an abandoned Acquire attempt got', () => {
       lock: 'L',
       undid: 'nothing',
     });
-    expect(log.sm.snapshot().dedupe.map(([key]) => key)).not.toContain(`Acquire/${s1}/g`);
+    expectRejected(log.apply(got), 'grantEnded', `token ${t1}`);
+    expect(log.holders('L')).toEqual([]);
+  });
+
+  // Found by the Jepsen run of seed 779330080: a grant withdrawn because its answer could
+  // not be delivered, then the client's retry of the same request queued and timed out,
+  // so the client was told "not acquired" while others had been refused as busy by it.
+  it('a retry after its grant was withdrawn is told grantEnded, not granted or queued again', () => {
+    const log = new Log();
+    const [s1, s2, s3] = [log.open(), log.open(), log.open()];
+    const got = log.acquireCommand(s1, 'L', { requestId: 'g', waitMs: 1_000 });
+    const t1 = tokenOf(log.apply(got));
+    const attempt = log.index;
+    // Others saw the grant: a try-lock is refused while s1 holds L.
+    expect(log.acquire(s2, 'L', { waitMs: 0 })).toMatchObject({ type: 'NotAcquired' });
+    expect(withdraw(log, 'L', s1, 'g', attempt).result).toMatchObject({ undid: 'grant' });
+    // A holder took L meanwhile, so a retry applied afresh would queue.
+    const t3 = tokenOf(log.acquire(s3, 'L'));
+    expectRejected(log.apply(got), 'grantEnded', `token ${t1}`);
+    expect(log.holders('L')).toEqual([[s3, 'exclusive', t3]]);
+    expect(log.sm.describe('L').waiters).toEqual([]);
+    // The retry's own Withdraw finds nothing to give back.
+    expect(withdraw(log, 'L', s1, 'g', log.index).result).toMatchObject({ undid: 'nothing' });
+    expect(log.holders('L')).toEqual([[s3, 'exclusive', t3]]);
   });
 
   it('a malformed Withdraw is refused naming the field', () => {

@@ -39,6 +39,20 @@ export interface CellResult {
   readonly errors: BenchErrors;
   readonly leader: string | null;
   readonly notes: readonly string[];
+  /**
+   * The slowest acquires, slowest first, with the wall-clock time each was sent: to
+   * match a stall against the nodes' logs (GC pauses, snapshots, event-loop stalls).
+   */
+  readonly slowestAcquires: readonly SlowAcquire[];
+}
+
+export interface SlowAcquire {
+  /** When the acquire was sent, as an ISO date with milliseconds (the nodes' log `time` is epoch ms). */
+  readonly sentAt: string;
+  readonly sentMs: number;
+  readonly ms: number;
+  readonly clientIndex: number;
+  readonly lock: string;
 }
 
 export interface Fairness {
@@ -80,7 +94,8 @@ export interface CellRun {
 export const WRITES_PER_PAIR = 2;
 const VIOLATIONS_LISTED_MAX = 20;
 
-export function analyzeCell(run: CellRun): CellResult {
+/** `slowestCount`: how many of the slowest acquires to keep (see --slowest). */
+export function analyzeCell(run: CellRun, slowestCount = 0): CellResult {
   const { records } = run;
   const endMs = records.reduce(
     (latest, record) => Math.max(latest, record.releasedMs),
@@ -117,7 +132,23 @@ export function analyzeCell(run: CellRun): CellResult {
     errors: mergeErrors(run.errors),
     leader: run.leaderAfter,
     notes,
+    slowestAcquires: slowestAcquires(records, slowestCount),
   };
+}
+
+export function slowestAcquires(records: readonly PairRecord[], count: number): SlowAcquire[] {
+  if (count <= 0) return [];
+  return records
+    .map((record) => ({ record, ms: record.grantedMs - record.acquireSentMs }))
+    .sort((a, b) => b.ms - a.ms)
+    .slice(0, count)
+    .map(({ record, ms }) => ({
+      sentAt: new Date(record.acquireSentMs).toISOString(),
+      sentMs: record.acquireSentMs,
+      ms,
+      clientIndex: record.clientIndex,
+      lock: record.lock,
+    }));
 }
 
 /**

@@ -12,7 +12,8 @@ import { type MeasureContext, measureCell, type Workload } from './measure.ts';
 import { BENCH_HELP, type BenchOptions, parseBenchArgs } from './options.ts';
 import { canReadProcessCpu } from './proc-cpu.ts';
 import { Progress } from './progress.ts';
-import { formatCellLine } from './report.ts';
+import { formatCellLine, formatSlowest } from './report.ts';
+import { runScale } from './scale.ts';
 import { type ServerCluster, waitForStableLeader } from './server-cluster.ts';
 import { WorkerPool } from './workers.ts';
 
@@ -78,6 +79,7 @@ async function runWith(
   io: BenchIo,
 ): Promise<number> {
   if (!canReadProcessCpu()) io.err('bench: /proc/PID/stat is not readable: no CPU figures\n');
+  if (options.scale.cells.length > 0) return runScale(options, dir, cleanup, io);
   const clusters = await startClusters(options, etcdBin, dir, cleanup, io);
   const progress = new Progress(io.err);
   const pool = WorkerPool.start(options.workers, (worker, pairs) => progress.report(worker, pairs));
@@ -89,6 +91,7 @@ async function runWith(
     waitMs: options.waitMs,
     via: options.via,
     dlmClient: options.dlmClient,
+    slowest: options.slowest,
     onRunStart: (label, seconds, pairsMax) => progress.start(label, seconds, pairsMax),
     onRunEnd: () => progress.stop(),
   };
@@ -108,6 +111,7 @@ async function runWith(
         const workload = cellWorkload(cell, options, round, `${runTag}-${round}-${i}`);
         const result = await measureCell(context, cluster, workload);
         io.err(`${formatCellLine(result)}\n`);
+        io.err(formatSlowest(result));
         results.push(result);
       }
     }

@@ -17,11 +17,33 @@ const DLM_BIN = fileURLToPath(new URL('../../../bin/dlm', import.meta.url));
 const PROTO_PATH = fileURLToPath(new URL('../../../proto/dlm.proto', import.meta.url));
 const NODES = 3;
 /** A bench cluster's data is thrown away: a clean shutdown is not worth a long wait. */
-const STOP_GRACE_MS = 5_000;
+export const STOP_GRACE_MS = 5_000;
 const STATUS_TIMEOUT_MS = 1_000;
 
-export async function startDlmCluster(dir: string): Promise<ServerCluster> {
-  const nodes = [];
+/** One node of a cluster the bench starts: its addresses, all on loopback. */
+export interface DlmNodeLayout {
+  readonly id: string;
+  readonly peerAddress: string;
+  readonly clientAddress: string;
+  readonly metricsAddress: string;
+}
+
+/** Config sections the bench may add (the scale cells raise limits); merged over the tick. */
+export interface DlmConfigExtra {
+  readonly lock?: Readonly<Record<string, number>>;
+  readonly runtime?: Readonly<Record<string, number>>;
+}
+
+/**
+ * Writes a 3-node cluster.config.json into `dir` on free loopback ports. The tick
+ * matches what `npm run cluster` writes; everything else is the default unless `extra`
+ * says otherwise.
+ */
+export async function writeDlmClusterConfig(
+  dir: string,
+  extra: DlmConfigExtra = {},
+): Promise<{ nodes: DlmNodeLayout[]; configPath: string }> {
+  const nodes: DlmNodeLayout[] = [];
   for (let i = 1; i <= NODES; i++) {
     nodes.push({
       id: `n${i}`,
@@ -31,15 +53,23 @@ export async function startDlmCluster(dir: string): Promise<ServerCluster> {
     });
   }
   const configPath = join(dir, 'cluster.config.json');
-  // The tick matches what `npm run cluster` writes; everything else is the default.
-  writeFileSync(configPath, JSON.stringify({ nodes, dataDir: '.', raft: { tickIntervalMs: 50 } }));
-  const children = nodes.map((node) =>
-    spawnLogged(
-      process.execPath,
-      [DLM_BIN, 'serve', '--config', configPath, '--node', node.id],
-      join(dir, `${node.id}.log`),
-    ),
+  const config = { nodes, dataDir: '.', raft: { tickIntervalMs: 50 }, ...extra };
+  writeFileSync(configPath, JSON.stringify(config));
+  return { nodes, configPath };
+}
+
+/** `dlm serve` for one node of the config, its output appended to `<dir>/<id>.log`. */
+export function spawnDlmNode(configPath: string, id: string, dir: string): ChildProcess {
+  return spawnLogged(
+    process.execPath,
+    [DLM_BIN, 'serve', '--config', configPath, '--node', id],
+    join(dir, `${id}.log`),
   );
+}
+
+export async function startDlmCluster(dir: string): Promise<ServerCluster> {
+  const { nodes, configPath } = await writeDlmClusterConfig(dir);
+  const children = nodes.map((node) => spawnDlmNode(configPath, node.id, dir));
   const members = nodes.map((node, i) => ({
     name: node.id,
     clientAddress: node.clientAddress,
@@ -101,12 +131,14 @@ class DlmCluster implements ServerCluster {
   }
 }
 
-interface StatusAnswer {
+export interface StatusAnswer {
   readonly leader_id: string;
+  readonly commit_index: string;
+  readonly applied_index: string;
   readonly members: readonly { id: string; client_address: string }[];
 }
 
-function askStatus(client: grpc.Client): Promise<StatusAnswer> {
+export function askStatus(client: grpc.Client): Promise<StatusAnswer> {
   const status = (client as unknown as Record<string, grpc.requestCallback<StatusAnswer>>)
     .Status as unknown as (
     request: object,
@@ -122,7 +154,7 @@ function askStatus(client: grpc.Client): Promise<StatusAnswer> {
 
 let clusterConstructor: grpc.ServiceClientConstructor | null = null;
 
-function clusterService(): grpc.ServiceClientConstructor {
+export function clusterService(): grpc.ServiceClientConstructor {
   if (clusterConstructor !== null) return clusterConstructor;
   const definition = loadSync(PROTO_PATH, { keepCase: true, longs: String, defaults: true });
   const loaded = grpc.loadPackageDefinition(definition) as unknown as {

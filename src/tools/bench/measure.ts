@@ -22,6 +22,8 @@ export interface MeasureContext {
   readonly waitMs: number;
   readonly via: Via;
   readonly dlmClient: DlmClientKind;
+  /** How many of the slowest acquires each cell keeps (see --slowest). */
+  readonly slowest: number;
   /** Progress output: a run of `seconds` (or `pairsMax` pairs) starts, then ends. */
   readonly onRunStart: (label: string, seconds: number, pairsMax: number) => void;
   readonly onRunEnd: () => void;
@@ -68,7 +70,7 @@ export async function measureCell(
     throw error;
   }
   await closeSessions();
-  return { ...analyzeCell(run), cell: workload.name };
+  return { ...analyzeCell(run, context.slowest), cell: workload.name };
 }
 
 async function runOpened(

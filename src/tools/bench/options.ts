@@ -1,5 +1,6 @@
 import type { DlmClientKind } from './bench-session.ts';
 import { type CellSpec, cellName, DEFAULT_CELLS, parseCell } from './cells.ts';
+import { applyScaleValue, SCALE_DEFAULTS, SCALE_HELP, type ScaleOptions } from './scale-options.ts';
 import type { Via } from './server-cluster.ts';
 import { WORKERS_MAX } from './workers.ts';
 
@@ -25,7 +26,11 @@ export interface BenchOptions {
   readonly via: Via;
   readonly dlmClient: DlmClientKind;
   readonly keepData: boolean;
+  /** How many of each cell's slowest acquires to print and record, with their times. */
+  readonly slowest: number;
   readonly help: boolean;
+  /** The scale cells and their sizes (scale-options.ts). */
+  readonly scale: ScaleOptions;
 }
 
 export const BENCH_HELP = `npm run bench -- [options]
@@ -63,8 +68,11 @@ Options:
                       what users run) or plain grpc-js calls like the etcd clients
                       (no retries or settle: equal client costs for --compare)
   --keep-data         keep the temp dir with the clusters' data and logs
+  --slowest N         print each cell's N slowest acquires with the time each was sent
+                      (ISO and epoch ms), to match stalls against the nodes' logs
+                      (kept with --keep-data); always in the JSON (default 5)
   --help              this text
-
+${SCALE_HELP}
 Columns:
   pairs/s             acquire+release pairs completed per second, all clients
   acq p50/p99/max     acquire sent → grant received, ms (on a hot lock: queueing too)
@@ -88,6 +96,7 @@ const DEFAULTS = {
   workers: 1,
   sessionTtlMs: 10_000,
   waitMs: 10_000,
+  slowest: 5,
 };
 
 export function parseBenchArgs(argv: readonly string[]): BenchOptions {
@@ -103,6 +112,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     out: null as string | null,
     keepData: false,
     help: false,
+    scale: { ...SCALE_DEFAULTS },
   };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i] ?? '';
@@ -114,6 +124,9 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
       applyValue(options, flag, value);
     }
   }
+  if (options.scale.cells.length > 0 && (options.endpoints !== null || options.compare !== null)) {
+    throw new Error('--scale starts fresh dlm clusters of its own: drop --endpoints and --compare');
+  }
   if (options.serverPids !== null && options.serverPids.length !== options.endpoints?.length) {
     throw new Error(
       `--server-pids needs one id per --endpoints address: got ${options.serverPids.length} ids for ${options.endpoints?.length ?? 0} endpoints`,
@@ -122,7 +135,9 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
   return options;
 }
 
-type Mutable = { -readonly [K in keyof BenchOptions]: BenchOptions[K] };
+type Mutable = { -readonly [K in keyof BenchOptions]: BenchOptions[K] } & {
+  scale: { -readonly [K in keyof ScaleOptions]: ScaleOptions[K] };
+};
 
 function applyValue(options: Mutable, flag: string, value: string): void {
   switch (flag) {
@@ -172,10 +187,14 @@ function applyValue(options: Mutable, flag: string, value: string): void {
       }
       options.via = value;
       return;
+    case '--slowest':
+      options.slowest = integer(flag, value, 0, 1_000);
+      return;
     case '--wait-ms':
       options.waitMs = integer(flag, value, 0, 3_600_000);
       return;
     default:
+      if (applyScaleValue(options.scale, flag, value, integer)) return;
       throw new Error(`unknown option ${flag} (see --help)`);
   }
 }

@@ -16,7 +16,7 @@ export class Progress {
   }
 
   /** A run ends after `seconds` or, when finite, once `pairsMax` pairs are done. */
-  start(label: string, seconds: number, pairsMax: number): void {
+  start(label: string, seconds: number, pairsMax: number, unit = 'pairs'): void {
     this.stop();
     this.pairsByWorker.clear();
     const startedMs = performance.now();
@@ -25,8 +25,13 @@ export class Progress {
     this.timer = setInterval(() => {
       const elapsedS = (performance.now() - startedMs) / 1000;
       const pairs = [...this.pairsByWorker.values()].reduce((a, b) => a + b, 0);
-      this.write(`  ${label}: ${elapsedS.toFixed(0)}${ofSeconds} s, ${pairs}${ofPairs} pairs\n`);
+      this.write(`  ${label}: ${elapsedS.toFixed(0)}${ofSeconds} s, ${pairs}${ofPairs} ${unit}\n`);
     }, PRINT_INTERVAL_MS);
+  }
+
+  /** What the workers reported last, summed. */
+  total(): number {
+    return [...this.pairsByWorker.values()].reduce((a, b) => a + b, 0);
   }
 
   stop(): void {

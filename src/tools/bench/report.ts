@@ -163,3 +163,13 @@ function formatTable(titles: readonly string[], rows: readonly (readonly string[
       .trimEnd();
   return `${[line(titles), ...rows.map(line)].join('\n')}\n`;
 }
+
+/** The cell's slowest acquires, one line each, with the time each was sent; '' if none kept. */
+export function formatSlowest(result: CellResult): string {
+  return result.slowestAcquires
+    .map(
+      (slow) =>
+        `  slow acquire ${slow.ms.toFixed(1)} ms sent ${slow.sentAt} (${Math.round(slow.sentMs)}) client ${slow.clientIndex}\n`,
+    )
+    .join('');
+}

@@ -3,6 +3,7 @@ import { type BenchSession, openBenchSession } from './bench-session.ts';
 import type { ClientAssignment } from './cells.ts';
 import type { FromWorker, ToWorker } from './protocol.ts';
 import { epochNowMs, type PairRecord } from './records.ts';
+import { scaleClients } from './scale-worker.ts';
 
 /**
  * A bench worker process: runs some of a cell's clients on command of the coordinator
@@ -138,6 +139,20 @@ async function handle(message: ToWorker): Promise<void> {
       case 'close':
         await close();
         send({ kind: 'closed' });
+        return;
+      case 'scaleOpen':
+        send({ kind: 'scaleOpened', ...(await scaleClients.open(message)) });
+        return;
+      case 'scaleFill': {
+        const onProgress = (pairs: number) => send({ kind: 'progress', pairs });
+        send({ kind: 'scaleFilled', ...(await scaleClients.fill(message, onProgress)) });
+        return;
+      }
+      case 'scaleStats':
+        send({ kind: 'scaleStats', stats: scaleClients.stats(message.resetLatency) });
+        return;
+      case 'scaleClose':
+        send({ kind: 'scaleClosed', errors: await scaleClients.close(message.concurrency) });
         return;
     }
   } catch (error) {

@@ -9,7 +9,7 @@ import {
 import { Prng } from '../../util/prng.ts';
 import { CallRecorder } from './call-recorder.ts';
 import type { RunToWorker, WorkerConfig, WorkerToRun, WriteGo } from './client-worker.ts';
-import { errorText, History, type Op, type OpKind, type Outcome } from './history.ts';
+import { errorText, grantEnded, History, type Op, type OpKind, type Outcome } from './history.ts';
 import { REGISTER_MODES, RegisterClient, RegisterConnection } from './register.ts';
 
 /**
@@ -151,7 +151,11 @@ async function oneHold(session: Session, acquires: Op[]): Promise<boolean> {
       session.acquire(lock, { waitMs: config.acquireWaitMs, owner }),
     );
   } catch (error) {
-    const refused = error instanceof LockNotAcquiredError || error instanceof SessionLostError;
+    // A grant that ended before the answer holds nothing now either (history.ts grantEnded).
+    const refused =
+      error instanceof LockNotAcquiredError ||
+      error instanceof SessionLostError ||
+      grantEnded(error);
     history.complete(acquire, refused ? 'fail' : 'info', { error: errorText(error) });
     return refused;
   }

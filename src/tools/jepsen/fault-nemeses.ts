@@ -6,6 +6,7 @@ import { ClientWorker, type WorkerConfig } from './client-worker.ts';
 import { CorruptRecordNemesis } from './corrupt-record.ts';
 import { DiskFullNemesis, NODE_DISK_BYTES } from './disk-full.ts';
 import type { History, NemesisEvent } from './history.ts';
+import { LogArchive } from './log-archive.ts';
 import { Members } from './members.ts';
 import { MembershipNemesis } from './membership.ts';
 import { NodeDisks } from './node-disks.ts';
@@ -27,6 +28,8 @@ export type NodeFault = 'disk-full' | 'corrupt';
 
 export class FaultNemeses {
   readonly members: Members;
+  /** The logs the membership nemesis wiped, for the replay from the bootstrap. */
+  readonly logArchive: LogArchive;
   private readonly diskFull: DiskFullNemesis | null;
   private readonly corrupt: CorruptRecordNemesis | null;
   private readonly membership: MembershipNemesis | null;
@@ -39,13 +42,20 @@ export class FaultNemeses {
     events: NemesisEvent[],
   ) {
     this.members = new Members(cluster.founders.map((node) => node.id));
+    this.logArchive = new LogArchive(join(cluster.dir, 'log-archive'));
     this.diskFull =
       disks === null ? null : new DiskFullNemesis(cluster, disks, this.members, events);
     this.corrupt = enabled.has('corrupt')
       ? new CorruptRecordNemesis(cluster, this.members, events)
       : null;
     this.membership = enabled.has('membership')
-      ? new MembershipNemesis(cluster, this.members, events, cluster.founders.length)
+      ? new MembershipNemesis(
+          cluster,
+          this.members,
+          events,
+          cluster.founders.length,
+          this.logArchive,
+        )
       : null;
   }
 

@@ -19,7 +19,11 @@ export type OpKind = 'acquire' | 'release' | 'write' | SessionOpKind;
  */
 export type SessionOpKind = 'open-session' | 'keep-alive' | 'close-session';
 
-/** ok: it happened; fail: it certainly did not; info: unknown (a timeout, a lost answer). */
+/**
+ * ok: it happened; fail: it certainly did not, or (an acquire answered grantEnded, see
+ * grantEnded) its effect had been undone by the answer; info: unknown (a timeout, a lost
+ * answer).
+ */
 export type Outcome = 'ok' | 'fail' | 'info';
 
 export interface Op {
@@ -149,6 +153,17 @@ export function errorText(error: unknown): string {
   if (error instanceof DlmClientError)
     return `${error.errorCode ?? error.status}: ${error.message}`;
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}
+
+/**
+ * Whether an acquire was answered that its grant ended (FAILED_PRECONDITION,
+ * grantEnded): the cluster granted the request and the grant ended before the answer (it
+ * was withdrawn because the grant's answer could not be delivered, revoked, or reached
+ * its max hold). Recorded as `fail` with its error: it holds nothing at the answer, and
+ * the checkers read the error (linearizability/from-jepsen-lite.ts, log-answers.ts).
+ */
+export function grantEnded(error: unknown): boolean {
+  return error instanceof DlmClientError && error.errorCode === 'grantEnded';
 }
 
 /** Describes an op in one line, for violation messages. */

@@ -14,6 +14,9 @@ import { type LogGrant, type ReplayedLog, requestKey } from './raft-log.ts';
  * applied index its response header named (the answer reflects that state, so what it
  * reports cannot come later). A KeepAlive carries no request id: its answer is checked
  * at the index its header named, which is the KeepAlive entry that refreshed it.
+ *
+ * Two refusals of an Acquire say something the log can deny (see refusalProblem): "not
+ * acquired" says the request was never granted, and grantEnded says it was.
  */
 export const REPLAYED_KINDS = [
   'open-session',
@@ -87,6 +90,14 @@ export function checkAnswers(ops: readonly Op[], log: ReplayedLog): AnswerCheck 
   for (const op of ops) {
     if (!isReplayed(op.kind)) continue;
     if (op.outcome === 'info') info[op.kind][replay.infoEffect(op)]++;
+    const refusal = op.outcome === 'fail' ? replay.refusalProblem(op) : null;
+    if (refusal !== null) {
+      violations.push({
+        check: 'acknowledged-grant',
+        message: `${describeOp(op)} was told ${refusal}`,
+        ops: [op.id],
+      });
+    }
     if (op.outcome !== 'ok') continue;
     const stats = answers[op.kind];
     stats.ok++;
@@ -207,6 +218,38 @@ class AnswerReplay {
       default:
         return [];
     }
+  }
+
+  /**
+   * Why the replay denies `op`'s refusal, or null when it does not (or it says nothing
+   * the log can deny). The answer to a request is the same for every attempt of it
+   * (README, "Exactly once"), so:
+   *
+   * - told "not acquired" (history.ts records LockNotAcquiredError): no entry up to the
+   *   index its answer named granted the request. A grant that was withdrawn still
+   *   counts: others were refused by it, and a retry must be told grantEnded (the bug
+   *   fixed in 865128a was such a retry run afresh, queued, and told not acquired).
+   * - told grantEnded: the log granted it. Checked only when the replay starts at the
+   *   log's beginning: a grant made and ended before a snapshot is not in the replay.
+   */
+  refusalProblem(op: Op): string | null {
+    if (op.kind !== 'acquire' || requestKeyOfOp(op) === null) return null;
+    const grantedAt = [
+      ...this.entriesWith(op, (r) => r.type === 'Acquired'),
+      ...this.grantsOf(op).map((grant) => grant.index),
+    ];
+    if (op.error?.startsWith('LockNotAcquiredError') === true) {
+      const answerIndex = op.answerIndex ?? Number.POSITIVE_INFINITY;
+      const before = [...new Set(grantedAt.filter((index) => index <= answerIndex))];
+      if (before.length === 0) return null;
+      const named = op.answerIndex === undefined ? '' : ` (its answer named index ${answerIndex})`;
+      return `not acquired${named}, but the log granted its request at index ${before.sort((a, b) => a - b).join(', ')}`;
+    }
+    if (op.error?.startsWith('grantEnded:') === true) {
+      if (grantedAt.length > 0 || this.log.startIndex > 1) return null;
+      return `its grant ended, but the log (replayed from its start) never granted its request`;
+    }
+    return null;
   }
 
   /** Resolves an `info` op by its request id. */

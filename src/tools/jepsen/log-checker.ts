@@ -110,6 +110,11 @@ export interface LogCheckStats {
   readonly committedIndex: number;
   readonly startIndex: number;
   readonly agreement: LogAgreement;
+  /**
+   * What each directory read held, `id first..last (commit c)`: the nodes' and the copies
+   * kept of wiped ones (log-archive.ts), so a report shows what the replay stood on.
+   */
+  readonly logs: readonly string[];
 }
 
 export interface LogCheckResult {
@@ -184,6 +189,9 @@ export function checkAgainstLog(
       committedIndex: log.commitIndex,
       startIndex: log.startIndex,
       agreement: log.agreement,
+      logs: log.nodes.map(
+        (node) => `${node.id} ${node.firstIndex}..${node.lastIndex} (commit ${node.commitIndex})`,
+      ),
     },
   };
 }

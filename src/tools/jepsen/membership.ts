@@ -5,6 +5,7 @@ import type { ProcessCluster } from '../process-cluster.ts';
 import type { Violation } from './checker.ts';
 import { faultVerdict } from './fault-verdict.ts';
 import { type NemesisEvent, now } from './history.ts';
+import type { LogArchive } from './log-archive.ts';
 import type { Members } from './members.ts';
 import { emptyDirectory } from './node-disks.ts';
 import type { CheckerVerdict } from './summary.ts';
@@ -68,6 +69,8 @@ export class MembershipNemesis {
     private readonly events: NemesisEvent[],
     /** The size it shrinks back to (the founders'); it grows by every spare. */
     private readonly baseSize: number,
+    /** Keeps a copy of a log before it is wiped, for the replay from the bootstrap. */
+    private readonly archive: LogArchive,
   ) {}
 
   /** One change every 0.5–1.5 s until the run heals; each ends (bounded) before the next. */
@@ -108,6 +111,7 @@ export class MembershipNemesis {
     if (!this.joining.has(id)) {
       // Removed earlier (or never started): a member is added empty, never on old state.
       await this.cluster.kill(id);
+      await this.archive.beforeWipe(id, this.cluster.dataDirOf(id));
       emptyDirectory(this.cluster.dataDirOf(id));
       this.cluster.start(id, { join: true });
       this.joining.add(id);

@@ -193,7 +193,7 @@ function agreedEntries(
   commitIndex: number,
   problems: string[],
 ): Committed {
-  const start = replayStart(nodes);
+  const start = replayStart(nodes, commitIndex);
   const upToDate = nodes.reduce((a, b) =>
     b.lastTerm > a.lastTerm || (b.lastTerm === a.lastTerm && b.info.lastIndex > a.info.lastIndex)
       ? b
@@ -231,16 +231,40 @@ function agreedEntries(
 const BOOTSTRAP_INDEX = 1;
 
 /**
- * Where the replay starts: from the bootstrap's empty state when some node still holds
- * the log from the entry after it (the Jepsen run keeps the whole log behind its
- * snapshots, so every answer can be checked), else at the earliest snapshot any node
- * holds.
+ * Where the replay starts: from the bootstrap's empty state when the nodes' logs (and
+ * the copies the run kept of wiped ones, log-archive.ts) hold every entry from the one
+ * after it up to the commit index between them (the Jepsen run keeps the whole log
+ * behind its snapshots, so every answer can be checked), else at the earliest snapshot
+ * some node holds from which they do, else at the earliest snapshot.
  */
-function replayStart(nodes: readonly LoadedNode[]): { index: number; snapshotData: Uint8Array } {
-  if (nodes.some((node) => node.entries.has(BOOTSTRAP_INDEX + 1)))
+function replayStart(
+  nodes: readonly LoadedNode[],
+  commitIndex: number,
+): { index: number; snapshotData: Uint8Array } {
+  if (coveredFrom(nodes, BOOTSTRAP_INDEX + 1) >= commitIndex)
     return { index: BOOTSTRAP_INDEX, snapshotData: new Uint8Array() };
-  const earliest = nodes.reduce((a, b) => (b.info.snapshotIndex < a.info.snapshotIndex ? b : a));
-  return { index: earliest.info.snapshotIndex, snapshotData: earliest.snapshotData };
+  const bySnapshot = [...nodes].sort((a, b) => a.info.snapshotIndex - b.info.snapshotIndex);
+  const start =
+    bySnapshot.find(
+      (node) =>
+        node.info.snapshotIndex > BOOTSTRAP_INDEX &&
+        coveredFrom(nodes, node.info.snapshotIndex + 1) >= commitIndex,
+    ) ?? (bySnapshot[0] as LoadedNode);
+  return { index: start.info.snapshotIndex, snapshotData: start.snapshotData };
+}
+
+/** The last index up to which some node holds every entry from `first` on (first - 1: none). */
+function coveredFrom(nodes: readonly LoadedNode[], first: number): number {
+  const spans = nodes
+    .filter((node) => node.entries.size > 0)
+    .map((node) => ({ from: node.info.firstIndex, to: node.info.lastIndex }))
+    .sort((a, b) => a.from - b.from);
+  let reach = first - 1;
+  for (const span of spans) {
+    if (span.from > reach + 1) break;
+    reach = Math.max(reach, span.to);
+  }
+  return reach;
 }
 
 function sameEntry(a: Entry, b: Entry): boolean {

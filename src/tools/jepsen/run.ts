@@ -27,6 +27,7 @@ import {
 import {
   errorText,
   faultWindows,
+  grantEnded,
   History,
   type NemesisEvent,
   now,
@@ -92,9 +93,10 @@ export const NEMESES = [
  */
 /**
  * The nodes still take snapshots (and restart from them), but keep every entry behind
- * them, so the log replay starts at index 1 and checks every answer of a long run. The
- * cost: no follower ever needs InstallSnapshot here (the simulator and
- * test/cluster/failover.test.ts cover it).
+ * them, so the log replay starts at index 1 and checks every answer of a long run. A
+ * node the membership nemesis adds again starts empty and is brought up from the
+ * leader's latest snapshot; its log from before is kept by a copy made before the wipe
+ * (log-archive.ts).
  */
 const KEEP_WHOLE_LOG = { runtime: { compactionRetainEntries: 1_000_000 } };
 
@@ -381,7 +383,10 @@ async function checkRun(run: {
 }): Promise<JepsenResult> {
   const { ops, cluster, endMs } = run;
   const log = await readCommittedLog(
-    cluster.nodes.map((node) => ({ id: node.id, path: join(cluster.dir, 'data', node.id) })),
+    [
+      ...cluster.nodes.map((node) => ({ id: node.id, path: join(cluster.dir, 'data', node.id) })),
+      ...run.faults.logArchive.directories(),
+    ],
     run.commitIndexHint,
     configuredLockRules(cluster.configPath),
   );
@@ -574,8 +579,13 @@ async function oneHold(ctx: ClientContext, session: Session, acquires: Op[]): Pr
     token = handle.token;
     release = () => handle.release();
   } catch (error) {
-    if (error instanceof LockNotAcquiredError || error instanceof SessionLostError) {
+    if (
+      error instanceof LockNotAcquiredError ||
+      error instanceof SessionLostError ||
+      grantEnded(error)
+    ) {
       // Not acquired (the wait ended), or refused before sending: certainly not granted.
+      // Or granted and ended before the answer: held by nobody now.
       history.complete(acquireOp, 'fail', { error: errorText(error) });
       await sleep(prng.intBetween(0, 50));
       return true;

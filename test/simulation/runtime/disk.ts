@@ -127,6 +127,8 @@ export class SimDisk {
 /** The WritableStorage one process of a node sees; reads come from the durable state. */
 export class SimStorage extends MirroredReads implements WritableStorage {
   private closed = false;
+  /** The newest snapshot any issued write stores (see LevelStorage). */
+  private newestSnapshotIssued = 0;
 
   constructor(
     private readonly disk: SimDisk,
@@ -136,6 +138,8 @@ export class SimStorage extends MirroredReads implements WritableStorage {
   }
 
   persist(batch: PersistBatch): Promise<void> {
+    const installs = batch.snapshot?.metadata.index ?? 0;
+    if (installs > this.newestSnapshotIssued) this.newestSnapshotIssued = installs;
     return this.write(() => {
       if (batch.snapshot) this.mirror.applySnapshot(batch.snapshot);
       this.mirror.append(batch.entries ?? []);
@@ -147,7 +151,12 @@ export class SimStorage extends MirroredReads implements WritableStorage {
     index: LogIndex,
     config: ClusterConfig,
     data: Uint8Array,
-  ): Promise<Snapshot> {
+  ): Promise<Snapshot | null> {
+    // As LevelStorage: a snapshot may be issued beside the log writes, and stores
+    // nothing when the leader's newer one is on its way to disk.
+    const stored = this.mirror.snapshot().metadata.index;
+    if (this.newestSnapshotIssued > stored && index <= this.newestSnapshotIssued) return null;
+    this.newestSnapshotIssued = Math.max(this.newestSnapshotIssued, index);
     let snapshot: Snapshot | null = null;
     await this.write(() => {
       snapshot = this.mirror.createSnapshot(index, config, data);

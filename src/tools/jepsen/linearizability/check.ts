@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import {
+  type AcquireOp,
   describeLinOp,
   type LinOp,
   type PartitionOp,
@@ -9,6 +10,7 @@ import {
 import {
   type ExpiryBound,
   INITIAL_LOCK_STATE,
+  inertLockOp,
   type LockState,
   stateKey,
   stepLock,
@@ -45,7 +47,7 @@ export const DEFAULT_CHECK_OPTIONS: Required<CheckOptions> = {
 };
 
 /** Minimising retries the search many times; past this size it is not worth the time. */
-const MINIMISE_OPS_MAX = 300;
+const MINIMISE_OPS_MAX = 1_000;
 /**
  * Minimising is bounded by model steps, so the witness does not depend on the machine's
  * load, and by wall time only as a backstop.
@@ -120,6 +122,7 @@ function lockModel(bound: ExpiryBound): SearchModel<PartitionOp, LockState> {
     initial: INITIAL_LOCK_STATE,
     step: (state, op) => stepLock(state, op, bound),
     key: stateKey,
+    inert: inertLockOp,
   };
 }
 
@@ -138,7 +141,8 @@ function checkLock(
   const longestPrefix = result.longestPrefix.map((i) => ops[i] as PartitionOp);
   const explained = { ...base, longestPrefix, nextCandidates: frontier(ops, longestPrefix) };
   if (result.verdict === 'unknown' || !config.minimise) return explained;
-  return { ...explained, minimal: minimise(ops, model) };
+  const nearby = sessionsNear(ops, explained.nextCandidates, model);
+  return { ...explained, minimal: minimise(nearby, model) };
 }
 
 /**
@@ -181,21 +185,128 @@ function keepsExplanations(
   candidate: readonly PartitionOp[],
   all: readonly PartitionOp[],
 ): boolean {
+  return unexplained(candidate, all).length === 0;
+}
+
+/** The acquires left out of `candidate` that may have held what one of its ops saw held. */
+function unexplained(
+  candidate: readonly PartitionOp[],
+  all: readonly PartitionOp[],
+): PartitionOp[] {
   const kept = new Set(candidate);
-  return candidate.every((op) => {
-    const needsHolder =
+  const endedMs = holdsEndedByMs(all);
+  const needers = candidate.filter(
+    (op) =>
       (op.type === 'acquire' && op.failCode === 'busy') ||
-      (op.type === 'validateFence' && op.valid === true);
-    if (!needsHolder) return true;
-    return all.every(
-      (other) =>
-        kept.has(other) ||
-        other.type !== 'acquire' ||
-        other.outcome === 'fail' ||
-        other.session === op.session ||
-        other.invokeMs > returnMs(op),
-    );
-  });
+      (op.type === 'validateFence' && op.valid === true),
+  );
+  if (needers.length === 0) return [];
+  return all.filter(
+    (other) =>
+      !kept.has(other) &&
+      other.type === 'acquire' &&
+      mayHold(other) &&
+      needers.some(
+        (op) =>
+          other.session !== op.session &&
+          other.invokeMs <= returnMs(op) &&
+          // Ended before op began in every linearization: it held nothing then.
+          endedBy(endedMs, other) >= op.invokeMs,
+      ),
+  );
+}
+
+/** Whether the acquire's grant may have been held by someone's op: granted, or maybe. */
+function mayHold(acquire: AcquireOp): boolean {
+  return acquire.outcome !== 'fail' || acquire.failCode === 'grantEnded';
+}
+
+/**
+ * When acknowledged ops had ended holds, by `session/` (a close: everything the session
+ * held) and `session/token` (a release of that grant): each takes effect before its
+ * answer, so from then on in every linearization the hold is gone.
+ */
+function holdsEndedByMs(ops: readonly PartitionOp[]): Map<string, number> {
+  const ended = new Map<string, number>();
+  const note = (key: string, atMs: number): void => {
+    ended.set(key, Math.min(ended.get(key) ?? Number.POSITIVE_INFINITY, atMs));
+  };
+  for (const op of ops) {
+    if (op.type === 'closeSession' && op.outcome === 'fail' && op.failCode === 'sessionGone')
+      note(`${op.session}/`, returnMs(op));
+    if (op.outcome !== 'ok') continue;
+    if (op.type === 'closeSession') note(`${op.session}/`, returnMs(op));
+    if (op.type === 'release') note(`${op.session}/${op.token}`, returnMs(op));
+  }
+  return ended;
+}
+
+/** When the grant of `acquire` had certainly ended (+∞ if nothing says). */
+function endedBy(ended: ReadonlyMap<string, number>, acquire: AcquireOp): number {
+  // Answered grantEnded: ended by its answer.
+  const toldMs = acquire.failCode === 'grantEnded' ? returnMs(acquire) : Number.POSITIVE_INFINITY;
+  const closedMs = Math.min(toldMs, ended.get(`${acquire.session}/`) ?? Number.POSITIVE_INFINITY);
+  if (acquire.token === undefined) return closedMs;
+  return Math.min(
+    closedMs,
+    ended.get(`${acquire.session}/${acquire.token}`) ?? Number.POSITIVE_INFINITY,
+  );
+}
+
+/** How far before the failing ops a session must reach to stay in the witness. */
+const WITNESS_WINDOW_MS = 10_000;
+
+/**
+ * A long history's violation, cut down (if it still has no linearization, else the
+ * whole history) to what minimise can work on:
+ *
+ * - at the end, every op invoked after the first instant, once the ops that did not fit
+ *   have answered, by which every answered op invoked earlier has answered too. What is
+ *   left after that instant is unanswered ops, which fit anywhere, so a linearization of
+ *   the whole history restricted to the rest would still be one: the cut makes up no
+ *   violation.
+ * - at the start, the sessions with no op within WITNESS_WINDOW_MS before the ops that
+ *   did not fit, whole sessions as minimise drops them.
+ */
+function sessionsNear(
+  ops: readonly PartitionOp[],
+  failing: readonly PartitionOp[],
+  model: SearchModel<PartitionOp, LockState>,
+): readonly PartitionOp[] {
+  if (ops.length <= MINIMISE_OPS_MAX || failing.length === 0) return ops;
+  const untilMs = quietAfter(ops, Math.max(...failing.map(returnMs)));
+  const fromMs = Math.min(...failing.map((op) => op.invokeMs)) - WITNESS_WINDOW_MS;
+  const before = ops.filter((op) => op.invokeMs <= untilMs);
+  const sessions = new Set(
+    before.filter((op) => (op.completeMs ?? op.invokeMs) >= fromMs).map((op) => op.session),
+  );
+  // The sessions whose acquires may explain a kept refusal come too (keepsExplanations).
+  for (let added = true; added; ) {
+    added = false;
+    const nearby = before.filter((op) => sessions.has(op.session));
+    for (const op of unexplained(nearby, ops)) {
+      if (!sessions.has(op.session)) added = sessions.add(op.session) !== undefined;
+    }
+  }
+  const nearby = before.filter((op) => sessions.has(op.session));
+  if (!keepsExplanations(nearby, ops)) return ops;
+  const deadlineMs = performance.now() + MINIMISE_TIME_MS;
+  const result = searchLinearization(nearby, model, { statesMax: MINIMISE_STATES_MAX, deadlineMs });
+  return result.verdict === 'violation' ? nearby : ops;
+}
+
+/** The first instant ≥ `fromMs` by which every answered op invoked before it has answered. */
+function quietAfter(ops: readonly PartitionOp[], fromMs: number): number {
+  let untilMs = fromMs;
+  for (;;) {
+    let latest = untilMs;
+    for (const op of ops) {
+      if (op.invokeMs <= untilMs && op.completeMs !== null)
+        latest = Math.max(latest, op.completeMs);
+    }
+    if (latest === untilMs) return untilMs;
+    untilMs = latest;
+  }
 }
 
 /** The ops that could have come next after the prefix: none of them fit. */

@@ -64,7 +64,9 @@ function convertOp(op: JepsenLiteOp): LinOp | null {
     case 'keep-alive':
       return op.session === undefined ? null : { ...commonOf(op), type: 'keepAlive' };
     case 'close-session':
-      return op.session === undefined ? null : { ...commonOf(op), type: 'closeSession' };
+      if (op.session === undefined) return null;
+      if (op.outcome !== 'fail') return { ...commonOf(op), type: 'closeSession' };
+      return { ...commonOf(op), type: 'closeSession', failCode: closeFailCodeOf(op.error) };
     default:
       return null;
   }
@@ -109,12 +111,24 @@ function tokenOf(op: JepsenLiteOp): number {
 }
 
 /**
- * run.ts records the error as `name: message`. A wait that ended without the lock is a
- * statement about the lock; a session found lost by the client before sending is not.
+ * run.ts records the error as `name: message`, or a cluster's refusal as `code: message`
+ * (history.ts errorText). A wait that ended without the lock is a statement about the
+ * lock; so is a grant that ended before the answer (grantEnded, FAILED_PRECONDITION: its
+ * grant was withdrawn, revoked or reached its max hold); a session found lost by the
+ * client before sending is not.
  */
 function failCodeOf(error: string | undefined): AcquireFailCode {
   if (error?.startsWith('LockNotAcquiredError') === true) return 'busy';
+  if (error?.startsWith('grantEnded:') === true) return 'grantEnded';
   return 'other';
+}
+
+/**
+ * The server answers a close of a session it does not know (closed, or expired) with
+ * NOT_FOUND, which the client library names sessionNotFound (errorText: `code: message`).
+ */
+function closeFailCodeOf(error: string | undefined): 'sessionGone' | 'other' {
+  return error?.startsWith('sessionNotFound:') === true ? 'sessionGone' : 'other';
 }
 
 /** An unanswered close per session, invoked no later than the client could have sent it. */

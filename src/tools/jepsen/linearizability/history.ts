@@ -2,7 +2,8 @@
  * The history the linearizability checker reads: what clients asked the lock service and
  * what they were told, with times from one monotonic clock (the test process's).
  *
- * Outcomes follow Jepsen: `ok` happened, `fail` certainly did not happen, `info` is
+ * Outcomes follow Jepsen: `ok` happened, `fail` certainly did not happen (save an acquire
+ * answered `grantEnded`, whose effect had been undone by its answer), `info` is
  * unknown — it may take effect at any time after its invocation, or never.
  */
 export type Outcome = 'ok' | 'fail' | 'info';
@@ -13,10 +14,15 @@ export type LockMode = 'exclusive' | 'shared';
  * Why an acquire was refused, where the refusal says something about the lock:
  * `busy` — another session held the lock (a try-lock, or a wait that ran out);
  * `sessionGone` — the session had expired or was closed;
+ * `grantEnded` — the request WAS granted, and that grant had ended by the answer (an
+ *   answer that could not be delivered was withdrawn, and the retry was told so; or the
+ *   grant was revoked or reached its max hold). The request id is new to the call, so
+ *   the grant and its end both lie within the op's interval: partition.ts splits the op
+ *   into that grant and a GrantEndOp, each linearized within it;
  * `other` — anything that only means "not granted" (validation, limits, a client-side
  *   refusal before sending). The checker treats it as having no effect.
  */
-export type AcquireFailCode = 'busy' | 'sessionGone' | 'other';
+export type AcquireFailCode = 'busy' | 'sessionGone' | 'grantEnded' | 'other';
 
 interface OpCommon {
   /** Unique in the history; names the op in a report. */
@@ -43,6 +49,12 @@ export interface KeepAliveOp extends OpCommon {
 
 export interface CloseSessionOp extends OpCommon {
   readonly type: 'closeSession';
+  /**
+   * For a `fail` close: `sessionGone` when it was refused because the session was
+   * unknown, which says the session had ended by its answer (expired, or closed by an
+   * earlier attempt of this same close); `other` or none for a refusal that says nothing.
+   */
+  readonly failCode?: 'sessionGone' | 'other';
 }
 
 export interface AcquireOp extends OpCommon {
@@ -83,11 +95,26 @@ export type LinOp =
   | ReleaseOp
   | ValidateFenceOp;
 
+/**
+ * The second half of an acquire answered `grantEnded`: the end of the grant its first
+ * half made. Not a history op: partition.ts makes it, with the acquire's id and interval.
+ */
+export interface GrantEndOp extends OpCommon {
+  readonly type: 'grantEnd';
+  readonly lock: string;
+}
+
 /** The ops that belong to one lock's partition (a close belongs to each lock its session used). */
-export type PartitionOp = AcquireOp | ReleaseOp | CloseSessionOp | ValidateFenceOp;
+export type PartitionOp = AcquireOp | GrantEndOp | ReleaseOp | CloseSessionOp | ValidateFenceOp;
+
+/** The end half of an acquire answered `grantEnded`, over the same interval. */
+export function grantEndOf(op: AcquireOp): GrantEndOp {
+  const { id, client, session, invokeMs, completeMs, outcome, lock } = op;
+  return { id, client, session, invokeMs, completeMs, outcome, lock, type: 'grantEnd' };
+}
 
 /** The time the op's answer came, or +∞ for an op that never answered. */
-export function returnMs(op: LinOp): number {
+export function returnMs(op: { readonly completeMs: number | null }): number {
   return op.completeMs ?? Number.POSITIVE_INFINITY;
 }
 
@@ -107,6 +134,9 @@ export function validateHistory(ops: readonly LinOp[]): void {
     if (op.type === 'acquire' && op.outcome === 'ok' && !Number.isSafeInteger(op.token)) {
       throw new Error(`op #${op.id}: an ok acquire needs an integer token`);
     }
+    if (op.type === 'acquire' && op.failCode === 'grantEnded' && op.outcome !== 'fail') {
+      throw new Error(`op #${op.id}: only a fail acquire can be answered grantEnded`);
+    }
     if (op.type === 'validateFence' && op.outcome === 'ok' && op.valid === undefined) {
       throw new Error(`op #${op.id}: an ok validateFence needs its answer`);
     }
@@ -114,7 +144,7 @@ export function validateHistory(ops: readonly LinOp[]): void {
 }
 
 /** One line per op, for violation reports. */
-export function describeLinOp(op: LinOp): string {
+export function describeLinOp(op: LinOp | GrantEndOp): string {
   const done = op.completeMs === null ? '∞' : op.completeMs.toFixed(1);
   const span = `[${op.invokeMs.toFixed(1)}..${done}]`;
   const who = `${op.client}/${op.session}`;
@@ -129,6 +159,8 @@ export function describeLinOp(op: LinOp): string {
       const code = op.failCode === undefined ? '' : ` (${op.failCode})`;
       return `#${op.id} ${who} acquire ${op.lock} ${op.mode} ${op.outcome}${code}${token} ${span}`;
     }
+    case 'grantEnd':
+      return `#${op.id} ${who} (end of the grant of ${op.lock} it was told had ended) ${span}`;
     case 'release':
       return `#${op.id} ${who} release ${op.lock} token=${op.token} ${op.outcome} ${span}`;
     case 'validateFence': {

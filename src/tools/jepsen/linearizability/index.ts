@@ -27,6 +27,8 @@ export {
   type AcquireOp,
   type CloseSessionOp,
   describeLinOp,
+  type GrantEndOp,
+  grantEndOf,
   type KeepAliveOp,
   type LinOp,
   type LockMode,

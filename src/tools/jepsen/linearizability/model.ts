@@ -1,6 +1,7 @@
 import type {
   AcquireOp,
   CloseSessionOp,
+  GrantEndOp,
   LockMode,
   PartitionOp,
   ReleaseOp,
@@ -18,7 +19,9 @@ import { returnMs } from './history.ts';
  * - a release by the holder, with its token, frees its hold;
  * - a session's holds may end by expiry, an event no client observes, but only once
  *   `ttl × (1 − ε)` has passed since the invocation of its last acknowledged refresh;
- * - a closed or expired session holds nothing and is granted nothing.
+ * - a closed or expired session holds nothing and is granted nothing;
+ * - an acquire answered `grantEnded` was granted, and its grant ended, both before its
+ *   answer (README, "Exactly once": a retry of a request whose grant ended is told so).
  *
  * Expiry is placed lazily: an op expires exactly the holders it needs gone, at its own
  * linearization point. Expiring a session earlier than needed is never more permissive
@@ -41,6 +44,11 @@ export interface LockState {
   /** Sessions expired or closed so far in this linearization, sorted. */
   readonly gone: readonly string[];
   /**
+   * The ids of the acquires answered `grantEnded` whose grant this linearization has made
+   * and not yet ended, sorted: their GrantEndOp may come next.
+   */
+  readonly granting: readonly number[];
+  /**
    * The earliest real time the linearization has reached because of the expiries it
    * placed: every later op must be able to take effect at or after it.
    */
@@ -54,13 +62,37 @@ export const INITIAL_LOCK_STATE: LockState = {
   holds: [],
   maxToken: 0,
   gone: [],
+  granting: [],
   floorMs: Number.NEGATIVE_INFINITY,
 };
 
 /** A key equal for equal states and different otherwise, for the search's cache. */
 export function stateKey(state: LockState): string {
   const holds = state.holds.map((h) => `${h.session}:${h.token ?? '?'}:${h.mode[0]}`).join(',');
-  return `${holds}|${state.maxToken}|${state.gone.join(',')}|${state.floorMs}`;
+  return `${holds}|${state.maxToken}|${state.gone.join(',')}|${state.granting.join(',')}|${state.floorMs}`;
+}
+
+/**
+ * Whether `op`, which left `state` unchanged, leaves every later state unchanged too
+ * (see SearchModel.inert): it only reads (a refusal, a failed release or close, a token
+ * told valid), or it is its session's own op and the session is gone, which no later op
+ * undoes: a gone session holds nothing and is granted nothing, so its unanswered
+ * acquire, release or close and a refusal saying it is gone change nothing any more.
+ * A validation is not its asker's session's op: told invalid, it may end a holder.
+ */
+export function inertLockOp(state: LockState, op: PartitionOp): boolean {
+  if (readsOnly(op)) return true;
+  return op.type !== 'validateFence' && state.gone.includes(op.session);
+}
+
+/** Ops whose step is the identity or impossible in every state. */
+function readsOnly(op: PartitionOp): boolean {
+  if (op.type === 'validateFence') return op.outcome !== 'ok' || op.valid === true;
+  if (op.type === 'grantEnd') return false;
+  // A refusal saying the session is gone ends it, when it is not gone yet; a grant that
+  // ended was made first.
+  if (op.type === 'acquire' && op.failCode === 'grantEnded') return false;
+  return op.outcome === 'fail' && !('failCode' in op && op.failCode === 'sessionGone');
 }
 
 /**
@@ -84,6 +116,8 @@ function stepUnbounded(
   switch (op.type) {
     case 'acquire':
       return stepAcquire(state, op, expiryBound);
+    case 'grantEnd':
+      return endGrant(state, op);
     case 'release':
       return stepRelease(state, op);
     case 'closeSession':
@@ -173,6 +207,8 @@ function grantUnanswered(state: LockState, op: AcquireOp, expiryBound: ExpiryBou
 
 function refuse(state: LockState, op: AcquireOp, expiryBound: ExpiryBound): LockState | null {
   switch (op.failCode) {
+    case 'grantEnded':
+      return grantThatEnds(state, op, expiryBound);
     case 'busy':
       return state.holds.some((h) => h.session !== op.session) ? state : null;
     case 'sessionGone':
@@ -182,6 +218,45 @@ function refuse(state: LockState, op: AcquireOp, expiryBound: ExpiryBound): Lock
       // `other` or none: only "not granted", which any state allows.
       return state;
   }
+}
+
+/**
+ * The first half of an acquire answered `grantEnded`: its grant, with a token nobody
+ * learned, made as an answered grant is (a conflicting holder must be gone by then, by a
+ * release or an expiry possible before the answer), or the session's own grant handed
+ * back to it. Its end (endGrant) must follow before the answer, so this hold explains
+ * refusals within the op's interval only.
+ */
+function grantThatEnds(
+  state: LockState,
+  op: AcquireOp,
+  expiryBound: ExpiryBound,
+): LockState | null {
+  if (state.gone.includes(op.session)) return null;
+  const granting = [...state.granting, op.id].sort((a, b) => a - b);
+  // Re-acquiring what the session holds gives it that grant (in the mode it has).
+  if (state.holds.some((h) => h.session === op.session)) return { ...state, granting };
+  let next = state;
+  for (const hold of state.holds) {
+    if (!conflicts(hold.mode, op.mode)) continue;
+    const expired = expire(next, hold.session, expiryBound, returnMs(op));
+    if (expired === null) return null;
+    next = expired;
+  }
+  const hold: Hold = { session: op.session, token: null, mode: op.mode };
+  return { ...next, holds: withHold(next.holds, hold), granting };
+}
+
+/**
+ * The second half: the grant its first half made has ended (withdrawn, revoked, max hold
+ * reached, or the session ended meanwhile), so the session holds the lock no longer. A
+ * session holds at most one grant of a lock, so that is the session's hold, if any is
+ * left.
+ */
+function endGrant(state: LockState, op: GrantEndOp): LockState | null {
+  if (!state.granting.includes(op.id)) return null;
+  const granting = state.granting.filter((id) => id !== op.id);
+  return { ...withoutHoldsOf(state, op.session), granting };
 }
 
 function stepRelease(state: LockState, op: ReleaseOp): LockState | null {
@@ -198,9 +273,15 @@ function stepRelease(state: LockState, op: ReleaseOp): LockState | null {
   }
 }
 
-/** A close frees every hold of the session; a closed session is granted nothing more. */
+/**
+ * A close frees every hold of the session; a closed session is granted nothing more. A
+ * close refused because the session was unknown says it had ended by the answer: by
+ * expiry, or by this very close, whose earlier attempt may have applied before a retry
+ * was told NOT_FOUND (README, "Exactly once"). So it ends the session as a close would,
+ * with no lease bound to check.
+ */
 function stepClose(state: LockState, op: CloseSessionOp): LockState | null {
-  if (op.outcome === 'fail') return state;
+  if (op.outcome === 'fail' && op.failCode !== 'sessionGone') return state;
   if (state.gone.includes(op.session)) return op.outcome === 'ok' ? null : state;
   return markGone(withoutHoldsOf(state, op.session), op.session);
 }

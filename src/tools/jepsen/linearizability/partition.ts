@@ -1,4 +1,10 @@
-import type { AcquireOp, LinOp, PartitionOp, ReleaseOp } from './history.ts';
+import {
+  type AcquireOp,
+  grantEndOf,
+  type LinOp,
+  type PartitionOp,
+  type ReleaseOp,
+} from './history.ts';
 import type { ExpiryBound } from './model.ts';
 
 export interface LeaseOptions {
@@ -63,7 +69,9 @@ function refreshes(op: LinOp, options: LeaseOptions): boolean {
  * which can only let more histories pass, never fail a correct one.
  *
  * Ops that cannot change or observe a lock (a release refused, an acquire refused for a
- * reason that says nothing about the lock, a failed close) are left out.
+ * reason that says nothing about the lock, a close refused for any reason but the
+ * session being unknown) are left out. An acquire answered `grantEnded` comes with its
+ * GrantEndOp: both halves in the same lock's part, so the split keeps its hold whole.
  */
 export function partitionByLock(ops: readonly LinOp[]): Map<string, PartitionOp[]> {
   const parts = new Map<string, PartitionOp[]>();
@@ -73,9 +81,12 @@ export function partitionByLock(ops: readonly LinOp[]): Map<string, PartitionOp[
     if (op.type !== 'acquire' && op.type !== 'release') continue;
     addTo(locksOfSession, op.session, op.lock);
     if (observable(op)) pushTo(parts, op.lock, op);
+    if (op.type === 'acquire' && op.failCode === 'grantEnded')
+      pushTo(parts, op.lock, grantEndOf(op));
   }
   for (const op of ops) {
-    if (op.type !== 'closeSession' || op.outcome === 'fail') continue;
+    if (op.type !== 'closeSession') continue;
+    if (op.outcome === 'fail' && op.failCode !== 'sessionGone') continue;
     for (const lock of locksOfSession.get(op.session) ?? []) pushTo(parts, lock, op);
   }
   return parts;
@@ -83,7 +94,8 @@ export function partitionByLock(ops: readonly LinOp[]): Map<string, PartitionOp[
 
 function observable(op: AcquireOp | ReleaseOp): boolean {
   if (op.outcome !== 'fail') return true;
-  return op.type === 'acquire' && (op.failCode === 'busy' || op.failCode === 'sessionGone');
+  if (op.type !== 'acquire') return false;
+  return op.failCode === 'busy' || op.failCode === 'sessionGone' || op.failCode === 'grantEnded';
 }
 
 function addTo(map: Map<string, Set<string>>, key: string, value: string): void {

@@ -14,6 +14,16 @@ export interface SearchModel<Op, State> {
   step(state: State, op: Op): State | null;
   /** Equal for equal states, different otherwise. */
   key(state: State): string;
+  /**
+   * Whether `op`, which `step` just took from `state` to `state` itself, leaves every
+   * state reachable from `state` unchanged too (a read, or an op of a session that is
+   * gone for good). Such an op is linearized where the search first finds it fits and
+   * never tried anywhere else: moving it there from a later place in any linearization
+   * changes no state, so if none exists with it here, none exists. Without this, each
+   * of them that stays open (a refusal that waited 1 s, an unanswered acquire whose
+   * session closed) doubles the configurations a failing search must rule out.
+   */
+  inert?(state: State, op: Op): boolean;
 }
 
 export interface SearchOp {
@@ -125,9 +135,14 @@ function bitsKey(bits: Uint32Array): string {
   return key;
 }
 
+/** Not a node: tells the loop to back out of the current configuration. */
+const BACK_OUT = -2;
+
 interface Frame<State> {
   readonly op: number;
   readonly stateBefore: State;
+  /** Placed without a choice (SearchModel.inert): backing out of it backs out further. */
+  readonly forced: boolean;
 }
 
 export function searchLinearization<Op extends SearchOp, State>(
@@ -155,20 +170,27 @@ export function searchLinearization<Op extends SearchOp, State>(
     elapsedMs: performance.now() - startMs,
   });
 
+  const undo = (frame: Frame<State>): void => {
+    state = frame.stateBefore;
+    setBit(bits, frame.op, false);
+    list.unlift(frame.op, n);
+  };
+
   let entry = list.next[list.head] as number;
   while (list.next[list.head] !== -1) {
     if (outOfBudget(statesExplored, budget)) {
       keepIfLongest();
       return { verdict: 'unknown', longestPrefix, stats: stats() };
     }
-    if (entry < n) {
+    if (entry >= 0 && entry < n) {
       const op = ops[entry] as Op;
       statesExplored++;
       const next = model.step(state, op);
       if (next !== null) {
+        const forced = next === state && model.inert?.(state, op) === true;
         setBit(bits, entry, true);
         if (cache.add(bits, model.key(next))) {
-          stack.push({ op: entry, stateBefore: state });
+          stack.push({ op: entry, stateBefore: state, forced });
           state = next;
           list.lift(entry, n);
           entry = list.next[list.head] as number;
@@ -176,15 +198,24 @@ export function searchLinearization<Op extends SearchOp, State>(
         }
         cacheHits++;
         setBit(bits, entry, false);
+        // Explored before without success; with no choice in placing it, nothing else
+        // from here can succeed either.
+        if (forced) {
+          entry = BACK_OUT;
+          continue;
+        }
       }
       entry = list.next[entry] as number;
     } else {
+      // A return whose op is not linearized yet, or a forced op that failed before.
       keepIfLongest();
-      const frame = stack.pop();
+      let frame = stack.pop();
+      while (frame?.forced === true) {
+        undo(frame);
+        frame = stack.pop();
+      }
       if (frame === undefined) return { verdict: 'violation', longestPrefix, stats: stats() };
-      state = frame.stateBefore;
-      setBit(bits, frame.op, false);
-      list.unlift(frame.op, n);
+      undo(frame);
       entry = list.next[frame.op] as number;
     }
   }

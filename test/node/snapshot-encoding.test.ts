@@ -1,0 +1,97 @@
+/**
+ * The snapshot is encoded a slice at a time (src/node/snapshotter.ts) and must be the
+ * same bytes as the one-piece encoding: followers decode it, restarts decode it, and
+ * older nodes must too. Every MessagePack array-length form is crossed: fixarray (up to
+ * 15), array16 (up to 65,535) and array32.
+ */
+import { describe, expect, it } from 'vitest';
+import { type LockSnapshot, LockStateMachine } from '../../src/lock/index.ts';
+import {
+  decodeLockSnapshot,
+  encodeLockSnapshot,
+  encodeLockSnapshotInSlices,
+} from '../../src/node/entry-codec.ts';
+import { logIndex, sessionId } from '../../src/util/ids.ts';
+
+/** A real state machine's snapshot, its dedupe window replaced by `count` results. */
+function snapshotWithResults(count: number): LockSnapshot {
+  const machine = new LockStateMachine();
+  machine.apply(logIndex(1), {
+    type: 'OpenSession',
+    ttlMs: 10_000,
+    clientName: 'bench',
+    requestId: 'open-1',
+  });
+  machine.apply(logIndex(2), {
+    type: 'Acquire',
+    lock: 'held',
+    sessionId: sessionId(1),
+    mode: 'exclusive',
+    waitMs: 0,
+    requestId: 'acquire-2',
+    owner: 'o',
+    maxHoldMs: 0,
+    lockDelayMs: 0,
+  });
+  const base = machine.snapshot();
+  const sample = base.dedupe[0];
+  if (sample === undefined) throw new Error('the machine remembered nothing');
+  const dedupe = Array.from({ length: count }, (_, i) => [`Release/1/r-${i}`, sample[1]] as const);
+  return { ...base, dedupe };
+}
+
+const noPause = async (): Promise<void> => {};
+
+describe('encodeLockSnapshotInSlices', () => {
+  it.each([
+    [0, 4],
+    [1, 4],
+    [5, 4],
+    [15, 4],
+    [16, 4],
+    [17, 16],
+    [1_000, 7],
+    [65_535, 4_096],
+    [65_536, 4_096],
+    [70_001, 1_000],
+  ])('%i results in slices of %i: the same bytes as one piece', async (count, slice) => {
+    const snapshot = snapshotWithResults(count);
+    let pauses = 0;
+
+    const sliced = await encodeLockSnapshotInSlices(
+      snapshot,
+      async () => {
+        pauses++;
+      },
+      slice,
+    );
+
+    expect(Buffer.from(sliced).equals(Buffer.from(encodeLockSnapshot(snapshot)))).toBe(true);
+    expect(decodeLockSnapshot(sliced).dedupe).toHaveLength(count);
+    // Sliced only when there is more than one slice.
+    expect(pauses).toBe(count > slice ? Math.ceil(count / slice) : 0);
+  });
+
+  it('takes its copy at the call: a state changed afterwards is not in it', async () => {
+    const machine = new LockStateMachine();
+    for (let i = 1; i <= 50; i++) {
+      machine.apply(logIndex(i), {
+        type: 'OpenSession',
+        ttlMs: 10_000,
+        clientName: 'c',
+        requestId: `open-${i}`,
+      });
+    }
+    const snapshot = machine.snapshot();
+    const expected = encodeLockSnapshot(snapshot);
+    const encoding = encodeLockSnapshotInSlices(snapshot, noPause, 8);
+    machine.apply(logIndex(51), {
+      type: 'OpenSession',
+      ttlMs: 10_000,
+      clientName: 'c',
+      requestId: 'open-51',
+    });
+
+    expect(Buffer.from(await encoding).equals(Buffer.from(expected))).toBe(true);
+  });
+});
