@@ -54,7 +54,8 @@ export function parseOpenSession(raw: unknown): Command<'OpenSession'> {
  * `session_ids` (exactly one of the two is set). `batch` says which form was used, for
  * the answer differs: the single form is NOT_FOUND for an expired session, the batch
  * lists its expired ones. How many a batch may hold is a rule (keepAliveBatchMax),
- * checked where the entry applies (see the note at the top).
+ * checked where the entry applies (see the note at the top); its ceiling is checked
+ * here, so no batch becomes an entry too large for the followers to receive.
  */
 export interface KeepAliveQuery {
   readonly sessionIds: readonly SessionId[];
@@ -63,7 +64,7 @@ export interface KeepAliveQuery {
 
 export function parseKeepAlive(raw: unknown): KeepAliveQuery {
   const m = message('KeepAliveRequest', raw);
-  const batch = m.sessions('session_ids');
+  const batch = m.sessions('session_ids', CEILINGS.keepAliveBatchMax);
   const single = m.number('session_id');
   if (batch.length > 0 && single !== 0) {
     throw invalidArgument(
@@ -291,11 +292,19 @@ class FieldReader {
     return toSessionId(this.positive(field));
   }
 
-  /** A repeated session id: each valid, none twice (a client's bug a retry would repeat). */
-  sessions(field: string): SessionId[] {
+  /**
+   * A repeated session id: at most `countMax` (checked before any is read), each valid,
+   * none twice (a client's bug a retry would repeat).
+   */
+  sessions(field: string, countMax: number): SessionId[] {
     const value = this.value(field) ?? [];
     if (!Array.isArray(value)) {
       throw invalidArgument(`${this.path(field)}: must be a list, got ${describeValue(value)}`);
+    }
+    if (value.length > countMax) {
+      throw invalidArgument(
+        `${this.path(field)}: holds ${value.length} ids, the ceiling is ${countMax}`,
+      );
     }
     const ids: SessionId[] = [];
     const seen = new Set<number>();

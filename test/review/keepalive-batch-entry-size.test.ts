@@ -1,5 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { ApiError } from '../../src/api/errors.ts';
 import { parseKeepAlive } from '../../src/api/validate.ts';
+import { LOCK_LIMIT_CEILINGS } from '../../src/lock/index.ts';
 import { DlmError } from '../../src/node/errors.ts';
 import { DlmNode, type NodeRuntimeOptions } from '../../src/node/node.ts';
 import { MemoryWritableStorage } from '../../src/storage/index.ts';
@@ -13,8 +15,9 @@ import { freePort } from '../support/free-port.ts';
  * one request under the API's 4 MiB receive limit becomes one log entry larger than a
  * peer's 4 MiB receive limit (msgpack spends 9 bytes on an id a varint holds in 6). The
  * entry cannot replicate: the write never commits and the writes behind it wait.
- * Expected: refused before the log (or at least applied and refused), the cluster keeps
- * committing. Same peer setup as test/node/grpc-cluster.test.ts.
+ * Expected: refused before the log (INVALID_ARGUMENT past the ceiling of
+ * keepAliveBatchMax), and a batch at that ceiling applies (refused by the rule) while
+ * the cluster keeps committing. Same peer setup as test/node/grpc-cluster.test.ts.
  */
 const OPTIONS: NodeRuntimeOptions = {
   tickIntervalMs: 10,
@@ -83,16 +86,34 @@ async function openSession(cluster: DlmNode[], requestId: string, budgetMs: numb
 }
 
 describe('REVIEW keepalive-batch: a KeepAlive batch the API admits', () => {
-  it('a 500k-id session_ids request (3 MB on the wire) is settled and the cluster keeps committing', async () => {
-    nodes = await startCluster();
-    await openSession(nodes, 'warm-up', 5_000);
-    // What the API's validation passes on for such a request: 500k distinct valid ids.
+  it('a 500k-id session_ids request (3 MB on the wire) is refused by the API before the log', () => {
     const raw = {
       session_id: '0',
       session_ids: Array.from({ length: 500_000 }, (_, i) => String(2 ** 40 + i)),
     };
-    const { sessionIds } = parseKeepAlive(raw);
-    expect(sessionIds).toHaveLength(500_000);
+    let refused: unknown = null;
+    try {
+      parseKeepAlive(raw);
+    } catch (error) {
+      refused = error;
+    }
+    expect(refused).toBeInstanceOf(ApiError);
+    expect((refused as ApiError).code).toBe('invalidArgument');
+    expect((refused as ApiError).message).toContain(
+      `KeepAliveRequest.session_ids: holds 500000 ids, the ceiling is ${LOCK_LIMIT_CEILINGS.keepAliveBatchMax}`,
+    );
+  });
+
+  it('a batch at the ceiling is settled and the cluster keeps committing', async () => {
+    nodes = await startCluster();
+    await openSession(nodes, 'warm-up', 5_000);
+    // The largest batch the API passes on: its entry must replicate like any other.
+    const ceiling = LOCK_LIMIT_CEILINGS.keepAliveBatchMax;
+    const { sessionIds } = parseKeepAlive({
+      session_id: '0',
+      session_ids: Array.from({ length: ceiling }, (_, i) => String(2 ** 40 + i)),
+    });
+    expect(sessionIds).toHaveLength(ceiling);
     const leader = nodes.find((node) => node.status().role === 'leader');
     if (leader === undefined) throw new Error('no leader');
     const started = Date.now();
@@ -100,7 +121,7 @@ describe('REVIEW keepalive-batch: a KeepAlive batch the API admits', () => {
       (applied) => `applied: ${applied.result.type}`,
       (error: unknown) => `failed: ${String(error)}`,
     );
-    // Expected: the state machine refuses it (past keepAliveBatchMax 1000) promptly.
+    // The state machine refuses it (past keepAliveBatchMax 1000) promptly.
     expect(outcome).toBe('applied: Rejected');
     expect(Date.now() - started).toBeLessThan(3_000);
     // And the cluster still commits an ordinary write right away.
