@@ -33,8 +33,9 @@ interface Entry {
 /**
  * Keeps every session of one connection alive with as few calls as it can: a session
  * is due a keepalive a third of its TTL after its last one ended, as it always was, and
- * when the first is due, every session due within a sixth of its own TTL goes along in
- * the same call (KeepAliveRequest.session_ids), up to the batch bound, split beyond.
+ * when the first is due, every session of the same TTL due within a sixth of it goes
+ * along in the same call (KeepAliveRequest.session_ids), up to the batch bound, split
+ * beyond.
  * Sessions sent together are due together again, so N sessions soon cost about
  * N / batchMax calls per interval instead of N. Sending a session early is the only
  * cost, and it only makes its lease fresher.
@@ -117,8 +118,10 @@ export class KeepAliveScheduler {
       else if (entry.dueMs < nextMs) nextMs = entry.dueMs;
     }
     due.sort((a, b) => a.dueMs - b.dueMs);
-    for (let start = 0; start < due.length; start += this.batchMax) {
-      void this.send(due.slice(start, start + this.batchMax));
+    for (const group of byTtl(due)) {
+      for (let start = 0; start < group.length; start += this.batchMax) {
+        void this.send(group.slice(start, start + this.batchMax));
+      }
     }
     if (nextMs !== Number.POSITIVE_INFINITY) this.armAt(nextMs);
   }
@@ -132,11 +135,12 @@ export class KeepAliveScheduler {
     try {
       const answer = await this.connection.call('Lock', 'KeepAlive', request(members), {
         // Past the earliest safe deadline of the batch that session's confirmation is
-        // worth nothing, and the rest are tried again soon after (below).
-        deadlineMs: Math.max(sentMs + 1, Math.min(...members.map((m) => m.deadlineMs()))),
+        // worth nothing, and the rest are tried again soon after (below). The batch
+        // shares one TTL (see byTtl), so this is about what each would have alone.
+        deadlineMs: Math.max(sentMs + 1, earliestDeadlineMs(members)),
         // A frozen node must not eat the time left: short attempts leave room to try
         // the others before the safe deadline.
-        attemptTimeoutMs: Math.max(100, Math.floor(Math.min(...members.map((m) => m.ttlMs)) / 6)),
+        attemptTimeoutMs: Math.max(100, Math.floor(shortestTtlMs(members) / 6)),
       });
       const expired = new Set(
         ((answer.expired_session_ids ?? []) as unknown[]).map((id) => String(id)),
@@ -181,6 +185,35 @@ export class KeepAliveScheduler {
   private holds(member: KeepAliveMember): boolean {
     return this.entries.get(member.id)?.member === member;
   }
+}
+
+/**
+ * The due sessions split by TTL, each group in the order given. Sessions of one TTL
+ * share a call: a call's deadline and attempt timeout are those of its shortest TTL,
+ * so a long-TTL session sent with short ones would time out on every call a cluster
+ * answers too slowly for the short ones, though fast enough for it alone.
+ */
+function byTtl(entries: readonly Entry[]): Iterable<Entry[]> {
+  const groups = new Map<number, Entry[]>();
+  for (const entry of entries) {
+    const group = groups.get(entry.member.ttlMs);
+    if (group === undefined) groups.set(entry.member.ttlMs, [entry]);
+    else group.push(entry);
+  }
+  return groups.values();
+}
+
+/** A loop, not Math.min(...): spreading a large array overflows the call stack. */
+function earliestDeadlineMs(members: readonly KeepAliveMember[]): number {
+  let earliestMs = Number.POSITIVE_INFINITY;
+  for (const member of members) earliestMs = Math.min(earliestMs, member.deadlineMs());
+  return earliestMs;
+}
+
+function shortestTtlMs(members: readonly KeepAliveMember[]): number {
+  let shortestMs = Number.POSITIVE_INFINITY;
+  for (const member of members) shortestMs = Math.min(shortestMs, member.ttlMs);
+  return shortestMs;
 }
 
 /** One session as before (so an older server takes it); several as session_ids. */
