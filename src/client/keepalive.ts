@@ -155,9 +155,10 @@ export class KeepAliveScheduler {
       const [only] = members;
       if (status === grpc.status.NOT_FOUND && members.length === 1 && only !== undefined) {
         if (this.holds(only)) only.gone();
-      } else if (status === grpc.status.INVALID_ARGUMENT && members.length > 1) {
+      } else if (isBatchRefusal(error) && members.length > 1) {
         // The cluster's keepAliveBatchMax is lower than ours, or it predates session_ids
-        // (it reads the batch as session_id 0): halve down to the one-session form.
+        // (it reads the batch as session_id 0), or the message was too large for it:
+        // halve down to the one-session form.
         this.batchMax = Math.max(1, Math.floor(members.length / 2));
         nextInMs = () => 0;
       } else {
@@ -214,6 +215,18 @@ function shortestTtlMs(members: readonly KeepAliveMember[]): number {
   let shortestMs = Number.POSITIVE_INFINITY;
   for (const member of members) shortestMs = Math.min(shortestMs, member.ttlMs);
   return shortestMs;
+}
+
+/**
+ * A refusal of the batch as such (its size or form), not of its sessions: a cluster's
+ * INVALID_ARGUMENT, or a RESOURCE_EXHAUSTED gRPC itself raised for a message past its
+ * size limit. A node's backpressure is RESOURCE_EXHAUSTED too, but it says so with a
+ * dlm-error-code, and a smaller batch would not help it.
+ */
+function isBatchRefusal(error: unknown): boolean {
+  if (!(error instanceof DlmClientError)) return false;
+  if (error.status === grpc.status.INVALID_ARGUMENT) return true;
+  return error.status === grpc.status.RESOURCE_EXHAUSTED && error.errorCode === null;
 }
 
 /** One session as before (so an older server takes it); several as session_ids. */

@@ -166,16 +166,23 @@ describe('batched keepalives', () => {
     }
   });
 
-  it('halves down to one session per call when the server refuses session_ids (an older server)', async () => {
-    const fake = await fakeCluster({
+  it.each([
+    {
       // An older server reads only session_id, which is 0 in a batch.
-      refuse: (request) =>
-        idsOf(request).length > 1
-          ? {
-              status: grpc.status.INVALID_ARGUMENT,
-              trailers: { 'dlm-error-code': 'invalidArgument' },
-            }
-          : null,
+      why: 'the server refuses session_ids (an older server)',
+      refusal: {
+        status: grpc.status.INVALID_ARGUMENT,
+        trailers: { 'dlm-error-code': 'invalidArgument' },
+      },
+    },
+    {
+      // What gRPC itself answers for a message past its size limit: no dlm-error-code.
+      why: 'gRPC refuses the message as too large',
+      refusal: { status: grpc.status.RESOURCE_EXHAUSTED },
+    },
+  ])('halves down to one session per call when $why', async ({ refusal }) => {
+    const fake = await fakeCluster({
+      refuse: (request) => (idsOf(request).length > 1 ? refusal : null),
     });
     const client = connect([fake.address]);
     const sessions = await openMany(client, 6, 900);
