@@ -134,19 +134,26 @@ async function keepAlive(
   raw: unknown,
   scope: CallScope,
 ): Promise<KeepAliveResponse> {
-  const sessionId = parseKeepAlive(raw);
+  const { sessionIds, batch } = parseKeepAlive(raw);
+  // One entry for the whole batch; the state machine refuses one past keepAliveBatchMax
+  // (the rules in force where it applies), naming KeepAliveRequest.session_ids.
   const { index, result } = await write(
     context,
     scope,
-    { type: 'KeepAlive', sessionIds: [sessionId] },
+    { type: 'KeepAlive', sessionIds },
     'KeptAlive',
   );
+  const expired = result.missing.map((id) => toUint64(id));
+  if (batch) {
+    return { header: header(context.node, index), ttl_ms: '0', expired_session_ids: expired };
+  }
+  const [sessionId] = sessionIds;
   // A session's TTL never changes, so the applied state's value is the one refreshed.
-  const ttlMs = context.node.locks.session(sessionId)?.ttlMs;
+  const ttlMs = sessionId === undefined ? undefined : context.node.locks.session(sessionId)?.ttlMs;
   if (result.refreshed.length === 0 || ttlMs === undefined) {
     throw new ApiError('sessionNotFound', `session ${sessionId} is unknown or expired`);
   }
-  return { header: header(context.node, index), ttl_ms: toUint64(ttlMs) };
+  return { header: header(context.node, index), ttl_ms: toUint64(ttlMs), expired_session_ids: [] };
 }
 
 async function closeSession(

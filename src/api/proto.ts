@@ -65,6 +65,7 @@ export interface OpenSessionResponse {
 export interface KeepAliveResponse {
   readonly header: ResponseHeader;
   readonly ttl_ms: Uint64;
+  readonly expired_session_ids: readonly Uint64[];
 }
 export interface CloseSessionResponse {
   readonly header: ResponseHeader;

@@ -49,9 +49,30 @@ export function parseOpenSession(raw: unknown): Command<'OpenSession'> {
   };
 }
 
-/** The one session to refresh; the command can batch many, the RPC names one. */
-export function parseKeepAlive(raw: unknown): SessionId {
-  return message('KeepAliveRequest', raw).session('session_id');
+/**
+ * The sessions a KeepAlive refreshes: the one of `session_id`, or the batch of
+ * `session_ids` (exactly one of the two is set). `batch` says which form was used, for
+ * the answer differs: the single form is NOT_FOUND for an expired session, the batch
+ * lists its expired ones. How many a batch may hold is a rule (keepAliveBatchMax),
+ * checked where the entry applies (see the note at the top); its ceiling is checked
+ * here, so no batch becomes an entry too large for the followers to receive.
+ */
+export interface KeepAliveQuery {
+  readonly sessionIds: readonly SessionId[];
+  readonly batch: boolean;
+}
+
+export function parseKeepAlive(raw: unknown): KeepAliveQuery {
+  const m = message('KeepAliveRequest', raw);
+  const batch = m.sessions('session_ids', CEILINGS.keepAliveBatchMax);
+  const single = m.number('session_id');
+  if (batch.length > 0 && single !== 0) {
+    throw invalidArgument(
+      'KeepAliveRequest: set session_id or session_ids, not both (session_id is the one-session form)',
+    );
+  }
+  if (batch.length === 0) return { sessionIds: [m.session('session_id')], batch: false };
+  return { sessionIds: batch, batch: true };
 }
 
 export function parseCloseSession(raw: unknown): Command<'CloseSession'> {
@@ -269,6 +290,33 @@ class FieldReader {
 
   session(field: string): SessionId {
     return toSessionId(this.positive(field));
+  }
+
+  /**
+   * A repeated session id: at most `countMax` (checked before any is read), each valid,
+   * none twice (a client's bug a retry would repeat).
+   */
+  sessions(field: string, countMax: number): SessionId[] {
+    const value = this.value(field) ?? [];
+    if (!Array.isArray(value)) {
+      throw invalidArgument(`${this.path(field)}: must be a list, got ${describeValue(value)}`);
+    }
+    if (value.length > countMax) {
+      throw invalidArgument(
+        `${this.path(field)}: holds ${value.length} ids, the ceiling is ${countMax}`,
+      );
+    }
+    const ids: SessionId[] = [];
+    const seen = new Set<number>();
+    for (const [position, item] of value.entries()) {
+      const where = `${this.path(field)}[${position}]`;
+      const id = uint64ToNumber(where, item);
+      if (id === 0) throw invalidArgument(`${where}: must not be 0`);
+      if (seen.has(id)) throw invalidArgument(`${where}: session ${id} is listed twice`);
+      seen.add(id);
+      ids.push(toSessionId(id));
+    }
+    return ids;
   }
 
   token(field: string): FencingToken {

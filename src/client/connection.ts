@@ -10,6 +10,7 @@ import {
 } from './call-stream.ts';
 import { grpcDeadline, type MonotonicClock, performanceClock, setLongTimeout } from './clock.ts';
 import { DlmClientError } from './errors.ts';
+import { KEEPALIVE_BATCH_MAX_DEFAULT, KeepAliveScheduler } from './keepalive.ts';
 
 /**
  * Calls to a dlm cluster through any of its nodes. The client knows only the proto:
@@ -71,6 +72,12 @@ export interface ConnectionOptions {
    * must not throw.
    */
   readonly onCall?: CallObserver;
+  /**
+   * At most this many sessions in one KeepAlive call (default 1,000, the lock rules'
+   * default keepAliveBatchMax). The sessions of a connection share their keepalives
+   * (keepalive.ts); a cluster that refuses a batch this large makes it halve.
+   */
+  readonly keepAliveBatchMax?: number;
 }
 
 export type Transport = 'stream' | 'unary';
@@ -157,6 +164,8 @@ const SETTLE_ATTEMPTS_MAX_DEFAULT = 5;
 export class Connection {
   readonly clock: MonotonicClock;
   readonly settle: SettleOptions;
+  /** Sends the keepalives of every session of this connection, batched. */
+  readonly keepAlives: KeepAliveScheduler;
   private readonly options: Pick<
     Required<ConnectionOptions>,
     'endpoints' | 'attemptTimeoutMs' | 'retryDelayMsMin' | 'retryDelayMsMax'
@@ -204,6 +213,10 @@ export class Connection {
     };
     this.preferred = options.endpoints[0] ?? '';
     this.onCall = options.onCall ?? null;
+    this.keepAlives = new KeepAliveScheduler(
+      this,
+      options.keepAliveBatchMax ?? KEEPALIVE_BATCH_MAX_DEFAULT,
+    );
   }
 
   /**

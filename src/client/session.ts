@@ -1,6 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Connection } from './connection.ts';
 import { DlmClientError, LockModeError, LockNotAcquiredError, SessionLostError } from './errors.ts';
+import type { KeepAliveMember } from './keepalive.ts';
 import { type GrantMode, grantedMode, grantModeOf, type LockMode, wireModeOf } from './mode.ts';
 import { newRequestId } from './request-id.ts';
 import { type AcquireWire, type SettleOutcome, Settler } from './settle.ts';
@@ -49,7 +50,6 @@ export interface SessionOptions {
 export class Session {
   readonly signal: AbortSignal;
   private readonly controller = new AbortController();
-  private keepAliveTimer: NodeJS.Timeout | null = null;
   private deadlineTimer: NodeJS.Timeout | null = null;
   private ended = false;
   /** The cluster said the session is gone (a keepalive answered NOT_FOUND). */
@@ -60,6 +60,8 @@ export class Session {
   private readonly settler: Settler;
   /** acquire() calls in flight, by lock (see SettleHost.acquiresDone). */
   private readonly acquiring = new Map<string, Set<Promise<unknown>>>();
+  /** How the connection's keepalive scheduler (shared by its sessions) sees this one. */
+  private readonly keepAliveMember: KeepAliveMember;
 
   private constructor(
     private readonly connection: Connection,
@@ -84,8 +86,18 @@ export class Session {
         Promise.allSettled([...(this.acquiring.get(lock) ?? [])]).then(() => {}),
       report: (error) => this.report(error),
     });
+    this.keepAliveMember = {
+      id,
+      ttlMs,
+      deadlineMs: () => this.deadlineMs,
+      confirmed: (sentMs) => this.confirmed(sentMs),
+      gone: () => {
+        this.goneOnCluster = true;
+        this.end(new SessionLostError(`session ${this.id} expired on the cluster`));
+      },
+    };
     this.confirmed(openedSendMs);
-    this.scheduleKeepAlive();
+    connection.keepAlives.add(this.keepAliveMember);
   }
 
   static async open(connection: Connection, options: SessionOptions): Promise<Session> {
@@ -291,40 +303,6 @@ export class Session {
     }
   }
 
-  private scheduleKeepAlive(): void {
-    if (this.ended) return;
-    this.keepAliveTimer = setTimeout(() => void this.keepAlive(), Math.floor(this.ttlMs / 3));
-    this.keepAliveTimer.unref();
-  }
-
-  private async keepAlive(): Promise<void> {
-    const sentMs = this.nowMs();
-    try {
-      await this.connection.call(
-        'Lock',
-        'KeepAlive',
-        { session_id: this.id },
-        {
-          // Past the safe deadline a confirmation is worth nothing.
-          deadlineMs: Math.max(sentMs + 1, this.deadlineMs),
-          // A frozen node must not eat the time left: short attempts leave room to try
-          // the others before the safe deadline.
-          attemptTimeoutMs: Math.max(100, Math.floor(this.ttlMs / 6)),
-        },
-      );
-      this.confirmed(sentMs);
-    } catch (error) {
-      const lost = error instanceof DlmClientError && error.status === grpc.status.NOT_FOUND;
-      if (lost) {
-        this.goneOnCluster = true;
-        this.end(new SessionLostError(`session ${this.id} expired on the cluster`));
-        return;
-      }
-      // Otherwise keep trying: the deadline timer ends the session if nothing gets through.
-    }
-    this.scheduleKeepAlive();
-  }
-
   private deadlineMs = 0;
 
   private confirmed(sentMs: number): void {
@@ -345,7 +323,7 @@ export class Session {
   private end(reason: Error): void {
     if (this.ended) return;
     this.ended = true;
-    if (this.keepAliveTimer !== null) clearTimeout(this.keepAliveTimer);
+    this.connection.keepAlives.remove(this.keepAliveMember);
     if (this.deadlineTimer !== null) clearTimeout(this.deadlineTimer);
     this.controller.abort(reason);
   }

@@ -50,13 +50,23 @@ export const DEFAULT_LOCK_LIMITS: LockLimits = Object.freeze({
 export const TIMER_MS_MAX = 2 ** 31 - 1;
 
 /**
+ * The most session ids one KeepAlive entry may carry, whatever the rules: a batch is one
+ * log entry, and every entry must reach the followers, whose peer gRPC takes at most
+ * 4 MiB a message. 10,000 ids encode in about 90 KB (msgpack, 9 bytes an id at most),
+ * well inside it; without this bound a 3 MB request of 500k ids became an entry no
+ * follower could receive, so it never committed and leaders lost office one by one.
+ */
+export const KEEPALIVE_BATCH_CEILING = 10_000;
+
+/**
  * What no rules can exceed. A request is checked against these before anything else
  * (by the API, and again by the state machine before it looks up a remembered result),
  * and against the rules in force only inside apply, after that lookup: a retry of a
  * request that applied must get its first outcome whatever the rules became since, and
  * a node that has not applied the latest SetRules must not judge by older rules. The
  * byte ceilings bound what one request can make a node hold or a log entry carry; the
- * durations must fit a Node timer; counts are bounded only by what a number can hold.
+ * durations must fit a Node timer; other counts are bounded only by what a number can
+ * hold.
  */
 export const LOCK_LIMIT_CEILINGS: LockLimits = Object.freeze({
   lockNameBytesMax: 4_096,
@@ -70,7 +80,7 @@ export const LOCK_LIMIT_CEILINGS: LockLimits = Object.freeze({
   waitersPerLockMax: Number.MAX_SAFE_INTEGER,
   waitMsMax: TIMER_MS_MAX,
   maxHoldMsMax: TIMER_MS_MAX,
-  keepAliveBatchMax: Number.MAX_SAFE_INTEGER,
+  keepAliveBatchMax: KEEPALIVE_BATCH_CEILING,
   lockDelayMs: TIMER_MS_MAX,
   lockDelayMsMax: TIMER_MS_MAX,
   dedupeWindowMax: Number.MAX_SAFE_INTEGER,

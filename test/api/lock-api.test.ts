@@ -90,6 +90,56 @@ describe.each(TRANSPORTS)('sessions (%s)', (transport: Transport) => {
     expect(error.code).toBe(status.NOT_FOUND);
   });
 
+  it('KeepAlive of session_ids refreshes a batch in one entry and lists the expired ones without failing', async () => {
+    const live = [await cluster.openSession(leader), await cluster.openSession(follower)];
+    const closed = await cluster.openSession(leader);
+    await lock(leader).call('CloseSession', {
+      session_id: closed,
+      request_id: cluster.requestId(),
+    });
+    const unknown = '999997';
+    const kept = await lock(follower).call('KeepAlive', {
+      session_ids: [live[0], closed, live[1], unknown],
+    });
+    expect(kept.expired_session_ids).toEqual([closed, unknown]);
+    expect(kept.ttl_ms).toBe('0');
+    expect(kept.header.node_id).toBe(follower);
+    // Every id in one entry: the next entry's index is just past it.
+    const single = await lock(leader).call('KeepAlive', { session_id: live[0] });
+    expect(Number(single.header.index)).toBe(Number(kept.header.index) + 1);
+    expect(single.expired_session_ids).toEqual([]);
+    // Every id expired is still an answer, not NOT_FOUND.
+    const gone = await lock(leader).call('KeepAlive', { session_ids: [closed, unknown] });
+    expect(gone.expired_session_ids).toEqual([closed, unknown]);
+  });
+
+  it('KeepAlive refuses both forms at once, a repeated id, and a batch past keepAliveBatchMax', async () => {
+    const a = await cluster.openSession(leader);
+    const both = await rpcError(
+      lock(leader).call('KeepAlive', { session_id: a, session_ids: [a] }),
+    );
+    expect(both.code).toBe(status.INVALID_ARGUMENT);
+    expect(both.details).toMatch(/set session_id or session_ids, not both/);
+    const twice = await rpcError(lock(leader).call('KeepAlive', { session_ids: [a, '5', a] }));
+    expect(twice.code).toBe(status.INVALID_ARGUMENT);
+    expect(twice.details).toBe(`KeepAliveRequest.session_ids[2]: session ${a} is listed twice`);
+    const zero = await rpcError(lock(leader).call('KeepAlive', { session_ids: [a, '0'] }));
+    expect(zero.details).toBe('KeepAliveRequest.session_ids[1]: must not be 0');
+    const many = Array.from({ length: 1_001 }, (_, i) => String(900_000 + i));
+    const tooMany = await rpcError(lock(follower).call('KeepAlive', { session_ids: many }));
+    expect(tooMany.code).toBe(status.INVALID_ARGUMENT);
+    expect(tooMany.trailer('dlm-error-code')).toBe('invalidArgument');
+    expect(tooMany.details).toBe(
+      'KeepAliveRequest.session_ids: must hold 1 to 1000 ids (keepAliveBatchMax), got 1001',
+    );
+    // At the bound it is served.
+    const atMax = await lock(follower).call('KeepAlive', { session_ids: [a, ...many.slice(2)] });
+    expect(atMax.expired_session_ids).toHaveLength(999);
+    // Neither form set: the single form's refusal, as before.
+    const neither = await rpcError(lock(leader).call('KeepAlive', {}));
+    expect(neither.details).toBe('KeepAliveRequest.session_id: must not be 0');
+  });
+
   it('a retried OpenSession with the same request_id returns the first session', async () => {
     const request = { ttl_ms: '5000', client_name: 'retry', request_id: cluster.requestId() };
     const first = await lock(leader).call('OpenSession', request);

@@ -6,7 +6,12 @@ import {
   uint64Text,
   uint64ToNumber,
 } from '../../src/api/proto.ts';
-import { parseAcquire, parseOpenSession, parseRelease } from '../../src/api/validate.ts';
+import {
+  parseAcquire,
+  parseKeepAlive,
+  parseOpenSession,
+  parseRelease,
+} from '../../src/api/validate.ts';
 import { LOCK_LIMIT_CEILINGS } from '../../src/lock/index.ts';
 
 /** The edge checks on their own, without a cluster: decoding, uint64 and field rules. */
@@ -123,5 +128,25 @@ describe('request fields', () => {
     );
     // A name past the rules' default is left to the state machine, which lets a lock keep it.
     expect(parseAcquire({ ...acquire, lock: 'é'.repeat(129) }).lock).toHaveLength(129);
+  });
+});
+
+describe('KeepAliveRequest.session_ids', () => {
+  const ids = (count: number) => Array.from({ length: count }, (_, i) => String(i + 1));
+
+  it('takes a batch up to the ceiling of keepAliveBatchMax', () => {
+    const ceiling = LOCK_LIMIT_CEILINGS.keepAliveBatchMax;
+    expect(parseKeepAlive({ session_id: '0', session_ids: ids(ceiling) }).sessionIds).toHaveLength(
+      ceiling,
+    );
+  });
+
+  it('refuses a longer batch before reading its ids, naming the field, count and ceiling', () => {
+    const ceiling = LOCK_LIMIT_CEILINGS.keepAliveBatchMax;
+    // The last id is invalid: the count is refused first, so no id is read.
+    const tooMany = [...ids(ceiling), '0'];
+    expect(problem(() => parseKeepAlive({ session_id: '0', session_ids: tooMany }))).toBe(
+      `KeepAliveRequest.session_ids: holds ${ceiling + 1} ids, the ceiling is ${ceiling}`,
+    );
   });
 });

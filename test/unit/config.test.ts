@@ -284,6 +284,11 @@ const ERROR_CASES: ReadonlyArray<readonly [string, Edit, string]> = [
     'runtime.proposalTimeoutMs: expected an integer in 1..2147483647, got 2147483648',
   ],
   [
+    'a KeepAlive batch bound above its ceiling (its entry must reach the followers)',
+    [['lock'], { keepAliveBatchMax: 10_001 }],
+    'lock.keepAliveBatchMax: expected an integer in 1..10000, got 10001',
+  ],
+  [
     'a session TTL minimum above the maximum',
     [['lock'], { sessionTtlMsMin: 5_000, sessionTtlMsMax: 1_000 }],
     'lock.sessionTtlMsMin: must not exceed lock.sessionTtlMsMax (5000 > 1000)',

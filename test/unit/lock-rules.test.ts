@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { lockTimingProblems } from '../../src/config/index.ts';
 import {
   DEFAULT_LOCK_LIMITS,
+  LOCK_LIMIT_CEILINGS,
   type LockCommand,
   type LockLimits,
   type LockSnapshot,
@@ -95,6 +96,21 @@ describe('SetRules', () => {
     expectRejected(setRules(log, [1, 2]), 'invalidArgument', 'rules');
     expectRejected(setRules(log, null), 'invalidArgument', 'SetRules.rules');
     expect(log.sm.rulesSetIndex).toBeNull();
+  });
+
+  it('refuses a keepAliveBatchMax above its ceiling, naming it; the default stays', () => {
+    const log = new Log();
+    expect(DEFAULT_LOCK_LIMITS.keepAliveBatchMax).toBe(1_000);
+    const ceiling = LOCK_LIMIT_CEILINGS.keepAliveBatchMax;
+    expect(ceiling).toBe(10_000);
+    expectRejected(
+      setRules(log, { ...RULES, keepAliveBatchMax: ceiling + 1 }),
+      'invalidArgument',
+      `keepAliveBatchMax must be at most ${ceiling} (its ceiling), got ${ceiling + 1}`,
+    );
+    expect(log.sm.rulesSetIndex).toBeNull();
+    setRules(log, { ...RULES, keepAliveBatchMax: ceiling });
+    expect(log.sm.rules.keepAliveBatchMax).toBe(ceiling);
   });
 
   it('with onlyIfUnset applies only while no rules were ever set', () => {
