@@ -6,6 +6,7 @@ import type { PeerMessage } from '../node/peer-message.ts';
 import { peerRecipient } from '../node/peer-message.ts';
 import type { Transport } from '../node/transport.ts';
 import type { NodeId } from '../util/ids.ts';
+import { ReconnectBackoff } from './backoff.ts';
 
 /**
  * Peer traffic over gRPC: one long-lived stream from each node to each peer, carrying
@@ -178,11 +179,10 @@ export class GrpcTransport implements Transport {
 class PeerLink {
   private readonly queue: PeerMessage[] = [];
   private stream: grpc.ClientDuplexStream<WirePeerMessage, WirePeerMessage> | null = null;
-  private reconnectDelayMs: number;
+  private readonly backoff: ReconnectBackoff;
   private reconnectTimer: NodeJS.Timeout | null = null;
   private writable = true;
   private closed = false;
-  private openedAtMs = 0;
   /** The flush that takes what this turn of the event loop enqueued (see `enqueue`). */
   private flushScheduled = false;
 
@@ -192,7 +192,7 @@ class PeerLink {
     private readonly client: RaftClient,
     private readonly options: GrpcTransportOptions,
   ) {
-    this.reconnectDelayMs = options.reconnectDelayMsMin;
+    this.backoff = new ReconnectBackoff(options.reconnectDelayMsMin, options.reconnectDelayMsMax);
   }
 
   enqueue(message: PeerMessage): void {
@@ -269,7 +269,7 @@ class PeerLink {
     stream.on('data', () => {});
     stream.on('error', () => this.broken(stream));
     stream.on('end', () => this.broken(stream));
-    this.openedAtMs = performance.now();
+    this.backoff.opened();
     return stream;
   }
 
@@ -277,12 +277,7 @@ class PeerLink {
   private broken(stream: grpc.ClientDuplexStream<WirePeerMessage, WirePeerMessage>): void {
     if (this.stream !== stream || this.closed) return;
     this.stream = null;
-    // A stream that lived a while was healthy: start the backoff over.
-    if (performance.now() - this.openedAtMs > this.options.reconnectDelayMsMax) {
-      this.reconnectDelayMs = this.options.reconnectDelayMsMin;
-    }
-    const delayMs = Math.random() * this.reconnectDelayMs;
-    this.reconnectDelayMs = Math.min(this.reconnectDelayMs * 2, this.options.reconnectDelayMsMax);
+    const delayMs = this.backoff.nextDelayMs();
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;
       this.flush();

@@ -5,6 +5,7 @@ import type { PeerMessage } from '../node/peer-message.ts';
 import { peerRecipient } from '../node/peer-message.ts';
 import type { Transport } from '../node/transport.ts';
 import type { NodeId } from '../util/ids.ts';
+import { ReconnectBackoff } from './backoff.ts';
 import { encodeFrame, type Frame, FrameReader, FrameType } from './frame.ts';
 
 /**
@@ -396,17 +397,16 @@ class PeerLink {
   private socket: net.Socket | null = null;
   private flushScheduled = false;
   private writable = true;
-  private reconnectDelayMs: number;
+  private readonly backoff: ReconnectBackoff;
   private reconnectTimer: NodeJS.Timeout | null = null;
   private closed = false;
-  private openedAtMs = 0;
 
   constructor(
     private readonly peer: NodeId,
     readonly address: string,
     private readonly options: TcpTransportOptions,
   ) {
-    this.reconnectDelayMs = options.reconnectDelayMsMin;
+    this.backoff = new ReconnectBackoff(options.reconnectDelayMsMin, options.reconnectDelayMsMax);
   }
 
   enqueue(message: PeerMessage): void {
@@ -493,7 +493,7 @@ class PeerLink {
     socket.resume();
     socket.on('error', () => {});
     socket.on('close', () => this.broken(socket));
-    this.openedAtMs = performance.now();
+    this.backoff.opened();
     return socket;
   }
 
@@ -501,12 +501,7 @@ class PeerLink {
   private broken(socket: net.Socket): void {
     if (this.socket !== socket || this.closed) return;
     this.socket = null;
-    // A connection that lived a while was healthy: start the backoff over.
-    if (performance.now() - this.openedAtMs > this.options.reconnectDelayMsMax) {
-      this.reconnectDelayMs = this.options.reconnectDelayMsMin;
-    }
-    const delayMs = Math.random() * this.reconnectDelayMs;
-    this.reconnectDelayMs = Math.min(this.reconnectDelayMs * 2, this.options.reconnectDelayMsMax);
+    const delayMs = this.backoff.nextDelayMs();
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;
       this.flush();
