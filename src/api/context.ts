@@ -87,6 +87,8 @@ export interface ApiContext {
 /** What the API reports for metrics (the process wires it to prom-client). */
 export interface ApiObserver {
   acquireEnded(seconds: number, outcome: 'acquired' | 'not_acquired' | 'error'): void;
+  /** A call was refused for backpressure (RESOURCE_EXHAUSTED with a retry hint). */
+  refused?(method: string): void;
 }
 
 /** Bounds the calls in flight: past the bound a call is refused at once, never queued. */
@@ -137,12 +139,14 @@ export function serviceErrorOf(context: ApiContext, method: string, error: unkno
 }
 
 export function callFailureOf(context: ApiContext, method: string, error: unknown): CallFailure {
-  return toCallFailure(error, {
+  const failure = toCallFailure(error, {
     method,
     logger: context.logger,
     currentLeader: () => context.node.status().leaderId,
     retryAfterMs: context.options.backpressureRetryAfterMs,
   });
+  if (failure.retryAfterMs !== null) context.observer?.refused?.(method);
+  return failure;
 }
 
 /**

@@ -136,6 +136,7 @@ export async function serve(args: ServeArgs): Promise<void> {
     credentials: serverCredentials(tls),
     observer: {
       acquireEnded: (seconds, outcome) => metrics.acquireSeconds.observe({ outcome }, seconds),
+      refused: (method) => metrics.backpressureRefusals.inc({ method }),
     },
     options: {
       clientCallsInFlightMax: config.runtime.clientCallsInFlightMax,
