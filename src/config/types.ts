@@ -101,6 +101,12 @@ export interface RuntimeConfig {
   readonly leadershipTransferTimeoutMs: number;
   /** … then calls in flight get this long to finish before the process exits. */
   readonly shutdownDrainMs: number;
+  /** Browsers watching the web console (Server-Sent Events streams) at once; past it one is refused (503). */
+  readonly consoleStreamsMax: number;
+  /** How often the console pushes a fresh view to its watchers (and asks the other nodes for theirs). */
+  readonly consoleRefreshMs: number;
+  /** Locks and sessions the console lists at most; the counts are always whole. */
+  readonly consoleRowsMax: number;
 }
 
 /** A validated cluster config: frozen, every default filled in, `dataDir` absolute. */
@@ -173,4 +179,7 @@ export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
   peerReconnectDelayMsMax: 2_000,
   leadershipTransferTimeoutMs: 2_000,
   shutdownDrainMs: 5_000,
+  consoleStreamsMax: 16,
+  consoleRefreshMs: 500,
+  consoleRowsMax: 200,
 };
