@@ -89,6 +89,8 @@ export interface ApiObserver {
   acquireEnded(seconds: number, outcome: 'acquired' | 'not_acquired' | 'error'): void;
   /** A call was refused for backpressure (RESOURCE_EXHAUSTED with a retry hint). */
   refused?(method: string): void;
+  /** A call ended with gRPC status `code`; `startedMs` on performance.now()'s clock. For span export. */
+  callEnded?(method: string, trace: TraceContext, startedMs: number, code: grpc.status): void;
 }
 
 /** Bounds the calls in flight: past the bound a call is refused at once, never queued. */
@@ -250,6 +252,7 @@ export function serveCall<Response>(
   const { method, request, trace } = serving;
   const startedMs = performance.now();
   const log = (code: grpc.status): void => {
+    context.observer?.callEnded?.(method, trace, startedMs, code);
     context.logger('debug', 'call', {
       method,
       requestId: requestIdOf(request),

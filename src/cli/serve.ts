@@ -22,6 +22,7 @@ import { NodeMetrics } from '../node/metrics.ts';
 import { DlmNode, type NodeRuntimeOptions } from '../node/node.ts';
 import { PeerTraffic } from '../node/peer-traffic.ts';
 import { RuntimeWatch } from '../node/runtime-watch.ts';
+import { startSpanExport } from '../node/tracing/otlp.ts';
 import type { StoredIdentity } from '../storage/index.ts';
 import { LevelStorage } from '../storage/index.ts';
 import { type NodeId, nodeId } from '../util/ids.ts';
@@ -139,6 +140,18 @@ export async function serve(args: ServeArgs): Promise<void> {
       );
     }
   });
+  const spans =
+    config.tracing.otlpEndpoint === null
+      ? null
+      : await startSpanExport(config.tracing.otlpEndpoint, id);
+  if (spans !== null) {
+    node.observe({
+      proposed: (seconds, outcome, trace) => {
+        if (trace !== undefined) spans.writeEnded(trace, seconds, outcome);
+      },
+      forwardedWrite: (trace, from, outcome) => spans.forwardTaken(trace, from, outcome),
+    });
+  }
   node.start();
   const api = await startApiServer({
     node,
@@ -150,6 +163,7 @@ export async function serve(args: ServeArgs): Promise<void> {
     observer: {
       acquireEnded: (seconds, outcome) => metrics.acquireSeconds.observe({ outcome }, seconds),
       refused: (method) => metrics.backpressureRefusals.inc({ method }),
+      ...(spans === null ? {} : { callEnded: spans.callEnded }),
     },
     options: {
       clientCallsInFlightMax: config.runtime.clientCallsInFlightMax,
@@ -189,6 +203,7 @@ export async function serve(args: ServeArgs): Promise<void> {
   await api.close(stoppedBy instanceof Error ? 0 : config.runtime.shutdownDrainMs);
   consoleServer.close();
   await new Promise<void>((resolve) => metricsServer.close(() => resolve()));
+  await spans?.shutdown();
   if (stoppedBy instanceof Error) {
     const where =
       stoppedBy instanceof IdentityMismatchError ? ` (data directory ${directory})` : '';

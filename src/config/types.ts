@@ -1,6 +1,7 @@
 import type { LockLimits } from '../lock/limits.ts';
 import type { RaftOptions } from '../raft/options.ts';
 import type { TlsFiles } from './tls.ts';
+import type { TracingConfig } from './tracing.ts';
 
 /** One member of the cluster. Every address is "host:port"; IPv6 hosts go in brackets. */
 export interface NodeConfig {
@@ -135,6 +136,8 @@ export interface ClusterFileConfig {
    * cluster must use the same: neither understands the other's port.
    */
   readonly peerTransport: PeerTransportKind;
+  /** OpenTelemetry span export; off unless `tracing.otlpEndpoint` is set. */
+  readonly tracing: TracingConfig;
 }
 
 export const PEER_TRANSPORT_KINDS = ['grpc', 'tcp'] as const;
