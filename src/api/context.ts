@@ -87,6 +87,10 @@ export interface ApiContext {
 /** What the API reports for metrics (the process wires it to prom-client). */
 export interface ApiObserver {
   acquireEnded(seconds: number, outcome: 'acquired' | 'not_acquired' | 'error'): void;
+  /** A call was refused for backpressure (RESOURCE_EXHAUSTED with a retry hint). */
+  refused?(method: string): void;
+  /** A call ended with gRPC status `code`; `startedMs` on performance.now()'s clock. For span export. */
+  callEnded?(method: string, trace: TraceContext, startedMs: number, code: grpc.status): void;
 }
 
 /** Bounds the calls in flight: past the bound a call is refused at once, never queued. */
@@ -137,12 +141,14 @@ export function serviceErrorOf(context: ApiContext, method: string, error: unkno
 }
 
 export function callFailureOf(context: ApiContext, method: string, error: unknown): CallFailure {
-  return toCallFailure(error, {
+  const failure = toCallFailure(error, {
     method,
     logger: context.logger,
     currentLeader: () => context.node.status().leaderId,
     retryAfterMs: context.options.backpressureRetryAfterMs,
   });
+  if (failure.retryAfterMs !== null) context.observer?.refused?.(method);
+  return failure;
 }
 
 /**
@@ -246,6 +252,7 @@ export function serveCall<Response>(
   const { method, request, trace } = serving;
   const startedMs = performance.now();
   const log = (code: grpc.status): void => {
+    context.observer?.callEnded?.(method, trace, startedMs, code);
     context.logger('debug', 'call', {
       method,
       requestId: requestIdOf(request),

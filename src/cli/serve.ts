@@ -1,4 +1,3 @@
-import { createServer, type Server } from 'node:http';
 import pino, { type Logger } from 'pino';
 import type { ApiLogger } from '../api/errors.ts';
 import { startApiServer } from '../api/server.ts';
@@ -15,11 +14,15 @@ import {
   checkIdentityAtStart,
   IdentityMismatchError,
 } from '../node/cluster-identity.ts';
+import { ConsoleActivity } from '../node/console/activity.ts';
+import { startMetricsServer } from '../node/console/http.ts';
+import { ConsoleServer } from '../node/console/server.ts';
 import { describeDifferences, type LockRulesReport, watchLockRules } from '../node/lock-rules.ts';
 import { NodeMetrics } from '../node/metrics.ts';
 import { DlmNode, type NodeRuntimeOptions } from '../node/node.ts';
 import { PeerTraffic } from '../node/peer-traffic.ts';
 import { RuntimeWatch } from '../node/runtime-watch.ts';
+import { startSpanExport } from '../node/tracing/otlp.ts';
 import type { StoredIdentity } from '../storage/index.ts';
 import { LevelStorage } from '../storage/index.ts';
 import { type NodeId, nodeId } from '../util/ids.ts';
@@ -73,6 +76,17 @@ export async function serve(args: ServeArgs): Promise<void> {
   running = node;
   const runtime = new RuntimeWatch();
   const metrics = new NodeMetrics(node, traffic, runtime);
+  const consoleServer = new ConsoleServer(
+    node,
+    new ConsoleActivity(node),
+    self.metricsAddress,
+    config.nodes,
+    {
+      streamsMax: config.runtime.consoleStreamsMax,
+      refreshMs: config.runtime.consoleRefreshMs,
+      rowsMax: config.runtime.consoleRowsMax,
+    },
+  );
   logStalls(node, runtime, logger);
   let failed: (error: Error) => void = () => {};
   const failure = new Promise<Error>((resolve) => {
@@ -126,6 +140,18 @@ export async function serve(args: ServeArgs): Promise<void> {
       );
     }
   });
+  const spans =
+    config.tracing.otlpEndpoint === null
+      ? null
+      : await startSpanExport(config.tracing.otlpEndpoint, id);
+  if (spans !== null) {
+    node.observe({
+      proposed: (seconds, outcome, trace) => {
+        if (trace !== undefined) spans.writeEnded(trace, seconds, outcome);
+      },
+      forwardedWrite: (trace, from, outcome) => spans.forwardTaken(trace, from, outcome),
+    });
+  }
   node.start();
   const api = await startApiServer({
     node,
@@ -136,6 +162,8 @@ export async function serve(args: ServeArgs): Promise<void> {
     credentials: serverCredentials(tls),
     observer: {
       acquireEnded: (seconds, outcome) => metrics.acquireSeconds.observe({ outcome }, seconds),
+      refused: (method) => metrics.backpressureRefusals.inc({ method }),
+      ...(spans === null ? {} : { callEnded: spans.callEnded }),
     },
     options: {
       clientCallsInFlightMax: config.runtime.clientCallsInFlightMax,
@@ -145,7 +173,7 @@ export async function serve(args: ServeArgs): Promise<void> {
       backpressureRetryAfterMs: config.runtime.backpressureRetryAfterMs,
     },
   });
-  const metricsServer = await serveMetrics(self.metricsAddress, metrics);
+  const metricsServer = await startMetricsServer(self.metricsAddress, metrics, consoleServer);
   const statusTimer = logRoleChanges(node, logger);
   logger.info(
     {
@@ -173,7 +201,9 @@ export async function serve(args: ServeArgs): Promise<void> {
   api.readiness.close();
   await node.stop();
   await api.close(stoppedBy instanceof Error ? 0 : config.runtime.shutdownDrainMs);
+  consoleServer.close();
   await new Promise<void>((resolve) => metricsServer.close(() => resolve()));
+  await spans?.shutdown();
   if (stoppedBy instanceof Error) {
     const where =
       stoppedBy instanceof IdentityMismatchError ? ` (data directory ${directory})` : '';
@@ -284,33 +314,6 @@ function logLockRules(logger: Logger, report: LockRulesReport): void {
 /** The API logs through pino, at the level it asks for. */
 function apiLogger(logger: Logger): ApiLogger {
   return (level, message, fields = {}) => logger[level](fields, message);
-}
-
-async function serveMetrics(address: string, metrics: NodeMetrics): Promise<Server> {
-  const { host, port } = splitAddress(address);
-  const server = createServer((request, response) => {
-    if (request.url !== '/metrics') {
-      response.writeHead(404).end('not found: try /metrics\n');
-      return;
-    }
-    metrics.render().then(
-      ({ contentType, body }) => response.writeHead(200, { 'content-type': contentType }).end(body),
-      (error: unknown) => response.writeHead(500).end(String(error)),
-    );
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve());
-  });
-  return server;
-}
-
-function splitAddress(address: string): { host: string; port: number } {
-  const colon = address.lastIndexOf(':');
-  return {
-    host: address.slice(0, colon).replace(/^\[|\]$/g, ''),
-    port: Number(address.slice(colon + 1)),
-  };
 }
 
 /** Logs every change of role, term or leader, with the fields the design asks for. */

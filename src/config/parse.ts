@@ -20,6 +20,7 @@ import {
 } from './sections.ts';
 import { checkTiming } from './timing.ts';
 import { readTlsSection } from './tls.ts';
+import { readTracingSection } from './tracing.ts';
 import {
   type ClusterFileConfig,
   DEFAULT_PEER_TRANSPORT,
@@ -34,6 +35,7 @@ const TOP_FIELDS: readonly string[] = [
   'dataDir',
   'tls',
   'peerTransport',
+  'tracing',
   ...SECTION_NAMES,
 ];
 
@@ -76,6 +78,7 @@ export function parseClusterConfig(json: unknown, baseDir: string): ClusterFileC
     runtime,
     tls: readTlsSection(problems, ownField(root, 'tls'), baseDir),
     peerTransport,
+    tracing: readTracingSection(problems, ownField(root, 'tracing')),
   };
   if (problems.list.length > 0) throw new ConfigError(problems.list);
   return Object.freeze(config);

@@ -1,6 +1,7 @@
 import type { LockLimits } from '../lock/limits.ts';
 import type { RaftOptions } from '../raft/options.ts';
 import type { TlsFiles } from './tls.ts';
+import type { TracingConfig } from './tracing.ts';
 
 /** One member of the cluster. Every address is "host:port"; IPv6 hosts go in brackets. */
 export interface NodeConfig {
@@ -101,6 +102,12 @@ export interface RuntimeConfig {
   readonly leadershipTransferTimeoutMs: number;
   /** … then calls in flight get this long to finish before the process exits. */
   readonly shutdownDrainMs: number;
+  /** Browsers watching the web console (Server-Sent Events streams) at once; past it one is refused (503). */
+  readonly consoleStreamsMax: number;
+  /** How often the console pushes a fresh view to its watchers (and asks the other nodes for theirs). */
+  readonly consoleRefreshMs: number;
+  /** Locks and sessions the console lists at most; the counts are always whole. */
+  readonly consoleRowsMax: number;
 }
 
 /** A validated cluster config: frozen, every default filled in, `dataDir` absolute. */
@@ -129,6 +136,8 @@ export interface ClusterFileConfig {
    * cluster must use the same: neither understands the other's port.
    */
   readonly peerTransport: PeerTransportKind;
+  /** OpenTelemetry span export; off unless `tracing.otlpEndpoint` is set. */
+  readonly tracing: TracingConfig;
 }
 
 export const PEER_TRANSPORT_KINDS = ['grpc', 'tcp'] as const;
@@ -173,4 +182,7 @@ export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
   peerReconnectDelayMsMax: 2_000,
   leadershipTransferTimeoutMs: 2_000,
   shutdownDrainMs: 5_000,
+  consoleStreamsMax: 16,
+  consoleRefreshMs: 500,
+  consoleRowsMax: 200,
 };

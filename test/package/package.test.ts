@@ -157,6 +157,9 @@ describe('the npm package', () => {
         'dist/client/index.d.ts',
         'proto/dlm.proto',
         'proto/raft.proto',
+        'console/index.html',
+        'console/console.js',
+        'console/console.css',
       ]),
     );
     const unwanted = paths.filter(
@@ -226,6 +229,11 @@ describe('the npm package', () => {
     expect(seen.firstValidWhileHeld).toBe(true);
     expect(seen.firstValidAfterSecond).toBe(false);
     expect(seen.errorClassExported).toBe(true);
+
+    // The web console's page ships too: the installed node serves it.
+    const page = await fetch(`http://${cluster.nodes[0]?.metricsAddress}/`);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('<script src="/console.js"');
 
     for (const node of cluster.nodes) {
       expect(readFileSync(cluster.logPath(node.id), 'utf8')).not.toContain('building dist/');
