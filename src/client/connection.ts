@@ -150,6 +150,12 @@ const CHANNEL_OPTIONS: grpc.ChannelOptions = { 'grpc.max_receive_message_length'
 
 /** How long a Status asked only to find the leader or the members may take. */
 const STATUS_PROBE_TIMEOUT_MS = 1_000;
+/**
+ * A retry needs at least this long before the call's deadline. One with less could not
+ * even connect, and would replace the failure that says what is wrong (UNAVAILABLE:
+ * connection refused) by DEADLINE_EXCEEDED "waiting for LB pick".
+ */
+const RETRY_WINDOW_MS_MIN = 20;
 
 const DEFAULTS = {
   attemptTimeoutMs: 2_000,
@@ -301,7 +307,9 @@ export class Connection {
         await this.reroute(lastError, address, failedAt, options.deadlineMs);
       }
       const delayMs = this.retryDelayMs(attempt, lastError.retryAfterMs);
-      if (this.clock.nowMs() + delayMs >= options.deadlineMs) throw failed(lastError);
+      if (this.clock.nowMs() + delayMs + RETRY_WINDOW_MS_MIN >= options.deadlineMs) {
+        throw failed(lastError);
+      }
       await abortableSleep(delayMs, options.signal);
     }
   }
