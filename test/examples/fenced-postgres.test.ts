@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, onTestFailed } from 'vitest';
 import { LineProcess } from '../support/line-process.ts';
 import { type Postgres, startPostgres } from '../support/postgres.ts';
 import { ProcessCluster } from '../support/process-cluster.ts';
@@ -16,7 +16,8 @@ import { ProcessCluster } from '../support/process-cluster.ts';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const WRITER = fileURLToPath(new URL('../../examples/fenced-postgres/writer.js', import.meta.url));
 const KEY = 'account/7';
-const A_TTL_MS = 2_000;
+/** Long enough that a keepalive late on a loaded machine does not end A's lease early. */
+const A_TTL_MS = 4_000;
 const STEP_TIMEOUT_MS = 30_000;
 
 let postgres: Postgres | null = null;
@@ -72,6 +73,9 @@ function processState(pid: number): string {
 
 describe('fenced PostgreSQL: the GC-pause story', () => {
   it('refuses the write of a holder frozen past its TTL; the row keeps the next holder’s value', async (context) => {
+    onTestFailed(() => {
+      for (const each of writers) console.error(`writer ${each.name} stderr:\n${each.stderrText}`);
+    });
     const started = await startPostgres();
     if ('skipped' in started) {
       console.warn(`skipped: ${started.skipped}`);
