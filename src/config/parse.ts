@@ -1,4 +1,5 @@
 import { join, resolve } from 'node:path';
+import { readAuthSection } from './auth.ts';
 import { ConfigError } from './errors.ts';
 import {
   describeValue,
@@ -33,6 +34,7 @@ const TOP_FIELDS: readonly string[] = [
   'nodes',
   'dataDir',
   'tls',
+  'auth',
   'peerTransport',
   ...SECTION_NAMES,
 ];
@@ -75,6 +77,7 @@ export function parseClusterConfig(json: unknown, baseDir: string): ClusterFileC
     lock,
     runtime,
     tls: readTlsSection(problems, ownField(root, 'tls'), baseDir),
+    auth: readAuthSection(problems, ownField(root, 'auth')),
     peerTransport,
   };
   if (problems.list.length > 0) throw new ConfigError(problems.list);
