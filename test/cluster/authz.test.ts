@@ -108,6 +108,24 @@ class Caller {
     });
   }
 
+  /** One call on a Lock.Session stream: its SessionResponse (result or error). */
+  sessionCall(node: string, call: object): Promise<Reply> {
+    const client = this.client(node, 'Lock') as unknown as {
+      Session(): grpc.ClientDuplexStream<object, Reply>;
+    };
+    const stream = client.Session();
+    return new Promise((resolve, reject) => {
+      stream.on('data', (response: Reply) => {
+        resolve(response);
+        stream.end();
+      });
+      stream.on('error', (error: grpc.ServiceError) => {
+        if (error.code !== grpc.status.CANCELLED) reject(error);
+      });
+      stream.write({ call_id: '1', timeout_ms: '10000', ...call });
+    });
+  }
+
   close(): void {
     for (const client of this.clients.values()) client.close();
   }
@@ -504,6 +522,19 @@ describe('bearer tokens on a plaintext cluster (real processes)', () => {
         grpc.status.PERMISSION_DENIED,
         'permissionDenied',
       );
+      // On a Lock.Session stream (what the TypeScript client uses), the same answers.
+      const streamed = await bob.sessionCall(follower, { keep_alive: { session_id: sessionA } });
+      expect(streamed.error).toMatchObject({
+        code: grpc.status.PERMISSION_DENIED,
+        error_code: 'notSessionOwner',
+      });
+      const anonymous = await nobody.sessionCall(follower, { describe: { lock: 'a/t' } });
+      expect(anonymous.error).toMatchObject({
+        code: grpc.status.UNAUTHENTICATED,
+        error_code: 'unauthenticated',
+      });
+      const own = await alice.sessionCall(follower, { keep_alive: { session_id: sessionA } });
+      expect(own.keep_alive).toMatchObject({ ttl_ms: '60000' });
       await alice.ok(follower, 'Release', {
         lock: 'a/t',
         session_id: sessionA,
