@@ -186,8 +186,13 @@ describe('bearer tokens', () => {
     await expect(auth.authenticate(call('Basic tok', null))).rejects.toMatchObject({
       code: 'unauthenticated',
     });
-    // Without a policy, a caller with no credentials is anonymous, not refused.
+    // Without a policy, a caller with no credentials is anonymous, not refused; with no
+    // tokens configured a header is ignored.
     expect(await new Authenticator(null).authenticate(call(null, null))).toEqual(ANONYMOUS);
+    expect(await new Authenticator(null).authenticate(call('Bearer x', null))).toEqual(ANONYMOUS);
+    expect(await new Authenticator(null).authenticate(call('Bearer x', 'svc'))).toEqual({
+      identity: 'svc',
+    });
   });
 });
 

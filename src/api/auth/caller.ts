@@ -26,7 +26,8 @@ export type AuthFailureReport = (reason: string) => void;
 
 /**
  * Establishes the caller of each call and holds the policy. The identity is a bearer
- * token's (`authorization: Bearer …`) when the call sends one, else the client
+ * token's (`authorization: Bearer …`) when the call sends one and tokens are configured,
+ * else the client
  * certificate's subject under mutual TLS (its CN, else its first URI SAN, else its first
  * DNS SAN), else none. With no `auth` section, no call is refused here: a caller without
  * credentials is anonymous and the policy allows everything (dlm stays open, as before).
@@ -52,7 +53,9 @@ export class Authenticator {
 
   /** The caller of a call, or ApiError unauthenticated (a bad token, or none when required). */
   async authenticate(call: Credentials): Promise<Caller> {
-    const header = call.metadata.get(AUTHORIZATION_KEY)[0];
+    // Without configured tokens a header proves nothing: it is ignored, so an open
+    // cluster stays open to a client that sends one anyway.
+    const header = this.tokens.size === 0 ? undefined : call.metadata.get(AUTHORIZATION_KEY)[0];
     if (header !== undefined) return this.tokenCaller(header);
     const identity = certificateIdentity(call.getAuthContext?.().sslPeerCertificate);
     if (identity !== null) return { identity };
@@ -71,7 +74,7 @@ export class Authenticator {
       this.reportFailure('malformed authorization header');
       throw new ApiError('unauthenticated', 'authorization metadata must be "Bearer <token>"');
     }
-    const identity = this.tokens.size === 0 ? null : await this.tokens.identityOf(token);
+    const identity = await this.tokens.identityOf(token);
     if (identity === null) {
       this.reportFailure('unknown token');
       throw new ApiError('unauthenticated', 'the bearer token matches no entry of auth.tokens');
