@@ -14,6 +14,9 @@
  * system from /proc/PID/stat over its blocks, idle ticks included: the same for all).
  *
  *   node --import tsx scripts/bench-authz.ts [--pairs 3000] [--warmup 1000] [--block 200] [--nodes 1]
+ *     [--transport stream|unary]
+ *
+ * With --transport unary every call authenticates (the Session stream authenticates once).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -32,12 +35,15 @@ const { values } = parseArgs({
     warmup: { type: 'string', default: '1000' },
     block: { type: 'string', default: '200' },
     nodes: { type: 'string', default: '1' },
+    transport: { type: 'string', default: 'stream' },
   },
 });
 const pairsPerVariant = bounded('pairs', 100, 1_000_000);
 const warmupPairs = bounded('warmup', 0, 1_000_000);
 const blockPairs = bounded('block', 10, 100_000);
 const nodeCount = bounded('nodes', 1, 5);
+// stream: one Lock.Session stream, authenticated once; unary: every call authenticates.
+const transport = values.transport === 'unary' ? 'unary' : 'stream';
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const TICKS_PER_SECOND = 100; // getconf CLK_TCK on Linux
 const TOKEN = 'bench-token-not-a-secret-0123456789';
@@ -178,6 +184,7 @@ async function main(): Promise<void> {
       variant.client = new DlmClient({
         endpoints: [address],
         credentials: spec.credentials,
+        transport,
         ...(spec.token ? { token: TOKEN } : {}),
       });
       variant.session = await variant.client.openSession({ ttlMs: 60_000, clientName: spec.name });
@@ -230,7 +237,7 @@ function report(variants: readonly Variant[]): void {
   );
   const baseCpu = (base?.cpuMs ?? 0) / Math.max(1, base?.measuredPairs ?? 1);
   process.stdout.write(
-    `${nodeCount}-node clusters, ${pairsPerVariant} measured acquire+release pairs per variant in blocks of ${blockPairs}, after ${warmupPairs} warm-up pairs each\n`,
+    `${nodeCount}-node clusters, ${transport} calls, ${pairsPerVariant} measured acquire+release pairs per variant in blocks of ${blockPairs}, after ${warmupPairs} warm-up pairs each\n`,
   );
   process.stdout.write(
     'variant       p50 ms  p99 ms  mean ms  leader CPU ms/pair  p50 vs plain  CPU vs plain\n',
