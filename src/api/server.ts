@@ -1,6 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import type { RaftConfig } from '../config/types.ts';
+import type { Authenticator } from './auth/caller.ts';
 import { clusterService, type MemberAddresses } from './cluster-service.ts';
 import {
   type ApiContext,
@@ -31,6 +32,11 @@ export interface ApiServerOptions {
   readonly raft?: RaftConfig;
   /** Plaintext by default; mutual TLS when the cluster config has a tls section. */
   readonly credentials?: grpc.ServerCredentials;
+  /**
+   * Who calls and what they may do (src/api/auth). Absent: every caller is anonymous
+   * and may do anything, with no work per call.
+   */
+  readonly auth?: Authenticator;
 }
 
 export interface ApiServer {
@@ -58,6 +64,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     gate: new CallGate(settings.clientCallsInFlightMax),
     options: settings,
     ...(options.observer === undefined ? {} : { observer: options.observer }),
+    ...(options.auth === undefined ? {} : { auth: options.auth }),
   };
   // The configured addresses seed the node's address book, which it shares with its peers.
   options.node.learnAddresses?.(options.members ?? []);

@@ -1,4 +1,5 @@
 import pino, { type Logger } from 'pino';
+import { Authenticator } from '../api/auth/caller.ts';
 import type { ApiLogger } from '../api/errors.ts';
 import { startApiServer } from '../api/server.ts';
 import {
@@ -160,6 +161,7 @@ export async function serve(args: ServeArgs): Promise<void> {
     members: config.nodes,
     raft: config.raft,
     credentials: serverCredentials(tls),
+    ...authOption(config, logger),
     observer: {
       acquireEnded: (seconds, outcome) => metrics.acquireSeconds.observe({ outcome }, seconds),
       refused: (method) => metrics.backpressureRefusals.inc({ method }),
@@ -353,4 +355,23 @@ function logStalls(node: DlmNode, runtime: RuntimeWatch, logger: Logger): void {
     loopStalled: (durationMs, startedAtMs) =>
       logger.warn({ durationMs, startedAtMs }, 'event loop stalled'),
   });
+}
+
+/**
+ * Identities when the config has an auth section, or client certificates to name the
+ * owners of sessions; neither: none, and calls carry no per-call work (as before).
+ */
+function authOption(config: ClusterFileConfig, logger: Logger): { auth?: Authenticator } {
+  if (config.auth === null && config.tls === null) return {};
+  const auth = new Authenticator(config.auth, (reason) =>
+    // Never the token or the header: only why it failed.
+    logger.warn({ reason }, 'authentication failed'),
+  );
+  if (auth.policy !== null) {
+    logger.info(
+      { policyDigest: auth.policy.digest, roles: auth.policy.roleCount },
+      'access policy in force',
+    );
+  }
+  return { auth };
 }

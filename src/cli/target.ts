@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import { bearerInterceptor } from '../client/bearer.ts';
 import { loadClusterConfig, loadTlsMaterial, type TlsMaterial } from '../config/index.ts';
 import type { AdminTarget } from './cli.ts';
 
@@ -39,4 +40,19 @@ export function serverCredentials(tls: TlsMaterial | null): grpc.ServerCredentia
         [{ cert_chain: tls.cert, private_key: tls.key }],
         true,
       );
+}
+
+/**
+ * The bearer token of the `DLM_TOKEN` environment variable, for clusters with
+ * auth.tokens: from the environment, not a flag, so it never shows in `ps`.
+ */
+export function tokenOption(): { token?: string } {
+  const token = process.env.DLM_TOKEN;
+  return token === undefined || token === '' ? {} : { token };
+}
+
+/** grpc-js client options that send DLM_TOKEN, when set. */
+export function clientOptions(): grpc.ClientOptions {
+  const { token } = tokenOption();
+  return token === undefined ? {} : { interceptors: [bearerInterceptor(token)] };
 }

@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
+import { bearerInterceptor } from './bearer.ts';
 import {
   CallStream,
   localError,
@@ -34,6 +35,11 @@ export interface ConnectionOptions {
   /** host:port of one or more nodes' client addresses. */
   readonly endpoints: readonly string[];
   readonly credentials?: grpc.ChannelCredentials;
+  /**
+   * A bearer token the cluster's `auth.tokens` knows: sent as `authorization` metadata
+   * with every call. Without one, under mutual TLS, the client certificate names the caller.
+   */
+  readonly token?: string;
   /**
    * grpc-js options of every channel to a node, over the client's own, which lift
    * grpc-js's 4 MiB receive limit (see CHANNEL_OPTIONS).
@@ -177,7 +183,7 @@ export class Connection {
     'endpoints' | 'attemptTimeoutMs' | 'retryDelayMsMin' | 'retryDelayMsMax'
   >;
   private readonly credentials: grpc.ChannelCredentials;
-  private readonly channelOptions: grpc.ChannelOptions;
+  private readonly channelOptions: grpc.ClientOptions;
   private readonly clients = new Map<string, Record<Service, grpc.Client>>();
   private readonly transport: Transport;
   private readonly streamIdleCloseMs: number;
@@ -201,7 +207,11 @@ export class Connection {
       retryDelayMsMax: positive(options.retryDelayMsMax, 'retryDelayMsMax'),
     };
     this.credentials = options.credentials ?? grpc.credentials.createInsecure();
-    this.channelOptions = { ...CHANNEL_OPTIONS, ...options.channelOptions };
+    this.channelOptions = {
+      ...CHANNEL_OPTIONS,
+      ...options.channelOptions,
+      ...(options.token === undefined ? {} : { interceptors: [bearerInterceptor(options.token)] }),
+    };
     this.transport = options.transport ?? 'stream';
     this.streamIdleCloseMs = positive(options.streamIdleCloseMs, 'streamIdleCloseMs');
     if (this.transport !== 'stream' && this.transport !== 'unary') {

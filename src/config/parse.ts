@@ -1,4 +1,5 @@
 import { join, resolve } from 'node:path';
+import { readAuthSection } from './auth.ts';
 import { ConfigError } from './errors.ts';
 import {
   describeValue,
@@ -34,6 +35,7 @@ const TOP_FIELDS: readonly string[] = [
   'nodes',
   'dataDir',
   'tls',
+  'auth',
   'peerTransport',
   'tracing',
   ...SECTION_NAMES,
@@ -77,6 +79,7 @@ export function parseClusterConfig(json: unknown, baseDir: string): ClusterFileC
     lock,
     runtime,
     tls: readTlsSection(problems, ownField(root, 'tls'), baseDir),
+    auth: readAuthSection(problems, ownField(root, 'auth')),
     peerTransport,
     tracing: readTracingSection(problems, ownField(root, 'tracing')),
   };

@@ -1,5 +1,6 @@
 import type { LockLimits } from '../lock/limits.ts';
 import type { RaftOptions } from '../raft/options.ts';
+import type { AuthConfig } from './auth.ts';
 import type { TlsFiles } from './tls.ts';
 import type { TracingConfig } from './tracing.ts';
 
@@ -130,6 +131,8 @@ export interface ClusterFileConfig {
   readonly runtime: RuntimeConfig;
   /** Mutual TLS on every gRPC endpoint (and the TCP peer port); null: plaintext. */
   readonly tls: TlsFiles | null;
+  /** Identities, roles and per-identity limits (issue 15); null: open, as before. */
+  readonly auth: AuthConfig | null;
   /**
    * How nodes carry Raft traffic to each other: gRPC streams (the default), or
    * length-prefixed frames over plain TCP (TLS when `tls` is set). Every node of a
@@ -153,6 +156,8 @@ export interface ClusterConfigInput {
   readonly raft?: Partial<RaftConfig>;
   readonly lock?: Partial<LockLimits>;
   readonly runtime?: Partial<RuntimeConfig>;
+  /** See AuthConfig; the file's JSON shape (roles and identities as objects). */
+  readonly auth?: unknown;
 }
 
 /** etcd's default heartbeat; with the core's default ticks: 1 s election timeout, 100 ms heartbeat. */
