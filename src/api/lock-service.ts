@@ -1,8 +1,9 @@
-import type { LockCommand, LockResult, Waiter } from '../lock/index.ts';
+import type { LockCommand, LockResult } from '../lock/index.ts';
 import type { AppliedProposal } from '../node/proposals.ts';
 import { acquire } from './acquire.ts';
-import { type ApiContext, type CallScope, header, unary, wireHolder } from './context.ts';
+import { type ApiContext, type CallScope, header, unary } from './context.ts';
 import { ApiError, rejectionError } from './errors.ts';
+import { listLocks, listSessions, lockInfo } from './list.ts';
 import type {
   AcquireResponse,
   CloseSessionResponse,
@@ -12,7 +13,6 @@ import type {
   OpenSessionResponse,
   ReleaseResponse,
   ValidateFenceResponse,
-  WireWaiter,
 } from './proto.ts';
 import { toUint64 } from './proto.ts';
 import { SessionStreams } from './session-stream.ts';
@@ -78,6 +78,8 @@ export function lockService(
     Describe: unaryOf('Describe', LOCK_CALLS.Describe),
     Watch: (call) => watch(context, call),
     Session: (call) => sessions.serve(context, LOCK_CALLS, call),
+    ListLocks: unary(context, 'ListLocks', (raw) => listLocks(context, raw)),
+    ListSessions: unary(context, 'ListSessions', (raw) => listSessions(context, raw)),
   };
 }
 
@@ -197,19 +199,11 @@ async function describe(context: ApiContext, raw: unknown): Promise<DescribeResp
   });
   // A stale read skips the ReadIndex round: it answers from this node's state as is.
   const { value, index } = query.stale ? run(context.node.locks) : await context.node.read(run);
+  const { holders, waiters, mode } = lockInfo(context, value);
   return {
     header: header(context.node, index),
-    holders: value.holders.map(wireHolder),
-    waiters: value.waiters.map(wireWaiter),
-    mode: value.mode === 'shared' ? 'SHARED' : 'EXCLUSIVE',
-  };
-}
-
-function wireWaiter(waiter: Waiter): WireWaiter {
-  return {
-    session_id: toUint64(waiter.sessionId),
-    owner: waiter.owner,
-    mode: waiter.mode === 'shared' ? 'SHARED' : 'EXCLUSIVE',
-    enqueued_index: toUint64(waiter.requestIndex),
+    holders,
+    waiters,
+    mode,
   };
 }
