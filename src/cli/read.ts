@@ -200,6 +200,8 @@ function follow(
       resolve(code);
     };
     const interrupted = (): void => stop(exitOk);
+    // On stderr, so that stdout holds only events: from here on, every event is seen.
+    io.err(`watching '${command.prefix}' at ${address}\n`);
     process.once('SIGINT', interrupted);
     process.once('SIGTERM', interrupted);
     if (!command.json)
