@@ -1,3 +1,4 @@
+import { formatSeedReport, LockTotals } from '../test/simulation/report.ts';
 import { type RuntimeResult, runRuntimeSimulation } from '../test/simulation/runtime/runner.ts';
 import { runSimulation, type SimResult } from '../test/simulation/simulator.ts';
 
@@ -73,6 +74,7 @@ function main(): void {
   let events = 0;
   let virtualMs = 0;
   let checks = 0;
+  const lockTotals = new LockTotals();
   const failed: number[] = [];
   let lastProgress = started;
   for (const [position, seed] of seeds.entries()) {
@@ -80,11 +82,12 @@ function main(): void {
     events += result.events;
     virtualMs += result.virtualTimeMs;
     checks += result.checks;
+    lockTotals.add(result.lockStats);
     if (result.violation !== null) {
       failed.push(seed);
       report(result, args.seed !== null || args.verbose);
     } else if (args.seed !== null) {
-      process.stdout.write(`seed ${seed} ok: ${JSON.stringify(result.stats)}\n`);
+      process.stdout.write(formatSeedReport(result));
     }
     if (performance.now() - lastProgress > 5000) {
       lastProgress = performance.now();
@@ -97,7 +100,8 @@ function main(): void {
   const wallSeconds = (performance.now() - started) / 1000;
   process.stdout.write(
     `\nseeds ${seeds.length}  events ${events}  virtual time ${(virtualMs / 1000).toFixed(0)} s  ` +
-      `checks ${checks}  violations ${failed.length}  wall time ${wallSeconds.toFixed(1)} s\n`,
+      `checks ${checks}  violations ${failed.length}  wall time ${wallSeconds.toFixed(1)} s\n` +
+      lockTotals.format(),
   );
   if (failed.length > 0) {
     process.stdout.write(`failing seeds: ${failed.slice(0, 50).join(' ')}\n`);

@@ -232,7 +232,7 @@ function acquiredResponse(
     header: header(context.node, index),
     acquired: true,
     fencing_token: toUint64(token),
-    holders: holders.map(wireHolder),
+    holders: holders.map((holder) => wireHolder(holder)),
   };
 }
 
@@ -246,7 +246,7 @@ function notAcquiredResponse(
     header: header(context.node, index),
     acquired: false,
     fencing_token: '0',
-    holders: holders.map(wireHolder),
+    holders: holders.map((holder) => wireHolder(holder)),
   };
 }
 

@@ -11,6 +11,7 @@ import {
   type AddMemberResponse,
   type ClusterServiceHandlers,
   type RemoveMemberResponse,
+  type RevokeLockResponse,
   type SetLockRulesResponse,
   type StatusResponse,
   type TransferLeadershipResponse,
@@ -21,6 +22,7 @@ import { lockRulesDigest, wireLockRules } from './rules.ts';
 import {
   parseAddMember,
   parseRemoveMember,
+  parseRevokeLock,
   parseSetLockRules,
   parseStatus,
   parseTransferLeadership,
@@ -38,8 +40,8 @@ export interface MemberAddresses {
  * on every node even when there is no leader (leader_id is then empty): it is what an
  * operator runs when the cluster is unwell. AddMember, RemoveMember and
  * TransferLeadership run on the leader (DlmNode does the work); elsewhere they answer
- * UNAVAILABLE with the leader hint. SetLockRules is a write like any lock command: any
- * node takes it, checked against `raft`, this node's Raft timing (null: not checked).
+ * UNAVAILABLE with the leader hint. SetLockRules and RevokeLock are writes like any lock
+ * command: any node takes them; SetLockRules is checked against `raft`, this node's Raft timing (null: not checked).
  */
 export function clusterService(
   context: ApiContext,
@@ -97,7 +99,30 @@ export function clusterService(
       requireAdmin(context.auth, scope.caller, 'set the lock rules');
       return setLockRules(context, raw, raft, scope.trace);
     }),
+    RevokeLock: unary(context, 'RevokeLock', async (raw, _call, scope) => {
+      requireAdmin(context.auth, scope.caller, 'revoke a lock');
+      return revokeLock(context, raw, scope.trace);
+    }),
   };
+}
+
+/** An operator's revoke: one Revoke entry, so every replica ends the same grants. */
+async function revokeLock(
+  context: ApiContext,
+  raw: unknown,
+  trace: TraceContext,
+): Promise<RevokeLockResponse> {
+  const command = parseRevokeLock(raw);
+  const { index, result } = await context.node.write(command, { trace });
+  if (result.type === 'Rejected') throw rejectionError(result, 'RevokeLockRequest');
+  if (result.type !== 'Revoked') throw new Error(`Revoke was answered with ${result.type}`);
+  context.logger('info', 'lock revoked', {
+    lock: command.lock,
+    reason: command.reason,
+    freed: result.freed,
+    index,
+  });
+  return { header: header(context.node, index), freed: result.freed };
 }
 
 async function setLockRules(

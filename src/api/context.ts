@@ -5,6 +5,7 @@ import type { DlmNode } from '../node/node.ts';
 import type { Scheduler } from '../node/scheduler.ts';
 import { continueTrace, type TraceContext } from '../node/trace.ts';
 import { assert } from '../util/assert.ts';
+import type { ActivityClock } from './activity.ts';
 import { ANONYMOUS, type Authenticator, type Caller } from './auth/caller.ts';
 import {
   type ApiLogger,
@@ -59,9 +60,14 @@ export interface ApiOptions {
   readonly healthPollIntervalMs: number;
   /** Attempts to give back what an abandoned Acquire got (a Withdraw is guarded, so a retry is safe). */
   readonly withdrawAttemptsMax: number;
+  /** The most locks or sessions one ListLocks or ListSessions page may ask for. */
+  readonly listItemsMax: number;
 }
 
-/** The first five match RuntimeConfig's fields of the same names, so a config passes straight in. */
+/**
+ * The first five, and listItemsMax, match RuntimeConfig's fields of the same names, so a
+ * config passes straight in.
+ */
 export const DEFAULT_API_OPTIONS: ApiOptions = {
   clientCallsInFlightMax: 10_000,
   watchEventsBufferedMax: 1_024,
@@ -72,6 +78,7 @@ export const DEFAULT_API_OPTIONS: ApiOptions = {
   // Backoff doubles from 50 ms to 2 s: 20 attempts span about 30 s, enough to outlast a
   // leader election or a partition of the node that must give a grant back.
   withdrawAttemptsMax: 20,
+  listItemsMax: 1_000,
 };
 
 export interface ApiContext {
@@ -81,6 +88,8 @@ export interface ApiContext {
   readonly gate: CallGate;
   readonly options: ApiOptions;
   readonly observer?: ApiObserver;
+  /** Hold times and refresh ages (ListLocks, ListSessions, Describe); absent: reported as 0. */
+  readonly activity?: ActivityClock;
   /** Timers for the API's own waits (REAL_SCHEDULER when absent); a simulation passes virtual ones. */
   readonly scheduler?: Scheduler;
   /** Who calls and what they may do (src/api/auth); absent: open, every caller anonymous. */
@@ -130,12 +139,14 @@ export function header(node: ApiNode, index: number): ResponseHeader {
   };
 }
 
-export function wireHolder(holder: Holder): WireHolder {
+/** `heldMs`: how long this node has seen the grant held; 0 where the answer has none (Acquire). */
+export function wireHolder(holder: Holder, heldMs = 0): WireHolder {
   return {
     session_id: toUint64(holder.sessionId),
     owner: holder.owner,
     fencing_token: toUint64(holder.token),
     acquired_index: toUint64(holder.requestIndex),
+    held_ms: toUint64(heldMs),
   };
 }
 

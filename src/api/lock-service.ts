@@ -1,4 +1,4 @@
-import type { LockCommand, LockResult, Waiter } from '../lock/index.ts';
+import type { LockCommand, LockResult } from '../lock/index.ts';
 import type { AppliedProposal } from '../node/proposals.ts';
 import { acquire } from './acquire.ts';
 import {
@@ -7,8 +7,9 @@ import {
   requirePermission,
   requireSomePermission,
 } from './auth/guard.ts';
-import { type ApiContext, type CallScope, header, unary, wireHolder } from './context.ts';
+import { type ApiContext, type CallScope, header, unary } from './context.ts';
 import { ApiError, rejectionError } from './errors.ts';
+import { listLocks, listSessions, lockInfo } from './list.ts';
 import type {
   AcquireResponse,
   CloseSessionResponse,
@@ -18,7 +19,6 @@ import type {
   OpenSessionResponse,
   ReleaseResponse,
   ValidateFenceResponse,
-  WireWaiter,
 } from './proto.ts';
 import { toUint64 } from './proto.ts';
 import { SessionStreams } from './session-stream.ts';
@@ -84,6 +84,12 @@ export function lockService(
     Describe: unaryOf('Describe', LOCK_CALLS.Describe),
     Watch: (call) => watch(context, call),
     Session: (call) => sessions.serve(context, LOCK_CALLS, call),
+    ListLocks: unary(context, 'ListLocks', (raw, _call, scope) =>
+      listLocks(context, raw, scope.caller),
+    ),
+    ListSessions: unary(context, 'ListSessions', (raw, _call, scope) =>
+      listSessions(context, raw, scope.caller),
+    ),
   };
 }
 
@@ -219,19 +225,11 @@ async function describe(
   });
   // A stale read skips the ReadIndex round: it answers from this node's state as is.
   const { value, index } = query.stale ? run(context.node.locks) : await context.node.read(run);
+  const { holders, waiters, mode } = lockInfo(context, value);
   return {
     header: header(context.node, index),
-    holders: value.holders.map(wireHolder),
-    waiters: value.waiters.map(wireWaiter),
-    mode: value.mode === 'shared' ? 'SHARED' : 'EXCLUSIVE',
-  };
-}
-
-function wireWaiter(waiter: Waiter): WireWaiter {
-  return {
-    session_id: toUint64(waiter.sessionId),
-    owner: waiter.owner,
-    mode: waiter.mode === 'shared' ? 'SHARED' : 'EXCLUSIVE',
-    enqueued_index: toUint64(waiter.requestIndex),
+    holders,
+    waiters,
+    mode,
   };
 }

@@ -48,6 +48,8 @@ export interface WireHolder {
   readonly owner: string;
   readonly fencing_token: Uint64;
   readonly acquired_index: Uint64;
+  /** Set by ListLocks and Describe; '0' in an AcquireResponse. */
+  readonly held_ms: Uint64;
 }
 
 export interface WireWaiter {
@@ -157,6 +159,39 @@ export interface TransferLeadershipResponse {
   readonly header: ResponseHeader;
   readonly leader_id: string;
 }
+export interface WireLockInfo {
+  readonly lock: string;
+  readonly mode: WireMode;
+  readonly holders: readonly WireHolder[];
+  readonly waiters: readonly WireWaiter[];
+}
+export interface ListLocksResponse {
+  readonly header: ResponseHeader;
+  readonly locks: readonly WireLockInfo[];
+  readonly truncated: boolean;
+  readonly last: string;
+}
+export interface WireSessionInfo {
+  readonly session_id: Uint64;
+  readonly client_name: string;
+  readonly ttl_ms: Uint64;
+  readonly since_refresh_ms: Uint64;
+  readonly last_refresh_index: Uint64;
+  readonly held_locks: readonly string[];
+  readonly held_count: number;
+  readonly waiting_locks: readonly string[];
+  readonly waiting_count: number;
+}
+export interface ListSessionsResponse {
+  readonly header: ResponseHeader;
+  readonly sessions: readonly WireSessionInfo[];
+  readonly truncated: boolean;
+  readonly last_session_id: Uint64;
+}
+export interface RevokeLockResponse {
+  readonly header: ResponseHeader;
+  readonly freed: number;
+}
 export type ServingStatus = 'UNKNOWN' | 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';
 export interface HealthCheckResponse {
   readonly status: ServingStatus;
@@ -178,6 +213,8 @@ export interface LockServiceHandlers extends grpc.UntypedServiceImplementation {
   Describe: grpc.handleUnaryCall<unknown, DescribeResponse>;
   Watch: grpc.handleServerStreamingCall<unknown, WatchEvent>;
   Session: grpc.handleBidiStreamingCall<unknown, SessionResponse>;
+  ListLocks: grpc.handleUnaryCall<unknown, ListLocksResponse>;
+  ListSessions: grpc.handleUnaryCall<unknown, ListSessionsResponse>;
 }
 
 export interface ClusterServiceHandlers extends grpc.UntypedServiceImplementation {
@@ -186,6 +223,7 @@ export interface ClusterServiceHandlers extends grpc.UntypedServiceImplementatio
   RemoveMember: grpc.handleUnaryCall<unknown, RemoveMemberResponse>;
   TransferLeadership: grpc.handleUnaryCall<unknown, TransferLeadershipResponse>;
   SetLockRules: grpc.handleUnaryCall<unknown, SetLockRulesResponse>;
+  RevokeLock: grpc.handleUnaryCall<unknown, RevokeLockResponse>;
 }
 
 export interface HealthServiceHandlers extends grpc.UntypedServiceImplementation {

@@ -1,6 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import type { RaftConfig } from '../config/types.ts';
+import { ActivityClock } from './activity.ts';
 import type { Authenticator } from './auth/caller.ts';
 import { clusterService, type MemberAddresses } from './cluster-service.ts';
 import {
@@ -57,9 +58,12 @@ export const DEFAULT_API_ADDRESS = '127.0.0.1:0';
 export async function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
   const logger = options.logger ?? SILENT_LOGGER;
   const settings: ApiOptions = { ...DEFAULT_API_OPTIONS, ...options.options };
+  const events = new EventHub(options.node, logger);
+  const activity = new ActivityClock(events);
   const context: ApiContext = {
     node: options.node,
-    events: new EventHub(options.node, logger),
+    events,
+    activity,
     logger,
     gate: new CallGate(settings.clientCallsInFlightMax),
     options: settings,
@@ -82,6 +86,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   const credentials = options.credentials ?? grpc.ServerCredentials.createInsecure();
   const port = await bind(server, options.address ?? DEFAULT_API_ADDRESS, credentials).catch(
     (error: unknown) => {
+      activity.close();
       context.events.close();
       throw error;
     },
@@ -96,6 +101,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       // Like the GOAWAY that turns new unary calls away, so clients move to another node.
       sessions.drain();
       await shutdown(server, graceMs);
+      activity.close();
       context.events.close();
     },
   };

@@ -135,6 +135,53 @@ export function parseWatch(raw: unknown): string {
   return message('WatchRequest', raw).text('prefix', CEILINGS.lockNameBytesMax, true);
 }
 
+/** Locks or sessions per page when a List request gives no limit. */
+export const LIST_LIMIT_DEFAULT = 100;
+/** The longest reason a RevokeLock may give for the node's log. */
+export const REVOKE_REASON_BYTES_MAX = 256;
+
+export interface ListLocksQuery {
+  readonly prefix: string;
+  readonly limit: number;
+  readonly after: string;
+  readonly stale: boolean;
+}
+
+/** `listItemsMax`: the node's runtime.listItemsMax, the largest limit a page may ask for. */
+export function parseListLocks(raw: unknown, listItemsMax: number): ListLocksQuery {
+  const m = message('ListLocksRequest', raw);
+  return {
+    prefix: m.text('prefix', CEILINGS.lockNameBytesMax, true),
+    limit: m.limit('limit', listItemsMax),
+    after: m.text('after', CEILINGS.lockNameBytesMax, true),
+    stale: m.flag('stale'),
+  };
+}
+
+export interface ListSessionsQuery {
+  readonly limit: number;
+  readonly afterSessionId: number;
+  readonly stale: boolean;
+}
+
+export function parseListSessions(raw: unknown, listItemsMax: number): ListSessionsQuery {
+  const m = message('ListSessionsRequest', raw);
+  return {
+    limit: m.limit('limit', listItemsMax),
+    afterSessionId: m.number('after_session_id'),
+    stale: m.flag('stale'),
+  };
+}
+
+export function parseRevokeLock(raw: unknown): Command<'Revoke'> {
+  const m = message('RevokeLockRequest', raw);
+  return {
+    type: 'Revoke',
+    lock: m.lockName('lock'),
+    reason: m.text('reason', REVOKE_REASON_BYTES_MAX, true),
+  };
+}
+
 export function parseStatus(raw: unknown): void {
   message('StatusRequest', raw);
 }
@@ -286,6 +333,17 @@ class FieldReader {
       throw invalidArgument(`${this.path(field)}: must be within [${min}, ${max}], got ${value}`);
     }
     return value;
+  }
+
+  /** A page size: 0 means LIST_LIMIT_DEFAULT; more than `max` is refused naming the setting. */
+  limit(field: string, max: number): number {
+    const value = uint64ToNumber(this.path(field), this.value(field) ?? 0);
+    if (value > max) {
+      throw invalidArgument(
+        `${this.path(field)}: ${value} is over runtime.listItemsMax (${max}) of this node: ask for at most ${max} and page with the last item`,
+      );
+    }
+    return value === 0 ? Math.min(LIST_LIMIT_DEFAULT, max) : value;
   }
 
   session(field: string): SessionId {

@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
-import { LEADER_HINT_KEY } from '../api/errors.ts';
 import {
   packageDefinition,
+  type RevokeLockResponse,
   type SetLockRulesResponse,
   type StatusResponse,
   type TransferLeadershipResponse,
@@ -13,6 +13,9 @@ import { LOCK_LIMIT_NAMES, type LockLimits, lockRulesDifferences } from '../lock
 import { describeDifferences } from '../node/lock-rules.ts';
 import type { AdminCommand, AdminTarget, CliIo } from './cli.ts';
 import { exitFailed, exitOk } from './cli.ts';
+import { describeServiceError } from './errors.ts';
+import { memberJson, nodeStatusJson } from './json.ts';
+import { formatHeaderTable, formatJson, formatTable } from './table.ts';
 import { clientOptions, resolveTarget } from './target.ts';
 
 /**
@@ -32,7 +35,7 @@ export async function runAdmin(
   try {
     switch (command.name) {
       case 'status':
-        return await printStatus(client, io);
+        return await printStatus(client, io, command.json);
       case 'member add': {
         const member = await memberToAdd(command, command.target);
         const response = await client.onLeader('AddMember', member);
@@ -52,9 +55,11 @@ export async function runAdmin(
         return exitOk;
       }
       case 'rules':
-        return await printRules(client, command.target.configPath, io);
+        return await printRules(client, command.target.configPath, io, command.json);
       case 'rules apply':
         return await applyRules(client, command.target.configPath, io);
+      case 'revoke':
+        return await revoke(client, command, io);
     }
   } finally {
     client.close();
@@ -81,6 +86,30 @@ async function memberToAdd(
   return { node_id: command.id, peer_address: peerAddress, client_address: clientAddress };
 }
 
+/**
+ * One RevokeLock on the leader, not retried once sent: a revoke has no request id, so a
+ * retry after a lost answer could end a grant made since. Finding the leader is retried.
+ */
+async function revoke(
+  client: ClusterClient,
+  command: Extract<AdminCommand, { name: 'revoke' }>,
+  io: CliIo,
+): Promise<number> {
+  const request = { lock: command.lock, reason: command.reason };
+  const response = (await client.onLeader('RevokeLock', request, {
+    once: true,
+  })) as unknown as RevokeLockResponse;
+  const index = Number(response.header.index);
+  if (command.json) {
+    io.out(formatJson({ lock: command.lock, freed: response.freed, index }));
+  } else if (response.freed === 0) {
+    io.out(`${command.lock} was free: nothing revoked (index ${index})\n`);
+  } else {
+    io.out(`${command.lock}: ${response.freed} grant(s) revoked at index ${index}\n`);
+  }
+  return exitOk;
+}
+
 /** Proposes the config file's lock section (defaults filled in) as the cluster's rules. */
 async function applyRules(client: ClusterClient, configPath: string, io: CliIo): Promise<number> {
   const { lock } = await loadClusterConfig(configPath);
@@ -99,14 +128,30 @@ async function applyRules(client: ClusterClient, configPath: string, io: CliIo):
  * that have not applied the same rules yet are named, and so is every rule in which
  * --config, when it can be read, differs from the log.
  */
-async function printRules(client: ClusterClient, configPath: string, io: CliIo): Promise<number> {
+async function printRules(
+  client: ClusterClient,
+  configPath: string,
+  io: CliIo,
+  json: boolean,
+): Promise<number> {
   const answers = await client.statusAll();
   const view = preferredView(answers);
   if (view === undefined) {
-    io.err('no node answered\n');
+    io.err(NO_NODE_ANSWERED);
     return exitFailed;
   }
   const rules = rulesFromWire(view.lock_rules);
+  if (json) {
+    io.out(
+      formatJson({
+        node_id: view.node_id,
+        rules,
+        rules_index: Number(view.lock_rules_index),
+        digest: view.lock_rules_digest,
+      }),
+    );
+    return exitOk;
+  }
   const setAt =
     view.lock_rules_index === '0'
       ? 'not set through the log yet: the built-in defaults'
@@ -147,27 +192,60 @@ function preferredView(
   return (leader ?? answers.find(({ status }) => status !== undefined))?.status;
 }
 
-async function printStatus(client: ClusterClient, io: CliIo): Promise<number> {
+const NO_NODE_ANSWERED =
+  'no node answered: check the addresses (--endpoints, or the clientAddress entries of --config) and that the nodes run\n';
+
+const STATUS_HEADER = [
+  'ADDRESS',
+  'NODE',
+  'ROLE',
+  'TERM',
+  'COMMIT',
+  'APPLIED',
+  'LEADER',
+  'RULES',
+  'POLICY',
+];
+
+async function printStatus(client: ClusterClient, io: CliIo, json: boolean): Promise<number> {
   const answers = await client.statusAll();
-  const rows = answers.map(({ address, status, problem }) =>
-    status === undefined
-      ? [address, '-', 'unreachable', problem ?? 'no answer']
-      : [
-          address,
-          status.node_id,
-          roleOf(status),
-          `term ${status.term}`,
-          `commit ${status.commit_index}`,
-          `applied ${status.applied_index}`,
-          `leader ${status.leader_id || 'none'}`,
-          `rules ${status.lock_rules_digest}`,
-          `policy ${status.policy_digest || 'open'}`,
-        ],
-  );
-  io.out(formatTable(rows));
   const view = preferredView(answers);
+  if (json) {
+    io.out(
+      formatJson({
+        nodes: answers.map(({ address, status, problem }) =>
+          nodeStatusJson(address, status, problem, status === undefined ? '' : roleOf(status)),
+        ),
+        view_of: view?.node_id ?? null,
+        leader_id: view === undefined || view.leader_id === '' ? null : view.leader_id,
+        members: (view?.members ?? []).map(memberJson),
+      }),
+    );
+  } else {
+    const rows = answers.map(({ address, status, problem }) =>
+      status === undefined
+        ? [address, '-', 'unreachable', problem ?? 'no answer']
+        : [
+            address,
+            status.node_id,
+            roleOf(status),
+            status.term,
+            status.commit_index,
+            status.applied_index,
+            status.leader_id || 'none',
+            status.lock_rules_digest,
+            status.policy_digest || 'open',
+          ],
+    );
+    io.out(formatHeaderTable(STATUS_HEADER, rows));
+  }
   if (view === undefined) {
-    io.err('no node answered\n');
+    io.err(NO_NODE_ANSWERED);
+    return exitFailed;
+  }
+  if (json) {
+    if (view.leader_id !== '') return exitOk;
+    io.err('no leader is known: is a majority of the voters running and reachable?\n');
     return exitFailed;
   }
   io.out(`members, as ${view.node_id} sees them:\n`);
@@ -210,20 +288,6 @@ function formatMembers(members: readonly WireMember[]): string {
       `client ${member.client_address || '?'}`,
     ]),
   );
-}
-
-/** Aligned columns; the last cell of a row is never padded, nor does it widen its column. */
-function formatTable(rows: readonly (readonly string[])[]): string {
-  const widths: number[] = [];
-  for (const row of rows) {
-    row.slice(0, -1).forEach((cell, i) => {
-      widths[i] = Math.max(widths[i] ?? 0, cell.length);
-    });
-  }
-  return rows
-    .map((row) => `${row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ')}`.trimEnd())
-    .map((line) => `${line}\n`)
-    .join('');
 }
 
 type Response = Record<string, unknown>;
@@ -273,7 +337,11 @@ class ClusterClient {
    * down, a change lost to a new leader) is retried with backoff; any other error is
    * final.
    */
-  async onLeader(method: string, request: object): Promise<Response> {
+  async onLeader(
+    method: string,
+    request: object,
+    { once = false }: { once?: boolean } = {},
+  ): Promise<Response> {
     let lastProblem = 'no node answered';
     for (let attempt = 0; ; attempt++) {
       const found = await this.findLeader();
@@ -282,9 +350,21 @@ class ClusterClient {
         try {
           return await this.call(found.address, method, request, this.deadlineMs);
         } catch (error) {
-          if ((error as grpc.ServiceError).code !== grpc.status.UNAVAILABLE) {
+          const code = (error as grpc.ServiceError).code;
+          if (
+            once &&
+            (code === grpc.status.UNAVAILABLE || code === grpc.status.DEADLINE_EXCEEDED)
+          ) {
             throw new Error(
-              `${method} at ${found.leaderId} (${found.address}): ${describeError(error)}`,
+              `${method} at ${found.leaderId} (${found.address}): ${describeError(error)}; it may or may not have applied: look before calling again (dlm describe)`,
+            );
+          }
+          if (code !== grpc.status.UNAVAILABLE) {
+            throw Object.assign(
+              new Error(
+                `${method} at ${found.leaderId} (${found.address}): ${describeError(error)}`,
+              ),
+              { code },
             );
           }
           lastProblem = `${found.leaderId} (${found.address}): ${describeError(error)}`;
@@ -335,14 +415,4 @@ class ClusterClient {
   }
 }
 
-function describeError(error: unknown): string {
-  const serviceError = error as Partial<grpc.ServiceError>;
-  if (typeof serviceError.code !== 'number') {
-    return error instanceof Error ? error.message : String(error);
-  }
-  const hint = serviceError.metadata?.get(LEADER_HINT_KEY)[0];
-  const code = grpc.status[serviceError.code] ?? String(serviceError.code);
-  // grpc-js appends an empty "Resolution note:" to connection failures.
-  const details = (serviceError.details ?? '').replace(/\s*Resolution note:\s*$/, '');
-  return `${code}: ${details}${hint === undefined ? '' : ` (leader: ${String(hint)})`}`;
-}
+const describeError = describeServiceError;

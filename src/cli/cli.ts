@@ -60,17 +60,21 @@ Running nodes:
 
 Operating a cluster (reached through --endpoints, else the clientAddress of every node
 in --config):
-  status                                each node's role, term, commit and applied index,
+  status [--json]                       each node's role, term, commit and applied index,
                                         and the members as the leader sees them
   member add ID [--peer-address HOST:PORT] [--client-address HOST:PORT]
                                         add a node (start it first with serve --join); the
                                         addresses default to the node's entry in --config
   member remove ID                      remove a voter or a learner
   leader transfer [ID]                  hand leadership to ID, or to the most caught-up voter
-  rules                                 the lock rules in force (agreed through the log,
+  rules [--json]                        the lock rules in force (agreed through the log,
                                         whatever each node's config says)
   rules apply                           make the lock section of --config the cluster's
                                         rules (one log entry; every node applies it)
+  revoke NAME [--reason TEXT] [--json]  end every current grant of NAME through the log
+                                        (the holders' sessions stay open; the next grant
+                                        gets a higher token). Not retried: if the answer
+                                        is lost, check with describe before revoking again
 
 Using locks (reached the same way):
   lock NAME [lock options] -- CMD [ARGS...]
@@ -94,8 +98,23 @@ Using locks (reached the same way):
     --shared                            take NAME in shared mode (default exclusive)
     --owner TEXT                        shown to others (default: host and pid)
     --kill-grace-ms N                   between SIGTERM and SIGKILL (default ${DEFAULT_KILL_GRACE_MS})
-  describe NAME                         who holds NAME (owner, session, token) and who
-                                        waits for it, or that it is free
+
+Reading state (reached the same way; --json prints one JSON document with the field
+names of docs/cli.md instead of a table; --stale reads the answering node's state
+without confirming it is current):
+  describe NAME [--json] [--stale]      who holds NAME (owner, session, token, held for)
+                                        and who waits for it, or that it is free
+  locks [PREFIX] [--limit N] [--after NAME] [--json] [--stale]
+                                        the locks in use under PREFIX: holders, tokens,
+                                        hold time, waiters; one page of N (default 100,
+                                        at most the nodes' runtime.listItemsMax); the
+                                        next page starts --after the last name
+  sessions [--limit N] [--after ID] [--json] [--stale]
+                                        live sessions: id, client name, TTL, time since
+                                        the last refresh, locks held and waited for
+  watch [PREFIX] [--count N] [--json]   stream grants, releases and expiries under
+                                        PREFIX, one line each (JSON lines with --json),
+                                        until interrupted or N events
 
 Options:
   --config FILE                         cluster config (default ${DEFAULT_CONFIG_PATH})
@@ -106,6 +125,15 @@ Options:
                                         mutual TLS with these PEM files; by default the
                                         config's tls section (not with --endpoints)
   -h, --help                            show this help
+
+Exit codes:
+  ${exitOk}   success
+  ${exitFailed}   the command failed (the message says what went wrong and what to do);
+      for revoke, the revoke may or may not have applied if the cluster did not answer
+  ${exitUsage}   usage error (unknown command or option, bad value)
+  ${exitNotAcquired}  lock: NAME was not acquired within --wait-ms (CMD did not run)
+  ${exitSessionLost}  lock: the session was lost (CMD was stopped or never started)
+  other lock: CMD's own exit code (128+N if signal N ended it)
 `;
 
 /** Where an admin command finds the cluster, and how long it may take. */
@@ -123,7 +151,7 @@ export interface AdminTarget {
 }
 
 export type AdminCommand =
-  | { readonly name: 'status' }
+  | { readonly name: 'status'; readonly json: boolean }
   | {
       readonly name: 'member add';
       readonly id: string;
@@ -132,8 +160,14 @@ export type AdminCommand =
     }
   | { readonly name: 'member remove'; readonly id: string }
   | { readonly name: 'leader transfer'; readonly id: string | null }
-  | { readonly name: 'rules' }
-  | { readonly name: 'rules apply' };
+  | { readonly name: 'rules'; readonly json: boolean }
+  | { readonly name: 'rules apply' }
+  | {
+      readonly name: 'revoke';
+      readonly lock: string;
+      readonly reason: string;
+      readonly json: boolean;
+    };
 
 /** `dlm lock NAME [options] -- CMD [ARGS...]` */
 export interface LockCommand {
@@ -155,7 +189,36 @@ export interface DescribeCommand {
   readonly name: 'describe';
   readonly target: AdminTarget;
   readonly lock: string;
+  readonly stale: boolean;
+  readonly json: boolean;
 }
+
+/** `dlm locks [PREFIX]`, `dlm sessions`, `dlm watch [PREFIX]`: the read commands of read.ts. */
+export type ReadCommand = {
+  readonly target: AdminTarget;
+  readonly json: boolean;
+} & (
+  | {
+      readonly name: 'locks';
+      readonly prefix: string;
+      /** 0: the node's default page size. */
+      readonly limit: number;
+      readonly after: string;
+      readonly stale: boolean;
+    }
+  | {
+      readonly name: 'sessions';
+      readonly limit: number;
+      readonly after: number;
+      readonly stale: boolean;
+    }
+  | {
+      readonly name: 'watch';
+      readonly prefix: string;
+      /** Stop after this many events; null: until interrupted. */
+      readonly count: number | null;
+    }
+);
 
 export type Command =
   | { readonly name: 'help' }
@@ -168,7 +231,8 @@ export type Command =
     }
   | (AdminCommand & { readonly target: AdminTarget })
   | LockCommand
-  | DescribeCommand;
+  | DescribeCommand
+  | ReadCommand;
 
 const isHelp = (arg: string): boolean => arg === '--help' || arg === '-h' || arg === 'help';
 
@@ -193,7 +257,7 @@ const TARGET_FLAGS = [
 const SPECS: Readonly<Record<string, Spec>> = {
   cluster: { values: ['--config'], switches: [], positionals: [] },
   serve: { values: ['--config', '--node'], switches: ['--join'], positionals: [] },
-  status: { values: TARGET_FLAGS, switches: [], positionals: [] },
+  status: { values: TARGET_FLAGS, switches: ['--json'], positionals: [] },
   'member add': {
     values: [...TARGET_FLAGS, '--peer-address', '--client-address'],
     switches: [],
@@ -207,8 +271,20 @@ const SPECS: Readonly<Record<string, Spec>> = {
     positionals: ['NAME'],
     rest: true,
   },
-  describe: { values: TARGET_FLAGS, switches: [], positionals: ['NAME'] },
-  rules: { values: TARGET_FLAGS, switches: [], positionals: [] },
+  describe: { values: TARGET_FLAGS, switches: ['--json', '--stale'], positionals: ['NAME'] },
+  locks: {
+    values: [...TARGET_FLAGS, '--limit', '--after'],
+    switches: ['--json', '--stale'],
+    positionals: ['PREFIX?'],
+  },
+  sessions: {
+    values: [...TARGET_FLAGS, '--limit', '--after'],
+    switches: ['--json', '--stale'],
+    positionals: [],
+  },
+  watch: { values: [...TARGET_FLAGS, '--count'], switches: ['--json'], positionals: ['PREFIX?'] },
+  revoke: { values: [...TARGET_FLAGS, '--reason'], switches: ['--json'], positionals: ['NAME'] },
+  rules: { values: TARGET_FLAGS, switches: ['--json'], positionals: [] },
   'rules apply': { values: TARGET_FLAGS, switches: [], positionals: [] },
 };
 
@@ -266,13 +342,22 @@ function build(name: string, { values, switches, positionals, rest }: Parsed): C
   const target = adminTarget(name, values, configPath);
   if (typeof target === 'string') return target;
   const id = positionals[0] ?? null;
+  const json = switches.has('--json');
+  const stale = switches.has('--stale');
   switch (name) {
     case 'lock':
       return buildLock(target, positionals[0] ?? '', values, switches, rest);
     case 'describe':
-      return { name, target, lock: positionals[0] ?? '' };
+      return { name, target, lock: positionals[0] ?? '', stale, json };
+    case 'locks':
+    case 'sessions':
+    case 'watch':
+      return buildRead(name, target, positionals[0] ?? '', values, json, stale);
+    case 'revoke':
+      return { name, target, lock: id ?? '', reason: values.get('--reason') ?? '', json };
     case 'status':
     case 'rules':
+      return { name, target, json };
     case 'rules apply':
       return { name, target };
     case 'member add':
@@ -288,6 +373,40 @@ function build(name: string, { values, switches, positionals, rest }: Parsed): C
     default:
       return { name: 'leader transfer', target, id };
   }
+}
+
+function buildRead(
+  name: 'locks' | 'sessions' | 'watch',
+  target: AdminTarget,
+  prefix: string,
+  values: Map<string, string>,
+  json: boolean,
+  stale: boolean,
+): ReadCommand | string {
+  const problem = (text: string): string => `dlm ${name}: ${text}`;
+  if (name === 'watch') {
+    const count = values.has('--count') ? wholeNumber(values, '--count', 1) : null;
+    if (typeof count === 'string') return problem(count);
+    return { name, target, json, prefix, count };
+  }
+  const limit = values.has('--limit') ? wholeNumber(values, '--limit', 1) : 0;
+  if (typeof limit === 'string') return problem(limit);
+  if (name === 'locks') {
+    return { name, target, json, prefix, limit, after: values.get('--after') ?? '', stale };
+  }
+  const after = values.has('--after') ? wholeNumber(values, '--after', 0) : 0;
+  if (typeof after === 'string') return problem(after);
+  return { name, target, json, limit, after, stale };
+}
+
+/** A whole number of at least `min` from a flag that was given, or a problem naming it. */
+function wholeNumber(values: Map<string, string>, flag: string, min: number): number | string {
+  const text = values.get(flag) ?? '';
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value < min) {
+    return `${flag} must be a whole number of at least ${min}, got '${text}'`;
+  }
+  return value;
 }
 
 function buildLock(
@@ -431,13 +550,20 @@ export async function runCli(args: readonly string[], io: CliIo): Promise<number
         const { runDescribe } = await import('./describe.ts');
         return await runDescribe(command, io);
       }
+      case 'locks':
+      case 'sessions':
+      case 'watch': {
+        const { runRead } = await import('./read.ts');
+        return await runRead(command, io);
+      }
       default: {
         const { runAdmin } = await import('./admin.ts');
         return await runAdmin(command, io);
       }
     }
   } catch (error) {
-    io.err(`dlm ${command.name}: ${error instanceof Error ? error.message : String(error)}\n`);
+    const { explainError } = await import('./errors.ts');
+    io.err(`dlm ${command.name}: ${explainError(error)}\n`);
     return exitFailed;
   }
 }

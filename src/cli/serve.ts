@@ -170,6 +170,7 @@ export async function serve(args: ServeArgs): Promise<void> {
     options: {
       clientCallsInFlightMax: config.runtime.clientCallsInFlightMax,
       watchEventsBufferedMax: config.runtime.watchEventsBufferedMax,
+      listItemsMax: config.runtime.listItemsMax,
       sessionStreamCallsInFlightMax: config.runtime.sessionStreamCallsInFlightMax,
       sessionStreamWaitsInFlightMax: config.runtime.sessionStreamWaitsInFlightMax,
       backpressureRetryAfterMs: config.runtime.backpressureRetryAfterMs,

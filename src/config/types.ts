@@ -56,6 +56,11 @@ export interface RuntimeConfig {
   /** Events buffered for one Watch stream; a watcher that falls further behind is cancelled. */
   readonly watchEventsBufferedMax: number;
   /**
+   * The most locks or sessions one ListLocks or ListSessions page may ask for (a larger
+   * limit is INVALID_ARGUMENT); bounds what one read holds in memory and on the wire.
+   */
+  readonly listItemsMax: number;
+  /**
    * Calls in flight on one Lock.Session stream, not counting Acquires; past it a call is
    * refused (RESOURCE_EXHAUSTED, backpressure). Each also counts toward
    * clientCallsInFlightMax.
@@ -172,6 +177,7 @@ export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
   readTimeoutMs: 5_000,
   clientCallsInFlightMax: 10_000,
   watchEventsBufferedMax: 1_024,
+  listItemsMax: 1_000,
   sessionStreamCallsInFlightMax: 1_024,
   sessionStreamWaitsInFlightMax: 1_024,
   backpressureRetryAfterMs: 100,

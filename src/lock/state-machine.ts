@@ -1281,10 +1281,15 @@ export class LockStateMachine {
     return this.sessions.get(id)?.waiting.has(name) === true;
   }
 
-  /** Names of locks in use that start with `prefix`, in byte order, at most `limit`. */
-  listLocks(prefix: string, limit: number): string[] {
+  /**
+   * Names of locks in use that start with `prefix`, in code-unit order, at most `limit`;
+   * with `after`, only names that sort after it (the next page).
+   */
+  listLocks(prefix: string, limit: number, after = ''): string[] {
     const names: string[] = [];
-    for (const name of this.locks.keys()) if (name.startsWith(prefix)) names.push(name);
+    for (const name of this.locks.keys()) {
+      if (name.startsWith(prefix) && compareStrings(name, after) > 0) names.push(name);
+    }
     return names.sort(compareStrings).slice(0, limit);
   }
 

@@ -83,6 +83,15 @@ function wellTyped(field: FieldDescriptor): fc.Arbitrary<number[]> {
           fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }),
         )
         .map((value) => [...tag(field.number, 0), ...varint(value)]);
+    case 'TYPE_UINT32':
+      // A page limit: around runtime.listItemsMax, and any 32-bit value (or more: a
+      // varint too long for the type).
+      return fc
+        .oneof(
+          fc.constantFrom(0n, 1n, 100n, 1_000n, 1_001n, 2n ** 32n - 1n, 2n ** 32n),
+          fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }),
+        )
+        .map((value) => [...tag(field.number, 0), ...varint(value)]);
     case 'TYPE_ENUM':
     case 'TYPE_BOOL':
       return fc

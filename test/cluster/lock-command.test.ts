@@ -168,7 +168,7 @@ describe('dlm lock and dlm describe on real processes', () => {
     expect(described.code).toBe(0);
     expect(described.stdout).toMatch(
       new RegExp(
-        `^jobs/3 is held EXCLUSIVE by:\\n  owner holder-A  session \\d+  token ${token}\\n$`,
+        `^jobs/3 is held EXCLUSIVE by:\\n  OWNER +SESSION +TOKEN +HELD\\n  holder-A +\\d+ +${token} +\\d[\\d.]*(ms|s)\\n$`,
       ),
     );
 

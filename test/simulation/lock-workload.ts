@@ -57,6 +57,9 @@ export interface LockWorkloadStats {
   grants: number;
   releases: number;
   staleRejections: number;
+  /** Requests sent again after RETRY_INTERVAL_MS without a result (same request id). */
+  retriesSent: number;
+  /** Retries that reached the log after an earlier copy had applied: answered from the dedupe table. */
   retriesDeduplicated: number;
   clientCrashes: number;
   clientPauses: number;
@@ -74,6 +77,7 @@ export class LockWorkload {
     grants: 0,
     releases: 0,
     staleRejections: 0,
+    retriesSent: 0,
     retriesDeduplicated: 0,
     clientCrashes: 0,
     clientPauses: 0,
@@ -217,6 +221,7 @@ export class LockWorkload {
     for (const request of client.pending.values()) {
       if (nowMs - request.sentAtMs < RETRY_INTERVAL_MS) continue;
       request.sentAtMs = nowMs;
+      this.stats.retriesSent++;
       this.propose(client.index, request.command);
     }
   }

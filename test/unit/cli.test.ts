@@ -59,7 +59,8 @@ describe('dlm CLI', () => {
       timeoutMs: 60_000,
       tls: null,
     };
-    expect(parseCommand(['status'])).toEqual({ name: 'status', target });
+    expect(parseCommand(['status'])).toEqual({ name: 'status', target, json: false });
+    expect(parseCommand(['status', '--json'])).toEqual({ name: 'status', target, json: true });
     expect(
       parseCommand(['member', 'add', 'n4', '--peer-address', 'h:1', '--client-address', 'h:2']),
     ).toEqual({ name: 'member add', target, id: 'n4', peerAddress: 'h:1', clientAddress: 'h:2' });
@@ -91,10 +92,11 @@ describe('dlm CLI', () => {
       id: null,
     });
     expect(parseCommand(['leader', 'transfer', 'n3'])).toMatchObject({ id: 'n3' });
-    expect(parseCommand(['rules'])).toEqual({ name: 'rules', target });
+    expect(parseCommand(['rules'])).toEqual({ name: 'rules', target, json: false });
     expect(parseCommand(['rules', '--endpoints', 'a:1'])).toEqual({
       name: 'rules',
       target: { ...target, endpoints: ['a:1'] },
+      json: false,
     });
     expect(parseCommand(['rules', 'apply', '--config', 'g.json'])).toEqual({
       name: 'rules apply',
@@ -164,6 +166,17 @@ describe('dlm CLI', () => {
     [['describe'], 'dlm describe: NAME is required'],
     [['describe', 'a', 'b'], "dlm describe: unexpected argument 'b'"],
     [['describe', 'a', '--', 'b'], "dlm describe: unknown option '--'"],
+    [['locks', '--limit', '0'], "dlm locks: --limit must be a whole number of at least 1, got '0'"],
+    [
+      ['sessions', '--after', 'x'],
+      "dlm sessions: --after must be a whole number of at least 0, got 'x'",
+    ],
+    [
+      ['watch', '--count', '-1'],
+      "dlm watch: --count must be a whole number of at least 1, got '-1'",
+    ],
+    [['revoke'], 'dlm revoke: NAME is required'],
+    [['sessions', 'x'], "dlm sessions: unexpected argument 'x'"],
   ])('%j is a usage error naming the problem, exit 2', async (args, problem) => {
     const result = await run(args);
     expect(result.code).toBe(exitUsage);
@@ -234,11 +247,61 @@ describe('dlm CLI', () => {
     expect(parseCommand(['lock', 'a', '--help', '--', 'make'])).toEqual({ name: 'help' });
   });
 
-  it('parses describe', () => {
+  it('parses describe and the read commands', () => {
+    const target = { configPath: 'g.json', endpoints: [], timeoutMs: 60_000, tls: null };
     expect(parseCommand(['describe', 'jobs/1', '--config', 'g.json'])).toEqual({
       name: 'describe',
-      target: { configPath: 'g.json', endpoints: [], timeoutMs: 60_000, tls: null },
+      target,
       lock: 'jobs/1',
+      stale: false,
+      json: false,
+    });
+    expect(parseCommand(['describe', 'jobs/1', '--json', '--stale', '--config', 'g.json'])).toEqual(
+      { name: 'describe', target, lock: 'jobs/1', stale: true, json: true },
+    );
+    expect(parseCommand(['locks', '--config', 'g.json'])).toEqual({
+      name: 'locks',
+      target,
+      json: false,
+      prefix: '',
+      limit: 0,
+      after: '',
+      stale: false,
+    });
+    expect(
+      parseCommand([
+        'locks',
+        'jobs/',
+        '--limit',
+        '5',
+        '--after',
+        'jobs/3',
+        '--json',
+        '--config',
+        'g.json',
+      ]),
+    ).toMatchObject({ prefix: 'jobs/', limit: 5, after: 'jobs/3', json: true });
+    expect(parseCommand(['sessions', '--after', '12', '--stale', '--config', 'g.json'])).toEqual({
+      name: 'sessions',
+      target,
+      json: false,
+      limit: 0,
+      after: 12,
+      stale: true,
+    });
+    expect(
+      parseCommand(['watch', 'jobs/', '--count', '3', '--json', '--config', 'g.json']),
+    ).toEqual({ name: 'watch', target, json: true, prefix: 'jobs/', count: 3 });
+    expect(parseCommand(['watch', '--config', 'g.json'])).toMatchObject({
+      prefix: '',
+      count: null,
+    });
+    expect(parseCommand(['revoke', 'jobs/1', '--reason', 'stuck', '--config', 'g.json'])).toEqual({
+      name: 'revoke',
+      target,
+      lock: 'jobs/1',
+      reason: 'stuck',
+      json: false,
     });
   });
 
@@ -270,32 +333,43 @@ describe('dlm CLI', () => {
   });
 
   it('formats a lock state: free, held with waiters, waiters without a holder', () => {
-    expect(formatLockState('jobs/1', { holders: [], waiters: [], mode: 'EXCLUSIVE' })).toBe(
+    const holder = (session_id: number, owner: string, fencing_token: number, held_ms: number) => ({
+      session_id,
+      owner,
+      fencing_token,
+      acquired_index: fencing_token,
+      held_ms,
+    });
+    const waiter = { session_id: 6, owner: 'cron', mode: 'EXCLUSIVE', enqueued_index: 60 };
+    expect(formatLockState({ lock: 'jobs/1', holders: [], waiters: [], mode: null })).toBe(
       'jobs/1 is free\n',
     );
     expect(
-      formatLockState('jobs/1', {
-        holders: [
-          { sessionId: '4', owner: 'b7 pid 12', token: '57' },
-          { sessionId: '5', owner: '', token: '58' },
-        ],
-        waiters: [{ sessionId: '6', owner: 'cron', mode: 'EXCLUSIVE' }],
+      formatLockState({
+        lock: 'jobs/1',
+        holders: [holder(4, 'b7 pid 12', 57, 1_250), holder(5, '', 58, 80)],
+        waiters: [waiter],
         mode: 'SHARED',
       }),
     ).toBe(
       'jobs/1 is held SHARED by:\n' +
-        '  owner b7 pid 12  session 4  token 57\n' +
-        '  owner -  session 5  token 58\n' +
+        '  OWNER      SESSION  TOKEN  HELD\n' +
+        '  b7 pid 12  4        57     1.3s\n' +
+        '  -          5        58     80ms\n' +
         'waiting (1):\n' +
-        '  owner cron  session 6  mode EXCLUSIVE\n',
+        '  OWNER  SESSION  MODE\n' +
+        '  cron   6        EXCLUSIVE\n',
     );
     expect(
-      formatLockState('jobs/1', {
+      formatLockState({
+        lock: 'jobs/1',
         holders: [],
-        waiters: [{ sessionId: '6', owner: 'cron', mode: 'SHARED' }],
-        mode: 'EXCLUSIVE',
+        waiters: [{ ...waiter, mode: 'SHARED' }],
+        mode: null,
       }),
-    ).toBe('jobs/1 has no holder\nwaiting (1):\n  owner cron  session 6  mode SHARED\n');
+    ).toBe(
+      'jobs/1 has no holder\nwaiting (1):\n  OWNER  SESSION  MODE\n  cron   6        SHARED\n',
+    );
   });
 
   it('lock and describe with no reachable node fail after --timeout-ms, exit 1, CMD not run', async () => {
@@ -339,7 +413,10 @@ describe('dlm CLI', () => {
     const port = await freePort();
     const result = await run(['status', '--endpoints', `127.0.0.1:${port}`]);
     expect(result.code).toBe(1);
-    expect(result.out).toContain(`127.0.0.1:${port}  -  unreachable  UNAVAILABLE`);
+    expect(result.out).toMatch(/^ADDRESS +NODE +ROLE +TERM +COMMIT +APPLIED +LEADER +RULES\n/);
+    expect(result.out).toMatch(
+      new RegExp(`\\n127\\.0\\.0\\.1:${port} +- +unreachable +UNAVAILABLE`),
+    );
     expect(result.err).toContain('no node answered');
     const add = await run([
       'member',
