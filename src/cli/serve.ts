@@ -1,4 +1,3 @@
-import { createServer, type Server } from 'node:http';
 import pino, { type Logger } from 'pino';
 import type { ApiLogger } from '../api/errors.ts';
 import { startApiServer } from '../api/server.ts';
@@ -6,7 +5,6 @@ import {
   type ClusterFileConfig,
   findNode,
   loadClusterConfig,
-  loadTlsMaterial,
   lockTimingProblems,
   nodeDataDir,
 } from '../config/index.ts';
@@ -23,8 +21,10 @@ import { RuntimeWatch } from '../node/runtime-watch.ts';
 import type { StoredIdentity } from '../storage/index.ts';
 import { LevelStorage } from '../storage/index.ts';
 import { type NodeId, nodeId } from '../util/ids.ts';
+import { serveMetrics } from './metrics-server.ts';
+import { NodeSecurity, ReloadHooks } from './node-security.ts';
 import { startPeerTransport } from './peer-transport.ts';
-import { serverCredentials } from './target.ts';
+import { rateLimitedPerKey } from './rate-limit.ts';
 
 /**
  * `dlm serve --config FILE --node ID`: one node, one OS process, so that SIGTERM,
@@ -52,7 +52,7 @@ export async function serve(args: ServeArgs): Promise<void> {
       running === null ? {} : { term: running.status().term, role: running.status().role },
   });
   // Read before anything starts, so a missing or unreadable file stops start-up with its field named.
-  const tls = config.tls === null ? null : await loadTlsMaterial(config.tls);
+  const security = await NodeSecurity.load(config, id, logger);
   const directory = nodeDataDir(config, id);
   const storage = await LevelStorage.open(directory, {
     bootstrap: args.join
@@ -66,13 +66,14 @@ export async function serve(args: ServeArgs): Promise<void> {
     }),
   });
   const identity = await checkedIdentity(storage, id, config.clusterId, directory, logger);
-  const transport = await startPeerTransport(config, self, tls, logger);
+  const transport = await startPeerTransport(config, self, security, logger);
   const logForeign = rateLimitedPerKey(FOREIGN_LOG_INTERVAL_MS);
   const traffic = new PeerTraffic(transport);
   const node = new DlmNode(id, storage, traffic, runtimeOptions(config));
   running = node;
   const runtime = new RuntimeWatch();
   const metrics = new NodeMetrics(node, traffic, runtime);
+  security.authFailures.register(metrics.registry);
   logStalls(node, runtime, logger);
   let failed: (error: Error) => void = () => {};
   const failure = new Promise<Error>((resolve) => {
@@ -133,7 +134,9 @@ export async function serve(args: ServeArgs): Promise<void> {
     logger: apiLogger(logger),
     members: config.nodes,
     raft: config.raft,
-    credentials: serverCredentials(tls),
+    ...optional('credentials', security.apiCredentials()),
+    requestBytesMax: config.runtime.clientRequestBytesMax,
+    onAuthFailure: security.authFailures.listener('client'),
     observer: {
       acquireEnded: (seconds, outcome) => metrics.acquireSeconds.observe({ outcome }, seconds),
     },
@@ -145,7 +148,15 @@ export async function serve(args: ServeArgs): Promise<void> {
       backpressureRetryAfterMs: config.runtime.backpressureRetryAfterMs,
     },
   });
-  const metricsServer = await serveMetrics(self.metricsAddress, metrics);
+  const metricsServer = await serveMetrics(self.metricsAddress, metrics, {
+    mode: config.tls?.metrics ?? 'plaintext',
+    store: security.store,
+    onAuthFailure: security.authFailures.listener('metrics'),
+  });
+  // SIGHUP re-reads the certificates (and whatever else registers a hook).
+  const reloads = new ReloadHooks();
+  reloads.add('tls certificates', () => security.reload());
+  const stopReloading = reloads.listen(logger);
   const statusTimer = logRoleChanges(node, logger);
   logger.info(
     {
@@ -154,7 +165,7 @@ export async function serve(args: ServeArgs): Promise<void> {
       peerListenAddress: self.peerListenAddress,
       clientListenAddress: self.clientListenAddress,
       metricsAddress: self.metricsAddress,
-      tls: tls !== null,
+      tls: security.tls,
       peerTransport: config.peerTransport,
       clusterId: identity.clusterId || '(not known yet)',
       dataDir: directory,
@@ -168,6 +179,7 @@ export async function serve(args: ServeArgs): Promise<void> {
     logger.info('shutting down: handing over leadership, then draining');
   }
   clearInterval(statusTimer);
+  stopReloading();
   runtime.stop();
   // Health turns NOT_SERVING first, so load balancers move away before the node does.
   api.readiness.close();
@@ -214,30 +226,6 @@ async function checkedIdentity(
 }
 
 const FOREIGN_LOG_INTERVAL_MS = 10_000;
-
-/**
- * Calls `log` for the first event of a key, then at most once per interval, passing how
- * many events of that key it skipped since the last call.
- */
-function rateLimitedPerKey(
-  intervalMs: number,
-): (key: string, log: (suppressed: number) => void) => void {
-  const last = new Map<string, { atMs: number; suppressed: number }>();
-  return (key, log) => {
-    const nowMs = performance.now();
-    const seen = last.get(key);
-    if (seen !== undefined && nowMs - seen.atMs < intervalMs) {
-      seen.suppressed++;
-      return;
-    }
-    // Keys are (sender, cluster id) pairs: few, but bounded all the same.
-    if (seen === undefined && last.size >= RATE_LIMITED_KEYS_MAX) last.clear();
-    log(seen?.suppressed ?? 0);
-    last.set(key, { atMs: nowMs, suppressed: 0 });
-  };
-}
-
-const RATE_LIMITED_KEYS_MAX = 1_024;
 
 function runtimeOptions(config: ClusterFileConfig): NodeRuntimeOptions {
   const { tickIntervalMs, ...raft } = config.raft;
@@ -286,33 +274,6 @@ function apiLogger(logger: Logger): ApiLogger {
   return (level, message, fields = {}) => logger[level](fields, message);
 }
 
-async function serveMetrics(address: string, metrics: NodeMetrics): Promise<Server> {
-  const { host, port } = splitAddress(address);
-  const server = createServer((request, response) => {
-    if (request.url !== '/metrics') {
-      response.writeHead(404).end('not found: try /metrics\n');
-      return;
-    }
-    metrics.render().then(
-      ({ contentType, body }) => response.writeHead(200, { 'content-type': contentType }).end(body),
-      (error: unknown) => response.writeHead(500).end(String(error)),
-    );
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve());
-  });
-  return server;
-}
-
-function splitAddress(address: string): { host: string; port: number } {
-  const colon = address.lastIndexOf(':');
-  return {
-    host: address.slice(0, colon).replace(/^\[|\]$/g, ''),
-    port: Number(address.slice(colon + 1)),
-  };
-}
-
 /** Logs every change of role, term or leader, with the fields the design asks for. */
 function logRoleChanges(node: DlmNode, logger: Logger): NodeJS.Timeout {
   let last = '';
@@ -350,4 +311,9 @@ function logStalls(node: DlmNode, runtime: RuntimeWatch, logger: Logger): void {
     loopStalled: (durationMs, startedAtMs) =>
       logger.warn({ durationMs, startedAtMs }, 'event loop stalled'),
   });
+}
+
+/** `{ [key]: value }`, or nothing when value is undefined (exactOptionalPropertyTypes). */
+function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
+  return value === undefined ? {} : ({ [key]: value } as { [P in K]?: V });
 }

@@ -1,5 +1,10 @@
 import * as grpc from '@grpc/grpc-js';
-import { loadClusterConfig, loadTlsMaterial, type TlsMaterial } from '../config/index.ts';
+import {
+  clientTlsFiles,
+  loadClusterConfig,
+  loadTlsMaterial,
+  type TlsMaterial,
+} from '../config/index.ts';
 import type { AdminTarget } from './cli.ts';
 
 /**
@@ -15,7 +20,7 @@ export async function resolveTarget(
     return { endpoints: target.endpoints, credentials: channelCredentials(tls) };
   }
   const config = await loadClusterConfig(target.configPath);
-  const files = target.tls ?? config.tls;
+  const files = target.tls ?? (config.tls === null ? null : clientTlsFiles(config.tls));
   const tls = files === null ? null : await loadTlsMaterial(files);
   return {
     endpoints: config.nodes.map((node) => node.clientAddress),
