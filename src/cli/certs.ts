@@ -34,7 +34,6 @@ export interface CertificatePlan {
 
 /** Leaf certificates start this long before now, so a node whose clock lags still takes them. */
 const BACKDATE_MS = 60 * 60 * 1000;
-export const DEFAULT_CERT_DAYS = 825;
 export const CLIENT_NAME_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9_.@-]{0,62}$/;
 
 /** Writes the CA (unless DIR already has one: it is reused) and every certificate; returns the files written. */
@@ -163,6 +162,8 @@ export function hostSans(hosts: Iterable<string>): string[] {
   for (const host of hosts) {
     if (host === '' || host === '0.0.0.0' || host === '::') continue;
     sans.add(isIP(host) === 0 ? `DNS:${host}` : `IP:${host}`);
+    // A client on the same machine may dial "localhost" for a loopback address.
+    if (host === '127.0.0.1' || host === '::1') sans.add('DNS:localhost');
   }
   return [...sans];
 }
