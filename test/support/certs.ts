@@ -56,19 +56,24 @@ export function certsIn(dir: string): TestCerts {
     cert: readFileSync(cert),
     key: readFileSync(key),
   });
-  const client = clientCertificatePaths(dir, 'client');
   return {
     dir,
     ca,
     node: (id) => material(nodeCertificatePaths(dir, id)),
     client: (name = 'client') => material(clientCertificatePaths(dir, name)),
-    tlsSection: {
-      caFile: caPaths(dir).cert,
-      certFile: join(dir, 'nodes', '{node}.pem'),
-      keyFile: join(dir, 'nodes', '{node}-key.pem'),
-      clientCertFile: client.cert,
-      clientKeyFile: client.key,
-    },
+    tlsSection: tlsSectionFor(dir),
+  };
+}
+
+/** The config's tls section for `dir` (whether or not its files exist yet). */
+export function tlsSectionFor(dir: string): TestCerts['tlsSection'] {
+  const client = clientCertificatePaths(dir, 'client');
+  return {
+    caFile: caPaths(dir).cert,
+    certFile: join(dir, 'nodes', '{node}.pem'),
+    keyFile: join(dir, 'nodes', '{node}-key.pem'),
+    clientCertFile: client.cert,
+    clientKeyFile: client.key,
   };
 }
 
