@@ -317,7 +317,7 @@ class ClusterClient {
   private client(address: string): grpc.Client {
     let client = this.clients.get(address);
     if (client === undefined) {
-      client = new ClusterService(address, this.credentials);
+      client = new ClusterService(address, this.credentials, ADMIN_CHANNEL_OPTIONS);
       this.clients.set(address, client);
     }
     return client;
@@ -339,3 +339,9 @@ function describeError(error: unknown): string {
   const details = (serviceError.details ?? '').replace(/\s*Resolution note:\s*$/, '');
   return `${code}: ${details}${hint === undefined ? '' : ` (leader: ${String(hint)})`}`;
 }
+
+/** Admin requests are small; answers (a Status of many members) are read whole. */
+const ADMIN_CHANNEL_OPTIONS = {
+  'grpc.max_receive_message_length': -1,
+  'grpc.max_send_message_length': 4 * 1024 * 1024,
+};

@@ -143,6 +143,7 @@ export async function serve(args: ServeArgs): Promise<void> {
     options: {
       clientCallsInFlightMax: config.runtime.clientCallsInFlightMax,
       watchEventsBufferedMax: config.runtime.watchEventsBufferedMax,
+      watchCutoffGraceMs: config.runtime.watchCutoffGraceMs,
       sessionStreamCallsInFlightMax: config.runtime.sessionStreamCallsInFlightMax,
       sessionStreamWaitsInFlightMax: config.runtime.sessionStreamWaitsInFlightMax,
       backpressureRetryAfterMs: config.runtime.backpressureRetryAfterMs,

@@ -54,6 +54,12 @@ export interface RuntimeConfig {
   /** Events buffered for one Watch stream; a watcher that falls further behind is cancelled. */
   readonly watchEventsBufferedMax: number;
   /**
+   * A watcher ended for falling behind gets this long to read what was buffered and its
+   * RESOURCE_EXHAUSTED; one that reads nothing is then cut off (its stream reset), so a
+   * client that never reads cannot hold the buffer.
+   */
+  readonly watchCutoffGraceMs: number;
+  /**
    * Calls in flight on one Lock.Session stream, not counting Acquires; past it a call is
    * refused (RESOURCE_EXHAUSTED, backpressure). Each also counts toward
    * clientCallsInFlightMax.
@@ -171,6 +177,7 @@ export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
   readTimeoutMs: 5_000,
   clientCallsInFlightMax: 10_000,
   watchEventsBufferedMax: 1_024,
+  watchCutoffGraceMs: 5_000,
   sessionStreamCallsInFlightMax: 1_024,
   sessionStreamWaitsInFlightMax: 1_024,
   backpressureRetryAfterMs: 100,
