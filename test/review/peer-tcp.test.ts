@@ -366,7 +366,7 @@ describe('review peer-tcp: issue 15, a lock client certificate on the peer port'
   });
 
   // FAILS-ON-BRANCH (the gRPC peer port takes any certificate of the CA too): the peer
-  // port accepts the *client* certificate that gen-certs.sh writes for lock clients
+  // port accepted the *client* certificate that `dlm certs init` writes for lock clients
   // (clientAuth only), so whoever holds it can speak Raft as any node id.
   it('the peer port refuses a certificate that is not a node certificate', async () => {
     const b = await listening({ tls: cluster.node });
