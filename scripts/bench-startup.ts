@@ -8,12 +8,18 @@
  *   (stale = false, so a leader was elected and confirmed its read index) any node
  *   answers.
  *
+ * Each also reports the CPU time the node processes had used by then (utime + stime from
+ * /proc/PID/stat, in clock ticks of 10 ms): on a loaded shared machine the wall times
+ * swing by seconds, the CPU a start costs much less.
+ *
  * Runs alternate between the two launchers, and each pair swaps which goes first, so
  * that load on a shared machine hits both alike. tsx keeps its compiled files in a disk
  * cache; the first run warms it, as a user's first start would.
  *
  *   node --import tsx scripts/bench-startup.ts [--runs 5]
  */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -81,21 +87,40 @@ async function firstAnswerMs(
   }
 }
 
-async function serveMs(launcher: Launcher): Promise<number> {
+const CLOCK_TICKS_PER_S = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
+
+/** CPU ms (user + system) a process has used so far. */
+function cpuMs(pid: number | undefined): number {
+  if (pid === undefined) throw new Error('a node process has no pid');
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may hold spaces): state is field 3, utime 14.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return (ticks * 1000) / CLOCK_TICKS_PER_S;
+}
+
+interface Start {
+  readonly wallMs: number;
+  /** CPU of all the node processes started, up to the answer. */
+  readonly cpuMs: number;
+}
+
+async function serveMs(launcher: Launcher): Promise<Start> {
   const cluster = await ProcessCluster.create(1);
   try {
     const node = cluster.nodes[0];
     if (node === undefined) throw new Error('a one-node cluster has no node');
     const spawnedMs = performance.now();
     cluster.start(node.id, { command: LAUNCHERS[launcher] });
-    return (await firstAnswerMs(v1.Cluster, node.clientAddress, 'Status', {})) - spawnedMs;
+    const answeredMs = await firstAnswerMs(v1.Cluster, node.clientAddress, 'Status', {});
+    return { wallMs: answeredMs - spawnedMs, cpuMs: cpuMs(cluster.pid(node.id)) };
   } finally {
     await cluster.stopAll();
     cluster.remove();
   }
 }
 
-async function restartMs(launcher: Launcher): Promise<number> {
+async function restartMs(launcher: Launcher): Promise<Start> {
   const cluster = await ProcessCluster.create(3);
   try {
     cluster.startAll({ command: LAUNCHERS[launcher] });
@@ -115,7 +140,9 @@ async function restartMs(launcher: Launcher): Promise<number> {
     const reads = cluster.nodes.map((node) =>
       firstAnswerMs(v1.Lock, node.clientAddress, 'Describe', { lock: 'startup', stale: false }),
     );
-    return (await Promise.any(reads)) - spawnedMs;
+    const answeredMs = await Promise.any(reads);
+    const cpu = cluster.nodes.reduce((sum, node) => sum + cpuMs(cluster.pid(node.id)), 0);
+    return { wallMs: answeredMs - spawnedMs, cpuMs: cpu };
   } finally {
     await cluster.stopAll();
     cluster.remove();
@@ -141,13 +168,16 @@ for (let run = 0; run < runs; run++) {
   for (const launcher of order) {
     const serve = await serveMs(launcher);
     const restart = await restartMs(launcher);
-    record(`serve   ${launcher}`, serve);
-    record(`restart ${launcher}`, restart);
+    record(`serve   ${launcher} wall`, serve.wallMs);
+    record(`serve   ${launcher} cpu`, serve.cpuMs);
+    record(`restart ${launcher} wall`, restart.wallMs);
+    record(`restart ${launcher} cpu`, restart.cpuMs);
     process.stderr.write(
-      `run ${run + 1}/${runs} ${launcher.padEnd(4)}: serve ${serve.toFixed(0)} ms, restart ${restart.toFixed(0)} ms\n`,
+      `run ${run + 1}/${runs} ${launcher.padEnd(4)}: serve ${serve.wallMs.toFixed(0)} ms (cpu ${serve.cpuMs.toFixed(0)}), ` +
+        `restart ${restart.wallMs.toFixed(0)} ms (cpu ${restart.cpuMs.toFixed(0)})\n`,
     );
   }
 }
 for (const [name, values] of [...samples].sort()) {
-  process.stdout.write(`${name.padEnd(12)} ${summary(values)}\n`);
+  process.stdout.write(`${name.padEnd(17)} ${summary(values)}\n`);
 }

@@ -4,6 +4,7 @@ import type { AppliedProposal } from '../node/proposals.ts';
 import { REAL_SCHEDULER } from '../node/scheduler.ts';
 import type { TraceContext } from '../node/trace.ts';
 import { type FencingToken, type LogIndex, logIndex } from '../util/ids.ts';
+import { askerFields, mayRead, requirePermission } from './auth/guard.ts';
 import { type ApiContext, type CallScope, header, wireHolder } from './context.ts';
 import { ApiError, rejectionError } from './errors.ts';
 import { type AcquireResponse, toUint64 } from './proto.ts';
@@ -115,7 +116,20 @@ export async function acquire(
   raw: unknown,
   call: CallScope,
 ): Promise<AcquireResponse> {
-  const command = parseAcquire(raw);
+  const request = parseAcquire(raw);
+  requirePermission(context.auth, call.caller, 'lock', request.lock);
+  const command: AcquireCommand = { ...request, ...askerFields(context.auth, call.caller) };
+  const response = await acquireAs(context, command, call);
+  // Holders' owner metadata is what `read` shows: a caller with `lock` only sees tokens.
+  if (mayRead(context.auth, call.caller, request.lock)) return response;
+  return { ...response, holders: response.holders.map((holder) => ({ ...holder, owner: '' })) };
+}
+
+async function acquireAs(
+  context: ApiContext,
+  command: AcquireCommand,
+  call: CallScope,
+): Promise<AcquireResponse> {
   const watch = new TurnWatch(context, command);
   try {
     const lateApply = (late: AppliedProposal): void => {

@@ -3,6 +3,7 @@ import type { RaftConfig } from '../config/types.ts';
 import type { MembershipCallOptions, NodeStatus } from '../node/node.ts';
 import type { TraceContext } from '../node/trace.ts';
 import type { NodeId } from '../util/ids.ts';
+import { requireAdmin } from './auth/guard.ts';
 import { type ApiContext, type ApiNode, header, type MembershipMethod, unary } from './context.ts';
 import { monotonicTimeLeftMs } from './deadline.ts';
 import { ApiError, rejectionError } from './errors.ts';
@@ -51,8 +52,9 @@ export function clusterService(
     Status: unary(context, 'Status', async (raw) => status(context, addresses, raw), {
       ungated: true,
     }),
-    AddMember: unary(context, 'AddMember', async (raw, call): Promise<AddMemberResponse> => {
+    AddMember: unary(context, 'AddMember', async (raw, call, scope): Promise<AddMemberResponse> => {
       const member = parseAddMember(raw);
+      requireAdmin(context.auth, scope.caller, 'add a member');
       const view = await membership(context.node, 'addMember')(member, callOptions(call));
       context.logger('info', 'member added', { ...member });
       return {
@@ -63,8 +65,9 @@ export function clusterService(
     RemoveMember: unary(
       context,
       'RemoveMember',
-      async (raw, call): Promise<RemoveMemberResponse> => {
+      async (raw, call, scope): Promise<RemoveMemberResponse> => {
         const id = parseRemoveMember(raw);
+        requireAdmin(context.auth, scope.caller, 'remove a member');
         const view = await membership(context.node, 'removeMember')(id, callOptions(call));
         context.logger('info', 'member removed', { id });
         return {
@@ -76,8 +79,9 @@ export function clusterService(
     TransferLeadership: unary(
       context,
       'TransferLeadership',
-      async (raw, call): Promise<TransferLeadershipResponse> => {
+      async (raw, call, scope): Promise<TransferLeadershipResponse> => {
         const target = parseTransferLeadership(raw);
+        requireAdmin(context.auth, scope.caller, 'transfer leadership');
         const leader = await membership(context.node, 'transferLeadership')(
           target,
           callOptions(call),
@@ -89,9 +93,10 @@ export function clusterService(
         };
       },
     ),
-    SetLockRules: unary(context, 'SetLockRules', (raw, _call, scope) =>
-      setLockRules(context, raw, raft, scope.trace),
-    ),
+    SetLockRules: unary(context, 'SetLockRules', async (raw, _call, scope) => {
+      requireAdmin(context.auth, scope.caller, 'set the lock rules');
+      return setLockRules(context, raw, raft, scope.trace);
+    }),
   };
 }
 
@@ -134,6 +139,7 @@ function status(
     lock_rules: wireLockRules(context.node.locks.rules),
     lock_rules_index: toUint64(context.node.locks.rulesSetIndex ?? 0),
     lock_rules_digest: lockRulesDigest(context.node.locks.rules),
+    policy_digest: context.auth?.policy?.digest ?? '',
   };
 }
 

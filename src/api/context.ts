@@ -5,6 +5,7 @@ import type { DlmNode } from '../node/node.ts';
 import type { Scheduler } from '../node/scheduler.ts';
 import { continueTrace, type TraceContext } from '../node/trace.ts';
 import { assert } from '../util/assert.ts';
+import { ANONYMOUS, type Authenticator, type Caller } from './auth/caller.ts';
 import {
   type ApiLogger,
   type CallFailure,
@@ -89,11 +90,17 @@ export interface ApiContext {
   readonly observer?: ApiObserver;
   /** Timers for the API's own waits (REAL_SCHEDULER when absent); a simulation passes virtual ones. */
   readonly scheduler?: Scheduler;
+  /** Who calls and what they may do (src/api/auth); absent: open, every caller anonymous. */
+  readonly auth?: Authenticator;
 }
 
 /** What the API reports for metrics (the process wires it to prom-client). */
 export interface ApiObserver {
   acquireEnded(seconds: number, outcome: 'acquired' | 'not_acquired' | 'error'): void;
+  /** A call was refused for backpressure (RESOURCE_EXHAUSTED with a retry hint). */
+  refused?(method: string): void;
+  /** A call ended with gRPC status `code`; `startedMs` on performance.now()'s clock. For span export. */
+  callEnded?(method: string, trace: TraceContext, startedMs: number, code: grpc.status): void;
 }
 
 /** Bounds the calls in flight: past the bound a call is refused at once, never queued. */
@@ -144,12 +151,14 @@ export function serviceErrorOf(context: ApiContext, method: string, error: unkno
 }
 
 export function callFailureOf(context: ApiContext, method: string, error: unknown): CallFailure {
-  return toCallFailure(error, {
+  const failure = toCallFailure(error, {
     method,
     logger: context.logger,
     currentLeader: () => context.node.status().leaderId,
     retryAfterMs: context.options.backpressureRetryAfterMs,
   });
+  if (failure.retryAfterMs !== null) context.observer?.refused?.(method);
+  return failure;
 }
 
 /**
@@ -170,6 +179,12 @@ export interface CallScope {
   onUndelivered(giveBack: () => void): void;
   /** The call's span (see serveCall); the writes it makes carry it when forwarded. */
   readonly trace: TraceContext;
+  /**
+   * Who made the call, as this node authenticated it (src/api/auth): set before the
+   * handler runs. The writes it makes carry the identity, so a forwarded write is
+   * judged by the leader and every replica as the caller's.
+   */
+  readonly caller: Caller;
 }
 
 /** The give-back a handler left with its answer (CallScope.onUndelivered). */
@@ -203,6 +218,7 @@ interface CancellableCall {
  */
 class UnaryScope implements CallScope {
   readonly undelivered = new GiveBack();
+  caller: Caller = ANONYMOUS;
 
   constructor(
     private readonly call: CancellableCall,
@@ -253,6 +269,7 @@ export function serveCall<Response>(
   const { method, request, trace } = serving;
   const startedMs = performance.now();
   const log = (code: grpc.status): void => {
+    context.observer?.callEnded?.(method, trace, startedMs, code);
     context.logger('debug', 'call', {
       method,
       requestId: requestIdOf(request),
@@ -311,10 +328,16 @@ export function unary<Response>(
       return metadata;
     };
     const scope = new UnaryScope(call, trace);
+    const auth = context.auth;
     serveCall(
       context,
       { method, request: call.request, trace, ungated },
-      () => handler(call.request, call, scope),
+      auth === undefined
+        ? () => handler(call.request, call, scope)
+        : async () => {
+            scope.caller = await auth.authenticate(call);
+            return handler(call.request, call, scope);
+          },
       (outcome) => {
         if (outcome.ok) {
           // grpc-js drops the answer of a call that ended already (deadline, cancel, reset).

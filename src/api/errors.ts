@@ -3,8 +3,14 @@ import type { LockResult, RejectionCode } from '../lock/index.ts';
 import { DlmError, type DlmErrorCode } from '../node/errors.ts';
 import type { NodeId } from '../util/ids.ts';
 
-/** Every stable error code a client can see: the state machine's refusals and the runtime's errors. */
-export type ApiErrorCode = RejectionCode | DlmErrorCode;
+/**
+ * The API's own refusals of a caller (issue 15, src/api/auth): no valid credentials, or
+ * an identity whose roles do not grant the call on that lock name.
+ */
+export type AuthErrorCode = 'unauthenticated' | 'permissionDenied';
+
+/** Every stable error code a client can see: the state machine's refusals, the runtime's errors, and the API's refusals of a caller. */
+export type ApiErrorCode = RejectionCode | DlmErrorCode | AuthErrorCode;
 
 /**
  * The one error table (DESIGN §6). A `Record` over the union makes the compiler refuse
@@ -19,6 +25,9 @@ export const GRPC_STATUS_BY_CODE: Readonly<Record<ApiErrorCode, status>> = {
   modeMismatch: status.FAILED_PRECONDITION,
   grantEnded: status.FAILED_PRECONDITION,
   alreadyWaiting: status.FAILED_PRECONDITION,
+  notSessionOwner: status.PERMISSION_DENIED,
+  unauthenticated: status.UNAUTHENTICATED,
+  permissionDenied: status.PERMISSION_DENIED,
   UNAVAILABLE: status.UNAVAILABLE,
   RESOURCE_EXHAUSTED: status.RESOURCE_EXHAUSTED,
   DEADLINE_EXCEEDED: status.DEADLINE_EXCEEDED,

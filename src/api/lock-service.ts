@@ -1,6 +1,12 @@
 import type { LockCommand, LockResult, Waiter } from '../lock/index.ts';
 import type { AppliedProposal } from '../node/proposals.ts';
 import { acquire } from './acquire.ts';
+import {
+  askerFields,
+  identityField,
+  requirePermission,
+  requireSomePermission,
+} from './auth/guard.ts';
 import { type ApiContext, type CallScope, header, unary, wireHolder } from './context.ts';
 import { ApiError, rejectionError } from './errors.ts';
 import type {
@@ -54,8 +60,8 @@ export const LOCK_CALLS: LockCalls = {
   CloseSession: (context, raw, scope) => closeSession(context, raw, scope),
   Acquire: (context, raw, scope) => timed(context, acquire(context, raw, scope)),
   Release: (context, raw, scope) => release(context, raw, scope),
-  ValidateFence: (context, raw) => validateFence(context, raw),
-  Describe: (context, raw) => describe(context, raw),
+  ValidateFence: (context, raw, scope) => validateFence(context, raw, scope),
+  Describe: (context, raw, scope) => describe(context, raw, scope),
 };
 
 /**
@@ -120,7 +126,8 @@ async function openSession(
   raw: unknown,
   scope: CallScope,
 ): Promise<OpenSessionResponse> {
-  const command = parseOpenSession(raw);
+  requireSomePermission(context.auth, scope.caller, 'lock');
+  const command = { ...parseOpenSession(raw), ...askerFields(context.auth, scope.caller) };
   const { index, result } = await write(context, scope, command, 'SessionOpened');
   return {
     header: header(context.node, index),
@@ -135,12 +142,13 @@ async function keepAlive(
   scope: CallScope,
 ): Promise<KeepAliveResponse> {
   const { sessionIds, batch } = parseKeepAlive(raw);
+  requireSomePermission(context.auth, scope.caller, 'lock');
   // One entry for the whole batch; the state machine refuses one past keepAliveBatchMax
   // (the rules in force where it applies), naming KeepAliveRequest.session_ids.
   const { index, result } = await write(
     context,
     scope,
-    { type: 'KeepAlive', sessionIds },
+    { type: 'KeepAlive', sessionIds, ...identityField(scope.caller) },
     'KeptAlive',
   );
   const expired = result.missing.map((id) => toUint64(id));
@@ -161,7 +169,8 @@ async function closeSession(
   raw: unknown,
   scope: CallScope,
 ): Promise<CloseSessionResponse> {
-  const command = parseCloseSession(raw);
+  requireSomePermission(context.auth, scope.caller, 'lock');
+  const command = { ...parseCloseSession(raw), ...identityField(scope.caller) };
   const { index } = await write(context, scope, command, 'SessionClosed');
   return { header: header(context.node, index) };
 }
@@ -171,13 +180,20 @@ async function release(
   raw: unknown,
   scope: CallScope,
 ): Promise<ReleaseResponse> {
-  const command = parseRelease(raw);
+  const request = parseRelease(raw);
+  requirePermission(context.auth, scope.caller, 'lock', request.lock);
+  const command = { ...request, ...identityField(scope.caller) };
   const { index } = await write(context, scope, command, 'Released');
   return { header: header(context.node, index), released: true };
 }
 
-async function validateFence(context: ApiContext, raw: unknown): Promise<ValidateFenceResponse> {
+async function validateFence(
+  context: ApiContext,
+  raw: unknown,
+  scope: CallScope,
+): Promise<ValidateFenceResponse> {
   const query = parseValidateFence(raw);
+  requirePermission(context.auth, scope.caller, 'read', query.lock);
   const { value, index } = await context.node.read((locks) => ({
     value: locks.validateFence(query.lock, query.token),
     index: locks.lastAppliedIndex,
@@ -189,8 +205,14 @@ async function validateFence(context: ApiContext, raw: unknown): Promise<Validat
   };
 }
 
-async function describe(context: ApiContext, raw: unknown): Promise<DescribeResponse> {
+async function describe(
+  context: ApiContext,
+  raw: unknown,
+  scope: CallScope,
+): Promise<DescribeResponse> {
   const query = parseDescribe(raw);
+  // Holders' and waiters' owners are shown only to those who may read the lock.
+  requirePermission(context.auth, scope.caller, 'read', query.lock);
   const run = (locks: ApiContext['node']['locks']) => ({
     value: locks.describe(query.lock),
     index: locks.lastAppliedIndex,

@@ -138,6 +138,7 @@ export interface StatusResponse {
   readonly lock_rules: Readonly<Record<string, Uint64>>;
   readonly lock_rules_index: Uint64;
   readonly lock_rules_digest: string;
+  readonly policy_digest: string;
 }
 export interface SetLockRulesResponse {
   readonly header: ResponseHeader;

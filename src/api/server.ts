@@ -3,6 +3,7 @@ import { ReflectionService } from '@grpc/reflection';
 import type { RaftConfig } from '../config/types.ts';
 import { watchTlsHandshakeFailures } from '../transport/grpc-handshakes.ts';
 import type { AuthFailureListener } from '../transport/peer-identity.ts';
+import type { Authenticator } from './auth/caller.ts';
 import { clusterService, type MemberAddresses } from './cluster-service.ts';
 import {
   type ApiContext,
@@ -37,6 +38,11 @@ export interface ApiServerOptions {
   readonly requestBytesMax?: number;
   /** A client refused at the TLS handshake (counted and logged by the caller). */
   readonly onAuthFailure?: AuthFailureListener;
+  /**
+   * Who calls and what they may do (src/api/auth). Absent: every caller is anonymous
+   * and may do anything, with no work per call.
+   */
+  readonly auth?: Authenticator;
 }
 
 export interface ApiServer {
@@ -65,6 +71,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     gate: new CallGate(settings.clientCallsInFlightMax),
     options: settings,
     ...(options.observer === undefined ? {} : { observer: options.observer }),
+    ...(options.auth === undefined ? {} : { auth: options.auth }),
   };
   // The configured addresses seed the node's address book, which it shares with its peers.
   options.node.learnAddresses?.(options.members ?? []);

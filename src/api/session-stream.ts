@@ -2,6 +2,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { DlmError, unavailable } from '../node/errors.ts';
 import { REAL_SCHEDULER, setLongTimeout } from '../node/scheduler.ts';
 import { continueTrace, type TraceContext } from '../node/trace.ts';
+import { ANONYMOUS, type Caller } from './auth/caller.ts';
 import {
   type ApiContext,
   type CallOutcome,
@@ -79,6 +80,7 @@ export class SessionStreams {
 /** One call on the stream: its scope, seen by the handler, and whether it was answered. */
 class StreamCall implements CallScope {
   cancelled = false;
+  caller: Caller = ANONYMOUS;
   answered = false;
   /** Cancels the timer of its timeout_ms, while one runs. */
   stopTimer: (() => void) | null = null;
@@ -146,7 +148,17 @@ class SessionStream {
     this.callsMax = context.options.sessionStreamCallsInFlightMax;
     this.waitsMax = context.options.sessionStreamWaitsInFlightMax;
     this.answersUnsentMax = this.callsMax + this.waitsMax;
+    // Once per stream: every call on it is the stream's caller's.
+    const auth = context.auth;
+    if (auth !== undefined) {
+      this.caller = auth.authenticate(stream);
+      // Each call awaits it (and answers its refusal); none may be left unhandled.
+      this.caller.catch(() => {});
+    }
   }
+
+  /** The stream's caller, authenticated when the stream opened; null: open cluster, anonymous. */
+  private readonly caller: Promise<Caller> | null = null;
 
   start(): void {
     this.stream.on('data', (message: unknown) => this.receive(message));
@@ -257,13 +269,20 @@ class SessionStream {
     serveCall(
       this.context,
       { method, request: raw, trace },
-      () => this.calls[method](this.context, raw, call),
+      this.caller === null
+        ? () => this.calls[method](this.context, raw, call)
+        : () => this.withCaller(call, () => this.calls[method](this.context, raw, call)),
       (outcome: CallOutcome<unknown>) => {
         const result = outcome.ok ? { [field]: outcome.response } : errorOf(outcome.failure);
         const delivered = !call.cancelled && this.answer(callId, call, trace, result);
         if (!delivered) call.undelivered.run();
       },
     );
+  }
+
+  private async withCaller<T>(call: StreamCall, run: () => Promise<T>): Promise<T> {
+    call.caller = (await this.caller) ?? ANONYMOUS;
+    return run();
   }
 
   /**

@@ -2,6 +2,8 @@ import { type Http2Stream, constants as http2Constants } from 'node:http2';
 import { Metadata, type ServerWritableStream } from '@grpc/grpc-js';
 import type { LockEvent } from '../lock/index.ts';
 import type { LogIndex } from '../util/ids.ts';
+import { ANONYMOUS, type Caller } from './auth/caller.ts';
+import { requirePermission } from './auth/guard.ts';
 import { type ApiContext, header, serviceErrorOf } from './context.ts';
 import { serviceError } from './errors.ts';
 import { toUint64, type WatchEvent } from './proto.ts';
@@ -25,10 +27,24 @@ type WatchCall = ServerWritableStream<unknown, WatchEvent>;
  * events before the snapshot; the client re-reads state and watches again.
  */
 export function watch(context: ApiContext, call: WatchCall): void {
+  const auth = context.auth;
+  if (auth === undefined) {
+    watchAs(context, call, ANONYMOUS);
+    return;
+  }
+  auth.authenticate(call).then(
+    (caller) => watchAs(context, call, caller),
+    (error: unknown) => call.emit('error', serviceErrorOf(context, 'Watch', error)),
+  );
+}
+
+/** A watch of a prefix needs `read` on every name under it. */
+function watchAs(context: ApiContext, call: WatchCall, caller: Caller): void {
   let leave: () => void;
   let prefix: string;
   try {
     prefix = parseWatch(call.request);
+    requirePermission(context.auth, caller, 'read', prefix);
     leave = context.gate.enter();
   } catch (error) {
     call.emit('error', serviceErrorOf(context, 'Watch', error));

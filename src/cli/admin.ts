@@ -13,7 +13,7 @@ import { LOCK_LIMIT_NAMES, type LockLimits, lockRulesDifferences } from '../lock
 import { describeDifferences } from '../node/lock-rules.ts';
 import type { AdminCommand, AdminTarget, CliIo } from './cli.ts';
 import { exitFailed, exitOk } from './cli.ts';
-import { resolveTarget } from './target.ts';
+import { clientOptions, resolveTarget } from './target.ts';
 
 /**
  * `dlm status`, `dlm member add|remove`, `dlm leader transfer` and `dlm rules [apply]`:
@@ -161,6 +161,7 @@ async function printStatus(client: ClusterClient, io: CliIo): Promise<number> {
           `applied ${status.applied_index}`,
           `leader ${status.leader_id || 'none'}`,
           `rules ${status.lock_rules_digest}`,
+          `policy ${status.policy_digest || 'open'}`,
         ],
   );
   io.out(formatTable(rows));
@@ -176,6 +177,12 @@ async function printStatus(client: ClusterClient, io: CliIo): Promise<number> {
       ? `lock rules: the built-in defaults (digest ${view.lock_rules_digest}), none set through the log yet\n`
       : `lock rules: digest ${view.lock_rules_digest}, set at index ${view.lock_rules_index}; dlm rules prints them\n`,
   );
+  const policies = new Set(answers.flatMap(({ status }) => (status ? [status.policy_digest] : [])));
+  if (policies.size > 1) {
+    io.err(
+      'nodes enforce different access policies (policy column): a caller may be refused by one node and served by another; give every node the same auth section\n',
+    );
+  }
   if (view.leader_id === '') {
     io.err('no leader is known: is a majority of the voters running and reachable?\n');
     return exitFailed;
@@ -317,7 +324,7 @@ class ClusterClient {
   private client(address: string): grpc.Client {
     let client = this.clients.get(address);
     if (client === undefined) {
-      client = new ClusterService(address, this.credentials, ADMIN_CHANNEL_OPTIONS);
+      client = new ClusterService(address, this.credentials, clientOptions());
       this.clients.set(address, client);
     }
     return client;
@@ -339,9 +346,3 @@ function describeError(error: unknown): string {
   const details = (serviceError.details ?? '').replace(/\s*Resolution note:\s*$/, '');
   return `${code}: ${details}${hint === undefined ? '' : ` (leader: ${String(hint)})`}`;
 }
-
-/** Admin requests are small; answers (a Status of many members) are read whole. */
-const ADMIN_CHANNEL_OPTIONS = {
-  'grpc.max_receive_message_length': -1,
-  'grpc.max_send_message_length': 4 * 1024 * 1024,
-};

@@ -65,7 +65,7 @@ function untilInterrupted(): Promise<void> {
   });
 }
 
-function introduction(config: ClusterFileConfig, configPath: string): string {
+export function introduction(config: ClusterFileConfig, configPath: string): string {
   const first = config.nodes[0];
   const configFlag = configPath === DEFAULT_CONFIG_PATH ? '' : ` --config ${configPath}`;
   return [
@@ -75,6 +75,7 @@ function introduction(config: ClusterFileConfig, configPath: string): string {
     `  npm run lock -- --address ${first?.clientAddress ?? '127.0.0.1:7101'} inventory/42`,
     `or run a command under a lock: bin/dlm lock${configFlag} inventory/42 -- CMD`,
     `see the cluster, change its members: bin/dlm status${configFlag}, bin/dlm --help`,
+    `web console (live cluster, locks, sessions): ${config.nodes.map((node) => `http://${node.metricsAddress}/`).join('  ')}`,
     `metrics: ${config.nodes.map((node) => `http://${node.metricsAddress}/metrics`).join('  ')}`,
     'press Ctrl-C to stop',
     '',

@@ -1,7 +1,7 @@
 import { DlmClient, type LockState } from '../client/index.ts';
 import type { AdminTarget, CliIo, DescribeCommand } from './cli.ts';
 import { exitOk } from './cli.ts';
-import { resolveTarget } from './target.ts';
+import { resolveTarget, tokenOption } from './target.ts';
 
 /**
  * `dlm describe NAME`: who holds a lock and who waits for it, through the TypeScript
@@ -21,7 +21,7 @@ export async function runDescribe(command: DescribeCommand, io: CliIo): Promise<
 /** A client for the cluster of --endpoints, else of every clientAddress in --config. */
 export async function connect(target: AdminTarget): Promise<DlmClient> {
   const { endpoints, credentials } = await resolveTarget(target);
-  return new DlmClient({ endpoints, credentials });
+  return new DlmClient({ endpoints, credentials, ...tokenOption() });
 }
 
 /**

@@ -1,4 +1,5 @@
 import pino, { type Logger } from 'pino';
+import { Authenticator } from '../api/auth/caller.ts';
 import type { ApiLogger } from '../api/errors.ts';
 import { startApiServer } from '../api/server.ts';
 import {
@@ -13,15 +14,18 @@ import {
   checkIdentityAtStart,
   IdentityMismatchError,
 } from '../node/cluster-identity.ts';
+import { ConsoleActivity } from '../node/console/activity.ts';
+import { startMetricsServer } from '../node/console/http.ts';
+import { ConsoleServer } from '../node/console/server.ts';
 import { describeDifferences, type LockRulesReport, watchLockRules } from '../node/lock-rules.ts';
 import { NodeMetrics } from '../node/metrics.ts';
 import { DlmNode, type NodeRuntimeOptions } from '../node/node.ts';
 import { PeerTraffic } from '../node/peer-traffic.ts';
 import { RuntimeWatch } from '../node/runtime-watch.ts';
+import { startSpanExport } from '../node/tracing/otlp.ts';
 import type { StoredIdentity } from '../storage/index.ts';
 import { LevelStorage } from '../storage/index.ts';
 import { type NodeId, nodeId } from '../util/ids.ts';
-import { serveMetrics } from './metrics-server.ts';
 import { NodeSecurity, ReloadHooks } from './node-security.ts';
 import { startPeerTransport } from './peer-transport.ts';
 import { rateLimitedPerKey } from './rate-limit.ts';
@@ -74,6 +78,17 @@ export async function serve(args: ServeArgs): Promise<void> {
   const runtime = new RuntimeWatch();
   const metrics = new NodeMetrics(node, traffic, runtime);
   security.authFailures.register(metrics.registry);
+  const consoleServer = new ConsoleServer(
+    node,
+    new ConsoleActivity(node),
+    self.metricsAddress,
+    config.nodes,
+    {
+      streamsMax: config.runtime.consoleStreamsMax,
+      refreshMs: config.runtime.consoleRefreshMs,
+      rowsMax: config.runtime.consoleRowsMax,
+    },
+  );
   logStalls(node, runtime, logger);
   let failed: (error: Error) => void = () => {};
   const failure = new Promise<Error>((resolve) => {
@@ -127,6 +142,18 @@ export async function serve(args: ServeArgs): Promise<void> {
       );
     }
   });
+  const spans =
+    config.tracing.otlpEndpoint === null
+      ? null
+      : await startSpanExport(config.tracing.otlpEndpoint, id);
+  if (spans !== null) {
+    node.observe({
+      proposed: (seconds, outcome, trace) => {
+        if (trace !== undefined) spans.writeEnded(trace, seconds, outcome);
+      },
+      forwardedWrite: (trace, from, outcome) => spans.forwardTaken(trace, from, outcome),
+    });
+  }
   node.start();
   const api = await startApiServer({
     node,
@@ -137,8 +164,11 @@ export async function serve(args: ServeArgs): Promise<void> {
     ...optional('credentials', security.apiCredentials()),
     requestBytesMax: config.runtime.clientRequestBytesMax,
     onAuthFailure: security.authFailures.listener('client'),
+    ...authOption(config, logger),
     observer: {
       acquireEnded: (seconds, outcome) => metrics.acquireSeconds.observe({ outcome }, seconds),
+      refused: (method) => metrics.backpressureRefusals.inc({ method }),
+      ...(spans === null ? {} : { callEnded: spans.callEnded }),
     },
     options: {
       clientCallsInFlightMax: config.runtime.clientCallsInFlightMax,
@@ -149,7 +179,7 @@ export async function serve(args: ServeArgs): Promise<void> {
       backpressureRetryAfterMs: config.runtime.backpressureRetryAfterMs,
     },
   });
-  const metricsServer = await serveMetrics(self.metricsAddress, metrics, {
+  const metricsServer = await startMetricsServer(self.metricsAddress, metrics, consoleServer, {
     mode: config.tls?.metrics ?? 'plaintext',
     store: security.store,
     onAuthFailure: security.authFailures.listener('metrics'),
@@ -186,7 +216,9 @@ export async function serve(args: ServeArgs): Promise<void> {
   api.readiness.close();
   await node.stop();
   await api.close(stoppedBy instanceof Error ? 0 : config.runtime.shutdownDrainMs);
+  consoleServer.close();
   await new Promise<void>((resolve) => metricsServer.close(() => resolve()));
+  await spans?.shutdown();
   if (stoppedBy instanceof Error) {
     const where =
       stoppedBy instanceof IdentityMismatchError ? ` (data directory ${directory})` : '';
@@ -317,4 +349,23 @@ function logStalls(node: DlmNode, runtime: RuntimeWatch, logger: Logger): void {
 /** `{ [key]: value }`, or nothing when value is undefined (exactOptionalPropertyTypes). */
 function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
   return value === undefined ? {} : ({ [key]: value } as { [P in K]?: V });
+}
+
+/**
+ * Identities when the config has an auth section, or client certificates to name the
+ * owners of sessions; neither: none, and calls carry no per-call work (as before).
+ */
+function authOption(config: ClusterFileConfig, logger: Logger): { auth?: Authenticator } {
+  if (config.auth === null && config.tls === null) return {};
+  const auth = new Authenticator(config.auth, (reason) =>
+    // Never the token or the header: only why it failed.
+    logger.warn({ reason }, 'authentication failed'),
+  );
+  if (auth.policy !== null) {
+    logger.info(
+      { policyDigest: auth.policy.digest, roles: auth.policy.roleCount },
+      'access policy in force',
+    );
+  }
+  return { auth };
 }

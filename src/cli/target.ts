@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import { bearerInterceptor } from '../client/bearer.ts';
 import {
   clientTlsFiles,
   loadClusterConfig,
@@ -44,4 +45,26 @@ export function serverCredentials(tls: TlsMaterial | null): grpc.ServerCredentia
         [{ cert_chain: tls.cert, private_key: tls.key }],
         true,
       );
+}
+
+/**
+ * The bearer token of the `DLM_TOKEN` environment variable, for clusters with
+ * auth.tokens: from the environment, not a flag, so it never shows in `ps`.
+ */
+export function tokenOption(): { token?: string } {
+  const token = process.env.DLM_TOKEN;
+  return token === undefined || token === '' ? {} : { token };
+}
+
+/**
+ * grpc-js client options of the `dlm` commands: DLM_TOKEN sent when set, and message
+ * sizes (requests are small; answers, a Status of many members, are read whole).
+ */
+export function clientOptions(): grpc.ClientOptions {
+  const { token } = tokenOption();
+  const sizes = {
+    'grpc.max_receive_message_length': -1,
+    'grpc.max_send_message_length': 4 * 1024 * 1024,
+  };
+  return token === undefined ? sizes : { ...sizes, interceptors: [bearerInterceptor(token)] };
 }

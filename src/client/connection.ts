@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
+import { bearerInterceptor } from './bearer.ts';
 import {
   CallStream,
   localError,
@@ -34,6 +35,11 @@ export interface ConnectionOptions {
   /** host:port of one or more nodes' client addresses. */
   readonly endpoints: readonly string[];
   readonly credentials?: grpc.ChannelCredentials;
+  /**
+   * A bearer token the cluster's `auth.tokens` knows: sent as `authorization` metadata
+   * with every call. Without one, under mutual TLS, the client certificate names the caller.
+   */
+  readonly token?: string;
   /**
    * grpc-js options of every channel to a node, over the client's own, which lift
    * grpc-js's 4 MiB receive limit (see CHANNEL_OPTIONS).
@@ -155,6 +161,12 @@ const CHANNEL_OPTIONS: grpc.ChannelOptions = {
 
 /** How long a Status asked only to find the leader or the members may take. */
 const STATUS_PROBE_TIMEOUT_MS = 1_000;
+/**
+ * A retry needs at least this long before the call's deadline. One with less could not
+ * even connect, and would replace the failure that says what is wrong (UNAVAILABLE:
+ * connection refused) by DEADLINE_EXCEEDED "waiting for LB pick".
+ */
+const RETRY_WINDOW_MS_MIN = 20;
 
 const DEFAULTS = {
   attemptTimeoutMs: 2_000,
@@ -176,7 +188,7 @@ export class Connection {
     'endpoints' | 'attemptTimeoutMs' | 'retryDelayMsMin' | 'retryDelayMsMax'
   >;
   private readonly credentials: grpc.ChannelCredentials;
-  private readonly channelOptions: grpc.ChannelOptions;
+  private readonly channelOptions: grpc.ClientOptions;
   private readonly clients = new Map<string, Record<Service, grpc.Client>>();
   private readonly transport: Transport;
   private readonly streamIdleCloseMs: number;
@@ -200,7 +212,11 @@ export class Connection {
       retryDelayMsMax: positive(options.retryDelayMsMax, 'retryDelayMsMax'),
     };
     this.credentials = options.credentials ?? grpc.credentials.createInsecure();
-    this.channelOptions = { ...CHANNEL_OPTIONS, ...options.channelOptions };
+    this.channelOptions = {
+      ...CHANNEL_OPTIONS,
+      ...options.channelOptions,
+      ...(options.token === undefined ? {} : { interceptors: [bearerInterceptor(options.token)] }),
+    };
     this.transport = options.transport ?? 'stream';
     this.streamIdleCloseMs = positive(options.streamIdleCloseMs, 'streamIdleCloseMs');
     if (this.transport !== 'stream' && this.transport !== 'unary') {
@@ -306,7 +322,9 @@ export class Connection {
         await this.reroute(lastError, address, failedAt, options.deadlineMs);
       }
       const delayMs = this.retryDelayMs(attempt, lastError.retryAfterMs);
-      if (this.clock.nowMs() + delayMs >= options.deadlineMs) throw failed(lastError);
+      if (this.clock.nowMs() + delayMs + RETRY_WINDOW_MS_MIN >= options.deadlineMs) {
+        throw failed(lastError);
+      }
       await abortableSleep(delayMs, options.signal);
     }
   }

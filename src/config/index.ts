@@ -1,4 +1,12 @@
 export { type AddressResult, type HostPort, parseAddress } from './address.ts';
+export {
+  type AuthConfig,
+  type IdentityLimits,
+  PERMISSIONS,
+  type Permission,
+  type RoleGrant,
+  type TokenEntry,
+} from './auth.ts';
 export { ConfigError } from './errors.ts';
 export { CONFIG_FILE_BYTES_MAX, loadClusterConfig } from './load.ts';
 export { NODE_ID_PATTERN, NODES_MAX } from './nodes.ts';

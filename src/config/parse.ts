@@ -1,4 +1,5 @@
 import { join, resolve } from 'node:path';
+import { readAuthSection } from './auth.ts';
 import { ConfigError } from './errors.ts';
 import {
   describeValue,
@@ -20,6 +21,7 @@ import {
 } from './sections.ts';
 import { checkTiming } from './timing.ts';
 import { readTlsSection } from './tls.ts';
+import { readTracingSection } from './tracing.ts';
 import {
   type ClusterFileConfig,
   DEFAULT_PEER_TRANSPORT,
@@ -33,7 +35,9 @@ const TOP_FIELDS: readonly string[] = [
   'nodes',
   'dataDir',
   'tls',
+  'auth',
   'peerTransport',
+  'tracing',
   ...SECTION_NAMES,
 ];
 
@@ -76,7 +80,9 @@ export function parseClusterConfig(json: unknown, baseDir: string): ClusterFileC
     lock,
     runtime,
     tls: readTlsSection(problems, ownField(root, 'tls'), baseDir),
+    auth: readAuthSection(problems, ownField(root, 'auth')),
     peerTransport,
+    tracing: readTracingSection(problems, ownField(root, 'tracing')),
   };
   if (problems.list.length > 0) throw new ConfigError(problems.list);
   return Object.freeze(config);

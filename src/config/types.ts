@@ -1,6 +1,8 @@
 import type { LockLimits } from '../lock/limits.ts';
 import type { RaftOptions } from '../raft/options.ts';
+import type { AuthConfig } from './auth.ts';
 import type { TlsSection } from './tls.ts';
+import type { TracingConfig } from './tracing.ts';
 
 /** One member of the cluster. Every address is "host:port"; IPv6 hosts go in brackets. */
 export interface NodeConfig {
@@ -120,6 +122,12 @@ export interface RuntimeConfig {
   readonly leadershipTransferTimeoutMs: number;
   /** … then calls in flight get this long to finish before the process exits. */
   readonly shutdownDrainMs: number;
+  /** Browsers watching the web console (Server-Sent Events streams) at once; past it one is refused (503). */
+  readonly consoleStreamsMax: number;
+  /** How often the console pushes a fresh view to its watchers (and asks the other nodes for theirs). */
+  readonly consoleRefreshMs: number;
+  /** Locks and sessions the console lists at most; the counts are always whole. */
+  readonly consoleRowsMax: number;
 }
 
 /** A validated cluster config: frozen, every default filled in, `dataDir` absolute. */
@@ -142,12 +150,16 @@ export interface ClusterFileConfig {
   readonly runtime: RuntimeConfig;
   /** Mutual TLS on every gRPC endpoint (and the TCP peer port); null: plaintext. */
   readonly tls: TlsSection | null;
+  /** Identities, roles and per-identity limits (issue 15); null: open, as before. */
+  readonly auth: AuthConfig | null;
   /**
    * How nodes carry Raft traffic to each other: gRPC streams (the default), or
    * length-prefixed frames over plain TCP (TLS when `tls` is set). Every node of a
    * cluster must use the same: neither understands the other's port.
    */
   readonly peerTransport: PeerTransportKind;
+  /** OpenTelemetry span export; off unless `tracing.otlpEndpoint` is set. */
+  readonly tracing: TracingConfig;
 }
 
 export const PEER_TRANSPORT_KINDS = ['grpc', 'tcp'] as const;
@@ -163,6 +175,8 @@ export interface ClusterConfigInput {
   readonly raft?: Partial<RaftConfig>;
   readonly lock?: Partial<LockLimits>;
   readonly runtime?: Partial<RuntimeConfig>;
+  /** See AuthConfig; the file's JSON shape (roles and identities as objects). */
+  readonly auth?: unknown;
 }
 
 /** etcd's default heartbeat; with the core's default ticks: 1 s election timeout, 100 ms heartbeat. */
@@ -197,4 +211,7 @@ export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
   peerReconnectDelayMsMax: 2_000,
   leadershipTransferTimeoutMs: 2_000,
   shutdownDrainMs: 5_000,
+  consoleStreamsMax: 16,
+  consoleRefreshMs: 500,
+  consoleRowsMax: 200,
 };

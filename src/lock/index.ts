@@ -1,3 +1,4 @@
+export { IDENTITY_QUOTA_FIELDS, type IdentityQuota } from './identity-quota.ts';
 export {
   canonicalLockRules,
   DEFAULT_LOCK_LIMITS,

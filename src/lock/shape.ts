@@ -1,3 +1,4 @@
+import { quotaProblem } from './identity-quota.ts';
 import type { LockCommandType } from './types.ts';
 
 /**
@@ -52,7 +53,17 @@ export function commandShapeProblem(command: unknown): string | null {
     const value = (command as Record<string, unknown>)[field];
     if (!hasKind(value, kind)) return `${type}.${field} must be ${describeKind(kind)}`;
   }
-  return null;
+  return optionalFieldsProblem(type, command as Record<string, unknown>);
+}
+
+/** The optional fields of issue 15 (identity, quota): absent, or of the right shape. */
+function optionalFieldsProblem(type: string, command: Record<string, unknown>): string | null {
+  const { identity, quota } = command;
+  if (identity !== undefined && typeof identity !== 'string') {
+    return `${type}.identity must be a string`;
+  }
+  const problem = quotaProblem(quota);
+  return problem === null ? null : `${type}.quota.${problem}`;
 }
 
 function hasKind(value: unknown, kind: FieldKind): boolean {

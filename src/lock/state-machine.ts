@@ -7,6 +7,7 @@ import {
   sessionId as toSessionId,
 } from '../util/ids.ts';
 import { utf8ByteLength } from '../util/utf8.ts';
+import { type IdentityQuota, IdentityTally } from './identity-quota.ts';
 import {
   canonicalLockRules,
   DEFAULT_LOCK_LIMITS,
@@ -85,6 +86,8 @@ interface SessionRecord {
   readonly id: SessionId;
   readonly ttlMs: number;
   readonly clientName: string;
+  /** The identity that opened it ('' anonymous); only it may use the session. */
+  readonly identity: string;
   lastRefreshIndex: LogIndex;
   /** Names of the locks this session holds or waits for. */
   readonly held: Set<string>;
@@ -128,6 +131,8 @@ export interface SessionDescription {
   readonly sessionId: SessionId;
   readonly ttlMs: number;
   readonly clientName: string;
+  /** The identity that opened it; '' anonymous. */
+  readonly identity: string;
   readonly lastRefreshIndex: LogIndex;
   readonly held: readonly string[];
   readonly waiting: readonly string[];
@@ -203,6 +208,8 @@ interface SnapshotSession {
   readonly ttlMs: number;
   readonly clientName: string;
   readonly lastRefreshIndex: number;
+  /** Written only when not '' (anonymous), so snapshots without identities stay as they were. */
+  readonly identity?: string;
 }
 
 class Rejection extends Error {
@@ -250,6 +257,8 @@ export class LockStateMachine {
   private readonly sessions = new Map<SessionId, SessionRecord>();
   private readonly locks = new Map<string, LockRecord>();
   private readonly dedupe = new Map<string, RememberedResult>();
+  /** Sessions, holds and waits per identity, for the per-identity limits. Derived state. */
+  private readonly tally = new IdentityTally();
   /** Set by acquire() for one command: earlier attempts of a wait whose memory was evicted. */
   private attemptsOfEvictedWait: number[] = [];
   /** Events of the command being applied, in order. */
@@ -342,6 +351,8 @@ export class LockStateMachine {
     const key = dedupeKey(command);
     try {
       this.checkCeilings(command);
+      // Before a retry is answered: another identity must not learn a session's results.
+      this.checkOwner(command);
       const remembered = key === null ? undefined : this.rememberedResult(key);
       if (key !== null && remembered !== undefined)
         return this.answerRetry(command, key, remembered);
@@ -555,15 +566,25 @@ export class LockStateMachine {
     if (this.sessions.size >= this.rules.sessionsMax) {
       reject('limitReached', `sessionsMax (${this.rules.sessionsMax}) sessions are open`);
     }
+    const identity = command.identity ?? '';
+    const quota = command.quota;
+    if (quota !== undefined && this.tally.of(identity).sessions >= quota.sessionsMax) {
+      reject(
+        'limitReached',
+        `sessionsPerIdentityMax (${quota.sessionsMax}) sessions are open for identity ${JSON.stringify(identity)}`,
+      );
+    }
     const id = toSessionId(this.index);
     this.sessions.set(id, {
       id,
       ttlMs: command.ttlMs,
       clientName: command.clientName,
+      identity,
       lastRefreshIndex: this.index,
       held: new Set(),
       waiting: new Set(),
     });
+    this.tally.change(identity, 'sessions', 1);
     this.emit({ type: 'sessionRefreshed', sessionId: id, ttlMs: command.ttlMs });
     return { type: 'SessionOpened', sessionId: id, ttlMs: command.ttlMs };
   }
@@ -624,8 +645,39 @@ export class LockStateMachine {
       touched.add(name);
     }
     this.sessions.delete(session.id);
+    this.tally.change(session.identity, 'sessions', -1);
     this.emit({ type: 'sessionEnded', sessionId: session.id, reason });
     for (const name of [...touched].sort(compareStrings)) this.promote(this.lockRecord(name));
+  }
+
+  /**
+   * A command on a session must come from the identity that opened it. A session that
+   * does not exist is left to the command's own lookup (sessionNotFound).
+   */
+  private checkOwner(command: LockCommand): void {
+    let ids: readonly SessionId[];
+    switch (command.type) {
+      case 'KeepAlive':
+        ids = command.sessionIds;
+        break;
+      case 'CloseSession':
+      case 'Acquire':
+      case 'Release':
+        ids = [command.sessionId];
+        break;
+      default:
+        return;
+    }
+    const identity = command.identity ?? '';
+    for (const id of ids) {
+      const owner = this.sessions.get(id)?.identity;
+      if (owner !== undefined && owner !== identity) {
+        reject(
+          'notSessionOwner',
+          `session ${id} belongs to another identity than ${JSON.stringify(identity)}`,
+        );
+      }
+    }
   }
 
   private requireSession(id: SessionId): SessionRecord {
@@ -691,6 +743,7 @@ export class LockStateMachine {
     }
     const lock = existing ?? this.createLock(command.lock);
     if (this.grantable(lock, command.mode)) {
+      this.checkQuota(lock, session, command.quota, false);
       const grant = this.grant(lock, session, { ...command, requestIndex: this.index });
       return this.acquiredResult(lock, grant);
     }
@@ -704,6 +757,7 @@ export class LockStateMachine {
         `waitersPerLockMax (${this.rules.waitersPerLockMax}) waiters queue for ${command.lock}`,
       );
     }
+    this.checkQuota(lock, session, command.quota, true);
     const waiter: Waiter = {
       sessionId: session.id,
       owner: command.owner,
@@ -715,9 +769,40 @@ export class LockStateMachine {
       lockDelayMs: command.lockDelayMs,
     };
     lock.waiters.push(waiter);
-    session.waiting.add(lock.name);
+    this.addWaiting(session, lock.name);
     this.emit({ type: 'queued', lock: lock.name, waiter });
     return { type: 'Queued', lock: lock.name, position: lock.waiters.length - 1 };
+  }
+
+  /** The per-identity limits of a new grant or wait; a lock it would have created is dropped. */
+  private checkQuota(
+    lock: LockRecord,
+    session: SessionRecord,
+    quota: IdentityQuota | undefined,
+    wait: boolean,
+  ): void {
+    if (quota === undefined) return;
+    const counts = this.tally.of(session.identity);
+    const who = `identity ${JSON.stringify(session.identity)}`;
+    let problem: string | null = null;
+    if (wait && counts.waiting >= quota.waitersMax) {
+      problem = `waitersPerIdentityMax (${quota.waitersMax}) Acquires wait for ${who}`;
+    } else if (counts.held + counts.waiting >= quota.locksHeldMax) {
+      problem = `locksHeldPerIdentityMax (${quota.locksHeldMax}) locks are held or awaited by ${who}`;
+    }
+    if (problem === null) return;
+    this.dropIfIdle(lock);
+    reject('limitReached', problem);
+  }
+
+  private addWaiting(session: SessionRecord, name: string): void {
+    if (session.waiting.has(name)) return;
+    session.waiting.add(name);
+    this.tally.change(session.identity, 'waiting', 1);
+  }
+
+  private deleteWaiting(session: SessionRecord | undefined, name: string): void {
+    if (session?.waiting.delete(name) === true) this.tally.change(session.identity, 'waiting', -1);
   }
 
   private rejectModeMismatch(
@@ -971,7 +1056,7 @@ export class LockStateMachine {
       assert(head !== undefined, `pending promotion of ${lock.name} without a waiter`);
       const session = this.sessions.get(head.sessionId);
       assert(session !== undefined, `waiter of ${lock.name} has no session ${head.sessionId}`);
-      session.waiting.delete(lock.name);
+      this.deleteWaiting(session, lock.name);
       this.emit({
         type: 'waitEnded',
         lock: lock.name,
@@ -1021,6 +1106,7 @@ export class LockStateMachine {
       alsoFor: [],
     };
     lock.holders.set(session.id, grant);
+    if (!session.held.has(lock.name)) this.tally.change(session.identity, 'held', 1);
     session.held.add(lock.name);
     this.emit({
       type: 'granted',
@@ -1034,7 +1120,8 @@ export class LockStateMachine {
 
   private removeHolder(lock: LockRecord, grant: Grant, reason: ReleaseReason): void {
     lock.holders.delete(grant.sessionId);
-    this.sessions.get(grant.sessionId)?.held.delete(lock.name);
+    const holder = this.sessions.get(grant.sessionId);
+    if (holder?.held.delete(lock.name) === true) this.tally.change(holder.identity, 'held', -1);
     this.emit({
       type: 'released',
       lock: lock.name,
@@ -1053,7 +1140,7 @@ export class LockStateMachine {
     const waiter = lock.waiters[position];
     assert(waiter !== undefined, `session ${id} is not waiting for ${lock.name}`);
     lock.waiters.splice(position, 1);
-    this.sessions.get(id)?.waiting.delete(lock.name);
+    this.deleteWaiting(this.sessions.get(id), lock.name);
     // The request's outcome, for its retries; a session that ended has none to ask.
     if (reason !== 'sessionEnded') {
       this.rememberOutcome(lock.name, waiter, this.notAcquired(lock.name));
@@ -1220,6 +1307,7 @@ export class LockStateMachine {
       sessionId: session.id,
       ttlMs: session.ttlMs,
       clientName: session.clientName,
+      identity: session.identity,
       lastRefreshIndex: session.lastRefreshIndex,
       held: [...session.held].sort(compareStrings),
       waiting: [...session.waiting].sort(compareStrings),
@@ -1260,8 +1348,9 @@ export class LockStateMachine {
       sessions: this.sessionIds().map((id) => {
         const session = this.sessions.get(id);
         assert(session !== undefined, `session ${id} vanished`);
-        const { ttlMs, clientName, lastRefreshIndex } = session;
-        return { id, ttlMs, clientName, lastRefreshIndex };
+        const { ttlMs, clientName, lastRefreshIndex, identity } = session;
+        const saved: SnapshotSession = { id, ttlMs, clientName, lastRefreshIndex };
+        return identity === '' ? saved : { ...saved, identity };
       }),
       locks: [...this.locks.keys()].sort(compareStrings).map((name) => {
         const lock = this.lockRecord(name);
@@ -1293,6 +1382,7 @@ export class LockStateMachine {
     this.sessions.clear();
     this.locks.clear();
     this.dedupe.clear();
+    this.tally.clear();
     this.appliedIndex = snapshot.appliedIndex;
     for (const session of snapshot.sessions) {
       const id = toSessionId(session.id);
@@ -1300,10 +1390,12 @@ export class LockStateMachine {
         id,
         ttlMs: session.ttlMs,
         clientName: session.clientName,
+        identity: session.identity ?? '',
         lastRefreshIndex: session.lastRefreshIndex as LogIndex,
         held: new Set(),
         waiting: new Set(),
       });
+      this.tally.change(session.identity ?? '', 'sessions', 1);
     }
     for (const saved of snapshot.locks) this.restoreLock(saved);
     for (const [key, result] of snapshot.dedupe) this.dedupe.set(key, result);
@@ -1319,11 +1411,13 @@ export class LockStateMachine {
       // Snapshots written before alsoFor existed lack it.
       const grant: Grant = { ...stored, alsoFor: stored.alsoFor ?? [] };
       lock.holders.set(grant.sessionId, grant);
-      this.restoredSession(grant.sessionId, saved.name).held.add(saved.name);
+      const holder = this.restoredSession(grant.sessionId, saved.name);
+      holder.held.add(saved.name);
+      this.tally.change(holder.identity, 'held', 1);
     }
     for (const waiter of saved.waiters) {
       lock.waiters.push(waiter);
-      this.restoredSession(waiter.sessionId, saved.name).waiting.add(saved.name);
+      this.addWaiting(this.restoredSession(waiter.sessionId, saved.name), saved.name);
     }
     for (const delay of saved.delays) {
       lock.delays.push({ index: delay.index as LogIndex, delayMs: delay.delayMs });
@@ -1338,6 +1432,11 @@ export class LockStateMachine {
 
   private sessionsBound(): number {
     return Math.max(this.rules.sessionsMax, this.carriedOver.sessions);
+  }
+
+  private checkTally(): void {
+    const problem = tallyProblem(this.sessions.values(), this.tally);
+    assert(problem === null, problem ?? '');
   }
 
   /** Checks the invariants over the whole state; tests call it after every command. */
@@ -1387,6 +1486,7 @@ export class LockStateMachine {
       `sessions wait ${waitingCount} times, queues hold ${waiterCount}`,
     );
     assert(this.sessions.size <= this.sessionsBound(), 'too many sessions');
+    this.checkTally();
     assert(
       this.locks.size <= Math.max(this.rules.locksMax, this.carriedOver.locks),
       'too many locks',
@@ -1404,6 +1504,25 @@ export class LockStateMachine {
       );
     }
   }
+}
+
+/** The per-identity counts, recounted from the sessions, equal the tally kept in step. */
+function tallyProblem(sessions: Iterable<SessionRecord>, tally: IdentityTally): string | null {
+  const recount = new IdentityTally();
+  for (const session of sessions) {
+    recount.change(session.identity, 'sessions', 1);
+    recount.change(session.identity, 'held', session.held.size);
+    recount.change(session.identity, 'waiting', session.waiting.size);
+  }
+  const kept = new Map(tally.entries());
+  const counted = new Map(recount.entries());
+  const keys = new Set([...kept.keys(), ...counted.keys()]);
+  for (const key of keys) {
+    const a = JSON.stringify(kept.get(key));
+    const b = JSON.stringify(counted.get(key));
+    if (a !== b) return `identity ${JSON.stringify(key)} is tallied ${a} but has ${b}`;
+  }
+  return null;
 }
 
 /**
@@ -1466,7 +1585,10 @@ function upgradeSnapshotV1(saved: LockSnapshotV1): LockSnapshotV2 {
 function dedupeKey(command: LockCommand): string | null {
   switch (command.type) {
     case 'OpenSession':
-      return `OpenSession/${command.requestId}`;
+      // Per identity: another tenant's request id must not answer with this one's session.
+      return command.identity === undefined || command.identity === ''
+        ? `OpenSession/${command.requestId}`
+        : `OpenSession@${JSON.stringify(command.identity)}/${command.requestId}`;
     case 'Acquire':
       return acquireKey(command.sessionId, command.requestId);
     case 'CloseSession':

@@ -1,7 +1,23 @@
 import type { FencingToken, LogIndex, SessionId } from '../util/ids.ts';
+import type { IdentityQuota } from './identity-quota.ts';
 import type { LockLimits } from './limits.ts';
 
 export type LockMode = 'exclusive' | 'shared';
+
+/**
+ * Who asks (issue 15): the identity the node that took the call authenticated, '' for an
+ * anonymous caller (no auth configured). Absent means ''. A session belongs to the
+ * identity that opened it; a command on a session that carries another is refused
+ * (notSessionOwner) on every replica alike.
+ */
+interface Asker {
+  readonly identity?: string;
+}
+
+/** The per-identity limits the authorizing node applied; absent: none. */
+interface Limited {
+  readonly quota?: IdentityQuota;
+}
 
 /**
  * Commands the lock state machine applies, one per log entry. Clients cause the
@@ -12,22 +28,27 @@ export type LockMode = 'exclusive' | 'shared';
  * (sessionId, requestId), and OpenSession by its requestId alone.
  */
 export type LockCommand =
-  | {
+  | ({
       readonly type: 'OpenSession';
       readonly ttlMs: number;
       readonly clientName: string;
       readonly requestId: string;
-    }
+    } & Asker &
+      Limited)
   /** Refreshes several sessions in one entry, so keepalives batch. */
-  | { readonly type: 'KeepAlive'; readonly sessionIds: readonly SessionId[] }
-  | { readonly type: 'CloseSession'; readonly sessionId: SessionId; readonly requestId: string }
+  | ({ readonly type: 'KeepAlive'; readonly sessionIds: readonly SessionId[] } & Asker)
+  | ({
+      readonly type: 'CloseSession';
+      readonly sessionId: SessionId;
+      readonly requestId: string;
+    } & Asker)
   /** Applies only if the session has not been refreshed after `lastRefreshIndex`. */
   | {
       readonly type: 'ExpireSession';
       readonly sessionId: SessionId;
       readonly lastRefreshIndex: LogIndex;
     }
-  | {
+  | ({
       readonly type: 'Acquire';
       readonly lock: string;
       readonly sessionId: SessionId;
@@ -40,14 +61,15 @@ export type LockCommand =
       readonly maxHoldMs: number;
       /** 0 = the cluster default; how long the lock stays closed after this holder's session expires. */
       readonly lockDelayMs: number;
-    }
-  | {
+    } & Asker &
+      Limited)
+  | ({
       readonly type: 'Release';
       readonly lock: string;
       readonly sessionId: SessionId;
       readonly token: FencingToken;
       readonly requestId: string;
-    }
+    } & Asker)
   /**
    * Withdraws the waiting Acquire of the same session and request id, as when its call
    * is cancelled. A later wait of the session under another request is not touched.
@@ -152,7 +174,9 @@ export type RejectionCode =
    * request into that wait would let the withdrawal of either one take away a grant
    * the other was told of; the caller retries the waiting request (same request id).
    */
-  | 'alreadyWaiting';
+  | 'alreadyWaiting'
+  /** The session belongs to another identity than the command's (issue 15). */
+  | 'notSessionOwner';
 
 /**
  * The result of one command. Deterministic: every replica computes the same result

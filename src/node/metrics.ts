@@ -16,6 +16,7 @@ export class NodeMetrics {
   readonly leaderChanges: client.Counter;
   readonly expiries: client.Counter;
   readonly foreignPeerMessages: client.Counter<'reason'>;
+  readonly backpressureRefusals: client.Counter<'method'>;
 
   /**
    * `peerTraffic`: the node's transport wrapped for counting; without it the peer
@@ -47,6 +48,11 @@ export class NodeMetrics {
       node.status().role === 'leader' ? 1 : 0,
     );
     gauge(
+      'dlm_raft_has_leader',
+      '1 while this node knows a leader (itself included), else 0.',
+      () => (node.status().leaderId === null ? 0 : 1),
+    );
+    gauge(
       'dlm_pending_proposals',
       'Writes waiting to apply on this node.',
       () => node.pendingProposals,
@@ -72,6 +78,12 @@ export class NodeMetrics {
       name: 'dlm_peer_messages_foreign_total',
       help: "Peer messages dropped for their cluster id: another cluster's (other_cluster), or none from a node that has not learned it (no_cluster_id).",
       labelNames: ['reason'],
+      registers: [registry],
+    });
+    this.backpressureRefusals = new client.Counter({
+      name: 'dlm_backpressure_refusals_total',
+      help: 'Client calls refused with RESOURCE_EXHAUSTED and a retry hint (too many writes pending, calls in flight, or uncommitted entries), by method.',
+      labelNames: ['method'],
       registers: [registry],
     });
     this.fsyncSeconds = new client.Histogram({

@@ -122,7 +122,7 @@ export type RestoredListener = (index: LogIndex) => void;
 export interface NodeObserver {
   /** A synced write of Raft state took `seconds` (writes that need no fsync are not told). */
   persisted?(seconds: number): void;
-  proposed?(seconds: number, outcome: 'applied' | 'failed'): void;
+  proposed?(seconds: number, outcome: 'applied' | 'failed', trace?: TraceContext): void;
   leaderChanged?(): void;
   /** A snapshot of the applied state is durable (the log is compacted behind it later). */
   snapshotted?(report: SnapshotReport): void;
@@ -346,12 +346,12 @@ export class DlmNode {
     try {
       const result = await applied;
       for (const observer of this.observers) {
-        observer.proposed?.((this.clock.nowMs() - startedMs) / 1000, 'applied');
+        observer.proposed?.((this.clock.nowMs() - startedMs) / 1000, 'applied', options.trace);
       }
       return result;
     } catch (error) {
       for (const observer of this.observers) {
-        observer.proposed?.((this.clock.nowMs() - startedMs) / 1000, 'failed');
+        observer.proposed?.((this.clock.nowMs() - startedMs) / 1000, 'failed', options.trace);
       }
       throw error;
     }

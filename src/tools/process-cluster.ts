@@ -96,6 +96,8 @@ export class ProcessCluster {
   private readonly clients = new Map<string, Record<string, Method>>();
   /** Plaintext, or mutual TLS with the client certificate of the config's `tls` section. */
   credentials = grpc.credentials.createInsecure();
+  /** grpc-js options of the harness's clients, e.g. an interceptor that sends a bearer token. */
+  clientOptions: grpc.ClientOptions = {};
 
   private constructor(
     readonly nodes: readonly ProcessNode[],
@@ -465,10 +467,11 @@ export class ProcessCluster {
     if (node === undefined) throw new Error(`unknown node ${id}`);
     const Client = loadServices()[service];
     if (Client === undefined) throw new Error(`unknown service ${service}`);
-    const client = new Client(node.clientAddress, this.credentials) as unknown as Record<
-      string,
-      Method
-    >;
+    const client = new Client(
+      node.clientAddress,
+      this.credentials,
+      this.clientOptions,
+    ) as unknown as Record<string, Method>;
     this.clients.set(key, client);
     return client;
   }
@@ -476,7 +479,8 @@ export class ProcessCluster {
 
 let services: Record<string, grpc.ServiceClientConstructor> | null = null;
 
-function loadServices(): Record<string, grpc.ServiceClientConstructor> {
+/** The generated client constructors by service name (Lock, Cluster, Health). */
+export function loadServices(): Record<string, grpc.ServiceClientConstructor> {
   if (services !== null) return services;
   const definition = protoLoader.loadSync(['dlm.proto', 'health.proto'], {
     keepCase: true,

@@ -111,7 +111,7 @@ function consumerLock(tarball: string): object {
 
 /** A TypeScript user's file: it must compile, and the @ts-expect-error must be needed. */
 const TYPED_CONSUMER = `
-import { DlmClient, type LockHandle, type Session } from 'dlm/client';
+import { DlmClient, FenceGuard, type LockHandle, type Session } from 'dlm/client';
 
 const client = new DlmClient({ endpoints: ['127.0.0.1:7101'] });
 const session: Session = await client.openSession({ ttlMs: 10_000, clientName: 'typed' });
@@ -119,7 +119,8 @@ const handle: LockHandle = await session.acquire('typed', { waitMs: 0, mode: 'SH
 const token: string = handle.token;
 // @ts-expect-error a fencing token is a decimal string (a uint64), not a number
 const wrong: number = handle.token;
-console.log(token, wrong, session.signal.aborted);
+const admitted: boolean = new FenceGuard().admit('typed', handle.token);
+console.log(token, wrong, session.signal.aborted, admitted);
 `;
 
 const TYPED_CONSUMER_TSCONFIG = {
@@ -157,6 +158,9 @@ describe('the npm package', () => {
         'dist/client/index.d.ts',
         'proto/dlm.proto',
         'proto/raft.proto',
+        'console/index.html',
+        'console/console.js',
+        'console/console.css',
       ]),
     );
     const unwanted = paths.filter(
@@ -216,6 +220,8 @@ describe('the npm package', () => {
       firstValidWhileHeld: boolean;
       firstValidAfterSecond: boolean;
       errorClassExported: boolean;
+      fenceAdmitted: boolean[];
+      staleRefusal: string | null;
     };
     expect(seen.firstToken).toMatch(/^[1-9][0-9]*$/);
     expect(BigInt(seen.secondToken)).toBeGreaterThan(BigInt(seen.firstToken));
@@ -226,6 +232,15 @@ describe('the npm package', () => {
     expect(seen.firstValidWhileHeld).toBe(true);
     expect(seen.firstValidAfterSecond).toBe(false);
     expect(seen.errorClassExported).toBe(true);
+    expect(seen.fenceAdmitted).toEqual([true, true]);
+    expect(seen.staleRefusal).toBe(
+      `package/test: write under fencing token ${seen.firstToken} refused, token ${seen.secondToken} was seen already (a later grant of the lock; this holder lost it)`,
+    );
+
+    // The web console's page ships too: the installed node serves it.
+    const page = await fetch(`http://${cluster.nodes[0]?.metricsAddress}/`);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('<script src="/console.js"');
 
     for (const node of cluster.nodes) {
       expect(readFileSync(cluster.logPath(node.id), 'utf8')).not.toContain('building dist/');

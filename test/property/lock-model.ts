@@ -44,6 +44,8 @@ export interface ModelSession {
   id: number;
   ttlMs: number;
   clientName: string;
+  /** Who opened it ('' anonymous): only commands of that identity may use it. */
+  identity: string;
   lastRefreshIndex: number;
 }
 
@@ -94,6 +96,7 @@ export interface ModelSessionDescription {
   sessionId: number;
   ttlMs: number;
   clientName: string;
+  identity: string;
   lastRefreshIndex: number;
   held: string[];
   waiting: string[];
@@ -312,7 +315,13 @@ export class LockModel {
     this.index = index;
     this.lastRetried = null;
     let key: string | null = null;
-    if (command.type === 'OpenSession') key = `OpenSession/${command.requestId}`;
+    if (command.type === 'OpenSession') {
+      const who = command.identity ?? '';
+      key =
+        who === ''
+          ? `OpenSession/${command.requestId}`
+          : `OpenSession@${JSON.stringify(who)}/${command.requestId}`;
+    }
     if (
       command.type === 'CloseSession' ||
       command.type === 'Acquire' ||
@@ -329,6 +338,8 @@ export class LockModel {
     ) {
       return rejected('invalidArgument');
     }
+    // A live session is only its opener's: checked before a retry is answered.
+    if (this.foreignSession(command)) return rejected('notSessionOwner');
     if (key !== null) {
       const seen = this.dedupe.find((entry) => entry.key === key);
       if (seen !== undefined) {
@@ -366,6 +377,47 @@ export class LockModel {
     return result;
   }
 
+  private foreignSession(command: LockCommand): boolean {
+    let ids: readonly number[] = [];
+    if (command.type === 'KeepAlive') ids = command.sessionIds;
+    if (
+      command.type === 'CloseSession' ||
+      command.type === 'Acquire' ||
+      command.type === 'Release'
+    ) {
+      ids = [command.sessionId];
+    }
+    const who = 'identity' in command ? (command.identity ?? '') : '';
+    return ids.some((id) => {
+      const session = this.findSession(id);
+      return session !== undefined && session.identity !== who;
+    });
+  }
+
+  /** Counted afresh each time: the sessions of `identity`, and its holds and waits. */
+  private countsOf(identity: string): { sessions: number; held: number; waiting: number } {
+    const mine = new Set(
+      this.sessions.filter((session) => session.identity === identity).map((s) => s.id),
+    );
+    let held = 0;
+    let waiting = 0;
+    for (const lock of this.locks) {
+      held += lock.holders.filter((holder) => mine.has(holder.sessionId)).length;
+      waiting += lock.waiters.filter((waiter) => mine.has(waiter.sessionId)).length;
+    }
+    return { sessions: mine.size, held, waiting };
+  }
+
+  /** The per-identity limits of a new grant (wait false) or wait (wait true). */
+  private overQuota(command: Extract<LockCommand, { type: 'Acquire' }>, wait: boolean): boolean {
+    const quota = command.quota;
+    if (quota === undefined) return false;
+    const session = this.findSession(command.sessionId) as ModelSession;
+    const counts = this.countsOf(session.identity);
+    if (wait && counts.waiting >= quota.waitersMax) return true;
+    return counts.held + counts.waiting >= quota.locksHeldMax;
+  }
+
   private run(command: LockCommand): ModelResult {
     const limits = this.limits;
     switch (command.type) {
@@ -377,10 +429,16 @@ export class LockModel {
           return rejected('invalidArgument');
         }
         if (this.sessions.length >= limits.sessionsMax) return rejected('limitReached');
+        const identity = command.identity ?? '';
+        const quota = command.quota;
+        if (quota !== undefined && this.countsOf(identity).sessions >= quota.sessionsMax) {
+          return rejected('limitReached');
+        }
         this.sessions.push({
           id: this.index,
           ttlMs: command.ttlMs,
           clientName: command.clientName,
+          identity,
           lastRefreshIndex: this.index,
         });
         return { type: 'SessionOpened', sessionId: this.index, ttlMs: command.ttlMs };
@@ -472,6 +530,7 @@ export class LockModel {
           lock.waiters.length === 0 &&
           this.compatible(lock, command.mode);
         if (canGrant) {
+          if (this.overQuota(command, false)) return rejected('limitReached');
           const grant = this.addHolder(lock, {
             sessionId: command.sessionId,
             owner: command.owner,
@@ -493,6 +552,7 @@ export class LockModel {
           return { type: 'NotAcquired', lock: lock.name, holders: lock.holders.map(publicHolder) };
         }
         if (lock.waiters.length >= limits.waitersPerLockMax) return rejected('limitReached');
+        if (this.overQuota(command, true)) return rejected('limitReached');
         lock.waiters.push({
           sessionId: command.sessionId,
           owner: command.owner,
@@ -705,6 +765,7 @@ export class LockModel {
       sessionId: session.id,
       ttlMs: session.ttlMs,
       clientName: session.clientName,
+      identity: session.identity,
       lastRefreshIndex: session.lastRefreshIndex,
       held: sortStrings(held),
       waiting: sortStrings(waiting),

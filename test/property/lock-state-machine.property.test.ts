@@ -12,6 +12,7 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import type { IdentityQuota } from '../../src/lock/identity-quota.ts';
 import {
   type LockCommand,
   type LockDelay,
@@ -524,39 +525,86 @@ const tokenRef: fc.Arbitrary<TokenRef> = fc.record({
   k: fc.nat({ max: 20 }),
 });
 
+/** Who opens a session (issue 15): anonymous (no field), or one of two identities. */
+const opener = fc.constantFrom<string | undefined>(undefined, undefined, 'a', 'b');
+/** Per-identity limits small enough to be reached; usually none. */
+const quota = fc.option(
+  fc.record({
+    sessionsMax: fc.integer({ min: 0, max: 3 }),
+    locksHeldMax: fc.integer({ min: 0, max: 3 }),
+    waitersMax: fc.integer({ min: 0, max: 2 }),
+  }),
+  { freq: 3, nil: undefined },
+);
+/** Who asks on a session: mostly its opener, now and then another identity. */
+const asker = fc.constantFrom('own', 'own', 'own', 'own', 'own', 'own', 'other', 'a');
+type Asker = { identity?: string };
+
+function askerOf(w: ModelWorld, sessionId: number, who: string): Asker {
+  const own = w.m.findSession(sessionId)?.identity ?? '';
+  if (who === 'own') return own === '' ? {} : { identity: own };
+  if (who === 'other') return { identity: own === 'b' ? 'a' : 'b' };
+  return { identity: who };
+}
+
+function withQuota<T extends object>(command: T, limits: IdentityQuota | undefined): T {
+  return limits === undefined ? command : { ...command, quota: limits };
+}
+
 const openSession = fc
   .record({
     ttlMs: mostly(fc.constantFrom(1_000, 3_000, 5_000), fc.constantFrom(999, 5_001, 1_500.5), 15),
     clientName: mostly(fc.constantFrom('c', '', 'ü'), fc.constant('cccccc'), 15),
     requestId,
+    identity: opener,
+    quota,
   })
   .map(
-    (args) =>
-      new ApplyCommand('OpenSession', args, () => ({
-        type: 'OpenSession',
-        ...args,
-      })),
+    ({ identity, quota: limits, ...args }) =>
+      new ApplyCommand('OpenSession', { identity, limits, ...args }, () =>
+        withQuota(
+          {
+            type: 'OpenSession' as const,
+            ...args,
+            ...(identity === undefined ? {} : { identity }),
+          },
+          limits,
+        ),
+      ),
   );
 
-const keepAlive = mostly(
-  fc.array(sessionRef, { minLength: 1, maxLength: 3 }),
-  fc.array(sessionRef, { minLength: 0, maxLength: 4 }),
-  10,
-).map(
-  (refs) =>
-    new ApplyCommand('KeepAlive', refs, (w) => ({
-      type: 'KeepAlive',
-      sessionIds: refs.map((ref) => asSession(resolveSession(w, ref))),
-    })),
-);
+const keepAlive = fc
+  .record({
+    refs: mostly(
+      fc.array(sessionRef, { minLength: 1, maxLength: 3 }),
+      fc.array(sessionRef, { minLength: 0, maxLength: 4 }),
+      10,
+    ),
+    who: asker,
+  })
+  .map(
+    ({ refs, who }) =>
+      new ApplyCommand('KeepAlive', { refs, who }, (w) => {
+        const sessionIds = refs.map((ref) => asSession(resolveSession(w, ref)));
+        return {
+          type: 'KeepAlive',
+          sessionIds,
+          ...askerOf(w, sessionIds[0] ?? 0, who),
+        };
+      }),
+  );
 
-const closeSession = fc.record({ ref: sessionRef, requestId }).map(
-  ({ ref, requestId }) =>
-    new ApplyCommand('CloseSession', { ref, requestId }, (w) => ({
-      type: 'CloseSession',
-      sessionId: asSession(resolveSession(w, ref)),
-      requestId,
-    })),
+const closeSession = fc.record({ ref: sessionRef, requestId, who: asker }).map(
+  ({ ref, requestId, who }) =>
+    new ApplyCommand('CloseSession', { ref, requestId, who }, (w) => {
+      const sessionId = resolveSession(w, ref);
+      return {
+        type: 'CloseSession',
+        sessionId: asSession(sessionId),
+        requestId,
+        ...askerOf(w, sessionId, who),
+      };
+    }),
 );
 
 const expireSession = fc
@@ -608,15 +656,24 @@ const acquire = fc
     maxHoldMs: fc.constantFrom(0, 0, 0, 500),
     lockDelayMs: fc.constantFrom(0, 0, 0, 100),
     fault: acquireFault,
+    who: asker,
+    quota,
   })
   .map(
-    ({ ref, fault, ...args }) =>
-      new ApplyCommand('Acquire', { ref, ...args, ...fault }, (w) => ({
-        type: 'Acquire',
-        sessionId: asSession(resolveSession(w, ref)),
-        ...args,
-        ...fault,
-      })),
+    ({ ref, fault, who, quota: limits, ...args }) =>
+      new ApplyCommand('Acquire', { ref, ...args, ...fault, who, limits }, (w) => {
+        const sessionId = resolveSession(w, ref);
+        return withQuota(
+          {
+            type: 'Acquire' as const,
+            sessionId: asSession(sessionId),
+            ...args,
+            ...fault,
+            ...askerOf(w, sessionId, who),
+          },
+          limits,
+        );
+      }),
   );
 
 /**
@@ -677,9 +734,9 @@ function aim(
   return { lock: t.lock, sessionId: resolveSession(w, t.ref) };
 }
 
-const release = fc.record({ target, token: tokenRef, requestId }).map(
-  ({ target, token, requestId }) =>
-    new ApplyCommand('Release', { target, token, requestId }, (w) => {
+const release = fc.record({ target, token: tokenRef, requestId, who: asker }).map(
+  ({ target, token, requestId, who }) =>
+    new ApplyCommand('Release', { target, token, requestId, who }, (w) => {
       const { lock, sessionId } = aim(w, target, 'holders');
       return {
         type: 'Release',
@@ -687,6 +744,7 @@ const release = fc.record({ target, token: tokenRef, requestId }).map(
         sessionId: asSession(sessionId),
         token: asToken(resolveToken(w, lock, sessionId, token)),
         requestId,
+        ...askerOf(w, sessionId, who),
       };
     }),
 );

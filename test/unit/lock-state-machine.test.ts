@@ -743,6 +743,7 @@ describe('LockStateMachine', () => {
       expect(log.sm.session(b)).toEqual({
         sessionId: b,
         ttlMs: 10_000,
+        identity: '',
         clientName: 'c',
         lastRefreshIndex: b,
         held: [],

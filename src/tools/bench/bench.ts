@@ -139,7 +139,7 @@ async function startClusters(
     io.err(
       `starting a 3-node dlm cluster (peer transport ${options.peerTransport}) in ${dlmDir}\n`,
     );
-    clusters.push(await startDlmCluster(dlmDir, options.peerTransport));
+    clusters.push(await startDlmCluster(dlmDir, options.peerTransport, options.cpuProfDir));
   }
   if (etcdBin !== null) {
     const etcdDir = join(dir, 'etcd');

@@ -60,10 +60,16 @@ export async function writeDlmClusterConfig(
 }
 
 /** `dlm serve` for one node of the config, its output appended to `<dir>/<id>.log`. */
-export function spawnDlmNode(configPath: string, id: string, dir: string): ChildProcess {
+export function spawnDlmNode(
+  configPath: string,
+  id: string,
+  dir: string,
+  cpuProfDir: string | null = null,
+): ChildProcess {
+  const profile = cpuProfDir === null ? [] : ['--cpu-prof', '--cpu-prof-dir', cpuProfDir];
   return spawnLogged(
     process.execPath,
-    [DLM_BIN, 'serve', '--config', configPath, '--node', id],
+    [...profile, DLM_BIN, 'serve', '--config', configPath, '--node', id],
     join(dir, `${id}.log`),
   );
 }
@@ -71,9 +77,10 @@ export function spawnDlmNode(configPath: string, id: string, dir: string): Child
 export async function startDlmCluster(
   dir: string,
   peerTransport: 'grpc' | 'tcp' = 'grpc',
+  cpuProfDir: string | null = null,
 ): Promise<ServerCluster> {
   const { nodes, configPath } = await writeDlmClusterConfig(dir, { peerTransport });
-  const children = nodes.map((node) => spawnDlmNode(configPath, node.id, dir));
+  const children = nodes.map((node) => spawnDlmNode(configPath, node.id, dir, cpuProfDir));
   const members = nodes.map((node, i) => ({
     name: node.id,
     clientAddress: node.clientAddress,

@@ -27,6 +27,8 @@ export interface BenchOptions {
   readonly dlmClient: DlmClientKind;
   /** The started dlm cluster's `peerTransport`. */
   readonly peerTransport: 'grpc' | 'tcp';
+  /** Where each started dlm node writes a V8 CPU profile at exit; null: none. */
+  readonly cpuProfDir: string | null;
   readonly keepData: boolean;
   /** How many of each cell's slowest acquires to print and record, with their times. */
   readonly slowest: number;
@@ -71,6 +73,8 @@ Options:
                       (no retries or settle: equal client costs for --compare)
   --peer-transport grpc|tcp  the peerTransport of the dlm cluster the bench starts
                       (default grpc); run both, alternating, to compare them
+  --cpu-prof DIR      each dlm node the bench starts writes a V8 CPU profile
+                      (.cpuprofile, open in Chrome DevTools) into DIR when it stops
   --keep-data         keep the temp dir with the clusters' data and logs
   --slowest N         print each cell's N slowest acquires with the time each was sent
                       (ISO and epoch ms), to match stalls against the nodes' logs
@@ -113,6 +117,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     via: 'leader' as Via,
     dlmClient: 'library' as DlmClientKind,
     peerTransport: 'grpc' as 'grpc' | 'tcp',
+    cpuProfDir: null as string | null,
     etcdBin: null as string | null,
     out: null as string | null,
     keepData: false,
@@ -197,6 +202,9 @@ function applyValue(options: Mutable, flag: string, value: string): void {
         throw new Error(`--peer-transport must be grpc or tcp, got "${value}"`);
       }
       options.peerTransport = value;
+      return;
+    case '--cpu-prof':
+      options.cpuProfDir = value;
       return;
     case '--slowest':
       options.slowest = integer(flag, value, 0, 1_000);

@@ -1,15 +1,16 @@
 import {
   createServer as createHttpServer,
+  type Server as HttpServer,
   type IncomingMessage,
   type ServerResponse,
 } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { Server } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import type { MetricsTls } from '../config/index.ts';
-import type { NodeMetrics } from '../node/metrics.ts';
-import type { CertificateStore } from '../transport/certificate-store.ts';
-import type { AuthFailureListener } from '../transport/peer-identity.ts';
+import type { MetricsTls } from '../../config/index.ts';
+import type { CertificateStore } from '../../transport/certificate-store.ts';
+import type { AuthFailureListener } from '../../transport/peer-identity.ts';
+import type { NodeMetrics } from '../metrics.ts';
+import type { ConsoleServer } from './server.ts';
 
 export interface MetricsTlsOptions {
   /** tls.metrics: plaintext, tls (HTTPS) or mutual (HTTPS with a client certificate of the CA). */
@@ -19,28 +20,34 @@ export interface MetricsTlsOptions {
   readonly onAuthFailure?: AuthFailureListener;
 }
 
+const PLAINTEXT: MetricsTlsOptions = { mode: 'plaintext', store: null };
+
 /**
- * Serves /metrics for Prometheus on the node's metricsAddress, over HTTP or HTTPS with
- * the node's certificate (reloaded with it on SIGHUP).
+ * The metrics address: /metrics for Prometheus, the rest for the web console. Over HTTP,
+ * or HTTPS with the node's certificate (reloaded with it on SIGHUP) when tls.metrics says.
  */
-export async function serveMetrics(
+export async function startMetricsServer(
   address: string,
   metrics: NodeMetrics,
-  tls: MetricsTlsOptions,
-): Promise<Server> {
+  console: ConsoleServer,
+  tls: MetricsTlsOptions = PLAINTEXT,
+): Promise<HttpServer> {
   const { host, port } = splitAddress(address);
   const handle = (request: IncomingMessage, response: ServerResponse): void => {
-    if (request.url !== '/metrics') {
-      response.writeHead(404).end('not found: try /metrics\n');
+    if (request.url === '/metrics') {
+      metrics.render().then(
+        ({ contentType, body }) =>
+          response.writeHead(200, { 'content-type': contentType }).end(body),
+        (error: unknown) => response.writeHead(500).end(String(error)),
+      );
       return;
     }
-    metrics.render().then(
-      ({ contentType, body }) => response.writeHead(200, { 'content-type': contentType }).end(body),
-      (error: unknown) => response.writeHead(500).end(String(error)),
-    );
+    if (console.handle(request, response)) return;
+    response.writeHead(404).end('not found: try /metrics, or / for the console\n');
   };
   const store = tls.store;
-  let server: Server;
+  // An HTTPS server listens and closes as an HTTP one does; callers need only that.
+  let server: HttpServer;
   if (store === null || tls.mode === 'plaintext') server = createHttpServer(handle);
   else {
     const mutual = tls.mode === 'mutual';
@@ -55,7 +62,7 @@ export async function serveMetrics(
       tls.onAuthFailure?.(peer, 'tls_handshake', `TLS handshake refused: ${error.message}`);
       socket.destroy();
     });
-    server = https;
+    server = https as unknown as HttpServer;
   }
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

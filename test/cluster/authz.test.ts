@@ -1,0 +1,526 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tokenEntry } from '../../src/api/auth/tokens.ts';
+import { bearerInterceptor } from '../../src/client/bearer.ts';
+import { makeCerts, tlsSectionFor } from '../support/certs.ts';
+import { loadServices, newRequestId, ProcessCluster } from '../support/process-cluster.ts';
+
+/**
+ * Issue 15 on real processes: identities from client certificates (mutual TLS) and from
+ * bearer tokens (plaintext), roles with per-prefix permissions, sessions owned by their
+ * opener, and per-identity limits. Every refusal is checked for its gRPC status and its
+ * dlm-error-code. Calls go to followers too, so a write forwarded to the leader is judged
+ * as the caller's, by the identity the follower established.
+ */
+
+type Reply = Record<string, unknown>;
+type Outcome =
+  | { ok: true; reply: Reply }
+  | { ok: false; code: number; errorCode: string; message: string };
+
+/** A caller with its own credentials: one client per node and service. */
+class Caller {
+  private readonly clients = new Map<string, grpc.Client>();
+
+  constructor(
+    private readonly cluster: ProcessCluster,
+    private readonly credentials: grpc.ChannelCredentials,
+    private readonly options: grpc.ClientOptions = {},
+  ) {}
+
+  call(node: string, method: string, request: object, service = 'Lock'): Promise<Outcome> {
+    const client = this.client(node, service) as unknown as Record<
+      string,
+      (
+        request: object,
+        options: grpc.CallOptions,
+        callback: (error: grpc.ServiceError | null, reply: Reply) => void,
+      ) => void
+    >;
+    return new Promise((resolve) => {
+      client[method]?.call(client, request, { deadline: Date.now() + 10_000 }, (error, reply) => {
+        if (error === null) resolve({ ok: true, reply });
+        else
+          resolve({
+            ok: false,
+            code: error.code,
+            errorCode: String(error.metadata?.get('dlm-error-code')[0] ?? ''),
+            message: error.details,
+          });
+      });
+    });
+  }
+
+  /** The call must succeed; its reply. */
+  async ok(node: string, method: string, request: object, service = 'Lock'): Promise<Reply> {
+    const outcome = await this.call(node, method, request, service);
+    if (!outcome.ok) {
+      throw new Error(`${method} failed: ${outcome.code} ${outcome.errorCode} ${outcome.message}`);
+    }
+    return outcome.reply;
+  }
+
+  async openSession(node: string): Promise<string> {
+    const reply = await this.ok(node, 'OpenSession', {
+      ttl_ms: '60000',
+      client_name: 'authz',
+      request_id: newRequestId(),
+    });
+    return String(reply.session_id);
+  }
+
+  async acquire(node: string, lock: string, session: string): Promise<Outcome> {
+    return this.call(node, 'Acquire', {
+      lock,
+      session_id: session,
+      mode: 'EXCLUSIVE',
+      wait_ms: '0',
+      request_id: newRequestId(),
+      owner: `owner-of-${lock}`,
+    });
+  }
+
+  /** A Watch: the status it ended with, or 'streaming' once its initial metadata came. */
+  watch(node: string, prefix: string): Promise<Outcome | 'streaming'> {
+    const client = this.client(node, 'Lock') as unknown as {
+      Watch(request: object): grpc.ClientReadableStream<unknown>;
+    };
+    const stream = client.Watch({ prefix });
+    return new Promise((resolve) => {
+      stream.on('metadata', () => {
+        resolve('streaming');
+        stream.cancel();
+      });
+      stream.on('error', (error: grpc.ServiceError) =>
+        resolve({
+          ok: false,
+          code: error.code,
+          errorCode: String(error.metadata?.get('dlm-error-code')[0] ?? ''),
+          message: error.details,
+        }),
+      );
+      stream.on('data', () => {});
+    });
+  }
+
+  /** One call on a Lock.Session stream: its SessionResponse (result or error). */
+  sessionCall(node: string, call: object): Promise<Reply> {
+    const client = this.client(node, 'Lock') as unknown as {
+      Session(): grpc.ClientDuplexStream<object, Reply>;
+    };
+    const stream = client.Session();
+    return new Promise((resolve, reject) => {
+      stream.on('data', (response: Reply) => {
+        resolve(response);
+        stream.end();
+      });
+      stream.on('error', (error: grpc.ServiceError) => {
+        if (error.code !== grpc.status.CANCELLED) reject(error);
+      });
+      stream.write({ call_id: '1', timeout_ms: '10000', ...call });
+    });
+  }
+
+  close(): void {
+    for (const client of this.clients.values()) client.close();
+  }
+
+  private client(node: string, service: string): grpc.Client {
+    const key = `${service}/${node}`;
+    let client = this.clients.get(key);
+    if (client === undefined) {
+      const address = this.cluster.nodes.find((each) => each.id === node)?.clientAddress ?? '';
+      const Client = loadServices()[service];
+      if (Client === undefined) throw new Error(`no service ${service}`);
+      client = new Client(address, this.credentials, this.options);
+      this.clients.set(key, client);
+    }
+    return client;
+  }
+}
+
+function expectRefused(outcome: Outcome | 'streaming', code: grpc.status, errorCode: string): void {
+  expect(outcome).toMatchObject({ ok: false, code, errorCode });
+}
+
+const POLICY = {
+  roles: {
+    teamA: [{ prefix: 'a/', grant: ['read', 'lock'] }],
+    teamB: [{ prefix: 'b/', grant: ['read', 'lock'] }],
+    reader: [{ prefix: '', grant: ['read'] }],
+    ops: [{ prefix: '', grant: ['read', 'lock', 'admin'] }],
+  },
+  limits: { sessionsPerIdentityMax: 3, locksHeldPerIdentityMax: 2, waitersPerIdentityMax: 1 },
+};
+
+describe('identities, roles and owned sessions under mutual TLS (real processes)', () => {
+  let cluster: ProcessCluster;
+  let certs: string;
+  const callers: Record<string, Caller> = {};
+  let leader: string;
+  let follower: string;
+
+  beforeAll(async () => {
+    certs = mkdtempSync(join(tmpdir(), 'dlm-authz-certs-'));
+    // A certificate per node, and one per identity (its CN), from dlm certs init's code.
+    makeCerts(certs, {
+      nodes: ['n1', 'n2', 'n3'],
+      clients: ['client', 'alice', 'bob', 'reader', 'ops'],
+    });
+    const pem = (name: string) => readFileSync(join(certs, name));
+    cluster = await ProcessCluster.create(3, {
+      tls: tlsSectionFor(certs),
+      auth: {
+        ...POLICY,
+        // The harness's own certificate (CN "client") waits for the leader with Status.
+        identities: { alice: ['teamA'], bob: ['teamB'], reader: ['reader'], ops: ['ops'] },
+      },
+    });
+    cluster.credentials = grpc.credentials.createSsl(
+      pem('ca.pem'),
+      pem('clients/client-key.pem'),
+      pem('clients/client.pem'),
+    );
+    for (const name of ['alice', 'bob', 'reader', 'ops']) {
+      const credentials = grpc.credentials.createSsl(
+        pem('ca.pem'),
+        pem(`clients/${name}-key.pem`),
+        pem(`clients/${name}.pem`),
+      );
+      callers[name] = new Caller(cluster, credentials);
+    }
+    cluster.startAll();
+    leader = await cluster.waitForLeader(20_000);
+    follower = cluster.nodes.find((node) => node.id !== leader)?.id ?? '';
+  }, 60_000);
+
+  afterAll(async () => {
+    for (const caller of Object.values(callers)) caller.close();
+    await cluster?.stopAll();
+    cluster?.remove();
+    rmSync(certs, { recursive: true, force: true });
+  });
+
+  const who = (name: string): Caller => {
+    const caller = callers[name];
+    if (caller === undefined) throw new Error(`no caller ${name}`);
+    return caller;
+  };
+
+  it('another identity cannot keep alive, release or close a session, nor acquire on it', async () => {
+    const alice = who('alice');
+    const bob = who('bob');
+    // Through a follower: the write is forwarded, and still alice's.
+    const sessionA = await alice.openSession(follower);
+    const granted = await alice.acquire(follower, 'a/db', sessionA);
+    expect(granted).toMatchObject({ ok: true, reply: { acquired: true } });
+    const token = granted.ok ? String(granted.reply.fencing_token) : '';
+    const sessionB = await bob.openSession(leader);
+
+    for (const node of [leader, follower]) {
+      expectRefused(
+        await bob.call(node, 'KeepAlive', { session_id: sessionA }),
+        grpc.status.PERMISSION_DENIED,
+        'notSessionOwner',
+      );
+      // The batch form too: one foreign id refuses the whole batch.
+      expectRefused(
+        await bob.call(node, 'KeepAlive', { session_ids: [sessionB, sessionA] }),
+        grpc.status.PERMISSION_DENIED,
+        'notSessionOwner',
+      );
+      expectRefused(
+        await bob.call(node, 'CloseSession', { session_id: sessionA, request_id: newRequestId() }),
+        grpc.status.PERMISSION_DENIED,
+        'notSessionOwner',
+      );
+      // On a name bob may lock, with alice's session.
+      expectRefused(
+        await bob.acquire(node, 'b/x', sessionA),
+        grpc.status.PERMISSION_DENIED,
+        'notSessionOwner',
+      );
+      expectRefused(
+        await bob.call(node, 'Release', {
+          lock: 'b/x',
+          session_id: sessionA,
+          fencing_token: token,
+          request_id: newRequestId(),
+        }),
+        grpc.status.PERMISSION_DENIED,
+        'notSessionOwner',
+      );
+      // Even an identity that may lock every name cannot release alice's grant.
+      expectRefused(
+        await who('ops').call(node, 'Release', {
+          lock: 'a/db',
+          session_id: sessionA,
+          fencing_token: token,
+          request_id: newRequestId(),
+        }),
+        grpc.status.PERMISSION_DENIED,
+        'notSessionOwner',
+      );
+    }
+    // Outside its prefixes, even with its own session.
+    expectRefused(
+      await bob.acquire(follower, 'a/db', sessionB),
+      grpc.status.PERMISSION_DENIED,
+      'permissionDenied',
+    );
+    // Alice's session and grant are untouched.
+    expect(await alice.ok(leader, 'KeepAlive', { session_id: sessionA })).toMatchObject({
+      ttl_ms: '60000',
+    });
+    const described = await alice.ok(follower, 'Describe', { lock: 'a/db' });
+    expect(described.holders).toMatchObject([{ session_id: sessionA, fencing_token: token }]);
+    await alice.ok(follower, 'Release', {
+      lock: 'a/db',
+      session_id: sessionA,
+      fencing_token: token,
+      request_id: newRequestId(),
+    });
+    await alice.ok(follower, 'CloseSession', { session_id: sessionA, request_id: newRequestId() });
+    await bob.ok(leader, 'CloseSession', { session_id: sessionB, request_id: newRequestId() });
+  });
+
+  it('a read-only identity can read but cannot open sessions or acquire', async () => {
+    const reader = who('reader');
+    const alice = who('alice');
+    const sessionA = await alice.openSession(leader);
+    await alice.acquire(leader, 'a/shown', sessionA);
+    expectRefused(
+      await reader.call(follower, 'OpenSession', {
+        ttl_ms: '60000',
+        client_name: 'r',
+        request_id: newRequestId(),
+      }),
+      grpc.status.PERMISSION_DENIED,
+      'permissionDenied',
+    );
+    expectRefused(
+      await reader.acquire(follower, 'a/shown', sessionA),
+      grpc.status.PERMISSION_DENIED,
+      'permissionDenied',
+    );
+    // Reading shows the holders' owners.
+    const described = await reader.ok(follower, 'Describe', { lock: 'a/shown' });
+    expect(described.holders).toMatchObject([{ owner: 'owner-of-a/shown' }]);
+    expect(await reader.watch(follower, '')).toBe('streaming');
+    // Alice may not read outside her prefix, nor watch every lock.
+    expectRefused(
+      await alice.call(follower, 'Describe', { lock: 'b/x' }),
+      grpc.status.PERMISSION_DENIED,
+      'permissionDenied',
+    );
+    expectRefused(
+      await alice.call(follower, 'ValidateFence', { lock: 'b/x', fencing_token: '1' }),
+      grpc.status.PERMISSION_DENIED,
+      'permissionDenied',
+    );
+    expectRefused(
+      await alice.watch(follower, ''),
+      grpc.status.PERMISSION_DENIED,
+      'permissionDenied',
+    );
+    expect(await alice.watch(follower, 'a/')).toBe('streaming');
+    await alice.ok(leader, 'CloseSession', { session_id: sessionA, request_id: newRequestId() });
+  });
+
+  it('only admins change membership, transfer leadership or set the lock rules', async () => {
+    const rules = (await who('ops').ok(leader, 'Status', {}, 'Cluster')).lock_rules;
+    const calls: [string, object][] = [
+      ['AddMember', { node_id: 'n9', peer_address: '127.0.0.1:1', client_address: '127.0.0.1:2' }],
+      ['RemoveMember', { node_id: follower }],
+      ['TransferLeadership', { target_node_id: follower }],
+      ['SetLockRules', { rules }],
+    ];
+    for (const name of ['alice', 'reader']) {
+      for (const [method, request] of calls) {
+        expectRefused(
+          await who(name).call(leader, method, request, 'Cluster'),
+          grpc.status.PERMISSION_DENIED,
+          'permissionDenied',
+        );
+      }
+    }
+    // An admin gets past the check: setting the rules in force again is harmless.
+    await who('ops').ok(follower, 'SetLockRules', { rules }, 'Cluster');
+    // Every node reports the same policy digest.
+    const digests = new Set<unknown>();
+    for (const node of cluster.nodes) {
+      digests.add((await who('reader').ok(node.id, 'Status', {}, 'Cluster')).policy_digest);
+    }
+    expect(digests.size).toBe(1);
+    expect([...digests][0]).toMatch(/^[0-9a-f]{12}$/);
+  });
+
+  it('per-identity limits refuse RESOURCE_EXHAUSTED naming the limit, whatever node takes the call', async () => {
+    const bob = who('bob');
+    const sessions = [
+      await bob.openSession(leader),
+      await bob.openSession(follower),
+      await bob.openSession(leader),
+    ];
+    const fourth = await bob.call(follower, 'OpenSession', {
+      ttl_ms: '60000',
+      client_name: 'authz',
+      request_id: newRequestId(),
+    });
+    expectRefused(fourth, grpc.status.RESOURCE_EXHAUSTED, 'limitReached');
+    expect(fourth.ok ? '' : fourth.message).toContain('sessionsPerIdentityMax (3)');
+    // Another identity is not held to bob's count.
+    const sessionA = await who('alice').openSession(follower);
+    const [first = '', second = ''] = sessions;
+    expect(await bob.acquire(leader, 'b/1', first)).toMatchObject({
+      ok: true,
+      reply: { acquired: true },
+    });
+    expect(await bob.acquire(follower, 'b/2', second)).toMatchObject({
+      ok: true,
+      reply: { acquired: true },
+    });
+    const third = await bob.acquire(follower, 'b/3', first);
+    expectRefused(third, grpc.status.RESOURCE_EXHAUSTED, 'limitReached');
+    expect(third.ok ? '' : third.message).toContain('locksHeldPerIdentityMax (2)');
+    for (const session of sessions) {
+      await bob.ok(leader, 'CloseSession', { session_id: session, request_id: newRequestId() });
+    }
+    await who('alice').ok(leader, 'CloseSession', {
+      session_id: sessionA,
+      request_id: newRequestId(),
+    });
+  });
+});
+
+describe('bearer tokens on a plaintext cluster (real processes)', () => {
+  let cluster: ProcessCluster;
+  const tokens = {
+    alice: 'alice-token-0123456789',
+    bob: 'bob-token-0123456789',
+    ops: 'ops-token-0123456789',
+  };
+
+  beforeAll(async () => {
+    cluster = await ProcessCluster.create(3, {
+      auth: {
+        ...POLICY,
+        tokens: [
+          await tokenEntry('alice', tokens.alice, 'sha256'),
+          await tokenEntry('bob', tokens.bob, 'scrypt'),
+          await tokenEntry('ops', tokens.ops, 'sha256'),
+        ],
+        identities: { alice: ['teamA'], bob: ['teamB'], ops: ['ops'] },
+      },
+    });
+    cluster.clientOptions = { interceptors: [bearerInterceptor(tokens.ops)] };
+    cluster.startAll();
+    await cluster.waitForLeader(20_000);
+  }, 60_000);
+
+  afterAll(async () => {
+    await cluster?.stopAll();
+    cluster?.remove();
+  });
+
+  it("admits known tokens, refuses none or a wrong one, and keeps sessions their owner's", async () => {
+    const insecure = grpc.credentials.createInsecure();
+    const alice = new Caller(cluster, insecure, {
+      interceptors: [bearerInterceptor(tokens.alice)],
+    });
+    const bob = new Caller(cluster, insecure, { interceptors: [bearerInterceptor(tokens.bob)] });
+    const nobody = new Caller(cluster, insecure);
+    const forger = new Caller(cluster, insecure, {
+      interceptors: [bearerInterceptor('alice-token-guess')],
+    });
+    try {
+      const leader = await cluster.waitForLeader(10_000);
+      const follower = cluster.nodes.find((node) => node.id !== leader)?.id ?? '';
+      const open = { ttl_ms: '60000', client_name: 't', request_id: newRequestId() };
+      expectRefused(
+        await nobody.call(follower, 'OpenSession', open),
+        grpc.status.UNAUTHENTICATED,
+        'unauthenticated',
+      );
+      expectRefused(
+        await forger.call(follower, 'OpenSession', open),
+        grpc.status.UNAUTHENTICATED,
+        'unauthenticated',
+      );
+      expectRefused(
+        await nobody.call(follower, 'Status', {}, 'Cluster'),
+        grpc.status.UNAUTHENTICATED,
+        'unauthenticated',
+      );
+      const sessionA = await alice.openSession(follower);
+      const granted = await alice.acquire(follower, 'a/t', sessionA);
+      const token = granted.ok ? String(granted.reply.fencing_token) : 'none';
+      expectRefused(
+        await bob.call(leader, 'Release', {
+          lock: 'a/t',
+          session_id: sessionA,
+          fencing_token: token,
+          request_id: newRequestId(),
+        }),
+        grpc.status.PERMISSION_DENIED,
+        'permissionDenied',
+      );
+      expectRefused(
+        await bob.call(follower, 'KeepAlive', { session_id: sessionA }),
+        grpc.status.PERMISSION_DENIED,
+        'notSessionOwner',
+      );
+      expectRefused(
+        await bob.acquire(follower, 'b/t', sessionA),
+        grpc.status.PERMISSION_DENIED,
+        'notSessionOwner',
+      );
+      expectRefused(
+        await bob.call(follower, 'TransferLeadership', { target_node_id: follower }, 'Cluster'),
+        grpc.status.PERMISSION_DENIED,
+        'permissionDenied',
+      );
+      // On a Lock.Session stream (what the TypeScript client uses), the same answers.
+      const streamed = await bob.sessionCall(follower, { keep_alive: { session_id: sessionA } });
+      expect(streamed.error).toMatchObject({
+        code: grpc.status.PERMISSION_DENIED,
+        error_code: 'notSessionOwner',
+      });
+      const anonymous = await nobody.sessionCall(follower, { describe: { lock: 'a/t' } });
+      expect(anonymous.error).toMatchObject({
+        code: grpc.status.UNAUTHENTICATED,
+        error_code: 'unauthenticated',
+      });
+      const own = await alice.sessionCall(follower, { keep_alive: { session_id: sessionA } });
+      expect(own.keep_alive).toMatchObject({ ttl_ms: '60000' });
+      await alice.ok(follower, 'Release', {
+        lock: 'a/t',
+        session_id: sessionA,
+        fencing_token: token,
+        request_id: newRequestId(),
+      });
+
+      // The CLI sends DLM_TOKEN, and `dlm status` shows every node's policy digest.
+      process.env.DLM_TOKEN = tokens.alice;
+      try {
+        const status = await cluster.dlm(['status', '--config', cluster.configPath], 20_000);
+        expect(status.code, status.stderr).toBe(0);
+        expect(status.stdout).toMatch(/policy [0-9a-f]{12}/);
+        expect(status.stderr).not.toContain('different access policies');
+      } finally {
+        delete process.env.DLM_TOKEN;
+      }
+      // No node logged a token in clear.
+      for (const node of cluster.nodes) {
+        const log = readFileSync(cluster.logPath(node.id), 'utf8');
+        for (const secret of Object.values(tokens)) expect(log).not.toContain(secret);
+        expect(log).not.toContain('alice-token-guess');
+      }
+    } finally {
+      for (const caller of [alice, bob, nobody, forger]) caller.close();
+    }
+  });
+});

@@ -1,0 +1,211 @@
+/**
+ * The access policy of issue 15: the `auth` section as parsed, the matcher that decides
+ * who may do what on which lock names, its digest, and the bearer-token check.
+ */
+
+import { Metadata } from '@grpc/grpc-js';
+import { describe, expect, it } from 'vitest';
+import { ANONYMOUS, Authenticator, certificateIdentity } from '../../src/api/auth/caller.ts';
+import { Policy, policyDigest } from '../../src/api/auth/policy.ts';
+import { sha256Hex, TokenVerifier, tokenEntry } from '../../src/api/auth/tokens.ts';
+import type { AuthConfig } from '../../src/config/auth.ts';
+import { ConfigError, parseClusterConfig } from '../../src/config/index.ts';
+
+const NODES = [
+  {
+    id: 'n1',
+    peerAddress: '127.0.0.1:7001',
+    clientAddress: '127.0.0.1:8001',
+    metricsAddress: '127.0.0.1:9001',
+  },
+];
+
+function parseAuth(auth: unknown): AuthConfig {
+  const config = parseClusterConfig({ nodes: NODES, dataDir: 'data', auth }, '/tmp');
+  if (config.auth === null) throw new Error('no auth section parsed');
+  return config.auth;
+}
+
+function problemsOf(auth: unknown): readonly string[] {
+  try {
+    parseClusterConfig({ nodes: NODES, dataDir: 'data', auth }, '/tmp');
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+const AUTH = {
+  roles: {
+    teamA: [{ prefix: 'team-a/', grant: ['read', 'lock'] }],
+    reader: [{ prefix: '', grant: ['read'] }],
+    ops: [{ prefix: '', grant: ['read', 'lock', 'admin'] }],
+    jobs: [{ prefix: 'team-a/jobs/', grant: ['admin'] }],
+  },
+  identities: { alice: ['teamA'], auditor: ['reader'], root: ['ops'], '*': [], bob: ['jobs'] },
+  limits: { sessionsPerIdentityMax: 5, locksHeldPerIdentityMax: 7, waitersPerIdentityMax: 3 },
+};
+
+describe('Policy', () => {
+  const policy = new Policy(parseAuth(AUTH));
+
+  it('grants a permission on every name under the prefix, and nothing else', () => {
+    expect(policy.allows('alice', 'lock', 'team-a/db')).toBe(true);
+    expect(policy.allows('alice', 'lock', 'team-a/')).toBe(true);
+    expect(policy.allows('alice', 'read', 'team-a/x/y')).toBe(true);
+    expect(policy.allows('alice', 'lock', 'team-b/db')).toBe(false);
+    expect(policy.allows('alice', 'lock', 'team-a')).toBe(false);
+    expect(policy.allows('alice', 'admin', 'team-a/db')).toBe(false);
+  });
+
+  it('a read-only identity cannot lock; an unknown or anonymous one can do nothing', () => {
+    expect(policy.allows('auditor', 'read', 'anything')).toBe(true);
+    expect(policy.allows('auditor', 'lock', 'anything')).toBe(false);
+    expect(policy.allowsSome('auditor', 'lock')).toBe(false);
+    expect(policy.allowsSome('alice', 'lock')).toBe(true);
+    for (const who of ['mallory', ANONYMOUS.identity]) {
+      expect(policy.allows(who, 'read', '')).toBe(false);
+      expect(policy.allowsSome(who, 'read')).toBe(false);
+    }
+  });
+
+  it('a Watch prefix is covered only by a grant whose prefix starts it', () => {
+    expect(policy.allowsAll('alice', 'read', 'team-a/')).toBe(true);
+    expect(policy.allowsAll('alice', 'read', 'team-a/sub')).toBe(true);
+    // '' and 'team-' would include names outside team-a/.
+    expect(policy.allowsAll('alice', 'read', '')).toBe(false);
+    expect(policy.allowsAll('alice', 'read', 'team-')).toBe(false);
+  });
+
+  it('cluster-wide admin is admin on the prefix "": a prefix admin is not one', () => {
+    expect(policy.allows('root', 'admin', '')).toBe(true);
+    expect(policy.allows('bob', 'admin', 'team-a/jobs/1')).toBe(true);
+    expect(policy.allows('bob', 'admin', '')).toBe(false);
+  });
+
+  it('"*" gives its roles to every authenticated identity, never to the anonymous one', () => {
+    const open = new Policy(parseAuth({ ...AUTH, identities: { '*': ['reader'] } }));
+    expect(open.allows('anyone', 'read', 'x')).toBe(true);
+    expect(open.allows('anyone', 'lock', 'x')).toBe(false);
+    expect(open.allows('', 'read', 'x')).toBe(false);
+  });
+
+  it('carries the per-identity limits as the quota commands take', () => {
+    expect(policy.quota).toEqual({ sessionsMax: 5, locksHeldMax: 7, waitersMax: 3 });
+    expect(new Policy(parseAuth({ roles: {} })).quota).toBeNull();
+  });
+
+  it('has a digest that ignores the order of the file and changes with any grant', () => {
+    const reordered = {
+      identities: Object.fromEntries(Object.entries(AUTH.identities).reverse()),
+      limits: AUTH.limits,
+      roles: Object.fromEntries(Object.entries(AUTH.roles).reverse()),
+    };
+    expect(policyDigest(parseAuth(reordered))).toBe(policy.digest);
+    const widened = {
+      ...AUTH,
+      roles: { ...AUTH.roles, reader: [{ prefix: '', grant: ['read', 'lock'] }] },
+    };
+    expect(policyDigest(parseAuth(widened))).not.toBe(policy.digest);
+    expect(policy.digest).toMatch(/^[0-9a-f]{12}$/);
+  });
+});
+
+describe('the auth section', () => {
+  it('names each wrong field, and never quotes a token hash', () => {
+    const problems = problemsOf({
+      tokens: [
+        { identity: 'a', sha256: 'my-secret-token' },
+        { identity: '', sha256: sha256Hex('x') },
+        { identity: 'b' },
+      ],
+      roles: { r: [{ prefix: 'p/', grant: ['write'] }] },
+      identities: { a: ['nope'] },
+      limits: { sessionsPerIdentityMax: -1 },
+      extra: 1,
+    });
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^auth\.tokens\[0\]\.sha256: /),
+        expect.stringMatching(/^auth\.tokens\[1\]\.identity: /),
+        expect.stringMatching(/^auth\.tokens\[2\]: expected exactly one of sha256 or scrypt/),
+        expect.stringMatching(/^auth\.roles\.r\[0\]\.grant\[0\]: expected one of/),
+        expect.stringMatching(/^auth\.identities\.a\[0\]: expected a role of auth\.roles/),
+        expect.stringMatching(/^auth\.limits\.sessionsPerIdentityMax: /),
+        expect.stringMatching(/^auth\.limits\.locksHeldPerIdentityMax: missing/),
+        expect.stringMatching(/^auth\.extra: unknown field/),
+      ]),
+    );
+    expect(problems.join('\n')).not.toContain('my-secret-token');
+  });
+
+  it('is absent by default: the cluster stays open', () => {
+    expect(parseClusterConfig({ nodes: NODES, dataDir: 'data' }, '/tmp').auth).toBeNull();
+  });
+});
+
+describe('bearer tokens', () => {
+  it('match their sha-256 or scrypt entry, and nothing else', async () => {
+    const entries = [
+      await tokenEntry('ci', 'token-one', 'sha256'),
+      await tokenEntry('ops', 'token-two', 'scrypt'),
+    ];
+    expect(JSON.stringify(entries)).not.toContain('token-one');
+    expect(JSON.stringify(entries)).not.toContain('token-two');
+    const verifier = new TokenVerifier(entries);
+    expect(await verifier.identityOf('token-one')).toBe('ci');
+    expect(await verifier.identityOf('token-two')).toBe('ops');
+    // Remembered (by digest) after the first scrypt check: same answer.
+    expect(await verifier.identityOf('token-two')).toBe('ops');
+    expect(await verifier.identityOf('token-three')).toBeNull();
+    expect(await verifier.identityOf('token-one ')).toBeNull();
+  });
+
+  it('an Authenticator takes a token over a certificate, and refuses a call with neither', async () => {
+    const auth = new Authenticator(
+      parseAuth({ tokens: [await tokenEntry('ci', 'tok', 'sha256')], roles: {} }),
+    );
+    const call = (header: string | null, cn: string | null) => {
+      const metadata = new Metadata();
+      if (header !== null) metadata.set('authorization', header);
+      return {
+        metadata,
+        getAuthContext: () =>
+          cn === null ? {} : { sslPeerCertificate: { subject: { CN: cn } } as never },
+      };
+    };
+    expect(await auth.authenticate(call('Bearer tok', 'svc'))).toEqual({ identity: 'ci' });
+    expect(await auth.authenticate(call(null, 'svc'))).toEqual({ identity: 'svc' });
+    await expect(auth.authenticate(call(null, null))).rejects.toMatchObject({
+      code: 'unauthenticated',
+    });
+    await expect(auth.authenticate(call('Bearer nope', 'svc'))).rejects.toMatchObject({
+      code: 'unauthenticated',
+    });
+    await expect(auth.authenticate(call('Basic tok', null))).rejects.toMatchObject({
+      code: 'unauthenticated',
+    });
+    // Without a policy, a caller with no credentials is anonymous, not refused; with no
+    // tokens configured a header is ignored.
+    expect(await new Authenticator(null).authenticate(call(null, null))).toEqual(ANONYMOUS);
+    expect(await new Authenticator(null).authenticate(call('Bearer x', null))).toEqual(ANONYMOUS);
+    expect(await new Authenticator(null).authenticate(call('Bearer x', 'svc'))).toEqual({
+      identity: 'svc',
+    });
+  });
+});
+
+describe('certificateIdentity', () => {
+  it('is the CN, else the first URI SAN, else the first DNS SAN', () => {
+    const cert = (subject: object, subjectaltname?: string) =>
+      ({ subject, ...(subjectaltname === undefined ? {} : { subjectaltname }) }) as never;
+    expect(certificateIdentity(cert({ CN: 'alice' }, 'DNS:a.example'))).toBe('alice');
+    expect(certificateIdentity(cert({}, 'DNS:a.example, URI:spiffe://dlm/bob'))).toBe(
+      'spiffe://dlm/bob',
+    );
+    expect(certificateIdentity(cert({}, 'IP Address:127.0.0.1, DNS:c.example'))).toBe('c.example');
+    expect(certificateIdentity(cert({}))).toBeNull();
+    expect(certificateIdentity(undefined)).toBeNull();
+  });
+});
