@@ -18,14 +18,13 @@
  *
  * With --transport unary every call authenticates (the Session stream authenticates once).
  */
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { tokenEntry } from '../src/api/auth/tokens.ts';
+import { initCertificates } from '../src/cli/certs.ts';
 import { DlmClient, type Session } from '../src/client/index.ts';
 import { ProcessCluster } from '../src/tools/process-cluster.ts';
 
@@ -44,7 +43,6 @@ const blockPairs = bounded('block', 10, 100_000);
 const nodeCount = bounded('nodes', 1, 5);
 // stream: one Lock.Session stream, authenticated once; unary: every call authenticates.
 const transport = values.transport === 'unary' ? 'unary' : 'stream';
-const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const TICKS_PER_SECOND = 100; // getconf CLK_TCK on Linux
 const TOKEN = 'bench-token-not-a-secret-0123456789';
 
@@ -80,7 +78,7 @@ interface Variant {
 
 const POLICY = {
   roles: { bench: [{ prefix: 'bench/', grant: ['read', 'lock'] }] },
-  identities: { 'dlm client': ['bench'], bench: ['bench'] },
+  identities: { bench: ['bench'] },
   limits: { sessionsPerIdentityMax: 100, locksHeldPerIdentityMax: 100, waitersPerIdentityMax: 100 },
 };
 
@@ -135,14 +133,24 @@ async function microCost(): Promise<void> {
 
 async function main(): Promise<void> {
   const certs = mkdtempSync(join(tmpdir(), 'dlm-bench-authz-'));
-  execFileSync('bash', [join(ROOT, 'scripts/gen-certs.sh'), certs], { stdio: 'ignore' });
+  // As `dlm certs init --nodes n1,n2,n3 --clients bench` writes them.
+  initCertificates({
+    outDir: certs,
+    nodes: ['n1', 'n2', 'n3'].map((id) => ({ id, sans: ['IP:127.0.0.1', 'DNS:localhost'] })),
+    clients: ['bench'],
+    days: 2,
+  });
   const pem = (name: string) => readFileSync(join(certs, name));
   const tls = {
     caFile: join(certs, 'ca.pem'),
-    certFile: join(certs, 'node.pem'),
-    keyFile: join(certs, 'node-key.pem'),
+    certFile: join(certs, 'nodes/{node}.pem'),
+    keyFile: join(certs, 'nodes/{node}-key.pem'),
   };
-  const mtls = grpc.credentials.createSsl(pem('ca.pem'), pem('client-key.pem'), pem('client.pem'));
+  const mtls = grpc.credentials.createSsl(
+    pem('ca.pem'),
+    pem('clients/bench-key.pem'),
+    pem('clients/bench.pem'),
+  );
   const tokenPolicy = { ...POLICY, tokens: [await tokenEntry('bench', TOKEN, 'sha256')] };
   const specs = [
     { name: 'plain', extra: {}, credentials: grpc.credentials.createInsecure(), token: false },

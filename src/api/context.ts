@@ -42,6 +42,12 @@ export interface ApiOptions {
   /** Events buffered for one Watch stream; a watcher that falls further behind is ended. */
   readonly watchEventsBufferedMax: number;
   /**
+   * A Watch ended for falling behind gets this long to take its buffered events and its
+   * status; a client that reads none of it is then cut off (the HTTP/2 stream reset), so
+   * what it held is freed whatever the client does.
+   */
+  readonly watchCutoffGraceMs: number;
+  /**
    * Calls in flight on one Session stream, besides Acquires (each also counts toward
    * clientCallsInFlightMax); past it a call is refused as backpressure.
    */
@@ -71,6 +77,7 @@ export interface ApiOptions {
 export const DEFAULT_API_OPTIONS: ApiOptions = {
   clientCallsInFlightMax: 10_000,
   watchEventsBufferedMax: 1_024,
+  watchCutoffGraceMs: 5_000,
   sessionStreamCallsInFlightMax: 1_024,
   sessionStreamWaitsInFlightMax: 1_024,
   backpressureRetryAfterMs: 100,

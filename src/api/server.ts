@@ -1,6 +1,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import type { RaftConfig } from '../config/types.ts';
+import { watchTlsHandshakeFailures } from '../transport/grpc-handshakes.ts';
+import type { AuthFailureListener } from '../transport/peer-identity.ts';
 import { ActivityClock } from './activity.ts';
 import type { Authenticator } from './auth/caller.ts';
 import { clusterService, type MemberAddresses } from './cluster-service.ts';
@@ -33,6 +35,10 @@ export interface ApiServerOptions {
   readonly raft?: RaftConfig;
   /** Plaintext by default; mutual TLS when the cluster config has a tls section. */
   readonly credentials?: grpc.ServerCredentials;
+  /** The largest request accepted (runtime.clientRequestBytesMax); default grpc-js's 4 MiB. */
+  readonly requestBytesMax?: number;
+  /** A client refused at the TLS handshake (counted and logged by the caller). */
+  readonly onAuthFailure?: AuthFailureListener;
   /**
    * Who calls and what they may do (src/api/auth). Absent: every caller is anonymous
    * and may do anything, with no work per call.
@@ -50,6 +56,7 @@ export interface ApiServer {
 }
 
 export const DEFAULT_API_ADDRESS = '127.0.0.1:0';
+const DEFAULT_REQUEST_BYTES_MAX = 4 * 1024 * 1024;
 
 /**
  * Serves dlm.v1.Lock, dlm.v1.Cluster, grpc.health.v1.Health and server reflection
@@ -74,7 +81,13 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   options.node.learnAddresses?.(options.members ?? []);
   const readiness = new Readiness(options.node);
   // Membership calls measure their deadline on the monotonic clock (see deadline.ts).
-  const server = new grpc.Server({ interceptors: [monotonicDeadlineInterceptor] });
+  const server = new grpc.Server({
+    interceptors: [monotonicDeadlineInterceptor],
+    'grpc.max_receive_message_length': options.requestBytesMax ?? DEFAULT_REQUEST_BYTES_MAX,
+    // Answers are bounded by the lock rules, not by a fixed figure (see the client's
+    // CHANNEL_OPTIONS); a limit here would make a legal Describe unreadable for ever.
+    'grpc.max_send_message_length': -1,
+  });
   const sessions = new SessionStreams();
   server.addService(LOCK_SERVICE, lockService(context, sessions));
   server.addService(
@@ -91,6 +104,9 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       throw error;
     },
   );
+  if (options.onAuthFailure !== undefined) {
+    watchTlsHandshakeFailures(server, options.onAuthFailure);
+  }
   logger('info', 'API server listening', { nodeId: options.node.id, port });
   return {
     port,

@@ -1,3 +1,4 @@
+import { type Http2Stream, constants as http2Constants } from 'node:http2';
 import { Metadata, type ServerWritableStream } from '@grpc/grpc-js';
 import type { LockEvent } from '../lock/index.ts';
 import type { LogIndex } from '../util/ids.ts';
@@ -77,6 +78,11 @@ function watchAs(context: ApiContext, call: WatchCall, caller: Caller): void {
   };
   const overflow = (): void => {
     stop();
+    // The status goes out after the buffered events, that is never to a client that does
+    // not read: past the grace the stream is reset, which frees them.
+    const cutoff = setTimeout(() => resetStream(call), context.options.watchCutoffGraceMs);
+    cutoff.unref();
+    call.once('close', () => clearTimeout(cutoff));
     const max = context.options.watchEventsBufferedMax;
     call.emit(
       'error',
@@ -92,6 +98,25 @@ function watchAs(context: ApiContext, call: WatchCall, caller: Caller): void {
   call.once('finish', stop);
   call.once('close', stop);
   call.sendMetadata(new Metadata());
+}
+
+/**
+ * Resets the call's HTTP/2 stream (RST_STREAM CANCEL), dropping whatever it buffered.
+ * grpc-js offers no way to abort a server call whose client stopped reading; its
+ * stream is reached through the call's internals, read defensively (without them the
+ * buffer stays bounded by watchEventsBufferedMax, just not freed before the client goes).
+ */
+function resetStream(call: WatchCall): void {
+  let layer = (call as unknown as { call?: unknown }).call;
+  for (let depth = 0; depth < 8 && layer !== null && typeof layer === 'object'; depth++) {
+    const stream = (layer as { stream?: Http2Stream }).stream;
+    if (stream !== undefined && typeof stream.close === 'function') {
+      if (!stream.closed) stream.close(http2Constants.NGHTTP2_CANCEL);
+      call.destroy();
+      return;
+    }
+    layer = (layer as { nextCall?: unknown }).nextCall;
+  }
 }
 
 /**

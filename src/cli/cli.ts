@@ -23,6 +23,8 @@ export const exitNotAcquired = 75;
 export const exitSessionLost = 69;
 
 export const DEFAULT_CONFIG_PATH = 'cluster.config.json';
+/** How long `dlm certs init` certificates are valid: 825 days, the most browsers accept. */
+export const DEFAULT_CERT_DAYS = 825;
 /** How long an admin command keeps looking for the leader and waiting for its answer. */
 export const DEFAULT_ADMIN_TIMEOUT_MS = 60_000;
 export const DEFAULT_LOCK_TTL_MS = 10_000;
@@ -57,6 +59,16 @@ Running nodes:
   serve --config FILE --node ID [--join]
                                         run one node as one process; --join starts it
                                         empty, to be added to a running cluster
+
+Certificates (mutual TLS; uses the openssl command):
+  certs init --out DIR [--nodes ID,...] [--clients NAME,...] [--san SAN,...] [--days N]
+                                        a CA (kept if DIR has one), a certificate per node
+                                        (naming its id, dlm-node://ID, and its addresses
+                                        from --config) and per client (CN=NAME, default
+                                        'client'); nodes default to those of --config.
+                                        Then in the config: "tls": {"caFile": "DIR/ca.pem",
+                                        "certFile": "DIR/nodes/{node}.pem",
+                                        "keyFile": "DIR/nodes/{node}-key.pem"}
 
 Operating a cluster (reached through --endpoints, else the clientAddress of every node
 in --config):
@@ -232,7 +244,21 @@ export type Command =
   | (AdminCommand & { readonly target: AdminTarget })
   | LockCommand
   | DescribeCommand
-  | ReadCommand;
+  | ReadCommand
+  | CertsInitCommand;
+
+export interface CertsInitCommand {
+  readonly name: 'certs init';
+  readonly configPath: string;
+  /** Whether --config was given (else a missing default config is not an error). */
+  readonly configGiven: boolean;
+  readonly outDir: string;
+  /** null: every node of the config. */
+  readonly nodes: readonly string[] | null;
+  readonly clients: readonly string[];
+  readonly sans: readonly string[];
+  readonly days: number;
+}
 
 const isHelp = (arg: string): boolean => arg === '--help' || arg === '-h' || arg === 'help';
 
@@ -285,6 +311,11 @@ const SPECS: Readonly<Record<string, Spec>> = {
   watch: { values: [...TARGET_FLAGS, '--count'], switches: ['--json'], positionals: ['PREFIX?'] },
   revoke: { values: [...TARGET_FLAGS, '--reason'], switches: ['--json'], positionals: ['NAME'] },
   rules: { values: TARGET_FLAGS, switches: ['--json'], positionals: [] },
+  'certs init': {
+    values: ['--config', '--out', '--nodes', '--clients', '--san', '--days'],
+    switches: [],
+    positionals: [],
+  },
   'rules apply': { values: TARGET_FLAGS, switches: [], positionals: [] },
 };
 
@@ -293,6 +324,7 @@ const GROUPS: Readonly<Record<string, readonly string[]>> = {
   member: ['add', 'remove'],
   leader: ['transfer'],
   rules: ['apply'],
+  certs: ['init'],
 };
 
 interface Parsed {
@@ -333,6 +365,7 @@ export function parseCommand(args: readonly string[]): Command | string {
 function build(name: string, { values, switches, positionals, rest }: Parsed): Command | string {
   const configPath = values.get('--config') ?? DEFAULT_CONFIG_PATH;
   if (name === 'cluster') return { name, configPath };
+  if (name === 'certs init') return buildCertsInit(values, configPath);
   if (name === 'serve') {
     const id = values.get('--node');
     if (!values.has('--config')) return 'dlm serve: --config FILE is required';
@@ -407,6 +440,36 @@ function wholeNumber(values: Map<string, string>, flag: string, min: number): nu
     return `${flag} must be a whole number of at least ${min}, got '${text}'`;
   }
   return value;
+}
+
+const list = (text: string | undefined): string[] | null =>
+  text === undefined
+    ? null
+    : text
+        .split(',')
+        .map((each) => each.trim())
+        .filter((each) => each !== '');
+
+function buildCertsInit(
+  values: Map<string, string>,
+  configPath: string,
+): CertsInitCommand | string {
+  const outDir = values.get('--out');
+  if (outDir === undefined) return 'dlm certs init: --out DIR is required';
+  const days = Number(values.get('--days') ?? DEFAULT_CERT_DAYS);
+  if (!Number.isSafeInteger(days) || days <= 0 || days > 36_500) {
+    return `dlm certs init: --days must be a whole number of days in 1..36500, got '${values.get('--days')}'`;
+  }
+  return {
+    name: 'certs init',
+    configPath,
+    configGiven: values.has('--config'),
+    outDir,
+    nodes: list(values.get('--nodes')),
+    clients: list(values.get('--clients')) ?? ['client'],
+    sans: list(values.get('--san')) ?? [],
+    days,
+  };
 }
 
 function buildLock(
@@ -545,6 +608,10 @@ export async function runCli(args: readonly string[], io: CliIo): Promise<number
       case 'lock': {
         const { runLock } = await import('./lock.ts');
         return await runLock(command, io);
+      }
+      case 'certs init': {
+        const { runCertsInit } = await import('./certs-init.ts');
+        return await runCertsInit(command, io);
       }
       case 'describe': {
         const { runDescribe } = await import('./describe.ts');

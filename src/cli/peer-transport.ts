@@ -1,10 +1,10 @@
 import type { Logger } from 'pino';
-import type { ClusterFileConfig, NodeConfig, TlsMaterial } from '../config/index.ts';
+import type { ClusterFileConfig, NodeConfig } from '../config/index.ts';
 import type { Transport } from '../node/transport.ts';
 import { GrpcTransport } from '../transport/grpc.ts';
 import { TcpTransport } from '../transport/tcp.ts';
 import { type NodeId, nodeId } from '../util/ids.ts';
-import { channelCredentials, serverCredentials } from './target.ts';
+import type { NodeSecurity } from './node-security.ts';
 
 /** Messages per frame (TCP) or stream write (gRPC). */
 const PEER_BATCH_MESSAGES_MAX = 256;
@@ -16,7 +16,7 @@ const PEER_BATCH_MESSAGES_MAX = 256;
 export function startPeerTransport(
   config: ClusterFileConfig,
   self: NodeConfig,
-  tls: TlsMaterial | null,
+  security: NodeSecurity,
   logger: Logger,
 ): Promise<Transport> {
   const common = {
@@ -28,6 +28,8 @@ export function startPeerTransport(
     batchMessagesMax: PEER_BATCH_MESSAGES_MAX,
     reconnectDelayMsMin: config.runtime.peerReconnectDelayMsMin,
     reconnectDelayMsMax: config.runtime.peerReconnectDelayMsMax,
+    // Under TLS: refused handshakes, and certificates that do not name their sender.
+    onAuthFailure: security.authFailures.listener('peer'),
   };
   const rejected =
     (message: string) =>
@@ -48,12 +50,20 @@ export function startPeerTransport(
       onDrop: (peer: NodeId, reason: string) => {
         if (reason !== 'queue full') logger.warn({ peer, reason }, 'dropped a peer message');
       },
-      ...(tls === null ? {} : { tls }),
+      ...(security.store === null ? {} : { tls: security.store }),
     });
   }
   return GrpcTransport.start({
     ...common,
     onRejected: rejected('dropped a malformed peer batch'),
-    credentials: { server: serverCredentials(tls), client: channelCredentials(tls) },
+    messageBytesMax: config.runtime.peerMessageBytesMax,
+    ...peerCredentials(security),
   });
+}
+
+function peerCredentials(
+  security: NodeSecurity,
+): Pick<Parameters<typeof GrpcTransport.start>[0], 'credentials'> {
+  const credentials = security.peerCredentials();
+  return credentials === undefined ? {} : { credentials };
 }

@@ -6,7 +6,6 @@ import {
   type ClusterFileConfig,
   findNode,
   loadClusterConfig,
-  loadTlsMaterial,
   lockTimingProblems,
   nodeDataDir,
 } from '../config/index.ts';
@@ -27,8 +26,9 @@ import { startSpanExport } from '../node/tracing/otlp.ts';
 import type { StoredIdentity } from '../storage/index.ts';
 import { LevelStorage } from '../storage/index.ts';
 import { type NodeId, nodeId } from '../util/ids.ts';
+import { NodeSecurity, ReloadHooks } from './node-security.ts';
 import { startPeerTransport } from './peer-transport.ts';
-import { serverCredentials } from './target.ts';
+import { rateLimitedPerKey } from './rate-limit.ts';
 
 /**
  * `dlm serve --config FILE --node ID`: one node, one OS process, so that SIGTERM,
@@ -56,7 +56,7 @@ export async function serve(args: ServeArgs): Promise<void> {
       running === null ? {} : { term: running.status().term, role: running.status().role },
   });
   // Read before anything starts, so a missing or unreadable file stops start-up with its field named.
-  const tls = config.tls === null ? null : await loadTlsMaterial(config.tls);
+  const security = await NodeSecurity.load(config, id, logger);
   const directory = nodeDataDir(config, id);
   const storage = await LevelStorage.open(directory, {
     bootstrap: args.join
@@ -70,13 +70,14 @@ export async function serve(args: ServeArgs): Promise<void> {
     }),
   });
   const identity = await checkedIdentity(storage, id, config.clusterId, directory, logger);
-  const transport = await startPeerTransport(config, self, tls, logger);
+  const transport = await startPeerTransport(config, self, security, logger);
   const logForeign = rateLimitedPerKey(FOREIGN_LOG_INTERVAL_MS);
   const traffic = new PeerTraffic(transport);
   const node = new DlmNode(id, storage, traffic, runtimeOptions(config));
   running = node;
   const runtime = new RuntimeWatch();
   const metrics = new NodeMetrics(node, traffic, runtime);
+  security.authFailures.register(metrics.registry);
   const consoleServer = new ConsoleServer(
     node,
     new ConsoleActivity(node),
@@ -160,7 +161,9 @@ export async function serve(args: ServeArgs): Promise<void> {
     logger: apiLogger(logger),
     members: config.nodes,
     raft: config.raft,
-    credentials: serverCredentials(tls),
+    ...optional('credentials', security.apiCredentials()),
+    requestBytesMax: config.runtime.clientRequestBytesMax,
+    onAuthFailure: security.authFailures.listener('client'),
     ...authOption(config, logger),
     observer: {
       acquireEnded: (seconds, outcome) => metrics.acquireSeconds.observe({ outcome }, seconds),
@@ -171,12 +174,21 @@ export async function serve(args: ServeArgs): Promise<void> {
       clientCallsInFlightMax: config.runtime.clientCallsInFlightMax,
       watchEventsBufferedMax: config.runtime.watchEventsBufferedMax,
       listItemsMax: config.runtime.listItemsMax,
+      watchCutoffGraceMs: config.runtime.watchCutoffGraceMs,
       sessionStreamCallsInFlightMax: config.runtime.sessionStreamCallsInFlightMax,
       sessionStreamWaitsInFlightMax: config.runtime.sessionStreamWaitsInFlightMax,
       backpressureRetryAfterMs: config.runtime.backpressureRetryAfterMs,
     },
   });
-  const metricsServer = await startMetricsServer(self.metricsAddress, metrics, consoleServer);
+  const metricsServer = await startMetricsServer(self.metricsAddress, metrics, consoleServer, {
+    mode: config.tls?.metrics ?? 'plaintext',
+    store: security.store,
+    onAuthFailure: security.authFailures.listener('metrics'),
+  });
+  // SIGHUP re-reads the certificates (and whatever else registers a hook).
+  const reloads = new ReloadHooks();
+  reloads.add('tls certificates', () => security.reload());
+  const stopReloading = reloads.listen(logger);
   const statusTimer = logRoleChanges(node, logger);
   logger.info(
     {
@@ -185,7 +197,7 @@ export async function serve(args: ServeArgs): Promise<void> {
       peerListenAddress: self.peerListenAddress,
       clientListenAddress: self.clientListenAddress,
       metricsAddress: self.metricsAddress,
-      tls: tls !== null,
+      tls: security.tls,
       peerTransport: config.peerTransport,
       clusterId: identity.clusterId || '(not known yet)',
       dataDir: directory,
@@ -199,6 +211,7 @@ export async function serve(args: ServeArgs): Promise<void> {
     logger.info('shutting down: handing over leadership, then draining');
   }
   clearInterval(statusTimer);
+  stopReloading();
   runtime.stop();
   // Health turns NOT_SERVING first, so load balancers move away before the node does.
   api.readiness.close();
@@ -247,30 +260,6 @@ async function checkedIdentity(
 }
 
 const FOREIGN_LOG_INTERVAL_MS = 10_000;
-
-/**
- * Calls `log` for the first event of a key, then at most once per interval, passing how
- * many events of that key it skipped since the last call.
- */
-function rateLimitedPerKey(
-  intervalMs: number,
-): (key: string, log: (suppressed: number) => void) => void {
-  const last = new Map<string, { atMs: number; suppressed: number }>();
-  return (key, log) => {
-    const nowMs = performance.now();
-    const seen = last.get(key);
-    if (seen !== undefined && nowMs - seen.atMs < intervalMs) {
-      seen.suppressed++;
-      return;
-    }
-    // Keys are (sender, cluster id) pairs: few, but bounded all the same.
-    if (seen === undefined && last.size >= RATE_LIMITED_KEYS_MAX) last.clear();
-    log(seen?.suppressed ?? 0);
-    last.set(key, { atMs: nowMs, suppressed: 0 });
-  };
-}
-
-const RATE_LIMITED_KEYS_MAX = 1_024;
 
 function runtimeOptions(config: ClusterFileConfig): NodeRuntimeOptions {
   const { tickIntervalMs, ...raft } = config.raft;
@@ -356,6 +345,11 @@ function logStalls(node: DlmNode, runtime: RuntimeWatch, logger: Logger): void {
     loopStalled: (durationMs, startedAtMs) =>
       logger.warn({ durationMs, startedAtMs }, 'event loop stalled'),
   });
+}
+
+/** `{ [key]: value }`, or nothing when value is undefined (exactOptionalPropertyTypes). */
+function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
+  return value === undefined ? {} : ({ [key]: value } as { [P in K]?: V });
 }
 
 /**

@@ -1,6 +1,11 @@
 import * as grpc from '@grpc/grpc-js';
 import { bearerInterceptor } from '../client/bearer.ts';
-import { loadClusterConfig, loadTlsMaterial, type TlsMaterial } from '../config/index.ts';
+import {
+  clientTlsFiles,
+  loadClusterConfig,
+  loadTlsMaterial,
+  type TlsMaterial,
+} from '../config/index.ts';
 import type { AdminTarget } from './cli.ts';
 
 /**
@@ -16,7 +21,7 @@ export async function resolveTarget(
     return { endpoints: target.endpoints, credentials: channelCredentials(tls) };
   }
   const config = await loadClusterConfig(target.configPath);
-  const files = target.tls ?? config.tls;
+  const files = target.tls ?? (config.tls === null ? null : clientTlsFiles(config.tls));
   const tls = files === null ? null : await loadTlsMaterial(files);
   return {
     endpoints: config.nodes.map((node) => node.clientAddress),
@@ -51,8 +56,15 @@ export function tokenOption(): { token?: string } {
   return token === undefined || token === '' ? {} : { token };
 }
 
-/** grpc-js client options that send DLM_TOKEN, when set. */
+/**
+ * grpc-js client options of the `dlm` commands: DLM_TOKEN sent when set, and message
+ * sizes (requests are small; answers, a Status of many members, are read whole).
+ */
 export function clientOptions(): grpc.ClientOptions {
   const { token } = tokenOption();
-  return token === undefined ? {} : { interceptors: [bearerInterceptor(token)] };
+  const sizes = {
+    'grpc.max_receive_message_length': -1,
+    'grpc.max_send_message_length': 4 * 1024 * 1024,
+  };
+  return token === undefined ? sizes : { ...sizes, interceptors: [bearerInterceptor(token)] };
 }

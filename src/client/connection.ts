@@ -152,7 +152,12 @@ function serviceConstructors(): Record<Service, grpc.ServiceClientConstructor> {
  * holders (owners of up to 16 KiB each) goes past that legally. An answer over the limit
  * cannot be read however often it is asked for.
  */
-const CHANNEL_OPTIONS: grpc.ChannelOptions = { 'grpc.max_receive_message_length': -1 };
+const CHANNEL_OPTIONS: grpc.ChannelOptions = {
+  'grpc.max_receive_message_length': -1,
+  // What a node accepts by default (runtime.clientRequestBytesMax): a bigger request is
+  // refused here, before it is sent, rather than by the node after it was.
+  'grpc.max_send_message_length': 4 * 1024 * 1024,
+};
 
 /** How long a Status asked only to find the leader or the members may take. */
 const STATUS_PROBE_TIMEOUT_MS = 1_000;

@@ -13,7 +13,16 @@ export { NODE_ID_PATTERN, NODES_MAX } from './nodes.ts';
 export { CLUSTER_ID_PATTERN, findNode, nodeDataDir, parseClusterConfig } from './parse.ts';
 export { TIMER_MS_MAX } from './sections.ts';
 export { lockTimingProblems } from './timing.ts';
-export { loadTlsMaterial, type TlsFiles, type TlsMaterial } from './tls.ts';
+export {
+  clientTlsFiles,
+  loadTlsMaterial,
+  type MetricsTls,
+  NODE_PLACEHOLDER,
+  nodeTlsFiles,
+  type TlsFiles,
+  type TlsMaterial,
+  type TlsSection,
+} from './tls.ts';
 export {
   type ClusterConfigInput,
   type ClusterFileConfig,

@@ -11,7 +11,7 @@ import {
   rejectUnknownFields,
 } from './fields.ts';
 import { readNodes } from './nodes.ts';
-import { checkPeerLimits } from './peer-limits.ts';
+import { checkMessageLimits, checkPeerLimits } from './peer-limits.ts';
 import {
   fieldHomes,
   readLockSection,
@@ -67,9 +67,10 @@ export function parseClusterConfig(json: unknown, baseDir: string): ClusterFileC
   const problemsBeforeRuntime = problems.list.length;
   const runtime = readRuntimeSection(problems, ownField(root, 'runtime'));
   const peerTransport = readPeerTransport(problems, ownField(root, 'peerTransport'));
-  // The limits of the TCP transport's own (the gRPC one ignores them).
-  if (raftValid && problems.list.length === problemsBeforeRuntime && peerTransport === 'tcp') {
-    checkPeerLimits(problems, raft, runtime, nodes.length);
+  // The limits of the TCP transport's own (the gRPC one ignores them), and the message sizes.
+  if (raftValid && problems.list.length === problemsBeforeRuntime) {
+    checkMessageLimits(problems, raft, runtime);
+    if (peerTransport === 'tcp') checkPeerLimits(problems, raft, runtime, nodes.length);
   }
   const config: ClusterFileConfig = {
     clusterId: readClusterId(problems, ownField(root, 'clusterId')),

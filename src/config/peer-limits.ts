@@ -8,6 +8,9 @@ import type { RaftConfig, RuntimeConfig } from './types.ts';
  */
 export const PEER_FRAME_HEADROOM_BYTES = 64 * 1024;
 
+/** The smallest runtime.clientRequestBytesMax: room for the largest KeepAlive batch. */
+export const CLIENT_REQUEST_BYTES_MIN = 256 * 1024;
+
 /**
  * The TCP peer transport's limits that depend on other sections. A frame smaller than one
  * snapshot chunk plus its message would drop every InstallSnapshot at its sender, so a
@@ -33,6 +36,27 @@ export function checkPeerLimits(
     problems.add(
       'runtime.peerInboundConnectionsMax',
       `${runtime.peerInboundConnectionsMax} is less than 2 × the ${nodeCount} nodes = ${connectionsMin}: each peer holds one connection, two while it reconnects`,
+    );
+  }
+}
+
+/** gRPC message sizes: a peer message must carry a snapshot chunk, a request the largest KeepAlive. */
+export function checkMessageLimits(
+  problems: Problems,
+  raft: RaftConfig,
+  runtime: RuntimeConfig,
+): void {
+  const frameBytesMin = raft.snapshotChunkBytesMax + PEER_FRAME_HEADROOM_BYTES;
+  if (runtime.peerMessageBytesMax < frameBytesMin) {
+    problems.add(
+      'runtime.peerMessageBytesMax',
+      `${runtime.peerMessageBytesMax} bytes cannot carry one snapshot chunk: at least ${frameBytesMin} bytes (raft.snapshotChunkBytesMax + ${PEER_FRAME_HEADROOM_BYTES})`,
+    );
+  }
+  if (runtime.clientRequestBytesMax < CLIENT_REQUEST_BYTES_MIN) {
+    problems.add(
+      'runtime.clientRequestBytesMax',
+      `${runtime.clientRequestBytesMax} bytes is below ${CLIENT_REQUEST_BYTES_MIN}: a KeepAlive of 10,000 session ids (its ceiling) takes about 90 kB`,
     );
   }
 }

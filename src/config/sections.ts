@@ -82,7 +82,12 @@ const RUNTIME: SectionSpec<RuntimeConfig> = {
   zeroAllowed: new Set(['compactionRetainEntries', 'shutdownDrainMs']),
   orderings: [{ a: 'peerReconnectDelayMsMin', relation: 'atMost', b: 'peerReconnectDelayMsMax' }],
   // A frame header carries its length in 32 bits.
-  ceilings: { peerFrameBytesMax: 0xffff_ffff },
+  // grpc-js takes a signed 32-bit message size.
+  ceilings: {
+    peerFrameBytesMax: 0xffff_ffff,
+    peerMessageBytesMax: 0x7fff_ffff,
+    clientRequestBytesMax: 0x7fff_ffff,
+  },
 };
 
 export const SECTION_NAMES: readonly string[] = [RAFT.name, LOCK.name, RUNTIME.name];

@@ -1,7 +1,7 @@
 import type { LockLimits } from '../lock/limits.ts';
 import type { RaftOptions } from '../raft/options.ts';
 import type { AuthConfig } from './auth.ts';
-import type { TlsFiles } from './tls.ts';
+import type { TlsSection } from './tls.ts';
 import type { TracingConfig } from './tracing.ts';
 
 /** One member of the cluster. Every address is "host:port"; IPv6 hosts go in brackets. */
@@ -61,6 +61,12 @@ export interface RuntimeConfig {
    */
   readonly listItemsMax: number;
   /**
+   * A watcher ended for falling behind gets this long to read what was buffered and its
+   * RESOURCE_EXHAUSTED; one that reads nothing is then cut off (its stream reset), so a
+   * client that never reads cannot hold the buffer.
+   */
+  readonly watchCutoffGraceMs: number;
+  /**
    * Calls in flight on one Lock.Session stream, not counting Acquires; past it a call is
    * refused (RESOURCE_EXHAUSTED, backpressure). Each also counts toward
    * clientCallsInFlightMax.
@@ -100,6 +106,19 @@ export interface RuntimeConfig {
    * past it a new one is closed. Each peer keeps one, two while it reconnects.
    */
   readonly peerInboundConnectionsMax: number;
+  /**
+   * gRPC peer transport: the largest message (one batch of peer messages) a node sends
+   * or accepts; a bigger one fails its stream, which is reopened (Raft resends). Bounds
+   * what one peer stream can make a node buffer.
+   */
+  readonly peerMessageBytesMax: number;
+  /**
+   * The largest request the client API accepts; a bigger one is refused
+   * (RESOURCE_EXHAUSTED) before it is decoded. Answers have no such limit: their size
+   * is bounded by the lock rules (a Describe of a lock with many shared holders may
+   * legally pass any fixed figure), and the client library reads them whole.
+   */
+  readonly clientRequestBytesMax: number;
   /** Reconnecting to a peer backs off from this delay … */
   readonly peerReconnectDelayMsMin: number;
   /** … up to this one. */
@@ -135,7 +154,7 @@ export interface ClusterFileConfig {
   readonly lock: LockLimits;
   readonly runtime: RuntimeConfig;
   /** Mutual TLS on every gRPC endpoint (and the TCP peer port); null: plaintext. */
-  readonly tls: TlsFiles | null;
+  readonly tls: TlsSection | null;
   /** Identities, roles and per-identity limits (issue 15); null: open, as before. */
   readonly auth: AuthConfig | null;
   /**
@@ -178,6 +197,7 @@ export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
   clientCallsInFlightMax: 10_000,
   watchEventsBufferedMax: 1_024,
   listItemsMax: 1_000,
+  watchCutoffGraceMs: 5_000,
   sessionStreamCallsInFlightMax: 1_024,
   sessionStreamWaitsInFlightMax: 1_024,
   backpressureRetryAfterMs: 100,
@@ -189,6 +209,10 @@ export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
   peerFrameTimeoutMs: 10_000,
   // 2 × 32 nodes (the most a cluster has), with room for a few strays.
   peerInboundConnectionsMax: 128,
+  // As the TCP transport's frame; grpc-js's own default (4 MiB received) was in force before.
+  peerMessageBytesMax: 16 * 1024 * 1024,
+  // grpc-js's own default for what it receives: 250 times the largest legal request.
+  clientRequestBytesMax: 4 * 1024 * 1024,
   peerReconnectDelayMsMin: 50,
   peerReconnectDelayMsMax: 2_000,
   leadershipTransferTimeoutMs: 2_000,

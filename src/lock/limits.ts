@@ -52,8 +52,8 @@ export const TIMER_MS_MAX = 2 ** 31 - 1;
 /**
  * The most session ids one KeepAlive entry may carry, whatever the rules: a batch is one
  * log entry, and every entry must reach the followers, whose peer gRPC takes at most
- * 4 MiB a message. 10,000 ids encode in about 90 KB (msgpack, 9 bytes an id at most),
- * well inside it; without this bound a 3 MB request of 500k ids became an entry no
+ * runtime.peerMessageBytesMax a message (16 MiB by default, never under 320 KiB).
+ * 10,000 ids encode in about 90 KB (msgpack, 9 bytes an id at most), well inside it; without this bound a 3 MB request of 500k ids became an entry no
  * follower could receive, so it never committed and leaders lost office one by one.
  */
 export const KEEPALIVE_BATCH_CEILING = 10_000;

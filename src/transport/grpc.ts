@@ -7,6 +7,13 @@ import { peerRecipient } from '../node/peer-message.ts';
 import type { Transport } from '../node/transport.ts';
 import type { NodeId } from '../util/ids.ts';
 import { ReconnectBackoff } from './backoff.ts';
+import { watchTlsHandshakeFailures } from './grpc-handshakes.ts';
+import {
+  type AuthFailureListener,
+  claimedSender,
+  describeCertificate,
+  peerIdentityProblem,
+} from './peer-identity.ts';
 
 /**
  * Peer traffic over gRPC: one long-lived stream from each node to each peer, carrying
@@ -23,10 +30,22 @@ export interface GrpcTransportOptions {
   readonly batchMessagesMax: number;
   readonly reconnectDelayMsMin: number;
   readonly reconnectDelayMsMax: number;
+  /**
+   * Mutual TLS. `client` may depend on the peer dialled, so that a node checks that the
+   * server it reaches is that node (see peer-identity.ts). Under TLS the server side
+   * checks every stream: its certificate must name the node its messages come from.
+   */
   readonly credentials?: {
     readonly server: grpc.ServerCredentials;
-    readonly client: grpc.ChannelCredentials;
+    readonly client: grpc.ChannelCredentials | ((peer: NodeId) => grpc.ChannelCredentials);
   };
+  /**
+   * The largest gRPC message (one batch) sent or received; a bigger one fails its stream
+   * (and is resent by Raft on the next). Unset: grpc-js's defaults (4 MiB received).
+   */
+  readonly messageBytesMax?: number;
+  /** A stream refused for its certificate (not a node's, or another node's). */
+  readonly onAuthFailure?: AuthFailureListener;
   readonly onDrop?: (peer: NodeId, reason: string) => void;
   /**
    * A batch from `peer` that does not decode was dropped whole. The node checks each
@@ -86,7 +105,7 @@ export class GrpcTransport implements Transport {
 
   static async start(options: GrpcTransportOptions): Promise<GrpcTransport> {
     const { service, Client } = loadRaftService();
-    const server = new grpc.Server();
+    const server = new grpc.Server(messageSizeOptions(options.messageBytesMax));
     let transport: GrpcTransport | null = null;
     server.addService(service, {
       Stream: (call: grpc.ServerDuplexStream<WirePeerMessage, WirePeerMessage>) =>
@@ -98,6 +117,9 @@ export class GrpcTransport implements Transport {
         error ? reject(error) : resolve(bound),
       );
     });
+    if (options.onAuthFailure !== undefined) {
+      watchTlsHandshakeFailures(server, options.onAuthFailure);
+    }
     transport = new GrpcTransport(options, server, port, Client);
     return transport;
   }
@@ -122,16 +144,23 @@ export class GrpcTransport implements Transport {
     const existing = this.links.get(id);
     if (existing?.address === address) return;
     existing?.close();
-    const credentials = this.options.credentials?.client ?? grpc.credentials.createInsecure();
+    const client = this.options.credentials?.client;
+    const credentials =
+      client === undefined
+        ? grpc.credentials.createInsecure()
+        : typeof client === 'function'
+          ? client(id)
+          : client;
     // grpc-js keeps its own reconnect backoff per channel (1 s, x1.6, up to 120 s) and,
     // while it waits, fails every new stream at once with UNAVAILABLE: the messages
     // written into it are lost, so a peer that came up (late start, restart) stayed
     // unreachable for seconds (2.6-5.9 s measured). Its backoff follows the link's own.
-    const client = new this.Client(address, credentials, {
+    const raftClient = new this.Client(address, credentials, {
       'grpc.initial_reconnect_backoff_ms': this.options.reconnectDelayMsMin,
       'grpc.max_reconnect_backoff_ms': this.options.reconnectDelayMsMax,
+      ...messageSizeOptions(this.options.messageBytesMax),
     }) as unknown as RaftClient;
-    this.links.set(id, new PeerLink(id, address, client, this.options));
+    this.links.set(id, new PeerLink(id, address, raftClient, this.options));
   }
 
   removePeer(id: NodeId): void {
@@ -148,7 +177,24 @@ export class GrpcTransport implements Transport {
 
   private accept(call: grpc.ServerDuplexStream<WirePeerMessage, WirePeerMessage>): void {
     this.inbound.add(call);
-    call.on('data', (wire: WirePeerMessage) => this.deliver(wire));
+    const auth = call.getAuthContext();
+    // Under TLS, which node this stream may speak for is settled by its first write
+    // (the first `from` its certificate names); plaintext streams are not checked here
+    // (the node's cluster-id check still applies to every message).
+    const certificate = auth?.transportSecurityType === 'ssl' ? auth.sslPeerCertificate : null;
+    let verifiedAs: string | null = null;
+    call.on('data', (wire: WirePeerMessage) => {
+      if (certificate !== null && verifiedAs !== wire.from) {
+        const problem = peerIdentityProblem(certificate, wire.from);
+        if (problem !== null) {
+          this.options.onAuthFailure?.(call.getPeer(), problem.reason, problem.detail);
+          call.emit('error', { code: grpc.status.PERMISSION_DENIED, details: problem.detail });
+          return;
+        }
+        verifiedAs = wire.from;
+      }
+      this.deliver(wire, certificate === null ? null : describeCertificate(certificate));
+    });
     call.on('end', () => {
       this.inbound.delete(call);
       call.end();
@@ -156,7 +202,8 @@ export class GrpcTransport implements Transport {
     call.on('error', () => this.inbound.delete(call));
   }
 
-  private deliver(wire: WirePeerMessage): void {
+  /** `certified`: under TLS, the certificate that vouched for wire.from (null: plaintext). */
+  private deliver(wire: WirePeerMessage, certified: string | null): void {
     if (this.closed || wire.to !== this.id) return;
     // The payload is whatever the peer sent: a throw here would escape into grpc-js's
     // event handler. The messages in a batch that decodes are checked by the node.
@@ -171,8 +218,28 @@ export class GrpcTransport implements Transport {
       this.options.onRejected?.(wire.from, 'batch: expected an array');
       return;
     }
-    for (const message of batch as PeerMessage[]) this.handler?.(message);
+    for (const message of batch as PeerMessage[]) {
+      // The certificate vouches for wire.from only: a message claiming another sender
+      // inside the batch would let one node speak for another.
+      const sender = claimedSender(message);
+      if (certified !== null && sender !== wire.from) {
+        this.options.onAuthFailure?.(
+          wire.from,
+          'wrong_node_id',
+          `a message from ${wire.from} (certificate ${certified}) claims to come from ${String(sender)}; dropped`,
+        );
+        continue;
+      }
+      this.handler?.(message);
+    }
   }
+}
+
+/** grpc-js channel and server options bounding message sizes both ways. */
+export function messageSizeOptions(bytesMax: number | undefined): grpc.ChannelOptions {
+  return bytesMax === undefined
+    ? {}
+    : { 'grpc.max_send_message_length': bytesMax, 'grpc.max_receive_message_length': bytesMax };
 }
 
 /** The outbound side towards one peer: a bounded queue and one stream. */

@@ -1,12 +1,22 @@
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { Packr } from 'msgpackr';
+import type { TlsMaterial } from '../config/index.ts';
 import type { PeerMessage } from '../node/peer-message.ts';
 import { peerRecipient } from '../node/peer-message.ts';
 import type { Transport } from '../node/transport.ts';
 import type { NodeId } from '../util/ids.ts';
 import { ReconnectBackoff } from './backoff.ts';
+import { CertificateStore } from './certificate-store.ts';
 import { encodeFrame, type Frame, FrameReader, FrameType } from './frame.ts';
+import {
+  type AuthFailureListener,
+  type AuthFailureReason,
+  checkServerNode,
+  claimedSender,
+  describeCertificate,
+  peerIdentityProblem,
+} from './peer-identity.ts';
 
 /**
  * Peer traffic over plain TCP (or TLS): one connection from each node to each peer,
@@ -39,8 +49,17 @@ export interface TcpTransportOptions {
   readonly inboundConnectionsMax: number;
   readonly reconnectDelayMsMin: number;
   readonly reconnectDelayMsMax: number;
-  /** Mutual TLS: present `cert`, require the other side's, both signed by `ca`. */
-  readonly tls?: { readonly ca: Buffer; readonly cert: Buffer; readonly key: Buffer };
+  /**
+   * Mutual TLS: present `cert`, require the other side's, both signed by `ca`; each side
+   * checks that the other's certificate names the node it is (see peer-identity.ts). A
+   * store may be replaced while running (SIGHUP): new connections use the new material.
+   */
+  readonly tls?: TlsMaterial | CertificateStore;
+  /**
+   * A refused handshake or a certificate that does not name the sender. Without it these
+   * go to onRejected like any other refusal.
+   */
+  readonly onAuthFailure?: AuthFailureListener;
   readonly onDrop?: (peer: NodeId, reason: string) => void;
   /** Bytes from `peer` (its id, or its address before it said hello) that were refused. */
   readonly onRejected?: (peer: string, problem: string) => void;
@@ -73,15 +92,20 @@ export class TcpTransport implements Transport {
     for (const [peer, address] of options.peers) this.addPeer(peer, address);
   }
 
-  static async start(options: TcpTransportOptions): Promise<TcpTransport> {
+  static async start(given: TcpTransportOptions): Promise<TcpTransport> {
+    const store =
+      given.tls === undefined || given.tls instanceof CertificateStore
+        ? given.tls
+        : new CertificateStore(given.tls);
+    const options: TcpTransportOptions = store === undefined ? given : { ...given, tls: store };
     let transport: TcpTransport | null = null;
     const accept = (socket: net.Socket): void => transport?.accept(socket);
     const server =
-      options.tls === undefined
+      store === undefined
         ? net.createServer(accept)
         : tls.createServer(
             {
-              ...options.tls,
+              ...store.current,
               requestCert: true,
               rejectUnauthorized: true,
               // Node's default (120 s) would let a stalled handshake hold close() that long.
@@ -89,11 +113,22 @@ export class TcpTransport implements Transport {
             },
             accept,
           );
+    if (store !== undefined) {
+      const unsubscribe = store.subscribe((material) =>
+        (server as tls.Server).setSecureContext({ ...material }),
+      );
+      server.once('close', unsubscribe);
+    }
     // A failed handshake (no client certificate, wrong CA, handshakeTimeout) never
     // reaches accept, and Node leaves the socket to this listener: not destroyed, it
     // would stay open and hold server.close() (and so dlm serve's exit) for ever.
     server.on('tlsClientError', (error: Error, socket: tls.TLSSocket) => {
-      options.onRejected?.(remoteLabel(socket), `TLS handshake refused: ${error.message}`);
+      reportAuthFailure(
+        options,
+        remoteLabel(socket),
+        'tls_handshake',
+        `TLS handshake refused: ${error.message}`,
+      );
       socket.destroy();
     });
     // Each may hold up to frameBytesMax of an unfinished frame: their number is bounded.
@@ -251,6 +286,8 @@ class InboundConnection {
   /** The sender, once its hello was accepted. */
   from: string | null = null;
   private readonly reader: FrameReader;
+  /** Under TLS, the peer's certificate, which must name the sender of every message. */
+  private readonly certificate: tls.PeerCertificate | null;
   private helloTimer: NodeJS.Timeout | null;
   private frameTimer: NodeJS.Timeout | null = null;
 
@@ -262,6 +299,7 @@ class InboundConnection {
     private readonly events: InboundEvents,
   ) {
     this.reader = new FrameReader(options.frameBytesMax);
+    this.certificate = socket instanceof tls.TLSSocket ? socket.getPeerCertificate() : null;
     socket.setNoDelay(true);
     // A connection that never introduces itself would hold a slot for ever. A deadline
     // from accept, not socket.setTimeout: that restarts on every byte, so a trickle
@@ -334,8 +372,25 @@ class InboundConnection {
     const decoded = decodeBatch(frame.payload);
     // A batch that does not decode is dropped whole; the connection goes on, as the
     // framing around it was sound. The node checks each decoded message itself.
-    if (typeof decoded === 'string') this.options.onRejected?.(this.from, decoded);
-    else for (const message of decoded) this.events.deliver(message);
+    if (typeof decoded === 'string') {
+      this.options.onRejected?.(this.from, decoded);
+      return;
+    }
+    for (const message of decoded) {
+      // The certificate vouched for the hello's sender only: a message in the name of
+      // another node would let one node speak for another.
+      const sender = claimedSender(message);
+      if (this.certificate !== null && sender !== this.from) {
+        reportAuthFailure(
+          this.options,
+          this.from,
+          'wrong_node_id',
+          `a message from ${this.from} (certificate ${describeCertificate(this.certificate)}) claims to come from ${String(sender)}; dropped`,
+        );
+        continue;
+      }
+      this.events.deliver(message);
+    }
   }
 
   private hello(frame: Frame): void {
@@ -351,6 +406,14 @@ class InboundConnection {
     if (hello.to !== this.options.id) {
       this.refuse(`hello from ${hello.from} is meant for ${hello.to}, this is ${this.options.id}`);
       return;
+    }
+    if (this.certificate !== null) {
+      const problem = peerIdentityProblem(this.certificate, hello.from);
+      if (problem !== null) {
+        reportAuthFailure(this.options, remoteLabel(this.socket), problem.reason, problem.detail);
+        this.socket.destroy();
+        return;
+      }
     }
     this.from = hello.from;
     if (this.helloTimer !== null) clearTimeout(this.helloTimer);
@@ -469,18 +532,24 @@ class PeerLink {
 
   private open(): net.Socket {
     const { host, port } = splitAddress(this.address);
-    const { tls: material, connectTimeoutMs } = this.options;
+    const { tls: store, connectTimeoutMs } = this.options;
+    // Under TLS the server must be the node this link is for, not only a member.
     const socket =
-      material === undefined
+      store === undefined
         ? net.connect({ host, port })
-        : tls.connect({ host, port, ...material });
+        : tls.connect({
+            host,
+            port,
+            ...(store instanceof CertificateStore ? store.current : store),
+            checkServerIdentity: checkServerNode(this.peer),
+          });
     this.socket = socket;
     this.writable = true;
     // No Nagle: a frame is a whole batch, which must not wait for the previous one's ACK.
     // (tls.connect ignores a noDelay option; strace shows setNoDelay reaching both.)
     socket.setNoDelay(true);
     socket.setTimeout(connectTimeoutMs, () => socket.destroy());
-    socket.once(material === undefined ? 'connect' : 'secureConnect', () => socket.setTimeout(0));
+    socket.once(store === undefined ? 'connect' : 'secureConnect', () => socket.setTimeout(0));
     // Written before the connection is up: the socket sends it first once it is.
     const hello: Hello = { from: this.options.id, to: this.peer };
     socket.write(encodeFrame(FrameType.hello, packr.pack(hello)));
@@ -507,6 +576,16 @@ class PeerLink {
       this.flush();
     }, delayMs);
   }
+}
+
+function reportAuthFailure(
+  options: TcpTransportOptions,
+  peer: string,
+  reason: AuthFailureReason,
+  detail: string,
+): void {
+  if (options.onAuthFailure !== undefined) options.onAuthFailure(peer, reason, detail);
+  else options.onRejected?.(peer, detail);
 }
 
 function splitAddress(address: string): { host: string; port: number } {

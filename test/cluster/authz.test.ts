@@ -1,12 +1,11 @@
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tokenEntry } from '../../src/api/auth/tokens.ts';
 import { bearerInterceptor } from '../../src/client/bearer.ts';
+import { makeCerts, tlsSectionFor } from '../support/certs.ts';
 import { loadServices, newRequestId, ProcessCluster } from '../support/process-cluster.ts';
 
 /**
@@ -16,7 +15,6 @@ import { loadServices, newRequestId, ProcessCluster } from '../support/process-c
  * dlm-error-code. Calls go to followers too, so a write forwarded to the leader is judged
  * as the caller's, by the identity the follower established.
  */
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 type Reply = Record<string, unknown>;
 type Outcome =
@@ -158,42 +156,6 @@ const POLICY = {
   limits: { sessionsPerIdentityMax: 3, locksHeldPerIdentityMax: 2, waitersPerIdentityMax: 1 },
 };
 
-/** Client certificates signed by the CA of scripts/gen-certs.sh, one per identity (its CN). */
-function issueClientCert(dir: string, name: string): void {
-  const run = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
-  run([
-    'genpkey',
-    '-algorithm',
-    'EC',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-out',
-    `${name}-key.pem`,
-  ]);
-  run(['req', '-new', '-key', `${name}-key.pem`, '-subj', `/CN=${name}`, '-out', `${name}.csr`]);
-  writeFileSync(
-    join(dir, `${name}.ext`),
-    'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n',
-  );
-  run([
-    'x509',
-    '-req',
-    '-in',
-    `${name}.csr`,
-    '-CA',
-    'ca.pem',
-    '-CAkey',
-    'ca-key.pem',
-    '-CAcreateserial',
-    '-days',
-    '2',
-    '-extfile',
-    `${name}.ext`,
-    '-out',
-    `${name}.pem`,
-  ]);
-}
-
 describe('identities, roles and owned sessions under mutual TLS (real processes)', () => {
   let cluster: ProcessCluster;
   let certs: string;
@@ -203,31 +165,30 @@ describe('identities, roles and owned sessions under mutual TLS (real processes)
 
   beforeAll(async () => {
     certs = mkdtempSync(join(tmpdir(), 'dlm-authz-certs-'));
-    execFileSync('bash', [join(ROOT, 'scripts/gen-certs.sh'), certs], { stdio: 'ignore' });
-    for (const name of ['alice', 'bob', 'reader', 'ops']) issueClientCert(certs, name);
+    // A certificate per node, and one per identity (its CN), from dlm certs init's code.
+    makeCerts(certs, {
+      nodes: ['n1', 'n2', 'n3'],
+      clients: ['client', 'alice', 'bob', 'reader', 'ops'],
+    });
     const pem = (name: string) => readFileSync(join(certs, name));
     cluster = await ProcessCluster.create(3, {
-      tls: {
-        caFile: join(certs, 'ca.pem'),
-        certFile: join(certs, 'node.pem'),
-        keyFile: join(certs, 'node-key.pem'),
-      },
+      tls: tlsSectionFor(certs),
       auth: {
         ...POLICY,
-        // The harness's own certificate (CN "dlm client") waits for the leader with Status.
+        // The harness's own certificate (CN "client") waits for the leader with Status.
         identities: { alice: ['teamA'], bob: ['teamB'], reader: ['reader'], ops: ['ops'] },
       },
     });
     cluster.credentials = grpc.credentials.createSsl(
       pem('ca.pem'),
-      pem('client-key.pem'),
-      pem('client.pem'),
+      pem('clients/client-key.pem'),
+      pem('clients/client.pem'),
     );
     for (const name of ['alice', 'bob', 'reader', 'ops']) {
       const credentials = grpc.credentials.createSsl(
         pem('ca.pem'),
-        pem(`${name}-key.pem`),
-        pem(`${name}.pem`),
+        pem(`clients/${name}-key.pem`),
+        pem(`clients/${name}.pem`),
       );
       callers[name] = new Caller(cluster, credentials);
     }

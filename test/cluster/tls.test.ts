@@ -1,20 +1,18 @@
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DlmClient } from '../../src/client/index.ts';
+import { expiredClient, makeCerts, tlsSectionFor } from '../support/certs.ts';
 import { openSession } from '../support/lock-load.ts';
 import { ProcessCluster } from '../support/process-cluster.ts';
 
 /**
- * Mutual TLS on real processes, with certificates from scripts/gen-certs.sh: the nodes
+ * Mutual TLS on real processes, with certificates from `dlm certs init`: the nodes
  * elect and replicate over TLS peer links, clients with a certificate from the
  * cluster's CA are served, and every other client is refused at the handshake.
  */
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 let cluster: ProcessCluster | null = null;
 let client: DlmClient | null = null;
 const certDirs: string[] = [];
@@ -27,10 +25,6 @@ afterEach(async () => {
   cluster?.remove();
   cluster = null;
 });
-
-function genCerts(dir: string): void {
-  execFileSync('bash', [join(ROOT, 'scripts/gen-certs.sh'), dir], { stdio: 'ignore' });
-}
 
 function pem(dir: string, name: string): Buffer {
   return readFileSync(join(dir, name));
@@ -64,6 +58,16 @@ async function statusWith(
   return outcome;
 }
 
+/** dlm_auth_failures_total summed over reasons, from a plaintext metrics port. */
+async function authFailures(metricsAddress: string): Promise<number> {
+  const text = await (await fetch(`http://${metricsAddress}/metrics`)).text();
+  let total = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('dlm_auth_failures_total{')) total += Number(line.split(' ').at(-1));
+  }
+  return total;
+}
+
 describe('mutual TLS on real processes', () => {
   // The peer links too, over either transport: TCP uses node:tls with the same files.
   it.each(['grpc', 'tcp'] as const)(
@@ -73,19 +77,18 @@ describe('mutual TLS on real processes', () => {
       certDirs.push(dir);
       const certs = join(dir, 'certs');
       const strangers = join(dir, 'strangers');
-      genCerts(certs);
-      genCerts(strangers);
-      const tls = {
-        caFile: join(certs, 'ca.pem'),
-        certFile: join(certs, 'node.pem'),
-        keyFile: join(certs, 'node-key.pem'),
-      };
+      const tls = tlsSectionFor(certs);
       cluster = await ProcessCluster.create(3, { tls, peerTransport });
       const c = cluster;
+      // The command itself, on the cluster's config: each node's addresses become SANs.
+      const init = await c.dlm(['certs', 'init', '--config', c.configPath, '--out', certs]);
+      expect(init.code, init.stderr).toBe(0);
+      expect(init.stdout).toContain('node n1: dlm-node://n1 IP:127.0.0.1 DNS:localhost');
+      makeCerts(strangers);
       c.credentials = grpc.credentials.createSsl(
         pem(certs, 'ca.pem'),
-        pem(certs, 'client-key.pem'),
-        pem(certs, 'client.pem'),
+        pem(certs, 'clients/client-key.pem'),
+        pem(certs, 'clients/client.pem'),
       );
       c.startAll();
       // Electing a leader needs the peer links, which are TLS too.
@@ -94,7 +97,14 @@ describe('mutual TLS on real processes', () => {
       expect(Number(session)).toBeGreaterThan(0);
 
       const address = c.nodes[0]?.clientAddress ?? '';
-      expect(await statusWith(address, c.credentials)).toBe('answered');
+      // n1 may still be starting (the session above went to any node), and grpc-js shares
+      // a subchannel in backoff between channels of the same credentials: keep asking.
+      const deadline = Date.now() + 20_000;
+      let first = await statusWith(address, c.credentials);
+      while (first !== 'answered' && Date.now() < deadline) {
+        first = await statusWith(address, c.credentials);
+      }
+      expect(first).toBe('answered');
       // Plaintext, no client certificate, a certificate from another CA: all refused.
       expect(await statusWith(address, grpc.credentials.createInsecure())).toBe(
         grpc.status.UNAVAILABLE,
@@ -104,10 +114,24 @@ describe('mutual TLS on real processes', () => {
       );
       const stranger = grpc.credentials.createSsl(
         pem(certs, 'ca.pem'),
-        pem(strangers, 'client-key.pem'),
-        pem(strangers, 'client.pem'),
+        pem(strangers, 'clients/client-key.pem'),
+        pem(strangers, 'clients/client.pem'),
       );
       expect(await statusWith(address, stranger)).toBe(grpc.status.UNAVAILABLE);
+      // A certificate of the cluster's CA whose validity has ended.
+      const expired = expiredClient(certs, 'expired');
+      expect(
+        await statusWith(
+          address,
+          grpc.credentials.createSsl(expired.ca, expired.key, expired.cert),
+        ),
+      ).toBe(grpc.status.UNAVAILABLE);
+      // Each refusal was counted on the node (and logged at warn, without secrets).
+      const failures = await authFailures(c.nodes[0]?.metricsAddress ?? '');
+      expect(failures).toBeGreaterThanOrEqual(4);
+      const log = readFileSync(c.logPath('n1'), 'utf8');
+      expect(log).toContain('"reason":"tls_handshake"');
+      expect(log).not.toContain('PRIVATE KEY');
 
       // The CLI takes the config's tls section, or the --tls-* flags with --endpoints.
       const status = await c.dlm(['status', '--config', c.configPath], 20_000);
@@ -116,9 +140,9 @@ describe('mutual TLS on real processes', () => {
         '--tls-ca',
         join(certs, 'ca.pem'),
         '--tls-cert',
-        join(certs, 'client.pem'),
+        join(certs, 'clients/client.pem'),
         '--tls-key',
-        join(certs, 'client-key.pem'),
+        join(certs, 'clients/client-key.pem'),
       ];
       const viaFlags = await c.dlm(['status', '--endpoints', address, ...flags], 20_000);
       expect(viaFlags.code, viaFlags.stderr).toBe(0);

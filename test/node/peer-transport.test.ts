@@ -1,20 +1,24 @@
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tls from 'node:tls';
-import { fileURLToPath } from 'node:url';
 import { Packr } from 'msgpackr';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { channelCredentials, serverCredentials } from '../../src/cli/target.ts';
+import { serverCredentials } from '../../src/cli/target.ts';
 import type { TlsMaterial } from '../../src/config/index.ts';
 import type { PeerMessage } from '../../src/node/peer-message.ts';
 import type { Transport } from '../../src/node/transport.ts';
+import {
+  CertificateStore,
+  reloadableChannelCredentials,
+} from '../../src/transport/certificate-store.ts';
 import { encodeFrame, FrameType } from '../../src/transport/frame.ts';
 import { GrpcTransport } from '../../src/transport/grpc.ts';
+import { checkServerNode } from '../../src/transport/peer-identity.ts';
 import { TcpTransport } from '../../src/transport/tcp.ts';
 import { type NodeId, nodeId } from '../../src/util/ids.ts';
+import { makeCerts, type TestCerts } from '../support/certs.ts';
 import { freePort } from '../support/free-port.ts';
 
 /**
@@ -22,7 +26,6 @@ import { freePort } from '../support/free-port.ts';
  * a peer that is down or restarts, the bounded queue, mutual TLS. Then what only the
  * TCP transport parses itself: frames, hellos, sizes.
  */
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const N1 = nodeId('n1');
 const N2 = nodeId('n2');
 const N3 = nodeId('n3');
@@ -36,6 +39,8 @@ interface Endpoint {
   readonly received: string[];
   readonly rejected: [string, string][];
   readonly drops: string[];
+  /** Refused authentications: [reason, detail]. */
+  readonly authFailures: [string, string][];
 }
 
 interface StartOptions {
@@ -63,6 +68,7 @@ async function startEndpoint(
   const received: string[] = [];
   const rejected: [string, string][] = [];
   const drops: string[] = [];
+  const authFailures: [string, string][] = [];
   const common = {
     id,
     listenAddress: `127.0.0.1:${port}`,
@@ -73,6 +79,8 @@ async function startEndpoint(
     reconnectDelayMsMax: options.reconnectDelayMsMax ?? 100,
     onDrop: (_peer: NodeId, reason: string) => drops.push(reason),
     onRejected: (from: string, problem: string) => rejected.push([from, problem]),
+    onAuthFailure: (_peer: string, reason: string, detail: string) =>
+      authFailures.push([reason, detail]),
   };
   const tlsMaterial = options.tls ?? null;
   const transport: Started =
@@ -87,16 +95,25 @@ async function startEndpoint(
         })
       : await GrpcTransport.start({
           ...common,
-          credentials: {
-            server: serverCredentials(tlsMaterial),
-            client: channelCredentials(tlsMaterial),
-          },
+          ...(tlsMaterial === null
+            ? {}
+            : {
+                // As dlm serve builds them: each link checks the node it reaches.
+                credentials: {
+                  server: serverCredentials(tlsMaterial),
+                  client: (peer: NodeId) =>
+                    reloadableChannelCredentials(
+                      new CertificateStore(tlsMaterial),
+                      checkServerNode(peer),
+                    ),
+                },
+              }),
         });
   transport.onMessage((message) => {
     if (message.kind === 'forward') received.push(message.proposalId);
   });
   started.push(transport);
-  return { transport, received, rejected, drops };
+  return { transport, received, rejected, drops, authFailures };
 }
 
 function forward(to: NodeId, proposalId: string, bytes = 1): PeerMessage {
@@ -122,22 +139,13 @@ function expectInOrder(received: readonly string[]): void {
 }
 
 let certDir = '';
-let certs: TlsMaterial;
-let strangers: TlsMaterial;
+let certs: TestCerts;
+let strangers: TestCerts;
 
 beforeAll(() => {
   certDir = mkdtempSync(join(tmpdir(), 'dlm-transport-certs-'));
-  const generate = (name: string): TlsMaterial => {
-    const dir = join(certDir, name);
-    execFileSync('bash', [join(ROOT, 'scripts/gen-certs.sh'), dir], { stdio: 'ignore' });
-    return {
-      ca: readFileSync(join(dir, 'ca.pem')),
-      cert: readFileSync(join(dir, 'node.pem')),
-      key: readFileSync(join(dir, 'node-key.pem')),
-    };
-  };
-  certs = generate('cluster');
-  strangers = generate('strangers');
+  certs = makeCerts(join(certDir, 'cluster'), { nodes: ['n1', 'n2', 'n3'] });
+  strangers = makeCerts(join(certDir, 'strangers'), { nodes: ['n1', 'n2', 'n3'] });
 });
 
 afterAll(() => rmSync(certDir, { recursive: true, force: true }));
@@ -227,20 +235,64 @@ describe.each(['grpc', 'tcp'] as const)('%s peer transport', (kind) => {
     expect(c.received).toEqual([]);
   });
 
+  // Issue 15: a member's certificate vouches for its own id only.
+  it("mutual TLS: a node presenting another node's certificate cannot speak as itself; a lock client cannot speak at all", async () => {
+    const [p1, p2, p3] = [await freePort(), await freePort(), await freePort()];
+    const peers = new Map([
+      [N1, `127.0.0.1:${p1}`],
+      [N2, `127.0.0.1:${p2}`],
+    ]);
+    const b = await startEndpoint(kind, N2, p2, peers, { tls: certs.node('n2') });
+    // n1, with n3's certificate (a member's, of the right CA, for the right host).
+    const impostor = await startEndpoint(kind, N1, p1, peers, { tls: certs.node('n3') });
+    // A lock client's certificate (same CA, no node id), dialling as n1.
+    const client = await startEndpoint(kind, N1, p3, peers, { tls: certs.client() });
+    for (let i = 0; i < 20; i++) {
+      impostor.transport.send(forward(N2, 'impostor'));
+      client.transport.send(forward(N2, 'client'));
+      await sleep(10);
+    }
+    await until(() => b.authFailures.length >= 2, 'both refusals to be reported');
+    await sleep(200);
+    expect(b.received).toEqual([]);
+    const reasons = new Set(b.authFailures.map(([reason]) => reason));
+    expect([...reasons].sort()).toEqual(['not_a_node', 'wrong_node_id']);
+    expect(b.authFailures.find(([reason]) => reason === 'wrong_node_id')?.[1]).toMatch(
+      /claims to be node n1, but its certificate \(CN=n3, serial \w+\) is node n3's/,
+    );
+  });
+
+  it('mutual TLS: the dialling side refuses a server whose certificate names another node', async () => {
+    const [p1, p2] = [await freePort(), await freePort()];
+    const peers = new Map([
+      [N1, `127.0.0.1:${p1}`],
+      [N2, `127.0.0.1:${p2}`],
+    ]);
+    const a = await startEndpoint(kind, N1, p1, peers, { tls: certs.node('n1') });
+    // At n2's address, a member that is not n2 (its own id in the hello would be n2's).
+    const b = await startEndpoint(kind, N2, p2, peers, { tls: certs.node('n3') });
+    for (let i = 0; i < 20; i++) {
+      a.transport.send(forward(N2, `p${i}`));
+      await sleep(10);
+    }
+    await sleep(200);
+    expect(b.received).toEqual([]);
+  });
+
   it('mutual TLS: peers with the cluster CA talk; a peer of another CA is refused', async () => {
     const [p1, p2, p3] = [await freePort(), await freePort(), await freePort()];
     const peers = new Map([
       [N1, `127.0.0.1:${p1}`],
       [N2, `127.0.0.1:${p2}`],
     ]);
-    const a = await startEndpoint(kind, N1, p1, peers, { tls: certs });
-    const b = await startEndpoint(kind, N2, p2, peers, { tls: certs });
+    const a = await startEndpoint(kind, N1, p1, peers, { tls: certs.node('n1') });
+    const b = await startEndpoint(kind, N2, p2, peers, { tls: certs.node('n2') });
     await until(() => {
       a.transport.send(forward(N2, 'p0'));
       return b.received.length > 0;
     }, 'a message over mutual TLS');
     // A stranger dialling b with its own CA's certificate.
-    const stranger = await startEndpoint(kind, N3, p3, peers, { tls: strangers });
+    const stranger = await startEndpoint(kind, N3, p3, peers, { tls: strangers.node('n3') });
     for (let i = 0; i < 20; i++) {
       stranger.transport.send(forward(N2, 'stranger'));
       await sleep(10);
@@ -395,16 +447,16 @@ describe('tcp peer transport: what it parses itself', () => {
   });
 
   it('over TLS, the older of two connections from one peer stays older though its handshake ends last', async () => {
-    const b = await listening({ tls: certs });
+    const b = await listening({ tls: certs.node('n2') });
     // Accepted first, its handshake held back until the newer connection has delivered.
     const olderRaw = await dial(b.transport.port);
     olderRaw.on('error', () => {});
-    const newer = tls.connect({ host: '127.0.0.1', port: b.transport.port, ...certs });
+    const newer = tls.connect({ host: '127.0.0.1', port: b.transport.port, ...certs.node('n1') });
     newer.on('error', () => {});
     newer.write(hello('n1', 'n2'));
     newer.write(batch([forward(N2, 'p5'), forward(N2, 'p6')]));
     await until(() => b.received.length === 2, 'the newer connection to deliver');
-    const older = tls.connect({ socket: olderRaw, host: '127.0.0.1', ...certs });
+    const older = tls.connect({ socket: olderRaw, host: '127.0.0.1', ...certs.node('n1') });
     older.on('error', () => {});
     older.write(hello('n1', 'n2'));
     older.write(batch([forward(N2, 'p1'), forward(N2, 'p2')]));
@@ -415,14 +467,34 @@ describe('tcp peer transport: what it parses itself', () => {
   });
 
   it('mutual TLS: a client without a certificate is refused at the handshake', async () => {
-    const b = await listening({ tls: certs });
+    const b = await listening({ tls: certs.node('n2') });
     const socket = tls.connect({ host: '127.0.0.1', port: b.transport.port, ca: certs.ca });
     socket.on('error', () => {});
     socket.write(hello('n1', 'n2'));
     socket.write(batch([forward(N2, 'no-cert')]));
     await closed(socket);
-    await until(() => b.rejected.length > 0, 'the refusal to be reported');
-    expect(b.rejected[0]?.[1]).toMatch(/^TLS handshake refused: /);
+    await until(() => b.authFailures.length > 0, 'the refusal to be reported');
+    expect(b.authFailures[0]?.[0]).toBe('tls_handshake');
+    expect(b.authFailures[0]?.[1]).toMatch(/^TLS handshake refused: /);
     expect(b.received).toEqual([]);
+  });
+
+  it('mutual TLS: a message in a batch naming another sender than the certificate is dropped', async () => {
+    const b = await listening({ tls: certs.node('n2') });
+    const socket = tls.connect({ host: '127.0.0.1', port: b.transport.port, ...certs.node('n1') });
+    socket.on('error', () => {});
+    socket.write(hello('n1', 'n2'));
+    const spoofed = {
+      kind: 'forward',
+      from: N3,
+      to: N2,
+      proposalId: 'as-n3',
+      data: new Uint8Array(1),
+    };
+    socket.write(batch([spoofed, forward(N2, 'as-n1')]));
+    await until(() => b.received.length > 0, 'the genuine message');
+    expect(b.received).toEqual(['as-n1']);
+    expect(b.authFailures.map(([reason]) => reason)).toEqual(['wrong_node_id']);
+    socket.destroy();
   });
 });

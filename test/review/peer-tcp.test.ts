@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -17,6 +16,7 @@ import { encodeFrame, FrameReader, FrameType } from '../../src/transport/frame.t
 import { GrpcTransport } from '../../src/transport/grpc.ts';
 import { TcpTransport, type TcpTransportOptions } from '../../src/transport/tcp.ts';
 import { nodeId } from '../../src/util/ids.ts';
+import { makeCerts } from '../support/certs.ts';
 import { freePort } from '../support/free-port.ts';
 
 /**
@@ -199,25 +199,23 @@ describe('review peer-tcp: per-peer order across connections', () => {
 });
 
 const certDir = mkdtempSync(join(tmpdir(), 'dlm-review-certs-'));
+/** Node n2's certificate (the receiver), n1's (the sender), and a lock client's. */
 interface Certs {
   readonly node: TlsMaterial;
+  readonly n1: TlsMaterial;
   readonly client: TlsMaterial;
 }
 let cluster: Certs;
 let misnamed: Certs;
 beforeAll(() => {
-  const root = new URL('../../', import.meta.url).pathname;
-  const generate = (name: string, sans: string[]): Certs => {
-    const dir = join(certDir, name);
-    execFileSync('bash', [join(root, 'scripts/gen-certs.sh'), dir, ...sans], { stdio: 'ignore' });
-    const read = (file: string): Buffer => readFileSync(join(dir, file));
-    const ca = read('ca.pem');
-    return {
-      node: { ca, cert: read('node.pem'), key: read('node-key.pem') },
-      client: { ca, cert: read('client.pem'), key: read('client-key.pem') },
-    };
+  const generate = (name: string, sans?: string[]): Certs => {
+    const certs = makeCerts(join(certDir, name), {
+      nodes: ['n1', 'n2'],
+      ...(sans ? { sans } : {}),
+    });
+    return { node: certs.node('n2'), n1: certs.node('n1'), client: certs.client() };
   };
-  cluster = generate('cluster', []);
+  cluster = generate('cluster');
   // Signed by its own CA, names only a host that is not the one dialled.
   misnamed = generate('misnamed', ['DNS:elsewhere.example']);
 });
@@ -248,7 +246,7 @@ async function pair(
 
 describe('review peer-tcp: TLS handshakes', () => {
   it('sound: the dialling side checks the server name against the certificate', async () => {
-    const { a, b } = await pair({ tls: misnamed.node }, { tls: misnamed.node });
+    const { a, b } = await pair({ tls: misnamed.n1 }, { tls: misnamed.node });
     for (let i = 0; i < 20; i++) {
       a.send(forward(`p${i}`));
       await sleep(20);
@@ -319,13 +317,12 @@ describe('review peer-tcp: TLS handshakes', () => {
 });
 
 /**
- * Review finding 3, left as it is on this branch: both peer ports (gRPC and TCP) take any
- * certificate the cluster CA signed, including the lock clients' (clientAuth only), so
- * whoever holds one can speak Raft as any node id. That is the security issue's to fix
- * (issue 15: node and client certificates told apart); until then these two fail and are
- * kept out of the default run. Remove `.skip` with that fix.
+ * Review finding 3: both peer ports (gRPC and TCP) took any certificate the cluster CA
+ * signed, including the lock clients' (clientAuth only), so whoever held one could speak
+ * Raft as any node id. Fixed with issue 15: a peer's certificate must name the node id
+ * it claims (URI SAN dlm-node://ID), which a client's never does.
  */
-describe.skip('review peer-tcp: issue 15, a lock client certificate on the peer port (FAILS, skipped)', () => {
+describe('review peer-tcp: issue 15, a lock client certificate on the peer port', () => {
   // FAILS-ON-BRANCH, and the same on gRPC (pre-existing): shown here with the gRPC
   // transport dialling with the lock client's certificate.
   it('the gRPC peer port refuses a certificate that is not a node certificate (pre-existing)', async () => {
@@ -369,7 +366,7 @@ describe.skip('review peer-tcp: issue 15, a lock client certificate on the peer 
   });
 
   // FAILS-ON-BRANCH (the gRPC peer port takes any certificate of the CA too): the peer
-  // port accepts the *client* certificate that gen-certs.sh writes for lock clients
+  // port accepted the *client* certificate that `dlm certs init` writes for lock clients
   // (clientAuth only), so whoever holds it can speak Raft as any node id.
   it('the peer port refuses a certificate that is not a node certificate', async () => {
     const b = await listening({ tls: cluster.node });
@@ -384,6 +381,7 @@ describe.skip('review peer-tcp: issue 15, a lock client certificate on the peer 
     socket.write(batch([forward('from-a-lock-client')]));
     await sleep(500);
     expect(b.received).toEqual([]);
+    expect(b.rejected.join('\n')).toMatch(/names no node/);
   });
 });
 
@@ -607,21 +605,12 @@ describe('review peer-tcp: SIGTERM with a TLS handshake in progress on the peer 
   it('dlm serve (tcp, TLS) exits on SIGTERM while a client that said nothing is connected to its peer port', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'dlm-review-sigterm-'));
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    execFileSync('bash', [join(ROOT, 'scripts/gen-certs.sh'), dir], { stdio: 'ignore' });
-    const tlsFiles = {
-      caFile: join(dir, 'ca.pem'),
-      certFile: join(dir, 'node.pem'),
-      keyFile: join(dir, 'node-key.pem'),
-    };
-    const c = await ProcessCluster.create(1, { tls: tlsFiles, peerTransport: 'tcp' });
+    const certs = makeCerts(dir, { nodes: ['n1'] });
+    const c = await ProcessCluster.create(1, { tls: certs.tlsSection, peerTransport: 'tcp' });
     cleanups.push(() => c.remove());
     cleanups.push(() => c.stopAll());
-    const read = (file: string): Buffer => readFileSync(join(dir, file));
-    c.credentials = grpc.credentials.createSsl(
-      read('ca.pem'),
-      read('client-key.pem'),
-      read('client.pem'),
-    );
+    const client = certs.client();
+    c.credentials = grpc.credentials.createSsl(client.ca, client.key, client.cert);
     c.startAll();
     await c.waitForLeader(20_000);
     const socket = await dial(Number(c.nodes[0]?.peerAddress.split(':')[1]));

@@ -15,11 +15,13 @@ import {
   type ClusterConfigInput,
   type ClusterFileConfig,
   ConfigError,
+  clientTlsFiles,
   DEFAULT_RUNTIME_CONFIG,
   DEFAULT_TICK_INTERVAL_MS,
   findNode,
   loadClusterConfig,
   nodeDataDir,
+  nodeTlsFiles,
   parseAddress,
   parseClusterConfig,
 } from '../../src/config/index.ts';
@@ -149,6 +151,38 @@ describe('defaults', () => {
   });
 });
 
+describe('tls (issue 15)', () => {
+  const base = { caFile: 'ca.pem', certFile: 'nodes/{node}.pem', keyFile: 'nodes/{node}-key.pem' };
+  it('{node} stands for the node id; the CLI needs its own files then', () => {
+    const tls = parseClusterConfig({ ...minimalConfig(), tls: base }, BASE_DIR).tls;
+    if (tls === null) throw new Error('no tls');
+    expect(nodeTlsFiles(tls, 'n2')).toEqual({
+      caFile: '/etc/dlm/ca.pem',
+      certFile: '/etc/dlm/nodes/n2.pem',
+      keyFile: '/etc/dlm/nodes/n2-key.pem',
+    });
+    expect(() => clientTlsFiles(tls)).toThrow(/set tls.clientCertFile and tls.clientKeyFile/);
+    const withClient = { ...base, clientCertFile: 'c.pem', clientKeyFile: 'c-key.pem' };
+    const both = parseClusterConfig({ ...minimalConfig(), tls: withClient }, BASE_DIR).tls;
+    if (both === null) throw new Error('no tls');
+    expect(clientTlsFiles(both).certFile).toBe('/etc/dlm/c.pem');
+  });
+
+  it('refuses a client file without its pair, and an unknown metrics mode, naming them', () => {
+    const tls = { ...base, clientCertFile: 'c.pem', metrics: 'https' };
+    expect(() => parseClusterConfig({ ...minimalConfig(), tls }, BASE_DIR)).toThrow(
+      /clientCertFile and clientKeyFile go together[\s\S]*tls.metrics: expected one of plaintext, tls, mutual/,
+    );
+  });
+
+  it('message sizes: a peer message must carry a snapshot chunk, a request the largest KeepAlive', () => {
+    const runtime = { peerMessageBytesMax: 100_000, clientRequestBytesMax: 1_000 };
+    expect(() => parseClusterConfig({ ...minimalConfig(), runtime }, BASE_DIR)).toThrow(
+      /runtime.peerMessageBytesMax: 100000 bytes cannot carry one snapshot chunk[\s\S]*runtime.clientRequestBytesMax: 1000 bytes is below 262144/,
+    );
+  });
+});
+
 describe('dataDir', () => {
   it('a relative dataDir is resolved against the config file folder', () => {
     expect(parseClusterConfig(minimalConfig(), BASE_DIR).tls).toBeNull();
@@ -157,6 +191,9 @@ describe('dataDir', () => {
       caFile: '/etc/dlm/certs/ca.pem',
       certFile: '/pki/node.pem',
       keyFile: '/etc/dlm/node-key.pem',
+      clientCertFile: null,
+      clientKeyFile: null,
+      metrics: 'plaintext',
     });
     expect(parseClusterConfig(minimalConfig(), BASE_DIR).dataDir).toBe('/etc/dlm/data');
     const input = { ...minimalConfig(), dataDir: '../var/dlm' };
