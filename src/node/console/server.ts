@@ -70,7 +70,11 @@ export class ConsoleServer {
 
   /** Answers `request` when it is the console's; false leaves it to the caller. */
   handle(request: IncomingMessage, response: ServerResponse): boolean {
-    const url = new URL(request.url ?? '/', 'http://console.invalid');
+    const url = parseTarget(request.url ?? '/');
+    if (url === null) {
+      response.writeHead(400).end('bad request: the target is not a URL path\n');
+      return true;
+    }
     const page = STATIC_FILES[url.pathname];
     const isConsole = page !== undefined || url.pathname.startsWith('/console/');
     if (!isConsole) return false;
@@ -190,4 +194,13 @@ function sendJson(response: ServerResponse, value: unknown): void {
   response
     .writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' })
     .end(JSON.stringify(value));
+}
+
+/** The request target as a URL; null when it is none ("//", "/\\", "//:99999" throw). */
+function parseTarget(target: string): URL | null {
+  try {
+    return new URL(target, 'http://console.invalid');
+  } catch {
+    return null;
+  }
 }
