@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FenceGuard, StaleTokenError } from '../../src/client/fence-guard.ts';
+import { FenceGuard, FenceMisuseError, StaleTokenError } from '../../src/client/fence-guard.ts';
 
 /**
  * Review of FenceGuard (eco merge). run() promises that "an admitted write that awaits
@@ -23,14 +23,24 @@ describe('review: FenceGuard', () => {
       store.token = '5';
     });
     await tick(10);
-    // B (token 6, a later grant) writes synchronously, as admit()/check() invite.
-    guard.check('account/7', '6');
-    store.value = 'from B';
-    store.token = '6';
+    // B (token 6, a later grant) tries to write synchronously with check(): the guard
+    // cannot wait for A's write in flight, so it refuses to mix the two ways (the fix
+    // chosen: FenceMisuseError), and B writes nothing beside A's write.
+    expect(() => guard.check('account/7', '6')).toThrow(FenceMisuseError);
+    expect(() => guard.admit('account/7', '6')).toThrow(
+      /run\(\) write to it is queued or in flight/,
+    );
+    // B goes through run() as told: its write lands after A's, never under it.
+    const b = guard.run('account/7', '6', () => {
+      store.value = 'from B';
+      store.token = '6';
+    });
     await a;
-    // Either B's check waits for/refuses against A's write in flight, or the guard
-    // refuses to mix the two; what must not happen is A's older write landing last.
+    await b;
+    // What must not happen is A's older write landing last.
     expect(store).toEqual({ value: 'from B', token: '6' });
+    // With no run() in flight (right after awaiting it), check() is usable again.
+    expect(() => guard.check('account/7', '6')).not.toThrow();
   });
 
   it('run() admits the same grant many times, refuses an older one in its turn, in call order', async () => {
