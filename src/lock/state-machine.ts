@@ -1300,6 +1300,7 @@ export class LockStateMachine {
 
   /** How many locks in use start with `prefix`; a count, no names copied or sorted. */
   countLocks(prefix: string): number {
+    if (prefix === '') return this.locks.size;
     let count = 0;
     for (const name of this.locks.keys()) if (name.startsWith(prefix)) count++;
     return count;
