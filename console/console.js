@@ -109,6 +109,21 @@ function renderCluster(frame) {
   fillBody($('#cluster table'), rows, 8, 'no members known');
 }
 
+/** An owner or client name, or why there is none (blank, or hidden under auth). */
+function named(frame, text, missing) {
+  if (frame.view.namesHidden) return '(hidden: auth)';
+  return text || missing;
+}
+
+/** The names a session row lists, and how many more it has than shown. */
+function nameList(names, total) {
+  if (total === 0) return el('span', { class: 'muted' }, '—');
+  return [
+    names.map((name, i) => [i > 0 ? ', ' : null, el('code', null, name)]),
+    total > names.length ? el('span', { class: 'muted' }, ` +${total - names.length} more`) : null,
+  ];
+}
+
 function renderLocks(frame) {
   const locks = frame.view.locks;
   const rows = locks.rows.map((lock) => {
@@ -120,7 +135,7 @@ function renderLocks(frame) {
         el(
           'span',
           { class: 'waiter', 'data-session': waiter.sessionId },
-          `${waiter.owner || '(no owner)'} · s${waiter.sessionId} · ${since(waiter.waiting)}`,
+          `${named(frame, waiter.owner, '(no owner)')} · s${waiter.sessionId} · ${since(waiter.waiting)}`,
         ),
       ),
       lock.waitersTotal > lock.waiters.length
@@ -139,8 +154,13 @@ function renderLocks(frame) {
         ? el('span', { class: 'muted' }, 'free')
         : holders.map((h, i) => [
             i > 0 ? el('br') : null,
-            `${h.owner || '(no owner)'} · s${h.sessionId}${h.mode === 'shared' ? ' (shared)' : ''}`,
+            `${named(frame, h.owner, '(no owner)')} · s${h.sessionId}${h.mode === 'shared' ? ' (shared)' : ''}`,
           ]);
+    if (lock.holdersTotal > holders.length) {
+      holderText.push(
+        el('span', { class: 'muted' }, ` +${lock.holdersTotal - holders.length} more`),
+      );
+    }
     const tokens = holders.map((h, i) => [
       i > 0 ? el('br') : null,
       el('span', { class: 'token' }, h.token),
@@ -195,23 +215,17 @@ function renderSessions(frame) {
       'tr',
       { 'data-session': session.sessionId },
       el('td', { class: 'num' }, `s${session.sessionId}`),
-      el('td', null, session.clientName || el('span', { class: 'muted' }, '(unnamed)')),
+      el(
+        'td',
+        null,
+        frame.view.namesHidden
+          ? el('span', { class: 'muted' }, '(hidden: auth)')
+          : session.clientName || el('span', { class: 'muted' }, '(unnamed)'),
+      ),
       el('td', null, duration(session.ttlMs)),
       el('td', null, since(session.sinceRefresh)),
-      el(
-        'td',
-        null,
-        session.held.length === 0
-          ? el('span', { class: 'muted' }, '—')
-          : session.held.map((name, i) => [i > 0 ? ', ' : null, el('code', null, name)]),
-      ),
-      el(
-        'td',
-        null,
-        session.waiting.length === 0
-          ? el('span', { class: 'muted' }, '—')
-          : session.waiting.map((name, i) => [i > 0 ? ', ' : null, el('code', null, name)]),
-      ),
+      el('td', null, nameList(session.held, session.heldTotal)),
+      el('td', null, nameList(session.waiting, session.waitingTotal)),
     ),
   );
   fillBody($('#sessions table'), rows, 6, 'no open session');

@@ -87,6 +87,11 @@ export async function serve(args: ServeArgs): Promise<void> {
       streamsMax: config.runtime.consoleStreamsMax,
       refreshMs: config.runtime.consoleRefreshMs,
       rowsMax: config.runtime.consoleRowsMax,
+      streamStallMs: config.runtime.consoleStreamStallMs,
+      viewsMax: config.runtime.consoleViewsMax,
+      // Owners and client names are for those with `read` on the lock: under auth the
+      // metrics address, which authenticates no caller, does not show them.
+      namesHidden: config.auth !== null,
     },
   );
   logStalls(node, runtime, logger);

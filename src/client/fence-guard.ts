@@ -17,6 +17,12 @@
  * write: examples/fenced-postgres. Nothing is ever forgotten, because forgetting a
  * resource's highest token would admit a stale holder again; it holds one entry per
  * resource written.
+ *
+ * Use one of the two ways per resource, not both at once: admit()/check() (for a write
+ * applied before the next await) or run() (for a write that awaits). While a run()
+ * write to a resource is queued or in flight, admit()/check() on it throw a
+ * FenceMisuseError: they cannot wait for it, and a later grant admitted beside it would
+ * have its write overwritten when the older awaiting write lands.
  */
 
 /** A write under a token older than one the resource has already seen. */
@@ -37,30 +43,50 @@ export class StaleTokenError extends Error {
   }
 }
 
+/** admit()/check() on a resource while run() writes to it: they cannot be ordered. */
+export class FenceMisuseError extends Error {
+  override readonly name = 'FenceMisuseError';
+
+  constructor(readonly resource: string) {
+    super(
+      `${resource}: admit()/check() called while a run() write to it is queued or in ` +
+        'flight; an awaiting older write could land on top of this one: send every write ' +
+        'to a resource through run(), or none',
+    );
+  }
+}
+
 const UINT64_MAX = 2n ** 64n - 1n;
+
+/** A resource's run() calls not yet settled, and the end of their queue. */
+interface RunQueue {
+  pending: number;
+  tail: Promise<unknown>;
+}
 
 export class FenceGuard {
   private readonly highest = new Map<string, bigint>();
-  /** Per resource, the end of the queue of run() calls, while it has any. */
-  private readonly queues = new Map<string, Promise<unknown>>();
+  /** Per resource, its queue of run() calls, while it has any. */
+  private readonly queues = new Map<string, RunQueue>();
 
   /**
    * Check-and-advance: true, remembering the token, when `token` is at least the highest
    * seen for `resource`; false for a stale token, which changes nothing. Apply the write
-   * before the next await, or use run() for a write that awaits.
+   * before the next await, or use run() for a write that awaits. Throws a RangeError for
+   * a token that is not a uint64 (a string of digits or a bigint; never a JS number,
+   * which loses precision past 2^53), and a FenceMisuseError while run() writes to it.
    */
   admit(resource: string, token: string | bigint): boolean {
     const value = parseToken(token);
-    const highest = this.highest.get(resource);
-    if (highest !== undefined && value < highest) return false;
-    this.highest.set(resource, value);
-    return true;
+    if (this.queues.has(resource)) throw new FenceMisuseError(resource);
+    return this.advance(resource, value);
   }
 
   /** admit(), throwing StaleTokenError for a stale token. */
   check(resource: string, token: string | bigint): void {
-    if (this.admit(resource, token)) return;
-    throw new StaleTokenError(resource, parseToken(token), this.highest.get(resource) ?? 0n);
+    const value = parseToken(token);
+    if (this.queues.has(resource)) throw new FenceMisuseError(resource);
+    this.advanceOrThrow(resource, value);
   }
 
   /** The highest token admitted for `resource`; undefined before its first write. */
@@ -75,21 +101,44 @@ export class FenceGuard {
    * grant's write is admitted: it cannot land on top of the newer one.
    */
   run<T>(resource: string, token: string | bigint, write: () => T | Promise<T>): Promise<T> {
-    parseToken(token); // a malformed token fails the call now, not in its turn
-    const previous = this.queues.get(resource) ?? Promise.resolve();
-    const turn = previous.then(() => {
-      this.check(resource, token);
+    let value: bigint;
+    try {
+      value = parseToken(token); // a malformed token fails the call now, not in its turn
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const queue = this.queues.get(resource) ?? { pending: 0, tail: Promise.resolve() };
+    this.queues.set(resource, queue);
+    queue.pending++;
+    const turn = queue.tail.then(() => {
+      this.advanceOrThrow(resource, value);
       return write();
     });
-    const end = turn.then(
+    // Settled only once the queue forgot it: the caller's next admit() after `await
+    // run(...)` finds no write in flight.
+    const settled = turn.finally(() => {
+      queue.pending--;
+      if (queue.pending === 0 && this.queues.get(resource) === queue) {
+        this.queues.delete(resource);
+      }
+    });
+    queue.tail = settled.then(
       () => undefined,
       () => undefined,
     );
-    this.queues.set(resource, end);
-    void end.then(() => {
-      if (this.queues.get(resource) === end) this.queues.delete(resource);
-    });
-    return turn;
+    return settled;
+  }
+
+  private advance(resource: string, value: bigint): boolean {
+    const highest = this.highest.get(resource);
+    if (highest !== undefined && value < highest) return false;
+    this.highest.set(resource, value);
+    return true;
+  }
+
+  private advanceOrThrow(resource: string, value: bigint): void {
+    if (this.advance(resource, value)) return;
+    throw new StaleTokenError(resource, value, this.highest.get(resource) ?? 0n);
   }
 }
 
@@ -97,11 +146,12 @@ export class FenceGuard {
 function parseToken(token: string | bigint): bigint {
   if (typeof token === 'bigint') {
     if (token >= 0n && token <= UINT64_MAX) return token;
-  } else if (/^\d{1,20}$/.test(token)) {
+  } else if (typeof token === 'string' && /^\d{1,20}$/.test(token)) {
     const value = BigInt(token);
     if (value <= UINT64_MAX) return value;
   }
   throw new RangeError(
-    `fencing token ${JSON.stringify(String(token))} is not a uint64 (a lock handle's token, e.g. "42")`,
+    `fencing token ${JSON.stringify(String(token))} (${typeof token}) is not a uint64 ` +
+      `(a lock handle's token: a string of digits such as "42", or a bigint)`,
   );
 }

@@ -12,7 +12,7 @@ export {
   RETRY_AFTER_KEY,
   SessionLostError,
 } from './errors.ts';
-export { FenceGuard, StaleTokenError } from './fence-guard.ts';
+export { FenceGuard, FenceMisuseError, StaleTokenError } from './fence-guard.ts';
 export type { GrantMode, LockMode } from './mode.ts';
 export {
   type AcquireOptions,

@@ -133,6 +133,10 @@ export interface RuntimeConfig {
   readonly consoleRefreshMs: number;
   /** Locks and sessions the console lists at most; the counts are always whole. */
   readonly consoleRowsMax: number;
+  /** A console stream whose browser has not taken what it was sent for this long is cut. */
+  readonly consoleStreamStallMs: number;
+  /** /console/view.json answers built at once; past it one is refused (503). */
+  readonly consoleViewsMax: number;
 }
 
 /** A validated cluster config: frozen, every default filled in, `dataDir` absolute. */
@@ -220,4 +224,7 @@ export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
   consoleStreamsMax: 16,
   consoleRefreshMs: 500,
   consoleRowsMax: 200,
+  // A browser tab in the background still reads its stream; 10 s without is a dead reader.
+  consoleStreamStallMs: 10_000,
+  consoleViewsMax: 4,
 };

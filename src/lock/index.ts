@@ -21,6 +21,7 @@ export {
   LockStateMachine,
   type RememberedResult,
   type SessionDescription,
+  type SessionSummary,
 } from './state-machine.ts';
 export { LockTimers, type LockTimersOptions } from './timers.ts';
 export * from './types.ts';

@@ -17,6 +17,7 @@ import {
   validateLockLimits,
 } from './limits.ts';
 import { commandShapeProblem } from './shape.ts';
+import { smallestNames } from './smallest.ts';
 import type {
   ApplyOutput,
   Holder,
@@ -136,6 +137,14 @@ export interface SessionDescription {
   readonly lastRefreshIndex: LogIndex;
   readonly held: readonly string[];
   readonly waiting: readonly string[];
+}
+
+/** A session for a display: the first names of each list, and the whole counts. */
+export interface SessionSummary extends Omit<SessionDescription, 'held' | 'waiting'> {
+  readonly held: readonly string[];
+  readonly heldTotal: number;
+  readonly waiting: readonly string[];
+  readonly waitingTotal: number;
 }
 
 export interface FenceValidation {
@@ -1286,11 +1295,41 @@ export class LockStateMachine {
    * with `after`, only names that sort after it (the next page).
    */
   listLocks(prefix: string, limit: number, after = ''): string[] {
-    const names: string[] = [];
+    return smallestNames(this.lockNamesUnder(prefix, after), limit);
+  }
+
+  /** How many locks in use start with `prefix`; a count, no names copied or sorted. */
+  countLocks(prefix: string): number {
+    if (prefix === '') return this.locks.size;
+    let count = 0;
+    for (const name of this.locks.keys()) if (name.startsWith(prefix)) count++;
+    return count;
+  }
+
+  private *lockNamesUnder(prefix: string, after: string): Iterable<string> {
     for (const name of this.locks.keys()) {
-      if (name.startsWith(prefix) && compareStrings(name, after) > 0) names.push(name);
+      if (name.startsWith(prefix) && compareStrings(name, after) > 0) yield name;
     }
-    return names.sort(compareStrings).slice(0, limit);
+  }
+
+  /**
+   * session(), with only the first `namesMax` locks it holds and waits for (code-unit
+   * order) and how many in all: bounded for a display, whatever the session holds.
+   */
+  sessionSummary(id: SessionId, namesMax: number): SessionSummary | null {
+    const session = this.sessions.get(id);
+    if (session === undefined) return null;
+    return {
+      sessionId: session.id,
+      ttlMs: session.ttlMs,
+      clientName: session.clientName,
+      identity: session.identity,
+      lastRefreshIndex: session.lastRefreshIndex,
+      held: smallestNames(session.held, namesMax),
+      heldTotal: session.held.size,
+      waiting: smallestNames(session.waiting, namesMax),
+      waitingTotal: session.waiting.size,
+    };
   }
 
   /** Chubby's CheckSequencer: is `token` a current grant of `lock`? */

@@ -88,14 +88,15 @@ describe('FenceGuard', () => {
     expect(value).toBe('new');
   });
 
-  it('run() rejects a malformed token at once and does not run the write', async () => {
+  it('run() rejects a malformed token (a rejected promise, not a throw) and does not run the write', async () => {
     const guard = new FenceGuard();
     let ran = false;
-    expect(() =>
+    await expect(
       guard.run('r', 'seven', () => {
         ran = true;
       }),
-    ).toThrow(RangeError);
+    ).rejects.toThrow(RangeError);
+    await expect(guard.run('r', 7 as unknown as string, () => {})).rejects.toThrow(RangeError);
     await Promise.resolve();
     expect(ran).toBe(false);
   });

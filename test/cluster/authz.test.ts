@@ -554,6 +554,26 @@ describe('bearer tokens on a plaintext cluster (real processes)', () => {
         request_id: newRequestId(),
       });
 
+      // The console (the metrics address authenticates nobody) shows no owner and no
+      // client name under auth: those are for identities with `read` on the lock.
+      const consoleSession = await alice.ok(follower, 'OpenSession', {
+        ttl_ms: '60000',
+        client_name: 'console-secret-client',
+        request_id: newRequestId(),
+      });
+      expect(
+        await alice.acquire(follower, 'a/console-secret', String(consoleSession.session_id)),
+      ).toMatchObject({ ok: true });
+      const address = cluster.nodes.find((node) => node.id === follower)?.metricsAddress;
+      const frameText = await (await fetch(`http://${address}/console/view.json`)).text();
+      const frame = JSON.parse(frameText) as {
+        view: { namesHidden: boolean; locks: { rows: { lock: string }[] } };
+      };
+      expect(frame.view.namesHidden).toBe(true);
+      expect(frame.view.locks.rows.map((row) => row.lock)).toContain('a/console-secret');
+      expect(frameText).not.toContain('owner-of-a/console-secret');
+      expect(frameText).not.toContain('console-secret-client');
+
       // The CLI sends DLM_TOKEN, and `dlm status` shows every node's policy digest.
       process.env.DLM_TOKEN = tokens.alice;
       try {

@@ -33,7 +33,17 @@ export async function startMetricsServer(
   tls: MetricsTlsOptions = PLAINTEXT,
 ): Promise<HttpServer> {
   const { host, port } = splitAddress(address);
+  // A throw inside a request listener is uncaught and ends the process: whatever a
+  // request carries must cost it at most a 500.
   const handle = (request: IncomingMessage, response: ServerResponse): void => {
+    try {
+      route(request, response);
+    } catch (error) {
+      if (response.headersSent) response.destroy();
+      else response.writeHead(500).end(`internal error: ${String(error)}\n`);
+    }
+  };
+  const route = (request: IncomingMessage, response: ServerResponse): void => {
     if (request.url === '/metrics') {
       metrics.render().then(
         ({ contentType, body }) =>

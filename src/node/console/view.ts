@@ -46,7 +46,9 @@ export interface WaiterView {
 
 export interface LockView {
   readonly lock: string;
+  /** The first HOLDERS_SHOWN holders (a shared lock can have many). */
   readonly holders: readonly HolderView[];
+  readonly holdersTotal: number;
   /** The first WAITERS_SHOWN of the queue, in order. */
   readonly waiters: readonly WaiterView[];
   readonly waitersTotal: number;
@@ -59,12 +61,20 @@ export interface SessionView {
   readonly clientName: string;
   readonly ttlMs: number;
   readonly sinceRefresh: Duration;
+  /** The first names (code-unit order): together the rows list about rowsMax of each. */
   readonly held: readonly string[];
+  readonly heldTotal: number;
   readonly waiting: readonly string[];
+  readonly waitingTotal: number;
 }
 
 export interface NodeView {
   readonly node: NodeSummary;
+  /**
+   * Owners and client names are blanked: with an `auth` section they are for those
+   * with `read` on the lock, which the metrics address cannot tell.
+   */
+  readonly namesHidden: boolean;
   readonly locks: {
     readonly prefix: string;
     /** Locks in use under the prefix (held, waited for or delayed). */
@@ -90,6 +100,7 @@ export interface ViewedNode {
 export const LEADER_CHANGES_WINDOW_MS = 10 * 60_000;
 const CONTENDED_ROWS = 10;
 const WAITERS_SHOWN = 20;
+const HOLDERS_SHOWN = 20;
 
 export function nodeSummary(
   node: ViewedNode,
@@ -118,30 +129,37 @@ export function nodeView(
   prefix: string,
   rowsMax: number,
   nowMs: number,
+  namesHidden = false,
 ): NodeView {
   const since = (index: number): Duration => duration(activity.clock.appliedAt(index), nowMs);
   const locks = node.locks;
-  // listLocks sorts what it finds; the count needs every name under the prefix anyway.
-  const names = locks.listLocks(prefix, Number.POSITIVE_INFINITY);
-  const rows = names.slice(0, rowsMax).map((name) => lockView(locks, name, since));
+  const hide = (name: string): string => (namesHidden ? '' : name);
+  // Bounded: the first rowsMax names, and a count (no name copied or sorted for it).
+  const rows = locks.listLocks(prefix, rowsMax).map((name) => lockView(locks, name, since, hide));
   const sessionIds = locks.sessionIds();
+  const shownIds = sessionIds.slice(0, rowsMax);
+  // The rows share rowsMax names of held (and of waited-for) locks, one each at least.
+  const namesPerRow = Math.max(1, Math.floor(rowsMax / Math.max(1, shownIds.length)));
   const sessions: SessionView[] = [];
-  for (const id of sessionIds.slice(0, rowsMax)) {
-    const session = locks.session(id);
+  for (const id of shownIds) {
+    const session = locks.sessionSummary(id, namesPerRow);
     if (session === null) continue;
     sessions.push({
       sessionId: session.sessionId,
-      clientName: session.clientName,
+      clientName: hide(session.clientName),
       ttlMs: session.ttlMs,
       sinceRefresh: since(session.lastRefreshIndex),
       held: session.held,
+      heldTotal: session.heldTotal,
       waiting: session.waiting,
+      waitingTotal: session.waitingTotal,
     });
   }
   const contended = activity.contention.top(CONTENDED_ROWS, nowMs);
   return {
     node: nodeSummary(node, activity, nowMs),
-    locks: { prefix, total: names.length, rows },
+    namesHidden,
+    locks: { prefix, total: locks.countLocks(prefix), rows },
     sessions: { total: sessionIds.length, rows: sessions },
     contention: {
       windowMs: activity.contention.windowMs,
@@ -158,13 +176,15 @@ function lockView(
   locks: LockStateMachine,
   name: string,
   since: (index: number) => Duration,
+  hide: (name: string) => string,
 ): LockView {
   const described = locks.describe(name);
   return {
     lock: name,
-    holders: described.holders.map((holder) => ({
+    holdersTotal: described.holders.length,
+    holders: described.holders.slice(0, HOLDERS_SHOWN).map((holder) => ({
       sessionId: holder.sessionId,
-      owner: holder.owner,
+      owner: hide(holder.owner),
       mode: holder.mode,
       token: holder.token,
       held: since(holder.token),
@@ -172,7 +192,7 @@ function lockView(
     waitersTotal: described.waiters.length,
     waiters: described.waiters.slice(0, WAITERS_SHOWN).map((waiter) => ({
       sessionId: waiter.sessionId,
-      owner: waiter.owner,
+      owner: hide(waiter.owner),
       mode: waiter.mode,
       waiting: since(waiter.requestIndex),
     })),
