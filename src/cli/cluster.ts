@@ -68,6 +68,8 @@ function untilInterrupted(): Promise<void> {
 export function introduction(config: ClusterFileConfig, configPath: string): string {
   const first = config.nodes[0];
   const configFlag = configPath === DEFAULT_CONFIG_PATH ? '' : ` --config ${configPath}`;
+  // tls.metrics 'tls' or 'mutual' serves the console and /metrics over HTTPS only.
+  const scheme = config.tls !== null && config.tls.metrics !== 'plaintext' ? 'https' : 'http';
   return [
     `dlm: starting ${config.nodes.length} nodes; data and logs in ${config.dataDir}`,
     `clients connect to any of: ${config.nodes.map((node) => node.clientAddress).join(', ')}`,
@@ -75,8 +77,8 @@ export function introduction(config: ClusterFileConfig, configPath: string): str
     `  npm run lock -- --address ${first?.clientAddress ?? '127.0.0.1:7101'} inventory/42`,
     `or run a command under a lock: bin/dlm lock${configFlag} inventory/42 -- CMD`,
     `see the cluster, change its members: bin/dlm status${configFlag}, bin/dlm --help`,
-    `web console (live cluster, locks, sessions): ${config.nodes.map((node) => `http://${node.metricsAddress}/`).join('  ')}`,
-    `metrics: ${config.nodes.map((node) => `http://${node.metricsAddress}/metrics`).join('  ')}`,
+    `web console (live cluster, locks, sessions): ${config.nodes.map((node) => `${scheme}://${node.metricsAddress}/`).join('  ')}`,
+    `metrics: ${config.nodes.map((node) => `${scheme}://${node.metricsAddress}/metrics`).join('  ')}`,
     'press Ctrl-C to stop',
     '',
   ].join('\n');

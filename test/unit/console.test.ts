@@ -66,4 +66,23 @@ describe('npm start', () => {
       expect(text).toContain(`http://${node.metricsAddress}/ `.trim());
     expect(text).toMatch(/web console.*http:\/\/127\.0\.0\.1:9101\//);
   });
+
+  it('prints https addresses when tls.metrics serves HTTPS', async () => {
+    const config = await loadClusterConfig(DEFAULT_CONFIG_PATH);
+    const tls = {
+      caFile: 'ca.pem',
+      certFile: 'n.pem',
+      keyFile: 'n-key.pem',
+      clientCertFile: null,
+      clientKeyFile: null,
+    };
+    for (const metrics of ['tls', 'mutual'] as const) {
+      const text = introduction({ ...config, tls: { ...tls, metrics } }, DEFAULT_CONFIG_PATH);
+      expect(text).toMatch(/web console.*https:\/\/127\.0\.0\.1:9101\//);
+      expect(text).toMatch(/metrics: https:\/\/127\.0\.0\.1:9101\/metrics/);
+      expect(text).not.toContain('http://');
+    }
+    const plain = { ...config, tls: { ...tls, metrics: 'plaintext' as const } };
+    expect(introduction(plain, DEFAULT_CONFIG_PATH)).toContain('http://127.0.0.1:9101/');
+  });
 });
