@@ -98,7 +98,8 @@ Using locks (reached the same way):
                                         the lease can end. Exit code: CMD's (128+N if
                                         signal N ended it; 127/126 if it cannot be run),
                                         ${exitNotAcquired} if NAME was not acquired within --wait-ms (CMD
-                                        did not run), ${exitSessionLost} if the session was lost, 1 if dlm
+                                        did not run), ${exitSessionLost} if the session was lost (or the grant
+                                        was revoked while CMD ran), 1 if dlm
                                         failed
     --ttl-ms N                          session lease (default ${DEFAULT_LOCK_TTL_MS}); CMD is stopped
                                         grace + max(500, ttl/10) ms before it could end,
@@ -144,7 +145,8 @@ Exit codes:
       for revoke, the revoke may or may not have applied if the cluster did not answer
   ${exitUsage}   usage error (unknown command or option, bad value)
   ${exitNotAcquired}  lock: NAME was not acquired within --wait-ms (CMD did not run)
-  ${exitSessionLost}  lock: the session was lost (CMD was stopped or never started)
+  ${exitSessionLost}  lock: the session was lost (CMD was stopped or never started), or the
+      grant ended while CMD ran (dlm revoke, max hold): told at the release
   other lock: CMD's own exit code (128+N if signal N ended it)
 `;
 

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { constants, hostname } from 'node:os';
 import {
   type DlmClient,
+  DlmClientError,
   type LockHandle,
   LockNotAcquiredError,
   type Session,
@@ -104,12 +105,27 @@ async function lockAndRun(
     await handle.release();
     await session.close();
   } catch (error) {
+    if (grantEndedEarly(error)) {
+      // Revoked (dlm revoke) or past its max hold while CMD ran: the cluster said so at
+      // the release. CMD's exit code would claim a run under the lock that it was not.
+      io.err(
+        `dlm lock: the grant of ${lock} had ended before CMD finished (revoked, or its max hold passed): part of CMD's run was not under the lock (${messageOf(error)})\n`,
+      );
+      await closeWithin(session);
+      return exitSessionLost;
+    }
     io.err(
       `dlm lock: could not release ${lock} (${messageOf(error)}); the cluster frees it when session ${session.id} expires, within ${ttlMs} ms\n`,
     );
     await closeWithin(session);
   }
   return outcome.code;
+}
+
+/** The release was refused because the grant had already ended (not a transport failure). */
+function grantEndedEarly(error: unknown): boolean {
+  const code = error instanceof DlmClientError ? error.errorCode : null;
+  return code === 'notHolder' || code === 'staleToken';
 }
 
 interface Outcome {
