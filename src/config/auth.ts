@@ -1,3 +1,4 @@
+import { IDENTITY_BYTES_MAX } from '../lock/identity-quota.ts';
 import {
   describeValue,
   fieldPath,
@@ -10,10 +11,13 @@ import {
   rejectUnknownFields,
 } from './fields.ts';
 
+export { IDENTITY_BYTES_MAX };
+
 /**
  * The `auth` section of cluster.config.json (issue 15): who a caller is, and what each
  * identity may do on which lock names. Absent: dlm stays open as before (any caller may
- * do anything; under mutual TLS a session still belongs to its certificate's subject).
+ * do anything, and even under mutual TLS commands carry no identity and sessions no owner,
+ * so a rolling upgrade never mixes nodes that check owners with nodes that do not).
  */
 export interface AuthConfig {
   /** Bearer tokens, hashed: a token is never written in clear. */
@@ -62,8 +66,6 @@ const LIMIT_FIELDS: readonly (keyof IdentityLimits)[] = [
 ];
 /** Bounds what one config can make every call scan. */
 export const AUTH_ENTRIES_MAX = 10_000;
-/** An identity goes into logs and error messages, and into every session's log entry. */
-export const IDENTITY_BYTES_MAX = 256;
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 const SCRYPT_TEXT = /^[0-9a-f]{16,128}:[0-9a-f]{64}$/;
 

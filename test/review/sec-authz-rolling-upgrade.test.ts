@@ -1,0 +1,186 @@
+/**
+ * Review of sec-authz (issue 15), replica divergence during a rolling upgrade of a
+ * cluster that already runs mutual TLS.
+ *
+ * Under mutual TLS the branch owns sessions by certificate subject even without an
+ * `auth` section (src/cli/serve.ts authOption): an upgraded node writes the caller's
+ * identity into every command, and its state machine refuses a command whose identity
+ * differs from the session's. A node of the previous version writes no identity and
+ * checks none. docs/operations.md says to "upgrade every node before any node gets an
+ * auth section (or mutual TLS)", which a cluster that runs mutual TLS today cannot do:
+ * the upgrade itself turns ownership on, one node at a time.
+ *
+ * Here n1 runs the branch and n2, n3 the commit before it (98fee84), with the same
+ * config (mutual TLS, no auth section). Alice opens a session through n1 (identity
+ * "alice" in the entry) and acquires through n2 (no identity in the entry): n2 and n3
+ * grant it, n1 refuses it (notSessionOwner). Bob then acquires the same lock through
+ * n1, which thinks it free and grants it. Both were told Acquired for one exclusive lock.
+ *
+ * FAILS on sec-authz as reviewed (88423af). Needs `git` and `openssl`; builds the old
+ * commit's dist/ once in a temporary directory (about 15 s).
+ */
+import { execFileSync, execSync } from 'node:child_process';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadServices, newRequestId, ProcessCluster } from '../support/process-cluster.ts';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+/** The last commit before sec-authz: the version a rolling upgrade starts from. */
+const OLD_COMMIT = '98fee841693c57d15d9edca5c964e1cb5c5a9afe';
+const OLD_TREE = join(tmpdir(), `dlm-review-old-${OLD_COMMIT.slice(0, 7)}`);
+
+function oldTree(): string {
+  if (existsSync(join(OLD_TREE, 'dist', 'cli', 'main.js'))) return OLD_TREE;
+  rmSync(OLD_TREE, { recursive: true, force: true });
+  mkdirSync(OLD_TREE, { recursive: true });
+  execSync(
+    `git -C ${JSON.stringify(ROOT)} archive ${OLD_COMMIT} | tar -x -C ${JSON.stringify(OLD_TREE)}`,
+  );
+  symlinkSync(join(ROOT, 'node_modules'), join(OLD_TREE, 'node_modules'));
+  execFileSync(process.execPath, [join(OLD_TREE, 'bin/dlm'), '--help'], { stdio: 'ignore' });
+  return OLD_TREE;
+}
+
+/** A client certificate signed by the CA of scripts/gen-certs.sh, with CN `name`. */
+function issueClientCert(dir: string, name: string): void {
+  const run = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
+  run([
+    'genpkey',
+    '-algorithm',
+    'EC',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-out',
+    `${name}-key.pem`,
+  ]);
+  run(['req', '-new', '-key', `${name}-key.pem`, '-subj', `/CN=${name}`, '-out', `${name}.csr`]);
+  writeFileSync(
+    join(dir, `${name}.ext`),
+    'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n',
+  );
+  run([
+    'x509',
+    '-req',
+    '-in',
+    `${name}.csr`,
+    '-CA',
+    'ca.pem',
+    '-CAkey',
+    'ca-key.pem',
+    '-CAcreateserial',
+    '-days',
+    '2',
+    '-extfile',
+    `${name}.ext`,
+    '-out',
+    `${name}.pem`,
+  ]);
+}
+
+type Reply = Record<string, unknown>;
+type Unary = (
+  request: object,
+  options: grpc.CallOptions,
+  callback: (error: grpc.ServiceError | null, reply: Reply) => void,
+) => void;
+
+describe('review sec-authz: rolling upgrade of a mutual-TLS cluster (real processes, mixed versions)', () => {
+  let cluster: ProcessCluster;
+  let certs: string;
+  const clients: grpc.Client[] = [];
+
+  beforeAll(async () => {
+    const old = oldTree();
+    certs = mkdtempSync(join(tmpdir(), 'dlm-review-upgrade-certs-'));
+    execFileSync('bash', [join(ROOT, 'scripts/gen-certs.sh'), certs], { stdio: 'ignore' });
+    for (const name of ['alice', 'bob']) issueClientCert(certs, name);
+    const pem = (name: string) => readFileSync(join(certs, name));
+    cluster = await ProcessCluster.create(3, {
+      tls: {
+        caFile: join(certs, 'ca.pem'),
+        certFile: join(certs, 'node.pem'),
+        keyFile: join(certs, 'node-key.pem'),
+      },
+    });
+    cluster.credentials = grpc.credentials.createSsl(
+      pem('ca.pem'),
+      pem('client-key.pem'),
+      pem('client.pem'),
+    );
+    // n1 upgraded to the branch; n2 and n3 still on the previous version.
+    cluster.start('n1');
+    cluster.start('n2', { command: [join(old, 'bin/dlm')] });
+    cluster.start('n3', { command: [join(old, 'bin/dlm')] });
+    await cluster.waitForLeader(30_000);
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const client of clients) client.close();
+    await cluster?.stopAll();
+    cluster?.remove();
+    if (certs !== undefined) rmSync(certs, { recursive: true, force: true });
+  });
+
+  function callerAt(
+    name: string,
+    node: string,
+  ): (method: string, request: object) => Promise<Reply> {
+    const pem = (file: string) => readFileSync(join(certs, file));
+    const credentials = grpc.credentials.createSsl(
+      pem('ca.pem'),
+      pem(`${name}-key.pem`),
+      pem(`${name}.pem`),
+    );
+    const address = cluster.nodes.find((each) => each.id === node)?.clientAddress ?? '';
+    const Lock = loadServices().Lock;
+    if (Lock === undefined) throw new Error('no Lock service');
+    const client = new Lock(address, credentials);
+    clients.push(client);
+    return (method, request) =>
+      new Promise((resolve, reject) => {
+        const fn = (client as unknown as Record<string, Unary>)[method];
+        fn?.call(client, request, { deadline: Date.now() + 10_000 }, (error, reply) =>
+          error === null
+            ? resolve(reply)
+            : reject(new Error(`${method} via ${node}: ${error.code} ${error.details}`)),
+        );
+      });
+  }
+
+  it('two identities are never both told Acquired for one exclusive lock', async () => {
+    const aliceNew = callerAt('alice', 'n1');
+    const aliceOld = callerAt('alice', 'n2');
+    const bobNew = callerAt('bob', 'n1');
+    const open = (call: typeof aliceNew) =>
+      call('OpenSession', { ttl_ms: '60000', client_name: 'upgrade', request_id: newRequestId() });
+    const acquire = (call: typeof aliceNew, session: unknown) =>
+      call('Acquire', {
+        lock: 'x',
+        session_id: session,
+        mode: 'EXCLUSIVE',
+        wait_ms: '0',
+        request_id: newRequestId(),
+        owner: 'review',
+      });
+    const aliceSession = (await open(aliceNew)).session_id;
+    const bobSession = (await open(bobNew)).session_id;
+    // Alice's client reaches another node of the same cluster, as any client may.
+    const aliceGot = await acquire(aliceOld, aliceSession);
+    const bobGot = await acquire(bobNew, bobSession);
+    // Observed on the branch: both true (alice token from n2, bob a higher one from n1).
+    const told = `alice ${aliceGot.acquired} (token ${aliceGot.fencing_token}), bob ${bobGot.acquired} (token ${bobGot.fencing_token})`;
+    expect([aliceGot.acquired, bobGot.acquired], told).not.toEqual([true, true]);
+  }, 60_000);
+});
