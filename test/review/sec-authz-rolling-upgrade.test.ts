@@ -16,24 +16,20 @@
  * grant it, n1 refuses it (notSessionOwner). Bob then acquires the same lock through
  * n1, which thinks it free and grants it. Both were told Acquired for one exclusive lock.
  *
- * FAILS on sec-authz as reviewed (88423af). Needs `git` and `openssl`; builds the old
+ * FAILED on sec-authz as reviewed (88423af): alice Acquired x via n2 (token 6), bob via n1
+ * (token 7). Since authz-fix, a node without an `auth` section writes no identity even
+ * under mutual TLS, so old and new nodes apply alike. Needs `git` and `openssl`; builds the old
  * commit's dist/ once in a temporary directory (about 15 s).
  */
 import { execFileSync, execSync } from 'node:child_process';
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  symlinkSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { issueCertificate } from '../../src/cli/certs.ts';
+import { makeCerts } from '../support/certs.ts';
 import { loadServices, newRequestId, ProcessCluster } from '../support/process-cluster.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -53,40 +49,28 @@ function oldTree(): string {
   return OLD_TREE;
 }
 
-/** A client certificate signed by the CA of scripts/gen-certs.sh, with CN `name`. */
-function issueClientCert(dir: string, name: string): void {
-  const run = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
-  run([
-    'genpkey',
-    '-algorithm',
-    'EC',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-out',
-    `${name}-key.pem`,
-  ]);
-  run(['req', '-new', '-key', `${name}-key.pem`, '-subj', `/CN=${name}`, '-out', `${name}.csr`]);
-  writeFileSync(
-    join(dir, `${name}.ext`),
-    'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n',
-  );
-  run([
-    'x509',
-    '-req',
-    '-in',
-    `${name}.csr`,
-    '-CA',
-    'ca.pem',
-    '-CAkey',
-    'ca-key.pem',
-    '-CAcreateserial',
-    '-days',
-    '2',
-    '-extfile',
-    `${name}.ext`,
-    '-out',
-    `${name}.pem`,
-  ]);
+/**
+ * Certificates from dlm certs init's code, but one node certificate shared by the three
+ * nodes (it names dlm-node://n1, n2 and n3): the old version knows no {node} placeholder
+ * in tls.certFile, and the new one checks that a peer's certificate names its id.
+ */
+function makeUpgradeCerts(dir: string): { certFile: string; keyFile: string } {
+  makeCerts(dir, { nodes: [], clients: ['client', 'alice', 'bob'] });
+  const shared = {
+    cert: join(dir, 'nodes', 'shared.pem'),
+    key: join(dir, 'nodes', 'shared-key.pem'),
+  };
+  issueCertificate(dir, {
+    commonName: 'node',
+    extendedKeyUsage: 'serverAuth,clientAuth',
+    sans: ['n1', 'n2', 'n3']
+      .map((id) => `URI:dlm-node://${id}`)
+      .concat('IP:127.0.0.1', 'DNS:localhost'),
+    notBefore: new Date(Date.now() - 3600_000),
+    notAfter: new Date(Date.now() + 2 * 24 * 3600_000),
+    ...shared,
+  });
+  return { certFile: shared.cert, keyFile: shared.key };
 }
 
 type Reply = Record<string, unknown>;
@@ -104,20 +88,13 @@ describe('review sec-authz: rolling upgrade of a mutual-TLS cluster (real proces
   beforeAll(async () => {
     const old = oldTree();
     certs = mkdtempSync(join(tmpdir(), 'dlm-review-upgrade-certs-'));
-    execFileSync('bash', [join(ROOT, 'scripts/gen-certs.sh'), certs], { stdio: 'ignore' });
-    for (const name of ['alice', 'bob']) issueClientCert(certs, name);
+    const node = makeUpgradeCerts(certs);
     const pem = (name: string) => readFileSync(join(certs, name));
-    cluster = await ProcessCluster.create(3, {
-      tls: {
-        caFile: join(certs, 'ca.pem'),
-        certFile: join(certs, 'node.pem'),
-        keyFile: join(certs, 'node-key.pem'),
-      },
-    });
+    cluster = await ProcessCluster.create(3, { tls: { caFile: join(certs, 'ca.pem'), ...node } });
     cluster.credentials = grpc.credentials.createSsl(
       pem('ca.pem'),
-      pem('client-key.pem'),
-      pem('client.pem'),
+      pem('clients/client-key.pem'),
+      pem('clients/client.pem'),
     );
     // n1 upgraded to the branch; n2 and n3 still on the previous version.
     cluster.start('n1');
@@ -129,7 +106,8 @@ describe('review sec-authz: rolling upgrade of a mutual-TLS cluster (real proces
   afterAll(async () => {
     for (const client of clients) client.close();
     await cluster?.stopAll();
-    cluster?.remove();
+    if (process.env.DLM_REVIEW_KEEP === undefined) cluster?.remove();
+    else console.log(cluster.dir);
     if (certs !== undefined) rmSync(certs, { recursive: true, force: true });
   });
 
@@ -140,8 +118,8 @@ describe('review sec-authz: rolling upgrade of a mutual-TLS cluster (real proces
     const pem = (file: string) => readFileSync(join(certs, file));
     const credentials = grpc.credentials.createSsl(
       pem('ca.pem'),
-      pem(`${name}-key.pem`),
-      pem(`${name}.pem`),
+      pem(`clients/${name}-key.pem`),
+      pem(`clients/${name}.pem`),
     );
     const address = cluster.nodes.find((each) => each.id === node)?.clientAddress ?? '';
     const Lock = loadServices().Lock;
@@ -174,7 +152,18 @@ describe('review sec-authz: rolling upgrade of a mutual-TLS cluster (real proces
         request_id: newRequestId(),
         owner: 'review',
       });
-    const aliceSession = (await open(aliceNew)).session_id;
+    // n1 may not have heard from the leader yet when another node already leads.
+    const openRetrying = async (call: typeof aliceNew): Promise<Reply> => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await open(call);
+        } catch (error) {
+          if (attempt >= 50 || !String(error).includes(' 14 ')) throw error;
+          await new Promise((resolve) => setTimeout(resolve, 200));
+        }
+      }
+    };
+    const aliceSession = (await openRetrying(aliceNew)).session_id;
     const bobSession = (await open(bobNew)).session_id;
     // Alice's client reaches another node of the same cluster, as any client may.
     const aliceGot = await acquire(aliceOld, aliceSession);
