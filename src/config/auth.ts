@@ -31,6 +31,11 @@ export interface AuthConfig {
   readonly identities: ReadonlyMap<string, readonly string[]>;
   /** Per-identity limits; null: none beyond the cluster-wide ones. */
   readonly limits: IdentityLimits | null;
+  /**
+   * Bearer tokens checked with scrypt at once (about 50 ms of a libuv pool thread each,
+   * the pool LevelDB writes on); past it a call is refused RESOURCE_EXHAUSTED.
+   */
+  readonly scryptVerificationsMax: number;
 }
 
 export const PERMISSIONS = ['read', 'lock', 'admin'] as const;
@@ -58,7 +63,10 @@ export interface IdentityLimits {
   readonly waitersPerIdentityMax: number;
 }
 
-const AUTH_FIELDS = ['tokens', 'roles', 'identities', 'limits'];
+const AUTH_FIELDS = ['tokens', 'roles', 'identities', 'limits', 'scryptVerificationsMax'];
+/** Half of libuv's default pool of 4 threads: LevelDB keeps the other half. */
+export const SCRYPT_VERIFICATIONS_DEFAULT = 2;
+const SCRYPT_VERIFICATIONS_MAX = 64;
 const LIMIT_FIELDS: readonly (keyof IdentityLimits)[] = [
   'sessionsPerIdentityMax',
   'locksHeldPerIdentityMax',
@@ -82,7 +90,18 @@ export function readAuthSection(problems: Problems, value: unknown): AuthConfig 
     roles,
     identities,
     limits: readLimits(problems, ownField(section, 'limits')),
+    scryptVerificationsMax: readScryptVerificationsMax(problems, section),
   };
+}
+
+function readScryptVerificationsMax(problems: Problems, section: JsonObject): number {
+  const value = ownField(section, 'scryptVerificationsMax');
+  if (value === undefined) return SCRYPT_VERIFICATIONS_DEFAULT;
+  const limits = { min: 1, max: SCRYPT_VERIFICATIONS_MAX };
+  return (
+    readInteger(problems, 'auth.scryptVerificationsMax', value, limits) ??
+    SCRYPT_VERIFICATIONS_DEFAULT
+  );
 }
 
 function readList(problems: Problems, path: string, value: unknown): readonly unknown[] {

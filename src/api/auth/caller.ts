@@ -43,7 +43,7 @@ export class Authenticator {
     private readonly reportFailure: AuthFailureReport = () => {},
   ) {
     this.policy = config === null ? null : new Policy(config);
-    this.tokens = new TokenVerifier(config?.tokens ?? []);
+    this.tokens = new TokenVerifier(config?.tokens ?? [], config?.scryptVerificationsMax);
   }
 
   /** Whether calls are checked at all; false keeps the open path free of work. */
