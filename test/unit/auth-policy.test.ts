@@ -146,6 +146,16 @@ describe('the auth section', () => {
     expect(problems.join('\n')).not.toContain('my-secret-token');
   });
 
+  it('bounds scryptVerificationsMax (1 to 64, default 2)', () => {
+    expect(parseAuth({ roles: {} }).scryptVerificationsMax).toBe(2);
+    expect(parseAuth({ roles: {}, scryptVerificationsMax: 8 }).scryptVerificationsMax).toBe(8);
+    for (const wrong of [0, 65, 1.5, '2']) {
+      expect(problemsOf({ roles: {}, scryptVerificationsMax: wrong })).toEqual([
+        expect.stringMatching(/^auth\.scryptVerificationsMax: /),
+      ]);
+    }
+  });
+
   it('is absent by default: the cluster stays open', () => {
     expect(parseClusterConfig({ nodes: NODES, dataDir: 'data' }, '/tmp').auth).toBeNull();
   });
