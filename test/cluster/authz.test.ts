@@ -156,6 +156,18 @@ const POLICY = {
   limits: { sessionsPerIdentityMax: 3, locksHeldPerIdentityMax: 2, waitersPerIdentityMax: 1 },
 };
 
+/** Until `node` answers Status knowing a leader (bounded: 10 s). */
+async function serving(caller: Caller, node: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const outcome = await caller.call(node, 'Status', {}, 'Cluster');
+    const header = outcome.ok ? (outcome.reply.header as { leader_id?: string }) : undefined;
+    if ((header?.leader_id ?? '') !== '') return;
+    if (Date.now() > deadline) throw new Error(`${node} did not serve with a leader in 10 s`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
 describe('identities, roles and owned sessions under mutual TLS (real processes)', () => {
   let cluster: ProcessCluster;
   let certs: string;
@@ -327,6 +339,22 @@ describe('identities, roles and owned sessions under mutual TLS (real processes)
       'permissionDenied',
     );
     expect(await alice.watch(follower, 'a/')).toBe('streaming');
+    // Listing: locks under a prefix need read on the prefix; sessions list names under
+    // any prefix, so they need read on every name.
+    const listed = await alice.ok(follower, 'ListLocks', { prefix: 'a/' });
+    expect((listed.locks as { lock: string }[]).map((each) => each.lock)).toContain('a/shown');
+    for (const [method, request] of [
+      ['ListLocks', { prefix: '' }],
+      ['ListLocks', { prefix: 'b/' }],
+      ['ListSessions', {}],
+    ] as const) {
+      expectRefused(
+        await alice.call(follower, method, request),
+        grpc.status.PERMISSION_DENIED,
+        'permissionDenied',
+      );
+    }
+    await reader.ok(follower, 'ListSessions', {});
     await alice.ok(leader, 'CloseSession', { session_id: sessionA, request_id: newRequestId() });
   });
 
@@ -337,6 +365,7 @@ describe('identities, roles and owned sessions under mutual TLS (real processes)
       ['RemoveMember', { node_id: follower }],
       ['TransferLeadership', { target_node_id: follower }],
       ['SetLockRules', { rules }],
+      ['RevokeLock', { lock: 'a/revoked', reason: 'test' }],
     ];
     for (const name of ['alice', 'reader']) {
       for (const [method, request] of calls) {
@@ -439,6 +468,9 @@ describe('bearer tokens on a plaintext cluster (real processes)', () => {
     try {
       const leader = await cluster.waitForLeader(10_000);
       const follower = cluster.nodes.find((node) => node.id !== leader)?.id ?? '';
+      // waitForLeader asks the nodes in turn: the follower may still be starting, and
+      // would answer UNAVAILABLE where the checks below expect an auth refusal.
+      await serving(alice, follower);
       const open = { ttl_ms: '60000', client_name: 't', request_id: newRequestId() };
       expectRefused(
         await nobody.call(follower, 'OpenSession', open),
@@ -456,7 +488,26 @@ describe('bearer tokens on a plaintext cluster (real processes)', () => {
         'unauthenticated',
       );
       const sessionA = await alice.openSession(follower);
-      const granted = await alice.acquire(follower, 'a/t', sessionA);
+      // Retried on UNAVAILABLE with the same request id: right after start-up the
+      // cluster may still change leader once, and a forward then finds none.
+      const acquireA = {
+        lock: 'a/t',
+        session_id: sessionA,
+        mode: 'EXCLUSIVE',
+        wait_ms: '0',
+        request_id: newRequestId(),
+        owner: 'owner-of-a/t',
+      };
+      let granted = await alice.call(follower, 'Acquire', acquireA);
+      for (
+        let tries = 0;
+        !granted.ok && granted.code === grpc.status.UNAVAILABLE && tries < 100;
+        tries++
+      ) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        granted = await alice.call(follower, 'Acquire', acquireA);
+      }
+      expect(granted, 'alice acquires a/t through a follower').toMatchObject({ ok: true });
       const token = granted.ok ? String(granted.reply.fencing_token) : 'none';
       expectRefused(
         await bob.call(leader, 'Release', {
@@ -508,7 +559,8 @@ describe('bearer tokens on a plaintext cluster (real processes)', () => {
       try {
         const status = await cluster.dlm(['status', '--config', cluster.configPath], 20_000);
         expect(status.code, status.stderr).toBe(0);
-        expect(status.stdout).toMatch(/policy [0-9a-f]{12}/);
+        // The last two columns: the rules digest and the policy digest.
+        expect(status.stdout).toMatch(/[0-9a-f]{12} +[0-9a-f]{12} *$/m);
         expect(status.stderr).not.toContain('different access policies');
       } finally {
         delete process.env.DLM_TOKEN;

@@ -105,6 +105,8 @@ describe('the read commands of dlm on a live 3-node cluster', () => {
       expect(node.applied_index).toBeGreaterThan(0);
       expect(node.commit_index).toBeGreaterThanOrEqual(node.applied_index as number);
       expect(node.lock_rules_digest).toMatch(/^[0-9a-f]{12}$/);
+      // No auth section: the node runs open, with no policy to digest.
+      expect(node.policy_digest).toBe('');
     }
     expect(nodes.filter((node) => node.role === 'leader')).toHaveLength(1);
     expect(status.leader_id).toMatch(/^n[123]$/);
@@ -117,7 +119,7 @@ describe('the read commands of dlm on a live 3-node cluster', () => {
       })),
     );
     expect(await firstLine('status')).toMatch(
-      /^ADDRESS +NODE +ROLE +TERM +COMMIT +APPLIED +LEADER +RULES$/,
+      /^ADDRESS +NODE +ROLE +TERM +COMMIT +APPLIED +LEADER +RULES +POLICY$/,
     );
   });
 

@@ -416,7 +416,9 @@ describe('dlm CLI', () => {
     const port = await freePort();
     const result = await run(['status', '--endpoints', `127.0.0.1:${port}`]);
     expect(result.code).toBe(1);
-    expect(result.out).toMatch(/^ADDRESS +NODE +ROLE +TERM +COMMIT +APPLIED +LEADER +RULES\n/);
+    expect(result.out).toMatch(
+      /^ADDRESS +NODE +ROLE +TERM +COMMIT +APPLIED +LEADER +RULES +POLICY\n/,
+    );
     expect(result.out).toMatch(
       new RegExp(`\\n127\\.0\\.0\\.1:${port} +- +unreachable +UNAVAILABLE`),
     );
