@@ -154,7 +154,7 @@ async function keepAlive(
   const { index, result } = await write(
     context,
     scope,
-    { type: 'KeepAlive', sessionIds, ...identityField(scope.caller) },
+    { type: 'KeepAlive', sessionIds, ...identityField(context.auth, scope.caller) },
     'KeptAlive',
   );
   const expired = result.missing.map((id) => toUint64(id));
@@ -176,7 +176,7 @@ async function closeSession(
   scope: CallScope,
 ): Promise<CloseSessionResponse> {
   requireSomePermission(context.auth, scope.caller, 'lock');
-  const command = { ...parseCloseSession(raw), ...identityField(scope.caller) };
+  const command = { ...parseCloseSession(raw), ...identityField(context.auth, scope.caller) };
   const { index } = await write(context, scope, command, 'SessionClosed');
   return { header: header(context.node, index) };
 }
@@ -188,7 +188,7 @@ async function release(
 ): Promise<ReleaseResponse> {
   const request = parseRelease(raw);
   requirePermission(context.auth, scope.caller, 'lock', request.lock);
-  const command = { ...request, ...identityField(scope.caller) };
+  const command = { ...request, ...identityField(context.auth, scope.caller) };
   const { index } = await write(context, scope, command, 'Released');
   return { header: header(context.node, index), released: true };
 }

@@ -358,11 +358,13 @@ function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]
 }
 
 /**
- * Identities when the config has an auth section, or client certificates to name the
- * owners of sessions; neither: none, and calls carry no per-call work (as before).
+ * Identities only when the config has an auth section. Without one (even under mutual
+ * TLS) calls carry no identity and sessions no owner, exactly as before issue 15: a node
+ * of an older version writes and checks none, so a mutual-TLS cluster that is upgraded
+ * one node at a time must not start owning sessions halfway (replicas would diverge).
  */
 function authOption(config: ClusterFileConfig, logger: Logger): { auth?: Authenticator } {
-  if (config.auth === null && config.tls === null) return {};
+  if (config.auth === null) return {};
   const auth = new Authenticator(config.auth, (reason) =>
     // Never the token or the header: only why it failed.
     logger.warn({ reason }, 'authentication failed'),

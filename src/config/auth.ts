@@ -1,3 +1,4 @@
+import { IDENTITY_BYTES_MAX } from '../lock/identity-quota.ts';
 import {
   describeValue,
   fieldPath,
@@ -10,10 +11,13 @@ import {
   rejectUnknownFields,
 } from './fields.ts';
 
+export { IDENTITY_BYTES_MAX };
+
 /**
  * The `auth` section of cluster.config.json (issue 15): who a caller is, and what each
  * identity may do on which lock names. Absent: dlm stays open as before (any caller may
- * do anything; under mutual TLS a session still belongs to its certificate's subject).
+ * do anything, and even under mutual TLS commands carry no identity and sessions no owner,
+ * so a rolling upgrade never mixes nodes that check owners with nodes that do not).
  */
 export interface AuthConfig {
   /** Bearer tokens, hashed: a token is never written in clear. */
@@ -27,6 +31,11 @@ export interface AuthConfig {
   readonly identities: ReadonlyMap<string, readonly string[]>;
   /** Per-identity limits; null: none beyond the cluster-wide ones. */
   readonly limits: IdentityLimits | null;
+  /**
+   * Bearer tokens checked with scrypt at once (about 50 ms of a libuv pool thread each,
+   * the pool LevelDB writes on); past it a call is refused RESOURCE_EXHAUSTED.
+   */
+  readonly scryptVerificationsMax: number;
 }
 
 export const PERMISSIONS = ['read', 'lock', 'admin'] as const;
@@ -54,7 +63,10 @@ export interface IdentityLimits {
   readonly waitersPerIdentityMax: number;
 }
 
-const AUTH_FIELDS = ['tokens', 'roles', 'identities', 'limits'];
+const AUTH_FIELDS = ['tokens', 'roles', 'identities', 'limits', 'scryptVerificationsMax'];
+/** Half of libuv's default pool of 4 threads: LevelDB keeps the other half. */
+export const SCRYPT_VERIFICATIONS_DEFAULT = 2;
+const SCRYPT_VERIFICATIONS_MAX = 64;
 const LIMIT_FIELDS: readonly (keyof IdentityLimits)[] = [
   'sessionsPerIdentityMax',
   'locksHeldPerIdentityMax',
@@ -62,8 +74,6 @@ const LIMIT_FIELDS: readonly (keyof IdentityLimits)[] = [
 ];
 /** Bounds what one config can make every call scan. */
 export const AUTH_ENTRIES_MAX = 10_000;
-/** An identity goes into logs and error messages, and into every session's log entry. */
-export const IDENTITY_BYTES_MAX = 256;
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 const SCRYPT_TEXT = /^[0-9a-f]{16,128}:[0-9a-f]{64}$/;
 
@@ -80,7 +90,18 @@ export function readAuthSection(problems: Problems, value: unknown): AuthConfig 
     roles,
     identities,
     limits: readLimits(problems, ownField(section, 'limits')),
+    scryptVerificationsMax: readScryptVerificationsMax(problems, section),
   };
+}
+
+function readScryptVerificationsMax(problems: Problems, section: JsonObject): number {
+  const value = ownField(section, 'scryptVerificationsMax');
+  if (value === undefined) return SCRYPT_VERIFICATIONS_DEFAULT;
+  const limits = { min: 1, max: SCRYPT_VERIFICATIONS_MAX };
+  return (
+    readInteger(problems, 'auth.scryptVerificationsMax', value, limits) ??
+    SCRYPT_VERIFICATIONS_DEFAULT
+  );
 }
 
 function readList(problems: Problems, path: string, value: unknown): readonly unknown[] {

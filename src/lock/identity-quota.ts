@@ -5,6 +5,12 @@
  * same counts and decides alike, whatever its own config says.
  */
 
+/**
+ * An identity's most UTF-8 bytes, wherever it comes from (config, certificate, command):
+ * it goes into logs, error messages, and every session's log entries and snapshot.
+ */
+export const IDENTITY_BYTES_MAX = 256;
+
 /** The limits one identity's requests are held to; carried by OpenSession and Acquire. */
 export interface IdentityQuota {
   /** Sessions the identity may have open at once. */

@@ -1,4 +1,8 @@
-export { IDENTITY_QUOTA_FIELDS, type IdentityQuota } from './identity-quota.ts';
+export {
+  IDENTITY_BYTES_MAX,
+  IDENTITY_QUOTA_FIELDS,
+  type IdentityQuota,
+} from './identity-quota.ts';
 export {
   canonicalLockRules,
   DEFAULT_LOCK_LIMITS,

@@ -1,4 +1,5 @@
-import { quotaProblem } from './identity-quota.ts';
+import { utf8ByteLength } from '../util/utf8.ts';
+import { IDENTITY_BYTES_MAX, quotaProblem } from './identity-quota.ts';
 import type { LockCommandType } from './types.ts';
 
 /**
@@ -61,6 +62,10 @@ function optionalFieldsProblem(type: string, command: Record<string, unknown>): 
   const { identity, quota } = command;
   if (identity !== undefined && typeof identity !== 'string') {
     return `${type}.identity must be a string`;
+  }
+  // Kept in the session, its dedupe key and every snapshot: bounded like the config's.
+  if (identity !== undefined && utf8ByteLength(identity) > IDENTITY_BYTES_MAX) {
+    return `${type}.identity is ${utf8ByteLength(identity)} bytes, over IDENTITY_BYTES_MAX (${IDENTITY_BYTES_MAX})`;
   }
   const problem = quotaProblem(quota);
   return problem === null ? null : `${type}.quota.${problem}`;

@@ -7,7 +7,13 @@ import { Metadata } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { ANONYMOUS, Authenticator, certificateIdentity } from '../../src/api/auth/caller.ts';
 import { Policy, policyDigest } from '../../src/api/auth/policy.ts';
-import { sha256Hex, TokenVerifier, tokenEntry } from '../../src/api/auth/tokens.ts';
+import {
+  newScryptToken,
+  sha256Hex,
+  TOKEN_ID_HEX,
+  TokenVerifier,
+  tokenEntry,
+} from '../../src/api/auth/tokens.ts';
 import type { AuthConfig } from '../../src/config/auth.ts';
 import { ConfigError, parseClusterConfig } from '../../src/config/index.ts';
 
@@ -140,6 +146,16 @@ describe('the auth section', () => {
     expect(problems.join('\n')).not.toContain('my-secret-token');
   });
 
+  it('bounds scryptVerificationsMax (1 to 64, default 2)', () => {
+    expect(parseAuth({ roles: {} }).scryptVerificationsMax).toBe(2);
+    expect(parseAuth({ roles: {}, scryptVerificationsMax: 8 }).scryptVerificationsMax).toBe(8);
+    for (const wrong of [0, 65, 1.5, '2']) {
+      expect(problemsOf({ roles: {}, scryptVerificationsMax: wrong })).toEqual([
+        expect.stringMatching(/^auth\.scryptVerificationsMax: /),
+      ]);
+    }
+  });
+
   it('is absent by default: the cluster stays open', () => {
     expect(parseClusterConfig({ nodes: NODES, dataDir: 'data' }, '/tmp').auth).toBeNull();
   });
@@ -160,6 +176,42 @@ describe('bearer tokens', () => {
     expect(await verifier.identityOf('token-two')).toBe('ops');
     expect(await verifier.identityOf('token-three')).toBeNull();
     expect(await verifier.identityOf('token-one ')).toBeNull();
+  });
+
+  it('checks at most scryptVerificationsMax tokens with scrypt at once, and one token once', async () => {
+    const verifier = new TokenVerifier([await tokenEntry('ops', 'token-two', 'scrypt')], 1);
+    const first = verifier.identityOf('wrong-one');
+    const again = verifier.identityOf('wrong-one');
+    expect(verifier.scryptInFlight).toBe(1);
+    await expect(verifier.identityOf('wrong-two')).rejects.toMatchObject({
+      code: 'RESOURCE_EXHAUSTED',
+      message: expect.stringContaining('auth.scryptVerificationsMax (1)'),
+    });
+    expect(await first).toBeNull();
+    expect(await again).toBeNull();
+    // A wrong token is remembered: asked again, it runs no scrypt.
+    const repeated = verifier.identityOf('wrong-one');
+    expect(verifier.scryptInFlight).toBe(0);
+    expect(await repeated).toBeNull();
+    expect(await verifier.identityOf('token-two')).toBe('ops');
+  });
+
+  it('a token that names its entry (<16 hex of salt>.) is checked against that entry only', async () => {
+    const made = await newScryptToken('ops');
+    expect(made.token).toMatch(new RegExp(`^[0-9a-f]{${TOKEN_ID_HEX}}\\.`));
+    const id = made.token.slice(0, TOKEN_ID_HEX);
+    // Another entry's token that happens to start with ops's id: not tried against it.
+    const lookalike = `${id}.chosen-by-a-person`;
+    const entries = [
+      await tokenEntry('ci', lookalike, 'scrypt'),
+      await tokenEntry('old', 'token-without-id', 'scrypt'),
+      made.entry,
+    ];
+    const verifier = new TokenVerifier(entries);
+    expect(await verifier.identityOf(made.token)).toBe('ops');
+    expect(await verifier.identityOf(lookalike)).toBeNull();
+    // Tokens made before ids still match, whichever entry is theirs.
+    expect(await verifier.identityOf('token-without-id')).toBe('old');
   });
 
   it('an Authenticator takes a token over a certificate, and refuses a call with neither', async () => {

@@ -1,6 +1,6 @@
 import type { PeerCertificate } from 'node:tls';
 import type { Metadata } from '@grpc/grpc-js';
-import type { AuthConfig } from '../../config/auth.ts';
+import { type AuthConfig, IDENTITY_BYTES_MAX } from '../../config/auth.ts';
 import { ApiError } from '../errors.ts';
 import { Policy } from './policy.ts';
 import { TokenVerifier } from './tokens.ts';
@@ -43,7 +43,7 @@ export class Authenticator {
     private readonly reportFailure: AuthFailureReport = () => {},
   ) {
     this.policy = config === null ? null : new Policy(config);
-    this.tokens = new TokenVerifier(config?.tokens ?? []);
+    this.tokens = new TokenVerifier(config?.tokens ?? [], config?.scryptVerificationsMax);
   }
 
   /** Whether calls are checked at all; false keeps the open path free of work. */
@@ -58,12 +58,23 @@ export class Authenticator {
     const header = this.tokens.size === 0 ? undefined : call.metadata.get(AUTHORIZATION_KEY)[0];
     if (header !== undefined) return this.tokenCaller(header);
     const identity = certificateIdentity(call.getAuthContext?.().sslPeerCertificate);
-    if (identity !== null) return { identity };
+    if (identity !== null) return this.boundedCaller(identity);
     if (!this.enforcing) return ANONYMOUS;
     this.reportFailure('no credentials');
     throw new ApiError(
       'unauthenticated',
       'this cluster requires an identity: a client certificate or an authorization: Bearer token',
+    );
+  }
+
+  /** A certificate's subject may be any length; an identity is at most IDENTITY_BYTES_MAX. */
+  private boundedCaller(identity: string): Caller {
+    const bytes = Buffer.byteLength(identity);
+    if (bytes <= IDENTITY_BYTES_MAX) return { identity };
+    this.reportFailure('certificate identity too long');
+    throw new ApiError(
+      'unauthenticated',
+      `the client certificate's subject is ${bytes} bytes, over IDENTITY_BYTES_MAX (${IDENTITY_BYTES_MAX})`,
     );
   }
 

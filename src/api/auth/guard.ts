@@ -55,14 +55,20 @@ export function askerFields(
   caller: Caller,
 ): { identity?: string; quota?: IdentityQuota } {
   const quota = auth?.policy?.quota ?? null;
-  return {
-    ...(caller.identity === '' ? {} : { identity: caller.identity }),
-    ...(quota === null ? {} : { quota }),
-  };
+  return { ...identityField(auth, caller), ...(quota === null ? {} : { quota }) };
 }
 
-export function identityField(caller: Caller): { identity?: string } {
-  return caller.identity === '' ? {} : { identity: caller.identity };
+/**
+ * The caller's identity for a command, only under an `auth` section: without one a
+ * command carries none (as before issue 15), so nodes of an older version, which write
+ * and check none, apply every command alike during a rolling upgrade.
+ */
+export function identityField(
+  auth: Authenticator | undefined,
+  caller: Caller,
+): { identity?: string } {
+  if (auth?.enforcing !== true || caller.identity === '') return {};
+  return { identity: caller.identity };
 }
 
 function denied(caller: Caller, what: string): ApiError {

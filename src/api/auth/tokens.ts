@@ -1,10 +1,11 @@
 import { createHash, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
-import type { TokenEntry } from '../../config/auth.ts';
+import { SCRYPT_VERIFICATIONS_DEFAULT, type TokenEntry } from '../../config/auth.ts';
+import { ApiError } from '../errors.ts';
 
 /** scrypt's cost: about 50 ms of one core per check, paid once per token (see TokenVerifier). */
 const SCRYPT_OPTIONS = { N: 16_384, r: 8, p: 1, maxmem: 64 * 1024 * 1024 } as const;
 const SCRYPT_HASH_BYTES = 32;
-/** Verified tokens remembered (by digest, never in clear); past it the memory starts over. */
+/** Verified tokens remembered (by digest, never in clear); past it the oldest goes. */
 const VERIFIED_MAX = 4_096;
 
 export function sha256Hex(token: string): string {
@@ -14,6 +15,26 @@ export function sha256Hex(token: string): string {
 /** A new random token (256 bits, base64url): what `dlm auth token` hands an operator. */
 export function newToken(): string {
   return randomBytes(32).toString('base64url');
+}
+
+/**
+ * Hex characters of a scrypt entry's salt that a token may carry in front, as
+ * `<16 hex>.<secret>`, to name the one entry to check (see TokenVerifier).
+ */
+export const TOKEN_ID_HEX = 16;
+const TOKEN_ID = new RegExp(`^([0-9a-f]{${TOKEN_ID_HEX}})\\.`);
+
+/**
+ * A new token for a scrypt entry and that entry: the token starts with its entry's id
+ * (the salt's first TOKEN_ID_HEX hex digits) so a node runs scrypt once, not once per entry.
+ */
+export async function newScryptToken(
+  identity: string,
+): Promise<{ token: string; entry: TokenEntry }> {
+  const salt = randomBytes(16);
+  const token = `${salt.toString('hex').slice(0, TOKEN_ID_HEX)}.${newToken()}`;
+  const hash = await scryptHash(token, salt);
+  return { token, entry: { identity, scrypt: `${salt.toString('hex')}:${hash.toString('hex')}` } };
 }
 
 /** The config entry for `token` of `identity`, hashed with `kind`. */
@@ -36,29 +57,51 @@ function scryptHash(token: string, salt: Buffer): Promise<Buffer> {
   });
 }
 
+interface ScryptEntry {
+  readonly identity: string;
+  readonly salt: Buffer;
+  readonly hash: Buffer;
+}
+
+/** Tokens that matched no entry, remembered (by sha-256) so a repeat costs no scrypt. */
+const REFUSED_MAX = 4_096;
+
 /**
  * Checks bearer tokens against the config's hashes. sha256 entries are looked up by the
- * token's digest; scrypt entries are tried one by one (off the event loop) and a match
- * is remembered by the token's sha-256, so a client pays scrypt once, not per call.
- * Nothing here keeps or logs a token in clear.
+ * token's digest. scrypt entries cost about 50 ms of a libuv pool thread each, the pool
+ * LevelDB's writes and fsyncs run on, so: a token that starts with an entry's id
+ * (`<16 hex of its salt>.`) is checked against that entry only, else against each in
+ * turn (tokens made before ids); at most `scryptVerificationsMax` tokens are checked at
+ * once, past it a call is refused RESOURCE_EXHAUSTED (with dlm-retry-after-ms) before any
+ * scrypt runs; one token asked for by several calls at once is checked once; and both
+ * outcomes are remembered by the token's sha-256 (bounded), so a client pays scrypt once
+ * and a repeated wrong token costs nothing. Nothing here keeps or logs a token in clear.
  */
 export class TokenVerifier {
   private readonly bySha256 = new Map<string, string>();
-  private readonly scryptEntries: { identity: string; salt: Buffer; hash: Buffer }[] = [];
+  private readonly scryptEntries: ScryptEntry[] = [];
+  private readonly byTokenId = new Map<string, ScryptEntry>();
   private readonly verified = new Map<string, string>();
+  private readonly refused = new Map<string, true>();
+  private readonly checking = new Map<string, Promise<string | null>>();
 
-  constructor(entries: readonly TokenEntry[]) {
+  constructor(
+    entries: readonly TokenEntry[],
+    private readonly scryptVerificationsMax = SCRYPT_VERIFICATIONS_DEFAULT,
+  ) {
     for (const entry of entries) {
       if ('sha256' in entry) {
         this.bySha256.set(entry.sha256, entry.identity);
         continue;
       }
       const [salt = '', hash = ''] = entry.scrypt.split(':');
-      this.scryptEntries.push({
+      const scryptEntry = {
         identity: entry.identity,
         salt: Buffer.from(salt, 'hex'),
         hash: Buffer.from(hash, 'hex'),
-      });
+      };
+      this.scryptEntries.push(scryptEntry);
+      this.byTokenId.set(salt.slice(0, TOKEN_ID_HEX), scryptEntry);
     }
   }
 
@@ -66,19 +109,53 @@ export class TokenVerifier {
     return this.bySha256.size + this.scryptEntries.length;
   }
 
-  /** The identity of `token`, or null when no entry matches. */
+  /** Tokens being checked with scrypt now (at most scryptVerificationsMax). */
+  get scryptInFlight(): number {
+    return this.checking.size;
+  }
+
+  /**
+   * The identity of `token`, or null when no entry matches. Throws ApiError
+   * RESOURCE_EXHAUSTED when it would need scrypt and scryptVerificationsMax are running.
+   */
   async identityOf(token: string): Promise<string | null> {
     const digest = sha256Hex(token);
     const known = this.bySha256.get(digest) ?? this.verified.get(digest);
     if (known !== undefined) return known;
-    for (const entry of this.scryptEntries) {
+    if (this.scryptEntries.length === 0 || this.refused.has(digest)) return null;
+    const running = this.checking.get(digest);
+    if (running !== undefined) return running;
+    if (this.checking.size >= this.scryptVerificationsMax) {
+      throw new ApiError(
+        'RESOURCE_EXHAUSTED',
+        `auth.scryptVerificationsMax (${this.scryptVerificationsMax}) bearer tokens are being checked with scrypt already`,
+      );
+    }
+    const check = this.check(token, digest).finally(() => this.checking.delete(digest));
+    this.checking.set(digest, check);
+    return check;
+  }
+
+  private async check(token: string, digest: string): Promise<string | null> {
+    const id = TOKEN_ID.exec(token)?.[1];
+    const named = id === undefined ? undefined : this.byTokenId.get(id);
+    for (const entry of named === undefined ? this.scryptEntries : [named]) {
       const hash = await scryptHash(token, entry.salt);
       if (hash.length === entry.hash.length && timingSafeEqual(hash, entry.hash)) {
-        if (this.verified.size >= VERIFIED_MAX) this.verified.clear();
-        this.verified.set(digest, entry.identity);
+        remember(this.verified, digest, entry.identity, VERIFIED_MAX);
         return entry.identity;
       }
     }
+    remember(this.refused, digest, true, REFUSED_MAX);
     return null;
   }
+}
+
+/** Adds to a bounded memory: past `max` the oldest entry goes. */
+function remember<T>(memory: Map<string, T>, key: string, value: T, max: number): void {
+  if (memory.size >= max) {
+    const oldest = memory.keys().next().value;
+    if (oldest !== undefined) memory.delete(oldest);
+  }
+  memory.set(key, value);
 }
