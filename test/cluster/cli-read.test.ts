@@ -285,6 +285,28 @@ describe('the read commands of dlm on a live 3-node cluster', () => {
     expect(line).toMatch(new RegExp(`^\\d+ +RELEASE +${waiterSession} +${newToken} +cli/a$`));
   });
 
+  it('dlm lock whose grant is revoked while CMD runs says so at the release and exits 69', async () => {
+    const running = cluster.dlm([
+      'lock',
+      'cli/revoked',
+      '--config',
+      cluster.configPath,
+      '--',
+      process.execPath,
+      '-e',
+      'setTimeout(() => {}, 4000)',
+    ]);
+    const deadline = Date.now() + 15_000;
+    while (((await json('describe', 'cli/revoked')).holders as unknown[]).length === 0) {
+      if (Date.now() > deadline) throw new Error('dlm lock never held cli/revoked');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(await json('revoke', 'cli/revoked')).toMatchObject({ freed: 1 });
+    const run = await running;
+    expect(run.stderr).toMatch(/the grant of cli\/revoked had ended before CMD finished/);
+    expect(run.code).toBe(69);
+  });
+
   it('a limit over runtime.listItemsMax is refused: the message names it and says what to do, exit 1', async () => {
     const run = await dlm('locks', '--limit', '5000', '--json');
     expect(run.code).toBe(1);
