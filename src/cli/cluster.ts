@@ -1,8 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, openSync } from 'node:fs';
+import { mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type ClusterFileConfig, loadClusterConfig } from '../config/index.ts';
+import { clientTlsFiles } from '../config/tls.ts';
+import { type MetricsClientTls, metricsGet } from '../node/console/metrics-get.ts';
 import { type CliIo, DEFAULT_CONFIG_PATH } from './cli.ts';
 
 /**
@@ -25,10 +27,11 @@ export async function runCluster(configPath: string, io: CliIo): Promise<number>
   const children = config.nodes.map((node) => startNode(configPath, node.id, config.dataDir));
   io.out(introduction(config, configPath));
   const display = new StatusDisplay(io, process.stdout.isTTY === true);
+  const tls = statusTls(config);
   const timer = setInterval(() => {
-    void Promise.all(config.nodes.map((node) => nodeStatus(node.id, node.metricsAddress))).then(
-      (lines) => display.show(lines),
-    );
+    void Promise.all(
+      config.nodes.map((node) => nodeStatus(node.id, node.metricsAddress, tls)),
+    ).then((lines) => display.show(lines));
   }, STATUS_INTERVAL_MS);
   const exited = children.map(
     (child) => new Promise<void>((resolve) => child.once('exit', () => resolve())),
@@ -74,7 +77,11 @@ export function introduction(config: ClusterFileConfig, configPath: string): str
     `dlm: starting ${config.nodes.length} nodes; data and logs in ${config.dataDir}`,
     `clients connect to any of: ${config.nodes.map((node) => node.clientAddress).join(', ')}`,
     `from another terminal, take a lock:`,
-    `  npm run lock -- --address ${first?.clientAddress ?? '127.0.0.1:7101'} inventory/42`,
+    // examples/lock.ts is the plaintext walk-through of the API; under TLS the CLI,
+    // which reads the config's tls section, takes its place.
+    config.tls === null
+      ? `  npm run lock -- --address ${first?.clientAddress ?? '127.0.0.1:7101'} inventory/42`
+      : `  bin/dlm lock${configFlag} inventory/42 -- sleep 5`,
     `or run a command under a lock: bin/dlm lock${configFlag} inventory/42 -- CMD`,
     `see the cluster, change its members: bin/dlm status${configFlag}, bin/dlm --help`,
     `web console (live cluster, locks, sessions): ${config.nodes.map((node) => `${scheme}://${node.metricsAddress}/`).join('  ')}`,
@@ -84,13 +91,31 @@ export function introduction(config: ClusterFileConfig, configPath: string): str
   ].join('\n');
 }
 
+/**
+ * How the status lines reach the metrics addresses: over HTTPS with the files a `dlm`
+ * command presents when tls.metrics is tls or mutual (read once; a status line is a
+ * local convenience, not worth a reload).
+ */
+function statusTls(config: ClusterFileConfig): MetricsClientTls | null {
+  const section = config.tls;
+  if (section === null || section.metrics === 'plaintext') return null;
+  const files = clientTlsFiles(section);
+  const material = {
+    ca: readFileSync(files.caFile),
+    cert: readFileSync(files.certFile),
+    key: readFileSync(files.keyFile),
+  };
+  return { mode: section.metrics, material: () => material };
+}
+
 /** Reads role, term and commit index from the node's own /metrics endpoint. */
-async function nodeStatus(id: string, metricsAddress: string): Promise<NodeStatusLine> {
+async function nodeStatus(
+  id: string,
+  metricsAddress: string,
+  tls: MetricsClientTls | null,
+): Promise<NodeStatusLine> {
   try {
-    const response = await fetch(`http://${metricsAddress}/metrics`, {
-      signal: AbortSignal.timeout(400),
-    });
-    const body = await response.text();
+    const { body } = await metricsGet(metricsAddress, '/metrics', 400, tls);
     const value = (name: string): number => {
       const line = body.split('\n').find((candidate) => candidate.startsWith(`${name}{`));
       return line === undefined ? Number.NaN : Number(line.slice(line.lastIndexOf(' ') + 1));

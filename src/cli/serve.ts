@@ -16,6 +16,7 @@ import {
 } from '../node/cluster-identity.ts';
 import { ConsoleActivity } from '../node/console/activity.ts';
 import { startMetricsServer } from '../node/console/http.ts';
+import { metricsClientTls } from '../node/console/metrics-get.ts';
 import { ConsoleServer } from '../node/console/server.ts';
 import { describeDifferences, type LockRulesReport, watchLockRules } from '../node/lock-rules.ts';
 import { NodeMetrics } from '../node/metrics.ts';
@@ -92,6 +93,8 @@ export async function serve(args: ServeArgs): Promise<void> {
       // Owners and client names are for those with `read` on the lock: under auth the
       // metrics address, which authenticates no caller, does not show them.
       namesHidden: config.auth !== null,
+      // The other members serve their metrics address as this one does.
+      metricsTls: metricsClientTls(config.tls?.metrics ?? 'plaintext', security.store),
     },
   );
   logStalls(node, runtime, logger);

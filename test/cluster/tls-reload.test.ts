@@ -66,11 +66,12 @@ function servedSerial(address: string, material: TlsMaterial, alpn?: string): Pr
 function httpsGet(
   address: string,
   material: Partial<TlsMaterial>,
+  path = '/metrics',
 ): Promise<{ status: number; body: string }> {
   const [host, port] = [address.slice(0, address.lastIndexOf(':')), address.split(':').at(-1)];
   return new Promise((resolve, reject) => {
     const call = request(
-      { host, port: Number(port), path: '/metrics', ...material, servername: 'localhost' },
+      { host, port: Number(port), path, ...material, servername: 'localhost' },
       (response) => {
         let body = '';
         response.on('data', (chunk: Buffer) => {
@@ -192,6 +193,29 @@ describe('the metrics port over TLS', () => {
     expect(answer?.status).toBe(200);
     expect(answer?.body).toContain('dlm_auth_failures_total{reason="tls_handshake"');
     await expect(httpsGet(address, { ca: certs.ca })).rejects.toThrow();
+  }, 60_000);
+});
+
+describe('the console over a mutual-TLS metrics port', () => {
+  it('reaches the other members over HTTPS: every member ok, none unreachable', async () => {
+    const { c, certs } = await tlsCluster('mutual');
+    c.startAll();
+    await c.waitForLeader(20_000);
+    const address = c.nodes[0]?.metricsAddress ?? '';
+    const deadline = Date.now() + 20_000;
+    let health: string[] = [];
+    while (Date.now() < deadline) {
+      const answer = await httpsGet(address, certs.client(), '/console/view.json').catch(
+        () => null,
+      );
+      if (answer?.status === 200) {
+        const view = JSON.parse(answer.body) as { cluster: { members: { health: string }[] } };
+        health = view.cluster.members.map((member) => member.health);
+        if (health.length === 3 && health.every((each) => each === 'ok')) break;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    expect(health).toEqual(['ok', 'ok', 'ok']);
   }, 60_000);
 });
 

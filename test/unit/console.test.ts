@@ -84,5 +84,9 @@ describe('npm start', () => {
     }
     const plain = { ...config, tls: { ...tls, metrics: 'plaintext' as const } };
     expect(introduction(plain, DEFAULT_CONFIG_PATH)).toContain('http://127.0.0.1:9101/');
+    // The plaintext example client cannot reach a TLS cluster: the hint is the CLI's.
+    expect(introduction(plain, DEFAULT_CONFIG_PATH)).toContain('bin/dlm lock inventory/42 --');
+    expect(introduction(plain, DEFAULT_CONFIG_PATH)).not.toContain('npm run lock');
+    expect(introduction(config, DEFAULT_CONFIG_PATH)).toContain('npm run lock -- --address');
   });
 });

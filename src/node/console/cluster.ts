@@ -1,3 +1,4 @@
+import { type MetricsClientTls, metricsGet } from './metrics-get.ts';
 import type { NodeSummary } from './view.ts';
 
 /** A member of the cluster as the console knows it: from the config file. */
@@ -39,12 +40,13 @@ export async function clusterView(
   selfAddress: string,
   members: readonly ConsoleMember[],
   timeoutMs: number,
+  tls: MetricsClientTls | null = null,
 ): Promise<ClusterView> {
   const answers = await Promise.all(
     members.map((member) =>
       member.id === self.id
         ? { member: { ...member, metricsAddress: selfAddress }, summary: self, problem: null }
-        : askMember(member, timeoutMs),
+        : askMember(member, timeoutMs, tls),
     ),
   );
   // The node itself may not be in the file (it joined later): it is a member all the same.
@@ -82,15 +84,14 @@ function healthOf(summary: NodeSummary | null, lagEntries: number | null): Membe
 async function askMember(
   member: ConsoleMember,
   timeoutMs: number,
+  tls: MetricsClientTls | null,
 ): Promise<{ member: ConsoleMember; summary: NodeSummary | null; problem: string | null }> {
   try {
-    const response = await fetch(`http://${member.metricsAddress}/console/node.json`, {
-      signal: AbortSignal.timeout(timeoutMs),
-    });
-    if (!response.ok) {
-      return { member, summary: null, problem: `answered HTTP ${response.status}` };
+    const answer = await metricsGet(member.metricsAddress, '/console/node.json', timeoutMs, tls);
+    if (answer.status !== 200) {
+      return { member, summary: null, problem: `answered HTTP ${answer.status}` };
     }
-    return { member, summary: (await response.json()) as NodeSummary, problem: null };
+    return { member, summary: JSON.parse(answer.body) as NodeSummary, problem: null };
   } catch (error) {
     const reason = error instanceof Error ? (error.cause ?? error) : error;
     const text = reason instanceof Error ? reason.message : String(reason);

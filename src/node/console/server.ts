@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { DEFAULT_RUNTIME_CONFIG } from '../../config/types.ts';
 import type { ConsoleActivity } from './activity.ts';
 import { type ClusterView, type ConsoleMember, clusterView } from './cluster.ts';
+import type { MetricsClientTls } from './metrics-get.ts';
 import { type NodeView, nodeSummary, nodeView, type ViewedNode } from './view.ts';
 
 /**
@@ -38,6 +39,8 @@ export interface ConsoleOptions {
   readonly viewsMax?: number;
   /** Blank owners and client names (an auth section is configured); false when not given. */
   readonly namesHidden?: boolean;
+  /** How to reach the other members' metrics addresses; null or absent: plain HTTP. */
+  readonly metricsTls?: MetricsClientTls | null;
 }
 
 const STATIC_DIR = new URL('../../../console/', import.meta.url);
@@ -141,7 +144,13 @@ export class ConsoleServer {
     }
     const self = nodeSummary(this.node, this.activity, nowMs);
     const timeoutMs = Math.min(this.options.refreshMs * 2, 2_000);
-    const view = clusterView(self, this.selfAddress, this.members, timeoutMs);
+    const view = clusterView(
+      self,
+      this.selfAddress,
+      this.members,
+      timeoutMs,
+      this.options.metricsTls ?? null,
+    );
     this.cluster = { atMs: nowMs, view };
     return view;
   }
