@@ -38,12 +38,13 @@ export async function load(
   for (let i = 0; !stop.value; i++) {
     const lock = `${prefix}/${i}`;
     const sentAtMs = Date.now();
-    const acquired = await c.callAny('Acquire', {
+    // acquireAny asks again as a new request when told grantEnded: a grant whose answer
+    // was lost in a membership change or failover was given back, and the retry says so.
+    const acquired = await c.acquireAny({
       lock,
       session_id: session,
       mode: 'EXCLUSIVE',
       wait_ms: '0',
-      request_id: newRequestId(),
       owner: 'load',
     });
     expect(acquired.acquired).toBe(true);
