@@ -106,10 +106,13 @@ function sessionsAfter(locks: Locks, after: number, count: number): number[] {
 
 function sessionInfo(
   context: ApiContext,
-  locks: Pick<LockStateMachine, 'session'>,
+  locks: Pick<LockStateMachine, 'sessionSummary'>,
   id: number,
 ): WireSessionInfo | null {
-  const session = locks.session(id as Parameters<LockStateMachine['session']>[0]);
+  const session = locks.sessionSummary(
+    id as Parameters<LockStateMachine['sessionSummary']>[0],
+    SESSION_LOCK_NAMES_MAX,
+  );
   if (session === null) return null;
   return {
     session_id: toUint64(session.sessionId),
@@ -117,10 +120,10 @@ function sessionInfo(
     ttl_ms: toUint64(session.ttlMs),
     since_refresh_ms: toUint64(context.activity?.sinceRefreshMs(session.sessionId) ?? 0),
     last_refresh_index: toUint64(session.lastRefreshIndex),
-    held_locks: session.held.slice(0, SESSION_LOCK_NAMES_MAX),
-    held_count: session.held.length,
-    waiting_locks: session.waiting.slice(0, SESSION_LOCK_NAMES_MAX),
-    waiting_count: session.waiting.length,
+    held_locks: session.held,
+    held_count: session.heldTotal,
+    waiting_locks: session.waiting,
+    waiting_count: session.waitingTotal,
   };
 }
 

@@ -1320,11 +1320,7 @@ export class LockStateMachine {
     const session = this.sessions.get(id);
     if (session === undefined) return null;
     return {
-      sessionId: session.id,
-      ttlMs: session.ttlMs,
-      clientName: session.clientName,
-      identity: session.identity,
-      lastRefreshIndex: session.lastRefreshIndex,
+      ...sessionFields(session),
       held: smallestNames(session.held, namesMax),
       heldTotal: session.held.size,
       waiting: smallestNames(session.waiting, namesMax),
@@ -1348,11 +1344,7 @@ export class LockStateMachine {
     const session = this.sessions.get(id);
     if (session === undefined) return null;
     return {
-      sessionId: session.id,
-      ttlMs: session.ttlMs,
-      clientName: session.clientName,
-      identity: session.identity,
-      lastRefreshIndex: session.lastRefreshIndex,
+      ...sessionFields(session),
       held: [...session.held].sort(compareStrings),
       waiting: [...session.waiting].sort(compareStrings),
     };
@@ -1678,6 +1670,12 @@ function publicHolder(grant: Holder): Holder {
 
 function isIntegerIn(value: number, min: number, max: number): boolean {
   return Number.isSafeInteger(value) && value >= min && value <= max;
+}
+
+/** What session() and sessionSummary() tell of a session besides its lock names. */
+function sessionFields(session: SessionRecord): Omit<SessionDescription, 'held' | 'waiting'> {
+  const { id: sessionId, ttlMs, clientName, identity, lastRefreshIndex } = session;
+  return { sessionId, ttlMs, clientName, identity, lastRefreshIndex };
 }
 
 /** Code-unit order, the same everywhere (localeCompare is not). */

@@ -1,3 +1,4 @@
+import type { PeerCertificate } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -193,7 +194,7 @@ export class GrpcTransport implements Transport {
         }
         verifiedAs = wire.from;
       }
-      this.deliver(wire, certificate === null ? null : describeCertificate(certificate));
+      this.deliver(wire, certificate);
     });
     call.on('end', () => {
       this.inbound.delete(call);
@@ -202,8 +203,11 @@ export class GrpcTransport implements Transport {
     call.on('error', () => this.inbound.delete(call));
   }
 
-  /** `certified`: under TLS, the certificate that vouched for wire.from (null: plaintext). */
-  private deliver(wire: WirePeerMessage, certified: string | null): void {
+  /**
+   * `certified`: under TLS, the certificate that vouched for wire.from (null: plaintext);
+   * described only when a message is refused, not for every batch.
+   */
+  private deliver(wire: WirePeerMessage, certified: PeerCertificate | null | undefined): void {
     if (this.closed || wire.to !== this.id) return;
     // The payload is whatever the peer sent: a throw here would escape into grpc-js's
     // event handler. The messages in a batch that decodes are checked by the node.
@@ -226,7 +230,7 @@ export class GrpcTransport implements Transport {
         this.options.onAuthFailure?.(
           wire.from,
           'wrong_node_id',
-          `a message from ${wire.from} (certificate ${certified}) claims to come from ${String(sender)}; dropped`,
+          `a message from ${wire.from} (certificate ${describeCertificate(certified)}) claims to come from ${String(sender)}; dropped`,
         );
         continue;
       }

@@ -5,6 +5,7 @@ import type { TlsMaterial } from '../config/index.ts';
 import type { PeerMessage } from '../node/peer-message.ts';
 import { peerRecipient } from '../node/peer-message.ts';
 import type { Transport } from '../node/transport.ts';
+import { splitHostPort } from '../util/host-port.ts';
 import type { NodeId } from '../util/ids.ts';
 import { ReconnectBackoff } from './backoff.ts';
 import { CertificateStore } from './certificate-store.ts';
@@ -143,7 +144,7 @@ export class TcpTransport implements Transport {
     // First of the listeners, so that a connection is numbered before anything reads it.
     const sockets = new AcceptedSockets();
     server.prependListener('connection', (socket: net.Socket) => sockets.add(socket));
-    const { host, port } = splitAddress(options.listenAddress);
+    const { host, port } = splitHostPort(options.listenAddress);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, host, () => {
@@ -531,7 +532,7 @@ class PeerLink {
   }
 
   private open(): net.Socket {
-    const { host, port } = splitAddress(this.address);
+    const { host, port } = splitHostPort(this.address);
     const { tls: store, connectTimeoutMs } = this.options;
     // Under TLS the server must be the node this link is for, not only a member.
     const socket =
@@ -586,14 +587,6 @@ function reportAuthFailure(
 ): void {
   if (options.onAuthFailure !== undefined) options.onAuthFailure(peer, reason, detail);
   else options.onRejected?.(peer, detail);
-}
-
-function splitAddress(address: string): { host: string; port: number } {
-  const colon = address.lastIndexOf(':');
-  return {
-    host: address.slice(0, colon).replace(/^\[|\]$/g, ''),
-    port: Number(address.slice(colon + 1)),
-  };
 }
 
 function remoteLabel(socket: net.Socket): string {

@@ -65,13 +65,9 @@ export interface LockWorkloadStats {
   clientPauses: number;
 }
 
-export class LockWorkload {
-  private readonly clients: LockClient[];
-  private readonly sessionOwner = new Map<SessionId, number>();
-  /** Requests applied at least once, to count retries. */
-  private readonly appliedRequests = new Set<string>();
-  private acceptingNewWork = true;
-  readonly stats: LockWorkloadStats = {
+/** Every lock figure at zero: a workload's start, and the sum of none. */
+export function noLockStats(): LockWorkloadStats {
+  return {
     sessionsOpened: 0,
     sessionsExpired: 0,
     grants: 0,
@@ -82,6 +78,15 @@ export class LockWorkload {
     clientCrashes: 0,
     clientPauses: 0,
   };
+}
+
+export class LockWorkload {
+  private readonly clients: LockClient[];
+  private readonly sessionOwner = new Map<SessionId, number>();
+  /** Requests applied at least once, to count retries. */
+  private readonly appliedRequests = new Set<string>();
+  private acceptingNewWork = true;
+  readonly stats: LockWorkloadStats = noLockStats();
 
   constructor(
     private readonly prng: Prng,

@@ -1,4 +1,4 @@
-import type { LockWorkloadStats } from './lock-workload.ts';
+import { type LockWorkloadStats, noLockStats } from './lock-workload.ts';
 import type { SimResult, SimStats } from './simulator.ts';
 
 /**
@@ -54,17 +54,7 @@ export function formatSeedReport(result: SimResult): string {
 
 /** Sums of the lock figures over many seeds. */
 export class LockTotals {
-  readonly totals: LockWorkloadStats = {
-    sessionsOpened: 0,
-    sessionsExpired: 0,
-    grants: 0,
-    releases: 0,
-    staleRejections: 0,
-    retriesSent: 0,
-    retriesDeduplicated: 0,
-    clientCrashes: 0,
-    clientPauses: 0,
-  };
+  readonly totals: LockWorkloadStats = noLockStats();
 
   add(stats: LockWorkloadStats): void {
     for (const key of Object.keys(this.totals) as (keyof LockWorkloadStats)[]) {

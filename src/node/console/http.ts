@@ -9,6 +9,7 @@ import type { TLSSocket } from 'node:tls';
 import type { MetricsTls } from '../../config/index.ts';
 import type { CertificateStore } from '../../transport/certificate-store.ts';
 import type { AuthFailureListener } from '../../transport/peer-identity.ts';
+import { splitHostPort } from '../../util/host-port.ts';
 import type { NodeMetrics } from '../metrics.ts';
 import type { ConsoleServer } from './server.ts';
 
@@ -32,7 +33,7 @@ export async function startMetricsServer(
   console: ConsoleServer,
   tls: MetricsTlsOptions = PLAINTEXT,
 ): Promise<HttpServer> {
-  const { host, port } = splitAddress(address);
+  const { host, port } = splitHostPort(address);
   // A throw inside a request listener is uncaught and ends the process: whatever a
   // request carries must cost it at most a 500.
   const handle = (request: IncomingMessage, response: ServerResponse): void => {
@@ -79,12 +80,4 @@ export async function startMetricsServer(
     server.listen(port, host, () => resolve());
   });
   return server;
-}
-
-function splitAddress(address: string): { host: string; port: number } {
-  const colon = address.lastIndexOf(':');
-  return {
-    host: address.slice(0, colon).replace(/^\[|\]$/g, ''),
-    port: Number(address.slice(colon + 1)),
-  };
 }

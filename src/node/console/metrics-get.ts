@@ -2,6 +2,7 @@ import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { MetricsTls, TlsMaterial } from '../../config/tls.ts';
 import type { CertificateStore } from '../../transport/certificate-store.ts';
+import { splitHostPort } from '../../util/host-port.ts';
 
 /** How to reach another node's metrics address: its tls.metrics mode and our certificates. */
 export interface MetricsClientTls {
@@ -38,7 +39,7 @@ export function metricsGet(
   timeoutMs: number,
   tls: MetricsClientTls | null,
 ): Promise<MetricsAnswer> {
-  const { host, port } = splitAddress(address);
+  const { host, port } = splitHostPort(address);
   const secure = tls !== null && tls.mode !== 'plaintext';
   return new Promise((resolve, reject) => {
     const onAnswer = (response: IncomingMessage): void => {
@@ -70,12 +71,4 @@ export function metricsGet(
 function clientMaterial(tls: MetricsClientTls): { ca: Buffer; cert?: Buffer; key?: Buffer } {
   const { ca, cert, key } = tls.material();
   return tls.mode === 'mutual' ? { ca, cert, key } : { ca };
-}
-
-function splitAddress(address: string): { host: string; port: number } {
-  const colon = address.lastIndexOf(':');
-  return {
-    host: address.slice(0, colon).replace(/^\[|\]$/g, ''),
-    port: Number(address.slice(colon + 1)),
-  };
 }
