@@ -29,7 +29,14 @@ beforeAll(async () => {
   await acquire(sharer, 'cli/b', 'SHARED', 'owner-b');
   await acquire(holder.session, 'cli/b', 'SHARED', 'owner-a');
   waiterSession = await openSession('cli-waiter');
-  waiting = cluster.callAny(
+  // One call with a long deadline: callAny's attempts last 2 s each, and a wait whose
+  // call ends is withdrawn until the retry queues it again, so a read in between would
+  // see no waiter (CI failed on exactly that). callNode first connects the channel,
+  // which grpc-js may otherwise fail fast with "No connection established".
+  const waiterNode = cluster.nodes[0]?.id ?? 'n1';
+  await cluster.callNode(waiterNode, 'Describe', { lock: 'cli/a' });
+  waiting = cluster.call(
+    waiterNode,
     'Acquire',
     {
       lock: 'cli/a',
