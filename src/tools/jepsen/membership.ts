@@ -197,10 +197,20 @@ export class MembershipNemesis {
     }
   }
 
-  /** The voters the leader reports, sorted; null if no leader answered. */
+  /**
+   * The voters the leader reports, sorted; null if no leader answered. Of the nodes that
+   * say they lead, the one of the highest term: a leader just resumed from a pause still
+   * says it leads, with the members of its old term, until a message of the new term
+   * reaches it (a run caught that stale view right after an add its successor made).
+   */
   private async votersByStatus(): Promise<string[] | null> {
-    const leader = await this.cluster.leader();
-    const status = leader === null ? null : await statusOf(this.cluster, leader);
+    let status: Record<string, unknown> | null = null;
+    for (const node of this.cluster.nodes) {
+      if (!this.cluster.isRunning(node.id)) continue;
+      const answer = await statusOf(this.cluster, node.id);
+      if (answer === null || answer.leader_id !== node.id) continue;
+      if (status === null || Number(answer.term) > Number(status.term)) status = answer;
+    }
     if (status === null) return null;
     const members = status.members as { id: string; learner: boolean }[];
     return members
