@@ -100,6 +100,10 @@ describe('real processes under failure', () => {
       const leader = await c.waitForLeader(15_000);
       const follower = c.nodes.find((node) => node.id !== leader)?.id ?? '';
       const session = await openSession(c);
+      // Connects this process's channel to the leader first: grpc-js fails a call on a
+      // channel still in its first connection's backoff at once ("No connection
+      // established"; fresh-clone CI failed both cases on the first Acquire below).
+      await c.callNode(leader, 'Status', {}, 10_000, 'Cluster');
       c.pause(follower);
       // A generous deadline per call: on a loaded CI machine one fsync or scheduling stall
       // once took a call past the 2 s default (seen once in a full run; not alone).
