@@ -111,9 +111,8 @@ describe('the runtime simulation has teeth', () => {
       20,
       /^Violation: (State( machine safety)?|Answer|Mutual exclusion|Give-back): /,
     ],
-    // Seeds 301 and 385 of 1..400 since the per-turn Raft outbox and its review fixes
-    // (before them, within 41..60).
-    ['giveBackByEntryIndex', 381, 390, /^Violation: (State( machine safety)?|Abandoned acquire): /],
+    // Seed 128 of 1..150 since the per-turn Raft outbox (before it, within 41..60).
+    ['giveBackByEntryIndex', 121, 130, /^Violation: (State( machine safety)?|Abandoned acquire): /],
     // Each node's config has its own lock section (options.lockSections): a node that
     // applies its file's rules instead of the log's applies some entry differently.
     [
