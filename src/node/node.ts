@@ -1015,7 +1015,6 @@ export class DlmNode {
     // 5. Apply.
     if (ready.snapshot !== null) {
       this.restoreStateMachine(ready.snapshot);
-      this.outbox.flush();
       this.addresses.reconcile(this.raft.config);
       const index = ready.snapshot.metadata.index;
       for (const listener of this.restoredListeners) listener(index);
@@ -1057,12 +1056,7 @@ export class DlmNode {
     if (entry.kind !== 'normal') {
       this.locks.skipTo(entry.index);
       this.proposals.applied(entry.index, null, null);
-      if (entry.kind === 'config') {
-        // What this turn made for a node the change removes (the commit that tells it
-        // so) leaves before its link closes.
-        this.outbox.flush();
-        this.addresses.configApplied(entry.change);
-      }
+      if (entry.kind === 'config') this.addresses.configApplied(entry.change);
       return;
     }
     const payload = decodeEntry(entry.data);

@@ -8,13 +8,9 @@ import { entrySizeBytes, type Message, type MessageOf } from './types.ts';
  * every commit advance; under concurrent clients that is several messages per write,
  * each paying its encoding, framing and a step on the receiver. Two of them in a row to
  * one follower, the second continuing exactly where the first ends, say the same as one
- * carrying both batches and the later commit index (a follower takes the part past its
- * commit index even when the batch starts below it: raft.ts pastCommitIndex).
- *
- * Acknowledgements are not folded, though a later one implies an earlier: the leader
- * sends a follower one new batch per acknowledgement it steps, so folding k of them into
- * one would shrink a lagging follower's pipeline to a batch per round trip
- * (test/review/coalesce-ack-window.test.ts).
+ * carrying both batches and the later commit index. Likewise a follower's successful
+ * acknowledgement is made redundant by a later one of the same term that matches as far
+ * or further: the leader frees every in-flight batch up to the index it is told.
  *
  * Only messages adjacent in one recipient's sequence are folded, so each link still
  * carries its messages in the order they were made; nothing is ever sent earlier than
@@ -31,6 +27,11 @@ export function coalesceMessages(messages: readonly Message[], batchBytesMax: nu
       const merged = appendAfter(previous, message, batchBytesMax);
       if (merged !== null) {
         out[slot] = merged;
+        continue;
+      }
+      if (supersedesAck(previous, message)) {
+        // The later ack takes the earlier one's place: the link's order is unchanged.
+        out[slot] = message;
         continue;
       }
     }
@@ -71,4 +72,15 @@ function batchBytes(append: MessageOf<'AppendEntries'>): number {
   let bytes = 0;
   for (const entry of append.entries) bytes += entrySizeBytes(entry);
   return bytes;
+}
+
+function supersedesAck(previous: Message, next: Message): boolean {
+  return (
+    previous.type === 'AppendEntriesResponse' &&
+    next.type === 'AppendEntriesResponse' &&
+    previous.success &&
+    next.success &&
+    previous.term === next.term &&
+    next.matchIndex >= previous.matchIndex
+  );
 }

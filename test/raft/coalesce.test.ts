@@ -8,12 +8,7 @@ const LEADER = 'n1' as NodeId;
 const BYTES_MAX = 64 * 1024;
 
 function entry(index: number, entryTerm = 2, bytes = 10): Entry {
-  return {
-    kind: 'normal',
-    term: term(entryTerm),
-    index: logIndex(index),
-    data: new Uint8Array(bytes),
-  };
+  return { kind: 'normal', term: term(entryTerm), index: logIndex(index), data: new Uint8Array(bytes) };
 }
 
 function append(
@@ -101,9 +96,17 @@ describe('coalesceMessages', () => {
     ]);
   });
 
-  it('keeps every ack: the leader refills a pipeline one batch per ack it steps', () => {
-    const acks = [ack('n1', 5), ack('n1', 7), ack('n1', 4, false), ack('n1', 8)];
-    expect(coalesceMessages(acks, BYTES_MAX)).toEqual(acks);
+  it('keeps only the furthest of successive successful acks, and every rejection', () => {
+    const out = coalesceMessages(
+      [ack('n1', 5), ack('n1', 7), ack('n1', 4, false), ack('n1', 8), ack('n1', 9, true, 3)],
+      BYTES_MAX,
+    );
+    expect(out.map((message) => [message.type, message.term, matchOf(message)])).toEqual([
+      ['AppendEntriesResponse', 2, 7],
+      ['AppendEntriesResponse', 2, 0],
+      ['AppendEntriesResponse', 2, 8],
+      ['AppendEntriesResponse', 3, 9],
+    ]);
   });
 
   it('leaves a follower in the same state as the messages one by one would (property)', () => {
@@ -127,6 +130,10 @@ describe('coalesceMessages', () => {
     );
   });
 });
+
+function matchOf(message: Message): number {
+  return message.type === 'AppendEntriesResponse' ? message.matchIndex : -1;
+}
 
 function dataBytes(each: Entry): number {
   return each.kind === 'normal' ? each.data.byteLength : 0;
