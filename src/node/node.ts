@@ -38,7 +38,6 @@ import {
 import type { PeerMessage } from './peer-message.ts';
 import { claimedSender, peerMessageProblem } from './peer-message-check.ts';
 import { type AppliedProposal, type LateApplyListener, ProposalRegistry } from './proposals.ts';
-import { RaftOutbox } from './raft-outbox.ts';
 import { REAL_SCHEDULER, type Scheduler, type TimerHandle } from './scheduler.ts';
 import { type SnapshotReport, Snapshotter } from './snapshotter.ts';
 import { continueTrace, type TraceContext, traceparentOf } from './trace.ts';
@@ -203,7 +202,6 @@ export class DlmNode {
   private readonly identity: ClusterIdentityGuard;
   private readonly transport: Transport;
   private readonly snapshotter: Snapshotter;
-  private readonly outbox: RaftOutbox;
 
   constructor(
     id: NodeId,
@@ -225,11 +223,6 @@ export class DlmNode {
     );
     this.transport = stampingTransport(transport, () => this.identity.clusterId);
     this.raft = new Raft({ id, storage, prng: new Prng(seed), options: options.raft });
-    this.outbox = new RaftOutbox(
-      (message) => this.transport.send({ kind: 'raft', message }),
-      scheduler,
-      options.raft.appendBatchBytesMax ?? DEFAULT_RAFT_OPTIONS.appendBatchBytesMax,
-    );
     // Its file's rules until a SetRules entry applies: what the node applied before the
     // rules were replicated, so an upgraded log replays as it ran. Nothing else applies
     // before SetRules on a cluster that started replicated (see lockRulesUnset).
@@ -280,7 +273,6 @@ export class DlmNode {
     this.proposals.failAll(unavailable(`${this.id} is shutting down`));
     for (const read of this.reads.values()) read.reject(unavailable(`${this.id} is shutting down`));
     this.reads.clear();
-    this.outbox.flush();
     await this.transport.close();
     // The last change to the book may still be on its way to disk.
     while (this.addressSave !== null) await this.addressSave;
@@ -950,7 +942,7 @@ export class DlmNode {
   }
 
   private sendRaft(messages: readonly Message[]): void {
-    this.outbox.add(messages);
+    for (const message of messages) this.transport.send({ kind: 'raft', message });
   }
 
   private async runReadyLoop(): Promise<void> {
