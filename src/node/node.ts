@@ -38,6 +38,7 @@ import {
 import type { PeerMessage } from './peer-message.ts';
 import { claimedSender, peerMessageProblem } from './peer-message-check.ts';
 import { type AppliedProposal, type LateApplyListener, ProposalRegistry } from './proposals.ts';
+import { RaftOutbox } from './raft-outbox.ts';
 import { REAL_SCHEDULER, type Scheduler, type TimerHandle } from './scheduler.ts';
 import { type SnapshotReport, Snapshotter } from './snapshotter.ts';
 import { continueTrace, type TraceContext, traceparentOf } from './trace.ts';
@@ -163,7 +164,8 @@ interface PendingRead {
  *   piled up during the previous write goes into the next), synced unless it holds
  *   only a new commit index. A leader's appends and heartbeats leave before and while
  *   it writes; everything else is sent once the write is durable. Then it applies,
- *   then advances (see ready.ts).
+ *   then advances (see ready.ts). Raft messages leave at the end of the event-loop turn
+ *   that made them, folded (raft-outbox.ts).
  * - Writes from clients are proposed on the leader or forwarded to it; either way the
  *   node that took the call answers it when it applies the entry.
  * - Reads go through ReadIndex and are served from this node's applied state.
@@ -202,6 +204,7 @@ export class DlmNode {
   private readonly identity: ClusterIdentityGuard;
   private readonly transport: Transport;
   private readonly snapshotter: Snapshotter;
+  private readonly outbox: RaftOutbox;
 
   constructor(
     id: NodeId,
@@ -223,6 +226,11 @@ export class DlmNode {
     );
     this.transport = stampingTransport(transport, () => this.identity.clusterId);
     this.raft = new Raft({ id, storage, prng: new Prng(seed), options: options.raft });
+    this.outbox = new RaftOutbox(
+      (message) => this.transport.send({ kind: 'raft', message }),
+      scheduler,
+      options.raft.appendBatchBytesMax ?? DEFAULT_RAFT_OPTIONS.appendBatchBytesMax,
+    );
     // Its file's rules until a SetRules entry applies: what the node applied before the
     // rules were replicated, so an upgraded log replays as it ran. Nothing else applies
     // before SetRules on a cluster that started replicated (see lockRulesUnset).
@@ -273,6 +281,7 @@ export class DlmNode {
     this.proposals.failAll(unavailable(`${this.id} is shutting down`));
     for (const read of this.reads.values()) read.reject(unavailable(`${this.id} is shutting down`));
     this.reads.clear();
+    this.outbox.flush();
     await this.transport.close();
     // The last change to the book may still be on its way to disk.
     while (this.addressSave !== null) await this.addressSave;
@@ -942,7 +951,7 @@ export class DlmNode {
   }
 
   private sendRaft(messages: readonly Message[]): void {
-    for (const message of messages) this.transport.send({ kind: 'raft', message });
+    this.outbox.add(messages);
   }
 
   private async runReadyLoop(): Promise<void> {
@@ -1007,6 +1016,7 @@ export class DlmNode {
     // 5. Apply.
     if (ready.snapshot !== null) {
       this.restoreStateMachine(ready.snapshot);
+      this.outbox.flush();
       this.addresses.reconcile(this.raft.config);
       const index = ready.snapshot.metadata.index;
       for (const listener of this.restoredListeners) listener(index);
@@ -1048,7 +1058,12 @@ export class DlmNode {
     if (entry.kind !== 'normal') {
       this.locks.skipTo(entry.index);
       this.proposals.applied(entry.index, null, null);
-      if (entry.kind === 'config') this.addresses.configApplied(entry.change);
+      if (entry.kind === 'config') {
+        // What this turn made for a node the change removes (the commit that tells it
+        // so) leaves before its link closes.
+        this.outbox.flush();
+        this.addresses.configApplied(entry.change);
+      }
       return;
     }
     const payload = decodeEntry(entry.data);

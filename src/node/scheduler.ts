@@ -14,6 +14,11 @@ export interface Scheduler {
   setInterval(callback: () => void, intervalMs: number): TimerHandle;
   clearInterval(handle: TimerHandle): void;
   sleep(delayMs: number): Promise<void>;
+  /**
+   * Runs `callback` once the I/O that is ready now has been handled (setImmediate): work
+   * gathered over one turn of the event loop goes out together.
+   */
+  soon(callback: () => void): void;
 }
 
 export const REAL_SCHEDULER: Scheduler = {
@@ -22,6 +27,9 @@ export const REAL_SCHEDULER: Scheduler = {
   setInterval: (callback, intervalMs) => setInterval(callback, intervalMs),
   clearInterval: (handle) => clearInterval(handle as NodeJS.Timeout),
   sleep: (delayMs) => new Promise((resolve) => setTimeout(resolve, delayMs)),
+  soon: (callback) => {
+    setImmediate(callback);
+  },
 };
 
 /**

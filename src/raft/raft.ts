@@ -721,18 +721,42 @@ export class Raft {
   // ---------------------------------------------------------------- replication (§5.3)
 
   private handleAppendEntries(message: MessageOf<'AppendEntries'>): void {
-    if (message.prevLogIndex < this.log.commitIndex) {
+    const append = this.pastCommitIndex(message);
+    if (append === null) {
       // Everything up to our commit index already matches the leader (Leader Completeness).
       this.sendAppendResponse(message.from, true, this.log.commitIndex, logIndex(0));
       return;
     }
-    if (!this.log.matchTerm(message.prevLogIndex, message.prevLogTerm)) {
-      this.sendAppendResponse(message.from, false, logIndex(0), message.prevLogIndex);
+    if (!this.log.matchTerm(append.prevLogIndex, append.prevLogTerm)) {
+      this.sendAppendResponse(message.from, false, logIndex(0), append.prevLogIndex);
       return;
     }
-    const lastNewIndex = this.appendFromLeader(message.prevLogIndex, message.entries);
+    const lastNewIndex = this.appendFromLeader(append.prevLogIndex, append.entries);
     this.log.commitTo(logIndex(Math.min(message.leaderCommit, lastNewIndex)));
     this.sendAppendResponse(message.from, true, lastNewIndex, logIndex(0));
+  }
+
+  /**
+   * The part of an AppendEntries after our commit index: what is committed already
+   * matches the leader, and is never truncated. A batch that starts below the commit index
+   * and reaches past it (a resent batch with new entries joined on, see coalesce.ts) still
+   * delivers its new entries. Null when nothing past the commit index can be taken.
+   */
+  private pastCommitIndex(
+    message: MessageOf<'AppendEntries'>,
+  ): Pick<MessageOf<'AppendEntries'>, 'prevLogIndex' | 'prevLogTerm' | 'entries'> | null {
+    const commitIndex = this.log.commitIndex;
+    if (message.prevLogIndex >= commitIndex) return message;
+    const skip = commitIndex - message.prevLogIndex;
+    const atCommit = message.entries[skip - 1];
+    if (atCommit === undefined || skip >= message.entries.length) return null;
+    // Our committed entry must be the leader's; if it were not, take nothing (as before).
+    if (!this.log.matchTerm(commitIndex, atCommit.term)) return null;
+    return {
+      prevLogIndex: commitIndex,
+      prevLogTerm: atCommit.term,
+      entries: message.entries.slice(skip),
+    };
   }
 
   /** Appends the leader's entries after a matching prevLogIndex, truncating any conflicting suffix. */

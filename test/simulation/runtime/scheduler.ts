@@ -163,4 +163,9 @@ export class ProcessClock implements Clock, Scheduler {
   sleep(delayMs: number): Promise<void> {
     return new Promise((resolve) => this.setTimeout(resolve, delayMs));
   }
+
+  /** After everything already queued for this virtual instant, as setImmediate would be. */
+  soon(callback: () => void): void {
+    this.runAfter(0, `${this.label} soon`, callback);
+  }
 }
