@@ -419,7 +419,11 @@ export class LockStateMachine {
     if (first.type === 'Acquired') {
       const grant = lock?.holders.get(session.id);
       if (lock !== undefined && grant !== undefined && grant.token === first.token) {
-        return this.acquiredResult(lock, grant);
+        // This caller is told of the grant again, so its request counts among those told
+        // of it: a Withdraw may have let it go while another request kept the grant.
+        const told = this.toldAlso(grant, requestId);
+        lock.holders.set(session.id, told);
+        return this.acquiredResult(lock, told);
       }
       reject(
         'grantEnded',
