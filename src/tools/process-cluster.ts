@@ -329,7 +329,9 @@ export class ProcessCluster {
         client,
         request,
         metadata,
-        { deadline: Date.now() + deadlineMs, waitForReady: true },
+        // No waitForReady: a call on a channel still connecting fails fast with
+        // UNAVAILABLE "No connection established" (callNode retries that).
+        { deadline: Date.now() + deadlineMs },
         (error, response) =>
           error === null ? resolve(response) : reject(this.explainFailure(id, error)),
       );
@@ -443,10 +445,7 @@ export class ProcessCluster {
     const client = this.client(id, service) as unknown as Record<string, StreamMethod>;
     const invoke = client[method];
     if (invoke === undefined) throw new Error(`no method ${service}.${method}`);
-    const call = invoke.call(client, request, {
-      deadline: Date.now() + deadlineMs,
-      waitForReady: true,
-    });
+    const call = invoke.call(client, request, { deadline: Date.now() + deadlineMs });
     const messages: Record<string, unknown>[] = [];
     call.on('data', (message: Record<string, unknown>) => messages.push(message));
     // The final status also arrives as 'status'; without a listener 'error' would throw.

@@ -66,7 +66,7 @@ export function callAt(
       client,
       request,
       new grpc.Metadata(),
-      { deadline: Date.now() + deadlineMs, waitForReady: true },
+      { deadline: Date.now() + deadlineMs },
       (error, response) => (error === null ? resolve(response) : reject(error)),
     ),
   );
