@@ -173,7 +173,7 @@ export interface ClusterFileConfig {
 
 export const PEER_TRANSPORT_KINDS = ['grpc', 'tcp'] as const;
 export type PeerTransportKind = (typeof PEER_TRANSPORT_KINDS)[number];
-export const DEFAULT_PEER_TRANSPORT: PeerTransportKind = 'grpc';
+export const DEFAULT_PEER_TRANSPORT: PeerTransportKind = 'tcp';
 
 /** The file as written: only `nodes` and `dataDir` are required. */
 export interface ClusterConfigInput {

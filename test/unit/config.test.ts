@@ -479,11 +479,12 @@ describe('clusterId', () => {
 });
 
 describe('peerTransport', () => {
-  it('is grpc when absent; tcp when asked', () => {
-    expect(parseClusterConfig(minimalConfig(), BASE_DIR).peerTransport).toBe('grpc');
-    const tcp = parseClusterConfig({ ...minimalConfig(), peerTransport: 'tcp' }, BASE_DIR);
+  it('is tcp when absent; grpc when asked', () => {
+    const tcp = parseClusterConfig(minimalConfig(), BASE_DIR);
     expect(tcp.peerTransport).toBe('tcp');
     expect(tcp.runtime.peerFrameBytesMax).toBe(16 * 1024 * 1024);
+    const grpc = parseClusterConfig({ ...minimalConfig(), peerTransport: 'grpc' }, BASE_DIR);
+    expect(grpc.peerTransport).toBe('grpc');
   });
 
   it.each([

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
+import { DEFAULT_PEER_TRANSPORT } from '../../config/types.ts';
 import { processCpuMs } from './proc-cpu.ts';
 import { freePort, spawnLogged, stopProcesses } from './processes.ts';
 import type { ServerCluster, ServerMember } from './server-cluster.ts';
@@ -76,7 +77,7 @@ export function spawnDlmNode(
 
 export async function startDlmCluster(
   dir: string,
-  peerTransport: 'grpc' | 'tcp' = 'grpc',
+  peerTransport: 'grpc' | 'tcp' = DEFAULT_PEER_TRANSPORT,
   cpuProfDir: string | null = null,
 ): Promise<ServerCluster> {
   const { nodes, configPath } = await writeDlmClusterConfig(dir, { peerTransport });

@@ -1,3 +1,4 @@
+import { DEFAULT_PEER_TRANSPORT } from '../../config/types.ts';
 import type { DlmClientKind } from './bench-session.ts';
 import { type CellSpec, cellName, DEFAULT_CELLS, parseCell } from './cells.ts';
 import { applyScaleValue, SCALE_DEFAULTS, SCALE_HELP, type ScaleOptions } from './scale-options.ts';
@@ -72,7 +73,8 @@ Options:
                       what users run) or plain grpc-js calls like the etcd clients
                       (no retries or settle: equal client costs for --compare)
   --peer-transport grpc|tcp  the peerTransport of the dlm cluster the bench starts
-                      (default grpc); run both, alternating, to compare them
+                      (default tcp, as a config that names none); run both,
+                      alternating, to compare them
   --cpu-prof DIR      each dlm node the bench starts writes a V8 CPU profile
                       (.cpuprofile, open in Chrome DevTools) into DIR when it stops
   --keep-data         keep the temp dir with the clusters' data and logs
@@ -116,7 +118,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     compare: null as 'etcd' | null,
     via: 'leader' as Via,
     dlmClient: 'library' as DlmClientKind,
-    peerTransport: 'grpc' as 'grpc' | 'tcp',
+    peerTransport: DEFAULT_PEER_TRANSPORT as 'grpc' | 'tcp',
     cpuProfDir: null as string | null,
     etcdBin: null as string | null,
     out: null as string | null,
