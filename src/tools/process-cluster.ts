@@ -169,9 +169,16 @@ export class ProcessCluster {
 
   /**
    * A founder runs with the founders' config; a joiner starts empty, with every node's,
-   * and restarts with every node's too.
+   * and restarts with every node's too. A node whose process still runs is refused: the
+   * new handle would replace the old one, which then serves on, unseen by isRunning,
+   * kill and pause (two nemeses restarting one node at once did that, seed 1203).
    */
   start(id: string, options: StartOptions = {}): void {
+    if (this.isRunning(id)) {
+      throw new Error(
+        `cannot start ${id}: its process ${this.pid(id)} is still running (kill it first)`,
+      );
+    }
     const log = openSync(this.logPath(id), 'a');
     if (options.join) this.joined.add(id);
     const args = options.join

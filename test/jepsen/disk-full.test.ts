@@ -1,6 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { answersAround } from '../../src/tools/jepsen/disk-full.ts';
+import {
+  answersAround,
+  DiskFullNemesis,
+  NODE_DISK_BYTES,
+} from '../../src/tools/jepsen/disk-full.ts';
+import type { NemesisEvent } from '../../src/tools/jepsen/history.ts';
+import { Members } from '../../src/tools/jepsen/members.ts';
+import { NodeDisks } from '../../src/tools/jepsen/node-disks.ts';
 import { runJepsen } from '../../src/tools/jepsen/run.ts';
+import { waitUntilServing } from '../../src/tools/jepsen/waits.ts';
+import { ProcessCluster } from '../support/process-cluster.ts';
 import {
   countEvents,
   expectCleanRun,
@@ -60,6 +69,34 @@ describe('jepsen disk-full nemesis', () => {
     expect(result.faultVerdicts).toEqual([]);
     expect(countEvents(result, 'disk-full')).toBe(0);
   });
+
+  it.skipIf(!isRoot)(
+    'a node with no process running is not filled, and the verdict says so rather than "exited without saying why" (root: tmpfs)',
+    { timeout: 60_000 },
+    async () => {
+      const cluster = await ProcessCluster.create(1);
+      const mounted = NodeDisks.mount(new Map([['n1', cluster.dataDirOf('n1')]]), NODE_DISK_BYTES);
+      if (mounted.disks === null) throw new Error(mounted.skipped);
+      // Down, as a fault can leave a node (or as a process the harness lost looks).
+      cluster.start('n1');
+      expect(await waitUntilServing(cluster, 'n1', 20_000)).toBe(true);
+      await cluster.kill('n1');
+      const events: NemesisEvent[] = [];
+      const nemesis = new DiskFullNemesis(cluster, mounted.disks, new Members(['n1']), events);
+      try {
+        await nemesis.once('n1');
+      } finally {
+        await cluster.stopAll();
+        mounted.disks.release();
+        cluster.remove();
+      }
+      expect(nemesis.violations().map((v) => v.message)).toEqual([
+        'n1: was not running when its disk was to be filled (a fault left it down, or the harness lost its process): nothing filled, nothing to judge',
+      ]);
+      expect(events).toEqual([]);
+      expect(nemesis.verdict().details.stats?.notRunningAtFill).toBe(1);
+    },
+  );
 
   it('reads what a node answered around its failed write, or long after its disk filled, from its log', () => {
     const call = (method: string, code: number, time = 1_000): string =>

@@ -80,6 +80,7 @@ export interface DiskFullRecord {
 export class DiskFullNemesis {
   private readonly records: DiskFullRecord[] = [];
   private readonly found: Violation[] = [];
+  private notRunningAtFill = 0;
 
   constructor(
     private readonly cluster: ProcessCluster,
@@ -94,6 +95,18 @@ export class DiskFullNemesis {
    */
   async once(node: string): Promise<void> {
     const { cluster, events } = this;
+    // What is judged is how this process ends: with none running, waitUntilExited holds
+    // at once, and the log is read before whatever does run there (a process the harness
+    // lost track of, seed 1203) has failed its write.
+    if (!cluster.isRunning(node)) {
+      this.notRunningAtFill++;
+      this.found.push({
+        check: 'disk-full',
+        message: `${node}: was not running when its disk was to be filled (a fault left it down, or the harness lost its process): nothing filled, nothing to judge`,
+        ops: [],
+      });
+      return;
+    }
     const logOffset = logSize(cluster, node);
     const probe = await Probe.open(cluster, node);
     const ballastBytes = this.disks.fill(node);
@@ -170,6 +183,7 @@ export class DiskFullNemesis {
       acksLongAfterFill: sum(this.records.map((r) => r.acksLongAfterFill)),
       stoppedAgainOnFullDisk: this.records.filter((r) => r.onFullDisk?.stopped === true).length,
       rejoined: this.records.filter((r) => r.rejoined === true).length,
+      notRunningAtFill: this.notRunningAtFill,
     };
     return faultVerdict({
       name: 'disk full: the node acknowledged nothing after its failed write, stopped, and rejoined',

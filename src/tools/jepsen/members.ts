@@ -27,9 +27,14 @@ export class Members {
     return this.current.filter((id) => !this.held.has(id));
   }
 
-  /** Takes a node for a fault or a change; false if another already has it. */
+  /**
+   * Takes a member for a fault or a change; false if another already has it, or it is
+   * no longer a member. A fault's pick can be seconds old (the run draws its node, then
+   * waits): a node removed meanwhile is the membership nemesis's, which may be adding it
+   * back empty right then.
+   */
   hold(id: string): boolean {
-    if (this.held.has(id)) return false;
+    if (this.held.has(id) || !this.current.includes(id)) return false;
     this.held.add(id);
     return true;
   }

@@ -743,7 +743,8 @@ async function nemesisLoop(ctx: NemesisContext): Promise<void> {
     // A clock running fast beyond the bound matters on the leader, whose clock ends leases.
     const leader = targetLeader || kind === 'clock-beyond' ? await cluster.leader() : null;
     const node = leader ?? randomNode;
-    // None free, or a membership change holds the leader: this round passes.
+    // None free, a membership change holds the node, or removed it since the draw (the
+    // pick is older than the wait above): this round passes.
     if (node !== null)
       await ctx.faults.members.holding(node, () =>
         nodeFault(ctx, kind, node, downMs, { clock: clockPrng, fault: faultPrng }),
