@@ -90,7 +90,11 @@ describe('review sec-authz: rolling upgrade of a mutual-TLS cluster (real proces
     certs = mkdtempSync(join(tmpdir(), 'dlm-review-upgrade-certs-'));
     const node = makeUpgradeCerts(certs);
     const pem = (name: string) => readFileSync(join(certs, name));
-    cluster = await ProcessCluster.create(3, { tls: { caFile: join(certs, 'ca.pem'), ...node } });
+    // The old version's peer transport was gRPC by default: an upgrade pins it (docs/operations.md).
+    cluster = await ProcessCluster.create(3, {
+      tls: { caFile: join(certs, 'ca.pem'), ...node },
+      peerTransport: 'grpc',
+    });
     cluster.credentials = grpc.credentials.createSsl(
       pem('ca.pem'),
       pem('clients/client-key.pem'),
