@@ -70,7 +70,11 @@ class Fuzz {
   keptSteps = 0;
   /** Per "Acquire/session/request", the last entry after which it was not in the dedupe window. */
   readonly forgottenAt = new Map<string, number>();
-  /** Problems past the dedupe window (the request's told attempt was forgotten): pre-existing. */
+  /**
+   * Frees of a grant whose told callers' requests all left the dedupe window after they
+   * were told (a later attempt of the request then ran afresh): pre-existing, see
+   * retold-window-review.test.ts.
+   */
   readonly pastWindow: string[] = [];
   overflowSteps = 0;
   withdrawsThatFreed = 0;
@@ -152,7 +156,6 @@ class Fuzz {
           this.withdrawsThatFreed++;
           const forgotten = theirs.every(
             (caller) =>
-              caller.requestId === command.requestId &&
               (this.forgottenAt.get(`Acquire/${caller.sessionId}/${caller.requestId}`) ?? 0) >
                 caller.attempt,
           );
