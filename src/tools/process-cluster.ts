@@ -519,8 +519,8 @@ export function newRequestId(): string {
 }
 
 /**
- * DLM_TEST_PEER_TRANSPORT=tcp runs every process cluster (cluster tests, Jepsen) over
- * the TCP peer transport instead of the default, unless a test names one itself.
+ * DLM_TEST_PEER_TRANSPORT=grpc (or tcp) runs every process cluster (cluster tests,
+ * Jepsen) over that peer transport instead of the default, unless a test names one.
  */
 export function peerTransportFromEnv(): { peerTransport?: string } {
   const kind = process.env.DLM_TEST_PEER_TRANSPORT;

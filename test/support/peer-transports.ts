@@ -2,7 +2,7 @@ import type { Transport } from '../../src/node/transport.ts';
 import { GrpcTransport, type GrpcTransportOptions } from '../../src/transport/grpc.ts';
 import { TcpTransport } from '../../src/transport/tcp.ts';
 
-/** Both peer transports, for tests that run over each (TCP is the experiment). */
+/** Both peer transports, for tests that run over each (TCP is the default). */
 export const PEER_TRANSPORTS = ['grpc', 'tcp'] as const;
 export type PeerTransportName = (typeof PEER_TRANSPORTS)[number];
 
