@@ -9,7 +9,7 @@ import type { LogArchive } from './log-archive.ts';
 import type { Members } from './members.ts';
 import { emptyDirectory } from './node-disks.ts';
 import type { CheckerVerdict } from './summary.ts';
-import { type NemesisStop, sleepUnless, statusOf } from './waits.ts';
+import { type NemesisStop, sleepUnless, statusOf, waitUntilExited } from './waits.ts';
 
 /**
  * The membership nemesis (issue 13, point 4): while the workload and the other nemeses
@@ -40,6 +40,9 @@ const RETRIED_CODES: ReadonlySet<number> = new Set([
   14, // UNAVAILABLE: not the leader (a hint names it), or the leader handed over
 ]);
 const INTERNAL = 13;
+const CANCELLED = 1;
+/** How long a call answered CANCELLED waits to see whether the node it called exits. */
+const EXIT_AFTER_CANCEL_MS = 2_000;
 
 /**
  * Whether to ask the leader again: a refusal that passes, or the leader stopping on a
@@ -235,12 +238,24 @@ export class MembershipNemesis {
           await this.cluster.call(leader, method, request, deadlineMs, 'Cluster');
           return true;
         } catch (error) {
-          if (!retried(error as grpc.ServiceError)) throw error;
+          const failure = error as grpc.ServiceError;
+          if (!retried(failure) && !(await this.stoppedMidCall(failure, leader))) throw error;
         }
       }
       await sleep(RETRY_MS);
     }
     return false;
+  }
+
+  /**
+   * A leader that stops on a failure mid-call (another nemesis filled its disk) answers
+   * INTERNAL "stopped", unless its process exits before the answer leaves: the client
+   * then sees its stream reset, CANCELLED (seed 1204, five times in 600 s). Retried as
+   * the INTERNAL is, only once that node has indeed exited.
+   */
+  private async stoppedMidCall(error: grpc.ServiceError, node: string): Promise<boolean> {
+    if (error.code !== CANCELLED) return false;
+    return waitUntilExited(this.cluster, node, EXIT_AFTER_CANCEL_MS);
   }
 
   violations(): readonly Violation[] {
