@@ -157,7 +157,7 @@ class Fuzz {
           const forgotten = theirs.every(
             (caller) =>
               (this.forgottenAt.get(`Acquire/${caller.sessionId}/${caller.requestId}`) ?? 0) >
-                caller.attempt,
+              caller.attempt,
           );
           if (theirs.length > 0 && forgotten) {
             this.pastWindow.push(`seed ${this.seed} entry ${this.log.index}`);
