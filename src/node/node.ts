@@ -326,7 +326,9 @@ export class DlmNode {
       term: this.raft.term,
       leaderId: this.raft.leaderId,
       commitIndex: this.raft.log.commitIndex,
-      appliedIndex: this.raft.log.appliedIndex,
+      // The state machine's index, not the core's: committed entries apply (and are
+      // answered) while their Ready is written, before the core learns of it.
+      appliedIndex: this.locks.lastAppliedIndex,
       voters: this.raft.config.voters,
       learners: this.raft.config.learners,
     };
