@@ -326,7 +326,9 @@ export class DlmNode {
       term: this.raft.term,
       leaderId: this.raft.leaderId,
       commitIndex: this.raft.log.commitIndex,
-      appliedIndex: this.raft.log.appliedIndex,
+      // The state machine's index, not the core's: committed entries apply (and are
+      // answered) while their Ready is written, before the core learns of it.
+      appliedIndex: this.locks.lastAppliedIndex,
       voters: this.raft.config.voters,
       learners: this.raft.config.learners,
     };
@@ -998,30 +1000,18 @@ export class DlmNode {
   private async handleReady(ready: Ready): Promise<void> {
     // 1. What need not wait for the disk.
     this.sendRaft(ready.earlyMessages);
+    this.noteLeader(ready);
+    // Committed entries are on a majority's disks already (Ready, step 5), so applying
+    // them needs nothing this Ready writes: their answers leave while the write runs.
+    // A snapshot must be applied first, and only once it is stored.
+    const applyEarly = ready.snapshot === null;
+    if (applyEarly) this.applyCommitted(ready);
     // 2 and 3. Persist, and tell the core once it is durable.
     await this.persist(ready);
-    if (ready.softState !== null && ready.softState.leaderId !== this.lastLeaderId) {
-      this.lastLeaderId = ready.softState.leaderId;
-      // Writes forwarded to the old leader and not yet placed in the log may be lost with
-      // it; fail them now rather than at their deadline, so clients retry (with the same
-      // request id, which the state machine deduplicates) within an election.
-      this.proposals.failUnplaced(
-        unavailable('the leader changed before the write was placed', ready.softState.leaderId),
-        this.clock.nowMs(),
-      );
-      for (const observer of this.observers) observer.leaderChanged?.();
-    }
     // 4. Send what waited for the disk.
     this.sendRaft(ready.messages);
     // 5. Apply.
-    if (ready.snapshot !== null) {
-      this.restoreStateMachine(ready.snapshot);
-      this.outbox.flush();
-      this.addresses.reconcile(this.raft.config);
-      const index = ready.snapshot.metadata.index;
-      for (const listener of this.restoredListeners) listener(index);
-    }
-    for (const entry of ready.committedEntries) this.applyEntry(entry);
+    if (!applyEarly) this.applyCommitted(ready);
     // 6. Reads whose index is known.
     for (const readState of ready.readStates) {
       const read = this.reads.get(readState.context);
@@ -1033,6 +1023,31 @@ export class DlmNode {
     this.releaseAppliedWaiters();
     this.snapshotter.maybeStart();
     await this.snapshotter.compactStep(ready.entries.length);
+  }
+
+  private noteLeader(ready: Ready): void {
+    if (ready.softState !== null && ready.softState.leaderId !== this.lastLeaderId) {
+      this.lastLeaderId = ready.softState.leaderId;
+      // Writes forwarded to the old leader and not yet placed in the log may be lost with
+      // it; fail them now rather than at their deadline, so clients retry (with the same
+      // request id, which the state machine deduplicates) within an election.
+      this.proposals.failUnplaced(
+        unavailable('the leader changed before the write was placed', ready.softState.leaderId),
+        this.clock.nowMs(),
+      );
+      for (const observer of this.observers) observer.leaderChanged?.();
+    }
+  }
+
+  private applyCommitted(ready: Ready): void {
+    if (ready.snapshot !== null) {
+      this.restoreStateMachine(ready.snapshot);
+      this.outbox.flush();
+      this.addresses.reconcile(this.raft.config);
+      const index = ready.snapshot.metadata.index;
+      for (const listener of this.restoredListeners) listener(index);
+    }
+    for (const entry of ready.committedEntries) this.applyEntry(entry);
   }
 
   /**

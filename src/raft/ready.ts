@@ -24,7 +24,10 @@ import type { Entry, HardState, Message, ReadState, Snapshot, SoftState } from '
  * 4. Send `messages`. They may be sent in any order and may be lost.
  * 5. Apply `snapshot` to the state machine (if any), then `committedEntries` in order.
  *    Every one of them is on the disks of a majority of voters, if not yet on this
- *    node's own (a leader commits on its followers' copies while its write runs).
+ *    node's own (a leader commits on its followers' copies while its write runs). So
+ *    when the Ready holds no snapshot, the host may apply them before or while step 2
+ *    runs: nothing this node writes makes them more durable. A snapshot is applied only
+ *    once stored, and its committed entries after it.
  * 6. Serve `readStates` once the state machine has applied their index.
  *
  * `softState` is informational and needs no persistence.

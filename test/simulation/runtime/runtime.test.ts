@@ -101,19 +101,19 @@ describe('the runtime simulation has teeth', () => {
   // node does what the log says, not what clients were told, so these are weaker teeth
   // than the first.
   const TEETH: readonly [keyof typeof INJECTED_RUNTIME_BUGS, number, number, RegExp][] = [
-    // Rare (seeds 232 and 698 of 1..800 since the per-turn Raft outbox moved every run;
-    // before it 608, and 184 before the auth and listing merges): the range states where
-    // the catch is.
-    ['idsRestartWithProcess', 691, 700, /^Violation: Answer: /],
+    // Rare (10 of seeds 1..1000 since committed entries apply while their Ready is
+    // written, first 89; before that 232 and 698 of 1..800): the range states where the
+    // catch is.
+    ['idsRestartWithProcess', 81, 90, /^Violation: Answer: /],
     [
       'staleRememberedGrant',
       1,
       20,
       /^Violation: (State( machine safety)?|Answer|Mutual exclusion|Give-back): /,
     ],
-    // Seeds 301 and 385 of 1..400 since the per-turn Raft outbox and its review fixes
-    // (before them, within 41..60).
-    ['giveBackByEntryIndex', 381, 390, /^Violation: (State( machine safety)?|Abandoned acquire): /],
+    // Seeds 334, 497 and 839 of 1..1000 since committed entries apply while their Ready
+    // is written (before that 301 and 385 of 1..400).
+    ['giveBackByEntryIndex', 331, 340, /^Violation: (State( machine safety)?|Abandoned acquire): /],
     // Each node's config has its own lock section (options.lockSections): a node that
     // applies its file's rules instead of the log's applies some entry differently.
     [
