@@ -1,6 +1,6 @@
 import type { ApplyOutput } from '../../lock/index.ts';
 import type { AppliedListener, NodeObserver } from '../node.ts';
-import { ContentionWindow } from './contention.ts';
+import { ContentionWindow, DEFAULT_CONTENTION } from './contention.ts';
 import { IndexClock } from './index-clock.ts';
 
 /** What the console follows of a node: its apply stream and its leader changes. */
@@ -24,7 +24,7 @@ const LEADER_CHANGES_KEPT = 64;
  */
 export class ConsoleActivity {
   readonly clock: IndexClock;
-  readonly contention = new ContentionWindow();
+  readonly contention: ContentionWindow;
   private readonly leaderChanges: number[] = [];
   private readonly unsubscribe: () => void;
 
@@ -33,6 +33,7 @@ export class ConsoleActivity {
     private readonly nowMs: () => number = () => performance.now(),
   ) {
     this.clock = new IndexClock(INDEX_SAMPLES, INDEX_RESOLUTION_MS, nowMs());
+    this.contention = new ContentionWindow(DEFAULT_CONTENTION, nowMs());
     this.unsubscribe = node.subscribe((index, output) => this.applied(index, output));
     node.observe({ leaderChanged: () => this.leaderChanged() });
   }
