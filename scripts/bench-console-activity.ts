@@ -24,6 +24,7 @@ const node = {
     return () => {};
   },
   observe: (_observer: NodeObserver) => {},
+  status: () => ({ commitIndex: 0 }),
 };
 new ConsoleActivity(node);
 const consoleListener = listener;

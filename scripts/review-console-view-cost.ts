@@ -44,7 +44,11 @@ const status: NodeStatus = {
   learners: [],
 };
 const node = { id: nodeId('n1'), locks: machine, status: () => status };
-const activity = new ConsoleActivity({ subscribe: () => () => {}, observe: () => {} });
+const activity = new ConsoleActivity({
+  subscribe: () => () => {},
+  observe: () => {},
+  status: () => ({ commitIndex: 0 }),
+});
 const times: number[] = [];
 let bytes = 0;
 for (let run = 0; run < 15; run++) {

@@ -52,7 +52,11 @@ describe('review: console frame size', () => {
       learners: [],
     };
     const node = { id: nodeId('n1'), locks: machine, status: () => status };
-    const activity = new ConsoleActivity({ subscribe: () => () => {}, observe: () => {} });
+    const activity = new ConsoleActivity({
+      subscribe: () => () => {},
+      observe: () => {},
+      status: () => ({ commitIndex: 0 }),
+    });
     const view = nodeView(node, activity, '', ROWS_MAX, 0);
     expect(view.locks.rows.length).toBe(ROWS_MAX);
     expect(view.locks.total).toBe(HELD);

@@ -31,6 +31,22 @@ describe('IndexClock', () => {
 });
 
 describe('ContentionWindow', () => {
+  it('rates hand-offs over the time watched: a young window is shorter, but at least a bucket', () => {
+    const window = new ContentionWindow(
+      { bucketMs: 1_000, buckets: 300, locksPerBucketMax: 10 },
+      50_000,
+    );
+    window.handedOff('a', 10, 50_100);
+    window.handedOff('a', 10, 54_000);
+    expect(window.top(10, 55_000).locks[0]?.handoffsPerSecond).toBe(2 / 5);
+    const young = new ContentionWindow(
+      { bucketMs: 1_000, buckets: 300, locksPerBucketMax: 10 },
+      50_000,
+    );
+    young.handedOff('a', 10, 50_100);
+    expect(young.top(10, 50_200).locks[0]?.handoffsPerSecond).toBe(1);
+  });
+
   it('ranks locks by waits in the window, and forgets buckets older than it', () => {
     const window = new ContentionWindow({ bucketMs: 1_000, buckets: 3, locksPerBucketMax: 2 });
     window.queued('a', 100);
@@ -46,12 +62,14 @@ describe('ContentionWindow', () => {
         lock: 'b',
         waits: 2,
         handoffs: 2,
-        handoffsPerSecond: 2 / 3,
+        handoffsPerSecond: 2 / 2.5, // over the 2.5 s watched, not the 3 s window
         waitMsMean: 600,
         waitMsMax: 800,
       },
       { lock: 'a', waits: 1, handoffs: 0, handoffsPerSecond: 0, waitMsMean: null, waitMsMax: null },
     ]);
+    // Once the window is full, the rate is over its whole length.
+    expect(window.top(10, 3_200).locks[0]?.handoffsPerSecond).toBe(2 / 3);
     // At 3.5 s the first bucket (0-1 s) has left the 3 s window.
     expect(window.top(10, 3_500).locks.map((row) => [row.lock, row.waits])).toEqual([['b', 1]]);
     expect(window.top(10, 4_500).locks).toEqual([]);

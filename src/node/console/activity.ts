@@ -1,12 +1,13 @@
 import type { ApplyOutput } from '../../lock/index.ts';
 import type { AppliedListener, NodeObserver } from '../node.ts';
-import { ContentionWindow } from './contention.ts';
+import { ContentionWindow, DEFAULT_CONTENTION } from './contention.ts';
 import { IndexClock } from './index-clock.ts';
 
 /** What the console follows of a node: its apply stream and its leader changes. */
 export interface FollowedNode {
   subscribe(listener: AppliedListener): () => void;
   observe(observer: NodeObserver): void;
+  status(): { readonly commitIndex: number };
 }
 
 /** Apply-time samples: 4,096 of them at 250 ms cover 17 minutes of steady writes, more when idle. */
@@ -24,8 +25,14 @@ const LEADER_CHANGES_KEPT = 64;
  */
 export class ConsoleActivity {
   readonly clock: IndexClock;
-  readonly contention = new ContentionWindow();
+  readonly contention: ContentionWindow;
   private readonly leaderChanges: number[] = [];
+  /**
+   * What the node knew committed when the console began: a start replays it from the
+   * snapshot at once, and its queueing and hand-offs happened before, not now. (What a
+   * node catches up on from the leader afterwards still counts as applied now.)
+   */
+  private readonly replayedThrough: number;
   private readonly unsubscribe: () => void;
 
   constructor(
@@ -33,6 +40,8 @@ export class ConsoleActivity {
     private readonly nowMs: () => number = () => performance.now(),
   ) {
     this.clock = new IndexClock(INDEX_SAMPLES, INDEX_RESOLUTION_MS, nowMs());
+    this.contention = new ContentionWindow(DEFAULT_CONTENTION, nowMs());
+    this.replayedThrough = node.status().commitIndex;
     this.unsubscribe = node.subscribe((index, output) => this.applied(index, output));
     node.observe({ leaderChanged: () => this.leaderChanged() });
   }
@@ -50,6 +59,7 @@ export class ConsoleActivity {
   private applied(index: number, output: ApplyOutput): void {
     const nowMs = this.nowMs();
     this.clock.note(index, nowMs);
+    if (index <= this.replayedThrough) return;
     for (const event of output.events) {
       if (event.type === 'queued') this.contention.queued(event.lock, nowMs);
       else if (event.type === 'waitEnded' && event.reason === 'granted') {

@@ -46,7 +46,11 @@ export const DEFAULT_CONTENTION: ContentionOptions = {
 export class ContentionWindow {
   private readonly ring: Bucket[] = [];
 
-  constructor(readonly options: ContentionOptions = DEFAULT_CONTENTION) {}
+  constructor(
+    readonly options: ContentionOptions = DEFAULT_CONTENTION,
+    /** When counting began: a window younger than its length is that much shorter. */
+    private readonly startedMs = 0,
+  ) {}
 
   get windowMs(): number {
     return this.options.bucketMs * this.options.buckets;
@@ -81,7 +85,14 @@ export class ContentionWindow {
         sums.set(lock, sum);
       }
     }
-    const seconds = this.windowMs / 1000;
+    // Per second of what was watched: right after a start, 5 minutes would understate a
+    // rate seen over a few seconds by 100 times. At least one bucket, so that a first
+    // hand-off does not read as a burst.
+    const watchedMs = Math.min(
+      this.windowMs,
+      Math.max(nowMs - this.startedMs, this.options.bucketMs),
+    );
+    const seconds = watchedMs / 1000;
     const locks = [...sums]
       .map(([lock, sum]) => ({
         lock,
