@@ -401,6 +401,7 @@ export async function serve(
 export class ApiCluster {
   readonly network = new MemoryNetwork();
   readonly nodes = new Map<NodeId, DlmNode>();
+  readonly storages = new Map<NodeId, MemoryWritableStorage>();
   readonly endpoints = new Map<NodeId, NodeEndpoints>();
   readonly logs: LogEntry[] = [];
   private requests = 0;
@@ -422,6 +423,7 @@ export class ApiCluster {
       );
       node.start();
       cluster.nodes.set(id, node);
+      cluster.storages.set(id, storage);
       cluster.endpoints.set(id, await serve(node, cluster.logs, options));
     }
     await cluster.leaderId();

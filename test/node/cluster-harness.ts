@@ -25,7 +25,11 @@ export class TestCluster {
   readonly nodes = new Map<NodeId, DlmNode>();
   private requests = 0;
 
-  constructor() {
+  constructor(
+    private readonly options: NodeRuntimeOptions = OPTIONS,
+    /** Called with each node before it starts, as serve.ts attaches its console. */
+    private readonly beforeStart: (node: DlmNode) => void = () => {},
+  ) {
     for (const [position, id] of ids.entries()) {
       this.storages.set(id, MemoryWritableStorage.bootstrap({ voters: ids, learners: [] }));
       this.start(id, position + 1);
@@ -35,7 +39,8 @@ export class TestCluster {
   start(id: NodeId, seed: number): DlmNode {
     const storage = this.storages.get(id);
     if (storage === undefined) throw new Error(`no storage for ${id}`);
-    const node = new DlmNode(id, storage, this.network.connect(id), OPTIONS, undefined, seed);
+    const node = new DlmNode(id, storage, this.network.connect(id), this.options, undefined, seed);
+    this.beforeStart(node);
     node.start();
     this.nodes.set(id, node);
     return node;

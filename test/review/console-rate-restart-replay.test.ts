@@ -1,12 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import type { LockCommand, LockResult } from '../../src/lock/index.ts';
+import type { LockCommand } from '../../src/lock/index.ts';
 import { ConsoleActivity } from '../../src/node/console/activity.ts';
-import { DlmError } from '../../src/node/errors.ts';
-import { DlmNode, type NodeRuntimeOptions } from '../../src/node/node.ts';
-import { MemoryWritableStorage } from '../../src/storage/index.ts';
-import { MemoryNetwork } from '../../src/transport/memory.ts';
-import { type NodeId, nodeId, type SessionId } from '../../src/util/ids.ts';
-import { OPTIONS } from '../node/cluster-harness.ts';
+import type { DlmNode, NodeRuntimeOptions } from '../../src/node/node.ts';
+import type { NodeId, SessionId } from '../../src/util/ids.ts';
+import { OPTIONS, sleep, TestCluster, writeVia } from '../node/cluster-harness.ts';
 
 /**
  * Review of console-rate (6d619ef): the hand-off rate is divided by the time the
@@ -23,56 +20,23 @@ import { OPTIONS } from '../node/cluster-harness.ts';
 // No snapshot during the test: the restarted node replays its whole log, as a
 // production node replays up to snapshotEntriesThreshold entries.
 const options: NodeRuntimeOptions = { ...OPTIONS, snapshotEntriesThreshold: 100_000 };
-const ids = [nodeId('n1'), nodeId('n2'), nodeId('n3')];
-
-const network = new MemoryNetwork();
-const storages = new Map<NodeId, MemoryWritableStorage>();
-const nodes = new Map<NodeId, DlmNode>();
 const activities = new Map<NodeId, ConsoleActivity>();
+let cluster: TestCluster | null = null;
 let requests = 0;
 
-function start(id: NodeId, seed: number): void {
-  const storage =
-    storages.get(id) ?? MemoryWritableStorage.bootstrap({ voters: ids, learners: [] });
-  storages.set(id, storage);
-  const node = new DlmNode(id, storage, network.connect(id), options, undefined, seed);
-  // As serve.ts: the console follows the node before it starts.
-  activities.set(id, new ConsoleActivity(node));
-  node.start();
-  nodes.set(id, node);
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function leader(): Promise<DlmNode> {
-  for (let attempt = 0; attempt < 300; attempt++) {
-    const found = [...nodes.values()].filter((node) => node.status().role === 'leader');
-    if (found.length === 1 && found[0]?.locks.rulesSetIndex !== null) return found[0] as DlmNode;
-    await sleep(10);
-  }
-  throw new Error('no leader');
-}
-
-async function write(command: LockCommand): Promise<LockResult> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    try {
-      return (await (await leader()).write(command)).result;
-    } catch (error) {
-      if (!(error instanceof DlmError) || error.code === 'INTERNAL') throw error;
-      await sleep(20);
-    }
-  }
-  throw new Error(`write ${command.type} failed`);
-}
-
 afterEach(async () => {
-  await Promise.all([...nodes.values()].map((node) => node.stop()));
-  nodes.clear();
+  await cluster?.stopAll();
+  cluster = null;
 });
 
 describe('console-rate review: hand-offs per second after a restart', () => {
   it('a restarted node with no live hand-offs does not claim a higher rate than it measured live', async () => {
-    for (const [position, id] of ids.entries()) start(id, position + 1);
+    const c = new TestCluster(options, (node) => {
+      // As serve.ts: the console follows the node before it starts.
+      activities.set(node.id, new ConsoleActivity(node));
+    });
+    cluster = c;
+    const write = (command: LockCommand) => writeVia(() => c.leader(), command);
     const sessions: SessionId[] = [];
     for (const name of ['a', 'b']) {
       const opened = await write({
@@ -115,7 +79,7 @@ describe('console-rate review: hand-offs per second after a restart', () => {
         requestId: `r-${++requests}`,
       });
       // The waiter is granted as the holder lets go: a hand-off.
-      const holders = await (await leader()).read((locks) => locks.describe('hot').holders);
+      const holders = await (await c.leader()).read((locks) => locks.describe('hot').holders);
       const granted = holders[0];
       if (granted === undefined || granted.sessionId !== sessions[waiter]) {
         throw new Error('no hand-off');
@@ -124,19 +88,19 @@ describe('console-rate review: hand-offs per second after a restart', () => {
       holder = waiter;
       await sleep(350);
     }
-    const lead = await leader();
-    const follower = [...nodes.values()].find((node) => node !== lead) as DlmNode;
+    const lead = await c.leader();
+    const follower = [...c.nodes.values()].find((node) => node !== lead) as DlmNode;
     await sleep(300);
     const live = activities.get(follower.id)?.contention.top(10, performance.now()).locks[0];
     expect(live?.handoffs).toBe(HANDOFFS);
 
     // The follower restarts; nothing is handed off afterwards.
     await follower.stop();
-    nodes.delete(follower.id);
-    start(follower.id, 99);
+    c.nodes.delete(follower.id);
+    const again = c.start(follower.id, 99);
     const restarted = activities.get(follower.id) as ConsoleActivity;
     const target = lead.status().appliedIndex;
-    for (let i = 0; i < 300 && (nodes.get(follower.id)?.status().appliedIndex ?? 0) < target; i++) {
+    for (let i = 0; i < 300 && again.status().appliedIndex < target; i++) {
       await sleep(10);
     }
     const after = restarted.contention.top(10, performance.now()).locks[0];

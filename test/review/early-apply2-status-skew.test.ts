@@ -1,20 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { wireLockRules } from '../../src/api/rules.ts';
 import { DEFAULT_LOCK_LIMITS } from '../../src/lock/index.ts';
-import { DlmNode } from '../../src/node/node.ts';
-import type { PersistBatch } from '../../src/storage/index.ts';
-import { MemoryWritableStorage } from '../../src/storage/index.ts';
-import { MemoryNetwork } from '../../src/transport/memory.ts';
-import type { NodeId } from '../../src/util/ids.ts';
-import {
-  IDS,
-  type LogEntry,
-  NODE_OPTIONS,
-  type NodeEndpoints,
-  retrying,
-  serve,
-  sleep,
-} from '../api/harness.ts';
+import type { DlmNode } from '../../src/node/node.ts';
+import type { MemoryWritableStorage, PersistBatch } from '../../src/storage/index.ts';
+import { ApiCluster, NODE_OPTIONS, type NodeEndpoints, retrying } from '../api/harness.ts';
 
 /**
  * Review of early-apply2 (9c5eed7): committed entries apply to the lock state machine
@@ -45,30 +34,22 @@ interface Gate {
   release: () => void;
 }
 
-interface Node3 {
-  readonly id: NodeId;
+interface GatedNode {
   readonly node: DlmNode;
-  readonly storage: MemoryWritableStorage;
   readonly endpoints: NodeEndpoints;
   readonly gate: Gate;
 }
 
-let nodes: Node3[] = [];
+let cluster: ApiCluster | null = null;
+const gates: Gate[] = [];
 
 afterEach(async () => {
-  for (const n of nodes) {
-    n.gate.armedAboveCommit = null;
-    n.gate.release();
+  for (const gate of gates.splice(0)) {
+    gate.armedAboveCommit = null;
+    gate.release();
   }
-  for (const n of nodes) {
-    n.endpoints.lock.close();
-    n.endpoints.session.close();
-    n.endpoints.cluster.close();
-    n.endpoints.health.close();
-  }
-  await Promise.all(nodes.map((n) => n.endpoints.server.close(200)));
-  await Promise.all(nodes.map((n) => n.node.stop()));
-  nodes = [];
+  await cluster?.stop();
+  cluster = null;
 });
 
 /** Holds the first write whose hard state moves the commit index past the armed value. */
@@ -93,36 +74,17 @@ function gated(storage: MemoryWritableStorage): Gate {
   return gate;
 }
 
-async function startCluster(): Promise<void> {
-  const network = new MemoryNetwork();
-  const logs: LogEntry[] = [];
-  for (const [position, id] of IDS.entries()) {
-    const storage = MemoryWritableStorage.bootstrap({ voters: IDS, learners: [] });
-    const gate = gated(storage);
-    const node = new DlmNode(
-      id,
-      storage,
-      network.connect(id),
-      NODE_OPTIONS,
-      undefined,
-      position + 1,
-    );
-    node.start();
-    const endpoints = await serve(node, logs);
-    nodes.push({ id, node, storage, endpoints, gate });
-  }
-}
-
-async function leader(): Promise<Node3> {
-  const deadline = performance.now() + 10_000;
-  while (performance.now() < deadline) {
-    const leaders = nodes.filter((n) => n.node.status().role === 'leader');
-    const all = nodes.every((n) => n.node.locks.rulesSetIndex !== null);
-    const [only] = leaders;
-    if (leaders.length === 1 && only !== undefined && all) return only;
-    await sleep(10);
-  }
-  throw new Error('no leader with rules within 10 s');
+/** The leader of a started cluster (with the lock rules applied), its writes gated. */
+async function gatedLeader(): Promise<GatedNode> {
+  const started = await ApiCluster.start();
+  cluster = started;
+  const id = await started.leaderId();
+  const node = started.nodes.get(id);
+  const storage = started.storages.get(id);
+  if (node === undefined || storage === undefined) throw new Error(`no node ${id}`);
+  const gate = gated(storage);
+  gates.push(gate);
+  return { node, endpoints: started.at(id), gate };
 }
 
 /**
@@ -130,7 +92,7 @@ async function leader(): Promise<Node3> {
  * write may still be held) asks the same node for Status. Returns both.
  */
 async function answerThenStatus<T>(
-  at: Node3,
+  at: GatedNode,
   call: () => Promise<T>,
   // biome-ignore lint/suspicious/noExplicitAny: wire objects
 ): Promise<{ answer: T; status: any; heldWhenAnswered: boolean }> {
@@ -148,8 +110,7 @@ async function answerThenStatus<T>(
 
 describe('review early-apply2: Status while the Ready that applied is still being written', () => {
   it('never reports an applied index below an index the same node already answered at, nor lock rules from past its applied index', async () => {
-    await startCluster();
-    const l = await leader();
+    const l = await gatedLeader();
     const session = await retrying(() =>
       l.endpoints.lock.call('OpenSession', {
         ttl_ms: '10000',
