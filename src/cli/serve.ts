@@ -280,6 +280,7 @@ function runtimeOptions(config: ClusterFileConfig): NodeRuntimeOptions {
     snapshotEntriesThreshold: config.runtime.snapshotEntriesThreshold,
     compactionRetainEntries: config.runtime.compactionRetainEntries,
     compactionSliceEntries: config.runtime.compactionSliceEntries,
+    compactionHoldEntriesMax: config.runtime.compactionHoldEntriesMax,
     shutdownTransferMs: config.runtime.leadershipTransferTimeoutMs,
   };
 }

@@ -45,6 +45,13 @@ export interface RuntimeConfig {
    * the event loop longer (10-30 µs an entry); smaller ones take more synced writes.
    */
   readonly compactionSliceEntries: number;
+  /**
+   * While a follower that is still answering receives a snapshot from this leader, the
+   * log after that snapshot is kept, so the follower can continue from the log once it
+   * is installed instead of needing another snapshot. At most this many entries beyond
+   * what compaction would otherwise keep; past it the log is compacted as usual.
+   */
+  readonly compactionHoldEntriesMax: number;
   /** Client proposals (local or forwarded) waiting to apply on this node. Past it: RESOURCE_EXHAUSTED. */
   readonly pendingProposalsMax: number;
   /** A proposal not applied within this fails UNAVAILABLE; the client retries with the same request_id. */
@@ -195,6 +202,7 @@ export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
   snapshotEntriesThreshold: 10_000,
   compactionRetainEntries: 1_000,
   compactionSliceEntries: 250,
+  compactionHoldEntriesMax: 100_000,
   pendingProposalsMax: 4_096,
   proposalTimeoutMs: 5_000,
   readTimeoutMs: 5_000,

@@ -61,6 +61,8 @@ export interface NodeRuntimeOptions {
   readonly compactionRetainEntries: number;
   /** Log entries a compaction write deletes beyond what its Ready appended; absent: COMPACTION_SLICE_ENTRIES. */
   readonly compactionSliceEntries?: number;
+  /** Entries a follower receiving a snapshot may hold beyond the usual compaction; absent: none. */
+  readonly compactionHoldEntriesMax?: number;
   /** How long shutdown waits for a leadership transfer to finish. */
   readonly shutdownTransferMs: number;
 }
@@ -1111,6 +1113,7 @@ export class DlmNode {
         storage: this.storage,
         appliedIndex: () => this.raft.log.appliedIndex,
         installPending: () => this.raft.log.pendingSnapshot() !== null,
+        compactionFloor: () => this.raft.compactionFloor(),
         config: () => this.raft.config,
         captureState: () => this.locks.snapshot(),
         failed: (error) => this.stopOnFailure(error),

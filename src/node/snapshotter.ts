@@ -35,6 +35,8 @@ export interface SnapshotterHost {
   appliedIndex(): LogIndex;
   /** A snapshot from the leader is waiting to be installed: do not take one now. */
   installPending(): boolean;
+  /** Raft's compactionFloor(): the log a follower receiving a snapshot will need. */
+  compactionFloor?(): LogIndex | null;
   config(): ClusterConfig;
   /** The state machine's state at the applied index, in arrays of its own. */
   captureState(): LockSnapshot;
@@ -52,6 +54,8 @@ export interface SnapshotterOptions {
   readonly compactionRetainEntries: number;
   /** Log entries one compaction step deletes beyond what the Ready appended; absent: COMPACTION_SLICE_ENTRIES. */
   readonly compactionSliceEntries?: number;
+  /** Entries kept beyond compactionRetainEntries for a follower receiving a snapshot; absent: 0. */
+  readonly compactionHoldEntriesMax?: number;
   /** Runs between slices of the encoding; production lets the event loop turn. */
   readonly pause?: () => Promise<void>;
 }
@@ -127,7 +131,15 @@ export class Snapshotter {
   compactionBacklog(): number {
     const { storage } = this.host;
     const target = Math.min(this.compactTarget, storage.snapshot().metadata.index);
-    return Math.max(0, target - (storage.firstIndex() - 1));
+    return Math.max(0, this.heldFor(target) - (storage.firstIndex() - 1));
+  }
+
+  /** `target`, lowered to Raft's compaction floor when that is within the hold limit. */
+  private heldFor(target: number): number {
+    const floor = this.host.compactionFloor?.() ?? null;
+    if (floor === null || floor >= target) return target;
+    const holdMax = this.options.compactionHoldEntriesMax ?? 0;
+    return target - floor <= holdMax ? floor : target;
   }
 
   /**

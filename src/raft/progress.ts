@@ -27,6 +27,8 @@ export interface SnapshotTransfer {
   round: number;
   /** Heartbeat ticks since the last chunk went out without an answer. */
   idleTicks: number;
+  /** Heartbeat ticks since the follower last answered a chunk (rewinds do not reset it). */
+  silentTicks: number;
 }
 
 export class Progress {
@@ -84,6 +86,7 @@ export class Progress {
       sentOffset: 0,
       round: 0,
       idleTicks: 0,
+      silentTicks: 0,
     };
   }
 

@@ -179,6 +179,27 @@ export class Raft {
     return this.progress.get(id);
   }
 
+  /**
+   * The highest index the host may compact its log to without stranding a follower that
+   * is receiving a snapshot: once installed, that follower continues from the entry after
+   * the snapshot, and if compaction took that entry meanwhile it needs another snapshot.
+   * Where snapshots take longer to stream than the log takes to outgrow what compaction
+   * retains, it would never catch up (simulator seed 222161048: three followers each
+   * received one snapshot after another for 30 s). Only followers that answered a chunk
+   * within an election timeout hold the log, so a dead one does not. Null: no hold.
+   */
+  compactionFloor(): LogIndex | null {
+    if (this.currentRole !== 'leader') return null;
+    let floor: LogIndex | null = null;
+    for (const [member, progress] of this.progress) {
+      const transfer = progress.snapshotTransfer;
+      if (member === this.id || transfer === null) continue;
+      if (transfer.silentTicks >= this.options.electionTimeoutTicks) continue;
+      if (floor === null || transfer.metadata.index < floor) floor = transfer.metadata.index;
+    }
+    return floor;
+  }
+
   // ---------------------------------------------------------------- host API
 
   /** Advances logical time by one tick. */
@@ -969,6 +990,7 @@ export class Raft {
       return;
     }
     transfer.idleTicks = 0;
+    transfer.silentTicks = 0;
     if (message.nextOffset > message.chunkOffset) {
       // Progress is progress, whatever round the chunk was sent in.
       transfer.ackedOffset = Math.max(transfer.ackedOffset, message.nextOffset);
@@ -1164,6 +1186,7 @@ export class Raft {
       const transfer = progress.snapshotTransfer;
       if (transfer === null) continue;
       transfer.idleTicks += this.options.heartbeatIntervalTicks;
+      transfer.silentTicks += this.options.heartbeatIntervalTicks;
       if (transfer.idleTicks >= this.options.electionTimeoutTicks) {
         // Nothing answered for a while: send the window again from the confirmed offset.
         transfer.idleTicks = 0;

@@ -114,6 +114,48 @@ describe('§7 Log compaction and InstallSnapshot', () => {
     expect(network.state(c)).toEqual(network.state(a));
   });
 
+  it('the log after a snapshot being streamed is held from compaction while the follower answers, and only then', () => {
+    const { network } = compactedWhileCIsAway(84);
+    const leader = network.raft(a);
+    expect(leader.compactionFloor()).toBeNull();
+    // Only the first chunk gets through (and, later, one more): the transfer is under
+    // way, and c has answered it.
+    let passes = 0;
+    const passed = new WeakSet<object>(); // filters see a message at sending and at delivery
+    const stall = network.dropIf((m) => {
+      if (m.type !== 'InstallSnapshot' || m.offset === 0 || passed.has(m)) return false;
+      if (passes === 0) return true;
+      passes--;
+      passed.add(m);
+      return false;
+    });
+    network.tickAll(1);
+    network.stabilize();
+    expect(leader.progressOf(c)?.state).toBe('snapshot');
+    expect(leader.compactionFloor()).toBe(32);
+    expect(network.raft(b).compactionFloor()).toBeNull();
+    // A follower that stops answering for an election timeout holds nothing.
+    const silence = network.dropIf((m) => m.type === 'InstallSnapshotResponse');
+    network.tickAll(9);
+    network.stabilize();
+    expect(leader.compactionFloor()).toBe(32);
+    network.tickAll(1);
+    expect(leader.compactionFloor()).toBeNull();
+    expect(leader.progressOf(c)?.state).toBe('snapshot');
+    // Once it answers again (the resent first chunk) it holds the log again.
+    silence();
+    passes = 1;
+    network.tickUntil(() => leader.compactionFloor() !== null, 20);
+    expect(leader.compactionFloor()).toBe(32);
+    // Once installed, nothing is held.
+    stall();
+    network.tickUntil(() => network.node(c).appliedSnapshots.length > 0, 50);
+    network.stabilize();
+    expect(network.node(c).appliedSnapshots.map((m) => m.index)).toEqual([32]);
+    expect(leader.progressOf(c)?.state).not.toBe('snapshot');
+    expect(leader.compactionFloor()).toBeNull();
+  });
+
   it('a lost chunk is sent again, and the transfer completes', () => {
     const { network } = compactedWhileCIsAway(82);
     let lost = false;

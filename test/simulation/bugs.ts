@@ -89,6 +89,17 @@ class FollowerReadsAppliedIndex extends Raft {
   }
 }
 
+/**
+ * A leader compacts past a snapshot it is streaming to a follower (no compaction floor).
+ * Where snapshots stream slower than the log outgrows what compaction keeps, that
+ * follower receives one snapshot after another and never catches up.
+ */
+class IgnoresCompactionFloor extends Raft {
+  override compactionFloor(): LogIndex | null {
+    return null;
+  }
+}
+
 /** An expiry applies even when a refresh came after the one the leader timed. */
 class ExpiresRefreshedSessions extends LockStateMachine {
   protected override expiryGuardHolds(_last: LogIndex, _timed: LogIndex): boolean {
@@ -124,6 +135,7 @@ export const INJECTED_BUGS = {
   localReadsSkipHeartbeatRound: subclass(LocalReadsSkipHeartbeatRound),
   tokenFromRequestEntry: lockSubclass(TokenFromRequestEntry),
   followerReadsAppliedIndex: subclass(FollowerReadsAppliedIndex),
+  ignoresCompactionFloor: subclass(IgnoresCompactionFloor),
 } as const satisfies Record<string, SimBugs>;
 
 export type InjectedBug = keyof typeof INJECTED_BUGS;

@@ -113,6 +113,25 @@ describe('the simulator has teeth: injected bugs are caught', () => {
 });
 
 /**
+ * Seed 222161048 draws 256-byte snapshot chunks one at a time, a snapshot every 3
+ * entries and 50 entries kept behind it: a 22 KB snapshot takes ~2.7 s to stream while
+ * the log outgrows 50 entries in ~1.5 s. Before the compaction floor, three followers
+ * received one snapshot after another for the whole 30 s liveness window.
+ */
+describe('a follower receiving a snapshot holds the log after it', () => {
+  const SLOW_SNAPSHOT_SEED = 222161048;
+  it(`seed ${SLOW_SNAPSHOT_SEED} catches every follower up, and fails without the floor`, () => {
+    expect(runSimulation(SLOW_SNAPSHOT_SEED).violation).toBeNull();
+    const violation = runSimulation(
+      SLOW_SNAPSHOT_SEED,
+      {},
+      INJECTED_BUGS.ignoresCompactionFloor,
+    ).violation;
+    expect(violation).toMatch(/^Violation: Liveness: .* snapshot match=/);
+  });
+});
+
+/**
  * The newer teeth are measured, not just found once: each runs a fixed range of seeds
  * with the default options (what `npm run simulate` runs) and must be caught on at
  * least `caughtMin` of them. The rate is printed, so a checker that goes blunt shows

@@ -681,7 +681,10 @@ export class Simulator {
       replica.config,
       replica.encodeSnapshot(this.options.snapshotPaddingBytes),
     );
-    node.disk.compact(logIndex(Math.max(0, index - this.options.compactionRetainEntries)));
+    // A follower receiving a snapshot from this node holds the log after that snapshot.
+    const floor = raft.compactionFloor() ?? index;
+    const target = Math.min(index - this.options.compactionRetainEntries, floor);
+    node.disk.compact(logIndex(Math.max(0, target)));
   }
 
   private sendAll(all: readonly Message[]): void {
@@ -1188,7 +1191,7 @@ function describeEvent(event: SimEvent): string {
   switch (event.kind) {
     case 'deliver': {
       const { type, from, to, term } = event.message;
-      return `deliver ${type} ${from}->${to} t${term}`;
+      return `deliver ${type} ${from}->${to} t${term}${messageDetail(event.message)}`;
     }
     case 'tick':
     case 'synced':
@@ -1198,6 +1201,26 @@ function describeEvent(event: SimEvent): string {
       return `resume ${event.node}`;
     default:
       return event.kind;
+  }
+}
+
+/** The fields that explain replication stalls (found seed 222161048's snapshot treadmill). */
+function messageDetail(message: Message): string {
+  switch (message.type) {
+    case 'AppendEntries': {
+      const first = message.entries[0]?.index ?? '-';
+      return ` prev=${message.prevLogIndex}/${message.prevLogTerm} entries=${message.entries.length} first=${first} commit=${message.leaderCommit}`;
+    }
+    case 'AppendEntriesResponse':
+      return message.success
+        ? ` ok match=${message.matchIndex}`
+        : ` rejected=${message.rejectedIndex} hint=${message.hintIndex}/${message.hintTerm}`;
+    case 'InstallSnapshot':
+      return ` snapshot=${message.metadata.index} offset=${message.offset} round=${message.round} bytes=${message.chunk.byteLength}${message.done ? ' done' : ''}`;
+    case 'InstallSnapshotResponse':
+      return ` snapshot=${message.snapshotIndex} offset=${message.chunkOffset} round=${message.round} next=${message.nextOffset}${message.installed ? ' installed' : ''}`;
+    default:
+      return '';
   }
 }
 
