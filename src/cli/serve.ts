@@ -58,6 +58,7 @@ export async function serve(args: ServeArgs): Promise<void> {
   });
   // Read before anything starts, so a missing or unreadable file stops start-up with its field named.
   const security = await NodeSecurity.load(config, id, logger);
+  warnIfPeersPlaintext(config, self.peerListenAddress, logger);
   const directory = nodeDataDir(config, id);
   const storage = await LevelStorage.open(directory, {
     bootstrap: args.join
@@ -73,6 +74,7 @@ export async function serve(args: ServeArgs): Promise<void> {
   const identity = await checkedIdentity(storage, id, config.clusterId, directory, logger);
   const transport = await startPeerTransport(config, self, security, logger);
   const logForeign = rateLimitedPerKey(FOREIGN_LOG_INTERVAL_MS);
+  const peerAuthFailure = security.authFailures.listener('peer');
   const traffic = new PeerTraffic(transport);
   const node = new DlmNode(id, storage, traffic, runtimeOptions(config));
   running = node;
@@ -124,6 +126,13 @@ export async function serve(args: ServeArgs): Promise<void> {
       }),
     clusterIdAdopted: (clusterId) =>
       logger.info({ clusterId }, 'learned the cluster id from a peer and saved it'),
+    // Counted in dlm_auth_failures_total and logged at warn, rate-limited per sender.
+    forwardFromNonMember: (from, members) =>
+      peerAuthFailure(
+        from,
+        'not_a_member',
+        `a write forwarded by ${from}, which is not a member of the cluster (members: ${members.join(', ')}), was refused: a removed node, a node certificate for an id never added, or a stranger with the cluster id; or, for a moment, a member this leader has not applied yet`,
+      ),
     // The leader's span of a traced call that a follower forwarded.
     forwardedWrite: (trace, from, outcome) =>
       logger.debug(
@@ -367,6 +376,25 @@ function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]
  * of an older version writes and checks none, so a mutual-TLS cluster that is upgraded
  * one node at a time must not start owning sessions halfway (replicas would diverge).
  */
+/**
+ * An auth section protects nothing from whoever reaches a plaintext peer port: the
+ * cluster id travels in clear in every peer message, and with it anyone may forward a
+ * write naming itself a member and carrying any identity, or speak Raft as one. Not
+ * refused (a private network between the nodes is a setup we support, and a node that
+ * stopped starting after an upgrade would be worse), but said loudly at every start.
+ */
+function warnIfPeersPlaintext(
+  config: ClusterFileConfig,
+  peerListenAddress: string,
+  logger: Logger,
+): void {
+  if (config.auth === null || config.tls !== null) return;
+  logger.warn(
+    { peerListenAddress, risk: 'peers-plaintext-under-auth' },
+    `the auth section is enforced on the client port only: the peer port ${peerListenAddress} is plaintext (no tls section), so anyone who can reach it and reads the cluster id off the network can write as any identity and bypass every permission; bearer tokens also cross the network in clear. Fix: add a tls section (dlm certs init makes the certificates), so that peers must present node certificates; until then keep the peer port on a network only the nodes reach`,
+  );
+}
+
 function authOption(config: ClusterFileConfig, logger: Logger): { auth?: Authenticator } {
   if (config.auth === null) return {};
   const auth = new Authenticator(config.auth, (reason) =>

@@ -21,12 +21,20 @@ export type AuthFailureReason =
   /** A certificate of the cluster's CA without a node id: a lock client's on the peer port. */
   | 'not_a_node'
   /** A node certificate, but of another node than the one the peer claims to be. */
-  | 'wrong_node_id';
+  | 'wrong_node_id'
+  /**
+   * A forwarded write from a node the leader does not count among the members: a removed
+   * node, a certificate issued for an id never added, a stranger that learned the cluster
+   * id (plaintext peers), or, briefly, a member the leader has not applied yet (see
+   * DlmNode.countsAsMember).
+   */
+  | 'not_a_member';
 
 export const AUTH_FAILURE_REASONS: readonly AuthFailureReason[] = [
   'tls_handshake',
   'not_a_node',
   'wrong_node_id',
+  'not_a_member',
 ];
 
 /** Reports a refused peer or client: who (address or claimed id), why, and a detail without secrets. */
@@ -49,7 +57,7 @@ export function certificateNodeIds(
 }
 
 export interface IdentityProblem {
-  readonly reason: Exclude<AuthFailureReason, 'tls_handshake'>;
+  readonly reason: 'not_a_node' | 'wrong_node_id';
   readonly detail: string;
 }
 
