@@ -906,14 +906,10 @@ export class DlmNode {
     return from !== this.id && (voters.includes(from) || learners.includes(from));
   }
 
-  /** A forwarded write that lockRulesUnset holds back; undecodable data is the core's to take. */
+  /** A forwarded write that lockRulesUnset holds back (its data decodes: peerMessageProblem). */
   private rulesHoldBack(data: Uint8Array): boolean {
     if (this.raft.role !== 'leader' || this.locks.rulesSetIndex !== null) return false;
-    try {
-      return this.lockRulesUnset(decodeEntry(data).command);
-    } catch {
-      return false;
-    }
+    return this.lockRulesUnset(decodeEntry(data).command);
   }
 
   // ------------------------------------------------------------------ time

@@ -9,11 +9,12 @@ import { type NodeId, nodeId } from '../../src/util/ids.ts';
 import { ids, OPTIONS, sleep, TestCluster, until } from './cluster-harness.ts';
 
 /**
- * Issue 15, item 6: a leader takes forwarded writes only from the members of its config.
- * Anyone else who gets a message onto the peer port (a stranger with the cluster id, a
- * removed node, a certificate issued for an id never added) would otherwise have the
- * leader propose whatever it sends, under whatever identity, for every replica to apply.
- * A node being added must still have its writes taken from its first one.
+ * Issue 15, item 6: a leader takes forwarded writes only from the members of its config,
+ * and only data that decodes as a log entry. Anyone else who gets a message onto the
+ * peer port (a stranger with the cluster id, a removed node, a certificate issued for an
+ * id never added) would otherwise have the leader propose whatever it sends, under
+ * whatever identity, for every replica to apply. A node being added must still have its
+ * writes taken from its first one.
  */
 const [n1, , n3] = ids as [NodeId, NodeId, NodeId];
 const N4 = nodeId('n4');
@@ -50,7 +51,7 @@ function clientNames(node: DlmNode): string[] {
   return node.locks.sessionIds().map((id) => node.locks.session(id)?.clientName ?? '?');
 }
 
-describe('forwarded writes and membership', () => {
+describe('forwarded writes the leader takes', () => {
   it('the leader refuses, reports and does not answer a forward from a non-member, or in its own name', async () => {
     const c = new TestCluster();
     cluster = c;
@@ -74,6 +75,35 @@ describe('forwarded writes and membership', () => {
     expect([...(refused[0]?.members ?? [])].sort()).toEqual(ids);
     // The answers to the member's forward went to the member, not to the stranger.
     expect(answers).toEqual([]);
+  });
+
+  it("a member's forward that does not decode as an entry is dropped, not proposed: no replica stops", async () => {
+    const c = new TestCluster();
+    cluster = c;
+    const leader = await c.leader();
+    const failures: string[] = [];
+    const rejected: string[] = [];
+    for (const node of c.nodes.values()) {
+      node.observe({ failed: (error) => failures.push(`${node.id}: ${error.message}`) });
+    }
+    leader.observe({ peerMessageRejected: (_from, problem) => rejected.push(problem) });
+    const member = ids.find((id) => id !== leader.id) as NodeId;
+    const sender = c.network.connect(member);
+    // msgpack nil: every replica threw on it where it applied the entry.
+    sender.send({
+      kind: 'forward',
+      from: member,
+      to: leader.id,
+      proposalId: 'p/1',
+      data: Uint8Array.of(0xc0),
+    });
+    forge(sender, member, leader.id, 'after-the-bad-one');
+    await until(
+      () => clientNames(leader).includes('after-the-bad-one') || failures.length > 0,
+      'the next write to apply, or a node to stop',
+    );
+    expect(rejected).toEqual(['forward.data: expected an entry payload { p, c }']);
+    expect(failures).toEqual([]);
   });
 
   it('a removed node is refused once the leader applied its removal', async () => {
