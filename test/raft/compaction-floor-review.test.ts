@@ -5,6 +5,8 @@
  * host that honours it (the simulator's maybeSnapshot, the node's Snapshotter, which
  * compacts at every Ready) deletes the held entries while the follower still needs them,
  * and the follower gets another snapshot: the treadmill of seed 222161048 again.
+ * Fixed by holding for any follower that answered anything lately, from its snapshot
+ * while one streams and from its match after (both tests failed before).
  *
  * The host here is the node's Snapshotter reduced to its policy: snapshot every
  * INTERVAL applied entries, compact after every Ready to the snapshot less RETAIN, but
