@@ -89,8 +89,8 @@ function refusedWhenApplied(result: LockResult): boolean {
 
 /**
  * Whether this node's state shows `command` keeping alive, releasing or closing what its
- * identity has. Such a write is let past a spent budget: a tenant held back for its
- * refused writes must not lose its sessions, nor be kept from giving its locks back.
+ * identity has. Such a write may use the budget's second share: a tenant held back for
+ * its refused writes must not lose its sessions, nor be kept from giving its locks back.
  */
 function keepsOrGivesBack(
   locks: LockStateMachine,
@@ -100,7 +100,15 @@ function keepsOrGivesBack(
   const own = (id: SessionId): boolean => locks.ownerOf(id) === identity;
   switch (command.type) {
     case 'KeepAlive':
-      return command.sessionIds.length > 0 && command.sessionIds.every(own);
+      // A batch may name sessions that ended (an id at or below the applied index that
+      // no session has): the others are still kept alive. Not one this node has yet to
+      // apply: it may be another identity's, refused when applied.
+      return (
+        command.sessionIds.some(own) &&
+        command.sessionIds.every(
+          (id) => own(id) || (locks.ownerOf(id) === null && id <= locks.lastAppliedIndex),
+        )
+      );
     case 'CloseSession':
       return own(command.sessionId);
     case 'Release':

@@ -58,14 +58,20 @@ describe('RefusalBudget', () => {
     expect(budget.size).toBe(0);
   });
 
-  it('lets an exempt write past a spent budget, and charges it if it is refused after all', () => {
-    const budget = new RefusalBudget(1, 1_000, new Clock().now);
-    admitted(budget.admit('bob', NEVER_EXEMPT))(true);
+  it('lets a write that keeps or gives back the identity’s own use a second share, no more', () => {
+    const budget = new RefusalBudget(2, 1_000, new Clock().now);
+    for (let k = 0; k < 2; k++) admitted(budget.admit('bob', NEVER_EXEMPT))(true);
     expect(budget.admit('bob', NEVER_EXEMPT).admitted).toBe(false);
-    admitted(budget.admit('bob', () => true))(false);
-    expect(budget.spent('bob')).toBe(1);
-    admitted(budget.admit('bob', () => true))(true);
+    const exempt = () => true;
+    admitted(budget.admit('bob', exempt))(false);
     expect(budget.spent('bob')).toBe(2);
+    // Refused after all (its session ended before it applied): charged like any other.
+    admitted(budget.admit('bob', exempt))(true);
+    const inFlight = admitted(budget.admit('bob', exempt));
+    // Twice max is the bound, whatever the caller judged.
+    expect(budget.admit('bob', exempt).admitted).toBe(false);
+    inFlight(false);
+    expect(budget.spent('bob')).toBe(3);
   });
 
   it('charges a write that failed in doubt and was refused later', () => {

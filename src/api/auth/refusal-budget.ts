@@ -35,9 +35,13 @@ export type Admission =
  * last `windowMs` are at most `max`; past it a write is refused RESOURCE_EXHAUSTED before
  * it is proposed. A write holds its unit while in flight, so a burst cannot overshoot,
  * and gives it back at once unless it was refused; a refused one keeps it for the
- * window. So whatever the caller does, this node proposes at most `max` such entries
- * per identity per window; a write whose outcome was unknown (UNAVAILABLE, a timeout)
- * gives its unit back, and is charged if it turns out to have been refused.
+ * window. A write that keeps or gives back what the identity has (`exempt`, judged by
+ * the caller) may use a second `max`, so that a tenant held back keeps its sessions and
+ * can release: the judgement is this node's, and a session can end before the entry
+ * applies, so those are held to a bound too. So whatever the caller does, this node
+ * proposes at most 2 * `max` such entries per identity per window; a write whose
+ * outcome was unknown (UNAVAILABLE, a timeout) gives its unit back, and is charged if
+ * it turns out to have been refused.
  *
  * Refusals are counted in slices of a tenth of the window, so one may count up to a
  * tenth of the window longer than `windowMs`, never shorter.
@@ -55,21 +59,20 @@ export class RefusalBudget {
   }
 
   /**
-   * Admits one write of `identity`, or says why not. An `exempt` write (one this node
-   * expects to succeed and that keeps or gives back what the identity has, see
-   * client-write.ts) is admitted whatever the budget, and takes no unit; if it is
-   * refused after all, it is charged like any other.
+   * Admits one write of `identity`, or says why not. `exempt` (asked only when the first
+   * `max` units are taken) says whether the write keeps or gives back what the identity
+   * has (see client-write.ts), which may take a unit of the second `max`.
    */
   admit(identity: string, exempt: () => boolean): Admission {
     this.sweepOldest();
     const account = this.account(identity);
     this.expire(account);
-    if (account.inFlight + account.refused < this.max) {
+    const used = account.inFlight + account.refused;
+    if (used < this.max || (used < 2 * this.max && exempt())) {
       account.inFlight++;
       account.turnedAway = false;
-      return { admitted: true, settle: this.settleOnce(identity, account, true) };
+      return { admitted: true, settle: this.settleOnce(identity, account) };
     }
-    if (exempt()) return { admitted: true, settle: this.settleOnce(identity, account, false) };
     // Writes in flight alone are plain backpressure; refusals are worth an operator's look.
     const firstTurnedAway = account.refused > 0 && !account.turnedAway;
     if (account.refused > 0) account.turnedAway = true;
@@ -96,16 +99,12 @@ export class RefusalBudget {
     return this.accounts.size;
   }
 
-  private settleOnce(
-    identity: string,
-    account: Account,
-    reserved: boolean,
-  ): (refused: boolean) => void {
+  private settleOnce(identity: string, account: Account): (refused: boolean) => void {
     let open = true;
     return (refused) => {
       if (!open) return;
       open = false;
-      if (reserved) account.inFlight--;
+      account.inFlight--;
       this.expire(account);
       if (refused) this.addRefusal(account);
       this.forgetIfIdle(identity, account);
