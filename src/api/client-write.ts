@@ -16,7 +16,8 @@ import { rejectionError } from './errors.ts';
  * - under an `auth` section, an identity past its budget of writes refused when applied
  *   (RefusalBudget), with RESOURCE_EXHAUSTED and a retry hint.
  *
- * The state machine's checks stay the authority on what applies.
+ * The state machine's checks stay the authority on what applies. The API's own cleanup
+ * writes (Withdraw) and admin writes do not come here.
  */
 export async function clientWrite(
   context: ApiContext,
@@ -24,8 +25,7 @@ export async function clientWrite(
   command: LockCommand,
   lateApply?: LateApplyListener,
 ): Promise<AppliedProposal> {
-  const locks = context.node.locks;
-  const refusal = locks.ownerRefusal(command);
+  const refusal = context.node.locks.ownerRefusal(command);
   // Named as the state machine's refusal would be: each RPC proposes the command of its name.
   if (refusal !== null) throw rejectionError(refusal, `${command.type}Request`);
   const budget = context.auth?.refusals ?? null;

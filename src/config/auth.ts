@@ -84,9 +84,9 @@ const AUTH_FIELDS = [
 export const SCRYPT_VERIFICATIONS_DEFAULT = 2;
 const SCRYPT_VERIFICATIONS_MAX = 64;
 /**
- * About a tenth of runtime.pendingProposalsMax's default (4,096), so no one identity's burst fills a
- * node's pending writes, and far more than any client has in flight; refused writes
- * rarely come in more than ones and twos from a client that means well.
+ * About a tenth of runtime.pendingProposalsMax's default (4,096), so no one identity's
+ * burst fills a node's pending writes, and far more than any client has in flight;
+ * refused writes rarely come in more than ones and twos from a client that means well.
  */
 export const REFUSED_WRITES_PER_IDENTITY_DEFAULT = 400;
 export const REFUSED_WRITES_WINDOW_MS_DEFAULT = 10_000;

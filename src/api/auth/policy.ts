@@ -85,7 +85,8 @@ function quotaOf(limits: IdentityLimits): IdentityQuota {
 /**
  * A short digest of the whole policy (tokens' hashes, roles, identities, limits, the
  * budget of refused writes) in a canonical order, so two nodes with the same policy show
- * the same digest whatever the order of their files. It reveals nothing: tokens are hashed already, and it is cut short.
+ * the same digest whatever the order of their files. It reveals nothing: tokens are
+ * hashed already, and it is cut short.
  */
 export function policyDigest(config: AuthConfig): string {
   const sorted = <T>(entries: Iterable<[string, T]>): [string, T][] =>

@@ -86,7 +86,7 @@ export class RefusalBudget {
     this.addRefusal(account);
   }
 
-  /** Writes in flight and refusals counting now, for `identity`; for tests and metrics. */
+  /** Writes in flight and refusals counting now, for `identity` (for tests). */
   spent(identity: string): number {
     const account = this.accounts.get(identity);
     if (account === undefined) return 0;
@@ -94,7 +94,7 @@ export class RefusalBudget {
     return account.inFlight + account.refused;
   }
 
-  /** Identities with writes in flight or refusals counting; bounded by those callers. */
+  /** Identities remembered: those with writes in flight or refusals counting (for tests). */
   get size(): number {
     return this.accounts.size;
   }
