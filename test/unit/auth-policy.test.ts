@@ -156,6 +156,30 @@ describe('the auth section', () => {
     }
   });
 
+  it('bounds the budget of refused writes (default 400 per 10 s), naming the field', () => {
+    const defaults = parseAuth({ roles: {} });
+    expect(defaults.refusedWritesPerIdentityMax).toBe(400);
+    expect(defaults.refusedWritesWindowMs).toBe(10_000);
+    const set = parseAuth({
+      roles: {},
+      refusedWritesPerIdentityMax: 5,
+      refusedWritesWindowMs: 500,
+    });
+    expect([set.refusedWritesPerIdentityMax, set.refusedWritesWindowMs]).toEqual([5, 500]);
+    for (const wrong of [0, 1_000_001, 1.5, '2']) {
+      expect(problemsOf({ roles: {}, refusedWritesPerIdentityMax: wrong })).toEqual([
+        expect.stringMatching(/^auth\.refusedWritesPerIdentityMax: /),
+      ]);
+    }
+    for (const wrong of [0, 3_600_001, -1, null]) {
+      expect(problemsOf({ roles: {}, refusedWritesWindowMs: wrong })).toEqual([
+        expect.stringMatching(/^auth\.refusedWritesWindowMs: /),
+      ]);
+    }
+    // Nodes that would hold a tenant to different budgets show different digests.
+    expect(policyDigest(set)).not.toBe(policyDigest(defaults));
+  });
+
   it('is absent by default: the cluster stays open', () => {
     expect(parseClusterConfig({ nodes: NODES, dataDir: 'data' }, '/tmp').auth).toBeNull();
   });

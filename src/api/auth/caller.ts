@@ -3,6 +3,7 @@ import type { Metadata } from '@grpc/grpc-js';
 import { type AuthConfig, IDENTITY_BYTES_MAX } from '../../config/auth.ts';
 import { ApiError } from '../errors.ts';
 import { Policy } from './policy.ts';
+import { RefusalBudget } from './refusal-budget.ts';
 import { TokenVerifier } from './tokens.ts';
 
 /** Who made a call: the identity the node established, '' for an anonymous caller. */
@@ -36,6 +37,8 @@ export type AuthFailureReport = (reason: string) => void;
  */
 export class Authenticator {
   readonly policy: Policy | null;
+  /** Each identity's writes refused when applied, bounded; null without a policy (open). */
+  readonly refusals: RefusalBudget | null;
   private readonly tokens: TokenVerifier;
 
   constructor(
@@ -43,6 +46,10 @@ export class Authenticator {
     private readonly reportFailure: AuthFailureReport = () => {},
   ) {
     this.policy = config === null ? null : new Policy(config);
+    this.refusals =
+      config === null
+        ? null
+        : new RefusalBudget(config.refusedWritesPerIdentityMax, config.refusedWritesWindowMs);
     this.tokens = new TokenVerifier(config?.tokens ?? [], config?.scryptVerificationsMax);
   }
 
