@@ -5,8 +5,9 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tokenEntry } from '../../src/api/auth/tokens.ts';
 import { bearerInterceptor } from '../../src/client/bearer.ts';
+import { Caller, expectRefused, serving } from '../support/auth-caller.ts';
 import { makeCerts, tlsSectionFor } from '../support/certs.ts';
-import { loadServices, newRequestId, ProcessCluster } from '../support/process-cluster.ts';
+import { newRequestId, ProcessCluster } from '../support/process-cluster.ts';
 
 /**
  * Issue 15 on real processes: identities from client certificates (mutual TLS) and from
@@ -15,136 +16,6 @@ import { loadServices, newRequestId, ProcessCluster } from '../support/process-c
  * dlm-error-code. Calls go to followers too, so a write forwarded to the leader is judged
  * as the caller's, by the identity the follower established.
  */
-
-type Reply = Record<string, unknown>;
-type Outcome =
-  | { ok: true; reply: Reply }
-  | { ok: false; code: number; errorCode: string; message: string };
-
-/** A caller with its own credentials: one client per node and service. */
-class Caller {
-  private readonly clients = new Map<string, grpc.Client>();
-
-  constructor(
-    private readonly cluster: ProcessCluster,
-    private readonly credentials: grpc.ChannelCredentials,
-    private readonly options: grpc.ClientOptions = {},
-  ) {}
-
-  call(node: string, method: string, request: object, service = 'Lock'): Promise<Outcome> {
-    const client = this.client(node, service) as unknown as Record<
-      string,
-      (
-        request: object,
-        options: grpc.CallOptions,
-        callback: (error: grpc.ServiceError | null, reply: Reply) => void,
-      ) => void
-    >;
-    return new Promise((resolve) => {
-      client[method]?.call(client, request, { deadline: Date.now() + 10_000 }, (error, reply) => {
-        if (error === null) resolve({ ok: true, reply });
-        else
-          resolve({
-            ok: false,
-            code: error.code,
-            errorCode: String(error.metadata?.get('dlm-error-code')[0] ?? ''),
-            message: error.details,
-          });
-      });
-    });
-  }
-
-  /** The call must succeed; its reply. */
-  async ok(node: string, method: string, request: object, service = 'Lock'): Promise<Reply> {
-    const outcome = await this.call(node, method, request, service);
-    if (!outcome.ok) {
-      throw new Error(`${method} failed: ${outcome.code} ${outcome.errorCode} ${outcome.message}`);
-    }
-    return outcome.reply;
-  }
-
-  async openSession(node: string): Promise<string> {
-    const reply = await this.ok(node, 'OpenSession', {
-      ttl_ms: '60000',
-      client_name: 'authz',
-      request_id: newRequestId(),
-    });
-    return String(reply.session_id);
-  }
-
-  async acquire(node: string, lock: string, session: string): Promise<Outcome> {
-    return this.call(node, 'Acquire', {
-      lock,
-      session_id: session,
-      mode: 'EXCLUSIVE',
-      wait_ms: '0',
-      request_id: newRequestId(),
-      owner: `owner-of-${lock}`,
-    });
-  }
-
-  /** A Watch: the status it ended with, or 'streaming' once its initial metadata came. */
-  watch(node: string, prefix: string): Promise<Outcome | 'streaming'> {
-    const client = this.client(node, 'Lock') as unknown as {
-      Watch(request: object): grpc.ClientReadableStream<unknown>;
-    };
-    const stream = client.Watch({ prefix });
-    return new Promise((resolve) => {
-      stream.on('metadata', () => {
-        resolve('streaming');
-        stream.cancel();
-      });
-      stream.on('error', (error: grpc.ServiceError) =>
-        resolve({
-          ok: false,
-          code: error.code,
-          errorCode: String(error.metadata?.get('dlm-error-code')[0] ?? ''),
-          message: error.details,
-        }),
-      );
-      stream.on('data', () => {});
-    });
-  }
-
-  /** One call on a Lock.Session stream: its SessionResponse (result or error). */
-  sessionCall(node: string, call: object): Promise<Reply> {
-    const client = this.client(node, 'Lock') as unknown as {
-      Session(): grpc.ClientDuplexStream<object, Reply>;
-    };
-    const stream = client.Session();
-    return new Promise((resolve, reject) => {
-      stream.on('data', (response: Reply) => {
-        resolve(response);
-        stream.end();
-      });
-      stream.on('error', (error: grpc.ServiceError) => {
-        if (error.code !== grpc.status.CANCELLED) reject(error);
-      });
-      stream.write({ call_id: '1', timeout_ms: '10000', ...call });
-    });
-  }
-
-  close(): void {
-    for (const client of this.clients.values()) client.close();
-  }
-
-  private client(node: string, service: string): grpc.Client {
-    const key = `${service}/${node}`;
-    let client = this.clients.get(key);
-    if (client === undefined) {
-      const address = this.cluster.nodes.find((each) => each.id === node)?.clientAddress ?? '';
-      const Client = loadServices()[service];
-      if (Client === undefined) throw new Error(`no service ${service}`);
-      client = new Client(address, this.credentials, this.options);
-      this.clients.set(key, client);
-    }
-    return client;
-  }
-}
-
-function expectRefused(outcome: Outcome | 'streaming', code: grpc.status, errorCode: string): void {
-  expect(outcome).toMatchObject({ ok: false, code, errorCode });
-}
 
 const POLICY = {
   roles: {
@@ -155,18 +26,6 @@ const POLICY = {
   },
   limits: { sessionsPerIdentityMax: 3, locksHeldPerIdentityMax: 2, waitersPerIdentityMax: 1 },
 };
-
-/** Until `node` answers Status knowing a leader (bounded: 10 s). */
-async function serving(caller: Caller, node: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const outcome = await caller.call(node, 'Status', {}, 'Cluster');
-    const header = outcome.ok ? (outcome.reply.header as { leader_id?: string }) : undefined;
-    if ((header?.leader_id ?? '') !== '') return;
-    if (Date.now() > deadline) throw new Error(`${node} did not serve with a leader in 10 s`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 describe('identities, roles and owned sessions under mutual TLS (real processes)', () => {
   let cluster: ProcessCluster;
