@@ -305,6 +305,9 @@ describe('bearer tokens on a plaintext cluster (real processes)', () => {
       },
     });
     cluster.clientOptions = { interceptors: [bearerInterceptor(tokens.ops)] };
+    // Per-request log lines are at debug: they are checked below, for identities and
+    // for tokens in clear.
+    cluster.env = { DLM_LOG_LEVEL: 'debug' };
     cluster.startAll();
     await cluster.waitForLeader(20_000);
   }, 60_000);
@@ -454,4 +457,118 @@ describe('bearer tokens on a plaintext cluster (real processes)', () => {
       for (const caller of [alice, bob, nobody, forger]) caller.close();
     }
   });
+
+  it('counts each refused authentication by reason, and warns once per reason and host every 10 s however many', async () => {
+    const node = await cluster.waitForLeader(10_000);
+    const metricsAddress = cluster.nodes.find((each) => each.id === node)?.metricsAddress;
+    const failures = async (): Promise<Record<string, number>> => {
+      const body = await (await fetch(`http://${metricsAddress}/metrics`)).text();
+      const counts: Record<string, number> = {};
+      for (const match of body.matchAll(
+        /^dlm_auth_failures_total\{[^}]*reason="(\w+)"[^}]*\} (\S+)$/gm,
+      )) {
+        counts[match[1] ?? ''] = Number(match[2]);
+      }
+      return counts;
+    };
+    const warnings = (): Record<string, unknown>[] =>
+      logLines(cluster, node).filter(
+        (line) => line.msg === 'refused an authentication' && line.port === 'client',
+      );
+    const before = await failures();
+    const warnedBefore = warnings().length;
+    // Each kind from a new connection every time (a new client port), as a scanner would.
+    const FLOOD = 15;
+    const insecure = grpc.credentials.createInsecure();
+    const fresh = { 'grpc.use_local_subchannel_pool': 1 };
+    for (let i = 0; i < FLOOD; i++) {
+      const kinds = [
+        new Caller(cluster, insecure, fresh),
+        new Caller(cluster, insecure, {
+          ...fresh,
+          interceptors: [bearerInterceptor(`guess-${i}`)],
+        }),
+        new Caller(cluster, insecure, { ...fresh, interceptors: [bearerInterceptor('two words')] }),
+      ];
+      for (const caller of kinds) {
+        expectRefused(
+          await caller.call(node, 'Status', {}, 'Cluster'),
+          grpc.status.UNAUTHENTICATED,
+          'unauthenticated',
+        );
+        caller.close();
+      }
+    }
+    const after = await failures();
+    for (const reason of ['no_credentials', 'unknown_token', 'malformed_authorization']) {
+      expect((after[reason] ?? 0) - (before[reason] ?? 0), reason).toBe(FLOOD);
+    }
+    expect(after).toMatchObject({ identity_too_long: 0, tls_handshake: 0 });
+    // At most one line per reason in the flood (none if the test before warned of it in
+    // the last 10 s), each naming the reason and the address, never the token.
+    const flood = warnings().slice(warnedBefore);
+    const byReason = new Map<unknown, number>();
+    for (const line of flood) byReason.set(line.reason, (byReason.get(line.reason) ?? 0) + 1);
+    for (const [reason, count] of byReason) expect(count, String(reason)).toBe(1);
+    expect(new Set(warnings().map((line) => line.reason))).toEqual(
+      new Set(['no_credentials', 'unknown_token', 'malformed_authorization']),
+    );
+    expect(warnings()[0]?.peer).toMatch(/^127\.0\.0\.1:\d+$/);
+    const log = readFileSync(cluster.logPath(node), 'utf8');
+    expect(log).not.toContain('guess-');
+    expect(log).not.toContain('two words');
+  });
+
+  it("names the caller's identity on each request's log line, unary or on a Session stream", async () => {
+    const node = await cluster.waitForLeader(10_000);
+    const alice = new Caller(cluster, grpc.credentials.createInsecure(), {
+      interceptors: [bearerInterceptor(tokens.alice)],
+    });
+    try {
+      const requestId = newRequestId();
+      const opened = await alice.ok(node, 'OpenSession', {
+        ttl_ms: '60000',
+        client_name: 'logged',
+        request_id: requestId,
+      });
+      const streamed = await alice.sessionCall(node, {
+        keep_alive: { session_id: String(opened.session_id) },
+      });
+      expect(streamed.keep_alive).toMatchObject({ ttl_ms: '60000' });
+      const refused = await new Caller(cluster, grpc.credentials.createInsecure()).call(
+        node,
+        'Describe',
+        { lock: 'a/x' },
+      );
+      expectRefused(refused, grpc.status.UNAUTHENTICATED, 'unauthenticated');
+      await alice.ok(node, 'CloseSession', {
+        session_id: String(opened.session_id),
+        request_id: newRequestId(),
+      });
+      const calls = logLines(cluster, node).filter((line) => line.msg === 'call');
+      expect(calls.find((line) => line.requestId === requestId)).toMatchObject({
+        method: 'OpenSession',
+        identity: 'alice',
+        code: grpc.status.OK,
+      });
+      // On the stream: the same line, with the stream's identity.
+      expect(
+        calls.filter((line) => line.method === 'KeepAlive' && line.identity === 'alice'),
+      ).not.toHaveLength(0);
+      // A call that established no identity has none on its line.
+      const unauthenticated = calls.filter((line) => line.code === grpc.status.UNAUTHENTICATED);
+      expect(unauthenticated).not.toHaveLength(0);
+      for (const line of unauthenticated) expect(line).not.toHaveProperty('identity');
+      expect(readFileSync(cluster.logPath(node), 'utf8')).not.toContain(tokens.alice);
+    } finally {
+      alice.close();
+    }
+  });
 });
+
+function logLines(cluster: ProcessCluster, id: string): Record<string, unknown>[] {
+  return readFileSync(cluster.logPath(id), 'utf8')
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+}
