@@ -64,7 +64,8 @@ function watchAs(context: ApiContext, call: WatchCall, caller: Caller): void {
       refuse(error);
       return false;
     }
-    // Its credentials too (its token may be gone): asynchronous, so this event goes out.
+    // Its credentials too (its token may be gone); asynchronous, so this one event goes
+    // out before the answer is known.
     auth
       .authenticate(call)
       .then((again) => requirePermission(auth, again, 'read', prefix))

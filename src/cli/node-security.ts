@@ -126,9 +126,9 @@ function withoutPort(peer: string): string {
 
 /**
  * What SIGHUP reloads, in the order added: the node's certificates, then the access
- * policy (serve.ts). Each hook's failure is logged and leaves what it reloads
- * as it was; the others still run. Reloads never overlap: a SIGHUP during one runs
- * again after it.
+ * policy (serve.ts). Each hook's failure is logged and leaves what it reloads as it
+ * was; the others still run. Reloads never overlap: a SIGHUP during one runs again
+ * after it.
  */
 export class ReloadHooks {
   private readonly hooks: { name: string; run: () => Promise<unknown> }[] = [];

@@ -4,11 +4,10 @@ import { AUTH_FAILURE_REASONS, type AuthFailureReason } from '../transport/peer-
 /**
  * Refused authentications on every port of a node (TLS handshakes on the client and
  * peer ports, peer certificates that do not name the sender, API calls the auth section
- * does not admit): counted by reason for
- * dlm_auth_failures_total, and each handed to `log` (rate-limited by the caller, as a
- * hostile client can fail many times a second). Nothing secret is passed: addresses,
- * claimed ids, certificate subjects and serials, the TLS library's reason, and never a
- * token.
+ * does not admit): counted by reason for dlm_auth_failures_total, and each handed to
+ * `log` (rate-limited by the caller, as a hostile client can fail many times a second).
+ * Nothing secret is passed: addresses, claimed ids, certificate subjects and serials,
+ * the TLS library's reason, why a call was refused, never a token.
  */
 export class AuthFailures {
   private readonly counts = new Map<AuthFailureReason, number>(
