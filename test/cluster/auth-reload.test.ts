@@ -2,7 +2,6 @@ import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { policyDigest } from '../../src/api/auth/policy.ts';
@@ -10,9 +9,9 @@ import { tokenEntry } from '../../src/api/auth/tokens.ts';
 import { initCertificates } from '../../src/cli/certs.ts';
 import { bearerInterceptor } from '../../src/client/bearer.ts';
 import { DlmClient } from '../../src/client/index.ts';
-import { loadClusterConfig, type TlsMaterial } from '../../src/config/index.ts';
+import { loadClusterConfig } from '../../src/config/index.ts';
 import { Caller, expectRefused, type Outcome } from '../support/auth-caller.ts';
-import { makeCerts, type TestCerts } from '../support/certs.ts';
+import { makeCerts, servedSerial, type TestCerts } from '../support/certs.ts';
 import { newRequestId, ProcessCluster } from '../support/process-cluster.ts';
 
 /**
@@ -74,31 +73,6 @@ async function until(check: () => Promise<boolean>, what: string): Promise<void>
     if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-}
-
-function logLines(id: string): Record<string, unknown>[] {
-  return readFileSync(cluster.logPath(id), 'utf8')
-    .split('\n')
-    .filter((line) => line.startsWith('{'))
-    .map((line) => JSON.parse(line) as Record<string, unknown>);
-}
-
-/** The serial of the certificate a node's client port presents to a new connection. */
-function servedSerial(address: string, material: TlsMaterial): Promise<string> {
-  const [host, port] = [address.slice(0, address.lastIndexOf(':')), address.split(':').at(-1)];
-  return new Promise((resolve, reject) => {
-    const socket = tls.connect({
-      host,
-      port: Number(port),
-      ...material,
-      checkServerIdentity: () => undefined,
-    });
-    socket.once('secureConnect', () => {
-      resolve(socket.getPeerCertificate().serialNumber);
-      socket.destroy();
-    });
-    socket.once('error', reject);
-  });
 }
 
 beforeAll(async () => {
@@ -280,9 +254,9 @@ describe('SIGHUP reloads the access policy', () => {
     expect(status.stdout.match(new RegExp(` ${digestAfter} *$`, 'gm'))).toHaveLength(3);
     expect(status.stdout).not.toContain(digestBefore);
     for (const { id } of cluster.nodes) {
-      const reloaded = logLines(id).find(
-        (line) => line.msg === 'reloaded on SIGHUP' && line.what === 'access policy',
-      );
+      const reloaded = cluster
+        .logLines(id)
+        .find((line) => line.msg === 'reloaded on SIGHUP' && line.what === 'access policy');
       expect(reloaded?.outcome, id).toMatchObject({
         policyDigest: digestAfter,
         previousPolicyDigest: digestBefore,
@@ -300,10 +274,12 @@ describe('SIGHUP reloads the access policy', () => {
     });
     hangUpAll();
     const refused = (id: string) =>
-      logLines(id).find(
-        (line) =>
-          typeof line.msg === 'string' && line.msg.includes('could not reload access policy'),
-      );
+      cluster
+        .logLines(id)
+        .find(
+          (line) =>
+            typeof line.msg === 'string' && line.msg.includes('could not reload access policy'),
+        );
     for (const { id } of cluster.nodes) {
       await until(async () => refused(id) !== undefined, `${id} refuses the file`);
       const { err } = refused(id) as { err?: { message?: string } };
@@ -330,11 +306,13 @@ describe('SIGHUP reloads the access policy', () => {
     process.kill(cluster.pid(leader) ?? 0, 'SIGHUP');
     await until(
       async () =>
-        logLines(leader).some((line) =>
-          String((line.err as { message?: string } | undefined)?.message).includes(
-            'removing it needs a restart',
+        cluster
+          .logLines(leader)
+          .some((line) =>
+            String((line.err as { message?: string } | undefined)?.message).includes(
+              'removing it needs a restart',
+            ),
           ),
-        ),
       'the leader refuses a file without an auth section',
     );
     expect((await digests())[cluster.nodes.findIndex((node) => node.id === leader)]).toBe(

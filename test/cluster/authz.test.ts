@@ -472,9 +472,9 @@ describe('bearer tokens on a plaintext cluster (real processes)', () => {
       return counts;
     };
     const warnings = (): Record<string, unknown>[] =>
-      logLines(cluster, node).filter(
-        (line) => line.msg === 'refused an authentication' && line.port === 'client',
-      );
+      cluster
+        .logLines(node)
+        .filter((line) => line.msg === 'refused an authentication' && line.port === 'client');
     const before = await failures();
     const warnedBefore = warnings().length;
     // Each kind from a new connection every time (a new client port), as a scanner would.
@@ -545,7 +545,7 @@ describe('bearer tokens on a plaintext cluster (real processes)', () => {
         session_id: String(opened.session_id),
         request_id: newRequestId(),
       });
-      const calls = logLines(cluster, node).filter((line) => line.msg === 'call');
+      const calls = cluster.logLines(node).filter((line) => line.msg === 'call');
       expect(calls.find((line) => line.requestId === requestId)).toMatchObject({
         method: 'OpenSession',
         identity: 'alice',
@@ -565,10 +565,3 @@ describe('bearer tokens on a plaintext cluster (real processes)', () => {
     }
   });
 });
-
-function logLines(cluster: ProcessCluster, id: string): Record<string, unknown>[] {
-  return readFileSync(cluster.logPath(id), 'utf8')
-    .split('\n')
-    .filter((line) => line.startsWith('{'))
-    .map((line) => JSON.parse(line) as Record<string, unknown>);
-}

@@ -2,13 +2,12 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { initCertificates } from '../../src/cli/certs.ts';
 import { DlmClient } from '../../src/client/index.ts';
 import type { TlsMaterial } from '../../src/config/index.ts';
-import { makeCerts, type TestCerts } from '../support/certs.ts';
+import { makeCerts, servedSerial, type TestCerts } from '../support/certs.ts';
 import { ProcessCluster } from '../support/process-cluster.ts';
 
 /**
@@ -42,25 +41,6 @@ async function tlsCluster(
   const own = certs.client();
   cluster.credentials = grpc.credentials.createSsl(own.ca, own.key, own.cert);
   return { c: cluster, certs };
-}
-
-/** The serial of the certificate a TLS port presents to a new connection. */
-function servedSerial(address: string, material: TlsMaterial, alpn?: string): Promise<string> {
-  const [host, port] = [address.slice(0, address.lastIndexOf(':')), address.split(':').at(-1)];
-  return new Promise((resolve, reject) => {
-    const socket = tls.connect({
-      host,
-      port: Number(port),
-      ...material,
-      checkServerIdentity: () => undefined,
-      ...(alpn === undefined ? {} : { ALPNProtocols: [alpn] }),
-    });
-    socket.once('secureConnect', () => {
-      resolve(socket.getPeerCertificate().serialNumber);
-      socket.destroy();
-    });
-    socket.once('error', reject);
-  });
 }
 
 function httpsGet(
