@@ -14,19 +14,35 @@ export function nodeCertificateUri(id: string): string {
   return `${NODE_URI_SCHEME}${id}`;
 }
 
-/** Why a peer was refused; the label of dlm_auth_failures_total. */
+/**
+ * Why a peer or a client was refused; the label of dlm_auth_failures_total. The first
+ * three are the transport's (every port); the others the client API's, under an `auth`
+ * section.
+ */
 export type AuthFailureReason =
   /** The TLS handshake failed: no certificate, another CA, expired, plaintext on a TLS port. */
   | 'tls_handshake'
   /** A certificate of the cluster's CA without a node id: a lock client's on the peer port. */
   | 'not_a_node'
   /** A node certificate, but of another node than the one the peer claims to be. */
-  | 'wrong_node_id';
+  | 'wrong_node_id'
+  /** A call with neither a client certificate nor a bearer token. */
+  | 'no_credentials'
+  /** `authorization` metadata that is not `Bearer <token>`. */
+  | 'malformed_authorization'
+  /** A bearer token that matches no entry of auth.tokens. */
+  | 'unknown_token'
+  /** A client certificate whose subject is longer than an identity may be. */
+  | 'identity_too_long';
 
 export const AUTH_FAILURE_REASONS: readonly AuthFailureReason[] = [
   'tls_handshake',
   'not_a_node',
   'wrong_node_id',
+  'no_credentials',
+  'malformed_authorization',
+  'unknown_token',
+  'identity_too_long',
 ];
 
 /** Reports a refused peer or client: who (address or claimed id), why, and a detail without secrets. */
@@ -49,7 +65,7 @@ export function certificateNodeIds(
 }
 
 export interface IdentityProblem {
-  readonly reason: Exclude<AuthFailureReason, 'tls_handshake'>;
+  readonly reason: 'not_a_node' | 'wrong_node_id';
   readonly detail: string;
 }
 
