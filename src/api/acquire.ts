@@ -5,6 +5,7 @@ import { REAL_SCHEDULER } from '../node/scheduler.ts';
 import type { TraceContext } from '../node/trace.ts';
 import { type FencingToken, type LogIndex, logIndex } from '../util/ids.ts';
 import { askerFields, mayRead, requirePermission } from './auth/guard.ts';
+import { clientWrite } from './client-write.ts';
 import { type ApiContext, type CallScope, header, wireHolder } from './context.ts';
 import { ApiError, rejectionError } from './errors.ts';
 import { type AcquireResponse, toUint64 } from './proto.ts';
@@ -137,7 +138,7 @@ async function acquireAs(
       if (late.result.type === 'Acquired' || late.result.type === 'Queued')
         queueMicrotask(() => withdraw(context, call, command, late.index));
     };
-    const { index, result } = await context.node.write(command, { lateApply, trace: call.trace });
+    const { index, result } = await clientWrite(context, call, command, lateApply);
     if (result.type !== 'Queued') return answerAtOnce(context, command, call, index, result);
     const turn =
       watch.after(index) ??

@@ -260,6 +260,8 @@ export interface CallServing {
   readonly request: unknown;
   /** The call's span: continueTrace of the caller's W3C traceparent. */
   readonly trace: TraceContext;
+  /** Whose call it is, for the log line: read when the call ends, as it is authenticated first. */
+  readonly scope: Pick<CallScope, 'caller'>;
   /** Status and Health answer even when the gate is full. */
   readonly ungated?: boolean;
 }
@@ -269,7 +271,9 @@ export interface CallServing {
  * `ungated`), runs `run`, maps any error through the one error table, and logs the
  * outcome with its latency as a span of the caller's trace (W3C `traceparent`, or a new
  * trace). `run` hands that trace to the writes it makes (CallScope.trace), so a write
- * it forwards carries it. `deliver` is called once; synchronously when the gate refuses.
+ * it forwards carries it. The log line names the caller's identity (the tenant) when it
+ * has one, never its credentials. `deliver` is called once; synchronously when the gate
+ * refuses.
  */
 export function serveCall<Response>(
   context: ApiContext,
@@ -277,12 +281,14 @@ export function serveCall<Response>(
   run: () => Promise<Response>,
   deliver: (outcome: CallOutcome<Response>) => void,
 ): void {
-  const { method, request, trace } = serving;
+  const { method, request, trace, scope } = serving;
   const startedMs = performance.now();
   const log = (code: grpc.status): void => {
     context.observer?.callEnded?.(method, trace, startedMs, code);
+    const { identity } = scope.caller;
     context.logger('debug', 'call', {
       method,
+      ...(identity === '' ? {} : { identity }),
       requestId: requestIdOf(request),
       code,
       latencyMs: Math.round(performance.now() - startedMs),
@@ -342,7 +348,7 @@ export function unary<Response>(
     const auth = context.auth;
     serveCall(
       context,
-      { method, request: call.request, trace, ungated },
+      { method, request: call.request, trace, scope, ungated },
       auth === undefined
         ? () => handler(call.request, call, scope)
         : async () => {

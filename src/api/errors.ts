@@ -50,10 +50,15 @@ export const TRACE_ID_KEY = 'dlm-trace-id';
 export class ApiError extends Error {
   override readonly name = 'ApiError';
 
+  /**
+   * `retryAfterMs`: for RESOURCE_EXHAUSTED, when the refusal knows better than the
+   * usual backpressure hint how soon a retry can be taken (null: the usual hint).
+   */
   constructor(
     readonly code: ApiErrorCode,
     message: string,
     readonly leaderHint: NodeId | null = null,
+    readonly retryAfterMs: number | null = null,
   ) {
     super(message);
   }
@@ -139,7 +144,9 @@ export function toCallFailure(error: unknown, context: ErrorContext): CallFailur
     known.code === 'UNAVAILABLE' ? (known.leaderHint ?? context.currentLeader()) : known.leaderHint;
   // The runtime's RESOURCE_EXHAUSTED is always backpressure: nothing was done, and the
   // same request may be retried. (A lock limit is the state machine's limitReached.)
-  const retryAfterMs = known.code === 'RESOURCE_EXHAUSTED' ? context.retryAfterMs : null;
+  const ownHint = known instanceof ApiError ? known.retryAfterMs : null;
+  const retryAfterMs =
+    known.code === 'RESOURCE_EXHAUSTED' ? (ownHint ?? context.retryAfterMs) : null;
   return { code: known.code, message: known.message, leaderHint: hint, retryAfterMs };
 }
 

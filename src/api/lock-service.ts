@@ -7,6 +7,7 @@ import {
   requirePermission,
   requireSomePermission,
 } from './auth/guard.ts';
+import { clientWrite } from './client-write.ts';
 import { type ApiContext, type CallScope, header, unary } from './context.ts';
 import { ApiError, rejectionError } from './errors.ts';
 import { listLocks, listSessions, lockInfo } from './list.ts';
@@ -117,7 +118,7 @@ async function write<T extends LockResult['type']>(
   command: LockCommand,
   expected: T,
 ): Promise<AppliedProposal & { result: Extract<LockResult, { type: T }> }> {
-  const applied = await context.node.write(command, { trace: scope.trace });
+  const applied = await clientWrite(context, scope, command);
   const { result } = applied;
   // Each RPC proposes the command of its name (OpenSessionRequest → OpenSession).
   if (result.type === 'Rejected') throw rejectionError(result, `${command.type}Request`);

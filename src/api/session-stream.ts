@@ -2,7 +2,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { DlmError, unavailable } from '../node/errors.ts';
 import { REAL_SCHEDULER, setLongTimeout } from '../node/scheduler.ts';
 import { continueTrace, type TraceContext } from '../node/trace.ts';
-import { ANONYMOUS, type Caller } from './auth/caller.ts';
+import { ANONYMOUS, type Authenticator, type Caller } from './auth/caller.ts';
 import {
   type ApiContext,
   type CallOutcome,
@@ -148,17 +148,25 @@ class SessionStream {
     this.callsMax = context.options.sessionStreamCallsInFlightMax;
     this.waitsMax = context.options.sessionStreamWaitsInFlightMax;
     this.answersUnsentMax = this.callsMax + this.waitsMax;
-    // Once per stream: every call on it is the stream's caller's.
+    // Once per stream (and per policy): every call on it is the stream's caller's.
     const auth = context.auth;
-    if (auth !== undefined) {
-      this.caller = auth.authenticate(stream);
-      // Each call awaits it (and answers its refusal); none may be left unhandled.
-      this.caller.catch(() => {});
-    }
+    if (auth !== undefined) this.authenticate(auth);
   }
 
-  /** The stream's caller, authenticated when the stream opened; null: open cluster, anonymous. */
-  private readonly caller: Promise<Caller> | null = null;
+  /**
+   * The stream's caller, authenticated when the stream opened, and again once the policy
+   * was replaced since (its token may be gone); null: open cluster, anonymous.
+   */
+  private authenticated: { readonly generation: number; readonly caller: Promise<Caller> } | null =
+    null;
+
+  private authenticate(auth: Authenticator): Promise<Caller> {
+    const caller = auth.authenticate(this.stream);
+    // Each call awaits it (and answers its refusal); none may be left unhandled.
+    caller.catch(() => {});
+    this.authenticated = { generation: auth.generation, caller };
+    return caller;
+  }
 
   start(): void {
     this.stream.on('data', (message: unknown) => this.receive(message));
@@ -266,12 +274,12 @@ class SessionStream {
       );
     }
     const field = fieldOf(method);
+    const run = (): Promise<unknown> => this.calls[method](this.context, raw, call);
+    const auth = this.context.auth;
     serveCall(
       this.context,
-      { method, request: raw, trace },
-      this.caller === null
-        ? () => this.calls[method](this.context, raw, call)
-        : () => this.withCaller(call, () => this.calls[method](this.context, raw, call)),
+      { method, request: raw, trace, scope: call },
+      auth === undefined ? run : () => this.withCaller(auth, call, run),
       (outcome: CallOutcome<unknown>) => {
         const result = outcome.ok ? { [field]: outcome.response } : errorOf(outcome.failure);
         const delivered = !call.cancelled && this.answer(callId, call, trace, result);
@@ -280,8 +288,15 @@ class SessionStream {
     );
   }
 
-  private async withCaller<T>(call: StreamCall, run: () => Promise<T>): Promise<T> {
-    call.caller = (await this.caller) ?? ANONYMOUS;
+  private async withCaller<T>(
+    auth: Authenticator,
+    call: StreamCall,
+    run: () => Promise<T>,
+  ): Promise<T> {
+    const current = this.authenticated;
+    call.caller = await (current?.generation === auth.generation
+      ? current.caller
+      : this.authenticate(auth));
     return run();
   }
 

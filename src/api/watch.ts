@@ -2,7 +2,7 @@ import { type Http2Stream, constants as http2Constants } from 'node:http2';
 import { Metadata, type ServerWritableStream } from '@grpc/grpc-js';
 import type { LockEvent } from '../lock/index.ts';
 import type { LogIndex } from '../util/ids.ts';
-import { ANONYMOUS, type Caller } from './auth/caller.ts';
+import { ANONYMOUS, type Authenticator, type Caller } from './auth/caller.ts';
 import { requirePermission } from './auth/guard.ts';
 import { type ApiContext, header, serviceErrorOf } from './context.ts';
 import { serviceError } from './errors.ts';
@@ -38,7 +38,10 @@ export function watch(context: ApiContext, call: WatchCall): void {
   );
 }
 
-/** A watch of a prefix needs `read` on every name under it. */
+/**
+ * A watch of a prefix needs `read` on every name under it, for as long as it runs: one
+ * whose caller loses it in a policy reload ends PERMISSION_DENIED (or UNAUTHENTICATED).
+ */
 function watchAs(context: ApiContext, call: WatchCall, caller: Caller): void {
   let leave: () => void;
   let prefix: string;
@@ -50,8 +53,34 @@ function watchAs(context: ApiContext, call: WatchCall, caller: Caller): void {
     call.emit('error', serviceErrorOf(context, 'Watch', error));
     return;
   }
+  // The caller's rights were checked at the start; after a policy reload, again before
+  // the next event it would see.
+  let checkedGeneration = context.auth?.generation ?? 0;
+  const stillAllowed = (auth: Authenticator): boolean => {
+    checkedGeneration = auth.generation;
+    try {
+      requirePermission(auth, caller, 'read', prefix);
+    } catch (error) {
+      refuse(error);
+      return false;
+    }
+    // Its credentials too (its token may be gone); asynchronous, so this one event goes
+    // out before the answer is known.
+    auth
+      .authenticate(call)
+      .then((again) => requirePermission(auth, again, 'read', prefix))
+      .catch(refuse);
+    return true;
+  };
+  const refuse = (error: unknown): void => {
+    if (stopped) return;
+    stop();
+    call.emit('error', serviceErrorOf(context, 'Watch', error));
+  };
   const unsubscribe = context.events.onEvery((index, event) => {
     if (!('lock' in event) || !event.lock.startsWith(prefix)) return;
+    const auth = context.auth;
+    if (auth !== undefined && auth.generation !== checkedGeneration && !stillAllowed(auth)) return;
     const wire = watchEvent(context, index, event);
     if (wire === null) return;
     if (call.writableLength >= context.options.watchEventsBufferedMax) overflow();

@@ -258,7 +258,7 @@ async function printStatus(client: ClusterClient, io: CliIo, json: boolean): Pro
   const policies = new Set(answers.flatMap(({ status }) => (status ? [status.policy_digest] : [])));
   if (policies.size > 1) {
     io.err(
-      'nodes enforce different access policies (policy column): a caller may be refused by one node and served by another; give every node the same auth section\n',
+      'nodes enforce different access policies (policy column): a caller may be refused by one node and served by another; give every node the same auth section and SIGHUP it\n',
     );
   }
   if (view.leader_id === '') {

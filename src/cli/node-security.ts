@@ -38,8 +38,10 @@ export class NodeSecurity {
     logger: Logger,
   ) {
     const logAuth = rateLimitedPerKey(AUTH_LOG_INTERVAL_MS);
+    // Keyed by the peer's host, not its port: each refused handshake is a new connection
+    // from a new port, and a client may open one per call.
     this.authFailures = new AuthFailures((fields, detail) =>
-      logAuth(`${fields.port}/${fields.reason}/${fields.peer}`, (suppressed) =>
+      logAuth(`${fields.port}/${fields.reason}/${withoutPort(fields.peer)}`, (suppressed) =>
         logger.warn({ ...fields, detail, suppressed }, 'refused an authentication'),
       ),
     );
@@ -117,11 +119,16 @@ async function readChecked(files: TlsFiles, id: string): Promise<TlsMaterial> {
 
 const AUTH_LOG_INTERVAL_MS = 10_000;
 
+/** `host:port` (IPv6 too, as Node and grpc-js write it) to `host`; a node id stays as it is. */
+function withoutPort(peer: string): string {
+  return peer.replace(/:\d+$/, '');
+}
+
 /**
- * What SIGHUP reloads, in the order added: the node's certificates, and whatever else
- * registers (a policy file). Each hook's failure is logged and leaves what it reloads
- * as it was; the others still run. Reloads never overlap: a SIGHUP during one runs
- * again after it.
+ * What SIGHUP reloads, in the order added: the node's certificates, then the access
+ * policy (serve.ts). Each hook's failure is logged and leaves what it reloads as it
+ * was; the others still run. Reloads never overlap: a SIGHUP during one runs again
+ * after it.
  */
 export class ReloadHooks {
   private readonly hooks: { name: string; run: () => Promise<unknown> }[] = [];

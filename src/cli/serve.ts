@@ -1,9 +1,11 @@
+import { resolve } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { Authenticator } from '../api/auth/caller.ts';
 import type { ApiLogger } from '../api/errors.ts';
 import { startApiServer } from '../api/server.ts';
 import {
   type ClusterFileConfig,
+  ConfigError,
   findNode,
   loadClusterConfig,
   lockTimingProblems,
@@ -26,6 +28,7 @@ import { RuntimeWatch } from '../node/runtime-watch.ts';
 import { startSpanExport } from '../node/tracing/otlp.ts';
 import type { StoredIdentity } from '../storage/index.ts';
 import { LevelStorage } from '../storage/index.ts';
+import { assert } from '../util/assert.ts';
 import { type NodeId, nodeId } from '../util/ids.ts';
 import { NodeSecurity, ReloadHooks } from './node-security.ts';
 import { startPeerTransport } from './peer-transport.ts';
@@ -172,6 +175,7 @@ export async function serve(args: ServeArgs): Promise<void> {
     });
   }
   node.start();
+  const auth = authenticator(config, security, logger);
   const api = await startApiServer({
     node,
     address: self.clientListenAddress,
@@ -181,7 +185,7 @@ export async function serve(args: ServeArgs): Promise<void> {
     ...optional('credentials', security.apiCredentials()),
     requestBytesMax: config.runtime.clientRequestBytesMax,
     onAuthFailure: security.authFailures.listener('client'),
-    ...authOption(config, logger),
+    ...optional('auth', auth),
     observer: {
       acquireEnded: (seconds, outcome) => metrics.acquireSeconds.observe({ outcome }, seconds),
       refused: (method) => metrics.backpressureRefusals.inc({ method }),
@@ -202,9 +206,10 @@ export async function serve(args: ServeArgs): Promise<void> {
     store: security.store,
     onAuthFailure: security.authFailures.listener('metrics'),
   });
-  // SIGHUP re-reads the certificates (and whatever else registers a hook).
+  // SIGHUP re-reads the certificates, then the access policy.
   const reloads = new ReloadHooks();
   reloads.add('tls certificates', () => security.reload());
+  reloads.add('access policy', () => reloadPolicy(args.configPath, auth));
   const stopReloading = reloads.listen(logger);
   const statusTimer = logRoleChanges(node, logger);
   logger.info(
@@ -371,12 +376,6 @@ function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]
 }
 
 /**
- * Identities only when the config has an auth section. Without one (even under mutual
- * TLS) calls carry no identity and sessions no owner, exactly as before issue 15: a node
- * of an older version writes and checks none, so a mutual-TLS cluster that is upgraded
- * one node at a time must not start owning sessions halfway (replicas would diverge).
- */
-/**
  * An auth section protects nothing from whoever reaches a plaintext peer port: the
  * cluster id travels in clear in every peer message, and with it anyone may forward a
  * write naming itself a member and carrying any identity, or speak Raft as one. Not
@@ -395,17 +394,52 @@ function warnIfPeersPlaintext(
   );
 }
 
-function authOption(config: ClusterFileConfig, logger: Logger): { auth?: Authenticator } {
-  if (config.auth === null) return {};
-  const auth = new Authenticator(config.auth, (reason) =>
-    // Never the token or the header: only why it failed.
-    logger.warn({ reason }, 'authentication failed'),
-  );
-  if (auth.policy !== null) {
-    logger.info(
-      { policyDigest: auth.policy.digest, roles: auth.policy.roleCount },
-      'access policy in force',
+/**
+ * Identities only when the config has an auth section. Without one (even under mutual
+ * TLS) calls carry no identity and sessions no owner, exactly as before issue 15: a node
+ * of an older version writes and checks none, so a mutual-TLS cluster that is upgraded
+ * one node at a time must not start owning sessions halfway (replicas would diverge).
+ * Refused authentications are counted and logged with the transport's (see NodeSecurity).
+ */
+function authenticator(
+  config: ClusterFileConfig,
+  security: NodeSecurity,
+  logger: Logger,
+): Authenticator | undefined {
+  if (config.auth === null) return undefined;
+  const auth = new Authenticator(config.auth, security.authFailures.listener('client'));
+  const policy = auth.policy;
+  assert(policy !== null, 'an auth section makes a policy');
+  logger.info({ policyDigest: policy.digest, roles: policy.roleCount }, 'access policy in force');
+  return auth;
+}
+
+/**
+ * SIGHUP's policy reload. The whole file is read and checked as at start, so a file that
+ * could not start a node is refused with each wrong field named, and the policy in
+ * force stays; then only its `auth` section is put in force (every other section is
+ * read at start only). Adding or removing the section needs a restart: it decides more
+ * than the policy (whether commands carry identities, what the console shows).
+ */
+async function reloadPolicy(
+  configPath: string,
+  auth: Authenticator | undefined,
+): Promise<{ policyDigest: string; previousPolicyDigest: string; roles: number } | 'open'> {
+  const section = (await loadClusterConfig(configPath)).auth;
+  if (auth === undefined) {
+    if (section === null) return 'open';
+    throw new ConfigError(
+      ['auth: this node started without an auth section; adding one needs a restart'],
+      resolve(configPath),
     );
   }
-  return { auth };
+  if (section === null) {
+    throw new ConfigError(
+      ['auth: this node started with an auth section; removing it needs a restart'],
+      resolve(configPath),
+    );
+  }
+  const previousPolicyDigest = auth.policy?.digest ?? '';
+  const policy = auth.replace(section);
+  return { policyDigest: policy.digest, previousPolicyDigest, roles: policy.roleCount };
 }

@@ -36,6 +36,14 @@ export interface AuthConfig {
    * the pool LevelDB writes on); past it a call is refused RESOURCE_EXHAUSTED.
    */
   readonly scryptVerificationsMax: number;
+  /**
+   * Per node, the writes one identity may have in flight plus those refused when applied
+   * in the last refusedWritesWindowMs (see RefusalBudget); past it a write is refused
+   * RESOURCE_EXHAUSTED before it is proposed, so no tenant can fill the log with writes
+   * that do nothing.
+   */
+  readonly refusedWritesPerIdentityMax: number;
+  readonly refusedWritesWindowMs: number;
 }
 
 export const PERMISSIONS = ['read', 'lock', 'admin'] as const;
@@ -63,10 +71,27 @@ export interface IdentityLimits {
   readonly waitersPerIdentityMax: number;
 }
 
-const AUTH_FIELDS = ['tokens', 'roles', 'identities', 'limits', 'scryptVerificationsMax'];
+const AUTH_FIELDS = [
+  'tokens',
+  'roles',
+  'identities',
+  'limits',
+  'scryptVerificationsMax',
+  'refusedWritesPerIdentityMax',
+  'refusedWritesWindowMs',
+];
 /** Half of libuv's default pool of 4 threads: LevelDB keeps the other half. */
 export const SCRYPT_VERIFICATIONS_DEFAULT = 2;
 const SCRYPT_VERIFICATIONS_MAX = 64;
+/**
+ * About a tenth of runtime.pendingProposalsMax's default (4,096), so no one identity's
+ * burst fills a node's pending writes, and far more than any client has in flight;
+ * refused writes rarely come in more than ones and twos from a client that means well.
+ */
+export const REFUSED_WRITES_PER_IDENTITY_DEFAULT = 400;
+export const REFUSED_WRITES_WINDOW_MS_DEFAULT = 10_000;
+const REFUSED_WRITES_PER_IDENTITY_LIMITS = { min: 1, max: 1_000_000 };
+const REFUSED_WRITES_WINDOW_MS_LIMITS = { min: 1, max: 3_600_000 };
 const LIMIT_FIELDS: readonly (keyof IdentityLimits)[] = [
   'sessionsPerIdentityMax',
   'locksHeldPerIdentityMax',
@@ -90,18 +115,41 @@ export function readAuthSection(problems: Problems, value: unknown): AuthConfig 
     roles,
     identities,
     limits: readLimits(problems, ownField(section, 'limits')),
-    scryptVerificationsMax: readScryptVerificationsMax(problems, section),
+    scryptVerificationsMax: readBound(
+      problems,
+      section,
+      'scryptVerificationsMax',
+      { min: 1, max: SCRYPT_VERIFICATIONS_MAX },
+      SCRYPT_VERIFICATIONS_DEFAULT,
+    ),
+    refusedWritesPerIdentityMax: readBound(
+      problems,
+      section,
+      'refusedWritesPerIdentityMax',
+      REFUSED_WRITES_PER_IDENTITY_LIMITS,
+      REFUSED_WRITES_PER_IDENTITY_DEFAULT,
+    ),
+    refusedWritesWindowMs: readBound(
+      problems,
+      section,
+      'refusedWritesWindowMs',
+      REFUSED_WRITES_WINDOW_MS_LIMITS,
+      REFUSED_WRITES_WINDOW_MS_DEFAULT,
+    ),
   };
 }
 
-function readScryptVerificationsMax(problems: Problems, section: JsonObject): number {
-  const value = ownField(section, 'scryptVerificationsMax');
-  if (value === undefined) return SCRYPT_VERIFICATIONS_DEFAULT;
-  const limits = { min: 1, max: SCRYPT_VERIFICATIONS_MAX };
-  return (
-    readInteger(problems, 'auth.scryptVerificationsMax', value, limits) ??
-    SCRYPT_VERIFICATIONS_DEFAULT
-  );
+/** An optional integer field of the section, within `limits`; `fallback` when absent. */
+function readBound(
+  problems: Problems,
+  section: JsonObject,
+  key: string,
+  limits: { min: number; max: number },
+  fallback: number,
+): number {
+  const value = ownField(section, key);
+  if (value === undefined) return fallback;
+  return readInteger(problems, `auth.${key}`, value, limits) ?? fallback;
 }
 
 function readList(problems: Problems, path: string, value: unknown): readonly unknown[] {

@@ -46,10 +46,10 @@ export interface RuntimeConfig {
    */
   readonly compactionSliceEntries: number;
   /**
-   * While a follower that is still answering receives a snapshot from this leader, the
-   * log after that snapshot is kept, so the follower can continue from the log once it
-   * is installed instead of needing another snapshot. At most this many entries beyond
-   * what compaction would otherwise keep; past it the log is compacted as usual.
+   * While a follower that is still answering catches up (receives a snapshot, or is
+   * behind), this leader keeps the log it needs, so it continues from the log instead of
+   * needing another snapshot. At most this many entries beyond what compaction would
+   * otherwise keep; past it the log is compacted as usual.
    */
   readonly compactionHoldEntriesMax: number;
   /** Client proposals (local or forwarded) waiting to apply on this node. Past it: RESOURCE_EXHAUSTED. */

@@ -665,32 +665,63 @@ export class LockStateMachine {
 
   /**
    * A command on a session must come from the identity that opened it. A session that
-   * does not exist is left to the command's own lookup (sessionNotFound).
+   * does not exist is left to the command's own lookup (sessionNotFound). `undecided`
+   * (for ownerRefusal) says of an id no session has here that one may yet have it: the
+   * check then stops, as it cannot tell what that id will turn out to be.
    */
-  private checkOwner(command: LockCommand): void {
-    let ids: readonly SessionId[];
-    switch (command.type) {
-      case 'KeepAlive':
-        ids = command.sessionIds;
-        break;
-      case 'CloseSession':
-      case 'Acquire':
-      case 'Release':
-        ids = [command.sessionId];
-        break;
-      default:
-        return;
-    }
-    const identity = command.identity ?? '';
+  private checkOwner(command: LockCommand, undecided?: (id: SessionId) => boolean): void {
+    const asked = askedOnSessions(command);
+    if (asked === null) return;
+    const { identity, ids } = asked;
     for (const id of ids) {
       const owner = this.sessions.get(id)?.identity;
-      if (owner !== undefined && owner !== identity) {
+      if (owner === undefined) {
+        if (undecided?.(id) === true) return;
+        continue;
+      }
+      if (owner !== identity) {
         reject(
           'notSessionOwner',
           `session ${id} belongs to another identity than ${JSON.stringify(identity)}`,
         );
       }
     }
+  }
+
+  /**
+   * The notSessionOwner refusal `command` would get were it the next entry applied,
+   * when this state already decides it (issue 15): the API answers it without writing
+   * an entry, so another identity's session ids cost the cluster no log. Owners never
+   * change and session ids (log indexes) are never reused, so a session here keeps its
+   * owner for as long as it lives, and an id at or below the applied index that no
+   * session has will never be one: the answer is never untrue. An id above it may be a
+   * session this node has not applied yet (a lagging follower): from there only the log
+   * can tell, so null. The checks that come first when the command applies (shape,
+   * ceilings) must pass too, else null. Should the session end before the entry would
+   * apply, the answer is still what this state, at its applied index, gives (as a
+   * stale read is). The state machine's own check, when an entry applies, stays the
+   * authority.
+   */
+  ownerRefusal(command: LockCommand): Extract<LockResult, { type: 'Rejected' }> | null {
+    if (commandShapeProblem(command) !== null) return null;
+    try {
+      this.checkCeilings(command);
+    } catch {
+      return null;
+    }
+    try {
+      this.checkOwner(command, (id) => id > this.appliedIndex);
+      return null;
+    } catch (error) {
+      const result = this.rejected(error);
+      assert(result.type === 'Rejected', 'checkOwner throws only refusals');
+      return result;
+    }
+  }
+
+  /** The identity that opened session `id`, '' anonymous; null when no session has the id. */
+  ownerOf(id: SessionId): string | null {
+    return this.sessions.get(id)?.identity ?? null;
   }
 
   private requireSession(id: SessionId): SessionRecord {
@@ -1656,6 +1687,22 @@ function toldOf(grant: Grant, requestId: string): boolean {
   return (
     grant.requestId !== '' && (grant.requestId === requestId || grant.alsoFor.includes(requestId))
   );
+}
+
+/** The sessions a command uses, which must be its identity's (issue 15); null: none. */
+function askedOnSessions(
+  command: LockCommand,
+): { readonly identity: string; readonly ids: readonly SessionId[] } | null {
+  switch (command.type) {
+    case 'KeepAlive':
+      return { identity: command.identity ?? '', ids: command.sessionIds };
+    case 'CloseSession':
+    case 'Acquire':
+    case 'Release':
+      return { identity: command.identity ?? '', ids: [command.sessionId] };
+    default:
+      return null;
+  }
 }
 
 function acquireKey(id: SessionId, requestId: string): string {

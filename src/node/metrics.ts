@@ -82,7 +82,7 @@ export class NodeMetrics {
     });
     this.backpressureRefusals = new client.Counter({
       name: 'dlm_backpressure_refusals_total',
-      help: 'Client calls refused with RESOURCE_EXHAUSTED and a retry hint (too many writes pending, calls in flight, or uncommitted entries), by method.',
+      help: "Client calls refused with RESOURCE_EXHAUSTED and a retry hint (too many writes pending, calls in flight, or uncommitted entries, or an identity's budget of refused writes spent), by method.",
       labelNames: ['method'],
       registers: [registry],
     });

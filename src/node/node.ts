@@ -61,7 +61,7 @@ export interface NodeRuntimeOptions {
   readonly compactionRetainEntries: number;
   /** Log entries a compaction write deletes beyond what its Ready appended; absent: COMPACTION_SLICE_ENTRIES. */
   readonly compactionSliceEntries?: number;
-  /** Entries a follower receiving a snapshot may hold beyond the usual compaction; absent: none. */
+  /** Entries a follower catching up may hold beyond the usual compaction; absent: none. */
   readonly compactionHoldEntriesMax?: number;
   /** How long shutdown waits for a leadership transfer to finish. */
   readonly shutdownTransferMs: number;

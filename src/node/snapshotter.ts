@@ -35,7 +35,7 @@ export interface SnapshotterHost {
   appliedIndex(): LogIndex;
   /** A snapshot from the leader is waiting to be installed: do not take one now. */
   installPending(): boolean;
-  /** Raft's compactionFloor(): the log a follower receiving a snapshot will need. */
+  /** Raft's compactionFloor(): the log a follower catching up will need. */
   compactionFloor?(): LogIndex | null;
   config(): ClusterConfig;
   /** The state machine's state at the applied index, in arrays of its own. */
@@ -54,7 +54,7 @@ export interface SnapshotterOptions {
   readonly compactionRetainEntries: number;
   /** Log entries one compaction step deletes beyond what the Ready appended; absent: COMPACTION_SLICE_ENTRIES. */
   readonly compactionSliceEntries?: number;
-  /** Entries kept beyond compactionRetainEntries for a follower receiving a snapshot; absent: 0. */
+  /** Entries kept beyond compactionRetainEntries for a follower catching up; absent: 0. */
   readonly compactionHoldEntriesMax?: number;
   /** Runs between slices of the encoding; production lets the event loop turn. */
   readonly pause?: () => Promise<void>;

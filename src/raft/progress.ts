@@ -27,8 +27,6 @@ export interface SnapshotTransfer {
   round: number;
   /** Heartbeat ticks since the last chunk went out without an answer. */
   idleTicks: number;
-  /** Heartbeat ticks since the follower last answered a chunk (rewinds do not reset it). */
-  silentTicks: number;
 }
 
 export class Progress {
@@ -41,6 +39,8 @@ export class Progress {
   readonly inflight: LogIndex[] = [];
   /** Heard from since the last CheckQuorum round. */
   recentActive = false;
+  /** Leader ticks since the follower last answered anything (see Raft.compactionFloor). */
+  silentTicks = 0;
   snapshotTransfer: SnapshotTransfer | null = null;
 
   constructor(
@@ -48,6 +48,12 @@ export class Progress {
     private readonly inflightMessagesMax: number,
   ) {
     this.nextIndex = nextIndex;
+  }
+
+  /** Any answer from the follower: it is active for CheckQuorum and for the compaction floor. */
+  heardFrom(): void {
+    this.recentActive = true;
+    this.silentTicks = 0;
   }
 
   isPaused(): boolean {
@@ -86,7 +92,6 @@ export class Progress {
       sentOffset: 0,
       round: 0,
       idleTicks: 0,
-      silentTicks: 0,
     };
   }
 

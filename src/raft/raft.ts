@@ -181,21 +181,25 @@ export class Raft {
 
   /**
    * The highest index the host may compact its log to without stranding a follower that
-   * is receiving a snapshot: once installed, that follower continues from the entry after
-   * the snapshot, and if compaction took that entry meanwhile it needs another snapshot.
+   * is catching up: one receiving a snapshot continues, once it is installed, from the
+   * entry after it, and one behind (after a snapshot, or back from a pause) from the entry
+   * after its match. If compaction took that entry meanwhile, it needs another snapshot.
    * Where snapshots take longer to stream than the log takes to outgrow what compaction
-   * retains, it would never catch up (simulator seed 222161048: three followers each
-   * received one snapshot after another for 30 s). Only followers that answered a chunk
-   * within an election timeout hold the log, so a dead one does not. Null: no hold.
+   * retains, it would never catch up (simulator seed 222161048: three followers received
+   * one snapshot after another for 30 s). Only followers that answered anything within an
+   * election timeout hold the log, so a dead one does not; and none holds entries already
+   * compacted, since it needs a new snapshot anyway. Null: no hold. The host bounds how
+   * much it keeps for this (runtime.compactionHoldEntriesMax).
    */
   compactionFloor(): LogIndex | null {
     if (this.currentRole !== 'leader') return null;
+    const compactedIndex = this.log.firstIndex() - 1;
     let floor: LogIndex | null = null;
     for (const [member, progress] of this.progress) {
-      const transfer = progress.snapshotTransfer;
-      if (member === this.id || transfer === null) continue;
-      if (transfer.silentTicks >= this.options.electionTimeoutTicks) continue;
-      if (floor === null || transfer.metadata.index < floor) floor = transfer.metadata.index;
+      if (member === this.id || progress.silentTicks >= this.options.electionTimeoutTicks) continue;
+      const needed = progress.snapshotTransfer?.metadata.index ?? progress.matchIndex;
+      if (needed < compactedIndex || needed >= this.log.lastIndex()) continue;
+      if (floor === null || needed < floor) floor = needed;
     }
     return floor;
   }
@@ -629,6 +633,7 @@ export class Raft {
   private tickHeartbeat(): void {
     this.heartbeatElapsedTicks++;
     this.electionElapsedTicks++;
+    for (const progress of this.progress.values()) progress.silentTicks++;
     if (this.electionElapsedTicks >= this.options.electionTimeoutTicks) {
       this.electionElapsedTicks = 0;
       if (this.options.checkQuorum && !this.quorumActive()) {
@@ -928,7 +933,7 @@ export class Raft {
   private handleAppendResponse(message: MessageOf<'AppendEntriesResponse'>): void {
     const progress = this.progress.get(message.from);
     if (progress === undefined) return;
-    progress.recentActive = true;
+    progress.heardFrom();
     if (!message.success) {
       const retryIndex = this.retryIndexFromHint(message);
       if (progress.maybeDecreaseTo(message.rejectedIndex, retryIndex)) {
@@ -963,7 +968,7 @@ export class Raft {
   private handleHeartbeatResponse(message: MessageOf<'HeartbeatResponse'>): void {
     const progress = this.progress.get(message.from);
     if (progress === undefined) return;
-    progress.recentActive = true;
+    progress.heardFrom();
     progress.probeSent = false;
     // A full pipeline whose batches were lost would never drain; the heartbeat round
     // trip shows the follower is reachable, so let one more batch out.
@@ -979,7 +984,7 @@ export class Raft {
   private handleSnapshotResponse(message: MessageOf<'InstallSnapshotResponse'>): void {
     const progress = this.progress.get(message.from);
     if (progress === undefined) return;
-    progress.recentActive = true;
+    progress.heardFrom();
     const transfer = progress.snapshotTransfer;
     if (progress.state !== 'snapshot' || transfer === null) return;
     if (transfer.metadata.index !== message.snapshotIndex) return;
@@ -990,7 +995,6 @@ export class Raft {
       return;
     }
     transfer.idleTicks = 0;
-    transfer.silentTicks = 0;
     if (message.nextOffset > message.chunkOffset) {
       // Progress is progress, whatever round the chunk was sent in.
       transfer.ackedOffset = Math.max(transfer.ackedOffset, message.nextOffset);
@@ -1186,7 +1190,6 @@ export class Raft {
       const transfer = progress.snapshotTransfer;
       if (transfer === null) continue;
       transfer.idleTicks += this.options.heartbeatIntervalTicks;
-      transfer.silentTicks += this.options.heartbeatIntervalTicks;
       if (transfer.idleTicks >= this.options.electionTimeoutTicks) {
         // Nothing answered for a while: send the window again from the confirmed offset.
         transfer.idleTicks = 0;

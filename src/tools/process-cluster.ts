@@ -233,6 +233,14 @@ export class ProcessCluster {
     return join(this.dir, `${id}.log`);
   }
 
+  /** A node's pino log so far, one object per JSON line. */
+  logLines(id: string): Record<string, unknown>[] {
+    return readFileSync(this.logPath(id), 'utf8')
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+  }
+
   isRunning(id: string): boolean {
     const child = this.processes.get(id);
     return child !== undefined && child.exitCode === null && child.signalCode === null;

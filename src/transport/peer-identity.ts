@@ -14,7 +14,11 @@ export function nodeCertificateUri(id: string): string {
   return `${NODE_URI_SCHEME}${id}`;
 }
 
-/** Why a peer was refused; the label of dlm_auth_failures_total. */
+/**
+ * Why a peer or a client was refused; the label of dlm_auth_failures_total. The first
+ * three are the transport's (every port), not_a_member the node's (peer port), the
+ * others the client API's, under an `auth` section.
+ */
 export type AuthFailureReason =
   /** The TLS handshake failed: no certificate, another CA, expired, plaintext on a TLS port. */
   | 'tls_handshake'
@@ -28,13 +32,25 @@ export type AuthFailureReason =
    * id (plaintext peers), or, briefly, a member the leader has not applied yet (see
    * DlmNode.countsAsMember).
    */
-  | 'not_a_member';
+  | 'not_a_member'
+  /** A call with neither a client certificate nor a bearer token. */
+  | 'no_credentials'
+  /** `authorization` metadata that is not `Bearer <token>`. */
+  | 'malformed_authorization'
+  /** A bearer token that matches no entry of auth.tokens. */
+  | 'unknown_token'
+  /** A client certificate whose subject is longer than an identity may be. */
+  | 'identity_too_long';
 
 export const AUTH_FAILURE_REASONS: readonly AuthFailureReason[] = [
   'tls_handshake',
   'not_a_node',
   'wrong_node_id',
   'not_a_member',
+  'no_credentials',
+  'malformed_authorization',
+  'unknown_token',
+  'identity_too_long',
 ];
 
 /** Reports a refused peer or client: who (address or claimed id), why, and a detail without secrets. */

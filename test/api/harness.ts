@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import { Authenticator } from '../../src/api/auth/caller.ts';
 import type { ApiNode, ApiOptions } from '../../src/api/context.ts';
 import type { ApiLogger, LogLevel } from '../../src/api/errors.ts';
 import {
@@ -8,6 +9,7 @@ import {
   LOCK_SERVICE_NAME,
 } from '../../src/api/proto.ts';
 import { type ApiServer, startApiServer } from '../../src/api/server.ts';
+import type { AuthConfig } from '../../src/config/auth.ts';
 import type { RaftConfig } from '../../src/config/types.ts';
 import { DlmNode, type NodeRuntimeOptions } from '../../src/node/node.ts';
 import { DEFAULT_RAFT_OPTIONS } from '../../src/raft/index.ts';
@@ -84,9 +86,11 @@ export class ServiceClient implements LockCaller {
   readonly raw: grpc.Client;
   private readonly definition: grpc.ServiceDefinition;
 
-  constructor(serviceName: string, port: number) {
+  /** `clientOptions`: for a test that sends credentials (a bearer interceptor). */
+  constructor(serviceName: string, port: number, clientOptions: grpc.ClientOptions = {}) {
     this.definition = clientDefinition(serviceName);
-    this.raw = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+    const insecure = grpc.credentials.createInsecure();
+    this.raw = new grpc.Client(`127.0.0.1:${port}`, insecure, clientOptions);
   }
 
   call(method: string, request: object, options: CallOptions = {}): Promise<Wire> {
@@ -202,11 +206,12 @@ export class StreamClient implements LockCaller {
   /** The trace id each answer named, by call id. */
   readonly traceIds = new Map<string, string>();
 
-  constructor(port: number) {
+  constructor(port: number, clientOptions: grpc.ClientOptions = {}) {
     const definition = clientDefinition(LOCK_SERVICE_NAME).Session;
     if (definition === undefined) throw new Error('dlm.v1.Lock has no Session method');
     this.definition = definition;
-    this.raw = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+    const insecure = grpc.credentials.createInsecure();
+    this.raw = new grpc.Client(`127.0.0.1:${port}`, insecure, clientOptions);
   }
 
   call(method: string, request: object, options: CallOptions = {}): Promise<Wire> {
@@ -373,10 +378,12 @@ export interface NodeEndpoints {
   readonly health: ServiceClient;
 }
 
+/** `auth`: the node's `auth` section (each node its own Authenticator, as each process has). */
 export async function serve(
   node: ApiNode,
   logs: LogEntry[],
   options: Partial<ApiOptions> = {},
+  auth: AuthConfig | null = null,
 ): Promise<NodeEndpoints> {
   const logger: ApiLogger = (level, message, fields) => {
     if (level !== 'debug') logs.push({ level, message, fields });
@@ -387,6 +394,7 @@ export async function serve(
     logger,
     options,
     raft: NODE_RAFT,
+    ...(auth === null ? {} : { auth: new Authenticator(auth) }),
   });
   return {
     node,
@@ -409,6 +417,7 @@ export class ApiCluster {
   static async start(
     options: Partial<ApiOptions> = {},
     nodeOptions: Partial<NodeRuntimeOptions> = {},
+    auth: AuthConfig | null = null,
   ): Promise<ApiCluster> {
     const cluster = new ApiCluster();
     for (const [position, id] of IDS.entries()) {
@@ -424,7 +433,7 @@ export class ApiCluster {
       node.start();
       cluster.nodes.set(id, node);
       cluster.storages.set(id, storage);
-      cluster.endpoints.set(id, await serve(node, cluster.logs, options));
+      cluster.endpoints.set(id, await serve(node, cluster.logs, options, auth));
     }
     await cluster.leaderId();
     return cluster;

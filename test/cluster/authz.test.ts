@@ -5,8 +5,9 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tokenEntry } from '../../src/api/auth/tokens.ts';
 import { bearerInterceptor } from '../../src/client/bearer.ts';
+import { Caller, expectRefused, serving } from '../support/auth-caller.ts';
 import { makeCerts, tlsSectionFor } from '../support/certs.ts';
-import { loadServices, newRequestId, ProcessCluster } from '../support/process-cluster.ts';
+import { newRequestId, ProcessCluster } from '../support/process-cluster.ts';
 
 /**
  * Issue 15 on real processes: identities from client certificates (mutual TLS) and from
@@ -15,136 +16,6 @@ import { loadServices, newRequestId, ProcessCluster } from '../support/process-c
  * dlm-error-code. Calls go to followers too, so a write forwarded to the leader is judged
  * as the caller's, by the identity the follower established.
  */
-
-type Reply = Record<string, unknown>;
-type Outcome =
-  | { ok: true; reply: Reply }
-  | { ok: false; code: number; errorCode: string; message: string };
-
-/** A caller with its own credentials: one client per node and service. */
-class Caller {
-  private readonly clients = new Map<string, grpc.Client>();
-
-  constructor(
-    private readonly cluster: ProcessCluster,
-    private readonly credentials: grpc.ChannelCredentials,
-    private readonly options: grpc.ClientOptions = {},
-  ) {}
-
-  call(node: string, method: string, request: object, service = 'Lock'): Promise<Outcome> {
-    const client = this.client(node, service) as unknown as Record<
-      string,
-      (
-        request: object,
-        options: grpc.CallOptions,
-        callback: (error: grpc.ServiceError | null, reply: Reply) => void,
-      ) => void
-    >;
-    return new Promise((resolve) => {
-      client[method]?.call(client, request, { deadline: Date.now() + 10_000 }, (error, reply) => {
-        if (error === null) resolve({ ok: true, reply });
-        else
-          resolve({
-            ok: false,
-            code: error.code,
-            errorCode: String(error.metadata?.get('dlm-error-code')[0] ?? ''),
-            message: error.details,
-          });
-      });
-    });
-  }
-
-  /** The call must succeed; its reply. */
-  async ok(node: string, method: string, request: object, service = 'Lock'): Promise<Reply> {
-    const outcome = await this.call(node, method, request, service);
-    if (!outcome.ok) {
-      throw new Error(`${method} failed: ${outcome.code} ${outcome.errorCode} ${outcome.message}`);
-    }
-    return outcome.reply;
-  }
-
-  async openSession(node: string): Promise<string> {
-    const reply = await this.ok(node, 'OpenSession', {
-      ttl_ms: '60000',
-      client_name: 'authz',
-      request_id: newRequestId(),
-    });
-    return String(reply.session_id);
-  }
-
-  async acquire(node: string, lock: string, session: string): Promise<Outcome> {
-    return this.call(node, 'Acquire', {
-      lock,
-      session_id: session,
-      mode: 'EXCLUSIVE',
-      wait_ms: '0',
-      request_id: newRequestId(),
-      owner: `owner-of-${lock}`,
-    });
-  }
-
-  /** A Watch: the status it ended with, or 'streaming' once its initial metadata came. */
-  watch(node: string, prefix: string): Promise<Outcome | 'streaming'> {
-    const client = this.client(node, 'Lock') as unknown as {
-      Watch(request: object): grpc.ClientReadableStream<unknown>;
-    };
-    const stream = client.Watch({ prefix });
-    return new Promise((resolve) => {
-      stream.on('metadata', () => {
-        resolve('streaming');
-        stream.cancel();
-      });
-      stream.on('error', (error: grpc.ServiceError) =>
-        resolve({
-          ok: false,
-          code: error.code,
-          errorCode: String(error.metadata?.get('dlm-error-code')[0] ?? ''),
-          message: error.details,
-        }),
-      );
-      stream.on('data', () => {});
-    });
-  }
-
-  /** One call on a Lock.Session stream: its SessionResponse (result or error). */
-  sessionCall(node: string, call: object): Promise<Reply> {
-    const client = this.client(node, 'Lock') as unknown as {
-      Session(): grpc.ClientDuplexStream<object, Reply>;
-    };
-    const stream = client.Session();
-    return new Promise((resolve, reject) => {
-      stream.on('data', (response: Reply) => {
-        resolve(response);
-        stream.end();
-      });
-      stream.on('error', (error: grpc.ServiceError) => {
-        if (error.code !== grpc.status.CANCELLED) reject(error);
-      });
-      stream.write({ call_id: '1', timeout_ms: '10000', ...call });
-    });
-  }
-
-  close(): void {
-    for (const client of this.clients.values()) client.close();
-  }
-
-  private client(node: string, service: string): grpc.Client {
-    const key = `${service}/${node}`;
-    let client = this.clients.get(key);
-    if (client === undefined) {
-      const address = this.cluster.nodes.find((each) => each.id === node)?.clientAddress ?? '';
-      const Client = loadServices()[service];
-      if (Client === undefined) throw new Error(`no service ${service}`);
-      client = new Client(address, this.credentials, this.options);
-      this.clients.set(key, client);
-    }
-    return client;
-  }
-}
-
-function expectRefused(outcome: Outcome | 'streaming', code: grpc.status, errorCode: string): void {
-  expect(outcome).toMatchObject({ ok: false, code, errorCode });
-}
 
 const POLICY = {
   roles: {
@@ -158,18 +29,6 @@ const POLICY = {
 
 /** The `risk` field of the warning a node with an auth section and plaintext peers logs at start. */
 const PLAINTEXT_PEERS_RISK = 'peers-plaintext-under-auth';
-
-/** Until `node` answers Status knowing a leader (bounded: 10 s). */
-async function serving(caller: Caller, node: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const outcome = await caller.call(node, 'Status', {}, 'Cluster');
-    const header = outcome.ok ? (outcome.reply.header as { leader_id?: string }) : undefined;
-    if ((header?.leader_id ?? '') !== '') return;
-    if (Date.now() > deadline) throw new Error(`${node} did not serve with a leader in 10 s`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 describe('identities, roles and owned sessions under mutual TLS (real processes)', () => {
   let cluster: ProcessCluster;
@@ -455,6 +314,9 @@ describe('bearer tokens on a plaintext cluster (real processes)', () => {
       },
     });
     cluster.clientOptions = { interceptors: [bearerInterceptor(tokens.ops)] };
+    // Per-request log lines are at debug: they are checked below, for identities and
+    // for tokens in clear.
+    cluster.env = { DLM_LOG_LEVEL: 'debug' };
     cluster.startAll();
     await cluster.waitForLeader(20_000);
   }, 60_000);
@@ -607,6 +469,113 @@ describe('bearer tokens on a plaintext cluster (real processes)', () => {
       }
     } finally {
       for (const caller of [alice, bob, nobody, forger]) caller.close();
+    }
+  });
+
+  it('counts each refused authentication by reason, and warns once per reason and host every 10 s however many', async () => {
+    const node = await cluster.waitForLeader(10_000);
+    const metricsAddress = cluster.nodes.find((each) => each.id === node)?.metricsAddress;
+    const failures = async (): Promise<Record<string, number>> => {
+      const body = await (await fetch(`http://${metricsAddress}/metrics`)).text();
+      const counts: Record<string, number> = {};
+      for (const match of body.matchAll(
+        /^dlm_auth_failures_total\{[^}]*reason="(\w+)"[^}]*\} (\S+)$/gm,
+      )) {
+        counts[match[1] ?? ''] = Number(match[2]);
+      }
+      return counts;
+    };
+    const warnings = (): Record<string, unknown>[] =>
+      cluster
+        .logLines(node)
+        .filter((line) => line.msg === 'refused an authentication' && line.port === 'client');
+    const before = await failures();
+    const warnedBefore = warnings().length;
+    // Each kind from a new connection every time (a new client port), as a scanner would.
+    const FLOOD = 15;
+    const insecure = grpc.credentials.createInsecure();
+    const fresh = { 'grpc.use_local_subchannel_pool': 1 };
+    for (let i = 0; i < FLOOD; i++) {
+      const kinds = [
+        new Caller(cluster, insecure, fresh),
+        new Caller(cluster, insecure, {
+          ...fresh,
+          interceptors: [bearerInterceptor(`guess-${i}`)],
+        }),
+        new Caller(cluster, insecure, { ...fresh, interceptors: [bearerInterceptor('two words')] }),
+      ];
+      for (const caller of kinds) {
+        expectRefused(
+          await caller.call(node, 'Status', {}, 'Cluster'),
+          grpc.status.UNAUTHENTICATED,
+          'unauthenticated',
+        );
+        caller.close();
+      }
+    }
+    const after = await failures();
+    for (const reason of ['no_credentials', 'unknown_token', 'malformed_authorization']) {
+      expect((after[reason] ?? 0) - (before[reason] ?? 0), reason).toBe(FLOOD);
+    }
+    expect(after).toMatchObject({ identity_too_long: 0, tls_handshake: 0 });
+    // At most one line per reason in the flood (none if the test before warned of it in
+    // the last 10 s), each naming the reason and the address, never the token.
+    const flood = warnings().slice(warnedBefore);
+    const byReason = new Map<unknown, number>();
+    for (const line of flood) byReason.set(line.reason, (byReason.get(line.reason) ?? 0) + 1);
+    for (const [reason, count] of byReason) expect(count, String(reason)).toBe(1);
+    expect(new Set(warnings().map((line) => line.reason))).toEqual(
+      new Set(['no_credentials', 'unknown_token', 'malformed_authorization']),
+    );
+    expect(warnings()[0]?.peer).toMatch(/^127\.0\.0\.1:\d+$/);
+    const log = readFileSync(cluster.logPath(node), 'utf8');
+    expect(log).not.toContain('guess-');
+    expect(log).not.toContain('two words');
+  });
+
+  it("names the caller's identity on each request's log line, unary or on a Session stream", async () => {
+    const node = await cluster.waitForLeader(10_000);
+    const alice = new Caller(cluster, grpc.credentials.createInsecure(), {
+      interceptors: [bearerInterceptor(tokens.alice)],
+    });
+    try {
+      const requestId = newRequestId();
+      const opened = await alice.ok(node, 'OpenSession', {
+        ttl_ms: '60000',
+        client_name: 'logged',
+        request_id: requestId,
+      });
+      const streamed = await alice.sessionCall(node, {
+        keep_alive: { session_id: String(opened.session_id) },
+      });
+      expect(streamed.keep_alive).toMatchObject({ ttl_ms: '60000' });
+      const refused = await new Caller(cluster, grpc.credentials.createInsecure()).call(
+        node,
+        'Describe',
+        { lock: 'a/x' },
+      );
+      expectRefused(refused, grpc.status.UNAUTHENTICATED, 'unauthenticated');
+      await alice.ok(node, 'CloseSession', {
+        session_id: String(opened.session_id),
+        request_id: newRequestId(),
+      });
+      const calls = cluster.logLines(node).filter((line) => line.msg === 'call');
+      expect(calls.find((line) => line.requestId === requestId)).toMatchObject({
+        method: 'OpenSession',
+        identity: 'alice',
+        code: grpc.status.OK,
+      });
+      // On the stream: the same line, with the stream's identity.
+      expect(
+        calls.filter((line) => line.method === 'KeepAlive' && line.identity === 'alice'),
+      ).not.toHaveLength(0);
+      // A call that established no identity has none on its line.
+      const unauthenticated = calls.filter((line) => line.code === grpc.status.UNAUTHENTICATED);
+      expect(unauthenticated).not.toHaveLength(0);
+      for (const line of unauthenticated) expect(line).not.toHaveProperty('identity');
+      expect(readFileSync(cluster.logPath(node), 'utf8')).not.toContain(tokens.alice);
+    } finally {
+      alice.close();
     }
   });
 });

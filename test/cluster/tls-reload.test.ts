@@ -2,13 +2,12 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { initCertificates } from '../../src/cli/certs.ts';
 import { DlmClient } from '../../src/client/index.ts';
 import type { TlsMaterial } from '../../src/config/index.ts';
-import { makeCerts, type TestCerts } from '../support/certs.ts';
+import { makeCerts, servedSerial, type TestCerts } from '../support/certs.ts';
 import { ProcessCluster } from '../support/process-cluster.ts';
 
 /**
@@ -42,25 +41,6 @@ async function tlsCluster(
   const own = certs.client();
   cluster.credentials = grpc.credentials.createSsl(own.ca, own.key, own.cert);
   return { c: cluster, certs };
-}
-
-/** The serial of the certificate a TLS port presents to a new connection. */
-function servedSerial(address: string, material: TlsMaterial, alpn?: string): Promise<string> {
-  const [host, port] = [address.slice(0, address.lastIndexOf(':')), address.split(':').at(-1)];
-  return new Promise((resolve, reject) => {
-    const socket = tls.connect({
-      host,
-      port: Number(port),
-      ...material,
-      checkServerIdentity: () => undefined,
-      ...(alpn === undefined ? {} : { ALPNProtocols: [alpn] }),
-    });
-    socket.once('secureConnect', () => {
-      resolve(socket.getPeerCertificate().serialNumber);
-      socket.destroy();
-    });
-    socket.once('error', reject);
-  });
 }
 
 function httpsGet(
@@ -152,7 +132,9 @@ describe('SIGHUP reloads the certificates', () => {
     expect({ failures, someDone: done > 20 }).toEqual({ failures: [], someDone: true });
     for (const node of c.nodes) expect(c.isRunning(node.id), node.id).toBe(true);
     const log = readFileSync(c.logPath('n2'), 'utf8');
-    expect(log.match(/reloaded on SIGHUP/g)?.length).toBe(3);
+    // Each SIGHUP reloads the certificates (and the policy: here none, the cluster is open).
+    expect(log.match(/"what":"tls certificates"[^\n]*"reloaded on SIGHUP"/g)?.length).toBe(3);
+    expect(log.match(/"what":"access policy","outcome":"open"/g)?.length).toBe(3);
   }, 120_000);
 
   it('a reload whose certificate names another node keeps the old one, and says why', async () => {

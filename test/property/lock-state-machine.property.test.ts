@@ -388,7 +388,10 @@ function step(w: ModelWorld, real: RealWorld, command: LockCommand): string {
   const index = w.next;
   w.next += 1;
   const label = `@${index} ${JSON.stringify(command)}`;
+  const early = real.sut.ownerRefusal(command);
+  const appliedBefore = real.sut.lastAppliedIndex;
   const output = real.sut.apply(asIndex(index), command);
+  checkOwnerRefusal(command, early, appliedBefore, output.result, label);
   real.log.push({ kind: 'apply', index, command, result: JSON.stringify(output.result) });
   const expected = w.m.apply(index, command);
   assert.deepStrictEqual(comparableResult(output.result), expected, `result of ${label}`);
@@ -408,6 +411,33 @@ function step(w: ModelWorld, real: RealWorld, command: LockCommand): string {
   recordHistory(w);
   checkState(w, real);
   return label;
+}
+
+/**
+ * What the API refuses before proposing (ownerRefusal, issue 15) is exactly the refusal
+ * the entry gets when it applies next; and every notSessionOwner refusal is found early
+ * when each session the command names is at or below the applied index (a later id may
+ * yet be opened, so only the log can tell).
+ */
+function checkOwnerRefusal(
+  command: LockCommand,
+  early: LockResult | null,
+  appliedBefore: number,
+  result: LockResult,
+  label: string,
+): void {
+  if (early !== null) {
+    assert.deepStrictEqual(result, early, `ownerRefusal before ${label}`);
+    return;
+  }
+  if (result.type !== 'Rejected' || result.code !== 'notSessionOwner') return;
+  const ids =
+    command.type === 'KeepAlive'
+      ? command.sessionIds
+      : 'sessionId' in command
+        ? [command.sessionId]
+        : [];
+  if (ids.every((id) => id <= appliedBefore)) fail(`ownerRefusal missed ${label}`);
 }
 
 /**

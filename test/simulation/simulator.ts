@@ -681,7 +681,7 @@ export class Simulator {
       replica.config,
       replica.encodeSnapshot(this.options.snapshotPaddingBytes),
     );
-    // A follower receiving a snapshot from this node holds the log after that snapshot.
+    // A follower catching up from this node holds the log it still needs.
     const floor = raft.compactionFloor() ?? index;
     const target = Math.min(index - this.options.compactionRetainEntries, floor);
     node.disk.compact(logIndex(Math.max(0, target)));

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import * as tls from 'node:tls';
 import {
   caPaths,
   clientCertificatePaths,
@@ -90,4 +91,27 @@ export function expiredClient(dir: string, name: string): TlsMaterial {
     ...paths,
   });
   return certsIn(dir).client(name);
+}
+
+/** The serial of the certificate a TLS port presents to a new connection. */
+export function servedSerial(
+  address: string,
+  material: TlsMaterial,
+  alpn?: string,
+): Promise<string> {
+  const [host, port] = [address.slice(0, address.lastIndexOf(':')), address.split(':').at(-1)];
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({
+      host,
+      port: Number(port),
+      ...material,
+      checkServerIdentity: () => undefined,
+      ...(alpn === undefined ? {} : { ALPNProtocols: [alpn] }),
+    });
+    socket.once('secureConnect', () => {
+      resolve(socket.getPeerCertificate().serialNumber);
+      socket.destroy();
+    });
+    socket.once('error', reject);
+  });
 }

@@ -14,8 +14,9 @@ import {
   TokenVerifier,
   tokenEntry,
 } from '../../src/api/auth/tokens.ts';
-import type { AuthConfig } from '../../src/config/auth.ts';
+import { type AuthConfig, IDENTITY_BYTES_MAX } from '../../src/config/auth.ts';
 import { ConfigError, parseClusterConfig } from '../../src/config/index.ts';
+import { AUTH_FAILURE_REASONS } from '../../src/transport/peer-identity.ts';
 
 const NODES = [
   {
@@ -156,6 +157,30 @@ describe('the auth section', () => {
     }
   });
 
+  it('bounds the budget of refused writes (default 400 per 10 s), naming the field', () => {
+    const defaults = parseAuth({ roles: {} });
+    expect(defaults.refusedWritesPerIdentityMax).toBe(400);
+    expect(defaults.refusedWritesWindowMs).toBe(10_000);
+    const set = parseAuth({
+      roles: {},
+      refusedWritesPerIdentityMax: 5,
+      refusedWritesWindowMs: 500,
+    });
+    expect([set.refusedWritesPerIdentityMax, set.refusedWritesWindowMs]).toEqual([5, 500]);
+    for (const wrong of [0, 1_000_001, 1.5, '2']) {
+      expect(problemsOf({ roles: {}, refusedWritesPerIdentityMax: wrong })).toEqual([
+        expect.stringMatching(/^auth\.refusedWritesPerIdentityMax: /),
+      ]);
+    }
+    for (const wrong of [0, 3_600_001, -1, null]) {
+      expect(problemsOf({ roles: {}, refusedWritesWindowMs: wrong })).toEqual([
+        expect.stringMatching(/^auth\.refusedWritesWindowMs: /),
+      ]);
+    }
+    // Nodes that would hold a tenant to different budgets show different digests.
+    expect(policyDigest(set)).not.toBe(policyDigest(defaults));
+  });
+
   it('is absent by default: the cluster stays open', () => {
     expect(parseClusterConfig({ nodes: NODES, dataDir: 'data' }, '/tmp').auth).toBeNull();
   });
@@ -259,5 +284,106 @@ describe('certificateIdentity', () => {
     expect(certificateIdentity(cert({}, 'IP Address:127.0.0.1, DNS:c.example'))).toBe('c.example');
     expect(certificateIdentity(cert({}))).toBeNull();
     expect(certificateIdentity(undefined)).toBeNull();
+  });
+});
+
+/** A call as grpc-js hands it to the Authenticator, from one address. */
+function callWith(header: string | null, cn: string | null = null) {
+  const metadata = new Metadata();
+  if (header !== null) metadata.set('authorization', header);
+  return {
+    metadata,
+    getAuthContext: () =>
+      cn === null ? {} : { sslPeerCertificate: { subject: { CN: cn } } as never },
+    getPeer: () => '192.0.2.7:40123',
+  };
+}
+
+describe('a policy replaced on SIGHUP', () => {
+  it('is in force for the next check: new grants and tokens admitted, removed ones refused', async () => {
+    const before = parseAuth({
+      tokens: [await tokenEntry('ci', 'ci-token', 'sha256')],
+      roles: AUTH.roles,
+      identities: { alice: ['teamA'], ci: ['teamA'] },
+    });
+    const auth = new Authenticator(before);
+    const digest = auth.policy?.digest;
+    expect(auth.policy?.allows('alice', 'lock', 'team-a/x')).toBe(true);
+    expect(auth.policy?.allows('carol', 'lock', 'team-a/x')).toBe(false);
+    expect(await auth.authenticate(callWith('Bearer ci-token'))).toEqual({ identity: 'ci' });
+    expect(auth.generation).toBe(0);
+
+    const policy = auth.replace(
+      parseAuth({
+        tokens: [await tokenEntry('deploy', 'deploy-token', 'sha256')],
+        roles: AUTH.roles,
+        identities: { carol: ['teamA'], deploy: ['teamA'] },
+      }),
+    );
+    expect(auth.policy).toBe(policy);
+    expect(policy.digest).not.toBe(digest);
+    expect(auth.generation).toBe(1);
+    expect(auth.policy?.allows('alice', 'lock', 'team-a/x')).toBe(false);
+    expect(auth.policy?.allows('carol', 'lock', 'team-a/x')).toBe(true);
+    expect(await auth.authenticate(callWith('Bearer deploy-token'))).toEqual({
+      identity: 'deploy',
+    });
+    await expect(auth.authenticate(callWith('Bearer ci-token'))).rejects.toMatchObject({
+      code: 'unauthenticated',
+    });
+  });
+
+  it('cannot be given to an Authenticator that started open: that needs a restart', () => {
+    expect(() => new Authenticator(null).replace(parseAuth({ roles: {} }))).toThrow(
+      'started without a policy',
+    );
+  });
+
+  it('keeps the scrypt tokens verified against entries it still has, for the same identity only', async () => {
+    const kept = await tokenEntry('ops', 'kept-token', 'scrypt');
+    const moved = await tokenEntry('ci', 'moved-token', 'scrypt');
+    const old = new TokenVerifier([kept, moved]);
+    expect(await old.identityOf('kept-token')).toBe('ops');
+    expect(await old.identityOf('moved-token')).toBe('ci');
+    // The same hash, now another identity's: verified again, never taken on trust.
+    const renamed = { ...moved, identity: 'deploy' };
+    const next = new TokenVerifier([kept, renamed], 2, old);
+    const keptAnswer = next.identityOf('kept-token');
+    expect(next.scryptInFlight, 'a kept token runs no scrypt').toBe(0);
+    expect(await keptAnswer).toBe('ops');
+    const movedAnswer = next.identityOf('moved-token');
+    expect(next.scryptInFlight, 'a token whose entry changed is checked again').toBe(1);
+    expect(await movedAnswer).toBe('deploy');
+    // An entry that is gone takes its tokens with it.
+    expect(await new TokenVerifier([renamed], 2, next).identityOf('kept-token')).toBeNull();
+  });
+});
+
+describe('refused authentications', () => {
+  it('are reported with a reason per kind and the caller address, never the token', async () => {
+    const reports: [string, string, string][] = [];
+    const auth = new Authenticator(
+      parseAuth({ tokens: [await tokenEntry('ci', 'real-token', 'sha256')], roles: {} }),
+      (peer, reason, detail) => reports.push([peer, reason, detail]),
+    );
+    for (const refused of [
+      callWith(null),
+      callWith('Basic guessed-secret'),
+      callWith('Bearer guessed-secret'),
+      callWith(null, 'x'.repeat(IDENTITY_BYTES_MAX + 1)),
+    ]) {
+      await expect(auth.authenticate(refused)).rejects.toMatchObject({ code: 'unauthenticated' });
+    }
+    expect(await auth.authenticate(callWith('Bearer real-token'))).toEqual({ identity: 'ci' });
+    expect(reports.map(([peer, reason]) => [peer, reason])).toEqual([
+      ['192.0.2.7:40123', 'no_credentials'],
+      ['192.0.2.7:40123', 'malformed_authorization'],
+      ['192.0.2.7:40123', 'unknown_token'],
+      ['192.0.2.7:40123', 'identity_too_long'],
+    ]);
+    expect(JSON.stringify(reports)).not.toContain('guessed-secret');
+    expect(AUTH_FAILURE_REASONS).toEqual(
+      expect.arrayContaining(reports.map(([, reason]) => reason)),
+    );
   });
 });

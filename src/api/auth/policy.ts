@@ -83,9 +83,10 @@ function quotaOf(limits: IdentityLimits): IdentityQuota {
 }
 
 /**
- * A short digest of the whole policy (tokens' hashes, roles, identities, limits) in a
- * canonical order, so two nodes with the same policy show the same digest whatever the
- * order of their files. It reveals nothing: tokens are hashed already, and it is cut short.
+ * A short digest of the whole policy (tokens' hashes, roles, identities, limits, the
+ * budget of refused writes) in a canonical order, so two nodes with the same policy show
+ * the same digest whatever the order of their files. It reveals nothing: tokens are
+ * hashed already, and it is cut short.
  */
 export function policyDigest(config: AuthConfig): string {
   const sorted = <T>(entries: Iterable<[string, T]>): [string, T][] =>
@@ -98,6 +99,7 @@ export function policyDigest(config: AuthConfig): string {
     ]),
     identities: sorted(config.identities).map(([id, roles]) => [id, [...roles].sort()]),
     limits: config.limits,
+    refusedWrites: [config.refusedWritesPerIdentityMax, config.refusedWritesWindowMs],
   });
   return createHash('sha256').update(canonical).digest('hex').slice(0, DIGEST_CHARS);
 }

@@ -59,6 +59,8 @@ function scryptHash(token: string, salt: Buffer): Promise<Buffer> {
 
 interface ScryptEntry {
   readonly identity: string;
+  /** As the config writes it, `saltHex:hashHex`: what tells two entries apart across a reload. */
+  readonly text: string;
   readonly salt: Buffer;
   readonly hash: Buffer;
 }
@@ -76,18 +78,24 @@ const REFUSED_MAX = 4_096;
  * scrypt runs; one token asked for by several calls at once is checked once; and both
  * outcomes are remembered by the token's sha-256 (bounded), so a client pays scrypt once
  * and a repeated wrong token costs nothing. Nothing here keeps or logs a token in clear.
+ *
+ * A verifier built on a reload (SIGHUP) is given the one it replaces: it keeps the
+ * tokens that one verified against an entry the new config still has, for the same
+ * identity, so a reload costs the clients of a busy cluster no scrypt (and so no
+ * RESOURCE_EXHAUSTED). Refused tokens are not kept: a new entry may match one.
  */
 export class TokenVerifier {
   private readonly bySha256 = new Map<string, string>();
   private readonly scryptEntries: ScryptEntry[] = [];
   private readonly byTokenId = new Map<string, ScryptEntry>();
-  private readonly verified = new Map<string, string>();
+  private readonly verified = new Map<string, ScryptEntry>();
   private readonly refused = new Map<string, true>();
   private readonly checking = new Map<string, Promise<string | null>>();
 
   constructor(
     entries: readonly TokenEntry[],
     private readonly scryptVerificationsMax = SCRYPT_VERIFICATIONS_DEFAULT,
+    replaced: TokenVerifier | null = null,
   ) {
     for (const entry of entries) {
       if ('sha256' in entry) {
@@ -97,11 +105,21 @@ export class TokenVerifier {
       const [salt = '', hash = ''] = entry.scrypt.split(':');
       const scryptEntry = {
         identity: entry.identity,
+        text: entry.scrypt,
         salt: Buffer.from(salt, 'hex'),
         hash: Buffer.from(hash, 'hex'),
       };
       this.scryptEntries.push(scryptEntry);
       this.byTokenId.set(salt.slice(0, TOKEN_ID_HEX), scryptEntry);
+    }
+    if (replaced !== null) this.keepVerified(replaced);
+  }
+
+  private keepVerified(replaced: TokenVerifier): void {
+    const byText = new Map(this.scryptEntries.map((entry) => [entry.text, entry]));
+    for (const [digest, old] of replaced.verified) {
+      const entry = byText.get(old.text);
+      if (entry?.identity === old.identity) this.verified.set(digest, entry);
     }
   }
 
@@ -120,7 +138,7 @@ export class TokenVerifier {
    */
   async identityOf(token: string): Promise<string | null> {
     const digest = sha256Hex(token);
-    const known = this.bySha256.get(digest) ?? this.verified.get(digest);
+    const known = this.bySha256.get(digest) ?? this.verified.get(digest)?.identity;
     if (known !== undefined) return known;
     if (this.scryptEntries.length === 0 || this.refused.has(digest)) return null;
     const running = this.checking.get(digest);
@@ -142,7 +160,7 @@ export class TokenVerifier {
     for (const entry of named === undefined ? this.scryptEntries : [named]) {
       const hash = await scryptHash(token, entry.salt);
       if (hash.length === entry.hash.length && timingSafeEqual(hash, entry.hash)) {
-        remember(this.verified, digest, entry.identity, VERIFIED_MAX);
+        remember(this.verified, digest, entry, VERIFIED_MAX);
         return entry.identity;
       }
     }
