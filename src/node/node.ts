@@ -872,9 +872,9 @@ export class DlmNode {
   /**
    * Whether the leader takes a forwarded write from `from`: a voter or learner of its
    * config, other than itself (a node never forwards to itself). The peer port admits
-   * anyone with the cluster id, or under mutual TLS any certificate of the CA that
-   * names the id it claims: that includes a removed node's and one issued for an id
-   * never added, and a forwarded write carries whatever identity it likes, which every
+   * anyone with the cluster id, or under mutual TLS any node certificate of the CA for
+   * the id it claims: that includes a removed node's and one issued for an id never
+   * added, and a forwarded write carries whatever identity it likes, which every
    * replica then applies as that caller's. Only members may do that.
    *
    * The config is this leader's applied one. Membership changes in flight:

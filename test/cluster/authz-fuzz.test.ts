@@ -2,9 +2,10 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { tokenEntry } from '../../src/api/auth/tokens.ts';
 import { GRPC_STATUS_BY_CODE } from '../../src/api/errors.ts';
+import { bearerInterceptor } from '../../src/client/bearer.ts';
 import type { TlsMaterial } from '../../src/config/index.ts';
 import type { LockCommand } from '../../src/lock/index.ts';
 import { encodeEntry } from '../../src/node/entry-codec.ts';
@@ -97,9 +98,10 @@ function codelessAllowed(outcome: CallOutcome, caller: Caller): boolean {
   }
 }
 
+/** Each test's processes, forger and files, stopped before the next test starts. */
 const cleanups: (() => Promise<void> | void)[] = [];
-afterAll(async () => {
-  for (const cleanup of cleanups.reverse()) await cleanup();
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
 interface Setup {
@@ -157,17 +159,7 @@ async function bearerTokens(): Promise<Setup> {
     metadata.set('authorization', header);
     return metadata;
   };
-  cluster.clientOptions = {
-    interceptors: [
-      (options, next) =>
-        new grpc.InterceptingCall(next(options), {
-          start: (metadata, listener, start) => {
-            metadata.set('authorization', `Bearer ${token('ops')}`);
-            start(metadata, listener);
-          },
-        }),
-    ],
-  };
+  cluster.clientOptions = { interceptors: [bearerInterceptor(token('ops'))] };
   const address = cluster.nodes[0]?.clientAddress ?? '';
   const client = genericClient(address, grpc.credentials.createInsecure());
   const callers: Caller[] = TENANTS.map((name) => ({
@@ -353,7 +345,7 @@ async function listAll(
 describe.each([
   ['mutual TLS and a policy', mutualTls],
   ['bearer tokens and a policy', bearerTokens],
-] as const)('fuzz against a live node with %s', (_mode, setUp) => {
+] as const)('fuzz against a live node with %s', (mode, setUp) => {
   it(`tenants, strangers and a non-member peer for ${FUZZ_MS / 1000} s: no crash, bounded memory, proper statuses, nothing applied outside a caller's rights`, async () => {
     const { cluster, callers, forgerTls } = await setUp();
     cleanups.push(async () => {
@@ -454,7 +446,7 @@ describe.each([
       refused = await authFailures(node.metricsAddress, 'not_a_member');
     }
     console.log(
-      `authz fuzz (${_mode}) seed ${SEED}: ${rounds} rounds, ${total} calls, ${forged} forged forwards (${refused} refused not_a_member) in ${Date.now() - started} ms; codes ${JSON.stringify(Object.fromEntries(codes))}; sessions opened ${seen.sessions.size}, grants ${seen.tokens.length}; node RSS ${rssBeforeKiB} KiB before, peak ${rssPeakKiB} KiB`,
+      `authz fuzz (${mode}) seed ${SEED}: ${rounds} rounds, ${total} calls, ${forged} forged forwards (${refused} refused not_a_member) in ${Date.now() - started} ms; codes ${JSON.stringify(Object.fromEntries(codes))}; sessions opened ${seen.sessions.size}, grants ${seen.tokens.length}; node RSS ${rssBeforeKiB} KiB before, peak ${rssPeakKiB} KiB`,
     );
 
     expect(cluster.isRunning('n1')).toBe(true);

@@ -73,7 +73,8 @@ describe('forwarded writes the leader takes', () => {
     expect(clientNames(leader)).toEqual(['from-a-member']);
     expect(refused.map((each) => each.from)).toEqual([N9, leader.id]);
     expect([...(refused[0]?.members ?? [])].sort()).toEqual(ids);
-    // The answers to the member's forward went to the member, not to the stranger.
+    // Nothing came back to the stranger: refused forwards are not answered, and the
+    // answer to the member's went to the member.
     expect(answers).toEqual([]);
   });
 
