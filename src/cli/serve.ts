@@ -61,6 +61,7 @@ export async function serve(args: ServeArgs): Promise<void> {
   });
   // Read before anything starts, so a missing or unreadable file stops start-up with its field named.
   const security = await NodeSecurity.load(config, id, logger);
+  warnIfPeersPlaintext(config, self.peerListenAddress, logger);
   const directory = nodeDataDir(config, id);
   const storage = await LevelStorage.open(directory, {
     bootstrap: args.join
@@ -76,6 +77,7 @@ export async function serve(args: ServeArgs): Promise<void> {
   const identity = await checkedIdentity(storage, id, config.clusterId, directory, logger);
   const transport = await startPeerTransport(config, self, security, logger);
   const logForeign = rateLimitedPerKey(FOREIGN_LOG_INTERVAL_MS);
+  const peerAuthFailure = security.authFailures.listener('peer');
   const traffic = new PeerTraffic(transport);
   const node = new DlmNode(id, storage, traffic, runtimeOptions(config));
   running = node;
@@ -127,6 +129,13 @@ export async function serve(args: ServeArgs): Promise<void> {
       }),
     clusterIdAdopted: (clusterId) =>
       logger.info({ clusterId }, 'learned the cluster id from a peer and saved it'),
+    // Counted in dlm_auth_failures_total and logged at warn, rate-limited per sender.
+    forwardFromNonMember: (from, members) =>
+      peerAuthFailure(
+        from,
+        'not_a_member',
+        `a write forwarded by ${from}, which is not a member of the cluster (members: ${members.join(', ')}), was refused: a removed node, a node certificate for an id never added, or a stranger with the cluster id; or, for a moment, a member this leader has not applied yet`,
+      ),
     // The leader's span of a traced call that a follower forwarded.
     forwardedWrite: (trace, from, outcome) =>
       logger.debug(
@@ -364,6 +373,25 @@ function logStalls(node: DlmNode, runtime: RuntimeWatch, logger: Logger): void {
 /** `{ [key]: value }`, or nothing when value is undefined (exactOptionalPropertyTypes). */
 function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
   return value === undefined ? {} : ({ [key]: value } as { [P in K]?: V });
+}
+
+/**
+ * An auth section protects nothing from whoever reaches a plaintext peer port: the
+ * cluster id travels in clear in every peer message, and with it anyone may forward a
+ * write naming itself a member and carrying any identity, or speak Raft as one. Not
+ * refused (a private network between the nodes is a setup we support, and a node that
+ * stopped starting after an upgrade would be worse), but said loudly at every start.
+ */
+function warnIfPeersPlaintext(
+  config: ClusterFileConfig,
+  peerListenAddress: string,
+  logger: Logger,
+): void {
+  if (config.auth === null || config.tls !== null) return;
+  logger.warn(
+    { peerListenAddress, risk: 'peers-plaintext-under-auth' },
+    `the auth section is enforced on the client port only: the peer port ${peerListenAddress} is plaintext (no tls section), so anyone who can reach it and reads the cluster id off the network can write as any identity and bypass every permission; bearer tokens also cross the network in clear. Fix: add a tls section (dlm certs init makes the certificates), so that peers must present node certificates; until then keep the peer port on a network only the nodes reach`,
+  );
 }
 
 /**

@@ -3,11 +3,12 @@ import { AUTH_FAILURE_REASONS, type AuthFailureReason } from '../transport/peer-
 
 /**
  * Refused authentications on every port of a node (TLS handshakes on the client and
- * peer ports, peer certificates that do not name the sender, API calls the auth section
- * does not admit): counted by reason for dlm_auth_failures_total, and each handed to
- * `log` (rate-limited by the caller, as a hostile client can fail many times a second).
- * Nothing secret is passed: addresses, claimed ids, certificate subjects and serials,
- * the TLS library's reason, why a call was refused, never a token.
+ * peer ports, peer certificates that do not name the sender, forwarded writes from
+ * non-members, API calls the auth section does not admit): counted by reason for
+ * dlm_auth_failures_total, and each handed to `log` (rate-limited by the caller, as a
+ * hostile client can fail many times a second). Nothing secret is passed: addresses,
+ * claimed ids, certificate subjects and serials, the TLS library's reason, why a call
+ * was refused, never a token.
  */
 export class AuthFailures {
   private readonly counts = new Map<AuthFailureReason, number>(
@@ -37,7 +38,7 @@ export class AuthFailures {
     const counts = this.counts;
     new client.Counter({
       name: 'dlm_auth_failures_total',
-      help: 'Refused authentications: TLS handshakes (tls_handshake), lock-client certificates on the peer port (not_a_node), peers whose certificate names another node (wrong_node_id); under an auth section, API calls without credentials (no_credentials), with a malformed authorization (malformed_authorization) or an unknown bearer token (unknown_token), or a certificate subject too long for an identity (identity_too_long).',
+      help: 'Refused authentications: TLS handshakes (tls_handshake), lock-client certificates on the peer port (not_a_node), peers whose certificate names another node (wrong_node_id), forwarded writes from a node that is not a member (not_a_member); under an auth section, API calls without credentials (no_credentials), with a malformed authorization (malformed_authorization) or an unknown bearer token (unknown_token), or a certificate subject too long for an identity (identity_too_long).',
       labelNames: ['reason'],
       registers: [registry],
       collect() {

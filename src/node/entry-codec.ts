@@ -18,6 +18,35 @@ export function encodeEntry(payload: EntryPayload): Uint8Array {
   return packr.pack({ p: payload.proposalId, c: payload.command });
 }
 
+/**
+ * Why `data` is not a payload encodeEntry could have written, or null. A forwarded write
+ * is proposed as its follower encoded it and applied by every replica: bytes that do not
+ * decode to a payload (msgpack `nil` is one byte) would stop each replica at the same
+ * index, and again after every restart, since the log keeps them. The command inside is
+ * the state machine's to check (shape.ts): it refuses a malformed one without throwing.
+ */
+export function entryPayloadProblem(data: Uint8Array): string | null {
+  let decoded: unknown;
+  try {
+    decoded = packr.unpack(data);
+  } catch (error) {
+    return `does not decode: ${(error as Error).message}`;
+  }
+  if (!isPlainObject(decoded)) return 'expected an entry payload { p, c }';
+  const { p, c } = decoded;
+  if (p !== null && typeof p !== 'string') return 'p: expected a proposal id or null';
+  return isPlainObject(c) ? null : 'c: expected a command object';
+}
+
+function isPlainObject(value: unknown): value is Readonly<Record<string, unknown>> {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    !Array.isArray(value) &&
+    !(value instanceof Uint8Array)
+  );
+}
+
 export function decodeEntry(data: Uint8Array): EntryPayload {
   const decoded = packr.unpack(data) as { p: string | null; c: LockCommand };
   return { proposalId: decoded.p, command: decoded.c };

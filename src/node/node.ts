@@ -150,6 +150,11 @@ export interface NodeObserver {
   peerMessageForeign?(from: string, clusterId: string): void;
   /** This node did not know its cluster's id and has now saved the one its peers use. */
   clusterIdAdopted?(clusterId: string): void;
+  /**
+   * The leader refused a forwarded write from `from`, which it does not count among the
+   * members (see countsAsMember). `members` is who it does count, for the log.
+   */
+  forwardFromNonMember?(from: string, members: readonly NodeId[]): void;
 }
 
 interface PendingRead {
@@ -825,6 +830,15 @@ export class DlmNode {
     data: Uint8Array,
     traceparent: unknown,
   ): void {
+    if (this.raft.role === 'leader' && !this.countsAsMember(from)) {
+      // Not answered: a stranger learns nothing and costs one message, not two, and a
+      // member this leader does not count yet fails the write UNAVAILABLE within an
+      // election timeout (failUnansweredForwards); its client retries.
+      for (const observer of this.observers) {
+        observer.forwardFromNonMember?.(from, this.memberIds());
+      }
+      return;
+    }
     const result = this.rulesHoldBack(data)
       ? { ok: false as const, reason: 'lockRulesUnset' as const, leaderId: this.id }
       : this.raft.propose(data);
@@ -855,14 +869,47 @@ export class DlmNode {
     }
   }
 
-  /** A forwarded write that lockRulesUnset holds back; undecodable data is the core's to take. */
+  /**
+   * Whether the leader takes a forwarded write from `from`: a voter or learner of its
+   * config, other than itself (a node never forwards to itself). The peer port admits
+   * anyone with the cluster id, or under mutual TLS any node certificate of the CA for
+   * the id it claims: that includes a removed node's and one issued for an id never
+   * added, and a forwarded write carries whatever identity it likes, which every
+   * replica then applies as that caller's. Only members may do that.
+   *
+   * The config is this leader's applied one. Membership changes in flight:
+   * - Adding: a joining node learns who leads only from the leader's appends, and a
+   *   leader starts sending to a learner only once it has applied the addLearner entry;
+   *   so its first forward reaches a leader that counts it. Promotion keeps it counted.
+   * - A new leader's applied config can lag its log: it applies what its predecessor
+   *   committed only once an entry of its own term commits (after a crash, also part of
+   *   what it had applied itself: the commit index is written unsynced). A member that
+   *   reaches it meanwhile (one still holding its id as leader from an earlier term) is
+   *   refused; unanswered, the write fails UNAVAILABLE within an election timeout and
+   *   its client retries, and the leader counts that member once it has applied its own
+   *   log. No member is refused for longer.
+   * - Removing: refused from the moment the leader applied the removal, even if the
+   *   removed node never learns of it. Before that, or at a new leader that has not
+   *   applied it yet, its write is still taken, as a member's: it was one until then.
+   *
+   * Raft messages are not filtered this way, on purpose: a node may need its leader
+   * before its config names that leader. A joining node has no config until the
+   * leader's entries or snapshot arrive (with Raft messages filtered, the joiner in
+   * test/node/grpc-membership.test.ts never catches up), and a follower cut off while
+   * the cluster changed may not hold the entry that made its new leader a member: only
+   * that leader will send it. So the core trusts whoever holds a node credential (Raft
+   * tolerates crashes, not lies): a removed node's certificate must be retired, see
+   * README, Security.
+   */
+  private countsAsMember(from: NodeId): boolean {
+    const { voters, learners } = this.raft.config;
+    return from !== this.id && (voters.includes(from) || learners.includes(from));
+  }
+
+  /** A forwarded write that lockRulesUnset holds back (its data decodes: peerMessageProblem). */
   private rulesHoldBack(data: Uint8Array): boolean {
     if (this.raft.role !== 'leader' || this.locks.rulesSetIndex !== null) return false;
-    try {
-      return this.lockRulesUnset(decodeEntry(data).command);
-    } catch {
-      return false;
-    }
+    return this.lockRulesUnset(decodeEntry(data).command);
   }
 
   // ------------------------------------------------------------------ time

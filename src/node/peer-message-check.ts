@@ -1,4 +1,5 @@
 import type { ConfigChange, Entry, MessageType } from '../raft/types.ts';
+import { entryPayloadProblem } from './entry-codec.ts';
 import type { ForwardRefusal, PeerMessage } from './peer-message.ts';
 
 /**
@@ -55,6 +56,7 @@ const PEER_MESSAGE_CHECKS: { readonly [K in PeerMessage['kind']]: FieldsCheck } 
     addressingProblem(m, path) ??
     idProblem(m.proposalId, `${path}.proposalId`) ??
     bytesProblem(m.data, `${path}.data`) ??
+    prefixed(`${path}.data: `, entryPayloadProblem(m.data as Uint8Array)) ??
     // Optional: absent (or undefined, as msgpack may carry it) means an untraced call.
     (m.traceparent === undefined ? null : stringProblem(m.traceparent, `${path}.traceparent`)),
   forwardAccepted: (m, path) =>
@@ -239,6 +241,10 @@ function stringProblem(value: unknown, path: string): Problem {
 
 function booleanProblem(value: unknown, path: string): Problem {
   return typeof value === 'boolean' ? null : `${path}: expected a boolean`;
+}
+
+function prefixed(prefix: string, problem: Problem): Problem {
+  return problem === null ? null : `${prefix}${problem}`;
 }
 
 function bytesProblem(value: unknown, path: string): Problem {

@@ -16,8 +16,8 @@ export function nodeCertificateUri(id: string): string {
 
 /**
  * Why a peer or a client was refused; the label of dlm_auth_failures_total. The first
- * three are the transport's (every port); the others the client API's, under an `auth`
- * section.
+ * three are the transport's (every port), not_a_member the node's (peer port), the
+ * others the client API's, under an `auth` section.
  */
 export type AuthFailureReason =
   /** The TLS handshake failed: no certificate, another CA, expired, plaintext on a TLS port. */
@@ -26,6 +26,13 @@ export type AuthFailureReason =
   | 'not_a_node'
   /** A node certificate, but of another node than the one the peer claims to be. */
   | 'wrong_node_id'
+  /**
+   * A forwarded write from a node the leader does not count among the members: a removed
+   * node, a certificate issued for an id never added, a stranger that learned the cluster
+   * id (plaintext peers), or, briefly, a member the leader has not applied yet (see
+   * DlmNode.countsAsMember).
+   */
+  | 'not_a_member'
   /** A call with neither a client certificate nor a bearer token. */
   | 'no_credentials'
   /** `authorization` metadata that is not `Bearer <token>`. */
@@ -39,6 +46,7 @@ export const AUTH_FAILURE_REASONS: readonly AuthFailureReason[] = [
   'tls_handshake',
   'not_a_node',
   'wrong_node_id',
+  'not_a_member',
   'no_credentials',
   'malformed_authorization',
   'unknown_token',

@@ -27,6 +27,9 @@ const POLICY = {
   limits: { sessionsPerIdentityMax: 3, locksHeldPerIdentityMax: 2, waitersPerIdentityMax: 1 },
 };
 
+/** The `risk` field of the warning a node with an auth section and plaintext peers logs at start. */
+const PLAINTEXT_PEERS_RISK = 'peers-plaintext-under-auth';
+
 describe('identities, roles and owned sessions under mutual TLS (real processes)', () => {
   let cluster: ProcessCluster;
   let certs: string;
@@ -246,6 +249,12 @@ describe('identities, roles and owned sessions under mutual TLS (real processes)
     expect([...digests][0]).toMatch(/^[0-9a-f]{12}$/);
   });
 
+  it('peers on mutual TLS: no node warns that the auth section can be bypassed', () => {
+    for (const node of cluster.nodes) {
+      expect(readFileSync(cluster.logPath(node.id), 'utf8')).not.toContain(PLAINTEXT_PEERS_RISK);
+    }
+  });
+
   it('per-identity limits refuse RESOURCE_EXHAUSTED naming the limit, whatever node takes the call', async () => {
     const bob = who('bob');
     const sessions = [
@@ -447,11 +456,16 @@ describe('bearer tokens on a plaintext cluster (real processes)', () => {
       } finally {
         delete process.env.DLM_TOKEN;
       }
-      // No node logged a token in clear.
+      // No node logged a token in clear. Each warned at start that, its peers being
+      // plaintext, whoever reaches the peer port can bypass the policy, and said the fix.
       for (const node of cluster.nodes) {
         const log = readFileSync(cluster.logPath(node.id), 'utf8');
         for (const secret of Object.values(tokens)) expect(log).not.toContain(secret);
         expect(log).not.toContain('alice-token-guess');
+        const warning = log.split('\n').find((line) => line.includes(PLAINTEXT_PEERS_RISK));
+        expect(warning, `${node.id} warns of plaintext peers`).toBeDefined();
+        expect(JSON.parse(warning ?? '{}')).toMatchObject({ level: 40 });
+        expect(warning).toMatch(/bypass every permission.*add a tls section/);
       }
     } finally {
       for (const caller of [alice, bob, nobody, forger]) caller.close();

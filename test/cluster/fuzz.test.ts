@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import * as net from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
@@ -7,6 +6,17 @@ import { loadSync } from '@grpc/proto-loader';
 import { Packr } from 'msgpackr';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Prng } from '../../src/util/prng.ts';
+import {
+  genericClient,
+  HTTP2_PREFACE,
+  randomBytes,
+  randomString,
+  randomValue,
+  rawSocket,
+  rawUnaryCall,
+  rssKiB,
+  unaryMethods,
+} from '../support/fuzz.ts';
 import { ProcessCluster } from '../support/process-cluster.ts';
 
 /**
@@ -33,91 +43,6 @@ afterEach(async () => {
   cluster?.remove();
   cluster = null;
 });
-
-interface FieldDescriptor {
-  readonly name: string;
-  readonly type: string;
-  readonly label: string;
-}
-interface UnaryMethod {
-  readonly path: string;
-  readonly name: string;
-  readonly fields: readonly FieldDescriptor[];
-  readonly serialize: (value: object) => Buffer;
-}
-
-function unaryMethods(): UnaryMethod[] {
-  const definition = loadSync(['dlm.proto'], {
-    includeDirs: [join(ROOT, 'proto')],
-    keepCase: true,
-    longs: String,
-    enums: String,
-    defaults: true,
-  });
-  const methods: UnaryMethod[] = [];
-  for (const service of ['dlm.v1.Lock', 'dlm.v1.Cluster']) {
-    for (const [name, method] of Object.entries(definition[service] as grpc.ServiceDefinition)) {
-      if (method.requestStream || method.responseStream || SKIPPED.has(name)) continue;
-      const type = (method as unknown as { requestType: { type: { field: FieldDescriptor[] } } })
-        .requestType.type;
-      methods.push({
-        path: method.path,
-        name,
-        fields: type.field,
-        serialize: method.requestSerialize as (value: object) => Buffer,
-      });
-    }
-  }
-  return methods;
-}
-
-function randomString(prng: Prng): string {
-  const length = prng.chance(0.05) ? prng.intBetween(4_000, 20_000) : prng.intBetween(0, 40);
-  let text = '';
-  for (let i = 0; i < length; i++) {
-    text += prng.chance(0.8)
-      ? String.fromCharCode(prng.intBetween(32, 126))
-      : String.fromCodePoint(prng.intBetween(0, 0x10ffff - 0x800));
-  }
-  return text;
-}
-
-function randomUint64(prng: Prng): string {
-  return prng.pick([
-    () => '0',
-    () => '1',
-    () => String(prng.intBetween(0, 1_000)),
-    () => String(prng.intBetween(0, 2 ** 31)),
-    () => '18446744073709551615',
-    () => '9007199254740993',
-  ])();
-}
-
-function randomValue(prng: Prng, field: FieldDescriptor): unknown {
-  const one = (): unknown => {
-    switch (field.type) {
-      case 'TYPE_STRING':
-        return randomString(prng);
-      case 'TYPE_BOOL':
-        return prng.chance(0.5);
-      case 'TYPE_ENUM':
-        return prng.pick(['EXCLUSIVE', 'SHARED']);
-      case 'TYPE_MESSAGE':
-        return {};
-      default:
-        return randomUint64(prng);
-    }
-  };
-  if (field.label !== 'LABEL_REPEATED') return one();
-  const count = prng.chance(0.05) ? prng.intBetween(10_001, 20_000) : prng.intBetween(0, 20);
-  return Array.from({ length: count }, one);
-}
-
-function randomBytes(prng: Prng, max: number): Buffer {
-  const bytes = Buffer.alloc(prng.intBetween(0, max));
-  for (let i = 0; i < bytes.length; i++) bytes[i] = prng.nextUint32() & 0xff;
-  return bytes;
-}
 
 /** A random value of any msgpack shape, for peer batches. */
 function randomShape(prng: Prng, depth = 0): unknown {
@@ -154,44 +79,21 @@ describe('fuzz against a live node', () => {
     const node = c.nodes[0];
     const pid = c.pid('n1');
     if (node === undefined || pid === undefined) throw new Error('no n1');
-    const rss = (): number =>
-      Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+    const rss = (): number => rssKiB(pid);
     const rssBeforeKiB = rss();
     let rssPeakKiB = rssBeforeKiB;
     const prng = new Prng(SEED);
-    const methods = unaryMethods();
-    const Generic = grpc.makeGenericClientConstructor({}, 'Fuzz');
-    const api = new Generic(node.clientAddress, grpc.credentials.createInsecure());
-    const peer = new Generic(node.peerAddress, grpc.credentials.createInsecure());
+    const methods = unaryMethods(SKIPPED);
+    const api = genericClient(node.clientAddress, grpc.credentials.createInsecure());
+    const peer = genericClient(node.peerAddress, grpc.credentials.createInsecure());
     const codes = new Map<string, number>();
     const bad: string[] = [];
-    const call = (client: grpc.Client, path: string, body: Buffer, what: string) =>
-      new Promise<void>((resolve) => {
-        client.makeUnaryRequest(
-          path,
-          (bytes: Buffer) => bytes,
-          (bytes: Buffer) => bytes,
-          body,
-          new grpc.Metadata(),
-          { deadline: Date.now() + 2_000 },
-          (error) => {
-            const code = error === null ? grpc.status.OK : error.code;
-            const key = grpc.status[code] ?? String(code);
-            codes.set(key, (codes.get(key) ?? 0) + 1);
-            if (BAD_CODES.has(code)) bad.push(`${what}: ${key} ${error?.details}`);
-            resolve();
-          },
-        );
-      });
-    const rawSocket = (address: string, bytes: Buffer) =>
-      new Promise<void>((resolve) => {
-        const [host, port] = [address.slice(0, address.lastIndexOf(':')), address.split(':')[1]];
-        const socket = net.connect({ host, port: Number(port) }, () => socket.end(bytes));
-        socket.on('error', () => resolve());
-        socket.on('close', () => resolve());
-        socket.setTimeout(2_000, () => socket.destroy());
-        socket.resume();
-      });
+    const call = async (client: grpc.Client, path: string, body: Buffer, what: string) => {
+      const { code, details } = await rawUnaryCall(client, path, body);
+      const key = grpc.status[code] ?? String(code);
+      codes.set(key, (codes.get(key) ?? 0) + 1);
+      if (BAD_CODES.has(code)) bad.push(`${what}: ${key} ${details}`);
+    };
     const peerStream = peer.makeBidiStreamRequest(
       '/dlm.raft.v1.Raft/Stream',
       (value: object) => value as Buffer,
@@ -228,9 +130,7 @@ describe('fuzz against a live node', () => {
       }
       if (rounds % 4 === 0) {
         const target = prng.chance(0.5) ? node.clientAddress : node.peerAddress;
-        const preface = prng.chance(0.5)
-          ? Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n')
-          : Buffer.alloc(0);
+        const preface = prng.chance(0.5) ? HTTP2_PREFACE : Buffer.alloc(0);
         work.push(rawSocket(target, Buffer.concat([preface, randomBytes(prng, 2_000)])));
       }
       const batch = prng.chance(0.5)

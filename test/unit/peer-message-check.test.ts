@@ -4,6 +4,8 @@ import * as protoLoader from '@grpc/proto-loader';
 import fc from 'fast-check';
 import { Packr } from 'msgpackr';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { LockCommand } from '../../src/lock/index.ts';
+import { encodeEntry } from '../../src/node/entry-codec.ts';
 import type { PeerMessage } from '../../src/node/peer-message.ts';
 import { claimedSender, peerMessageProblem } from '../../src/node/peer-message-check.ts';
 import type { Entry, Message } from '../../src/raft/types.ts';
@@ -22,6 +24,10 @@ const n1 = nodeId('n1');
 const n2 = nodeId('n2');
 const bytes = (...values: number[]): Uint8Array => Uint8Array.from(values);
 const envelope = { from: n1, to: n2, term: term(7) };
+const FORWARDED = encodeEntry({
+  proposalId: 'n2/boot/41',
+  command: { type: 'OpenSession', ttlMs: 10_000, clientName: 'c', requestId: 'r1' },
+});
 
 const ENTRIES: readonly Entry[] = [
   { kind: 'noop', term: term(7), index: logIndex(11) },
@@ -124,13 +130,14 @@ const RAFT_MESSAGES: readonly Message[] = [
 
 const WELL_FORMED: readonly PeerMessage[] = [
   ...RAFT_MESSAGES.map((message): PeerMessage => ({ kind: 'raft', message })),
-  { kind: 'forward', from: n2, to: n1, proposalId: 'n2-41', data: bytes(0x82, 0xa4) },
+  { kind: 'forward', from: n2, to: n1, proposalId: 'n2-41', data: FORWARDED },
   {
     kind: 'forward',
     from: n2,
     to: n1,
     proposalId: 'n2-42',
-    data: bytes(),
+    // A command the state machine will refuse (invalidArgument) is still well-formed here.
+    data: encodeEntry({ proposalId: null, command: {} as LockCommand }),
     traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
   },
   {
@@ -423,6 +430,34 @@ const MALFORMED: readonly (readonly [string, unknown, string])[] = [
       delete m.data;
     }),
     'forward.data: expected bytes',
+  ],
+  [
+    'a forward whose data is msgpack nil (it stopped every replica that applied it)',
+    changed(peer('forward'), (m) => {
+      m.data = bytes(0xc0);
+    }),
+    'forward.data: expected an entry payload',
+  ],
+  [
+    'a forward whose data does not decode',
+    changed(peer('forward'), (m) => {
+      m.data = bytes(0x82, 0xa4);
+    }),
+    'forward.data: does not decode',
+  ],
+  [
+    'a forward whose command is not an object',
+    changed(peer('forward'), (m) => {
+      m.data = packr.pack({ p: 'n2/boot/43', c: 'OpenSession' });
+    }),
+    'forward.data: c: expected a command object',
+  ],
+  [
+    'a forward whose proposal id in the entry is a number',
+    changed(peer('forward'), (m) => {
+      m.data = packr.pack({ p: 43, c: {} });
+    }),
+    'forward.data: p: expected a proposal id or null',
   ],
   [
     'a forward with a numeric traceparent',
