@@ -1,4 +1,9 @@
-import type { LockCommand, LockResult, LockStateMachine } from '../lock/index.ts';
+import {
+  isOwnQuotaRefusal,
+  type LockCommand,
+  type LockResult,
+  type LockStateMachine,
+} from '../lock/index.ts';
 import type { AppliedProposal, LateApplyListener } from '../node/proposals.ts';
 import type { SessionId } from '../util/ids.ts';
 import type { RefusalBudget } from './auth/refusal-budget.ts';
@@ -61,13 +66,22 @@ async function budgetedWrite(
   }
   let applied: AppliedProposal;
   try {
+    // A write whose outcome was unknown gave its unit back. An Acquire's is charged if it
+    // turns out to have been refused, riding on the listener that withdraws it. Other
+    // writes register none: the node watches at most pendingProposalsMax writes that may
+    // still apply, evicting the oldest, and timed-out KeepAlives pushed out the Acquires
+    // whose grants must be given back (review test sec-budget-orphan-eviction). Each held
+    // its unit while in flight, so those uncharged are still bounded by the timeout.
     applied = await context.node.write(command, {
       trace: scope.trace,
-      // A write whose outcome was unknown gave its unit back: charge it if it was refused.
-      lateApply: (late) => {
-        if (refusedWhenApplied(late.result)) budget.charge(identity);
-        lateApply?.(late);
-      },
+      ...(lateApply === undefined
+        ? {}
+        : {
+            lateApply: (late: AppliedProposal) => {
+              if (refusedWhenApplied(late.result)) budget.charge(identity);
+              lateApply(late);
+            },
+          }),
     });
   } catch (error) {
     admission.settle(false);
@@ -78,13 +92,17 @@ async function budgetedWrite(
 }
 
 /**
- * An entry that did nothing: refused, or a KeepAlive that found none of its sessions
- * (which the API answers sessionNotFound when it named one).
+ * An entry that did nothing because of what its asker sent: refused, or a KeepAlive that
+ * found none of its sessions (which the API answers sessionNotFound when it named one).
+ * Not a cluster-wide limit reached (sessionsMax, locksMax, waitersPerLockMax): other
+ * tenants' state causes those, and charging them let one tenant that keeps a shared
+ * lock's queue full lock another out of its own prefix (review test
+ * sec-budget-cross-tenant). Its own per-identity quotas are charged.
  */
 function refusedWhenApplied(result: LockResult): boolean {
-  return (
-    result.type === 'Rejected' || (result.type === 'KeptAlive' && result.refreshed.length === 0)
-  );
+  if (result.type === 'KeptAlive') return result.refreshed.length === 0;
+  if (result.type !== 'Rejected') return false;
+  return result.code !== 'limitReached' || isOwnQuotaRefusal(result.detail);
 }
 
 /**

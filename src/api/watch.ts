@@ -32,8 +32,11 @@ export function watch(context: ApiContext, call: WatchCall): void {
     watchAs(context, call, ANONYMOUS);
     return;
   }
+  // The generation the credentials are checked under, read before the check: a reload
+  // landing during a slow (scrypt) check must still make the first event check again.
+  const generation = auth.generation;
   auth.authenticate(call).then(
-    (caller) => watchAs(context, call, caller),
+    (caller) => watchAs(context, call, caller, generation),
     (error: unknown) => call.emit('error', serviceErrorOf(context, 'Watch', error)),
   );
 }
@@ -42,7 +45,7 @@ export function watch(context: ApiContext, call: WatchCall): void {
  * A watch of a prefix needs `read` on every name under it, for as long as it runs: one
  * whose caller loses it in a policy reload ends PERMISSION_DENIED (or UNAUTHENTICATED).
  */
-function watchAs(context: ApiContext, call: WatchCall, caller: Caller): void {
+function watchAs(context: ApiContext, call: WatchCall, caller: Caller, authGeneration = 0): void {
   let leave: () => void;
   let prefix: string;
   try {
@@ -55,7 +58,7 @@ function watchAs(context: ApiContext, call: WatchCall, caller: Caller): void {
   }
   // The caller's rights were checked at the start; after a policy reload, again before
   // the next event it would see.
-  let checkedGeneration = context.auth?.generation ?? 0;
+  let checkedGeneration = authGeneration;
   const stillAllowed = (auth: Authenticator): boolean => {
     checkedGeneration = auth.generation;
     try {

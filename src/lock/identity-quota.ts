@@ -24,6 +24,18 @@ export interface IdentityQuota {
   readonly waitersMax: number;
 }
 
+/**
+ * What every refusal for an identity's own quota names (`sessionsPerIdentityMax (3)
+ * sessions are open for identity "x"`, see LockStateMachine): the limitReached refusals
+ * the asker caused, unlike the cluster-wide ones (sessionsMax, locksMax,
+ * waitersPerLockMax), which other tenants' state can cause.
+ */
+const OWN_QUOTA_MARK = 'PerIdentityMax (';
+
+export function isOwnQuotaRefusal(detail: string): boolean {
+  return detail.includes(OWN_QUOTA_MARK);
+}
+
 export const IDENTITY_QUOTA_FIELDS: readonly (keyof IdentityQuota)[] = [
   'sessionsMax',
   'locksHeldMax',

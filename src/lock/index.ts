@@ -2,6 +2,7 @@ export {
   IDENTITY_BYTES_MAX,
   IDENTITY_QUOTA_FIELDS,
   type IdentityQuota,
+  isOwnQuotaRefusal,
 } from './identity-quota.ts';
 export {
   canonicalLockRules,
