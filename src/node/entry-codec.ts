@@ -24,6 +24,13 @@ export function encodeEntry(payload: EntryPayload): Uint8Array {
  * decode to a payload (msgpack `nil` is one byte) would stop each replica at the same
  * index, and again after every restart, since the log keeps them. The command inside is
  * the state machine's to check (shape.ts): it refuses a malformed one without throwing.
+ *
+ * Nesting is bounded too: msgpackr decodes recursively, so how deep it can go depends on
+ * the stack, and a warm process (smaller optimised frames) decodes payloads thousands of
+ * levels deeper than a cold one. A deep payload this node decodes could stop a replica
+ * that is just starting, at the same index on every restart (review test
+ * review-fwd-depth). Bounding the depth far below any process's limit makes the answer
+ * the same on every node.
  */
 export function entryPayloadProblem(data: Uint8Array): string | null {
   let decoded: unknown;
@@ -32,10 +39,32 @@ export function entryPayloadProblem(data: Uint8Array): string | null {
   } catch (error) {
     return `does not decode: ${(error as Error).message}`;
   }
+  if (nestedDeeperThan(decoded, ENTRY_NESTING_MAX)) {
+    return `nested deeper than ENTRY_NESTING_MAX (${ENTRY_NESTING_MAX}) levels`;
+  }
   if (!isPlainObject(decoded)) return 'expected an entry payload { p, c }';
   const { p, c } = decoded;
   if (p !== null && typeof p !== 'string') return 'p: expected a proposal id or null';
   return isPlainObject(c) ? null : 'c: expected a command object';
+}
+
+/**
+ * The deepest a forwarded entry may nest (objects and arrays). An entry the node writes
+ * itself nests at most 4 levels (payload, command, quota or rules, their values).
+ */
+export const ENTRY_NESTING_MAX = 16;
+
+/** Whether `value` nests more than `levelsMax` objects or arrays; iterative, so any depth is safe. */
+function nestedDeeperThan(value: unknown, levelsMax: number): boolean {
+  const pending: { readonly value: unknown; readonly depth: number }[] = [{ value, depth: 0 }];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    if (typeof next.value !== 'object' || next.value === null) continue;
+    if (next.value instanceof Uint8Array) continue;
+    const depth = next.depth + 1;
+    if (depth > levelsMax) return true;
+    for (const child of Object.values(next.value)) pending.push({ value: child, depth });
+  }
+  return false;
 }
 
 function isPlainObject(value: unknown): value is Readonly<Record<string, unknown>> {
