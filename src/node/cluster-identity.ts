@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { BEHAVIOUR_BASE, BEHAVIOUR_LATEST } from '../lock/index.ts';
 import type { StoredIdentity } from '../storage/index.ts';
 import type { NodeId } from '../util/ids.ts';
 import type { PeerMessage } from './peer-message.ts';
@@ -241,11 +242,20 @@ function senderOf(message: PeerMessage): string {
   return message.kind === 'raft' ? message.message.from : message.from;
 }
 
-/** The node's transport, stamping every message it sends with the current cluster id. */
-export function stampingTransport(inner: Transport, clusterId: () => string): Transport {
+/**
+ * The node's transport, stamping every message it sends with the current cluster id and
+ * the highest lock behaviour version its binary applies (none at the base, as a binary
+ * older than versions sends; see behaviour.ts).
+ */
+export function stampingTransport(
+  inner: Transport,
+  clusterId: () => string,
+  behaviourMax: number = BEHAVIOUR_LATEST,
+): Transport {
+  const behaviour = behaviourMax > BEHAVIOUR_BASE ? { behaviour: behaviourMax } : {};
   return {
     id: inner.id,
-    send: (message) => inner.send({ ...message, clusterId: clusterId() }),
+    send: (message) => inner.send({ ...message, clusterId: clusterId(), ...behaviour }),
     onMessage: (handler) => inner.onMessage(handler),
     ...(inner.addPeer === undefined
       ? {}

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import {
   type ApplyOutput,
+  BEHAVIOUR_LATEST,
   DEFAULT_LOCK_LIMITS,
   type LockCommand,
   type LockLimits,
@@ -20,6 +21,7 @@ import {
 import type { WritableStorage } from '../storage/index.ts';
 import { type LogIndex, type NodeId, nodeId } from '../util/ids.ts';
 import { Prng } from '../util/prng.ts';
+import { advertisedBehaviour, BehaviourClaims } from './behaviour.ts';
 import {
   ClusterIdentityGuard,
   IdentityMismatchError,
@@ -65,6 +67,11 @@ export interface NodeRuntimeOptions {
   readonly compactionHoldEntriesMax?: number;
   /** How long shutdown waits for a leadership transfer to finish. */
   readonly shutdownTransferMs: number;
+  /**
+   * The highest lock behaviour version this node applies and advertises (behaviour.ts);
+   * absent: BEHAVIOUR_LATEST. Lower only to stand in for an older binary in a test.
+   */
+  readonly behaviourMax?: number;
 }
 
 /** A monotonic clock; injected so tests can drive time. */
@@ -191,6 +198,12 @@ export class DlmNode {
   private failure: Error | null = null;
   /** The term in which this node, as leader, proposed its config's rules; see proposeRulesIfUnset. */
   private rulesProposedInTerm = -1;
+  /** What each member's binary applies, as its messages say (behaviour.ts). */
+  private readonly behaviourClaims = new BehaviourClaims();
+  /** The raise this node proposed last as leader, so that it proposes it once a term. */
+  private behaviourProposed = { term: -1, version: 0 };
+  /** When this node last became leader (its clock), for the wait in proposeRulesIfUnset. */
+  private ledSinceMs = 0;
   private stopped: Promise<void> | null = null;
   private readonly appliedListeners = new Set<AppliedListener>();
   private readonly restoredListeners = new Set<RestoredListener>();
@@ -226,17 +239,17 @@ export class DlmNode {
       storage.identity?.clusterId ?? '',
       options.tickIntervalMs,
     );
-    this.transport = stampingTransport(transport, () => this.identity.clusterId);
+    this.transport = stampingTransport(transport, () => this.identity.clusterId, this.behaviourMax);
     this.raft = new Raft({ id, storage, prng: new Prng(seed), options: options.raft });
     this.outbox = new RaftOutbox(
-      (message) => this.transport.send({ kind: 'raft', message }),
+      (message) => this.sendRaftMessage(message),
       scheduler,
       options.raft.appendBatchBytesMax ?? DEFAULT_RAFT_OPTIONS.appendBatchBytesMax,
     );
     // Its file's rules until a SetRules entry applies: what the node applied before the
     // rules were replicated, so an upgraded log replays as it ran. Nothing else applies
     // before SetRules on a cluster that started replicated (see lockRulesUnset).
-    this.locks = new LockStateMachine(options.lock);
+    this.locks = new LockStateMachine(options.lock, { behaviourMax: this.behaviourMax });
     this.timers = new LockTimers({
       reproposeIntervalMs: options.tickIntervalMs * 10,
       dueBatchMax: 256,
@@ -336,6 +349,20 @@ export class DlmNode {
     };
   }
 
+  /** The highest lock behaviour version this node's binary applies. */
+  get behaviourMax(): number {
+    return this.options.behaviourMax ?? BEHAVIOUR_LATEST;
+  }
+
+  /**
+   * The highest lock behaviour version `id`'s binary applies, as its latest message to
+   * this node said; null if none came since this node started. Only a leader hears from
+   * every member.
+   */
+  behaviourHeardFrom(id: NodeId): number | null {
+    return id === this.id ? this.behaviourMax : this.behaviourClaims.claimOf(id);
+  }
+
   // ------------------------------------------------------------------ client API
 
   /**
@@ -345,6 +372,13 @@ export class DlmNode {
    */
   async write(command: LockCommand, options: WriteOptions = {}): Promise<AppliedProposal> {
     this.checkRunning();
+    if (command.type === 'SetBehaviour') {
+      // A raise to a version some member cannot apply stops that member (behaviour.ts).
+      throw new DlmError(
+        'FAILED_PRECONDITION',
+        'the lock behaviour version is raised by the leader alone, once every member supports it',
+      );
+    }
     const startedMs = this.clock.nowMs();
     const { proposalId, applied } = this.proposals.add(
       startedMs,
@@ -517,6 +551,7 @@ export class DlmNode {
         `${id} is already a voter, reached at ${known || 'an unknown address'}, not ${member.peerAddress}; remove it first to move it`,
       );
     }
+    this.refuseBehindBehaviour(id);
     this.addresses.learn(member, true);
     // Also when the address was known: the link was closed if the node was removed before.
     this.addresses.connect(id);
@@ -532,6 +567,7 @@ export class DlmNode {
       return (this.raft.progressOf(id)?.matchIndex ?? 0) >= target;
     }, deadlineMs);
     if (!caughtUp) {
+      this.refuseBehindBehaviour(id);
       const matchIndex = this.raft.progressOf(id)?.matchIndex ?? 0;
       throw new DlmError(
         'DEADLINE_EXCEEDED',
@@ -540,6 +576,19 @@ export class DlmNode {
     }
     await this.changeConfig({ type: 'promoteLearner', nodeId: id }, deadlineMs);
     return this.status();
+  }
+
+  /**
+   * A node whose binary cannot apply the behaviour version in force is not added (or,
+   * added before it said so, not promoted: it gets no entries, see behaviour.ts).
+   */
+  private refuseBehindBehaviour(id: NodeId): void {
+    const version = this.locks.behaviour;
+    if (!this.behaviourClaims.fallsShortOf(id, version)) return;
+    throw new DlmError(
+      'FAILED_PRECONDITION',
+      `${id} runs a binary that applies lock behaviour versions up to ${this.behaviourClaims.claimOf(id)}, but the cluster applies version ${version}: it would apply entries differently. Run a release that supports version ${version} on ${id}, then add it again`,
+    );
   }
 
   /**
@@ -747,6 +796,7 @@ export class DlmNode {
       return;
     }
     if (!this.admitCluster(message)) return;
+    this.noteBehaviourClaim(message);
     try {
       this.dispatch(message);
     } catch (error) {
@@ -756,6 +806,25 @@ export class DlmNode {
       this.stopOnFailure(error);
     }
     this.kick();
+  }
+
+  /** The sender's latest word on its binary (see behaviour.ts). */
+  private noteBehaviourClaim(message: PeerMessage): void {
+    const from = claimedSender(message) as NodeId;
+    if (from === this.id) return;
+    const behaviourMax = advertisedBehaviour(message);
+    const member = this.memberIds().includes(from);
+    this.behaviourClaims.heard(from, behaviourMax, this.raft.term, this.clock.nowMs(), member);
+  }
+
+  /**
+   * Raft traffic, except to a member whose latest message said its binary cannot apply
+   * the behaviour version in force: no entry reaches it until it runs one that can (see
+   * behaviour.ts). To Raft that is a lost message.
+   */
+  private sendRaftMessage(message: Message): void {
+    if (this.behaviourClaims.fallsShortOf(message.to, this.locks.behaviour)) return;
+    this.transport.send({ kind: 'raft', message });
   }
 
   /** Whether the message is from this node's cluster (see cluster-identity.ts). */
@@ -873,7 +942,8 @@ export class DlmNode {
     const nowMs = this.clock.nowMs();
     // Timer commands wait for the rules too (see lockRulesUnset): a lease then ends
     // late, never early.
-    if (this.raft.role === 'leader' && this.proposeRulesIfUnset()) {
+    if (this.raft.role === 'leader' && this.proposeRulesIfUnset(nowMs)) {
+      this.proposeBehaviourRaise(nowMs);
       for (const command of this.timers.due(nowMs)) {
         if (!this.raft.propose(encodeEntry({ proposalId: null, command })).ok) break;
       }
@@ -895,12 +965,19 @@ export class DlmNode {
    * its term has applied too, so `rulesSetIndex` tells whether rules were ever set.
    * onlyIfUnset makes a copy proposed by an earlier leader, committed late, harmless.
    * Returns whether rules are in force here, so the leader may propose timer commands.
+   *
+   * A new cluster is born at the highest behaviour version its members apply: the raise
+   * goes in just before the rules, so no lock command applies before it. For that the
+   * leader waits to hear from every member, an election timeout at most; one not heard
+   * by then leaves the cluster at the base, raised once it is (proposeBehaviourRaise).
    */
-  private proposeRulesIfUnset(): boolean {
+  private proposeRulesIfUnset(nowMs: number): boolean {
     if (this.locks.rulesSetIndex !== null) return true;
     const term = this.raft.term;
     if (this.rulesProposedInTerm === term) return false;
     if (this.raft.log.term(this.raft.log.appliedIndex) !== term) return false;
+    const waitedMs = nowMs - this.ledSinceMs;
+    if (!this.proposeBehaviourRaise(nowMs) && waitedMs < this.electionTimeoutMs) return false;
     const file = { ...DEFAULT_LOCK_LIMITS, ...this.options.lock };
     // SetRules refuses a window below the results remembered (a log written before the
     // rules were replicated may hold more than this file allows): never shrink it.
@@ -914,15 +991,42 @@ export class DlmNode {
   }
 
   /**
+   * Proposes SetBehaviour for the highest version this node and every member apply by a
+   * fresh claim, when that is above the version in force, once a term (see behaviour.ts).
+   * Only once an entry of its own term applied, so the version in force is the log's.
+   * Returns whether every member's claim is fresh, so the version could be decided.
+   */
+  private proposeBehaviourRaise(nowMs: number): boolean {
+    const term = this.raft.term;
+    if (this.raft.log.term(this.raft.log.appliedIndex) !== term) return false;
+    const others = this.memberIds().filter((id) => id !== this.id);
+    const freshMs = this.electionTimeoutMs;
+    const agreed = this.behaviourClaims.agreedMax(others, this.behaviourMax, term, nowMs, freshMs);
+    if (agreed === null) return false;
+    const proposed = this.behaviourProposed;
+    if (agreed <= this.locks.behaviour) return true;
+    if (proposed.term === term && proposed.version >= agreed) return true;
+    const command: LockCommand = { type: 'SetBehaviour', version: agreed };
+    if (this.raft.propose(encodeEntry({ proposalId: null, command })).ok) {
+      this.behaviourProposed = { term, version: agreed };
+    }
+    return true;
+  }
+
+  private get electionTimeoutMs(): number {
+    const electionTimeoutTicks =
+      this.options.raft.electionTimeoutTicks ?? DEFAULT_RAFT_OPTIONS.electionTimeoutTicks;
+    return electionTimeoutTicks * this.options.tickIntervalMs;
+  }
+
+  /**
    * A leader answers a forwarded write at once. Without an answer within an election
    * timeout, the forward or its answer was lost (a full peer queue, a broken stream) or
    * the leader is gone: fail it as UNAVAILABLE, so the client retries with the same
    * request id now rather than at the write's deadline.
    */
   private failUnansweredForwards(nowMs: number): void {
-    const electionTimeoutTicks =
-      this.options.raft.electionTimeoutTicks ?? DEFAULT_RAFT_OPTIONS.electionTimeoutTicks;
-    const waitedMs = electionTimeoutTicks * this.options.tickIntervalMs;
+    const waitedMs = this.electionTimeoutMs;
     this.proposals.failUnplaced(
       unavailable(`the leader did not answer a forwarded write within ${waitedMs} ms`),
       nowMs,
@@ -1030,6 +1134,7 @@ export class DlmNode {
   private noteLeader(ready: Ready): void {
     if (ready.softState !== null && ready.softState.leaderId !== this.lastLeaderId) {
       this.lastLeaderId = ready.softState.leaderId;
+      if (this.lastLeaderId === this.id) this.ledSinceMs = this.clock.nowMs();
       // Writes forwarded to the old leader and not yet placed in the log may be lost with
       // it; fail them now rather than at their deadline, so clients retry (with the same
       // request id, which the state machine deduplicates) within an election.
@@ -1080,11 +1185,15 @@ export class DlmNode {
         // so) leaves before its link closes.
         this.outbox.flush();
         this.addresses.configApplied(entry.change);
+        this.behaviourClaims.membersChanged(this.memberIds());
       }
       return;
     }
     const payload = decodeEntry(entry.data);
     const output = this.locks.apply(entry.index, payload.command);
+    // A binary older than the raise started on this data must find a snapshot it
+    // refuses, not a log in which the raise is an unknown command (behaviour.ts).
+    if (output.result.type === 'BehaviourSet') this.snapshotter.takeSoon();
     this.timers.applied(entry.index, output.events, this.clock.nowMs());
     this.proposals.applied(entry.index, payload.proposalId, output.result);
     for (const listener of this.appliedListeners) listener(entry.index, output);
