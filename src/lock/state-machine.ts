@@ -294,8 +294,8 @@ export class LockStateMachine {
   private rulesSetAt: LogIndex | null = null;
   /** The behaviour version in force (behaviour.ts): replicated state, raised only by SetBehaviour. */
   private behaviourInForce = BEHAVIOUR_BASE;
-  /** The highest behaviour version this machine applies; see the constructor. */
-  private readonly behaviourMax: number;
+  /** The highest behaviour version this machine applies (its binary's, see the options). */
+  readonly behaviourMax: number;
   private carriedOver: CarriedOver = NOTHING_CARRIED_OVER;
   private appliedIndex = 0;
   private readonly sessions = new Map<SessionId, SessionRecord>();

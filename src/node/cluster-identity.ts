@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { BEHAVIOUR_BASE, BEHAVIOUR_LATEST } from '../lock/index.ts';
+import { BEHAVIOUR_BASE } from '../lock/index.ts';
 import type { StoredIdentity } from '../storage/index.ts';
 import type { NodeId } from '../util/ids.ts';
 import type { PeerMessage } from './peer-message.ts';
@@ -250,12 +250,15 @@ function senderOf(message: PeerMessage): string {
 export function stampingTransport(
   inner: Transport,
   clusterId: () => string,
-  behaviourMax: number = BEHAVIOUR_LATEST,
+  behaviourMax: () => number,
 ): Transport {
-  const behaviour = behaviourMax > BEHAVIOUR_BASE ? { behaviour: behaviourMax } : {};
+  const stamp = (): { behaviour?: number } => {
+    const max = behaviourMax();
+    return max > BEHAVIOUR_BASE ? { behaviour: max } : {};
+  };
   return {
     id: inner.id,
-    send: (message) => inner.send({ ...message, clusterId: clusterId(), ...behaviour }),
+    send: (message) => inner.send({ ...message, clusterId: clusterId(), ...stamp() }),
     onMessage: (handler) => inner.onMessage(handler),
     ...(inner.addPeer === undefined
       ? {}

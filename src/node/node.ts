@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import {
   type ApplyOutput,
-  BEHAVIOUR_LATEST,
   DEFAULT_LOCK_LIMITS,
   type LockCommand,
   type LockLimits,
@@ -239,7 +238,11 @@ export class DlmNode {
       storage.identity?.clusterId ?? '',
       options.tickIntervalMs,
     );
-    this.transport = stampingTransport(transport, () => this.identity.clusterId, this.behaviourMax);
+    this.transport = stampingTransport(
+      transport,
+      () => this.identity.clusterId,
+      () => this.locks.behaviourMax,
+    );
     this.raft = new Raft({ id, storage, prng: new Prng(seed), options: options.raft });
     this.outbox = new RaftOutbox(
       (message) => this.sendRaftMessage(message),
@@ -249,7 +252,10 @@ export class DlmNode {
     // Its file's rules until a SetRules entry applies: what the node applied before the
     // rules were replicated, so an upgraded log replays as it ran. Nothing else applies
     // before SetRules on a cluster that started replicated (see lockRulesUnset).
-    this.locks = new LockStateMachine(options.lock, { behaviourMax: this.behaviourMax });
+    this.locks = new LockStateMachine(
+      options.lock,
+      options.behaviourMax === undefined ? {} : { behaviourMax: options.behaviourMax },
+    );
     this.timers = new LockTimers({
       reproposeIntervalMs: options.tickIntervalMs * 10,
       dueBatchMax: 256,
@@ -349,18 +355,13 @@ export class DlmNode {
     };
   }
 
-  /** The highest lock behaviour version this node's binary applies. */
-  get behaviourMax(): number {
-    return this.options.behaviourMax ?? BEHAVIOUR_LATEST;
-  }
-
   /**
    * The highest lock behaviour version `id`'s binary applies, as its latest message to
    * this node said; null if none came since this node started. Only a leader hears from
    * every member.
    */
   behaviourHeardFrom(id: NodeId): number | null {
-    return id === this.id ? this.behaviourMax : this.behaviourClaims.claimOf(id);
+    return id === this.id ? this.locks.behaviourMax : this.behaviourClaims.claimOf(id);
   }
 
   // ------------------------------------------------------------------ client API
@@ -1001,7 +1002,8 @@ export class DlmNode {
     if (this.raft.log.term(this.raft.log.appliedIndex) !== term) return false;
     const others = this.memberIds().filter((id) => id !== this.id);
     const freshMs = this.electionTimeoutMs;
-    const agreed = this.behaviourClaims.agreedMax(others, this.behaviourMax, term, nowMs, freshMs);
+    const ownMax = this.locks.behaviourMax;
+    const agreed = this.behaviourClaims.agreedMax(others, ownMax, term, nowMs, freshMs);
     if (agreed === null) return false;
     const proposed = this.behaviourProposed;
     if (agreed <= this.locks.behaviour) return true;

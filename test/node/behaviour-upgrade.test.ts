@@ -12,6 +12,7 @@ import {
   type LockResult,
 } from '../../src/lock/index.ts';
 import { decodeLockSnapshot } from '../../src/node/entry-codec.ts';
+import { NodeMetrics } from '../../src/node/metrics.ts';
 import { DlmNode } from '../../src/node/node.ts';
 import { MemoryWritableStorage } from '../../src/storage/index.ts';
 import { MemoryNetwork } from '../../src/transport/memory.ts';
@@ -148,6 +149,10 @@ describe('the lock behaviour version in a rolling upgrade', () => {
     await sleep(SETTLE_MS);
     expect(cluster.behaviours()).toEqual({ n1: OLD, n2: OLD, n3: OLD });
     expect(cluster.failures).toEqual(new Map());
+    const metrics = new NodeMetrics(cluster.nodes.get(n2) as DlmNode);
+    const before = (await metrics.render()).body;
+    expect(before).toMatch(/^dlm_lock_behaviour_version\{node="n2"\} 1$/m);
+    expect(before).toMatch(new RegExp(`^dlm_lock_behaviour_max\\{node="n2"\\} ${NEW}$`, 'm'));
 
     await cluster.restart(n3, NEW);
     await until(
@@ -156,6 +161,8 @@ describe('the lock behaviour version in a rolling upgrade', () => {
     );
     expect(cluster.failures).toEqual(new Map());
     expect(await cluster.write('after')).toMatchObject({ type: 'SessionOpened' });
+    const after = (await metrics.render()).body;
+    expect(after).toMatch(new RegExp(`^dlm_lock_behaviour_version\\{node="n2"\\} ${NEW}$`, 'm'));
   });
 
   it('does not count a claim made before a member restarted on an older binary', async () => {
