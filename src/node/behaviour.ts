@@ -26,9 +26,11 @@ import type { PeerMessage } from './peer-message.ts';
  * After the raise, a member whose latest message claims less than the version in force
  * (a node restarted on an older binary, a new member started on one) gets no Raft
  * traffic from this node, the leader in particular: it never receives an entry it cannot
- * apply faithfully, and as a new member it stays a learner that never catches up (adding
- * it times out), until it runs a binary that supports the version. A member not heard
- * from yet is not held back: it may only be slow.
+ * apply faithfully, until it runs a binary that supports the version. A member not heard
+ * from yet is not held back: it may only be slow (and a snapshot taken after the raise,
+ * which such a binary refuses, is what it would get first). Adding a node is refused at
+ * once when its messages (it announces its address before it is added) claim less, and
+ * otherwise at the catch-up deadline instead of promoting it: it stays a learner.
  */
 
 /** The version `message`'s sender applies up to: its stamp, or the base for none. */
@@ -36,7 +38,7 @@ export function advertisedBehaviour(message: PeerMessage): number {
   return message.behaviour ?? BEHAVIOUR_BASE;
 }
 
-/** What one member said of its binary, and when. */
+/** What one node said of its binary, and when. */
 interface Claim {
   readonly behaviourMax: number;
   readonly term: number;
@@ -75,8 +77,8 @@ export class BehaviourClaims {
   /** Claims of nodes removed from the members count as any non-member's from now on. */
   membersChanged(members: readonly NodeId[]): void {
     for (const id of this.claims.keys()) {
-      if (!members.includes(id) && !this.nonMembers.has(id)) this.noteNonMember(id);
       if (members.includes(id)) this.nonMembers.delete(id);
+      else if (!this.nonMembers.has(id)) this.noteNonMember(id);
     }
   }
 

@@ -968,9 +968,10 @@ export class DlmNode {
    * Returns whether rules are in force here, so the leader may propose timer commands.
    *
    * A new cluster is born at the highest behaviour version its members apply: the raise
-   * goes in just before the rules, so no lock command applies before it. For that the
-   * leader waits to hear from every member, an election timeout at most; one not heard
-   * by then leaves the cluster at the base, raised once it is (proposeBehaviourRaise).
+   * goes in right after the rules, before any lock command (a client write waits for the
+   * rules, and a timer command for this tick). For that the leader waits to hear from
+   * every member, an election timeout at most; one not heard by then leaves the cluster
+   * at the base, raised once it is (proposeBehaviourRaise).
    */
   private proposeRulesIfUnset(nowMs: number): boolean {
     if (this.locks.rulesSetIndex !== null) return true;
@@ -978,7 +979,7 @@ export class DlmNode {
     if (this.rulesProposedInTerm === term) return false;
     if (this.raft.log.term(this.raft.log.appliedIndex) !== term) return false;
     const waitedMs = nowMs - this.ledSinceMs;
-    if (!this.proposeBehaviourRaise(nowMs) && waitedMs < this.electionTimeoutMs) return false;
+    if (this.agreedBehaviour(nowMs) === null && waitedMs < this.electionTimeoutMs) return false;
     const file = { ...DEFAULT_LOCK_LIMITS, ...this.options.lock };
     // SetRules refuses a window below the results remembered (a log written before the
     // rules were replicated may hold more than this file allows): never shrink it.
@@ -987,6 +988,7 @@ export class DlmNode {
     const command: LockCommand = { type: 'SetRules', rules, onlyIfUnset: true };
     if (this.raft.propose(encodeEntry({ proposalId: null, command })).ok) {
       this.rulesProposedInTerm = term;
+      this.proposeBehaviourRaise(nowMs);
     }
     return false;
   }
@@ -995,24 +997,29 @@ export class DlmNode {
    * Proposes SetBehaviour for the highest version this node and every member apply by a
    * fresh claim, when that is above the version in force, once a term (see behaviour.ts).
    * Only once an entry of its own term applied, so the version in force is the log's.
-   * Returns whether every member's claim is fresh, so the version could be decided.
    */
-  private proposeBehaviourRaise(nowMs: number): boolean {
+  private proposeBehaviourRaise(nowMs: number): void {
     const term = this.raft.term;
-    if (this.raft.log.term(this.raft.log.appliedIndex) !== term) return false;
-    const others = this.memberIds().filter((id) => id !== this.id);
-    const freshMs = this.electionTimeoutMs;
-    const ownMax = this.locks.behaviourMax;
-    const agreed = this.behaviourClaims.agreedMax(others, ownMax, term, nowMs, freshMs);
-    if (agreed === null) return false;
+    if (this.raft.log.term(this.raft.log.appliedIndex) !== term) return;
+    const agreed = this.agreedBehaviour(nowMs);
+    if (agreed === null || agreed <= this.locks.behaviour) return;
     const proposed = this.behaviourProposed;
-    if (agreed <= this.locks.behaviour) return true;
-    if (proposed.term === term && proposed.version >= agreed) return true;
+    if (proposed.term === term && proposed.version >= agreed) return;
     const command: LockCommand = { type: 'SetBehaviour', version: agreed };
     if (this.raft.propose(encodeEntry({ proposalId: null, command })).ok) {
       this.behaviourProposed = { term, version: agreed };
     }
-    return true;
+  }
+
+  /**
+   * The highest version this node and every member apply by a fresh claim; null while
+   * one has none. Protected so that a test can break it.
+   */
+  protected agreedBehaviour(nowMs: number): number | null {
+    const others = this.memberIds().filter((id) => id !== this.id);
+    const { term } = this.raft;
+    const ownMax = this.locks.behaviourMax;
+    return this.behaviourClaims.agreedMax(others, ownMax, term, nowMs, this.electionTimeoutMs);
   }
 
   private get electionTimeoutMs(): number {

@@ -135,8 +135,8 @@ describe('the lock behaviour version in a rolling upgrade', () => {
     const rulesIndex = leader.locks.rulesSetIndex as number;
     await until(() => cluster?.raisedAt.size === 3, 'every node applied the raise');
     for (const id of ids) {
-      // One raise, just before the rules, so no lock command applied by the base rules.
-      expect(cluster.raisedAt.get(id)).toEqual([rulesIndex - 1]);
+      // One raise, right after the rules, so no lock command applied by the base rules.
+      expect(cluster.raisedAt.get(id)).toEqual([rulesIndex + 1]);
     }
     expect(cluster.behaviours()).toEqual({ n1: NEW, n2: NEW, n3: NEW });
     expect(await cluster.write('a')).toMatchObject({ type: 'SessionOpened' });
