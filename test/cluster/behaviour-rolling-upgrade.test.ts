@@ -12,7 +12,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BEHAVIOUR_LATEST } from '../../src/lock/index.ts';
+import { BEHAVIOUR_LATEST, LockStateMachine } from '../../src/lock/index.ts';
+import { encodeLockSnapshot } from '../../src/node/entry-codec.ts';
+import { LevelStorage } from '../../src/storage/index.ts';
+import { logIndex, nodeId } from '../../src/util/ids.ts';
 import { newRequestId, ProcessCluster } from '../support/process-cluster.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -113,4 +116,37 @@ describe('rolling upgrade to behaviour versions (real processes, an older binary
     expect(log()).toContain('dlm serve: unknown lock snapshot version 4');
     await expect(cluster.call('n3', 'Status', {}, 2_000, 'Cluster')).rejects.toThrow();
   }, 180_000);
+});
+
+describe('a binary that meets a behaviour version it does not know (real process)', () => {
+  let cluster: ProcessCluster;
+
+  afterAll(async () => {
+    await cluster?.stopAll();
+    cluster?.remove();
+  });
+
+  it('exits non-zero naming the version, rather than serve', async () => {
+    cluster = await ProcessCluster.create(1);
+    // A node's data from a newer release: its snapshot is of a version this one lacks.
+    const n1 = nodeId('n1');
+    const config = { voters: [n1], learners: [] };
+    const storage = await LevelStorage.open(cluster.dataDirOf('n1'), {
+      bootstrap: config,
+      identity: { clusterId: '', nodeId: n1 },
+    });
+    const machine = new LockStateMachine();
+    machine.apply(logIndex(1), { type: 'SetBehaviour', version: BEHAVIOUR_LATEST });
+    const future = { ...machine.snapshot(), behaviour: BEHAVIOUR_LATEST + 1 };
+    await storage.createSnapshot(logIndex(1), config, encodeLockSnapshot(future));
+    await storage.close();
+
+    cluster.start('n1');
+    const exitBy = Date.now() + 30_000;
+    while (cluster.isRunning('n1') && Date.now() < exitBy) await sleep(200);
+    expect(cluster.isRunning('n1')).toBe(false);
+    expect(readFileSync(cluster.logPath('n1'), 'utf8')).toContain(
+      `the snapshot at index 1 raises the lock behaviour version to ${BEHAVIOUR_LATEST + 1}, but this binary applies versions up to ${BEHAVIOUR_LATEST}`,
+    );
+  }, 60_000);
 });
