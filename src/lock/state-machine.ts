@@ -402,7 +402,7 @@ export class LockStateMachine {
    */
   private checkBehaviourKnown(command: LockCommand, index: LogIndex): void {
     if (command.type !== 'SetBehaviour') return;
-    const { version } = command as { version: unknown };
+    const { version } = command;
     if (isBehaviourVersion(version) && version > this.behaviourMax) {
       throw new BehaviourUnsupportedError(
         version,
@@ -487,7 +487,8 @@ export class LockStateMachine {
     if (first.type === 'Acquired') {
       const grant = lock?.holders.get(session.id);
       if (lock !== undefined && grant !== undefined && grant.token === first.token) {
-        // Told only what is held now: the grant still made for it, and today's holders.
+        // Either way told only what is held now: this grant, and today's holders. At the
+        // base (before 0dbc683) the retry is not counted again among those told of it.
         if (this.behaviour < BEHAVIOUR_RETOLD_GRANT_COUNTS) return this.acquiredResult(lock, grant);
         // This caller is told of the grant again, so its request counts among those told
         // of it: a Withdraw may have let it go while another request kept the grant.
