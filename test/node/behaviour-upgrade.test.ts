@@ -140,6 +140,10 @@ describe('the lock behaviour version in a rolling upgrade', () => {
     }
     expect(cluster.behaviours()).toEqual({ n1: NEW, n2: NEW, n3: NEW });
     expect(await cluster.write('a')).toMatchObject({ type: 'SessionOpened' });
+    // Only the leader raises, on its members' word: no caller may propose a version.
+    await expect(leader.write({ type: 'SetBehaviour', version: NEW + 1 })).rejects.toMatchObject({
+      code: 'FAILED_PRECONDITION',
+    });
   });
 
   it('waits for every member to run the new binary, then raises', async () => {
