@@ -814,7 +814,8 @@ export class DlmNode {
     const from = claimedSender(message) as NodeId;
     if (from === this.id) return;
     const behaviourMax = advertisedBehaviour(message);
-    const member = this.memberIds().includes(from);
+    const { voters, learners } = this.raft.config;
+    const member = voters.includes(from) || learners.includes(from);
     this.behaviourClaims.heard(from, behaviourMax, this.raft.term, this.clock.nowMs(), member);
   }
 
