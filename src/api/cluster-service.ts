@@ -165,6 +165,8 @@ function status(
     lock_rules_index: toUint64(context.node.locks.rulesSetIndex ?? 0),
     lock_rules_digest: lockRulesDigest(context.node.locks.rules),
     policy_digest: context.auth?.policy?.digest ?? '',
+    behaviour_version: context.node.locks.behaviour,
+    behaviour_max: context.node.locks.behaviourMax,
   };
 }
 

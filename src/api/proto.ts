@@ -141,6 +141,8 @@ export interface StatusResponse {
   readonly lock_rules_index: Uint64;
   readonly lock_rules_digest: string;
   readonly policy_digest: string;
+  readonly behaviour_version: number;
+  readonly behaviour_max: number;
 }
 export interface SetLockRulesResponse {
   readonly header: ResponseHeader;

@@ -9,7 +9,12 @@ import {
 } from '../api/proto.ts';
 import { lockRulesDigest, wireLockRules, wireRuleName } from '../api/rules.ts';
 import { findNode, loadClusterConfig } from '../config/index.ts';
-import { LOCK_LIMIT_NAMES, type LockLimits, lockRulesDifferences } from '../lock/index.ts';
+import {
+  BEHAVIOUR_BASE,
+  LOCK_LIMIT_NAMES,
+  type LockLimits,
+  lockRulesDifferences,
+} from '../lock/index.ts';
 import { describeDifferences } from '../node/lock-rules.ts';
 import type { AdminCommand, AdminTarget, CliIo } from './cli.ts';
 import { exitFailed, exitOk } from './cli.ts';
@@ -205,6 +210,7 @@ const STATUS_HEADER = [
   'LEADER',
   'RULES',
   'POLICY',
+  'BEHAVIOUR',
 ];
 
 async function printStatus(client: ClusterClient, io: CliIo, json: boolean): Promise<number> {
@@ -235,6 +241,7 @@ async function printStatus(client: ClusterClient, io: CliIo, json: boolean): Pro
             status.leader_id || 'none',
             status.lock_rules_digest,
             status.policy_digest || 'open',
+            `${behaviourOf(status).version}/${behaviourOf(status).max}`,
           ],
     );
     io.out(formatHeaderTable(STATUS_HEADER, rows));
@@ -255,6 +262,7 @@ async function printStatus(client: ClusterClient, io: CliIo, json: boolean): Pro
       ? `lock rules: the built-in defaults (digest ${view.lock_rules_digest}), none set through the log yet\n`
       : `lock rules: digest ${view.lock_rules_digest}, set at index ${view.lock_rules_index}; dlm rules prints them\n`,
   );
+  io.out(describeBehaviour(view, answers));
   const policies = new Set(answers.flatMap(({ status }) => (status ? [status.policy_digest] : [])));
   if (policies.size > 1) {
     io.err(
@@ -266,6 +274,33 @@ async function printStatus(client: ClusterClient, io: CliIo, json: boolean): Pro
     return exitFailed;
   }
   return exitOk;
+}
+
+/** In force and the binary's highest; nodes older than behaviour versions answer 0 for both and apply 1. */
+function behaviourOf(status: StatusResponse): { version: number; max: number } {
+  return {
+    version: Math.max(BEHAVIOUR_BASE, status.behaviour_version),
+    max: Math.max(BEHAVIOUR_BASE, status.behaviour_max),
+  };
+}
+
+/** What holds the version where it is, from the nodes that answered (docs/operations.md, Upgrading). */
+function describeBehaviour(
+  view: StatusResponse,
+  answers: readonly { status?: StatusResponse | undefined }[],
+): string {
+  const { version } = behaviourOf(view);
+  const nodes = answers.flatMap(({ status }) => (status ? [status] : []));
+  const newest = Math.max(...nodes.map((status) => behaviourOf(status).max));
+  const behind = nodes.filter((status) => behaviourOf(status).max < newest);
+  if (behind.length > 0) {
+    const names = behind.map((status) => `${status.node_id} (up to ${behaviourOf(status).max})`);
+    return `lock behaviour: version ${version} in force; ${names.join(', ')} run an older binary: the leader raises the version once every member runs one that applies ${newest}\n`;
+  }
+  if (version < newest) {
+    return `lock behaviour: version ${version} in force; every node that answered applies ${newest}: the leader raises it once it hears every member\n`;
+  }
+  return `lock behaviour: version ${version} in force, the newest every node that answered applies\n`;
 }
 
 function roleOf(status: StatusResponse): string {

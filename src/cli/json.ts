@@ -124,5 +124,8 @@ export function nodeStatusJson(
     lock_rules_digest: status.lock_rules_digest,
     // "" when the node runs open (no auth section).
     policy_digest: status.policy_digest,
+    // 0 from nodes older than behaviour versions (they apply 1).
+    behaviour_version: status.behaviour_version,
+    behaviour_max: status.behaviour_max,
   };
 }

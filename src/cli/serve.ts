@@ -79,7 +79,10 @@ export async function serve(args: ServeArgs): Promise<void> {
   const logForeign = rateLimitedPerKey(FOREIGN_LOG_INTERVAL_MS);
   const peerAuthFailure = security.authFailures.listener('peer');
   const traffic = new PeerTraffic(transport);
-  const node = new DlmNode(id, storage, traffic, runtimeOptions(config));
+  const node = await createNode(() => new DlmNode(id, storage, traffic, runtimeOptions(config)), {
+    traffic,
+    storage,
+  });
   running = node;
   const runtime = new RuntimeWatch();
   const metrics = new NodeMetrics(node, traffic, runtime);
@@ -277,6 +280,25 @@ async function checkedIdentity(
     if (error instanceof IdentityMismatchError) {
       throw new Error(`node ${id} refused to start: ${error.message}`, { cause: error });
     }
+    throw error;
+  }
+}
+
+/**
+ * The node, or its start-up error with the peer transport and storage closed, so that the
+ * process exits: a snapshot this binary cannot restore (one of a lock behaviour version it
+ * does not know, BehaviourUnsupportedError) must not leave a process up with its peer port
+ * open and no node behind it.
+ */
+async function createNode(
+  create: () => DlmNode,
+  opened: { readonly traffic: PeerTraffic; readonly storage: LevelStorage },
+): Promise<DlmNode> {
+  try {
+    return create();
+  } catch (error) {
+    await opened.traffic.close();
+    await opened.storage.close();
     throw error;
   }
 }

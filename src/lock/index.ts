@@ -1,4 +1,11 @@
 export {
+  BEHAVIOUR_BASE,
+  BEHAVIOUR_LATEST,
+  BEHAVIOUR_RETOLD_GRANT_COUNTS,
+  BehaviourUnsupportedError,
+  isBehaviourVersion,
+} from './behaviour.ts';
+export {
   IDENTITY_BYTES_MAX,
   IDENTITY_QUOTA_FIELDS,
   type IdentityQuota,
@@ -23,7 +30,10 @@ export {
   type LockSnapshot,
   type LockSnapshotV1,
   type LockSnapshotV2,
+  type LockSnapshotV3,
+  type LockSnapshotV4,
   LockStateMachine,
+  type LockStateMachineOptions,
   type RememberedResult,
   type SessionDescription,
   type SessionSummary,

@@ -35,6 +35,8 @@ const FIELDS: Readonly<Record<LockCommandType, Readonly<Record<string, FieldKind
   Revoke: { lock: 'string', reason: 'string' },
   // The rules' own fields are checked when the command applies (lockRulesProblem).
   SetRules: { rules: 'object', onlyIfUnset: 'boolean' },
+  // Its range is checked when the command applies (setBehaviour).
+  SetBehaviour: { version: 'number' },
 };
 
 /** Integer-ness and ranges are checked later, with the limits; here only the type. */

@@ -7,6 +7,13 @@ import {
   sessionId as toSessionId,
 } from '../util/ids.ts';
 import { utf8ByteLength } from '../util/utf8.ts';
+import {
+  BEHAVIOUR_BASE,
+  BEHAVIOUR_LATEST,
+  BEHAVIOUR_RETOLD_GRANT_COUNTS,
+  BehaviourUnsupportedError,
+  isBehaviourVersion,
+} from './behaviour.ts';
 import { type IdentityQuota, IdentityTally } from './identity-quota.ts';
 import {
   canonicalLockRules,
@@ -155,11 +162,27 @@ export interface FenceValidation {
 
 /**
  * Plain data, in a canonical order: two replicas at one index produce equal snapshots.
+ * Version 4 is version 3 plus the behaviour version (behaviour.ts), and is written only
+ * once that was raised: until then a snapshot is version 3, which binaries older than
+ * behaviour versions read (they refuse any later version), so they can still be sent one
+ * during a rolling upgrade. An old binary handed a version 4 stops, as it must: it would
+ * apply the entries after it by the base rules.
+ */
+export type LockSnapshot = LockSnapshotV3 | LockSnapshotV4;
+
+export interface LockSnapshotV4 extends Omit<LockSnapshotV3, 'version'> {
+  readonly version: 4;
+  /** Above BEHAVIOUR_BASE (a snapshot at the base is version 3). Before `dedupe`, which must be last. */
+  readonly behaviour: number;
+}
+
+/**
  * Version 3 adds the rules set through the log and the index of the SetRules entry that
  * set them, both null while none has applied (then each machine applies the rules it
  * started with, its node's file), and the counts that lowered rules left above a limit.
+ * Its behaviour version is the base.
  */
-export interface LockSnapshot {
+export interface LockSnapshotV3 {
   readonly version: 3;
   readonly appliedIndex: number;
   readonly rules: LockLimits | null;
@@ -182,7 +205,7 @@ export interface LockSnapshot {
  * remembered request. `restore` still reads both, with the machine's start rules in force.
  */
 export type LockSnapshotV2 = Omit<
-  LockSnapshot,
+  LockSnapshotV3,
   'version' | 'rules' | 'rulesSetIndex' | 'carriedOver'
 > & {
   readonly version: 2;
@@ -219,6 +242,14 @@ interface SnapshotSession {
   readonly lastRefreshIndex: number;
   /** Written only when not '' (anonymous), so snapshots without identities stay as they were. */
   readonly identity?: string;
+}
+
+export interface LockStateMachineOptions {
+  /**
+   * The highest behaviour version this machine applies; absent: BEHAVIOUR_LATEST. Lower
+   * only to stand in for an older binary in a test.
+   */
+  readonly behaviourMax?: number;
 }
 
 class Rejection extends Error {
@@ -261,6 +292,10 @@ export class LockStateMachine {
   private rulesInForce: LockLimits;
   /** The index of the SetRules entry that put them in force; null before any. */
   private rulesSetAt: LogIndex | null = null;
+  /** The behaviour version in force (behaviour.ts): replicated state, raised only by SetBehaviour. */
+  private behaviourInForce = BEHAVIOUR_BASE;
+  /** The highest behaviour version this machine applies (its binary's, see the options). */
+  readonly behaviourMax: number;
   private carriedOver: CarriedOver = NOTHING_CARRIED_OVER;
   private appliedIndex = 0;
   private readonly sessions = new Map<SessionId, SessionRecord>();
@@ -284,10 +319,20 @@ export class LockStateMachine {
    * rules were set (see DlmNode), so on a cluster that started replicated, only Raft's
    * own entries and SetRules come before the first SetRules.
    */
-  constructor(startRules: Partial<LockLimits> = {}) {
+  constructor(startRules: Partial<LockLimits> = {}, options: LockStateMachineOptions = {}) {
     this.startRules = canonicalLockRules({ ...DEFAULT_LOCK_LIMITS, ...startRules });
     validateLockLimits(this.startRules);
     this.rulesInForce = this.startRules;
+    this.behaviourMax = options.behaviourMax ?? BEHAVIOUR_LATEST;
+    assert(
+      isBehaviourVersion(this.behaviourMax) && this.behaviourMax <= BEHAVIOUR_LATEST,
+      `behaviourMax ${this.behaviourMax} is not a version this binary knows`,
+    );
+  }
+
+  /** The behaviour version in force at the applied index; every gated rule reads it. */
+  get behaviour(): number {
+    return this.behaviourInForce;
   }
 
   /**
@@ -324,14 +369,18 @@ export class LockStateMachine {
     return this.locks.size;
   }
 
-  /** Applies the command in the entry at `index`. Indexes strictly increase. */
+  /**
+   * Applies the command in the entry at `index`. Indexes strictly increase. Throws
+   * BehaviourUnsupportedError, changing nothing, for a raise past what this binary knows.
+   */
   apply(index: LogIndex, command: LockCommand): ApplyOutput {
     assert(index > this.appliedIndex, `apply(${index}) after ${this.appliedIndex}`);
+    const shapeProblem = commandShapeProblem(command);
+    if (shapeProblem === null) this.checkBehaviourKnown(command, index);
     this.appliedIndex = index;
     this.index = index;
     this.events = [];
     this.grantsInEntry.clear();
-    const shapeProblem = commandShapeProblem(command);
     if (shapeProblem !== null) {
       return {
         result: { type: 'Rejected', code: 'invalidArgument', detail: shapeProblem },
@@ -342,6 +391,25 @@ export class LockStateMachine {
     const events = this.events;
     this.events = [];
     return { result, events };
+  }
+
+  /**
+   * A raise to a version this binary does not know: the entries after it apply by rules
+   * it does not have. Refusing it as a Rejected result would leave this replica at the
+   * older rules while the others go on by the newer: stop instead. (Binaries older than
+   * SetBehaviour reject it as an unknown command; the leader proposes a raise only once
+   * every member is past them.)
+   */
+  private checkBehaviourKnown(command: LockCommand, index: LogIndex): void {
+    if (command.type !== 'SetBehaviour') return;
+    const { version } = command;
+    if (isBehaviourVersion(version) && version > this.behaviourMax) {
+      throw new BehaviourUnsupportedError(
+        version,
+        this.behaviourMax,
+        `the entry at index ${index}`,
+      );
+    }
   }
 
   /** Records that entries up to `index` carried no lock command (Raft no-ops, config changes). */
@@ -419,6 +487,9 @@ export class LockStateMachine {
     if (first.type === 'Acquired') {
       const grant = lock?.holders.get(session.id);
       if (lock !== undefined && grant !== undefined && grant.token === first.token) {
+        // Either way told only what is held now: this grant, and today's holders. At the
+        // base (before 0dbc683) the retry is not counted again among those told of it.
+        if (this.behaviour < BEHAVIOUR_RETOLD_GRANT_COUNTS) return this.acquiredResult(lock, grant);
         // This caller is told of the grant again, so its request counts among those told
         // of it: a Withdraw may have let it go while another request kept the grant.
         const told = this.toldAlso(grant, requestId);
@@ -518,9 +589,21 @@ export class LockStateMachine {
         return this.revoke(command.lock);
       case 'SetRules':
         return this.setRules(command.rules, command.onlyIfUnset);
+      case 'SetBehaviour':
+        return this.setBehaviour(command.version);
       default:
         return assertNever(command, 'lock command');
     }
+  }
+
+  /** Raises only (apply() stopped on a version this binary does not know). */
+  private setBehaviour(version: number): LockResult {
+    if (!isBehaviourVersion(version)) {
+      rejectField('version', `must be an integer from ${BEHAVIOUR_BASE} up, got ${version}`);
+    }
+    if (version <= this.behaviourInForce) return { type: 'Stale' };
+    this.behaviourInForce = version;
+    return { type: 'BehaviourSet', version };
   }
 
   // ------------------------------------------------------------------ rules
@@ -1408,9 +1491,15 @@ export class LockStateMachine {
 
   // ------------------------------------------------------------------ snapshots
 
+  /** Version 3 until the behaviour was raised, so that binaries older than it read it. */
   snapshot(): LockSnapshot {
+    const state = this.snapshotState();
+    if (this.behaviourInForce === BEHAVIOUR_BASE) return { version: 3, ...state };
+    return { version: 4, behaviour: this.behaviourInForce, ...state };
+  }
+
+  private snapshotState(): Omit<LockSnapshotV3, 'version'> {
     return {
-      version: 3,
       appliedIndex: this.appliedIndex,
       // Unset, the rules are each machine's own start rules, not the log's: not state.
       rules: this.rulesSetAt === null ? null : this.rulesInForce,
@@ -1436,11 +1525,24 @@ export class LockStateMachine {
     };
   }
 
-  /** Replaces all state with a snapshot's. */
+  /**
+   * Replaces all state with a snapshot's. Throws BehaviourUnsupportedError, changing
+   * nothing, for a snapshot of a behaviour version this binary does not know.
+   */
   restore(saved: LockSnapshot | LockSnapshotV2 | LockSnapshotV1): void {
     const version: number = saved.version;
-    assert(version >= 1 && version <= 3, `unknown lock snapshot version ${version}`);
+    assert(version >= 1 && version <= 4, `unknown lock snapshot version ${version}`);
     const snapshot = upgradeSnapshot(saved);
+    assert(
+      isBehaviourVersion(snapshot.behaviour) &&
+        (version < 4 || snapshot.behaviour > BEHAVIOUR_BASE),
+      `the snapshot's behaviour version ${snapshot.behaviour} is not one a version ${version} snapshot holds`,
+    );
+    if (snapshot.behaviour > this.behaviourMax) {
+      const where = `the snapshot at index ${snapshot.appliedIndex}`;
+      throw new BehaviourUnsupportedError(snapshot.behaviour, this.behaviourMax, where);
+    }
+    this.behaviourInForce = snapshot.behaviour;
     assert(
       (snapshot.rules === null) === (snapshot.rulesSetIndex === null),
       `the snapshot has rules ${JSON.stringify(snapshot.rules)} set at ${snapshot.rulesSetIndex}: both or neither`,
@@ -1597,15 +1699,18 @@ function tallyProblem(sessions: Iterable<SessionRecord>, tally: IdentityTally): 
 }
 
 /**
- * Any version in version 3's shape: before version 3 no rules were set through the log,
- * so the restoring machine's start rules (its node's file, as then) stay in force.
+ * Any version in version 4's shape: before version 4 the behaviour was the base, and
+ * before version 3 no rules were set through the log, so the restoring machine's start
+ * rules (its node's file, as then) stay in force.
  */
-function upgradeSnapshot(saved: LockSnapshot | LockSnapshotV2 | LockSnapshotV1): LockSnapshot {
-  if (saved.version === 3) return saved;
+function upgradeSnapshot(saved: LockSnapshot | LockSnapshotV2 | LockSnapshotV1): LockSnapshotV4 {
+  if (saved.version === 4) return saved;
+  if (saved.version === 3) return { ...saved, version: 4, behaviour: BEHAVIOUR_BASE };
   const v2 = saved.version === 1 ? upgradeSnapshotV1(saved) : saved;
   return {
     ...v2,
-    version: 3,
+    version: 4,
+    behaviour: BEHAVIOUR_BASE,
     rules: null,
     rulesSetIndex: null,
     carriedOver: NOTHING_CARRIED_OVER,
@@ -1675,6 +1780,7 @@ function dedupeKey(command: LockCommand): string | null {
     case 'Promote':
     case 'Revoke':
     case 'SetRules':
+    case 'SetBehaviour':
       // Idempotent or guarded already.
       return null;
     default:

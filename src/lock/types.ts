@@ -128,7 +128,15 @@ export type LockCommand =
    * config's rules that way, so the first to commit wins and a later leader's copy
    * (proposed before it saw the first) changes nothing.
    */
-  | { readonly type: 'SetRules'; readonly rules: LockLimits; readonly onlyIfUnset: boolean };
+  | { readonly type: 'SetRules'; readonly rules: LockLimits; readonly onlyIfUnset: boolean }
+  /**
+   * Raises the behaviour version (see behaviour.ts) to `version` from this entry on, on
+   * every replica. Proposed by the leader only, once every member supports `version`.
+   * Stale when the version is already that high (it never goes down); a version that is
+   * not an integer from the base up is rejected (invalidArgument); one above what this
+   * binary knows throws BehaviourUnsupportedError: its node stops rather than diverge.
+   */
+  | { readonly type: 'SetBehaviour'; readonly version: number };
 
 export type LockCommandType = LockCommand['type'];
 
@@ -221,6 +229,8 @@ export type LockResult =
     }
   /** The rules in force from this entry on. */
   | { readonly type: 'RulesSet'; readonly rules: LockLimits }
+  /** The behaviour version in force from this entry on. */
+  | { readonly type: 'BehaviourSet'; readonly version: number }
   /** A guarded command that no longer matched the state: nothing changed. */
   | { readonly type: 'Stale' }
   | {

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { BEHAVIOUR_BASE } from '../lock/index.ts';
 import type { StoredIdentity } from '../storage/index.ts';
 import type { NodeId } from '../util/ids.ts';
 import type { PeerMessage } from './peer-message.ts';
@@ -241,11 +242,23 @@ function senderOf(message: PeerMessage): string {
   return message.kind === 'raft' ? message.message.from : message.from;
 }
 
-/** The node's transport, stamping every message it sends with the current cluster id. */
-export function stampingTransport(inner: Transport, clusterId: () => string): Transport {
+/**
+ * The node's transport, stamping every message it sends with the current cluster id and
+ * the highest lock behaviour version its binary applies (none at the base, as a binary
+ * older than versions sends; see behaviour.ts).
+ */
+export function stampingTransport(
+  inner: Transport,
+  clusterId: () => string,
+  behaviourMax: () => number,
+): Transport {
+  const stamp = (): { behaviour?: number } => {
+    const max = behaviourMax();
+    return max > BEHAVIOUR_BASE ? { behaviour: max } : {};
+  };
   return {
     id: inner.id,
-    send: (message) => inner.send({ ...message, clusterId: clusterId() }),
+    send: (message) => inner.send({ ...message, clusterId: clusterId(), ...stamp() }),
     onMessage: (handler) => inner.onMessage(handler),
     ...(inner.addPeer === undefined
       ? {}

@@ -64,6 +64,16 @@ export class NodeMetrics {
       () => node.locks.lockCount,
     );
     gauge('dlm_waiters', 'Acquires waiting in lock queues.', () => node.locks.waiterCount);
+    gauge(
+      'dlm_lock_behaviour_version',
+      'Lock behaviour version in force at the applied index (raised once every member supports more).',
+      () => node.locks.behaviour,
+    );
+    gauge(
+      'dlm_lock_behaviour_max',
+      "Highest lock behaviour version this node's binary applies.",
+      () => node.locks.behaviourMax,
+    );
     this.leaderChanges = new client.Counter({
       name: 'dlm_raft_leader_changes_total',
       help: 'Times this node saw the leader change.',

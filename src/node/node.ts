@@ -20,6 +20,7 @@ import {
 import type { WritableStorage } from '../storage/index.ts';
 import { type LogIndex, type NodeId, nodeId } from '../util/ids.ts';
 import { Prng } from '../util/prng.ts';
+import { advertisedBehaviour, BehaviourClaims } from './behaviour.ts';
 import {
   ClusterIdentityGuard,
   IdentityMismatchError,
@@ -65,6 +66,11 @@ export interface NodeRuntimeOptions {
   readonly compactionHoldEntriesMax?: number;
   /** How long shutdown waits for a leadership transfer to finish. */
   readonly shutdownTransferMs: number;
+  /**
+   * The highest lock behaviour version this node applies and advertises (behaviour.ts);
+   * absent: BEHAVIOUR_LATEST. Lower only to stand in for an older binary in a test.
+   */
+  readonly behaviourMax?: number;
 }
 
 /** A monotonic clock; injected so tests can drive time. */
@@ -196,6 +202,12 @@ export class DlmNode {
   private failure: Error | null = null;
   /** The term in which this node, as leader, proposed its config's rules; see proposeRulesIfUnset. */
   private rulesProposedInTerm = -1;
+  /** What each member's binary applies, as its messages say (behaviour.ts). */
+  private readonly behaviourClaims = new BehaviourClaims();
+  /** The raise this node proposed last as leader, so that it proposes it once a term. */
+  private behaviourProposed = { term: -1, version: 0 };
+  /** When this node last became leader (its clock), for the wait in proposeRulesIfUnset. */
+  private ledSinceMs = 0;
   private stopped: Promise<void> | null = null;
   private readonly appliedListeners = new Set<AppliedListener>();
   private readonly restoredListeners = new Set<RestoredListener>();
@@ -231,17 +243,24 @@ export class DlmNode {
       storage.identity?.clusterId ?? '',
       options.tickIntervalMs,
     );
-    this.transport = stampingTransport(transport, () => this.identity.clusterId);
+    this.transport = stampingTransport(
+      transport,
+      () => this.identity.clusterId,
+      () => this.locks.behaviourMax,
+    );
     this.raft = new Raft({ id, storage, prng: new Prng(seed), options: options.raft });
     this.outbox = new RaftOutbox(
-      (message) => this.transport.send({ kind: 'raft', message }),
+      (message) => this.sendRaftMessage(message),
       scheduler,
       options.raft.appendBatchBytesMax ?? DEFAULT_RAFT_OPTIONS.appendBatchBytesMax,
     );
     // Its file's rules until a SetRules entry applies: what the node applied before the
     // rules were replicated, so an upgraded log replays as it ran. Nothing else applies
     // before SetRules on a cluster that started replicated (see lockRulesUnset).
-    this.locks = new LockStateMachine(options.lock);
+    this.locks = new LockStateMachine(
+      options.lock,
+      options.behaviourMax === undefined ? {} : { behaviourMax: options.behaviourMax },
+    );
     this.timers = new LockTimers({
       reproposeIntervalMs: options.tickIntervalMs * 10,
       dueBatchMax: 256,
@@ -341,6 +360,15 @@ export class DlmNode {
     };
   }
 
+  /**
+   * The highest lock behaviour version `id`'s binary applies, as its latest message to
+   * this node said; null if none came since this node started. Only a leader hears from
+   * every member.
+   */
+  behaviourHeardFrom(id: NodeId): number | null {
+    return id === this.id ? this.locks.behaviourMax : this.behaviourClaims.claimOf(id);
+  }
+
   // ------------------------------------------------------------------ client API
 
   /**
@@ -350,6 +378,13 @@ export class DlmNode {
    */
   async write(command: LockCommand, options: WriteOptions = {}): Promise<AppliedProposal> {
     this.checkRunning();
+    if (command.type === 'SetBehaviour') {
+      // A raise to a version some member cannot apply stops that member (behaviour.ts).
+      throw new DlmError(
+        'FAILED_PRECONDITION',
+        'the lock behaviour version is raised by the leader alone, once every member supports it',
+      );
+    }
     const startedMs = this.clock.nowMs();
     const { proposalId, applied } = this.proposals.add(
       startedMs,
@@ -522,6 +557,7 @@ export class DlmNode {
         `${id} is already a voter, reached at ${known || 'an unknown address'}, not ${member.peerAddress}; remove it first to move it`,
       );
     }
+    this.refuseBehindBehaviour(id);
     this.addresses.learn(member, true);
     // Also when the address was known: the link was closed if the node was removed before.
     this.addresses.connect(id);
@@ -537,6 +573,7 @@ export class DlmNode {
       return (this.raft.progressOf(id)?.matchIndex ?? 0) >= target;
     }, deadlineMs);
     if (!caughtUp) {
+      this.refuseBehindBehaviour(id);
       const matchIndex = this.raft.progressOf(id)?.matchIndex ?? 0;
       throw new DlmError(
         'DEADLINE_EXCEEDED',
@@ -545,6 +582,19 @@ export class DlmNode {
     }
     await this.changeConfig({ type: 'promoteLearner', nodeId: id }, deadlineMs);
     return this.status();
+  }
+
+  /**
+   * A node whose binary cannot apply the behaviour version in force is not added (or,
+   * added before it said so, not promoted: it gets no entries, see behaviour.ts).
+   */
+  private refuseBehindBehaviour(id: NodeId): void {
+    const version = this.locks.behaviour;
+    if (!this.behaviourClaims.fallsShortOf(id, version)) return;
+    throw new DlmError(
+      'FAILED_PRECONDITION',
+      `${id} runs a binary that applies lock behaviour versions up to ${this.behaviourClaims.claimOf(id)}, but the cluster applies version ${version}: it would apply entries differently. Run a release that supports version ${version} on ${id}, then add it again`,
+    );
   }
 
   /**
@@ -752,6 +802,7 @@ export class DlmNode {
       return;
     }
     if (!this.admitCluster(message)) return;
+    this.noteBehaviourClaim(message);
     try {
       this.dispatch(message);
     } catch (error) {
@@ -761,6 +812,26 @@ export class DlmNode {
       this.stopOnFailure(error);
     }
     this.kick();
+  }
+
+  /** The sender's latest word on its binary (see behaviour.ts). */
+  private noteBehaviourClaim(message: PeerMessage): void {
+    const from = claimedSender(message) as NodeId;
+    if (from === this.id) return;
+    const behaviourMax = advertisedBehaviour(message);
+    const { voters, learners } = this.raft.config;
+    const member = voters.includes(from) || learners.includes(from);
+    this.behaviourClaims.heard(from, behaviourMax, this.raft.term, this.clock.nowMs(), member);
+  }
+
+  /**
+   * Raft traffic, except to a member whose latest message said its binary cannot apply
+   * the behaviour version in force: no entry reaches it until it runs one that can (see
+   * behaviour.ts). To Raft that is a lost message.
+   */
+  private sendRaftMessage(message: Message): void {
+    if (this.behaviourClaims.fallsShortOf(message.to, this.locks.behaviour)) return;
+    this.transport.send({ kind: 'raft', message });
   }
 
   /** Whether the message is from this node's cluster (see cluster-identity.ts). */
@@ -920,7 +991,8 @@ export class DlmNode {
     const nowMs = this.clock.nowMs();
     // Timer commands wait for the rules too (see lockRulesUnset): a lease then ends
     // late, never early.
-    if (this.raft.role === 'leader' && this.proposeRulesIfUnset()) {
+    if (this.raft.role === 'leader' && this.proposeRulesIfUnset(nowMs)) {
+      this.proposeBehaviourRaise(nowMs);
       for (const command of this.timers.due(nowMs)) {
         if (!this.raft.propose(encodeEntry({ proposalId: null, command })).ok) break;
       }
@@ -942,12 +1014,20 @@ export class DlmNode {
    * its term has applied too, so `rulesSetIndex` tells whether rules were ever set.
    * onlyIfUnset makes a copy proposed by an earlier leader, committed late, harmless.
    * Returns whether rules are in force here, so the leader may propose timer commands.
+   *
+   * A new cluster is born at the highest behaviour version its members apply: the raise
+   * goes in right after the rules, before any lock command (a client write waits for the
+   * rules, and a timer command for this tick). For that the leader waits to hear from
+   * every member, an election timeout at most; one not heard by then leaves the cluster
+   * at the base, raised once it is (proposeBehaviourRaise).
    */
-  private proposeRulesIfUnset(): boolean {
+  private proposeRulesIfUnset(nowMs: number): boolean {
     if (this.locks.rulesSetIndex !== null) return true;
     const term = this.raft.term;
     if (this.rulesProposedInTerm === term) return false;
     if (this.raft.log.term(this.raft.log.appliedIndex) !== term) return false;
+    const waitedMs = nowMs - this.ledSinceMs;
+    if (this.agreedBehaviour(nowMs) === null && waitedMs < this.electionTimeoutMs) return false;
     const file = { ...DEFAULT_LOCK_LIMITS, ...this.options.lock };
     // SetRules refuses a window below the results remembered (a log written before the
     // rules were replicated may hold more than this file allows): never shrink it.
@@ -956,8 +1036,44 @@ export class DlmNode {
     const command: LockCommand = { type: 'SetRules', rules, onlyIfUnset: true };
     if (this.raft.propose(encodeEntry({ proposalId: null, command })).ok) {
       this.rulesProposedInTerm = term;
+      this.proposeBehaviourRaise(nowMs);
     }
     return false;
+  }
+
+  /**
+   * Proposes SetBehaviour for the highest version this node and every member apply by a
+   * fresh claim, when that is above the version in force, once a term (see behaviour.ts).
+   * Only once an entry of its own term applied, so the version in force is the log's.
+   */
+  private proposeBehaviourRaise(nowMs: number): void {
+    const term = this.raft.term;
+    if (this.raft.log.term(this.raft.log.appliedIndex) !== term) return;
+    const agreed = this.agreedBehaviour(nowMs);
+    if (agreed === null || agreed <= this.locks.behaviour) return;
+    const proposed = this.behaviourProposed;
+    if (proposed.term === term && proposed.version >= agreed) return;
+    const command: LockCommand = { type: 'SetBehaviour', version: agreed };
+    if (this.raft.propose(encodeEntry({ proposalId: null, command })).ok) {
+      this.behaviourProposed = { term, version: agreed };
+    }
+  }
+
+  /**
+   * The highest version this node and every member apply by a fresh claim; null while
+   * one has none. Protected so that a test can break it.
+   */
+  protected agreedBehaviour(nowMs: number): number | null {
+    const others = this.memberIds().filter((id) => id !== this.id);
+    const { term } = this.raft;
+    const ownMax = this.locks.behaviourMax;
+    return this.behaviourClaims.agreedMax(others, ownMax, term, nowMs, this.electionTimeoutMs);
+  }
+
+  private get electionTimeoutMs(): number {
+    const electionTimeoutTicks =
+      this.options.raft.electionTimeoutTicks ?? DEFAULT_RAFT_OPTIONS.electionTimeoutTicks;
+    return electionTimeoutTicks * this.options.tickIntervalMs;
   }
 
   /**
@@ -967,9 +1083,7 @@ export class DlmNode {
    * request id now rather than at the write's deadline.
    */
   private failUnansweredForwards(nowMs: number): void {
-    const electionTimeoutTicks =
-      this.options.raft.electionTimeoutTicks ?? DEFAULT_RAFT_OPTIONS.electionTimeoutTicks;
-    const waitedMs = electionTimeoutTicks * this.options.tickIntervalMs;
+    const waitedMs = this.electionTimeoutMs;
     this.proposals.failUnplaced(
       unavailable(`the leader did not answer a forwarded write within ${waitedMs} ms`),
       nowMs,
@@ -1077,6 +1191,7 @@ export class DlmNode {
   private noteLeader(ready: Ready): void {
     if (ready.softState !== null && ready.softState.leaderId !== this.lastLeaderId) {
       this.lastLeaderId = ready.softState.leaderId;
+      if (this.lastLeaderId === this.id) this.ledSinceMs = this.clock.nowMs();
       // Writes forwarded to the old leader and not yet placed in the log may be lost with
       // it; fail them now rather than at their deadline, so clients retry (with the same
       // request id, which the state machine deduplicates) within an election.
@@ -1127,11 +1242,15 @@ export class DlmNode {
         // so) leaves before its link closes.
         this.outbox.flush();
         this.addresses.configApplied(entry.change);
+        this.behaviourClaims.membersChanged(this.memberIds());
       }
       return;
     }
     const payload = decodeEntry(entry.data);
     const output = this.locks.apply(entry.index, payload.command);
+    // A binary older than the raise started on this data must find a snapshot it
+    // refuses, not a log in which the raise is an unknown command (behaviour.ts).
+    if (output.result.type === 'BehaviourSet') this.snapshotter.takeSoon();
     this.timers.applied(entry.index, output.events, this.clock.nowMs());
     this.proposals.applied(entry.index, payload.proposalId, output.result);
     for (const listener of this.appliedListeners) listener(entry.index, output);

@@ -1,3 +1,4 @@
+import { BEHAVIOUR_BASE, isBehaviourVersion } from '../lock/index.ts';
 import type { ConfigChange, Entry, MessageType } from '../raft/types.ts';
 import { entryPayloadProblem } from './entry-codec.ts';
 import type { ForwardRefusal, PeerMessage } from './peer-message.ts';
@@ -28,6 +29,8 @@ export function peerMessageProblem(value: unknown): Problem {
   return (
     // Optional: absent (or undefined, as msgpack may carry it) from older peers.
     (message.clusterId === undefined ? null : stringProblem(message.clusterId, 'clusterId')) ??
+    // Optional too: absent from peers older than behaviour versions (see behaviour.ts).
+    (message.behaviour === undefined ? null : versionProblem(message.behaviour, 'behaviour')) ??
     oneOf(message.kind, 'kind', PEER_MESSAGE_CHECKS) ??
     PEER_MESSAGE_CHECKS[message.kind as PeerMessage['kind']](message, String(message.kind))
   );
@@ -229,6 +232,12 @@ function countProblem(value: unknown, path: string): Problem {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0
     ? null
     : `${path}: expected a non-negative safe integer`;
+}
+
+function versionProblem(value: unknown, path: string): Problem {
+  return isBehaviourVersion(value)
+    ? null
+    : `${path}: expected an integer from ${BEHAVIOUR_BASE} up`;
 }
 
 function idProblem(value: unknown, path: string): Problem {

@@ -15,6 +15,11 @@ export type PeerMessage = PeerMessageBody & {
    * it on everything it sends and checks it first (see cluster-identity.ts).
    */
   readonly clusterId?: string;
+  /**
+   * The highest lock behaviour version the sender's binary applies; absent from peers
+   * older than behaviour versions, which apply the base (see behaviour.ts).
+   */
+  readonly behaviour?: number;
 };
 
 /**

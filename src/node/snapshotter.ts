@@ -88,6 +88,8 @@ export class Snapshotter {
   private running: Promise<void> | null = null;
   private compactTarget = 0;
   private stopped = false;
+  /** A snapshot was asked for whatever the threshold (takeSoon). */
+  private wanted = false;
 
   constructor(
     private readonly host: SnapshotterHost,
@@ -113,8 +115,10 @@ export class Snapshotter {
     if (this.running !== null || this.stopped) return;
     const applied = this.host.appliedIndex();
     const snapshotIndex = this.host.storage.snapshot().metadata.index;
-    if (applied - snapshotIndex < this.options.snapshotEntriesThreshold) return;
+    const threshold = this.wanted ? 1 : this.options.snapshotEntriesThreshold;
+    if (applied - snapshotIndex < threshold) return;
     if (this.host.installPending()) return;
+    this.wanted = false;
     const startedAtMs = epochNowMs();
     const captureStart = performance.now();
     const state = this.host.captureState();
@@ -125,6 +129,11 @@ export class Snapshotter {
       .finally(() => {
         this.running = null;
       });
+  }
+
+  /** The next maybeStart takes a snapshot if anything was applied since the last one. */
+  takeSoon(): void {
+    this.wanted = true;
   }
 
   /** Log entries a durable snapshot covers (less those retained) that are still kept. */

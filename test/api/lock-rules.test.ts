@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lockRulesDigest, wireLockRules } from '../../src/api/rules.ts';
-import { DEFAULT_LOCK_LIMITS, type LockLimits } from '../../src/lock/index.ts';
+import { BEHAVIOUR_LATEST, DEFAULT_LOCK_LIMITS, type LockLimits } from '../../src/lock/index.ts';
 import { ApiCluster, IDS, NODE_OPTIONS, rpcError } from './harness.ts';
 
 let c: ApiCluster;
@@ -32,6 +32,13 @@ describe('lock rules over the API', () => {
       expect(status.lock_rules_digest).toBe(lockRulesDigest(CONFIGURED));
     }
     expect(lockRulesDigest(CONFIGURED)).not.toBe(lockRulesDigest(DEFAULT_LOCK_LIMITS));
+  });
+
+  it('Status shows the behaviour version in force: a cluster born on this binary, raised', async () => {
+    for (const status of await statuses()) {
+      expect(status.behaviour_version).toBe(BEHAVIOUR_LATEST);
+      expect(status.behaviour_max).toBe(BEHAVIOUR_LATEST);
+    }
   });
 
   it('SetLockRules through a follower changes what every node accepts', async () => {

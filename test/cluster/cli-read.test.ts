@@ -126,7 +126,7 @@ describe('the read commands of dlm on a live 3-node cluster', () => {
       })),
     );
     expect(await firstLine('status')).toMatch(
-      /^ADDRESS +NODE +ROLE +TERM +COMMIT +APPLIED +LEADER +RULES +POLICY$/,
+      /^ADDRESS +NODE +ROLE +TERM +COMMIT +APPLIED +LEADER +RULES +POLICY +BEHAVIOUR$/,
     );
   });
 

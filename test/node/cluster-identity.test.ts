@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { BEHAVIOUR_LATEST } from '../../src/lock/index.ts';
 import { NodeMetrics } from '../../src/node/metrics.ts';
 import { DlmNode } from '../../src/node/node.ts';
 import { type PeerMessage, peerRecipient } from '../../src/node/peer-message.ts';
@@ -136,7 +137,14 @@ describe('cluster identity on peer messages', () => {
     );
     // One message that n2, which has no id yet, takes the id from.
     expect(transport.sent).toEqual([
-      { kind: 'peerAddresses', from: n1, to: n2, addresses: [], clusterId: OURS },
+      {
+        kind: 'peerAddresses',
+        from: n1,
+        to: n2,
+        addresses: [],
+        clusterId: OURS,
+        behaviour: BEHAVIOUR_LATEST,
+      },
     ]);
   });
 

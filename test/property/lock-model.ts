@@ -80,6 +80,7 @@ export type ModelResult =
   | { type: 'MaxHoldReached'; lock: string; token: number }
   | { type: 'Promoted'; lock: string; sessionId: number; token: number }
   | { type: 'RulesSet'; rules: LockLimits }
+  | { type: 'BehaviourSet'; version: number }
   | { type: 'Stale' }
   | { type: 'Rejected'; code: string };
 
@@ -151,6 +152,12 @@ export class LockModel {
 
   /** The index of the SetRules that set `limits`; null while they are the initial ones. */
   rulesSetAt: number | null = null;
+
+  /**
+   * The behaviour version: 1 (the base) until a SetBehaviour raises it. From 2 on, a retry
+   * told of a grant from memory is again among the requests told of it (0dbc683).
+   */
+  behaviour = 1;
 
   constructor(public limits: LockLimits) {}
 
@@ -281,6 +288,8 @@ export class LockModel {
     if (first.type === 'Acquired') {
       const mine = lock.holders.find((holder) => holder.sessionId === command.sessionId);
       if (mine === undefined || mine.token !== first.token) return rejected('grantEnded');
+      const told = mine.requestId === command.requestId || mine.alsoFor.includes(command.requestId);
+      if (this.behaviour >= 2 && !told) mine.alsoFor.push(command.requestId);
       return this.acquired(lock, mine);
     }
     const position = lock.waiters.findIndex(
@@ -703,6 +712,14 @@ export class LockModel {
         this.limits = { ...command.rules };
         this.rulesSetAt = this.index;
         return { type: 'RulesSet', rules: { ...command.rules } };
+      }
+
+      case 'SetBehaviour': {
+        const { version } = command;
+        if (!Number.isSafeInteger(version) || version < 1) return rejected('invalidArgument');
+        if (version <= this.behaviour) return { type: 'Stale' };
+        this.behaviour = version;
+        return { type: 'BehaviourSet', version };
       }
 
       case 'Revoke': {

@@ -339,6 +339,9 @@ function checkState(w: ModelWorld, real: RealWorld): void {
   assert.deepStrictEqual(sut.sessionIds(), w.m.sessionIds(), 'sessionIds()');
   assert.deepStrictEqual(sut.rules, w.m.limits, 'rules');
   assert.equal(sut.rulesSetIndex, w.m.rulesSetAt, 'rulesSetIndex');
+  assert.equal(sut.behaviour, w.m.behaviour, 'behaviour');
+  // Binaries older than behaviour versions read only version 3: written until the raise.
+  assert.equal(sut.snapshot().version, w.m.behaviour === 1 ? 3 : 4, 'snapshot version');
   assert.equal(sut.sessionCount, w.m.sessions.length, 'sessionCount');
   assert.equal(sut.lockCount, w.m.locksInUse().length, 'lockCount');
   for (const id of [...w.opened, BOGUS_SESSION_BASE]) {
@@ -963,8 +966,17 @@ const setRules = fc
     return new ApplyCommand('SetRules', { broken, ...args }, () => ({ type: 'SetRules', ...args }));
   });
 
+/** A raise, now and then a repeat or a lowering (Stale), or a version that is none. */
+const setBehaviour = fc
+  .constantFrom(2, 2, 2, 1, 0, 1.5)
+  .map(
+    (version) =>
+      new ApplyCommand('SetBehaviour', { version }, () => ({ type: 'SetBehaviour', version })),
+  );
+
 const commandArbitraries: fc.Arbitrary<fc.Command<ModelWorld, RealWorld>>[] = [
   setRules,
+  setBehaviour,
   openSession,
   openSession,
   openSession,

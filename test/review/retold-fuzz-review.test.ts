@@ -18,7 +18,13 @@
  * TOLD_REQUESTS_MAX) until the session ends.
  */
 import { describe, expect, it } from 'vitest';
-import type { LockCommand, LockMode, LockResult, LockSnapshot } from '../../src/lock/index.ts';
+import {
+  BEHAVIOUR_RETOLD_GRANT_COUNTS,
+  type LockCommand,
+  type LockMode,
+  type LockResult,
+  type LockSnapshot,
+} from '../../src/lock/index.ts';
 import type { LogIndex, SessionId } from '../../src/util/ids.ts';
 import { Log } from '../unit/lock-log.ts';
 
@@ -399,6 +405,8 @@ interface Outcome {
 
 function run(seed: number, settings: Settings): Outcome {
   const fuzz = new Fuzz(seed, rng(seed), settings);
+  // 0dbc683's rule is behaviour version 2's: raised in the log, as a cluster would.
+  fuzz.apply({ type: 'SetBehaviour', version: BEHAVIOUR_RETOLD_GRANT_COUNTS });
   for (let k = 0; k < settings.sessions; k++) fuzz.openSession();
   const restoreAt = Math.floor(settings.steps / 3);
   for (let k = 0; k < settings.steps && fuzz.problems.length === 0; k++) {

@@ -417,7 +417,7 @@ describe('dlm CLI', () => {
     const result = await run(['status', '--endpoints', `127.0.0.1:${port}`]);
     expect(result.code).toBe(1);
     expect(result.out).toMatch(
-      /^ADDRESS +NODE +ROLE +TERM +COMMIT +APPLIED +LEADER +RULES +POLICY\n/,
+      /^ADDRESS +NODE +ROLE +TERM +COMMIT +APPLIED +LEADER +RULES +POLICY +BEHAVIOUR\n/,
     );
     expect(result.out).toMatch(
       new RegExp(`\\n127\\.0\\.0\\.1:${port} +- +unreachable +UNAVAILABLE`),

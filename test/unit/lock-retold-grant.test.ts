@@ -5,9 +5,17 @@
  * memory. The grant must count that request again among those told of it; before, the
  * other request's Withdraw then freed the grant under the retried caller, and another
  * session was granted the lock while that caller was told it holds it.
+ *
+ * The fix changes how an entry applies, so it is behaviour version 2's rule: a log
+ * written before the raise replays by the old rule (behaviour.ts).
  */
 import { describe, expect, it } from 'vitest';
-import type { LockCommand, LockResult } from '../../src/lock/index.ts';
+import {
+  BEHAVIOUR_BASE,
+  BEHAVIOUR_RETOLD_GRANT_COUNTS,
+  type LockCommand,
+  type LockResult,
+} from '../../src/lock/index.ts';
 import type { LogIndex } from '../../src/util/ids.ts';
 import { Log, tokenOf } from '../unit/lock-log.ts';
 
@@ -24,20 +32,44 @@ function withdraw(log: Log, command: LockCommand, attemptIndex: number): LockRes
   return result;
 }
 
+/** Seed 304's steps at `version`; what the last Withdraw undid, and b's try afterwards. */
+function retoldThenWithdrawn(version: number): { undid: LockResult; after: LockResult } {
+  const log = new Log();
+  expect(log.apply({ type: 'SetBehaviour', version })).toMatchObject({
+    type: version === BEHAVIOUR_BASE ? 'Stale' : 'BehaviourSet',
+  });
+  expect(log.sm.behaviour).toBe(version);
+  const a = log.open();
+  const b = log.open();
+  const first = log.acquireCommand(a, 'x', { requestId: 'first' });
+  const token = tokenOf(log.apply(first));
+  const firstAttempt = log.index;
+  const again = log.acquireCommand(a, 'x', { requestId: 'again' });
+  expect(log.apply(again)).toMatchObject({ type: 'Acquired', token });
+  const againAttempt = log.index;
+  expect(withdraw(log, first, firstAttempt)).toMatchObject({ undid: 'nothing' });
+  // Both rules tell the retry only what is held now: the grant, and its holders today.
+  expect(log.apply(first)).toMatchObject({
+    type: 'Acquired',
+    lock: 'x',
+    token,
+    holders: [{ sessionId: a, token }],
+  });
+  const undid = withdraw(log, again, againAttempt);
+  return { undid, after: log.acquire(b, 'x') };
+}
+
 describe('a retry told of a grant after its request was withdrawn', () => {
-  it('keeps the grant when the other request told of it is withdrawn', () => {
-    const log = new Log();
-    const a = log.open();
-    const b = log.open();
-    const first = log.acquireCommand(a, 'x', { requestId: 'first' });
-    const token = tokenOf(log.apply(first));
-    const firstAttempt = log.index;
-    const again = log.acquireCommand(a, 'x', { requestId: 'again' });
-    expect(log.apply(again)).toMatchObject({ type: 'Acquired', token });
-    const againAttempt = log.index;
-    expect(withdraw(log, first, firstAttempt)).toMatchObject({ undid: 'nothing' });
-    expect(log.apply(first)).toMatchObject({ type: 'Acquired', lock: 'x', token });
-    expect(withdraw(log, again, againAttempt)).toMatchObject({ undid: 'nothing' });
-    expect(log.acquire(b, 'x')).toMatchObject({ type: 'NotAcquired' });
+  it('keeps the grant when the other request told of it is withdrawn (behaviour 2)', () => {
+    const { undid, after } = retoldThenWithdrawn(BEHAVIOUR_RETOLD_GRANT_COUNTS);
+    expect(undid).toMatchObject({ undid: 'nothing' });
+    expect(after).toMatchObject({ type: 'NotAcquired' });
+  });
+
+  it('frees it as releases before 0dbc683 did, while the behaviour is the base', () => {
+    // The old rule, kept so that a log written under it replays as it first ran.
+    const { undid, after } = retoldThenWithdrawn(BEHAVIOUR_BASE);
+    expect(undid).toMatchObject({ undid: 'grant' });
+    expect(after).toMatchObject({ type: 'Acquired' });
   });
 });

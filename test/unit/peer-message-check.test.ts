@@ -509,6 +509,13 @@ const MALFORMED: readonly (readonly [string, unknown, string])[] = [
     'clusterId: expected a string',
   ],
   [
+    'a behaviour stamp that is no version',
+    changed(peer('forward'), (m) => {
+      m.behaviour = 0;
+    }),
+    'behaviour: expected an integer from 1 up',
+  ],
+  [
     'peerAddresses without a recipient',
     changed(peer('peerAddresses'), (m) => {
       delete m.to;
@@ -522,6 +529,15 @@ describe('peerMessageProblem: the cluster id', () => {
     for (const clusterId of [undefined, '', 'c-1']) {
       const message = { ...raft('Heartbeat'), ...(clusterId === undefined ? {} : { clusterId }) };
       expect(peerMessageProblem(message), String(clusterId)).toBeNull();
+    }
+  });
+});
+
+describe('peerMessageProblem: the behaviour stamp', () => {
+  it('is optional (older peers send none), and any version passes, a future one too', () => {
+    for (const behaviour of [undefined, 1, 2, 99]) {
+      const message = { ...raft('Heartbeat'), ...(behaviour === undefined ? {} : { behaviour }) };
+      expect(peerMessageProblem(message), String(behaviour)).toBeNull();
     }
   });
 });

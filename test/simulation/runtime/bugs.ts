@@ -63,6 +63,13 @@ class WritesBeforeRules extends DlmNode {
   }
 }
 
+/** Raises the lock behaviour version to its own binary's, whatever its members run. */
+class RaisesIgnoringStamps extends DlmNode {
+  protected override agreedBehaviour(): number | null {
+    return this.locks.behaviourMax;
+  }
+}
+
 /** Completes a write with any entry that carries its id, as before placements counted. */
 class MatchesIdAlone extends ProposalRegistry {
   protected override answeredBy(): boolean {
@@ -120,4 +127,5 @@ export const INJECTED_RUNTIME_BUGS = {
   },
   giveBackByEntryIndex: stateMachine(WithdrawsByIndex),
   writesBeforeRules: subclass(WritesBeforeRules),
+  raisesIgnoringStamps: subclass(RaisesIgnoringStamps),
 } as const satisfies Record<string, RuntimeBugs>;

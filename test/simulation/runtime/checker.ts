@@ -603,6 +603,11 @@ export class RuntimeChecker {
     return { rules: this.reference.rules, rulesSetIndex: this.reference.rulesSetIndex };
   }
 
+  /** The behaviour version in force in the reference replay of the committed log. */
+  referenceBehaviour(): number {
+    return this.reference.behaviour;
+  }
+
   /** The reference's state, for comparing with each node's at the same index. */
   referenceSnapshot(): string {
     return JSON.stringify(this.reference.snapshot());
@@ -625,8 +630,13 @@ export class RuntimeChecker {
 
   /** Records the first violation and throws, which stops whatever found it. */
   fail(message: string): never {
-    this.violation ??= message;
+    this.violated(message);
     throw new SafetyViolation(message);
+  }
+
+  /** Records the first violation where throwing would not stop the run (a node's observer). */
+  violated(message: string): void {
+    this.violation ??= message;
   }
 
   /** Something went wrong outside the checks (a client crashed on an exception). */

@@ -1,4 +1,4 @@
-import type { LockLimits } from '../../../src/lock/index.ts';
+import { BEHAVIOUR_BASE, BEHAVIOUR_LATEST, type LockLimits } from '../../../src/lock/index.ts';
 import type { NodeRuntimeOptions } from '../../../src/node/node.ts';
 import { Prng } from '../../../src/util/prng.ts';
 import type { DiskOptions } from './disk.ts';
@@ -30,6 +30,13 @@ export interface RuntimeSimOptions {
    * node must still apply the rules the log agreed (the first leader's).
    */
   readonly lockSections: readonly Partial<LockLimits>[];
+  /**
+   * The lock behaviour version each node's first process applies up to: some start on
+   * an older binary (BEHAVIOUR_BASE, which stamps nothing on its messages); every
+   * restart runs the newest, as a rolling upgrade does. The leader must raise the version
+   * only once every member runs the newest, and then it must.
+   */
+  readonly behaviourMaxes: readonly number[];
   readonly network: NetworkOptions;
   readonly disk: DiskOptions;
   /** Each node's clock runs at a rate within 1 ± this. */
@@ -87,6 +94,7 @@ export function deriveRuntimeOptions(
     },
     // Drawn last, so the draws above stay those of earlier versions for each seed.
     lockSections: [],
+    behaviourMaxes: [],
     network: {
       delayMsMin,
       delayMsMax: delayMsMin + prng.pick([1, 5, 20]),
@@ -118,7 +126,10 @@ export function deriveRuntimeOptions(
     settleMs: 1_000,
   };
   const lockSections = Array.from({ length: nodeCount }, () => lockSection(prng));
-  return { ...options, lockSections, ...overrides };
+  const behaviourMaxes = Array.from({ length: nodeCount }, () =>
+    prng.chance(0.3) ? BEHAVIOUR_BASE : BEHAVIOUR_LATEST,
+  );
+  return { ...options, lockSections, behaviourMaxes, ...overrides };
 }
 
 /**

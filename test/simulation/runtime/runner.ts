@@ -5,7 +5,13 @@ import { type ApiLogger, ERROR_CODE_KEY, LEADER_HINT_KEY } from '../../../src/ap
 import { EventHub } from '../../../src/api/event-hub.ts';
 import { lockService } from '../../../src/api/lock-service.ts';
 import type { LockServiceHandlers } from '../../../src/api/proto.ts';
-import { DEFAULT_LOCK_LIMITS, LOCK_LIMIT_NAMES, type LockLimits } from '../../../src/lock/index.ts';
+import {
+  BEHAVIOUR_LATEST,
+  BehaviourUnsupportedError,
+  DEFAULT_LOCK_LIMITS,
+  LOCK_LIMIT_NAMES,
+  type LockLimits,
+} from '../../../src/lock/index.ts';
 import { DlmNode, type NodeRuntimeOptions } from '../../../src/node/node.ts';
 import type { Scheduler } from '../../../src/node/scheduler.ts';
 import type { Transport } from '../../../src/node/transport.ts';
@@ -293,7 +299,12 @@ export class RuntimeSimulation implements ClientTransport {
       incarnation,
       storage,
       transport,
-      options: { ...this.options.runtime, lock: this.lockSections.get(slot.id) ?? {} },
+      options: {
+        ...this.options.runtime,
+        lock: this.lockSections.get(slot.id) ?? {},
+        // A restart is the node's upgrade to the newest binary.
+        behaviourMax: incarnation === 1 ? this.firstBehaviourMax(slot.id) : BEHAVIOUR_LATEST,
+      },
       clock,
       scheduler: clock,
       seed: this.prng.nextUint32(),
@@ -323,6 +334,11 @@ export class RuntimeSimulation implements ClientTransport {
         // As serve.ts does: the process exits, and its supervisor starts it again.
         this.stats.nodeFailures++;
         this.note(`${slot.id}#${incarnation} failed: ${error.message}`);
+        if (error instanceof BehaviourUnsupportedError) {
+          this.checker.violated(
+            `Behaviour: the cluster raised the lock behaviour version while ${slot.id}#${incarnation} could not apply it: ${error.message}`,
+          );
+        }
         this.time.after(0, `${slot.id} exits`, () => {
           if (slot.process === process) this.crash(slot, 100);
         });
@@ -640,6 +656,7 @@ export class RuntimeSimulation implements ClientTransport {
 
   private finalChecks(): void {
     this.checkRulesAgreed();
+    this.checkBehaviourRaised();
     const reference = this.checker.referenceSnapshot();
     for (const slot of this.slots.values()) {
       const node = slot.process?.node;
@@ -656,6 +673,24 @@ export class RuntimeSimulation implements ClientTransport {
       const first = unverified[0];
       throw new SafetyViolation(
         `Answer: ${unverified.length} answers name indexes that never committed, e.g. ${JSON.stringify(first)}`,
+      );
+    }
+  }
+
+  private firstBehaviourMax(id: NodeId): number {
+    return this.options.behaviourMaxes[this.nodeIds.indexOf(id)] ?? BEHAVIOUR_LATEST;
+  }
+
+  /** Every node runs the newest binary now, so the leader must have raised the version. */
+  private checkBehaviourRaised(): void {
+    const processes = [...this.slots.values()].map((slot) => slot.process);
+    const upgraded = processes.every(
+      (process) => process !== null && process.node.locks.behaviourMax === BEHAVIOUR_LATEST,
+    );
+    const version = this.checker.referenceBehaviour();
+    if (upgraded && version !== BEHAVIOUR_LATEST) {
+      throw new SafetyViolation(
+        `Liveness: every node runs a binary that applies behaviour version ${BEHAVIOUR_LATEST}, but the log holds version ${version}`,
       );
     }
   }
