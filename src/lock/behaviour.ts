@@ -12,19 +12,25 @@
  * BehaviourUnsupportedError and its node stops, rather than go on by older rules.
  */
 
-/** The rules every log was written under before versions existed; a log starts here. */
+/**
+ * The rules of the last release before versions existed; a log starts here. That release
+ * already counted a retried Acquire told of a grant from memory again among the requests
+ * told of it (0dbc683, shipped ungated), so version 1 does too: gating it had an upgraded
+ * node at version 1 apply the rule from before 0dbc683 beside old nodes that did not
+ * (review test review-behaviour-base-rule).
+ */
 export const BEHAVIOUR_BASE = 1;
 
 /**
- * A retried Acquire told of a grant from memory counts again among the requests told of
- * it (0dbc683). Before, a Withdraw of that request's earlier attempt let it go, and the
- * Withdraw of another request of the session could then free the grant under the caller
- * that was just told it holds it.
+ * The first raise. It changes no rule: it marks that every member runs a binary that
+ * knows versions, and from it snapshots carry the version (format 4, which a binary
+ * from before versions refuses rather than misread). The next change in how an entry
+ * applies gates on version 3.
  */
-export const BEHAVIOUR_RETOLD_GRANT_COUNTS = 2;
+export const BEHAVIOUR_VERSIONED = 2;
 
 /** The highest version this binary applies; a new cluster starts at it. */
-export const BEHAVIOUR_LATEST = BEHAVIOUR_RETOLD_GRANT_COUNTS;
+export const BEHAVIOUR_LATEST = BEHAVIOUR_VERSIONED;
 
 /** A version this binary does not know was met: its node must stop, not diverge. */
 export class BehaviourUnsupportedError extends Error {

@@ -1,7 +1,7 @@
 export {
   BEHAVIOUR_BASE,
   BEHAVIOUR_LATEST,
-  BEHAVIOUR_RETOLD_GRANT_COUNTS,
+  BEHAVIOUR_VERSIONED,
   BehaviourUnsupportedError,
   isBehaviourVersion,
 } from './behaviour.ts';

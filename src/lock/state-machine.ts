@@ -10,7 +10,6 @@ import { utf8ByteLength } from '../util/utf8.ts';
 import {
   BEHAVIOUR_BASE,
   BEHAVIOUR_LATEST,
-  BEHAVIOUR_RETOLD_GRANT_COUNTS,
   BehaviourUnsupportedError,
   isBehaviourVersion,
 } from './behaviour.ts';
@@ -487,11 +486,9 @@ export class LockStateMachine {
     if (first.type === 'Acquired') {
       const grant = lock?.holders.get(session.id);
       if (lock !== undefined && grant !== undefined && grant.token === first.token) {
-        // Either way told only what is held now: this grant, and today's holders. At the
-        // base (before 0dbc683) the retry is not counted again among those told of it.
-        if (this.behaviour < BEHAVIOUR_RETOLD_GRANT_COUNTS) return this.acquiredResult(lock, grant);
-        // This caller is told of the grant again, so its request counts among those told
-        // of it: a Withdraw may have let it go while another request kept the grant.
+        // Told only what is held now: this grant, and today's holders. This caller is
+        // told of the grant again, so its request counts among those told of it: a
+        // Withdraw may have let it go while another request kept the grant.
         const told = this.toldAlso(grant, requestId);
         lock.holders.set(session.id, told);
         return this.acquiredResult(lock, told);

@@ -45,7 +45,13 @@ export function entryPayloadProblem(data: Uint8Array): string | null {
   if (!isPlainObject(decoded)) return 'expected an entry payload { p, c }';
   const { p, c } = decoded;
   if (p !== null && typeof p !== 'string') return 'p: expected a proposal id or null';
-  return isPlainObject(c) ? null : 'c: expected a command object';
+  if (!isPlainObject(c)) return 'c: expected a command object';
+  // Only a leader raises the behaviour version, once every member said it can apply it:
+  // a forwarded raise to a version no node knows stopped every replica (review test
+  // review-behaviour-forward), and again on every replay.
+  return c.type === 'SetBehaviour'
+    ? 'c: SetBehaviour is proposed by the leader, not forwarded'
+    : null;
 }
 
 /**

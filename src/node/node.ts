@@ -18,7 +18,7 @@ import {
   type Snapshot,
 } from '../raft/index.ts';
 import type { WritableStorage } from '../storage/index.ts';
-import { type LogIndex, type NodeId, nodeId } from '../util/ids.ts';
+import { type LogIndex, type NodeId, nodeId, type Term } from '../util/ids.ts';
 import { Prng } from '../util/prng.ts';
 import { advertisedBehaviour, BehaviourClaims } from './behaviour.ts';
 import {
@@ -44,6 +44,9 @@ import { REAL_SCHEDULER, type Scheduler, type TimerHandle } from './scheduler.ts
 import { type SnapshotReport, Snapshotter } from './snapshotter.ts';
 import { continueTrace, type TraceContext, traceparentOf } from './trace.ts';
 import type { Transport } from './transport.ts';
+
+/** How a SetBehaviour entry's bytes name it (noteLoggedRaises). */
+const SET_BEHAVIOUR_BYTES = Buffer.from('SetBehaviour');
 
 export interface NodeRuntimeOptions {
   readonly tickIntervalMs: number;
@@ -206,6 +209,12 @@ export class DlmNode {
   private readonly behaviourClaims = new BehaviourClaims();
   /** The raise this node proposed last as leader, so that it proposes it once a term. */
   private behaviourProposed = { term: -1, version: 0 };
+  /** The highest raise in this node's log, appended but perhaps not applied (behaviourHeldTo). */
+  private loggedRaise: {
+    readonly index: LogIndex;
+    readonly term: Term;
+    readonly version: number;
+  } | null = null;
   /** When this node last became leader (its clock), for the wait in proposeRulesIfUnset. */
   private ledSinceMs = 0;
   private stopped: Promise<void> | null = null;
@@ -589,7 +598,7 @@ export class DlmNode {
    * added before it said so, not promoted: it gets no entries, see behaviour.ts).
    */
   private refuseBehindBehaviour(id: NodeId): void {
-    const version = this.locks.behaviour;
+    const version = this.behaviourHeldTo();
     if (!this.behaviourClaims.fallsShortOf(id, version)) return;
     throw new DlmError(
       'FAILED_PRECONDITION',
@@ -830,7 +839,7 @@ export class DlmNode {
    * behaviour.ts). To Raft that is a lost message.
    */
   private sendRaftMessage(message: Message): void {
-    if (this.behaviourClaims.fallsShortOf(message.to, this.locks.behaviour)) return;
+    if (this.behaviourClaims.fallsShortOf(message.to, this.behaviourHeldTo())) return;
     this.transport.send({ kind: 'raft', message });
   }
 
@@ -1042,6 +1051,43 @@ export class DlmNode {
   }
 
   /**
+   * The version members are held to: the one in force, or a raise in this node's log that
+   * has not applied yet (its own proposal, or one it inherited as a new leader). Holding
+   * back by the applied version alone sent a raise in flight to a member the leader had
+   * just heard claim an older binary, and the raise committed on its acknowledgement
+   * (review test review-behaviour-held-back).
+   */
+  private behaviourHeldTo(): number {
+    const raise = this.loggedRaise;
+    // A raise in a suffix that was since replaced holds nothing.
+    const logged =
+      raise !== null && this.raft.log.term(raise.index) === raise.term ? raise.version : 0;
+    return Math.max(this.locks.behaviour, logged);
+  }
+
+  /**
+   * Notes the highest SetBehaviour among entries this node appends, before they are
+   * sent on. Entries are decoded only when their bytes name the command (msgpack keeps
+   * strings as they are), so the write path pays a byte search, not a decode.
+   */
+  private noteLoggedRaises(entries: readonly Entry[]): void {
+    for (const entry of entries) {
+      if (
+        entry.kind !== 'normal' ||
+        Buffer.from(entry.data.buffer, entry.data.byteOffset, entry.data.byteLength).indexOf(
+          SET_BEHAVIOUR_BYTES,
+        ) < 0
+      )
+        continue;
+      const { command } = decodeEntry(entry.data);
+      if (command.type !== 'SetBehaviour') continue;
+      if (this.loggedRaise === null || command.version > this.loggedRaise.version) {
+        this.loggedRaise = { index: entry.index, term: entry.term, version: command.version };
+      }
+    }
+  }
+
+  /**
    * Proposes SetBehaviour for the highest version this node and every member apply by a
    * fresh claim, when that is above the version in force, once a term (see behaviour.ts).
    * Only once an entry of its own term applied, so the version in force is the log's.
@@ -1161,6 +1207,7 @@ export class DlmNode {
   }
 
   private async handleReady(ready: Ready): Promise<void> {
+    this.noteLoggedRaises(ready.entries);
     // 1. What need not wait for the disk.
     this.sendRaft(ready.earlyMessages);
     this.noteLeader(ready);

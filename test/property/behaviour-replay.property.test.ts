@@ -1,13 +1,12 @@
 /**
  * The behaviour version across a raise (src/lock/behaviour.ts): random logs of Acquires,
  * their retries, Withdraws of their attempts and Releases by two sessions on one lock,
- * with a SetBehaviour somewhere in them (or none), the commands that tell apart version
- * 1's rule and version 2's (a retry told of a grant from memory, 0dbc683).
+ * with a SetBehaviour somewhere in them (or none): the commands where a rule gated on a
+ * version would show (a retry told of a grant from memory, 0dbc683, is the base's rule).
  *
  * Checked for every log:
- * - every result equals the reference model's (lock-model.ts), which applies the base
- *   rule before the raise and version 2's after it: what clients were told under the
- *   old rules is what a new binary replaying the log tells again;
+ * - every result equals the reference model's (lock-model.ts) on both sides of the
+ *   raise: what clients were told before it is what a binary replaying the log tells;
  * - a replica restored from a snapshot (through JSON, as a node stores it) at a random
  *   entry, then fed the rest, gives the same results and events, and a replica replaying
  *   the whole log from the start the same results: all three end byte-identical;
@@ -16,11 +15,7 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { describe, it } from 'vitest';
-import {
-  BEHAVIOUR_RETOLD_GRANT_COUNTS,
-  type LockCommand,
-  LockStateMachine,
-} from '../../src/lock/index.ts';
+import { BEHAVIOUR_VERSIONED, type LockCommand, LockStateMachine } from '../../src/lock/index.ts';
 import type { FencingToken, LogIndex, SessionId } from '../../src/util/ids.ts';
 import { comparableResult, LockModel } from './lock-model.ts';
 
@@ -155,7 +150,7 @@ describe('the behaviour version across a raise', () => {
           ops.forEach(({ kind, session, pick, wait }, k) => {
             if (k === restoreAt) run.restore();
             if (k === raiseAt) {
-              run.apply({ type: 'SetBehaviour', version: BEHAVIOUR_RETOLD_GRANT_COUNTS });
+              run.apply({ type: 'SetBehaviour', version: BEHAVIOUR_VERSIONED });
             }
             run.step(kind, session, pick, wait);
           });

@@ -154,8 +154,9 @@ export class LockModel {
   rulesSetAt: number | null = null;
 
   /**
-   * The behaviour version: 1 (the base) until a SetBehaviour raises it. From 2 on, a retry
-   * told of a grant from memory is again among the requests told of it (0dbc683).
+   * The behaviour version: 1 (the base) until a SetBehaviour raises it. No rule differs
+   * between 1 and 2 (the promise made to clients is the same); a retry told of a grant
+   * from memory is again among the requests told of it at every version.
    */
   behaviour = 1;
 
@@ -289,7 +290,7 @@ export class LockModel {
       const mine = lock.holders.find((holder) => holder.sessionId === command.sessionId);
       if (mine === undefined || mine.token !== first.token) return rejected('grantEnded');
       const told = mine.requestId === command.requestId || mine.alsoFor.includes(command.requestId);
-      if (this.behaviour >= 2 && !told) mine.alsoFor.push(command.requestId);
+      if (!told) mine.alsoFor.push(command.requestId);
       return this.acquired(lock, mine);
     }
     const position = lock.waiters.findIndex(

@@ -19,7 +19,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
-  BEHAVIOUR_RETOLD_GRANT_COUNTS,
+  BEHAVIOUR_VERSIONED,
   type LockCommand,
   type LockMode,
   type LockResult,
@@ -405,8 +405,8 @@ interface Outcome {
 
 function run(seed: number, settings: Settings): Outcome {
   const fuzz = new Fuzz(seed, rng(seed), settings);
-  // 0dbc683's rule is behaviour version 2's: raised in the log, as a cluster would.
-  fuzz.apply({ type: 'SetBehaviour', version: BEHAVIOUR_RETOLD_GRANT_COUNTS });
+  // Raised in the log, as a cluster would (0dbc683's rule holds at every version).
+  fuzz.apply({ type: 'SetBehaviour', version: BEHAVIOUR_VERSIONED });
   for (let k = 0; k < settings.sessions; k++) fuzz.openSession();
   const restoreAt = Math.floor(settings.steps / 3);
   for (let k = 0; k < settings.steps && fuzz.problems.length === 0; k++) {

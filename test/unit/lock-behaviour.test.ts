@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import {
   BEHAVIOUR_BASE,
   BEHAVIOUR_LATEST,
-  BEHAVIOUR_RETOLD_GRANT_COUNTS,
+  BEHAVIOUR_VERSIONED,
   BehaviourUnsupportedError,
   LockStateMachine,
 } from '../../src/lock/index.ts';
@@ -23,14 +23,14 @@ describe('SetBehaviour', () => {
     expect(log.apply({ type: 'SetBehaviour', version: BEHAVIOUR_BASE })).toEqual({
       type: 'Stale',
     });
-    expect(log.apply({ type: 'SetBehaviour', version: BEHAVIOUR_RETOLD_GRANT_COUNTS })).toEqual({
+    expect(log.apply({ type: 'SetBehaviour', version: BEHAVIOUR_VERSIONED })).toEqual({
       type: 'BehaviourSet',
-      version: BEHAVIOUR_RETOLD_GRANT_COUNTS,
+      version: BEHAVIOUR_VERSIONED,
     });
     expect(log.apply({ type: 'SetBehaviour', version: BEHAVIOUR_BASE })).toEqual({
       type: 'Stale',
     });
-    expect(log.sm.behaviour).toBe(BEHAVIOUR_RETOLD_GRANT_COUNTS);
+    expect(log.sm.behaviour).toBe(BEHAVIOUR_VERSIONED);
   });
 
   it('rejects a version that is none, changing nothing, on every binary alike', () => {
@@ -49,7 +49,7 @@ describe('SetBehaviour', () => {
   it('stops, changing nothing, on a version this binary does not know', () => {
     for (const [behaviourMax, version] of [
       [BEHAVIOUR_LATEST, BEHAVIOUR_LATEST + 1],
-      [BEHAVIOUR_BASE, BEHAVIOUR_RETOLD_GRANT_COUNTS],
+      [BEHAVIOUR_BASE, BEHAVIOUR_VERSIONED],
     ] as const) {
       const sm = new LockStateMachine({}, { behaviourMax });
       sm.apply(1 as LogIndex, {
@@ -79,9 +79,9 @@ describe('snapshots and the behaviour version', () => {
     expect(base.version).toBe(3);
     expect(base.version).toBeLessThanOrEqual(OLD_BINARY_SNAPSHOT_VERSION_MAX);
     expect('behaviour' in base).toBe(false);
-    log.apply({ type: 'SetBehaviour', version: BEHAVIOUR_RETOLD_GRANT_COUNTS });
+    log.apply({ type: 'SetBehaviour', version: BEHAVIOUR_VERSIONED });
     const raised = log.sm.snapshot();
-    expect(raised).toMatchObject({ version: 4, behaviour: BEHAVIOUR_RETOLD_GRANT_COUNTS });
+    expect(raised).toMatchObject({ version: 4, behaviour: BEHAVIOUR_VERSIONED });
     // The encoder slices the dedupe window last (entry-codec.ts).
     expect(Object.keys(raised).at(-1)).toBe('dedupe');
   });
@@ -90,12 +90,12 @@ describe('snapshots and the behaviour version', () => {
     for (const raise of [false, true]) {
       const log = new Log();
       log.open();
-      if (raise) log.apply({ type: 'SetBehaviour', version: BEHAVIOUR_RETOLD_GRANT_COUNTS });
+      if (raise) log.apply({ type: 'SetBehaviour', version: BEHAVIOUR_VERSIONED });
       const text = JSON.stringify(log.sm.snapshot());
       const restored = new LockStateMachine();
       restored.apply(1 as LogIndex, { type: 'SetBehaviour', version: BEHAVIOUR_LATEST });
       restored.restore(JSON.parse(text));
-      expect(restored.behaviour).toBe(raise ? BEHAVIOUR_RETOLD_GRANT_COUNTS : BEHAVIOUR_BASE);
+      expect(restored.behaviour).toBe(raise ? BEHAVIOUR_VERSIONED : BEHAVIOUR_BASE);
       expect(JSON.stringify(restored.snapshot())).toBe(text);
     }
   });
@@ -103,10 +103,10 @@ describe('snapshots and the behaviour version', () => {
   it('a binary that does not know the version refuses the snapshot, changing nothing', () => {
     const log = new Log();
     log.open();
-    log.apply({ type: 'SetBehaviour', version: BEHAVIOUR_RETOLD_GRANT_COUNTS });
+    log.apply({ type: 'SetBehaviour', version: BEHAVIOUR_VERSIONED });
     const old = new LockStateMachine({}, { behaviourMax: BEHAVIOUR_BASE });
     expect(() => old.restore(log.sm.snapshot())).toThrow(
-      `the snapshot at index ${log.index} raises the lock behaviour version to ${BEHAVIOUR_RETOLD_GRANT_COUNTS}, but this binary applies versions up to ${BEHAVIOUR_BASE}`,
+      `the snapshot at index ${log.index} raises the lock behaviour version to ${BEHAVIOUR_VERSIONED}, but this binary applies versions up to ${BEHAVIOUR_BASE}`,
     );
     expect(old.lastAppliedIndex).toBe(0);
     expect(old.behaviour).toBe(BEHAVIOUR_BASE);

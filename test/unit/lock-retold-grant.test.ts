@@ -6,13 +6,13 @@
  * other request's Withdraw then freed the grant under the retried caller, and another
  * session was granted the lock while that caller was told it holds it.
  *
- * The fix changes how an entry applies, so it is behaviour version 2's rule: a log
- * written before the raise replays by the old rule (behaviour.ts).
+ * The fix shipped before behaviour versions existed, so it is the base version's rule
+ * (behaviour.ts).
  */
 import { describe, expect, it } from 'vitest';
 import {
   BEHAVIOUR_BASE,
-  BEHAVIOUR_RETOLD_GRANT_COUNTS,
+  BEHAVIOUR_VERSIONED,
   type LockCommand,
   type LockResult,
 } from '../../src/lock/index.ts';
@@ -60,16 +60,13 @@ function retoldThenWithdrawn(version: number): { undid: LockResult; after: LockR
 }
 
 describe('a retry told of a grant after its request was withdrawn', () => {
-  it('keeps the grant when the other request told of it is withdrawn (behaviour 2)', () => {
-    const { undid, after } = retoldThenWithdrawn(BEHAVIOUR_RETOLD_GRANT_COUNTS);
-    expect(undid).toMatchObject({ undid: 'nothing' });
-    expect(after).toMatchObject({ type: 'NotAcquired' });
-  });
-
-  it('frees it as releases before 0dbc683 did, while the behaviour is the base', () => {
-    // The old rule, kept so that a log written under it replays as it first ran.
-    const { undid, after } = retoldThenWithdrawn(BEHAVIOUR_BASE);
-    expect(undid).toMatchObject({ undid: 'grant' });
-    expect(after).toMatchObject({ type: 'Acquired' });
-  });
+  // The release before behaviour versions already applied 0dbc683's rule, so every
+  // version does (behaviour.ts; review test review-behaviour-base-rule).
+  for (const version of [BEHAVIOUR_BASE, BEHAVIOUR_VERSIONED]) {
+    it(`keeps the grant when the other request told of it is withdrawn (behaviour ${version})`, () => {
+      const { undid, after } = retoldThenWithdrawn(version);
+      expect(undid).toMatchObject({ undid: 'nothing' });
+      expect(after).toMatchObject({ type: 'NotAcquired' });
+    });
+  }
 });

@@ -127,12 +127,13 @@ describe('the runtime simulation has teeth', () => {
     ['writesBeforeRules', 1, 5, /^Violation: Rules: .* before any SetRules/],
     // Some nodes start on an older binary (options.behaviourMaxes): a leader that raises
     // the behaviour version without their stamps stops one of them on the raise, or
-    // holds it back (no Raft traffic) so that it campaigns on after the heal.
+    // holds it back (no Raft traffic, from the moment the raise is in its log) so that it
+    // campaigns on after the heal.
     [
       'raisesIgnoringStamps',
       1,
       10,
-      /^Violation: (Behaviour: the cluster raised|Liveness: not quiet .* n\d:(pre)?candidate)/,
+      /^Violation: (Behaviour: the cluster raised|Liveness: not quiet .* n\d:(preC|c)andidate)/,
     ],
   ];
   for (const [bug, first, last, kind] of TEETH) {
