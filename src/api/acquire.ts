@@ -1,6 +1,6 @@
 import type { Holder, LockCommand, LockEvent, LockResult } from '../lock/index.ts';
 import { DlmError } from '../node/errors.ts';
-import type { LateApply } from '../node/proposals.ts';
+import type { AppliedProposal } from '../node/proposals.ts';
 import { REAL_SCHEDULER } from '../node/scheduler.ts';
 import type { TraceContext } from '../node/trace.ts';
 import { type FencingToken, type LogIndex, logIndex } from '../util/ids.ts';
@@ -133,14 +133,10 @@ async function acquireAs(
 ): Promise<AcquireResponse> {
   const watch = new TurnWatch(context, command);
   try {
-    const lateApply = (late: LateApply): void => {
-      // Called inside the node's apply loop: propose once that loop has moved on. A
-      // result unknown (its entry inside a snapshot) is withdrawn too: the Withdraw
-      // undoes only an open attempt of this request at that index, so it is void if the
-      // entry there was another.
-      const tookSomething =
-        late.result === null || late.result.type === 'Acquired' || late.result.type === 'Queued';
-      if (tookSomething) queueMicrotask(() => withdraw(context, call, command, late.index));
+    const lateApply = (late: AppliedProposal): void => {
+      // Called inside the node's apply loop: propose once that loop has moved on.
+      if (late.result.type === 'Acquired' || late.result.type === 'Queued')
+        queueMicrotask(() => withdraw(context, call, command, late.index));
     };
     const { index, result } = await clientWrite(context, call, command, lateApply);
     if (result.type !== 'Queued') return answerAtOnce(context, command, call, index, result);

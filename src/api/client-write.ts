@@ -4,7 +4,7 @@ import {
   type LockResult,
   type LockStateMachine,
 } from '../lock/index.ts';
-import type { AppliedProposal, LateApply, LateApplyListener } from '../node/proposals.ts';
+import type { AppliedProposal, LateApplyListener } from '../node/proposals.ts';
 import type { SessionId } from '../util/ids.ts';
 import type { RefusalBudget } from './auth/refusal-budget.ts';
 import type { ApiContext, CallScope } from './context.ts';
@@ -77,8 +77,8 @@ async function budgetedWrite(
       ...(lateApply === undefined
         ? {}
         : {
-            lateApply: (late: LateApply) => {
-              if (late.result !== null && refusedWhenApplied(late.result)) budget.charge(identity);
+            lateApply: (late: AppliedProposal) => {
+              if (refusedWhenApplied(late.result)) budget.charge(identity);
               lateApply(late);
             },
           }),

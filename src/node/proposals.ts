@@ -8,23 +8,11 @@ export interface AppliedProposal {
 }
 
 /**
- * A write whose caller was already told it failed may have applied after all, at
- * `index`. `result` is what it did, or null when a snapshot replaced the log there: the
- * entry was never applied here one by one, so whether it was ours, and what it did, is
- * unknown (whoever undoes it must guard the undo on the state, as Withdraw does).
+ * Called when a write whose caller was already told it failed (its deadline passed, or
+ * the leader changed before it was placed) applies after all: the caller can no longer
+ * learn its result, so whoever registered it can undo what it did (give a grant back).
  */
-export interface LateApply {
-  readonly index: LogIndex;
-  readonly result: LockResult | null;
-}
-
-/**
- * Called when a write whose caller was already told it failed (its deadline passed, the
- * leader changed before it was placed, a snapshot replaced its entry) applies, or may
- * have, after all: the caller can no longer learn its result, so whoever registered it
- * can undo what it did (give a grant back).
- */
-export type LateApplyListener = (late: LateApply) => void;
+export type LateApplyListener = (applied: AppliedProposal) => void;
 
 interface PendingProposal {
   readonly resolve: (applied: AppliedProposal) => void;
@@ -39,8 +27,6 @@ interface PendingProposal {
 interface OrphanedProposal {
   readonly lateApply: LateApplyListener;
   readonly forgetAtMs: number;
-  /** Where the leader placed it, if it said so before the write failed. */
-  readonly index: LogIndex | null;
 }
 
 /**
@@ -144,7 +130,6 @@ export class ProposalRegistry {
     this.orphans.set(proposalId, {
       lateApply: proposal.lateApply,
       forgetAtMs: nowMs + this.orphanWatchMs,
-      index: proposal.index,
     });
     // Bounded like the writes themselves; the oldest is the least likely to apply.
     if (this.orphans.size > this.pendingMax) {
@@ -199,26 +184,13 @@ export class ProposalRegistry {
   /**
    * A snapshot replaced the log up to `index`: writes placed there can no longer be told
    * apart, so they fail as UNAVAILABLE and their clients retry with the same request id.
-   * Each of those, and each failed write still watched that was placed there, may have
-   * applied inside the snapshot: its listener hears so (result null). Without this, an
-   * Acquire whose caller gave up while its node caught up by a snapshot kept its wait,
-   * and then its grant, for as long as its session lived (runtime seed 12158).
    */
   restored(index: LogIndex): void {
     this.appliedIndex = Math.max(this.appliedIndex, index);
-    const covered: { readonly lateApply: LateApplyListener; readonly index: LogIndex }[] = [];
     for (const [placedIndex, id] of [...this.placedAt]) {
-      if (placedIndex > index) continue;
-      const lateApply = this.pending.get(id)?.lateApply ?? null;
-      if (lateApply !== null) covered.push({ lateApply, index: placedIndex as LogIndex });
-      this.fail(id, unavailable(`the entry for ${id} was replaced by a snapshot`));
+      if (placedIndex <= index)
+        this.fail(id, unavailable(`the entry for ${id} was replaced by a snapshot`));
     }
-    for (const [id, orphan] of [...this.orphans]) {
-      if (orphan.index === null || orphan.index > index) continue;
-      this.orphans.delete(id);
-      covered.push({ lateApply: orphan.lateApply, index: orphan.index });
-    }
-    for (const each of covered) each.lateApply({ index: each.index, result: null });
   }
 
   /** Fails writes past their deadline, and stops watching old orphans. */

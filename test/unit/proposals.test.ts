@@ -139,34 +139,4 @@ describe('ProposalRegistry', () => {
     proposals.expire(5_000 + 20);
     expect(proposals.orphanCount).toBe(0);
   });
-
-  it('tells the listeners of writes a snapshot covered that they may have applied there', async () => {
-    const proposals = registry();
-    const heard: [string, number, LockResult | null][] = [];
-    const listen = (name: string) => (late: { index: LogIndex; result: LockResult | null }) =>
-      heard.push([name, late.index, late.result]);
-    // Pending and placed inside the snapshot; pending and placed past it; timed out
-    // (watched) after being placed inside it; timed out before any placement.
-    const inside = proposals.add(0, 1_000, listen('inside'));
-    proposals.placed(inside.proposalId, at(5));
-    const past = proposals.add(0, 1_000, listen('past'));
-    proposals.placed(past.proposalId, at(12));
-    const orphan = proposals.add(0, 10, listen('orphan'));
-    proposals.placed(orphan.proposalId, at(6));
-    const unplaced = proposals.add(0, 10, listen('unplaced'));
-    proposals.expire(20);
-    expect(await codeOf(orphan.applied)).toBe('DEADLINE_EXCEEDED');
-    expect(await codeOf(unplaced.applied)).toBe('DEADLINE_EXCEEDED');
-
-    proposals.restored(at(10));
-
-    expect(await codeOf(inside.applied)).toBe('UNAVAILABLE');
-    expect(heard).toEqual([
-      ['inside', 5, null],
-      ['orphan', 6, null],
-    ]);
-    expect(proposals.orphanCount).toBe(1); // the unplaced one: its index is unknown
-    proposals.applied(at(12), past.proposalId, RESULT);
-    await expect(past.applied).resolves.toEqual({ index: 12, result: RESULT });
-  });
 });
