@@ -9,14 +9,13 @@ import {
   BEHAVIOUR_BASE,
   BEHAVIOUR_LATEST,
   BehaviourUnsupportedError,
-  type LockResult,
 } from '../../src/lock/index.ts';
 import { decodeLockSnapshot } from '../../src/node/entry-codec.ts';
 import { NodeMetrics } from '../../src/node/metrics.ts';
-import { DlmNode } from '../../src/node/node.ts';
-import { MemoryWritableStorage } from '../../src/storage/index.ts';
-import { MemoryNetwork } from '../../src/transport/memory.ts';
+import type { DlmNode } from '../../src/node/node.ts';
+import type { MemoryWritableStorage } from '../../src/storage/index.ts';
 import { type NodeId, nodeId } from '../../src/util/ids.ts';
+import { BinariesCluster } from './behaviour-cluster.ts';
 import { ids, OPTIONS, sleep, until } from './cluster-harness.ts';
 
 const ELECTION_TIMEOUT_MS = (OPTIONS.raft.electionTimeoutTicks ?? 0) * OPTIONS.tickIntervalMs;
@@ -26,99 +25,7 @@ const SETTLE_MS = 20 * ELECTION_TIMEOUT_MS;
 const OLD = BEHAVIOUR_BASE;
 const NEW = BEHAVIOUR_LATEST;
 
-class Cluster {
-  readonly network = new MemoryNetwork();
-  readonly storages = new Map<NodeId, MemoryWritableStorage>();
-  readonly nodes = new Map<NodeId, DlmNode>();
-  /** Each node's applied raises, by the index of the entry, in order. */
-  readonly raisedAt = new Map<NodeId, number[]>();
-  readonly failures = new Map<NodeId, Error>();
-  private seed = 0;
-
-  constructor(binaries: Record<string, number>) {
-    for (const id of ids) {
-      this.storages.set(id, MemoryWritableStorage.bootstrap({ voters: ids, learners: [] }));
-      this.start(id, binaries[id] ?? NEW);
-    }
-  }
-
-  /** Starts (or restarts) `id` on its storage, on a binary that applies up to `behaviourMax`. */
-  start(id: NodeId, behaviourMax: number): DlmNode {
-    const storage = this.storages.get(id) as MemoryWritableStorage;
-    const options = { ...OPTIONS, behaviourMax };
-    const node = new DlmNode(
-      id,
-      storage,
-      this.network.connect(id),
-      options,
-      undefined,
-      ++this.seed,
-    );
-    node.subscribe((index, output) => {
-      if (output.result.type !== 'BehaviourSet') return;
-      this.raisedAt.set(id, [...(this.raisedAt.get(id) ?? []), index]);
-    });
-    node.observe({ failed: (error) => this.failures.set(id, error) });
-    node.start();
-    this.nodes.set(id, node);
-    return node;
-  }
-
-  /** Starts `id` on an empty database, to be added to the cluster. */
-  join(id: NodeId, behaviourMax: number): DlmNode {
-    this.storages.set(id, MemoryWritableStorage.joining());
-    return this.start(id, behaviourMax);
-  }
-
-  /** Whether the leader heard `id` since it started (it keeps what `id` said of its binary). */
-  heardFrom(id: NodeId): boolean {
-    return [...this.nodes.values()].some(
-      (node) => node.status().role === 'leader' && node.behaviourHeardFrom(id) !== null,
-    );
-  }
-
-  async restart(id: NodeId, behaviourMax: number): Promise<DlmNode> {
-    await this.stop(id);
-    return this.start(id, behaviourMax);
-  }
-
-  async stop(id: NodeId): Promise<void> {
-    await this.nodes.get(id)?.stop();
-    this.nodes.delete(id);
-  }
-
-  async leader(): Promise<DlmNode> {
-    let found: DlmNode | undefined;
-    await until(() => {
-      const leaders = [...this.nodes.values()].filter((node) => node.status().role === 'leader');
-      found = leaders.length === 1 ? leaders[0] : undefined;
-      return found !== undefined && found.locks.rulesSetIndex !== null;
-    }, 'a leader with lock rules set');
-    return found as DlmNode;
-  }
-
-  behaviours(): Record<string, number> {
-    return Object.fromEntries([...this.nodes].map(([id, node]) => [id, node.locks.behaviour]));
-  }
-
-  async write(requestId: string): Promise<LockResult> {
-    const leader = await this.leader();
-    const { result } = await leader.write({
-      type: 'OpenSession',
-      ttlMs: 60_000,
-      clientName: 'c',
-      requestId,
-    });
-    return result;
-  }
-
-  async stopAll(): Promise<void> {
-    await Promise.all([...this.nodes.values()].map((node) => node.stop()));
-    this.nodes.clear();
-  }
-}
-
-let cluster: Cluster | null = null;
+let cluster: BinariesCluster | null = null;
 
 afterEach(async () => {
   await cluster?.stopAll();
@@ -130,7 +37,7 @@ const n4 = nodeId('n4');
 
 describe('the lock behaviour version in a rolling upgrade', () => {
   it('a cluster born on the new binary starts raised, before any lock command', async () => {
-    cluster = new Cluster({});
+    cluster = new BinariesCluster({});
     const leader = await cluster.leader();
     const rulesIndex = leader.locks.rulesSetIndex as number;
     await until(() => cluster?.raisedAt.size === 3, 'every node applied the raise');
@@ -147,7 +54,7 @@ describe('the lock behaviour version in a rolling upgrade', () => {
   });
 
   it('waits for every member to run the new binary, then raises', async () => {
-    cluster = new Cluster({ n3: OLD });
+    cluster = new BinariesCluster({ n3: OLD });
     await cluster.leader();
     expect(await cluster.write('before')).toMatchObject({ type: 'SessionOpened' });
     await sleep(SETTLE_MS);
@@ -170,7 +77,7 @@ describe('the lock behaviour version in a rolling upgrade', () => {
   });
 
   it('does not count a claim made before a member restarted on an older binary', async () => {
-    cluster = new Cluster({ n3: OLD });
+    cluster = new BinariesCluster({ n3: OLD });
     const leader = await cluster.leader();
     // A new-binary follower that has told the leader it applies the new version.
     const [claimed] = ids.filter((id) => id !== leader.id && id !== n3) as [NodeId];
@@ -198,7 +105,7 @@ describe('the lock behaviour version in a rolling upgrade', () => {
   });
 
   it('snapshots at once after the raise, so an older binary refuses the data', async () => {
-    cluster = new Cluster({});
+    cluster = new BinariesCluster({});
     await cluster.leader();
     await until(() => cluster?.raisedAt.size === 3, 'every node applied the raise');
     const storage = cluster.storages.get(n2) as MemoryWritableStorage;
@@ -216,7 +123,7 @@ describe('the lock behaviour version in a rolling upgrade', () => {
   });
 
   it('refuses to add a node that announced an older binary', async () => {
-    cluster = new Cluster({});
+    cluster = new BinariesCluster({});
     const leader = await cluster.leader();
     await until(() => leader.locks.behaviour === NEW, 'raised');
     const joiner = cluster.join(n4, OLD);
@@ -233,7 +140,7 @@ describe('the lock behaviour version in a rolling upgrade', () => {
   });
 
   it('a new member on an older binary, added unheard, gets nothing it would apply', async () => {
-    cluster = new Cluster({});
+    cluster = new BinariesCluster({});
     const leader = await cluster.leader();
     await until(() => leader.locks.behaviour === NEW, 'raised');
     const storage = cluster.storages.get(leader.id) as MemoryWritableStorage;

@@ -9,12 +9,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { BEHAVIOUR_BASE, BEHAVIOUR_LATEST } from '../../src/lock/index.ts';
 import { decodeEntry } from '../../src/node/entry-codec.ts';
-import { DlmNode } from '../../src/node/node.ts';
 import type { PeerMessage } from '../../src/node/peer-message.ts';
 import type { Entry } from '../../src/raft/types.ts';
-import { MemoryWritableStorage } from '../../src/storage/index.ts';
-import { MemoryNetwork } from '../../src/transport/memory.ts';
 import type { NodeId } from '../../src/util/ids.ts';
+import { BinariesCluster } from './behaviour-cluster.ts';
 import { ids, OPTIONS, sleep, until } from './cluster-harness.ts';
 
 const ELECTION_TIMEOUT_MS = (OPTIONS.raft.electionTimeoutTicks ?? 0) * OPTIONS.tickIntervalMs;
@@ -25,58 +23,7 @@ function isRaise(entry: Entry): boolean {
   return entry.kind === 'normal' && decodeEntry(entry.data).command.type === 'SetBehaviour';
 }
 
-class Cluster {
-  readonly network = new MemoryNetwork();
-  readonly storages = new Map<NodeId, MemoryWritableStorage>();
-  readonly nodes = new Map<NodeId, DlmNode>();
-  readonly failures = new Map<NodeId, Error>();
-  private seed = 0;
-
-  constructor(binaries: Record<string, number>) {
-    for (const id of ids) {
-      this.storages.set(id, MemoryWritableStorage.bootstrap({ voters: ids, learners: [] }));
-      this.start(id, binaries[id] ?? NEW);
-    }
-  }
-
-  start(id: NodeId, behaviourMax: number): DlmNode {
-    const storage = this.storages.get(id) as MemoryWritableStorage;
-    const node = new DlmNode(
-      id,
-      storage,
-      this.network.connect(id),
-      { ...OPTIONS, behaviourMax },
-      undefined,
-      ++this.seed,
-    );
-    node.observe({ failed: (error) => this.failures.set(id, error) });
-    node.start();
-    this.nodes.set(id, node);
-    return node;
-  }
-
-  async stop(id: NodeId): Promise<void> {
-    await this.nodes.get(id)?.stop();
-    this.nodes.delete(id);
-  }
-
-  async leader(): Promise<DlmNode> {
-    let found: DlmNode | undefined;
-    await until(() => {
-      const leaders = [...this.nodes.values()].filter((node) => node.status().role === 'leader');
-      found = leaders.length === 1 ? leaders[0] : undefined;
-      return found !== undefined && found.locks.rulesSetIndex !== null;
-    }, 'a leader with lock rules set');
-    return found as DlmNode;
-  }
-
-  async stopAll(): Promise<void> {
-    await Promise.all([...this.nodes.values()].map((node) => node.stop().catch(() => {})));
-    this.nodes.clear();
-  }
-}
-
-let cluster: Cluster | null = null;
+let cluster: BinariesCluster | null = null;
 afterEach(async () => {
   await cluster?.stopAll();
   cluster = null;
@@ -86,7 +33,7 @@ describe('review: a member known to run an older binary is sent the raise', () =
   it('the leader sends a proposed raise to, and commits it on the ack of, a member that claimed less', async () => {
     // The last member still on the older binary; the leader is another.
     const [, , old] = ids as [NodeId, NodeId, NodeId];
-    cluster = new Cluster({ [old]: OLD });
+    cluster = new BinariesCluster({ [old]: OLD });
     let leader = await cluster.leader();
     if (leader.id === old) {
       await cluster.stop(old);
