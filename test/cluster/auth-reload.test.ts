@@ -251,7 +251,8 @@ describe('SIGHUP reloads the access policy', () => {
 
     const status = await cluster.dlm(['status', '--config', cluster.configPath], 20_000);
     expect(status.code, status.stderr).toBe(0);
-    expect(status.stdout.match(new RegExp(` ${digestAfter} *$`, 'gm'))).toHaveLength(3);
+    // The policy digest, then the behaviour version (in force/highest).
+    expect(status.stdout.match(new RegExp(` ${digestAfter} +\\d+/\\d+ *$`, 'gm'))).toHaveLength(3);
     expect(status.stdout).not.toContain(digestBefore);
     for (const { id } of cluster.nodes) {
       const reloaded = cluster

@@ -450,8 +450,8 @@ describe('bearer tokens on a plaintext cluster (real processes)', () => {
       try {
         const status = await cluster.dlm(['status', '--config', cluster.configPath], 20_000);
         expect(status.code, status.stderr).toBe(0);
-        // The last two columns: the rules digest and the policy digest.
-        expect(status.stdout).toMatch(/[0-9a-f]{12} +[0-9a-f]{12} *$/m);
+        // The rules digest and the policy digest, then the behaviour version (in force/highest).
+        expect(status.stdout).toMatch(/[0-9a-f]{12} +[0-9a-f]{12} +\d+\/\d+ *$/m);
         expect(status.stderr).not.toContain('different access policies');
       } finally {
         delete process.env.DLM_TOKEN;
