@@ -60,15 +60,17 @@ export function entryPayloadProblem(data: Uint8Array): string | null {
  */
 export const ENTRY_NESTING_MAX = 16;
 
-/** Whether `value` nests more than `levelsMax` objects or arrays; iterative, so any depth is safe. */
+/**
+ * Whether `value` nests more than `levelsMax` objects or arrays. Recursive, but never
+ * deeper than `levelsMax` + 1 frames whatever the value, and allocates nothing: every
+ * forwarded write passes here on the leader.
+ */
 function nestedDeeperThan(value: unknown, levelsMax: number): boolean {
-  const pending: { readonly value: unknown; readonly depth: number }[] = [{ value, depth: 0 }];
-  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
-    if (typeof next.value !== 'object' || next.value === null) continue;
-    if (next.value instanceof Uint8Array) continue;
-    const depth = next.depth + 1;
-    if (depth > levelsMax) return true;
-    for (const child of Object.values(next.value)) pending.push({ value: child, depth });
+  if (typeof value !== 'object' || value === null || value instanceof Uint8Array) return false;
+  if (levelsMax === 0) return true;
+  const container = value as Readonly<Record<string, unknown>>;
+  for (const key in container) {
+    if (nestedDeeperThan(container[key], levelsMax - 1)) return true;
   }
   return false;
 }

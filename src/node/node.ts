@@ -48,6 +48,14 @@ import type { Transport } from './transport.ts';
 /** How a SetBehaviour entry's bytes name it (noteLoggedRaises). */
 const SET_BEHAVIOUR_BYTES = Buffer.from('SetBehaviour');
 
+/** Whether `data` holds the bytes of 'SetBehaviour'; no copy, and no view when it is a Buffer. */
+function namesSetBehaviour(data: Uint8Array): boolean {
+  const bytes = Buffer.isBuffer(data)
+    ? data
+    : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  return bytes.indexOf(SET_BEHAVIOUR_BYTES) >= 0;
+}
+
 export interface NodeRuntimeOptions {
   readonly tickIntervalMs: number;
   readonly raft: Partial<RaftOptions>;
@@ -828,8 +836,7 @@ export class DlmNode {
     const from = claimedSender(message) as NodeId;
     if (from === this.id) return;
     const behaviourMax = advertisedBehaviour(message);
-    const { voters, learners } = this.raft.config;
-    const member = voters.includes(from) || learners.includes(from);
+    const member = this.isMember(from);
     this.behaviourClaims.heard(from, behaviourMax, this.raft.term, this.clock.nowMs(), member);
   }
 
@@ -982,8 +989,13 @@ export class DlmNode {
    * README, Security.
    */
   private countsAsMember(from: NodeId): boolean {
+    return from !== this.id && this.isMember(from);
+  }
+
+  /** A voter or learner of the config this node applied. */
+  private isMember(id: NodeId): boolean {
     const { voters, learners } = this.raft.config;
-    return from !== this.id && (voters.includes(from) || learners.includes(from));
+    return voters.includes(id) || learners.includes(id);
   }
 
   /** A forwarded write that lockRulesUnset holds back (its data decodes: peerMessageProblem). */
@@ -1072,13 +1084,7 @@ export class DlmNode {
    */
   private noteLoggedRaises(entries: readonly Entry[]): void {
     for (const entry of entries) {
-      if (
-        entry.kind !== 'normal' ||
-        Buffer.from(entry.data.buffer, entry.data.byteOffset, entry.data.byteLength).indexOf(
-          SET_BEHAVIOUR_BYTES,
-        ) < 0
-      )
-        continue;
+      if (entry.kind !== 'normal' || !namesSetBehaviour(entry.data)) continue;
       const { command } = decodeEntry(entry.data);
       if (command.type !== 'SetBehaviour') continue;
       if (this.loggedRaise === null || command.version > this.loggedRaise.version) {
