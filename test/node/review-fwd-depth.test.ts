@@ -120,8 +120,12 @@ it('a forward the leader found decodable is decodable by every replica', async (
   // Fixed: whatever the leader's decoder can do, the nesting bound refuses it, so no
   // replica is ever asked to decode it.
   expect(rejected.slice(2_000)).toHaveLength(1);
-  expect(rejected[2_000]).toContain('nested deeper than ENTRY_NESTING_MAX');
-  expect(entryPayloadProblem(deep)).toContain('ENTRY_NESTING_MAX');
+  // Refused for its depth where this process's stack decodes it, else for not decoding
+  // (which one depends on how warm the JIT is: the very thing the bound makes moot).
+  expect(rejected[2_000]).toMatch(/nested deeper than ENTRY_NESTING_MAX|does not decode/);
+  expect(entryPayloadProblem(deep)).not.toBeNull();
+  // Just past the bound, shallow enough for any process to decode: refused for depth.
+  expect(entryPayloadProblem(nested(ENTRY_NESTING_MAX - 1))).toContain('ENTRY_NESTING_MAX');
   // And what the bound lets through, a cold replica process decodes.
   const deepestAllowed = nested(ENTRY_NESTING_MAX - 2);
   expect(entryPayloadProblem(deepestAllowed)).toBeNull();
