@@ -122,6 +122,18 @@ describe('jepsen disk-full nemesis', () => {
       acksAfterFailure: 1,
       acksLongAfterFill: 0,
     });
+    // An answer logged after the fatal line but given before it (pino buffers 'call'
+    // lines, writes fatal ones at once) is before; one at or after its time is after.
+    const timedFatal = JSON.stringify({ ...JSON.parse(fatal), time: 2_000 });
+    const buffered = [timedFatal, call('KeepAlive', 0, 1_998), call('Release', 0, 2_000)].join(
+      '\n',
+    );
+    expect(answersAround(buffered, 5_000)).toEqual({
+      failure: 'IO error: 000003.log: No space left on device',
+      acksBeforeFailure: 1,
+      acksAfterFailure: 1,
+      acksLongAfterFill: 0,
+    });
     // No failure logged, but acknowledgements long after the disk filled.
     const quiet = [call('Acquire', 0, 1_000), call('KeepAlive', 0, 6_000)].join('\n');
     expect(answersAround(quiet, 5_000)).toEqual({

@@ -206,6 +206,11 @@ export class DiskFullNemesis {
  * and the OK answers to write calls before and after it, and of those before it, the
  * ones logged at or after `lateFromEpochMs`. Lines that are not JSON (the CLI's last
  * words on stderr) are skipped.
+ *
+ * An answer is after the failure if its line follows the fatal one, unless its own time
+ * is earlier than the fatal line's: pino writes the fatal line at once and the others
+ * through its buffer, so an answer given 2 ms before the failure can land after it in the
+ * file (600 s run, seed 1209: a KeepAlive at …476 under a fatal line at …478).
  */
 export function answersAround(
   logText: string,
@@ -217,6 +222,7 @@ export function answersAround(
   acksLongAfterFill: number;
 } {
   let failure: string | null = null;
+  let failureAtMs = Number.NEGATIVE_INFINITY;
   let acksBeforeFailure = 0;
   let acksAfterFailure = 0;
   let acksLongAfterFill = 0;
@@ -225,11 +231,13 @@ export function answersAround(
     if (entry === null) continue;
     if (failure === null && Number(entry.level) >= FATAL) {
       failure = String((entry.err as { message?: unknown } | undefined)?.message ?? entry.msg);
+      if (typeof entry.time === 'number') failureAtMs = entry.time;
       continue;
     }
     const ack = entry.msg === 'call' && entry.code === 0 && WRITE_METHODS.has(String(entry.method));
     if (!ack) continue;
-    if (failure !== null) acksAfterFailure++;
+    const answeredBeforeFailure = typeof entry.time === 'number' && entry.time < failureAtMs;
+    if (failure !== null && !answeredBeforeFailure) acksAfterFailure++;
     else if (Number(entry.time) >= lateFromEpochMs) acksLongAfterFill++;
     else acksBeforeFailure++;
   }
