@@ -25,7 +25,12 @@ const OLD_TREE = join(tmpdir(), `dlm-old-${OLD_COMMIT.slice(0, 7)}`);
 
 function oldDlm(): string {
   const bin = join(OLD_TREE, 'bin', 'dlm');
-  if (existsSync(join(OLD_TREE, 'dist', 'cli', 'main.js'))) return bin;
+  // A tree left by an earlier run is reused only whole: its node_modules link resolves
+  // (one that pointed into a since-removed checkout made every old node fail to start).
+  const whole =
+    existsSync(join(OLD_TREE, 'dist', 'cli', 'main.js')) &&
+    existsSync(join(OLD_TREE, 'node_modules', '@grpc', 'grpc-js'));
+  if (whole) return bin;
   rmSync(OLD_TREE, { recursive: true, force: true });
   mkdirSync(OLD_TREE, { recursive: true });
   execSync(
