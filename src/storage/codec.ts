@@ -280,25 +280,47 @@ export function decodeHardState(value: Uint8Array): HardState {
 
 // ------------------------------------------------------------------ snapshot
 
+/**
+ * The bytes `frame([index, term, voters, learners, data])` writes. The data is copied
+ * once, behind a header, instead of passing through msgpackr: its working buffer would
+ * grow to the snapshot's size (32 MB at 100,000 locks) and stay that size, and every
+ * small value this module frames afterwards would fill and replace a buffer that large
+ * (issue 12).
+ */
 export function encodeSnapshot(snapshot: Snapshot): Uint8Array {
-  const { index, term: snapshotTerm, config } = snapshot.metadata;
-  return frame([index, snapshotTerm, config.voters, config.learners, snapshot.data]);
+  const value = unsummedSnapshotValue(snapshot);
+  new DataView(value.buffer).setUint32(0, crc32c(value.subarray(CHECKSUM_BYTES)));
+  return value;
 }
 
 /** Bytes checksummed before `encodeSnapshotInSlices` lets the event loop run. */
 const SNAPSHOT_CRC_SLICE_BYTES = 1 << 20;
 
 /**
- * The same bytes as `encodeSnapshot`, with the data copied once and the checksum taken a
- * megabyte at a time, `pause` running between: a 15 MB snapshot took 150-500 ms in one
- * piece (encode, copy, checksum), on the event loop. The fields before the data are
- * encoded by msgpackr itself; the data is written as the smallest MessagePack bin form,
- * as msgpackr writes it (test/storage/codec.test.ts holds the two to the same bytes).
+ * The same bytes as `encodeSnapshot`, the checksum taken a megabyte at a time, `pause`
+ * running between: a 15 MB snapshot took 150-500 ms in one piece (encode, copy,
+ * checksum), on the event loop.
  */
 export async function encodeSnapshotInSlices(
   snapshot: Snapshot,
   pause: () => Promise<void>,
 ): Promise<Uint8Array> {
+  const value = unsummedSnapshotValue(snapshot);
+  let checksum = 0;
+  for (let at = CHECKSUM_BYTES; at < value.byteLength; at += SNAPSHOT_CRC_SLICE_BYTES) {
+    if (at > CHECKSUM_BYTES) await pause();
+    checksum = crc32c(value.subarray(at, at + SNAPSHOT_CRC_SLICE_BYTES), checksum);
+  }
+  new DataView(value.buffer).setUint32(0, checksum);
+  return value;
+}
+
+/**
+ * A snapshot's stored value with its checksum left zero. The fields before the data are
+ * encoded by msgpackr itself; the data is written as the smallest MessagePack bin form,
+ * as msgpackr writes it (test/storage/codec.test.ts holds the two to the same bytes).
+ */
+function unsummedSnapshotValue(snapshot: Snapshot): Uint8Array {
   const { index, term: snapshotTerm, config } = snapshot.metadata;
   const { data } = snapshot;
   // [index, term, voters, learners] as a 4-array; the 5-array differs only in the header.
@@ -313,12 +335,6 @@ export async function encodeSnapshotInSlices(
   value[HEADER_BYTES] = FIXARRAY_5;
   value.set(binHeader, HEADER_BYTES + fields.byteLength);
   value.set(data, HEADER_BYTES + fields.byteLength + binHeader.byteLength);
-  let checksum = 0;
-  for (let at = CHECKSUM_BYTES; at < value.byteLength; at += SNAPSHOT_CRC_SLICE_BYTES) {
-    if (at > CHECKSUM_BYTES) await pause();
-    checksum = crc32c(value.subarray(at, at + SNAPSHOT_CRC_SLICE_BYTES), checksum);
-  }
-  new DataView(value.buffer).setUint32(0, checksum);
   return value;
 }
 
