@@ -13,6 +13,7 @@ import {
   BehaviourUnsupportedError,
   isBehaviourVersion,
 } from './behaviour.ts';
+import { HolderMap } from './holder-map.ts';
 import { type IdentityQuota, IdentityTally } from './identity-quota.ts';
 import {
   canonicalLockRules,
@@ -104,7 +105,7 @@ interface SessionRecord {
 interface LockRecord {
   readonly name: string;
   /** Current grants in grant order. All exclusive (then exactly one) or all shared. */
-  readonly holders: Map<SessionId, Grant>;
+  readonly holders: HolderMap<SessionId, Grant>;
   /** FIFO queue of waiting Acquires. */
   readonly waiters: Waiter[];
   /**
@@ -1279,7 +1280,7 @@ export class LockStateMachine {
   }
 
   private createLock(name: string): LockRecord {
-    const lock: LockRecord = { name, holders: new Map(), waiters: [], delays: [] };
+    const lock: LockRecord = { name, holders: new HolderMap(), waiters: [], delays: [] };
     this.locks.set(name, lock);
     return lock;
   }
