@@ -24,13 +24,22 @@ export const BEHAVIOUR_BASE = 1;
 /**
  * The first raise. It changes no rule: it marks that every member runs a binary that
  * knows versions, and from it snapshots carry the version (format 4, which a binary
- * from before versions refuses rather than misread). The next change in how an entry
- * applies gates on version 3.
+ * from before versions refuses rather than misread).
  */
 export const BEHAVIOUR_VERSIONED = 2;
 
+/**
+ * Atomic multi-lock and deadlock detection (issue 17). From it: the AcquireAll command
+ * applies (below it, it is refused as the release before knew it: an unknown command
+ * type); an Acquire whose wait would close a wait-for cycle is refused (`deadlock`);
+ * Release, Revoke, max-hold, withdrawals and wait ends act on a lock set as a whole;
+ * the rules may carry locksPerAcquireMax and deadlockCheckStepsMax; snapshots are
+ * format 5. Its number is set at merge: every gate reads this constant.
+ */
+export const BEHAVIOUR_MULTI_LOCK = 3;
+
 /** The highest version this binary applies; a new cluster starts at it. */
-export const BEHAVIOUR_LATEST = BEHAVIOUR_VERSIONED;
+export const BEHAVIOUR_LATEST = BEHAVIOUR_MULTI_LOCK;
 
 /** A version this binary does not know was met: its node must stop, not diverge. */
 export class BehaviourUnsupportedError extends Error {

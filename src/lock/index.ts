@@ -1,6 +1,7 @@
 export {
   BEHAVIOUR_BASE,
   BEHAVIOUR_LATEST,
+  BEHAVIOUR_MULTI_LOCK,
   BEHAVIOUR_VERSIONED,
   BehaviourUnsupportedError,
   isBehaviourVersion,
@@ -21,17 +22,24 @@ export {
   type LockRulesProblem,
   lockRulesDifferences,
   lockRulesProblem,
+  MULTI_LOCK_LIMIT_CEILINGS,
+  MULTI_LOCK_LIMIT_DEFAULTS,
+  MULTI_LOCK_LIMIT_NAMES,
+  type MultiLockLimitName,
+  multiLockRule,
+  type RequiredLockLimitName,
   validateLockLimits,
 } from './limits.ts';
+export type { LockDelay } from './records.ts';
 export {
   type FenceValidation,
-  type LockDelay,
   type LockDescription,
   type LockSnapshot,
   type LockSnapshotV1,
   type LockSnapshotV2,
   type LockSnapshotV3,
   type LockSnapshotV4,
+  type LockSnapshotV5,
   LockStateMachine,
   type LockStateMachineOptions,
   type RememberedResult,
