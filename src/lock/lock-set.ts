@@ -63,8 +63,11 @@ export interface LockSetHost {
   noteEvictedWait(requestIndex: LogIndex): void;
   /** The wait-for search (a test seam of the state machine). */
   findWaitCycle(requester: SessionId, claims: readonly LockClaim[], stepsMax: number): CycleSearch;
-  /** The locks of a set to grant at once: all of them (a test seam of the state machine). */
-  grantedTogether(names: readonly string[]): readonly string[];
+  /**
+   * The locks of a waiting set that the entry granting it at `at` grants: all of them (a
+   * test seam of the state machine).
+   */
+  grantedTogether(names: readonly string[], at: string): readonly string[];
   emit(event: LockEvent): void;
 }
 
@@ -92,10 +95,8 @@ export class LockSets {
     const request = { owner, requestIndex, requestId, maxHoldMs, lockDelayMs, lockSet: names };
     if (claims.every((claim) => this.grantableNow(claim))) {
       this.checkQuota(session, quota, claims.length, false);
-      const together = new Set(this.host.grantedTogether(names));
       for (const { lock, mode } of claims) {
-        if (together.has(lock))
-          this.host.grant(this.host.lockFor(lock), session, { ...request, mode });
+        this.host.grant(this.host.lockFor(lock), session, { ...request, mode });
       }
       return this.acquiredAll(session.id, names);
     }
@@ -325,14 +326,22 @@ export class LockSets {
 
   /**
    * Grants the set at the head of `at` on every one of its locks, by this entry, and
-   * returns its grant of `at`. Its other locks have had their grant of this entry: a
-   * head behind the set there that could now be granted waits for a Promote.
+   * returns its grant of `at` and the answer its request is now remembered by. Its other
+   * locks have had their grant of this entry: a head behind the set there that could now
+   * be granted waits for a Promote.
    */
-  grantWaitingSet(at: LockRecord, head: Waiter): Grant {
+  grantWaitingSet(at: LockRecord, head: Waiter): { grant: Grant; answer: LockResult } {
     const session = this.host.sessions.get(head.sessionId);
     assert(session !== undefined, `waiter of ${at.name} has no session ${head.sessionId}`);
+    const names = namesOf(head, at.name);
+    // What the retry is told is built from the places: its holders are not remembered.
+    const locks = names.map((name) => {
+      const mode = this.placeOf(name, session.id)?.mode;
+      assert(mode !== undefined, `the set waiting at ${at.name} lacks its place in ${name}`);
+      return { lock: name, mode, holders: [] };
+    });
     let granted: Grant | null = null;
-    for (const name of this.host.grantedTogether(namesOf(head, at.name))) {
+    for (const name of this.host.grantedTogether(names, at.name)) {
       const lock = this.host.lockFor(name);
       const place = this.host.dequeueGranted(lock, session);
       const grant = this.host.grant(lock, session, place);
@@ -345,7 +354,7 @@ export class LockSets {
         this.host.emit({ type: 'promotionPending', lock: name });
       }
     }
-    return granted;
+    return { grant: granted, answer: { type: 'AcquiredAll', token: granted.token, locks } };
   }
 
   // ------------------------------------------------------------------ grants told

@@ -1152,8 +1152,8 @@ export class LockStateMachine {
     return findWaitCycle(this.sets.view, requester, claims, stepsMax);
   }
 
-  /** The locks of a set that one entry grants together: every one (all or nothing). */
-  protected grantedTogether(names: readonly string[]): readonly string[] {
+  /** The locks of a waiting set that the entry granting it at `_at` grants: every one. */
+  protected grantedTogether(names: readonly string[], _at: string): readonly string[] {
     return names;
   }
 
@@ -1180,7 +1180,7 @@ export class LockStateMachine {
         this.attemptsOfEvictedWait = [requestIndex];
       },
       findWaitCycle: (requester, claims, stepsMax) => this.waitCycleOf(requester, claims, stepsMax),
-      grantedTogether: (names) => this.grantedTogether(names),
+      grantedTogether: (names, at) => this.grantedTogether(names, at),
       emit: (event) => this.emit(event),
     };
   }
@@ -1208,9 +1208,9 @@ export class LockStateMachine {
     const session = this.sessions.get(head.sessionId);
     assert(session !== undefined, `waiter of ${lock.name} has no session ${head.sessionId}`);
     if (head.lockSet !== undefined) {
-      const granted = this.sets.grantWaitingSet(lock, head);
-      this.rememberOutcome(lock.name, head, this.sets.acquiredAll(session.id, head.lockSet));
-      return granted;
+      const { grant, answer } = this.sets.grantWaitingSet(lock, head);
+      this.rememberOutcome(lock.name, head, answer);
+      return grant;
     }
     this.dequeueGranted(lock, session);
     // The token is this entry's index, above every index of the previous tenure.
