@@ -474,7 +474,8 @@ export class LockStateMachine {
    * not remembered either: the wait belongs to the request that queued it.
    */
   private worthRemembering(command: LockCommand, result: LockResult): boolean {
-    if (result.type === 'Rejected' || result.type === 'NotAcquired') return false;
+    const refused = result.type === 'Rejected' || result.type === 'NotAcquired';
+    if (refused || result.type === 'NotAcquiredAll') return false;
     if (command.type === 'Acquire' && result.type === 'Queued') {
       const lock = this.locks.get(command.lock);
       // The waiter at the told position, not a scan for it: a session waits at most once
