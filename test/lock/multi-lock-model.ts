@@ -347,7 +347,7 @@ export class SetPromise {
     if (place !== undefined && place.requestId === requestId) {
       this.endWait(place, 'forgotten');
       undid = 'wait';
-    } else if (held !== undefined && held.told.includes(requestId) && held.told[0] !== '') {
+    } else if (held?.told.includes(requestId) && held.told[0] !== '') {
       const rest = held.told.filter((each) => each !== requestId);
       if (rest.length === 0) {
         this.endGrant(held, false);
