@@ -71,6 +71,11 @@ const ATTEMPTS_KEPT = 16;
 export interface PromiseOptions {
   readonly locksPerAcquireMax: number;
   readonly lockDelayMs: number;
+  /**
+   * Whether the log starts at BEHAVIOUR_MULTI_LOCK. Below it the release before is
+   * promised: AcquireAll is an unknown command, and no wait is refused as a deadlock.
+   */
+  readonly raised: boolean;
 }
 
 export class SetPromise {
@@ -84,8 +89,18 @@ export class SetPromise {
   /** Whether the last command was a retry answered from memory (it must change nothing). */
   lastWasRetry = false;
   private index = 0;
+  private raised: boolean;
+  /** No wait was queued before the raise: then no cycle may ever form. */
+  private cycleFreeFromStart: boolean;
 
-  constructor(private readonly options: PromiseOptions) {}
+  constructor(private readonly options: PromiseOptions) {
+    this.raised = options.raised;
+    this.cycleFreeFromStart = options.raised;
+  }
+
+  get isRaised(): boolean {
+    return this.raised;
+  }
 
   // ------------------------------------------------------------------ commands
 
@@ -119,6 +134,7 @@ export class SetPromise {
           { lock: command.lock, mode: command.mode },
         ]);
       case 'AcquireAll':
+        if (!this.raised) return rejected('invalidArgument');
         return this.acquire(command.sessionId, command.requestId, true, command, command.locks);
       case 'Release':
         return this.release(command);
@@ -165,6 +181,10 @@ export class SetPromise {
       }
       case 'Withdraw':
         return this.withdraw(command);
+      case 'SetBehaviour':
+        if (this.raised) return { type: 'Stale' };
+        this.raised = true;
+        return { type: 'BehaviourSet', version: command.version };
       default:
         throw new Error(`the promise model does not generate ${command.type}`);
     }
@@ -227,11 +247,12 @@ export class SetPromise {
       return this.acquiredAnswer(sessionId, sorted, isSet);
     }
     if (command.waitMs === 0) return this.notAcquiredAnswer(sorted, isSet);
-    const cycle = this.cycleThrough(sessionId, claims);
+    const cycle = this.raised && this.cycleThrough(sessionId, claims);
     if (cycle) {
       this.lastCycleCheck = (named) => this.checkCycle(sessionId, claims, named);
       return rejected('deadlock');
     }
+    if (!this.raised) this.cycleFreeFromStart = false;
     for (const { lock, mode } of claims) {
       this.lockFor(lock).queue.push({
         session: sessionId,
@@ -600,6 +621,7 @@ export class SetPromise {
 
   /** From the raise on, no session waits for itself through others. */
   checkAcyclic(): void {
+    if (!this.cycleFreeFromStart) return;
     for (const sessionId of this.sessions.keys()) {
       const seen = new Set<number>();
       const stack = this.waitsFor(sessionId).map((edge) => edge.blocker);

@@ -103,6 +103,8 @@ function checkState(m: Model, real: Real, label: string): void {
     );
   }
   assert.deepStrictEqual(real.sut.sessionIds(), [...m.promise.sessions.keys()], 'sessions');
+  // Format 3 (which older binaries read) below the raise, 5 from it.
+  assert.equal(real.sut.snapshot().version, m.promise.isRaised ? 5 : 3, `snapshot after ${label}`);
 }
 
 class Apply implements fc.Command<Model, Real> {
@@ -383,6 +385,17 @@ const withdraw = fc.record({ k: fc.nat(40), latest: fc.nat(3), lockK: fc.nat(3) 
     }),
 );
 
+/** The leader's raise, once every member runs this binary; a repeat is Stale. */
+const setBehaviour = fc
+  .constant(null)
+  .map(
+    () =>
+      new Apply('SetBehaviour', {}, () => ({
+        type: 'SetBehaviour',
+        version: BEHAVIOUR_MULTI_LOCK,
+      })),
+  );
+
 const commands: fc.Arbitrary<fc.Command<Model, Real>>[] = [
   ...Array(8).fill(acquireAll),
   ...Array(6).fill(acquire),
@@ -406,21 +419,31 @@ const commands: fc.Arbitrary<fc.Command<Model, Real>>[] = [
   fc.constant(null).map(() => new SnapshotRestore()),
 ];
 
+/**
+ * Most runs start raised; the rest start below BEHAVIOUR_MULTI_LOCK and may meet the
+ * raise (a generated SetBehaviour) anywhere in the run.
+ */
 function multiLockProperty(make: Factory, checkOwn: boolean) {
-  return fc.property(fc.commands(commands, { maxCommands: MAX_COMMANDS, size: 'max' }), (cmds) => {
+  const runs = fc.tuple(
+    fc.constantFrom(true, true, true, false),
+    fc.commands([...commands, setBehaviour], { maxCommands: MAX_COMMANDS, size: 'max' }),
+  );
+  return fc.property(runs, ([raised, cmds]) => {
     const real: Real = { sut: make(), make, checkOwn, log: [] };
     const setup = () => {
       const model: Model = {
-        promise: new SetPromise({ locksPerAcquireMax: 3, lockDelayMs: LIMITS.lockDelayMs }),
+        promise: new SetPromise({ locksPerAcquireMax: 3, lockDelayMs: LIMITS.lockDelayMs, raised }),
         next: 1,
         requests: 0,
         asked: [],
         delays: [],
       };
-      const raise: LockCommand = { type: 'SetBehaviour', version: BEHAVIOUR_MULTI_LOCK };
-      const raised = real.sut.apply(1 as LogIndex, raise);
-      real.log.push({ index: 1, command: raise, result: JSON.stringify(raised.result) });
-      model.next = 2;
+      if (raised) {
+        const raise: LockCommand = { type: 'SetBehaviour', version: BEHAVIOUR_MULTI_LOCK };
+        const output = real.sut.apply(1 as LogIndex, raise);
+        real.log.push({ index: 1, command: raise, result: JSON.stringify(output.result) });
+        model.next = 2;
+      }
       for (let k = 0; k < 3; k++) {
         step(model, real, {
           type: 'OpenSession',
