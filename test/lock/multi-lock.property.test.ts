@@ -386,15 +386,13 @@ const withdraw = fc.record({ k: fc.nat(40), latest: fc.nat(3), lockK: fc.nat(3) 
 );
 
 /** The leader's raise, once every member runs this binary; a repeat is Stale. */
-const setBehaviour = fc
-  .constant(null)
-  .map(
-    () =>
-      new Apply('SetBehaviour', {}, () => ({
-        type: 'SetBehaviour',
-        version: BEHAVIOUR_MULTI_LOCK,
-      })),
-  );
+const setBehaviour = fc.constant(null).map(
+  () =>
+    new Apply('SetBehaviour', {}, () => ({
+      type: 'SetBehaviour',
+      version: BEHAVIOUR_MULTI_LOCK,
+    })),
+);
 
 const commands: fc.Arbitrary<fc.Command<Model, Real>>[] = [
   ...Array(8).fill(acquireAll),
