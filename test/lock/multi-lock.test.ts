@@ -174,7 +174,7 @@ describe('deadlock detection', () => {
   });
 
   it('refuses a check past deadlockCheckStepsMax rather than queue it unchecked', () => {
-    const log = new SetLog({ deadlockCheckStepsMax: 3 } as never);
+    const log = new SetLog({ deadlockCheckStepsMax: 3 });
     const [owner, x, ...queued] = Array.from({ length: 6 }, () => log.open()) as SessionId[];
     log.acquire(owner as SessionId, 'a');
     for (const each of queued) log.acquire(each, 'a');
