@@ -24,13 +24,22 @@ export const BEHAVIOUR_BASE = 1;
 /**
  * The first raise. It changes no rule: it marks that every member runs a binary that
  * knows versions, and from it snapshots carry the version (format 4, which a binary
- * from before versions refuses rather than misread). The next change in how an entry
- * applies gates on version 3.
+ * from before versions refuses rather than misread).
  */
 export const BEHAVIOUR_VERSIONED = 2;
 
+/**
+ * Each Acquire attempt the dedupe window keeps open also records the proposal that
+ * carried it (its entry's proposal id). A node that catches up by a snapshot never
+ * applies the entries it covers, so it cannot tell from them whether a write its caller
+ * gave up on applied; it asks the state machine by proposal id, and withdraws what the
+ * attempt got (issue: runtime seed 12158). Recording is gated: binaries before it keep
+ * no such record, and two replicas at one index must hold the same state.
+ */
+export const BEHAVIOUR_ATTEMPT_PROPOSALS = 3;
+
 /** The highest version this binary applies; a new cluster starts at it. */
-export const BEHAVIOUR_LATEST = BEHAVIOUR_VERSIONED;
+export const BEHAVIOUR_LATEST = BEHAVIOUR_ATTEMPT_PROPOSALS;
 
 /** A version this binary does not know was met: its node must stop, not diverge. */
 export class BehaviourUnsupportedError extends Error {

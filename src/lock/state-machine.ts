@@ -3,11 +3,13 @@ import {
   type FencingToken,
   fencingToken,
   type LogIndex,
+  logIndex,
   type SessionId,
   sessionId as toSessionId,
 } from '../util/ids.ts';
 import { utf8ByteLength } from '../util/utf8.ts';
 import {
+  BEHAVIOUR_ATTEMPT_PROPOSALS,
   BEHAVIOUR_BASE,
   BEHAVIOUR_LATEST,
   BehaviourUnsupportedError,
@@ -70,6 +72,13 @@ export interface RememberedResult {
   readonly openAttempts: readonly number[];
   /** Set once an attempt was dropped past OPEN_ATTEMPTS_MAX: its caller may hold the grant. */
   readonly attemptsDropped?: true;
+  /**
+   * From behaviour version 3: the proposal that carried each open attempt, as
+   * [attempt index, proposal id], so that a node which never applied the entry (it caught
+   * up by a snapshot) can still find its own attempt (`openAttemptOf`). Absent when
+   * empty. Only attempts in `openAttempts` are listed.
+   */
+  readonly attemptProposals?: readonly (readonly [number, string])[];
 }
 
 /**
@@ -79,14 +88,42 @@ export interface RememberedResult {
  */
 const OPEN_ATTEMPTS_MAX = 16;
 
-function withAttempt(remembered: RememberedResult, index: number): RememberedResult {
+/** `proposalId`: the proposal that carried the attempt, or null when not recorded. */
+function withAttempt(
+  remembered: RememberedResult,
+  index: number,
+  proposalId: string | null,
+): RememberedResult {
   const next = [...remembered.openAttempts, index];
-  if (next.length <= OPEN_ATTEMPTS_MAX) return { ...remembered, openAttempts: next };
-  return {
-    ...remembered,
-    openAttempts: next.slice(next.length - OPEN_ATTEMPTS_MAX),
-    attemptsDropped: true,
-  };
+  const proposals = remembered.attemptProposals ?? [];
+  const withProposal =
+    proposalId === null ? proposals : [...proposals, [index, proposalId] as const];
+  if (next.length <= OPEN_ATTEMPTS_MAX) {
+    return withAttemptProposals({ ...remembered, openAttempts: next }, withProposal);
+  }
+  const kept = next.slice(next.length - OPEN_ATTEMPTS_MAX);
+  return withAttemptProposals(
+    { ...remembered, openAttempts: kept, attemptsDropped: true },
+    withProposal,
+  );
+}
+
+/** `remembered` with `openAttempts` as given and only their proposals kept. */
+function withOpenAttempts(
+  remembered: RememberedResult,
+  openAttempts: readonly number[],
+): RememberedResult {
+  return withAttemptProposals({ ...remembered, openAttempts }, remembered.attemptProposals ?? []);
+}
+
+/** Sets the proposals of the open attempts, leaving the field out when there are none. */
+function withAttemptProposals(
+  remembered: RememberedResult,
+  proposals: readonly (readonly [number, string])[],
+): RememberedResult {
+  const { attemptProposals: _dropped, ...rest } = remembered;
+  const open = proposals.filter(([index]) => rest.openAttempts.includes(index));
+  return open.length === 0 ? rest : { ...rest, attemptProposals: open };
 }
 
 interface SessionRecord {
@@ -304,6 +341,8 @@ export class LockStateMachine {
   private readonly tally = new IdentityTally();
   /** Set by acquire() for one command: earlier attempts of a wait whose memory was evicted. */
   private attemptsOfEvictedWait: number[] = [];
+  /** The proposal id of the entry being applied (null: a timer's, or none given). */
+  private entryProposalId: string | null = null;
   /** Events of the command being applied, in order. */
   private events: LockEvent[] = [];
   /** Grants made by the command being applied, per lock name. */
@@ -372,12 +411,13 @@ export class LockStateMachine {
    * Applies the command in the entry at `index`. Indexes strictly increase. Throws
    * BehaviourUnsupportedError, changing nothing, for a raise past what this binary knows.
    */
-  apply(index: LogIndex, command: LockCommand): ApplyOutput {
+  apply(index: LogIndex, command: LockCommand, proposalId: string | null = null): ApplyOutput {
     assert(index > this.appliedIndex, `apply(${index}) after ${this.appliedIndex}`);
     const shapeProblem = commandShapeProblem(command);
     if (shapeProblem === null) this.checkBehaviourKnown(command, index);
     this.appliedIndex = index;
     this.index = index;
+    this.entryProposalId = proposalId;
     this.events = [];
     this.grantsInEntry.clear();
     if (shapeProblem !== null) {
@@ -409,6 +449,28 @@ export class LockStateMachine {
         `the entry at index ${index}`,
       );
     }
+  }
+
+  /**
+   * The open attempt of the Acquire `command` that the entry with `proposalId` carried,
+   * with what its request got (the remembered result), or null: it did not apply, its
+   * attempt was withdrawn or left the window, or it applied before behaviour version 3
+   * (BEHAVIOUR_ATTEMPT_PROPOSALS), when attempts did not record their proposals.
+   */
+  openAttemptOf(
+    command: LockCommand,
+    proposalId: string,
+  ): { readonly index: LogIndex; readonly result: LockResult } | null {
+    if (command.type !== 'Acquire') return null;
+    const remembered = this.dedupe.get(acquireKey(command.sessionId, command.requestId));
+    const pair = remembered?.attemptProposals?.find(([, id]) => id === proposalId);
+    if (remembered === undefined || pair === undefined) return null;
+    return { index: logIndex(pair[0]), result: remembered.result };
+  }
+
+  /** The proposal id of the entry being applied, when attempts record theirs. */
+  private attemptProposal(): string | null {
+    return this.behaviourInForce >= BEHAVIOUR_ATTEMPT_PROPOSALS ? this.entryProposalId : null;
   }
 
   /** Records that entries up to `index` carried no lock command (Raft no-ops, config changes). */
@@ -463,7 +525,7 @@ export class LockStateMachine {
     switch (command.type) {
       case 'Acquire': {
         const session = this.requireSession(command.sessionId);
-        this.dedupe.set(key, withAttempt(remembered, this.index));
+        this.dedupe.set(key, withAttempt(remembered, this.index, this.attemptProposal()));
         return this.retriedAcquire(command.requestId, session, remembered.result);
       }
       case 'Release':
@@ -1002,7 +1064,7 @@ export class LockStateMachine {
     const stillOpen = remembered.openAttempts.filter((index) => index !== command.attemptIndex);
     if (stillOpen.length > 0 || remembered.attemptsDropped === true) {
       // Another attempt's caller may have been told the outcome: nothing to give back yet.
-      this.dedupe.set(key, { ...remembered, openAttempts: stillOpen });
+      this.dedupe.set(key, withOpenAttempts(remembered, stillOpen));
       return { type: 'Withdrawn', lock: name, undid: 'nothing' };
     }
     const lock = this.locks.get(name);
@@ -1365,7 +1427,18 @@ export class LockStateMachine {
   private remember(key: string, result: LockResult): void {
     const earlier = this.attemptsOfEvictedWait;
     this.attemptsOfEvictedWait = [];
-    this.dedupe.set(key, { result: toRemember(result), openAttempts: [...earlier, this.index] });
+    const isAttempt = result.type === 'Acquired' || result.type === 'Queued';
+    const proposalId = isAttempt ? this.attemptProposal() : null;
+    const remembered: RememberedResult = {
+      result: toRemember(result),
+      openAttempts: [...earlier, this.index],
+    };
+    this.dedupe.set(
+      key,
+      proposalId === null
+        ? remembered
+        : { ...remembered, attemptProposals: [[this.index, proposalId]] },
+    );
     // Oldest first: Map keeps insertion order, the same on every replica.
     while (this.dedupe.size > this.rules.dedupeWindowMax) {
       const oldest = this.dedupe.keys().next();
@@ -1665,6 +1738,13 @@ export class LockStateMachine {
       'too many locks',
     );
     assert(this.dedupe.size <= this.rules.dedupeWindowMax, 'dedupe window overflow');
+    for (const [key, { openAttempts, attemptProposals }] of this.dedupe) {
+      // openAttemptOf trusts a listed proposal to name an attempt still open.
+      assert(
+        (attemptProposals ?? []).every(([index]) => openAttempts.includes(index)),
+        `${key} lists the proposal of an attempt that is not open`,
+      );
+    }
     // A remembered Queued is rewritten when its wait ends, so it always has its waiter.
     for (const [key, { result }] of this.dedupe) {
       if (!key.startsWith('Acquire/') || result.type !== 'Queued') continue;

@@ -406,7 +406,7 @@ export class DlmNode {
     const { proposalId, applied } = this.proposals.add(
       startedMs,
       this.options.proposalTimeoutMs,
-      options.lateApply ?? null,
+      options.lateApply === undefined ? null : { listener: options.lateApply, command },
     );
     const data = encodeEntry({ proposalId, command });
     if (this.raft.role !== 'leader') this.forward(proposalId, data, options.trace);
@@ -1300,7 +1300,7 @@ export class DlmNode {
       return;
     }
     const payload = decodeEntry(entry.data);
-    const output = this.locks.apply(entry.index, payload.command);
+    const output = this.locks.apply(entry.index, payload.command, payload.proposalId);
     // A binary older than the raise started on this data must find a snapshot it
     // refuses, not a log in which the raise is an unknown command (behaviour.ts).
     if (output.result.type === 'BehaviourSet') this.snapshotter.takeSoon();
@@ -1323,7 +1323,11 @@ export class DlmNode {
     if (snapshot.data.byteLength > 0) this.locks.restore(decodeLockSnapshot(snapshot.data));
     this.locks.skipTo(snapshot.metadata.index);
     this.timers.restore(this.locks, this.clock.nowMs());
-    this.proposals.restored(snapshot.metadata.index);
+    this.proposals.restored(
+      snapshot.metadata.index,
+      (command, proposalId) => this.locks.openAttemptOf(command, proposalId),
+      this.clock.nowMs(),
+    );
   }
 
   private createSnapshotter(): Snapshotter {

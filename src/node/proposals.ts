@@ -1,4 +1,4 @@
-import type { LockResult } from '../lock/index.ts';
+import type { LockCommand, LockResult } from '../lock/index.ts';
 import type { LogIndex, NodeId } from '../util/ids.ts';
 import { DlmError, unavailable } from './errors.ts';
 
@@ -14,6 +14,21 @@ export interface AppliedProposal {
  */
 export type LateApplyListener = (applied: AppliedProposal) => void;
 
+/** A write's listener for a late apply, and the command it wrote (to find it in a snapshot). */
+export interface LateApplyWatch {
+  readonly listener: LateApplyListener;
+  readonly command: LockCommand;
+}
+
+/**
+ * Where the state machine restored from a snapshot shows that the write `proposalId`
+ * (of `command`) applied, with what it got; null if it shows no such thing.
+ */
+export type AppliedInSnapshot = (
+  command: LockCommand,
+  proposalId: string,
+) => AppliedProposal | null;
+
 interface PendingProposal {
   readonly resolve: (applied: AppliedProposal) => void;
   readonly reject: (error: DlmError) => void;
@@ -21,11 +36,11 @@ interface PendingProposal {
   readonly deadlineMs: number;
   /** Where the entry went, once the leader said so. */
   index: LogIndex | null;
-  readonly lateApply: LateApplyListener | null;
+  readonly lateApply: LateApplyWatch | null;
 }
 
 interface OrphanedProposal {
-  readonly lateApply: LateApplyListener;
+  readonly lateApply: LateApplyWatch;
   readonly forgetAtMs: number;
 }
 
@@ -70,7 +85,7 @@ export class ProposalRegistry {
   add(
     nowMs: number,
     timeoutMs: number,
-    lateApply: LateApplyListener | null = null,
+    lateApply: LateApplyWatch | null = null,
   ): { proposalId: string; applied: Promise<AppliedProposal> } {
     if (this.pending.size >= this.pendingMax) {
       throw new DlmError(
@@ -173,7 +188,7 @@ export class ProposalRegistry {
       const orphan = this.orphans.get(proposalId);
       if (orphan !== undefined) {
         this.orphans.delete(proposalId);
-        orphan.lateApply({ index, result });
+        orphan.lateApply.listener({ index, result });
       }
     }
     if (placedId !== undefined && placedId !== proposalId) {
@@ -182,14 +197,34 @@ export class ProposalRegistry {
   }
 
   /**
-   * A snapshot replaced the log up to `index`: writes placed there can no longer be told
-   * apart, so they fail as UNAVAILABLE and their clients retry with the same request id.
+   * A snapshot replaced the log up to `index`: this node will never apply the entries it
+   * covers, so writes placed there fail as UNAVAILABLE and their clients retry with the
+   * same request id. A write with a late-apply listener that the snapshot shows applied
+   * (`appliedIn`, wherever it was placed) is failed too, and its listener told at once,
+   * as is an orphan's: otherwise what it got stays with its session while its caller was
+   * told it failed (runtime seed 12158).
    */
-  restored(index: LogIndex): void {
+  restored(index: LogIndex, appliedIn: AppliedInSnapshot, nowMs: number): void {
     this.appliedIndex = Math.max(this.appliedIndex, index);
+    for (const [id, proposal] of [...this.pending]) {
+      if (proposal.lateApply === null) continue;
+      if (appliedIn(proposal.lateApply.command, id) === null) continue;
+      this.fail(id, unavailable(`the entry for ${id} was replaced by a snapshot`), true, nowMs);
+    }
     for (const [placedIndex, id] of [...this.placedAt]) {
       if (placedIndex <= index)
         this.fail(id, unavailable(`the entry for ${id} was replaced by a snapshot`));
+    }
+    this.tellOrphansIn(appliedIn);
+  }
+
+  /** Tells each orphan the snapshot shows applied. Protected so that a test can skip it. */
+  protected tellOrphansIn(appliedIn: AppliedInSnapshot): void {
+    for (const [id, orphan] of [...this.orphans]) {
+      const applied = appliedIn(orphan.lateApply.command, id);
+      if (applied === null) continue;
+      this.orphans.delete(id);
+      orphan.lateApply.listener(applied);
     }
   }
 

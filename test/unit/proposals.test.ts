@@ -1,11 +1,32 @@
 import { describe, expect, it } from 'vitest';
-import type { LockResult } from '../../src/lock/index.ts';
+import type { LockCommand, LockResult } from '../../src/lock/index.ts';
 import { DlmError } from '../../src/node/errors.ts';
-import { ProposalRegistry } from '../../src/node/proposals.ts';
-import { type LogIndex, logIndex, nodeId } from '../../src/util/ids.ts';
+import {
+  type AppliedInSnapshot,
+  type AppliedProposal,
+  type LateApplyWatch,
+  ProposalRegistry,
+} from '../../src/node/proposals.ts';
+import { type LogIndex, logIndex, nodeId, sessionId } from '../../src/util/ids.ts';
 
 const RESULT: LockResult = { type: 'Released', lock: 'x' };
 const at = (index: number): LogIndex => logIndex(index);
+const ACQUIRE: LockCommand = {
+  type: 'Acquire',
+  lock: 'x',
+  sessionId: sessionId(1),
+  requestId: 'r1',
+  mode: 'exclusive',
+  waitMs: 0,
+  owner: '',
+  maxHoldMs: 0,
+  lockDelayMs: 0,
+};
+const NOWHERE: AppliedInSnapshot = () => null;
+
+function watch(listener: (applied: AppliedProposal) => void): LateApplyWatch {
+  return { listener, command: ACQUIRE };
+}
 
 function registry(pendingMax = 10, bootId = 'boot-a'): ProposalRegistry {
   return new ProposalRegistry(nodeId('n1'), bootId, pendingMax, 5_000);
@@ -65,7 +86,7 @@ describe('ProposalRegistry', () => {
     const later = proposals.add(0, 1_000);
     proposals.placed(covered.proposalId, at(3));
     proposals.placed(later.proposalId, at(12));
-    proposals.restored(at(10));
+    proposals.restored(at(10), NOWHERE, 0);
     expect(await codeOf(covered.applied)).toBe('UNAVAILABLE');
     expect(proposals.size).toBe(1);
   });
@@ -109,9 +130,21 @@ describe('ProposalRegistry', () => {
   it('tells the late-apply listener when a write its caller was told failed applies after all', async () => {
     const proposals = registry();
     const late: number[] = [];
-    const timedOut = proposals.add(0, 100, (applied) => late.push(applied.index));
-    const unplaced = proposals.add(0, 1_000, (applied) => late.push(applied.index));
-    const refused = proposals.add(0, 1_000, (applied) => late.push(applied.index));
+    const timedOut = proposals.add(
+      0,
+      100,
+      watch((applied) => late.push(applied.index)),
+    );
+    const unplaced = proposals.add(
+      0,
+      1_000,
+      watch((applied) => late.push(applied.index)),
+    );
+    const refused = proposals.add(
+      0,
+      1_000,
+      watch((applied) => late.push(applied.index)),
+    );
     proposals.placed(timedOut.proposalId, at(3));
     proposals.fail(refused.proposalId, new DlmError('UNAVAILABLE', 'not the leader'));
     proposals.expire(100);
@@ -126,11 +159,61 @@ describe('ProposalRegistry', () => {
     expect(proposals.orphanCount).toBe(0);
   });
 
+  it('tells the listener of a write a restored snapshot shows applied, wherever it was placed (seed 12158)', async () => {
+    const proposals = registry();
+    const late: number[] = [];
+    const orphaned = proposals.add(
+      0,
+      100,
+      watch((applied) => late.push(applied.index)),
+    );
+    const unplaced = proposals.add(
+      0,
+      1_000,
+      watch((applied) => late.push(applied.index)),
+    );
+    const missing = proposals.add(
+      0,
+      1_000,
+      watch((applied) => late.push(applied.index)),
+    );
+    const beyond = proposals.add(
+      0,
+      1_000,
+      watch((applied) => late.push(applied.index)),
+    );
+    proposals.placed(beyond.proposalId, at(20));
+    proposals.expire(100);
+    expect(await codeOf(orphaned.applied)).toBe('DEADLINE_EXCEEDED');
+    // The snapshot shows where two of them applied; its index says nothing of where.
+    const where = new Map([
+      [orphaned.proposalId, 4],
+      [unplaced.proposalId, 7],
+    ]);
+    const appliedIn: AppliedInSnapshot = (command, proposalId) => {
+      expect(command).toBe(ACQUIRE);
+      const index = where.get(proposalId);
+      return index === undefined ? null : { index: at(index), result: RESULT };
+    };
+    proposals.restored(at(10), appliedIn, 200);
+    expect(late.sort()).toEqual([4, 7]);
+    expect(await codeOf(unplaced.applied)).toBe('UNAVAILABLE');
+    // Not in the snapshot and not placed in it: it may still apply, and is still pending.
+    expect(proposals.size).toBe(2);
+    expect(proposals.orphanCount).toBe(0);
+    proposals.applied(at(11), missing.proposalId, RESULT);
+    await expect(missing.applied).resolves.toEqual({ index: 11, result: RESULT });
+  });
+
   it('stops watching failed writes after the watch time, and keeps at most pendingMax', async () => {
     const proposals = registry(2);
     const late: number[] = [];
     for (let i = 0; i < 3; i++) {
-      const { applied } = proposals.add(i, 10, (each) => late.push(each.index));
+      const { applied } = proposals.add(
+        i,
+        10,
+        watch((each) => late.push(each.index)),
+      );
       await Promise.resolve();
       proposals.expire(i + 10);
       await codeOf(applied);
