@@ -25,6 +25,7 @@ export {
   validateLockLimits,
 } from './limits.ts';
 export {
+  type AttemptsOfProposal,
   type FenceValidation,
   type LockDelay,
   type LockDescription,

@@ -75,7 +75,7 @@ export interface RememberedResult {
   /**
    * From behaviour version 3: the proposal that carried each open attempt, as
    * [attempt index, proposal id], so that a node which never applied the entry (it caught
-   * up by a snapshot) can still find its own attempt (`openAttemptOf`). Absent when
+   * up by a snapshot) can still find its own attempt (`attemptsOf`). Absent when
    * empty. Only attempts in `openAttempts` are listed.
    */
   readonly attemptProposals?: readonly (readonly [number, string])[];
@@ -152,6 +152,12 @@ interface LockRecord {
    * closed.
    */
   readonly delays: LockDelay[];
+}
+
+/** What the state machine shows of one write's attempts: see `attemptsOf`. */
+export interface AttemptsOfProposal {
+  readonly indexes: readonly LogIndex[];
+  readonly now: LockResult | null;
 }
 
 export interface LockDescription {
@@ -340,7 +346,8 @@ export class LockStateMachine {
   /** Sessions, holds and waits per identity, for the per-identity limits. Derived state. */
   private readonly tally = new IdentityTally();
   /** Set by acquire() for one command: earlier attempts of a wait whose memory was evicted. */
-  private attemptsOfEvictedWait: number[] = [];
+  /** The wait a retry found after its remembered result left the window (see remember). */
+  private attemptsOfEvictedWait: Waiter[] = [];
   /** The proposal id of the entry being applied (null: a timer's, or none given). */
   private entryProposalId: string | null = null;
   /** Events of the command being applied, in order. */
@@ -452,20 +459,53 @@ export class LockStateMachine {
   }
 
   /**
-   * The open attempt of the Acquire `command` that the entry with `proposalId` carried,
-   * with what its request got (the remembered result), or null: it did not apply, its
-   * attempt was withdrawn or left the window, or it applied before behaviour version 3
-   * (BEHAVIOUR_ATTEMPT_PROPOSALS), when attempts did not record their proposals.
+   * The open attempts (entry indexes) of the Acquire `command` that entries with
+   * `proposalId` carried (more than one if a forward was delivered twice), and what a
+   * retry of its request would be told now: its grant or its place in the queue, or
+   * null once it ended (nothing is held or awaited to give back). Null when there is no
+   * such attempt: the write did not apply, its attempts were withdrawn or left the
+   * window, or it applied before behaviour version 3 (BEHAVIOUR_ATTEMPT_PROPOSALS).
    */
-  openAttemptOf(
-    command: LockCommand,
-    proposalId: string,
-  ): { readonly index: LogIndex; readonly result: LockResult } | null {
+  attemptsOf(command: LockCommand, proposalId: string): AttemptsOfProposal | null {
     if (command.type !== 'Acquire') return null;
     const remembered = this.dedupe.get(acquireKey(command.sessionId, command.requestId));
-    const pair = remembered?.attemptProposals?.find(([, id]) => id === proposalId);
-    if (remembered === undefined || pair === undefined) return null;
-    return { index: logIndex(pair[0]), result: remembered.result };
+    if (remembered === undefined) return this.evictedWaitOf(command, proposalId);
+    const indexes = (remembered.attemptProposals ?? [])
+      .filter(([, id]) => id === proposalId)
+      .map(([index]) => logIndex(index));
+    if (indexes.length === 0) return null;
+    return { indexes, now: this.requestNow(command, remembered.result) };
+  }
+
+  /** A wait whose remembered result left the window, found by the proposal that queued it. */
+  private evictedWaitOf(
+    command: Extract<LockCommand, { type: 'Acquire' }>,
+    proposalId: string,
+  ): AttemptsOfProposal | null {
+    const lock = this.locks.get(command.lock);
+    const position = this.waiterPosition(lock, command.sessionId, command.requestId);
+    const waiter = lock?.waiters[position];
+    if (waiter === undefined || waiter.proposalId !== proposalId) return null;
+    return {
+      indexes: [waiter.requestIndex],
+      now: { type: 'Queued', lock: command.lock, position },
+    };
+  }
+
+  /** What is true now of a request whose first result was `first`; null once it ended. */
+  private requestNow(
+    command: Extract<LockCommand, { type: 'Acquire' }>,
+    first: LockResult,
+  ): LockResult | null {
+    const lock = this.locks.get(command.lock);
+    const grant = lock?.holders.get(command.sessionId);
+    if (first.type === 'Acquired' && lock !== undefined && grant?.token === first.token) {
+      return this.acquiredResult(lock, grant);
+    }
+    const position = this.waiterPosition(lock, command.sessionId, command.requestId);
+    return first.type === 'Queued' && position >= 0
+      ? { type: 'Queued', lock: command.lock, position }
+      : null;
   }
 
   /** The proposal id of the entry being applied, when attempts record theirs. */
@@ -914,7 +954,7 @@ export class LockStateMachine {
       // The request's own retry, whose remembered result left the window: still its
       // wait. Both the attempt that queued it and this one may withdraw it.
       if (waiting.requestId === command.requestId) {
-        this.attemptsOfEvictedWait = [waiting.requestIndex];
+        this.attemptsOfEvictedWait = [waiting];
         return { type: 'Queued', lock: command.lock, position };
       }
       // The wait belongs to its own request: that request's withdrawal must be able to
@@ -944,6 +984,7 @@ export class LockStateMachine {
       );
     }
     this.checkQuota(lock, session, command.quota, true);
+    const proposalId = this.attemptProposal();
     const waiter: Waiter = {
       sessionId: session.id,
       owner: command.owner,
@@ -953,6 +994,8 @@ export class LockStateMachine {
       waitMs: command.waitMs,
       maxHoldMs: command.maxHoldMs,
       lockDelayMs: command.lockDelayMs,
+      // So that the wait can be found after its remembered result left the window.
+      ...(proposalId === null ? {} : { proposalId }),
     };
     lock.waiters.push(waiter);
     this.addWaiting(session, lock.name);
@@ -1429,16 +1472,16 @@ export class LockStateMachine {
     this.attemptsOfEvictedWait = [];
     const isAttempt = result.type === 'Acquired' || result.type === 'Queued';
     const proposalId = isAttempt ? this.attemptProposal() : null;
+    const proposals: (readonly [number, string])[] = [];
+    for (const wait of earlier) {
+      if (wait.proposalId !== undefined) proposals.push([wait.requestIndex, wait.proposalId]);
+    }
+    if (proposalId !== null) proposals.push([this.index, proposalId]);
     const remembered: RememberedResult = {
       result: toRemember(result),
-      openAttempts: [...earlier, this.index],
+      openAttempts: [...earlier.map((wait) => wait.requestIndex), this.index],
     };
-    this.dedupe.set(
-      key,
-      proposalId === null
-        ? remembered
-        : { ...remembered, attemptProposals: [[this.index, proposalId]] },
-    );
+    this.dedupe.set(key, withAttemptProposals(remembered, proposals));
     // Oldest first: Map keeps insertion order, the same on every replica.
     while (this.dedupe.size > this.rules.dedupeWindowMax) {
       const oldest = this.dedupe.keys().next();
@@ -1739,7 +1782,7 @@ export class LockStateMachine {
     );
     assert(this.dedupe.size <= this.rules.dedupeWindowMax, 'dedupe window overflow');
     for (const [key, { openAttempts, attemptProposals }] of this.dedupe) {
-      // openAttemptOf trusts a listed proposal to name an attempt still open.
+      // attemptsOf trusts a listed proposal to name an attempt still open.
       assert(
         (attemptProposals ?? []).every(([index]) => openAttempts.includes(index)),
         `${key} lists the proposal of an attempt that is not open`,

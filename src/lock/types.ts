@@ -158,6 +158,11 @@ export interface Waiter {
   readonly waitMs: number;
   readonly maxHoldMs: number;
   readonly lockDelayMs: number;
+  /**
+   * The proposal of the entry that queued the wait, from behaviour version 3
+   * (BEHAVIOUR_ATTEMPT_PROPOSALS); absent before it or for a timer's entry.
+   */
+  readonly proposalId?: string;
 }
 
 /** Why a request was refused. Each maps to one gRPC status at the API edge. */

@@ -1323,10 +1323,8 @@ export class DlmNode {
     if (snapshot.data.byteLength > 0) this.locks.restore(decodeLockSnapshot(snapshot.data));
     this.locks.skipTo(snapshot.metadata.index);
     this.timers.restore(this.locks, this.clock.nowMs());
-    this.proposals.restored(
-      snapshot.metadata.index,
-      (command, proposalId) => this.locks.openAttemptOf(command, proposalId),
-      this.clock.nowMs(),
+    this.proposals.restored(snapshot.metadata.index, (command, proposalId) =>
+      this.locks.attemptsOf(command, proposalId),
     );
   }
 

@@ -1,4 +1,4 @@
-import type { LockCommand, LockResult } from '../lock/index.ts';
+import type { AttemptsOfProposal, LockCommand, LockResult } from '../lock/index.ts';
 import type { LogIndex, NodeId } from '../util/ids.ts';
 import { DlmError, unavailable } from './errors.ts';
 
@@ -21,13 +21,13 @@ export interface LateApplyWatch {
 }
 
 /**
- * Where the state machine restored from a snapshot shows that the write `proposalId`
- * (of `command`) applied, with what it got; null if it shows no such thing.
+ * What the state machine restored from a snapshot shows of the write `proposalId` (of
+ * `command`): its open attempts and what is true of it now; null if it shows none.
  */
-export type AppliedInSnapshot = (
+export type AttemptsInSnapshot = (
   command: LockCommand,
   proposalId: string,
-) => AppliedProposal | null;
+) => AttemptsOfProposal | null;
 
 interface PendingProposal {
   readonly resolve: (applied: AppliedProposal) => void;
@@ -185,11 +185,7 @@ export class ProposalRegistry {
         this.pending.delete(proposalId);
         proposal.resolve({ index, result });
       }
-      const orphan = this.orphans.get(proposalId);
-      if (orphan !== undefined) {
-        this.orphans.delete(proposalId);
-        orphan.lateApply.listener({ index, result });
-      }
+      this.tellOrphan(proposalId, [index], result);
     }
     if (placedId !== undefined && placedId !== proposalId) {
       this.fail(placedId, overwritten(placedId, index));
@@ -198,34 +194,59 @@ export class ProposalRegistry {
 
   /**
    * A snapshot replaced the log up to `index`: this node will never apply the entries it
-   * covers, so writes placed there fail as UNAVAILABLE and their clients retry with the
-   * same request id. A write with a late-apply listener that the snapshot shows applied
-   * (`appliedIn`, wherever it was placed) is failed too, and its listener told at once,
-   * as is an orphan's: otherwise what it got stays with its session while its caller was
-   * told it failed (runtime seed 12158).
+   * covers, so it asks the restored state machine (`attemptsIn`) about each watched
+   * write, wherever it was placed (runtime seed 12158: an orphan covered by a snapshot
+   * was never told, and its grant stayed with a live session).
+   * - A pending write found there is answered with what is true of it now (its grant
+   *   or its place in the queue), at its attempt's index; failed as UNAVAILABLE if that
+   *   ended (its retry learns the end). Failing one that still held had it withdrawn,
+   *   and the client's retry refused as grantEnded (review test restored-attempts).
+   * - Other writes placed there fail as UNAVAILABLE: the slot holds another entry.
+   * - An orphan's listener is told of each open attempt found.
    */
-  restored(index: LogIndex, appliedIn: AppliedInSnapshot, nowMs: number): void {
+  restored(index: LogIndex, attemptsIn: AttemptsInSnapshot): void {
     this.appliedIndex = Math.max(this.appliedIndex, index);
     for (const [id, proposal] of [...this.pending]) {
       if (proposal.lateApply === null) continue;
-      if (appliedIn(proposal.lateApply.command, id) === null) continue;
-      this.fail(id, unavailable(`the entry for ${id} was replaced by a snapshot`), true, nowMs);
+      const found = attemptsIn(proposal.lateApply.command, id);
+      const [first] = found?.indexes ?? [];
+      if (found === null || first === undefined) continue;
+      if (found.now === null) this.fail(id, replaced(id));
+      else this.complete(id, proposal, { index: first, result: found.now });
     }
     for (const [placedIndex, id] of [...this.placedAt]) {
-      if (placedIndex <= index)
-        this.fail(id, unavailable(`the entry for ${id} was replaced by a snapshot`));
+      if (placedIndex <= index) this.fail(id, replaced(id));
     }
-    this.tellOrphansIn(appliedIn);
+    this.tellOrphansIn(attemptsIn);
   }
 
-  /** Tells each orphan the snapshot shows applied. Protected so that a test can skip it. */
-  protected tellOrphansIn(appliedIn: AppliedInSnapshot): void {
+  /** Tells each orphan of the open attempts the snapshot shows. Protected so a test can skip it. */
+  protected tellOrphansIn(attemptsIn: AttemptsInSnapshot): void {
     for (const [id, orphan] of [...this.orphans]) {
-      const applied = appliedIn(orphan.lateApply.command, id);
-      if (applied === null) continue;
-      this.orphans.delete(id);
-      orphan.lateApply.listener(applied);
+      const found = attemptsIn(orphan.lateApply.command, id);
+      if (found === null || found.now === null) continue;
+      this.tellOrphan(id, found.indexes, found.now);
     }
+  }
+
+  /**
+   * Tells an orphan's listener of the entries that carried it (each an attempt of its
+   * own: a forward delivered twice applies twice), then stops watching it. A copy that
+   * applies after that is not told; no transport delivers a forward twice today.
+   */
+  private tellOrphan(proposalId: string, indexes: readonly LogIndex[], result: LockResult): void {
+    const orphan = this.orphans.get(proposalId);
+    if (orphan === undefined) return;
+    this.orphans.delete(proposalId);
+    for (const index of indexes) orphan.lateApply.listener({ index, result });
+  }
+
+  private complete(proposalId: string, proposal: PendingProposal, applied: AppliedProposal): void {
+    this.pending.delete(proposalId);
+    if (proposal.index !== null && this.placedAt.get(proposal.index) === proposalId) {
+      this.placedAt.delete(proposal.index);
+    }
+    proposal.resolve(applied);
   }
 
   /** Fails writes past their deadline, and stops watching old orphans. */
@@ -261,4 +282,8 @@ export class ProposalRegistry {
 
 function overwritten(proposalId: string, index: number): DlmError {
   return unavailable(`the entry for ${proposalId} at index ${index} was overwritten`);
+}
+
+function replaced(proposalId: string): DlmError {
+  return unavailable(`the entry for ${proposalId} was replaced by a snapshot`);
 }

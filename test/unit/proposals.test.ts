@@ -1,13 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import type { LockCommand, LockResult } from '../../src/lock/index.ts';
+import type { AttemptsOfProposal, LockCommand, LockResult } from '../../src/lock/index.ts';
 import { DlmError } from '../../src/node/errors.ts';
 import {
-  type AppliedInSnapshot,
   type AppliedProposal,
   type LateApplyWatch,
   ProposalRegistry,
 } from '../../src/node/proposals.ts';
-import { type LogIndex, logIndex, nodeId, sessionId } from '../../src/util/ids.ts';
+import { fencingToken, type LogIndex, logIndex, nodeId, sessionId } from '../../src/util/ids.ts';
 
 const RESULT: LockResult = { type: 'Released', lock: 'x' };
 const at = (index: number): LogIndex => logIndex(index);
@@ -22,7 +21,7 @@ const ACQUIRE: LockCommand = {
   maxHoldMs: 0,
   lockDelayMs: 0,
 };
-const NOWHERE: AppliedInSnapshot = () => null;
+const NOWHERE = (): null => null;
 
 function watch(listener: (applied: AppliedProposal) => void): LateApplyWatch {
   return { listener, command: ACQUIRE };
@@ -86,7 +85,7 @@ describe('ProposalRegistry', () => {
     const later = proposals.add(0, 1_000);
     proposals.placed(covered.proposalId, at(3));
     proposals.placed(later.proposalId, at(12));
-    proposals.restored(at(10), NOWHERE, 0);
+    proposals.restored(at(10), NOWHERE);
     expect(await codeOf(covered.applied)).toBe('UNAVAILABLE');
     expect(proposals.size).toBe(1);
   });
@@ -159,45 +158,40 @@ describe('ProposalRegistry', () => {
     expect(proposals.orphanCount).toBe(0);
   });
 
-  it('tells the listener of a write a restored snapshot shows applied, wherever it was placed (seed 12158)', async () => {
+  it('asks a restored snapshot about every watched write, wherever it was placed (seed 12158)', async () => {
     const proposals = registry();
     const late: number[] = [];
-    const orphaned = proposals.add(
-      0,
-      100,
-      watch((applied) => late.push(applied.index)),
-    );
-    const unplaced = proposals.add(
-      0,
-      1_000,
-      watch((applied) => late.push(applied.index)),
-    );
-    const missing = proposals.add(
-      0,
-      1_000,
-      watch((applied) => late.push(applied.index)),
-    );
-    const beyond = proposals.add(
-      0,
-      1_000,
-      watch((applied) => late.push(applied.index)),
-    );
+    const listen = () => watch((applied) => late.push(applied.index));
+    const orphaned = proposals.add(0, 100, listen());
+    const holding = proposals.add(0, 1_000, listen());
+    const ended = proposals.add(0, 1_000, listen());
+    const missing = proposals.add(0, 1_000, listen());
+    const beyond = proposals.add(0, 1_000, listen());
     proposals.placed(beyond.proposalId, at(20));
     proposals.expire(100);
     expect(await codeOf(orphaned.applied)).toBe('DEADLINE_EXCEEDED');
-    // The snapshot shows where two of them applied; its index says nothing of where.
-    const where = new Map([
-      [orphaned.proposalId, 4],
-      [unplaced.proposalId, 7],
-    ]);
-    const appliedIn: AppliedInSnapshot = (command, proposalId) => {
-      expect(command).toBe(ACQUIRE);
-      const index = where.get(proposalId);
-      return index === undefined ? null : { index: at(index), result: RESULT };
+    const granted: LockResult = {
+      type: 'Acquired',
+      lock: 'x',
+      token: fencingToken(9),
+      mode: 'exclusive',
+      holders: [],
     };
-    proposals.restored(at(10), appliedIn, 200);
-    expect(late.sort()).toEqual([4, 7]);
-    expect(await codeOf(unplaced.applied)).toBe('UNAVAILABLE');
+    // What the restored state shows; its index says nothing of where each applied.
+    const shown = new Map<string, AttemptsOfProposal>([
+      // A forward delivered twice: two attempts, both given back.
+      [orphaned.proposalId, { indexes: [at(4), at(6)], now: granted }],
+      [holding.proposalId, { indexes: [at(7)], now: granted }],
+      [ended.proposalId, { indexes: [at(8)], now: null }],
+    ]);
+    proposals.restored(at(10), (command, proposalId) => {
+      expect(command).toBe(ACQUIRE);
+      return shown.get(proposalId) ?? null;
+    });
+    expect(late).toEqual([4, 6]);
+    // A caller still waiting is told what is true now, at its attempt's index.
+    await expect(holding.applied).resolves.toEqual({ index: 7, result: granted });
+    expect(await codeOf(ended.applied)).toBe('UNAVAILABLE');
     // Not in the snapshot and not placed in it: it may still apply, and is still pending.
     expect(proposals.size).toBe(2);
     expect(proposals.orphanCount).toBe(0);

@@ -84,7 +84,7 @@ class MatchesIdAlone extends ProposalRegistry {
  */
 class IgnoresRestoredAttempts extends ProposalRegistry {
   override restored(index: LogIndex): void {
-    super.restored(index, () => null, 0);
+    super.restored(index, () => null);
   }
 }
 
