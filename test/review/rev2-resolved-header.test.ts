@@ -22,7 +22,10 @@ afterEach(async () => {
 });
 
 async function start(): Promise<{ c: ApiCluster; leader: NodeId; follower: NodeId }> {
-  const c = await ApiCluster.start({}, { snapshotEntriesThreshold: 20, compactionRetainEntries: 2 });
+  const c = await ApiCluster.start(
+    {},
+    { snapshotEntriesThreshold: 20, compactionRetainEntries: 2 },
+  );
   cluster = c;
   return { c, leader: await c.leaderId(), follower: await c.followerId() };
 }
@@ -67,7 +70,10 @@ describe('rev2: a Queued write granted inside the snapshot', () => {
     });
     await sleep(100); // forwardAccepted reached the follower: the write is placed there
     // Cut it off for good (held appends are never delivered), so it must catch up by snapshot.
-    c.network.isolate(follower, IDS.filter((id) => id !== follower));
+    c.network.isolate(
+      follower,
+      IDS.filter((id) => id !== follower),
+    );
     c.network.hold(() => false);
     await c.at(leader).lock.call('Release', {
       lock: 'r2/q',
@@ -95,7 +101,9 @@ describe('rev2: a Queued write granted inside the snapshot', () => {
  */
 describe('rev2: restored() at the registry (no timing)', () => {
   it('resolves a write granted after its own entry at an index where it was still queued', async () => {
-    const { LockStateMachine, BEHAVIOUR_ATTEMPT_PROPOSALS } = await import('../../src/lock/index.ts');
+    const { LockStateMachine, BEHAVIOUR_ATTEMPT_PROPOSALS } = await import(
+      '../../src/lock/index.ts'
+    );
     const { ProposalRegistry } = await import('../../src/node/proposals.ts');
     const { logIndex, nodeId } = await import('../../src/util/ids.ts');
     const full = new LockStateMachine();
@@ -106,7 +114,12 @@ describe('rev2: restored() at the registry (no timing)', () => {
       full.apply(logIndex(++index), command, proposalId);
     apply(null, { type: 'SetBehaviour', version: BEHAVIOUR_ATTEMPT_PROPOSALS });
     const open = (requestId: string) => {
-      apply('n1/x/' + requestId, { type: 'OpenSession', ttlMs: 10_000, clientName: 'c', requestId });
+      apply(`n1/x/${requestId}`, {
+        type: 'OpenSession',
+        ttlMs: 10_000,
+        clientName: 'c',
+        requestId,
+      });
       return index as never;
     };
     const holder = open('o1');
@@ -133,7 +146,13 @@ describe('rev2: restored() at the registry (no timing)', () => {
     const first = index;
     registry.placed(proposalId, logIndex(first));
     const token = held.result.type === 'Acquired' ? held.result.token : -1;
-    apply('n1/x/rel', { type: 'Release', lock: 'x', sessionId: holder, token: token as never, requestId: 'rel' });
+    apply('n1/x/rel', {
+      type: 'Release',
+      lock: 'x',
+      sessionId: holder,
+      token: token as never,
+      requestId: 'rel',
+    });
     const grantedAt = index;
     lagging.restore(structuredClone(full.snapshot()));
     lagging.skipTo(logIndex(index));
@@ -141,6 +160,6 @@ describe('rev2: restored() at the registry (no timing)', () => {
     await Promise.resolve();
     expect(told).toMatchObject({ index: first, result: { type: 'Acquired', token: grantedAt } });
     // An Acquired answer at `first`, where the session only waited: untrue at that index.
-    expect(told!.index, 'header index of the Acquired answer').toBeGreaterThanOrEqual(grantedAt);
+    expect(told?.index, 'header index of the Acquired answer').toBeGreaterThanOrEqual(grantedAt);
   });
 });
