@@ -3,8 +3,15 @@ import type { LogIndex, NodeId } from '../util/ids.ts';
 import { DlmError, unavailable } from './errors.ts';
 
 export interface AppliedProposal {
+  /** The index the result is true at: the write's entry, unless `attemptIndex` is set. */
   readonly index: LogIndex;
   readonly result: LockResult;
+  /**
+   * The write's own entry, when the result describes a later index: a write answered
+   * from a restored snapshot is told of its grant as of the snapshot (the wait may have
+   * been granted after its entry), while giving it back names its entry.
+   */
+  readonly attemptIndex?: LogIndex;
 }
 
 /**
@@ -197,9 +204,9 @@ export class ProposalRegistry {
    * covers, so it asks the restored state machine (`attemptsIn`) about each watched
    * write, wherever it was placed (runtime seed 12158: an orphan covered by a snapshot
    * was never told, and its grant stayed with a live session).
-   * - A pending write found there is answered with what is true of it now (its grant
-   *   or its place in the queue), at its attempt's index; failed as UNAVAILABLE if that
-   *   ended (its retry learns the end). Failing one that still held had it withdrawn,
+   * - A pending write found there is answered with what is true of it now: its place
+   *   in the queue at its entry's index, or its grant at the snapshot's index; failed as
+   *   UNAVAILABLE if that ended (its retry learns the end). Failing one that still held had it withdrawn,
    *   and the client's retry refused as grantEnded (review test restored-attempts).
    * - Other writes placed there fail as UNAVAILABLE: the slot holds another entry.
    * - An orphan's listener is told of each open attempt found.
@@ -212,7 +219,11 @@ export class ProposalRegistry {
       const [first] = found?.indexes ?? [];
       if (found === null || first === undefined) continue;
       if (found.now === null) this.fail(id, replaced(id));
-      else this.complete(id, proposal, { index: first, result: found.now });
+      else if (found.now.type === 'Queued')
+        this.complete(id, proposal, { index: first, result: found.now });
+      // Holders and token as of the snapshot: at its own entry it may still have waited
+      // (review test rev2-resolved-header).
+      else this.complete(id, proposal, { index, result: found.now, attemptIndex: first });
     }
     for (const [placedIndex, id] of [...this.placedAt]) {
       if (placedIndex <= index) this.fail(id, replaced(id));

@@ -189,8 +189,13 @@ describe('ProposalRegistry', () => {
       return shown.get(proposalId) ?? null;
     });
     expect(late).toEqual([4, 6]);
-    // A caller still waiting is told what is true now, at its attempt's index.
-    await expect(holding.applied).resolves.toEqual({ index: 7, result: granted });
+    // A caller still waiting is told its grant as of the snapshot, which may have come
+    // after its own entry; giving it back names that entry.
+    await expect(holding.applied).resolves.toEqual({
+      index: 10,
+      attemptIndex: 7,
+      result: granted,
+    });
     expect(await codeOf(ended.applied)).toBe('UNAVAILABLE');
     // Not in the snapshot and not placed in it: it may still apply, and is still pending.
     expect(proposals.size).toBe(2);
