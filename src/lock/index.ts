@@ -1,4 +1,5 @@
 export {
+  BEHAVIOUR_ATTEMPT_PROPOSALS,
   BEHAVIOUR_BASE,
   BEHAVIOUR_LATEST,
   BEHAVIOUR_MULTI_LOCK,
@@ -32,6 +33,7 @@ export {
 } from './limits.ts';
 export type { LockDelay } from './records.ts';
 export {
+  type AttemptsOfProposal,
   type FenceValidation,
   type LockDescription,
   type LockSnapshot,

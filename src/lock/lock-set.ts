@@ -60,7 +60,7 @@ export interface LockSetHost {
   checkDuration(field: string, value: number, max: number, limit: string): void;
   identityCounts(identity: string): { readonly held: number; readonly waiting: number };
   /** The earlier attempt of a wait whose remembered result left the window. */
-  noteEvictedWait(requestIndex: LogIndex): void;
+  noteEvictedWait(wait: Waiter): void;
   /** The wait-for search (a test seam of the state machine). */
   findWaitCycle(requester: SessionId, claims: readonly LockClaim[], stepsMax: number): CycleSearch;
   /**
@@ -207,7 +207,7 @@ export class LockSets {
       sameNames(place.lockSet, names) &&
       claims.every(({ lock, mode }) => this.placeOf(lock, session.id)?.mode === mode);
     if (own) {
-      this.host.noteEvictedWait(place.requestIndex);
+      this.host.noteEvictedWait(place);
       return this.queuedAll(session.id, names);
     }
     return reject(

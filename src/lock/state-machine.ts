@@ -3,11 +3,13 @@ import {
   type FencingToken,
   fencingToken,
   type LogIndex,
+  logIndex,
   type SessionId,
   sessionId as toSessionId,
 } from '../util/ids.ts';
 import { utf8ByteLength } from '../util/utf8.ts';
 import {
+  BEHAVIOUR_ATTEMPT_PROPOSALS,
   BEHAVIOUR_BASE,
   BEHAVIOUR_LATEST,
   BEHAVIOUR_MULTI_LOCK,
@@ -69,6 +71,13 @@ export interface RememberedResult {
   readonly openAttempts: readonly number[];
   /** Set once an attempt was dropped past OPEN_ATTEMPTS_MAX: its caller may hold the grant. */
   readonly attemptsDropped?: true;
+  /**
+   * From behaviour version 3: the proposal that carried each open attempt, as
+   * [attempt index, proposal id], so that a node which never applied the entry (it caught
+   * up by a snapshot) can still find its own attempt (`attemptsOf`). Absent when
+   * empty. Only attempts in `openAttempts` are listed.
+   */
+  readonly attemptProposals?: readonly (readonly [number, string])[];
 }
 
 /**
@@ -78,14 +87,48 @@ export interface RememberedResult {
  */
 const OPEN_ATTEMPTS_MAX = 16;
 
-function withAttempt(remembered: RememberedResult, index: number): RememberedResult {
+/** `proposalId`: the proposal that carried the attempt, or null when not recorded. */
+function withAttempt(
+  remembered: RememberedResult,
+  index: number,
+  proposalId: string | null,
+): RememberedResult {
   const next = [...remembered.openAttempts, index];
-  if (next.length <= OPEN_ATTEMPTS_MAX) return { ...remembered, openAttempts: next };
-  return {
-    ...remembered,
-    openAttempts: next.slice(next.length - OPEN_ATTEMPTS_MAX),
-    attemptsDropped: true,
-  };
+  const proposals = remembered.attemptProposals ?? [];
+  const withProposal =
+    proposalId === null ? proposals : [...proposals, [index, proposalId] as const];
+  if (next.length <= OPEN_ATTEMPTS_MAX) {
+    return withAttemptProposals({ ...remembered, openAttempts: next }, withProposal);
+  }
+  const kept = next.slice(next.length - OPEN_ATTEMPTS_MAX);
+  return withAttemptProposals(
+    { ...remembered, openAttempts: kept, attemptsDropped: true },
+    withProposal,
+  );
+}
+
+/** `remembered` with `openAttempts` as given and only their proposals kept. */
+function withOpenAttempts(
+  remembered: RememberedResult,
+  openAttempts: readonly number[],
+): RememberedResult {
+  return withAttemptProposals({ ...remembered, openAttempts }, remembered.attemptProposals ?? []);
+}
+
+/** Sets the proposals of the open attempts, leaving the field out when there are none. */
+function withAttemptProposals(
+  remembered: RememberedResult,
+  proposals: readonly (readonly [number, string])[],
+): RememberedResult {
+  const { attemptProposals: _dropped, ...rest } = remembered;
+  const open = proposals.filter(([index]) => rest.openAttempts.includes(index));
+  return open.length === 0 ? rest : { ...rest, attemptProposals: open };
+}
+
+/** What the state machine shows of one write's attempts: see `attemptsOf`. */
+export interface AttemptsOfProposal {
+  readonly indexes: readonly LogIndex[];
+  readonly now: LockResult | null;
 }
 
 export interface LockDescription {
@@ -259,7 +302,10 @@ export class LockStateMachine {
   /** Sessions, holds and waits per identity, for the per-identity limits. Derived state. */
   private readonly tally = new IdentityTally();
   /** Set by acquire() for one command: earlier attempts of a wait whose memory was evicted. */
-  private attemptsOfEvictedWait: number[] = [];
+  /** The wait a retry found after its remembered result left the window (see remember). */
+  private attemptsOfEvictedWait: Waiter[] = [];
+  /** The proposal id of the entry being applied (null: a timer's, or none given). */
+  private entryProposalId: string | null = null;
   /** Events of the command being applied, in order. */
   private events: LockEvent[] = [];
   /** Grants made by the command being applied, per lock name. */
@@ -331,12 +377,13 @@ export class LockStateMachine {
    * Applies the command in the entry at `index`. Indexes strictly increase. Throws
    * BehaviourUnsupportedError, changing nothing, for a raise past what this binary knows.
    */
-  apply(index: LogIndex, command: LockCommand): ApplyOutput {
+  apply(index: LogIndex, command: LockCommand, proposalId: string | null = null): ApplyOutput {
     assert(index > this.appliedIndex, `apply(${index}) after ${this.appliedIndex}`);
     const shapeProblem = commandShapeProblem(command, this.behaviourInForce);
     if (shapeProblem === null) this.checkBehaviourKnown(command, index);
     this.appliedIndex = index;
     this.index = index;
+    this.entryProposalId = proposalId;
     this.events = [];
     this.grantsInEntry.clear();
     if (shapeProblem !== null) {
@@ -368,6 +415,61 @@ export class LockStateMachine {
         `the entry at index ${index}`,
       );
     }
+  }
+
+  /**
+   * The open attempts (entry indexes) of the Acquire `command` that entries with
+   * `proposalId` carried (more than one if a forward was delivered twice), and what a
+   * retry of its request would be told now: its grant or its place in the queue, or
+   * null once it ended (nothing is held or awaited to give back). Null when there is no
+   * such attempt: the write did not apply, its attempts were withdrawn or left the
+   * window, or it applied before behaviour version 3 (BEHAVIOUR_ATTEMPT_PROPOSALS).
+   */
+  attemptsOf(command: LockCommand, proposalId: string): AttemptsOfProposal | null {
+    if (command.type !== 'Acquire') return null;
+    const remembered = this.dedupe.get(acquireKey(command.sessionId, command.requestId));
+    if (remembered === undefined) return this.evictedWaitOf(command, proposalId);
+    const indexes = (remembered.attemptProposals ?? [])
+      .filter(([, id]) => id === proposalId)
+      .map(([index]) => logIndex(index));
+    if (indexes.length === 0) return null;
+    return { indexes, now: this.requestNow(command, remembered.result) };
+  }
+
+  /** A wait whose remembered result left the window, found by the proposal that queued it. */
+  private evictedWaitOf(
+    command: Extract<LockCommand, { type: 'Acquire' }>,
+    proposalId: string,
+  ): AttemptsOfProposal | null {
+    const lock = this.locks.get(command.lock);
+    const position = this.waiterPosition(lock, command.sessionId, command.requestId);
+    const waiter = lock?.waiters[position];
+    if (waiter === undefined || waiter.proposalId !== proposalId) return null;
+    return {
+      indexes: [waiter.requestIndex],
+      now: { type: 'Queued', lock: command.lock, position },
+    };
+  }
+
+  /** What is true now of a request whose first result was `first`; null once it ended. */
+  private requestNow(
+    command: Extract<LockCommand, { type: 'Acquire' }>,
+    first: LockResult,
+  ): LockResult | null {
+    const lock = this.locks.get(command.lock);
+    const grant = lock?.holders.get(command.sessionId);
+    if (first.type === 'Acquired' && lock !== undefined && grant?.token === first.token) {
+      return this.acquiredResult(lock, grant);
+    }
+    const position = this.waiterPosition(lock, command.sessionId, command.requestId);
+    return first.type === 'Queued' && position >= 0
+      ? { type: 'Queued', lock: command.lock, position }
+      : null;
+  }
+
+  /** The proposal id of the entry being applied, when attempts record theirs. */
+  private attemptProposal(): string | null {
+    return this.behaviourInForce >= BEHAVIOUR_ATTEMPT_PROPOSALS ? this.entryProposalId : null;
   }
 
   /** Records that entries up to `index` carried no lock command (Raft no-ops, config changes). */
@@ -423,7 +525,7 @@ export class LockStateMachine {
       case 'Acquire':
       case 'AcquireAll': {
         const session = this.requireSession(command.sessionId);
-        this.dedupe.set(key, withAttempt(remembered, this.index));
+        this.dedupe.set(key, withAttempt(remembered, this.index, this.attemptProposal()));
         return this.retriedAcquire(command.requestId, session, remembered.result);
       }
       case 'Release':
@@ -819,7 +921,7 @@ export class LockStateMachine {
       // The request's own retry, whose remembered result left the window: still its
       // wait. Both the attempt that queued it and this one may withdraw it.
       if (waiting.requestId === command.requestId && waiting.lockSet === undefined) {
-        this.attemptsOfEvictedWait = [waiting.requestIndex];
+        this.attemptsOfEvictedWait = [waiting];
         return { type: 'Queued', lock: command.lock, position };
       }
       // The wait belongs to its own request: that request's withdrawal must be able to
@@ -852,6 +954,7 @@ export class LockStateMachine {
     if (this.behaviourInForce >= BEHAVIOUR_MULTI_LOCK) {
       this.sets.checkNoDeadlock(session, [{ lock: command.lock, mode: command.mode }]);
     }
+    const proposalId = this.attemptProposal();
     const waiter: Waiter = {
       sessionId: session.id,
       owner: command.owner,
@@ -861,6 +964,8 @@ export class LockStateMachine {
       waitMs: command.waitMs,
       maxHoldMs: command.maxHoldMs,
       lockDelayMs: command.lockDelayMs,
+      // So that the wait can be found after its remembered result left the window.
+      ...(proposalId === null ? {} : { proposalId }),
     };
     this.enqueue(lock, session, waiter);
     return { type: 'Queued', lock: lock.name, position: lock.waiters.length - 1 };
@@ -976,7 +1081,7 @@ export class LockStateMachine {
     const stillOpen = remembered.openAttempts.filter((index) => index !== command.attemptIndex);
     if (stillOpen.length > 0 || remembered.attemptsDropped === true) {
       // Another attempt's caller may have been told the outcome: nothing to give back yet.
-      this.dedupe.set(key, { ...remembered, openAttempts: stillOpen });
+      this.dedupe.set(key, withOpenAttempts(remembered, stillOpen));
       return { type: 'Withdrawn', lock: name, undid: 'nothing' };
     }
     const lock = this.locks.get(name);
@@ -1177,8 +1282,8 @@ export class LockStateMachine {
         this.checkText(field, value, bytesMax, limit, empty),
       checkDuration: (field, value, max, limit) => this.checkDuration(field, value, max, limit),
       identityCounts: (identity) => this.tally.of(identity),
-      noteEvictedWait: (requestIndex) => {
-        this.attemptsOfEvictedWait = [requestIndex];
+      noteEvictedWait: (wait) => {
+        this.attemptsOfEvictedWait = [wait];
       },
       findWaitCycle: (requester, claims, stepsMax) => this.waitCycleOf(requester, claims, stepsMax),
       grantedTogether: (names, at) => this.grantedTogether(names, at),
@@ -1435,7 +1540,18 @@ export class LockStateMachine {
   private remember(key: string, result: LockResult): void {
     const earlier = this.attemptsOfEvictedWait;
     this.attemptsOfEvictedWait = [];
-    this.dedupe.set(key, { result: toRemember(result), openAttempts: [...earlier, this.index] });
+    const isAttempt = result.type === 'Acquired' || result.type === 'Queued';
+    const proposalId = isAttempt ? this.attemptProposal() : null;
+    const proposals: (readonly [number, string])[] = [];
+    for (const wait of earlier) {
+      if (wait.proposalId !== undefined) proposals.push([wait.requestIndex, wait.proposalId]);
+    }
+    if (proposalId !== null) proposals.push([this.index, proposalId]);
+    const remembered: RememberedResult = {
+      result: toRemember(result),
+      openAttempts: [...earlier.map((wait) => wait.requestIndex), this.index],
+    };
+    this.dedupe.set(key, withAttemptProposals(remembered, proposals));
     // Oldest first: Map keeps insertion order, the same on every replica.
     while (this.dedupe.size > this.rules.dedupeWindowMax) {
       const oldest = this.dedupe.keys().next();
@@ -1740,6 +1856,13 @@ export class LockStateMachine {
       'too many locks',
     );
     assert(this.dedupe.size <= this.rules.dedupeWindowMax, 'dedupe window overflow');
+    for (const [key, { openAttempts, attemptProposals }] of this.dedupe) {
+      // attemptsOf trusts a listed proposal to name an attempt still open.
+      assert(
+        (attemptProposals ?? []).every(([index]) => openAttempts.includes(index)),
+        `${key} lists the proposal of an attempt that is not open`,
+      );
+    }
     // A remembered Queued is rewritten when its wait ends, so it always has its waiter.
     for (const [key, { result }] of this.dedupe) {
       if (!key.startsWith('Acquire/')) continue;

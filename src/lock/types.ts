@@ -197,6 +197,11 @@ export interface Waiter {
   readonly lockDelayMs: number;
   /** Queued by an AcquireAll: every lock of its set, in code-unit order; it waits in each. */
   readonly lockSet?: readonly string[];
+  /**
+   * The proposal of the entry that queued the wait, from behaviour version 3
+   * (BEHAVIOUR_ATTEMPT_PROPOSALS); absent before it or for a timer's entry.
+   */
+  readonly proposalId?: string;
 }
 
 /** Why a request was refused. Each maps to one gRPC status at the API edge. */
