@@ -138,8 +138,11 @@ async function acquireAs(
       if (late.result.type === 'Acquired' || late.result.type === 'Queued')
         queueMicrotask(() => withdraw(context, call, command, late.index));
     };
-    const { index, result } = await clientWrite(context, call, command, lateApply);
-    if (result.type !== 'Queued') return answerAtOnce(context, command, call, index, result);
+    const applied = await clientWrite(context, call, command, lateApply);
+    const { index, result } = applied;
+    if (result.type !== 'Queued') {
+      return answerAtOnce(context, command, call, applied.attemptIndex ?? index, index, result);
+    }
     const turn =
       watch.after(index) ??
       currentTurn(context, command) ??
@@ -152,16 +155,18 @@ async function acquireAs(
   }
 }
 
+/** `attemptIndex`: the Acquire's entry; `index`: where `result` is true (see AppliedProposal). */
 function answerAtOnce(
   context: ApiContext,
   command: AcquireCommand,
   call: CallScope,
+  attemptIndex: number,
   index: number,
   result: LockResult,
 ): AcquireResponse {
   switch (result.type) {
     case 'Acquired':
-      giveBackUnlessDelivered(context, command, call, index);
+      giveBackUnlessDelivered(context, command, call, attemptIndex);
       return acquiredResponse(context, index, result.token, result.holders);
     case 'NotAcquired':
       return notAcquiredResponse(context, index, result.holders);

@@ -25,6 +25,8 @@ export const GRPC_STATUS_BY_CODE: Readonly<Record<ApiErrorCode, status>> = {
   modeMismatch: status.FAILED_PRECONDITION,
   grantEnded: status.FAILED_PRECONDITION,
   alreadyWaiting: status.FAILED_PRECONDITION,
+  alreadyHolding: status.FAILED_PRECONDITION,
+  deadlock: status.ABORTED,
   notSessionOwner: status.PERMISSION_DENIED,
   unauthenticated: status.UNAUTHENTICATED,
   permissionDenied: status.PERMISSION_DENIED,

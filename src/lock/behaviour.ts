@@ -24,13 +24,32 @@ export const BEHAVIOUR_BASE = 1;
 /**
  * The first raise. It changes no rule: it marks that every member runs a binary that
  * knows versions, and from it snapshots carry the version (format 4, which a binary
- * from before versions refuses rather than misread). The next change in how an entry
- * applies gates on version 3.
+ * from before versions refuses rather than misread).
  */
 export const BEHAVIOUR_VERSIONED = 2;
 
+/**
+ * Each Acquire attempt the dedupe window keeps open also records the proposal that
+ * carried it (its entry's proposal id). A node that catches up by a snapshot never
+ * applies the entries it covers, so it cannot tell from them whether a write its caller
+ * gave up on applied; it asks the state machine by proposal id, and answers or gives
+ * back what the attempt got (runtime seed 12158). Recording is gated: binaries before it keep
+ * no such record, and two replicas at one index must hold the same state.
+ */
+export const BEHAVIOUR_ATTEMPT_PROPOSALS = 3;
+
+/**
+ * Atomic multi-lock and deadlock detection (issue 17). From it: the AcquireAll command
+ * applies (below it, it is refused as the release before knew it: an unknown command
+ * type); an Acquire whose wait would close a wait-for cycle is refused (`deadlock`);
+ * Release, Revoke, max-hold, withdrawals and wait ends act on a lock set as a whole;
+ * the rules may carry locksPerAcquireMax and deadlockCheckStepsMax; snapshots are
+ * format 5. Every gate reads this constant.
+ */
+export const BEHAVIOUR_MULTI_LOCK = 4;
+
 /** The highest version this binary applies; a new cluster starts at it. */
-export const BEHAVIOUR_LATEST = BEHAVIOUR_VERSIONED;
+export const BEHAVIOUR_LATEST = BEHAVIOUR_MULTI_LOCK;
 
 /** A version this binary does not know was met: its node must stop, not diverge. */
 export class BehaviourUnsupportedError extends Error {

@@ -1,4 +1,5 @@
 import { assert } from '../util/assert.ts';
+import { BEHAVIOUR_LATEST, BEHAVIOUR_MULTI_LOCK } from './behaviour.ts';
 
 /**
  * Every limit of the lock state machine: the rules it applies. They are part of the
@@ -26,6 +27,46 @@ export interface LockLimits {
   readonly lockDelayMsMax: number;
   /** How many recent request results are remembered for exactly-once retries. */
   readonly dedupeWindowMax: number;
+  /**
+   * The most locks one AcquireAll names (issue 17). Like every limit below, a rule only
+   * from BEHAVIOUR_MULTI_LOCK (SetRules carrying it before is refused, as releases
+   * before knew it), and optional: absent, MULTI_LOCK_LIMIT_DEFAULTS' value is in force.
+   */
+  readonly locksPerAcquireMax?: number;
+  /**
+   * The most steps (queue places, holders and lookups examined) the deadlock check of one
+   * Acquire may take; an Acquire whose check would take more is refused (limitReached)
+   * rather than queued unchecked, so that a wait that closes a cycle is never queued.
+   */
+  readonly deadlockCheckStepsMax?: number;
+}
+
+/** The rules of issue 17, optional in LockLimits; see there. */
+export type MultiLockLimitName = 'locksPerAcquireMax' | 'deadlockCheckStepsMax';
+
+export const MULTI_LOCK_LIMIT_NAMES: readonly MultiLockLimitName[] = Object.freeze([
+  'locksPerAcquireMax',
+  'deadlockCheckStepsMax',
+]);
+
+/**
+ * In force while the rules carry none. A set's names are kept on each of its queue
+ * places and grants (k² names a set), so the default stays small; 100,000 steps cost a
+ * few milliseconds of apply.
+ */
+export const MULTI_LOCK_LIMIT_DEFAULTS: Readonly<Record<MultiLockLimitName, number>> =
+  Object.freeze({ locksPerAcquireMax: 16, deadlockCheckStepsMax: 100_000 });
+
+/**
+ * A set of 256 names of at most 4 KiB each is one entry of 1 MiB, within the peer
+ * message bound; the steps only cost time, which the rules' own value bounds.
+ */
+export const MULTI_LOCK_LIMIT_CEILINGS: Readonly<Record<MultiLockLimitName, number>> =
+  Object.freeze({ locksPerAcquireMax: 256, deadlockCheckStepsMax: Number.MAX_SAFE_INTEGER });
+
+/** The value of a rule of issue 17 in `rules`: its own, or the default. */
+export function multiLockRule(rules: LockLimits, name: MultiLockLimitName): number {
+  return rules[name] ?? MULTI_LOCK_LIMIT_DEFAULTS[name];
 }
 
 export const DEFAULT_LOCK_LIMITS: LockLimits = Object.freeze({
@@ -86,8 +127,11 @@ export const LOCK_LIMIT_CEILINGS: LockLimits = Object.freeze({
   dedupeWindowMax: Number.MAX_SAFE_INTEGER,
 });
 
+/** The limits every set of rules carries (those of issue 17 are optional: MULTI_LOCK_LIMIT_NAMES). */
+export type RequiredLockLimitName = Exclude<keyof LockLimits, MultiLockLimitName>;
+
 export const LOCK_LIMIT_NAMES = Object.freeze(
-  Object.keys(DEFAULT_LOCK_LIMITS) as (keyof LockLimits)[],
+  Object.keys(DEFAULT_LOCK_LIMITS) as RequiredLockLimitName[],
 );
 
 /** What is wrong with a set of rules, naming the field; `field` is '' for the whole. */
@@ -100,16 +144,33 @@ export interface LockRulesProblem {
  * Checks rules that arrive in a log entry, so it must decide the same on every
  * replica and never throw, whatever the entry holds: every field present and no other,
  * each a safe integer (positive, or >= 0 for lockDelayMs) within its ceiling
- * (LOCK_LIMIT_CEILINGS), and the ranges in order.
+ * (LOCK_LIMIT_CEILINGS), and the ranges in order. The rules of issue 17 are optional,
+ * and below BEHAVIOUR_MULTI_LOCK no limits at all (`behaviour`: the version in force).
  */
-export function lockRulesProblem(rules: unknown): LockRulesProblem | null {
+export function lockRulesProblem(
+  rules: unknown,
+  behaviour: number = BEHAVIOUR_LATEST,
+): LockRulesProblem | null {
   if (typeof rules !== 'object' || rules === null || Array.isArray(rules)) {
     return { field: '', problem: 'must be an object with every lock limit' };
   }
   const given = rules as Readonly<Record<string, unknown>>;
+  const multiLock = behaviour >= BEHAVIOUR_MULTI_LOCK;
   for (const key of Object.keys(given)) {
-    if (!Object.hasOwn(DEFAULT_LOCK_LIMITS, key)) {
-      return { field: key, problem: 'is not a lock limit' };
+    const known =
+      Object.hasOwn(DEFAULT_LOCK_LIMITS, key) ||
+      (multiLock && Object.hasOwn(MULTI_LOCK_LIMIT_DEFAULTS, key));
+    if (!known) return { field: key, problem: 'is not a lock limit' };
+  }
+  for (const key of MULTI_LOCK_LIMIT_NAMES) {
+    const value = given[key];
+    if (value === undefined) continue;
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
+      return { field: key, problem: `must be an integer >= 1, got ${String(value)}` };
+    }
+    const ceiling = MULTI_LOCK_LIMIT_CEILINGS[key];
+    if (value > ceiling) {
+      return { field: key, problem: `must be at most ${ceiling} (its ceiling), got ${value}` };
     }
   }
   for (const key of LOCK_LIMIT_NAMES) {
@@ -139,14 +200,15 @@ export function lockRulesProblem(rules: unknown): LockRulesProblem | null {
   return null;
 }
 
+/** Start rules (a node's file) may carry every rule this binary knows. */
 export function validateLockLimits(limits: LockLimits): void {
-  const found = lockRulesProblem(limits);
+  const found = lockRulesProblem(limits, BEHAVIOUR_LATEST);
   assert(found === null, `lock limit ${found?.field} ${found?.problem}`);
 }
 
 /** One rule on which two sets of rules differ. */
 export interface LockRuleDifference {
-  readonly field: keyof LockLimits;
+  readonly field: RequiredLockLimitName;
   readonly ours: number;
   readonly theirs: number;
 }
@@ -160,9 +222,16 @@ export function lockRulesDifferences(ours: LockLimits, theirs: LockLimits): Lock
   }));
 }
 
-/** Plain rules in LockLimits' field order, whatever the order or extra fields of `rules`. */
+/**
+ * Plain rules in LockLimits' field order, whatever the order or extra fields of `rules`;
+ * the optional rules of issue 17 only when set, so rules without them stay as they were.
+ */
 export function canonicalLockRules(rules: LockLimits): LockLimits {
   const canonical: Record<string, number> = {};
   for (const field of LOCK_LIMIT_NAMES) canonical[field] = rules[field];
+  for (const field of MULTI_LOCK_LIMIT_NAMES) {
+    const value = rules[field];
+    if (value !== undefined) canonical[field] = value;
+  }
   return canonical as unknown as LockLimits;
 }

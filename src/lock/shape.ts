@@ -1,4 +1,5 @@
 import { utf8ByteLength } from '../util/utf8.ts';
+import { BEHAVIOUR_MULTI_LOCK } from './behaviour.ts';
 import { IDENTITY_BYTES_MAX, quotaProblem } from './identity-quota.ts';
 import type { LockCommandType } from './types.ts';
 
@@ -8,7 +9,7 @@ import type { LockCommandType } from './types.ts';
  * proposing them; this is the state machine's own line of defence, and it names the
  * field that is wrong.
  */
-type FieldKind = 'string' | 'number' | 'numbers' | 'boolean' | 'object';
+type FieldKind = 'string' | 'number' | 'numbers' | 'boolean' | 'object' | 'claims';
 
 const FIELDS: Readonly<Record<LockCommandType, Readonly<Record<string, FieldKind>>>> = {
   OpenSession: { ttlMs: 'number', clientName: 'string', requestId: 'string' },
@@ -19,6 +20,15 @@ const FIELDS: Readonly<Record<LockCommandType, Readonly<Record<string, FieldKind
     lock: 'string',
     sessionId: 'number',
     mode: 'string',
+    waitMs: 'number',
+    requestId: 'string',
+    owner: 'string',
+    maxHoldMs: 'number',
+    lockDelayMs: 'number',
+  },
+  AcquireAll: {
+    locks: 'claims',
+    sessionId: 'number',
     waitMs: 'number',
     requestId: 'string',
     owner: 'string',
@@ -39,16 +49,33 @@ const FIELDS: Readonly<Record<LockCommandType, Readonly<Record<string, FieldKind
   SetBehaviour: { version: 'number' },
 };
 
+/**
+ * Command types a later release added, with the behaviour version from which they
+ * apply. Below it the type is unknown, as it was to the release before, and the entry is
+ * refused exactly as that release refused it: every replica applies it alike whatever
+ * binary it runs.
+ */
+const TYPE_SINCE: Partial<Readonly<Record<LockCommandType, number>>> = {
+  AcquireAll: BEHAVIOUR_MULTI_LOCK,
+};
+
 /** Integer-ness and ranges are checked later, with the limits; here only the type. */
 function isNumber(value: unknown): boolean {
   return typeof value === 'number';
 }
 
-/** What is wrong with the command's shape, or null when every field has the right type. */
-export function commandShapeProblem(command: unknown): string | null {
+/**
+ * What is wrong with the command's shape, or null when every field has the right type;
+ * `behaviour` is the version in force (see TYPE_SINCE).
+ */
+export function commandShapeProblem(command: unknown, behaviour: number): string | null {
   if (typeof command !== 'object' || command === null) return 'command must be an object';
   const type = (command as { type?: unknown }).type;
-  if (typeof type !== 'string' || !Object.hasOwn(FIELDS, type)) {
+  if (
+    typeof type !== 'string' ||
+    !Object.hasOwn(FIELDS, type) ||
+    (TYPE_SINCE[type as LockCommandType] ?? behaviour) > behaviour
+  ) {
     return `unknown command type ${JSON.stringify(type)}`;
   }
   const fields = FIELDS[type as LockCommandType];
@@ -85,7 +112,16 @@ function hasKind(value: unknown, kind: FieldKind): boolean {
       return typeof value === 'boolean';
     case 'object':
       return typeof value === 'object' && value !== null && !Array.isArray(value);
+    case 'claims':
+      return Array.isArray(value) && value.every(isClaim);
   }
+}
+
+/** A lock of an AcquireAll: its name and mode are strings (their values are checked later). */
+function isClaim(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  const { lock, mode } = value as { lock?: unknown; mode?: unknown };
+  return typeof lock === 'string' && typeof mode === 'string';
 }
 
 function describeKind(kind: FieldKind): string {
@@ -100,5 +136,7 @@ function describeKind(kind: FieldKind): string {
       return 'a boolean';
     case 'object':
       return 'an object';
+    case 'claims':
+      return 'a list of {lock, mode} with string values';
   }
 }

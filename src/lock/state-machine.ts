@@ -3,13 +3,16 @@ import {
   type FencingToken,
   fencingToken,
   type LogIndex,
+  logIndex,
   type SessionId,
   sessionId as toSessionId,
 } from '../util/ids.ts';
 import { utf8ByteLength } from '../util/utf8.ts';
 import {
+  BEHAVIOUR_ATTEMPT_PROPOSALS,
   BEHAVIOUR_BASE,
   BEHAVIOUR_LATEST,
+  BEHAVIOUR_MULTI_LOCK,
   BehaviourUnsupportedError,
   isBehaviourVersion,
 } from './behaviour.ts';
@@ -23,46 +26,38 @@ import {
   lockRulesProblem,
   validateLockLimits,
 } from './limits.ts';
+import { type GrantRequest, type LockSetHost, LockSets } from './lock-set.ts';
+import {
+  acquireKey,
+  compareStrings,
+  type Grant,
+  isIntegerIn,
+  type LockDelay,
+  type LockRecord,
+  namesOf,
+  publicHolder,
+  Rejection,
+  reject,
+  rejectField,
+  type SessionRecord,
+  TOLD_NO_OTHERS,
+  toldAlso,
+  toldOf,
+} from './records.ts';
 import { commandShapeProblem } from './shape.ts';
 import { smallestNames } from './smallest.ts';
 import type {
   ApplyOutput,
   Holder,
+  LockClaim,
   LockCommand,
   LockEvent,
   LockMode,
   LockResult,
-  RejectionCode,
   ReleaseReason,
   Waiter,
 } from './types.ts';
-
-/** A grant, plus what the runtime needs to end it on time. */
-interface Grant extends Holder {
-  readonly maxHoldMs: number;
-  readonly lockDelayMs: number;
-  /**
-   * The Acquire request the grant was made for, so that a Withdraw of it can find it;
-   * '' when no request may give it back (see `alsoFor`).
-   */
-  readonly requestId: string;
-  /**
-   * Later requests of the same session that were told of this grant (re-acquires).
-   * Any of their callers may hold it, so a Withdraw gives it back only once every
-   * request that was told of it was withdrawn. Bounded: past TOLD_REQUESTS_MAX the
-   * grant becomes no request's (requestId '').
-   */
-  readonly alsoFor: readonly string[];
-}
-
-const TOLD_REQUESTS_MAX = 16;
-
-/**
- * The `alsoFor` of every grant no later request was told of (nearly all): one shared
- * empty list rather than 32 bytes of heap per held lock. Frozen, since it is shared;
- * grants are replaced, never edited.
- */
-const TOLD_NO_OTHERS: readonly string[] = Object.freeze([]);
+import { type CycleSearch, findWaitCycle } from './wait-for.ts';
 
 /**
  * What a request's retry is answered from. For an Acquire the result follows the
@@ -78,6 +73,13 @@ export interface RememberedResult {
   readonly openAttempts: readonly number[];
   /** Set once an attempt was dropped past OPEN_ATTEMPTS_MAX: its caller may hold the grant. */
   readonly attemptsDropped?: true;
+  /**
+   * From behaviour version 3: the proposal that carried each open attempt, as
+   * [attempt index, proposal id], so that a node which never applied the entry (it caught
+   * up by a snapshot) can still find its own attempt (`attemptsOf`). Absent when
+   * empty. Only attempts in `openAttempts` are listed.
+   */
+  readonly attemptProposals?: readonly (readonly [number, string])[];
 }
 
 /**
@@ -96,42 +98,48 @@ function appended<T>(items: readonly T[], item: T): T[] {
   return items.length === 0 ? [item] : items.concat([item]);
 }
 
-function withAttempt(remembered: RememberedResult, index: number): RememberedResult {
+/** `proposalId`: the proposal that carried the attempt, or null when not recorded. */
+function withAttempt(
+  remembered: RememberedResult,
+  index: number,
+  proposalId: string | null,
+): RememberedResult {
   const next = appended(remembered.openAttempts, index);
-  if (next.length <= OPEN_ATTEMPTS_MAX) return { ...remembered, openAttempts: next };
-  return {
-    ...remembered,
-    openAttempts: next.slice(next.length - OPEN_ATTEMPTS_MAX),
-    attemptsDropped: true,
-  };
+  const proposals = remembered.attemptProposals ?? [];
+  const withProposal =
+    proposalId === null ? proposals : appended(proposals, [index, proposalId] as const);
+  if (next.length <= OPEN_ATTEMPTS_MAX) {
+    return withAttemptProposals({ ...remembered, openAttempts: next }, withProposal);
+  }
+  const kept = next.slice(next.length - OPEN_ATTEMPTS_MAX);
+  return withAttemptProposals(
+    { ...remembered, openAttempts: kept, attemptsDropped: true },
+    withProposal,
+  );
 }
 
-interface SessionRecord {
-  readonly id: SessionId;
-  readonly ttlMs: number;
-  readonly clientName: string;
-  /** The identity that opened it ('' anonymous); only it may use the session. */
-  readonly identity: string;
-  lastRefreshIndex: LogIndex;
-  /** Names of the locks this session holds or waits for. */
-  readonly held: Set<string>;
-  readonly waiting: Set<string>;
+/** `remembered` with `openAttempts` as given and only their proposals kept. */
+function withOpenAttempts(
+  remembered: RememberedResult,
+  openAttempts: readonly number[],
+): RememberedResult {
+  return withAttemptProposals({ ...remembered, openAttempts }, remembered.attemptProposals ?? []);
 }
 
-interface LockRecord {
-  readonly name: string;
-  /** Current grants in grant order. All exclusive (then exactly one) or all shared. */
-  readonly holders: HolderMap<SessionId, Grant>;
-  /** FIFO queue of waiting Acquires. */
-  readonly waiters: Waiter[];
-  /**
-   * Every lock-delay placed on the lock and not yet ended, oldest first. The lock stays
-   * closed to new grants until all have ended: a shorter delay placed later must not
-   * cut short a longer one (each expired holder asked for its own). Bounded: a closed
-   * lock gets no new holders, so there is at most one delay per holder it had when it
-   * closed.
-   */
-  readonly delays: LockDelay[];
+/** Sets the proposals of the open attempts, leaving the field out when there are none. */
+function withAttemptProposals(
+  remembered: RememberedResult,
+  proposals: readonly (readonly [number, string])[],
+): RememberedResult {
+  const { attemptProposals: _dropped, ...rest } = remembered;
+  const open = proposals.filter(([index]) => rest.openAttempts.includes(index));
+  return open.length === 0 ? rest : { ...rest, attemptProposals: open };
+}
+
+/** What the state machine shows of one write's attempts: see `attemptsOf`. */
+export interface AttemptsOfProposal {
+  readonly indexes: readonly LogIndex[];
+  readonly now: LockResult | null;
 }
 
 export interface LockDescription {
@@ -143,12 +151,6 @@ export interface LockDescription {
   readonly delayIndex: LogIndex | null;
   /** Every lock-delay in force, oldest first; the lock is closed while this is not empty. */
   readonly delays: readonly LockDelay[];
-}
-
-/** A lock-delay: placed by the expiry entry at `index`, for `delayMs` from that entry. */
-export interface LockDelay {
-  readonly index: LogIndex;
-  readonly delayMs: number;
 }
 
 export interface SessionDescription {
@@ -184,7 +186,17 @@ export interface FenceValidation {
  * during a rolling upgrade. An old binary handed a version 4 stops, as it must: it would
  * apply the entries after it by the base rules.
  */
-export type LockSnapshot = LockSnapshotV3 | LockSnapshotV4;
+export type LockSnapshot = LockSnapshotV3 | LockSnapshotV4 | LockSnapshotV5;
+
+/**
+ * Version 5 is version 4 at BEHAVIOUR_MULTI_LOCK or later (issue 17): grants and queue
+ * places may carry their set's names (`lockSet`), and the rules locksPerAcquireMax and
+ * deadlockCheckStepsMax. Written only once that behaviour is in force, so that a binary
+ * that knows only version 4 refuses it rather than drop the sets.
+ */
+export interface LockSnapshotV5 extends Omit<LockSnapshotV4, 'version'> {
+  readonly version: 5;
+}
 
 export interface LockSnapshotV4 extends Omit<LockSnapshotV3, 'version'> {
   readonly version: 4;
@@ -268,25 +280,6 @@ export interface LockStateMachineOptions {
   readonly behaviourMax?: number;
 }
 
-class Rejection extends Error {
-  constructor(
-    readonly code: RejectionCode,
-    readonly detail: string,
-    readonly field: string | null,
-  ) {
-    super(detail);
-  }
-}
-
-function reject(code: RejectionCode, detail: string): never {
-  throw new Rejection(code, detail, null);
-}
-
-/** A field of the command is wrong: the detail is `${field} ${problem}`. */
-function rejectField(field: string, problem: string): never {
-  throw new Rejection('invalidArgument', `${field} ${problem}`, field);
-}
-
 /**
  * The lock state machine: a deterministic reducer over the Raft log. It never reads
  * a clock: timed events (session expiry, wait deadlines, lock-delay, max-hold) arrive
@@ -320,12 +313,17 @@ export class LockStateMachine {
   /** Sessions, holds and waits per identity, for the per-identity limits. Derived state. */
   private readonly tally = new IdentityTally();
   /** Set by acquire() for one command: earlier attempts of a wait whose memory was evicted. */
-  private attemptsOfEvictedWait: number[] = [];
+  /** The wait a retry found after its remembered result left the window (see remember). */
+  private attemptsOfEvictedWait: Waiter[] = [];
+  /** The proposal id of the entry being applied (null: a timer's, or none given). */
+  private entryProposalId: string | null = null;
   /** Events of the command being applied, in order. */
   private events: LockEvent[] = [];
   /** Grants made by the command being applied, per lock name. */
   private readonly grantsInEntry = new Map<string, number>();
   private index: LogIndex = 0 as LogIndex;
+  /** Atomic multi-lock and deadlock detection (issue 17), over this machine's state. */
+  private readonly sets: LockSets;
 
   /**
    * `startRules` are in force until a SetRules entry applies. A node passes its config
@@ -340,6 +338,7 @@ export class LockStateMachine {
     validateLockLimits(this.startRules);
     this.rulesInForce = this.startRules;
     this.behaviourMax = options.behaviourMax ?? BEHAVIOUR_LATEST;
+    this.sets = new LockSets(this.lockSetHost());
     assert(
       isBehaviourVersion(this.behaviourMax) && this.behaviourMax <= BEHAVIOUR_LATEST,
       `behaviourMax ${this.behaviourMax} is not a version this binary knows`,
@@ -389,12 +388,13 @@ export class LockStateMachine {
    * Applies the command in the entry at `index`. Indexes strictly increase. Throws
    * BehaviourUnsupportedError, changing nothing, for a raise past what this binary knows.
    */
-  apply(index: LogIndex, command: LockCommand): ApplyOutput {
+  apply(index: LogIndex, command: LockCommand, proposalId: string | null = null): ApplyOutput {
     assert(index > this.appliedIndex, `apply(${index}) after ${this.appliedIndex}`);
-    const shapeProblem = commandShapeProblem(command);
+    const shapeProblem = commandShapeProblem(command, this.behaviourInForce);
     if (shapeProblem === null) this.checkBehaviourKnown(command, index);
     this.appliedIndex = index;
     this.index = index;
+    this.entryProposalId = proposalId;
     this.events = [];
     this.grantsInEntry.clear();
     if (shapeProblem !== null) {
@@ -426,6 +426,82 @@ export class LockStateMachine {
         `the entry at index ${index}`,
       );
     }
+  }
+
+  /**
+   * The open attempts (entry indexes) of the Acquire `command` that entries with
+   * `proposalId` carried (more than one if a forward was delivered twice), and what a
+   * retry of its request would be told now: its grant or its place in the queue, or
+   * null once it ended (nothing is held or awaited to give back). Null when there is no
+   * such attempt: the write did not apply, its attempts were withdrawn or left the
+   * window, or it applied before behaviour version 3 (BEHAVIOUR_ATTEMPT_PROPOSALS).
+   */
+  attemptsOf(command: LockCommand, proposalId: string): AttemptsOfProposal | null {
+    if (command.type !== 'Acquire' && command.type !== 'AcquireAll') return null;
+    const remembered = this.dedupe.get(acquireKey(command.sessionId, command.requestId));
+    if (remembered === undefined) return this.evictedWaitOf(command, proposalId);
+    const indexes = (remembered.attemptProposals ?? [])
+      .filter(([, id]) => id === proposalId)
+      .map(([index]) => logIndex(index));
+    if (indexes.length === 0) return null;
+    const now =
+      command.type === 'Acquire'
+        ? this.requestNow(command, remembered.result)
+        : this.setRequestNow(command, remembered.result);
+    return { indexes, now };
+  }
+
+  /** A wait whose remembered result left the window, found by the proposal that queued it. */
+  private evictedWaitOf(
+    command: Extract<LockCommand, { type: 'Acquire' | 'AcquireAll' }>,
+    proposalId: string,
+  ): AttemptsOfProposal | null {
+    const names = command.type === 'Acquire' ? [command.lock] : setNames(command);
+    const lock = this.locks.get(names[0] as string);
+    const position = this.waiterPosition(lock, command.sessionId, command.requestId);
+    const waiter = lock?.waiters[position];
+    if (waiter === undefined || waiter.proposalId !== proposalId) return null;
+    const now: LockResult =
+      command.type === 'Acquire'
+        ? { type: 'Queued', lock: command.lock, position }
+        : this.sets.queuedAll(command.sessionId, names);
+    return { indexes: [waiter.requestIndex], now };
+  }
+
+  /** What is true now of a request whose first result was `first`; null once it ended. */
+  private requestNow(
+    command: Extract<LockCommand, { type: 'Acquire' }>,
+    first: LockResult,
+  ): LockResult | null {
+    const lock = this.locks.get(command.lock);
+    const grant = lock?.holders.get(command.sessionId);
+    if (first.type === 'Acquired' && lock !== undefined && grant?.token === first.token) {
+      return this.acquiredResult(lock, grant);
+    }
+    const position = this.waiterPosition(lock, command.sessionId, command.requestId);
+    return first.type === 'Queued' && position >= 0
+      ? { type: 'Queued', lock: command.lock, position }
+      : null;
+  }
+
+  /** requestNow for a set: all of it held with the set's token, or all of it awaited. */
+  private setRequestNow(
+    command: Extract<LockCommand, { type: 'AcquireAll' }>,
+    first: LockResult,
+  ): LockResult | null {
+    const { sessionId: id, requestId } = command;
+    const names = setNames(command);
+    const holds = (name: string): boolean =>
+      first.type === 'AcquiredAll' && this.locks.get(name)?.holders.get(id)?.token === first.token;
+    if (names.every(holds)) return this.sets.acquiredAll(id, names);
+    const waits = (name: string): boolean =>
+      this.waiterPosition(this.locks.get(name), id, requestId) >= 0;
+    return first.type === 'QueuedAll' && names.every(waits) ? this.sets.queuedAll(id, names) : null;
+  }
+
+  /** The proposal id of the entry being applied, when attempts record theirs. */
+  private attemptProposal(): string | null {
+    return this.behaviourInForce >= BEHAVIOUR_ATTEMPT_PROPOSALS ? this.entryProposalId : null;
   }
 
   /** Records that entries up to `index` carried no lock command (Raft no-ops, config changes). */
@@ -478,9 +554,10 @@ export class LockStateMachine {
     remembered: RememberedResult,
   ): LockResult {
     switch (command.type) {
-      case 'Acquire': {
+      case 'Acquire':
+      case 'AcquireAll': {
         const session = this.requireSession(command.sessionId);
-        this.dedupe.set(key, withAttempt(remembered, this.index));
+        this.dedupe.set(key, withAttempt(remembered, this.index, this.attemptProposal()));
         return this.retriedAcquire(command.requestId, session, remembered.result);
       }
       case 'Release':
@@ -496,6 +573,7 @@ export class LockStateMachine {
   }
 
   private retriedAcquire(requestId: string, session: SessionRecord, first: LockResult): LockResult {
+    if (isSetResult(first)) return this.sets.retried(requestId, session, first);
     if (first.type !== 'Acquired' && first.type !== 'Queued' && first.type !== 'NotAcquired') {
       return first;
     }
@@ -506,9 +584,8 @@ export class LockStateMachine {
         // Told only what is held now: this grant, and today's holders. This caller is
         // told of the grant again, so its request counts among those told of it: a
         // Withdraw may have let it go while another request kept the grant.
-        const told = this.toldAlso(grant, requestId);
-        lock.holders.set(session.id, told);
-        return this.acquiredResult(lock, told);
+        this.sets.retell(session.id, lock.name, toldAlso(grant, requestId));
+        return this.acquiredResult(lock, this.holderOf(lock, session.id));
       }
       reject(
         'grantEnded',
@@ -531,7 +608,8 @@ export class LockStateMachine {
    * not remembered either: the wait belongs to the request that queued it.
    */
   private worthRemembering(command: LockCommand, result: LockResult): boolean {
-    if (result.type === 'Rejected' || result.type === 'NotAcquired') return false;
+    const refused = result.type === 'Rejected' || result.type === 'NotAcquired';
+    if (refused || result.type === 'NotAcquiredAll') return false;
     if (command.type === 'Acquire' && result.type === 'Queued') {
       const lock = this.locks.get(command.lock);
       // The waiter at the told position, not a scan for it: a session waits at most once
@@ -559,14 +637,19 @@ export class LockStateMachine {
   private rememberOutcome(lock: string, waiter: Waiter, result: LockResult): void {
     const key = acquireKey(waiter.sessionId, waiter.requestId);
     const remembered = this.dedupe.get(key);
-    if (remembered?.result.type === 'Queued' && remembered.result.lock === lock) {
+    const first = remembered?.result;
+    const waits =
+      (first?.type === 'Queued' && first.lock === lock) ||
+      (first?.type === 'QueuedAll' && first.locks.some((each) => each.lock === lock));
+    if (remembered !== undefined && waits) {
       this.dedupe.set(key, { ...remembered, result: toRemember(result) });
     }
   }
 
   private rejected(error: unknown): LockResult {
     if (!(error instanceof Rejection)) throw error;
-    const { code, detail, field } = error;
+    const { code, detail, field, cycle } = error;
+    if (cycle !== null) return { type: 'Rejected', code, detail, cycle };
     return field === null
       ? { type: 'Rejected', code, detail }
       : { type: 'Rejected', code, detail, field };
@@ -585,6 +668,8 @@ export class LockStateMachine {
         return this.expireSession(command.sessionId, command.lastRefreshIndex);
       case 'Acquire':
         return this.acquire(command);
+      case 'AcquireAll':
+        return this.sets.acquireAll(command);
       case 'Release':
         return this.release(command);
       case 'CancelWait':
@@ -631,7 +716,7 @@ export class LockStateMachine {
    */
   private setRules(rules: LockLimits, onlyIfUnset: boolean): LockResult {
     if (onlyIfUnset && this.rulesSetAt !== null) return { type: 'Stale' };
-    const found = lockRulesProblem(rules);
+    const found = lockRulesProblem(rules, this.behaviourInForce);
     if (found !== null) {
       rejectField(found.field === '' ? 'rules' : `rules.${found.field}`, found.problem);
     }
@@ -800,7 +885,7 @@ export class LockStateMachine {
    * authority.
    */
   ownerRefusal(command: LockCommand): Extract<LockResult, { type: 'Rejected' }> | null {
-    if (commandShapeProblem(command) !== null) return null;
+    if (commandShapeProblem(command, this.behaviourInForce) !== null) return null;
     try {
       this.checkCeilings(command);
     } catch {
@@ -852,9 +937,8 @@ export class LockStateMachine {
       // others may join. Re-acquiring in the same mode returns the grant it has.
       if (held.mode !== command.mode)
         this.rejectModeMismatch(session.id, existing, 'holds', held.mode, command.mode);
-      const told = this.toldAlso(held, command.requestId);
-      existing.holders.set(session.id, told);
-      return this.acquiredResult(existing, told);
+      this.sets.retell(session.id, existing.name, toldAlso(held, command.requestId));
+      return this.acquiredResult(existing, this.holderOf(existing, session.id));
     }
     // Most Acquires come from sessions not already in this queue: ask the session before
     // scanning the queue, so a hot lock's re-acquire costs O(1), not O(waiters).
@@ -868,8 +952,8 @@ export class LockStateMachine {
         this.rejectModeMismatch(session.id, existing, 'waits for', waiting.mode, command.mode);
       // The request's own retry, whose remembered result left the window: still its
       // wait. Both the attempt that queued it and this one may withdraw it.
-      if (waiting.requestId === command.requestId) {
-        this.attemptsOfEvictedWait = [waiting.requestIndex];
+      if (waiting.requestId === command.requestId && waiting.lockSet === undefined) {
+        this.attemptsOfEvictedWait = [waiting];
         return { type: 'Queued', lock: command.lock, position };
       }
       // The wait belongs to its own request: that request's withdrawal must be able to
@@ -899,6 +983,10 @@ export class LockStateMachine {
       );
     }
     this.checkQuota(lock, session, command.quota, true);
+    if (this.behaviourInForce >= BEHAVIOUR_MULTI_LOCK) {
+      this.sets.checkNoDeadlock(session, [{ lock: command.lock, mode: command.mode }]);
+    }
+    const proposalId = this.attemptProposal();
     const waiter: Waiter = {
       sessionId: session.id,
       owner: command.owner,
@@ -908,10 +996,10 @@ export class LockStateMachine {
       waitMs: command.waitMs,
       maxHoldMs: command.maxHoldMs,
       lockDelayMs: command.lockDelayMs,
+      // So that the wait can be found after its remembered result left the window.
+      ...(proposalId === null ? {} : { proposalId }),
     };
-    lock.waiters.push(waiter);
-    this.addWaiting(session, lock.name);
-    this.emit({ type: 'queued', lock: lock.name, waiter });
+    this.enqueue(lock, session, waiter);
     return { type: 'Queued', lock: lock.name, position: lock.waiters.length - 1 };
   }
 
@@ -934,6 +1022,12 @@ export class LockStateMachine {
     if (problem === null) return;
     this.dropIfIdle(lock);
     reject('limitReached', problem);
+  }
+
+  private enqueue(lock: LockRecord, session: SessionRecord, waiter: Waiter): void {
+    lock.waiters.push(waiter);
+    this.addWaiting(session, lock.name);
+    this.emit({ type: 'queued', lock: lock.name, waiter });
   }
 
   private addWaiting(session: SessionRecord, name: string): void {
@@ -974,9 +1068,9 @@ export class LockStateMachine {
         `token ${command.token} is not the current grant ${grant.token} of ${command.lock}`,
       );
     }
-    this.removeHolder(lock, grant, 'release');
-    this.promote(lock);
-    return { type: 'Released', lock: command.lock };
+    this.endGrant(lock, grant, 'release');
+    const released: LockResult = { type: 'Released', lock: command.lock };
+    return grant.lockSet === undefined ? released : { ...released, lockSet: grant.lockSet };
   }
 
   private cancelWait(name: string, id: SessionId, requestId: string): LockResult {
@@ -988,8 +1082,7 @@ export class LockStateMachine {
     if (lock === undefined || this.waiterPosition(lock, session.id, requestId) < 0) {
       reject('notHolder', `session ${id} is not waiting for ${name} under request ${requestId}`);
     }
-    this.removeWaiter(lock, id, 'cancelled');
-    this.promote(lock);
+    this.endWait(lock, id, 'cancelled');
     return { type: 'WaitCancelled', lock: name };
   }
 
@@ -1005,8 +1098,9 @@ export class LockStateMachine {
     const remembered = this.dedupe.get(key);
     const first = remembered?.result;
     const namesLock =
-      (first?.type === 'Acquired' || first?.type === 'Queued' || first?.type === 'NotAcquired') &&
-      first.lock === name;
+      ((first?.type === 'Acquired' || first?.type === 'Queued' || first?.type === 'NotAcquired') &&
+        first.lock === name) ||
+      (first !== undefined && isSetResult(first) && first.locks.some((each) => each.lock === name));
     if (remembered === undefined && this.sessions.has(id)) return this.withdrawEvictedWait(command);
     if (
       !this.sessions.has(id) ||
@@ -1019,29 +1113,27 @@ export class LockStateMachine {
     const stillOpen = remembered.openAttempts.filter((index) => index !== command.attemptIndex);
     if (stillOpen.length > 0 || remembered.attemptsDropped === true) {
       // Another attempt's caller may have been told the outcome: nothing to give back yet.
-      this.dedupe.set(key, { ...remembered, openAttempts: stillOpen });
+      this.dedupe.set(key, withOpenAttempts(remembered, stillOpen));
       return { type: 'Withdrawn', lock: name, undid: 'nothing' };
     }
     const lock = this.locks.get(name);
     const grant = lock?.holders.get(id);
     let undid: 'wait' | 'grant' | 'nothing' = 'nothing';
     if (lock !== undefined && this.waiterPosition(lock, id, requestId) >= 0) {
-      this.removeWaiter(lock, id, 'cancelled');
-      this.promote(lock);
+      this.endWait(lock, id, 'cancelled');
       undid = 'wait';
     } else if (lock !== undefined && grant !== undefined && this.withdrawFinds(grant, command)) {
       const rest = [grant.requestId, ...grant.alsoFor].filter((each) => each !== requestId);
       if (rest.length === 0) {
-        this.removeHolder(lock, grant, 'release');
-        this.promote(lock);
+        this.endGrant(lock, grant, 'release');
         undid = 'grant';
       } else {
         // Another request's caller may hold it: only this request lets go of it.
         const [first = '', ...others] = rest;
-        lock.holders.set(id, { ...grant, requestId: first, alsoFor: others });
+        this.sets.retell(id, name, { ...grant, requestId: first, alsoFor: others });
       }
     }
-    if (first?.type === 'Acquired') {
+    if (first?.type === 'Acquired' || first?.type === 'AcquiredAll') {
       // It was granted, and others saw that grant (refused as busy, told its holder): a
       // retry must learn the grant ended, not be granted again as if it never was.
       this.dedupe.set(key, { result: first, openAttempts: [] });
@@ -1066,8 +1158,7 @@ export class LockStateMachine {
         each.requestIndex === command.attemptIndex,
     );
     if (lock === undefined || waiter === undefined) return { type: 'Stale' };
-    this.removeWaiter(lock, command.sessionId, 'cancelled');
-    this.promote(lock);
+    this.endWait(lock, command.sessionId, 'cancelled');
     return { type: 'Withdrawn', lock: command.lock, undid: 'wait' };
   }
 
@@ -1076,8 +1167,7 @@ export class LockStateMachine {
     const waiter = lock?.waiters.find((candidate) => candidate.sessionId === id);
     if (lock === undefined || waiter === undefined || waiter.requestIndex !== waiterIndex)
       return { type: 'Stale' };
-    this.removeWaiter(lock, id, 'expired');
-    this.promote(lock);
+    this.endWait(lock, id, 'expired');
     return { type: 'WaitExpired', lock: name, sessionId: id };
   }
 
@@ -1097,8 +1187,7 @@ export class LockStateMachine {
     const grant = lock?.holders.get(id);
     if (lock === undefined || grant === undefined || grant.token !== token)
       return { type: 'Stale' };
-    this.removeHolder(lock, grant, 'maxHold');
-    this.promote(lock);
+    this.endGrant(lock, grant, 'maxHold');
     return { type: 'MaxHoldReached', lock: name, token };
   }
 
@@ -1117,8 +1206,16 @@ export class LockStateMachine {
     if (lock === undefined || lock.holders.size === 0)
       return { type: 'Revoked', lock: name, freed: 0 };
     const grants = [...lock.holders.values()];
-    for (const grant of grants) this.removeHolder(lock, grant, 'revoke');
-    this.promote(lock);
+    // A grant of a set ends whole: its other locks are freed with this one.
+    const touched = new Set([name]);
+    for (const grant of grants) {
+      for (const member of namesOf(grant, name)) {
+        const memberLock = this.lockRecord(member);
+        this.removeHolder(memberLock, this.holderOf(memberLock, grant.sessionId), 'revoke');
+        touched.add(member);
+      }
+    }
+    for (const member of [...touched].sort(compareStrings)) this.promote(this.lockRecord(member));
     return { type: 'Revoked', lock: name, freed: grants.length };
   }
 
@@ -1184,6 +1281,49 @@ export class LockStateMachine {
     return 1;
   }
 
+  /** The wait-for search (wait-for.ts) deadlock detection asks before queuing a wait. */
+  protected waitCycleOf(
+    requester: SessionId,
+    claims: readonly LockClaim[],
+    stepsMax: number,
+  ): CycleSearch {
+    return findWaitCycle(this.sets.view, requester, claims, stepsMax);
+  }
+
+  /** The locks of a waiting set that the entry granting it at `_at` grants: every one. */
+  protected grantedTogether(names: readonly string[], _at: string): readonly string[] {
+    return names;
+  }
+
+  /** What the multi-lock rules (lock-set.ts) use of this machine. */
+  private lockSetHost(): LockSetHost {
+    return {
+      locks: this.locks,
+      sessions: this.sessions,
+      index: () => this.index,
+      rules: () => this.rules,
+      requireSession: (id) => this.requireSession(id),
+      lockFor: (name) => this.locks.get(name) ?? this.createLock(name),
+      compatible: (lock, mode) => this.compatible(lock, mode),
+      mayGrant: (lock) => this.mayGrant(lock),
+      grant: (lock, session, request) => this.grant(lock, session, request),
+      enqueue: (lock, session, waiter) => this.enqueue(lock, session, waiter),
+      dequeueGranted: (lock, session) => this.dequeueGranted(lock, session),
+      promotionPendingOn: (lock) => this.promotionPendingOn(lock),
+      checkText: (field, value, bytesMax, limit, empty) =>
+        this.checkText(field, value, bytesMax, limit, empty),
+      checkDuration: (field, value, max, limit) => this.checkDuration(field, value, max, limit),
+      identityCounts: (identity) => this.tally.of(identity),
+      attemptProposal: () => this.attemptProposal(),
+      noteEvictedWait: (wait) => {
+        this.attemptsOfEvictedWait = [wait];
+      },
+      findWaitCycle: (requester, claims, stepsMax) => this.waitCycleOf(requester, claims, stepsMax),
+      grantedTogether: (names, at) => this.grantedTogether(names, at),
+      emit: (event) => this.emit(event),
+    };
+  }
+
   /**
    * Grants the head waiter if it fits and this entry may still grant the lock, and
    * returns the grant. If another compatible waiter is then at the head, it is left for
@@ -1192,46 +1332,70 @@ export class LockStateMachine {
    */
   private promote(lock: LockRecord): Grant | null {
     let granted: Grant | null = null;
-    while (this.promotionPendingOn(lock) && this.mayGrant(lock)) {
-      const head = lock.waiters.shift();
-      assert(head !== undefined, `pending promotion of ${lock.name} without a waiter`);
-      const session = this.sessions.get(head.sessionId);
-      assert(session !== undefined, `waiter of ${lock.name} has no session ${head.sessionId}`);
-      this.deleteWaiting(session, lock.name);
-      this.emit({
-        type: 'waitEnded',
-        lock: lock.name,
-        sessionId: head.sessionId,
-        requestIndex: head.requestIndex,
-        reason: 'granted',
-      });
-      // The token is this entry's index, above every index of the previous tenure.
-      granted = this.grant(lock, session, head);
-      this.rememberOutcome(lock.name, head, this.acquiredResult(lock, granted));
+    while (this.promotionPendingOn(lock) && this.mayGrantHead(lock)) {
+      granted = this.grantHead(lock);
     }
     if (this.promotionPendingOn(lock)) this.emit({ type: 'promotionPending', lock: lock.name });
     this.dropIfIdle(lock);
     return granted;
   }
 
-  /** The head waiter could be granted now: no lock-delay, and it fits the holders. */
+  /** Grants the head waiter (a set on every one of its locks) and remembers the outcome. */
+  private grantHead(lock: LockRecord): Grant {
+    const head = lock.waiters[0];
+    assert(head !== undefined, `pending promotion of ${lock.name} without a waiter`);
+    const session = this.sessions.get(head.sessionId);
+    assert(session !== undefined, `waiter of ${lock.name} has no session ${head.sessionId}`);
+    if (head.lockSet !== undefined) {
+      const { grant, answer } = this.sets.grantWaitingSet(lock, head);
+      this.rememberOutcome(lock.name, head, answer);
+      return grant;
+    }
+    this.dequeueGranted(lock, session);
+    // The token is this entry's index, above every index of the previous tenure.
+    const granted = this.grant(lock, session, head);
+    this.rememberOutcome(lock.name, head, this.acquiredResult(lock, granted));
+    return granted;
+  }
+
+  /** Takes the session's place at the head of the queue out, as granted. */
+  private dequeueGranted(lock: LockRecord, session: SessionRecord): Waiter {
+    const head = lock.waiters.shift();
+    assert(head?.sessionId === session.id, `${lock.name} is not headed by session ${session.id}`);
+    this.deleteWaiting(session, lock.name);
+    this.emit({
+      type: 'waitEnded',
+      lock: lock.name,
+      sessionId: head.sessionId,
+      requestIndex: head.requestIndex,
+      reason: 'granted',
+    });
+    return head;
+  }
+
+  /**
+   * The head waiter could be granted now: no lock-delay, and it fits the holders; a set
+   * heads each of its queues and fits there too.
+   */
   private promotionPendingOn(lock: LockRecord): boolean {
     const head = lock.waiters[0];
-    return lock.delays.length === 0 && head !== undefined && this.compatible(lock, head.mode);
+    if (lock.delays.length > 0 || head === undefined || !this.compatible(lock, head.mode)) {
+      return false;
+    }
+    return head.lockSet === undefined || this.sets.setGrantable(head);
+  }
+
+  private mayGrantHead(lock: LockRecord): boolean {
+    const head = lock.waiters[0];
+    if (head?.lockSet !== undefined) return this.sets.mayGrantSet(head);
+    return this.mayGrant(lock);
   }
 
   private mayGrant(lock: LockRecord): boolean {
     return (this.grantsInEntry.get(lock.name) ?? 0) < this.grantsPerEntryPerLockMax();
   }
 
-  private grant(
-    lock: LockRecord,
-    session: SessionRecord,
-    request: Pick<
-      Waiter,
-      'owner' | 'mode' | 'requestIndex' | 'requestId' | 'maxHoldMs' | 'lockDelayMs'
-    >,
-  ): Grant {
+  private grant(lock: LockRecord, session: SessionRecord, request: GrantRequest): Grant {
     assert(this.compatible(lock, request.mode), `grant of ${lock.name} conflicts with its holders`);
     assert(this.mayGrant(lock), `entry ${this.index} already granted ${lock.name}`);
     this.grantsInEntry.set(lock.name, (this.grantsInEntry.get(lock.name) ?? 0) + 1);
@@ -1245,6 +1409,8 @@ export class LockStateMachine {
       lockDelayMs: request.lockDelayMs,
       requestId: request.requestId,
       alsoFor: TOLD_NO_OTHERS,
+      // Only a set's grant has the key, so that other grants stay as they were, byte for byte.
+      ...(request.lockSet === undefined ? {} : { lockSet: request.lockSet }),
     };
     lock.holders.set(session.id, grant);
     if (!session.held.has(lock.name)) this.tally.change(session.identity, 'held', 1);
@@ -1284,7 +1450,11 @@ export class LockStateMachine {
     this.deleteWaiting(this.sessions.get(id), lock.name);
     // The request's outcome, for its retries; a session that ended has none to ask.
     if (reason !== 'sessionEnded') {
-      this.rememberOutcome(lock.name, waiter, this.notAcquired(lock.name));
+      const outcome =
+        waiter.lockSet === undefined
+          ? this.notAcquired(lock.name)
+          : this.sets.notAcquiredAll(waiter.lockSet);
+      this.rememberOutcome(lock.name, waiter, outcome);
     }
     this.emit({
       type: 'waitEnded',
@@ -1293,6 +1463,34 @@ export class LockStateMachine {
       requestIndex: waiter.requestIndex,
       reason,
     });
+  }
+
+  /**
+   * Ends `grant` of `lock` and, for a set's grant, of every other lock of the set; then
+   * promotes on each (a set is held whole or not at all).
+   */
+  private endGrant(lock: LockRecord, grant: Grant, reason: ReleaseReason): void {
+    const names = namesOf(grant, lock.name);
+    for (const name of names) {
+      const member = this.lockRecord(name);
+      this.removeHolder(member, this.holderOf(member, grant.sessionId), reason);
+    }
+    for (const name of names) this.promote(this.lockRecord(name));
+  }
+
+  /** Ends the session's wait for `lock` and, for a set's wait, in every queue of the set. */
+  private endWait(lock: LockRecord, id: SessionId, reason: 'expired' | 'cancelled'): void {
+    const place = lock.waiters.find((waiter) => waiter.sessionId === id);
+    assert(place !== undefined, `session ${id} is not waiting for ${lock.name}`);
+    const names = namesOf(place, lock.name);
+    for (const name of names) this.removeWaiter(this.lockRecord(name), id, reason);
+    for (const name of names) this.promote(this.lockRecord(name));
+  }
+
+  private holderOf(lock: LockRecord, id: SessionId): Grant {
+    const grant = lock.holders.get(id);
+    assert(grant !== undefined, `session ${id} does not hold ${lock.name}`);
+    return grant;
   }
 
   private createLock(name: string): LockRecord {
@@ -1318,15 +1516,6 @@ export class LockStateMachine {
   private notAcquired(name: string): LockResult {
     const holders = [...(this.locks.get(name)?.holders.values() ?? [])].map(publicHolder);
     return { type: 'NotAcquired', lock: name, holders };
-  }
-
-  /** `grant` as told of to `requestId` too (a re-acquire under another request). */
-  private toldAlso(grant: Grant, requestId: string): Grant {
-    if (grant.requestId === '' || toldOf(grant, requestId)) return grant;
-    if (grant.alsoFor.length >= TOLD_REQUESTS_MAX) {
-      return { ...grant, requestId: '', alsoFor: TOLD_NO_OTHERS };
-    }
-    return { ...grant, alsoFor: [...grant.alsoFor, requestId] };
   }
 
   private acquiredResult(lock: LockRecord, grant: Grant): LockResult {
@@ -1384,10 +1573,25 @@ export class LockStateMachine {
   private remember(key: string, result: LockResult): void {
     const earlier = this.attemptsOfEvictedWait;
     this.attemptsOfEvictedWait = [];
-    this.dedupe.set(key, {
+    const isAttempt =
+      result.type === 'Acquired' ||
+      result.type === 'Queued' ||
+      result.type === 'AcquiredAll' ||
+      result.type === 'QueuedAll';
+    const proposalId = isAttempt ? this.attemptProposal() : null;
+    const proposals: (readonly [number, string])[] = [];
+    for (const wait of earlier) {
+      if (wait.proposalId !== undefined) proposals.push([wait.requestIndex, wait.proposalId]);
+    }
+    if (proposalId !== null) proposals.push([this.index, proposalId]);
+    const remembered: RememberedResult = {
       result: toRemember(result),
-      openAttempts: appended(earlier, this.index),
-    });
+      openAttempts: appended(
+        earlier.map((wait) => wait.requestIndex),
+        this.index,
+      ),
+    };
+    this.dedupe.set(key, withAttemptProposals(remembered, proposals));
     // Oldest first: Map keeps insertion order, the same on every replica.
     while (this.dedupe.size > this.rules.dedupeWindowMax) {
       const oldest = this.dedupe.keys().next();
@@ -1510,11 +1714,16 @@ export class LockStateMachine {
 
   // ------------------------------------------------------------------ snapshots
 
-  /** Version 3 until the behaviour was raised, so that binaries older than it read it. */
+  /**
+   * Version 3 until the behaviour was raised, so that binaries older than it read it;
+   * version 5 from BEHAVIOUR_MULTI_LOCK, whose state binaries before it cannot read.
+   */
   snapshot(): LockSnapshot {
     const state = this.snapshotState();
-    if (this.behaviourInForce === BEHAVIOUR_BASE) return { version: 3, ...state };
-    return { version: 4, behaviour: this.behaviourInForce, ...state };
+    const behaviour = this.behaviourInForce;
+    if (behaviour === BEHAVIOUR_BASE) return { version: 3, ...state };
+    if (behaviour < BEHAVIOUR_MULTI_LOCK) return { version: 4, behaviour, ...state };
+    return { version: 5, behaviour, ...state };
   }
 
   private snapshotState(): Omit<LockSnapshotV3, 'version'> {
@@ -1550,11 +1759,10 @@ export class LockStateMachine {
    */
   restore(saved: LockSnapshot | LockSnapshotV2 | LockSnapshotV1): void {
     const version: number = saved.version;
-    assert(version >= 1 && version <= 4, `unknown lock snapshot version ${version}`);
+    assert(version >= 1 && version <= 5, `unknown lock snapshot version ${version}`);
     const snapshot = upgradeSnapshot(saved);
     assert(
-      isBehaviourVersion(snapshot.behaviour) &&
-        (version < 4 || snapshot.behaviour > BEHAVIOUR_BASE),
+      isBehaviourVersion(snapshot.behaviour) && snapshotHolds(version, snapshot.behaviour),
       `the snapshot's behaviour version ${snapshot.behaviour} is not one a version ${version} snapshot holds`,
     );
     if (snapshot.behaviour > this.behaviourMax) {
@@ -1566,7 +1774,8 @@ export class LockStateMachine {
       (snapshot.rules === null) === (snapshot.rulesSetIndex === null),
       `the snapshot has rules ${JSON.stringify(snapshot.rules)} set at ${snapshot.rulesSetIndex}: both or neither`,
     );
-    const found = snapshot.rules === null ? null : lockRulesProblem(snapshot.rules);
+    const found =
+      snapshot.rules === null ? null : lockRulesProblem(snapshot.rules, snapshot.behaviour);
     assert(found === null, `the snapshot's rules are invalid: ${found?.field} ${found?.problem}`);
     this.rulesInForce =
       snapshot.rules === null ? this.startRules : canonicalLockRules(snapshot.rules);
@@ -1688,17 +1897,32 @@ export class LockStateMachine {
       'too many locks',
     );
     assert(this.dedupe.size <= this.rules.dedupeWindowMax, 'dedupe window overflow');
+    for (const [key, { openAttempts, attemptProposals }] of this.dedupe) {
+      // attemptsOf trusts a listed proposal to name an attempt still open.
+      assert(
+        (attemptProposals ?? []).every(([index]) => openAttempts.includes(index)),
+        `${key} lists the proposal of an attempt that is not open`,
+      );
+    }
     // A remembered Queued is rewritten when its wait ends, so it always has its waiter.
     for (const [key, { result }] of this.dedupe) {
-      if (!key.startsWith('Acquire/') || result.type !== 'Queued') continue;
+      if (!key.startsWith('Acquire/')) continue;
+      const lock =
+        result.type === 'Queued'
+          ? result.lock
+          : result.type === 'QueuedAll'
+            ? result.locks[0]?.lock
+            : undefined;
+      if (lock === undefined) continue;
       const id = toSessionId(Number(key.split('/')[1]));
       const requestId = key.slice(`Acquire/${id}/`.length);
       assert(
-        !this.sessions.has(id) ||
-          this.waiterPosition(this.locks.get(result.lock), id, requestId) >= 0,
-        `${key} is remembered as Queued but does not wait for ${result.lock}`,
+        !this.sessions.has(id) || this.waiterPosition(this.locks.get(lock), id, requestId) >= 0,
+        `${key} is remembered as ${result.type} but does not wait for ${lock}`,
       );
     }
+    const setProblem = this.sets.invariantProblem();
+    assert(setProblem === null, `a lock set is not whole: ${setProblem}`);
   }
 }
 
@@ -1726,8 +1950,10 @@ function tallyProblem(sessions: Iterable<SessionRecord>, tally: IdentityTally): 
  * before version 3 no rules were set through the log, so the restoring machine's start
  * rules (its node's file, as then) stay in force.
  */
-function upgradeSnapshot(saved: LockSnapshot | LockSnapshotV2 | LockSnapshotV1): LockSnapshotV4 {
-  if (saved.version === 4) return saved;
+function upgradeSnapshot(
+  saved: LockSnapshot | LockSnapshotV2 | LockSnapshotV1,
+): LockSnapshotV4 | LockSnapshotV5 {
+  if (saved.version === 4 || saved.version === 5) return saved;
   if (saved.version === 3) return { ...saved, version: 4, behaviour: BEHAVIOUR_BASE };
   const v2 = saved.version === 1 ? upgradeSnapshotV1(saved) : saved;
   return {
@@ -1738,6 +1964,13 @@ function upgradeSnapshot(saved: LockSnapshot | LockSnapshotV2 | LockSnapshotV1):
     rulesSetIndex: null,
     carriedOver: NOTHING_CARRIED_OVER,
   };
+}
+
+/** Which behaviour versions a snapshot of `version` is written at (see snapshot()). */
+function snapshotHolds(version: number, behaviour: number): boolean {
+  if (version < 4) return behaviour === BEHAVIOUR_BASE;
+  if (version === 4) return behaviour > BEHAVIOUR_BASE && behaviour < BEHAVIOUR_MULTI_LOCK;
+  return behaviour >= BEHAVIOUR_MULTI_LOCK;
 }
 
 const NOTHING_CARRIED_OVER: CarriedOver = Object.freeze({
@@ -1789,6 +2022,8 @@ function dedupeKey(command: LockCommand): string | null {
         ? `OpenSession/${command.requestId}`
         : `OpenSession@${JSON.stringify(command.identity)}/${command.requestId}`;
     case 'Acquire':
+    case 'AcquireAll':
+      // One key space: a request id names one request of the session, single or set.
       return acquireKey(command.sessionId, command.requestId);
     case 'CloseSession':
     case 'Release':
@@ -1811,13 +2046,6 @@ function dedupeKey(command: LockCommand): string | null {
   }
 }
 
-/** Whether `requestId` is one of the requests told of `grant`, so its Withdraw counts. */
-function toldOf(grant: Grant, requestId: string): boolean {
-  return (
-    grant.requestId !== '' && (grant.requestId === requestId || grant.alsoFor.includes(requestId))
-  );
-}
-
 /** The sessions a command uses, which must be its identity's (issue 15); null: none. */
 function askedOnSessions(
   command: LockCommand,
@@ -1827,15 +2055,12 @@ function askedOnSessions(
       return { identity: command.identity ?? '', ids: command.sessionIds };
     case 'CloseSession':
     case 'Acquire':
+    case 'AcquireAll':
     case 'Release':
       return { identity: command.identity ?? '', ids: [command.sessionId] };
     default:
       return null;
   }
-}
-
-function acquireKey(id: SessionId, requestId: string): string {
-  return `Acquire/${id}/${requestId}`;
 }
 
 const NO_HOLDERS: readonly Holder[] = Object.freeze([]);
@@ -1847,22 +2072,20 @@ const NO_HOLDERS: readonly Holder[] = Object.freeze([]);
  * and its holder were about a fifth of the state machine's heap (issue 12).
  */
 function toRemember(result: LockResult): LockResult {
+  if (result.type === 'AcquiredAll') {
+    return { ...result, locks: result.locks.map((each) => ({ ...each, holders: NO_HOLDERS })) };
+  }
   if (result.type !== 'Acquired' || result.holders.length === 0) return result;
   return { ...result, holders: NO_HOLDERS };
 }
 
-function publicHolder(grant: Holder): Holder {
-  return {
-    sessionId: grant.sessionId,
-    owner: grant.owner,
-    mode: grant.mode,
-    token: grant.token,
-    requestIndex: grant.requestIndex,
-  };
-}
-
-function isIntegerIn(value: number, min: number, max: number): boolean {
-  return Number.isSafeInteger(value) && value >= min && value <= max;
+/** An AcquireAll's answer, which its retries follow (lock-set.ts). */
+function isSetResult(
+  result: LockResult,
+): result is Extract<LockResult, { type: 'AcquiredAll' | 'QueuedAll' | 'NotAcquiredAll' }> {
+  return (
+    result.type === 'AcquiredAll' || result.type === 'QueuedAll' || result.type === 'NotAcquiredAll'
+  );
 }
 
 /** What session() and sessionSummary() tell of a session besides its lock names. */
@@ -1871,7 +2094,7 @@ function sessionFields(session: SessionRecord): Omit<SessionDescription, 'held' 
   return { sessionId, ttlMs, clientName, identity, lastRefreshIndex };
 }
 
-/** Code-unit order, the same everywhere (localeCompare is not). */
-function compareStrings(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
+/** An AcquireAll's lock names in code-unit order, as its set records them. */
+function setNames(command: Extract<LockCommand, { type: 'AcquireAll' }>): string[] {
+  return command.locks.map((claim) => claim.lock).sort(compareStrings);
 }

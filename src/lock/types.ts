@@ -4,6 +4,23 @@ import type { LockLimits } from './limits.ts';
 
 export type LockMode = 'exclusive' | 'shared';
 
+/** One lock of an AcquireAll, in the mode asked for it. */
+export interface LockClaim {
+  readonly lock: string;
+  readonly mode: LockMode;
+}
+
+/**
+ * One edge of a wait-for cycle: `waiter` waits for `lock`, which `blocker` holds in a
+ * mode that excludes the waiter's (`blockerHolds`) or waits for ahead of it in the queue.
+ */
+export interface WaitForHop {
+  readonly waiter: SessionId;
+  readonly lock: string;
+  readonly blocker: SessionId;
+  readonly blockerHolds: boolean;
+}
+
 /**
  * Who asks (issue 15): the identity the node that took the call authenticated, '' for an
  * anonymous caller (no auth configured). Absent means ''. A session belongs to the
@@ -60,6 +77,24 @@ export type LockCommand =
       /** 0 = no limit; otherwise the grant ends this long after it is made. */
       readonly maxHoldMs: number;
       /** 0 = the cluster default; how long the lock stays closed after this holder's session expires. */
+      readonly lockDelayMs: number;
+    } & Asker &
+      Limited)
+  /**
+   * Atomic multi-lock (issue 17; from BEHAVIOUR_MULTI_LOCK, an unknown command type
+   * before): every lock of `locks` at once, each in its mode, or none. While it waits it
+   * holds none of them and keeps its place in each lock's queue. One grant covers the
+   * set, with one token (the granting entry's index); the set's duration fields are
+   * those of Acquire. Releasing, revoking or ending any lock of the set ends it whole.
+   */
+  | ({
+      readonly type: 'AcquireAll';
+      readonly locks: readonly LockClaim[];
+      readonly sessionId: SessionId;
+      readonly waitMs: number;
+      readonly requestId: string;
+      readonly owner: string;
+      readonly maxHoldMs: number;
       readonly lockDelayMs: number;
     } & Asker &
       Limited)
@@ -147,6 +182,8 @@ export interface Holder {
   readonly token: FencingToken;
   /** The index of the Acquire entry; below the token when the request waited. */
   readonly requestIndex: LogIndex;
+  /** Granted by an AcquireAll: every lock of its set, in code-unit order, held as one. */
+  readonly lockSet?: readonly string[];
 }
 
 export interface Waiter {
@@ -158,6 +195,13 @@ export interface Waiter {
   readonly waitMs: number;
   readonly maxHoldMs: number;
   readonly lockDelayMs: number;
+  /** Queued by an AcquireAll: every lock of its set, in code-unit order; it waits in each. */
+  readonly lockSet?: readonly string[];
+  /**
+   * The proposal of the entry that queued the wait, from behaviour version 3
+   * (BEHAVIOUR_ATTEMPT_PROPOSALS); absent before it or for a timer's entry.
+   */
+  readonly proposalId?: string;
 }
 
 /** Why a request was refused. Each maps to one gRPC status at the API edge. */
@@ -184,7 +228,18 @@ export type RejectionCode =
    */
   | 'alreadyWaiting'
   /** The session belongs to another identity than the command's (issue 15). */
-  | 'notSessionOwner';
+  | 'notSessionOwner'
+  /**
+   * An AcquireAll names a lock the session holds under another grant (or in another
+   * mode, or within another set): one grant, one token, must cover the whole set.
+   */
+  | 'alreadyHolding'
+  /**
+   * The Acquire would wait, and its wait would close a cycle of sessions each waiting
+   * for the next (issue 17): refused at once, naming the cycle, instead of waiting until
+   * a TTL ends it. Nothing changed.
+   */
+  | 'deadlock';
 
 /**
  * The result of one command. Deterministic: every replica computes the same result
@@ -209,7 +264,28 @@ export type LockResult =
   | { readonly type: 'Queued'; readonly lock: string; readonly position: number }
   /** A try-lock, or a wait that ran out: not an error, it names the current holders. */
   | { readonly type: 'NotAcquired'; readonly lock: string; readonly holders: readonly Holder[] }
-  | { readonly type: 'Released'; readonly lock: string }
+  /** Every lock of an AcquireAll's set at once, with one token. */
+  | {
+      readonly type: 'AcquiredAll';
+      readonly token: FencingToken;
+      readonly locks: readonly {
+        readonly lock: string;
+        readonly mode: LockMode;
+        readonly holders: readonly Holder[];
+      }[];
+    }
+  /** Waiting in the queue of every lock of the set, at these places. */
+  | {
+      readonly type: 'QueuedAll';
+      readonly locks: readonly { readonly lock: string; readonly position: number }[];
+    }
+  /** A try-lock or a wait that ended for a set: not an error, it names each lock's holders. */
+  | {
+      readonly type: 'NotAcquiredAll';
+      readonly locks: readonly { readonly lock: string; readonly holders: readonly Holder[] }[];
+    }
+  /** `lockSet`: the grant was a set's, and every lock of it was released. */
+  | { readonly type: 'Released'; readonly lock: string; readonly lockSet?: readonly string[] }
   | { readonly type: 'WaitCancelled'; readonly lock: string }
   /** What a Withdraw gave back: the attempt's wait, its grant, or nothing (it had ended). */
   | {
@@ -244,6 +320,8 @@ export type LockResult =
        * request's field from it.
        */
       readonly field?: string;
+      /** For `deadlock`: the cycle, from the refused request's session round to it. */
+      readonly cycle?: readonly WaitForHop[];
     };
 
 export type ReleaseReason = 'release' | 'close' | 'expire' | 'maxHold' | 'revoke';

@@ -8,7 +8,6 @@ import {
   LockTimers,
 } from '../lock/index.ts';
 import {
-  type ConfigChange,
   DEFAULT_RAFT_OPTIONS,
   type Entry,
   type Message,
@@ -28,14 +27,8 @@ import {
 } from './cluster-identity.ts';
 import { decodeEntry, decodeLockSnapshot, encodeEntry } from './entry-codec.ts';
 import { DlmError, unavailable } from './errors.ts';
-import {
-  AddressBook,
-  configReflects,
-  describeChange,
-  type MemberAddress,
-  membershipRefusal,
-  TRANSIENT_REFUSALS,
-} from './membership.ts';
+import { MemberChanges, type MembershipCallOptions } from './member-changes.ts';
+import { AddressBook, type MemberAddress } from './membership.ts';
 import type { PeerMessage } from './peer-message.ts';
 import { claimedSender, peerMessageProblem } from './peer-message-check.ts';
 import { type AppliedProposal, type LateApplyListener, ProposalRegistry } from './proposals.ts';
@@ -109,12 +102,7 @@ export interface WriteOptions {
   readonly trace?: TraceContext;
 }
 
-/** Bounds one membership call (AddMember waits for the new member to catch up). */
-export interface MembershipCallOptions {
-  readonly timeoutMs?: number;
-}
-
-export const DEFAULT_MEMBERSHIP_TIMEOUT_MS = 30_000;
+export { DEFAULT_MEMBERSHIP_TIMEOUT_MS, type MembershipCallOptions } from './member-changes.ts';
 /** How often every node sends its address book to every member (see membership.ts). */
 export const ADDRESS_ANNOUNCE_INTERVAL_MS = 2_000;
 
@@ -123,13 +111,6 @@ export const ADDRESS_ANNOUNCE_INTERVAL_MS = 2_000;
  * apply: long enough for a deposed leader's entries to be committed by its successor.
  */
 const ORPHAN_WATCH_TIMEOUTS = 5;
-
-/**
- * Refusals of an AddMember step that another call for the same node can cause by taking
- * that step first. (Removing a non-member stays an error: nothing tells a node removed
- * by a racing call from one that never was a member.)
- */
-const RACED_REFUSALS: ReadonlySet<string> = new Set(['alreadyMember', 'notALearner']);
 
 export type AppliedListener = (index: LogIndex, output: ApplyOutput) => void;
 /**
@@ -241,6 +222,7 @@ export class DlmNode {
   private readonly transport: Transport;
   private readonly snapshotter: Snapshotter;
   private readonly outbox: RaftOutbox;
+  private readonly memberChanges: MemberChanges;
 
   constructor(
     id: NodeId,
@@ -293,6 +275,7 @@ export class DlmNode {
     // which then wins for the nodes it names. Loading it is no change to save.
     for (const entry of storage.savedAddresses) this.addresses.learn(entry, false);
     this.addressSavesOn = true;
+    this.memberChanges = this.createMemberChanges();
     this.restoreStateMachine(storage.snapshot());
     this.snapshotter = this.createSnapshotter();
     this.transport.onMessage((message) => this.receive(message));
@@ -406,7 +389,7 @@ export class DlmNode {
     const { proposalId, applied } = this.proposals.add(
       startedMs,
       this.options.proposalTimeoutMs,
-      options.lateApply ?? null,
+      options.lateApply === undefined ? null : { listener: options.lateApply, command },
     );
     const data = encodeEntry({ proposalId, command });
     if (this.raft.role !== 'leader') this.forward(proposalId, data, options.trace);
@@ -551,54 +534,21 @@ export class DlmNode {
   // ------------------------------------------------------------------ membership
 
   /**
-   * Adds a member, on the leader: records its addresses and tells every member, adds it
-   * as a learner, waits until it holds everything committed when it joined, then
-   * promotes it to voter. Each change goes through the log and is awaited until it
-   * applied here. Calling it again for a node that stayed a learner (it timed out
-   * catching up) resumes with the catch-up. Resolves with this node's view afterwards.
-   *
-   * Idempotent for one id and address: a call for a voter already at that peer address
-   * succeeds, and so does a call that races another one adding the same node (each step
-   * the other one took first counts as done), so a retried or doubled call never reports
-   * a failure for a node that was added.
+   * Adds a member, on the leader, and resolves with this node's view afterwards (see
+   * MemberChanges.add: learner, catch-up, promotion; idempotent for one id and address).
    */
-  async addMember(member: MemberAddress, options: MembershipCallOptions = {}): Promise<NodeStatus> {
-    const deadlineMs = this.membershipDeadline(options);
-    this.requireLeader(`adding ${member.id}`);
-    const { id } = member;
-    if (this.raft.config.voters.includes(id)) {
-      const known = this.addresses.all().get(id)?.peerAddress ?? '';
-      if (known === member.peerAddress) return this.status();
-      throw new DlmError(
-        'FAILED_PRECONDITION',
-        `${id} is already a voter, reached at ${known || 'an unknown address'}, not ${member.peerAddress}; remove it first to move it`,
-      );
-    }
-    this.refuseBehindBehaviour(id);
-    this.addresses.learn(member, true);
-    // Also when the address was known: the link was closed if the node was removed before.
-    this.addresses.connect(id);
-    this.addresses.announce([...this.memberIds(), id]);
-    if (!this.raft.config.learners.includes(id)) {
-      await this.changeConfig({ type: 'addLearner', nodeId: id }, deadlineMs);
-    }
-    // Caught up: the learner holds every entry committed when it was added (its own
-    // addition included). The core checks the lag again when promoting.
-    const target = this.raft.log.commitIndex;
-    const caughtUp = await this.until(() => {
-      this.requireLeader(`promoting ${id}`);
-      return (this.raft.progressOf(id)?.matchIndex ?? 0) >= target;
-    }, deadlineMs);
-    if (!caughtUp) {
-      this.refuseBehindBehaviour(id);
-      const matchIndex = this.raft.progressOf(id)?.matchIndex ?? 0;
-      throw new DlmError(
-        'DEADLINE_EXCEEDED',
-        `${id} was added as a learner but did not catch up in time (it holds the log up to index ${matchIndex}, it needs ${target}); it stays a learner: check that it runs and that ${member.peerAddress} reaches it, then add it again to promote it`,
-      );
-    }
-    await this.changeConfig({ type: 'promoteLearner', nodeId: id }, deadlineMs);
-    return this.status();
+  addMember(member: MemberAddress, options: MembershipCallOptions = {}): Promise<NodeStatus> {
+    return this.memberChanges.add(member, options);
+  }
+
+  /** Removes a member, on the leader (the leader itself hands over first): MemberChanges.remove. */
+  removeMember(id: NodeId, options: MembershipCallOptions = {}): Promise<NodeStatus> {
+    return this.memberChanges.remove(id, options);
+  }
+
+  /** Hands leadership to `target` (null: the most caught-up voter), on the leader. */
+  transferLeadership(target: NodeId | null, options: MembershipCallOptions = {}): Promise<NodeId> {
+    return this.memberChanges.transferLeadership(target, options);
   }
 
   /**
@@ -612,74 +562,6 @@ export class DlmNode {
       'FAILED_PRECONDITION',
       `${id} runs a binary that applies lock behaviour versions up to ${this.behaviourClaims.claimOf(id)}, but the cluster applies version ${version}: it would apply entries differently. Run a release that supports version ${version} on ${id}, then add it again`,
     );
-  }
-
-  /**
-   * Removes a member (voter or learner), on the leader, and waits until the change
-   * applied here. To remove the leader itself, it first hands leadership to another
-   * voter and answers UNAVAILABLE with the new leader as hint, so the retry removes it
-   * from there: the cluster is without a leader for a transfer, not for an election
-   * timeout. (Were the transfer to fail, the removal would still work: the removed
-   * leader steps down once it applies, and the others elect a new one.)
-   */
-  async removeMember(id: NodeId, options: MembershipCallOptions = {}): Promise<NodeStatus> {
-    const deadlineMs = this.membershipDeadline(options);
-    this.requireLeader(`removing ${id}`);
-    // With 2 voters the core refuses the removal anyway (one voter must not remain).
-    if (id === this.id && this.raft.config.voters.length > 2) {
-      const leader = await this.transferLeadership(null, options).catch(() => this.id);
-      if (leader !== this.id) {
-        throw unavailable(
-          `${id} handed leadership to ${leader} before its removal; retry there`,
-          leader,
-        );
-      }
-    }
-    await this.changeConfig({ type: 'removeNode', nodeId: id }, deadlineMs);
-    return this.status();
-  }
-
-  /**
-   * Hands leadership to `target`, or to the most caught-up voter when null, on the
-   * leader. Resolves with the new leader once this node follows it.
-   */
-  async transferLeadership(
-    target: NodeId | null,
-    options: MembershipCallOptions = {},
-  ): Promise<NodeId> {
-    const deadlineMs = this.membershipDeadline(options);
-    this.requireLeader('transferring leadership');
-    const chosen = target ?? this.bestTransferTarget();
-    if (chosen === null) {
-      throw new DlmError(
-        'FAILED_PRECONDITION',
-        `${this.id} is the only voter: no one can take over`,
-      );
-    }
-    const result = this.raft.transferLeadership(chosen);
-    if (!result.ok) {
-      if (result.reason === 'alreadyLeader') return this.id;
-      if (result.reason === 'notAVoter') {
-        throw new DlmError('FAILED_PRECONDITION', `${chosen} is not a voter, so it cannot lead`);
-      }
-      throw unavailable(`${this.id} is no longer the leader`, this.raft.leaderId);
-    }
-    this.kick();
-    for (;;) {
-      this.checkRunning();
-      const leader = this.raft.leaderId;
-      if (this.raft.role !== 'leader' && leader !== null) return leader;
-      if (this.raft.role === 'leader' && this.raft.transferee === null) {
-        throw new DlmError(
-          'DEADLINE_EXCEEDED',
-          `the transfer to ${chosen} was abandoned: it did not catch up and win an election within an election timeout`,
-        );
-      }
-      if (this.clock.nowMs() >= deadlineMs) {
-        throw new DlmError('DEADLINE_EXCEEDED', `leadership did not move to ${chosen} in time`);
-      }
-      await this.scheduler.sleep(this.options.tickIntervalMs);
-    }
   }
 
   /** The addresses this node knows, by member (see membership.ts). */
@@ -728,77 +610,6 @@ export class DlmNode {
       this.stopOnFailure(error);
     } finally {
       this.addressSave = null;
-    }
-  }
-
-  private membershipDeadline(options: MembershipCallOptions): number {
-    this.checkRunning();
-    return this.clock.nowMs() + (options.timeoutMs ?? DEFAULT_MEMBERSHIP_TIMEOUT_MS);
-  }
-
-  private requireLeader(what: string): void {
-    this.checkRunning();
-    if (this.raft.role !== 'leader') {
-      throw unavailable(`${what}: ${this.id} is not the leader`, this.raft.leaderId);
-    }
-  }
-
-  /**
-   * Proposes one config change and waits until it applied on this node. Refusals that
-   * pass (another change in flight, a learner still catching up) are retried until
-   * the deadline.
-   */
-  private async changeConfig(change: ConfigChange, deadlineMs: number): Promise<void> {
-    for (;;) {
-      this.checkRunning();
-      const result = this.raft.proposeConfigChange(change);
-      if (result.ok) {
-        this.kick();
-        const applied = await this.until(
-          () => this.raft.log.appliedIndex >= result.index,
-          deadlineMs,
-        );
-        if (!applied) {
-          throw new DlmError(
-            'DEADLINE_EXCEEDED',
-            `${describeChange(change)} was proposed at index ${result.index} but did not apply in time`,
-          );
-        }
-        if (!configReflects(this.raft.config, change)) {
-          throw unavailable(
-            `${describeChange(change)} was lost in a change of leader; retry`,
-            this.raft.leaderId,
-          );
-        }
-        return;
-      }
-      if (RACED_REFUSALS.has(result.reason) && (await this.doneByAnother(change, deadlineMs)))
-        return;
-      if (!TRANSIENT_REFUSALS.has(result.reason) || this.clock.nowMs() >= deadlineMs) {
-        throw membershipRefusal(change, result.reason, result.leaderId);
-      }
-      await this.scheduler.sleep(this.options.tickIntervalMs);
-    }
-  }
-
-  /**
-   * A change refused because the config already shows it (another call made it): done
-   * once what is in the log up to now has applied here, as our own would have been.
-   */
-  private async doneByAnother(change: ConfigChange, deadlineMs: number): Promise<boolean> {
-    if (!configReflects(this.raft.config, change)) return false;
-    const last = this.raft.log.lastIndex();
-    const applied = await this.until(() => this.raft.log.appliedIndex >= last, deadlineMs);
-    return applied && configReflects(this.raft.config, change);
-  }
-
-  /** Polls `check` every tick until it holds (true) or the deadline passes (false). */
-  private async until(check: () => boolean, deadlineMs: number): Promise<boolean> {
-    for (;;) {
-      this.checkRunning();
-      if (check()) return true;
-      if (this.clock.nowMs() >= deadlineMs) return false;
-      await this.scheduler.sleep(this.options.tickIntervalMs);
     }
   }
 
@@ -1300,7 +1111,7 @@ export class DlmNode {
       return;
     }
     const payload = decodeEntry(entry.data);
-    const output = this.locks.apply(entry.index, payload.command);
+    const output = this.locks.apply(entry.index, payload.command, payload.proposalId);
     // A binary older than the raise started on this data must find a snapshot it
     // refuses, not a log in which the raise is an unknown command (behaviour.ts).
     if (output.result.type === 'BehaviourSet') this.snapshotter.takeSoon();
@@ -1323,7 +1134,26 @@ export class DlmNode {
     if (snapshot.data.byteLength > 0) this.locks.restore(decodeLockSnapshot(snapshot.data));
     this.locks.skipTo(snapshot.metadata.index);
     this.timers.restore(this.locks, this.clock.nowMs());
-    this.proposals.restored(snapshot.metadata.index);
+    this.proposals.restored(snapshot.metadata.index, (command, proposalId) =>
+      this.locks.attemptsOf(command, proposalId),
+    );
+  }
+
+  private createMemberChanges(): MemberChanges {
+    return new MemberChanges({
+      id: this.id,
+      raft: this.raft,
+      addresses: this.addresses,
+      clock: this.clock,
+      scheduler: this.scheduler,
+      tickIntervalMs: this.options.tickIntervalMs,
+      checkRunning: () => this.checkRunning(),
+      kick: () => this.kick(),
+      status: () => this.status(),
+      memberIds: () => this.memberIds(),
+      refuseBehindBehaviour: (id) => this.refuseBehindBehaviour(id),
+      bestTransferTarget: () => this.bestTransferTarget(),
+    });
   }
 
   private createSnapshotter(): Snapshotter {

@@ -1,10 +1,17 @@
-import type { LockResult } from '../lock/index.ts';
+import type { AttemptsOfProposal, LockCommand, LockResult } from '../lock/index.ts';
 import type { LogIndex, NodeId } from '../util/ids.ts';
 import { DlmError, unavailable } from './errors.ts';
 
 export interface AppliedProposal {
+  /** The index the result is true at: the write's entry, unless `attemptIndex` is set. */
   readonly index: LogIndex;
   readonly result: LockResult;
+  /**
+   * The write's own entry, when the result describes a later index: a write answered
+   * from a restored snapshot is told of its grant as of the snapshot (the wait may have
+   * been granted after its entry), while giving it back names its entry.
+   */
+  readonly attemptIndex?: LogIndex;
 }
 
 /**
@@ -14,6 +21,21 @@ export interface AppliedProposal {
  */
 export type LateApplyListener = (applied: AppliedProposal) => void;
 
+/** A write's listener for a late apply, and the command it wrote (to find it in a snapshot). */
+export interface LateApplyWatch {
+  readonly listener: LateApplyListener;
+  readonly command: LockCommand;
+}
+
+/**
+ * What the state machine restored from a snapshot shows of the write `proposalId` (of
+ * `command`): its open attempts and what is true of it now; null if it shows none.
+ */
+export type AttemptsInSnapshot = (
+  command: LockCommand,
+  proposalId: string,
+) => AttemptsOfProposal | null;
+
 interface PendingProposal {
   readonly resolve: (applied: AppliedProposal) => void;
   readonly reject: (error: DlmError) => void;
@@ -21,11 +43,11 @@ interface PendingProposal {
   readonly deadlineMs: number;
   /** Where the entry went, once the leader said so. */
   index: LogIndex | null;
-  readonly lateApply: LateApplyListener | null;
+  readonly lateApply: LateApplyWatch | null;
 }
 
 interface OrphanedProposal {
-  readonly lateApply: LateApplyListener;
+  readonly lateApply: LateApplyWatch;
   readonly forgetAtMs: number;
 }
 
@@ -70,7 +92,7 @@ export class ProposalRegistry {
   add(
     nowMs: number,
     timeoutMs: number,
-    lateApply: LateApplyListener | null = null,
+    lateApply: LateApplyWatch | null = null,
   ): { proposalId: string; applied: Promise<AppliedProposal> } {
     if (this.pending.size >= this.pendingMax) {
       throw new DlmError(
@@ -170,11 +192,7 @@ export class ProposalRegistry {
         this.pending.delete(proposalId);
         proposal.resolve({ index, result });
       }
-      const orphan = this.orphans.get(proposalId);
-      if (orphan !== undefined) {
-        this.orphans.delete(proposalId);
-        orphan.lateApply({ index, result });
-      }
+      this.tellOrphan(proposalId, [index], result);
     }
     if (placedId !== undefined && placedId !== proposalId) {
       this.fail(placedId, overwritten(placedId, index));
@@ -182,15 +200,64 @@ export class ProposalRegistry {
   }
 
   /**
-   * A snapshot replaced the log up to `index`: writes placed there can no longer be told
-   * apart, so they fail as UNAVAILABLE and their clients retry with the same request id.
+   * A snapshot replaced the log up to `index`: this node will never apply the entries it
+   * covers, so it asks the restored state machine (`attemptsIn`) about each watched
+   * write, wherever it was placed (runtime seed 12158: an orphan covered by a snapshot
+   * was never told, and its grant stayed with a live session).
+   * - A pending write found there is answered with what is true of it now: its place
+   *   in the queue at its entry's index, or its grant at the snapshot's index; failed as
+   *   UNAVAILABLE if that ended (its retry learns the end). Failing one that still held had it withdrawn,
+   *   and the client's retry refused as grantEnded (review test restored-attempts).
+   * - Other writes placed there fail as UNAVAILABLE: the slot holds another entry.
+   * - An orphan's listener is told of each open attempt found.
    */
-  restored(index: LogIndex): void {
+  restored(index: LogIndex, attemptsIn: AttemptsInSnapshot): void {
     this.appliedIndex = Math.max(this.appliedIndex, index);
-    for (const [placedIndex, id] of [...this.placedAt]) {
-      if (placedIndex <= index)
-        this.fail(id, unavailable(`the entry for ${id} was replaced by a snapshot`));
+    for (const [id, proposal] of [...this.pending]) {
+      if (proposal.lateApply === null) continue;
+      const found = attemptsIn(proposal.lateApply.command, id);
+      const [first] = found?.indexes ?? [];
+      if (found === null || first === undefined) continue;
+      if (found.now === null) this.fail(id, replaced(id));
+      else if (found.now.type === 'Queued' || found.now.type === 'QueuedAll')
+        this.complete(id, proposal, { index: first, result: found.now });
+      // Holders and token as of the snapshot: at its own entry it may still have waited
+      // (review test rev2-resolved-header).
+      else this.complete(id, proposal, { index, result: found.now, attemptIndex: first });
     }
+    for (const [placedIndex, id] of [...this.placedAt]) {
+      if (placedIndex <= index) this.fail(id, replaced(id));
+    }
+    this.tellOrphansIn(attemptsIn);
+  }
+
+  /** Tells each orphan of the open attempts the snapshot shows. Protected so a test can skip it. */
+  protected tellOrphansIn(attemptsIn: AttemptsInSnapshot): void {
+    for (const [id, orphan] of [...this.orphans]) {
+      const found = attemptsIn(orphan.lateApply.command, id);
+      if (found === null || found.now === null) continue;
+      this.tellOrphan(id, found.indexes, found.now);
+    }
+  }
+
+  /**
+   * Tells an orphan's listener of the entries that carried it (each an attempt of its
+   * own: a forward delivered twice applies twice), then stops watching it. A copy that
+   * applies after that is not told; no transport delivers a forward twice today.
+   */
+  private tellOrphan(proposalId: string, indexes: readonly LogIndex[], result: LockResult): void {
+    const orphan = this.orphans.get(proposalId);
+    if (orphan === undefined) return;
+    this.orphans.delete(proposalId);
+    for (const index of indexes) orphan.lateApply.listener({ index, result });
+  }
+
+  private complete(proposalId: string, proposal: PendingProposal, applied: AppliedProposal): void {
+    this.pending.delete(proposalId);
+    if (proposal.index !== null && this.placedAt.get(proposal.index) === proposalId) {
+      this.placedAt.delete(proposal.index);
+    }
+    proposal.resolve(applied);
   }
 
   /** Fails writes past their deadline, and stops watching old orphans. */
@@ -226,4 +293,8 @@ export class ProposalRegistry {
 
 function overwritten(proposalId: string, index: number): DlmError {
   return unavailable(`the entry for ${proposalId} at index ${index} was overwritten`);
+}
+
+function replaced(proposalId: string): DlmError {
+  return unavailable(`the entry for ${proposalId} was replaced by a snapshot`);
 }

@@ -35,6 +35,8 @@ describe('the error table', () => {
       modeMismatch: status.FAILED_PRECONDITION,
       grantEnded: status.FAILED_PRECONDITION,
       alreadyWaiting: status.FAILED_PRECONDITION,
+      alreadyHolding: status.FAILED_PRECONDITION,
+      deadlock: status.ABORTED,
       notSessionOwner: status.PERMISSION_DENIED,
       unauthenticated: status.UNAUTHENTICATED,
       permissionDenied: status.PERMISSION_DENIED,

@@ -127,7 +127,9 @@ describe('reading the committed log from the nodes', () => {
     const machine = new LockStateMachine();
     machine.skipTo(logIndex(1));
     for (const entry of LOG.slice(0, 4)) {
-      if (entry.kind === 'normal') machine.apply(entry.index, decodeEntry(entry.data).command);
+      if (entry.kind !== 'normal') continue;
+      const { command, proposalId } = decodeEntry(entry.data);
+      machine.apply(entry.index, command, proposalId);
     }
     await storage.createSnapshot(logIndex(5), BOOTSTRAP, encodeLockSnapshot(machine.snapshot()));
     if (compact) await storage.compact(logIndex(5));

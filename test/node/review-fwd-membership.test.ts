@@ -36,7 +36,7 @@ function sessionsNamed(node: DlmNode, clientName: string): number[] {
 type Internals = any;
 
 async function changeConfig(node: DlmNode, change: ConfigChange): Promise<void> {
-  await (node as Internals).changeConfig(change, Date.now() + 5_000);
+  await (node as Internals).memberChanges.changeConfig(change, Date.now() + 5_000);
 }
 
 /** Retries like a client (same request id) and records each failure's code and message. */

@@ -7,7 +7,11 @@
  * Rejected results are modelled by `type` and `code` only; `detail` is free text that
  * the unit tests check instead.
  */
-import { LOCK_LIMIT_CEILINGS, type LockLimits } from '../../src/lock/limits.ts';
+import {
+  LOCK_LIMIT_CEILINGS,
+  type LockLimits,
+  type RequiredLockLimitName,
+} from '../../src/lock/limits.ts';
 import type { LockCommand, LockMode } from '../../src/lock/types.ts';
 
 const CEILINGS = LOCK_LIMIT_CEILINGS;
@@ -480,6 +484,10 @@ export class LockModel {
         return { type: 'SessionClosed', sessionId: command.sessionId };
       }
 
+      case 'AcquireAll':
+        // This model stays below BEHAVIOUR_MULTI_LOCK: an unknown command type there.
+        return rejected('invalidArgument');
+
       case 'ExpireSession': {
         const session = this.findSession(command.sessionId);
         if (session === undefined) return { type: 'Stale' };
@@ -746,7 +754,7 @@ export class LockModel {
       const value = record[field];
       const min = field === 'lockDelayMs' ? 0 : 1;
       if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) return false;
-      if (value > CEILINGS[field as keyof LockLimits]) return false;
+      if (value > CEILINGS[field as RequiredLockLimitName]) return false;
     }
     return (
       rules.sessionTtlMsMin <= rules.sessionTtlMsMax && rules.lockDelayMs <= rules.lockDelayMsMax

@@ -1,11 +1,31 @@
 import { describe, expect, it } from 'vitest';
-import type { LockResult } from '../../src/lock/index.ts';
+import type { AttemptsOfProposal, LockCommand, LockResult } from '../../src/lock/index.ts';
 import { DlmError } from '../../src/node/errors.ts';
-import { ProposalRegistry } from '../../src/node/proposals.ts';
-import { type LogIndex, logIndex, nodeId } from '../../src/util/ids.ts';
+import {
+  type AppliedProposal,
+  type LateApplyWatch,
+  ProposalRegistry,
+} from '../../src/node/proposals.ts';
+import { fencingToken, type LogIndex, logIndex, nodeId, sessionId } from '../../src/util/ids.ts';
 
 const RESULT: LockResult = { type: 'Released', lock: 'x' };
 const at = (index: number): LogIndex => logIndex(index);
+const ACQUIRE: LockCommand = {
+  type: 'Acquire',
+  lock: 'x',
+  sessionId: sessionId(1),
+  requestId: 'r1',
+  mode: 'exclusive',
+  waitMs: 0,
+  owner: '',
+  maxHoldMs: 0,
+  lockDelayMs: 0,
+};
+const NOWHERE = (): null => null;
+
+function watch(listener: (applied: AppliedProposal) => void): LateApplyWatch {
+  return { listener, command: ACQUIRE };
+}
 
 function registry(pendingMax = 10, bootId = 'boot-a'): ProposalRegistry {
   return new ProposalRegistry(nodeId('n1'), bootId, pendingMax, 5_000);
@@ -65,7 +85,7 @@ describe('ProposalRegistry', () => {
     const later = proposals.add(0, 1_000);
     proposals.placed(covered.proposalId, at(3));
     proposals.placed(later.proposalId, at(12));
-    proposals.restored(at(10));
+    proposals.restored(at(10), NOWHERE);
     expect(await codeOf(covered.applied)).toBe('UNAVAILABLE');
     expect(proposals.size).toBe(1);
   });
@@ -109,9 +129,21 @@ describe('ProposalRegistry', () => {
   it('tells the late-apply listener when a write its caller was told failed applies after all', async () => {
     const proposals = registry();
     const late: number[] = [];
-    const timedOut = proposals.add(0, 100, (applied) => late.push(applied.index));
-    const unplaced = proposals.add(0, 1_000, (applied) => late.push(applied.index));
-    const refused = proposals.add(0, 1_000, (applied) => late.push(applied.index));
+    const timedOut = proposals.add(
+      0,
+      100,
+      watch((applied) => late.push(applied.index)),
+    );
+    const unplaced = proposals.add(
+      0,
+      1_000,
+      watch((applied) => late.push(applied.index)),
+    );
+    const refused = proposals.add(
+      0,
+      1_000,
+      watch((applied) => late.push(applied.index)),
+    );
     proposals.placed(timedOut.proposalId, at(3));
     proposals.fail(refused.proposalId, new DlmError('UNAVAILABLE', 'not the leader'));
     proposals.expire(100);
@@ -126,11 +158,61 @@ describe('ProposalRegistry', () => {
     expect(proposals.orphanCount).toBe(0);
   });
 
+  it('asks a restored snapshot about every watched write, wherever it was placed (seed 12158)', async () => {
+    const proposals = registry();
+    const late: number[] = [];
+    const listen = () => watch((applied) => late.push(applied.index));
+    const orphaned = proposals.add(0, 100, listen());
+    const holding = proposals.add(0, 1_000, listen());
+    const ended = proposals.add(0, 1_000, listen());
+    const missing = proposals.add(0, 1_000, listen());
+    const beyond = proposals.add(0, 1_000, listen());
+    proposals.placed(beyond.proposalId, at(20));
+    proposals.expire(100);
+    expect(await codeOf(orphaned.applied)).toBe('DEADLINE_EXCEEDED');
+    const granted: LockResult = {
+      type: 'Acquired',
+      lock: 'x',
+      token: fencingToken(9),
+      mode: 'exclusive',
+      holders: [],
+    };
+    // What the restored state shows; its index says nothing of where each applied.
+    const shown = new Map<string, AttemptsOfProposal>([
+      // A forward delivered twice: two attempts, both given back.
+      [orphaned.proposalId, { indexes: [at(4), at(6)], now: granted }],
+      [holding.proposalId, { indexes: [at(7)], now: granted }],
+      [ended.proposalId, { indexes: [at(8)], now: null }],
+    ]);
+    proposals.restored(at(10), (command, proposalId) => {
+      expect(command).toBe(ACQUIRE);
+      return shown.get(proposalId) ?? null;
+    });
+    expect(late).toEqual([4, 6]);
+    // A caller still waiting is told its grant as of the snapshot, which may have come
+    // after its own entry; giving it back names that entry.
+    await expect(holding.applied).resolves.toEqual({
+      index: 10,
+      attemptIndex: 7,
+      result: granted,
+    });
+    expect(await codeOf(ended.applied)).toBe('UNAVAILABLE');
+    // Not in the snapshot and not placed in it: it may still apply, and is still pending.
+    expect(proposals.size).toBe(2);
+    expect(proposals.orphanCount).toBe(0);
+    proposals.applied(at(11), missing.proposalId, RESULT);
+    await expect(missing.applied).resolves.toEqual({ index: 11, result: RESULT });
+  });
+
   it('stops watching failed writes after the watch time, and keeps at most pendingMax', async () => {
     const proposals = registry(2);
     const late: number[] = [];
     for (let i = 0; i < 3; i++) {
-      const { applied } = proposals.add(i, 10, (each) => late.push(each.index));
+      const { applied } = proposals.add(
+        i,
+        10,
+        watch((each) => late.push(each.index)),
+      );
       await Promise.resolve();
       proposals.expire(i + 10);
       await codeOf(applied);

@@ -1,7 +1,11 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DlmClient } from '../../client/index.ts';
-import { DEFAULT_LOCK_LIMITS, type LockLimits } from '../../lock/limits.ts';
+import {
+  DEFAULT_LOCK_LIMITS,
+  type LockLimits,
+  type RequiredLockLimitName,
+} from '../../lock/limits.ts';
 import { type BenchErrors, mergeErrors } from './bench-errors.ts';
 import type { Cleanup } from './cleanup.ts';
 import type { DlmConfigExtra } from './dlm-cluster.ts';
@@ -44,7 +48,7 @@ export function limitsFor(wanted: Partial<LockLimits>): {
 } {
   const raised: RaisedLimit[] = [];
   const lock: Record<string, number> = {};
-  for (const [field, value] of Object.entries(wanted) as [keyof LockLimits, number][]) {
+  for (const [field, value] of Object.entries(wanted) as [RequiredLockLimitName, number][]) {
     const from = DEFAULT_LOCK_LIMITS[field];
     if (value > from) {
       lock[field] = value;

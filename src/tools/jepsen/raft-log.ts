@@ -297,8 +297,8 @@ function replay(committed: Committed, machine: LockStateMachine, problems: strin
       machine.skipTo(entry.index);
       continue;
     }
-    const { command } = decodeEntry(entry.data);
-    const output = machine.apply(entry.index, command);
+    const { command, proposalId } = decodeEntry(entry.data);
+    const output = machine.apply(entry.index, command, proposalId);
     results.set(entry.index, output.result);
     const key = requestKeyOf(command);
     const landed = key === null ? undefined : requests.get(key);

@@ -8,6 +8,7 @@ import {
 } from '../../../src/lock/index.ts';
 import { DlmNode } from '../../../src/node/node.ts';
 import { ProposalRegistry } from '../../../src/node/proposals.ts';
+import type { LogIndex } from '../../../src/util/ids.ts';
 import { CountsOwnCopyBeforePersisting } from '../bugs.ts';
 import { buildNode, type RuntimeBugs } from './runner.ts';
 
@@ -77,6 +78,16 @@ class MatchesIdAlone extends ProposalRegistry {
   }
 }
 
+/**
+ * Fails the writes a restored snapshot covers without asking it whether they applied, as
+ * before runtime seed 12158: a grant its caller gave up on stays with a live session.
+ */
+class IgnoresRestoredAttempts extends ProposalRegistry {
+  override restored(index: LogIndex): void {
+    super.restored(index, () => null);
+  }
+}
+
 function subclass(Node: typeof DlmNode): RuntimeBugs {
   return { createNode: (parts) => buildNode(Node, parts) };
 }
@@ -126,6 +137,13 @@ export const INJECTED_RUNTIME_BUGS = {
     },
   },
   giveBackByEntryIndex: stateMachine(WithdrawsByIndex),
+  ignoresRestoredAttempts: {
+    createNode: (parts) => {
+      const node = buildNode(DlmNode, parts);
+      Object.setPrototypeOf(Reflect.get(node, 'proposals'), IgnoresRestoredAttempts.prototype);
+      return node;
+    },
+  },
   writesBeforeRules: subclass(WritesBeforeRules),
   raisesIgnoringStamps: subclass(RaisesIgnoringStamps),
 } as const satisfies Record<string, RuntimeBugs>;

@@ -230,7 +230,7 @@ export class RuntimeChecker {
         `Rules: ${describeCommand(entry.command)} committed at ${index} before any SetRules: each node would apply it under its own file's rules`,
       );
     }
-    const output = this.reference.apply(logIndex(index), entry.command);
+    const output = this.reference.apply(logIndex(index), entry.command, entry.proposalId);
     this.reference.checkInvariants();
     entry.output = output;
     if (output.result.type === 'RulesSet')

@@ -1,0 +1,140 @@
+import type { LogIndex, SessionId } from '../util/ids.ts';
+import type { HolderMap } from './holder-map.ts';
+import type { Holder, RejectionCode, Waiter, WaitForHop } from './types.ts';
+
+/**
+ * The lock state machine's own records and refusals, shared by its modules
+ * (state-machine.ts, lock-set.ts). Nothing here is replicated differently from before:
+ * these are the shapes the state machine has always kept.
+ */
+
+/** A grant, plus what the runtime needs to end it on time. */
+export interface Grant extends Holder {
+  readonly maxHoldMs: number;
+  readonly lockDelayMs: number;
+  /**
+   * The Acquire request the grant was made for, so that a Withdraw of it can find it;
+   * '' when no request may give it back (see `alsoFor`).
+   */
+  readonly requestId: string;
+  /**
+   * Later requests of the same session that were told of this grant (re-acquires).
+   * Any of their callers may hold it, so a Withdraw gives it back only once every
+   * request that was told of it was withdrawn. Bounded: past TOLD_REQUESTS_MAX the
+   * grant becomes no request's (requestId '').
+   */
+  readonly alsoFor: readonly string[];
+}
+
+export const TOLD_REQUESTS_MAX = 16;
+
+export interface SessionRecord {
+  readonly id: SessionId;
+  readonly ttlMs: number;
+  readonly clientName: string;
+  /** The identity that opened it ('' anonymous); only it may use the session. */
+  readonly identity: string;
+  lastRefreshIndex: LogIndex;
+  /** Names of the locks this session holds or waits for. */
+  readonly held: Set<string>;
+  readonly waiting: Set<string>;
+}
+
+export interface LockRecord {
+  readonly name: string;
+  /** Current grants in grant order. All exclusive (then exactly one) or all shared. */
+  readonly holders: HolderMap<SessionId, Grant>;
+  /** FIFO queue of waiting Acquires. */
+  readonly waiters: Waiter[];
+  /**
+   * Every lock-delay placed on the lock and not yet ended, oldest first. The lock stays
+   * closed to new grants until all have ended: a shorter delay placed later must not
+   * cut short a longer one (each expired holder asked for its own). Bounded: a closed
+   * lock gets no new holders, so there is at most one delay per holder it had when it
+   * closed.
+   */
+  readonly delays: LockDelay[];
+}
+
+/** A lock-delay: placed by the expiry entry at `index`, for `delayMs` from that entry. */
+export interface LockDelay {
+  readonly index: LogIndex;
+  readonly delayMs: number;
+}
+
+export class Rejection extends Error {
+  constructor(
+    readonly code: RejectionCode,
+    readonly detail: string,
+    readonly field: string | null,
+    /** For `deadlock`: the cycle the wait would close. */
+    readonly cycle: readonly WaitForHop[] | null = null,
+  ) {
+    super(detail);
+  }
+}
+
+export function reject(code: RejectionCode, detail: string): never {
+  throw new Rejection(code, detail, null);
+}
+
+/** A field of the command is wrong: the detail is `${field} ${problem}`. */
+export function rejectField(field: string, problem: string): never {
+  throw new Rejection('invalidArgument', `${field} ${problem}`, field);
+}
+
+/** Whether `requestId` is one of the requests told of `grant`, so its Withdraw counts. */
+export function toldOf(grant: Grant, requestId: string): boolean {
+  return (
+    grant.requestId !== '' && (grant.requestId === requestId || grant.alsoFor.includes(requestId))
+  );
+}
+
+export function acquireKey(id: SessionId, requestId: string): string {
+  return `Acquire/${id}/${requestId}`;
+}
+
+/** What Describe and answers show of a grant; a set's names only for a set's grant. */
+export function publicHolder(grant: Holder): Holder {
+  const holder: Holder = {
+    sessionId: grant.sessionId,
+    owner: grant.owner,
+    mode: grant.mode,
+    token: grant.token,
+    requestIndex: grant.requestIndex,
+  };
+  return grant.lockSet === undefined ? holder : { ...holder, lockSet: grant.lockSet };
+}
+
+/**
+ * The `alsoFor` of every grant no later request was told of (nearly all): one shared
+ * empty list rather than 32 bytes of heap per held lock. Frozen, since it is shared;
+ * grants are replaced, never edited.
+ */
+export const TOLD_NO_OTHERS: readonly string[] = Object.freeze([]);
+
+/** `grant` as told of to `requestId` too (a re-acquire under another request). */
+export function toldAlso(grant: Grant, requestId: string): Grant {
+  if (grant.requestId === '' || toldOf(grant, requestId)) return grant;
+  if (grant.alsoFor.length >= TOLD_REQUESTS_MAX) {
+    return { ...grant, requestId: '', alsoFor: TOLD_NO_OTHERS };
+  }
+  return { ...grant, alsoFor: [...grant.alsoFor, requestId] };
+}
+
+/** The locks a grant or queue place stands for: its set's, or its own lock's alone. */
+export function namesOf(
+  entry: { readonly lockSet?: readonly string[] },
+  lock: string,
+): readonly string[] {
+  return entry.lockSet ?? [lock];
+}
+
+export function isIntegerIn(value: number, min: number, max: number): boolean {
+  return Number.isSafeInteger(value) && value >= min && value <= max;
+}
+
+/** Code-unit order, the same everywhere (localeCompare is not). */
+export function compareStrings(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
