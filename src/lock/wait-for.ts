@@ -27,7 +27,9 @@ export interface WaitForView {
   /** The lock's queue, front first, by session and mode. */
   queueOf(lock: string): readonly WaitingPlace[];
   /** The lock's holders, in grant order (one exclusive, or all shared). */
-  holdersOf(lock: string): ReadonlyMap<SessionId, Pick<Holder, 'sessionId' | 'mode'>>;
+  holdersOf(lock: string): {
+    values(): IterableIterator<Pick<Holder, 'sessionId' | 'mode'>>;
+  };
 }
 
 export interface WaitingPlace {

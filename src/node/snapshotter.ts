@@ -3,7 +3,7 @@ import type { ClusterConfig } from '../raft/types.ts';
 import type { WritableStorage } from '../storage/index.ts';
 import { assert } from '../util/assert.ts';
 import { type LogIndex, logIndex } from '../util/ids.ts';
-import { encodeLockSnapshotInSlices } from './entry-codec.ts';
+import { encodeLockSnapshotInParts } from './entry-codec.ts';
 
 /**
  * Takes snapshots of the applied state and compacts the log behind them, without
@@ -193,18 +193,19 @@ export class Snapshotter {
     started: { startedAtMs: number; captureMs: number },
   ): Promise<void> {
     const encodeStart = performance.now();
-    const data = await encodeLockSnapshotInSlices(state, this.options.pause ?? turnOfEventLoop);
+    // In pieces, which the storage copies straight into the value it writes (issue 12).
+    const parts = await encodeLockSnapshotInParts(state, this.options.pause ?? turnOfEventLoop);
     const writeStart = performance.now();
     // A snapshot from the leader was installed meanwhile: it covers more than this one.
     if (index <= this.host.storage.snapshot().metadata.index) return;
-    const stored = await this.host.storage.createSnapshot(index, config, data);
+    const stored = await this.host.storage.createSnapshot(index, config, parts);
     // Overtaken by a newer snapshot from the leader: that one covers more.
     if (stored === null) return;
     this.compactTarget = Math.max(this.compactTarget, index - this.options.compactionRetainEntries);
     if (this.compactionBacklog() > 0) this.host.compactionDue?.();
     this.host.snapshotted({
       index,
-      bytes: data.byteLength,
+      bytes: stored.data.byteLength,
       captureMs: started.captureMs,
       encodeMs: writeStart - encodeStart,
       writeMs: performance.now() - writeStart,

@@ -3,7 +3,7 @@ import type { MemoryStorage } from '../raft/storage.ts';
 import type { ClusterConfig, Entry, Snapshot } from '../raft/types.ts';
 import { assert } from '../util/assert.ts';
 import { type LogIndex, logIndex } from '../util/ids.ts';
-import { encodeSnapshotInSlices } from './codec.ts';
+import { encodeSnapshotPartsInSlices } from './codec.ts';
 import {
   type BatchOp,
   type Bytes,
@@ -23,6 +23,7 @@ import { type Bootstrap, loadAddresses, loadIdentity, loadMirror } from './level
 import { MirroredReads } from './mirrored-reads.ts';
 import type {
   PersistBatch,
+  SnapshotBytes,
   StoredAddress,
   StoredIdentity,
   WritableStorage,
@@ -173,7 +174,7 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
   async createSnapshot(
     index: LogIndex,
     config: ClusterConfig,
-    data: Uint8Array,
+    data: SnapshotBytes,
   ): Promise<Snapshot | null> {
     assert(!this.snapshotInFlight, 'createSnapshot while another is in flight');
     assert(!this.closed, `write to closed storage ${this.path}`);
@@ -183,10 +184,12 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
     if (this.overtaken(index)) return null;
     const snapshotTerm = this.mirror.term(index);
     assert(snapshotTerm !== undefined, `no term known at snapshot index ${index}`);
-    const snapshot: Snapshot = { metadata: { index, term: snapshotTerm, config }, data };
+    const metadata = { index, term: snapshotTerm, config };
+    const parts = data instanceof Uint8Array ? [data] : data;
+    let value: Uint8Array;
     this.snapshotInFlight = true;
     try {
-      const value = await encodeSnapshotInSlices(snapshot, turnOfEventLoop);
+      value = await encodeSnapshotPartsInSlices(metadata, parts, turnOfEventLoop);
       // The Raft writes went on meanwhile: the leader's snapshot may have come.
       if (this.overtaken(index) || index < this.mirror.snapshot().metadata.index) return null;
       this.newestSnapshotIssued = index;
@@ -195,8 +198,10 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
       this.snapshotInFlight = false;
     }
     // Writes resolve in the order issued, so a newer snapshot issued after this one has
-    // not reached the mirror yet.
-    return this.mirror.createSnapshot(index, config, data);
+    // not reached the mirror yet. The data is kept as a view of the value written: the
+    // pieces were copied into it once, and no other copy of the whole is made.
+    const dataBytes = parts.reduce((sum, part) => sum + part.byteLength, 0);
+    return this.mirror.createSnapshot(index, config, value.subarray(value.byteLength - dataBytes));
   }
 
   /** A newer snapshot (the leader's, being installed) is on its way to disk. */

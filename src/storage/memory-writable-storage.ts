@@ -2,11 +2,13 @@ import { MemoryStorage } from '../raft/storage.ts';
 import type { ClusterConfig, Snapshot } from '../raft/types.ts';
 import type { LogIndex } from '../util/ids.ts';
 import { MirroredReads } from './mirrored-reads.ts';
-import type {
-  PersistBatch,
-  StoredAddress,
-  StoredIdentity,
-  WritableStorage,
+import {
+  joinSnapshotBytes,
+  type PersistBatch,
+  type SnapshotBytes,
+  type StoredAddress,
+  type StoredIdentity,
+  type WritableStorage,
 } from './writable-storage.ts';
 
 /**
@@ -41,10 +43,10 @@ export class MemoryWritableStorage extends MirroredReads implements WritableStor
   async createSnapshot(
     index: LogIndex,
     config: ClusterConfig,
-    data: Uint8Array,
+    data: SnapshotBytes,
   ): Promise<Snapshot | null> {
     // Writes take effect at once: no newer snapshot is ever on its way to disk.
-    return this.mirror.createSnapshot(index, config, data);
+    return this.mirror.createSnapshot(index, config, joinSnapshotBytes(data));
   }
 
   async compact(index: LogIndex): Promise<void> {

@@ -16,6 +16,14 @@ function metricValue(body: string, name: string): number {
   return Number(line.slice(line.lastIndexOf(' ') + 1));
 }
 
+function labelledValue(body: string, name: string, label: string): number {
+  const line = body
+    .split('\n')
+    .find((candidate) => candidate.startsWith(`${name}{`) && candidate.includes(label));
+  if (line === undefined) throw new Error(`metric ${name} with ${label} not found`);
+  return Number(line.slice(line.lastIndexOf(' ') + 1));
+}
+
 describe('NodeMetrics', () => {
   it('exposes Raft, proposal, fsync and lock metrics in Prometheus text format', async () => {
     cluster = new TestCluster();
@@ -36,6 +44,21 @@ describe('NodeMetrics', () => {
     expect(metricValue(body, 'dlm_storage_fsync_seconds_count')).toBeGreaterThan(0);
     expect(metricValue(body, 'dlm_proposal_seconds_count')).toBe(1);
     expect(body).toContain(`node="${leader.id}"`);
+  });
+
+  it('says where the process memory is: rss, the V8 heap, and buffers outside it', async () => {
+    cluster = new TestCluster();
+    const metrics = new NodeMetrics(await cluster.leader());
+
+    const { body } = await metrics.render();
+
+    const bytes = (kind: string) =>
+      labelledValue(body, 'dlm_process_memory_bytes', `kind="${kind}"`);
+    expect(bytes('heap_used')).toBeGreaterThan(0);
+    expect(bytes('heap_total')).toBeGreaterThanOrEqual(bytes('heap_used'));
+    expect(bytes('rss')).toBeGreaterThan(bytes('heap_used'));
+    expect(bytes('external')).toBeGreaterThanOrEqual(bytes('array_buffers'));
+    expect(bytes('array_buffers')).toBeGreaterThan(0);
   });
 });
 

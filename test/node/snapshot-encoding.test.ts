@@ -9,6 +9,7 @@ import { type LockSnapshot, LockStateMachine } from '../../src/lock/index.ts';
 import {
   decodeLockSnapshot,
   encodeLockSnapshot,
+  encodeLockSnapshotInParts,
   encodeLockSnapshotInSlices,
 } from '../../src/node/entry-codec.ts';
 import { logIndex, sessionId } from '../../src/util/ids.ts';
@@ -93,5 +94,51 @@ describe('encodeLockSnapshotInSlices', () => {
     });
 
     expect(Buffer.from(await encoding).equals(Buffer.from(expected))).toBe(true);
+  });
+
+  it('slices the sessions and the locks too: the same bytes as one piece, a pause per slice', async () => {
+    const machine = new LockStateMachine();
+    const sessions = 40;
+    for (let i = 1; i <= sessions; i++) {
+      machine.apply(logIndex(i), {
+        type: 'OpenSession',
+        ttlMs: 10_000,
+        clientName: 'c',
+        requestId: `open-${i}`,
+      });
+    }
+    const locks = 1_100;
+    for (let i = 0; i < locks; i++) {
+      machine.apply(logIndex(sessions + 1 + i), {
+        type: 'Acquire',
+        lock: `lock-${i}`,
+        sessionId: sessionId(1 + (i % sessions)),
+        mode: i % 3 === 0 ? 'shared' : 'exclusive',
+        waitMs: 0,
+        requestId: `acquire-${i}`,
+        owner: `owner-${i % 7}`,
+        maxHoldMs: 0,
+        lockDelayMs: 0,
+      });
+    }
+    const snapshot = machine.snapshot();
+    expect(snapshot.locks).toHaveLength(locks);
+    let pauses = 0;
+
+    const parts = await encodeLockSnapshotInParts(
+      snapshot,
+      async () => {
+        pauses++;
+      },
+      16,
+    );
+
+    const joined = Buffer.concat(parts);
+    expect(joined.equals(Buffer.from(encodeLockSnapshot(snapshot)))).toBe(true);
+    const sliced = [snapshot.sessions, snapshot.locks, snapshot.dedupe].filter(
+      (array) => array.length > 16,
+    );
+    expect(pauses).toBe(sliced.reduce((sum, array) => sum + Math.ceil(array.length / 16), 0));
+    expect(decodeLockSnapshot(joined)).toEqual(decodeLockSnapshot(encodeLockSnapshot(snapshot)));
   });
 });

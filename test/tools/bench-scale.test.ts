@@ -67,6 +67,9 @@ function expectLocks(r: LocksResult): void {
   for (const node of r.afterFill) {
     expect(node.rssMb, node.name).toBeGreaterThan(0);
     expect(node.locksGauge, node.name).toBe(r.acquired);
+    expect(node.heapUsedMb, node.name).toBeGreaterThan(0);
+    expect(node.heapTotalMb, node.name).toBeGreaterThanOrEqual(node.heapUsedMb);
+    expect(node.externalMb, node.name).toBeGreaterThan(0);
   }
   // --snapshot-entries 50 makes the nodes snapshot during the fill.
   expect(r.snapshot.bytes).toBeGreaterThan(0);

@@ -1,6 +1,6 @@
 import { DEFAULT_RUNTIME_CONFIG } from '../../config/types.ts';
 import type { BenchErrors } from './bench-errors.ts';
-import { metricSum, scrapeMetrics } from './node-probe.ts';
+import { metricSum, type Samples, scrapeMetrics } from './node-probe.ts';
 import type { ScaleCluster } from './scale-cluster.ts';
 import {
   limitsFor,
@@ -42,6 +42,10 @@ export interface NodeMemory {
   readonly rssMb: number;
   readonly peakRssMb: number;
   readonly locksGauge: number;
+  /** From the node's dlm_process_memory_bytes (NaN if it does not serve it). */
+  readonly heapUsedMb: number;
+  readonly heapTotalMb: number;
+  readonly externalMb: number;
 }
 
 export interface RestartFigures {
@@ -320,9 +324,16 @@ async function memoryOf(cluster: ScaleCluster): Promise<NodeMemory[]> {
         rssMb: reading.rssMb,
         peakRssMb: reading.peakRssMb,
         locksGauge: metricSum(samples, 'dlm_locks_in_use'),
+        heapUsedMb: memoryMb(samples, 'heap_used'),
+        heapTotalMb: memoryMb(samples, 'heap_total'),
+        externalMb: memoryMb(samples, 'external'),
       };
     }),
   );
+}
+
+function memoryMb(samples: Samples, kind: string): number {
+  return metricSum(samples, 'dlm_process_memory_bytes', `kind="${kind}"`) / 2 ** 20;
 }
 
 function cpuOf(readings: readonly NodeReading[], name: string): number {

@@ -150,7 +150,16 @@ function restartText(figures: RestartFigures): string {
 
 function memoryText(nodes: readonly NodeMemory[]): string {
   const text = nodes.map((node) => `${node.name} ${fixed(node.rssMb, 0)}`).join(', ');
-  return `${text} (dlm_locks_in_use ${nodes.map((node) => fixed(node.locksGauge, 0)).join('/')})`;
+  const split = nodes
+    .map(
+      (node) =>
+        `${node.name} ${fixed(node.heapUsedMb, 0)}/${fixed(node.heapTotalMb, 0)}/${fixed(node.externalMb, 0)}`,
+    )
+    .join(', ');
+  return (
+    `${text} (dlm_locks_in_use ${nodes.map((node) => fixed(node.locksGauge, 0)).join('/')}; ` +
+    `heap used/total/external MB ${split})`
+  );
 }
 
 function raisedText(raised: readonly { field: string; from: number; to: number }[]): string {

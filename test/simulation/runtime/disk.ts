@@ -1,11 +1,13 @@
 import { MemoryStorage } from '../../../src/raft/storage.ts';
 import type { ClusterConfig, Entry, Snapshot } from '../../../src/raft/types.ts';
 import { MirroredReads } from '../../../src/storage/mirrored-reads.ts';
-import type {
-  PersistBatch,
-  StoredAddress,
-  StoredIdentity,
-  WritableStorage,
+import {
+  joinSnapshotBytes,
+  type PersistBatch,
+  type SnapshotBytes,
+  type StoredAddress,
+  type StoredIdentity,
+  type WritableStorage,
 } from '../../../src/storage/writable-storage.ts';
 import { type LogIndex, logIndex } from '../../../src/util/ids.ts';
 import type { Prng } from '../../../src/util/prng.ts';
@@ -150,7 +152,7 @@ export class SimStorage extends MirroredReads implements WritableStorage {
   async createSnapshot(
     index: LogIndex,
     config: ClusterConfig,
-    data: Uint8Array,
+    data: SnapshotBytes,
   ): Promise<Snapshot | null> {
     // As LevelStorage: a snapshot may be issued beside the log writes, and stores
     // nothing when the leader's newer one is on its way to disk.
@@ -159,7 +161,7 @@ export class SimStorage extends MirroredReads implements WritableStorage {
     this.newestSnapshotIssued = Math.max(this.newestSnapshotIssued, index);
     let snapshot: Snapshot | null = null;
     await this.write(() => {
-      snapshot = this.mirror.createSnapshot(index, config, data);
+      snapshot = this.mirror.createSnapshot(index, config, joinSnapshotBytes(data));
     });
     if (snapshot === null) throw new Error('snapshot write landed without a snapshot');
     return snapshot;
