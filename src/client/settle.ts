@@ -24,6 +24,10 @@ import { newRequestId } from './request-id.ts';
  *   of the attempt cancels it, the server withdraws the waiter, and the next attempt
  *   finds no grant (or one given to the withdrawn wait, which it then releases).
  *
+ * An AcquireAll (Session.acquireAll) is settled the same way, as one: it is asked
+ * again as an AcquireAll, a grant found is given back by one Release of its first lock
+ * (which releases the set), and it runs after the settles of each of its locks.
+ *
  * Bounded: settleAttemptsMax attempts, each settleAttemptTimeoutMs, all within
  * settleTimeoutMs. Closing the session ends a settle at once (a closed session frees
  * every lock it holds), as does the session ending on the cluster; closing the client

@@ -155,6 +155,47 @@ describe('session.acquireAll', () => {
   });
 });
 
+describe('session.acquireAll of unknown outcome', () => {
+  it('a set given up mid-wait is settled: whatever it got is given back, and another session then takes the set', async () => {
+    const [dlm] = (await start()) as [DlmClient];
+    const holder = await dlm.openSession({ ttlMs: 5_000, clientName: 'holder' });
+    const asker = await dlm.openSession({ ttlMs: 5_000, clientName: 'asker' });
+    const held = await holder.acquire('settle/b');
+    const giveUp = new AbortController();
+    const waiting = asker
+      .acquireAll([{ name: 'settle/a' }, { name: 'settle/b' }], {
+        waitMs: 5_000,
+        signal: giveUp.signal,
+      })
+      .catch((error: unknown) => error);
+    await eventually(async () => (await dlm.describe('settle/b')).waiters.length === 1);
+    // Freed and cancelled together: the grant may land before the cancel reaches the node.
+    await held.release();
+    giveUp.abort();
+    const error = await waiting;
+    if (error instanceof LockSetHandle) {
+      // The grant won the race and was delivered: the handle holds it.
+      await error.release();
+    } else {
+      expect(error).toBeInstanceOf(DlmClientError);
+      expect((error as DlmClientError).outcomeUnknown).toBe(true);
+      const outcomes = await asker.settled();
+      expect(outcomes).toHaveLength(1);
+      expect(outcomes[0]).toMatchObject({ lock: 'settle/a' });
+      expect(['released', 'notHeld']).toContain(outcomes[0]?.result);
+    }
+    for (const name of ['settle/a', 'settle/b']) {
+      await eventually(async () => {
+        const described = await dlm.describe(name);
+        return described.holders.length === 0 && described.waiters.length === 0;
+      });
+    }
+    // Nothing of the set is left with the asker: another session takes both at once.
+    const after = await holder.acquireAll([{ name: 'settle/a' }, { name: 'settle/b' }]);
+    expect(BigInt(after.token)).toBeGreaterThan(BigInt(held.token));
+  });
+});
+
 describe('DlmClientError.decisive', () => {
   it('is true for ABORTED with dlm-error-code deadlock, and for no other ABORTED', () => {
     const deadlock = new DlmClientError('x', status.ABORTED, 'deadlock', null, null);
