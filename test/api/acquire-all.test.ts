@@ -1,8 +1,12 @@
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tokenEntry } from '../../src/api/auth/tokens.ts';
+import { LOCK_SERVICE_NAME } from '../../src/api/proto.ts';
+import { bearerInterceptor } from '../../src/client/bearer.ts';
+import { parseClusterConfig } from '../../src/config/index.ts';
 import { BEHAVIOUR_MULTI_LOCK } from '../../src/lock/index.ts';
 import type { NodeId } from '../../src/util/ids.ts';
-import { ApiCluster, eventually, rpcError } from './harness.ts';
+import { ApiCluster, eventually, IDS, rpcError, ServiceClient } from './harness.ts';
 
 /**
  * Lock.AcquireAll (issue 17) through real gRPC against three in-process nodes: a set is
@@ -208,6 +212,58 @@ describe('Lock.AcquireAll below behaviour version 4', () => {
       expect(refused.details).toContain(`lock behaviour version ${BEHAVIOUR_MULTI_LOCK}`);
     } finally {
       await old.stop();
+    }
+  });
+});
+
+describe('Lock.AcquireAll under auth', () => {
+  it('needs the lock permission on every lock of the set: one it lacks refuses the set, naming that lock', async () => {
+    const token = 'alice-token-0123456789';
+    const section = {
+      tokens: [await tokenEntry('alice', token, 'sha256')],
+      roles: { mine: [{ prefix: 'mine/', grant: ['read', 'lock'] }] },
+      identities: { alice: ['mine'] },
+    };
+    const nodes = IDS.map((id, k) => ({
+      id,
+      peerAddress: `127.0.0.1:${7101 + k}`,
+      clientAddress: `127.0.0.1:${8101 + k}`,
+      metricsAddress: `127.0.0.1:${9101 + k}`,
+    }));
+    const auth = parseClusterConfig({ nodes, dataDir: 'data', auth: section }, '/tmp').auth;
+    const secured = await ApiCluster.start({}, {}, auth);
+    const alice = new ServiceClient(
+      LOCK_SERVICE_NAME,
+      secured.at(await secured.leaderId()).server.port,
+      {
+        interceptors: [bearerInterceptor(token)],
+      },
+    );
+    try {
+      await eventually(() =>
+        [...secured.nodes.values()].every((node) => node.locks.behaviour >= BEHAVIOUR_MULTI_LOCK),
+      );
+      const opened = await alice.call('OpenSession', {
+        ttl_ms: '5000',
+        client_name: 'authz',
+        request_id: secured.requestId(),
+      });
+      const set = (names: string[]) =>
+        alice.call('AcquireAll', {
+          locks: names.map((lock) => ({ lock, mode: 'EXCLUSIVE' })),
+          session_id: opened.session_id,
+          request_id: secured.requestId(),
+        });
+      const denied = await rpcError(set(['mine/a', 'theirs/b']));
+      expect(denied.code).toBe(status.PERMISSION_DENIED);
+      expect(denied.details).toContain('theirs/b');
+      // Nothing of the set was taken.
+      const free = await alice.call('Describe', { lock: 'mine/a' });
+      expect(free.holders).toEqual([]);
+      expect((await set(['mine/a', 'mine/b'])).acquired).toBe(true);
+    } finally {
+      alice.raw.close();
+      await secured.stop();
     }
   });
 });
