@@ -61,6 +61,8 @@ export interface LockSetHost {
   identityCounts(identity: string): { readonly held: number; readonly waiting: number };
   /** The earlier attempt of a wait whose remembered result left the window. */
   noteEvictedWait(wait: Waiter): void;
+  /** The proposal of the entry being applied, when waits record theirs (behaviour 3). */
+  attemptProposal(): string | null;
   /** The wait-for search (a test seam of the state machine). */
   findWaitCycle(requester: SessionId, claims: readonly LockClaim[], stepsMax: number): CycleSearch;
   /**
@@ -104,6 +106,7 @@ export class LockSets {
     this.checkQueuesRoom(names);
     this.checkQuota(session, quota, claims.length, true);
     this.checkNoDeadlock(session, claims);
+    const proposalId = this.host.attemptProposal();
     for (const { lock, mode } of claims) {
       const waiter: Waiter = {
         sessionId: session.id,
@@ -115,6 +118,7 @@ export class LockSets {
         maxHoldMs,
         lockDelayMs,
         lockSet: names,
+        ...(proposalId === null ? {} : { proposalId }),
       };
       this.host.enqueue(this.host.lockFor(lock), session, waiter);
     }

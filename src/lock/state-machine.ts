@@ -426,29 +426,35 @@ export class LockStateMachine {
    * window, or it applied before behaviour version 3 (BEHAVIOUR_ATTEMPT_PROPOSALS).
    */
   attemptsOf(command: LockCommand, proposalId: string): AttemptsOfProposal | null {
-    if (command.type !== 'Acquire') return null;
+    if (command.type !== 'Acquire' && command.type !== 'AcquireAll') return null;
     const remembered = this.dedupe.get(acquireKey(command.sessionId, command.requestId));
     if (remembered === undefined) return this.evictedWaitOf(command, proposalId);
     const indexes = (remembered.attemptProposals ?? [])
       .filter(([, id]) => id === proposalId)
       .map(([index]) => logIndex(index));
     if (indexes.length === 0) return null;
-    return { indexes, now: this.requestNow(command, remembered.result) };
+    const now =
+      command.type === 'Acquire'
+        ? this.requestNow(command, remembered.result)
+        : this.setRequestNow(command, remembered.result);
+    return { indexes, now };
   }
 
   /** A wait whose remembered result left the window, found by the proposal that queued it. */
   private evictedWaitOf(
-    command: Extract<LockCommand, { type: 'Acquire' }>,
+    command: Extract<LockCommand, { type: 'Acquire' | 'AcquireAll' }>,
     proposalId: string,
   ): AttemptsOfProposal | null {
-    const lock = this.locks.get(command.lock);
+    const names = command.type === 'Acquire' ? [command.lock] : setNames(command);
+    const lock = this.locks.get(names[0] as string);
     const position = this.waiterPosition(lock, command.sessionId, command.requestId);
     const waiter = lock?.waiters[position];
     if (waiter === undefined || waiter.proposalId !== proposalId) return null;
-    return {
-      indexes: [waiter.requestIndex],
-      now: { type: 'Queued', lock: command.lock, position },
-    };
+    const now: LockResult =
+      command.type === 'Acquire'
+        ? { type: 'Queued', lock: command.lock, position }
+        : this.sets.queuedAll(command.sessionId, names);
+    return { indexes: [waiter.requestIndex], now };
   }
 
   /** What is true now of a request whose first result was `first`; null once it ended. */
@@ -465,6 +471,21 @@ export class LockStateMachine {
     return first.type === 'Queued' && position >= 0
       ? { type: 'Queued', lock: command.lock, position }
       : null;
+  }
+
+  /** requestNow for a set: all of it held with the set's token, or all of it awaited. */
+  private setRequestNow(
+    command: Extract<LockCommand, { type: 'AcquireAll' }>,
+    first: LockResult,
+  ): LockResult | null {
+    const { sessionId: id, requestId } = command;
+    const names = setNames(command);
+    const holds = (name: string): boolean =>
+      first.type === 'AcquiredAll' && this.locks.get(name)?.holders.get(id)?.token === first.token;
+    if (names.every(holds)) return this.sets.acquiredAll(id, names);
+    const waits = (name: string): boolean =>
+      this.waiterPosition(this.locks.get(name), id, requestId) >= 0;
+    return first.type === 'QueuedAll' && names.every(waits) ? this.sets.queuedAll(id, names) : null;
   }
 
   /** The proposal id of the entry being applied, when attempts record theirs. */
@@ -1282,6 +1303,7 @@ export class LockStateMachine {
         this.checkText(field, value, bytesMax, limit, empty),
       checkDuration: (field, value, max, limit) => this.checkDuration(field, value, max, limit),
       identityCounts: (identity) => this.tally.of(identity),
+      attemptProposal: () => this.attemptProposal(),
       noteEvictedWait: (wait) => {
         this.attemptsOfEvictedWait = [wait];
       },
@@ -1540,7 +1562,11 @@ export class LockStateMachine {
   private remember(key: string, result: LockResult): void {
     const earlier = this.attemptsOfEvictedWait;
     this.attemptsOfEvictedWait = [];
-    const isAttempt = result.type === 'Acquired' || result.type === 'Queued';
+    const isAttempt =
+      result.type === 'Acquired' ||
+      result.type === 'Queued' ||
+      result.type === 'AcquiredAll' ||
+      result.type === 'QueuedAll';
     const proposalId = isAttempt ? this.attemptProposal() : null;
     const proposals: (readonly [number, string])[] = [];
     for (const wait of earlier) {
@@ -2051,4 +2077,9 @@ function isSetResult(
 function sessionFields(session: SessionRecord): Omit<SessionDescription, 'held' | 'waiting'> {
   const { id: sessionId, ttlMs, clientName, identity, lastRefreshIndex } = session;
   return { sessionId, ttlMs, clientName, identity, lastRefreshIndex };
+}
+
+/** An AcquireAll's lock names in code-unit order, as its set records them. */
+function setNames(command: Extract<LockCommand, { type: 'AcquireAll' }>): string[] {
+  return command.locks.map((claim) => claim.lock).sort(compareStrings);
 }

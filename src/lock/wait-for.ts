@@ -5,9 +5,13 @@ import type { Holder, LockClaim, LockMode, WaitForHop } from './types.ts';
  * Deadlock detection (issue 17): the wait-for graph between sessions, computed at apply
  * from the queues and holders, never stored. A session waiting for a lock waits for
  * - every holder of it whose mode excludes the waiter's (shared beside shared does not),
- * - every waiter ahead of it in the lock's queue, whatever the modes: a queue grants only
- *   its head, and a set waiter at the head may be held up by another of its locks, so
- *   the places behind it wait for it too.
+ * - every waiter ahead of it in the lock's queue whose mode excludes the waiter's (the
+ *   waiter is granted only after it releases), and every set waiter ahead of it whatever
+ *   the modes: a queue grants only its head, and a set at the head may be held up by
+ *   another of its locks. A single-lock shared place ahead of a shared waiter is no
+ *   edge: it is granted once this lock's blockers go, and those (exclusive holders and
+ *   places, sets) block the waiter behind it directly (review test rev3-multi-lock: the
+ *   edge refused a single-lock Acquire that could not deadlock).
  * Only queuing adds edges (a grant turns "waits ahead of" into "holds", or drops the
  * edge, and everything else removes), so refusing every wait that would close a cycle
  * keeps the graph acyclic from the raise on.
@@ -29,6 +33,8 @@ export interface WaitForView {
 export interface WaitingPlace {
   readonly sessionId: SessionId;
   readonly mode: LockMode;
+  /** The names of its set when it waits for several locks at once (AcquireAll). */
+  readonly lockSet?: readonly string[];
 }
 
 export type CycleSearch =
@@ -44,8 +50,13 @@ class StepsExceeded extends Error {}
 class Search {
   private readonly reachedBy = new Map<SessionId, WaitForHop>();
   private readonly frontier: SessionId[] = [];
-  /** Per lock, how many places from the front are reached already: a place reaches all ahead. */
+  /**
+   * Per lock and waiting mode, how many places from the front were scanned already: a
+   * waiter in that mode reaches the same places ahead as any other in it.
+   */
   private readonly placesReached = new Map<string, number>();
+  /** Per lock, each waiting session's position, built once when first needed. */
+  private readonly positions = new Map<string, ReadonlyMap<SessionId, number>>();
   /**
    * Locks whose holders are reached. Holders are one exclusive or all shared, so a lock's
    * holders are reached all at once, by the first waiter they block.
@@ -77,13 +88,30 @@ class Search {
     const locks = this.view.waitsOf(session);
     this.count(locks.length);
     for (const lock of locks) {
-      const queue = this.view.queueOf(lock);
-      const position = queue.findIndex((place) => place.sessionId === session);
-      this.count(position + 1);
-      const place = queue[position];
-      if (place !== undefined && this.scan(lock, position, session, place.mode)) return true;
+      const position = this.positionOf(lock, session);
+      const place = position === undefined ? undefined : this.view.queueOf(lock)[position];
+      if (place !== undefined && this.scan(lock, position ?? 0, session, place.mode)) return true;
     }
     return false;
+  }
+
+  /**
+   * Where `session` waits in `lock`'s queue. A lookup per reached session scanned the
+   * queue each time: quadratic in a long queue, which ran a nested Acquire of a lock
+   * with 446 waiters past the default step bound (review test rev3-multi-lock).
+   */
+  private positionOf(lock: string, session: SessionId): number | undefined {
+    let positions = this.positions.get(lock);
+    if (positions === undefined) {
+      const queue = this.view.queueOf(lock);
+      this.count(queue.length);
+      const built = new Map<SessionId, number>();
+      queue.forEach((place, position) => built.set(place.sessionId, position));
+      this.positions.set(lock, built);
+      positions = built;
+    }
+    this.count(1);
+    return positions.get(session);
   }
 
   /**
@@ -93,13 +121,16 @@ class Search {
   private scan(lock: string, ahead: number, waiter: SessionId, mode: LockMode): boolean {
     if (this.reachHolders(lock, waiter, mode)) return true;
     const queue = this.view.queueOf(lock);
-    const from = this.placesReached.get(lock) ?? 0;
+    const key = `${mode}\u0000${lock}`;
+    const from = this.placesReached.get(key) ?? 0;
     if (ahead <= from) return false;
-    this.placesReached.set(lock, ahead);
+    this.placesReached.set(key, ahead);
     for (let position = from; position < ahead; position++) {
       this.count(1);
-      const blocker = (queue[position] as WaitingPlace).sessionId;
-      if (this.reach({ waiter, lock, blocker, blockerHolds: false })) return true;
+      const place = queue[position] as WaitingPlace;
+      if (!blocksBehind(place, mode)) continue;
+      const hop = { waiter, lock, blocker: place.sessionId, blockerHolds: false };
+      if (this.reach(hop)) return true;
     }
     return false;
   }
@@ -178,6 +209,12 @@ export function describeCycle(cycle: readonly WaitForHop[]): string {
         `session ${hop.waiter} waits for ${JSON.stringify(hop.lock)} ${hop.blockerHolds ? 'held by' : 'queued for ahead of it by'} session ${hop.blocker}`,
     )
     .join(', ');
+}
+
+/** Whether a waiter in `mode` behind `place` waits for it (see the module comment). */
+function blocksBehind(place: WaitingPlace, mode: LockMode): boolean {
+  if (place.lockSet !== undefined && place.lockSet.length > 1) return true;
+  return place.mode === 'exclusive' || mode === 'exclusive';
 }
 
 function compareClaims(a: LockClaim, b: LockClaim): number {

@@ -219,7 +219,7 @@ export class ProposalRegistry {
       const [first] = found?.indexes ?? [];
       if (found === null || first === undefined) continue;
       if (found.now === null) this.fail(id, replaced(id));
-      else if (found.now.type === 'Queued')
+      else if (found.now.type === 'Queued' || found.now.type === 'QueuedAll')
         this.complete(id, proposal, { index: first, result: found.now });
       // Holders and token as of the snapshot: at its own entry it may still have waited
       // (review test rev2-resolved-header).

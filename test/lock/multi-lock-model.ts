@@ -550,7 +550,8 @@ export class SetPromise {
           edges.push({ lock: name, blocker: held.session, holds: true });
       }
       for (const ahead of lock.queue.slice(0, at)) {
-        edges.push({ lock: name, blocker: ahead.session, holds: false });
+        if (waitsBehind(ahead, mode))
+          edges.push({ lock: name, blocker: ahead.session, holds: false });
       }
     }
     return edges;
@@ -568,7 +569,8 @@ export class SetPromise {
           edges.push({ lock: name, blocker: held.session, holds: true });
       }
       for (const ahead of lock?.queue ?? []) {
-        edges.push({ lock: name, blocker: ahead.session, holds: false });
+        if (waitsBehind(ahead, mode))
+          edges.push({ lock: name, blocker: ahead.session, holds: false });
       }
     }
     return edges;
@@ -809,4 +811,17 @@ function compare(a: string, b: string): number {
 
 function fail(message: string): never {
   throw new Error(message);
+}
+
+/**
+ * Whether a wait in `mode` behind `ahead` depends on it. The promise: a waiter is granted
+ * once it is at the head and fits. Behind an incompatible place it must outlast that
+ * place's hold; behind a set it must outlast the set's wait for its other locks; behind
+ * a compatible single-lock place it only needs that place granted, which depends on
+ * nothing the waiter does not wait for itself (this lock's incompatible holders and
+ * places ahead).
+ */
+function waitsBehind(ahead: Place, mode: LockMode): boolean {
+  if (ahead.set.length > 1) return true;
+  return ahead.mode === 'exclusive' || mode === 'exclusive';
 }
