@@ -106,7 +106,9 @@ class Search {
       const queue = this.view.queueOf(lock);
       this.count(queue.length);
       const built = new Map<SessionId, number>();
-      queue.forEach((place, position) => built.set(place.sessionId, position));
+      queue.forEach((place, position) => {
+        built.set(place.sessionId, position);
+      });
       this.positions.set(lock, built);
       positions = built;
     }
