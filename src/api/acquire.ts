@@ -1,5 +1,6 @@
 import {
   BEHAVIOUR_MULTI_LOCK,
+  describeCycle,
   type Holder,
   type LockCommand,
   type LockEvent,
@@ -318,7 +319,7 @@ function answerAtOnce(
     case 'NotAcquiredAll':
       return { kind: 'notGranted', index, locks: result.locks };
     case 'Rejected':
-      throw refusalOf(context, attempt, result);
+      throw refusalOf(context, attempt, result, call);
     default:
       throw new Error(`${attempt.command.type} was answered with ${result.type}`);
   }
@@ -335,6 +336,7 @@ function refusalOf(
   context: ApiContext,
   attempt: Attempt,
   result: Extract<LockResult, { type: 'Rejected' }>,
+  call: CallScope,
 ): Error {
   const behaviour = context.node.locks.behaviour;
   if (
@@ -348,7 +350,27 @@ function refusalOf(
       `AcquireAll needs lock behaviour version ${BEHAVIOUR_MULTI_LOCK}, and the cluster applies version ${behaviour}: it raises the version once every member runs a release that supports it (upgrade the nodes), until then take the locks with Acquire`,
     );
   }
-  return rejectionError(result, attempt.request);
+  return rejectionError(withReadableCycle(context, result, call), attempt.request);
+}
+
+/**
+ * A deadlock refusal names every lock of the cycle; a caller that may not read some of
+ * them (auth on) learns only that a lock it may not read is there, as Describe would
+ * tell it nothing of it (review test rev4-deadlock-names-unreadable).
+ */
+function withReadableCycle(
+  context: ApiContext,
+  result: Extract<LockResult, { type: 'Rejected' }>,
+  call: CallScope,
+): Extract<LockResult, { type: 'Rejected' }> {
+  const { cycle } = result;
+  if (result.code !== 'deadlock' || cycle === undefined) return result;
+  const readable = (lock: string): boolean => mayRead(context.auth, call.caller, lock);
+  if (cycle.every((hop) => readable(hop.lock))) return result;
+  const nameOf = (lock: string) =>
+    readable(lock) ? JSON.stringify(lock) : 'a lock you may not read';
+  const detail = `waiting would close a wait-for cycle, so nothing was queued: ${describeCycle(cycle, nameOf)}`;
+  return { ...result, detail, cycle: [] };
 }
 
 /**
@@ -358,6 +380,9 @@ function refusalOf(
  */
 function currentTurn(context: ApiContext, attempt: Attempt): Turn | null {
   const locks = context.node.locks;
+  const status = locks.requestStatus(attempt.command);
+  if (status !== undefined) return turnOfRequest(context, attempt, status);
+  // Not remembered (left the window): where the session stands on the watched lock.
   const { sessionId } = attempt.command;
   // Not describe(): it copies the queue, and every waiting Acquire asks this.
   const watchedHolders = locks.holdersOf(attempt.watched);
@@ -368,6 +393,27 @@ function currentTurn(context: ApiContext, attempt: Attempt): Turn | null {
   }
   if (locks.isWaiting(attempt.watched, sessionId)) return null;
   const reason = locks.session(sessionId) === null ? 'sessionEnded' : 'expired';
+  return { kind: 'ended', index, reason, locks: holdersNow(context, attempt) };
+}
+
+/**
+ * The turn as the request's own status says (LockStateMachine.requestStatus): granted
+ * only with the token this request was told of, never another request's grant of the
+ * same session, nor a set the session holds only part of (review test
+ * rev4-set-restored-turn). Null while it waits.
+ */
+function turnOfRequest(
+  context: ApiContext,
+  attempt: Attempt,
+  status: LockResult | null,
+): Turn | null {
+  const locks = context.node.locks;
+  const index = locks.lastAppliedIndex;
+  if (status?.type === 'Acquired' || status?.type === 'AcquiredAll') {
+    return { kind: 'granted', index, token: status.token, locks: holdersNow(context, attempt) };
+  }
+  if (status?.type === 'Queued' || status?.type === 'QueuedAll') return null;
+  const reason = locks.session(attempt.command.sessionId) === null ? 'sessionEnded' : 'expired';
   return { kind: 'ended', index, reason, locks: holdersNow(context, attempt) };
 }
 

@@ -200,9 +200,11 @@ export class Settler {
     const token = String(answer.fencing_token);
     const names = namesOf(request);
     await Promise.all(names.map((name) => this.host.acquiresDone(name)));
-    // A set's grant is one: a handle of it covers every lock, so its first one tells.
+    // A live handle of any lock of the set carries the grant (a re-acquire of one lock
+    // of a held set is told the set's token): releasing the set would free it from under
+    // that handle (review test rev4-settle-set-vs-live-handle).
+    if (names.some((name) => this.host.holdsGrant(name, token))) return 'heldByHandle';
     const [lock = ''] = names;
-    if (this.host.holdsGrant(lock, token)) return 'heldByHandle';
     let releaseId = releaseIds.get(token);
     if (releaseId === undefined) {
       releaseId = newRequestId();
