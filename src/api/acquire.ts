@@ -1,4 +1,12 @@
-import type { Holder, LockCommand, LockEvent, LockResult } from '../lock/index.ts';
+import {
+  BEHAVIOUR_MULTI_LOCK,
+  describeCycle,
+  type Holder,
+  type LockCommand,
+  type LockEvent,
+  type LockMode,
+  type LockResult,
+} from '../lock/index.ts';
 import { DlmError } from '../node/errors.ts';
 import type { AppliedProposal } from '../node/proposals.ts';
 import { REAL_SCHEDULER } from '../node/scheduler.ts';
@@ -8,29 +16,88 @@ import { askerFields, mayRead, requirePermission } from './auth/guard.ts';
 import { clientWrite } from './client-write.ts';
 import { type ApiContext, type CallScope, header, wireHolder } from './context.ts';
 import { ApiError, rejectionError } from './errors.ts';
-import { type AcquireResponse, toUint64 } from './proto.ts';
-import { parseAcquire } from './validate.ts';
+import { type AcquireAllResponse, type AcquireResponse, toUint64, type WireMode } from './proto.ts';
+import { parseAcquire, parseAcquireAll } from './validate.ts';
 
 type AcquireCommand = Extract<LockCommand, { type: 'Acquire' }>;
+type AcquireAllCommand = Extract<LockCommand, { type: 'AcquireAll' }>;
+/** What an attempt proposes: one lock (Acquire) or a set of them (AcquireAll). */
+type AttemptCommand = AcquireCommand | AcquireAllCommand;
 
-/** How a queued Acquire ended, seen from the entry that ended it. */
+/** The holders of one lock the attempt names, as of one applied index. */
+interface LockHolders {
+  readonly lock: string;
+  readonly holders: readonly Holder[];
+}
+
+/**
+ * One Acquire or AcquireAll as the waiting, withdrawing and giving back below see it.
+ * Both are answered the same way (at once, or once the entry that grants or ends the
+ * wait applies), so one flow serves both; only the locks they name differ.
+ */
+interface Attempt {
+  readonly command: AttemptCommand;
+  /** Every lock it names, in code-unit order (the order a set's answer lists them in). */
+  readonly names: readonly string[];
+  /**
+   * The lock whose events tell how the attempt's wait ends. A set is granted by one
+   * entry, and its wait ends by one entry, on every lock of it at once: its first lock
+   * tells for all. A Withdraw names it too, which gives back the whole set.
+   */
+  readonly watched: string;
+  /** The request message's name, for errors naming its fields. */
+  readonly request: 'AcquireRequest' | 'AcquireAllRequest';
+}
+
+function attemptOf(command: AttemptCommand): Attempt {
+  if (command.type === 'Acquire') {
+    return { command, names: [command.lock], watched: command.lock, request: 'AcquireRequest' };
+  }
+  const names = command.locks.map((claim) => claim.lock).sort(compareNames);
+  const [watched] = names;
+  // parseAcquireAll refuses an empty set before anything is proposed.
+  if (watched === undefined) throw new Error('AcquireAll names no lock');
+  return { command, names, watched, request: 'AcquireAllRequest' };
+}
+
+/** Code-unit order, as the state machine sorts a set's names. */
+function compareNames(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** How an attempt ended, whichever message carries the answer. */
+type Outcome =
+  | {
+      readonly kind: 'granted';
+      readonly index: number;
+      readonly token: FencingToken;
+      readonly locks: readonly LockHolders[];
+    }
+  | { readonly kind: 'notGranted'; readonly index: number; readonly locks: readonly LockHolders[] };
+
+/** How a queued attempt ended, seen from the entry that ended it. */
 type Turn =
   | {
       readonly kind: 'granted';
       readonly index: number;
       readonly token: FencingToken;
-      readonly holders: readonly Holder[];
+      readonly locks: readonly LockHolders[];
     }
   | {
       readonly kind: 'ended';
       readonly index: number;
       readonly reason: 'expired' | 'cancelled' | 'sessionEnded';
-      readonly holders: readonly Holder[];
+      readonly locks: readonly LockHolders[];
     };
 
+/** The holders of each lock of the attempt, as the applied state shows them now. */
+function holdersNow(context: ApiContext, attempt: Attempt): LockHolders[] {
+  return attempt.names.map((lock) => ({ lock, holders: context.node.locks.holdersOf(lock) }));
+}
+
 /**
- * Collects how this session's wait for this lock ends. It listens from before the
- * Acquire is proposed: the grant can be applied in the same batch as the Acquire, before
+ * Collects how this session's wait for this attempt ends. It listens from before the
+ * attempt is proposed: the grant can be applied in the same batch as the attempt, before
  * the write's promise continues, and must not be missed.
  */
 class TurnWatch {
@@ -40,10 +107,12 @@ class TurnWatch {
 
   constructor(
     private readonly context: ApiContext,
-    private readonly command: AcquireCommand,
+    private readonly attempt: Attempt,
   ) {
     this.stops = [
-      context.events.onSession(command.sessionId, (index, event) => this.observe(index, event)),
+      context.events.onSession(attempt.command.sessionId, (index, event) =>
+        this.observe(index, event),
+      ),
       context.events.onRestored((index) => this.restored(index)),
     ];
   }
@@ -70,7 +139,7 @@ class TurnWatch {
    * applied here one by one, so the restored state says where the wait stands.
    */
   private restored(index: LogIndex): void {
-    const turn = currentTurn(this.context, this.command);
+    const turn = currentTurn(this.context, this.attempt);
     if (turn === null) return;
     const restoredTurn = { ...turn, index };
     this.turns.push(restoredTurn);
@@ -81,7 +150,7 @@ class TurnWatch {
   }
 
   private observe(index: LogIndex, event: LockEvent): void {
-    if (!('lock' in event) || event.lock !== this.command.lock) return;
+    if (!('lock' in event) || event.lock !== this.attempt.watched) return;
     const turn = this.turnOf(index, event);
     if (turn === null) return;
     // Bounded: a session's wait for one lock ends at most once per Acquire entry.
@@ -92,14 +161,19 @@ class TurnWatch {
     }
   }
 
-  /** Holders are read now, inside the apply of `index`: the state right after that entry. */
+  /**
+   * Holders are read now, once the entry at `index` has applied (the hub dispatches an
+   * entry's events after its apply): the state right after that entry.
+   */
   private turnOf(index: LogIndex, event: LockEvent): Turn | null {
-    const holders = () => this.context.node.locks.holdersOf(this.command.lock);
-    if (event.type === 'granted' && event.holder.sessionId === this.command.sessionId) {
-      return { kind: 'granted', index, token: event.holder.token, holders: holders() };
+    const { command } = this.attempt;
+    if (event.type === 'granted' && event.holder.sessionId === command.sessionId) {
+      const locks = holdersNow(this.context, this.attempt);
+      return { kind: 'granted', index, token: event.holder.token, locks };
     }
     if (event.type === 'waitEnded' && event.reason !== 'granted') {
-      return { kind: 'ended', index, reason: event.reason, holders: holders() };
+      const locks = holdersNow(this.context, this.attempt);
+      return { kind: 'ended', index, reason: event.reason, locks };
     }
     return null;
   }
@@ -120,78 +194,227 @@ export async function acquire(
   const request = parseAcquire(raw);
   requirePermission(context.auth, call.caller, 'lock', request.lock);
   const command: AcquireCommand = { ...request, ...askerFields(context.auth, call.caller) };
-  const response = await acquireAs(context, command, call);
+  const outcome = await runAttempt(context, attemptOf(command), call);
+  const [only] = outcome.locks;
   // Holders' owner metadata is what `read` shows: a caller with `lock` only sees tokens.
-  if (mayRead(context.auth, call.caller, request.lock)) return response;
-  return { ...response, holders: response.holders.map((holder) => ({ ...holder, owner: '' })) };
+  const holders = only === undefined ? [] : visibleHolders(context, call, only);
+  return {
+    header: header(context.node, outcome.index),
+    acquired: outcome.kind === 'granted',
+    fencing_token: outcome.kind === 'granted' ? toUint64(outcome.token) : '0',
+    holders,
+  };
 }
 
-async function acquireAs(
+/**
+ * AcquireAll (issue 17): every lock of the set at once, or none, by the same flow as
+ * Acquire. Every lock it names needs the `lock` permission, checked before anything is
+ * proposed, so a set cannot reach a lock its caller may not take.
+ */
+export async function acquireAll(
   context: ApiContext,
-  command: AcquireCommand,
+  raw: unknown,
   call: CallScope,
-): Promise<AcquireResponse> {
-  const watch = new TurnWatch(context, command);
+): Promise<AcquireAllResponse> {
+  const request = parseAcquireAll(raw);
+  for (const claim of request.locks) {
+    requirePermission(context.auth, call.caller, 'lock', claim.lock);
+  }
+  const command: AcquireAllCommand = { ...request, ...askerFields(context.auth, call.caller) };
+  const outcome = await runAttempt(context, attemptOf(command), call);
+  const modes = new Map<string, LockMode>(request.locks.map((claim) => [claim.lock, claim.mode]));
+  return {
+    header: header(context.node, outcome.index),
+    acquired: outcome.kind === 'granted',
+    fencing_token: outcome.kind === 'granted' ? toUint64(outcome.token) : '0',
+    locks: outcome.locks.map((each) => ({
+      lock: each.lock,
+      mode: wireModeOf(modes.get(each.lock) ?? 'exclusive'),
+      holders: visibleHolders(context, call, each),
+    })),
+  };
+}
+
+function wireModeOf(mode: LockMode): WireMode {
+  return mode === 'shared' ? 'SHARED' : 'EXCLUSIVE';
+}
+
+/** A lock's holders on the wire; their owners only for a caller who may read the lock. */
+function visibleHolders(context: ApiContext, call: CallScope, each: LockHolders) {
+  const wire = each.holders.map((holder) => wireHolder(holder));
+  if (mayRead(context.auth, call.caller, each.lock)) return wire;
+  return wire.map((holder) => ({ ...holder, owner: '' }));
+}
+
+async function runAttempt(
+  context: ApiContext,
+  attempt: Attempt,
+  call: CallScope,
+): Promise<Outcome> {
+  const watch = new TurnWatch(context, attempt);
   try {
     const lateApply = (late: AppliedProposal): void => {
       // Called inside the node's apply loop: propose once that loop has moved on.
-      if (late.result.type === 'Acquired' || late.result.type === 'Queued')
-        queueMicrotask(() => withdraw(context, call, command, late.index));
+      if (gotSomething(late.result))
+        queueMicrotask(() => withdraw(context, call, attempt, late.index));
     };
-    const applied = await clientWrite(context, call, command, lateApply);
+    const applied = await clientWrite(context, call, attempt.command, lateApply);
     const { index, result } = applied;
-    if (result.type !== 'Queued') {
-      return answerAtOnce(context, command, call, applied.attemptIndex ?? index, index, result);
+    if (result.type !== 'Queued' && result.type !== 'QueuedAll') {
+      return answerAtOnce(context, attempt, call, applied.attemptIndex ?? index, index, result);
     }
     const turn =
       watch.after(index) ??
-      currentTurn(context, command) ??
+      currentTurn(context, attempt) ??
       (await waitForTurn(watch, index, call));
-    if (turn !== null) return turnResponse(context, command, index, turn, call);
-    withdraw(context, call, command, index);
-    throw new DlmError('DEADLINE_EXCEEDED', `gave up waiting for ${command.lock}`);
+    if (turn !== null) return turnOutcome(context, attempt, index, turn, call);
+    withdraw(context, call, attempt, index);
+    throw new DlmError('DEADLINE_EXCEEDED', `gave up waiting for ${describeLocks(attempt)}`);
   } finally {
     watch.close();
   }
 }
 
-/** `attemptIndex`: the Acquire's entry; `index`: where `result` is true (see AppliedProposal). */
+/** A grant or a place in a queue: what must be given back if nobody learns of it. */
+function gotSomething(result: LockResult): boolean {
+  switch (result.type) {
+    case 'Acquired':
+    case 'Queued':
+    case 'AcquiredAll':
+    case 'QueuedAll':
+      return true;
+    default:
+      return false;
+  }
+}
+
+function describeLocks(attempt: Attempt): string {
+  if (attempt.command.type === 'Acquire') return attempt.command.lock;
+  return `the set ${attempt.names.map((name) => JSON.stringify(name)).join(', ')}`;
+}
+
+/** `attemptIndex`: the attempt's entry; `index`: where `result` is true (see AppliedProposal). */
 function answerAtOnce(
   context: ApiContext,
-  command: AcquireCommand,
+  attempt: Attempt,
   call: CallScope,
   attemptIndex: number,
   index: number,
   result: LockResult,
-): AcquireResponse {
+): Outcome {
   switch (result.type) {
     case 'Acquired':
-      giveBackUnlessDelivered(context, command, call, attemptIndex);
-      return acquiredResponse(context, index, result.token, result.holders);
+      giveBackUnlessDelivered(context, attempt, call, attemptIndex);
+      return {
+        kind: 'granted',
+        index,
+        token: result.token,
+        locks: [{ lock: result.lock, holders: result.holders }],
+      };
+    case 'AcquiredAll':
+      giveBackUnlessDelivered(context, attempt, call, attemptIndex);
+      return { kind: 'granted', index, token: result.token, locks: result.locks };
     case 'NotAcquired':
-      return notAcquiredResponse(context, index, result.holders);
+      return { kind: 'notGranted', index, locks: [{ lock: result.lock, holders: result.holders }] };
+    case 'NotAcquiredAll':
+      return { kind: 'notGranted', index, locks: result.locks };
     case 'Rejected':
-      throw rejectionError(result, 'AcquireRequest');
+      throw refusalOf(context, attempt, result, call);
     default:
-      throw new Error(`Acquire was answered with ${result.type}`);
+      throw new Error(`${attempt.command.type} was answered with ${result.type}`);
   }
 }
 
 /**
- * The turn as the applied state shows it, when no entry after the Acquire changed it:
- * null while still waiting. A retried Acquire returns its first result (Queued) even if
+ * The state machine's refusal as the caller's error. Below BEHAVIOUR_MULTI_LOCK the
+ * state machine does not know AcquireAll and refuses it as a malformed command
+ * (invalidArgument "unknown command type"), which would send a caller looking for a
+ * fault in its request: it is told instead that the cluster has not raised its lock
+ * behaviour version yet (some node runs an older binary), which no retry fixes.
+ */
+function refusalOf(
+  context: ApiContext,
+  attempt: Attempt,
+  result: Extract<LockResult, { type: 'Rejected' }>,
+  call: CallScope,
+): Error {
+  const behaviour = context.node.locks.behaviour;
+  if (
+    attempt.command.type === 'AcquireAll' &&
+    result.code === 'invalidArgument' &&
+    result.detail.startsWith('unknown command type') &&
+    behaviour < BEHAVIOUR_MULTI_LOCK
+  ) {
+    return new ApiError(
+      'FAILED_PRECONDITION',
+      `AcquireAll needs lock behaviour version ${BEHAVIOUR_MULTI_LOCK}, and the cluster applies version ${behaviour}: it raises the version once every member runs a release that supports it (upgrade the nodes), until then take the locks with Acquire`,
+    );
+  }
+  return rejectionError(withReadableCycle(context, result, call), attempt.request);
+}
+
+/**
+ * A deadlock refusal names every lock of the cycle; a caller that may not read some of
+ * them (auth on) learns only that a lock it may not read is there, as Describe would
+ * tell it nothing of it (review test rev4-deadlock-names-unreadable).
+ */
+function withReadableCycle(
+  context: ApiContext,
+  result: Extract<LockResult, { type: 'Rejected' }>,
+  call: CallScope,
+): Extract<LockResult, { type: 'Rejected' }> {
+  const { cycle } = result;
+  if (result.code !== 'deadlock' || cycle === undefined) return result;
+  const readable = (lock: string): boolean => mayRead(context.auth, call.caller, lock);
+  if (cycle.every((hop) => readable(hop.lock))) return result;
+  const nameOf = (lock: string) =>
+    readable(lock) ? JSON.stringify(lock) : 'a lock you may not read';
+  const detail = `waiting would close a wait-for cycle, so nothing was queued: ${describeCycle(cycle, nameOf)}`;
+  return { ...result, detail, cycle: [] };
+}
+
+/**
+ * The turn as the applied state shows it, when no entry after the attempt changed it:
+ * null while still waiting. A retried attempt returns its first result (Queued) even if
  * that wait has ended since, so the state, not the result, says where it stands.
  */
-function currentTurn(context: ApiContext, command: AcquireCommand): Turn | null {
+function currentTurn(context: ApiContext, attempt: Attempt): Turn | null {
   const locks = context.node.locks;
+  const status = locks.requestStatus(attempt.command);
+  if (status !== undefined) return turnOfRequest(context, attempt, status);
+  // Not remembered (left the window): where the session stands on the watched lock.
+  const { sessionId } = attempt.command;
   // Not describe(): it copies the queue, and every waiting Acquire asks this.
-  const holders = locks.holdersOf(command.lock);
+  const watchedHolders = locks.holdersOf(attempt.watched);
   const index = locks.lastAppliedIndex;
-  const holder = holders.find((each) => each.sessionId === command.sessionId);
-  if (holder !== undefined) return { kind: 'granted', index, token: holder.token, holders };
-  if (locks.isWaiting(command.lock, command.sessionId)) return null;
-  const reason = locks.session(command.sessionId) === null ? 'sessionEnded' : 'expired';
-  return { kind: 'ended', index, reason, holders };
+  const holder = watchedHolders.find((each) => each.sessionId === sessionId);
+  if (holder !== undefined) {
+    return { kind: 'granted', index, token: holder.token, locks: holdersNow(context, attempt) };
+  }
+  if (locks.isWaiting(attempt.watched, sessionId)) return null;
+  const reason = locks.session(sessionId) === null ? 'sessionEnded' : 'expired';
+  return { kind: 'ended', index, reason, locks: holdersNow(context, attempt) };
+}
+
+/**
+ * The turn as the request's own status says (LockStateMachine.requestStatus): granted
+ * only with the token this request was told of, never another request's grant of the
+ * same session, nor a set the session holds only part of (review test
+ * rev4-set-restored-turn). Null while it waits.
+ */
+function turnOfRequest(
+  context: ApiContext,
+  attempt: Attempt,
+  status: LockResult | null,
+): Turn | null {
+  const locks = context.node.locks;
+  const index = locks.lastAppliedIndex;
+  if (status?.type === 'Acquired' || status?.type === 'AcquiredAll') {
+    return { kind: 'granted', index, token: status.token, locks: holdersNow(context, attempt) };
+  }
+  if (status?.type === 'Queued' || status?.type === 'QueuedAll') return null;
+  const reason = locks.session(attempt.command.sessionId) === null ? 'sessionEnded' : 'expired';
+  return { kind: 'ended', index, reason, locks: holdersNow(context, attempt) };
 }
 
 /** The turn, or null if the caller gave up (deadline passed or call cancelled) first. */
@@ -208,52 +431,24 @@ async function waitForTurn(watch: TurnWatch, index: number, call: CallScope): Pr
   }
 }
 
-function turnResponse(
+function turnOutcome(
   context: ApiContext,
-  command: AcquireCommand,
-  acquireIndex: number,
+  attempt: Attempt,
+  attemptIndex: number,
   turn: Turn,
   call: CallScope,
-): AcquireResponse {
+): Outcome {
   if (turn.kind === 'granted') {
-    giveBackUnlessDelivered(context, command, call, acquireIndex);
-    return acquiredResponse(context, turn.index, turn.token, turn.holders);
+    giveBackUnlessDelivered(context, attempt, call, attemptIndex);
+    return { kind: 'granted', index: turn.index, token: turn.token, locks: turn.locks };
   }
   if (turn.reason === 'sessionEnded') {
     throw new ApiError(
       'sessionNotFound',
-      `session ${command.sessionId} ended while waiting for ${command.lock}`,
+      `session ${attempt.command.sessionId} ended while waiting for ${describeLocks(attempt)}`,
     );
   }
-  return notAcquiredResponse(context, turn.index, turn.holders);
-}
-
-function acquiredResponse(
-  context: ApiContext,
-  index: number,
-  token: FencingToken,
-  holders: readonly Holder[],
-): AcquireResponse {
-  return {
-    header: header(context.node, index),
-    acquired: true,
-    fencing_token: toUint64(token),
-    holders: holders.map((holder) => wireHolder(holder)),
-  };
-}
-
-/** A try-lock that found the lock held, or a wait that ran out: an answer, not an error. */
-function notAcquiredResponse(
-  context: ApiContext,
-  index: number,
-  holders: readonly Holder[],
-): AcquireResponse {
-  return {
-    header: header(context.node, index),
-    acquired: false,
-    fencing_token: '0',
-    holders: holders.map((holder) => wireHolder(holder)),
-  };
+  return { kind: 'notGranted', index: turn.index, locks: turn.locks };
 }
 
 // ------------------------------------------------------------------ giving up
@@ -265,11 +460,11 @@ function notAcquiredResponse(
  */
 function giveBackUnlessDelivered(
   context: ApiContext,
-  command: AcquireCommand,
+  attempt: Attempt,
   call: CallScope,
   attemptIndex: number,
 ): void {
-  call.onUndelivered(() => withdraw(context, call, command, attemptIndex));
+  call.onUndelivered(() => withdraw(context, call, attempt, attemptIndex));
 }
 
 /**
@@ -283,13 +478,14 @@ function giveBackUnlessDelivered(
 function withdraw(
   context: ApiContext,
   call: CallScope,
-  command: AcquireCommand,
+  attempt: Attempt,
   attemptIndex: number,
 ): void {
-  const { lock, sessionId, requestId } = command;
+  const { sessionId, requestId } = attempt.command;
+  // For a set, any lock of it names the whole set: the state machine gives it back whole.
   const withdrawal: LockCommand = {
     type: 'Withdraw',
-    lock,
+    lock: attempt.watched,
     sessionId,
     requestId,
     attemptIndex: logIndex(attemptIndex),

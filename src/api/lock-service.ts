@@ -1,6 +1,6 @@
 import type { LockCommand, LockResult } from '../lock/index.ts';
 import type { AppliedProposal } from '../node/proposals.ts';
-import { acquire } from './acquire.ts';
+import { acquire, acquireAll } from './acquire.ts';
 import {
   askerFields,
   identityField,
@@ -12,6 +12,7 @@ import { type ApiContext, type CallScope, header, unary } from './context.ts';
 import { ApiError, rejectionError } from './errors.ts';
 import { listLocks, listSessions, lockInfo } from './list.ts';
 import type {
+  AcquireAllResponse,
   AcquireResponse,
   CloseSessionResponse,
   DescribeResponse,
@@ -43,6 +44,7 @@ export interface LockCalls {
   KeepAlive: LockCall<KeepAliveResponse>;
   CloseSession: LockCall<CloseSessionResponse>;
   Acquire: LockCall<AcquireResponse>;
+  AcquireAll: LockCall<AcquireAllResponse>;
   Release: LockCall<ReleaseResponse>;
   ValidateFence: LockCall<ValidateFenceResponse>;
   Describe: LockCall<DescribeResponse>;
@@ -60,6 +62,7 @@ export const LOCK_CALLS: LockCalls = {
   KeepAlive: (context, raw, scope) => keepAlive(context, raw, scope),
   CloseSession: (context, raw, scope) => closeSession(context, raw, scope),
   Acquire: (context, raw, scope) => timed(context, acquire(context, raw, scope)),
+  AcquireAll: (context, raw, scope) => timed(context, acquireAll(context, raw, scope)),
   Release: (context, raw, scope) => release(context, raw, scope),
   ValidateFence: (context, raw, scope) => validateFence(context, raw, scope),
   Describe: (context, raw, scope) => describe(context, raw, scope),
@@ -80,6 +83,7 @@ export function lockService(
     KeepAlive: unaryOf('KeepAlive', LOCK_CALLS.KeepAlive),
     CloseSession: unaryOf('CloseSession', LOCK_CALLS.CloseSession),
     Acquire: unaryOf('Acquire', LOCK_CALLS.Acquire),
+    AcquireAll: unaryOf('AcquireAll', LOCK_CALLS.AcquireAll),
     Release: unaryOf('Release', LOCK_CALLS.Release),
     ValidateFence: unaryOf('ValidateFence', LOCK_CALLS.ValidateFence),
     Describe: unaryOf('Describe', LOCK_CALLS.Describe),
@@ -95,10 +99,10 @@ export function lockService(
 }
 
 /** Reports how long an Acquire took, waiting included, and how it ended. */
-async function timed(
+async function timed<Response extends { readonly acquired: boolean }>(
   context: ApiContext,
-  answer: Promise<AcquireResponse>,
-): Promise<AcquireResponse> {
+  answer: Promise<Response>,
+): Promise<Response> {
   const startedMs = performance.now();
   const seconds = (): number => (performance.now() - startedMs) / 1_000;
   try {

@@ -78,6 +78,18 @@ export interface AcquireResponse {
   readonly fencing_token: Uint64;
   readonly holders: readonly WireHolder[];
 }
+/** The holders of one lock of an AcquireAll's set. */
+export interface WireLockHolders {
+  readonly lock: string;
+  readonly mode: WireMode;
+  readonly holders: readonly WireHolder[];
+}
+export interface AcquireAllResponse {
+  readonly header: ResponseHeader;
+  readonly acquired: boolean;
+  readonly fencing_token: Uint64;
+  readonly locks: readonly WireLockHolders[];
+}
 export interface ReleaseResponse {
   readonly header: ResponseHeader;
   readonly released: boolean;
@@ -210,6 +222,7 @@ export interface LockServiceHandlers extends grpc.UntypedServiceImplementation {
   KeepAlive: grpc.handleUnaryCall<unknown, KeepAliveResponse>;
   CloseSession: grpc.handleUnaryCall<unknown, CloseSessionResponse>;
   Acquire: grpc.handleUnaryCall<unknown, AcquireResponse>;
+  AcquireAll: grpc.handleUnaryCall<unknown, AcquireAllResponse>;
   Release: grpc.handleUnaryCall<unknown, ReleaseResponse>;
   ValidateFence: grpc.handleUnaryCall<unknown, ValidateFenceResponse>;
   Describe: grpc.handleUnaryCall<unknown, DescribeResponse>;

@@ -7,9 +7,11 @@ import type { RaftConfig } from '../config/types.ts';
 import {
   LOCK_LIMIT_CEILINGS,
   LOCK_LIMIT_NAMES,
+  type LockClaim,
   type LockCommand,
   type LockLimits,
   type LockMode,
+  MULTI_LOCK_LIMIT_CEILINGS,
 } from '../lock/index.ts';
 import {
   type FencingToken,
@@ -91,6 +93,26 @@ export function parseAcquire(raw: unknown): Command<'Acquire'> {
     lock: m.lockName('lock'),
     sessionId: m.session('session_id'),
     mode: m.mode('mode'),
+    waitMs: m.count('wait_ms', 0, CEILINGS.waitMsMax),
+    requestId: m.requestId('request_id'),
+    owner: m.text('owner', CEILINGS.ownerBytesMax, true),
+    maxHoldMs: m.count('max_hold_ms', 0, CEILINGS.maxHoldMsMax),
+    lockDelayMs: m.count('lock_delay_ms', 0, CEILINGS.lockDelayMsMax),
+  };
+}
+
+/**
+ * An AcquireAll: its fields as Acquire's, and the set of `locks`. How many a set may
+ * name is a rule (locksPerAcquireMax), checked where the entry applies; its ceiling is
+ * checked here, so no set becomes an entry too large to replicate. A lock named twice
+ * is the client's bug, refused here naming both places.
+ */
+export function parseAcquireAll(raw: unknown): Command<'AcquireAll'> {
+  const m = message('AcquireAllRequest', raw);
+  return {
+    type: 'AcquireAll',
+    locks: m.claims('locks', MULTI_LOCK_LIMIT_CEILINGS.locksPerAcquireMax),
+    sessionId: m.session('session_id'),
     waitMs: m.count('wait_ms', 0, CEILINGS.waitMsMax),
     requestId: m.requestId('request_id'),
     owner: m.text('owner', CEILINGS.ownerBytesMax, true),
@@ -375,6 +397,39 @@ class FieldReader {
       ids.push(toSessionId(id));
     }
     return ids;
+  }
+
+  /** A repeated LockClaim: 1 to `countMax` of them, each a valid name and mode, no name twice. */
+  claims(field: string, countMax: number): LockClaim[] {
+    const value = this.value(field) ?? [];
+    if (!Array.isArray(value)) {
+      throw invalidArgument(`${this.path(field)}: must be a list, got ${describeValue(value)}`);
+    }
+    if (value.length === 0 || value.length > countMax) {
+      throw invalidArgument(
+        `${this.path(field)}: must name 1 to ${countMax} locks, got ${value.length}`,
+      );
+    }
+    const firstAt = new Map<string, number>();
+    return value.map((item: unknown, position) => {
+      const where = `${field}[${position}]`;
+      if (typeof item !== 'object' || item === null || Array.isArray(item)) {
+        throw invalidArgument(
+          `${this.path(where)}: must be a LockClaim, got ${describeValue(item)}`,
+        );
+      }
+      const claim = new FieldReader(this.path(where), item as Record<string, unknown>);
+      const lock = claim.lockName('lock');
+      const mode = claim.mode('mode');
+      const earlier = firstAt.get(lock);
+      if (earlier !== undefined) {
+        throw invalidArgument(
+          `${this.path(where)}.lock: names ${describeValue(lock)} again (also ${field}[${earlier}]): a set names each lock once`,
+        );
+      }
+      firstAt.set(lock, position);
+      return { lock, mode };
+    });
   }
 
   token(field: string): FencingToken {

@@ -89,9 +89,11 @@ in --config):
                                         is lost, check with describe before revoking again
 
 Using locks (reached the same way):
-  lock NAME [lock options] -- CMD [ARGS...]
+  lock NAME [NAME...] [lock options] -- CMD [ARGS...]
                                         run CMD while holding NAME, with the fencing token
                                         in DLM_FENCING_TOKEN (and DLM_LOCK, DLM_SESSION_ID);
+                                        several NAMEs are taken atomically, all or none,
+                                        under one token (DLM_LOCKS: their JSON list);
                                         SIGINT, SIGTERM and SIGHUP are passed on to it. If
                                         the session is lost, CMD's process group gets
                                         SIGTERM, then SIGKILL --kill-grace-ms later, before
@@ -183,11 +185,14 @@ export type AdminCommand =
       readonly json: boolean;
     };
 
-/** `dlm lock NAME [options] -- CMD [ARGS...]` */
+/** `dlm lock NAME [NAME...] [options] -- CMD [ARGS...]` */
 export interface LockCommand {
   readonly name: 'lock';
   readonly target: AdminTarget;
+  /** The first NAME. */
   readonly lock: string;
+  /** Every NAME, as given, each once: more than one are taken together (AcquireAll). */
+  readonly locks: readonly string[];
   readonly ttlMs: number;
   readonly waitMs: number;
   readonly shared: boolean;
@@ -271,6 +276,8 @@ interface Spec {
   readonly positionals: readonly string[];
   /** '--' ends the options, and what follows is a command to run (dlm lock). */
   readonly rest?: boolean;
+  /** The last positional may be given more than once (dlm lock NAME1 NAME2 ...). */
+  readonly variadic?: boolean;
 }
 
 const TARGET_FLAGS = [
@@ -298,6 +305,7 @@ const SPECS: Readonly<Record<string, Spec>> = {
     switches: ['--shared'],
     positionals: ['NAME'],
     rest: true,
+    variadic: true,
   },
   describe: { values: TARGET_FLAGS, switches: ['--json', '--stale'], positionals: ['NAME'] },
   locks: {
@@ -381,7 +389,7 @@ function build(name: string, { values, switches, positionals, rest }: Parsed): C
   const stale = switches.has('--stale');
   switch (name) {
     case 'lock':
-      return buildLock(target, positionals[0] ?? '', values, switches, rest);
+      return buildLock(target, positionals, values, switches, rest);
     case 'describe':
       return { name, target, lock: positionals[0] ?? '', stale, json };
     case 'locks':
@@ -476,13 +484,24 @@ function buildCertsInit(
 
 function buildLock(
   target: AdminTarget,
-  lock: string,
+  locks: readonly string[],
   values: Map<string, string>,
   switches: Set<string>,
   rest: string[] | null,
 ): LockCommand | string {
   const problem = (text: string): string => `dlm lock: ${text}`;
-  if (rest === null) return problem('CMD is required: dlm lock NAME [options] -- CMD [ARGS...]');
+  const [lock = ''] = locks;
+  const twice = locks.find((name, k) => locks.indexOf(name) !== k);
+  // The cluster would refuse it too (a set names each lock once); say so before connecting.
+  if (twice !== undefined) return problem(`NAME ${JSON.stringify(twice)} is given twice`);
+  if (rest === null) {
+    // Without '--' the words after NAME are CMD forgotten behind it, not more NAMEs: say
+    // so as dlm lock did before it took several names.
+    const [, second] = locks;
+    if (second !== undefined)
+      return problem(`unexpected argument '${second}' (CMD goes after '--')`);
+    return problem('CMD is required: dlm lock NAME [options] -- CMD [ARGS...]');
+  }
   if (rest.length === 0) return problem("CMD is required after '--'");
   const ttlMs = milliseconds(values, '--ttl-ms', DEFAULT_LOCK_TTL_MS, false);
   if (typeof ttlMs === 'string') return problem(ttlMs);
@@ -499,6 +518,7 @@ function buildLock(
     name: 'lock',
     target,
     lock,
+    locks,
     ttlMs,
     waitMs,
     shared: switches.has('--shared'),
@@ -577,7 +597,8 @@ function parseArgs(args: readonly string[], spec: Spec): Parsed | string {
       if (value === undefined || value.startsWith('--')) return `${arg} needs a value`;
       values.set(arg, value);
     } else if (arg.startsWith('-')) return `unknown option '${arg}'`;
-    else if (positionals.length < spec.positionals.length) positionals.push(arg);
+    else if (positionals.length < spec.positionals.length || spec.variadic === true)
+      positionals.push(arg);
     else if (spec.rest === true) return `unexpected argument '${arg}' (CMD goes after '--')`;
     else return `unexpected argument '${arg}'`;
   }

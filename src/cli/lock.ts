@@ -13,8 +13,9 @@ import { exitNotAcquired, exitSessionLost, lockSafetyMarginMs } from './cli.ts';
 import { connect, withinTimeout } from './describe.ts';
 
 /**
- * `dlm lock NAME [options] -- CMD [ARGS...]`: opens a session, takes NAME, runs CMD with
- * the fencing token in its environment, and releases NAME when CMD exits.
+ * `dlm lock NAME [NAME...] [options] -- CMD [ARGS...]`: opens a session, takes NAME (or
+ * every NAME at once, all or none, under one token), runs CMD with the fencing token in
+ * its environment, and releases them when CMD exits.
  *
  * The session's signal fires at its safe deadline: the send time of the last keepalive
  * the cluster confirmed, plus the TTL, less the margin. Here the margin is the kill
@@ -46,7 +47,8 @@ async function lockAndRun(
   io: CliIo,
   signals: SignalRelay,
 ): Promise<number> {
-  const { lock, ttlMs, killGraceMs } = command;
+  const { ttlMs, killGraceMs } = command;
+  const lock = namesOf(command);
   const opening = client.openSession({
     ttlMs,
     clientName: 'dlm lock',
@@ -61,11 +63,20 @@ async function lockAndRun(
   }
   if (session instanceof Lost) throw session.reason; // not raced: there was no session yet
 
-  const acquiring = session.acquire(lock, {
-    mode: command.shared ? 'SHARED' : 'EXCLUSIVE',
+  const mode = command.shared ? 'SHARED' : 'EXCLUSIVE';
+  const waiting = {
     waitMs: command.waitMs,
     owner: command.owner ?? `${hostname()} pid ${process.pid}`,
-  });
+  };
+  // Several names are taken as one set (all or none, one token): taking them one by one
+  // could deadlock with another dlm lock naming them in another order.
+  const acquiring: Promise<LockHandle> =
+    command.locks.length > 1
+      ? session.acquireAll(
+          command.locks.map((name) => ({ name, mode })),
+          waiting,
+        )
+      : session.acquire(lock, { mode, ...waiting });
   let handle: LockHandle;
   try {
     const first = await firstOf(acquiring, signals, session);
@@ -122,6 +133,11 @@ async function lockAndRun(
   return outcome.code;
 }
 
+/** The lock, or the set, as messages name it: the name alone for one, as dlm lock always did. */
+function namesOf(command: LockCommand): string {
+  return command.locks.length > 1 ? `the set ${command.locks.join(', ')}` : command.lock;
+}
+
 /** The release was refused because the grant had already ended (not a transport failure). */
 function grantEndedEarly(error: unknown): boolean {
   const code = error instanceof DlmClientError ? error.errorCode : null;
@@ -143,7 +159,8 @@ function runCommand(
   signals: SignalRelay,
 ): Promise<Outcome> {
   const [file = '', ...args] = command.command;
-  const { lock, killGraceMs } = command;
+  const { killGraceMs } = command;
+  const lock = namesOf(command);
   return new Promise((resolve) => {
     // detached: CMD leads a new process group (and session), so one kill(-pid) reaches
     // every process it started; dlm lock relays the signals a terminal would send.
@@ -153,7 +170,8 @@ function runCommand(
       env: {
         ...process.env,
         DLM_FENCING_TOKEN: handle.token,
-        DLM_LOCK: lock,
+        DLM_LOCK: command.lock,
+        ...(command.locks.length > 1 ? { DLM_LOCKS: JSON.stringify(command.locks) } : {}),
         DLM_SESSION_ID: session.id,
       },
     });

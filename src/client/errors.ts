@@ -12,7 +12,7 @@ export const RETRY_AFTER_KEY = 'dlm-retry-after-ms';
  * the backpressure retry hint when they were sent.
  */
 export class DlmClientError extends Error {
-  override readonly name = 'DlmClientError';
+  override readonly name: string = 'DlmClientError';
 
   constructor(
     message: string,
@@ -98,6 +98,11 @@ export class DlmClientError extends Error {
         return true;
       case grpc.status.RESOURCE_EXHAUSTED:
         return this.errorCode !== null && !this.backpressure;
+      // The state machine refused a wait that would close a wait-for cycle (issue 17):
+      // nothing was queued, and a retry of the request would get the same answer. Other
+      // ABORTED answers (a Watch's gap) are not about a mutation.
+      case grpc.status.ABORTED:
+        return this.errorCode === 'deadlock';
       default:
         return false;
     }
@@ -119,9 +124,59 @@ export class DlmClientError extends Error {
   }
 }
 
+/**
+ * The cluster refused an Acquire or AcquireAll because its wait would close a wait-for
+ * cycle between sessions (dlm-error-code deadlock): nothing was queued or granted, so the
+ * outcome is known (decisive) and nothing is settled. `cycle` is the cluster's account
+ * of it ("session 5 waits for "a" held by session 7, ..."). Waiting again in the same
+ * way would be refused again: release what the session holds, or take the locks
+ * together in one acquireAll, which cannot deadlock.
+ */
+export class DeadlockError extends DlmClientError {
+  override readonly name = 'DeadlockError';
+  /** The cycle, as the cluster named it. */
+  readonly cycle: string;
+
+  constructor(
+    /** The locks the refused request asked for. */
+    readonly locks: readonly string[],
+    refusal: DlmClientError,
+  ) {
+    const cycle = cycleOf(refusal.message);
+    super(
+      `acquiring ${locks.map((lock) => JSON.stringify(lock)).join(', ')} would deadlock, so the cluster refused it (nothing was queued or granted): ${cycle}`,
+      refusal.status,
+      refusal.errorCode,
+      refusal.leaderHint,
+      refusal.retryAfterMs,
+      false,
+    );
+    this.cycle = cycle;
+  }
+}
+
+/** The cycle out of the server's message ("...: ABORTED: waiting would ...: <cycle>"). */
+function cycleOf(message: string): string {
+  const marker = 'wait-for cycle';
+  const at = message.indexOf(marker);
+  if (at === -1) return message;
+  const colon = message.indexOf(': ', at);
+  return colon === -1 ? message.slice(at) : message.slice(colon + 2);
+}
+
+/** The error to give a caller of acquire/acquireAll: a deadlock refusal as a DeadlockError. */
+export function acquireError(error: unknown, locks: readonly string[]): unknown {
+  if (error instanceof DlmClientError && !(error instanceof DeadlockError)) {
+    if (error.status === grpc.status.ABORTED && error.errorCode === 'deadlock') {
+      return new DeadlockError(locks, error);
+    }
+  }
+  return error;
+}
+
 /** An Acquire that did not get the lock within its wait: not an error of the cluster. */
 export class LockNotAcquiredError extends Error {
-  override readonly name = 'LockNotAcquiredError';
+  override readonly name: string = 'LockNotAcquiredError';
 
   constructor(
     readonly lock: string,
@@ -131,6 +186,35 @@ export class LockNotAcquiredError extends Error {
     super(
       `${lock} was not acquired: held by ${holders.map((holder) => holder.owner || `session ${holder.sessionId}`).join(', ') || 'nobody, but not free (a lock-delay, or waiters ahead)'}`,
     );
+  }
+}
+
+/**
+ * An acquireAll that did not get its set within its wait: it holds none of the locks.
+ * `lock` lists the set; `holders` are those of the locks that were not free, and
+ * `blocked` says which lock each blocker holds.
+ */
+export class LockSetNotAcquiredError extends LockNotAcquiredError {
+  override readonly name = 'LockSetNotAcquiredError';
+
+  constructor(
+    readonly locks: readonly string[],
+    readonly blocked: readonly {
+      readonly lock: string;
+      readonly holders: readonly { readonly sessionId: string; readonly owner: string }[];
+    }[],
+  ) {
+    super(
+      locks.join(', '),
+      blocked.flatMap((each) => each.holders),
+    );
+    const held = blocked
+      .filter((each) => each.holders.length > 0)
+      .map(
+        (each) =>
+          `${each.lock} held by ${each.holders.map((holder) => holder.owner || `session ${holder.sessionId}`).join(', ')}`,
+      );
+    this.message = `the set ${locks.join(', ')} was not acquired (none of it is held): ${held.join('; ') || 'no lock of it is held, but not all were free (a lock-delay, or waiters ahead)'}`;
   }
 }
 

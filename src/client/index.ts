@@ -4,19 +4,24 @@ import { type AcquireOptions, type LockHandle, Session, type SessionOptions } fr
 export type { MonotonicClock } from './clock.ts';
 export type { CallEnd, CallObserver, ConnectionOptions } from './connection.ts';
 export {
+  DeadlockError,
   DlmClientError,
   ERROR_CODE_KEY,
   LEADER_HINT_KEY,
   LockModeError,
   LockNotAcquiredError,
+  LockSetNotAcquiredError,
   RETRY_AFTER_KEY,
   SessionLostError,
 } from './errors.ts';
 export { FenceGuard, FenceMisuseError, StaleTokenError } from './fence-guard.ts';
 export type { GrantMode, LockMode } from './mode.ts';
 export {
+  type AcquireAllOptions,
   type AcquireOptions,
+  type LockClaim,
   LockHandle,
+  LockSetHandle,
   newRequestId,
   Session,
   type SessionOptions,

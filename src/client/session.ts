@@ -1,10 +1,23 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Connection } from './connection.ts';
-import { DlmClientError, LockModeError, LockNotAcquiredError, SessionLostError } from './errors.ts';
+import {
+  acquireError,
+  DlmClientError,
+  LockModeError,
+  LockNotAcquiredError,
+  LockSetNotAcquiredError,
+  SessionLostError,
+} from './errors.ts';
 import type { KeepAliveMember } from './keepalive.ts';
 import { type GrantMode, grantedMode, grantModeOf, type LockMode, wireModeOf } from './mode.ts';
 import { newRequestId } from './request-id.ts';
-import { type AcquireWire, type SettleOutcome, Settler } from './settle.ts';
+import {
+  type AcquireAllWire,
+  type AcquireWire,
+  namesOf,
+  type SettleOutcome,
+  Settler,
+} from './settle.ts';
 
 export { newRequestId } from './request-id.ts';
 
@@ -18,6 +31,15 @@ export interface AcquireOptions {
   /** Gives up the Acquire (CANCELLED); like any failure of unknown outcome, it is then settled. */
   readonly signal?: AbortSignal;
 }
+
+/** One lock of an acquireAll, in its mode (exclusive unless given). */
+export interface LockClaim {
+  readonly name: string;
+  readonly mode?: LockMode | GrantMode;
+}
+
+/** As AcquireOptions, for a set: the wait, owner and signal are the set's. */
+export type AcquireAllOptions = Omit<AcquireOptions, 'mode'>;
 
 export interface SessionOptions {
   /** Lease length; the cluster config bounds it (lock.sessionTtlMsMin..Max). */
@@ -188,7 +210,7 @@ export class Session {
       answer = await call;
     } catch (error) {
       if (error instanceof DlmClientError && error.outcomeUnknown) this.settler.start(request);
-      throw error;
+      throw acquireError(error, [lock]);
     } finally {
       inFlight.delete(call);
       if (inFlight.size === 0 && this.acquiring.get(lock) === inFlight) this.acquiring.delete(lock);
@@ -209,6 +231,86 @@ export class Session {
       throw new LockModeError(lock, asked, granted, token);
     }
     const handle = new LockHandle(this, lock, token, granted);
+    this.handles.add(handle);
+    return handle;
+  }
+
+  /**
+   * Takes every lock of `claims` at once, each in its mode, or none (issue 17), waiting
+   * up to `waitMs` on the server. While it waits it holds none of them, and it cannot
+   * deadlock with another set over the same names, whatever order either names them
+   * in. Resolves with one handle for the set: one fencing token, and release() frees
+   * every lock of it. Rejects with LockSetNotAcquiredError when the wait ends without
+   * the set, with DeadlockError (decisive: nothing was queued) when waiting would close
+   * a wait-for cycle with other sessions, naming the cycle.
+   *
+   * As acquire(): a failure of unknown outcome is settled in the background (the set is
+   * asked for again with wait_ms 0 and the same request id, and a grant found is given
+   * back), and another acquire or acquireAll of any of these locks waits for that.
+   */
+  async acquireAll(
+    claims: readonly LockClaim[],
+    options: AcquireAllOptions = {},
+  ): Promise<LockSetHandle> {
+    this.requireAlive();
+    const asked = claims.map((claim) => ({ name: claim.name, mode: grantModeOf(claim.mode) }));
+    const request: AcquireAllWire = {
+      locks: asked.map((claim) => ({ lock: claim.name, mode: wireModeOf(claim.mode) })),
+      session_id: this.id,
+      wait_ms: String(options.waitMs ?? 0),
+      request_id: newRequestId(),
+      owner: options.owner ?? '',
+    };
+    const names = namesOf(request);
+    // As in acquire(): a settle that may still release one of these locks goes first.
+    for (const name of names) await this.settler.idle(name);
+    this.requireAlive();
+    const waitMs = options.waitMs ?? 0;
+    const call = this.connection.call('Lock', 'AcquireAll', request, {
+      deadlineMs: this.nowMs() + this.callTimeoutMs + waitMs,
+      waitMs,
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+    });
+    const inFlight = names.map((name) => {
+      const set = this.acquiring.get(name) ?? new Set<Promise<unknown>>();
+      this.acquiring.set(name, set);
+      set.add(call);
+      return [name, set] as const;
+    });
+    let answer: Record<string, unknown>;
+    try {
+      answer = await call;
+    } catch (error) {
+      if (error instanceof DlmClientError && error.outcomeUnknown) this.settler.start(request);
+      throw acquireError(error, names);
+    } finally {
+      for (const [name, set] of inFlight) {
+        set.delete(call);
+        if (set.size === 0 && this.acquiring.get(name) === set) this.acquiring.delete(name);
+      }
+    }
+    const locks = (answer.locks ?? []) as {
+      lock: string;
+      holders: { session_id: string; owner: string }[];
+    }[];
+    if (answer.acquired !== true) {
+      throw new LockSetNotAcquiredError(
+        names,
+        locks.map((each) => ({
+          lock: each.lock,
+          holders: each.holders.map((holder) => ({
+            sessionId: holder.session_id,
+            owner: holder.owner,
+          })),
+        })),
+      );
+    }
+    const token = String(answer.fencing_token);
+    // The cluster grants a set in the modes asked or refuses it (alreadyHolding), so
+    // unlike acquire() there is no other mode to be answered with.
+    const byName = new Map(asked.map((claim) => [claim.name, claim.mode]));
+    const held = names.map((name) => ({ name, mode: byName.get(name) ?? grantModeOf(undefined) }));
+    const handle = new LockSetHandle(this, held, token);
     this.handles.add(handle);
     return handle;
   }
@@ -272,7 +374,7 @@ export class Session {
 
   private handleOf(lock: string, token: string): LockHandle | undefined {
     for (const handle of this.handles) {
-      if (handle.lock === lock && handle.token === token) return handle;
+      if (handle.covers(lock) && handle.token === token) return handle;
     }
     return undefined;
   }
@@ -345,6 +447,11 @@ export class LockHandle {
     readonly mode: GrantMode,
   ) {}
 
+  /** Whether this handle's grant includes `lock`. */
+  covers(lock: string): boolean {
+    return this.lock === lock;
+  }
+
   /** Fires when the session that holds the lock may have lost it. */
   get signal(): AbortSignal {
     return this.session.signal;
@@ -393,6 +500,31 @@ export class LockHandle {
     await this.session.release(this.lock, this.token, this.releaseRequestId);
     this.released = true;
     this.session.forget(this);
+  }
+}
+
+/**
+ * A set of locks held together by one grant (Session.acquireAll). `lock` and `mode` are
+ * those of its first lock in code-unit order; `locks` lists them all. The cluster
+ * releases the whole set on a Release of any of its locks, so release() and dispose
+ * work as for one lock.
+ */
+export class LockSetHandle extends LockHandle {
+  readonly locks: readonly { readonly name: string; readonly mode: GrantMode }[];
+
+  constructor(
+    session: Session,
+    locks: readonly { readonly name: string; readonly mode: GrantMode }[],
+    token: string,
+  ) {
+    const [first] = locks;
+    if (first === undefined) throw new Error('a lock set holds at least one lock');
+    super(session, first.name, token, first.mode);
+    this.locks = locks;
+  }
+
+  override covers(lock: string): boolean {
+    return this.locks.some((each) => each.name === lock);
   }
 }
 

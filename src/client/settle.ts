@@ -24,6 +24,10 @@ import { newRequestId } from './request-id.ts';
  *   of the attempt cancels it, the server withdraws the waiter, and the next attempt
  *   finds no grant (or one given to the withdrawn wait, which it then releases).
  *
+ * An AcquireAll (Session.acquireAll) is settled the same way, as one: it is asked
+ * again as an AcquireAll, a grant found is given back by one Release of its first lock
+ * (which releases the set), and it runs after the settles of each of its locks.
+ *
  * Bounded: settleAttemptsMax attempts, each settleAttemptTimeoutMs, all within
  * settleTimeoutMs. Closing the session ends a settle at once (a closed session frees
  * every lock it holds), as does the session ending on the cluster; closing the client
@@ -42,6 +46,7 @@ export type SettleResult =
   | 'unsettled';
 
 export interface SettleOutcome {
+  /** The lock, or for an AcquireAll the first of its set in code-unit order. */
   readonly lock: string;
   /** The Acquire's request id. */
   readonly requestId: string;
@@ -56,6 +61,24 @@ export interface AcquireWire {
   readonly wait_ms: string;
   readonly request_id: string;
   readonly owner: string;
+}
+
+/** An AcquireAll as it was sent (wire field names); only wait_ms changes. */
+export interface AcquireAllWire {
+  readonly locks: readonly { readonly lock: string; readonly mode: string }[];
+  readonly session_id: string;
+  readonly wait_ms: string;
+  readonly request_id: string;
+  readonly owner: string;
+}
+
+/** Either attempt a session settles: one lock, or a set taken together. */
+export type SettleRequest = AcquireWire | AcquireAllWire;
+
+/** The locks an attempt names, in code-unit order; for a set, the first stands for all. */
+export function namesOf(request: SettleRequest): string[] {
+  if (!('locks' in request)) return [request.lock];
+  return request.locks.map((claim) => claim.lock).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
 /** What a settle needs of its session. */
@@ -75,20 +98,29 @@ export interface SettleHost {
 }
 
 export class Settler {
-  /** Per lock, the settles of that lock, one after another. */
-  private readonly running = new Map<string, Promise<SettleOutcome[]>>();
+  /**
+   * Per lock, the last settle started that names it: the settles of a lock run one after
+   * another, and a set's waits for those of each of its locks.
+   */
+  private readonly running = new Map<string, Promise<SettleOutcome>>();
+  /** Every settle not yet ended, once each (a set's is under several locks above). */
+  private readonly inFlight = new Set<Promise<SettleOutcome>>();
   private readonly abort = new AbortController();
 
   constructor(private readonly host: SettleHost) {}
 
-  /** Starts settling `request` once the settles of its lock before it are done. */
-  start(request: AcquireWire): void {
-    const { lock } = request;
-    const before = this.running.get(lock) ?? Promise.resolve([]);
-    const chain = before.then(async (done) => [...done, await this.settle(request)]);
-    this.running.set(lock, chain);
-    void chain.then(() => {
-      if (this.running.get(lock) === chain) this.running.delete(lock);
+  /** Starts settling `request` once the settles of its locks before it are done. */
+  start(request: SettleRequest): void {
+    const names = namesOf(request);
+    const before = Promise.all(names.map((name) => this.running.get(name)));
+    const settle = before.then(() => this.settle(request));
+    this.inFlight.add(settle);
+    for (const name of names) this.running.set(name, settle);
+    void settle.then(() => {
+      this.inFlight.delete(settle);
+      for (const name of names) {
+        if (this.running.get(name) === settle) this.running.delete(name);
+      }
     });
   }
 
@@ -102,9 +134,7 @@ export class Settler {
   /** Resolves, with their outcomes, once every settle has ended (including ones started meanwhile). */
   async settled(): Promise<SettleOutcome[]> {
     const outcomes: SettleOutcome[] = [];
-    while (this.running.size > 0) {
-      for (const done of await Promise.all([...this.running.values()])) outcomes.push(...done);
-    }
+    while (this.inFlight.size > 0) outcomes.push(...(await Promise.all([...this.inFlight])));
     return outcomes;
   }
 
@@ -113,12 +143,13 @@ export class Settler {
     this.abort.abort();
   }
 
-  private async settle(request: AcquireWire): Promise<SettleOutcome> {
+  private async settle(request: SettleRequest): Promise<SettleOutcome> {
+    const [lock = ''] = namesOf(request);
     const { connection } = this.host;
     const { attemptTimeoutMs, attemptsMax, timeoutMs } = connection.settle;
     const endMs = connection.clock.nowMs() + timeoutMs;
     const outcome = (result: SettleResult): SettleOutcome => ({
-      lock: request.lock,
+      lock,
       requestId: request.request_id,
       result,
     });
@@ -144,7 +175,7 @@ export class Settler {
     if (moot !== null) return outcome(moot);
     this.host.report(
       new Error(
-        `could not settle Acquire ${request.request_id} of ${request.lock}: session ${this.host.id} may hold it until it is closed or expires`,
+        `could not settle ${'locks' in request ? 'AcquireAll' : 'Acquire'} ${request.request_id} of ${namesOf(request).join(', ')}: session ${this.host.id} may hold it until it is closed or expires`,
         { cause: lastError },
       ),
     );
@@ -152,7 +183,7 @@ export class Settler {
   }
 
   private async attempt(
-    request: AcquireWire,
+    request: SettleRequest,
     deadlineMs: number,
     releaseIds: Map<string, string>,
   ): Promise<SettleResult> {
@@ -161,24 +192,30 @@ export class Settler {
     const signal = { signal: this.abort.signal };
     const answer = await connection.call(
       'Lock',
-      'Acquire',
+      'locks' in request ? 'AcquireAll' : 'Acquire',
       { ...request, wait_ms: '0' },
       { ...options, ...signal },
     );
     if (answer.acquired !== true) return 'notHeld';
     const token = String(answer.fencing_token);
-    await this.host.acquiresDone(request.lock);
-    if (this.host.holdsGrant(request.lock, token)) return 'heldByHandle';
+    const names = namesOf(request);
+    await Promise.all(names.map((name) => this.host.acquiresDone(name)));
+    // A live handle of any lock of the set carries the grant (a re-acquire of one lock
+    // of a held set is told the set's token): releasing the set would free it from under
+    // that handle (review test rev4-settle-set-vs-live-handle).
+    if (names.some((name) => this.host.holdsGrant(name, token))) return 'heldByHandle';
+    const [lock = ''] = names;
     let releaseId = releaseIds.get(token);
     if (releaseId === undefined) {
       releaseId = newRequestId();
       releaseIds.set(token, releaseId);
     }
+    // Releasing any lock of a set releases the set.
     await connection.call(
       'Lock',
       'Release',
       {
-        lock: request.lock,
+        lock,
         session_id: request.session_id,
         fencing_token: token,
         request_id: releaseId,

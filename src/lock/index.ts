@@ -50,3 +50,4 @@ export {
 } from './state-machine.ts';
 export { LockTimers, type LockTimersOptions } from './timers.ts';
 export * from './types.ts';
+export { describeCycle } from './wait-for.ts';

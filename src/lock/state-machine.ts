@@ -429,6 +429,22 @@ export class LockStateMachine {
   }
 
   /**
+   * What a retry of the Acquire or AcquireAll `command`'s request would be told now,
+   * read-only: its grant (with today's holders) while the grant it was told of is held,
+   * its place while it waits, null once that ended; undefined when the request is not
+   * remembered (it left the window, or never applied). Asks by request, not by session:
+   * the session may hold or wait for the same locks under another request.
+   */
+  requestStatus(command: LockCommand): LockResult | null | undefined {
+    if (command.type !== 'Acquire' && command.type !== 'AcquireAll') return undefined;
+    const remembered = this.dedupe.get(acquireKey(command.sessionId, command.requestId));
+    if (remembered === undefined) return undefined;
+    return command.type === 'Acquire'
+      ? this.requestNow(command, remembered.result)
+      : this.setRequestNow(command, remembered.result);
+  }
+
+  /**
    * The open attempts (entry indexes) of the Acquire `command` that entries with
    * `proposalId` carried (more than one if a forward was delivered twice), and what a
    * retry of its request would be told now: its grant or its place in the queue, or

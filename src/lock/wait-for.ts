@@ -203,12 +203,18 @@ export function findWaitCycle(
   }
 }
 
-/** The cycle in words, for a refusal: `session 5 waits for b held by session 7, ...`. */
-export function describeCycle(cycle: readonly WaitForHop[]): string {
+/**
+ * The cycle in words, for a refusal: `session 5 waits for "b" held by session 7, ...`.
+ * `nameOf` writes a lock's name (the API hides names its caller may not read).
+ */
+export function describeCycle(
+  cycle: readonly WaitForHop[],
+  nameOf: (lock: string) => string = (lock) => JSON.stringify(lock),
+): string {
   return cycle
     .map(
       (hop) =>
-        `session ${hop.waiter} waits for ${JSON.stringify(hop.lock)} ${hop.blockerHolds ? 'held by' : 'queued for ahead of it by'} session ${hop.blocker}`,
+        `session ${hop.waiter} waits for ${nameOf(hop.lock)} ${hop.blockerHolds ? 'held by' : 'queued for ahead of it by'} session ${hop.blocker}`,
     )
     .join(', ');
 }

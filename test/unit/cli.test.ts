@@ -197,6 +197,7 @@ describe('dlm CLI', () => {
       name: 'lock',
       target,
       lock: 'inventory/42',
+      locks: ['inventory/42'],
       ttlMs: 10_000,
       waitMs: 60_000,
       shared: false,
@@ -230,6 +231,7 @@ describe('dlm CLI', () => {
       name: 'lock',
       target: { ...target, endpoints: ['h:1', 'h:2'], timeoutMs: 900 },
       lock: 'jobs/1',
+      locks: ['jobs/1'],
       ttlMs: 3_000,
       waitMs: 0,
       shared: true,
@@ -237,6 +239,19 @@ describe('dlm CLI', () => {
       killGraceMs: 500,
       command: ['sh', '-c', 'echo $DLM_FENCING_TOKEN -- done'],
     });
+  });
+
+  it('parses lock with several NAMEs (taken together) and refuses one given twice', () => {
+    expect(parseCommand(['lock', 'a', 'b', '--shared', 'c', '--', 'true'])).toMatchObject({
+      name: 'lock',
+      lock: 'a',
+      locks: ['a', 'b', 'c'],
+      shared: true,
+      command: ['true'],
+    });
+    expect(parseCommand(['lock', 'a', 'b', 'a', '--', 'true'])).toBe(
+      'dlm lock: NAME "a" is given twice',
+    );
   });
 
   it("leaves CMD's words alone: --help, help and -- after the first -- are CMD's", () => {
