@@ -68,49 +68,57 @@ describe('session.acquireAll', () => {
     await b.close();
   });
 
-  it('two clients take overlapping sets in opposite orders 200 times each: no deadlock, never together', async () => {
-    const [one, two] = (await start(2)) as [DlmClient, DlmClient];
-    const sessions = [
-      await one.openSession({ ttlMs: 5_000, clientName: 'one' }),
-      await two.openSession({ ttlMs: 5_000, clientName: 'two' }),
-    ];
-    const orders = [
-      ['order/a', 'order/b', 'order/c'],
-      ['order/c', 'order/b', 'order/a'],
-    ];
-    const rounds = 200;
-    let inside = 0;
-    let overlaps = 0;
-    const tokens: bigint[] = [];
-    const worker = async (k: number): Promise<number> => {
-      const session = sessions[k];
-      const order = orders[k];
-      if (session === undefined || order === undefined) throw new Error(`no worker ${k}`);
-      for (let round = 0; round < rounds; round++) {
-        const handle = await session.acquireAll(
-          order.map((name) => ({ name })),
-          { waitMs: 5_000 },
-        );
-        inside++;
-        if (inside > 1) overlaps++;
-        tokens.push(BigInt(handle.token));
-        // Yield so the other client's request lands while this one holds the set.
-        await new Promise((resolve) => setImmediate(resolve));
-        inside--;
-        await handle.release();
+  // DLM_OPPOSITE_ROUNDS=1000 runs the issue's demonstration (1,000 rounds each).
+  const rounds = Number(process.env.DLM_OPPOSITE_ROUNDS ?? 200);
+  it(
+    `two clients take overlapping sets in opposite orders ${rounds} times each: no deadlock, never together`,
+    async () => {
+      const [one, two] = (await start(2)) as [DlmClient, DlmClient];
+      const sessions = [
+        await one.openSession({ ttlMs: 5_000, clientName: 'one' }),
+        await two.openSession({ ttlMs: 5_000, clientName: 'two' }),
+      ];
+      const orders = [
+        ['order/a', 'order/b', 'order/c'],
+        ['order/c', 'order/b', 'order/a'],
+      ];
+      let inside = 0;
+      let overlaps = 0;
+      const tokens: bigint[] = [];
+      const worker = async (k: number): Promise<number> => {
+        const session = sessions[k];
+        const order = orders[k];
+        if (session === undefined || order === undefined) throw new Error(`no worker ${k}`);
+        for (let round = 0; round < rounds; round++) {
+          const handle = await session.acquireAll(
+            order.map((name) => ({ name })),
+            { waitMs: 5_000 },
+          );
+          inside++;
+          if (inside > 1) overlaps++;
+          tokens.push(BigInt(handle.token));
+          // Yield so the other client's request lands while this one holds the set.
+          await new Promise((resolve) => setImmediate(resolve));
+          inside--;
+          await handle.release();
+        }
+        return rounds;
+      };
+      const done = await Promise.all([worker(0), worker(1)]);
+      expect(done).toEqual([rounds, rounds]);
+      expect(overlaps).toBe(0);
+      // One token per grant of the set, rising from grant to grant.
+      expect(tokens).toHaveLength(2 * rounds);
+      for (let k = 1; k < tokens.length; k++) {
+        expect((tokens[k] as bigint) > (tokens[k - 1] as bigint)).toBe(true);
       }
-      return rounds;
-    };
-    const done = await Promise.all([worker(0), worker(1)]);
-    expect(done).toEqual([rounds, rounds]);
-    expect(overlaps).toBe(0);
-    // One token per grant of the set, rising from grant to grant.
-    expect(tokens).toHaveLength(2 * rounds);
-    for (let k = 1; k < tokens.length; k++) {
-      expect((tokens[k] as bigint) > (tokens[k - 1] as bigint)).toBe(true);
-    }
-    for (const session of sessions) expect(await session.settled()).toEqual([]);
-  }, 60_000);
+      for (const session of sessions) expect(await session.settled()).toEqual([]);
+      console.log(
+        `opposite orders: ${2 * rounds} set grants, 0 overlaps, tokens ${tokens[0]}..${tokens.at(-1)} rising`,
+      );
+    },
+    60_000 + rounds * 200,
+  );
 
   it('a real cycle of three sessions is refused as a decisive DeadlockError naming the cycle', async () => {
     const [dlm] = (await start()) as [DlmClient];
