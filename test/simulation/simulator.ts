@@ -9,6 +9,7 @@ import {
   type RaftConfig,
   type Ready,
 } from '../../src/raft/index.ts';
+import { BEHAVIOUR_LATEST } from '../../src/lock/index.ts';
 import { AssertionError } from '../../src/util/assert.ts';
 import { logIndex, type NodeId, nodeId, type Term } from '../../src/util/ids.ts';
 import { MinHeap } from '../../src/util/min-heap.ts';
@@ -115,6 +116,8 @@ class SimNode {
   observedApplied = 0;
   observedVoters: readonly NodeId[] = [];
   leaderOfTerm = -1;
+  /** When this node, leading, last proposed raising the behaviour version. */
+  behaviourProposedAtMs = Number.NEGATIVE_INFINITY;
   decommissioned = false;
   readonly pendingReads = new Map<string, number>();
   /** Reads whose index is known, waiting for this node to apply up to it. */
@@ -456,10 +459,27 @@ export class Simulator {
   private proposeDueTimers(node: SimNode): void {
     const raft = node.raft;
     if (raft?.role !== 'leader' || node.replica === null) return;
+    this.proposeBehaviourRaise(node, raft);
     for (const command of node.replica.timers.due(this.localNow(node))) {
       if (!raft.propose(new TextEncoder().encode(encodeLockCommand(command))).ok) break;
     }
     this.drive(node);
+  }
+
+  /**
+   * Every simulated node runs this binary, so a leader raises the behaviour version to
+   * the latest, as the runtime does once every member supports it (src/node/behaviour.ts):
+   * until that entry applies, AcquireAll is an unknown command and there is no deadlock
+   * detection. Proposed again every 200 ms of its clock until its replica has applied it,
+   * since a proposal can be lost with its leader; a copy that applies late is Stale.
+   */
+  private proposeBehaviourRaise(node: SimNode, raft: Raft): void {
+    if (node.replica === null || node.replica.locks.behaviour >= BEHAVIOUR_LATEST) return;
+    const nowMs = this.localNow(node);
+    if (nowMs - node.behaviourProposedAtMs < 200) return;
+    node.behaviourProposedAtMs = nowMs;
+    const command = { type: 'SetBehaviour', version: BEHAVIOUR_LATEST } as const;
+    raft.propose(new TextEncoder().encode(encodeLockCommand(command)));
   }
 
   /** A node's own monotonic clock, which runs at its drifted rate. */
