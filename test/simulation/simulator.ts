@@ -1,3 +1,4 @@
+import { BEHAVIOUR_LATEST } from '../../src/lock/index.ts';
 import {
   type ConfigChange,
   type Entry,
@@ -9,7 +10,6 @@ import {
   type RaftConfig,
   type Ready,
 } from '../../src/raft/index.ts';
-import { BEHAVIOUR_LATEST } from '../../src/lock/index.ts';
 import { AssertionError } from '../../src/util/assert.ts';
 import { logIndex, type NodeId, nodeId, type Term } from '../../src/util/ids.ts';
 import { MinHeap } from '../../src/util/min-heap.ts';
