@@ -132,6 +132,20 @@ describe('a follower receiving a snapshot holds the log after it', () => {
 });
 
 /**
+ * Seed 277: leader n5 of seven commits 31:4 on n3, n4, n6 and its own disk (4 of 7),
+ * then, in the same event, applies 30:4, its own removal, and the simulator
+ * decommissions it. The commit was registered only when n6 heard of it, under the new
+ * six-voter config where n5's disk does not count, and the durability check reported
+ * 3 of 6. The Raft core was right (test/raft/membership.test.ts drives the interleaving);
+ * the simulator now registers a removed node's commits before it takes it out.
+ */
+describe('a leader that commits and applies its own removal in one event', () => {
+  it('seed 277 judges the commit by the config the leader used', () => {
+    expect(runSimulation(277).violation).toBeNull();
+  });
+});
+
+/**
  * The newer teeth are measured, not just found once: each runs a fixed range of seeds
  * with the default options (what `npm run simulate` runs) and must be caught on at
  * least `caughtMin` of them. The rate is printed, so a checker that goes blunt shows
