@@ -94,6 +94,9 @@ export function noLockStats(): LockWorkloadStats {
   };
 }
 
+/** Client actions that take a lock set, of every action (0.4 acquire something). */
+export const DEFAULT_LOCK_SET_SHARE = 0.15;
+
 export class LockWorkload {
   private readonly clients: LockClient[];
   private readonly sessionOwner = new Map<SessionId, number>();
@@ -106,6 +109,8 @@ export class LockWorkload {
     private readonly prng: Prng,
     clientCount: number,
     private readonly propose: (client: number, command: LockCommand) => void,
+    /** The share of client actions that take a lock set (AcquireAll), out of 0.4 acquiring. */
+    private readonly lockSetShare = DEFAULT_LOCK_SET_SHARE,
   ) {
     this.clients = Array.from({ length: clientCount }, (_, index) =>
       newClient(index, this.prng.chance(0.3)),
@@ -144,7 +149,7 @@ export class LockWorkload {
       return;
     }
     const roll = this.prng.nextFloat();
-    if (roll < 0.25) this.acquire(client, client.session, nowMs);
+    if (roll < 0.4 - this.lockSetShare) this.acquire(client, client.session, nowMs);
     else if (roll < 0.4) this.acquireAll(client, client.session, nowMs);
     else if (roll < 0.7) this.release(client, client.session, nowMs);
     else if (roll < 0.74)

@@ -234,6 +234,7 @@ export class Simulator {
       this.prng.fork(),
       options.lockClientCount,
       (client, command) => this.submit(`lock${client}`, encodeLockCommand(command)),
+      options.lockSetShare,
     );
     if (options.lockClientCount > 0) this.queue.push(20, { kind: 'lockClients' });
   }
