@@ -252,6 +252,53 @@ describe('§6 removing servers', () => {
     expect(network.sentOf('RequestVote', { from: a })).toEqual([]);
   });
 
+  it('a leader removing itself commits a later entry under the config still in force, and the overlap keeps it', () => {
+    // The interleaving of simulator seed 277, driven directly. The removal of a (index k)
+    // and an entry x (k + 1) are in flight together; d and e get only k, b and c get both.
+    // a counts its durable copy with b and c: 3 of the 5 voters in force commit x, in the
+    // same step that commits k. The removal takes effect when a applies it, after the
+    // commit, so x then sits on only b and c of the 4 voters of {b, c, d, e}: not a
+    // majority of the new config, yet safe. A single-server change leaves every quorum
+    // of the new config (3 of 4) meeting the old majority's survivors (b, c), so no
+    // leader without x can be elected; that is what the simulator's durability check
+    // must accept (it is checked against the config the committing leader used).
+    const network = new Network({ prng: new Prng(71), voters: [a, b, c, d, e] });
+    const leader = network.elect(a);
+    const removal = leader.proposeConfigChange({ type: 'removeNode', nodeId: a });
+    const x = network.propose(a, 'x');
+    if (!removal.ok || !x.ok) throw new Error('proposals refused');
+    expect(x.index).toBe(removal.index + 1);
+    const stopDrop = network.dropIf(
+      (message) =>
+        (message.to === d || message.to === e) &&
+        message.type === 'AppendEntries' &&
+        message.entries.some((entry) => entry.index === x.index),
+    );
+
+    network.deliverAll(); // a persists and sends; the followers receive
+    network.deliverAll(); // the followers persist and answer; a counts the answers
+
+    expect(leader.role).toBe('leader');
+    expect(leader.config.voters).toEqual([a, b, c, d, e]);
+    expect(leader.log.commitIndex).toBe(x.index);
+    expect(network.raft(d).log.lastIndex()).toBe(removal.index);
+    expect(network.raft(e).log.lastIndex()).toBe(removal.index);
+
+    network.processReady(a); // applies k then x; the removal now takes effect
+    expect(network.node(a).applied.map((entry) => entry.index)).toContain(x.index);
+    expect(leader.role).toBe('follower');
+    expect(leader.config.voters).toEqual([b, c, d, e]);
+
+    // Only b or c can win in {b, c, d, e}, and everyone ends up applying x.
+    stopDrop();
+    network.isolate(a);
+    network.tickUntil(() => network.leaders().some((id) => id !== a), 20 * T);
+    const [next] = network.leaders().filter((id) => id !== a);
+    expect(next === b || next === c).toBe(true);
+    network.tickAll(5 * T);
+    for (const id of [b, c, d, e]) expect(network.state(id)).toEqual(['x']);
+  });
+
   it('a removed node that missed its removal cannot win an election: the voters that committed the removal have a longer log', () => {
     // §4.2.3 of the thesis worries about removed servers disrupting the cluster. A
     // committed removal is on a majority of the voters, so the removed node that lacks

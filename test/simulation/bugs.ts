@@ -114,6 +114,19 @@ class TokenFromRequestEntry extends LockStateMachine {
   }
 }
 
+/**
+ * A waiting set is granted only the lock whose queue let it go (the partial grant the
+ * atomic multi-lock forbids). Its own invariant check is silenced too, as it would be if
+ * the same mistake were made in both: the simulator's model must catch it on its own.
+ */
+class GrantsSetLockByLock extends LockStateMachine {
+  protected override grantedTogether(_names: readonly string[], at: string): readonly string[] {
+    return [at];
+  }
+
+  override checkInvariants(): void {}
+}
+
 function subclass(Core: new (config: RaftConfig) => Raft): SimBugs {
   return { createRaft: (config) => new Core(config) };
 }
@@ -134,6 +147,7 @@ export const INJECTED_BUGS = {
   readsWithOwnConfirmation: subclass(ReadsWithOwnConfirmation),
   localReadsSkipHeartbeatRound: subclass(LocalReadsSkipHeartbeatRound),
   tokenFromRequestEntry: lockSubclass(TokenFromRequestEntry),
+  grantsSetLockByLock: lockSubclass(GrantsSetLockByLock),
   followerReadsAppliedIndex: subclass(FollowerReadsAppliedIndex),
   ignoresCompactionFloor: subclass(IgnoresCompactionFloor),
 } as const satisfies Record<string, SimBugs>;

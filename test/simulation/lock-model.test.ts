@@ -1,11 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import {
+  BEHAVIOUR_MULTI_LOCK,
+  type LockClaim,
   type LockCommand,
   type LockMode,
   type LockResult,
   LockStateMachine,
   type RememberedResult,
 } from '../../src/lock/index.ts';
+import type { CycleSearch } from '../../src/lock/wait-for.ts';
 import {
   fencingToken,
   type LogIndex,
@@ -60,6 +63,53 @@ class Run {
         maxHoldMs: 0,
         lockDelayMs: 0,
       },
+      nowMs,
+    );
+  }
+
+  /** Raises the behaviour to the multi-lock rules, as the simulated leader does. */
+  multiLock(): this {
+    this.apply({ type: 'SetBehaviour', version: BEHAVIOUR_MULTI_LOCK }, 0);
+    return this;
+  }
+
+  acquireOne(sessionId: SessionId, lock: string, waitMs: number, nowMs: number): LockResult {
+    return this.apply(
+      {
+        type: 'Acquire',
+        lock,
+        sessionId,
+        mode: 'exclusive',
+        waitMs,
+        requestId: `q${this.index}`,
+        owner: '',
+        maxHoldMs: 0,
+        lockDelayMs: 0,
+      },
+      nowMs,
+    );
+  }
+
+  acquireAll(sessionId: SessionId, locks: readonly string[], nowMs: number): LockResult {
+    const claims: LockClaim[] = locks.map((lock) => ({ lock, mode: 'exclusive' }));
+    return this.apply(
+      {
+        type: 'AcquireAll',
+        locks: claims,
+        sessionId,
+        waitMs: 1000,
+        requestId: `m${this.index}`,
+        owner: '',
+        maxHoldMs: 0,
+        lockDelayMs: 0,
+      },
+      nowMs,
+    );
+  }
+
+  releaseOf(sessionId: SessionId, lock: string, token: number, nowMs: number): LockResult {
+    return this.apply(
+      { type: 'Release', lock, sessionId, token: fencingToken(token), requestId: `r${this.index}` },
       nowMs,
     );
   }
@@ -162,5 +212,62 @@ describe('LockModel', () => {
     });
     behind.skipTo(logIndex(2));
     expect(() => run.model.checkReplica(n1, 2, behind)).toThrow(/Lock model: n1 after 2/);
+  });
+
+  it('accepts overlapping sets in opposite orders and a real cycle refused as deadlock', () => {
+    const run = new Run().multiLock();
+    const s1 = run.open(5000, 0);
+    const s2 = run.open(5000, 0);
+    const s3 = run.open(5000, 0);
+    const first = run.acquireAll(s1, ['x', 'y'], 1);
+    expect(run.acquireAll(s2, ['y', 'x'], 2).type).toBe('QueuedAll');
+    if (first.type !== 'AcquiredAll') throw new Error(`not granted: ${JSON.stringify(first)}`);
+    // Releasing one lock of the set frees the set; the waiting set is granted whole.
+    run.releaseOf(s1, 'y', first.token, 3);
+    expect(run.machine.describe('x').holders[0]?.token).toBe(run.index);
+    expect(run.machine.describe('y').holders[0]?.token).toBe(run.index);
+    // s2 holds x and y; s3 holds z and waits for x; s2 asking for z closes the cycle.
+    run.acquireOne(s3, 'z', 0, 4);
+    expect(run.acquireOne(s3, 'x', 1000, 5).type).toBe('Queued');
+    const refused = run.acquireOne(s2, 'z', 1000, 6);
+    expect(refused).toMatchObject({ type: 'Rejected', code: 'deadlock' });
+  });
+
+  it('a deadlock refusal naming a cycle that does not exist', () => {
+    class SeesCycles extends LockStateMachine {
+      protected override waitCycleOf(
+        requester: SessionId,
+        claims: readonly LockClaim[],
+      ): CycleSearch {
+        const lock = claims[0]?.lock ?? '';
+        const holder = this.describe(lock).holders[0]?.sessionId ?? requester;
+        // Claims the holder waits for the requester, which it does not.
+        const cycle = [
+          { waiter: requester, lock, blocker: holder, blockerHolds: true },
+          { waiter: holder, lock, blocker: requester, blockerHolds: true },
+        ];
+        return { kind: 'cycle', cycle, steps: 1 };
+      }
+    }
+    const run = new Run(new SeesCycles(SIM_LOCK_LIMITS)).multiLock();
+    const s1 = run.open(5000, 0);
+    const s2 = run.open(5000, 0);
+    run.acquireOne(s1, 'x', 0, 1);
+    run.acquireOne(s2, 'y', 0, 2);
+    expect(() => run.acquireOne(s2, 'x', 1000, 3)).toThrow(
+      /Lock model: .*deadlock hop 1: 2 does not wait for x/,
+    );
+  });
+
+  it('a waiting set granted only the lock that let it go', () => {
+    const run = new Run(
+      INJECTED_BUGS.grantsSetLockByLock.createLockMachine(SIM_LOCK_LIMITS),
+    ).multiLock();
+    const s1 = run.open(5000, 0);
+    const s2 = run.open(5000, 0);
+    const first = run.acquireAll(s1, ['x', 'y'], 1);
+    run.acquireAll(s2, ['x', 'y'], 2);
+    if (first.type !== 'AcquiredAll') throw new Error('not granted');
+    expect(() => run.releaseOf(s1, 'x', first.token, 3)).toThrow(/Multi-lock: .*partial grant/);
   });
 });

@@ -24,7 +24,15 @@ import { SafetyViolation } from './checker.ts';
  * - a release by a non-holder or with a stale token is refused, and a refusal names
  *   the right cause;
  * - a retried request (same request id) whose first result changed state gets that
- *   result back and changes nothing, for as long as the dedupe window must hold it.
+ *   result back and changes nothing, for as long as the dedupe window must hold it;
+ * - a lock set (AcquireAll) is granted whole, by one entry, with one token, or not at
+ *   all: after every entry each lock of a granted set is held by its session under the
+ *   set's token, and a waiting set has its place in every one of its queues; releasing
+ *   or ending any lock of a set ends the set;
+ * - tokens rise per lock name, grant after grant;
+ * - a wait refused as `deadlock` would really have closed a cycle: every hop of the
+ *   cycle it names is a session waiting for a lock that the next one holds in a mode
+ *   that excludes it, or waits for ahead of it in a way that must be granted first.
  *
  * It is fed every lock command once, at its first application anywhere, in log order.
  * Where the state machine has a free choice (to queue, to refuse at a limit, whom to
@@ -50,6 +58,8 @@ interface ModelSession {
 
 interface ModelGrant {
   readonly mode: LockMode;
+  /** Granted as part of a set (AcquireAll): its names, in code-unit order. */
+  readonly lockSet: readonly string[] | undefined;
   readonly token: number;
   readonly grantedAtMs: number;
   readonly maxHoldMs: number;
@@ -57,6 +67,8 @@ interface ModelGrant {
 }
 
 interface ModelWaiter {
+  /** Queued as part of a set (AcquireAll): its names, in code-unit order. */
+  readonly lockSet: readonly string[] | undefined;
   readonly sessionId: SessionId;
   readonly requestIndex: number;
   readonly mode: LockMode;
@@ -67,6 +79,8 @@ interface ModelWaiter {
 }
 
 interface ModelLock {
+  /** The token of the lock's last grant: the next must be higher. */
+  lastToken: number;
   readonly holders: Map<SessionId, ModelGrant>;
   readonly waiters: ModelWaiter[];
   /** No new grant before this virtual time: a lock-delay placed by an expiry. */
@@ -185,6 +199,7 @@ export class LockModel {
     if (!('sessionId' in command) || command.type === 'CloseSession') return false;
     const live = this.sessions.has(command.sessionId);
     if (!live) return result.type === 'Rejected' && result.code === 'sessionNotFound';
+    if (command.type === 'AcquireAll') return this.setRetryToldTruth(command, first, result);
     if (command.type !== 'Acquire') return false;
     const lock = this.locks.get(command.lock);
     const grant = lock?.holders.get(command.sessionId);
@@ -210,11 +225,51 @@ export class LockModel {
     }
   }
 
+  /** The same promise for a set: its grant while it stands, its places while it waits. */
+  private setRetryToldTruth(
+    command: Extract<LockCommand, { type: 'AcquireAll' }>,
+    first: Remembered,
+    result: LockResult,
+  ): boolean {
+    const id = command.sessionId;
+    const names = setNames(command.locks.map((claim) => claim.lock));
+    const grants = names.map((name) => this.locks.get(name)?.holders.get(id));
+    const places = names.map((name) =>
+      this.locks.get(name)?.waiters.find((waiter) => waiter.sessionId === id),
+    );
+    const firstResult = JSON.parse(first.encoded) as LockResult;
+    const holdsFirst =
+      firstResult.type === 'AcquiredAll' &&
+      grants.every((grant) => grant?.token === firstResult.token);
+    switch (result.type) {
+      case 'AcquiredAll':
+        return grants.every(
+          (grant) =>
+            grant !== undefined && grant.token === result.token && grant.lockSet !== undefined,
+        );
+      case 'QueuedAll':
+        return places.every((place) => place !== undefined && place.lockSet !== undefined);
+      case 'NotAcquiredAll':
+        return (
+          firstResult.type === 'QueuedAll' &&
+          grants.every((grant) => grant === undefined) &&
+          places.every((place) => place === undefined)
+        );
+      case 'Rejected':
+        return result.code === 'grantEnded' && firstResult.type === 'AcquiredAll' && !holdsFirst;
+      default:
+        return false;
+    }
+  }
+
   private rememberResult(command: LockCommand, result: LockResult): void {
     const key = requestKey(command);
     if (key === null) return;
     const sequence = this.requestSequence++;
-    const changedState = result.type !== 'Rejected' && result.type !== 'NotAcquired';
+    const changedState =
+      result.type !== 'Rejected' &&
+      result.type !== 'NotAcquired' &&
+      result.type !== 'NotAcquiredAll';
     const first = this.remembered.get(key);
     // A retry after a refusal is evaluated afresh; its result is the one to keep.
     if (first !== undefined && (first.changedState || !changedState)) return;
@@ -238,7 +293,7 @@ export class LockModel {
   lock(name: string): ModelLock {
     let lock = this.locks.get(name);
     if (lock === undefined) {
-      lock = { holders: new Map(), waiters: [], closedUntilMs: 0 };
+      lock = { lastToken: 0, holders: new Map(), waiters: [], closedUntilMs: 0 };
       this.locks.set(name, lock);
     }
     return lock;
@@ -251,6 +306,35 @@ export class LockModel {
         names.push(name);
     }
     return names;
+  }
+
+  /**
+   * A set is whole after every entry: each of its grants stands on every lock of the set
+   * under one token, and each of its waits has its place in every queue of the set.
+   */
+  setProblem(): string | null {
+    for (const [name, lock] of this.locks) {
+      for (const [id, grant] of lock.holders) {
+        const names = grant.lockSet;
+        if (names === undefined) continue;
+        if (!names.includes(name)) return `${id} holds ${name} in a set without it: ${names}`;
+        for (const member of names) {
+          const other = this.locks.get(member)?.holders.get(id);
+          if (other?.token !== grant.token || other.lockSet?.join() !== names.join())
+            return `${id} holds ${name} of the set ${names} under token ${grant.token}, but ${member} under ${other?.token ?? 'nothing'}: a partial grant`;
+        }
+      }
+      for (const place of lock.waiters) {
+        const names = place.lockSet;
+        if (names === undefined) continue;
+        for (const member of names) {
+          const queue = this.locks.get(member)?.waiters ?? [];
+          if (!queue.some((each) => samePlace(each, place)))
+            return `${place.sessionId} waits for ${name} as part of the set ${names} (request ${place.requestIndex}) but not for ${member}`;
+        }
+      }
+    }
+    return null;
   }
 
   get lockDelayMs(): number {
@@ -336,10 +420,19 @@ class Step {
       this.model.endSession(id);
     }
     if (result.type !== 'Rejected') this.checkAfter(result);
+    const broken = this.model.setProblem();
+    if (broken !== null) violation('Multi-lock', `${this.at}: ${broken}`);
   }
 
-  private fail(detail: string): never {
+  fail(detail: string): never {
     violation('Lock model', `${this.at}: ${detail}`);
+  }
+
+  private checkSetAfter(
+    command: Extract<LockCommand, { type: 'AcquireAll' }>,
+    result: Exclude<LockResult, { type: 'Rejected' }>,
+  ): void {
+    checkSetAnswer(this, this.model, this.index, this.nowMs, command, result);
   }
 
   private live(id: SessionId): boolean {
@@ -352,12 +445,71 @@ class Step {
     if (this.output.events.length > 0) this.fail(`refused (${code}) but changed state`);
     if (code === 'sessionNotFound' && 'sessionId' in command && this.live(command.sessionId))
       this.fail(`refused as sessionNotFound, but session ${command.sessionId} is live`);
+    if (code === 'deadlock') this.checkCycle();
+    if (code === 'alreadyHolding' && command.type === 'AcquireAll') {
+      const held = command.locks.some(({ lock }) =>
+        this.model.lock(lock).holders.has(command.sessionId),
+      );
+      if (!held)
+        this.fail(`refused as alreadyHolding, but ${command.sessionId} holds none of the set`);
+    }
     if (command.type !== 'Release') return;
     const held = this.model.lock(command.lock).holders.get(command.sessionId);
     if (code === 'notHolder' && held !== undefined)
       this.fail(`refused as notHolder, but ${command.sessionId} holds ${command.lock}`);
     if (code === 'staleToken' && (held === undefined || held.token === command.token))
       this.fail(`refused token ${command.token} as stale, the grant is ${held?.token ?? 'none'}`);
+  }
+
+  /**
+   * A `deadlock` refusal must name a real cycle, checked hop by hop in the model's own
+   * state: it starts and ends at the requester, each hop's blocker is the next hop's
+   * waiter, and each waiter really cannot go on before its blocker does. A holder blocks
+   * a waiter whose mode it excludes. A place ahead in the queue blocks it when either
+   * of the two is exclusive or the place is a set's (granted only with the rest of its
+   * set); two shared single-lock places are granted one after the other, so the one
+   * behind does not wait for the other to finish.
+   */
+  private checkCycle(): void {
+    const command = this.command;
+    if (command.type !== 'Acquire' && command.type !== 'AcquireAll') {
+      this.fail(`refused ${command.type} as deadlock`);
+    }
+    const result = this.output.result;
+    const cycle = result.type === 'Rejected' ? (result.cycle ?? []) : [];
+    const requester = command.sessionId;
+    const claims =
+      command.type === 'Acquire' ? [{ lock: command.lock, mode: command.mode }] : command.locks;
+    const text = JSON.stringify(cycle);
+    if (cycle.length === 0) this.fail('refused as deadlock without naming a cycle');
+    cycle.forEach((hop, k) => {
+      const next = cycle[(k + 1) % cycle.length];
+      if (k === 0 && hop.waiter !== requester) this.fail(`deadlock cycle ${text} starts elsewhere`);
+      if (next !== undefined && hop.blocker !== next.waiter)
+        this.fail(`deadlock cycle ${text} is broken at hop ${k}`);
+      const lock = this.model.lock(hop.lock);
+      const claim =
+        hop.waiter === requester ? claims.find((each) => each.lock === hop.lock) : undefined;
+      const waiterAt = lock.waiters.findIndex((waiter) => waiter.sessionId === hop.waiter);
+      const place = lock.waiters[waiterAt];
+      // The requester's new claim would join the queue at its end.
+      const mode = claim?.mode ?? place?.mode;
+      const position = claim !== undefined ? lock.waiters.length : waiterAt;
+      if (mode === undefined)
+        this.fail(`deadlock hop ${k}: ${hop.waiter} does not wait for ${hop.lock}`);
+      const held = lock.holders.get(hop.blocker);
+      const blocks = hop.blockerHolds
+        ? held !== undefined && (held.mode === 'exclusive' || mode === 'exclusive')
+        : lock.waiters
+            .slice(0, position)
+            .some(
+              (ahead) =>
+                ahead.sessionId === hop.blocker &&
+                (ahead.mode === 'exclusive' || mode === 'exclusive' || ahead.lockSet !== undefined),
+            );
+      if (!blocks || hop.blocker === hop.waiter)
+        this.fail(`deadlock hop ${k} (${JSON.stringify(hop)}) is no wait in the model`);
+    });
   }
 
   /** What the result claims about the state before the command. */
@@ -382,6 +534,7 @@ class Step {
         this.expire(command.sessionId, command.lastRefreshIndex, result);
         return;
       case 'Acquire':
+      case 'AcquireAll':
         if (!this.live(command.sessionId)) this.fail(`acquired for dead ${command.sessionId}`);
         return;
       case 'Release': {
@@ -487,6 +640,12 @@ class Step {
     const lock = this.model.lock(name);
     if (!this.live(id)) this.fail(`granted ${name} to dead session ${id}`);
     if (token !== this.index) this.fail(`grant of ${name} carries token ${token}`);
+    if (token <= lock.lastToken)
+      violation(
+        'Fencing',
+        `${this.at}: ${name} granted with token ${token} after ${lock.lastToken}`,
+      );
+    lock.lastToken = token;
     if (lock.holders.has(id)) this.fail(`granted ${name} again to its holder ${id}`);
     const modes = [...lock.holders.values()].map((grant) => grant.mode);
     if (modes.length > 0 && (mode === 'exclusive' || modes.includes('exclusive'))) {
@@ -499,6 +658,7 @@ class Step {
     if (request.mode !== mode) this.fail(`granted ${name} ${mode}, asked ${request.mode}`);
     lock.holders.set(id, {
       mode,
+      lockSet: request.lockSet,
       token,
       grantedAtMs: this.nowMs,
       maxHoldMs: request.maxHoldMs,
@@ -512,13 +672,24 @@ class Step {
     id: SessionId,
     mode: LockMode,
     lock: ModelLock,
-  ): { mode: LockMode; maxHoldMs: number; lockDelayMs: number } {
+  ): {
+    mode: LockMode;
+    maxHoldMs: number;
+    lockDelayMs: number;
+    lockSet: readonly string[] | undefined;
+  } {
     const command = this.command;
-    if (command.type !== 'Acquire' || command.lock !== name || command.sessionId !== id)
-      this.fail(`granted ${name} to ${id} who did not ask (${mode})`);
     if (lock.waiters.length > 0)
       this.fail(`granted ${name} to ${id} ahead of ${lock.waiters.length} waiters`);
-    return command;
+    if (command.type === 'AcquireAll' && command.sessionId === id) {
+      const claim = command.locks.find((each) => each.lock === name);
+      if (claim === undefined) this.fail(`granted ${name} to ${id} outside the set it asked`);
+      const lockSet = setNames(command.locks.map((each) => each.lock));
+      return { ...command, mode: claim.mode, lockSet };
+    }
+    if (command.type !== 'Acquire' || command.lock !== name || command.sessionId !== id)
+      this.fail(`granted ${name} to ${id} who did not ask (${mode})`);
+    return { ...command, lockSet: undefined };
   }
 
   private released(name: string, id: SessionId, token: number, reason: string): void {
@@ -563,6 +734,10 @@ class Step {
   /** What the result claims about the state after the command. */
   private checkAfter(result: Exclude<LockResult, { type: 'Rejected' }>): void {
     const command = this.command;
+    if (command.type === 'AcquireAll') {
+      this.checkSetAfter(command, result);
+      return;
+    }
     if (command.type !== 'Acquire') return;
     const lock = this.model.lock(command.lock);
     const holders = [...lock.holders.entries()].map(([id, grant]) => ({ sessionId: id, ...grant }));
@@ -586,6 +761,7 @@ class Step {
         if (lock.holders.has(command.sessionId)) this.fail('queued a holder');
         if (lock.waiters.some((waiter) => waiter.sessionId === command.sessionId)) return;
         lock.waiters.push({
+          lockSet: undefined,
           sessionId: command.sessionId,
           requestIndex: this.index,
           mode: command.mode,
@@ -600,6 +776,107 @@ class Step {
         this.fail(`answered ${result.type}`);
     }
   }
+}
+
+/**
+ * What an AcquireAll's answer claims: the whole set granted under one token, its
+ * places in every queue, or (a try-lock) nothing; each lock's holders as the model's.
+ */
+function checkSetAnswer(
+  step: { fail(detail: string): never },
+  model: LockModel,
+  index: number,
+  nowMs: number,
+  command: Extract<LockCommand, { type: 'AcquireAll' }>,
+  result: Exclude<LockResult, { type: 'Rejected' }>,
+): void {
+  const id = command.sessionId;
+  const names = setNames(command.locks.map((claim) => claim.lock));
+  const modeOf = new Map(command.locks.map((claim) => [claim.lock, claim.mode]));
+  const holdersOf = (name: string): string => {
+    const holders = [...model.lock(name).holders.entries()].map(([sessionId, grant]) => ({
+      sessionId,
+      ...grant,
+    }));
+    return describeLock(name, holders, []);
+  };
+  const answered = (locks: readonly { lock: string }[]): void => {
+    if (locks.map((each) => each.lock).join() !== names.join())
+      step.fail(`answered for ${locks.map((each) => each.lock)}, the set is ${names}`);
+  };
+  switch (result.type) {
+    case 'AcquiredAll':
+      answered(result.locks);
+      for (const each of result.locks) {
+        const grant = model.lock(each.lock).holders.get(id);
+        if (grant?.token !== result.token || grant.mode !== modeOf.get(each.lock))
+          step.fail(
+            `answered AcquiredAll ${result.token}, model holds ${each.lock} under ${grant?.token}`,
+          );
+        if (grant.lockSet?.join() !== names.join())
+          step.fail(`answered AcquiredAll, but ${each.lock} is held outside the set`);
+        if (describeLock(each.lock, each.holders, []) !== holdersOf(each.lock))
+          step.fail(
+            `answered holders ${JSON.stringify(each.holders)}, model ${holdersOf(each.lock)}`,
+          );
+      }
+      return;
+    case 'NotAcquiredAll':
+      answered(result.locks);
+      if (command.waitMs > 0) step.fail('a waiting AcquireAll was refused at once');
+      for (const each of result.locks) {
+        if (model.lock(each.lock).holders.has(id))
+          step.fail(`NotAcquiredAll, but ${id} holds ${each.lock}`);
+        if (describeLock(each.lock, each.holders, []) !== holdersOf(each.lock))
+          step.fail(
+            `answered holders ${JSON.stringify(each.holders)}, model ${holdersOf(each.lock)}`,
+          );
+      }
+      return;
+    case 'QueuedAll': {
+      answered(result.locks);
+      if (command.waitMs === 0) step.fail('a try-lock set was queued');
+      const waiting = names.filter((name) =>
+        model.lock(name).waiters.some((waiter) => waiter.sessionId === id),
+      );
+      // Told its places again (a retry): they must all be there already.
+      if (waiting.length > 0) {
+        if (waiting.length !== names.length) step.fail(`QueuedAll, but waits only for ${waiting}`);
+        return;
+      }
+      for (const name of names) {
+        const lock = model.lock(name);
+        if (lock.holders.has(id)) step.fail(`queued the set for ${name}, which ${id} holds`);
+        lock.waiters.push({
+          lockSet: names,
+          sessionId: id,
+          requestIndex: index,
+          mode: modeOf.get(name) ?? 'exclusive',
+          queuedAtMs: nowMs,
+          waitMs: command.waitMs,
+          maxHoldMs: command.maxHoldMs,
+          lockDelayMs: command.lockDelayMs,
+        });
+      }
+      const told = result.locks.map((each) => {
+        const position = model.lock(each.lock).waiters.findIndex((w) => w.sessionId === id);
+        return position === each.position;
+      });
+      if (!told.every(Boolean)) step.fail(`answered places ${JSON.stringify(result.locks)}`);
+      return;
+    }
+    default:
+      step.fail(`answered ${result.type} to AcquireAll`);
+  }
+}
+
+/** A set's names as the promise orders them: code-unit order. */
+function setNames(names: readonly string[]): string[] {
+  return [...names].sort(compareStrings);
+}
+
+function samePlace(a: ModelWaiter, b: ModelWaiter): boolean {
+  return a.sessionId === b.sessionId && a.requestIndex === b.requestIndex;
 }
 
 /**

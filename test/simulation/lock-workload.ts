@@ -12,6 +12,11 @@ import type { AppliedLockCommand } from './replica.ts';
  * one TTL after the last, so that a refresh and the leader's expiry of the same
  * session race each other in the log, which is where the expiry guard matters.
  *
+ * Clients also take several locks at once (AcquireAll, issue 17) over overlapping names
+ * in varying orders, and take single locks while they hold others: taken one by one,
+ * those would deadlock, so the cluster may refuse such a wait as `deadlock` (the model
+ * checks the cycle it names is real).
+ *
  * The checks live in LockModel; this class only drives the clients and tells them
  * what the cluster answered.
  */
@@ -63,6 +68,12 @@ export interface LockWorkloadStats {
   retriesDeduplicated: number;
   clientCrashes: number;
   clientPauses: number;
+  /** Lock sets granted whole (AcquireAll), at once or after a wait. */
+  setGrants: number;
+  /** AcquireAll requests that were queued in every queue of their set. */
+  setsQueued: number;
+  /** Waits refused because they would have closed a wait-for cycle. */
+  deadlockRefusals: number;
 }
 
 /** Every lock figure at zero: a workload's start, and the sum of none. */
@@ -77,8 +88,14 @@ export function noLockStats(): LockWorkloadStats {
     retriesDeduplicated: 0,
     clientCrashes: 0,
     clientPauses: 0,
+    setGrants: 0,
+    setsQueued: 0,
+    deadlockRefusals: 0,
   };
 }
+
+/** Client actions that take a lock set, of every action (0.4 acquire something). */
+export const DEFAULT_LOCK_SET_SHARE = 0.15;
 
 export class LockWorkload {
   private readonly clients: LockClient[];
@@ -92,6 +109,8 @@ export class LockWorkload {
     private readonly prng: Prng,
     clientCount: number,
     private readonly propose: (client: number, command: LockCommand) => void,
+    /** The share of client actions that take a lock set (AcquireAll), out of 0.4 acquiring. */
+    private readonly lockSetShare = DEFAULT_LOCK_SET_SHARE,
   ) {
     this.clients = Array.from({ length: clientCount }, (_, index) =>
       newClient(index, this.prng.chance(0.3)),
@@ -130,7 +149,8 @@ export class LockWorkload {
       return;
     }
     const roll = this.prng.nextFloat();
-    if (roll < 0.4) this.acquire(client, client.session, nowMs);
+    if (roll < 0.4 - this.lockSetShare) this.acquire(client, client.session, nowMs);
+    else if (roll < 0.4) this.acquireAll(client, client.session, nowMs);
     else if (roll < 0.7) this.release(client, client.session, nowMs);
     else if (roll < 0.74)
       this.send(
@@ -158,6 +178,35 @@ export class LockWorkload {
       lockDelayMs: this.prng.chance(0.2) ? 200 : 0,
     };
     client.waiting.add(lock);
+    this.send(client, command, nowMs);
+  }
+
+  /**
+   * Two or three of the names, in an order of this client's choosing (the cluster sorts
+   * them, so two clients naming the same locks in opposite orders must not deadlock),
+   * mostly exclusive. Names the client holds or waits for are left out, as a careful
+   * client would; what it still names overlaps with other clients' sets and holdings.
+   */
+  private acquireAll(client: LockClient, session: SessionId, nowMs: number): void {
+    const free = LOCK_NAMES.filter((name) => !client.held.has(name) && !client.waiting.has(name));
+    if (free.length < 2) return;
+    const names = this.prng
+      .shuffle(free)
+      .slice(0, this.prng.intBetween(2, Math.min(3, free.length)));
+    const command: LockCommand = {
+      type: 'AcquireAll',
+      locks: names.map((lock) => ({
+        lock,
+        mode: this.prng.chance(0.25) ? 'shared' : 'exclusive',
+      })),
+      sessionId: session,
+      waitMs: this.prng.pick([0, 200, 1000, 1000]),
+      requestId: this.requestId(client),
+      owner: `client-${client.index}`,
+      maxHoldMs: this.prng.chance(0.1) ? 400 : 0,
+      lockDelayMs: this.prng.chance(0.2) ? 200 : 0,
+    };
+    for (const name of names) client.waiting.add(name);
     this.send(client, command, nowMs);
   }
 
@@ -282,6 +331,8 @@ export class LockWorkload {
           this.clientOf(event.holder.sessionId)?.held.set(event.lock, event.holder.token);
           this.clientOf(event.holder.sessionId)?.waiting.delete(event.lock);
           this.stats.grants++;
+          // A set's grant is one event per lock; count the set once.
+          if (event.holder.lockSet?.[0] === event.lock) this.stats.setGrants++;
           break;
         case 'released':
           this.clientOf(event.sessionId)?.held.delete(event.lock);
@@ -328,11 +379,20 @@ export class LockWorkload {
       case 'NotAcquired':
         client.waiting.delete(result.lock);
         return;
+      case 'QueuedAll':
+        this.stats.setsQueued++;
+        return;
+      case 'NotAcquiredAll':
+        for (const { lock } of result.locks) client.waiting.delete(lock);
+        return;
       case 'Rejected':
         if (result.code === 'sessionNotFound') this.forgetSession(client);
         if (result.code === 'staleToken' || result.code === 'notHolder')
           this.stats.staleRejections++;
+        if (result.code === 'deadlock') this.stats.deadlockRefusals++;
         if (command.type === 'Acquire') client.waiting.delete(command.lock);
+        if (command.type === 'AcquireAll')
+          for (const { lock } of command.locks) client.waiting.delete(lock);
         return;
       default:
         return;

@@ -1,4 +1,5 @@
 import { Prng } from '../../src/util/prng.ts';
+import { DEFAULT_LOCK_SET_SHARE } from './lock-workload.ts';
 
 /**
  * Everything a simulation run varies, derived from its seed ("swarm testing"): each
@@ -47,6 +48,12 @@ export interface SimOptions {
   readonly faultPhaseMs: number;
   /** After healing, a leader must emerge and every pending command commit within this time. */
   readonly livenessWindowMs: number;
+  /**
+   * The share of lock clients' actions that take a lock set (AcquireAll). Not drawn, so
+   * seeds keep their other options; 0 gives the workload from before sets (the same
+   * draws), which a seed tuned then can ask for.
+   */
+  readonly lockSetShare: number;
   readonly membershipChanges: boolean;
 }
 
@@ -117,6 +124,7 @@ export function deriveOptions(seed: number, overrides: Partial<SimOptions> = {})
     readIntervalMs: prng.pick([20, 100]),
     faultPhaseMs: prng.pick([5_000, 10_000, 15_000]),
     livenessWindowMs: 30_000,
+    lockSetShare: DEFAULT_LOCK_SET_SHARE,
     membershipChanges: prng.chance(0.5),
   };
   // Drawn last, so that adding it left every other option of a seed as it was.

@@ -18,6 +18,9 @@ const LOCK_FIGURES: readonly (readonly [keyof LockWorkloadStats, string])[] = [
   ['staleRejections', 'stale rejections'],
   ['clientCrashes', 'client crashes'],
   ['clientPauses', 'client pauses'],
+  ['setGrants', 'set grants'],
+  ['setsQueued', 'sets queued'],
+  ['deadlockRefusals', 'deadlock refusals'],
 ];
 
 const RAFT_FIGURES: readonly (readonly [keyof SimStats, string])[] = [
