@@ -206,8 +206,9 @@ export class ProposalRegistry {
    * was never told, and its grant stayed with a live session).
    * - A pending write found there is answered with what is true of it now: its place
    *   in the queue at its entry's index, or its grant at the snapshot's index; failed as
-   *   UNAVAILABLE if that ended (its retry learns the end). Failing one that still held had it withdrawn,
-   *   and the client's retry refused as grantEnded (review test restored-attempts).
+   *   UNAVAILABLE if that ended (its retry learns the end). Failing one that still held
+   *   had it withdrawn, and the client's retry refused as grantEnded (review test
+   *   restored-attempts).
    * - Other writes placed there fail as UNAVAILABLE: the slot holds another entry.
    * - An orphan's listener is told of each open attempt found.
    */
@@ -231,8 +232,8 @@ export class ProposalRegistry {
     this.tellOrphansIn(attemptsIn);
   }
 
-  /** Tells each orphan of the open attempts the snapshot shows. Protected so a test can skip it. */
-  protected tellOrphansIn(attemptsIn: AttemptsInSnapshot): void {
+  /** Tells each orphan of the open attempts the snapshot shows. */
+  private tellOrphansIn(attemptsIn: AttemptsInSnapshot): void {
     for (const [id, orphan] of [...this.orphans]) {
       const found = attemptsIn(orphan.lateApply.command, id);
       if (found === null || found.now === null) continue;
