@@ -147,6 +147,7 @@ describe('session.acquireAll', () => {
     for (const session of [s1, s2, s3]) expect(deadlock.cycle).toContain(`session ${session.id}`);
     for (const name of ['ring/a', 'ring/b', 'ring/c']) expect(deadlock.cycle).toContain(name);
     expect(deadlock.message).toContain('"ring/a" would deadlock');
+    console.log(`three-session cycle: ${deadlock.message}`);
     // Decisive: nothing to settle, and nothing was queued.
     expect(await s3.settled()).toEqual([]);
     expect((await dlm.describe('ring/a')).waiters).toEqual([]);
