@@ -1,11 +1,12 @@
 import {
   BEHAVIOUR_MULTI_LOCK,
-  describeCycle,
+  deadlockDetail,
   type Holder,
   type LockCommand,
   type LockEvent,
   type LockMode,
   type LockResult,
+  lockSetNames,
 } from '../lock/index.ts';
 import { DlmError } from '../node/errors.ts';
 import type { AppliedProposal } from '../node/proposals.ts';
@@ -16,7 +17,7 @@ import { askerFields, mayRead, requirePermission } from './auth/guard.ts';
 import { clientWrite } from './client-write.ts';
 import { type ApiContext, type CallScope, header, wireHolder } from './context.ts';
 import { ApiError, rejectionError } from './errors.ts';
-import { type AcquireAllResponse, type AcquireResponse, toUint64, type WireMode } from './proto.ts';
+import { type AcquireAllResponse, type AcquireResponse, toUint64, wireMode } from './proto.ts';
 import { parseAcquire, parseAcquireAll } from './validate.ts';
 
 type AcquireCommand = Extract<LockCommand, { type: 'Acquire' }>;
@@ -53,16 +54,11 @@ function attemptOf(command: AttemptCommand): Attempt {
   if (command.type === 'Acquire') {
     return { command, names: [command.lock], watched: command.lock, request: 'AcquireRequest' };
   }
-  const names = command.locks.map((claim) => claim.lock).sort(compareNames);
+  const names = lockSetNames(command);
   const [watched] = names;
   // parseAcquireAll refuses an empty set before anything is proposed.
   if (watched === undefined) throw new Error('AcquireAll names no lock');
   return { command, names, watched, request: 'AcquireAllRequest' };
-}
-
-/** Code-unit order, as the state machine sorts a set's names. */
-function compareNames(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 /** How an attempt ended, whichever message carries the answer. */
@@ -229,14 +225,10 @@ export async function acquireAll(
     fencing_token: outcome.kind === 'granted' ? toUint64(outcome.token) : '0',
     locks: outcome.locks.map((each) => ({
       lock: each.lock,
-      mode: wireModeOf(modes.get(each.lock) ?? 'exclusive'),
+      mode: wireMode(modes.get(each.lock) ?? 'exclusive'),
       holders: visibleHolders(context, call, each),
     })),
   };
-}
-
-function wireModeOf(mode: LockMode): WireMode {
-  return mode === 'shared' ? 'SHARED' : 'EXCLUSIVE';
 }
 
 /** A lock's holders on the wire; their owners only for a caller who may read the lock. */
@@ -369,8 +361,7 @@ function withReadableCycle(
   if (cycle.every((hop) => readable(hop.lock))) return result;
   const nameOf = (lock: string) =>
     readable(lock) ? JSON.stringify(lock) : 'a lock you may not read';
-  const detail = `waiting would close a wait-for cycle, so nothing was queued: ${describeCycle(cycle, nameOf)}`;
-  return { ...result, detail, cycle: [] };
+  return { ...result, detail: deadlockDetail(cycle, nameOf), cycle: [] };
 }
 
 /**

@@ -9,7 +9,7 @@ import type {
   WireSessionInfo,
   WireWaiter,
 } from './proto.ts';
-import { toUint64 } from './proto.ts';
+import { toUint64, wireMode } from './proto.ts';
 import { parseListLocks, parseListSessions } from './validate.ts';
 
 /**
@@ -61,7 +61,7 @@ export async function listLocks(
 export function lockInfo(context: ApiContext, described: LockDescription): WireLockInfo {
   return {
     lock: described.lock,
-    mode: described.mode === 'shared' ? 'SHARED' : 'EXCLUSIVE',
+    mode: wireMode(described.mode),
     holders: described.holders.map((holder) =>
       wireHolder(holder, context.activity?.heldMs(described.lock, holder.sessionId) ?? 0),
     ),
@@ -131,7 +131,7 @@ export function wireWaiter(waiter: Waiter): WireWaiter {
   return {
     session_id: toUint64(waiter.sessionId),
     owner: waiter.owner,
-    mode: waiter.mode === 'shared' ? 'SHARED' : 'EXCLUSIVE',
+    mode: wireMode(waiter.mode),
     enqueued_index: toUint64(waiter.requestIndex),
   };
 }

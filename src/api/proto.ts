@@ -36,6 +36,11 @@ export const packageDefinition: PackageDefinition = loadSync(['dlm.proto', 'heal
 export type Uint64 = string;
 export type WireMode = 'EXCLUSIVE' | 'SHARED';
 
+/** A lock mode on the wire; a free lock's (null) reads as EXCLUSIVE, the proto default. */
+export function wireMode(mode: 'exclusive' | 'shared' | null): WireMode {
+  return mode === 'shared' ? 'SHARED' : 'EXCLUSIVE';
+}
+
 export interface ResponseHeader {
   readonly node_id: string;
   readonly leader_id: string;

@@ -31,7 +31,7 @@ export {
   type RequiredLockLimitName,
   validateLockLimits,
 } from './limits.ts';
-export type { LockDelay } from './records.ts';
+export { type LockDelay, lockSetNames } from './records.ts';
 export {
   type AttemptsOfProposal,
   type FenceValidation,
@@ -50,4 +50,4 @@ export {
 } from './state-machine.ts';
 export { LockTimers, type LockTimersOptions } from './timers.ts';
 export * from './types.ts';
-export { describeCycle } from './wait-for.ts';
+export { deadlockDetail } from './wait-for.ts';

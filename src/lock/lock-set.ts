@@ -15,7 +15,7 @@ import {
   toldAlso,
 } from './records.ts';
 import type { LockClaim, LockCommand, LockEvent, LockMode, LockResult, Waiter } from './types.ts';
-import { type CycleSearch, describeCycle, type WaitForView } from './wait-for.ts';
+import { type CycleSearch, deadlockDetail, type WaitForView } from './wait-for.ts';
 
 /**
  * Atomic multi-lock (issue 17): the AcquireAll command and the rules that keep a lock
@@ -284,8 +284,7 @@ export class LockSets {
       );
     }
     if (found.kind === 'cycle') {
-      const detail = `waiting would close a wait-for cycle, so nothing was queued: ${describeCycle(found.cycle)}`;
-      throw new Rejection('deadlock', detail, null, found.cycle);
+      throw new Rejection('deadlock', deadlockDetail(found.cycle), null, found.cycle);
     }
   }
 

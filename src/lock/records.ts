@@ -138,3 +138,10 @@ export function isIntegerIn(value: number, min: number, max: number): boolean {
 export function compareStrings(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
+
+/** An AcquireAll's lock names in code-unit order, as its set records them. */
+export function lockSetNames(command: {
+  readonly locks: readonly { readonly lock: string }[];
+}): string[] {
+  return command.locks.map((claim) => claim.lock).sort(compareStrings);
+}

@@ -34,6 +34,7 @@ import {
   isIntegerIn,
   type LockDelay,
   type LockRecord,
+  lockSetNames,
   namesOf,
   publicHolder,
   Rejection,
@@ -472,7 +473,7 @@ export class LockStateMachine {
     command: Extract<LockCommand, { type: 'Acquire' | 'AcquireAll' }>,
     proposalId: string,
   ): AttemptsOfProposal | null {
-    const names = command.type === 'Acquire' ? [command.lock] : setNames(command);
+    const names = command.type === 'Acquire' ? [command.lock] : lockSetNames(command);
     const lock = this.locks.get(names[0] as string);
     const position = this.waiterPosition(lock, command.sessionId, command.requestId);
     const waiter = lock?.waiters[position];
@@ -506,7 +507,7 @@ export class LockStateMachine {
     first: LockResult,
   ): LockResult | null {
     const { sessionId: id, requestId } = command;
-    const names = setNames(command);
+    const names = lockSetNames(command);
     const holds = (name: string): boolean =>
       first.type === 'AcquiredAll' && this.locks.get(name)?.holders.get(id)?.token === first.token;
     if (names.every(holds)) return this.sets.acquiredAll(id, names);
@@ -2108,9 +2109,4 @@ function isSetResult(
 function sessionFields(session: SessionRecord): Omit<SessionDescription, 'held' | 'waiting'> {
   const { id: sessionId, ttlMs, clientName, identity, lastRefreshIndex } = session;
   return { sessionId, ttlMs, clientName, identity, lastRefreshIndex };
-}
-
-/** An AcquireAll's lock names in code-unit order, as its set records them. */
-function setNames(command: Extract<LockCommand, { type: 'AcquireAll' }>): string[] {
-  return command.locks.map((claim) => claim.lock).sort(compareStrings);
 }

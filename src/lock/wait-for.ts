@@ -203,6 +203,14 @@ export function findWaitCycle(
   }
 }
 
+/** A `deadlock` refusal's detail: the cycle in words; `nameOf` as for describeCycle. */
+export function deadlockDetail(
+  cycle: readonly WaitForHop[],
+  nameOf?: (lock: string) => string,
+): string {
+  return `waiting would close a wait-for cycle, so nothing was queued: ${describeCycle(cycle, nameOf)}`;
+}
+
 /**
  * The cycle in words, for a refusal: `session 5 waits for "b" held by session 7, ...`.
  * `nameOf` writes a lock's name (the API hides names its caller may not read).
