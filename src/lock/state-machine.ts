@@ -461,11 +461,7 @@ export class LockStateMachine {
       .filter(([, id]) => id === proposalId)
       .map(([index]) => logIndex(index));
     if (indexes.length === 0) return null;
-    const now =
-      command.type === 'Acquire'
-        ? this.requestNow(command, remembered.result)
-        : this.setRequestNow(command, remembered.result);
-    return { indexes, now };
+    return { indexes, now: this.requestStatus(command) ?? null };
   }
 
   /** A wait whose remembered result left the window, found by the proposal that queued it. */
