@@ -27,6 +27,7 @@ export const GRPC_STATUS_BY_CODE: Readonly<Record<ApiErrorCode, status>> = {
   alreadyWaiting: status.FAILED_PRECONDITION,
   alreadyHolding: status.FAILED_PRECONDITION,
   deadlock: status.ABORTED,
+  kindMismatch: status.FAILED_PRECONDITION,
   notSessionOwner: status.PERMISSION_DENIED,
   unauthenticated: status.UNAUTHENTICATED,
   permissionDenied: status.PERMISSION_DENIED,

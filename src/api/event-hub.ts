@@ -98,6 +98,7 @@ function eventSession(event: LockEvent): SessionId | null {
     case 'queued':
       return event.waiter.sessionId;
     case 'released':
+    case 'proclaimed':
     case 'waitEnded':
     case 'sessionRefreshed':
     case 'sessionEnded':

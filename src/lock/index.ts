@@ -3,6 +3,7 @@ export {
   BEHAVIOUR_BASE,
   BEHAVIOUR_LATEST,
   BEHAVIOUR_MULTI_LOCK,
+  BEHAVIOUR_SEMAPHORES_ELECTIONS,
   BEHAVIOUR_VERSIONED,
   BehaviourUnsupportedError,
   isBehaviourVersion,

@@ -1,5 +1,5 @@
 import { utf8ByteLength } from '../util/utf8.ts';
-import { BEHAVIOUR_MULTI_LOCK } from './behaviour.ts';
+import { BEHAVIOUR_MULTI_LOCK, BEHAVIOUR_SEMAPHORES_ELECTIONS } from './behaviour.ts';
 import { IDENTITY_BYTES_MAX, quotaProblem } from './identity-quota.ts';
 import type { LockCommandType } from './types.ts';
 
@@ -35,6 +35,34 @@ const FIELDS: Readonly<Record<LockCommandType, Readonly<Record<string, FieldKind
     maxHoldMs: 'number',
     lockDelayMs: 'number',
   },
+  AcquirePermits: {
+    lock: 'string',
+    permits: 'number',
+    limit: 'number',
+    sessionId: 'number',
+    waitMs: 'number',
+    requestId: 'string',
+    owner: 'string',
+    maxHoldMs: 'number',
+    lockDelayMs: 'number',
+  },
+  Campaign: {
+    lock: 'string',
+    value: 'string',
+    sessionId: 'number',
+    waitMs: 'number',
+    requestId: 'string',
+    owner: 'string',
+    maxHoldMs: 'number',
+    lockDelayMs: 'number',
+  },
+  Proclaim: {
+    lock: 'string',
+    sessionId: 'number',
+    token: 'number',
+    value: 'string',
+    requestId: 'string',
+  },
   Release: { lock: 'string', sessionId: 'number', token: 'number', requestId: 'string' },
   CancelWait: { lock: 'string', sessionId: 'number', requestId: 'string' },
   Withdraw: { lock: 'string', sessionId: 'number', requestId: 'string', attemptIndex: 'number' },
@@ -57,6 +85,9 @@ const FIELDS: Readonly<Record<LockCommandType, Readonly<Record<string, FieldKind
  */
 const TYPE_SINCE: Partial<Readonly<Record<LockCommandType, number>>> = {
   AcquireAll: BEHAVIOUR_MULTI_LOCK,
+  AcquirePermits: BEHAVIOUR_SEMAPHORES_ELECTIONS,
+  Campaign: BEHAVIOUR_SEMAPHORES_ELECTIONS,
+  Proclaim: BEHAVIOUR_SEMAPHORES_ELECTIONS,
 };
 
 /** Integer-ness and ranges are checked later, with the limits; here only the type. */

@@ -683,6 +683,12 @@ export class LockStateMachine {
         return this.acquire(command);
       case 'AcquireAll':
         return this.sets.acquireAll(command);
+      case 'AcquirePermits':
+      case 'Campaign':
+      case 'Proclaim':
+        // commandShapeProblem refuses them below BEHAVIOUR_SEMAPHORES_ELECTIONS, which
+        // no version in force reaches yet (BEHAVIOUR_LATEST is below it).
+        throw new Error(`${command.type} is not applied by this binary yet`);
       case 'Release':
         return this.release(command);
       case 'CancelWait':
@@ -2038,9 +2044,13 @@ function dedupeKey(command: LockCommand): string | null {
     case 'AcquireAll':
       // One key space: a request id names one request of the session, single or set.
       return acquireKey(command.sessionId, command.requestId);
+    case 'AcquirePermits':
+    case 'Campaign':
+      return acquireKey(command.sessionId, command.requestId);
     case 'CloseSession':
     case 'Release':
     case 'CancelWait':
+    case 'Proclaim':
       return `${command.type}/${command.sessionId}/${command.requestId}`;
     case 'Withdraw':
     case 'KeepAlive':
@@ -2069,6 +2079,9 @@ function askedOnSessions(
     case 'CloseSession':
     case 'Acquire':
     case 'AcquireAll':
+    case 'AcquirePermits':
+    case 'Campaign':
+    case 'Proclaim':
     case 'Release':
       return { identity: command.identity ?? '', ids: [command.sessionId] };
     default:

@@ -4,6 +4,14 @@ import type { LockLimits } from './limits.ts';
 
 export type LockMode = 'exclusive' | 'shared';
 
+/**
+ * What a name is while it has a record (a holder, a waiter or a lock-delay): a plain
+ * lock (Acquire, AcquireAll), a semaphore (AcquirePermits) or an election (Campaign).
+ * The first request that creates the record fixes its kind; a request of another kind
+ * is refused (kindMismatch) until the record is gone. From BEHAVIOUR_SEMAPHORES_ELECTIONS.
+ */
+export type LockKind = 'lock' | 'semaphore' | 'election';
+
 /** One lock of an AcquireAll, in the mode asked for it. */
 export interface LockClaim {
   readonly lock: string;
@@ -98,6 +106,59 @@ export type LockCommand =
       readonly lockDelayMs: number;
     } & Asker &
       Limited)
+  /**
+   * Semaphore (issue 17; from BEHAVIOUR_SEMAPHORES_ELECTIONS, an unknown command type
+   * before): `permits` of the semaphore `lock`, of which at most `limit` are held at
+   * once. Each grant is one holder (mode shared) with its own token, the granting
+   * entry's index; waiters are served FIFO (head of line: a large request is not
+   * overtaken). Every request of a semaphore names the same `limit` while it has a
+   * record (kindMismatch otherwise). Release, CancelWait, Withdraw and the timers work as
+   * for an Acquire, by `lock`. Wait-for edges through a semaphore are not followed: any
+   * holder's release may free a waiter, so a cycle through one is not surely a deadlock.
+   */
+  | ({
+      readonly type: 'AcquirePermits';
+      readonly lock: string;
+      readonly permits: number;
+      readonly limit: number;
+      readonly sessionId: SessionId;
+      readonly waitMs: number;
+      readonly requestId: string;
+      readonly owner: string;
+      readonly maxHoldMs: number;
+      readonly lockDelayMs: number;
+    } & Asker &
+      Limited)
+  /**
+   * Leader election (issue 17; from BEHAVIOUR_SEMAPHORES_ELECTIONS): an exclusive
+   * Acquire of the election `lock` whose grant carries `value`. The holder leads; the
+   * token of its grant is its term's fencing token, so each new leader's is higher.
+   * Candidates wait FIFO. Resign is a Release of the grant.
+   */
+  | ({
+      readonly type: 'Campaign';
+      readonly lock: string;
+      readonly value: string;
+      readonly sessionId: SessionId;
+      readonly waitMs: number;
+      readonly requestId: string;
+      readonly owner: string;
+      readonly maxHoldMs: number;
+      readonly lockDelayMs: number;
+    } & Asker &
+      Limited)
+  /**
+   * The leader of election `lock` (the grant with `token`, of `sessionId`) replaces its
+   * value. Refused notHolder / staleToken as a Release would be.
+   */
+  | ({
+      readonly type: 'Proclaim';
+      readonly lock: string;
+      readonly sessionId: SessionId;
+      readonly token: FencingToken;
+      readonly value: string;
+      readonly requestId: string;
+    } & Asker)
   | ({
       readonly type: 'Release';
       readonly lock: string;
@@ -184,6 +245,10 @@ export interface Holder {
   readonly requestIndex: LogIndex;
   /** Granted by an AcquireAll: every lock of its set, in code-unit order, held as one. */
   readonly lockSet?: readonly string[];
+  /** A semaphore's grant: the permits it holds (mode shared). Absent for other kinds. */
+  readonly permits?: number;
+  /** An election's grant (its leader): the value it campaigned with or last proclaimed. */
+  readonly value?: string;
 }
 
 export interface Waiter {
@@ -197,6 +262,10 @@ export interface Waiter {
   readonly lockDelayMs: number;
   /** Queued by an AcquireAll: every lock of its set, in code-unit order; it waits in each. */
   readonly lockSet?: readonly string[];
+  /** Queued by an AcquirePermits: the permits it asks for. */
+  readonly permits?: number;
+  /** Queued by a Campaign: the value it will lead with. */
+  readonly value?: string;
   /**
    * The proposal of the entry that queued the wait, from behaviour version 3
    * (BEHAVIOUR_ATTEMPT_PROPOSALS); absent before it or for a timer's entry.
@@ -239,7 +308,13 @@ export type RejectionCode =
    * for the next (issue 17): refused at once, naming the cycle, instead of waiting until
    * a TTL ends it. Nothing changed.
    */
-  | 'deadlock';
+  | 'deadlock'
+  /**
+   * The name is a record of another kind (a lock, a semaphore, an election), or a
+   * semaphore with another limit, or an AcquireAll names a semaphore or an election.
+   * The detail names the kind (and limit) it has. Nothing changed.
+   */
+  | 'kindMismatch';
 
 /**
  * The result of one command. Deterministic: every replica computes the same result
@@ -283,6 +358,13 @@ export type LockResult =
   | {
       readonly type: 'NotAcquiredAll';
       readonly locks: readonly { readonly lock: string; readonly holders: readonly Holder[] }[];
+    }
+  /** The leader's new value is in force (Proclaim). */
+  | {
+      readonly type: 'Proclaimed';
+      readonly lock: string;
+      readonly token: FencingToken;
+      readonly value: string;
     }
   /** `lockSet`: the grant was a set's, and every lock of it was released. */
   | { readonly type: 'Released'; readonly lock: string; readonly lockSet?: readonly string[] }
@@ -347,6 +429,14 @@ export type LockEvent =
       readonly reason: ReleaseReason;
     }
   | { readonly type: 'queued'; readonly lock: string; readonly waiter: Waiter }
+  /** The leader of election `lock` proclaimed a new value. */
+  | {
+      readonly type: 'proclaimed';
+      readonly lock: string;
+      readonly sessionId: SessionId;
+      readonly token: FencingToken;
+      readonly value: string;
+    }
   | {
       readonly type: 'waitEnded';
       readonly lock: string;

@@ -37,6 +37,7 @@ describe('the error table', () => {
       alreadyWaiting: status.FAILED_PRECONDITION,
       alreadyHolding: status.FAILED_PRECONDITION,
       deadlock: status.ABORTED,
+      kindMismatch: status.FAILED_PRECONDITION,
       notSessionOwner: status.PERMISSION_DENIED,
       unauthenticated: status.UNAUTHENTICATED,
       permissionDenied: status.PERMISSION_DENIED,

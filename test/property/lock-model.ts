@@ -484,6 +484,9 @@ export class LockModel {
         return { type: 'SessionClosed', sessionId: command.sessionId };
       }
 
+      case 'AcquirePermits':
+      case 'Campaign':
+      case 'Proclaim':
       case 'AcquireAll':
         // This model stays below BEHAVIOUR_MULTI_LOCK: an unknown command type there.
         return rejected('invalidArgument');
