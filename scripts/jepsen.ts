@@ -14,6 +14,8 @@ import {
   OPT_IN_NEMESES,
   type RegisterVerdict,
   runJepsen,
+  WORKLOADS,
+  type Workload,
 } from '../src/tools/jepsen/run.ts';
 import { countNemesis, countOps } from '../src/tools/jepsen/summary.ts';
 
@@ -35,6 +37,11 @@ const USAGE = `usage: npm run jepsen -- [options]
   --clients N     concurrent clients (default 4)
   --locks N       lock names they share (default 2)
   --nodes N       cluster size (default 3; majorities-ring partitions need 4 or more)
+  --workload LIST comma-separated, from ${WORKLOADS.join(', ')}, or all (default: all):
+                  locks: the clients above take single locks jepsen/N (checked for
+                  linearizability too); sets: 3 more clients take 2-3 locks of
+                  jepsen-set/0..3 at once (acquireAll, in a random order), sometimes one
+                  alone or one held while asking for a set (a deadlock is refused)
   --nemesis LIST  comma-separated faults, from ${NEMESES.join(', ')}, or all (default: all);
                   partition needs root, ip and nft, clock needs libfaketime, disk-full
                   needs root for a tmpfs per node (else skipped); membership grows the
@@ -56,6 +63,7 @@ const { values } = parseArgs({
     clients: { type: 'string', default: '4' },
     locks: { type: 'string', default: '2' },
     nodes: { type: 'string', default: '3' },
+    workload: { type: 'string', default: 'all' },
     nemesis: { type: 'string', default: NEMESES.join(',') },
     results: { type: 'string', default: 'results' },
     'lin-budget-ms': {
@@ -92,6 +100,16 @@ const nemeses =
   values.nemesis.trim() === 'all'
     ? [...NEMESES]
     : values.nemesis.split(',').map((name) => name.trim());
+const workloads =
+  values.workload.trim() === 'all'
+    ? [...WORKLOADS]
+    : values.workload.split(',').map((name) => name.trim());
+for (const name of workloads) {
+  if (!WORKLOADS.includes(name as Workload)) {
+    console.error(`--workload: unknown workload ${name}; choose from ${WORKLOADS.join(', ')}`);
+    process.exit(2);
+  }
+}
 for (const name of nemeses) {
   if (![...NEMESES, ...OPT_IN_NEMESES].includes(name as Nemesis)) {
     console.error(
@@ -102,7 +120,7 @@ for (const name of nemeses) {
 }
 
 console.log(
-  `jepsen: seed ${seed}, ${seconds} s, ${nodes} nodes, ${clients} clients, ${locks} locks, nemeses ${nemeses.join(',')} (the seed fixes the nemesis schedule, not the OS timing)`,
+  `jepsen: seed ${seed}, ${seconds} s, ${nodes} nodes, ${clients} clients, ${locks} locks, workloads ${workloads.join(',')}, nemeses ${nemeses.join(',')} (the seed fixes the nemesis schedule, not the OS timing)`,
 );
 const wallStart = Date.now();
 const result = await runJepsen({
@@ -111,6 +129,7 @@ const result = await runJepsen({
   clients,
   locks,
   nodes,
+  workloads: workloads as Workload[],
   nemeses: nemeses as Nemesis[],
   results: values.results,
   linearizability: { ...DEFAULT_LINEARIZABILITY_BUDGET, lockSearchMsMax },
@@ -129,6 +148,14 @@ console.log(`\nsummary (seed ${seed}, wall ${(wallMs / 1000).toFixed(1)} s)`);
 console.log(`  ops: ${result.ops.length}`);
 for (const [kind, n] of Object.entries(countOps(result.ops)).sort())
   console.log(`    ${kind}: ok ${n.ok}, fail ${n.fail}, info ${n.info}`);
+const sets = result.ops.filter((op) => op.kind === 'acquire-all');
+if (sets.length > 0) {
+  const refused = (prefix: string): number =>
+    sets.filter((op) => op.outcome === 'fail' && op.error?.startsWith(prefix) === true).length;
+  console.log(
+    `  sets: ${sets.filter((op) => op.outcome === 'ok').length} granted, ${refused('LockSetNotAcquiredError')} not acquired, ${refused('deadlock:')} refused as deadlock, ${sets.filter((op) => op.outcome === 'info').length} unknown, of ${sets.length}`,
+  );
+}
 console.log(
   `  nemesis: ${result.nemesisEvents.length} events (${Object.entries(nemesis)
     .map(([kind, count]) => `${kind} ${count}`)
@@ -208,6 +235,11 @@ function printLinearizability(verdict: LinearizabilityVerdict): void {
   for (const lock of verdict.locks) {
     console.log(
       `    ${lock.lock}: ${lock.verdict}, ${lock.ops} ops, ${lock.statesExplored} states, ${lock.searchMs.toFixed(0)} ms`,
+    );
+  }
+  if (verdict.locksLeftOut.length > 0) {
+    console.log(
+      `    left out (sets cover them; the model knows single locks only): ${verdict.locksLeftOut.join(', ')}`,
     );
   }
   if (verdict.unknownLocks.length > 0) {

@@ -160,6 +160,7 @@ describe('replaying every answer from the committed log', () => {
       'open-session': { ok: 3, reproduced: 3, beforeStart: 0 },
       'keep-alive': { ok: 1, reproduced: 1, beforeStart: 0 },
       acquire: { ok: 2, reproduced: 2, beforeStart: 0 },
+      'acquire-all': { ok: 0, reproduced: 0, beforeStart: 0 },
       release: { ok: 1, reproduced: 1, beforeStart: 0 },
       'close-session': { ok: 1, reproduced: 1, beforeStart: 0 },
     });

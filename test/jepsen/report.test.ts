@@ -287,6 +287,7 @@ describe('jepsen summary: every checker gets a verdict', () => {
     ops: 4,
     violations: [],
     unknownLocks: [],
+    locksLeftOut: [],
   };
   /** A run's result with the given violations and control register findings. */
   function result(fields: {

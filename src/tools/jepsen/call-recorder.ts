@@ -7,7 +7,7 @@ import { errorText, type History, type Op, type Outcome, type SessionOpKind } fr
  *
  * - OpenSession, KeepAlive and CloseSession become ops of their own. The keepalives are
  *   the session's, on its own timer: no other way shows when each refresh began.
- * - The Acquire and Release calls the client loop makes for the ops it records itself
+ * - The Acquire, AcquireAll and Release calls the client loops make for the ops it records itself
  *   (wrapped in `during`) give those ops their request id and answer index.
  *
  * A settle's background Acquire and Release (client/settle.ts) are not recorded: they
@@ -44,6 +44,7 @@ export class CallRecorder {
       case 'CloseSession':
         return this.sessionCall('close-session', wire);
       case 'Acquire':
+      case 'AcquireAll':
       case 'Release':
         return this.lockCall(method, wire);
       default:
@@ -66,7 +67,7 @@ export class CallRecorder {
   }
 
   /** The first call that matches an expected op is its; a later one (a settle's) is not. */
-  private lockCall(method: 'Acquire' | 'Release', wire: Record<string, unknown>) {
+  private lockCall(method: LockMethod, wire: Record<string, unknown>) {
     const key = callKey(method, wire);
     const op = this.expected.get(key);
     if (op === undefined) return () => {};
@@ -90,15 +91,19 @@ export class CallRecorder {
   }
 }
 
+/** The calls the client loops make for ops they record themselves. */
+type LockMethod = 'Acquire' | 'AcquireAll' | 'Release';
+
 function opKey(op: Op): string {
   if (op.kind === 'acquire') return `Acquire/${op.owner}`;
+  if (op.kind === 'acquire-all') return `AcquireAll/${op.owner}`;
   if (op.kind === 'release') return `Release/${op.session}/${op.lock}/${op.token}`;
   throw new Error(`call-recorder: op #${op.id} (${op.kind}) is recorded from its call`);
 }
 
 /** What opKey gives for the op a call stands for; the owner tag is unique in the run. */
-function callKey(method: 'Acquire' | 'Release', wire: Record<string, unknown>): string {
-  if (method === 'Acquire') return `Acquire/${String(wire.owner)}`;
+function callKey(method: LockMethod, wire: Record<string, unknown>): string {
+  if (method === 'Acquire' || method === 'AcquireAll') return `${method}/${String(wire.owner)}`;
   return `Release/${String(wire.session_id)}/${String(wire.lock)}/${String(wire.fencing_token)}`;
 }
 

@@ -34,31 +34,49 @@ export interface Violation {
  * An exclusive hold as its client believed it: from the acknowledgement of its acquire
  * to the earliest of the release's invocation, the session signal (lostAtMs) and the
  * end of the run. An unanswered acquire is no belief: its client never acts under it
- * (whether the log granted it is checked in log-checker.ts).
+ * (whether the log granted it is checked in log-checker.ts). A set's grant (acquire-all)
+ * is a hold of each of its locks, all with the set's one token, ended by the set's
+ * release.
  */
 export interface Hold {
   readonly client: string;
   readonly lock: string;
+  /** The acquire, or the acquire-all whose set includes `lock`. */
   readonly acquire: Op;
   readonly release: Op | null;
   readonly startMs: number;
   readonly endMs: number;
 }
 
+/** The locks an acknowledged grant covers: its lock, or every lock of its set. */
+export function grantedLocks(op: Op): readonly string[] {
+  return op.kind === 'acquire-all' ? (op.locks ?? []) : [op.lock];
+}
+
+/** Whether `op` is an acquire or acquire-all its client was told succeeded. */
+export function isAcknowledgedGrant(op: Op): boolean {
+  return (op.kind === 'acquire' || op.kind === 'acquire-all') && op.outcome === 'ok';
+}
+
 export function holdsOf(ops: readonly Op[], endOfRunMs: number): Hold[] {
   const holds: Hold[] = [];
   const releases = releasesByGrant(ops);
   for (const acquire of ops) {
-    if (acquire.kind !== 'acquire' || acquire.outcome !== 'ok') continue;
+    if (!isAcknowledgedGrant(acquire)) continue;
     const startMs = acquire.completeMs ?? acquire.invokeMs;
-    // The first release this client invoked for this grant after learning of it.
-    const release = releases.get(grantKey(acquire))?.find((op) => op.invokeMs >= startMs) ?? null;
+    // The first release this client invoked for this grant after learning of it. A set
+    // is released by its first lock in code-unit order (what LockSetHandle.release names).
+    const releasedBy =
+      acquire.kind === 'acquire-all' ? [...grantedLocks(acquire)].sort()[0] : acquire.lock;
+    const key = grantKey(acquire.client, releasedBy ?? '', acquire.token);
+    const release = releases.get(key)?.find((op) => op.invokeMs >= startMs) ?? null;
     const endMs = Math.min(
       release?.invokeMs ?? Number.POSITIVE_INFINITY,
       acquire.lostAtMs ?? Number.POSITIVE_INFINITY,
       endOfRunMs,
     );
-    holds.push({ client: acquire.client, lock: acquire.lock, acquire, release, startMs, endMs });
+    for (const lock of grantedLocks(acquire))
+      holds.push({ client: acquire.client, lock, acquire, release, startMs, endMs });
   }
   return holds;
 }
@@ -71,15 +89,16 @@ function releasesByGrant(ops: readonly Op[]): Map<string, Op[]> {
   const byGrant = new Map<string, Op[]>();
   for (const op of ops) {
     if (op.kind !== 'release') continue;
-    const list = byGrant.get(grantKey(op));
-    if (list === undefined) byGrant.set(grantKey(op), [op]);
+    const key = grantKey(op.client, op.lock, op.token);
+    const list = byGrant.get(key);
+    if (list === undefined) byGrant.set(key, [op]);
     else list.push(op);
   }
   return byGrant;
 }
 
-function grantKey(op: Op): string {
-  return `${op.client}\u0000${op.lock}\u0000${op.token}`;
+function grantKey(client: string, lock: string, token: string | undefined): string {
+  return `${client}\u0000${lock}\u0000${token}`;
 }
 
 /** (a) Two holds of one lock by different clients never overlap. */
@@ -113,26 +132,24 @@ export function checkMutualExclusion(ops: readonly Op[], endOfRunMs: number): Vi
 
 /**
  * (b) Fencing tokens increase in real time: if grant A was acknowledged before grant B
- * of the same lock was invoked, token(A) < token(B). The one exception: a session that
- * acquires a lock it already holds gets its grant back, with the same token (same
- * session, equal token).
+ * of the same lock was invoked, token(A) < token(B). A set's grant is a grant of each of
+ * its locks, so a set's token must exceed the single grants and the other sets before
+ * it on every lock they share. The one exception: a session that acquires a lock it
+ * already holds gets its grant back, with the same token (same session, equal token).
  */
 export function checkFencing(ops: readonly Op[]): Violation[] {
   const violations: Violation[] = [];
-  const grants = ops.filter(
-    (op) =>
-      op.kind === 'acquire' &&
-      op.outcome === 'ok' &&
-      op.completeMs !== null &&
-      op.token !== undefined,
-  );
   const byLock = new Map<string, Op[]>();
-  for (const grant of grants) {
-    const list = byLock.get(grant.lock) ?? [];
-    list.push(grant);
-    byLock.set(grant.lock, list);
+  for (const grant of ops) {
+    if (!isAcknowledgedGrant(grant) || grant.completeMs === null || grant.token === undefined)
+      continue;
+    for (const lock of grantedLocks(grant)) {
+      const list = byLock.get(lock) ?? [];
+      list.push(grant);
+      byLock.set(lock, list);
+    }
   }
-  for (const list of byLock.values()) {
+  for (const [lock, list] of byLock) {
     const byComplete = [...list].sort((a, b) => (a.completeMs ?? 0) - (b.completeMs ?? 0));
     for (const b of list) {
       const tokenB = BigInt(b.token as string);
@@ -143,7 +160,7 @@ export function checkFencing(ops: readonly Op[]): Violation[] {
         if (tokenA === tokenB && a.session !== undefined && a.session === b.session) continue;
         violations.push({
           check: 'fencing',
-          message: `${b.lock}: ${describeOp(b)} was invoked after ${describeOp(a)} completed, but its token is not greater`,
+          message: `${lock}: ${describeOp(b)} was invoked after ${describeOp(a)} completed, but its token is not greater`,
           ops: [a.id, b.id],
         });
       }

@@ -10,7 +10,7 @@ import type { RegisterMode } from './register.ts';
  * register's own record and the cluster's log are kept apart from it (register.ts,
  * raft-log.ts): the checkers compare the three.
  */
-export type OpKind = 'acquire' | 'release' | 'write' | SessionOpKind;
+export type OpKind = 'acquire' | 'acquire-all' | 'release' | 'write' | SessionOpKind;
 
 /**
  * The session calls, recorded from the client library's call observer (the keepalives
@@ -33,8 +33,16 @@ export interface Op {
   /** The session the op ran in, when known (a re-acquire in one session keeps its token). */
   session?: string;
   readonly kind: OpKind;
-  /** '' for a session op: it names no lock. */
+  /**
+   * '' for a session op: it names no lock. For an acquire-all, the first of `locks` in
+   * code-unit order, which is the lock the client library releases the set by.
+   */
   readonly lock: string;
+  /**
+   * For an acquire-all: every lock of the set, in the order it was asked for (a set
+   * grant is a hold of each). For the release of a set: the set's locks.
+   */
+  readonly locks?: readonly string[];
   readonly invokeMs: number;
   /** null while pending, and for an op whose answer never came. */
   completeMs: number | null;
@@ -42,14 +50,14 @@ export interface Op {
   /** The fencing token: granted (acquire), released (release) or presented (write). */
   token?: string;
   /**
-   * For an acquire: when the session that asked for it fired its signal (the lease may be
+   * For an acquire (or acquire-all): when the session that asked for it fired its signal (the lease may be
    * lost), or its client gave the session up; its hold ends then.
    */
   lostAtMs?: number;
   /** Why it failed or is unknown, for the reader. */
   error?: string;
   /**
-   * For an acquire: the `owner` it sent, unique in the run, so the checker finds the
+   * For an acquire (or acquire-all): the `owner` it sent, unique in the run, so the checker finds the
    * log entries that carried it (an unanswered acquire is resolved by it).
    */
   owner?: string;
@@ -173,7 +181,8 @@ export function describeOp(op: Op): string {
   const lost = op.lostAtMs === undefined ? '' : ` lostAt=${op.lostAtMs.toFixed(1)}`;
   const session = op.session === undefined ? '' : ` session=${op.session}`;
   const kind = op.register === undefined ? op.kind : `${op.kind}(${op.register})`;
-  const lock = op.lock === '' ? '' : ` ${op.lock}`;
+  const lock =
+    op.locks !== undefined ? ` [${op.locks.join(',')}]` : op.lock === '' ? '' : ` ${op.lock}`;
   const request = op.requestId === undefined ? '' : ` request=${op.requestId}`;
   const at = op.answerIndex === undefined ? '' : ` answeredAt=${op.answerIndex}`;
   return `#${op.id} ${op.client} ${kind}${lock} ${op.outcome}${token}${session}${request}${at} [${op.invokeMs.toFixed(1)}..${done}]${lost}`;

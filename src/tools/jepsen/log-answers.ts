@@ -22,6 +22,7 @@ export const REPLAYED_KINDS = [
   'open-session',
   'keep-alive',
   'acquire',
+  'acquire-all',
   'release',
   'close-session',
 ] as const;
@@ -61,6 +62,8 @@ export function requestKeyOfOp(op: Op): string | null {
       return requestKey('OpenSession', '', op.requestId);
     case 'acquire':
       return sessionRequestKey('Acquire', op);
+    case 'acquire-all':
+      return sessionRequestKey('AcquireAll', op);
     case 'release':
       return sessionRequestKey('Release', op);
     case 'close-session':
@@ -122,7 +125,7 @@ function isReplayed(kind: OpKind): kind is ReplayedKind {
 }
 
 function checkOf(kind: ReplayedKind): Violation['check'] {
-  if (kind === 'acquire') return 'acknowledged-grant';
+  if (kind === 'acquire' || kind === 'acquire-all') return 'acknowledged-grant';
   if (kind === 'release') return 'acknowledged-release';
   return 'acknowledged-session';
 }
@@ -138,6 +141,7 @@ function tally<T>(zero: () => T): Record<ReplayedKind, T> {
 const EFFECT: Partial<Record<OpKind, LockResult['type']>> = {
   'open-session': 'SessionOpened',
   acquire: 'Acquired',
+  'acquire-all': 'AcquiredAll',
   release: 'Released',
   'close-session': 'SessionClosed',
 };
@@ -162,7 +166,7 @@ class AnswerReplay {
   /** Why the replay does not reproduce `op`'s `ok` answer, or null when it does. */
   problemWith(op: Op): string | null {
     const problem = this.requestProblem(op);
-    if (problem === null || op.kind !== 'acquire') return problem;
+    if (problem === null || (op.kind !== 'acquire' && op.kind !== 'acquire-all')) return problem;
     const grant = this.byToken.get(`${op.lock}/${op.token}`);
     const where =
       grant === undefined
@@ -199,6 +203,8 @@ class AnswerReplay {
             .filter((grant) => grant.token === op.token)
             .map((grant) => grant.index),
         ];
+      case 'acquire-all':
+        return this.setGrantedAt(op, op.token);
       case 'release':
         return this.entriesWith(op, (r) => r.type === 'Released');
       case 'close-session':
@@ -233,12 +239,49 @@ class AnswerReplay {
    *   log's beginning: a grant made and ended before a snapshot is not in the replay.
    */
   refusalProblem(op: Op): string | null {
+    if (op.kind === 'acquire-all') return this.setRefusalProblem(op);
     if (op.kind !== 'acquire' || requestKeyOfOp(op) === null) return null;
     const grantedAt = [
       ...this.entriesWith(op, (r) => r.type === 'Acquired'),
       ...this.grantsOf(op).map((grant) => grant.index),
     ];
-    if (op.error?.startsWith('LockNotAcquiredError') === true) {
+    return this.grantRefusalProblem(op, grantedAt, 'LockNotAcquiredError');
+  }
+
+  /**
+   * As refusalProblem, for a set. Told "not acquired" (LockSetNotAcquiredError) or
+   * grantEnded: as for one lock. Told deadlock (DeadlockError, decisive: nothing was
+   * queued or granted): an entry carrying the request, at or before the index its answer
+   * named, was refused with code deadlock, and none up to there granted it.
+   */
+  private setRefusalProblem(op: Op): string | null {
+    if (requestKeyOfOp(op) === null) return null;
+    const grantedAt = this.setGrantedAt(op, undefined);
+    if (op.error?.startsWith('deadlock:') === true) {
+      const answerIndex = op.answerIndex ?? Number.POSITIVE_INFINITY;
+      const granted = grantedAt.filter((index) => index <= answerIndex);
+      if (granted.length > 0)
+        return `deadlock, but the log granted its request at index ${granted.join(', ')}`;
+      const refused = this.entriesWith(
+        op,
+        (r) => r.type === 'Rejected' && r.code === 'deadlock',
+      ).filter((index) => index <= answerIndex);
+      if (refused.length > 0) return null;
+      const entries = entriesOf(op, this.log).map(
+        (index) => `${describeResult(this.log.results.get(index))} at ${index}`,
+      );
+      return `deadlock, but no entry up to index ${answerIndex} refused its request so (${entries.join('; ') || 'no committed entry carried it'})`;
+    }
+    return this.grantRefusalProblem(op, grantedAt, 'LockSetNotAcquiredError');
+  }
+
+  /** The refusals of an acquire or a set that say whether the log granted it. */
+  private grantRefusalProblem(
+    op: Op,
+    grantedAt: readonly number[],
+    notAcquiredError: string,
+  ): string | null {
+    if (op.error?.startsWith(`${notAcquiredError}:`) === true) {
       const answerIndex = op.answerIndex ?? Number.POSITIVE_INFINITY;
       const before = [...new Set(grantedAt.filter((index) => index <= answerIndex))];
       if (before.length === 0) return null;
@@ -258,7 +301,9 @@ class AnswerReplay {
     const entries = entriesOf(op, this.log);
     if (entries.length === 0) return 'notInLog';
     const applied = this.entriesWith(op, (r) => r.type === EFFECT[op.kind]).length > 0;
-    return applied || (op.kind === 'acquire' && this.grantsOf(op).length > 0)
+    return applied ||
+      (op.kind === 'acquire' && this.grantsOf(op).length > 0) ||
+      (op.kind === 'acquire-all' && this.setGrantedAt(op, undefined).length > 0)
       ? 'tookEffect'
       : 'noEffect';
   }
@@ -268,6 +313,34 @@ class AnswerReplay {
       const result = this.log.results.get(index);
       return result !== undefined && matches(result);
     });
+  }
+
+  /**
+   * The indexes at which the log granted `op`'s set (with `token`, when given): an
+   * AcquiredAll entry carrying its request for exactly its locks, or a later entry that
+   * granted the waiting request every lock of the set at once, which the replay sees as
+   * one grant per lock at one index.
+   */
+  private setGrantedAt(op: Op, token: string | undefined): number[] {
+    const asked = [...(op.locks ?? [])].sort();
+    const sameSet = (names: readonly string[]): boolean =>
+      names.length === asked.length && [...names].sort().every((name, i) => name === asked[i]);
+    const answered = this.entriesWith(
+      op,
+      (r) =>
+        r.type === 'AcquiredAll' &&
+        (token === undefined || String(r.token) === token) &&
+        sameSet(r.locks.map((each) => each.lock)),
+    );
+    const byIndex = new Map<number, string[]>();
+    for (const grant of this.grants.get(`${op.session}/${op.requestId}`) ?? []) {
+      if (token !== undefined && grant.token !== token) continue;
+      const names = byIndex.get(grant.index) ?? [];
+      names.push(grant.lock);
+      byIndex.set(grant.index, names);
+    }
+    const promoted = [...byIndex].filter(([, names]) => sameSet(names)).map(([index]) => index);
+    return [...new Set([...answered, ...promoted])];
   }
 
   private grantsOf(op: Op): readonly LogGrant[] {
@@ -296,6 +369,8 @@ function describeResult(result: LockResult | undefined): string {
   switch (result.type) {
     case 'Acquired':
       return `Acquired token ${result.token}`;
+    case 'AcquiredAll':
+      return `AcquiredAll [${result.locks.map((each) => each.lock).join(', ')}] token ${result.token}`;
     case 'SessionOpened':
       return `SessionOpened session ${result.sessionId} ttl ${result.ttlMs}`;
     case 'KeptAlive':

@@ -1,4 +1,4 @@
-import { holdsOf, type Violation } from './checker.ts';
+import { holdsOf, isAcknowledgedGrant, type Violation } from './checker.ts';
 import { describeOp, type Op } from './history.ts';
 import {
   type AnswerStats,
@@ -104,7 +104,10 @@ export interface LogCheckStats {
   readonly answers: Readonly<Record<ReplayedKind, AnswerStats>>;
   /** Per kind of call: its `info` answers, resolved by the log. */
   readonly info: Readonly<Record<ReplayedKind, InfoStats>>;
-  /** Grants in the log, and of them how many no acknowledged acquire stands for. */
+  /**
+   * Grants in the log (a set's once per lock), and of them how many no acknowledged
+   * acquire or acquire-all stands for.
+   */
   readonly grants: number;
   readonly grantsUnacknowledged: number;
   readonly committedIndex: number;
@@ -143,7 +146,9 @@ function commitClockOf(
     // An acknowledged grant's answer follows the commit of its granting entry (as the log
     // has it: a token the log does not confirm is check (a)'s business, not a fact here);
     // any other answer follows the commit of the first entry that carried its request.
-    const grant = op.kind === 'acquire' ? byToken.get(`${op.lock}/${op.token}`) : undefined;
+    // A set's grant is one per lock at one index: its first lock's stands for it.
+    const isGrant = op.kind === 'acquire' || op.kind === 'acquire-all';
+    const grant = isGrant ? byToken.get(`${op.lock}/${op.token}`) : undefined;
     const confirmed =
       op.outcome === 'ok' &&
       grant !== undefined &&
@@ -175,9 +180,7 @@ export function checkAgainstLog(
   violations.push(...checkLogExclusion(log));
   const clock = commitClockOf(ops, log, grantsByLockToken(log));
   violations.push(...checkGrantedWhileHeld(ops, log, clock, endOfRunMs));
-  const acknowledgedOwners = new Set(
-    ops.filter((op) => op.kind === 'acquire' && op.outcome === 'ok').map((op) => op.owner),
-  );
+  const acknowledgedOwners = new Set(ops.filter(isAcknowledgedGrant).map((op) => op.owner));
   return {
     violations,
     stats: {
@@ -249,7 +252,8 @@ function checkGrantedWhileHeld(
   const violations: Violation[] = [];
   const opByOwner = new Map<string, Op>();
   for (const op of ops)
-    if (op.kind === 'acquire' && op.owner !== undefined) opByOwner.set(op.owner, op);
+    if ((op.kind === 'acquire' || op.kind === 'acquire-all') && op.owner !== undefined)
+      opByOwner.set(op.owner, op);
   const beliefs = holdsOf(ops, endOfRunMs).filter((hold) => hold.endMs > hold.startMs);
   for (const grant of log.grants) {
     if (grant.mode !== 'exclusive') continue;

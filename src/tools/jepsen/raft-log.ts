@@ -78,6 +78,7 @@ export function requestKeyOf(command: LockCommand): string | null {
     case 'OpenSession':
       return requestKey('OpenSession', '', command.requestId);
     case 'Acquire':
+    case 'AcquireAll':
     case 'Release':
     case 'CloseSession':
     case 'CancelWait':

@@ -2,12 +2,15 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
+  DeadlockError,
   DlmClient,
   LockNotAcquiredError,
+  type LockSetHandle,
   type Session,
   SessionLostError,
 } from '../../client/index.ts';
 import type { LockLimits } from '../../lock/index.ts';
+import { assert } from '../../util/assert.ts';
 import { Prng } from '../../util/prng.ts';
 import { ProcessCluster } from '../process-cluster.ts';
 import { CallRecorder } from './call-recorder.ts';
@@ -103,6 +106,18 @@ const KEEP_WHOLE_LOG = { runtime: { compactionRetainEntries: 1_000_000 } };
 export const OPT_IN_NEMESES = ['clock-beyond'] as const;
 export type Nemesis = (typeof NEMESES)[number] | (typeof OPT_IN_NEMESES)[number];
 
+/**
+ * What the clients do. `locks`: single exclusive locks (`jepsen/N`, the lease-aware
+ * linearizability checker's). `sets` (issue 17): a few clients of their own take 2–3
+ * locks of a pool of their own (`jepsen-set/N`) at once with acquireAll, in a random
+ * order (one by one, they would deadlock), sometimes holding one lock of the pool alone
+ * while they ask for a set (which may close a wait-for cycle, refused as a deadlock),
+ * sometimes one lock alone; they write to the registers under the set's token for
+ * each of its locks.
+ */
+export const WORKLOADS = ['locks', 'sets'] as const;
+export type Workload = (typeof WORKLOADS)[number];
+
 export interface JepsenOptions {
   readonly seconds: number;
   readonly seed: number;
@@ -123,6 +138,14 @@ export interface JepsenOptions {
   readonly onProgress?: (progress: { elapsedMs: number; ops: number; nemesis: number }) => void;
   /** Where `<run-id>/` goes with the history, logs, summary and report; none unless given. */
   readonly results?: string;
+  /** Which workloads run (see WORKLOADS); all of them unless given. */
+  readonly workloads?: readonly Workload[];
+  /**
+   * Test only, to show the checkers catch it: the chance that a set client pretends its
+   * set was granted (and later released) without asking the cluster, as a broken client
+   * library would. Never in a real run.
+   */
+  readonly fakeSetGrantChance?: number;
 }
 
 export interface RegisterVerdict {
@@ -197,7 +220,11 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
   const clientPausePrng = prng.fork();
   const clientPrngs = Array.from({ length: options.clients }, () => prng.fork());
   const membershipPrng = prng.fork();
+  // Forked last, so the other draws of a seed are those of runs before the workload.
+  const workloads = new Set(options.workloads ?? WORKLOADS);
+  const setPrngs = Array.from({ length: SET_CLIENTS }, () => prng.fork());
   const locks = Array.from({ length: options.locks }, (_, i) => `jepsen/${i}`);
+  const setLocks = Array.from({ length: SET_LOCKS }, (_, i) => `jepsen-set/${i}`);
 
   const size = options.nodes ?? 3;
   // The membership nemesis adds nodes beyond the founders: their ports are taken now.
@@ -270,20 +297,32 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
     }
     startMs = now();
 
-    const clientLoops = clientPrngs.map((clientPrng, index) => {
-      const name = `c${index}`;
+    const client = (name: string, clientPrng: Prng, names: readonly string[]): ClientContext => {
       const recorder = new CallRecorder(history, name);
-      return clientLoop({
+      return {
         name,
         prng: clientPrng,
-        locks,
+        locks: names,
         history,
         recorder,
         registers,
         stop,
         connection: connectAs(recorder),
-      });
-    });
+        fakeSetGrantChance: options.fakeSetGrantChance ?? 0,
+      };
+    };
+    const clientLoops = [
+      ...(workloads.has('locks')
+        ? clientPrngs.map((clientPrng, index) =>
+            clientLoop(client(`c${index}`, clientPrng, locks), oneHold),
+          )
+        : []),
+      ...(workloads.has('sets')
+        ? setPrngs.map((setPrng, index) =>
+            clientLoop(client(`set${index}`, setPrng, setLocks), setRound),
+          )
+        : []),
+    ];
     const nemesis = nemesisLoop({
       cluster,
       registers: registerProcess,
@@ -492,7 +531,12 @@ interface ClientContext {
   readonly registers: readonly RegisterClient[];
   readonly stop: Stop;
   readonly connection: DlmClient;
+  /** See JepsenOptions.fakeSetGrantChance: 0 in every real run. */
+  readonly fakeSetGrantChance: number;
 }
+
+/** One round of a client in a session; false when the session may not be used again. */
+type Round = (ctx: ClientContext, session: Session, acquires: Op[]) => Promise<boolean>;
 
 /**
  * The client worker the client-pause nemesis stops: a client like the others, in a
@@ -518,8 +562,8 @@ function workerConfig(
   };
 }
 
-/** One client: sessions one after another; in each, acquire, write a few times, release. */
-async function clientLoop(ctx: ClientContext): Promise<void> {
+/** One client: sessions one after another; in each, rounds (acquire, write a few times, release). */
+async function clientLoop(ctx: ClientContext, round: Round): Promise<void> {
   while (!ctx.stop.clients) {
     let session: Session;
     try {
@@ -542,7 +586,7 @@ async function clientLoop(ctx: ClientContext): Promise<void> {
     session.signal.addEventListener('abort', onLost, { once: true });
     let usable = true;
     while (usable && !ctx.stop.clients && session.alive) {
-      usable = await oneHold(ctx, session, acquires);
+      usable = await round(ctx, session, acquires);
     }
     // Giving the session up ends its holds for the checker, if its signal has not: the
     // client acts under none of them again (after a pause cut short at the run's end,
@@ -553,17 +597,75 @@ async function clientLoop(ctx: ClientContext): Promise<void> {
   }
 }
 
-/** Returns whether the session may be used again (false after an unknown outcome). */
+/** A grant a client holds: what it writes under, and how it gives it back. */
+interface HeldGrant {
+  /** The lock its release names (a set's first lock in code-unit order). */
+  readonly lock: string;
+  /** Every lock it covers. */
+  readonly locks: readonly string[];
+  readonly token: string;
+  readonly isSet: boolean;
+  readonly release: () => Promise<void>;
+}
+
+/** 'fail': certainly not held. 'info': unknown, so the session must be given up. */
+type AcquireOutcome = HeldGrant | 'fail' | 'info';
+
+/** One exclusive lock: acquire, write a few times, release. */
 async function oneHold(ctx: ClientContext, session: Session, acquires: Op[]): Promise<boolean> {
+  const grant = await acquireOne(ctx, session, acquires, ctx.prng.pick(ctx.locks));
+  if (grant === 'info') return false;
+  if (grant === 'fail') {
+    await sleep(ctx.prng.intBetween(0, 50));
+    return true;
+  }
+  return writeThenRelease(ctx, session, [grant]);
+}
+
+/**
+ * How often a set client takes one lock of its pool alone (a single hold among the sets:
+ * mutual exclusion and fencing are checked across both), and how often it holds one
+ * while it asks for a set of others. Two clients doing that at once can wait for each
+ * other's lock: the cluster refuses the second wait as a deadlock.
+ */
+const SET_SINGLE_CHANCE = 0.2;
+const SET_NESTED_CHANCE = 0.3;
+const SET_CLIENTS = 3;
+const SET_LOCKS = 4;
+const SET_SIZE: readonly [number, number] = [2, 3];
+
+/** A set client's round: maybe one lock alone, maybe one held while a set is asked for. */
+async function setRound(ctx: ClientContext, session: Session, acquires: Op[]): Promise<boolean> {
+  const { prng } = ctx;
+  if (prng.chance(SET_SINGLE_CHANCE)) return oneHold(ctx, session, acquires);
+  const held: HeldGrant[] = [];
+  if (prng.chance(SET_NESTED_CHANCE)) {
+    const outer = await acquireOne(ctx, session, acquires, prng.pick(ctx.locks));
+    if (outer === 'info') return false;
+    if (outer !== 'fail') held.push(outer);
+  }
+  const free = ctx.locks.filter((lock) => !held.some((grant) => grant.locks.includes(lock)));
+  const names = prng.shuffle(free).slice(0, prng.intBetween(...SET_SIZE));
+  const set = await acquireSet(ctx, session, acquires, names);
+  if (set === 'info') return false; // Closing the session frees the outer lock too.
+  if (set !== 'fail') held.push(set);
+  else await sleep(prng.intBetween(0, 50));
+  return held.length === 0 || (await writeThenRelease(ctx, session, held));
+}
+
+/** Acquires `lock` alone, recorded as an 'acquire'. */
+async function acquireOne(
+  ctx: ClientContext,
+  session: Session,
+  acquires: Op[],
+  lock: string,
+): Promise<AcquireOutcome> {
   const { history, name, prng } = ctx;
-  const lock = prng.pick(ctx.locks);
   const acquireOp = history.invoke(name, 'acquire', lock, { session: session.id });
   // A tag unique in the run: the call recorder finds this op's call by it.
   const owner = `${name}#${acquireOp.id}`;
   acquireOp.owner = owner;
   acquires.push(acquireOp);
-  let token: string;
-  let release: () => Promise<void>;
   // Some acquires are given up after a few ms (a caller's deadline): sent or not, applied
   // or not, granted or queued, their outcome is unknown, and only the log can say.
   const giveUpAfterMs = prng.chance(GIVE_UP_CHANCE) ? prng.intBetween(...GIVE_UP_AFTER_MS) : null;
@@ -576,40 +678,143 @@ async function oneHold(ctx: ClientContext, session: Session, acquires: Op[]): Pr
       }),
     );
     history.complete(acquireOp, 'ok', { token: handle.token });
-    token = handle.token;
-    release = () => handle.release();
+    return {
+      lock,
+      locks: [lock],
+      token: handle.token,
+      isSet: false,
+      release: () => handle.release(),
+    };
   } catch (error) {
-    if (
-      error instanceof LockNotAcquiredError ||
-      error instanceof SessionLostError ||
-      grantEnded(error)
-    ) {
-      // Not acquired (the wait ended), or refused before sending: certainly not granted.
-      // Or granted and ended before the answer: held by nobody now.
-      history.complete(acquireOp, 'fail', { error: errorText(error) });
-      await sleep(prng.intBetween(0, 50));
-      return true;
-    }
-    // A timeout or a node that went away: the grant may have happened. The session may
-    // hold the lock on the cluster without knowing its token: give the session up.
-    history.complete(acquireOp, 'info', { error: errorText(error) });
-    return false;
+    return failedAcquire(ctx, acquireOp, error);
   }
+}
+
+/**
+ * Acquires every lock of `names` at once, asked for in that order, recorded as an
+ * 'acquire-all' whose `lock` is the one the set is released by.
+ */
+async function acquireSet(
+  ctx: ClientContext,
+  session: Session,
+  acquires: Op[],
+  names: readonly string[],
+): Promise<AcquireOutcome> {
+  const { history, name, prng } = ctx;
+  const releasedBy = [...names].sort()[0] as string;
+  const op = history.invoke(name, 'acquire-all', releasedBy, {
+    session: session.id,
+    locks: names,
+  });
+  const owner = `${name}#${op.id}`;
+  op.owner = owner;
+  acquires.push(op);
+  if (ctx.fakeSetGrantChance > 0 && prng.chance(ctx.fakeSetGrantChance))
+    return fakeSetGrant(ctx, op, names);
+  const giveUpAfterMs = prng.chance(GIVE_UP_CHANCE) ? prng.intBetween(...GIVE_UP_AFTER_MS) : null;
+  let handle: LockSetHandle;
+  try {
+    handle = await ctx.recorder.during(op, () =>
+      session.acquireAll(
+        names.map((lock) => ({ name: lock })),
+        {
+          waitMs: ACQUIRE_WAIT_MS,
+          owner,
+          ...(giveUpAfterMs === null ? {} : { signal: AbortSignal.timeout(giveUpAfterMs) }),
+        },
+      ),
+    );
+  } catch (error) {
+    return failedAcquire(ctx, op, error);
+  }
+  history.complete(op, 'ok', { token: handle.token });
+  // The checkers match the set's release by this lock (checker.ts holdsOf).
+  assert(handle.lock === releasedBy, `the set is released by ${handle.lock}, not ${releasedBy}`);
+  return {
+    lock: releasedBy,
+    locks: names,
+    token: handle.token,
+    isSet: true,
+    release: () => handle.release(),
+  };
+}
+
+/**
+ * The test-only broken client (JepsenOptions.fakeSetGrantChance): told granted with the
+ * token of the client's latest real grant, without a call, and released without one.
+ */
+function fakeSetGrant(ctx: ClientContext, op: Op, names: readonly string[]): HeldGrant {
+  const granted = ctx.history.ops.filter(
+    (other) => other.client === ctx.name && other.outcome === 'ok' && other.token !== undefined,
+  );
+  const token = granted[granted.length - 1]?.token ?? '1';
+  ctx.history.complete(op, 'ok', { token });
+  return { lock: op.lock, locks: names, token, isSet: true, release: async () => {} };
+}
+
+/** Records a failed acquire or acquire-all: 'fail' when it certainly holds nothing. */
+function failedAcquire(ctx: ClientContext, op: Op, error: unknown): 'fail' | 'info' {
+  if (
+    error instanceof LockNotAcquiredError ||
+    error instanceof DeadlockError ||
+    error instanceof SessionLostError ||
+    grantEnded(error)
+  ) {
+    // Not acquired (the wait ended; a set's LockSetNotAcquiredError is one), refused as a
+    // deadlock (nothing was queued), or refused before sending: certainly not granted.
+    // Or granted and ended before the answer: held by nobody now.
+    ctx.history.complete(op, 'fail', { error: errorText(error) });
+    return 'fail';
+  }
+  // A timeout or a node that went away: the grant may have happened. The session may
+  // hold the lock on the cluster without knowing its token: give the session up.
+  ctx.history.complete(op, 'info', { error: errorText(error) });
+  return 'info';
+}
+
+/** Writes a few times under every grant held (each lock of a set), then releases them, last first. */
+async function writeThenRelease(
+  ctx: ClientContext,
+  session: Session,
+  held: readonly HeldGrant[],
+): Promise<boolean> {
+  const { prng } = ctx;
   const writes = prng.intBetween(1, 4);
   for (let i = 0; i < writes; i++) {
     if (!session.alive) return false; // Stop at once: the lease may be gone.
-    await Promise.all(ctx.registers.map((register) => write(ctx, register, session, lock, token)));
+    await Promise.all(
+      held.flatMap((grant) =>
+        grant.locks.flatMap((lock) =>
+          ctx.registers.map((register) => write(ctx, register, session, lock, grant.token)),
+        ),
+      ),
+    );
     await sleep(prng.intBetween(5, 60));
   }
-  if (!session.alive) return false;
-  const releaseOp = history.invoke(name, 'release', lock, { session: session.id, token });
+  for (const grant of [...held].reverse()) {
+    if (!session.alive) return false;
+    if (!(await releaseGrant(ctx, session, grant))) return false;
+  }
+  return true;
+}
+
+async function releaseGrant(
+  ctx: ClientContext,
+  session: Session,
+  grant: HeldGrant,
+): Promise<boolean> {
+  const releaseOp = ctx.history.invoke(ctx.name, 'release', grant.lock, {
+    session: session.id,
+    token: grant.token,
+    ...(grant.isSet ? { locks: grant.locks } : {}),
+  });
   try {
-    await ctx.recorder.during(releaseOp, release);
-    history.complete(releaseOp, 'ok');
+    await ctx.recorder.during(releaseOp, grant.release);
+    ctx.history.complete(releaseOp, 'ok');
     return true;
   } catch (error) {
     // Unknown whether it was applied; the hold ended at its invocation either way.
-    history.complete(releaseOp, 'info', { error: errorText(error) });
+    ctx.history.complete(releaseOp, 'info', { error: errorText(error) });
     // The session may still hold the lock: a re-acquire would hand back the same grant.
     return false;
   }
