@@ -31,6 +31,15 @@ describe('jepsen: exclusive locks with fencing under kill -9, SIGSTOP, client pa
       opening: ['partition', 'clock'],
     });
     const grants = result.ops.filter((op) => op.kind === 'acquire' && op.outcome === 'ok');
+    const sets = result.ops.filter((op) => op.kind === 'acquire-all');
+    const setGrants = sets.filter((op) => op.outcome === 'ok');
+    const setWrites = result.ops.filter(
+      (op) =>
+        op.kind === 'write' &&
+        op.register === 'fenced' &&
+        op.outcome === 'ok' &&
+        op.lock.startsWith('jepsen-set/'),
+    );
     const windows = faultWindows(result.nemesisEvents, result.endMs);
     const duringFault = grants.filter((op) =>
       windows.some((w) => (op.completeMs as number) >= w.from && (op.completeMs as number) < w.to),
@@ -47,12 +56,19 @@ describe('jepsen: exclusive locks with fencing under kill -9, SIGSTOP, client pa
     const { linearizability } = result;
     const infoAcquires = log.info.acquire;
     console.log(
+      `jepsen: sets ${setGrants.length} granted of ${sets.length} (${sets.filter((op) => op.error?.startsWith('deadlock:') === true).length} refused as deadlock), ${setWrites.length} fenced writes under set tokens accepted`,
+    );
+    console.log(
       `jepsen: ${result.ops.length} ops, ${grants.length} grants (${duringFault.length} during a fault), ${writes.length} fenced writes accepted, ${result.nemesisEvents.length} nemesis events (${kinds(result.nemesisEvents)}); log: ${log.grants} grants to index ${log.committedIndex}, ${log.agreement.comparisons} entry pairs agree, ok answers reproduced ${REPLAYED_KINDS.map((kind) => `${kind} ${log.answers[kind].reproduced}/${log.answers[kind].ok}`).join(', ')}; unanswered acquires ${infoAcquires.tookEffect} granted / ${infoAcquires.noEffect} not / ${infoAcquires.notInLog} absent; linearizability ${linearizability.verdict} (${linearizability.locks.map((lock) => `${lock.lock} ${lock.ops} ops ${lock.searchMs.toFixed(0)} ms`).join(', ')}); fenced register ${fenced.stats.accepted} accepted, ${fenced.stats.refused} refused; control register ${control.stats.staleAccepted} stale writes accepted`,
     );
 
     if (result.violations.length > 0) console.log(`history and logs kept in ${result.clusterDir}`);
     expect(report(result.violations, result.ops)).toEqual([]);
     expect(grants.length).toBeGreaterThan(30);
+    // The sets workload ran too: sets granted (each answer reproduced by the replay, see
+    // below), and fenced writes under their tokens accepted.
+    expect(setGrants.length).toBeGreaterThan(10);
+    expect(setWrites.length).toBeGreaterThan(10);
     expect(writes.length).toBeGreaterThan(30);
     expect(result.nemesisEvents.length).toBeGreaterThanOrEqual(3);
     expect(duringFault.length).toBeGreaterThanOrEqual(1);
@@ -75,6 +91,7 @@ describe('jepsen: exclusive locks with fencing under kill -9, SIGSTOP, client pa
     // The lease-aware linearizability search decided every lock, within its budget.
     expect(linearizability.verdict).toBe('ok');
     expect(linearizability.locks.map((lock) => lock.lock).sort()).toEqual(['jepsen/0', 'jepsen/1']);
+    expect(linearizability.locksLeftOut.every((lock) => lock.startsWith('jepsen-set/'))).toBe(true);
     expect(clientPauses.length).toBeGreaterThanOrEqual(1);
     // The environment-dependent faults ran, healed, and are in the history; or were
     // skipped with a reason and left no trace (never counted as passed).
@@ -120,6 +137,27 @@ describe('jepsen: exclusive locks with fencing under kill -9, SIGSTOP, client pa
     expect(replayCaught.some((v) => v.check === 'acknowledged-grant' && v.ops.includes(b.id))).toBe(
       true,
     );
+    // Two sets sharing a lock, the first made to hold to the end of the run: caught on
+    // the lock they share, as overlapping holds and (the second's token lowered) as
+    // fencing going down.
+    const [setA, setB] = consecutiveGrants(result.ops, 'acquire-all');
+    const overlapping = result.ops
+      .filter(
+        (op) => !(op.kind === 'release' && op.client === setA.client && op.token === setA.token),
+      )
+      .map((op) => {
+        const copy: Op = { ...op };
+        if (op.id === setA.id) delete copy.lostAtMs;
+        if (op.id === setB.id) copy.token = String(BigInt(setA.token as string) - 1n);
+        return copy;
+      });
+    const setCaught = checkHistory(overlapping, result.endMs);
+    for (const check of ['mutual-exclusion', 'fencing'])
+      expect(
+        setCaught.some((v) => v.check === check && v.ops.includes(setB.id)),
+        check,
+      ).toBe(true);
+
     // A keepalive told ok at an index whose entry refreshed nothing (a grant's).
     const refreshed = result.ops.find((op) => op.kind === 'keep-alive' && op.outcome === 'ok');
     const grantIndex = [...result.replayed.results].find(([, r]) => r.type === 'Acquired')?.[0];
@@ -169,16 +207,20 @@ function report(violations: readonly Violation[], ops: readonly Op[]): string[] 
  * Two acknowledged grants of one lock to different clients, the second invoked after the
  * first completed and learned of before its session was lost (else it is no hold at all).
  */
-function consecutiveGrants(ops: readonly Op[]): [Op, Op] {
+function consecutiveGrants(ops: readonly Op[], kind: Op['kind'] = 'acquire'): [Op, Op] {
   const grants = ops.filter(
     (op) =>
-      op.kind === 'acquire' &&
+      op.kind === kind &&
+      // The single-lock clients' locks: the linearizability search leaves the sets' out.
+      (kind !== 'acquire' || op.lock.startsWith('jepsen/')) &&
       op.outcome === 'ok' &&
       (op.lostAtMs ?? Number.POSITIVE_INFINITY) > (op.completeMs as number),
   );
+  const shared = (a: Op, b: Op): boolean =>
+    (a.locks ?? [a.lock]).some((lock) => (b.locks ?? [b.lock]).includes(lock));
   for (const b of grants) {
     const a = grants.find(
-      (g) => g.lock === b.lock && g.client !== b.client && (g.completeMs as number) < b.invokeMs,
+      (g) => shared(g, b) && g.client !== b.client && (g.completeMs as number) < b.invokeMs,
     );
     if (a !== undefined) return [a, b];
   }

@@ -159,7 +159,8 @@ function viewOf(summary: RunSummary, history: ReportHistory): RunView {
   return {
     durationMs: Math.max(1, summary.workloadEndMs - startMs),
     clients: sortedUnique(history.ops.map((op) => op.client)),
-    locks: sortedUnique(history.ops.map((op) => op.lock)),
+    // A set's hold is drawn on each of its locks, some of which no op names as its lock.
+    locks: sortedUnique(history.ops.flatMap((op) => [op.lock, ...(op.locks ?? [])])),
     holds,
     nemeses,
     nemesisRows: Math.max(1, ...nemeses.map((n) => n.row + 1)),
