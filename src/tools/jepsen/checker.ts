@@ -1,4 +1,4 @@
-import { describeOp, type Op } from './history.ts';
+import { describeOp, type Op, type OpKind } from './history.ts';
 
 /**
  * Checkers over the history alone (pure functions): what clients were told must be
@@ -20,6 +20,11 @@ export interface Violation {
     | 'register-token'
     | 'register-refusal'
     | 'register-answer'
+    // Semaphores and elections (coordination-checker.ts).
+    | 'permits-over-limit'
+    | 'permit-token'
+    | 'leader-overlap'
+    | 'leader-token'
     // Checked by the nemeses that check what they did (see fault-verdict.ts).
     | 'disk-full'
     | 'corrupt-record'
@@ -85,10 +90,10 @@ export function holdsOf(ops: readonly Op[], endOfRunMs: number): Hold[] {
  * Releases by client, lock and token, in invocation order: a 600 s history has thousands
  * of grants and tens of thousands of ops, too many to scan once per grant.
  */
-function releasesByGrant(ops: readonly Op[]): Map<string, Op[]> {
+export function releasesByGrant(ops: readonly Op[], kind: OpKind = 'release'): Map<string, Op[]> {
   const byGrant = new Map<string, Op[]>();
   for (const op of ops) {
-    if (op.kind !== 'release') continue;
+    if (op.kind !== kind) continue;
     const key = grantKey(op.client, op.lock, op.token);
     const list = byGrant.get(key);
     if (list === undefined) byGrant.set(key, [op]);
@@ -97,7 +102,8 @@ function releasesByGrant(ops: readonly Op[]): Map<string, Op[]> {
   return byGrant;
 }
 
-function grantKey(client: string, lock: string, token: string | undefined): string {
+/** The key of releasesByGrant: the client, the lock its release names, and the token. */
+export function grantKey(client: string, lock: string, token: string | undefined): string {
   return `${client}\u0000${lock}\u0000${token}`;
 }
 
@@ -138,18 +144,30 @@ export function checkMutualExclusion(ops: readonly Op[], endOfRunMs: number): Vi
  * already holds gets its grant back, with the same token (same session, equal token).
  */
 export function checkFencing(ops: readonly Op[]): Violation[] {
-  const violations: Violation[] = [];
   const byLock = new Map<string, Op[]>();
   for (const grant of ops) {
-    if (!isAcknowledgedGrant(grant) || grant.completeMs === null || grant.token === undefined)
-      continue;
+    if (!isAcknowledgedGrant(grant)) continue;
     for (const lock of grantedLocks(grant)) {
       const list = byLock.get(lock) ?? [];
       list.push(grant);
       byLock.set(lock, list);
     }
   }
-  for (const [lock, list] of byLock) {
+  return checkTokensRise(byLock, 'fencing');
+}
+
+/**
+ * For each name, grants acknowledged before another grant of it was invoked have lower
+ * tokens; the same token in one session is the same grant handed back. Grants without
+ * an answer or a token are skipped (they told nobody a token).
+ */
+export function checkTokensRise(
+  grantsByName: ReadonlyMap<string, readonly Op[]>,
+  check: Violation['check'],
+): Violation[] {
+  const violations: Violation[] = [];
+  for (const [name, all] of grantsByName) {
+    const list = all.filter((op) => op.completeMs !== null && op.token !== undefined);
     const byComplete = [...list].sort((a, b) => (a.completeMs ?? 0) - (b.completeMs ?? 0));
     for (const b of list) {
       const tokenB = BigInt(b.token as string);
@@ -159,8 +177,8 @@ export function checkFencing(ops: readonly Op[]): Violation[] {
         if (tokenA < tokenB) continue;
         if (tokenA === tokenB && a.session !== undefined && a.session === b.session) continue;
         violations.push({
-          check: 'fencing',
-          message: `${lock}: ${describeOp(b)} was invoked after ${describeOp(a)} completed, but its token is not greater`,
+          check,
+          message: `${name}: ${describeOp(b)} was invoked after ${describeOp(a)} completed, but its token is not greater`,
           ops: [a.id, b.id],
         });
       }

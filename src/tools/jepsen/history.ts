@@ -10,7 +10,20 @@ import type { RegisterMode } from './register.ts';
  * register's own record and the cluster's log are kept apart from it (register.ts,
  * raft-log.ts): the checkers compare the three.
  */
-export type OpKind = 'acquire' | 'acquire-all' | 'release' | 'write' | SessionOpKind;
+export type OpKind =
+  | 'acquire'
+  | 'acquire-all'
+  | 'release'
+  | 'write'
+  | SessionOpKind
+  | CoordinationOpKind;
+
+/**
+ * Semaphores and elections (issue 17; coordination-checker.ts): permits of the semaphore
+ * `lock` (ended by a 'release' of their token), and a term of leadership of the
+ * election `lock` (ended by a 'resign' of its token; 'proclaim' changes its value).
+ */
+export type CoordinationOpKind = 'acquire-permits' | 'campaign' | 'proclaim' | 'resign';
 
 /**
  * The session calls, recorded from the client library's call observer (the keepalives
@@ -61,6 +74,11 @@ export interface Op {
    * log entries that carried it (an unanswered acquire is resolved by it).
    */
   owner?: string;
+  /** For an acquire-permits: how many permits it asked for, of the semaphore's `limit`. */
+  readonly permits?: number;
+  readonly limit?: number;
+  /** For a campaign or proclaim: the leader's value. */
+  readonly value?: string;
   /** For a write: which register it went to. */
   register?: RegisterMode;
   /**

@@ -16,6 +16,7 @@ import { ProcessCluster } from '../process-cluster.ts';
 import { CallRecorder } from './call-recorder.ts';
 import { checkHistory, type Violation } from './checker.ts';
 import type { WorkerConfig } from './client-worker.ts';
+import { checkCoordination } from './coordination-checker.ts';
 import { FaultNemeses } from './fault-nemeses.ts';
 import {
   type ClockFault,
@@ -440,6 +441,8 @@ async function checkRun(run: {
   const linearizability = checkLinearizable(ops, run.linearizability);
   const found = [
     ...checkHistory(ops, endMs),
+    // Semaphores and elections: nothing to find until a workload records their ops.
+    ...checkCoordination(ops, endMs),
     ...linearizability.violations,
     ...againstLog.violations,
     ...fenced.violations,

@@ -211,6 +211,7 @@ export function checkerVerdicts(options: RunOptions, result: JepsenResult): Chec
   ];
   const grouped = new Set([
     ...CHECK_GROUPS.flatMap((group) => group.checks),
+    ...COORDINATION_GROUPS.flatMap((group) => group.checks),
     ...result.faultVerdicts.flatMap((verdict) => verdict.checks ?? []),
   ]);
   const others = [...new Set(result.violations.map((v) => v.check))]
@@ -218,6 +219,7 @@ export function checkerVerdicts(options: RunOptions, result: JepsenResult): Chec
     .map((check) => groupVerdict(check, violationsOf(result.violations, [check])));
   return [
     withStats(historyMutex, { grants, ...setStats(result.ops) }),
+    ...coordinationVerdicts(result),
     historyTokens,
     withUncheckedNote(withStats(raftLog, logStats(result.log)), result.log),
     linearizabilityVerdict(linearizable, result.linearizability),
@@ -227,6 +229,37 @@ export function checkerVerdicts(options: RunOptions, result: JepsenResult): Chec
     ...negativeControl(options, result),
     ...beyondDriftBound(options, result),
   ];
+}
+
+/**
+ * Semaphores and elections (coordination-checker.ts), each with a verdict only when the
+ * history has its ops: a run without them has nothing there to pass or fail.
+ */
+const COORDINATION_GROUPS = [
+  {
+    name: 'history: semaphore permits within the limit, one rising token per grant',
+    kind: 'acquire-permits',
+    checks: ['permits-over-limit', 'permit-token'],
+  },
+  {
+    name: 'history: one leader per election at a time, leader tokens rising',
+    kind: 'campaign',
+    checks: ['leader-overlap', 'leader-token'],
+  },
+] as const;
+
+function coordinationVerdicts(result: JepsenResult): CheckerVerdict[] {
+  return COORDINATION_GROUPS.flatMap((group) => {
+    const asked = result.ops.filter((op) => op.kind === group.kind);
+    if (asked.length === 0) return [];
+    const granted = asked.filter((op) => op.outcome === 'ok').length;
+    const verdict = groupVerdict(
+      group.name,
+      violationsOf(result.violations, group.checks),
+      granted === 0 ? 'no acknowledged grant: nothing to check' : undefined,
+    );
+    return [withStats(verdict, { asked: asked.length, granted })];
+  });
 }
 
 /**
