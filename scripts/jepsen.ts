@@ -206,22 +206,28 @@ function printLogAgreement(log: LogCheckStats): void {
 }
 
 function printReplay(log: LogCheckStats): void {
-  const answers = REPLAYED_KINDS.map((kind) => {
+  // The kinds no workload of this run made are left out.
+  const made = REPLAYED_KINDS.filter(
+    (kind) => log.answers[kind].ok > 0 || Object.values(log.info[kind]).some((n) => n > 0),
+  );
+  const answers = made.map((kind) => {
     const { ok, reproduced, beforeStart } = log.answers[kind];
     return `${kind} ${reproduced}/${ok}${beforeStart > 0 ? ` (${beforeStart} before the replay's start, unchecked)` : ''}`;
   });
   console.log(`  ok answers the log replay reproduces, by request id: ${answers.join(', ')}`);
-  const info = REPLAYED_KINDS.map((kind) => {
-    const { tookEffect, noEffect, notInLog, unresolvable } = log.info[kind];
-    const parts = [
-      [tookEffect, 'took effect'],
-      [noEffect, 'in the log without effect'],
-      [notInLog, 'not in the log'],
-      [unresolvable, 'unresolvable (no request id)'],
-    ] as const;
-    const said = parts.filter(([count]) => count > 0).map(([count, what]) => `${count} ${what}`);
-    return said.length === 0 ? null : `${kind} ${said.join(', ')}`;
-  }).filter((line) => line !== null);
+  const info = made
+    .map((kind) => {
+      const { tookEffect, noEffect, notInLog, unresolvable } = log.info[kind];
+      const parts = [
+        [tookEffect, 'took effect'],
+        [noEffect, 'in the log without effect'],
+        [notInLog, 'not in the log'],
+        [unresolvable, 'unresolvable (no request id)'],
+      ] as const;
+      const said = parts.filter(([count]) => count > 0).map(([count, what]) => `${count} ${what}`);
+      return said.length === 0 ? null : `${kind} ${said.join(', ')}`;
+    })
+    .filter((line) => line !== null);
   console.log(
     `  unanswered calls resolved by the log: ${info.length > 0 ? info.join('; ') : 'none'}`,
   );

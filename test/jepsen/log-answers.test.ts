@@ -162,6 +162,10 @@ describe('replaying every answer from the committed log', () => {
       acquire: { ok: 2, reproduced: 2, beforeStart: 0 },
       'acquire-all': { ok: 0, reproduced: 0, beforeStart: 0 },
       release: { ok: 1, reproduced: 1, beforeStart: 0 },
+      'acquire-permits': { ok: 0, reproduced: 0, beforeStart: 0 },
+      campaign: { ok: 0, reproduced: 0, beforeStart: 0 },
+      proclaim: { ok: 0, reproduced: 0, beforeStart: 0 },
+      resign: { ok: 0, reproduced: 0, beforeStart: 0 },
       'close-session': { ok: 1, reproduced: 1, beforeStart: 0 },
     });
     // r-c was granted (token 9), r-e refused, r-x never sent; a keepalive has no id.

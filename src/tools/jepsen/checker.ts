@@ -14,6 +14,7 @@ export interface Violation {
     | 'acknowledged-grant'
     | 'acknowledged-release'
     | 'acknowledged-session'
+    | 'acknowledged-proclaim'
     | 'linearizability'
     | 'granted-while-held'
     | 'register-stale-write'

@@ -25,6 +25,14 @@ export type OpKind =
  */
 export type CoordinationOpKind = 'acquire-permits' | 'campaign' | 'proclaim' | 'resign';
 
+/** The kinds whose ok answer is a grant with a token, made by the log's 'granted' events. */
+export const GRANT_KINDS: ReadonlySet<OpKind> = new Set([
+  'acquire',
+  'acquire-all',
+  'acquire-permits',
+  'campaign',
+]);
+
 /**
  * The session calls, recorded from the client library's call observer (the keepalives
  * are the session's own, on its timer): the linearizability checker's lease bound needs

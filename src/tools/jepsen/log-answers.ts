@@ -1,6 +1,6 @@
 import type { LockResult } from '../../lock/index.ts';
 import type { Violation } from './checker.ts';
-import { describeOp, type Op, type OpKind } from './history.ts';
+import { describeOp, GRANT_KINDS, type Op, type OpKind } from './history.ts';
 import { type LogGrant, type ReplayedLog, requestKey } from './raft-log.ts';
 
 /**
@@ -24,6 +24,10 @@ export const REPLAYED_KINDS = [
   'acquire',
   'acquire-all',
   'release',
+  'acquire-permits',
+  'campaign',
+  'proclaim',
+  'resign',
   'close-session',
 ] as const;
 export type ReplayedKind = (typeof REPLAYED_KINDS)[number];
@@ -64,6 +68,15 @@ export function requestKeyOfOp(op: Op): string | null {
       return sessionRequestKey('Acquire', op);
     case 'acquire-all':
       return sessionRequestKey('AcquireAll', op);
+    case 'acquire-permits':
+      return sessionRequestKey('AcquirePermits', op);
+    case 'campaign':
+      return sessionRequestKey('Campaign', op);
+    case 'proclaim':
+      return sessionRequestKey('Proclaim', op);
+    // Resigning is a Release of the term's grant.
+    case 'resign':
+      return sessionRequestKey('Release', op);
     case 'release':
       return sessionRequestKey('Release', op);
     case 'close-session':
@@ -125,8 +138,9 @@ function isReplayed(kind: OpKind): kind is ReplayedKind {
 }
 
 function checkOf(kind: ReplayedKind): Violation['check'] {
-  if (kind === 'acquire' || kind === 'acquire-all') return 'acknowledged-grant';
-  if (kind === 'release') return 'acknowledged-release';
+  if (GRANT_KINDS.has(kind)) return 'acknowledged-grant';
+  if (kind === 'release' || kind === 'resign') return 'acknowledged-release';
+  if (kind === 'proclaim') return 'acknowledged-proclaim';
   return 'acknowledged-session';
 }
 
@@ -137,11 +151,26 @@ function tally<T>(zero: () => T): Record<ReplayedKind, T> {
   >;
 }
 
+/**
+ * The error the client library reports when the wait of a one-name grant ended without
+ * it (each a LockNotAcquiredError but the campaign's), by kind: such an answer says the
+ * log never granted the request.
+ */
+const NOT_ACQUIRED_ERROR: Partial<Record<OpKind, string>> = {
+  acquire: 'LockNotAcquiredError',
+  'acquire-permits': 'PermitsNotAcquiredError',
+  campaign: 'NotElectedError',
+};
+
 /** The result that says a request of each kind took effect (a grant also by a later entry). */
 const EFFECT: Partial<Record<OpKind, LockResult['type']>> = {
   'open-session': 'SessionOpened',
   acquire: 'Acquired',
   'acquire-all': 'AcquiredAll',
+  'acquire-permits': 'Acquired',
+  campaign: 'Acquired',
+  proclaim: 'Proclaimed',
+  resign: 'Released',
   release: 'Released',
   'close-session': 'SessionClosed',
 };
@@ -166,7 +195,7 @@ class AnswerReplay {
   /** Why the replay does not reproduce `op`'s `ok` answer, or null when it does. */
   problemWith(op: Op): string | null {
     const problem = this.requestProblem(op);
-    if (problem === null || (op.kind !== 'acquire' && op.kind !== 'acquire-all')) return problem;
+    if (problem === null || !GRANT_KINDS.has(op.kind)) return problem;
     const grant = this.byToken.get(`${op.lock}/${op.token}`);
     const where =
       grant === undefined
@@ -196,6 +225,9 @@ class AnswerReplay {
   /** The indexes at which the replay gives `op`'s answer. */
   private reproducedAt(op: Op): number[] {
     switch (op.kind) {
+      // A semaphore's permits and an election's term are granted as a lock is (kinds.ts).
+      case 'acquire-permits':
+      case 'campaign':
       case 'acquire':
         return [
           ...this.entriesWith(op, (r) => r.type === 'Acquired' && String(r.token) === op.token),
@@ -206,7 +238,13 @@ class AnswerReplay {
       case 'acquire-all':
         return this.setGrantedAt(op, op.token);
       case 'release':
+      case 'resign':
         return this.entriesWith(op, (r) => r.type === 'Released');
+      case 'proclaim':
+        return this.entriesWith(
+          op,
+          (r) => r.type === 'Proclaimed' && String(r.token) === op.token && r.value === op.value,
+        );
       case 'close-session':
         return this.entriesWith(op, (r) => r.type === 'SessionClosed');
       case 'open-session':
@@ -240,12 +278,13 @@ class AnswerReplay {
    */
   refusalProblem(op: Op): string | null {
     if (op.kind === 'acquire-all') return this.setRefusalProblem(op);
-    if (op.kind !== 'acquire' || requestKeyOfOp(op) === null) return null;
+    const notAcquired = NOT_ACQUIRED_ERROR[op.kind];
+    if (notAcquired === undefined || requestKeyOfOp(op) === null) return null;
     const grantedAt = [
       ...this.entriesWith(op, (r) => r.type === 'Acquired'),
       ...this.grantsOf(op).map((grant) => grant.index),
     ];
-    return this.grantRefusalProblem(op, grantedAt, 'LockNotAcquiredError');
+    return this.grantRefusalProblem(op, grantedAt, notAcquired);
   }
 
   /**
@@ -302,7 +341,7 @@ class AnswerReplay {
     if (entries.length === 0) return 'notInLog';
     const applied = this.entriesWith(op, (r) => r.type === EFFECT[op.kind]).length > 0;
     return applied ||
-      (op.kind === 'acquire' && this.grantsOf(op).length > 0) ||
+      (NOT_ACQUIRED_ERROR[op.kind] !== undefined && this.grantsOf(op).length > 0) ||
       (op.kind === 'acquire-all' && this.setGrantedAt(op, undefined).length > 0)
       ? 'tookEffect'
       : 'noEffect';

@@ -1,5 +1,6 @@
-import { holdsOf, isAcknowledgedGrant, type Violation } from './checker.ts';
-import { describeOp, type Op } from './history.ts';
+import { type Hold, holdsOf, type Violation } from './checker.ts';
+import { beliefsOf } from './coordination-checker.ts';
+import { describeOp, GRANT_KINDS, type Op } from './history.ts';
 import {
   type AnswerStats,
   checkAnswers,
@@ -147,8 +148,7 @@ function commitClockOf(
     // has it: a token the log does not confirm is check (a)'s business, not a fact here);
     // any other answer follows the commit of the first entry that carried its request.
     // A set's grant is one per lock at one index: its first lock's stands for it.
-    const isGrant = op.kind === 'acquire' || op.kind === 'acquire-all';
-    const grant = isGrant ? byToken.get(`${op.lock}/${op.token}`) : undefined;
+    const grant = GRANT_KINDS.has(op.kind) ? byToken.get(`${op.lock}/${op.token}`) : undefined;
     const confirmed =
       op.outcome === 'ok' &&
       grant !== undefined &&
@@ -180,7 +180,9 @@ export function checkAgainstLog(
   violations.push(...checkLogExclusion(log));
   const clock = commitClockOf(ops, log, grantsByLockToken(log));
   violations.push(...checkGrantedWhileHeld(ops, log, clock, endOfRunMs));
-  const acknowledgedOwners = new Set(ops.filter(isAcknowledgedGrant).map((op) => op.owner));
+  const acknowledgedOwners = new Set(
+    ops.filter((op) => GRANT_KINDS.has(op.kind) && op.outcome === 'ok').map((op) => op.owner),
+  );
   return {
     violations,
     stats: {
@@ -252,9 +254,11 @@ function checkGrantedWhileHeld(
   const violations: Violation[] = [];
   const opByOwner = new Map<string, Op>();
   for (const op of ops)
-    if ((op.kind === 'acquire' || op.kind === 'acquire-all') && op.owner !== undefined)
-      opByOwner.set(op.owner, op);
-  const beliefs = holdsOf(ops, endOfRunMs).filter((hold) => hold.endMs > hold.startMs);
+    if (GRANT_KINDS.has(op.kind) && op.owner !== undefined) opByOwner.set(op.owner, op);
+  const beliefs = [
+    ...holdsOf(ops, endOfRunMs).filter((hold) => hold.endMs > hold.startMs),
+    ...leaderHolds(ops, endOfRunMs),
+  ];
   for (const grant of log.grants) {
     if (grant.mode !== 'exclusive') continue;
     const liveFromMs = clock.latestMs(grant.index);
@@ -272,6 +276,18 @@ function checkGrantedWhileHeld(
     }
   }
   return violations;
+}
+
+/** Each believed term of leadership, as a hold of its election (an exclusive grant in the log). */
+function leaderHolds(ops: readonly Op[], endOfRunMs: number): Hold[] {
+  return beliefsOf(ops, 'campaign', 'resign', endOfRunMs).map((belief) => ({
+    client: belief.acquire.client,
+    lock: belief.name,
+    acquire: belief.acquire,
+    release: belief.end,
+    startMs: belief.startMs,
+    endMs: belief.endMs,
+  }));
 }
 
 export interface RegisterCheckStats {

@@ -79,6 +79,9 @@ export function requestKeyOf(command: LockCommand): string | null {
       return requestKey('OpenSession', '', command.requestId);
     case 'Acquire':
     case 'AcquireAll':
+    case 'AcquirePermits':
+    case 'Campaign':
+    case 'Proclaim':
     case 'Release':
     case 'CloseSession':
     case 'CancelWait':

@@ -186,7 +186,13 @@ const CHECK_GROUPS: readonly { readonly name: string; readonly checks: readonly 
   { name: 'history: tokens rise in real time', checks: ['fencing'] },
   {
     name: 'raft log: what clients were told against the committed log',
-    checks: ['log', 'acknowledged-grant', 'acknowledged-release', 'granted-while-held'],
+    checks: [
+      'log',
+      'acknowledged-grant',
+      'acknowledged-release',
+      'acknowledged-proclaim',
+      'granted-while-held',
+    ],
   },
   { name: 'history: linearizable (lease-aware model)', checks: ['linearizability'] },
   {
