@@ -245,7 +245,7 @@ function printLinearizability(verdict: LinearizabilityVerdict): void {
   }
   if (verdict.locksLeftOut.length > 0) {
     console.log(
-      `    left out (sets cover them; the model knows single locks only): ${verdict.locksLeftOut.join(', ')}`,
+      `    left out (sets, semaphores, elections; the model knows single locks only): ${verdict.locksLeftOut.join(', ')}`,
     );
   }
   if (verdict.unknownLocks.length > 0) {

@@ -132,14 +132,17 @@ describe('sets in the history checkers', () => {
     expect(checkFencing(ops).map((v) => v.ops)).toEqual([[2, 4]]);
   });
 
-  it('leaves the locks a set covers out of the linearizability search, and checks the rest', () => {
+  it('leaves the locks a set covers, semaphores and elections out of the linearizability search, and checks the rest', () => {
     const ops = history(
       ...CLEAN,
       single('f', 'only-single', 0, 10, '3'),
       release('f', 'only-single', 20, '3'),
+      { ...single('g', 'sem', 0, 10, '11'), kind: 'acquire-permits', permits: 1, limit: 2 },
+      release('g', 'sem', 20, '11'),
+      { ...single('h', 'elect', 0, 10, '12'), kind: 'campaign', value: 'h' },
     );
     const verdict = checkLinearizable(ops);
-    expect(verdict.locksLeftOut).toEqual(['p', 'q', 'r', 's', 'x', 'y', 'z']);
+    expect(verdict.locksLeftOut).toEqual(['elect', 'p', 'q', 'r', 's', 'sem', 'x', 'y', 'z']);
     expect(verdict.locks.map((lock) => lock.lock)).toEqual(['only-single']);
   });
 });

@@ -86,7 +86,7 @@ export interface Op {
   readonly permits?: number;
   readonly limit?: number;
   /** For a campaign or proclaim: the leader's value. */
-  readonly value?: string;
+  value?: string;
   /** For a write: which register it went to. */
   register?: RegisterMode;
   /**

@@ -52,19 +52,23 @@ export interface LinearizabilityVerdict {
   /** The locks whose search ran out of budget. */
   readonly unknownLocks: readonly string[];
   /**
-   * Locks left out of the search because some set (acquire-all) covered them: the model
-   * knows single exclusive locks only, and would read a single acquire refused by a set
-   * it cannot see as a violation. Their mutual exclusion and fencing are checked by
-   * checker.ts and against the log.
+   * Names left out of the search: the locks some set (acquire-all) covered, and the
+   * semaphores and elections. The model knows single exclusive locks only: it would read
+   * a single acquire refused by a set it cannot see, or the release of permits it never
+   * saw granted, as a violation. Their exclusion and fencing are checked by checker.ts,
+   * coordination-checker.ts and against the log.
    */
   readonly locksLeftOut: readonly string[];
 }
 
-/** The locks any set of the history names: the model cannot check them (see locksLeftOut). */
-export function setLocksOf(ops: readonly Op[]): Set<string> {
-  const locks = new Set<string>();
-  for (const op of ops) for (const lock of op.locks ?? []) locks.add(lock);
-  return locks;
+/** The names the model cannot check (see locksLeftOut). */
+export function locksLeftOutOf(ops: readonly Op[]): Set<string> {
+  const names = new Set<string>();
+  for (const op of ops) {
+    for (const lock of op.locks ?? []) names.add(lock);
+    if (op.kind === 'acquire-permits' || op.kind === 'campaign') names.add(op.lock);
+  }
+  return names;
 }
 
 export function checkLinearizable(
@@ -72,7 +76,7 @@ export function checkLinearizable(
   budget: LinearizabilityBudget = DEFAULT_LINEARIZABILITY_BUDGET,
 ): LinearizabilityVerdict {
   const startMs = performance.now();
-  const leftOut = setLocksOf(ops);
+  const leftOut = locksLeftOutOf(ops);
   const lockOps = ops.filter((op) => op.kind !== 'acquire-all' && !leftOut.has(op.lock));
   // The run records every close it makes, so none is made up (see FromJepsenLiteOptions).
   const history = fromJepsenLite(lockOps, { closeAfterLastOp: false });

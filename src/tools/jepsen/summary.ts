@@ -321,7 +321,7 @@ function linearizabilityVerdict(
   }
   const unknown = grouped.valid === true && verdict.verdict === 'unknown';
   if (verdict.locksLeftOut.length > 0)
-    stats['left out (sets cover them; the model knows single locks)'] =
+    stats['left out (sets, semaphores, elections; the model knows single locks)'] =
       verdict.locksLeftOut.join(', ');
   const note = `search budget exhausted on ${verdict.unknownLocks.join(', ')}`;
   return withStats(
