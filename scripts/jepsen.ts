@@ -156,6 +156,21 @@ if (sets.length > 0) {
     `  sets: ${sets.filter((op) => op.outcome === 'ok').length} granted, ${refused('LockSetNotAcquiredError')} not acquired, ${refused('deadlock:')} refused as deadlock, ${sets.filter((op) => op.outcome === 'info').length} unknown, of ${sets.length}`,
   );
 }
+const permitOps = result.ops.filter((op) => op.kind === 'acquire-permits');
+if (permitOps.length > 0) {
+  const permitsGranted = permitOps.filter((op) => op.outcome === 'ok');
+  console.log(
+    `  semaphores: ${permitsGranted.length} permit grants (${permitsGranted.reduce((sum, op) => sum + (op.permits ?? 0), 0)} permits) of ${permitOps.length} asked, ${permitOps.filter((op) => op.outcome === 'fail').length} not acquired, ${permitOps.filter((op) => op.outcome === 'info').length} unknown`,
+  );
+}
+const campaigns = result.ops.filter((op) => op.kind === 'campaign');
+if (campaigns.length > 0) {
+  const count = (kind: string, outcome: string): number =>
+    result.ops.filter((op) => op.kind === kind && op.outcome === outcome).length;
+  console.log(
+    `  elections: ${count('campaign', 'ok')} terms of ${campaigns.length} campaigns, ${count('campaign', 'fail')} not elected, ${count('campaign', 'info')} unknown; ${count('proclaim', 'ok')} proclaims, ${count('resign', 'ok')} resignations`,
+  );
+}
 console.log(
   `  nemesis: ${result.nemesisEvents.length} events (${Object.entries(nemesis)
     .map(([kind, count]) => `${kind} ${count}`)

@@ -45,6 +45,9 @@ export class CallRecorder {
         return this.sessionCall('close-session', wire);
       case 'Acquire':
       case 'AcquireAll':
+      case 'AcquirePermits':
+      case 'Campaign':
+      case 'Proclaim':
       case 'Release':
         return this.lockCall(method, wire);
       default:
@@ -92,18 +95,31 @@ export class CallRecorder {
 }
 
 /** The calls the client loops make for ops they record themselves. */
-type LockMethod = 'Acquire' | 'AcquireAll' | 'Release';
+type LockMethod = 'Acquire' | 'AcquireAll' | 'AcquirePermits' | 'Campaign' | 'Proclaim' | 'Release';
+
+/** The attempts, found by the owner tag each op sends (unique in the run). */
+const ATTEMPT_METHOD: Partial<Record<Op['kind'], LockMethod>> = {
+  acquire: 'Acquire',
+  'acquire-all': 'AcquireAll',
+  'acquire-permits': 'AcquirePermits',
+  campaign: 'Campaign',
+};
 
 function opKey(op: Op): string {
-  if (op.kind === 'acquire') return `Acquire/${op.owner}`;
-  if (op.kind === 'acquire-all') return `AcquireAll/${op.owner}`;
-  if (op.kind === 'release') return `Release/${op.session}/${op.lock}/${op.token}`;
+  const attempt = ATTEMPT_METHOD[op.kind];
+  if (attempt !== undefined) return `${attempt}/${op.owner}`;
+  // A resignation is the Release of the term's grant.
+  if (op.kind === 'release' || op.kind === 'resign')
+    return `Release/${op.session}/${op.lock}/${op.token}`;
+  if (op.kind === 'proclaim') return `Proclaim/${op.session}/${op.lock}/${op.token}/${op.value}`;
   throw new Error(`call-recorder: op #${op.id} (${op.kind}) is recorded from its call`);
 }
 
 /** What opKey gives for the op a call stands for; the owner tag is unique in the run. */
 function callKey(method: LockMethod, wire: Record<string, unknown>): string {
-  if (method === 'Acquire' || method === 'AcquireAll') return `${method}/${String(wire.owner)}`;
+  if (method === 'Proclaim')
+    return `Proclaim/${String(wire.session_id)}/${String(wire.election)}/${String(wire.fencing_token)}/${String(wire.value)}`;
+  if (method !== 'Release') return `${method}/${String(wire.owner)}`;
   return `Release/${String(wire.session_id)}/${String(wire.lock)}/${String(wire.fencing_token)}`;
 }
 
