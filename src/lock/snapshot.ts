@@ -1,4 +1,8 @@
-import { BEHAVIOUR_BASE, BEHAVIOUR_MULTI_LOCK } from './behaviour.ts';
+import {
+  BEHAVIOUR_BASE,
+  BEHAVIOUR_MULTI_LOCK,
+  BEHAVIOUR_SEMAPHORES_ELECTIONS,
+} from './behaviour.ts';
 import type { LockLimits } from './limits.ts';
 import { acquireKey, type Grant } from './records.ts';
 import type { RememberedResult } from './state-machine.ts';
@@ -10,6 +14,7 @@ import type { LockResult, Waiter } from './types.ts';
  * version (LockStateMachine.snapshot), so that a binary that cannot read a state refuses
  * its snapshot rather than misread it.
  */
+
 /**
  * Plain data, in a canonical order: two replicas at one index produce equal snapshots.
  * Version 4 is version 3 plus the behaviour version (behaviour.ts), and is written only
@@ -18,7 +23,25 @@ import type { LockResult, Waiter } from './types.ts';
  * during a rolling upgrade. An old binary handed a version 4 stops, as it must: it would
  * apply the entries after it by the base rules.
  */
-export type LockSnapshot = LockSnapshotV3 | LockSnapshotV4 | LockSnapshotV5;
+export type LockSnapshot = LockSnapshotV3 | LockSnapshotV4 | LockSnapshotV5 | LockSnapshotV6;
+
+/**
+ * Version 6 is version 5 at BEHAVIOUR_SEMAPHORES_ELECTIONS or later (issue 17): a lock
+ * entry may carry its record's `kind` and a semaphore's `limit`, and grants and queue
+ * places their `permits` or `value` (each key only where it applies). Written only once
+ * that behaviour is in force, so that a binary that knows only version 5 refuses it
+ * rather than read a semaphore as a shared lock.
+ */
+export interface LockSnapshotV6 extends Omit<LockSnapshotV5, 'version' | 'locks'> {
+  readonly version: 6;
+  readonly locks: readonly SnapshotLockV6[];
+}
+
+/** A lock entry of version 6: version 3's, and for a semaphore or election its kind. */
+export type SnapshotLockV6 = LockSnapshotV3['locks'][number] & {
+  readonly kind?: 'semaphore' | 'election';
+  readonly limit?: number;
+};
 
 /**
  * Version 5 is version 4 at BEHAVIOUR_MULTI_LOCK or later (issue 17): grants and queue
@@ -111,8 +134,8 @@ export interface SnapshotSession {
  */
 export function upgradeSnapshot(
   saved: LockSnapshot | LockSnapshotV2 | LockSnapshotV1,
-): LockSnapshotV4 | LockSnapshotV5 {
-  if (saved.version === 4 || saved.version === 5) return saved;
+): LockSnapshotV4 | LockSnapshotV5 | LockSnapshotV6 {
+  if (saved.version === 4 || saved.version === 5 || saved.version === 6) return saved;
   if (saved.version === 3) return { ...saved, version: 4, behaviour: BEHAVIOUR_BASE };
   const v2 = saved.version === 1 ? upgradeSnapshotV1(saved) : saved;
   return {
@@ -129,7 +152,10 @@ export function upgradeSnapshot(
 export function snapshotHolds(version: number, behaviour: number): boolean {
   if (version < 4) return behaviour === BEHAVIOUR_BASE;
   if (version === 4) return behaviour > BEHAVIOUR_BASE && behaviour < BEHAVIOUR_MULTI_LOCK;
-  return behaviour >= BEHAVIOUR_MULTI_LOCK;
+  if (version === 5) {
+    return behaviour >= BEHAVIOUR_MULTI_LOCK && behaviour < BEHAVIOUR_SEMAPHORES_ELECTIONS;
+  }
+  return behaviour >= BEHAVIOUR_SEMAPHORES_ELECTIONS;
 }
 
 export const NOTHING_CARRIED_OVER: CarriedOver = Object.freeze({
