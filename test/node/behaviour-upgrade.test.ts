@@ -114,8 +114,7 @@ describe('the lock behaviour version in a rolling upgrade', () => {
     // Far below snapshotEntriesThreshold (20) entries: taken for the raise.
     await until(() => storage.snapshot().data.byteLength > 0, 'n2 snapshotted');
     // Format 4 below BEHAVIOUR_MULTI_LOCK, 5 from it, 6 from BEHAVIOUR_SEMAPHORES_ELECTIONS.
-    const format =
-      NEW >= BEHAVIOUR_SEMAPHORES_ELECTIONS ? 6 : NEW >= BEHAVIOUR_MULTI_LOCK ? 5 : 4;
+    const format = NEW >= BEHAVIOUR_SEMAPHORES_ELECTIONS ? 6 : NEW >= BEHAVIOUR_MULTI_LOCK ? 5 : 4;
     expect(decodeLockSnapshot(storage.snapshot().data)).toMatchObject({
       version: format,
       behaviour: NEW,
