@@ -904,6 +904,8 @@ export class LockStateMachine {
       // for a semaphore's permits.
       if (!this.kinds.sameAsk(held, command))
         this.rejectModeMismatch(session.id, existing, 'holds', held, command);
+      if (held.lockSet !== undefined && this.behaviourInForce >= BEHAVIOUR_SEMAPHORES_ELECTIONS)
+        this.rejectHeldInSet(session.id, existing.name, held);
       this.sets.retell(session.id, existing.name, toldAlso(held, command.requestId));
       return this.acquiredResult(existing, this.holderOf(existing, session.id));
     }
@@ -1022,6 +1024,21 @@ export class LockStateMachine {
     return reject(
       'modeMismatch',
       `session ${id} ${relation} ${lock.name} ${mode}; ${what} before asking for ${askedMode}`,
+    );
+  }
+
+  /**
+   * A single-lock request for a lock the session holds within a set (from version 5).
+   * Told `Acquired`, its caller would take the set's grant for a grant of this lock alone,
+   * and the release of another lock of the set (which frees the set) would take this one
+   * away under it: runtime seed 41365, where a client that thought it had released a set
+   * re-acquired two of its locks one by one and released one.
+   */
+  private rejectHeldInSet(id: SessionId, name: string, held: Grant): never {
+    const names = (held.lockSet ?? []).map((each) => JSON.stringify(each)).join(', ');
+    return reject(
+      'alreadyHolding',
+      `session ${id} holds ${JSON.stringify(name)} within the set ${names} (token ${held.token}), whose release frees every lock of it; release the set before asking for ${JSON.stringify(name)} alone`,
     );
   }
 
