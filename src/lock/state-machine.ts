@@ -1857,7 +1857,10 @@ export class LockStateMachine {
     for (const saved of snapshot.locks) this.restoreLock(saved);
     // An older binary's snapshot kept every Acquired's holders; kept as this one keeps them.
     for (const [key, remembered] of snapshot.dedupe) {
-      this.dedupe.set(key, { ...remembered, result: toRemember(remembered.result, this.behaviourInForce) });
+      this.dedupe.set(key, {
+        ...remembered,
+        result: toRemember(remembered.result, this.behaviourInForce),
+      });
     }
     this.carriedOver = snapshot.carriedOver;
     // Before version 3 the rules came from each node's file, which may have been lowered
