@@ -48,7 +48,6 @@ export {
   type RememberedResult,
   type SessionDescription,
   type SessionSummary,
-  type StreamedLockSnapshot,
 } from './state-machine.ts';
 export { LockTimers, type LockTimersOptions } from './timers.ts';
 export * from './types.ts';

@@ -209,21 +209,6 @@ export interface FenceValidation {
  */
 export type LockSnapshot = LockSnapshotV3 | LockSnapshotV4 | LockSnapshotV5;
 
-/** A snapshot's three long lists, which `restore` reads once each, in this order. */
-type SnapshotLists = 'sessions' | 'locks' | 'dedupe';
-
-/**
- * A snapshot of version 3 or later whose long lists are read as `restore` goes, rather
- * than held whole: the node decodes them an element at a time (issue 12: the decoded
- * whole of a 100,000-lock snapshot was some 110 MB of heap beside the state built from
- * it). Each list is iterated once, sessions then locks then remembered results.
- */
-export type StreamedLockSnapshot = LockSnapshot extends infer T
-  ? T extends LockSnapshot
-    ? Omit<T, SnapshotLists> & { readonly [K in SnapshotLists]: Iterable<T[K][number]> }
-    : never
-  : never;
-
 /**
  * Version 5 is version 4 at BEHAVIOUR_MULTI_LOCK or later (issue 17): grants and queue
  * places may carry their set's names (`lockSet`), and the rules locksPerAcquireMax and
@@ -1816,7 +1801,7 @@ export class LockStateMachine {
    * Replaces all state with a snapshot's. Throws BehaviourUnsupportedError, changing
    * nothing, for a snapshot of a behaviour version this binary does not know.
    */
-  restore(saved: LockSnapshot | StreamedLockSnapshot | LockSnapshotV2 | LockSnapshotV1): void {
+  restore(saved: LockSnapshot | LockSnapshotV2 | LockSnapshotV1): void {
     const version: number = saved.version;
     assert(version >= 1 && version <= 5, `unknown lock snapshot version ${version}`);
     const snapshot = upgradeSnapshot(saved);
@@ -2018,8 +2003,8 @@ function tallyProblem(sessions: Iterable<SessionRecord>, tally: IdentityTally): 
  * rules (its node's file, as then) stay in force.
  */
 function upgradeSnapshot(
-  saved: LockSnapshot | StreamedLockSnapshot | LockSnapshotV2 | LockSnapshotV1,
-): Streamed<LockSnapshotV4> | Streamed<LockSnapshotV5> {
+  saved: LockSnapshot | LockSnapshotV2 | LockSnapshotV1,
+): LockSnapshotV4 | LockSnapshotV5 {
   if (saved.version === 4 || saved.version === 5) return saved;
   if (saved.version === 3) return { ...saved, version: 4, behaviour: BEHAVIOUR_BASE };
   const v2 = saved.version === 1 ? upgradeSnapshotV1(saved) : saved;
@@ -2032,11 +2017,6 @@ function upgradeSnapshot(
     carriedOver: NOTHING_CARRIED_OVER,
   };
 }
-
-/** A snapshot whose lists may be read as they are iterated (StreamedLockSnapshot). */
-type Streamed<T extends LockSnapshot> = Omit<T, SnapshotLists> & {
-  readonly [K in SnapshotLists]: Iterable<T[K][number]>;
-};
 
 /** Which behaviour versions a snapshot of `version` is written at (see snapshot()). */
 function snapshotHolds(version: number, behaviour: number): boolean {

@@ -25,7 +25,7 @@ import {
   IdentityMismatchError,
   stampingTransport,
 } from './cluster-identity.ts';
-import { decodeEntry, decodeLockSnapshotStreamed, encodeEntry } from './entry-codec.ts';
+import { decodeEntry, decodeLockSnapshot, encodeEntry } from './entry-codec.ts';
 import { DlmError, unavailable } from './errors.ts';
 import { MemberChanges, type MembershipCallOptions } from './member-changes.ts';
 import { AddressBook, type MemberAddress } from './membership.ts';
@@ -1131,7 +1131,7 @@ export class DlmNode {
   }
 
   private restoreStateMachine(snapshot: Snapshot): void {
-    if (snapshot.data.byteLength > 0) this.locks.restore(decodeLockSnapshotStreamed(snapshot.data));
+    if (snapshot.data.byteLength > 0) this.locks.restore(decodeLockSnapshot(snapshot.data));
     this.locks.skipTo(snapshot.metadata.index);
     this.timers.restore(this.locks, this.clock.nowMs());
     this.proposals.restored(snapshot.metadata.index, (command, proposalId) =>

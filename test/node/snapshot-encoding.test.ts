@@ -8,7 +8,6 @@ import { describe, expect, it } from 'vitest';
 import { type LockSnapshot, LockStateMachine } from '../../src/lock/index.ts';
 import {
   decodeLockSnapshot,
-  decodeLockSnapshotStreamed,
   encodeLockSnapshot,
   encodeLockSnapshotInParts,
   encodeLockSnapshotInSlices,
@@ -141,86 +140,5 @@ describe('encodeLockSnapshotInSlices', () => {
     );
     expect(pauses).toBe(sliced.reduce((sum, array) => sum + Math.ceil(array.length / 16), 0));
     expect(decodeLockSnapshot(joined)).toEqual(decodeLockSnapshot(encodeLockSnapshot(snapshot)));
-  });
-});
-
-describe('decodeLockSnapshotStreamed', () => {
-  /** A machine with sessions, held locks, a waiter and remembered results. */
-  function busyMachine(locks: number): LockStateMachine {
-    const machine = new LockStateMachine();
-    let index = 1;
-    for (const name of ['a', 'b', 'c']) {
-      machine.apply(logIndex(index++), {
-        type: 'OpenSession',
-        ttlMs: 10_000,
-        clientName: `client-${name}-with-a-long-name`,
-        requestId: `open-${name}`,
-      });
-    }
-    for (let i = 0; i < locks; i++) {
-      machine.apply(logIndex(index++), {
-        type: 'Acquire',
-        lock: `scale/locks-w0-lock-number-${i}`,
-        sessionId: sessionId(1 + (i % 3)),
-        mode: 'exclusive',
-        waitMs: i % 50 === 0 ? 5_000 : 0,
-        requestId: `acquire-request-${i}`,
-        owner: `owner-${i}`,
-        maxHoldMs: 0,
-        lockDelayMs: 0,
-      });
-    }
-    // One lock that someone waits for.
-    machine.apply(logIndex(index++), {
-      type: 'Acquire',
-      lock: 'scale/locks-w0-lock-number-0',
-      sessionId: sessionId(2),
-      mode: 'exclusive',
-      waitMs: 5_000,
-      requestId: 'waiting-request',
-      owner: 'waiter',
-      maxHoldMs: 0,
-      lockDelayMs: 0,
-    });
-    return machine;
-  }
-
-  it.each([0, 1, 300, 1_000])(
-    'restores %i locks to the same state as decoding whole, from sliced and one-piece bytes',
-    async (locks) => {
-      const machine = busyMachine(locks);
-      const state = machine.snapshot();
-      for (const bytes of [
-        encodeLockSnapshot(state),
-        await encodeLockSnapshotInSlices(state, noPause, 7),
-      ]) {
-        const whole = new LockStateMachine();
-        whole.restore(decodeLockSnapshot(bytes));
-        const streamed = new LockStateMachine();
-        streamed.restore(decodeLockSnapshotStreamed(bytes));
-        streamed.checkInvariants();
-        expect(streamed.snapshot()).toEqual(whole.snapshot());
-        expect(streamed.snapshot()).toEqual(state);
-        expect(streamed.lockCount).toBe(Math.max(locks, 1));
-      }
-    },
-  );
-
-  it('decodes an older snapshot (no lists at the end) whole', () => {
-    const old = {
-      version: 2,
-      appliedIndex: 5,
-      sessions: [],
-      locks: [],
-      dedupe: [],
-    };
-    const bytes = encodeLockSnapshot(old as unknown as LockSnapshot);
-    expect(decodeLockSnapshotStreamed(bytes)).toEqual(old);
-  });
-
-  it('its lists are read once each, in order', () => {
-    const streamed = decodeLockSnapshotStreamed(encodeLockSnapshot(busyMachine(3).snapshot()));
-    if (!('locks' in streamed) || Array.isArray(streamed.locks)) throw new Error('not streamed');
-    expect(() => [...streamed.locks]).toThrow('snapshot list locks read out of order');
   });
 });

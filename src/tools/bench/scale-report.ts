@@ -105,7 +105,7 @@ function formatLocks(r: LocksResult): string {
     `  RSS MB       after the fill: ${memoryText(r.afterFill)}`,
     `  snapshot     ${r.follower}'s newest at index ${s.index}: ${(s.bytes / 2 ** 20).toFixed(1)} MB, ${s.locks} locks, ${s.sessions} sessions, ` +
       `${s.dedupeEntries} remembered results; data dir ${(s.dataDirBytes / 2 ** 20).toFixed(1)} MB`,
-    `               take (snapshot() + encode) ${fixed(s.takeMs, 0)} ms, decode whole ${fixed(s.decodeMs, 0)} ms, restore (decoding as it goes, as a node does) ${fixed(s.restoreMs, 0)} ms, ` +
+    `               take (snapshot() + encode) ${fixed(s.takeMs, 0)} ms, decode ${fixed(s.decodeMs, 0)} ms, restore ${fixed(s.restoreMs, 0)} ms, ` +
       `LevelDB load ${fixed(s.storageLoadMs, 0)} ms`,
     `  restart ${r.follower}   ${restartText(r.followerRestart)}`,
     `  restart all  ${restartText(r.clusterRestart)}`,

@@ -1,11 +1,7 @@
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { LockStateMachine } from '../../lock/index.ts';
-import {
-  decodeLockSnapshot,
-  decodeLockSnapshotStreamed,
-  encodeLockSnapshot,
-} from '../../node/entry-codec.ts';
+import { decodeLockSnapshot, encodeLockSnapshot } from '../../node/entry-codec.ts';
 import { LevelStorage } from '../../storage/index.ts';
 
 /**
@@ -42,10 +38,9 @@ export async function inspectSnapshot(dataDir: string): Promise<SnapshotFigures>
     startMs = performance.now();
     const decoded = decodeLockSnapshot(snapshot.data);
     const decodeMs = performance.now() - startMs;
-    // As a node restores: decoding the lists as it goes (decodeLockSnapshotStreamed).
     const machine = new LockStateMachine();
     startMs = performance.now();
-    machine.restore(decodeLockSnapshotStreamed(snapshot.data));
+    machine.restore(decoded);
     const restoreMs = performance.now() - startMs;
     startMs = performance.now();
     const encoded = encodeLockSnapshot(machine.snapshot());
