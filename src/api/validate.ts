@@ -13,6 +13,7 @@ import {
   type LockMode,
   MULTI_LOCK_LIMIT_CEILINGS,
 } from '../lock/index.ts';
+import { OPTIONAL_LOCK_RULE_NAMES } from '../lock/optional-rules.ts';
 import {
   type FencingToken,
   fencingToken,
@@ -339,6 +340,11 @@ export function parseSetLockRules(raw: unknown, raft: RaftConfig | null): LockLi
   const wire = message('SetLockRulesRequest', raw).nested('rules');
   const section: Record<string, number> = {};
   for (const field of LOCK_LIMIT_NAMES) section[field] = wire.number(wireRuleName(field));
+  // 0 leaves an optional rule unset, its default in force.
+  for (const field of OPTIONAL_LOCK_RULE_NAMES) {
+    const value = wire.number(wireRuleName(field));
+    if (value !== 0) section[field] = value;
+  }
   const problems = new Problems();
   const rules = readLockSection(problems, section);
   if (problems.list.length === 0 && raft !== null) checkTiming(problems, raft, rules);

@@ -7,6 +7,7 @@ import {
   LockStateMachine,
   LockTimers,
 } from '../lock/index.ts';
+import { rulesAtBehaviour } from '../lock/optional-rules.ts';
 import {
   DEFAULT_RAFT_OPTIONS,
   type Entry,
@@ -848,7 +849,7 @@ export class DlmNode {
    * Returns whether rules are in force here, so the leader may propose timer commands.
    *
    * A new cluster is born at the highest behaviour version its members apply: the raise
-   * goes in right after the rules, before any lock command (a client write waits for the
+   * goes in right before the rules, before any lock command (a client write waits for the
    * rules, and a timer command for this tick). For that the leader waits to hear from
    * every member, an election timeout at most; one not heard by then leaves the cluster
    * at the base, raised once it is (proposeBehaviourRaise).
@@ -864,11 +865,18 @@ export class DlmNode {
     // SetRules refuses a window below the results remembered (a log written before the
     // rules were replicated may hold more than this file allows): never shrink it.
     const dedupeWindowMax = Math.max(file.dedupeWindowMax, this.locks.rememberedCount);
-    const rules = { ...file, dedupeWindowMax };
+    // The raise goes first, so that the rules apply at the version the cluster is born
+    // at: a SetRules carrying an optional rule (lock.locksPerAcquireMax, ...) applied
+    // before the raise would be refused whole, as the base version does not know it,
+    // and no rules would ever be in force. An optional rule the version it applies at
+    // does not know is left out (the node's report of the rules names it as differing).
+    this.proposeBehaviourRaise(nowMs);
+    const raised = this.behaviourProposed.term === term ? this.behaviourProposed.version : 0;
+    const atApply = Math.max(this.locks.behaviour, raised);
+    const rules = rulesAtBehaviour({ ...file, dedupeWindowMax }, atApply).rules;
     const command: LockCommand = { type: 'SetRules', rules, onlyIfUnset: true };
     if (this.raft.propose(encodeEntry({ proposalId: null, command })).ok) {
       this.rulesProposedInTerm = term;
-      this.proposeBehaviourRaise(nowMs);
     }
     return false;
   }

@@ -1,0 +1,71 @@
+/**
+ * The optional lock rules of a config file (lock.locksPerAcquireMax,
+ * lock.deadlockCheckStepsMax: issue 17) reach the log on a new cluster. They are rules
+ * only from lock behaviour version 4, so the first leader proposes the behaviour raise
+ * before its rules: proposed after it, the rules applied at the base version were
+ * refused whole for carrying them, and no rules, so no client write, were ever in force.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { BEHAVIOUR_LATEST, type LockLimits } from '../../src/lock/index.ts';
+import { DlmNode } from '../../src/node/node.ts';
+import { MemoryWritableStorage } from '../../src/storage/index.ts';
+import { MemoryNetwork } from '../../src/transport/memory.ts';
+import { sessionId } from '../../src/util/ids.ts';
+import { ids, OPTIONS, until } from './cluster-harness.ts';
+
+const FILE: Partial<LockLimits> = { locksPerAcquireMax: 3, deadlockCheckStepsMax: 500 };
+
+let nodes: DlmNode[] = [];
+
+afterEach(async () => {
+  await Promise.all(nodes.map((node) => node.stop()));
+  nodes = [];
+});
+
+describe('optional lock rules from the config file', () => {
+  it('are in force on a new cluster, and the state machine applies them', async () => {
+    const network = new MemoryNetwork();
+    nodes = ids.map((id, i) => {
+      const storage = MemoryWritableStorage.bootstrap({ voters: ids, learners: [] });
+      const node = new DlmNode(
+        id,
+        storage,
+        network.connect(id),
+        { ...OPTIONS, lock: FILE },
+        undefined,
+        i + 1,
+      );
+      node.start();
+      return node;
+    });
+    const leader = (): DlmNode | undefined =>
+      nodes.find((node) => node.status().role === 'leader' && node.locks.rulesSetIndex !== null);
+    await until(() => leader() !== undefined, 'rules set');
+    const node = leader() as DlmNode;
+    expect(node.locks.behaviour).toBe(BEHAVIOUR_LATEST);
+    expect(node.locks.rules).toMatchObject(FILE);
+
+    const opened = await node.write({
+      type: 'OpenSession',
+      ttlMs: 10_000,
+      clientName: 'optional-rules',
+      requestId: 'open-1',
+    });
+    if (opened.result.type !== 'SessionOpened') throw new Error(opened.result.type);
+    const session = sessionId(opened.result.sessionId);
+    const locks = ['a', 'b', 'c', 'd'].map((lock) => ({ lock, mode: 'exclusive' as const }));
+    const { result } = await node.write({
+      type: 'AcquireAll',
+      locks,
+      sessionId: session,
+      waitMs: 0,
+      requestId: 'set-1',
+      owner: '',
+      maxHoldMs: 0,
+      lockDelayMs: 0,
+    });
+    // Four locks, over the file's locksPerAcquireMax of 3 (the default is 16).
+    expect(result).toMatchObject({ type: 'Rejected', field: 'locks' });
+    expect(JSON.stringify(result)).toContain('3');
+  });
+});
