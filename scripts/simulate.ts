@@ -134,6 +134,8 @@ async function mainRuntime(args: Args): Promise<void> {
   let virtualMs = 0;
   let answers = 0;
   let committed = 0;
+  let setsAcquired = 0;
+  let deadlocks = 0;
   const failed: number[] = [];
   const byKind = new Map<string, number[]>();
   let lastProgress = started;
@@ -145,6 +147,8 @@ async function mainRuntime(args: Args): Promise<void> {
     virtualMs += result.virtualTimeMs;
     answers += result.answersChecked;
     committed += result.committedEntries;
+    setsAcquired += result.stats.clientOps.setsAcquired;
+    deadlocks += result.stats.clientOps.errors['AcquireAll:ABORTED/deadlock'] ?? 0;
     if (result.violation !== null) {
       failed.push(seed);
       const kind = violationKind(result.violation);
@@ -166,6 +170,7 @@ async function mainRuntime(args: Args): Promise<void> {
   process.stdout.write(
     `\nruntime seeds ${seeds.length}  events ${events}  virtual time ${(virtualMs / 1000).toFixed(0)} s  ` +
       `client answers checked ${answers}  committed entries replayed ${committed}  ` +
+      `sets granted ${setsAcquired}  set deadlock refusals ${deadlocks}  ` +
       `violations ${failed.length}  wall time ${wallSeconds.toFixed(1)} s\n`,
   );
   for (const [kind, kindSeeds] of byKind) {

@@ -52,13 +52,15 @@ export const BEHAVIOUR_MULTI_LOCK = 4;
  * Semaphores with fenced permits and leader election (issue 17). From it: the
  * AcquirePermits, Campaign and Proclaim commands apply (below it they are unknown command
  * types, as to the release before); a name's record has a kind (lock, semaphore,
- * election) and a request of another kind is refused (kindMismatch). NOT YET IN FORCE:
- * BEHAVIOUR_LATEST stays below it until the state machine applies these commands.
+ * election) and a request of another kind is refused (kindMismatch); the rules may
+ * carry semaphoreLimitMax, candidatesPerElectionMax and electionValueBytesMax; snapshots
+ * are format 6 (a record's kind and limit, grants' and places' permits and value).
+ * Below it nothing about plain locks changes. Every gate reads this constant.
  */
 export const BEHAVIOUR_SEMAPHORES_ELECTIONS = 5;
 
 /** The highest version this binary applies; a new cluster starts at it. */
-export const BEHAVIOUR_LATEST = BEHAVIOUR_MULTI_LOCK;
+export const BEHAVIOUR_LATEST = BEHAVIOUR_SEMAPHORES_ELECTIONS;
 
 /** A version this binary does not know was met: its node must stop, not diverge. */
 export class BehaviourUnsupportedError extends Error {

@@ -1,5 +1,9 @@
 import { assert } from '../util/assert.ts';
-import { BEHAVIOUR_LATEST, BEHAVIOUR_MULTI_LOCK } from './behaviour.ts';
+import {
+  BEHAVIOUR_LATEST,
+  BEHAVIOUR_MULTI_LOCK,
+  BEHAVIOUR_SEMAPHORES_ELECTIONS,
+} from './behaviour.ts';
 
 /**
  * Every limit of the lock state machine: the rules it applies. They are part of the
@@ -39,6 +43,16 @@ export interface LockLimits {
    * rather than queued unchecked, so that a wait that closes a cycle is never queued.
    */
   readonly deadlockCheckStepsMax?: number;
+  /**
+   * The highest `limit` a semaphore may have (AcquirePermits). Like the two below, a
+   * rule only from BEHAVIOUR_SEMAPHORES_ELECTIONS, and optional: absent,
+   * KIND_LIMIT_DEFAULTS' value is in force.
+   */
+  readonly semaphoreLimitMax?: number;
+  /** The most candidates that may wait in one election's queue, besides waitersPerLockMax. */
+  readonly candidatesPerElectionMax?: number;
+  /** The most bytes of an election's value (Campaign, Proclaim): kept in every snapshot. */
+  readonly electionValueBytesMax?: number;
 }
 
 /** The rules of issue 17, optional in LockLimits; see there. */
@@ -63,6 +77,64 @@ export const MULTI_LOCK_LIMIT_DEFAULTS: Readonly<Record<MultiLockLimitName, numb
  */
 export const MULTI_LOCK_LIMIT_CEILINGS: Readonly<Record<MultiLockLimitName, number>> =
   Object.freeze({ locksPerAcquireMax: 256, deadlockCheckStepsMax: Number.MAX_SAFE_INTEGER });
+
+/** The rules of semaphores and elections (issue 17), optional in LockLimits; see there. */
+export type KindLimitName =
+  | 'semaphoreLimitMax'
+  | 'candidatesPerElectionMax'
+  | 'electionValueBytesMax';
+
+export const KIND_LIMIT_NAMES: readonly KindLimitName[] = Object.freeze([
+  'semaphoreLimitMax',
+  'candidatesPerElectionMax',
+  'electionValueBytesMax',
+]);
+
+/**
+ * In force while the rules carry none. A semaphore's limit costs nothing by itself (its
+ * holders are bounded by sessions); a value is kept on the leader's grant and on each
+ * candidate's place, so it stays as small as an owner.
+ */
+export const KIND_LIMIT_DEFAULTS: Readonly<Record<KindLimitName, number>> = Object.freeze({
+  semaphoreLimitMax: 100_000,
+  candidatesPerElectionMax: 1_000,
+  electionValueBytesMax: 4_096,
+});
+
+/**
+ * A limit up to 10^9 keeps every sum of permits a safe integer; a 64 KiB value is one
+ * entry well within the peer message bound.
+ */
+export const KIND_LIMIT_CEILINGS: Readonly<Record<KindLimitName, number>> = Object.freeze({
+  semaphoreLimitMax: 1_000_000_000,
+  candidatesPerElectionMax: Number.MAX_SAFE_INTEGER,
+  electionValueBytesMax: 65_536,
+});
+
+/** The value of a rule of semaphores and elections in `rules`: its own, or the default. */
+export function kindRule(rules: LockLimits, name: KindLimitName): number {
+  return rules[name] ?? KIND_LIMIT_DEFAULTS[name];
+}
+
+/** The optional rules, each with the behaviour version from which SetRules may carry it. */
+type OptionalLockLimitName = MultiLockLimitName | KindLimitName;
+
+const OPTIONAL_LIMITS: readonly {
+  readonly name: OptionalLockLimitName;
+  readonly since: number;
+  readonly ceiling: number;
+}[] = Object.freeze([
+  ...MULTI_LOCK_LIMIT_NAMES.map((name) => ({
+    name,
+    since: BEHAVIOUR_MULTI_LOCK,
+    ceiling: MULTI_LOCK_LIMIT_CEILINGS[name],
+  })),
+  ...KIND_LIMIT_NAMES.map((name) => ({
+    name,
+    since: BEHAVIOUR_SEMAPHORES_ELECTIONS,
+    ceiling: KIND_LIMIT_CEILINGS[name],
+  })),
+]);
 
 /** The value of a rule of issue 17 in `rules`: its own, or the default. */
 export function multiLockRule(rules: LockLimits, name: MultiLockLimitName): number {
@@ -128,7 +200,7 @@ export const LOCK_LIMIT_CEILINGS: LockLimits = Object.freeze({
 });
 
 /** The limits every set of rules carries (those of issue 17 are optional: MULTI_LOCK_LIMIT_NAMES). */
-export type RequiredLockLimitName = Exclude<keyof LockLimits, MultiLockLimitName>;
+export type RequiredLockLimitName = Exclude<keyof LockLimits, OptionalLockLimitName>;
 
 export const LOCK_LIMIT_NAMES = Object.freeze(
   Object.keys(DEFAULT_LOCK_LIMITS) as RequiredLockLimitName[],
@@ -145,7 +217,7 @@ export interface LockRulesProblem {
  * replica and never throw, whatever the entry holds: every field present and no other,
  * each a safe integer (positive, or >= 0 for lockDelayMs) within its ceiling
  * (LOCK_LIMIT_CEILINGS), and the ranges in order. The rules of issue 17 are optional,
- * and below BEHAVIOUR_MULTI_LOCK no limits at all (`behaviour`: the version in force).
+ * and each is not a limit at all below the version that brought it (OPTIONAL_LIMITS) (`behaviour`: the version in force).
  */
 export function lockRulesProblem(
   rules: unknown,
@@ -155,20 +227,18 @@ export function lockRulesProblem(
     return { field: '', problem: 'must be an object with every lock limit' };
   }
   const given = rules as Readonly<Record<string, unknown>>;
-  const multiLock = behaviour >= BEHAVIOUR_MULTI_LOCK;
   for (const key of Object.keys(given)) {
     const known =
       Object.hasOwn(DEFAULT_LOCK_LIMITS, key) ||
-      (multiLock && Object.hasOwn(MULTI_LOCK_LIMIT_DEFAULTS, key));
+      OPTIONAL_LIMITS.some((rule) => rule.name === key && behaviour >= rule.since);
     if (!known) return { field: key, problem: 'is not a lock limit' };
   }
-  for (const key of MULTI_LOCK_LIMIT_NAMES) {
+  for (const { name: key, ceiling } of OPTIONAL_LIMITS) {
     const value = given[key];
     if (value === undefined) continue;
     if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
       return { field: key, problem: `must be an integer >= 1, got ${String(value)}` };
     }
-    const ceiling = MULTI_LOCK_LIMIT_CEILINGS[key];
     if (value > ceiling) {
       return { field: key, problem: `must be at most ${ceiling} (its ceiling), got ${value}` };
     }
@@ -229,7 +299,7 @@ export function lockRulesDifferences(ours: LockLimits, theirs: LockLimits): Lock
 export function canonicalLockRules(rules: LockLimits): LockLimits {
   const canonical: Record<string, number> = {};
   for (const field of LOCK_LIMIT_NAMES) canonical[field] = rules[field];
-  for (const field of MULTI_LOCK_LIMIT_NAMES) {
+  for (const { name: field } of OPTIONAL_LIMITS) {
     const value = rules[field];
     if (value !== undefined) canonical[field] = value;
   }

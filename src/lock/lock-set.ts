@@ -36,7 +36,15 @@ type AcquireAll = Extract<LockCommand, { type: 'AcquireAll' }>;
 /** What a grant keeps of the request it answers. */
 export type GrantRequest = Pick<
   Waiter,
-  'owner' | 'mode' | 'requestIndex' | 'requestId' | 'maxHoldMs' | 'lockDelayMs' | 'lockSet'
+  | 'owner'
+  | 'mode'
+  | 'requestIndex'
+  | 'requestId'
+  | 'maxHoldMs'
+  | 'lockDelayMs'
+  | 'lockSet'
+  | 'permits'
+  | 'value'
 >;
 
 /** What of the state machine the set rules use; closures over its state and helpers. */
@@ -46,6 +54,8 @@ export interface LockSetHost {
   index(): LogIndex;
   rules(): LockLimits;
   requireSession(id: SessionId): SessionRecord;
+  /** Refuses (kindMismatch) a set that names a semaphore or an election (kinds.ts). */
+  checkKinds(names: readonly string[]): void;
   /** The lock's record, created if it has none (it counts towards locksMax from now on). */
   lockFor(name: string): LockRecord;
   compatible(lock: LockRecord, mode: LockMode): boolean;
@@ -76,9 +86,15 @@ export interface LockSetHost {
 export class LockSets {
   constructor(private readonly host: LockSetHost) {}
 
-  /** The wait-for graph as the search reads it; see wait-for.ts. */
+  /**
+   * The wait-for graph as the search reads it; see wait-for.ts. A wait for a semaphore
+   * is no edge (kinds.ts): any holder's release may free it.
+   */
   readonly view: WaitForView = {
-    waitsOf: (id) => [...(this.host.sessions.get(id)?.waiting ?? [])].sort(compareStrings),
+    waitsOf: (id) =>
+      [...(this.host.sessions.get(id)?.waiting ?? [])]
+        .filter((name) => this.host.locks.get(name)?.kind !== 'semaphore')
+        .sort(compareStrings),
     queueOf: (name) => this.host.locks.get(name)?.waiters ?? [],
     holdersOf: (name) => this.host.locks.get(name)?.holders ?? NO_HOLDERS,
   };
@@ -86,6 +102,7 @@ export class LockSets {
   acquireAll(command: AcquireAll): LockResult {
     const claims = this.checkedClaims(command);
     const names = claims.map((claim) => claim.lock);
+    this.host.checkKinds(names);
     const session = this.host.requireSession(command.sessionId);
     const again =
       this.heldAlready(session, claims, command.requestId) ??

@@ -54,6 +54,14 @@ export interface LockRecord {
    * closed.
    */
   readonly delays: LockDelay[];
+  /**
+   * What the name is while this record lives (kinds.ts), fixed by the request that
+   * created it; absent for a plain lock, so that locks' records and snapshots stay as
+   * they were. Only from BEHAVIOUR_SEMAPHORES_ELECTIONS.
+   */
+  readonly kind?: 'semaphore' | 'election';
+  /** A semaphore's limit: the most permits its holders hold at once. Absent otherwise. */
+  readonly limit?: number;
 }
 
 /** A lock-delay: placed by the expiry entry at `index`, for `delayMs` from that entry. */
@@ -103,7 +111,15 @@ export function publicHolder(grant: Holder): Holder {
     token: grant.token,
     requestIndex: grant.requestIndex,
   };
-  return grant.lockSet === undefined ? holder : { ...holder, lockSet: grant.lockSet };
+  const { lockSet, permits, value } = grant;
+  if (lockSet === undefined && permits === undefined && value === undefined) return holder;
+  // Each key only where it applies, so that plain locks' holders stay as they were.
+  return {
+    ...holder,
+    ...(lockSet === undefined ? {} : { lockSet }),
+    ...(permits === undefined ? {} : { permits }),
+    ...(value === undefined ? {} : { value }),
+  };
 }
 
 /**

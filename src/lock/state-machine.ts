@@ -13,11 +13,13 @@ import {
   BEHAVIOUR_BASE,
   BEHAVIOUR_LATEST,
   BEHAVIOUR_MULTI_LOCK,
+  BEHAVIOUR_SEMAPHORES_ELECTIONS,
   BehaviourUnsupportedError,
   isBehaviourVersion,
 } from './behaviour.ts';
 import { HolderMap } from './holder-map.ts';
 import { type IdentityQuota, IdentityTally } from './identity-quota.ts';
+import { heldPermits, type KindHost, LockKinds, type OneLockRequest } from './kinds.ts';
 import {
   canonicalLockRules,
   DEFAULT_LOCK_LIMITS,
@@ -47,18 +49,42 @@ import {
 } from './records.ts';
 import { commandShapeProblem } from './shape.ts';
 import { smallestNames } from './smallest.ts';
+import {
+  type CarriedOver,
+  type LockSnapshot,
+  type LockSnapshotV1,
+  type LockSnapshotV2,
+  type LockSnapshotV6,
+  NOTHING_CARRIED_OVER,
+  type SnapshotLockV6,
+  type SnapshotSession,
+  snapshotHolds,
+  upgradeSnapshot,
+} from './snapshot.ts';
 import type {
   ApplyOutput,
   Holder,
   LockClaim,
   LockCommand,
   LockEvent,
+  LockKind,
   LockMode,
   LockResult,
   ReleaseReason,
   Waiter,
 } from './types.ts';
 import { type CycleSearch, findWaitCycle } from './wait-for.ts';
+
+export type {
+  CarriedOver,
+  LockSnapshot,
+  LockSnapshotV1,
+  LockSnapshotV2,
+  LockSnapshotV3,
+  LockSnapshotV4,
+  LockSnapshotV5,
+  LockSnapshotV6,
+} from './snapshot.ts';
 
 /**
  * What a request's retry is answered from. For an Acquire the result follows the
@@ -152,6 +178,10 @@ export interface LockDescription {
   readonly delayIndex: LogIndex | null;
   /** Every lock-delay in force, oldest first; the lock is closed while this is not empty. */
   readonly delays: readonly LockDelay[];
+  /** A semaphore's or election's kind (absent for a plain lock, or a name not in use). */
+  readonly kind?: 'semaphore' | 'election';
+  /** A semaphore's limit. */
+  readonly limit?: number;
 }
 
 export interface SessionDescription {
@@ -177,100 +207,6 @@ export interface FenceValidation {
   readonly valid: boolean;
   /** The highest token among the lock's current grants, or null when it is free. */
   readonly currentToken: FencingToken | null;
-}
-
-/**
- * Plain data, in a canonical order: two replicas at one index produce equal snapshots.
- * Version 4 is version 3 plus the behaviour version (behaviour.ts), and is written only
- * once that was raised: until then a snapshot is version 3, which binaries older than
- * behaviour versions read (they refuse any later version), so they can still be sent one
- * during a rolling upgrade. An old binary handed a version 4 stops, as it must: it would
- * apply the entries after it by the base rules.
- */
-export type LockSnapshot = LockSnapshotV3 | LockSnapshotV4 | LockSnapshotV5;
-
-/**
- * Version 5 is version 4 at BEHAVIOUR_MULTI_LOCK or later (issue 17): grants and queue
- * places may carry their set's names (`lockSet`), and the rules locksPerAcquireMax and
- * deadlockCheckStepsMax. Written only once that behaviour is in force, so that a binary
- * that knows only version 4 refuses it rather than drop the sets.
- */
-export interface LockSnapshotV5 extends Omit<LockSnapshotV4, 'version'> {
-  readonly version: 5;
-}
-
-export interface LockSnapshotV4 extends Omit<LockSnapshotV3, 'version'> {
-  readonly version: 4;
-  /** Above BEHAVIOUR_BASE (a snapshot at the base is version 3). Before `dedupe`, which must be last. */
-  readonly behaviour: number;
-}
-
-/**
- * Version 3 adds the rules set through the log and the index of the SetRules entry that
- * set them, both null while none has applied (then each machine applies the rules it
- * started with, its node's file), and the counts that lowered rules left above a limit.
- * Its behaviour version is the base.
- */
-export interface LockSnapshotV3 {
-  readonly version: 3;
-  readonly appliedIndex: number;
-  readonly rules: LockLimits | null;
-  readonly rulesSetIndex: number | null;
-  readonly carriedOver: CarriedOver;
-  readonly sessions: readonly SnapshotSession[];
-  readonly locks: readonly {
-    readonly name: string;
-    readonly holders: readonly Grant[];
-    readonly waiters: readonly Waiter[];
-    readonly delays: readonly { readonly index: number; readonly delayMs: number }[];
-  }[];
-  /** Remembered results, oldest first. */
-  readonly dedupe: readonly (readonly [string, RememberedResult])[];
-}
-
-/**
- * What nodes wrote before version 3: version 2 kept every lock-delay of a lock
- * (version 1 kept one), the request id of each grant, and the latest attempt of each
- * remembered request. `restore` still reads both, with the machine's start rules in force.
- */
-export type LockSnapshotV2 = Omit<
-  LockSnapshotV3,
-  'version' | 'rules' | 'rulesSetIndex' | 'carriedOver'
-> & {
-  readonly version: 2;
-};
-
-/**
- * Counts that lowered rules left above a limit (SetRules ends nothing that exists): the
- * invariant is that nothing was added past the limit in force when it was added.
- */
-export interface CarriedOver {
-  readonly sessions: number;
-  readonly locks: number;
-  readonly waitersPerLock: number;
-}
-
-/** What nodes wrote before version 2; `restore` still reads it. */
-export interface LockSnapshotV1 {
-  readonly version: 1;
-  readonly appliedIndex: number;
-  readonly sessions: readonly SnapshotSession[];
-  readonly locks: readonly {
-    readonly name: string;
-    readonly holders: readonly Omit<Grant, 'requestId' | 'alsoFor'>[];
-    readonly waiters: readonly Waiter[];
-    readonly delay: { readonly index: number; readonly delayMs: number } | null;
-  }[];
-  readonly dedupe: readonly (readonly [string, LockResult])[];
-}
-
-interface SnapshotSession {
-  readonly id: number;
-  readonly ttlMs: number;
-  readonly clientName: string;
-  readonly lastRefreshIndex: number;
-  /** Written only when not '' (anonymous), so snapshots without identities stay as they were. */
-  readonly identity?: string;
 }
 
 export interface LockStateMachineOptions {
@@ -325,6 +261,8 @@ export class LockStateMachine {
   private index: LogIndex = 0 as LogIndex;
   /** Atomic multi-lock and deadlock detection (issue 17), over this machine's state. */
   private readonly sets: LockSets;
+  /** Semaphores and elections (issue 17), over this machine's state. */
+  private readonly kinds: LockKinds;
 
   /**
    * `startRules` are in force until a SetRules entry applies. A node passes its config
@@ -340,6 +278,7 @@ export class LockStateMachine {
     this.rulesInForce = this.startRules;
     this.behaviourMax = options.behaviourMax ?? BEHAVIOUR_LATEST;
     this.sets = new LockSets(this.lockSetHost());
+    this.kinds = new LockKinds(this.kindHost());
     assert(
       isBehaviourVersion(this.behaviourMax) && this.behaviourMax <= BEHAVIOUR_LATEST,
       `behaviourMax ${this.behaviourMax} is not a version this binary knows`,
@@ -437,10 +376,10 @@ export class LockStateMachine {
    * the session may hold or wait for the same locks under another request.
    */
   requestStatus(command: LockCommand): LockResult | null | undefined {
-    if (command.type !== 'Acquire' && command.type !== 'AcquireAll') return undefined;
+    if (!isAcquire(command)) return undefined;
     const remembered = this.dedupe.get(acquireKey(command.sessionId, command.requestId));
     if (remembered === undefined) return undefined;
-    return command.type === 'Acquire'
+    return command.type !== 'AcquireAll'
       ? this.requestNow(command, remembered.result)
       : this.setRequestNow(command, remembered.result);
   }
@@ -454,7 +393,7 @@ export class LockStateMachine {
    * window, or it applied before behaviour version 3 (BEHAVIOUR_ATTEMPT_PROPOSALS).
    */
   attemptsOf(command: LockCommand, proposalId: string): AttemptsOfProposal | null {
-    if (command.type !== 'Acquire' && command.type !== 'AcquireAll') return null;
+    if (!isAcquire(command)) return null;
     const remembered = this.dedupe.get(acquireKey(command.sessionId, command.requestId));
     if (remembered === undefined) return this.evictedWaitOf(command, proposalId);
     const indexes = (remembered.attemptProposals ?? [])
@@ -465,27 +404,21 @@ export class LockStateMachine {
   }
 
   /** A wait whose remembered result left the window, found by the proposal that queued it. */
-  private evictedWaitOf(
-    command: Extract<LockCommand, { type: 'Acquire' | 'AcquireAll' }>,
-    proposalId: string,
-  ): AttemptsOfProposal | null {
-    const names = command.type === 'Acquire' ? [command.lock] : lockSetNames(command);
+  private evictedWaitOf(command: AnyAcquire, proposalId: string): AttemptsOfProposal | null {
+    const names = command.type !== 'AcquireAll' ? [command.lock] : lockSetNames(command);
     const lock = this.locks.get(names[0] as string);
     const position = this.waiterPosition(lock, command.sessionId, command.requestId);
     const waiter = lock?.waiters[position];
     if (waiter === undefined || waiter.proposalId !== proposalId) return null;
     const now: LockResult =
-      command.type === 'Acquire'
+      command.type !== 'AcquireAll'
         ? { type: 'Queued', lock: command.lock, position }
         : this.sets.queuedAll(command.sessionId, names);
     return { indexes: [waiter.requestIndex], now };
   }
 
   /** What is true now of a request whose first result was `first`; null once it ended. */
-  private requestNow(
-    command: Extract<LockCommand, { type: 'Acquire' }>,
-    first: LockResult,
-  ): LockResult | null {
+  private requestNow(command: OneLockAcquire, first: LockResult): LockResult | null {
     const lock = this.locks.get(command.lock);
     const grant = lock?.holders.get(command.sessionId);
     if (first.type === 'Acquired' && lock !== undefined && grant?.token === first.token) {
@@ -568,13 +501,16 @@ export class LockStateMachine {
   ): LockResult {
     switch (command.type) {
       case 'Acquire':
-      case 'AcquireAll': {
+      case 'AcquireAll':
+      case 'AcquirePermits':
+      case 'Campaign': {
         const session = this.requireSession(command.sessionId);
         this.dedupe.set(key, withAttempt(remembered, this.index, this.attemptProposal()));
         return this.retriedAcquire(command.requestId, session, remembered.result);
       }
       case 'Release':
       case 'CancelWait':
+      case 'Proclaim':
         // Released or WaitCancelled is still true, but a session that ended holds and
         // waits for nothing: its client must learn that rather than carry on.
         this.requireSession(command.sessionId);
@@ -623,7 +559,7 @@ export class LockStateMachine {
   private worthRemembering(command: LockCommand, result: LockResult): boolean {
     const refused = result.type === 'Rejected' || result.type === 'NotAcquired';
     if (refused || result.type === 'NotAcquiredAll') return false;
-    if (command.type === 'Acquire' && result.type === 'Queued') {
+    if (isAcquire(command) && command.type !== 'AcquireAll' && result.type === 'Queued') {
       const lock = this.locks.get(command.lock);
       // The waiter at the told position, not a scan for it: a session waits at most once
       // per lock (checkInvariants), so that is the same test in O(1) per hand-off.
@@ -683,12 +619,13 @@ export class LockStateMachine {
         return this.acquire(command);
       case 'AcquireAll':
         return this.sets.acquireAll(command);
+      // commandShapeProblem refuses these three below BEHAVIOUR_SEMAPHORES_ELECTIONS.
       case 'AcquirePermits':
+        return this.kinds.acquirePermits(command);
       case 'Campaign':
+        return this.kinds.campaign(command);
       case 'Proclaim':
-        // commandShapeProblem refuses them below BEHAVIOUR_SEMAPHORES_ELECTIONS, which
-        // no version in force reaches yet (BEHAVIOUR_LATEST is below it).
-        throw new Error(`${command.type} is not applied by this binary yet`);
+        return this.kinds.proclaim(command);
       case 'Release':
         return this.release(command);
       case 'CancelWait':
@@ -934,6 +871,15 @@ export class LockStateMachine {
   // ------------------------------------------------------------------ locks
 
   private acquire(command: Extract<LockCommand, { type: 'Acquire' }>): LockResult {
+    const { type: _type, identity: _identity, ...request } = command;
+    return this.acquireOne({ ...request, kind: 'lock' });
+  }
+
+  /**
+   * One name's Acquire, of any kind (kinds.ts turns AcquirePermits and Campaign into
+   * one): granted at once if it fits and no one queues, else queued or refused.
+   */
+  private acquireOne(command: OneLockRequest): LockResult {
     // lockNameBytesMax bounds the locks that exist: it is checked when this would add one.
     if (!this.locks.has(command.lock)) {
       const { lockNameBytesMax } = this.rules;
@@ -949,13 +895,15 @@ export class LockStateMachine {
     this.checkDuration('lockDelayMs', command.lockDelayMs, lockDelayMsMax, 'lockDelayMsMax');
     const session = this.requireSession(command.sessionId);
     const existing = this.locks.get(command.lock);
+    if (existing !== undefined) this.kinds.checkKind(existing, command);
     const held = existing?.holders.get(session.id);
     if (existing !== undefined && held !== undefined) {
       // A grant keeps its mode: a shared holder told `Acquired` for exclusive would
       // act beside other holders, and an exclusive one told `shared` would not know
-      // others may join. Re-acquiring in the same mode returns the grant it has.
-      if (held.mode !== command.mode)
-        this.rejectModeMismatch(session.id, existing, 'holds', held.mode, command.mode);
+      // others may join. Re-acquiring in the same mode returns the grant it has; so
+      // for a semaphore's permits.
+      if (!this.kinds.sameAsk(held, command))
+        this.rejectModeMismatch(session.id, existing, 'holds', held, command);
       this.sets.retell(session.id, existing.name, toldAlso(held, command.requestId));
       return this.acquiredResult(existing, this.holderOf(existing, session.id));
     }
@@ -967,8 +915,8 @@ export class LockStateMachine {
     const waiting = existing?.waiters[position];
     if (existing !== undefined && waiting !== undefined) {
       // The wait will end in a grant of the mode it asked for, not this one.
-      if (waiting.mode !== command.mode)
-        this.rejectModeMismatch(session.id, existing, 'waits for', waiting.mode, command.mode);
+      if (!this.kinds.sameAsk(waiting, command))
+        this.rejectModeMismatch(session.id, existing, 'waits for', waiting, command);
       // The request's own retry, whose remembered result left the window: still its
       // wait. Both the attempt that queued it and this one may withdraw it.
       if (waiting.requestId === command.requestId && waiting.lockSet === undefined) {
@@ -985,8 +933,8 @@ export class LockStateMachine {
     if (existing === undefined && this.locks.size >= this.rules.locksMax) {
       reject('limitReached', `locksMax (${this.rules.locksMax}) locks are in use`);
     }
-    const lock = existing ?? this.createLock(command.lock);
-    if (this.grantable(lock, command.mode)) {
+    const lock = existing ?? this.createLock(command.lock, command.kind, command.limit);
+    if (this.grantable(lock, command.mode, command.permits)) {
       this.checkQuota(lock, session, command.quota, false);
       const grant = this.grant(lock, session, { ...command, requestIndex: this.index });
       return this.acquiredResult(lock, grant);
@@ -1001,8 +949,10 @@ export class LockStateMachine {
         `waitersPerLockMax (${this.rules.waitersPerLockMax}) waiters queue for ${command.lock}`,
       );
     }
+    this.kinds.checkQueueRoom(lock);
     this.checkQuota(lock, session, command.quota, true);
-    if (this.behaviourInForce >= BEHAVIOUR_MULTI_LOCK) {
+    // A semaphore wait closes no sure cycle (kinds.ts): it is not searched.
+    if (this.behaviourInForce >= BEHAVIOUR_MULTI_LOCK && command.kind !== 'semaphore') {
       this.sets.checkNoDeadlock(session, [{ lock: command.lock, mode: command.mode }]);
     }
     const proposalId = this.attemptProposal();
@@ -1015,6 +965,7 @@ export class LockStateMachine {
       waitMs: command.waitMs,
       maxHoldMs: command.maxHoldMs,
       lockDelayMs: command.lockDelayMs,
+      ...kindFields(command),
       // So that the wait can be found after its remembered result left the window.
       ...(proposalId === null ? {} : { proposalId }),
     };
@@ -1063,10 +1014,11 @@ export class LockStateMachine {
     id: SessionId,
     lock: LockRecord,
     relation: 'holds' | 'waits for',
-    mode: LockMode,
-    askedMode: LockMode,
+    had: Pick<Holder, 'mode' | 'permits'>,
+    asked: Pick<Holder, 'mode' | 'permits'>,
   ): never {
     const what = relation === 'holds' ? 'release it' : 'cancel that wait';
+    const [mode, askedMode] = [this.kinds.describeAsk(had), this.kinds.describeAsk(asked)];
     return reject(
       'modeMismatch',
       `session ${id} ${relation} ${lock.name} ${mode}; ${what} before asking for ${askedMode}`,
@@ -1239,12 +1191,17 @@ export class LockStateMachine {
   }
 
   /** A new grant must not jump the queue, and shared grants join only shared holders. */
-  private grantable(lock: LockRecord, mode: LockMode): boolean {
+  private grantable(lock: LockRecord, mode: LockMode, permits?: number): boolean {
     if (lock.delays.length > 0 || lock.waiters.length > 0) return false;
-    return this.compatible(lock, mode);
+    return this.compatible(lock, mode, permits);
   }
 
-  private compatible(lock: LockRecord, mode: LockMode): boolean {
+  /** `permits`: a semaphore request's (kinds.ts); a lock's holders are judged by mode. */
+  private compatible(lock: LockRecord, mode: LockMode, permits = 0): boolean {
+    if (lock.kind === 'semaphore') {
+      return this.permitsFit(heldPermits(lock), permits, lock.limit ?? 0);
+    }
+    if (lock.kind === 'election') return this.leaderSeatFree(lock.holders.size);
     const holderModes = [...lock.holders.values()].map((holder) => holder.mode);
     return this.modesCompatible(mode, holderModes);
   }
@@ -1256,6 +1213,16 @@ export class LockStateMachine {
   protected modesCompatible(mode: LockMode, holderModes: readonly LockMode[]): boolean {
     if (holderModes.length === 0) return true;
     return mode === 'shared' && holderModes.every((holderMode) => holderMode === 'shared');
+  }
+
+  /** A semaphore's request for `permits` fits beside the `held` ones: within its limit. */
+  protected permitsFit(held: number, permits: number, limit: number): boolean {
+    return held + permits <= limit;
+  }
+
+  /** An election has one leader: a candidate is granted only while no one leads. */
+  protected leaderSeatFree(leaders: number): boolean {
+    return leaders === 0;
   }
 
   /** The fencing token of a grant: the index of the entry making it, not of the request. */
@@ -1314,6 +1281,18 @@ export class LockStateMachine {
     return names;
   }
 
+  /** What semaphores and elections (kinds.ts) use of this machine. */
+  private kindHost(): KindHost {
+    return {
+      locks: this.locks,
+      rules: () => this.rules,
+      requireSession: (id) => this.requireSession(id),
+      acquireOne: (request) => this.acquireOne(request),
+      checkLockName: (name) => this.checkLockName(name),
+      emit: (event) => this.emit(event),
+    };
+  }
+
   /** What the multi-lock rules (lock-set.ts) use of this machine. */
   private lockSetHost(): LockSetHost {
     return {
@@ -1322,6 +1301,7 @@ export class LockStateMachine {
       index: () => this.index,
       rules: () => this.rules,
       requireSession: (id) => this.requireSession(id),
+      checkKinds: (names) => this.kinds.checkSetKinds(names),
       lockFor: (name) => this.locks.get(name) ?? this.createLock(name),
       compatible: (lock, mode) => this.compatible(lock, mode),
       mayGrant: (lock) => this.mayGrant(lock),
@@ -1398,7 +1378,11 @@ export class LockStateMachine {
    */
   private promotionPendingOn(lock: LockRecord): boolean {
     const head = lock.waiters[0];
-    if (lock.delays.length > 0 || head === undefined || !this.compatible(lock, head.mode)) {
+    if (
+      lock.delays.length > 0 ||
+      head === undefined ||
+      !this.compatible(lock, head.mode, head.permits)
+    ) {
       return false;
     }
     return head.lockSet === undefined || this.sets.setGrantable(head);
@@ -1415,7 +1399,10 @@ export class LockStateMachine {
   }
 
   private grant(lock: LockRecord, session: SessionRecord, request: GrantRequest): Grant {
-    assert(this.compatible(lock, request.mode), `grant of ${lock.name} conflicts with its holders`);
+    assert(
+      this.compatible(lock, request.mode, request.permits),
+      `grant of ${lock.name} conflicts with its holders`,
+    );
     assert(this.mayGrant(lock), `entry ${this.index} already granted ${lock.name}`);
     this.grantsInEntry.set(lock.name, (this.grantsInEntry.get(lock.name) ?? 0) + 1);
     const grant: Grant = {
@@ -1430,6 +1417,7 @@ export class LockStateMachine {
       alsoFor: TOLD_NO_OTHERS,
       // Only a set's grant has the key, so that other grants stay as they were, byte for byte.
       ...(request.lockSet === undefined ? {} : { lockSet: request.lockSet }),
+      ...kindFields(request),
     };
     lock.holders.set(session.id, grant);
     if (!session.held.has(lock.name)) this.tally.change(session.identity, 'held', 1);
@@ -1512,8 +1500,11 @@ export class LockStateMachine {
     return grant;
   }
 
-  private createLock(name: string): LockRecord {
-    const lock: LockRecord = { name, holders: new HolderMap(), waiters: [], delays: [] };
+  /** A lock's record has no kind key; a semaphore's or election's has it (kinds.ts). */
+  private createLock(name: string, kind: LockKind = 'lock', limit?: number): LockRecord {
+    const plain: LockRecord = { name, holders: new HolderMap(), waiters: [], delays: [] };
+    const lock: LockRecord =
+      kind === 'lock' ? plain : { ...plain, kind, ...(limit === undefined ? {} : { limit }) };
     this.locks.set(name, lock);
     return lock;
   }
@@ -1630,7 +1621,7 @@ export class LockStateMachine {
     if (lock === undefined)
       return { lock: name, mode: null, holders: [], waiters: [], delayIndex: null, delays: [] };
     const holders = [...lock.holders.values()].map(publicHolder);
-    return {
+    const description: LockDescription = {
       lock: name,
       mode: holders[0]?.mode ?? null,
       holders,
@@ -1638,6 +1629,9 @@ export class LockStateMachine {
       delayIndex: lock.delays.at(-1)?.index ?? null,
       delays: [...lock.delays],
     };
+    const { kind, limit } = lock;
+    if (kind === undefined) return description;
+    return { ...description, kind, ...(limit === undefined ? {} : { limit }) };
   }
 
   /** The holders of `name`, as describe() gives them, without copying its queue. */
@@ -1742,10 +1736,11 @@ export class LockStateMachine {
     const behaviour = this.behaviourInForce;
     if (behaviour === BEHAVIOUR_BASE) return { version: 3, ...state };
     if (behaviour < BEHAVIOUR_MULTI_LOCK) return { version: 4, behaviour, ...state };
-    return { version: 5, behaviour, ...state };
+    if (behaviour < BEHAVIOUR_SEMAPHORES_ELECTIONS) return { version: 5, behaviour, ...state };
+    return { version: 6, behaviour, ...state };
   }
 
-  private snapshotState(): Omit<LockSnapshotV3, 'version'> {
+  private snapshotState(): Omit<LockSnapshotV6, 'version' | 'behaviour'> {
     return {
       appliedIndex: this.appliedIndex,
       // Unset, the rules are each machine's own start rules, not the log's: not state.
@@ -1761,12 +1756,16 @@ export class LockStateMachine {
       }),
       locks: [...this.locks.keys()].sort(compareStrings).map((name) => {
         const lock = this.lockRecord(name);
-        return {
+        const saved = {
           name,
           holders: [...lock.holders.values()],
           waiters: [...lock.waiters],
           delays: [...lock.delays],
         };
+        // Only a semaphore's or election's entry has the keys (format 6).
+        const { kind, limit } = lock;
+        if (kind === undefined) return saved;
+        return { ...saved, kind, ...(limit === undefined ? {} : { limit }) };
       }),
       dedupe: [...this.dedupe.entries()],
     };
@@ -1778,7 +1777,7 @@ export class LockStateMachine {
    */
   restore(saved: LockSnapshot | LockSnapshotV2 | LockSnapshotV1): void {
     const version: number = saved.version;
-    assert(version >= 1 && version <= 5, `unknown lock snapshot version ${version}`);
+    assert(version >= 1 && version <= 6, `unknown lock snapshot version ${version}`);
     const snapshot = upgradeSnapshot(saved);
     assert(
       isBehaviourVersion(snapshot.behaviour) && snapshotHolds(version, snapshot.behaviour),
@@ -1828,8 +1827,8 @@ export class LockStateMachine {
     if (saved.version < 3) this.noteCarriedOver();
   }
 
-  private restoreLock(saved: LockSnapshot['locks'][number]): void {
-    const lock = this.createLock(saved.name);
+  private restoreLock(saved: SnapshotLockV6): void {
+    const lock = this.createLock(saved.name, saved.kind, saved.limit);
     for (const stored of saved.holders) {
       // Snapshots written before alsoFor existed lack it.
       const told = stored.alsoFor ?? TOLD_NO_OTHERS;
@@ -1942,6 +1941,8 @@ export class LockStateMachine {
     }
     const setProblem = this.sets.invariantProblem();
     assert(setProblem === null, `a lock set is not whole: ${setProblem}`);
+    const kindProblem = this.kinds.invariantProblem();
+    assert(kindProblem === null, `a semaphore or election breaks its rules: ${kindProblem}`);
   }
 }
 
@@ -1963,72 +1964,6 @@ function tallyProblem(sessions: Iterable<SessionRecord>, tally: IdentityTally): 
   }
   return null;
 }
-
-/**
- * Any version in version 4's shape: before version 4 the behaviour was the base, and
- * before version 3 no rules were set through the log, so the restoring machine's start
- * rules (its node's file, as then) stay in force.
- */
-function upgradeSnapshot(
-  saved: LockSnapshot | LockSnapshotV2 | LockSnapshotV1,
-): LockSnapshotV4 | LockSnapshotV5 {
-  if (saved.version === 4 || saved.version === 5) return saved;
-  if (saved.version === 3) return { ...saved, version: 4, behaviour: BEHAVIOUR_BASE };
-  const v2 = saved.version === 1 ? upgradeSnapshotV1(saved) : saved;
-  return {
-    ...v2,
-    version: 4,
-    behaviour: BEHAVIOUR_BASE,
-    rules: null,
-    rulesSetIndex: null,
-    carriedOver: NOTHING_CARRIED_OVER,
-  };
-}
-
-/** Which behaviour versions a snapshot of `version` is written at (see snapshot()). */
-function snapshotHolds(version: number, behaviour: number): boolean {
-  if (version < 4) return behaviour === BEHAVIOUR_BASE;
-  if (version === 4) return behaviour > BEHAVIOUR_BASE && behaviour < BEHAVIOUR_MULTI_LOCK;
-  return behaviour >= BEHAVIOUR_MULTI_LOCK;
-}
-
-const NOTHING_CARRIED_OVER: CarriedOver = Object.freeze({
-  sessions: 0,
-  locks: 0,
-  waitersPerLock: 0,
-});
-
-/**
- * A version 1 snapshot in version 2's shape. Its one lock-delay becomes a list of one.
- * Its grants did not record their request ('' matches no request, so a Withdraw gives
- * none of them back) nor the latest attempt of a request (0 matches no attempt, so a
- * Withdraw of those requests is Stale): both err towards keeping a grant, which its
- * session still ends. Version 1 left a waiter's remembered Queued in place after the
- * wait ended; such an entry is forgotten, as if it had left the window.
- */
-function upgradeSnapshotV1(saved: LockSnapshotV1): LockSnapshotV2 {
-  const waits = new Set<string>();
-  for (const lock of saved.locks) {
-    for (const waiter of lock.waiters) waits.add(acquireKey(waiter.sessionId, waiter.requestId));
-  }
-  const dedupe: (readonly [string, RememberedResult])[] = [];
-  for (const [key, result] of saved.dedupe) {
-    const endedWait = result.type === 'Queued' && key.startsWith('Acquire/') && !waits.has(key);
-    if (!endedWait) dedupe.push([key, { result, openAttempts: [] }]);
-  }
-  return {
-    version: 2,
-    appliedIndex: saved.appliedIndex,
-    sessions: saved.sessions,
-    locks: saved.locks.map(({ delay, holders, ...lock }) => ({
-      ...lock,
-      holders: holders.map((grant) => ({ ...grant, requestId: '', alsoFor: [] })),
-      delays: delay === null ? [] : [delay],
-    })),
-    dedupe,
-  };
-}
-
 /**
  * Retries are recognised by request id, within the command's type and session, so a
  * client that reuses an id for a different request does not get a stranger's answer.
@@ -2118,4 +2053,33 @@ function isSetResult(
 function sessionFields(session: SessionRecord): Omit<SessionDescription, 'held' | 'waiting'> {
   const { id: sessionId, ttlMs, clientName, identity, lastRefreshIndex } = session;
   return { sessionId, ttlMs, clientName, identity, lastRefreshIndex };
+}
+
+type OneLockAcquire = Extract<LockCommand, { type: 'Acquire' | 'AcquirePermits' | 'Campaign' }>;
+type AnyAcquire = OneLockAcquire | Extract<LockCommand, { type: 'AcquireAll' }>;
+
+/** The commands that acquire (and whose retries, attempts and waits the runtime asks about). */
+function isAcquire(command: LockCommand): command is AnyAcquire {
+  switch (command.type) {
+    case 'Acquire':
+    case 'AcquireAll':
+    case 'AcquirePermits':
+    case 'Campaign':
+      return true;
+    default:
+      return false;
+  }
+}
+
+/** A grant's or place's permits and value, each only where its request has it. */
+function kindFields(request: { readonly permits?: number; readonly value?: string }): {
+  readonly permits?: number;
+  readonly value?: string;
+} {
+  const { permits, value } = request;
+  if (permits === undefined && value === undefined) return {};
+  return {
+    ...(permits === undefined ? {} : { permits }),
+    ...(value === undefined ? {} : { value }),
+  };
 }

@@ -9,6 +9,7 @@ import {
   BEHAVIOUR_BASE,
   BEHAVIOUR_LATEST,
   BEHAVIOUR_MULTI_LOCK,
+  BEHAVIOUR_SEMAPHORES_ELECTIONS,
   BehaviourUnsupportedError,
 } from '../../src/lock/index.ts';
 import { decodeLockSnapshot } from '../../src/node/entry-codec.ts';
@@ -113,9 +114,10 @@ describe('the lock behaviour version in a rolling upgrade', () => {
     const storage = cluster.storages.get(n2) as MemoryWritableStorage;
     // Far below snapshotEntriesThreshold (20) entries: taken for the raise.
     await until(() => storage.snapshot().data.byteLength > 0, 'n2 snapshotted');
-    // Format 4 below BEHAVIOUR_MULTI_LOCK, 5 from it (state-machine.ts).
+    // Format 4 below BEHAVIOUR_MULTI_LOCK, 5 from it, 6 from BEHAVIOUR_SEMAPHORES_ELECTIONS.
+    const format = NEW >= BEHAVIOUR_SEMAPHORES_ELECTIONS ? 6 : NEW >= BEHAVIOUR_MULTI_LOCK ? 5 : 4;
     expect(decodeLockSnapshot(storage.snapshot().data)).toMatchObject({
-      version: NEW >= BEHAVIOUR_MULTI_LOCK ? 5 : 4,
+      version: format,
       behaviour: NEW,
     });
     await cluster.stop(n2);

@@ -34,6 +34,15 @@ export type Told =
       readonly token: number;
     }
   | {
+      readonly kind: 'AcquireAll';
+      readonly sessionId: number;
+      readonly requestId: string;
+      /** What the client asked for: each lock in its mode, all held when told acquired. */
+      readonly locks: readonly { readonly lock: string; readonly mode: LockMode }[];
+      readonly acquired: boolean;
+      readonly token: number;
+    }
+  | {
       readonly kind: 'Release';
       readonly sessionId: number;
       readonly requestId: string;
@@ -446,6 +455,8 @@ export class RuntimeChecker {
         return result?.type === 'Released' ? null : what;
       case 'Acquire':
         return this.acquireProblem(told, index, command, result, what);
+      case 'AcquireAll':
+        return this.acquireAllProblem(told, index, command, result, what);
       case 'Describe': {
         if (index < told.ackedBeforeIndex)
           return `the read is stale: a write at ${told.ackedBeforeIndex} was acknowledged before it began`;
@@ -505,12 +516,9 @@ export class RuntimeChecker {
       // The grant may come from an earlier Acquire of the same session that still
       // waited: the state machine answers a second Acquire of a waiting session with
       // that same wait. Both are this client's; anyone else's would be wrong.
+      // A set's grant of the lock is the session's too (a re-acquire is told of it).
       const request = this.log.get(hold.requestIndex)?.command ?? null;
-      if (
-        request?.type !== 'Acquire' ||
-        request.sessionId !== told.sessionId ||
-        request.lock !== told.lock
-      )
+      if (request === null || !requestNames(request, told.sessionId, told.lock))
         return `the grant there came from ${describeCommand(request)} at ${hold.requestIndex}`;
       return null;
     }
@@ -521,9 +529,59 @@ export class RuntimeChecker {
     return null;
   }
 
+  /**
+   * A set is acquired whole at one index with one token, or not at all: told acquired,
+   * the session must hold every lock of it there, in at least the mode asked, through
+   * this request's grant; told not acquired, it must neither hold nor wait for any lock
+   * through this request there.
+   */
+  private acquireAllProblem(
+    told: Extract<Told, { kind: 'AcquireAll' }>,
+    index: number,
+    command: LockCommand | null,
+    result: ApplyOutput['result'] | null,
+    what: string,
+  ): string | null {
+    if (this.sameRequest(command, 'AcquireAll', told.sessionId, told.requestId)) {
+      if (told.acquired && result?.type === 'AcquiredAll' && result.token !== told.token)
+        return what;
+      if (!told.acquired && result?.type === 'AcquiredAll') return what;
+    }
+    for (const { lock, mode } of told.locks) {
+      const hold = this.tenureAt(lock, told.sessionId, 'hold', index);
+      const holdIsThis = hold !== undefined && this.isRequest(hold.requestIndex, told);
+      if (told.acquired) {
+        if (hold === undefined) return `session ${told.sessionId} did not hold ${lock} there`;
+        if (hold.token !== told.token) return `its grant of ${lock} there had token ${hold.token}`;
+        if (!holdIsThis)
+          return `its grant of ${lock} came from the entry at ${hold.requestIndex}, not this request`;
+        if (mode === 'exclusive' && hold.mode === 'shared')
+          return `its grant of ${lock} there is shared, not the exclusive it asked for`;
+        continue;
+      }
+      if (holdIsThis) return `session ${told.sessionId} held ${lock} there through this request`;
+      const wait = this.tenureAt(lock, told.sessionId, 'wait', index);
+      if (wait !== undefined && this.isRequest(wait.requestIndex, told))
+        return `session ${told.sessionId} still waited for ${lock} there through this request`;
+    }
+    return null;
+  }
+
+  /** Whether the entry at `index` carried the request (session and id) of `told`. */
+  private isRequest(index: number, told: { sessionId: number; requestId: string }): boolean {
+    const command = this.log.get(index)?.command ?? null;
+    return (
+      command !== null &&
+      'requestId' in command &&
+      'sessionId' in command &&
+      command.sessionId === told.sessionId &&
+      command.requestId === told.requestId
+    );
+  }
+
   private sameRequest(
     command: LockCommand | null,
-    type: 'Acquire' | 'Release' | 'CloseSession',
+    type: 'Acquire' | 'AcquireAll' | 'Release' | 'CloseSession',
     sessionId: number,
     requestId: string,
   ): boolean {
@@ -621,7 +679,10 @@ export class RuntimeChecker {
     const hold = this.tenureAt(lock, sessionId, 'hold', this.referenceIndex);
     if (hold === undefined) return null;
     const request = this.log.get(hold.requestIndex)?.command ?? null;
-    return this.sameRequest(request, 'Acquire', sessionId, requestId) ? hold.token : null;
+    const through =
+      this.sameRequest(request, 'Acquire', sessionId, requestId) ||
+      this.sameRequest(request, 'AcquireAll', sessionId, requestId);
+    return through ? hold.token : null;
   }
 
   sessionAlive(sessionId: number): boolean {
@@ -653,6 +714,13 @@ export class RuntimeChecker {
 
 function sid(value: number): SessionId {
   return value as SessionId;
+}
+
+/** The command is an Acquire or AcquireAll of `sessionId` that names `lock`. */
+function requestNames(command: LockCommand, sessionId: number, lock: string): boolean {
+  if (command.type === 'Acquire') return command.sessionId === sessionId && command.lock === lock;
+  if (command.type !== 'AcquireAll') return false;
+  return command.sessionId === sessionId && command.locks.some((claim) => claim.lock === lock);
 }
 
 function describeCommand(command: LockCommand | null): string {

@@ -20,6 +20,7 @@ export type LockMethod =
   | 'KeepAlive'
   | 'CloseSession'
   | 'Acquire'
+  | 'AcquireAll'
   | 'Release'
   | 'Describe'
   | 'ValidateFence';
@@ -61,6 +62,11 @@ export interface ClientOptions {
   readonly attemptsMax: number;
   /** Nodes' clock rates are within 1 ± this; the safe deadline allows for it. */
   readonly clockDriftMax: number;
+  /**
+   * The share of acquires that take 2–3 locks at once (AcquireAll). 0 draws nothing for
+   * it, so that a seed's run stays what it was before sets were added.
+   */
+  readonly lockSetShare: number;
 }
 
 /** An Acquire the client gave up on, after it was told it failed. */
@@ -68,6 +74,7 @@ export interface GivenUp {
   readonly client: string;
   readonly sessionId: number;
   readonly requestId: string;
+  /** For a set, its first lock in code-unit order: every lock of it is held or none. */
   readonly lock: string;
   readonly atMs: number;
   /**
@@ -83,6 +90,8 @@ export interface ClientStats {
   retries: number;
   acquired: number;
   notAcquired: number;
+  /** Of `acquired`, the sets (AcquireAll) granted. */
+  setsAcquired: number;
   abandonedWaits: number;
   sessionsLost: number;
   reads: number;
@@ -100,7 +109,11 @@ const SAFE_MARGIN_MS = 2;
 export class SimClient {
   private session: Session | null = null;
   private readonly toldGrants = new Set<string>();
-  private readonly held = new Map<string, { token: number; mode: LockMode }>();
+  /** What it believes it holds; a set's locks each map to the set's grant (`set`). */
+  private readonly held = new Map<
+    string,
+    { token: number; mode: LockMode; set?: readonly string[] }
+  >();
   private leaderHint: string | null = null;
   private requestSequence = 0;
   private busy = false;
@@ -176,8 +189,11 @@ export class SimClient {
       return;
     }
     const roll = this.prng.nextFloat();
-    if (roll < 0.45) await this.acquire(session);
-    else if (roll < 0.7) await this.release(session);
+    if (roll < 0.45) {
+      const share = this.options.lockSetShare;
+      if (share > 0 && this.prng.chance(share)) await this.acquireAll(session);
+      else await this.acquire(session);
+    } else if (roll < 0.7) await this.release(session);
     else if (roll < 0.8) await this.describe();
     else if (roll < 0.88) await this.validateFence();
     else if (roll < 0.91) await this.closeSession(session);
@@ -301,13 +317,93 @@ export class SimClient {
     }
   }
 
+  /**
+   * Two or three locks at once, in a random order (taken one by one, two such clients
+   * could deadlock), mostly exclusive. Retried, abandoned and checked as an Acquire is.
+   */
+  private async acquireAll(session: Session): Promise<void> {
+    const count = Math.min(this.options.locks.length, this.prng.intBetween(2, 3));
+    const names = this.prng.shuffle([...this.options.locks]).slice(0, count);
+    if (names.some((name) => this.held.has(name))) return;
+    const locks = names.map((lock) => ({
+      lock,
+      mode: (this.prng.chance(0.2) ? 'shared' : 'exclusive') as LockMode,
+    }));
+    const waitMs = this.prng.chance(0.35) ? 0 : this.prng.intBetween(50, 1_500);
+    const giveUp = waitMs > 0 ? this.prng.pick(['no', 'no', 'no', 'deadline', 'cancel']) : 'no';
+    const deadlineMs =
+      giveUp === 'deadline'
+        ? this.prng.intBetween(20, waitMs)
+        : waitMs + 400 + this.prng.intBetween(0, 400);
+    const cancelAfterMs = giveUp === 'cancel' ? this.prng.intBetween(10, waitMs) : null;
+    const requestId = this.requestId();
+    const request = {
+      locks: locks.map(({ lock, mode }) => ({
+        lock,
+        mode: mode === 'shared' ? 'SHARED' : 'EXCLUSIVE',
+      })),
+      session_id: String(session.id),
+      wait_ms: String(waitMs),
+      request_id: requestId,
+      owner: this.name,
+    };
+    const first = [...names].sort()[0] as string;
+    const attempts: GivenUp['processes'][number][] = [];
+    for (let attempt = 1; attempt <= this.options.attemptsMax; attempt++) {
+      if (attempt > 1) this.stats.retries++;
+      const result = await this.callOnce('AcquireAll', request, deadlineMs, cancelAfterMs);
+      if (this.session !== session) return;
+      if (!result.ok && result.process !== null) attempts.push(result.process);
+      if (result.ok) {
+        const acquired: boolean = result.response.acquired;
+        const token = Number(result.response.fencing_token);
+        this.tell(result, {
+          kind: 'AcquireAll',
+          sessionId: session.id,
+          requestId,
+          locks,
+          acquired,
+          token,
+        });
+        if (acquired) for (const name of names) this.toldGrants.add(`${name}/${token}`);
+        if (acquired && this.sessionSafe()) {
+          this.stats.acquired++;
+          this.stats.setsAcquired++;
+          for (const { lock, mode } of locks) {
+            this.held.set(lock, { token, mode, set: names });
+            this.checker.beliefStarted(this.name, session.id, lock, token, mode, this.time.nowMs);
+          }
+        } else if (!acquired) {
+          this.stats.notAcquired++;
+          this.gaveUp(session, requestId, first, []);
+        }
+        return;
+      }
+      this.noteError('AcquireAll', result);
+      if (giveUp !== 'no' && result.serverSawGiveUp) {
+        this.stats.abandonedWaits++;
+        this.gaveUp(session, requestId, first, attempts);
+        return;
+      }
+      if (result.code === status.NOT_FOUND) {
+        this.loseSession('acquireAll: NOT_FOUND');
+        return;
+      }
+      if (!retryable(result.code)) return;
+      await this.sleep(this.backoffMs(attempt));
+      if (!this.sessionSafe()) return;
+    }
+  }
+
   private async release(session: Session): Promise<void> {
     const entry = this.prng.pick([...this.held.entries(), null]);
     if (entry === null) return;
-    const [lock, { token }] = entry;
-    // It stops acting on the lock before it asks to release it.
-    this.held.delete(lock);
-    this.checker.beliefEnded(this.name, lock, this.time.nowMs);
+    const [lock, { token, set }] = entry;
+    // It stops acting on the lock (on every lock of its set) before it asks to release it.
+    for (const each of set ?? [lock]) {
+      this.held.delete(each);
+      this.checker.beliefEnded(this.name, each, this.time.nowMs);
+    }
     const requestId = this.requestId();
     this.checker.releaseSent(session.id, requestId);
     const result = await this.withRetries('Release', {
