@@ -5,6 +5,7 @@ import { readLockSection } from '../config/sections.ts';
 import { checkTiming } from '../config/timing.ts';
 import type { RaftConfig } from '../config/types.ts';
 import {
+  KIND_LIMIT_CEILINGS,
   LOCK_LIMIT_CEILINGS,
   LOCK_LIMIT_NAMES,
   type LockClaim,
@@ -125,12 +126,11 @@ export function parseAcquireAll(raw: unknown): Command<'AcquireAll'> {
 /**
  * The ceilings of the semaphore and election fields (issue 17) as the API checks them,
  * before the rules in force (semaphoreLimitMax, electionValueBytesMax) are checked where
- * the entry applies. A value is bounded like owner metadata: both are opaque text shown
- * to others, and the ceiling keeps one request from becoming an entry too large to
- * replicate. A limit is a count, bounded only by what a number holds.
+ * the entry applies: no rules exceed them, so what passes here is an entry the
+ * followers can take.
  */
-export const ELECTION_VALUE_BYTES_CEILING = CEILINGS.ownerBytesMax;
-export const SEMAPHORE_LIMIT_CEILING = Number.MAX_SAFE_INTEGER;
+const ELECTION_VALUE_BYTES_CEILING = KIND_LIMIT_CEILINGS.electionValueBytesMax;
+const SEMAPHORE_LIMIT_CEILING = KIND_LIMIT_CEILINGS.semaphoreLimitMax;
 
 /**
  * An AcquirePermits: the fields of an Acquire (the semaphore is `name` on the wire,

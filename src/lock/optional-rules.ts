@@ -1,5 +1,8 @@
-import { BEHAVIOUR_MULTI_LOCK } from './behaviour.ts';
+import { BEHAVIOUR_MULTI_LOCK, BEHAVIOUR_SEMAPHORES_ELECTIONS } from './behaviour.ts';
 import {
+  KIND_LIMIT_CEILINGS,
+  KIND_LIMIT_DEFAULTS,
+  type KindLimitName,
   LOCK_LIMIT_NAMES,
   type LockLimits,
   MULTI_LOCK_LIMIT_CEILINGS,
@@ -15,7 +18,7 @@ import {
  * force at its apply knows it. This table is the config's, the wire's and the node's one
  * list of them.
  */
-export type OptionalLockRuleName = MultiLockLimitName;
+export type OptionalLockRuleName = MultiLockLimitName | KindLimitName;
 
 export interface OptionalLockRule {
   /** In force while the rules carry none. */
@@ -37,6 +40,21 @@ export const OPTIONAL_LOCK_RULES: Readonly<Record<OptionalLockRuleName, Optional
       defaultValue: MULTI_LOCK_LIMIT_DEFAULTS.deadlockCheckStepsMax,
       ceiling: MULTI_LOCK_LIMIT_CEILINGS.deadlockCheckStepsMax,
       since: BEHAVIOUR_MULTI_LOCK,
+    },
+    semaphoreLimitMax: {
+      defaultValue: KIND_LIMIT_DEFAULTS.semaphoreLimitMax,
+      ceiling: KIND_LIMIT_CEILINGS.semaphoreLimitMax,
+      since: BEHAVIOUR_SEMAPHORES_ELECTIONS,
+    },
+    candidatesPerElectionMax: {
+      defaultValue: KIND_LIMIT_DEFAULTS.candidatesPerElectionMax,
+      ceiling: KIND_LIMIT_CEILINGS.candidatesPerElectionMax,
+      since: BEHAVIOUR_SEMAPHORES_ELECTIONS,
+    },
+    electionValueBytesMax: {
+      defaultValue: KIND_LIMIT_DEFAULTS.electionValueBytesMax,
+      ceiling: KIND_LIMIT_CEILINGS.electionValueBytesMax,
+      since: BEHAVIOUR_SEMAPHORES_ELECTIONS,
     },
   });
 

@@ -1,7 +1,8 @@
 /**
  * The optional lock rules of a config file (lock.locksPerAcquireMax,
- * lock.deadlockCheckStepsMax: issue 17) reach the log on a new cluster. They are rules
- * only from lock behaviour version 4, so the first leader proposes the behaviour raise
+ * lock.deadlockCheckStepsMax, lock.semaphoreLimitMax, ...: issue 17) reach the log on a
+ * new cluster. They are rules only from lock behaviour version 4 or 5, so the first
+ * leader proposes the behaviour raise
  * before its rules: proposed after it, the rules applied at the base version were
  * refused whole for carrying them, and no rules, so no client write, were ever in force.
  */
@@ -13,7 +14,12 @@ import { MemoryNetwork } from '../../src/transport/memory.ts';
 import { sessionId } from '../../src/util/ids.ts';
 import { ids, OPTIONS, until } from './cluster-harness.ts';
 
-const FILE: Partial<LockLimits> = { locksPerAcquireMax: 3, deadlockCheckStepsMax: 500 };
+const FILE: Partial<LockLimits> = {
+  locksPerAcquireMax: 3,
+  deadlockCheckStepsMax: 500,
+  semaphoreLimitMax: 4,
+  electionValueBytesMax: 8,
+};
 
 let nodes: DlmNode[] = [];
 
@@ -67,5 +73,25 @@ describe('optional lock rules from the config file', () => {
     // Four locks, over the file's locksPerAcquireMax of 3 (the default is 16).
     expect(result).toMatchObject({ type: 'Rejected', field: 'locks' });
     expect(JSON.stringify(result)).toContain('3');
+    const asked = { sessionId: session, waitMs: 0, owner: '', maxHoldMs: 0, lockDelayMs: 0 };
+    // A limit of 5, over the file's semaphoreLimitMax of 4 (the default is 100,000).
+    const semaphore = await node.write({
+      type: 'AcquirePermits',
+      lock: 'pool',
+      permits: 1,
+      limit: 5,
+      requestId: 'permits-1',
+      ...asked,
+    });
+    expect(semaphore.result).toMatchObject({ type: 'Rejected', field: 'limit' });
+    // A value of 9 bytes, over the file's electionValueBytesMax of 8 (the default is 4,096).
+    const campaign = await node.write({
+      type: 'Campaign',
+      lock: 'primary',
+      value: '123456789',
+      requestId: 'campaign-1',
+      ...asked,
+    });
+    expect(campaign.result).toMatchObject({ type: 'Rejected', field: 'value' });
   });
 });

@@ -91,15 +91,15 @@ describe('optional lock rules (issue 17)', () => {
     const plain = parseClusterConfig(minimalConfig(), BASE_DIR);
     expect(plain.lock.locksPerAcquireMax).toBeUndefined();
     expect(plain.lock.deadlockCheckStepsMax).toBeUndefined();
-    const set = parseClusterConfig(
-      { ...minimalConfig(), lock: { locksPerAcquireMax: 8, deadlockCheckStepsMax: 5_000 } },
-      BASE_DIR,
-    );
-    expect(set.lock).toEqual({
-      ...DEFAULT_LOCK_LIMITS,
+    const optional = {
       locksPerAcquireMax: 8,
       deadlockCheckStepsMax: 5_000,
-    });
+      semaphoreLimitMax: 50,
+      candidatesPerElectionMax: 20,
+      electionValueBytesMax: 512,
+    };
+    const set = parseClusterConfig({ ...minimalConfig(), lock: optional }, BASE_DIR);
+    expect(set.lock).toEqual({ ...DEFAULT_LOCK_LIMITS, ...optional });
   });
 });
 
@@ -356,6 +356,16 @@ const ERROR_CASES: ReadonlyArray<readonly [string, Edit, string]> = [
     'a deadlock check budget that is not a number',
     [['lock'], { deadlockCheckStepsMax: '1000' }],
     'lock.deadlockCheckStepsMax: expected an integer, got "1000"',
+  ],
+  [
+    'an election value bound above its ceiling (a value is kept in every snapshot)',
+    [['lock'], { electionValueBytesMax: 65_537 }],
+    'lock.electionValueBytesMax: expected an integer in 1..65536, got 65537',
+  ],
+  [
+    'a semaphore limit bound of 0',
+    [['lock'], { semaphoreLimitMax: 0 }],
+    'lock.semaphoreLimitMax: expected an integer in 1..1000000000, got 0',
   ],
   [
     'an optional lock rule misspelt',
