@@ -143,6 +143,16 @@ describe('dlm elect and dlm leader on real processes', () => {
     const [alphaFence, alphaLeader, alphaElection, alphaValue] = started('alpha');
     expect(alphaLeader).toBe(alphaFence);
     expect([alphaElection, alphaValue]).toEqual([election, '10.0.0.1:5432']);
+    const described = await cluster.dlm([
+      'describe',
+      election,
+      '--json',
+      '--config',
+      cluster.configPath,
+    ]);
+    expect(JSON.parse(described.stdout).holders).toEqual([
+      expect.objectContaining({ fencing_token: Number(alphaFence), value: '10.0.0.1:5432' }),
+    ]);
     expect((await leaderJson(election)).leader).toMatchObject({
       owner: 'alpha',
       value: '10.0.0.1:5432',
@@ -268,6 +278,22 @@ describe('dlm elect and dlm leader on real processes', () => {
     const [fence2] = started('p2');
     expect([lock1, permits1]).toEqual(['pool/workers', '1']);
     expect(fence1).not.toBe(fence2);
+    const described = await cluster.dlm([
+      'describe',
+      'pool/workers',
+      '--json',
+      '--config',
+      cluster.configPath,
+    ]);
+    const state = JSON.parse(described.stdout) as {
+      mode: string;
+      holders: { fencing_token: number; permits?: number }[];
+    };
+    expect(state.mode).toBe('SHARED');
+    expect(state.holders.map((holder) => [holder.fencing_token, holder.permits])).toEqual([
+      [Number(fence1), 1],
+      [Number(fence2), 1],
+    ]);
     const third = await run('p3', '0');
     expect(third.code).toBe(exitNotAcquired);
     expect(third.stderr).toContain('permits of pool/workers were not acquired');
