@@ -44,9 +44,8 @@ describe('the lock behaviour version in a rolling upgrade', () => {
     const rulesIndex = leader.locks.rulesSetIndex as number;
     await until(() => cluster?.raisedAt.size === 3, 'every node applied the raise');
     for (const id of ids) {
-      // One raise, right before the rules (so they apply at the raised version, and may
-      // carry its optional rules), so no lock command applied by the base rules.
-      expect(cluster.raisedAt.get(id)).toEqual([rulesIndex - 1]);
+      // One raise, right after the rules, so no lock command applied by the base rules.
+      expect(cluster.raisedAt.get(id)).toEqual([rulesIndex + 1]);
     }
     expect(cluster.behaviours()).toEqual({ n1: NEW, n2: NEW, n3: NEW });
     expect(await cluster.write('a')).toMatchObject({ type: 'SessionOpened' });

@@ -1,10 +1,11 @@
 /**
  * The optional lock rules of a config file (lock.locksPerAcquireMax,
  * lock.deadlockCheckStepsMax, lock.semaphoreLimitMax, ...: issue 17) reach the log on a
- * new cluster. They are rules only from lock behaviour version 4 or 5, so the first
- * leader proposes the behaviour raise
- * before its rules: proposed after it, the rules applied at the base version were
- * refused whole for carrying them, and no rules, so no client write, were ever in force.
+ * new cluster. They are rules only from lock behaviour version 4 or 5, and a new
+ * cluster's first SetRules applies at the base version (the raise follows it), which
+ * refuses a SetRules carrying one whole: so the leader proposes its file's rules without
+ * them, and adds them with a second SetRules once the raise has applied. Proposed whole
+ * at once, they were refused, and no rules, so no client write, were ever in force.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { BEHAVIOUR_LATEST, type LockLimits } from '../../src/lock/index.ts';
@@ -46,7 +47,11 @@ describe('optional lock rules from the config file', () => {
     });
     const leader = (): DlmNode | undefined =>
       nodes.find((node) => node.status().role === 'leader' && node.locks.rulesSetIndex !== null);
-    await until(() => leader() !== undefined, 'rules set');
+    const whole = (node: DlmNode): boolean =>
+      Object.entries(FILE).every(
+        ([field, value]) => node.locks.rules[field as keyof LockLimits] === value,
+      );
+    await until(() => leader() !== undefined && nodes.every(whole), 'the file rules whole');
     const node = leader() as DlmNode;
     expect(node.locks.behaviour).toBe(BEHAVIOUR_LATEST);
     expect(node.locks.rules).toMatchObject(FILE);
