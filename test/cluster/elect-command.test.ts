@@ -127,16 +127,36 @@ describe('dlm elect and dlm leader on real processes', () => {
   it('runs CMD while leading; resign on exit and a killed candidate’s expiry hand over; dlm leader --watch sees each change', async () => {
     const election = 'svc/db';
     expect((await leaderJson(election)).leader).toBeNull();
-    const watching = cluster.dlm([
-      'leader',
-      election,
-      '--watch',
-      '--count',
-      '4',
-      '--json',
-      '--config',
-      cluster.configPath,
-    ]);
+    // The watcher is live once it printed its first line (nobody leads yet).
+    const watcher = spawn(
+      NODE,
+      [
+        join(ROOT, 'bin/dlm'),
+        'leader',
+        election,
+        '--watch',
+        '--count',
+        '4',
+        '--json',
+        '--config',
+        cluster.configPath,
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    children.push(watcher);
+    let watchedOut = '';
+    let watchedErr = '';
+    watcher.stdout?.on('data', (chunk: Buffer) => {
+      watchedOut += chunk.toString();
+    });
+    watcher.stderr?.on('data', (chunk: Buffer) => {
+      watchedErr += chunk.toString();
+    });
+    const watching = new Promise<{ code: number | null; stdout: string; stderr: string }>(
+      (resolve) =>
+        watcher.once('exit', (code) => resolve({ code, stdout: watchedOut, stderr: watchedErr })),
+    );
+    await waitFor(() => watchedOut.includes('\n'), 20_000, 'dlm leader --watch to be live');
 
     const alpha = elect(election, '10.0.0.1:5432', 'alpha');
     await waitFor(() => started('alpha').length > 0, 20_000, 'alpha to lead');
