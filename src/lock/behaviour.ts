@@ -54,8 +54,10 @@ export const BEHAVIOUR_MULTI_LOCK = 4;
  * types, as to the release before); a name's record has a kind (lock, semaphore,
  * election) and a request of another kind is refused (kindMismatch); the rules may
  * carry semaphoreLimitMax, candidatesPerElectionMax and electionValueBytesMax; snapshots
- * are format 6 (a record's kind and limit, grants' and places' permits and value).
- * Below it nothing about plain locks changes. Every gate reads this constant.
+ * are format 6 (a record's kind and limit, grants' and places' permits and value); a
+ * single-lock request for a lock its session holds within a set is refused
+ * (alreadyHolding) rather than told of the set's grant. Below it nothing about plain
+ * locks changes. Every gate reads this constant.
  */
 export const BEHAVIOUR_SEMAPHORES_ELECTIONS = 5;
 

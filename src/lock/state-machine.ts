@@ -136,13 +136,10 @@ function withAttempt(
   const withProposal =
     proposalId === null ? proposals : appended(proposals, [index, proposalId] as const);
   if (next.length <= OPEN_ATTEMPTS_MAX) {
-    return withAttemptProposals({ ...remembered, openAttempts: next }, withProposal);
+    return rememberedOf(remembered.result, next, remembered.attemptsDropped, withProposal);
   }
   const kept = next.slice(next.length - OPEN_ATTEMPTS_MAX);
-  return withAttemptProposals(
-    { ...remembered, openAttempts: kept, attemptsDropped: true },
-    withProposal,
-  );
+  return rememberedOf(remembered.result, kept, true, withProposal);
 }
 
 /** `remembered` with `openAttempts` as given and only their proposals kept. */
@@ -150,17 +147,40 @@ function withOpenAttempts(
   remembered: RememberedResult,
   openAttempts: readonly number[],
 ): RememberedResult {
-  return withAttemptProposals({ ...remembered, openAttempts }, remembered.attemptProposals ?? []);
+  return rememberedOf(
+    remembered.result,
+    openAttempts,
+    remembered.attemptsDropped,
+    remembered.attemptProposals ?? [],
+  );
 }
 
-/** Sets the proposals of the open attempts, leaving the field out when there are none. */
-function withAttemptProposals(
-  remembered: RememberedResult,
+/**
+ * A remembered result built from object literals, keys in the order the snapshot has
+ * always written them (result, openAttempts, attemptsDropped, attemptProposals), and
+ * only the proposals of open attempts kept, the field left out when none are. Literals,
+ * not spreads: `{ ...rest }` after an object rest pattern gave every remembered result
+ * a hidden class of its own, 100,000 of them with their descriptor arrays and enum
+ * caches, some 26 MB of a 100,000-lock node's heap (heap snapshot, issue 12).
+ */
+function rememberedOf(
+  result: LockResult,
+  openAttempts: readonly number[],
+  attemptsDropped: true | undefined,
   proposals: readonly (readonly [number, string])[],
 ): RememberedResult {
-  const { attemptProposals: _dropped, ...rest } = remembered;
-  const open = proposals.filter(([index]) => rest.openAttempts.includes(index));
-  return open.length === 0 ? rest : { ...rest, attemptProposals: open };
+  const open =
+    proposals.length === 0
+      ? proposals
+      : proposals.filter(([index]) => openAttempts.includes(index));
+  if (open.length === 0) {
+    return attemptsDropped === true
+      ? { result, openAttempts, attemptsDropped: true }
+      : { result, openAttempts };
+  }
+  return attemptsDropped === true
+    ? { result, openAttempts, attemptsDropped: true, attemptProposals: open }
+    : { result, openAttempts, attemptProposals: open };
 }
 
 /** What the state machine shows of one write's attempts: see `attemptsOf`. */
@@ -510,15 +530,36 @@ export class LockStateMachine {
       }
       case 'Release':
       case 'CancelWait':
-      case 'Proclaim':
         // Released or WaitCancelled is still true, but a session that ended holds and
         // waits for nothing: its client must learn that rather than carry on.
         this.requireSession(command.sessionId);
         return remembered.result;
+      case 'Proclaim':
+        this.requireSession(command.sessionId);
+        return this.retriedProclaim(command, remembered.result);
       default:
         // SessionOpened and SessionClosed stay true.
         return remembered.result;
     }
+  }
+
+  /**
+   * `Proclaimed` says the caller leads under its token with its value in force, which
+   * stops being true when that term ends (released, revoked, max hold) even while the
+   * session lives on, perhaps leading again under a newer token: then the retry is told
+   * the term has ended, as an Acquire retry is told its grant has.
+   */
+  private retriedProclaim(
+    command: Extract<LockCommand, { type: 'Proclaim' }>,
+    first: LockResult,
+  ): LockResult {
+    if (first.type !== 'Proclaimed') return first;
+    const grant = this.locks.get(first.lock)?.holders.get(command.sessionId);
+    if (grant?.token === first.token) return first;
+    return reject(
+      'grantEnded',
+      `the term of ${JSON.stringify(first.lock)} under token ${first.token}, in which request ${command.requestId} proclaimed, has ended: it was resigned, revoked or reached its max hold`,
+    );
   }
 
   private retriedAcquire(requestId: string, session: SessionRecord, first: LockResult): LockResult {
@@ -591,7 +632,15 @@ export class LockStateMachine {
       (first?.type === 'Queued' && first.lock === lock) ||
       (first?.type === 'QueuedAll' && first.locks.some((each) => each.lock === lock));
     if (remembered !== undefined && waits) {
-      this.dedupe.set(key, { ...remembered, result: toRemember(result) });
+      this.dedupe.set(
+        key,
+        rememberedOf(
+          toRemember(result, this.behaviourInForce),
+          remembered.openAttempts,
+          remembered.attemptsDropped,
+          remembered.attemptProposals ?? [],
+        ),
+      );
     }
   }
 
@@ -904,6 +953,8 @@ export class LockStateMachine {
       // for a semaphore's permits.
       if (!this.kinds.sameAsk(held, command))
         this.rejectModeMismatch(session.id, existing, 'holds', held, command);
+      if (held.lockSet !== undefined && this.behaviourInForce >= BEHAVIOUR_SEMAPHORES_ELECTIONS)
+        this.rejectHeldInSet(session.id, existing.name, held);
       this.sets.retell(session.id, existing.name, toldAlso(held, command.requestId));
       return this.acquiredResult(existing, this.holderOf(existing, session.id));
     }
@@ -1022,6 +1073,21 @@ export class LockStateMachine {
     return reject(
       'modeMismatch',
       `session ${id} ${relation} ${lock.name} ${mode}; ${what} before asking for ${askedMode}`,
+    );
+  }
+
+  /**
+   * A single-lock request for a lock the session holds within a set (from version 5).
+   * Told `Acquired`, its caller would take the set's grant for a grant of this lock alone,
+   * and the release of another lock of the set (which frees the set) would take this one
+   * away under it: runtime seed 41365, where a client that thought it had released a set
+   * re-acquired two of its locks one by one and released one.
+   */
+  private rejectHeldInSet(id: SessionId, name: string, held: Grant): never {
+    const names = (held.lockSet ?? []).map((each) => JSON.stringify(each)).join(', ');
+    return reject(
+      'alreadyHolding',
+      `session ${id} holds ${JSON.stringify(name)} within the set ${names} (token ${held.token}), whose release frees every lock of it; release the set before asking for ${JSON.stringify(name)} alone`,
     );
   }
 
@@ -1594,14 +1660,14 @@ export class LockStateMachine {
       if (wait.proposalId !== undefined) proposals.push([wait.requestIndex, wait.proposalId]);
     }
     if (proposalId !== null) proposals.push([this.index, proposalId]);
-    const remembered: RememberedResult = {
-      result: toRemember(result),
-      openAttempts: appended(
-        earlier.map((wait) => wait.requestIndex),
-        this.index,
-      ),
-    };
-    this.dedupe.set(key, withAttemptProposals(remembered, proposals));
+    const openAttempts = appended(
+      earlier.map((wait) => wait.requestIndex),
+      this.index,
+    );
+    this.dedupe.set(
+      key,
+      rememberedOf(toRemember(result, this.behaviourInForce), openAttempts, undefined, proposals),
+    );
     // Oldest first: Map keeps insertion order, the same on every replica.
     while (this.dedupe.size > this.rules.dedupeWindowMax) {
       const oldest = this.dedupe.keys().next();
@@ -1818,8 +1884,19 @@ export class LockStateMachine {
     }
     for (const saved of snapshot.locks) this.restoreLock(saved);
     // An older binary's snapshot kept every Acquired's holders; kept as this one keeps them.
+    // A NotAcquired keeps what it was remembered with: its holders went only from version
+    // 5 on, and one remembered before the raise keeps them on every replica that applied
+    // it, so taking them away here would make this state differ from theirs.
     for (const [key, remembered] of snapshot.dedupe) {
-      this.dedupe.set(key, { ...remembered, result: toRemember(remembered.result) });
+      this.dedupe.set(
+        key,
+        rememberedOf(
+          toRemember(remembered.result, BEHAVIOUR_BASE),
+          remembered.openAttempts,
+          remembered.attemptsDropped,
+          remembered.attemptProposals ?? [],
+        ),
+      );
     }
     this.carriedOver = snapshot.carriedOver;
     // Before version 3 the rules came from each node's file, which may have been lowered
@@ -1890,6 +1967,9 @@ export class LockStateMachine {
           `${lock.name} held by dead session ${id}`,
         );
       }
+      // Each grant its own token: ValidateFence tells a grant by its token alone.
+      const tokens = new Set([...lock.holders.values()].map((holder) => holder.token));
+      assert(tokens.size === lock.holders.size, `${lock.name} has two grants with one token`);
       for (const waiter of lock.waiters) {
         assert(
           this.sessions.get(waiter.sessionId)?.waiting.has(lock.name) === true,
@@ -2032,7 +2112,14 @@ const NO_HOLDERS: readonly Holder[] = Object.freeze([]);
  * and token), so a remembered Acquired keeps no holders: at 100,000 held locks the list
  * and its holder were about a fifth of the state machine's heap (issue 12).
  */
-function toRemember(result: LockResult): LockResult {
+function toRemember(result: LockResult, behaviour: number): LockResult {
+  // From version 5 a NotAcquired keeps no holders either (retriedAcquire rebuilds it from
+  // today's): an election's would carry its leader's value, up to electionValueBytesMax,
+  // in every remembered answer of a candidate whose wait ran out. Before it, snapshots
+  // stay byte for byte what the release before wrote.
+  if (result.type === 'NotAcquired' && behaviour >= BEHAVIOUR_SEMAPHORES_ELECTIONS) {
+    return result.holders.length === 0 ? result : { ...result, holders: NO_HOLDERS };
+  }
   if (result.type === 'AcquiredAll') {
     return { ...result, locks: result.locks.map((each) => ({ ...each, holders: NO_HOLDERS })) };
   }

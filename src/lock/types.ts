@@ -300,7 +300,9 @@ export type RejectionCode =
   | 'notSessionOwner'
   /**
    * An AcquireAll names a lock the session holds under another grant (or in another
-   * mode, or within another set): one grant, one token, must cover the whole set.
+   * mode, or within another set): one grant, one token, must cover the whole set. From
+   * behaviour version 5 also a single-lock request for a lock the session holds within a
+   * set: the set's grant is not a grant of that lock alone.
    */
   | 'alreadyHolding'
   /**

@@ -541,3 +541,27 @@ describe('checkInvariants has teeth', () => {
     expect(sm.describe('e').holders).toHaveLength(1);
   });
 });
+
+describe('a single-lock request for a lock held within a set', () => {
+  // Runtime seed 41365: told `Acquired`, the caller took the set's grant for one of this
+  // lock alone, and releasing another lock of the set freed it under its feet.
+  it('is refused alreadyHolding from version 5, naming the set and its token', () => {
+    const log = new KindLog();
+    const a = log.open();
+    const granted = log.acquireAll(a, ['x', 'y']);
+    expect(granted.type).toBe('AcquiredAll');
+    const refused = rejection(log.acquire(a, 'x'));
+    expect(refused.code).toBe('alreadyHolding');
+    expect(refused.detail).toContain('within the set "x", "y" (token');
+    // Nothing changed: the set is held whole, and one Release still frees all of it.
+    expect(log.holderIds('x')).toEqual([a]);
+    expect(log.holderIds('y')).toEqual([a]);
+  });
+
+  it('is answered with the set grant below version 5, as the release before did', () => {
+    const log = new SetLog();
+    const a = log.open();
+    log.acquireAll(a, ['x', 'y']);
+    expect(log.acquire(a, 'x')).toMatchObject({ type: 'Acquired', lock: 'x' });
+  });
+});
