@@ -41,7 +41,10 @@ const USAGE = `usage: npm run jepsen -- [options]
                   locks: the clients above take single locks jepsen/N (checked for
                   linearizability too); sets: 3 more clients take 2-3 locks of
                   jepsen-set/0..3 at once (acquireAll, in a random order), sometimes one
-                  alone or one held while asking for a set (a deadlock is refused)
+                  alone or one held while asking for a set (a deadlock is refused);
+                  semaphores: 3 more take 1-2 permits of jepsen-sem/0..1 (limit 2);
+                  elections: 3 more campaign for jepsen-elect/0, lead, write, proclaim,
+                  resign
   --nemesis LIST  comma-separated faults, from ${NEMESES.join(', ')}, or all (default: all);
                   partition needs root, ip and nft, clock needs libfaketime, disk-full
                   needs root for a tmpfs per node (else skipped); membership grows the

@@ -4,8 +4,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import {
   DeadlockError,
   DlmClient,
+  DlmClientError,
+  type LeadershipHandle,
   LockNotAcquiredError,
   type LockSetHandle,
+  NotElectedError,
   type Session,
   SessionLostError,
 } from '../../client/index.ts';
@@ -114,9 +117,13 @@ export type Nemesis = (typeof NEMESES)[number] | (typeof OPT_IN_NEMESES)[number]
  * order (one by one, they would deadlock), sometimes holding one lock of the pool alone
  * while they ask for a set (which may close a wait-for cycle, refused as a deadlock),
  * sometimes one lock alone; they write to the registers under the set's token for
- * each of its locks.
+ * each of its locks. `semaphores`: clients of their own take 1–2 permits of
+ * `jepsen-sem/N` (limit 2), hold them a while and release them (no register writes: the
+ * registers fence one writer per name, and a semaphore has several). `elections`: clients
+ * of their own campaign for `jepsen-elect/0` with a value, lead a while (writing to the
+ * registers under the term's token, sometimes proclaiming a new value) and resign.
  */
-export const WORKLOADS = ['locks', 'sets'] as const;
+export const WORKLOADS = ['locks', 'sets', 'semaphores', 'elections'] as const;
 export type Workload = (typeof WORKLOADS)[number];
 
 export interface JepsenOptions {
@@ -224,6 +231,10 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
   // Forked last, so the other draws of a seed are those of runs before the workload.
   const workloads = new Set(options.workloads ?? WORKLOADS);
   const setPrngs = Array.from({ length: SET_CLIENTS }, () => prng.fork());
+  const semaphorePrngs = Array.from({ length: SEMAPHORE_CLIENTS }, () => prng.fork());
+  const electionPrngs = Array.from({ length: ELECTION_CLIENTS }, () => prng.fork());
+  const semaphores = Array.from({ length: SEMAPHORES }, (_, i) => `jepsen-sem/${i}`);
+  const elections = Array.from({ length: ELECTIONS }, (_, i) => `jepsen-elect/${i}`);
   const locks = Array.from({ length: options.locks }, (_, i) => `jepsen/${i}`);
   const setLocks = Array.from({ length: SET_LOCKS }, (_, i) => `jepsen-set/${i}`);
 
@@ -321,6 +332,16 @@ export async function runJepsen(options: JepsenOptions): Promise<JepsenResult> {
       ...(workloads.has('sets')
         ? setPrngs.map((setPrng, index) =>
             clientLoop(client(`set${index}`, setPrng, setLocks), setRound),
+          )
+        : []),
+      ...(workloads.has('semaphores')
+        ? semaphorePrngs.map((semaphorePrng, index) =>
+            clientLoop(client(`sem${index}`, semaphorePrng, semaphores), permitRound),
+          )
+        : []),
+      ...(workloads.has('elections')
+        ? electionPrngs.map((electionPrng, index) =>
+            clientLoop(client(`elect${index}`, electionPrng, elections), leadershipRound),
           )
         : []),
     ];
@@ -759,11 +780,13 @@ function fakeSetGrant(ctx: ClientContext, op: Op, names: readonly string[]): Hel
 function failedAcquire(ctx: ClientContext, op: Op, error: unknown): 'fail' | 'info' {
   if (
     error instanceof LockNotAcquiredError ||
+    error instanceof NotElectedError ||
     error instanceof DeadlockError ||
     error instanceof SessionLostError ||
     grantEnded(error)
   ) {
-    // Not acquired (the wait ended; a set's LockSetNotAcquiredError is one), refused as a
+    // Not acquired (the wait ended; a set's LockSetNotAcquiredError and a semaphore's
+    // PermitsNotAcquiredError are ones; not elected is the same for a campaign), refused as a
     // deadlock (nothing was queued), or refused before sending: certainly not granted.
     // Or granted and ended before the answer: held by nobody now.
     ctx.history.complete(op, 'fail', { error: errorText(error) });
@@ -801,12 +824,14 @@ async function writeThenRelease(
   return true;
 }
 
+/** Releases `grant`, recorded as `kind` (a leader's release is its resignation). */
 async function releaseGrant(
   ctx: ClientContext,
   session: Session,
   grant: HeldGrant,
+  kind: 'release' | 'resign' = 'release',
 ): Promise<boolean> {
-  const releaseOp = ctx.history.invoke(ctx.name, 'release', grant.lock, {
+  const releaseOp = ctx.history.invoke(ctx.name, kind, grant.lock, {
     session: session.id,
     token: grant.token,
     ...(grant.isSet ? { locks: grant.locks } : {}),
@@ -819,6 +844,136 @@ async function releaseGrant(
     // Unknown whether it was applied; the hold ended at its invocation either way.
     ctx.history.complete(releaseOp, 'info', { error: errorText(error) });
     // The session may still hold the lock: a re-acquire would hand back the same grant.
+    return false;
+  }
+}
+
+/** The semaphores workload: its clients, semaphores, and their limit. */
+const SEMAPHORE_CLIENTS = 3;
+const SEMAPHORES = 2;
+const SEMAPHORE_LIMIT = 2;
+/** How long a client holds its permits (ms): long enough for the others to contend. */
+const PERMIT_HOLD_MS: readonly [number, number] = [10, 150];
+
+/** Takes 1–2 permits of a semaphore, holds them a while, releases them. */
+async function permitRound(ctx: ClientContext, session: Session, acquires: Op[]): Promise<boolean> {
+  const { history, name, prng } = ctx;
+  const semaphore = prng.pick(ctx.locks);
+  const permits = prng.intBetween(1, SEMAPHORE_LIMIT);
+  const op = history.invoke(name, 'acquire-permits', semaphore, {
+    session: session.id,
+    permits,
+    limit: SEMAPHORE_LIMIT,
+  });
+  const owner = `${name}#${op.id}`;
+  op.owner = owner;
+  acquires.push(op);
+  const giveUpAfterMs = prng.chance(GIVE_UP_CHANCE) ? prng.intBetween(...GIVE_UP_AFTER_MS) : null;
+  let token: string;
+  let release: () => Promise<void>;
+  try {
+    const handle = await ctx.recorder.during(op, () =>
+      session.semaphore(semaphore, SEMAPHORE_LIMIT).acquire({
+        permits,
+        waitMs: ACQUIRE_WAIT_MS,
+        owner,
+        ...(giveUpAfterMs === null ? {} : { signal: AbortSignal.timeout(giveUpAfterMs) }),
+      }),
+    );
+    token = handle.token;
+    release = () => handle.release();
+  } catch (error) {
+    const failed = failedAcquire(ctx, op, error);
+    if (failed === 'fail') await sleep(prng.intBetween(0, 50));
+    return failed === 'fail';
+  }
+  history.complete(op, 'ok', { token });
+  await sleep(prng.intBetween(...PERMIT_HOLD_MS));
+  if (!session.alive) return false;
+  const grant = { lock: semaphore, locks: [semaphore], token, isSet: false, release };
+  return releaseGrant(ctx, session, grant);
+}
+
+/** The elections workload: its candidates and elections. */
+const ELECTION_CLIENTS = 3;
+const ELECTIONS = 1;
+/** How often a leader proclaims a new value between its writes. */
+const PROCLAIM_CHANCE = 0.4;
+
+/**
+ * Campaigns with a value; once leading, writes 1–4 times under the term's token
+ * (proclaiming a new value now and then), then resigns.
+ */
+async function leadershipRound(
+  ctx: ClientContext,
+  session: Session,
+  acquires: Op[],
+): Promise<boolean> {
+  const { history, name, prng } = ctx;
+  const election = prng.pick(ctx.locks);
+  const op = history.invoke(name, 'campaign', election, { session: session.id });
+  const owner = `${name}#${op.id}`;
+  op.owner = owner;
+  const value = owner;
+  op.value = value;
+  acquires.push(op);
+  const giveUpAfterMs = prng.chance(GIVE_UP_CHANCE) ? prng.intBetween(...GIVE_UP_AFTER_MS) : null;
+  let handle: LeadershipHandle;
+  try {
+    handle = await ctx.recorder.during(op, () =>
+      session.campaign(election, value, {
+        waitMs: ACQUIRE_WAIT_MS,
+        owner,
+        ...(giveUpAfterMs === null ? {} : { signal: AbortSignal.timeout(giveUpAfterMs) }),
+      }),
+    );
+  } catch (error) {
+    const failed = failedAcquire(ctx, op, error);
+    if (failed === 'fail') await sleep(prng.intBetween(0, 50));
+    return failed === 'fail';
+  }
+  history.complete(op, 'ok', { token: handle.token });
+  const writes = prng.intBetween(1, 4);
+  for (let i = 0; i < writes; i++) {
+    if (!session.alive) return false; // Stop leading at once: the lease may be gone.
+    if (prng.chance(PROCLAIM_CHANCE) && !(await proclaim(ctx, session, handle, `${value}.${i}`)))
+      return false;
+    await Promise.all(
+      ctx.registers.map((register) => write(ctx, register, session, election, handle.token)),
+    );
+    await sleep(prng.intBetween(5, 60));
+  }
+  if (!session.alive) return false;
+  const term = {
+    lock: election,
+    locks: [election],
+    token: handle.token,
+    isSet: false,
+    release: () => handle.resign(),
+  };
+  return releaseGrant(ctx, session, term, 'resign');
+}
+
+/** Proclaims `value` as the leader's; false when the term may be over (give the session up). */
+async function proclaim(
+  ctx: ClientContext,
+  session: Session,
+  handle: LeadershipHandle,
+  value: string,
+): Promise<boolean> {
+  const op = ctx.history.invoke(ctx.name, 'proclaim', handle.election, {
+    session: session.id,
+    token: handle.token,
+    value,
+  });
+  try {
+    await ctx.recorder.during(op, () => handle.proclaim(value));
+    ctx.history.complete(op, 'ok');
+    return true;
+  } catch (error) {
+    // Refused (the term ended: notHolder, staleToken) or unknown: lead no more.
+    const refused = error instanceof DlmClientError && !error.outcomeUnknown;
+    ctx.history.complete(op, refused ? 'fail' : 'info', { error: errorText(error) });
     return false;
   }
 }
