@@ -56,7 +56,7 @@ describe('a new cluster completing its file rules', () => {
         // after the raise, before the leader's next tick.
         operatorRules = { ...node.locks.rules, locksPerAcquireMax: 7, semaphoreLimitMax: 9 };
         const rules = operatorRules;
-        operator = new Promise((resolve) => queueMicrotask(resolve)).then(() => {
+        operator = new Promise<void>((resolve) => queueMicrotask(resolve)).then(() => {
           // Its entry is appended on the leader but replicates only after a few ticks
           // (a slow link, a follower's slow disk): not applied when the leader ticks.
           network.hold(() => true);
@@ -68,7 +68,9 @@ describe('a new cluster completing its file rules', () => {
     }
     for (const node of nodes) node.start();
     await until(() => operator !== null, 'the raise applied on the leader');
-    const answered = (await operator) as { result: { type: string } };
+    const answered = (await (operator as unknown as Promise<unknown>)) as {
+      result: { type: string };
+    };
     // The operator is told its rules are in force.
     expect(answered.result.type).not.toBe('Rejected');
     const leader = nodes.find((node) => node.status().role === 'leader') as DlmNode;
