@@ -119,7 +119,10 @@ export function commandShapeProblem(command: unknown, behaviour: number): string
 
 /** The optional fields of issue 15 (identity, quota): absent, or of the right shape. */
 function optionalFieldsProblem(type: string, command: Record<string, unknown>): string | null {
-  const { identity, quota } = command;
+  const { identity, quota, onlyIfSetAt } = command;
+  if (type === 'SetRules' && onlyIfSetAt !== undefined && !isNumber(onlyIfSetAt)) {
+    return 'SetRules.onlyIfSetAt must be a number';
+  }
   if (identity !== undefined && typeof identity !== 'string') {
     return `${type}.identity must be a string`;
   }

@@ -692,7 +692,7 @@ export class LockStateMachine {
       case 'Revoke':
         return this.revoke(command.lock);
       case 'SetRules':
-        return this.setRules(command.rules, command.onlyIfUnset);
+        return this.setRules(command.rules, command.onlyIfUnset, command.onlyIfSetAt);
       case 'SetBehaviour':
         return this.setBehaviour(command.version);
       default:
@@ -719,8 +719,16 @@ export class LockStateMachine {
    * the results it remembers: forgetting one early would let its retry apply twice, so
    * such rules are refused whole, naming the count.
    */
-  private setRules(rules: LockLimits, onlyIfUnset: boolean): LockResult {
+  private setRules(
+    rules: LockLimits,
+    onlyIfUnset: boolean,
+    onlyIfSetAt: LogIndex | undefined,
+  ): LockResult {
     if (onlyIfUnset && this.rulesSetAt !== null) return { type: 'Stale' };
+    const guarded = onlyIfSetAt !== undefined;
+    if (guarded && this.behaviourInForce >= BEHAVIOUR_SEMAPHORES_ELECTIONS) {
+      if (this.rulesSetAt !== onlyIfSetAt) return { type: 'Stale' };
+    }
     const found = lockRulesProblem(rules, this.behaviourInForce);
     if (found !== null) {
       rejectField(found.field === '' ? 'rules' : `rules.${found.field}`, found.problem);

@@ -224,7 +224,18 @@ export type LockCommand =
    * config's rules that way, so the first to commit wins and a later leader's copy
    * (proposed before it saw the first) changes nothing.
    */
-  | { readonly type: 'SetRules'; readonly rules: LockLimits; readonly onlyIfUnset: boolean }
+  | {
+      readonly type: 'SetRules';
+      readonly rules: LockLimits;
+      readonly onlyIfUnset: boolean;
+      /**
+       * From BEHAVIOUR_SEMAPHORES_ELECTIONS: Stale unless the rules in force were set by
+       * the entry at this index. A new cluster's leader completes its first rules with
+       * it, so that an operator's SetRules committed in between is never overwritten.
+       * Ignored below that version, as the releases before ignore it.
+       */
+      readonly onlyIfSetAt?: LogIndex;
+    }
   /**
    * Raises the behaviour version (see behaviour.ts) to `version` from this entry on, on
    * every replica. Proposed by the leader only, once every member supports `version`.

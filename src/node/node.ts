@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import {
   type ApplyOutput,
+  BEHAVIOUR_SEMAPHORES_ELECTIONS,
   canonicalLockRules,
   DEFAULT_LOCK_LIMITS,
   type LockCommand,
@@ -912,11 +913,22 @@ export class DlmNode {
     if (rulesAtBehaviour(pending.whole, this.locks.behaviour).left.length > 0) return;
     const same = (a: LockLimits, b: LockLimits): boolean =>
       JSON.stringify(canonicalLockRules(a)) === JSON.stringify(canonicalLockRules(b));
-    if (!same(this.locks.rules, pending.proposed)) {
+    // The applied rules are not enough: an operator's SetRules may be in the log behind
+    // them, and would be overwritten (review rev-api-rules-race). So the completion is
+    // Stale unless the rules in force are still those set at the index seen here, which
+    // only a cluster at BEHAVIOUR_SEMAPHORES_ELECTIONS checks; below it none is proposed.
+    const setAt = this.locks.rulesSetIndex;
+    const guarded = this.locks.behaviour >= BEHAVIOUR_SEMAPHORES_ELECTIONS;
+    if (!same(this.locks.rules, pending.proposed) || setAt === null || !guarded) {
       this.fileRulesLeft = null;
       return;
     }
-    const command: LockCommand = { type: 'SetRules', rules: pending.whole, onlyIfUnset: false };
+    const command: LockCommand = {
+      type: 'SetRules',
+      rules: pending.whole,
+      onlyIfUnset: false,
+      onlyIfSetAt: setAt,
+    };
     if (this.raft.propose(encodeEntry({ proposalId: null, command })).ok) this.fileRulesLeft = null;
   }
 

@@ -565,3 +565,43 @@ describe('a single-lock request for a lock held within a set', () => {
     expect(log.acquire(a, 'x')).toMatchObject({ type: 'Acquired', lock: 'x' });
   });
 });
+
+describe('SetRules guarded by the index its rules were set at (onlyIfSetAt)', () => {
+  const guarded = (rules: typeof DEFAULT_LOCK_LIMITS, setAt: number): LockCommand => ({
+    type: 'SetRules',
+    rules,
+    onlyIfUnset: false,
+    onlyIfSetAt: setAt as LogIndex,
+  });
+
+  it('from version 5 is Stale once other rules were set since, and applies while they were not', () => {
+    const log = new KindLog();
+    expect(
+      log.apply({ type: 'SetRules', rules: DEFAULT_LOCK_LIMITS, onlyIfUnset: true }),
+    ).toMatchObject({ type: 'RulesSet' });
+    const firstAt = log.index;
+    // An operator's rules commit before the leader's completion.
+    const operators = { ...DEFAULT_LOCK_LIMITS, locksPerAcquireMax: 7 };
+    log.apply({ type: 'SetRules', rules: operators, onlyIfUnset: false });
+    const completion = { ...DEFAULT_LOCK_LIMITS, locksPerAcquireMax: 3 };
+    expect(log.apply(guarded(completion, firstAt))).toEqual({ type: 'Stale' });
+    expect(log.sm.rules.locksPerAcquireMax).toBe(7);
+    expect(log.apply(guarded(completion, log.sm.rulesSetIndex as number))).toMatchObject({
+      type: 'RulesSet',
+    });
+    expect(log.sm.rules.locksPerAcquireMax).toBe(3);
+  });
+
+  it('below version 5 is applied as the release before applied it (the field unknown)', () => {
+    const log = new SetLog();
+    log.apply({ type: 'SetRules', rules: DEFAULT_LOCK_LIMITS, onlyIfUnset: true });
+    const firstAt = log.index;
+    log.apply({
+      type: 'SetRules',
+      rules: { ...DEFAULT_LOCK_LIMITS, locksPerAcquireMax: 7 },
+      onlyIfUnset: false,
+    });
+    const result = log.apply(guarded({ ...DEFAULT_LOCK_LIMITS, locksPerAcquireMax: 3 }, firstAt));
+    expect(result).toMatchObject({ type: 'RulesSet' });
+  });
+});
