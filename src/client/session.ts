@@ -374,7 +374,10 @@ export class Session {
     if (answer.elected !== true) {
       throw new NotElectedError(election, leaderFromWire(answer.leader));
     }
-    const handle = new LeadershipHandle(this, election, String(answer.fencing_token), value);
+    // The value in force is the answer's: a session already leading is told of its term
+    // as it stands, with the value it has (Proclaim changes it), not the one asked for.
+    const inForce = leaderFromWire(answer.leader)?.value ?? value;
+    const handle = new LeadershipHandle(this, election, String(answer.fencing_token), inForce);
     this.handles.add(handle);
     return handle;
   }
