@@ -163,7 +163,9 @@ export class DlmClient {
    * each change as a node applies it (`elected`, `proclaimed`, `vacant`), until
    * `signal` fires, the client closes or the loop breaks. When the stream breaks it is
    * opened again (at the next node if this one went away) and starts with a new
-   * `current`: changes in between are summed up by it, not replayed.
+   * `current`: changes in between are summed up by it, not replayed. A node that lags
+   * the one before says nothing until it has caught up: a change at an index below one
+   * already yielded is skipped, so the iteration never goes back in time.
    */
   observe(election: string, options: ObserveOptions = {}): AsyncIterable<LeaderChange> {
     return observeLeader(this.connection, election, options);

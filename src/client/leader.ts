@@ -78,6 +78,10 @@ export async function* observeLeader(
   const { signal } = options;
   // A function, not a narrowed field: the signal may fire while the stream is read.
   const ended = (): boolean => connection.isClosed || signal?.aborted === true;
+  // The highest index yielded. A node opened after a break may lag the one before (its
+  // `current` read from its own applied state): what it says of an earlier index is
+  // skipped, so the iteration never goes back in time (review rev-api-election).
+  let seenIndex = -1n;
   for (let attempt = 0; !ended(); ) {
     const address = connection.preferredAddress;
     const stream = connection.stream('Lock', 'Observe', { election });
@@ -86,7 +90,11 @@ export async function* observeLeader(
     try {
       for await (const message of stream as AsyncIterable<Record<string, unknown>>) {
         attempt = 0;
-        yield changeFromWire(message);
+        const change = changeFromWire(message);
+        const index = BigInt(change.index);
+        if (index < seenIndex) continue;
+        seenIndex = index;
+        yield change;
       }
       return;
     } catch (error) {
