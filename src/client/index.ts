@@ -112,8 +112,9 @@ export class DlmClient {
   /**
    * Campaigns to lead `election` with `value` in a session of its own (issue 17), waiting
    * up to `waitMs` behind the candidates before it. The handle's `token` is the term's
-   * fencing token, its `signal` fires before the session's lease (and the leadership)
-   * can end: stop acting as leader then. resign() (or `await using`) closes the session,
+   * fencing token, its `signal` fires before the session's lease can end, and once the
+   * term is seen to end otherwise (a Revoke, a max hold): stop acting as leader then; the
+   * token fences what a deposed leader still sends. resign() (or `await using`) closes the session,
    * which steps down. For several elections or locks under one lease, use
    * `session.campaign()` on a session of your own.
    */

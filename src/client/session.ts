@@ -11,7 +11,7 @@ import {
   SessionLostError,
 } from './errors.ts';
 import type { KeepAliveMember } from './keepalive.ts';
-import { leaderFromWire } from './leader.ts';
+import { leaderFromWire, observeLeader } from './leader.ts';
 import { type GrantMode, grantedMode, grantModeOf, type LockMode, wireModeOf } from './mode.ts';
 import { newRequestId } from './request-id.ts';
 import {
@@ -377,7 +377,8 @@ export class Session {
     // The value in force is the answer's: a session already leading is told of its term
     // as it stands, with the value it has (Proclaim changes it), not the one asked for.
     const inForce = leaderFromWire(answer.leader)?.value ?? value;
-    const handle = new LeadershipHandle(this, election, String(answer.fencing_token), inForce);
+    const token = String(answer.fencing_token);
+    const handle = new LeadershipHandle(this, election, token, inForce, this.connection);
     this.handles.add(handle);
     return handle;
   }
@@ -696,21 +697,67 @@ export class PermitHandle extends LockHandle {
 /**
  * Leadership of an election (Session.campaign): `token` is the term's fencing token
  * (pass it to whatever the leader changes, so a deposed leader's writes are refused),
- * `signal` the session's safe deadline (stop leading when it fires), proclaim() changes
- * the value others see, resign() steps down (the next candidate in line is elected).
+ * `signal` fires when the term may be over (stop leading then), proclaim() changes the
+ * value others see, resign() steps down (the next candidate in line is elected).
  * `await using` resigns at the end of the block.
  */
 export class LeadershipHandle extends LockHandle {
   private currentValue: string;
+  private readonly term = new AbortController();
+  private readonly watching = new AbortController();
 
   constructor(
     private readonly owning: Session,
     election: string,
     token: string,
     value: string,
+    connection: Connection,
   ) {
     super(owning, election, token, 'exclusive');
     this.currentValue = value;
+    const lease = owning.signal;
+    if (lease.aborted) this.endTerm(lease.reason);
+    else lease.addEventListener('abort', () => this.endTerm(lease.reason), { once: true });
+    if (!this.term.signal.aborted) void this.watchTerm(connection);
+  }
+
+  /**
+   * Fires before the session's lease can end, as a lock handle's does, and also once
+   * this term is seen to have ended while the session lives on: an operator's Revoke, a
+   * max hold, a release of the grant elsewhere. Those end the term at once, so the
+   * signal comes after it (the next leader may already act): the token is what stops a
+   * deposed leader's writes.
+   */
+  override get signal(): AbortSignal {
+    return this.term.signal;
+  }
+
+  /**
+   * Follows the election (Observe) until this term ends, then fires `signal`. A change
+   * below the grant's index comes from a node that has not applied the grant yet.
+   */
+  private async watchTerm(connection: Connection): Promise<void> {
+    const since = BigInt(this.token);
+    try {
+      const changes = observeLeader(connection, this.lock, { signal: this.watching.signal });
+      for await (const change of changes) {
+        if (BigInt(change.index) < since) continue;
+        if (change.leader?.token === this.token) continue;
+        const next = change.leader === null ? 'nobody leads' : `token ${change.leader.token} leads`;
+        this.endTerm(
+          new Error(`the term of ${this.lock} under token ${this.token} has ended: ${next}`),
+        );
+        return;
+      }
+    } catch {
+      // The election cannot be followed (the caller may not read it): the lease's
+      // signal alone stays in force, as for a lock.
+    }
+  }
+
+  private endTerm(reason: unknown): void {
+    this.watching.abort();
+    if (!this.term.signal.aborted) this.term.abort(reason);
   }
 
   /** The election's name. */
@@ -739,14 +786,22 @@ export class LeadershipHandle extends LockHandle {
    * DlmClient.campaign closes its own session instead, which releases the grant in the
    * same entry and ends the keepalives.
    */
-  resign(): Promise<void> {
-    if (this.ownsSession) return this.owning.close();
-    return this.release();
+  async resign(): Promise<void> {
+    try {
+      if (this.ownsSession) await this.owning.close();
+      else await this.release();
+    } finally {
+      this.watching.abort();
+    }
   }
 
   override async [Symbol.asyncDispose](): Promise<void> {
-    if (this.ownsSession) return this.owning.close();
-    return super[Symbol.asyncDispose]();
+    try {
+      if (this.ownsSession) await this.owning.close();
+      else await super[Symbol.asyncDispose]();
+    } finally {
+      this.watching.abort();
+    }
   }
 
   /** Whether resign() closes the session: it was opened for this campaign alone. */

@@ -173,7 +173,8 @@ describe('client.campaign, leader and observe', () => {
     const a = await dlm.openSession({ ttlMs: 10_000 });
     const b = await dlm.openSession({ ttlMs: 10_000 });
     const leading = await a.campaign('svc/try', 'a-value', { owner: 'alice' });
-    expect(leading.signal).toBe(a.signal);
+    // Its own signal: the session's lease, and the term seen to end (review rev-api-election).
+    expect(leading.signal.aborted).toBe(false);
     const refused = await b.campaign('svc/try', 'b-value').catch((error: unknown) => error);
     expect(refused).toBeInstanceOf(NotElectedError);
     expect((refused as NotElectedError).leader).toMatchObject({ owner: 'alice', value: 'a-value' });
@@ -184,5 +185,9 @@ describe('client.campaign, leader and observe', () => {
     await leading.resign();
     expect(a.alive).toBe(true);
     expect(await dlm.leader('svc/try')).toBeNull();
+    // A term's signal also fires when its session ends.
+    const again = await a.campaign('svc/try', 'a-again');
+    await a.close();
+    expect(again.signal.aborted).toBe(true);
   });
 });
