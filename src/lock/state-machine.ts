@@ -510,15 +510,36 @@ export class LockStateMachine {
       }
       case 'Release':
       case 'CancelWait':
-      case 'Proclaim':
         // Released or WaitCancelled is still true, but a session that ended holds and
         // waits for nothing: its client must learn that rather than carry on.
         this.requireSession(command.sessionId);
         return remembered.result;
+      case 'Proclaim':
+        this.requireSession(command.sessionId);
+        return this.retriedProclaim(command, remembered.result);
       default:
         // SessionOpened and SessionClosed stay true.
         return remembered.result;
     }
+  }
+
+  /**
+   * `Proclaimed` says the caller leads under its token with its value in force, which
+   * stops being true when that term ends (released, revoked, max hold) even while the
+   * session lives on, perhaps leading again under a newer token: then the retry is told
+   * the term has ended, as an Acquire retry is told its grant has.
+   */
+  private retriedProclaim(
+    command: Extract<LockCommand, { type: 'Proclaim' }>,
+    first: LockResult,
+  ): LockResult {
+    if (first.type !== 'Proclaimed') return first;
+    const grant = this.locks.get(first.lock)?.holders.get(command.sessionId);
+    if (grant?.token === first.token) return first;
+    return reject(
+      'grantEnded',
+      `the term of ${JSON.stringify(first.lock)} under token ${first.token}, in which request ${command.requestId} proclaimed, has ended: it was resigned, revoked or reached its max hold`,
+    );
   }
 
   private retriedAcquire(requestId: string, session: SessionRecord, first: LockResult): LockResult {
@@ -591,7 +612,7 @@ export class LockStateMachine {
       (first?.type === 'Queued' && first.lock === lock) ||
       (first?.type === 'QueuedAll' && first.locks.some((each) => each.lock === lock));
     if (remembered !== undefined && waits) {
-      this.dedupe.set(key, { ...remembered, result: toRemember(result) });
+      this.dedupe.set(key, { ...remembered, result: toRemember(result, this.behaviourInForce) });
     }
   }
 
@@ -1612,7 +1633,7 @@ export class LockStateMachine {
     }
     if (proposalId !== null) proposals.push([this.index, proposalId]);
     const remembered: RememberedResult = {
-      result: toRemember(result),
+      result: toRemember(result, this.behaviourInForce),
       openAttempts: appended(
         earlier.map((wait) => wait.requestIndex),
         this.index,
@@ -1836,7 +1857,10 @@ export class LockStateMachine {
     for (const saved of snapshot.locks) this.restoreLock(saved);
     // An older binary's snapshot kept every Acquired's holders; kept as this one keeps them.
     for (const [key, remembered] of snapshot.dedupe) {
-      this.dedupe.set(key, { ...remembered, result: toRemember(remembered.result) });
+      this.dedupe.set(key, {
+        ...remembered,
+        result: toRemember(remembered.result, this.behaviourInForce),
+      });
     }
     this.carriedOver = snapshot.carriedOver;
     // Before version 3 the rules came from each node's file, which may have been lowered
@@ -1907,6 +1931,9 @@ export class LockStateMachine {
           `${lock.name} held by dead session ${id}`,
         );
       }
+      // Each grant its own token: ValidateFence tells a grant by its token alone.
+      const tokens = new Set([...lock.holders.values()].map((holder) => holder.token));
+      assert(tokens.size === lock.holders.size, `${lock.name} has two grants with one token`);
       for (const waiter of lock.waiters) {
         assert(
           this.sessions.get(waiter.sessionId)?.waiting.has(lock.name) === true,
@@ -2049,7 +2076,14 @@ const NO_HOLDERS: readonly Holder[] = Object.freeze([]);
  * and token), so a remembered Acquired keeps no holders: at 100,000 held locks the list
  * and its holder were about a fifth of the state machine's heap (issue 12).
  */
-function toRemember(result: LockResult): LockResult {
+function toRemember(result: LockResult, behaviour: number): LockResult {
+  // From version 5 a NotAcquired keeps no holders either (retriedAcquire rebuilds it from
+  // today's): an election's would carry its leader's value, up to electionValueBytesMax,
+  // in every remembered answer of a candidate whose wait ran out. Before it, snapshots
+  // stay byte for byte what the release before wrote.
+  if (result.type === 'NotAcquired' && behaviour >= BEHAVIOUR_SEMAPHORES_ELECTIONS) {
+    return result.holders.length === 0 ? result : { ...result, holders: NO_HOLDERS };
+  }
   if (result.type === 'AcquiredAll') {
     return { ...result, locks: result.locks.map((each) => ({ ...each, holders: NO_HOLDERS })) };
   }

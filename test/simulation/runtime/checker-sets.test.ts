@@ -40,6 +40,20 @@ const COMMANDS: readonly LockCommand[] = [
   },
   // 7: b is released, and the set is granted in the same entry, with token 7.
   { type: 'Release', lock: 'b', sessionId: S2, token: 5 as never, requestId: 'rel-b' },
+  // 8: another request of session 3 for the same set is told of the set it holds.
+  {
+    type: 'AcquireAll',
+    locks: [
+      { lock: 'b', mode: 'exclusive' },
+      { lock: 'a', mode: 'exclusive' },
+    ],
+    sessionId: S1,
+    waitMs: 0,
+    requestId: 'r-set-again',
+    owner: 'c1',
+    maxHoldMs: 0,
+    lockDelayMs: 0,
+  },
 ];
 
 function acquire(sessionId: SessionId, lock: string, requestId: string): LockCommand {
@@ -70,7 +84,7 @@ function checkerWithLog(): RuntimeChecker {
   return checker;
 }
 
-function setAnswer(index: number, acquired: boolean, token: number): Answer {
+function setAnswer(index: number, acquired: boolean, token: number, requestId = 'r-set'): Answer {
   return {
     client: 'c1',
     node: 'n1',
@@ -79,7 +93,7 @@ function setAnswer(index: number, acquired: boolean, token: number): Answer {
     told: {
       kind: 'AcquireAll',
       sessionId: S1,
-      requestId: 'r-set',
+      requestId,
       locks: [
         { lock: 'a', mode: 'exclusive' },
         { lock: 'b', mode: 'exclusive' },
@@ -103,6 +117,10 @@ function verdict(answer: Answer): string | null {
 describe('the runtime checker on AcquireAll answers', () => {
   it('accepts the set told acquired where it was granted', () => {
     expect(verdict(setAnswer(7, true, 7))).toBeNull();
+  });
+
+  it('accepts a later request for the same set told of the set its session holds', () => {
+    expect(verdict(setAnswer(8, true, 7, 'r-set-again'))).toBeNull();
   });
 
   it('flags a set told acquired while it still waited behind another session', () => {

@@ -547,14 +547,18 @@ export class RuntimeChecker {
         return what;
       if (!told.acquired && result?.type === 'AcquiredAll') return what;
     }
+    const names = told.locks.map((claim) => claim.lock);
     for (const { lock, mode } of told.locks) {
       const hold = this.tenureAt(lock, told.sessionId, 'hold', index);
       const holdIsThis = hold !== undefined && this.isRequest(hold.requestIndex, told);
       if (told.acquired) {
         if (hold === undefined) return `session ${told.sessionId} did not hold ${lock} there`;
         if (hold.token !== told.token) return `its grant of ${lock} there had token ${hold.token}`;
-        if (!holdIsThis)
-          return `its grant of ${lock} came from the entry at ${hold.requestIndex}, not this request`;
+        // An earlier request of the session for the very same set may have made the grant
+        // (it waited, and its caller gave up): the state machine tells a set request of
+        // the set the session holds, as it tells an Acquire of the lock it holds.
+        if (!holdIsThis && !this.isSameSet(hold.requestIndex, told.sessionId, names))
+          return `its grant of ${lock} came from the entry at ${hold.requestIndex}, not this request or one for the same set`;
         if (mode === 'exclusive' && hold.mode === 'shared')
           return `its grant of ${lock} there is shared, not the exclusive it asked for`;
         continue;
@@ -565,6 +569,15 @@ export class RuntimeChecker {
         return `session ${told.sessionId} still waited for ${lock} there through this request`;
     }
     return null;
+  }
+
+  /** Whether the entry at `index` is an AcquireAll of `sessionId` for exactly `names`. */
+  private isSameSet(index: number, sessionId: number, names: readonly string[]): boolean {
+    const command = this.log.get(index)?.command ?? null;
+    if (command?.type !== 'AcquireAll' || command.sessionId !== sessionId) return false;
+    const asked = command.locks.map((claim) => claim.lock).sort();
+    const told = [...names].sort();
+    return asked.length === told.length && asked.every((name, i) => name === told[i]);
   }
 
   /** Whether the entry at `index` carried the request (session and id) of `told`. */
