@@ -1,4 +1,10 @@
-import { type LockLimits, LockStateMachine } from '../../src/lock/index.ts';
+import {
+  type LockCommand,
+  type LockLimits,
+  type LockResult,
+  LockStateMachine,
+  type RememberedResult,
+} from '../../src/lock/index.ts';
 import {
   type Entry,
   type MessageOf,
@@ -164,6 +170,21 @@ class TwoLeaders extends LockStateMachine {
   override checkInvariants(): void {}
 }
 
+/**
+ * A retried Proclaim is told its first answer, Proclaimed, even once the term it
+ * proclaimed in has ended (the answer before rev-kinds' F1).
+ */
+class ProclaimRetriesVerbatim extends LockStateMachine {
+  protected override answerRetry(
+    command: LockCommand,
+    key: string,
+    remembered: RememberedResult,
+  ): LockResult {
+    if (command.type === 'Proclaim') return remembered.result;
+    return super.answerRetry(command, key, remembered);
+  }
+}
+
 function subclass(Core: new (config: RaftConfig) => Raft): SimBugs {
   return { createRaft: (config) => new Core(config) };
 }
@@ -188,6 +209,7 @@ export const INJECTED_BUGS = {
   permitsOverLimit: lockSubclass(PermitsOverLimit),
   twoLeaders: lockSubclass(TwoLeaders),
   permitsOneShort: lockSubclass(PermitsOneShort),
+  proclaimRetriesVerbatim: lockSubclass(ProclaimRetriesVerbatim),
   followerReadsAppliedIndex: subclass(FollowerReadsAppliedIndex),
   ignoresCompactionFloor: subclass(IgnoresCompactionFloor),
 } as const satisfies Record<string, SimBugs>;

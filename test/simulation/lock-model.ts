@@ -200,6 +200,15 @@ export class LockModel {
     // state machine's window holds, so inside this bound it must still remember.
     const mustRemember =
       first.changedState && this.requestSequence - first.sequence < this.options.dedupeWindowMax;
+    if (command.type === 'Proclaim' && first.changedState && output.events.length === 0) {
+      if (this.proclaimRetryToldTruth(command, first, output.result)) return true;
+      if (mustRemember)
+        violation(
+          'Exactly once',
+          `${at}: retry of ${key} returned ${encoded}, first result was ${first.encoded}, and the term it proclaimed in ${this.locks.get(command.lock)?.holders.has(command.sessionId) ? 'is' : 'is not'} held`,
+        );
+      return false;
+    }
     if (encoded === first.encoded && output.events.length === 0) return true;
     if (output.events.length === 0 && this.retryToldTruth(command, first, output.result))
       return true;
@@ -256,6 +265,26 @@ export class LockModel {
       default:
         return false;
     }
+  }
+
+  /**
+   * A retried Proclaim is told Proclaimed (its first answer) while the term it proclaimed
+   * in lasts, the term has ended (grantEnded) once it has, even if the session leads
+   * again under a newer token, and sessionNotFound once the session ended.
+   */
+  private proclaimRetryToldTruth(
+    command: Extract<LockCommand, { type: 'Proclaim' }>,
+    first: Remembered,
+    result: LockResult,
+  ): boolean {
+    if (!this.sessions.has(command.sessionId))
+      return result.type === 'Rejected' && result.code === 'sessionNotFound';
+    const firstResult = JSON.parse(first.encoded) as LockResult;
+    if (firstResult.type !== 'Proclaimed') return false;
+    const grant = this.locks.get(command.lock)?.holders.get(command.sessionId);
+    const lasts = grant?.token === firstResult.token;
+    if (result.type === 'Proclaimed') return lasts && JSON.stringify(result) === first.encoded;
+    return result.type === 'Rejected' && result.code === 'grantEnded' && !lasts;
   }
 
   /** The same promise for a set: its grant while it stands, its places while it waits. */
