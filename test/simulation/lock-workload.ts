@@ -96,6 +96,8 @@ export interface LockWorkloadStats {
   proclaims: number;
   /** Proclaims refused: not the leader, or a stale term's token. */
   proclaimRefusals: number;
+  /** Requests refused because the name is of another kind now. */
+  kindMismatches: number;
 }
 
 /** Every lock figure at zero: a workload's start, and the sum of none. */
@@ -117,6 +119,7 @@ export function noLockStats(): LockWorkloadStats {
     leaderGrants: 0,
     proclaims: 0,
     proclaimRefusals: 0,
+    kindMismatches: 0,
   };
 }
 
@@ -259,6 +262,27 @@ export class LockWorkload {
     if (client.waiting.has(lock)) return;
     if (this.prng.chance(0.1)) {
       proclaim(this.prng.intBetween(1, 1000) as FencingToken);
+      return;
+    }
+    if (this.prng.chance(0.05)) {
+      // Now and then a plain try-lock of the election's name: refused kindMismatch while
+      // the election has a record, and while it is held so, campaigns there are refused.
+      this.send(
+        client,
+        {
+          type: 'Acquire',
+          lock,
+          sessionId: session,
+          mode: 'exclusive',
+          waitMs: 0,
+          requestId: this.requestId(client),
+          owner: `client-${client.index}`,
+          maxHoldMs: 0,
+          lockDelayMs: 0,
+        },
+        nowMs,
+      );
+      client.waiting.add(lock);
       return;
     }
     const command: LockCommand = {
@@ -512,6 +536,7 @@ export class LockWorkload {
           this.stats.staleRejections++;
         if (result.code === 'deadlock') this.stats.deadlockRefusals++;
         if (command.type === 'Proclaim') this.stats.proclaimRefusals++;
+        if (result.code === 'kindMismatch') this.stats.kindMismatches++;
         if (
           command.type === 'Acquire' ||
           command.type === 'AcquirePermits' ||

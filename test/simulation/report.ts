@@ -25,6 +25,7 @@ const LOCK_FIGURES: readonly (readonly [keyof LockWorkloadStats, string])[] = [
   ['leaderGrants', 'elections won'],
   ['proclaims', 'proclaims'],
   ['proclaimRefusals', 'proclaim refusals'],
+  ['kindMismatches', 'kind mismatches'],
 ];
 
 const RAFT_FIGURES: readonly (readonly [keyof SimStats, string])[] = [
