@@ -1,5 +1,6 @@
 import {
   BEHAVIOUR_MULTI_LOCK,
+  BEHAVIOUR_SEMAPHORES_ELECTIONS,
   deadlockDetail,
   type Holder,
   type LockCommand,
@@ -16,14 +17,28 @@ import { type FencingToken, type LogIndex, logIndex } from '../util/ids.ts';
 import { askerFields, mayRead, requirePermission } from './auth/guard.ts';
 import { clientWrite } from './client-write.ts';
 import { type ApiContext, type CallScope, header, wireHolder } from './context.ts';
-import { ApiError, rejectionError } from './errors.ts';
-import { type AcquireAllResponse, type AcquireResponse, toUint64, wireMode } from './proto.ts';
-import { parseAcquire, parseAcquireAll } from './validate.ts';
+import { ApiError, ELECTION_WIRE_NAMES, rejectionError, SEMAPHORE_WIRE_NAMES } from './errors.ts';
+import { wireLeader } from './leader-info.ts';
+import {
+  type AcquireAllResponse,
+  type AcquirePermitsResponse,
+  type AcquireResponse,
+  type CampaignResponse,
+  toUint64,
+  wireMode,
+} from './proto.ts';
+import { parseAcquire, parseAcquireAll, parseAcquirePermits, parseCampaign } from './validate.ts';
 
 type AcquireCommand = Extract<LockCommand, { type: 'Acquire' }>;
 type AcquireAllCommand = Extract<LockCommand, { type: 'AcquireAll' }>;
-/** What an attempt proposes: one lock (Acquire) or a set of them (AcquireAll). */
-type AttemptCommand = AcquireCommand | AcquireAllCommand;
+type AcquirePermitsCommand = Extract<LockCommand, { type: 'AcquirePermits' }>;
+type CampaignCommand = Extract<LockCommand, { type: 'Campaign' }>;
+/**
+ * What an attempt proposes: one lock (Acquire), a set of them (AcquireAll), permits of
+ * a semaphore (AcquirePermits) or the leadership of an election (Campaign). The last
+ * two are answered as an Acquire is (Acquired, Queued, NotAcquired), by the same flow.
+ */
+type AttemptCommand = AcquireCommand | AcquireAllCommand | AcquirePermitsCommand | CampaignCommand;
 
 /** The holders of one lock the attempt names, as of one applied index. */
 interface LockHolders {
@@ -47,18 +62,27 @@ interface Attempt {
    */
   readonly watched: string;
   /** The request message's name, for errors naming its fields. */
-  readonly request: 'AcquireRequest' | 'AcquireAllRequest';
+  readonly request: `${AttemptCommand['type']}Request`;
+  /** Where the request message names a command field otherwise (see rejectionError). */
+  readonly wireNames: Readonly<Record<string, string>>;
 }
 
 function attemptOf(command: AttemptCommand): Attempt {
-  if (command.type === 'Acquire') {
-    return { command, names: [command.lock], watched: command.lock, request: 'AcquireRequest' };
+  if (command.type !== 'AcquireAll') {
+    const wireNames =
+      command.type === 'AcquirePermits'
+        ? SEMAPHORE_WIRE_NAMES
+        : command.type === 'Campaign'
+          ? ELECTION_WIRE_NAMES
+          : {};
+    const one = { command, names: [command.lock], watched: command.lock };
+    return { ...one, request: `${command.type}Request`, wireNames };
   }
   const names = lockSetNames(command);
   const [watched] = names;
   // parseAcquireAll refuses an empty set before anything is proposed.
   if (watched === undefined) throw new Error('AcquireAll names no lock');
-  return { command, names, watched, request: 'AcquireAllRequest' };
+  return { command, names, watched, request: 'AcquireAllRequest', wireNames: {} };
 }
 
 /** How an attempt ended, whichever message carries the answer. */
@@ -231,6 +255,53 @@ export async function acquireAll(
   };
 }
 
+/**
+ * AcquirePermits (issue 17): permits of a semaphore, by the same flow as Acquire (turn
+ * watching, withdraw and give-back): each grant is one holder with a token of its own.
+ */
+export async function acquirePermits(
+  context: ApiContext,
+  raw: unknown,
+  call: CallScope,
+): Promise<AcquirePermitsResponse> {
+  const request = parseAcquirePermits(raw);
+  requirePermission(context.auth, call.caller, 'lock', request.lock);
+  const command: AcquirePermitsCommand = { ...request, ...askerFields(context.auth, call.caller) };
+  const outcome = await runAttempt(context, attemptOf(command), call);
+  const [only] = outcome.locks;
+  return {
+    header: header(context.node, outcome.index),
+    acquired: outcome.kind === 'granted',
+    fencing_token: outcome.kind === 'granted' ? toUint64(outcome.token) : '0',
+    holders: only === undefined ? [] : visibleHolders(context, call, only),
+  };
+}
+
+/**
+ * Campaign (issue 17): the leadership of an election, an exclusive grant by the same
+ * flow as Acquire. The answer names the leader now: the caller once elected, else the
+ * one that led when the try or the wait ended (none if nobody did).
+ */
+export async function campaign(
+  context: ApiContext,
+  raw: unknown,
+  call: CallScope,
+): Promise<CampaignResponse> {
+  const request = parseCampaign(raw);
+  requirePermission(context.auth, call.caller, 'lock', request.lock);
+  const command: CampaignCommand = { ...request, ...askerFields(context.auth, call.caller) };
+  const outcome = await runAttempt(context, attemptOf(command), call);
+  const [only] = outcome.locks;
+  const [leader] = only?.holders ?? [];
+  const readable = mayRead(context.auth, call.caller, request.lock);
+  return {
+    header: header(context.node, outcome.index),
+    elected: outcome.kind === 'granted',
+    fencing_token: outcome.kind === 'granted' ? toUint64(outcome.token) : '0',
+    leader: leader === undefined ? null : wireLeader(leader, 0, readable),
+  };
+}
+
 /** A lock's holders on the wire; their owners only for a caller who may read the lock. */
 function visibleHolders(context: ApiContext, call: CallScope, each: LockHolders) {
   const wire = each.holders.map((holder) => wireHolder(holder));
@@ -281,7 +352,17 @@ function gotSomething(result: LockResult): boolean {
 }
 
 function describeLocks(attempt: Attempt): string {
-  if (attempt.command.type === 'Acquire') return attempt.command.lock;
+  const { command } = attempt;
+  switch (command.type) {
+    case 'Acquire':
+      return command.lock;
+    case 'AcquirePermits':
+      return `${command.permits} permits of the semaphore ${JSON.stringify(command.lock)}`;
+    case 'Campaign':
+      return `the leadership of ${JSON.stringify(command.lock)}`;
+    case 'AcquireAll':
+      break;
+  }
   return `the set ${attempt.names.map((name) => JSON.stringify(name)).join(', ')}`;
 }
 
@@ -317,32 +398,57 @@ function answerAtOnce(
   }
 }
 
-/**
- * The state machine's refusal as the caller's error. Below BEHAVIOUR_MULTI_LOCK the
- * state machine does not know AcquireAll and refuses it as a malformed command
- * (invalidArgument "unknown command type"), which would send a caller looking for a
- * fault in its request: it is told instead that the cluster has not raised its lock
- * behaviour version yet (some node runs an older binary), which no retry fixes.
- */
 function refusalOf(
   context: ApiContext,
   attempt: Attempt,
   result: Extract<LockResult, { type: 'Rejected' }>,
   call: CallScope,
 ): Error {
+  return (
+    behaviourRefusal(context, attempt.command.type, result) ??
+    rejectionError(withReadableCycle(context, result, call), attempt.request, attempt.wireNames)
+  );
+}
+
+/** The lock behaviour version from which the state machine applies each newer command. */
+const COMMAND_SINCE: Partial<Readonly<Record<LockCommand['type'], number>>> = {
+  AcquireAll: BEHAVIOUR_MULTI_LOCK,
+  AcquirePermits: BEHAVIOUR_SEMAPHORES_ELECTIONS,
+  Campaign: BEHAVIOUR_SEMAPHORES_ELECTIONS,
+  Proclaim: BEHAVIOUR_SEMAPHORES_ELECTIONS,
+};
+
+/** What a caller can do meanwhile, where the older commands do the same job. */
+const UNTIL_THEN: Partial<Readonly<Record<LockCommand['type'], string>>> = {
+  AcquireAll: ', until then take the locks with Acquire',
+};
+
+/**
+ * Below the version a command needs, the state machine does not know it and refuses it
+ * as a malformed command (invalidArgument "unknown command type"), which would send a
+ * caller looking for a fault in its request: it is told instead that the cluster has not
+ * raised its lock behaviour version yet (some node runs an older binary), which no retry
+ * fixes. Null for any other refusal.
+ */
+export function behaviourRefusal(
+  context: ApiContext,
+  type: LockCommand['type'],
+  result: Extract<LockResult, { type: 'Rejected' }>,
+): ApiError | null {
   const behaviour = context.node.locks.behaviour;
+  const since = COMMAND_SINCE[type];
   if (
-    attempt.command.type === 'AcquireAll' &&
-    result.code === 'invalidArgument' &&
-    result.detail.startsWith('unknown command type') &&
-    behaviour < BEHAVIOUR_MULTI_LOCK
+    since === undefined ||
+    result.code !== 'invalidArgument' ||
+    !result.detail.startsWith('unknown command type') ||
+    behaviour >= since
   ) {
-    return new ApiError(
-      'FAILED_PRECONDITION',
-      `AcquireAll needs lock behaviour version ${BEHAVIOUR_MULTI_LOCK}, and the cluster applies version ${behaviour}: it raises the version once every member runs a release that supports it (upgrade the nodes), until then take the locks with Acquire`,
-    );
+    return null;
   }
-  return rejectionError(withReadableCycle(context, result, call), attempt.request);
+  return new ApiError(
+    'FAILED_PRECONDITION',
+    `${type} needs lock behaviour version ${since}, and the cluster applies version ${behaviour}: it raises the version once every member runs a release that supports it (upgrade the nodes)${UNTIL_THEN[type] ?? ''}`,
+  );
 }
 
 /**

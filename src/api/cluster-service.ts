@@ -1,5 +1,6 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { RaftConfig } from '../config/types.ts';
+import { OPTIONAL_LOCK_RULES, rulesAtBehaviour } from '../lock/optional-rules.ts';
 import type { MembershipCallOptions, NodeStatus } from '../node/node.ts';
 import type { TraceContext } from '../node/trace.ts';
 import type { NodeId } from '../util/ids.ts';
@@ -18,7 +19,7 @@ import {
   toUint64,
   type WireMember,
 } from './proto.ts';
-import { lockRulesDigest, wireLockRules } from './rules.ts';
+import { lockRulesDigest, wireLockRules, wireRuleName } from './rules.ts';
 import {
   parseAddMember,
   parseRemoveMember,
@@ -132,6 +133,16 @@ async function setLockRules(
   trace: TraceContext,
 ): Promise<SetLockRulesResponse> {
   const rules = parseSetLockRules(raw, raft);
+  // Told here, in the operator's terms: the state machine would refuse the field as
+  // unknown, which reads like a typo rather than a cluster not yet upgraded.
+  const { left } = rulesAtBehaviour(rules, context.node.locks.behaviour);
+  const [first] = left;
+  if (first !== undefined) {
+    throw new ApiError(
+      'FAILED_PRECONDITION',
+      `SetLockRulesRequest.rules.${wireRuleName(first)}: a rule from lock behaviour version ${OPTIONAL_LOCK_RULES[first].since}, and the cluster applies version ${context.node.locks.behaviour}: leave it 0 (its default) until every member runs a release that supports it`,
+    );
+  }
   const { index, result } = await context.node.write(
     { type: 'SetRules', rules, onlyIfUnset: false },
     { trace },

@@ -154,6 +154,8 @@ export function wireHolder(holder: Holder, heldMs = 0): WireHolder {
     fencing_token: toUint64(holder.token),
     acquired_index: toUint64(holder.requestIndex),
     held_ms: toUint64(heldMs),
+    permits: toUint64(holder.permits ?? 0),
+    value: holder.value ?? '',
   };
 }
 

@@ -85,12 +85,25 @@ export function wireFieldName(name: string): string {
 export function rejectionError(
   result: Extract<LockResult, { type: 'Rejected' }>,
   request: string,
+  wireNames: Readonly<Record<string, string>> = {},
 ): ApiError {
   const { code, detail, field } = result;
   if (field === undefined || !detail.startsWith(`${field} `)) return new ApiError(code, detail);
   const problem = detail.slice(field.length + 1);
-  return new ApiError(code, `${request}.${wireFieldName(field)}: ${problem}`);
+  const wireName = Object.hasOwn(wireNames, field) ? wireNames[field] : wireFieldName(field);
+  return new ApiError(code, `${request}.${wireName}: ${problem}`);
 }
+
+/**
+ * Where a request message names a command's field otherwise than snake_case of it:
+ * a semaphore is AcquirePermitsRequest.name and an election CampaignRequest.election,
+ * both the command's `lock` (issue 17), and a token is `fencing_token` on the wire.
+ */
+export const SEMAPHORE_WIRE_NAMES: Readonly<Record<string, string>> = { lock: 'name' };
+export const ELECTION_WIRE_NAMES: Readonly<Record<string, string>> = {
+  lock: 'election',
+  token: 'fencing_token',
+};
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 /** Injected so the server logs through whatever the process uses (pino in production). */

@@ -133,5 +133,7 @@ export function wireWaiter(waiter: Waiter): WireWaiter {
     owner: waiter.owner,
     mode: wireMode(waiter.mode),
     enqueued_index: toUint64(waiter.requestIndex),
+    permits: toUint64(waiter.permits ?? 0),
+    value: waiter.value ?? '',
   };
 }

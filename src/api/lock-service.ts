@@ -1,6 +1,6 @@
 import type { LockCommand, LockResult } from '../lock/index.ts';
 import type { AppliedProposal } from '../node/proposals.ts';
-import { acquire, acquireAll } from './acquire.ts';
+import { acquire, acquireAll, acquirePermits, campaign } from './acquire.ts';
 import {
   askerFields,
   identityField,
@@ -9,6 +9,7 @@ import {
 } from './auth/guard.ts';
 import { clientWrite } from './client-write.ts';
 import { type ApiContext, type CallScope, header, unary } from './context.ts';
+import { leader, observe, proclaim, resign } from './election.ts';
 import { ApiError, rejectionError } from './errors.ts';
 import { listLocks, listSessions, lockInfo } from './list.ts';
 import type {
@@ -61,8 +62,10 @@ export const LOCK_CALLS: LockCalls = {
   OpenSession: (context, raw, scope) => openSession(context, raw, scope),
   KeepAlive: (context, raw, scope) => keepAlive(context, raw, scope),
   CloseSession: (context, raw, scope) => closeSession(context, raw, scope),
-  Acquire: (context, raw, scope) => timed(context, acquire(context, raw, scope)),
-  AcquireAll: (context, raw, scope) => timed(context, acquireAll(context, raw, scope)),
+  Acquire: (context, raw, scope) =>
+    timed(context, acquire(context, raw, scope), (answer) => answer.acquired),
+  AcquireAll: (context, raw, scope) =>
+    timed(context, acquireAll(context, raw, scope), (answer) => answer.acquired),
   Release: (context, raw, scope) => release(context, raw, scope),
   ValidateFence: (context, raw, scope) => validateFence(context, raw, scope),
   Describe: (context, raw, scope) => describe(context, raw, scope),
@@ -87,6 +90,16 @@ export function lockService(
     Release: unaryOf('Release', LOCK_CALLS.Release),
     ValidateFence: unaryOf('ValidateFence', LOCK_CALLS.ValidateFence),
     Describe: unaryOf('Describe', LOCK_CALLS.Describe),
+    AcquirePermits: unary(context, 'AcquirePermits', (raw, _call, scope) =>
+      timed(context, acquirePermits(context, raw, scope), (answer) => answer.acquired),
+    ),
+    Campaign: unary(context, 'Campaign', (raw, _call, scope) =>
+      timed(context, campaign(context, raw, scope), (answer) => answer.elected),
+    ),
+    Proclaim: unary(context, 'Proclaim', (raw, _call, scope) => proclaim(context, raw, scope)),
+    Resign: unary(context, 'Resign', (raw, _call, scope) => resign(context, raw, scope)),
+    Leader: unary(context, 'Leader', (raw, _call, scope) => leader(context, raw, scope)),
+    Observe: (call) => observe(context, call),
     Watch: (call) => watch(context, call),
     Session: (call) => sessions.serve(context, LOCK_CALLS, call),
     ListLocks: unary(context, 'ListLocks', (raw, _call, scope) =>
@@ -98,16 +111,20 @@ export function lockService(
   };
 }
 
-/** Reports how long an Acquire took, waiting included, and how it ended. */
-async function timed<Response extends { readonly acquired: boolean }>(
+/**
+ * Reports how long an Acquire (or AcquireAll, AcquirePermits, Campaign) took, waiting
+ * included, and how it ended; `granted` reads from its answer whether it got the grant.
+ */
+async function timed<Response>(
   context: ApiContext,
   answer: Promise<Response>,
+  granted: (response: Response) => boolean,
 ): Promise<Response> {
   const startedMs = performance.now();
   const seconds = (): number => (performance.now() - startedMs) / 1_000;
   try {
     const response = await answer;
-    context.observer?.acquireEnded(seconds(), response.acquired ? 'acquired' : 'not_acquired');
+    context.observer?.acquireEnded(seconds(), granted(response) ? 'acquired' : 'not_acquired');
     return response;
   } catch (error) {
     context.observer?.acquireEnded(seconds(), 'error');

@@ -55,6 +55,10 @@ export interface WireHolder {
   readonly acquired_index: Uint64;
   /** Set by ListLocks and Describe; '0' in an AcquireResponse. */
   readonly held_ms: Uint64;
+  /** A semaphore's grant: its permits; '0' for a lock or an election. */
+  readonly permits: Uint64;
+  /** An election's grant: the leader's value; '' for a lock or a semaphore. */
+  readonly value: string;
 }
 
 export interface WireWaiter {
@@ -62,6 +66,8 @@ export interface WireWaiter {
   readonly owner: string;
   readonly mode: WireMode;
   readonly enqueued_index: Uint64;
+  readonly permits: Uint64;
+  readonly value: string;
 }
 
 export interface OpenSessionResponse {
@@ -94,6 +100,50 @@ export interface AcquireAllResponse {
   readonly acquired: boolean;
   readonly fencing_token: Uint64;
   readonly locks: readonly WireLockHolders[];
+}
+export interface AcquirePermitsResponse {
+  readonly header: ResponseHeader;
+  readonly acquired: boolean;
+  readonly fencing_token: Uint64;
+  readonly holders: readonly WireHolder[];
+}
+/** An election's leader (message LeaderInfo). */
+export interface WireLeader {
+  readonly session_id: Uint64;
+  readonly owner: string;
+  readonly value: string;
+  readonly fencing_token: Uint64;
+  readonly campaign_index: Uint64;
+  readonly held_ms: Uint64;
+}
+/** proto3 leaves a message field unset by omitting it; the loader then gives null. */
+export interface CampaignResponse {
+  readonly header: ResponseHeader;
+  readonly elected: boolean;
+  readonly fencing_token: Uint64;
+  readonly leader: WireLeader | null;
+}
+export interface ProclaimResponse {
+  readonly header: ResponseHeader;
+  readonly leader: WireLeader;
+}
+export interface ResignResponse {
+  readonly header: ResponseHeader;
+  readonly resigned: boolean;
+}
+export interface LeaderResponse {
+  readonly header: ResponseHeader;
+  readonly has_leader: boolean;
+  readonly leader: WireLeader | null;
+}
+export type ObserveEventType = 'CURRENT' | 'ELECTED' | 'PROCLAIMED' | 'VACANT';
+export interface ObserveEvent {
+  readonly header: ResponseHeader;
+  readonly type: ObserveEventType;
+  readonly election: string;
+  readonly has_leader: boolean;
+  readonly leader: WireLeader | null;
+  readonly index: Uint64;
 }
 export interface ReleaseResponse {
   readonly header: ResponseHeader;
@@ -228,6 +278,12 @@ export interface LockServiceHandlers extends grpc.UntypedServiceImplementation {
   CloseSession: grpc.handleUnaryCall<unknown, CloseSessionResponse>;
   Acquire: grpc.handleUnaryCall<unknown, AcquireResponse>;
   AcquireAll: grpc.handleUnaryCall<unknown, AcquireAllResponse>;
+  AcquirePermits: grpc.handleUnaryCall<unknown, AcquirePermitsResponse>;
+  Campaign: grpc.handleUnaryCall<unknown, CampaignResponse>;
+  Proclaim: grpc.handleUnaryCall<unknown, ProclaimResponse>;
+  Resign: grpc.handleUnaryCall<unknown, ResignResponse>;
+  Leader: grpc.handleUnaryCall<unknown, LeaderResponse>;
+  Observe: grpc.handleServerStreamingCall<unknown, ObserveEvent>;
   Release: grpc.handleUnaryCall<unknown, ReleaseResponse>;
   ValidateFence: grpc.handleUnaryCall<unknown, ValidateFenceResponse>;
   Describe: grpc.handleUnaryCall<unknown, DescribeResponse>;

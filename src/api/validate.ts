@@ -5,6 +5,7 @@ import { readLockSection } from '../config/sections.ts';
 import { checkTiming } from '../config/timing.ts';
 import type { RaftConfig } from '../config/types.ts';
 import {
+  KIND_LIMIT_CEILINGS,
   LOCK_LIMIT_CEILINGS,
   LOCK_LIMIT_NAMES,
   type LockClaim,
@@ -13,6 +14,7 @@ import {
   type LockMode,
   MULTI_LOCK_LIMIT_CEILINGS,
 } from '../lock/index.ts';
+import { OPTIONAL_LOCK_RULE_NAMES } from '../lock/optional-rules.ts';
 import {
   type FencingToken,
   fencingToken,
@@ -119,6 +121,99 @@ export function parseAcquireAll(raw: unknown): Command<'AcquireAll'> {
     maxHoldMs: m.count('max_hold_ms', 0, CEILINGS.maxHoldMsMax),
     lockDelayMs: m.count('lock_delay_ms', 0, CEILINGS.lockDelayMsMax),
   };
+}
+
+/**
+ * The ceilings of the semaphore and election fields (issue 17) as the API checks them,
+ * before the rules in force (semaphoreLimitMax, electionValueBytesMax) are checked where
+ * the entry applies: no rules exceed them, so what passes here is an entry the
+ * followers can take.
+ */
+const ELECTION_VALUE_BYTES_CEILING = KIND_LIMIT_CEILINGS.electionValueBytesMax;
+const SEMAPHORE_LIMIT_CEILING = KIND_LIMIT_CEILINGS.semaphoreLimitMax;
+
+/**
+ * An AcquirePermits: the fields of an Acquire (the semaphore is `name` on the wire,
+ * `lock` in the command), `permits` of at most `limit`. That `limit` is the one the
+ * semaphore has, and within the rules' semaphoreLimitMax, is the state machine's to
+ * judge (kindMismatch, and the rules in force where the entry applies).
+ */
+export function parseAcquirePermits(raw: unknown): Command<'AcquirePermits'> {
+  const m = message('AcquirePermitsRequest', raw);
+  const limit = m.count('limit', 1, SEMAPHORE_LIMIT_CEILING);
+  const permits = m.count('permits', 1, SEMAPHORE_LIMIT_CEILING);
+  if (permits > limit) {
+    throw invalidArgument(
+      `AcquirePermitsRequest.permits: ${permits} is more than the semaphore's limit (${limit}), so it could never be granted`,
+    );
+  }
+  return {
+    type: 'AcquirePermits',
+    lock: m.lockName('name'),
+    permits,
+    limit,
+    sessionId: m.session('session_id'),
+    waitMs: m.count('wait_ms', 0, CEILINGS.waitMsMax),
+    requestId: m.requestId('request_id'),
+    owner: m.text('owner', CEILINGS.ownerBytesMax, true),
+    maxHoldMs: m.count('max_hold_ms', 0, CEILINGS.maxHoldMsMax),
+    lockDelayMs: m.count('lock_delay_ms', 0, CEILINGS.lockDelayMsMax),
+  };
+}
+
+/** A Campaign: an Acquire of the election (`election` on the wire) that carries `value`. */
+export function parseCampaign(raw: unknown): Command<'Campaign'> {
+  const m = message('CampaignRequest', raw);
+  return {
+    type: 'Campaign',
+    lock: m.lockName('election'),
+    value: m.text('value', ELECTION_VALUE_BYTES_CEILING, true),
+    sessionId: m.session('session_id'),
+    waitMs: m.count('wait_ms', 0, CEILINGS.waitMsMax),
+    requestId: m.requestId('request_id'),
+    owner: m.text('owner', CEILINGS.ownerBytesMax, true),
+    maxHoldMs: m.count('max_hold_ms', 0, CEILINGS.maxHoldMsMax),
+    lockDelayMs: m.count('lock_delay_ms', 0, CEILINGS.lockDelayMsMax),
+  };
+}
+
+export function parseProclaim(raw: unknown): Command<'Proclaim'> {
+  const m = message('ProclaimRequest', raw);
+  return {
+    type: 'Proclaim',
+    lock: m.lockName('election'),
+    sessionId: m.session('session_id'),
+    token: m.token('fencing_token'),
+    value: m.text('value', ELECTION_VALUE_BYTES_CEILING, true),
+    requestId: m.requestId('request_id'),
+  };
+}
+
+/** A Resign is the Release of the leader's grant: the election is the lock. */
+export function parseResign(raw: unknown): Command<'Release'> {
+  const m = message('ResignRequest', raw);
+  return {
+    type: 'Release',
+    lock: m.lockName('election'),
+    sessionId: m.session('session_id'),
+    token: m.token('fencing_token'),
+    requestId: m.requestId('request_id'),
+  };
+}
+
+export interface LeaderQuery {
+  readonly election: string;
+  readonly stale: boolean;
+}
+
+export function parseLeader(raw: unknown): LeaderQuery {
+  const m = message('LeaderRequest', raw);
+  return { election: m.lockName('election'), stale: m.flag('stale') };
+}
+
+/** The election an Observe follows; unlike a Watch's prefix it names one, so not empty. */
+export function parseObserve(raw: unknown): string {
+  return message('ObserveRequest', raw).lockName('election');
 }
 
 export function parseRelease(raw: unknown): Command<'Release'> {
@@ -245,6 +340,11 @@ export function parseSetLockRules(raw: unknown, raft: RaftConfig | null): LockLi
   const wire = message('SetLockRulesRequest', raw).nested('rules');
   const section: Record<string, number> = {};
   for (const field of LOCK_LIMIT_NAMES) section[field] = wire.number(wireRuleName(field));
+  // 0 leaves an optional rule unset, its default in force.
+  for (const field of OPTIONAL_LOCK_RULE_NAMES) {
+    const value = wire.number(wireRuleName(field));
+    if (value !== 0) section[field] = value;
+  }
   const problems = new Problems();
   const rules = readLockSection(problems, section);
   if (problems.list.length === 0 && raft !== null) checkTiming(problems, raft, rules);

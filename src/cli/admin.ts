@@ -7,14 +7,10 @@ import {
   type TransferLeadershipResponse,
   type WireMember,
 } from '../api/proto.ts';
-import { lockRulesDigest, wireLockRules, wireRuleName } from '../api/rules.ts';
+import { lockRulesDigest, lockRulesFromWire, wireLockRules } from '../api/rules.ts';
 import { findNode, loadClusterConfig } from '../config/index.ts';
-import {
-  BEHAVIOUR_BASE,
-  LOCK_LIMIT_NAMES,
-  type LockLimits,
-  lockRulesDifferences,
-} from '../lock/index.ts';
+import { BEHAVIOUR_BASE, LOCK_LIMIT_NAMES, type LockLimits } from '../lock/index.ts';
+import { OPTIONAL_LOCK_RULE_NAMES, optionalRule, ruleDifferences } from '../lock/optional-rules.ts';
 import { describeDifferences } from '../node/lock-rules.ts';
 import type { AdminCommand, AdminTarget, CliIo } from './cli.ts';
 import { exitFailed, exitOk } from './cli.ts';
@@ -164,7 +160,18 @@ async function printRules(
   io.out(
     `lock rules in force, as ${view.node_id} sees them (${setAt}, digest ${view.lock_rules_digest}):\n`,
   );
-  io.out(formatTable(LOCK_LIMIT_NAMES.map((field) => [`  lock.${field}`, String(rules[field])])));
+  io.out(
+    formatTable([
+      ...LOCK_LIMIT_NAMES.map((field) => [`  lock.${field}`, String(rules[field])]),
+      // An optional rule not set is in force at its default: say which it is.
+      ...OPTIONAL_LOCK_RULE_NAMES.map((field) => [
+        `  lock.${field}`,
+        rules[field] === undefined
+          ? `${optionalRule(rules, field)} (default)`
+          : String(rules[field]),
+      ]),
+    ]),
+  );
   for (const { status } of answers) {
     if (status === undefined || status.lock_rules_digest === view.lock_rules_digest) continue;
     io.out(
@@ -172,7 +179,7 @@ async function printRules(
     );
   }
   const file = await loadClusterConfig(configPath).catch(() => null);
-  const differences = file === null ? [] : lockRulesDifferences(file.lock, rules);
+  const differences = file === null ? [] : ruleDifferences(file.lock, rules);
   if (differences.length > 0) {
     io.out(
       `${configPath} differs (dlm rules apply would make it the rules): ${describeDifferences(differences)}\n`,
@@ -182,9 +189,7 @@ async function printRules(
 }
 
 function rulesFromWire(wire: Readonly<Record<string, string>> | null | undefined): LockLimits {
-  const rules: Record<string, number> = {};
-  for (const field of LOCK_LIMIT_NAMES) rules[field] = Number(wire?.[wireRuleName(field)] ?? 0);
-  return rules as unknown as LockLimits;
+  return lockRulesFromWire(wire);
 }
 
 /** The leader's own answer, else the first answer. */

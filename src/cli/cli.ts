@@ -113,6 +113,28 @@ Using locks (reached the same way):
     --shared                            take NAME in shared mode (default exclusive)
     --owner TEXT                        shown to others (default: host and pid)
     --kill-grace-ms N                   between SIGTERM and SIGKILL (default ${DEFAULT_KILL_GRACE_MS})
+    --limit M [--permits N]             NAME is a semaphore of M permits: hold N of them
+                                        (default 1), with this grant's own token; at most
+                                        M are held at once by all (DLM_PERMITS, DLM_LIMIT)
+
+Leader election (reached the same way):
+  elect NAME VALUE [elect options] -- CMD [ARGS...]
+                                        campaign to lead NAME with VALUE (FIFO among the
+                                        candidates), run CMD while leading, resign when it
+                                        exits; the term's fencing token is in
+                                        DLM_LEADER_TOKEN and DLM_FENCING_TOKEN (and
+                                        DLM_ELECTION, DLM_LEADER_VALUE, DLM_SESSION_ID).
+                                        Signals, stopping CMD when the session is lost,
+                                        and exit codes are those of lock (${exitNotAcquired}: not
+                                        elected within --wait-ms); options: --ttl-ms,
+                                        --wait-ms, --owner, --kill-grace-ms as for lock
+  leader NAME [--json] [--stale]        who leads NAME: session, owner, value, token
+                                        (exit 0 either way; "no leader" when nobody does)
+  leader NAME --watch [--count N] [--json]
+                                        the leader now, then each change (elected,
+                                        proclaimed, vacant), one line each, until
+                                        interrupted or N lines. An election named
+                                        "transfer": put an option first
 
 Reading state (reached the same way; --json prints one JSON document with the field
 names of docs/cli.md instead of a table; --stale reads the answering node's state
@@ -185,22 +207,48 @@ export type AdminCommand =
       readonly json: boolean;
     };
 
-/** `dlm lock NAME [NAME...] [options] -- CMD [ARGS...]` */
-export interface LockCommand {
-  readonly name: 'lock';
+/** What dlm lock and dlm elect share: a session, a grant, CMD run while it is held. */
+export interface HoldingCommand {
   readonly target: AdminTarget;
-  /** The first NAME. */
-  readonly lock: string;
-  /** Every NAME, as given, each once: more than one are taken together (AcquireAll). */
-  readonly locks: readonly string[];
   readonly ttlMs: number;
   readonly waitMs: number;
-  readonly shared: boolean;
   /** null: host and pid. */
   readonly owner: string | null;
   readonly killGraceMs: number;
   /** CMD and its arguments; never empty. */
   readonly command: readonly string[];
+}
+
+/** `dlm lock NAME [NAME...] [options] -- CMD [ARGS...]` */
+export interface LockCommand extends HoldingCommand {
+  readonly name: 'lock';
+  /** The first NAME. */
+  readonly lock: string;
+  /** Every NAME, as given, each once: more than one are taken together (AcquireAll). */
+  readonly locks: readonly string[];
+  readonly shared: boolean;
+  /** --limit M [--permits N]: NAME is a semaphore, of which CMD holds N permits of M. */
+  readonly semaphore: { readonly limit: number; readonly permits: number } | null;
+}
+
+/** `dlm elect NAME VALUE [options] -- CMD [ARGS...]` */
+export interface ElectCommand extends HoldingCommand {
+  readonly name: 'elect';
+  readonly election: string;
+  readonly value: string;
+}
+
+/** `dlm leader NAME [--watch [--count N]] [--json] [--stale]` */
+export interface LeaderCommand {
+  readonly name: 'leader';
+  readonly target: AdminTarget;
+  readonly election: string;
+  readonly json: boolean;
+  readonly stale: boolean;
+  /** --watch: follow the changes (Observe) instead of one read. */
+  readonly watch: boolean;
+  /** With --watch: stop after this many messages (the first, the leader now, counts); null: until interrupted. */
+  readonly count: number | null;
 }
 
 /** `dlm describe NAME` */
@@ -250,6 +298,8 @@ export type Command =
     }
   | (AdminCommand & { readonly target: AdminTarget })
   | LockCommand
+  | ElectCommand
+  | LeaderCommand
   | DescribeCommand
   | ReadCommand
   | CertsInitCommand;
@@ -301,11 +351,32 @@ const SPECS: Readonly<Record<string, Spec>> = {
   'member remove': { values: TARGET_FLAGS, switches: [], positionals: ['ID'] },
   'leader transfer': { values: TARGET_FLAGS, switches: [], positionals: ['ID?'] },
   lock: {
-    values: [...TARGET_FLAGS, '--ttl-ms', '--wait-ms', '--owner', '--kill-grace-ms'],
+    values: [
+      ...TARGET_FLAGS,
+      '--ttl-ms',
+      '--wait-ms',
+      '--owner',
+      '--kill-grace-ms',
+      '--limit',
+      '--permits',
+    ],
     switches: ['--shared'],
     positionals: ['NAME'],
     rest: true,
     variadic: true,
+  },
+  elect: {
+    values: [...TARGET_FLAGS, '--ttl-ms', '--wait-ms', '--owner', '--kill-grace-ms'],
+    switches: [],
+    positionals: ['NAME', 'VALUE'],
+    rest: true,
+  },
+  // `leader transfer` is the group's subcommand: an election named "transfer" is read
+  // with an option before it (dlm leader --json transfer).
+  leader: {
+    values: [...TARGET_FLAGS, '--count'],
+    switches: ['--json', '--stale', '--watch'],
+    positionals: ['NAME'],
   },
   describe: { values: TARGET_FLAGS, switches: ['--json', '--stale'], positionals: ['NAME'] },
   locks: {
@@ -390,6 +461,10 @@ function build(name: string, { values, switches, positionals, rest }: Parsed): C
   switch (name) {
     case 'lock':
       return buildLock(target, positionals, values, switches, rest);
+    case 'elect':
+      return buildElect(target, positionals, values, rest);
+    case 'leader':
+      return buildLeader(target, positionals[0] ?? '', values, switches);
     case 'describe':
       return { name, target, lock: positionals[0] ?? '', stale, json };
     case 'locks':
@@ -503,29 +578,90 @@ function buildLock(
     return problem('CMD is required: dlm lock NAME [options] -- CMD [ARGS...]');
   }
   if (rest.length === 0) return problem("CMD is required after '--'");
-  const ttlMs = milliseconds(values, '--ttl-ms', DEFAULT_LOCK_TTL_MS, false);
-  if (typeof ttlMs === 'string') return problem(ttlMs);
-  const waitMs = milliseconds(values, '--wait-ms', DEFAULT_LOCK_WAIT_MS, true);
-  if (typeof waitMs === 'string') return problem(waitMs);
-  const killGraceMs = milliseconds(values, '--kill-grace-ms', DEFAULT_KILL_GRACE_MS, true);
-  if (typeof killGraceMs === 'string') return problem(killGraceMs);
-  if (ttlMs < minLockTtlMs(killGraceMs)) {
-    return problem(
-      `--ttl-ms ${ttlMs} is too short for --kill-grace-ms ${killGraceMs}: CMD must be stopped ${lockSafetyMarginMs(ttlMs, killGraceMs)} ms (the grace + max(500, ttl/10)) before the lease can end, which may take at most half the TTL; use --ttl-ms ${minLockTtlMs(killGraceMs)} or more, or a shorter grace`,
-    );
+  const holding = buildHolding(target, values, rest);
+  if (typeof holding === 'string') return problem(holding);
+  const semaphore = buildSemaphore(values, switches, locks);
+  if (typeof semaphore === 'string') return problem(semaphore);
+  return { name: 'lock', ...holding, lock, locks, shared: switches.has('--shared'), semaphore };
+}
+
+/** `--limit M [--permits N]`: the semaphore form of dlm lock, for one NAME. */
+function buildSemaphore(
+  values: Map<string, string>,
+  switches: Set<string>,
+  locks: readonly string[],
+): LockCommand['semaphore'] | string {
+  if (!values.has('--limit')) {
+    return values.has('--permits') ? "--permits needs --limit (the semaphore's limit)" : null;
   }
+  const limit = wholeNumber(values, '--limit', 1);
+  if (typeof limit === 'string') return limit;
+  const permits = values.has('--permits') ? wholeNumber(values, '--permits', 1) : 1;
+  if (typeof permits === 'string') return permits;
+  if (permits > limit) return `--permits ${permits} is more than --limit ${limit}`;
+  if (locks.length > 1) return '--limit takes one NAME (a semaphore), not a set';
+  if (switches.has('--shared'))
+    return "--shared is for locks; a semaphore's permits are shared by nature";
+  return { limit, permits };
+}
+
+/** `dlm elect NAME VALUE [options] -- CMD [ARGS...]` */
+function buildElect(
+  target: AdminTarget,
+  positionals: readonly string[],
+  values: Map<string, string>,
+  rest: string[] | null,
+): ElectCommand | string {
+  const problem = (text: string): string => `dlm elect: ${text}`;
+  const [election = '', value = ''] = positionals;
+  if (rest === null)
+    return problem('CMD is required: dlm elect NAME VALUE [options] -- CMD [ARGS...]');
+  if (rest.length === 0) return problem("CMD is required after '--'");
+  const holding = buildHolding(target, values, rest);
+  if (typeof holding === 'string') return problem(holding);
+  return { name: 'elect', ...holding, election, value };
+}
+
+function buildLeader(
+  target: AdminTarget,
+  election: string,
+  values: Map<string, string>,
+  switches: Set<string>,
+): LeaderCommand | string {
+  const watch = switches.has('--watch');
+  if (values.has('--count') && !watch) return 'dlm leader: --count goes with --watch';
+  if (watch && switches.has('--stale')) {
+    return 'dlm leader: --stale is for one read; --watch follows the node it is connected to';
+  }
+  const count = values.has('--count') ? wholeNumber(values, '--count', 1) : null;
+  if (typeof count === 'string') return `dlm leader: ${count}`;
   return {
-    name: 'lock',
+    name: 'leader',
     target,
-    lock,
-    locks,
-    ttlMs,
-    waitMs,
-    shared: switches.has('--shared'),
-    owner: values.get('--owner') ?? null,
-    killGraceMs,
-    command: rest,
+    election,
+    json: switches.has('--json'),
+    stale: switches.has('--stale'),
+    watch,
+    count,
   };
+}
+
+/** The session and CMD options dlm lock and dlm elect share, or a problem naming the flag. */
+function buildHolding(
+  target: AdminTarget,
+  values: Map<string, string>,
+  command: readonly string[],
+): HoldingCommand | string {
+  const ttlMs = milliseconds(values, '--ttl-ms', DEFAULT_LOCK_TTL_MS, false);
+  if (typeof ttlMs === 'string') return ttlMs;
+  const waitMs = milliseconds(values, '--wait-ms', DEFAULT_LOCK_WAIT_MS, true);
+  if (typeof waitMs === 'string') return waitMs;
+  const killGraceMs = milliseconds(values, '--kill-grace-ms', DEFAULT_KILL_GRACE_MS, true);
+  if (typeof killGraceMs === 'string') return killGraceMs;
+  if (ttlMs < minLockTtlMs(killGraceMs)) {
+    return `--ttl-ms ${ttlMs} is too short for --kill-grace-ms ${killGraceMs}: CMD must be stopped ${lockSafetyMarginMs(ttlMs, killGraceMs)} ms (the grace + max(500, ttl/10)) before the lease can end, which may take at most half the TTL; use --ttl-ms ${minLockTtlMs(killGraceMs)} or more, or a shorter grace`;
+  }
+  return { target, ttlMs, waitMs, owner: values.get('--owner') ?? null, killGraceMs, command };
 }
 
 /** A whole number of milliseconds from a flag, or a problem naming the flag. */
@@ -631,6 +767,14 @@ export async function runCli(args: readonly string[], io: CliIo): Promise<number
       case 'lock': {
         const { runLock } = await import('./lock.ts');
         return await runLock(command, io);
+      }
+      case 'elect': {
+        const { runElect } = await import('./lock.ts');
+        return await runElect(command, io);
+      }
+      case 'leader': {
+        const { runLeader } = await import('./leader.ts');
+        return await runLeader(command, io);
       }
       case 'certs init': {
         const { runCertsInit } = await import('./certs-init.ts');

@@ -6,6 +6,7 @@ import { type ClusterFileConfig, loadClusterConfig } from '../config/index.ts';
 import { clientTlsFiles } from '../config/tls.ts';
 import { type MetricsClientTls, metricsGet } from '../node/console/metrics-get.ts';
 import { type CliIo, DEFAULT_CONFIG_PATH } from './cli.ts';
+import { nodeProcessEnv } from './node-env.ts';
 
 /**
  * `dlm cluster` (npm start): runs every node of the config file as its own `dlm serve`
@@ -48,6 +49,7 @@ function startNode(configPath: string, id: string, dataDir: string): ChildProces
   const log = openSync(join(dataDir, `${id}.log`), 'a');
   return spawn(process.execPath, [DLM_BIN, 'serve', '--config', configPath, '--node', id], {
     stdio: ['ignore', log, log],
+    env: nodeProcessEnv(),
   });
 }
 

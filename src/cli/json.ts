@@ -20,6 +20,10 @@ export interface HolderJson {
   readonly fencing_token: number;
   readonly acquired_index: number;
   readonly held_ms: number;
+  /** A semaphore's grant only: its permits. */
+  readonly permits?: number;
+  /** An election's leader only, when not empty: its value. */
+  readonly value?: string;
 }
 
 export interface WaiterJson {
@@ -27,6 +31,10 @@ export interface WaiterJson {
   readonly owner: string;
   readonly mode: string;
   readonly enqueued_index: number;
+  /** A semaphore's waiter only: the permits it asks for. */
+  readonly permits?: number;
+  /** An election's candidate only, when not empty: the value it would lead with. */
+  readonly value?: string;
 }
 
 export interface LockJson {
@@ -44,6 +52,22 @@ export function holderJson(wire: WireHolder): HolderJson {
     fencing_token: Number(wire.fencing_token),
     acquired_index: Number(wire.acquired_index),
     held_ms: Number(wire.held_ms ?? 0),
+    ...kindFields(wire),
+  };
+}
+
+/**
+ * A semaphore's permits and an election's value, where the wire has them: a lock's
+ * grant carries neither (permits 0, value empty), so its JSON stays as it was.
+ */
+function kindFields(wire: { readonly permits?: string; readonly value?: string }): {
+  permits?: number;
+  value?: string;
+} {
+  const permits = Number(wire.permits ?? 0);
+  return {
+    ...(permits > 0 ? { permits } : {}),
+    ...(wire.value === undefined || wire.value === '' ? {} : { value: wire.value }),
   };
 }
 
@@ -53,6 +77,7 @@ export function waiterJson(wire: WireWaiter): WaiterJson {
     owner: wire.owner,
     mode: wire.mode,
     enqueued_index: Number(wire.enqueued_index),
+    ...kindFields(wire),
   };
 }
 

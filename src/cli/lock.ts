@@ -5,10 +5,11 @@ import {
   DlmClientError,
   type LockHandle,
   LockNotAcquiredError,
+  NotElectedError,
   type Session,
   SessionLostError,
 } from '../client/index.ts';
-import type { CliIo, LockCommand } from './cli.ts';
+import type { CliIo, ElectCommand, HoldingCommand, LockCommand } from './cli.ts';
 import { exitNotAcquired, exitSessionLost, lockSafetyMarginMs } from './cli.ts';
 import { connect, withinTimeout } from './describe.ts';
 
@@ -30,28 +31,104 @@ const RELAYED: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 const CLOSE_BUDGET_MS = 1_000;
 
 export async function runLock(command: LockCommand, io: CliIo): Promise<number> {
+  return runHolding(command, lockGrant(command), io);
+}
+
+/**
+ * `dlm elect NAME VALUE [options] -- CMD [ARGS...]`: campaigns to lead NAME with VALUE,
+ * runs CMD while this session leads, with the term's fencing token in its environment,
+ * and resigns when CMD exits. Everything else (waiting, signals, stopping CMD before the
+ * lease can end, exit codes) is dlm lock's: leadership is a grant like a lock's.
+ */
+export async function runElect(command: ElectCommand, io: CliIo): Promise<number> {
+  return runHolding(command, electGrant(command), io);
+}
+
+/** What a command holding a grant takes, and how CMD and the messages name it. */
+interface GrantSpec {
+  /** The command, as messages start: `dlm lock`, `dlm elect`. */
+  readonly tool: string;
+  /** What is held, as messages name it. */
+  readonly what: string;
+  readonly take: (session: Session, owner: string) => Promise<LockHandle>;
+  /** CMD's environment besides the fencing token and the session id. */
+  readonly env: (handle: LockHandle) => Readonly<Record<string, string>>;
+}
+
+function lockGrant(command: LockCommand): GrantSpec {
+  const what = namesOf(command);
+  const mode = command.shared ? 'SHARED' : 'EXCLUSIVE';
+  return {
+    tool: 'dlm lock',
+    what,
+    take: (session, owner) => {
+      const waiting = { waitMs: command.waitMs, owner };
+      if (command.semaphore !== null) {
+        const { limit, permits } = command.semaphore;
+        return session.semaphore(command.lock, limit).acquire({ permits, ...waiting });
+      }
+      // Several names are taken as one set (all or none, one token): taking them one by
+      // one could deadlock with another dlm lock naming them in another order.
+      return command.locks.length > 1
+        ? session.acquireAll(
+            command.locks.map((name) => ({ name, mode })),
+            waiting,
+          )
+        : session.acquire(command.lock, { mode, ...waiting });
+    },
+    env: () => ({
+      DLM_LOCK: command.lock,
+      ...(command.locks.length > 1 ? { DLM_LOCKS: JSON.stringify(command.locks) } : {}),
+      ...(command.semaphore === null
+        ? {}
+        : {
+            DLM_PERMITS: String(command.semaphore.permits),
+            DLM_LIMIT: String(command.semaphore.limit),
+          }),
+    }),
+  };
+}
+
+function electGrant(command: ElectCommand): GrantSpec {
+  return {
+    tool: 'dlm elect',
+    what: `the leadership of ${command.election}`,
+    take: (session, owner) =>
+      session.campaign(command.election, command.value, { waitMs: command.waitMs, owner }),
+    // DLM_LEADER_TOKEN says what the token is; DLM_FENCING_TOKEN is there too, so a
+    // script written for dlm lock fences the same way under dlm elect.
+    env: (handle) => ({
+      DLM_ELECTION: command.election,
+      DLM_LEADER_TOKEN: handle.token,
+      DLM_LEADER_VALUE: command.value,
+    }),
+  };
+}
+
+async function runHolding(command: HoldingCommand, grant: GrantSpec, io: CliIo): Promise<number> {
   const signals = new SignalRelay();
   let client: DlmClient | null = null;
   try {
     client = await connect(command.target);
-    return await lockAndRun(client, command, io, signals);
+    return await holdAndRun(client, command, grant, io, signals);
   } finally {
     signals.dispose();
     client?.close();
   }
 }
 
-async function lockAndRun(
+async function holdAndRun(
   client: DlmClient,
-  command: LockCommand,
+  command: HoldingCommand,
+  grant: GrantSpec,
   io: CliIo,
   signals: SignalRelay,
 ): Promise<number> {
   const { ttlMs, killGraceMs } = command;
-  const lock = namesOf(command);
+  const { tool, what: lock } = grant;
   const opening = client.openSession({
     ttlMs,
-    clientName: 'dlm lock',
+    clientName: tool,
     safetyMarginMs: lockSafetyMarginMs(ttlMs, killGraceMs),
     callTimeoutMs: command.target.timeoutMs,
   });
@@ -59,24 +136,11 @@ async function lockAndRun(
   if (session instanceof Interrupted) {
     // The session may still open; it then expires on its own (the client is closed).
     opening.then((late) => late.close()).catch(() => {});
-    return interrupted(io, session.signal, 'while opening a session');
+    return interrupted(io, tool, session.signal, 'while opening a session');
   }
   if (session instanceof Lost) throw session.reason; // not raced: there was no session yet
 
-  const mode = command.shared ? 'SHARED' : 'EXCLUSIVE';
-  const waiting = {
-    waitMs: command.waitMs,
-    owner: command.owner ?? `${hostname()} pid ${process.pid}`,
-  };
-  // Several names are taken as one set (all or none, one token): taking them one by one
-  // could deadlock with another dlm lock naming them in another order.
-  const acquiring: Promise<LockHandle> =
-    command.locks.length > 1
-      ? session.acquireAll(
-          command.locks.map((name) => ({ name, mode })),
-          waiting,
-        )
-      : session.acquire(lock, { mode, ...waiting });
+  const acquiring = grant.take(session, command.owner ?? `${hostname()} pid ${process.pid}`);
   let handle: LockHandle;
   try {
     const first = await firstOf(acquiring, signals, session);
@@ -84,11 +148,11 @@ async function lockAndRun(
       // Closing withdraws the wait, and frees a grant that raced it.
       acquiring.catch(() => {});
       await closeWithin(session);
-      return interrupted(io, first.signal, `while waiting for ${lock}`);
+      return interrupted(io, tool, first.signal, `while waiting for ${lock}`);
     }
     if (first instanceof Lost) {
       acquiring.catch(() => {});
-      io.err(`dlm lock: ${first.reason.message}; CMD was not started\n`);
+      io.err(`${tool}: ${first.reason.message}; CMD was not started\n`);
       await closeWithin(session);
       return exitSessionLost;
     }
@@ -96,18 +160,18 @@ async function lockAndRun(
   } catch (error) {
     const lost = !session.alive;
     await closeWithin(session);
-    if (error instanceof LockNotAcquiredError) {
-      io.err(`dlm lock: ${error.message}; CMD was not started\n`);
+    if (error instanceof LockNotAcquiredError || error instanceof NotElectedError) {
+      io.err(`${tool}: ${error.message}; CMD was not started\n`);
       return exitNotAcquired;
     }
     if (lost) {
-      io.err(`dlm lock: ${lostReason(session).message}; CMD was not started\n`);
+      io.err(`${tool}: ${lostReason(session).message}; CMD was not started\n`);
       return exitSessionLost;
     }
     throw error;
   }
 
-  const outcome = await runCommand(command, handle, session, io, signals);
+  const outcome = await runCommand(command, grant, handle, session, io, signals);
   if (outcome.lost) {
     await closeWithin(session);
     return exitSessionLost;
@@ -120,13 +184,13 @@ async function lockAndRun(
       // Revoked (dlm revoke) or past its max hold while CMD ran: the cluster said so at
       // the release. CMD's exit code would claim a run under the lock that it was not.
       io.err(
-        `dlm lock: the grant of ${lock} had ended before CMD finished (revoked, or its max hold passed): part of CMD's run was not under the lock (${messageOf(error)})\n`,
+        `${tool}: the grant of ${lock} had ended before CMD finished (revoked, or its max hold passed): part of CMD's run was not under the lock (${messageOf(error)})\n`,
       );
       await closeWithin(session);
       return exitSessionLost;
     }
     io.err(
-      `dlm lock: could not release ${lock} (${messageOf(error)}); the cluster frees it when session ${session.id} expires, within ${ttlMs} ms\n`,
+      `${tool}: could not release ${lock} (${messageOf(error)}); the cluster frees it when session ${session.id} expires, within ${ttlMs} ms\n`,
     );
     await closeWithin(session);
   }
@@ -152,7 +216,8 @@ interface Outcome {
 }
 
 function runCommand(
-  command: LockCommand,
+  command: HoldingCommand,
+  grant: GrantSpec,
   handle: LockHandle,
   session: Session,
   io: CliIo,
@@ -160,7 +225,7 @@ function runCommand(
 ): Promise<Outcome> {
   const [file = '', ...args] = command.command;
   const { killGraceMs } = command;
-  const lock = namesOf(command);
+  const { tool, what: lock } = grant;
   return new Promise((resolve) => {
     // detached: CMD leads a new process group (and session), so one kill(-pid) reaches
     // every process it started; dlm lock relays the signals a terminal would send.
@@ -170,8 +235,7 @@ function runCommand(
       env: {
         ...process.env,
         DLM_FENCING_TOKEN: handle.token,
-        DLM_LOCK: command.lock,
-        ...(command.locks.length > 1 ? { DLM_LOCKS: JSON.stringify(command.locks) } : {}),
+        ...grant.env(handle),
         DLM_SESSION_ID: session.id,
       },
     });
@@ -200,7 +264,7 @@ function runCommand(
     const onLost = (): void => {
       lost = true;
       io.err(
-        `dlm lock: ${lostReason(session).message}\ndlm lock: stopping CMD before the lease on ${lock} can end: SIGTERM now, SIGKILL in ${killGraceMs} ms\n`,
+        `${tool}: ${lostReason(session).message}\n${tool}: stopping CMD before the lease on ${lock} can end: SIGTERM now, SIGKILL in ${killGraceMs} ms\n`,
       );
       group('SIGTERM');
       killTimer = setTimeout(() => {
@@ -215,7 +279,7 @@ function runCommand(
       if (!lost) group(signal);
     });
     child.once('error', (error: NodeJS.ErrnoException) => {
-      io.err(`dlm lock: cannot run '${file}': ${error.message}\n`);
+      io.err(`${tool}: cannot run '${file}': ${error.message}\n`);
       finish({ code: error.code === 'ENOENT' ? 127 : 126, lost });
     });
     child.once('exit', (code, signal) => {
@@ -225,7 +289,7 @@ function runCommand(
         return;
       }
       io.err(
-        `dlm lock: CMD ended (${signal ?? `exit code ${code}`}); ${lock} may be held by another client now\n`,
+        `${tool}: CMD ended (${signal ?? `exit code ${code}`}); ${lock} may be held by another client now\n`,
       );
       // What CMD started may still run: it gets the rest of the grace, then SIGKILL.
       if (killTimer === null || !group(0)) finish({ code: exitCode, lost });
@@ -300,8 +364,8 @@ function firstOf<T>(
   });
 }
 
-function interrupted(io: CliIo, signal: NodeJS.Signals, when: string): number {
-  io.err(`dlm lock: ${signal} ${when}; CMD was not started\n`);
+function interrupted(io: CliIo, tool: string, signal: NodeJS.Signals, when: string): number {
+  io.err(`${tool}: ${signal} ${when}; CMD was not started\n`);
   return 128 + (constants.signals[signal] ?? 0);
 }
 

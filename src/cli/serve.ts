@@ -73,6 +73,9 @@ export async function serve(args: ServeArgs): Promise<void> {
       clusterId: config.clusterId,
       founders: args.join ? null : config.nodes.map((node) => node.id),
     }),
+    snapshotChunkBytes: config.runtime.snapshotChunkBytes,
+    writeBufferBytes: config.runtime.storageWriteBufferBytes,
+    blockCacheBytes: config.runtime.storageBlockCacheBytes,
   });
   const identity = await checkedIdentity(storage, id, config.clusterId, directory, logger);
   const transport = await startPeerTransport(config, self, security, logger);

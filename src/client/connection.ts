@@ -340,6 +340,20 @@ export class Connection {
     return invoke.call(client, request);
   }
 
+  /**
+   * A stream at `address` failed in a way another node may not (UNAVAILABLE, a broken
+   * connection): the next stream goes to the next endpoint in turn. Unary calls reroute
+   * themselves; a stream has no retries of its own (see stream()).
+   */
+  streamFailedAt(address: string): void {
+    if (address === this.preferred) this.preferred = this.nextEndpoint(new Set([address]));
+  }
+
+  /** The node the next call or stream goes to first. */
+  get preferredAddress(): string {
+    return this.preferred;
+  }
+
   /** Whether close() was called: no call can be made any more. */
   get isClosed(): boolean {
     return this.closed;

@@ -164,12 +164,45 @@ function cycleOf(message: string): string {
   return colon === -1 ? message.slice(at) : message.slice(colon + 2);
 }
 
-/** The error to give a caller of acquire/acquireAll: a deadlock refusal as a DeadlockError. */
+/**
+ * The cluster refused a request because its name is another kind of record than the
+ * request asks for (dlm-error-code kindMismatch, issue 17): a lock asked for as a
+ * semaphore or an election, or the other way round, or a semaphore asked with another
+ * limit than its holders and waiters named. Nothing was applied (decisive), and asking
+ * again the same way is refused again until the name's record is gone (no holder, no
+ * waiter, no lock-delay). The message says what the name is.
+ */
+export class KindMismatchError extends DlmClientError {
+  override readonly name = 'KindMismatchError';
+
+  constructor(
+    /** The name the refused request asked for. */
+    readonly lock: string,
+    refusal: DlmClientError,
+  ) {
+    super(
+      `${JSON.stringify(lock)} cannot be used this way now (nothing was applied): ${refusal.message}`,
+      refusal.status,
+      refusal.errorCode,
+      refusal.leaderHint,
+      refusal.retryAfterMs,
+      false,
+    );
+  }
+}
+
+/**
+ * The error to give a caller of acquire/acquireAll/semaphore/campaign: a deadlock
+ * refusal as a DeadlockError, a kind refusal as a KindMismatchError.
+ */
 export function acquireError(error: unknown, locks: readonly string[]): unknown {
-  if (error instanceof DlmClientError && !(error instanceof DeadlockError)) {
-    if (error.status === grpc.status.ABORTED && error.errorCode === 'deadlock') {
-      return new DeadlockError(locks, error);
-    }
+  if (!(error instanceof DlmClientError)) return error;
+  if (error instanceof DeadlockError || error instanceof KindMismatchError) return error;
+  if (error.status === grpc.status.ABORTED && error.errorCode === 'deadlock') {
+    return new DeadlockError(locks, error);
+  }
+  if (error.status === grpc.status.FAILED_PRECONDITION && error.errorCode === 'kindMismatch') {
+    return new KindMismatchError(locks.join(', '), error);
   }
   return error;
 }
@@ -240,6 +273,45 @@ export class LockModeError extends Error {
   ) {
     super(
       `${lock}: asked for a ${asked} grant, the cluster answered with a ${granted} one (token ${token})`,
+    );
+  }
+}
+
+/**
+ * Semaphore.acquire did not get its permits within its wait: not an error of the
+ * cluster. `holders` are the semaphore's holders when the wait ended.
+ */
+export class PermitsNotAcquiredError extends LockNotAcquiredError {
+  override readonly name = 'PermitsNotAcquiredError';
+
+  constructor(
+    readonly semaphore: string,
+    /** The permits asked for. */
+    readonly permits: number,
+    holders: readonly { readonly sessionId: string; readonly owner: string }[],
+  ) {
+    super(semaphore, holders);
+    this.message = `${permits} permits of ${semaphore} were not acquired: held by ${holders.map((holder) => holder.owner || `session ${holder.sessionId}`).join(', ') || 'nobody, but not free (a lock-delay, or waiters ahead)'}`;
+  }
+}
+
+/**
+ * Session.campaign did not lead within its wait: not an error of the cluster. `leader`
+ * is who led when the wait ended (null: nobody, as during a lock-delay).
+ */
+export class NotElectedError extends Error {
+  override readonly name = 'NotElectedError';
+
+  constructor(
+    readonly election: string,
+    readonly leader: {
+      readonly sessionId: string;
+      readonly owner: string;
+      readonly value: string;
+    } | null,
+  ) {
+    super(
+      `${election}: not elected within the wait; ${leader === null ? 'nobody leads' : `led by ${leader.owner || `session ${leader.sessionId}`} (value ${JSON.stringify(leader.value)})`}`,
     );
   }
 }

@@ -1,5 +1,20 @@
 import { Connection, type ConnectionOptions } from './connection.ts';
-import { type AcquireOptions, type LockHandle, Session, type SessionOptions } from './session.ts';
+import { acquireError } from './errors.ts';
+import {
+  type Leader,
+  type LeaderChange,
+  leaderFromWire,
+  type ObserveOptions,
+  observeLeader,
+} from './leader.ts';
+import {
+  type AcquireOptions,
+  type CampaignOptions,
+  type LeadershipHandle,
+  type LockHandle,
+  Session,
+  type SessionOptions,
+} from './session.ts';
 
 export type { MonotonicClock } from './clock.ts';
 export type { CallEnd, CallObserver, ConnectionOptions } from './connection.ts';
@@ -7,22 +22,31 @@ export {
   DeadlockError,
   DlmClientError,
   ERROR_CODE_KEY,
+  KindMismatchError,
   LEADER_HINT_KEY,
   LockModeError,
   LockNotAcquiredError,
   LockSetNotAcquiredError,
+  NotElectedError,
+  PermitsNotAcquiredError,
   RETRY_AFTER_KEY,
   SessionLostError,
 } from './errors.ts';
 export { FenceGuard, FenceMisuseError, StaleTokenError } from './fence-guard.ts';
+export type { Leader, LeaderChange, ObserveOptions } from './leader.ts';
 export type { GrantMode, LockMode } from './mode.ts';
 export {
   type AcquireAllOptions,
   type AcquireOptions,
+  type CampaignOptions,
+  LeadershipHandle,
   type LockClaim,
   LockHandle,
   LockSetHandle,
   newRequestId,
+  PermitHandle,
+  type PermitOptions,
+  Semaphore,
   Session,
   type SessionOptions,
 } from './session.ts';
@@ -83,6 +107,66 @@ export class DlmClient {
     } finally {
       await session.close();
     }
+  }
+
+  /**
+   * Campaigns to lead `election` with `value` in a session of its own (issue 17), waiting
+   * up to `waitMs` behind the candidates before it. The handle's `token` is the term's
+   * fencing token, its `signal` fires before the session's lease (and the leadership)
+   * can end: stop acting as leader then. resign() (or `await using`) closes the session,
+   * which steps down. For several elections or locks under one lease, use
+   * `session.campaign()` on a session of your own.
+   */
+  async campaign(
+    election: string,
+    value: string,
+    options: CampaignOptions & Partial<SessionOptions> = {},
+  ): Promise<LeadershipHandle> {
+    const session = await this.openSession({ ...options, ttlMs: options.ttlMs ?? 10_000 });
+    try {
+      const handle = await session.campaign(election, value, options);
+      handle.ownSession();
+      return handle;
+    } catch (error) {
+      // Nobody else will close it: a candidate's wait ends with the session.
+      await session.close().catch(() => {});
+      throw error;
+    }
+  }
+
+  /**
+   * Who leads `election` now, or null; linearizable unless `stale`. A name held as a
+   * lock or a semaphore is refused with KindMismatchError.
+   */
+  async leader(
+    election: string,
+    options: { stale?: boolean; timeoutMs?: number } = {},
+  ): Promise<Leader | null> {
+    const answer = await this.connection
+      .call(
+        'Lock',
+        'Leader',
+        { election, stale: options.stale ?? false },
+        {
+          deadlineMs:
+            this.connection.clock.nowMs() + (options.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS),
+        },
+      )
+      .catch((error: unknown) => {
+        throw acquireError(error, [election]);
+      });
+    return answer.has_leader === true ? leaderFromWire(answer.leader) : null;
+  }
+
+  /**
+   * The leadership of `election` as it changes: first the leader now (`current`), then
+   * each change as a node applies it (`elected`, `proclaimed`, `vacant`), until
+   * `signal` fires, the client closes or the loop breaks. When the stream breaks it is
+   * opened again (at the next node if this one went away) and starts with a new
+   * `current`: changes in between are summed up by it, not replayed.
+   */
+  observe(election: string, options: ObserveOptions = {}): AsyncIterable<LeaderChange> {
+    return observeLeader(this.connection, election, options);
   }
 
   /** Whether `token` is the current grant of `lock` (what a protected resource may ask). */

@@ -6,16 +6,23 @@ import {
   LockModeError,
   LockNotAcquiredError,
   LockSetNotAcquiredError,
+  NotElectedError,
+  PermitsNotAcquiredError,
   SessionLostError,
 } from './errors.ts';
 import type { KeepAliveMember } from './keepalive.ts';
+import { leaderFromWire } from './leader.ts';
 import { type GrantMode, grantedMode, grantModeOf, type LockMode, wireModeOf } from './mode.ts';
 import { newRequestId } from './request-id.ts';
 import {
   type AcquireAllWire,
+  type AcquirePermitsWire,
   type AcquireWire,
+  type CampaignWire,
+  methodOf,
   namesOf,
   type SettleOutcome,
+  type SettleRequest,
   Settler,
 } from './settle.ts';
 
@@ -40,6 +47,15 @@ export interface LockClaim {
 
 /** As AcquireOptions, for a set: the wait, owner and signal are the set's. */
 export type AcquireAllOptions = Omit<AcquireOptions, 'mode'>;
+
+/** Semaphore.acquire's options: as AcquireOptions, with the permits instead of a mode. */
+export interface PermitOptions extends Omit<AcquireOptions, 'mode'> {
+  /** How many permits this grant holds: 1 (the default) to the semaphore's limit. */
+  readonly permits?: number;
+}
+
+/** Session.campaign's options: the wait (0 = lead now or not at all), owner and signal. */
+export type CampaignOptions = Omit<AcquireOptions, 'mode'>;
 
 export interface SessionOptions {
   /** Lease length; the cluster config bounds it (lock.sessionTtlMsMin..Max). */
@@ -197,24 +213,7 @@ export class Session {
       request_id: newRequestId(),
       owner: options.owner ?? '',
     };
-    let answer: Record<string, unknown>;
-    const call = this.connection.call('Lock', 'Acquire', request, {
-      deadlineMs: this.nowMs() + this.callTimeoutMs + waitMs,
-      waitMs,
-      ...(options.signal === undefined ? {} : { signal: options.signal }),
-    });
-    const inFlight = this.acquiring.get(lock) ?? new Set<Promise<unknown>>();
-    this.acquiring.set(lock, inFlight);
-    inFlight.add(call);
-    try {
-      answer = await call;
-    } catch (error) {
-      if (error instanceof DlmClientError && error.outcomeUnknown) this.settler.start(request);
-      throw acquireError(error, [lock]);
-    } finally {
-      inFlight.delete(call);
-      if (inFlight.size === 0 && this.acquiring.get(lock) === inFlight) this.acquiring.delete(lock);
-    }
+    const answer = await this.attempt(request, waitMs, options.signal);
     if (answer.acquired !== true) {
       const holders = (answer.holders ?? []) as { session_id: string; owner: string }[];
       throw new LockNotAcquiredError(
@@ -265,30 +264,7 @@ export class Session {
     // As in acquire(): a settle that may still release one of these locks goes first.
     for (const name of names) await this.settler.idle(name);
     this.requireAlive();
-    const waitMs = options.waitMs ?? 0;
-    const call = this.connection.call('Lock', 'AcquireAll', request, {
-      deadlineMs: this.nowMs() + this.callTimeoutMs + waitMs,
-      waitMs,
-      ...(options.signal === undefined ? {} : { signal: options.signal }),
-    });
-    const inFlight = names.map((name) => {
-      const set = this.acquiring.get(name) ?? new Set<Promise<unknown>>();
-      this.acquiring.set(name, set);
-      set.add(call);
-      return [name, set] as const;
-    });
-    let answer: Record<string, unknown>;
-    try {
-      answer = await call;
-    } catch (error) {
-      if (error instanceof DlmClientError && error.outcomeUnknown) this.settler.start(request);
-      throw acquireError(error, names);
-    } finally {
-      for (const [name, set] of inFlight) {
-        set.delete(call);
-        if (set.size === 0 && this.acquiring.get(name) === set) this.acquiring.delete(name);
-      }
-    }
+    const answer = await this.attempt(request, options.waitMs ?? 0, options.signal);
     const locks = (answer.locks ?? []) as {
       lock: string;
       holders: { session_id: string; owner: string }[];
@@ -313,6 +289,139 @@ export class Session {
     const handle = new LockSetHandle(this, held, token);
     this.handles.add(handle);
     return handle;
+  }
+
+  /**
+   * A semaphore of this session (issue 17): `name` allows at most `limit` permits held
+   * at once, across all sessions. Every request of one semaphore must name the same
+   * limit while it is in use (else KindMismatchError). Nothing is asked of the cluster
+   * until acquire().
+   */
+  semaphore(name: string, limit: number): Semaphore {
+    if (!Number.isSafeInteger(limit) || limit < 1) {
+      throw new Error(
+        `semaphore ${JSON.stringify(name)}: limit must be an integer >= 1, got ${limit}`,
+      );
+    }
+    return new Semaphore(this, name, limit);
+  }
+
+  /**
+   * @internal Semaphore.acquire: `permits` of `name`, as acquire() takes a lock (the
+   * same settling of an unknown outcome, the same waiting for earlier settles).
+   */
+  async acquirePermits(name: string, limit: number, options: PermitOptions): Promise<PermitHandle> {
+    this.requireAlive();
+    const permits = options.permits ?? 1;
+    if (!Number.isSafeInteger(permits) || permits < 1 || permits > limit) {
+      throw new Error(
+        `semaphore ${JSON.stringify(name)}: permits must be an integer within [1, ${limit}] (its limit), got ${permits}`,
+      );
+    }
+    await this.settler.idle(name);
+    this.requireAlive();
+    const waitMs = options.waitMs ?? 0;
+    const request: AcquirePermitsWire = {
+      name,
+      permits: String(permits),
+      limit: String(limit),
+      session_id: this.id,
+      wait_ms: String(waitMs),
+      request_id: newRequestId(),
+      owner: options.owner ?? '',
+    };
+    const answer = await this.attempt(request, waitMs, options.signal);
+    const holders = (answer.holders ?? []) as { session_id: string; owner: string }[];
+    if (answer.acquired !== true) {
+      throw new PermitsNotAcquiredError(
+        name,
+        permits,
+        holders.map((holder) => ({ sessionId: holder.session_id, owner: holder.owner })),
+      );
+    }
+    const handle = new PermitHandle(this, name, String(answer.fencing_token), permits, limit);
+    this.handles.add(handle);
+    return handle;
+  }
+
+  /**
+   * Campaigns to lead `election` with `value` (issue 17), waiting up to `waitMs` on the
+   * server behind the candidates before it (FIFO). Resolves with a handle once this
+   * session leads: its `token` is the term's fencing token, higher than every earlier
+   * leader's, and its `signal` (the session's) fires before the lease, and with it the
+   * leadership, can end. Rejects with NotElectedError when the wait ends first (naming
+   * the leader then), KindMismatchError when the name is a lock or a semaphore.
+   * A failure of unknown outcome is settled as for acquire().
+   */
+  async campaign(
+    election: string,
+    value: string,
+    options: CampaignOptions = {},
+  ): Promise<LeadershipHandle> {
+    this.requireAlive();
+    await this.settler.idle(election);
+    this.requireAlive();
+    const waitMs = options.waitMs ?? 0;
+    const request: CampaignWire = {
+      election,
+      value,
+      session_id: this.id,
+      wait_ms: String(waitMs),
+      request_id: newRequestId(),
+      owner: options.owner ?? '',
+    };
+    const answer = await this.attempt(request, waitMs, options.signal);
+    if (answer.elected !== true) {
+      throw new NotElectedError(election, leaderFromWire(answer.leader));
+    }
+    const handle = new LeadershipHandle(this, election, String(answer.fencing_token), value);
+    this.handles.add(handle);
+    return handle;
+  }
+
+  /** @internal LeadershipHandle.proclaim: the leader's new value, through the log. */
+  async proclaim(election: string, token: string, value: string, requestId: string): Promise<void> {
+    await this.connection.call(
+      'Lock',
+      'Proclaim',
+      { election, session_id: this.id, fencing_token: token, value, request_id: requestId },
+      { deadlineMs: this.nowMs() + this.callTimeoutMs },
+    );
+  }
+
+  /**
+   * One attempt (Acquire, AcquireAll, AcquirePermits, Campaign) as every kind makes it:
+   * counted in flight under each name it names (a settle waits for those), an outcome
+   * the caller cannot be told settled in the background, a refusal as its error class.
+   */
+  private async attempt(
+    request: SettleRequest,
+    waitMs: number,
+    signal: AbortSignal | undefined,
+  ): Promise<Record<string, unknown>> {
+    const names = namesOf(request);
+    const call = this.connection.call('Lock', methodOf(request), request, {
+      deadlineMs: this.nowMs() + this.callTimeoutMs + waitMs,
+      waitMs,
+      ...(signal === undefined ? {} : { signal }),
+    });
+    const inFlight = names.map((name) => {
+      const set = this.acquiring.get(name) ?? new Set<Promise<unknown>>();
+      this.acquiring.set(name, set);
+      set.add(call);
+      return [name, set] as const;
+    });
+    try {
+      return await call;
+    } catch (error) {
+      if (error instanceof DlmClientError && error.outcomeUnknown) this.settler.start(request);
+      throw acquireError(error, names);
+    } finally {
+      for (const [name, set] of inFlight) {
+        set.delete(call);
+        if (set.size === 0 && this.acquiring.get(name) === set) this.acquiring.delete(name);
+      }
+    }
   }
 
   /**
@@ -534,4 +643,114 @@ function noLongerHeld(error: unknown): boolean {
     error instanceof DlmClientError &&
     (error.status === grpc.status.NOT_FOUND || error.status === grpc.status.FAILED_PRECONDITION)
   );
+}
+
+/**
+ * A semaphore as a session sees it (Session.semaphore): its name and limit. acquire()
+ * takes permits, each grant with a fencing token of its own.
+ */
+export class Semaphore {
+  constructor(
+    private readonly session: Session,
+    readonly name: string,
+    /** At most this many permits are held at once, across every session. */
+    readonly limit: number,
+  ) {}
+
+  /**
+   * Takes `permits` (default 1) of the semaphore, waiting up to `waitMs` on the server
+   * behind the requests before it (FIFO, head of line). Resolves with a handle holding
+   * this grant's own fencing token; rejects with PermitsNotAcquiredError when the wait
+   * ends first, KindMismatchError when the name is a lock or an election, or a
+   * semaphore others use with another limit. A failure of unknown outcome is settled
+   * in the background, as for Session.acquire.
+   */
+  acquire(options: PermitOptions = {}): Promise<PermitHandle> {
+    return this.session.acquirePermits(this.name, this.limit, options);
+  }
+}
+
+/**
+ * Permits of a semaphore held by one grant: `token` is this grant's own fencing token
+ * (ValidateFence(name, token) tells whether it is still current), release() gives the
+ * permits back. Its `signal` is the session's, as for a lock.
+ */
+export class PermitHandle extends LockHandle {
+  constructor(
+    session: Session,
+    name: string,
+    token: string,
+    /** How many permits this grant holds. */
+    readonly permits: number,
+    /** The semaphore's limit. */
+    readonly limit: number,
+  ) {
+    // A semaphore's grants are held in shared mode: several coexist.
+    super(session, name, token, 'shared');
+  }
+}
+
+/**
+ * Leadership of an election (Session.campaign): `token` is the term's fencing token
+ * (pass it to whatever the leader changes, so a deposed leader's writes are refused),
+ * `signal` the session's safe deadline (stop leading when it fires), proclaim() changes
+ * the value others see, resign() steps down (the next candidate in line is elected).
+ * `await using` resigns at the end of the block.
+ */
+export class LeadershipHandle extends LockHandle {
+  private currentValue: string;
+
+  constructor(
+    private readonly owning: Session,
+    election: string,
+    token: string,
+    value: string,
+  ) {
+    super(owning, election, token, 'exclusive');
+    this.currentValue = value;
+  }
+
+  /** The election's name. */
+  get election(): string {
+    return this.lock;
+  }
+
+  /** The value the cluster last confirmed for this leader. */
+  get value(): string {
+    return this.currentValue;
+  }
+
+  /**
+   * Announces `value` as the leader's (Leader and Observe show it). Rejects with a
+   * DlmClientError FAILED_PRECONDITION (notHolder, staleToken) once this term has ended.
+   * A retry after an unknown outcome is safe: the connection retries with the same
+   * request id, which the cluster applies once.
+   */
+  async proclaim(value: string): Promise<void> {
+    await this.owning.proclaim(this.lock, this.token, value, newRequestId());
+    this.currentValue = value;
+  }
+
+  /**
+   * Steps down: the Release of the term's grant (see LockHandle.release). A handle from
+   * DlmClient.campaign closes its own session instead, which releases the grant in the
+   * same entry and ends the keepalives.
+   */
+  resign(): Promise<void> {
+    if (this.ownsSession) return this.owning.close();
+    return this.release();
+  }
+
+  override async [Symbol.asyncDispose](): Promise<void> {
+    if (this.ownsSession) return this.owning.close();
+    return super[Symbol.asyncDispose]();
+  }
+
+  /** Whether resign() closes the session: it was opened for this campaign alone. */
+  private ownsSession = false;
+
+  /** @internal DlmClient.campaign: the session was opened for this leadership alone. */
+  ownSession(): void {
+    this.ownsSession = true;
+  }
 }

@@ -72,13 +72,52 @@ export interface AcquireAllWire {
   readonly owner: string;
 }
 
-/** Either attempt a session settles: one lock, or a set taken together. */
-export type SettleRequest = AcquireWire | AcquireAllWire;
+/** An AcquirePermits as it was sent (wire field names); only wait_ms changes. */
+export interface AcquirePermitsWire {
+  readonly name: string;
+  readonly permits: string;
+  readonly limit: string;
+  readonly session_id: string;
+  readonly wait_ms: string;
+  readonly request_id: string;
+  readonly owner: string;
+}
+
+/** A Campaign as it was sent (wire field names); only wait_ms changes. */
+export interface CampaignWire {
+  readonly election: string;
+  readonly value: string;
+  readonly session_id: string;
+  readonly wait_ms: string;
+  readonly request_id: string;
+  readonly owner: string;
+}
+
+/**
+ * Any attempt a session settles: one lock, a set taken together, permits of a semaphore,
+ * or a campaign (issue 17). Each is asked again by its own RPC; what it got is given
+ * back by a Release of its name (a Resign is one).
+ */
+export type SettleRequest = AcquireWire | AcquireAllWire | AcquirePermitsWire | CampaignWire;
+
+/** The RPC that made (and settles) the attempt. */
+export function methodOf(
+  request: SettleRequest,
+): 'Acquire' | 'AcquireAll' | 'AcquirePermits' | 'Campaign' {
+  if ('locks' in request) return 'AcquireAll';
+  if ('permits' in request) return 'AcquirePermits';
+  if ('election' in request) return 'Campaign';
+  return 'Acquire';
+}
 
 /** The locks an attempt names, in code-unit order; for a set, the first stands for all. */
 export function namesOf(request: SettleRequest): string[] {
-  if (!('locks' in request)) return [request.lock];
-  return request.locks.map((claim) => claim.lock).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  if ('locks' in request) {
+    return request.locks.map((claim) => claim.lock).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  }
+  if ('permits' in request) return [request.name];
+  if ('election' in request) return [request.election];
+  return [request.lock];
 }
 
 /** What a settle needs of its session. */
@@ -175,7 +214,7 @@ export class Settler {
     if (moot !== null) return outcome(moot);
     this.host.report(
       new Error(
-        `could not settle ${'locks' in request ? 'AcquireAll' : 'Acquire'} ${request.request_id} of ${namesOf(request).join(', ')}: session ${this.host.id} may hold it until it is closed or expires`,
+        `could not settle ${methodOf(request)} ${request.request_id} of ${namesOf(request).join(', ')}: session ${this.host.id} may hold it until it is closed or expires`,
         { cause: lastError },
       ),
     );
@@ -192,11 +231,12 @@ export class Settler {
     const signal = { signal: this.abort.signal };
     const answer = await connection.call(
       'Lock',
-      'locks' in request ? 'AcquireAll' : 'Acquire',
+      methodOf(request),
       { ...request, wait_ms: '0' },
       { ...options, ...signal },
     );
-    if (answer.acquired !== true) return 'notHeld';
+    // A Campaign answers `elected`, the others `acquired`.
+    if (answer.acquired !== true && answer.elected !== true) return 'notHeld';
     const token = String(answer.fencing_token);
     const names = namesOf(request);
     await Promise.all(names.map((name) => this.host.acquiresDone(name)));

@@ -5,6 +5,7 @@ import {
   TIMER_MS_MAX,
   validateLockLimits,
 } from '../lock/limits.ts';
+import { OPTIONAL_LOCK_RULE_NAMES, OPTIONAL_LOCK_RULES } from '../lock/optional-rules.ts';
 import { DEFAULT_RAFT_OPTIONS, validateRaftOptions } from '../raft/options.ts';
 import { AssertionError } from '../util/assert.ts';
 import {
@@ -46,6 +47,12 @@ interface SectionSpec<T extends Section<T>> {
   readonly validate?: (values: T) => void;
   /** Each integer field's largest value, where the core sets one. */
   readonly ceilings?: { readonly [K in keyof T]?: number };
+  /**
+   * Integer fields with no default here, each with its ceiling: absent from the file,
+   * they stay absent from the section (the core then applies its own default), so a
+   * section without them reads as it did before they existed.
+   */
+  readonly optional?: Readonly<Record<string, number>>;
 }
 
 interface Ordering {
@@ -74,6 +81,9 @@ const LOCK: SectionSpec<LockLimits> = {
   ],
   validate: validateLockLimits,
   ceilings: LOCK_LIMIT_CEILINGS,
+  optional: Object.fromEntries(
+    OPTIONAL_LOCK_RULE_NAMES.map((name) => [name, OPTIONAL_LOCK_RULES[name].ceiling]),
+  ),
 };
 
 const RUNTIME: SectionSpec<RuntimeConfig> = {
@@ -111,13 +121,23 @@ export function readRuntimeSection(problems: Problems, value: unknown): RuntimeC
 export function fieldHomes(except?: string): ReadonlyMap<string, string> {
   const homes = new Map<string, string>();
   const sections = [RAFT, LOCK, RUNTIME] as const;
-  const own = new Set(Object.keys(sections.find((s) => s.name === except)?.defaults ?? {}));
+  const own = new Set(fieldNames(sections.find((s) => s.name === except)));
   for (const section of sections) {
-    for (const key of Object.keys(section.defaults)) {
+    for (const key of fieldNames(section)) {
       if (!own.has(key)) homes.set(key, section.name);
     }
   }
   return homes;
+}
+
+/** Every field a section may have: those with defaults, then the optional ones. */
+function fieldNames(
+  spec:
+    | { readonly defaults: object; readonly optional?: Readonly<Record<string, number>> }
+    | undefined,
+): string[] {
+  if (spec === undefined) return [];
+  return [...Object.keys(spec.defaults), ...Object.keys(spec.optional ?? {})];
 }
 
 function readSection<T extends Section<T>>(
@@ -133,7 +153,7 @@ function readSection<T extends Section<T>>(
     problems,
     spec.name,
     object,
-    Object.keys(spec.defaults),
+    [...Object.keys(spec.defaults), ...Object.keys(spec.optional ?? {})],
     fieldHomes(spec.name),
   );
   const { values, invalid } = readFields(problems, object, spec);
@@ -155,6 +175,13 @@ function readFields<T extends Section<T>>(
     const given = ownField(object, key);
     if (given === undefined) continue;
     const read = readScalar(problems, fieldPath(spec.name, key), given, spec, key);
+    if (read === undefined) invalid.add(key);
+    else values[key] = read;
+  }
+  for (const [key, max] of Object.entries(spec.optional ?? {})) {
+    const given = ownField(object, key);
+    if (given === undefined) continue;
+    const read = readInteger(problems, fieldPath(spec.name, key), given, { min: 1, max });
     if (read === undefined) invalid.add(key);
     else values[key] = read;
   }

@@ -1,4 +1,5 @@
-import { type LockLimits, type LockRuleDifference, lockRulesDifferences } from '../lock/index.ts';
+import type { LockLimits } from '../lock/index.ts';
+import { type RuleDifference, ruleDifferences } from '../lock/optional-rules.ts';
 import type { DlmNode } from './node.ts';
 
 /**
@@ -18,7 +19,7 @@ export type LockRulesReport =
       readonly kind: 'differ';
       readonly setIndex: number;
       /** `ours` is the config file's value, `theirs` the log's. */
-      readonly differences: readonly LockRuleDifference[];
+      readonly differences: readonly RuleDifference[];
     };
 
 type WatchedNode = Pick<DlmNode, 'locks' | 'subscribe' | 'onRestored'>;
@@ -26,7 +27,7 @@ type WatchedNode = Pick<DlmNode, 'locks' | 'subscribe' | 'onRestored'>;
 export function compareLockRules(file: LockLimits, node: Pick<DlmNode, 'locks'>): LockRulesReport {
   const setIndex = node.locks.rulesSetIndex;
   if (setIndex === null) return { kind: 'unset' };
-  const differences = lockRulesDifferences(file, node.locks.rules);
+  const differences = ruleDifferences(file, node.locks.rules);
   return differences.length === 0
     ? { kind: 'agree', setIndex }
     : { kind: 'differ', setIndex, differences };
@@ -60,7 +61,7 @@ export function watchLockRules(
 }
 
 /** One line naming each differing rule: `lock.lockDelayMs file 5000, log 0`. */
-export function describeDifferences(differences: readonly LockRuleDifference[]): string {
+export function describeDifferences(differences: readonly RuleDifference[]): string {
   return differences
     .map(({ field, ours, theirs }) => `lock.${field} file ${ours}, log ${theirs}`)
     .join('; ');

@@ -1,12 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import {
   type ApplyOutput,
+  canonicalLockRules,
   DEFAULT_LOCK_LIMITS,
   type LockCommand,
   type LockLimits,
   LockStateMachine,
   LockTimers,
 } from '../lock/index.ts';
+import { rulesAtBehaviour } from '../lock/optional-rules.ts';
 import {
   DEFAULT_RAFT_OPTIONS,
   type Entry,
@@ -194,6 +196,16 @@ export class DlmNode {
   private failure: Error | null = null;
   /** The term in which this node, as leader, proposed its config's rules; see proposeRulesIfUnset. */
   private rulesProposedInTerm = -1;
+  /**
+   * The first rules this leader proposed for a cluster without any, when it had to leave
+   * out optional rules of its file that the version then in force did not know (see
+   * proposeRulesIfUnset): what it proposed, and its file's rules whole.
+   */
+  private fileRulesLeft: {
+    readonly term: number;
+    readonly proposed: LockLimits;
+    readonly whole: LockLimits;
+  } | null = null;
   /** What each member's binary applies, as its messages say (behaviour.ts). */
   private readonly behaviourClaims = new BehaviourClaims();
   /** The raise this node proposed last as leader, so that it proposes it once a term. */
@@ -825,6 +837,7 @@ export class DlmNode {
     // late, never early.
     if (this.raft.role === 'leader' && this.proposeRulesIfUnset(nowMs)) {
       this.proposeBehaviourRaise(nowMs);
+      this.completeFileRules();
       for (const command of this.timers.due(nowMs)) {
         if (!this.raft.propose(encodeEntry({ proposalId: null, command })).ok) break;
       }
@@ -864,13 +877,47 @@ export class DlmNode {
     // SetRules refuses a window below the results remembered (a log written before the
     // rules were replicated may hold more than this file allows): never shrink it.
     const dedupeWindowMax = Math.max(file.dedupeWindowMax, this.locks.rememberedCount);
-    const rules = { ...file, dedupeWindowMax };
+    // The base version knows no optional rule (lock.locksPerAcquireMax, ...), and a
+    // SetRules carrying one it does not know is refused whole: so the rules go in without
+    // those the version in force lacks, and completeFileRules adds them once the raise
+    // that follows has applied. (The raise cannot go first: before any SetRules each node
+    // would apply it under its own file's rules.)
+    const whole = { ...file, dedupeWindowMax };
+    const { rules, left } = rulesAtBehaviour(whole, this.locks.behaviour);
     const command: LockCommand = { type: 'SetRules', rules, onlyIfUnset: true };
     if (this.raft.propose(encodeEntry({ proposalId: null, command })).ok) {
       this.rulesProposedInTerm = term;
+      this.fileRulesLeft = left.length === 0 ? null : { term, proposed: rules, whole };
       this.proposeBehaviourRaise(nowMs);
     }
     return false;
+  }
+
+  /**
+   * Completes the first rules of a new cluster with the optional rules of this leader's
+   * file that its SetRules had to leave out, once the behaviour raise has applied: in the
+   * same term only, and only while the rules in force are still the ones it proposed
+   * (an operator's SetLockRules since, or another leader's rules, are left alone). A
+   * raise that never comes (a member on an older binary) leaves them out until
+   * `dlm rules apply`; the node's rules report names them as differing meanwhile.
+   */
+  private completeFileRules(): void {
+    const pending = this.fileRulesLeft;
+    if (pending === null) return;
+    if (pending.term !== this.raft.term) {
+      this.fileRulesLeft = null;
+      return;
+    }
+    // Not raised yet (or not to the versions those rules need): wait.
+    if (rulesAtBehaviour(pending.whole, this.locks.behaviour).left.length > 0) return;
+    const same = (a: LockLimits, b: LockLimits): boolean =>
+      JSON.stringify(canonicalLockRules(a)) === JSON.stringify(canonicalLockRules(b));
+    if (!same(this.locks.rules, pending.proposed)) {
+      this.fileRulesLeft = null;
+      return;
+    }
+    const command: LockCommand = { type: 'SetRules', rules: pending.whole, onlyIfUnset: false };
+    if (this.raft.propose(encodeEntry({ proposalId: null, command })).ok) this.fileRulesLeft = null;
   }
 
   /**

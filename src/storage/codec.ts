@@ -25,7 +25,11 @@ import type { StoredAddress, StoredIdentity } from './writable-storage.ts';
  *               [index, term, 1, data]                          normal
  *               [index, term, 2, changeTag, nodeId]             config
  *   hard state  [term, votedFor | null, commitIndex]
- *   snapshot    [index, term, voters, learners, data]
+ *   snapshot    [index, term, voters, learners, data]                 (written before issue 12's
+ *                                                                     chunks; still read)
+ *   manifest    [index, term, voters, learners, generation, chunks, dataBytes, dataChecksum]
+ *   chunk       the raw bytes of one piece of a snapshot's data, not MessagePack: the
+ *               checksum and version byte, then the bytes
  *   compaction  [index, term]
  *   addresses   [[nodeId, peerAddress, clientAddress], ...]     member addresses (not Raft state)
  *   identity    [clusterId, nodeId]                            '' = cluster not yet known
@@ -462,4 +466,83 @@ export function decodeIdentity(value: Uint8Array): StoredIdentity {
     clusterId: text(clusterId, 'identity cluster id'),
     nodeId: nodeIdOf(id, 'identity node id'),
   };
+}
+
+// ------------------------------------------------------------------ chunked snapshot
+
+/**
+ * Where a snapshot stored in chunks is and how to check it whole: its data is the
+ * concatenation of `chunkCount` chunk records of generation `generation`, `dataBytes`
+ * long, whose CRC-32C is `dataChecksum` (each chunk also carries its own checksum, so
+ * a damaged chunk is named; the whole checksum catches a chunk stored under the
+ * wrong key).
+ */
+export interface SnapshotManifest {
+  readonly metadata: SnapshotMetadata;
+  readonly generation: number;
+  readonly chunkCount: number;
+  readonly dataBytes: number;
+  readonly dataChecksum: number;
+}
+
+export function encodeSnapshotManifest(manifest: SnapshotManifest): Uint8Array {
+  const { metadata, generation, chunkCount, dataBytes, dataChecksum } = manifest;
+  const { index, term: manifestTerm, config } = metadata;
+  return frame([
+    index,
+    manifestTerm,
+    config.voters,
+    config.learners,
+    generation,
+    chunkCount,
+    dataBytes,
+    dataChecksum,
+  ]);
+}
+
+export function decodeSnapshotManifest(value: Uint8Array): SnapshotManifest {
+  const [index, manifestTerm, voters, learners, generation, chunkCount, dataBytes, dataChecksum] =
+    tuple(unframe(value), 'snapshot manifest', 8);
+  return {
+    metadata: {
+      index: indexOf(index, 'manifest index'),
+      term: termOf(manifestTerm, 'manifest term'),
+      config: {
+        voters: nodeIds(voters, 'manifest voters'),
+        learners: nodeIds(learners, 'manifest learners'),
+      },
+    },
+    generation: uint(generation, 'manifest generation'),
+    chunkCount: uint(chunkCount, 'manifest chunk count'),
+    dataBytes: uint(dataBytes, 'manifest data bytes'),
+    dataChecksum: uint(dataChecksum, 'manifest data checksum'),
+  };
+}
+
+/** One chunk's stored value: checksum, version, then a copy of the bytes. */
+export function encodeSnapshotChunk(data: Uint8Array): Uint8Array {
+  const value = new Uint8Array(HEADER_BYTES + data.byteLength);
+  value[CHECKSUM_BYTES] = FORMAT_VERSION;
+  value.set(data, HEADER_BYTES);
+  new DataView(value.buffer).setUint32(0, crc32c(value.subarray(CHECKSUM_BYTES)));
+  return value;
+}
+
+/** The bytes of a chunk, checked; a view of `value`. An empty chunk is never written. */
+export function decodeSnapshotChunk(value: Uint8Array): Uint8Array {
+  if (value.byteLength <= HEADER_BYTES) {
+    throw new CorruptValueError(`chunk too short (${value.byteLength} bytes)`);
+  }
+  const stored = new DataView(value.buffer, value.byteOffset, value.byteLength).getUint32(0);
+  const computed = crc32c(value.subarray(CHECKSUM_BYTES));
+  if (stored !== computed) {
+    throw new CorruptValueError(
+      `checksum mismatch (stored ${hex(stored)}, computed ${hex(computed)})`,
+    );
+  }
+  const version = value[CHECKSUM_BYTES];
+  if (version !== FORMAT_VERSION) {
+    throw new CorruptValueError(`unknown format version ${version} (expected ${FORMAT_VERSION})`);
+  }
+  return value.subarray(HEADER_BYTES);
 }

@@ -34,3 +34,29 @@ export function decodeIndexKey(key: Uint8Array): LogIndex | undefined {
   const index = view.getUint32(0) * TWO_POW_32 + view.getUint32(4);
   return Number.isSafeInteger(index) ? logIndex(index) : undefined;
 }
+
+/**
+ * A snapshot chunk's key: its generation (8 bytes) then its position (4 bytes), both
+ * big-endian, so that one generation's chunks are one key range, in order.
+ */
+export const CHUNK_KEY_BYTES = INDEX_KEY_BYTES + 4;
+
+export function encodeChunkKey(generation: number, position: number): Uint8Array {
+  assert(
+    Number.isSafeInteger(position) && position >= 0 && position < TWO_POW_32,
+    `chunk position needs a 32-bit integer: ${position}`,
+  );
+  const key = new Uint8Array(CHUNK_KEY_BYTES);
+  key.set(encodeIndexKey(logIndex(generation)));
+  new DataView(key.buffer).setUint32(INDEX_KEY_BYTES, position);
+  return key;
+}
+
+/** [generation, position], or undefined when the key is not a chunk key. */
+export function decodeChunkKey(key: Uint8Array): readonly [number, number] | undefined {
+  if (key.byteLength !== CHUNK_KEY_BYTES) return undefined;
+  const generation = decodeIndexKey(key.subarray(0, INDEX_KEY_BYTES));
+  if (generation === undefined) return undefined;
+  const view = new DataView(key.buffer, key.byteOffset, key.byteLength);
+  return [generation, view.getUint32(INDEX_KEY_BYTES)];
+}

@@ -9,8 +9,11 @@ import {
   encodeHardState,
   encodeIdentity,
   encodeSnapshot,
+  encodeSnapshotChunk,
+  encodeSnapshotManifest,
+  type SnapshotManifest,
 } from './codec.ts';
-import { encodeIndexKey } from './keys.ts';
+import { encodeChunkKey, encodeIndexKey } from './keys.ts';
 import type { StoredAddress, StoredIdentity } from './writable-storage.ts';
 
 /**
@@ -24,7 +27,20 @@ import type { StoredAddress, StoredIdentity } from './writable-storage.ts';
  *                                        until first saved, read as none)
  *             "identity"              -> [clusterId, nodeId] this database belongs to (absent
  *                                        in databases written before it was kept)
- *   snapshot  "latest"                -> the latest snapshot, metadata and data together
+ *   snapshot  "manifest"              -> the latest snapshot's metadata, and where its data is
+ *             "latest"                -> the latest snapshot, metadata and data in one value: the
+ *                                        layout before issue 12, read but no longer written (the
+ *                                        first manifest written deletes it)
+ *   snapshotChunk  8-byte generation, 4-byte position -> one piece of a snapshot's data
+ *
+ * A snapshot's data is stored in bounded chunks rather than one value: LevelDB copies a
+ * value whole into its write batch, its log and its memtable, and a 30 MB value (100,000
+ * held locks) left blocks that size in the allocator after every snapshot (issue 12).
+ * Chunks are written under a generation no manifest names yet, each in a synced batch of
+ * its own, and the manifest that names them, with the deletion of the chunks of the
+ * one it replaces, goes in one batch after them: a crash at any point leaves the old
+ * snapshot whole, or the new one. Chunks no manifest names (a crash, an abandoned
+ * write) are deleted at the next open.
  *
  * Keys and values are raw bytes ('view' encoding); the codec owns the value format.
  */
@@ -40,7 +56,7 @@ export type BatchOp =
     }
   | { readonly type: 'del'; readonly sublevel: Sublevel; readonly key: Bytes };
 
-export const SUBLEVEL_NAMES = ['log', 'meta', 'snapshot'] as const;
+export const SUBLEVEL_NAMES = ['log', 'meta', 'snapshot', 'snapshotChunk'] as const;
 export type SublevelName = (typeof SUBLEVEL_NAMES)[number];
 
 const utf8 = new TextEncoder();
@@ -50,7 +66,9 @@ export const META_KEY = {
   addresses: utf8.encode('addresses'),
   identity: utf8.encode('identity'),
 };
+/** The snapshot record of the layout before chunks (see above). */
 export const SNAPSHOT_KEY = utf8.encode('latest');
+export const SNAPSHOT_MANIFEST_KEY = utf8.encode('manifest');
 
 export function openSublevels(db: Db) {
   const options = { keyEncoding: 'view', valueEncoding: 'view' } as const;
@@ -58,6 +76,7 @@ export function openSublevels(db: Db) {
     log: db.sublevel<Bytes, Bytes>('log', options),
     meta: db.sublevel<Bytes, Bytes>('meta', options),
     snapshot: db.sublevel<Bytes, Bytes>('snapshot', options),
+    snapshotChunk: db.sublevel<Bytes, Bytes>('snapshotChunk', options),
   };
 }
 export type Sublevels = ReturnType<typeof openSublevels>;
@@ -83,11 +102,7 @@ export function putCompactionPoint(sublevels: Sublevels, point: CompactionPoint)
   return { type: 'put', sublevel: sublevels.meta, key: META_KEY.compaction, value };
 }
 
-/** A snapshot record already encoded (codec's encodeSnapshotInSlices). */
-export function putEncodedSnapshot(sublevels: Sublevels, value: Bytes): BatchOp {
-  return { type: 'put', sublevel: sublevels.snapshot, key: SNAPSHOT_KEY, value };
-}
-
+/** The one-value snapshot record of the layout before chunks: tests write old databases with it. */
 export function putSnapshot(sublevels: Sublevels, snapshot: Snapshot): BatchOp {
   const value = encodeSnapshot(snapshot);
   return { type: 'put', sublevel: sublevels.snapshot, key: SNAPSHOT_KEY, value };
@@ -101,4 +116,37 @@ export function putAddresses(sublevels: Sublevels, addresses: readonly StoredAdd
 export function putIdentity(sublevels: Sublevels, identity: StoredIdentity): BatchOp {
   const value = encodeIdentity(identity);
   return { type: 'put', sublevel: sublevels.meta, key: META_KEY.identity, value };
+}
+
+export function putSnapshotManifest(sublevels: Sublevels, manifest: SnapshotManifest): BatchOp {
+  const value = encodeSnapshotManifest(manifest);
+  return { type: 'put', sublevel: sublevels.snapshot, key: SNAPSHOT_MANIFEST_KEY, value };
+}
+
+/** Deletes the one-value record of the layout before chunks (a no-op when absent). */
+export function delOldSnapshot(sublevels: Sublevels): BatchOp {
+  return { type: 'del', sublevel: sublevels.snapshot, key: SNAPSHOT_KEY };
+}
+
+export function putSnapshotChunk(
+  sublevels: Sublevels,
+  generation: number,
+  position: number,
+  data: Bytes,
+): BatchOp {
+  const key = encodeChunkKey(generation, position);
+  return { type: 'put', sublevel: sublevels.snapshotChunk, key, value: encodeSnapshotChunk(data) };
+}
+
+/** Deletes chunks [0, count) of `generation`. */
+export function delSnapshotChunks(
+  sublevels: Sublevels,
+  generation: number,
+  count: number,
+): BatchOp[] {
+  return Array.from({ length: count }, (_, position) => ({
+    type: 'del' as const,
+    sublevel: sublevels.snapshotChunk,
+    key: encodeChunkKey(generation, position),
+  }));
 }

@@ -8,9 +8,13 @@ import {
   decodeHardState,
   decodeIdentity,
   decodeSnapshot,
+  decodeSnapshotChunk,
+  decodeSnapshotManifest,
+  type SnapshotManifest,
 } from './codec.ts';
+import { crc32c } from './crc32.ts';
 import { CorruptValueError, StorageCorruptionError } from './errors.ts';
-import { decodeIndexKey } from './keys.ts';
+import { decodeChunkKey, decodeIndexKey, encodeChunkKey } from './keys.ts';
 import {
   type BatchOp,
   type Bytes,
@@ -19,8 +23,9 @@ import {
   putCompactionPoint,
   putHardState,
   putIdentity,
-  putSnapshot,
+  putSnapshotManifest,
   SNAPSHOT_KEY,
+  SNAPSHOT_MANIFEST_KEY,
   type SublevelName,
   type Sublevels,
 } from './level-layout.ts';
@@ -40,14 +45,138 @@ export async function loadMirror(
   sublevels: Sublevels,
   bootstrap: Bootstrap | undefined,
   identity: StoredIdentity | undefined,
-): Promise<MemoryStorage> {
-  const snapshotValue = await sublevels.snapshot.get(SNAPSHOT_KEY);
-  if (snapshotValue === undefined) return initialize(path, db, sublevels, bootstrap, identity);
-  const snapshot = decodeAt(path, 'snapshot', 'key latest', snapshotValue, decodeSnapshot);
+): Promise<{ mirror: MemoryStorage; place: SnapshotPlace }> {
+  const manifestValue = await sublevels.snapshot.get(SNAPSHOT_MANIFEST_KEY);
+  const oldValue = await sublevels.snapshot.get(SNAPSHOT_KEY);
+  if (manifestValue === undefined && oldValue === undefined) {
+    const mirror = await initialize(path, db, sublevels, bootstrap, identity);
+    return { mirror, place: { stored: FIRST_MANIFEST, oldRecord: false, nextGeneration: 1 } };
+  }
+  if (manifestValue !== undefined && oldValue !== undefined) {
+    // The batch that writes a manifest deletes the old record: both means damage.
+    throw corrupt(path, 'snapshot', 'key latest', 'present beside a manifest');
+  }
+  let snapshot: Snapshot;
+  let stored: StoredChunks | null = null;
+  if (manifestValue !== undefined) {
+    const manifest = decodeAt(
+      path,
+      'snapshot',
+      'key manifest',
+      manifestValue,
+      decodeSnapshotManifest,
+    );
+    snapshot = { metadata: manifest.metadata, data: await readChunks(path, sublevels, manifest) };
+    stored = { generation: manifest.generation, chunkCount: manifest.chunkCount };
+  } else {
+    snapshot = decodeAt(path, 'snapshot', 'key latest', oldValue as Bytes, decodeSnapshot);
+  }
+  const nextGeneration = await dropUnnamedChunks(path, db, sublevels, stored);
   const hardState = await readMeta(path, sublevels, 'hardState', decodeHardState);
   const compaction = await readMeta(path, sublevels, 'compaction', decodeCompactionPoint);
   const entries = await readLog(path, sublevels, compaction);
-  return buildMirror(path, { snapshot, hardState, compaction, entries });
+  const mirror = buildMirror(path, { snapshot, hardState, compaction, entries });
+  return { mirror, place: { stored, oldRecord: stored === null, nextGeneration } };
+}
+
+/** The chunks a manifest names. */
+export interface StoredChunks {
+  readonly generation: number;
+  readonly chunkCount: number;
+}
+
+/** Where the stored snapshot is, so that the write of the next one deletes it. */
+export interface SnapshotPlace {
+  /** The chunks of the stored manifest; null when the snapshot is an old one-value record. */
+  stored: StoredChunks | null;
+  /** The one-value record of the layout before chunks is stored (see level-layout.ts). */
+  oldRecord: boolean;
+  /** Above every generation in the database: the next snapshot's chunks go under it. */
+  nextGeneration: number;
+}
+
+/** A new database's manifest: generation 0, no chunks (the founding snapshot has no data). */
+const FIRST_MANIFEST: StoredChunks = { generation: 0, chunkCount: 0 };
+
+/**
+ * A manifest's data, read a chunk at a time into one buffer of its size: no value the
+ * size of the whole snapshot is read, and every chunk is checked on its own (so a
+ * damaged one is named) and all of them together against the manifest.
+ */
+async function readChunks(
+  path: string,
+  sublevels: Sublevels,
+  manifest: SnapshotManifest,
+): Promise<Uint8Array> {
+  const { generation, chunkCount, dataBytes, dataChecksum } = manifest;
+  if (dataBytes > DATA_BYTES_MAX) {
+    throw corrupt(path, 'snapshot', 'key manifest', `data of ${dataBytes} bytes`);
+  }
+  const data = new Uint8Array(dataBytes);
+  let offset = 0;
+  let position = 0;
+  let checksum = 0;
+  const range = { gte: encodeChunkKey(generation, 0), lt: encodeChunkKey(generation + 1, 0) };
+  for await (const [key, value] of sublevels.snapshotChunk.iterator(range)) {
+    const where = `generation ${generation} chunk ${position}`;
+    const at = decodeChunkKey(key);
+    if (at === undefined || at[1] !== position) {
+      throw corrupt(path, 'snapshotChunk', where, `found ${at?.[1] ?? 'a bad key'} instead`);
+    }
+    const chunk = decodeAt(path, 'snapshotChunk', where, value, decodeSnapshotChunk);
+    if (offset + chunk.byteLength > dataBytes) {
+      throw corrupt(
+        path,
+        'snapshotChunk',
+        where,
+        `runs past the ${dataBytes} bytes of the manifest`,
+      );
+    }
+    data.set(chunk, offset);
+    checksum = crc32c(chunk, checksum);
+    offset += chunk.byteLength;
+    position++;
+  }
+  if (position !== chunkCount || offset !== dataBytes || checksum !== dataChecksum) {
+    throw corrupt(
+      path,
+      'snapshotChunk',
+      `generation ${generation}`,
+      `${position} chunks of ${offset} bytes (checksum ${checksum}) where the manifest says ` +
+        `${chunkCount} of ${dataBytes} (checksum ${dataChecksum})`,
+    );
+  }
+  return data;
+}
+
+/** A JavaScript typed array holds at most this much; a manifest asking more is damaged. */
+const DATA_BYTES_MAX = 2 ** 32 - 1;
+
+/**
+ * Deletes every chunk the manifest does not name: a crash, or a snapshot write that a
+ * newer one overtook, left them. They are few (at most a snapshot's worth or two), so
+ * one synced batch. Returns the generation after the highest found.
+ */
+async function dropUnnamedChunks(
+  path: string,
+  db: Db,
+  sublevels: Sublevels,
+  stored: StoredChunks | null,
+): Promise<number> {
+  let highest = stored?.generation ?? 0;
+  const unnamed: BatchOp[] = [];
+  for await (const key of sublevels.snapshotChunk.keys()) {
+    const at = decodeChunkKey(key);
+    if (at === undefined) {
+      throw corrupt(path, 'snapshotChunk', `key ${hexOf(key)}`, 'not a chunk key');
+    }
+    highest = Math.max(highest, at[0]);
+    if (at[0] !== stored?.generation) {
+      unnamed.push({ type: 'del', sublevel: sublevels.snapshotChunk, key });
+    }
+  }
+  if (unnamed.length > 0) await db.batch(unnamed, { sync: true });
+  return highest + 1;
 }
 
 /**
@@ -63,7 +192,7 @@ async function initialize(
   identity: StoredIdentity | undefined,
 ): Promise<MemoryStorage> {
   const anyKeys = await db.keys({ limit: 1 }).all();
-  if (anyKeys.length > 0) throw corrupt(path, 'snapshot', 'key latest', 'missing');
+  if (anyKeys.length > 0) throw corrupt(path, 'snapshot', 'key manifest', 'missing');
   if (bootstrap === undefined) {
     throw new Error(
       `storage: ${path} is empty and no bootstrap (cluster config or 'join') was given`,
@@ -72,8 +201,16 @@ async function initialize(
   const mirror =
     bootstrap === 'join' ? MemoryStorage.joining() : MemoryStorage.bootstrap(bootstrap);
   const snapshot = mirror.snapshot();
+  if (snapshot.data.byteLength > 0)
+    throw new Error('a new store starts from a snapshot without data');
+  const manifest = {
+    metadata: snapshot.metadata,
+    ...FIRST_MANIFEST,
+    dataBytes: 0,
+    dataChecksum: 0,
+  };
   const ops: BatchOp[] = [
-    putSnapshot(sublevels, snapshot),
+    putSnapshotManifest(sublevels, manifest),
     putCompactionPoint(sublevels, { index: snapshot.metadata.index, term: snapshot.metadata.term }),
     putHardState(sublevels, mirror.initialState().hardState),
     ...(identity === undefined ? [] : [putIdentity(sublevels, identity)]),

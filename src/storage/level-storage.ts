@@ -1,25 +1,34 @@
 import { Level } from 'level';
 import type { MemoryStorage } from '../raft/storage.ts';
-import type { ClusterConfig, Entry, Snapshot } from '../raft/types.ts';
+import type { ClusterConfig, Entry, Snapshot, SnapshotMetadata } from '../raft/types.ts';
 import { assert } from '../util/assert.ts';
 import { type LogIndex, logIndex } from '../util/ids.ts';
-import { encodeSnapshotPartsInSlices } from './codec.ts';
+import type { SnapshotManifest } from './codec.ts';
+import { crc32c } from './crc32.ts';
 import {
   type BatchOp,
   type Bytes,
   type Db,
   delEntry,
+  delOldSnapshot,
+  delSnapshotChunks,
   openSublevels,
   putAddresses,
   putCompactionPoint,
-  putEncodedSnapshot,
   putEntry,
   putHardState,
   putIdentity,
-  putSnapshot,
+  putSnapshotChunk,
+  putSnapshotManifest,
   type Sublevels,
 } from './level-layout.ts';
-import { type Bootstrap, loadAddresses, loadIdentity, loadMirror } from './level-load.ts';
+import {
+  type Bootstrap,
+  loadAddresses,
+  loadIdentity,
+  loadMirror,
+  type SnapshotPlace,
+} from './level-load.ts';
 import { MirroredReads } from './mirrored-reads.ts';
 import type {
   PersistBatch,
@@ -45,7 +54,27 @@ export interface LevelStorageOptions {
    * mismatch means is the caller's job (src/node/cluster-identity.ts).
    */
   readonly identity?: StoredIdentity;
+  /**
+   * A snapshot's data is stored in chunks of at most this many bytes (level-layout.ts);
+   * absent: SNAPSHOT_CHUNK_BYTES. Each chunk is one synced write.
+   */
+  readonly snapshotChunkBytes?: number;
+  /**
+   * LevelDB's write buffer (memtable) size; absent: LevelDB's default, 4 MB. The log
+   * is written through it, and a crash replays it from LevelDB's log at the next open.
+   */
+  readonly writeBufferBytes?: number;
+  /** LevelDB's cache of uncompressed blocks; absent: LevelDB's default, 8 MB. */
+  readonly blockCacheBytes?: number;
 }
+
+/**
+ * The default chunk of a stored snapshot (runtime.snapshotChunkBytes). Bounded so that
+ * no LevelDB write copies a whole snapshot (30 MB at 100,000 held locks) into its batch
+ * and memtable; a megabyte keeps it to 30 synced writes, each a few milliseconds beside
+ * the Ready loop.
+ */
+export const SNAPSHOT_CHUNK_BYTES = 1 << 20;
 
 /**
  * Raft storage on LevelDB (classic-level).
@@ -54,7 +83,9 @@ export interface LevelStorageOptions {
  * compaction point, the hard state, the latest snapshot) is kept in memory, in a
  * MemoryStorage "mirror" that `open` loads and verifies. Reads never touch the disk.
  *
- * Crash semantics. Every write is ONE `db.batch(ops, { sync })`. A LevelDB batch is
+ * Crash semantics. Every write is ONE `db.batch(ops, { sync })` (a snapshot's data is
+ * written first, in chunk writes that no record names until the write that stores the
+ * snapshot's manifest: see level-layout.ts). A LevelDB batch is
  * atomic (it is one record in LevelDB's write-ahead log), so after a crash the database
  * holds either all of a write or none of it, and what survives of a run of writes is a
  * prefix of them (the log is appended in order; a synced write syncs the records before
@@ -109,8 +140,15 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
     mirror: MemoryStorage,
     private addresses: readonly StoredAddress[],
     private storedIdentity: StoredIdentity | null,
+    /** Where the stored snapshot is, as of the last write issued (writes run in order). */
+    private readonly place: SnapshotPlace,
+    private readonly chunkBytes: number,
   ) {
     super(mirror);
+    assert(
+      Number.isSafeInteger(chunkBytes) && chunkBytes >= 1,
+      `snapshotChunkBytes must be a positive integer, got ${chunkBytes}`,
+    );
     this.newestSnapshotIssued = mirror.snapshot().metadata.index;
   }
 
@@ -121,13 +159,25 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
    */
   static async open(path: string, options: LevelStorageOptions = {}): Promise<LevelStorage> {
     const db: Db = new Level<Bytes, Bytes>(path, { keyEncoding: 'view', valueEncoding: 'view' });
-    await openOrExplain(db, path, options.bootstrap !== undefined);
+    await openOrExplain(db, path, options.bootstrap !== undefined, {
+      ...(options.writeBufferBytes === undefined
+        ? {}
+        : { writeBufferSize: options.writeBufferBytes }),
+      ...(options.blockCacheBytes === undefined ? {} : { cacheSize: options.blockCacheBytes }),
+    });
     try {
       const sublevels = openSublevels(db);
-      const mirror = await loadMirror(path, db, sublevels, options.bootstrap, options.identity);
+      const { mirror, place } = await loadMirror(
+        path,
+        db,
+        sublevels,
+        options.bootstrap,
+        options.identity,
+      );
       const addresses = await loadAddresses(path, sublevels);
       const identity = await loadIdentity(path, sublevels);
-      return new LevelStorage(path, db, sublevels, mirror, addresses, identity);
+      const chunkBytes = options.snapshotChunkBytes ?? SNAPSHOT_CHUNK_BYTES;
+      return new LevelStorage(path, db, sublevels, mirror, addresses, identity, place, chunkBytes);
     } catch (error) {
       await db.close();
       throw error;
@@ -137,7 +187,8 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
   /**
    * Persists a Ready: the snapshot (replacing the whole log), then the entries (replacing
    * any suffix they conflict with), then the hard state, in one batch, synced unless the
-   * batch says it need not be.
+   * batch says it need not be. A snapshot's data goes first, in chunks of their own
+   * synced writes that nothing names until that batch's manifest does.
    */
   async persist(batch: PersistBatch): Promise<void> {
     this.assertWritable();
@@ -149,13 +200,21 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
     if (snapshot !== null && snapshot.metadata.index > this.newestSnapshotIssued) {
       this.newestSnapshotIssued = snapshot.metadata.index;
     }
-    const ops = [
-      ...this.snapshotOps(snapshot),
-      ...this.entryOps(snapshot, entries),
-      ...(hardState === null ? [] : [putHardState(this.sublevels, hardState)]),
-    ];
-    if (ops.length === 0) return;
-    await this.write(ops, mustSync);
+    this.writeInFlight = true;
+    try {
+      // The leader's snapshot's chunks first, each in its own write; the batch below
+      // names them. A crash before it leaves chunks no manifest names, dropped at open.
+      const chunks = snapshot === null ? null : await this.storeChunks(snapshot.data);
+      const ops = [
+        ...this.snapshotOps(snapshot, chunks),
+        ...this.entryOps(snapshot, entries),
+        ...(hardState === null ? [] : [putHardState(this.sublevels, hardState)]),
+      ];
+      if (ops.length === 0) return;
+      await this.commit(ops, mustSync);
+    } finally {
+      this.writeInFlight = false;
+    }
     if (snapshot !== null) this.mirror.applySnapshot(snapshot);
     this.mirror.append(entries);
     if (hardState !== null) this.mirror.setHardState(hardState);
@@ -185,23 +244,81 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
     const snapshotTerm = this.mirror.term(index);
     assert(snapshotTerm !== undefined, `no term known at snapshot index ${index}`);
     const metadata = { index, term: snapshotTerm, config };
-    const parts = data instanceof Uint8Array ? [data] : data;
-    let value: Uint8Array;
+    // The pieces are copied once, into the buffer the mirror keeps (the core sends it to
+    // followers); the chunks written are views of it.
+    const whole = data instanceof Uint8Array ? data : joined(data);
+    // The Raft writes go on meanwhile: the leader's snapshot may come.
+    const dropped = () => this.overtaken(index) || index < this.mirror.snapshot().metadata.index;
     this.snapshotInFlight = true;
     try {
-      value = await encodeSnapshotPartsInSlices(metadata, parts, turnOfEventLoop);
-      // The Raft writes went on meanwhile: the leader's snapshot may have come.
-      if (this.overtaken(index) || index < this.mirror.snapshot().metadata.index) return null;
+      const chunks = await this.storeChunks(whole, dropped);
+      if (chunks === null) return null;
+      if (dropped()) {
+        await this.dropChunks(chunks.generation, chunks.chunkCount);
+        return null;
+      }
       this.newestSnapshotIssued = index;
-      await this.commit([putEncodedSnapshot(this.sublevels, value)], true);
+      await this.commit(this.manifestOps(metadata, chunks), true);
     } finally {
       this.snapshotInFlight = false;
     }
     // Writes resolve in the order issued, so a newer snapshot issued after this one has
-    // not reached the mirror yet. The data is kept as a view of the value written: the
-    // pieces were copied into it once, and no other copy of the whole is made.
-    const dataBytes = parts.reduce((sum, part) => sum + part.byteLength, 0);
-    return this.mirror.createSnapshot(index, config, value.subarray(value.byteLength - dataBytes));
+    // not reached the mirror yet.
+    return this.mirror.createSnapshot(index, config, whole);
+  }
+
+  /**
+   * Writes `data` as the chunks of a new generation, each chunk one synced write (a
+   * later synced write need not cover an earlier one once LevelDB has moved to a new
+   * log file), letting other writes go between them. Returns null, having deleted what
+   * it wrote, once `dropped` says the snapshot is no longer wanted.
+   */
+  private async storeChunks(
+    data: Uint8Array,
+    dropped: () => boolean = () => false,
+  ): Promise<Omit<SnapshotManifest, 'metadata'> | null> {
+    const generation = this.place.nextGeneration++;
+    let checksum = 0;
+    let position = 0;
+    for (let at = 0; at < data.byteLength; at += this.chunkBytes) {
+      if (dropped()) {
+        await this.dropChunks(generation, position);
+        return null;
+      }
+      const chunk = data.subarray(at, at + this.chunkBytes);
+      checksum = crc32c(chunk, checksum);
+      await this.commit([putSnapshotChunk(this.sublevels, generation, position, chunk)], true);
+      position++;
+    }
+    return { generation, chunkCount: position, dataBytes: data.byteLength, dataChecksum: checksum };
+  }
+
+  /** Chunks no manifest names; unsynced, since the next open drops any that remain. */
+  private async dropChunks(generation: number, count: number): Promise<void> {
+    if (count > 0) await this.commit(delSnapshotChunks(this.sublevels, generation, count), false);
+  }
+
+  /**
+   * The manifest of a snapshot whose chunks are stored, and the deletion of the stored
+   * snapshot it replaces, in one batch. `place` becomes the new one now, as the batch
+   * is issued: writes run in the order issued, so the next snapshot's batch, issued
+   * after this one, must delete these chunks.
+   */
+  private manifestOps(
+    metadata: SnapshotMetadata,
+    chunks: Omit<SnapshotManifest, 'metadata'>,
+  ): BatchOp[] {
+    const { stored, oldRecord } = this.place;
+    const ops = [
+      putSnapshotManifest(this.sublevels, { metadata, ...chunks }),
+      ...(stored === null
+        ? []
+        : delSnapshotChunks(this.sublevels, stored.generation, stored.chunkCount)),
+      ...(oldRecord ? [delOldSnapshot(this.sublevels)] : []),
+    ];
+    this.place.stored = { generation: chunks.generation, chunkCount: chunks.chunkCount };
+    this.place.oldRecord = false;
+    return ops;
   }
 
   /** A newer snapshot (the leader's, being installed) is on its way to disk. */
@@ -284,14 +401,17 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
 
   // ---------------------------------------------------------------- planning
 
-  /** A snapshot replaces the log: store it, move the compaction point to it. */
-  private snapshotOps(snapshot: Snapshot | null): BatchOp[] {
-    if (snapshot === null) return [];
+  /** A snapshot replaces the log: name its stored chunks, move the compaction point to it. */
+  private snapshotOps(
+    snapshot: Snapshot | null,
+    chunks: Omit<SnapshotManifest, 'metadata'> | null,
+  ): BatchOp[] {
+    if (snapshot === null || chunks === null) return [];
     const { index, term } = snapshot.metadata;
     const current = this.mirror.snapshot().metadata.index;
     assert(index >= current, `snapshot ${index} is older than ${current}`);
     return [
-      putSnapshot(this.sublevels, snapshot),
+      ...this.manifestOps(snapshot.metadata, chunks),
       putCompactionPoint(this.sublevels, { index, term }),
     ];
   }
@@ -374,9 +494,15 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
   }
 }
 
-/** Lets the event loop run between slices of a large snapshot's encoding. */
-function turnOfEventLoop(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
+/** The pieces of a snapshot's data in one buffer. */
+function joined(parts: readonly Uint8Array[]): Uint8Array {
+  const whole = new Uint8Array(parts.reduce((sum, part) => sum + part.byteLength, 0));
+  let offset = 0;
+  for (const part of parts) {
+    whole.set(part, offset);
+    offset += part.byteLength;
+  }
+  return whole;
 }
 
 /**
@@ -384,9 +510,14 @@ function turnOfEventLoop(): Promise<void> {
  * only "Database failed to open", while the cause says "does not exist" or that the
  * LOCK is held (another node process is using this directory).
  */
-async function openOrExplain(db: Db, path: string, createIfMissing: boolean): Promise<void> {
+async function openOrExplain(
+  db: Db,
+  path: string,
+  createIfMissing: boolean,
+  tuning: { readonly writeBufferSize?: number; readonly cacheSize?: number },
+): Promise<void> {
   try {
-    await db.open({ createIfMissing });
+    await db.open({ createIfMissing, ...tuning });
   } catch (error) {
     const reason = error instanceof Error && error.cause instanceof Error ? error.cause : error;
     throw new Error(`storage: cannot open ${path}: ${(reason as Error).message}`, { cause: error });

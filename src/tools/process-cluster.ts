@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import { nodeProcessEnv } from '../cli/node-env.ts';
 import { freePort } from './free-port.ts';
 
 /**
@@ -187,7 +188,7 @@ export class ProcessCluster {
     const command = options.command ?? [join(ROOT, 'bin/dlm')];
     const child = this.spawnNode(id, process.execPath, [...command, 'serve', ...args], {
       stdio: ['ignore', log, log],
-      env: { ...process.env, ...this.env, ...options.env },
+      env: nodeProcessEnv({ ...process.env, ...this.env, ...options.env }),
     });
     this.processes.set(id, child);
   }

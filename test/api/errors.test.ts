@@ -208,6 +208,27 @@ describe.each(TRANSPORTS)('errors from a live cluster (%s)', (transport: Transpo
     expect(error.trailer('dlm-error-code')).toBe('notHolder');
   });
 
+  it('FAILED_PRECONDITION kindMismatch for a name asked as another kind than it is (issue 17)', async () => {
+    const leader = await cluster.leaderId();
+    const [semaphore, other] = [
+      await cluster.openSession(leader),
+      await cluster.openSession(leader),
+    ];
+    // AcquirePermits is a unary RPC only; the Acquire that is refused goes by `transport`.
+    const taken = await cluster.at(leader).lock.call('AcquirePermits', {
+      name: 'kind/1',
+      permits: '1',
+      limit: '2',
+      session_id: semaphore,
+      request_id: cluster.requestId(),
+    });
+    expect(taken.acquired).toBe(true);
+    const error = await rpcError(acquire('kind/1', other));
+    expect(error.code).toBe(status.FAILED_PRECONDITION);
+    expect(error.trailer('dlm-error-code')).toBe('kindMismatch');
+    expect(error.details).toContain('semaphore');
+  });
+
   it('RESOURCE_EXHAUSTED when a lock limit is reached (waiters per lock)', async () => {
     const leader = await cluster.leaderId();
     const sessions = await Promise.all([0, 1, 2, 3].map(() => cluster.openSession(leader)));

@@ -164,6 +164,9 @@ describe.each(TRANSPORTS)('Acquire and Release (%s)', (transport: Transport) => 
         acquired_index: granted.fencing_token,
         // Set by Describe and ListLocks only.
         held_ms: '0',
+        // A lock's grant: no permits (a semaphore's), no value (an election's).
+        permits: '0',
+        value: '',
       },
     ]);
 

@@ -62,6 +62,43 @@ describe('lock rules over the API', () => {
     }
   });
 
+  it('SetLockRules sets an optional rule (issue 17), 0 leaves it at its default, and the state machine applies it', async () => {
+    const leader = await c.leaderId();
+    const set = await c.at(leader).cluster.call('SetLockRules', {
+      rules: { ...wireLockRules(CONFIGURED), locks_per_acquire_max: '2' },
+    });
+    expect(set.rules.locks_per_acquire_max).toBe('2');
+    expect(set.rules.deadlock_check_steps_max).toBe('0');
+    // A digest names the rule once set, and not while it is not (rules without it keep theirs).
+    const status = await c.at(leader).cluster.call('Status', {});
+    expect(status.lock_rules_digest).toBe(
+      lockRulesDigest({ ...CONFIGURED, locksPerAcquireMax: 2 }),
+    );
+    expect(status.lock_rules_digest).not.toBe(lockRulesDigest(CONFIGURED));
+    const opened = await c.at(leader).lock.call('OpenSession', {
+      ttl_ms: String(CONFIGURED.sessionTtlMsMax),
+      client_name: 't',
+      request_id: '4242',
+    });
+    const refused = await rpcError(
+      c.at(leader).lock.call('AcquireAll', {
+        locks: [{ lock: 'o/a' }, { lock: 'o/b' }, { lock: 'o/c' }],
+        session_id: opened.session_id,
+        request_id: '1',
+      }),
+    );
+    expect(refused.code).toBe(3);
+    expect(refused.details).toContain('AcquireAllRequest.locks');
+    // Back to what the other tests expect.
+    const reset = await c
+      .at(leader)
+      .cluster.call('SetLockRules', { rules: wireLockRules(CONFIGURED) });
+    expect(reset.rules).toEqual(wireLockRules(CONFIGURED));
+    expect((await c.at(leader).cluster.call('Status', {})).lock_rules_digest).toBe(
+      lockRulesDigest(CONFIGURED),
+    );
+  });
+
   it.each([
     [{ rules: wireLockRules({ ...CONFIGURED, sessionsMax: 0 }) }, 'lock.sessionsMax'],
     [
@@ -69,6 +106,10 @@ describe('lock rules over the API', () => {
       'lock.sessionTtlMsMin',
     ],
     [{}, 'SetLockRulesRequest.rules: must be given'],
+    [
+      { rules: { ...wireLockRules(CONFIGURED), locks_per_acquire_max: '257' } },
+      'lock.locksPerAcquireMax: expected an integer in 1..256, got 257',
+    ],
     // Against the node's Raft timing: a 10-tick election timeout of 10 ms ticks.
     [
       { rules: wireLockRules({ ...CONFIGURED, sessionTtlMsMin: 50 }) },

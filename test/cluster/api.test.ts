@@ -346,6 +346,9 @@ describe('Lock service', () => {
         acquired_index: granted.fencing_token,
         // Set by Describe and ListLocks only.
         held_ms: '0',
+        // A lock's grant: no permits (a semaphore's), no value (an election's).
+        permits: '0',
+        value: '',
       },
     ]);
     // Acquiring again returns the grant the session already has.

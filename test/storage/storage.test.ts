@@ -16,7 +16,7 @@ import {
   type Db,
   META_KEY,
   openSublevels,
-  SNAPSHOT_KEY,
+  SNAPSHOT_MANIFEST_KEY,
   type Sublevels,
 } from '../../src/storage/level-layout.ts';
 import { LevelStorage } from '../../src/storage/level-storage.ts';
@@ -41,7 +41,10 @@ const memoryFactory: StorageFactory = {
 };
 
 /** LevelStorage in fresh temp dirs; tracks what it opened so cleanup can close and remove it. */
-function levelFactory(): StorageFactory & { tempDir(): Promise<string> } {
+function levelFactory(
+  snapshotChunkBytes?: number,
+): StorageFactory & { tempDir(): Promise<string> } {
+  const chunking = snapshotChunkBytes === undefined ? {} : { snapshotChunkBytes };
   const dirs: string[] = [];
   const open = new Set<LevelStorage>();
   const tempDir = async (): Promise<string> => {
@@ -54,11 +57,15 @@ function levelFactory(): StorageFactory & { tempDir(): Promise<string> } {
     return storage;
   };
   return {
-    name: 'LevelStorage',
+    name:
+      snapshotChunkBytes === undefined
+        ? 'LevelStorage'
+        : `LevelStorage, snapshots in ${snapshotChunkBytes}-byte chunks`,
     tempDir,
     create: async (bootstrap, identity) =>
       opened(
         await LevelStorage.open(join(await tempDir(), 'n1'), {
+          ...chunking,
           bootstrap,
           ...(identity === undefined ? {} : { identity }),
         }),
@@ -68,7 +75,7 @@ function levelFactory(): StorageFactory & { tempDir(): Promise<string> } {
       await storage.close();
       open.delete(storage);
       // No bootstrap: a database that holds state must not need one.
-      return opened(await LevelStorage.open(storage.path));
+      return opened(await LevelStorage.open(storage.path, chunking));
     },
     async cleanup() {
       for (const storage of open) await storage.close();
@@ -82,6 +89,8 @@ function levelFactory(): StorageFactory & { tempDir(): Promise<string> } {
 describeStorageConformance(memoryFactory);
 const level = levelFactory();
 describeStorageConformance(level);
+// Every snapshot of the suite then spans several chunks, some ending short.
+describeStorageConformance(levelFactory(3));
 
 // ------------------------------------------------------------------ LevelStorage only
 
@@ -248,10 +257,10 @@ describe('LevelStorage', () => {
 
     it('a damaged snapshot', async () => {
       await stored();
-      await withRawDb(path, (s) => flipByte(s.snapshot, SNAPSHOT_KEY));
+      await withRawDb(path, (s) => flipByte(s.snapshot, SNAPSHOT_MANIFEST_KEY));
 
       await expect(LevelStorage.open(path)).rejects.toThrow(
-        `${path} snapshot key latest: checksum mismatch`,
+        `${path} snapshot key manifest: checksum mismatch`,
       );
     });
 
@@ -300,10 +309,10 @@ describe('LevelStorage', () => {
 
     it('a database with data but no snapshot is corrupt, not new', async () => {
       await stored();
-      await withRawDb(path, (s) => s.snapshot.del(SNAPSHOT_KEY));
+      await withRawDb(path, (s) => s.snapshot.del(SNAPSHOT_MANIFEST_KEY));
 
       await expect(LevelStorage.open(path, { bootstrap: config })).rejects.toThrow(
-        `${path} snapshot key latest: missing`,
+        `${path} snapshot key manifest: missing`,
       );
     });
 
@@ -377,9 +386,9 @@ describe('LevelStorage', () => {
       await storage.saveIdentity({ clusterId: 'c-1', nodeId: a });
       await storage.close();
 
-      // bootstrap (identity included), three persists, createSnapshot, compact,
-      // saveAddresses, saveIdentity: eight batches.
-      expect(writes.batch).toHaveBeenCalledTimes(8);
+      // bootstrap (identity included), three persists, createSnapshot (its one chunk,
+      // then its manifest), compact, saveAddresses, saveIdentity: nine batches.
+      expect(writes.batch).toHaveBeenCalledTimes(9);
       for (const [, options] of writes.batch.mock.calls)
         expect(options).toMatchObject({ sync: true });
       expect(writes.put).not.toHaveBeenCalled();

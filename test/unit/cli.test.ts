@@ -204,6 +204,7 @@ describe('dlm CLI', () => {
       owner: null,
       killGraceMs: 1_000,
       command: ['./reprice.sh', '--dry-run'],
+      semaphore: null,
     });
     expect(
       parseCommand([
@@ -238,7 +239,92 @@ describe('dlm CLI', () => {
       owner: 'cron on b7',
       killGraceMs: 500,
       command: ['sh', '-c', 'echo $DLM_FENCING_TOKEN -- done'],
+      semaphore: null,
     });
+  });
+
+  it('parses the semaphore form of lock (--limit, --permits) and refuses what does not fit it', () => {
+    expect(
+      parseCommand(['lock', 'pool', '--limit', '3', '--permits', '2', '--', 'true']),
+    ).toMatchObject({
+      name: 'lock',
+      lock: 'pool',
+      semaphore: { limit: 3, permits: 2 },
+    });
+    expect(parseCommand(['lock', 'pool', '--limit', '3', '--', 'true'])).toMatchObject({
+      semaphore: { limit: 3, permits: 1 },
+    });
+    expect(parseCommand(['lock', 'pool', '--permits', '2', '--', 'true'])).toBe(
+      "dlm lock: --permits needs --limit (the semaphore's limit)",
+    );
+    expect(parseCommand(['lock', 'pool', '--limit', '2', '--permits', '3', '--', 'true'])).toBe(
+      'dlm lock: --permits 3 is more than --limit 2',
+    );
+    expect(parseCommand(['lock', 'a', 'b', '--limit', '2', '--', 'true'])).toBe(
+      'dlm lock: --limit takes one NAME (a semaphore), not a set',
+    );
+    expect(parseCommand(['lock', 'a', '--limit', '0', '--', 'true'])).toBe(
+      "dlm lock: --limit must be a whole number of at least 1, got '0'",
+    );
+    expect(parseCommand(['lock', 'a', '--limit', '2', '--shared', '--', 'true'])).toMatch(
+      /^dlm lock: --shared is for locks/,
+    );
+  });
+
+  it('parses elect NAME VALUE -- CMD with the options of lock, and refuses it without CMD', () => {
+    expect(
+      parseCommand(['elect', 'svc/primary', '10.0.0.7:80', '--wait-ms', '0', '--', 'serve']),
+    ).toEqual({
+      name: 'elect',
+      target: { configPath: 'cluster.config.json', endpoints: [], timeoutMs: 60_000, tls: null },
+      election: 'svc/primary',
+      value: '10.0.0.7:80',
+      ttlMs: 10_000,
+      waitMs: 0,
+      owner: null,
+      killGraceMs: 1_000,
+      command: ['serve'],
+    });
+    expect(parseCommand(['elect', 'svc/primary', 'v'])).toBe(
+      'dlm elect: CMD is required: dlm elect NAME VALUE [options] -- CMD [ARGS...]',
+    );
+    expect(parseCommand(['elect', 'svc/primary', '--', 'serve'])).toBe(
+      'dlm elect: VALUE is required',
+    );
+    expect(parseCommand(['elect', 'e', 'v', '--ttl-ms', '1000', '--', 'x'])).toMatch(
+      /^dlm elect: --ttl-ms 1000 is too short for --kill-grace-ms 1000/,
+    );
+  });
+
+  it('parses leader NAME (read or --watch) beside leader transfer', () => {
+    expect(parseCommand(['leader', 'svc/primary', '--json'])).toMatchObject({
+      name: 'leader',
+      election: 'svc/primary',
+      json: true,
+      stale: false,
+      watch: false,
+      count: null,
+    });
+    expect(parseCommand(['leader', 'svc/primary', '--watch', '--count', '3'])).toMatchObject({
+      name: 'leader',
+      watch: true,
+      count: 3,
+    });
+    expect(parseCommand(['leader', 'transfer', 'n2'])).toMatchObject({
+      name: 'leader transfer',
+      id: 'n2',
+    });
+    // An election named "transfer" is read with an option before its name.
+    expect(parseCommand(['leader', '--json', 'transfer'])).toMatchObject({
+      name: 'leader',
+      election: 'transfer',
+    });
+    expect(parseCommand(['leader', 'e', '--count', '2'])).toBe(
+      'dlm leader: --count goes with --watch',
+    );
+    expect(parseCommand(['leader', 'e', '--watch', '--stale'])).toMatch(
+      /^dlm leader: --stale is for one read/,
+    );
   });
 
   it('parses lock with several NAMEs (taken together) and refuses one given twice', () => {

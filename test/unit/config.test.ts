@@ -86,6 +86,23 @@ function problemsOf(json: unknown): readonly string[] {
   throw new Error('expected a ConfigError, but the config parsed');
 }
 
+describe('optional lock rules (issue 17)', () => {
+  it('are absent unless the file sets them, and kept as set when it does', () => {
+    const plain = parseClusterConfig(minimalConfig(), BASE_DIR);
+    expect(plain.lock.locksPerAcquireMax).toBeUndefined();
+    expect(plain.lock.deadlockCheckStepsMax).toBeUndefined();
+    const optional = {
+      locksPerAcquireMax: 8,
+      deadlockCheckStepsMax: 5_000,
+      semaphoreLimitMax: 50,
+      candidatesPerElectionMax: 20,
+      electionValueBytesMax: 512,
+    };
+    const set = parseClusterConfig({ ...minimalConfig(), lock: optional }, BASE_DIR);
+    expect(set.lock).toEqual({ ...DEFAULT_LOCK_LIMITS, ...optional });
+  });
+});
+
 describe('defaults', () => {
   it('a config with only nodes and dataDir is valid, with every default filled in', () => {
     const config = parseClusterConfig(minimalConfig(), BASE_DIR);
@@ -324,6 +341,41 @@ const ERROR_CASES: ReadonlyArray<readonly [string, Edit, string]> = [
     'a KeepAlive batch bound above its ceiling (its entry must reach the followers)',
     [['lock'], { keepAliveBatchMax: 10_001 }],
     'lock.keepAliveBatchMax: expected an integer in 1..10000, got 10001',
+  ],
+  [
+    'an AcquireAll bound of 0 (optional rule, issue 17)',
+    [['lock'], { locksPerAcquireMax: 0 }],
+    'lock.locksPerAcquireMax: expected an integer in 1..256, got 0',
+  ],
+  [
+    'an AcquireAll bound above its ceiling (a set is one log entry)',
+    [['lock'], { locksPerAcquireMax: 257 }],
+    'lock.locksPerAcquireMax: expected an integer in 1..256, got 257',
+  ],
+  [
+    'a deadlock check budget that is not a number',
+    [['lock'], { deadlockCheckStepsMax: '1000' }],
+    'lock.deadlockCheckStepsMax: expected an integer, got "1000"',
+  ],
+  [
+    'an election value bound above its ceiling (a value is kept in every snapshot)',
+    [['lock'], { electionValueBytesMax: 65_537 }],
+    'lock.electionValueBytesMax: expected an integer in 1..65536, got 65537',
+  ],
+  [
+    'a semaphore limit bound of 0',
+    [['lock'], { semaphoreLimitMax: 0 }],
+    'lock.semaphoreLimitMax: expected an integer in 1..1000000000, got 0',
+  ],
+  [
+    'an optional lock rule misspelt',
+    [['lock'], { locksPerAcquireMx: 8 }],
+    'lock.locksPerAcquireMx: unknown field (did you mean locksPerAcquireMax?)',
+  ],
+  [
+    'an optional lock rule in the wrong section',
+    [['runtime'], { deadlockCheckStepsMax: 8 }],
+    'runtime.deadlockCheckStepsMax',
   ],
   [
     'a session TTL minimum above the maximum',

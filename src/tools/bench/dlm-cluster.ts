@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
+import { nodeProcessEnv } from '../../cli/node-env.ts';
 import { DEFAULT_PEER_TRANSPORT } from '../../config/types.ts';
 import { processCpuMs } from './proc-cpu.ts';
 import { freePort, spawnLogged, stopProcesses } from './processes.ts';
@@ -72,6 +73,7 @@ export function spawnDlmNode(
     process.execPath,
     [...profile, DLM_BIN, 'serve', '--config', configPath, '--node', id],
     join(dir, `${id}.log`),
+    nodeProcessEnv(),
   );
 }
 

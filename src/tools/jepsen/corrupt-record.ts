@@ -1,7 +1,13 @@
 import { appendFileSync, cpSync, rmSync } from 'node:fs';
 import { Level } from 'level';
-import { decodeIndexKey } from '../../storage/keys.ts';
-import { type Db, META_KEY, openSublevels, SNAPSHOT_KEY } from '../../storage/level-layout.ts';
+import { decodeChunkKey, decodeIndexKey } from '../../storage/keys.ts';
+import {
+  type Db,
+  META_KEY,
+  openSublevels,
+  SNAPSHOT_KEY,
+  SNAPSHOT_MANIFEST_KEY,
+} from '../../storage/level-layout.ts';
 import type { Prng } from '../../util/prng.ts';
 import type { ProcessCluster } from '../process-cluster.ts';
 import type { Violation } from './checker.ts';
@@ -27,7 +33,7 @@ const REJOIN_TIMEOUT_MS = 20_000;
 
 /** Which record was damaged: its sublevel and key as the storage's errors name them. */
 interface Damage {
-  readonly sublevel: 'log' | 'meta' | 'snapshot';
+  readonly sublevel: 'log' | 'meta' | 'snapshot' | 'snapshotChunk';
   readonly where: string;
   readonly key: Uint8Array;
 }
@@ -179,7 +185,23 @@ async function pickRecord(
     const key = prng.pick(logKeys);
     return { sublevel: 'log', where: `index ${decodeIndexKey(key)}`, key };
   }
-  if (roll < 0.85 && (await sublevels.snapshot.get(SNAPSHOT_KEY)) !== undefined)
-    return { sublevel: 'snapshot', where: 'key latest', key: SNAPSHOT_KEY };
+  if (roll < 0.85) {
+    // A chunk of the snapshot's data or its manifest; `latest` in data the release before
+    // chunked snapshots wrote.
+    const chunkKeys = await sublevels.snapshotChunk.keys().all();
+    const chunk = chunkKeys.length > 0 && prng.nextFloat() < 0.5 ? prng.pick(chunkKeys) : null;
+    const at = chunk === null ? undefined : decodeChunkKey(chunk);
+    if (chunk !== null && at !== undefined) {
+      return {
+        sublevel: 'snapshotChunk',
+        where: `generation ${at[0]} chunk ${at[1]}`,
+        key: chunk,
+      };
+    }
+    if ((await sublevels.snapshot.get(SNAPSHOT_MANIFEST_KEY)) !== undefined)
+      return { sublevel: 'snapshot', where: 'key manifest', key: SNAPSHOT_MANIFEST_KEY };
+    if ((await sublevels.snapshot.get(SNAPSHOT_KEY)) !== undefined)
+      return { sublevel: 'snapshot', where: 'key latest', key: SNAPSHOT_KEY };
+  }
   return { sublevel: 'meta', where: 'key hardState', key: META_KEY.hardState };
 }
