@@ -136,6 +136,10 @@ async function mainRuntime(args: Args): Promise<void> {
   let committed = 0;
   let setsAcquired = 0;
   let deadlocks = 0;
+  let permitsAcquired = 0;
+  let elected = 0;
+  let proclaimed = 0;
+  let leaderReads = 0;
   const failed: number[] = [];
   const byKind = new Map<string, number[]>();
   let lastProgress = started;
@@ -149,6 +153,10 @@ async function mainRuntime(args: Args): Promise<void> {
     committed += result.committedEntries;
     setsAcquired += result.stats.clientOps.setsAcquired;
     deadlocks += result.stats.clientOps.errors['AcquireAll:ABORTED/deadlock'] ?? 0;
+    permitsAcquired += result.stats.clientOps.permitsAcquired;
+    elected += result.stats.clientOps.elected;
+    proclaimed += result.stats.clientOps.proclaimed;
+    leaderReads += result.stats.clientOps.leaderReads;
     if (result.violation !== null) {
       failed.push(seed);
       const kind = violationKind(result.violation);
@@ -171,6 +179,7 @@ async function mainRuntime(args: Args): Promise<void> {
     `\nruntime seeds ${seeds.length}  events ${events}  virtual time ${(virtualMs / 1000).toFixed(0)} s  ` +
       `client answers checked ${answers}  committed entries replayed ${committed}  ` +
       `sets granted ${setsAcquired}  set deadlock refusals ${deadlocks}  ` +
+      `permits granted ${permitsAcquired}  elected ${elected}  proclaimed ${proclaimed}  leader reads ${leaderReads}  ` +
       `violations ${failed.length}  wall time ${wallSeconds.toFixed(1)} s\n`,
   );
   for (const [kind, kindSeeds] of byKind) {

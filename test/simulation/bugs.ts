@@ -1,4 +1,10 @@
-import { type LockLimits, LockStateMachine } from '../../src/lock/index.ts';
+import {
+  type LockCommand,
+  type LockLimits,
+  type LockResult,
+  LockStateMachine,
+  type RememberedResult,
+} from '../../src/lock/index.ts';
 import {
   type Entry,
   type MessageOf,
@@ -127,6 +133,58 @@ class GrantsSetLockByLock extends LockStateMachine {
   override checkInvariants(): void {}
 }
 
+/**
+ * A semaphore lets one permit too many in: a request fits while the permits held plus
+ * its own stay within the limit plus one. Its invariant check is silenced, so that the
+ * simulator's model must catch it on its own.
+ */
+class PermitsOverLimit extends LockStateMachine {
+  protected override permitsFit(held: number, permits: number, limit: number): boolean {
+    return held + permits <= limit + 1;
+  }
+
+  override checkInvariants(): void {}
+}
+
+/**
+ * A semaphore keeps one permit back: a request fits only while the permits held plus its
+ * own stay below the limit, so a semaphore is never filled and a request for all of its
+ * permits waits for ever. The model's promise that a request that fits is granted catches
+ * it; no invariant of the state does.
+ */
+class PermitsOneShort extends LockStateMachine {
+  protected override permitsFit(held: number, permits: number, limit: number): boolean {
+    return held + permits < limit;
+  }
+}
+
+/**
+ * An election takes a second leader beside the first (never a third). Its invariant
+ * check is silenced too: the model must see the two leaders itself.
+ */
+class TwoLeaders extends LockStateMachine {
+  protected override leaderSeatFree(leaders: number): boolean {
+    return leaders <= 1;
+  }
+
+  override checkInvariants(): void {}
+}
+
+/**
+ * A retried Proclaim is told its first answer, Proclaimed, even once the term it
+ * proclaimed in has ended (the answer before rev-kinds' F1).
+ */
+class ProclaimRetriesVerbatim extends LockStateMachine {
+  protected override answerRetry(
+    command: LockCommand,
+    key: string,
+    remembered: RememberedResult,
+  ): LockResult {
+    if (command.type === 'Proclaim') return remembered.result;
+    return super.answerRetry(command, key, remembered);
+  }
+}
+
 function subclass(Core: new (config: RaftConfig) => Raft): SimBugs {
   return { createRaft: (config) => new Core(config) };
 }
@@ -148,6 +206,10 @@ export const INJECTED_BUGS = {
   localReadsSkipHeartbeatRound: subclass(LocalReadsSkipHeartbeatRound),
   tokenFromRequestEntry: lockSubclass(TokenFromRequestEntry),
   grantsSetLockByLock: lockSubclass(GrantsSetLockByLock),
+  permitsOverLimit: lockSubclass(PermitsOverLimit),
+  twoLeaders: lockSubclass(TwoLeaders),
+  permitsOneShort: lockSubclass(PermitsOneShort),
+  proclaimRetriesVerbatim: lockSubclass(ProclaimRetriesVerbatim),
   followerReadsAppliedIndex: subclass(FollowerReadsAppliedIndex),
   ignoresCompactionFloor: subclass(IgnoresCompactionFloor),
 } as const satisfies Record<string, SimBugs>;

@@ -1,7 +1,9 @@
 import type {
   ApplyOutput,
+  Holder,
   LockCommand,
   LockEvent,
+  LockKind,
   LockMode,
   LockResult,
   LockStateMachine,
@@ -32,7 +34,16 @@ import { SafetyViolation } from './checker.ts';
  * - tokens rise per lock name, grant after grant;
  * - a wait refused as `deadlock` would really have closed a cycle: every hop of the
  *   cycle it names is a session waiting for a lock that the next one holds in a mode
- *   that excludes it, or waits for ahead of it in a way that must be granted first.
+ *   that excludes it, or waits for ahead of it in a way that must be granted first;
+ * - a semaphore's holders hold at most its limit of permits between them, each grant
+ *   the permits it asked for; a request that fits (no waiter ahead, no lock-delay) is
+ *   not made to wait or refused, and waiters are served in order;
+ * - an election has at most one leader, who leads with the value it campaigned with or
+ *   last proclaimed; a Proclaim is accepted only from the current leader with its
+ *   term's token; a candidate finding no leader, no candidate ahead and no lock-delay
+ *   leads at once;
+ * - a name keeps its kind (and a semaphore its limit) while it has holders, waiters or
+ *   a lock-delay: a request of another kind is refused kindMismatch then, and only then.
  *
  * It is fed every lock command once, at its first application anywhere, in log order.
  * Where the state machine has a free choice (to queue, to refuse at a limit, whom to
@@ -58,6 +69,10 @@ interface ModelSession {
 
 interface ModelGrant {
   readonly mode: LockMode;
+  /** A semaphore's grant: its permits. */
+  readonly permits: number | undefined;
+  /** An election's grant (its leader): its value. */
+  value: string | undefined;
   /** Granted as part of a set (AcquireAll): its names, in code-unit order. */
   readonly lockSet: readonly string[] | undefined;
   readonly token: number;
@@ -72,6 +87,8 @@ interface ModelWaiter {
   readonly sessionId: SessionId;
   readonly requestIndex: number;
   readonly mode: LockMode;
+  readonly permits: number | undefined;
+  readonly value: string | undefined;
   readonly queuedAtMs: number;
   readonly waitMs: number;
   readonly maxHoldMs: number;
@@ -85,6 +102,11 @@ interface ModelLock {
   readonly waiters: ModelWaiter[];
   /** No new grant before this virtual time: a lock-delay placed by an expiry. */
   closedUntilMs: number;
+  /** The kind the name has while it has a record (see kindOf), and a semaphore's limit. */
+  kind: LockKind;
+  limit: number | undefined;
+  /** Lock-delays in force, by the index that placed them (from the delay events). */
+  readonly delays: Set<number>;
 }
 
 interface Remembered {
@@ -125,6 +147,7 @@ export class LockModel {
       const step = new Step(this, index, command, output, nowMs, at);
       step.run();
     }
+    if (output.result.type === 'BehaviourSet') this.behaviour = output.result.version;
     this.rememberResult(command, output.result);
     this.stateAt.set(index, this.describeState());
     this.stateIndexes.push(index);
@@ -177,6 +200,15 @@ export class LockModel {
     // state machine's window holds, so inside this bound it must still remember.
     const mustRemember =
       first.changedState && this.requestSequence - first.sequence < this.options.dedupeWindowMax;
+    if (command.type === 'Proclaim' && first.changedState && output.events.length === 0) {
+      if (this.proclaimRetryToldTruth(command, first, output.result)) return true;
+      if (mustRemember)
+        violation(
+          'Exactly once',
+          `${at}: retry of ${key} returned ${encoded}, first result was ${first.encoded}, and the term it proclaimed in ${this.locks.get(command.lock)?.holders.has(command.sessionId) ? 'is' : 'is not'} held`,
+        );
+      return false;
+    }
     if (encoded === first.encoded && output.events.length === 0) return true;
     if (output.events.length === 0 && this.retryToldTruth(command, first, output.result))
       return true;
@@ -200,7 +232,12 @@ export class LockModel {
     const live = this.sessions.has(command.sessionId);
     if (!live) return result.type === 'Rejected' && result.code === 'sessionNotFound';
     if (command.type === 'AcquireAll') return this.setRetryToldTruth(command, first, result);
-    if (command.type !== 'Acquire') return false;
+    if (
+      command.type !== 'Acquire' &&
+      command.type !== 'AcquirePermits' &&
+      command.type !== 'Campaign'
+    )
+      return false;
     const lock = this.locks.get(command.lock);
     const grant = lock?.holders.get(command.sessionId);
     const waiting = lock?.waiters.some((waiter) => waiter.sessionId === command.sessionId) ?? false;
@@ -208,7 +245,12 @@ export class LockModel {
     const firstType = firstResult.type;
     switch (result.type) {
       case 'Acquired':
-        return grant !== undefined && grant.token === result.token && grant.mode === result.mode;
+        return (
+          grant !== undefined &&
+          grant.token === result.token &&
+          grant.mode === result.mode &&
+          grant.permits === askOf(command).permits
+        );
       case 'Queued':
         return waiting;
       case 'NotAcquired':
@@ -223,6 +265,26 @@ export class LockModel {
       default:
         return false;
     }
+  }
+
+  /**
+   * A retried Proclaim is told Proclaimed (its first answer) while the term it proclaimed
+   * in lasts, the term has ended (grantEnded) once it has, even if the session leads
+   * again under a newer token, and sessionNotFound once the session ended.
+   */
+  private proclaimRetryToldTruth(
+    command: Extract<LockCommand, { type: 'Proclaim' }>,
+    first: Remembered,
+    result: LockResult,
+  ): boolean {
+    if (!this.sessions.has(command.sessionId))
+      return result.type === 'Rejected' && result.code === 'sessionNotFound';
+    const firstResult = JSON.parse(first.encoded) as LockResult;
+    if (firstResult.type !== 'Proclaimed') return false;
+    const grant = this.locks.get(command.lock)?.holders.get(command.sessionId);
+    const lasts = grant?.token === firstResult.token;
+    if (result.type === 'Proclaimed') return lasts && JSON.stringify(result) === first.encoded;
+    return result.type === 'Rejected' && result.code === 'grantEnded' && !lasts;
   }
 
   /** The same promise for a set: its grant while it stands, its places while it waits. */
@@ -293,7 +355,15 @@ export class LockModel {
   lock(name: string): ModelLock {
     let lock = this.locks.get(name);
     if (lock === undefined) {
-      lock = { lastToken: 0, holders: new Map(), waiters: [], closedUntilMs: 0 };
+      lock = {
+        lastToken: 0,
+        holders: new Map(),
+        waiters: [],
+        closedUntilMs: 0,
+        kind: 'lock',
+        limit: undefined,
+        delays: new Set(),
+      };
       this.locks.set(name, lock);
     }
     return lock;
@@ -337,6 +407,39 @@ export class LockModel {
     return null;
   }
 
+  /**
+   * The kinds' promises after every entry: a semaphore's holders hold at most its limit
+   * of permits, an election has at most one leader, and every grant and place of a name
+   * is of its kind.
+   */
+  kindProblem(): readonly [property: string, detail: string] | null {
+    for (const [name, lock] of this.locks) {
+      const entries = [...lock.holders.values(), ...lock.waiters];
+      if (lock.kind === 'semaphore') {
+        let held = 0;
+        for (const grant of lock.holders.values()) held += grant.permits ?? 0;
+        if (held > (lock.limit ?? 0))
+          return ['Semaphore', `${name} has ${held} permits held, over its limit ${lock.limit}`];
+      }
+      if (lock.kind === 'election' && lock.holders.size > 1)
+        return [
+          'Election',
+          `${name} has ${lock.holders.size} leaders: ${[...lock.holders.keys()]}`,
+        ];
+      const wrong = entries.find(
+        (each) =>
+          (each.permits !== undefined) !== (lock.kind === 'semaphore') ||
+          (each.value !== undefined) !== (lock.kind === 'election'),
+      );
+      if (wrong !== undefined)
+        return ['Lock model', `${name}, a ${lock.kind}, has a grant or place not of its kind`];
+    }
+    return null;
+  }
+
+  /** The behaviour version in force (from the SetBehaviour entries applied). */
+  behaviour = 1;
+
   get lockDelayMs(): number {
     return this.options.lockDelayMs;
   }
@@ -355,7 +458,7 @@ export class LockModel {
       .sort(([a], [b]) => compareStrings(a, b))
       .map(([name, lock]) =>
         describeLock(
-          name,
+          kindTag(name, lock.kind, lock.limit),
           [...lock.holders.entries()].map(([id, grant]) => ({ sessionId: id, ...grant })),
           lock.waiters,
         ),
@@ -374,19 +477,70 @@ function describeReplica(locks: LockStateMachine): string {
     .listLocks('', Number.MAX_SAFE_INTEGER)
     .map((name) => locks.describe(name))
     .filter((lock) => lock.holders.length + lock.waiters.length > 0)
-    .map((lock) => describeLock(lock.lock, lock.holders, lock.waiters));
+    .map((lock) =>
+      describeLock(kindTag(lock.lock, lock.kind ?? 'lock', lock.limit), lock.holders, lock.waiters),
+    );
   return [...sessions, ...described].join(' ');
+}
+
+/** A name with its kind (and a semaphore's limit), as the replicas' text shows it. */
+function kindTag(name: string, kind: LockKind, limit: number | undefined): string {
+  if (kind === 'lock') return name;
+  return `${name}:${kind}${limit === undefined ? '' : `/${limit}`}`;
+}
+
+/** Whether a name has a record now (holders, waiters or a lock-delay), so keeps its kind. */
+function hasRecord(lock: ModelLock): boolean {
+  return lock.holders.size > 0 || lock.waiters.length > 0 || lock.delays.size > 0;
+}
+
+/** The kind a request asks for, and a semaphore's limit. */
+function askedKind(command: LockCommand): { kind: LockKind; limit: number | undefined } | null {
+  switch (command.type) {
+    case 'Acquire':
+    case 'AcquireAll':
+      return { kind: 'lock', limit: undefined };
+    case 'AcquirePermits':
+      return { kind: 'semaphore', limit: command.limit };
+    case 'Campaign':
+    case 'Proclaim':
+      return { kind: 'election', limit: undefined };
+    default:
+      return null;
+  }
+}
+
+/** The names a request names. */
+function namesOf(command: LockCommand): readonly string[] {
+  if (command.type === 'AcquireAll') return command.locks.map((claim) => claim.lock);
+  return 'lock' in command ? [command.lock] : [];
 }
 
 function describeLock(
   name: string,
-  holders: readonly { sessionId: SessionId; mode: LockMode; token: number }[],
-  waiters: readonly { sessionId: SessionId; requestIndex: number }[],
+  holders: readonly {
+    sessionId: SessionId;
+    mode: LockMode;
+    token: number;
+    permits?: number | undefined;
+    value?: string | undefined;
+  }[],
+  waiters: readonly {
+    sessionId: SessionId;
+    requestIndex: number;
+    permits?: number | undefined;
+    value?: string | undefined;
+  }[],
 ): string {
+  const extra = (each: { permits?: number | undefined; value?: string | undefined }): string =>
+    (each.permits === undefined ? '' : `/p${each.permits}`) +
+    (each.value === undefined ? '' : `/v${JSON.stringify(each.value)}`);
   const held = [...holders]
     .sort((a, b) => a.sessionId - b.sessionId)
-    .map((holder) => `${holder.sessionId}/${holder.mode}/${holder.token}`);
-  const queue = waiters.map((waiter) => `${waiter.sessionId}@${waiter.requestIndex}`);
+    .map((holder) => `${holder.sessionId}/${holder.mode}/${holder.token}${extra(holder)}`);
+  const queue = waiters.map(
+    (waiter) => `${waiter.sessionId}@${waiter.requestIndex}${extra(waiter)}`,
+  );
   return `${name}[${held.join(',')}|${queue.join(',')}]`;
 }
 
@@ -422,6 +576,8 @@ class Step {
     if (result.type !== 'Rejected') this.checkAfter(result);
     const broken = this.model.setProblem();
     if (broken !== null) violation('Multi-lock', `${this.at}: ${broken}`);
+    const kindBroken = this.model.kindProblem();
+    if (kindBroken !== null) violation(kindBroken[0], `${this.at}: ${kindBroken[1]}`);
   }
 
   fail(detail: string): never {
@@ -446,6 +602,17 @@ class Step {
     if (code === 'sessionNotFound' && 'sessionId' in command && this.live(command.sessionId))
       this.fail(`refused as sessionNotFound, but session ${command.sessionId} is live`);
     if (code === 'deadlock') this.checkCycle();
+    if (code === 'kindMismatch') this.checkKindMismatch();
+    const kinds = ['AcquirePermits', 'Campaign', 'Proclaim'];
+    if (code === 'invalidArgument' && kinds.includes(command.type) && this.model.behaviour >= 5)
+      this.fail(`refused ${command.type} as invalidArgument at behaviour ${this.model.behaviour}`);
+    if (command.type === 'Proclaim') {
+      const held = this.model.lock(command.lock).holders.get(command.sessionId);
+      if (code === 'notHolder' && held !== undefined)
+        this.fail(`Proclaim refused as notHolder, but ${command.sessionId} leads ${command.lock}`);
+      if (code === 'staleToken' && (held === undefined || held.token === command.token))
+        this.fail(`Proclaim token ${command.token} refused as stale, the term is ${held?.token}`);
+    }
     if (code === 'alreadyHolding' && command.type === 'AcquireAll') {
       const held = command.locks.some(({ lock }) =>
         this.model.lock(lock).holders.has(command.sessionId),
@@ -461,6 +628,40 @@ class Step {
       this.fail(`refused token ${command.token} as stale, the grant is ${held?.token ?? 'none'}`);
   }
 
+  /** A kindMismatch names a name whose record is of another kind (or limit) now. */
+  private checkKindMismatch(): void {
+    const asked = askedKind(this.command);
+    if (asked === null) this.fail(`refused ${this.command.type} as kindMismatch`);
+    const other = namesOf(this.command).some((name) => {
+      const lock = this.model.lock(name);
+      if (!hasRecord(lock)) return false;
+      if (this.command.type === 'Proclaim') return lock.kind !== 'election';
+      return lock.kind !== asked.kind || lock.limit !== asked.limit;
+    });
+    if (!other) this.fail(`refused as kindMismatch, but every name is free or of its kind`);
+  }
+
+  /**
+   * An accepted request's names are free or of its kind; one it names that is free takes
+   * the kind (it matters only if the request leaves a record).
+   */
+  private checkKindAccepted(): void {
+    const asked = askedKind(this.command);
+    if (asked === null) return;
+    if (this.model.behaviour < 5 && asked.kind !== 'lock')
+      this.fail(`accepted ${this.command.type} at behaviour ${this.model.behaviour}`);
+    for (const name of namesOf(this.command)) {
+      const lock = this.model.lock(name);
+      if (!hasRecord(lock)) {
+        lock.kind = asked.kind;
+        lock.limit = asked.limit;
+      } else if (lock.kind !== asked.kind || lock.limit !== asked.limit)
+        this.fail(
+          `accepted a ${asked.kind} request on ${name}, a ${lock.kind} ${lock.limit ?? ''}`,
+        );
+    }
+  }
+
   /**
    * A `deadlock` refusal must name a real cycle, checked hop by hop in the model's own
    * state: it starts and ends at the requester, each hop's blocker is the next hop's
@@ -472,14 +673,21 @@ class Step {
    */
   private checkCycle(): void {
     const command = this.command;
-    if (command.type !== 'Acquire' && command.type !== 'AcquireAll') {
+    // An election's wait is an exclusive lock's; a semaphore's never closes a sure cycle.
+    if (
+      command.type !== 'Acquire' &&
+      command.type !== 'AcquireAll' &&
+      command.type !== 'Campaign'
+    ) {
       this.fail(`refused ${command.type} as deadlock`);
     }
     const result = this.output.result;
     const cycle = result.type === 'Rejected' ? (result.cycle ?? []) : [];
     const requester = command.sessionId;
     const claims =
-      command.type === 'Acquire' ? [{ lock: command.lock, mode: command.mode }] : command.locks;
+      command.type === 'AcquireAll'
+        ? command.locks
+        : [{ lock: command.lock, mode: askOf(command).mode }];
     const text = JSON.stringify(cycle);
     if (cycle.length === 0) this.fail('refused as deadlock without naming a cycle');
     cycle.forEach((hop, k) => {
@@ -535,8 +743,25 @@ class Step {
         return;
       case 'Acquire':
       case 'AcquireAll':
+      case 'AcquirePermits':
+      case 'Campaign':
         if (!this.live(command.sessionId)) this.fail(`acquired for dead ${command.sessionId}`);
+        this.checkKindAccepted();
         return;
+      case 'Proclaim': {
+        this.checkKindAccepted();
+        const lock = this.model.lock(command.lock);
+        const grant = lock.holders.get(command.sessionId);
+        if (grant?.token !== command.token) {
+          const leaders = [...lock.holders].map(([id, each]) => `${id}/${each.token}`);
+          violation(
+            'Election',
+            `${this.at}: Proclaim by ${command.sessionId} with token ${command.token} accepted, but ${command.lock} is led by ${leaders.join() || 'no one'}`,
+          );
+        }
+        grant.value = command.value;
+        return;
+      }
       case 'Release': {
         const held = this.model.lock(command.lock).holders.get(command.sessionId);
         if (held?.token !== command.token)
@@ -619,7 +844,25 @@ class Step {
   private event(event: LockEvent): void {
     switch (event.type) {
       case 'granted':
-        this.granted(event.lock, event.holder.sessionId, event.holder.mode, event.holder.token);
+        this.granted(event.lock, event.holder);
+        return;
+      case 'proclaimed': {
+        const command = this.command;
+        if (
+          command.type !== 'Proclaim' ||
+          command.lock !== event.lock ||
+          command.sessionId !== event.sessionId ||
+          (command.token as number) !== (event.token as number) ||
+          command.value !== event.value
+        )
+          this.fail(`proclaimed ${JSON.stringify(event)} for ${command.type}`);
+        return;
+      }
+      case 'delayStarted':
+        this.model.lock(event.lock).delays.add(event.delayIndex);
+        return;
+      case 'delayEnded':
+        this.model.lock(event.lock).delays.delete(event.delayIndex);
         return;
       case 'released':
         this.released(event.lock, event.sessionId, event.token, event.reason);
@@ -636,10 +879,12 @@ class Step {
     }
   }
 
-  private granted(name: string, id: SessionId, mode: LockMode, token: number): void {
+  private granted(name: string, holder: Holder): void {
+    const { sessionId: id, mode, token } = holder;
     const lock = this.model.lock(name);
     if (!this.live(id)) this.fail(`granted ${name} to dead session ${id}`);
-    if (token !== this.index) this.fail(`grant of ${name} carries token ${token}`);
+    if ((token as number) !== (this.index as number))
+      this.fail(`grant of ${name} carries token ${token}`);
     if (token <= lock.lastToken)
       violation(
         'Fencing',
@@ -647,23 +892,66 @@ class Step {
       );
     lock.lastToken = token;
     if (lock.holders.has(id)) this.fail(`granted ${name} again to its holder ${id}`);
+    const promoted = this.promoted.get(name)?.shift();
+    const request = promoted ?? this.directRequest(name, id, mode, lock);
+    this.checkKindGrant(name, lock, holder, request);
     const modes = [...lock.holders.values()].map((grant) => grant.mode);
     if (modes.length > 0 && (mode === 'exclusive' || modes.includes('exclusive'))) {
       violation('Mutual exclusion', `${this.at}: ${name} granted ${mode} to ${id} beside ${modes}`);
     }
     if (this.nowMs < lock.closedUntilMs)
       this.fail(`granted ${name} ${(lock.closedUntilMs - this.nowMs).toFixed(1)} ms early`);
-    const promoted = this.promoted.get(name)?.shift();
-    const request = promoted ?? this.directRequest(name, id, mode, lock);
     if (request.mode !== mode) this.fail(`granted ${name} ${mode}, asked ${request.mode}`);
     lock.holders.set(id, {
       mode,
+      permits: request.permits,
+      value: request.value,
       lockSet: request.lockSet,
       token,
       grantedAtMs: this.nowMs,
       maxHoldMs: request.maxHoldMs,
       lockDelayMs: request.lockDelayMs,
     });
+  }
+
+  /**
+   * A grant of a semaphore or an election: what was asked (its permits, its value), of
+   * the name's kind; a semaphore's permits held stay within its limit, and an election
+   * gets a leader only while it has none.
+   */
+  private checkKindGrant(
+    name: string,
+    lock: ModelLock,
+    holder: Holder,
+    request: { permits: number | undefined; value: string | undefined },
+  ): void {
+    const kind: LockKind =
+      request.permits !== undefined
+        ? 'semaphore'
+        : request.value !== undefined
+          ? 'election'
+          : 'lock';
+    if (kind !== lock.kind) this.fail(`granted ${name}, a ${lock.kind}, as a ${kind}`);
+    if (holder.permits !== request.permits || holder.value !== request.value)
+      this.fail(
+        `granted ${name} to ${holder.sessionId} with permits ${holder.permits} value ${holder.value}, asked ${request.permits} ${request.value}`,
+      );
+    if (kind === 'election' && lock.holders.size > 0) {
+      const leaders = [...lock.holders].map(([id, grant]) => `${id}/${grant.token}`);
+      violation(
+        'Election',
+        `${this.at}: ${name} elected ${holder.sessionId} (token ${holder.token}) while ${leaders} leads`,
+      );
+    }
+    if (kind === 'semaphore') {
+      let held = 0;
+      for (const grant of lock.holders.values()) held += grant.permits ?? 0;
+      if (held + (request.permits ?? 0) > (lock.limit ?? 0))
+        violation(
+          'Semaphore',
+          `${this.at}: ${name} granted ${request.permits} permits to ${holder.sessionId} beside ${held} held, over its limit ${lock.limit}`,
+        );
+    }
   }
 
   /** A grant without a promotion is the Acquire's own, and must not jump the queue. */
@@ -677,6 +965,8 @@ class Step {
     maxHoldMs: number;
     lockDelayMs: number;
     lockSet: readonly string[] | undefined;
+    permits: number | undefined;
+    value: string | undefined;
   } {
     const command = this.command;
     if (lock.waiters.length > 0)
@@ -685,11 +975,15 @@ class Step {
       const claim = command.locks.find((each) => each.lock === name);
       if (claim === undefined) this.fail(`granted ${name} to ${id} outside the set it asked`);
       const lockSet = setNames(command.locks.map((each) => each.lock));
-      return { ...command, mode: claim.mode, lockSet };
+      return { ...command, mode: claim.mode, lockSet, permits: undefined, value: undefined };
     }
-    if (command.type !== 'Acquire' || command.lock !== name || command.sessionId !== id)
+    const single =
+      command.type === 'Acquire' ||
+      command.type === 'AcquirePermits' ||
+      command.type === 'Campaign';
+    if (!single || command.lock !== name || command.sessionId !== id)
       this.fail(`granted ${name} to ${id} who did not ask (${mode})`);
-    return { ...command, lockSet: undefined };
+    return { ...command, ...askOf(command), lockSet: undefined };
   }
 
   private released(name: string, id: SessionId, token: number, reason: string): void {
@@ -731,6 +1025,32 @@ class Step {
     }
   }
 
+  /**
+   * Permits that fit (no waiter ahead, no lock-delay, within the limit beside those held)
+   * are granted, and so is a candidacy that finds no leader, no candidate ahead and no
+   * lock-delay: a semaphore that is not full, or an election without a leader, does not
+   * make a request wait or refuse it.
+   */
+  private checkNotWaitingForNothing(
+    command: Extract<LockCommand, { type: 'Acquire' | 'AcquirePermits' | 'Campaign' }>,
+    lock: ModelLock,
+  ): void {
+    if (command.type === 'Acquire') return;
+    if (lock.waiters.length > 0 || lock.delays.size > 0 || this.nowMs < lock.closedUntilMs) return;
+    let held = 0;
+    for (const grant of lock.holders.values()) held += grant.permits ?? 0;
+    const free =
+      command.type === 'AcquirePermits'
+        ? held + command.permits <= command.limit
+        : lock.holders.size === 0;
+    if (free) {
+      violation(
+        command.type === 'Campaign' ? 'Election' : 'Semaphore',
+        `${this.at}: ${command.type} by ${command.sessionId} not granted although ${command.type === 'Campaign' ? 'no one leads' : `${held} of ${command.limit} permits are held`} and no one waits`,
+      );
+    }
+  }
+
   /** What the result claims about the state after the command. */
   private checkAfter(result: Exclude<LockResult, { type: 'Rejected' }>): void {
     const command = this.command;
@@ -738,21 +1058,30 @@ class Step {
       this.checkSetAfter(command, result);
       return;
     }
-    if (command.type !== 'Acquire') return;
+    if (
+      command.type !== 'Acquire' &&
+      command.type !== 'AcquirePermits' &&
+      command.type !== 'Campaign'
+    )
+      return;
     const lock = this.model.lock(command.lock);
     const holders = [...lock.holders.entries()].map(([id, grant]) => ({ sessionId: id, ...grant }));
     const expected = describeLock(command.lock, holders, []);
+    const ask = askOf(command);
     switch (result.type) {
       case 'Acquired': {
         const grant = lock.holders.get(command.sessionId);
         if (grant === undefined || grant.token !== result.token || grant.mode !== result.mode)
           this.fail(`answered Acquired ${result.token}, model grant ${grant?.token}`);
+        if (grant.permits !== ask.permits)
+          this.fail(`answered Acquired for ${ask.permits} permits, model grant ${grant.permits}`);
         if (describeLock(command.lock, result.holders, []) !== expected)
           this.fail(`answered holders ${JSON.stringify(result.holders)}, model ${expected}`);
         return;
       }
       case 'NotAcquired':
         if (command.waitMs > 0) this.fail('a waiting Acquire was refused at once');
+        this.checkNotWaitingForNothing(command, lock);
         if (describeLock(command.lock, result.holders, []) !== expected)
           this.fail(`answered holders ${JSON.stringify(result.holders)}, model ${expected}`);
         return;
@@ -760,11 +1089,12 @@ class Step {
         if (command.waitMs === 0) this.fail('a try-lock was queued');
         if (lock.holders.has(command.sessionId)) this.fail('queued a holder');
         if (lock.waiters.some((waiter) => waiter.sessionId === command.sessionId)) return;
+        this.checkNotWaitingForNothing(command, lock);
         lock.waiters.push({
           lockSet: undefined,
           sessionId: command.sessionId,
           requestIndex: this.index,
-          mode: command.mode,
+          ...ask,
           queuedAtMs: this.nowMs,
           waitMs: command.waitMs,
           maxHoldMs: command.maxHoldMs,
@@ -852,6 +1182,8 @@ function checkSetAnswer(
           sessionId: id,
           requestIndex: index,
           mode: modeOf.get(name) ?? 'exclusive',
+          permits: undefined,
+          value: undefined,
           queuedAtMs: nowMs,
           waitMs: command.waitMs,
           maxHoldMs: command.maxHoldMs,
@@ -867,6 +1199,24 @@ function checkSetAnswer(
     }
     default:
       step.fail(`answered ${result.type} to AcquireAll`);
+  }
+}
+
+/** What a single-name request asks: its mode, and a semaphore's permits or an election's value. */
+function askOf(
+  command: Extract<LockCommand, { type: 'Acquire' | 'AcquirePermits' | 'Campaign' }>,
+): {
+  mode: LockMode;
+  permits: number | undefined;
+  value: string | undefined;
+} {
+  switch (command.type) {
+    case 'Acquire':
+      return { mode: command.mode, permits: undefined, value: undefined };
+    case 'AcquirePermits':
+      return { mode: 'shared', permits: command.permits, value: undefined };
+    case 'Campaign':
+      return { mode: 'exclusive', permits: undefined, value: command.value };
   }
 }
 

@@ -17,6 +17,13 @@ import type { AppliedLockCommand } from './replica.ts';
  * those would deadlock, so the cluster may refuse such a wait as `deadlock` (the model
  * checks the cycle it names is real).
  *
+ * Semaphore clients take permits of `sem/0` and `sem/1` (each with its fixed limit, a
+ * random count up to it, try or wait) and election clients campaign in `elect/0` and
+ * `elect/1` with a value, proclaim while they lead (sometimes with a stale token, or in
+ * an election they do not lead, which must be refused) and resign (a Release). Their
+ * names are their own, and their shares of the client actions come out of the actions
+ * that did nothing before, so a share of 0 leaves a seed's draws as they were.
+ *
  * The checks live in LockModel; this class only drives the clients and tells them
  * what the cluster answered.
  */
@@ -32,6 +39,13 @@ export const SIM_LOCK_LIMITS: Partial<LockLimits> = {
 };
 
 const LOCK_NAMES = ['inventory/1', 'inventory/2', 'coupon/a', 'leader'] as const;
+/** Semaphores and their fixed limits: every request of a name names its limit. */
+export const SEMAPHORE_LIMITS: ReadonlyMap<string, number> = new Map([
+  ['sem/0', 2],
+  ['sem/1', 3],
+]);
+const SEMAPHORE_NAMES = [...SEMAPHORE_LIMITS.keys()];
+const ELECTION_NAMES = ['elect/0', 'elect/1'] as const;
 const RETRY_INTERVAL_MS = 250;
 
 interface PendingRequest {
@@ -74,6 +88,16 @@ export interface LockWorkloadStats {
   setsQueued: number;
   /** Waits refused because they would have closed a wait-for cycle. */
   deadlockRefusals: number;
+  /** Semaphore grants (one per AcquirePermits granted, at once or after a wait). */
+  permitGrants: number;
+  /** Elections won: a candidate became leader (at once or after a wait). */
+  leaderGrants: number;
+  /** Proclaims applied (the leader's new value in force). */
+  proclaims: number;
+  /** Proclaims refused: not the leader, or a stale term's token. */
+  proclaimRefusals: number;
+  /** Requests refused because the name is of another kind now. */
+  kindMismatches: number;
 }
 
 /** Every lock figure at zero: a workload's start, and the sum of none. */
@@ -91,11 +115,24 @@ export function noLockStats(): LockWorkloadStats {
     setGrants: 0,
     setsQueued: 0,
     deadlockRefusals: 0,
+    permitGrants: 0,
+    leaderGrants: 0,
+    proclaims: 0,
+    proclaimRefusals: 0,
+    kindMismatches: 0,
   };
 }
 
 /** Client actions that take a lock set, of every action (0.4 acquire something). */
 export const DEFAULT_LOCK_SET_SHARE = 0.15;
+/**
+ * Client actions that take semaphore permits, and that campaign, proclaim or resign in
+ * an election, of every action; both come out of the 0.18 that did nothing before.
+ */
+export const DEFAULT_SEMAPHORE_SHARE = 0.07;
+export const DEFAULT_ELECTION_SHARE = 0.07;
+/** Where the actions that did nothing before begin. */
+const IDLE_FROM = 0.82;
 
 export class LockWorkload {
   private readonly clients: LockClient[];
@@ -111,7 +148,13 @@ export class LockWorkload {
     private readonly propose: (client: number, command: LockCommand) => void,
     /** The share of client actions that take a lock set (AcquireAll), out of 0.4 acquiring. */
     private readonly lockSetShare = DEFAULT_LOCK_SET_SHARE,
+    /** The share of client actions on semaphores, out of those that did nothing before. */
+    private readonly semaphoreShare = DEFAULT_SEMAPHORE_SHARE,
+    /** The share of client actions on elections, out of those that did nothing before. */
+    private readonly electionShare = DEFAULT_ELECTION_SHARE,
   ) {
+    if (semaphoreShare < 0 || electionShare < 0 || semaphoreShare + electionShare > 1 - IDLE_FROM)
+      throw new Error(`semaphore and election shares must fit in ${1 - IDLE_FROM}`);
     this.clients = Array.from({ length: clientCount }, (_, index) =>
       newClient(index, this.prng.chance(0.3)),
     );
@@ -160,7 +203,101 @@ export class LockWorkload {
       );
     else if (roll < 0.77) this.staleRelease(client, client.session, nowMs);
     else if (roll < 0.79) this.crashClient(client);
-    else if (roll < 0.82) this.pauseClient(client, nowMs);
+    else if (roll < IDLE_FROM) this.pauseClient(client, nowMs);
+    else if (roll < IDLE_FROM + this.semaphoreShare)
+      this.acquirePermits(client, client.session, nowMs);
+    else if (roll < IDLE_FROM + this.semaphoreShare + this.electionShare)
+      this.elect(client, client.session, nowMs);
+  }
+
+  /** Permits of a semaphore it neither holds nor waits for: 1 up to the limit, try or wait. */
+  private acquirePermits(client: LockClient, session: SessionId, nowMs: number): void {
+    const lock = this.prng.pick(SEMAPHORE_NAMES);
+    const limit = SEMAPHORE_LIMITS.get(lock) ?? 1;
+    if (client.held.has(lock) || client.waiting.has(lock)) return;
+    const command: LockCommand = {
+      type: 'AcquirePermits',
+      lock,
+      permits: this.prng.intBetween(1, limit),
+      limit,
+      sessionId: session,
+      waitMs: this.prng.pick([0, 200, 1000, 1000]),
+      requestId: this.requestId(client),
+      owner: `client-${client.index}`,
+      maxHoldMs: this.prng.chance(0.1) ? 400 : 0,
+      lockDelayMs: this.prng.chance(0.1) ? 200 : 0,
+    };
+    client.waiting.add(lock);
+    this.send(client, command, nowMs);
+  }
+
+  /**
+   * In an election it leads, the client proclaims a new value (now and then with the
+   * token of an earlier term, which must be refused); in one it does not lead, it
+   * campaigns, or now and then proclaims anyway (refused: only the leader proclaims).
+   * It resigns through the release actions.
+   */
+  private elect(client: LockClient, session: SessionId, nowMs: number): void {
+    const leads = ELECTION_NAMES.filter((name) => client.held.has(name));
+    const lock = this.prng.pick(leads.length > 0 && this.prng.chance(0.8) ? leads : ELECTION_NAMES);
+    const token = client.held.get(lock);
+    const value = `v${client.index}.${client.requestSequence}`;
+    const proclaim = (told: FencingToken): void =>
+      this.send(
+        client,
+        {
+          type: 'Proclaim',
+          lock,
+          sessionId: session,
+          token: told,
+          value,
+          requestId: this.requestId(client),
+        },
+        nowMs,
+      );
+    if (token !== undefined) {
+      proclaim(this.prng.chance(0.15) && token > 1 ? ((token - 1) as FencingToken) : token);
+      return;
+    }
+    if (client.waiting.has(lock)) return;
+    if (this.prng.chance(0.1)) {
+      proclaim(this.prng.intBetween(1, 1000) as FencingToken);
+      return;
+    }
+    if (this.prng.chance(0.05)) {
+      // Now and then a plain try-lock of the election's name: refused kindMismatch while
+      // the election has a record, and while it is held so, campaigns there are refused.
+      this.send(
+        client,
+        {
+          type: 'Acquire',
+          lock,
+          sessionId: session,
+          mode: 'exclusive',
+          waitMs: 0,
+          requestId: this.requestId(client),
+          owner: `client-${client.index}`,
+          maxHoldMs: 0,
+          lockDelayMs: 0,
+        },
+        nowMs,
+      );
+      client.waiting.add(lock);
+      return;
+    }
+    const command: LockCommand = {
+      type: 'Campaign',
+      lock,
+      value,
+      sessionId: session,
+      waitMs: this.prng.pick([0, 200, 1000, 1000]),
+      requestId: this.requestId(client),
+      owner: `client-${client.index}`,
+      maxHoldMs: this.prng.chance(0.1) ? 400 : 0,
+      lockDelayMs: this.prng.chance(0.2) ? 200 : 0,
+    };
+    client.waiting.add(lock);
+    this.send(client, command, nowMs);
   }
 
   private acquire(client: LockClient, session: SessionId, nowMs: number): void {
@@ -333,6 +470,11 @@ export class LockWorkload {
           this.stats.grants++;
           // A set's grant is one event per lock; count the set once.
           if (event.holder.lockSet?.[0] === event.lock) this.stats.setGrants++;
+          if (event.holder.permits !== undefined) this.stats.permitGrants++;
+          if (event.holder.value !== undefined) this.stats.leaderGrants++;
+          break;
+        case 'proclaimed':
+          this.stats.proclaims++;
           break;
         case 'released':
           this.clientOf(event.sessionId)?.held.delete(event.lock);
@@ -387,10 +529,20 @@ export class LockWorkload {
         return;
       case 'Rejected':
         if (result.code === 'sessionNotFound') this.forgetSession(client);
-        if (result.code === 'staleToken' || result.code === 'notHolder')
+        if (
+          command.type === 'Release' &&
+          (result.code === 'staleToken' || result.code === 'notHolder')
+        )
           this.stats.staleRejections++;
         if (result.code === 'deadlock') this.stats.deadlockRefusals++;
-        if (command.type === 'Acquire') client.waiting.delete(command.lock);
+        if (command.type === 'Proclaim') this.stats.proclaimRefusals++;
+        if (result.code === 'kindMismatch') this.stats.kindMismatches++;
+        if (
+          command.type === 'Acquire' ||
+          command.type === 'AcquirePermits' ||
+          command.type === 'Campaign'
+        )
+          client.waiting.delete(command.lock);
         if (command.type === 'AcquireAll')
           for (const { lock } of command.locks) client.waiting.delete(lock);
         return;

@@ -1,5 +1,9 @@
 import { Prng } from '../../src/util/prng.ts';
-import { DEFAULT_LOCK_SET_SHARE } from './lock-workload.ts';
+import {
+  DEFAULT_ELECTION_SHARE,
+  DEFAULT_LOCK_SET_SHARE,
+  DEFAULT_SEMAPHORE_SHARE,
+} from './lock-workload.ts';
 
 /**
  * Everything a simulation run varies, derived from its seed ("swarm testing"): each
@@ -54,6 +58,13 @@ export interface SimOptions {
    * draws), which a seed tuned then can ask for.
    */
   readonly lockSetShare: number;
+  /**
+   * The shares of lock clients' actions on semaphores (AcquirePermits) and elections
+   * (Campaign, Proclaim). Not drawn, like lockSetShare; both 0 give the workload from
+   * before them (the same draws).
+   */
+  readonly semaphoreShare: number;
+  readonly electionShare: number;
   readonly membershipChanges: boolean;
 }
 
@@ -125,6 +136,8 @@ export function deriveOptions(seed: number, overrides: Partial<SimOptions> = {})
     faultPhaseMs: prng.pick([5_000, 10_000, 15_000]),
     livenessWindowMs: 30_000,
     lockSetShare: DEFAULT_LOCK_SET_SHARE,
+    semaphoreShare: DEFAULT_SEMAPHORE_SHARE,
+    electionShare: DEFAULT_ELECTION_SHARE,
     membershipChanges: prng.chance(0.5),
   };
   // Drawn last, so that adding it left every other option of a seed as it was.

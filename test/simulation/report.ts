@@ -21,6 +21,11 @@ const LOCK_FIGURES: readonly (readonly [keyof LockWorkloadStats, string])[] = [
   ['setGrants', 'set grants'],
   ['setsQueued', 'sets queued'],
   ['deadlockRefusals', 'deadlock refusals'],
+  ['permitGrants', 'permit grants'],
+  ['leaderGrants', 'elections won'],
+  ['proclaims', 'proclaims'],
+  ['proclaimRefusals', 'proclaim refusals'],
+  ['kindMismatches', 'kind mismatches'],
 ];
 
 const RAFT_FIGURES: readonly (readonly [keyof SimStats, string])[] = [

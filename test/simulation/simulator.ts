@@ -235,6 +235,8 @@ export class Simulator {
       options.lockClientCount,
       (client, command) => this.submit(`lock${client}`, encodeLockCommand(command)),
       options.lockSetShare,
+      options.semaphoreShare,
+      options.electionShare,
     );
     if (options.lockClientCount > 0) this.queue.push(20, { kind: 'lockClients' });
   }

@@ -43,6 +43,42 @@ export type Told =
       readonly token: number;
     }
   | {
+      readonly kind: 'AcquirePermits';
+      readonly sessionId: number;
+      readonly requestId: string;
+      readonly lock: string;
+      readonly permits: number;
+      readonly limit: number;
+      readonly acquired: boolean;
+      readonly token: number;
+    }
+  | {
+      readonly kind: 'Campaign';
+      readonly sessionId: number;
+      readonly requestId: string;
+      readonly lock: string;
+      readonly value: string;
+      /** Elected. */
+      readonly acquired: boolean;
+      readonly token: number;
+    }
+  | {
+      readonly kind: 'Proclaim';
+      readonly sessionId: number;
+      readonly requestId: string;
+      readonly lock: string;
+      readonly token: number;
+      readonly value: string;
+      /** The leader the answer names. */
+      readonly leader: ToldLeader | null;
+    }
+  | {
+      readonly kind: 'Leader';
+      readonly lock: string;
+      readonly leader: ToldLeader | null;
+      readonly ackedBeforeIndex: number;
+    }
+  | {
       readonly kind: 'Release';
       readonly sessionId: number;
       readonly requestId: string;
@@ -64,6 +100,13 @@ export type Told =
       readonly currentToken: number;
       readonly ackedBeforeIndex: number;
     };
+
+/** A leader as an answer names it. */
+export interface ToldLeader {
+  readonly sessionId: number;
+  readonly token: number;
+  readonly value: string;
+}
 
 export interface Answer {
   readonly client: string;
@@ -97,6 +140,10 @@ interface Tenure {
   readonly requestIndex: number;
   readonly from: number;
   to: number;
+  /** A semaphore grant's permits (0 for a lock or an election). */
+  readonly permits: number;
+  /** An election leader's values, each from the index that set it (campaign, proclaims). */
+  readonly values: { readonly from: number; readonly value: string }[];
 }
 
 interface Belief {
@@ -105,6 +152,8 @@ interface Belief {
   readonly lock: string;
   readonly token: number;
   readonly mode: LockMode;
+  /** Semaphore permits believed held (0 for a lock or an election). */
+  readonly permits: number;
   readonly fromMs: number;
   toMs: number;
 }
@@ -138,6 +187,8 @@ export class RuntimeChecker {
   private readonly beliefs = new Map<string, Belief[]>();
   private readonly safeUntilMs = new Map<string, number>();
   private readonly proposalIds = new Map<string, number>();
+  /** The index at which each Proclaim (`${sessionId}/${requestId}`) first applied. */
+  private readonly proclaimedAt = new Map<string, number>();
   /** Releases clients sent, by `${sessionId}/${requestId}`. */
   private readonly releasesSent = new Set<string>();
   /** Grants freed by a Release no client sent, by `${lock}/${sessionId}/${token}`: the index. */
@@ -256,6 +307,12 @@ export class RuntimeChecker {
       `${describeCommand(entry.command)} [${entry.proposalId}] -> ${JSON.stringify(output.result)}`,
     );
     this.trackTenures(index, output);
+    if (
+      entry.command.type === 'Proclaim' &&
+      output.events.some((event) => event.type === 'proclaimed')
+    ) {
+      this.proclaimedAt.set(`${entry.command.sessionId}/${entry.command.requestId}`, index);
+    }
   }
 
   private trackTenures(index: number, output: ApplyOutput): void {
@@ -272,7 +329,14 @@ export class RuntimeChecker {
             requestIndex: holder.requestIndex,
             from: index,
             to: OPEN,
+            permits: holder.permits ?? 0,
+            values: holder.value === undefined ? [] : [{ from: index, value: holder.value }],
           });
+          break;
+        }
+        case 'proclaimed': {
+          const tenure = this.tenureAt(event.lock, event.sessionId, 'hold', index);
+          tenure?.values.push({ from: index, value: event.value });
           break;
         }
         case 'queued':
@@ -284,6 +348,8 @@ export class RuntimeChecker {
             requestIndex: event.waiter.requestIndex,
             from: index,
             to: OPEN,
+            permits: event.waiter.permits ?? 0,
+            values: [],
           });
           break;
         case 'released':
@@ -457,6 +523,21 @@ export class RuntimeChecker {
         return this.acquireProblem(told, index, command, result, what);
       case 'AcquireAll':
         return this.acquireAllProblem(told, index, command, result, what);
+      case 'AcquirePermits':
+      case 'Campaign':
+        return this.kindAcquireProblem(told, index, command, result, what);
+      case 'Proclaim':
+        return this.proclaimProblem(told, command, result, what);
+      case 'Leader': {
+        if (index < told.ackedBeforeIndex)
+          return `the read is stale: a write at ${told.ackedBeforeIndex} was acknowledged before it began`;
+        const leaders = this.holdersAt(told.lock, index);
+        const expected = leaders.map((tenure) => describeLeader(tenure, index)).join(', ');
+        const actual = told.leader === null ? '' : describeToldLeader(told.leader);
+        if (leaders.length > 1) return `${told.lock} had leaders ${expected} at ${index}`;
+        if (expected !== actual) return `the leader at ${index} was ${expected || 'none'}`;
+        return null;
+      }
       case 'Describe': {
         if (index < told.ackedBeforeIndex)
           return `the read is stale: a write at ${told.ackedBeforeIndex} was acknowledged before it began`;
@@ -580,6 +661,77 @@ export class RuntimeChecker {
     return asked.length === told.length && asked.every((name, i) => name === told[i]);
   }
 
+  /**
+   * Permits or a candidacy, judged as an Acquire is: the request's own entry answered
+   * it with its result, or the state at the index it names does. Told acquired, the
+   * session held the name there with the told token through this request (or an earlier
+   * request of its own for the same, which a retry or a second ask is told of) with the
+   * permits asked; told not acquired, it neither held nor waited for it there.
+   */
+  private kindAcquireProblem(
+    told: Extract<Told, { kind: 'AcquirePermits' | 'Campaign' }>,
+    index: number,
+    command: LockCommand | null,
+    result: ApplyOutput['result'] | null,
+    what: string,
+  ): string | null {
+    if (this.sameRequest(command, told.kind, told.sessionId, told.requestId)) {
+      if (told.acquired) {
+        if (result?.type === 'Acquired' && result.token !== told.token) return what;
+        if (result?.type === 'NotAcquired') return what;
+      } else if (result?.type === 'Acquired') return what;
+      if (result?.type === 'Rejected') return what;
+    }
+    const hold = this.tenureAt(told.lock, told.sessionId, 'hold', index);
+    if (told.acquired) {
+      if (hold === undefined) return `session ${told.sessionId} did not hold ${told.lock} there`;
+      if (hold.token !== told.token) return `the grant there had token ${hold.token}`;
+      const request = this.log.get(hold.requestIndex)?.command ?? null;
+      if (request?.type !== told.kind || request.sessionId !== told.sessionId)
+        return `the grant there came from ${describeCommand(request)} at ${hold.requestIndex}`;
+      if (told.kind === 'AcquirePermits' && hold.permits !== told.permits)
+        return `the grant there holds ${hold.permits} permits, not the ${told.permits} asked`;
+      return null;
+    }
+    if (hold !== undefined && this.isRequest(hold.requestIndex, told))
+      return `session ${told.sessionId} held ${told.lock} there through this request`;
+    const wait = this.tenureAt(told.lock, told.sessionId, 'wait', index);
+    if (wait !== undefined && this.isRequest(wait.requestIndex, told))
+      return `session ${told.sessionId} still waited for ${told.lock} there through this request`;
+    return null;
+  }
+
+  /**
+   * A Proclaim answered is the request's entry with result Proclaimed (the first, or a
+   * retry given it back), naming the caller as the leader with its token and new value;
+   * and where it first applied, the caller led the election with that token: a Proclaim
+   * is accepted only from the current leader.
+   */
+  private proclaimProblem(
+    told: Extract<Told, { kind: 'Proclaim' }>,
+    command: LockCommand | null,
+    result: ApplyOutput['result'] | null,
+    what: string,
+  ): string | null {
+    if (!this.sameRequest(command, 'Proclaim', told.sessionId, told.requestId)) return what;
+    if (result?.type !== 'Proclaimed' || result.token !== told.token) return what;
+    if (result.value !== told.value) return what;
+    const leader = told.leader;
+    if (
+      leader === null ||
+      leader.sessionId !== told.sessionId ||
+      leader.token !== told.token ||
+      leader.value !== told.value
+    )
+      return `the answer names the leader ${leader === null ? 'none' : describeToldLeader(leader)}, not the caller with its token and value`;
+    const first = this.proclaimedAt.get(`${told.sessionId}/${told.requestId}`);
+    if (first === undefined) return 'the Proclaim never applied with a proclaimed event';
+    const led = this.tenureAt(told.lock, told.sessionId, 'hold', first);
+    if (led?.token !== told.token)
+      return `Election: at ${first}, where the Proclaim applied, session ${told.sessionId} did not lead ${told.lock} with token ${told.token} (${led === undefined ? 'it did not lead' : `its term was ${led.token}`})`;
+    return null;
+  }
+
   /** Whether the entry at `index` carried the request (session and id) of `told`. */
   private isRequest(index: number, told: { sessionId: number; requestId: string }): boolean {
     const command = this.log.get(index)?.command ?? null;
@@ -594,7 +746,14 @@ export class RuntimeChecker {
 
   private sameRequest(
     command: LockCommand | null,
-    type: 'Acquire' | 'AcquireAll' | 'Release' | 'CloseSession',
+    type:
+      | 'Acquire'
+      | 'AcquireAll'
+      | 'AcquirePermits'
+      | 'Campaign'
+      | 'Proclaim'
+      | 'Release'
+      | 'CloseSession',
     sessionId: number,
     requestId: string,
   ): boolean {
@@ -658,7 +817,79 @@ export class RuntimeChecker {
     }
     // The client's own earlier beliefs of this lock are over: it has a new grant.
     for (const mine of list) if (mine.client === client) mine.toMs = Math.min(mine.toMs, atMs);
-    list.push({ client, sessionId, lock, token, mode, fromMs: atMs, toMs: OPEN });
+    list.push({ client, sessionId, lock, token, mode, permits: 0, fromMs: atMs, toMs: OPEN });
+  }
+
+  /**
+   * A client was told it holds `permits` of the semaphore `lock` and acts on them from
+   * `atMs`: with the permits the other clients believe they hold at that instant, they
+   * must stay within the limit. (Tokens of permits held side by side come in no order.)
+   */
+  permitsBeliefStarted(
+    client: string,
+    sessionId: number,
+    lock: string,
+    token: number,
+    permits: number,
+    limit: number,
+    atMs: number,
+  ): void {
+    this.stats.beliefs++;
+    const freedAt = this.freedByApi.get(`${lock}/${sessionId}/${token}`);
+    if (freedAt !== undefined) {
+      this.fail(
+        `Give-back: ${client} was told at ${atMs} ms it holds ${permits} permits of ${lock} token ${token}, which a Release no client sent freed at ${freedAt}`,
+      );
+    }
+    const list = this.beliefs.get(lock) ?? [];
+    this.beliefs.set(lock, list);
+    for (const mine of list) if (mine.client === client) mine.toMs = Math.min(mine.toMs, atMs);
+    const live = list.filter((other) => {
+      const endMs = Math.min(other.toMs, this.safeUntilMs.get(other.client) ?? OPEN);
+      return other.client !== client && other.fromMs <= atMs && atMs < endMs;
+    });
+    const held = live.reduce((sum, other) => sum + other.permits, 0);
+    if (held + permits > limit) {
+      const others = live.map((other) => `${other.client} ${other.permits} (token ${other.token})`);
+      this.fail(
+        `Semaphore: ${client} was told at ${atMs} ms it holds ${permits} permits of ${lock} (limit ${limit}, token ${token}) while others believe they hold ${held}: ${others.join(', ')}`,
+      );
+    }
+    list.push({
+      client,
+      sessionId,
+      lock,
+      token,
+      mode: 'shared',
+      permits,
+      fromMs: atMs,
+      toMs: OPEN,
+    });
+  }
+
+  /**
+   * A client was told it leads the election `lock` from `atMs`: no other client may
+   * believe it leads at that instant, and its term's token must exceed every token of a
+   * leader that stopped acting as one before.
+   */
+  leadBeliefStarted(
+    client: string,
+    sessionId: number,
+    lock: string,
+    token: number,
+    atMs: number,
+  ): void {
+    const list = this.beliefs.get(lock) ?? [];
+    for (const other of list) {
+      if (other.client === client) continue;
+      const endMs = Math.min(other.toMs, this.safeUntilMs.get(other.client) ?? OPEN);
+      if (other.fromMs <= atMs && atMs < endMs) {
+        this.fail(
+          `Election: ${client} was told at ${atMs} ms it leads ${lock} (token ${token}) while ${other.client} believes it leads (token ${other.token}) since ${other.fromMs} ms`,
+        );
+      }
+    }
+    this.beliefStarted(client, sessionId, lock, token, 'exclusive', atMs);
   }
 
   beliefEnded(client: string, lock: string, atMs: number): void {
@@ -694,7 +925,9 @@ export class RuntimeChecker {
     const request = this.log.get(hold.requestIndex)?.command ?? null;
     const through =
       this.sameRequest(request, 'Acquire', sessionId, requestId) ||
-      this.sameRequest(request, 'AcquireAll', sessionId, requestId);
+      this.sameRequest(request, 'AcquireAll', sessionId, requestId) ||
+      this.sameRequest(request, 'AcquirePermits', sessionId, requestId) ||
+      this.sameRequest(request, 'Campaign', sessionId, requestId);
     return through ? hold.token : null;
   }
 
@@ -734,6 +967,16 @@ function requestNames(command: LockCommand, sessionId: number, lock: string): bo
   if (command.type === 'Acquire') return command.sessionId === sessionId && command.lock === lock;
   if (command.type !== 'AcquireAll') return false;
   return command.sessionId === sessionId && command.locks.some((claim) => claim.lock === lock);
+}
+
+/** A leader as the reference has it at `index`: session, term token and value then. */
+function describeLeader(tenure: Tenure, index: number): string {
+  const value = tenure.values.filter((each) => each.from <= index).at(-1)?.value ?? '';
+  return `${tenure.sessionId}/${tenure.token}/${JSON.stringify(value)}`;
+}
+
+function describeToldLeader(leader: ToldLeader): string {
+  return `${leader.sessionId}/${leader.token}/${JSON.stringify(leader.value)}`;
 }
 
 function describeCommand(command: LockCommand | null): string {

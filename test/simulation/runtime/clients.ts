@@ -8,7 +8,8 @@ import type { VirtualTime } from './scheduler.ts';
  * Simulated clients of the public API. Each has one session at a time, kept alive by a
  * loop of its own, and one operation in flight: Acquire (try-lock and waits, exclusive
  * and shared, some abandoned by deadline or cancel), Release, Describe, ValidateFence,
- * CloseSession. A failed attempt is retried with the same request id, on the leader it
+ * CloseSession; and semaphore permits (AcquirePermits, given back by Release) and
+ * elections (Campaign, Proclaim, Resign, Leader). A failed attempt is retried with the same request id, on the leader it
  * was pointed to or on any node, as the client library does. Everything a client is
  * told goes to the checker, and so does what it then believes: that it holds a lock
  * from its Acquired answer until it starts to release it, closes its session, or
@@ -21,6 +22,11 @@ export type LockMethod =
   | 'CloseSession'
   | 'Acquire'
   | 'AcquireAll'
+  | 'AcquirePermits'
+  | 'Campaign'
+  | 'Proclaim'
+  | 'Resign'
+  | 'Leader'
   | 'Release'
   | 'Describe'
   | 'ValidateFence';
@@ -67,7 +73,20 @@ export interface ClientOptions {
    * it, so that a seed's run stays what it was before sets were added.
    */
   readonly lockSetShare: number;
+  /**
+   * The shares of acquires that take semaphore permits, and that act in an election.
+   * Both 0 draw nothing for them (a seed's run before them).
+   */
+  readonly semaphoreShare: number;
+  readonly electionShare: number;
 }
+
+/** The semaphores clients use, each with the limit every request of it names. */
+export const SEMAPHORES: ReadonlyMap<string, number> = new Map([
+  ['sem/0', 2],
+  ['sem/1', 3],
+]);
+export const ELECTIONS: readonly string[] = ['elect/0', 'elect/1'];
 
 /** An Acquire the client gave up on, after it was told it failed. */
 export interface GivenUp {
@@ -92,6 +111,14 @@ export interface ClientStats {
   notAcquired: number;
   /** Of `acquired`, the sets (AcquireAll) granted. */
   setsAcquired: number;
+  /** Of `acquired`, semaphore permits granted (AcquirePermits). */
+  permitsAcquired: number;
+  /** Of `acquired`, elections won (Campaign answered elected). */
+  elected: number;
+  /** Proclaims answered (the leader's new value in force). */
+  proclaimed: number;
+  /** Leader reads answered. */
+  leaderReads: number;
   abandonedWaits: number;
   sessionsLost: number;
   reads: number;
@@ -112,7 +139,13 @@ export class SimClient {
   /** What it believes it holds; a set's locks each map to the set's grant (`set`). */
   private readonly held = new Map<
     string,
-    { token: number; mode: LockMode; set?: readonly string[] }
+    {
+      token: number;
+      mode: LockMode;
+      set?: readonly string[];
+      /** A semaphore's permits, or an election the client leads. */
+      kind?: 'semaphore' | 'election';
+    }
   >();
   private leaderHint: string | null = null;
   private requestSequence = 0;
@@ -190,8 +223,13 @@ export class SimClient {
     }
     const roll = this.prng.nextFloat();
     if (roll < 0.45) {
+      const { semaphoreShare, electionShare } = this.options;
+      // Drawn only when there are kinds to draw, so that shares of 0 keep the seed's run.
+      const kind = semaphoreShare + electionShare > 0 ? this.prng.nextFloat() : 1;
       const share = this.options.lockSetShare;
-      if (share > 0 && this.prng.chance(share)) await this.acquireAll(session);
+      if (kind < semaphoreShare) await this.acquirePermits(session);
+      else if (kind < semaphoreShare + electionShare) await this.elect(session);
+      else if (share > 0 && this.prng.chance(share)) await this.acquireAll(session);
       else await this.acquire(session);
     } else if (roll < 0.7) await this.release(session);
     else if (roll < 0.8) await this.describe();
@@ -395,10 +433,209 @@ export class SimClient {
     }
   }
 
+  /**
+   * Permits of a semaphore, 1 up to its limit, try or wait (some waits abandoned), as an
+   * Acquire is retried, abandoned and checked; told acquired, the client believes it
+   * holds them until it gives them back.
+   */
+  private async acquirePermits(session: Session): Promise<void> {
+    const lock = this.prng.pick([...SEMAPHORES.keys()]);
+    const limit = SEMAPHORES.get(lock) ?? 1;
+    if (this.held.has(lock)) return;
+    const permits = this.prng.intBetween(1, limit);
+    const request = (requestId: string, waitMs: number) => ({
+      name: lock,
+      permits: String(permits),
+      limit: String(limit),
+      session_id: String(session.id),
+      wait_ms: String(waitMs),
+      request_id: requestId,
+      owner: this.name,
+    });
+    await this.acquireOne(session, 'AcquirePermits', lock, request, (result, requestId) => {
+      const acquired: boolean = result.response.acquired;
+      const token = Number(result.response.fencing_token);
+      this.tell(result, {
+        kind: 'AcquirePermits',
+        sessionId: session.id,
+        requestId,
+        lock,
+        permits,
+        limit,
+        acquired,
+        token,
+      });
+      if (acquired) {
+        this.toldGrants.add(`${lock}/${token}`);
+        if (this.sessionSafe()) {
+          this.stats.permitsAcquired++;
+          this.held.set(lock, { token, mode: 'shared', kind: 'semaphore' });
+          this.checker.permitsBeliefStarted(
+            this.name,
+            session.id,
+            lock,
+            token,
+            permits,
+            limit,
+            this.time.nowMs,
+          );
+        }
+      }
+      return { acquired, token };
+    });
+  }
+
+  /**
+   * In an election: while it leads, proclaim a new value, resign (through release) or
+   * ask who leads; else campaign (try or wait, some abandoned) or ask who leads.
+   */
+  private async elect(session: Session): Promise<void> {
+    const leads = ELECTIONS.filter((name) => this.held.has(name));
+    const lock = this.prng.pick(leads.length > 0 && this.prng.chance(0.7) ? leads : ELECTIONS);
+    const led = this.held.get(lock);
+    if (led !== undefined) {
+      if (this.prng.chance(0.6)) await this.proclaim(session, lock, led.token);
+      else await this.leader(lock);
+      return;
+    }
+    if (this.prng.chance(0.25)) {
+      await this.leader(lock);
+      return;
+    }
+    const value = `${this.name}.${this.requestSequence}`;
+    const request = (requestId: string, waitMs: number) => ({
+      election: lock,
+      value,
+      session_id: String(session.id),
+      wait_ms: String(waitMs),
+      request_id: requestId,
+      owner: this.name,
+    });
+    await this.acquireOne(session, 'Campaign', lock, request, (result, requestId) => {
+      const elected: boolean = result.response.elected;
+      const token = Number(result.response.fencing_token);
+      this.tell(result, {
+        kind: 'Campaign',
+        sessionId: session.id,
+        requestId,
+        lock,
+        value,
+        acquired: elected,
+        token,
+      });
+      if (elected) {
+        this.toldGrants.add(`${lock}/${token}`);
+        if (this.sessionSafe()) {
+          this.stats.elected++;
+          this.held.set(lock, { token, mode: 'exclusive', kind: 'election' });
+          this.checker.leadBeliefStarted(this.name, session.id, lock, token, this.time.nowMs);
+        }
+      }
+      return { acquired: elected, token };
+    });
+  }
+
+  /** The leader's new value; an answer names the leader with it. */
+  private async proclaim(session: Session, lock: string, token: number): Promise<void> {
+    const value = `${this.name}.${this.requestSequence}`;
+    const requestId = this.requestId();
+    const result = await this.withRetries('Proclaim', {
+      election: lock,
+      session_id: String(session.id),
+      fencing_token: String(token),
+      value,
+      request_id: requestId,
+    });
+    if (result?.ok !== true || this.session !== session) return;
+    this.stats.proclaimed++;
+    const leader = result.response.leader;
+    this.tell(result, {
+      kind: 'Proclaim',
+      sessionId: session.id,
+      requestId,
+      lock,
+      token,
+      value,
+      leader: leaderOf(leader),
+    });
+  }
+
+  /** Who leads an election now (a linearizable read). */
+  private async leader(lock: string): Promise<void> {
+    const ackedBeforeIndex = this.checker.maxAckedIndex;
+    const result = await this.readOnce('Leader', { election: lock });
+    if (result === null) return;
+    this.stats.leaderReads++;
+    this.tell(result, {
+      kind: 'Leader',
+      lock,
+      leader: result.response.has_leader === true ? leaderOf(result.response.leader) : null,
+      ackedBeforeIndex,
+    });
+  }
+
+  /**
+   * One request for one name (AcquirePermits, Campaign) with its retries and give-ups,
+   * as acquire() does for a lock: `answered` tells the checker and sets beliefs.
+   */
+  private async acquireOne(
+    session: Session,
+    method: 'AcquirePermits' | 'Campaign',
+    lock: string,
+    request: (requestId: string, waitMs: number) => object,
+    answered: (
+      result: Extract<CallResult, { ok: true }>,
+      requestId: string,
+    ) => { acquired: boolean; token: number },
+  ): Promise<void> {
+    const waitMs = this.prng.chance(0.35) ? 0 : this.prng.intBetween(50, 1_500);
+    const giveUp = waitMs > 0 ? this.prng.pick(['no', 'no', 'no', 'deadline', 'cancel']) : 'no';
+    const deadlineMs =
+      giveUp === 'deadline'
+        ? this.prng.intBetween(20, waitMs)
+        : waitMs + 400 + this.prng.intBetween(0, 400);
+    const cancelAfterMs = giveUp === 'cancel' ? this.prng.intBetween(10, waitMs) : null;
+    const requestId = this.requestId();
+    const attempts: GivenUp['processes'][number][] = [];
+    for (let attempt = 1; attempt <= this.options.attemptsMax; attempt++) {
+      if (attempt > 1) this.stats.retries++;
+      const result = await this.callOnce(
+        method,
+        request(requestId, waitMs),
+        deadlineMs,
+        cancelAfterMs,
+      );
+      if (this.session !== session) return;
+      if (!result.ok && result.process !== null) attempts.push(result.process);
+      if (result.ok) {
+        const { acquired } = answered(result, requestId);
+        if (acquired) this.stats.acquired++;
+        else {
+          this.stats.notAcquired++;
+          this.gaveUp(session, requestId, lock, []);
+        }
+        return;
+      }
+      this.noteError(method, result);
+      if (giveUp !== 'no' && result.serverSawGiveUp) {
+        this.stats.abandonedWaits++;
+        this.gaveUp(session, requestId, lock, attempts);
+        return;
+      }
+      if (result.code === status.NOT_FOUND) {
+        this.loseSession(`${method}: NOT_FOUND`);
+        return;
+      }
+      if (!retryable(result.code)) return;
+      await this.sleep(this.backoffMs(attempt));
+      if (!this.sessionSafe()) return;
+    }
+  }
+
   private async release(session: Session): Promise<void> {
     const entry = this.prng.pick([...this.held.entries(), null]);
     if (entry === null) return;
-    const [lock, { token, set }] = entry;
+    const [lock, { token, set, kind }] = entry;
     // It stops acting on the lock (on every lock of its set) before it asks to release it.
     for (const each of set ?? [lock]) {
       this.held.delete(each);
@@ -406,12 +643,21 @@ export class SimClient {
     }
     const requestId = this.requestId();
     this.checker.releaseSent(session.id, requestId);
-    const result = await this.withRetries('Release', {
-      lock,
-      session_id: String(session.id),
-      fencing_token: String(token),
-      request_id: requestId,
-    });
+    // An election's leader resigns: a Release of its grant by another RPC.
+    const result =
+      kind === 'election'
+        ? await this.withRetries('Resign', {
+            election: lock,
+            session_id: String(session.id),
+            fencing_token: String(token),
+            request_id: requestId,
+          })
+        : await this.withRetries('Release', {
+            lock,
+            session_id: String(session.id),
+            fencing_token: String(token),
+            request_id: requestId,
+          });
     if (result?.ok === true && this.session === session) {
       this.tell(result, { kind: 'Release', sessionId: session.id, requestId, lock, token });
     }
@@ -475,7 +721,7 @@ export class SimClient {
 
   // ------------------------------------------------------------ calls
 
-  private async readOnce(method: 'Describe' | 'ValidateFence', request: object) {
+  private async readOnce(method: 'Describe' | 'ValidateFence' | 'Leader', request: object) {
     const result = await this.callOnce(method, request, 1_000, null);
     if (!result.ok) {
       this.noteError(method, result);
@@ -607,6 +853,17 @@ export class SimClient {
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => this.time.after(ms, `${this.name} wakes`, resolve));
   }
+}
+
+/** A LeaderInfo off the wire. */
+// biome-ignore lint/suspicious/noExplicitAny: the wire shape of LeaderInfo
+function leaderOf(leader: any): { sessionId: number; token: number; value: string } | null {
+  if (leader === null || leader === undefined) return null;
+  return {
+    sessionId: Number(leader.session_id),
+    token: Number(leader.fencing_token),
+    value: String(leader.value ?? ''),
+  };
 }
 
 function retryable(code: status): boolean {

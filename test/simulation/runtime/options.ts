@@ -56,6 +56,13 @@ export interface RuntimeSimOptions {
    * injected-bug tests' seed ranges were measured so).
    */
   readonly lockSetShare: number;
+  /**
+   * The shares of client acquires that take semaphore permits (AcquirePermits) and that
+   * act in an election (Campaign, Proclaim, Resign, Leader), issue 17. Not drawn from the
+   * seed; both 0 draw nothing for them, so a seed keeps the run it had before them.
+   */
+  readonly semaphoreShare: number;
+  readonly electionShare: number;
   /** After healing, the cluster must be quiet within this long. */
   readonly quiescenceWindowMs: number;
   /** How long it must stay quiet before the final checks (background withdrawals). */
@@ -131,6 +138,8 @@ export function deriveRuntimeOptions(
     quiescenceWindowMs: 15_000,
     settleMs: 1_000,
     lockSetShare: 0.15,
+    semaphoreShare: 0.15,
+    electionShare: 0.15,
   };
   const lockSections = Array.from({ length: nodeCount }, () => lockSection(prng));
   const behaviourMaxes = Array.from({ length: nodeCount }, () =>

@@ -59,9 +59,9 @@ describe('runtime simulation', () => {
 });
 
 describe('the runtime simulation has teeth', () => {
-  // Every seed range below was measured before clients took lock sets: without them
-  // each seed runs as it did then.
-  const BEFORE_SETS = { lockSetShare: 0 };
+  // Every seed range below was measured before clients took lock sets, semaphores and
+  // elections: without them each seed runs as it did then.
+  const BEFORE_SETS = { lockSetShare: 0, semaphoreShare: 0, electionShare: 0 };
 
   it('catches reads served without ReadIndex within 40 seeds', async () => {
     for (let seed = 1; seed <= 40; seed++) {
@@ -79,6 +79,24 @@ describe('the runtime simulation has teeth', () => {
     }
     expect.fail('reads served from local state went unnoticed for 40 seeds');
   });
+
+  // The same bug as Leader reads (issue 17): with elections and semaphores and no sets,
+  // first caught on a Leader answer at seed 6 (Leader reads also at 21, 29, 34 of 1..40).
+  it('catches Leader reads served without ReadIndex within seeds 1..10', async () => {
+    const KINDS = { lockSetShare: 0, semaphoreShare: 0.3, electionShare: 0.3 };
+    for (let seed = 1; seed <= 10; seed++) {
+      const result = await runRuntimeSimulation(
+        seed,
+        KINDS,
+        INJECTED_RUNTIME_BUGS.servesReadsLocally,
+      );
+      if (!/^Violation: Answer: .*kind":"Leader"/.test(result.violation ?? '')) continue;
+      const clean = await runRuntimeSimulation(seed, KINDS);
+      expect(clean.violation).toBeNull();
+      return;
+    }
+    expect.fail('Leader reads served from local state went unnoticed in seeds 1..10');
+  }, 120_000);
 
   // Measured over a fixed range, as the core simulator's newer teeth are: it needs a
   // follower to apply an entry while the leader's write and another follower's are still
