@@ -44,7 +44,7 @@ afterEach(() => {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-it('review(perf-stalls): under > 250 writes per Ready the kept log stays within threshold + retain + one Ready', async () => {
+it('review(perf-stalls): under > 250 writes per Ready the kept log stays within threshold + retain + the Readies of one snapshot store', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'dlm-review-compaction-lag-'));
   dirs.push(dir);
   const storage = await LevelStorage.open(join(dir, 'n1'), {
@@ -89,8 +89,12 @@ it('review(perf-stalls): under > 250 writes per Ready the kept log stays within 
 
     // main: a snapshot every THRESHOLD entries, then everything it covers but RETAIN
     // deleted before the next Ready: the log never holds much more than that plus what
-    // one Ready brought (CLIENTS).
-    const bound = THRESHOLD + RETAIN + 2 * CLIENTS;
+    // the Readies during the snapshot's store brought (CLIENTS each). Since snapshots are
+    // stored as chunks (issue 12, one synced write each before the manifest), storing
+    // one spans a Ready more: 3,050 at most both at 20,000 and at 48,000 writes
+    // (REVIEW_WRITES_PER_CLIENT=60), where one-value snapshots kept 2,500. What this
+    // test guards is that the kept log does not grow with the number of writes.
+    const bound = THRESHOLD + RETAIN + 3 * CLIENTS;
     expect(keptMax).toBeLessThanOrEqual(bound);
   } finally {
     await node.stop();
