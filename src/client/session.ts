@@ -716,8 +716,13 @@ export class LeadershipHandle extends LockHandle {
     super(owning, election, token, 'exclusive');
     this.currentValue = value;
     const lease = owning.signal;
+    const onLease = (): void => this.endTerm(lease.reason);
+    // Removed when the term ends: a long-lived session campaigns many times.
+    this.watching.signal.addEventListener('abort', () =>
+      lease.removeEventListener('abort', onLease),
+    );
     if (lease.aborted) this.endTerm(lease.reason);
-    else lease.addEventListener('abort', () => this.endTerm(lease.reason), { once: true });
+    else lease.addEventListener('abort', onLease, { once: true });
     if (!this.term.signal.aborted) void this.watchTerm(connection);
   }
 
@@ -726,7 +731,11 @@ export class LeadershipHandle extends LockHandle {
    * this term is seen to have ended while the session lives on: an operator's Revoke, a
    * max hold, a release of the grant elsewhere. Those end the term at once, so the
    * signal comes after it (the next leader may already act): the token is what stops a
-   * deposed leader's writes.
+   * deposed leader's writes. The term is followed by an Observe of the election, which
+   * needs the `read` right on it: without it (or if the election can no longer be
+   * followed at all) the signal fires at once, since the term can no longer be vouched
+   * for. An Observe at a node cut off from the leader learns of the end only when that
+   * node catches up or its stream breaks.
    */
   override get signal(): AbortSignal {
     return this.term.signal;
@@ -749,9 +758,13 @@ export class LeadershipHandle extends LockHandle {
         );
         return;
       }
-    } catch {
-      // The election cannot be followed (the caller may not read it): the lease's
-      // signal alone stays in force, as for a lock.
+    } catch (error) {
+      if (this.watching.signal.aborted) return;
+      // The election cannot be followed: the caller may not read it, or the name is no
+      // longer an election (someone took it as a lock). Either way this handle can no
+      // longer tell that the term lasts, so it says the term may be over (review rev4).
+      const why = error instanceof Error ? error.message : String(error);
+      this.endTerm(new Error(`the term of ${this.lock} can no longer be followed: ${why}`));
     }
   }
 

@@ -881,7 +881,8 @@ export class DlmNode {
     // The base version knows no optional rule (lock.locksPerAcquireMax, ...), and a
     // SetRules carrying one it does not know is refused whole: so the rules go in without
     // those the version in force lacks, and completeFileRules adds them once the raise
-    // that follows has applied. (The raise cannot go first: before any SetRules each node
+    // that follows has applied (to version 5 or higher: see there). (The raise cannot go
+    // first: before any SetRules each node
     // would apply it under its own file's rules.)
     const whole = { ...file, dedupeWindowMax };
     const { rules, left } = rulesAtBehaviour(whole, this.locks.behaviour);
@@ -899,8 +900,9 @@ export class DlmNode {
    * file that its SetRules had to leave out, once the behaviour raise has applied: in the
    * same term only, and only while the rules in force are still the ones it proposed
    * (an operator's SetLockRules since, or another leader's rules, are left alone). A
-   * raise that never comes (a member on an older binary) leaves them out until
-   * `dlm rules apply`; the node's rules report names them as differing meanwhile.
+   * raise that never comes (a member on an older binary), or one that stops below
+   * BEHAVIOUR_SEMAPHORES_ELECTIONS (whose guard the completion needs), leaves them out
+   * until `dlm rules apply`; the node's rules report names them as differing meanwhile.
    */
   private completeFileRules(): void {
     const pending = this.fileRulesLeft;
