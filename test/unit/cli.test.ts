@@ -495,7 +495,10 @@ describe('dlm CLI', () => {
         `require('node:fs').writeFileSync(${JSON.stringify(marker)}, '')`,
       ]);
       expect(result.code).toBe(1);
-      expect(result.err).toMatch(/^dlm lock: Lock\.OpenSession at 127\.0\.0\.1:\d+: UNAVAILABLE/);
+      // Refused at once, or (on a loaded machine) not even connected within the 300 ms.
+      expect(result.err).toMatch(
+        /^dlm lock: Lock\.OpenSession at 127\.0\.0\.1:\d+: (UNAVAILABLE|DEADLINE_EXCEEDED)/,
+      );
       expect(Date.now() - started).toBeLessThan(5_000);
       expect(existsSync(marker)).toBe(false);
       const described = await run([
