@@ -89,19 +89,27 @@ const LEADER_CHURN: Partial<SimOptions> = {
   },
 };
 
-const TEETH: { bug: InjectedBug; overrides: Partial<SimOptions>; seedsMax: number }[] = [
+const TEETH: {
+  bug: InjectedBug;
+  overrides: Partial<SimOptions>;
+  seedsMin?: number;
+  seedsMax: number;
+}[] = [
   { bug: 'commitsOldTermEntries', overrides: LEADER_CHURN, seedsMax: 300 },
   { bug: 'votesTwice', overrides: {}, seedsMax: 50 },
   { bug: 'acknowledgesBeforePersisting', overrides: {}, seedsMax: 50 },
   { bug: 'keepsConflictingSuffix', overrides: {}, seedsMax: 50 },
-  // A retried Proclaim told Proclaimed after its term ended: rare (seed 9, 1 of 1..100).
-  { bug: 'proclaimRetriesVerbatim', overrides: {}, seedsMax: 10 },
+  // A retried Proclaim told Proclaimed after its term ended: rare (seeds 124 and 342 of
+  // 1..400 on the final code; seed 9 on the branch that added it), so its range states
+  // where the catch is, as the runtime simulator's rare teeth do.
+  { bug: 'proclaimRetriesVerbatim', overrides: {}, seedsMin: 121, seedsMax: 130 },
 ];
 
 describe('the simulator has teeth: injected bugs are caught', () => {
-  for (const { bug, overrides, seedsMax } of TEETH) {
-    it(`catches ${bug} within ${seedsMax} seeds`, () => {
-      for (let seed = 1; seed <= seedsMax; seed++) {
+  for (const { bug, overrides, seedsMin, seedsMax } of TEETH) {
+    const first = seedsMin ?? 1;
+    it(`catches ${bug} within seeds ${first}..${seedsMax}`, () => {
+      for (let seed = first; seed <= seedsMax; seed++) {
         const result = runSimulation(seed, overrides, INJECTED_BUGS[bug]);
         if (result.violation !== null) {
           // The same seed without the bug is clean: the violation is the bug's doing.
