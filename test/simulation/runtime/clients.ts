@@ -131,6 +131,17 @@ interface Session {
   safeUntilMs: number;
 }
 
+/** What one acquiring request is to attemptAcquire: what differs between the four. */
+interface Acquiring {
+  readonly method: 'Acquire' | 'AcquireAll' | 'AcquirePermits' | 'Campaign';
+  /** The name a given-up request is recorded under (a set's: its first lock). */
+  readonly lock: string;
+  /** The request, sent the same on every attempt. */
+  readonly request: (requestId: string, waitMs: number) => object;
+  /** Tells the checker the answer and sets beliefs; true if it acquired. */
+  readonly answered: (result: Extract<CallResult, { ok: true }>, requestId: string) => boolean;
+}
+
 const SAFE_MARGIN_MS = 2;
 
 export class SimClient {
@@ -291,30 +302,18 @@ export class SimClient {
     const lock = this.prng.pick(this.options.locks);
     if (this.held.has(lock)) return;
     const mode: LockMode = this.prng.chance(0.25) ? 'shared' : 'exclusive';
-    const waitMs = this.prng.chance(0.35) ? 0 : this.prng.intBetween(50, 1_500);
-    // Some waits are abandoned: by a deadline shorter than the wait, or by a cancel.
-    const giveUp = waitMs > 0 ? this.prng.pick(['no', 'no', 'no', 'deadline', 'cancel']) : 'no';
-    const deadlineMs =
-      giveUp === 'deadline'
-        ? this.prng.intBetween(20, waitMs)
-        : waitMs + 400 + this.prng.intBetween(0, 400);
-    const cancelAfterMs = giveUp === 'cancel' ? this.prng.intBetween(10, waitMs) : null;
-    const requestId = this.requestId();
-    const request = {
+    await this.attemptAcquire(session, {
+      method: 'Acquire',
       lock,
-      session_id: String(session.id),
-      mode: mode === 'shared' ? 'SHARED' : 'EXCLUSIVE',
-      wait_ms: String(waitMs),
-      request_id: requestId,
-      owner: this.name,
-    };
-    const attempts: GivenUp['processes'][number][] = [];
-    for (let attempt = 1; attempt <= this.options.attemptsMax; attempt++) {
-      if (attempt > 1) this.stats.retries++;
-      const result = await this.callOnce('Acquire', request, deadlineMs, cancelAfterMs);
-      if (this.session !== session) return;
-      if (!result.ok && result.process !== null) attempts.push(result.process);
-      if (result.ok) {
+      request: (requestId, waitMs) => ({
+        lock,
+        session_id: String(session.id),
+        mode: mode === 'shared' ? 'SHARED' : 'EXCLUSIVE',
+        wait_ms: String(waitMs),
+        request_id: requestId,
+        owner: this.name,
+      }),
+      answered: (result, requestId) => {
         const acquired: boolean = result.response.acquired;
         const token = Number(result.response.fencing_token);
         this.tell(result, {
@@ -331,28 +330,10 @@ export class SimClient {
           this.stats.acquired++;
           this.held.set(lock, { token, mode });
           this.checker.beliefStarted(this.name, session.id, lock, token, mode, this.time.nowMs);
-        } else if (!acquired) {
-          this.stats.notAcquired++;
-          this.gaveUp(session, requestId, lock, []);
         }
-        return;
-      }
-      this.noteError('Acquire', result);
-      const abandoned = giveUp !== 'no' && result.serverSawGiveUp;
-      if (abandoned) {
-        // The client meant to give up; the server knew and must withdraw the wait.
-        this.stats.abandonedWaits++;
-        this.gaveUp(session, requestId, lock, attempts);
-        return;
-      }
-      if (result.code === status.NOT_FOUND) {
-        this.loseSession('acquire: NOT_FOUND');
-        return;
-      }
-      if (!retryable(result.code)) return;
-      await this.sleep(this.backoffMs(attempt));
-      if (!this.sessionSafe()) return;
-    }
+        return acquired;
+      },
+    });
   }
 
   /**
@@ -367,32 +348,20 @@ export class SimClient {
       lock,
       mode: (this.prng.chance(0.2) ? 'shared' : 'exclusive') as LockMode,
     }));
-    const waitMs = this.prng.chance(0.35) ? 0 : this.prng.intBetween(50, 1_500);
-    const giveUp = waitMs > 0 ? this.prng.pick(['no', 'no', 'no', 'deadline', 'cancel']) : 'no';
-    const deadlineMs =
-      giveUp === 'deadline'
-        ? this.prng.intBetween(20, waitMs)
-        : waitMs + 400 + this.prng.intBetween(0, 400);
-    const cancelAfterMs = giveUp === 'cancel' ? this.prng.intBetween(10, waitMs) : null;
-    const requestId = this.requestId();
-    const request = {
-      locks: locks.map(({ lock, mode }) => ({
-        lock,
-        mode: mode === 'shared' ? 'SHARED' : 'EXCLUSIVE',
-      })),
-      session_id: String(session.id),
-      wait_ms: String(waitMs),
-      request_id: requestId,
-      owner: this.name,
-    };
-    const first = [...names].sort()[0] as string;
-    const attempts: GivenUp['processes'][number][] = [];
-    for (let attempt = 1; attempt <= this.options.attemptsMax; attempt++) {
-      if (attempt > 1) this.stats.retries++;
-      const result = await this.callOnce('AcquireAll', request, deadlineMs, cancelAfterMs);
-      if (this.session !== session) return;
-      if (!result.ok && result.process !== null) attempts.push(result.process);
-      if (result.ok) {
+    await this.attemptAcquire(session, {
+      method: 'AcquireAll',
+      lock: [...names].sort()[0] as string,
+      request: (requestId, waitMs) => ({
+        locks: locks.map(({ lock, mode }) => ({
+          lock,
+          mode: mode === 'shared' ? 'SHARED' : 'EXCLUSIVE',
+        })),
+        session_id: String(session.id),
+        wait_ms: String(waitMs),
+        request_id: requestId,
+        owner: this.name,
+      }),
+      answered: (result, requestId) => {
         const acquired: boolean = result.response.acquired;
         const token = Number(result.response.fencing_token);
         this.tell(result, {
@@ -411,26 +380,10 @@ export class SimClient {
             this.held.set(lock, { token, mode, set: names });
             this.checker.beliefStarted(this.name, session.id, lock, token, mode, this.time.nowMs);
           }
-        } else if (!acquired) {
-          this.stats.notAcquired++;
-          this.gaveUp(session, requestId, first, []);
         }
-        return;
-      }
-      this.noteError('AcquireAll', result);
-      if (giveUp !== 'no' && result.serverSawGiveUp) {
-        this.stats.abandonedWaits++;
-        this.gaveUp(session, requestId, first, attempts);
-        return;
-      }
-      if (result.code === status.NOT_FOUND) {
-        this.loseSession('acquireAll: NOT_FOUND');
-        return;
-      }
-      if (!retryable(result.code)) return;
-      await this.sleep(this.backoffMs(attempt));
-      if (!this.sessionSafe()) return;
-    }
+        return acquired;
+      },
+    });
   }
 
   /**
@@ -443,45 +396,51 @@ export class SimClient {
     const limit = SEMAPHORES.get(lock) ?? 1;
     if (this.held.has(lock)) return;
     const permits = this.prng.intBetween(1, limit);
-    const request = (requestId: string, waitMs: number) => ({
-      name: lock,
-      permits: String(permits),
-      limit: String(limit),
-      session_id: String(session.id),
-      wait_ms: String(waitMs),
-      request_id: requestId,
-      owner: this.name,
-    });
-    await this.acquireOne(session, 'AcquirePermits', lock, request, (result, requestId) => {
-      const acquired: boolean = result.response.acquired;
-      const token = Number(result.response.fencing_token);
-      this.tell(result, {
-        kind: 'AcquirePermits',
-        sessionId: session.id,
-        requestId,
-        lock,
-        permits,
-        limit,
-        acquired,
-        token,
-      });
-      if (acquired) {
-        this.toldGrants.add(`${lock}/${token}`);
-        if (this.sessionSafe()) {
-          this.stats.permitsAcquired++;
-          this.held.set(lock, { token, mode: 'shared', kind: 'semaphore' });
-          this.checker.permitsBeliefStarted(
-            this.name,
-            session.id,
-            lock,
-            token,
-            permits,
-            limit,
-            this.time.nowMs,
-          );
+    await this.attemptAcquire(session, {
+      method: 'AcquirePermits',
+      lock,
+      request: (requestId, waitMs) => ({
+        name: lock,
+        permits: String(permits),
+        limit: String(limit),
+        session_id: String(session.id),
+        wait_ms: String(waitMs),
+        request_id: requestId,
+        owner: this.name,
+      }),
+      answered: (result, requestId) => {
+        const acquired: boolean = result.response.acquired;
+        const token = Number(result.response.fencing_token);
+        this.tell(result, {
+          kind: 'AcquirePermits',
+          sessionId: session.id,
+          requestId,
+          lock,
+          permits,
+          limit,
+          acquired,
+          token,
+        });
+        if (acquired) {
+          // Counted as acquired when told, even past the safe deadline (unlike a lock).
+          this.stats.acquired++;
+          this.toldGrants.add(`${lock}/${token}`);
+          if (this.sessionSafe()) {
+            this.stats.permitsAcquired++;
+            this.held.set(lock, { token, mode: 'shared', kind: 'semaphore' });
+            this.checker.permitsBeliefStarted(
+              this.name,
+              session.id,
+              lock,
+              token,
+              permits,
+              limit,
+              this.time.nowMs,
+            );
+          }
         }
-      }
-      return { acquired, token };
+        return acquired;
+      },
     });
   }
 
@@ -503,35 +462,41 @@ export class SimClient {
       return;
     }
     const value = `${this.name}.${this.requestSequence}`;
-    const request = (requestId: string, waitMs: number) => ({
-      election: lock,
-      value,
-      session_id: String(session.id),
-      wait_ms: String(waitMs),
-      request_id: requestId,
-      owner: this.name,
-    });
-    await this.acquireOne(session, 'Campaign', lock, request, (result, requestId) => {
-      const elected: boolean = result.response.elected;
-      const token = Number(result.response.fencing_token);
-      this.tell(result, {
-        kind: 'Campaign',
-        sessionId: session.id,
-        requestId,
-        lock,
+    await this.attemptAcquire(session, {
+      method: 'Campaign',
+      lock,
+      request: (requestId, waitMs) => ({
+        election: lock,
         value,
-        acquired: elected,
-        token,
-      });
-      if (elected) {
-        this.toldGrants.add(`${lock}/${token}`);
-        if (this.sessionSafe()) {
-          this.stats.elected++;
-          this.held.set(lock, { token, mode: 'exclusive', kind: 'election' });
-          this.checker.leadBeliefStarted(this.name, session.id, lock, token, this.time.nowMs);
+        session_id: String(session.id),
+        wait_ms: String(waitMs),
+        request_id: requestId,
+        owner: this.name,
+      }),
+      answered: (result, requestId) => {
+        const elected: boolean = result.response.elected;
+        const token = Number(result.response.fencing_token);
+        this.tell(result, {
+          kind: 'Campaign',
+          sessionId: session.id,
+          requestId,
+          lock,
+          value,
+          acquired: elected,
+          token,
+        });
+        if (elected) {
+          // Counted as acquired when told, even past the safe deadline (unlike a lock).
+          this.stats.acquired++;
+          this.toldGrants.add(`${lock}/${token}`);
+          if (this.sessionSafe()) {
+            this.stats.elected++;
+            this.held.set(lock, { token, mode: 'exclusive', kind: 'election' });
+            this.checker.leadBeliefStarted(this.name, session.id, lock, token, this.time.nowMs);
+          }
         }
-      }
-      return { acquired: elected, token };
+        return elected;
+      },
     });
   }
 
@@ -575,19 +540,15 @@ export class SimClient {
   }
 
   /**
-   * One request for one name (AcquirePermits, Campaign) with its retries and give-ups,
-   * as acquire() does for a lock: `answered` tells the checker and sets beliefs.
+   * One acquiring request (Acquire, AcquireAll, AcquirePermits, Campaign) with its
+   * retries and give-ups. It draws a wait (some abandoned, by a deadline shorter than the
+   * wait or by a cancel) and sends one request, with one request id, on every attempt.
+   * An answer goes to `answered`, which tells the checker and sets beliefs; one that did
+   * not acquire, or an attempt the server knew was abandoned, leaves a request given up
+   * under `lock`.
    */
-  private async acquireOne(
-    session: Session,
-    method: 'AcquirePermits' | 'Campaign',
-    lock: string,
-    request: (requestId: string, waitMs: number) => object,
-    answered: (
-      result: Extract<CallResult, { ok: true }>,
-      requestId: string,
-    ) => { acquired: boolean; token: number },
-  ): Promise<void> {
+  private async attemptAcquire(session: Session, acquiring: Acquiring): Promise<void> {
+    const { method, lock } = acquiring;
     const waitMs = this.prng.chance(0.35) ? 0 : this.prng.intBetween(50, 1_500);
     const giveUp = waitMs > 0 ? this.prng.pick(['no', 'no', 'no', 'deadline', 'cancel']) : 'no';
     const deadlineMs =
@@ -596,21 +557,15 @@ export class SimClient {
         : waitMs + 400 + this.prng.intBetween(0, 400);
     const cancelAfterMs = giveUp === 'cancel' ? this.prng.intBetween(10, waitMs) : null;
     const requestId = this.requestId();
+    const request = acquiring.request(requestId, waitMs);
     const attempts: GivenUp['processes'][number][] = [];
     for (let attempt = 1; attempt <= this.options.attemptsMax; attempt++) {
       if (attempt > 1) this.stats.retries++;
-      const result = await this.callOnce(
-        method,
-        request(requestId, waitMs),
-        deadlineMs,
-        cancelAfterMs,
-      );
+      const result = await this.callOnce(method, request, deadlineMs, cancelAfterMs);
       if (this.session !== session) return;
       if (!result.ok && result.process !== null) attempts.push(result.process);
       if (result.ok) {
-        const { acquired } = answered(result, requestId);
-        if (acquired) this.stats.acquired++;
-        else {
+        if (!acquiring.answered(result, requestId)) {
           this.stats.notAcquired++;
           this.gaveUp(session, requestId, lock, []);
         }
@@ -618,6 +573,7 @@ export class SimClient {
       }
       this.noteError(method, result);
       if (giveUp !== 'no' && result.serverSawGiveUp) {
+        // The client meant to give up; the server knew and must withdraw the wait.
         this.stats.abandonedWaits++;
         this.gaveUp(session, requestId, lock, attempts);
         return;
