@@ -25,7 +25,7 @@ import { type ResponseHeader, toUint64, type WireHolder } from './proto.ts';
  */
 export type ApiNode = Pick<
   DlmNode,
-  'id' | 'locks' | 'write' | 'read' | 'subscribe' | 'onRestored' | 'status'
+  'id' | 'locks' | 'write' | 'read' | 'subscribe' | 'onRestored' | 'observe' | 'status'
 > &
   Partial<Pick<DlmNode, MembershipMethod>>;
 

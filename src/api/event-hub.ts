@@ -1,11 +1,13 @@
 import type { LockEvent } from '../lock/index.ts';
 import type { DlmNode } from '../node/node.ts';
-import type { LogIndex, SessionId } from '../util/ids.ts';
+import { type LogIndex, logIndex, type SessionId } from '../util/ids.ts';
 import type { ApiLogger } from './errors.ts';
 
 export type EventListener = (index: LogIndex, event: LockEvent) => void;
 /** This node replaced its state with a snapshot up to `index`; see DlmNode.onRestored. */
 export type RestoreListener = (index: LogIndex) => void;
+/** This node no longer knows a leader (it is cut off, or an election is on). */
+export type LeaderLostListener = () => void;
 
 /**
  * One subscription to the node fans applied events out to the calls that wait for
@@ -19,13 +21,22 @@ export class EventHub {
   private readonly bySession = new Map<SessionId, Set<EventListener>>();
   private readonly everything = new Set<EventListener>();
   private readonly restores = new Set<RestoreListener>();
+  private readonly leaderLosses = new Set<LeaderLostListener>();
   private readonly unsubscribe: () => void;
   private readonly unsubscribeRestored: () => void;
 
   constructor(
-    node: Pick<DlmNode, 'subscribe' | 'onRestored'>,
+    node: Pick<DlmNode, 'subscribe' | 'onRestored' | 'observe' | 'status'>,
     private readonly logger: ApiLogger,
   ) {
+    // The node keeps its observers for its life; after close() this one finds no listeners.
+    node.observe({
+      leaderChanged: () => {
+        if (node.status().leaderId !== null) return;
+        const index = logIndex(node.status().appliedIndex);
+        for (const listener of [...this.leaderLosses]) this.guard(listener, index, 'leaderLost');
+      },
+    });
     this.unsubscribe = node.subscribe((index, output) => {
       for (const event of output.events) this.dispatch(index, event);
     });
@@ -39,6 +50,12 @@ export class EventHub {
   onRestored(listener: RestoreListener): () => void {
     this.restores.add(listener);
     return () => this.restores.delete(listener);
+  }
+
+  /** Told each time this node stops knowing a leader; see LeaderLostListener. */
+  onLeaderLost(listener: LeaderLostListener): () => void {
+    this.leaderLosses.add(listener);
+    return () => this.leaderLosses.delete(listener);
   }
 
   /** Events that name `session` (grants, releases, waits, refreshes, its end). */
@@ -68,6 +85,7 @@ export class EventHub {
     this.bySession.clear();
     this.everything.clear();
     this.restores.clear();
+    this.leaderLosses.clear();
   }
 
   private dispatch(index: LogIndex, event: LockEvent): void {

@@ -734,8 +734,9 @@ export class LeadershipHandle extends LockHandle {
    * deposed leader's writes. The term is followed by an Observe of the election, which
    * needs the `read` right on it: without it (or if the election can no longer be
    * followed at all) the signal fires at once, since the term can no longer be vouched
-   * for. An Observe at a node cut off from the leader learns of the end only when that
-   * node catches up or its stream breaks.
+   * for. A node that loses its leader (cut off from it) ends the Observe, which is then
+   * reopened at another node: the end of a term is then learned within about an
+   * election timeout plus a retry.
    */
   override get signal(): AbortSignal {
     return this.term.signal;
