@@ -6,7 +6,10 @@ import type { ApiLogger } from './errors.ts';
 export type EventListener = (index: LogIndex, event: LockEvent) => void;
 /** This node replaced its state with a snapshot up to `index`; see DlmNode.onRestored. */
 export type RestoreListener = (index: LogIndex) => void;
-/** This node no longer knows a leader (it is cut off, or an election is on). */
+/**
+ * This node may no longer see what the leader commits: it knows no leader (cut off, or
+ * an election is on), or a linearizable read through it failed (see `confirmIntervalMs`).
+ */
 export type LeaderLostListener = () => void;
 
 /**
@@ -24,17 +27,28 @@ export class EventHub {
   private readonly leaderLosses = new Set<LeaderLostListener>();
   private readonly unsubscribe: () => void;
   private readonly unsubscribeRestored: () => void;
+  private confirmTimer: NodeJS.Timeout | null = null;
+  private confirming = false;
 
+  /**
+   * `confirmIntervalMs`: while anyone listens for a lost leader, a linearizable read
+   * through this node this often (0: never). A node cut off one way (it hears the
+   * leader, the leader does not hear it) keeps its leader but applies nothing; the read
+   * needs the leader's answer and this node's apply up to the leader's commit, so it
+   * fails (after runtime.proposalTimeoutMs at most), and that is told as a lost leader.
+   */
   constructor(
-    node: Pick<DlmNode, 'subscribe' | 'onRestored' | 'observe' | 'status'>,
+    private readonly node: Pick<
+      DlmNode,
+      'subscribe' | 'onRestored' | 'observe' | 'status' | 'read'
+    >,
     private readonly logger: ApiLogger,
+    private readonly confirmIntervalMs = 0,
   ) {
     // The node keeps its observers for its life; after close() this one finds no listeners.
     node.observe({
       leaderChanged: () => {
-        if (node.status().leaderId !== null) return;
-        const index = logIndex(node.status().appliedIndex);
-        for (const listener of [...this.leaderLosses]) this.guard(listener, index, 'leaderLost');
+        if (node.status().leaderId === null) this.leaderLost();
       },
     });
     this.unsubscribe = node.subscribe((index, output) => {
@@ -52,10 +66,38 @@ export class EventHub {
     return () => this.restores.delete(listener);
   }
 
-  /** Told each time this node stops knowing a leader; see LeaderLostListener. */
+  /** Told each time this node may have lost the leader; see LeaderLostListener. */
   onLeaderLost(listener: LeaderLostListener): () => void {
     this.leaderLosses.add(listener);
-    return () => this.leaderLosses.delete(listener);
+    if (this.confirmTimer === null && this.confirmIntervalMs > 0) {
+      this.confirmTimer = setInterval(() => this.confirmLeader(), this.confirmIntervalMs);
+      this.confirmTimer.unref();
+    }
+    return () => {
+      this.leaderLosses.delete(listener);
+      if (this.leaderLosses.size === 0) this.stopConfirming();
+    };
+  }
+
+  private confirmLeader(): void {
+    if (this.confirming) return;
+    this.confirming = true;
+    this.node
+      .read(() => null)
+      .catch(() => this.leaderLost())
+      .finally(() => {
+        this.confirming = false;
+      });
+  }
+
+  private leaderLost(): void {
+    const index = logIndex(this.node.status().appliedIndex);
+    for (const listener of [...this.leaderLosses]) this.guard(listener, index, 'leaderLost');
+  }
+
+  private stopConfirming(): void {
+    if (this.confirmTimer !== null) clearInterval(this.confirmTimer);
+    this.confirmTimer = null;
   }
 
   /** Events that name `session` (grants, releases, waits, refreshes, its end). */
@@ -86,6 +128,7 @@ export class EventHub {
     this.everything.clear();
     this.restores.clear();
     this.leaderLosses.clear();
+    this.stopConfirming();
   }
 
   private dispatch(index: LogIndex, event: LockEvent): void {

@@ -80,6 +80,9 @@ function streamAs<Wire>(
   caller: Caller,
   authGeneration = 0,
 ): void {
+  // Cancelled while its credentials were checked: its 'cancelled' has fired already, so
+  // nothing below would ever stop it (its gate slot and listeners would stay).
+  if (call.cancelled) return;
   let leave: () => void;
   let target: string;
   let follower: EventFollower<Wire>;
