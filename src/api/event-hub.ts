@@ -1,4 +1,5 @@
 import type { LockEvent } from '../lock/index.ts';
+import { DlmError } from '../node/errors.ts';
 import type { DlmNode } from '../node/node.ts';
 import { type LogIndex, logIndex, type SessionId } from '../util/ids.ts';
 import type { ApiLogger } from './errors.ts';
@@ -8,9 +9,10 @@ export type EventListener = (index: LogIndex, event: LockEvent) => void;
 export type RestoreListener = (index: LogIndex) => void;
 /**
  * This node may no longer see what the leader commits: it knows no leader (cut off, or
- * an election is on), or a linearizable read through it failed (see `confirmIntervalMs`).
+ * an election is on), or a linearizable read through it ran out of time (see
+ * `confirmIntervalMs`). `why` says which, for the error a stream ends with.
  */
-export type LeaderLostListener = () => void;
+export type LeaderLostListener = (why: string) => void;
 
 /**
  * One subscription to the node fans applied events out to the calls that wait for
@@ -48,7 +50,7 @@ export class EventHub {
     // The node keeps its observers for its life; after close() this one finds no listeners.
     node.observe({
       leaderChanged: () => {
-        if (node.status().leaderId === null) this.leaderLost();
+        if (node.status().leaderId === null) this.leaderLost(`${node.status().id} knows no leader`);
       },
     });
     this.unsubscribe = node.subscribe((index, output) => {
@@ -79,20 +81,31 @@ export class EventHub {
     };
   }
 
+  /**
+   * Not on the leader, which steps down when it loses its quorum (CheckQuorum), and
+   * whose reads a busy moment can refuse. Only a read that ran out of time counts: one
+   * refused at once (too many pending, no leader, shutting down) says nothing new.
+   */
   private confirmLeader(): void {
-    if (this.confirming) return;
+    if (this.confirming || this.node.status().role === 'leader') return;
     this.confirming = true;
     this.node
       .read(() => null)
-      .catch(() => this.leaderLost())
+      .catch((error: unknown) => {
+        if (!(error instanceof DlmError) || error.code !== 'DEADLINE_EXCEEDED') return;
+        this.leaderLost(
+          `${this.node.status().id} could not confirm it follows the leader (${error.message})`,
+        );
+      })
       .finally(() => {
         this.confirming = false;
       });
   }
 
-  private leaderLost(): void {
+  private leaderLost(why: string): void {
     const index = logIndex(this.node.status().appliedIndex);
-    for (const listener of [...this.leaderLosses]) this.guard(listener, index, 'leaderLost');
+    for (const listener of [...this.leaderLosses])
+      this.guard(() => listener(why), index, 'leaderLost');
   }
 
   private stopConfirming(): void {

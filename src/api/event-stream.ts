@@ -90,7 +90,7 @@ function streamAs<Wire>(
     target = spec.parse(call.request);
     requirePermission(context.auth, caller, 'read', target);
     if (spec.endsWhenLeaderLost === true && context.node.status().leaderId === null) {
-      throw noLeaderError(context, spec.method);
+      throw noLeaderError(`${context.node.id} knows no leader`, spec.method);
     }
     follower = spec.follow(target);
     leave = context.gate.enter();
@@ -152,7 +152,7 @@ function streamAs<Wire>(
   });
   const unsubscribeLeaderLost =
     spec.endsWhenLeaderLost === true
-      ? context.events.onLeaderLost(() => refuse(noLeaderError(context, spec.method)))
+      ? context.events.onLeaderLost((why) => refuse(noLeaderError(why, spec.method)))
       : () => {};
   let stopped = false;
   const stop = (): void => {
@@ -197,10 +197,10 @@ function streamAs<Wire>(
   if (first !== null) send(first);
 }
 
-function noLeaderError(context: ApiContext, method: string): ApiError {
+function noLeaderError(why: string, method: string): ApiError {
   return new ApiError(
     'UNAVAILABLE',
-    `${context.node.id} knows no leader, so it may not see what changes: ${method} again at another node`,
+    `${why}, so it may not see what changes: ${method} again at another node`,
   );
 }
 

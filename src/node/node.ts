@@ -186,7 +186,14 @@ export class DlmNode {
   private readonly timers: LockTimers;
   private readonly proposals: ProposalRegistry;
   private readonly reads = new Map<string, PendingRead>();
-  private readonly appliedWaiters: { index: LogIndex; resolve: () => void }[] = [];
+  /** Reads confirmed at `index`, waiting for this node to apply it (until `deadlineMs`). */
+  private readonly appliedWaiters: {
+    readonly index: LogIndex;
+    readonly context: string;
+    readonly deadlineMs: number;
+    readonly resolve: () => void;
+    readonly reject: (error: Error) => void;
+  }[] = [];
   private readSequence = 0;
   private tickTimer: TimerHandle | null = null;
   private readyLoop: Promise<void> | null = null;
@@ -320,6 +327,8 @@ export class DlmNode {
     this.proposals.failAll(unavailable(`${this.id} is shutting down`));
     for (const read of this.reads.values()) read.reject(unavailable(`${this.id} is shutting down`));
     this.reads.clear();
+    for (const waiter of this.appliedWaiters.splice(0))
+      waiter.reject(unavailable(`${this.id} is shutting down`));
     this.outbox.flush();
     await this.transport.close();
     // The last change to the book may still be on its way to disk.
@@ -498,19 +507,18 @@ export class DlmNode {
     this.checkRunning();
     // The boot id keeps an answer to a read of an earlier run from confirming this one.
     const context = `${this.id}/${this.bootId}/read/${++this.readSequence}`;
+    // One deadline for both halves: the leader's confirmation, then this node's apply up
+    // to it (a follower that hears the leader but gets no entries never applies it).
+    const deadlineMs = this.clock.nowMs() + this.options.proposalTimeoutMs;
     const index = new Promise<LogIndex>((resolve, reject) => {
-      this.reads.set(context, {
-        resolve,
-        reject,
-        deadlineMs: this.clock.nowMs() + this.options.proposalTimeoutMs,
-      });
+      this.reads.set(context, { resolve, reject, deadlineMs });
     });
     if (!this.raft.readIndex(context)) {
       this.reads.delete(context);
       throw unavailable(`${this.id} cannot start a linearizable read now`, this.raft.leaderId);
     }
     this.kick();
-    await this.waitApplied(await index);
+    await this.waitApplied(await index, context, deadlineMs);
     return query(this.locks);
   }
 
@@ -533,9 +541,11 @@ export class DlmNode {
     return () => this.restoredListeners.delete(listener);
   }
 
-  private waitApplied(index: LogIndex): Promise<void> {
+  private waitApplied(index: LogIndex, context: string, deadlineMs: number): Promise<void> {
     if (this.raft.log.appliedIndex >= index) return Promise.resolve();
-    return new Promise((resolve) => this.appliedWaiters.push({ index, resolve }));
+    return new Promise((resolve, reject) =>
+      this.appliedWaiters.push({ index, context, deadlineMs, resolve, reject }),
+    );
   }
 
   private checkRunning(): void {
@@ -1020,6 +1030,18 @@ export class DlmNode {
       if (read.deadlineMs > nowMs) continue;
       this.reads.delete(context);
       read.reject(new DlmError('DEADLINE_EXCEEDED', `read ${context} was not confirmed in time`));
+    }
+    const applied = this.raft.log.appliedIndex;
+    for (let i = this.appliedWaiters.length - 1; i >= 0; i--) {
+      const waiter = this.appliedWaiters[i];
+      if (waiter === undefined || waiter.deadlineMs > nowMs) continue;
+      this.appliedWaiters.splice(i, 1);
+      waiter.reject(
+        new DlmError(
+          'DEADLINE_EXCEEDED',
+          `read ${waiter.context} was confirmed at index ${waiter.index}, but ${this.id} applied only up to ${applied} in time`,
+        ),
+      );
     }
   }
 
