@@ -4,8 +4,9 @@ import type { Holder, RejectionCode, Waiter, WaitForHop } from './types.ts';
 
 /**
  * The lock state machine's own records and refusals, shared by its modules
- * (state-machine.ts, lock-set.ts). Nothing here is replicated differently from before:
- * these are the shapes the state machine has always kept.
+ * (state-machine.ts, lock-set.ts and the others split from it). Nothing here is
+ * replicated differently from before: these are the shapes the state machine has
+ * always kept.
  */
 
 /** A grant, plus what the runtime needs to end it on time. */
@@ -160,4 +161,17 @@ export function lockSetNames(command: {
   readonly locks: readonly { readonly lock: string }[];
 }): string[] {
   return command.locks.map((claim) => claim.lock).sort(compareStrings);
+}
+
+/** The place in `lock`'s queue of the wait request `requestId` of session `id` queued; -1: none. */
+export function waiterPosition(
+  lock: LockRecord | undefined,
+  id: SessionId,
+  requestId: string,
+): number {
+  return (
+    lock?.waiters.findIndex(
+      (waiter) => waiter.sessionId === id && waiter.requestId === requestId,
+    ) ?? -1
+  );
 }

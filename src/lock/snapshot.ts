@@ -5,7 +5,7 @@ import {
 } from './behaviour.ts';
 import type { LockLimits } from './limits.ts';
 import { acquireKey, type Grant } from './records.ts';
-import type { RememberedResult } from './state-machine.ts';
+import type { RememberedResult } from './remembered.ts';
 import type { LockResult, Waiter } from './types.ts';
 
 /**

@@ -3,11 +3,9 @@ import {
   type FencingToken,
   fencingToken,
   type LogIndex,
-  logIndex,
   type SessionId,
   sessionId as toSessionId,
 } from '../util/ids.ts';
-import { utf8ByteLength } from '../util/utf8.ts';
 import {
   BEHAVIOUR_ATTEMPT_PROPOSALS,
   BEHAVIOUR_BASE,
@@ -17,26 +15,24 @@ import {
   BehaviourUnsupportedError,
   isBehaviourVersion,
 } from './behaviour.ts';
+import { checkCeilings, checkDuration, checkLockName, checkText } from './checks.ts';
 import { HolderMap } from './holder-map.ts';
 import { type IdentityQuota, IdentityTally } from './identity-quota.ts';
+import { checkStateInvariants } from './invariants.ts';
 import { heldPermits, type KindHost, LockKinds, type OneLockRequest } from './kinds.ts';
 import {
   canonicalLockRules,
   DEFAULT_LOCK_LIMITS,
-  LOCK_LIMIT_CEILINGS,
   type LockLimits,
   lockRulesProblem,
   validateLockLimits,
 } from './limits.ts';
 import { type GrantRequest, type LockSetHost, LockSets } from './lock-set.ts';
 import {
-  acquireKey,
   compareStrings,
   type Grant,
-  isIntegerIn,
   type LockDelay,
   type LockRecord,
-  lockSetNames,
   namesOf,
   publicHolder,
   Rejection,
@@ -46,7 +42,17 @@ import {
   TOLD_NO_OTHERS,
   toldAlso,
   toldOf,
+  waiterPosition,
 } from './records.ts';
+import {
+  type AttemptsOfProposal,
+  dedupeKey,
+  type RememberedHost,
+  type RememberedResult,
+  RememberedResults,
+} from './remembered.ts';
+import { Retries, type RetryHost } from './retries.ts';
+import { checkOwner, type SessionHost, SessionLifecycle } from './sessions.ts';
 import { commandShapeProblem } from './shape.ts';
 import { smallestNames } from './smallest.ts';
 import {
@@ -73,8 +79,21 @@ import type {
   ReleaseReason,
   Waiter,
 } from './types.ts';
+import {
+  countNames,
+  describeLock,
+  describeSession,
+  type FenceValidation,
+  fenceOf,
+  type LockDescription,
+  namesUnder,
+  type SessionDescription,
+  type SessionSummary,
+  summariseSession,
+} from './views.ts';
 import { type CycleSearch, findWaitCycle } from './wait-for.ts';
 
+export type { AttemptsOfProposal, RememberedResult } from './remembered.ts';
 export type {
   CarriedOver,
   LockSnapshot,
@@ -85,149 +104,12 @@ export type {
   LockSnapshotV5,
   LockSnapshotV6,
 } from './snapshot.ts';
-
-/**
- * What a request's retry is answered from. For an Acquire the result follows the
- * request's real outcome (a wait that ends becomes Acquired or NotAcquired), and
- * `openAttempts` are the entries that carried the request (its first application and
- * retries answered from here) and were not withdrawn: any of their callers may have
- * been told the outcome, so it is given back only once every one was withdrawn.
- * Attempts do not apply in the order their calls were made (a forward can land late),
- * so "the latest attempt" would not tell who was answered.
- */
-export interface RememberedResult {
-  readonly result: LockResult;
-  readonly openAttempts: readonly number[];
-  /** Set once an attempt was dropped past OPEN_ATTEMPTS_MAX: its caller may hold the grant. */
-  readonly attemptsDropped?: true;
-  /**
-   * From behaviour version 3: the proposal that carried each open attempt, as
-   * [attempt index, proposal id], so that a node which never applied the entry (it caught
-   * up by a snapshot) can still find its own attempt (`attemptsOf`). Absent when
-   * empty. Only attempts in `openAttempts` are listed.
-   */
-  readonly attemptProposals?: readonly (readonly [number, string])[];
-}
-
-/**
- * Open attempts kept per request. Past it the oldest is dropped, and its Withdraw is
- * then void: the grant stays (until released or its session ends) rather than being
- * taken from a caller who may have been told of it.
- */
-const OPEN_ATTEMPTS_MAX = 16;
-
-/**
- * `[...items, item]` in an array of exactly that length. A spread into an array literal
- * leaves room to grow (17 elements, 152 bytes, for one), and nearly every remembered
- * result holds a one-element list: 14.6 MB of a 100,000-lock heap (issue 12).
- */
-function appended<T>(items: readonly T[], item: T): T[] {
-  return items.length === 0 ? [item] : items.concat([item]);
-}
-
-/** `proposalId`: the proposal that carried the attempt, or null when not recorded. */
-function withAttempt(
-  remembered: RememberedResult,
-  index: number,
-  proposalId: string | null,
-): RememberedResult {
-  const next = appended(remembered.openAttempts, index);
-  const proposals = remembered.attemptProposals ?? [];
-  const withProposal =
-    proposalId === null ? proposals : appended(proposals, [index, proposalId] as const);
-  if (next.length <= OPEN_ATTEMPTS_MAX) {
-    return rememberedOf(remembered.result, next, remembered.attemptsDropped, withProposal);
-  }
-  const kept = next.slice(next.length - OPEN_ATTEMPTS_MAX);
-  return rememberedOf(remembered.result, kept, true, withProposal);
-}
-
-/** `remembered` with `openAttempts` as given and only their proposals kept. */
-function withOpenAttempts(
-  remembered: RememberedResult,
-  openAttempts: readonly number[],
-): RememberedResult {
-  return rememberedOf(
-    remembered.result,
-    openAttempts,
-    remembered.attemptsDropped,
-    remembered.attemptProposals ?? [],
-  );
-}
-
-/**
- * A remembered result built from object literals, keys in the order the snapshot has
- * always written them (result, openAttempts, attemptsDropped, attemptProposals), and
- * only the proposals of open attempts kept, the field left out when none are. Literals,
- * not spreads: `{ ...rest }` after an object rest pattern gave every remembered result
- * a hidden class of its own, 100,000 of them with their descriptor arrays and enum
- * caches, some 26 MB of a 100,000-lock node's heap (heap snapshot, issue 12).
- */
-function rememberedOf(
-  result: LockResult,
-  openAttempts: readonly number[],
-  attemptsDropped: true | undefined,
-  proposals: readonly (readonly [number, string])[],
-): RememberedResult {
-  const open =
-    proposals.length === 0
-      ? proposals
-      : proposals.filter(([index]) => openAttempts.includes(index));
-  if (open.length === 0) {
-    return attemptsDropped === true
-      ? { result, openAttempts, attemptsDropped: true }
-      : { result, openAttempts };
-  }
-  return attemptsDropped === true
-    ? { result, openAttempts, attemptsDropped: true, attemptProposals: open }
-    : { result, openAttempts, attemptProposals: open };
-}
-
-/** What the state machine shows of one write's attempts: see `attemptsOf`. */
-export interface AttemptsOfProposal {
-  readonly indexes: readonly LogIndex[];
-  readonly now: LockResult | null;
-}
-
-export interface LockDescription {
-  readonly lock: string;
-  readonly mode: LockMode | null;
-  readonly holders: readonly Holder[];
-  readonly waiters: readonly Waiter[];
-  /** The latest lock-delay placed on the lock, while any is in force. */
-  readonly delayIndex: LogIndex | null;
-  /** Every lock-delay in force, oldest first; the lock is closed while this is not empty. */
-  readonly delays: readonly LockDelay[];
-  /** A semaphore's or election's kind (absent for a plain lock, or a name not in use). */
-  readonly kind?: 'semaphore' | 'election';
-  /** A semaphore's limit. */
-  readonly limit?: number;
-}
-
-export interface SessionDescription {
-  readonly sessionId: SessionId;
-  readonly ttlMs: number;
-  readonly clientName: string;
-  /** The identity that opened it; '' anonymous. */
-  readonly identity: string;
-  readonly lastRefreshIndex: LogIndex;
-  readonly held: readonly string[];
-  readonly waiting: readonly string[];
-}
-
-/** A session for a display: the first names of each list, and the whole counts. */
-export interface SessionSummary extends Omit<SessionDescription, 'held' | 'waiting'> {
-  readonly held: readonly string[];
-  readonly heldTotal: number;
-  readonly waiting: readonly string[];
-  readonly waitingTotal: number;
-}
-
-export interface FenceValidation {
-  readonly valid: boolean;
-  /** The highest token among the lock's current grants, or null when it is free. */
-  readonly currentToken: FencingToken | null;
-}
+export type {
+  FenceValidation,
+  LockDescription,
+  SessionDescription,
+  SessionSummary,
+} from './views.ts';
 
 export interface LockStateMachineOptions {
   /**
@@ -266,12 +148,14 @@ export class LockStateMachine {
   private appliedIndex = 0;
   private readonly sessions = new Map<SessionId, SessionRecord>();
   private readonly locks = new Map<string, LockRecord>();
-  private readonly dedupe = new Map<string, RememberedResult>();
+  /** Sessions' opening, refreshes and ends (sessions.ts), over this machine's state. */
+  private readonly lifecycle: SessionLifecycle;
+  /** The dedupe window: results remembered for retries (remembered.ts). */
+  private readonly remembered: RememberedResults;
+  /** Retries' answers and withdrawals (retries.ts). */
+  private readonly retries: Retries;
   /** Sessions, holds and waits per identity, for the per-identity limits. Derived state. */
   private readonly tally = new IdentityTally();
-  /** Set by acquire() for one command: earlier attempts of a wait whose memory was evicted. */
-  /** The wait a retry found after its remembered result left the window (see remember). */
-  private attemptsOfEvictedWait: Waiter[] = [];
   /** The proposal id of the entry being applied (null: a timer's, or none given). */
   private entryProposalId: string | null = null;
   /** Events of the command being applied, in order. */
@@ -299,6 +183,9 @@ export class LockStateMachine {
     this.behaviourMax = options.behaviourMax ?? BEHAVIOUR_LATEST;
     this.sets = new LockSets(this.lockSetHost());
     this.kinds = new LockKinds(this.kindHost());
+    this.remembered = new RememberedResults(this.rememberedHost());
+    this.lifecycle = new SessionLifecycle(this.sessionHost());
+    this.retries = new Retries(this.retryHost());
     assert(
       isBehaviourVersion(this.behaviourMax) && this.behaviourMax <= BEHAVIOUR_LATEST,
       `behaviourMax ${this.behaviourMax} is not a version this binary knows`,
@@ -325,7 +212,7 @@ export class LockStateMachine {
 
   /** How many results are remembered for retries; a SetRules may not shrink the window below it. */
   get rememberedCount(): number {
-    return this.dedupe.size;
+    return this.remembered.size;
   }
 
   get lastAppliedIndex(): number {
@@ -389,80 +276,19 @@ export class LockStateMachine {
   }
 
   /**
-   * What a retry of the Acquire or AcquireAll `command`'s request would be told now,
-   * read-only: its grant (with today's holders) while the grant it was told of is held,
-   * its place while it waits, null once that ended; undefined when the request is not
-   * remembered (it left the window, or never applied). Asks by request, not by session:
-   * the session may hold or wait for the same locks under another request.
+   * What a retry of the Acquire or AcquireAll `command`'s request would be told now
+   * (remembered.ts); undefined when the request is not remembered.
    */
   requestStatus(command: LockCommand): LockResult | null | undefined {
-    if (!isAcquire(command)) return undefined;
-    const remembered = this.dedupe.get(acquireKey(command.sessionId, command.requestId));
-    if (remembered === undefined) return undefined;
-    return command.type !== 'AcquireAll'
-      ? this.requestNow(command, remembered.result)
-      : this.setRequestNow(command, remembered.result);
+    return this.remembered.requestStatus(command);
   }
 
   /**
-   * The open attempts (entry indexes) of the Acquire `command` that entries with
-   * `proposalId` carried (more than one if a forward was delivered twice), and what a
-   * retry of its request would be told now: its grant or its place in the queue, or
-   * null once it ended (nothing is held or awaited to give back). Null when there is no
-   * such attempt: the write did not apply, its attempts were withdrawn or left the
-   * window, or it applied before behaviour version 3 (BEHAVIOUR_ATTEMPT_PROPOSALS).
+   * The open attempts of the Acquire `command` that entries with `proposalId` carried,
+   * and what a retry of its request would be told now (remembered.ts).
    */
   attemptsOf(command: LockCommand, proposalId: string): AttemptsOfProposal | null {
-    if (!isAcquire(command)) return null;
-    const remembered = this.dedupe.get(acquireKey(command.sessionId, command.requestId));
-    if (remembered === undefined) return this.evictedWaitOf(command, proposalId);
-    const indexes = (remembered.attemptProposals ?? [])
-      .filter(([, id]) => id === proposalId)
-      .map(([index]) => logIndex(index));
-    if (indexes.length === 0) return null;
-    return { indexes, now: this.requestStatus(command) ?? null };
-  }
-
-  /** A wait whose remembered result left the window, found by the proposal that queued it. */
-  private evictedWaitOf(command: AnyAcquire, proposalId: string): AttemptsOfProposal | null {
-    const names = command.type !== 'AcquireAll' ? [command.lock] : lockSetNames(command);
-    const lock = this.locks.get(names[0] as string);
-    const position = this.waiterPosition(lock, command.sessionId, command.requestId);
-    const waiter = lock?.waiters[position];
-    if (waiter === undefined || waiter.proposalId !== proposalId) return null;
-    const now: LockResult =
-      command.type !== 'AcquireAll'
-        ? { type: 'Queued', lock: command.lock, position }
-        : this.sets.queuedAll(command.sessionId, names);
-    return { indexes: [waiter.requestIndex], now };
-  }
-
-  /** What is true now of a request whose first result was `first`; null once it ended. */
-  private requestNow(command: OneLockAcquire, first: LockResult): LockResult | null {
-    const lock = this.locks.get(command.lock);
-    const grant = lock?.holders.get(command.sessionId);
-    if (first.type === 'Acquired' && lock !== undefined && grant?.token === first.token) {
-      return this.acquiredResult(lock, grant);
-    }
-    const position = this.waiterPosition(lock, command.sessionId, command.requestId);
-    return first.type === 'Queued' && position >= 0
-      ? { type: 'Queued', lock: command.lock, position }
-      : null;
-  }
-
-  /** requestNow for a set: all of it held with the set's token, or all of it awaited. */
-  private setRequestNow(
-    command: Extract<LockCommand, { type: 'AcquireAll' }>,
-    first: LockResult,
-  ): LockResult | null {
-    const { sessionId: id, requestId } = command;
-    const names = lockSetNames(command);
-    const holds = (name: string): boolean =>
-      first.type === 'AcquiredAll' && this.locks.get(name)?.holders.get(id)?.token === first.token;
-    if (names.every(holds)) return this.sets.acquiredAll(id, names);
-    const waits = (name: string): boolean =>
-      this.waiterPosition(this.locks.get(name), id, requestId) >= 0;
-    return first.type === 'QueuedAll' && names.every(waits) ? this.sets.queuedAll(id, names) : null;
+    return this.remembered.attemptsOf(command, proposalId);
   }
 
   /** The proposal id of the entry being applied, when attempts record theirs. */
@@ -485,16 +311,16 @@ export class LockStateMachine {
   private applyCommand(command: LockCommand): LockResult {
     const key = dedupeKey(command);
     try {
-      this.checkCeilings(command);
+      checkCeilings(command);
       // Before a retry is answered: another identity must not learn a session's results.
-      this.checkOwner(command);
+      checkOwner(this.sessions, command);
       const remembered = key === null ? undefined : this.rememberedResult(key);
       if (key !== null && remembered !== undefined)
         return this.answerRetry(command, key, remembered);
       // A request to remember: the rules bound how large a key the window keeps.
       if (key !== null && 'requestId' in command) {
         const { requestIdBytesMax } = this.rules;
-        this.checkText('requestId', command.requestId, requestIdBytesMax, 'requestIdBytesMax');
+        checkText('requestId', command.requestId, requestIdBytesMax, 'requestIdBytesMax');
       }
     } catch (error) {
       return this.rejected(error);
@@ -505,143 +331,22 @@ export class LockStateMachine {
     } catch (error) {
       result = this.rejected(error);
     }
-    if (key !== null && this.worthRemembering(command, result)) this.remember(key, result);
+    if (key !== null && this.remembered.worthRemembering(command, result)) {
+      this.remembered.remember(key, result);
+    }
     return result;
   }
 
   /**
-   * A retry is not applied again, and it is told only what is still true: the first
-   * result when that still holds, else what became of the request. Protected so that a
-   * test can break it.
+   * A retry is not applied again, and it is told only what is still true (retries.ts).
+   * Protected so that a test can break it.
    */
   protected answerRetry(
     command: LockCommand,
     key: string,
     remembered: RememberedResult,
   ): LockResult {
-    switch (command.type) {
-      case 'Acquire':
-      case 'AcquireAll':
-      case 'AcquirePermits':
-      case 'Campaign': {
-        const session = this.requireSession(command.sessionId);
-        this.dedupe.set(key, withAttempt(remembered, this.index, this.attemptProposal()));
-        return this.retriedAcquire(command.requestId, session, remembered.result);
-      }
-      case 'Release':
-      case 'CancelWait':
-        // Released or WaitCancelled is still true, but a session that ended holds and
-        // waits for nothing: its client must learn that rather than carry on.
-        this.requireSession(command.sessionId);
-        return remembered.result;
-      case 'Proclaim':
-        this.requireSession(command.sessionId);
-        return this.retriedProclaim(command, remembered.result);
-      default:
-        // SessionOpened and SessionClosed stay true.
-        return remembered.result;
-    }
-  }
-
-  /**
-   * `Proclaimed` says the caller leads under its token with its value in force, which
-   * stops being true when that term ends (released, revoked, max hold) even while the
-   * session lives on, perhaps leading again under a newer token: then the retry is told
-   * the term has ended, as an Acquire retry is told its grant has.
-   */
-  private retriedProclaim(
-    command: Extract<LockCommand, { type: 'Proclaim' }>,
-    first: LockResult,
-  ): LockResult {
-    if (first.type !== 'Proclaimed') return first;
-    const grant = this.locks.get(first.lock)?.holders.get(command.sessionId);
-    if (grant?.token === first.token) return first;
-    return reject(
-      'grantEnded',
-      `the term of ${JSON.stringify(first.lock)} under token ${first.token}, in which request ${command.requestId} proclaimed, has ended: it was resigned, revoked or reached its max hold`,
-    );
-  }
-
-  private retriedAcquire(requestId: string, session: SessionRecord, first: LockResult): LockResult {
-    if (isSetResult(first)) return this.sets.retried(requestId, session, first);
-    if (first.type !== 'Acquired' && first.type !== 'Queued' && first.type !== 'NotAcquired') {
-      return first;
-    }
-    const lock = this.locks.get(first.lock);
-    if (first.type === 'Acquired') {
-      const grant = lock?.holders.get(session.id);
-      if (lock !== undefined && grant !== undefined && grant.token === first.token) {
-        // Told only what is held now: this grant, and today's holders. This caller is
-        // told of the grant again, so its request counts among those told of it: a
-        // Withdraw may have let it go while another request kept the grant.
-        this.sets.retell(session.id, lock.name, toldAlso(grant, requestId));
-        return this.acquiredResult(lock, this.holderOf(lock, session.id));
-      }
-      reject(
-        'grantEnded',
-        `the grant of ${first.lock} made for request ${requestId} (token ${first.token}) has ended: it was released, revoked or reached its max hold`,
-      );
-    }
-    const position = this.waiterPosition(lock, session.id, requestId);
-    if (first.type === 'Queued' && position >= 0) {
-      return { type: 'Queued', lock: first.lock, position };
-    }
-    // A wait that ended without a grant (a remembered Queued always has its waiter:
-    // the wait's end rewrites it; checkInvariants holds that).
-    return this.notAcquired(first.lock);
-  }
-
-  /**
-   * Only results that changed state are remembered: a refusal or a failed try-lock left
-   * nothing to protect from a second application, so its retry simply runs again. A
-   * session asking again while it already waits is told its place, but that answer is
-   * not remembered either: the wait belongs to the request that queued it.
-   */
-  private worthRemembering(command: LockCommand, result: LockResult): boolean {
-    const refused = result.type === 'Rejected' || result.type === 'NotAcquired';
-    if (refused || result.type === 'NotAcquiredAll') return false;
-    if (isAcquire(command) && command.type !== 'AcquireAll' && result.type === 'Queued') {
-      const lock = this.locks.get(command.lock);
-      // The waiter at the told position, not a scan for it: a session waits at most once
-      // per lock (checkInvariants), so that is the same test in O(1) per hand-off.
-      const waiter = lock?.waiters[result.position];
-      return waiter?.sessionId === command.sessionId && waiter.requestId === command.requestId;
-    }
-    return true;
-  }
-
-  private waiterPosition(lock: LockRecord | undefined, id: SessionId, requestId: string): number {
-    return (
-      lock?.waiters.findIndex(
-        (waiter) => waiter.sessionId === id && waiter.requestId === requestId,
-      ) ?? -1
-    );
-  }
-
-  /**
-   * Rewrites the remembered result of the Acquire that queued `waiter` on `lock`,
-   * keeping its place in the window. Only a Queued for that lock is the waiter's: a
-   * client that reused the request id after it left the window has another request
-   * under the key now.
-   */
-  private rememberOutcome(lock: string, waiter: Waiter, result: LockResult): void {
-    const key = acquireKey(waiter.sessionId, waiter.requestId);
-    const remembered = this.dedupe.get(key);
-    const first = remembered?.result;
-    const waits =
-      (first?.type === 'Queued' && first.lock === lock) ||
-      (first?.type === 'QueuedAll' && first.locks.some((each) => each.lock === lock));
-    if (remembered !== undefined && waits) {
-      this.dedupe.set(
-        key,
-        rememberedOf(
-          toRemember(result, this.behaviourInForce),
-          remembered.openAttempts,
-          remembered.attemptsDropped,
-          remembered.attemptProposals ?? [],
-        ),
-      );
-    }
+    return this.retries.answer(command, key, remembered);
   }
 
   private rejected(error: unknown): LockResult {
@@ -656,14 +361,14 @@ export class LockStateMachine {
   private dispatch(command: LockCommand): LockResult {
     switch (command.type) {
       case 'OpenSession':
-        return this.openSession(command);
+        return this.lifecycle.open(command);
       case 'KeepAlive':
-        return this.keepAlive(command.sessionIds);
+        return this.lifecycle.keepAlive(command.sessionIds);
       case 'CloseSession':
-        this.endSession(this.requireSession(command.sessionId), 'close');
+        this.lifecycle.end(this.requireSession(command.sessionId), 'close');
         return { type: 'SessionClosed', sessionId: command.sessionId };
       case 'ExpireSession':
-        return this.expireSession(command.sessionId, command.lastRefreshIndex);
+        return this.lifecycle.expire(command.sessionId, command.lastRefreshIndex);
       case 'Acquire':
         return this.acquire(command);
       case 'AcquireAll':
@@ -680,7 +385,7 @@ export class LockStateMachine {
       case 'CancelWait':
         return this.cancelWait(command.lock, command.sessionId, command.requestId);
       case 'Withdraw':
-        return this.withdraw(command);
+        return this.retries.withdraw(command);
       case 'WaitExpired':
         return this.waitExpired(command.lock, command.sessionId, command.waiterIndex);
       case 'LockDelayEnded':
@@ -733,10 +438,10 @@ export class LockStateMachine {
     if (found !== null) {
       rejectField(found.field === '' ? 'rules' : `rules.${found.field}`, found.problem);
     }
-    if (rules.dedupeWindowMax < this.dedupe.size) {
+    if (rules.dedupeWindowMax < this.remembered.size) {
       rejectField(
         'rules.dedupeWindowMax',
-        `(${rules.dedupeWindowMax}) is below the ${this.dedupe.size} results remembered now for retries; forgetting them early would apply a retry twice`,
+        `(${rules.dedupeWindowMax}) is below the ${this.remembered.size} results remembered now for retries; forgetting them early would apply a retry twice`,
       );
     }
     this.rulesInForce = canonicalLockRules(rules);
@@ -755,134 +460,6 @@ export class LockStateMachine {
 
   // ------------------------------------------------------------------ sessions
 
-  private openSession(command: Extract<LockCommand, { type: 'OpenSession' }>): LockResult {
-    const { sessionTtlMsMin, sessionTtlMsMax } = this.rules;
-    if (!isIntegerIn(command.ttlMs, sessionTtlMsMin, sessionTtlMsMax)) {
-      rejectField(
-        'ttlMs',
-        `must be within [${sessionTtlMsMin}, ${sessionTtlMsMax}], got ${command.ttlMs}`,
-      );
-    }
-    const { clientNameBytesMax } = this.rules;
-    this.checkText(
-      'clientName',
-      command.clientName,
-      clientNameBytesMax,
-      'clientNameBytesMax',
-      true,
-    );
-    if (this.sessions.size >= this.rules.sessionsMax) {
-      reject('limitReached', `sessionsMax (${this.rules.sessionsMax}) sessions are open`);
-    }
-    const identity = command.identity ?? '';
-    const quota = command.quota;
-    if (quota !== undefined && this.tally.of(identity).sessions >= quota.sessionsMax) {
-      reject(
-        'limitReached',
-        `sessionsPerIdentityMax (${quota.sessionsMax}) sessions are open for identity ${JSON.stringify(identity)}`,
-      );
-    }
-    const id = toSessionId(this.index);
-    this.sessions.set(id, {
-      id,
-      ttlMs: command.ttlMs,
-      clientName: command.clientName,
-      identity,
-      lastRefreshIndex: this.index,
-      held: new Set(),
-      waiting: new Set(),
-    });
-    this.tally.change(identity, 'sessions', 1);
-    this.emit({ type: 'sessionRefreshed', sessionId: id, ttlMs: command.ttlMs });
-    return { type: 'SessionOpened', sessionId: id, ttlMs: command.ttlMs };
-  }
-
-  private keepAlive(sessionIds: readonly SessionId[]): LockResult {
-    if (sessionIds.length === 0 || sessionIds.length > this.rules.keepAliveBatchMax) {
-      rejectField(
-        'sessionIds',
-        `must hold 1 to ${this.rules.keepAliveBatchMax} ids (keepAliveBatchMax), got ${sessionIds.length}`,
-      );
-    }
-    const refreshed: SessionId[] = [];
-    const missing: SessionId[] = [];
-    for (const id of sessionIds) {
-      const session = this.sessions.get(id);
-      if (session === undefined) {
-        missing.push(id);
-        continue;
-      }
-      session.lastRefreshIndex = this.index;
-      refreshed.push(id);
-      this.emit({ type: 'sessionRefreshed', sessionId: id, ttlMs: session.ttlMs });
-    }
-    return { type: 'KeptAlive', refreshed, missing };
-  }
-
-  /** Guarded: a refresh applied after the leader decided to expire the session wins. */
-  private expireSession(id: SessionId, lastRefreshIndex: LogIndex): LockResult {
-    const session = this.sessions.get(id);
-    if (
-      session === undefined ||
-      !this.expiryGuardHolds(session.lastRefreshIndex, lastRefreshIndex)
-    ) {
-      return { type: 'Stale' };
-    }
-    this.endSession(session, 'expire');
-    return { type: 'SessionExpired', sessionId: id };
-  }
-
-  /** Releases everything the session holds and withdraws its waiters, then promotes. */
-  private endSession(session: SessionRecord, reason: 'close' | 'expire'): void {
-    const touched = new Set<string>();
-    for (const name of [...session.waiting].sort(compareStrings)) {
-      const lock = this.lockRecord(name);
-      this.removeWaiter(lock, session.id, 'sessionEnded');
-      touched.add(name);
-    }
-    for (const name of [...session.held].sort(compareStrings)) {
-      const lock = this.lockRecord(name);
-      const grant = lock.holders.get(session.id);
-      assert(grant !== undefined, `session ${session.id} lists ${name} but does not hold it`);
-      this.removeHolder(lock, grant, reason);
-      const delayMs = grant.lockDelayMs > 0 ? grant.lockDelayMs : this.rules.lockDelayMs;
-      if (reason === 'expire' && delayMs > 0) {
-        this.placeDelay(lock.delays, { index: this.index, delayMs });
-        this.emit({ type: 'delayStarted', lock: name, delayIndex: this.index, delayMs });
-      }
-      touched.add(name);
-    }
-    this.sessions.delete(session.id);
-    this.tally.change(session.identity, 'sessions', -1);
-    this.emit({ type: 'sessionEnded', sessionId: session.id, reason });
-    for (const name of [...touched].sort(compareStrings)) this.promote(this.lockRecord(name));
-  }
-
-  /**
-   * A command on a session must come from the identity that opened it. A session that
-   * does not exist is left to the command's own lookup (sessionNotFound). `undecided`
-   * (for ownerRefusal) says of an id no session has here that one may yet have it: the
-   * check then stops, as it cannot tell what that id will turn out to be.
-   */
-  private checkOwner(command: LockCommand, undecided?: (id: SessionId) => boolean): void {
-    const asked = askedOnSessions(command);
-    if (asked === null) return;
-    const { identity, ids } = asked;
-    for (const id of ids) {
-      const owner = this.sessions.get(id)?.identity;
-      if (owner === undefined) {
-        if (undecided?.(id) === true) return;
-        continue;
-      }
-      if (owner !== identity) {
-        reject(
-          'notSessionOwner',
-          `session ${id} belongs to another identity than ${JSON.stringify(identity)}`,
-        );
-      }
-    }
-  }
-
   /**
    * The notSessionOwner refusal `command` would get were it the next entry applied,
    * when this state already decides it (issue 15): the API answers it without writing
@@ -900,12 +477,12 @@ export class LockStateMachine {
   ownerRefusal(command: LockCommand): Extract<LockResult, { type: 'Rejected' }> | null {
     if (commandShapeProblem(command, this.behaviourInForce) !== null) return null;
     try {
-      this.checkCeilings(command);
+      checkCeilings(command);
     } catch {
       return null;
     }
     try {
-      this.checkOwner(command, (id) => id > this.appliedIndex);
+      checkOwner(this.sessions, command, (id) => id > this.appliedIndex);
       return null;
     } catch (error) {
       const result = this.rejected(error);
@@ -940,16 +517,16 @@ export class LockStateMachine {
     // lockNameBytesMax bounds the locks that exist: it is checked when this would add one.
     if (!this.locks.has(command.lock)) {
       const { lockNameBytesMax } = this.rules;
-      this.checkText('lock', command.lock, lockNameBytesMax, 'lockNameBytesMax');
+      checkText('lock', command.lock, lockNameBytesMax, 'lockNameBytesMax');
     }
-    this.checkText('owner', command.owner, this.rules.ownerBytesMax, 'ownerBytesMax', true);
+    checkText('owner', command.owner, this.rules.ownerBytesMax, 'ownerBytesMax', true);
     if (command.mode !== 'exclusive' && command.mode !== 'shared') {
       rejectField('mode', `must be exclusive or shared, got ${String(command.mode)}`);
     }
-    this.checkDuration('waitMs', command.waitMs, this.rules.waitMsMax, 'waitMsMax');
-    this.checkDuration('maxHoldMs', command.maxHoldMs, this.rules.maxHoldMsMax, 'maxHoldMsMax');
+    checkDuration('waitMs', command.waitMs, this.rules.waitMsMax, 'waitMsMax');
+    checkDuration('maxHoldMs', command.maxHoldMs, this.rules.maxHoldMsMax, 'maxHoldMsMax');
     const { lockDelayMsMax } = this.rules;
-    this.checkDuration('lockDelayMs', command.lockDelayMs, lockDelayMsMax, 'lockDelayMsMax');
+    checkDuration('lockDelayMs', command.lockDelayMs, lockDelayMsMax, 'lockDelayMsMax');
     const session = this.requireSession(command.sessionId);
     const existing = this.locks.get(command.lock);
     if (existing !== undefined) this.kinds.checkKind(existing, command);
@@ -979,7 +556,7 @@ export class LockStateMachine {
       // The request's own retry, whose remembered result left the window: still its
       // wait. Both the attempt that queued it and this one may withdraw it.
       if (waiting.requestId === command.requestId && waiting.lockSet === undefined) {
-        this.attemptsOfEvictedWait = [waiting];
+        this.remembered.noteEvictedWait(waiting);
         return { type: 'Queued', lock: command.lock, position };
       }
       // The wait belongs to its own request: that request's withdrawal must be able to
@@ -1100,7 +677,7 @@ export class LockStateMachine {
   }
 
   private release(command: Extract<LockCommand, { type: 'Release' }>): LockResult {
-    this.checkLockName(command.lock);
+    checkLockName(command.lock);
     const session = this.requireSession(command.sessionId);
     const lock = this.locks.get(command.lock);
     const grant = lock?.holders.get(session.id);
@@ -1119,92 +696,16 @@ export class LockStateMachine {
   }
 
   private cancelWait(name: string, id: SessionId, requestId: string): LockResult {
-    this.checkLockName(name);
+    checkLockName(name);
     const session = this.requireSession(id);
     const lock = this.locks.get(name);
     // Only the wait this request queued: a CancelWait retried after its result left the
     // window must not cancel a later wait of the same session.
-    if (lock === undefined || this.waiterPosition(lock, session.id, requestId) < 0) {
+    if (lock === undefined || waiterPosition(lock, session.id, requestId) < 0) {
       reject('notHolder', `session ${id} is not waiting for ${name} under request ${requestId}`);
     }
     this.endWait(lock, id, 'cancelled');
     return { type: 'WaitCancelled', lock: name };
-  }
-
-  /**
-   * Guarded: an open attempt of the request, by a live session, on the lock the request
-   * named. The outcome is undone only when the last open attempt is withdrawn. A grant is
-   * matched by its request id, so a re-acquire that shared a grant made for an earlier
-   * request gives nothing back.
-   */
-  private withdraw(command: Extract<LockCommand, { type: 'Withdraw' }>): LockResult {
-    const { lock: name, sessionId: id, requestId } = command;
-    const key = acquireKey(id, requestId);
-    const remembered = this.dedupe.get(key);
-    const first = remembered?.result;
-    const namesLock =
-      ((first?.type === 'Acquired' || first?.type === 'Queued' || first?.type === 'NotAcquired') &&
-        first.lock === name) ||
-      (first !== undefined && isSetResult(first) && first.locks.some((each) => each.lock === name));
-    if (remembered === undefined && this.sessions.has(id)) return this.withdrawEvictedWait(command);
-    if (
-      !this.sessions.has(id) ||
-      remembered === undefined ||
-      !namesLock ||
-      !remembered.openAttempts.includes(command.attemptIndex)
-    ) {
-      return { type: 'Stale' };
-    }
-    const stillOpen = remembered.openAttempts.filter((index) => index !== command.attemptIndex);
-    if (stillOpen.length > 0 || remembered.attemptsDropped === true) {
-      // Another attempt's caller may have been told the outcome: nothing to give back yet.
-      this.dedupe.set(key, withOpenAttempts(remembered, stillOpen));
-      return { type: 'Withdrawn', lock: name, undid: 'nothing' };
-    }
-    const lock = this.locks.get(name);
-    const grant = lock?.holders.get(id);
-    let undid: 'wait' | 'grant' | 'nothing' = 'nothing';
-    if (lock !== undefined && this.waiterPosition(lock, id, requestId) >= 0) {
-      this.endWait(lock, id, 'cancelled');
-      undid = 'wait';
-    } else if (lock !== undefined && grant !== undefined && this.withdrawFinds(grant, command)) {
-      const rest = [grant.requestId, ...grant.alsoFor].filter((each) => each !== requestId);
-      if (rest.length === 0) {
-        this.endGrant(lock, grant, 'release');
-        undid = 'grant';
-      } else {
-        // Another request's caller may hold it: only this request lets go of it.
-        const [first = '', ...others] = rest;
-        this.sets.retell(id, name, { ...grant, requestId: first, alsoFor: others });
-      }
-    }
-    if (first?.type === 'Acquired' || first?.type === 'AcquiredAll') {
-      // It was granted, and others saw that grant (refused as busy, told its holder): a
-      // retry must learn the grant ended, not be granted again as if it never was.
-      this.dedupe.set(key, { result: first, openAttempts: [] });
-    } else {
-      // Only a wait was undone, which told no one anything: a later retry runs afresh.
-      this.dedupe.delete(key);
-    }
-    return { type: 'Withdrawn', lock: name, undid };
-  }
-
-  /**
-   * A wait whose remembered result left the window is still withdrawn by the attempt
-   * that queued it: a waiter is told nothing until it is granted, so no other caller
-   * can hold what it gives back. (A grant is not: its callers may have been told.)
-   */
-  private withdrawEvictedWait(command: Extract<LockCommand, { type: 'Withdraw' }>): LockResult {
-    const lock = this.locks.get(command.lock);
-    const waiter = lock?.waiters.find(
-      (each) =>
-        each.sessionId === command.sessionId &&
-        each.requestId === command.requestId &&
-        each.requestIndex === command.attemptIndex,
-    );
-    if (lock === undefined || waiter === undefined) return { type: 'Stale' };
-    this.endWait(lock, command.sessionId, 'cancelled');
-    return { type: 'Withdrawn', lock: command.lock, undid: 'wait' };
   }
 
   private waitExpired(name: string, id: SessionId, waiterIndex: LogIndex): LockResult {
@@ -1246,7 +747,7 @@ export class LockStateMachine {
   }
 
   private revoke(name: string): LockResult {
-    this.checkLockName(name);
+    checkLockName(name);
     const lock = this.locks.get(name);
     if (lock === undefined || lock.holders.size === 0)
       return { type: 'Revoked', lock: name, freed: 0 };
@@ -1328,7 +829,7 @@ export class LockStateMachine {
 
   /** What a retried request is answered from. */
   protected rememberedResult(key: string): RememberedResult | undefined {
-    return this.dedupe.get(key);
+    return this.remembered.get(key);
   }
 
   /**
@@ -1362,7 +863,7 @@ export class LockStateMachine {
       rules: () => this.rules,
       requireSession: (id) => this.requireSession(id),
       acquireOne: (request) => this.acquireOne(request),
-      checkLockName: (name) => this.checkLockName(name),
+      checkLockName,
       emit: (event) => this.emit(event),
     };
   }
@@ -1383,17 +884,63 @@ export class LockStateMachine {
       enqueue: (lock, session, waiter) => this.enqueue(lock, session, waiter),
       dequeueGranted: (lock, session) => this.dequeueGranted(lock, session),
       promotionPendingOn: (lock) => this.promotionPendingOn(lock),
-      checkText: (field, value, bytesMax, limit, empty) =>
-        this.checkText(field, value, bytesMax, limit, empty),
-      checkDuration: (field, value, max, limit) => this.checkDuration(field, value, max, limit),
+      checkText,
+      checkDuration,
       identityCounts: (identity) => this.tally.of(identity),
       attemptProposal: () => this.attemptProposal(),
-      noteEvictedWait: (wait) => {
-        this.attemptsOfEvictedWait = [wait];
-      },
+      noteEvictedWait: (wait) => this.remembered.noteEvictedWait(wait),
       findWaitCycle: (requester, claims, stepsMax) => this.waitCycleOf(requester, claims, stepsMax),
       grantedTogether: (names, at) => this.grantedTogether(names, at),
       emit: (event) => this.emit(event),
+    };
+  }
+
+  /** What sessions (sessions.ts) use of this machine. */
+  private sessionHost(): SessionHost {
+    return {
+      sessions: this.sessions,
+      tally: this.tally,
+      index: () => this.index,
+      rules: () => this.rules,
+      lockRecord: (name) => this.lockRecord(name),
+      removeWaiter: (lock, id, reason) => this.removeWaiter(lock, id, reason),
+      removeHolder: (lock, grant, reason) => this.removeHolder(lock, grant, reason),
+      promote: (lock) => this.promote(lock),
+      placeDelay: (delays, delay) => this.placeDelay(delays, delay),
+      expiryGuardHolds: (last, timed) => this.expiryGuardHolds(last, timed),
+      emit: (event) => this.emit(event),
+    };
+  }
+
+  /** What retries and withdrawals (retries.ts) use of this machine. */
+  private retryHost(): RetryHost {
+    return {
+      locks: this.locks,
+      sessions: this.sessions,
+      remembered: this.remembered,
+      requireSession: (id) => this.requireSession(id),
+      acquiredResult: (lock, grant) => this.acquiredResult(lock, grant),
+      notAcquired: (name) => this.notAcquired(name),
+      holderOf: (lock, id) => this.holderOf(lock, id),
+      endWait: (lock, id, reason) => this.endWait(lock, id, reason),
+      endGrant: (lock, grant, reason) => this.endGrant(lock, grant, reason),
+      retell: (id, lock, told) => this.sets.retell(id, lock, told),
+      retriedSet: (requestId, session, first) => this.sets.retried(requestId, session, first),
+      withdrawFinds: (grant, command) => this.withdrawFinds(grant, command),
+    };
+  }
+
+  /** What the dedupe window (remembered.ts) uses of this machine. */
+  private rememberedHost(): RememberedHost {
+    return {
+      locks: this.locks,
+      index: () => this.index,
+      behaviour: () => this.behaviourInForce,
+      rules: () => this.rules,
+      attemptProposal: () => this.attemptProposal(),
+      acquiredResult: (lock, grant) => this.acquiredResult(lock, grant),
+      acquiredAll: (id, names) => this.sets.acquiredAll(id, names),
+      queuedAll: (id, names) => this.sets.queuedAll(id, names),
     };
   }
 
@@ -1421,13 +968,13 @@ export class LockStateMachine {
     assert(session !== undefined, `waiter of ${lock.name} has no session ${head.sessionId}`);
     if (head.lockSet !== undefined) {
       const { grant, answer } = this.sets.grantWaitingSet(lock, head);
-      this.rememberOutcome(lock.name, head, answer);
+      this.remembered.rememberOutcome(lock.name, head, answer);
       return grant;
     }
     this.dequeueGranted(lock, session);
     // The token is this entry's index, above every index of the previous tenure.
     const granted = this.grant(lock, session, head);
-    this.rememberOutcome(lock.name, head, this.acquiredResult(lock, granted));
+    this.remembered.rememberOutcome(lock.name, head, this.acquiredResult(lock, granted));
     return granted;
   }
 
@@ -1535,7 +1082,7 @@ export class LockStateMachine {
         waiter.lockSet === undefined
           ? this.notAcquired(lock.name)
           : this.sets.notAcquiredAll(waiter.lockSet);
-      this.rememberOutcome(lock.name, waiter, outcome);
+      this.remembered.rememberOutcome(lock.name, waiter, outcome);
     }
     this.emit({
       type: 'waitEnded',
@@ -1612,78 +1159,6 @@ export class LockStateMachine {
     };
   }
 
-  // ------------------------------------------------------------------ validation
-
-  /**
-   * The ceiling of the request id a remembered result is looked up by: no rules allow
-   * more, so a request above it is wrong whatever was applied before it.
-   */
-  private checkCeilings(command: LockCommand): void {
-    if ('requestId' in command) {
-      const { requestIdBytesMax } = LOCK_LIMIT_CEILINGS;
-      this.checkText('requestId', command.requestId, requestIdBytesMax, 'its ceiling');
-    }
-  }
-
-  /**
-   * The name of a lock a client looks up (to release, cancel a wait, revoke): any
-   * name a lock can have, so lowered rules do not strand the locks they left longer.
-   */
-  private checkLockName(name: string): void {
-    this.checkText('lock', name, LOCK_LIMIT_CEILINGS.lockNameBytesMax, 'its ceiling');
-  }
-
-  /** `limit` names what `bytesMax` is: a rule (`ownerBytesMax`) or 'its ceiling'. */
-  private checkText(
-    field: string,
-    value: string,
-    bytesMax: number,
-    limit: string,
-    emptyAllowed = false,
-  ): void {
-    if (typeof value !== 'string') rejectField(field, 'must be a string');
-    if (!emptyAllowed && value.length === 0) rejectField(field, 'must not be empty');
-    const bytes = utf8ByteLength(value);
-    if (bytes > bytesMax) {
-      rejectField(field, `is ${bytes} bytes, the limit is ${bytesMax} (${limit})`);
-    }
-  }
-
-  private checkDuration(field: string, value: number, max: number, limit: string): void {
-    if (!isIntegerIn(value, 0, max))
-      rejectField(field, `must be within [0, ${max}] (${limit}), got ${value}`);
-  }
-
-  private remember(key: string, result: LockResult): void {
-    const earlier = this.attemptsOfEvictedWait;
-    this.attemptsOfEvictedWait = [];
-    const isAttempt =
-      result.type === 'Acquired' ||
-      result.type === 'Queued' ||
-      result.type === 'AcquiredAll' ||
-      result.type === 'QueuedAll';
-    const proposalId = isAttempt ? this.attemptProposal() : null;
-    const proposals: (readonly [number, string])[] = [];
-    for (const wait of earlier) {
-      if (wait.proposalId !== undefined) proposals.push([wait.requestIndex, wait.proposalId]);
-    }
-    if (proposalId !== null) proposals.push([this.index, proposalId]);
-    const openAttempts = appended(
-      earlier.map((wait) => wait.requestIndex),
-      this.index,
-    );
-    this.dedupe.set(
-      key,
-      rememberedOf(toRemember(result, this.behaviourInForce), openAttempts, undefined, proposals),
-    );
-    // Oldest first: Map keeps insertion order, the same on every replica.
-    while (this.dedupe.size > this.rules.dedupeWindowMax) {
-      const oldest = this.dedupe.keys().next();
-      if (oldest.done === true) break;
-      this.dedupe.delete(oldest.value);
-    }
-  }
-
   private emit(event: LockEvent): void {
     this.events.push(event);
   }
@@ -1691,21 +1166,7 @@ export class LockStateMachine {
   // ------------------------------------------------------------------ queries
 
   describe(name: string): LockDescription {
-    const lock = this.locks.get(name);
-    if (lock === undefined)
-      return { lock: name, mode: null, holders: [], waiters: [], delayIndex: null, delays: [] };
-    const holders = [...lock.holders.values()].map(publicHolder);
-    const description: LockDescription = {
-      lock: name,
-      mode: holders[0]?.mode ?? null,
-      holders,
-      waiters: [...lock.waiters],
-      delayIndex: lock.delays.at(-1)?.index ?? null,
-      delays: [...lock.delays],
-    };
-    const { kind, limit } = lock;
-    if (kind === undefined) return description;
-    return { ...description, kind, ...(limit === undefined ? {} : { limit }) };
+    return describeLock(name, this.locks.get(name));
   }
 
   /** The holders of `name`, as describe() gives them, without copying its queue. */
@@ -1723,21 +1184,12 @@ export class LockStateMachine {
    * with `after`, only names that sort after it (the next page).
    */
   listLocks(prefix: string, limit: number, after = ''): string[] {
-    return smallestNames(this.lockNamesUnder(prefix, after), limit);
+    return smallestNames(namesUnder(this.locks, prefix, after), limit);
   }
 
   /** How many locks in use start with `prefix`; a count, no names copied or sorted. */
   countLocks(prefix: string): number {
-    if (prefix === '') return this.locks.size;
-    let count = 0;
-    for (const name of this.locks.keys()) if (name.startsWith(prefix)) count++;
-    return count;
-  }
-
-  private *lockNamesUnder(prefix: string, after: string): Iterable<string> {
-    for (const name of this.locks.keys()) {
-      if (name.startsWith(prefix) && compareStrings(name, after) > 0) yield name;
-    }
+    return countNames(this.locks, prefix);
   }
 
   /**
@@ -1746,36 +1198,17 @@ export class LockStateMachine {
    */
   sessionSummary(id: SessionId, namesMax: number): SessionSummary | null {
     const session = this.sessions.get(id);
-    if (session === undefined) return null;
-    return {
-      ...sessionFields(session),
-      held: smallestNames(session.held, namesMax),
-      heldTotal: session.held.size,
-      waiting: smallestNames(session.waiting, namesMax),
-      waitingTotal: session.waiting.size,
-    };
+    return session === undefined ? null : summariseSession(session, namesMax);
   }
 
   /** Chubby's CheckSequencer: is `token` a current grant of `lock`? */
   validateFence(name: string, token: FencingToken): FenceValidation {
-    const lock = this.locks.get(name);
-    let currentToken: FencingToken | null = null;
-    let valid = false;
-    for (const holder of lock?.holders.values() ?? []) {
-      if (holder.token === token) valid = true;
-      if (currentToken === null || holder.token > currentToken) currentToken = holder.token;
-    }
-    return { valid, currentToken };
+    return fenceOf(this.locks.get(name), token);
   }
 
   session(id: SessionId): SessionDescription | null {
     const session = this.sessions.get(id);
-    if (session === undefined) return null;
-    return {
-      ...sessionFields(session),
-      held: [...session.held].sort(compareStrings),
-      waiting: [...session.waiting].sort(compareStrings),
-    };
+    return session === undefined ? null : describeSession(session);
   }
 
   /** The max-hold of a session's grant of `lock`, or 0 (none or not held); for the runtime's timers. */
@@ -1841,7 +1274,7 @@ export class LockStateMachine {
         if (kind === undefined) return saved;
         return { ...saved, kind, ...(limit === undefined ? {} : { limit }) };
       }),
-      dedupe: [...this.dedupe.entries()],
+      dedupe: [...this.remembered.entries()],
     };
   }
 
@@ -1874,7 +1307,7 @@ export class LockStateMachine {
     this.rulesSetAt = snapshot.rulesSetIndex === null ? null : (snapshot.rulesSetIndex as LogIndex);
     this.sessions.clear();
     this.locks.clear();
-    this.dedupe.clear();
+    this.remembered.clear();
     this.tally.clear();
     this.appliedIndex = snapshot.appliedIndex;
     for (const session of snapshot.sessions) {
@@ -1891,21 +1324,7 @@ export class LockStateMachine {
       this.tally.change(session.identity ?? '', 'sessions', 1);
     }
     for (const saved of snapshot.locks) this.restoreLock(saved);
-    // An older binary's snapshot kept every Acquired's holders; kept as this one keeps them.
-    // A NotAcquired keeps what it was remembered with: its holders went only from version
-    // 5 on, and one remembered before the raise keeps them on every replica that applied
-    // it, so taking them away here would make this state differ from theirs.
-    for (const [key, remembered] of snapshot.dedupe) {
-      this.dedupe.set(
-        key,
-        rememberedOf(
-          toRemember(remembered.result, BEHAVIOUR_BASE),
-          remembered.openAttempts,
-          remembered.attemptsDropped,
-          remembered.attemptProposals ?? [],
-        ),
-      );
-    }
+    this.remembered.load(snapshot.dedupe);
     this.carriedOver = snapshot.carriedOver;
     // Before version 3 the rules came from each node's file, which may have been lowered
     // across the restart: what is there now was within the rules it was added under.
@@ -1938,231 +1357,15 @@ export class LockStateMachine {
     return session;
   }
 
-  private sessionsBound(): number {
-    return Math.max(this.rules.sessionsMax, this.carriedOver.sessions);
-  }
-
-  private checkTally(): void {
-    const problem = tallyProblem(this.sessions.values(), this.tally);
-    assert(problem === null, problem ?? '');
-  }
-
   /** Checks the invariants over the whole state; tests call it after every command. */
   checkInvariants(): void {
-    let waiterCount = 0;
-    for (const lock of this.locks.values()) {
-      const modes = [...lock.holders.values()].map((holder) => holder.mode);
-      if (modes.includes('exclusive'))
-        assert(modes.length === 1, `${lock.name} has an exclusive holder beside others`);
-      assert(
-        lock.holders.size + lock.waiters.length + lock.delays.length > 0,
-        `${lock.name} is idle but kept`,
-      );
-      assert(
-        lock.waiters.length <=
-          Math.max(this.rules.waitersPerLockMax, this.carriedOver.waitersPerLock),
-        `${lock.name} has too many waiters`,
-      );
-      // At most one delay per expired holder, and a closed lock gets no new holders.
-      assert(lock.delays.length <= this.sessionsBound(), `${lock.name} has too many delays`);
-      assert(
-        lock.delays.every((delay, k) => k === 0 || delay.index > (lock.delays[k - 1]?.index ?? 0)),
-        `${lock.name} has delays out of order`,
-      );
-      for (const id of lock.holders.keys()) {
-        assert(
-          this.sessions.get(id)?.held.has(lock.name) === true,
-          `${lock.name} held by dead session ${id}`,
-        );
-      }
-      // Each grant its own token: ValidateFence tells a grant by its token alone.
-      const tokens = new Set([...lock.holders.values()].map((holder) => holder.token));
-      assert(tokens.size === lock.holders.size, `${lock.name} has two grants with one token`);
-      for (const waiter of lock.waiters) {
-        assert(
-          this.sessions.get(waiter.sessionId)?.waiting.has(lock.name) === true,
-          `${lock.name} awaited by dead session ${waiter.sessionId}`,
-        );
-      }
-      // acquire() and worthRemembering() rely on it: one place per session in a queue.
-      const waiting = new Set(lock.waiters.map((waiter) => waiter.sessionId));
-      assert(waiting.size === lock.waiters.length, `a session waits twice for ${lock.name}`);
-      waiterCount += lock.waiters.length;
-    }
-    // With the check above, every name in a session's waiting set is a place in a queue.
-    let waitingCount = 0;
-    for (const session of this.sessions.values()) waitingCount += session.waiting.size;
-    assert(
-      waitingCount === waiterCount,
-      `sessions wait ${waitingCount} times, queues hold ${waiterCount}`,
-    );
-    assert(this.sessions.size <= this.sessionsBound(), 'too many sessions');
-    this.checkTally();
-    assert(
-      this.locks.size <= Math.max(this.rules.locksMax, this.carriedOver.locks),
-      'too many locks',
-    );
-    assert(this.dedupe.size <= this.rules.dedupeWindowMax, 'dedupe window overflow');
-    for (const [key, { openAttempts, attemptProposals }] of this.dedupe) {
-      // attemptsOf trusts a listed proposal to name an attempt still open.
-      assert(
-        (attemptProposals ?? []).every(([index]) => openAttempts.includes(index)),
-        `${key} lists the proposal of an attempt that is not open`,
-      );
-    }
-    // A remembered Queued is rewritten when its wait ends, so it always has its waiter.
-    for (const [key, { result }] of this.dedupe) {
-      if (!key.startsWith('Acquire/')) continue;
-      const lock =
-        result.type === 'Queued'
-          ? result.lock
-          : result.type === 'QueuedAll'
-            ? result.locks[0]?.lock
-            : undefined;
-      if (lock === undefined) continue;
-      const id = toSessionId(Number(key.split('/')[1]));
-      const requestId = key.slice(`Acquire/${id}/`.length);
-      assert(
-        !this.sessions.has(id) || this.waiterPosition(this.locks.get(lock), id, requestId) >= 0,
-        `${key} is remembered as ${result.type} but does not wait for ${lock}`,
-      );
-    }
+    const { locks, sessions, tally, rules, carriedOver } = this;
+    checkStateInvariants({ locks, sessions, tally, rules, carriedOver });
+    this.remembered.checkInvariants(this.sessions);
     const setProblem = this.sets.invariantProblem();
     assert(setProblem === null, `a lock set is not whole: ${setProblem}`);
     const kindProblem = this.kinds.invariantProblem();
     assert(kindProblem === null, `a semaphore or election breaks its rules: ${kindProblem}`);
-  }
-}
-
-/** The per-identity counts, recounted from the sessions, equal the tally kept in step. */
-function tallyProblem(sessions: Iterable<SessionRecord>, tally: IdentityTally): string | null {
-  const recount = new IdentityTally();
-  for (const session of sessions) {
-    recount.change(session.identity, 'sessions', 1);
-    recount.change(session.identity, 'held', session.held.size);
-    recount.change(session.identity, 'waiting', session.waiting.size);
-  }
-  const kept = new Map(tally.entries());
-  const counted = new Map(recount.entries());
-  const keys = new Set([...kept.keys(), ...counted.keys()]);
-  for (const key of keys) {
-    const a = JSON.stringify(kept.get(key));
-    const b = JSON.stringify(counted.get(key));
-    if (a !== b) return `identity ${JSON.stringify(key)} is tallied ${a} but has ${b}`;
-  }
-  return null;
-}
-/**
- * Retries are recognised by request id, within the command's type and session, so a
- * client that reuses an id for a different request does not get a stranger's answer.
- */
-function dedupeKey(command: LockCommand): string | null {
-  switch (command.type) {
-    case 'OpenSession':
-      // Per identity: another tenant's request id must not answer with this one's session.
-      return command.identity === undefined || command.identity === ''
-        ? `OpenSession/${command.requestId}`
-        : `OpenSession@${JSON.stringify(command.identity)}/${command.requestId}`;
-    case 'Acquire':
-    case 'AcquireAll':
-      // One key space: a request id names one request of the session, single or set.
-      return acquireKey(command.sessionId, command.requestId);
-    case 'AcquirePermits':
-    case 'Campaign':
-      return acquireKey(command.sessionId, command.requestId);
-    case 'CloseSession':
-    case 'Release':
-    case 'CancelWait':
-    case 'Proclaim':
-      return `${command.type}/${command.sessionId}/${command.requestId}`;
-    case 'Withdraw':
-    case 'KeepAlive':
-    case 'ExpireSession':
-    case 'WaitExpired':
-    case 'LockDelayEnded':
-    case 'MaxHoldReached':
-    case 'Promote':
-    case 'Revoke':
-    case 'SetRules':
-    case 'SetBehaviour':
-      // Idempotent or guarded already.
-      return null;
-    default:
-      return assertNever(command, 'lock command');
-  }
-}
-
-/** The sessions a command uses, which must be its identity's (issue 15); null: none. */
-function askedOnSessions(
-  command: LockCommand,
-): { readonly identity: string; readonly ids: readonly SessionId[] } | null {
-  switch (command.type) {
-    case 'KeepAlive':
-      return { identity: command.identity ?? '', ids: command.sessionIds };
-    case 'CloseSession':
-    case 'Acquire':
-    case 'AcquireAll':
-    case 'AcquirePermits':
-    case 'Campaign':
-    case 'Proclaim':
-    case 'Release':
-      return { identity: command.identity ?? '', ids: [command.sessionId] };
-    default:
-      return null;
-  }
-}
-
-const NO_HOLDERS: readonly Holder[] = Object.freeze([]);
-
-/**
- * What the dedupe window keeps of a result. A retried Acquire is answered from the grant
- * it still holds and today's holders (retriedAcquire reads only the remembered type, lock
- * and token), so a remembered Acquired keeps no holders: at 100,000 held locks the list
- * and its holder were about a fifth of the state machine's heap (issue 12).
- */
-function toRemember(result: LockResult, behaviour: number): LockResult {
-  // From version 5 a NotAcquired keeps no holders either (retriedAcquire rebuilds it from
-  // today's): an election's would carry its leader's value, up to electionValueBytesMax,
-  // in every remembered answer of a candidate whose wait ran out. Before it, snapshots
-  // stay byte for byte what the release before wrote.
-  if (result.type === 'NotAcquired' && behaviour >= BEHAVIOUR_SEMAPHORES_ELECTIONS) {
-    return result.holders.length === 0 ? result : { ...result, holders: NO_HOLDERS };
-  }
-  if (result.type === 'AcquiredAll') {
-    return { ...result, locks: result.locks.map((each) => ({ ...each, holders: NO_HOLDERS })) };
-  }
-  if (result.type !== 'Acquired' || result.holders.length === 0) return result;
-  return { ...result, holders: NO_HOLDERS };
-}
-
-/** An AcquireAll's answer, which its retries follow (lock-set.ts). */
-function isSetResult(
-  result: LockResult,
-): result is Extract<LockResult, { type: 'AcquiredAll' | 'QueuedAll' | 'NotAcquiredAll' }> {
-  return (
-    result.type === 'AcquiredAll' || result.type === 'QueuedAll' || result.type === 'NotAcquiredAll'
-  );
-}
-
-/** What session() and sessionSummary() tell of a session besides its lock names. */
-function sessionFields(session: SessionRecord): Omit<SessionDescription, 'held' | 'waiting'> {
-  const { id: sessionId, ttlMs, clientName, identity, lastRefreshIndex } = session;
-  return { sessionId, ttlMs, clientName, identity, lastRefreshIndex };
-}
-
-type OneLockAcquire = Extract<LockCommand, { type: 'Acquire' | 'AcquirePermits' | 'Campaign' }>;
-type AnyAcquire = OneLockAcquire | Extract<LockCommand, { type: 'AcquireAll' }>;
-
-/** The commands that acquire (and whose retries, attempts and waits the runtime asks about). */
-function isAcquire(command: LockCommand): command is AnyAcquire {
-  switch (command.type) {
-    case 'Acquire':
-    case 'AcquireAll':
-    case 'AcquirePermits':
-    case 'Campaign':
-      return true;
-    default:
-      return false;
   }
 }
 

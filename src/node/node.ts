@@ -1,15 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import {
   type ApplyOutput,
-  BEHAVIOUR_SEMAPHORES_ELECTIONS,
-  canonicalLockRules,
-  DEFAULT_LOCK_LIMITS,
   type LockCommand,
   type LockLimits,
   LockStateMachine,
   LockTimers,
 } from '../lock/index.ts';
-import { rulesAtBehaviour } from '../lock/optional-rules.ts';
 import {
   DEFAULT_RAFT_OPTIONS,
   type Entry,
@@ -20,14 +16,14 @@ import {
   type Snapshot,
 } from '../raft/index.ts';
 import type { WritableStorage } from '../storage/index.ts';
-import { type LogIndex, type NodeId, nodeId, type Term } from '../util/ids.ts';
+import { type LogIndex, type NodeId, nodeId } from '../util/ids.ts';
 import { Prng } from '../util/prng.ts';
-import { advertisedBehaviour, BehaviourClaims } from './behaviour.ts';
 import {
   ClusterIdentityGuard,
   IdentityMismatchError,
   stampingTransport,
 } from './cluster-identity.ts';
+import { ClusterRules } from './cluster-rules.ts';
 import { decodeEntry, decodeLockSnapshot, encodeEntry } from './entry-codec.ts';
 import { DlmError, unavailable } from './errors.ts';
 import { MemberChanges, type MembershipCallOptions } from './member-changes.ts';
@@ -36,21 +32,11 @@ import type { PeerMessage } from './peer-message.ts';
 import { claimedSender, peerMessageProblem } from './peer-message-check.ts';
 import { type AppliedProposal, type LateApplyListener, ProposalRegistry } from './proposals.ts';
 import { RaftOutbox } from './raft-outbox.ts';
+import { LinearizableReads } from './reads.ts';
 import { REAL_SCHEDULER, type Scheduler, type TimerHandle } from './scheduler.ts';
 import { type SnapshotReport, Snapshotter } from './snapshotter.ts';
 import { continueTrace, type TraceContext, traceparentOf } from './trace.ts';
 import type { Transport } from './transport.ts';
-
-/** How a SetBehaviour entry's bytes name it (noteLoggedRaises). */
-const SET_BEHAVIOUR_BYTES = Buffer.from('SetBehaviour');
-
-/** Whether `data` holds the bytes of 'SetBehaviour'; no copy, and no view when it is a Buffer. */
-function namesSetBehaviour(data: Uint8Array): boolean {
-  const bytes = Buffer.isBuffer(data)
-    ? data
-    : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  return bytes.indexOf(SET_BEHAVIOUR_BYTES) >= 0;
-}
 
 export interface NodeRuntimeOptions {
   readonly tickIntervalMs: number;
@@ -158,12 +144,6 @@ export interface NodeObserver {
   forwardFromNonMember?(from: string, members: readonly NodeId[]): void;
 }
 
-interface PendingRead {
-  readonly resolve: (index: LogIndex) => void;
-  readonly reject: (error: DlmError) => void;
-  readonly deadlineMs: number;
-}
-
 /**
  * One dlm node: the only place with time and I/O. It drives the pure Raft core and the
  * pure lock state machine:
@@ -185,16 +165,7 @@ export class DlmNode {
   private readonly raft: Raft;
   private readonly timers: LockTimers;
   private readonly proposals: ProposalRegistry;
-  private readonly reads = new Map<string, PendingRead>();
-  /** Reads confirmed at `index`, waiting for this node to apply it (until `deadlineMs`). */
-  private readonly appliedWaiters: {
-    readonly index: LogIndex;
-    readonly context: string;
-    readonly deadlineMs: number;
-    readonly resolve: () => void;
-    readonly reject: (error: Error) => void;
-  }[] = [];
-  private readSequence = 0;
+  private readonly reads: LinearizableReads;
   private tickTimer: TimerHandle | null = null;
   private readyLoop: Promise<void> | null = null;
   private wake: (() => void) | null = null;
@@ -202,30 +173,6 @@ export class DlmNode {
   private handlingReady = false;
   private stopping = false;
   private failure: Error | null = null;
-  /** The term in which this node, as leader, proposed its config's rules; see proposeRulesIfUnset. */
-  private rulesProposedInTerm = -1;
-  /**
-   * The first rules this leader proposed for a cluster without any, when it had to leave
-   * out optional rules of its file that the version then in force did not know (see
-   * proposeRulesIfUnset): what it proposed, and its file's rules whole.
-   */
-  private fileRulesLeft: {
-    readonly term: number;
-    readonly proposed: LockLimits;
-    readonly whole: LockLimits;
-  } | null = null;
-  /** What each member's binary applies, as its messages say (behaviour.ts). */
-  private readonly behaviourClaims = new BehaviourClaims();
-  /** The raise this node proposed last as leader, so that it proposes it once a term. */
-  private behaviourProposed = { term: -1, version: 0 };
-  /** The highest raise in this node's log, appended but perhaps not applied (behaviourHeldTo). */
-  private loggedRaise: {
-    readonly index: LogIndex;
-    readonly term: Term;
-    readonly version: number;
-  } | null = null;
-  /** When this node last became leader (its clock), for the wait in proposeRulesIfUnset. */
-  private ledSinceMs = 0;
   private stopped: Promise<void> | null = null;
   private readonly appliedListeners = new Set<AppliedListener>();
   private readonly restoredListeners = new Set<RestoredListener>();
@@ -243,6 +190,8 @@ export class DlmNode {
   private readonly snapshotter: Snapshotter;
   private readonly outbox: RaftOutbox;
   private readonly memberChanges: MemberChanges;
+  /** The log's lock rules and behaviour version, as this node drives them. */
+  private readonly clusterRules: ClusterRules;
 
   constructor(
     id: NodeId,
@@ -253,8 +202,8 @@ export class DlmNode {
     seed: number = Math.floor(Math.random() * 2 ** 32),
     /** Timers; a simulation passes virtual ones. */
     private readonly scheduler: Scheduler = REAL_SCHEDULER,
-    /** Unique to this start of the process; see ProposalRegistry. */
-    private readonly bootId: string = randomBytes(8).toString('hex'),
+    /** Unique to this start of the process; see ProposalRegistry and LinearizableReads. */
+    bootId: string = randomBytes(8).toString('hex'),
   ) {
     this.id = id;
     this.identity = new ClusterIdentityGuard(
@@ -290,6 +239,14 @@ export class DlmNode {
       options.pendingProposalsMax,
       options.proposalTimeoutMs * ORPHAN_WATCH_TIMEOUTS,
     );
+    this.reads = new LinearizableReads({
+      id,
+      bootId,
+      raft: this.raft,
+      clock,
+      timeoutMs: options.proposalTimeoutMs,
+    });
+    this.clusterRules = this.createClusterRules();
     this.addresses = new AddressBook(id, this.transport, () => this.addressesChanged());
     // What the book held when last saved, before the static config (learnAddresses),
     // which then wins for the nodes it names. Loading it is no change to save.
@@ -325,10 +282,7 @@ export class DlmNode {
     this.kick();
     await this.readyLoop;
     this.proposals.failAll(unavailable(`${this.id} is shutting down`));
-    for (const read of this.reads.values()) read.reject(unavailable(`${this.id} is shutting down`));
-    this.reads.clear();
-    for (const waiter of this.appliedWaiters.splice(0))
-      waiter.reject(unavailable(`${this.id} is shutting down`));
+    this.reads.failAll(`${this.id} is shutting down`);
     this.outbox.flush();
     await this.transport.close();
     // The last change to the book may still be on its way to disk.
@@ -388,7 +342,7 @@ export class DlmNode {
    * every member.
    */
   behaviourHeardFrom(id: NodeId): number | null {
-    return id === this.id ? this.locks.behaviourMax : this.behaviourClaims.claimOf(id);
+    return this.clusterRules.heardFrom(id);
   }
 
   // ------------------------------------------------------------------ client API
@@ -505,20 +459,9 @@ export class DlmNode {
    */
   async read<T>(query: (locks: LockStateMachine) => T): Promise<T> {
     this.checkRunning();
-    // The boot id keeps an answer to a read of an earlier run from confirming this one.
-    const context = `${this.id}/${this.bootId}/read/${++this.readSequence}`;
-    // One deadline for both halves: the leader's confirmation, then this node's apply up
-    // to it (a follower that hears the leader but gets no entries never applies it).
-    const deadlineMs = this.clock.nowMs() + this.options.proposalTimeoutMs;
-    const index = new Promise<LogIndex>((resolve, reject) => {
-      this.reads.set(context, { resolve, reject, deadlineMs });
-    });
-    if (!this.raft.readIndex(context)) {
-      this.reads.delete(context);
-      throw unavailable(`${this.id} cannot start a linearizable read now`, this.raft.leaderId);
-    }
+    const read = this.reads.begin();
     this.kick();
-    await this.waitApplied(await index, context, deadlineMs);
+    await this.reads.waitApplied(await read.index, read);
     return query(this.locks);
   }
 
@@ -539,13 +482,6 @@ export class DlmNode {
   onRestored(listener: RestoredListener): () => void {
     this.restoredListeners.add(listener);
     return () => this.restoredListeners.delete(listener);
-  }
-
-  private waitApplied(index: LogIndex, context: string, deadlineMs: number): Promise<void> {
-    if (this.raft.log.appliedIndex >= index) return Promise.resolve();
-    return new Promise((resolve, reject) =>
-      this.appliedWaiters.push({ index, context, deadlineMs, resolve, reject }),
-    );
   }
 
   private checkRunning(): void {
@@ -572,19 +508,6 @@ export class DlmNode {
   /** Hands leadership to `target` (null: the most caught-up voter), on the leader. */
   transferLeadership(target: NodeId | null, options: MembershipCallOptions = {}): Promise<NodeId> {
     return this.memberChanges.transferLeadership(target, options);
-  }
-
-  /**
-   * A node whose binary cannot apply the behaviour version in force is not added (or,
-   * added before it said so, not promoted: it gets no entries, see behaviour.ts).
-   */
-  private refuseBehindBehaviour(id: NodeId): void {
-    const version = this.behaviourHeldTo();
-    if (!this.behaviourClaims.fallsShortOf(id, version)) return;
-    throw new DlmError(
-      'FAILED_PRECONDITION',
-      `${id} runs a binary that applies lock behaviour versions up to ${this.behaviourClaims.claimOf(id)}, but the cluster applies version ${version}: it would apply entries differently. Run a release that supports version ${version} on ${id}, then add it again`,
-    );
   }
 
   /** The addresses this node knows, by member (see membership.ts). */
@@ -653,7 +576,7 @@ export class DlmNode {
       return;
     }
     if (!this.admitCluster(message)) return;
-    this.noteBehaviourClaim(message);
+    this.clusterRules.noteClaim(message);
     try {
       this.dispatch(message);
     } catch (error) {
@@ -665,22 +588,13 @@ export class DlmNode {
     this.kick();
   }
 
-  /** The sender's latest word on its binary (see behaviour.ts). */
-  private noteBehaviourClaim(message: PeerMessage): void {
-    const from = claimedSender(message) as NodeId;
-    if (from === this.id) return;
-    const behaviourMax = advertisedBehaviour(message);
-    const member = this.isMember(from);
-    this.behaviourClaims.heard(from, behaviourMax, this.raft.term, this.clock.nowMs(), member);
-  }
-
   /**
    * Raft traffic, except to a member whose latest message said its binary cannot apply
    * the behaviour version in force: no entry reaches it until it runs one that can (see
    * behaviour.ts). To Raft that is a lost message.
    */
   private sendRaftMessage(message: Message): void {
-    if (this.behaviourClaims.fallsShortOf(message.to, this.behaviourHeldTo())) return;
+    if (this.clusterRules.holdsBack(message.to)) return;
     this.transport.send({ kind: 'raft', message });
   }
 
@@ -847,15 +761,15 @@ export class DlmNode {
     // Timer commands wait for the rules too (see lockRulesUnset): a lease then ends
     // late, never early.
     if (this.raft.role === 'leader' && this.proposeRulesIfUnset(nowMs)) {
-      this.proposeBehaviourRaise(nowMs);
-      this.completeFileRules();
+      this.clusterRules.proposeBehaviourRaise(nowMs);
+      this.clusterRules.completeFileRules();
       for (const command of this.timers.due(nowMs)) {
         if (!this.raft.propose(encodeEntry({ proposalId: null, command })).ok) break;
       }
     }
     this.proposals.expire(nowMs);
     this.failUnansweredForwards(nowMs);
-    this.expireReads(nowMs);
+    this.reads.expire(nowMs);
     if (nowMs - this.lastAnnounceMs >= ADDRESS_ANNOUNCE_INTERVAL_MS) {
       this.lastAnnounceMs = nowMs;
       this.addresses.announce(this.memberIds());
@@ -864,144 +778,20 @@ export class DlmNode {
   }
 
   /**
-   * A cluster whose log never set lock rules (a new one, or a database from before they
-   * were replicated) gets this node's config's, proposed once per term by the leader.
-   * Only once an entry of its own term has applied: then every entry committed before
-   * its term has applied too, so `rulesSetIndex` tells whether rules were ever set.
-   * onlyIfUnset makes a copy proposed by an earlier leader, committed late, harmless.
-   * Returns whether rules are in force here, so the leader may propose timer commands.
-   *
-   * A new cluster is born at the highest behaviour version its members apply: the raise
-   * goes in right after the rules, before any lock command (a client write waits for the
-   * rules, and a timer command for this tick). For that the leader waits to hear from
-   * every member, an election timeout at most; one not heard by then leaves the cluster
-   * at the base, raised once it is (proposeBehaviourRaise).
+   * ClusterRules.proposeRulesIfUnset: whether rules are in force here, so the leader may
+   * propose timer commands. A method of the node's own so that a test can hold the window
+   * before the first rules open (test/node/lock-rules.test.ts).
    */
   private proposeRulesIfUnset(nowMs: number): boolean {
-    if (this.locks.rulesSetIndex !== null) return true;
-    const term = this.raft.term;
-    if (this.rulesProposedInTerm === term) return false;
-    if (this.raft.log.term(this.raft.log.appliedIndex) !== term) return false;
-    const waitedMs = nowMs - this.ledSinceMs;
-    if (this.agreedBehaviour(nowMs) === null && waitedMs < this.electionTimeoutMs) return false;
-    const file = { ...DEFAULT_LOCK_LIMITS, ...this.options.lock };
-    // SetRules refuses a window below the results remembered (a log written before the
-    // rules were replicated may hold more than this file allows): never shrink it.
-    const dedupeWindowMax = Math.max(file.dedupeWindowMax, this.locks.rememberedCount);
-    // The base version knows no optional rule (lock.locksPerAcquireMax, ...), and a
-    // SetRules carrying one it does not know is refused whole: so the rules go in without
-    // those the version in force lacks, and completeFileRules adds them once the raise
-    // that follows has applied (to version 5 or higher: see there). (The raise cannot go
-    // first: before any SetRules each node
-    // would apply it under its own file's rules.)
-    const whole = { ...file, dedupeWindowMax };
-    const { rules, left } = rulesAtBehaviour(whole, this.locks.behaviour);
-    const command: LockCommand = { type: 'SetRules', rules, onlyIfUnset: true };
-    if (this.raft.propose(encodeEntry({ proposalId: null, command })).ok) {
-      this.rulesProposedInTerm = term;
-      this.fileRulesLeft = left.length === 0 ? null : { term, proposed: rules, whole };
-      this.proposeBehaviourRaise(nowMs);
-    }
-    return false;
-  }
-
-  /**
-   * Completes the first rules of a new cluster with the optional rules of this leader's
-   * file that its SetRules had to leave out, once the behaviour raise has applied: in the
-   * same term only, and only while the rules in force are still the ones it proposed
-   * (an operator's SetLockRules since, or another leader's rules, are left alone). A
-   * raise that never comes (a member on an older binary), or one that stops below
-   * BEHAVIOUR_SEMAPHORES_ELECTIONS (whose guard the completion needs), leaves them out
-   * until `dlm rules apply`; the node's rules report names them as differing meanwhile.
-   */
-  private completeFileRules(): void {
-    const pending = this.fileRulesLeft;
-    if (pending === null) return;
-    if (pending.term !== this.raft.term) {
-      this.fileRulesLeft = null;
-      return;
-    }
-    // Not raised yet (or not to the versions those rules need): wait.
-    if (rulesAtBehaviour(pending.whole, this.locks.behaviour).left.length > 0) return;
-    const same = (a: LockLimits, b: LockLimits): boolean =>
-      JSON.stringify(canonicalLockRules(a)) === JSON.stringify(canonicalLockRules(b));
-    // The applied rules are not enough: an operator's SetRules may be in the log behind
-    // them, and would be overwritten (review rev-api-rules-race). So the completion is
-    // Stale unless the rules in force are still those set at the index seen here, which
-    // only a cluster at BEHAVIOUR_SEMAPHORES_ELECTIONS checks; below it none is proposed.
-    const setAt = this.locks.rulesSetIndex;
-    const guarded = this.locks.behaviour >= BEHAVIOUR_SEMAPHORES_ELECTIONS;
-    if (!same(this.locks.rules, pending.proposed) || setAt === null || !guarded) {
-      this.fileRulesLeft = null;
-      return;
-    }
-    const command: LockCommand = {
-      type: 'SetRules',
-      rules: pending.whole,
-      onlyIfUnset: false,
-      onlyIfSetAt: setAt,
-    };
-    if (this.raft.propose(encodeEntry({ proposalId: null, command })).ok) this.fileRulesLeft = null;
-  }
-
-  /**
-   * The version members are held to: the one in force, or a raise in this node's log that
-   * has not applied yet (its own proposal, or one it inherited as a new leader). Holding
-   * back by the applied version alone sent a raise in flight to a member the leader had
-   * just heard claim an older binary, and the raise committed on its acknowledgement
-   * (review test review-behaviour-held-back).
-   */
-  private behaviourHeldTo(): number {
-    const raise = this.loggedRaise;
-    // A raise in a suffix that was since replaced holds nothing.
-    const logged =
-      raise !== null && this.raft.log.term(raise.index) === raise.term ? raise.version : 0;
-    return Math.max(this.locks.behaviour, logged);
-  }
-
-  /**
-   * Notes the highest SetBehaviour among entries this node appends, before they are
-   * sent on. Entries are decoded only when their bytes name the command (msgpack keeps
-   * strings as they are), so the write path pays a byte search, not a decode.
-   */
-  private noteLoggedRaises(entries: readonly Entry[]): void {
-    for (const entry of entries) {
-      if (entry.kind !== 'normal' || !namesSetBehaviour(entry.data)) continue;
-      const { command } = decodeEntry(entry.data);
-      if (command.type !== 'SetBehaviour') continue;
-      if (this.loggedRaise === null || command.version > this.loggedRaise.version) {
-        this.loggedRaise = { index: entry.index, term: entry.term, version: command.version };
-      }
-    }
-  }
-
-  /**
-   * Proposes SetBehaviour for the highest version this node and every member apply by a
-   * fresh claim, when that is above the version in force, once a term (see behaviour.ts).
-   * Only once an entry of its own term applied, so the version in force is the log's.
-   */
-  private proposeBehaviourRaise(nowMs: number): void {
-    const term = this.raft.term;
-    if (this.raft.log.term(this.raft.log.appliedIndex) !== term) return;
-    const agreed = this.agreedBehaviour(nowMs);
-    if (agreed === null || agreed <= this.locks.behaviour) return;
-    const proposed = this.behaviourProposed;
-    if (proposed.term === term && proposed.version >= agreed) return;
-    const command: LockCommand = { type: 'SetBehaviour', version: agreed };
-    if (this.raft.propose(encodeEntry({ proposalId: null, command })).ok) {
-      this.behaviourProposed = { term, version: agreed };
-    }
+    return this.clusterRules.proposeRulesIfUnset(nowMs);
   }
 
   /**
    * The highest version this node and every member apply by a fresh claim; null while
-   * one has none. Protected so that a test can break it.
+   * one has none (ClusterRules.agreedBehaviour). Protected so that a test can break it.
    */
   protected agreedBehaviour(nowMs: number): number | null {
-    const others = this.memberIds().filter((id) => id !== this.id);
-    const { term } = this.raft;
-    const ownMax = this.locks.behaviourMax;
-    return this.behaviourClaims.agreedMax(others, ownMax, term, nowMs, this.electionTimeoutMs);
+    return this.clusterRules.agreedBehaviour(nowMs);
   }
 
   private get electionTimeoutMs(): number {
@@ -1023,26 +813,6 @@ export class DlmNode {
       nowMs,
       nowMs - waitedMs,
     );
-  }
-
-  private expireReads(nowMs: number): void {
-    for (const [context, read] of this.reads) {
-      if (read.deadlineMs > nowMs) continue;
-      this.reads.delete(context);
-      read.reject(new DlmError('DEADLINE_EXCEEDED', `read ${context} was not confirmed in time`));
-    }
-    const applied = this.raft.log.appliedIndex;
-    for (let i = this.appliedWaiters.length - 1; i >= 0; i--) {
-      const waiter = this.appliedWaiters[i];
-      if (waiter === undefined || waiter.deadlineMs > nowMs) continue;
-      this.appliedWaiters.splice(i, 1);
-      waiter.reject(
-        new DlmError(
-          'DEADLINE_EXCEEDED',
-          `read ${waiter.context} was confirmed at index ${waiter.index}, but ${this.id} applied only up to ${applied} in time`,
-        ),
-      );
-    }
   }
 
   // ------------------------------------------------------------------ the Ready loop
@@ -1107,7 +877,7 @@ export class DlmNode {
   }
 
   private async handleReady(ready: Ready): Promise<void> {
-    this.noteLoggedRaises(ready.entries);
+    this.clusterRules.noteLoggedRaises(ready.entries);
     // 1. What need not wait for the disk.
     this.sendRaft(ready.earlyMessages);
     this.noteLeader(ready);
@@ -1123,14 +893,9 @@ export class DlmNode {
     // 5. Apply.
     if (!applyEarly) this.applyCommitted(ready);
     // 6. Reads whose index is known.
-    for (const readState of ready.readStates) {
-      const read = this.reads.get(readState.context);
-      if (read === undefined) continue;
-      this.reads.delete(readState.context);
-      read.resolve(readState.index);
-    }
+    this.reads.confirmed(ready.readStates);
     this.raft.advance(ready);
-    this.releaseAppliedWaiters();
+    this.reads.releaseApplied();
     this.snapshotter.maybeStart();
     await this.snapshotter.compactStep(ready.entries.length);
   }
@@ -1138,7 +903,7 @@ export class DlmNode {
   private noteLeader(ready: Ready): void {
     if (ready.softState !== null && ready.softState.leaderId !== this.lastLeaderId) {
       this.lastLeaderId = ready.softState.leaderId;
-      if (this.lastLeaderId === this.id) this.ledSinceMs = this.clock.nowMs();
+      if (this.lastLeaderId === this.id) this.clusterRules.becameLeader(this.clock.nowMs());
       // Writes forwarded to the old leader and not yet placed in the log may be lost with
       // it; fail them now rather than at their deadline, so clients retry (with the same
       // request id, which the state machine deduplicates) within an election.
@@ -1189,7 +954,7 @@ export class DlmNode {
         // so) leaves before its link closes.
         this.outbox.flush();
         this.addresses.configApplied(entry.change);
-        this.behaviourClaims.membersChanged(this.memberIds());
+        this.clusterRules.membersChanged();
       }
       return;
     }
@@ -1201,16 +966,6 @@ export class DlmNode {
     this.timers.applied(entry.index, output.events, this.clock.nowMs());
     this.proposals.applied(entry.index, payload.proposalId, output.result);
     for (const listener of this.appliedListeners) listener(entry.index, output);
-  }
-
-  private releaseAppliedWaiters(): void {
-    const applied = this.raft.log.appliedIndex;
-    for (let i = this.appliedWaiters.length - 1; i >= 0; i--) {
-      const waiter = this.appliedWaiters[i];
-      if (waiter === undefined || waiter.index > applied) continue;
-      this.appliedWaiters.splice(i, 1);
-      waiter.resolve();
-    }
   }
 
   private restoreStateMachine(snapshot: Snapshot): void {
@@ -1234,8 +989,22 @@ export class DlmNode {
       kick: () => this.kick(),
       status: () => this.status(),
       memberIds: () => this.memberIds(),
-      refuseBehindBehaviour: (id) => this.refuseBehindBehaviour(id),
+      refuseBehindBehaviour: (id) => this.clusterRules.refuseBehindBehaviour(id),
       bestTransferTarget: () => this.bestTransferTarget(),
+    });
+  }
+
+  private createClusterRules(): ClusterRules {
+    return new ClusterRules({
+      id: this.id,
+      raft: this.raft,
+      locks: this.locks,
+      clock: this.clock,
+      fileRules: this.options.lock,
+      electionTimeoutMs: () => this.electionTimeoutMs,
+      memberIds: () => this.memberIds(),
+      isMember: (id) => this.isMember(id),
+      agreedBehaviour: (nowMs) => this.agreedBehaviour(nowMs),
     });
   }
 
