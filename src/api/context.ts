@@ -25,7 +25,7 @@ import { type ResponseHeader, toUint64, type WireHolder } from './proto.ts';
  */
 export type ApiNode = Pick<
   DlmNode,
-  'id' | 'locks' | 'write' | 'read' | 'subscribe' | 'onRestored' | 'status'
+  'id' | 'locks' | 'write' | 'read' | 'subscribe' | 'onRestored' | 'observe' | 'status'
 > &
   Partial<Pick<DlmNode, MembershipMethod>>;
 
@@ -47,6 +47,12 @@ export interface ApiOptions {
    * what it held is freed whatever the client does.
    */
   readonly watchCutoffGraceMs: number;
+  /**
+   * While Observe streams are open, how often this node confirms that it still follows
+   * the leader (a linearizable read through it); when that fails, the streams end
+   * UNAVAILABLE (see EventHub). 0: only a node that knows no leader ends them.
+   */
+  readonly observeConfirmIntervalMs: number;
   /**
    * Calls in flight on one Session stream, besides Acquires (each also counts toward
    * clientCallsInFlightMax); past it a call is refused as backpressure.
@@ -78,6 +84,7 @@ export const DEFAULT_API_OPTIONS: ApiOptions = {
   clientCallsInFlightMax: 10_000,
   watchEventsBufferedMax: 1_024,
   watchCutoffGraceMs: 5_000,
+  observeConfirmIntervalMs: 2_000,
   sessionStreamCallsInFlightMax: 1_024,
   sessionStreamWaitsInFlightMax: 1_024,
   backpressureRetryAfterMs: 100,

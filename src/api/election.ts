@@ -136,6 +136,7 @@ export function observe(context: ApiContext, call: ServerWritableStream<unknown,
     parse: parseObserve,
     follow: (election) => new LeaderFollower(context, election),
     afterGap: 'observe again (its first event is the leader now)',
+    endsWhenLeaderLost: true,
   });
 }
 

@@ -5,7 +5,7 @@ import type { LogIndex } from '../util/ids.ts';
 import { ANONYMOUS, type Authenticator, type Caller } from './auth/caller.ts';
 import { requirePermission } from './auth/guard.ts';
 import { type ApiContext, serviceErrorOf } from './context.ts';
-import { serviceError } from './errors.ts';
+import { ApiError, serviceError } from './errors.ts';
 
 /**
  * A server stream of what this node applies, as Watch (a prefix's grants and releases)
@@ -26,6 +26,11 @@ import { serviceError } from './errors.ts';
  *   their events do not exist on this node. The stream then ends with ABORTED after the
  *   messages before the snapshot.
  * - A follower that throws (an ApiError) ends the stream with that error.
+ * - With `endsWhenLeaderLost` (Observe), a node that knows no leader, at the start or
+ *   later, ends the stream UNAVAILABLE: cut off from the leader it applies nothing,
+ *   and a stream that stayed open would be silent about every change made meanwhile
+ *   (a LeadershipHandle would not learn that its term ended). The client reopens at
+ *   another node.
  */
 export interface EventStreamSpec<Wire> {
   /** The RPC, for logs and errors. */
@@ -36,6 +41,8 @@ export interface EventStreamSpec<Wire> {
   readonly follow: (target: string) => EventFollower<Wire>;
   /** What a client does after a gap (ABORTED), for the error's message. */
   readonly afterGap: string;
+  /** End the stream UNAVAILABLE whenever this node knows no leader (see above). */
+  readonly endsWhenLeaderLost?: boolean;
 }
 
 export interface EventFollower<Wire> {
@@ -73,12 +80,18 @@ function streamAs<Wire>(
   caller: Caller,
   authGeneration = 0,
 ): void {
+  // Cancelled while its credentials were checked: its 'cancelled' has fired already, so
+  // nothing below would ever stop it (its gate slot and listeners would stay).
+  if (call.cancelled) return;
   let leave: () => void;
   let target: string;
   let follower: EventFollower<Wire>;
   try {
     target = spec.parse(call.request);
     requirePermission(context.auth, caller, 'read', target);
+    if (spec.endsWhenLeaderLost === true && context.node.status().leaderId === null) {
+      throw noLeaderError(`${context.node.id} knows no leader`, spec.method);
+    }
     follower = spec.follow(target);
     leave = context.gate.enter();
   } catch (error) {
@@ -137,12 +150,17 @@ function streamAs<Wire>(
       ),
     );
   });
+  const unsubscribeLeaderLost =
+    spec.endsWhenLeaderLost === true
+      ? context.events.onLeaderLost((why) => refuse(noLeaderError(why, spec.method)))
+      : () => {};
   let stopped = false;
   const stop = (): void => {
     if (stopped) return;
     stopped = true;
     unsubscribe();
     unsubscribeRestored();
+    unsubscribeLeaderLost();
     leave();
   };
   const overflow = (): void => {
@@ -177,6 +195,13 @@ function streamAs<Wire>(
   }
   call.sendMetadata(new Metadata());
   if (first !== null) send(first);
+}
+
+function noLeaderError(why: string, method: string): ApiError {
+  return new ApiError(
+    'UNAVAILABLE',
+    `${why}, so it may not see what changes: ${method} again at another node`,
+  );
 }
 
 /**

@@ -65,7 +65,7 @@ const DEFAULT_REQUEST_BYTES_MAX = 4 * 1024 * 1024;
 export async function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
   const logger = options.logger ?? SILENT_LOGGER;
   const settings: ApiOptions = { ...DEFAULT_API_OPTIONS, ...options.options };
-  const events = new EventHub(options.node, logger);
+  const events = new EventHub(options.node, logger, settings.observeConfirmIntervalMs);
   const activity = new ActivityClock(events);
   const context: ApiContext = {
     node: options.node,

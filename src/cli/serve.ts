@@ -202,6 +202,7 @@ export async function serve(args: ServeArgs): Promise<void> {
       watchEventsBufferedMax: config.runtime.watchEventsBufferedMax,
       listItemsMax: config.runtime.listItemsMax,
       watchCutoffGraceMs: config.runtime.watchCutoffGraceMs,
+      observeConfirmIntervalMs: config.runtime.observeConfirmIntervalMs,
       sessionStreamCallsInFlightMax: config.runtime.sessionStreamCallsInFlightMax,
       sessionStreamWaitsInFlightMax: config.runtime.sessionStreamWaitsInFlightMax,
       backpressureRetryAfterMs: config.runtime.backpressureRetryAfterMs,

@@ -92,7 +92,9 @@ export async function* observeLeader(
         attempt = 0;
         const change = changeFromWire(message);
         const index = BigInt(change.index);
-        if (index < seenIndex) continue;
+        // A `current` carries the node's applied index, which may be a change's own: a
+        // change at the index of a `current` already yielded is the one it showed.
+        if (index < seenIndex || (change.type !== 'current' && index === seenIndex)) continue;
         seenIndex = index;
         yield change;
       }

@@ -734,8 +734,10 @@ export class LeadershipHandle extends LockHandle {
    * deposed leader's writes. The term is followed by an Observe of the election, which
    * needs the `read` right on it: without it (or if the election can no longer be
    * followed at all) the signal fires at once, since the term can no longer be vouched
-   * for. An Observe at a node cut off from the leader learns of the end only when that
-   * node catches up or its stream breaks.
+   * for. A node cut off from the leader ends the Observe, which is then reopened at
+   * another node: at once when it knows no leader, or once its confirming read fails
+   * (within the cluster's runtime.observeConfirmIntervalMs plus proposalTimeoutMs, 2 + 5 s
+   * by default) when it still hears the leader but cannot reach it.
    */
   override get signal(): AbortSignal {
     return this.term.signal;

@@ -89,7 +89,12 @@ const LOCK: SectionSpec<LockLimits> = {
 const RUNTIME: SectionSpec<RuntimeConfig> = {
   name: 'runtime',
   defaults: DEFAULT_RUNTIME_CONFIG,
-  zeroAllowed: new Set(['compactionRetainEntries', 'compactionHoldEntriesMax', 'shutdownDrainMs']),
+  zeroAllowed: new Set([
+    'compactionRetainEntries',
+    'compactionHoldEntriesMax',
+    'shutdownDrainMs',
+    'observeConfirmIntervalMs',
+  ]),
   orderings: [{ a: 'peerReconnectDelayMsMin', relation: 'atMost', b: 'peerReconnectDelayMsMax' }],
   // A frame header carries its length in 32 bits.
   // grpc-js takes a signed 32-bit message size.

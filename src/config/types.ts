@@ -92,6 +92,12 @@ export interface RuntimeConfig {
    */
   readonly watchCutoffGraceMs: number;
   /**
+   * While Observe streams are open at a node, how often it confirms with a linearizable
+   * read that it still follows the leader; when that fails they end UNAVAILABLE, so a
+   * client reopens elsewhere (a node cut off one way keeps its leader but applies nothing).
+   */
+  readonly observeConfirmIntervalMs: number;
+  /**
    * Calls in flight on one Lock.Session stream, not counting Acquires; past it a call is
    * refused (RESOURCE_EXHAUSTED, backpressure). Each also counts toward
    * clientCallsInFlightMax.
@@ -231,6 +237,7 @@ export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
   watchEventsBufferedMax: 1_024,
   listItemsMax: 1_000,
   watchCutoffGraceMs: 5_000,
+  observeConfirmIntervalMs: 2_000,
   sessionStreamCallsInFlightMax: 1_024,
   sessionStreamWaitsInFlightMax: 1_024,
   backpressureRetryAfterMs: 100,

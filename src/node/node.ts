@@ -459,9 +459,9 @@ export class DlmNode {
    */
   async read<T>(query: (locks: LockStateMachine) => T): Promise<T> {
     this.checkRunning();
-    const index = this.reads.begin();
+    const read = this.reads.begin();
     this.kick();
-    await this.reads.waitApplied(await index);
+    await this.reads.waitApplied(await read.index, read);
     return query(this.locks);
   }
 

@@ -28,37 +28,57 @@ interface PendingRead {
  */
 export class LinearizableReads {
   private readonly reads = new Map<string, PendingRead>();
-  private readonly appliedWaiters: { index: LogIndex; resolve: () => void }[] = [];
+  /** Reads confirmed at `index`, waiting for this node to apply it (until `deadlineMs`). */
+  private readonly appliedWaiters: {
+    readonly index: LogIndex;
+    readonly context: string;
+    readonly deadlineMs: number;
+    readonly resolve: () => void;
+    readonly reject: (error: DlmError) => void;
+  }[] = [];
   private readSequence = 0;
 
   constructor(private readonly host: ReadHost) {}
 
   /**
-   * Asks the core for a read index; resolves with it once the core confirmed it (see
-   * confirmed). Throws UNAVAILABLE at once when the core cannot start a read now.
+   * Asks the core for a read index; `index` resolves with it once the core confirmed it
+   * (see confirmed). Throws UNAVAILABLE at once when the core cannot start a read now.
+   * One deadline covers both halves of the read, the confirmation and the apply up to
+   * it (waitApplied): a follower that hears the leader but gets no entries confirms a
+   * read it can never apply.
    */
-  begin(): Promise<LogIndex> {
+  begin(): {
+    readonly index: Promise<LogIndex>;
+    readonly context: string;
+    readonly deadlineMs: number;
+  } {
     const { id, bootId, raft, clock } = this.host;
     // The boot id keeps an answer to a read of an earlier run from confirming this one.
     const context = `${id}/${bootId}/read/${++this.readSequence}`;
+    const deadlineMs = clock.nowMs() + this.host.timeoutMs;
     const index = new Promise<LogIndex>((resolve, reject) => {
-      this.reads.set(context, {
-        resolve,
-        reject,
-        deadlineMs: clock.nowMs() + this.host.timeoutMs,
-      });
+      this.reads.set(context, { resolve, reject, deadlineMs });
     });
     if (!raft.readIndex(context)) {
       this.reads.delete(context);
       throw unavailable(`${id} cannot start a linearizable read now`, raft.leaderId);
     }
-    return index;
+    return { index, context, deadlineMs };
   }
 
-  /** Resolves once the core has applied up to `index` (see releaseApplied). */
-  waitApplied(index: LogIndex): Promise<void> {
+  /**
+   * Resolves once the core has applied up to `index` (see releaseApplied); rejects
+   * DEADLINE_EXCEEDED once the read's deadline passes first (see expire).
+   */
+  waitApplied(
+    index: LogIndex,
+    read: { readonly context: string; readonly deadlineMs: number },
+  ): Promise<void> {
     if (this.host.raft.log.appliedIndex >= index) return Promise.resolve();
-    return new Promise((resolve) => this.appliedWaiters.push({ index, resolve }));
+    const { context, deadlineMs } = read;
+    return new Promise((resolve, reject) =>
+      this.appliedWaiters.push({ index, context, deadlineMs, resolve, reject }),
+    );
   }
 
   /** Reads whose index is known (a Ready's readStates). */
@@ -88,11 +108,25 @@ export class LinearizableReads {
       this.reads.delete(context);
       read.reject(new DlmError('DEADLINE_EXCEEDED', `read ${context} was not confirmed in time`));
     }
+    const applied = this.host.raft.log.appliedIndex;
+    for (let i = this.appliedWaiters.length - 1; i >= 0; i--) {
+      const waiter = this.appliedWaiters[i];
+      if (waiter === undefined || waiter.deadlineMs > nowMs) continue;
+      this.appliedWaiters.splice(i, 1);
+      waiter.reject(
+        new DlmError(
+          'DEADLINE_EXCEEDED',
+          `read ${waiter.context} was confirmed at index ${waiter.index}, but ${this.host.id} applied only up to ${applied} in time`,
+        ),
+      );
+    }
   }
 
-  /** Fails every read still waiting for its index, UNAVAILABLE with `message`. */
+  /** Fails every read not yet answered, UNAVAILABLE with `message`. */
   failAll(message: string): void {
     for (const read of this.reads.values()) read.reject(unavailable(message));
     this.reads.clear();
+    // Those waiting to apply too: they waited for ever once the node stopped applying.
+    for (const waiter of this.appliedWaiters.splice(0)) waiter.reject(unavailable(message));
   }
 }

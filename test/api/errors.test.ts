@@ -322,6 +322,7 @@ function failingNode(error: Error): ApiNode {
     read: () => Promise.reject(error),
     subscribe: () => () => true,
     onRestored: () => () => true,
+    observe: () => {},
     status: () => view,
   };
 }

@@ -269,6 +269,7 @@ describe.each(TRANSPORTS)('Acquire and Release (%s)', (transport: Transport) => 
       read: (query) => node.read(query),
       subscribe: (listener) => node.subscribe(listener),
       onRestored: (listener) => node.onRestored(listener),
+      observe: (observer) => node.observe(observer),
       status: () => node.status(),
       write: async (command) => {
         if (command.type === 'Withdraw') {
@@ -337,6 +338,7 @@ describe.each(TRANSPORTS)('Acquire and Release (%s)', (transport: Transport) => 
       read: (query) => node.read(query),
       subscribe: (listener) => node.subscribe(listener),
       onRestored: (listener) => node.onRestored(listener),
+      observe: (observer) => node.observe(observer),
       status: () => (cutOff ? { ...node.status(), leaderId: null } : node.status()),
       write: async (command, options) => {
         if (command.type === 'Withdraw') {

@@ -49,6 +49,7 @@ function recordingNode(seen: MembershipCallOptions[]): ApiNode {
     },
     subscribe: () => () => {},
     onRestored: () => () => {},
+    observe: () => {},
     status: () => status,
     transferLeadership: async (_target, options = {}) => {
       seen.push(options);

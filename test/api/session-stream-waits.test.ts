@@ -156,6 +156,7 @@ describe('the bounds of one Session stream', () => {
       },
       subscribe: (listener) => node.subscribe(listener),
       onRestored: (listener) => node.onRestored(listener),
+      observe: (observer) => node.observe(observer),
       status: () => node.status(),
     };
     const narrow = await serveLeader(

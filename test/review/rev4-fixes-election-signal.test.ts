@@ -187,12 +187,9 @@ describe('f20455b: the background Observe sits at a follower that was cut off', 
    * CMD running beside B's. (The signal is documented to fire once the term is seen to
    * end; the client here could see it at F2, where its session is kept.)
    */
-  // Still open (a liveness gap, documented on LeadershipHandle.signal): an Observe stream
-  // at a node cut off from the leader stays open and silent, so the term's end is learned
-  // only when that node catches up or its stream breaks. The token still fences the
-  // deposed leader's writes. Kept as an expected failure until streams at a node that
-  // lost its leader are ended.
-  it.fails('its signal fires after a Revoke though the node it first observed at is partitioned (expected failure, open)', async () => {
+  // Fixed: a node that knows no leader ends its Observe streams UNAVAILABLE (and refuses
+  // new ones), so the handle reopens at F2 and sees B lead. FAILS without that.
+  it('its signal fires after a Revoke though the node it first observed at is partitioned', async () => {
     const started = await ApiCluster.start();
     cluster = started;
     await electionsReady(started);
