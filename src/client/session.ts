@@ -736,8 +736,10 @@ export class LeadershipHandle extends LockHandle {
    * followed at all) the signal fires at once, since the term can no longer be vouched
    * for. A node cut off from the leader ends the Observe, which is then reopened at
    * another node: at once when it knows no leader, or once its confirming read fails
-   * (within the cluster's runtime.observeConfirmIntervalMs plus proposalTimeoutMs, 2 + 5 s
-   * by default) when it still hears the leader but cannot reach it.
+   * when it still hears the leader but cannot reach it or gets no entries (within the
+   * cluster's runtime.observeConfirmIntervalMs plus twice its proposalTimeoutMs, about
+   * 12 s by default: a confirmation that succeeded late covers only what was committed
+   * when it began).
    */
   override get signal(): AbortSignal {
     return this.term.signal;

@@ -245,6 +245,7 @@ export class DlmNode {
       raft: this.raft,
       clock,
       timeoutMs: options.proposalTimeoutMs,
+      stateAppliedIndex: () => this.locks.lastAppliedIndex,
     });
     this.clusterRules = this.createClusterRules();
     this.addresses = new AddressBook(id, this.transport, () => this.addressesChanged());

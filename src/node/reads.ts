@@ -12,6 +12,11 @@ export interface ReadHost {
   readonly clock: Clock;
   /** How long a read waits for the core to confirm its index (proposalTimeoutMs). */
   readonly timeoutMs: number;
+  /**
+   * How far the state machine has applied: ahead of the core's applied index while a
+   * Ready's write runs (committed entries apply before it is durable, see ready.ts).
+   */
+  readonly stateAppliedIndex: () => number;
 }
 
 interface PendingRead {
@@ -109,9 +114,14 @@ export class LinearizableReads {
       read.reject(new DlmError('DEADLINE_EXCEEDED', `read ${context} was not confirmed in time`));
     }
     const applied = this.host.raft.log.appliedIndex;
+    // A read whose index the state machine has reached is answered at the next release
+    // (after the write in flight), not failed: its answer is there.
+    const stateApplied = this.host.stateAppliedIndex();
     for (let i = this.appliedWaiters.length - 1; i >= 0; i--) {
       const waiter = this.appliedWaiters[i];
-      if (waiter === undefined || waiter.deadlineMs > nowMs) continue;
+      if (waiter === undefined || waiter.deadlineMs > nowMs || waiter.index <= stateApplied) {
+        continue;
+      }
       this.appliedWaiters.splice(i, 1);
       waiter.reject(
         new DlmError(
