@@ -114,12 +114,7 @@ export function parseAcquireAll(raw: unknown): Command<'AcquireAll'> {
   return {
     type: 'AcquireAll',
     locks: m.claims('locks', MULTI_LOCK_LIMIT_CEILINGS.locksPerAcquireMax),
-    sessionId: m.session('session_id'),
-    waitMs: m.count('wait_ms', 0, CEILINGS.waitMsMax),
-    requestId: m.requestId('request_id'),
-    owner: m.text('owner', CEILINGS.ownerBytesMax, true),
-    maxHoldMs: m.count('max_hold_ms', 0, CEILINGS.maxHoldMsMax),
-    lockDelayMs: m.count('lock_delay_ms', 0, CEILINGS.lockDelayMsMax),
+    ...waitingRequestFields(m),
   };
 }
 
@@ -152,12 +147,7 @@ export function parseAcquirePermits(raw: unknown): Command<'AcquirePermits'> {
     lock: m.lockName('name'),
     permits,
     limit,
-    sessionId: m.session('session_id'),
-    waitMs: m.count('wait_ms', 0, CEILINGS.waitMsMax),
-    requestId: m.requestId('request_id'),
-    owner: m.text('owner', CEILINGS.ownerBytesMax, true),
-    maxHoldMs: m.count('max_hold_ms', 0, CEILINGS.maxHoldMsMax),
-    lockDelayMs: m.count('lock_delay_ms', 0, CEILINGS.lockDelayMsMax),
+    ...waitingRequestFields(m),
   };
 }
 
@@ -168,12 +158,7 @@ export function parseCampaign(raw: unknown): Command<'Campaign'> {
     type: 'Campaign',
     lock: m.lockName('election'),
     value: m.text('value', ELECTION_VALUE_BYTES_CEILING, true),
-    sessionId: m.session('session_id'),
-    waitMs: m.count('wait_ms', 0, CEILINGS.waitMsMax),
-    requestId: m.requestId('request_id'),
-    owner: m.text('owner', CEILINGS.ownerBytesMax, true),
-    maxHoldMs: m.count('max_hold_ms', 0, CEILINGS.maxHoldMsMax),
-    lockDelayMs: m.count('lock_delay_ms', 0, CEILINGS.lockDelayMsMax),
+    ...waitingRequestFields(m),
   };
 }
 
@@ -368,6 +353,21 @@ export function parseHealthCheck(raw: unknown): string {
 }
 
 // ------------------------------------------------------------------ field readers
+
+/**
+ * The fields every waiting request but Acquire shares (Acquire has its mode between
+ * them), in the order the command has always been encoded in.
+ */
+function waitingRequestFields(m: FieldReader) {
+  return {
+    sessionId: m.session('session_id'),
+    waitMs: m.count('wait_ms', 0, CEILINGS.waitMsMax),
+    requestId: m.requestId('request_id'),
+    owner: m.text('owner', CEILINGS.ownerBytesMax, true),
+    maxHoldMs: m.count('max_hold_ms', 0, CEILINGS.maxHoldMsMax),
+    lockDelayMs: m.count('lock_delay_ms', 0, CEILINGS.lockDelayMsMax),
+  };
+}
 
 function message(name: string, raw: unknown): FieldReader {
   if (raw instanceof UndecodableRequest) {
