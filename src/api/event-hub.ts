@@ -50,7 +50,8 @@ export class EventHub {
     // The node keeps its observers for its life; after close() this one finds no listeners.
     node.observe({
       leaderChanged: () => {
-        if (node.status().leaderId === null) this.leaderLost(`${node.status().id} knows no leader`);
+        const { id, leaderId } = node.status();
+        if (leaderId === null) this.leaderLost(`${id} knows no leader`);
       },
     });
     this.unsubscribe = node.subscribe((index, output) => {

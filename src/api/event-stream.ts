@@ -26,11 +26,12 @@ import { ApiError, serviceError } from './errors.ts';
  *   their events do not exist on this node. The stream then ends with ABORTED after the
  *   messages before the snapshot.
  * - A follower that throws (an ApiError) ends the stream with that error.
- * - With `endsWhenLeaderLost` (Observe), a node that knows no leader, at the start or
- *   later, ends the stream UNAVAILABLE: cut off from the leader it applies nothing,
- *   and a stream that stayed open would be silent about every change made meanwhile
- *   (a LeadershipHandle would not learn that its term ended). The client reopens at
- *   another node.
+ * - With `endsWhenLeaderLost` (Observe), a node that knows no leader refuses the
+ *   stream, and one that loses it later (EventHub.onLeaderLost: no leader, or a
+ *   confirming read that ran out of time) ends it UNAVAILABLE: cut off from the leader
+ *   it applies nothing, and a stream that stayed open would be silent about every
+ *   change made meanwhile (a LeadershipHandle would not learn that its term ended). The
+ *   client reopens at another node.
  */
 export interface EventStreamSpec<Wire> {
   /** The RPC, for logs and errors. */
@@ -41,7 +42,7 @@ export interface EventStreamSpec<Wire> {
   readonly follow: (target: string) => EventFollower<Wire>;
   /** What a client does after a gap (ABORTED), for the error's message. */
   readonly afterGap: string;
-  /** End the stream UNAVAILABLE whenever this node knows no leader (see above). */
+  /** End the stream UNAVAILABLE whenever this node may have lost the leader (see above). */
   readonly endsWhenLeaderLost?: boolean;
 }
 

@@ -10,13 +10,19 @@ export interface ReadHost {
   readonly bootId: string;
   readonly raft: Raft;
   readonly clock: Clock;
-  /** How long a read waits for the core to confirm its index (proposalTimeoutMs). */
+  /** How long a read may take, its confirmation and the apply up to it (proposalTimeoutMs). */
   readonly timeoutMs: number;
   /**
    * How far the state machine has applied: ahead of the core's applied index while a
    * Ready's write runs (committed entries apply before it is durable, see ready.ts).
    */
   readonly stateAppliedIndex: () => number;
+}
+
+/** One read, as begin() starts it: its id for the core, and when it gives up. */
+export interface ReadTicket {
+  readonly context: string;
+  readonly deadlineMs: number;
 }
 
 interface PendingRead {
@@ -34,13 +40,11 @@ interface PendingRead {
 export class LinearizableReads {
   private readonly reads = new Map<string, PendingRead>();
   /** Reads confirmed at `index`, waiting for this node to apply it (until `deadlineMs`). */
-  private readonly appliedWaiters: {
+  private readonly appliedWaiters: (ReadTicket & {
     readonly index: LogIndex;
-    readonly context: string;
-    readonly deadlineMs: number;
     readonly resolve: () => void;
     readonly reject: (error: DlmError) => void;
-  }[] = [];
+  })[] = [];
   private readSequence = 0;
 
   constructor(private readonly host: ReadHost) {}
@@ -52,11 +56,7 @@ export class LinearizableReads {
    * it (waitApplied): a follower that hears the leader but gets no entries confirms a
    * read it can never apply.
    */
-  begin(): {
-    readonly index: Promise<LogIndex>;
-    readonly context: string;
-    readonly deadlineMs: number;
-  } {
+  begin(): ReadTicket & { readonly index: Promise<LogIndex> } {
     const { id, bootId, raft, clock } = this.host;
     // The boot id keeps an answer to a read of an earlier run from confirming this one.
     const context = `${id}/${bootId}/read/${++this.readSequence}`;
@@ -75,10 +75,7 @@ export class LinearizableReads {
    * Resolves once the core has applied up to `index` (see releaseApplied); rejects
    * DEADLINE_EXCEEDED once the read's deadline passes first (see expire).
    */
-  waitApplied(
-    index: LogIndex,
-    read: { readonly context: string; readonly deadlineMs: number },
-  ): Promise<void> {
+  waitApplied(index: LogIndex, read: ReadTicket): Promise<void> {
     if (this.host.raft.log.appliedIndex >= index) return Promise.resolve();
     const { context, deadlineMs } = read;
     return new Promise((resolve, reject) =>
