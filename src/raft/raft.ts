@@ -129,6 +129,8 @@ export class Raft {
   /** Messages that may leave before that write is durable (see `maySendBeforePersist`). */
   private earlyMessages: Message[] = [];
   private readStates: ReadState[] = [];
+  /** Contexts of this node's reads that will never be served (Ready.refusedReads). */
+  private refusedReads: string[] = [];
   private previousSoftState: SoftState;
   private previousHardState: HardState;
   private readyInProgress = false;
@@ -304,6 +306,7 @@ export class Raft {
       this.messages.length > 0 ||
       this.earlyMessages.length > 0 ||
       this.readStates.length > 0 ||
+      this.refusedReads.length > 0 ||
       this.log.pendingEntries().length > 0 ||
       this.log.pendingSnapshot() !== null ||
       this.log.nextCommittedEntries(1).length > 0 ||
@@ -332,6 +335,7 @@ export class Raft {
       earlyMessages: this.earlyMessages,
       messages: this.messages,
       readStates: this.readStates,
+      refusedReads: this.refusedReads,
       mustSync:
         entries.length > 0 ||
         snapshot !== null ||
@@ -341,6 +345,7 @@ export class Raft {
     this.messages = [];
     this.earlyMessages = [];
     this.readStates = [];
+    this.refusedReads = [];
     return ready;
   }
 
@@ -550,6 +555,10 @@ export class Raft {
     this.leadTransferee = null;
     this.votes.clear();
     this.progress.clear();
+    // This node's own reads end here unserved: say so (a follower's were refused above).
+    for (const read of [...this.pendingReads, ...this.readsAwaitingTermCommit]) {
+      if (read.requester === null) this.refusedReads.push(read.context);
+    }
     this.pendingReads.length = 0;
     this.readsAwaitingTermCommit.length = 0;
     this.readAcks.clear();
@@ -687,9 +696,10 @@ export class Raft {
         this.startCampaign('transfer');
         return;
       case 'ReadIndexResponse':
-        if (message.readIndex !== null) {
-          this.readStates.push({ context: message.context, index: message.readIndex });
-        }
+        // A refusal goes to the host too: it fails the read at once (the client retries)
+        // instead of letting it wait out its deadline as if the leader were unreachable.
+        if (message.readIndex === null) this.refusedReads.push(message.context);
+        else this.readStates.push({ context: message.context, index: message.readIndex });
         return;
       case 'ReadIndexRequest':
         this.refuseRead(message.from, message.context);
@@ -1231,9 +1241,9 @@ export class Raft {
     if (this.log.term(this.log.commitIndex) !== this.currentTerm) return;
     const waiting = this.readsAwaitingTermCommit.splice(0);
     for (const read of waiting) {
-      if (!this.leaderReadIndex(read.context, read.requester) && read.requester !== null) {
-        this.refuseRead(read.requester, read.context);
-      }
+      if (this.leaderReadIndex(read.context, read.requester)) continue;
+      if (read.requester === null) this.refusedReads.push(read.context);
+      else this.refuseRead(read.requester, read.context);
     }
   }
 

@@ -159,7 +159,7 @@ describe('§6.4 ReadIndex through a follower', () => {
     expect(network.node(a).readStates).toEqual([]);
   });
 
-  it('a node that cannot serve a forwarded read refuses it, and the asking follower gets no ReadState', () => {
+  it('a node that cannot serve a forwarded read refuses it, and the asking follower is told it is refused', () => {
     const network = steadyCluster(111, { pendingReadsMax: 1 });
     network.dropTo(c); // reads need b's confirmation; hold c so the first read stays pending
     network.dropIf((m) => m.type === 'Heartbeat' && m.to === b);
@@ -171,6 +171,8 @@ describe('§6.4 ReadIndex through a follower', () => {
     const answers = network.sentOf('ReadIndexResponse', { from: a, to: b });
     expect(answers.map((m) => [m.context, m.readIndex])).toEqual([['second', null]]);
     expect(network.node(b).readStates).toEqual([]);
+    // The refusal reaches b's host, which fails the read now instead of at its deadline.
+    expect(network.node(b).refusedReads).toEqual(['second']);
   });
 
   it('a ReadIndexRequest that reaches a follower or a candidate is refused', () => {
@@ -227,6 +229,8 @@ describe('§6.4 a deposed leader', () => {
     network.tickAll(2);
 
     expect(network.node(a).readStates).toEqual([]);
+    // Its host is told the read will never be served, so it fails now, not at its deadline.
+    expect(network.node(a).refusedReads).toEqual(['stale']);
     expect(network.raft(a).role).toBe('follower');
     expect(network.state(a)).toEqual(['x', 'newer']);
   });
