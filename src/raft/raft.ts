@@ -698,11 +698,19 @@ export class Raft {
       case 'ReadIndexResponse':
         // A refusal goes to the host too: it fails the read at once (the client retries)
         // instead of letting it wait out its deadline as if the leader were unreachable.
-        if (message.readIndex === null) this.refusedReads.push(message.context);
-        else this.readStates.push({ context: message.context, index: message.readIndex });
+        if (message.readIndex !== null) {
+          this.readStates.push({ context: message.context, index: message.readIndex });
+          return;
+        }
+        this.refusedReads.push(message.context);
+        // The node we follow says it does not lead in our term: it stepped down, and no
+        // other node can lead this term, so we know no leader. A learner (which never
+        // campaigns) would otherwise name it for ever (found in review: its Observe
+        // streams stayed open and silent while another node led the next term).
+        if (message.notLeader === true && message.from === this.leader) this.leader = null;
         return;
       case 'ReadIndexRequest':
-        this.refuseRead(message.from, message.context);
+        this.refuseRead(message.from, message.context, true);
         return;
       case 'RequestVote':
       case 'RequestVoteResponse':
@@ -740,7 +748,7 @@ export class Raft {
         this.pollVotes();
         return;
       case 'ReadIndexRequest':
-        this.refuseRead(message.from, message.context);
+        this.refuseRead(message.from, message.context, true);
         return;
       case 'RequestVote':
       case 'AppendEntriesResponse':
@@ -918,7 +926,7 @@ export class Raft {
         return;
       case 'ReadIndexRequest':
         if (!this.leaderReadIndex(message.context, message.from)) {
-          this.refuseRead(message.from, message.context);
+          this.refuseRead(message.from, message.context, false);
         }
         return;
       case 'AppendEntries':
@@ -1243,7 +1251,7 @@ export class Raft {
     for (const read of waiting) {
       if (this.leaderReadIndex(read.context, read.requester)) continue;
       if (read.requester === null) this.refusedReads.push(read.context);
-      else this.refuseRead(read.requester, read.context);
+      else this.refuseRead(read.requester, read.context, false);
     }
   }
 
@@ -1281,9 +1289,19 @@ export class Raft {
     return majority(this.clusterConfig.voters.length);
   }
 
-  /** Tells a follower its forwarded read cannot be served here; its host retries. */
-  private refuseRead(to: NodeId, context: string): void {
-    this.send({ type: 'ReadIndexResponse', to, term: this.currentTerm, context, readIndex: null });
+  /**
+   * Tells a follower its forwarded read cannot be served here; its host retries.
+   * `notLeader`: we do not lead (else we lead but our read queue is full).
+   */
+  private refuseRead(to: NodeId, context: string, notLeader: boolean): void {
+    this.send({
+      type: 'ReadIndexResponse',
+      to,
+      term: this.currentTerm,
+      context,
+      readIndex: null,
+      notLeader,
+    });
   }
 
   // ---------------------------------------------------------------- membership (§6)

@@ -169,10 +169,14 @@ describe('§6.4 ReadIndex through a follower', () => {
     network.stabilize();
 
     const answers = network.sentOf('ReadIndexResponse', { from: a, to: b });
-    expect(answers.map((m) => [m.context, m.readIndex])).toEqual([['second', null]]);
+    expect(answers.map((m) => [m.context, m.readIndex, m.notLeader])).toEqual([
+      ['second', null, false],
+    ]);
     expect(network.node(b).readStates).toEqual([]);
-    // The refusal reaches b's host, which fails the read now instead of at its deadline.
+    // The refusal reaches b's host, which fails the read now instead of at its deadline;
+    // a busy leader is still the leader.
     expect(network.node(b).refusedReads).toEqual(['second']);
+    expect(network.raft(b).leaderId).toBe(a);
   });
 
   it('a ReadIndexRequest that reaches a follower or a candidate is refused', () => {
@@ -199,11 +203,31 @@ describe('§6.4 ReadIndex through a follower', () => {
     network.processReadies();
 
     expect(
-      network.sentOf('ReadIndexResponse').map((m) => [m.from, m.context, m.readIndex]),
+      network.sentOf('ReadIndexResponse').map((m) => [m.from, m.context, m.readIndex, m.notLeader]),
     ).toEqual([
-      [b, 'to-b', null],
-      [c, 'to-c', null],
+      [b, 'to-b', null, true],
+      [c, 'to-c', null, true],
     ]);
+  });
+
+  it('a follower whose leader answers that it no longer leads forgets it (a learner never campaigns)', () => {
+    const network = steadyCluster(113);
+    expect(network.raft(b).readIndex('asked')).toBe(true);
+    network.inFlight.splice(0);
+    // a stepped down in the same term (as CheckQuorum makes it) before b's request came.
+    network.raft(b).step({
+      type: 'ReadIndexResponse',
+      from: a,
+      to: b,
+      term: network.raft(b).term,
+      context: 'asked',
+      readIndex: null,
+      notLeader: true,
+    });
+    network.processReadies();
+
+    expect(network.node(b).refusedReads).toEqual(['asked']);
+    expect(network.raft(b).leaderId).toBeNull();
   });
 
   it('a follower that knows no leader cannot start a read', () => {

@@ -121,8 +121,9 @@ describe('rr: a LeadershipHandle observing at a learner whose leader stepped dow
     const newLeader = node(majority[0]).status().leaderId as NodeId;
     await eventually(() => node(oldLeader).status().role !== 'leader');
     // Let the handle's Observe move off the ex-leader and the keepalives find the new one.
+    // (On b45103a the learner still named the ex-leader here; since the fix it forgets
+    // it once the ex-leader refuses its confirmation as not leading.)
     await sleep(2_000);
-    expect(node(LEARNER).status().leaderId).toBe(oldLeader);
 
     const revoked = await at(newLeader).cluster.call('RevokeLock', {
       lock: election,
@@ -148,7 +149,7 @@ describe('rr: a LeadershipHandle observing at a learner whose leader stepped dow
       'after ms',
       Math.round(performance.now() - revokedAtMs),
     );
-    // FAILS on b45103a: the handle still says it leads.
+    // Failed on b45103a: the handle still said it leads.
     expect(leading.signal.aborted).toBe(true);
   }, 40_000);
 });

@@ -158,7 +158,7 @@ describe('rr: a learner whose leader stepped down keeps its Observe streams for 
       'ended',
       endedWith,
     );
-    // FAILS on b45103a: the stream is still open (endedWith null), it showed only its
+    // Failed on b45103a: the stream was still open (endedWith null), it showed only its
     // CURRENT, and the election it observes has a leader it will never report.
     stream.cancel();
     expect(endedWith).not.toBeNull();
