@@ -895,6 +895,7 @@ export class DlmNode {
     if (!applyEarly) this.applyCommitted(ready);
     // 6. Reads whose index is known.
     this.reads.confirmed(ready.readStates);
+    this.reads.refused(ready.refusedReads);
     this.raft.advance(ready);
     this.reads.releaseApplied();
     this.snapshotter.maybeStart();

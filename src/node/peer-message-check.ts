@@ -119,7 +119,8 @@ const RAFT_MESSAGE_CHECKS: { readonly [T in MessageType]: FieldsCheck } = {
   ReadIndexRequest: (m, path) => stringProblem(m.context, `${path}.context`),
   ReadIndexResponse: (m, path) =>
     stringProblem(m.context, `${path}.context`) ??
-    (m.readIndex === null ? null : countProblem(m.readIndex, `${path}.readIndex`)),
+    (m.readIndex === null ? null : countProblem(m.readIndex, `${path}.readIndex`)) ??
+    (m.notLeader === undefined ? null : booleanProblem(m.notLeader, `${path}.notLeader`)),
 };
 
 const ENTRY_CHECKS: { readonly [K in Entry['kind']]: FieldsCheck } = {

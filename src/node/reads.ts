@@ -93,6 +93,26 @@ export class LinearizableReads {
     }
   }
 
+  /**
+   * Reads the core will never serve (a Ready's refusedReads): the leader refused them
+   * (its read queue full, or it no longer leads), or this node stopped leading. Failed
+   * at once UNAVAILABLE, so a client retries now rather than at the read's deadline, and
+   * a confirmation (EventHub) does not count a refusal as being cut off.
+   */
+  refused(contexts: readonly string[]): void {
+    for (const context of contexts) {
+      const read = this.reads.get(context);
+      if (read === undefined) continue;
+      this.reads.delete(context);
+      read.reject(
+        unavailable(
+          `read ${context} was refused: the leader's read queue is full or leadership changed; retry`,
+          this.host.raft.leaderId,
+        ),
+      );
+    }
+  }
+
   /** The core advanced its applied index: release the waiters it reached. */
   releaseApplied(): void {
     const applied = this.host.raft.log.appliedIndex;

@@ -129,6 +129,8 @@ export class Raft {
   /** Messages that may leave before that write is durable (see `maySendBeforePersist`). */
   private earlyMessages: Message[] = [];
   private readStates: ReadState[] = [];
+  /** Contexts of this node's reads that will never be served (Ready.refusedReads). */
+  private refusedReads: string[] = [];
   private previousSoftState: SoftState;
   private previousHardState: HardState;
   private readyInProgress = false;
@@ -304,6 +306,7 @@ export class Raft {
       this.messages.length > 0 ||
       this.earlyMessages.length > 0 ||
       this.readStates.length > 0 ||
+      this.refusedReads.length > 0 ||
       this.log.pendingEntries().length > 0 ||
       this.log.pendingSnapshot() !== null ||
       this.log.nextCommittedEntries(1).length > 0 ||
@@ -332,6 +335,7 @@ export class Raft {
       earlyMessages: this.earlyMessages,
       messages: this.messages,
       readStates: this.readStates,
+      refusedReads: this.refusedReads,
       mustSync:
         entries.length > 0 ||
         snapshot !== null ||
@@ -341,6 +345,7 @@ export class Raft {
     this.messages = [];
     this.earlyMessages = [];
     this.readStates = [];
+    this.refusedReads = [];
     return ready;
   }
 
@@ -550,6 +555,10 @@ export class Raft {
     this.leadTransferee = null;
     this.votes.clear();
     this.progress.clear();
+    // This node's own reads end here unserved: say so (a follower's were refused above).
+    for (const read of [...this.pendingReads, ...this.readsAwaitingTermCommit]) {
+      if (read.requester === null) this.refusedReads.push(read.context);
+    }
     this.pendingReads.length = 0;
     this.readsAwaitingTermCommit.length = 0;
     this.readAcks.clear();
@@ -687,12 +696,21 @@ export class Raft {
         this.startCampaign('transfer');
         return;
       case 'ReadIndexResponse':
+        // A refusal goes to the host too: it fails the read at once (the client retries)
+        // instead of letting it wait out its deadline as if the leader were unreachable.
         if (message.readIndex !== null) {
           this.readStates.push({ context: message.context, index: message.readIndex });
+          return;
         }
+        this.refusedReads.push(message.context);
+        // The node we follow says it does not lead in our term: it stepped down, and no
+        // other node can lead this term, so we know no leader. A learner (which never
+        // campaigns) would otherwise name it for ever (found in review: its Observe
+        // streams stayed open and silent while another node led the next term).
+        if (message.notLeader === true && message.from === this.leader) this.leader = null;
         return;
       case 'ReadIndexRequest':
-        this.refuseRead(message.from, message.context);
+        this.refuseRead(message.from, message.context, true);
         return;
       case 'RequestVote':
       case 'RequestVoteResponse':
@@ -730,7 +748,7 @@ export class Raft {
         this.pollVotes();
         return;
       case 'ReadIndexRequest':
-        this.refuseRead(message.from, message.context);
+        this.refuseRead(message.from, message.context, true);
         return;
       case 'RequestVote':
       case 'AppendEntriesResponse':
@@ -908,7 +926,7 @@ export class Raft {
         return;
       case 'ReadIndexRequest':
         if (!this.leaderReadIndex(message.context, message.from)) {
-          this.refuseRead(message.from, message.context);
+          this.refuseRead(message.from, message.context, false);
         }
         return;
       case 'AppendEntries':
@@ -1231,9 +1249,9 @@ export class Raft {
     if (this.log.term(this.log.commitIndex) !== this.currentTerm) return;
     const waiting = this.readsAwaitingTermCommit.splice(0);
     for (const read of waiting) {
-      if (!this.leaderReadIndex(read.context, read.requester) && read.requester !== null) {
-        this.refuseRead(read.requester, read.context);
-      }
+      if (this.leaderReadIndex(read.context, read.requester)) continue;
+      if (read.requester === null) this.refusedReads.push(read.context);
+      else this.refuseRead(read.requester, read.context, false);
     }
   }
 
@@ -1271,9 +1289,19 @@ export class Raft {
     return majority(this.clusterConfig.voters.length);
   }
 
-  /** Tells a follower its forwarded read cannot be served here; its host retries. */
-  private refuseRead(to: NodeId, context: string): void {
-    this.send({ type: 'ReadIndexResponse', to, term: this.currentTerm, context, readIndex: null });
+  /**
+   * Tells a follower its forwarded read cannot be served here; its host retries.
+   * `notLeader`: we do not lead (else we lead but our read queue is full).
+   */
+  private refuseRead(to: NodeId, context: string, notLeader: boolean): void {
+    this.send({
+      type: 'ReadIndexResponse',
+      to,
+      term: this.currentTerm,
+      context,
+      readIndex: null,
+      notLeader,
+    });
   }
 
   // ---------------------------------------------------------------- membership (§6)

@@ -28,7 +28,8 @@ import type { Entry, HardState, Message, ReadState, Snapshot, SoftState } from '
  *    when the Ready holds no snapshot, the host may apply them before or while step 2
  *    runs: nothing this node writes makes them more durable. A snapshot is applied only
  *    once stored, and its committed entries after it.
- * 6. Serve `readStates` once the state machine has applied their index.
+ * 6. Serve `readStates` once the state machine has applied their index, and fail the
+ *    reads named in `refusedReads`.
  *
  * `softState` is informational and needs no persistence.
  */
@@ -43,6 +44,14 @@ export interface Ready {
   /** Sent only once this Ready is durable (step 4). */
   readonly messages: readonly Message[];
   readonly readStates: readonly ReadState[];
+  /**
+   * Contexts of reads asked of this node (readIndex returned true) that the core gave
+   * up on: the leader refused them (its read queue full, or it no longer leads), or this
+   * node lost its leadership or its read queue filled before it could take them. (A
+   * request the network duplicated may also be confirmed by its other copy: the host
+   * takes whichever answer comes first.)
+   */
+  readonly refusedReads: readonly string[];
   /** Whether the write of step 2 must be synced: new entries, a snapshot, a term or a vote. */
   readonly mustSync: boolean;
 }

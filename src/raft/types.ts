@@ -162,6 +162,12 @@ export type Message =
       readonly type: 'ReadIndexResponse';
       readonly context: string;
       readonly readIndex: LogIndex | null;
+      /**
+       * With a null readIndex: the sender does not lead (it is no longer, or never was,
+       * the leader of its term), rather than being a leader too busy to take the read.
+       * Absent from peers older than this field.
+       */
+      readonly notLeader?: boolean;
     });
 
 export type MessageType = Message['type'];

@@ -271,6 +271,8 @@ export interface TestNode {
   state: string[];
   lastAppliedIndex: LogIndex;
   readonly readStates: ReadState[];
+  /** Contexts of reads the core said it will never serve. */
+  readonly refusedReads: string[];
   readonly appliedSnapshots: SnapshotMetadata[];
 }
 
@@ -346,6 +348,7 @@ export class Network {
       state: decodeState(snapshot.data),
       lastAppliedIndex: snapshot.metadata.index,
       readStates: [],
+      refusedReads: [],
       appliedSnapshots: [],
     };
     this.nodes.set(id, node);
@@ -440,6 +443,7 @@ export class Network {
     for (const committed of ready.committedEntries) this.applyEntry(node, committed);
     // 6. Reads.
     node.readStates.push(...ready.readStates);
+    node.refusedReads.push(...ready.refusedReads);
     node.raft.advance(ready);
     this.checkElectionSafety(node);
     return ready;

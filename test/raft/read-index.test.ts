@@ -159,7 +159,7 @@ describe('§6.4 ReadIndex through a follower', () => {
     expect(network.node(a).readStates).toEqual([]);
   });
 
-  it('a node that cannot serve a forwarded read refuses it, and the asking follower gets no ReadState', () => {
+  it('a node that cannot serve a forwarded read refuses it, and the asking follower is told it is refused', () => {
     const network = steadyCluster(111, { pendingReadsMax: 1 });
     network.dropTo(c); // reads need b's confirmation; hold c so the first read stays pending
     network.dropIf((m) => m.type === 'Heartbeat' && m.to === b);
@@ -169,8 +169,14 @@ describe('§6.4 ReadIndex through a follower', () => {
     network.stabilize();
 
     const answers = network.sentOf('ReadIndexResponse', { from: a, to: b });
-    expect(answers.map((m) => [m.context, m.readIndex])).toEqual([['second', null]]);
+    expect(answers.map((m) => [m.context, m.readIndex, m.notLeader])).toEqual([
+      ['second', null, false],
+    ]);
     expect(network.node(b).readStates).toEqual([]);
+    // The refusal reaches b's host, which fails the read now instead of at its deadline;
+    // a busy leader is still the leader.
+    expect(network.node(b).refusedReads).toEqual(['second']);
+    expect(network.raft(b).leaderId).toBe(a);
   });
 
   it('a ReadIndexRequest that reaches a follower or a candidate is refused', () => {
@@ -197,11 +203,31 @@ describe('§6.4 ReadIndex through a follower', () => {
     network.processReadies();
 
     expect(
-      network.sentOf('ReadIndexResponse').map((m) => [m.from, m.context, m.readIndex]),
+      network.sentOf('ReadIndexResponse').map((m) => [m.from, m.context, m.readIndex, m.notLeader]),
     ).toEqual([
-      [b, 'to-b', null],
-      [c, 'to-c', null],
+      [b, 'to-b', null, true],
+      [c, 'to-c', null, true],
     ]);
+  });
+
+  it('a follower whose leader answers that it no longer leads forgets it (a learner never campaigns)', () => {
+    const network = steadyCluster(113);
+    expect(network.raft(b).readIndex('asked')).toBe(true);
+    network.inFlight.splice(0);
+    // a stepped down in the same term (as CheckQuorum makes it) before b's request came.
+    network.raft(b).step({
+      type: 'ReadIndexResponse',
+      from: a,
+      to: b,
+      term: network.raft(b).term,
+      context: 'asked',
+      readIndex: null,
+      notLeader: true,
+    });
+    network.processReadies();
+
+    expect(network.node(b).refusedReads).toEqual(['asked']);
+    expect(network.raft(b).leaderId).toBeNull();
   });
 
   it('a follower that knows no leader cannot start a read', () => {
@@ -227,6 +253,8 @@ describe('§6.4 a deposed leader', () => {
     network.tickAll(2);
 
     expect(network.node(a).readStates).toEqual([]);
+    // Its host is told the read will never be served, so it fails now, not at its deadline.
+    expect(network.node(a).refusedReads).toEqual(['stale']);
     expect(network.raft(a).role).toBe('follower');
     expect(network.state(a)).toEqual(['x', 'newer']);
   });

@@ -24,12 +24,11 @@ afterEach(async () => {
 });
 
 describe('rev3: a busy leader ends the Observe streams of its healthy followers', () => {
-  // Open, kept as an expected failure: a follower's ReadIndex that the leader refuses
-  // (its pendingReadsMax read queue is full) is dropped without a word, so the follower's
-  // read fails only at its deadline, and its Observe streams end as if cut off. Needs
-  // the core to hand refused reads to the host (an availability cost under heavy read
-  // load, not an untrue answer).
-  it.fails('a follower whose confirm the leader refuses for load keeps its streams (expected failure, open)', async () => {
+  // Was an expected failure: the core dropped the leader's refusal, so the follower's
+  // read failed only at its deadline. The core now hands refused reads to the host
+  // (Ready.refusedReads), which fails them UNAVAILABLE at once; a confirmation that is
+  // refused does not end the streams.
+  it('a follower whose confirm the leader refuses for load keeps its streams', async () => {
     const started = await ApiCluster.start(
       { observeConfirmIntervalMs: 50 },
       {
@@ -80,8 +79,8 @@ describe('rev3: a busy leader ends the Observe streams of its healthy followers'
     // The follower is healthy: it knows the leader and applied everything.
     expect(view.leaderId).toBe(leader);
     expect(view.appliedIndex).toBe(leaderNode.status().commitIndex);
-    // FAILS: UNAVAILABLE "<follower> could not confirm it follows the leader (read ...
-    // was not confirmed in time)" although the leader had refused it at once.
+    // Failed before the fix: UNAVAILABLE "<follower> could not confirm it follows the
+    // leader (read ... was not confirmed in time)" although the leader had refused it.
     expect(endedWith).toBeNull();
     open.cancel();
   }, 20_000);

@@ -43,6 +43,7 @@ const RAFT_FIGURES: readonly (readonly [keyof SimStats, string])[] = [
   ['registerWrites', 'register writes'],
   ['readsServed', 'reads served'],
   ['readsReturned', 'returned'],
+  ['readsRefused', 'refused'],
   ['messagesSent', 'messages'],
   ['messagesDropped', 'dropped'],
 ];

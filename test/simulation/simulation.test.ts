@@ -131,12 +131,13 @@ describe('the simulator has teeth: injected bugs are caught', () => {
 describe('a follower receiving a snapshot holds the log after it', () => {
   const SLOW_SNAPSHOT_SEED = 222161048;
   it(`seed ${SLOW_SNAPSHOT_SEED} catches every follower up, and fails without the floor`, () => {
-    // Its schedule is the one before lock sets, semaphores and elections joined the workload.
-    const beforeSets = { lockSetShare: 0, semaphoreShare: 0, electionShare: 0 };
-    expect(runSimulation(SLOW_SNAPSHOT_SEED, beforeSets).violation).toBeNull();
+    // The whole workload: since a follower forgets a leader that says it no longer leads
+    // (refused reads), the schedule before lock sets, semaphores and elections joined no
+    // longer starves a follower at this seed, and the whole workload's does again.
+    expect(runSimulation(SLOW_SNAPSHOT_SEED).violation).toBeNull();
     const violation = runSimulation(
       SLOW_SNAPSHOT_SEED,
-      beforeSets,
+      {},
       INJECTED_BUGS.ignoresCompactionFloor,
     ).violation;
     expect(violation).toMatch(/^Violation: Liveness: .* snapshot match=/);

@@ -60,6 +60,8 @@ export interface SimStats {
   configChangesApplied: number;
   snapshotsInstalled: number;
   readsServed: number;
+  /** Reads the core said it will never serve (Ready.refusedReads). */
+  readsRefused: number;
   /** Reads that returned a register value (served after their index was applied). */
   readsReturned: number;
   registerWrites: number;
@@ -179,6 +181,7 @@ export class Simulator {
     configChangesApplied: 0,
     snapshotsInstalled: 0,
     readsServed: 0,
+    readsRefused: 0,
     readsReturned: 0,
     registerWrites: 0,
     staleLeaderFaults: 0,
@@ -607,6 +610,9 @@ export class Simulator {
       this.checker.readServed(node.id, readState.index, committedAtIssue);
       this.stats.readsServed++;
       node.readsToServe.push({ context: readState.context, index: readState.index });
+    }
+    for (const context of ready.refusedReads) {
+      if (node.pendingReads.delete(context)) this.stats.readsRefused++;
     }
     this.serveReads(node);
   }
