@@ -1,6 +1,6 @@
 import type { LogIndex, SessionId } from '../util/ids.ts';
 import type { HolderMap } from './holder-map.ts';
-import type { Holder, RejectionCode, Waiter, WaitForHop } from './types.ts';
+import type { Holder, LockMode, RejectionCode, Waiter, WaitForHop } from './types.ts';
 
 /**
  * The lock state machine's own records and refusals, shared by its modules
@@ -100,7 +100,30 @@ export function toldOf(grant: Grant, requestId: string): boolean {
 }
 
 export function acquireKey(id: SessionId, requestId: string): string {
-  return `Acquire/${id}/${requestId}`;
+  return flatKey('Acquire', id, requestId);
+}
+
+/**
+ * `parts` joined by '/', as one flat string. A template literal makes a cons string
+ * (32 bytes) over a new prefix like "Acquire/7/" (32 more) and the request id; V8 later
+ * flattens a key it hashes or writes into a copy beside the cons. The dedupe window
+ * keeps one key per remembered request, 16 to 32 bytes per held lock more than a flat
+ * string (heap snapshot, issue 12). join writes one sequential string.
+ */
+export function flatKey(...parts: readonly (string | number)[]): string {
+  // String() as a template literal would: join writes null and undefined as ''.
+  return parts.map(String).join('/');
+}
+
+/**
+ * The one constant of `mode`. A decoded entry or snapshot gives every mode its own copy
+ * of "exclusive" (32 bytes), kept by each grant, waiter and remembered answer made from
+ * it: 100,000 copies at 100,000 held locks (heap snapshot, issue 12). Any other value is
+ * returned as it is, so that a check that refuses it still sees it.
+ */
+export function internedMode(mode: LockMode): LockMode {
+  if (mode === 'exclusive') return 'exclusive';
+  return mode === 'shared' ? 'shared' : mode;
 }
 
 /** What Describe and answers show of a grant; a set's names only for a set's grant. */

@@ -4,7 +4,9 @@ import { BEHAVIOUR_BASE, BEHAVIOUR_SEMAPHORES_ELECTIONS } from './behaviour.ts';
 import type { LockLimits } from './limits.ts';
 import {
   acquireKey,
+  flatKey,
   type Grant,
+  internedMode,
   type LockRecord,
   lockSetNames,
   type SessionRecord,
@@ -280,13 +282,33 @@ export class RememberedResults {
       this.window.set(
         key,
         rememberedOf(
-          toRemember(remembered.result, BEHAVIOUR_BASE),
+          this.sharingWords(toRemember(remembered.result, BEHAVIOUR_BASE)),
           remembered.openAttempts,
           remembered.attemptsDropped,
           remembered.attemptProposals ?? [],
         ),
       );
     }
+  }
+
+  /**
+   * A decoded Acquired or Queued (one per held lock or waiter) with its type and mode
+   * the constants and its lock name the lock record's, not strings of their own that a
+   * restored node would keep per held lock. The same keys, in the same order.
+   */
+  private sharingWords(result: LockResult): LockResult {
+    if (result.type === 'Acquired') {
+      const { lock, mode } = result;
+      return { ...result, type: 'Acquired', lock: this.nameOf(lock), mode: internedMode(mode) };
+    }
+    if (result.type === 'Queued')
+      return { ...result, type: 'Queued', lock: this.nameOf(result.lock) };
+    return result;
+  }
+
+  /** `name` as the lock record of that name keeps it, when there is one. */
+  private nameOf(name: string): string {
+    return this.host.locks.get(name)?.name ?? name;
   }
 
   /**
@@ -405,8 +427,8 @@ export function dedupeKey(command: LockCommand): string | null {
     case 'OpenSession':
       // Per identity: another tenant's request id must not answer with this one's session.
       return command.identity === undefined || command.identity === ''
-        ? `OpenSession/${command.requestId}`
-        : `OpenSession@${JSON.stringify(command.identity)}/${command.requestId}`;
+        ? flatKey('OpenSession', command.requestId)
+        : flatKey(`OpenSession@${JSON.stringify(command.identity)}`, command.requestId);
     case 'Acquire':
     case 'AcquireAll':
       // One key space: a request id names one request of the session, single or set.
@@ -418,7 +440,7 @@ export function dedupeKey(command: LockCommand): string | null {
     case 'Release':
     case 'CancelWait':
     case 'Proclaim':
-      return `${command.type}/${command.sessionId}/${command.requestId}`;
+      return flatKey(command.type, command.sessionId, command.requestId);
     case 'Withdraw':
     case 'KeepAlive':
     case 'ExpireSession':
