@@ -45,16 +45,19 @@ export interface LockRecord {
   readonly name: string;
   /** Current grants in grant order. All exclusive (then exactly one) or all shared. */
   readonly holders: HolderMap<SessionId, Grant>;
-  /** FIFO queue of waiting Acquires. */
-  readonly waiters: Waiter[];
+  /**
+   * FIFO queue of waiting Acquires. NO_WAITERS while empty, as most held locks' queues
+   * are: changed only through ownWaiters and leftWaiters.
+   */
+  waiters: readonly Waiter[];
   /**
    * Every lock-delay placed on the lock and not yet ended, oldest first. The lock stays
    * closed to new grants until all have ended: a shorter delay placed later must not
    * cut short a longer one (each expired holder asked for its own). Bounded: a closed
    * lock gets no new holders, so there is at most one delay per holder it had when it
-   * closed.
+   * closed. NO_DELAYS while empty: changed only through ownDelays and leftDelays.
    */
-  readonly delays: LockDelay[];
+  delays: readonly LockDelay[];
   /**
    * What the name is while this record lives (kinds.ts), fixed by the request that
    * created it; absent for a plain lock, so that locks' records and snapshots stay as
@@ -63,6 +66,37 @@ export interface LockRecord {
   readonly kind?: 'semaphore' | 'election';
   /** A semaphore's limit: the most permits its holders hold at once. Absent otherwise. */
   readonly limit?: number;
+}
+
+/**
+ * The queue and the lock-delays of every lock that has none: shared, so that a held
+ * lock does not keep two empty arrays of its own (64 bytes per held lock, heap snapshot,
+ * issue 12). Frozen, since they are shared: a lock's own array is made on its first
+ * waiter or delay (ownWaiters, ownDelays) and given up when it empties again.
+ */
+export const NO_WAITERS: readonly Waiter[] = Object.freeze([]);
+export const NO_DELAYS: readonly LockDelay[] = Object.freeze([]);
+
+/** The lock's queue, to change: its own array, made if it had the shared empty one. */
+export function ownWaiters(lock: LockRecord): Waiter[] {
+  if (lock.waiters === NO_WAITERS) lock.waiters = [];
+  return lock.waiters as Waiter[];
+}
+
+/** After a waiter left: an emptied queue goes back to the shared empty one. */
+export function leftWaiters(lock: LockRecord): void {
+  if (lock.waiters.length === 0) lock.waiters = NO_WAITERS;
+}
+
+/** The lock's delays, to change: its own array, made if it had the shared empty one. */
+export function ownDelays(lock: LockRecord): LockDelay[] {
+  if (lock.delays === NO_DELAYS) lock.delays = [];
+  return lock.delays as LockDelay[];
+}
+
+/** After a delay ended: emptied delays go back to the shared empty ones. */
+export function leftDelays(lock: LockRecord): void {
+  if (lock.delays.length === 0) lock.delays = NO_DELAYS;
 }
 
 /** A lock-delay: placed by the expiry entry at `index`, for `delayMs` from that entry. */

@@ -34,7 +34,13 @@ import {
   internedMode,
   type LockDelay,
   type LockRecord,
+  leftDelays,
+  leftWaiters,
+  NO_DELAYS,
+  NO_WAITERS,
   namesOf,
+  ownDelays,
+  ownWaiters,
   publicHolder,
   Rejection,
   reject,
@@ -632,7 +638,7 @@ export class LockStateMachine {
   }
 
   private enqueue(lock: LockRecord, session: SessionRecord, waiter: Waiter): void {
-    lock.waiters.push(waiter);
+    ownWaiters(lock).push(waiter);
     this.addWaiting(session, lock.name);
     this.emit({ type: 'queued', lock: lock.name, waiter });
   }
@@ -723,7 +729,8 @@ export class LockStateMachine {
     const position = lock?.delays.findIndex((delay) => delay.index === delayIndex) ?? -1;
     if (lock === undefined || position < 0) return { type: 'Stale' };
     // Ends only its own delay; the lock reopens when the last one ends.
-    lock.delays.splice(position, 1);
+    ownDelays(lock).splice(position, 1);
+    leftDelays(lock);
     this.emit({ type: 'delayEnded', lock: name, delayIndex });
     this.promote(lock);
     return { type: 'LockDelayEnded', lock: name };
@@ -981,7 +988,8 @@ export class LockStateMachine {
 
   /** Takes the session's place at the head of the queue out, as granted. */
   private dequeueGranted(lock: LockRecord, session: SessionRecord): Waiter {
-    const head = lock.waiters.shift();
+    const head = ownWaiters(lock).shift();
+    leftWaiters(lock);
     assert(head?.sessionId === session.id, `${lock.name} is not headed by session ${session.id}`);
     this.deleteWaiting(session, lock.name);
     this.emit({
@@ -1089,7 +1097,8 @@ export class LockStateMachine {
     const position = lock.waiters.findIndex((waiter) => waiter.sessionId === id);
     const waiter = lock.waiters[position];
     assert(waiter !== undefined, `session ${id} is not waiting for ${lock.name}`);
-    lock.waiters.splice(position, 1);
+    ownWaiters(lock).splice(position, 1);
+    leftWaiters(lock);
     this.deleteWaiting(this.sessions.get(id), lock.name);
     // The request's outcome, for its retries; a session that ended has none to ask.
     if (reason !== 'sessionEnded') {
@@ -1138,7 +1147,12 @@ export class LockStateMachine {
 
   /** A lock's record has no kind key; a semaphore's or election's has it (kinds.ts). */
   private createLock(name: string, kind: LockKind = 'lock', limit?: number): LockRecord {
-    const plain: LockRecord = { name, holders: new HolderMap(), waiters: [], delays: [] };
+    const plain: LockRecord = {
+      name,
+      holders: new HolderMap(),
+      waiters: NO_WAITERS,
+      delays: NO_DELAYS,
+    };
     const lock: LockRecord =
       kind === 'lock' ? plain : { ...plain, kind, ...(limit === undefined ? {} : { limit }) };
     this.locks.set(name, lock);
@@ -1361,11 +1375,11 @@ export class LockStateMachine {
     }
     for (const stored of saved.waiters) {
       const waiter: Waiter = { ...stored, mode: internedMode(stored.mode) };
-      lock.waiters.push(waiter);
+      ownWaiters(lock).push(waiter);
       this.addWaiting(this.restoredSession(waiter.sessionId, saved.name), saved.name);
     }
     for (const delay of saved.delays) {
-      lock.delays.push({ index: delay.index as LogIndex, delayMs: delay.delayMs });
+      ownDelays(lock).push({ index: delay.index as LogIndex, delayMs: delay.delayMs });
     }
   }
 
