@@ -1,5 +1,5 @@
 import type { LogIndex, SessionId } from '../util/ids.ts';
-import type { HolderMap } from './holder-map.ts';
+import { HolderMap } from './holder-map.ts';
 import type { Holder, LockMode, RejectionCode, Waiter, WaitForHop } from './types.ts';
 
 /**
@@ -41,33 +41,6 @@ export interface SessionRecord {
   readonly waiting: Set<string>;
 }
 
-export interface LockRecord {
-  readonly name: string;
-  /** Current grants in grant order. All exclusive (then exactly one) or all shared. */
-  readonly holders: HolderMap<SessionId, Grant>;
-  /**
-   * FIFO queue of waiting Acquires. NO_WAITERS while empty, as most held locks' queues
-   * are: changed only through ownWaiters and leftWaiters.
-   */
-  waiters: readonly Waiter[];
-  /**
-   * Every lock-delay placed on the lock and not yet ended, oldest first. The lock stays
-   * closed to new grants until all have ended: a shorter delay placed later must not
-   * cut short a longer one (each expired holder asked for its own). Bounded: a closed
-   * lock gets no new holders, so there is at most one delay per holder it had when it
-   * closed. NO_DELAYS while empty: changed only through ownDelays and leftDelays.
-   */
-  delays: readonly LockDelay[];
-  /**
-   * What the name is while this record lives (kinds.ts), fixed by the request that
-   * created it; absent for a plain lock, so that locks' records and snapshots stay as
-   * they were. Only from BEHAVIOUR_SEMAPHORES_ELECTIONS.
-   */
-  readonly kind?: 'semaphore' | 'election';
-  /** A semaphore's limit: the most permits its holders hold at once. Absent otherwise. */
-  readonly limit?: number;
-}
-
 /**
  * The queue and the lock-delays of every lock that has none: shared, so that a held
  * lock does not keep two empty arrays of its own (64 bytes per held lock, heap snapshot,
@@ -97,6 +70,56 @@ export function ownDelays(lock: LockRecord): LockDelay[] {
 /** After a delay ended: emptied delays go back to the shared empty ones. */
 export function leftDelays(lock: LockRecord): void {
   if (lock.delays.length === 0) lock.delays = NO_DELAYS;
+}
+
+/**
+ * A lock's record, which is its own holders' HolderMap (`holders` returns it): one object
+ * where a record and its HolderMap were two, 32 bytes per held lock (heap snapshot,
+ * issue 12). A plain lock's record has no `kind` or `limit` property (KindRecord's has),
+ * so that locks' records and snapshots stay as they were.
+ */
+export class LockRecord extends HolderMap<SessionId, Grant> {
+  /**
+   * FIFO queue of waiting Acquires. NO_WAITERS while empty, as most held locks' queues
+   * are: changed only through ownWaiters and leftWaiters.
+   */
+  waiters: readonly Waiter[] = NO_WAITERS;
+  /**
+   * Every lock-delay placed on the lock and not yet ended, oldest first. The lock stays
+   * closed to new grants until all have ended: a shorter delay placed later must not
+   * cut short a longer one (each expired holder asked for its own). Bounded: a closed
+   * lock gets no new holders, so there is at most one delay per holder it had when it
+   * closed. NO_DELAYS while empty: changed only through ownDelays and leftDelays.
+   */
+  delays: readonly LockDelay[] = NO_DELAYS;
+  /**
+   * What the name is while this record lives (kinds.ts), fixed by the request that
+   * created it; absent for a plain lock. Only from BEHAVIOUR_SEMAPHORES_ELECTIONS.
+   */
+  declare readonly kind?: 'semaphore' | 'election';
+  /** A semaphore's limit: the most permits its holders hold at once. Absent otherwise. */
+  declare readonly limit?: number;
+
+  constructor(readonly name: string) {
+    super();
+  }
+
+  /** Current grants in grant order. All exclusive (then exactly one) or all shared. */
+  get holders(): HolderMap<SessionId, Grant> {
+    return this;
+  }
+}
+
+/** A semaphore's or election's record: a lock's, with its kind and a semaphore's limit. */
+export class KindRecord extends LockRecord {
+  override readonly kind: 'semaphore' | 'election';
+
+  /** `limit` only for a semaphore: an election's record has no `limit` property. */
+  constructor(name: string, kind: 'semaphore' | 'election', limit: number | undefined) {
+    super(name);
+    this.kind = kind;
+    if (limit !== undefined) (this as { limit?: number }).limit = limit;
+  }
 }
 
 /** A lock-delay: placed by the expiry entry at `index`, for `delayMs` from that entry. */

@@ -16,7 +16,6 @@ import {
   isBehaviourVersion,
 } from './behaviour.ts';
 import { checkCeilings, checkDuration, checkLockName, checkText } from './checks.ts';
-import { HolderMap } from './holder-map.ts';
 import { type IdentityQuota, IdentityTally } from './identity-quota.ts';
 import { checkStateInvariants } from './invariants.ts';
 import { heldPermits, type KindHost, LockKinds, type OneLockRequest } from './kinds.ts';
@@ -32,12 +31,11 @@ import {
   compareStrings,
   type Grant,
   internedMode,
+  KindRecord,
   type LockDelay,
-  type LockRecord,
+  LockRecord,
   leftDelays,
   leftWaiters,
-  NO_DELAYS,
-  NO_WAITERS,
   namesOf,
   ownDelays,
   ownWaiters,
@@ -1147,14 +1145,7 @@ export class LockStateMachine {
 
   /** A lock's record has no kind key; a semaphore's or election's has it (kinds.ts). */
   private createLock(name: string, kind: LockKind = 'lock', limit?: number): LockRecord {
-    const plain: LockRecord = {
-      name,
-      holders: new HolderMap(),
-      waiters: NO_WAITERS,
-      delays: NO_DELAYS,
-    };
-    const lock: LockRecord =
-      kind === 'lock' ? plain : { ...plain, kind, ...(limit === undefined ? {} : { limit }) };
+    const lock = kind === 'lock' ? new LockRecord(name) : new KindRecord(name, kind, limit);
     this.locks.set(name, lock);
     return lock;
   }
