@@ -5,6 +5,7 @@ import { type LockLimits, multiLockRule } from './limits.ts';
 import {
   compareStrings,
   type Grant,
+  internedMode,
   type LockRecord,
   namesOf,
   publicHolder,
@@ -171,7 +172,9 @@ export class LockSets {
     this.host.checkDuration('maxHoldMs', command.maxHoldMs, rules.maxHoldMsMax, 'maxHoldMsMax');
     const { lockDelayMsMax } = rules;
     this.host.checkDuration('lockDelayMs', command.lockDelayMs, lockDelayMsMax, 'lockDelayMsMax');
-    return command.locks.map(({ lock, mode }) => ({ lock, mode })).sort(compareClaims);
+    return command.locks
+      .map(({ lock, mode }) => ({ lock, mode: internedMode(mode) }))
+      .sort(compareClaims);
   }
 
   /**

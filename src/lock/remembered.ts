@@ -4,7 +4,9 @@ import { BEHAVIOUR_BASE, BEHAVIOUR_SEMAPHORES_ELECTIONS } from './behaviour.ts';
 import type { LockLimits } from './limits.ts';
 import {
   acquireKey,
+  flatKey,
   type Grant,
+  internedMode,
   type LockRecord,
   lockSetNames,
   type SessionRecord,
@@ -60,6 +62,13 @@ function appended<T>(items: readonly T[], item: T): T[] {
   return items.length === 0 ? [item] : items.concat([item]);
 }
 
+/** The [attempt index, proposal id] of each of `waits` that recorded its proposal. */
+function proposalsOf(waits: readonly Waiter[]): (readonly [number, string])[] {
+  return waits.flatMap((wait) =>
+    wait.proposalId === undefined ? [] : [[wait.requestIndex, wait.proposalId] as const],
+  );
+}
+
 /** `proposalId`: the proposal that carried the attempt, or null when not recorded. */
 function withAttempt(
   remembered: RememberedResult,
@@ -96,7 +105,10 @@ export function withOpenAttempts(
  * only the proposals of open attempts kept, the field left out when none are. Literals,
  * not spreads: `{ ...rest }` after an object rest pattern gave every remembered result
  * a hidden class of its own, 100,000 of them with their descriptor arrays and enum
- * caches, some 26 MB of a 100,000-lock node's heap (heap snapshot, issue 12).
+ * caches, some 26 MB of a 100,000-lock node's heap (heap snapshot, issue 12). The
+ * proposals are kept as given when all are open, else filtered into an array of exactly
+ * their length: a list built by push or filter leaves room to grow (17 slots, 152 bytes,
+ * for one pair), 128 bytes per held lock from behaviour version 3 on.
  */
 function rememberedOf(
   result: LockResult,
@@ -104,10 +116,9 @@ function rememberedOf(
   attemptsDropped: true | undefined,
   proposals: readonly (readonly [number, string])[],
 ): RememberedResult {
-  const open =
-    proposals.length === 0
-      ? proposals
-      : proposals.filter(([index]) => openAttempts.includes(index));
+  const open = proposals.every(([index]) => openAttempts.includes(index))
+    ? proposals
+    : proposals.filter(([index]) => openAttempts.includes(index)).slice();
   if (open.length === 0) {
     return attemptsDropped === true
       ? { result, openAttempts, attemptsDropped: true }
@@ -215,12 +226,10 @@ export class RememberedResults {
       result.type === 'AcquiredAll' ||
       result.type === 'QueuedAll';
     const proposalId = isAttempt ? this.host.attemptProposal() : null;
-    const proposals: (readonly [number, string])[] = [];
-    for (const wait of earlier) {
-      if (wait.proposalId !== undefined) proposals.push([wait.requestIndex, wait.proposalId]);
-    }
     const index = this.host.index();
-    if (proposalId !== null) proposals.push([index, proposalId]);
+    const earlierProposals = proposalsOf(earlier);
+    const proposals =
+      proposalId === null ? earlierProposals : appended(earlierProposals, [index, proposalId]);
     const openAttempts = appended(
       earlier.map((wait) => wait.requestIndex),
       index,
@@ -273,13 +282,33 @@ export class RememberedResults {
       this.window.set(
         key,
         rememberedOf(
-          toRemember(remembered.result, BEHAVIOUR_BASE),
+          this.sharingWords(toRemember(remembered.result, BEHAVIOUR_BASE)),
           remembered.openAttempts,
           remembered.attemptsDropped,
           remembered.attemptProposals ?? [],
         ),
       );
     }
+  }
+
+  /**
+   * A decoded Acquired or Queued (one per held lock or waiter) with its type and mode
+   * the constants and its lock name the lock record's, not strings of their own that a
+   * restored node would keep per held lock. The same keys, in the same order.
+   */
+  private sharingWords(result: LockResult): LockResult {
+    if (result.type === 'Acquired') {
+      const { lock, mode } = result;
+      return { ...result, type: 'Acquired', lock: this.nameOf(lock), mode: internedMode(mode) };
+    }
+    if (result.type === 'Queued')
+      return { ...result, type: 'Queued', lock: this.nameOf(result.lock) };
+    return result;
+  }
+
+  /** `name` as the lock record of that name keeps it, when there is one. */
+  private nameOf(name: string): string {
+    return this.host.locks.get(name)?.name ?? name;
   }
 
   /**
@@ -398,8 +427,8 @@ export function dedupeKey(command: LockCommand): string | null {
     case 'OpenSession':
       // Per identity: another tenant's request id must not answer with this one's session.
       return command.identity === undefined || command.identity === ''
-        ? `OpenSession/${command.requestId}`
-        : `OpenSession@${JSON.stringify(command.identity)}/${command.requestId}`;
+        ? flatKey('OpenSession', command.requestId)
+        : flatKey(`OpenSession@${JSON.stringify(command.identity)}`, command.requestId);
     case 'Acquire':
     case 'AcquireAll':
       // One key space: a request id names one request of the session, single or set.
@@ -411,7 +440,7 @@ export function dedupeKey(command: LockCommand): string | null {
     case 'Release':
     case 'CancelWait':
     case 'Proclaim':
-      return `${command.type}/${command.sessionId}/${command.requestId}`;
+      return flatKey(command.type, command.sessionId, command.requestId);
     case 'Withdraw':
     case 'KeepAlive':
     case 'ExpireSession':

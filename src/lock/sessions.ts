@@ -9,6 +9,7 @@ import {
   isIntegerIn,
   type LockDelay,
   type LockRecord,
+  ownDelays,
   reject,
   rejectField,
   type SessionRecord,
@@ -135,7 +136,7 @@ export class SessionLifecycle {
       this.host.removeHolder(lock, grant, reason);
       const delayMs = grant.lockDelayMs > 0 ? grant.lockDelayMs : this.host.rules().lockDelayMs;
       if (reason === 'expire' && delayMs > 0) {
-        this.host.placeDelay(lock.delays, { index, delayMs });
+        this.host.placeDelay(ownDelays(lock), { index, delayMs });
         this.host.emit({ type: 'delayStarted', lock: name, delayIndex: index, delayMs });
       }
       touched.add(name);

@@ -16,7 +16,6 @@ import {
   isBehaviourVersion,
 } from './behaviour.ts';
 import { checkCeilings, checkDuration, checkLockName, checkText } from './checks.ts';
-import { HolderMap } from './holder-map.ts';
 import { type IdentityQuota, IdentityTally } from './identity-quota.ts';
 import { checkStateInvariants } from './invariants.ts';
 import { heldPermits, type KindHost, LockKinds, type OneLockRequest } from './kinds.ts';
@@ -31,9 +30,15 @@ import { type GrantRequest, type LockSetHost, LockSets } from './lock-set.ts';
 import {
   compareStrings,
   type Grant,
+  internedMode,
+  KindRecord,
   type LockDelay,
-  type LockRecord,
+  LockRecord,
+  leftDelays,
+  leftWaiters,
   namesOf,
+  ownDelays,
+  ownWaiters,
   publicHolder,
   Rejection,
   reject,
@@ -595,7 +600,7 @@ export class LockStateMachine {
     const waiter: Waiter = {
       sessionId: session.id,
       owner: command.owner,
-      mode: command.mode,
+      mode: internedMode(command.mode),
       requestIndex: this.index,
       requestId: command.requestId,
       waitMs: command.waitMs,
@@ -631,7 +636,7 @@ export class LockStateMachine {
   }
 
   private enqueue(lock: LockRecord, session: SessionRecord, waiter: Waiter): void {
-    lock.waiters.push(waiter);
+    ownWaiters(lock).push(waiter);
     this.addWaiting(session, lock.name);
     this.emit({ type: 'queued', lock: lock.name, waiter });
   }
@@ -722,7 +727,8 @@ export class LockStateMachine {
     const position = lock?.delays.findIndex((delay) => delay.index === delayIndex) ?? -1;
     if (lock === undefined || position < 0) return { type: 'Stale' };
     // Ends only its own delay; the lock reopens when the last one ends.
-    lock.delays.splice(position, 1);
+    ownDelays(lock).splice(position, 1);
+    leftDelays(lock);
     this.emit({ type: 'delayEnded', lock: name, delayIndex });
     this.promote(lock);
     return { type: 'LockDelayEnded', lock: name };
@@ -980,7 +986,8 @@ export class LockStateMachine {
 
   /** Takes the session's place at the head of the queue out, as granted. */
   private dequeueGranted(lock: LockRecord, session: SessionRecord): Waiter {
-    const head = lock.waiters.shift();
+    const head = ownWaiters(lock).shift();
+    leftWaiters(lock);
     assert(head?.sessionId === session.id, `${lock.name} is not headed by session ${session.id}`);
     this.deleteWaiting(session, lock.name);
     this.emit({
@@ -1026,20 +1033,7 @@ export class LockStateMachine {
     );
     assert(this.mayGrant(lock), `entry ${this.index} already granted ${lock.name}`);
     this.grantsInEntry.set(lock.name, (this.grantsInEntry.get(lock.name) ?? 0) + 1);
-    const grant: Grant = {
-      sessionId: session.id,
-      owner: request.owner,
-      mode: request.mode,
-      token: this.grantToken(request.requestIndex),
-      requestIndex: request.requestIndex,
-      maxHoldMs: request.maxHoldMs,
-      lockDelayMs: request.lockDelayMs,
-      requestId: request.requestId,
-      alsoFor: TOLD_NO_OTHERS,
-      // Only a set's grant has the key, so that other grants stay as they were, byte for byte.
-      ...(request.lockSet === undefined ? {} : { lockSet: request.lockSet }),
-      ...kindFields(request),
-    };
+    const grant = this.grantRecord(session, request);
     lock.holders.set(session.id, grant);
     if (!session.held.has(lock.name)) this.tally.change(session.identity, 'held', 1);
     session.held.add(lock.name);
@@ -1051,6 +1045,33 @@ export class LockStateMachine {
       maxHoldMs: grant.maxHoldMs,
     });
     return grant;
+  }
+
+  /**
+   * A plain lock's grant is one object literal: built with spreads (even of {}) it got
+   * two more in-object slots, 16 bytes per held lock (heap snapshot, issue 12). Its
+   * mode is the interned constant. Key order is the snapshot's, byte for byte.
+   */
+  private grantRecord(session: SessionRecord, request: GrantRequest): Grant {
+    const grant: Grant = {
+      sessionId: session.id,
+      owner: request.owner,
+      mode: internedMode(request.mode),
+      token: this.grantToken(request.requestIndex),
+      requestIndex: request.requestIndex,
+      maxHoldMs: request.maxHoldMs,
+      lockDelayMs: request.lockDelayMs,
+      requestId: request.requestId,
+      alsoFor: TOLD_NO_OTHERS,
+    };
+    const { lockSet, permits, value } = request;
+    if (lockSet === undefined && permits === undefined && value === undefined) return grant;
+    return {
+      ...grant,
+      // Only a set's grant has the key, so that other grants stay as they were, byte for byte.
+      ...(lockSet === undefined ? {} : { lockSet }),
+      ...kindFields(request),
+    };
   }
 
   private removeHolder(lock: LockRecord, grant: Grant, reason: ReleaseReason): void {
@@ -1074,7 +1095,8 @@ export class LockStateMachine {
     const position = lock.waiters.findIndex((waiter) => waiter.sessionId === id);
     const waiter = lock.waiters[position];
     assert(waiter !== undefined, `session ${id} is not waiting for ${lock.name}`);
-    lock.waiters.splice(position, 1);
+    ownWaiters(lock).splice(position, 1);
+    leftWaiters(lock);
     this.deleteWaiting(this.sessions.get(id), lock.name);
     // The request's outcome, for its retries; a session that ended has none to ask.
     if (reason !== 'sessionEnded') {
@@ -1123,9 +1145,7 @@ export class LockStateMachine {
 
   /** A lock's record has no kind key; a semaphore's or election's has it (kinds.ts). */
   private createLock(name: string, kind: LockKind = 'lock', limit?: number): LockRecord {
-    const plain: LockRecord = { name, holders: new HolderMap(), waiters: [], delays: [] };
-    const lock: LockRecord =
-      kind === 'lock' ? plain : { ...plain, kind, ...(limit === undefined ? {} : { limit }) };
+    const lock = kind === 'lock' ? new LockRecord(name) : new KindRecord(name, kind, limit);
     this.locks.set(name, lock);
     return lock;
   }
@@ -1336,18 +1356,21 @@ export class LockStateMachine {
     for (const stored of saved.holders) {
       // Snapshots written before alsoFor existed lack it.
       const told = stored.alsoFor ?? TOLD_NO_OTHERS;
-      const grant: Grant = { ...stored, alsoFor: told.length === 0 ? TOLD_NO_OTHERS : told };
+      const alsoFor = told.length === 0 ? TOLD_NO_OTHERS : told;
+      // The decoded mode is a copy of its own: the constant instead (internedMode).
+      const grant: Grant = { ...stored, mode: internedMode(stored.mode), alsoFor };
       lock.holders.set(grant.sessionId, grant);
       const holder = this.restoredSession(grant.sessionId, saved.name);
       holder.held.add(saved.name);
       this.tally.change(holder.identity, 'held', 1);
     }
-    for (const waiter of saved.waiters) {
-      lock.waiters.push(waiter);
+    for (const stored of saved.waiters) {
+      const waiter: Waiter = { ...stored, mode: internedMode(stored.mode) };
+      ownWaiters(lock).push(waiter);
       this.addWaiting(this.restoredSession(waiter.sessionId, saved.name), saved.name);
     }
     for (const delay of saved.delays) {
-      lock.delays.push({ index: delay.index as LogIndex, delayMs: delay.delayMs });
+      ownDelays(lock).push({ index: delay.index as LogIndex, delayMs: delay.delayMs });
     }
   }
 
