@@ -555,7 +555,8 @@ export class Raft {
     this.leadTransferee = null;
     this.votes.clear();
     this.progress.clear();
-    // This node's own reads end here unserved: say so (a follower's were refused above).
+    // This node's own reads end here unserved: say so. Reads followers forwarded here are
+    // not answered: theirs wait out their deadline, as a lost request would.
     for (const read of [...this.pendingReads, ...this.readsAwaitingTermCommit]) {
       if (read.requester === null) this.refusedReads.push(read.context);
     }
