@@ -142,8 +142,15 @@ describe('forwarded writes the leader takes', () => {
       forwardedWrite: (_trace, from, outcome) => {
         const { learners } = leader.status();
         takenAs.push(`${from} ${outcome} ${learners.includes(N4) ? 'learner' : 'voter'}`);
+        c.network.releaseHeld();
       },
     });
+    // n4's Raft answers wait until its forward has arrived: otherwise, on a loaded
+    // machine, it can catch up and be promoted first, and the test would not see the
+    // learner case it is about. Its forward and the leader's messages to it still pass.
+    c.network.hold(
+      (message) => message.kind === 'raft' && message.message.from === N4 && takenAs.length === 0,
+    );
     const n4 = new DlmNode(N4, MemoryWritableStorage.joining(), c.network.connect(N4), OPTIONS);
     n4.start();
     extra.push(n4);
