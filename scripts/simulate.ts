@@ -1,6 +1,6 @@
-import { formatSeedReport, LockTotals } from '../test/simulation/report.ts';
-import { type RuntimeResult, runRuntimeSimulation } from '../test/simulation/runtime/runner.ts';
-import { runSimulation, type SimResult } from '../test/simulation/simulator.ts';
+import { formatSeedReport, LockTotals } from '../src/tools/simulate/report.ts';
+import { type RuntimeResult, runRuntimeSimulation } from '../src/tools/simulate/runtime/runner.ts';
+import { runSimulation, type SimResult } from '../src/tools/simulate/simulator.ts';
 
 /**
  * Runs the deterministic simulator.

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { coalesceMessages } from '../../src/raft/coalesce.ts';
-import { deriveOptions } from '../simulation/options.ts';
-import { runSimulation } from '../simulation/simulator.ts';
+import { deriveOptions } from '../../src/tools/simulate/options.ts';
+import { runSimulation } from '../../src/tools/simulate/simulator.ts';
 
 /**
  * Review of coalesce (5e8f637): the core simulator (drops, duplicates, reordering,

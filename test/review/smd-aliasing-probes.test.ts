@@ -2,7 +2,7 @@
  * Review of sm-diet (adversarial), scripted interleavings for the aliasing the branch
  * could introduce and random logs rarely reach: shared frozen empty queues and delays
  * drained and refilled on several locks at once (some restored), one in-memory snapshot
- * object restored into two machines that then diverge (test/simulation/replica.ts hands
+ * object restored into two machines that then diverge (src/tools/simulate/replica.ts hands
  * snapshot objects over), a snapshot captured before later entries (the snapshotter
  * encodes it in slices while entries apply), a version 1 snapshot restored and then
  * retried and withdrawn, and semaphores and elections restored mid-queue. Each step is

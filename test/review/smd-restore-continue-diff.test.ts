@@ -1,7 +1,7 @@
 /**
  * Review of sm-diet (adversarial): where rev-sm-diet-diff is weak. Its twin is a second
  * machine beside the one compared; here the machine compared IS replaced, now and then,
- * by one restored from its own snapshot (in memory, as test/simulation/replica.ts hands a
+ * by one restored from its own snapshot (in memory, as src/tools/simulate/replica.ts hands a
  * snapshot object over, or through the entry codec, as a follower installs one), and
  * goes on against 0a70385's machine, which never restored. So a restored record's shared
  * empty queue or delays, its copied waiters, the decoded attempt-proposal arrays kept as

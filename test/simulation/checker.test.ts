@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Entry } from '../../src/raft/index.ts';
+import { SafetyChecker, SafetyViolation } from '../../src/tools/simulate/checker.ts';
 import { type LogIndex, logIndex, nodeId, type Term, term } from '../../src/util/ids.ts';
-import { SafetyChecker, SafetyViolation } from './checker.ts';
 
 /** Each check of the simulator's checker fires on the state it exists to forbid. */
 const n1 = nodeId('n1');

@@ -1,6 +1,10 @@
 import { describe, expect, it } from 'vitest';
+import {
+  RegisterHistory,
+  type RegisterOp,
+  registerViolation,
+} from '../../src/tools/simulate/linearizability.ts';
 import { Prng } from '../../src/util/prng.ts';
-import { RegisterHistory, type RegisterOp, registerViolation } from './linearizability.ts';
 
 /**
  * The zone check must agree with the definition. The definition, searched

@@ -9,6 +9,9 @@ import {
   type RememberedResult,
 } from '../../src/lock/index.ts';
 import type { CycleSearch } from '../../src/lock/wait-for.ts';
+import { INJECTED_BUGS } from '../../src/tools/simulate/bugs.ts';
+import { LockModel } from '../../src/tools/simulate/lock-model.ts';
+import { SIM_LOCK_LIMITS } from '../../src/tools/simulate/lock-workload.ts';
 import {
   fencingToken,
   type LogIndex,
@@ -16,9 +19,6 @@ import {
   nodeId,
   type SessionId,
 } from '../../src/util/ids.ts';
-import { INJECTED_BUGS } from './bugs.ts';
-import { LockModel } from './lock-model.ts';
-import { SIM_LOCK_LIMITS } from './lock-workload.ts';
 
 /** Each check of the lock model fires on the state it exists to forbid, and only then. */
 const n1 = nodeId('n1');

@@ -1,9 +1,9 @@
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import type { LockWorkloadStats } from './lock-workload.ts';
-import { formatSeedReport, LockTotals } from './report.ts';
-import { runSimulation } from './simulator.ts';
+import type { LockWorkloadStats } from '../../src/tools/simulate/lock-workload.ts';
+import { formatSeedReport, LockTotals } from '../../src/tools/simulate/report.ts';
+import { runSimulation } from '../../src/tools/simulate/simulator.ts';
 
 /**
  * `npm run simulate` names the lock workload beside the Raft figures: per seed, and

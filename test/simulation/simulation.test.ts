@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { INJECTED_BUGS, type InjectedBug } from './bugs.ts';
-import type { SimOptions } from './options.ts';
-import { runSimulation, type SimResult } from './simulator.ts';
+import { INJECTED_BUGS, type InjectedBug } from '../../src/tools/simulate/bugs.ts';
+import type { SimOptions } from '../../src/tools/simulate/options.ts';
+import { runSimulation, type SimResult } from '../../src/tools/simulate/simulator.ts';
 
 /**
  * The deterministic simulator run from the test suite: a few hundred seeds must be

@@ -17,7 +17,7 @@ export const LIBFAKETIME = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1'
 
 /**
  * The clock rates a node may run at within the drift bound ε = 5 % of the README's
- * safety contract (the simulator's largest clockDriftMax, test/simulation/options.ts).
+ * safety contract (the simulator's largest clockDriftMax, src/tools/simulate/options.ts).
  */
 export const CLOCK_RATE_IN_BOUND: readonly [number, number] = [0.95, 1.05];
 /**

@@ -6,8 +6,12 @@ import {
 } from '../../../src/lock/index.ts';
 import { encodeEntry } from '../../../src/node/entry-codec.ts';
 import type { Entry } from '../../../src/raft/types.ts';
+import {
+  type Answer,
+  RuntimeChecker,
+  type Told,
+} from '../../../src/tools/simulate/runtime/checker.ts';
 import type { FencingToken, LogIndex, SessionId, Term } from '../../../src/util/ids.ts';
-import { type Answer, RuntimeChecker, type Told } from './checker.ts';
 
 /**
  * The runtime checker's judgement of semaphore and election answers and beliefs, on a

@@ -6,8 +6,8 @@ import {
 } from '../../../src/lock/index.ts';
 import { encodeEntry } from '../../../src/node/entry-codec.ts';
 import type { Entry } from '../../../src/raft/types.ts';
+import { type Answer, RuntimeChecker } from '../../../src/tools/simulate/runtime/checker.ts';
 import type { LogIndex, SessionId, Term } from '../../../src/util/ids.ts';
-import { type Answer, RuntimeChecker } from './checker.ts';
 
 /**
  * The runtime checker's judgement of AcquireAll answers, on a log written by hand: it

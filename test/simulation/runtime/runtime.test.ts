@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { INJECTED_RUNTIME_BUGS } from './bugs.ts';
-import { type RuntimeResult, runRuntimeSimulation } from './runner.ts';
+import { INJECTED_RUNTIME_BUGS } from '../../../src/tools/simulate/runtime/bugs.ts';
+import {
+  type RuntimeResult,
+  runRuntimeSimulation,
+} from '../../../src/tools/simulate/runtime/runner.ts';
 
 /**
  * The runtime simulation from the test suite: real DlmNodes and Lock handlers under

@@ -7,8 +7,8 @@ import type {
   LockMode,
   LockResult,
   LockStateMachine,
-} from '../../src/lock/index.ts';
-import type { LogIndex, NodeId, SessionId } from '../../src/util/ids.ts';
+} from '../../lock/index.ts';
+import type { LogIndex, NodeId, SessionId } from '../../util/ids.ts';
 import { SafetyViolation } from './checker.ts';
 
 /**

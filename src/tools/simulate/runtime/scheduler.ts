@@ -1,6 +1,6 @@
-import type { Clock } from '../../../src/node/node.ts';
-import type { Scheduler, TimerHandle } from '../../../src/node/scheduler.ts';
-import { MinHeap } from '../../../src/util/min-heap.ts';
+import type { Clock } from '../../../node/node.ts';
+import type { Scheduler, TimerHandle } from '../../../node/scheduler.ts';
+import { MinHeap } from '../../../util/min-heap.ts';
 
 /**
  * Virtual time for the runtime simulation: one queue of timed tasks for the whole

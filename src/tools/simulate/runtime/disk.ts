@@ -1,6 +1,6 @@
-import { MemoryStorage } from '../../../src/raft/storage.ts';
-import type { ClusterConfig, Entry, Snapshot } from '../../../src/raft/types.ts';
-import { MirroredReads } from '../../../src/storage/mirrored-reads.ts';
+import { MemoryStorage } from '../../../raft/storage.ts';
+import type { ClusterConfig, Entry, Snapshot } from '../../../raft/types.ts';
+import { MirroredReads } from '../../../storage/mirrored-reads.ts';
 import {
   joinSnapshotBytes,
   type PersistBatch,
@@ -8,9 +8,9 @@ import {
   type StoredAddress,
   type StoredIdentity,
   type WritableStorage,
-} from '../../../src/storage/writable-storage.ts';
-import { type LogIndex, logIndex } from '../../../src/util/ids.ts';
-import type { Prng } from '../../../src/util/prng.ts';
+} from '../../../storage/writable-storage.ts';
+import { type LogIndex, logIndex } from '../../../util/ids.ts';
+import type { Prng } from '../../../util/prng.ts';
 import type { ProcessClock } from './scheduler.ts';
 
 /**

@@ -4,21 +4,21 @@ import {
   type LockResult,
   LockStateMachine,
   type RememberedResult,
-} from '../../src/lock/index.ts';
+} from '../../lock/index.ts';
 import {
   type Entry,
   type MessageOf,
   type ProposeResult,
   Raft,
   type RaftConfig,
-} from '../../src/raft/index.ts';
+} from '../../raft/index.ts';
 import {
   type FencingToken,
   fencingToken,
   type LogIndex,
   logIndex,
   type NodeId,
-} from '../../src/util/ids.ts';
+} from '../../util/ids.ts';
 import type { LockMachineFactory } from './replica.ts';
 import type { SimBugs } from './simulator.ts';
 

@@ -1,6 +1,6 @@
 import { status } from '@grpc/grpc-js';
-import type { LockMode } from '../../../src/lock/index.ts';
-import type { Prng } from '../../../src/util/prng.ts';
+import type { LockMode } from '../../../lock/index.ts';
+import type { Prng } from '../../../util/prng.ts';
 import type { RuntimeChecker, Told } from './checker.ts';
 import type { VirtualTime } from './scheduler.ts';
 

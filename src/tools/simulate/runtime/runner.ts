@@ -1,25 +1,25 @@
 import { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
-import { type ApiContext, CallGate, DEFAULT_API_OPTIONS } from '../../../src/api/context.ts';
-import { type ApiLogger, ERROR_CODE_KEY, LEADER_HINT_KEY } from '../../../src/api/errors.ts';
-import { EventHub } from '../../../src/api/event-hub.ts';
-import { lockService } from '../../../src/api/lock-service.ts';
-import type { LockServiceHandlers } from '../../../src/api/proto.ts';
+import { type ApiContext, CallGate, DEFAULT_API_OPTIONS } from '../../../api/context.ts';
+import { type ApiLogger, ERROR_CODE_KEY, LEADER_HINT_KEY } from '../../../api/errors.ts';
+import { EventHub } from '../../../api/event-hub.ts';
+import { lockService } from '../../../api/lock-service.ts';
+import type { LockServiceHandlers } from '../../../api/proto.ts';
 import {
   BEHAVIOUR_LATEST,
   BehaviourUnsupportedError,
   DEFAULT_LOCK_LIMITS,
   LOCK_LIMIT_NAMES,
   type LockLimits,
-} from '../../../src/lock/index.ts';
-import { DlmNode, type NodeRuntimeOptions } from '../../../src/node/node.ts';
-import type { Scheduler } from '../../../src/node/scheduler.ts';
-import type { Transport } from '../../../src/node/transport.ts';
-import { majority, type Raft } from '../../../src/raft/index.ts';
-import type { WritableStorage } from '../../../src/storage/writable-storage.ts';
-import { AssertionError } from '../../../src/util/assert.ts';
-import { type LogIndex, type NodeId, nodeId } from '../../../src/util/ids.ts';
-import { Prng } from '../../../src/util/prng.ts';
+} from '../../../lock/index.ts';
+import { DlmNode, type NodeRuntimeOptions } from '../../../node/node.ts';
+import type { Scheduler } from '../../../node/scheduler.ts';
+import type { Transport } from '../../../node/transport.ts';
+import { majority, type Raft } from '../../../raft/index.ts';
+import type { WritableStorage } from '../../../storage/writable-storage.ts';
+import { AssertionError } from '../../../util/assert.ts';
+import { type LogIndex, type NodeId, nodeId } from '../../../util/ids.ts';
+import { Prng } from '../../../util/prng.ts';
 import { chainHash, SafetyViolation } from '../checker.ts';
 import { RuntimeChecker } from './checker.ts';
 import {

@@ -5,9 +5,9 @@ import {
   type LockSnapshot,
   LockStateMachine,
   LockTimers,
-} from '../../src/lock/index.ts';
-import type { ClusterConfig, ConfigChange, Entry, Snapshot } from '../../src/raft/index.ts';
-import type { NodeId } from '../../src/util/ids.ts';
+} from '../../lock/index.ts';
+import type { ClusterConfig, ConfigChange, Entry, Snapshot } from '../../raft/index.ts';
+import type { NodeId } from '../../util/ids.ts';
 import { chainHash, entryKey, SafetyViolation } from './checker.ts';
 
 /**

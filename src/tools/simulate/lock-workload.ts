@@ -1,6 +1,6 @@
-import type { LockCommand, LockLimits, LockResult } from '../../src/lock/index.ts';
-import type { FencingToken, SessionId } from '../../src/util/ids.ts';
-import type { Prng } from '../../src/util/prng.ts';
+import type { LockCommand, LockLimits, LockResult } from '../../lock/index.ts';
+import type { FencingToken, SessionId } from '../../util/ids.ts';
+import type { Prng } from '../../util/prng.ts';
 import type { AppliedLockCommand } from './replica.ts';
 
 /**

@@ -1,6 +1,6 @@
-import { BEHAVIOUR_BASE, BEHAVIOUR_LATEST, type LockLimits } from '../../../src/lock/index.ts';
-import type { NodeRuntimeOptions } from '../../../src/node/node.ts';
-import { Prng } from '../../../src/util/prng.ts';
+import { BEHAVIOUR_BASE, BEHAVIOUR_LATEST, type LockLimits } from '../../../lock/index.ts';
+import type { NodeRuntimeOptions } from '../../../node/node.ts';
+import { Prng } from '../../../util/prng.ts';
 import type { DiskOptions } from './disk.ts';
 import type { NetworkOptions } from './network.ts';
 

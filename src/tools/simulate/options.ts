@@ -1,4 +1,4 @@
-import { Prng } from '../../src/util/prng.ts';
+import { Prng } from '../../util/prng.ts';
 import {
   DEFAULT_ELECTION_SHARE,
   DEFAULT_LOCK_SET_SHARE,

@@ -4,10 +4,10 @@ import {
   type LockLimits,
   type LockMode,
   LockStateMachine,
-} from '../../../src/lock/index.ts';
-import { decodeEntry } from '../../../src/node/entry-codec.ts';
-import type { Entry } from '../../../src/raft/types.ts';
-import { logIndex, type SessionId } from '../../../src/util/ids.ts';
+} from '../../../lock/index.ts';
+import { decodeEntry } from '../../../node/entry-codec.ts';
+import type { Entry } from '../../../raft/types.ts';
+import { logIndex, type SessionId } from '../../../util/ids.ts';
 import { SafetyViolation } from '../checker.ts';
 
 /**

@@ -1,5 +1,5 @@
-import type { Entry, HardState } from '../../src/raft/index.ts';
-import type { LogIndex, NodeId, Term } from '../../src/util/ids.ts';
+import type { Entry, HardState } from '../../raft/index.ts';
+import type { LogIndex, NodeId, Term } from '../../util/ids.ts';
 
 /**
  * The safety checker. Every check is incremental, so that it can run after every

@@ -1,4 +1,4 @@
-import { BEHAVIOUR_LATEST } from '../../src/lock/index.ts';
+import { BEHAVIOUR_LATEST } from '../../lock/index.ts';
 import {
   type ConfigChange,
   type Entry,
@@ -9,11 +9,11 @@ import {
   Raft,
   type RaftConfig,
   type Ready,
-} from '../../src/raft/index.ts';
-import { AssertionError } from '../../src/util/assert.ts';
-import { logIndex, type NodeId, nodeId, type Term } from '../../src/util/ids.ts';
-import { MinHeap } from '../../src/util/min-heap.ts';
-import { Prng } from '../../src/util/prng.ts';
+} from '../../raft/index.ts';
+import { AssertionError } from '../../util/assert.ts';
+import { logIndex, type NodeId, nodeId, type Term } from '../../util/ids.ts';
+import { MinHeap } from '../../util/min-heap.ts';
+import { Prng } from '../../util/prng.ts';
 import { monotonic, SafetyChecker, SafetyViolation } from './checker.ts';
 import { RegisterHistory } from './linearizability.ts';
 import { LockModel } from './lock-model.ts';

@@ -5,10 +5,10 @@ import {
   type LockResult,
   LockStateMachine,
   type RememberedResult,
-} from '../../../src/lock/index.ts';
-import { DlmNode } from '../../../src/node/node.ts';
-import { ProposalRegistry } from '../../../src/node/proposals.ts';
-import type { LogIndex } from '../../../src/util/ids.ts';
+} from '../../../lock/index.ts';
+import { DlmNode } from '../../../node/node.ts';
+import { ProposalRegistry } from '../../../node/proposals.ts';
+import type { LogIndex } from '../../../util/ids.ts';
 import { CountsOwnCopyBeforePersisting } from '../bugs.ts';
 import { buildNode, type RuntimeBugs } from './runner.ts';
 

@@ -1,8 +1,8 @@
 import { Packr } from 'msgpackr';
-import { type PeerMessage, peerRecipient } from '../../../src/node/peer-message.ts';
-import type { Transport } from '../../../src/node/transport.ts';
-import type { NodeId } from '../../../src/util/ids.ts';
-import type { Prng } from '../../../src/util/prng.ts';
+import { type PeerMessage, peerRecipient } from '../../../node/peer-message.ts';
+import type { Transport } from '../../../node/transport.ts';
+import type { NodeId } from '../../../util/ids.ts';
+import type { Prng } from '../../../util/prng.ts';
 import type { ProcessClock, VirtualTime } from './scheduler.ts';
 
 /**
