@@ -83,6 +83,27 @@ export type Sublevels = ReturnType<typeof openSublevels>;
 
 // ------------------------------------------------------------------ operations
 
+/**
+ * Writes `ops` to `db` as one atomic LevelDB batch, fsynced before it resolves when
+ * `sync`. Built as a chained batch, op by op, rather than with `db.batch(ops)`: the
+ * array form takes every op through abstract-level's checks, sublevel prefixing and
+ * encoding once for the sublevel and again for the database, and cost a follower about
+ * a third of its CPU (scripts/bench-storage.ts --main-thread measures both forms).
+ */
+export async function writeBatch(db: Db, ops: readonly BatchOp[], sync: boolean): Promise<void> {
+  const batch = db.batch();
+  try {
+    for (const op of ops) {
+      if (op.type === 'put') batch.put(op.key, op.value, { sublevel: op.sublevel });
+      else batch.del(op.key, { sublevel: op.sublevel });
+    }
+  } catch (error) {
+    await batch.close();
+    throw error;
+  }
+  await batch.write({ sync });
+}
+
 export function putEntry(sublevels: Sublevels, entry: Entry): BatchOp {
   const key = encodeIndexKey(entry.index);
   return { type: 'put', sublevel: sublevels.log, key, value: encodeEntry(entry) };

@@ -28,6 +28,7 @@ import {
   SNAPSHOT_MANIFEST_KEY,
   type SublevelName,
   type Sublevels,
+  writeBatch,
 } from './level-layout.ts';
 import type { StoredAddress, StoredIdentity } from './writable-storage.ts';
 
@@ -175,7 +176,7 @@ async function dropUnnamedChunks(
       unnamed.push({ type: 'del', sublevel: sublevels.snapshotChunk, key });
     }
   }
-  if (unnamed.length > 0) await db.batch(unnamed, { sync: true });
+  if (unnamed.length > 0) await writeBatch(db, unnamed, true);
   return highest + 1;
 }
 
@@ -215,7 +216,7 @@ async function initialize(
     putHardState(sublevels, mirror.initialState().hardState),
     ...(identity === undefined ? [] : [putIdentity(sublevels, identity)]),
   ];
-  await db.batch(ops, { sync: true });
+  await writeBatch(db, ops, true);
   return mirror;
 }
 

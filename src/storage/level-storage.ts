@@ -21,6 +21,7 @@ import {
   putSnapshotChunk,
   putSnapshotManifest,
   type Sublevels,
+  writeBatch,
 } from './level-layout.ts';
 import {
   type Bootstrap,
@@ -83,7 +84,7 @@ export const SNAPSHOT_CHUNK_BYTES = 1 << 20;
  * compaction point, the hard state, the latest snapshot) is kept in memory, in a
  * MemoryStorage "mirror" that `open` loads and verifies. Reads never touch the disk.
  *
- * Crash semantics. Every write is ONE `db.batch(ops, { sync })` (a snapshot's data is
+ * Crash semantics. Every write is ONE LevelDB batch (`writeBatch`) (a snapshot's data is
  * written first, in chunk writes that no record names until the write that stores the
  * snapshot's manifest: see level-layout.ts). A LevelDB batch is
  * atomic (it is one record in LevelDB's write-ahead log), so after a crash the database
@@ -486,7 +487,7 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
   private async commitNow(ops: BatchOp[], sync: boolean): Promise<void> {
     this.refuseAfterFailure();
     try {
-      await this.db.batch(ops, { sync });
+      await writeBatch(this.db, ops, sync);
     } catch (error) {
       this.failure ??= error;
       throw error;

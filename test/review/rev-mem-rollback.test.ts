@@ -16,12 +16,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { Level } from 'level';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { ClusterConfig } from '../../src/raft/types.ts';
 import { LevelStorage } from '../../src/storage/level-storage.ts';
 import { logIndex as idx } from '../../src/util/ids.ts';
 import { entry, hardState, ids } from '../raft/harness.ts';
+import { beforeEachWrite } from '../support/level-writes.ts';
 
 const BEFORE = '4e75144';
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -88,14 +88,9 @@ describe.skipIf(oldDir === null)('rev-mem: the previous release on data the new 
     const path = join(dir, 'n1');
     await previousRelease(path);
     const current = await LevelStorage.open(path, { snapshotChunkBytes: 4 });
-    const proto = Level.prototype as unknown as Record<'_batch', (...args: unknown[]) => unknown>;
-    const native = proto._batch;
-    let calls = 0;
-    vi.spyOn(proto, '_batch').mockImplementation(function (this: unknown, ...args: unknown[]) {
-      calls++;
+    beforeEachWrite((write) => {
       // Two chunks land; the third chunk write and the manifest never do.
-      if (calls >= 3) return Promise.reject(new Error('the process died'));
-      return native.apply(this, args);
+      if (write >= 3) throw new Error('the process died');
     });
     await expect(
       current.createSnapshot(idx(6), config, new Uint8Array(20).fill(7)),

@@ -29,6 +29,7 @@ import {
 import { LevelStorage } from '../../src/storage/level-storage.ts';
 import { logIndex as idx, term as tm } from '../../src/util/ids.ts';
 import { entry, hardState, ids } from '../raft/harness.ts';
+import { interceptWrites } from '../support/level-writes.ts';
 
 const [a, b, c] = ids('a', 'b', 'c');
 const config: ClusterConfig = { voters: [a, b, c], learners: [] };
@@ -59,8 +60,6 @@ async function withRawDb<T>(path: string, use: (s: Sublevels, db: Db) => Promise
     await db.close();
   }
 }
-
-type Proto = Record<'_batch', (...args: unknown[]) => unknown>;
 
 interface Acked {
   entries: Map<number, Entry>;
@@ -154,12 +153,10 @@ describe('rev-mem: a crash at every write of chunked snapshots', () => {
   async function countWrites(): Promise<number> {
     const path = join(dir, 'count');
     await oldDatabase(path);
-    const proto = Level.prototype as unknown as Proto;
-    const native = proto._batch;
     let calls = 0;
-    vi.spyOn(proto, '_batch').mockImplementation(function (this: unknown, ...args: unknown[]) {
-      calls++;
-      return native.apply(this, args);
+    interceptWrites((write, native) => {
+      calls = write;
+      return native();
     });
     const storage = await LevelStorage.open(path, { snapshotChunkBytes: CHUNK_BYTES });
     opened.push(storage);
@@ -178,18 +175,14 @@ describe('rev-mem: a crash at every write of chunked snapshots', () => {
         const path = join(dir, `run-${k}-${applied}`);
         await oldDatabase(path);
         const storage = await LevelStorage.open(path, { snapshotChunkBytes: CHUNK_BYTES });
-        const proto = Level.prototype as unknown as Proto;
-        const native = proto._batch;
-        let calls = 0;
         let dead = false;
-        vi.spyOn(proto, '_batch').mockImplementation(function (this: unknown, ...args: unknown[]) {
-          calls++;
-          if (dead) return Promise.reject(new Error('the process died'));
-          if (calls === k) {
+        interceptWrites(async (write, native) => {
+          if (dead) throw new Error('the process died');
+          if (write === k) {
             dead = true;
-            if (!applied) return Promise.reject(new Error('the process died'));
+            if (!applied) throw new Error('the process died');
           }
-          return native.apply(this, args);
+          return native();
         });
         const acked: Acked = { entries: new Map(), hardState: hardState(2, a, 5), snapshots: [5] };
         for (let i = 6; i <= 12; i++) acked.entries.set(i, entry(i, i < 9 ? 1 : 2));

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { type LockCommand, LockStateMachine } from '../../src/lock/index.ts';
 import {
   decodeLockSnapshot,
@@ -23,6 +23,7 @@ import { crc32c } from '../../src/storage/crc32.ts';
 import { LevelStorage } from '../../src/storage/level-storage.ts';
 import { type LogIndex, logIndex, sessionId, term } from '../../src/util/ids.ts';
 import { hardState, ids } from '../raft/harness.ts';
+import { beforeEachWrite } from '../support/level-writes.ts';
 
 const [a, b, c] = ids('a', 'b', 'c');
 const config: ClusterConfig = { voters: [a, b, c], learners: [] };
@@ -176,12 +177,9 @@ describe('review(perf-stalls): the snapshot is the state at its index', () => {
 
 const dirs: string[] = [];
 afterEach(() => {
+  vi.restoreAllMocks();
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
-
-interface BatchDb {
-  batch(ops: unknown[], options: { sync: boolean }): Promise<void>;
-}
 
 async function freshStorage(): Promise<{ path: string; storage: LevelStorage }> {
   const dir = mkdtempSync(join(tmpdir(), 'dlm-review-stalls-'));
@@ -281,20 +279,17 @@ describe('review(perf-stalls): Snapshotter on real LevelDB', () => {
     while (workload.machine.snapshot().dedupe.length < 1_500) {
       await applyAndPersist(storage, workload, 200);
     }
-    const db = (storage as unknown as { db: BatchDb }).db;
-    const realBatch = db.batch.bind(db);
     let failNext = false;
     let batchesAfterFailure = 0;
     let failed = false;
-    db.batch = async (ops, options) => {
+    beforeEachWrite(() => {
       if (failed) batchesAfterFailure++;
       if (failNext) {
         failNext = false;
         failed = true;
         throw Object.assign(new Error('IO error: No space left on device'), { code: 'ENOSPC' });
       }
-      return realBatch(ops, options);
-    };
+    });
     let persistOutcome = '';
     const { snapshotter, failures } = snapshotterOn(storage, workload, {
       threshold: 100,
@@ -329,14 +324,11 @@ describe('review(perf-stalls): Snapshotter on real LevelDB', () => {
     const { storage } = await freshStorage();
     const workload = Workload.startingAt2(5);
     await applyAndPersist(storage, workload, 300);
-    const db = (storage as unknown as { db: BatchDb }).db;
-    const realBatch = db.batch.bind(db);
     let batches = 0;
-    db.batch = async (ops, options) => {
-      batches++;
-      if (batches === 1) throw Object.assign(new Error('IO error: EIO'), { code: 'EIO' });
-      return realBatch(ops, options);
-    };
+    beforeEachWrite((write) => {
+      batches = write;
+      if (write === 1) throw Object.assign(new Error('IO error: EIO'), { code: 'EIO' });
+    });
     const { snapshotter, failures } = snapshotterOn(storage, workload, {
       threshold: 100,
       retain: 10,

@@ -26,6 +26,7 @@ import {
 import { LevelStorage } from '../../src/storage/level-storage.ts';
 import { logIndex as idx, term as tm } from '../../src/util/ids.ts';
 import { entry, hardState, ids } from '../raft/harness.ts';
+import { beforeEachWrite } from '../support/level-writes.ts';
 
 const [a, b, c] = ids('a', 'b', 'c');
 const config: ClusterConfig = { voters: [a, b, c], learners: [] };
@@ -242,13 +243,8 @@ describe('LevelStorage: snapshots in chunks', () => {
 
     storage = await open();
     // The third chunk write fails: the process dies there, as far as the disk knows.
-    const proto = Level.prototype as unknown as Record<'_batch', (...args: unknown[]) => unknown>;
-    const native = proto._batch;
-    let calls = 0;
-    vi.spyOn(proto, '_batch').mockImplementation(function (this: unknown, ...args: unknown[]) {
-      calls++;
-      if (calls === 3) return Promise.reject(new Error('the machine lost power'));
-      return native.apply(this, args);
+    beforeEachWrite((write) => {
+      if (write === 3) throw new Error('the machine lost power');
     });
     await expect(storage.createSnapshot(idx(5), config, data(40, 2))).rejects.toThrow(
       'the machine lost power',

@@ -1,10 +1,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { ClusterConfig } from '../../src/raft/types.ts';
 import { LevelStorage } from '../../src/storage/level-storage.ts';
 import { entry, hardState, ids } from '../raft/harness.ts';
+import { beforeEachWrite } from '../support/level-writes.ts';
 
 /**
  * From the review of the fail-stop storage: two LevelDB batches in flight at once finish
@@ -18,33 +19,27 @@ const [a, b, c] = ids('a', 'b', 'c');
 const config: ClusterConfig = { voters: [a, b, c], learners: [] };
 const dirs: string[] = [];
 afterEach(() => {
+  vi.restoreAllMocks();
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
-
-interface BatchDb {
-  batch(ops: unknown[], options: { sync: boolean }): Promise<void>;
-}
 
 async function heldSave(saveFails: boolean) {
   const dir = mkdtempSync(join(tmpdir(), 'dlm-storage-order-'));
   dirs.push(dir);
   const storage = await LevelStorage.open(join(dir, 'n1'), { bootstrap: config });
-  const db = (storage as unknown as { db: BatchDb }).db;
-  const realBatch = db.batch.bind(db);
   let finishSave: () => void = () => {};
   const saveHeld = new Promise<void>((resolve) => {
     finishSave = resolve;
   });
   let batches = 0;
-  db.batch = async (ops, options) => {
-    batches++;
-    if (batches === 1) {
+  beforeEachWrite(async (write) => {
+    batches = write;
+    if (write === 1) {
       await saveHeld;
       if (saveFails)
         throw Object.assign(new Error('IO error: No space left on device'), { code: 'ENOSPC' });
     }
-    return realBatch(ops, options);
-  };
+  });
   const save = storage
     .saveAddresses([{ id: b, peerAddress: '127.0.0.1:7001', clientAddress: '' }])
     .then(

@@ -25,6 +25,7 @@ import type { WritableStorage } from '../../src/storage/writable-storage.ts';
 import { AssertionError } from '../../src/util/assert.ts';
 import { logIndex as idx, term as tm } from '../../src/util/ids.ts';
 import { entry, hardState, ids } from '../raft/harness.ts';
+import { spyOnNativeWrites } from '../support/level-writes.ts';
 import { describeStorageConformance, readAll, type StorageFactory } from './conformance.ts';
 
 const [a, b, c] = ids('a', 'b', 'c');
@@ -327,20 +328,6 @@ describe('LevelStorage', () => {
   });
 
   describe('writes', () => {
-    /** Every native write LevelDB receives, with its options. */
-    function spyOnNativeWrites() {
-      const proto = Level.prototype as unknown as Record<
-        '_batch' | '_put' | '_del' | '_clear',
-        (...args: unknown[]) => Promise<void>
-      >;
-      return {
-        batch: vi.spyOn(proto, '_batch'),
-        put: vi.spyOn(proto, '_put'),
-        del: vi.spyOn(proto, '_del'),
-        clear: vi.spyOn(proto, '_clear'),
-      };
-    }
-
     it('a persist that the core says needs no sync (a commit index alone) is one batch without sync', async () => {
       const writes = spyOnNativeWrites();
       let storage = await LevelStorage.open(path, { bootstrap: config });
@@ -348,7 +335,7 @@ describe('LevelStorage', () => {
 
       await storage.persist({ hardState: hardState(2, a, 2), mustSync: false });
 
-      expect(writes.batch.mock.calls.at(-1)?.[1]).toMatchObject({ sync: false });
+      expect(writes.batch.mock.calls.at(-1)?.[0]).toMatchObject({ sync: false });
       await storage.close();
       storage = await LevelStorage.open(path);
       expect(storage.initialState().hardState).toEqual(hardState(2, a, 2));
@@ -389,8 +376,9 @@ describe('LevelStorage', () => {
       // bootstrap (identity included), three persists, createSnapshot (its one chunk,
       // then its manifest), compact, saveAddresses, saveIdentity: nine batches.
       expect(writes.batch).toHaveBeenCalledTimes(9);
-      for (const [, options] of writes.batch.mock.calls)
+      for (const [options] of writes.batch.mock.calls)
         expect(options).toMatchObject({ sync: true });
+      expect(writes.arrayBatch).not.toHaveBeenCalled();
       expect(writes.put).not.toHaveBeenCalled();
       expect(writes.del).not.toHaveBeenCalled();
       expect(writes.clear).not.toHaveBeenCalled();
@@ -405,9 +393,8 @@ describe('LevelStorage', () => {
       await storage.close();
 
       expect(writes.batch).toHaveBeenCalledTimes(1);
-      const ops = writes.batch.mock.calls[0]?.[0] as Array<{ type: string }>;
       // del 4, 5, 6; put 3; put hard state.
-      expect(ops.map((op) => op.type)).toEqual(['del', 'del', 'del', 'put', 'put']);
+      expect(writes.opTypes(0)).toEqual(['del', 'del', 'del', 'put', 'put']);
     });
 
     it('a failed write leaves the state as it was, and later writes are refused', async () => {
