@@ -79,6 +79,22 @@ export interface ClientOptions {
    */
   readonly semaphoreShare: number;
   readonly electionShare: number;
+  /**
+   * The share of waits given up (half by deadline, half by cancel). Absent: 2 in 5, drawn
+   * as before it was an option, so that a seed's run stays what it was.
+   */
+  readonly giveUpShare?: number | undefined;
+  /**
+   * Clients neither close their sessions nor crash (the roll that would is spent idle),
+   * so a grant left behind stays with a live session to the end of the run, where the
+   * abandoned-acquire check looks. Absent: they do, as before it was an option.
+   */
+  readonly sessionsKept?: boolean | undefined;
+  /**
+   * Every read is a Leader read of an election (no Describe or ValidateFence), so that
+   * the first stale read a run finds is one of an election. Absent: reads are mixed.
+   */
+  readonly leaderReadsOnly?: boolean | undefined;
 }
 
 /** The semaphores clients use, each with the limit every request of it names. */
@@ -243,8 +259,11 @@ export class SimClient {
       else if (share > 0 && this.prng.chance(share)) await this.acquireAll(session);
       else await this.acquire(session);
     } else if (roll < 0.7) await this.release(session);
+    else if (roll < 0.88 && this.options.leaderReadsOnly === true)
+      await this.leader(this.prng.pick(ELECTIONS));
     else if (roll < 0.8) await this.describe();
     else if (roll < 0.88) await this.validateFence();
+    else if (this.options.sessionsKept === true) return;
     else if (roll < 0.91) await this.closeSession(session);
     else if (roll < 0.92) this.crash();
   }
@@ -550,7 +569,7 @@ export class SimClient {
   private async attemptAcquire(session: Session, acquiring: Acquiring): Promise<void> {
     const { method, lock } = acquiring;
     const waitMs = this.prng.chance(0.35) ? 0 : this.prng.intBetween(50, 1_500);
-    const giveUp = waitMs > 0 ? this.prng.pick(['no', 'no', 'no', 'deadline', 'cancel']) : 'no';
+    const giveUp = waitMs > 0 ? this.giveUpDraw() : 'no';
     const deadlineMs =
       giveUp === 'deadline'
         ? this.prng.intBetween(20, waitMs)
@@ -586,6 +605,14 @@ export class SimClient {
       await this.sleep(this.backoffMs(attempt));
       if (!this.sessionSafe()) return;
     }
+  }
+
+  /** How a wait ends if not granted: 'no' (it waits it out), by deadline, or by cancel. */
+  private giveUpDraw(): 'no' | 'deadline' | 'cancel' {
+    const share = this.options.giveUpShare;
+    if (share === undefined) return this.prng.pick(['no', 'no', 'no', 'deadline', 'cancel']);
+    if (!this.prng.chance(share)) return 'no';
+    return this.prng.chance(0.5) ? 'deadline' : 'cancel';
   }
 
   private async release(session: Session): Promise<void> {

@@ -33,7 +33,12 @@ import {
 } from './clients.ts';
 import { SimDisk } from './disk.ts';
 import { SimNetwork } from './network.ts';
-import { deriveRuntimeOptions, type RuntimeFault, type RuntimeSimOptions } from './options.ts';
+import {
+  deriveRuntimeOptions,
+  type RuntimeFault,
+  type RuntimeOverrides,
+  type RuntimeSimOptions,
+} from './options.ts';
 import { ProcessClock, VirtualTime } from './scheduler.ts';
 
 /**
@@ -233,6 +238,9 @@ export class RuntimeSimulation implements ClientTransport {
           lockSetShare: options.lockSetShare,
           semaphoreShare: options.semaphoreShare,
           electionShare: options.electionShare,
+          giveUpShare: options.giveUpShare,
+          sessionsKept: options.sessionsKept,
+          leaderReadsOnly: options.leaderReadsOnly,
         },
         clientStats,
         this.givenUp,
@@ -828,7 +836,7 @@ function describeViolation(error: unknown): string {
 
 export async function runRuntimeSimulation(
   seed: number,
-  overrides: Partial<RuntimeSimOptions> = {},
+  overrides: RuntimeOverrides = {},
   bugs: RuntimeBugs = {},
   log: ((line: string) => void) | null = null,
 ): Promise<RuntimeResult> {
