@@ -11,7 +11,7 @@ import { runSimulation } from '../../src/tools/simulate/simulator.ts';
  * Passes on the branch: kept as lasting coverage of the fold under faults. Teeth: a fold
  * that keeps the earlier commit index, or joins a resend, is the property test's job.
  */
-const SEEDS = Number(process.env.REVIEW_SIM_SEEDS ?? 150);
+const SEEDS = Number(process.env.REVIEW_SIM_SEEDS ?? 60);
 
 describe('review coalesce: core simulation with folded sends', () => {
   it(`${SEEDS} seeds without a violation`, () => {

@@ -34,7 +34,7 @@ import {
 } from '../support/lock-machine-diff.ts';
 
 const BEFORE = '0a70385';
-const RUNS = Number(process.env.DLM_DIET_DIFF_RUNS ?? 400);
+const RUNS = Number(process.env.DLM_DIET_DIFF_RUNS ?? 150);
 
 const dir = extractLockSources(BEFORE, 'dlm-before-diet-');
 
