@@ -192,7 +192,7 @@ async function mainRuntime(args: Args): Promise<void> {
       // Held through a request its client gave up, and not a violation: its attempt's
       // node died before withdrawing it, or the documented limitation below lock
       // behaviour version 3 (docs/operations.md, Upgrading) kept it.
-      `  given-up acquires ${givenUp}: still held, lost in a crash ${lostInCrash}, kept below behaviour version 3 ${keptBelowV3} (writes nodes could not resolve from a snapshot: ${writesUnresolved})\n`,
+      `  given-up acquires ${givenUp}, still held at the end yet no violation: ${lostInCrash} whose node died before withdrawing, ${keptBelowV3} kept below behaviour version 3; writes nodes could not resolve from a snapshot ${writesUnresolved}\n`,
   );
   for (const [kind, kindSeeds] of byKind) {
     const first = kindSeeds[0] ?? 0;
