@@ -122,6 +122,71 @@ describe('open attempts and their proposals', () => {
     expect(snapshot.locks[0]?.waiters[0]).not.toHaveProperty('proposalId');
   });
 
+  it('shows the open attempts that record no proposal: applied below the version, whatever the version now', () => {
+    const { log, apply } = logAt(BEHAVIOUR_VERSIONED);
+    const holder = log.open();
+    const session = log.open();
+    const held = log.acquire(holder, 'x');
+    const command = log.acquireCommand(session, 'x', { requestId: 'a', waitMs: 5_000 });
+    apply(command, 'n1/boot/1');
+    const old = log.index;
+    const queued = { type: 'Queued', lock: 'x', position: 0 };
+    expect(log.sm.unrecordedAttemptsOf(command)).toEqual({ indexes: [old], now: queued });
+    // Another request, or one never applied, has none.
+    const another = log.acquireCommand(session, 'x', { requestId: 'b', waitMs: 5_000 });
+    expect(log.sm.unrecordedAttemptsOf(another)).toBeNull();
+    // Raised since (seed 272's shape): the attempt applied before still records nothing,
+    // a retry after the raise records its own, and only the old one is shown.
+    log.apply({ type: 'SetBehaviour', version: BEHAVIOUR_ATTEMPT_PROPOSALS });
+    apply(command, 'n2/boot/1');
+    expect(log.sm.attemptsOf(command, 'n2/boot/1')?.indexes).toEqual([log.index]);
+    expect(log.sm.attemptsOf(command, 'n1/boot/1')).toBeNull();
+    if (held.type !== 'Acquired') throw new Error('not acquired');
+    log.apply({ type: 'Release', lock: 'x', sessionId: holder, token: held.token, requestId: 'r' });
+    const restored = new LockStateMachine();
+    restored.restore(log.sm.snapshot());
+    expect(restored.unrecordedAttemptsOf(command)).toEqual({
+      indexes: [old],
+      now: expect.objectContaining({ type: 'Acquired', token: log.index }),
+    });
+    // Once nothing is held through the request, nothing is left to give back.
+    log.apply({
+      type: 'Release',
+      lock: 'x',
+      sessionId: session,
+      token: asToken(log.index),
+      requestId: 's',
+    });
+    expect(log.sm.unrecordedAttemptsOf(command)).toBeNull();
+  });
+
+  it('shows a wait below the version whose remembered result left the window', () => {
+    const log = new Log({ dedupeWindowMax: 4 });
+    const holder = log.open();
+    const waiter = log.open();
+    log.acquire(holder, 'x');
+    const waits = log.acquireCommand(waiter, 'x', { waitMs: 5_000, requestId: 'w' });
+    log.index += 1;
+    log.sm.apply(asIndex(log.index), waits, 'n1/boot/1');
+    const attempt = log.index;
+    for (let i = 0; i < 6; i++) log.open();
+    expect(log.sm.snapshot().dedupe.some(([key]) => key.endsWith('/w'))).toBe(false);
+    expect(log.sm.attemptsOf(waits, 'n1/boot/1')).toBeNull();
+    expect(log.sm.unrecordedAttemptsOf(waits)).toEqual({
+      indexes: [attempt],
+      now: { type: 'Queued', lock: 'x', position: 0 },
+    });
+  });
+
+  it('shows nothing unrecorded from the version on', () => {
+    const { log, apply } = logAt(BEHAVIOUR_ATTEMPT_PROPOSALS);
+    const session = log.open();
+    const command = log.acquireCommand(session, 'x', { requestId: 'a' });
+    apply(command, 'n1/boot/1');
+    expect(log.sm.attemptsOf(command, 'n1/boot/1')?.indexes).toEqual([log.index]);
+    expect(log.sm.unrecordedAttemptsOf(command)).toBeNull();
+  });
+
   it('keeps only the proposals of attempts still open when attempts are dropped', () => {
     const { log, apply } = logAt(BEHAVIOUR_ATTEMPT_PROPOSALS);
     const session = log.open();
