@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { LockCommand } from '../../src/lock/index.ts';
 import { decodeEntry, encodeEntry } from '../../src/node/entry-codec.ts';
+import { sessionId } from '../../src/util/ids.ts';
 
 /**
  * decodeEntry replaces every string of an entry by a copy of its own, so that a kept
@@ -22,13 +23,15 @@ const TEXTS = [
 function acquire(lock: string, owner: string): LockCommand {
   return {
     type: 'Acquire',
-    sessionId: 's-1' as never,
+    sessionId: sessionId(1),
     lock,
     owner,
     requestId: `request-for-${lock}`,
     mode: 'exclusive',
     waitMs: 0,
-  } as LockCommand;
+    maxHoldMs: 0,
+    lockDelayMs: 0,
+  };
 }
 
 describe('entry strings copied on decode', () => {
