@@ -384,6 +384,20 @@ describe('LevelStorage', () => {
       expect(writes.clear).not.toHaveBeenCalled();
     });
 
+    it('a write with 64 KB of values or more goes by the array form, synced (its native copy is freed at once)', async () => {
+      const writes = spyOnNativeWrites();
+      const storage = await LevelStorage.open(path, { bootstrap: config });
+      const big = new Uint8Array(64 * 1024).fill(7);
+      await storage.createSnapshot(idx(1), config, big);
+      await storage.close();
+
+      expect(writes.arrayBatch).toHaveBeenCalledTimes(1);
+      expect(writes.arrayBatch.mock.calls[0]?.[1]).toMatchObject({ sync: true });
+      const reopened = await LevelStorage.open(path);
+      expect(reopened.snapshot().data).toEqual(big);
+      await reopened.close();
+    });
+
     it('a persist that truncates deletes exactly the stale keys, in the same batch as the new ones', async () => {
       await stored();
       const writes = spyOnNativeWrites();

@@ -24,7 +24,7 @@ export const CHAINED_BATCH = chainedBatch.ChainedBatch.prototype;
 export interface NativeWrites {
   /** One call per chained batch written; its first argument is the write options. */
   readonly batch: MockInstance<Native>;
-  /** The array form, `db.batch(ops)`: LevelStorage should never use it. */
+  /** The array form, `db.batch(ops)`: LevelStorage uses it only for values of 64 KB and more. */
   readonly arrayBatch: MockInstance<Native>;
   readonly put: MockInstance<Native>;
   readonly del: MockInstance<Native>;
@@ -59,22 +59,25 @@ export function spyOnNativeWrites(): NativeWrites {
 }
 
 /**
- * Wraps each chained batch's native write (numbered from 1) in `around`, which makes it
- * by calling `native`, or does not (a crash before the write), and may fail afterwards
- * (a crash after it) or hold it. Restore with vi.restoreAllMocks().
+ * Wraps each native write (numbered from 1), chained or, for large values, the array
+ * form (see writeBatch), in `around`, which makes it by calling `native`, or does not
+ * (a crash before the write), and may fail afterwards (a crash after it) or hold it.
+ * Restore with vi.restoreAllMocks().
  */
 export function interceptWrites(
   around: (write: number, native: () => Promise<void>) => Promise<void>,
 ): void {
-  const native = CHAINED_BATCH._write;
   let writes = 0;
-  vi.spyOn(CHAINED_BATCH, '_write').mockImplementation(function (
-    this: unknown,
-    ...args: unknown[]
-  ) {
-    writes++;
-    return around(writes, () => native.apply(this, args));
-  });
+  const wrapped = (native: Native): Native =>
+    function (this: unknown, ...args: unknown[]) {
+      writes++;
+      return around(writes, () => native.apply(this, args));
+    };
+  const level = Level.prototype as unknown as Record<'_batch', Native>;
+  // Taken before the spies replace them.
+  const [chained, array] = [wrapped(CHAINED_BATCH._write), wrapped(level._batch)];
+  vi.spyOn(CHAINED_BATCH, '_write').mockImplementation(chained);
+  vi.spyOn(level, '_batch').mockImplementation(array);
 }
 
 /** Runs `before` ahead of each native write: it may hold it (a promise) or fail it (throw). */
