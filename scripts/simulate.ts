@@ -140,10 +140,6 @@ async function mainRuntime(args: Args): Promise<void> {
   let elected = 0;
   let proclaimed = 0;
   let leaderReads = 0;
-  let givenUp = 0;
-  let lostInCrash = 0;
-  let keptBelowV3 = 0;
-  let writesUnresolved = 0;
   const failed: number[] = [];
   const byKind = new Map<string, number[]>();
   let lastProgress = started;
@@ -161,10 +157,6 @@ async function mainRuntime(args: Args): Promise<void> {
     elected += result.stats.clientOps.elected;
     proclaimed += result.stats.clientOps.proclaimed;
     leaderReads += result.stats.clientOps.leaderReads;
-    givenUp += result.stats.givenUp;
-    lostInCrash += result.stats.givenUpLostInCrash;
-    keptBelowV3 += result.stats.givenUpUnresolvedBelowV3;
-    writesUnresolved += result.stats.writesUnresolved;
     if (result.violation !== null) {
       failed.push(seed);
       const kind = violationKind(result.violation);
@@ -188,11 +180,7 @@ async function mainRuntime(args: Args): Promise<void> {
       `client answers checked ${answers}  committed entries replayed ${committed}  ` +
       `sets granted ${setsAcquired}  set deadlock refusals ${deadlocks}  ` +
       `permits granted ${permitsAcquired}  elected ${elected}  proclaimed ${proclaimed}  leader reads ${leaderReads}  ` +
-      `violations ${failed.length}  wall time ${wallSeconds.toFixed(1)} s\n` +
-      // Held through a request its client gave up, and not a violation: its attempt's
-      // node died before withdrawing it, or the documented limitation below lock
-      // behaviour version 3 (docs/operations.md, Upgrading) kept it.
-      `  given-up acquires ${givenUp}, still held at the end yet no violation: ${lostInCrash} whose node died before withdrawing, ${keptBelowV3} kept below behaviour version 3; writes nodes could not resolve from a snapshot ${writesUnresolved}\n`,
+      `violations ${failed.length}  wall time ${wallSeconds.toFixed(1)} s\n`,
   );
   for (const [kind, kindSeeds] of byKind) {
     const first = kindSeeds[0] ?? 0;

@@ -24,7 +24,6 @@ import { describeDifferences, type LockRulesReport, watchLockRules } from '../no
 import { NodeMetrics } from '../node/metrics.ts';
 import { DlmNode, type NodeRuntimeOptions } from '../node/node.ts';
 import { PeerTraffic } from '../node/peer-traffic.ts';
-import { unresolvedWriteFields } from '../node/proposals.ts';
 import { RuntimeWatch } from '../node/runtime-watch.ts';
 import { startSpanExport } from '../node/tracing/otlp.ts';
 import type { StoredIdentity } from '../storage/index.ts';
@@ -142,14 +141,6 @@ export async function serve(args: ServeArgs): Promise<void> {
         from,
         'not_a_member',
         `a write forwarded by ${from}, which is not a member of the cluster (members: ${members.join(', ')}), was refused: a removed node, a node certificate for an id never added, or a stranger with the cluster id; or, for a moment, a member this leader has not applied yet`,
-      ),
-    // Counted in dlm_orphans_unresolved_total. Below lock behaviour version 3 a grant its
-    // caller gave up may stay with its session: an operator may want to release it or
-    // close that session, and a grant that waited is otherwise found by no log line.
-    writeUnresolved: (write) =>
-      logger.warn(
-        unresolvedWriteFields(write),
-        `a snapshot restored at index ${write.snapshotIndex} cannot tell whether write ${write.proposalId} applied (lock behaviour version below 3 records no proposal per attempt): what its request holds or waits for now stays with its session until released or the session ends`,
       ),
     // The leader's span of a traced call that a follower forwarded.
     forwardedWrite: (trace, from, outcome) =>

@@ -346,41 +346,6 @@ export class RememberedResults {
     return { indexes, now: this.requestStatus(command) ?? null };
   }
 
-  /**
-   * The open attempts of the Acquire `command`'s request that record no proposal (their
-   * entries applied below behaviour version 3, BEHAVIOUR_ATTEMPT_PROPOSALS), and what a
-   * retry would be told now. A node that lost track of a write of this request (it
-   * caught up by a snapshot) cannot tell whether one of them is its write: attemptsOf
-   * finds nothing, yet the request may hold a grant or a place in a queue through it.
-   * Null when there is no such attempt, or nothing is held or awaited through the
-   * request any more (nothing to give back).
-   */
-  unrecordedAttemptsOf(command: LockCommand): AttemptsOfProposal | null {
-    if (!isAcquire(command)) return null;
-    const remembered = this.window.get(acquireKey(command.sessionId, command.requestId));
-    if (remembered === undefined) return this.unrecordedEvictedWaitOf(command);
-    const recorded = new Set((remembered.attemptProposals ?? []).map(([index]) => index));
-    const indexes = remembered.openAttempts
-      .filter((index) => !recorded.has(index))
-      .map((index) => logIndex(index));
-    const now = this.requestStatus(command) ?? null;
-    return indexes.length === 0 || now === null ? null : { indexes, now };
-  }
-
-  /** A wait whose remembered result left the window and whose entry recorded no proposal. */
-  private unrecordedEvictedWaitOf(command: AnyAcquire): AttemptsOfProposal | null {
-    const names = command.type !== 'AcquireAll' ? [command.lock] : lockSetNames(command);
-    const lock = this.host.locks.get(names[0] as string);
-    const position = waiterPosition(lock, command.sessionId, command.requestId);
-    const waiter = lock?.waiters[position];
-    if (waiter === undefined || waiter.proposalId !== undefined) return null;
-    const now: LockResult =
-      command.type !== 'AcquireAll'
-        ? { type: 'Queued', lock: command.lock, position }
-        : this.host.queuedAll(command.sessionId, names);
-    return { indexes: [waiter.requestIndex], now };
-  }
-
   /** A wait whose remembered result left the window, found by the proposal that queued it. */
   private evictedWaitOf(command: AnyAcquire, proposalId: string): AttemptsOfProposal | null {
     const names = command.type !== 'AcquireAll' ? [command.lock] : lockSetNames(command);

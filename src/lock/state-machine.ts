@@ -296,15 +296,6 @@ export class LockStateMachine {
     return this.remembered.attemptsOf(command, proposalId);
   }
 
-  /**
-   * The open attempts of the Acquire `command`'s request that record no proposal (applied
-   * below behaviour version 3), while something is held or awaited through it
-   * (remembered.ts): what attemptsOf cannot attribute to any write.
-   */
-  unrecordedAttemptsOf(command: LockCommand): AttemptsOfProposal | null {
-    return this.remembered.unrecordedAttemptsOf(command);
-  }
-
   /** The proposal id of the entry being applied, when attempts record theirs. */
   private attemptProposal(): string | null {
     return this.behaviourInForce >= BEHAVIOUR_ATTEMPT_PROPOSALS ? this.entryProposalId : null;

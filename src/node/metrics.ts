@@ -17,7 +17,6 @@ export class NodeMetrics {
   readonly expiries: client.Counter;
   readonly foreignPeerMessages: client.Counter<'reason'>;
   readonly backpressureRefusals: client.Counter<'method'>;
-  readonly orphansUnresolved: client.Counter<'state'>;
 
   /**
    * `peerTraffic`: the node's transport wrapped for counting; without it the peer
@@ -97,12 +96,6 @@ export class NodeMetrics {
       labelNames: ['method'],
       registers: [registry],
     });
-    this.orphansUnresolved = new client.Counter({
-      name: 'dlm_orphans_unresolved_total',
-      help: 'Writes of this node whose outcome a snapshot it restored could not tell (lock behaviour version below 3: attempts record no proposal), so a grant their caller gave up stays with its session until released or the session ends; by state (orphan: its caller was told it failed; pending: still waiting, then failed as outcome unknown).',
-      labelNames: ['state'],
-      registers: [registry],
-    });
     this.fsyncSeconds = new client.Histogram({
       name: 'dlm_storage_fsync_seconds',
       help: 'Latency of one synced write (a whole Ready).',
@@ -148,7 +141,6 @@ export class NodeMetrics {
         snapshotSeconds.observe({ step: 'write' }, report.writeMs / 1000);
         snapshotBytes.set(report.bytes);
       },
-      writeUnresolved: (write) => this.orphansUnresolved.inc({ state: write.state }),
       peerMessageForeign: (_from, clusterId) =>
         this.foreignPeerMessages.inc({
           reason: clusterId === '' ? 'no_cluster_id' : 'other_cluster',

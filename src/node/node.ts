@@ -30,12 +30,7 @@ import { MemberChanges, type MembershipCallOptions } from './member-changes.ts';
 import { AddressBook, type MemberAddress } from './membership.ts';
 import type { PeerMessage } from './peer-message.ts';
 import { claimedSender, peerMessageProblem } from './peer-message-check.ts';
-import {
-  type AppliedProposal,
-  type LateApplyListener,
-  ProposalRegistry,
-  type UnresolvedWrite,
-} from './proposals.ts';
+import { type AppliedProposal, type LateApplyListener, ProposalRegistry } from './proposals.ts';
 import { RaftOutbox } from './raft-outbox.ts';
 import { LinearizableReads } from './reads.ts';
 import { REAL_SCHEDULER, type Scheduler, type TimerHandle } from './scheduler.ts';
@@ -147,14 +142,6 @@ export interface NodeObserver {
    * members (see countsAsMember). `members` is who it does count, for the log.
    */
   forwardFromNonMember?(from: string, members: readonly NodeId[]): void;
-  /**
-   * A snapshot this node restored could not say whether a write of this node (one whose
-   * caller gave up, or still waits) applied: below lock behaviour version 3 attempts do
-   * not record the proposal that carried them, and its request holds a grant or waits
-   * through such an attempt. Nothing gives that back; the session keeps it until it
-   * releases it or ends (docs/operations.md, Upgrading).
-   */
-  writeUnresolved?(write: UnresolvedWrite): void;
 }
 
 /**
@@ -251,9 +238,6 @@ export class DlmNode {
       bootId,
       options.pendingProposalsMax,
       options.proposalTimeoutMs * ORPHAN_WATCH_TIMEOUTS,
-      (write) => {
-        for (const observer of this.observers) observer.writeUnresolved?.(write);
-      },
     );
     this.reads = new LinearizableReads({
       id,
@@ -990,10 +974,8 @@ export class DlmNode {
     if (snapshot.data.byteLength > 0) this.locks.restore(decodeLockSnapshot(snapshot.data));
     this.locks.skipTo(snapshot.metadata.index);
     this.timers.restore(this.locks, this.clock.nowMs());
-    this.proposals.restored(
-      snapshot.metadata.index,
-      (command, proposalId) => this.locks.attemptsOf(command, proposalId),
-      (command) => this.locks.unrecordedAttemptsOf(command),
+    this.proposals.restored(snapshot.metadata.index, (command, proposalId) =>
+      this.locks.attemptsOf(command, proposalId),
     );
   }
 

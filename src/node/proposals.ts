@@ -1,9 +1,4 @@
-import {
-  type AttemptsOfProposal,
-  type LockCommand,
-  type LockResult,
-  lockSetNames,
-} from '../lock/index.ts';
+import type { AttemptsOfProposal, LockCommand, LockResult } from '../lock/index.ts';
 import type { LogIndex, NodeId } from '../util/ids.ts';
 import { DlmError, unavailable } from './errors.ts';
 
@@ -41,34 +36,6 @@ export type AttemptsInSnapshot = (
   proposalId: string,
 ) => AttemptsOfProposal | null;
 
-/**
- * What the restored state machine shows of `command`'s request through attempts that
- * record no proposal (applied below behaviour version 3): any of them may be a write
- * this node lost track of. Null if none, or nothing is held or awaited through them.
- */
-export type UnrecordedAttemptsInSnapshot = (command: LockCommand) => AttemptsOfProposal | null;
-
-/**
- * A write of this node (an orphan, or a write still pending) whose entry a restored
- * snapshot may cover, and which the snapshot cannot attribute: its request holds a grant
- * or waits through attempts applied below behaviour version 3, which record no proposal.
- * Whether one of them is this write nobody can tell, so it is neither answered nor given
- * back: "below version 3 such a grant stays with its session until released or the
- * session ends" (docs/operations.md, Upgrading). Reported once per write.
- */
-export interface UnresolvedWrite {
-  readonly proposalId: string;
-  readonly command: LockCommand;
-  /** The restored snapshot's index. */
-  readonly snapshotIndex: LogIndex;
-  /** The request's open attempts that record no proposal. */
-  readonly attemptIndexes: readonly LogIndex[];
-  /** What the request has now (its grant or its place in a queue). */
-  readonly now: LockResult;
-  /** An orphan (its caller was told it failed) or a write whose caller still waits. */
-  readonly state: 'orphan' | 'pending';
-}
-
 interface PendingProposal {
   readonly resolve: (applied: AppliedProposal) => void;
   readonly reject: (error: DlmError) => void;
@@ -77,14 +44,11 @@ interface PendingProposal {
   /** Where the entry went, once the leader said so. */
   index: LogIndex | null;
   readonly lateApply: LateApplyWatch | null;
-  /** Reported unresolved by a restore (see UnresolvedWrite): not again as an orphan. */
-  unresolved: boolean;
 }
 
 interface OrphanedProposal {
   readonly lateApply: LateApplyWatch;
   readonly forgetAtMs: number;
-  unresolved: boolean;
 }
 
 /**
@@ -114,8 +78,6 @@ export class ProposalRegistry {
     private readonly pendingMax: number,
     /** How long a failed write is watched for a late apply. */
     private readonly orphanWatchMs: number,
-    /** Told of each write a restored snapshot could not resolve (below behaviour version 3). */
-    private readonly onUnresolved: (write: UnresolvedWrite) => void = () => {},
   ) {}
 
   get size(): number {
@@ -147,7 +109,6 @@ export class ProposalRegistry {
         deadlineMs: nowMs + timeoutMs,
         index: null,
         lateApply,
-        unresolved: false,
       });
     });
     return { proposalId, applied };
@@ -191,7 +152,6 @@ export class ProposalRegistry {
     this.orphans.set(proposalId, {
       lateApply: proposal.lateApply,
       forgetAtMs: nowMs + this.orphanWatchMs,
-      unresolved: proposal.unresolved,
     });
     // Bounded like the writes themselves; the oldest is the least likely to apply.
     if (this.orphans.size > this.pendingMax) {
@@ -251,29 +211,14 @@ export class ProposalRegistry {
    *   restored-attempts).
    * - Other writes placed there fail as UNAVAILABLE: the slot holds another entry.
    * - An orphan's listener is told of each open attempt found.
-   *
-   * Below behaviour version 3 attempts record no proposal (`unrecordedIn` shows those
-   * of a request), so a write whose request holds or waits through such an attempt may
-   * have applied without the snapshot saying so. It is not given back: a Withdraw names
-   * an attempt's entry index, and one of these may be a retry of the same request whose
-   * caller was told the grant. It is reported (onUnresolved) and left as it was: an
-   * orphan stays watched, a pending write placed in the snapshot fails UNAVAILABLE
-   * saying its outcome is unknown (a retry with its request id learns it).
    */
-  restored(
-    index: LogIndex,
-    attemptsIn: AttemptsInSnapshot,
-    unrecordedIn: UnrecordedAttemptsInSnapshot = () => null,
-  ): void {
+  restored(index: LogIndex, attemptsIn: AttemptsInSnapshot): void {
     this.appliedIndex = Math.max(this.appliedIndex, index);
     for (const [id, proposal] of [...this.pending]) {
       if (proposal.lateApply === null) continue;
       const found = attemptsIn(proposal.lateApply.command, id);
       const [first] = found?.indexes ?? [];
-      if (found === null || first === undefined) {
-        this.reportUnresolved(id, proposal, 'pending', index, unrecordedIn);
-        continue;
-      }
+      if (found === null || first === undefined) continue;
       if (found.now === null) this.fail(id, replaced(id));
       else if (found.now.type === 'Queued' || found.now.type === 'QueuedAll')
         this.complete(id, proposal, { index: first, result: found.now });
@@ -282,52 +227,18 @@ export class ProposalRegistry {
       else this.complete(id, proposal, { index, result: found.now, attemptIndex: first });
     }
     for (const [placedIndex, id] of [...this.placedAt]) {
-      if (placedIndex > index) continue;
-      const unresolved = this.pending.get(id)?.unresolved === true;
-      this.fail(id, unresolved ? outcomeUnknown(id, placedIndex, index) : replaced(id));
+      if (placedIndex <= index) this.fail(id, replaced(id));
     }
-    this.tellOrphansIn(index, attemptsIn, unrecordedIn);
+    this.tellOrphansIn(attemptsIn);
   }
 
-  /**
-   * Tells each orphan of the open attempts the snapshot shows; reports those it cannot
-   * attribute (below behaviour version 3), which stay watched: if the write's entry is
-   * not in the snapshot, it may still apply and be told then.
-   */
-  private tellOrphansIn(
-    index: LogIndex,
-    attemptsIn: AttemptsInSnapshot,
-    unrecordedIn: UnrecordedAttemptsInSnapshot,
-  ): void {
+  /** Tells each orphan of the open attempts the snapshot shows. */
+  private tellOrphansIn(attemptsIn: AttemptsInSnapshot): void {
     for (const [id, orphan] of [...this.orphans]) {
       const found = attemptsIn(orphan.lateApply.command, id);
-      if (found === null) this.reportUnresolved(id, orphan, 'orphan', index, unrecordedIn);
       if (found === null || found.now === null) continue;
       this.tellOrphan(id, found.indexes, found.now);
     }
-  }
-
-  /** Reports `write` once if its request holds or waits through attempts that record no proposal. */
-  private reportUnresolved(
-    proposalId: string,
-    write: { readonly lateApply: LateApplyWatch | null; unresolved: boolean },
-    state: UnresolvedWrite['state'],
-    snapshotIndex: LogIndex,
-    unrecordedIn: UnrecordedAttemptsInSnapshot,
-  ): void {
-    if (write.unresolved || write.lateApply === null) return;
-    const { command } = write.lateApply;
-    const unrecorded = unrecordedIn(command);
-    if (unrecorded === null || unrecorded.now === null) return;
-    write.unresolved = true;
-    this.onUnresolved({
-      proposalId,
-      command,
-      snapshotIndex,
-      attemptIndexes: unrecorded.indexes,
-      now: unrecorded.now,
-      state,
-    });
   }
 
   /**
@@ -385,38 +296,6 @@ function overwritten(proposalId: string, index: number): DlmError {
   return unavailable(`the entry for ${proposalId} at index ${index} was overwritten`);
 }
 
-/**
- * The fields an operator needs to find a write a snapshot could not resolve: which write,
- * which request of which session, what it holds or waits for now, and where.
- */
-export function unresolvedWriteFields(write: UnresolvedWrite): Record<string, unknown> {
-  const { command, now } = write;
-  const request =
-    'sessionId' in command && 'requestId' in command
-      ? { sessionId: command.sessionId, requestId: command.requestId }
-      : {};
-  return {
-    proposalId: write.proposalId,
-    state: write.state,
-    lock: command.type === 'AcquireAll' ? lockSetNames(command).join(',') : commandLock(command),
-    ...request,
-    snapshotIndex: write.snapshotIndex,
-    attemptIndexes: write.attemptIndexes,
-    now: now.type,
-    ...('token' in now ? { token: now.token } : {}),
-  };
-}
-
-function commandLock(command: LockCommand): string | null {
-  return 'lock' in command && typeof command.lock === 'string' ? command.lock : null;
-}
-
 function replaced(proposalId: string): DlmError {
   return unavailable(`the entry for ${proposalId} was replaced by a snapshot`);
-}
-
-function outcomeUnknown(proposalId: string, placedIndex: number, snapshotIndex: number): DlmError {
-  return unavailable(
-    `the entry for ${proposalId} at index ${placedIndex} is covered by a snapshot at ${snapshotIndex} that does not record which write each attempt carried (lock behaviour version below 3): it may have applied; a retry with the same request id is told its outcome`,
-  );
 }

@@ -5,7 +5,6 @@ import {
   type AppliedProposal,
   type LateApplyWatch,
   ProposalRegistry,
-  type UnresolvedWrite,
 } from '../../src/node/proposals.ts';
 import { fencingToken, type LogIndex, logIndex, nodeId, sessionId } from '../../src/util/ids.ts';
 
@@ -203,75 +202,6 @@ describe('ProposalRegistry', () => {
     expect(proposals.orphanCount).toBe(0);
     proposals.applied(at(11), missing.proposalId, RESULT);
     await expect(missing.applied).resolves.toEqual({ index: 11, result: RESULT });
-  });
-
-  it('below behaviour version 3 reports, once each, the writes a snapshot cannot attribute, and gives nothing back', async () => {
-    const reported: UnresolvedWrite[] = [];
-    const proposals = new ProposalRegistry(nodeId('n1'), 'boot-a', 10, 5_000, (write) =>
-      reported.push(write),
-    );
-    const late: number[] = [];
-    const tell = watch((each) => late.push(each.index));
-    const orphaned = proposals.add(0, 10, tell);
-    const placedIn = proposals.add(0, 1_000, tell);
-    const unplaced = proposals.add(0, 1_000, tell);
-    const plain = proposals.add(0, 1_000);
-    proposals.placed(placedIn.proposalId, at(6));
-    proposals.placed(plain.proposalId, at(7));
-    proposals.expire(20);
-    expect(await codeOf(orphaned.applied)).toBe('DEADLINE_EXCEEDED');
-    const granted: LockResult = {
-      type: 'Acquired',
-      lock: 'x',
-      token: fencingToken(9),
-      mode: 'exclusive',
-      holders: [],
-    };
-    // Below version 3: no attempt names its proposal, the request holds through index 4.
-    const unrecorded = (command: LockCommand): AttemptsOfProposal | null => {
-      expect(command).toBe(ACQUIRE);
-      return { indexes: [at(4)], now: granted };
-    };
-    proposals.restored(at(10), NOWHERE, unrecorded);
-    expect(late).toEqual([]);
-    expect(reported.map((write) => [write.proposalId, write.state])).toEqual([
-      [placedIn.proposalId, 'pending'],
-      [unplaced.proposalId, 'pending'],
-      [orphaned.proposalId, 'orphan'],
-    ]);
-    expect(reported[0]).toMatchObject({ snapshotIndex: 10, attemptIndexes: [4], now: granted });
-    // Placed in the snapshot: its outcome is unknown, and the error says so.
-    await expect(placedIn.applied).rejects.toThrow(/may have applied.*same request id/);
-    // A write without a late-apply watch is not an Acquire's: it fails as before.
-    await expect(plain.applied).rejects.toThrow(/replaced by a snapshot/);
-    // The orphan is still watched (its entry may not be in the snapshot); the unplaced
-    // write still waits, and once it fails it is not reported again.
-    expect(proposals.orphanCount).toBe(1);
-    expect(proposals.size).toBe(1);
-    proposals.expire(2_000);
-    expect(await codeOf(unplaced.applied)).toBe('DEADLINE_EXCEEDED');
-    proposals.restored(at(12), NOWHERE, unrecorded);
-    expect(reported).toHaveLength(3);
-    // If it does apply later, it is told then.
-    proposals.applied(at(13), unplaced.proposalId, granted);
-    expect(late).toEqual([13]);
-  });
-
-  it('reports nothing when the request holds and waits through nothing unrecorded', async () => {
-    const reported: UnresolvedWrite[] = [];
-    const proposals = new ProposalRegistry(nodeId('n1'), 'boot-a', 10, 5_000, (write) =>
-      reported.push(write),
-    );
-    const orphaned = proposals.add(
-      0,
-      10,
-      watch(() => {}),
-    );
-    proposals.expire(20);
-    await codeOf(orphaned.applied);
-    proposals.restored(at(10), NOWHERE, NOWHERE);
-    expect(reported).toEqual([]);
-    expect(proposals.orphanCount).toBe(1);
   });
 
   it('stops watching failed writes after the watch time, and keeps at most pendingMax', async () => {

@@ -1,6 +1,5 @@
 import {
   type ApplyOutput,
-  BEHAVIOUR_ATTEMPT_PROPOSALS,
   type LockCommand,
   type LockLimits,
   type LockMode,
@@ -102,23 +101,6 @@ export type Told =
       readonly ackedBeforeIndex: number;
     };
 
-/** A node's report of a write a restored snapshot could not resolve (NodeObserver.writeUnresolved). */
-export interface UnresolvedReport {
-  readonly node: string;
-  readonly incarnation: number;
-  readonly proposalId: string;
-  readonly sessionId: number;
-  readonly requestId: string;
-  readonly snapshotIndex: number;
-}
-
-/** A given-up acquire the documented limitation below behaviour version 3 explains. */
-export interface KeptBelowV3 extends UnresolvedReport {
-  /** The unresolved write's own entry, and the version in force when it applied. */
-  readonly index: number;
-  readonly behaviour: number;
-}
-
 /** A leader as an answer names it. */
 export interface ToldLeader {
   readonly sessionId: number;
@@ -147,8 +129,6 @@ interface CommittedEntry {
    * null while none were set through the log (each node then applies its own file's).
    */
   rules: string | null;
-  /** The lock behaviour version in force when the reference applied it (0 until then). */
-  behaviour: number;
 }
 
 /** A span of log indexes [from, to) over which a session held or waited for a lock. */
@@ -275,7 +255,6 @@ export class RuntimeChecker {
         command: decoded?.command ?? null,
         output: null,
         rules: null,
-        behaviour: 0,
       });
     }
     this.advance();
@@ -311,7 +290,6 @@ export class RuntimeChecker {
         `Rules: ${describeCommand(entry.command)} committed at ${index} before any SetRules: each node would apply it under its own file's rules`,
       );
     }
-    entry.behaviour = this.reference.behaviour;
     const output = this.reference.apply(logIndex(index), entry.command, entry.proposalId);
     this.reference.checkInvariants();
     entry.output = output;
@@ -951,55 +929,6 @@ export class RuntimeChecker {
       this.sameRequest(request, 'AcquirePermits', sessionId, requestId) ||
       this.sameRequest(request, 'Campaign', sessionId, requestId);
     return through ? hold.token : null;
-  }
-
-  /**
-   * The committed entry that carried `proposalId` (the last, if an id was reused): its
-   * index, its command and the lock behaviour version in force when it applied, as the
-   * reference replay of the log saw it. Null if none did (or it is not applied yet).
-   */
-  entryOfProposal(
-    proposalId: string,
-  ): { index: number; command: LockCommand | null; behaviour: number } | null {
-    const index = this.proposalIds.get(proposalId);
-    const entry = index === undefined ? undefined : this.log.get(index);
-    if (index === undefined || entry === undefined || index > this.referenceIndex) return null;
-    return { index, command: entry.command, behaviour: entry.behaviour };
-  }
-
-  /**
-   * Whether the documented limitation explains why the given-up request (`sessionId`,
-   * `requestId`) still holds its lock (docs/operations.md, Upgrading): below behaviour
-   * version 3 an attempt records no proposal, so a node that caught up by a snapshot
-   * covering it cannot tell its write from a retry of the same request and gives nothing
-   * back; the grant stays with its session until released or the session ends. It
-   * does only when a node reported the write it could not resolve (`reports`) and the
-   * log shows that write's own entry, an attempt of this very request, applied while the
-   * version in force by this reference replay (not the node's word) was below 3. Null
-   * otherwise, a report for an entry applied at 3 or above included: then the node
-   * could have found its attempt and withdrawn it, and the hold is a violation.
-   */
-  keptBelowV3(
-    given: { readonly sessionId: number; readonly requestId: string },
-    reports: readonly UnresolvedReport[],
-  ): KeptBelowV3 | null {
-    for (const report of reports) {
-      if (report.sessionId !== given.sessionId || report.requestId !== given.requestId) continue;
-      const entry = this.entryOfProposal(report.proposalId);
-      if (entry === null || entry.behaviour >= BEHAVIOUR_ATTEMPT_PROPOSALS) continue;
-      const { command } = entry;
-      if (
-        command === null ||
-        !('sessionId' in command) ||
-        !('requestId' in command) ||
-        command.sessionId !== given.sessionId ||
-        command.requestId !== given.requestId
-      ) {
-        continue;
-      }
-      return { ...report, index: entry.index, behaviour: entry.behaviour };
-    }
-    return null;
   }
 
   sessionAlive(sessionId: number): boolean {

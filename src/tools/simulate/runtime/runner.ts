@@ -6,7 +6,6 @@ import { EventHub } from '../../../api/event-hub.ts';
 import { lockService } from '../../../api/lock-service.ts';
 import type { LockServiceHandlers } from '../../../api/proto.ts';
 import {
-  BEHAVIOUR_ATTEMPT_PROPOSALS,
   BEHAVIOUR_LATEST,
   BehaviourUnsupportedError,
   DEFAULT_LOCK_LIMITS,
@@ -22,7 +21,7 @@ import { AssertionError } from '../../../util/assert.ts';
 import { type LogIndex, type NodeId, nodeId } from '../../../util/ids.ts';
 import { Prng } from '../../../util/prng.ts';
 import { chainHash, SafetyViolation } from '../checker.ts';
-import { RuntimeChecker, type UnresolvedReport } from './checker.ts';
+import { RuntimeChecker } from './checker.ts';
 import {
   type CallOptions,
   type CallResult,
@@ -80,14 +79,6 @@ export interface RuntimeStats {
   clientOps: ClientStats;
   givenUp: number;
   givenUpLostInCrash: number;
-  /**
-   * Given-up acquires still held through an attempt applied below lock behaviour version
-   * 3 that the node owing its Withdraw reported it could not resolve from a snapshot: the
-   * documented limitation (docs/operations.md, Upgrading), counted, not failed.
-   */
-  givenUpUnresolvedBelowV3: number;
-  /** Writes the nodes reported a restored snapshot could not resolve (writeUnresolved). */
-  writesUnresolved: number;
   messagesSent: number;
   messagesDropped: number;
   diskWrites: number;
@@ -158,8 +149,6 @@ export class RuntimeSimulation implements ClientTransport {
   private readonly lockSections: ReadonlyMap<NodeId, Partial<LockLimits>>;
   private readonly clients: SimClient[] = [];
   private readonly givenUp: GivenUp[] = [];
-  /** What the nodes reported they could not resolve from a restored snapshot. */
-  private readonly unresolved: UnresolvedReport[] = [];
   readonly nodeIds: readonly string[];
   private readonly trace: string[] = [];
   private traceHash = 0;
@@ -210,8 +199,6 @@ export class RuntimeSimulation implements ClientTransport {
       clientOps: clientStats,
       givenUp: 0,
       givenUpLostInCrash: 0,
-      givenUpUnresolvedBelowV3: 0,
-      writesUnresolved: 0,
       messagesSent: 0,
       messagesDropped: 0,
       diskWrites: 0,
@@ -374,24 +361,6 @@ export class RuntimeSimulation implements ClientTransport {
       },
     });
     node.subscribe((index) => this.checkDurable(slot.id, node, index));
-    node.observe({
-      writeUnresolved: (write) => {
-        this.stats.writesUnresolved++;
-        const { command } = write;
-        if (!('sessionId' in command) || !('requestId' in command)) return;
-        this.unresolved.push({
-          node: slot.id,
-          incarnation,
-          proposalId: write.proposalId,
-          sessionId: command.sessionId,
-          requestId: command.requestId,
-          snapshotIndex: write.snapshotIndex,
-        });
-        this.say(
-          `${slot.id}#${incarnation} cannot resolve ${write.state} ${write.proposalId} (session ${command.sessionId}, request ${command.requestId}) from the snapshot at ${write.snapshotIndex}: unrecorded attempts ${write.attemptIndexes.join(',')}`,
-        );
-      },
-    });
     slot.process = process;
     this.say(`start ${slot.id}#${incarnation}`);
     clock.run('start', () => node.start());
@@ -763,9 +732,7 @@ export class RuntimeSimulation implements ClientTransport {
   /**
    * A client told that its Acquire failed, and done retrying it, must not end up
    * holding the lock through that request once the server had time to withdraw it,
-   * unless a server that took an attempt of it died first, or the documented limitation
-   * below lock behaviour version 3 kept it (each counted, not failed; see
-   * RuntimeChecker.keptBelowV3).
+   * unless a server that took an attempt of it died first (counted, not failed).
    */
   private checkGivenUp(): void {
     this.stats.givenUp = this.givenUp.length;
@@ -785,14 +752,6 @@ export class RuntimeSimulation implements ClientTransport {
         this.stats.givenUpLostInCrash++;
         this.note(
           `${given.client} gave up ${given.lock} request ${given.requestId}; ${died.node}#${died.incarnation} took an attempt and died before withdrawing it`,
-        );
-        continue;
-      }
-      const kept = this.checker.keptBelowV3(given, this.unresolved);
-      if (kept !== null) {
-        this.stats.givenUpUnresolvedBelowV3++;
-        this.note(
-          `${given.client} gave up ${given.lock} request ${given.requestId} (token ${token}); ${kept.node}#${kept.incarnation} could not resolve ${kept.proposalId} from its snapshot at ${kept.snapshotIndex}: its entry ${kept.index} applied at behaviour version ${kept.behaviour} (below ${BEHAVIOUR_ATTEMPT_PROPOSALS}: the grant stays with its session, as documented)`,
         );
         continue;
       }
