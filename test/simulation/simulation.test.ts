@@ -128,14 +128,15 @@ describe('the simulator has teeth: injected bugs are caught', () => {
  * outgrew 50 entries in ~1.5 s. Before the compaction floor, three followers received one
  * snapshot after another for the whole 30 s liveness window. That seed stopped starving a
  * follower whenever scheduling changed; its focus (SIM_FOCUS.snapshotsOutrunByLog) forces
- * the same race on most seeds: 14 of seeds 1..20 and 14 of 101..120 when added, each as
- * a follower left in snapshot state, each clean without the bug.
+ * the same race on most seeds: 14 of seeds 1..20 and 14 of 101..120 when added (12 and 13
+ * with quiet-commit merged), each as a follower left in snapshot state, each clean
+ * without the bug.
  */
 describe('a follower receiving a snapshot holds the log after it', () => {
-  it('catches ignoresCompactionFloor on at least 3 of seeds 1..10 (focus snapshotsOutrunByLog)', () => {
+  it('catches ignoresCompactionFloor on at least 6 of seeds 1..20 (focus snapshotsOutrunByLog)', () => {
     const overrides = SIM_FOCUS.snapshotsOutrunByLog;
     const caught: number[] = [];
-    for (let seed = 1; seed <= 10; seed++) {
+    for (let seed = 1; seed <= 20; seed++) {
       const result = runSimulation(seed, overrides, INJECTED_BUGS.ignoresCompactionFloor);
       if (result.violation === null) continue;
       expect(result.violation, `seed ${seed}`).toMatch(/^Violation: Liveness: .* snapshot match=/);
@@ -144,10 +145,10 @@ describe('a follower receiving a snapshot holds the log after it', () => {
       caught.push(seed);
     }
     console.log(
-      `ignoresCompactionFloor (focus snapshotsOutrunByLog): caught at seeds ${caught.join(', ')} of 1..10`,
+      `ignoresCompactionFloor (focus snapshotsOutrunByLog): caught at seeds ${caught.join(', ')} of 1..20`,
     );
-    expect(caught.length).toBeGreaterThanOrEqual(3);
-  }, 120_000);
+    expect(caught.length).toBeGreaterThanOrEqual(6);
+  }, 180_000);
 });
 
 /**

@@ -158,9 +158,9 @@ describe('the runtime simulation has teeth', () => {
   // A Withdraw that names a grant told to a later request of its session (found at
   // runtime seed 839; unfocused, 3 of seeds 1..1500 caught it). Under its focus a client
   // that gave up an Acquire asks for the same lock again at once and gives that up too:
-  // 16 of seeds 1..20 and 16 of 101..120 when added, each as State machine safety (the
-  // Withdraw gave back nothing where the reference gave back the grant), each clean
-  // without the bug.
+  // 16 of seeds 1..20 and 16 of 101..120 when added (18 and 15 with quiet-commit
+  // merged), each as State machine safety (the Withdraw gave back nothing where the
+  // reference gave back the grant), each clean without the bug.
   it('catches giveBackByEntryIndex on at least 5 of seeds 1..10', async () => {
     await focusedTooth(
       'giveBackByEntryIndex',
