@@ -83,6 +83,35 @@ export type FaultKind =
   /** The leader loses every peer for a few election timeouts while clients still read from it. */
   | 'staleLeader';
 
+/**
+ * Named workloads aimed at the preconditions of one rare bug, for the teeth that must
+ * catch it (simulation.test.ts), as RUNTIME_FOCUS does for the runtime simulator: each
+ * forces a few options over what the seed draws (deriveOptions' overrides), so a tooth
+ * catches on several seeds of a small range, not on one seed a scheduling change moves.
+ * A run without overrides is exactly what it was before them.
+ */
+export const SIM_FOCUS = {
+  /**
+   * Snapshots stream slower than the log outgrows what compaction keeps
+   * (ignoresCompactionFloor, found at seed 222161048): ~60 KB snapshots (padding) in
+   * 256-byte chunks, one in flight, over links of 5-15 ms, take ~240 round trips (several
+   * seconds), while a snapshot every 3 entries keeping 10 compacts past the one in
+   * flight within a few keepalives. Without the floor, a follower that fell behind
+   * receives one snapshot after another after the heal.
+   */
+  snapshotsOutrunByLog: {
+    snapshotChunkBytesMax: 256,
+    snapshotChunksInFlightMax: 1,
+    snapshotPaddingBytes: 60_000,
+    snapshotIntervalEntries: 3,
+    compactionRetainEntries: 10,
+    networkDelayMsMin: 5,
+    networkDelayMsMax: 15,
+  },
+} as const satisfies Record<string, Partial<SimOptions>>;
+
+export type SimFocus = keyof typeof SIM_FOCUS;
+
 /** A slow disk's fsync, in virtual ms: several network delays, a fraction of an election. */
 const SLOW_DISK_FSYNC_MS_MAX = 20;
 

@@ -144,6 +144,11 @@ interface Tenure {
   readonly permits: number;
   /** An election leader's values, each from the index that set it (campaign, proclaims). */
   readonly values: { readonly from: number; readonly value: string }[];
+  /**
+   * A hold's requests told of it: the one it was granted for, then each later request of
+   * the session answered with it (a re-acquire). Any of their callers may hold it.
+   */
+  readonly told: string[];
 }
 
 interface Belief {
@@ -307,6 +312,7 @@ export class RuntimeChecker {
       `${describeCommand(entry.command)} [${entry.proposalId}] -> ${JSON.stringify(output.result)}`,
     );
     this.trackTenures(index, output);
+    this.trackRetold(entry.command, output);
     if (
       entry.command.type === 'Proclaim' &&
       output.events.some((event) => event.type === 'proclaimed')
@@ -331,6 +337,7 @@ export class RuntimeChecker {
             to: OPEN,
             permits: holder.permits ?? 0,
             values: holder.value === undefined ? [] : [{ from: index, value: holder.value }],
+            told: [event.requestId],
           });
           break;
         }
@@ -350,6 +357,7 @@ export class RuntimeChecker {
             to: OPEN,
             permits: event.waiter.permits ?? 0,
             values: [],
+            told: [],
           });
           break;
         case 'released':
@@ -362,6 +370,31 @@ export class RuntimeChecker {
         default:
           break;
       }
+    }
+  }
+
+  /**
+   * A request answered with a grant its session already had (no `granted` event for
+   * it) was told of that grant: its caller may hold it as much as the first one's.
+   */
+  private trackRetold(command: LockCommand, output: ApplyOutput): void {
+    const { result } = output;
+    const locks =
+      result.type === 'Acquired'
+        ? [result.lock]
+        : result.type === 'AcquiredAll'
+          ? result.locks.map((each) => each.lock)
+          : [];
+    if (locks.length === 0 || !('sessionId' in command) || !('requestId' in command)) return;
+    const { sessionId, requestId } = command;
+    for (const lock of locks) {
+      const granted = output.events.some(
+        (event) =>
+          event.type === 'granted' && event.lock === lock && event.holder.sessionId === sessionId,
+      );
+      if (granted) continue;
+      const hold = this.tenureAt(lock, sessionId, 'hold', this.referenceIndex);
+      if (hold !== undefined && !hold.told.includes(requestId)) hold.told.push(requestId);
     }
   }
 
@@ -917,9 +950,15 @@ export class RuntimeChecker {
 
   /**
    * Whether `sessionId` still holds a lock through the Acquire with `requestId`: the
-   * grant's request entry is that Acquire (or a retry of it).
+   * grant's request entry is that Acquire (or a retry of it), or the request was told of
+   * the grant later (a re-acquire). With its token, every request told of the grant:
+   * its callers may hold it, so it is left behind only if all of them gave up.
    */
-  holdsThrough(sessionId: number, requestId: string, lock: string): number | null {
+  holdsThrough(
+    sessionId: number,
+    requestId: string,
+    lock: string,
+  ): { readonly token: number; readonly told: readonly string[] } | null {
     const hold = this.tenureAt(lock, sessionId, 'hold', this.referenceIndex);
     if (hold === undefined) return null;
     const request = this.log.get(hold.requestIndex)?.command ?? null;
@@ -927,8 +966,9 @@ export class RuntimeChecker {
       this.sameRequest(request, 'Acquire', sessionId, requestId) ||
       this.sameRequest(request, 'AcquireAll', sessionId, requestId) ||
       this.sameRequest(request, 'AcquirePermits', sessionId, requestId) ||
-      this.sameRequest(request, 'Campaign', sessionId, requestId);
-    return through ? hold.token : null;
+      this.sameRequest(request, 'Campaign', sessionId, requestId) ||
+      hold.told.includes(requestId);
+    return through ? { token: hold.token, told: hold.told } : null;
   }
 
   sessionAlive(sessionId: number): boolean {

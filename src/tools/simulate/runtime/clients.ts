@@ -95,6 +95,20 @@ export interface ClientOptions {
    * the first stale read a run finds is one of an election. Absent: reads are mixed.
    */
   readonly leaderReadsOnly?: boolean | undefined;
+  /**
+   * A wait given up is given up within this many ms of sending (1 up to it, and up to the
+   * wait), by deadline or cancel, often before its entry commits: the server grants what
+   * its caller no longer hears of, and withdraws it. Absent: a deadline from 20 ms and a
+   * cancel from 10 ms, up to the wait, drawn as before it was an option.
+   */
+  readonly giveUpAfterMsMax?: number | undefined;
+  /**
+   * Once an Acquire of one lock is given up with the server knowing, the client at once
+   * asks for the same lock in the same mode under a new request, so the new request may
+   * be told the given-up one's grant before that is withdrawn, and may be given up too.
+   * Absent: it does not, and draws nothing for it.
+   */
+  readonly reacquiresGivenUp?: boolean | undefined;
 }
 
 /** The semaphores clients use, each with the limit every request of it names. */
@@ -321,7 +335,15 @@ export class SimClient {
     const lock = this.prng.pick(this.options.locks);
     if (this.held.has(lock)) return;
     const mode: LockMode = this.prng.chance(0.25) ? 'shared' : 'exclusive';
-    await this.attemptAcquire(session, {
+    const gaveUp = await this.acquireLock(session, lock, mode);
+    // At most once per request drawn: a re-acquire given up is not re-acquired again.
+    if (gaveUp && this.options.reacquiresGivenUp === true && this.session === session)
+      await this.acquireLock(session, lock, mode);
+  }
+
+  /** One Acquire of `lock`; true if the client gave it up with the server knowing. */
+  private acquireLock(session: Session, lock: string, mode: LockMode): Promise<boolean> {
+    return this.attemptAcquire(session, {
       method: 'Acquire',
       lock,
       request: (requestId, waitMs) => ({
@@ -566,45 +588,53 @@ export class SimClient {
    * not acquire, or an attempt the server knew was abandoned, leaves a request given up
    * under `lock`.
    */
-  private async attemptAcquire(session: Session, acquiring: Acquiring): Promise<void> {
+  private async attemptAcquire(session: Session, acquiring: Acquiring): Promise<boolean> {
     const { method, lock } = acquiring;
     const waitMs = this.prng.chance(0.35) ? 0 : this.prng.intBetween(50, 1_500);
     const giveUp = waitMs > 0 ? this.giveUpDraw() : 'no';
     const deadlineMs =
       giveUp === 'deadline'
-        ? this.prng.intBetween(20, waitMs)
+        ? this.giveUpAfterMs(20, waitMs)
         : waitMs + 400 + this.prng.intBetween(0, 400);
-    const cancelAfterMs = giveUp === 'cancel' ? this.prng.intBetween(10, waitMs) : null;
+    const cancelAfterMs = giveUp === 'cancel' ? this.giveUpAfterMs(10, waitMs) : null;
     const requestId = this.requestId();
     const request = acquiring.request(requestId, waitMs);
     const attempts: GivenUp['processes'][number][] = [];
     for (let attempt = 1; attempt <= this.options.attemptsMax; attempt++) {
       if (attempt > 1) this.stats.retries++;
       const result = await this.callOnce(method, request, deadlineMs, cancelAfterMs);
-      if (this.session !== session) return;
+      if (this.session !== session) return false;
       if (!result.ok && result.process !== null) attempts.push(result.process);
       if (result.ok) {
         if (!acquiring.answered(result, requestId)) {
           this.stats.notAcquired++;
           this.gaveUp(session, requestId, lock, []);
         }
-        return;
+        return false;
       }
       this.noteError(method, result);
       if (giveUp !== 'no' && result.serverSawGiveUp) {
         // The client meant to give up; the server knew and must withdraw the wait.
         this.stats.abandonedWaits++;
         this.gaveUp(session, requestId, lock, attempts);
-        return;
+        return true;
       }
       if (result.code === status.NOT_FOUND) {
         this.loseSession(`${method}: NOT_FOUND`);
-        return;
+        return false;
       }
-      if (!retryable(result.code)) return;
+      if (!retryable(result.code)) return false;
       await this.sleep(this.backoffMs(attempt));
-      if (!this.sessionSafe()) return;
+      if (!this.sessionSafe()) return false;
     }
+    return false;
+  }
+
+  /** When a wait is given up, in ms after sending: one draw, early or not. */
+  private giveUpAfterMs(fromMs: number, waitMs: number): number {
+    const early = this.options.giveUpAfterMsMax;
+    if (early === undefined) return this.prng.intBetween(fromMs, waitMs);
+    return this.prng.intBetween(1, Math.min(early, waitMs));
   }
 
   /** How a wait ends if not granted: 'no' (it waits it out), by deadline, or by cancel. */

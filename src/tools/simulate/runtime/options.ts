@@ -76,6 +76,16 @@ export interface RuntimeSimOptions {
   readonly sessionsKept?: boolean;
   /** Every client read is a Leader read of an election. Absent: mixed. Set only by a focus. */
   readonly leaderReadsOnly?: boolean;
+  /**
+   * Waits given up are given up within this many ms of sending (clients.ts). Absent: as
+   * drawn before it was an option. Set only by a focus.
+   */
+  readonly giveUpAfterMsMax?: number;
+  /**
+   * A client whose Acquire was given up asks for the same lock in the same mode at once
+   * (clients.ts). Absent: it does not, and nothing is drawn for it. Set only by a focus.
+   */
+  readonly reacquiresGivenUp?: boolean;
   /** After healing, the cluster must be quiet within this long. */
   readonly quiescenceWindowMs: number;
   /** How long it must stay quiet before the final checks (background withdrawals). */
@@ -139,6 +149,33 @@ export const RUNTIME_FOCUS = {
     sessionsKept: true,
     // Every node on the newest binary: below lock behaviour 3 a given-up acquire can be
     // left behind without the bug (a documented limitation), which is not this tooth's.
+    behaviourMaxes: [
+      BEHAVIOUR_LATEST,
+      BEHAVIOUR_LATEST,
+      BEHAVIOUR_LATEST,
+      BEHAVIOUR_LATEST,
+      BEHAVIOUR_LATEST,
+    ],
+  },
+  /**
+   * A Withdraw that names a grant told to a later request of its session
+   * (giveBackByEntryIndex, found at runtime seed 839): a client gives up an Acquire whose
+   * grant its server made but could not deliver, asks at once for the same lock in the
+   * same mode under a new request, which is told the grant it already has, and gives
+   * that up too. Every wait is given up within 10 ms of sending, mostly before its entry
+   * commits, and every given-up Acquire is asked for again. Plain locks only; sessions
+   * kept; every node on the newest binary (below behaviour 3 a given-up Acquire can be
+   * left behind without the bug, as for snapshotCoversGivenUp).
+   */
+  reacquiredGrant: {
+    lockSetShare: 0,
+    semaphoreShare: 0,
+    electionShare: 0,
+    clientCount: 8,
+    giveUpShare: 1,
+    giveUpAfterMsMax: 10,
+    reacquiresGivenUp: true,
+    sessionsKept: true,
     behaviourMaxes: [
       BEHAVIOUR_LATEST,
       BEHAVIOUR_LATEST,

@@ -241,6 +241,8 @@ export class RuntimeSimulation implements ClientTransport {
           giveUpShare: options.giveUpShare,
           sessionsKept: options.sessionsKept,
           leaderReadsOnly: options.leaderReadsOnly,
+          giveUpAfterMsMax: options.giveUpAfterMsMax,
+          reacquiresGivenUp: options.reacquiresGivenUp,
         },
         clientStats,
         this.givenUp,
@@ -738,14 +740,26 @@ export class RuntimeSimulation implements ClientTransport {
     this.stats.givenUp = this.givenUp.length;
     for (const given of this.givenUp) {
       if (!this.checker.sessionAlive(given.sessionId)) continue;
-      const token = this.checker.holdsThrough(given.sessionId, given.requestId, given.lock);
-      if (token === null) continue;
+      const through = this.checker.holdsThrough(given.sessionId, given.requestId, given.lock);
+      if (through === null) continue;
+      const { token } = through;
       const client = this.clients.find((each) => each.name === given.client);
       if (client?.holds(given.lock, token) || client?.wasTold(given.lock, token)) continue;
-      const died = given.processes.find(
-        (process) =>
-          this.slots.get(nodeId(process.node))?.process?.incarnation !== process.incarnation,
+      // A later request of the session told of the same grant (a re-acquire) keeps it
+      // unless it too was given up: the grant is left behind only by all of them.
+      const told = through.told.map((requestId) =>
+        this.givenUp.find(
+          (each) => each.sessionId === given.sessionId && each.requestId === requestId,
+        ),
       );
+      if (told.some((each) => each === undefined)) continue;
+      const died = told
+        .flatMap((each) => each?.processes ?? [])
+        .concat(given.processes)
+        .find(
+          (process) =>
+            this.slots.get(nodeId(process.node))?.process?.incarnation !== process.incarnation,
+        );
       if (died !== undefined) {
         // The product's client settles such a request (src/client/settle.ts); these
         // simulated clients do not, so the grant is left to its session.
