@@ -8,7 +8,7 @@ import { runSimulation, type SimResult } from '../../src/tools/simulate/simulato
  * clean, a seed must replay exactly, and every injected bug must be caught.
  * `npm run simulate -- --seeds N` runs many more.
  */
-const CLEAN_SEEDS = Number(process.env.DLM_SIM_SEEDS ?? 320);
+const CLEAN_SEEDS = Number(process.env.DLM_SIM_SEEDS ?? 220);
 
 function describeFailure(result: SimResult): string {
   return [
