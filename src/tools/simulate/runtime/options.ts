@@ -119,6 +119,9 @@ export type RuntimeOverrides = Partial<Omit<RuntimeSimOptions, 'runtime' | 'faul
  * a small range whatever the scheduling of a given seed does. A default run (no
  * overrides) is exactly what it was before the focuses: nothing here is drawn for it.
  */
+/** Every node (of up to 5) on the newest binary. */
+const ALL_NEWEST = Array.from({ length: 5 }, () => BEHAVIOUR_LATEST);
+
 export const RUNTIME_FOCUS = {
   /**
    * A node catches up by a snapshot that covers an Acquire its caller gave up on
@@ -149,13 +152,7 @@ export const RUNTIME_FOCUS = {
     sessionsKept: true,
     // Every node on the newest binary: below lock behaviour 3 a given-up acquire can be
     // left behind without the bug (a documented limitation), which is not this tooth's.
-    behaviourMaxes: [
-      BEHAVIOUR_LATEST,
-      BEHAVIOUR_LATEST,
-      BEHAVIOUR_LATEST,
-      BEHAVIOUR_LATEST,
-      BEHAVIOUR_LATEST,
-    ],
+    behaviourMaxes: ALL_NEWEST,
   },
   /**
    * A Withdraw that names a grant told to a later request of its session
@@ -176,13 +173,7 @@ export const RUNTIME_FOCUS = {
     giveUpAfterMsMax: 10,
     reacquiresGivenUp: true,
     sessionsKept: true,
-    behaviourMaxes: [
-      BEHAVIOUR_LATEST,
-      BEHAVIOUR_LATEST,
-      BEHAVIOUR_LATEST,
-      BEHAVIOUR_LATEST,
-      BEHAVIOUR_LATEST,
-    ],
+    behaviourMaxes: ALL_NEWEST,
   },
   /**
    * Leader reads at a node that missed an election's change (servesReadsLocally): most
