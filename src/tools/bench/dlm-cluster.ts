@@ -123,8 +123,18 @@ class DlmCluster implements ServerCluster {
     );
   }
 
-  /** Asks each member in turn; the first that names a leader decides. */
+  /**
+   * Asks each member in turn; the first that names a leader decides. Throws once a node
+   * process this run started has exited (a refused config, a crash): no leader would come.
+   */
   async leader(): Promise<string | null> {
+    const exited = this.children.findIndex((child) => child.exitCode !== null);
+    if (exited !== -1) {
+      const child = this.children[exited];
+      throw new Error(
+        `dlm: node ${this.members[exited]?.name} exited (code ${child?.exitCode}) before the cluster elected a leader; its log is in the run's data dir`,
+      );
+    }
     for (const [i, client] of this.statusClients.entries()) {
       const status = await askStatus(client).catch(() => null);
       const leaderId = status?.leader_id ?? '';

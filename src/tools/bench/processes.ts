@@ -1,23 +1,15 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { openSync } from 'node:fs';
-import { createServer } from 'node:net';
 
 /** Helpers for the server processes a bench run starts and must stop. */
 
-/** A loopback port nothing listens on right now (the OS picks it). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => {
-        if (address !== null && typeof address === 'object') resolve(address.port);
-        else reject(new Error(`could not learn a free port (got ${String(address)})`));
-      });
-    });
-  });
-}
+/**
+ * A loopback port for a server this run starts: the shared picker, which never hands
+ * out one port twice in a process and keeps below the ephemeral range. The OS's own pick
+ * (port 0) once gave a node's client and metrics addresses the same port, and its
+ * config was refused.
+ */
+export { freePort } from '../free-port.ts';
 
 /** Starts `command` with stdout and stderr appended to `logPath`. */
 export function spawnLogged(
