@@ -40,9 +40,10 @@ export interface RuntimeConfig {
   /** Entries kept behind a snapshot, so a follower that is a little behind catches up from the log instead of a whole snapshot. */
   readonly compactionRetainEntries: number;
   /**
-   * Log entries one compaction write deletes beyond as many as the Ready before it
-   * appended (and, while no Ready waits, in each write of their own). Larger deletes hold
-   * the event loop longer (10-30 µs an entry); smaller ones take more synced writes.
+   * Log entries one compaction step deletes beyond as many as the Ready before it
+   * appended (and, while no Ready waits, in each step of their own). A step is one small
+   * synced write and a range clear LevelDB runs in its own thread (about 1 µs an
+   * entry), which the next write waits for; smaller steps take more synced writes.
    */
   readonly compactionSliceEntries: number;
   /**
@@ -225,7 +226,7 @@ export const DEFAULT_TICK_INTERVAL_MS = 100;
 export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
   snapshotEntriesThreshold: 10_000,
   compactionRetainEntries: 1_000,
-  compactionSliceEntries: 250,
+  compactionSliceEntries: 10_000,
   snapshotChunkBytes: 1024 * 1024,
   storageWriteBufferBytes: 4 * 1024 * 1024,
   storageBlockCacheBytes: 1024 * 1024,

@@ -75,12 +75,13 @@ export interface SnapshotReport {
 }
 
 /**
- * Log entries deleted by one compaction write beyond what the Ready appended (the
- * default of runtime.compactionSliceEntries). Batching a delete costs LevelDB's
- * JavaScript side 10-30 µs (measured on this 2-core machine, loaded): 1,000 held the
- * loop 17-120 ms, 250 hold it a few ms, for one more synced write every 250 entries.
+ * Log entries deleted by one compaction step beyond what the Ready appended (the
+ * default of runtime.compactionSliceEntries): at the default snapshot threshold, one
+ * step a snapshot. LevelStorage clears them in LevelDB's own thread, about 1 µs an
+ * entry; when each was a delete op in a batch (10-30 µs of the event loop), steps were
+ * 250 entries, and the writes after every snapshot waited on a few hundred of them.
  */
-export const COMPACTION_SLICE_ENTRIES = 250;
+export const COMPACTION_SLICE_ENTRIES = 10_000;
 
 const turnOfEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 

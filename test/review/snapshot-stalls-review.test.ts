@@ -16,7 +16,7 @@ import {
   encodeLockSnapshot,
   encodeLockSnapshotInSlices,
 } from '../../src/node/entry-codec.ts';
-import { COMPACTION_SLICE_ENTRIES, Snapshotter } from '../../src/node/snapshotter.ts';
+import { Snapshotter } from '../../src/node/snapshotter.ts';
 import type { ClusterConfig, Entry } from '../../src/raft/types.ts';
 import { decodeSnapshot, encodeSnapshot } from '../../src/storage/codec.ts';
 import { crc32c } from '../../src/storage/crc32.ts';
@@ -201,6 +201,9 @@ async function applyAndPersist(
   await storage.persist({ entries, hardState: hardState(1, a, last) });
 }
 
+/** Small, so that a few hundred entries take several compaction steps. */
+const COMPACTION_SLICE_ENTRIES = 250;
+
 function snapshotterOn(
   storage: LevelStorage,
   workload: Workload,
@@ -221,6 +224,7 @@ function snapshotterOn(
     {
       snapshotEntriesThreshold: options.threshold,
       compactionRetainEntries: options.retain,
+      compactionSliceEntries: COMPACTION_SLICE_ENTRIES,
       ...(options.pause === undefined ? {} : { pause: options.pause }),
     },
   );

@@ -11,7 +11,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { ClusterConfig } from '../../src/raft/types.ts';
 import { encodeCompactionPoint, encodeEntry } from '../../src/storage/codec.ts';
 import { StorageCorruptionError } from '../../src/storage/errors.ts';
-import { encodeIndexKey } from '../../src/storage/keys.ts';
+import { decodeIndexKey, encodeIndexKey } from '../../src/storage/keys.ts';
 import {
   type Db,
   META_KEY,
@@ -110,6 +110,14 @@ async function withRawDb(
   } finally {
     await db.close();
   }
+}
+
+/** The log index a root-level range bound names: the `log` sublevel's prefix, then the key. */
+function logIndexIn(bound: Uint8Array | undefined): number | undefined {
+  if (bound === undefined) return undefined;
+  const prefix = new TextEncoder().encode('!log!');
+  if (!prefix.every((byte, i) => bound[i] === byte)) return undefined;
+  return decodeIndexKey(bound.subarray(prefix.byteLength));
 }
 
 async function flipByte(
@@ -327,6 +335,43 @@ describe('LevelStorage', () => {
     });
   });
 
+  describe('a compaction cut short', () => {
+    it('entries left at or below the compaction point are dropped at open; the log starts after it', async () => {
+      await stored();
+      const storage = await LevelStorage.open(path);
+      await storage.createSnapshot(idx(4), config, new Uint8Array([1, 2]));
+      await storage.close();
+      // What a crash between the compaction point's write and its clear leaves.
+      await withRawDb(path, (s) =>
+        s.meta.put(META_KEY.compaction, encodeCompactionPoint({ index: idx(4), term: tm(2) })),
+      );
+
+      const reopened = await LevelStorage.open(path);
+      expect([reopened.firstIndex(), reopened.lastIndex()]).toEqual([5, 6]);
+      expect(reopened.entries(idx(5), idx(7), Infinity).map((e) => e.index)).toEqual([5, 6]);
+      await reopened.close();
+      await withRawDb(path, async (s) => {
+        const keys = await s.log.keys().all();
+        expect(keys.map((key) => decodeIndexKey(key))).toEqual([5, 6]);
+      });
+    });
+
+    it('a gap after the compaction point is still corruption', async () => {
+      await stored();
+      await withRawDb(path, async (s) => {
+        await s.meta.put(
+          META_KEY.compaction,
+          encodeCompactionPoint({ index: idx(2), term: tm(1) }),
+        );
+        await s.log.del(encodeIndexKey(idx(3)));
+      });
+
+      await expect(LevelStorage.open(path)).rejects.toThrow(
+        `${path} log index 4: the log should start at 3, after the compaction point 2`,
+      );
+    });
+  });
+
   describe('writes', () => {
     it('a persist that the core says needs no sync (a commit index alone) is one batch without sync', async () => {
       const writes = spyOnNativeWrites();
@@ -374,14 +419,24 @@ describe('LevelStorage', () => {
       await storage.close();
 
       // bootstrap (identity included), three persists, createSnapshot (its one chunk,
-      // then its manifest), compact, saveAddresses, saveIdentity: nine batches.
+      // then its manifest), compact (its new compaction point), saveAddresses,
+      // saveIdentity: nine batches.
       expect(writes.batch).toHaveBeenCalledTimes(9);
       for (const [options] of writes.batch.mock.calls)
         expect(options).toMatchObject({ sync: true });
+      expect(writes.opTypes(5)).toEqual(['put']);
       expect(writes.arrayBatch).not.toHaveBeenCalled();
       expect(writes.put).not.toHaveBeenCalled();
       expect(writes.del).not.toHaveBeenCalled();
-      expect(writes.clear).not.toHaveBeenCalled();
+      // One range clear, of the log entries the compaction dropped, (1, 3], once its
+      // new compaction point (batch 5) was stored.
+      expect(writes.clear).toHaveBeenCalledTimes(1);
+      const [range] = writes.clear.mock.calls[0] as [Record<string, Uint8Array>];
+      expect(Object.keys(range).filter((bound) => /^[gl]te?$/.test(bound))).toEqual(['gt', 'lte']);
+      expect([logIndexIn(range.gt), logIndexIn(range.lte)]).toEqual([1, 3]);
+      expect(writes.clear.mock.invocationCallOrder[0]).toBeGreaterThan(
+        writes.batch.mock.invocationCallOrder[5] ?? Number.POSITIVE_INFINITY,
+      );
     });
 
     it('a write with 64 KB of values or more goes by the array form, synced (its native copy is freed at once)', async () => {

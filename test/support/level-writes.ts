@@ -60,7 +60,8 @@ export function spyOnNativeWrites(): NativeWrites {
 
 /**
  * Wraps each native write (numbered from 1), chained or, for large values, the array
- * form (see writeBatch), in `around`, which makes it by calling `native`, or does not
+ * form (see writeBatch), or a range clear (a compaction's deletions, see
+ * LevelStorage.compact), in `around`, which makes it by calling `native`, or does not
  * (a crash before the write), and may fail afterwards (a crash after it) or hold it.
  * Restore with vi.restoreAllMocks().
  */
@@ -73,11 +74,16 @@ export function interceptWrites(
       writes++;
       return around(writes, () => native.apply(this, args));
     };
-  const level = Level.prototype as unknown as Record<'_batch', Native>;
+  const level = Level.prototype as unknown as Record<'_batch' | '_clear', Native>;
   // Taken before the spies replace them.
-  const [chained, array] = [wrapped(CHAINED_BATCH._write), wrapped(level._batch)];
+  const [chained, array, clear] = [
+    wrapped(CHAINED_BATCH._write),
+    wrapped(level._batch),
+    wrapped(level._clear),
+  ];
   vi.spyOn(CHAINED_BATCH, '_write').mockImplementation(chained);
   vi.spyOn(level, '_batch').mockImplementation(array);
+  vi.spyOn(level, '_clear').mockImplementation(clear);
 }
 
 /** Runs `before` ahead of each native write: it may hold it (a promise) or fail it (throw). */
