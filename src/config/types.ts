@@ -35,7 +35,11 @@ export interface RaftConfig extends RaftOptions {
 
 /** What the node runtime (src/node, src/transport, src/api) needs beyond the pure cores. */
 export interface RuntimeConfig {
-  /** Snapshot and compact once this many entries were applied since the last snapshot. */
+  /**
+   * Snapshot and compact about every this many applied entries. The members take turns:
+   * each one's snapshots fall at indexes offset by its place among the members (sorted
+   * ids) times this / members, so that they do not all encode and store one at once.
+   */
   readonly snapshotEntriesThreshold: number;
   /** Entries kept behind a snapshot, so a follower that is a little behind catches up from the log instead of a whole snapshot. */
   readonly compactionRetainEntries: number;

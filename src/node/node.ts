@@ -1014,6 +1014,7 @@ export class DlmNode {
     return new Snapshotter(
       {
         storage: this.storage,
+        nodeId: this.id,
         appliedIndex: () => this.raft.log.appliedIndex,
         installPending: () => this.raft.log.pendingSnapshot() !== null,
         compactionFloor: () => this.raft.compactionFloor(),
