@@ -239,12 +239,15 @@ export class MembershipNemesis {
       const leader = await this.cluster.leader();
       if (leader !== null) {
         const deadlineMs = Math.max(1, Math.min(CALL_DEADLINE_MS, until - now()));
+        const pid = this.cluster.pid(leader);
         try {
           await this.cluster.call(leader, method, request, deadlineMs, 'Cluster');
           return true;
         } catch (error) {
           const failure = error as grpc.ServiceError;
-          if (!retried(failure) && !(await this.stoppedMidCall(failure, leader))) throw error;
+          if (!retried(failure) && !(await this.stoppedMidCall(failure, leader, pid))) {
+            throw error;
+          }
         }
       }
       await sleep(RETRY_MS);
@@ -256,11 +259,17 @@ export class MembershipNemesis {
    * A leader that stops on a failure mid-call (another nemesis filled its disk) answers
    * INTERNAL "stopped", unless its process exits before the answer leaves: the client
    * then sees its stream reset, CANCELLED (seed 1204, five times in 600 s). Retried as
-   * the INTERNAL is, only once that node has indeed exited.
+   * the INTERNAL is, only once the process called (`pid`) has indeed exited; the
+   * disk-full nemesis may have restarted the node by then (seed 1207: a new process
+   * was running when the check first looked, and the exit went unseen).
    */
-  private async stoppedMidCall(error: grpc.ServiceError, node: string): Promise<boolean> {
+  private async stoppedMidCall(
+    error: grpc.ServiceError,
+    node: string,
+    pid: number | undefined,
+  ): Promise<boolean> {
     if (error.code !== CANCELLED) return false;
-    return waitUntilExited(this.cluster, node, EXIT_AFTER_CANCEL_MS);
+    return waitUntilExited(this.cluster, node, EXIT_AFTER_CANCEL_MS, pid);
   }
 
   violations(): readonly Violation[] {

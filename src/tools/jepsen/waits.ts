@@ -35,15 +35,20 @@ export async function waitUntilServing(
   return false;
 }
 
-/** Until the node's process has exited. */
+/**
+ * Until the node's process has exited: the one of pid `pid` when given (the process
+ * another nemesis may already have restarted since, a new pid), else the one running now.
+ */
 export async function waitUntilExited(
   cluster: ProcessCluster,
   id: string,
   timeoutMs: number,
+  pid: number | undefined = cluster.pid(id),
 ): Promise<boolean> {
+  const stillThere = () => cluster.isRunning(id) && cluster.pid(id) === pid;
   const until = now() + timeoutMs;
-  while (cluster.isRunning(id) && now() < until) await sleep(POLL_MS);
-  return !cluster.isRunning(id);
+  while (stillThere() && now() < until) await sleep(POLL_MS);
+  return !stillThere();
 }
 
 /**
