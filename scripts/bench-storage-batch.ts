@@ -14,6 +14,7 @@ import {
   writeBatch,
 } from '../src/storage/level-layout.ts';
 import { logIndex, nodeId, term } from '../src/util/ids.ts';
+import { parseIntFlags } from './int-flags.ts';
 
 /**
  * What one LevelDB write costs: the process's CPU (every thread: LevelDB's write and
@@ -27,27 +28,6 @@ import { logIndex, nodeId, term } from '../src/util/ids.ts';
  * Unsynced (sync: false): the figure is the event loop's cost, not the disk's.
  */
 const FLAGS = { '--entries-per-write': 4, '--writes': 4000, '--rounds': 3 } as const;
-type Flag = keyof typeof FLAGS;
-const LIMIT = 1_000_000;
-
-function parseArgs(argv: readonly string[]): Record<Flag, number> {
-  const args: Record<Flag, number> = { ...FLAGS };
-  for (let i = 0; i < argv.length; i += 2) {
-    const flag = argv[i] as Flag;
-    const value = Number(argv[i + 1]);
-    if (!(flag in FLAGS)) fail(`unknown argument ${flag}; use ${Object.keys(FLAGS).join(', ')}`);
-    if (!Number.isSafeInteger(value) || value < 1 || value > LIMIT) {
-      fail(`${flag} needs an integer in [1, ${LIMIT}]`);
-    }
-    args[flag] = value;
-  }
-  return args;
-}
-
-function fail(message: string): never {
-  process.stderr.write(`bench-storage-batch: ${message}\n`);
-  process.exit(2);
-}
 
 type Write = (db: Level<Bytes, Bytes>, ops: BatchOp[]) => Promise<void>;
 const FORMS: Record<string, Write> = {
@@ -86,7 +66,7 @@ function followerWrite(sublevels: Sublevels, first: number, perWrite: number): B
 }
 
 async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
+  const args = parseIntFlags('bench-storage-batch', process.argv.slice(2), FLAGS);
   const perWrite = args['--entries-per-write'];
   const dir = await mkdtemp(join(tmpdir(), 'dlm-bench-batch-'));
   const db = new Level<Bytes, Bytes>(join(dir, 'db'), {

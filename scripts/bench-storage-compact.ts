@@ -14,6 +14,7 @@ import {
   writeBatch,
 } from '../src/storage/level-layout.ts';
 import { type LogIndex, logIndex, term } from '../src/util/ids.ts';
+import { parseIntFlags } from './int-flags.ts';
 
 /**
  * What deleting the log behind a snapshot costs, the two ways dlm has done it, on one
@@ -28,8 +29,6 @@ import { type LogIndex, logIndex, term } from '../src/util/ids.ts';
  *   node --import tsx scripts/bench-storage-compact.ts [--entries N] [--slice S] [--rounds R]
  */
 const FLAGS = { '--entries': 9_000, '--slice': 250, '--rounds': 6 } as const;
-type Flag = keyof typeof FLAGS;
-const LIMIT = 1_000_000;
 const WARMUP_ROUNDS = 2;
 const ENTRY_BYTES = 150;
 const SETTLE_MS = 200;
@@ -40,25 +39,6 @@ interface Cost {
   wallMs: number;
   cpuMs: number;
   loopBusyMs: number;
-}
-
-function parseArgs(argv: readonly string[]): Record<Flag, number> {
-  const args: Record<Flag, number> = { ...FLAGS };
-  for (let i = 0; i < argv.length; i += 2) {
-    const flag = argv[i] as Flag;
-    const value = Number(argv[i + 1]);
-    if (!(flag in FLAGS)) fail(`unknown argument ${flag}; use ${Object.keys(FLAGS).join(', ')}`);
-    if (!Number.isSafeInteger(value) || value < 1 || value > LIMIT) {
-      fail(`${flag} needs an integer in [1, ${LIMIT}]`);
-    }
-    args[flag] = value;
-  }
-  return args;
-}
-
-function fail(message: string): never {
-  process.stderr.write(`bench-storage-compact: ${message}\n`);
-  process.exit(2);
 }
 
 type Db = Level<Bytes, Bytes>;
@@ -116,7 +96,7 @@ async function measure(work: () => Promise<void>): Promise<Cost> {
 }
 
 async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
+  const args = parseIntFlags('bench-storage-compact', process.argv.slice(2), FLAGS);
   const entries = args['--entries'];
   const dir = await mkdtemp(join(tmpdir(), 'dlm-bench-compact-'));
   const db: Db = new Level<Bytes, Bytes>(join(dir, 'db'), {

@@ -13,9 +13,7 @@
  *      nothing acknowledged lost.
  * HELD (passes on c0b9ff1).
  */
-import { execFileSync } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -24,41 +22,19 @@ import { LevelStorage } from '../../src/storage/level-storage.ts';
 import { logIndex as idx } from '../../src/util/ids.ts';
 import { entry, hardState, ids } from '../raft/harness.ts';
 import { interceptWrites } from '../support/level-writes.ts';
+import { isRoot, Tmpfs } from '../support/tmpfs.ts';
 
 const [a, b, c] = ids('a', 'b', 'c');
 const config: ClusterConfig = { voters: [a, b, c], learners: [] };
-const isRoot = process.platform === 'linux' && process.getuid?.() === 0;
 const TMPFS_BYTES = 4 * 1024 * 1024;
 const ENTRIES = 6_000;
 
-let mountPoint: string | null = null;
+const tmpfs = new Tmpfs(TMPFS_BYTES, 'dlm-rcc-full-');
 
 afterEach(() => {
   vi.restoreAllMocks();
-  if (mountPoint === null) return;
-  execFileSync('umount', ['-l', mountPoint]);
-  rmSync(mountPoint, { recursive: true, force: true });
-  mountPoint = null;
+  tmpfs.unmount();
 });
-
-function mountTmpfs(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'dlm-rcc-full-'));
-  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${TMPFS_BYTES}`, 'tmpfs', dir]);
-  mountPoint = dir;
-  return dir;
-}
-
-function fill(path: string): void {
-  const fd = openSync(path, 'a');
-  const page = Buffer.alloc(4_096);
-  try {
-    for (let i = 0; i <= TMPFS_BYTES / page.length; i++) writeSync(fd, page);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOSPC') throw error;
-  } finally {
-    closeSync(fd);
-  }
-}
 
 /** A founder with entries 2..ENTRIES+1, a snapshot at ENTRIES. */
 async function filled(path: string): Promise<{ storage: LevelStorage; entries: Entry[] }> {
@@ -86,7 +62,7 @@ async function expectWhole(path: string, entries: Entry[], compactedAtLeast: num
 
 describe.skipIf(!isRoot)('rcc: a compaction clear on a full disk (tmpfs: needs root)', () => {
   it('ENOSPC in the clear: compact rejects, later writes are refused, the store reopens whole', async () => {
-    const dir = mountTmpfs();
+    const dir = tmpfs.mount();
     const path = join(dir, 'n1');
     const { storage, entries } = await filled(path);
     const ballast = join(dir, 'ballast');
@@ -98,7 +74,7 @@ describe.skipIf(!isRoot)('rcc: a compaction clear on a full disk (tmpfs: needs r
     const wrapped = spied.getMockImplementation() as (...args: unknown[]) => Promise<void>;
     spied.mockImplementation(function (this: unknown, ...args: unknown[]) {
       clears++;
-      fill(ballast);
+      tmpfs.fill(ballast);
       return wrapped.apply(this, args);
     });
 
@@ -119,7 +95,7 @@ describe.skipIf(!isRoot)('rcc: a compaction clear on a full disk (tmpfs: needs r
   });
 
   it('entries left behind the point and a full disk at open: with room again it opens whole', async () => {
-    const dir = mountTmpfs();
+    const dir = tmpfs.mount();
     const path = join(dir, 'n1');
     const { storage, entries } = await filled(path);
     // A crash between the point and its clear.
@@ -133,7 +109,7 @@ describe.skipIf(!isRoot)('rcc: a compaction clear on a full disk (tmpfs: needs r
     await storage.close();
 
     const ballast = join(dir, 'ballast');
-    fill(ballast);
+    tmpfs.fill(ballast);
     const outcome = await LevelStorage.open(path).then(
       (s) => s.close().then(() => 'opened'),
       (error: unknown) => String(error),

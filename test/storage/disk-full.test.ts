@@ -10,55 +10,29 @@
  * synced puts after one failed batch all gone after a close and reopen. So after any
  * failed write, an address save included, the store must refuse every later one.
  */
-import { execFileSync } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ClusterConfig } from '../../src/raft/types.ts';
 import { LevelStorage } from '../../src/storage/level-storage.ts';
 import { entry, hardState, ids } from '../raft/harness.ts';
+import { isRoot, Tmpfs } from '../support/tmpfs.ts';
 
 const [a, b, c] = ids('a', 'b', 'c');
 const config: ClusterConfig = { voters: [a, b, c], learners: [] };
-const isRoot = process.platform === 'linux' && process.getuid?.() === 0;
 const TMPFS_BYTES = 1024 * 1024;
 /** Each save is ~100 bytes; a filled tmpfs has at most a page of slack in the log's file. */
 const SAVES_UNTIL_FULL_MAX = 1_000;
 
-let mountPoint: string | null = null;
+const tmpfs = new Tmpfs(TMPFS_BYTES, 'dlm-full-');
 
 afterEach(() => {
-  if (mountPoint === null) return;
-  // Lazily: a test that failed half-way may have left the database open on it.
-  execFileSync('umount', ['-l', mountPoint]);
-  rmSync(mountPoint, { recursive: true, force: true });
-  mountPoint = null;
+  tmpfs.unmount();
 });
-
-function mountTmpfs(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'dlm-full-'));
-  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${TMPFS_BYTES}`, 'tmpfs', dir]);
-  mountPoint = dir;
-  return dir;
-}
-
-/** Writes zeros into `path` until the filesystem is full. */
-function fill(path: string): void {
-  const fd = openSync(path, 'a');
-  const page = Buffer.alloc(4_096);
-  try {
-    for (let i = 0; i <= TMPFS_BYTES / page.length; i++) writeSync(fd, page);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOSPC') throw error;
-  } finally {
-    closeSync(fd);
-  }
-}
 
 describe.skipIf(!isRoot)('LevelStorage on a full disk (a tmpfs: needs root)', () => {
   it('after an address save fails with ENOSPC, refuses every later write, even with room again', async () => {
-    const dir = mountTmpfs();
+    const dir = tmpfs.mount();
     const path = join(dir, 'n1');
     const storage = await LevelStorage.open(path, { bootstrap: config });
     try {
@@ -66,7 +40,7 @@ describe.skipIf(!isRoot)('LevelStorage on a full disk (a tmpfs: needs root)', ()
       const first = storage.lastIndex() + 1;
       await storage.persist({ entries: [entry(first, 1)], hardState: hardState(1, a, first) });
       const ballast = join(dir, 'ballast');
-      fill(ballast);
+      tmpfs.fill(ballast);
 
       let failure: unknown = null;
       for (let i = 0; i < SAVES_UNTIL_FULL_MAX && failure === null; i++) {
