@@ -22,13 +22,15 @@ import { encodeLockSnapshotInParts } from './entry-codec.ts';
  * drops one that a newer snapshot, installed from the leader, overtook). The log is
  * compacted only once the snapshot is durable, by the Ready loop itself (compaction
  * changes what the log's writes plan against, and the storage takes one write at a
- * time), in bounded steps so that no one write deletes thousands of keys: after each
- * Ready as many entries as it appended plus a slice, so that the kept log shrinks under
- * any load (a slice alone per Ready let it grow without bound above 250 writes a
- * Ready: 9,002 entries kept at 800 a Ready, found in review), and a slice at a time
- * while no Ready waits, so that it catches up when idle. Durability is unchanged: every
- * write is still synced, and nothing is deleted before the snapshot that covers it is
- * on disk.
+ * time), in bounded steps (each a range clear in LevelDB's thread, see
+ * LevelStorage.compact): after each Ready as many entries as it appended plus a slice,
+ * so that the kept log shrinks under any load (a slice alone per Ready let it grow
+ * without bound above 250 writes a Ready: 9,002 entries kept at 800 a Ready, found in
+ * review), and a slice at a time while no Ready waits, so that it catches up when idle.
+ * Durability is unchanged: nothing is deleted before the snapshot that covers it is on
+ * disk.
+ *
+ * The members take their snapshots in turns (see `due`).
  */
 export interface SnapshotterHost {
   readonly storage: WritableStorage;

@@ -335,12 +335,13 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
    * entries behind it with a range clear that LevelDB runs in its own thread. A delete
    * op each in batches cost the event loop 40 ms per 9,000 entries (44-51 ms of CPU),
    * against 2-2.5 ms cleared (8-15 ms of CPU; scripts/bench-storage-compact.ts), and
-   * slowed every write for a few hundred ms after each snapshot (issue 12). The point goes first, and synced:
-   * LevelDB's log keeps writes in order, but a later synced write need not cover an
-   * earlier one in an older log file, so entries deleted while the point that covers them
-   * was lost would leave a log that no longer starts after its compaction point. A crash
-   * after the point leaves entries behind it, which the next open deletes. The clear
-   * takes its turn like any write (see `commit`): nothing runs beside it.
+   * slowed every write for a few hundred ms after each snapshot (issue 12). The point
+   * goes first, and synced: LevelDB's log keeps writes in order, but a later synced
+   * write need not cover an earlier one in an older log file, so entries deleted while
+   * the point that covers them was lost would leave a log that no longer starts after
+   * its compaction point. A crash after the point leaves entries behind it, which the
+   * next open deletes. The clear takes its turn like any write (see `commit`): nothing
+   * runs beside it.
    */
   async compact(index: LogIndex): Promise<void> {
     this.assertWritable();
