@@ -95,6 +95,9 @@ export class Snapshotter {
   private stopped = false;
   /** A snapshot was asked for whatever the threshold (takeSoon). */
   private wanted = false;
+  /** The config `turnPlace` was worked out for, and this node's place among its members. */
+  private turnConfig: ClusterConfig | null = null;
+  private turnPlace = { place: 0, members: 1 };
 
   constructor(
     private readonly host: SnapshotterHost,
@@ -153,14 +156,22 @@ export class Snapshotter {
     return turn(applied) > turn(snapshotIndex);
   }
 
-  /** threshold × place / members; 0 for a node that is not (or not yet) a member. */
+  /**
+   * threshold × place / members; 0 for a node that is not (or not yet) a member. Worked
+   * out again only when the config changes (the core replaces it then), not after every
+   * Ready.
+   */
   private turnOffset(threshold: number): number {
     const { nodeId } = this.host;
     if (nodeId === undefined) return 0;
-    const { voters, learners } = this.host.config();
-    const members = [...voters, ...learners].sort();
-    const place = members.indexOf(nodeId);
-    return place <= 0 ? 0 : Math.floor((threshold * place) / members.length);
+    const config = this.host.config();
+    if (config !== this.turnConfig) {
+      const members = [...config.voters, ...config.learners].sort();
+      const place = members.indexOf(nodeId);
+      this.turnPlace = { place: Math.max(0, place), members: Math.max(1, members.length) };
+      this.turnConfig = config;
+    }
+    return Math.floor((threshold * this.turnPlace.place) / this.turnPlace.members);
   }
 
   /** The next maybeStart takes a snapshot if anything was applied since the last one. */
