@@ -26,6 +26,7 @@ import {
 import { ClusterRules } from './cluster-rules.ts';
 import { decodeEntry, decodeLockSnapshot, encodeEntry } from './entry-codec.ts';
 import { DlmError, unavailable } from './errors.ts';
+import { HeldCommit } from './held-commit.ts';
 import { MemberChanges, type MembershipCallOptions } from './member-changes.ts';
 import { AddressBook, type MemberAddress } from './membership.ts';
 import type { PeerMessage } from './peer-message.ts';
@@ -189,6 +190,7 @@ export class DlmNode {
   private readonly transport: Transport;
   private readonly snapshotter: Snapshotter;
   private readonly outbox: RaftOutbox;
+  private readonly heldCommit: HeldCommit;
   private readonly memberChanges: MemberChanges;
   /** The log's lock rules and behaviour version, as this node drives them. */
   private readonly clusterRules: ClusterRules;
@@ -222,6 +224,8 @@ export class DlmNode {
       scheduler,
       options.raft.appendBatchBytesMax ?? DEFAULT_RAFT_OPTIONS.appendBatchBytesMax,
     );
+    // Written within a tick when the node goes quiet, as a heartbeat would tell it anyway.
+    this.heldCommit = new HeldCommit(scheduler, options.tickIntervalMs, () => this.kick());
     // Its file's rules until a SetRules entry applies: what the node applied before the
     // rules were replicated, so an upgraded log replays as it ran. Nothing else applies
     // before SetRules on a cluster that started replicated (see lockRulesUnset).
@@ -282,6 +286,7 @@ export class DlmNode {
     if (this.tickTimer !== null) this.scheduler.clearInterval(this.tickTimer);
     this.kick();
     await this.readyLoop;
+    if (this.failure === null) await this.writeHeldCommit();
     this.proposals.failAll(unavailable(`${this.id} is shutting down`));
     this.reads.failAll(`${this.id} is shutting down`);
     this.outbox.flush();
@@ -841,6 +846,8 @@ export class DlmNode {
       while (!this.stopping) {
         if (this.raft.hasReady()) {
           await this.busy(() => this.handleReady(this.raft.ready()));
+        } else if (this.heldCommit.isDue()) {
+          await this.busy(() => this.writeHeldCommit());
         } else if (this.snapshotter.compactionBacklog() > 0) {
           // Idle: the log a snapshot covers goes a slice at a time, a Ready first.
           await this.busy(() => this.snapshotter.compactIdleSlice());
@@ -929,13 +936,15 @@ export class DlmNode {
   }
 
   /**
-   * One write for everything the Ready holds, synced only when it must be: a write that
-   * holds just a new commit index is not (Raft re-learns a commit index lost in a crash).
+   * One write for everything the Ready holds, synced only when it must be. A new commit
+   * index alone is not written now but joins the next write (HeldCommit): Raft re-learns
+   * a commit index lost in a crash.
    */
   private async persist(ready: Ready): Promise<void> {
-    if (ready.snapshot === null && ready.entries.length === 0 && ready.hardState === null) return;
+    const batch = this.heldCommit.batchFor(ready);
+    if (batch === null) return;
     const startedMs = this.clock.nowMs();
-    await this.storage.persist(ready);
+    await this.storage.persist(batch);
     if (ready.mustSync) {
       const seconds = (this.clock.nowMs() - startedMs) / 1000;
       for (const observer of this.observers) observer.persisted?.(seconds);
@@ -945,6 +954,12 @@ export class DlmNode {
     this.raft.persisted(last.index, last.term);
     // A leader whose followers were quicker than its disk commits now: tell them at once.
     this.sendRaft(this.raft.takeEarlyMessages());
+  }
+
+  /** A commit index held past a tick of quiet (see HeldCommit), or at a clean stop. */
+  private async writeHeldCommit(): Promise<void> {
+    const hardState = this.heldCommit.take();
+    if (hardState !== null) await this.storage.persist({ hardState, mustSync: false });
   }
 
   private applyEntry(entry: Entry): void {

@@ -109,20 +109,28 @@ export class SimDisk {
     write.resolve();
   }
 
-  /** Called after every change to the durable state: reports newly committed entries. */
+  /**
+   * Called after every change to the durable state: reports newly committed entries.
+   * A stored snapshot holds only applied, so committed, state: its index is committed
+   * even where the durable commit index is older (a node writes a new commit index
+   * only with its next write, see HeldCommit), and the entries it covers that are
+   * still in the log are reported with it.
+   */
   reportCommits(): void {
     const snapshotIndex = this.durable.snapshot().metadata.index;
-    if (snapshotIndex > this.reportedCommit) this.reportedCommit = snapshotIndex;
-    const commit = this.durable.initialState().hardState.commitIndex;
+    const commit = Math.max(this.durable.initialState().hardState.commitIndex, snapshotIndex);
     const last = Math.min(commit, this.durable.lastIndex());
-    if (last <= this.reportedCommit) return;
-    const entries = this.durable.entries(
-      logIndex(this.reportedCommit + 1),
-      logIndex(last + 1),
-      Number.POSITIVE_INFINITY,
-    );
-    this.reportedCommit = last;
-    this.onCommitted(entries);
+    // What a snapshot covers and compaction already removed cannot be reported.
+    const first = Math.max(this.reportedCommit + 1, this.durable.firstIndex());
+    if (last >= first) {
+      const entries = this.durable.entries(
+        logIndex(first),
+        logIndex(last + 1),
+        Number.POSITIVE_INFINITY,
+      );
+      this.onCommitted(entries);
+    }
+    this.reportedCommit = Math.max(this.reportedCommit, last, snapshotIndex);
   }
 }
 
