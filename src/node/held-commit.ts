@@ -8,8 +8,9 @@ import type { Scheduler, TimerHandle } from './scheduler.ts';
  * to the node's next write instead. Every commit moved it, so a node wrote to LevelDB
  * twice per client write: the entry (synced), then the commit index (not synced, but
  * still a LevelDB batch, a threadpool hand-off and a wake-up of the Ready loop). Under
- * a steady load the next entry's write carries it; when the node goes quiet, it is
- * written on its own `holdMs` later, so the disk catches up with what was applied.
+ * a steady load the next entry's write carries it; otherwise it is written on its own
+ * at most `holdMs` after it was first held, so the disk catches up with what was
+ * applied once the node goes quiet.
  *
  * Losing it costs nothing Raft needs: a node that restarts from an older commit index
  * learns the rest again from the leader and applies nothing before it does (Ready, step

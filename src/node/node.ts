@@ -286,7 +286,7 @@ export class DlmNode {
     if (this.tickTimer !== null) this.scheduler.clearInterval(this.tickTimer);
     this.kick();
     await this.readyLoop;
-    if (this.failure === null) await this.writeHeldCommit();
+    await this.writeHeldCommitAtStop();
     this.proposals.failAll(unavailable(`${this.id} is shutting down`));
     this.reads.failAll(`${this.id} is shutting down`);
     this.outbox.flush();
@@ -956,10 +956,24 @@ export class DlmNode {
     this.sendRaft(this.raft.takeEarlyMessages());
   }
 
-  /** A commit index held past a tick of quiet (see HeldCommit), or at a clean stop. */
+  /** A commit index held for a tick (see HeldCommit), or at a clean stop. */
   private async writeHeldCommit(): Promise<void> {
     const hardState = this.heldCommit.take();
     if (hardState !== null) await this.storage.persist({ hardState, mustSync: false });
+  }
+
+  /**
+   * Outside the Ready loop, whose failures stop the node: a failed write here stops it
+   * the same way, so the rest of the stop (failing what waits, closing the transport and
+   * storage) still runs.
+   */
+  private async writeHeldCommitAtStop(): Promise<void> {
+    if (this.failure !== null) return;
+    try {
+      await this.writeHeldCommit();
+    } catch (error) {
+      this.stopOnFailure(error);
+    }
   }
 
   private applyEntry(entry: Entry): void {
