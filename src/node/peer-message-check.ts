@@ -91,7 +91,8 @@ const RAFT_MESSAGE_CHECKS: { readonly [T in MessageType]: FieldsCheck } = {
     countProblem(m.prevLogIndex, `${path}.prevLogIndex`) ??
     countProblem(m.prevLogTerm, `${path}.prevLogTerm`) ??
     entriesProblem(m.entries, m.prevLogIndex as number, `${path}.entries`) ??
-    countProblem(m.leaderCommit, `${path}.leaderCommit`),
+    countProblem(m.leaderCommit, `${path}.leaderCommit`) ??
+    (m.commitNotice === undefined ? null : booleanProblem(m.commitNotice, `${path}.commitNotice`)),
   AppendEntriesResponse: (m, path) =>
     booleanProblem(m.success, `${path}.success`) ??
     countProblem(m.matchIndex, `${path}.matchIndex`) ??

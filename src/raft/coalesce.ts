@@ -52,12 +52,17 @@ function appendAfter(
   if (next.prevLogIndex !== end.index || next.prevLogTerm !== end.term) return null;
   if (next.entries.length > 0 && batchBytes(previous) + batchBytes(next) > batchBytesMax)
     return null;
-  return {
-    ...previous,
+  const { commitNotice: _, ...rest } = previous;
+  const joined = {
+    ...rest,
     entries: next.entries.length === 0 ? previous.entries : [...previous.entries, ...next.entries],
     // A leader's commit index only rises within its term.
     leaderCommit: next.leaderCommit,
   };
+  // Unanswered only if neither part wanted an answer: a batch of entries always does.
+  return previous.commitNotice === true && next.commitNotice === true
+    ? { ...joined, commitNotice: true }
+    : joined;
 }
 
 function lastOf(append: MessageOf<'AppendEntries'>): { index: LogIndex; term: Term } {

@@ -769,6 +769,7 @@ export class Raft {
     const append = this.pastCommitIndex(message);
     if (append === null) {
       // Everything up to our commit index already matches the leader (Leader Completeness).
+      if (message.commitNotice === true) return;
       this.sendAppendResponse(message.from, true, this.log.commitIndex, logIndex(0));
       return;
     }
@@ -778,6 +779,7 @@ export class Raft {
     }
     const lastNewIndex = this.appendFromLeader(append.prevLogIndex, append.entries);
     this.log.commitTo(logIndex(Math.min(message.leaderCommit, lastNewIndex)));
+    if (message.commitNotice === true) return;
     this.sendAppendResponse(message.from, true, lastNewIndex, logIndex(0));
   }
 
@@ -963,14 +965,14 @@ export class Raft {
     }
     const wasPaused = progress.isPaused();
     if (!progress.maybeUpdate(message.matchIndex)) {
-      if (wasPaused && !progress.isPaused()) this.sendAppend(message.from, false);
+      if (wasPaused && !progress.isPaused()) this.sendAppend(message.from, 'skip');
       return;
     }
     if (progress.state === 'probe') progress.becomeReplicate();
     const transfer = progress.snapshotTransfer;
     if (transfer !== null && progress.matchIndex >= transfer.metadata.index) progress.becomeProbe();
-    if (this.maybeCommit()) this.broadcastAppend();
-    else this.sendAppend(message.from, false);
+    if (this.maybeCommit()) this.broadcastCommit();
+    else this.sendAppend(message.from, 'skip');
     if (message.from === this.leadTransferee && progress.matchIndex === this.log.lastIndex()) {
       this.sendTimeoutNow(message.from);
     }
@@ -1093,7 +1095,7 @@ export class Raft {
     // A lone voter commits here; so does a leader whose followers were quicker than its disk.
     if (this.maybeCommit()) {
       this.releaseConfirmedReads();
-      this.broadcastAppend();
+      this.broadcastCommit();
     }
   }
 
@@ -1124,6 +1126,13 @@ export class Raft {
     }
   }
 
+  /** Tells every follower of a new commit index, with what it still misses. */
+  private broadcastCommit(): void {
+    for (const member of this.progress.keys()) {
+      if (member !== this.id) this.sendAppend(member, 'notice');
+    }
+  }
+
   private broadcastHeartbeat(): void {
     for (const [member, progress] of this.progress) {
       if (member === this.id) continue;
@@ -1140,9 +1149,11 @@ export class Raft {
   /**
    * Sends the follower what it is missing, or a snapshot when that part of the log is
    * compacted. An empty AppendEntries still carries the commit index and serves as a
-   * probe; acknowledgements pass `sendIfEmpty = false` so that an ack never answers an ack.
+   * probe. `ifEmpty` says what to do when there is nothing to send: send it (a probe),
+   * skip it (acknowledgements pass 'skip', so that an ack never answers an ack), or send
+   * it as a commit notice (a commit advance, see isCommitNotice).
    */
-  private sendAppend(to: NodeId, sendIfEmpty = true): void {
+  private sendAppend(to: NodeId, ifEmpty: 'send' | 'skip' | 'notice' = 'send'): void {
     const progress = this.progress.get(to);
     if (progress === undefined || progress.isPaused()) return;
     const prevLogIndex = logIndex(progress.nextIndex - 1);
@@ -1152,18 +1163,37 @@ export class Raft {
       this.startSnapshotTransfer(to, progress);
       return;
     }
-    if (entries.length === 0 && !sendIfEmpty) return;
-    this.send({
-      type: 'AppendEntries',
+    if (entries.length === 0 && ifEmpty === 'skip') return;
+    const append = {
+      type: 'AppendEntries' as const,
       to,
       term: this.currentTerm,
       prevLogIndex,
       prevLogTerm,
       entries,
       leaderCommit: this.log.commitIndex,
-    });
+    };
+    const notice = this.isCommitNotice(progress, entries, ifEmpty === 'notice');
+    this.send(notice ? { ...append, commitNotice: true } : append);
     const last = entries.at(-1);
     progress.sentEntries(last === undefined ? prevLogIndex : last.index, entries.length);
+  }
+
+  /**
+   * Whether an append needs no answer: an empty one that a commit advance sends a
+   * replicating follower. Everything before it was sent already, and is acknowledged
+   * by the answers to those batches; answering the notice too would add one message
+   * per follower per commit, and the follower's liveness is heard from its heartbeat
+   * answers. The empty append a heartbeat answer prompts, when the follower's match
+   * lags (an acknowledgement was lost), and a probe are always answered, or a lost
+   * acknowledgement would never be made up.
+   */
+  protected isCommitNotice(
+    progress: Progress,
+    entries: readonly Entry[],
+    commitAdvanced: boolean,
+  ): boolean {
+    return commitAdvanced && entries.length === 0 && progress.state === 'replicate';
   }
 
   private startSnapshotTransfer(to: NodeId, progress: Progress): void {
@@ -1348,7 +1378,7 @@ export class Raft {
       this.leadTransferee = null;
     }
     // A smaller quorum may commit more, and a smaller voter set may confirm reads.
-    if (this.maybeCommit()) this.broadcastAppend();
+    if (this.maybeCommit()) this.broadcastCommit();
     this.releaseConfirmedReads();
   }
 

@@ -95,13 +95,19 @@ export type Message =
       readonly preVote: boolean;
       readonly granted: boolean;
     })
-  /** MsgApp. */
+  /**
+   * MsgApp. `commitNotice` marks an empty one that only carries a new commit index to a
+   * follower known to hold everything before it: an answer would tell the leader
+   * nothing, so the follower answers only a refusal. Absent (an older leader, or any
+   * other append) means answer as always.
+   */
   | (Envelope & {
       readonly type: 'AppendEntries';
       readonly prevLogIndex: LogIndex;
       readonly prevLogTerm: Term;
       readonly entries: readonly Entry[];
       readonly leaderCommit: LogIndex;
+      readonly commitNotice?: true;
     })
   /**
    * MsgAppResp. On success `matchIndex` is the last index known to match the leader.

@@ -14,7 +14,7 @@
  */
 import type { RaftLog } from '../../src/raft/log.ts';
 import type { RaftOptions } from '../../src/raft/options.ts';
-import { type ProposeResult, Raft } from '../../src/raft/raft.ts';
+import { type ProposeResult, Raft, type RaftConfig } from '../../src/raft/raft.ts';
 import type { Ready } from '../../src/raft/ready.ts';
 import { MemoryStorage } from '../../src/raft/storage.ts';
 import type {
@@ -283,6 +283,8 @@ export interface NetworkConfig {
   readonly options?: Partial<RaftOptions>;
   /** Pre-built storage for some nodes (e.g. the logs of Figure 7); others bootstrap. */
   readonly storages?: Readonly<Record<string, MemoryStorage>>;
+  /** Builds each node's core; a test passes a planted bug's subclass. */
+  readonly createRaft?: (config: RaftConfig) => Raft;
 }
 
 export type MessageFilter = (message: Message) => boolean;
@@ -314,9 +316,11 @@ export class Network {
   /** State Machine Safety bookkeeping: the entry applied at each index, by anyone. */
   private readonly appliedAt = new Map<LogIndex, Entry>();
   private readonly defaultOptions: Partial<RaftOptions>;
+  private readonly createRaft: (config: RaftConfig) => Raft;
 
   constructor(config: NetworkConfig) {
     this.prng = config.prng;
+    this.createRaft = config.createRaft ?? ((raftConfig) => new Raft(raftConfig));
     this.defaultOptions = { ...TEST_OPTIONS, ...config.options };
     const clusterConfig: ClusterConfig = {
       voters: config.voters.map(nodeId),
@@ -340,7 +344,7 @@ export class Network {
     const snapshot = storage.snapshot();
     const node: TestNode = {
       id,
-      raft: new Raft({ id, storage, prng, options: nodeOptions }),
+      raft: this.createRaft({ id, storage, prng, options: nodeOptions }),
       storage,
       options: nodeOptions,
       prng,
@@ -362,7 +366,12 @@ export class Network {
   restart(id: NodeId): Raft {
     const node = this.node(id);
     const snapshot = node.storage.snapshot();
-    node.raft = new Raft({ id, storage: node.storage, prng: node.prng, options: node.options });
+    node.raft = this.createRaft({
+      id,
+      storage: node.storage,
+      prng: node.prng,
+      options: node.options,
+    });
     node.applied = [];
     node.state = decodeState(snapshot.data);
     node.lastAppliedIndex = snapshot.metadata.index;

@@ -8,6 +8,7 @@ import {
 import {
   type Entry,
   type MessageOf,
+  type Progress,
   type ProposeResult,
   Raft,
   type RaftConfig,
@@ -182,6 +183,18 @@ class ProclaimRetriesVerbatim extends LockStateMachine {
   ): LockResult {
     if (command.type === 'Proclaim') return remembered.result;
     return super.answerRetry(command, key, remembered);
+  }
+}
+
+/**
+ * A leader marks every empty append to a replicating follower as a commit notice, the
+ * one a heartbeat answer prompts too, so a follower whose acknowledgement was lost is
+ * never asked again in a way it answers: its match stays behind, and once the leader
+ * needs it for a majority, nothing more commits.
+ */
+export class NoticesLaggingFollowers extends Raft {
+  protected override isCommitNotice(progress: Progress, entries: readonly Entry[]): boolean {
+    return super.isCommitNotice(progress, entries, true);
   }
 }
 
