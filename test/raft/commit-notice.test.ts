@@ -9,7 +9,7 @@ import type { MessageOf } from '../../src/raft/types.ts';
 import { NoticesLaggingFollowers } from '../../src/tools/simulate/bugs.ts';
 import { logIndex as idx, term as tm } from '../../src/util/ids.ts';
 import { Prng } from '../../src/util/prng.ts';
-import { entry, ids, Network, ofType } from './harness.ts';
+import { entry, ids, Network, type NetworkConfig, ofType } from './harness.ts';
 
 const [a, b, c] = ids('a', 'b', 'c');
 
@@ -107,7 +107,40 @@ describe('commit notices', () => {
     expect(() => network.tickUntil(() => network.raft(a).log.commitIndex >= index, 20)).toThrow(
       /not reached/,
     );
-    expect(notices(network).some((m) => m.to === b && m.prevLogIndex < index)).toBe(true);
+    // What b was sent after x, prompted by its heartbeat answers, went as notices, unanswered.
+    expect(notices(network).some((m) => m.to === b && m.prevLogIndex >= index)).toBe(true);
+    expect(network.raft(a).progressOf(b)?.matchIndex).toBeLessThan(index);
+  });
+
+  it('catches the planted bug in a leadership transfer: the transferee whose acknowledgement was lost never gets TimeoutNow', () => {
+    const transferFinishes = (createRaft?: NetworkConfig['createRaft']): boolean => {
+      const network = new Network({
+        prng: new Prng(101),
+        voters: [a, b, c],
+        options: { heartbeatIntervalTicks: 4, electionTimeoutTicks: 10 },
+        ...(createRaft === undefined ? {} : { createRaft }),
+      });
+      network.elect(a);
+      network.stabilize();
+      // b's answers to x and to the append the transfer sends are lost; c commits x.
+      let dropped = 0;
+      network.dropIf((m) => {
+        if (m.type !== 'AppendEntriesResponse' || m.from !== b || dropped >= 2) return false;
+        dropped++;
+        return true;
+      });
+      network.propose(a, 'x');
+      expect(network.raft(a).transferLeadership(b)).toEqual({ ok: true });
+      network.stabilize();
+      try {
+        network.tickUntil(() => network.raft(b).role === 'leader', 9);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    expect(transferFinishes()).toBe(true);
+    expect(transferFinishes((config) => new NoticesLaggingFollowers(config))).toBe(false);
   });
 
   it('a notice folded with a batch of entries is answered: only two notices fold into one', () => {
@@ -134,5 +167,16 @@ describe('commit notices', () => {
     expect(noticeThenBatch).not.toHaveProperty('commitNotice');
     const [twoNotices] = coalesceMessages([notice, later], 1 << 20);
     expect(twoNotices).toMatchObject({ commitNotice: true, leaderCommit: 4, entries: [] });
+    // An empty append that wants its answer (a heartbeat answer's prompt) keeps wanting
+    // it when folded with a notice, in either order.
+    const { commitNotice: _, ...prompted } = later;
+    for (const pair of [
+      [notice, prompted],
+      [prompted, later],
+    ]) {
+      const [folded] = coalesceMessages(pair, 1 << 20);
+      expect(folded).toMatchObject({ entries: [], leaderCommit: 4 });
+      expect(folded).not.toHaveProperty('commitNotice');
+    }
   });
 });
