@@ -318,6 +318,7 @@ function runtimeOptions(config: ClusterFileConfig): NodeRuntimeOptions {
     pendingProposalsMax: config.runtime.pendingProposalsMax,
     proposalTimeoutMs: config.runtime.proposalTimeoutMs,
     snapshotEntriesThreshold: config.runtime.snapshotEntriesThreshold,
+    snapshotEntriesMax: config.runtime.snapshotEntriesMax,
     compactionRetainEntries: config.runtime.compactionRetainEntries,
     compactionSliceEntries: config.runtime.compactionSliceEntries,
     compactionHoldEntriesMax: config.runtime.compactionHoldEntriesMax,

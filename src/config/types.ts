@@ -41,6 +41,14 @@ export interface RuntimeConfig {
    * ids) times this / members, so that they do not all encode and store one at once.
    */
   readonly snapshotEntriesThreshold: number;
+  /**
+   * How far apart snapshots of a large state may come. A member skips its turn while the
+   * log since its last snapshot holds fewer bytes than that snapshot (Raft thesis §5.1),
+   * until this many entries: a 15 MB dedupe window snapshotted every 10,000 writes cost
+   * more to encode and store than the writes themselves (issue 12). At or below the
+   * threshold, every turn is taken.
+   */
+  readonly snapshotEntriesMax: number;
   /** Entries kept behind a snapshot, so a follower that is a little behind catches up from the log instead of a whole snapshot. */
   readonly compactionRetainEntries: number;
   /**
@@ -229,6 +237,7 @@ export const DEFAULT_TICK_INTERVAL_MS = 100;
 
 export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
   snapshotEntriesThreshold: 10_000,
+  snapshotEntriesMax: 100_000,
   compactionRetainEntries: 1_000,
   compactionSliceEntries: 10_000,
   snapshotChunkBytes: 1024 * 1024,

@@ -52,6 +52,8 @@ export interface NodeRuntimeOptions {
   readonly proposalTimeoutMs: number;
   /** Snapshot once this many entries were applied since the last snapshot. */
   readonly snapshotEntriesThreshold: number;
+  /** Snapshots of a large state come further apart, up to this many entries; absent: the threshold. */
+  readonly snapshotEntriesMax?: number;
   /** Entries kept behind a snapshot, so a follower that lags a little needs no snapshot. */
   readonly compactionRetainEntries: number;
   /** Log entries a compaction write deletes beyond what its Ready appended; absent: COMPACTION_SLICE_ENTRIES. */

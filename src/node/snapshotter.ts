@@ -1,5 +1,5 @@
 import type { LockSnapshot } from '../lock/index.ts';
-import type { ClusterConfig } from '../raft/types.ts';
+import { type ClusterConfig, entrySizeBytes } from '../raft/types.ts';
 import type { WritableStorage } from '../storage/index.ts';
 import { assert } from '../util/assert.ts';
 import { type LogIndex, logIndex, type NodeId } from '../util/ids.ts';
@@ -54,6 +54,8 @@ export interface SnapshotterHost {
 export interface SnapshotterOptions {
   /** Snapshot once this many entries were applied since the last snapshot. */
   readonly snapshotEntriesThreshold: number;
+  /** A turn is skipped while the log is smaller than the snapshot, up to this many entries (see logOutgrewSnapshot); absent: none skipped. */
+  readonly snapshotEntriesMax?: number;
   /** Entries kept behind a snapshot, so a follower that lags a little needs no snapshot. */
   readonly compactionRetainEntries: number;
   /** Log entries one compaction step deletes beyond what the Ready appended; absent: COMPACTION_SLICE_ENTRIES. */
@@ -98,6 +100,8 @@ export class Snapshotter {
   /** The config `turnPlace` was worked out for, and this node's place among its members. */
   private turnConfig: ClusterConfig | null = null;
   private turnPlace = { place: 0, members: 1 };
+  /** The latest turn passed without a snapshot (the log was still smaller than one). */
+  private turnSkipped = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly host: SnapshotterHost,
@@ -153,7 +157,43 @@ export class Snapshotter {
     const threshold = this.options.snapshotEntriesThreshold;
     const offset = this.turnOffset(threshold);
     const turn = (index: number) => Math.floor((index - offset) / threshold);
-    return turn(applied) > turn(snapshotIndex);
+    const now = turn(applied);
+    if (now <= turn(snapshotIndex) || now <= this.turnSkipped) return false;
+    if (this.logOutgrewSnapshot(applied, snapshotIndex)) return true;
+    this.turnSkipped = now;
+    return false;
+  }
+
+  /**
+   * Whether a turn is taken: once the log since the last snapshot holds at least as
+   * many bytes as that snapshot, or snapshotEntriesMax entries. A snapshot encodes and
+   * stores the whole state, so a turn every threshold entries made its cost per write
+   * grow with the state: with 100,000 remembered results (the dedupe window full) a
+   * 15 MB snapshot every 10,000 writes of about 200 bytes, 1.5 KB of snapshot per write
+   * (issue 12). Skipping turns until the log has outgrown the snapshot (Raft thesis
+   * §5.1) keeps that cost at most about the log's own; the turns stay on the grid, so
+   * the members still take theirs apart, and a restarted node decides from what it
+   * stored. At or below the threshold, snapshotEntriesMax takes every turn.
+   */
+  private logOutgrewSnapshot(applied: LogIndex, snapshotIndex: LogIndex): boolean {
+    const entriesMax = this.options.snapshotEntriesMax ?? 0;
+    if (entriesMax <= this.options.snapshotEntriesThreshold) return true;
+    if (applied - snapshotIndex >= entriesMax) return true;
+    const { storage } = this.host;
+    return this.logBytesAfter(snapshotIndex, applied) >= storage.snapshot().data.byteLength;
+  }
+
+  /** The bytes (entrySizeBytes) of the kept log's entries after `from` up to `to`. */
+  private logBytesAfter(from: LogIndex, to: LogIndex): number {
+    const { storage } = this.host;
+    const lo = Math.max(from + 1, storage.firstIndex());
+    const hi = Math.min(to, storage.lastIndex());
+    let bytes = 0;
+    if (hi < lo) return bytes;
+    for (const entry of storage.entries(logIndex(lo), logIndex(hi + 1), Number.POSITIVE_INFINITY)) {
+      bytes += entrySizeBytes(entry);
+    }
+    return bytes;
   }
 
   /**
