@@ -52,7 +52,7 @@ export interface NodeRuntimeOptions {
   readonly proposalTimeoutMs: number;
   /** Snapshot once this many entries were applied since the last snapshot. */
   readonly snapshotEntriesThreshold: number;
-  /** Snapshots of a large state come further apart, up to this many entries; absent: the threshold. */
+  /** A snapshot turn is skipped while the log since the last snapshot is smaller than it, up to this many entries; absent: every turn is taken. */
   readonly snapshotEntriesMax?: number;
   /** Entries kept behind a snapshot, so a follower that lags a little needs no snapshot. */
   readonly compactionRetainEntries: number;
