@@ -210,6 +210,9 @@ export class Snapshotter {
       const place = members.indexOf(nodeId);
       this.turnPlace = { place: Math.max(0, place), members: Math.max(1, members.length) };
       this.turnConfig = config;
+      // A skipped turn was numbered on the old grid; on the new one it could stand for
+      // the next turn too, and delay it past snapshotEntriesMax (review).
+      this.turnSkipped = Number.NEGATIVE_INFINITY;
     }
     return Math.floor((threshold * this.turnPlace.place) / this.turnPlace.members);
   }
