@@ -58,7 +58,12 @@ it('skp: fuzz of config changes, installs, takeSoon and restarts keeps the log b
           },
           snapshotted: () => {},
         },
-        { snapshotEntriesThreshold: T, snapshotEntriesMax: MAX, compactionRetainEntries: 3, pause: async () => {} },
+        {
+          snapshotEntriesThreshold: T,
+          snapshotEntriesMax: MAX,
+          compactionRetainEntries: 3,
+          pause: async () => {},
+        },
       );
     let snapshotter = make();
     for (let index = 2; index <= 3_000; index++) {
@@ -98,12 +103,19 @@ it('skp: fuzz of config changes, installs, takeSoon and restarts keeps the log b
       const behind = applied - snap.metadata.index;
       let logBytes = 0;
       if (applied > snap.metadata.index) {
-        for (const x of storage.entries(logIndex(snap.metadata.index + 1), logIndex(applied + 1), Infinity))
+        for (const x of storage.entries(
+          logIndex(snap.metadata.index + 1),
+          logIndex(applied + 1),
+          Infinity,
+        ))
           logBytes += entrySizeBytes(x);
       }
-      if (behind > MAX + 2 * T) problems.push(`seed ${seed}: ${behind} entries since snapshot at ${index}`);
+      if (behind > MAX + 2 * T)
+        problems.push(`seed ${seed}: ${behind} entries since snapshot at ${index}`);
       if (behind > T && logBytes > snap.data.byteLength + T * 200)
-        problems.push(`seed ${seed}: ${logBytes} log bytes vs snapshot ${snap.data.byteLength} at ${index}`);
+        problems.push(
+          `seed ${seed}: ${logBytes} log bytes vs snapshot ${snap.data.byteLength} at ${index}`,
+        );
       if (problems.length > 5) break;
     }
   }

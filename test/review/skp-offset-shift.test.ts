@@ -44,12 +44,19 @@ async function run(
       },
       snapshotted: (report) => taken.push(report.index),
     },
-    { snapshotEntriesThreshold: T, snapshotEntriesMax: MAX, compactionRetainEntries: 0, pause: async () => {} },
+    {
+      snapshotEntriesThreshold: T,
+      snapshotEntriesMax: MAX,
+      compactionRetainEntries: 0,
+      pause: async () => {},
+    },
   );
   for (let index = 2; index <= upTo; index++) {
     // 200 sessions first (a state far bigger than 100 small entries), then empty entries.
     const command: LockCommand | null =
-      index < 202 ? { type: 'OpenSession', ttlMs: 60_000, clientName: 'c', requestId: `r${index}` } : null;
+      index < 202
+        ? { type: 'OpenSession', ttlMs: 60_000, clientName: 'c', requestId: `r${index}` }
+        : null;
     const entry: Entry = {
       kind: 'normal',
       index: logIndex(index),
@@ -79,8 +86,14 @@ it('skp: a membership change after a skipped turn keeps snapshots within snapsho
   const late = fixed.filter((x) => x > 300);
   changeAt = (late[0] as number) + MAX - 5; // after the skipped turn, before the next one
   const shifted = await run(n2, (index) => (index >= changeAt ? after : before), 1_200);
-  const gaps = shifted.slice(1).map((x, i) => ({ from: shifted[i], to: x, gap: x - (shifted[i] as number) }));
-  expect({ gapsFixed: Math.max(...gapsFixed), changeAt, over: gaps.filter((g) => g.gap > MAX + T) }).toMatchObject({
+  const gaps = shifted
+    .slice(1)
+    .map((x, i) => ({ from: shifted[i], to: x, gap: x - (shifted[i] as number) }));
+  expect({
+    gapsFixed: Math.max(...gapsFixed),
+    changeAt,
+    over: gaps.filter((g) => g.gap > MAX + T),
+  }).toMatchObject({
     over: [],
   });
 });
