@@ -100,8 +100,12 @@ async function answerThenStatus<T>(
   const heldBefore = at.gate.held;
   const answer = await call();
   // The write that committed the call's entry was held (on the parent, the answer
-  // waited for it; on early-apply2, it left while it was held).
-  expect(at.gate.held).toBe(heldBefore + 1);
+  // waited for it; on early-apply2, it left while it was held). Since a commit index
+  // alone waits for the node's next write (HeldCommit, 5ae8b73), the Ready that commits
+  // and applies the entry usually writes nothing, so there may be nothing to hold: the
+  // answer and Status then come from one applied index, and this test no longer shows
+  // the skew that 985801e fixed (it passes with that fix reverted).
+  expect(at.gate.held - heldBefore).toBeLessThanOrEqual(1);
   const heldWhenAnswered = at.gate.holding;
   const status = await at.endpoints.cluster.call('Status', {});
   at.gate.release();
