@@ -87,9 +87,9 @@ export const SNAPSHOT_CHUNK_BYTES = 1 << 20;
  *
  * Crash semantics. Every write is ONE LevelDB batch (`writeBatch`) (a snapshot's data is
  * written first, in chunk writes that no record names until the write that stores the
- * snapshot's manifest: see level-layout.ts; a compaction's deletions follow its batch in
- * a range clear, see `compact`). A LevelDB batch is
- * atomic (it is one record in LevelDB's write-ahead log), so after a crash the database
+ * snapshot's manifest: see level-layout.ts; the entries a compaction or an installed
+ * snapshot leaves behind are deleted after its batch, in a range clear, see `compact`).
+ * A LevelDB batch is atomic (it is one record in LevelDB's write-ahead log), so after a crash the database
  * holds either all of a write or none of it, and what survives of a run of writes is a
  * prefix of them (the log is appended in order; a synced write syncs the records before
  * it too). Writes are synced (the promise resolves only after an fsync) except a
@@ -208,6 +208,7 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
       // The leader's snapshot's chunks first, each in its own write; the batch below
       // names them. A crash before it leaves chunks no manifest names, dropped at open.
       const chunks = snapshot === null ? null : await this.storeChunks(snapshot.data);
+      const compactedBefore = this.compactedIndex();
       const ops = [
         ...this.snapshotOps(snapshot, chunks),
         ...this.entryOps(snapshot, entries),
@@ -215,6 +216,7 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
       ];
       if (ops.length === 0) return;
       await this.commit(ops, mustSync);
+      if (snapshot !== null) await this.clearBehind(compactedBefore, snapshot.metadata.index);
     } finally {
       this.writeInFlight = false;
     }
@@ -355,15 +357,20 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
     try {
       await this.commit([putCompactionPoint(this.sublevels, { index, term: compactedTerm })], true);
       this.mirror.compact(index);
-      await this.inTurn(() =>
-        this.sublevels.log.clear({
-          gt: encodeIndexKey(compactedIndex),
-          lte: encodeIndexKey(index),
-        }),
-      );
+      await this.clearBehind(compactedIndex, index);
     } finally {
       this.writeInFlight = false;
     }
+  }
+
+  /**
+   * Deletes the stored entries in (from, to], behind a compaction point already stored
+   * (see `compact`), in a range clear that LevelDB runs in its own thread.
+   */
+  private clearBehind(from: LogIndex, to: LogIndex): Promise<void> {
+    return this.inTurn(() =>
+      this.sublevels.log.clear({ gt: encodeIndexKey(from), lte: encodeIndexKey(to) }),
+    );
   }
 
   get savedAddresses(): readonly StoredAddress[] {
@@ -440,10 +447,10 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
   }
 
   /**
-   * Puts the new entries and deletes every stored log key that is no longer part of the
-   * log: below the new first index (a snapshot replaced the log) or past the new last
-   * index (a conflicting suffix longer than the entries that replace it). Checked in
-   * full before anything is written, so a bad append never reaches the disk.
+   * Puts the new entries and deletes every stored log key past the new last index (a
+   * conflicting suffix longer than the entries that replace it, or a log a snapshot
+   * replaced). Checked in full before anything is written, so a bad append never
+   * reaches the disk.
    */
   private entryOps(snapshot: Snapshot | null, entries: readonly Entry[]): BatchOp[] {
     const oldFirst = this.mirror.firstIndex();
@@ -451,12 +458,12 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
     const compactedIndex = snapshot === null ? this.compactedIndex() : snapshot.metadata.index;
     const lastBefore = snapshot === null ? oldLast : snapshot.metadata.index;
     assertAppendable(entries, compactedIndex, lastBefore);
-    const newFirst = compactedIndex + 1;
     const newLast = entries.at(-1)?.index ?? lastBefore;
-    const stale = [
-      ...indexesBetween(oldFirst, Math.min(oldLast, newFirst - 1)),
-      ...indexesBetween(Math.max(oldFirst, newLast + 1), oldLast),
-    ];
+    // Entries behind a snapshot the leader sent are not deleted here but cleared after
+    // this batch stores the compaction point that covers them (`persist`): a follower
+    // far behind may hold 100,000 of them, and a delete op each would hold the event
+    // loop for seconds.
+    const stale = indexesBetween(Math.max(oldFirst, newLast + 1), oldLast);
     return [
       ...stale.map((index) => delEntry(this.sublevels, index)),
       ...entries.map((entry) => putEntry(this.sublevels, entry)),

@@ -428,15 +428,52 @@ describe('LevelStorage', () => {
       expect(writes.arrayBatch).not.toHaveBeenCalled();
       expect(writes.put).not.toHaveBeenCalled();
       expect(writes.del).not.toHaveBeenCalled();
-      // One range clear, of the log entries the compaction dropped, (1, 3], once its
-      // new compaction point (batch 5) was stored.
-      expect(writes.clear).toHaveBeenCalledTimes(1);
-      const [range] = writes.clear.mock.calls[0] as [Record<string, Uint8Array>];
-      expect(Object.keys(range).filter((bound) => /^[gl]te?$/.test(bound))).toEqual(['gt', 'lte']);
-      expect([logIndexIn(range.gt), logIndexIn(range.lte)]).toEqual([1, 3]);
-      expect(writes.clear.mock.invocationCallOrder[0]).toBeGreaterThan(
-        writes.batch.mock.invocationCallOrder[5] ?? Number.POSITIVE_INFINITY,
-      );
+      // Two range clears, each once the compaction point that covers it was stored: the
+      // log entries the compaction dropped, (1, 3], after batch 5; and those the leader's
+      // snapshot replaced, (3, 9], after the install's batch 6.
+      expect(writes.clear).toHaveBeenCalledTimes(2);
+      const ranges = writes.clear.mock.calls.map(([range]) => range as Record<string, Uint8Array>);
+      for (const range of ranges) {
+        expect(Object.keys(range).filter((bound) => /^[gl]te?$/.test(bound))).toEqual([
+          'gt',
+          'lte',
+        ]);
+      }
+      expect(ranges.map((range) => [logIndexIn(range.gt), logIndexIn(range.lte)])).toEqual([
+        [1, 3],
+        [3, 9],
+      ]);
+      for (const [clear, batch] of [
+        [0, 5],
+        [1, 6],
+      ] as const) {
+        expect(writes.clear.mock.invocationCallOrder[clear]).toBeGreaterThan(
+          writes.batch.mock.invocationCallOrder[batch] ?? Number.POSITIVE_INFINITY,
+        );
+      }
+    });
+
+    it("installing the leader's snapshot over a long log leaves no entry behind it on disk", async () => {
+      const storage = await LevelStorage.open(path, { bootstrap: config });
+      const longLog = Array.from({ length: 5_000 }, (_, i) => entry(i + 2, 1));
+      await storage.persist({ entries: longLog, hardState: hardState(1, a, 100) });
+
+      const writes = spyOnNativeWrites();
+      await storage.persist({
+        snapshot: { metadata: { index: idx(9_000), term: tm(2), config }, data: new Uint8Array(0) },
+        entries: [entry(9_001, 2)],
+      });
+
+      // The install's batch holds no delete per stale entry (at most the old snapshot's
+      // chunks'); the range clear took them.
+      const installOps = writes.opTypes(writes.batch.mock.calls.length - 1);
+      expect(installOps.filter((type) => type === 'del').length).toBeLessThan(10);
+      expect([storage.firstIndex(), storage.lastIndex()]).toEqual([9_001, 9_001]);
+      await storage.close();
+      await withRawDb(path, async (s) => {
+        const keys = await s.log.keys().all();
+        expect(keys.map((key) => decodeIndexKey(key))).toEqual([9_001]);
+      });
     });
 
     it('a write with 64 KB of values or more goes by the array form, synced (its native copy is freed at once)', async () => {
