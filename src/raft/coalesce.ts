@@ -9,7 +9,8 @@ import { entrySizeBytes, type Message, type MessageOf } from './types.ts';
  * each paying its encoding, framing and a step on the receiver. Two of them in a row to
  * one follower, the second continuing exactly where the first ends, say the same as one
  * carrying both batches and the later commit index (a follower takes the part past its
- * commit index even when the batch starts below it: raft.ts pastCommitIndex).
+ * commit index even when the batch starts below it: follower-replication.ts
+ * pastCommitIndex).
  *
  * Acknowledgements are not folded, though a later one implies an earlier: the leader
  * sends a follower one new batch per acknowledgement it steps, so folding k of them into

@@ -1,10 +1,14 @@
 import { assert, assertNever } from '../util/assert.ts';
 import { type LogIndex, logIndex, type NodeId, type Term, term as toTerm } from '../util/ids.ts';
 import type { Prng } from '../util/prng.ts';
+import { FollowerReplication } from './follower-replication.ts';
+import { LeaderReplication } from './leader-replication.ts';
 import { RaftLog } from './log.ts';
+import { type ConfigChangeRejection, changedConfig, configChangeRejection } from './membership.ts';
 import { DEFAULT_RAFT_OPTIONS, type RaftOptions, validateRaftOptions } from './options.ts';
-import { Progress, type SnapshotTransfer } from './progress.ts';
+import { Progress } from './progress.ts';
 import { majority, quorumMatchIndex, tallyVotes } from './quorum.ts';
+import { LeaderReads } from './read-index.ts';
 import type { Ready } from './ready.ts';
 import { normalizeConfig, type Storage } from './storage.ts';
 import type {
@@ -14,10 +18,10 @@ import type {
   HardState,
   Message,
   MessageOf,
+  OutgoingMessage,
   ReadState,
   Role,
   Snapshot,
-  SnapshotMetadata,
   SoftState,
 } from './types.ts';
 
@@ -26,11 +30,7 @@ export type ProposeRejection =
   | 'transferringLeadership'
   | 'tooManyUncommitted'
   | 'configChangePending'
-  | 'alreadyMember'
-  | 'notALearner'
-  | 'notAMember'
-  | 'learnerBehind'
-  | 'tooFewVoters';
+  | ConfigChangeRejection;
 
 export type ProposeResult =
   | { readonly ok: true; readonly index: LogIndex; readonly term: Term }
@@ -40,28 +40,7 @@ export type TransferResult =
   | { readonly ok: true }
   | { readonly ok: false; readonly reason: 'notLeader' | 'notAVoter' | 'alreadyLeader' };
 
-/** A message before the core stamps its own id as the sender. */
-type OutgoingMessage = Message extends infer M
-  ? M extends Message
-    ? Omit<M, 'from'>
-    : never
-  : never;
-
 type CampaignKind = 'preElection' | 'election' | 'transfer';
-
-interface PendingRead {
-  readonly sequence: number;
-  readonly context: string;
-  readonly index: LogIndex;
-  /** The follower that forwarded the read, or null for a read on this node. */
-  readonly requester: NodeId | null;
-}
-
-interface IncomingSnapshot {
-  readonly metadata: SnapshotMetadata;
-  readonly chunks: Uint8Array[];
-  receivedBytes: number;
-}
 
 export interface RaftConfig {
   readonly id: NodeId;
@@ -90,7 +69,10 @@ export interface RaftConfig {
  *   leader's appends may leave before its own write is durable (thesis §10.2.1), but it
  *   counts its own copy only once the host reports it (`persisted`).
  *
- * Roles are switched by swapping the `stepRole` and `tickRole` functions.
+ * Roles are switched by swapping the `stepRole` and `tickRole` functions. The leader's
+ * replication, the follower's, and the leader's reads are parts this class owns (see
+ * leader-replication.ts, follower-replication.ts, read-index.ts); the rules of membership
+ * changes are in membership.ts.
  */
 export class Raft {
   readonly id: NodeId;
@@ -116,13 +98,12 @@ export class Raft {
   /** The leader proposes no new config change until the entry at this index is applied. */
   private pendingConfigIndex: LogIndex = logIndex(0);
 
-  private readSequence = 0;
-  private readonly pendingReads: PendingRead[] = [];
-  /** Reads taken before this leader committed an entry of its term; it cannot vouch for commitIndex yet. */
-  private readonly readsAwaitingTermCommit: { context: string; requester: NodeId | null }[] = [];
-  private readonly readAcks = new Map<NodeId, number>();
-  private readBroadcastPending = false;
-  private incomingSnapshot: IncomingSnapshot | null = null;
+  /** Replication as the leader: what each follower is sent, and its answers (§5.3, §7). */
+  private readonly leading: LeaderReplication;
+  /** Replication as a follower: the leader's appends and snapshots, and our answers. */
+  private readonly following: FollowerReplication;
+  /** The leader's linearizable reads (§6.4). */
+  private readonly reads: LeaderReads;
 
   /** Messages that wait for the next Ready's write to be durable. */
   private messages: Message[] = [];
@@ -154,6 +135,37 @@ export class Raft {
     this.configIndex = snapshotIndex;
     this.previousHardState = { ...hardState, commitIndex };
     this.previousSoftState = { role: 'follower', leaderId: null };
+    // What the parts below see of this core. Hooks a test overrides are called through
+    // `this`, so that they stay overridable.
+    const core = {
+      id: this.id,
+      log: this.log,
+      options: this.options,
+      term: () => this.currentTerm,
+      send: (message: OutgoingMessage) => this.send(message),
+    };
+    this.leading = new LeaderReplication({
+      ...core,
+      progress: this.progress,
+      isCommitNotice: (progress, entries, commitAdvanced) =>
+        this.isCommitNotice(progress, entries, commitAdvanced),
+    });
+    this.following = new FollowerReplication({
+      ...core,
+      appendFromLeader: (prevLogIndex, entries) => this.appendFromLeader(prevLogIndex, entries),
+      installSnapshot: (snapshot) => this.installSnapshot(snapshot),
+    });
+    this.reads = new LeaderReads({
+      ...core,
+      voters: () => this.clusterConfig.voters,
+      serveLocal: (state) => {
+        this.readStates.push(state);
+      },
+      refuseLocal: (context) => {
+        this.refusedReads.push(context);
+      },
+      readQuorum: (read) => this.readQuorum(read),
+    });
     this.becomeFollower(this.currentTerm, null);
   }
 
@@ -263,7 +275,7 @@ export class Raft {
    * many pending reads); the host may retry.
    */
   readIndex(context: string): boolean {
-    if (this.currentRole === 'leader') return this.leaderReadIndex(context, null);
+    if (this.currentRole === 'leader') return this.reads.request(context, null);
     if (this.leader === null || this.currentRole !== 'follower') return false;
     return this.followerReadIndex(this.leader, context);
   }
@@ -290,7 +302,7 @@ export class Raft {
     const targetProgress = this.progress.get(target);
     assert(targetProgress !== undefined, `voter ${target} has no progress`);
     if (targetProgress.matchIndex === this.log.lastIndex()) this.sendTimeoutNow(target);
-    else this.sendAppend(target);
+    else this.leading.sendAppend(target);
     return { ok: true };
   }
 
@@ -302,7 +314,7 @@ export class Raft {
 
   hasReady(): boolean {
     return (
-      this.readBroadcastPending ||
+      this.reads.broadcastPending ||
       this.messages.length > 0 ||
       this.earlyMessages.length > 0 ||
       this.readStates.length > 0 ||
@@ -319,8 +331,10 @@ export class Raft {
   ready(): Ready {
     assert(!this.readyInProgress, 'ready() called again before advance()');
     this.readyInProgress = true;
-    if (this.readBroadcastPending && this.currentRole === 'leader') this.broadcastHeartbeat();
-    this.readBroadcastPending = false;
+    const readsAwaitRound = this.reads.takeBroadcastPending();
+    if (readsAwaitRound && this.currentRole === 'leader') {
+      this.leading.broadcastHeartbeat(this.reads.readSequence);
+    }
     const hardState = this.hardState();
     const softState = this.softState();
     const hardStateChanged = !sameHardState(hardState, this.previousHardState);
@@ -555,15 +569,7 @@ export class Raft {
     this.leadTransferee = null;
     this.votes.clear();
     this.progress.clear();
-    // This node's own reads end here unserved: say so. Reads followers forwarded here are
-    // not answered: theirs wait out their deadline, as a lost request would.
-    for (const read of [...this.pendingReads, ...this.readsAwaitingTermCommit]) {
-      if (read.requester === null) this.refusedReads.push(read.context);
-    }
-    this.pendingReads.length = 0;
-    this.readsAwaitingTermCommit.length = 0;
-    this.readAcks.clear();
-    this.readBroadcastPending = false;
+    this.reads.clear();
   }
 
   private becomeFollower(term: Term, leaderId: NodeId | null): void {
@@ -660,8 +666,8 @@ export class Raft {
     }
     if (this.heartbeatElapsedTicks >= this.options.heartbeatIntervalTicks) {
       this.heartbeatElapsedTicks = 0;
-      this.broadcastHeartbeat();
-      this.tickSnapshotTransfers();
+      this.leading.broadcastHeartbeat(this.reads.readSequence);
+      this.leading.tickSnapshotTransfers();
     }
   }
 
@@ -682,15 +688,15 @@ export class Raft {
     switch (message.type) {
       case 'AppendEntries':
         this.heardFromLeader(message.from);
-        this.handleAppendEntries(message);
+        this.following.handleAppendEntries(message);
         return;
       case 'Heartbeat':
         this.heardFromLeader(message.from);
-        this.handleHeartbeat(message);
+        this.following.handleHeartbeat(message);
         return;
       case 'InstallSnapshot':
         this.heardFromLeader(message.from);
-        this.handleSnapshotChunk(message);
+        this.following.handleSnapshotChunk(message);
         return;
       case 'TimeoutNow':
         // §3.10: the leader has caught us up and stepped aside; campaign at once.
@@ -711,7 +717,7 @@ export class Raft {
         if (message.notLeader === true && message.from === this.leader) this.leader = null;
         return;
       case 'ReadIndexRequest':
-        this.refuseRead(message.from, message.context, true);
+        this.reads.refuseForwarded(message.from, message.context, true);
         return;
       case 'RequestVote':
       case 'RequestVoteResponse':
@@ -749,7 +755,7 @@ export class Raft {
         this.pollVotes();
         return;
       case 'ReadIndexRequest':
-        this.refuseRead(message.from, message.context, true);
+        this.reads.refuseForwarded(message.from, message.context, true);
         return;
       case 'RequestVote':
       case 'AppendEntriesResponse':
@@ -763,142 +769,13 @@ export class Raft {
     }
   }
 
-  // ---------------------------------------------------------------- replication (§5.3)
-
-  private handleAppendEntries(message: MessageOf<'AppendEntries'>): void {
-    const append = this.pastCommitIndex(message);
-    if (append === null) {
-      // Everything up to our commit index already matches the leader (Leader Completeness).
-      if (message.commitNotice === true) return;
-      this.sendAppendResponse(message.from, true, this.log.commitIndex, logIndex(0));
-      return;
-    }
-    if (!this.log.matchTerm(append.prevLogIndex, append.prevLogTerm)) {
-      this.sendAppendResponse(message.from, false, logIndex(0), append.prevLogIndex);
-      return;
-    }
-    const lastNewIndex = this.appendFromLeader(append.prevLogIndex, append.entries);
-    this.log.commitTo(logIndex(Math.min(message.leaderCommit, lastNewIndex)));
-    if (message.commitNotice === true) return;
-    this.sendAppendResponse(message.from, true, lastNewIndex, logIndex(0));
-  }
-
-  /**
-   * The part of an AppendEntries after our commit index: what is committed already
-   * matches the leader, and is never truncated. A batch that starts below the commit index
-   * and reaches past it (a resent batch with new entries joined on, see coalesce.ts) still
-   * delivers its new entries. Null when nothing past the commit index can be taken.
-   */
-  private pastCommitIndex(
-    message: MessageOf<'AppendEntries'>,
-  ): Pick<MessageOf<'AppendEntries'>, 'prevLogIndex' | 'prevLogTerm' | 'entries'> | null {
-    const commitIndex = this.log.commitIndex;
-    if (message.prevLogIndex >= commitIndex) return message;
-    const skip = commitIndex - message.prevLogIndex;
-    const atCommit = message.entries[skip - 1];
-    if (atCommit === undefined || skip >= message.entries.length) return null;
-    // Our committed entry must be the leader's; if it were not, take nothing (as before).
-    if (!this.log.matchTerm(commitIndex, atCommit.term)) return null;
-    return {
-      prevLogIndex: commitIndex,
-      prevLogTerm: atCommit.term,
-      entries: message.entries.slice(skip),
-    };
-  }
+  // ---------------------------------------------------------------- a follower's log (§5.3, §7)
+  // FollowerReplication (follower-replication.ts) takes the leader's messages; these two
+  // steps change this core's log and config.
 
   /** Appends the leader's entries after a matching prevLogIndex, truncating any conflicting suffix. */
   protected appendFromLeader(prevLogIndex: LogIndex, entries: readonly Entry[]): LogIndex {
     return this.log.appendAfter(prevLogIndex, entries);
-  }
-
-  private sendAppendResponse(
-    to: NodeId,
-    success: boolean,
-    matchIndex: LogIndex,
-    rejectedIndex: LogIndex,
-  ): void {
-    let hintIndex = logIndex(0);
-    let hintTerm: Term | null = null;
-    if (!success) {
-      // Fast backtracking: tell the leader our term at the rejected position and where
-      // that term starts, so it can skip a whole term per round trip.
-      if (rejectedIndex > this.log.lastIndex()) {
-        hintIndex = logIndex(this.log.lastIndex() + 1);
-      } else {
-        hintTerm = this.log.term(rejectedIndex) ?? null;
-        hintIndex = this.log.firstIndexOfTermAt(rejectedIndex);
-      }
-    }
-    this.send({
-      type: 'AppendEntriesResponse',
-      to,
-      term: this.currentTerm,
-      success,
-      matchIndex,
-      rejectedIndex,
-      hintIndex,
-      hintTerm,
-    });
-  }
-
-  private handleHeartbeat(message: MessageOf<'Heartbeat'>): void {
-    // The leader never sends a commit index beyond what it knows we hold.
-    this.log.commitTo(logIndex(Math.min(message.leaderCommit, this.log.lastIndex())));
-    this.send({
-      type: 'HeartbeatResponse',
-      to: message.from,
-      term: this.currentTerm,
-      readSequence: message.readSequence,
-    });
-  }
-
-  // ---------------------------------------------------------------- snapshots (§7)
-
-  private handleSnapshotChunk(message: MessageOf<'InstallSnapshot'>): void {
-    const { metadata, offset } = message;
-    const answer = (nextOffset: number, installed: boolean, matchIndex: LogIndex): void =>
-      this.send({
-        type: 'InstallSnapshotResponse',
-        to: message.from,
-        term: this.currentTerm,
-        snapshotIndex: metadata.index,
-        chunkOffset: offset,
-        round: message.round,
-        nextOffset,
-        installed,
-        matchIndex,
-      });
-    if (metadata.index <= this.log.commitIndex) {
-      // We already have everything it covers.
-      this.incomingSnapshot = null;
-      answer(0, true, this.log.commitIndex);
-      return;
-    }
-    const isIncoming = (snapshot: IncomingSnapshot | null): snapshot is IncomingSnapshot =>
-      snapshot !== null &&
-      snapshot.metadata.index === metadata.index &&
-      snapshot.metadata.term === metadata.term;
-    // A first chunk starts a transfer, unless it is a late copy of the one under way.
-    if (
-      offset === 0 &&
-      !(isIncoming(this.incomingSnapshot) && this.incomingSnapshot.receivedBytes > 0)
-    ) {
-      this.incomingSnapshot = { metadata, chunks: [], receivedBytes: 0 };
-    }
-    const incoming = this.incomingSnapshot;
-    if (!isIncoming(incoming) || incoming.receivedBytes !== offset) {
-      answer(isIncoming(incoming) ? incoming.receivedBytes : 0, false, logIndex(0));
-      return;
-    }
-    incoming.chunks.push(message.chunk);
-    incoming.receivedBytes += message.chunk.byteLength;
-    if (!message.done) {
-      answer(incoming.receivedBytes, false, logIndex(0));
-      return;
-    }
-    this.incomingSnapshot = null;
-    this.installSnapshot({ metadata, data: concatChunks(incoming.chunks, incoming.receivedBytes) });
-    answer(incoming.receivedBytes, true, metadata.index);
   }
 
   private installSnapshot(snapshot: Snapshot): void {
@@ -915,21 +792,27 @@ export class Raft {
   }
 
   // ---------------------------------------------------------------- the leader
+  // LeaderReplication (leader-replication.ts) sends the followers what they miss and
+  // takes their answers; the leader here decides what to append and what is committed.
 
   private stepLeader(message: Message): void {
     switch (message.type) {
-      case 'AppendEntriesResponse':
-        this.handleAppendResponse(message);
+      case 'AppendEntriesResponse': {
+        const progress = this.leading.handleAppendResponse(message);
+        if (progress !== null) this.followerMatched(message.from, progress);
         return;
+      }
       case 'HeartbeatResponse':
-        this.handleHeartbeatResponse(message);
+        if (this.leading.handleHeartbeatResponse(message)) {
+          this.reads.acknowledge(message.from, message.readSequence);
+        }
         return;
       case 'InstallSnapshotResponse':
-        this.handleSnapshotResponse(message);
+        this.leading.handleSnapshotResponse(message);
         return;
       case 'ReadIndexRequest':
-        if (!this.leaderReadIndex(message.context, message.from)) {
-          this.refuseRead(message.from, message.context, false);
+        if (!this.reads.request(message.context, message.from)) {
+          this.reads.refuseForwarded(message.from, message.context, false);
         }
         return;
       case 'AppendEntries':
@@ -951,84 +834,17 @@ export class Raft {
     }
   }
 
-  private handleAppendResponse(message: MessageOf<'AppendEntriesResponse'>): void {
-    const progress = this.progress.get(message.from);
-    if (progress === undefined) return;
-    progress.heardFrom();
-    if (!message.success) {
-      const retryIndex = this.retryIndexFromHint(message);
-      if (progress.maybeDecreaseTo(message.rejectedIndex, retryIndex)) {
-        if (progress.state === 'replicate') progress.becomeProbe();
-        this.sendAppend(message.from);
-      }
-      return;
+  /**
+   * A follower's match advanced: commit what a majority now holds and tell every
+   * follower, or else send this one what follows; and once the target of a leadership
+   * transfer has caught up, tell it to campaign.
+   */
+  private followerMatched(member: NodeId, progress: Progress): void {
+    if (this.maybeCommit()) this.leading.broadcastCommit();
+    else this.leading.sendAppend(member, 'skip');
+    if (member === this.leadTransferee && progress.matchIndex === this.log.lastIndex()) {
+      this.sendTimeoutNow(member);
     }
-    const wasPaused = progress.isPaused();
-    if (!progress.maybeUpdate(message.matchIndex)) {
-      if (wasPaused && !progress.isPaused()) this.sendAppend(message.from, 'skip');
-      return;
-    }
-    if (progress.state === 'probe') progress.becomeReplicate();
-    const transfer = progress.snapshotTransfer;
-    if (transfer !== null && progress.matchIndex >= transfer.metadata.index) progress.becomeProbe();
-    if (this.maybeCommit()) this.broadcastCommit();
-    else this.sendAppend(message.from, 'skip');
-    if (message.from === this.leadTransferee && progress.matchIndex === this.log.lastIndex()) {
-      this.sendTimeoutNow(message.from);
-    }
-  }
-
-  /** Where to probe next after a rejection, using the follower's hint (§5.3, the paragraph on optimizations). */
-  private retryIndexFromHint(message: MessageOf<'AppendEntriesResponse'>): LogIndex {
-    if (message.hintTerm === null) return message.hintIndex;
-    const candidate = this.log.lastIndexWithTermAtMost(message.rejectedIndex, message.hintTerm);
-    if (this.log.term(candidate) === message.hintTerm) return logIndex(candidate + 1);
-    return message.hintIndex;
-  }
-
-  private handleHeartbeatResponse(message: MessageOf<'HeartbeatResponse'>): void {
-    const progress = this.progress.get(message.from);
-    if (progress === undefined) return;
-    progress.heardFrom();
-    progress.probeSent = false;
-    // A full pipeline whose batches were lost would never drain; the heartbeat round
-    // trip shows the follower is reachable, so let one more batch out.
-    if (progress.state === 'replicate' && progress.isPaused()) progress.inflight.shift();
-    if (progress.matchIndex < this.log.lastIndex()) this.sendAppend(message.from);
-    if (this.clusterConfig.voters.includes(message.from)) {
-      const previous = this.readAcks.get(message.from) ?? 0;
-      this.readAcks.set(message.from, Math.max(previous, message.readSequence));
-      this.releaseConfirmedReads();
-    }
-  }
-
-  private handleSnapshotResponse(message: MessageOf<'InstallSnapshotResponse'>): void {
-    const progress = this.progress.get(message.from);
-    if (progress === undefined) return;
-    progress.heardFrom();
-    const transfer = progress.snapshotTransfer;
-    if (progress.state !== 'snapshot' || transfer === null) return;
-    if (transfer.metadata.index !== message.snapshotIndex) return;
-    if (message.installed) {
-      progress.maybeUpdate(message.matchIndex);
-      progress.becomeProbe();
-      this.sendAppend(message.from);
-      return;
-    }
-    transfer.idleTicks = 0;
-    if (message.nextOffset > message.chunkOffset) {
-      // Progress is progress, whatever round the chunk was sent in.
-      transfer.ackedOffset = Math.max(transfer.ackedOffset, message.nextOffset);
-      transfer.sentOffset = Math.max(transfer.sentOffset, transfer.ackedOffset);
-    } else if (message.round === transfer.round) {
-      // The follower wants an earlier offset (a chunk was lost, or it lost what it had).
-      // Answers from before the last rewind are ignored here: each would start another
-      // stream of chunks.
-      this.rewindSnapshotTransfer(transfer, message.nextOffset);
-    } else {
-      return;
-    }
-    this.sendSnapshotChunks(message.from);
   }
 
   /** A leader accepts proposals unless it is handing over or has too much uncommitted work. */
@@ -1042,27 +858,12 @@ export class Raft {
 
   private configChangeRefusal(change: ConfigChange): ProposeRejection | null {
     if (this.pendingConfigIndex > this.log.appliedIndex) return 'configChangePending';
-    const { voters, learners } = this.clusterConfig;
-    switch (change.type) {
-      case 'addLearner':
-        return voters.includes(change.nodeId) || learners.includes(change.nodeId)
-          ? 'alreadyMember'
-          : null;
-      case 'promoteLearner': {
-        if (!learners.includes(change.nodeId)) return 'notALearner';
-        const matchIndex = this.progress.get(change.nodeId)?.matchIndex ?? 0;
-        const lagEntries = this.log.commitIndex - matchIndex;
-        return lagEntries > this.options.learnerPromotionLagEntriesMax ? 'learnerBehind' : null;
-      }
-      case 'removeNode':
-        if (!voters.includes(change.nodeId) && !learners.includes(change.nodeId))
-          return 'notAMember';
-        // From two voters, a removal whose commit the other voter never learns leaves it
-        // unable to win any election; keep at least two voters after a removal.
-        return voters.includes(change.nodeId) && voters.length <= 2 ? 'tooFewVoters' : null;
-      default:
-        return assertNever(change, 'config change');
-    }
+    return configChangeRejection(
+      this.clusterConfig,
+      change,
+      (learner) => this.log.commitIndex - (this.progress.get(learner)?.matchIndex ?? 0),
+      this.options.learnerPromotionLagEntriesMax,
+    );
   }
 
   private refuse(reason: ProposeRejection): ProposeResult {
@@ -1078,7 +879,7 @@ export class Raft {
     assert(entry.index === this.log.lastIndex() + 1, 'a leader appends at the end of its log');
     this.log.append([entry]);
     // Our own copy counts toward the commit once the host reports it durable (persisted).
-    this.broadcastAppend();
+    this.leading.broadcastAppend();
     return { ok: true, index: entry.index, term: entry.term };
   }
 
@@ -1094,8 +895,8 @@ export class Raft {
     if (own === undefined || !own.maybeUpdate(index)) return;
     // A lone voter commits here; so does a leader whose followers were quicker than its disk.
     if (this.maybeCommit()) {
-      this.releaseConfirmedReads();
-      this.broadcastCommit();
+      this.reads.releaseConfirmed();
+      this.leading.broadcastCommit();
     }
   }
 
@@ -1111,72 +912,13 @@ export class Raft {
     );
     if (candidate <= this.log.commitIndex || !this.isCommittable(candidate)) return false;
     this.log.commitTo(candidate);
-    this.flushReadsAwaitingTermCommit();
+    this.reads.flushAwaitingTermCommit();
     return true;
   }
 
   /** Whether a leader may commit `index` by counting replicas: only entries of its own term. */
   protected isCommittable(index: LogIndex): boolean {
     return this.log.term(index) === this.currentTerm;
-  }
-
-  private broadcastAppend(): void {
-    for (const member of this.progress.keys()) {
-      if (member !== this.id) this.sendAppend(member);
-    }
-  }
-
-  /** Tells every follower of a new commit index, with what it still misses. */
-  private broadcastCommit(): void {
-    for (const member of this.progress.keys()) {
-      if (member !== this.id) this.sendAppend(member, 'notice');
-    }
-  }
-
-  private broadcastHeartbeat(): void {
-    for (const [member, progress] of this.progress) {
-      if (member === this.id) continue;
-      this.send({
-        type: 'Heartbeat',
-        to: member,
-        term: this.currentTerm,
-        leaderCommit: logIndex(Math.min(progress.matchIndex, this.log.commitIndex)),
-        readSequence: this.readSequence,
-      });
-    }
-  }
-
-  /**
-   * Sends the follower what it is missing, or a snapshot when that part of the log is
-   * compacted. An empty AppendEntries still carries the commit index and serves as a
-   * probe. `ifEmpty` says what to do when there is nothing to send: send it (a probe),
-   * skip it (acknowledgements pass 'skip', so that an ack never answers an ack), or send
-   * it as a commit notice (a commit advance, see isCommitNotice).
-   */
-  private sendAppend(to: NodeId, ifEmpty: 'send' | 'skip' | 'notice' = 'send'): void {
-    const progress = this.progress.get(to);
-    if (progress === undefined || progress.isPaused()) return;
-    const prevLogIndex = logIndex(progress.nextIndex - 1);
-    const prevLogTerm = this.log.term(prevLogIndex);
-    const entries = this.log.entriesFrom(progress.nextIndex, this.options.appendBatchBytesMax);
-    if (prevLogTerm === undefined || entries === undefined) {
-      this.startSnapshotTransfer(to, progress);
-      return;
-    }
-    if (entries.length === 0 && ifEmpty === 'skip') return;
-    const append = {
-      type: 'AppendEntries' as const,
-      to,
-      term: this.currentTerm,
-      prevLogIndex,
-      prevLogTerm,
-      entries,
-      leaderCommit: this.log.commitIndex,
-    };
-    const notice = this.isCommitNotice(progress, entries, ifEmpty === 'notice');
-    this.send(notice ? { ...append, commitNotice: true } : append);
-    const last = entries.at(-1);
-    progress.sentEntries(last === undefined ? prevLogIndex : last.index, entries.length);
   }
 
   /**
@@ -1196,120 +938,12 @@ export class Raft {
     return commitAdvanced && entries.length === 0 && progress.state === 'replicate';
   }
 
-  private startSnapshotTransfer(to: NodeId, progress: Progress): void {
-    const snapshot = this.log.snapshot();
-    progress.becomeSnapshot(snapshot.metadata, snapshot.data);
-    this.sendSnapshotChunks(to);
-  }
-
-  /** Fills the window of chunks in flight to `to`. */
-  private sendSnapshotChunks(to: NodeId): void {
-    const transfer = this.progress.get(to)?.snapshotTransfer;
-    if (transfer === undefined || transfer === null) return;
-    const { snapshotChunkBytesMax, snapshotChunksInFlightMax } = this.options;
-    const windowEnd = transfer.ackedOffset + snapshotChunkBytesMax * snapshotChunksInFlightMax;
-    const totalBytes = transfer.data.byteLength;
-    // An empty snapshot still takes one (empty) chunk.
-    while (transfer.sentOffset < Math.min(windowEnd, Math.max(totalBytes, 1))) {
-      const offset = transfer.sentOffset;
-      const end = Math.min(offset + snapshotChunkBytesMax, totalBytes);
-      this.send({
-        type: 'InstallSnapshot',
-        to,
-        term: this.currentTerm,
-        metadata: transfer.metadata,
-        offset,
-        round: transfer.round,
-        chunk: transfer.data.subarray(offset, end),
-        done: end === totalBytes,
-      });
-      transfer.sentOffset = Math.max(end, offset + 1);
-    }
-  }
-
-  private rewindSnapshotTransfer(transfer: SnapshotTransfer, offset: number): void {
-    transfer.round++;
-    transfer.ackedOffset = offset;
-    transfer.sentOffset = offset;
-  }
-
-  /** Chunks that went unanswered for an election timeout are sent again. */
-  private tickSnapshotTransfers(): void {
-    for (const [member, progress] of this.progress) {
-      const transfer = progress.snapshotTransfer;
-      if (transfer === null) continue;
-      transfer.idleTicks += this.options.heartbeatIntervalTicks;
-      if (transfer.idleTicks >= this.options.electionTimeoutTicks) {
-        // Nothing answered for a while: send the window again from the confirmed offset.
-        transfer.idleTicks = 0;
-        this.rewindSnapshotTransfer(transfer, transfer.ackedOffset);
-        this.sendSnapshotChunks(member);
-      }
-    }
-  }
-
   private sendTimeoutNow(to: NodeId): void {
     this.send({ type: 'TimeoutNow', to, term: this.currentTerm });
   }
 
   // ---------------------------------------------------------------- reads (§6.4)
-
-  private leaderReadIndex(context: string, requester: NodeId | null): boolean {
-    if (this.log.term(this.log.commitIndex) !== this.currentTerm) {
-      if (this.readsAwaitingTermCommit.length >= this.options.pendingReadsMax) return false;
-      this.readsAwaitingTermCommit.push({ context, requester });
-      return true;
-    }
-    if (this.pendingReads.length >= this.options.pendingReadsMax) return false;
-    this.readSequence++;
-    this.pendingReads.push({
-      sequence: this.readSequence,
-      context,
-      index: this.log.commitIndex,
-      requester,
-    });
-    // Releases the read at once only if it needs no round (a lone voter is its own
-    // majority). One heartbeat round confirms every read up to the newest sequence, so
-    // reads taken in one batch share a single broadcast, sent at the next Ready.
-    this.releaseConfirmedReads();
-    if (this.pendingReads.length > 0) this.readBroadcastPending = true;
-    return true;
-  }
-
-  private flushReadsAwaitingTermCommit(): void {
-    if (this.log.term(this.log.commitIndex) !== this.currentTerm) return;
-    const waiting = this.readsAwaitingTermCommit.splice(0);
-    for (const read of waiting) {
-      if (this.leaderReadIndex(read.context, read.requester)) continue;
-      if (read.requester === null) this.refusedReads.push(read.context);
-      else this.refuseRead(read.requester, read.context, false);
-    }
-  }
-
-  /** Releases every read whose sequence a majority of voters (counting us) has confirmed. */
-  private releaseConfirmedReads(): void {
-    while (this.pendingReads.length > 0) {
-      const read = this.pendingReads[0];
-      assert(read !== undefined, 'pendingReads is not empty');
-      let confirmations = 0;
-      for (const voter of this.clusterConfig.voters) {
-        if (voter === this.id || (this.readAcks.get(voter) ?? 0) >= read.sequence) confirmations++;
-      }
-      if (confirmations < this.readQuorum(read)) return;
-      this.pendingReads.shift();
-      if (read.requester === null) {
-        this.readStates.push({ context: read.context, index: read.index });
-      } else {
-        this.send({
-          type: 'ReadIndexResponse',
-          to: read.requester,
-          term: this.currentTerm,
-          context: read.context,
-          readIndex: read.index,
-        });
-      }
-    }
-  }
+  // LeaderReads (read-index.ts) holds the leader's reads until a majority confirms them.
 
   /**
    * Confirmations (ours included) a read needs before it is answered: a majority of
@@ -1320,42 +954,11 @@ export class Raft {
     return majority(this.clusterConfig.voters.length);
   }
 
-  /**
-   * Tells a follower its forwarded read cannot be served here; its host retries.
-   * `notLeader`: we do not lead (else we lead but our read queue is full).
-   */
-  private refuseRead(to: NodeId, context: string, notLeader: boolean): void {
-    this.send({
-      type: 'ReadIndexResponse',
-      to,
-      term: this.currentTerm,
-      context,
-      readIndex: null,
-      notLeader,
-    });
-  }
-
   // ---------------------------------------------------------------- membership (§6)
 
   /** Config changes take effect when applied, on every node alike. */
   private applyConfigChange(change: ConfigChange): void {
-    const voters = new Set(this.clusterConfig.voters);
-    const learners = new Set(this.clusterConfig.learners);
-    switch (change.type) {
-      case 'addLearner':
-        if (!voters.has(change.nodeId)) learners.add(change.nodeId);
-        break;
-      case 'promoteLearner':
-        if (learners.delete(change.nodeId)) voters.add(change.nodeId);
-        break;
-      case 'removeNode':
-        voters.delete(change.nodeId);
-        learners.delete(change.nodeId);
-        break;
-      default:
-        assertNever(change, 'config change');
-    }
-    this.clusterConfig = normalizeConfig({ voters: [...voters], learners: [...learners] });
+    this.clusterConfig = changedConfig(this.clusterConfig, change);
     if (this.currentRole === 'leader') this.leaderAppliedConfig();
   }
 
@@ -1372,14 +975,14 @@ export class Raft {
     for (const member of members) {
       if (this.progress.has(member)) continue;
       this.addProgress(member);
-      this.sendAppend(member);
+      this.leading.sendAppend(member);
     }
     if (this.leadTransferee !== null && !this.clusterConfig.voters.includes(this.leadTransferee)) {
       this.leadTransferee = null;
     }
     // A smaller quorum may commit more, and a smaller voter set may confirm reads.
-    if (this.maybeCommit()) this.broadcastCommit();
-    this.releaseConfirmedReads();
+    if (this.maybeCommit()) this.leading.broadcastCommit();
+    this.reads.releaseConfirmed();
   }
 
   // ---------------------------------------------------------------- helpers
@@ -1422,14 +1025,4 @@ function sameHardState(a: HardState, b: HardState): boolean {
 
 function sameSoftState(a: SoftState, b: SoftState): boolean {
   return a.role === b.role && a.leaderId === b.leaderId;
-}
-
-function concatChunks(chunks: readonly Uint8Array[], totalBytes: number): Uint8Array {
-  const data = new Uint8Array(totalBytes);
-  let offset = 0;
-  for (const chunk of chunks) {
-    data.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return data;
 }

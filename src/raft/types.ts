@@ -179,6 +179,13 @@ export type Message =
 export type MessageType = Message['type'];
 export type MessageOf<T extends MessageType> = Extract<Message, { type: T }>;
 
+/** A message before the core stamps its own id as the sender. */
+export type OutgoingMessage = Message extends infer M
+  ? M extends Message
+    ? Omit<M, 'from'>
+    : never
+  : never;
+
 export function isResponse(message: Message): boolean {
   switch (message.type) {
     case 'RequestVoteResponse':
