@@ -153,8 +153,16 @@ export function encodeLockSnapshot(snapshot: LockSnapshot): Uint8Array {
   return new Packr(PACKR_OPTIONS).pack(snapshot);
 }
 
+/**
+ * The decoded snapshot with strings of their own (see withOwnStrings): restored as
+ * msgpackr hands them out, 100,000 held locks kept 387,000 slices pinning 29.5 MB of
+ * bulk-decoded strings, 107 MB of restored state against 77 MB with copies (issue 12,
+ * measured in one process; the copies add about 5 % to decode and restore). A snapshot
+ * nests its strings at most 9 levels deep (the owner of a holder in a remembered
+ * AcquiredAll), well within the entries' bound.
+ */
 export function decodeLockSnapshot(data: Uint8Array): LockSnapshot {
-  return packr.unpack(data) as LockSnapshot;
+  return withOwnStrings(packr.unpack(data) as LockSnapshot, ENTRY_NESTING_MAX);
 }
 
 /**

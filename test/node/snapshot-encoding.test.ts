@@ -5,7 +5,7 @@
  * 15), array16 (up to 65,535) and array32.
  */
 import { describe, expect, it } from 'vitest';
-import { type LockSnapshot, LockStateMachine } from '../../src/lock/index.ts';
+import { BEHAVIOUR_LATEST, type LockSnapshot, LockStateMachine } from '../../src/lock/index.ts';
 import {
   decodeLockSnapshot,
   encodeLockSnapshot,
@@ -140,5 +140,47 @@ describe('encodeLockSnapshotInSlices', () => {
     );
     expect(pauses).toBe(sliced.reduce((sum, array) => sum + Math.ceil(array.length / 16), 0));
     expect(decodeLockSnapshot(joined)).toEqual(decodeLockSnapshot(encodeLockSnapshot(snapshot)));
+  });
+});
+
+describe('decodeLockSnapshot', () => {
+  it('gives every string a copy of its own and changes no value: decoded again, the same bytes', () => {
+    const machine = new LockStateMachine();
+    const owner = 'owner-ünïcode-€-and-long-enough-to-slice';
+    machine.apply(logIndex(1), { type: 'SetBehaviour', version: BEHAVIOUR_LATEST });
+    machine.apply(logIndex(2), {
+      type: 'OpenSession',
+      ttlMs: 10_000,
+      clientName: 'a client name longer than thirteen',
+      requestId: 'open-request-0001',
+    });
+    // A remembered AcquiredAll: its holders' owners are the deepest strings (9 levels).
+    machine.apply(logIndex(3), {
+      type: 'AcquireAll',
+      locks: [
+        { lock: 'orders/€-2026/first-lock', mode: 'exclusive' },
+        { lock: 'orders/2026/second-lock', mode: 'exclusive' },
+      ],
+      sessionId: sessionId(2),
+      waitMs: 0,
+      requestId: 'acquire-all-request-0002',
+      owner,
+      maxHoldMs: 0,
+      lockDelayMs: 0,
+    });
+    const bytes = encodeLockSnapshot(machine.snapshot());
+    expect(machine.snapshot().dedupe.map(([, remembered]) => remembered.result.type)).toContain(
+      'AcquiredAll',
+    );
+
+    const decoded = decodeLockSnapshot(bytes);
+
+    expect(JSON.stringify(decoded)).toContain(owner);
+    expect(Buffer.from(encodeLockSnapshot(decoded)).equals(Buffer.from(bytes))).toBe(true);
+    const restored = new LockStateMachine();
+    restored.restore(decoded);
+    expect(Buffer.from(encodeLockSnapshot(restored.snapshot())).equals(Buffer.from(bytes))).toBe(
+      true,
+    );
   });
 });
