@@ -5,11 +5,11 @@
  */
 import { describe, expect, it } from 'vitest';
 import { type LockCommand, LockStateMachine } from '../../src/lock/index.ts';
-import { Snapshotter } from '../../src/node/snapshotter.ts';
 import type { ClusterConfig, Entry } from '../../src/raft/types.ts';
 import { MemoryWritableStorage } from '../../src/storage/memory-writable-storage.ts';
 import { type LogIndex, logIndex, type NodeId, term } from '../../src/util/ids.ts';
 import { ids } from '../raft/harness.ts';
+import { testSnapshotter } from '../support/test-snapshotter.ts';
 
 const [n1, n2, n3, n4] = ids('n1', 'n2', 'n3', 'n4');
 const THRESHOLD = 30;
@@ -30,25 +30,16 @@ async function snapshotIndexes(
   const machine = new LockStateMachine();
   let applied = 1;
   const taken: LogIndex[] = [];
-  const snapshotter = new Snapshotter(
+  const snapshotter = testSnapshotter(
     {
       storage,
       ...(self === undefined ? {} : { nodeId: self }),
-      appliedIndex: () => logIndex(applied),
-      installPending: () => false,
+      machine,
+      appliedIndex: () => applied,
       config: () => config,
-      captureState: () => machine.snapshot(),
-      failed: (error) => {
-        throw error;
-      },
       snapshotted: (report) => taken.push(report.index),
     },
-    {
-      snapshotEntriesThreshold: THRESHOLD,
-      ...growing,
-      compactionRetainEntries: 2,
-      pause: async () => {},
-    },
+    { snapshotEntriesThreshold: THRESHOLD, ...growing, compactionRetainEntries: 2 },
   );
   for (let index = 2; index <= upTo; index++) {
     const entry: Entry = {

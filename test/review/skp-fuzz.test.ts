@@ -10,11 +10,11 @@
 import { expect, it } from 'vitest';
 import { type LockCommand, LockStateMachine } from '../../src/lock/index.ts';
 import { encodeEntry, encodeLockSnapshot } from '../../src/node/entry-codec.ts';
-import { Snapshotter } from '../../src/node/snapshotter.ts';
 import { type ClusterConfig, type Entry, entrySizeBytes } from '../../src/raft/types.ts';
 import { MemoryWritableStorage } from '../../src/storage/memory-writable-storage.ts';
 import { logIndex, sessionId, term } from '../../src/util/ids.ts';
 import { ids } from '../raft/harness.ts';
+import { testSnapshotter } from '../support/test-snapshotter.ts';
 
 const [n0, n1, n2, n3, n4] = ids('n0', 'n1', 'n2', 'n3', 'n4');
 const configs: ClusterConfig[] = [
@@ -45,25 +45,9 @@ it('skp: fuzz of config changes, installs, takeSoon and restarts keeps the log b
     let applied = 1;
     let sessions = 0;
     const make = () =>
-      new Snapshotter(
-        {
-          storage,
-          nodeId: n2,
-          appliedIndex: () => logIndex(applied),
-          installPending: () => false,
-          config: () => config,
-          captureState: () => machine.snapshot(),
-          failed: (error) => {
-            throw error;
-          },
-          snapshotted: () => {},
-        },
-        {
-          snapshotEntriesThreshold: T,
-          snapshotEntriesMax: MAX,
-          compactionRetainEntries: 3,
-          pause: async () => {},
-        },
+      testSnapshotter(
+        { storage, nodeId: n2, machine, appliedIndex: () => applied, config: () => config },
+        { snapshotEntriesThreshold: T, snapshotEntriesMax: MAX, compactionRetainEntries: 3 },
       );
     let snapshotter = make();
     for (let index = 2; index <= 3_000; index++) {

@@ -10,11 +10,11 @@
 import { expect, it } from 'vitest';
 import { type LockCommand, LockStateMachine } from '../../src/lock/index.ts';
 import { encodeEntry } from '../../src/node/entry-codec.ts';
-import { Snapshotter } from '../../src/node/snapshotter.ts';
 import type { ClusterConfig, Entry } from '../../src/raft/types.ts';
 import { MemoryWritableStorage } from '../../src/storage/memory-writable-storage.ts';
 import { logIndex, type NodeId, term } from '../../src/util/ids.ts';
 import { ids } from '../raft/harness.ts';
+import { testSnapshotter } from '../support/test-snapshotter.ts';
 
 const [n0, n1, n2, n3, n4] = ids('n0', 'n1', 'n2', 'n3', 'n4');
 const T = 30;
@@ -31,25 +31,16 @@ async function run(
   let applied = 1;
   let config = first;
   const taken: number[] = [];
-  const snapshotter = new Snapshotter(
+  const snapshotter = testSnapshotter(
     {
       storage,
       nodeId: self,
-      appliedIndex: () => logIndex(applied),
-      installPending: () => false,
+      machine,
+      appliedIndex: () => applied,
       config: () => config,
-      captureState: () => machine.snapshot(),
-      failed: (error) => {
-        throw error;
-      },
       snapshotted: (report) => taken.push(report.index),
     },
-    {
-      snapshotEntriesThreshold: T,
-      snapshotEntriesMax: MAX,
-      compactionRetainEntries: 0,
-      pause: async () => {},
-    },
+    { snapshotEntriesThreshold: T, snapshotEntriesMax: MAX, compactionRetainEntries: 0 },
   );
   for (let index = 2; index <= upTo; index++) {
     // 200 sessions first (a state far bigger than 100 small entries), then empty entries.

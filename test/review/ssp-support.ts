@@ -5,10 +5,11 @@
  */
 import { type LockCommand, LockStateMachine } from '../../src/lock/index.ts';
 import { encodeEntry } from '../../src/node/entry-codec.ts';
-import { Snapshotter } from '../../src/node/snapshotter.ts';
+import type { Snapshotter } from '../../src/node/snapshotter.ts';
 import { type ClusterConfig, type Entry, entrySizeBytes } from '../../src/raft/types.ts';
 import { MemoryWritableStorage } from '../../src/storage/memory-writable-storage.ts';
 import { logIndex, type NodeId, term } from '../../src/util/ids.ts';
+import { testSnapshotter } from '../support/test-snapshotter.ts';
 
 export interface Taken {
   readonly index: number;
@@ -31,17 +32,13 @@ export async function drive(
   const sizes: number[] = [];
   let last = 1;
   const make = (): Snapshotter =>
-    new Snapshotter(
+    testSnapshotter(
       {
         storage,
         nodeId: self,
-        appliedIndex: () => logIndex(applied),
-        installPending: () => false,
+        machine,
+        appliedIndex: () => applied,
         config: () => config,
-        captureState: () => machine.snapshot(),
-        failed: (error) => {
-          throw error;
-        },
         snapshotted: (report) => {
           let logBytes = 0;
           for (let i = last + 1; i <= report.index; i++) logBytes += sizes[i] ?? 0;
@@ -53,7 +50,6 @@ export async function drive(
         snapshotEntriesThreshold: options.threshold,
         snapshotEntriesMax: options.snapshotEntriesMax,
         compactionRetainEntries: 0,
-        pause: async () => {},
       },
     );
   let snapshotter = make();
