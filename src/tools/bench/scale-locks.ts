@@ -86,27 +86,37 @@ export interface LocksResult {
   readonly lgRssMbMax: number;
 }
 
+/** The runtime snapshot settings the bench was asked to set (--snapshot-entries, --snapshot-entries-max). */
+function snapshotSettings(
+  scale: ScaleContext['scale'],
+): { field: 'snapshotEntriesThreshold' | 'snapshotEntriesMax'; to: number }[] {
+  return [
+    ...(scale.snapshotEntries === null
+      ? []
+      : [{ field: 'snapshotEntriesThreshold' as const, to: scale.snapshotEntries }]),
+    ...(scale.snapshotEntriesMax === null
+      ? []
+      : [{ field: 'snapshotEntriesMax' as const, to: scale.snapshotEntriesMax }]),
+  ];
+}
+
 export async function runLocksCell(context: ScaleContext): Promise<LocksResult> {
   const { pool, scale, io, progress } = context;
   const sessions = Math.min(scale.lockSessions, scale.locks);
   const locksPerSession = Math.ceil(scale.locks / sessions);
   const target = sessions * locksPerSession;
   const limits = limitsFor({ locksMax: target, sessionsMax: sessions });
-  const extra =
-    scale.snapshotEntries === null
-      ? limits.extra
-      : { ...limits.extra, runtime: { snapshotEntriesThreshold: scale.snapshotEntries } };
-  const raised: RaisedLimit[] =
-    scale.snapshotEntries === null
-      ? limits.raised
-      : [
-          ...limits.raised,
-          {
-            field: 'runtime.snapshotEntriesThreshold',
-            from: DEFAULT_RUNTIME_CONFIG.snapshotEntriesThreshold,
-            to: scale.snapshotEntries,
-          },
-        ];
+  const snapshotRaises = snapshotSettings(scale);
+  const runtime = Object.fromEntries(snapshotRaises.map(({ field, to }) => [field, to]));
+  const extra = snapshotRaises.length === 0 ? limits.extra : { ...limits.extra, runtime };
+  const raised: RaisedLimit[] = [
+    ...limits.raised,
+    ...snapshotRaises.map(({ field, to }) => ({
+      field: `runtime.${field}`,
+      from: DEFAULT_RUNTIME_CONFIG[field],
+      to,
+    })),
+  ];
   const { cluster, leader } = await startScaleCluster(context, 'locks', extra, raised);
   const endpoints = endpointsVia(cluster.members, leader, 'leader');
   const perWorker = Array.from(

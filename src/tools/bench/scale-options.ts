@@ -15,6 +15,8 @@ export interface ScaleOptions {
   readonly lockSessionTtlMs: number;
   /** The locks cluster's runtime.snapshotEntriesThreshold; null: dlm's default. */
   readonly snapshotEntries: number | null;
+  /** The locks cluster's runtime.snapshotEntriesMax; null: dlm's default. */
+  readonly snapshotEntriesMax: number | null;
   /** Opens, acquires and closes in flight at once, per worker. */
   readonly concurrency: number;
   readonly rampMax: number;
@@ -29,6 +31,7 @@ export const SCALE_DEFAULTS: ScaleOptions = {
   lockSessions: 200,
   lockSessionTtlMs: 60_000,
   snapshotEntries: null,
+  snapshotEntriesMax: null,
   concurrency: 128,
   rampMax: 256,
   rampP99Ms: 50,
@@ -49,7 +52,8 @@ the pair cells:
             outlive a whole-cluster restart); reports fill rate, RSS per node, the
             newest snapshot's size and the time to encode/decode it (read from a killed
             follower's LevelDB; --snapshot-entries N sets the cluster's
-            runtime.snapshotEntriesThreshold, default dlm's), a follower's restart
+            runtime.snapshotEntriesThreshold, --snapshot-entries-max N its
+            runtime.snapshotEntriesMax, each default dlm's), a follower's restart
             (kill -9 → caught up → a linearizable Describe through it) and the
             whole cluster's; every lock must still be held on every node after
   ramp:     distinct-lock clients 1, 2, 4, ... up to --ramp-max N (default ${SCALE_DEFAULTS.rampMax}), --seconds
@@ -91,6 +95,9 @@ export function applyScaleValue(
       return true;
     case '--snapshot-entries':
       options.snapshotEntries = integer(flag, value, 1, 100_000_000);
+      return true;
+    case '--snapshot-entries-max':
+      options.snapshotEntriesMax = integer(flag, value, 1, 100_000_000);
       return true;
     case '--scale-concurrency':
       options.concurrency = integer(flag, value, 1, 1_024);
