@@ -7,6 +7,7 @@ import type { Prng } from '../../util/prng.ts';
 import type { Violation } from './checker.ts';
 import { faultVerdict } from './fault-verdict.ts';
 import { type History, type NemesisEvent, now, type Op, type Outcome } from './history.ts';
+import { PAUSED_CHILD_SPAWN } from './pausable-spawn.ts';
 import { REGISTER_MODES, type RegisterMode } from './register.ts';
 import type { CheckerVerdict } from './summary.ts';
 import { type NemesisStop, sleepUnless } from './waits.ts';
@@ -134,7 +135,8 @@ export class ClientWorker {
     const child = spawn(
       process.execPath,
       ['--import', 'tsx', WORKER_PATH, JSON.stringify(options.config)],
-      { cwd: ROOT, stdio: ['ignore', log, log, 'ipc'] },
+      // A session of its own (see PAUSED_CHILD_SPAWN); it exits when the IPC channel closes.
+      { cwd: ROOT, stdio: ['ignore', log, log, 'ipc'], ...PAUSED_CHILD_SPAWN },
     );
     closeSync(log); // The child holds its own copy.
     const ready = new Promise<void>((resolve, reject) => {

@@ -68,6 +68,8 @@ function main(): void {
     process.stdout.write(`${JSON.stringify({ port: address.port })}\n`);
   });
   process.on('SIGTERM', () => server.close(() => process.exit(0)));
+  // Started in a session of its own, nothing else ends it when the run dies.
+  process.on('disconnect', () => process.exit(0));
 }
 
 async function handle(

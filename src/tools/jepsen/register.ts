@@ -3,6 +3,7 @@ import { closeSync, openSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { PAUSED_CHILD_SPAWN } from './pausable-spawn.ts';
 
 /**
  * The registers' wire format, and the run's handle on the register process
@@ -76,9 +77,11 @@ export class RegisterProcess {
   /** Starts the process and waits (bounded) until it listens; stderr goes to `logPath`. */
   static async start(logPath: string): Promise<RegisterProcess> {
     const stderr = openSync(logPath, 'a');
+    // A session of its own (see PAUSED_CHILD_SPAWN); it exits when the IPC channel closes.
     const child = spawn(process.execPath, ['--import', 'tsx', SERVER_PATH], {
       cwd: ROOT,
-      stdio: ['ignore', 'pipe', stderr],
+      stdio: ['ignore', 'pipe', stderr, 'ipc'],
+      ...PAUSED_CHILD_SPAWN,
     });
     closeSync(stderr); // The child holds its own copy.
     const port = await new Promise<number>((resolve, reject) => {
