@@ -1,5 +1,6 @@
 import { appendFileSync, cpSync, rmSync } from 'node:fs';
 import { Level } from 'level';
+import { decodeCompactionPoint, decodeSnapshotManifest } from '../../storage/codec.ts';
 import { decodeChunkKey, decodeIndexKey } from '../../storage/keys.ts';
 import {
   type Db,
@@ -153,7 +154,7 @@ export class CorruptRecordNemesis {
  * most of the time, else its hard state or its snapshot (when it has one). Every value
  * carries a checksum over the rest, so any bit of it will do.
  */
-async function flipOneBit(dir: string, prng: Prng): Promise<Damage> {
+export async function flipOneBit(dir: string, prng: Prng): Promise<Damage> {
   const db: Db = new Level<Uint8Array, Uint8Array>(dir, {
     keyEncoding: 'view',
     valueEncoding: 'view',
@@ -175,12 +176,22 @@ async function flipOneBit(dir: string, prng: Prng): Promise<Damage> {
   }
 }
 
+/**
+ * A record the node reads at open, so that damage to it must be refused. Not the keys
+ * open drops unread: log entries at or below the compaction point (a crash inside the
+ * range clear after a compaction or an installed snapshot leaves them) and chunks no
+ * manifest names (a crash while a snapshot was written).
+ */
 async function pickRecord(
   sublevels: ReturnType<typeof openSublevels>,
   prng: Prng,
 ): Promise<Damage> {
   const roll = prng.nextFloat();
-  const logKeys = await sublevels.log.keys().all();
+  const point = await sublevels.meta.get(META_KEY.compaction);
+  const compactedIndex = point === undefined ? 0 : decodeCompactionPoint(point).index;
+  const logKeys = (await sublevels.log.keys().all()).filter(
+    (key) => (decodeIndexKey(key) ?? 0) > compactedIndex,
+  );
   if (roll < 0.7 && logKeys.length > 0) {
     const key = prng.pick(logKeys);
     return { sublevel: 'log', where: `index ${decodeIndexKey(key)}`, key };
@@ -188,7 +199,11 @@ async function pickRecord(
   if (roll < 0.85) {
     // A chunk of the snapshot's data or its manifest; `latest` in data the release before
     // chunked snapshots wrote.
-    const chunkKeys = await sublevels.snapshotChunk.keys().all();
+    const manifest = await sublevels.snapshot.get(SNAPSHOT_MANIFEST_KEY);
+    const generation = manifest === undefined ? null : decodeSnapshotManifest(manifest).generation;
+    const chunkKeys = (await sublevels.snapshotChunk.keys().all()).filter(
+      (key) => decodeChunkKey(key)?.[0] === generation,
+    );
     const chunk = chunkKeys.length > 0 && prng.nextFloat() < 0.5 ? prng.pick(chunkKeys) : null;
     const at = chunk === null ? undefined : decodeChunkKey(chunk);
     if (chunk !== null && at !== undefined) {
@@ -198,7 +213,7 @@ async function pickRecord(
         key: chunk,
       };
     }
-    if ((await sublevels.snapshot.get(SNAPSHOT_MANIFEST_KEY)) !== undefined)
+    if (manifest !== undefined)
       return { sublevel: 'snapshot', where: 'key manifest', key: SNAPSHOT_MANIFEST_KEY };
     if ((await sublevels.snapshot.get(SNAPSHOT_KEY)) !== undefined)
       return { sublevel: 'snapshot', where: 'key latest', key: SNAPSHOT_KEY };
