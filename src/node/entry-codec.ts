@@ -158,18 +158,10 @@ export function encodeLockSnapshot(snapshot: LockSnapshot): Uint8Array {
   return new Packr(PACKR_OPTIONS).pack(snapshot);
 }
 
-/**
- * The decoded snapshot with strings of their own (see withOwnStrings): restored as
- * msgpackr hands them out, 100,000 held locks kept 387,000 slices pinning 29.5 MB of
- * bulk-decoded strings, 107 MB of restored state against 77 MB with copies (issue 12,
- * measured in one process). The copies cost time where it is scarce, a follower
- * installing the leader's snapshot: 0.3-0.45 s more to decode a 33 MB snapshot of
- * 100,000 locks (msgpackr alone takes 0.3-0.5 s; review of 0cd8813). A snapshot
- * nests its strings at most 9 levels deep (the owner of a holder in a remembered
- * AcquiredAll), well within the entries' bound.
- */
 export function decodeLockSnapshot(data: Uint8Array): LockSnapshot {
-  return withOwnStrings(packr.unpack(data) as LockSnapshot, ENTRY_NESTING_MAX);
+  // Strings are left as msgpackr cuts them from its bulk strings: copying them cost more
+  // time than it saved memory (docs/operations.md, "Memory").
+  return packr.unpack(data) as LockSnapshot;
 }
 
 /**

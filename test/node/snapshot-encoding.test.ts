@@ -144,7 +144,7 @@ describe('encodeLockSnapshotInSlices', () => {
 });
 
 describe('decodeLockSnapshot', () => {
-  it('gives every string a copy of its own and changes no value: decoded again, the same bytes', () => {
+  it('decodes wide and long strings nine levels deep unchanged: restored, the same bytes', () => {
     const machine = new LockStateMachine();
     const owner = 'owner-ünïcode-€-and-long-enough-to-slice';
     machine.apply(logIndex(1), { type: 'SetBehaviour', version: BEHAVIOUR_LATEST });
