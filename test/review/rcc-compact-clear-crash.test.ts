@@ -16,21 +16,15 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Level } from 'level';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { ClusterConfig, Entry, HardState } from '../../src/raft/types.ts';
 import { decodeCompactionPoint } from '../../src/storage/codec.ts';
 import { decodeIndexKey } from '../../src/storage/keys.ts';
-import {
-  type Db,
-  META_KEY,
-  openSublevels,
-  type Sublevels,
-} from '../../src/storage/level-layout.ts';
+import { META_KEY } from '../../src/storage/level-layout.ts';
 import { LevelStorage } from '../../src/storage/level-storage.ts';
 import { logIndex as idx, term as tm } from '../../src/util/ids.ts';
 import { entry, hardState, ids } from '../raft/harness.ts';
-import { CHAINED_BATCH } from '../support/level-writes.ts';
+import { interceptWritesByKind, withRawDb } from '../support/level-writes.ts';
 
 const [a, b, c] = ids('a', 'b', 'c');
 const config: ClusterConfig = { voters: [a, b, c], learners: [] };
@@ -47,48 +41,7 @@ const SNAPSHOT_DATA = new Map<number, Uint8Array>([
   [62, data(19, 4)],
 ]);
 
-async function withRawDb<T>(path: string, use: (s: Sublevels, db: Db) => Promise<T>): Promise<T> {
-  const db: Db = new Level<Uint8Array, Uint8Array>(path, {
-    keyEncoding: 'view',
-    valueEncoding: 'view',
-  });
-  await db.open();
-  try {
-    return await use(openSublevels(db), db);
-  } finally {
-    await db.close();
-  }
-}
-
-type Native = (...args: unknown[]) => Promise<void>;
 type Cut = 'before' | 'after' | 'lowHalf' | 'highHalf';
-type Around = (
-  write: number,
-  kind: 'batch' | 'clear',
-  run: (options?: object) => Promise<void>,
-) => Promise<void>;
-
-/** Numbers every native write (chained, array, range clear) and hands it to `around`. */
-function intercept(around: Around): void {
-  const level = Level.prototype as unknown as Record<'_batch' | '_clear', Native>;
-  let writes = 0;
-  const [chained, array, clear] = [CHAINED_BATCH._write, level._batch, level._clear];
-  vi.spyOn(CHAINED_BATCH, '_write').mockImplementation(function (this: unknown, ...args) {
-    writes++;
-    return around(writes, 'batch', () => chained.apply(this, args));
-  });
-  vi.spyOn(level, '_batch').mockImplementation(function (this: unknown, ...args) {
-    writes++;
-    return around(writes, 'batch', () => array.apply(this, args));
-  });
-  vi.spyOn(level, '_clear').mockImplementation(function (this: unknown, ...args) {
-    writes++;
-    const [options, ...rest] = args as [Record<string, unknown>, ...unknown[]];
-    return around(writes, 'clear', (changed) =>
-      clear.apply(this, [{ ...options, ...(changed ?? {}) }, ...rest]),
-    );
-  });
-}
 
 interface Acked {
   entries: Map<number, Entry>;
@@ -119,7 +72,7 @@ describe('rcc: a crash at, or inside, every write of the two-step compaction', (
     await storage.saveAddresses([{ id: b, peerAddress: 'x:1', clientAddress: 'x:2' }]);
     await storage.saveIdentity({ clusterId: 'k', nodeId: a });
     // A crash between the point's write and its clear.
-    intercept(async (_write, kind, run) => {
+    interceptWritesByKind(async (_write, kind, run) => {
       if (kind === 'clear') throw new Error('the process died');
       return run();
     });
@@ -224,7 +177,7 @@ describe('rcc: a crash at, or inside, every write of the two-step compaction', (
     const storage = await LevelStorage.open(path, { snapshotChunkBytes: CHUNK_BYTES });
     let writes = 0;
     const clears: number[] = [];
-    intercept((write, kind, run) => {
+    interceptWritesByKind((write, kind, run) => {
       writes = write;
       if (kind === 'clear') clears.push(write);
       return run();
@@ -256,7 +209,7 @@ describe('rcc: a crash at, or inside, every write of the two-step compaction', (
         await boot.close();
         const storage = await LevelStorage.open(path, { snapshotChunkBytes: CHUNK_BYTES });
         let dead = false;
-        intercept(async (write, kind, run) => {
+        interceptWritesByKind(async (write, kind, run) => {
           if (dead) throw new Error('the process died');
           if (write !== k) return run();
           dead = true;

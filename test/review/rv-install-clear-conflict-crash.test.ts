@@ -20,21 +20,15 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Level } from 'level';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { ClusterConfig, Entry, HardState } from '../../src/raft/types.ts';
 import { decodeCompactionPoint } from '../../src/storage/codec.ts';
 import { decodeIndexKey } from '../../src/storage/keys.ts';
-import {
-  type Db,
-  META_KEY,
-  openSublevels,
-  type Sublevels,
-} from '../../src/storage/level-layout.ts';
+import { META_KEY } from '../../src/storage/level-layout.ts';
 import { LevelStorage } from '../../src/storage/level-storage.ts';
 import { logIndex as idx, term as tm } from '../../src/util/ids.ts';
 import { entry, hardState, ids } from '../raft/harness.ts';
-import { CHAINED_BATCH } from '../support/level-writes.ts';
+import { interceptWritesByKind, withRawDb } from '../support/level-writes.ts';
 
 const [a, b, c] = ids('a', 'b', 'c');
 const config: ClusterConfig = { voters: [a, b, c], learners: [] };
@@ -53,47 +47,7 @@ const SNAPSHOT_DATA = new Map<number, Uint8Array>([
   [50, data(9, 5)],
 ]);
 
-type Native = (...args: unknown[]) => Promise<void>;
 type Cut = 'before' | 'after' | 'lowHalf' | 'highHalf';
-type Around = (
-  write: number,
-  kind: 'batch' | 'clear',
-  run: (options?: object) => Promise<void>,
-) => Promise<void>;
-
-function intercept(around: Around): void {
-  const level = Level.prototype as unknown as Record<'_batch' | '_clear', Native>;
-  let writes = 0;
-  const [chained, array, clear] = [CHAINED_BATCH._write, level._batch, level._clear];
-  vi.spyOn(CHAINED_BATCH, '_write').mockImplementation(function (this: unknown, ...args) {
-    writes++;
-    return around(writes, 'batch', () => chained.apply(this, args));
-  });
-  vi.spyOn(level, '_batch').mockImplementation(function (this: unknown, ...args) {
-    writes++;
-    return around(writes, 'batch', () => array.apply(this, args));
-  });
-  vi.spyOn(level, '_clear').mockImplementation(function (this: unknown, ...args) {
-    writes++;
-    const [options, ...rest] = args as [Record<string, unknown>, ...unknown[]];
-    return around(writes, 'clear', (changed) =>
-      clear.apply(this, [{ ...options, ...(changed ?? {}) }, ...rest]),
-    );
-  });
-}
-
-async function withRawDb<T>(path: string, use: (s: Sublevels, db: Db) => Promise<T>): Promise<T> {
-  const db: Db = new Level<Uint8Array, Uint8Array>(path, {
-    keyEncoding: 'view',
-    valueEncoding: 'view',
-  });
-  await db.open();
-  try {
-    return await use(openSublevels(db), db);
-  } finally {
-    await db.close();
-  }
-}
 
 /** A Raft log as the writes define it: the entries after the last snapshot installed. */
 interface LogState {
@@ -262,7 +216,7 @@ describe('rv-install-clear: a crash at, or inside, every write of installs below
     const counting = await LevelStorage.open(count, { snapshotChunkBytes: CHUNK_BYTES });
     let writes = 0;
     const clears: number[] = [];
-    intercept((write, kind, run) => {
+    interceptWritesByKind((write, kind, run) => {
       writes = write;
       if (kind === 'clear') clears.push(write);
       return run();
@@ -284,7 +238,7 @@ describe('rv-install-clear: a crash at, or inside, every write of installs below
         await (await LevelStorage.open(path, { bootstrap: config })).close();
         const storage = await LevelStorage.open(path, { snapshotChunkBytes: CHUNK_BYTES });
         let dead = false;
-        intercept(async (write, kind, run) => {
+        interceptWritesByKind(async (write, kind, run) => {
           if (dead) throw new Error('the process died');
           if (write !== k) return run();
           dead = true;

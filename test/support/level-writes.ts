@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import { Level } from 'level';
 import { type MockInstance, vi } from 'vitest';
+import { type Db, openSublevels, type Sublevels } from '../../src/storage/level-layout.ts';
 
 /**
  * Seams on LevelDB's native writes, for storage tests that count, fail or hold them.
@@ -92,4 +93,56 @@ export function beforeEachWrite(before: (write: number) => Promise<void> | void)
     await before(write);
     return native();
   });
+}
+
+export type NativeWriteKind = 'batch' | 'clear';
+
+/**
+ * Like interceptWrites, and says which kind each write is; `run` may be given options of
+ * its own for a range clear (`limit`, `reverse`: a clear cut part way, as a crash
+ * between its internal batches, or a power loss, could leave it).
+ */
+export function interceptWritesByKind(
+  around: (
+    write: number,
+    kind: NativeWriteKind,
+    run: (options?: object) => Promise<void>,
+  ) => Promise<void>,
+): void {
+  const level = Level.prototype as unknown as Record<'_batch' | '_clear', Native>;
+  let writes = 0;
+  // Taken before the spies replace them.
+  const [chained, array, clear] = [CHAINED_BATCH._write, level._batch, level._clear];
+  vi.spyOn(CHAINED_BATCH, '_write').mockImplementation(function (this: unknown, ...args) {
+    writes++;
+    return around(writes, 'batch', () => chained.apply(this, args));
+  });
+  vi.spyOn(level, '_batch').mockImplementation(function (this: unknown, ...args) {
+    writes++;
+    return around(writes, 'batch', () => array.apply(this, args));
+  });
+  vi.spyOn(level, '_clear').mockImplementation(function (this: unknown, ...args) {
+    writes++;
+    const [options, ...rest] = args as [Record<string, unknown>, ...unknown[]];
+    return around(writes, 'clear', (changed) =>
+      clear.apply(this, [{ ...options, ...(changed ?? {}) }, ...rest]),
+    );
+  });
+}
+
+/** Opens the database at `path` behind LevelStorage's back (closed again afterwards). */
+export async function withRawDb<T>(
+  path: string,
+  use: (sublevels: Sublevels, db: Db) => Promise<T>,
+): Promise<T> {
+  const db: Db = new Level<Uint8Array, Uint8Array>(path, {
+    keyEncoding: 'view',
+    valueEncoding: 'view',
+  });
+  await db.open();
+  try {
+    return await use(openSublevels(db), db);
+  } finally {
+    await db.close();
+  }
 }
