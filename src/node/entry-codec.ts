@@ -116,11 +116,6 @@ function withOwnStrings<T>(value: T, levelsMax: number): T {
   if (typeof value === 'string') return ownString(value) as T;
   if (typeof value !== 'object' || value === null || value instanceof Uint8Array) return value;
   if (levelsMax === 0) return value;
-  if (Array.isArray(value)) {
-    // By position: `for in` would enumerate an array's indexes as strings.
-    for (let i = 0; i < value.length; i++) value[i] = withOwnStrings(value[i], levelsMax - 1);
-    return value;
-  }
   const container = value as Record<string, unknown>;
   for (const key in container) container[key] = withOwnStrings(container[key], levelsMax - 1);
   return value;
