@@ -88,28 +88,28 @@ export const SNAPSHOT_CHUNK_BYTES = 1 << 20;
  * Crash semantics. Every write is ONE LevelDB batch (`writeBatch`) (a snapshot's data is
  * written first, in chunk writes that no record names until the write that stores the
  * snapshot's manifest: see level-layout.ts; the entries a compaction or an installed
- * snapshot leaves behind are deleted after its batch, in a range clear, see `compact`).
- * A LevelDB batch is atomic (it is one record in LevelDB's write-ahead log), so after a crash the database
- * holds either all of a write or none of it, and what survives of a run of writes is a
- * prefix of them (the log is appended in order; a synced write syncs the records before
- * it too). Writes are synced (the promise resolves only after an fsync) except a
- * `persist` whose batch says `mustSync: false`: the core says that of a hard state whose
- * only change is the commit index. Such a write survives a process crash (it is in the
- * OS's cache) but not a power loss; then the node restarts from an older commit index
- * (never below its snapshot's index, which the snapshot record holds) and learns the rest
- * from the leader, applying nothing beyond what it knows to be committed. So no write
- * the node makes is ever a synced write of the commit index alone. The mirror is updated
- * only after the write resolves: the core never reads state that a crash could take back
- * (the commit index it reads only at start-up). A write that fails leaves the disk in an
- * unknown state: the batch may be logged but not synced, or only part of its record
- * may be in LevelDB's log. Worse, LevelDB goes on taking writes after such a failure
- * (ENOSPC, say), but those that land after a torn record are dropped when the log is
- * replayed at the next open, although they were synced and acknowledged (measured:
- * test/storage/disk-full.test.ts). So after ANY failed write, an address or identity
- * save included, the store refuses every later write. Writes are issued one at a time,
- * each after the previous one settled: two batches in flight at once complete on
- * different threads in either order, so a write LevelDB put after a torn record could
- * resolve before the failure is known, and be acknowledged (found in review:
+ * snapshot leaves behind are deleted after its batch, in a range clear, see `compact`). A
+ * LevelDB batch is atomic (it is one record in LevelDB's write-ahead log), so after a
+ * crash the database holds either all of a write or none of it, and what survives of a
+ * run of writes is a prefix of them (the log is appended in order; a synced write syncs
+ * the records before it too). Writes are synced (the promise resolves only after an
+ * fsync) except a `persist` whose batch says `mustSync: false`: the core says that of a
+ * hard state whose only change is the commit index. Such a write survives a process crash
+ * (it is in the OS's cache) but not a power loss; then the node restarts from an older
+ * commit index (never below its snapshot's index, which the snapshot record holds) and
+ * learns the rest from the leader, applying nothing beyond what it knows to be committed.
+ * So no write the node makes is ever a synced write of the commit index alone. The mirror
+ * is updated only after the write resolves: the core never reads state that a crash could
+ * take back (the commit index it reads only at start-up). A write that fails leaves the
+ * disk in an unknown state: the batch may be logged but not synced, or only part of its
+ * record may be in LevelDB's log. Worse, LevelDB goes on taking writes after such a
+ * failure (ENOSPC, say), but those that land after a torn record are dropped when the log
+ * is replayed at the next open, although they were synced and acknowledged (measured:
+ * test/storage/disk-full.test.ts). So after ANY failed write, an address or identity save
+ * included, the store refuses every later write. Writes are issued one at a time, each
+ * after the previous one settled: two batches in flight at once complete on different
+ * threads in either order, so a write LevelDB put after a torn record could resolve
+ * before the failure is known, and be acknowledged (found in review:
  * test/storage/storage-order.test.ts). The node must stop, and a restart reloads what is
  * durable.
  *

@@ -90,14 +90,11 @@ export interface LocksResult {
 function snapshotSettings(
   scale: ScaleContext['scale'],
 ): { field: 'snapshotEntriesThreshold' | 'snapshotEntriesMax'; to: number }[] {
-  return [
-    ...(scale.snapshotEntries === null
-      ? []
-      : [{ field: 'snapshotEntriesThreshold' as const, to: scale.snapshotEntries }]),
-    ...(scale.snapshotEntriesMax === null
-      ? []
-      : [{ field: 'snapshotEntriesMax' as const, to: scale.snapshotEntriesMax }]),
-  ];
+  const asked = [
+    ['snapshotEntriesThreshold', scale.snapshotEntries],
+    ['snapshotEntriesMax', scale.snapshotEntriesMax],
+  ] as const;
+  return asked.flatMap(([field, to]) => (to === null ? [] : [{ field, to }]));
 }
 
 export async function runLocksCell(context: ScaleContext): Promise<LocksResult> {
