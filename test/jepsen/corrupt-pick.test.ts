@@ -8,16 +8,15 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Level } from 'level';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { encodeEntry } from '../../src/storage/codec.ts';
 import { encodeIndexKey } from '../../src/storage/keys.ts';
-import { openSublevels } from '../../src/storage/level-layout.ts';
 import { LevelStorage } from '../../src/storage/level-storage.ts';
 import { flipOneBit } from '../../src/tools/jepsen/corrupt-record.ts';
 import { logIndex } from '../../src/util/ids.ts';
 import { Prng } from '../../src/util/prng.ts';
 import { entry, hardState, ids } from '../raft/harness.ts';
+import { withRawDb } from '../support/level-writes.ts';
 
 const [a, b, c] = ids('a', 'b', 'c');
 const config = { voters: [a, b, c], learners: [] };
@@ -40,16 +39,11 @@ async function storeWithLeftovers(path: string): Promise<void> {
   await storage.createSnapshot(logIndex(8), config, new Uint8Array([1, 2, 3]));
   await storage.compact(logIndex(8));
   await storage.close();
-  const db = new Level<Uint8Array, Uint8Array>(path, {
-    keyEncoding: 'view',
-    valueEncoding: 'view',
+  await withRawDb(path, async ({ log }) => {
+    for (let index = 2; index <= 8; index++) {
+      await log.put(encodeIndexKey(logIndex(index)), encodeEntry(entry(index, 1)));
+    }
   });
-  await db.open();
-  const { log } = openSublevels(db);
-  for (let index = 2; index <= 8; index++) {
-    await log.put(encodeIndexKey(logIndex(index)), encodeEntry(entry(index, 1)));
-  }
-  await db.close();
 }
 
 it('damages only records that open reads: 60 seeds over a store with leftovers behind its compaction point', async () => {

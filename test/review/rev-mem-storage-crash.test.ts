@@ -12,24 +12,20 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Level } from 'level';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { ClusterConfig, Entry, HardState } from '../../src/raft/types.ts';
 import { decodeChunkKey } from '../../src/storage/keys.ts';
 import {
-  type Db,
-  openSublevels,
   putCompactionPoint,
   putEntry,
   putHardState,
   putSnapshot,
   SNAPSHOT_KEY,
-  type Sublevels,
 } from '../../src/storage/level-layout.ts';
 import { LevelStorage } from '../../src/storage/level-storage.ts';
 import { logIndex as idx, term as tm } from '../../src/util/ids.ts';
 import { entry, hardState, ids } from '../raft/harness.ts';
-import { interceptWrites } from '../support/level-writes.ts';
+import { interceptWrites, withRawDb } from '../support/level-writes.ts';
 
 const [a, b, c] = ids('a', 'b', 'c');
 const config: ClusterConfig = { voters: [a, b, c], learners: [] };
@@ -47,19 +43,6 @@ const SNAPSHOT_DATA = new Map<number, Uint8Array>([
   [20, data(37, 4)],
   [23, data(17, 5)],
 ]);
-
-async function withRawDb<T>(path: string, use: (s: Sublevels, db: Db) => Promise<T>): Promise<T> {
-  const db: Db = new Level<Uint8Array, Uint8Array>(path, {
-    keyEncoding: 'view',
-    valueEncoding: 'view',
-  });
-  await db.open({ createIfMissing: true });
-  try {
-    return await use(openSublevels(db), db);
-  } finally {
-    await db.close();
-  }
-}
 
 interface Acked {
   entries: Map<number, Entry>;

@@ -12,15 +12,13 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Level } from 'level';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { ClusterConfig, Entry } from '../../src/raft/types.ts';
 import { decodeChunkKey } from '../../src/storage/keys.ts';
-import { type Db, openSublevels, type Sublevels } from '../../src/storage/level-layout.ts';
 import { LevelStorage } from '../../src/storage/level-storage.ts';
 import { logIndex as idx, term as tm } from '../../src/util/ids.ts';
 import { entry, hardState, ids } from '../raft/harness.ts';
-import { interceptWrites } from '../support/level-writes.ts';
+import { interceptWrites, withRawDb } from '../support/level-writes.ts';
 
 const [a, b, c] = ids('a', 'b', 'c');
 const config: ClusterConfig = { voters: [a, b, c], learners: [] };
@@ -43,19 +41,6 @@ function dataAt(index: number): Uint8Array {
     { length: 3 + ((index * 13) % 40) },
     (_, i) => (index * 31 + i * 7) & 0xff,
   );
-}
-
-async function withRawDb<T>(path: string, use: (s: Sublevels) => Promise<T>): Promise<T> {
-  const db: Db = new Level<Uint8Array, Uint8Array>(path, {
-    keyEncoding: 'view',
-    valueEncoding: 'view',
-  });
-  await db.open();
-  try {
-    return await use(openSublevels(db));
-  } finally {
-    await db.close();
-  }
 }
 
 const RUNS = Number(process.env.DLM_REV_MEM_FUZZ_RUNS ?? 25);

@@ -6,14 +6,11 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Level } from 'level';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { ClusterConfig } from '../../src/raft/types.ts';
 import { decodeSnapshotManifest } from '../../src/storage/codec.ts';
 import { decodeChunkKey, encodeChunkKey } from '../../src/storage/keys.ts';
 import {
-  type Db,
-  openSublevels,
   putCompactionPoint,
   putEntry,
   putHardState,
@@ -21,12 +18,11 @@ import {
   putSnapshotChunk,
   SNAPSHOT_KEY,
   SNAPSHOT_MANIFEST_KEY,
-  type Sublevels,
 } from '../../src/storage/level-layout.ts';
 import { LevelStorage } from '../../src/storage/level-storage.ts';
 import { logIndex as idx, term as tm } from '../../src/util/ids.ts';
 import { entry, hardState, ids } from '../raft/harness.ts';
-import { beforeEachWrite } from '../support/level-writes.ts';
+import { beforeEachWrite, withRawDb } from '../support/level-writes.ts';
 
 const [a, b, c] = ids('a', 'b', 'c');
 const config: ClusterConfig = { voters: [a, b, c], learners: [] };
@@ -35,19 +31,6 @@ const CHUNK_BYTES = 8;
 /** `length` bytes that differ from position to position, from `seed` on. */
 function data(length: number, seed = 0): Uint8Array {
   return Uint8Array.from({ length }, (_, i) => (seed + i * 7) & 0xff);
-}
-
-async function withRawDb<T>(path: string, use: (s: Sublevels, db: Db) => Promise<T>): Promise<T> {
-  const db: Db = new Level<Uint8Array, Uint8Array>(path, {
-    keyEncoding: 'view',
-    valueEncoding: 'view',
-  });
-  await db.open({ createIfMissing: true });
-  try {
-    return await use(openSublevels(db), db);
-  } finally {
-    await db.close();
-  }
 }
 
 /** [generation, position] of every stored chunk, in key order. */
