@@ -38,6 +38,7 @@ export {
   validateLockLimits,
 } from './limits.ts';
 export { type LockDelay, lockSetNames } from './records.ts';
+export { plainLockSnapshot } from './snapshot.ts';
 export {
   type AttemptsOfProposal,
   type FenceValidation,

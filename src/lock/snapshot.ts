@@ -5,7 +5,7 @@ import {
 } from './behaviour.ts';
 import type { LockLimits } from './limits.ts';
 import { acquireKey, type Grant } from './records.ts';
-import type { RememberedResult } from './remembered.ts';
+import { plainRemembered, type RememberedResult } from './remembered.ts';
 import type { LockResult, Waiter } from './types.ts';
 
 /**
@@ -78,7 +78,12 @@ export interface LockSnapshotV3 {
     readonly waiters: readonly Waiter[];
     readonly delays: readonly { readonly index: number; readonly delayMs: number }[];
   }[];
-  /** Remembered results, oldest first. */
+  /**
+   * Remembered results, oldest first. A taken snapshot shares the window's records, some
+   * of them compact ones (remembered.ts, OneAttempt): read them through the interface.
+   * They encode (msgpackr, JSON) as their literal form; structuredClone would not keep
+   * them, so copy a snapshot with plainLockSnapshot.
+   */
   readonly dedupe: readonly (readonly [string, RememberedResult])[];
 }
 
@@ -193,4 +198,12 @@ function upgradeSnapshotV1(saved: LockSnapshotV1): LockSnapshotV2 {
     })),
     dedupe,
   };
+}
+
+/** `snapshot` as plain data, a deep copy: its remembered results in their literal form. */
+export function plainLockSnapshot(snapshot: LockSnapshot): LockSnapshot {
+  const dedupe = snapshot.dedupe.map(
+    ([key, remembered]) => [key, plainRemembered(remembered)] as const,
+  );
+  return structuredClone({ ...snapshot, dedupe });
 }

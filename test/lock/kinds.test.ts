@@ -14,6 +14,7 @@ import {
   type LockSnapshotV5,
   type LockSnapshotV6,
   LockStateMachine,
+  plainLockSnapshot,
 } from '../../src/lock/index.ts';
 import type { FencingToken, LogIndex } from '../../src/util/ids.ts';
 import { KindLog, rejection, tokenOf } from './kinds-log.ts';
@@ -398,7 +399,7 @@ describe('rules, gate and snapshot', () => {
       ],
     );
     const copy = new LockStateMachine();
-    copy.restore(structuredClone(snapshot));
+    copy.restore(plainLockSnapshot(snapshot));
     copy.checkInvariants();
     expect(copy.snapshot()).toEqual(snapshot);
     expect(JSON.stringify(copy.snapshot())).toBe(JSON.stringify(snapshot));

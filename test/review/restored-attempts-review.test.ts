@@ -15,6 +15,7 @@ import {
   type LockLimits,
   type LockResult,
   LockStateMachine,
+  plainLockSnapshot,
 } from '../../src/lock/index.ts';
 import { DlmError } from '../../src/node/errors.ts';
 import type { AppliedProposal } from '../../src/node/proposals.ts';
@@ -70,7 +71,7 @@ class Harness {
 
   /** The lagging node installs the full replica's snapshot at its current index. */
   installSnapshot(): void {
-    this.lagging.restore(structuredClone(this.full.snapshot()));
+    this.lagging.restore(plainLockSnapshot(this.full.snapshot()));
     const index = logIndex(this.fullApplied);
     this.lagging.skipTo(index);
     this.laggingApplied = this.fullApplied;

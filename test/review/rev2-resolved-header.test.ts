@@ -10,6 +10,7 @@
  * answers at the grant's own index or later, so header.index >= fencing_token.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { plainLockSnapshot } from '../../src/lock/index.ts';
 import type { PeerMessage } from '../../src/node/peer-message.ts';
 import type { NodeId } from '../../src/util/ids.ts';
 import { ApiCluster, eventually, IDS, sleep } from '../api/harness.ts';
@@ -154,7 +155,7 @@ describe('rev2: restored() at the registry (no timing)', () => {
       requestId: 'rel',
     });
     const grantedAt = index;
-    lagging.restore(structuredClone(full.snapshot()));
+    lagging.restore(plainLockSnapshot(full.snapshot()));
     lagging.skipTo(logIndex(index));
     registry.restored(logIndex(index), (c, id) => lagging.attemptsOf(c, id));
     await Promise.resolve();
