@@ -322,6 +322,7 @@ function runtimeOptions(config: ClusterFileConfig): NodeRuntimeOptions {
     compactionRetainEntries: config.runtime.compactionRetainEntries,
     compactionSliceEntries: config.runtime.compactionSliceEntries,
     compactionHoldEntriesMax: config.runtime.compactionHoldEntriesMax,
+    restoreCollectBytesMin: config.runtime.restoreCollectBytesMin,
     shutdownTransferMs: config.runtime.leadershipTransferTimeoutMs,
   };
 }

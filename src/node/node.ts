@@ -24,6 +24,7 @@ import {
   stampingTransport,
 } from './cluster-identity.ts';
 import { ClusterRules } from './cluster-rules.ts';
+import { collectGarbage } from './collect-garbage.ts';
 import { decodeEntry, decodeLockSnapshot, encodeEntry } from './entry-codec.ts';
 import { DlmError, unavailable } from './errors.ts';
 import { HeldCommit } from './held-commit.ts';
@@ -62,6 +63,13 @@ export interface NodeRuntimeOptions {
   readonly compactionHoldEntriesMax?: number;
   /** How long shutdown waits for a leadership transfer to finish. */
   readonly shutdownTransferMs: number;
+  /**
+   * After restoring a snapshot of at least this many bytes (at start-up, or installing
+   * the leader's), collect garbage at once (collect-garbage.ts); absent: never.
+   */
+  readonly restoreCollectBytesMin?: number;
+  /** The full collection; a test passes its own to see when it runs. */
+  readonly collectGarbage?: () => void;
   /**
    * The highest lock behaviour version this node applies and advertises (behaviour.ts);
    * absent: BEHAVIOUR_LATEST. Lower only to stand in for an older binary in a test.
@@ -1008,6 +1016,11 @@ export class DlmNode {
     this.proposals.restored(snapshot.metadata.index, (command, proposalId) =>
       this.locks.attemptsOf(command, proposalId),
     );
+    // The decoded snapshot is garbage now, several times the state it built; the node
+    // has just spent longer than a collection takes decoding it.
+    const { restoreCollectBytesMin, collectGarbage: collect = collectGarbage } = this.options;
+    if (restoreCollectBytesMin !== undefined && snapshot.data.byteLength >= restoreCollectBytesMin)
+      collect();
   }
 
   private createMemberChanges(): MemberChanges {
