@@ -14,11 +14,27 @@ import vm from 'node:vm';
  * the only one that sees it.
  */
 export function collectGarbage(): void {
-  collector ??= exposedGc();
+  collector ??= exposedGcOrNothing();
   collector();
 }
 
 let collector: (() => void) | null = null;
+
+/**
+ * A node that cannot collect on demand still runs, only with more memory: it warns once
+ * (on stderr, in the node's log) and never asks again.
+ */
+function exposedGcOrNothing(): () => void {
+  try {
+    return exposedGc();
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    process.emitWarning(
+      `dlm: cannot collect garbage on demand, so a restore keeps its garbage until V8 collects it: ${reason}`,
+    );
+    return () => {};
+  }
+}
 
 function exposedGc(): () => void {
   const existing = (globalThis as { gc?: () => void }).gc;
