@@ -17,6 +17,8 @@ const DETERMINISTIC = [
   'test/review/rev-sm-diet-diff.test.ts',
   'test/review/rev-mem-sm-diff.test.ts',
   'test/review/smd-restore-continue-diff.test.ts',
+  'test/review/rv-onea-parent-diff.test.ts',
+  'test/review/rv-onea-crafted-restore.test.ts',
   'test/review/retold-fuzz-review.test.ts',
   'test/review/skp-fuzz.test.ts',
 ];

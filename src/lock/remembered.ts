@@ -120,9 +120,12 @@ function rememberedOf(
     ? proposals
     : proposals.filter(([index]) => openAttempts.includes(index)).slice();
   const [attempt] = openAttempts;
-  if (openAttempts.length === 1 && attempt !== undefined && attemptsDropped !== true) {
-    // A proposal listed here is the one open attempt's.
-    return new OneAttempt(result, attempt, open[0]?.[1] ?? null);
+  const [proposal = null] = open.map(([, id]) => id);
+  // A listed proposal is the one open attempt's. Only what the writers make (one string
+  // id, or none) is compact; a snapshot edited by hand keeps its literal form.
+  const compact = open.length === 0 || (open.length === 1 && typeof proposal === 'string');
+  if (openAttempts.length === 1 && attempt !== undefined && attemptsDropped !== true && compact) {
+    return new OneAttempt(result, attempt, proposal);
   }
   if (open.length === 0) {
     return attemptsDropped === true
