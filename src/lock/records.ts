@@ -156,6 +156,20 @@ export function toldOf(grant: Grant, requestId: string): boolean {
   );
 }
 
+/**
+ * Whether `value`'s own enumerable keys are exactly `keys`, in that order: a decoded
+ * record that a literal of those keys would rebuild byte for byte. No array is made,
+ * since a restore asks it once per held lock.
+ */
+export function hasKeysInOrder(value: object, keys: readonly string[]): boolean {
+  let position = 0;
+  for (const key in value) {
+    if (!Object.hasOwn(value, key) || key !== keys[position]) return false;
+    position++;
+  }
+  return position === keys.length;
+}
+
 export function acquireKey(id: SessionId, requestId: string): string {
   return flatKey('Acquire', id, requestId);
 }

@@ -6,6 +6,7 @@ import {
   acquireKey,
   flatKey,
   type Grant,
+  hasKeysInOrder,
   internedMode,
   type LockRecord,
   lockSetNames,
@@ -352,7 +353,7 @@ export class RememberedResults {
       const shared = { lock: this.nameOf(lock), mode: internedMode(mode) };
       // One literal, as acquiredResult builds it, where the keys are its: a spread of the
       // decoded object kept its properties out of the object (issue 12, restored heap).
-      return Object.keys(result).join() === ACQUIRED_KEYS
+      return hasKeysInOrder(result, ACQUIRED_KEYS)
         ? { type: 'Acquired', lock: shared.lock, token, mode: shared.mode, holders }
         : { ...result, type: 'Acquired', ...shared };
     }
@@ -516,7 +517,7 @@ export function dedupeKey(command: LockCommand): string | null {
 const NO_HOLDERS: readonly Holder[] = Object.freeze([]);
 
 /** An Acquired's keys in the order acquiredResult writes them. */
-const ACQUIRED_KEYS = ['type', 'lock', 'token', 'mode', 'holders'].join();
+const ACQUIRED_KEYS: readonly string[] = ['type', 'lock', 'token', 'mode', 'holders'];
 
 /**
  * What the dedupe window keeps of a result. A retried Acquire is answered from the grant

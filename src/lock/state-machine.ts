@@ -30,6 +30,7 @@ import { type GrantRequest, type LockSetHost, LockSets } from './lock-set.ts';
 import {
   compareStrings,
   type Grant,
+  hasKeysInOrder,
   internedMode,
   KindRecord,
   type LockDelay,
@@ -1392,7 +1393,7 @@ export class LockStateMachine {
 }
 
 /** A plain lock's grant, its keys in grantRecord's order. */
-const PLAIN_GRANT_KEYS = [
+const PLAIN_GRANT_KEYS: readonly string[] = [
   'sessionId',
   'owner',
   'mode',
@@ -1402,7 +1403,7 @@ const PLAIN_GRANT_KEYS = [
   'lockDelayMs',
   'requestId',
   'alsoFor',
-].join();
+];
 
 /**
  * A decoded grant as the record it was, its mode the interned constant (the decoded one
@@ -1414,7 +1415,7 @@ const PLAIN_GRANT_KEYS = [
  */
 function restoredGrant(stored: Grant, alsoFor: readonly string[]): Grant {
   const mode = internedMode(stored.mode);
-  if (Object.keys(stored).join() !== PLAIN_GRANT_KEYS) return { ...stored, mode, alsoFor };
+  if (!hasKeysInOrder(stored, PLAIN_GRANT_KEYS)) return { ...stored, mode, alsoFor };
   return {
     sessionId: stored.sessionId,
     owner: stored.owner,
