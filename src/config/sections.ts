@@ -94,6 +94,7 @@ const RUNTIME: SectionSpec<RuntimeConfig> = {
     'compactionHoldEntriesMax',
     'shutdownDrainMs',
     'observeConfirmIntervalMs',
+    'restoreCollectBytesMin',
   ]),
   orderings: [{ a: 'peerReconnectDelayMsMin', relation: 'atMost', b: 'peerReconnectDelayMsMax' }],
   // A frame header carries its length in 32 bits.

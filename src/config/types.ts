@@ -70,7 +70,7 @@ export interface RuntimeConfig {
    * the leader's), the node runs a full garbage collection at once. Decoding a snapshot
    * makes several times its state in short-lived objects, which V8 would otherwise keep
    * as heap until its next major collection (issue 12). The collection holds the event
-   * loop about 1 ms per MB of live heap, after a decode that took longer.
+   * loop about 1 ms per MB of live heap, after a decode that took longer. 0: never.
    */
   readonly restoreCollectBytesMin: number;
   /**

@@ -36,9 +36,16 @@ function exposedGcOrNothing(): () => void {
   }
 }
 
+/**
+ * Setting the flag also gives every vm context and Worker made later a `gc` of its own;
+ * dlm makes none. Under --freeze-flags-after-init V8 aborts the process on any flag
+ * change (a check no try can catch), so that is asked first.
+ */
 function exposedGc(): () => void {
   const existing = (globalThis as { gc?: () => void }).gc;
   if (typeof existing === 'function') return existing;
+  if (process.execArgv.includes('--freeze-flags-after-init'))
+    throw new Error('node runs with --freeze-flags-after-init, so --expose-gc cannot be set');
   v8.setFlagsFromString('--expose-gc');
   const gc: unknown = vm.runInNewContext('gc');
   if (typeof gc !== 'function') throw new Error('V8 did not expose gc() after --expose-gc');

@@ -65,7 +65,7 @@ export interface NodeRuntimeOptions {
   readonly shutdownTransferMs: number;
   /**
    * After restoring a snapshot of at least this many bytes (at start-up, or installing
-   * the leader's), collect garbage at once (collect-garbage.ts); absent: never.
+   * the leader's), collect garbage at once (collect-garbage.ts); absent or 0: never.
    */
   readonly restoreCollectBytesMin?: number;
   /** The full collection; a test passes its own to see when it runs. */
@@ -1019,8 +1019,8 @@ export class DlmNode {
     // The decoded snapshot is garbage now, several times the state it built; the node
     // has just spent longer than a collection takes decoding it.
     const { restoreCollectBytesMin, collectGarbage: collect = collectGarbage } = this.options;
-    if (restoreCollectBytesMin !== undefined && snapshot.data.byteLength >= restoreCollectBytesMin)
-      collect();
+    const collects = restoreCollectBytesMin !== undefined && restoreCollectBytesMin > 0;
+    if (collects && snapshot.data.byteLength >= restoreCollectBytesMin) collect();
   }
 
   private createMemberChanges(): MemberChanges {

@@ -49,7 +49,7 @@ async function openSessions(running: TestCluster, count: number): Promise<void> 
 }
 
 describe('collecting garbage after a restore', () => {
-  it('collects once a follower has installed the leader snapshot, and at a start-up restore', async () => {
+  it('collects once a follower has installed the leader snapshot, and at a start-up restore; 0 is off', async () => {
     const running = new TestCluster();
     cluster = running;
     const follower = await running.follower();
@@ -83,6 +83,9 @@ describe('collecting garbage after a restore', () => {
     const belowMin: number[] = [];
     restart(running, id, bytes + 1, belowMin);
     expect(belowMin).toHaveLength(0);
+    const off: number[] = [];
+    restart(running, id, 0, off);
+    expect(off).toHaveLength(0);
   });
 
   it('collectGarbage frees what nothing refers to any more', () => {
