@@ -382,10 +382,15 @@ export function uint64ToNumber(field: string, value: unknown): number {
   return number;
 }
 
+/** Fewer than 20 digits is always below 2^64 (20 digits): only those need a BigInt. */
+function pastUint64(digits: string): boolean {
+  return digits.length >= 20 && BigInt(digits) >= 2n ** 64n;
+}
+
 /** A uint64 that is kept as text (request ids): every one of the 2^64 values is valid. */
 export function uint64Text(field: string, value: unknown): string {
   const text = typeof value === 'number' ? String(value) : value;
-  if (typeof text !== 'string' || !UINT64_PATTERN.test(text) || BigInt(text) >= 2n ** 64n) {
+  if (typeof text !== 'string' || !UINT64_PATTERN.test(text) || pastUint64(text)) {
     throw invalidArgument(`${field}: must be a uint64, got ${describeValue(value)}`);
   }
   return text;

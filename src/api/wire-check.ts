@@ -33,6 +33,8 @@ export interface ExpectedField {
   readonly utf8: boolean;
 }
 
+import { isUtf8 } from 'node:buffer';
+
 const VARINT = 0;
 const FIXED64 = 1;
 const LENGTH_DELIMITED = 2;
@@ -75,32 +77,31 @@ export function expectedFields(fields: readonly FieldDescriptor[]): Map<number, 
   return expected;
 }
 
-const UTF8 = new TextDecoder('utf-8', { fatal: true });
-
-/** What is wrong with the bytes, naming the message and field, or null. */
+/**
+ * What is wrong with the bytes, naming the message and field, or null. Every request
+ * passes here, so a sound one costs no allocation: numbers instead of BigInts, no
+ * payload views, and the field's name is put into words only for a problem.
+ */
 export function wireProblem(
   messageName: string,
   bytes: Uint8Array,
   fields: ReadonlyMap<number, ExpectedField>,
 ): string | null {
-  const reader = new WireReader(bytes);
+  const reader = new WireReader(bytes, messageName);
   try {
     while (!reader.done) {
-      const tag = reader.varint(`${messageName} (a tag)`);
-      const number = Number(tag >> 3n);
-      const wireType = Number(tag & 7n);
+      const tag = reader.tag();
+      const number = Number.isSafeInteger(tag) ? Math.floor(tag / 8) : reader.bigFieldNumber();
+      const wireType = tag % 8;
       if (number < 1 || number > FIELD_NUMBER_MAX)
         return `${messageName}: invalid field number ${number}`;
       const field = fields.get(number);
-      const where =
-        field === undefined ? `${messageName} field ${number}` : `${messageName}.${field.name}`;
+      reader.field(number, field);
       if (field !== undefined && !field.wireTypes.includes(wireType)) {
-        return `${where}: has wire type ${wireType}, expected ${field.wireTypes.join(' or ')}`;
+        return `${reader.where()}: has wire type ${wireType}, expected ${field.wireTypes.join(' or ')}`;
       }
-      const payload = reader.skip(wireType, where);
-      if (field?.utf8 === true && payload !== null && !isUtf8(payload)) {
-        return `${where}: is not valid UTF-8`;
-      }
+      if (!reader.skip(wireType, field?.utf8 === true))
+        return `${reader.where()}: is not valid UTF-8`;
     }
   } catch (error) {
     if (error instanceof WireError) return error.message;
@@ -124,78 +125,163 @@ export interface WireField {
  * against that message's fields before anything decodes them.
  */
 export function wireFields(bytes: Uint8Array): WireField[] {
-  const reader = new WireReader(bytes);
+  const reader = new WireReader(bytes, 'message');
   const fields: WireField[] = [];
   while (!reader.done) {
-    const tag = reader.varint('tag');
-    const number = Number(tag >> 3n);
-    const wireType = Number(tag & 7n);
-    if (wireType === VARINT)
-      fields.push({ number, varint: reader.varint('varint'), payload: null });
-    else fields.push({ number, varint: null, payload: reader.skip(wireType, 'field') });
+    const tag = reader.tag();
+    const number = Math.floor(tag / 8);
+    const wireType = tag % 8;
+    if (wireType === VARINT) fields.push({ number, varint: reader.bigVarint(), payload: null });
+    else fields.push({ number, varint: null, payload: reader.payload(wireType) });
   }
   return fields;
 }
 
-function isUtf8(bytes: Uint8Array): boolean {
-  try {
-    UTF8.decode(bytes);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 class WireError extends Error {}
 
+/**
+ * Reads fields in place. Varints are read as numbers while they fit in 2^53 (every tag,
+ * length and field this API has); a longer one is only skipped, or read as a BigInt by
+ * bigVarint.
+ */
 class WireReader {
   private offset = 0;
+  private fieldNumber = 0;
+  private fieldName: string | null = null;
+  private tagStart = 0;
 
-  constructor(private readonly bytes: Uint8Array) {}
+  constructor(
+    private readonly bytes: Uint8Array,
+    private readonly messageName: string,
+  ) {}
 
   get done(): boolean {
     return this.offset >= this.bytes.length;
   }
 
-  varint(where: string): bigint {
+  /** The field being read; only for what where() says. */
+  field(number: number, expected: ExpectedField | undefined): void {
+    this.fieldNumber = number;
+    this.fieldName = expected?.name ?? null;
+  }
+
+  /** The message and field being read, for a problem. */
+  where(): string {
+    if (this.fieldNumber === 0) return `${this.messageName} (a tag)`;
+    return this.fieldName === null
+      ? `${this.messageName} field ${this.fieldNumber}`
+      : `${this.messageName}.${this.fieldName}`;
+  }
+
+  tag(): number {
+    this.fieldNumber = 0;
+    this.fieldName = null;
+    this.tagStart = this.offset;
+    return this.varint();
+  }
+
+  /** The field number of a tag past 2^53, exactly, for the problem that names it. */
+  bigFieldNumber(): number {
+    const after = this.offset;
+    this.offset = this.tagStart;
+    const tag = this.bigVarint();
+    this.offset = after;
+    return Number(tag >> 3n);
+  }
+
+  /** A varint as a number: past 2^53 only roughly, which only a length's bounds check needs. */
+  private varint(): number {
+    let value = 0;
+    let scale = 1;
+    for (let i = 0; i < VARINT_BYTES_MAX; i++) {
+      const byte = this.nextByte();
+      value += (byte & 0x7f) * scale;
+      if ((byte & 0x80) === 0) return value;
+      scale *= 128;
+    }
+    throw new WireError(`${this.where()}: is a varint longer than ${VARINT_BYTES_MAX} bytes`);
+  }
+
+  /** A varint of any size. */
+  bigVarint(): bigint {
     let value = 0n;
     for (let i = 0; i < VARINT_BYTES_MAX; i++) {
-      const byte = this.bytes[this.offset++];
-      if (byte === undefined) throw new WireError(`${where}: runs past the end of the message`);
+      const byte = this.nextByte();
       value |= BigInt(byte & 0x7f) << BigInt(7 * i);
       if ((byte & 0x80) === 0) return value;
     }
-    throw new WireError(`${where}: is a varint longer than ${VARINT_BYTES_MAX} bytes`);
+    throw new WireError(`${this.where()}: is a varint longer than ${VARINT_BYTES_MAX} bytes`);
   }
 
-  /** Skips one field's value; returns a length-delimited payload, for UTF-8 checks. */
-  skip(wireType: number, where: string): Uint8Array | null {
+  private skipVarint(): void {
+    for (let i = 0; i < VARINT_BYTES_MAX; i++) {
+      if ((this.nextByte() & 0x80) === 0) return;
+    }
+    throw new WireError(`${this.where()}: is a varint longer than ${VARINT_BYTES_MAX} bytes`);
+  }
+
+  private nextByte(): number {
+    const byte = this.bytes[this.offset++];
+    if (byte === undefined)
+      throw new WireError(`${this.where()}: runs past the end of the message`);
+    return byte;
+  }
+
+  /** Skips one field's value; false when `utf8` asks and a length-delimited one is not. */
+  skip(wireType: number, utf8: boolean): boolean {
+    if (wireType === LENGTH_DELIMITED) {
+      const end = this.lengthEnd();
+      const sound = !utf8 || isUtf8(this.bytes.subarray(this.offset, end));
+      this.offset = end;
+      return sound;
+    }
+    this.skipFixedOrVarint(wireType);
+    return true;
+  }
+
+  /** One field's value: a length-delimited one's bytes, else null. */
+  payload(wireType: number): Uint8Array | null {
+    if (wireType !== LENGTH_DELIMITED) {
+      this.skipFixedOrVarint(wireType);
+      return null;
+    }
+    const end = this.lengthEnd();
+    const payload = this.bytes.subarray(this.offset, end);
+    this.offset = end;
+    return payload;
+  }
+
+  private skipFixedOrVarint(wireType: number): void {
     switch (wireType) {
       case VARINT:
-        this.varint(where);
-        return null;
+        this.skipVarint();
+        return;
       case FIXED64:
-        this.take(8, where);
-        return null;
+        this.advance(8);
+        return;
       case FIXED32:
-        this.take(4, where);
-        return null;
-      case LENGTH_DELIMITED:
-        return this.take(Number(this.varint(where)), where);
+        this.advance(4);
+        return;
       case START_GROUP:
       case END_GROUP:
-        throw new WireError(`${where}: uses a group, which proto3 does not have`);
+        throw new WireError(`${this.where()}: uses a group, which proto3 does not have`);
       default:
-        throw new WireError(`${where}: has unknown wire type ${wireType}`);
+        throw new WireError(`${this.where()}: has unknown wire type ${wireType}`);
     }
   }
 
-  private take(length: number, where: string): Uint8Array {
-    if (!Number.isSafeInteger(length) || this.offset + length > this.bytes.length) {
-      throw new WireError(`${where}: runs past the end of the message`);
+  private lengthEnd(): number {
+    const length = this.varint();
+    const end = this.offset + length;
+    if (!Number.isSafeInteger(end) || end > this.bytes.length)
+      throw new WireError(`${this.where()}: runs past the end of the message`);
+    return end;
+  }
+
+  private advance(length: number): void {
+    if (this.offset + length > this.bytes.length) {
+      throw new WireError(`${this.where()}: runs past the end of the message`);
     }
-    const payload = this.bytes.subarray(this.offset, this.offset + length);
     this.offset += length;
-    return payload;
   }
 }

@@ -99,6 +99,12 @@ function isNumber(value: unknown): boolean {
  * What is wrong with the command's shape, or null when every field has the right type;
  * `behaviour` is the version in force (see TYPE_SINCE).
  */
+/** FIELDS as lists, made once: every command is checked twice (API and apply). */
+const FIELD_LISTS: Readonly<Record<string, readonly (readonly [string, FieldKind])[]>> =
+  Object.fromEntries(
+    Object.entries(FIELDS).map(([type, fields]) => [type, Object.entries(fields)]),
+  );
+
 export function commandShapeProblem(command: unknown, behaviour: number): string | null {
   if (typeof command !== 'object' || command === null) return 'command must be an object';
   const type = (command as { type?: unknown }).type;
@@ -109,8 +115,7 @@ export function commandShapeProblem(command: unknown, behaviour: number): string
   ) {
     return `unknown command type ${JSON.stringify(type)}`;
   }
-  const fields = FIELDS[type as LockCommandType];
-  for (const [field, kind] of Object.entries(fields)) {
+  for (const [field, kind] of FIELD_LISTS[type] ?? []) {
     const value = (command as Record<string, unknown>)[field];
     if (!hasKind(value, kind)) return `${type}.${field} must be ${describeKind(kind)}`;
   }

@@ -252,13 +252,16 @@ export function stampingTransport(
   clusterId: () => string,
   behaviourMax: () => number,
 ): Transport {
-  const stamp = (): { behaviour?: number } => {
+  // Two literals rather than a spread of a stamp object: every Raft message passes here.
+  const stamped = (message: PeerMessage): PeerMessage => {
     const max = behaviourMax();
-    return max > BEHAVIOUR_BASE ? { behaviour: max } : {};
+    return max > BEHAVIOUR_BASE
+      ? { ...message, clusterId: clusterId(), behaviour: max }
+      : { ...message, clusterId: clusterId() };
   };
   return {
     id: inner.id,
-    send: (message) => inner.send({ ...message, clusterId: clusterId(), ...stamp() }),
+    send: (message) => inner.send(stamped(message)),
     onMessage: (handler) => inner.onMessage(handler),
     ...(inner.addPeer === undefined
       ? {}

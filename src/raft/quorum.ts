@@ -8,16 +8,24 @@ export function majority(voterCount: number): number {
 }
 
 /**
- * The highest index that a majority of voters have matched: sort the match indexes in
- * descending order and take the one at position majority - 1.
+ * The highest index that a majority of voters have matched: the largest match index
+ * that at least a majority of voters have reached. Counted pairwise (at most 32 voters)
+ * rather than sorted into a new array: a leader asks on every acknowledgement.
  */
 export function quorumMatchIndex(
   voters: readonly NodeId[],
   matchIndexOf: (id: NodeId) => LogIndex,
 ): LogIndex {
-  if (voters.length === 0) return logIndex(0);
-  const matched = voters.map(matchIndexOf).sort((a, b) => b - a);
-  return matched[majority(voters.length) - 1] ?? logIndex(0);
+  const needed = majority(voters.length);
+  let best = logIndex(0);
+  for (const voter of voters) {
+    const candidate = matchIndexOf(voter);
+    if (candidate <= best) continue;
+    let reached = 0;
+    for (const other of voters) if (matchIndexOf(other) >= candidate) reached++;
+    if (reached >= needed) best = candidate;
+  }
+  return best;
 }
 
 export type VoteResult = 'won' | 'lost' | 'pending';

@@ -209,12 +209,14 @@ export class Raft {
     if (this.currentRole !== 'leader') return null;
     const compactedIndex = this.log.firstIndex() - 1;
     let floor: LogIndex | null = null;
-    for (const [member, progress] of this.progress) {
-      if (member === this.id || progress.silentTicks >= this.options.electionTimeoutTicks) continue;
+    // forEach, not for-of over entries: the node asks twice a Ready, and each entry of
+    // a for-of is an array of its own.
+    this.progress.forEach((progress, member) => {
+      if (member === this.id || progress.silentTicks >= this.options.electionTimeoutTicks) return;
       const needed = progress.snapshotTransfer?.metadata.index ?? progress.matchIndex;
-      if (needed < compactedIndex || needed >= this.log.lastIndex()) continue;
+      if (needed < compactedIndex || needed >= this.log.lastIndex()) return;
       if (floor === null || needed < floor) floor = needed;
-    }
+    });
     return floor;
   }
 
