@@ -19,6 +19,7 @@ const DETERMINISTIC = [
   'test/review/smd-restore-continue-diff.test.ts',
   'test/review/rv-onea-parent-diff.test.ts',
   'test/review/rv-onea-crafted-restore.test.ts',
+  'test/review/rv-alloc-wire-diff.test.ts',
   'test/review/retold-fuzz-review.test.ts',
   'test/review/skp-fuzz.test.ts',
 ];

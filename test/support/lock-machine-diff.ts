@@ -23,9 +23,18 @@ export type MachineClass = new (limits: object) => Machine;
  * from `prefix`; null where that commit is not in the repository.
  */
 export function extractLockSources(commit: string, prefix: string): string | null {
+  return extractSources(commit, prefix, ['src/lock', 'src/util']);
+}
+
+/** `paths` as they were at `commit`, in a temporary directory; null without that commit. */
+export function extractSources(
+  commit: string,
+  prefix: string,
+  paths: readonly string[],
+): string | null {
   try {
     const dir = mkdtempSync(join(tmpdir(), prefix));
-    const tar = execFileSync('git', ['archive', commit, 'src/lock', 'src/util']);
+    const tar = execFileSync('git', ['archive', commit, ...paths]);
     execFileSync('tar', ['-x', '-C', dir], { input: tar });
     return dir;
   } catch {
