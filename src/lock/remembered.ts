@@ -121,7 +121,7 @@ function rememberedOf(
     ? proposals
     : proposals.filter(([index]) => openAttempts.includes(index)).slice();
   const [attempt] = openAttempts;
-  const [proposal = null] = open.map(([, id]) => id);
+  const proposal = open.length === 1 ? (open[0]?.[1] ?? null) : null;
   // A listed proposal is the one open attempt's. Only what the writers make (one string
   // id, or none) is compact; a snapshot edited by hand keeps its literal form.
   const compact = open.length === 0 || (open.length === 1 && typeof proposal === 'string');
@@ -349,13 +349,14 @@ export class RememberedResults {
    */
   private sharingWords(result: LockResult): LockResult {
     if (result.type === 'Acquired') {
-      const { lock, token, mode, holders } = result;
-      const shared = { lock: this.nameOf(lock), mode: internedMode(mode) };
+      const { token, holders } = result;
+      const lock = this.nameOf(result.lock);
+      const mode = internedMode(result.mode);
       // One literal, as acquiredResult builds it, where the keys are its: a spread of the
       // decoded object kept its properties out of the object (issue 12, restored heap).
       return hasKeysInOrder(result, ACQUIRED_KEYS)
-        ? { type: 'Acquired', lock: shared.lock, token, mode: shared.mode, holders }
-        : { ...result, type: 'Acquired', ...shared };
+        ? { type: 'Acquired', lock, token, mode, holders }
+        : { ...result, type: 'Acquired', lock, mode };
     }
     if (result.type === 'Queued')
       return { ...result, type: 'Queued', lock: this.nameOf(result.lock) };
