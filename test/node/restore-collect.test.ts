@@ -18,30 +18,45 @@ afterEach(async () => {
   cluster = null;
 });
 
-/** Starts `id` again over its storage; `collected` gets the stored snapshot's index at each collection. */
+/** Starts `id` again over its storage, `onCollect` run as its collection. */
 function restart(
   running: TestCluster,
   id: NodeId,
   restoreCollectBytesMin: number,
-  collected: number[],
+  onCollect: () => void,
 ): DlmNode {
   const storage = running.storages.get(id);
   if (storage === undefined) throw new Error(`no storage for ${id}`);
-  const options = {
-    ...OPTIONS,
-    restoreCollectBytesMin,
-    collectGarbage: () => collected.push(storage.snapshot().metadata.index),
-  };
+  const options = { ...OPTIONS, restoreCollectBytesMin, collectGarbage: onCollect };
   const node = new DlmNode(id, storage, running.network.connect(id), options, undefined, 11);
   extra.push(node);
   return node;
 }
 
-async function openSessions(running: TestCluster, count: number): Promise<void> {
+/** A callback that records the stored snapshot's index at each collection of `id`. */
+function recording(running: TestCluster, id: NodeId, collected: number[]): () => void {
+  return () => collected.push(running.storages.get(id)?.snapshot().metadata.index ?? -1);
+}
+
+/**
+ * A cluster whose stopped follower's log ends before what the leader still has (it
+ * snapshots every 20 entries and keeps 5 behind): it can only catch up from a snapshot.
+ */
+async function followerBehind(ttlMs: number): Promise<{ running: TestCluster; id: NodeId }> {
+  const running = new TestCluster();
+  cluster = running;
+  const follower = await running.follower();
+  await follower.stop();
+  running.nodes.delete(follower.id);
+  await openSessions(running, 80, ttlMs);
+  return { running, id: follower.id };
+}
+
+async function openSessions(running: TestCluster, count: number, ttlMs: number): Promise<void> {
   for (let i = 0; i < count; i++) {
     await writeVia(() => running.leader(), {
       type: 'OpenSession',
-      ttlMs: 60_000,
+      ttlMs,
       clientName: `c${i}`,
       requestId: running.requestId(),
     });
@@ -50,21 +65,13 @@ async function openSessions(running: TestCluster, count: number): Promise<void> 
 
 describe('collecting garbage after a restore', () => {
   it('collects once a follower has installed the leader snapshot, and at a start-up restore; 0 is off', async () => {
-    const running = new TestCluster();
-    cluster = running;
-    const follower = await running.follower();
-    const id = follower.id;
-    await follower.stop();
-    running.nodes.delete(id);
-    // The leader snapshots every 20 entries and keeps 5 behind: the follower's log ends
-    // before what the leader still has, so it can only catch up from a snapshot.
-    await openSessions(running, 80);
+    const { running, id } = await followerBehind(60_000);
     const leader = await running.leader();
     const storage = running.storages.get(id);
     const behind = storage?.snapshot().metadata.index ?? 0;
 
     const collected: number[] = [];
-    const node = restart(running, id, 1, collected);
+    const node = restart(running, id, 1, recording(running, id, collected));
     const atStart = collected.length;
     node.start();
     await until(() => node.status().appliedIndex >= leader.status().commitIndex, 'caught up');
@@ -78,14 +85,44 @@ describe('collecting garbage after a restore', () => {
     const bytes = storage?.snapshot().data.byteLength ?? 0;
     expect(bytes).toBeGreaterThan(0);
     const atMin: number[] = [];
-    restart(running, id, bytes, atMin);
+    restart(running, id, bytes, recording(running, id, atMin));
     expect(atMin).toHaveLength(1);
     const belowMin: number[] = [];
-    restart(running, id, bytes + 1, belowMin);
+    restart(running, id, bytes + 1, recording(running, id, belowMin));
     expect(belowMin).toHaveLength(0);
     const off: number[] = [];
-    restart(running, id, 0, off);
+    restart(running, id, 0, recording(running, id, off));
     expect(off).toHaveLength(0);
+  });
+
+  // Review of 546167a: the collection holds the installing follower's event loop; a
+  // stand-in blocks 500 ms (5 election timeouts), more than a 100,000-lock install costs.
+  it('a follower paused by the post-install collection causes no election, expiry or failed write', async () => {
+    const { running, id } = await followerBehind(2_000);
+    const leader = await running.leader();
+    const term = leader.status().term;
+    let pauses = 0;
+    const node = restart(running, id, 1, () => {
+      pauses++;
+      const end = performance.now() + 500;
+      while (performance.now() < end) {}
+    });
+    const atStart = pauses;
+    node.start();
+    await until(() => node.status().appliedIndex >= leader.status().commitIndex, 'caught up');
+    expect(pauses).toBeGreaterThan(atStart);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(leader.status().role).toBe('leader');
+    expect(leader.status().term).toBe(term);
+    expect(node.status().term).toBe(term);
+    expect(node.locks.sessionIds().length).toBe(leader.locks.sessionIds().length);
+    const result = await writeVia(async () => node, {
+      type: 'OpenSession',
+      ttlMs: 60_000,
+      clientName: 'after',
+      requestId: running.requestId(),
+    });
+    expect(result.type).toBe('SessionOpened');
   });
 
   it('collectGarbage frees what nothing refers to any more', () => {

@@ -978,3 +978,22 @@ describe('listen addresses (peerListenAddress, clientListenAddress)', () => {
     expect(parseClusterConfig(input, BASE_DIR).nodes[0]?.peerListenAddress).toBe('10.0.0.1:7101');
   });
 });
+
+describe('runtime.restoreCollectBytesMin (review of 546167a; 0 turns it off)', () => {
+  const parse = (runtime: Record<string, unknown>) =>
+    parseClusterConfig({ ...minimalConfig(), runtime }, BASE_DIR);
+
+  it('defaults to 4 MiB', () => {
+    expect(parse({}).runtime.restoreCollectBytesMin).toBe(4 * 2 ** 20);
+  });
+  it('accepts 0 (off), 1 and MAX_SAFE_INTEGER', () => {
+    for (const good of [0, 1, Number.MAX_SAFE_INTEGER])
+      expect(parse({ restoreCollectBytesMin: good }).runtime.restoreCollectBytesMin).toBe(good);
+  });
+  it('rejects -1, 1.5, a string, null, naming the field', () => {
+    for (const bad of [-1, 1.5, '4MiB', null])
+      expect(() => parse({ restoreCollectBytesMin: bad }), String(bad)).toThrow(
+        /restoreCollectBytesMin/,
+      );
+  });
+});
