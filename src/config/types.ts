@@ -74,6 +74,12 @@ export interface RuntimeConfig {
    */
   readonly restoreCollectBytesMin: number;
   /**
+   * A GC pause or an event-loop stall at least this long is logged on its own line
+   * (`long GC pause`, `event loop stalled`), with when it began: the lines a slow call
+   * is matched against (`npm run bench -- --stall-ms N` lowers it to explain a tail).
+   */
+  readonly stallReportMsMin: number;
+  /**
    * LevelDB's write buffer (memtable; LevelDB's own default is 4 MiB). Up to two are in
    * memory at once, the full one while it is written out.
    */
@@ -250,6 +256,7 @@ export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
   compactionSliceEntries: 10_000,
   snapshotChunkBytes: 1024 * 1024,
   restoreCollectBytesMin: 4 * 1024 * 1024,
+  stallReportMsMin: 50,
   storageWriteBufferBytes: 4 * 1024 * 1024,
   storageBlockCacheBytes: 1024 * 1024,
   compactionHoldEntriesMax: 100_000,

@@ -54,6 +54,21 @@ function expectComplete(cell: CellResult): void {
   expect(cell.loadgenBusiest, label).toBeLessThanOrEqual(1);
 }
 
+/** The --stall-ms report: every dlm node, every slow acquire put down to one cause. */
+function expectPauseReport(cell: CellResult): void {
+  if (cell.system !== 'dlm') {
+    expect(cell.pauses ?? null, cell.system).toBeNull();
+    return;
+  }
+  const report = cell.pauses;
+  expect(report?.thresholdMs).toBe(1);
+  expect(report?.nodes.map((node) => node.name).sort()).toEqual(['n1', 'n2', 'n3']);
+  expect(report?.nodes.filter((node) => node.leader)).toHaveLength(1);
+  expect(report?.slowAcquires).toBeGreaterThanOrEqual(1);
+  const causes = Object.values(report?.slowDuring ?? {}).reduce((sum, count) => sum + count, 0);
+  expect(causes).toBe(report?.slowAcquires);
+}
+
 function runBench(
   args: readonly string[],
 ): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -76,7 +91,9 @@ describe('npm run bench', () => {
     const compare = etcdInstalled ? ['--compare', 'etcd'] : [];
     // One queued cell covers every figure, the hand-off included.
     const cells = ['--cells', '3x-hot'];
-    const tiny = ['--seconds', '1', '--warmup', '50', ...cells, ...compare, '--out', out];
+    // --stall-ms: the dlm cells report the pauses their nodes logged; etcd's none.
+    const tiny = ['--seconds', '1', '--warmup', '50', ...cells, ...compare, '--stall-ms', '1'];
+    tiny.push('--out', out);
     const run = await runBench(tiny);
     expect(run.code, run.stderr).toBe(0);
     expect(run.stdout).toContain(`results: ${out}`);
@@ -91,6 +108,8 @@ describe('npm run bench', () => {
     // Three clients on one lock must queue, and each grant then is a hand-off.
     for (const cell of report.cells) expect(cell.handoffMs.count, cell.system).toBeGreaterThan(0);
     for (const warmup of report.warmup) expect(warmup.pairs).toBeGreaterThanOrEqual(50);
+    for (const cell of report.cells) expectPauseReport(cell);
+    expect(run.stderr).toMatch(/pauses >= 1 ms: n1.* GC \d+ .*stalls \d+/);
     if (etcdInstalled) {
       expect(report.ratios.map((ratio: { cell: string }) => ratio.cell)).toEqual(['3x-hot']);
       expect(report.etcdVersion).toMatch(/^etcd Version: 3\./);

@@ -997,3 +997,19 @@ describe('runtime.restoreCollectBytesMin (review of 546167a; 0 turns it off)', (
       );
   });
 });
+
+describe('runtime.stallReportMsMin (the pauses a node logs one by one)', () => {
+  const parse = (runtime: Record<string, unknown>) =>
+    parseClusterConfig({ ...minimalConfig(), runtime }, BASE_DIR);
+
+  it('defaults to 50 ms', () => {
+    expect(parse({}).runtime.stallReportMsMin).toBe(50);
+  });
+  it('accepts 1', () => {
+    expect(parse({ stallReportMsMin: 1 }).runtime.stallReportMsMin).toBe(1);
+  });
+  it('rejects 0 (every check would log), -1, 2.5 and a string, naming the field', () => {
+    for (const bad of [0, -1, 2.5, '50ms'])
+      expect(() => parse({ stallReportMsMin: bad }), String(bad)).toThrow(/stallReportMsMin/);
+  });
+});

@@ -1,6 +1,7 @@
 import { type BenchErrors, mergeErrors } from './bench-errors.ts';
 import { type CellSpec, type Contention, cellName } from './cells.ts';
 import { describeViolation, findViolations } from './check.ts';
+import type { PauseReport } from './pauses.ts';
 import { byLockInGrantOrder, type PairRecord } from './records.ts';
 import type { SystemName } from './server-cluster.ts';
 import { jainIndex, type LatencySummaryMs, summarize } from './stats.ts';
@@ -44,6 +45,8 @@ export interface CellResult {
    * match a stall against the nodes' logs (GC pauses, snapshots, event-loop stalls).
    */
   readonly slowestAcquires: readonly SlowAcquire[];
+  /** --stall-ms only: the pauses the nodes logged, and what the slowest acquires overlapped. */
+  readonly pauses?: PauseReport | null;
 }
 
 export interface SlowAcquire {

@@ -12,7 +12,7 @@ import { type MeasureContext, measureCell, type Workload } from './measure.ts';
 import { BENCH_HELP, type BenchOptions, parseBenchArgs } from './options.ts';
 import { canReadProcessCpu } from './proc-cpu.ts';
 import { Progress } from './progress.ts';
-import { formatCellLine, formatSlowest } from './report.ts';
+import { formatCellLine, formatPauses, formatSlowest } from './report.ts';
 import { runScale } from './scale.ts';
 import { type ServerCluster, waitForStableLeader } from './server-cluster.ts';
 import { WorkerPool } from './workers.ts';
@@ -92,6 +92,7 @@ async function runWith(
     via: options.via,
     dlmClient: options.dlmClient,
     slowest: options.slowest,
+    stallMs: options.stallMs,
     onRunStart: (label, seconds, pairsMax) => progress.start(label, seconds, pairsMax),
     onRunEnd: () => progress.stop(),
   };
@@ -112,6 +113,7 @@ async function runWith(
         const result = await measureCell(context, cluster, workload);
         io.err(`${formatCellLine(result)}\n`);
         io.err(formatSlowest(result));
+        io.err(formatPauses(result));
         results.push(result);
       }
     }
@@ -139,7 +141,15 @@ async function startClusters(
     io.err(
       `starting a 3-node dlm cluster (peer transport ${options.peerTransport}) in ${dlmDir}\n`,
     );
-    clusters.push(await startDlmCluster(dlmDir, options.peerTransport, options.cpuProfDir));
+    const runtime =
+      options.stallMs === null ? {} : { runtime: { stallReportMsMin: options.stallMs } };
+    clusters.push(
+      await startDlmCluster(
+        dlmDir,
+        { peerTransport: options.peerTransport, ...runtime },
+        { cpuProfDir: options.cpuProfDir, nodeFlags: options.nodeFlags },
+      ),
+    );
   }
   if (etcdBin !== null) {
     const etcdDir = join(dir, 'etcd');

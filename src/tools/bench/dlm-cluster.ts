@@ -5,7 +5,6 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { nodeProcessEnv } from '../../cli/node-env.ts';
-import { DEFAULT_PEER_TRANSPORT } from '../../config/types.ts';
 import { processCpuMs } from './proc-cpu.ts';
 import { freePort, spawnLogged, stopProcesses } from './processes.ts';
 import type { ServerCluster, ServerMember } from './server-cluster.ts';
@@ -61,33 +60,47 @@ export async function writeDlmClusterConfig(
   return { nodes, configPath };
 }
 
+/** How the bench runs each `dlm serve` it starts, beyond the config. */
+export interface DlmLaunch {
+  /** Each node writes a V8 CPU profile here when it stops. */
+  readonly cpuProfDir?: string | null;
+  /** Node/V8 flags put before the script (--node-flags). */
+  readonly nodeFlags?: readonly string[];
+}
+
 /** `dlm serve` for one node of the config, its output appended to `<dir>/<id>.log`. */
 export function spawnDlmNode(
   configPath: string,
   id: string,
   dir: string,
-  cpuProfDir: string | null = null,
+  launch: DlmLaunch = {},
 ): ChildProcess {
+  const { cpuProfDir = null, nodeFlags = [] } = launch;
   const profile = cpuProfDir === null ? [] : ['--cpu-prof', '--cpu-prof-dir', cpuProfDir];
   return spawnLogged(
     process.execPath,
-    [...profile, DLM_BIN, 'serve', '--config', configPath, '--node', id],
-    join(dir, `${id}.log`),
+    [...profile, ...nodeFlags, DLM_BIN, 'serve', '--config', configPath, '--node', id],
+    dlmLogPath(dir, id),
     nodeProcessEnv(),
   );
 }
 
+export function dlmLogPath(dir: string, id: string): string {
+  return join(dir, `${id}.log`);
+}
+
 export async function startDlmCluster(
   dir: string,
-  peerTransport: 'grpc' | 'tcp' = DEFAULT_PEER_TRANSPORT,
-  cpuProfDir: string | null = null,
+  extra: DlmConfigExtra = {},
+  launch: DlmLaunch = {},
 ): Promise<ServerCluster> {
-  const { nodes, configPath } = await writeDlmClusterConfig(dir, { peerTransport });
-  const children = nodes.map((node) => spawnDlmNode(configPath, node.id, dir, cpuProfDir));
+  const { nodes, configPath } = await writeDlmClusterConfig(dir, extra);
+  const children = nodes.map((node) => spawnDlmNode(configPath, node.id, dir, launch));
   const members = nodes.map((node, i) => ({
     name: node.id,
     clientAddress: node.clientAddress,
     pid: children[i]?.pid ?? null,
+    logPath: dlmLogPath(dir, node.id),
   }));
   return new DlmCluster(members, children);
 }

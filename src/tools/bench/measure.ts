@@ -2,6 +2,7 @@ import { loadavg } from 'node:os';
 import { analyzeCell, type CellResult, type CellRun } from './analyze.ts';
 import type { DlmClientKind } from './bench-session.ts';
 import { type CellSpec, type ClientAssignment, dealToWorkers } from './cells.ts';
+import { pauseReport } from './pauses.ts';
 import { processCpuMs } from './proc-cpu.ts';
 import { epochNowMs } from './records.ts';
 import { endpointsVia, type ServerCluster, type Via } from './server-cluster.ts';
@@ -24,6 +25,8 @@ export interface MeasureContext {
   readonly dlmClient: DlmClientKind;
   /** How many of the slowest acquires each cell keeps (see --slowest). */
   readonly slowest: number;
+  /** --stall-ms: report the pauses the nodes logged (pauses.ts); null: no report. */
+  readonly stallMs: number | null;
   /** Progress output: a run of `seconds` (or `pairsMax` pairs) starts, then ends. */
   readonly onRunStart: (label: string, seconds: number, pairsMax: number) => void;
   readonly onRunEnd: () => void;
@@ -70,7 +73,11 @@ export async function measureCell(
     throw error;
   }
   await closeSessions();
-  return { ...analyzeCell(run, context.slowest), cell: workload.name };
+  const result = { ...analyzeCell(run, context.slowest), cell: workload.name };
+  if (context.stallMs === null) return result;
+  const window = { startMs: run.startMs, endMs: epochNowMs() };
+  const pauses = pauseReport(cluster.members, result.leader, run.records, window, context.stallMs);
+  return { ...result, pauses };
 }
 
 async function runOpened(

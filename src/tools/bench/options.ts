@@ -30,6 +30,13 @@ export interface BenchOptions {
   readonly peerTransport: 'grpc' | 'tcp';
   /** Where each started dlm node writes a V8 CPU profile at exit; null: none. */
   readonly cpuProfDir: string | null;
+  /** Node/V8 flags for each dlm node the bench starts (before the script). */
+  readonly nodeFlags: readonly string[];
+  /**
+   * The started dlm cluster's runtime.stallReportMsMin, and each cell's report of the
+   * pauses that long that its nodes logged; null: neither (the nodes log from 50 ms).
+   */
+  readonly stallMs: number | null;
   readonly keepData: boolean;
   /** How many of each cell's slowest acquires to print and record, with their times. */
   readonly slowest: number;
@@ -77,6 +84,12 @@ Options:
                       alternating, to compare them
   --cpu-prof DIR      each dlm node the bench starts writes a V8 CPU profile
                       (.cpuprofile, open in Chrome DevTools) into DIR when it stops
+  --node-flags FLAGS  Node/V8 flags for each dlm node the bench starts, one string
+                      (e.g. "--max-semi-space-size=32"), to try a runtime setting
+  --stall-ms N        the dlm nodes log every GC pause and event-loop stall of N ms or
+                      more (runtime.stallReportMsMin), and each cell reports them per
+                      node and how many of its slowest acquires (the top 1%) ran
+                      during one; 1..1000
   --keep-data         keep the temp dir with the clusters' data and logs
   --slowest N         print each cell's N slowest acquires with the time each was sent
                       (ISO and epoch ms), to match stalls against the nodes' logs
@@ -120,6 +133,8 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     dlmClient: 'library' as DlmClientKind,
     peerTransport: DEFAULT_PEER_TRANSPORT as 'grpc' | 'tcp',
     cpuProfDir: null as string | null,
+    nodeFlags: [] as readonly string[],
+    stallMs: null as number | null,
     etcdBin: null as string | null,
     out: null as string | null,
     keepData: false,
@@ -138,6 +153,13 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
   }
   if (options.scale.cells.length > 0 && (options.endpoints !== null || options.compare !== null)) {
     throw new Error('--scale starts fresh dlm clusters of its own: drop --endpoints and --compare');
+  }
+  const started = '--node-flags and --stall-ms set up the dlm cluster the bench starts';
+  if (options.endpoints !== null && (options.nodeFlags.length > 0 || options.stallMs !== null)) {
+    throw new Error(`${started}: drop --endpoints`);
+  }
+  if (options.scale.cells.length > 0 && options.stallMs !== null) {
+    throw new Error('--stall-ms reports on the pair cells: drop --scale');
   }
   if (options.serverPids !== null && options.serverPids.length !== options.endpoints?.length) {
     throw new Error(
@@ -208,6 +230,12 @@ function applyValue(options: Mutable, flag: string, value: string): void {
     case '--cpu-prof':
       options.cpuProfDir = value;
       return;
+    case '--node-flags':
+      options.nodeFlags = nodeFlags(flag, value);
+      return;
+    case '--stall-ms':
+      options.stallMs = integer(flag, value, 1, 1_000);
+      return;
     case '--slowest':
       options.slowest = integer(flag, value, 0, 1_000);
       return;
@@ -218,6 +246,16 @@ function applyValue(options: Mutable, flag: string, value: string): void {
       if (applyScaleValue(options.scale, flag, value, integer)) return;
       throw new Error(`unknown option ${flag} (see --help)`);
   }
+}
+
+/** Each word must be a flag: anything else would reach `node` as the script to run. */
+function nodeFlags(flag: string, text: string): string[] {
+  const words = text.split(/\s+/).filter((word) => word !== '');
+  const stray = words.find((word) => !word.startsWith('--'));
+  if (words.length === 0 || stray !== undefined) {
+    throw new Error(`${flag} takes flags that each begin with --, got "${text}"`);
+  }
+  return words;
 }
 
 function number(flag: string, text: string, min: number, max: number): number {

@@ -1,4 +1,5 @@
 import type { CellResult } from './analyze.ts';
+import { type NodePauseTotals, PAUSE_CAUSES, type PauseCause } from './pauses.ts';
 
 /** The printed tables: one row per cell and system, then dlm/etcd ratios. */
 
@@ -173,3 +174,27 @@ export function formatSlowest(result: CellResult): string {
     )
     .join('');
 }
+
+/** --stall-ms: each node's pauses in the cell, and what its slowest acquires overlapped. */
+export function formatPauses(result: CellResult): string {
+  const report = result.pauses;
+  if (report === null || report === undefined) return '';
+  const ms = (value: number) => value.toFixed(1);
+  const node = (each: NodePauseTotals) =>
+    `${each.name}${each.leader ? ' (leader)' : ''} GC ${each.gc.count} (${ms(each.gc.totalMs)} ms, max ${ms(each.gc.maxMs)}), stalls ${each.stall.count} (${ms(each.stall.totalMs)} ms, max ${ms(each.stall.maxMs)})`;
+  const during = PAUSE_CAUSES.map(
+    (cause) => `${PAUSE_CAUSE_WORDS[cause]} ${report.slowDuring[cause]}`,
+  );
+  return (
+    `  pauses >= ${report.thresholdMs} ms: ${report.nodes.map(node).join('; ')}\n` +
+    `  slowest 1% of acquires (${report.slowAcquires}, >= ${ms(report.slowAcquireMsMin)} ms) ran during: ${during.join(', ')}\n`
+  );
+}
+
+const PAUSE_CAUSE_WORDS: Record<PauseCause, string> = {
+  leaderGc: 'a leader GC',
+  leaderStall: 'a leader stall',
+  followerGc: 'a follower GC',
+  followerStall: 'a follower stall',
+  none: 'none of these',
+};

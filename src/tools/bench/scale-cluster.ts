@@ -5,6 +5,7 @@ import {
   askStatus,
   clusterService,
   type DlmConfigExtra,
+  type DlmLaunch,
   type DlmNodeLayout,
   STOP_GRACE_MS,
   type StatusAnswer,
@@ -38,6 +39,7 @@ export class ScaleCluster implements ServerCluster {
     readonly dir: string,
     readonly nodes: readonly DlmNodeLayout[],
     private readonly configPath: string,
+    private readonly launch: DlmLaunch,
   ) {
     const Cluster = clusterService();
     for (const node of nodes) {
@@ -48,9 +50,13 @@ export class ScaleCluster implements ServerCluster {
     }
   }
 
-  static async start(dir: string, extra: DlmConfigExtra): Promise<ScaleCluster> {
+  static async start(
+    dir: string,
+    extra: DlmConfigExtra,
+    launch: DlmLaunch = {},
+  ): Promise<ScaleCluster> {
     const { nodes, configPath } = await writeDlmClusterConfig(dir, extra);
-    const cluster = new ScaleCluster(dir, nodes, configPath);
+    const cluster = new ScaleCluster(dir, nodes, configPath, launch);
     for (const node of nodes) cluster.startNode(node.id);
     return cluster;
   }
@@ -83,7 +89,7 @@ export class ScaleCluster implements ServerCluster {
   startNode(id: string): void {
     const running = this.children.get(id);
     if (running !== undefined && isRunning(running)) throw new Error(`node ${id} is running`);
-    this.children.set(id, spawnDlmNode(this.configPath, id, this.dir));
+    this.children.set(id, spawnDlmNode(this.configPath, id, this.dir, this.launch));
   }
 
   /** SIGKILL: a crash, nothing flushed beyond what the node synced. */

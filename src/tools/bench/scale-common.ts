@@ -32,6 +32,8 @@ export interface ScaleContext {
   readonly seconds: number;
   readonly warmupPairs: number;
   readonly waitMs: number;
+  /** Node/V8 flags for every node a cell starts (--node-flags). */
+  readonly nodeFlags: readonly string[];
 }
 
 /** A setting the bench changed in the cluster config it generated (a limit raised to fit the size asked). */
@@ -71,7 +73,7 @@ export async function startScaleCluster(
     context.io.err(`${name}: config sets ${limit.field} from ${limit.from} to ${limit.to}\n`);
   }
   context.io.err(`${name}: starting a fresh 3-node dlm cluster in ${dir}\n`);
-  const cluster = await ScaleCluster.start(dir, extra);
+  const cluster = await ScaleCluster.start(dir, extra, { nodeFlags: context.nodeFlags });
   let stopped = false;
   const stop = async () => {
     if (stopped) return;

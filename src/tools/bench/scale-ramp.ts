@@ -70,6 +70,7 @@ export async function runRampCell(context: ScaleContext): Promise<RampResult> {
     dlmClient: 'library',
     // A ramp step reports percentiles; it keeps no slowest-acquire list.
     slowest: 0,
+    stallMs: null,
     onRunStart: (label, seconds, pairsMax) => context.progress.start(label, seconds, pairsMax),
     onRunEnd: () => context.progress.stop(),
   };

@@ -41,6 +41,7 @@ export async function runScale(
     seconds: options.seconds,
     warmupPairs: options.warmupPairs,
     waitMs: options.waitMs,
+    nodeFlags: options.nodeFlags,
   };
   const results: ScaleResult[] = [];
   for (const name of options.scale.cells) {

@@ -6,6 +6,8 @@ export interface ServerMember {
   readonly clientAddress: string;
   /** The OS process, when this run started it: its CPU is then measured. */
   readonly pid: number | null;
+  /** Where a dlm node this run started writes its log (its pauses are read from it). */
+  readonly logPath?: string;
 }
 
 export interface ServerCluster {
