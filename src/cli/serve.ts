@@ -24,7 +24,7 @@ import { describeDifferences, type LockRulesReport, watchLockRules } from '../no
 import { NodeMetrics } from '../node/metrics.ts';
 import { DlmNode, type NodeRuntimeOptions } from '../node/node.ts';
 import { PeerTraffic } from '../node/peer-traffic.ts';
-import { DEFAULT_RUNTIME_WATCH, RuntimeWatch } from '../node/runtime-watch.ts';
+import { RuntimeWatch, runtimeWatchOptions } from '../node/runtime-watch.ts';
 import { startSpanExport } from '../node/tracing/otlp.ts';
 import type { StoredIdentity } from '../storage/index.ts';
 import { LevelStorage } from '../storage/index.ts';
@@ -87,10 +87,7 @@ export async function serve(args: ServeArgs): Promise<void> {
     storage,
   });
   running = node;
-  const runtime = new RuntimeWatch({
-    ...DEFAULT_RUNTIME_WATCH,
-    stallMsMin: config.runtime.stallReportMsMin,
-  });
+  const runtime = new RuntimeWatch(runtimeWatchOptions(config.runtime.stallReportMsMin));
   const metrics = new NodeMetrics(node, traffic, runtime);
   security.authFailures.register(metrics.registry);
   const consoleServer = new ConsoleServer(

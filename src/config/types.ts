@@ -77,6 +77,8 @@ export interface RuntimeConfig {
    * A GC pause or an event-loop stall at least this long is logged on its own line
    * (`long GC pause`, `event loop stalled`), with when it began: the lines a slow call
    * is matched against (`npm run bench -- --stall-ms N` lowers it to explain a tail).
+   * The loop is checked at half this interval (every 20 ms at most), so a stall is
+   * logged once it lasts about 1.5 times this.
    */
   readonly stallReportMsMin: number;
   /**

@@ -243,7 +243,7 @@ function registerRuntime(registry: client.Registry, runtime: RuntimeWatch): void
   });
   const stalls = new client.Counter({
     name: 'dlm_event_loop_stalls_total',
-    help: 'Times the event loop ran nothing else for at least the stall threshold (50 ms).',
+    help: `Times the event loop ran nothing else for at least runtime.stallReportMsMin (${runtime.options.stallMsMin} ms).`,
     registers: [registry],
   });
   runtime.listen({

@@ -39,6 +39,20 @@ export interface LoopDelaySummary {
 
 export const DEFAULT_RUNTIME_WATCH: RuntimeWatchOptions = { stallMsMin: 50, checkIntervalMs: 20 };
 
+/**
+ * The watch for a stall threshold (runtime.stallReportMsMin). The timer sees a stall
+ * only from its due time on, so it looks at least twice per threshold: a stall is
+ * then reported once it outlasts the threshold by half of it, where with checks 20 ms
+ * apart most stalls of a few ms went unseen (review of the bench's --stall-ms).
+ */
+export function runtimeWatchOptions(stallMsMin: number): RuntimeWatchOptions {
+  const checkIntervalMs = Math.max(
+    1,
+    Math.min(DEFAULT_RUNTIME_WATCH.checkIntervalMs, Math.floor(stallMsMin / 2)),
+  );
+  return { stallMsMin, checkIntervalMs };
+}
+
 /** Event-loop delay sampling resolution; finer costs more wake-ups. */
 const LOOP_DELAY_RESOLUTION_MS = 10;
 

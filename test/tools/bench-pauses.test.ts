@@ -2,9 +2,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import type { CellResult } from '../../src/tools/bench/analyze.ts';
 import { parseBenchArgs } from '../../src/tools/bench/options.ts';
 import { parsePauses, pauseReport } from '../../src/tools/bench/pauses.ts';
 import type { PairRecord } from '../../src/tools/bench/records.ts';
+import { formatPauses } from '../../src/tools/bench/report.ts';
 
 /**
  * `npm run bench -- --stall-ms N`: the pause lines the nodes log, read back and matched
@@ -116,6 +118,14 @@ describe('pauseReport', () => {
     });
     expect(follower?.leader).toBe(false);
     expect(follower?.stall.count).toBe(0);
+  });
+
+  it('prints no Infinity for a cell that completed no pair', () => {
+    const members = [{ name: 'n1', clientAddress: 'x', pid: null, logPath: writeLog('n1', []) }];
+    const empty = pauseReport(members, 'n1', [], window, 2);
+    expect(empty?.slowAcquires).toBe(0);
+    expect(empty?.slowAcquireMsMin).toBe(0);
+    expect(formatPauses({ pauses: empty } as CellResult)).not.toContain('Infinity');
   });
 
   it('is null for a cluster whose logs the bench cannot read (one it did not start, etcd)', () => {

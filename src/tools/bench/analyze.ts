@@ -97,14 +97,15 @@ export interface CellRun {
 export const WRITES_PER_PAIR = 2;
 const VIOLATIONS_LISTED_MAX = 20;
 
+/** When the cell's last client finished its last pair (its start, if none did). */
+export function cellEndMs(run: Pick<CellRun, 'startMs' | 'records'>): number {
+  return run.records.reduce((latest, record) => Math.max(latest, record.releasedMs), run.startMs);
+}
+
 /** `slowestCount`: how many of the slowest acquires to keep (see --slowest). */
 export function analyzeCell(run: CellRun, slowestCount = 0): CellResult {
   const { records } = run;
-  const endMs = records.reduce(
-    (latest, record) => Math.max(latest, record.releasedMs),
-    run.startMs,
-  );
-  const seconds = (endMs - run.startMs) / 1000;
+  const seconds = (cellEndMs(run) - run.startMs) / 1000;
   const writes = records.length * WRITES_PER_PAIR;
   const violations = findViolations(records);
   const notes: string[] = [];

@@ -40,6 +40,7 @@ export async function runBench(argv: readonly string[], io: BenchIo): Promise<nu
       return 0;
     }
     if (options.compare === 'etcd') etcdBin = findEtcd(options.etcdBin);
+    refuseQuietStallLogs(options, process.env.DLM_LOG_LEVEL);
   } catch (error) {
     io.err(`bench: ${messageOf(error)}\n`);
     return 2;
@@ -197,6 +198,15 @@ function cellWorkload(
     pairsMax: Number.POSITIVE_INFINITY,
   };
 }
+
+/** The nodes log their pauses at warn level, and inherit the bench's DLM_LOG_LEVEL. */
+function refuseQuietStallLogs(options: BenchOptions, level: string | undefined): void {
+  if (options.stallMs !== null && level !== undefined && QUIET_LEVELS.has(level)) {
+    throw new Error(`--stall-ms reads the nodes' warn lines, which DLM_LOG_LEVEL=${level} drops`);
+  }
+}
+
+const QUIET_LEVELS = new Set(['error', 'fatal', 'silent']);
 
 function onInterrupt(handler: () => Promise<void>): { dispose(): void } {
   const listener = (signal: NodeJS.Signals): void => {

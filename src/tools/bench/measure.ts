@@ -1,5 +1,5 @@
 import { loadavg } from 'node:os';
-import { analyzeCell, type CellResult, type CellRun } from './analyze.ts';
+import { analyzeCell, type CellResult, type CellRun, cellEndMs } from './analyze.ts';
 import type { DlmClientKind } from './bench-session.ts';
 import { type CellSpec, type ClientAssignment, dealToWorkers } from './cells.ts';
 import { pauseReport } from './pauses.ts';
@@ -74,8 +74,9 @@ export async function measureCell(
   }
   await closeSessions();
   const result = { ...analyzeCell(run, context.slowest), cell: workload.name };
-  if (context.stallMs === null) return result;
-  const window = { startMs: run.startMs, endMs: epochNowMs() };
+  // The warm-up's pauses are not reported: it is not measured either.
+  if (context.stallMs === null || workload.round === 0) return result;
+  const window = { startMs: run.startMs, endMs: cellEndMs(run) };
   const pauses = pauseReport(cluster.members, result.leader, run.records, window, context.stallMs);
   return { ...result, pauses };
 }

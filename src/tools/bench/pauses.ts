@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { type SlowAcquire, slowestAcquires } from './analyze.ts';
 import type { PairRecord } from './records.ts';
 import type { ServerMember } from './server-cluster.ts';
 
@@ -74,12 +75,12 @@ export function pauseReport(
         pause.startMs + pause.durationMs >= window.startMs && pause.startMs <= window.endMs,
     ),
   );
-  const slow = slowestAcquires(records);
+  const slow = slowestAcquires(records, Math.max(1, Math.floor(records.length * SLOW_FRACTION)));
   const slowDuring = Object.fromEntries(PAUSE_CAUSES.map((cause) => [cause, 0])) as Record<
     PauseCause,
     number
   >;
-  for (const record of slow) slowDuring[causeOf(record, pauses, leader)]++;
+  for (const acquire of slow) slowDuring[causeOf(acquire, pauses, leader)]++;
   return {
     thresholdMs,
     nodes: logged.map((member) => ({
@@ -89,10 +90,8 @@ export function pauseReport(
       stall: totals(pauses, member.name, 'stall'),
     })),
     slowAcquires: slow.length,
-    slowAcquireMsMin: slow.reduce(
-      (min, record) => Math.min(min, record.grantedMs - record.acquireSentMs),
-      Number.POSITIVE_INFINITY,
-    ),
+    // Slowest first; 0 for a cell that completed no pair.
+    slowAcquireMsMin: slow.at(-1)?.ms ?? 0,
     slowDuring,
   };
 }
@@ -120,18 +119,10 @@ export function parsePauses(node: string, log: string): NodePause[] {
   return pauses;
 }
 
-function slowestAcquires(records: readonly PairRecord[]): PairRecord[] {
-  if (records.length === 0) return [];
-  const count = Math.max(1, Math.floor(records.length * SLOW_FRACTION));
-  return [...records]
-    .sort((a, b) => b.grantedMs - b.acquireSentMs - (a.grantedMs - a.acquireSentMs))
-    .slice(0, count);
-}
-
-function causeOf(record: PairRecord, pauses: readonly NodePause[], leader: string | null) {
+function causeOf(acquire: SlowAcquire, pauses: readonly NodePause[], leader: string | null) {
+  const grantedMs = acquire.sentMs + acquire.ms;
   const overlapping = pauses.filter(
-    (pause) =>
-      pause.startMs < record.grantedMs && pause.startMs + pause.durationMs > record.acquireSentMs,
+    (pause) => pause.startMs < grantedMs && pause.startMs + pause.durationMs > acquire.sentMs,
   );
   const has = (onLeader: boolean, kind: NodePause['kind']) =>
     overlapping.some((pause) => (pause.node === leader) === onLeader && pause.kind === kind);
