@@ -84,42 +84,66 @@ export type Sublevels = ReturnType<typeof openSublevels>;
 // ------------------------------------------------------------------ operations
 
 /**
- * Writes whose values reach this many bytes go through `db.batch(ops)`: classic-level
- * frees a chained batch's native copy only when the batch is garbage-collected, so a
- * snapshot's 1 MB chunks written chained stayed resident until a GC (review: 1,000 such
- * writes peaked 30 MB higher than with the array form, which frees it after the write).
- */
-const CHAINED_VALUE_BYTES_MAX = 64 * 1024;
-
-/**
  * Writes `ops` to `db` as one atomic LevelDB batch, fsynced before it resolves when
- * `sync`. Log writes are built as a chained batch, op by op: `db.batch(ops)` takes
- * every op through abstract-level's checks, sublevel prefixing and encoding once for
- * the sublevel and again for the database, and the native side looks each op's fields
- * up by name. A follower-shaped write (4 entries, 4 deletions, the hard state) cost
- * 0.81x the process CPU chained (scripts/bench-storage-batch.ts, 7 rounds).
+ * `sync`, through classic-level's `_batch`: the method abstract-level's public
+ * `batch()` ends in, after its checks, encodings and sublevel prefixing, all of which
+ * dlm's byte keys and values need only the prefix of (issue 12). Both public forms
+ * allocated objects that outlived the young generation's collections: per write some
+ * 1.8 KB on every node at one client, a fifth to a third of all that each node
+ * promoted to the old generation, where only a major GC frees it (heap sampling of
+ * what no minor GC collected, 37,000 batches in one process: 1 MB with `_batch`, 39 MB
+ * chained, 64 MB as an array). The event loop's share of a write halves too
+ * (scripts/bench-storage-batch.ts).
+ * Native copies are freed as soon as the write is done, whatever their size.
+ *
+ * What abstract-level checked is checked here: the database must be open (classic-level
+ * must not be handed a write after its close), and every key and value must be bytes
+ * (its native side skips an op whose value is missing, rather than refuse the batch).
  */
 export async function writeBatch(db: Db, ops: readonly BatchOp[], sync: boolean): Promise<void> {
-  if (valueBytes(ops) >= CHAINED_VALUE_BYTES_MAX) return db.batch([...ops], { sync });
-  const batch = db.batch();
-  try {
-    for (const op of ops) {
-      if (op.type === 'put') batch.put(op.key, op.value, { sublevel: op.sublevel });
-      else batch.del(op.key, { sublevel: op.sublevel });
-    }
-  } catch (error) {
-    await batch.close();
-    throw error;
+  if (db.status !== 'open') {
+    throw new Error(`LevelDB write refused: the database is ${db.status}, not open`);
   }
-  await batch.write({ sync });
+  const native = ops.map(nativeOp);
+  await (db as unknown as NativeBatch)._batch(native, { sync });
 }
 
-function valueBytes(ops: readonly BatchOp[]): number {
-  let bytes = 0;
-  // A missing value is the caller's bug, refused by the batch below with its own error.
-  for (const op of ops)
-    if (op.type === 'put') bytes += (op.value as Bytes | undefined)?.byteLength ?? 0;
-  return bytes;
+/** The private method abstract-level's batch() calls on classic-level. */
+interface NativeBatch {
+  _batch(ops: NativeOp[], options: { sync: boolean }): Promise<void>;
+}
+type NativeOp = { type: 'put'; key: Bytes; value: Bytes } | { type: 'del'; key: Bytes };
+
+function nativeOp(op: BatchOp, position: number): NativeOp {
+  const key = prefixed(op.sublevel, op.key, position);
+  if (op.type === 'del') return { type: 'del', key };
+  const value = op.value as Bytes | undefined;
+  if (!(value instanceof Uint8Array)) {
+    throw new Error(`batch op ${position} (put): its value must be bytes, got ${typeof value}`);
+  }
+  return { type: 'put', key, value };
+}
+
+function prefixed(sublevel: Sublevel, key: Bytes, position: number): Bytes {
+  if (!(key instanceof Uint8Array)) {
+    throw new Error(`batch op ${position}: its key must be bytes, got ${typeof key}`);
+  }
+  const prefix = prefixOf(sublevel);
+  const out = new Uint8Array(prefix.byteLength + key.byteLength);
+  out.set(prefix);
+  out.set(key, prefix.byteLength);
+  return out;
+}
+
+/** A sublevel's key prefix in the root database ("!log!"), as abstract-level adds it. */
+const PREFIXES = new WeakMap<Sublevel, Bytes>();
+function prefixOf(sublevel: Sublevel): Bytes {
+  let prefix = PREFIXES.get(sublevel);
+  if (prefix === undefined) {
+    prefix = sublevel.prefixKey(new Uint8Array(0), 'view', false);
+    PREFIXES.set(sublevel, prefix);
+  }
+  return prefix;
 }
 
 export function putEntry(sublevels: Sublevels, entry: Entry): BatchOp {
