@@ -49,7 +49,13 @@ export function interceptWrites(
   const wrapped = (native: Native): Native =>
     function (this: unknown, ...args: unknown[]) {
       writes++;
-      return around(writes, () => native.apply(this, args));
+      return around(writes, () => {
+        // A write held across a close would reach the native side after it: classic-level
+        // crashes the process then, where writeBatch refuses the write by name.
+        const status = (this as { status?: string }).status;
+        if (status !== 'open') return Promise.reject(new Error(`held write after ${status}`));
+        return native.apply(this, args);
+      });
     };
   const level = Level.prototype as unknown as Record<'_batch' | '_clear', Native>;
   // Taken before the spies replace them.
