@@ -88,13 +88,13 @@ export type Sublevels = ReturnType<typeof openSublevels>;
  * `sync`, through classic-level's `_batch`: the method abstract-level's public
  * `batch()` ends in, after its checks, encodings and sublevel prefixing, all of which
  * dlm's byte keys and values need only the prefix of (issue 12). Both public forms
- * allocated objects that outlived the young generation's collections: per write some
- * 1.8 KB on every node at one client, a fifth to a third of all that each node
- * promoted to the old generation, where only a major GC frees it (heap sampling of
- * what no minor GC collected, 37,000 batches in one process: 1 MB with `_batch`, 39 MB
- * chained, 64 MB as an array). The event loop's share of a write halves too
- * (scripts/bench-storage-batch.ts).
- * Native copies are freed as soon as the write is done, whatever their size.
+ * allocated objects that outlived the young generation's collections, for a major GC
+ * to free: some 1.8 KB a write on every node at one client, a fifth to a third of
+ * what heap sampling saw freed only by major GCs (37,000 batches in one process: 1 MB
+ * with `_batch`, 39 MB chained, 64 MB as an array). A write's own CPU, in one process,
+ * is 0.52-0.62x theirs (scripts/bench-storage-batch.ts); across a cluster the
+ * difference did not show above this machine's noise. Native copies are freed as
+ * soon as the write is done, whatever their size.
  *
  * What abstract-level checked is checked here: the database must be open (classic-level
  * must not be handed a write after its close), and every key and value must be bytes

@@ -19,7 +19,6 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { Level } from 'level';
 import { Packr } from 'msgpackr';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { LockCommand } from '../../src/lock/index.ts';
@@ -41,6 +40,7 @@ import {
   writeBatch,
 } from '../../src/storage/level-layout.ts';
 import { logIndex as idx, nodeId, sessionId, term as tm } from '../../src/util/ids.ts';
+import { dumpRecords, openRawDb } from '../support/level-writes.ts';
 
 let dir: string;
 beforeEach(async () => {
@@ -50,23 +50,8 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function openDb(name: string): Promise<Db> {
-  const db: Db = new Level<Uint8Array, Uint8Array>(join(dir, name), {
-    keyEncoding: 'view',
-    valueEncoding: 'view',
-  });
-  await db.open();
-  return db;
-}
-
-/** Every record as `key=value` in hex, straight from the root database. */
-async function dump(db: Db): Promise<string[]> {
-  const records: string[] = [];
-  for await (const [key, value] of db.iterator()) {
-    records.push(`${Buffer.from(key).toString('hex')}=${Buffer.from(value).toString('hex')}`);
-  }
-  return records;
-}
+const openDb = (name: string): Promise<Db> => openRawDb(join(dir, name));
+const dump = dumpRecords;
 
 /** One op of every kind the storage writes, with edge keys (index 0, 2^53 - 1, empty). */
 function everyPut(s: Sublevels): BatchOp[] {

@@ -21,6 +21,7 @@ import {
 import { LevelStorage } from '../../src/storage/level-storage.ts';
 import { logIndex as idx, term as tm } from '../../src/util/ids.ts';
 import { entry, hardState, ids } from '../raft/harness.ts';
+import { dumpRecords, openRawDb } from '../support/level-writes.ts';
 
 const [a, b, c] = ids('a', 'b', 'c');
 const config: ClusterConfig = { voters: [a, b, c], learners: [] };
@@ -33,22 +34,8 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function openDb(name: string): Promise<Db> {
-  const db: Db = new Level<Uint8Array, Uint8Array>(join(dir, name), {
-    keyEncoding: 'view',
-    valueEncoding: 'view',
-  });
-  await db.open();
-  return db;
-}
-
-async function dump(db: Db): Promise<string[]> {
-  const records: string[] = [];
-  for await (const [key, value] of db.iterator()) {
-    records.push(`${Buffer.from(key).toString('hex')}=${Buffer.from(value).toString('hex')}`);
-  }
-  return records;
-}
+const openDb = (name: string): Promise<Db> => openRawDb(join(dir, name));
+const dump = dumpRecords;
 
 /** Bytes in every shape a caller might hand over: fresh, views with an offset, Buffers, pooled. */
 const shaped = (bytes: Uint8Array, shape: number): Uint8Array => {

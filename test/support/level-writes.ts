@@ -119,3 +119,22 @@ export async function withRawDb<T>(
     await db.close();
   }
 }
+
+/** A fresh database at `path`, keys and values raw bytes, as LevelStorage opens it. */
+export async function openRawDb(path: string): Promise<Db> {
+  const db: Db = new Level<Uint8Array, Uint8Array>(path, {
+    keyEncoding: 'view',
+    valueEncoding: 'view',
+  });
+  await db.open();
+  return db;
+}
+
+/** Every record as `key=value` in hex, straight from the root database. */
+export async function dumpRecords(db: Db): Promise<string[]> {
+  const records: string[] = [];
+  for await (const [key, value] of db.iterator()) {
+    records.push(`${Buffer.from(key).toString('hex')}=${Buffer.from(value).toString('hex')}`);
+  }
+  return records;
+}
