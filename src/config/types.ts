@@ -78,7 +78,7 @@ export interface RuntimeConfig {
    * (`long GC pause`, `event loop stalled`), with when it began: the lines a slow call
    * is matched against (`npm run bench -- --stall-ms N` lowers it to explain a tail).
    * The loop is checked at half this interval (every 20 ms at most), so a stall is
-   * logged once it lasts about 1.5 times this.
+   * logged once it outlasts this by up to that interval.
    */
   readonly stallReportMsMin: number;
   /**

@@ -87,9 +87,10 @@ Options:
   --node-flags FLAGS  Node/V8 flags for each dlm node the bench starts, one string
                       (e.g. "--max-semi-space-size=32"), to try a runtime setting
   --stall-ms N        the dlm nodes log every GC pause and event-loop stall of N ms or
-                      more (runtime.stallReportMsMin; a stall is seen once it lasts
-                      1.5 N), and each cell reports them per node and what its
-                      slowest acquires (the top 1%) ran during; 1..1000
+                      more (runtime.stallReportMsMin; a stall shows once it
+                      outlasts N by up to N/2, 20 ms at most), and each cell
+                      reports them per node and what its slowest acquires (the
+                      top 1%) ran during; 1..1000
   --keep-data         keep the temp dir with the clusters' data and logs
   --slowest N         print each cell's N slowest acquires with the time each was sent
                       (ISO and epoch ms), to match stalls against the nodes' logs
