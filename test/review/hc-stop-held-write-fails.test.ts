@@ -39,19 +39,11 @@ describe('review 5ae8b73: a failed held-commit write at a clean stop', () => {
     const storage = await LevelStorage.open(path, { bootstrap: { voters: [N1], learners: [] } });
     // The disk starts failing (EIO, ENOSPC) once armed: every LevelDB batch is refused.
     let armed = false;
+    // Every write reaches LevelDB through the database's `_batch` (writeBatch).
     const db = (storage as Internals).db;
-    const batch = db.batch.bind(db);
-    db.batch = (...args: unknown[]) => {
-      const chained = batch(...args);
-      if (armed && args.length === 0) {
-        chained.write = async () => {
-          await chained.close();
-          throw new Error('IO error: simulated EIO');
-        };
-      }
-      if (armed && args.length > 0) return Promise.reject(new Error('IO error: simulated EIO'));
-      return chained;
-    };
+    const write = db._batch.bind(db);
+    db._batch = (...args: unknown[]) =>
+      armed ? Promise.reject(new Error('IO error: simulated EIO')) : write(...args);
     let closed = false;
     const close = storage.close.bind(storage);
     storage.close = async () => {

@@ -5,7 +5,7 @@
  * A crash sweep over real LevelDB: a script of appends, several compaction steps (some
  * while a local snapshot's chunks are being written beside them), a leader's snapshot
  * installed right after a compaction, and a last compaction. It is cut at every native
- * write (chained batch, array batch or range clear), before it or after it; a range
+ * write (a batch or a range clear), before it or after it; a range
  * clear may also be cut half way, keeping either the low half of its deletions (what a
  * process kill between two of the clear's internal batches leaves) or the high half
  * only (what a power loss could leave of unsynced records: the page holding the first
