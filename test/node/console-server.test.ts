@@ -140,7 +140,7 @@ describe('console HTTP', () => {
   });
 
   it('cuts a stream whose reader has not taken its frames for consoleStreamStallMs', async () => {
-    const base = await start({ refreshMs: 50, streamStallMs: 300 });
+    const base = await start({ refreshMs: 50, streamStallMs: 300, rowsMax: 150 });
     const c = cluster as TestCluster;
     const opened = await writeVia(() => c.leader(), {
       type: 'OpenSession',
@@ -149,7 +149,8 @@ describe('console HTTP', () => {
       requestId: 'stall-session',
     });
     if (opened.type !== 'SessionOpened') throw new Error(`OpenSession: ${opened.type}`);
-    // Frames of ~150 KB that change each refresh fill the socket buffers in a few seconds.
+    // Frames of ~150 KB (150 rows) that change each refresh fill the socket buffers in
+    // about a second; at the default 10 rows that took some 15 s.
     for (let i = 0; i < 150; i++) {
       await writeVia(() => c.leader(), {
         type: 'Acquire',
