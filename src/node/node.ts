@@ -37,8 +37,9 @@ import { RaftOutbox } from './raft-outbox.ts';
 import { LinearizableReads } from './reads.ts';
 import { REAL_SCHEDULER, type Scheduler, type TimerHandle } from './scheduler.ts';
 import { type SnapshotReport, Snapshotter } from './snapshotter.ts';
-import { continueTrace, type TraceContext, traceparentOf } from './trace.ts';
+import type { TraceContext } from './trace.ts';
 import type { Transport } from './transport.ts';
+import { rulesUnsetRefusal, WriteForwarding, writeRefusal } from './write-forwarding.ts';
 
 export interface NodeRuntimeOptions {
   readonly tickIntervalMs: number;
@@ -150,7 +151,7 @@ export interface NodeObserver {
   clusterIdAdopted?(clusterId: string): void;
   /**
    * The leader refused a forwarded write from `from`, which it does not count among the
-   * members (see countsAsMember). `members` is who it does count, for the log.
+   * members (see WriteForwarding.countsAsMember). `members` is who it does count, for the log.
    */
   forwardFromNonMember?(from: string, members: readonly NodeId[]): void;
 }
@@ -202,6 +203,7 @@ export class DlmNode {
   private readonly outbox: RaftOutbox;
   private readonly heldCommit: HeldCommit;
   private readonly memberChanges: MemberChanges;
+  private readonly forwarding: WriteForwarding;
   /** The log's lock rules and behaviour version, as this node drives them. */
   private readonly clusterRules: ClusterRules;
 
@@ -268,6 +270,7 @@ export class DlmNode {
     for (const entry of storage.savedAddresses) this.addresses.learn(entry, false);
     this.addressSavesOn = true;
     this.memberChanges = this.createMemberChanges();
+    this.forwarding = this.createWriteForwarding();
     this.restoreStateMachine(storage.snapshot());
     this.snapshotter = this.createSnapshotter();
     this.transport.onMessage((message) => this.receive(message));
@@ -384,9 +387,9 @@ export class DlmNode {
       options.lateApply === undefined ? null : { listener: options.lateApply, command },
     );
     const data = encodeEntry({ proposalId, command });
-    if (this.raft.role !== 'leader') this.forward(proposalId, data, options.trace);
+    if (this.raft.role !== 'leader') this.forwarding.send(proposalId, data, options.trace);
     else if (this.lockRulesUnset(command))
-      this.proposals.fail(proposalId, this.rulesRefusal(this.id));
+      this.proposals.fail(proposalId, rulesUnsetRefusal(this.id));
     else this.proposeLocal(proposalId, data);
     try {
       const result = await applied;
@@ -417,24 +420,8 @@ export class DlmNode {
       this.proposals.placed(proposalId, result.index);
       this.kick();
     } else {
-      this.proposals.fail(proposalId, this.refusal(result.reason, result.leaderId));
+      this.proposals.fail(proposalId, writeRefusal(result.reason, result.leaderId));
     }
-  }
-
-  private forward(proposalId: string, data: Uint8Array, trace: TraceContext | undefined): void {
-    const leader = this.raft.leaderId;
-    if (leader === null) {
-      this.proposals.fail(proposalId, unavailable(`${this.id} knows no leader`));
-      return;
-    }
-    this.transport.send({
-      kind: 'forward',
-      from: this.id,
-      to: leader,
-      proposalId,
-      data,
-      ...(trace === undefined ? {} : { traceparent: traceparentOf(trace) }),
-    });
   }
 
   /**
@@ -448,25 +435,6 @@ export class DlmNode {
    */
   protected lockRulesUnset(command: LockCommand): boolean {
     return this.locks.rulesSetIndex === null && command.type !== 'SetRules';
-  }
-
-  private rulesRefusal(leaderId: NodeId | null): DlmError {
-    return unavailable(
-      'lock rules not yet agreed: the leader takes writes once the log has set them (right after an election on a new cluster); retry',
-      leaderId,
-    );
-  }
-
-  private refusal(reason: string, leaderId: NodeId | null): DlmError {
-    if (reason === 'lockRulesUnset') return this.rulesRefusal(leaderId);
-    if (reason === 'tooManyUncommitted') {
-      return new DlmError(
-        'RESOURCE_EXHAUSTED',
-        'the leader has too many uncommitted writes',
-        leaderId,
-      );
-    }
-    return unavailable(`the write was refused: ${reason}`, leaderId);
   }
 
   /**
@@ -661,13 +629,13 @@ export class DlmNode {
         if (message.message.to === this.id) this.raft.step(message.message);
         break;
       case 'forward':
-        this.acceptForward(message.from, message.proposalId, message.data, message.traceparent);
+        this.forwarding.accept(message.from, message.proposalId, message.data, message.traceparent);
         break;
       case 'forwardAccepted':
-        this.proposals.placed(message.proposalId, message.index);
+        this.forwarding.accepted(message.proposalId, message.index);
         break;
       case 'forwardRefused':
-        this.proposals.fail(message.proposalId, this.refusal(message.reason, message.leaderId));
+        this.forwarding.refused(message.proposalId, message.reason, message.leaderId);
         break;
       case 'peerAddresses':
         this.addresses.receive(message.from, message.addresses, this.raft.leaderId);
@@ -675,97 +643,10 @@ export class DlmNode {
     }
   }
 
-  private acceptForward(
-    from: NodeId,
-    proposalId: string,
-    data: Uint8Array,
-    traceparent: unknown,
-  ): void {
-    if (this.raft.role === 'leader' && !this.countsAsMember(from)) {
-      // Not answered: a stranger learns nothing and costs one message, not two, and a
-      // member this leader does not count yet fails the write UNAVAILABLE within an
-      // election timeout (failUnansweredForwards); its client retries.
-      for (const observer of this.observers) {
-        observer.forwardFromNonMember?.(from, this.memberIds());
-      }
-      return;
-    }
-    const result = this.rulesHoldBack(data)
-      ? { ok: false as const, reason: 'lockRulesUnset' as const, leaderId: this.id }
-      : this.raft.propose(data);
-    if (typeof traceparent === 'string') {
-      const trace = continueTrace(traceparent);
-      for (const observer of this.observers) {
-        observer.forwardedWrite?.(trace, from, result.ok ? 'proposed' : result.reason);
-      }
-    }
-    if (result.ok) {
-      this.transport.send({
-        kind: 'forwardAccepted',
-        from: this.id,
-        to: from,
-        proposalId,
-        index: result.index,
-        term: result.term,
-      });
-    } else {
-      this.transport.send({
-        kind: 'forwardRefused',
-        from: this.id,
-        to: from,
-        proposalId,
-        reason: result.reason,
-        leaderId: result.leaderId,
-      });
-    }
-  }
-
-  /**
-   * Whether the leader takes a forwarded write from `from`: a voter or learner of its
-   * config, other than itself (a node never forwards to itself). The peer port admits
-   * anyone with the cluster id, or under mutual TLS any node certificate of the CA for
-   * the id it claims: that includes a removed node's and one issued for an id never
-   * added, and a forwarded write carries whatever identity it likes, which every
-   * replica then applies as that caller's. Only members may do that.
-   *
-   * The config is this leader's applied one. Membership changes in flight:
-   * - Adding: a joining node learns who leads only from the leader's appends, and a
-   *   leader starts sending to a learner only once it has applied the addLearner entry;
-   *   so its first forward reaches a leader that counts it. Promotion keeps it counted.
-   * - A new leader's applied config can lag its log: it applies what its predecessor
-   *   committed only once an entry of its own term commits (after a crash, also part of
-   *   what it had applied itself: the commit index is written unsynced). A member that
-   *   reaches it meanwhile (one still holding its id as leader from an earlier term) is
-   *   refused; unanswered, the write fails UNAVAILABLE within an election timeout and
-   *   its client retries, and the leader counts that member once it has applied its own
-   *   log. No member is refused for longer.
-   * - Removing: refused from the moment the leader applied the removal, even if the
-   *   removed node never learns of it. Before that, or at a new leader that has not
-   *   applied it yet, its write is still taken, as a member's: it was one until then.
-   *
-   * Raft messages are not filtered this way, on purpose: a node may need its leader
-   * before its config names that leader. A joining node has no config until the
-   * leader's entries or snapshot arrive (with Raft messages filtered, the joiner in
-   * test/node/grpc-membership.test.ts never catches up), and a follower cut off while
-   * the cluster changed may not hold the entry that made its new leader a member: only
-   * that leader will send it. So the core trusts whoever holds a node credential (Raft
-   * tolerates crashes, not lies): a removed node's certificate must be retired, see
-   * README, Security.
-   */
-  private countsAsMember(from: NodeId): boolean {
-    return from !== this.id && this.isMember(from);
-  }
-
   /** A voter or learner of the config this node applied. */
   private isMember(id: NodeId): boolean {
     const { voters, learners } = this.raft.config;
     return voters.includes(id) || learners.includes(id);
-  }
-
-  /** A forwarded write that lockRulesUnset holds back (its data decodes: peerMessageProblem). */
-  private rulesHoldBack(data: Uint8Array): boolean {
-    if (this.raft.role !== 'leader' || this.locks.rulesSetIndex !== null) return false;
-    return this.lockRulesUnset(decodeEntry(data).command);
   }
 
   // ------------------------------------------------------------------ time
@@ -784,7 +665,7 @@ export class DlmNode {
       }
     }
     this.proposals.expire(nowMs);
-    this.failUnansweredForwards(nowMs);
+    this.forwarding.failUnanswered(nowMs);
     this.reads.expire(nowMs);
     if (nowMs - this.lastAnnounceMs >= ADDRESS_ANNOUNCE_INTERVAL_MS) {
       this.lastAnnounceMs = nowMs;
@@ -814,21 +695,6 @@ export class DlmNode {
     const electionTimeoutTicks =
       this.options.raft.electionTimeoutTicks ?? DEFAULT_RAFT_OPTIONS.electionTimeoutTicks;
     return electionTimeoutTicks * this.options.tickIntervalMs;
-  }
-
-  /**
-   * A leader answers a forwarded write at once. Without an answer within an election
-   * timeout, the forward or its answer was lost (a full peer queue, a broken stream) or
-   * the leader is gone: fail it as UNAVAILABLE, so the client retries with the same
-   * request id now rather than at the write's deadline.
-   */
-  private failUnansweredForwards(nowMs: number): void {
-    const waitedMs = this.electionTimeoutMs;
-    this.proposals.failUnplaced(
-      unavailable(`the leader did not answer a forwarded write within ${waitedMs} ms`),
-      nowMs,
-      nowMs - waitedMs,
-    );
   }
 
   // ------------------------------------------------------------------ the Ready loop
@@ -1037,6 +903,21 @@ export class DlmNode {
       memberIds: () => this.memberIds(),
       refuseBehindBehaviour: (id) => this.clusterRules.refuseBehindBehaviour(id),
       bestTransferTarget: () => this.bestTransferTarget(),
+    });
+  }
+
+  private createWriteForwarding(): WriteForwarding {
+    return new WriteForwarding({
+      id: this.id,
+      raft: this.raft,
+      transport: this.transport,
+      proposals: this.proposals,
+      observers: this.observers,
+      isMember: (id) => this.isMember(id),
+      memberIds: () => this.memberIds(),
+      lockRulesUnset: (command) => this.lockRulesUnset(command),
+      rulesSet: () => this.locks.rulesSetIndex !== null,
+      electionTimeoutMs: () => this.electionTimeoutMs,
     });
   }
 

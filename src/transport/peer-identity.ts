@@ -30,7 +30,7 @@ export type AuthFailureReason =
    * A forwarded write from a node the leader does not count among the members: a removed
    * node, a certificate issued for an id never added, a stranger that learned the cluster
    * id (plaintext peers), or, briefly, a member the leader has not applied yet (see
-   * DlmNode.countsAsMember).
+   * WriteForwarding.countsAsMember).
    */
   | 'not_a_member'
   /** A call with neither a client certificate nor a bearer token. */
