@@ -50,7 +50,9 @@ const open = (requestId: string): LockCommand => ({
 });
 
 function told(error: unknown): string {
-  return error instanceof DlmError ? `${error.code} ${error.message} ${error.leaderHint}` : `${error}`;
+  return error instanceof DlmError
+    ? `${error.code} ${error.message} ${error.leaderHint}`
+    : `${error}`;
 }
 
 describe('what a forwarded write is told', () => {
@@ -82,7 +84,11 @@ describe('what a forwarded write is told', () => {
     start(network, false);
     const { leader, follower } = await roles(false);
     const answers: string[] = [];
-    for (const reason of ['tooManyUncommitted', 'transferringLeadership', 'lockRulesUnset'] as const) {
+    for (const reason of [
+      'tooManyUncommitted',
+      'transferringLeadership',
+      'lockRulesUnset',
+    ] as const) {
       let forward: PeerMessage | null = null;
       network.hold((m) => {
         if (m.kind === 'forward' && forward === null) forward = m;
@@ -121,7 +127,9 @@ describe('what a forwarded write is told', () => {
     const answer = await follower.write(open('lost')).then(() => 'applied', told);
     const waited = Date.now() - began;
     network.hold(() => false);
-    expect(answer).toBe('UNAVAILABLE the leader did not answer a forwarded write within 100 ms null');
+    expect(answer).toBe(
+      'UNAVAILABLE the leader did not answer a forwarded write within 100 ms null',
+    );
     expect(waited).toBeGreaterThanOrEqual(90);
     expect(waited).toBeLessThan(1_500);
   });
