@@ -49,6 +49,10 @@ function expectComplete(cell: CellResult): void {
     label,
   ).toHaveLength(1);
   expect(cell.serverCpu?.totalMsPerWrite, label).toBeGreaterThan(0);
+  // Counted, not NaN (written as null): every member's main thread was read before and after.
+  for (const member of cell.serverCpu?.members ?? []) {
+    expect(member.preemptionsPerWrite, `${label} ${member.name}`).toBeGreaterThanOrEqual(0);
+  }
   expect(cell.loadgenCpuMsPerWrite, label).toBeGreaterThan(0);
   expect(cell.loadgenBusiest, label).toBeGreaterThan(0);
   expect(cell.loadgenBusiest, label).toBeLessThanOrEqual(1);
@@ -110,6 +114,7 @@ describe('npm run bench', () => {
     for (const warmup of report.warmup) expect(warmup.pairs).toBeGreaterThanOrEqual(50);
     for (const cell of report.cells) expectPauseReport(cell);
     expect(run.stderr).toMatch(/pauses >= 1 ms: n1.* GC \d+ .*stalls \d+/);
+    expect(run.stderr).toMatch(/event loop preempted per write: n1( \(leader\))? \d+\.\d\d, n2/);
     if (etcdInstalled) {
       expect(report.ratios.map((ratio: { cell: string }) => ratio.cell)).toEqual(['3x-hot']);
       expect(report.etcdVersion).toMatch(/^etcd Version: 3\./);

@@ -75,6 +75,8 @@ export interface MemberCpu {
   readonly leader: boolean;
   readonly cpuMs: number;
   readonly msPerWrite: number;
+  /** Its main thread switched out while runnable, per write (see mainThreadPreemptions). */
+  readonly preemptionsPerWrite: number;
 }
 
 export interface CellRun {
@@ -88,6 +90,8 @@ export interface CellRun {
   readonly hostLoad1m: number;
   /** CPU ms each server process used over the cell, by member name; null if unknown. */
   readonly serverCpuMs: ReadonlyMap<string, number> | null;
+  /** How often each server's main thread was preempted over the cell; null if unknown. */
+  readonly serverPreemptions: ReadonlyMap<string, number> | null;
   readonly errors: readonly BenchErrors[];
   readonly leaderBefore: string | null;
   readonly leaderAfter: string | null;
@@ -125,7 +129,7 @@ export function analyzeCell(run: CellRun, slowestCount = 0): CellResult {
     releaseMs: summarize(records.map((record) => record.releasedMs - record.releaseSentMs)),
     handoffMs: run.cell.contention === 'hot' ? summarize(handoffSamplesMs(records)) : null,
     fairness: fairnessOf(records, run.cell.clients),
-    serverCpu: serverCpuOf(run.serverCpuMs, run.leaderAfter, writes),
+    serverCpu: serverCpuOf(run, writes),
     loadgenCpuMsPerWrite: run.loadgenCpuMs / writes,
     loadgenBusiest: run.loadgenBusiest,
     hostLoad1m: run.hostLoad1m,
@@ -185,16 +189,16 @@ function fairnessOf(records: readonly PairRecord[], clients: number): Fairness {
 }
 
 function serverCpuOf(
-  cpuMs: ReadonlyMap<string, number> | null,
-  leader: string | null,
+  run: Pick<CellRun, 'serverCpuMs' | 'serverPreemptions' | 'leaderAfter'>,
   writes: number,
 ): ServerCpu | null {
-  if (cpuMs === null || writes === 0) return null;
-  const members = [...cpuMs].map(([name, ms]) => ({
+  if (run.serverCpuMs === null || writes === 0) return null;
+  const members = [...run.serverCpuMs].map(([name, ms]) => ({
     name,
-    leader: name === leader,
+    leader: name === run.leaderAfter,
     cpuMs: ms,
     msPerWrite: ms / writes,
+    preemptionsPerWrite: (run.serverPreemptions?.get(name) ?? Number.NaN) / writes,
   }));
   const total = members.reduce((sum, member) => sum + member.cpuMs, 0);
   return { members, totalMsPerWrite: total / writes };

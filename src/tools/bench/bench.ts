@@ -12,7 +12,7 @@ import { type MeasureContext, measureCell, type Workload } from './measure.ts';
 import { BENCH_HELP, type BenchOptions, parseBenchArgs } from './options.ts';
 import { canReadProcessCpu } from './proc-cpu.ts';
 import { Progress } from './progress.ts';
-import { formatCellLine, formatPauses, formatSlowest } from './report.ts';
+import { formatCellLine, formatPauses, formatPreemptions, formatSlowest } from './report.ts';
 import { runScale } from './scale.ts';
 import { type ServerCluster, waitForStableLeader } from './server-cluster.ts';
 import { WorkerPool } from './workers.ts';
@@ -114,6 +114,7 @@ async function runWith(
         const result = await measureCell(context, cluster, workload);
         io.err(`${formatCellLine(result)}\n`);
         io.err(formatSlowest(result));
+        io.err(formatPreemptions(result));
         io.err(formatPauses(result));
         results.push(result);
       }

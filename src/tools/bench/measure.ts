@@ -3,7 +3,7 @@ import { analyzeCell, type CellResult, type CellRun, cellEndMs } from './analyze
 import type { DlmClientKind } from './bench-session.ts';
 import { type CellSpec, type ClientAssignment, dealToWorkers } from './cells.ts';
 import { pauseReport } from './pauses.ts';
-import { processCpuMs } from './proc-cpu.ts';
+import { mainThreadPreemptions, processCpuMs } from './proc-cpu.ts';
 import { epochNowMs } from './records.ts';
 import { endpointsVia, type ServerCluster, type Via } from './server-cluster.ts';
 import type { WorkerPool } from './workers.ts';
@@ -91,7 +91,7 @@ async function runOpened(
   const pairsMaxPerWorker = Number.isFinite(workload.pairsMax)
     ? Math.ceil(workload.pairsMax / pool.size)
     : Number.MAX_SAFE_INTEGER;
-  const cpuBefore = serverCpuMs(cluster);
+  const before = serverReadings(cluster);
   const startMs = epochNowMs();
   context.onRunStart(`${cluster.system} ${workload.name}`, workload.seconds, workload.pairsMax);
   let answers: Awaited<ReturnType<typeof pool.ask<'ran'>>>;
@@ -109,7 +109,7 @@ async function runOpened(
   } finally {
     context.onRunEnd();
   }
-  const cpuAfter = serverCpuMs(cluster);
+  const after = serverReadings(cluster);
   return {
     system: cluster.system,
     cell: workload.cell,
@@ -119,29 +119,37 @@ async function runOpened(
     loadgenCpuMs: answers.reduce((sum, answer) => sum + answer.cpuMs, 0),
     loadgenBusiest: Math.max(...answers.map((answer) => answer.eventLoopBusy)),
     hostLoad1m: loadavg()[0] ?? Number.NaN,
-    serverCpuMs: cpuDelta(cpuBefore, cpuAfter),
+    serverCpuMs: delta(before?.cpuMs ?? null, after?.cpuMs ?? null),
+    serverPreemptions: delta(before?.preemptions ?? null, after?.preemptions ?? null),
     errors: answers.map((answer) => answer.errors),
     leaderBefore,
     leaderAfter: await cluster.leader(),
   };
 }
 
-/** CPU ms used so far by each server process this run started; null if it started none. */
-function serverCpuMs(cluster: ServerCluster): Map<string, number> | null {
+/**
+ * CPU ms used so far by each server process this run started, and its main thread's
+ * preemptions, by member name; null if it started none.
+ */
+function serverReadings(
+  cluster: ServerCluster,
+): { cpuMs: Map<string, number>; preemptions: Map<string, number> } | null {
   const cpuMs = new Map<string, number>();
+  const preemptions = new Map<string, number>();
   for (const member of cluster.members) {
     if (member.pid === null) return null;
     try {
       cpuMs.set(member.name, processCpuMs(member.pid));
+      preemptions.set(member.name, mainThreadPreemptions(member.pid));
     } catch (error) {
       const why = error instanceof Error ? error.message : String(error);
       throw new Error(`${cluster.system} member ${member.name} stopped during the run: ${why}`);
     }
   }
-  return cpuMs;
+  return { cpuMs, preemptions };
 }
 
-function cpuDelta(
+function delta(
   before: ReadonlyMap<string, number> | null,
   after: ReadonlyMap<string, number> | null,
 ): Map<string, number> | null {

@@ -25,6 +25,28 @@ export function processCpuMs(pid: number): number {
   return ((utimeTicks + stimeTicks) * 1000) / clockTicksPerSecond();
 }
 
+/**
+ * How often the process's main thread (a Node process's event loop) was switched out
+ * while it could still run: `nonvoluntary_ctxt_switches` of /proc/PID/status, which
+ * counts that thread alone. Each one is a wait for a CPU that another process held, so
+ * per write it tells a loop that waited for a core from one that was busy.
+ */
+export function mainThreadPreemptions(pid: number): number {
+  let status: string;
+  try {
+    status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch (error) {
+    throw new Error(`cannot read /proc/${pid}/status (has process ${pid} exited?)`, {
+      cause: error,
+    });
+  }
+  const match = /^nonvoluntary_ctxt_switches:\s*(\d+)$/m.exec(status);
+  if (match === null) {
+    throw new Error(`/proc/${pid}/status has no nonvoluntary_ctxt_switches line`);
+  }
+  return Number(match[1]);
+}
+
 let ticksPerSecond: number | null = null;
 
 /** USER_HZ: the unit of utime/stime. Nearly always 100, but asked rather than assumed. */

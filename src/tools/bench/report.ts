@@ -1,4 +1,4 @@
-import type { CellResult } from './analyze.ts';
+import type { CellResult, MemberCpu } from './analyze.ts';
 import { type NodePauseTotals, PAUSE_CAUSES, type PauseCause } from './pauses.ts';
 
 /** The printed tables: one row per cell and system, then dlm/etcd ratios. */
@@ -173,6 +173,17 @@ export function formatSlowest(result: CellResult): string {
         `  slow acquire ${slow.ms.toFixed(1)} ms sent ${slow.sentAt} (${Math.round(slow.sentMs)}) client ${slow.clientIndex}\n`,
     )
     .join('');
+}
+
+/**
+ * How often each dlm node's event loop (its main thread) waited for a CPU another
+ * process held, per write; '' for etcd, whose Go runtime runs its work on other threads.
+ */
+export function formatPreemptions(result: CellResult): string {
+  if (result.system !== 'dlm' || result.serverCpu === null) return '';
+  const node = (member: MemberCpu) =>
+    `${member.name}${member.leader ? ' (leader)' : ''} ${member.preemptionsPerWrite.toFixed(2)}`;
+  return `  event loop preempted per write: ${result.serverCpu.members.map(node).join(', ')}\n`;
 }
 
 /** --stall-ms: each node's pauses in the cell, and what its slowest acquires overlapped. */
