@@ -25,7 +25,20 @@ describe('jepsen membership nemesis', () => {
     console.log(`membership: ${JSON.stringify(verdict.details)}`);
     expect(verdict.valid).toBe(true);
     const sizes = String(verdict.details.stats?.sizes).split(' ').map(Number);
-    expect(sizes.slice(0, 4)).toEqual([4, 5, 4, 3]);
+    // The first change adds a voter. The exact walk after it depends on the OS's timing:
+    // a change that times out under the kills is retried, and the next one may find it
+    // applied (one CI run saw 4 4 3 4 5 4 3, valid). Each step moves by one voter at
+    // most and stays within 3..5; Status agreeing after each is what `valid` checks.
+    expect(sizes[0]).toBe(4);
+    for (const [i, size] of sizes.entries()) {
+      expect(size, `sizes ${sizes.join(' ')}`).toBeGreaterThanOrEqual(3);
+      expect(size, `sizes ${sizes.join(' ')}`).toBeLessThanOrEqual(5);
+      if (i > 0)
+        expect(
+          Math.abs(size - (sizes[i - 1] ?? size)),
+          `sizes ${sizes.join(' ')}`,
+        ).toBeLessThanOrEqual(1);
+    }
     expect(statOf(verdict, 'fullCycles')).toBeGreaterThanOrEqual(1);
     expect(statOf(verdict, 'leaderRemovals')).toBeGreaterThanOrEqual(1);
     const removedLeader = result.nemesisEvents.find(
