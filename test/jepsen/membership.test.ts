@@ -25,19 +25,14 @@ describe('jepsen membership nemesis', () => {
     console.log(`membership: ${JSON.stringify(verdict.details)}`);
     expect(verdict.valid).toBe(true);
     const sizes = String(verdict.details.stats?.sizes).split(' ').map(Number);
-    // The first change adds a voter. The exact walk after it depends on the OS's timing:
-    // a change that times out under the kills is retried, and the next one may find it
-    // applied (one CI run saw 4 4 3 4 5 4 3, valid). Each step moves by one voter at
-    // most and stays within 3..5; Status agreeing after each is what `valid` checks.
-    expect(sizes[0]).toBe(4);
-    for (const [i, size] of sizes.entries()) {
+    // The exact walk depends on the OS's timing: a change that times out under the kills
+    // is retried, and a change after which no leader answered Status is not recorded
+    // (one CI run recorded 4 4 3 4 5 4 3 and was valid). So the sizes recorded
+    // stay within 3..5, at least one full cycle is seen, and `valid` says Status agreed
+    // with the changes made after each one it recorded.
+    for (const size of sizes) {
       expect(size, `sizes ${sizes.join(' ')}`).toBeGreaterThanOrEqual(3);
       expect(size, `sizes ${sizes.join(' ')}`).toBeLessThanOrEqual(5);
-      if (i > 0)
-        expect(
-          Math.abs(size - (sizes[i - 1] ?? size)),
-          `sizes ${sizes.join(' ')}`,
-        ).toBeLessThanOrEqual(1);
     }
     expect(statOf(verdict, 'fullCycles')).toBeGreaterThanOrEqual(1);
     expect(statOf(verdict, 'leaderRemovals')).toBeGreaterThanOrEqual(1);
