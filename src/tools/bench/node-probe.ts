@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { processStatus } from './proc-cpu.ts';
 
 /**
  * What the scale cells read about a server from outside: its memory (/proc/PID/status),
@@ -15,14 +16,7 @@ export interface MemoryMb {
 
 /** A process's resident memory, in MB (MiB); throws naming the pid if it is gone. */
 export function processMemoryMb(pid: number): MemoryMb {
-  let status: string;
-  try {
-    status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  } catch (error) {
-    throw new Error(`cannot read /proc/${pid}/status (has process ${pid} exited?)`, {
-      cause: error,
-    });
-  }
+  const status = processStatus(pid);
   const kb = (field: string): number => {
     const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status);
     return match === null ? Number.NaN : Number(match[1]);

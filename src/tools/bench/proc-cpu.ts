@@ -32,19 +32,22 @@ export function processCpuMs(pid: number): number {
  * per write it tells a loop that waited for a core from one that was busy.
  */
 export function mainThreadPreemptions(pid: number): number {
-  let status: string;
+  const match = /^nonvoluntary_ctxt_switches:\s*(\d+)$/m.exec(processStatus(pid));
+  if (match === null) {
+    throw new Error(`/proc/${pid}/status has no nonvoluntary_ctxt_switches line`);
+  }
+  return Number(match[1]);
+}
+
+/** /proc/PID/status as text; throws naming the pid if it is gone. */
+export function processStatus(pid: number): string {
   try {
-    status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    return readFileSync(`/proc/${pid}/status`, 'utf8');
   } catch (error) {
     throw new Error(`cannot read /proc/${pid}/status (has process ${pid} exited?)`, {
       cause: error,
     });
   }
-  const match = /^nonvoluntary_ctxt_switches:\s*(\d+)$/m.exec(status);
-  if (match === null) {
-    throw new Error(`/proc/${pid}/status has no nonvoluntary_ctxt_switches line`);
-  }
-  return Number(match[1]);
 }
 
 let ticksPerSecond: number | null = null;
