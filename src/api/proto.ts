@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import type * as grpc from '@grpc/grpc-js';
 import { loadSync, type PackageDefinition } from '@grpc/proto-loader';
+import { installFastProtobufLong } from '../client/protobuf-long.ts';
 import { invalidArgument } from './errors.ts';
 import { type LoaderMethod, sessionRequestDeserializer } from './session-wire.ts';
 import {
@@ -20,6 +21,9 @@ import {
  * - defaults: every field is present, as proto3 semantics say.
  */
 export const PROTO_DIR = fileURLToPath(new URL('../../proto/', import.meta.url));
+
+// Before any message is converted: uint64 text without long.js's slow arithmetic.
+installFastProtobufLong();
 
 export const packageDefinition: PackageDefinition = loadSync(['dlm.proto', 'health.proto'], {
   keepCase: true,
