@@ -11,11 +11,16 @@ import { createRequire } from 'node:module';
  * Every value dlm makes (fencing tokens, indexes, session ids, TTLs) is below 2^53, so a
  * JavaScript number holds it exactly and converts it in one step. Values of 16 or more
  * digits, negative values, other radixes and text that is not plain digits take long.js's
- * own path, so every result is the one long.js gives.
+ * own path, so for every call protobufjs makes the result is the one long.js gives
+ * (test/client/protobuf-long.test.ts, test/review/rv-long-wire-diff.test.ts). One
+ * difference: the fast toString does not check that `this` is a Long, as protobufjs
+ * only ever calls it on one.
  *
  * protobufjs documents `util.Long` (then `configure()`) as the place to put a Long class
  * of one's choice; this subclass is put there, in the protobufjs that @grpc/proto-loader
- * itself loads, once per process.
+ * itself loads, once per process. That is process-wide: other code using that protobufjs
+ * with its default `longs` gets instances of this subclass (Long.isLong holds, and they
+ * compute as long.js's do, but a deep equality check against a plain Long fails).
  */
 
 /** The parts of long.js's Long this needs. */
@@ -80,19 +85,21 @@ export function fastLongClass(Base: LongClass): LongClass {
       unsigned?: boolean | number,
       radix?: number,
     ): LongValue {
+      // A number in the second place is long.js's radix form; anything else counts as
+      // its truth value there.
       if (
+        typeof text === 'string' &&
         typeof unsigned !== 'number' &&
         (radix === undefined || radix === 10) &&
         SAFE_DECIMAL.test(text)
       ) {
-        return fromSafeDecimal(text, unsigned === true);
+        return fromSafeDecimal(text, Boolean(unsigned));
       }
       return baseFromString.call(Base, text, unsigned, radix);
     }
     static override fromValue(value: unknown, unsigned?: boolean): LongValue {
-      if (typeof value === 'string' && SAFE_DECIMAL.test(value)) {
-        return fromSafeDecimal(value, unsigned === true);
-      }
+      // long.js hands text to fromString with the same second argument.
+      if (typeof value === 'string') return FastLong.fromString(value, unsigned);
       return baseFromValue.call(Base, value, unsigned);
     }
     override toString(this: LongValue, radix?: number): string {

@@ -108,6 +108,30 @@ describe('fast decimal Long', () => {
     // fromString(text, radix): the second argument is the radix.
     expect(bits(Fast.fromString('ff', 16))).toEqual(bits(Long.fromString('ff', 16)));
     expect(bits(Fast.fromString('777', false, 8))).toEqual(bits(Long.fromString('777', false, 8)));
+    // Second arguments that are not booleans mean what they mean to long.js: a number is
+    // a radix (or refused), anything else its truth value (found by review).
+    const odd: [unknown, unknown][] = [
+      ['10', 16],
+      ['12', 1],
+      ['12', 37],
+      ['5', 'yes'],
+      ['5', {}],
+      ['5', 0],
+      [123, undefined],
+    ];
+    const loose = (ctor: LongCtor) =>
+      ctor as unknown as {
+        fromString(text: unknown, unsigned: unknown): LongLike;
+        fromValue(value: unknown, unsigned: unknown): LongLike;
+      };
+    for (const [text, second] of odd) {
+      expect(outcome(() => bits(loose(Fast).fromString(text, second)))).toEqual(
+        outcome(() => bits(loose(Long).fromString(text, second))),
+      );
+      expect(outcome(() => bits(loose(Fast).fromValue(text, second)))).toEqual(
+        outcome(() => bits(loose(Long).fromValue(text, second))),
+      );
+    }
     for (const value of [0, 1, 2 ** 53, -1, 12345n, { low: 5, high: 1, unsigned: true }]) {
       expect(bits(Fast.fromValue(value, true))).toEqual(bits(Long.fromValue(value, true)));
     }
