@@ -1,8 +1,8 @@
 import { fileURLToPath } from 'node:url';
 import type * as grpc from '@grpc/grpc-js';
 import { loadSync, type PackageDefinition } from '@grpc/proto-loader';
-import { installFastProtobufLong } from '../client/protobuf-long.ts';
 import { invalidArgument } from './errors.ts';
+import { installFastProtobufLong } from './protobuf-long.ts';
 import { type LoaderMethod, sessionRequestDeserializer } from './session-wire.ts';
 import {
   expectedFields,

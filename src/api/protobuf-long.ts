@@ -12,15 +12,17 @@ import { createRequire } from 'node:module';
  * JavaScript number holds it exactly and converts it in one step. Values of 16 or more
  * digits, negative values, other radixes and text that is not plain digits take long.js's
  * own path, so for every call protobufjs makes the result is the one long.js gives
- * (test/client/protobuf-long.test.ts, test/review/rv-long-wire-diff.test.ts). One
+ * (test/api/protobuf-long.test.ts, test/review/rv-long-wire-diff.test.ts). One
  * difference: the fast toString does not check that `this` is a Long, as protobufjs
  * only ever calls it on one.
  *
  * protobufjs documents `util.Long` (then `configure()`) as the place to put a Long class
  * of one's choice; this subclass is put there, in the protobufjs that @grpc/proto-loader
  * itself loads, once per process. That is process-wide: other code using that protobufjs
- * with its default `longs` gets instances of this subclass (Long.isLong holds, and they
- * compute as long.js's do, but a deep equality check against a plain Long fails).
+ * with its default `longs` would get instances of this subclass (Long.isLong holds, and
+ * they compute as long.js's do, but a deep equality check against a plain Long fails).
+ * So only the server installs it, in a process that is dlm's alone; the client library
+ * leaves its users' protobufjs as they have it.
  */
 
 /** The parts of long.js's Long this needs. */

@@ -12,7 +12,6 @@ import {
 import { grpcDeadline, type MonotonicClock, performanceClock, setLongTimeout } from './clock.ts';
 import { DlmClientError } from './errors.ts';
 import { KEEPALIVE_BATCH_MAX_DEFAULT, KeepAliveScheduler } from './keepalive.ts';
-import { installFastProtobufLong } from './protobuf-long.ts';
 
 /**
  * Calls to a dlm cluster through any of its nodes. The client knows only the proto:
@@ -132,7 +131,6 @@ let constructors: Record<Service, grpc.ServiceClientConstructor> | null = null;
 
 function serviceConstructors(): Record<Service, grpc.ServiceClientConstructor> {
   if (constructors !== null) return constructors;
-  installFastProtobufLong();
   const definition = loadSync(PROTO_PATH, {
     keepCase: true,
     longs: String,

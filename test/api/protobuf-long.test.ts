@@ -1,5 +1,5 @@
 /**
- * The decimal fast paths of src/client/protobuf-long.ts must give exactly what long.js
+ * The decimal fast paths of src/api/protobuf-long.ts must give exactly what long.js
  * gives, for every 64-bit value and every input long.js accepts or refuses, and must be
  * in effect in the protobufjs that @grpc/proto-loader uses (the one that converts the
  * API's messages).
@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { packageDefinition } from '../../src/api/proto.ts';
-import { fastLongClass, installFastProtobufLong } from '../../src/client/protobuf-long.ts';
+import { fastLongClass, installFastProtobufLong } from '../../src/api/protobuf-long.ts';
 
 interface LongLike {
   readonly low: number;

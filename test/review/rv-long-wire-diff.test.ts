@@ -1,5 +1,5 @@
 /**
- * Review of 55df74f (src/client/protobuf-long.ts): every uint64 of every message of the
+ * Review of 55df74f (the fast Long, now src/api/protobuf-long.ts): every uint64 of every message of the
  * API, serialized and deserialized through the loader's own functions, gives the same
  * bytes, the same decoded text and the same refusal whether protobufjs's util.Long is
  * the fast subclass or long.js itself. util.Long is read at call time, so the two can be
@@ -9,7 +9,7 @@ import { createRequire } from 'node:module';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { clientDefinition, packageDefinition } from '../../src/api/proto.ts';
-import { installFastProtobufLong } from '../../src/client/protobuf-long.ts';
+import { installFastProtobufLong } from '../../src/api/protobuf-long.ts';
 
 interface Field {
   name: string;
