@@ -5,7 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tokenEntry } from '../../src/api/auth/tokens.ts';
 import { bearerInterceptor } from '../../src/client/bearer.ts';
-import { Caller, expectRefused, serving } from '../support/auth-caller.ts';
+import { Caller, expectRefused, serving, untilPlaced } from '../support/auth-caller.ts';
 import { makeCerts, tlsSectionFor } from '../support/certs.ts';
 import { newRequestId, ProcessCluster } from '../support/process-cluster.ts';
 
@@ -359,8 +359,7 @@ describe('bearer tokens on a plaintext cluster (real processes)', () => {
         'unauthenticated',
       );
       const sessionA = await alice.openSession(follower);
-      // Retried on UNAVAILABLE with the same request id: right after start-up the
-      // cluster may still change leader once, and a forward then finds none.
+      // Retried on UNAVAILABLE with the same request id (untilPlaced).
       const acquireA = {
         lock: 'a/t',
         session_id: sessionA,
@@ -369,24 +368,17 @@ describe('bearer tokens on a plaintext cluster (real processes)', () => {
         request_id: newRequestId(),
         owner: 'owner-of-a/t',
       };
-      let granted = await alice.call(follower, 'Acquire', acquireA);
-      for (
-        let tries = 0;
-        !granted.ok && granted.code === grpc.status.UNAVAILABLE && tries < 100;
-        tries++
-      ) {
-        await new Promise((resolve) => setTimeout(resolve, 100));
-        granted = await alice.call(follower, 'Acquire', acquireA);
-      }
+      const granted = await untilPlaced(() => alice.call(follower, 'Acquire', acquireA));
       expect(granted, 'alice acquires a/t through a follower').toMatchObject({ ok: true });
       const token = granted.ok ? String(granted.reply.fencing_token) : 'none';
+      const bobRelease = {
+        lock: 'a/t',
+        session_id: sessionA,
+        fencing_token: token,
+        request_id: newRequestId(),
+      };
       expectRefused(
-        await bob.call(leader, 'Release', {
-          lock: 'a/t',
-          session_id: sessionA,
-          fencing_token: token,
-          request_id: newRequestId(),
-        }),
+        await untilPlaced(() => bob.call(leader, 'Release', bobRelease)),
         grpc.status.PERMISSION_DENIED,
         'permissionDenied',
       );

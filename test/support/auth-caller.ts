@@ -179,6 +179,22 @@ export function expectRefused(
   expect(outcome).toMatchObject({ ok: false, code, errorCode });
 }
 
+/**
+ * A write's outcome once it was judged: `call` (which must reuse its request id) is made
+ * again while it answers UNAVAILABLE, 100 ms apart, for at most 10 s. Right after
+ * start-up the cluster may still change leader once, and a write then finds none; a
+ * client retries that, and an auth check is about what the write is told once placed.
+ */
+export async function untilPlaced(call: () => Promise<Outcome>): Promise<Outcome> {
+  const deadline = Date.now() + 10_000;
+  let outcome = await call();
+  while (!outcome.ok && outcome.code === grpc.status.UNAVAILABLE && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    outcome = await call();
+  }
+  return outcome;
+}
+
 /** Until `node` answers Status knowing a leader (bounded: 10 s). */
 export async function serving(caller: Caller, node: string): Promise<void> {
   const deadline = Date.now() + 10_000;
