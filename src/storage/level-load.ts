@@ -13,6 +13,7 @@ import {
   type SnapshotManifest,
 } from './codec.ts';
 import { crc32c } from './crc32.ts';
+import { EntryArena } from './entry-arena.ts';
 import { CorruptValueError, StorageCorruptionError } from './errors.ts';
 import { decodeChunkKey, decodeIndexKey, encodeChunkKey, encodeIndexKey } from './keys.ts';
 import {
@@ -349,7 +350,8 @@ function buildMirror(path: string, stored: Stored): MemoryStorage {
     data: new Uint8Array(0),
   };
   const mirror = new MemoryStorage(atCompaction, hardState);
-  mirror.append(entries);
+  // Each stored value's entry is a view into that value: in slabs, the log costs its bytes.
+  mirror.append(new EntryArena().keep(entries));
   const logTerm = mirror.term(snapshotIndex);
   if (logTerm !== snapshotTerm) {
     throw corrupt(

@@ -5,6 +5,7 @@ import { assert } from '../util/assert.ts';
 import { type LogIndex, logIndex } from '../util/ids.ts';
 import type { SnapshotManifest } from './codec.ts';
 import { crc32c } from './crc32.ts';
+import { EntryArena } from './entry-arena.ts';
 import { encodeIndexKey } from './keys.ts';
 import {
   type BatchOp,
@@ -134,6 +135,8 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
   private closing: Promise<void> | null = null;
   /** The tail of the queue of address saves; it never rejects (each caller sees its own). */
   private addressWrites: Promise<void> = Promise.resolve();
+  /** Where the data of the entries the mirror keeps is copied (see EntryArena). */
+  private readonly arena = new EntryArena();
 
   private constructor(
     /** The database directory, as given to `open`; named in every corruption error. */
@@ -221,7 +224,7 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
       this.writeInFlight = false;
     }
     if (snapshot !== null) this.mirror.applySnapshot(snapshot);
-    this.mirror.append(entries);
+    this.mirror.append(this.arena.keep(entries));
     if (hardState !== null) this.mirror.setHardState(hardState);
   }
 

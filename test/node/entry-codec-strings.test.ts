@@ -45,3 +45,17 @@ describe('entry strings copied on decode', () => {
     }
   });
 });
+
+/**
+ * msgpackr caches a DataView on the buffer it reads, as a property of that buffer: the
+ * log's kept entries would each carry one (about 120 bytes) once applied (issue 12).
+ */
+describe('decodeEntry leaves the data it reads as it was', () => {
+  it('adds no property to the entry data', () => {
+    const data = encodeEntry({ proposalId: 'n1/abc/1', command: acquire('inventory/a', 'w1') });
+    const before = Object.getOwnPropertyNames(data);
+    expect(decodeEntry(data).command).toMatchObject({ lock: 'inventory/a', owner: 'w1' });
+    expect(Object.getOwnPropertyNames(data)).toEqual(before);
+    expect('dataView' in data).toBe(false);
+  });
+});
