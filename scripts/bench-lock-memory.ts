@@ -14,7 +14,7 @@ import {
   decodeEntry,
   decodeLockSnapshot,
   encodeEntry,
-  encodeLockSnapshotInParts,
+  encodeLockSnapshotInSlices,
 } from '../src/node/entry-codec.ts';
 import type { SessionId } from '../src/util/ids.ts';
 import { logIndex } from '../src/util/ids.ts';
@@ -79,13 +79,11 @@ console.log('locks', machine.lockCount, 'remembered', machine.rememberedCount);
 report('filled');
 const state = machine.snapshot();
 report('captured');
-const parts = await encodeLockSnapshotInParts(state, async () => {});
-const bytes = parts.reduce((s, p) => s + p.byteLength, 0);
-console.log('snapshot bytes', mb(bytes));
-report('encoded (state+parts alive)');
-const joined = Buffer.concat(parts);
-let decoded: LockSnapshot | null = decodeLockSnapshot(joined);
-report('decoded whole (state, parts, joined, decoded alive)');
+const encoded = await encodeLockSnapshotInSlices(state, async () => {});
+console.log('snapshot bytes', mb(encoded.byteLength));
+report('encoded (state+bytes alive)');
+let decoded: LockSnapshot | null = decodeLockSnapshot(encoded);
+report('decoded whole (state, bytes, decoded alive)');
 const rules = { locksMax: locks, sessionsMax: 1000, dedupeWindowMax: dedupeMax };
 const whole = new LockStateMachine(rules);
 whole.restore(decoded);

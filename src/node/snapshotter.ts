@@ -3,7 +3,7 @@ import { type ClusterConfig, entrySizeBytes } from '../raft/types.ts';
 import type { WritableStorage } from '../storage/index.ts';
 import { assert } from '../util/assert.ts';
 import { type LogIndex, logIndex, type NodeId } from '../util/ids.ts';
-import { encodeLockSnapshotInParts } from './entry-codec.ts';
+import { encodeLockSnapshotInSlices, SNAPSHOT_SLICE_ITEMS } from './entry-codec.ts';
 
 /**
  * Takes snapshots of the applied state and compacts the log behind them, without
@@ -88,6 +88,9 @@ export interface SnapshotReport {
  * 250 entries, and the writes after every snapshot waited on a few hundred of them.
  */
 export const COMPACTION_SLICE_ENTRIES = 10_000;
+
+/** A new snapshot is encoded into a buffer this many times the last one's size. */
+const SNAPSHOT_SIZE_HINT_FACTOR = 1.05;
 
 const turnOfEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
@@ -279,12 +282,19 @@ export class Snapshotter {
     started: { startedAtMs: number; captureMs: number },
   ): Promise<void> {
     const encodeStart = performance.now();
-    // In pieces, which the storage copies straight into the value it writes (issue 12).
-    const parts = await encodeLockSnapshotInParts(state, this.options.pause ?? turnOfEventLoop);
+    // Into one buffer a little larger than the last snapshot: most states change little
+    // between snapshots, so it is seldom grown and seldom copied to size (issue 12).
+    const previousBytes = this.host.storage.snapshot().data.byteLength;
+    const data = await encodeLockSnapshotInSlices(
+      state,
+      this.options.pause ?? turnOfEventLoop,
+      SNAPSHOT_SLICE_ITEMS,
+      previousBytes * SNAPSHOT_SIZE_HINT_FACTOR,
+    );
     const writeStart = performance.now();
     // A snapshot from the leader was installed meanwhile: it covers more than this one.
     if (index <= this.host.storage.snapshot().metadata.index) return;
-    const stored = await this.host.storage.createSnapshot(index, config, parts);
+    const stored = await this.host.storage.createSnapshot(index, config, data);
     // Overtaken by a newer snapshot from the leader: that one covers more.
     if (stored === null) return;
     this.compactTarget = Math.max(this.compactTarget, index - this.options.compactionRetainEntries);

@@ -4,11 +4,9 @@ export { decodeIndexKey, encodeIndexKey } from './keys.ts';
 export type { Bootstrap } from './level-load.ts';
 export { LevelStorage, type LevelStorageOptions } from './level-storage.ts';
 export { MemoryWritableStorage } from './memory-writable-storage.ts';
-export {
-  joinSnapshotBytes,
-  type PersistBatch,
-  type SnapshotBytes,
-  type StoredAddress,
-  type StoredIdentity,
-  type WritableStorage,
+export type {
+  PersistBatch,
+  StoredAddress,
+  StoredIdentity,
+  WritableStorage,
 } from './writable-storage.ts';

@@ -35,7 +35,6 @@ import {
 import { MirroredReads } from './mirrored-reads.ts';
 import type {
   PersistBatch,
-  SnapshotBytes,
   StoredAddress,
   StoredIdentity,
   WritableStorage,
@@ -241,7 +240,7 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
   async createSnapshot(
     index: LogIndex,
     config: ClusterConfig,
-    data: SnapshotBytes,
+    data: Uint8Array,
   ): Promise<Snapshot | null> {
     assert(!this.snapshotInFlight, 'createSnapshot while another is in flight');
     assert(!this.closed, `write to closed storage ${this.path}`);
@@ -252,14 +251,13 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
     const snapshotTerm = this.mirror.term(index);
     assert(snapshotTerm !== undefined, `no term known at snapshot index ${index}`);
     const metadata = { index, term: snapshotTerm, config };
-    // The pieces are copied once, into the buffer the mirror keeps (the core sends it to
-    // followers); the chunks written are views of it.
-    const whole = data instanceof Uint8Array ? data : joined(data);
+    // The chunks written are views of the buffer the mirror keeps (the core sends it to
+    // followers).
     // The Raft writes go on meanwhile: the leader's snapshot may come.
     const dropped = () => this.overtaken(index) || index < this.mirror.snapshot().metadata.index;
     this.snapshotInFlight = true;
     try {
-      const chunks = await this.storeChunks(whole, dropped);
+      const chunks = await this.storeChunks(data, dropped);
       if (chunks === null) return null;
       if (dropped()) {
         await this.dropChunks(chunks.generation, chunks.chunkCount);
@@ -272,7 +270,7 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
     }
     // Writes resolve in the order issued, so a newer snapshot issued after this one has
     // not reached the mirror yet.
-    return this.mirror.createSnapshot(index, config, whole);
+    return this.mirror.createSnapshot(index, config, data);
   }
 
   /**
@@ -520,17 +518,6 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
       throw error;
     }
   }
-}
-
-/** The pieces of a snapshot's data in one buffer. */
-function joined(parts: readonly Uint8Array[]): Uint8Array {
-  const whole = new Uint8Array(parts.reduce((sum, part) => sum + part.byteLength, 0));
-  let offset = 0;
-  for (const part of parts) {
-    whole.set(part, offset);
-    offset += part.byteLength;
-  }
-  return whole;
 }
 
 /**

@@ -2,13 +2,11 @@ import { MemoryStorage } from '../raft/storage.ts';
 import type { ClusterConfig, Snapshot } from '../raft/types.ts';
 import type { LogIndex } from '../util/ids.ts';
 import { MirroredReads } from './mirrored-reads.ts';
-import {
-  joinSnapshotBytes,
-  type PersistBatch,
-  type SnapshotBytes,
-  type StoredAddress,
-  type StoredIdentity,
-  type WritableStorage,
+import type {
+  PersistBatch,
+  StoredAddress,
+  StoredIdentity,
+  WritableStorage,
 } from './writable-storage.ts';
 
 /**
@@ -43,10 +41,10 @@ export class MemoryWritableStorage extends MirroredReads implements WritableStor
   async createSnapshot(
     index: LogIndex,
     config: ClusterConfig,
-    data: SnapshotBytes,
+    data: Uint8Array,
   ): Promise<Snapshot | null> {
     // Writes take effect at once: no newer snapshot is ever on its way to disk.
-    return this.mirror.createSnapshot(index, config, joinSnapshotBytes(data));
+    return this.mirror.createSnapshot(index, config, data);
   }
 
   async compact(index: LogIndex): Promise<void> {

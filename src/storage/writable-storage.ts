@@ -64,7 +64,7 @@ export interface WritableStorage extends Storage {
   createSnapshot(
     index: LogIndex,
     config: ClusterConfig,
-    data: SnapshotBytes,
+    data: Uint8Array,
   ): Promise<Snapshot | null>;
   /** Drops entries up to and including `index`, which a snapshot must already cover. */
   compact(index: LogIndex): Promise<void>;
@@ -81,23 +81,4 @@ export interface WritableStorage extends Storage {
   saveIdentity(identity: StoredIdentity): Promise<void>;
   /** Waits for address saves in flight; a save or Raft write after close is refused. */
   close(): Promise<void>;
-}
-
-/**
- * A snapshot's data, whole or in pieces to be joined in order. The node encodes a large
- * snapshot in pieces, and a store that writes it copies them straight into what it
- * writes, making no buffer of the whole data only to copy it again (issue 12).
- */
-export type SnapshotBytes = Uint8Array | readonly Uint8Array[];
-
-/** The data in one buffer: itself if whole, else its pieces joined. */
-export function joinSnapshotBytes(data: SnapshotBytes): Uint8Array {
-  if (data instanceof Uint8Array) return data;
-  const joined = new Uint8Array(data.reduce((sum, part) => sum + part.byteLength, 0));
-  let offset = 0;
-  for (const part of data) {
-    joined.set(part, offset);
-    offset += part.byteLength;
-  }
-  return joined;
 }

@@ -111,10 +111,7 @@ describe('rev-mem: a crash at every write of chunked snapshots', () => {
       acked.hardState = hs;
     };
     // The first conversion from the old record.
-    const first = await storage.createSnapshot(idx(8), config, [
-      (SNAPSHOT_DATA.get(8) as Uint8Array).subarray(0, 11),
-      (SNAPSHOT_DATA.get(8) as Uint8Array).subarray(11),
-    ]);
+    const first = await storage.createSnapshot(idx(8), config, SNAPSHOT_DATA.get(8) as Uint8Array);
     if (first !== null) acked.snapshots.push(8);
     await persist([entry(13, 2), entry(14, 2)], hardState(2, a, 14));
     // A local snapshot at 12 races a leader's snapshot at 20 (the leader's wins).

@@ -10,7 +10,7 @@ import { LockStateMachine } from '../../src/lock/index.ts';
 import {
   decodeLockSnapshot,
   encodeLockSnapshot,
-  encodeLockSnapshotInParts,
+  encodeLockSnapshotInSlices,
 } from '../../src/node/entry-codec.ts';
 import { logIndex, sessionId } from '../../src/util/ids.ts';
 
@@ -110,7 +110,7 @@ describe('rev5: shared holders replay byte for byte', () => {
           if (k >= at) run(restored, 6 + k, step);
         });
         const a = Buffer.from(encodeLockSnapshot(whole.snapshot()));
-        const b = Buffer.concat(await encodeLockSnapshotInParts(restored.snapshot(), noPause, 1));
+        const b = Buffer.from(await encodeLockSnapshotInSlices(restored.snapshot(), noPause, 1));
         expect(b.equals(a)).toBe(true);
         for (const name of NAMES) {
           const holders = whole.describe(name).holders;

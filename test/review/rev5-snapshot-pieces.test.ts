@@ -5,7 +5,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { LockSnapshot } from '../../src/lock/index.ts';
-import { encodeLockSnapshot, encodeLockSnapshotInParts } from '../../src/node/entry-codec.ts';
+import { encodeLockSnapshot, encodeLockSnapshotInSlices } from '../../src/node/entry-codec.ts';
 
 const noPause = async (): Promise<void> => {};
 
@@ -45,7 +45,7 @@ describe('rev5: snapshot pieces equal one piece for any values', () => {
             locks,
             dedupe: [],
           } as unknown as LockSnapshot;
-          const joined = Buffer.concat(await encodeLockSnapshotInParts(snapshot, noPause, slice));
+          const joined = Buffer.from(await encodeLockSnapshotInSlices(snapshot, noPause, slice));
           expect(joined.equals(Buffer.from(encodeLockSnapshot(snapshot)))).toBe(true);
         },
       ),
@@ -63,7 +63,7 @@ describe('rev5: snapshot pieces equal one piece for any values', () => {
       locks: [],
       dedupe: Array.from({ length: count }, (_, i) => [`k${i}`, { n: -i * 1.5 }]),
     } as unknown as LockSnapshot;
-    const joined = Buffer.concat(await encodeLockSnapshotInParts(snapshot, noPause));
+    const joined = Buffer.from(await encodeLockSnapshotInSlices(snapshot, noPause));
     expect(joined.equals(Buffer.from(encodeLockSnapshot(snapshot)))).toBe(true);
   });
 });

@@ -373,19 +373,6 @@ export function describeStorageConformance(factory: StorageFactory): void {
         });
       });
 
-      it('createSnapshot given its data in pieces stores them joined, in order', async () => {
-        const storage = await withLog(terms);
-        const pieces = [bytes('sm'), new Uint8Array(0), bytes('@'), bytes('8, in pieces')];
-
-        const created = await storage.createSnapshot(idx(8), laterConfig, pieces);
-
-        expect(created?.data).toEqual(bytes('sm@8, in pieces'));
-        await verify(storage, (s) => {
-          expect(s.snapshot().data).toEqual(bytes('sm@8, in pieces'));
-          expect(s.snapshot().metadata).toEqual({ index: 8, term: 3, config: laterConfig });
-        });
-      });
-
       it("compact drops entries up to its index but keeps that index's term", async () => {
         let storage = await withLog(terms);
         await storage.createSnapshot(idx(8), laterConfig, bytes('sm@8'));

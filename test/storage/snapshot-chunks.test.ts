@@ -129,7 +129,7 @@ describe('LevelStorage: snapshots in chunks', () => {
   it('stores a snapshot in bounded chunks, read back whole, and drops the previous snapshot with the new manifest', async () => {
     await withLog();
     let storage = await open();
-    await storage.createSnapshot(idx(3), config, [data(5), data(12, 1)]);
+    await storage.createSnapshot(idx(3), config, Buffer.concat([data(5), data(12, 1)]));
     const first = await withRawDbAfterClose(storage);
     expect(first.map(([, position]) => position)).toEqual([0, 1, 2]);
 

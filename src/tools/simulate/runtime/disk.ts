@@ -1,13 +1,11 @@
 import { MemoryStorage } from '../../../raft/storage.ts';
 import type { ClusterConfig, Entry, Snapshot } from '../../../raft/types.ts';
 import { MirroredReads } from '../../../storage/mirrored-reads.ts';
-import {
-  joinSnapshotBytes,
-  type PersistBatch,
-  type SnapshotBytes,
-  type StoredAddress,
-  type StoredIdentity,
-  type WritableStorage,
+import type {
+  PersistBatch,
+  StoredAddress,
+  StoredIdentity,
+  WritableStorage,
 } from '../../../storage/writable-storage.ts';
 import { type LogIndex, logIndex } from '../../../util/ids.ts';
 import type { Prng } from '../../../util/prng.ts';
@@ -160,7 +158,7 @@ export class SimStorage extends MirroredReads implements WritableStorage {
   async createSnapshot(
     index: LogIndex,
     config: ClusterConfig,
-    data: SnapshotBytes,
+    data: Uint8Array,
   ): Promise<Snapshot | null> {
     // As LevelStorage: a snapshot may be issued beside the log writes, and stores
     // nothing when the leader's newer one is on its way to disk.
@@ -169,7 +167,7 @@ export class SimStorage extends MirroredReads implements WritableStorage {
     this.newestSnapshotIssued = Math.max(this.newestSnapshotIssued, index);
     let snapshot: Snapshot | null = null;
     await this.write(() => {
-      snapshot = this.mirror.createSnapshot(index, config, joinSnapshotBytes(data));
+      snapshot = this.mirror.createSnapshot(index, config, data);
     });
     if (snapshot === null) throw new Error('snapshot write landed without a snapshot');
     return snapshot;
