@@ -144,11 +144,13 @@ function ownString(text: string): string {
 }
 
 /**
- * A snapshot is encoded by an encoder of its own: msgpackr keeps its working buffer at
- * the largest size it grew to, and the entries' encoder, grown to a snapshot's size
- * (16 MB at 100,000 locks), then allocated a buffer that large every time one filled up
- * (issue 12). Pieces of a snapshot are bounded (SNAPSHOT_SLICE_ITEMS), so this one's
- * stays a few hundred kilobytes.
+ * The snapshot's encoder. msgpackr's working buffer is one for the whole process (every
+ * Packr writes into it) and stays at the largest size it grew to: encoded in one piece, a
+ * snapshot grew it to its own size (16 MB at 100,000 locks), and every later entry and
+ * peer message was written into a buffer that large, a new one each time it filled up
+ * (issue 12). Pieces of a snapshot are bounded (SNAPSHOT_SLICE_ITEMS) and each is
+ * written over by the next (see encodeLockSnapshotParts), so they grow it to a few
+ * hundred kilobytes at most.
  */
 const snapshotPackr = new Packr(PACKR_OPTIONS);
 
