@@ -95,6 +95,7 @@ const RUNTIME: SectionSpec<RuntimeConfig> = {
     'shutdownDrainMs',
     'observeConfirmIntervalMs',
     'restoreCollectBytesMin',
+    'heapGrowingPercent',
   ]),
   orderings: [{ a: 'peerReconnectDelayMsMin', relation: 'atMost', b: 'peerReconnectDelayMsMax' }],
   // A frame header carries its length in 32 bits.
@@ -103,6 +104,8 @@ const RUNTIME: SectionSpec<RuntimeConfig> = {
     peerFrameBytesMax: 0xffff_ffff,
     peerMessageBytesMax: 0x7fff_ffff,
     clientRequestBytesMax: 0x7fff_ffff,
+    // V8 takes the flag as a signed 32-bit integer; ten times the live heap is plenty.
+    heapGrowingPercent: 1_000,
   },
 };
 

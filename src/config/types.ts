@@ -74,6 +74,14 @@ export interface RuntimeConfig {
    */
   readonly restoreCollectBytesMin: number;
   /**
+   * How far V8 lets the heap grow past what its last full collection left alive before
+   * it starts the next, in percent (V8's --heap-growing-percent, which NODE_OPTIONS does
+   * not take). 0: V8 chooses, up to 300% with a large heap limit. 100 kept a node holding
+   * 100,000 locks some 100 MB lower after a burst of writes, and cost p99 latency on a
+   * small state at 64 clients (more full collections): see docs/operations.md, "Memory".
+   */
+  readonly heapGrowingPercent: number;
+  /**
    * A GC pause or an event-loop stall at least this long is logged on its own line
    * (`long GC pause`, `event loop stalled`), with when it began: the lines a slow call
    * is matched against (`npm run bench -- --stall-ms N` lowers it to explain a tail).
@@ -258,6 +266,7 @@ export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
   compactionSliceEntries: 10_000,
   snapshotChunkBytes: 1024 * 1024,
   restoreCollectBytesMin: 4 * 1024 * 1024,
+  heapGrowingPercent: 0,
   stallReportMsMin: 50,
   storageWriteBufferBytes: 4 * 1024 * 1024,
   storageBlockCacheBytes: 1024 * 1024,

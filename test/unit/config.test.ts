@@ -157,6 +157,7 @@ describe('defaults', () => {
     ['lock.lockDelayMs', { lock: { lockDelayMs: 0 } }],
     ['raft.learnerPromotionLagEntriesMax', { raft: { learnerPromotionLagEntriesMax: 0 } }],
     ['runtime.compactionRetainEntries', { runtime: { compactionRetainEntries: 0 } }],
+    ['runtime.heapGrowingPercent', { runtime: { heapGrowingPercent: 0 } }],
   ])('%s may be 0', (_path, section) => {
     expect(() => parseClusterConfig({ ...minimalConfig(), ...section }, BASE_DIR)).not.toThrow();
   });
@@ -1011,5 +1012,23 @@ describe('runtime.stallReportMsMin (the pauses a node logs one by one)', () => {
   it('rejects 0 (every check would log), -1, 2.5 and a string, naming the field', () => {
     for (const bad of [0, -1, 2.5, '50ms'])
       expect(() => parse({ stallReportMsMin: bad }), String(bad)).toThrow(/stallReportMsMin/);
+  });
+});
+
+describe('runtime.heapGrowingPercent', () => {
+  it('is off (0, V8 chooses) by default and takes up to 1000', () => {
+    expect(parseClusterConfig(minimalConfig(), BASE_DIR).runtime.heapGrowingPercent).toBe(0);
+    const set = { ...minimalConfig(), runtime: { heapGrowingPercent: 1_000 } };
+    expect(parseClusterConfig(set, BASE_DIR).runtime.heapGrowingPercent).toBe(1_000);
+  });
+
+  it.each([
+    [1_001, 'expected an integer in 0..1000, got 1001'],
+    [-1, 'expected an integer in 0..1000, got -1'],
+    [12.5, 'expected an integer, got 12.5'],
+  ])('refuses %j, naming the field', (value, message) => {
+    expect(problemsOf({ ...minimalConfig(), runtime: { heapGrowingPercent: value } })).toEqual([
+      `runtime.heapGrowingPercent: ${message}`,
+    ]);
   });
 });
