@@ -1,5 +1,6 @@
 import v8 from 'node:v8';
 import vm from 'node:vm';
+import { v8FlagsFrozen } from './v8-flags.ts';
 
 /**
  * A full, blocking garbage collection, for the few moments when a node has just made
@@ -44,7 +45,7 @@ function exposedGcOrNothing(): () => void {
 function exposedGc(): () => void {
   const existing = (globalThis as { gc?: () => void }).gc;
   if (typeof existing === 'function') return existing;
-  if (process.execArgv.includes('--freeze-flags-after-init'))
+  if (v8FlagsFrozen())
     throw new Error('node runs with --freeze-flags-after-init, so --expose-gc cannot be set');
   v8.setFlagsFromString('--expose-gc');
   const gc: unknown = vm.runInNewContext('gc');

@@ -1,4 +1,5 @@
 import v8 from 'node:v8';
+import { v8FlagsFrozen } from './v8-flags.ts';
 
 /**
  * Sets how far V8 lets the old generation grow past what its last full collection left
@@ -9,8 +10,8 @@ import v8 from 'node:v8';
  * four times the live heap where the heap limit is large (2 GB or more). A node holding
  * 100,000 locks keeps some 100 MB alive; right after a burst of writes its heap had grown
  * to 2.6 times that, and the busiest node's RSS was 360-390 MB. At 100% (twice the live
- * heap) it was 260-275 MB. The price is more full collections: on a small state at 64
- * clients the acquire p99 rose by about a third. So it is a setting, off by default (see
+ * heap) it was 259-274 MB. The price is more full collections: on a small state at 64
+ * clients the acquire p99 rose by 10-40%. So it is a setting, off by default (see
  * docs/operations.md, "Memory").
  *
  * V8 reads the flag each time it sets the next collection's limit, so it applies from
@@ -19,7 +20,7 @@ import v8 from 'node:v8';
  */
 export function setHeapGrowingPercent(percent: number): string | null {
   if (percent === 0) return null;
-  if (process.execArgv.includes('--freeze-flags-after-init')) {
+  if (v8FlagsFrozen()) {
     return `runtime.heapGrowingPercent ${percent} not applied: node runs with --freeze-flags-after-init, so V8's flags cannot be set`;
   }
   v8.setFlagsFromString(`--heap-growing-percent=${percent}`);

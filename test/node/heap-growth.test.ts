@@ -7,6 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { v8FlagsFrozen } from '../../src/node/v8-flags.ts';
 
 const MODULE = fileURLToPath(new URL('../../src/node/heap-growth.ts', import.meta.url));
 
@@ -53,4 +54,20 @@ describe('setHeapGrowingPercent', () => {
       "runtime.heapGrowingPercent 100 not applied: node runs with --freeze-flags-after-init, so V8's flags cannot be set",
     );
   }, 60_000);
+});
+
+describe('v8FlagsFrozen', () => {
+  it.each([
+    [[], false],
+    [['--freeze-flags-after-init'], true],
+    [['--freeze_flags_after_init'], true],
+    [['--freeze-flags_after-init'], true],
+    [['--freeze-flags-after-init', '--no-freeze-flags-after-init'], false],
+    [['--freeze-flags-after-init', '--nofreeze_flags_after_init'], false],
+    [['--no-freeze-flags-after-init', '--freeze-flags-after-init'], true],
+    [['--freeze-flags-after-init=false'], false],
+    [['--expose-gc', '--max-old-space-size=512'], false],
+  ])('%j: %s', (execArgv, frozen) => {
+    expect(v8FlagsFrozen(execArgv)).toBe(frozen);
+  });
 });
