@@ -5,7 +5,6 @@ import { assert } from '../util/assert.ts';
 import { type LogIndex, logIndex } from '../util/ids.ts';
 import type { SnapshotManifest } from './codec.ts';
 import { crc32c } from './crc32.ts';
-import { EntryArena } from './entry-arena.ts';
 import { encodeIndexKey } from './keys.ts';
 import {
   type BatchOp,
@@ -134,8 +133,6 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
   private closing: Promise<void> | null = null;
   /** The tail of the queue of address saves; it never rejects (each caller sees its own). */
   private addressWrites: Promise<void> = Promise.resolve();
-  /** Where the data of the entries the mirror keeps is copied (see EntryArena). */
-  private readonly arena = new EntryArena();
 
   private constructor(
     /** The database directory, as given to `open`; named in every corruption error. */
@@ -223,7 +220,7 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
       this.writeInFlight = false;
     }
     if (snapshot !== null) this.mirror.applySnapshot(snapshot);
-    this.mirror.append(this.arena.keep(entries));
+    this.appendToMirror(entries);
     if (hardState !== null) this.mirror.setHardState(hardState);
   }
 
@@ -252,8 +249,7 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
     assert(snapshotTerm !== undefined, `no term known at snapshot index ${index}`);
     const metadata = { index, term: snapshotTerm, config };
     // The chunks written are views of the buffer the mirror keeps (the core sends it to
-    // followers).
-    // The Raft writes go on meanwhile: the leader's snapshot may come.
+    // followers). The Raft writes go on meanwhile: the leader's snapshot may come.
     const dropped = () => this.overtaken(index) || index < this.mirror.snapshot().metadata.index;
     this.snapshotInFlight = true;
     try {

@@ -34,7 +34,7 @@ export class MemoryWritableStorage extends MirroredReads implements WritableStor
 
   async persist(batch: PersistBatch): Promise<void> {
     if (batch.snapshot) this.mirror.applySnapshot(batch.snapshot);
-    this.mirror.append(batch.entries ?? []);
+    this.appendToMirror(batch.entries ?? []);
     if (batch.hardState) this.mirror.setHardState(batch.hardState);
   }
 

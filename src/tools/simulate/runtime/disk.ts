@@ -150,7 +150,7 @@ export class SimStorage extends MirroredReads implements WritableStorage {
     if (installs > this.newestSnapshotIssued) this.newestSnapshotIssued = installs;
     return this.write(() => {
       if (batch.snapshot) this.mirror.applySnapshot(batch.snapshot);
-      this.mirror.append(batch.entries ?? []);
+      this.appendToMirror(batch.entries ?? []);
       if (batch.hardState) this.mirror.setHardState(batch.hardState);
     }, batch.mustSync !== false);
   }
