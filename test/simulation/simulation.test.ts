@@ -167,6 +167,23 @@ describe('a leader that commits and applies its own removal in one event', () =>
 });
 
 /**
+ * Seed 846048652 draws seven members, one entry per append, two appends in flight and
+ * up to 34 ms of delay, with five live sessions keeping alive through the log: after
+ * healing, commits ran at 33/s for the whole 30 s window with every member within 4
+ * entries of the leader, never all caught up at one instant, and the quiet-instant rule
+ * alone reported a liveness failure. It passes by the other rule, members seen to reach
+ * the leader's earlier commit index, which applies only after a third of the window.
+ */
+describe('a cluster that is never quiet after healing', () => {
+  it('seed 846048652 counts as live once every member keeps up with the leader', () => {
+    const result = runSimulation(846048652);
+    expect(result.violation).toBeNull();
+    const { faultPhaseMs, livenessWindowMs } = result.options;
+    expect(result.virtualTimeMs).toBeGreaterThanOrEqual(faultPhaseMs + livenessWindowMs / 3);
+  });
+});
+
+/**
  * The newer teeth are measured, not just found once: each runs a fixed range of seeds
  * with the default options (what `npm run simulate` runs) and must be caught on at
  * least `caughtMin` of them. In `npm test` a tooth stops once it is caught that often
