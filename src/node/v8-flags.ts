@@ -6,16 +6,23 @@
  * NODE_OPTIONS, so the command line (execArgv) is the only place it can be.
  */
 export function v8FlagsFrozen(execArgv: readonly string[] = process.execArgv): boolean {
-  let frozen = false;
+  return v8BooleanFlag('freeze-flags-after-init', execArgv);
+}
+
+/** Whether the command line turns on V8's boolean flag `flag` (written with dashes), as V8 reads it. */
+export function v8BooleanFlag(
+  flag: string,
+  execArgv: readonly string[] = process.execArgv,
+): boolean {
+  let on = false;
   for (const arg of execArgv) {
     if (!arg.startsWith('-')) continue;
     const [rawName = '', value] = arg.replace(/^--?/, '').split('=', 2);
     const name = rawName.replaceAll('_', '-');
-    if (name === FREEZE) frozen = value === undefined || !FALSE_VALUES.has(value);
-    else if (name === `no-${FREEZE}` || name === `no${FREEZE}`) frozen = false;
+    if (name === flag) on = value === undefined || !FALSE_VALUES.has(value);
+    else if (name === `no-${flag}` || name === `no${flag}`) on = false;
   }
-  return frozen;
+  return on;
 }
 
-const FREEZE = 'freeze-flags-after-init';
 const FALSE_VALUES = new Set(['false', '0']);
