@@ -404,7 +404,7 @@ export class LockWorkload {
       if (nowMs < client.pausedUntilMs) return;
       client.pausedUntilMs = null;
     }
-    if (client.session !== null && nowMs >= client.nextKeepAliveMs) {
+    if (this.keepingAlive && client.session !== null && nowMs >= client.nextKeepAliveMs) {
       client.lastKeepAliveMs = nowMs;
       client.nextKeepAliveMs = nowMs + this.keepAliveIntervalMs(client);
       this.propose(client.index, { type: 'KeepAlive', sessionIds: [client.session] });
@@ -441,6 +441,17 @@ export class LockWorkload {
     this.acceptingNewWork = false;
     for (const client of this.clients) client.pausedUntilMs = null;
   }
+
+  /**
+   * Late in the liveness window, with nothing pending: clients stop keeping their
+   * sessions alive, the sessions expire, and the log goes quiet, so that the liveness
+   * check can see every member apply the leader's last commit.
+   */
+  quiesce(): void {
+    this.keepingAlive = false;
+  }
+
+  private keepingAlive = true;
 
   pendingCount(): number {
     let pending = 0;

@@ -145,6 +145,8 @@ interface Command {
 const TRACE_LENGTH = 40;
 /** Times every member must reach the leader's commit index of an earlier check. */
 const CATCH_UP_ROUNDS = 2;
+/** Time the liveness check still gives a cluster it told to go quiet: sessions' TTLs and their expiry. */
+const QUIESCE_MS = 5_000;
 const OUTSTANDING_COMMANDS_PER_CLIENT_MAX = 4;
 const ISOLATED_READ_INTERVAL_MS = 5;
 
@@ -200,6 +202,7 @@ export class Simulator {
   /** The commit index every member must apply next in the liveness phase, and how often it did. */
   private catchUpTarget: LogIndex | null = null;
   private catchUpRounds = 0;
+  private quiescing = false;
   private dropProbability: number;
   private duplicateProbability: number;
   private readonly lockWorkload: LockWorkload;
@@ -1186,14 +1189,26 @@ export class Simulator {
     );
     const applied = members.map((id) => this.nodes.get(id)?.raft?.log.appliedIndex ?? -1);
     if (applied.every((index) => index === commitIndex)) return true;
+    if (this.quiescing) return false;
     const target = this.catchUpTarget ?? commitIndex;
-    this.catchUpTarget = target;
-    if (applied.some((index) => index < target)) return false;
-    if (members.some((id) => raft.progressOf(id)?.state === 'snapshot')) return false;
     this.catchUpTarget = commitIndex;
+    if (
+      applied.some((index) => index < target) ||
+      members.some((id) => raft.progressOf(id)?.state === 'snapshot')
+    ) {
+      this.catchUpRounds = 0;
+      return false;
+    }
     this.catchUpRounds++;
     const busyFromMs = this.livenessDeadlineMs - (this.options.livenessWindowMs * 2) / 3;
-    return this.catchUpRounds >= CATCH_UP_ROUNDS && this.now >= busyFromMs;
+    if (this.catchUpRounds >= CATCH_UP_ROUNDS && this.now >= busyFromMs) {
+      // Members keep up while the log is busy; now let it go quiet, and the quiet rule
+      // must still see every member apply the leader's last commit.
+      this.quiescing = true;
+      this.lockWorkload.quiesce();
+      this.livenessDeadlineMs = Math.max(this.livenessDeadlineMs, this.now + QUIESCE_MS);
+    }
+    return false;
   }
 
   private describeApplied(): string {
