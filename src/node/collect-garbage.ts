@@ -1,6 +1,6 @@
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { v8BooleanFlag, v8FlagsFrozen } from './v8-flags.ts';
+import { v8BooleanFlag, v8FlagsChangeable, v8FlagsFrozen } from './v8-flags.ts';
 
 /**
  * A full, blocking garbage collection, for the few moments when a node has just made
@@ -32,8 +32,8 @@ export function collectGarbage(): void {
 const COMPACT_ALWAYS = 'compact-on-every-full-gc';
 
 function compacting(gc: () => void): () => void {
-  // A process started with --expose-gc and frozen flags has a gc but takes no flag change.
-  if (v8BooleanFlag(COMPACT_ALWAYS) || v8FlagsFrozen()) return gc;
+  // A process started with --expose-gc may have a gc and still take no flag change.
+  if (v8BooleanFlag(COMPACT_ALWAYS) || !v8FlagsChangeable()) return gc;
   return () => {
     v8.setFlagsFromString(`--${COMPACT_ALWAYS}`);
     try {

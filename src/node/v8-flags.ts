@@ -1,3 +1,5 @@
+import { isMainThread } from 'node:worker_threads';
+
 /**
  * Whether V8's flags are frozen in this process (--freeze-flags-after-init): then any
  * v8.setFlagsFromString aborts the process, a check no try can catch. V8 reads `_` and
@@ -26,3 +28,17 @@ export function v8BooleanFlag(
 }
 
 const FALSE_VALUES = new Set(['false', '0']);
+
+/**
+ * Whether this thread may change V8's flags, and change them back, without V8 aborting
+ * the process: not under frozen flags; not under --abort-on-contradictory-flags, where a
+ * flag set twice is a contradiction (unless --fuzzing, which turns that check off); and
+ * only on the main thread, whose execArgv is the process's command line (V8's flags are
+ * the process's, a Worker's execArgv its own). Review of f8ae835: each of these aborted.
+ */
+export function v8FlagsChangeable(execArgv: readonly string[] = process.execArgv): boolean {
+  if (!isMainThread || v8FlagsFrozen(execArgv)) return false;
+  return (
+    !v8BooleanFlag('abort-on-contradictory-flags', execArgv) || v8BooleanFlag('fuzzing', execArgv)
+  );
+}
