@@ -1171,9 +1171,11 @@ export class Simulator {
    * keep alive through the log, and with slow options (one entry per message, two in
    * flight, seven members) the log may never be quiet: seed 846048652 kept every member
    * within 4 entries of the leader for 30 s at 33 commits/s, never all at once. So after
-   * a third of the window, it is enough that every member applied, twice in a row, the
-   * commit index the leader had at an earlier check, none of them still fed snapshots.
-   * The quiet rule stays first, as it also catches a member that stays one entry behind.
+   * a third of the window, once every member applied, at two checks in a row, the commit
+   * index the leader had at the check before, none of them still fed snapshots, the lock
+   * clients stop keeping alive and the log goes quiet; only the quiet rule passes still.
+   * Keeping up is not enough on its own: a member that never applies the last commit
+   * keeps up with a log that keeps moving (review of 5774711, rvliv-liveness.test.ts).
    */
   private livenessReached(): boolean {
     const leader = this.currentLeader();
