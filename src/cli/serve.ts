@@ -20,7 +20,7 @@ import { ConsoleActivity } from '../node/console/activity.ts';
 import { startMetricsServer } from '../node/console/http.ts';
 import { metricsClientTls } from '../node/console/metrics-get.ts';
 import { ConsoleServer } from '../node/console/server.ts';
-import { setHeapGrowingPercent } from '../node/heap-growth.ts';
+import { governHeapGrowth } from '../node/heap-growth.ts';
 import { describeDifferences, type LockRulesReport, watchLockRules } from '../node/lock-rules.ts';
 import { NodeMetrics } from '../node/metrics.ts';
 import { DlmNode, type NodeRuntimeOptions } from '../node/node.ts';
@@ -60,8 +60,8 @@ export async function serve(args: ServeArgs): Promise<void> {
     mixin: () =>
       running === null ? {} : { term: running.status().term, role: running.status().role },
   });
-  const heapNotApplied = setHeapGrowingPercent(config.runtime.heapGrowingPercent);
-  if (heapNotApplied !== null) logger.warn(heapNotApplied);
+  const heapGrowth = governHeapGrowth(config.runtime);
+  if (heapGrowth.note !== null) logger.warn(heapGrowth.note);
   // Read before anything starts, so a missing or unreadable file stops start-up with its field named.
   const security = await NodeSecurity.load(config, id, logger);
   warnIfPeersPlaintext(config, self.peerListenAddress, logger);
@@ -244,6 +244,7 @@ export async function serve(args: ServeArgs): Promise<void> {
   }
   clearInterval(statusTimer);
   stopReloading();
+  heapGrowth.stop();
   runtime.stop();
   // Health turns NOT_SERVING first, so load balancers move away before the node does.
   api.readiness.close();

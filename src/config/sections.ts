@@ -96,6 +96,7 @@ const RUNTIME: SectionSpec<RuntimeConfig> = {
     'observeConfirmIntervalMs',
     'restoreCollectBytesMin',
     'heapGrowingPercent',
+    'heapTargetMb',
   ]),
   orderings: [{ a: 'peerReconnectDelayMsMin', relation: 'atMost', b: 'peerReconnectDelayMsMax' }],
   // A frame header carries its length in 32 bits.
@@ -106,6 +107,8 @@ const RUNTIME: SectionSpec<RuntimeConfig> = {
     clientRequestBytesMax: 0x7fff_ffff,
     // V8 takes the flag as a signed 32-bit integer; ten times the live heap is plenty.
     heapGrowingPercent: 1_000,
+    // 64 GB: past any heap V8 gives a Node process.
+    heapTargetMb: 65_536,
   },
 };
 

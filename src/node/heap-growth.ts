@@ -1,5 +1,6 @@
+import { constants, type PerformanceEntry, PerformanceObserver } from 'node:perf_hooks';
 import v8 from 'node:v8';
-import { v8FlagsFrozen } from './v8-flags.ts';
+import { v8FlagsChangeable } from './v8-flags.ts';
 
 /**
  * Sets how far V8 lets the old generation grow past what its last full collection left
@@ -20,9 +21,113 @@ import { v8FlagsFrozen } from './v8-flags.ts';
  */
 export function setHeapGrowingPercent(percent: number): string | null {
   if (percent === 0) return null;
-  if (v8FlagsFrozen()) {
-    return `runtime.heapGrowingPercent ${percent} not applied: node runs with --freeze-flags-after-init, so V8's flags cannot be set`;
-  }
+  if (!v8FlagsChangeable()) return notApplied(`runtime.heapGrowingPercent ${percent}`);
   v8.setFlagsFromString(`--heap-growing-percent=${percent}`);
   return null;
+}
+
+/** V8's widest growth between full collections (a factor of 4, with a heap limit of 2 GB or more). */
+const V8_GROWING_PERCENT_MAX = 300;
+/** The least growth the target asks for, however large the live heap: 20% more than it. */
+export const TARGET_GROWING_PERCENT_MIN = 20;
+
+/**
+ * The growth (V8's --heap-growing-percent) that makes the next full collection start at
+ * about `targetBytes`, after one that left `liveBytes` alive; 0 (leave it to V8) while V8's
+ * widest growth stays within the target. Never below TARGET_GROWING_PERCENT_MIN: a heap
+ * kept at its live size would collect without end.
+ */
+export function growingPercentFor(liveBytes: number, targetBytes: number): number {
+  if (liveBytes <= 0 || liveBytes * (1 + V8_GROWING_PERCENT_MAX / 100) <= targetBytes) return 0;
+  const percent = Math.floor(((targetBytes - liveBytes) / liveBytes) * 100);
+  return Math.max(TARGET_GROWING_PERCENT_MIN, percent);
+}
+
+/**
+ * runtime.heapTargetMb: after each full collection, sets V8's growth from what it left
+ * alive (growingPercentFor). Why (issue 12): V8 lets the heap grow to up to four times
+ * the live heap before its next full collection; at 100,000 held locks some 115 MB is
+ * live, and right after a burst of writes the busiest node's RSS was 310-377 MB. A fixed
+ * growth (heapGrowingPercent) bought that back but cost p99 on a small state, where it
+ * collected several times as often; this narrows the growth only once the live heap
+ * passes a quarter of the target. At 128 MB, the target that kept that node under 300 MB,
+ * that still takes in the pair cells' 22-40 MB and cost them p99, so it is off by default
+ * (docs/operations.md, "Memory").
+ *
+ * The live heap is read when the observer hears of the collection, a little later, so it
+ * counts what was allocated since; the setting applies from the next collection on.
+ */
+export class HeapTarget {
+  private applied = 0;
+  private observer: PerformanceObserver | null = null;
+
+  constructor(
+    private readonly targetBytes: number,
+    private readonly setPercent: (percent: number) => void = setGrowingPercentFlag,
+    private readonly liveBytes: () => number = () => v8.getHeapStatistics().used_heap_size,
+  ) {}
+
+  start(): void {
+    this.observer = new PerformanceObserver((list) => {
+      const full = list.getEntries().some((entry) => (entry as GcEntry).detail?.kind === FULL_GC);
+      if (full) this.afterFullCollection();
+    });
+    this.observer.observe({ entryTypes: ['gc'] });
+  }
+
+  stop(): void {
+    this.observer?.disconnect();
+    this.observer = null;
+  }
+
+  /** The growth now in force: 0 while V8 chooses. */
+  get growingPercent(): number {
+    return this.applied;
+  }
+
+  afterFullCollection(): void {
+    const percent = growingPercentFor(this.liveBytes(), this.targetBytes);
+    if (percent === this.applied) return;
+    this.applied = percent;
+    this.setPercent(percent);
+  }
+}
+
+function notApplied(setting: string): string {
+  return `${setting} not applied: node runs with --freeze-flags-after-init or --abort-on-contradictory-flags (or in a Worker), so V8's flags cannot be set`;
+}
+
+const FULL_GC = constants.NODE_PERFORMANCE_GC_MAJOR;
+
+/** A 'gc' performance entry; Node's types leave out its detail. */
+type GcEntry = PerformanceEntry & { readonly detail?: { readonly kind?: number } };
+
+function setGrowingPercentFlag(percent: number): void {
+  v8.setFlagsFromString(`--heap-growing-percent=${percent}`);
+}
+
+/**
+ * What `dlm serve` does about V8's heap growth: a fixed growth if heapGrowingPercent is
+ * set, else the target if heapTargetMb is. Returns a note to log when V8's flags cannot
+ * be changed, what stops the target's observer, and the growth in force (0: V8's own).
+ */
+export function governHeapGrowth(runtime: {
+  readonly heapGrowingPercent: number;
+  readonly heapTargetMb: number;
+}): { note: string | null; stop: () => void; growingPercent: () => number } {
+  const none = { note: null, stop: () => {}, growingPercent: () => 0 };
+  if (runtime.heapGrowingPercent > 0) {
+    const note = setHeapGrowingPercent(runtime.heapGrowingPercent);
+    return {
+      ...none,
+      note,
+      growingPercent: () => (note === null ? runtime.heapGrowingPercent : 0),
+    };
+  }
+  if (runtime.heapTargetMb === 0) return none;
+  if (!v8FlagsChangeable())
+    return { ...none, note: notApplied(`runtime.heapTargetMb ${runtime.heapTargetMb}`) };
+  const target = new HeapTarget(runtime.heapTargetMb * 2 ** 20);
+  target.start();
+  return { note: null, stop: () => target.stop(), growingPercent: () => target.growingPercent };
 }

@@ -7,6 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { growingPercentFor, HeapTarget } from '../../src/node/heap-growth.ts';
 import { v8FlagsFrozen } from '../../src/node/v8-flags.ts';
 
 const MODULE = fileURLToPath(new URL('../../src/node/heap-growth.ts', import.meta.url));
@@ -51,7 +52,7 @@ describe('setHeapGrowingPercent', () => {
   it('under --freeze-flags-after-init, names why it is not applied and does not abort', () => {
     const frozen = runChild(100, ['--freeze-flags-after-init']);
     expect(frozen.note).toBe(
-      "runtime.heapGrowingPercent 100 not applied: node runs with --freeze-flags-after-init, so V8's flags cannot be set",
+      "runtime.heapGrowingPercent 100 not applied: node runs with --freeze-flags-after-init or --abort-on-contradictory-flags (or in a Worker), so V8's flags cannot be set",
     );
   }, 60_000);
 });
@@ -71,3 +72,84 @@ describe('v8FlagsFrozen', () => {
     expect(v8FlagsFrozen(execArgv)).toBe(frozen);
   });
 });
+
+describe('growingPercentFor (runtime.heapTargetMb)', () => {
+  const MB = 2 ** 20;
+  it.each([
+    // Four times the live heap fits in the target: V8 chooses.
+    [30, 192, 0],
+    [48, 192, 0],
+    // Past that, the growth that reaches the target.
+    [64, 192, 200],
+    [96, 192, 100],
+    [115, 192, 66],
+    // Never below 20%, however large the live heap.
+    [170, 192, 20],
+    [400, 192, 20],
+    [0, 192, 0],
+  ])('%d MB live, target %d MB: %d%%', (liveMb, targetMb, percent) => {
+    expect(growingPercentFor(liveMb * MB, targetMb * MB)).toBe(percent);
+  });
+});
+
+describe('HeapTarget', () => {
+  it('sets the growth after each full collection only when it changes, back to 0 once small', () => {
+    const MB = 2 ** 20;
+    const set: number[] = [];
+    let live = 30 * MB;
+    const target = new HeapTarget(
+      192 * MB,
+      (percent) => set.push(percent),
+      () => live,
+    );
+    target.afterFullCollection();
+    expect(set).toEqual([]);
+    live = 96 * MB;
+    target.afterFullCollection();
+    target.afterFullCollection();
+    live = 115 * MB;
+    target.afterFullCollection();
+    live = 20 * MB;
+    target.afterFullCollection();
+    expect(set).toEqual([100, 66, 0]);
+    expect(target.growingPercent).toBe(0);
+  });
+
+  // The real observer and the real flag: a live heap past a quarter of the target gets
+  // more full collections than the same churn with the target off.
+  it('in a child process, narrows V8 growth over a large live heap', () => {
+    const governed = runTargetChild(64);
+    const free = runTargetChild(0);
+    expect(governed.percent).toBeGreaterThan(0);
+    expect(free.percent).toBe(0);
+    expect(governed.majors).toBeGreaterThan(2 * free.majors);
+  }, 120_000);
+});
+
+const TARGET_CHILD = `
+import { constants, PerformanceObserver } from 'node:perf_hooks';
+import { governHeapGrowth } from ${JSON.stringify(MODULE)};
+const growth = governHeapGrowth({ heapGrowingPercent: 0, heapTargetMb: Number(process.env.TARGET_MB) });
+let majors = 0;
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) {
+    if (entry.detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) majors++;
+  }
+}).observe({ entryTypes: ['gc'] });
+globalThis.live = Array.from({ length: 600_000 }, (_, i) => ({ i, text: 'live-' + i }));
+const ring = new Array(200_000);
+for (let round = 0; round < 40; round++) {
+  for (let i = 0; i < 150_000; i++) ring[i % ring.length] = { i, text: 'churn-' + i };
+  await new Promise((resolve) => setImmediate(resolve));
+}
+setTimeout(() => console.log(JSON.stringify({ majors, percent: growth.growingPercent() })), 50);
+`;
+
+function runTargetChild(targetMb: number): { majors: number; percent: number } {
+  const out = execFileSync(
+    process.execPath,
+    ['--import', 'tsx', '--input-type=module', '-e', TARGET_CHILD],
+    { env: { ...process.env, TARGET_MB: String(targetMb) }, encoding: 'utf8', timeout: 60_000 },
+  );
+  return JSON.parse(out.trim().split('\n').at(-1) ?? '{}');
+}

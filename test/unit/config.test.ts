@@ -1015,6 +1015,23 @@ describe('runtime.stallReportMsMin (the pauses a node logs one by one)', () => {
   });
 });
 
+describe('runtime.heapTargetMb', () => {
+  it('is off (0) by default and takes up to 65536', () => {
+    expect(parseClusterConfig(minimalConfig(), BASE_DIR).runtime.heapTargetMb).toBe(0);
+    const set = { ...minimalConfig(), runtime: { heapTargetMb: 128 } };
+    expect(parseClusterConfig(set, BASE_DIR).runtime.heapTargetMb).toBe(128);
+  });
+
+  it.each([
+    [65_537, 'expected an integer in 0..65536, got 65537'],
+    [-1, 'expected an integer in 0..65536, got -1'],
+  ])('refuses %j, naming the field', (value, message) => {
+    expect(problemsOf({ ...minimalConfig(), runtime: { heapTargetMb: value } })).toEqual([
+      `runtime.heapTargetMb: ${message}`,
+    ]);
+  });
+});
+
 describe('runtime.heapGrowingPercent', () => {
   it('is off (0, V8 chooses) by default and takes up to 1000', () => {
     expect(parseClusterConfig(minimalConfig(), BASE_DIR).runtime.heapGrowingPercent).toBe(0);
