@@ -85,8 +85,9 @@ export interface RuntimeConfig {
    * The heap size, in MB, that V8's growth between full collections aims at once the
    * live heap is large (used only while heapGrowingPercent is 0). After each full
    * collection the node sets V8's --heap-growing-percent so that the next one starts
-   * near this size, never below 20% more than the live heap; while four times the live
-   * heap fits (V8's widest growth), it leaves the choice to V8. 0, the default: never.
+   * near this size, never below 20% more than the live heap nor wider than V8's widest
+   * growth for the heap limit (4x from 2 GB up, less below); while that fits, it leaves
+   * the choice to V8. 0, the default: never.
    * 128 kept a node filled with 100,000 locks under 300 MB RSS, at a p99 price on a
    * small state at 64 clients: see docs/operations.md, "Memory".
    */

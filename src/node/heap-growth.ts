@@ -1,6 +1,6 @@
 import { constants, type PerformanceEntry, PerformanceObserver } from 'node:perf_hooks';
 import v8 from 'node:v8';
-import { v8FlagsChangeable } from './v8-flags.ts';
+import { v8FlagsChangeable, v8IntFlag } from './v8-flags.ts';
 
 /**
  * Sets how far V8 lets the old generation grow past what its last full collection left
@@ -28,6 +28,21 @@ export function setHeapGrowingPercent(percent: number): string | null {
 
 /** V8's widest growth between full collections (a factor of 4, with a heap limit of 2 GB or more). */
 const V8_GROWING_PERCENT_MAX = 300;
+
+/**
+ * V8's widest growth for a heap limit of `heapLimitBytes` (its MaxGrowingFactor): 4x from
+ * 2 GB up; below, from 1.3x at 256 MB to 2x just under 2 GB. Node sizes the heap from the
+ * memory it may use, so a node in a container of a few GB gets far less than 4x: a target
+ * must never set more than this, or it widens V8's growth instead of narrowing it.
+ */
+export function v8MaxGrowingPercent(heapLimitBytes: number): number {
+  const MB = 2 ** 20;
+  const min = 256 * MB;
+  const max = 2048 * MB;
+  if (heapLimitBytes >= max) return V8_GROWING_PERCENT_MAX;
+  const size = Math.max(heapLimitBytes, min);
+  return Math.floor(30 + (70 * (size - min)) / (max - min));
+}
 /** The least growth the target asks for, however large the live heap: 20% more than it. */
 export const TARGET_GROWING_PERCENT_MIN = 20;
 
@@ -37,10 +52,14 @@ export const TARGET_GROWING_PERCENT_MIN = 20;
  * widest growth stays within the target. Never below TARGET_GROWING_PERCENT_MIN: a heap
  * kept at its live size would collect without end.
  */
-export function growingPercentFor(liveBytes: number, targetBytes: number): number {
-  if (liveBytes <= 0 || liveBytes * (1 + V8_GROWING_PERCENT_MAX / 100) <= targetBytes) return 0;
+export function growingPercentFor(
+  liveBytes: number,
+  targetBytes: number,
+  maxPercent: number = V8_GROWING_PERCENT_MAX,
+): number {
+  if (liveBytes <= 0 || liveBytes * (1 + maxPercent / 100) <= targetBytes) return 0;
   const percent = Math.floor(((targetBytes - liveBytes) / liveBytes) * 100);
-  return Math.max(TARGET_GROWING_PERCENT_MIN, percent);
+  return Math.min(maxPercent, Math.max(TARGET_GROWING_PERCENT_MIN, percent));
 }
 
 /**
@@ -49,8 +68,8 @@ export function growingPercentFor(liveBytes: number, targetBytes: number): numbe
  * the live heap before its next full collection; at 100,000 held locks some 115 MB is
  * live, and right after a burst of writes the busiest node's RSS was 310-377 MB. A fixed
  * growth (heapGrowingPercent) bought that back but cost p99 on a small state, where it
- * collected several times as often; this narrows the growth only once the live heap
- * passes a quarter of the target. At 128 MB, the target that kept that node under 300 MB,
+ * collected several times as often; this sets the growth only once V8's widest growth
+ * over the live heap would pass the target, and never wider than that. At 128 MB, the target that kept that node under 300 MB,
  * that still takes in the pair cells' 22-40 MB and cost them p99, so it is off by default
  * (docs/operations.md, "Memory").
  *
@@ -65,6 +84,9 @@ export class HeapTarget {
     private readonly targetBytes: number,
     private readonly setPercent: (percent: number) => void = setGrowingPercentFlag,
     private readonly liveBytes: () => number = () => v8.getHeapStatistics().used_heap_size,
+    private readonly maxPercent: number = v8MaxGrowingPercent(
+      v8.getHeapStatistics().heap_size_limit,
+    ),
   ) {}
 
   start(): void {
@@ -86,7 +108,7 @@ export class HeapTarget {
   }
 
   afterFullCollection(): void {
-    const percent = growingPercentFor(this.liveBytes(), this.targetBytes);
+    const percent = growingPercentFor(this.liveBytes(), this.targetBytes, this.maxPercent);
     if (percent === this.applied) return;
     this.applied = percent;
     this.setPercent(percent);
@@ -117,14 +139,29 @@ export function governHeapGrowth(runtime: {
 }): { note: string | null; stop: () => void; growingPercent: () => number } {
   const none = { note: null, stop: () => {}, growingPercent: () => 0 };
   if (runtime.heapGrowingPercent > 0) {
-    const note = setHeapGrowingPercent(runtime.heapGrowingPercent);
+    const notApplied = setHeapGrowingPercent(runtime.heapGrowingPercent);
+    const ignored =
+      runtime.heapTargetMb > 0
+        ? `runtime.heapTargetMb ${runtime.heapTargetMb} not applied: runtime.heapGrowingPercent ${runtime.heapGrowingPercent} is set, and takes precedence`
+        : null;
+    const note = notApplied ?? ignored;
     return {
       ...none,
       note,
-      growingPercent: () => (note === null ? runtime.heapGrowingPercent : 0),
+      growingPercent: () => (notApplied === null ? runtime.heapGrowingPercent : 0),
     };
   }
   if (runtime.heapTargetMb === 0) return none;
+  // The command line's growth is the operator's: the target neither overrides it nor,
+  // once the live heap shrinks, writes it back to V8's own (0).
+  const commandLine = v8IntFlag('heap-growing-percent');
+  if (commandLine !== null && commandLine > 0) {
+    return {
+      ...none,
+      note: `runtime.heapTargetMb ${runtime.heapTargetMb} not applied: the command line sets --heap-growing-percent=${commandLine}`,
+      growingPercent: () => commandLine,
+    };
+  }
   if (!v8FlagsChangeable())
     return { ...none, note: notApplied(`runtime.heapTargetMb ${runtime.heapTargetMb}`) };
   const target = new HeapTarget(runtime.heapTargetMb * 2 ** 20);

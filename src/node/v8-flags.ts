@@ -29,6 +29,22 @@ export function v8BooleanFlag(
 
 const FALSE_VALUES = new Set(['false', '0']);
 
+/** The value the command line gives V8's integer flag `flag` (written with dashes), the last one winning; null if none. */
+export function v8IntFlag(
+  flag: string,
+  execArgv: readonly string[] = process.execArgv,
+): number | null {
+  let value: number | null = null;
+  for (const arg of execArgv) {
+    if (!arg.startsWith('-')) continue;
+    const [rawName = '', text] = arg.replace(/^--?/, '').split('=', 2);
+    if (rawName.replaceAll('_', '-') !== flag || text === undefined) continue;
+    const parsed = Number.parseInt(text, 10);
+    if (Number.isFinite(parsed)) value = parsed;
+  }
+  return value;
+}
+
 /**
  * Whether this thread may change V8's flags, and change them back, without V8 aborting
  * the process: not under frozen flags; not under --abort-on-contradictory-flags, where a
