@@ -17,14 +17,20 @@ export function v8BooleanFlag(
   execArgv: readonly string[] = process.execArgv,
 ): boolean {
   let on = false;
-  for (const arg of execArgv) {
-    if (!arg.startsWith('-')) continue;
-    const [rawName = '', value] = arg.replace(/^--?/, '').split('=', 2);
-    const name = rawName.replaceAll('_', '-');
+  for (const [name, value] of v8Flags(execArgv)) {
     if (name === flag) on = value === undefined || !FALSE_VALUES.has(value);
     else if (name === `no-${flag}` || name === `no${flag}`) on = false;
   }
   return on;
+}
+
+/** Each flag of the command line as V8 reads its name (`_` as `-`, leading dashes gone), with its `=value`. */
+function* v8Flags(execArgv: readonly string[]): Generator<[string, string | undefined]> {
+  for (const arg of execArgv) {
+    if (!arg.startsWith('-')) continue;
+    const [rawName = '', value] = arg.replace(/^--?/, '').split('=', 2);
+    yield [rawName.replaceAll('_', '-'), value];
+  }
 }
 
 const FALSE_VALUES = new Set(['false', '0']);
@@ -35,10 +41,8 @@ export function v8IntFlag(
   execArgv: readonly string[] = process.execArgv,
 ): number | null {
   let value: number | null = null;
-  for (const arg of execArgv) {
-    if (!arg.startsWith('-')) continue;
-    const [rawName = '', text] = arg.replace(/^--?/, '').split('=', 2);
-    if (rawName.replaceAll('_', '-') !== flag || text === undefined) continue;
+  for (const [name, text] of v8Flags(execArgv)) {
+    if (name !== flag || text === undefined) continue;
     const parsed = Number.parseInt(text, 10);
     if (Number.isFinite(parsed)) value = parsed;
   }
