@@ -35,7 +35,7 @@ const V8_GROWING_PERCENT_MAX = 300;
  * memory it may use, so a node in a container of a few GB gets far less than 4x: a target
  * must never set more than this, or it widens V8's growth instead of narrowing it.
  */
-export function v8MaxGrowingPercent(heapLimitBytes: number): number {
+function v8MaxGrowingPercent(heapLimitBytes: number): number {
   const MB = 2 ** 20;
   const min = 256 * MB;
   const max = 2048 * MB;
@@ -44,7 +44,7 @@ export function v8MaxGrowingPercent(heapLimitBytes: number): number {
   return Math.floor(30 + (70 * (size - min)) / (max - min));
 }
 /** The least growth the target asks for, however large the live heap: 20% more than it. */
-export const TARGET_GROWING_PERCENT_MIN = 20;
+const TARGET_GROWING_PERCENT_MIN = 20;
 
 /**
  * The growth (V8's --heap-growing-percent) that makes the next full collection start at
