@@ -22,7 +22,7 @@ import { v8FlagsChangeable, v8IntFlag } from './v8-flags.ts';
 export function setHeapGrowingPercent(percent: number): string | null {
   if (percent === 0) return null;
   if (!v8FlagsChangeable()) return notApplied(`runtime.heapGrowingPercent ${percent}`);
-  v8.setFlagsFromString(`--heap-growing-percent=${percent}`);
+  setGrowingPercentFlag(percent);
   return null;
 }
 
@@ -43,6 +43,7 @@ function v8MaxGrowingPercent(heapLimitBytes: number): number {
   const size = Math.max(heapLimitBytes, min);
   return Math.floor(30 + (70 * (size - min)) / (max - min));
 }
+
 /** The least growth the target asks for, however large the live heap: 20% more than it. */
 const TARGET_GROWING_PERCENT_MIN = 20;
 
@@ -69,9 +70,9 @@ export function growingPercentFor(
  * live, and right after a burst of writes the busiest node's RSS was 310-377 MB. A fixed
  * growth (heapGrowingPercent) bought that back but cost p99 on a small state, where it
  * collected several times as often; this sets the growth only once V8's widest growth
- * over the live heap would pass the target, and never wider than that. At 128 MB, the target that kept that node under 300 MB,
- * that still takes in the pair cells' 22-40 MB and cost them p99, so it is off by default
- * (docs/operations.md, "Memory").
+ * over the live heap would pass the target, and never wider than that. At 128 MB, the
+ * target that kept that node under 300 MB, that still takes in the pair cells' 22-40 MB
+ * and cost them p99, so it is off by default (docs/operations.md, "Memory").
  *
  * The live heap is read when the observer hears of the collection, a little later, so it
  * counts what was allocated since; the setting applies from the next collection on.
@@ -139,16 +140,15 @@ export function governHeapGrowth(runtime: {
 }): { note: string | null; stop: () => void; growingPercent: () => number } {
   const none = { note: null, stop: () => {}, growingPercent: () => 0 };
   if (runtime.heapGrowingPercent > 0) {
-    const notApplied = setHeapGrowingPercent(runtime.heapGrowingPercent);
+    const refused = setHeapGrowingPercent(runtime.heapGrowingPercent);
     const ignored =
       runtime.heapTargetMb > 0
         ? `runtime.heapTargetMb ${runtime.heapTargetMb} not applied: runtime.heapGrowingPercent ${runtime.heapGrowingPercent} is set, and takes precedence`
         : null;
-    const note = notApplied ?? ignored;
     return {
       ...none,
-      note,
-      growingPercent: () => (notApplied === null ? runtime.heapGrowingPercent : 0),
+      note: refused ?? ignored,
+      growingPercent: () => (refused === null ? runtime.heapGrowingPercent : 0),
     };
   }
   if (runtime.heapTargetMb === 0) return none;
