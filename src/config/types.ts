@@ -87,9 +87,11 @@ export interface RuntimeConfig {
    * collection the node sets V8's --heap-growing-percent so that the next one starts
    * near this size, never below 20% more than the live heap nor wider than V8's widest
    * growth for the heap limit (4x from 2 GB up, less below); while that fits, it leaves
-   * the choice to V8. 0, the default: never.
-   * 128 kept a node filled with 100,000 locks under 300 MB RSS, at a p99 price on a
-   * small state at 64 clients: see docs/operations.md, "Memory".
+   * the choice to V8. 0: never. The default, 128, keeps a node holding 100,000 locks
+   * under 300 MB RSS, and leaves a state whose live heap is under 32 MB to V8 (the pair
+   * cells' 21-40 MB: no measured cost there); a node with a much larger state pays more
+   * full collections (at least one per 20% growth), so raise it where memory allows:
+   * see docs/operations.md, "Memory".
    */
   readonly heapTargetMb: number;
   /**
@@ -278,7 +280,7 @@ export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
   snapshotChunkBytes: 1024 * 1024,
   restoreCollectBytesMin: 4 * 1024 * 1024,
   heapGrowingPercent: 0,
-  heapTargetMb: 0,
+  heapTargetMb: 128,
   stallReportMsMin: 50,
   storageWriteBufferBytes: 4 * 1024 * 1024,
   storageBlockCacheBytes: 1024 * 1024,

@@ -1016,10 +1016,12 @@ describe('runtime.stallReportMsMin (the pauses a node logs one by one)', () => {
 });
 
 describe('runtime.heapTargetMb', () => {
-  it('is off (0) by default and takes up to 65536', () => {
-    expect(parseClusterConfig(minimalConfig(), BASE_DIR).runtime.heapTargetMb).toBe(0);
-    const set = { ...minimalConfig(), runtime: { heapTargetMb: 128 } };
-    expect(parseClusterConfig(set, BASE_DIR).runtime.heapTargetMb).toBe(128);
+  it('is 128 by default, and 0 (off) or up to 65536 when set', () => {
+    expect(parseClusterConfig(minimalConfig(), BASE_DIR).runtime.heapTargetMb).toBe(128);
+    for (const heapTargetMb of [0, 512, 65_536]) {
+      const set = { ...minimalConfig(), runtime: { heapTargetMb } };
+      expect(parseClusterConfig(set, BASE_DIR).runtime.heapTargetMb).toBe(heapTargetMb);
+    }
   });
 
   it.each([
