@@ -90,8 +90,10 @@ export interface RuntimeConfig {
    * the choice to V8. 0: never. The default, 128, keeps a node holding 100,000 locks
    * under 300 MB RSS, and leaves a state whose live heap is under 32 MB to V8 (the pair
    * cells' 21-40 MB: no measured cost there); a node with a much larger state pays more
-   * full collections (at least one per 20% growth), so raise it where memory allows:
-   * see docs/operations.md, "Memory".
+   * full collections (at least one per 20% growth), so raise it where memory allows.
+   * It replaces V8's choice rather than capping it: under light load a live heap of 32 to
+   * 128 MB may grow to about the target where V8 would collect sooner. See
+   * docs/operations.md, "Memory".
    */
   readonly heapTargetMb: number;
   /**
