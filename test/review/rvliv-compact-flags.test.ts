@@ -15,7 +15,7 @@
  *    an exposed gc was used as is, with no flag change.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -83,6 +83,7 @@ describe('collectGarbage in a Worker of a process with frozen flags', () => {
        new Worker(${JSON.stringify(worker)}, { execArgv: [] }).on('exit', (code) => console.log('worker exit ' + code));`,
     );
     const { status, out } = run(['--expose-gc', '--freeze-flags-after-init', main]);
+    rmSync(dir, { recursive: true, force: true });
     expect(out).not.toMatch(/Check failed: !IsFrozen\(\)/);
     expect(status, out).toBe(0);
     expect(out).toMatch(/worker collected/);

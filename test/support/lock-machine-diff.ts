@@ -1,7 +1,8 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterAll } from 'vitest';
 import { LockStateMachine } from '../../src/lock/index.ts';
 import { encodeLockSnapshot } from '../../src/node/entry-codec.ts';
 
@@ -26,14 +27,19 @@ export function extractLockSources(commit: string, prefix: string): string | nul
   return extractSources(commit, prefix, ['src/lock', 'src/util']);
 }
 
-/** `paths` as they were at `commit`, in a temporary directory; null without that commit. */
+/**
+ * `paths` as they were at `commit`, in a temporary directory removed once the calling
+ * test file's tests are done (call it while the file is collected, at its top level);
+ * null without that commit.
+ */
 export function extractSources(
   commit: string,
   prefix: string,
   paths: readonly string[],
 ): string | null {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
   try {
-    const dir = mkdtempSync(join(tmpdir(), prefix));
     const tar = execFileSync('git', ['archive', commit, ...paths]);
     execFileSync('tar', ['-x', '-C', dir], { input: tar });
     return dir;
