@@ -86,7 +86,7 @@ export function growingPercentFor(
  * growth (heapGrowingPercent) bought that back but cost p99 on a small state, where it
  * collected several times as often; this sets the growth only once V8's widest growth
  * over the live heap would pass the target, and never wider than that. The default,
- * 128 MB, kept that node under 300 MB (280-286 MB in 5 runs, against 307-367 off) and
+ * 128 MB, kept that node under 300 MB in 7 of 8 runs (280-300 MB, against 307-367 off) and
  * leaves live heaps under 32 MB to V8: the pair cells' were 21-40 MB, and alternating
  * runs found no cost there (docs/operations.md, "Memory"). V8 reads no cap, only a
  * growth that replaces its own choice: under light load, where V8 would collect at as
