@@ -4,42 +4,19 @@
  * stamps nothing on its peer messages and knows no SetBehaviour. The cluster must stay at
  * version 1 while any of them runs, rise to the newest once both are upgraded, and an
  * older binary started afterwards on a node's data must refuse it rather than serve.
- * Needs `git`; builds the old commit's dist/ once in a temporary directory (about 15 s).
+ * Needs `git`; builds the old commit's dist/ once under .build/ (about 15 s).
  */
-import { execFileSync, execSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BEHAVIOUR_LATEST, LockStateMachine } from '../../src/lock/index.ts';
 import { encodeLockSnapshot } from '../../src/node/entry-codec.ts';
 import { LevelStorage } from '../../src/storage/index.ts';
 import { logIndex, nodeId } from '../../src/util/ids.ts';
+import { oldReleaseBin } from '../support/old-release.ts';
 import { newRequestId, ProcessCluster } from '../support/process-cluster.ts';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /** The last commit before behaviour versions: the version this upgrade starts from. */
 const OLD_COMMIT = '5df204246c1a2f28777e9ee9cbae9bbae0e7f655';
-const OLD_TREE = join(tmpdir(), `dlm-old-${OLD_COMMIT.slice(0, 7)}`);
-
-function oldDlm(): string {
-  const bin = join(OLD_TREE, 'bin', 'dlm');
-  // A tree left by an earlier run is reused only whole: its node_modules link resolves
-  // (one that pointed into a since-removed checkout made every old node fail to start).
-  const whole =
-    existsSync(join(OLD_TREE, 'dist', 'cli', 'main.js')) &&
-    existsSync(join(OLD_TREE, 'node_modules', '@grpc', 'grpc-js'));
-  if (whole) return bin;
-  rmSync(OLD_TREE, { recursive: true, force: true });
-  mkdirSync(OLD_TREE, { recursive: true });
-  execSync(
-    `git -C ${JSON.stringify(ROOT)} archive ${OLD_COMMIT} | tar -x -C ${JSON.stringify(OLD_TREE)}`,
-  );
-  symlinkSync(join(ROOT, 'node_modules'), join(OLD_TREE, 'node_modules'));
-  execFileSync(process.execPath, [bin, '--help'], { stdio: 'ignore' });
-  return bin;
-}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -50,7 +27,7 @@ describe('rolling upgrade to behaviour versions (real processes, an older binary
   let old: string;
 
   beforeAll(async () => {
-    old = oldDlm();
+    old = oldReleaseBin(OLD_COMMIT);
     cluster = await ProcessCluster.create(3);
     cluster.start('n1');
     cluster.start('n2', { command: [old] });

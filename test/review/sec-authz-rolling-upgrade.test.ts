@@ -19,35 +19,20 @@
  * FAILED on sec-authz as reviewed (88423af): alice Acquired x via n2 (token 6), bob via n1
  * (token 7). Since authz-fix, a node without an `auth` section writes no identity even
  * under mutual TLS, so old and new nodes apply alike. Needs `git` and `openssl`; builds the old
- * commit's dist/ once in a temporary directory (about 15 s).
+ * commit's dist/ once under .build/ (about 15 s).
  */
-import { execFileSync, execSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { issueCertificate } from '../../src/cli/certs.ts';
 import { makeCerts } from '../support/certs.ts';
+import { oldReleaseBin } from '../support/old-release.ts';
 import { loadServices, newRequestId, ProcessCluster } from '../support/process-cluster.ts';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /** The last commit before sec-authz: the version a rolling upgrade starts from. */
 const OLD_COMMIT = '98fee841693c57d15d9edca5c964e1cb5c5a9afe';
-const OLD_TREE = join(tmpdir(), `dlm-review-old-${OLD_COMMIT.slice(0, 7)}`);
-
-function oldTree(): string {
-  if (existsSync(join(OLD_TREE, 'dist', 'cli', 'main.js'))) return OLD_TREE;
-  rmSync(OLD_TREE, { recursive: true, force: true });
-  mkdirSync(OLD_TREE, { recursive: true });
-  execSync(
-    `git -C ${JSON.stringify(ROOT)} archive ${OLD_COMMIT} | tar -x -C ${JSON.stringify(OLD_TREE)}`,
-  );
-  symlinkSync(join(ROOT, 'node_modules'), join(OLD_TREE, 'node_modules'));
-  execFileSync(process.execPath, [join(OLD_TREE, 'bin/dlm'), '--help'], { stdio: 'ignore' });
-  return OLD_TREE;
-}
 
 /**
  * Certificates from dlm certs init's code, but one node certificate shared by the three
@@ -86,7 +71,7 @@ describe('review sec-authz: rolling upgrade of a mutual-TLS cluster (real proces
   const clients: grpc.Client[] = [];
 
   beforeAll(async () => {
-    const old = oldTree();
+    const old = oldReleaseBin(OLD_COMMIT);
     certs = mkdtempSync(join(tmpdir(), 'dlm-review-upgrade-certs-'));
     const node = makeUpgradeCerts(certs);
     const pem = (name: string) => readFileSync(join(certs, name));
@@ -102,8 +87,8 @@ describe('review sec-authz: rolling upgrade of a mutual-TLS cluster (real proces
     );
     // n1 upgraded to the branch; n2 and n3 still on the previous version.
     cluster.start('n1');
-    cluster.start('n2', { command: [join(old, 'bin/dlm')] });
-    cluster.start('n3', { command: [join(old, 'bin/dlm')] });
+    cluster.start('n2', { command: [old] });
+    cluster.start('n3', { command: [old] });
     await cluster.waitForLeader(30_000);
   }, 120_000);
 
