@@ -140,19 +140,6 @@ export class MemoryStorage implements Storage {
     return this.currentSnapshot;
   }
 
-  /**
-   * Swaps the latest snapshot for an equal one, of the same metadata, that holds its data
-   * another way (a store that keeps it on disk until it is read: src/storage).
-   */
-  replaceSnapshot(snapshot: Snapshot): void {
-    const { index, term } = this.currentSnapshot.metadata;
-    assert(
-      snapshot.metadata.index === index && snapshot.metadata.term === term,
-      `snapshot ${snapshot.metadata.index} replaces snapshot ${index}`,
-    );
-    this.currentSnapshot = snapshot;
-  }
-
   /** Drops entries up to and including `index`, which a snapshot must already cover. */
   compact(index: LogIndex): void {
     if (index <= this.compactedIndex) return;

@@ -41,11 +41,9 @@ export function readAll(storage: Storage): unknown {
   for (let index = Math.max(0, first - 2); index <= last + 1; index++) {
     termsAround.push(storage.term(idx(index)));
   }
-  // Its data read now: a store may keep it on disk, read when asked, and only while open.
-  const { metadata, data } = storage.snapshot();
   return {
     initialState: storage.initialState(),
-    snapshot: { metadata, data },
+    snapshot: storage.snapshot(),
     firstIndex: first,
     lastIndex: last,
     entries: storage.entries(first, idx(last + 1), unlimitedBytes),
