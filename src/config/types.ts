@@ -112,8 +112,9 @@ export interface RuntimeConfig {
   readonly storageWriteBufferBytes: number;
   /**
    * LevelDB's block cache (LevelDB's own default is 8 MiB). The node reads its database
-   * only at start-up (the log, hard state and snapshot are kept in memory after that), so
-   * a cache would only hold blocks read once.
+   * only at start-up (the log and hard state are kept in memory after that; the latest
+   * snapshot is read again when a follower needs it), so a cache would only hold blocks
+   * read once.
    */
   readonly storageBlockCacheBytes: number;
   /**

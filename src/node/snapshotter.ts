@@ -183,7 +183,7 @@ export class Snapshotter {
     if (entriesMax <= this.options.snapshotEntriesThreshold) return true;
     if (applied - snapshotIndex >= entriesMax) return true;
     const { storage } = this.host;
-    return this.logBytesAfter(snapshotIndex, applied) >= storage.snapshot().data.byteLength;
+    return this.logBytesAfter(snapshotIndex, applied) >= storage.snapshotDataBytes();
   }
 
   /** The bytes (entrySizeBytes) of the kept log's entries after `from` up to `to`. */
@@ -284,7 +284,7 @@ export class Snapshotter {
     const encodeStart = performance.now();
     // Into one buffer a little larger than the last snapshot: most states change little
     // between snapshots, so it is seldom grown and seldom copied to size (issue 12).
-    const previousBytes = this.host.storage.snapshot().data.byteLength;
+    const previousBytes = this.host.storage.snapshotDataBytes();
     const data = await encodeLockSnapshotInSlices(
       state,
       this.options.pause ?? turnOfEventLoop,
@@ -301,7 +301,7 @@ export class Snapshotter {
     if (this.compactionBacklog() > 0) this.host.compactionDue?.();
     this.host.snapshotted({
       index,
-      bytes: stored.data.byteLength,
+      bytes: data.byteLength,
       captureMs: started.captureMs,
       encodeMs: writeStart - encodeStart,
       writeMs: performance.now() - writeStart,

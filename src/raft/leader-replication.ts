@@ -103,6 +103,9 @@ export class LeaderReplication {
   // ---------------------------------------------------------------- snapshot transfer (§7)
 
   private startSnapshotTransfer(to: NodeId, progress: Progress): void {
+    // Not yet read back from disk: nothing is sent, so the follower's next answer (a
+    // heartbeat's, at the latest) brings it here again.
+    if (!this.log.snapshotDataReady()) return;
     const snapshot = this.log.snapshot();
     progress.becomeSnapshot(snapshot.metadata, snapshot.data);
     this.sendSnapshotChunks(to);

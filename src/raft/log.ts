@@ -223,4 +223,9 @@ export class RaftLog {
   snapshot(): Snapshot {
     return this.unstableSnapshot ?? this.storage.snapshot();
   }
+
+  /** Whether snapshot().data can be had now, without waiting for a disk (see Storage). */
+  snapshotDataReady(): boolean {
+    return this.unstableSnapshot !== null || (this.storage.snapshotDataReady?.() ?? true);
+  }
 }

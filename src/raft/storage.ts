@@ -28,6 +28,12 @@ export interface Storage {
   lastIndex(): LogIndex;
   /** The most recent snapshot. There is always one: a fresh node holds the bootstrap snapshot. */
   snapshot(): Snapshot;
+  /**
+   * False while the latest snapshot's data is on its way from disk: the leader then
+   * starts no transfer, and tries again at the follower's next answer. Asking may start
+   * the read. A store that keeps the data in memory leaves this out (always ready).
+   */
+  snapshotDataReady?(): boolean;
 }
 
 export const EMPTY_CONFIG: ClusterConfig = { voters: [], learners: [] };
@@ -138,6 +144,19 @@ export class MemoryStorage implements Storage {
     assert(snapshotTerm !== undefined, `no term known at snapshot index ${index}`);
     this.currentSnapshot = { metadata: { index, term: snapshotTerm, config }, data };
     return this.currentSnapshot;
+  }
+
+  /**
+   * Swaps the latest snapshot for an equal one, of the same metadata, that holds its data
+   * another way (a store that keeps it on disk until it is read: src/storage).
+   */
+  replaceSnapshot(snapshot: Snapshot): void {
+    const { index, term } = this.currentSnapshot.metadata;
+    assert(
+      snapshot.metadata.index === index && snapshot.metadata.term === term,
+      `snapshot ${snapshot.metadata.index} replaces snapshot ${index}`,
+    );
+    this.currentSnapshot = snapshot;
   }
 
   /** Drops entries up to and including `index`, which a snapshot must already cover. */

@@ -51,6 +51,10 @@ export interface SnapshotMetadata {
 
 export interface Snapshot {
   readonly metadata: SnapshotMetadata;
+  /**
+   * The state machine's state at `index`. A store may keep it on disk and read it here,
+   * when asked (src/storage/snapshot-read.ts): read it only to use it.
+   */
   readonly data: Uint8Array;
 }
 

@@ -37,10 +37,10 @@ import type { StoredAddress, StoredIdentity } from './writable-storage.ts';
  * value whole into its write batch, its log and its memtable, and a 30 MB value (100,000
  * held locks) left blocks that size in the allocator after every snapshot (issue 12).
  * Chunks are written under a generation no manifest names yet, each in a synced batch of
- * its own, and the manifest that names them, with the deletion of the chunks of the
- * one it replaces, goes in one batch after them: a crash at any point leaves the old
- * snapshot whole, or the new one. Chunks no manifest names (a crash, an abandoned
- * write) are deleted at the next open.
+ * its own, and the manifest that names them goes in one batch after them: a crash at any
+ * point leaves the old snapshot whole, or the new one. The chunks of the one it replaces
+ * are deleted after that, once the node no longer reads them (LevelStorage.dropReplaced).
+ * Chunks no manifest names (a crash, an abandoned write) are deleted at the next open.
  *
  * Keys and values are raw bytes ('view' encoding); the codec owns the value format.
  */

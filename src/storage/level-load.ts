@@ -8,14 +8,11 @@ import {
   decodeHardState,
   decodeIdentity,
   decodeSnapshot,
-  decodeSnapshotChunk,
   decodeSnapshotManifest,
-  type SnapshotManifest,
 } from './codec.ts';
-import { crc32c } from './crc32.ts';
 import { EntryArena } from './entry-arena.ts';
 import { CorruptValueError, StorageCorruptionError } from './errors.ts';
-import { decodeChunkKey, decodeIndexKey, encodeChunkKey, encodeIndexKey } from './keys.ts';
+import { decodeChunkKey, decodeIndexKey, encodeIndexKey } from './keys.ts';
 import {
   type BatchOp,
   type Bytes,
@@ -31,6 +28,7 @@ import {
   type Sublevels,
   writeBatch,
 } from './level-layout.ts';
+import { readChunks, type StoredChunks } from './snapshot-read.ts';
 import type { StoredAddress, StoredIdentity } from './writable-storage.ts';
 
 /** What an empty database starts as: a founding member, or a node joining a cluster. */
@@ -39,7 +37,8 @@ export type Bootstrap = ClusterConfig | 'join';
 /**
  * Reads and verifies everything stored, and returns it as a MemoryStorage (the
  * mirror). An empty database is first initialized from `bootstrap`, in one synced batch.
- * Every value's checksum is checked here; after this nothing is read from disk again.
+ * Every value's checksum is checked here. After this only the latest snapshot's data is
+ * read again, when a follower needs it (see DiskSnapshot).
  */
 export async function loadMirror(
   path: string,
@@ -68,8 +67,9 @@ export async function loadMirror(
       manifestValue,
       decodeSnapshotManifest,
     );
-    snapshot = { metadata: manifest.metadata, data: await readChunks(path, sublevels, manifest) };
-    stored = { generation: manifest.generation, chunkCount: manifest.chunkCount };
+    const { metadata, ...chunks } = manifest;
+    snapshot = { metadata, data: await readChunks(path, sublevels, chunks) };
+    stored = chunks;
   } else {
     snapshot = decodeAt(path, 'snapshot', 'key latest', oldValue as Bytes, decodeSnapshot);
   }
@@ -79,12 +79,6 @@ export async function loadMirror(
   const entries = await readLog(path, sublevels, compaction);
   const mirror = buildMirror(path, { snapshot, hardState, compaction, entries });
   return { mirror, place: { stored, oldRecord: stored === null, nextGeneration } };
-}
-
-/** The chunks a manifest names. */
-export interface StoredChunks {
-  readonly generation: number;
-  readonly chunkCount: number;
 }
 
 /** Where the stored snapshot is, so that the write of the next one deletes it. */
@@ -98,61 +92,12 @@ export interface SnapshotPlace {
 }
 
 /** A new database's manifest: generation 0, no chunks (the founding snapshot has no data). */
-const FIRST_MANIFEST: StoredChunks = { generation: 0, chunkCount: 0 };
-
-/**
- * A manifest's data, read a chunk at a time into one buffer of its size: no value the
- * size of the whole snapshot is read, and every chunk is checked on its own (so a
- * damaged one is named) and all of them together against the manifest.
- */
-async function readChunks(
-  path: string,
-  sublevels: Sublevels,
-  manifest: SnapshotManifest,
-): Promise<Uint8Array> {
-  const { generation, chunkCount, dataBytes, dataChecksum } = manifest;
-  if (dataBytes > DATA_BYTES_MAX) {
-    throw corrupt(path, 'snapshot', 'key manifest', `data of ${dataBytes} bytes`);
-  }
-  const data = new Uint8Array(dataBytes);
-  let offset = 0;
-  let position = 0;
-  let checksum = 0;
-  const range = { gte: encodeChunkKey(generation, 0), lt: encodeChunkKey(generation + 1, 0) };
-  for await (const [key, value] of sublevels.snapshotChunk.iterator(range)) {
-    const where = `generation ${generation} chunk ${position}`;
-    const at = decodeChunkKey(key);
-    if (at === undefined || at[1] !== position) {
-      throw corrupt(path, 'snapshotChunk', where, `found ${at?.[1] ?? 'a bad key'} instead`);
-    }
-    const chunk = decodeAt(path, 'snapshotChunk', where, value, decodeSnapshotChunk);
-    if (offset + chunk.byteLength > dataBytes) {
-      throw corrupt(
-        path,
-        'snapshotChunk',
-        where,
-        `runs past the ${dataBytes} bytes of the manifest`,
-      );
-    }
-    data.set(chunk, offset);
-    checksum = crc32c(chunk, checksum);
-    offset += chunk.byteLength;
-    position++;
-  }
-  if (position !== chunkCount || offset !== dataBytes || checksum !== dataChecksum) {
-    throw corrupt(
-      path,
-      'snapshotChunk',
-      `generation ${generation}`,
-      `${position} chunks of ${offset} bytes (checksum ${checksum}) where the manifest says ` +
-        `${chunkCount} of ${dataBytes} (checksum ${dataChecksum})`,
-    );
-  }
-  return data;
-}
-
-/** A JavaScript typed array holds at most this much; a manifest asking more is damaged. */
-const DATA_BYTES_MAX = 2 ** 32 - 1;
+const FIRST_MANIFEST: StoredChunks = {
+  generation: 0,
+  chunkCount: 0,
+  dataBytes: 0,
+  dataChecksum: 0,
+};
 
 /**
  * Deletes every chunk the manifest does not name: a crash, or a snapshot write that a
@@ -205,12 +150,7 @@ async function initialize(
   const snapshot = mirror.snapshot();
   if (snapshot.data.byteLength > 0)
     throw new Error('a new store starts from a snapshot without data');
-  const manifest = {
-    metadata: snapshot.metadata,
-    ...FIRST_MANIFEST,
-    dataBytes: 0,
-    dataChecksum: 0,
-  };
+  const manifest = { metadata: snapshot.metadata, ...FIRST_MANIFEST };
   const ops: BatchOp[] = [
     putSnapshotManifest(sublevels, manifest),
     putCompactionPoint(sublevels, { index: snapshot.metadata.index, term: snapshot.metadata.term }),

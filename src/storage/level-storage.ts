@@ -3,7 +3,6 @@ import type { MemoryStorage } from '../raft/storage.ts';
 import type { ClusterConfig, Entry, Snapshot, SnapshotMetadata } from '../raft/types.ts';
 import { assert } from '../util/assert.ts';
 import { type LogIndex, logIndex } from '../util/ids.ts';
-import type { SnapshotManifest } from './codec.ts';
 import { crc32c } from './crc32.ts';
 import { encodeIndexKey } from './keys.ts';
 import {
@@ -32,6 +31,7 @@ import {
   type SnapshotPlace,
 } from './level-load.ts';
 import { MirroredReads } from './mirrored-reads.ts';
+import { DiskSnapshot, readChunks, readChunksSync, type StoredChunks } from './snapshot-read.ts';
 import type {
   PersistBatch,
   StoredAddress,
@@ -152,6 +152,7 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
       `snapshotChunkBytes must be a positive integer, got ${chunkBytes}`,
     );
     this.newestSnapshotIssued = mirror.snapshot().metadata.index;
+    if (place.stored !== null) this.keepDataOnDisk(place.stored);
   }
 
   /**
@@ -202,12 +203,15 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
     if (snapshot !== null && snapshot.metadata.index > this.newestSnapshotIssued) {
       this.newestSnapshotIssued = snapshot.metadata.index;
     }
+    let chunks: StoredChunks | null = null;
+    let replaced: StoredChunks | null = null;
     this.writeInFlight = true;
     try {
       // The leader's snapshot's chunks first, each in its own write; the batch below
       // names them. A crash before it leaves chunks no manifest names, dropped at open.
-      const chunks = snapshot === null ? null : await this.storeChunks(snapshot.data);
+      chunks = snapshot === null ? null : await this.storeChunks(snapshot.data);
       const compactedBefore = this.compactedIndex();
+      replaced = this.place.stored;
       const ops = [
         ...this.snapshotOps(snapshot, chunks),
         ...this.entryOps(snapshot, entries),
@@ -219,7 +223,11 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
     } finally {
       this.writeInFlight = false;
     }
-    if (snapshot !== null) this.mirror.applySnapshot(snapshot);
+    if (snapshot !== null && chunks !== null) {
+      this.mirror.applySnapshot(snapshot);
+      this.keepDataOnDisk(chunks);
+      this.dropReplaced(replaced);
+    }
     this.appendToMirror(entries);
     if (hardState !== null) this.mirror.setHardState(hardState);
   }
@@ -248,9 +256,9 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
     const snapshotTerm = this.mirror.term(index);
     assert(snapshotTerm !== undefined, `no term known at snapshot index ${index}`);
     const metadata = { index, term: snapshotTerm, config };
-    // The chunks written are views of the buffer the mirror keeps (the core sends it to
-    // followers). The Raft writes go on meanwhile: the leader's snapshot may come.
+    // The Raft writes go on meanwhile: the leader's snapshot may come.
     const dropped = () => this.overtaken(index) || index < this.mirror.snapshot().metadata.index;
+    let written: { chunks: StoredChunks; replaced: StoredChunks | null };
     this.snapshotInFlight = true;
     try {
       const chunks = await this.storeChunks(data, dropped);
@@ -260,13 +268,17 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
         return null;
       }
       this.newestSnapshotIssued = index;
+      written = { chunks, replaced: this.place.stored };
       await this.commit(this.manifestOps(metadata, chunks), true);
     } finally {
       this.snapshotInFlight = false;
     }
     // Writes resolve in the order issued, so a newer snapshot issued after this one has
     // not reached the mirror yet.
-    return this.mirror.createSnapshot(index, config, data);
+    this.mirror.createSnapshot(index, config, data);
+    this.keepDataOnDisk(written.chunks);
+    this.dropReplaced(written.replaced);
+    return this.mirror.snapshot();
   }
 
   /**
@@ -278,7 +290,7 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
   private async storeChunks(
     data: Uint8Array,
     dropped: () => boolean = () => false,
-  ): Promise<Omit<SnapshotManifest, 'metadata'> | null> {
+  ): Promise<StoredChunks | null> {
     const generation = this.place.nextGeneration++;
     let checksum = 0;
     let position = 0;
@@ -301,26 +313,80 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
   }
 
   /**
-   * The manifest of a snapshot whose chunks are stored, and the deletion of the stored
-   * snapshot it replaces, in one batch. `place` becomes the new one now, as the batch
-   * is issued: writes run in the order issued, so the next snapshot's batch, issued
-   * after this one, must delete these chunks.
+   * The manifest of a snapshot whose chunks are stored (with the deletion of the record
+   * of the layout before chunks, if any). `place` becomes the new one now, as the batch
+   * is issued: writes run in the order issued. The chunks of the snapshot it replaces
+   * are not deleted in this batch but once the mirror names the new one (`dropReplaced`):
+   * until then the core may read them.
    */
-  private manifestOps(
-    metadata: SnapshotMetadata,
-    chunks: Omit<SnapshotManifest, 'metadata'>,
-  ): BatchOp[] {
-    const { stored, oldRecord } = this.place;
+  private manifestOps(metadata: SnapshotMetadata, chunks: StoredChunks): BatchOp[] {
     const ops = [
       putSnapshotManifest(this.sublevels, { metadata, ...chunks }),
-      ...(stored === null
-        ? []
-        : delSnapshotChunks(this.sublevels, stored.generation, stored.chunkCount)),
-      ...(oldRecord ? [delOldSnapshot(this.sublevels)] : []),
+      ...(this.place.oldRecord ? [delOldSnapshot(this.sublevels)] : []),
     ];
-    this.place.stored = { generation: chunks.generation, chunkCount: chunks.chunkCount };
+    this.place.stored = chunks;
     this.place.oldRecord = false;
     return ops;
+  }
+
+  /**
+   * The mirror's latest snapshot becomes one whose data stays on disk, in `chunks`, and
+   * is read when asked for (see DiskSnapshot). The data in hand is kept while anything
+   * else holds it.
+   */
+  private keepDataOnDisk(chunks: StoredChunks): void {
+    const latest = this.mirror.snapshot();
+    assert(!(latest instanceof DiskSnapshot), 'the latest snapshot is on disk already');
+    const { metadata, data } = latest;
+    const reader = {
+      readNow: (snapshot: DiskSnapshot) => this.readSnapshotDataNow(snapshot, chunks),
+      read: (snapshot: DiskSnapshot) => this.readSnapshotData(snapshot, chunks),
+    };
+    this.mirror.replaceSnapshot(new DiskSnapshot(metadata, chunks.dataBytes, data, reader));
+  }
+
+  /** See Storage.snapshotDataReady: the leader asks before a transfer. */
+  snapshotDataReady(): boolean {
+    const latest = this.mirror.snapshot();
+    return !(latest instanceof DiskSnapshot) || latest.ready();
+  }
+
+  private readSnapshotDataNow(snapshot: DiskSnapshot, chunks: StoredChunks): Uint8Array {
+    const { index } = snapshot.metadata;
+    assert(!this.closed, `read of snapshot ${index} from closed storage ${this.path}`);
+    // A replaced snapshot's chunks are deleted (`dropReplaced`): only the latest is read.
+    assert(
+      this.mirror.snapshot() === snapshot,
+      `read of snapshot ${index} after a newer one replaced it`,
+    );
+    return readChunksSync(this.path, this.sublevels, chunks);
+  }
+
+  /**
+   * In the background, through an iterator: it sees the database as it was when it
+   * began, when the snapshot was the latest, whatever is deleted meanwhile.
+   */
+  private async readSnapshotData(
+    snapshot: DiskSnapshot,
+    chunks: StoredChunks,
+  ): Promise<Uint8Array> {
+    assert(
+      !this.closed,
+      `read of snapshot ${snapshot.metadata.index} from closed storage ${this.path}`,
+    );
+    return readChunks(this.path, this.sublevels, chunks);
+  }
+
+  /**
+   * Deletes the chunks of the snapshot the mirror named before, now that it names the
+   * new one. Issued now, so in order with every later write, and not waited for: a crash
+   * before it leaves chunks no manifest names, which the next open drops; a failure is
+   * kept like any write's and refuses the next.
+   */
+  private dropReplaced(replaced: StoredChunks | null): void {
+    if (replaced === null || replaced.chunkCount === 0) return;
+    const ops = delSnapshotChunks(this.sublevels, replaced.generation, replaced.chunkCount);
+    this.commit(ops, false).catch(() => {});
   }
 
   /** A newer snapshot (the leader's, being installed) is on its way to disk. */
@@ -423,16 +489,15 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
   private async closeAfterAddressWrites(): Promise<void> {
     this.closed = true;
     await this.addressWrites;
+    // And the writes no caller waits for (`dropReplaced`).
+    await this.lastCommit;
     await this.db.close();
   }
 
   // ---------------------------------------------------------------- planning
 
   /** A snapshot replaces the log: name its stored chunks, move the compaction point to it. */
-  private snapshotOps(
-    snapshot: Snapshot | null,
-    chunks: Omit<SnapshotManifest, 'metadata'> | null,
-  ): BatchOp[] {
+  private snapshotOps(snapshot: Snapshot | null, chunks: StoredChunks | null): BatchOp[] {
     if (snapshot === null || chunks === null) return [];
     const { index, term } = snapshot.metadata;
     const current = this.mirror.snapshot().metadata.index;

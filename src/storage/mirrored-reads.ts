@@ -2,6 +2,7 @@ import type { MemoryStorage, Storage } from '../raft/storage.ts';
 import type { ClusterConfig, Entry, HardState, Snapshot } from '../raft/types.ts';
 import type { LogIndex, Term } from '../util/ids.ts';
 import { EntryArena } from './entry-arena.ts';
+import { DiskSnapshot } from './snapshot-read.ts';
 
 /**
  * The core's synchronous reads, answered from a MemoryStorage. Every write-side store
@@ -41,5 +42,10 @@ export abstract class MirroredReads implements Storage {
 
   snapshot(): Snapshot {
     return this.mirror.snapshot();
+  }
+
+  snapshotDataBytes(): number {
+    const snapshot = this.mirror.snapshot();
+    return snapshot instanceof DiskSnapshot ? snapshot.dataBytes : snapshot.data.byteLength;
   }
 }

@@ -68,6 +68,8 @@ export interface WritableStorage extends Storage {
   ): Promise<Snapshot | null>;
   /** Drops entries up to and including `index`, which a snapshot must already cover. */
   compact(index: LogIndex): Promise<void>;
+  /** The size of the latest snapshot's data, without reading it (a store may keep it on disk). */
+  snapshotDataBytes(): number;
   /**
    * Replaces the stored member addresses, durably. Not Raft state: it may run while a
    * Raft write is in flight, and saves take effect in the order they were called.

@@ -6,6 +6,7 @@
 
 import { describe, expect, it } from 'vitest';
 import type { MessageOf } from '../../src/raft/index.ts';
+import type { Storage } from '../../src/raft/storage.ts';
 import { logIndex as idx, term as tm } from '../../src/util/ids.ts';
 import { Prng } from '../../src/util/prng.ts';
 import {
@@ -83,6 +84,29 @@ describe('§7 Log compaction and InstallSnapshot', () => {
     expect(network.state(c)).toEqual(network.state(a));
     expect(network.state(c).at(-1)).toBe('after');
     expect(network.raft(c).log.lastIndex()).toBe(33);
+  });
+
+  it('a leader whose snapshot data is still on its way from disk sends none, and sends it once it is in', () => {
+    const { network, snapshot } = compactedWhileCIsAway(82);
+    // A store that keeps the data on disk (src/storage/snapshot-read.ts) says not yet.
+    const storage: Storage = network.node(a).storage;
+    let ready = false;
+    let asked = 0;
+    storage.snapshotDataReady = () => {
+      asked++;
+      return ready;
+    };
+
+    network.tickAll(5);
+    expect(network.sentOf('InstallSnapshot', { to: c })).toHaveLength(0);
+    // Asked again at the follower's later answers, not once and forgotten.
+    expect(asked).toBeGreaterThan(2);
+
+    ready = true;
+    network.tickAll(3);
+    expect(network.node(c).appliedSnapshots.map((m) => m.index)).toEqual([32]);
+    expect(network.node(c).storage.snapshot().data).toEqual(snapshot.data);
+    expect(network.state(c)).toEqual(network.state(a));
   });
 
   it('an answer slower than the resend timer still moves the transfer on (no livelock)', () => {

@@ -41,9 +41,11 @@ export function readAll(storage: Storage): unknown {
   for (let index = Math.max(0, first - 2); index <= last + 1; index++) {
     termsAround.push(storage.term(idx(index)));
   }
+  // Its data read now: a store may keep it on disk, read when asked, and only while open.
+  const { metadata, data } = storage.snapshot();
   return {
     initialState: storage.initialState(),
-    snapshot: storage.snapshot(),
+    snapshot: { metadata, data },
     firstIndex: first,
     lastIndex: last,
     entries: storage.entries(first, idx(last + 1), unlimitedBytes),
