@@ -341,6 +341,13 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
     const reader = {
       readNow: (snapshot: DiskSnapshot) => this.readSnapshotDataNow(snapshot, chunks),
       read: (snapshot: DiskSnapshot) => this.readSnapshotData(snapshot, chunks),
+      readFailed: (snapshot: DiskSnapshot, error: unknown) => {
+        // Kept like a failed write's: the next write is refused, and the node stops.
+        const index = snapshot.metadata.index;
+        this.failure ??= new Error(`storage ${this.path}: reading snapshot ${index} back failed`, {
+          cause: error,
+        });
+      },
     };
     this.mirror.replaceSnapshot(new DiskSnapshot(metadata, chunks.dataBytes, data, reader));
   }
@@ -545,10 +552,14 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
     this.refuseAfterFailure();
   }
 
-  /** After a failed write nothing more is written (see the class comment). */
+  /**
+   * After a failed write nothing more is written (see the class comment), nor after a
+   * failed background read of the snapshot data: a node that cannot send its snapshot
+   * must stop, and its next write stops it.
+   */
   private refuseAfterFailure(): void {
     if (this.failure !== null) {
-      throw new Error(`storage ${this.path}: refusing to write after a failed write`, {
+      throw new Error(`storage ${this.path}: refusing to write after a failed write or read`, {
         cause: this.failure,
       });
     }

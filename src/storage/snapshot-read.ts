@@ -126,6 +126,8 @@ export function readChunksSync(
 export interface SnapshotDataReader {
   readNow(snapshot: DiskSnapshot): Uint8Array;
   read(snapshot: DiskSnapshot): Promise<Uint8Array>;
+  /** A background read failed: the store's next write must fail, and stop the node. */
+  readFailed(snapshot: DiskSnapshot, error: unknown): void;
 }
 
 /**
@@ -138,8 +140,10 @@ export interface SnapshotDataReader {
  * The data last read or written is kept while anything else holds it (a transfer to a
  * follower under way holds it), so a transfer reads it once. The leader asks `ready()`
  * before a transfer: read back at once, 30 MB held the event loop 91-202 ms, so it is
- * read in the background, a chunk a turn, and held until the transfer takes it. `data`
- * still reads at once when asked without that (a node restoring its state at start-up,
+ * read in the background, a chunk a turn, and held until the next `ready()` hands it to
+ * the transfer. A read no transfer comes for (its leader deposed meanwhile) is held until
+ * a newer snapshot replaces this one: the one copy every node used to keep. `data` still
+ * reads at once when asked without `ready()` (a node restoring its state at start-up,
  * which has it in hand anyway, and tools). Only the snapshot the store names as its
  * latest may be read at once: the chunks of one it replaced are deleted.
  */
@@ -150,10 +154,10 @@ export class DiskSnapshot implements Snapshot {
   readonly #dataBytes: number;
   readonly #reader: SnapshotDataReader;
   #recent: WeakRef<Uint8Array>;
-  /** Read in the background for a transfer, held until something reads `data`. */
+  /** Read in the background for a transfer, held until the next `ready()` or `data`. */
   #loaded: Uint8Array | null = null;
   #loading = false;
-  #loadFailure: unknown = null;
+  #failed = false;
 
   constructor(
     metadata: SnapshotMetadata,
@@ -175,13 +179,20 @@ export class DiskSnapshot implements Snapshot {
 
   /**
    * Whether `data` is in memory. When it is not, starts reading it in the background
-   * and says false. A background read that failed throws here, to the caller that
-   * wanted the data (the node then stops, as on any storage failure).
+   * and says false. A read that failed is not tried again: the reader stops the store's
+   * writes, and with them the node (see SnapshotDataReader.readFailed).
    */
   ready(): boolean {
-    if (this.#loadFailure !== null) throw this.#loadFailure;
-    if (this.#loaded !== null || this.#recent.deref() !== undefined) return true;
-    if (!this.#loading) this.#load();
+    const loaded = this.#loaded;
+    if (loaded !== null) {
+      // Handed over: a WeakRef keeps its new target to the end of this job, and the
+      // caller reads `data` in it (Raft's startSnapshotTransfer does, and then holds it).
+      this.#recent = new WeakRef(loaded);
+      this.#loaded = null;
+      return true;
+    }
+    if (this.#recent.deref() !== undefined) return true;
+    if (!this.#loading && !this.#failed) this.#load();
     return false;
   }
 
@@ -190,26 +201,30 @@ export class DiskSnapshot implements Snapshot {
     this.#reader.read(this).then(
       (data) => {
         this.#loading = false;
-        if (data.byteLength !== this.#dataBytes) {
-          this.#loadFailure = new Error(
-            `read a snapshot data of ${data.byteLength} bytes, not ${this.#dataBytes}`,
-          );
+        if (data.byteLength === this.#dataBytes) {
+          this.#loaded = data;
           return;
         }
-        this.#loaded = data;
-        this.#recent = new WeakRef(data);
+        const reason = `read ${data.byteLength} bytes of snapshot data, not ${this.#dataBytes}`;
+        this.#fail(new Error(reason));
       },
       (error: unknown) => {
         this.#loading = false;
-        this.#loadFailure = error;
+        this.#fail(error);
       },
     );
+  }
+
+  #fail(error: unknown): void {
+    this.#failed = true;
+    this.#reader.readFailed(this, error);
   }
 
   #data(): Uint8Array {
     const loaded = this.#loaded;
     if (loaded !== null) {
       // The reader holds it now, for as long as it needs it.
+      this.#recent = new WeakRef(loaded);
       this.#loaded = null;
       return loaded;
     }

@@ -58,7 +58,30 @@ describe('LevelStorage keeps the latest snapshot data on disk', () => {
     await storage.persist({ entries: entries(2, 20) });
     const level = Level.prototype as unknown as Record<'_getSync', (...args: unknown[]) => unknown>;
     getSync = vi.spyOn(level, '_getSync');
+    iteratorsOpened = 0;
   });
+
+  /** Resolves once the next LevelDB iterator opened (a background read) is closed. */
+  let iteratorsOpened = 0;
+  function endOfNextIterator(): Promise<void> {
+    const level = Level.prototype as unknown as Record<
+      '_iterator',
+      (...args: unknown[]) => unknown
+    >;
+    const open = level._iterator;
+    return new Promise((resolve) => {
+      vi.spyOn(level, '_iterator').mockImplementation(function (this: unknown, ...args) {
+        iteratorsOpened++;
+        const iterator = open.apply(this, args) as { _close: () => Promise<void> };
+        const close = iterator._close.bind(iterator);
+        iterator._close = async () => {
+          await close();
+          resolve();
+        };
+        return iterator;
+      });
+    });
+  }
 
   afterEach(async () => {
     vi.restoreAllMocks();
@@ -87,38 +110,60 @@ describe('LevelStorage keeps the latest snapshot data on disk', () => {
     expect(getSync.mock.calls.length).toBe(reads);
   });
 
-  it('for a transfer, reads it in the background and holds it until the transfer takes it', async () => {
+  it('for a transfer, reads it in the background, and holds it until the transfer asks again', async () => {
     await storage.createSnapshot(logIndex(10), config, stateAt(10));
     expect(storage.snapshotDataReady()).toBe(true);
     await collect();
+    const readDone = endOfNextIterator();
 
     expect(storage.snapshotDataReady()).toBe(false);
     expect(storage.snapshotDataReady()).toBe(false);
-    for (let turns = 0; !storage.snapshotDataReady(); turns++) {
-      expect(turns).toBeLessThan(1_000);
-      await new Promise((resolve) => setImmediate(resolve));
-    }
-    // Held while nothing else holds it: a collection between the read and the transfer
-    // must not make the transfer read it again, at once.
+    await readDone;
+    await new Promise((resolve) => setImmediate(resolve));
+    // Held while nothing else holds it: a collection between the read and the transfer's
+    // next ask must not make it read again.
     await collect();
     expect(storage.snapshotDataReady()).toBe(true);
-    expect(storage.snapshot().data).toEqual(stateAt(10));
+    // Handed over in that ask: the transfer reads it in the same job, and holds it.
+    const data = storage.snapshot().data;
+    expect(data).toEqual(stateAt(10));
     // Never read with the event loop held.
     expect(getSync).not.toHaveBeenCalled();
+    expect(iteratorsOpened).toBe(1);
   });
 
-  it('a background read that failed throws to the next caller that wants the data', async () => {
+  it('the read is held no longer once handed over: it goes with the transfer that took it', async () => {
     await storage.createSnapshot(logIndex(10), config, stateAt(10));
     await collect();
-    vi.spyOn(
-      Level.prototype as unknown as Record<'_iterator', () => unknown>,
-      '_iterator',
-    ).mockImplementation(() => {
-      throw new Error('injected: the disk is gone');
-    });
+    const readDone = endOfNextIterator();
+    expect(storage.snapshotDataReady()).toBe(false);
+    await readDone;
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(storage.snapshotDataReady()).toBe(true);
+    // Nothing took it in that job: it is the collector's, and the next ask reads again.
+    await collect();
+    expect(storage.snapshotDataReady()).toBe(false);
+    expect(iteratorsOpened).toBe(2);
+  });
+
+  it('a background read that failed refuses the next write (the node stops), and is not tried again', async () => {
+    await storage.createSnapshot(logIndex(10), config, stateAt(10));
+    await collect();
+    const iterators = vi
+      .spyOn(Level.prototype as unknown as Record<'_iterator', () => unknown>, '_iterator')
+      .mockImplementation(() => {
+        throw new Error('injected: the disk is gone');
+      });
     expect(storage.snapshotDataReady()).toBe(false);
     await new Promise((resolve) => setImmediate(resolve));
-    expect(() => storage.snapshotDataReady()).toThrow(/injected: the disk is gone/);
+    // Never thrown into the core, which asks from anywhere (a client's write, say).
+    expect(storage.snapshotDataReady()).toBe(false);
+    expect(iterators).toHaveBeenCalledTimes(1);
+    const refused = storage.persist({ entries: entries(21, 21) });
+    await expect(refused).rejects.toThrow(/refusing to write after a failed write or read/);
+    await expect(refused).rejects.toSatisfy((error: Error) =>
+      /reading snapshot 10 back failed/.test(String((error.cause as Error).message)),
+    );
   });
 
   it("reads the data of a leader's snapshot installed here", async () => {
