@@ -237,7 +237,7 @@ export class DiskSnapshot implements Snapshot {
   }
 }
 
-export function corruptChunk(
+function corruptChunk(
   path: string,
   sublevel: 'snapshot' | 'snapshotChunk',
   where: string,
