@@ -307,7 +307,7 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
     return { generation, chunkCount: position, dataBytes: data.byteLength, dataChecksum: checksum };
   }
 
-  /** Chunks no manifest names; unsynced, since the next open drops any that remain. */
+  /** Chunks no manifest names (any more); unsynced, since the next open drops any that remain. */
   private async dropChunks(generation: number, count: number): Promise<void> {
     if (count > 0) await this.commit(delSnapshotChunks(this.sublevels, generation, count), false);
   }
@@ -352,6 +352,12 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
     this.mirror.replaceSnapshot(new DiskSnapshot(metadata, chunks.dataBytes, data, reader));
   }
 
+  /** Without reading it: the data may be on disk. */
+  override snapshotDataBytes(): number {
+    const latest = this.mirror.snapshot();
+    return latest instanceof DiskSnapshot ? latest.dataBytes : latest.data.byteLength;
+  }
+
   /** See Storage.snapshotDataReady: the leader asks before a transfer. */
   snapshotDataReady(): boolean {
     const latest = this.mirror.snapshot();
@@ -391,9 +397,8 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
    * kept like any write's and refuses the next.
    */
   private dropReplaced(replaced: StoredChunks | null): void {
-    if (replaced === null || replaced.chunkCount === 0) return;
-    const ops = delSnapshotChunks(this.sublevels, replaced.generation, replaced.chunkCount);
-    this.commit(ops, false).catch(() => {});
+    if (replaced === null) return;
+    this.dropChunks(replaced.generation, replaced.chunkCount).catch(() => {});
   }
 
   /** A newer snapshot (the leader's, being installed) is on its way to disk. */

@@ -2,7 +2,6 @@ import type { MemoryStorage, Storage } from '../raft/storage.ts';
 import type { ClusterConfig, Entry, HardState, Snapshot } from '../raft/types.ts';
 import type { LogIndex, Term } from '../util/ids.ts';
 import { EntryArena } from './entry-arena.ts';
-import { DiskSnapshot } from './snapshot-read.ts';
 
 /**
  * The core's synchronous reads, answered from a MemoryStorage. Every write-side store
@@ -45,7 +44,6 @@ export abstract class MirroredReads implements Storage {
   }
 
   snapshotDataBytes(): number {
-    const snapshot = this.mirror.snapshot();
-    return snapshot instanceof DiskSnapshot ? snapshot.dataBytes : snapshot.data.byteLength;
+    return this.mirror.snapshot().data.byteLength;
   }
 }

@@ -28,7 +28,12 @@ class ChunkAssembler {
     private readonly chunks: StoredChunks,
   ) {
     if (chunks.dataBytes > DATA_BYTES_MAX) {
-      throw corruptChunk(path, 'snapshot', 'key manifest', `data of ${chunks.dataBytes} bytes`);
+      throw new StorageCorruptionError(
+        path,
+        'snapshot',
+        'key manifest',
+        `data of ${chunks.dataBytes} bytes`,
+      );
     }
     this.data = new Uint8Array(chunks.dataBytes);
   }
@@ -39,7 +44,7 @@ class ChunkAssembler {
     const where = `generation ${generation} chunk ${this.position}`;
     const at = decodeChunkKey(key);
     if (at === undefined || at[0] !== generation || at[1] !== this.position) {
-      throw corruptChunk(
+      throw new StorageCorruptionError(
         this.path,
         'snapshotChunk',
         where,
@@ -51,11 +56,11 @@ class ChunkAssembler {
       chunk = decodeSnapshotChunk(value);
     } catch (error) {
       if (!(error instanceof CorruptValueError)) throw error;
-      throw corruptChunk(this.path, 'snapshotChunk', where, error.message);
+      throw new StorageCorruptionError(this.path, 'snapshotChunk', where, error.message);
     }
     if (this.offset + chunk.byteLength > dataBytes) {
       const reason = `runs past the ${dataBytes} bytes of the manifest`;
-      throw corruptChunk(this.path, 'snapshotChunk', where, reason);
+      throw new StorageCorruptionError(this.path, 'snapshotChunk', where, reason);
     }
     this.data.set(chunk, this.offset);
     this.checksum = crc32c(chunk, this.checksum);
@@ -68,7 +73,7 @@ class ChunkAssembler {
     const { generation, chunkCount, dataBytes, dataChecksum } = this.chunks;
     const { position, offset, checksum } = this;
     if (position !== chunkCount || offset !== dataBytes || checksum !== dataChecksum) {
-      throw corruptChunk(
+      throw new StorageCorruptionError(
         this.path,
         'snapshotChunk',
         `generation ${generation}`,
@@ -115,7 +120,7 @@ export function readChunksSync(
     const value = sublevels.snapshotChunk.getSync(key);
     if (value === undefined) {
       const where = `generation ${chunks.generation} chunk ${position}`;
-      throw corruptChunk(path, 'snapshotChunk', where, 'missing');
+      throw new StorageCorruptionError(path, 'snapshotChunk', where, 'missing');
     }
     assembler.add(key, value);
   }
@@ -183,14 +188,9 @@ export class DiskSnapshot implements Snapshot {
    * writes, and with them the node (see SnapshotDataReader.readFailed).
    */
   ready(): boolean {
-    const loaded = this.#loaded;
-    if (loaded !== null) {
-      // Handed over: a WeakRef keeps its new target to the end of this job, and the
-      // caller reads `data` in it (Raft's startSnapshotTransfer does, and then holds it).
-      this.#recent = new WeakRef(loaded);
-      this.#loaded = null;
-      return true;
-    }
+    // Handed over: a WeakRef keeps its new target to the end of this job, and the caller
+    // reads `data` in it (Raft's startSnapshotTransfer does, and then holds it).
+    if (this.#handOverLoaded() !== null) return true;
     if (this.#recent.deref() !== undefined) return true;
     if (!this.#loading && !this.#failed) this.#load();
     return false;
@@ -220,14 +220,19 @@ export class DiskSnapshot implements Snapshot {
     this.#reader.readFailed(this, error);
   }
 
-  #data(): Uint8Array {
+  /** The background read, held no longer: whoever takes it holds it while needed. */
+  #handOverLoaded(): Uint8Array | null {
     const loaded = this.#loaded;
     if (loaded !== null) {
-      // The reader holds it now, for as long as it needs it.
       this.#recent = new WeakRef(loaded);
       this.#loaded = null;
-      return loaded;
     }
+    return loaded;
+  }
+
+  #data(): Uint8Array {
+    const loaded = this.#handOverLoaded();
+    if (loaded !== null) return loaded;
     const held = this.#recent.deref();
     if (held !== undefined) return held;
     const data = this.#reader.readNow(this);
@@ -235,13 +240,4 @@ export class DiskSnapshot implements Snapshot {
     this.#recent = new WeakRef(data);
     return data;
   }
-}
-
-function corruptChunk(
-  path: string,
-  sublevel: 'snapshot' | 'snapshotChunk',
-  where: string,
-  reason: string,
-): StorageCorruptionError {
-  return new StorageCorruptionError(path, sublevel, where, reason);
 }
