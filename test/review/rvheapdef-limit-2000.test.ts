@@ -31,6 +31,9 @@ let peak = 0;
 let widest = 0;
 const ring = new Array(50_000);
 let n = 0;
+for (; n < ring.length; n++) ring[n] = { n, text: 'churn-' + n };
+globalThis.gc();
+const live = v8.getHeapStatistics().used_heap_size;
 const end = Date.now() + 5_000;
 while (Date.now() < end) {
   for (let i = 0; i < 1_000; i++) ring[n++ % ring.length] = { n, text: 'churn-' + n };
@@ -41,14 +44,30 @@ while (Date.now() < end) {
 console.log(JSON.stringify({
   targetMb: runtime.heapTargetMb,
   peakMb: Math.round(peak / 2 ** 20),
+  liveMb: Math.round(live / 2 ** 20),
   widestPercent: widest,
 }));
 `;
 
-function run(targetOff: boolean): { targetMb: number; peakMb: number; widestPercent: number } {
+interface Outcome {
+  targetMb: number;
+  peakMb: number;
+  liveMb: number;
+  widestPercent: number;
+}
+
+function run(targetOff: boolean): Outcome {
   const out = execFileSync(
     process.execPath,
-    ['--max-old-space-size=2000', '--import', 'tsx', '--input-type=module', '-e', CHILD],
+    [
+      '--max-old-space-size=2000',
+      '--expose-gc',
+      '--import',
+      'tsx',
+      '--input-type=module',
+      '-e',
+      CHILD,
+    ],
     {
       env: { ...process.env, TARGET_OFF: targetOff ? '1' : '0' },
       encoding: 'utf8',
@@ -70,6 +89,13 @@ describe('the default heapTargetMb under --max-old-space-size=2000', () => {
     console.log({ free, governed, v8WidestPercent: v8WidestPercent(2000) });
     expect(governed.targetMb).toBe(128);
     expect(governed.widestPercent).toBeLessThanOrEqual(v8WidestPercent(2000));
-    expect(governed.peakMb).toBeLessThanOrEqual(free.peakMb * 1.1);
+    // V8 picks its growth from how fast the process allocates, so one run's peak depends on
+    // the host's load as much as on the target: on a loaded CI host the run with the target
+    // off peaked at 43 MB and the governed one at 79 (stop 38), both with the target never
+    // set. So the peak is held to the larger of the other run's and V8's own widest growth
+    // over the live heap. The growth check above is what catches the bug itself: with the
+    // young generation counted into the limit again, it fails on a growth of 294%.
+    const v8WidestPeakMb = governed.liveMb * (1 + v8WidestPercent(2000) / 100);
+    expect(governed.peakMb).toBeLessThanOrEqual(Math.max(free.peakMb, v8WidestPeakMb) * 1.1);
   }, 120_000);
 });
