@@ -163,8 +163,9 @@ export interface NodeObserver {
  * - The Ready loop persists each Ready in one write (group commit: everything that
  *   piled up during the previous write goes into the next), synced unless it holds
  *   only a new commit index. A leader's appends and heartbeats leave before and while
- *   it writes; everything else is sent once the write is durable. Then it applies,
- *   then advances (see ready.ts). Raft messages leave at the end of the event-loop turn
+ *   it writes, and what commits on its followers' copies meanwhile is applied and
+ *   answered at once; everything else is sent once the write is durable. Then it
+ *   applies, then advances (see ready.ts). Raft messages leave at the end of the event-loop turn
  *   that made them, folded (raft-outbox.ts).
  * - Writes from clients are proposed on the leader or forwarded to it; either way the
  *   node that took the call answers it when it applies the entry.
@@ -183,6 +184,10 @@ export class DlmNode {
   private wake: (() => void) | null = null;
   /** The Ready loop is handling a Ready or compacting (mostly: waiting for a write). */
   private handlingReady = false;
+  /** A Ready without a snapshot is being written, its committed entries applied. */
+  private earlyApplyOpen = false;
+  /** applyEarlyCommitted is applying entries. */
+  private applyingEarly = false;
   private stopping = false;
   private failure: Error | null = null;
   private stopped: Promise<void> | null = null;
@@ -710,7 +715,26 @@ export class DlmNode {
     const wake = this.wake;
     this.wake = null;
     wake?.();
-    if (this.handlingReady && !this.stopping) this.sendRaft(this.raft.takeEarlyMessages());
+    if (this.handlingReady && !this.stopping) {
+      this.sendRaft(this.raft.takeEarlyMessages());
+      this.applyEarlyCommitted();
+    }
+  }
+
+  /**
+   * While a Ready's write runs, applies what became committed meanwhile (see
+   * Raft.takeEarlyCommitted), so that its answers do not wait for that write. Not while
+   * entries are being applied: an apply that kicks would otherwise apply later entries
+   * in the middle of earlier ones.
+   */
+  private applyEarlyCommitted(): void {
+    if (!this.earlyApplyOpen || this.applyingEarly) return;
+    this.applyingEarly = true;
+    try {
+      for (const entry of this.raft.takeEarlyCommitted()) this.applyEntry(entry);
+    } finally {
+      this.applyingEarly = false;
+    }
   }
 
   private sendRaft(messages: readonly Message[]): void {
@@ -770,8 +794,14 @@ export class DlmNode {
     // A snapshot must be applied first, and only once it is stored.
     const applyEarly = ready.snapshot === null;
     if (applyEarly) this.applyCommitted(ready);
-    // 2 and 3. Persist, and tell the core once it is durable.
-    await this.persist(ready);
+    // 2 and 3. Persist, and tell the core once it is durable; what commits meanwhile is
+    // applied as it does (applyEarlyCommitted).
+    this.earlyApplyOpen = applyEarly;
+    try {
+      await this.persist(ready);
+    } finally {
+      this.earlyApplyOpen = false;
+    }
     // 4. Send what waited for the disk.
     this.sendRaft(ready.messages);
     // 5. Apply.

@@ -167,8 +167,13 @@ export class RaftLog {
 
   /** Committed entries the host has not applied yet; none while a snapshot waits to be applied. */
   nextCommittedEntries(bytesMax: number): readonly Entry[] {
+    return this.committedEntriesAfter(this.appliedIndex, bytesMax);
+  }
+
+  /** Committed entries after `index`; none while a snapshot waits to be applied. */
+  committedEntriesAfter(index: LogIndex, bytesMax: number): readonly Entry[] {
     if (this.unstableSnapshot !== null) return [];
-    const lo = logIndex(Math.max(this.appliedIndex + 1, this.firstIndex()));
+    const lo = logIndex(Math.max(index + 1, this.firstIndex()));
     return this.slice(lo, logIndex(this.commitIndex + 1), bytesMax);
   }
 

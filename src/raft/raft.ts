@@ -115,6 +115,12 @@ export class Raft {
   private previousSoftState: SoftState;
   private previousHardState: HardState;
   private readyInProgress = false;
+  /**
+   * The last committed entry handed to the host to apply, by the Ready in progress or
+   * by `takeEarlyCommitted` while its write runs; -1 while that Ready holds a snapshot
+   * (nothing after it may be applied before it is stored).
+   */
+  private handedOutIndex: LogIndex | -1 = -1;
 
   private stepRole: (message: Message) => void = (message) => this.stepFollower(message);
   private tickRole: () => void = () => this.tickElection();
@@ -342,12 +348,15 @@ export class Raft {
     const hardStateChanged = !sameHardState(hardState, this.previousHardState);
     const entries = [...this.log.pendingEntries()];
     const snapshot = this.log.pendingSnapshot();
+    const committedEntries = this.log.nextCommittedEntries(this.options.committedEntriesBytesMax);
+    this.handedOutIndex =
+      snapshot === null ? (committedEntries.at(-1)?.index ?? this.log.appliedIndex) : -1;
     const ready: Ready = {
       softState: sameSoftState(softState, this.previousSoftState) ? null : softState,
       hardState: hardStateChanged ? hardState : null,
       snapshot,
       entries,
-      committedEntries: this.log.nextCommittedEntries(this.options.committedEntriesBytesMax),
+      committedEntries,
       earlyMessages: this.earlyMessages,
       messages: this.messages,
       readStates: this.readStates,
@@ -373,6 +382,30 @@ export class Raft {
   takeEarlyMessages(): Message[] {
     const early = this.earlyMessages;
     this.earlyMessages = [];
+    return early;
+  }
+
+  /**
+   * Entries committed since the current Ready was taken, for the host to apply while
+   * that Ready's write runs (ready.ts, step 5): a leader whose followers acknowledged
+   * them before its own write finished, or a follower told of a new commit index. Each
+   * is on a majority's disks, so it is as safe to apply now as at the next Ready, and
+   * the client waiting for it (on a hot lock, the next holder) need not wait for a write
+   * that has nothing to do with it. Only once the Ready's own committed entries are
+   * applied, never while it holds a snapshot, and never a config entry (the core changes
+   * its configuration in `advance`): the entries stop before the first one. They count
+   * as applied from the next `advance`, and no later Ready hands them out again.
+   */
+  takeEarlyCommitted(): readonly Entry[] {
+    if (!this.readyInProgress || this.handedOutIndex === -1) return [];
+    const committed = this.log.committedEntriesAfter(
+      this.handedOutIndex,
+      this.options.committedEntriesBytesMax,
+    );
+    const config = committed.findIndex((entry) => entry.kind === 'config');
+    const early = config === -1 ? committed : committed.slice(0, config);
+    const last = early.at(-1);
+    if (last !== undefined) this.handedOutIndex = last.index;
     return early;
   }
 
@@ -414,6 +447,10 @@ export class Raft {
         this.applyConfigChange(entry.change);
       }
     }
+    // What takeEarlyCommitted handed out: no config entry among them.
+    const handedOut = this.handedOutIndex;
+    if (handedOut !== -1 && handedOut > this.log.appliedIndex) this.log.appliedTo(handedOut);
+    this.handedOutIndex = -1;
   }
 
   // ---------------------------------------------------------------- term handling

@@ -26,8 +26,9 @@ import type { Entry, HardState, Message, ReadState, Snapshot, SoftState } from '
  *    Every one of them is on the disks of a majority of voters, if not yet on this
  *    node's own (a leader commits on its followers' copies while its write runs). So
  *    when the Ready holds no snapshot, the host may apply them before or while step 2
- *    runs: nothing this node writes makes them more durable. A snapshot is applied only
- *    once stored, and its committed entries after it.
+ *    runs: nothing this node writes makes them more durable. For the same reason it may
+ *    take and apply the entries that commit while step 2 runs (`takeEarlyCommitted()`).
+ *    A snapshot is applied only once stored, and its committed entries after it.
  * 6. Serve `readStates` once the state machine has applied their index, and fail the
  *    reads named in `refusedReads`.
  *

@@ -180,3 +180,81 @@ describe('the commit index needs no sync', () => {
     expect(ready.hardState).toEqual(hardState(2, null, 4));
   });
 });
+
+describe('entries committed while a write is in flight are handed out at once (takeEarlyCommitted)', () => {
+  it('hands each one out once, in order, after the Ready’s own, and counts them applied at advance', () => {
+    const { raft, storage } = leaderWithCommittedNoop(12);
+    raft.propose(bytes('x'));
+    const ready = raft.ready(); // the write of entry 3 is in flight
+    expect(raft.takeEarlyCommitted()).toEqual([]); // nothing newly committed
+
+    raft.propose(bytes('y'));
+    raft.takeEarlyMessages();
+    raft.step(msg.appendResponse(b, a, 2, { matchIndex: idx(4) }));
+    raft.step(msg.appendResponse(c, a, 2, { matchIndex: idx(4) }));
+    // Both followers have 3 and 4 on disk: committed, though the leader's own write of 3
+    // has not returned (and 4 is not even in a write yet).
+    expect(raft.takeEarlyCommitted().map((en) => en.index)).toEqual([3, 4]);
+    expect(raft.takeEarlyCommitted()).toEqual([]);
+
+    storage.append(ready.entries);
+    raft.persisted(idx(3), tm(2));
+    raft.advance(ready);
+    expect(raft.log.appliedIndex).toBe(4);
+    const next = drain(raft, storage);
+    expect(next.entries.map((en) => en.index)).toEqual([4]);
+    expect(next.committedEntries).toEqual([]); // not handed out again
+  });
+
+  it('hands out nothing outside a Ready, and stops before a config entry, which waits for its Ready', () => {
+    const { raft, storage } = leaderWithCommittedNoop(13);
+    expect(raft.takeEarlyCommitted()).toEqual([]); // no Ready in progress
+
+    raft.propose(bytes('x'));
+    const ready = raft.ready();
+    expect(raft.proposeConfigChange({ type: 'removeNode', nodeId: c }).ok).toBe(true);
+    raft.propose(bytes('y'));
+    raft.takeEarlyMessages();
+    raft.step(msg.appendResponse(b, a, 2, { matchIndex: idx(5) }));
+    raft.step(msg.appendResponse(c, a, 2, { matchIndex: idx(5) }));
+    expect(raft.log.commitIndex).toBe(5);
+    // Entry 4 changes the configuration, which the core applies in advance(): the early
+    // hand-out stops before it, and it and 5 come in the next Ready, in order.
+    expect(raft.takeEarlyCommitted().map((en) => en.index)).toEqual([3]);
+
+    storage.append(ready.entries);
+    raft.persisted(idx(3), tm(2));
+    raft.advance(ready);
+    const next = drain(raft, storage);
+    expect(next.committedEntries.map((en) => [en.index, en.kind])).toEqual([
+      [4, 'config'],
+      [5, 'normal'],
+    ]);
+    expect(raft.config.voters).toEqual([a, b]);
+  });
+
+  it('hands out nothing while the Ready in progress holds a snapshot', () => {
+    // A follower installing a snapshot: what commits after it waits until it is stored.
+    const storage = storageWithLog({ voters: [a, b, c] }, [], { term: 1, commitIndex: 1 });
+    const { raft } = loneRaft(b, [a, b, c], new Prng(14), {}, storage);
+    drain(raft, storage);
+    raft.step(
+      msg.installSnapshot(a, b, 2, {
+        index: idx(5),
+        term: tm(2),
+        config: { voters: [a, b, c], learners: [] },
+      }),
+    );
+    const ready = raft.ready();
+    expect(ready.snapshot?.metadata.index).toBe(5);
+    raft.step(
+      msg.append(a, b, 2, {
+        prevLogIndex: idx(5),
+        prevLogTerm: tm(2),
+        entries: [entry(6, 2, 'z')],
+        leaderCommit: idx(6),
+      }),
+    );
+    expect(raft.takeEarlyCommitted()).toEqual([]);
+  });
+});
