@@ -167,14 +167,17 @@ export class RaftLog {
 
   /** Committed entries the host has not applied yet; none while a snapshot waits to be applied. */
   nextCommittedEntries(bytesMax: number): readonly Entry[] {
-    return this.committedEntriesAfter(this.appliedIndex, bytesMax);
+    return this.committedEntriesAfter(this.appliedIndex, this.commitIndex, bytesMax);
   }
 
-  /** Committed entries after `index`; none while a snapshot waits to be applied. */
-  committedEntriesAfter(index: LogIndex, bytesMax: number): readonly Entry[] {
+  /**
+   * Committed entries after `index`, up to `limit` at most; none while a snapshot waits
+   * to be applied.
+   */
+  committedEntriesAfter(index: LogIndex, limit: LogIndex, bytesMax: number): readonly Entry[] {
     if (this.unstableSnapshot !== null) return [];
     const lo = logIndex(Math.max(index + 1, this.firstIndex()));
-    return this.slice(lo, logIndex(this.commitIndex + 1), bytesMax);
+    return this.slice(lo, logIndex(Math.min(this.commitIndex, limit) + 1), bytesMax);
   }
 
   pendingEntries(): readonly Entry[] {

@@ -121,6 +121,15 @@ export class Raft {
    * (nothing after it may be applied before it is stored).
    */
   private handedOutIndex: LogIndex | -1 = -1;
+  /**
+   * The last entry the Ready in progress leaves on this node's disk: its own last entry,
+   * or the last one already there. Entries after it are handed out only by a later Ready,
+   * so that whatever counts as applied at `advance` is stored here too (a snapshot is
+   * taken at the applied index, of an entry this node must have).
+   */
+  private handOutLimitIndex: LogIndex = logIndex(0);
+  /** The entries the Ready in progress writes. */
+  private writingEntries: readonly Entry[] = [];
 
   private stepRole: (message: Message) => void = (message) => this.stepFollower(message);
   private tickRole: () => void = () => this.tickElection();
@@ -351,6 +360,10 @@ export class Raft {
     const committedEntries = this.log.nextCommittedEntries(this.options.committedEntriesBytesMax);
     this.handedOutIndex =
       snapshot === null ? (committedEntries.at(-1)?.index ?? this.log.appliedIndex) : -1;
+    if (snapshot === null) {
+      this.handOutLimitIndex = entries.at(-1)?.index ?? this.log.lastPersistedIndex();
+      this.writingEntries = entries;
+    }
     const ready: Ready = {
       softState: sameSoftState(softState, this.previousSoftState) ? null : softState,
       hardState: hardStateChanged ? hardState : null,
@@ -390,23 +403,41 @@ export class Raft {
    * that Ready's write runs (ready.ts, step 5): a leader whose followers acknowledged
    * them before its own write finished, or a follower told of a new commit index. Each
    * is on a majority's disks, so it is as safe to apply now as at the next Ready, and
-   * the client waiting for it (on a hot lock, the next holder) need not wait for a write
-   * that has nothing to do with it. Only once the Ready's own committed entries are
-   * applied, never while it holds a snapshot, and never a config entry (the core changes
-   * its configuration in `advance`): the entries stop before the first one. They count
-   * as applied from the next `advance`, and no later Ready hands them out again.
+   * its client need not wait for this node's write. Only entries this Ready writes (or
+   * that are stored already): they count as applied from the next `advance`, and the
+   * applied index must never pass what this node has stored (the runtime simulator
+   * caught a snapshot taken at an applied index whose entry was still unwritten). Only
+   * once the Ready's own committed entries are applied, never while it holds a
+   * snapshot, and never a config entry (the core changes its configuration in
+   * `advance`): the entries stop before the first one. No later Ready hands them out
+   * again.
    */
   takeEarlyCommitted(): readonly Entry[] {
     if (!this.readyInProgress || this.handedOutIndex === -1) return [];
     const committed = this.log.committedEntriesAfter(
       this.handedOutIndex,
+      this.handOutLimitIndex,
       this.options.committedEntriesBytesMax,
     );
-    const config = committed.findIndex((entry) => entry.kind === 'config');
-    const early = config === -1 ? committed : committed.slice(0, config);
+    const stop = committed.findIndex(
+      (entry) => entry.kind === 'config' || !this.storedOrBeingWritten(entry),
+    );
+    const early = stop === -1 ? committed : committed.slice(0, stop);
     const last = early.at(-1);
     if (last !== undefined) this.handedOutIndex = last.index;
     return early;
+  }
+
+  /**
+   * Whether `entry` is stored on this node, or is what the Ready in progress writes at
+   * its index. A follower may have replaced an entry of that write meanwhile (a new
+   * leader's log), and the committed replacement goes to disk only with a later Ready.
+   */
+  private storedOrBeingWritten(entry: Entry): boolean {
+    if (!this.log.isUnstable(entry.index, entry.term)) return true;
+    const first = this.writingEntries[0];
+    if (first === undefined) return false;
+    return this.writingEntries[entry.index - first.index]?.term === entry.term;
   }
 
   /**
@@ -451,6 +482,7 @@ export class Raft {
     const handedOut = this.handedOutIndex;
     if (handedOut !== -1 && handedOut > this.log.appliedIndex) this.log.appliedTo(handedOut);
     this.handedOutIndex = -1;
+    this.writingEntries = [];
   }
 
   // ---------------------------------------------------------------- term handling

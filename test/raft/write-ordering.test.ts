@@ -182,7 +182,7 @@ describe('the commit index needs no sync', () => {
 });
 
 describe('entries committed while a write is in flight are handed out at once (takeEarlyCommitted)', () => {
-  it('hands each one out once, in order, after the Ready’s own, and counts them applied at advance', () => {
+  it('hands each one out once, in order, after the Ready’s own, only if this node stores it, and counts them applied at advance', () => {
     const { raft, storage } = leaderWithCommittedNoop(12);
     raft.propose(bytes('x'));
     const ready = raft.ready(); // the write of entry 3 is in flight
@@ -193,17 +193,45 @@ describe('entries committed while a write is in flight are handed out at once (t
     raft.step(msg.appendResponse(b, a, 2, { matchIndex: idx(4) }));
     raft.step(msg.appendResponse(c, a, 2, { matchIndex: idx(4) }));
     // Both followers have 3 and 4 on disk: committed, though the leader's own write of 3
-    // has not returned (and 4 is not even in a write yet).
-    expect(raft.takeEarlyCommitted().map((en) => en.index)).toEqual([3, 4]);
+    // has not returned. 4 is not even in a write yet: counted applied at advance, it
+    // would put the applied index past what this node stores (a snapshot taken there
+    // would name an entry it does not have), so it waits for its own Ready.
+    expect(raft.takeEarlyCommitted().map((en) => en.index)).toEqual([3]);
     expect(raft.takeEarlyCommitted()).toEqual([]);
 
     storage.append(ready.entries);
     raft.persisted(idx(3), tm(2));
     raft.advance(ready);
-    expect(raft.log.appliedIndex).toBe(4);
+    expect(raft.log.appliedIndex).toBe(3);
     const next = drain(raft, storage);
     expect(next.entries.map((en) => en.index)).toEqual([4]);
-    expect(next.committedEntries).toEqual([]); // not handed out again
+    expect(next.committedEntries.map((en) => en.index)).toEqual([4]); // 3 not again
+  });
+
+  it('hands out no entry a follower replaced while its write ran: the replacement is not stored yet', () => {
+    // b writes 2..3 of term 2 from a; meanwhile c, leader of term 3, replaces 3 and
+    // commits it. The committed entry 3 is c's, which only a later Ready stores.
+    const storage = storageWithLog({ voters: [a, b, c] }, [1], { term: 1, commitIndex: 1 });
+    const { raft } = loneRaft(b, [a, b, c], new Prng(15), {}, storage);
+    drain(raft, storage);
+    raft.step(
+      msg.append(a, b, 2, { entries: [entry(2, 2, 'x'), entry(3, 2, 'y')], leaderCommit: idx(1) }),
+    );
+    const ready = raft.ready();
+    expect(ready.entries.map((en) => [en.index, en.term])).toEqual([
+      [2, 2],
+      [3, 2],
+    ]);
+    raft.step(
+      msg.append(c, b, 3, {
+        prevLogIndex: idx(2),
+        prevLogTerm: tm(2),
+        entries: [entry(3, 3, 'z')],
+        leaderCommit: idx(3),
+      }),
+    );
+    expect(raft.log.commitIndex).toBe(3);
+    expect(raft.takeEarlyCommitted().map((en) => [en.index, en.term])).toEqual([[2, 2]]);
   });
 
   it('hands out nothing outside a Ready, and stops before a config entry, which waits for its Ready', () => {
