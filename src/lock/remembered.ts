@@ -202,6 +202,15 @@ export interface RememberedHost {
  */
 export class RememberedResults {
   private readonly window = new Map<string, RememberedResult>();
+  /**
+   * Where eviction reads the oldest key: one iterator kept across evictions. Each key it
+   * passed was evicted, and a Map adds (and re-adds) keys only at its end, so the next
+   * key it yields is the oldest in the window. Asking a new iterator instead
+   * (`window.keys().next()`) walks from the start of V8's table over every key deleted
+   * since its last rehash: with the window full at 100,000 that was some 40 µs a write on
+   * every node, a write's cost growing with the window (issue 12).
+   */
+  private oldest: Iterator<string> = this.window.keys();
   /** Set by acquire() for one command: earlier attempts of a wait whose memory was evicted. */
   /** The wait a retry found after its remembered result left the window (see remember). */
   private attemptsOfEvictedWait: Waiter[] = [];
@@ -232,6 +241,7 @@ export class RememberedResults {
 
   clear(): void {
     this.window.clear();
+    this.oldest = this.window.keys();
   }
 
   /** Oldest first, as a snapshot keeps them. */
@@ -291,10 +301,21 @@ export class RememberedResults {
     );
     // Oldest first: Map keeps insertion order, the same on every replica.
     while (this.window.size > this.host.rules().dedupeWindowMax) {
-      const oldest = this.window.keys().next();
-      if (oldest.done === true) break;
-      this.window.delete(oldest.value);
+      const oldest = this.nextOldest();
+      if (oldest === undefined) break;
+      this.window.delete(oldest);
     }
+  }
+
+  /** The oldest key in the window (see `oldest`), or undefined when it is empty. */
+  private nextOldest(): string | undefined {
+    let next = this.oldest.next();
+    if (next.done === true) {
+      // A finished iterator stays finished, even once keys are added.
+      this.oldest = this.window.keys();
+      next = this.oldest.next();
+    }
+    return next.done === true ? undefined : next.value;
   }
 
   /**
