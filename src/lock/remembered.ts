@@ -209,8 +209,14 @@ export class RememberedResults {
    * (`window.keys().next()`) walks from the start of V8's table over every key deleted
    * since its last rehash: with the window full at 100,000 that was some 40 µs a write on
    * every node, a write's cost growing with the window (issue 12).
+   *
+   * Made at the first eviction and dropped by a delete (a withdrawn wait's): V8 moves an
+   * iterator to the Map's new table only when it is advanced, so one left waiting kept
+   * every table the Map outgrew or rehashed meanwhile (a review measured 52 bytes per
+   * queued-and-withdrawn wait, without bound, in a window that never filled). A new one
+   * after a delete walks the deleted keys once.
    */
-  private oldest: Iterator<string> = this.window.keys();
+  private oldest: Iterator<string> | null = null;
   /** Set by acquire() for one command: earlier attempts of a wait whose memory was evicted. */
   /** The wait a retry found after its remembered result left the window (see remember). */
   private attemptsOfEvictedWait: Waiter[] = [];
@@ -237,11 +243,12 @@ export class RememberedResults {
 
   delete(key: string): void {
     this.window.delete(key);
+    this.oldest = null;
   }
 
   clear(): void {
     this.window.clear();
-    this.oldest = this.window.keys();
+    this.oldest = null;
   }
 
   /** Oldest first, as a snapshot keeps them. */
@@ -309,12 +316,10 @@ export class RememberedResults {
 
   /** The oldest key in the window (see `oldest`), or undefined when it is empty. */
   private nextOldest(): string | undefined {
-    let next = this.oldest.next();
-    if (next.done === true) {
-      // A finished iterator stays finished, even once keys are added.
-      this.oldest = this.window.keys();
-      next = this.oldest.next();
-    }
+    this.oldest ??= this.window.keys();
+    const next = this.oldest.next();
+    // A finished iterator stays finished, even once keys are added.
+    if (next.done === true) this.oldest = null;
     return next.done === true ? undefined : next.value;
   }
 
