@@ -165,8 +165,8 @@ export interface NodeObserver {
  *   only a new commit index. A leader's appends and heartbeats leave before and while
  *   it writes, and what commits on its followers' copies meanwhile is applied and
  *   answered at once; everything else is sent once the write is durable. Then it
- *   applies, then advances (see ready.ts). Raft messages leave at the end of the event-loop turn
- *   that made them, folded (raft-outbox.ts).
+ *   applies, then advances (see ready.ts). Raft messages leave at the end of the
+ *   event-loop turn that made them, folded (raft-outbox.ts).
  * - Writes from clients are proposed on the leader or forwarded to it; either way the
  *   node that took the call answers it when it applies the entry.
  * - Reads go through ReadIndex and are served from this node's applied state.
