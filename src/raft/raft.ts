@@ -121,13 +121,6 @@ export class Raft {
    * (nothing after it may be applied before it is stored).
    */
   private handedOutIndex: LogIndex | -1 = -1;
-  /**
-   * The last entry the Ready in progress leaves on this node's disk: its own last entry,
-   * or the last one already there. Entries after it are handed out only by a later Ready,
-   * so that whatever counts as applied at `advance` is stored here too (a snapshot is
-   * taken at the applied index, of an entry this node must have).
-   */
-  private handOutLimitIndex: LogIndex = logIndex(0);
   /** The entries the Ready in progress writes. */
   private writingEntries: readonly Entry[] = [];
 
@@ -360,10 +353,7 @@ export class Raft {
     const committedEntries = this.log.nextCommittedEntries(this.options.committedEntriesBytesMax);
     this.handedOutIndex =
       snapshot === null ? (committedEntries.at(-1)?.index ?? this.log.appliedIndex) : -1;
-    if (snapshot === null) {
-      this.handOutLimitIndex = entries.at(-1)?.index ?? this.log.lastPersistedIndex();
-      this.writingEntries = entries;
-    }
+    if (snapshot === null) this.writingEntries = entries;
     const ready: Ready = {
       softState: sameSoftState(softState, this.previousSoftState) ? null : softState,
       hardState: hardStateChanged ? hardState : null,
@@ -414,9 +404,10 @@ export class Raft {
    */
   takeEarlyCommitted(): readonly Entry[] {
     if (!this.readyInProgress || this.handedOutIndex === -1) return [];
+    // Nothing past the write's last entry is stored here yet (storedOrBeingWritten).
     const committed = this.log.committedEntriesAfter(
       this.handedOutIndex,
-      this.handOutLimitIndex,
+      this.writingEntries.at(-1)?.index ?? this.log.commitIndex,
       this.options.committedEntriesBytesMax,
     );
     const stop = committed.findIndex(
@@ -430,8 +421,10 @@ export class Raft {
 
   /**
    * Whether `entry` is stored on this node, or is what the Ready in progress writes at
-   * its index. A follower may have replaced an entry of that write meanwhile (a new
-   * leader's log), and the committed replacement goes to disk only with a later Ready.
+   * its index. Only those are handed out early: they count as applied at `advance`, and
+   * the applied index must never pass what this node has stored (a snapshot is taken at
+   * it). A follower may also have replaced an entry of that write meanwhile (a new
+   * leader's log); the committed replacement goes to disk only with a later Ready.
    */
   private storedOrBeingWritten(entry: Entry): boolean {
     if (!this.log.isUnstable(entry.index, entry.term)) return true;
