@@ -14,6 +14,7 @@ import type { AppliedProposal } from '../node/proposals.ts';
 import { REAL_SCHEDULER } from '../node/scheduler.ts';
 import type { TraceContext } from '../node/trace.ts';
 import { type FencingToken, type LogIndex, logIndex } from '../util/ids.ts';
+import { withFields } from '../util/objects.ts';
 import { askerFields, mayRead, requirePermission } from './auth/guard.ts';
 import { clientWrite } from './client-write.ts';
 import { type ApiContext, type CallScope, header, wireHolder } from './context.ts';
@@ -75,8 +76,8 @@ function attemptOf(command: AttemptCommand): Attempt {
         : command.type === 'Campaign'
           ? ELECTION_WIRE_NAMES
           : {};
-    const one = { command, names: [command.lock], watched: command.lock };
-    return { ...one, request: `${command.type}Request`, wireNames };
+    const request = `${command.type}Request` as const;
+    return { command, names: [command.lock], watched: command.lock, request, wireNames };
   }
   const names = lockSetNames(command);
   const [watched] = names;
@@ -213,7 +214,7 @@ export async function acquire(
 ): Promise<AcquireResponse> {
   const request = parseAcquire(raw);
   requirePermission(context.auth, call.caller, 'lock', request.lock);
-  const command: AcquireCommand = { ...request, ...askerFields(context.auth, call.caller) };
+  const command: AcquireCommand = withFields(request, askerFields(context.auth, call.caller));
   const outcome = await runAttempt(context, attemptOf(command), call);
   const [only] = outcome.locks;
   // Holders' owner metadata is what `read` shows: a caller with `lock` only sees tokens.
@@ -240,7 +241,7 @@ export async function acquireAll(
   for (const claim of request.locks) {
     requirePermission(context.auth, call.caller, 'lock', claim.lock);
   }
-  const command: AcquireAllCommand = { ...request, ...askerFields(context.auth, call.caller) };
+  const command: AcquireAllCommand = withFields(request, askerFields(context.auth, call.caller));
   const outcome = await runAttempt(context, attemptOf(command), call);
   const modes = new Map<string, LockMode>(request.locks.map((claim) => [claim.lock, claim.mode]));
   return {
@@ -266,7 +267,10 @@ export async function acquirePermits(
 ): Promise<AcquirePermitsResponse> {
   const request = parseAcquirePermits(raw);
   requirePermission(context.auth, call.caller, 'lock', request.lock);
-  const command: AcquirePermitsCommand = { ...request, ...askerFields(context.auth, call.caller) };
+  const command: AcquirePermitsCommand = withFields(
+    request,
+    askerFields(context.auth, call.caller),
+  );
   const outcome = await runAttempt(context, attemptOf(command), call);
   const [only] = outcome.locks;
   return {
@@ -289,7 +293,7 @@ export async function campaign(
 ): Promise<CampaignResponse> {
   const request = parseCampaign(raw);
   requirePermission(context.auth, call.caller, 'lock', request.lock);
-  const command: CampaignCommand = { ...request, ...askerFields(context.auth, call.caller) };
+  const command: CampaignCommand = withFields(request, askerFields(context.auth, call.caller));
   const outcome = await runAttempt(context, attemptOf(command), call);
   const [only] = outcome.locks;
   const [leader] = only?.holders ?? [];

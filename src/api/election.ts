@@ -2,6 +2,7 @@ import type { ServerWritableStream } from '@grpc/grpc-js';
 import type { Holder, LockCommand, LockEvent, LockResult } from '../lock/index.ts';
 import type { AppliedProposal } from '../node/proposals.ts';
 import { type LogIndex, logIndex } from '../util/ids.ts';
+import { withFields } from '../util/objects.ts';
 import { behaviourRefusal } from './acquire.ts';
 import { identityField, mayRead, requirePermission } from './auth/guard.ts';
 import { clientWrite } from './client-write.ts';
@@ -54,7 +55,7 @@ export async function proclaim(
 ): Promise<ProclaimResponse> {
   const request = parseProclaim(raw);
   requirePermission(context.auth, scope.caller, 'lock', request.lock);
-  const command = { ...request, ...identityField(context.auth, scope.caller) };
+  const command = withFields(request, identityField(context.auth, scope.caller));
   const { index, result } = await electionWrite(
     context,
     scope,
@@ -95,7 +96,7 @@ export async function resign(
 ): Promise<ResignResponse> {
   const request = parseResign(raw);
   requirePermission(context.auth, scope.caller, 'lock', request.lock);
-  const command = { ...request, ...identityField(context.auth, scope.caller) };
+  const command = withFields(request, identityField(context.auth, scope.caller));
   const { index } = await electionWrite(context, scope, command, 'ResignRequest', 'Released');
   return { header: header(context.node, index), resigned: true };
 }

@@ -1,5 +1,6 @@
 import type { LockCommand, LockResult } from '../lock/index.ts';
 import type { AppliedProposal } from '../node/proposals.ts';
+import { withFields } from '../util/objects.ts';
 import { acquire, acquireAll, acquirePermits, campaign } from './acquire.ts';
 import {
   askerFields,
@@ -155,7 +156,7 @@ async function openSession(
   scope: CallScope,
 ): Promise<OpenSessionResponse> {
   requireSomePermission(context.auth, scope.caller, 'lock');
-  const command = { ...parseOpenSession(raw), ...askerFields(context.auth, scope.caller) };
+  const command = withFields(parseOpenSession(raw), askerFields(context.auth, scope.caller));
   const { index, result } = await write(context, scope, command, 'SessionOpened');
   return {
     header: header(context.node, index),
@@ -198,7 +199,7 @@ async function closeSession(
   scope: CallScope,
 ): Promise<CloseSessionResponse> {
   requireSomePermission(context.auth, scope.caller, 'lock');
-  const command = { ...parseCloseSession(raw), ...identityField(context.auth, scope.caller) };
+  const command = withFields(parseCloseSession(raw), identityField(context.auth, scope.caller));
   const { index } = await write(context, scope, command, 'SessionClosed');
   return { header: header(context.node, index) };
 }
@@ -210,7 +211,7 @@ async function release(
 ): Promise<ReleaseResponse> {
   const request = parseRelease(raw);
   requirePermission(context.auth, scope.caller, 'lock', request.lock);
-  const command = { ...request, ...identityField(context.auth, scope.caller) };
+  const command = withFields(request, identityField(context.auth, scope.caller));
   const { index } = await write(context, scope, command, 'Released');
   return { header: header(context.node, index), released: true };
 }

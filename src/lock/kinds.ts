@@ -1,4 +1,5 @@
 import type { SessionId } from '../util/ids.ts';
+import { withFields } from '../util/objects.ts';
 import { utf8ByteLength } from '../util/utf8.ts';
 import type { IdentityQuota } from './identity-quota.ts';
 import { type KindLimitName, kindRule, type LockLimits } from './limits.ts';
@@ -83,13 +84,17 @@ export class LockKinds {
       rejectField('permits', `must be an integer within [1, limit ${limit}], got ${permits}`);
     }
     const { type: _type, identity: _identity, ...request } = command;
-    return this.host.acquireOne({ ...request, kind: 'semaphore', mode: 'shared' });
+    return this.host.acquireOne(
+      withFields(request, { kind: 'semaphore' as const, mode: 'shared' as const }),
+    );
   }
 
   campaign(command: Campaign): LockResult {
     this.checkValue(command.value);
     const { type: _type, identity: _identity, ...request } = command;
-    return this.host.acquireOne({ ...request, kind: 'election', mode: 'exclusive' });
+    return this.host.acquireOne(
+      withFields(request, { kind: 'election' as const, mode: 'exclusive' as const }),
+    );
   }
 
   /**

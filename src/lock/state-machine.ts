@@ -6,6 +6,7 @@ import {
   type SessionId,
   sessionId as toSessionId,
 } from '../util/ids.ts';
+import { withFields } from '../util/objects.ts';
 import {
   BEHAVIOUR_ATTEMPT_PROPOSALS,
   BEHAVIOUR_BASE,
@@ -512,7 +513,7 @@ export class LockStateMachine {
 
   private acquire(command: Extract<LockCommand, { type: 'Acquire' }>): LockResult {
     const { type: _type, identity: _identity, ...request } = command;
-    return this.acquireOne({ ...request, kind: 'lock' });
+    return this.acquireOne(withFields(request, { kind: 'lock' as const }));
   }
 
   /**
@@ -578,7 +579,7 @@ export class LockStateMachine {
     const lock = existing ?? this.createLock(command.lock, command.kind, command.limit);
     if (this.grantable(lock, command.mode, command.permits)) {
       this.checkQuota(lock, session, command.quota, false);
-      const grant = this.grant(lock, session, { ...command, requestIndex: this.index });
+      const grant = this.grant(lock, session, withFields(command, { requestIndex: this.index }));
       return this.acquiredResult(lock, grant);
     }
     if (command.waitMs === 0) {

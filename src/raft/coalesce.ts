@@ -1,4 +1,5 @@
 import type { LogIndex, Term } from '../util/ids.ts';
+import { withFields } from '../util/objects.ts';
 import { entrySizeBytes, type Message, type MessageOf } from './types.ts';
 
 /**
@@ -62,7 +63,7 @@ function appendAfter(
   };
   // Unanswered only if neither part wanted an answer: a batch of entries always does.
   return previous.commitNotice === true && next.commitNotice === true
-    ? { ...joined, commitNotice: true }
+    ? withFields(joined, { commitNotice: true as const })
     : joined;
 }
 

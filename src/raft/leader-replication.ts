@@ -1,4 +1,5 @@
 import { type LogIndex, logIndex, type NodeId, type Term } from '../util/ids.ts';
+import { withFields } from '../util/objects.ts';
 import type { RaftLog } from './log.ts';
 import type { RaftOptions } from './options.ts';
 import type { Progress, SnapshotTransfer } from './progress.ts';
@@ -95,7 +96,7 @@ export class LeaderReplication {
       leaderCommit: this.log.commitIndex,
     };
     const notice = this.host.isCommitNotice(progress, entries, ifEmpty === 'notice');
-    this.host.send(notice ? { ...append, commitNotice: true } : append);
+    this.host.send(notice ? withFields(append, { commitNotice: true as const }) : append);
     const last = entries.at(-1);
     progress.sentEntries(last === undefined ? prevLogIndex : last.index, entries.length);
   }

@@ -1,5 +1,6 @@
 import { assert, assertNever } from '../util/assert.ts';
 import { type LogIndex, logIndex, type NodeId, type Term, term as toTerm } from '../util/ids.ts';
+import { withFields } from '../util/objects.ts';
 import type { Prng } from '../util/prng.ts';
 import { FollowerReplication } from './follower-replication.ts';
 import { LeaderReplication } from './leader-replication.ts';
@@ -1052,7 +1053,7 @@ export class Raft {
   // ---------------------------------------------------------------- helpers
 
   private send(message: OutgoingMessage): void {
-    const stamped = { ...message, from: this.id } as Message;
+    const stamped = withFields(message, { from: this.id }) as Message;
     if (this.maySendBeforePersist(stamped)) this.earlyMessages.push(stamped);
     else this.messages.push(stamped);
   }
