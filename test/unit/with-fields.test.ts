@@ -5,6 +5,7 @@ import { withFields } from '../../src/util/objects.ts';
 // withFields replaces `{ ...base, ...fields }` on hot paths (see src/util/objects.ts); the
 // lock state machine's objects are encoded key by key, so the copy must have the same
 // keys, in the same order, with the same values, and leave its inputs as they were.
+// (Except an own __proto__ key, which no base can have: see objects.ts; the last test.)
 const key = fc.constantFrom(
   'type',
   'to',
@@ -40,5 +41,11 @@ describe('withFields', () => {
       'a',
       'b',
     ]);
+  });
+
+  it('differs from the spread on an own __proto__ key (none reaches it: objects.ts)', () => {
+    const base = JSON.parse('{"__proto__": {"kind": "semaphore"}, "lock": "a"}');
+    expect(Object.keys({ ...base, x: 1 })).toEqual(['__proto__', 'lock', 'x']);
+    expect(Object.keys(withFields(base, { x: 1 }))).toEqual(['lock', 'x']);
   });
 });
