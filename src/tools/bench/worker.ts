@@ -64,7 +64,10 @@ async function run(message: Extract<ToWorker, { kind: 'run' }>): Promise<void> {
     kind: 'ran',
     records,
     cpuMs: (cpu.user + cpu.system) / 1000,
-    eventLoopBusy: performance.eventLoopUtilization(loopStart).utilization,
+    // A worker given no client (fewer clients than workers) ran for no time at all,
+    // which eventLoopUtilization reports as fully busy.
+    eventLoopBusy:
+      clients.length === 0 ? 0 : performance.eventLoopUtilization(loopStart).utilization,
     errors: errors.snapshot(),
   });
 }
