@@ -256,9 +256,11 @@ export function stampingTransport(
   // Every Raft message passes here: see withFields for why not a spread.
   const stamped = (message: PeerMessage): PeerMessage => {
     const max = behaviourMax();
-    return max > BEHAVIOUR_BASE
-      ? withFields(message, { clusterId: clusterId(), behaviour: max })
-      : withFields(message, { clusterId: clusterId() });
+    const stamp =
+      max > BEHAVIOUR_BASE
+        ? { clusterId: clusterId(), behaviour: max }
+        : { clusterId: clusterId() };
+    return withFields(message, stamp);
   };
   return {
     id: inner.id,
