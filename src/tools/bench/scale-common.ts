@@ -117,11 +117,12 @@ const STATS_TIMEOUT_MS = 30_000;
 export interface StatsDelta {
   readonly sessionsOpen: number;
   readonly sessionsAlive: number;
-  readonly keepAlivesAnswered: number;
+  readonly keepAliveCallsAnswered: number;
+  readonly sessionsRefreshed: number;
   readonly keepAliveErrors: number;
-  readonly keepAlivesNotFound: number;
+  readonly sessionsAnsweredExpired: number;
   /** Since the sessions opened, not only between the readings. */
-  readonly keepAlivesNotFoundTotal: number;
+  readonly sessionsAnsweredExpiredTotal: number;
   readonly keepAliveErrorMessages: BenchErrors;
   readonly sessionsLost: BenchErrors;
   readonly keepAliveMsSample: number[];
@@ -145,10 +146,11 @@ export function statsDelta(
   return {
     sessionsOpen: sum((stats) => stats.sessionsOpen, after),
     sessionsAlive: sum((stats) => stats.sessionsAlive, after),
-    keepAlivesAnswered: delta((stats) => stats.keepAlivesAnswered),
+    keepAliveCallsAnswered: delta((stats) => stats.keepAliveCallsAnswered),
+    sessionsRefreshed: delta((stats) => stats.sessionsRefreshed),
     keepAliveErrors: delta((stats) => stats.keepAliveErrors),
-    keepAlivesNotFound: delta((stats) => stats.keepAlivesNotFound),
-    keepAlivesNotFoundTotal: sum((stats) => stats.keepAlivesNotFound, after),
+    sessionsAnsweredExpired: delta((stats) => stats.sessionsAnsweredExpired),
+    sessionsAnsweredExpiredTotal: sum((stats) => stats.sessionsAnsweredExpired, after),
     keepAliveErrorMessages: mergeErrors(after.map((stats) => stats.keepAliveErrorMessages)),
     sessionsLost: mergeErrors(after.map((stats) => stats.sessionsLost)),
     keepAliveMsSample: after.flatMap((stats) => stats.keepAliveMsSample),

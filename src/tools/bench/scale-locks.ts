@@ -217,7 +217,7 @@ export async function runLocksCell(context: ScaleContext): Promise<LocksResult> 
     sessionsAliveAtEnd: statsEnd.sessionsAlive,
     sessionsLost: statsEnd.sessionsLost,
     // Every session was kept alive throughout (restarts included): any expiry is spurious.
-    spuriousExpiries: Math.max(statsEnd.keepAlivesNotFoundTotal, ...expiries),
+    spuriousExpiries: Math.max(statsEnd.sessionsAnsweredExpiredTotal, ...expiries),
     lgRssMbMax: statsEnd.lgRssMbMax,
   };
 }

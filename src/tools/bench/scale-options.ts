@@ -43,10 +43,12 @@ the pair cells:
   --scale LIST        comma list of sessions,locks,ramp
   sessions: --sessions N live sessions (default ${SCALE_DEFAULTS.sessions}, TTL --session-ttl-ms)
             kept alive by the client library for --hold-seconds S (default ${SCALE_DEFAULTS.holdSeconds});
-            reports keepalives/s answered, leader CPU per keepalive and % of a core,
-            follower CPU, RSS per node, and spurious expiries: every session is kept
-            alive throughout, so any expiry (a KeepAlive answered NOT_FOUND, or the
-            nodes' dlm_session_expiries_total rising) is one; the run fails on any
+            reports session refreshes/s and the KeepAlive calls that carried them (the
+            client batches a connection's sessions into one call), leader CPU per
+            refresh and % of a core, follower CPU, RSS per node, and spurious
+            expiries: every session is kept alive throughout, so any expiry (a
+            KeepAlive answering a session as ended, or the nodes'
+            dlm_session_expiries_total rising) is one; the run fails on any
   locks:    --locks N held locks (default ${SCALE_DEFAULTS.locks}) over --lock-sessions N sessions
             (default ${SCALE_DEFAULTS.lockSessions}, TTL --lock-session-ttl-ms, default ${SCALE_DEFAULTS.lockSessionTtlMs}: long enough to
             outlive a whole-cluster restart); reports fill rate, RSS per node, the

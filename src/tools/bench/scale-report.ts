@@ -76,16 +76,17 @@ function formatSessions(r: SessionsResult): string {
   return lines([
     `sessions: ${r.sessions} sessions, TTL ${r.ttlMs} ms, held ${r.holdSeconds.toFixed(0)} s, ${r.workers} workers${raisedText(r.raisedLimits)}`,
     `  open         ${r.opened} in ${r.openSeconds.toFixed(1)} s (${r.opensPerSecond.toFixed(0)}/s), ${r.openErrors.count} errors, leader ${pct(r.openLeaderCpuPercent)} of a core meanwhile`,
-    `  keepalives   ${r.keepAlivesAnswered} answered, ${r.keepAlivesPerSecond.toFixed(0)}/s (the client sends ~${r.keepAlivesPerSecondExpected.toFixed(0)}/s), ` +
-      `p50 ${ms(r.keepAliveMs.p50)} p99 ${ms(r.keepAliveMs.p99)} max ${ms(r.keepAliveMs.max)} ms, ${r.keepAliveErrors} errors`,
-    `  leader ${r.leader}    ${pct(leader?.cpuPercent)} of a core, ${fixed(leader?.msPerKeepAlive, 3)} ms CPU per keepalive` +
+    `  refreshes    ${r.sessionsRefreshed} session refreshes, ${r.refreshesPerSecond.toFixed(0)}/s (every session every TTL/3: ~${r.refreshesPerSecondExpected.toFixed(0)}/s)`,
+    `  keepalives   ${r.keepAliveCallsAnswered} KeepAlive calls carried them (${r.keepAliveCallsPerSecond.toFixed(1)}/s, ${fixed(per(r.sessionsRefreshed, r.keepAliveCallsAnswered), 0)} sessions a call), ` +
+      `call p50 ${ms(r.keepAliveMs.p50)} p99 ${ms(r.keepAliveMs.p99)} max ${ms(r.keepAliveMs.max)} ms, ${r.keepAliveErrors} errors`,
+    `  leader ${r.leader}    ${pct(leader?.cpuPercent)} of a core, ${fixed(leader?.msPerRefresh, 4)} ms CPU per session refresh (${fixed(leader?.msPerKeepAliveCall, 2)} ms per call)` +
       `${r.leaderAfter === r.leader ? '' : ` (leader after: ${r.leaderAfter})`}`,
-    `  followers    ${followers.map((node) => `${node.name} ${pct(node.cpuPercent)} (${fixed(node.msPerKeepAlive, 3)} ms/keepalive)`).join(', ')}`,
+    `  followers    ${followers.map((node) => `${node.name} ${pct(node.cpuPercent)} (${fixed(node.msPerRefresh, 4)} ms/refresh)`).join(', ')}`,
     `  RSS MB       ${r.nodes.map((node) => `${node.name} ${fixed(node.rssMb, 0)} (peak ${fixed(node.peakRssMb, 0)})`).join(', ')}`,
     `  server       dlm_sessions ${r.nodes.map((node) => `${node.name} ${node.sessionsGauge}`).join(', ')}`,
-    `  SPURIOUS EXPIRIES ${r.spuriousExpiries} (keepalives answered NOT_FOUND ${r.clientSawExpired}, ` +
+    `  SPURIOUS EXPIRIES ${r.spuriousExpiries} (sessions a KeepAlive answered as ended ${r.clientSawExpired}, ` +
       `dlm_session_expiries_total rise ${r.serverExpiries}); sessions whose signal fired ${lostCount(r)} (why: sessionsLost in the JSON), alive at the end ${r.sessionsAliveAtEnd}/${r.opened}`,
-    `  lg           busy ${pct(r.lgBusy * 100)}, ${fixed(r.lgCpuMsPerKeepAlive, 3)} ms CPU per keepalive, RSS max ${fixed(r.lgRssMbMax, 0)} MB`,
+    `  lg           busy ${pct(r.lgBusy * 100)}, ${fixed(r.lgCpuMsPerRefresh, 4)} ms CPU per session refresh, RSS max ${fixed(r.lgRssMbMax, 0)} MB`,
     `  target       ${SESSIONS_TARGET} live sessions, zero spurious expiries: ${met ? 'met' : 'NOT met'}`,
   ]);
 }
@@ -181,6 +182,10 @@ function ms(value: number): string {
 
 function pct(value: number | undefined): string {
   return `${fixed(value, 0)} %`;
+}
+
+function per(total: number, count: number): number {
+  return count > 0 ? total / count : Number.NaN;
 }
 
 function fixed(value: number | undefined, digits: number): string {

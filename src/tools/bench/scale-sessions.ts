@@ -29,7 +29,9 @@ export interface NodeFigures {
   readonly cpuMs: number;
   /** Share of one core over the hold, in %. */
   readonly cpuPercent: number;
-  readonly msPerKeepAlive: number;
+  /** CPU per session refresh (a call's cost shared among the sessions it carried). */
+  readonly msPerRefresh: number;
+  readonly msPerKeepAliveCall: number;
   readonly rssMb: number;
   readonly peakRssMb: number;
   /** The node's dlm_sessions gauge at the end of the hold. */
@@ -51,17 +53,25 @@ export interface SessionsResult {
   readonly holdSeconds: number;
   readonly workers: number;
   readonly raisedLimits: readonly RaisedLimit[];
-  readonly keepAlivesAnswered: number;
-  readonly keepAlivesPerSecond: number;
-  /** What the client library should send: one per session every TTL/3. */
-  readonly keepAlivesPerSecondExpected: number;
+  /** KeepAlive calls answered; one refreshes up to keepAliveBatchMax sessions. */
+  readonly keepAliveCallsAnswered: number;
+  readonly keepAliveCallsPerSecond: number;
+  /** Session refreshes those calls carried: what a lease lives on. */
+  readonly sessionsRefreshed: number;
+  readonly refreshesPerSecond: number;
+  /** What every session needs: one refresh every TTL/3. */
+  readonly refreshesPerSecondExpected: number;
+  /** A KeepAlive call sent → answered. */
   readonly keepAliveMs: LatencySummaryMs;
   readonly keepAliveErrors: number;
   readonly keepAliveErrorMessages: BenchErrors;
   readonly leader: string;
   readonly leaderAfter: string | null;
   readonly nodes: readonly NodeFigures[];
-  /** KeepAlives answered NOT_FOUND: the cluster had ended a session its client kept alive. */
+  /**
+   * Sessions the cluster answered as ended though their client kept them alive (a
+   * KeepAlive answered NOT_FOUND, or an id in a batch's expired_session_ids).
+   */
   readonly clientSawExpired: number;
   /** The most any node applied (they apply the same log). */
   readonly serverExpiries: number;
@@ -71,7 +81,7 @@ export interface SessionsResult {
   readonly sessionsLost: BenchErrors;
   readonly sessionsAliveAtEnd: number;
   readonly lgBusy: number;
-  readonly lgCpuMsPerKeepAlive: number;
+  readonly lgCpuMsPerRefresh: number;
   readonly lgRssMbMax: number;
 }
 
@@ -124,8 +134,8 @@ export async function runSessionsCell(context: ScaleContext): Promise<SessionsRe
     const now = statsDelta(statsBefore, await workerStats(pool, false));
     io.err(
       `  sessions: ${((performance.now() - holdStartMs) / 1000).toFixed(0)}/${scale.holdSeconds} s, ` +
-        `${now.keepAlivesAnswered} keepalives answered, ${now.sessionsAlive}/${now.sessionsOpen} alive, ` +
-        `${now.keepAlivesNotFound} NOT_FOUND\n`,
+        `${now.sessionsRefreshed} session refreshes in ${now.keepAliveCallsAnswered} KeepAlive calls, ` +
+        `${now.sessionsAlive}/${now.sessionsOpen} alive, ${now.sessionsAnsweredExpired} answered expired\n`,
     );
   }
   const holdSeconds = (performance.now() - holdStartMs) / 1000;
@@ -145,7 +155,9 @@ export async function runSessionsCell(context: ScaleContext): Promise<SessionsRe
   }
   await cluster.stop();
 
-  const keepAlives = stats.keepAlivesAnswered;
+  const refreshes = stats.sessionsRefreshed;
+  const calls = stats.keepAliveCallsAnswered;
+  const per = (total: number, count: number) => (count > 0 ? total / count : Number.NaN);
   const nodes = nodesAfter.map((after, i): NodeFigures => {
     const cpuMs = after.cpuMs - (nodesBefore[i]?.cpuMs ?? 0);
     const expiries = (samples: ReadonlyMap<string, number> | undefined) =>
@@ -155,7 +167,8 @@ export async function runSessionsCell(context: ScaleContext): Promise<SessionsRe
       leader: after.name === leader,
       cpuMs,
       cpuPercent: (cpuMs / (holdSeconds * 1000)) * 100,
-      msPerKeepAlive: keepAlives > 0 ? cpuMs / keepAlives : Number.NaN,
+      msPerRefresh: per(cpuMs, refreshes),
+      msPerKeepAliveCall: per(cpuMs, calls),
       rssMb: after.rssMb,
       peakRssMb: after.peakRssMb,
       sessionsGauge: metricSum(metricsAfter[i] ?? new Map(), 'dlm_sessions'),
@@ -178,22 +191,24 @@ export async function runSessionsCell(context: ScaleContext): Promise<SessionsRe
     holdSeconds,
     workers: pool.size,
     raisedLimits: raised,
-    keepAlivesAnswered: keepAlives,
-    keepAlivesPerSecond: keepAlives / holdSeconds,
-    keepAlivesPerSecondExpected: openedCount / (Math.floor(context.sessionTtlMs / 3) / 1000),
+    keepAliveCallsAnswered: calls,
+    keepAliveCallsPerSecond: calls / holdSeconds,
+    sessionsRefreshed: refreshes,
+    refreshesPerSecond: refreshes / holdSeconds,
+    refreshesPerSecondExpected: openedCount / (Math.floor(context.sessionTtlMs / 3) / 1000),
     keepAliveMs: summarize(stats.keepAliveMsSample),
     keepAliveErrors: stats.keepAliveErrors,
     keepAliveErrorMessages: stats.keepAliveErrorMessages,
     leader,
     leaderAfter,
     nodes,
-    clientSawExpired: stats.keepAlivesNotFoundTotal,
+    clientSawExpired: stats.sessionsAnsweredExpiredTotal,
     serverExpiries,
-    spuriousExpiries: Math.max(stats.keepAlivesNotFoundTotal, serverExpiries),
+    spuriousExpiries: Math.max(stats.sessionsAnsweredExpiredTotal, serverExpiries),
     sessionsLost: stats.sessionsLost,
     sessionsAliveAtEnd: stats.sessionsAlive,
     lgBusy: stats.lgBusiest,
-    lgCpuMsPerKeepAlive: keepAlives > 0 ? stats.lgCpuMs / keepAlives : Number.NaN,
+    lgCpuMsPerRefresh: per(stats.lgCpuMs, refreshes),
     lgRssMbMax: stats.lgRssMbMax,
   };
 }

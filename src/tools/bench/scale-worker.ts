@@ -19,14 +19,21 @@ export interface ScaleStats {
   readonly sessionsOpen: number;
   /** Of those, the ones whose signal has not fired. */
   readonly sessionsAlive: number;
-  readonly keepAlivesAnswered: number;
+  /** KeepAlive calls answered. One call refreshes up to keepAliveBatchMax sessions. */
+  readonly keepAliveCallsAnswered: number;
+  /** Sessions those calls refreshed: what a session's lease lives on. */
+  readonly sessionsRefreshed: number;
   readonly keepAliveErrors: number;
-  /** KeepAlives answered NOT_FOUND: the cluster had ended a session this client kept alive. */
-  readonly keepAlivesNotFound: number;
+  /**
+   * Sessions the cluster answered as ended although this client kept them alive: a
+   * one-session KeepAlive answered NOT_FOUND, or an id a batch's answer lists in
+   * expired_session_ids.
+   */
+  readonly sessionsAnsweredExpired: number;
   readonly keepAliveErrorMessages: BenchErrors;
   /** Sessions whose signal fired while the bench still kept them, by reason. */
   readonly sessionsLost: BenchErrors;
-  /** KeepAlive sent → answered, ms; a uniform sample of those since the last reset. */
+  /** A KeepAlive call sent → answered, ms; a uniform sample of those since the last reset. */
   readonly keepAliveMsSample: readonly number[];
   /** This process so far: CPU (user + system) and event-loop time, ms. */
   readonly cpuMs: number;
@@ -61,26 +68,36 @@ class ScaleClients {
   private client: DlmClient | null = null;
   private sessions: Session[] = [];
   private closing = false;
-  private keepAlivesAnswered = 0;
+  private keepAliveCallsAnswered = 0;
+  private sessionsRefreshed = 0;
   private keepAliveErrors = 0;
-  private keepAlivesNotFound = 0;
+  private sessionsAnsweredExpired = 0;
   private keepAliveMessages = new ErrorTally();
   private lost = new ErrorTally();
   private latency = new Reservoir(LATENCY_SAMPLE_MAX);
 
-  /** Counts every KeepAlive the sessions send, including retries' final outcome. */
+  /**
+   * Counts every KeepAlive call the sessions' connection sends (retries' final outcome
+   * included), and the sessions each refreshed: the client batches a connection's
+   * sessions into one call (src/client/keepalive.ts).
+   */
   private readonly observe: CallObserver = (call) => {
     if (call.method !== 'KeepAlive') return () => {};
+    const sessions = sessionsIn(call.request);
     const sentMs = performance.now();
     return (end) => {
       if ('response' in end) {
-        this.keepAlivesAnswered++;
+        const expired = expiredIn(end.response);
+        this.keepAliveCallsAnswered++;
+        this.sessionsRefreshed += sessions - expired;
+        this.sessionsAnsweredExpired += expired;
         this.latency.add(performance.now() - sentMs);
         return;
       }
       this.keepAliveErrors++;
       this.keepAliveMessages.note('keepalive', numbersOut(end.error));
-      if (end.error.status === grpc.status.NOT_FOUND) this.keepAlivesNotFound++;
+      // Only a one-session call is answered NOT_FOUND; a batch lists its ended ids.
+      if (end.error.status === grpc.status.NOT_FOUND) this.sessionsAnsweredExpired += sessions;
     };
   };
 
@@ -151,9 +168,10 @@ class ScaleClients {
     const stats: ScaleStats = {
       sessionsOpen: this.sessions.length,
       sessionsAlive: this.sessions.filter((session) => session.alive).length,
-      keepAlivesAnswered: this.keepAlivesAnswered,
+      keepAliveCallsAnswered: this.keepAliveCallsAnswered,
+      sessionsRefreshed: this.sessionsRefreshed,
       keepAliveErrors: this.keepAliveErrors,
-      keepAlivesNotFound: this.keepAlivesNotFound,
+      sessionsAnsweredExpired: this.sessionsAnsweredExpired,
       keepAliveErrorMessages: this.keepAliveMessages.snapshot(),
       sessionsLost: this.lost.snapshot(),
       keepAliveMsSample: this.latency.sample(),
@@ -183,13 +201,26 @@ class ScaleClients {
     this.client = null;
     this.closing = false;
     // The next cell counts from zero (the rates are deltas; these are totals).
-    this.keepAlivesAnswered = 0;
+    this.keepAliveCallsAnswered = 0;
+    this.sessionsRefreshed = 0;
     this.keepAliveErrors = 0;
-    this.keepAlivesNotFound = 0;
+    this.sessionsAnsweredExpired = 0;
     this.keepAliveMessages = new ErrorTally();
     this.lost = new ErrorTally();
     return errors.snapshot();
   }
+}
+
+/** The sessions a KeepAlive request names: `session_ids`, or the one `session_id`. */
+function sessionsIn(request: object): number {
+  const ids = (request as { session_ids?: unknown }).session_ids;
+  return Array.isArray(ids) ? ids.length : 1;
+}
+
+/** The sessions a KeepAlive answer says had ended (`expired_session_ids`). */
+function expiredIn(response: Record<string, unknown>): number {
+  const ids = response.expired_session_ids;
+  return Array.isArray(ids) ? ids.length : 0;
 }
 
 /** Error text with its numbers as N, so that a storm of one error is one line in the tally. */
