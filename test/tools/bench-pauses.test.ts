@@ -155,7 +155,23 @@ describe('--stall-ms and --node-flags', () => {
     [['--stall-ms', '5', '--endpoints', '127.0.0.1:1'], 'drop --endpoints'],
     [['--node-flags', '--trace-gc', '--endpoints', '127.0.0.1:1'], 'drop --endpoints'],
     [['--stall-ms', '5', '--scale', 'locks'], '--stall-ms reports on the pair cells'],
+    [['--runtime', 'snapshotChunkBytes'], '--runtime takes key=number pairs'],
+    [['--runtime', 'snapshotChunkBytes=64k'], '--runtime takes key=number pairs'],
+    [['--runtime', 'a=1,a=2'], '--runtime: a is given twice'],
+    [['--runtime', 'a=1', '--endpoints', '127.0.0.1:1'], 'drop --endpoints'],
+    [['--runtime', 'a=1', '--scale', 'locks'], 'the scale cells set theirs'],
+    [['--runtime', 'stallReportMsMin=3', '--stall-ms', '5'], 'drop it from --runtime'],
   ])('refuses %j, naming what is wrong', (argv, message) => {
     expect(() => parseBenchArgs(argv)).toThrow(message);
+  });
+});
+
+describe('--runtime', () => {
+  it("takes the started cluster's runtime settings as key=number pairs", () => {
+    expect(
+      parseBenchArgs(['--runtime', 'snapshotChunkBytes=65536, snapshotEntriesThreshold=20000'])
+        .runtime,
+    ).toEqual({ snapshotChunkBytes: 65_536, snapshotEntriesThreshold: 20_000 });
+    expect(parseBenchArgs([]).runtime).toEqual({});
   });
 });

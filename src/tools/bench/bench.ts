@@ -143,12 +143,20 @@ async function startClusters(
     io.err(
       `starting a 3-node dlm cluster (peer transport ${options.peerTransport}) in ${dlmDir}\n`,
     );
-    const runtime =
-      options.stallMs === null ? {} : { runtime: { stallReportMsMin: options.stallMs } };
+    const runtime = {
+      ...options.runtime,
+      ...(options.stallMs === null ? {} : { stallReportMsMin: options.stallMs }),
+    };
+    if (Object.keys(options.runtime).length > 0) {
+      io.err(`  its runtime settings: ${JSON.stringify(options.runtime)}\n`);
+    }
     clusters.push(
       await startDlmCluster(
         dlmDir,
-        { peerTransport: options.peerTransport, ...runtime },
+        {
+          peerTransport: options.peerTransport,
+          ...(Object.keys(runtime).length > 0 ? { runtime } : {}),
+        },
         { cpuProfDir: options.cpuProfDir, nodeFlags: options.nodeFlags },
       ),
     );

@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
@@ -144,8 +144,9 @@ class DlmCluster implements ServerCluster {
     const exited = this.children.findIndex((child) => child.exitCode !== null);
     if (exited !== -1) {
       const child = this.children[exited];
+      const member = this.members[exited];
       throw new Error(
-        `dlm: node ${this.members[exited]?.name} exited (code ${child?.exitCode}) before the cluster elected a leader; its log is in the run's data dir`,
+        `dlm: node ${member?.name} exited (code ${child?.exitCode}) before the cluster elected a leader; the end of its log (${member?.logPath}):\n${logTail(member?.logPath)}`,
       );
     }
     for (const [i, client] of this.statusClients.entries()) {
@@ -199,4 +200,19 @@ export function clusterService(): grpc.ServiceClientConstructor {
   };
   clusterConstructor = loaded.dlm.v1.Cluster;
   return clusterConstructor;
+}
+
+/** The last lines of a node's log, for an error that says why it exited. */
+function logTail(path: string | undefined, lines = 8): string {
+  if (path === undefined) return '  (no log)';
+  try {
+    const text = readFileSync(path, 'utf8').trimEnd();
+    return text
+      .split('\n')
+      .slice(-lines)
+      .map((line) => `  ${line}`)
+      .join('\n');
+  } catch (error) {
+    return `  (unreadable: ${String(error)})`;
+  }
 }

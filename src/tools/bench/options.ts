@@ -37,6 +37,8 @@ export interface BenchOptions {
    * pauses that long that its nodes logged; null: neither (the nodes log from 50 ms).
    */
   readonly stallMs: number | null;
+  /** Settings for the `runtime` section of the started dlm cluster's config (--runtime). */
+  readonly runtime: Readonly<Record<string, number>>;
   readonly keepData: boolean;
   /** How many of each cell's slowest acquires to print and record, with their times. */
   readonly slowest: number;
@@ -91,6 +93,10 @@ Options:
                       outlasts N by up to N/2, 20 ms at most), and each cell
                       reports them per node and what its slowest acquires (the
                       top 1%) ran during; 1..1000
+  --runtime K=V,...   settings of the config's runtime section for the dlm cluster
+                      the bench starts for the pair cells, each a number (e.g.
+                      snapshotChunkBytes=65536); the nodes check them as any config
+                      (docs/operations.md), and a refused one stops the run
   --keep-data         keep the temp dir with the clusters' data and logs
   --slowest N         print each cell's N slowest acquires with the time each was sent
                       (ISO and epoch ms), to match stalls against the nodes' logs
@@ -136,6 +142,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     cpuProfDir: null as string | null,
     nodeFlags: [] as readonly string[],
     stallMs: null as number | null,
+    runtime: {} as Readonly<Record<string, number>>,
     etcdBin: null as string | null,
     out: null as string | null,
     keepData: false,
@@ -155,12 +162,22 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
   if (options.scale.cells.length > 0 && (options.endpoints !== null || options.compare !== null)) {
     throw new Error('--scale starts fresh dlm clusters of its own: drop --endpoints and --compare');
   }
-  const started = '--node-flags and --stall-ms set up the dlm cluster the bench starts';
-  if (options.endpoints !== null && (options.nodeFlags.length > 0 || options.stallMs !== null)) {
-    throw new Error(`${started}: drop --endpoints`);
+  const started = '--node-flags, --stall-ms and --runtime set up the dlm cluster the bench starts';
+  const setsUp =
+    options.nodeFlags.length > 0 ||
+    options.stallMs !== null ||
+    Object.keys(options.runtime).length > 0;
+  if (options.endpoints !== null && setsUp) throw new Error(`${started}: drop --endpoints`);
+  if (options.stallMs !== null && 'stallReportMsMin' in options.runtime) {
+    throw new Error('--stall-ms sets runtime.stallReportMsMin: drop it from --runtime');
   }
   if (options.scale.cells.length > 0 && options.stallMs !== null) {
     throw new Error('--stall-ms reports on the pair cells: drop --scale');
+  }
+  if (options.scale.cells.length > 0 && Object.keys(options.runtime).length > 0) {
+    throw new Error(
+      "--runtime sets up the pair cells' cluster; the scale cells set theirs (e.g. --snapshot-entries): drop --scale",
+    );
   }
   if (options.serverPids !== null && options.serverPids.length !== options.endpoints?.length) {
     throw new Error(
@@ -237,6 +254,9 @@ function applyValue(options: Mutable, flag: string, value: string): void {
     case '--stall-ms':
       options.stallMs = integer(flag, value, 1, 1_000);
       return;
+    case '--runtime':
+      options.runtime = runtimeSettings(flag, value);
+      return;
     case '--slowest':
       options.slowest = integer(flag, value, 0, 1_000);
       return;
@@ -247,6 +267,21 @@ function applyValue(options: Mutable, flag: string, value: string): void {
       if (applyScaleValue(options.scale, flag, value, integer)) return;
       throw new Error(`unknown option ${flag} (see --help)`);
   }
+}
+
+/** `key=number` pairs, comma-separated: the names are the config's to check. */
+function runtimeSettings(flag: string, text: string): Record<string, number> {
+  const settings: Record<string, number> = {};
+  for (const pair of text.split(',')) {
+    const match = /^([A-Za-z][A-Za-z0-9]*)=(-?\d+(?:\.\d+)?)$/.exec(pair.trim());
+    if (match === null) {
+      throw new Error(`${flag} takes key=number pairs separated by commas, got "${pair}"`);
+    }
+    const [, key = '', number = ''] = match;
+    if (key in settings) throw new Error(`${flag}: ${key} is given twice`);
+    settings[key] = Number(number);
+  }
+  return settings;
 }
 
 /** Each word must be a flag: anything else would reach `node` as the script to run. */
