@@ -7,6 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { DEFAULT_RUNTIME_CONFIG } from '../../src/config/types.ts';
 import type { ClusterConfig } from '../../src/raft/types.ts';
 import { decodeSnapshotManifest } from '../../src/storage/codec.ts';
 import { decodeChunkKey, encodeChunkKey } from '../../src/storage/keys.ts';
@@ -19,7 +20,7 @@ import {
   SNAPSHOT_KEY,
   SNAPSHOT_MANIFEST_KEY,
 } from '../../src/storage/level-layout.ts';
-import { LevelStorage } from '../../src/storage/level-storage.ts';
+import { LevelStorage, SNAPSHOT_CHUNK_BYTES } from '../../src/storage/level-storage.ts';
 import { logIndex as idx, term as tm } from '../../src/util/ids.ts';
 import { entry, hardState, ids } from '../raft/harness.ts';
 import { beforeEachWrite, withRawDb } from '../support/level-writes.ts';
@@ -54,6 +55,11 @@ function storedManifest(path: string) {
 }
 
 describe('LevelStorage: snapshots in chunks', () => {
+  it("stores in chunks of the config's default size when opened without one", () => {
+    // The config cannot import storage (LevelDB's native module): the two must agree.
+    expect(DEFAULT_RUNTIME_CONFIG.snapshotChunkBytes).toBe(SNAPSHOT_CHUNK_BYTES);
+  });
+
   let dir: string;
   let path: string;
   const opened: LevelStorage[] = [];
