@@ -77,6 +77,7 @@ export async function serve(args: ServeArgs): Promise<void> {
       founders: args.join ? null : config.nodes.map((node) => node.id),
     }),
     snapshotChunkBytes: config.runtime.snapshotChunkBytes,
+    snapshotInstallChunkBytes: config.runtime.snapshotInstallChunkBytes,
     writeBufferBytes: config.runtime.storageWriteBufferBytes,
     blockCacheBytes: config.runtime.storageBlockCacheBytes,
   });

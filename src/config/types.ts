@@ -68,6 +68,13 @@ export interface RuntimeConfig {
    */
   readonly snapshotChunkBytes: number;
   /**
+   * The chunks of a snapshot installed from the leader. An install is the Ready loop's
+   * own write: nothing waits beside it, but the node sends nothing (no acknowledgement,
+   * no heartbeat reply) until every chunk is synced, so fewer, larger chunks end it
+   * sooner (a 32 MB install: 220-269 ms at 1 MiB, 396-472 ms at 64 KiB).
+   */
+  readonly snapshotInstallChunkBytes: number;
+  /**
    * After restoring a snapshot of at least this many bytes (at start-up, or installing
    * the leader's), the node runs a full garbage collection at once. Decoding a snapshot
    * makes several times its state in short-lived objects, which V8 would otherwise keep
@@ -284,6 +291,7 @@ export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
   compactionRetainEntries: 1_000,
   compactionSliceEntries: 10_000,
   snapshotChunkBytes: 64 * 1024,
+  snapshotInstallChunkBytes: 1024 * 1024,
   restoreCollectBytesMin: 4 * 1024 * 1024,
   heapGrowingPercent: 0,
   heapTargetMb: 128,

@@ -61,6 +61,12 @@ export interface LevelStorageOptions {
    */
   readonly snapshotChunkBytes?: number;
   /**
+   * The chunks of a snapshot installed from the leader (persist); absent:
+   * INSTALL_CHUNK_BYTES. Nothing is written beside an install, so only the count of
+   * synced writes matters there.
+   */
+  readonly snapshotInstallChunkBytes?: number;
+  /**
    * LevelDB's write buffer (memtable) size; absent: LevelDB's default, 4 MB. The log
    * is written through it, and a crash replays it from LevelDB's log at the next open.
    */
@@ -81,6 +87,16 @@ export interface LevelStorageOptions {
  * p99 185-201 ms against 269-272 at 1 MiB, at the same pairs/s (issue 12).
  */
 export const SNAPSHOT_CHUNK_BYTES = 1 << 16;
+
+/**
+ * The default chunk of a snapshot installed from the leader
+ * (runtime.snapshotInstallChunkBytes). The Ready loop writes an install and waits for
+ * all of it, so no log write queues behind a chunk, and the node answers no peer until
+ * it is done: here fewer synced writes are better. At 64 KiB a 32 MB install took
+ * 396-472 ms against 220-269 at 1 MiB (review of 78d1f99), nearing an election timeout
+ * at the documented store rate on a slower disk.
+ */
+export const INSTALL_CHUNK_BYTES = 1 << 20;
 
 /**
  * Raft storage on LevelDB (classic-level).
@@ -150,11 +166,16 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
     /** Where the stored snapshot is, as of the last write issued (writes run in order). */
     private readonly place: SnapshotPlace,
     private readonly chunkBytes: number,
+    private readonly installChunkBytes: number,
   ) {
     super(mirror);
     assert(
       Number.isSafeInteger(chunkBytes) && chunkBytes >= 1,
       `snapshotChunkBytes must be a positive integer, got ${chunkBytes}`,
+    );
+    assert(
+      Number.isSafeInteger(installChunkBytes) && installChunkBytes >= 1,
+      `snapshotInstallChunkBytes must be a positive integer, got ${installChunkBytes}`,
     );
     this.newestSnapshotIssued = mirror.snapshot().metadata.index;
     if (place.stored !== null) this.keepDataOnDisk(place.stored);
@@ -185,7 +206,18 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
       const addresses = await loadAddresses(path, sublevels);
       const identity = await loadIdentity(path, sublevels);
       const chunkBytes = options.snapshotChunkBytes ?? SNAPSHOT_CHUNK_BYTES;
-      return new LevelStorage(path, db, sublevels, mirror, addresses, identity, place, chunkBytes);
+      const installChunkBytes = options.snapshotInstallChunkBytes ?? INSTALL_CHUNK_BYTES;
+      return new LevelStorage(
+        path,
+        db,
+        sublevels,
+        mirror,
+        addresses,
+        identity,
+        place,
+        chunkBytes,
+        installChunkBytes,
+      );
     } catch (error) {
       await db.close();
       throw error;
@@ -214,7 +246,10 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
     try {
       // The leader's snapshot's chunks first, each in its own write; the batch below
       // names them. A crash before it leaves chunks no manifest names, dropped at open.
-      chunks = snapshot === null ? null : await this.storeChunks(snapshot.data);
+      chunks =
+        snapshot === null
+          ? null
+          : await this.storeChunks(snapshot.data, undefined, this.installChunkBytes);
       const compactedBefore = this.compactedIndex();
       replaced = this.place.stored;
       const ops = [
@@ -295,16 +330,17 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
   private async storeChunks(
     data: Uint8Array,
     dropped: () => boolean = () => false,
+    chunkBytes = this.chunkBytes,
   ): Promise<StoredChunks | null> {
     const generation = this.place.nextGeneration++;
     let checksum = 0;
     let position = 0;
-    for (let at = 0; at < data.byteLength; at += this.chunkBytes) {
+    for (let at = 0; at < data.byteLength; at += chunkBytes) {
       if (dropped()) {
         await this.dropChunks(generation, position);
         return null;
       }
-      const chunk = data.subarray(at, at + this.chunkBytes);
+      const chunk = data.subarray(at, at + chunkBytes);
       checksum = crc32c(chunk, checksum);
       await this.commit([putSnapshotChunk(this.sublevels, generation, position, chunk)], true);
       position++;

@@ -63,7 +63,11 @@ describe('rcc: a crash at, or inside, every write of the two-step compaction', (
 
   it("the open's clear drops log keys at or below the point and nothing else", async () => {
     const path = join(dir, 'bounds');
-    const storage = await LevelStorage.open(path, { bootstrap: config, snapshotChunkBytes: 4 });
+    const storage = await LevelStorage.open(path, {
+      bootstrap: config,
+      snapshotChunkBytes: 4,
+      snapshotInstallChunkBytes: 4,
+    });
     await storage.persist({
       entries: Array.from({ length: 30 }, (_, i) => entry(i + 2, 1)),
       hardState: hardState(1, a, 31),
@@ -174,7 +178,10 @@ describe('rcc: a crash at, or inside, every write of the two-step compaction', (
   async function countWrites(): Promise<{ writes: number; clears: number[] }> {
     const path = join(dir, 'count');
     await (await LevelStorage.open(path, { bootstrap: config })).close();
-    const storage = await LevelStorage.open(path, { snapshotChunkBytes: CHUNK_BYTES });
+    const storage = await LevelStorage.open(path, {
+      snapshotChunkBytes: CHUNK_BYTES,
+      snapshotInstallChunkBytes: CHUNK_BYTES,
+    });
     let writes = 0;
     const clears: number[] = [];
     interceptWritesByKind((write, kind, run) => {
@@ -207,7 +214,10 @@ describe('rcc: a crash at, or inside, every write of the two-step compaction', (
         const path = join(dir, `run-${k}-${cut}`);
         const boot = await LevelStorage.open(path, { bootstrap: config });
         await boot.close();
-        const storage = await LevelStorage.open(path, { snapshotChunkBytes: CHUNK_BYTES });
+        const storage = await LevelStorage.open(path, {
+          snapshotChunkBytes: CHUNK_BYTES,
+          snapshotInstallChunkBytes: CHUNK_BYTES,
+        });
         let dead = false;
         interceptWritesByKind(async (write, kind, run) => {
           if (dead) throw new Error('the process died');
@@ -239,7 +249,10 @@ describe('rcc: a crash at, or inside, every write of the two-step compaction', (
         });
 
         for (const round of [1, 2]) {
-          const reopened = await LevelStorage.open(path, { snapshotChunkBytes: CHUNK_BYTES });
+          const reopened = await LevelStorage.open(path, {
+            snapshotChunkBytes: CHUNK_BYTES,
+            snapshotInstallChunkBytes: CHUNK_BYTES,
+          });
           const at = `${label} (open ${round})`;
           const snap = reopened.snapshot();
           expect(snap.metadata.index, at).toBeGreaterThanOrEqual(acked.snapshot);

@@ -75,7 +75,10 @@ describe.skipIf(oldDir === null)('rev-mem: the previous release on data the new 
   it('before the first chunked snapshot the previous release still opens the data', async () => {
     const path = join(dir, 'n1');
     await previousRelease(path);
-    const current = await LevelStorage.open(path, { snapshotChunkBytes: 4 });
+    const current = await LevelStorage.open(path, {
+      snapshotChunkBytes: 4,
+      snapshotInstallChunkBytes: 4,
+    });
     await current.persist({ entries: [entry(7, 2), entry(8, 2)], hardState: hardState(2, a, 8) });
     await current.close();
     const old = await OldStorage.open(path);
@@ -87,7 +90,10 @@ describe.skipIf(oldDir === null)('rev-mem: the previous release on data the new 
   it('a crash during the first conversion leaves data both releases open', async () => {
     const path = join(dir, 'n1');
     await previousRelease(path);
-    const current = await LevelStorage.open(path, { snapshotChunkBytes: 4 });
+    const current = await LevelStorage.open(path, {
+      snapshotChunkBytes: 4,
+      snapshotInstallChunkBytes: 4,
+    });
     beforeEachWrite((write) => {
       // Two chunks land; the third chunk write and the manifest never do.
       if (write >= 3) throw new Error('the process died');
@@ -102,7 +108,10 @@ describe.skipIf(oldDir === null)('rev-mem: the previous release on data the new 
     expect(old.snapshot().metadata.index).toBe(3);
     await old.createSnapshot(idx(5), config, Uint8Array.from([5, 5, 5]));
     await old.close();
-    const again = await LevelStorage.open(path, { snapshotChunkBytes: 4 });
+    const again = await LevelStorage.open(path, {
+      snapshotChunkBytes: 4,
+      snapshotInstallChunkBytes: 4,
+    });
     expect(again.snapshot().metadata.index).toBe(5);
     expect(again.snapshot().data).toEqual(Uint8Array.from([5, 5, 5]));
     await again.close();
@@ -111,7 +120,10 @@ describe.skipIf(oldDir === null)('rev-mem: the previous release on data the new 
   it('after a chunked snapshot the previous release refuses the data loudly (the rollback limit)', async () => {
     const path = join(dir, 'n1');
     await previousRelease(path);
-    const current = await LevelStorage.open(path, { snapshotChunkBytes: 4 });
+    const current = await LevelStorage.open(path, {
+      snapshotChunkBytes: 4,
+      snapshotInstallChunkBytes: 4,
+    });
     await current.createSnapshot(idx(5), config, new Uint8Array(10).fill(9));
     await current.close();
     await expect(OldStorage.open(path)).rejects.toThrow('snapshot key latest: missing');

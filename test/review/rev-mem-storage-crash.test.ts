@@ -138,7 +138,10 @@ describe('rev-mem: a crash at every write of chunked snapshots', () => {
       calls = write;
       return native();
     });
-    const storage = await LevelStorage.open(path, { snapshotChunkBytes: CHUNK_BYTES });
+    const storage = await LevelStorage.open(path, {
+      snapshotChunkBytes: CHUNK_BYTES,
+      snapshotInstallChunkBytes: CHUNK_BYTES,
+    });
     opened.push(storage);
     calls = 0;
     await script(storage, { entries: new Map(), hardState: null, snapshots: [] });
@@ -154,7 +157,10 @@ describe('rev-mem: a crash at every write of chunked snapshots', () => {
         const label = `crash ${applied ? 'after' : 'before'} write ${k} of ${writes}`;
         const path = join(dir, `run-${k}-${applied}`);
         await oldDatabase(path);
-        const storage = await LevelStorage.open(path, { snapshotChunkBytes: CHUNK_BYTES });
+        const storage = await LevelStorage.open(path, {
+          snapshotChunkBytes: CHUNK_BYTES,
+          snapshotInstallChunkBytes: CHUNK_BYTES,
+        });
         let dead = false;
         interceptWrites(async (write, native) => {
           if (dead) throw new Error('the process died');
@@ -172,7 +178,10 @@ describe('rev-mem: a crash at every write of chunked snapshots', () => {
         vi.restoreAllMocks();
         await storage.close().catch(() => {});
 
-        const reopened = await LevelStorage.open(path, { snapshotChunkBytes: CHUNK_BYTES });
+        const reopened = await LevelStorage.open(path, {
+          snapshotChunkBytes: CHUNK_BYTES,
+          snapshotInstallChunkBytes: CHUNK_BYTES,
+        });
         const snap = reopened.snapshot();
         const index = snap.metadata.index;
         expect(index, label).not.toBe(12);

@@ -65,6 +65,7 @@ describe('rev-mem: random chunked-snapshot runs with crashes and restarts', () =
       let storage = await LevelStorage.open(path, {
         bootstrap: config,
         snapshotChunkBytes: chunkBytes,
+        snapshotInstallChunkBytes: chunkBytes,
       });
       // What was acknowledged.
       const founding = storage.snapshot().metadata.index;
@@ -143,7 +144,11 @@ describe('rev-mem: random chunked-snapshot runs with crashes and restarts', () =
         vi.restoreAllMocks();
         await storage.close().catch(() => {});
 
-        storage = await LevelStorage.open(path, { snapshotChunkBytes: 1 + int(9) });
+        const reopenChunkBytes = 1 + int(9);
+        storage = await LevelStorage.open(path, {
+          snapshotChunkBytes: reopenChunkBytes,
+          snapshotInstallChunkBytes: reopenChunkBytes,
+        });
         const snapshot = storage.snapshot();
         const at = snapshot.metadata.index;
         expect(at, label).toBeGreaterThanOrEqual(ackedSnapshot);

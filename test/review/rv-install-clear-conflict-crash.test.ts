@@ -198,7 +198,10 @@ describe('rv-install-clear: a crash at, or inside, every write of installs below
   it('without a crash, each install drops the conflicting suffix and the log continues', async () => {
     const path = join(dir, 'clean');
     await (await LevelStorage.open(path, { bootstrap: config })).close();
-    const storage = await LevelStorage.open(path, { snapshotChunkBytes: CHUNK_BYTES });
+    const storage = await LevelStorage.open(path, {
+      snapshotChunkBytes: CHUNK_BYTES,
+      snapshotInstallChunkBytes: CHUNK_BYTES,
+    });
     const model = fresh();
     await script(storage, model);
     expect(matches(storage, model.acked)).toBe(true);
@@ -213,7 +216,10 @@ describe('rv-install-clear: a crash at, or inside, every write of installs below
   it('every cut leaves a store that opens with the acknowledged log or the one in flight', async () => {
     const count = join(dir, 'count');
     await (await LevelStorage.open(count, { bootstrap: config })).close();
-    const counting = await LevelStorage.open(count, { snapshotChunkBytes: CHUNK_BYTES });
+    const counting = await LevelStorage.open(count, {
+      snapshotChunkBytes: CHUNK_BYTES,
+      snapshotInstallChunkBytes: CHUNK_BYTES,
+    });
     let writes = 0;
     const clears: number[] = [];
     interceptWritesByKind((write, kind, run) => {
@@ -236,7 +242,10 @@ describe('rv-install-clear: a crash at, or inside, every write of installs below
         const label = `cut ${cut} write ${k} of ${writes}`;
         const path = join(dir, `run-${k}-${cut}`);
         await (await LevelStorage.open(path, { bootstrap: config })).close();
-        const storage = await LevelStorage.open(path, { snapshotChunkBytes: CHUNK_BYTES });
+        const storage = await LevelStorage.open(path, {
+          snapshotChunkBytes: CHUNK_BYTES,
+          snapshotInstallChunkBytes: CHUNK_BYTES,
+        });
         let dead = false;
         interceptWritesByKind(async (write, kind, run) => {
           if (dead) throw new Error('the process died');
@@ -255,7 +264,10 @@ describe('rv-install-clear: a crash at, or inside, every write of installs below
 
         for (const round of [1, 2]) {
           const at = `${label} (open ${round})`;
-          const reopened = await LevelStorage.open(path, { snapshotChunkBytes: CHUNK_BYTES });
+          const reopened = await LevelStorage.open(path, {
+            snapshotChunkBytes: CHUNK_BYTES,
+            snapshotInstallChunkBytes: CHUNK_BYTES,
+          });
           const snap = reopened.snapshot();
           expect(snap.metadata.index, at).toBeGreaterThanOrEqual(model.snapshot);
           expect(Buffer.from(snap.data).toString('hex'), at).toBe(

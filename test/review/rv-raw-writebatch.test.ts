@@ -221,7 +221,11 @@ describe('close and status', () => {
 
   it('LevelStorage: a snapshot whose data is a view with an offset, in many chunks, reads back whole', async () => {
     const path = join(dir, 'n2');
-    const storage = await LevelStorage.open(path, { bootstrap: config, snapshotChunkBytes: 1000 });
+    const storage = await LevelStorage.open(path, {
+      bootstrap: config,
+      snapshotChunkBytes: 1000,
+      snapshotInstallChunkBytes: 1000,
+    });
     const first = storage.lastIndex() + 1;
     await storage.persist({ entries: [entry(first, 1)], hardState: hardState(1, a, first) });
     const host = Buffer.alloc(10_777);

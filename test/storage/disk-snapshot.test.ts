@@ -54,6 +54,7 @@ describe('LevelStorage keeps the latest snapshot data on disk', () => {
     storage = await LevelStorage.open(join(dir, 'db'), {
       bootstrap: config,
       snapshotChunkBytes: CHUNK_BYTES,
+      snapshotInstallChunkBytes: CHUNK_BYTES,
     });
     await storage.persist({ entries: entries(2, 20) });
     const level = Level.prototype as unknown as Record<'_getSync', (...args: unknown[]) => unknown>;
@@ -177,7 +178,10 @@ describe('LevelStorage keeps the latest snapshot data on disk', () => {
   it('reads it back after a restart', async () => {
     await storage.createSnapshot(logIndex(10), config, stateAt(10));
     await storage.close();
-    storage = await LevelStorage.open(join(dir, 'db'), { snapshotChunkBytes: CHUNK_BYTES });
+    storage = await LevelStorage.open(join(dir, 'db'), {
+      snapshotChunkBytes: CHUNK_BYTES,
+      snapshotInstallChunkBytes: CHUNK_BYTES,
+    });
     await collect();
     expect(storage.snapshot().data).toEqual(stateAt(10));
   });

@@ -20,7 +20,11 @@ import {
   SNAPSHOT_KEY,
   SNAPSHOT_MANIFEST_KEY,
 } from '../../src/storage/level-layout.ts';
-import { LevelStorage, SNAPSHOT_CHUNK_BYTES } from '../../src/storage/level-storage.ts';
+import {
+  INSTALL_CHUNK_BYTES as INSTALL_CHUNK_BYTES_DEFAULT,
+  LevelStorage,
+  SNAPSHOT_CHUNK_BYTES,
+} from '../../src/storage/level-storage.ts';
 import { logIndex as idx, term as tm } from '../../src/util/ids.ts';
 import { entry, hardState, ids } from '../raft/harness.ts';
 import { beforeEachWrite, withRawDb } from '../support/level-writes.ts';
@@ -28,6 +32,8 @@ import { beforeEachWrite, withRawDb } from '../support/level-writes.ts';
 const [a, b, c] = ids('a', 'b', 'c');
 const config: ClusterConfig = { voters: [a, b, c], learners: [] };
 const CHUNK_BYTES = 8;
+/** A leader's snapshot, installed, goes in chunks of its own size. */
+const INSTALL_CHUNK_BYTES = 16;
 
 /** `length` bytes that differ from position to position, from `seed` on. */
 function data(length: number, seed = 0): Uint8Array {
@@ -55,9 +61,10 @@ function storedManifest(path: string) {
 }
 
 describe('LevelStorage: snapshots in chunks', () => {
-  it("stores in chunks of the config's default size when opened without one", () => {
+  it("stores in chunks of the config's default sizes when opened without them", () => {
     // The config cannot import storage (LevelDB's native module): the two must agree.
     expect(DEFAULT_RUNTIME_CONFIG.snapshotChunkBytes).toBe(SNAPSHOT_CHUNK_BYTES);
+    expect(DEFAULT_RUNTIME_CONFIG.snapshotInstallChunkBytes).toBe(INSTALL_CHUNK_BYTES_DEFAULT);
   });
 
   let dir: string;
@@ -66,6 +73,7 @@ describe('LevelStorage: snapshots in chunks', () => {
   const open = async (bootstrap = false): Promise<LevelStorage> => {
     const storage = await LevelStorage.open(path, {
       snapshotChunkBytes: CHUNK_BYTES,
+      snapshotInstallChunkBytes: INSTALL_CHUNK_BYTES,
       ...(bootstrap ? { bootstrap: config } : {}),
     });
     opened.push(storage);
@@ -157,7 +165,7 @@ describe('LevelStorage: snapshots in chunks', () => {
     return chunkKeys(path);
   }
 
-  it("a leader's snapshot is stored in chunks too, and reads back after a restart", async () => {
+  it("a leader's snapshot is stored in chunks of the install size, and reads back after a restart", async () => {
     await withLog();
     let storage = await open();
     const leaders = data(30, 5);
@@ -166,7 +174,8 @@ describe('LevelStorage: snapshots in chunks', () => {
       hardState: hardState(4, null, 20),
     });
     await close(storage);
-    expect(await chunkKeys(path)).toHaveLength(4);
+    // 30 bytes: 2 chunks of INSTALL_CHUNK_BYTES (4 of CHUNK_BYTES, a local snapshot's).
+    expect(await chunkKeys(path)).toHaveLength(2);
 
     storage = await open();
     expect(storage.snapshot()).toEqual({

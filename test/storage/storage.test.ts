@@ -45,7 +45,10 @@ const memoryFactory: StorageFactory = {
 function levelFactory(
   snapshotChunkBytes?: number,
 ): StorageFactory & { tempDir(): Promise<string> } {
-  const chunking = snapshotChunkBytes === undefined ? {} : { snapshotChunkBytes };
+  const chunking =
+    snapshotChunkBytes === undefined
+      ? {}
+      : { snapshotChunkBytes, snapshotInstallChunkBytes: snapshotChunkBytes };
   const dirs: string[] = [];
   const open = new Set<LevelStorage>();
   const tempDir = async (): Promise<string> => {

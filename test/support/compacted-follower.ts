@@ -60,6 +60,7 @@ export async function followerCompactedAway(
       const storage = await LevelStorage.open(join(dir, id), {
         bootstrap,
         snapshotChunkBytes: 1000,
+        snapshotInstallChunkBytes: 1000,
       });
       storages.set(id, storage);
       const node = new DlmNode(id, storage, network.connect(id), OPTIONS, undefined, i + 1);

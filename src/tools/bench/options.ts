@@ -95,7 +95,7 @@ Options:
                       top 1%) ran during; 1..1000
   --runtime K=V,...   settings of the config's runtime section for the dlm cluster
                       the bench starts for the pair cells, each a number (e.g.
-                      snapshotChunkBytes=65536); the nodes check them as any config
+                      snapshotChunkBytes=1048576); the nodes check them as any config
                       (docs/operations.md), and a refused one stops the run
   --keep-data         keep the temp dir with the clusters' data and logs
   --slowest N         print each cell's N slowest acquires with the time each was sent
