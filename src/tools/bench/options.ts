@@ -278,7 +278,7 @@ function runtimeSettings(flag: string, text: string): Record<string, number> {
       throw new Error(`${flag} takes key=number pairs separated by commas, got "${pair}"`);
     }
     const [, key = '', number = ''] = match;
-    if (key in settings) throw new Error(`${flag}: ${key} is given twice`);
+    if (Object.hasOwn(settings, key)) throw new Error(`${flag}: ${key} is given twice`);
     settings[key] = Number(number);
   }
   return settings;
