@@ -169,14 +169,15 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
     private readonly installChunkBytes: number,
   ) {
     super(mirror);
-    assert(
-      Number.isSafeInteger(chunkBytes) && chunkBytes >= 1,
-      `snapshotChunkBytes must be a positive integer, got ${chunkBytes}`,
-    );
-    assert(
-      Number.isSafeInteger(installChunkBytes) && installChunkBytes >= 1,
-      `snapshotInstallChunkBytes must be a positive integer, got ${installChunkBytes}`,
-    );
+    for (const [name, bytes] of [
+      ['snapshotChunkBytes', chunkBytes],
+      ['snapshotInstallChunkBytes', installChunkBytes],
+    ] as const) {
+      assert(
+        Number.isSafeInteger(bytes) && bytes >= 1,
+        `${name} must be a positive integer, got ${bytes}`,
+      );
+    }
     this.newestSnapshotIssued = mirror.snapshot().metadata.index;
     if (place.stored !== null) this.keepDataOnDisk(place.stored);
   }
@@ -247,9 +248,7 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
       // The leader's snapshot's chunks first, each in its own write; the batch below
       // names them. A crash before it leaves chunks no manifest names, dropped at open.
       chunks =
-        snapshot === null
-          ? null
-          : await this.storeChunks(snapshot.data, undefined, this.installChunkBytes);
+        snapshot === null ? null : await this.storeChunks(snapshot.data, this.installChunkBytes);
       const compactedBefore = this.compactedIndex();
       replaced = this.place.stored;
       const ops = [
@@ -301,7 +300,7 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
     let written: { chunks: StoredChunks; replaced: StoredChunks | null };
     this.snapshotInFlight = true;
     try {
-      const chunks = await this.storeChunks(data, dropped);
+      const chunks = await this.storeChunks(data, this.chunkBytes, dropped);
       if (chunks === null) return null;
       if (dropped()) {
         await this.dropChunks(chunks.generation, chunks.chunkCount);
@@ -329,8 +328,8 @@ export class LevelStorage extends MirroredReads implements WritableStorage {
    */
   private async storeChunks(
     data: Uint8Array,
+    chunkBytes: number,
     dropped: () => boolean = () => false,
-    chunkBytes = this.chunkBytes,
   ): Promise<StoredChunks | null> {
     const generation = this.place.nextGeneration++;
     let checksum = 0;

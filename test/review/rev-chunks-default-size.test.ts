@@ -21,7 +21,7 @@ import { decodeChunkKey } from '../../src/storage/keys.ts';
 import { LevelStorage, SNAPSHOT_CHUNK_BYTES } from '../../src/storage/level-storage.ts';
 import { logIndex as idx, term as tm } from '../../src/util/ids.ts';
 import { entry, hardState, ids } from '../raft/harness.ts';
-import { interceptWrites, withRawDb } from '../support/level-writes.ts';
+import { crashAtWrite, interceptWrites, withRawDb } from '../support/level-writes.ts';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -134,15 +134,7 @@ describe('rev-chunks: 16 MB snapshots at the default chunk size', () => {
         const label = `cut ${applied ? 'after' : 'before'} write ${k} of ${total}`;
         const path = join(dir, `cut-${k}-${applied}`);
         const storage = await LevelStorage.open(path, { bootstrap: config });
-        let dead = false;
-        interceptWrites(async (write, native) => {
-          if (dead) throw new Error('the process died');
-          if (write === k) {
-            dead = true;
-            if (!applied) throw new Error('the process died');
-          }
-          return native();
-        });
+        crashAtWrite(k, applied);
         const acked = {
           entries: new Map<number, Entry>(),
           snapshots: [] as number[],

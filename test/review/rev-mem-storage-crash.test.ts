@@ -25,7 +25,7 @@ import {
 import { LevelStorage } from '../../src/storage/level-storage.ts';
 import { logIndex as idx, term as tm } from '../../src/util/ids.ts';
 import { entry, hardState, ids } from '../raft/harness.ts';
-import { interceptWrites, withRawDb } from '../support/level-writes.ts';
+import { crashAtWrite, interceptWrites, withRawDb } from '../support/level-writes.ts';
 
 const [a, b, c] = ids('a', 'b', 'c');
 const config: ClusterConfig = { voters: [a, b, c], learners: [] };
@@ -161,15 +161,7 @@ describe('rev-mem: a crash at every write of chunked snapshots', () => {
           snapshotChunkBytes: CHUNK_BYTES,
           snapshotInstallChunkBytes: CHUNK_BYTES,
         });
-        let dead = false;
-        interceptWrites(async (write, native) => {
-          if (dead) throw new Error('the process died');
-          if (write === k) {
-            dead = true;
-            if (!applied) throw new Error('the process died');
-          }
-          return native();
-        });
+        crashAtWrite(k, applied);
         const acked: Acked = { entries: new Map(), hardState: hardState(2, a, 5), snapshots: [5] };
         for (let i = 6; i <= 12; i++) acked.entries.set(i, entry(i, i < 9 ? 1 : 2));
         await script(storage, acked).catch(() => {});

@@ -64,6 +64,22 @@ export function interceptWrites(
   vi.spyOn(level, '_clear').mockImplementation(clear);
 }
 
+/**
+ * The process dies at native write `k`: before it is made, or just after it `landed`;
+ * every later write fails as a dead process's would. Restore with vi.restoreAllMocks().
+ */
+export function crashAtWrite(k: number, landed: boolean): void {
+  let dead = false;
+  interceptWrites(async (write, native) => {
+    if (dead) throw new Error('the process died');
+    if (write === k) {
+      dead = true;
+      if (!landed) throw new Error('the process died');
+    }
+    return native();
+  });
+}
+
 /** Runs `before` ahead of each native write: it may hold it (a promise) or fail it (throw). */
 export function beforeEachWrite(before: (write: number) => Promise<void> | void): void {
   interceptWrites(async (write, native) => {

@@ -153,10 +153,7 @@ async function startClusters(
     clusters.push(
       await startDlmCluster(
         dlmDir,
-        {
-          peerTransport: options.peerTransport,
-          ...(Object.keys(runtime).length > 0 ? { runtime } : {}),
-        },
+        { peerTransport: options.peerTransport, runtime },
         { cpuProfDir: options.cpuProfDir, nodeFlags: options.nodeFlags },
       ),
     );

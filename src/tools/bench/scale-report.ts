@@ -6,6 +6,7 @@ import type { BenchOptions } from './options.ts';
 import type { LocksResult, NodeMemory, RestartFigures } from './scale-locks.ts';
 import type { RampResult, RampStep } from './scale-ramp.ts';
 import type { SessionsResult } from './scale-sessions.ts';
+import { per } from './stats.ts';
 
 /** The scale cells' printed summary, JSON file and exit code. */
 export type ScaleResult = SessionsResult | LocksResult | RampResult;
@@ -182,10 +183,6 @@ function ms(value: number): string {
 
 function pct(value: number | undefined): string {
   return `${fixed(value, 0)} %`;
-}
-
-function per(total: number, count: number): number {
-  return count > 0 ? total / count : Number.NaN;
 }
 
 function fixed(value: number | undefined, digits: number): string {

@@ -11,7 +11,7 @@ import {
   workerStats,
 } from './scale-common.ts';
 import { endpointsVia } from './server-cluster.ts';
-import { type LatencySummaryMs, summarize } from './stats.ts';
+import { type LatencySummaryMs, per, summarize } from './stats.ts';
 
 /**
  * The sessions cell: N sessions, kept alive by the client library (a keepalive every
@@ -157,7 +157,6 @@ export async function runSessionsCell(context: ScaleContext): Promise<SessionsRe
 
   const refreshes = stats.sessionsRefreshed;
   const calls = stats.keepAliveCallsAnswered;
-  const per = (total: number, count: number) => (count > 0 ? total / count : Number.NaN);
   const nodes = nodesAfter.map((after, i): NodeFigures => {
     const cpuMs = after.cpuMs - (nodesBefore[i]?.cpuMs ?? 0);
     const expiries = (samples: ReadonlyMap<string, number> | undefined) =>

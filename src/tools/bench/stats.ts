@@ -33,3 +33,8 @@ export function jainIndex(counts: readonly number[]): number {
   const squares = counts.reduce((a, b) => a + b * b, 0);
   return squares === 0 ? Number.NaN : (sum * sum) / (counts.length * squares);
 }
+
+/** `total / count`, or NaN when nothing was counted (a figure per nothing). */
+export function per(total: number, count: number): number {
+  return count > 0 ? total / count : Number.NaN;
+}
